@@ -1,0 +1,1 @@
+CLI_SRC := cli/main.c

@@ -1,0 +1,1 @@
+CLIENT_SRC := client/client.c

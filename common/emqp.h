@@ -1,0 +1,144 @@
+/*  emqp — the eMQP/1.0 frame codec: the only code that builds or parses frames.
+
+    A whole multipart message becomes an emqp_msg_t and back. Decoding checks
+    the frame count, the protocol frame, the command, every size and every
+    number, and names the reason for any rejection. Fields that a command does
+    not use stay NULL/0. The message owns all its fields.
+
+    Wire layout (after the routing identity on a ROUTER socket):
+        ''  'eMQP/1.0'  COMMAND  msgid  <command frames...>
+    See docs/protocol.md for the frame table of every command, extensions
+    included.
+*/
+#ifndef EMQ_EMQP_H
+#define EMQ_EMQP_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define EMQP_PROTOCOL "eMQP/1.0"
+
+//  Limits on text frames; payloads are limited by emqp_limits_t.
+#define EMQP_MSGID_MAX   128
+#define EMQP_QUEUE_MAX   128
+#define EMQP_HEADERS_MAX 1024
+#define EMQP_SHORT_MAX   4096      // INFORM queues, usage, error text
+#define EMQP_STATS_MAX   65536     // HEARTBEAT stats JSON
+
+typedef enum {
+    EMQP_INVALID = 0,
+    //  eMQP/1.0 as EventMQ speaks it
+    EMQP_ACK,
+    EMQP_HEARTBEAT,
+    EMQP_DISCONNECT,
+    EMQP_KBYE,
+    EMQP_READY,
+    EMQP_INFORM,
+    EMQP_REQUEST,
+    EMQP_REPLY,
+    EMQP_SCHEDULE,
+    EMQP_UNSCHEDULE,
+    EMQP_HELLO,
+    EMQP_STATUS,
+    EMQP_ROUTER_SHOW_WORKERS,
+    EMQP_ROUTER_SHOW_SCHEDULERS,
+    //  emq extensions (EventMQ peers never receive these)
+    EMQP_DONE,          // jm -> router: a job ended (msgid, epoch, outcome)
+    EMQP_RESULT,        // router -> client: a job's outcome
+    EMQP_ERROR,         // router -> peer: a message was refused, and why
+    EMQP_COMMAND_COUNT
+} emqp_command_t;
+
+//  Outcome of a job, as carried by DONE and RESULT.
+typedef enum {
+    EMQP_STATUS_OK = 0,
+    EMQP_STATUS_FAILED,     // the job reported an error or exited non-zero
+    EMQP_STATUS_TIMEOUT,    // killed after timeout:N seconds
+    EMQP_STATUS_CRASHED,    // the worker died (signal, OOM, exit) running it
+    EMQP_STATUS_REJECTED,   // the job manager refused to run it (bad payload,
+                            // plugin not allowed, command not allowed)
+    EMQP_STATUS_COUNT
+} emqp_status_t;
+
+//  A decoded message. Text fields are NUL-terminated, valid UTF-8, owned.
+//  Binary fields are zframe_t, owned (moved out of the received zmsg_t, never
+//  copied).
+typedef struct {
+    zframe_t *identity;     // routing id (ROUTER side), else NULL
+    emqp_command_t command;
+    char *msgid;            // this message's id (all commands)
+
+    char *ref;              // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR:
+                            // the job's (request) msgid
+    char *queue;            // REQUEST, SCHEDULE, UNSCHEDULE
+    char *headers;          // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
+    zframe_t *payload;      // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
+                            // REPLY: reply (jm) or JSON (admin);
+                            // DONE/RESULT: msgpack value (ok) or error text
+    double heartbeat_ts;    // HEARTBEAT: unix seconds
+    char *stats;            // HEARTBEAT (emq jm -> router, optional trailing
+                            // frame): JSON status of the job manager
+    int64_t interval_s;     // SCHEDULE, UNSCHEDULE (-1 when cron is used)
+    char *cron;             // SCHEDULE, UNSCHEDULE ("" when interval is used)
+    char *queues;           // INFORM: JSON [[weight,"name"],...] or ""
+    char *peer_type;        // INFORM: "worker" | "scheduler"
+    char *agent;            // INFORM: optional extension frame naming an emq
+                            // peer ("emq/1"); NULL for EventMQ peers
+    uint64_t epoch;         // REQUEST (router->emq jm), DONE: dispatch epoch
+    uint32_t attempt;       // REQUEST (router->emq jm): 1 on first dispatch
+    emqp_status_t status;   // DONE, RESULT
+    char *usage;            // DONE, RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
+    char *error_code;       // ERROR: a word, e.g. "QUEUE_FULL"
+    char *error_text;       // ERROR: human-readable reason
+} emqp_msg_t;
+
+typedef struct {
+    size_t payload_max;     // largest payload/result frame accepted (bytes)
+} emqp_limits_t;
+
+//  Returns the command's wire name ("REQUEST"), or "INVALID".
+const char *emqp_command_name (emqp_command_t command);
+//  Returns the command for a wire name, or EMQP_INVALID.
+emqp_command_t emqp_command_lookup (const char *name);
+//  Status names: "ok", "failed", "timeout", "crashed", "rejected".
+const char *emqp_status_name (emqp_status_t status);
+//  Returns 0 and sets *status, or -1 for an unknown name.
+int emqp_status_lookup (const char *name, emqp_status_t *status);
+
+//  Creates an empty message for the command; caller owns it.
+emqp_msg_t *emqp_msg_new (emqp_command_t command);
+//  Destroys a message and nulls the pointer; NULL is fine.
+void emqp_msg_destroy (emqp_msg_t **self_p);
+
+//  Decodes a whole multipart message, taking ownership of *zmsg_p (it is
+//  destroyed and nulled whatever happens). with_identity: the first frame is
+//  a ROUTER routing id. On success returns a message the caller owns. On
+//  failure returns NULL and writes the reason to err (errlen bytes); when the
+//  identity could be read and with_identity is set, *identity_p (if not NULL)
+//  receives it so the caller can answer with ERROR (caller owns it).
+emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity,
+                         const emqp_limits_t *limits, zframe_t **identity_p,
+                         char *err, size_t errlen);
+
+//  Encodes a message into a new zmsg_t (identity first when set). Moves the
+//  message's frames into the result (self->payload and self->identity become
+//  NULL); strings are copied. If msgid is NULL a fresh one is generated.
+//  Returns NULL if a field the command needs is missing.
+zmsg_t *emqp_encode (emqp_msg_t *self);
+
+//  Encodes and sends on sock, non-blocking (ZMQ_DONTWAIT). Takes ownership
+//  of *self_p. Returns 0, or -1 with errno set (EHOSTUNREACH: the ROUTER peer
+//  is gone; EAGAIN: its pipe is full). On failure nothing was sent.
+int emqp_send (emqp_msg_t **self_p, zsock_t *sock);
+
+//  Writes a fresh uuid4 string (36 chars + NUL) to buf.
+void emqp_msgid_new (char buf[37]);
+
+//  Writes a printable, length-capped rendering of data to buf for logs.
+const char *emqp_printable (const void *data, size_t size, char *buf, size_t buflen);
+
+//  Self test.
+void emqp_test (bool verbose);
+
+#endif

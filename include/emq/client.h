@@ -1,0 +1,132 @@
+/*  emq/client.h — libemq, the client library for emq (and EventMQ) routers.
+
+    A client is one DEALER socket connected to a router's frontend. It can
+    submit jobs and wait for each one's ACK, or keep many submissions in
+    flight and collect ACKs, errors and results as events. Not thread-safe:
+    use one client per thread.
+
+    Errors are negative emq_error_t codes; emq_strerror() names them and
+    emq_client_last_error() gives the detail of the last failure.
+*/
+#ifndef EMQ_CLIENT_H
+#define EMQ_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define EMQ_DEFAULT_FRONTEND "tcp://127.0.0.1:47291"
+#define EMQ_DEFAULT_ADMIN    "tcp://127.0.0.1:47293"
+#define EMQ_MSGID_MAX 128
+
+typedef enum {
+    EMQ_OK = 0,
+    EMQ_ERR_INVALID = -1,       // bad argument (empty queue, NULL payload...)
+    EMQ_ERR_UNREACHABLE = -2,   // no answer from the router in time
+    EMQ_ERR_TIMEOUT = -3,       // the wait for a result ran out
+    EMQ_ERR_REJECTED = -4,      // the router refused the job (ERROR frame)
+    EMQ_ERR_JOB_FAILED = -5,    // the job ran and failed
+    EMQ_ERR_JOB_TIMEOUT = -6,   // the job was killed after its timeout
+    EMQ_ERR_PROTOCOL = -7,      // the router sent something we cannot read
+    EMQ_ERR_NOMEM = -8,
+    EMQ_ERR_SYSTEM = -9         // a system call failed (see last error)
+} emq_error_t;
+
+typedef struct emq_client emq_client_t;
+
+typedef struct {
+    const char *queue;          // NULL = "default"
+    bool reply;                 // reply-requested: send the result back
+    uint32_t retries;           // retry-count:N
+    uint32_t timeout_s;         // timeout:N, 0 = none
+    const char *extra_headers;  // appended verbatim (e.g. "guarantee"), or NULL
+} emq_submit_opts_t;
+
+typedef enum {
+    EMQ_EVENT_ACK,              // the router accepted msgid
+    EMQ_EVENT_ERROR,            // the router refused msgid (code, text)
+    EMQ_EVENT_RESULT            // msgid finished (status, value or error)
+} emq_event_type_t;
+
+typedef enum {
+    EMQ_JOB_OK = 0,
+    EMQ_JOB_FAILED,
+    EMQ_JOB_TIMEOUT,
+    EMQ_JOB_CRASHED,
+    EMQ_JOB_REJECTED
+} emq_job_status_t;
+
+typedef struct {
+    emq_event_type_t type;
+    char msgid[EMQ_MSGID_MAX + 1];  // the job the event is about
+    emq_job_status_t status;        // RESULT
+    const void *data;               // RESULT ok: msgpack value; RESULT not ok:
+                                    // error text (not NUL-terminated); ERROR: reason
+    size_t size;
+    char code[64];                  // ERROR: e.g. "QUEUE_FULL"
+    char usage[256];                // RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
+} emq_event_t;
+
+//  Names an error code ("router unreachable").
+const char *emq_strerror (int code);
+
+//  Connects to addr, or to $EMQ_BROKER_ADDR, or to EMQ_DEFAULT_FRONTEND.
+//  Returns NULL on failure (bad address). Connecting never waits: an absent
+//  router shows as EMQ_ERR_UNREACHABLE on the first wait.
+emq_client_t *emq_client_new (const char *addr);
+void emq_client_destroy (emq_client_t **self_p);
+//  Detail of the last failure on this client (never NULL).
+const char *emq_client_last_error (emq_client_t *self);
+
+//  Sends a REQUEST and returns at once; msgid_out (37 bytes) receives the
+//  job's id. The payload is copied. Returns 0 or a negative emq_error_t.
+int emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
+                      const void *payload, size_t size, char msgid_out[37]);
+
+//  Sends a REQUEST and waits up to timeout_ms for its ACK. Returns 0,
+//  EMQ_ERR_REJECTED (detail in last error), or EMQ_ERR_UNREACHABLE.
+int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
+                const void *payload, size_t size, char msgid_out[37],
+                int timeout_ms);
+
+//  Waits up to timeout_ms (-1 = forever) for the next event. Returns 0 and
+//  fills *event (its data is owned by the client and valid until the next
+//  call), or EMQ_ERR_TIMEOUT when nothing came.
+int emq_poll (emq_client_t *self, int timeout_ms, emq_event_t *event);
+
+//  Waits up to timeout_ms for the RESULT of msgid; events for other jobs
+//  that arrive meanwhile are kept for emq_poll. Returns 0 (job succeeded),
+//  EMQ_ERR_JOB_FAILED / EMQ_ERR_JOB_TIMEOUT (job ended badly), or
+//  EMQ_ERR_TIMEOUT. *event holds the result in every case but the last.
+int emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
+                     emq_event_t *event);
+
+//  Job payloads (msgpack). Each returns 0 and a malloc'd buffer the caller
+//  frees, or a negative emq_error_t.
+//  run: library file name, function name, msgpack-encoded arguments (may be
+//  NULL: nil).
+int emq_payload_run (const char *library, const char *function,
+                     const void *args, size_t args_size,
+                     void **out, size_t *out_size);
+//  exec: argv (argc > 0), optional stdin bytes, optional env ("NAME=VALUE",
+//  envc entries), optional cwd.
+int emq_payload_exec (const char *const *argv, size_t argc,
+                      const void *stdin_data, size_t stdin_size,
+                      const char *const *env, size_t envc, const char *cwd,
+                      void **out, size_t *out_size);
+
+//  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
+//  ROUTER_SHOW_SCHEDULERS, DISCONNECT) to the admin socket at addr (NULL =
+//  $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits for the reply. On success
+//  *reply_out is the malloc'd reply text (JSON; for DISCONNECT the acked id).
+int emq_admin (const char *addr, const char *command, int timeout_ms,
+               char **reply_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1 @@
+JOBMANAGER_SRC := jobmanager/main.c

@@ -1,0 +1,1 @@
+PLUGIN_SRC := plugins/libemq_examples.c

@@ -1,0 +1,2 @@
+SELFTEST_SRC := tests/selftest.c
+INTEGRATION_SRC := tests/integration.c tests/harness.c
