@@ -7,6 +7,12 @@
     Results: a run job's value is whatever the function packed; an exec job's
     value is its stdout as msgpack bin (so tools print it raw).
     The router never decodes payloads; libemq encodes, the worker decodes.
+
+    Decoding is strict, since the bytes come from the network: exactly one
+    msgpack map and nothing after it, every key known and given once, every
+    field of the right type, no NUL inside strings that become C strings,
+    limits on counts and nesting. Each rejection names its reason, e.g.
+    "payload: exec: argv[2] is not a string".
 */
 #ifndef EMQ_PAYLOAD_H
 #define EMQ_PAYLOAD_H
@@ -14,6 +20,13 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+//  Nesting limit for any msgpack value we decode (msgpack-c's unpacker
+//  cannot go deeper than 32 containers anyway; we say why instead).
+#define PAYLOAD_DEPTH_MAX 32
+//  Largest argv / env accepted in an exec payload.
+#define PAYLOAD_ARGC_MAX  4096
+#define PAYLOAD_ENVC_MAX  4096
 
 typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC } payload_kind_t;
 
@@ -39,7 +52,19 @@ typedef struct {
 payload_t *payload_decode (const void *data, size_t size, char *err, size_t errlen);
 //  Encodes *self into sbuf (appending). Returns 0 or -1 (missing fields).
 int payload_encode (const payload_t *self, msgpack_sbuffer *sbuf);
+//  Destroys a payload and nulls the pointer; NULL is fine.
 void payload_destroy (payload_t **self_p);
+
+//  Returns the kind's wire name ("run", "exec").
+const char *payload_kind_name (payload_kind_t kind);
+
+//  Checks that data holds exactly one well-formed msgpack value: complete,
+//  no trailing bytes, no reserved type byte, container counts that fit in
+//  the bytes left, nesting at most max_depth (<= PAYLOAD_DEPTH_MAX). Run it
+//  before msgpack_unpack on untrusted bytes (job arguments, job results).
+//  Returns 0, or -1 with the reason in err.
+int payload_msgpack_check (const void *data, size_t size, int max_depth,
+                           char *err, size_t errlen);
 
 void payload_test (bool verbose);
 
