@@ -1,0 +1,133 @@
+/*  selftest — runs the unit tests: each module's x_test(bool verbose).
+
+        selftest            run every test
+        selftest -t NAME    run one (NAME as in the table: emqp, config, ...)
+        selftest -v         verbose (tests print what they do)
+        selftest -l         list the tests
+
+    A test fails when it increases emq_test_failures (tests/testutil.h
+    CHECK macros) or aborts. Prints "ok"/"FAILED" per test and a last line
+    "N passed, N failed" that tests/run adds up; exits 1 if anything failed,
+    2 for bad arguments.
+*/
+#include "common/config.h"
+#include "common/emqp.h"
+#include "common/headers.h"
+#include "tests/testutil.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name;
+    void (*fn) (bool verbose);
+} s_test_t;
+
+//  ---- THE TEST TABLE --------------------------------------------------------
+//  One line per module's self test, in dependency order (common/ first). Add
+//  new modules here and include their header above.
+static const s_test_t s_tests[] = {
+    { "emqp",    emqp_test },
+    { "headers", headers_test },
+    { "config",  config_test },
+    //  { "payload", payload_test },
+    //  { "json",    json_test },
+    //  { "emq_client", emq_client_test },
+    //  router/ and jobmanager/ module tests follow here.
+};
+//  ---- END OF THE TEST TABLE -------------------------------------------------
+#define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])
+
+static void
+s_usage (FILE *stream)
+{
+    fprintf (stream, "usage: selftest [-v] [-l] [-t NAME]...\n");
+}
+
+//  Accepts "emqp" or "emqp_test".
+static bool
+s_matches (const char *name, const char *wanted)
+{
+    size_t len = strlen (name);
+    return streq (name, wanted)
+        || (strncmp (wanted, name, len) == 0 && streq (wanted + len, "_test"));
+}
+
+int
+main (int argc, char *argv[])
+{
+    bool verbose = false;
+    const char *only[64];
+    size_t only_count = 0;
+    int opt;
+    while ((opt = getopt (argc, argv, "vlt:h")) != -1) {
+        switch (opt) {
+            case 'v':
+                verbose = true;
+                break;
+            case 'l':
+                for (size_t i = 0; i < S_TEST_COUNT; i++)
+                    printf ("%s\n", s_tests[i].name);
+                return 0;
+            case 't':
+                if (only_count == sizeof only / sizeof only[0]) {
+                    fprintf (stderr, "selftest: too many -t options\n");
+                    return 2;
+                }
+                only[only_count++] = optarg;
+                break;
+            case 'h':
+                s_usage (stdout);
+                return 0;
+            default:
+                s_usage (stderr);
+                return 2;
+        }
+    }
+    if (optind < argc) {
+        s_usage (stderr);
+        return 2;
+    }
+    for (size_t k = 0; k < only_count; k++) {
+        bool known = false;
+        for (size_t i = 0; i < S_TEST_COUNT; i++)
+            known = known || s_matches (s_tests[i].name, only[k]);
+        if (!known) {
+            fprintf (stderr, "selftest: no test named '%s' (try -l)\n", only[k]);
+            return 2;
+        }
+    }
+    //  Tests log through zsys; keep czmq from installing signal handlers.
+    zsys_handler_set (NULL);
+
+    int passed = 0, failed = 0;
+    for (size_t i = 0; i < S_TEST_COUNT; i++) {
+        bool wanted = only_count == 0;
+        for (size_t k = 0; k < only_count; k++)
+            wanted = wanted || s_matches (s_tests[i].name, only[k]);
+        if (!wanted)
+            continue;
+        int failures_before = emq_test_failures;
+        int checks_before = emq_test_checks;
+        int64_t start = zclock_usecs ();
+        s_tests[i].fn (verbose);
+        int64_t elapsed_ms = (zclock_usecs () - start) / 1000;
+        int failures = emq_test_failures - failures_before;
+        if (failures == 0) {
+            printf ("%-12s ok (%d checks, %" PRId64 " ms)\n", s_tests[i].name,
+                    emq_test_checks - checks_before, elapsed_ms);
+            passed++;
+        }
+        else {
+            printf ("%-12s FAILED (%d of %d checks failed)\n", s_tests[i].name,
+                    failures, emq_test_checks - checks_before);
+            failed++;
+        }
+        fflush (stdout);
+    }
+    printf ("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
