@@ -1,0 +1,119 @@
+/*  admin — JSON for the router's admin commands. See admin.h.
+
+    EventMQ's keys are kept as they are so its emq-cli can read ours; emq adds
+    "queues" (one object per queue), "job_managers" and, per job manager,
+    "inflight", "processed", "emq" and the job manager's own "stats".
+*/
+#include "admin.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+static char *
+s_dump (json_t *root)
+{
+    char *text = root ? json_dumps (root, JSON_COMPACT) : NULL;
+    json_decref (root);
+    return text;
+}
+
+char *
+admin_status_json (queues_t *queues, peers_t *job_managers)
+{
+    json_t *root = json_object ();
+    json_t *inflight = json_object (), *latency = json_object (),
+           *max_latency = json_object (), *waiting = json_object (),
+           *processed = json_object (), *by_worker = json_object (),
+           *detail = json_object ();
+    for (queue_t *queue = queues_first (queues); queue; queue = queues_next (queues)) {
+        if (queue->inflight)
+            json_object_set_new (inflight, queue->name, json_integer ((json_int_t) queue->inflight));
+        if (queue->max_latency_ms) {
+            json_object_set_new (latency, queue->name, json_integer (queue->latency_ms));
+            json_object_set_new (max_latency, queue->name, json_integer (queue->max_latency_ms));
+        }
+        if (queue_waiting (queue))
+            json_object_set_new (waiting, queue->name, json_integer ((json_int_t) queue_waiting (queue)));
+        if (queue->processed)
+            json_object_set_new (processed, queue->name, json_integer ((json_int_t) queue->processed));
+        json_object_set_new (detail, queue->name, json_pack ("{s:I,s:I,s:I,s:I,s:I,s:I}",
+            "waiting", (json_int_t) queue_waiting (queue),
+            "inflight", (json_int_t) queue->inflight,
+            "processed", (json_int_t) queue->processed,
+            "failed", (json_int_t) queue->failed,
+            "hwm", (json_int_t) queues_hwm (queues),
+            "servers", (json_int_t) zlistx_size (queue->servers)));
+    }
+    zlistx_t *list = peers_list (job_managers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list))
+        json_object_set_new (by_worker, peer->id, json_integer ((json_int_t) peer->processed));
+    zlistx_destroy (&list);
+    json_object_set_new (root, "inflight_messages_by_queue", inflight);
+    json_object_set_new (root, "latency_messages_by_queue", latency);
+    json_object_set_new (root, "max_latency_messages_by_queue", max_latency);
+    json_object_set_new (root, "waiting_messages_by_queue", waiting);
+    json_object_set_new (root, "processed_messages_by_queue", processed);
+    json_object_set_new (root, "processed_messages_by_worker", by_worker);
+    json_object_set_new (root, "queues", detail);
+    json_object_set_new (root, "job_managers", json_integer ((json_int_t) peers_size (job_managers)));
+    json_object_set_new (root, "jobs", json_integer ((json_int_t) queues_job_count (queues)));
+    json_object_set_new (root, "storage", json_string ("memory"));
+    return s_dump (root);
+}
+
+char *
+admin_workers_json (peers_t *job_managers, int64_t now_mono_ms)
+{
+    (void) now_mono_ms;
+    json_t *root = json_object ();
+    json_t *workers = json_object (), *by_queue = json_object ();
+    zlistx_t *list = peers_list (job_managers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list)) {
+        json_t *queues = json_array ();
+        for (size_t i = 0; i < peer->queue_count; i++) {
+            const char *name = peer->queues[i].queue->name;
+            json_array_append_new (queues, json_pack ("[I,s]",
+                (json_int_t) peer->queues[i].weight, name));
+            json_t *members = json_object_get (by_queue, name);
+            if (!members) {
+                members = json_array ();
+                json_object_set_new (by_queue, name, members);
+            }
+            json_array_append_new (members, json_pack ("[I,s]",
+                (json_int_t) peer->queues[i].weight, peer->id));
+        }
+        json_t *item = json_pack ("{s:o,s:f,s:I,s:I,s:I,s:b}",
+            "queues", queues,
+            "hb", (double) peer->last_heard_ms / 1000.0,
+            "available_slots", (json_int_t) peer->slots,
+            "inflight", (json_int_t) zhashx_size (peer->inflight),
+            "processed", (json_int_t) peer->processed,
+            "emq", peer->emq);
+        json_t *stats = peer->stats ? json_loads (peer->stats, 0, NULL) : NULL;
+        if (stats)
+            json_object_set_new (item, "stats", stats);
+        json_object_set_new (workers, peer->id, item);
+    }
+    zlistx_destroy (&list);
+    json_object_set_new (root, "connected_workers", workers);
+    json_object_set_new (root, "connected_queues", by_queue);
+    return s_dump (root);
+}
+
+char *
+admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms)
+{
+    (void) now_mono_ms;
+    json_t *root = json_object ();
+    json_t *list_json = json_object ();
+    zlistx_t *list = peers_list (schedulers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list))
+        json_object_set_new (list_json, peer->id,
+                             json_pack ("{s:f}", "hb", (double) peer->last_heard_ms / 1000.0));
+    zlistx_destroy (&list);
+    json_object_set_new (root, "connected_schedulers", list_json);
+    return s_dump (root);
+}

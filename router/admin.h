@@ -1,0 +1,18 @@
+/*  admin — the JSON answers to the router's admin commands, shaped like
+    EventMQ's (STATUS, ROUTER_SHOW_WORKERS, ROUTER_SHOW_SCHEDULERS) with emq's
+    extra keys. Reads the router's state, never changes it.
+*/
+#ifndef EMQ_ROUTER_ADMIN_H
+#define EMQ_ROUTER_ADMIN_H
+
+#include "peers.h"
+#include "queues.h"
+
+//  Each returns a malloc'd compact JSON string the caller frees, or NULL.
+char *admin_status_json (queues_t *queues, peers_t *job_managers);
+char *admin_workers_json (peers_t *job_managers, int64_t now_mono_ms);
+char *admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms);
+
+void admin_test (bool verbose);
+
+#endif

@@ -1,0 +1,264 @@
+/*  peers — job managers and schedulers known to the router. See peers.h. */
+#include "peers.h"
+#include "emqp.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct peers_t {
+    zhashx_t *peers;        // id -> peer_t, owned
+};
+
+static void
+s_peer_destroy (peer_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_t *self = *self_p;
+    free (self->id);
+    zframe_destroy (&self->identity);
+    free (self->queues);
+    free (self->queues_json);
+    zhashx_destroy (&self->inflight);
+    free (self->stats);
+    free (self);
+    *self_p = NULL;
+}
+
+peers_t *
+peers_new (void)
+{
+    peers_t *self = calloc (1, sizeof (peers_t));
+    if (!self)
+        return NULL;
+    self->peers = zhashx_new ();
+    if (!self->peers) {
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_peer_destroy);
+    return self;
+}
+
+void
+peers_destroy (peers_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zhashx_destroy (&(*self_p)->peers);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+const char *
+peers_id_of (zframe_t *identity, char *buf, size_t buflen)
+{
+    const unsigned char *data = zframe_data (identity);
+    size_t size = zframe_size (identity);
+    bool printable = size > 0 && data[0] != 0;
+    for (size_t i = 0; i < size && printable; i++)
+        printable = data[i] >= 0x21 && data[i] < 0x7F;
+    if (printable && size < buflen) {
+        memcpy (buf, data, size);
+        buf[size] = 0;
+        return buf;
+    }
+    //  Binary identities (ZeroMQ's own 5-byte ids) are shown as 0x + hex.
+    static const char hex[] = "0123456789abcdef";
+    size_t out = 0;
+    buf[out++] = '0';
+    buf[out++] = 'x';
+    for (size_t i = 0; i < size && out + 3 <= buflen; i++) {
+        buf[out++] = hex[data[i] >> 4];
+        buf[out++] = hex[data[i] & 15];
+    }
+    buf[out] = 0;
+    return buf;
+}
+
+peer_t *
+peers_add (peers_t *self, zframe_t *identity, peer_type_t type)
+{
+    char id[600];
+    peers_id_of (identity, id, sizeof id);
+    if (zhashx_lookup (self->peers, id))
+        return NULL;
+    peer_t *peer = calloc (1, sizeof (peer_t));
+    if (!peer)
+        return NULL;
+    peer->id = strdup (id);
+    peer->identity = zframe_dup (identity);
+    peer->inflight = zhashx_new ();
+    peer->type = type;
+    if (!peer->id || !peer->identity || !peer->inflight) {
+        s_peer_destroy (&peer);
+        return NULL;
+    }
+    zhashx_insert (self->peers, id, peer);
+    return peer;
+}
+
+peer_t *
+peers_lookup (peers_t *self, zframe_t *identity)
+{
+    char id[600];
+    return (peer_t *) zhashx_lookup (self->peers, peers_id_of (identity, id, sizeof id));
+}
+
+void
+peers_delete (peers_t *self, peer_t *peer)
+{
+    assert (zhashx_size (peer->inflight) == 0);
+    zhashx_delete (self->peers, peer->id);
+}
+
+size_t
+peers_size (peers_t *self)
+{
+    return zhashx_size (self->peers);
+}
+
+zlistx_t *
+peers_list (peers_t *self)
+{
+    zlistx_t *list = zlistx_new ();
+    if (!list)
+        return NULL;
+    for (peer_t *peer = (peer_t *) zhashx_first (self->peers); peer;
+         peer = (peer_t *) zhashx_next (self->peers))
+        zlistx_add_end (list, peer);
+    return list;
+}
+
+queue_spec_t *
+peers_parse_queues (const char *text, size_t *count, char *err, size_t errlen)
+{
+    *count = 0;
+    //  EventMQ's job manager sends "" when started with -Q: the default queue.
+    const char *source = *text ? text : "[[10, \"default\"]]";
+    json_error_t jerr;
+    json_t *root = json_loads (source, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf (err, errlen, "queues are not JSON: %s", jerr.text);
+        return NULL;
+    }
+    queue_spec_t *specs = NULL;
+    size_t n = json_is_array (root) ? json_array_size (root) : 0;
+    if (n == 0 || n > 256) {
+        snprintf (err, errlen, "queues must be a JSON array of 1..256 [weight, \"name\"] pairs");
+        goto fail;
+    }
+    specs = calloc (n, sizeof (queue_spec_t));
+    if (!specs) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *item = json_array_get (root, i);
+        json_t *name = item;
+        json_int_t weight = 10;
+        if (json_is_array (item)) {
+            json_t *w = json_array_get (item, 0);
+            name = json_array_get (item, 1);
+            weight = json_array_size (item) == 2 && json_is_integer (w)
+                   ? json_integer_value (w) : -1;
+        }
+        const char *qname = json_is_string (name) ? json_string_value (name) : NULL;
+        if (!qname || !*qname || strlen (qname) > EMQP_QUEUE_MAX
+        ||  weight < 0 || weight > 1000000) {
+            snprintf (err, errlen, "queue entry %zu must be [weight 0..1000000, \"name\"]", i);
+            goto fail;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (streq (specs[k].name, qname)) {
+                snprintf (err, errlen, "queue '%s' is listed twice", qname);
+                goto fail;
+            }
+        specs[i].weight = (uint32_t) weight;
+        strncpy (specs[i].name, qname, sizeof specs[i].name - 1);
+    }
+    //  Highest weight first; stable, and lists are short.
+    for (size_t i = 1; i < n; i++) {
+        queue_spec_t key = specs[i];
+        size_t j = i;
+        while (j > 0 && specs[j - 1].weight < key.weight) {
+            specs[j] = specs[j - 1];
+            j--;
+        }
+        specs[j] = key;
+    }
+    json_decref (root);
+    *count = n;
+    return specs;
+fail:
+    free (specs);
+    json_decref (root);
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "tests/testutil.h"
+
+void
+peers_test (bool verbose)
+{
+    if (verbose)
+        printf (" * peers: ");
+    char err[256];
+    size_t count = 0;
+    queue_spec_t *specs = peers_parse_queues ("[[10, \"default\"], [20, \"heavy\"]]",
+                                              &count, err, sizeof err);
+    CHECK (specs != NULL);
+    CHECK_EQ (count, 2);
+    if (specs && count == 2) {
+        CHECK_STREQ (specs[0].name, "heavy");
+        CHECK_EQ (specs[0].weight, 20);
+        CHECK_STREQ (specs[1].name, "default");
+    }
+    free (specs);
+    specs = peers_parse_queues ("", &count, err, sizeof err);
+    CHECK (specs && count == 1 && streq (specs[0].name, "default") && specs[0].weight == 10);
+    free (specs);
+    specs = peers_parse_queues ("[\"a\", [3, \"b\"]]", &count, err, sizeof err);
+    CHECK (specs && count == 2 && specs[0].weight == 10 && streq (specs[1].name, "b"));
+    free (specs);
+
+    const char *bad[] = { "nope", "[]", "{}", "[[1]]", "[[-1, \"x\"]]", "[[1, 2]]",
+                          "[[1, \"\"]]", "[[1, \"a\"], [2, \"a\"]]", "[[1.5, \"a\"]]",
+                          "[[1, \"a\", 3]]" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        specs = peers_parse_queues (bad[i], &count, err, sizeof err);
+        CHECK (specs == NULL);
+        CHECK (err[0] != 0);
+        free (specs);
+    }
+
+    char id[64];
+    zframe_t *identity = zframe_new ("jm-1", 4);
+    CHECK_STREQ (peers_id_of (identity, id, sizeof id), "jm-1");
+    zframe_t *binary = zframe_new ("\0\x01\xff", 3);
+    CHECK_STREQ (peers_id_of (binary, id, sizeof id), "0x0001ff");
+
+    peers_t *peers = peers_new ();
+    peer_t *peer = peers_add (peers, identity, PEER_JOB_MANAGER);
+    CHECK (peer != NULL);
+    CHECK (peers_add (peers, identity, PEER_JOB_MANAGER) == NULL);   // no twins
+    CHECK (peers_lookup (peers, identity) == peer);
+    CHECK (peers_lookup (peers, binary) == NULL);
+    CHECK_EQ (peers_size (peers), 1);
+    zlistx_t *list = peers_list (peers);
+    CHECK_EQ (zlistx_size (list), 1);
+    zlistx_destroy (&list);
+    peers_delete (peers, peer);
+    CHECK_EQ (peers_size (peers), 0);
+    peers_destroy (&peers);
+    zframe_destroy (&identity);
+    zframe_destroy (&binary);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,79 @@
+/*  peers — the job managers and schedulers known to the router.
+
+    peers_t owns every peer_t (a hash by printable id). A peer borrows the
+    queue records it serves and the job records in flight on it. Removing a
+    peer is two-step (STYLE §3): the router first takes its jobs back and
+    unlinks it from its queues (peers_unlink_queues), then deletes it.
+*/
+#ifndef EMQ_ROUTER_PEERS_H
+#define EMQ_ROUTER_PEERS_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "queues.h"
+
+typedef enum {
+    PEER_JOB_MANAGER,
+    PEER_SCHEDULER
+} peer_type_t;
+
+typedef struct {
+    uint32_t weight;
+    queue_t *queue;         // borrowed
+} peer_queue_t;
+
+struct peer_t {
+    char *id;               // printable identity (hex when not printable)
+    zframe_t *identity;     // routing id, for sending
+    peer_type_t type;
+    bool emq;               // an emq job manager (INFORM agent frame): it
+                            // gets epoch/attempt frames and reports DONE
+    peer_queue_t *queues;   // by weight, highest first
+    size_t queue_count;
+    char *queues_json;      // as announced, for listings
+    uint32_t slots;         // free slots announced by READY
+    zhashx_t *inflight;     // msgid -> job_t, borrowed
+    int64_t last_heard_ms;  // monotonic
+    int64_t registered_ms;
+    uint64_t lru_tick;      // router tick of the last dispatch to it
+    uint64_t processed;     // jobs that ended on it
+    char *stats;            // latest HEARTBEAT stats JSON (emq jm), or NULL
+};
+
+typedef struct peers_t peers_t;
+
+peers_t *peers_new (void);
+void peers_destroy (peers_t **self_p);
+
+//  Writes the printable id of a routing identity to buf (max 2*255+3).
+const char *peers_id_of (zframe_t *identity, char *buf, size_t buflen);
+
+//  Registers a peer (identity is copied). Returns the borrowed record, or
+//  NULL if that id is already registered or memory ran out.
+peer_t *peers_add (peers_t *self, zframe_t *identity, peer_type_t type);
+peer_t *peers_lookup (peers_t *self, zframe_t *identity);
+//  Deletes a peer; its in-flight set must be empty and it must have been
+//  unlinked from its queues.
+void peers_delete (peers_t *self, peer_t *peer);
+size_t peers_size (peers_t *self);
+//  A snapshot list of borrowed peers (caller destroys the list), safe to
+//  iterate while peers are deleted.
+zlistx_t *peers_list (peers_t *self);
+
+typedef struct {
+    uint32_t weight;
+    char name[129];
+} queue_spec_t;
+
+//  Parses an INFORM queues frame: JSON [[weight,"name"],...] ("name" alone
+//  means weight 10; "" means EventMQ's default, [[10,"default"]]). Returns a
+//  malloc'd array, highest weight first, that the caller frees, and sets
+//  *count; or NULL with the reason in err.
+queue_spec_t *peers_parse_queues (const char *json, size_t *count,
+                                  char *err, size_t errlen);
+
+void peers_test (bool verbose);
+
+#endif

@@ -1,0 +1,331 @@
+/*  queues — the router's queues and job records. See queues.h.
+
+    Ownership: queues_t->jobs owns job records, queues_t->queues owns queue
+    records; waiting lists hold borrowed pointers. A job leaves its waiting
+    list before it is deleted (queues_job_delete asserts it).
+*/
+#include "queues.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct queues_t {
+    zhashx_t *queues;       // name -> queue_t, owned
+    zhashx_t *jobs;         // msgid -> job_t, owned
+    size_t hwm;
+};
+
+static void
+s_job_destroy (job_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    job_t *self = *self_p;
+    free (self->msgid);
+    free (self->queue_name);
+    free (self->headers);
+    zframe_destroy (&self->payload);
+    zframe_destroy (&self->client);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_queue_destroy (queue_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    queue_t *self = *self_p;
+    zlistx_destroy (&self->waiting);
+    zlistx_destroy (&self->servers);
+    free (self->name);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_server_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+//  Orders servers by weight, highest first.
+static int
+s_server_compare (const void *a, const void *b)
+{
+    uint32_t wa = ((const queue_server_t *) a)->weight;
+    uint32_t wb = ((const queue_server_t *) b)->weight;
+    return wa > wb ? -1 : wa < wb ? 1 : 0;
+}
+
+queues_t *
+queues_new (size_t hwm)
+{
+    queues_t *self = calloc (1, sizeof (queues_t));
+    if (!self)
+        return NULL;
+    self->queues = zhashx_new ();
+    self->jobs = zhashx_new ();
+    if (!self->queues || !self->jobs) {
+        queues_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) s_queue_destroy);
+    zhashx_set_destructor (self->jobs, (zhashx_destructor_fn *) s_job_destroy);
+    self->hwm = hwm;
+    return self;
+}
+
+void
+queues_destroy (queues_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    queues_t *self = *self_p;
+    //  Queues first: their lists borrow job records.
+    zhashx_destroy (&self->queues);
+    zhashx_destroy (&self->jobs);
+    free (self);
+    *self_p = NULL;
+}
+
+queue_t *
+queues_lookup (queues_t *self, const char *name)
+{
+    return (queue_t *) zhashx_lookup (self->queues, name);
+}
+
+queue_t *
+queues_require (queues_t *self, const char *name)
+{
+    queue_t *queue = queues_lookup (self, name);
+    if (queue)
+        return queue;
+    queue = calloc (1, sizeof (queue_t));
+    if (!queue)
+        return NULL;
+    queue->name = strdup (name);
+    queue->waiting = zlistx_new ();
+    queue->servers = zlistx_new ();
+    if (!queue->name || !queue->waiting || !queue->servers) {
+        s_queue_destroy (&queue);
+        return NULL;
+    }
+    zlistx_set_destructor (queue->servers, s_server_destroy);
+    zlistx_set_comparator (queue->servers, s_server_compare);
+    zhashx_insert (self->queues, name, queue);
+    return queue;
+}
+
+queue_t *
+queues_first (queues_t *self)
+{
+    return (queue_t *) zhashx_first (self->queues);
+}
+
+queue_t *
+queues_next (queues_t *self)
+{
+    return (queue_t *) zhashx_next (self->queues);
+}
+
+size_t
+queues_hwm (queues_t *self)
+{
+    return self->hwm;
+}
+
+job_t *
+queues_job_lookup (queues_t *self, const char *msgid)
+{
+    return (job_t *) zhashx_lookup (self->jobs, msgid);
+}
+
+job_t *
+queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
+                const char *headers, const headers_t *parsed,
+                zframe_t **payload_p, zframe_t **client_p)
+{
+    queue_t *queue = queues_require (self, queue_name);
+    job_t *job = calloc (1, sizeof (job_t));
+    if (!queue || !job) {
+        free (job);
+        return NULL;
+    }
+    job->msgid = strdup (msgid);
+    job->queue_name = strdup (queue_name);
+    job->headers = strdup (headers);
+    if (!job->msgid || !job->queue_name || !job->headers) {
+        s_job_destroy (&job);
+        return NULL;
+    }
+    job->parsed = *parsed;
+    job->retries_left = parsed->retry_count;
+    job->payload = *payload_p;
+    *payload_p = NULL;
+    job->client = *client_p;
+    *client_p = NULL;
+    job->queue = queue;
+    job->state = JOB_QUEUED;
+    zhashx_insert (self->jobs, msgid, job);
+    return job;
+}
+
+void
+queues_job_delete (queues_t *self, job_t *job)
+{
+    assert (job);
+    assert (!job->waiting_handle);      // still borrowed by a waiting list
+    assert (!job->peer);                // still borrowed by a peer
+    zhashx_delete (self->jobs, job->msgid);
+}
+
+size_t
+queues_job_count (queues_t *self)
+{
+    return zhashx_size (self->jobs);
+}
+
+void
+queue_push (queue_t *self, job_t *job, int64_t now_ms)
+{
+    assert (!job->waiting_handle);
+    job->state = JOB_QUEUED;
+    job->queued_at_ms = now_ms;
+    job->waiting_handle = zlistx_add_end (self->waiting, job);
+}
+
+void
+queue_push_front (queue_t *self, job_t *job, int64_t now_ms)
+{
+    assert (!job->waiting_handle);
+    job->state = JOB_QUEUED;
+    job->queued_at_ms = now_ms;
+    job->waiting_handle = zlistx_add_start (self->waiting, job);
+}
+
+job_t *
+queue_pop (queue_t *self)
+{
+    job_t *job = (job_t *) zlistx_first (self->waiting);
+    if (job) {
+        zlistx_detach_cur (self->waiting);
+        job->waiting_handle = NULL;
+    }
+    return job;
+}
+
+void
+queue_unlink (queue_t *self, job_t *job)
+{
+    if (job->waiting_handle) {
+        zlistx_detach (self->waiting, job->waiting_handle);
+        job->waiting_handle = NULL;
+    }
+}
+
+size_t
+queue_waiting (queue_t *self)
+{
+    return zlistx_size (self->waiting);
+}
+
+void
+queue_add_server (queue_t *self, peer_t *peer, uint32_t weight)
+{
+    queue_remove_server (self, peer);
+    queue_server_t *server = calloc (1, sizeof (queue_server_t));
+    assert (server);
+    server->weight = weight;
+    server->peer = peer;
+    //  Searching from the end places the newcomer after its equals.
+    zlistx_insert (self->servers, server, false);
+}
+
+void
+queue_remove_server (queue_t *self, peer_t *peer)
+{
+    queue_server_t *server = (queue_server_t *) zlistx_first (self->servers);
+    while (server) {
+        if (server->peer == peer) {
+            zlistx_delete (self->servers, zlistx_cursor (self->servers));
+            return;
+        }
+        server = (queue_server_t *) zlistx_next (self->servers);
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "tests/testutil.h"
+
+void
+queues_test (bool verbose)
+{
+    if (verbose)
+        printf (" * queues: ");
+    queues_t *queues = queues_new (3);
+    CHECK (queues != NULL);
+    CHECK_EQ (queues_hwm (queues), 3);
+    queue_t *queue = queues_require (queues, "default");
+    CHECK (queue == queues_require (queues, "default"));
+    CHECK (queues_lookup (queues, "nope") == NULL);
+
+    headers_t parsed = { .retry_count = 2 };
+    job_t *jobs[3];
+    for (int i = 0; i < 3; i++) {
+        char msgid[8];
+        snprintf (msgid, sizeof msgid, "m%d", i);
+        zframe_t *payload = zframe_new ("p", 1), *client = zframe_new ("c", 1);
+        jobs[i] = queues_job_new (queues, msgid, "default", "retry-count:2", &parsed,
+                                  &payload, &client);
+        CHECK (jobs[i] != NULL);
+        CHECK (payload == NULL && client == NULL);     // taken
+        CHECK_EQ (jobs[i]->retries_left, 2);
+        CHECK (jobs[i]->queue == queue);
+    }
+    CHECK_EQ (queues_job_count (queues), 3);
+    CHECK (queues_job_lookup (queues, "m1") == jobs[1]);
+
+    //  FIFO, with push_front for work taken back.
+    queue_push (queue, jobs[0], 1);
+    queue_push (queue, jobs[1], 2);
+    queue_push_front (queue, jobs[2], 3);
+    CHECK_EQ (queue_waiting (queue), 3);
+    CHECK (queue_pop (queue) == jobs[2]);
+    CHECK (queue_pop (queue) == jobs[0]);
+    queue_unlink (queue, jobs[1]);
+    CHECK_EQ (queue_waiting (queue), 0);
+    CHECK (queue_pop (queue) == NULL);
+    for (int i = 0; i < 3; i++)
+        queues_job_delete (queues, jobs[i]);
+    CHECK_EQ (queues_job_count (queues), 0);
+
+    //  Servers stay ordered by weight; equals keep arrival order.
+    peer_t *a = (peer_t *) "a", *b = (peer_t *) "b", *c = (peer_t *) "c";
+    queue_add_server (queue, a, 10);
+    queue_add_server (queue, b, 20);
+    queue_add_server (queue, c, 10);
+    queue_server_t *s = (queue_server_t *) zlistx_first (queue->servers);
+    CHECK (s->peer == b);
+    s = (queue_server_t *) zlistx_next (queue->servers);
+    CHECK (s->peer == a);
+    s = (queue_server_t *) zlistx_next (queue->servers);
+    CHECK (s->peer == c);
+    queue_remove_server (queue, b);
+    queue_add_server (queue, a, 5);         // re-adding moves it
+    s = (queue_server_t *) zlistx_first (queue->servers);
+    CHECK (s->peer == c);
+    CHECK_EQ (zlistx_size (queue->servers), 2);
+
+    //  A job still in a list is released by queues_destroy without a leak.
+    zframe_t *payload = zframe_new ("p", 1), *client = NULL;
+    job_t *left = queues_job_new (queues, "left", "other", "", &parsed, &payload, &client);
+    queue_push (left->queue, left, 4);
+    queues_destroy (&queues);
+    CHECK (queues == NULL);
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,101 @@
+/*  queues — named job queues of the router and the job records they hold.
+
+    queues_t owns every queue_t (a hash by name) and every job_t (a hash by
+    msgid). A queue's waiting list and a peer's in-flight set only borrow job
+    records. A queue also keeps the job managers that serve it (borrowed
+    peer_t pointers with their weight for this queue), ordered by weight,
+    highest first; among equals the least recently used one is chosen.
+*/
+#ifndef EMQ_ROUTER_QUEUES_H
+#define EMQ_ROUTER_QUEUES_H
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "headers.h"
+
+typedef struct peer_t peer_t;
+typedef struct queue_t queue_t;
+
+typedef enum {
+    JOB_QUEUED = 0,         // in its queue's waiting list
+    JOB_RUNNING,            // dispatched to a job manager, outcome pending
+    JOB_STATE_COUNT
+} job_state_t;
+
+typedef struct {
+    char *msgid;            // the client's message id, unique per router
+    char *queue_name;       // queue frame as submitted
+    char *headers;          // headers frame as submitted
+    headers_t parsed;       // headers_parse of the above
+    zframe_t *payload;      // never decoded by the router
+    zframe_t *client;       // routing id of the submitter on the frontend
+    queue_t *queue;         // borrowed
+    job_state_t state;
+    uint64_t epoch;         // fencing token of the latest dispatch
+    uint32_t attempt;       // dispatches so far
+    uint32_t retries_left;
+    peer_t *peer;           // borrowed; the job manager running it
+    int64_t queued_at_ms;   // monotonic, when it (re)entered the queue
+    int64_t dispatched_at_ms;
+    void *waiting_handle;   // zlistx handle while JOB_QUEUED
+} job_t;
+
+struct queue_t {
+    char *name;
+    zlistx_t *waiting;      // job_t *, borrowed, FIFO
+    zlistx_t *servers;      // queue_server_t *, owned, by weight desc
+    uint64_t processed;     // jobs that ended ok
+    uint64_t failed;        // jobs that ended failed (after retries)
+    uint64_t inflight;      // jobs dispatched and not yet ended
+    int64_t latency_ms;     // wait of the latest dispatched job
+    int64_t max_latency_ms;
+};
+
+typedef struct {
+    uint32_t weight;
+    peer_t *peer;           // borrowed
+} queue_server_t;
+
+typedef struct queues_t queues_t;
+
+//  Creates the container; hwm is the per-queue limit of waiting jobs.
+queues_t *queues_new (size_t hwm);
+void queues_destroy (queues_t **self_p);
+
+//  Finds or creates a queue.
+queue_t *queues_require (queues_t *self, const char *name);
+queue_t *queues_lookup (queues_t *self, const char *name);
+//  Iteration over queues (zhashx order).
+queue_t *queues_first (queues_t *self);
+queue_t *queues_next (queues_t *self);
+size_t queues_hwm (queues_t *self);
+
+//  Jobs. job_lookup returns a borrowed record or NULL.
+job_t *queues_job_lookup (queues_t *self, const char *msgid);
+//  Creates a job (takes payload and client frames, nulls the caller's
+//  pointers) in state JOB_QUEUED but not yet in a waiting list.
+job_t *queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
+                       const char *headers, const headers_t *parsed,
+                       zframe_t **payload_p, zframe_t **client_p);
+//  Removes and frees a job; it must not be in a waiting list or in flight.
+void queues_job_delete (queues_t *self, job_t *job);
+size_t queues_job_count (queues_t *self);
+
+//  Waiting lists. push appends (new work), push_front puts a job back at the
+//  head (work taken away from a job manager that died goes first).
+void queue_push (queue_t *self, job_t *job, int64_t now_ms);
+void queue_push_front (queue_t *self, job_t *job, int64_t now_ms);
+job_t *queue_pop (queue_t *self);
+//  Removes a waiting job from the list (e.g. cancel).
+void queue_unlink (queue_t *self, job_t *job);
+size_t queue_waiting (queue_t *self);
+
+//  Servers. add keeps the weight order; remove forgets the peer.
+void queue_add_server (queue_t *self, peer_t *peer, uint32_t weight);
+void queue_remove_server (queue_t *self, peer_t *peer);
+
+void queues_test (bool verbose);
+
+#endif

@@ -1,0 +1,1180 @@
+/*  router — the emq broker. See router.h and docs/protocol.md.
+
+    One thread, one zloop. Each socket reader drains what is ready (up to a
+    batch), handles every message, and then dispatches whatever became
+    possible. Every send uses ZMQ_ROUTER_MANDATORY: a send that cannot reach
+    its peer fails visibly, and a job that could not be handed over goes back
+    to the head of its queue.
+
+    Ownership: queues_t owns queues and jobs; peers_t (one for job managers,
+    one for schedulers) owns peers. A job in flight is borrowed by its peer's
+    in-flight set and points back at the peer; removing a peer first takes
+    its jobs back into their queues (s_peer_remove).
+*/
+#include "router.h"
+
+#include <errno.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin.h"
+#include "emqp.h"
+#include "headers.h"
+#include "log.h"
+#include "peers.h"
+#include "queues.h"
+
+#define S_BATCH_MAX 1024        // messages handled per socket per loop turn
+
+struct router_t {
+    router_settings_t settings;
+    zsock_t *frontend;
+    zsock_t *backend;
+    zsock_t *admin;
+    zloop_t *loop;
+    queues_t *queues;
+    peers_t *job_managers;
+    peers_t *schedulers;
+    emqp_limits_t limits;
+    uint64_t next_epoch;        // fencing tokens, increasing across restarts
+    uint64_t tick;              // dispatch counter for least-recently-used
+    bool redispatch;            // jobs went back to queues: dispatch again
+    bool stopping;              // an admin DISCONNECT was accepted
+    uint64_t undeliverable;     // sends that could not reach their peer
+};
+
+static int64_t
+s_now_ms (void)
+{
+    return zclock_mono ();
+}
+
+static double
+s_wall_s (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+//  --------------------------------------------------------------------------
+//  Sending. Each helper consumes the message and reports failure.
+
+static int
+s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, const char *peer_id)
+{
+    emqp_command_t command = (*msg_p)->command;
+    if (emqp_send (msg_p, sock) == 0)
+        return 0;
+    self->undeliverable++;
+    log_warning ("peer %s: %s not delivered: %s", peer_id,
+                 emqp_command_name (command),
+                 errno == EHOSTUNREACH ? "peer is gone" :
+                 errno == EAGAIN ? "peer's queue is full" : strerror (errno));
+    return -1;
+}
+
+static void
+s_send_error (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref,
+              const char *code, const char *text)
+{
+    emqp_msg_t *reply = emqp_msg_new (EMQP_ERROR);
+    if (!reply)
+        return;
+    reply->identity = zframe_dup (identity);
+    reply->ref = strdup (ref ? ref : "");
+    reply->error_code = strdup (code);
+    reply->error_text = strdup (text);
+    char id[600];
+    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+}
+
+static void
+s_send_ack (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref)
+{
+    emqp_msg_t *reply = emqp_msg_new (EMQP_ACK);
+    if (!reply)
+        return;
+    reply->identity = zframe_dup (identity);
+    reply->ref = strdup (ref);
+    char id[600];
+    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+}
+
+static void
+s_send_simple (router_t *self, zsock_t *sock, peer_t *peer, emqp_command_t command)
+{
+    emqp_msg_t *msg = emqp_msg_new (command);
+    if (!msg)
+        return;
+    msg->identity = zframe_dup (peer->identity);
+    if (command == EMQP_HEARTBEAT)
+        msg->heartbeat_ts = s_wall_s ();
+    s_send (self, sock, &msg, peer->id);
+}
+
+//  --------------------------------------------------------------------------
+//  Job ends and peer removal
+
+//  A job reached its end: tell the client if it asked, then forget the job.
+static void
+s_job_end (router_t *self, job_t *job, emqp_status_t status, zframe_t **value_p,
+           const char *usage)
+{
+    log_debug ("job %s: ended %s after %u attempt(s)", job->msgid,
+               emqp_status_name (status), job->attempt);
+    if (job->parsed.reply_requested && job->client) {
+        emqp_msg_t *result = emqp_msg_new (EMQP_RESULT);
+        if (result) {
+            result->identity = zframe_dup (job->client);
+            result->ref = strdup (job->msgid);
+            result->status = status;
+            result->payload = value_p && *value_p ? *value_p : zframe_new (NULL, 0);
+            if (value_p)
+                *value_p = NULL;
+            result->usage = strdup (usage ? usage : "");
+            char id[600];
+            s_send (self, self->frontend, &result, peers_id_of (job->client, id, sizeof id));
+        }
+    }
+    queues_job_delete (self->queues, job);
+}
+
+//  Takes a job back from the peer it runs on (the peer is gone or the job
+//  ended) without deciding its fate.
+static void
+s_job_detach (job_t *job)
+{
+    if (job->peer) {
+        zhashx_delete (job->peer->inflight, job->msgid);
+        job->peer = NULL;
+    }
+    if (job->queue->inflight)
+        job->queue->inflight--;
+}
+
+//  Forgets a peer. Its jobs in flight go back to the head of their queues
+//  (at-least-once): the attempt count tells the next worker.
+static void
+s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
+{
+    size_t requeued = 0;
+    job_t *job = (job_t *) zhashx_first (peer->inflight);
+    while (job) {
+        //  Detaching deletes from the hash we iterate: restart each time.
+        s_job_detach (job);
+        queue_push_front (job->queue, job, s_now_ms ());
+        requeued++;
+        job = (job_t *) zhashx_first (peer->inflight);
+    }
+    for (size_t i = 0; i < peer->queue_count; i++)
+        queue_remove_server (peer->queues[i].queue, peer);
+    log_info ("%s %s: %s, removed; %zu job(s) requeued",
+              peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager",
+              peer->id, reason, requeued);
+    peers_delete (peers, peer);
+    if (requeued)
+        self->redispatch = true;
+}
+
+//  --------------------------------------------------------------------------
+//  Dispatch
+
+//  Hands one job to one job manager. Returns 0, or -1 if the send failed
+//  (the caller requeues the job and removes the peer).
+static int
+s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
+    if (!msg)
+        return -1;
+    uint64_t epoch = ++self->next_epoch;
+    msg->identity = zframe_dup (peer->identity);
+    msg->msgid = strdup (job->msgid);
+    msg->queue = strdup (job->queue_name);
+    msg->headers = strdup (job->headers);
+    msg->payload = zframe_dup (job->payload);
+    if (peer->emq) {
+        msg->epoch = epoch;
+        msg->attempt = job->attempt + 1;
+    }
+    if (s_send (self, self->backend, &msg, peer->id))
+        return -1;
+
+    int64_t now = s_now_ms ();
+    job->attempt++;
+    job->epoch = epoch;
+    job->state = JOB_RUNNING;
+    job->dispatched_at_ms = now;
+    job->queue->inflight++;
+    job->queue->latency_ms = now - job->queued_at_ms;
+    if (job->queue->latency_ms > job->queue->max_latency_ms)
+        job->queue->max_latency_ms = job->queue->latency_ms;
+    peer->slots--;
+    peer->lru_tick = ++self->tick;
+    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", job->msgid,
+               peer->id, epoch, job->attempt);
+
+    //  An EventMQ job manager never says when a job ends unless a reply
+    //  was requested; such a job is done once delivered (EventMQ's own
+    //  at-most-once semantics, documented in docs/protocol.md).
+    if (!peer->emq && !job->parsed.reply_requested) {
+        job->queue->inflight--;
+        job->queue->processed++;
+        peer->processed++;
+        s_job_end (self, job, EMQP_STATUS_OK, NULL, NULL);
+        return 0;
+    }
+    job->peer = peer;
+    zhashx_insert (peer->inflight, job->msgid, job);
+    return 0;
+}
+
+//  The job manager to receive the next job of a queue: highest weight
+//  first, then least recently used; NULL if none has a free slot.
+static peer_t *
+s_pick (queue_t *queue)
+{
+    peer_t *best = NULL;
+    uint32_t best_weight = 0;
+    for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
+         server; server = (queue_server_t *) zlistx_next (queue->servers)) {
+        if (best && server->weight < best_weight)
+            break;          // ordered by weight: no better candidate follows
+        if (server->peer->slots == 0)
+            continue;
+        if (!best || server->peer->lru_tick < best->lru_tick) {
+            best = server->peer;
+            best_weight = server->weight;
+        }
+    }
+    return best;
+}
+
+//  Dispatches waiting jobs of one queue while a job manager has room.
+static void
+s_dispatch_queue (router_t *self, queue_t *queue)
+{
+    while (queue_waiting (queue) > 0) {
+        peer_t *peer = s_pick (queue);
+        if (!peer)
+            break;
+        job_t *job = queue_pop (queue);
+        if (s_dispatch_one (self, peer, job)) {
+            queue_push_front (queue, job, job->queued_at_ms);
+            s_peer_remove (self, self->job_managers, peer, "unreachable");
+        }
+    }
+}
+
+//  Dispatches to one job manager that has free slots, from its queues in
+//  weight order.
+static void
+s_dispatch_peer (router_t *self, peer_t *peer)
+{
+    for (size_t i = 0; i < peer->queue_count && peer->slots > 0; i++) {
+        queue_t *queue = peer->queues[i].queue;
+        while (peer->slots > 0 && queue_waiting (queue) > 0) {
+            job_t *job = queue_pop (queue);
+            if (s_dispatch_one (self, peer, job)) {
+                queue_push_front (queue, job, job->queued_at_ms);
+                s_peer_remove (self, self->job_managers, peer, "unreachable");
+                return;
+            }
+        }
+    }
+}
+
+static void
+s_dispatch_all (router_t *self)
+{
+    self->redispatch = false;
+    for (queue_t *queue = queues_first (self->queues); queue;
+         queue = queues_next (self->queues))
+        if (queue_waiting (queue) > 0 && zlistx_size (queue->servers) > 0)
+            s_dispatch_queue (self, queue);
+}
+
+//  --------------------------------------------------------------------------
+//  Frontend: clients and schedulers
+
+static void
+s_client_request (router_t *self, emqp_msg_t *msg)
+{
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+    //  A client that retries after a lost ACK must not duplicate work.
+    if (queues_job_lookup (self->queues, msg->msgid)) {
+        log_debug ("client %s: REQUEST %s is already held, ACK again", id, msg->msgid);
+        s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+        return;
+    }
+    headers_t parsed;
+    char err[256];
+    if (headers_parse (msg->headers, &parsed, err, sizeof err)) {
+        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST", err);
+        return;
+    }
+    queue_t *queue = queues_require (self->queues, msg->queue);
+    if (!queue) {
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                      "out of memory");
+        return;
+    }
+    if (queue_waiting (queue) >= self->settings.queue_hwm) {
+        snprintf (err, sizeof err, "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
+                  msg->queue, queue_waiting (queue), self->settings.queue_hwm);
+        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
+        return;
+    }
+    zframe_t *client = zframe_dup (msg->identity);
+    job_t *job = queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers,
+                                 &parsed, &msg->payload, &client);
+    zframe_destroy (&client);
+    if (!job) {
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                      "out of memory");
+        return;
+    }
+    s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+    queue_push (queue, job, s_now_ms ());
+    s_dispatch_queue (self, queue);
+}
+
+static void
+s_scheduler_inform (router_t *self, emqp_msg_t *msg)
+{
+    peer_t *peer = peers_lookup (self->schedulers, msg->identity);
+    if (!peer)
+        peer = peers_add (self->schedulers, msg->identity, PEER_SCHEDULER);
+    if (!peer)
+        return;
+    peer->last_heard_ms = peer->registered_ms = s_now_ms ();
+    peer->lru_tick = ++self->tick;
+    log_info ("scheduler %s: registered", peer->id);
+    s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+}
+
+//  SCHEDULE goes to the most recently registered scheduler, UNSCHEDULE to
+//  all, as EventMQ does; without a scheduler the client is told.
+static void
+s_forward_schedule (router_t *self, emqp_msg_t *msg)
+{
+    zlistx_t *list = peers_list (self->schedulers);
+    peer_t *newest = NULL;
+    size_t sent = 0;
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list)) {
+        if (msg->command == EMQP_SCHEDULE) {
+            if (!newest || peer->lru_tick > newest->lru_tick)
+                newest = peer;
+            continue;
+        }
+        emqp_msg_t *copy = emqp_msg_new (msg->command);
+        copy->identity = zframe_dup (peer->identity);
+        copy->msgid = strdup (msg->msgid);
+        copy->queue = strdup (msg->queue);
+        copy->headers = strdup (msg->headers);
+        copy->interval_s = msg->interval_s;
+        copy->payload = zframe_dup (msg->payload);
+        copy->cron = strdup (msg->cron);
+        if (s_send (self, self->frontend, &copy, peer->id) == 0)
+            sent++;
+    }
+    zlistx_destroy (&list);
+    if (newest) {
+        zframe_t *client = msg->identity;
+        msg->identity = zframe_dup (newest->identity);
+        if (s_send (self, self->frontend, &msg, newest->id) == 0)
+            sent++;
+        msg = emqp_msg_new (EMQP_SCHEDULE);     // keep the client for the reply
+        msg->identity = client;
+    }
+    if (sent == 0)
+        s_send_error (self, self->frontend, msg->identity, msg->msgid ? msg->msgid : "",
+                      "NO_SCHEDULER", "no scheduler is connected to this router");
+    else
+        s_send_ack (self, self->frontend, msg->identity, msg->msgid ? msg->msgid : "");
+    emqp_msg_destroy (&msg);
+}
+
+static void
+s_frontend_message (router_t *self, emqp_msg_t *msg)
+{
+    peer_t *scheduler = peers_lookup (self->schedulers, msg->identity);
+    if (scheduler)
+        scheduler->last_heard_ms = s_now_ms ();
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+
+    switch (msg->command) {
+        case EMQP_REQUEST:
+            s_client_request (self, msg);
+            break;
+        case EMQP_INFORM:
+            if (streq (msg->peer_type, "scheduler"))
+                s_scheduler_inform (self, msg);
+            else {
+                log_warning ("client %s: INFORM type '%s' refused on the frontend", id,
+                             msg->peer_type);
+                s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
+                              "only schedulers INFORM on the frontend; job managers use the backend");
+            }
+            break;
+        case EMQP_SCHEDULE:
+        case EMQP_UNSCHEDULE:
+            s_forward_schedule (self, msg);
+            return;         // took the message
+        case EMQP_HEARTBEAT:
+        case EMQP_ACK:
+        case EMQP_REPLY:
+        case EMQP_HELLO:
+            break;          // liveness only; EventMQ answers none of these
+        case EMQP_KBYE:
+            if (scheduler)
+                s_peer_remove (self, self->schedulers, scheduler, "said KBYE");
+            break;
+        case EMQP_DISCONNECT:
+            log_warning ("client %s: DISCONNECT refused on the frontend "
+                         "(admin socket only)", id);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
+                          "DISCONNECT is accepted on the admin socket only");
+            break;
+        case EMQP_ERROR:
+            log_warning ("client %s: sent ERROR %s: %s", id, msg->error_code, msg->error_text);
+            break;      // never answer an ERROR with an ERROR
+        default:
+            log_warning ("client %s: %s is not a frontend command", id,
+                         emqp_command_name (msg->command));
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "UNEXPECTED",
+                          "command not accepted on the frontend");
+    }
+    emqp_msg_destroy (&msg);
+}
+
+//  --------------------------------------------------------------------------
+//  Backend: job managers
+
+static void
+s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
+{
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+    if (!streq (msg->peer_type, "worker")) {
+        log_warning ("jobmanager %s: INFORM type '%s' refused on the backend", id,
+                     msg->peer_type);
+        s_send_error (self, self->backend, msg->identity, msg->msgid, "NOT_ALLOWED",
+                      "only job managers (type 'worker') INFORM on the backend");
+        return;
+    }
+    char err[256];
+    size_t count;
+    queue_spec_t *specs = peers_parse_queues (msg->queues, &count, err, sizeof err);
+    if (!specs) {
+        log_warning ("jobmanager %s: INFORM refused: %s", id, err);
+        s_send_error (self, self->backend, msg->identity, msg->msgid, "BAD_REQUEST", err);
+        return;
+    }
+    if (peer) {
+        //  The same job manager informs again (it lost our ACK): keep its
+        //  jobs in flight, forget its slots (it announces them again).
+        for (size_t i = 0; i < peer->queue_count; i++)
+            queue_remove_server (peer->queues[i].queue, peer);
+        free (peer->queues);
+        peer->queues = NULL;
+        peer->queue_count = 0;
+        free (peer->queues_json);
+        peer->queues_json = NULL;
+        peer->slots = 0;
+    }
+    else
+        peer = peers_add (self->job_managers, msg->identity, PEER_JOB_MANAGER);
+    if (!peer) {
+        free (specs);
+        return;
+    }
+    peer->queues = calloc (count, sizeof (peer_queue_t));
+    peer->queues_json = strdup (msg->queues);
+    if (!peer->queues) {
+        free (specs);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        queue_t *queue = queues_require (self->queues, specs[i].name);
+        if (!queue)
+            continue;
+        peer->queues[peer->queue_count].weight = specs[i].weight;
+        peer->queues[peer->queue_count].queue = queue;
+        peer->queue_count++;
+        queue_add_server (queue, peer, specs[i].weight);
+    }
+    free (specs);
+    peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
+    peer->last_heard_ms = peer->registered_ms = s_now_ms ();
+    log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
+              *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
+    s_send_ack (self, self->backend, msg->identity, msg->msgid);
+    //  EventMQ's job manager starts its workers on our first HEARTBEAT.
+    s_send_simple (self, self->backend, peer, EMQP_HEARTBEAT);
+}
+
+//  A job manager reports the end of a job (DONE, or EventMQ's REPLY).
+static void
+s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
+{
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+    if (!msg->ref) {
+        log_debug ("jobmanager %s: REPLY without request msgid ignored", id);
+        return;
+    }
+    job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (!job) {
+        log_info ("jobmanager %s: outcome for unknown or ended job %s ignored", id, msg->ref);
+        return;
+    }
+    //  Fencing: only the latest dispatch of a running job may end it.
+    if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
+    ||  (legacy && job->peer != peer)) {
+        log_warning ("jobmanager %s: stale outcome for job %s ignored "
+                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", id, job->msgid,
+                     msg->epoch, job->epoch, job->state == JOB_RUNNING ? "running" : "queued");
+        return;
+    }
+    if (job->peer)
+        job->peer->processed++;
+    s_job_detach (job);
+    emqp_status_t status = legacy ? EMQP_STATUS_OK : msg->status;
+    if (legacy) {
+        //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
+        //  msgpack values, so wrap it as a msgpack string.
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_str (&pk, zframe_size (msg->payload));
+        msgpack_pack_str_body (&pk, zframe_data (msg->payload), zframe_size (msg->payload));
+        zframe_destroy (&msg->payload);
+        msg->payload = zframe_new (sbuf.data, sbuf.size);
+        msgpack_sbuffer_destroy (&sbuf);
+    }
+    if (status == EMQP_STATUS_OK) {
+        job->queue->processed++;
+        s_job_end (self, job, status, &msg->payload, msg->usage);
+        return;
+    }
+    if (job->retries_left > 0 && status != EMQP_STATUS_REJECTED) {
+        job->retries_left--;
+        char shown[160];
+        log_info ("job %s: %s on attempt %u (%s), retrying; %u retr%s left", job->msgid,
+                  emqp_status_name (status), job->attempt,
+                  emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload),
+                                  shown, sizeof shown),
+                  job->retries_left, job->retries_left == 1 ? "y" : "ies");
+        queue_push (job->queue, job, s_now_ms ());
+        self->redispatch = true;
+        return;
+    }
+    job->queue->failed++;
+    s_job_end (self, job, status, &msg->payload, msg->usage);
+}
+
+static void
+s_backend_message (router_t *self, emqp_msg_t *msg)
+{
+    peer_t *peer = peers_lookup (self->job_managers, msg->identity);
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+    if (peer)
+        peer->last_heard_ms = s_now_ms ();
+
+    //  An unknown peer may only INFORM, or report outcomes (a job manager
+    //  that reconnected under a new identity still owns its running jobs).
+    if (!peer && msg->command != EMQP_INFORM && msg->command != EMQP_DONE
+    &&  msg->command != EMQP_KBYE && msg->command != EMQP_ERROR) {
+        log_warning ("jobmanager %s: %s before INFORM ignored", id,
+                     emqp_command_name (msg->command));
+        emqp_msg_destroy (&msg);
+        return;
+    }
+    switch (msg->command) {
+        case EMQP_INFORM:
+            s_jm_inform (self, msg, peer);
+            break;
+        case EMQP_READY:
+            peer->slots++;
+            s_dispatch_peer (self, peer);
+            break;
+        case EMQP_DONE:
+            s_jm_outcome (self, msg, peer, false);
+            break;
+        case EMQP_REPLY:
+            s_jm_outcome (self, msg, peer, true);
+            break;
+        case EMQP_HEARTBEAT:
+            if (msg->stats) {
+                free (peer->stats);
+                peer->stats = msg->stats;
+                msg->stats = NULL;
+            }
+            break;
+        case EMQP_KBYE:
+            if (peer)
+                s_peer_remove (self, self->job_managers, peer, "said KBYE");
+            break;
+        case EMQP_ACK:
+            break;
+        case EMQP_ERROR:
+            log_warning ("jobmanager %s: sent ERROR %s: %s", id, msg->error_code,
+                         msg->error_text);
+            break;
+        default:
+            log_warning ("jobmanager %s: %s is not a backend command", id,
+                         emqp_command_name (msg->command));
+            s_send_error (self, self->backend, msg->identity, msg->msgid, "UNEXPECTED",
+                          "command not accepted on the backend");
+    }
+    emqp_msg_destroy (&msg);
+}
+
+//  --------------------------------------------------------------------------
+//  Admin socket
+
+static void
+s_admin_reply (router_t *self, emqp_msg_t *request, char *json)
+{
+    if (!json) {
+        s_send_error (self, self->admin, request->identity, request->msgid, "INTERNAL",
+                      "could not build the reply");
+        return;
+    }
+    emqp_msg_t *reply = emqp_msg_new (EMQP_REPLY);
+    reply->identity = zframe_dup (request->identity);
+    reply->payload = zframe_new (json, strlen (json));
+    free (json);
+    char id[600];
+    s_send (self, self->admin, &reply, peers_id_of (request->identity, id, sizeof id));
+}
+
+static void
+s_admin_message (router_t *self, emqp_msg_t *msg)
+{
+    char id[600];
+    peers_id_of (msg->identity, id, sizeof id);
+    int64_t now = s_now_ms ();
+    switch (msg->command) {
+        case EMQP_STATUS:
+            s_admin_reply (self, msg, admin_status_json (self->queues, self->job_managers));
+            break;
+        case EMQP_ROUTER_SHOW_WORKERS:
+            s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
+            break;
+        case EMQP_ROUTER_SHOW_SCHEDULERS:
+            s_admin_reply (self, msg, admin_schedulers_json (self->schedulers, now));
+            break;
+        case EMQP_DISCONNECT:
+            log_info ("admin %s: DISCONNECT, shutting down", id);
+            s_send_ack (self, self->admin, msg->identity, msg->msgid);
+            self->stopping = true;
+            break;
+        case EMQP_HELLO:
+        case EMQP_HEARTBEAT:
+            break;
+        case EMQP_ERROR:
+            break;
+        default:
+            log_warning ("admin %s: %s is not an admin command", id,
+                         emqp_command_name (msg->command));
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "UNEXPECTED",
+                          "command not accepted on the admin socket");
+    }
+    emqp_msg_destroy (&msg);
+}
+
+//  --------------------------------------------------------------------------
+//  Loop
+
+typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
+
+static void
+s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
+{
+    for (int count = 0; count < S_BATCH_MAX; count++) {
+        if (!(zsock_events (sock) & ZMQ_POLLIN))
+            break;
+        zmsg_t *zmsg = zmsg_recv (sock);
+        if (!zmsg)
+            break;
+        zframe_t *identity = NULL;
+        char err[256];
+        emqp_msg_t *msg = emqp_decode (&zmsg, true, &self->limits, &identity, err, sizeof err);
+        if (!msg) {
+            char id[600] = "(none)";
+            if (identity)
+                peers_id_of (identity, id, sizeof id);
+            log_warning ("%s %s: message dropped: %s", name, id, err);
+            //  Answer when we know who sent it, unless it claims to be an
+            //  ERROR itself (no error ping-pong).
+            if (identity && !strstr (err, "ERROR"))
+                s_send_error (self, sock, identity, "",
+                              strstr (err, "too large") ? "TOO_LARGE" : "BAD_FRAME", err);
+            zframe_destroy (&identity);
+            continue;
+        }
+        handler (self, msg);
+    }
+    if (self->redispatch)
+        s_dispatch_all (self);
+}
+
+static int
+s_on_frontend (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void) loop;
+    router_t *self = (router_t *) arg;
+    s_drain (self, sock, "client", s_frontend_message);
+    return self->stopping ? -1 : 0;
+}
+
+static int
+s_on_backend (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void) loop;
+    router_t *self = (router_t *) arg;
+    s_drain (self, sock, "jobmanager", s_backend_message);
+    return self->stopping ? -1 : 0;
+}
+
+static int
+s_on_admin (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void) loop;
+    router_t *self = (router_t *) arg;
+    s_drain (self, sock, "admin", s_admin_message);
+    return self->stopping ? -1 : 0;
+}
+
+//  Heartbeats out, and removal of peers silent for timeout x liveness.
+static void
+s_heartbeat_peers (router_t *self, peers_t *peers, zsock_t *sock)
+{
+    int64_t now = s_now_ms ();
+    int64_t limit = self->settings.heartbeat_timeout_ms * self->settings.heartbeat_liveness;
+    zlistx_t *list = peers_list (peers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list)) {
+        if (now - peer->last_heard_ms > limit) {
+            char reason[96];
+            snprintf (reason, sizeof reason, "silent for %.1f s (missed %u heartbeats)",
+                      (double) (now - peer->last_heard_ms) / 1000.0,
+                      self->settings.heartbeat_liveness);
+            s_peer_remove (self, peers, peer, reason);
+            continue;
+        }
+        s_send_simple (self, sock, peer, EMQP_HEARTBEAT);
+    }
+    zlistx_destroy (&list);
+}
+
+static int
+s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    s_heartbeat_peers (self, self->job_managers, self->backend);
+    s_heartbeat_peers (self, self->schedulers, self->frontend);
+    if (self->redispatch)
+        s_dispatch_all (self);
+    return 0;
+}
+
+static zsock_t *
+s_bind (const char *endpoint, size_t payload_max, char *err, size_t errlen)
+{
+    zsock_t *sock = zsock_new (ZMQ_ROUTER);
+    if (!sock) {
+        snprintf (err, errlen, "cannot create a socket: %s", zmq_strerror (zmq_errno ()));
+        return NULL;
+    }
+    zsock_set_router_mandatory (sock, 1);
+    //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
+    zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
+                                       ? INT32_MAX : payload_max + 65536));
+    zsock_set_sndhwm (sock, 100000);
+    zsock_set_rcvhwm (sock, 100000);
+    zsock_set_linger (sock, 1000);
+    if (zsock_bind (sock, "%s", endpoint) == -1) {
+        snprintf (err, errlen, "cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        zsock_destroy (&sock);
+    }
+    return sock;
+}
+
+router_t *
+router_new (const router_settings_t *settings, char *err, size_t errlen)
+{
+    router_t *self = calloc (1, sizeof (router_t));
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->settings = *settings;
+    self->settings.frontend = NULL;
+    self->settings.backend = NULL;
+    self->settings.admin = NULL;
+    self->limits.payload_max = settings->payload_max;
+    //  Epochs start at the wall clock in microseconds so that a restarted
+    //  router never reuses a fencing token of its previous life.
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    self->next_epoch = (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+    self->queues = queues_new (settings->queue_hwm);
+    self->job_managers = peers_new ();
+    self->schedulers = peers_new ();
+    self->loop = zloop_new ();
+    if (!self->queues || !self->job_managers || !self->schedulers || !self->loop) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
+    if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
+    ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
+    ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
+        goto fail;
+    zloop_reader (self->loop, self->frontend, s_on_frontend, self);
+    zloop_reader (self->loop, self->backend, s_on_backend, self);
+    zloop_reader (self->loop, self->admin, s_on_admin, self);
+    zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
+    log_info ("router: listening frontend=%s backend=%s admin=%s", settings->frontend,
+              settings->backend, settings->admin);
+    return self;
+fail:
+    router_destroy (&self);
+    return NULL;
+}
+
+void
+router_destroy (router_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    router_t *self = *self_p;
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->frontend);
+    zsock_destroy (&self->backend);
+    zsock_destroy (&self->admin);
+    //  Peers borrow jobs: detach every job in flight before freeing.
+    if (self->job_managers) {
+        zlistx_t *list = peers_list (self->job_managers);
+        for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+             peer = (peer_t *) zlistx_next (list)) {
+            job_t *job;
+            while ((job = (job_t *) zhashx_first (peer->inflight)))
+                s_job_detach (job);
+        }
+        zlistx_destroy (&list);
+    }
+    peers_destroy (&self->job_managers);
+    peers_destroy (&self->schedulers);
+    queues_destroy (&self->queues);
+    free (self);
+    *self_p = NULL;
+}
+
+static void
+s_kbye_all (router_t *self, peers_t *peers, zsock_t *sock)
+{
+    zlistx_t *list = peers_list (peers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list))
+        s_send_simple (self, sock, peer, EMQP_KBYE);
+    zlistx_destroy (&list);
+}
+
+int
+router_run (router_t *self)
+{
+    assert (self);
+    zloop_start (self->loop);
+    size_t waiting = queues_job_count (self->queues);
+    log_info ("router: stopping (%s); %zu job(s) held in memory are dropped",
+              self->stopping ? "admin DISCONNECT" : "signal", waiting);
+    s_kbye_all (self, self->job_managers, self->backend);
+    s_kbye_all (self, self->schedulers, self->frontend);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test: a router in a thread, real eMQP through DEALER sockets.
+
+#include "tests/testutil.h"
+
+static void
+s_test_actor (zsock_t *pipe, void *args)
+{
+    router_settings_t *settings = (router_settings_t *) args;
+    char err[256];
+    router_t *router = router_new (settings, err, sizeof err);
+    zsock_signal (pipe, router ? 0 : 1);
+    if (!router)
+        return;
+    //  The actor's pipe is not read: the router stops on admin DISCONNECT.
+    router_run (router);
+    router_destroy (&router);
+    free (zstr_recv (pipe));    // hold until zactor_destroy sends $TERM
+}
+
+static emqp_msg_t *
+s_test_recv (zsock_t *sock, int timeout_ms)
+{
+    zpoller_t *poller = zpoller_new (sock, NULL);
+    void *which = zpoller_wait (poller, timeout_ms);
+    zpoller_destroy (&poller);
+    if (!which)
+        return NULL;
+    zmsg_t *zmsg = zmsg_recv (sock);
+    char err[256];
+    emqp_msg_t *msg = emqp_decode (&zmsg, false, NULL, NULL, err, sizeof err);
+    if (!msg)
+        fprintf (stderr, "router_test: undecodable reply: %s\n", err);
+    return msg;
+}
+
+//  Receives until a message with the given command arrives (skipping
+//  heartbeats), or NULL after the timeout.
+static emqp_msg_t *
+s_test_expect (zsock_t *sock, emqp_command_t command)
+{
+    for (int i = 0; i < 50; i++) {
+        emqp_msg_t *msg = s_test_recv (sock, 2000);
+        if (!msg)
+            return NULL;
+        if (msg->command == command)
+            return msg;
+        emqp_msg_destroy (&msg);
+    }
+    return NULL;
+}
+
+static void
+s_test_send (zsock_t *sock, emqp_msg_t *msg)
+{
+    int rc = emqp_send (&msg, sock);
+    CHECK_EQ (rc, 0);
+}
+
+static emqp_msg_t *
+s_test_request (const char *msgid, const char *queue, const char *headers)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
+    msg->msgid = strdup (msgid);
+    msg->queue = strdup (queue);
+    msg->headers = strdup (headers);
+    msg->payload = zframe_new ("payload", 7);
+    return msg;
+}
+
+static emqp_msg_t *
+s_test_done (const char *ref, uint64_t epoch, emqp_status_t status, const char *value)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
+    msg->ref = strdup (ref);
+    msg->epoch = epoch;
+    msg->status = status;
+    msg->payload = zframe_new (value, strlen (value));
+    msg->usage = strdup ("wall_us=1 cpu_us=1 maxrss_kb=1");
+    return msg;
+}
+
+static zsock_t *
+s_test_jm (const char *backend, const char *identity, bool emq, const char *queues)
+{
+    zsock_t *jm = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (jm, identity);
+    zsock_connect (jm, "%s", backend);
+    emqp_msg_t *inform = emqp_msg_new (EMQP_INFORM);
+    inform->msgid = strdup ("inform-1");
+    inform->queues = strdup (queues);
+    inform->peer_type = strdup ("worker");
+    inform->agent = emq ? strdup ("emq/1") : NULL;
+    s_test_send (jm, inform);
+    emqp_msg_t *ack = s_test_expect (jm, EMQP_ACK);
+    CHECK (ack != NULL);
+    CHECK_STREQ (ack ? ack->ref : NULL, "inform-1");
+    emqp_msg_destroy (&ack);
+    return jm;
+}
+
+void
+router_test (bool verbose)
+{
+    if (verbose)
+        printf (" * router: ");
+    else
+        log_set_level (LOG_LEVEL_ERROR);
+    router_settings_t settings = {
+        .frontend = "inproc://router-test-frontend",
+        .backend = "inproc://router-test-backend",
+        .admin = "inproc://router-test-admin",
+        .queue_hwm = 2,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", true, "[[10, \"default\"]]");
+
+    //  Submit, get ACK; READY brings the job with epoch and attempt.
+    s_test_send (client, s_test_request ("job-1", "default", "reply-requested"));
+    emqp_msg_t *msg = s_test_expect (client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "job-1");
+    emqp_msg_destroy (&msg);
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, "job-1");
+    CHECK_EQ (msg ? msg->attempt : 0, 1);
+    CHECK (msg && msg->epoch > 0);
+    CHECK (msg && zframe_streq (msg->payload, "payload"));
+    uint64_t epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+
+    //  A stale epoch is ignored; the right one ends the job with a RESULT.
+    s_test_send (jm, s_test_done ("job-1", epoch - 1, EMQP_STATUS_OK, "stale"));
+    s_test_send (jm, s_test_done ("job-1", epoch, EMQP_STATUS_OK, "value"));
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "job-1");
+    CHECK (msg && msg->status == EMQP_STATUS_OK);
+    CHECK (msg && zframe_streq (msg->payload, "value"));
+    emqp_msg_destroy (&msg);
+
+    //  Retries: a failure with retry-count:1 runs again as attempt 2.
+    s_test_send (client, s_test_request ("job-2", "default", "reply-requested,retry-count:1"));
+    msg = s_test_expect (client, EMQP_ACK);
+    emqp_msg_destroy (&msg);
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    msg = s_test_expect (jm, EMQP_REQUEST);
+    epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+    s_test_send (jm, s_test_done ("job-2", epoch, EMQP_STATUS_FAILED, "boom"));
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_EQ (msg ? msg->attempt : 0, 2);
+    CHECK (msg && msg->epoch > epoch);
+    epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+    s_test_send (jm, s_test_done ("job-2", epoch, EMQP_STATUS_FAILED, "boom again"));
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK (msg && msg->status == EMQP_STATUS_FAILED);
+    CHECK (msg && zframe_streq (msg->payload, "boom again"));
+    emqp_msg_destroy (&msg);
+
+    //  High-water mark on a queue nobody serves; duplicates are ACKed once.
+    for (int i = 0; i < 2; i++) {
+        char id[16];
+        snprintf (id, sizeof id, "idle-%d", i);
+        s_test_send (client, s_test_request (id, "idle", ""));
+        msg = s_test_expect (client, EMQP_ACK);
+        CHECK_STREQ (msg ? msg->ref : NULL, id);
+        emqp_msg_destroy (&msg);
+    }
+    s_test_send (client, s_test_request ("idle-0", "idle", ""));
+    msg = s_test_expect (client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "idle-0");
+    emqp_msg_destroy (&msg);
+    s_test_send (client, s_test_request ("idle-2", "idle", ""));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "QUEUE_FULL");
+    CHECK_STREQ (msg ? msg->ref : NULL, "idle-2");
+    emqp_msg_destroy (&msg);
+
+    //  Bad headers, garbage, oversized payloads and DISCONNECT on the
+    //  frontend are refused with ERROR.
+    s_test_send (client, s_test_request ("bad-1", "default", "timeout:x"));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "BAD_REQUEST");
+    emqp_msg_destroy (&msg);
+    zstr_sendx (client, "", "eMQP/1.0", "BOGUS", "x", NULL);
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "BAD_FRAME");
+    CHECK_CONTAINS (msg ? msg->error_text : NULL, "unknown command");
+    emqp_msg_destroy (&msg);
+    emqp_msg_t *big = s_test_request ("big-1", "default", "");
+    zframe_destroy (&big->payload);
+    char blob[2048] = { 0 };
+    big->payload = zframe_new (blob, sizeof blob);
+    s_test_send (client, big);
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "TOO_LARGE");
+    emqp_msg_destroy (&msg);
+    s_test_send (client, emqp_msg_new (EMQP_DISCONNECT));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
+    emqp_msg_destroy (&msg);
+
+    //  A job manager leaving with a job in flight: the job goes to another.
+    s_test_send (client, s_test_request ("job-3", "default", "reply-requested"));
+    msg = s_test_expect (client, EMQP_ACK);
+    emqp_msg_destroy (&msg);
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
+    emqp_msg_destroy (&msg);
+    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", false, "[[10, \"default\"]]");
+    s_test_send (legacy, emqp_msg_new (EMQP_READY));
+    s_test_send (jm, emqp_msg_new (EMQP_KBYE));
+    msg = s_test_expect (legacy, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
+    CHECK_UEQ (msg ? msg->epoch : 1, 0);        // no extension frames for EventMQ
+    emqp_msg_destroy (&msg);
+    //  EventMQ's REPLY ends it; the value reaches the client as msgpack.
+    emqp_msg_t *reply = emqp_msg_new (EMQP_REPLY);
+    reply->payload = zframe_new ("{\"value\": 5}", 12);
+    reply->ref = strdup ("job-3");
+    s_test_send (legacy, reply);
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK (msg && msg->status == EMQP_STATUS_OK);
+    CHECK (msg && zframe_size (msg->payload) == 13);
+    emqp_msg_destroy (&msg);
+
+    //  Admin: STATUS in EventMQ's shape, then DISCONNECT stops the router.
+    s_test_send (admin, emqp_msg_new (EMQP_STATUS));
+    msg = s_test_expect (admin, EMQP_REPLY);
+    char *json = msg && msg->payload ? zframe_strdup (msg->payload) : NULL;
+    CHECK_CONTAINS (json, "\"waiting_messages_by_queue\":{\"idle\":2}");
+    CHECK_CONTAINS (json, "\"processed_messages_by_queue\":{\"default\":2}");
+    free (json);
+    emqp_msg_destroy (&msg);
+    s_test_send (admin, emqp_msg_new (EMQP_ROUTER_SHOW_WORKERS));
+    msg = s_test_expect (admin, EMQP_REPLY);
+    json = msg && msg->payload ? zframe_strdup (msg->payload) : NULL;
+    CHECK_CONTAINS (json, "\"jm-legacy\":{\"queues\":[[10,\"default\"]]");
+    free (json);
+    emqp_msg_destroy (&msg);
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye");
+    emqp_msg_destroy (&msg);
+    msg = s_test_expect (legacy, EMQP_KBYE);
+    CHECK (msg != NULL);
+    emqp_msg_destroy (&msg);
+
+    zsock_destroy (&legacy);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
+    log_set_level (LOG_LEVEL_INFO);
+    if (verbose)
+        printf ("OK\n");
+}

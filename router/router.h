@@ -1,0 +1,35 @@
+/*  router — the emq broker object: frontend (clients, schedulers), backend
+    (job managers) and admin ROUTER sockets, queues, dispatch, heartbeats.
+    main.c only parses settings and runs it, so tests can run it in-process.
+*/
+#ifndef EMQ_ROUTER_H
+#define EMQ_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *frontend;           // bind address for clients/schedulers
+    const char *backend;            // bind address for job managers
+    const char *admin;              // bind address for admin commands
+    size_t queue_hwm;               // waiting jobs per queue before QUEUE_FULL
+    int64_t heartbeat_interval_ms;
+    int64_t heartbeat_timeout_ms;   // silence counted as one miss
+    uint32_t heartbeat_liveness;    // misses before a peer is declared dead
+    size_t payload_max;             // largest payload frame accepted
+} router_settings_t;
+
+typedef struct router_t router_t;
+
+//  Binds the three sockets. Returns NULL with the reason in err.
+router_t *router_new (const router_settings_t *settings, char *err, size_t errlen);
+void router_destroy (router_t **self_p);
+
+//  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then says KBYE to every
+//  peer. Returns 0.
+int router_run (router_t *self);
+
+void router_test (bool verbose);
+
+#endif
