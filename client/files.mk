@@ -1,1 +1,1 @@
-CLIENT_SRC := client/client.c
+CLIENT_SRC := client/client.c client/client_test.c

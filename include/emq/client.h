@@ -7,6 +7,18 @@
 
     Errors are negative emq_error_t codes; emq_strerror() names them and
     emq_client_last_error() gives the detail of the last failure.
+
+    Reaching the router: the socket only queues messages on a completed
+    connection (ZMQ_IMMEDIATE), so a send waits up to the connect timeout
+    (emq_client_set_connect_timeout, default 5 s) for the router and then
+    fails with EMQ_ERR_UNREACHABLE instead of queueing a job for a router
+    that is not there. A router that accepts the connection but does not
+    answer shows as EMQ_ERR_UNREACHABLE from emq_submit when no ACK comes.
+
+    Signals: libemq uses czmq, which installs SIGINT/SIGTERM handlers when
+    its first socket is made, unless the program calls zsys_handler_set
+    (NULL) first or sets ZSYS_SIGHANDLER=false. A wait interrupted by a
+    signal returns EMQ_ERR_SYSTEM ("interrupted").
 */
 #ifndef EMQ_CLIENT_H
 #define EMQ_CLIENT_H
@@ -22,6 +34,8 @@ extern "C" {
 #define EMQ_DEFAULT_FRONTEND "tcp://127.0.0.1:47291"
 #define EMQ_DEFAULT_ADMIN    "tcp://127.0.0.1:47293"
 #define EMQ_MSGID_MAX 128
+#define EMQ_VERSION "0.1.0"
+#define EMQ_CONNECT_TIMEOUT_MS 5000
 
 typedef enum {
     EMQ_OK = 0,
@@ -65,7 +79,10 @@ typedef struct {
     char msgid[EMQ_MSGID_MAX + 1];  // the job the event is about
     emq_job_status_t status;        // RESULT
     const void *data;               // RESULT ok: msgpack value; RESULT not ok:
-                                    // error text (not NUL-terminated); ERROR: reason
+                                    // error text; ERROR: reason. Not
+                                    // NUL-terminated; owned by the client and
+                                    // valid until its next emq_poll,
+                                    // emq_wait_result or destroy
     size_t size;
     char code[64];                  // ERROR: e.g. "QUEUE_FULL"
     char usage[256];                // RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
@@ -73,22 +90,42 @@ typedef struct {
 
 //  Names an error code ("router unreachable").
 const char *emq_strerror (int code);
+//  Names a job status: "ok", "failed", "timeout", "crashed", "rejected".
+const char *emq_job_status_name (emq_job_status_t status);
 
 //  Connects to addr, or to $EMQ_BROKER_ADDR, or to EMQ_DEFAULT_FRONTEND.
-//  Returns NULL on failure (bad address). Connecting never waits: an absent
-//  router shows as EMQ_ERR_UNREACHABLE on the first wait.
+//  Returns NULL on failure (bad address, errno EINVAL). Connecting never
+//  waits: an absent router shows as EMQ_ERR_UNREACHABLE on the first send
+//  or wait. The caller owns the client.
 emq_client_t *emq_client_new (const char *addr);
+//  Closes the socket (unsent messages are dropped after 100 ms), frees
+//  buffered events and nulls *self_p; NULL is fine.
 void emq_client_destroy (emq_client_t **self_p);
 //  Detail of the last failure on this client (never NULL).
 const char *emq_client_last_error (emq_client_t *self);
+//  The endpoint the client connected to (borrowed).
+const char *emq_client_endpoint (emq_client_t *self);
+//  How long emq_submit_async waits for the router connection, or for room
+//  in the send queue, before EMQ_ERR_UNREACHABLE. Default
+//  EMQ_CONNECT_TIMEOUT_MS; -1 waits forever.
+void emq_client_set_connect_timeout (emq_client_t *self, int timeout_ms);
+//  Number of events received and kept for emq_poll.
+size_t emq_client_pending (emq_client_t *self);
 
-//  Sends a REQUEST and returns at once; msgid_out (37 bytes) receives the
-//  job's id. The payload is copied. Returns 0 or a negative emq_error_t.
+//  Sends a REQUEST without waiting for its ACK (which arrives later as an
+//  event); msgid_out (37 bytes) receives the job's id. The payload is
+//  copied. Waits only while the router is not connected or the send queue
+//  is full (see emq_client_set_connect_timeout). Returns 0,
+//  EMQ_ERR_INVALID (empty or too long queue, no payload, bad headers),
+//  EMQ_ERR_UNREACHABLE or EMQ_ERR_SYSTEM.
 int emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
                       const void *payload, size_t size, char msgid_out[37]);
 
-//  Sends a REQUEST and waits up to timeout_ms for its ACK. Returns 0,
-//  EMQ_ERR_REJECTED (detail in last error), or EMQ_ERR_UNREACHABLE.
+//  Sends a REQUEST and waits up to timeout_ms in all (connection and ACK)
+//  for its ACK. Returns 0, EMQ_ERR_REJECTED (the router's code and reason in
+//  last error, e.g. "QUEUE_FULL: queue default is full"), or
+//  EMQ_ERR_UNREACHABLE. Events for other jobs that arrive meanwhile are
+//  kept for emq_poll.
 int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
                 const void *payload, size_t size, char msgid_out[37],
                 int timeout_ms);
@@ -98,10 +135,14 @@ int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
 //  call), or EMQ_ERR_TIMEOUT when nothing came.
 int emq_poll (emq_client_t *self, int timeout_ms, emq_event_t *event);
 
-//  Waits up to timeout_ms for the RESULT of msgid; events for other jobs
-//  that arrive meanwhile are kept for emq_poll. Returns 0 (job succeeded),
-//  EMQ_ERR_JOB_FAILED / EMQ_ERR_JOB_TIMEOUT (job ended badly), or
-//  EMQ_ERR_TIMEOUT. *event holds the result in every case but the last.
+//  Waits up to timeout_ms (-1 = forever) for the RESULT of msgid (which
+//  must have been submitted with reply set); events for other jobs that
+//  arrive meanwhile are kept for emq_poll, and msgid's own ACK is consumed.
+//  Returns 0 (job succeeded), EMQ_ERR_JOB_FAILED (failed, crashed or
+//  refused by the job manager: see event->status), EMQ_ERR_JOB_TIMEOUT
+//  (killed after its timeout), EMQ_ERR_REJECTED (the router refused it:
+//  event->type is EMQ_EVENT_ERROR), or EMQ_ERR_TIMEOUT. *event holds the
+//  result in every case but the last.
 int emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
                      emq_event_t *event);
 
@@ -121,10 +162,17 @@ int emq_payload_exec (const char *const *argv, size_t argc,
 
 //  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
 //  ROUTER_SHOW_SCHEDULERS, DISCONNECT) to the admin socket at addr (NULL =
-//  $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits for the reply. On success
-//  *reply_out is the malloc'd reply text (JSON; for DISCONNECT the acked id).
+//  $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits up to timeout_ms for the
+//  reply (the first REPLY; ACK for DISCONNECT). Returns 0, EMQ_ERR_INVALID
+//  (unknown command or bad address), EMQ_ERR_UNREACHABLE, EMQ_ERR_REJECTED
+//  (ERROR from the router), EMQ_ERR_PROTOCOL or EMQ_ERR_SYSTEM. On return
+//  *reply_out is NULL or a malloc'd string the caller frees: the reply text
+//  on success (JSON; for DISCONNECT the acked id), the reason on failure.
 int emq_admin (const char *addr, const char *command, int timeout_ms,
                char **reply_out);
+
+//  Self test against an in-process fake router (client/client_test.c).
+void emq_client_test (bool verbose);
 
 #ifdef __cplusplus
 }

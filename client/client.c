@@ -1,0 +1,706 @@
+/*  client — libemq: submit jobs to an emq (or EventMQ) router and collect
+    their ACKs, errors and results. See include/emq/client.h.
+
+    One DEALER socket per client, connected to the router's frontend with
+    ZMQ_IMMEDIATE, so that nothing is queued for a router we are not
+    connected to. Every message is built and parsed by common/emqp. Events
+    (ACK, ERROR, RESULT) that arrive while a call waits for something else
+    are kept, in arrival order, in self->events, which owns them; the
+    message behind the event handed out last is self->current, so that the
+    event's data stays valid until the next call that hands out an event.
+*/
+#include "emq/client.h"
+#include "emqp.h"
+#include "headers.h"
+#include "log.h"
+#include "payload.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Largest message we accept from a router: a result can be a big stdout.
+#define S_MESSAGE_MAX (256 * 1024 * 1024)
+#define S_LINGER_MS 100
+
+struct emq_client {
+    zsock_t *sock;              // DEALER to the router's frontend
+    char *endpoint;             // where it is connected
+    zlistx_t *events;           // emqp_msg_t *, owned, oldest first
+    emqp_msg_t *current;        // behind the last event handed out, owned
+    int connect_timeout_ms;     // send wait for a connection, -1 = forever
+    emqp_limits_t limits;
+    char last_error[512];
+};
+
+static const char *s_error_names[] = {
+    "ok", "invalid argument", "router unreachable", "timed out",
+    "rejected by router", "job failed", "job timed out", "protocol error",
+    "out of memory", "system error"
+};
+
+const char *
+emq_strerror (int code)
+{
+    if (code > 0 || code < EMQ_ERR_SYSTEM)
+        return "unknown error";
+    return s_error_names[-code];
+}
+
+const char *
+emq_job_status_name (emq_job_status_t status)
+{
+    //  The same words as eMQP's status frame.
+    switch (status) {
+        case EMQ_JOB_OK: return "ok";
+        case EMQ_JOB_FAILED: return "failed";
+        case EMQ_JOB_TIMEOUT: return "timeout";
+        case EMQ_JOB_CRASHED: return "crashed";
+        case EMQ_JOB_REJECTED: return "rejected";
+    }
+    return "unknown";
+}
+
+static int
+s_error (emq_client_t *self, int code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  Records the detail of a failure and returns its code.
+static int
+s_error (emq_client_t *self, int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->last_error, sizeof self->last_error, format, args);
+    va_end (args);
+    return code;
+}
+
+static void
+s_msg_destructor (void **item)
+{
+    emqp_msg_destroy ((emqp_msg_t **) item);
+}
+
+//  Milliseconds left until deadline (-1 = none), never negative.
+static long
+s_remaining (int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - zclock_mono ();
+    return left > 0 ? (long) left : 0;
+}
+
+static int64_t
+s_deadline (int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
+}
+
+//  Makes a DEALER for talking to a router: short linger so no program hangs
+//  on exit, immediate so nothing waits for an absent peer, a unique
+//  identity, and a cap on incoming message size.
+static zsock_t *
+s_socket_new (const char *endpoint, const char *identity_prefix)
+{
+    zsock_t *sock = zsock_new (ZMQ_DEALER);
+    if (!sock)
+        return NULL;
+    char uuid[37], identity[64];
+    emqp_msgid_new (uuid);
+    snprintf (identity, sizeof identity, "%s%s", identity_prefix, uuid);
+    zsock_set_identity (sock, identity);
+    zsock_set_linger (sock, S_LINGER_MS);
+    zsock_set_immediate (sock, 1);
+    zsock_set_maxmsgsize (sock, S_MESSAGE_MAX);
+    zsock_set_sndhwm (sock, 10000);
+    zsock_set_rcvhwm (sock, 10000);
+    if (zsock_connect (sock, "%s", endpoint)) {
+        zsock_destroy (&sock);
+        errno = EINVAL;
+        return NULL;
+    }
+    return sock;
+}
+
+emq_client_t *
+emq_client_new (const char *addr)
+{
+    if (!addr || !*addr)
+        addr = getenv ("EMQ_BROKER_ADDR");
+    if (!addr || !*addr)
+        addr = EMQ_DEFAULT_FRONTEND;
+    emq_client_t *self = calloc (1, sizeof (emq_client_t));
+    if (!self)
+        return NULL;
+    self->connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS;
+    self->limits.payload_max = S_MESSAGE_MAX;
+    self->endpoint = strdup (addr);
+    self->events = zlistx_new ();
+    if (!self->endpoint || !self->events)
+        goto fail;
+    zlistx_set_destructor (self->events, s_msg_destructor);
+    self->sock = s_socket_new (addr, "client-");
+    if (!self->sock)
+        goto fail;
+    return self;
+
+fail:
+    emq_client_destroy (&self);
+    errno = errno ? errno : ENOMEM;
+    return NULL;
+}
+
+void
+emq_client_destroy (emq_client_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    emq_client_t *self = *self_p;
+    zsock_destroy (&self->sock);
+    zlistx_destroy (&self->events);
+    emqp_msg_destroy (&self->current);
+    free (self->endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+emq_client_last_error (emq_client_t *self)
+{
+    assert (self);
+    return self->last_error;
+}
+
+const char *
+emq_client_endpoint (emq_client_t *self)
+{
+    assert (self);
+    return self->endpoint;
+}
+
+void
+emq_client_set_connect_timeout (emq_client_t *self, int timeout_ms)
+{
+    assert (self);
+    self->connect_timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+size_t
+emq_client_pending (emq_client_t *self)
+{
+    assert (self);
+    return zlistx_size (self->events);
+}
+
+//  --------------------------------------------------------------------------
+//  Socket waits
+
+//  Waits until sock has events (ZMQ_POLLIN or ZMQ_POLLOUT) or the deadline
+//  passes. Returns 0 when ready, EMQ_ERR_TIMEOUT, or EMQ_ERR_SYSTEM (a
+//  signal interrupted the wait, or zmq_poll failed; detail in err).
+static int
+s_wait (zsock_t *sock, short events, int64_t deadline, char *err, size_t errlen)
+{
+    zmq_pollitem_t item = { zsock_resolve (sock), 0, events, 0 };
+    while (true) {
+        int rc = zmq_poll (&item, 1, s_remaining (deadline));
+        if (rc > 0)
+            return 0;
+        if (rc == 0) {
+            if (deadline >= 0 && s_remaining (deadline) == 0)
+                return EMQ_ERR_TIMEOUT;
+            continue;
+        }
+        snprintf (err, errlen, "%s",
+                  errno == EINTR ? "interrupted by a signal" : zmq_strerror (errno));
+        return EMQ_ERR_SYSTEM;
+    }
+}
+
+//  Sends msg (taken) once the socket can take it. Returns 0,
+//  EMQ_ERR_UNREACHABLE, EMQ_ERR_SYSTEM or EMQ_ERR_INVALID (cannot encode).
+static int
+s_send (zsock_t *sock, emqp_msg_t **msg_p, const char *endpoint, int64_t deadline,
+        char *err, size_t errlen)
+{
+    int rc = s_wait (sock, ZMQ_POLLOUT, deadline, err, errlen);
+    if (rc) {
+        emqp_msg_destroy (msg_p);
+        if (rc == EMQ_ERR_TIMEOUT) {
+            snprintf (err, errlen, "router at %s is not reachable (no connection)", endpoint);
+            return EMQ_ERR_UNREACHABLE;
+        }
+        return rc;
+    }
+    if (emqp_send (msg_p, sock)) {
+        if (errno == EAGAIN) {
+            //  The connection went away between the poll and the send.
+            snprintf (err, errlen, "router at %s is not reachable (connection lost)",
+                      endpoint);
+            return EMQ_ERR_UNREACHABLE;
+        }
+        if (errno == EINVAL) {
+            snprintf (err, errlen, "cannot encode the message");
+            return EMQ_ERR_INVALID;
+        }
+        snprintf (err, errlen, "send to %s failed: %s", endpoint, zmq_strerror (errno));
+        return EMQ_ERR_SYSTEM;
+    }
+    return 0;
+}
+
+//  Receives and decodes one message. Returns 0 with *msg_p set, or a wait
+//  error. Malformed messages are logged, dropped, and the wait goes on.
+static int
+s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t **msg_p,
+        const char *endpoint, char *err, size_t errlen)
+{
+    while (true) {
+        int rc = s_wait (sock, ZMQ_POLLIN, deadline, err, errlen);
+        if (rc)
+            return rc;
+        zmsg_t *zmsg = zmsg_recv (sock);
+        if (!zmsg) {
+            snprintf (err, errlen, "%s", errno == EINTR ? "interrupted by a signal"
+                                                        : zmq_strerror (errno));
+            return EMQ_ERR_SYSTEM;
+        }
+        char reason[256];
+        emqp_msg_t *msg = emqp_decode (&zmsg, false, limits, NULL, reason, sizeof reason);
+        if (msg) {
+            *msg_p = msg;
+            return 0;
+        }
+        log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
+    }
+}
+
+//  True if the bytes look like a message id (EventMQ's REPLY carries the
+//  request id as its payload).
+static bool
+s_is_msgid (const zframe_t *frame)
+{
+    size_t size = zframe_size ((zframe_t *) frame);
+    if (size == 0 || size > EMQP_MSGID_MAX)
+        return false;
+    const unsigned char *data = zframe_data ((zframe_t *) frame);
+    for (size_t i = 0; i < size; i++)
+        if (data[i] <= 0x20 || data[i] >= 0x7f)
+            return false;
+    return true;
+}
+
+//  Receives the next client event (ACK, ERROR, RESULT) from the router;
+//  other commands are dropped. An EventMQ router's `REPLY, id,
+//  request_id` counts as the request's ACK (msg rewritten as ACK).
+static int
+s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
+{
+    while (true) {
+        emqp_msg_t *msg = NULL;
+        int rc = s_recv (self->sock, &self->limits, deadline, &msg, self->endpoint,
+                         self->last_error, sizeof self->last_error);
+        if (rc)
+            return rc;
+        if (msg->command == EMQP_REPLY && !msg->ref && msg->payload
+        &&  s_is_msgid (msg->payload)) {
+            msg->command = EMQP_ACK;
+            msg->ref = zframe_strdup (msg->payload);
+            zframe_destroy (&msg->payload);
+            if (!msg->ref) {
+                emqp_msg_destroy (&msg);
+                return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+            }
+        }
+        if (msg->command == EMQP_ACK || msg->command == EMQP_ERROR
+        ||  msg->command == EMQP_RESULT) {
+            *msg_p = msg;
+            return 0;
+        }
+        log_debug ("router %s: ignored %s", self->endpoint, emqp_command_name (msg->command));
+        emqp_msg_destroy (&msg);
+    }
+}
+
+//  Hands out msg (taken) as *event; it becomes self->current.
+static void
+s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
+{
+    emqp_msg_destroy (&self->current);
+    self->current = msg;
+    memset (event, 0, sizeof *event);
+    snprintf (event->msgid, sizeof event->msgid, "%s", msg->ref ? msg->ref : "");
+    switch (msg->command) {
+        case EMQP_ACK:
+            event->type = EMQ_EVENT_ACK;
+            break;
+        case EMQP_ERROR:
+            event->type = EMQ_EVENT_ERROR;
+            snprintf (event->code, sizeof event->code, "%s", msg->error_code);
+            event->data = msg->error_text;
+            event->size = strlen (msg->error_text);
+            break;
+        case EMQP_RESULT:
+            event->type = EMQ_EVENT_RESULT;
+            switch (msg->status) {
+                case EMQP_STATUS_OK: event->status = EMQ_JOB_OK; break;
+                case EMQP_STATUS_FAILED: event->status = EMQ_JOB_FAILED; break;
+                case EMQP_STATUS_TIMEOUT: event->status = EMQ_JOB_TIMEOUT; break;
+                case EMQP_STATUS_CRASHED: event->status = EMQ_JOB_CRASHED; break;
+                default: event->status = EMQ_JOB_REJECTED; break;
+            }
+            if (msg->payload) {
+                event->data = zframe_data (msg->payload);
+                event->size = zframe_size (msg->payload);
+            }
+            snprintf (event->usage, sizeof event->usage, "%s", msg->usage ? msg->usage : "");
+            break;
+        default:
+            assert (false);     // s_recv_event lets nothing else through
+    }
+}
+
+static bool
+s_is_about (const emqp_msg_t *msg, emqp_command_t command, const char *msgid)
+{
+    return msg->command == command && msg->ref && streq (msg->ref, msgid);
+}
+
+//  --------------------------------------------------------------------------
+//  Submitting
+
+static int
+s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload,
+          size_t size, char msgid_out[37], int64_t deadline)
+{
+    assert (self);
+    const char *queue = opts && opts->queue ? opts->queue : "default";
+    if (!*queue || strlen (queue) > EMQP_QUEUE_MAX)
+        return s_error (self, EMQ_ERR_INVALID, "queue name must be 1..%d bytes",
+                        EMQP_QUEUE_MAX);
+    if (!payload || size == 0)
+        return s_error (self, EMQ_ERR_INVALID, "no payload");
+    headers_t headers = { 0 };
+    if (opts) {
+        headers.reply_requested = opts->reply;
+        headers.retry_count = opts->retries;
+        headers.timeout_s = opts->timeout_s;
+    }
+    char text[EMQP_HEADERS_MAX + 1];
+    int len = headers_format (&headers, text, sizeof text);
+    if (len < 0)
+        return s_error (self, EMQ_ERR_INVALID, "headers too long");
+    if (opts && opts->extra_headers && *opts->extra_headers) {
+        size_t used = (size_t) len;
+        int n = snprintf (text + used, sizeof text - used, "%s%s", used ? "," : "",
+                          opts->extra_headers);
+        if (n < 0 || (size_t) n >= sizeof text - used)
+            return s_error (self, EMQ_ERR_INVALID, "headers longer than %d bytes",
+                            EMQP_HEADERS_MAX);
+    }
+    //  Catch a bad number in extra headers here, not as the router's ERROR.
+    headers_t check;
+    char reason[256];
+    if (headers_parse (text, &check, reason, sizeof reason))
+        return s_error (self, EMQ_ERR_INVALID, "%s", reason);
+
+    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
+    char msgid[37];
+    emqp_msgid_new (msgid);
+    if (msg) {
+        msg->msgid = strdup (msgid);
+        msg->queue = strdup (queue);
+        msg->headers = strdup (text);
+        msg->payload = zframe_new (payload, size);
+    }
+    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload) {
+        emqp_msg_destroy (&msg);
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    }
+    int rc = s_send (self->sock, &msg, self->endpoint, deadline, self->last_error,
+                     sizeof self->last_error);
+    if (rc)
+        return rc;
+    if (msgid_out)
+        memcpy (msgid_out, msgid, 37);
+    return 0;
+}
+
+int
+emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
+                  const void *payload, size_t size, char msgid_out[37])
+{
+    return s_submit (self, opts, payload, size, msgid_out,
+                     s_deadline (self->connect_timeout_ms));
+}
+
+int
+emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
+            const void *payload, size_t size, char msgid_out[37], int timeout_ms)
+{
+    int64_t deadline = s_deadline (timeout_ms);
+    char msgid[37];
+    int rc = s_submit (self, opts, payload, size, msgid, deadline);
+    if (rc)
+        return rc;
+    if (msgid_out)
+        memcpy (msgid_out, msgid, 37);
+    while (true) {
+        emqp_msg_t *msg = NULL;
+        rc = s_recv_event (self, deadline, &msg);
+        if (rc == EMQ_ERR_TIMEOUT)
+            return s_error (self, EMQ_ERR_UNREACHABLE,
+                            "no answer from router at %s within %d ms", self->endpoint,
+                            timeout_ms);
+        if (rc)
+            return rc;
+        if (s_is_about (msg, EMQP_ACK, msgid)) {
+            emqp_msg_destroy (&msg);
+            return 0;
+        }
+        if (s_is_about (msg, EMQP_ERROR, msgid)) {
+            s_error (self, EMQ_ERR_REJECTED, "%s: %s", msg->error_code, msg->error_text);
+            emqp_msg_destroy (&msg);
+            return EMQ_ERR_REJECTED;
+        }
+        //  A result implies that the job was accepted; keep it for later.
+        bool accepted = s_is_about (msg, EMQP_RESULT, msgid);
+        if (!zlistx_add_end (self->events, msg)) {
+            emqp_msg_destroy (&msg);
+            return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+        }
+        if (accepted)
+            return 0;
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Events
+
+int
+emq_poll (emq_client_t *self, int timeout_ms, emq_event_t *event)
+{
+    assert (self && event);
+    emqp_msg_destroy (&self->current);
+    emqp_msg_t *msg = zlistx_first (self->events) ? zlistx_detach (self->events, NULL) : NULL;
+    if (!msg) {
+        int rc = s_recv_event (self, s_deadline (timeout_ms), &msg);
+        if (rc == EMQ_ERR_TIMEOUT)
+            return s_error (self, rc, "no event within %d ms", timeout_ms);
+        if (rc)
+            return rc;
+    }
+    s_fill_event (self, msg, event);
+    return 0;
+}
+
+//  Hands out a RESULT or ERROR for the job and returns the matching code.
+static int
+s_outcome (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
+{
+    s_fill_event (self, msg, event);
+    if (event->type == EMQ_EVENT_ERROR)
+        return s_error (self, EMQ_ERR_REJECTED, "%s: %.*s", event->code,
+                        (int) event->size, (const char *) event->data);
+    switch (event->status) {
+        case EMQ_JOB_OK:
+            return 0;
+        case EMQ_JOB_TIMEOUT:
+            return s_error (self, EMQ_ERR_JOB_TIMEOUT, "job %s timed out: %.*s",
+                            event->msgid, (int) (event->size > 300 ? 300 : event->size),
+                            (const char *) event->data);
+        default:
+            return s_error (self, EMQ_ERR_JOB_FAILED, "job %s %s: %.*s", event->msgid,
+                            emq_job_status_name (event->status),
+                            (int) (event->size > 300 ? 300 : event->size),
+                            (const char *) event->data);
+    }
+}
+
+int
+emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
+                 emq_event_t *event)
+{
+    assert (self && event);
+    if (!msgid || !*msgid)
+        return s_error (self, EMQ_ERR_INVALID, "no msgid");
+    emqp_msg_destroy (&self->current);
+    int64_t deadline = s_deadline (timeout_ms);
+
+    //  It may have come already, while we waited for something else. Walk
+    //  by handle, taking the next one before the current may be deleted.
+    emqp_msg_t *msg = NULL;
+    void *handle = zlistx_first (self->events) ? zlistx_cursor (self->events) : NULL;
+    while (handle) {
+        emqp_msg_t *item = zlistx_handle_item (handle);
+        void *next = zlistx_next (self->events) ? zlistx_cursor (self->events) : NULL;
+        if (s_is_about (item, EMQP_ACK, msgid))
+            zlistx_delete (self->events, handle);
+        else
+        if (s_is_about (item, EMQP_RESULT, msgid) || s_is_about (item, EMQP_ERROR, msgid))
+            return s_outcome (self, zlistx_detach (self->events, handle), event);
+        handle = next;
+    }
+    while (true) {
+        msg = NULL;
+        int rc = s_recv_event (self, deadline, &msg);
+        if (rc == EMQ_ERR_TIMEOUT)
+            return s_error (self, rc, "no result for job %s within %d ms", msgid, timeout_ms);
+        if (rc)
+            return rc;
+        if (s_is_about (msg, EMQP_ACK, msgid))
+            emqp_msg_destroy (&msg);
+        else
+        if (s_is_about (msg, EMQP_RESULT, msgid) || s_is_about (msg, EMQP_ERROR, msgid))
+            return s_outcome (self, msg, event);
+        else
+        if (!zlistx_add_end (self->events, msg)) {
+            emqp_msg_destroy (&msg);
+            return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+        }
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Payloads
+
+static int
+s_payload_out (const payload_t *payload, void **out, size_t *out_size)
+{
+    if (!out || !out_size)
+        return EMQ_ERR_INVALID;
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    if (payload_encode (payload, &sbuf)) {
+        msgpack_sbuffer_destroy (&sbuf);
+        return EMQ_ERR_INVALID;
+    }
+    *out = sbuf.data;           // malloc'd by the sbuffer; the caller frees it
+    *out_size = sbuf.size;
+    return 0;
+}
+
+int
+emq_payload_run (const char *library, const char *function,
+                 const void *args, size_t args_size, void **out, size_t *out_size)
+{
+    if (!library || !function || (args && args_size == 0))
+        return EMQ_ERR_INVALID;
+    payload_t payload = {
+        .kind = PAYLOAD_RUN, .library = (char *) library, .function = (char *) function,
+        .args = (char *) args, .args_size = args ? args_size : 0
+    };
+    return s_payload_out (&payload, out, out_size);
+}
+
+int
+emq_payload_exec (const char *const *argv, size_t argc,
+                  const void *stdin_data, size_t stdin_size,
+                  const char *const *env, size_t envc, const char *cwd,
+                  void **out, size_t *out_size)
+{
+    if (!argv || argc == 0 || (envc && !env))
+        return EMQ_ERR_INVALID;
+    payload_t payload = {
+        .kind = PAYLOAD_EXEC, .argv = (char **) argv, .argc = argc,
+        .stdin_data = (char *) stdin_data, .stdin_size = stdin_data ? stdin_size : 0,
+        .env = (char **) env, .envc = envc, .cwd = (char *) cwd
+    };
+    return s_payload_out (&payload, out, out_size);
+}
+
+//  --------------------------------------------------------------------------
+//  Admin
+
+static int
+s_admin_fail (char **reply_out, int code, const char *reason)
+{
+    *reply_out = strdup (reason);
+    return code;
+}
+
+int
+emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_out)
+{
+    assert (reply_out);
+    *reply_out = NULL;
+    if (!addr || !*addr)
+        addr = getenv ("EMQ_ADMIN_ADDR");
+    if (!addr || !*addr)
+        addr = EMQ_DEFAULT_ADMIN;
+    emqp_command_t cmd = command ? emqp_command_lookup (command) : EMQP_INVALID;
+    if (cmd != EMQP_STATUS && cmd != EMQP_ROUTER_SHOW_WORKERS
+    &&  cmd != EMQP_ROUTER_SHOW_SCHEDULERS && cmd != EMQP_DISCONNECT)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
+                             "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
+    char err[512];
+    zsock_t *sock = s_socket_new (addr, "admin-");
+    if (!sock) {
+        snprintf (err, sizeof err, "cannot connect to '%s': not a valid endpoint", addr);
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID, err);
+    }
+    int64_t deadline = s_deadline (timeout_ms);
+    //  "admin:" + uuid4, as EventMQ's cli does.
+    char uuid[37], msgid[44];
+    emqp_msgid_new (uuid);
+    snprintf (msgid, sizeof msgid, "admin:%s", uuid);
+    emqp_msg_t *msg = emqp_msg_new (cmd);
+    if (msg)
+        msg->msgid = strdup (msgid);
+    if (!msg || !msg->msgid) {
+        emqp_msg_destroy (&msg);
+        zsock_destroy (&sock);
+        return s_admin_fail (reply_out, EMQ_ERR_NOMEM, "out of memory");
+    }
+    emqp_limits_t limits = { S_MESSAGE_MAX };
+    int rc = s_send (sock, &msg, addr, deadline, err, sizeof err);
+    while (rc == 0) {
+        rc = s_recv (sock, &limits, deadline, &msg, addr, err, sizeof err);
+        if (rc == EMQ_ERR_TIMEOUT) {
+            snprintf (err, sizeof err, "no answer from router admin at %s within %d ms",
+                      addr, timeout_ms);
+            rc = EMQ_ERR_UNREACHABLE;
+        }
+        if (rc)
+            break;
+        if (msg->command == EMQP_REPLY && cmd != EMQP_DISCONNECT) {
+            size_t size = msg->payload ? zframe_size (msg->payload) : 0;
+            *reply_out = malloc (size + 1);
+            if (*reply_out) {
+                if (size)
+                    memcpy (*reply_out, zframe_data (msg->payload), size);
+                (*reply_out)[size] = 0;
+            }
+            else
+                rc = EMQ_ERR_NOMEM;
+            emqp_msg_destroy (&msg);
+            break;
+        }
+        if (msg->command == EMQP_ACK && cmd == EMQP_DISCONNECT) {
+            *reply_out = strdup (msg->ref);
+            rc = *reply_out ? 0 : EMQ_ERR_NOMEM;
+            emqp_msg_destroy (&msg);
+            break;
+        }
+        if (msg->command == EMQP_ERROR) {
+            snprintf (err, sizeof err, "%s: %s", msg->error_code, msg->error_text);
+            emqp_msg_destroy (&msg);
+            rc = EMQ_ERR_REJECTED;
+            break;
+        }
+        //  HEARTBEAT and the like: not our answer, keep waiting.
+        emqp_msg_destroy (&msg);
+    }
+    zsock_destroy (&sock);
+    if (rc == EMQ_ERR_NOMEM)
+        snprintf (err, sizeof err, "out of memory");
+    if (rc)
+        return s_admin_fail (reply_out, rc, err);
+    return 0;
+}
