@@ -1,1 +1,2 @@
-WORKER_SRC :=
+# worker/: the code that runs inside a forked worker (no ZeroMQ).
+WORKER_SRC := worker/wire.c worker/plugin.c worker/command.c worker/worker.c

@@ -1,0 +1,590 @@
+/*  command — `exec` jobs. See command.h.
+
+    One fork + execve per job. The worker feeds stdin and drains stdout and
+    stderr in one poll() loop, so a command that writes a lot to both pipes
+    while we write to its stdin cannot deadlock against us. stdout past the
+    cap kills the command (a result that large could not travel anyway).
+*/
+#include "command.h"
+#include "tests/testutil.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+//  Removes '.', '..' and repeated '/' from an absolute path, in place.
+static void
+s_normalise (char *path)
+{
+    assert (path [0] == '/');
+    char *out = path;           // write position; path[0] stays '/'
+    const char *in = path;
+    size_t len = 0;
+    while (*in) {
+        while (*in == '/')
+            in++;
+        const char *start = in;
+        while (*in && *in != '/')
+            in++;
+        size_t size = (size_t) (in - start);
+        if (size == 0 || (size == 1 && start [0] == '.'))
+            continue;
+        if (size == 2 && start [0] == '.' && start [1] == '.') {
+            //  Drop the last component and its '/'; '..' at the root stays there.
+            while (len > 0 && out [len - 1] != '/')
+                len--;
+            if (len > 0)
+                len--;
+            continue;
+        }
+        out [len++] = '/';
+        memmove (out + len, start, size);
+        len += size;
+    }
+    if (len == 0)
+        len = 1;
+    out [0] = '/';
+    out [len] = 0;
+}
+
+static bool
+s_is_executable (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0 && S_ISREG (st.st_mode) && access (path, X_OK) == 0;
+}
+
+int
+command_resolve (const char *argv0, const char *cwd, char *path, size_t pathlen,
+                 char *err, size_t errlen)
+{
+    char joined [PATH_MAX * 4];
+    if (!argv0 || !*argv0) {
+        snprintf (err, errlen, "argv[0] is empty");
+        return -1;
+    }
+    if (argv0 [0] == '/') {
+        if (snprintf (joined, sizeof joined, "%s", argv0) >= (int) sizeof joined) {
+            snprintf (err, errlen, "command path too long");
+            return -1;
+        }
+    }
+    else
+    if (strchr (argv0, '/')) {
+        //  Relative to the job's cwd, itself relative to ours if need be.
+        char base [PATH_MAX * 2], here [PATH_MAX];
+        int size;
+        if (cwd && cwd [0] == '/')
+            size = snprintf (base, sizeof base, "%s", cwd);
+        else {
+            if (!getcwd (here, sizeof here)) {
+                snprintf (err, errlen, "getcwd: %s", strerror (errno));
+                return -1;
+            }
+            size = cwd && *cwd ? snprintf (base, sizeof base, "%s/%s", here, cwd)
+                               : snprintf (base, sizeof base, "%s", here);
+        }
+        if (size >= (int) sizeof base
+        ||  snprintf (joined, sizeof joined, "%s/%s", base, argv0) >= (int) sizeof joined) {
+            snprintf (err, errlen, "command path too long");
+            return -1;
+        }
+    }
+    else {
+        //  PATH search with the worker's own PATH (not the job's env): the
+        //  allow-list then judges the program that actually runs.
+        const char *search = getenv ("PATH");
+        if (!search || !*search)
+            search = "/usr/local/bin:/usr/bin:/bin";
+        bool found = false;
+        while (*search && !found) {
+            const char *end = strchr (search, ':');
+            size_t size = end ? (size_t) (end - search) : strlen (search);
+            //  Only absolute PATH entries: '.' or '' would make the result
+            //  depend on the job's cwd.
+            if (size > 0 && search [0] == '/') {
+                if (snprintf (joined, sizeof joined, "%.*s/%s", (int) size, search, argv0)
+                    < (int) sizeof joined)
+                    found = s_is_executable (joined);
+            }
+            search += size + (end ? 1 : 0);
+        }
+        if (!found) {
+            snprintf (err, errlen, "command '%s' not found in PATH", argv0);
+            return -1;
+        }
+    }
+    if (strlen (joined) + 1 > pathlen || strlen (joined) >= PATH_MAX) {
+        snprintf (err, errlen, "command path too long");
+        return -1;
+    }
+    s_normalise (joined);
+    strcpy (path, joined);
+    return 0;
+}
+
+bool
+command_is_allowed (const char *path, char *const *patterns, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        if (fnmatch (patterns [i], path, FNM_PATHNAME) == 0)
+            return true;
+    return false;
+}
+
+static int
+s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
+{
+    outcome->status = status;
+    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text, strlen (text));
+}
+
+//  The stderr tail: a ring of the last COMMAND_STDERR_TAIL bytes.
+typedef struct {
+    char data [COMMAND_STDERR_TAIL];
+    size_t start;               // oldest byte
+    size_t size;
+} s_tail_t;
+
+static void
+s_tail_add (s_tail_t *tail, const char *data, size_t size)
+{
+    for (size_t i = 0; i < size; i++) {
+        size_t at = (tail->start + tail->size) % COMMAND_STDERR_TAIL;
+        tail->data [at] = data [i];
+        if (tail->size < COMMAND_STDERR_TAIL)
+            tail->size++;
+        else
+            tail->start = (tail->start + 1) % COMMAND_STDERR_TAIL;
+    }
+}
+
+//  Copies the tail into buf as text without trailing newlines.
+static void
+s_tail_text (const s_tail_t *tail, char *buf, size_t buflen)
+{
+    size_t size = 0;
+    for (size_t i = 0; i < tail->size && size + 1 < buflen; i++) {
+        char c = tail->data [(tail->start + i) % COMMAND_STDERR_TAIL];
+        buf [size++] = c ? c : '?';
+    }
+    while (size > 0 && (buf [size - 1] == '\n' || buf [size - 1] == '\r'))
+        size--;
+    buf [size] = 0;
+}
+
+//  Runs in the forked child: wire the pipes, then execve. Never returns.
+static void
+s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
+    __attribute__ ((noreturn));
+
+static void
+s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
+{
+    //  Die with the worker; the worker's SIGPIPE=ignore must not leak into
+    //  the command, and the signal mask must be clean.
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    signal (SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
+    if (dup2 (in_fd, 0) < 0 || dup2 (out_fd, 1) < 0 || dup2 (err_fd, 2) < 0)
+        _exit (127);
+    if (payload->cwd && chdir (payload->cwd)) {
+        dprintf (2, "emq: cannot chdir to '%s': %s\n", payload->cwd, strerror (errno));
+        _exit (127);
+    }
+    execve (path, payload->argv, payload->env ? payload->env : environ);
+    dprintf (2, "emq: cannot execute '%s': %s\n", path, strerror (errno));
+    _exit (127);
+}
+
+int
+command_run (const payload_t *payload, char *const *patterns, size_t count,
+             wire_msg_t *outcome)
+{
+    assert (payload && outcome);
+    char err [PATH_MAX + 256], path [PATH_MAX];
+    if (count == 0)
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED,
+                               "exec jobs are disabled: no exec_allow patterns configured");
+    if (payload->argc == 0 || !payload->argv || !payload->argv [0])
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED, "exec: argv is empty");
+    if (command_resolve (payload->argv [0], payload->cwd, path, sizeof path,
+                         err, sizeof err))
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
+    if (!command_is_allowed (path, patterns, count)) {
+        snprintf (err, sizeof err, "command '%s' is not allowed by exec_allow", path);
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
+    }
+
+    //  Writing to a command that quit must give EPIPE, not kill the worker.
+    struct sigaction ignore = { .sa_handler = SIG_IGN }, saved_pipe;
+    sigemptyset (&ignore.sa_mask);
+    sigaction (SIGPIPE, &ignore, &saved_pipe);
+
+    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, errp [2] = { -1, -1 };
+    char *stdout_buf = NULL;
+    size_t stdout_size = 0, stdout_capacity = 0;
+    bool too_big = false;
+    s_tail_t *tail = calloc (1, sizeof *tail);
+    int result = -1;
+    if (!tail)
+        goto done;
+    if (pipe2 (out, O_CLOEXEC) || pipe2 (errp, O_CLOEXEC)) {
+        snprintf (err, sizeof err, "pipe: %s", strerror (errno));
+        result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        goto done;
+    }
+    if (payload->stdin_data) {
+        if (pipe2 (in, O_CLOEXEC)) {
+            snprintf (err, sizeof err, "pipe: %s", strerror (errno));
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+            goto done;
+        }
+    }
+    else {
+        in [0] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (in [0] < 0) {
+            snprintf (err, sizeof err, "open /dev/null: %s", strerror (errno));
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+            goto done;
+        }
+    }
+    pid_t pid = fork ();
+    if (pid < 0) {
+        snprintf (err, sizeof err, "fork: %s", strerror (errno));
+        result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        goto done;
+    }
+    if (pid == 0)
+        s_child (payload, path, in [0], out [1], errp [1]);
+
+    close (in [0]);
+    close (out [1]);
+    close (errp [1]);
+    in [0] = out [1] = errp [1] = -1;
+    if (in [1] >= 0 && fcntl (in [1], F_SETFL, O_NONBLOCK) < 0) {
+        close (in [1]);         // cannot feed it safely: the command sees EOF
+        in [1] = -1;
+    }
+    size_t stdin_done = 0;
+    if (in [1] >= 0 && payload->stdin_size == 0) {
+        close (in [1]);
+        in [1] = -1;
+    }
+    char chunk [65536];
+    while (out [0] >= 0 || errp [0] >= 0 || in [1] >= 0) {
+        struct pollfd fds [3] = {
+            { .fd = out [0], .events = POLLIN },
+            { .fd = errp [0], .events = POLLIN },
+            { .fd = in [1], .events = POLLOUT },
+        };
+        if (poll (fds, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            //  Cannot happen with valid fds; stop feeding and reading.
+            break;
+        }
+        if (fds [2].revents) {
+            ssize_t n = write (in [1], payload->stdin_data + stdin_done,
+                               payload->stdin_size - stdin_done);
+            if (n > 0)
+                stdin_done += (size_t) n;
+            if ((n < 0 && errno != EAGAIN && errno != EINTR)
+            ||  stdin_done == payload->stdin_size) {
+                close (in [1]);     // EPIPE: the command stopped reading
+                in [1] = -1;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            int *fd = i == 0 ? &out [0] : &errp [0];
+            if (!fds [i].revents)
+                continue;
+            ssize_t n = read (*fd, chunk, sizeof chunk);
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (n <= 0) {
+                close (*fd);
+                *fd = -1;
+                continue;
+            }
+            if (i == 1) {
+                s_tail_add (tail, chunk, (size_t) n);
+                continue;
+            }
+            if (too_big)
+                continue;
+            if (stdout_size + (size_t) n > COMMAND_STDOUT_MAX) {
+                too_big = true;
+                kill (pid, SIGKILL);
+                continue;
+            }
+            if (stdout_size + (size_t) n > stdout_capacity) {
+                size_t capacity = stdout_capacity ? stdout_capacity * 2 : 65536;
+                while (capacity < stdout_size + (size_t) n)
+                    capacity *= 2;
+                char *grown = realloc (stdout_buf, capacity);
+                if (!grown) {
+                    too_big = true;
+                    kill (pid, SIGKILL);
+                    continue;
+                }
+                stdout_buf = grown;
+                stdout_capacity = capacity;
+            }
+            memcpy (stdout_buf + stdout_size, chunk, (size_t) n);
+            stdout_size += (size_t) n;
+        }
+    }
+    int status = 0;
+    struct rusage usage = { 0 };
+    while (wait4 (pid, &status, 0, &usage) < 0) {
+        if (errno != EINTR) {
+            snprintf (err, sizeof err, "wait4: %s", strerror (errno));
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+            goto done;
+        }
+    }
+    outcome->cpu_us = (uint64_t) usage.ru_utime.tv_sec * 1000000 + (uint64_t) usage.ru_utime.tv_usec
+                    + (uint64_t) usage.ru_stime.tv_sec * 1000000 + (uint64_t) usage.ru_stime.tv_usec;
+    outcome->maxrss_kb = (uint64_t) usage.ru_maxrss;
+
+    char tail_text [COMMAND_STDERR_TAIL + 1];
+    s_tail_text (tail, tail_text, sizeof tail_text);
+    const char *sep = tail_text [0] ? ": " : "";
+    if (too_big) {
+        snprintf (err, sizeof err, "stdout larger than %u bytes; command killed",
+                  COMMAND_STDOUT_MAX);
+        result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+    }
+    else
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 0) {
+        //  The result is stdout as one msgpack bin.
+        msgpack_sbuffer sbuf;
+        msgpack_sbuffer_init (&sbuf);
+        msgpack_packer pk;
+        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+        msgpack_pack_bin (&pk, stdout_size);
+        if (stdout_size)
+            msgpack_pack_bin_body (&pk, stdout_buf, stdout_size);
+        outcome->status = EMQP_STATUS_OK;
+        result = wire_msg_set_bytes (&outcome->value, &outcome->value_size,
+                                     sbuf.data, sbuf.size);
+        msgpack_sbuffer_destroy (&sbuf);
+    }
+    else {
+        size_t size = 64 + strlen (tail_text);
+        char *text = malloc (size);
+        if (!text)
+            goto done;
+        if (WIFEXITED (status))
+            snprintf (text, size, "exit status %d%s%s", WEXITSTATUS (status), sep, tail_text);
+        else {
+            int sig = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
+            const char *name = sigabbrev_np (sig);
+            snprintf (text, size, "killed by signal %d (SIG%s)%s%s", sig,
+                      name ? name : "?", sep, tail_text);
+        }
+        result = s_outcome_text (outcome, EMQP_STATUS_FAILED, text);
+        free (text);
+    }
+done:
+    for (int i = 0; i < 2; i++) {
+        if (in [i] >= 0) close (in [i]);
+        if (out [i] >= 0) close (out [i]);
+        if (errp [i] >= 0) close (errp [i]);
+    }
+    free (stdout_buf);
+    free (tail);
+    sigaction (SIGPIPE, &saved_pipe, NULL);
+    return result;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  A failed check is counted (tests/testutil.h) and ends the test: what
+//  follows a failed step would only crash on its leftovers.
+#define S_CHECK(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return; \
+    } \
+} while (0)
+#define S_CHECK_OR_NULL(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return NULL; \
+    } \
+} while (0)
+
+//  Runs argv with the allow-list; returns the outcome (caller owns it).
+static wire_msg_t *
+s_run (char **argv, const char *stdin_data, char **patterns, size_t count)
+{
+    payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv };
+    while (argv [payload.argc])
+        payload.argc++;
+    if (stdin_data) {
+        payload.stdin_data = (char *) stdin_data;
+        payload.stdin_size = strlen (stdin_data);
+    }
+    wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
+    S_CHECK_OR_NULL (outcome);
+    S_CHECK_OR_NULL (command_run (&payload, patterns, count, outcome) == 0);
+    return outcome;
+}
+
+static bool
+s_value_has (const wire_msg_t *outcome, const char *text)
+{
+    return memmem (outcome->value, outcome->value_size, text, strlen (text)) != NULL;
+}
+
+void
+command_test (bool verbose)
+{
+    if (verbose)
+        printf (" * command: ");
+    char path [PATH_MAX], err [512];
+
+    //  Normalisation and resolution.
+    S_CHECK (command_resolve ("/bin/../bin/./sh", NULL, path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (streq (path, "/bin/sh"));
+    S_CHECK (command_resolve ("/bin/../../../tmp//x", NULL, path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (streq (path, "/tmp/x"));
+    S_CHECK (command_resolve ("/", NULL, path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (streq (path, "/"));
+    S_CHECK (command_resolve ("sh", NULL, path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (path [0] == '/' && strstr (path, "/sh"));
+    S_CHECK (command_resolve ("./tool", "/opt/x", path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (streq (path, "/opt/x/tool"));
+    S_CHECK (command_resolve ("no-such-command-emq", NULL, path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (strstr (err, "not found"));
+    S_CHECK (command_resolve ("", NULL, path, sizeof path, err, sizeof err) == -1);
+
+    //  Allow-list matching.
+    char *allow [] = { "/bin/*", "/usr/bin/env" };
+    S_CHECK (command_is_allowed ("/bin/sh", allow, 2));
+    S_CHECK (command_is_allowed ("/usr/bin/env", allow, 2));
+    S_CHECK (!command_is_allowed ("/bin/sub/sh", allow, 2));
+    S_CHECK (!command_is_allowed ("/usr/bin/python3", allow, 2));
+    S_CHECK (!command_is_allowed ("/bin/sh", allow, 0));
+
+    //  Disabled, not allowed, empty argv: rejected.
+    char *sh_true [] = { "/bin/sh", "-c", "true", NULL };
+    wire_msg_t *outcome = s_run (sh_true, NULL, allow, 0);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "disabled"));
+    wire_msg_destroy (&outcome);
+    char *only_env [] = { "/usr/bin/env" };
+    outcome = s_run (sh_true, NULL, only_env, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "not allowed"));
+    wire_msg_destroy (&outcome);
+    char *sneaky [] = { "/usr/bin/../../bin/sh", "-c", "true", NULL };
+    outcome = s_run (sneaky, NULL, only_env, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
+    wire_msg_destroy (&outcome);
+
+    //  stdout becomes a msgpack bin; stdin is fed.
+    char *echo [] = { "/bin/sh", "-c", "printf hello; cat", NULL };
+    outcome = s_run (echo, " world", allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_OK);
+    S_CHECK (outcome->value_size == 2 + 11);
+    S_CHECK ((unsigned char) outcome->value [0] == 0xc4 && outcome->value [1] == 11);
+    S_CHECK (memcmp (outcome->value + 2, "hello world", 11) == 0);
+    wire_msg_destroy (&outcome);
+
+    //  Non-zero exit: failed with the status and stderr's tail.
+    char *fails [] = { "/bin/sh", "-c", "echo partial; echo oops >&2; exit 3", NULL };
+    outcome = s_run (fails, NULL, allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+    S_CHECK (outcome->value_size == strlen ("exit status 3: oops"));
+    S_CHECK (s_value_has (outcome, "exit status 3: oops"));
+    wire_msg_destroy (&outcome);
+
+    //  Killed by a signal.
+    char *killed [] = { "/bin/sh", "-c", "echo bye >&2; kill -9 $$", NULL };
+    outcome = s_run (killed, NULL, allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+    S_CHECK (s_value_has (outcome, "killed by signal 9 (SIGKILL): bye"));
+    wire_msg_destroy (&outcome);
+
+    //  Lots of output on both pipes while stdin is large: no deadlock, and
+    //  only the stderr tail is kept.
+    char *big = malloc (300000);
+    S_CHECK (big);
+    memset (big, 'x', 299999);
+    big [299999] = 0;
+    char *both [] = { "/bin/sh", "-c",
+                      "cat; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; i=$((i+1)); done",
+                      NULL };
+    outcome = s_run (both, big, allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_OK);
+    S_CHECK (outcome->value_size == 5 + 299999);
+    wire_msg_destroy (&outcome);
+    char *both_fail [] = { "/bin/sh", "-c",
+                           "cat >/dev/null; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; "
+                           "i=$((i+1)); done; exit 1", NULL };
+    outcome = s_run (both_fail, big, allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+    S_CHECK (s_value_has (outcome, "line1999"));
+    S_CHECK (!s_value_has (outcome, "line1\n"));
+    S_CHECK (outcome->value_size < COMMAND_STDERR_TAIL + 64);
+    wire_msg_destroy (&outcome);
+    free (big);
+
+    //  A command that stops reading stdin early does not hurt the worker.
+    char *no_read [] = { "/bin/sh", "-c", "exit 0", NULL };
+    big = malloc (1 << 20);
+    S_CHECK (big);
+    memset (big, 'y', (1 << 20) - 1);
+    big [(1 << 20) - 1] = 0;
+    outcome = s_run (no_read, big, allow, 1);
+    S_CHECK (outcome);
+    S_CHECK (outcome->status == EMQP_STATUS_OK);
+    wire_msg_destroy (&outcome);
+    free (big);
+
+    //  env and cwd.
+    char *pwd [] = { "/bin/sh", "-c", "pwd; echo $EMQ_TEST_VAR", NULL };
+    char *env [] = { "EMQ_TEST_VAR=42", NULL };
+    payload_t payload = { .kind = PAYLOAD_EXEC, .argv = pwd, .argc = 3,
+                          .env = env, .envc = 1, .cwd = "/" };
+    outcome = wire_msg_new (WIRE_OUTCOME);
+    S_CHECK (command_run (&payload, allow, 1, outcome) == 0);
+    S_CHECK (outcome->status == EMQP_STATUS_OK);
+    S_CHECK (s_value_has (outcome, "/\n42\n"));
+    payload.cwd = "/nonexistent-emq-dir";
+    S_CHECK (command_run (&payload, allow, 1, outcome) == 0);
+    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+    S_CHECK (s_value_has (outcome, "exit status 127: emq: cannot chdir"));
+    wire_msg_destroy (&outcome);
+
+    if (verbose)
+        printf ("OK\n");
+}

@@ -1,0 +1,375 @@
+/*  plugin — `run` jobs. See plugin.h.
+
+    The cache is a short list (a worker loads a handful of libraries), keyed
+    by the library's real path so two names for one file share one handle.
+*/
+#include "plugin.h"
+#include "tests/testutil.h"
+
+#include <assert.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct s_library_t {
+    char *path;                 // real path
+    void *handle;               // from dlopen
+    struct s_library_t *next;
+} s_library_t;
+
+struct plugin_cache_t {
+    char *const *dirs;          // borrowed
+    size_t dir_count;
+    s_library_t *libraries;     // owned list
+};
+
+plugin_cache_t *
+plugin_cache_new (char *const *dirs, size_t dir_count)
+{
+    plugin_cache_t *self = calloc (1, sizeof *self);
+    if (self) {
+        self->dirs = dirs;
+        self->dir_count = dir_count;
+    }
+    return self;
+}
+
+void
+plugin_cache_destroy (plugin_cache_t **self_p)
+{
+    assert (self_p);
+    plugin_cache_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->libraries) {
+        s_library_t *library = self->libraries;
+        self->libraries = library->next;
+        dlclose (library->handle);
+        free (library->path);
+        free (library);
+    }
+    free (self);
+    *self_p = NULL;
+}
+
+int
+plugin_resolve (char *const *dirs, size_t dir_count, const char *library,
+                char *path, size_t pathlen, char *err, size_t errlen)
+{
+    if (!library || !*library || strchr (library, '/')
+    ||  streq (library, ".") || streq (library, "..")) {
+        snprintf (err, errlen, "library '%s' must be a plain file name (no '/')",
+                  library ? library : "");
+        return -1;
+    }
+    if (dir_count == 0) {
+        snprintf (err, errlen, "run jobs are disabled: no plugin_dirs configured");
+        return -1;
+    }
+    for (size_t i = 0; i < dir_count; i++) {
+        char real_dir [PATH_MAX];
+        if (!realpath (dirs [i], real_dir))
+            continue;           // a missing directory is skipped, as PATH does
+        char candidate [PATH_MAX];
+        if (snprintf (candidate, sizeof candidate, "%s/%s", real_dir, library)
+            >= (int) sizeof candidate)
+            continue;
+        char real [PATH_MAX];
+        if (!realpath (candidate, real))
+            continue;
+        size_t dirlen = strlen (real_dir);
+        //  The root directory as a plugin dir is silly but consistent.
+        bool inside = streq (real_dir, "/")
+                    ? real [0] == '/'
+                    : strncmp (real, real_dir, dirlen) == 0 && real [dirlen] == '/';
+        if (!inside) {
+            snprintf (err, errlen, "library '%s' resolves to '%s', outside plugin dir '%s'",
+                      library, real, dirs [i]);
+            return -1;
+        }
+        struct stat st;
+        if (stat (real, &st) || !S_ISREG (st.st_mode)) {
+            snprintf (err, errlen, "library '%s' is not a regular file", real);
+            return -1;
+        }
+        if (strlen (real) + 1 > pathlen) {
+            snprintf (err, errlen, "library path too long");
+            return -1;
+        }
+        strcpy (path, real);
+        return 0;
+    }
+    snprintf (err, errlen, "library '%s' not found in the plugin dirs", library);
+    return -1;
+}
+
+void *
+plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
+               char *err, size_t errlen)
+{
+    assert (self);
+    char path [PATH_MAX];
+    if (plugin_resolve (self->dirs, self->dir_count, library, path, sizeof path,
+                        err, errlen))
+        return NULL;
+    s_library_t *entry = self->libraries;
+    while (entry && !streq (entry->path, path))
+        entry = entry->next;
+    if (!entry) {
+        void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
+        if (!handle) {
+            const char *reason = dlerror ();
+            snprintf (err, errlen, "cannot load '%s': %s", path, reason ? reason : "?");
+            return NULL;
+        }
+        entry = calloc (1, sizeof *entry);
+        if (!entry || !(entry->path = strdup (path))) {
+            free (entry);
+            dlclose (handle);
+            snprintf (err, errlen, "out of memory");
+            return NULL;
+        }
+        entry->handle = handle;
+        entry->next = self->libraries;
+        self->libraries = entry;
+    }
+    if (!symbol || !*symbol) {
+        snprintf (err, errlen, "no function name given");
+        return NULL;
+    }
+    dlerror ();
+    void *address = dlsym (entry->handle, symbol);
+    if (!address) {
+        snprintf (err, errlen, "function '%s' not found in '%s'", symbol, library);
+        return NULL;
+    }
+    return address;
+}
+
+int
+plugin_spec_parse (const char *spec, char *lib, size_t liblen, char *fn, size_t fnlen)
+{
+    const char *colon = spec ? strrchr (spec, ':') : NULL;
+    if (!colon || colon == spec || !colon [1])
+        return -1;
+    size_t size = (size_t) (colon - spec);
+    if (size + 1 > liblen || strlen (colon + 1) + 1 > fnlen)
+        return -1;
+    memcpy (lib, spec, size);
+    lib [size] = 0;
+    strcpy (fn, colon + 1);
+    if (strchr (lib, '/'))
+        return -1;
+    return 0;
+}
+
+//  Sets the outcome to status with a text value.
+static int
+s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
+{
+    outcome->status = status;
+    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text, strlen (text));
+}
+
+int
+plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
+            wire_msg_t *outcome)
+{
+    assert (self && payload && job && outcome);
+    char err [512];
+    emq_job_fn *fn = (emq_job_fn *) plugin_symbol (self, payload->library,
+                                                   payload->function, err, sizeof err);
+    if (!fn)
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
+
+    msgpack_unpacked args;
+    msgpack_unpacked_init (&args);
+    msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
+    const msgpack_object *argp = &nil;
+    if (payload->args_size) {
+        size_t offset = 0;
+        if (msgpack_unpack_next (&args, payload->args, payload->args_size, &offset)
+                != MSGPACK_UNPACK_SUCCESS
+        ||  offset != payload->args_size) {
+            msgpack_unpacked_destroy (&args);
+            return s_outcome_text (outcome, EMQP_STATUS_REJECTED,
+                                   "arguments are not one msgpack value");
+        }
+        argp = &args.data;
+    }
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    job->error [0] = 0;
+    int rc = fn (job, argp, &pk);
+    msgpack_unpacked_destroy (&args);
+
+    int result;
+    if (rc != 0) {
+        if (job->error [0])
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, job->error);
+        else {
+            snprintf (err, sizeof err, "%s:%s returned %d", payload->library,
+                      payload->function, rc);
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        }
+    }
+    else {
+        //  Exactly one object: count what the function packed.
+        size_t offset = 0, count = 0;
+        msgpack_unpacked check;
+        msgpack_unpacked_init (&check);
+        while (offset < sbuf.size
+           &&  msgpack_unpack_next (&check, sbuf.data, sbuf.size, &offset)
+                   == MSGPACK_UNPACK_SUCCESS)
+            count++;
+        msgpack_unpacked_destroy (&check);
+        if (count != 1 || offset != sbuf.size) {
+            snprintf (err, sizeof err, "%s:%s packed %zu objects%s, expected exactly one",
+                      payload->library, payload->function, count,
+                      offset != sbuf.size ? " and an incomplete one" : "");
+            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        }
+        else {
+            outcome->status = EMQP_STATUS_OK;
+            result = wire_msg_set_bytes (&outcome->value, &outcome->value_size,
+                                         sbuf.data, sbuf.size);
+        }
+    }
+    msgpack_sbuffer_destroy (&sbuf);
+    return result;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  A failed check is counted (tests/testutil.h) and ends the test: what
+//  follows a failed step would only crash on its leftovers.
+#define S_CHECK(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return; \
+    } \
+} while (0)
+#define S_CHECK_OR_NULL(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return NULL; \
+    } \
+} while (0)
+
+void
+plugin_test (bool verbose)
+{
+    if (verbose)
+        printf (" * plugin: ");
+    char err [512], path [PATH_MAX];
+
+    //  A plugin dir with one library, a symlink inside, one pointing out.
+    char base [] = "/tmp/emq-plugin-test-XXXXXX";
+    S_CHECK (mkdtemp (base));
+    char dir [256], outside [256], file [PATH_MAX], link [PATH_MAX];
+    snprintf (dir, sizeof dir, "%s/plugins", base);
+    snprintf (outside, sizeof outside, "%s/evil.so", base);
+    S_CHECK (mkdir (dir, 0700) == 0);
+    FILE *f = fopen (outside, "w");
+    S_CHECK (f && fclose (f) == 0);
+    snprintf (file, sizeof file, "%s/good.so", dir);
+    f = fopen (file, "w");
+    S_CHECK (f && fclose (f) == 0);
+    snprintf (link, sizeof link, "%s/escape.so", dir);
+    S_CHECK (symlink ("../evil.so", link) == 0);
+    snprintf (link, sizeof link, "%s/alias.so", dir);
+    S_CHECK (symlink ("good.so", link) == 0);
+
+    char *dirs [] = { "/nonexistent-emq-dir", dir };
+    S_CHECK (plugin_resolve (dirs, 2, "good.so", path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (strstr (path, "/plugins/good.so"));
+    S_CHECK (plugin_resolve (dirs, 2, "alias.so", path, sizeof path, err, sizeof err) == 0);
+    S_CHECK (strstr (path, "/plugins/good.so"));
+    S_CHECK (plugin_resolve (dirs, 2, "../evil.so", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (strstr (err, "plain file name"));
+    S_CHECK (plugin_resolve (dirs, 2, outside, path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (plugin_resolve (dirs, 2, "..", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (plugin_resolve (dirs, 2, "", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (plugin_resolve (dirs, 2, "escape.so", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (strstr (err, "outside"));
+    S_CHECK (plugin_resolve (dirs, 2, "missing.so", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (strstr (err, "not found"));
+    S_CHECK (plugin_resolve (dirs, 0, "good.so", path, sizeof path, err, sizeof err) == -1);
+    S_CHECK (strstr (err, "disabled"));
+
+    //  Hook specs.
+    char lib [64], fn [64];
+    S_CHECK (plugin_spec_parse ("libx.so:setup", lib, sizeof lib, fn, sizeof fn) == 0);
+    S_CHECK (streq (lib, "libx.so") && streq (fn, "setup"));
+    S_CHECK (plugin_spec_parse ("libx.so", lib, sizeof lib, fn, sizeof fn) == -1);
+    S_CHECK (plugin_spec_parse (":fn", lib, sizeof lib, fn, sizeof fn) == -1);
+    S_CHECK (plugin_spec_parse ("lib:", lib, sizeof lib, fn, sizeof fn) == -1);
+    S_CHECK (plugin_spec_parse ("a/b.so:fn", lib, sizeof lib, fn, sizeof fn) == -1);
+
+    //  An empty file is not a loadable library: rejected with dlopen's reason.
+    plugin_cache_t *cache = plugin_cache_new (dirs, 2);
+    S_CHECK (cache);
+    S_CHECK (plugin_symbol (cache, "good.so", "x", err, sizeof err) == NULL);
+    S_CHECK (strstr (err, "cannot load"));
+
+    //  The example plugin, when built (make builds it before the tests).
+    const char *build = getenv ("BUILD") ? getenv ("BUILD") : "build";
+    char plugdir [256];
+    snprintf (plugdir, sizeof plugdir, "%.200s/plugins", build);
+    snprintf (path, sizeof path, "%s/libemq_examples.so", plugdir);
+    if (access (path, R_OK) == 0) {
+        char *exdirs [] = { plugdir };
+        plugin_cache_t *examples = plugin_cache_new (exdirs, 1);
+        emq_job_t job = { .msgid = "m1", .queue = "q", .attempt = 1 };
+        payload_t payload = { .kind = PAYLOAD_RUN, .library = "libemq_examples.so",
+                              .function = "upper", .args = "\xa3" "abc", .args_size = 4 };
+        wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
+        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
+        S_CHECK (outcome->status == EMQP_STATUS_OK);
+        S_CHECK (outcome->value_size == 4 && memcmp (outcome->value, "\xa3" "ABC", 4) == 0);
+        payload.function = "fail";
+        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
+        S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+        payload.function = "no_such_function";
+        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
+        S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
+        S_CHECK (memmem (outcome->value, outcome->value_size, "not found", 9));
+        payload.function = "add";
+        payload.args = "\x93\x01\x02\x03";
+        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
+        S_CHECK (outcome->status == EMQP_STATUS_OK);
+        S_CHECK (outcome->value_size == 1 && outcome->value [0] == 6);
+        payload.args = "\x93\x01";      // truncated arguments
+        payload.args_size = 2;
+        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
+        S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
+        wire_msg_destroy (&outcome);
+        plugin_cache_destroy (&examples);
+    }
+    else
+    if (verbose)
+        printf ("(%s not built, example calls skipped) ", path);
+
+    plugin_cache_destroy (&cache);
+    S_CHECK (cache == NULL);
+    snprintf (link, sizeof link, "%s/escape.so", dir);
+    unlink (link);
+    snprintf (link, sizeof link, "%s/alias.so", dir);
+    unlink (link);
+    unlink (file);
+    unlink (outside);
+    rmdir (dir);
+    rmdir (base);
+    if (verbose)
+        printf ("OK\n");
+}

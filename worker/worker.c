@@ -1,0 +1,535 @@
+/*  worker — the forked worker process. See worker.h.
+
+    Lifetime of a worker process, all inside worker_main():
+        detach from the parent (signals, descriptors, process group)
+        setup hook -> HELLO (with the error if setup failed, then exit)
+        loop: JOB -> run -> OUTCOME, until EOF, max_job_count or max_rss_kb
+    Anything that goes wrong with the pipe ends the process; the job manager
+    sees the exit and the broken pipe and reports the job as crashed.
+*/
+#include "worker.h"
+#include "tests/testutil.h"
+#include "command.h"
+#include "log.h"
+#include "plugin.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+//  The descriptor a worker talks to its job manager on.
+#define S_WORKER_FD 3
+
+//  Set once main() has handed setproctitle its argv (libbsd needs that).
+static bool s_title_ready = false;
+
+void
+worker_title_init (int argc, char *argv [], char *envp [])
+{
+    setproctitle_init (argc, argv, envp);
+    s_title_ready = true;
+}
+
+#define S_TITLE(...) do { if (s_title_ready) setproctitle (__VA_ARGS__); } while (0)
+
+worker_config_t *
+worker_config_new (void)
+{
+    return calloc (1, sizeof (worker_config_t));
+}
+
+static void
+s_free_list (char **list, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free (list [i]);
+    free (list);
+}
+
+void
+worker_config_destroy (worker_config_t **self_p)
+{
+    assert (self_p);
+    worker_config_t *self = *self_p;
+    if (!self)
+        return;
+    s_free_list (self->plugin_dirs, self->plugin_dir_count);
+    s_free_list (self->exec_allow, self->exec_allow_count);
+    free (self->setup);
+    free (self->job_entry);
+    free (self->job_exit);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Appends a copy of item to a NULL-terminated list.
+static int
+s_list_add (char ***list, size_t *count, const char *item)
+{
+    char **grown = realloc (*list, (*count + 2) * sizeof (char *));
+    if (!grown)
+        return -1;
+    *list = grown;
+    grown [*count] = strdup (item);
+    if (!grown [*count])
+        return -1;
+    (*count)++;
+    grown [*count] = NULL;
+    return 0;
+}
+
+int
+worker_config_add_plugin_dir (worker_config_t *self, const char *dir)
+{
+    return s_list_add (&self->plugin_dirs, &self->plugin_dir_count, dir);
+}
+
+int
+worker_config_add_exec_allow (worker_config_t *self, const char *pattern)
+{
+    return s_list_add (&self->exec_allow, &self->exec_allow_count, pattern);
+}
+
+int
+worker_config_set_hook (worker_config_t *self, const char *which, const char *spec,
+                        char *err, size_t errlen)
+{
+    char **field = streq (which, "setup") ? &self->setup
+                 : streq (which, "job_entry") ? &self->job_entry
+                 : streq (which, "job_exit") ? &self->job_exit : NULL;
+    assert (field);
+    char lib [256], fn [256];
+    if (spec && *spec
+    &&  plugin_spec_parse (spec, lib, sizeof lib, fn, sizeof fn)) {
+        snprintf (err, errlen, "%s: '%s' is not LIB:FN (a library file name in the "
+                  "plugin dirs, a colon, a function name)", which, spec);
+        return -1;
+    }
+    free (*field);
+    *field = NULL;
+    if (spec && *spec && !(*field = strdup (spec))) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static bool
+s_str_equal (const char *a, const char *b)
+{
+    return a == b || (a && b && streq (a, b));
+}
+
+static bool
+s_list_equal (char **a, size_t a_count, char **b, size_t b_count)
+{
+    if (a_count != b_count)
+        return false;
+    for (size_t i = 0; i < a_count; i++)
+        if (!streq (a [i], b [i]))
+            return false;
+    return true;
+}
+
+bool
+worker_config_equal (const worker_config_t *a, const worker_config_t *b)
+{
+    return s_list_equal (a->plugin_dirs, a->plugin_dir_count,
+                         b->plugin_dirs, b->plugin_dir_count)
+        && s_list_equal (a->exec_allow, a->exec_allow_count,
+                         b->exec_allow, b->exec_allow_count)
+        && s_str_equal (a->setup, b->setup)
+        && s_str_equal (a->job_entry, b->job_entry)
+        && s_str_equal (a->job_exit, b->job_exit)
+        && a->max_job_count == b->max_job_count
+        && a->max_rss_kb == b->max_rss_kb;
+}
+
+struct worker_t {
+    const worker_config_t *config;  // borrowed
+    plugin_cache_t *plugins;        // libraries loaded by this worker
+};
+
+worker_t *
+worker_new (const worker_config_t *config)
+{
+    assert (config);
+    worker_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = config;
+    self->plugins = plugin_cache_new (config->plugin_dirs, config->plugin_dir_count);
+    if (!self->plugins)
+        worker_destroy (&self);
+    return self;
+}
+
+void
+worker_destroy (worker_t **self_p)
+{
+    assert (self_p);
+    worker_t *self = *self_p;
+    if (!self)
+        return;
+    plugin_cache_destroy (&self->plugins);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Looks a hook up from its "LIB:FN" spec.
+static void *
+s_hook (worker_t *self, const char *which, const char *spec, char *err, size_t errlen)
+{
+    char lib [256], fn [256], reason [512];
+    if (plugin_spec_parse (spec, lib, sizeof lib, fn, sizeof fn)) {
+        snprintf (err, errlen, "%s hook '%s' is not LIB:FN", which, spec);
+        return NULL;
+    }
+    void *address = plugin_symbol (self->plugins, lib, fn, reason, sizeof reason);
+    if (!address)
+        snprintf (err, errlen, "%s hook: %s", which, reason);
+    return address;
+}
+
+int
+worker_setup (worker_t *self, char *err, size_t errlen)
+{
+    assert (self);
+    if (!self->config->setup)
+        return 0;
+    emq_setup_fn *setup = (emq_setup_fn *) s_hook (self, "setup", self->config->setup,
+                                                   err, errlen);
+    if (!setup)
+        return -1;
+    int rc = setup ();
+    if (rc != 0) {
+        snprintf (err, errlen, "setup hook %s returned %d", self->config->setup, rc);
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t
+s_now_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static uint64_t
+s_cpu_us (const struct rusage *usage)
+{
+    return (uint64_t) usage->ru_utime.tv_sec * 1000000 + (uint64_t) usage->ru_utime.tv_usec
+         + (uint64_t) usage->ru_stime.tv_sec * 1000000 + (uint64_t) usage->ru_stime.tv_usec;
+}
+
+static wire_msg_t *
+s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
+{
+    outcome->status = status;
+    if (wire_msg_set_bytes (&outcome->value, &outcome->value_size, text, strlen (text)))
+        wire_msg_destroy (&outcome);
+    return outcome;
+}
+
+wire_msg_t *
+worker_run_job (worker_t *self, const wire_msg_t *job)
+{
+    assert (self && job && job->type == WIRE_JOB);
+    uint64_t started_us = s_now_us ();
+    struct rusage before, after;
+    getrusage (RUSAGE_SELF, &before);
+    wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
+    if (!outcome)
+        return NULL;
+
+    char err [1024];
+    emq_job_t context = {
+        .msgid = job->msgid, .queue = job->queue,
+        .attempt = job->attempt, .timeout_s = job->timeout_s
+    };
+    payload_t *payload = payload_decode (job->payload, job->payload_size, err, sizeof err);
+    if (!payload) {
+        char text [1100];
+        snprintf (text, sizeof text, "bad payload: %s", err);
+        outcome = s_outcome_text (outcome, EMQP_STATUS_REJECTED, text);
+        goto usage;
+    }
+    emq_hook_fn *entry = NULL, *exit_ = NULL;
+    if (self->config->job_entry
+    &&  !(entry = (emq_hook_fn *) s_hook (self, "job_entry", self->config->job_entry,
+                                          err, sizeof err))) {
+        outcome = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        goto done;
+    }
+    if (self->config->job_exit
+    &&  !(exit_ = (emq_hook_fn *) s_hook (self, "job_exit", self->config->job_exit,
+                                          err, sizeof err))) {
+        outcome = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+        goto done;
+    }
+    if (entry)
+        entry (&context);
+    int rc;
+    if (payload->kind == PAYLOAD_RUN)
+        rc = plugin_run (self->plugins, payload, &context, outcome);
+    else
+        rc = command_run (payload, self->config->exec_allow,
+                          self->config->exec_allow_count, outcome);
+    if (exit_)
+        exit_ (&context);
+    if (rc)
+        wire_msg_destroy (&outcome);
+done:
+    payload_destroy (&payload);
+usage:
+    if (outcome) {
+        getrusage (RUSAGE_SELF, &after);
+        outcome->wall_us = s_now_us () - started_us;
+        //  exec: the command's own use came from wait4; add the worker's.
+        outcome->cpu_us += s_cpu_us (&after) - s_cpu_us (&before);
+        if ((uint64_t) after.ru_maxrss > outcome->maxrss_kb)
+            outcome->maxrss_kb = (uint64_t) after.ru_maxrss;
+    }
+    return outcome;
+}
+
+//  Current resident set size in KiB, from /proc; 0 if unknown.
+static uint64_t
+s_rss_kb (void)
+{
+    FILE *file = fopen ("/proc/self/statm", "r");
+    if (!file)
+        return 0;
+    unsigned long size = 0, resident = 0;
+    int fields = fscanf (file, "%lu %lu", &size, &resident);
+    fclose (file);
+    if (fields != 2)
+        return 0;
+    return (uint64_t) resident * (uint64_t) sysconf (_SC_PAGESIZE) / 1024;
+}
+
+void
+worker_main (int fd, pid_t parent, const worker_config_t *config)
+{
+    //  The job manager blocked every signal around fork() and has handlers
+    //  of its own; a worker starts from the defaults, with SIGPIPE ignored so
+    //  a vanished parent shows up as EPIPE.
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal (sig, SIG_DFL);
+    signal (SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset (&none);
+    sigprocmask (SIG_SETMASK, &none, NULL);
+
+    if (prctl (PR_SET_PDEATHSIG, SIGKILL) || getppid () != parent)
+        _exit (0);              // the parent is already gone
+    //  The pool also does this from the parent; whichever runs first wins.
+    if (setpgid (0, 0) && errno != EPERM)
+        log_warning ("worker %d: setpgid: %s", getpid (), strerror (errno));
+
+    //  Keep stdio (for the log) and our pipe, moved to fd 3; drop all else,
+    //  the ZeroMQ sockets and the other workers' pipes above all.
+    if (fd != S_WORKER_FD) {
+        if (dup2 (fd, S_WORKER_FD) < 0)
+            _exit (2);
+        if (fd > S_WORKER_FD)
+            close (fd);
+    }
+    closefrom (S_WORKER_FD + 1);
+
+    prctl (PR_SET_NAME, "emq-worker");
+    S_TITLE ("-emq-worker: idle");
+
+    char err [1024];
+    worker_t *self = worker_new (config);
+    if (!self)
+        _exit (2);
+    int setup_rc = worker_setup (self, err, sizeof err);
+    wire_msg_t *hello = wire_msg_new (WIRE_HELLO);
+    if (!hello)
+        _exit (2);
+    hello->pid = getpid ();
+    if (setup_rc)
+        hello->error = strdup (err);
+    if (wire_write (S_WORKER_FD, hello))
+        _exit (2);
+    wire_msg_destroy (&hello);
+    if (setup_rc)
+        _exit (3);
+
+    uint64_t jobs_done = 0;
+    while (true) {
+        wire_msg_t *job = wire_read (S_WORKER_FD, err, sizeof err);
+        if (!job) {
+            if (errno == 0)
+                _exit (0);      // the job manager closed our pipe: leave
+            log_warning ("worker %d: bad message from the job manager: %s", getpid (), err);
+            _exit (2);
+        }
+        if (job->type != WIRE_JOB) {
+            log_warning ("worker %d: unexpected message type %d", getpid (), job->type);
+            _exit (2);
+        }
+        S_TITLE ("-emq-worker: %s %s", job->queue, job->msgid);
+        wire_msg_t *outcome = worker_run_job (self, job);
+        wire_msg_destroy (&job);
+        if (!outcome)
+            _exit (2);          // out of memory: the job manager reports a crash
+        jobs_done++;
+        uint64_t rss_kb = config->max_rss_kb ? s_rss_kb () : 0;
+        outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
+                         || (config->max_rss_kb && rss_kb > config->max_rss_kb);
+        if (wire_write (S_WORKER_FD, outcome))
+            _exit (2);
+        bool retiring = outcome->retiring;
+        wire_msg_destroy (&outcome);
+        if (retiring)
+            _exit (0);
+        S_TITLE ("-emq-worker: idle");
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+//  A failed check is counted (tests/testutil.h) and ends the test: what
+//  follows a failed step would only crash on its leftovers.
+#define S_CHECK(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return; \
+    } \
+} while (0)
+#define S_CHECK_OR_NULL(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+        return NULL; \
+    } \
+} while (0)
+
+//  Builds a JOB message around an encoded payload (caller owns it).
+static wire_msg_t *
+s_job (const payload_t *payload, const char *msgid)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    S_CHECK_OR_NULL (payload_encode (payload, &sbuf) == 0);
+    wire_msg_t *job = wire_msg_new (WIRE_JOB);
+    job->msgid = strdup (msgid);
+    job->queue = strdup ("default");
+    job->attempt = 1;
+    S_CHECK_OR_NULL (wire_msg_set_bytes (&job->payload, &job->payload_size, sbuf.data, sbuf.size) == 0);
+    msgpack_sbuffer_destroy (&sbuf);
+    return job;
+}
+
+void
+worker_test (bool verbose)
+{
+    if (verbose)
+        printf (" * worker: ");
+    char err [256];
+
+    //  Configuration.
+    worker_config_t *config = worker_config_new ();
+    S_CHECK (config);
+    S_CHECK (worker_config_add_exec_allow (config, "/bin/*") == 0);
+    S_CHECK (worker_config_set_hook (config, "setup", "nolib", err, sizeof err) == -1);
+    S_CHECK (strstr (err, "LIB:FN"));
+    S_CHECK (worker_config_set_hook (config, "setup", "", err, sizeof err) == 0);
+    S_CHECK (config->setup == NULL);
+    worker_config_t *other = worker_config_new ();
+    S_CHECK (!worker_config_equal (config, other));
+    S_CHECK (worker_config_add_exec_allow (other, "/bin/*") == 0);
+    S_CHECK (worker_config_equal (config, other));
+    worker_config_destroy (&other);
+    S_CHECK (other == NULL);
+
+    //  One exec job in-process, one with a bad payload.
+    worker_t *worker = worker_new (config);
+    S_CHECK (worker);
+    S_CHECK (worker_setup (worker, err, sizeof err) == 0);
+    char *argv [] = { "/bin/echo", "hi", NULL };
+    payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv, .argc = 2 };
+    wire_msg_t *job = s_job (&payload, "job-1");
+    wire_msg_t *outcome = worker_run_job (worker, job);
+    S_CHECK (outcome && outcome->status == EMQP_STATUS_OK);
+    S_CHECK (outcome->value_size == 5 && memcmp (outcome->value + 2, "hi\n", 3) == 0);
+    S_CHECK (outcome->wall_us > 0);
+    wire_msg_destroy (&outcome);
+    free (job->payload);
+    job->payload = strdup ("\xc1");
+    job->payload_size = 1;
+    outcome = worker_run_job (worker, job);
+    S_CHECK (outcome && outcome->status == EMQP_STATUS_REJECTED);
+    S_CHECK (memmem (outcome->value, outcome->value_size, "bad payload", 11));
+    wire_msg_destroy (&outcome);
+    wire_msg_destroy (&job);
+    worker_destroy (&worker);
+
+    //  A real worker process: HELLO, two jobs, retires after max_job_count.
+    config->max_job_count = 2;
+    int sv [2];
+    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid_t parent = getpid ();
+    pid_t pid = fork ();
+    S_CHECK (pid >= 0);
+    if (pid == 0) {
+        close (sv [0]);
+        worker_main (sv [1], parent, config);
+    }
+    close (sv [1]);
+    wire_msg_t *msg = wire_read (sv [0], err, sizeof err);
+    S_CHECK (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
+    wire_msg_destroy (&msg);
+    for (int i = 0; i < 2; i++) {
+        job = s_job (&payload, "job-2");
+        S_CHECK (job);
+        S_CHECK (wire_write (sv [0], job) == 0);
+        wire_msg_destroy (&job);
+        msg = wire_read (sv [0], err, sizeof err);
+        S_CHECK (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
+        S_CHECK (msg->retiring == (i == 1));
+        wire_msg_destroy (&msg);
+    }
+    int status;
+    S_CHECK (waitpid (pid, &status, 0) == pid);
+    S_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    close (sv [0]);
+
+    //  A failing setup hook is reported in HELLO, then the worker exits 3.
+    S_CHECK (worker_config_set_hook (config, "setup", "missing.so:setup", err, sizeof err) == 0);
+    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    pid = fork ();
+    S_CHECK (pid >= 0);
+    if (pid == 0) {
+        close (sv [0]);
+        worker_main (sv [1], parent, config);
+    }
+    close (sv [1]);
+    msg = wire_read (sv [0], err, sizeof err);
+    S_CHECK (msg && msg->type == WIRE_HELLO && msg->error);
+    S_CHECK (strstr (msg->error, "setup hook"));
+    wire_msg_destroy (&msg);
+    S_CHECK (waitpid (pid, &status, 0) == pid);
+    S_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 3);
+    close (sv [0]);
+
+    worker_config_destroy (&config);
+    if (verbose)
+        printf ("OK\n");
+}
