@@ -1,0 +1,1332 @@
+/*  integration — emq's integration tests: real emq-router, emq-jobmanager,
+    workers and emq-cli processes talking real eMQP over ipc:// paths in a
+    fresh temp directory per test. See harness.h for how processes are
+    started, timed out and cleaned up.
+
+        integration [-v] [-k] [-l] [-t NAME]...
+
+    Each test asserts real outcomes (exit codes, results, router state), and
+    waits for them by polling with a deadline, never by sleeping.
+*/
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DEFAULT_Q "[[10,\"default\"]]"
+
+//  ---------------------------------------------------------------------
+//  Helpers
+
+//  Starts a router and one job manager `name` on queue default, waits until
+//  it is registered.
+static pid_t
+s_router_and_jm (h_test_t *t, const char *name, int concurrent)
+{
+    h_router (t, "router", NULL);
+    pid_t jm = h_jm (t, name, DEFAULT_Q, concurrent, NULL);
+    h_wait_jm (t, name, 10000, NULL);
+    return jm;
+}
+
+static emq_client_t *
+s_client (h_test_t *t)
+{
+    emq_client_t *client = emq_client_new (t->frontend);
+    CHECK_MSG (client != NULL, "emq_client_new(%s) failed", t->frontend);
+    return client;
+}
+
+//  Waits for msgid's RESULT; fails the test when none comes within
+//  timeout_ms. Returns emq_wait_result's code; *event holds the result.
+static int
+s_wait_result (h_test_t *t, emq_client_t *client, const char *msgid, int timeout_ms,
+               emq_event_t *event)
+{
+    int rc = emq_wait_result (client, msgid, h_ms (timeout_ms), event);
+    CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for %s within %d ms (%s)", msgid,
+               h_ms (timeout_ms), emq_client_last_error (client));
+    CHECK_INT (event->type, ==, EMQ_EVENT_RESULT);
+    CHECK_STR_EQ (event->msgid, msgid);
+    char *text = h_result_text (event);
+    h_log (t, "result %s: status %d rc %d: %.200s (%s)", msgid, (int) event->status, rc,
+           text, event->usage);
+    free (text);
+    return rc;
+}
+
+//  Waits for an ok RESULT and returns its value as JSON text (caller frees).
+static char *
+s_expect_ok (h_test_t *t, emq_client_t *client, const char *msgid, int timeout_ms)
+{
+    emq_event_t event;
+    int rc = s_wait_result (t, client, msgid, timeout_ms, &event);
+    char *text = h_result_text (&event);
+    CHECK_MSG (event.status == EMQ_JOB_OK, "job %s: status %d, expected ok (0): %s",
+               msgid, (int) event.status, text);
+    CHECK_INT (rc, ==, 0);
+    return text;
+}
+
+//  Runs one job (function, JSON args) and checks it returns `expected`
+//  (JSON text), or just ok when expected is NULL.
+static void
+s_run_ok (h_test_t *t, emq_client_t *client, const char *queue, const char *function,
+          const char *args, const char *expected)
+{
+    char msgid[37];
+    h_submit_run (client, queue, function, args, 0, msgid);
+    char *text = s_expect_ok (t, client, msgid, 20000);
+    if (expected)
+        CHECK_STR_EQ (text, expected);
+    free (text);
+}
+
+//  The number of jobs the job manager `name` processed, per the router.
+static long long
+s_jm_processed (h_test_t *t, const char *name)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    long long processed = h_jint (info, -1, "processed", NULL);
+    json_decref (info);
+    return processed;
+}
+
+static long long
+s_status_int (h_test_t *t, const char *a, const char *b, const char *c)
+{
+    json_t *status = h_admin (t, "STATUS");
+    long long value = h_jint (status, -1, a, b, c, NULL);
+    json_decref (status);
+    return value;
+}
+
+//  True when the job manager's pid_distribution has a pid not in `old`.
+static bool
+s_has_new_pid (h_test_t *t, const char *name, const pid_t *old, size_t nold)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    json_t *dist = h_jget (info, "stats", "pid_distribution", NULL);
+    bool found = false;
+    const char *key;
+    json_t *value;
+    json_object_foreach (dist, key, value) {
+        pid_t pid = (pid_t) atol (key);
+        bool is_old = false;
+        for (size_t i = 0; i < nold; i++)
+            is_old = is_old || old[i] == pid;
+        found = found || (pid > 0 && !is_old);
+    }
+    json_decref (info);
+    return found;
+}
+
+static void
+s_exit_status_check (h_test_t *t, pid_t pid, int timeout_ms, int expected, const char *what)
+{
+    int status = 0;
+    bool exited = h_proc_wait (t, pid, timeout_ms, &status);
+    CHECK_MSG (exited, "%s (pid %d) still running after %d ms", what, (int) pid,
+               h_ms (timeout_ms));
+    CHECK_MSG (WIFEXITED (status), "%s ended by signal %d", what,
+               WIFSIGNALED (status) ? WTERMSIG (status) : -1);
+    CHECK_MSG (WEXITSTATUS (status) == expected, "%s exited %d, expected %d", what,
+               WEXITSTATUS (status), expected);
+}
+
+//  ---------------------------------------------------------------------
+//  1. Round trips
+
+static void
+test_roundtrip (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 2);
+
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "--wait", "exec", "--", "/bin/echo", "hello", NULL);
+    CHECK_MSG (r.status == 0, "emq-cli exit %d, stderr: %s", r.status, r.err);
+    CHECK_STR_EQ (r.out, "hello\n");
+    h_cli_free (&r);
+
+    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"abc\"", NULL);
+    CHECK_MSG (r.status == 0, "emq-cli exit %d, stderr: %s", r.status, r.err);
+    CHECK_STR_EQ (h_chomp (r.out), "\"ABC\"");
+    h_cli_free (&r);
+
+    //  libemq directly
+    emq_client_t *client = s_client (t);
+    char msgid[37];
+    h_submit_run (client, NULL, "upper", "\"abc\"", 0, msgid);
+    CHECK_INT (strlen (msgid), >, 0);
+    emq_event_t event;
+    int rc = s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_INT (rc, ==, 0);
+    CHECK_INT (event.status, ==, EMQ_JOB_OK);
+    char *text = h_result_text (&event);
+    CHECK_STR_EQ (text, "\"ABC\"");
+    free (text);
+    CHECK_STR_CONTAINS (event.usage, "wall_us=");
+
+    //  add and echo
+    s_run_ok (t, client, NULL, "add", "[2, 3]", "5");
+    s_run_ok (t, client, NULL, "echo", "{\"a\": [1, \"two\", null]}",
+              "{\"a\": [1, \"two\", null]}");
+    s_run_ok (t, client, NULL, "noop", NULL, NULL);
+
+    //  The job sees its own context.
+    h_submit_run (client, "default", "context", NULL, 0, msgid);
+    text = s_expect_ok (t, client, msgid, 20000);
+    json_t *context = json_loads (text, 0, NULL);
+    CHECK_MSG (json_is_object (context), "context returned %s", text);
+    CHECK_STR_EQ (json_string_value (json_object_get (context, "msgid")), msgid);
+    CHECK_STR_EQ (json_string_value (json_object_get (context, "queue")), "default");
+    CHECK_INT (h_jint (context, -1, "attempt", NULL), ==, 1);
+    json_decref (context);
+    free (text);
+
+    //  exec through libemq: stdout is the value (bin).
+    void *payload;
+    size_t size;
+    const char *argv[] = { "/bin/echo", "hi", "there", NULL };
+    h_payload_exec (argv, &payload, &size);
+    emq_submit_opts_t opts = { .reply = true };
+    rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    CHECK_MSG (rc == 0, "emq_submit: %d %s", rc, emq_client_last_error (client));
+    text = s_expect_ok (t, client, msgid, 20000);
+    CHECK_STR_EQ (text, "\"hi there\\n\"");
+    free (text);
+
+    emq_client_destroy (&client);
+    CHECK (client == NULL);
+}
+
+//  ---------------------------------------------------------------------
+//  2. Many jobs, each result exactly once
+
+#define MANY_JOBS 500
+
+static void
+test_many (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 4);
+    emq_client_t *client = s_client (t);
+
+    static char msgids[MANY_JOBS][37];
+    static char expected[MANY_JOBS][64];
+    static int acks[MANY_JOBS], results[MANY_JOBS];
+    zhashx_t *index = zhashx_new ();     // msgid -> index + 1
+
+    int64_t start = h_now_ms ();
+    for (int i = 0; i < MANY_JOBS; i++) {
+        void *payload;
+        size_t size;
+        char arg[64];
+        if (i % 3 == 0) {
+            h_payload_run ("noop", NULL, &payload, &size);
+            snprintf (expected[i], sizeof expected[i], "*");
+        }
+        else if (i % 3 == 1) {
+            snprintf (arg, sizeof arg, "\"job-%d\"", i);
+            h_payload_run ("upper", arg, &payload, &size);
+            snprintf (expected[i], sizeof expected[i], "\"JOB-%d\"", i);
+        }
+        else {
+            snprintf (arg, sizeof arg, "n%d", i);
+            const char *argv[] = { "/bin/echo", arg, NULL };
+            h_payload_exec (argv, &payload, &size);
+            snprintf (expected[i], sizeof expected[i], "\"n%d\\n\"", i);
+        }
+        emq_submit_opts_t opts = { .reply = true };
+        int rc = emq_submit_async (client, &opts, payload, size, msgids[i]);
+        free (payload);
+        CHECK_MSG (rc == 0, "emq_submit_async #%d: %d %s", i, rc,
+                   emq_client_last_error (client));
+        CHECK_MSG (zhashx_lookup (index, msgids[i]) == NULL, "msgid %s given twice",
+                   msgids[i]);
+        zhashx_insert (index, msgids[i], (void *) (intptr_t) (i + 1));
+    }
+    h_log (t, "%d jobs submitted in %lld ms", MANY_JOBS, (long long) (h_now_ms () - start));
+
+    int done = 0;
+    int64_t deadline = h_now_ms () + h_ms (45000);
+    while (done < MANY_JOBS) {
+        CHECK_MSG (h_now_ms () < deadline, "only %d of %d results after %d ms", done,
+                   MANY_JOBS, h_ms (45000));
+        emq_event_t event;
+        int rc = emq_poll (client, 500, &event);
+        if (rc == EMQ_ERR_TIMEOUT)
+            continue;
+        CHECK_MSG (rc == 0, "emq_poll: %d %s", rc, emq_client_last_error (client));
+        intptr_t slot = (intptr_t) zhashx_lookup (index, event.msgid);
+        CHECK_MSG (slot > 0, "event %d for unknown msgid '%s'", (int) event.type, event.msgid);
+        int i = (int) slot - 1;
+        if (event.type == EMQ_EVENT_ACK) {
+            acks[i]++;
+            CHECK_MSG (acks[i] == 1, "job %d (%s) acknowledged %d times", i, msgids[i], acks[i]);
+            continue;
+        }
+        CHECK_MSG (event.type == EMQ_EVENT_RESULT, "job %d: event type %d (code %s: %.*s)",
+                   i, (int) event.type, event.code, (int) event.size,
+                   (const char *) event.data);
+        results[i]++;
+        CHECK_MSG (results[i] == 1, "job %d (%s) got %d results", i, msgids[i], results[i]);
+        char *text = h_result_text (&event);
+        CHECK_MSG (event.status == EMQ_JOB_OK, "job %d status %d: %s", i,
+                   (int) event.status, text);
+        if (strcmp (expected[i], "*") != 0)
+            CHECK_STR_EQ (text, expected[i]);
+        free (text);
+        done++;
+    }
+    h_log (t, "%d results in %lld ms", MANY_JOBS, (long long) (h_now_ms () - start));
+    for (int i = 0; i < MANY_JOBS; i++) {
+        //  An ACK may arrive after its RESULT; give stragglers a moment.
+        if (acks[i] == 0) {
+            emq_event_t event;
+            while (acks[i] == 0 && emq_poll (client, h_ms (2000), &event) == 0) {
+                intptr_t slot = (intptr_t) zhashx_lookup (index, event.msgid);
+                CHECK_MSG (slot > 0 && event.type == EMQ_EVENT_ACK,
+                           "unexpected late event %d for '%s'", (int) event.type, event.msgid);
+                acks[slot - 1]++;
+            }
+        }
+        CHECK_MSG (acks[i] == 1, "job %d (%s): %d ACKs", i, msgids[i], acks[i]);
+    }
+    CHECK_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == MANY_JOBS,
+                5000);
+    CHECK_WAIT (s_status_int (t, "queues", "default", "inflight") == 0, 5000);
+    CHECK_INT (s_status_int (t, "queues", "default", "waiting"), ==, 0);
+    zhashx_destroy (&index);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  3. Failures
+
+static void
+test_failures (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 2);
+    h_cli_t r;
+
+    //  A function that fails: exit 1, its message on stderr.
+    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "fail",
+           "\"boom-from-test\"", NULL);
+    CHECK_MSG (r.status == 1, "fail: emq-cli exit %d (stderr: %s)", r.status, r.err);
+    CHECK_STR_CONTAINS (r.err, "boom-from-test");
+    CHECK_STR_EQ (r.out, "");
+    h_cli_free (&r);
+
+    //  A command that exits non-zero.
+    h_cli (t, &r, 20000, "submit", "--wait", "exec", "--", "/bin/false", NULL);
+    CHECK_MSG (r.status == 1, "/bin/false: emq-cli exit %d (stderr: %s)", r.status, r.err);
+    CHECK_MSG (strlen (r.err) > 0, "/bin/false: nothing on stderr");
+    h_cli_free (&r);
+
+    //  A command outside the allow-list: failed (1) or rejected (4).
+    h_cli (t, &r, 20000, "submit", "--wait", "exec", "--", "/usr/bin/env", NULL);
+    CHECK_MSG (r.status == 1 || r.status == 4, "/usr/bin/env: emq-cli exit %d (stderr: %s)",
+               r.status, r.err);
+    CHECK_MSG (strstr (r.err, "/usr/bin/env") || strcasestr (r.err, "allow"),
+               "no clear error for a command outside the allow-list: '%s'", r.err);
+    CHECK_STR_EQ (r.out, "");
+    h_cli_free (&r);
+
+    //  A worker that segfaults: crashed (7).
+    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "crash", NULL);
+    CHECK_MSG (r.status == 7, "crash: emq-cli exit %d (stderr: %s)", r.status, r.err);
+    h_cli_free (&r);
+
+    //  The same through libemq, with the statuses.
+    emq_client_t *client = s_client (t);
+    char msgid[37];
+    emq_event_t event;
+
+    h_submit_run (client, NULL, "fail", "\"lib-boom\"", 0, msgid);
+    int rc = s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_INT (rc, ==, EMQ_ERR_JOB_FAILED);
+    CHECK_INT (event.status, ==, EMQ_JOB_FAILED);
+    char *text = h_result_text (&event);
+    CHECK_STR_CONTAINS (text, "lib-boom");
+    free (text);
+
+    void *payload;
+    size_t size;
+    const char *false_argv[] = { "/bin/false", NULL };
+    h_payload_exec (false_argv, &payload, &size);
+    emq_submit_opts_t opts = { .reply = true };
+    rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    CHECK_INT (rc, ==, 0);
+    rc = s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_INT (event.status, ==, EMQ_JOB_FAILED);
+    CHECK_INT (rc, ==, EMQ_ERR_JOB_FAILED);
+
+    const char *env_argv[] = { "/usr/bin/env", NULL };
+    h_payload_exec (env_argv, &payload, &size);
+    rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    CHECK_INT (rc, ==, 0);
+    s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
+               "exec outside the allow-list: status %d", (int) event.status);
+
+    h_submit_run (client, NULL, "crash", NULL, 0, msgid);
+    s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_INT (event.status, ==, EMQ_JOB_CRASHED);
+
+    //  A function the plugin does not have; a library outside the plugin
+    //  directory (never loaded, let alone run).
+    h_submit_run (client, NULL, "no_such_function", NULL, 0, msgid);
+    s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
+               "missing function: status %d", (int) event.status);
+
+    const char *libraries[] = { "../../../../lib/x86_64-linux-gnu/libc.so.6",
+                                "/lib/x86_64-linux-gnu/libc.so.6", "libc.so.6" };
+    for (size_t i = 0; i < sizeof libraries / sizeof libraries[0]; i++) {
+        rc = emq_payload_run (libraries[i], "abort", NULL, 0, &payload, &size);
+        CHECK_INT (rc, ==, 0);
+        rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+        free (payload);
+        CHECK_INT (rc, ==, 0);
+        s_wait_result (t, client, msgid, 20000, &event);
+        CHECK_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
+                   "library '%s' outside the plugin dir: status %d", libraries[i],
+                   (int) event.status);
+    }
+
+    //  A payload that is not msgpack at all.
+    rc = emq_submit (client, &opts, "\xc1garbage", 8, msgid, h_ms (5000));
+    CHECK_INT (rc, ==, 0);
+    s_wait_result (t, client, msgid, 20000, &event);
+    CHECK_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
+               "garbage payload: status %d", (int) event.status);
+
+    //  And the job manager still works.
+    s_run_ok (t, client, NULL, "upper", "\"still\"", "\"STILL\"");
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  4. Timeout
+
+static void
+test_timeout (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 1);
+
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "--wait", "--timeout", "1", "run", H_PLUGIN, "sleep", "5",
+           NULL);
+    CHECK_MSG (r.status == 5, "emq-cli exit %d, expected 5 (stderr: %s)", r.status, r.err);
+    CHECK_INT (r.elapsed_ms, <, h_ms (4000));
+    h_cli_free (&r);
+
+    emq_client_t *client = s_client (t);
+    char msgid[37];
+    int64_t start = h_now_ms ();
+    h_submit_run (client, NULL, "sleep", "5", 1, msgid);
+    pid_t worker = 0;
+    CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 3000);
+    h_log (t, "job %s runs in worker %d", msgid, (int) worker);
+    emq_event_t event;
+    int rc = s_wait_result (t, client, msgid, 10000, &event);
+    CHECK_INT (event.status, ==, EMQ_JOB_TIMEOUT);
+    CHECK_INT (rc, ==, EMQ_ERR_JOB_TIMEOUT);
+    CHECK_INT (h_now_ms () - start, <, h_ms (4000));
+    //  The worker (and the process group it ran) is gone...
+    CHECK_WAIT (!h_pid_alive (worker), 3000);
+    //  ...and replaced: a fresh pid runs the next job.
+    s_run_ok (t, client, NULL, "upper", "\"after\"", "\"AFTER\"");
+    CHECK_WAIT (s_has_new_pid (t, "jm", &worker, 1), 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  5. A worker killed under its job
+
+static void
+test_killed_worker (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 1);
+    emq_client_t *client = s_client (t);
+    char msgid[37];
+    h_submit_run (client, NULL, "sleep", "3", 0, msgid);
+    pid_t worker = 0;
+    CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 3000);
+    int64_t start = h_now_ms ();
+    CHECK_INT (kill (worker, SIGKILL), ==, 0);
+    emq_event_t event;
+    s_wait_result (t, client, msgid, 10000, &event);
+    CHECK_INT (event.status, ==, EMQ_JOB_CRASHED);
+    CHECK_INT (h_now_ms () - start, <, h_ms (2500));     // did not wait for the sleep
+    s_run_ok (t, client, NULL, "noop", NULL, NULL);
+    CHECK_WAIT (s_has_new_pid (t, "jm", &worker, 1), 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  6. Slots
+
+static void
+test_slots (h_test_t *t)
+{
+    s_router_and_jm (t, "jm", 4);
+    CHECK_WAIT (h_jm_has_slots (t, "jm", 4), 5000);
+    emq_client_t *client = s_client (t);
+    enum { JOBS = 20 };
+    char msgids[JOBS][37];
+    int64_t start = h_now_ms ();
+    for (int i = 0; i < JOBS; i++)
+        h_submit_run (client, NULL, "sleep", "0.3", 0, msgids[i]);
+
+    int results = 0;
+    long long max_router = 0, max_jm = 0;
+    int64_t deadline = h_now_ms () + h_ms (30000);
+    while (results < JOBS) {
+        CHECK_MSG (h_now_ms () < deadline, "%d of %d results", results, JOBS);
+        json_t *info = h_jm_info (t, "jm", NULL);
+        long long inflight = h_jint (info, 0, "inflight", NULL);
+        json_t *jobs = h_jget (info, "stats", "jobs_in_flight", NULL);
+        long long running = json_is_object (jobs) ? (long long) json_object_size (jobs) : 0;
+        json_decref (info);
+        long long queued = s_status_int (t, "queues", "default", "inflight");
+        CHECK_MSG (inflight <= 4, "router has %lld jobs in flight on a 4-slot jm", inflight);
+        CHECK_MSG (queued <= 4, "STATUS queues.default.inflight = %lld > 4", queued);
+        CHECK_MSG (running <= 4, "jm reports %lld jobs_in_flight > 4", running);
+        max_router = inflight > max_router ? inflight : max_router;
+        max_jm = running > max_jm ? running : max_jm;
+
+        emq_event_t event;
+        while (emq_poll (client, 0, &event) == 0) {
+            if (event.type != EMQ_EVENT_RESULT)
+                continue;
+            CHECK_MSG (event.status == EMQ_JOB_OK, "job %s status %d", event.msgid,
+                       (int) event.status);
+            results++;
+        }
+        h_nap ();
+    }
+    int64_t elapsed = h_now_ms () - start;
+    h_log (t, "max in flight: router %lld, jm %lld; %d jobs in %lld ms", max_router,
+           max_jm, JOBS, (long long) elapsed);
+    //  20 jobs of 0.3 s on 4 slots cannot take less than 5 rounds.
+    CHECK_INT (elapsed, >=, 1450);
+    CHECK_INT (max_router, >=, 2);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  7. Weights and least-recently-used
+
+static void
+test_weights (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jmA", DEFAULT_Q, 2, NULL);
+    h_jm (t, "jmB", DEFAULT_Q, 2, NULL);
+    h_jm (t, "heavy", "[[20,\"X\"]]", 1, NULL);
+    h_jm (t, "light", "[[10,\"X\"]]", 1, NULL);
+    h_jm (t, "lruC", "[[10,\"lru\"]]", 1, NULL);
+    h_jm (t, "lruD", "[[10,\"lru\"]]", 1, NULL);
+    const char *names[] = { "jmA", "jmB", "heavy", "light", "lruC", "lruD" };
+    for (size_t i = 0; i < 6; i++) {
+        h_wait_jm (t, names[i], 10000, NULL);
+        CHECK_WAIT (h_jm_has_slots (t, names[i], 1), 5000);
+    }
+    emq_client_t *client = s_client (t);
+
+    //  Equal weights: a fair share each.
+    enum { FAIR = 200 };
+    char msgid[37];
+    for (int i = 0; i < FAIR; i++) {
+        void *payload;
+        size_t size;
+        h_payload_run ("sleep", "0.005", &payload, &size);
+        emq_submit_opts_t opts = { .reply = true };
+        CHECK_INT (emq_submit_async (client, &opts, payload, size, msgid), ==, 0);
+        free (payload);
+    }
+    int results = 0;
+    int64_t deadline = h_now_ms () + h_ms (30000);
+    while (results < FAIR) {
+        CHECK_MSG (h_now_ms () < deadline, "%d of %d results", results, FAIR);
+        emq_event_t event;
+        if (emq_poll (client, 500, &event) == 0 && event.type == EMQ_EVENT_RESULT) {
+            CHECK_INT (event.status, ==, EMQ_JOB_OK);
+            results++;
+        }
+    }
+    long long a = 0, b = 0;
+    CHECK_WAIT ((a = s_jm_processed (t, "jmA")) + (b = s_jm_processed (t, "jmB")) == FAIR,
+                5000);
+    h_log (t, "fair share: jmA %lld, jmB %lld", a, b);
+    CHECK_MSG (a >= FAIR / 4 && b >= FAIR / 4, "unfair: jmA %lld, jmB %lld of %d", a, b, FAIR);
+    json_t *status = h_admin (t, "STATUS");
+    char id_a[256], id_b[256];
+    json_decref (h_jm_info (t, "jmA", id_a));
+    json_decref (h_jm_info (t, "jmB", id_b));
+    CHECK_INT (h_jint (status, -1, "processed_messages_by_worker", id_a, NULL), ==, a);
+    CHECK_INT (h_jint (status, -1, "processed_messages_by_worker", id_b, NULL), ==, b);
+    json_decref (status);
+
+    //  Weight 20 beats weight 10 whenever it is free.
+    for (int i = 0; i < 6; i++) {
+        CHECK_WAIT (h_jm_has_slots (t, "heavy", 1) && h_jm_has_slots (t, "light", 1), 5000);
+        s_run_ok (t, client, "X", "noop", NULL, NULL);
+    }
+    CHECK_WAIT (s_jm_processed (t, "heavy") == 6, 3000);
+    CHECK_INT (s_jm_processed (t, "light"), ==, 0);
+    //  Two at once: the light one takes the second.
+    CHECK_WAIT (h_jm_has_slots (t, "heavy", 1) && h_jm_has_slots (t, "light", 1), 5000);
+    char m1[37], m2[37];
+    h_submit_run (client, "X", "sleep", "0.5", 0, m1);
+    h_submit_run (client, "X", "sleep", "0.5", 0, m2);
+    free (s_expect_ok (t, client, m1, 10000));
+    free (s_expect_ok (t, client, m2, 10000));
+    CHECK_WAIT (s_jm_processed (t, "heavy") == 7, 3000);
+    CHECK_INT (s_jm_processed (t, "light"), ==, 1);
+
+    //  Equal weights, one slot each, one job at a time: strict alternation.
+    for (int i = 0; i < 6; i++) {
+        CHECK_WAIT (h_jm_has_slots (t, "lruC", 1) && h_jm_has_slots (t, "lruD", 1), 5000);
+        s_run_ok (t, client, "lru", "noop", NULL, NULL);
+        long long c = 0, d = 0;
+        CHECK_WAIT ((c = s_jm_processed (t, "lruC")) + (d = s_jm_processed (t, "lruD"))
+                    == i + 1, 3000);
+        CHECK_MSG (llabs (c - d) <= 1, "not least-recently-used: after %d jobs lruC %lld, "
+                   "lruD %lld", i + 1, c, d);
+    }
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  8. A job manager dies with jobs running
+
+static void
+test_jm_dies (h_test_t *t)
+{
+    pid_t doomed = s_router_and_jm (t, "doomed", 2);
+    CHECK_WAIT (h_jm_has_slots (t, "doomed", 2), 5000);
+    emq_client_t *client = s_client (t);
+    char m1[37], m2[37];
+    h_submit_run (client, NULL, "upper", "\"warm\"", 0, m1);     // workers are up
+    free (s_expect_ok (t, client, m1, 10000));
+    h_submit_run (client, NULL, "sleep", "1", 0, m1);
+    h_submit_run (client, NULL, "sleep", "1", 0, m2);
+    CHECK_WAIT (h_jm_job_pid (t, "doomed", m1) > 0 && h_jm_job_pid (t, "doomed", m2) > 0,
+                3000);
+
+    h_jm (t, "rescue", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "rescue", 10000, NULL);
+    int64_t start = h_now_ms ();
+    h_kill (t, doomed, SIGKILL, true);
+    CHECK (h_proc_wait (t, doomed, 5000, NULL));
+
+    free (s_expect_ok (t, client, m1, 15000));
+    free (s_expect_ok (t, client, m2, 15000));
+    h_log (t, "both jobs done %lld ms after the kill", (long long) (h_now_ms () - start));
+    CHECK_WAIT (!h_jm_registered (t, "doomed"), 5000);
+    CHECK_WAIT (s_jm_processed (t, "rescue") == 2, 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  9. Queue high-water mark
+
+static void
+test_hwm (h_test_t *t)
+{
+    h_router (t, "router", "--queue-hwm", "5", NULL);
+    emq_client_t *client = s_client (t);
+    char msgids[5][37];
+    for (int i = 0; i < 5; i++)
+        h_submit_run (client, NULL, "upper", "\"queued\"", 0, msgids[i]);
+    CHECK_WAIT (s_status_int (t, "queues", "default", "waiting") == 5, 3000);
+    CHECK_INT (s_status_int (t, "waiting_messages_by_queue", "default", NULL), ==, 5);
+    CHECK_INT (s_status_int (t, "queues", "default", "hwm"), ==, 5);
+
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "run", H_PLUGIN, "noop", NULL);
+    CHECK_MSG (r.status == 4, "6th submit: emq-cli exit %d, expected 4 (stderr: %s)",
+               r.status, r.err);
+    CHECK_STR_CONTAINS (r.err, "QUEUE_FULL");
+    h_cli_free (&r);
+
+    void *payload;
+    size_t size;
+    h_payload_run ("noop", NULL, &payload, &size);
+    emq_submit_opts_t opts = { .reply = true };
+    char msgid[37];
+    int rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    CHECK_INT (rc, ==, EMQ_ERR_REJECTED);
+    CHECK_STR_CONTAINS (emq_client_last_error (client), "QUEUE_FULL");
+    CHECK_INT (s_status_int (t, "queues", "default", "waiting"), ==, 5);
+
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    for (int i = 0; i < 5; i++) {
+        char *text = s_expect_ok (t, client, msgids[i], 15000);
+        CHECK_STR_EQ (text, "\"QUEUED\"");
+        free (text);
+    }
+    CHECK_WAIT (s_status_int (t, "queues", "default", "waiting") == 0, 3000);
+    CHECK_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 5, 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  10. Garbage on every socket
+
+//  Sends a message of raw frames.
+static void
+s_send_frames (zsock_t *sock, const void *const *data, const size_t *sizes, size_t count)
+{
+    zmsg_t *msg = zmsg_new ();
+    for (size_t i = 0; i < count; i++)
+        zmsg_addmem (msg, data[i], sizes[i]);
+    CHECK_INT (zmsg_send (&msg, sock), ==, 0);
+}
+
+//  After one piece of garbage, a valid REQUEST whose ACK marks the end of
+//  the router's answer to it. Returns the number of ERRORs that came before
+//  the ACK, and the first one's code in code (64 bytes).
+static int
+s_front_probe (h_test_t *t, zsock_t *sock, char *code)
+{
+    char probe_id[37];
+    emqp_msgid_new (probe_id);
+    CHECK_INT (h_send_strs (sock, "", EMQP_PROTOCOL, "REQUEST", probe_id, "garbage-probe", "",
+                            "probe", NULL), ==, 0);
+    int errors = 0;
+    code[0] = 0;
+    while (true) {
+        emqp_msg_t *msg = h_recv_msg (t, sock, 5000);
+        CHECK_MSG (msg != NULL, "no ACK for the probe REQUEST %s", probe_id);
+        if (msg->command == EMQP_ACK && msg->ref && strcmp (msg->ref, probe_id) == 0) {
+            emqp_msg_destroy (&msg);
+            return errors;
+        }
+        if (msg->command == EMQP_ERROR) {
+            h_log (t, "ERROR ref=%s code=%s text=%s", msg->ref, msg->error_code,
+                   msg->error_text);
+            if (errors++ == 0)
+                snprintf (code, 64, "%s", msg->error_code);
+        }
+        else
+            h_log (t, "unexpected %s on the frontend", emqp_command_name (msg->command));
+        emqp_msg_destroy (&msg);
+    }
+}
+
+static void
+test_garbage (h_test_t *t)
+{
+    pid_t router = s_router_and_jm (t, "jm", 4);
+    (void) router;
+    CHECK_WAIT (h_jm_has_slots (t, "jm", 4), 5000);
+    emq_client_t *client = s_client (t);
+    char msgids[4][37];
+    for (int i = 0; i < 4; i++)
+        h_submit_run (client, NULL, "sleep", "1.5", 0, msgids[i]);
+    CHECK_WAIT (h_jm_job_pid (t, "jm", msgids[3]) > 0, 3000);
+
+    //  Frontend.
+    zsock_t *front = h_dealer (t->frontend, "garbage-front");
+    CHECK (front);
+    char code[64], id[37];
+    unsigned char random[256];
+    for (size_t i = 0; i < sizeof random; i++)
+        random[i] = (unsigned char) (rand () & 0xff);
+    const void *data[8];
+    size_t sizes[8];
+
+    data[0] = random; sizes[0] = sizeof random;
+    s_send_frames (front, data, sizes, 1);
+    s_front_probe (t, front, code);
+
+    data[0] = ""; sizes[0] = 0;
+    data[1] = random; sizes[1] = 17;
+    data[2] = random + 20; sizes[2] = 40;
+    s_send_frames (front, data, sizes, 3);
+    s_front_probe (t, front, code);
+
+    data[0] = ""; sizes[0] = 0;
+    s_send_frames (front, data, sizes, 1);
+    s_front_probe (t, front, code);
+
+    emqp_msgid_new (id);
+    h_send_strs (front, "", "eMQP/9.9", "REQUEST", id, "default", "", "x", NULL);
+    int errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "wrong protocol: %d ERRORs", errors);
+
+    emqp_msgid_new (id);
+    h_send_strs (front, "", EMQP_PROTOCOL, "BOGUS", id, "x", NULL);
+    errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "unknown command: %d ERRORs", errors);
+
+    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", NULL);
+    errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "short REQUEST: %d ERRORs", errors);
+
+    h_send_strs (front, "", EMQP_PROTOCOL, NULL);
+    s_front_probe (t, front, code);
+
+    emqp_msgid_new (id);
+    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "bad\xff\xfequeue", "", "x", NULL);
+    errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "non-UTF-8 queue: %d ERRORs", errors);
+
+    emqp_msgid_new (id);
+    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "default", "timeout:soon", "x", NULL);
+    errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "bad headers: %d ERRORs", errors);
+
+    //  Oversized payload (64 MiB + 1).
+    size_t big_size = 64 * 1024 * 1024 + 1;
+    char *big = calloc (1, big_size);
+    CHECK (big);
+    emqp_msgid_new (id);
+    data[0] = ""; sizes[0] = 0;
+    data[1] = EMQP_PROTOCOL; sizes[1] = strlen (EMQP_PROTOCOL);
+    data[2] = "REQUEST"; sizes[2] = 7;
+    data[3] = id; sizes[3] = strlen (id);
+    data[4] = "default"; sizes[4] = 7;
+    data[5] = ""; sizes[5] = 0;
+    data[6] = big; sizes[6] = big_size;
+    s_send_frames (front, data, sizes, 7);
+    free (big);
+    errors = s_front_probe (t, front, code);
+    CHECK_MSG (errors == 1, "oversized payload: %d ERRORs", errors);
+    CHECK_STR_EQ (code, "TOO_LARGE");
+
+    //  A client whose identity is not UTF-8 is still served.
+    zsock_t *odd = h_dealer (t->frontend, "\xff\xfe\xfd-odd");
+    CHECK (odd);
+    errors = s_front_probe (t, odd, code);
+    CHECK_INT (errors, ==, 0);
+    zsock_destroy (&odd);
+    zsock_destroy (&front);
+
+    //  Backend.
+    zsock_t *back = h_dealer (t->backend, "garbage-back");
+    CHECK (back);
+    data[0] = random; sizes[0] = 100;
+    s_send_frames (back, data, sizes, 1);
+    emqp_msgid_new (id);
+    h_send_strs (back, "", EMQP_PROTOCOL, "READY", id, NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "HEARTBEAT", NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "HEARTBEAT", id, "yesterday", NULL);
+    //  A forged outcome for a job in flight elsewhere must be ignored.
+    emqp_msgid_new (id);
+    h_send_strs (back, "", EMQP_PROTOCOL, "DONE", id, msgids[0], "1", "failed", "forged", "",
+                 NULL);
+    emqp_msgid_new (id);
+    h_send_strs (back, "", EMQP_PROTOCOL, "REPLY", id, "{\"value\": \"forged\"}", msgids[1],
+                 NULL);
+    char bad_inform[37], odd_inform[37];
+    emqp_msgid_new (bad_inform);
+    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", bad_inform, "[[10, default]]", "worker",
+                 NULL);
+    emqp_msgid_new (odd_inform);
+    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", odd_inform, "", "frobnicator", NULL);
+    char good_inform[37];
+    emqp_msgid_new (good_inform);
+    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", good_inform, "[[10,\"garbage-only\"]]",
+                 "worker", NULL);
+    bool bad_error = false, odd_error = false;
+    while (true) {
+        emqp_msg_t *msg = h_recv_msg (t, back, 5000);
+        CHECK_MSG (msg != NULL, "no ACK for the valid INFORM after the garbage");
+        if (msg->command == EMQP_ACK) {
+            CHECK_MSG (strcmp (msg->ref, bad_inform) != 0, "INFORM with bad JSON was ACKed");
+            CHECK_MSG (strcmp (msg->ref, odd_inform) != 0,
+                       "INFORM with an unknown peer type was ACKed");
+            if (strcmp (msg->ref, good_inform) == 0) {
+                emqp_msg_destroy (&msg);
+                break;
+            }
+        }
+        if (msg->command == EMQP_ERROR) {
+            h_log (t, "backend ERROR ref=%s code=%s text=%s", msg->ref, msg->error_code,
+                   msg->error_text);
+            bad_error = bad_error || (msg->ref && strcmp (msg->ref, bad_inform) == 0);
+            odd_error = odd_error || (msg->ref && strcmp (msg->ref, odd_inform) == 0);
+        }
+        emqp_msg_destroy (&msg);
+    }
+    CHECK_MSG (bad_error, "no ERROR for an INFORM with bad JSON");
+    CHECK_MSG (odd_error, "no ERROR for an INFORM with an unknown peer type");
+    emqp_msgid_new (id);
+    h_send_strs (back, "", EMQP_PROTOCOL, "KBYE", id, NULL);
+    CHECK_WAIT (!h_jm_registered (t, "garbage-back"), 3000);
+    zsock_destroy (&back);
+
+    //  Admin.
+    zsock_t *admin = h_dealer (t->admin, NULL);
+    CHECK (admin);
+    data[0] = random; sizes[0] = 50;
+    s_send_frames (admin, data, sizes, 1);
+    emqp_msgid_new (id);
+    h_send_strs (admin, "", EMQP_PROTOCOL, "BOGUS", id, NULL);
+    h_send_strs (admin, "", EMQP_PROTOCOL, "STATUS", NULL);
+    emqp_msgid_new (id);
+    h_send_strs (admin, "", EMQP_PROTOCOL, "REQUEST", id, "default", "", "x", NULL);
+    emqp_msgid_new (id);
+    h_send_strs (admin, "", EMQP_PROTOCOL, "STATUS", id, NULL);
+    while (true) {
+        emqp_msg_t *msg = h_recv_msg (t, admin, 5000);
+        CHECK_MSG (msg != NULL, "no REPLY to STATUS on the admin socket after the garbage");
+        emqp_command_t command = msg->command;
+        if (command == EMQP_ERROR)
+            h_log (t, "admin ERROR ref=%s code=%s text=%s", msg->ref, msg->error_code,
+                   msg->error_text);
+        emqp_msg_destroy (&msg);
+        if (command == EMQP_REPLY)
+            break;
+    }
+    zsock_destroy (&admin);
+
+    //  Everything still works, and the jobs end as they really did.
+    CHECK (h_pid_alive (router));
+    json_t *status = h_admin (t, "STATUS");
+    CHECK (status);
+    json_decref (status);
+    for (int i = 0; i < 4; i++)
+        free (s_expect_ok (t, client, msgids[i], 10000));
+    s_run_ok (t, client, NULL, "upper", "\"ok\"", "\"OK\"");
+    CHECK (h_jm_registered (t, "jm"));
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  11. DISCONNECT
+
+static void
+test_disconnect (h_test_t *t)
+{
+    pid_t router = h_router (t, "router", NULL);
+    pid_t jm = h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+
+    //  A fake job manager to see the router's KBYE.
+    zsock_t *fake = h_dealer (t->backend, "fake-jm");
+    char id[37], inform_id[37];
+    emqp_msgid_new (inform_id);
+    h_send_strs (fake, "", EMQP_PROTOCOL, "INFORM", inform_id, "[[10,\"other\"]]", "worker",
+                 NULL);
+    emqp_msg_t *msg = h_recv_cmd (t, fake, EMQP_ACK, 3000);
+    CHECK_MSG (msg != NULL, "no ACK for the fake job manager's INFORM");
+    CHECK_STR_EQ (msg->ref, inform_id);
+    emqp_msg_destroy (&msg);
+
+    //  Refused on the frontend.
+    zsock_t *front = h_dealer (t->frontend, NULL);
+    emqp_msgid_new (id);
+    h_send_strs (front, "", EMQP_PROTOCOL, "DISCONNECT", id, NULL);
+    msg = h_recv_msg (t, front, 3000);
+    CHECK_MSG (msg != NULL, "no answer to DISCONNECT on the frontend");
+    CHECK_MSG (msg->command == EMQP_ERROR, "DISCONNECT on the frontend answered with %s",
+               emqp_command_name (msg->command));
+    CHECK_STR_EQ (msg->ref, id);
+    h_log (t, "frontend DISCONNECT: ERROR %s: %s", msg->error_code, msg->error_text);
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&front);
+    CHECK (h_pid_alive (router));
+    json_t *status = h_admin (t, "STATUS");
+    CHECK (status);
+    json_decref (status);
+    emq_client_t *client = s_client (t);
+    s_run_ok (t, client, NULL, "noop", NULL, NULL);
+    emq_client_destroy (&client);
+
+    //  Obeyed on the admin socket: ACK, KBYE to job managers, exit 0.
+    zsock_t *admin = h_dealer (t->admin, NULL);
+    emqp_msgid_new (id);
+    h_send_strs (admin, "", EMQP_PROTOCOL, "DISCONNECT", id, NULL);
+    msg = h_recv_msg (t, admin, 3000);
+    CHECK_MSG (msg != NULL, "no answer to DISCONNECT on the admin socket");
+    CHECK_MSG (msg->command == EMQP_ACK, "admin DISCONNECT answered with %s",
+               emqp_command_name (msg->command));
+    CHECK_STR_EQ (msg->ref, id);
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&admin);
+    msg = h_recv_cmd (t, fake, EMQP_KBYE, 3000);
+    CHECK_MSG (msg != NULL, "the fake job manager got no KBYE");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&fake);
+    s_exit_status_check (t, router, 5000, 0, "emq-router after DISCONNECT");
+    CHECK (h_pid_alive (jm));     // a job manager outlives its router
+
+    //  emq-cli disconnect does the same.
+    router = h_router (t, "router2", NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    h_cli_t r;
+    h_cli (t, &r, 10000, "disconnect", NULL);
+    CHECK_MSG (r.status == 0, "emq-cli disconnect: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    s_exit_status_check (t, router, 5000, 0, "emq-router after emq-cli disconnect");
+}
+
+//  ---------------------------------------------------------------------
+//  12. SIGTERM on a job manager
+
+static void
+test_jm_sigterm (h_test_t *t)
+{
+    pid_t jm = s_router_and_jm (t, "term", 2);
+    CHECK_WAIT (h_jm_has_slots (t, "term", 2), 5000);
+    emq_client_t *client = s_client (t);
+    char m1[37], m2[37];
+    h_submit_run (client, NULL, "sleep", "1", 0, m1);
+    h_submit_run (client, NULL, "sleep", "1", 0, m2);
+    CHECK_WAIT (h_jm_job_pid (t, "term", m1) > 0 && h_jm_job_pid (t, "term", m2) > 0, 3000);
+    CHECK_INT (kill (jm, SIGTERM), ==, 0);
+    free (s_expect_ok (t, client, m1, 10000));
+    free (s_expect_ok (t, client, m2, 10000));
+    s_exit_status_check (t, jm, 10000, 0, "emq-jobmanager after SIGTERM");
+    CHECK_WAIT (!h_jm_registered (t, "term"), 3000);
+    CHECK_INT (s_status_int (t, "job_managers", NULL, NULL), ==, 0);
+    CHECK_INT (s_status_int (t, "processed_messages_by_queue", "default", NULL), ==, 2);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  13. max_job_count recycles workers
+
+static void
+test_max_job_count (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 1, "--max-job-count", "2", NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    emq_client_t *client = s_client (t);
+    char msgids[5][37];
+    for (int i = 0; i < 5; i++)
+        h_submit_run (client, NULL, "upper", "\"x\"", 0, msgids[i]);
+    for (int i = 0; i < 5; i++) {
+        char *text = s_expect_ok (t, client, msgids[i], 15000);
+        CHECK_STR_EQ (text, "\"X\"");
+        free (text);
+    }
+    CHECK_WAIT (h_jm_pid_count (t, "jm") >= 3, 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  14. EventMQ peers at the wire
+
+//  A message from the capture file: the frames of record `id`, without the
+//  identity frame; the identity (if any) goes to identity (256 bytes).
+static zmsg_t *
+s_vector (json_t *vectors, const char *id, char *identity)
+{
+    size_t index;
+    json_t *record;
+    json_array_foreach (vectors, index, record) {
+        if (strcmp (json_string_value (json_object_get (record, "id")), id) != 0)
+            continue;
+        zmsg_t *msg = zmsg_new ();
+        size_t i;
+        json_t *frame;
+        json_array_foreach (json_object_get (record, "frames"), i, frame) {
+            const char *hex = json_string_value (json_object_get (frame, "hex"));
+            size_t size = strlen (hex) / 2;
+            byte *bytes = malloc (size + 1);
+            for (size_t j = 0; j < size; j++) {
+                unsigned int value;
+                sscanf (hex + 2 * j, "%2x", &value);
+                bytes[j] = (byte) value;
+            }
+            if (json_is_true (json_object_get (frame, "identity"))) {
+                if (identity)
+                    snprintf (identity, 256, "%.*s", (int) size, (char *) bytes);
+            }
+            else
+                zmsg_addmem (msg, bytes, size);
+            free (bytes);
+        }
+        return msg;
+    }
+    return NULL;
+}
+
+//  The same messages, built by hand when the capture file is not there.
+static zmsg_t *
+s_vector_fallback (const char *id, char *identity)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "");
+    zmsg_addstr (msg, EMQP_PROTOCOL);
+    if (strcmp (id, "jm.inform") == 0) {
+        snprintf (identity, 256, "447dac65-4628-4b71-948a-565e90b86b86");
+        zmsg_addstr (msg, "INFORM");
+        zmsg_addstr (msg, "1210c140-e787-4a1a-9a6f-28dca5960beb");
+        zmsg_addstr (msg, "[[20, \"heavy\"], [10, \"default\"]]");
+        zmsg_addstr (msg, "worker");
+    }
+    else {
+        snprintf (identity, 256, "b872f297-532e-4771-bd68-66659e2aa725");
+        zmsg_addstr (msg, "REQUEST");
+        zmsg_addstr (msg, "a1199ac3-5d07-4d62-bda8-6e0947e99d41");
+        zmsg_addstr (msg, "heavy");
+        zmsg_addstr (msg, "reply-requested,retry-count:3,timeout:10");
+        zmsg_addstr (msg, "[\"run\", {\"callable\": \"add\", \"path\": \"capjobs\", "
+                          "\"args\": [2, 3], \"kwargs\": {}, \"class_args\": [], "
+                          "\"class_kwargs\": {}}]");
+    }
+    return msg;
+}
+
+static json_t *
+s_load_vectors (h_test_t *t)
+{
+    const char *paths[] = { getenv ("EMQ_VECTORS"), "../shared/vectors/eventmq-0.3.13.json",
+                            "/work/shared/vectors/eventmq-0.3.13.json" };
+    for (size_t i = 0; i < 3; i++) {
+        if (!paths[i])
+            continue;
+        json_t *vectors = json_load_file (paths[i], 0, NULL);
+        if (json_is_array (vectors)) {
+            h_log (t, "vectors from %s", paths[i]);
+            return vectors;
+        }
+        json_decref (vectors);
+    }
+    h_log (t, "no capture file; building the EventMQ messages by hand");
+    return NULL;
+}
+
+//  Heartbeats like an EventMQ job manager (5 frames, no stats).
+static void
+s_fake_heartbeat (zsock_t *sock, int64_t *last_ms)
+{
+    if (h_now_ms () - *last_ms < 200)
+        return;
+    *last_ms = h_now_ms ();
+    char id[37], ts[32];
+    emqp_msgid_new (id);
+    snprintf (ts, sizeof ts, "%.7f", zclock_time () / 1000.0);
+    h_send_strs (sock, "", EMQP_PROTOCOL, "HEARTBEAT", id, ts, NULL);
+}
+
+//  Receives the next non-HEARTBEAT message on sock within timeout_ms,
+//  heartbeating on jm meanwhile; raw frames. *saw_heartbeat is set when a
+//  HEARTBEAT came on sock.
+static zmsg_t *
+s_fake_recv (zsock_t *sock, zsock_t *jm, int64_t *last_hb, int timeout_ms,
+             bool *saw_heartbeat)
+{
+    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    while (h_now_ms () < deadline) {
+        s_fake_heartbeat (jm, last_hb);
+        zmsg_t *msg = h_recv_raw (sock, 50);
+        if (!msg)
+            continue;
+        zframe_t *command = zmsg_size (msg) >= 3 ? zmsg_next (msg) : NULL;
+        command = command ? zmsg_next (msg) : NULL;
+        command = command ? zmsg_next (msg) : NULL;
+        if (command && zframe_streq (command, "HEARTBEAT")) {
+            if (saw_heartbeat)
+                *saw_heartbeat = true;
+            zmsg_destroy (&msg);
+            continue;
+        }
+        return msg;
+    }
+    return NULL;
+}
+
+static char *
+s_frame_str (zmsg_t *msg, size_t index)
+{
+    zframe_t *frame = zmsg_first (msg);
+    for (size_t i = 0; frame && i < index; i++)
+        frame = zmsg_next (msg);
+    return frame ? zframe_strdup (frame) : strdup ("(missing)");
+}
+
+static void
+test_eventmq_wire (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    json_t *vectors = s_load_vectors (t);
+    char jm_identity[256], client_identity[256];
+    zmsg_t *inform = vectors ? s_vector (vectors, "jm.inform", jm_identity)
+                             : s_vector_fallback ("jm.inform", jm_identity);
+    zmsg_t *request = vectors ? s_vector (vectors, "client.request.send_request", client_identity)
+                              : s_vector_fallback ("client.request.send_request", client_identity);
+    json_decref (vectors);
+    CHECK (inform && request);
+    CHECK_INT (zmsg_size (inform), ==, 6);
+    CHECK_INT (zmsg_size (request), ==, 7);
+    char *inform_id = s_frame_str (inform, 3);
+    char *request_id = s_frame_str (request, 3);
+    char *request_queue = s_frame_str (request, 4);
+    char *request_headers = s_frame_str (request, 5);
+    zframe_t *request_payload = zframe_dup (zmsg_last (request));
+
+    //  The EventMQ job manager: INFORM, wait for ACK and a HEARTBEAT, READY.
+    zsock_t *jm = h_dealer (t->backend, jm_identity);
+    zsock_t *client = h_dealer (t->frontend, client_identity);
+    CHECK (jm && client);
+    CHECK_INT (zmsg_send (&inform, jm), ==, 0);
+    int64_t last_hb = h_now_ms ();
+    bool saw_heartbeat = false;
+    zmsg_t *msg = s_fake_recv (jm, jm, &last_hb, 3000, &saw_heartbeat);
+    CHECK_MSG (msg != NULL, "no answer to the EventMQ INFORM");
+    char *command = s_frame_str (msg, 2);
+    char *ref = s_frame_str (msg, 4);
+    CHECK_STR_EQ (command, "ACK");
+    CHECK_INT (zmsg_size (msg), ==, 5);
+    CHECK_STR_EQ (ref, inform_id);
+    free (command);
+    free (ref);
+    zmsg_destroy (&msg);
+    char jm_name[64];
+    snprintf (jm_name, sizeof jm_name, "%.8s", jm_identity);   // "447dac65", before '-'
+    int64_t deadline = h_now_ms () + h_ms (3000);
+    while (!saw_heartbeat && h_now_ms () < deadline) {
+        msg = s_fake_recv (jm, jm, &last_hb, 100, &saw_heartbeat);
+        CHECK_MSG (msg == NULL, "unexpected message to the job manager before READY");
+    }
+    CHECK_MSG (saw_heartbeat, "the router sent the EventMQ job manager no HEARTBEAT");
+    char id[37];
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "READY", id, NULL);
+    CHECK_WAIT (h_jm_has_slots (t, jm_name, 1), 3000);
+
+    //  The EventMQ client's REQUEST: ACKed, forwarded as 7 frames.
+    CHECK_INT (zmsg_send (&request, client), ==, 0);
+    msg = s_fake_recv (client, jm, &last_hb, 3000, NULL);
+    CHECK_MSG (msg != NULL, "no answer to the EventMQ client's REQUEST");
+    command = s_frame_str (msg, 2);
+    ref = s_frame_str (msg, 4);
+    CHECK_STR_EQ (command, "ACK");
+    CHECK_STR_EQ (ref, request_id);
+    free (command);
+    free (ref);
+    zmsg_destroy (&msg);
+
+    msg = s_fake_recv (jm, jm, &last_hb, 3000, NULL);
+    CHECK_MSG (msg != NULL, "the EventMQ job manager got no REQUEST");
+    CHECK_INT (zmsg_size (msg), ==, 7);
+    char *frames[6];
+    for (size_t i = 0; i < 6; i++)
+        frames[i] = s_frame_str (msg, i);
+    CHECK_STR_EQ (frames[0], "");
+    CHECK_STR_EQ (frames[1], EMQP_PROTOCOL);
+    CHECK_STR_EQ (frames[2], "REQUEST");
+    CHECK_STR_EQ (frames[3], request_id);
+    CHECK_STR_EQ (frames[4], request_queue);
+    CHECK_STR_EQ (frames[5], request_headers);
+    CHECK (zframe_eq (zmsg_last (msg), request_payload));
+    for (size_t i = 0; i < 6; i++)
+        free (frames[i]);
+    zmsg_destroy (&msg);
+
+    //  Its REPLY becomes the client's RESULT.
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "REPLY", id, "{\"value\": 5}", request_id, NULL);
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "READY", id, NULL);
+    msg = s_fake_recv (client, jm, &last_hb, 3000, NULL);
+    CHECK_MSG (msg != NULL, "the EventMQ client got no RESULT");
+    command = s_frame_str (msg, 2);
+    ref = s_frame_str (msg, 4);
+    char *status = s_frame_str (msg, 5);
+    CHECK_STR_EQ (command, "RESULT");
+    CHECK_STR_EQ (ref, request_id);
+    CHECK_STR_EQ (status, "ok");
+    char *value = s_frame_str (msg, 6);
+    h_log (t, "RESULT value frame: %s", value);
+    free (value);
+    free (command);
+    free (ref);
+    free (status);
+    zmsg_destroy (&msg);
+
+    CHECK_WAIT (s_status_int (t, "processed_messages_by_queue", request_queue, NULL) == 1, 3000);
+    json_t *info = h_jm_info (t, jm_name, NULL);
+    CHECK_INT (h_jint (info, -1, "processed", NULL), ==, 1);
+    CHECK_INT (h_jint (info, -1, "available_slots", NULL), ==, 1);
+    json_decref (info);
+    //  It stays registered while it heartbeats, like any job manager.
+    int64_t until = h_now_ms () + 1500;
+    while (h_now_ms () < until) {
+        msg = s_fake_recv (jm, jm, &last_hb, 100, NULL);
+        zmsg_destroy (&msg);
+    }
+    CHECK (h_jm_registered (t, jm_name));
+
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "KBYE", id, NULL);
+    CHECK_WAIT (!h_jm_registered (t, jm_name), 3000);
+    zframe_destroy (&request_payload);
+    free (inform_id);
+    free (request_id);
+    free (request_queue);
+    free (request_headers);
+    zsock_destroy (&jm);
+    zsock_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  15. Router restart
+
+static void
+test_router_restart (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    char before[256], after[256];
+    h_wait_jm (t, "jm", 10000, before);
+    emq_client_t *client = s_client (t);
+    s_run_ok (t, client, NULL, "upper", "\"one\"", "\"ONE\"");
+
+    pid_t router = t->procs[0].pid;
+    h_kill (t, router, SIGKILL, false);
+    CHECK (h_proc_wait (t, router, 5000, NULL));
+    h_router (t, "router2", NULL);
+    h_wait_jm (t, "jm", 15000, after);
+    h_log (t, "jm identity before %s, after %s", before, after);
+    //  The same client reconnects by itself (ZeroMQ), as does the jm.
+    s_run_ok (t, client, NULL, "upper", "\"two\"", "\"TWO\"");
+    emq_client_destroy (&client);
+    client = s_client (t);
+    s_run_ok (t, client, NULL, "upper", "\"three\"", "\"THREE\"");
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+
+static const h_testdef_t s_tests[] = {
+    { "roundtrip", test_roundtrip, "exec and run jobs via emq-cli and libemq" },
+    { "many", test_many, "500 mixed jobs, each ACK and RESULT exactly once" },
+    { "failures", test_failures, "failing, crashing, disallowed and malformed jobs" },
+    { "timeout", test_timeout, "timeout:N kills the job and replaces the worker" },
+    { "killed_worker", test_killed_worker, "SIGKILL a worker: job crashed, worker replaced" },
+    { "slots", test_slots, "never more jobs in flight than concurrent_jobs" },
+    { "weights", test_weights, "fair share, weight priority, least recently used" },
+    { "jm_dies", test_jm_dies, "jobs of a killed job manager run on another" },
+    { "hwm", test_hwm, "queue high-water mark: QUEUE_FULL, then the queue drains" },
+    { "garbage", test_garbage, "malformed input on every socket, jobs unharmed" },
+    { "disconnect", test_disconnect, "DISCONNECT refused on frontend, obeyed on admin" },
+    { "jm_sigterm", test_jm_sigterm, "SIGTERM: running jobs finish, jm exits 0" },
+    { "max_job_count", test_max_job_count, "workers recycled after max_job_count jobs" },
+    { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
+    { "router_restart", test_router_restart, "job manager and client reconnect" },
+};
+
+int
+main (int argc, char **argv)
+{
+    return h_main (s_tests, sizeof s_tests / sizeof s_tests[0], argc, argv);
+}
