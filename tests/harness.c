@@ -88,6 +88,17 @@ h_fail (const char *file, int line, const char *format, ...)
     _exit (1);
 }
 
+void
+h_fail_check (const char *file, int line, const char *expr, const char *format, ...)
+{
+    char message[2048];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (message, sizeof message, format, args);
+    va_end (args);
+    h_fail (file, line, "CHECK(%s) is false: %s", expr, message);
+}
+
 //  ---------------------------------------------------------------------
 //  Processes
 

@@ -91,6 +91,10 @@ void h_log (h_test_t *t, const char *format, ...) __attribute__ ((format (printf
 void h_fail (const char *file, int line, const char *format, ...)
     __attribute__ ((format (printf, 3, 4), noreturn));
 
+//  Prints "FAIL at file:line: CHECK(expr) is false: message" and ends the test.
+void h_fail_check (const char *file, int line, const char *expr, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5), noreturn));
+
 //  The test running in this process (set by the runner).
 extern h_test_t *h_current;
 
@@ -99,10 +103,7 @@ extern h_test_t *h_current;
 } while (0)
 
 #define CHECK_MSG(cond, ...) do { \
-    if (!(cond)) { \
-        char h_msg_[1024]; snprintf (h_msg_, sizeof h_msg_, __VA_ARGS__); \
-        h_fail (__FILE__, __LINE__, "CHECK(%s) is false: %s", #cond, h_msg_); \
-    } \
+    if (!(cond)) h_fail_check (__FILE__, __LINE__, #cond, __VA_ARGS__); \
 } while (0)
 
 //  Integer comparison: CHECK_INT (rc, ==, 0).
