@@ -50,8 +50,11 @@ BACKEND_PORT=${EMQ_DEMO_BACKEND_PORT:-47290}
 ADMIN_PORT=${EMQ_DEMO_ADMIN_PORT:-47293}
 if port_taken "$FRONTEND_PORT" || port_taken "$BACKEND_PORT" || port_taken "$ADMIN_PORT"; then
     echo "demo: one of the ports $FRONTEND_PORT/$BACKEND_PORT/$ADMIN_PORT is taken; picking free ones"
-    FRONTEND_PORT=$(pick_free_port) && BACKEND_PORT=$(pick_free_port) \
-        && ADMIN_PORT=$(pick_free_port) || { echo "demo: no free port found" >&2; exit 1; }
+    if ! { FRONTEND_PORT=$(pick_free_port) && BACKEND_PORT=$(pick_free_port) \
+           && ADMIN_PORT=$(pick_free_port); }; then
+        echo "demo: no free port found" >&2
+        exit 1
+    fi
 fi
 FRONTEND=tcp://127.0.0.1:$FRONTEND_PORT
 BACKEND=tcp://127.0.0.1:$BACKEND_PORT
@@ -71,7 +74,7 @@ CLI=("$BIN/emq-cli" --addr "$FRONTEND" --admin-addr "$ADMIN")
 wait_exit() {
     local pid=$1 deadline=$((SECONDS + $2))
     while kill -0 "$pid" 2>/dev/null; do
-        [ $SECONDS -ge $deadline ] && return 1
+        [ "$SECONDS" -ge "$deadline" ] && return 1
         sleep 0.1
     done
     wait "$pid" 2>/dev/null
