@@ -835,7 +835,7 @@ test_garbage (h_test_t *t)
     h_send_strs (back, "", EMQP_PROTOCOL, "HEARTBEAT", id, "yesterday", NULL);
     //  A forged outcome for a job in flight elsewhere must be ignored.
     emqp_msgid_new (id);
-    h_send_strs (back, "", EMQP_PROTOCOL, "DONE", id, msgids[0], "1", "failed", "forged", "",
+    h_send_strs (back, "", EMQP_PROTOCOL, "DONE", id, msgids[0], "0", "failed", "forged", "",
                  NULL);
     emqp_msgid_new (id);
     h_send_strs (back, "", EMQP_PROTOCOL, "REPLY", id, "{\"value\": \"forged\"}", msgids[1],
@@ -1288,6 +1288,157 @@ test_eventmq_wire (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  16. Fencing: a job manager presumed dead cannot end a re-dispatched job
+
+//  Connects a fake emq job manager (agent emq/1) serving queues, waits for
+//  the INFORM's ACK.
+static zsock_t *
+s_fake_emq_jm (h_test_t *t, const char *identity, const char *queues, int64_t *last_hb)
+{
+    zsock_t *jm = h_dealer (t->backend, identity);
+    CHECK (jm);
+    char inform_id[37];
+    emqp_msgid_new (inform_id);
+    CHECK_INT (h_send_strs (jm, "", EMQP_PROTOCOL, "INFORM", inform_id, queues, "worker",
+                            "emq/1", NULL), ==, 0);
+    *last_hb = h_now_ms ();
+    zmsg_t *msg = s_fake_recv (jm, jm, last_hb, 3000, NULL);
+    CHECK_MSG (msg != NULL, "no ACK for %s's INFORM", identity);
+    char *command = s_frame_str (msg, 2), *ref = s_frame_str (msg, 4);
+    CHECK_STR_EQ (command, "ACK");
+    CHECK_STR_EQ (ref, inform_id);
+    free (command);
+    free (ref);
+    zmsg_destroy (&msg);
+    return jm;
+}
+
+//  Receives the next REQUEST on a fake job manager, heartbeating.
+static emqp_msg_t *
+s_fake_request (h_test_t *t, zsock_t *jm, int64_t *last_hb, int timeout_ms)
+{
+    zmsg_t *zmsg = s_fake_recv (jm, jm, last_hb, timeout_ms, NULL);
+    CHECK_MSG (zmsg != NULL, "the fake job manager got no REQUEST");
+    CHECK_INT (zmsg_size (zmsg), ==, 9);     // 7 + epoch + attempt
+    char err[256] = "";
+    emqp_msg_t *msg = emqp_decode (&zmsg, false, NULL, NULL, err, sizeof err);
+    CHECK_MSG (msg != NULL, "REQUEST to an emq job manager does not decode: %s", err);
+    CHECK_INT (msg->command, ==, EMQP_REQUEST);
+    h_log (t, "fake jm got REQUEST %s epoch %llu attempt %u", msg->msgid,
+           (unsigned long long) msg->epoch, msg->attempt);
+    return msg;
+}
+
+static void
+s_fake_done (zsock_t *jm, const char *msgid, uint64_t epoch, const char *status,
+             const void *value, size_t size)
+{
+    char id[37], epoch_s[24];
+    emqp_msgid_new (id);
+    snprintf (epoch_s, sizeof epoch_s, "%llu", (unsigned long long) epoch);
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "");
+    zmsg_addstr (msg, EMQP_PROTOCOL);
+    zmsg_addstr (msg, "DONE");
+    zmsg_addstr (msg, id);
+    zmsg_addstr (msg, msgid);
+    zmsg_addstr (msg, epoch_s);
+    zmsg_addstr (msg, status);
+    zmsg_addmem (msg, value, size);
+    zmsg_addstr (msg, "wall_us=1 cpu_us=1 maxrss_kb=1");
+    CHECK_INT (zmsg_send (&msg, jm), ==, 0);
+}
+
+//  Polls the client for its next event, heartbeating on jm meanwhile.
+static bool
+s_poll_pumping (emq_client_t *client, zsock_t *jm, int64_t *last_hb, int timeout_ms,
+                emq_event_t *event)
+{
+    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    while (h_now_ms () < deadline) {
+        s_fake_heartbeat (jm, last_hb);
+        zmsg_t *drop = h_recv_raw (jm, 0);
+        zmsg_destroy (&drop);
+        if (emq_poll (client, 50, event) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void
+test_fencing (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    int64_t hb1, hb2;
+    zsock_t *jm1 = s_fake_emq_jm (t, "fenceA-1", "[[10,\"fence\"]]", &hb1);
+    char id[37];
+    emqp_msgid_new (id);
+    h_send_strs (jm1, "", EMQP_PROTOCOL, "READY", id, NULL);
+    CHECK_WAIT (h_jm_has_slots (t, "fenceA", 1), 3000);
+
+    emq_client_t *client = s_client (t);
+    char msgid[37];
+    emq_submit_opts_t opts = { .queue = "fence", .reply = true };
+    CHECK_INT (emq_submit (client, &opts, "\xc0", 1, msgid, h_ms (5000)), ==, 0);
+    emqp_msg_t *first = s_fake_request (t, jm1, &hb1, 3000);
+    CHECK_STR_EQ (first->msgid, msgid);
+    CHECK_STR_EQ (first->queue, "fence");
+    CHECK_INT (first->attempt, ==, 1);
+    uint64_t old_epoch = first->epoch;
+    emqp_msg_destroy (&first);
+
+    //  jm1 falls silent; jm2 is ready; the router gives jm1 up and the job
+    //  goes to jm2 with a new epoch and attempt 2.
+    zsock_t *jm2 = s_fake_emq_jm (t, "fenceB-1", "[[10,\"fence\"]]", &hb2);
+    emqp_msgid_new (id);
+    h_send_strs (jm2, "", EMQP_PROTOCOL, "READY", id, NULL);
+    emqp_msg_t *second = s_fake_request (t, jm2, &hb2, 5000);
+    CHECK_STR_EQ (second->msgid, msgid);
+    CHECK_INT (second->attempt, ==, 2);
+    CHECK_MSG (second->epoch != old_epoch, "re-dispatch reused epoch %llu",
+               (unsigned long long) old_epoch);
+    uint64_t new_epoch = second->epoch;
+    emqp_msg_destroy (&second);
+    CHECK (!h_jm_registered (t, "fenceA"));
+
+    //  jm1 comes back and reports the old dispatch: ignored.
+    s_fake_done (jm1, msgid, old_epoch, "failed", "stale", 5);
+    //  jm2 reports the current one: the client's one RESULT.
+    s_fake_done (jm2, msgid, new_epoch, "ok", "\xa2ok", 3);
+    emq_event_t event;
+    bool got = s_poll_pumping (client, jm2, &hb2, 3000, &event);
+    CHECK_MSG (got, "no RESULT after the current epoch's DONE");
+    CHECK_INT (event.type, ==, EMQ_EVENT_RESULT);
+    CHECK_STR_EQ (event.msgid, msgid);
+    CHECK_MSG (event.status == EMQ_JOB_OK, "status %d: the stale DONE was applied",
+               (int) event.status);
+    CHECK_INT (event.size, ==, 3);
+
+    //  A second job marks the end: nothing else came for the first.
+    emqp_msgid_new (id);
+    h_send_strs (jm2, "", EMQP_PROTOCOL, "READY", id, NULL);
+    char msgid2[37];
+    CHECK_INT (emq_submit (client, &opts, "\xc0", 1, msgid2, h_ms (5000)), ==, 0);
+    emqp_msg_t *third = s_fake_request (t, jm2, &hb2, 3000);
+    CHECK_STR_EQ (third->msgid, msgid2);
+    s_fake_done (jm2, msgid2, third->epoch, "ok", "\xc0", 1);
+    emqp_msg_destroy (&third);
+    while (true) {
+        got = s_poll_pumping (client, jm2, &hb2, 3000, &event);
+        CHECK_MSG (got, "no RESULT for the second job");
+        CHECK_MSG (strcmp (event.msgid, msgid) != 0, "a second event (type %d, status %d) "
+                   "for the first job", (int) event.type, (int) event.status);
+        if (event.type == EMQ_EVENT_RESULT)
+            break;
+    }
+    CHECK_STR_EQ (event.msgid, msgid2);
+    CHECK_WAIT (s_status_int (t, "processed_messages_by_queue", "fence", NULL) == 2, 3000);
+    emq_client_destroy (&client);
+    zsock_destroy (&jm1);
+    zsock_destroy (&jm2);
+}
+
+//  ---------------------------------------------------------------------
 //  15. Router restart
 
 static void
@@ -1332,6 +1483,7 @@ static const h_testdef_t s_tests[] = {
     { "max_job_count", test_max_job_count, "workers recycled after max_job_count jobs" },
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
     { "router_restart", test_router_restart, "job manager and client reconnect" },
+    { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
 };
 
 int
