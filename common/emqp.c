@@ -175,6 +175,10 @@ s_text (s_reader_t *r, const char *field, size_t max, bool may_be_empty, char **
     if (size == 0 && !may_be_empty)
         snprintf (r->err, r->errlen, "%s: %s frame is empty", r->command, field);
     else
+    if (memchr (zframe_data (frame), 0, size))
+        snprintf (r->err, r->errlen, "%s: %s frame contains a NUL byte",
+                  r->command, field);
+    else
     if (!s_is_utf8 (zframe_data (frame), size))
         snprintf (r->err, r->errlen, "%s: %s frame is not valid UTF-8 text",
                   r->command, field);
@@ -684,4 +688,1264 @@ emqp_printable (const void *data, size_t size, char *buf, size_t buflen)
     }
     buf[out] = 0;
     return buf;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test. Covers every rejection the decoder makes, a round trip of every
+//  command (extensions included), emqp_send, message ids, and all of
+//  EventMQ 0.3.13's captured messages (shared/vectors/eventmq-0.3.13.json).
+
+#include "tests/testutil.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <sys/wait.h>
+
+//  Builds a message from text frames; frames[] is NULL-terminated. identity
+//  (binary, may be NULL) goes first.
+static zmsg_t *
+s_test_zmsg (const char *identity, const char *command, const char *msgid,
+             const char *const frames[])
+{
+    zmsg_t *zmsg = zmsg_new ();
+    if (identity)
+        zmsg_addstr (zmsg, identity);
+    zmsg_addmem (zmsg, "", 0);
+    zmsg_addstr (zmsg, EMQP_PROTOCOL);
+    if (command)
+        zmsg_addstr (zmsg, command);
+    if (command && msgid)
+        zmsg_addstr (zmsg, msgid);
+    for (size_t i = 0; command && msgid && frames && frames[i]; i++)
+        zmsg_addstr (zmsg, frames[i]);
+    return zmsg;
+}
+
+//  Decodes zmsg (taken) and expects a rejection whose reason contains
+//  reason; reports the case name on failure.
+static void
+s_test_reject (const char *name, zmsg_t *zmsg, bool with_identity,
+               const emqp_limits_t *limits, const char *reason, bool verbose)
+{
+    char err[256] = "";
+    zframe_t *identity = NULL;
+    emqp_msg_t *msg = emqp_decode (&zmsg, with_identity, limits, &identity, err, sizeof err);
+    CHECK (zmsg == NULL);
+    if (msg)
+        fprintf (stderr, "emqp_test: case '%s' decoded, expected rejection '%s'\n",
+                 name, reason);
+    CHECK (msg == NULL);
+    CHECK_CONTAINS (err, reason);
+    if (verbose)
+        printf ("\n   %-34s -> %s", name, err);
+    emqp_msg_destroy (&msg);
+    zframe_destroy (&identity);
+}
+
+//  Decodes zmsg (taken) and expects success; caller owns the result.
+static emqp_msg_t *
+s_test_accept (const char *name, zmsg_t *zmsg, bool with_identity,
+               const emqp_limits_t *limits)
+{
+    char err[256] = "";
+    emqp_msg_t *msg = emqp_decode (&zmsg, with_identity, limits, NULL, err, sizeof err);
+    if (!msg)
+        fprintf (stderr, "emqp_test: case '%s' rejected: %s\n", name, err);
+    CHECK (msg != NULL);
+    return msg;
+}
+
+//  The smallest valid frames after the msgid, per command.
+typedef struct {
+    emqp_command_t command;
+    const char *frames[8];
+} s_test_layout_t;
+
+static const s_test_layout_t s_test_layouts[] = {
+    { EMQP_ACK,        { "acked-id", NULL } },
+    { EMQP_HEARTBEAT,  { "1795398200.0280507", NULL } },
+    { EMQP_DISCONNECT, { NULL } },
+    { EMQP_KBYE,       { NULL } },
+    { EMQP_READY,      { NULL } },
+    { EMQP_INFORM,     { "[[10, \"default\"]]", "worker", NULL } },
+    { EMQP_REQUEST,    { "default", "reply-requested", "[\"run\", {}]", NULL } },
+    { EMQP_REPLY,      { "{\"value\": 5}", NULL } },
+    { EMQP_SCHEDULE,   { "default", "guarantee", "60", "[\"run\", {}]", "", NULL } },
+    { EMQP_UNSCHEDULE, { "default", "guarantee", "-1", "[\"run\", {}]", "* * * * *", NULL } },
+    { EMQP_HELLO,      { NULL } },
+    { EMQP_STATUS,     { NULL } },
+    { EMQP_ROUTER_SHOW_WORKERS,    { NULL } },
+    { EMQP_ROUTER_SHOW_SCHEDULERS, { NULL } },
+    { EMQP_DONE,       { "req-id", "7", "ok", "result", "wall_us=1 cpu_us=1 maxrss_kb=1", NULL } },
+    { EMQP_RESULT,     { "req-id", "failed", "boom", "", NULL } },
+    { EMQP_ERROR,      { "req-id", "QUEUE_FULL", "queue default is full", NULL } },
+};
+#define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
+
+static const s_test_layout_t *
+s_test_layout (emqp_command_t command)
+{
+    for (size_t i = 0; i < S_TEST_LAYOUTS; i++)
+        if (s_test_layouts[i].command == command)
+            return &s_test_layouts[i];
+    return NULL;
+}
+
+//  A text slot: command, index of the frame after the msgid (-1 = the msgid
+//  itself), its size limit. Slots past a command's layout are optional
+//  trailing frames (stats, agent, REPLY's ref).
+typedef struct {
+    emqp_command_t command;
+    int index;
+    size_t max;
+    const char *field;
+} s_test_slot_t;
+
+static const s_test_slot_t s_test_slots[] = {
+    { EMQP_READY,     -1, EMQP_MSGID_MAX,   "msgid" },
+    { EMQP_ACK,        0, EMQP_MSGID_MAX,   "acked msgid" },
+    { EMQP_HEARTBEAT,  1, EMQP_STATS_MAX,   "stats" },
+    { EMQP_INFORM,     0, EMQP_SHORT_MAX,   "queues" },
+    { EMQP_INFORM,     1, 32,               "type" },
+    { EMQP_INFORM,     2, 64,               "agent" },
+    { EMQP_REQUEST,    0, EMQP_QUEUE_MAX,   "queue" },
+    { EMQP_REQUEST,    1, EMQP_HEADERS_MAX, "headers" },
+    { EMQP_REPLY,      1, EMQP_MSGID_MAX,   "request msgid" },
+    { EMQP_SCHEDULE,   0, EMQP_QUEUE_MAX,   "queue" },
+    { EMQP_SCHEDULE,   1, EMQP_HEADERS_MAX, "headers" },
+    { EMQP_SCHEDULE,   4, 256,              "cron" },
+    { EMQP_UNSCHEDULE, 0, EMQP_QUEUE_MAX,   "queue" },
+    { EMQP_UNSCHEDULE, 4, 256,              "cron" },
+    { EMQP_DONE,       0, EMQP_MSGID_MAX,   "request msgid" },
+    { EMQP_DONE,       4, EMQP_SHORT_MAX,   "usage" },
+    { EMQP_RESULT,     0, EMQP_MSGID_MAX,   "request msgid" },
+    { EMQP_RESULT,     3, EMQP_SHORT_MAX,   "usage" },
+    { EMQP_ERROR,      0, EMQP_MSGID_MAX,   "refused msgid" },
+    { EMQP_ERROR,      1, 64,               "code" },
+    { EMQP_ERROR,      2, EMQP_SHORT_MAX,   "reason" },
+};
+#define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
+
+//  Builds the command's minimal message with the slot's frame replaced by
+//  (data, size) — appended when the slot is an optional trailing frame.
+static zmsg_t *
+s_test_slot_zmsg (const s_test_slot_t *slot, const void *data, size_t size)
+{
+    const s_test_layout_t *layout = s_test_layout (slot->command);
+    zmsg_t *zmsg = zmsg_new ();
+    zmsg_addmem (zmsg, "", 0);
+    zmsg_addstr (zmsg, EMQP_PROTOCOL);
+    zmsg_addstr (zmsg, emqp_command_name (slot->command));
+    if (slot->index == -1)
+        zmsg_addmem (zmsg, data, size);
+    else
+        zmsg_addstr (zmsg, "msg-1");
+    int i = 0;
+    for (; layout->frames[i]; i++) {
+        if (i == slot->index)
+            zmsg_addmem (zmsg, data, size);
+        else
+            zmsg_addstr (zmsg, layout->frames[i]);
+    }
+    if (slot->index >= i)
+        zmsg_addmem (zmsg, data, size);
+    return zmsg;
+}
+
+//  The text field a slot lands in, for length checks.
+static const char *
+s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
+{
+    const char *field = slot->field;
+    if (streq (field, "msgid")) return msg->msgid;
+    if (streq (field, "stats")) return msg->stats;
+    if (streq (field, "queues")) return msg->queues;
+    if (streq (field, "type")) return msg->peer_type;
+    if (streq (field, "agent")) return msg->agent;
+    if (streq (field, "queue")) return msg->queue;
+    if (streq (field, "headers")) return msg->headers;
+    if (streq (field, "cron")) return msg->cron;
+    if (streq (field, "usage")) return msg->usage;
+    if (streq (field, "code")) return msg->error_code;
+    if (streq (field, "reason")) return msg->error_text;
+    return msg->ref;
+}
+
+//  Expects zmsg's frames to be exactly texts[] (NULL-terminated), without
+//  an identity frame.
+static void
+s_test_frames (zmsg_t *zmsg, const char *const texts[])
+{
+    size_t count = 0;
+    while (texts[count])
+        count++;
+    CHECK_EQ (zmsg_size (zmsg), count);
+    zframe_t *frame = zmsg_first (zmsg);
+    for (size_t i = 0; i < count && frame; i++, frame = zmsg_next (zmsg))
+        CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), texts[i], strlen (texts[i]));
+}
+
+//  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
+//  set explicitly; returns NULL past the last case.
+#define S_TEST_CASES 30
+static emqp_msg_t *
+s_test_case (int n)
+{
+    static const char payload[] = { '\x92', '\xa3', 'r', 'u', 'n', '\x00', '\xff' };
+    emqp_msg_t *m = NULL;
+    char id[32];
+    snprintf (id, sizeof id, "case-%d", n);
+    switch (n) {
+        case 0: m = emqp_msg_new (EMQP_ACK); m->ref = strdup ("acked-1"); break;
+        case 1: m = emqp_msg_new (EMQP_HEARTBEAT); m->heartbeat_ts = 1795398200.028051; break;
+        case 2: m = emqp_msg_new (EMQP_HEARTBEAT); m->heartbeat_ts = 0;
+                m->stats = strdup ("{\"jobs_in_flight\":2,\"total_requests\":10}"); break;
+        case 3: m = emqp_msg_new (EMQP_DISCONNECT); break;
+        case 4: m = emqp_msg_new (EMQP_KBYE); break;
+        case 5: m = emqp_msg_new (EMQP_READY); break;
+        case 6: m = emqp_msg_new (EMQP_HELLO); break;
+        case 7: m = emqp_msg_new (EMQP_STATUS); break;
+        case 8: m = emqp_msg_new (EMQP_ROUTER_SHOW_WORKERS); break;
+        case 9: m = emqp_msg_new (EMQP_ROUTER_SHOW_SCHEDULERS); break;
+        case 10: m = emqp_msg_new (EMQP_INFORM);
+                 m->queues = strdup ("[[20, \"heavy\"], [10, \"default\"]]");
+                 m->peer_type = strdup ("worker"); break;
+        case 11: m = emqp_msg_new (EMQP_INFORM); m->queues = strdup ("");
+                 m->peer_type = strdup ("scheduler"); break;
+        case 12: m = emqp_msg_new (EMQP_INFORM); m->queues = strdup ("[[10,\"default\"]]");
+                 m->peer_type = strdup ("worker"); m->agent = strdup ("emq/1"); break;
+        case 13: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("default");
+                 m->headers = strdup ("");
+                 m->payload = zframe_new ("[\"run\", {}]", 11); break;
+        case 14: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("heavy");
+                 m->headers = strdup ("reply-requested,retry-count:3,timeout:10");
+                 m->payload = zframe_new (payload, sizeof payload);
+                 m->epoch = UINT64_MAX; m->attempt = UINT32_MAX; break;
+        case 15: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("q");
+                 m->headers = strdup ("guarantee"); m->payload = zframe_new (NULL, 0);
+                 m->epoch = 1; m->attempt = 1; break;
+        case 16: m = emqp_msg_new (EMQP_REPLY);
+                 m->payload = zframe_new ("{\"value\": 5}", 12); break;
+        case 17: m = emqp_msg_new (EMQP_REPLY);
+                 m->payload = zframe_new ("{\"value\": null}", 15);
+                 m->ref = strdup ("req-17"); break;
+        case 18: m = emqp_msg_new (EMQP_SCHEDULE); m->queue = strdup ("default");
+                 m->headers = strdup ("guarantee,nohaste"); m->interval_s = 60;
+                 m->payload = zframe_new (payload, sizeof payload); m->cron = strdup ("");
+                 break;
+        case 19: m = emqp_msg_new (EMQP_SCHEDULE); m->queue = strdup ("heavy");
+                 m->headers = strdup ("run_count:3"); m->interval_s = -1;
+                 m->payload = zframe_new ("x", 1); m->cron = strdup ("*/5 * * * *"); break;
+        case 20: m = emqp_msg_new (EMQP_UNSCHEDULE); m->queue = strdup ("default");
+                 m->headers = strdup (""); m->interval_s = INT64_MAX;
+                 m->payload = zframe_new ("y", 1); m->cron = strdup (""); break;
+        case 21: case 22: case 23: case 24: case 25:
+                 m = emqp_msg_new (EMQP_DONE); m->ref = strdup ("req-done");
+                 m->epoch = (uint64_t) n * 1000;
+                 m->status = (emqp_status_t) (n - 21);
+                 m->payload = zframe_new (payload, sizeof payload);
+                 m->usage = strdup ("wall_us=1200 cpu_us=900 maxrss_kb=4096"); break;
+        case 26: m = emqp_msg_new (EMQP_RESULT); m->ref = strdup ("req-result");
+                 m->status = EMQP_STATUS_OK; m->payload = zframe_new ("\x05", 1);
+                 m->usage = strdup (""); break;
+        case 27: m = emqp_msg_new (EMQP_RESULT); m->ref = strdup ("req-result");
+                 m->status = EMQP_STATUS_TIMEOUT; m->payload = zframe_new ("timed out", 9);
+                 m->usage = strdup ("wall_us=1000000"); break;
+        case 28: m = emqp_msg_new (EMQP_ERROR); m->ref = strdup ("req-error");
+                 m->error_code = strdup ("QUEUE_FULL");
+                 m->error_text = strdup ("queue default holds 100000 jobs (queue_hwm)"); break;
+        case 29: m = emqp_msg_new (EMQP_ERROR); m->ref = strdup ("");
+                 m->error_code = strdup ("MALFORMED");
+                 m->error_text = strdup ("unknown command 'BOGUS'"); break;
+        default: return NULL;
+    }
+    m->msgid = strdup (id);
+    return m;
+}
+
+//  Expects two messages to carry the same fields.
+static void
+s_test_same (const emqp_msg_t *a, const emqp_msg_t *b)
+{
+    CHECK_EQ (a->command, b->command);
+    CHECK_STREQ (a->msgid, b->msgid);
+    CHECK_STREQ (a->ref, b->ref);
+    CHECK_STREQ (a->queue, b->queue);
+    CHECK_STREQ (a->headers, b->headers);
+    CHECK_EQ (a->payload != NULL, b->payload != NULL);
+    if (a->payload && b->payload)
+        CHECK_MEMEQ (zframe_data (a->payload), zframe_size (a->payload),
+                     zframe_data (b->payload), zframe_size (b->payload));
+    CHECK_NEAR (a->heartbeat_ts, b->heartbeat_ts, 1e-6);
+    CHECK_STREQ (a->stats, b->stats);
+    CHECK_EQ (a->interval_s, b->interval_s);
+    CHECK_STREQ (a->cron, b->cron);
+    CHECK_STREQ (a->queues, b->queues);
+    CHECK_STREQ (a->peer_type, b->peer_type);
+    CHECK_STREQ (a->agent, b->agent);
+    CHECK_UEQ (a->epoch, b->epoch);
+    CHECK_UEQ (a->attempt, b->attempt);
+    CHECK_EQ (a->status, b->status);
+    CHECK_STREQ (a->usage, b->usage);
+    CHECK_STREQ (a->error_code, b->error_code);
+    CHECK_STREQ (a->error_text, b->error_text);
+}
+
+//  ---- EventMQ vectors ---------------------------------------------------------
+
+//  Vectors that EventMQ's own programs reject too, and why we do.
+static const struct {
+    const char *id;
+    const char *reason;
+} s_vector_rejects[] = {
+    { "jm.stim.unknown-command",             "unknown command 'BOGUS'" },
+    { "jm.stim.short-3-frames",              "HEARTBEAT: missing msgid frame" },
+    { "jm.stim.short-2-frames",              "missing command frame" },
+    { "sched.stim.unknown-command",          "unknown command 'BOGUS'" },
+    { "sched.stim.schedule.short",           "SCHEDULE: missing interval frame" },
+    { "router.stim.client.unknown-command",  "unknown command 'BOGUS'" },
+    { "router.stim.client.request.no-queue", "REQUEST: missing queue frame" },
+    { "router.stim.client.request.3-frames", "REQUEST: missing msgid frame" },
+    { "router.stim.jm.unknown-command",      "unknown command 'BOGUS'" },
+    { "router.stim.admin.unknown-command",   "unknown command 'BOGUS'" },
+    { "router.stim.admin.no-msgid",          "STATUS: missing msgid frame" },
+};
+#define S_VECTOR_REJECTS (sizeof s_vector_rejects / sizeof s_vector_rejects[0])
+
+//  Everything else decodes, including messages EventMQ's peers choke on but
+//  that are well-formed eMQP (bad JSON in INFORM, unknown peer type,
+//  non-UTF-8 payloads, non-UTF-8 sender identity): those are for the router
+//  to refuse, not the codec.
+
+static zframe_t *
+s_hex_frame (const char *hex)
+{
+    size_t len = strlen (hex);
+    if (len % 2)
+        return NULL;
+    byte *data = malloc (len / 2 + 1);
+    if (!data)
+        return NULL;
+    for (size_t i = 0; i < len / 2; i++) {
+        unsigned int value;
+        if (sscanf (hex + 2 * i, "%2x", &value) != 1) {
+            free (data);
+            return NULL;
+        }
+        data[i] = (byte) value;
+    }
+    zframe_t *frame = zframe_new (data, len / 2);
+    free (data);
+    return frame;
+}
+
+//  Finds the vectors: $EMQ_VECTORS, else ../shared/vectors/ beside the repo
+//  (from the repo root, or from the binary at <repo>/<build>/tests/selftest).
+static char *
+s_vectors_path (bool *named)
+{
+    const char *env = getenv ("EMQ_VECTORS");
+    *named = env && *env;
+    if (*named)
+        return strdup (env);
+    const char *relative = "../shared/vectors/eventmq-0.3.13.json";
+    if (access (relative, R_OK) == 0)
+        return strdup (relative);
+    char exe[PATH_MAX];
+    ssize_t len = readlink ("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        //  Strip "selftest", "tests", the build directory: the repo root.
+        for (int up = 0; up < 3; up++) {
+            char *slash = strrchr (exe, '/');
+            if (!slash)
+                break;
+            *slash = 0;
+        }
+        char *path;
+        if (asprintf (&path, "%s/%s", exe, relative) >= 0) {
+            if (access (path, R_OK) == 0)
+                return path;
+            free (path);
+        }
+    }
+    return NULL;
+}
+
+//  Frame text (after any identity) number index of a vector record, or NULL.
+static const char *
+s_vector_text (json_t *frames, size_t first, size_t index)
+{
+    json_t *frame = json_array_get (frames, first + index);
+    return frame ? json_string_value (json_object_get (frame, "text")) : NULL;
+}
+
+//  Checks one decoded vector's fields against its frame texts.
+static void
+s_vector_fields (const char *id, const emqp_msg_t *msg, json_t *frames, size_t first)
+{
+    size_t count = json_array_size (frames) - first;
+    const char *t4 = s_vector_text (frames, first, 4);
+    const char *t5 = s_vector_text (frames, first, 5);
+    CHECK_STREQ (msg->msgid, s_vector_text (frames, first, 3));
+    switch (msg->command) {
+        case EMQP_ACK:
+            CHECK_EQ (count, 5);
+            CHECK_STREQ (msg->ref, t4);
+            break;
+        case EMQP_HEARTBEAT:
+            CHECK_EQ (count, 5);
+            CHECK (t4 != NULL);
+            if (t4)
+                CHECK_NEAR (msg->heartbeat_ts, strtod (t4, NULL), 0);
+            CHECK (msg->heartbeat_ts > 1.7e9);
+            CHECK (msg->stats == NULL);
+            break;
+        case EMQP_INFORM:
+            CHECK_EQ (count, 6);
+            CHECK_STREQ (msg->queues, t4);
+            CHECK_STREQ (msg->peer_type, t5);
+            CHECK (msg->agent == NULL);
+            break;
+        case EMQP_REQUEST:
+            CHECK_EQ (count, 7);
+            CHECK_STREQ (msg->queue, t4);
+            CHECK_STREQ (msg->headers, t5);
+            CHECK_UEQ (msg->epoch, 0);
+            CHECK_UEQ (msg->attempt, 0);
+            break;
+        case EMQP_REPLY:
+            //  Router: REPLY id ref_or_json; job manager: REPLY id json request_id.
+            CHECK (count == 5 || count == 6);
+            if (t4)
+                CHECK_MEMEQ (zframe_data (msg->payload), zframe_size (msg->payload),
+                             t4, strlen (t4));
+            CHECK_STREQ (msg->ref, count == 6 ? t5 : NULL);
+            break;
+        case EMQP_SCHEDULE:
+        case EMQP_UNSCHEDULE:
+            CHECK_EQ (count, 9);
+            CHECK_STREQ (msg->queue, t4);
+            CHECK_STREQ (msg->headers, t5);
+            CHECK_EQ (msg->interval_s, strtoll (s_vector_text (frames, first, 6), NULL, 10));
+            CHECK_STREQ (msg->cron, s_vector_text (frames, first, 8));
+            break;
+        case EMQP_DISCONNECT:
+        case EMQP_KBYE:
+        case EMQP_READY:
+        case EMQP_HELLO:
+        case EMQP_STATUS:
+        case EMQP_ROUTER_SHOW_WORKERS:
+        case EMQP_ROUTER_SHOW_SCHEDULERS:
+            CHECK_EQ (count, 4);
+            break;
+        default:
+            fprintf (stderr, "emqp_test: vector %s decoded as %s, not an EventMQ command\n",
+                     id, emqp_command_name (msg->command));
+            CHECK (false);
+    }
+}
+
+//  Re-encodes msg (taken) and compares with the original frames: identical
+//  bytes, except HEARTBEAT's timestamp (compared as a number).
+static void
+s_vector_reencode (const char *id, emqp_msg_t *msg, zmsg_t *original)
+{
+    emqp_command_t command = msg->command;
+    zmsg_t *again = emqp_encode (msg);
+    emqp_msg_destroy (&msg);
+    CHECK (again != NULL);
+    if (!again)
+        return;
+    CHECK_EQ (zmsg_size (again), zmsg_size (original));
+    size_t index = 0;
+    size_t last = zmsg_size (original) - 1;
+    zframe_t *a = zmsg_first (again), *b = zmsg_first (original);
+    for (; a && b; a = zmsg_next (again), b = zmsg_next (original), index++) {
+        if (command == EMQP_HEARTBEAT && index == last) {
+            char *x = zframe_strdup (a), *y = zframe_strdup (b);
+            CHECK_NEAR (strtod (x, NULL), strtod (y, NULL), 1e-6);
+            free (x);
+            free (y);
+            continue;
+        }
+        if (!zframe_eq (a, b))
+            fprintf (stderr, "emqp_test: vector %s frame %zu differs after re-encoding\n",
+                     id, index);
+        CHECK_MEMEQ (zframe_data (a), zframe_size (a), zframe_data (b), zframe_size (b));
+    }
+    zmsg_destroy (&again);
+}
+
+static void
+s_test_vectors (bool verbose)
+{
+    bool named;
+    char *path = s_vectors_path (&named);
+    if (!path) {
+        printf ("emqp_test: EventMQ vectors not found (../shared/vectors/; set "
+                "EMQ_VECTORS), skipping them\n");
+        return;
+    }
+    json_error_t jerr;
+    json_t *records = json_load_file (path, 0, &jerr);
+    if (!records)
+        fprintf (stderr, "emqp_test: cannot load %s: %s (line %d)\n", path, jerr.text, jerr.line);
+    CHECK (records != NULL);
+    CHECK (json_is_array (records));
+    free (path);
+    if (!records)
+        return;
+    CHECK_EQ (json_array_size (records), 165);
+
+    emqp_limits_t limits = { 16 * 1024 * 1024 };
+    size_t rejected = 0, accepted = 0, with_sender = 0;
+    bool reject_seen[S_VECTOR_REJECTS] = { false };
+    size_t index;
+    json_t *record;
+    json_array_foreach (records, index, record) {
+        const char *id = json_string_value (json_object_get (record, "id"));
+        const char *command = json_string_value (json_object_get (record, "command"));
+        json_t *frames = json_object_get (record, "frames");
+        bool with_identity = json_is_true (json_object_get (record, "identity_frame"));
+        json_t *sender = json_object_get (record, "sender_identity");
+        //  command is null where the capture has no command frame.
+        CHECK (id && json_is_array (frames));
+        if (!id || !json_is_array (frames))
+            continue;
+
+        //  The message as captured, and once more as an emq ROUTER would see
+        //  a stimulus from that DEALER (its identity prepended).
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1 && !sender)
+                break;
+            zmsg_t *zmsg = zmsg_new ();
+            if (pass == 1)
+                zmsg_append (zmsg, &(zframe_t *) { s_hex_frame (
+                    json_string_value (json_object_get (sender, "hex"))) });
+            size_t k;
+            json_t *frame;
+            json_array_foreach (frames, k, frame) {
+                zframe_t *f = s_hex_frame (json_string_value (json_object_get (frame, "hex")));
+                CHECK (f != NULL);
+                if (f)
+                    zmsg_append (zmsg, &f);
+            }
+            bool identity = with_identity || pass == 1;
+            zmsg_t *original = zmsg_dup (zmsg);
+
+            const char *reason = NULL;
+            for (size_t r = 0; r < S_VECTOR_REJECTS; r++)
+                if (streq (s_vector_rejects[r].id, id)) {
+                    reason = s_vector_rejects[r].reason;
+                    reject_seen[r] = true;
+                }
+            if (reason) {
+                s_test_reject (id, zmsg, identity, &limits, reason, verbose && pass == 0);
+                rejected += pass == 0;
+            }
+            else {
+                emqp_msg_t *msg = s_test_accept (id, zmsg, identity, &limits);
+                if (msg) {
+                    CHECK_STREQ (emqp_command_name (msg->command), command ? command : "");
+                    CHECK_EQ (msg->identity != NULL, identity);
+                    s_vector_fields (id, msg, frames, with_identity ? 1 : 0);
+                    s_vector_reencode (id, msg, original);
+                    accepted += pass == 0;
+                    with_sender += pass == 1;
+                }
+            }
+            zmsg_destroy (&original);
+        }
+    }
+    for (size_t r = 0; r < S_VECTOR_REJECTS; r++) {
+        if (!reject_seen[r])
+            fprintf (stderr, "emqp_test: vector %s not found\n", s_vector_rejects[r].id);
+        CHECK (reject_seen[r]);
+    }
+    CHECK_EQ (rejected, S_VECTOR_REJECTS);
+    CHECK_EQ (accepted + rejected, 165);
+    if (verbose)
+        printf ("\n   vectors: %zu decoded and re-encoded, %zu rejected as expected, "
+                "%zu also decoded with the sender's identity", accepted, rejected, with_sender);
+    json_decref (records);
+}
+
+//  ---- the test ------------------------------------------------------------------
+
+void
+emqp_test (bool verbose)
+{
+    if (verbose)
+        printf (" * emqp: ");
+    char err[256];
+    emqp_limits_t limits = { 1024 };
+
+    //  Names and lookups, both ways, for every command and status.
+    for (int i = EMQP_INVALID + 1; i < EMQP_COMMAND_COUNT; i++) {
+        CHECK_EQ (emqp_command_lookup (emqp_command_name ((emqp_command_t) i)), i);
+        CHECK (s_test_layout ((emqp_command_t) i) != NULL);
+    }
+    CHECK_STREQ (emqp_command_name (EMQP_INVALID), "INVALID");
+    CHECK_STREQ (emqp_command_name (EMQP_COMMAND_COUNT), "INVALID");
+    CHECK_EQ (emqp_command_lookup ("INVALID"), EMQP_INVALID);
+    CHECK_EQ (emqp_command_lookup ("request"), EMQP_INVALID);
+    CHECK_EQ (emqp_command_lookup (""), EMQP_INVALID);
+    for (int i = 0; i < EMQP_STATUS_COUNT; i++) {
+        emqp_status_t status = EMQP_STATUS_COUNT;
+        CHECK_EQ (emqp_status_lookup (emqp_status_name ((emqp_status_t) i), &status), 0);
+        CHECK_EQ (status, i);
+    }
+    CHECK_STREQ (emqp_status_name (EMQP_STATUS_OK), "ok");
+    CHECK_STREQ (emqp_status_name (EMQP_STATUS_REJECTED), "rejected");
+    CHECK_STREQ (emqp_status_name (EMQP_STATUS_COUNT), "unknown");
+    emqp_status_t status;
+    CHECK_EQ (emqp_status_lookup ("OK", &status), -1);
+    CHECK_EQ (emqp_status_lookup ("unknown", &status), -1);
+
+    //  emqp_msg_destroy takes NULL; emqp_printable caps and masks.
+    emqp_msg_t *msg = NULL;
+    emqp_msg_destroy (&msg);
+    emqp_msg_destroy (NULL);
+    char shown[8];
+    CHECK_STREQ (emqp_printable ("ab\x01\xff", 4, shown, sizeof shown), "ab??");
+    CHECK_STREQ (emqp_printable ("abcdefghij", 10, shown, sizeof shown), "abcd...");
+    CHECK_STREQ (emqp_printable ("", 0, shown, sizeof shown), "");
+
+    //  ---- Envelope errors ----
+    zmsg_t *zmsg = NULL;
+    s_test_reject ("no message", NULL, false, &limits, "malformed message", verbose);
+    CHECK (emqp_decode (&zmsg, false, NULL, NULL, err, sizeof err) == NULL);
+    s_test_reject ("no frames", zmsg_new (), false, &limits,
+                   "first frame is not the empty delimiter", verbose);
+    s_test_reject ("no identity", zmsg_new (), true, &limits,
+                   "without routing identity", verbose);
+    zmsg = zmsg_new ();
+    zmsg_addmem (zmsg, "", 0);
+    zmsg_addstr (zmsg, EMQP_PROTOCOL);
+    zmsg_addstr (zmsg, "READY");
+    zmsg_addstr (zmsg, "id");
+    s_test_reject ("empty identity", zmsg, true, &limits, "without routing identity", verbose);
+    zmsg = zmsg_new ();
+    zmsg_addstr (zmsg, EMQP_PROTOCOL);
+    zmsg_addstr (zmsg, "READY");
+    zmsg_addstr (zmsg, "id");
+    s_test_reject ("missing delimiter", zmsg, false, &limits,
+                   "first frame is not the empty delimiter", verbose);
+    zmsg = zmsg_new ();
+    zmsg_addstr (zmsg, "x");
+    zmsg_addstr (zmsg, EMQP_PROTOCOL);
+    zmsg_addstr (zmsg, "READY");
+    zmsg_addstr (zmsg, "id");
+    s_test_reject ("non-empty delimiter", zmsg, false, &limits,
+                   "first frame is not the empty delimiter", verbose);
+    //  A DEALER's message read with_identity = true: the delimiter is taken
+    //  for the identity, which is refused as empty.
+    s_test_reject ("identity expected", s_test_zmsg (NULL, "READY", "id", NULL), true,
+                   &limits, "without routing identity", verbose);
+    zmsg = zmsg_new ();
+    zmsg_addmem (zmsg, "", 0);
+    s_test_reject ("missing protocol", zmsg, false, &limits,
+                   "protocol frame is '(missing)'", verbose);
+    static const char *protocols[] = { "eMQP/2.0", "EMQP/1.0", "eMQP/1.0 ", "eMQP/1", "" };
+    for (size_t i = 0; i < sizeof protocols / sizeof protocols[0]; i++) {
+        zmsg = zmsg_new ();
+        zmsg_addmem (zmsg, "", 0);
+        zmsg_addstr (zmsg, protocols[i]);
+        zmsg_addstr (zmsg, "READY");
+        zmsg_addstr (zmsg, "id");
+        s_test_reject ("wrong protocol", zmsg, false, &limits, "expected eMQP/1.0", verbose);
+    }
+    zmsg = zmsg_new ();
+    zmsg_addmem (zmsg, "", 0);
+    zmsg_addmem (zmsg, "\x00\xff" "eMQP", 6);
+    s_test_reject ("binary protocol", zmsg, false, &limits, "protocol frame is '??eMQP'",
+                   verbose);
+
+    //  ---- Command and msgid ----
+    s_test_reject ("missing command", s_test_zmsg (NULL, NULL, NULL, NULL), false, &limits,
+                   "missing command frame", verbose);
+    s_test_reject ("empty command", s_test_zmsg (NULL, "", "id", NULL), false, &limits,
+                   "command frame is empty", verbose);
+    s_test_reject ("unknown command", s_test_zmsg (NULL, "BOGUS", "id", NULL), false,
+                   &limits, "unknown command 'BOGUS'", verbose);
+    s_test_reject ("lowercase command", s_test_zmsg (NULL, "ready", "id", NULL), false,
+                   &limits, "unknown command 'ready'", verbose);
+    s_test_reject ("command INVALID", s_test_zmsg (NULL, "INVALID", "id", NULL), false,
+                   &limits, "unknown command 'INVALID'", verbose);
+    char long_text[EMQP_STATS_MAX + 2];
+    memset (long_text, 'A', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = 0;
+    long_text[65] = 0;
+    s_test_reject ("command too long", s_test_zmsg (NULL, long_text, "id", NULL), false,
+                   &limits, "command frame too long (65 bytes, max 64)", verbose);
+    s_test_reject ("command not UTF-8", s_test_zmsg (NULL, "REQ\xff", "id", NULL), false,
+                   &limits, "command frame is not valid UTF-8", verbose);
+    memset (long_text, 'a', sizeof long_text - 1);
+    for (size_t i = 0; i < S_TEST_LAYOUTS; i++) {
+        const char *name = emqp_command_name (s_test_layouts[i].command);
+        char reason[64];
+        snprintf (reason, sizeof reason, "%s: missing msgid frame", name);
+        s_test_reject ("missing msgid", s_test_zmsg (NULL, name, NULL, NULL), false,
+                       &limits, reason, verbose);
+        snprintf (reason, sizeof reason, "%s: msgid frame is empty", name);
+        s_test_reject ("empty msgid", s_test_zmsg (NULL, name, "", s_test_layouts[i].frames),
+                       false, &limits, reason, verbose);
+    }
+
+    //  ---- Every command: the minimal message decodes; every shorter one is
+    //  refused, naming the command and the missing frame ----
+    for (size_t i = 0; i < S_TEST_LAYOUTS; i++) {
+        const s_test_layout_t *layout = &s_test_layouts[i];
+        const char *name = emqp_command_name (layout->command);
+        msg = s_test_accept (name, s_test_zmsg (NULL, name, "msg-1", layout->frames),
+                             false, &limits);
+        if (msg) {
+            CHECK_EQ (msg->command, layout->command);
+            CHECK_STREQ (msg->msgid, "msg-1");
+            CHECK (msg->identity == NULL);
+        }
+        emqp_msg_destroy (&msg);
+        size_t count = 0;
+        while (layout->frames[count])
+            count++;
+        for (size_t keep = 0; keep < count; keep++) {
+            const char *frames[8] = { NULL };
+            for (size_t k = 0; k < keep; k++)
+                frames[k] = layout->frames[k];
+            char reason[64];
+            snprintf (reason, sizeof reason, "%s: missing ", name);
+            s_test_reject ("too few frames", s_test_zmsg (NULL, name, "msg-1", frames),
+                           false, &limits, reason, verbose);
+        }
+        //  The same through a ROUTER: identity first, handed back on failure.
+        zmsg = s_test_zmsg ("peer-1", name, "msg-1", layout->frames);
+        msg = s_test_accept (name, zmsg, true, &limits);
+        if (msg) {
+            CHECK (msg->identity && zframe_streq (msg->identity, "peer-1"));
+        }
+        emqp_msg_destroy (&msg);
+        if (count > 0) {
+            zframe_t *identity = NULL;
+            const char *none[] = { NULL };
+            zmsg = s_test_zmsg ("peer-2", name, "msg-1", none);
+            CHECK (emqp_decode (&zmsg, true, &limits, &identity, err, sizeof err) == NULL);
+            CHECK (identity && zframe_streq (identity, "peer-2"));
+            zframe_destroy (&identity);
+        }
+    }
+
+    //  ---- Text frame limits: at the limit accepted, one byte more refused ----
+    for (size_t i = 0; i < S_TEST_SLOTS; i++) {
+        const s_test_slot_t *slot = &s_test_slots[i];
+        const char *name = emqp_command_name (slot->command);
+        zmsg = s_test_slot_zmsg (slot, long_text, slot->max);
+        msg = s_test_accept (slot->field, zmsg, false, &limits);
+        if (msg) {
+            const char *value = s_test_slot_value (msg, slot);
+            CHECK (value != NULL);
+            CHECK_EQ (value ? strlen (value) : 0, slot->max);
+        }
+        emqp_msg_destroy (&msg);
+        char reason[96];
+        snprintf (reason, sizeof reason, "%s: %s frame too long (%zu bytes, max %zu)",
+                  name, slot->field, slot->max + 1, slot->max);
+        s_test_reject (reason, s_test_slot_zmsg (slot, long_text, slot->max + 1), false,
+                       &limits, reason, verbose && i < 2);
+        //  Invalid UTF-8 and NUL refused in every text frame.
+        snprintf (reason, sizeof reason, "%s: %s frame is not valid UTF-8 text",
+                  name, slot->field);
+        s_test_reject (reason, s_test_slot_zmsg (slot, "ab\xff", 3), false, &limits,
+                       reason, verbose && i < 2);
+        snprintf (reason, sizeof reason, "%s: %s frame contains a NUL byte",
+                  name, slot->field);
+        s_test_reject (reason, s_test_slot_zmsg (slot, "de\0fault", 8), false, &limits,
+                       reason, verbose && i < 2);
+    }
+    //  Number frames have limits too.
+    {
+        const char *frames[] = { "req-id", "123456789012345678901234567890123", "ok", "", "",
+                                 NULL };
+        s_test_reject ("long epoch", s_test_zmsg (NULL, "DONE", "id", frames), false,
+                       &limits, "DONE: epoch frame too long", verbose);
+        const char *hb[] = { "1234567890123456789012345678901234567890123456789012345678901."
+                             "2345", NULL };
+        s_test_reject ("long timestamp", s_test_zmsg (NULL, "HEARTBEAT", "id", hb), false,
+                       &limits, "HEARTBEAT: timestamp frame too long", verbose);
+    }
+
+    //  UTF-8: every kind of bad sequence refused, good multibyte text kept.
+    static const struct {
+        const char *bytes;
+        size_t size;
+        bool valid;
+    } utf8[] = {
+        { "caf\xc3\xa9", 5, true },                 // é
+        { "\xe2\x82\xac", 3, true },                // €
+        { "\xf0\x9d\x84\x9e", 4, true },            // U+1D11E
+        { "\xf4\x8f\xbf\xbf", 4, true },            // U+10FFFF
+        { "\xed\x9f\xbf", 3, true },                // U+D7FF
+        { "\xff", 1, false },
+        { "\x80", 1, false },                       // lone continuation
+        { "\xc0\x80", 2, false },                   // overlong NUL
+        { "\xc1\xbf", 2, false },                   // overlong
+        { "\xe0\x80\xaf", 3, false },               // overlong '/'
+        { "\xf0\x80\x80\xaf", 4, false },           // overlong '/'
+        { "\xed\xa0\x80", 3, false },               // surrogate U+D800
+        { "\xed\xbf\xbf", 3, false },               // surrogate U+DFFF
+        { "\xf4\x90\x80\x80", 4, false },           // U+110000
+        { "\xf5\x80\x80\x80", 4, false },
+        { "\xe2\x82", 2, false },                   // truncated
+        { "\xc3", 1, false },                       // truncated
+        { "\xc3\x28", 2, false },                   // bad continuation
+    };
+    for (size_t i = 0; i < sizeof utf8 / sizeof utf8[0]; i++) {
+        const s_test_slot_t *slot = &s_test_slots[6];      // REQUEST queue
+        zmsg = s_test_slot_zmsg (slot, utf8[i].bytes, utf8[i].size);
+        if (utf8[i].valid) {
+            msg = s_test_accept ("valid UTF-8", zmsg, false, &limits);
+            if (msg)
+                CHECK_MEMEQ (msg->queue, strlen (msg->queue), utf8[i].bytes, utf8[i].size);
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_test_reject ("bad UTF-8", zmsg, false, &limits,
+                           "REQUEST: queue frame is not valid UTF-8 text", false);
+    }
+
+    //  Empty frames where a value is required.
+    {
+        const char *ack[] = { "", NULL };
+        s_test_reject ("empty ack", s_test_zmsg (NULL, "ACK", "id", ack), false, &limits,
+                       "ACK: acked msgid frame is empty", verbose);
+        const char *req[] = { "", "", "x", NULL };
+        s_test_reject ("empty queue", s_test_zmsg (NULL, "REQUEST", "id", req), false,
+                       &limits, "REQUEST: queue frame is empty", verbose);
+        const char *inform[] = { "", "", NULL };
+        s_test_reject ("empty type", s_test_zmsg (NULL, "INFORM", "id", inform), false,
+                       &limits, "INFORM: type frame is empty", verbose);
+        const char *error[] = { "", "", "", NULL };
+        s_test_reject ("empty code", s_test_zmsg (NULL, "ERROR", "id", error), false,
+                       &limits, "ERROR: code frame is empty", verbose);
+    }
+
+    //  ---- Payload size limits (binary frames, any bytes) ----
+    {
+        static const char nul_payload[] = { '\x92', '\x00', '\xff', '\xc0' };
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, nul_payload, sizeof nul_payload);
+        msg = s_test_accept ("binary payload", zmsg, false, &limits);
+        if (msg)
+            CHECK_MEMEQ (zframe_data (msg->payload), zframe_size (msg->payload),
+                         nul_payload, sizeof nul_payload);
+        emqp_msg_destroy (&msg);
+
+        byte *big = calloc (1, limits.payload_max + 1);
+        assert (big);
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max);
+        msg = s_test_accept ("payload at limit", zmsg, false, &limits);
+        CHECK (msg && zframe_size (msg->payload) == limits.payload_max);
+        emqp_msg_destroy (&msg);
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        s_test_reject ("payload over limit", zmsg, false, &limits,
+                       "REQUEST: payload frame too large (1025 bytes, max 1024)", verbose);
+        //  No limits: anything goes.
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        msg = s_test_accept ("no limits", zmsg, false, NULL);
+        emqp_msg_destroy (&msg);
+        //  Every binary frame is limited: REPLY, SCHEDULE, DONE, RESULT.
+        zmsg = s_test_zmsg (NULL, "REPLY", "id", (const char *[]) { NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        s_test_reject ("reply over limit", zmsg, false, &limits,
+                       "REPLY: reply frame too large", verbose);
+        zmsg = s_test_zmsg (NULL, "SCHEDULE", "id", (const char *[]) { "q", "", "5", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        zmsg_addstr (zmsg, "");
+        s_test_reject ("schedule over limit", zmsg, false, &limits,
+                       "SCHEDULE: payload frame too large", verbose);
+        zmsg = s_test_zmsg (NULL, "DONE", "id", (const char *[]) { "r", "1", "ok", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        zmsg_addstr (zmsg, "");
+        s_test_reject ("done over limit", zmsg, false, &limits,
+                       "DONE: result frame too large", verbose);
+        zmsg = s_test_zmsg (NULL, "RESULT", "id", (const char *[]) { "r", "ok", NULL });
+        zmsg_addmem (zmsg, big, limits.payload_max + 1);
+        zmsg_addstr (zmsg, "");
+        s_test_reject ("result over limit", zmsg, false, &limits,
+                       "RESULT: result frame too large", verbose);
+        free (big);
+    }
+
+    //  ---- Numbers ----
+    static const struct {
+        const char *text;
+        bool valid;
+        double value;
+    } stamps[] = {
+        { "1795398200.0280507", true, 1795398200.0280507 },
+        { "1795398203.536184", true, 1795398203.536184 },
+        { "0", true, 0 }, { "5.", true, 5 }, { ".5", true, 0.5 }, { "1795398200", true, 1795398200 },
+        { "", false, 0 }, { "abc", false, 0 }, { "-1", false, 0 }, { "+1", false, 0 },
+        { "1e9", false, 0 }, { " 1", false, 0 }, { "1 ", false, 0 }, { "1.2.3", false, 0 },
+        { ".", false, 0 }, { "nan", false, 0 }, { "inf", false, 0 }, { "0x10", false, 0 },
+        { "1,5", false, 0 },
+    };
+    for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
+        const char *frames[] = { stamps[i].text, NULL };
+        zmsg = s_test_zmsg (NULL, "HEARTBEAT", "id", frames);
+        if (stamps[i].valid) {
+            msg = s_test_accept (stamps[i].text, zmsg, false, &limits);
+            if (msg)
+                CHECK_NEAR (msg->heartbeat_ts, stamps[i].value, 0);
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_test_reject ("bad timestamp", zmsg, false, &limits,
+                           *stamps[i].text ? "is not decimal seconds"
+                                           : "timestamp frame is empty", false);
+    }
+    static const struct {
+        const char *text;
+        bool valid;
+        int64_t value;
+    } intervals[] = {
+        { "-1", true, -1 }, { "0", true, 0 }, { "60", true, 60 },
+        { "9223372036854775807", true, INT64_MAX },
+        { "9223372036854775808", false, 0 }, { "-2", false, 0 }, { "1.5", false, 0 },
+        { "abc", false, 0 }, { "+5", false, 0 }, { " 5", false, 0 }, { "-0", false, 0 },
+        { "", false, 0 },
+    };
+    for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
+        const char *frames[] = { "q", "", intervals[i].text, "p", "", NULL };
+        zmsg = s_test_zmsg (NULL, "SCHEDULE", "id", frames);
+        if (intervals[i].valid) {
+            msg = s_test_accept (intervals[i].text, zmsg, false, &limits);
+            if (msg)
+                CHECK_EQ (msg->interval_s, intervals[i].value);
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_test_reject ("bad interval", zmsg, false, &limits,
+                           *intervals[i].text ? "SCHEDULE: interval" : "interval frame is empty",
+                           false);
+    }
+    static const struct {
+        const char *epoch;
+        const char *attempt;
+        const char *reason;     // NULL: valid
+    } numbers[] = {
+        { "1", "1", NULL },
+        { "18446744073709551615", "4294967295", NULL },
+        { "007", "0", NULL },
+        { "18446744073709551616", "1", "epoch '18446744073709551616' is not a number" },
+        { "99999999999999999999", "1", "epoch '99999999999999999999' is not a number" },
+        { "-1", "1", "epoch '-1' is not a number" },
+        { "1x", "1", "epoch '1x' is not a number" },
+        { " 1", "1", "epoch ' 1' is not a number" },
+        { "", "1", "epoch frame is empty" },
+        { "1", "4294967296", "attempt '4294967296' is not a number in 0..4294967295" },
+        { "1", "-1", "attempt '-1' is not a number" },
+        { "1", "one", "attempt 'one' is not a number" },
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        //  REQUEST's epoch and attempt (router -> emq job manager)...
+        const char *frames[] = { "q", "", "p", numbers[i].epoch, numbers[i].attempt, NULL };
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", frames);
+        if (!numbers[i].reason) {
+            msg = s_test_accept ("epoch/attempt", zmsg, false, &limits);
+            if (msg) {
+                CHECK_UEQ (msg->epoch, strtoull (numbers[i].epoch, NULL, 10));
+                CHECK_UEQ (msg->attempt, strtoull (numbers[i].attempt, NULL, 10));
+            }
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_test_reject ("bad epoch/attempt", zmsg, false, &limits, numbers[i].reason,
+                           verbose);
+        //  ...and DONE's epoch.
+        if (strstr (numbers[i].reason ? numbers[i].reason : "", "attempt"))
+            continue;
+        const char *done[] = { "r", numbers[i].epoch, "ok", "", "", NULL };
+        zmsg = s_test_zmsg (NULL, "DONE", "id", done);
+        if (!numbers[i].reason) {
+            msg = s_test_accept ("done epoch", zmsg, false, &limits);
+            if (msg)
+                CHECK_UEQ (msg->epoch, strtoull (numbers[i].epoch, NULL, 10));
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_test_reject ("bad done epoch", zmsg, false, &limits, numbers[i].reason, false);
+    }
+
+    //  ---- DONE/RESULT status ----
+    static const char *statuses[] = { "weird", "OK", "Failed", "ok ", "" };
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++) {
+        const char *done[] = { "r", "1", statuses[i], "", "", NULL };
+        const char *result[] = { "r", statuses[i], "", "", NULL };
+        char reason[64];
+        snprintf (reason, sizeof reason, ": unknown status '%s'", statuses[i]);
+        const char *expected = *statuses[i] ? reason : "status frame is empty";
+        s_test_reject ("bad DONE status", s_test_zmsg (NULL, "DONE", "id", done), false,
+                       &limits, expected, verbose);
+        s_test_reject ("bad RESULT status", s_test_zmsg (NULL, "RESULT", "id", result), false,
+                       &limits, expected, verbose);
+    }
+
+    //  ---- Trailing frames a command does not define are ignored ----
+    {
+        const char *ack[] = { "acked", "extra", "\xff", NULL };
+        msg = s_test_accept ("ACK + trailing", s_test_zmsg (NULL, "ACK", "id", ack), false,
+                             &limits);
+        CHECK (msg && streq (msg->ref, "acked"));
+        emqp_msg_destroy (&msg);
+        const char *req[] = { "q", "", "p", "5", "2", "extra", NULL };
+        msg = s_test_accept ("REQUEST + trailing", s_test_zmsg (NULL, "REQUEST", "id", req),
+                             false, &limits);
+        CHECK (msg && msg->epoch == 5 && msg->attempt == 2);
+        emqp_msg_destroy (&msg);
+        //  A lone frame after the payload is not an epoch/attempt pair.
+        const char *one[] = { "q", "", "p", "5", NULL };
+        msg = s_test_accept ("REQUEST + one", s_test_zmsg (NULL, "REQUEST", "id", one), false,
+                             &limits);
+        CHECK (msg && msg->epoch == 0 && msg->attempt == 0);
+        emqp_msg_destroy (&msg);
+        const char *ready[] = { "anything", NULL };
+        msg = s_test_accept ("READY + trailing", s_test_zmsg (NULL, "READY", "id", ready),
+                             false, &limits);
+        emqp_msg_destroy (&msg);
+    }
+
+    //  ---- Round trips of every command ----
+    for (int n = 0; n < S_TEST_CASES; n++) {
+        emqp_msg_t *original = s_test_case (n);
+        emqp_msg_t *expected = s_test_case (n);
+        CHECK (original && expected);
+        if (!original || !expected) {
+            emqp_msg_destroy (&original);
+            emqp_msg_destroy (&expected);
+            continue;
+        }
+        zmsg = emqp_encode (original);
+        CHECK (zmsg != NULL);
+        CHECK (original->payload == NULL);      // moved into zmsg
+        emqp_msg_destroy (&original);
+        msg = s_test_accept (emqp_command_name (expected->command), zmsg, false, NULL);
+        if (msg)
+            s_test_same (msg, expected);
+        emqp_msg_destroy (&msg);
+        emqp_msg_destroy (&expected);
+    }
+    //  Every command has a round-trip case.
+    for (int i = EMQP_INVALID + 1; i < EMQP_COMMAND_COUNT; i++) {
+        bool found = false;
+        for (int n = 0; n < S_TEST_CASES && !found; n++) {
+            emqp_msg_t *m = s_test_case (n);
+            found = m->command == (emqp_command_t) i;
+            emqp_msg_destroy (&m);
+        }
+        CHECK (found);
+    }
+    //  Wire layout of the extensions, frame by frame.
+    {
+        msg = s_test_case (21);                 // DONE ok
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        const char *done[] = { "", EMQP_PROTOCOL, "DONE", "case-21", "req-done", "21000", "ok",
+                               "\x92\xa3run", "wall_us=1200 cpu_us=900 maxrss_kb=4096", NULL };
+        CHECK_EQ (zmsg_size (zmsg), 9);
+        //  Frame 7 holds NUL and 0xff: compare all but it as text.
+        zframe_t *frame = zmsg_first (zmsg);
+        for (int i = 0; frame && done[i]; i++, frame = zmsg_next (zmsg))
+            if (i != 7)
+                CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), done[i], strlen (done[i]));
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (14);                 // REQUEST with epoch, attempt
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        CHECK_EQ (zmsg_size (zmsg), 9);
+        zframe_t *epoch = zmsg_first (zmsg);
+        for (int i = 0; i < 7; i++)
+            epoch = zmsg_next (zmsg);
+        CHECK (epoch && zframe_streq (epoch, "18446744073709551615"));
+        CHECK (zframe_streq (zmsg_last (zmsg), "4294967295"));
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (13);                 // plain REQUEST, as EventMQ
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "REQUEST", "case-13",
+                                                "default", "", "[\"run\", {}]", NULL });
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (2);                  // HEARTBEAT with stats
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "HEARTBEAT", "case-2",
+            "0.000000", "{\"jobs_in_flight\":2,\"total_requests\":10}", NULL });
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (12);                 // INFORM with agent
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "INFORM", "case-12",
+            "[[10,\"default\"]]", "worker", "emq/1", NULL });
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (29);                 // ERROR
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "ERROR", "case-29", "",
+            "MALFORMED", "unknown command 'BOGUS'", NULL });
+        zmsg_destroy (&zmsg);
+
+        msg = s_test_case (27);                 // RESULT
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "RESULT", "case-27",
+            "req-result", "timeout", "timed out", "wall_us=1000000", NULL });
+        zmsg_destroy (&zmsg);
+    }
+    //  Defaults when optional fields are unset: empty frames, a fresh msgid,
+    //  an empty result; identity goes first.
+    {
+        msg = emqp_msg_new (EMQP_DONE);
+        msg->ref = strdup ("r");
+        msg->epoch = 3;
+        msg->status = EMQP_STATUS_CRASHED;
+        msg->identity = zframe_new ("\x00\x01id", 4);
+        zmsg = emqp_encode (msg);
+        CHECK (msg->identity == NULL);
+        emqp_msg_destroy (&msg);
+        CHECK_EQ (zmsg_size (zmsg), 10);
+        msg = s_test_accept ("defaults", zmsg, true, &limits);
+        if (msg) {
+            CHECK_MEMEQ (zframe_data (msg->identity), zframe_size (msg->identity), "\x00\x01id", 4);
+            CHECK_EQ (strlen (msg->msgid), 36);
+            CHECK_EQ (zframe_size (msg->payload), 0);
+            CHECK_STREQ (msg->usage, "");
+            CHECK_EQ (msg->status, EMQP_STATUS_CRASHED);
+        }
+        emqp_msg_destroy (&msg);
+        msg = emqp_msg_new (EMQP_REQUEST);
+        msg->queue = strdup ("q");
+        msg->payload = zframe_new ("p", 1);
+        msg->attempt = 4;           // no epoch: EventMQ layout, attempt not sent
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        CHECK_EQ (zmsg_size (zmsg), 7);
+        msg = s_test_accept ("request defaults", zmsg, false, &limits);
+        CHECK (msg && streq (msg->headers, "") && msg->attempt == 0);
+        emqp_msg_destroy (&msg);
+        msg = emqp_msg_new (EMQP_SCHEDULE);
+        msg->queue = strdup ("q");
+        msg->payload = zframe_new ("p", 1);
+        msg->interval_s = 10;
+        zmsg = emqp_encode (msg);
+        emqp_msg_destroy (&msg);
+        msg = s_test_accept ("schedule defaults", zmsg, false, &limits);
+        CHECK (msg && streq (msg->cron, "") && streq (msg->headers, ""));
+        emqp_msg_destroy (&msg);
+    }
+    //  Missing required fields: encode refuses.
+    {
+        static const emqp_command_t needs[] = {
+            EMQP_ACK, EMQP_INFORM, EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE, EMQP_UNSCHEDULE,
+            EMQP_DONE, EMQP_RESULT, EMQP_ERROR
+        };
+        for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
+            msg = emqp_msg_new (needs[i]);
+            zmsg = emqp_encode (msg);
+            if (zmsg)
+                fprintf (stderr, "emqp_test: empty %s encoded\n", emqp_command_name (needs[i]));
+            CHECK (zmsg == NULL);
+            zmsg_destroy (&zmsg);
+            emqp_msg_destroy (&msg);
+        }
+        msg = emqp_msg_new (EMQP_REQUEST);
+        msg->queue = strdup ("q");          // no payload
+        CHECK (emqp_encode (msg) == NULL);
+        emqp_msg_destroy (&msg);
+        msg = emqp_msg_new (EMQP_INVALID);
+        CHECK (emqp_encode (msg) == NULL);
+        emqp_msg_destroy (&msg);
+    }
+
+    //  ---- Message ids: uuid4, unique, different after fork ----
+    {
+        zhashx_t *seen = zhashx_new ();
+        char id[37];
+        for (int i = 0; i < 10000; i++) {
+            emqp_msgid_new (id);
+            CHECK_EQ (strlen (id), 36);
+            CHECK (id[8] == '-' && id[13] == '-' && id[18] == '-' && id[23] == '-');
+            CHECK (id[14] == '4');
+            CHECK (strchr ("89ab", id[19]) != NULL);
+            CHECK (zhashx_insert (seen, id, (void *) 1) == 0);
+        }
+        zhashx_destroy (&seen);
+        int fds[2];
+        CHECK_EQ (pipe (fds), 0);
+        pid_t pid = fork ();
+        CHECK (pid >= 0);
+        if (pid == 0) {
+            emqp_msgid_new (id);
+            ssize_t written = write (fds[1], id, 37);
+            _exit (written == 37 ? 0 : 1);
+        }
+        char mine[37], theirs[37] = "";
+        emqp_msgid_new (mine);
+        CHECK_EQ (read (fds[0], theirs, 37), 37);
+        int wstatus = 0;
+        CHECK_EQ (waitpid (pid, &wstatus, 0), pid);
+        CHECK (WIFEXITED (wstatus) && WEXITSTATUS (wstatus) == 0);
+        close (fds[0]);
+        close (fds[1]);
+        CHECK (strcmp (mine, theirs) != 0);
+    }
+
+    //  ---- emqp_send: over a socket pair; errors for vanished peers and
+    //  unencodable messages ----
+    {
+        zsock_t *server = zsock_new_pair ("@inproc://emqp-test-pair");
+        zsock_t *client = zsock_new_pair (">inproc://emqp-test-pair");
+        assert (server && client);
+        msg = s_test_case (14);
+        CHECK_EQ (emqp_send (&msg, client), 0);
+        CHECK (msg == NULL);
+        zmsg = zmsg_recv (server);
+        emqp_msg_t *expected = s_test_case (14);
+        msg = s_test_accept ("sent", zmsg, false, &limits);
+        if (msg)
+            s_test_same (msg, expected);
+        emqp_msg_destroy (&msg);
+        emqp_msg_destroy (&expected);
+        msg = emqp_msg_new (EMQP_ACK);      // no ref: cannot encode
+        errno = 0;
+        CHECK_EQ (emqp_send (&msg, client), -1);
+        CHECK_EQ (errno, EINVAL);
+        CHECK (msg == NULL);
+        zsock_destroy (&client);
+        zsock_destroy (&server);
+
+        zsock_t *router = zsock_new_router ("@inproc://emqp-test-router");
+        assert (router);
+        zsock_set_router_mandatory (router, 1);
+        msg = emqp_msg_new (EMQP_KBYE);
+        msg->identity = zframe_new ("nobody", 6);
+        errno = 0;
+        CHECK_EQ (emqp_send (&msg, router), -1);
+        CHECK_EQ (errno, EHOSTUNREACH);
+        CHECK (msg == NULL);
+        zsock_destroy (&router);
+    }
+
+    //  ---- EventMQ 0.3.13's own messages ----
+    s_test_vectors (verbose);
+
+    if (verbose)
+        printf ("\n   OK\n");
 }
