@@ -1,0 +1,472 @@
+/*  admin — `emq-cli status | workers | schedulers | disconnect`: one admin
+    command to the router's admin socket, its JSON shown as tables (or as
+    it came, with --json).
+
+    The router's JSON follows EventMQ's shapes, plus emq's extension keys;
+    any key may be missing (an EventMQ router, an older emq), and a missing
+    value prints as '-'. Values of unexpected types are shown as compact
+    JSON rather than refused.
+*/
+#include "cli.h"
+#include "emq/client.h"
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  Renders a JSON value for a table cell into buf; NULL (missing) is "-".
+static const char *
+s_cell (json_t *value, char *buf, size_t buflen)
+{
+    if (!value || json_is_null (value))
+        return "-";
+    if (json_is_integer (value))
+        snprintf (buf, buflen, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
+    else
+    if (json_is_real (value)) {
+        double v = json_real_value (value);
+        snprintf (buf, buflen, v == (double) (int64_t) v ? "%.0f" : "%.1f", v);
+    }
+    else
+    if (json_is_string (value))
+        snprintf (buf, buflen, "%s", json_string_value (value));
+    else {
+        char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
+        snprintf (buf, buflen, "%s", text ? text : "?");
+        free (text);
+    }
+    //  Cells are one line: a router's odd string must not break the table.
+    for (char *p = buf; *p; p++)
+        if ((unsigned char) *p < 0x20)
+            *p = ' ';
+    return buf;
+}
+
+//  object[key] if object is an object, else NULL.
+static json_t *
+s_get (json_t *object, const char *key)
+{
+    return json_is_object (object) ? json_object_get (object, key) : NULL;
+}
+
+static int
+s_compare_strings (const void *a, const void *b)
+{
+    return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+//  Collects the keys of the objects in maps[] (skipping non-objects) into a
+//  sorted, deduplicated array of borrowed strings. Returns the count, or
+//  -1 when out of memory; *keys_p is malloc'd (the caller frees it).
+static int
+s_union_keys (json_t **maps, size_t count, const char ***keys_p)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < count; i++)
+        if (json_is_object (maps[i]))
+            total += json_object_size (maps[i]);
+    const char **keys = calloc (total ? total : 1, sizeof (char *));
+    if (!keys)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!json_is_object (maps[i]))
+            continue;
+        const char *key;
+        json_t *value;
+        json_object_foreach (maps[i], key, value)
+            keys[n++] = key;
+    }
+    qsort (keys, n, sizeof (char *), s_compare_strings);
+    size_t unique = 0;
+    for (size_t i = 0; i < n; i++)
+        if (unique == 0 || strcmp (keys[unique - 1], keys[i]))
+            keys[unique++] = keys[i];
+    *keys_p = keys;
+    return (int) unique;
+}
+
+//  Asks the router; prints the JSON with --json. Returns 0 with *root set
+//  (parsed) when a table should be printed, or an exit code + 100.
+static int
+s_ask (cli_t *cli, const char *command, bool json_out, json_t **root)
+{
+    char *reply = NULL;
+    int rc = emq_admin (cli->admin, command, cli->connect_timeout_ms, &reply);
+    if (rc) {
+        int code = cli_exit_for (rc);
+        if (rc == EMQ_ERR_INVALID)
+            code = CLI_EXIT_USAGE;
+        cli_fail (code, "%s: %s", command, reply ? reply : emq_strerror (rc));
+        free (reply);
+        return 100 + code;
+    }
+    if (json_out) {
+        printf ("%s\n", reply);
+        free (reply);
+        return 100 + (fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK);
+    }
+    json_error_t error;
+    *root = json_loads (reply, JSON_DECODE_ANY, &error);
+    if (!*root || !json_is_object (*root)) {
+        cli_fail (CLI_EXIT_FAILED, "%s: the router's reply is not a JSON object (%s); "
+                  "as received:", command, *root ? "other JSON" : error.text);
+        printf ("%s\n", reply);
+        json_decref (*root);
+        free (reply);
+        return 100 + CLI_EXIT_FAILED;
+    }
+    free (reply);
+    return 0;
+}
+
+//  Parses [--json] and the global options. Returns 0, or exit code + 100.
+static int
+s_parse (cli_t *cli, int argc, char **argv, bool *json_out, bool takes_json)
+{
+    static const struct option options[] = {
+        { "json", no_argument, NULL, 'j' },
+        CLI_GLOBAL_OPTIONS
+    };
+    int opt;
+    while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
+        if (opt == 'j' && takes_json)
+            *json_out = true;
+        else
+        if (opt == '?' || opt == 'j')
+            return 100 + cli_usage_error ("%s: unknown option '%s'", argv[0],
+                                          argv[optind - 1]);
+        else
+        if (opt == ':')
+            return 100 + cli_usage_error ("%s: option '%s' needs a value", argv[0],
+                                          argv[optind - 1]);
+        else {
+            int rc = cli_global_option (cli, opt, optarg);
+            if (rc >= 100)
+                return rc;
+        }
+    }
+    if (optind < argc)
+        return 100 + cli_usage_error ("%s: unexpected argument '%s'", argv[0], argv[optind]);
+    int rc = cli_setup (cli);
+    return rc ? 100 + rc : 0;
+}
+
+int
+cli_status (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false;
+    json_t *root = NULL;
+    int rc = s_parse (cli, argc, argv, &json_out, true);
+    if (!rc)
+        rc = s_ask (cli, "STATUS", json_out, &root);
+    if (rc)
+        return rc - 100;
+
+    //  Per queue: emq's "queues" object first, EventMQ's maps otherwise.
+    json_t *queues = s_get (root, "queues");
+    json_t *waiting = s_get (root, "waiting_messages_by_queue");
+    json_t *inflight = s_get (root, "inflight_messages_by_queue");
+    json_t *processed = s_get (root, "processed_messages_by_queue");
+    json_t *latency = s_get (root, "latency_messages_by_queue");
+    json_t *max_latency = s_get (root, "max_latency_messages_by_queue");
+    json_t *maps[] = { queues, waiting, inflight, processed, latency, max_latency };
+    const char **names = NULL;
+    int count = s_union_keys (maps, 6, &names);
+    output_table_t *table = output_table_new ("QUEUE", "WAITING", "IN FLIGHT", "PROCESSED",
+                                              "FAILED", "HWM", "LATENCY ms",
+                                              "MAX LATENCY ms", NULL);
+    if (count < 0 || !table) {
+        free (names);
+        output_table_destroy (&table);
+        json_decref (root);
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    }
+    for (size_t c = 1; c < 8; c++)
+        output_table_align_right (table, c);
+    for (int i = 0; i < count; i++) {
+        json_t *q = s_get (queues, names[i]);
+        char b[7][64];
+        json_t *w = s_get (q, "waiting") ? s_get (q, "waiting") : s_get (waiting, names[i]);
+        json_t *f = s_get (q, "inflight") ? s_get (q, "inflight") : s_get (inflight, names[i]);
+        json_t *p = s_get (q, "processed") ? s_get (q, "processed")
+                                           : s_get (processed, names[i]);
+        output_table_add (table, names[i], s_cell (w, b[0], 64), s_cell (f, b[1], 64),
+                          s_cell (p, b[2], 64), s_cell (s_get (q, "failed"), b[3], 64),
+                          s_cell (s_get (q, "hwm"), b[4], 64),
+                          s_cell (s_get (latency, names[i]), b[5], 64),
+                          s_cell (s_get (max_latency, names[i]), b[6], 64));
+    }
+    free (names);
+    if (output_table_rows (table))
+        output_table_print (table, stdout);
+    else
+        printf ("no queues\n");
+    output_table_destroy (&table);
+
+    //  Per job manager
+    json_t *by_worker = s_get (root, "processed_messages_by_worker");
+    json_t *jm_maps[] = { by_worker };
+    count = s_union_keys (jm_maps, 1, &names);
+    table = output_table_new ("JOB MANAGER", "PROCESSED", NULL);
+    if (count > 0 && table) {
+        output_table_align_right (table, 1);
+        for (int i = 0; i < count; i++) {
+            char b[64];
+            output_table_add (table, names[i], s_cell (s_get (by_worker, names[i]), b, 64));
+        }
+        printf ("\n");
+        output_table_print (table, stdout);
+    }
+    free (names);
+    output_table_destroy (&table);
+
+    //  emq extensions: a summary line
+    char b1[64], b2[64];
+    json_t *storage = s_get (root, "storage");
+    json_t *jms = s_get (root, "job_managers");
+    if (storage || jms)
+        printf ("\nstorage: %s  job managers: %s\n", s_cell (storage, b1, sizeof b1),
+                s_cell (jms, b2, sizeof b2));
+    json_decref (root);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+//  "q1:20 q2:10" from [[20,"q1"],[10,"q2"]]
+static void
+s_queue_list (json_t *queues, char *buf, size_t buflen)
+{
+    buf[0] = 0;
+    if (!json_is_array (queues)) {
+        s_cell (queues, buf, buflen);
+        return;
+    }
+    size_t index, used = 0;
+    json_t *pair;
+    json_array_foreach (queues, index, pair) {
+        json_t *weight = json_array_get (pair, 0), *name = json_array_get (pair, 1);
+        char w[32], n[128];
+        int len = snprintf (buf + used, buflen - used, "%s%s:%s", used ? " " : "",
+                            s_cell (name, n, sizeof n), s_cell (weight, w, sizeof w));
+        if (len < 0 || (size_t) len >= buflen - used)
+            break;
+        used += (size_t) len;
+    }
+}
+
+//  How long ago a monotonic-seconds timestamp was (the router's clock is
+//  CLOCK_MONOTONIC, comparable with ours only on the same host: an
+//  implausible age shows the raw value instead).
+static void
+s_heartbeat_age (json_t *hb, char *buf, size_t buflen)
+{
+    if (!json_is_number (hb)) {
+        s_cell (hb, buf, buflen);
+        return;
+    }
+    double age = (double) zclock_mono () / 1000.0 - json_number_value (hb);
+    if (age >= 0 && age < 86400)
+        snprintf (buf, buflen, "%.1fs ago", age);
+    else
+        snprintf (buf, buflen, "%.1f", json_number_value (hb));
+}
+
+//  "pid:jobs pid:jobs" from {"pid": jobs, ...}
+static void
+s_pid_list (json_t *pids, char *buf, size_t buflen)
+{
+    if (!json_is_object (pids)) {
+        s_cell (pids, buf, buflen);
+        return;
+    }
+    buf[0] = 0;
+    size_t used = 0;
+    const char *pid;
+    json_t *jobs;
+    json_object_foreach (pids, pid, jobs) {
+        char n[32];
+        int len = snprintf (buf + used, buflen - used, "%s%s:%s", used ? " " : "", pid,
+                            s_cell (jobs, n, sizeof n));
+        if (len < 0 || (size_t) len >= buflen - used)
+            break;
+        used += (size_t) len;
+    }
+    if (!used)
+        snprintf (buf, buflen, "-");
+}
+
+//  A count for jobs_in_flight, whatever its shape (number, object, array).
+static const char *
+s_count (json_t *value, char *buf, size_t buflen)
+{
+    if (json_is_object (value))
+        snprintf (buf, buflen, "%zu", json_object_size (value));
+    else
+    if (json_is_array (value))
+        snprintf (buf, buflen, "%zu", json_array_size (value));
+    else
+        return s_cell (value, buf, buflen);
+    return buf;
+}
+
+int
+cli_workers (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false;
+    json_t *root = NULL;
+    int rc = s_parse (cli, argc, argv, &json_out, true);
+    if (!rc)
+        rc = s_ask (cli, "ROUTER_SHOW_WORKERS", json_out, &root);
+    if (rc)
+        return rc - 100;
+
+    json_t *workers = s_get (root, "connected_workers");
+    json_t *maps[] = { workers };
+    const char **ids = NULL;
+    int count = s_union_keys (maps, 1, &ids);
+    output_table_t *table = output_table_new ("JOB MANAGER", "QUEUES", "FREE SLOTS",
+                                              "LAST HEARTBEAT", "IN FLIGHT", "PROCESSED",
+                                              "REQUESTS", "READY SENT", "WORKER PIDS:JOBS",
+                                              NULL);
+    if (count < 0 || !table) {
+        free (ids);
+        output_table_destroy (&table);
+        json_decref (root);
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    }
+    for (size_t c = 2; c < 8; c++)
+        output_table_align_right (table, c);
+    output_table_align_right (table, 3);
+    for (int i = 0; i < count; i++) {
+        json_t *jm = s_get (workers, ids[i]);
+        json_t *stats = s_get (jm, "stats");
+        char queues[512], slots[64], hb[64], inflight[64], processed[64];
+        char requests[64], ready[64], pids[1024];
+        s_queue_list (s_get (jm, "queues"), queues, sizeof queues);
+        s_heartbeat_age (s_get (jm, "hb"), hb, sizeof hb);
+        json_t *in_flight = s_get (jm, "inflight") ? s_get (jm, "inflight")
+                                                   : s_get (stats, "jobs_in_flight");
+        s_pid_list (s_get (stats, "pid_distribution"), pids, sizeof pids);
+        output_table_add (table, ids[i], queues,
+                          s_cell (s_get (jm, "available_slots"), slots, sizeof slots), hb,
+                          s_count (in_flight, inflight, sizeof inflight),
+                          s_cell (s_get (jm, "processed"), processed, sizeof processed),
+                          s_cell (s_get (stats, "total_requests"), requests, sizeof requests),
+                          s_cell (s_get (stats, "total_ready_sent"), ready, sizeof ready),
+                          pids);
+    }
+    free (ids);
+    if (output_table_rows (table))
+        output_table_print (table, stdout);
+    else
+        printf ("no job managers connected\n");
+    output_table_destroy (&table);
+
+    //  Queue membership: {"q": [[weight, "jm id"], ...]}
+    json_t *by_queue = s_get (root, "connected_queues");
+    json_t *queue_maps[] = { by_queue };
+    const char **names = NULL;
+    count = s_union_keys (queue_maps, 1, &names);
+    table = output_table_new ("QUEUE", "JOB MANAGERS (id:weight)", NULL);
+    if (count > 0 && table) {
+        for (int i = 0; i < count; i++) {
+            char members[1024] = "";
+            json_t *list = s_get (by_queue, names[i]);
+            size_t index, used = 0;
+            json_t *pair;
+            if (json_is_array (list))
+                json_array_foreach (list, index, pair) {
+                    char w[32], id[256];
+                    int len = snprintf (members + used, sizeof members - used, "%s%s:%s",
+                                        used ? " " : "",
+                                        s_cell (json_array_get (pair, 1), id, sizeof id),
+                                        s_cell (json_array_get (pair, 0), w, sizeof w));
+                    if (len < 0 || (size_t) len >= sizeof members - used)
+                        break;
+                    used += (size_t) len;
+                }
+            else
+                s_cell (list, members, sizeof members);
+            output_table_add (table, names[i], members);
+        }
+        printf ("\n");
+        output_table_print (table, stdout);
+    }
+    free (names);
+    output_table_destroy (&table);
+    json_decref (root);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+int
+cli_schedulers (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false;
+    json_t *root = NULL;
+    int rc = s_parse (cli, argc, argv, &json_out, true);
+    if (!rc)
+        rc = s_ask (cli, "ROUTER_SHOW_SCHEDULERS", json_out, &root);
+    if (rc)
+        return rc - 100;
+    //  The shape is loose (EventMQ: {"connected_schedulers": ...}): show each
+    //  top-level key's entries, one per line.
+    output_table_t *table = output_table_new ("SCHEDULER", "DETAILS", NULL);
+    if (!table) {
+        json_decref (root);
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach (root, key, value) {
+        char id[256], details[1024];
+        if (json_is_object (value)) {
+            const char *sub;
+            json_t *item;
+            json_object_foreach (value, sub, item)
+                output_table_add (table, sub, s_cell (item, details, sizeof details));
+        }
+        else
+        if (json_is_array (value)) {
+            size_t index;
+            json_t *item;
+            json_array_foreach (value, index, item) {
+                //  [id, ...] or {"id": ...} or "id"
+                json_t *first = json_is_array (item) ? json_array_get (item, 0)
+                              : s_get (item, "id") ? s_get (item, "id") : item;
+                output_table_add (table, s_cell (first, id, sizeof id),
+                                  first == item ? "-" : s_cell (item, details, sizeof details));
+            }
+        }
+        else
+            output_table_add (table, key, s_cell (value, details, sizeof details));
+    }
+    if (output_table_rows (table))
+        output_table_print (table, stdout);
+    else
+        printf ("no schedulers connected\n");
+    output_table_destroy (&table);
+    json_decref (root);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+int
+cli_disconnect (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false;
+    int rc = s_parse (cli, argc, argv, &json_out, false);
+    if (rc)
+        return rc - 100;
+    char *reply = NULL;
+    rc = emq_admin (cli->admin, "DISCONNECT", cli->connect_timeout_ms, &reply);
+    if (rc) {
+        int code = cli_fail (cli_exit_for (rc), "DISCONNECT: %s",
+                             reply ? reply : emq_strerror (rc));
+        free (reply);
+        return code;
+    }
+    free (reply);
+    printf ("router at %s is shutting down\n", cli->admin);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

@@ -1,0 +1,126 @@
+/*  cli — emq-cli's shared state and the entry point of each subcommand.
+
+    main.c parses the global options and picks the subcommand; each
+    subcommand parses its own options (the global ones are accepted there
+    too), then calls cli_setup to load the configuration and settle the
+    router's addresses, and runs. Everything a subcommand prints for a
+    person goes through output.c.
+*/
+#ifndef EMQ_CLI_H
+#define EMQ_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+//  Exit codes, listed in --help and emq-cli(1).
+typedef enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILED = 1,        // the job failed (or another failure)
+    CLI_EXIT_USAGE = 2,         // bad arguments, options or configuration
+    CLI_EXIT_UNREACHABLE = 3,   // no answer from the router
+    CLI_EXIT_REJECTED = 4,      // the router refused the request
+    CLI_EXIT_JOB_TIMEOUT = 5,   // the job was killed after its own timeout
+    CLI_EXIT_WAIT_TIMEOUT = 6,  // no result within --wait-timeout
+    CLI_EXIT_CRASHED = 7        // the worker running the job died
+} cli_exit_t;
+
+typedef struct {
+    const char *frontend_flag;  // --addr, or NULL
+    const char *admin_flag;     // --admin-addr, or NULL
+    const char *config_path;    // --config, or NULL
+    int connect_timeout_ms;     // --connect-timeout
+    bool verbose;               // --verbose
+    //  Settled by cli_setup:
+    char *frontend;             // the router's frontend endpoint (owned)
+    char *admin;                // the router's admin endpoint (owned)
+} cli_t;
+
+//  Long option codes of the global options (beyond any short option).
+enum {
+    CLI_OPT_ADDR = 1000,
+    CLI_OPT_ADMIN_ADDR,
+    CLI_OPT_CONNECT_TIMEOUT,
+    CLI_OPT_CONFIG,
+    CLI_OPT_HELP,
+    CLI_OPT_VERSION,
+    CLI_OPT_VERBOSE
+};
+
+//  The global options, to put at the end of each subcommand's option table.
+#define CLI_GLOBAL_OPTIONS \
+    { "addr", required_argument, NULL, CLI_OPT_ADDR }, \
+    { "admin-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
+    { "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
+    { "config", required_argument, NULL, CLI_OPT_CONFIG }, \
+    { "help", no_argument, NULL, CLI_OPT_HELP }, \
+    { "version", no_argument, NULL, CLI_OPT_VERSION }, \
+    { "verbose", no_argument, NULL, CLI_OPT_VERBOSE }, \
+    { NULL, 0, NULL, 0 }
+
+//  Handles a global option code from getopt_long. Returns -1 if opt is not
+//  a global option, CLI_EXIT_OK (0) when handled, or an exit code + 100 when
+//  the program should exit now with that code (after --help, --version or a
+//  bad value): the caller returns rc - 100.
+int cli_global_option (cli_t *self, int opt, const char *arg);
+
+//  Loads the configuration ([cli] section, --config) and settles the
+//  addresses: flag, then $EMQ_BROKER_ADDR / $EMQ_ADMIN_ADDR, then the
+//  configuration (frontend_addr / administrative_addr, which
+//  EVENTMQ_FRONTEND_ADDR and friends override). Returns 0 or an exit code.
+int cli_setup (cli_t *self);
+
+//  Reports a usage error ("emq-cli: <message>") and returns CLI_EXIT_USAGE.
+int cli_usage_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+//  Reports a failure ("emq-cli: <message>") and returns code.
+int cli_fail (int code, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+//  Maps a libemq error code to an exit code.
+int cli_exit_for (int emq_code);
+//  Parses seconds ("5", "0.5") into milliseconds. Returns 0 or -1.
+int cli_parse_seconds (const char *text, int *ms);
+//  Parses a decimal number in 0..max. Returns 0 or -1.
+int cli_parse_uint (const char *text, uint64_t max, uint64_t *value);
+//  Prints the whole usage text to stream.
+void cli_print_usage (FILE *stream);
+
+//  Subcommands: argv[0] is the subcommand's name. Each returns an exit code.
+int cli_submit (cli_t *self, int argc, char **argv);
+int cli_status (cli_t *self, int argc, char **argv);
+int cli_workers (cli_t *self, int argc, char **argv);
+int cli_schedulers (cli_t *self, int argc, char **argv);
+int cli_disconnect (cli_t *self, int argc, char **argv);
+int cli_demo (cli_t *self, int argc, char **argv);
+
+//  output.c ----------------------------------------------------------------
+
+//  Prints a job's value: msgpack bin raw, byte for byte; anything else as
+//  JSON + newline. Returns 0, or -1 after printing why on stderr (the value
+//  is not valid msgpack, or stdout failed).
+int output_value (FILE *stream, const void *data, size_t size);
+
+//  A text table with aligned columns. Cells are copied.
+typedef struct output_table_t output_table_t;
+//  Creates a table with the given column headings (NULL-terminated list).
+output_table_t *output_table_new (const char *heading, ...);
+void output_table_destroy (output_table_t **self_p);
+//  Adds a row of exactly as many cells as headings (NULL cells print "-").
+//  Returns 0 or -1 (out of memory).
+int output_table_add (output_table_t *self, const char *cell, ...);
+//  Sets a column (0-based) to be right-aligned (numbers).
+void output_table_align_right (output_table_t *self, size_t column);
+size_t output_table_rows (output_table_t *self);
+//  Prints headings and rows, columns separated by two spaces.
+void output_table_print (output_table_t *self, FILE *stream);
+
+//  Progress bar or periodic line on stderr (bar when stderr is a tty, else
+//  a line every 10%). Call with done <= total as often as you like.
+typedef struct output_progress_t output_progress_t;
+output_progress_t *output_progress_new (size_t total);
+void output_progress_update (output_progress_t *self, size_t done, size_t ok,
+                             size_t failed, bool force);
+//  Ends the bar (newline on a tty) and frees it.
+void output_progress_destroy (output_progress_t **self_p);
+
+#endif

@@ -1,0 +1,260 @@
+/*  emq-cli — submit jobs to an emq router and administer it.
+
+    This file only parses the global options, picks the subcommand and
+    holds the helpers every subcommand shares (configuration, addresses,
+    error reporting, exit codes). See cli.h and emq-cli(1).
+*/
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+#include "emq/client.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_usage =
+"usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+"\n"
+"commands:\n"
+"  submit [OPTIONS] exec [--stdin FILE|-] [--env NAME=VALUE]... [--cwd DIR] -- ARGV...\n"
+"  submit [OPTIONS] run LIBRARY FUNCTION [JSON_ARGS]\n"
+"        submit a job; prints its msgid once the router has it, or with\n"
+"        --wait its value: raw bytes for an exec job's stdout, JSON otherwise\n"
+"        --queue Q          queue to submit to (default: default)\n"
+"        --wait             wait for the job's result and print it\n"
+"        --retries N        retry a failed job up to N times (retry-count:N)\n"
+"        --timeout S        kill the job after S seconds (timeout:S)\n"
+"        --wait-timeout S   with --wait: give up after S seconds (default: never)\n"
+"        --header H         add a raw eMQP header (repeatable), e.g. guarantee\n"
+"  status [--json]       queues (waiting, in flight, processed, latency) and\n"
+"                        job managers (processed); --json: the router's JSON\n"
+"  workers [--json]      connected job managers: queues, free slots, last\n"
+"                        heartbeat, jobs in flight, their own statistics\n"
+"  schedulers [--json]   connected schedulers\n"
+"  disconnect            ask the router to shut down\n"
+"  demo [--jobs N] [--queue Q] [--timeout S]\n"
+"        submit N (default 300) jobs, half exec /bin/echo, half run\n"
+"        libemq_examples.so upper, all in flight at once; show progress,\n"
+"        a sample of results and the throughput\n"
+"\n"
+"global options (also accepted after the command):\n"
+"  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
+"                          frontend_addr from the configuration, then\n"
+"                          " EMQ_DEFAULT_FRONTEND ")\n"
+"  --admin-addr ADDR       router admin socket (default: $EMQ_ADMIN_ADDR,\n"
+"                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ")\n"
+"  --connect-timeout S     how long to wait for the router to answer (default 5)\n"
+"  --config FILE           configuration file ([global] and [cli] sections;\n"
+"                          default: $EVENTMQ_CONFIG_FILE or /etc/eventmq.conf)\n"
+"  --verbose               log libemq's debug messages on stderr\n"
+"  --help, --version\n"
+"\n"
+"exit codes:\n"
+"  0 ok            1 job failed          2 usage error     3 router unreachable\n"
+"  4 rejected by router                  5 job timed out (its own --timeout)\n"
+"  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n";
+
+void
+cli_print_usage (FILE *stream)
+{
+    fputs (s_usage, stream);
+}
+
+int
+cli_usage_error (const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fputs ("emq-cli: ", stderr);
+    vfprintf (stderr, format, args);
+    fputs ("\n", stderr);
+    va_end (args);
+    fputs ("Try 'emq-cli --help'.\n", stderr);
+    return CLI_EXIT_USAGE;
+}
+
+int
+cli_fail (int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    fputs ("emq-cli: ", stderr);
+    vfprintf (stderr, format, args);
+    fputs ("\n", stderr);
+    va_end (args);
+    return code;
+}
+
+int
+cli_exit_for (int emq_code)
+{
+    switch (emq_code) {
+        case EMQ_OK: return CLI_EXIT_OK;
+        case EMQ_ERR_INVALID: return CLI_EXIT_USAGE;
+        case EMQ_ERR_UNREACHABLE: return CLI_EXIT_UNREACHABLE;
+        case EMQ_ERR_REJECTED: return CLI_EXIT_REJECTED;
+        case EMQ_ERR_JOB_TIMEOUT: return CLI_EXIT_JOB_TIMEOUT;
+        case EMQ_ERR_TIMEOUT: return CLI_EXIT_WAIT_TIMEOUT;
+        default: return CLI_EXIT_FAILED;
+    }
+}
+
+int
+cli_parse_seconds (const char *text, int *ms)
+{
+    if (!text || !*text)
+        return -1;
+    char *end;
+    errno = 0;
+    double seconds = strtod (text, &end);
+    if (errno || *end || !isfinite (seconds) || seconds < 0 || seconds > 2000000.0)
+        return -1;
+    *ms = (int) llround (seconds * 1000.0);
+    return 0;
+}
+
+int
+cli_parse_uint (const char *text, uint64_t max, uint64_t *value)
+{
+    if (!text || !*text || strlen (text) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        uint64_t digit = (uint64_t) (*p - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
+    }
+    if (v > max)
+        return -1;
+    *value = v;
+    return 0;
+}
+
+int
+cli_global_option (cli_t *self, int opt, const char *arg)
+{
+    switch (opt) {
+        case CLI_OPT_ADDR:
+            self->frontend_flag = arg;
+            return 0;
+        case CLI_OPT_ADMIN_ADDR:
+            self->admin_flag = arg;
+            return 0;
+        case CLI_OPT_CONFIG:
+            self->config_path = arg;
+            return 0;
+        case CLI_OPT_CONNECT_TIMEOUT:
+            if (cli_parse_seconds (arg, &self->connect_timeout_ms)
+            ||  self->connect_timeout_ms == 0)
+                return 100 + cli_usage_error ("--connect-timeout: '%s' is not a number of "
+                                              "seconds above 0", arg);
+            return 0;
+        case CLI_OPT_VERBOSE:
+            self->verbose = true;
+            log_set_level (LOG_LEVEL_DEBUG);
+            return 0;
+        case CLI_OPT_HELP:
+            cli_print_usage (stdout);
+            return 100 + CLI_EXIT_OK;
+        case CLI_OPT_VERSION:
+            printf ("emq-cli %s\n", EMQ_VERSION);
+            return 100 + CLI_EXIT_OK;
+        default:
+            return -1;
+    }
+}
+
+int
+cli_setup (cli_t *self)
+{
+    config_t *config = config_new ();
+    if (!config)
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    char err[512];
+    if (config_load (config, "cli", self->config_path, err, sizeof err)) {
+        config_destroy (&config);
+        return cli_fail (CLI_EXIT_USAGE, "configuration: %s", err);
+    }
+    const char *frontend = self->frontend_flag;
+    if (!frontend || !*frontend)
+        frontend = getenv ("EMQ_BROKER_ADDR");
+    if (!frontend || !*frontend)
+        frontend = config_str (config, "frontend_addr");
+    const char *admin = self->admin_flag;
+    if (!admin || !*admin)
+        admin = getenv ("EMQ_ADMIN_ADDR");
+    if (!admin || !*admin)
+        admin = config_str (config, "administrative_addr");
+    free (self->frontend);
+    free (self->admin);
+    self->frontend = strdup (frontend && *frontend ? frontend : EMQ_DEFAULT_FRONTEND);
+    self->admin = strdup (admin && *admin ? admin : EMQ_DEFAULT_ADMIN);
+    config_destroy (&config);
+    if (!self->frontend || !self->admin)
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    int (*run) (cli_t *self, int argc, char **argv);
+} s_command_t;
+
+static const s_command_t s_commands[] = {
+    { "submit", cli_submit },
+    { "status", cli_status },
+    { "workers", cli_workers },
+    { "schedulers", cli_schedulers },
+    { "disconnect", cli_disconnect },
+    { "demo", cli_demo },
+};
+
+int
+main (int argc, char **argv)
+{
+    //  A person's Ctrl-C should stop emq-cli at once: keep czmq from
+    //  installing its own SIGINT handler, and keep stdout for job values.
+    zsys_handler_set (NULL);
+    zsys_set_logstream (stderr);
+    log_init ("emq-cli", LOG_LEVEL_WARNING);
+
+    cli_t cli = { .connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS };
+    static const struct option options[] = { CLI_GLOBAL_OPTIONS };
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
+        if (opt == '?')
+            return cli_usage_error ("unknown option '%s'", argv[optind - 1]);
+        if (opt == ':')
+            return cli_usage_error ("option '%s' needs a value", argv[optind - 1]);
+        int rc = cli_global_option (&cli, opt, optarg);
+        if (rc >= 100)
+            return rc - 100;
+    }
+    if (optind >= argc)
+        return cli_usage_error ("no command given");
+    const char *name = argv[optind];
+    int rc = -1;
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (streq (name, s_commands[i].name)) {
+            int sub_argc = argc - optind;
+            char **sub_argv = argv + optind;
+            optind = 0;         // getopt_long starts afresh on the subcommand
+            rc = s_commands[i].run (&cli, sub_argc, sub_argv);
+            break;
+        }
+    if (rc == -1)
+        rc = cli_usage_error ("unknown command '%s'", name);
+    free (cli.frontend);
+    free (cli.admin);
+    zsys_shutdown ();
+    return rc;
+}
