@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# install-deps.sh — make sure the Debian packages emq needs to build and test
+# are installed. Quiet when they all are. Otherwise, as root: apt-get update
+# and install the missing ones; not root: print the command and exit 1.
+#
+#   scripts/install-deps.sh          (also: make deps)
+set -euo pipefail
+
+packages=(
+    gcc make pkg-config             # build
+    libc6-dev
+    libzmq3-dev libczmq-dev         # sockets, event loop
+    libmsgpack-dev                  # job payloads (msgpack-c)
+    libbsd-dev                      # pidfile, setproctitle, strlcpy
+    libsqlite3-dev                  # router storage
+    libinih-dev                     # config file
+    libjansson-dev                  # JSON (status output, queues setting)
+    valgrind                        # make memcheck
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null || true)
+    if [ "$status" != "installed" ]; then
+        missing+=("$package")
+    fi
+done
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+command="DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run as root:" >&2
+    echo "    apt-get update && $command" >&2
+    exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
