@@ -176,19 +176,19 @@ cli_status (cli_t *cli, int argc, char **argv)
     const char **names = NULL;
     int count = s_union_keys (maps, 6, &names);
     output_table_t *table = output_table_new ("QUEUE", "WAITING", "IN FLIGHT", "PROCESSED",
-                                              "FAILED", "HWM", "LATENCY ms",
-                                              "MAX LATENCY ms", NULL);
+                                              "FAILED", "HWM", "JOB MANAGERS",
+                                              "LATENCY ms", "MAX LATENCY ms", NULL);
     if (count < 0 || !table) {
         free (names);
         output_table_destroy (&table);
         json_decref (root);
         return cli_fail (CLI_EXIT_FAILED, "out of memory");
     }
-    for (size_t c = 1; c < 8; c++)
+    for (size_t c = 1; c < 9; c++)
         output_table_align_right (table, c);
     for (int i = 0; i < count; i++) {
         json_t *q = s_get (queues, names[i]);
-        char b[7][64];
+        char b[8][64];
         json_t *w = s_get (q, "waiting") ? s_get (q, "waiting") : s_get (waiting, names[i]);
         json_t *f = s_get (q, "inflight") ? s_get (q, "inflight") : s_get (inflight, names[i]);
         json_t *p = s_get (q, "processed") ? s_get (q, "processed")
@@ -196,6 +196,7 @@ cli_status (cli_t *cli, int argc, char **argv)
         output_table_add (table, names[i], s_cell (w, b[0], 64), s_cell (f, b[1], 64),
                           s_cell (p, b[2], 64), s_cell (s_get (q, "failed"), b[3], 64),
                           s_cell (s_get (q, "hwm"), b[4], 64),
+                          s_cell (s_get (q, "servers"), b[7], 64),
                           s_cell (s_get (latency, names[i]), b[5], 64),
                           s_cell (s_get (max_latency, names[i]), b[6], 64));
     }
