@@ -1475,6 +1475,25 @@ config_test (bool verbose)
     CHECK_CONTAINS (err, "missing.conf");
     unsetenv ("EVENTMQ_CONFIG_FILE");
 
+    //  The default file is read when it exists; EVENTMQ_CONFIG_FILE="" means
+    //  no file at all.
+    s_default_path = s_test_file (dir, "default.conf", "[global]\nheartbeat_liveness = 0\n");
+    CHECK_EQ (config_load (config, "cli", NULL, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "default.conf:2 [global]: heartbeat_liveness = '0'");
+    setenv ("EVENTMQ_CONFIG_FILE", "", 1);
+    CHECK_EQ (config_load (config, "cli", NULL, err, sizeof err), 0);
+    CHECK_EQ (config_int (config, "heartbeat_liveness"), 3);
+    unsetenv ("EVENTMQ_CONFIG_FILE");
+    unlink (s_default_path);
+    s_default_path = missing;
+    //  No section: [global] only.
+    CHECK_EQ (s_test_load (config, dir, NULL, "[global]\nname = n1\n[cli]\nname = n2\n",
+                           err, sizeof err), 0);
+    CHECK_STREQ (config_str (config, "name"), "n1");
+    CHECK_EQ (s_test_load (config, dir, "cli", "[global]\nname = n1\n[cli]\nname = n2\n",
+                           err, sizeof err), 0);
+    CHECK_STREQ (config_str (config, "name"), "n2");
+
     //  File parsing, section precedence: [global] then [jobmanager]; other
     //  programs' sections are not read; comments and case are handled.
     const char *text =
