@@ -76,7 +76,7 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(CLI_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -13,7 +13,20 @@
 #include "common/config.h"
 #include "common/emqp.h"
 #include "common/headers.h"
+#include "common/json.h"
+#include "common/payload.h"
+#include "router/queues.h"
+#include "router/peers.h"
+#include "router/router.h"
+#include "worker/wire.h"
+#include "worker/plugin.h"
+#include "worker/command.h"
+#include "worker/worker.h"
+#include "jobmanager/pool.h"
+#include "jobmanager/jobmanager.h"
 #include "tests/testutil.h"
+
+void emq_client_test (bool verbose);
 
 #include <czmq.h>
 #include <stdio.h>
@@ -33,10 +46,18 @@ static const s_test_t s_tests[] = {
     { "emqp",    emqp_test },
     { "headers", headers_test },
     { "config",  config_test },
-    //  { "payload", payload_test },
-    //  { "json",    json_test },
-    //  { "emq_client", emq_client_test },
-    //  router/ and jobmanager/ module tests follow here.
+    { "payload", payload_test },
+    { "json",    json_test },
+    { "emq_client", emq_client_test },
+    { "queues",  queues_test },
+    { "peers",   peers_test },
+    { "router",  router_test },
+    { "wire",    wire_test },
+    { "plugin",  plugin_test },
+    { "command", command_test },
+    { "worker",  worker_test },
+    { "pool",    pool_test },
+    { "jobmanager", jobmanager_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])
