@@ -1,1 +1,2 @@
-JOBMANAGER_SRC := jobmanager/main.c
+# jobmanager/: the emq-jobmanager program (eMQP side, worker pool, main).
+JOBMANAGER_SRC := jobmanager/jobmanager.c jobmanager/pool.c jobmanager/main.c

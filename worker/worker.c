@@ -15,6 +15,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,9 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
             close (fd);
     }
     closefrom (S_WORKER_FD + 1);
+    //  Commands run by exec jobs must not inherit the pipe to the job manager.
+    if (fcntl (S_WORKER_FD, F_SETFD, FD_CLOEXEC) < 0)
+        _exit (2);
 
     prctl (PR_SET_NAME, "emq-worker");
     S_TITLE ("-emq-worker: idle");

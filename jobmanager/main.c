@@ -1,0 +1,242 @@
+/*  emq-jobmanager — command line, configuration, then the jobmanager object.
+
+    Each flag maps to the setting of the same name (dashes become
+    underscores) and is applied after the config file and the environment,
+    so flags win. The flags are kept so SIGHUP can rebuild the whole
+    configuration in the same order.
+*/
+#include "config.h"
+#include "jobmanager.h"
+#include "log.h"
+#include "worker/worker.h"
+
+#include <czmq.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_VERSION "0.1.0"
+
+//  Exit codes, as listed in --help and the man page.
+enum {
+    S_EXIT_OK = 0,
+    S_EXIT_RUNTIME = 1,         // could not start or failed while running
+    S_EXIT_USAGE = 2,           // unknown flag, missing or stray argument
+    S_EXIT_BAD_VALUE = 3,       // a flag's value is invalid
+    S_EXIT_CONFIG = 4,          // the config file or environment is invalid
+    S_EXIT_INVALID = 5          // settings valid one by one, not together
+};
+
+typedef struct {
+    const char *setting;
+    char *value;
+} s_flag_t;
+
+typedef struct {
+    const char *config_path;    // --config, or NULL
+    s_flag_t *flags;            // in command-line order
+    size_t flag_count;
+} s_args_t;
+
+static void
+s_usage (FILE *stream)
+{
+    fprintf (stream,
+"usage: emq-jobmanager [OPTION]...\n"
+"Runs jobs from an emq (or EventMQ) router in forked worker processes.\n"
+"\n"
+"  --backend-addr ADDR        router backend (default tcp://127.0.0.1:47290)\n"
+"  --queues JSON              queues and weights (default [[10,\"default\"]])\n"
+"  --concurrent-jobs N        worker processes (default 4)\n"
+"  --max-job-count N          jobs per worker before it is replaced (default 1024)\n"
+"  --plugin-dir DIR           where run-job libraries may come from (repeatable)\n"
+"  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
+"                             (repeatable; none: exec jobs are refused)\n"
+"  --kill-grace-period S      seconds jobs get to finish on SIGTERM (default 300)\n"
+"  --heartbeat-interval S     seconds between heartbeats (default 3)\n"
+"  --heartbeat-timeout S      seconds of silence that count as a miss (default 5)\n"
+"  --heartbeat-liveness N     misses before reconnecting (default 3)\n"
+"  --name NAME                prefix of this job manager's identity\n"
+"  --setup LIB:FN             run once in every new worker\n"
+"  --job-entry LIB:FN         run before every job\n"
+"  --job-exit LIB:FN          run after every job\n"
+"  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
+"  --log-level LEVEL          error, warning, info or debug (default info)\n"
+"  -v, --verbose              same as --log-level debug\n"
+"  --config FILE              config file (default $EVENTMQ_CONFIG_FILE, else\n"
+"                             /etc/eventmq.conf), section [jobmanager]\n"
+"  --help, --version\n"
+"\n"
+"Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
+"USR1 logs the status.\n"
+"\n"
+"Exit status: 0 stopped gracefully, 1 runtime failure, 2 bad usage,\n"
+"3 bad flag value, 4 bad config file or environment, 5 inconsistent settings.\n");
+}
+
+//  Applies the flags to config, in order; a repeated list flag appends.
+static int
+s_apply_flags (const s_args_t *args, config_t *config, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < args->flag_count; i++) {
+        const s_flag_t *flag = &args->flags [i];
+        bool repeat = false;
+        for (size_t k = 0; k < i; k++)
+            repeat = repeat || streq (args->flags [k].setting, flag->setting);
+        bool list = streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
+        int rc = repeat && list
+               ? config_append (config, flag->setting, flag->value, err, errlen)
+               : config_set (config, flag->setting, flag->value, err, errlen);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+//  Builds the configuration: defaults, file, environment, flags. On
+//  failure returns NULL with the reason in err and the exit code in *code.
+static config_t *
+s_build_config (const s_args_t *args, char *err, size_t errlen, int *code)
+{
+    config_t *config = config_new ();
+    if (!config) {
+        snprintf (err, errlen, "out of memory");
+        *code = S_EXIT_RUNTIME;
+        return NULL;
+    }
+    if (config_load (config, "jobmanager", args->config_path, err, errlen)) {
+        *code = S_EXIT_CONFIG;
+        config_destroy (&config);
+        return NULL;
+    }
+    if (s_apply_flags (args, config, err, errlen)) {
+        *code = S_EXIT_BAD_VALUE;
+        config_destroy (&config);
+        return NULL;
+    }
+    return config;
+}
+
+static config_t *
+s_reload (void *arg, char *err, size_t errlen)
+{
+    int code;
+    return s_build_config ((const s_args_t *) arg, err, errlen, &code);
+}
+
+int
+main (int argc, char *argv [], char *envp [])
+{
+    //  libbsd's setproctitle needs argv before anyone else looks at it.
+    worker_title_init (argc, argv, envp);
+    //  Signals are ours (jobmanager_run), not czmq's.
+    zsys_handler_set (NULL);
+
+    enum { O_HELP = 256, O_VERSION, O_CONFIG };
+    static const struct option options [] = {
+        { "backend-addr",       required_argument, NULL, 'B' },
+        { "queues",             required_argument, NULL, 'Q' },
+        { "concurrent-jobs",    required_argument, NULL, 'C' },
+        { "max-job-count",      required_argument, NULL, 'M' },
+        { "plugin-dir",         required_argument, NULL, 'P' },
+        { "exec-allow",         required_argument, NULL, 'E' },
+        { "kill-grace-period",  required_argument, NULL, 'K' },
+        { "heartbeat-interval", required_argument, NULL, 'I' },
+        { "heartbeat-timeout",  required_argument, NULL, 'T' },
+        { "heartbeat-liveness", required_argument, NULL, 'L' },
+        { "name",               required_argument, NULL, 'N' },
+        { "setup",              required_argument, NULL, 'S' },
+        { "job-entry",          required_argument, NULL, 'J' },
+        { "job-exit",           required_argument, NULL, 'X' },
+        { "max-worker-rss-kb",  required_argument, NULL, 'R' },
+        { "log-level",          required_argument, NULL, 'G' },
+        { "verbose",            no_argument,       NULL, 'v' },
+        { "config",             required_argument, NULL, O_CONFIG },
+        { "help",               no_argument,       NULL, O_HELP },
+        { "version",            no_argument,       NULL, O_VERSION },
+        { NULL, 0, NULL, 0 }
+    };
+    static const struct { int opt; const char *setting; } settings [] = {
+        { 'B', "backend_addr" }, { 'Q', "queues" }, { 'C', "concurrent_jobs" },
+        { 'M', "max_job_count" }, { 'P', "plugin_dirs" }, { 'E', "exec_allow" },
+        { 'K', "kill_grace_period" }, { 'I', "heartbeat_interval" },
+        { 'T', "heartbeat_timeout" }, { 'L', "heartbeat_liveness" }, { 'N', "name" },
+        { 'S', "setup" }, { 'J', "job_entry" }, { 'X', "job_exit" },
+        { 'R', "max_worker_rss_kb" }, { 'G', "log_level" }
+    };
+    s_args_t args = { 0 };
+    args.flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));
+    if (!args.flags) {
+        fprintf (stderr, "emq-jobmanager: out of memory\n");
+        return S_EXIT_RUNTIME;
+    }
+    bool verbose = false;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long (argc, argv, ":v", options, NULL)) != -1) {
+        switch (opt) {
+            case O_HELP:
+                s_usage (stdout);
+                return S_EXIT_OK;
+            case O_VERSION:
+                printf ("emq-jobmanager %s\n", S_VERSION);
+                return S_EXIT_OK;
+            case O_CONFIG:
+                args.config_path = optarg;
+                break;
+            case 'v':
+                verbose = true;
+                break;
+            case ':':
+                fprintf (stderr, "emq-jobmanager: option '%s' needs a value (see --help)\n",
+                         argv [optind - 1]);
+                return S_EXIT_USAGE;
+            case '?':
+                fprintf (stderr, "emq-jobmanager: unknown option '%s' (see --help)\n",
+                         argv [optind - 1]);
+                return S_EXIT_USAGE;
+            default:
+                for (size_t i = 0; i < sizeof settings / sizeof settings [0]; i++)
+                    if (settings [i].opt == opt) {
+                        args.flags [args.flag_count].setting = settings [i].setting;
+                        args.flags [args.flag_count].value = strdup (optarg);
+                        args.flag_count++;
+                    }
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "emq-jobmanager: unexpected argument '%s' (see --help)\n",
+                 argv [optind]);
+        return S_EXIT_USAGE;
+    }
+    if (verbose) {
+        args.flags [args.flag_count].setting = "log_level";
+        args.flags [args.flag_count].value = strdup ("debug");
+        args.flag_count++;
+    }
+
+    char err [1024];
+    int code = S_EXIT_OK;
+    config_t *config = s_build_config (&args, err, sizeof err, &code);
+    if (!config) {
+        fprintf (stderr, "emq-jobmanager: %s\n", err);
+        return code;
+    }
+    log_level_t level = LOG_LEVEL_INFO;
+    log_level_parse (config_str (config, "log_level"), &level);
+    log_init ("emq-jobmanager", level);
+
+    jobmanager_t *jobmanager = jobmanager_new (&config, err, sizeof err);
+    if (!jobmanager) {
+        fprintf (stderr, "emq-jobmanager: %s\n", err);
+        return S_EXIT_INVALID;
+    }
+    jobmanager_set_reload (jobmanager, s_reload, &args);
+    int rc = jobmanager_run (jobmanager);
+    jobmanager_destroy (&jobmanager);
+    for (size_t i = 0; i < args.flag_count; i++)
+        free (args.flags [i].value);
+    free (args.flags);
+    return rc == 0 ? S_EXIT_OK : S_EXIT_RUNTIME;
+}
