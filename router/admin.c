@@ -28,7 +28,7 @@ admin_status_json (queues_t *queues, peers_t *job_managers)
     for (queue_t *queue = queues_first (queues); queue; queue = queues_next (queues)) {
         if (queue->inflight)
             json_object_set_new (inflight, queue->name, json_integer ((json_int_t) queue->inflight));
-        if (queue->max_latency_ms) {
+        if (queue->dispatched) {
             json_object_set_new (latency, queue->name, json_integer (queue->latency_ms));
             json_object_set_new (max_latency, queue->name, json_integer (queue->max_latency_ms));
         }

@@ -49,6 +49,7 @@ struct queue_t {
     uint64_t processed;     // jobs that ended ok
     uint64_t failed;        // jobs that ended failed (after retries)
     uint64_t inflight;      // jobs dispatched and not yet ended
+    uint64_t dispatched;    // dispatches so far (retries count again)
     int64_t latency_ms;     // wait of the latest dispatched job
     int64_t max_latency_ms;
 };

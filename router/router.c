@@ -210,6 +210,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     job->state = JOB_RUNNING;
     job->dispatched_at_ms = now;
     job->queue->inflight++;
+    job->queue->dispatched++;
     job->queue->latency_ms = now - job->queued_at_ms;
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
