@@ -1,0 +1,589 @@
+/*  store — the router's job table in SQLite. See store.h.
+
+    One table, one row per job, indexed by msgid and by (state, seq).
+    Prepared statements are made once. A write that fails marks the open
+    transaction as failed: store_commit then rolls it back and reports the
+    first error, so the router never ACKs a job whose row did not reach the
+    database.
+*/
+#include "store.h"
+
+#include <assert.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_state_names[STORE_STATE_COUNT] = {
+    "queued", "running", "scheduled", "done", "failed", "dead", "cancelled"
+};
+
+enum {
+    S_INSERT, S_DISPATCHED, S_WAITING, S_ENDED, S_LOAD, S_FETCH, S_DEAD,
+    S_EXPIRE, S_PURGE, S_COUNT, S_STATEMENT_COUNT
+};
+
+static const char *s_sql[S_STATEMENT_COUNT] = {
+    [S_INSERT] = "INSERT OR IGNORE INTO jobs (msgid, queue, headers, payload, client, state,"
+                 " attempt, retries_left, run_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+    [S_DISPATCHED] = "UPDATE jobs SET state = 'running', attempt = ?, epoch = ? WHERE msgid = ?",
+    [S_WAITING] = "UPDATE jobs SET state = ?, retries_left = ?, run_at = ? WHERE msgid = ?",
+    [S_ENDED] = "UPDATE jobs SET state = ?, status = ?, result = ?, usage = ?, ended_at = ?,"
+                " payload = CASE WHEN ? THEN payload ELSE x'' END WHERE msgid = ?",
+    [S_LOAD] = "SELECT msgid, queue, headers, payload, client, state, attempt, retries_left,"
+               " run_at, created_at, ended_at, status, result, usage FROM jobs"
+               " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq",
+    [S_FETCH] = "SELECT msgid, queue, headers, payload, client, state, attempt, retries_left,"
+                " run_at, created_at, ended_at, status, result, usage FROM jobs WHERE msgid = ?",
+    [S_DEAD] = "SELECT msgid, queue, headers, payload, client, state, attempt, retries_left,"
+               " run_at, created_at, ended_at, status, result, usage FROM jobs"
+               " WHERE state = 'dead' ORDER BY ended_at DESC LIMIT ?",
+    [S_EXPIRE] = "DELETE FROM jobs WHERE (state IN ('done', 'failed', 'cancelled') AND ended_at < ?)"
+                 " OR (state = 'dead' AND ended_at < ?)",
+    [S_PURGE] = "DELETE FROM jobs WHERE state = 'dead'",
+    [S_COUNT] = "SELECT count(*) FROM jobs WHERE state = ?",
+};
+
+static const char *s_schema =
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    "  seq INTEGER PRIMARY KEY,"            // submission order
+    "  msgid TEXT NOT NULL UNIQUE,"
+    "  queue TEXT NOT NULL,"
+    "  headers TEXT NOT NULL,"
+    "  payload BLOB NOT NULL,"
+    "  client BLOB,"                        // submitter's routing id
+    "  state TEXT NOT NULL,"
+    "  attempt INTEGER NOT NULL DEFAULT 0,"
+    "  retries_left INTEGER NOT NULL DEFAULT 0,"
+    "  epoch INTEGER NOT NULL DEFAULT 0,"
+    "  run_at REAL NOT NULL DEFAULT 0,"     // unix s, for scheduled jobs
+    "  created_at REAL NOT NULL,"
+    "  ended_at REAL NOT NULL DEFAULT 0,"
+    "  status TEXT,"                        // ok, failed, timeout, ...
+    "  result BLOB,"                        // value, or error text
+    "  usage TEXT);"
+    "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);"
+    "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (state, ended_at);";
+
+struct store_t {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_STATEMENT_COUNT];
+    bool memory;
+    bool in_transaction;
+    bool failed;                // a write of the open transaction failed
+    char error[256];
+};
+
+const char *
+store_state_name (store_state_t state)
+{
+    return (int) state >= 0 && state < STORE_STATE_COUNT ? s_state_names[state] : "unknown";
+}
+
+static store_state_t
+s_state_lookup (const char *name)
+{
+    for (int i = 0; i < STORE_STATE_COUNT; i++)
+        if (name && strcmp (name, s_state_names[i]) == 0)
+            return (store_state_t) i;
+    return STORE_QUEUED;
+}
+
+int
+store_fsync_parse (const char *name, store_fsync_t *policy)
+{
+    if (strcmp (name, "always") == 0) *policy = STORE_FSYNC_ALWAYS;
+    else if (strcmp (name, "everysec") == 0) *policy = STORE_FSYNC_EVERYSEC;
+    else if (strcmp (name, "off") == 0) *policy = STORE_FSYNC_OFF;
+    else return -1;
+    return 0;
+}
+
+static int
+s_fail (store_t *self, const char *what)
+{
+    snprintf (self->error, sizeof self->error, "%s: %s", what, sqlite3_errmsg (self->db));
+    if (self->in_transaction)
+        self->failed = true;
+    return -1;
+}
+
+static int
+s_exec (store_t *self, const char *sql)
+{
+    char *message = NULL;
+    if (sqlite3_exec (self->db, sql, NULL, NULL, &message) != SQLITE_OK) {
+        snprintf (self->error, sizeof self->error, "%s: %s", sql,
+                  message ? message : sqlite3_errmsg (self->db));
+        sqlite3_free (message);
+        return -1;
+    }
+    return 0;
+}
+
+store_t *
+store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
+{
+    store_t *self = calloc (1, sizeof (store_t));
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->memory = strcmp (path, ":memory:") == 0;
+    if (sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                         | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "cannot open %s: %s", path,
+                  self->db ? sqlite3_errmsg (self->db) : "out of memory");
+        store_close (&self);
+        return NULL;
+    }
+    sqlite3_busy_timeout (self->db, 2000);
+    const char *sync = policy == STORE_FSYNC_ALWAYS ? "PRAGMA synchronous = FULL"
+                     : policy == STORE_FSYNC_EVERYSEC ? "PRAGMA synchronous = NORMAL"
+                     : "PRAGMA synchronous = OFF";
+    if ((!self->memory && s_exec (self, "PRAGMA journal_mode = WAL"))
+    ||  s_exec (self, sync)
+    ||  s_exec (self, s_schema)) {
+        snprintf (err, errlen, "cannot initialise %s: %s", path, self->error);
+        store_close (&self);
+        return NULL;
+    }
+    //  A corrupted file is found now rather than on the first job.
+    sqlite3_stmt *check = NULL;
+    if (sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &check, NULL) == SQLITE_OK
+    &&  sqlite3_step (check) == SQLITE_ROW) {
+        const char *verdict = (const char *) sqlite3_column_text (check, 0);
+        if (!verdict || strcmp (verdict, "ok") != 0) {
+            snprintf (err, errlen, "%s is damaged: %s", path, verdict ? verdict : "?");
+            sqlite3_finalize (check);
+            store_close (&self);
+            return NULL;
+        }
+    }
+    sqlite3_finalize (check);
+    for (int i = 0; i < S_STATEMENT_COUNT; i++)
+        if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &self->stmt[i], NULL) != SQLITE_OK) {
+            snprintf (err, errlen, "cannot prepare statement: %s", sqlite3_errmsg (self->db));
+            store_close (&self);
+            return NULL;
+        }
+    return self;
+}
+
+void
+store_close (store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    store_t *self = *self_p;
+    if (self->in_transaction)
+        store_commit (self);
+    for (int i = 0; i < S_STATEMENT_COUNT; i++)
+        sqlite3_finalize (self->stmt[i]);
+    if (self->db)
+        sqlite3_close (self->db);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+store_is_memory (store_t *self)
+{
+    return self->memory;
+}
+
+const char *
+store_error (store_t *self)
+{
+    return self->error;
+}
+
+bool
+store_in_transaction (store_t *self)
+{
+    return self->in_transaction;
+}
+
+static int
+s_begin (store_t *self)
+{
+    if (self->in_transaction)
+        return self->failed ? -1 : 0;
+    if (s_exec (self, "BEGIN"))
+        return -1;
+    self->in_transaction = true;
+    self->failed = false;
+    return 0;
+}
+
+//  Runs a write statement whose parameters are bound; resets it.
+static int
+s_step_write (store_t *self, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, what);
+    return 0;
+}
+
+int
+store_insert (store_t *self, const store_row_t *row, bool *duplicate)
+{
+    *duplicate = false;
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_INSERT];
+    sqlite3_bind_text (stmt, 1, row->msgid, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, row->queue, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, row->headers, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 4, row->payload ? row->payload : "", (int) row->payload_size,
+                       SQLITE_STATIC);
+    if (row->client)
+        sqlite3_bind_blob (stmt, 5, row->client, (int) row->client_size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 6, store_state_name (row->state), -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 7, row->attempt);
+    sqlite3_bind_int64 (stmt, 8, row->retries_left);
+    sqlite3_bind_double (stmt, 9, row->run_at);
+    sqlite3_bind_double (stmt, 10, row->created_at);
+    if (s_step_write (self, stmt, "insert job"))
+        return -1;
+    *duplicate = sqlite3_changes (self->db) == 0;
+    return 0;
+}
+
+int
+store_set_dispatched (store_t *self, const char *msgid, uint32_t attempt, uint64_t epoch)
+{
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_DISPATCHED];
+    sqlite3_bind_int64 (stmt, 1, attempt);
+    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) epoch);
+    sqlite3_bind_text (stmt, 3, msgid, -1, SQLITE_STATIC);
+    return s_step_write (self, stmt, "mark job running");
+}
+
+int
+store_set_waiting (store_t *self, const char *msgid, store_state_t state,
+                   uint32_t retries_left, double run_at)
+{
+    assert (state == STORE_QUEUED || state == STORE_SCHEDULED);
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_WAITING];
+    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, retries_left);
+    sqlite3_bind_double (stmt, 3, run_at);
+    sqlite3_bind_text (stmt, 4, msgid, -1, SQLITE_STATIC);
+    return s_step_write (self, stmt, "requeue job");
+}
+
+int
+store_set_ended (store_t *self, const char *msgid, store_state_t state, const char *status,
+                 const void *result, size_t result_size, const char *usage, double ended_at)
+{
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_ENDED];
+    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, status, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (stmt, 3, result ? result : "", (int) result_size, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 4, usage ? usage : "", -1, SQLITE_STATIC);
+    sqlite3_bind_double (stmt, 5, ended_at);
+    //  Dead jobs keep their payload so they can run again; others drop it.
+    sqlite3_bind_int (stmt, 6, state == STORE_DEAD);
+    sqlite3_bind_text (stmt, 7, msgid, -1, SQLITE_STATIC);
+    return s_step_write (self, stmt, "end job");
+}
+
+int
+store_commit (store_t *self)
+{
+    if (!self->in_transaction)
+        return 0;
+    self->in_transaction = false;
+    if (self->failed) {
+        char first[256];
+        snprintf (first, sizeof first, "%s", self->error);
+        s_exec (self, "ROLLBACK");
+        snprintf (self->error, sizeof self->error, "%s", first);
+        self->failed = false;
+        return -1;
+    }
+    if (s_exec (self, "COMMIT")) {
+        //  A failed COMMIT may leave the transaction open: undo it.
+        if (!sqlite3_get_autocommit (self->db)) {
+            char first[256];
+            snprintf (first, sizeof first, "%s", self->error);
+            s_exec (self, "ROLLBACK");
+            snprintf (self->error, sizeof self->error, "%s", first);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+int
+store_sync (store_t *self)
+{
+    if (self->memory)
+        return 0;
+    //  A passive checkpoint syncs the WAL before copying it back.
+    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        snprintf (self->error, sizeof self->error, "checkpoint: %s", sqlite3_errmsg (self->db));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+s_read_row (sqlite3_stmt *stmt, store_row_t *row)
+{
+    memset (row, 0, sizeof *row);
+    row->msgid = (const char *) sqlite3_column_text (stmt, 0);
+    row->queue = (const char *) sqlite3_column_text (stmt, 1);
+    row->headers = (const char *) sqlite3_column_text (stmt, 2);
+    row->payload = sqlite3_column_blob (stmt, 3);
+    row->payload_size = (size_t) sqlite3_column_bytes (stmt, 3);
+    row->client = sqlite3_column_blob (stmt, 4);
+    row->client_size = (size_t) sqlite3_column_bytes (stmt, 4);
+    row->state = s_state_lookup ((const char *) sqlite3_column_text (stmt, 5));
+    row->attempt = (uint32_t) sqlite3_column_int64 (stmt, 6);
+    row->retries_left = (uint32_t) sqlite3_column_int64 (stmt, 7);
+    row->run_at = sqlite3_column_double (stmt, 8);
+    row->created_at = sqlite3_column_double (stmt, 9);
+    row->ended_at = sqlite3_column_double (stmt, 10);
+    row->status = (const char *) sqlite3_column_text (stmt, 11);
+    row->result = sqlite3_column_blob (stmt, 12);
+    row->result_size = (size_t) sqlite3_column_bytes (stmt, 12);
+    row->usage = (const char *) sqlite3_column_text (stmt, 13);
+    if (!row->headers)
+        row->headers = "";
+}
+
+//  Steps a query, calling fn per row. Returns fn's first non-zero result,
+//  the number of rows (>= 0), or -1 on error.
+static int
+s_query (store_t *self, sqlite3_stmt *stmt, store_row_fn *fn, void *arg)
+{
+    int rows = 0, rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        store_row_t row;
+        s_read_row (stmt, &row);
+        rows++;
+        int result = fn ? fn (&row, arg) : 0;
+        if (result) {
+            sqlite3_reset (stmt);
+            sqlite3_clear_bindings (stmt);
+            return result;
+        }
+    }
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    if (rc != SQLITE_DONE) {
+        snprintf (self->error, sizeof self->error, "query: %s", sqlite3_errmsg (self->db));
+        return -1;
+    }
+    return rows;
+}
+
+int
+store_load (store_t *self, store_row_fn *fn, void *arg)
+{
+    int rc = s_query (self, self->stmt[S_LOAD], fn, arg);
+    return rc < 0 ? rc : 0;
+}
+
+int
+store_fetch (store_t *self, const char *msgid, store_row_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = self->stmt[S_FETCH];
+    sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
+    int rc = s_query (self, stmt, fn, arg);
+    return rc < 0 ? -1 : rc > 0 ? 1 : 0;
+}
+
+int
+store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg)
+{
+    sqlite3_stmt *stmt = self->stmt[S_DEAD];
+    sqlite3_bind_int64 (stmt, 1, limit ? (sqlite3_int64) limit : -1);
+    return s_query (self, stmt, fn, arg);
+}
+
+int
+store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s)
+{
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_EXPIRE];
+    sqlite3_bind_double (stmt, 1, now - result_ttl_s);
+    sqlite3_bind_double (stmt, 2, now - dead_ttl_s);
+    if (s_step_write (self, stmt, "expire results"))
+        return -1;
+    return sqlite3_changes (self->db);
+}
+
+int
+store_purge_dead (store_t *self)
+{
+    if (s_begin (self))
+        return -1;
+    if (s_step_write (self, self->stmt[S_PURGE], "purge dead jobs"))
+        return -1;
+    return sqlite3_changes (self->db);
+}
+
+int64_t
+store_count (store_t *self, store_state_t state)
+{
+    sqlite3_stmt *stmt = self->stmt[S_COUNT];
+    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
+    int64_t count = -1;
+    if (sqlite3_step (stmt) == SQLITE_ROW)
+        count = sqlite3_column_int64 (stmt, 0);
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return count;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "tests/testutil.h"
+#include <unistd.h>
+
+static int
+s_collect (const store_row_t *row, void *arg)
+{
+    char *seen = (char *) arg;
+    strcat (seen, row->msgid);
+    strcat (seen, ":");
+    strcat (seen, store_state_name (row->state));
+    strcat (seen, " ");
+    return 0;
+}
+
+static int
+s_check_result (const store_row_t *row, void *arg)
+{
+    (void) arg;
+    CHECK_STREQ (row->status, "ok");
+    CHECK_MEMEQ (row->result, row->result_size, "42", 2);
+    CHECK_STREQ (row->usage, "wall_us=5");
+    CHECK_EQ (row->payload_size, 0);        // dropped once ended
+    return 0;
+}
+
+void
+store_test (bool verbose)
+{
+    if (verbose)
+        printf (" * store: ");
+    char dir[] = "/tmp/emq-store-test-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char path[256];
+    snprintf (path, sizeof path, "%s/jobs.db", dir);
+    char err[256];
+    store_t *store = store_open (path, STORE_FSYNC_ALWAYS, err, sizeof err);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    CHECK (!store_is_memory (store));
+
+    const char *ids[] = { "a", "b", "c", "d" };
+    for (int i = 0; i < 4; i++) {
+        store_row_t row = { .msgid = ids[i], .queue = "default", .headers = "",
+                            .payload = "p", .payload_size = 1, .client = "cl",
+                            .client_size = 2, .state = STORE_QUEUED, .retries_left = 1,
+                            .created_at = 1000 + i };
+        bool duplicate = true;
+        CHECK_EQ (store_insert (store, &row, &duplicate), 0);
+        CHECK (!duplicate);
+    }
+    store_row_t again = { .msgid = "a", .queue = "x", .headers = "", .payload = "q",
+                          .payload_size = 1, .state = STORE_QUEUED };
+    bool duplicate = false;
+    CHECK_EQ (store_insert (store, &again, &duplicate), 0);
+    CHECK (duplicate);
+    CHECK (store_in_transaction (store));
+    CHECK_EQ (store_commit (store), 0);
+    CHECK (!store_in_transaction (store));
+
+    CHECK_EQ (store_set_dispatched (store, "a", 1, 77), 0);
+    CHECK_EQ (store_set_ended (store, "a", STORE_DONE, "ok", "42", 2, "wall_us=5", 2000), 0);
+    CHECK_EQ (store_set_dispatched (store, "b", 1, 78), 0);
+    CHECK_EQ (store_set_waiting (store, "c", STORE_SCHEDULED, 0, 3000), 0);
+    CHECK_EQ (store_set_ended (store, "d", STORE_DEAD, "failed", "boom", 4, "", 2500), 0);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_count (store, STORE_DEAD), 1);
+    store_close (&store);
+
+    //  Reopened: unfinished jobs come back in submission order.
+    store = store_open (path, STORE_FSYNC_EVERYSEC, err, sizeof err);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    char seen[256] = "";
+    CHECK_EQ (store_load (store, s_collect, seen), 0);
+    CHECK_STREQ (seen, "b:running c:scheduled ");
+    CHECK_EQ (store_fetch (store, "a", s_check_result, NULL), 1);
+    CHECK_EQ (store_fetch (store, "zz", s_check_result, NULL), 0);
+    seen[0] = 0;
+    CHECK_EQ (store_list_dead (store, 0, s_collect, seen), 1);
+    CHECK_STREQ (seen, "d:dead ");
+    CHECK_EQ (store_sync (store), 0);
+
+    //  Retention: results expire after result_ttl, dead jobs after dead_ttl.
+    CHECK_EQ (store_expire (store, 2100, 50, 1000), 1);     // "a" only
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_fetch (store, "a", NULL, NULL), 0);
+    CHECK_EQ (store_purge_dead (store), 1);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_count (store, STORE_DEAD), 0);
+
+    //  A failed write fails the whole batch: nothing of it is kept.
+    store_row_t bad = { .msgid = "e", .queue = "default", .headers = "", .payload = "p",
+                        .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+    CHECK_EQ (store_insert (store, &bad, &duplicate), 0);
+    sqlite3_exec (store->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
+    store_row_t blocked = bad;
+    blocked.msgid = "f";
+    CHECK_EQ (store_insert (store, &blocked, &duplicate), -1);
+    CHECK_EQ (store_commit (store), -1);
+    CHECK_CONTAINS (store_error (store), "insert job");
+    sqlite3_exec (store->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
+    CHECK_EQ (store_fetch (store, "e", NULL, NULL), 0);
+    store_close (&store);
+
+    //  A file that is not a database is refused with a clear error.
+    FILE *junk = fopen (path, "w");
+    if (junk) {
+        fputs ("this is not an SQLite database, not at all, really not", junk);
+        fclose (junk);
+    }
+    char wal[300];
+    snprintf (wal, sizeof wal, "%s-wal", path);
+    unlink (wal);
+    snprintf (wal, sizeof wal, "%s-shm", path);
+    unlink (wal);
+    store = store_open (path, STORE_FSYNC_OFF, err, sizeof err);
+    CHECK (store == NULL);
+    CHECK_CONTAINS (err, path);
+    unlink (path);
+    rmdir (dir);
+
+    store = store_open (":memory:", STORE_FSYNC_OFF, err, sizeof err);
+    CHECK (store && store_is_memory (store));
+    store_close (&store);
+    store_fsync_t policy;
+    CHECK_EQ (store_fsync_parse ("everysec", &policy), 0);
+    CHECK (policy == STORE_FSYNC_EVERYSEC);
+    CHECK_EQ (store_fsync_parse ("sometimes", &policy), -1);
+    if (verbose)
+        printf ("OK\n");
+}
