@@ -33,6 +33,11 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DONE] = "DONE",
     [EMQP_RESULT] = "RESULT",
     [EMQP_ERROR] = "ERROR",
+    [EMQP_FETCH] = "FETCH",
+    [EMQP_CANCEL] = "CANCEL",
+    [EMQP_DEAD_LIST] = "DEAD_LIST",
+    [EMQP_DEAD_RETRY] = "DEAD_RETRY",
+    [EMQP_DEAD_PURGE] = "DEAD_PURGE",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -41,6 +46,7 @@ static const char *s_status_names[EMQP_STATUS_COUNT] = {
     [EMQP_STATUS_TIMEOUT] = "timeout",
     [EMQP_STATUS_CRASHED] = "crashed",
     [EMQP_STATUS_REJECTED] = "rejected",
+    [EMQP_STATUS_CANCELLED] = "cancelled",
 };
 
 const char *
@@ -439,6 +445,21 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
             ||  s_text (&r, "usage", EMQP_SHORT_MAX, true, &self->usage))
                 goto fail;
             break;
+        case EMQP_FETCH:
+        case EMQP_DEAD_RETRY:
+            if (s_text (&r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
+                goto fail;
+            break;
+        case EMQP_CANCEL:
+            if (s_text (&r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
+                goto fail;
+            if (zmsg_size (zmsg) > 0
+            &&  s_number (&r, "epoch", UINT64_MAX, &self->epoch))
+                goto fail;
+            break;
+        case EMQP_DEAD_LIST:
+        case EMQP_DEAD_PURGE:
+            break;
         case EMQP_ERROR:
             if (s_text (&r, "refused msgid", EMQP_MSGID_MAX, true, &self->ref)
             ||  s_text (&r, "code", 64, false, &self->error_code)
@@ -565,6 +586,18 @@ emqp_encode (emqp_msg_t *self)
                 self->payload = zframe_new (NULL, 0);
             rc = rc ? rc : s_add_frame (zmsg, &self->payload);
             rc = rc ? rc : s_add_str (zmsg, self->usage ? self->usage : "");
+            break;
+        case EMQP_FETCH:
+        case EMQP_DEAD_RETRY:
+            rc = s_add_str (zmsg, self->ref);
+            break;
+        case EMQP_CANCEL:
+            rc = s_add_str (zmsg, self->ref);
+            if (!rc && self->epoch)
+                rc = s_add_u64 (zmsg, self->epoch);
+            break;
+        case EMQP_DEAD_LIST:
+        case EMQP_DEAD_PURGE:
             break;
         case EMQP_ERROR:
             rc = s_add_str (zmsg, self->ref ? self->ref : "");
@@ -779,6 +812,11 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_DONE,       { "req-id", "7", "ok", "result", "wall_us=1 cpu_us=1 maxrss_kb=1", NULL } },
     { EMQP_RESULT,     { "req-id", "failed", "boom", "", NULL } },
     { EMQP_ERROR,      { "req-id", "QUEUE_FULL", "queue default is full", NULL } },
+    { EMQP_FETCH,      { "req-id", NULL } },
+    { EMQP_CANCEL,     { "req-id", NULL } },
+    { EMQP_DEAD_LIST,  { NULL } },
+    { EMQP_DEAD_RETRY, { "*", NULL } },
+    { EMQP_DEAD_PURGE, { NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -823,6 +861,9 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_ERROR,      0, EMQP_MSGID_MAX,   "refused msgid" },
     { EMQP_ERROR,      1, 64,               "code" },
     { EMQP_ERROR,      2, EMQP_SHORT_MAX,   "reason" },
+    { EMQP_FETCH,      0, EMQP_MSGID_MAX,   "job msgid" },
+    { EMQP_CANCEL,     0, EMQP_MSGID_MAX,   "job msgid" },
+    { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX,   "job msgid" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
 
@@ -887,7 +928,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 30
+#define S_TEST_CASES 36
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -957,6 +998,13 @@ s_test_case (int n)
         case 29: m = emqp_msg_new (EMQP_ERROR); m->ref = strdup ("");
                  m->error_code = strdup ("MALFORMED");
                  m->error_text = strdup ("unknown command 'BOGUS'"); break;
+        case 30: m = emqp_msg_new (EMQP_FETCH); m->ref = strdup ("req-fetch"); break;
+        case 31: m = emqp_msg_new (EMQP_CANCEL); m->ref = strdup ("req-cancel"); break;
+        case 32: m = emqp_msg_new (EMQP_CANCEL); m->ref = strdup ("req-cancel");
+                 m->epoch = 1795398200123456ULL; break;
+        case 33: m = emqp_msg_new (EMQP_DEAD_LIST); break;
+        case 34: m = emqp_msg_new (EMQP_DEAD_RETRY); m->ref = strdup ("*"); break;
+        case 35: m = emqp_msg_new (EMQP_DEAD_PURGE); break;
         default: return NULL;
     }
     m->msgid = strdup (id);
@@ -1854,7 +1902,7 @@ emqp_test (bool verbose)
     {
         static const emqp_command_t needs[] = {
             EMQP_ACK, EMQP_INFORM, EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE, EMQP_UNSCHEDULE,
-            EMQP_DONE, EMQP_RESULT, EMQP_ERROR
+            EMQP_DONE, EMQP_RESULT, EMQP_ERROR, EMQP_FETCH, EMQP_CANCEL, EMQP_DEAD_RETRY
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

@@ -47,6 +47,11 @@ typedef enum {
     EMQP_DONE,          // jm -> router: a job ended (msgid, epoch, outcome)
     EMQP_RESULT,        // router -> client: a job's outcome
     EMQP_ERROR,         // router -> peer: a message was refused, and why
+    EMQP_FETCH,         // client -> router: send me the RESULT of a job
+    EMQP_CANCEL,        // admin -> router, router -> jm: cancel a job
+    EMQP_DEAD_LIST,     // admin -> router: list dead jobs (REPLY json)
+    EMQP_DEAD_RETRY,    // admin -> router: run a dead job (or "*") again
+    EMQP_DEAD_PURGE,    // admin -> router: delete every dead job
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
@@ -58,6 +63,7 @@ typedef enum {
     EMQP_STATUS_CRASHED,    // the worker died (signal, OOM, exit) running it
     EMQP_STATUS_REJECTED,   // the job manager refused to run it (bad payload,
                             // plugin not allowed, command not allowed)
+    EMQP_STATUS_CANCELLED,  // cancelled while running (CANCEL)
     EMQP_STATUS_COUNT
 } emqp_status_t;
 
@@ -69,8 +75,8 @@ typedef struct {
     emqp_command_t command;
     char *msgid;            // this message's id (all commands)
 
-    char *ref;              // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR:
-                            // the job's (request) msgid
+    char *ref;              // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
+                            // FETCH/CANCEL/DEAD_RETRY: the job's msgid
     char *queue;            // REQUEST, SCHEDULE, UNSCHEDULE
     char *headers;          // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
     zframe_t *payload;      // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
@@ -85,7 +91,8 @@ typedef struct {
     char *peer_type;        // INFORM: "worker" | "scheduler"
     char *agent;            // INFORM: optional extension frame naming an emq
                             // peer ("emq/1"); NULL for EventMQ peers
-    uint64_t epoch;         // REQUEST (router->emq jm), DONE: dispatch epoch
+    uint64_t epoch;         // REQUEST (router->emq jm), DONE, CANCEL
+                            // (router->jm): dispatch epoch
     uint32_t attempt;       // REQUEST (router->emq jm): 1 on first dispatch
     emqp_status_t status;   // DONE, RESULT
     char *usage;            // DONE, RESULT: "wall_us=N cpu_us=N maxrss_kb=N"

@@ -36,6 +36,8 @@ static const s_header_t s_known[] = {
     { "retry-count",     offsetof (headers_t, retry_count),     true },
     { "timeout",         offsetof (headers_t, timeout_s),       true },
     { "run_count",       offsetof (headers_t, run_count),       true },
+    { "delay",           offsetof (headers_t, delay_s),         true },
+    { "eta",             offsetof (headers_t, eta),             true },
 };
 #define S_KNOWN (sizeof s_known / sizeof s_known[0])
 
@@ -146,6 +148,7 @@ headers_test (bool verbose)
         { "nohaste", { .nohaste = true } },
         { "nohaste,run_count:2", { .nohaste = true, .run_count = 2 } },
         { "run_count:2", { .run_count = 2 } },
+        { "delay:5,eta:1795398200", { .delay_s = 5, .eta = 1795398200u } },
         { "run_count:3", { .run_count = 3 } },
     };
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
