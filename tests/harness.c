@@ -68,6 +68,31 @@ h_log (h_test_t *t, const char *format, ...)
 
 static void s_cleanup (h_test_t *t);
 
+//  Says how each process the test started is doing (for failure reports).
+static void
+s_report_procs (h_test_t *t)
+{
+    for (size_t i = 0; i < t->nprocs; i++) {
+        h_proc_t *proc = &t->procs[i];
+        if (strncmp (proc->tag, "cli-", 4) == 0)
+            continue;
+        int st;
+        if (!proc->reaped && waitpid (proc->pid, &st, WNOHANG) == proc->pid) {
+            proc->reaped = true;
+            proc->status = st;
+        }
+        if (!proc->reaped)
+            printf ("    process %s (pid %d): running\n", proc->tag, (int) proc->pid);
+        else if (WIFEXITED (proc->status))
+            printf ("    process %s (pid %d): exited with status %d\n", proc->tag,
+                    (int) proc->pid, WEXITSTATUS (proc->status));
+        else if (WIFSIGNALED (proc->status))
+            printf ("    process %s (pid %d): killed by signal %d (%s)\n", proc->tag,
+                    (int) proc->pid, WTERMSIG (proc->status), strsignal (WTERMSIG (proc->status)));
+    }
+    fflush (stdout);
+}
+
 void
 h_fail (const char *file, int line, const char *format, ...)
 {
@@ -82,8 +107,10 @@ h_fail (const char *file, int line, const char *format, ...)
     printf ("\n");
     fflush (stdout);
     va_end (args);
-    if (h_current)
+    if (h_current) {
+        s_report_procs (h_current);
         s_cleanup (h_current);
+    }
     //  _exit: do not run czmq's atexit shutdown with sockets still open.
     _exit (1);
 }
