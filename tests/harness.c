@@ -1169,6 +1169,10 @@ h_main (const h_testdef_t *tests, size_t count, int argc, char **argv)
     const char *wrapper = getenv ("EMQ_TEST_WRAPPER");
     if (wrapper && *wrapper)
         s_scale = 5;
+    //  Under valgrind ourselves (make memcheck), everything is slower too.
+    const char *preload = getenv ("LD_PRELOAD");
+    if (preload && strstr (preload, "vgpreload"))
+        s_scale = 5;
     const char *scale = getenv ("EMQ_TEST_SCALE");
     if (scale && atof (scale) > 0)
         s_scale = atof (scale);

@@ -97,6 +97,16 @@ s_jm_processed (h_test_t *t, const char *name)
     return processed;
 }
 
+//  A number from the job manager's own stats (as of its last heartbeat).
+static long long
+s_jm_stat (h_test_t *t, const char *name, const char *key)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    long long value = h_jint (info, -1, "stats", key, NULL);
+    json_decref (info);
+    return value;
+}
+
 static long long
 s_status_int (h_test_t *t, const char *a, const char *b, const char *c)
 {
@@ -1452,6 +1462,76 @@ test_fencing (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  17. Retries
+
+static void
+test_retries (h_test_t *t)
+{
+    //  Through the environment: every setting can be given there.
+    setenv ("EVENTMQ_RETRY_BACKOFF", "0.1", 1);
+    setenv ("EVENTMQ_RETRY_BACKOFF_MAX", "0.5", 1);
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    emq_client_t *client = s_client (t);
+
+    //  A job that always fails runs 1 + retries times, then fails once.
+    void *payload;
+    size_t size;
+    h_payload_run ("fail", "\"again\"", &payload, &size);
+    emq_submit_opts_t opts = { .reply = true, .retries = 2 };
+    char msgid[37];
+    int64_t submitted_ms = h_now_ms ();
+    int rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    CHECK_INT (rc, ==, 0);
+    emq_event_t event;
+    rc = s_wait_result (t, client, msgid, 15000, &event);
+    CHECK_INT (event.status, ==, EMQ_JOB_FAILED);
+    char *text = h_result_text (&event);
+    CHECK_STR_CONTAINS (text, "again");
+    free (text);
+    //  Backed off 0.1 s, then 0.2 s (less jitter) before the retries.
+    CHECK_MSG (h_now_ms () - submitted_ms >= 100, "3 attempts in %lld ms: no retry backoff",
+               (long long) (h_now_ms () - submitted_ms));
+    //  The job manager's stats come with its next heartbeat.
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 3, 3000);
+
+    //  A retried job that then succeeds ends ok, with one RESULT; the
+    //  retry carries attempt 2 (a fake emq job manager shows the frames).
+    int64_t hb;
+    zsock_t *jm = s_fake_emq_jm (t, "retrier-1", "[[10,\"retryq\"]]", &hb);
+    char id[37];
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "READY", id, NULL);
+    CHECK_WAIT (h_jm_has_slots (t, "retrier", 1), 3000);
+    emq_submit_opts_t retry_opts = { .queue = "retryq", .reply = true, .retries = 2 };
+    CHECK_INT (emq_submit (client, &retry_opts, "\xc0", 1, msgid, h_ms (5000)), ==, 0);
+    emqp_msg_t *request = s_fake_request (t, jm, &hb, 3000);
+    CHECK_STR_EQ (request->msgid, msgid);
+    CHECK_INT (request->attempt, ==, 1);
+    CHECK_STR_CONTAINS (request->headers, "retry-count:2");
+    s_fake_done (jm, msgid, request->epoch, "failed", "first try", 9);
+    emqp_msg_destroy (&request);
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "READY", id, NULL);
+    request = s_fake_request (t, jm, &hb, 5000);
+    CHECK_STR_EQ (request->msgid, msgid);
+    CHECK_INT (request->attempt, ==, 2);
+    s_fake_done (jm, msgid, request->epoch, "ok", "\xc3", 1);
+    emqp_msg_destroy (&request);
+    bool got = s_poll_pumping (client, jm, &hb, 3000, &event);
+    CHECK_MSG (got, "no RESULT after the retry succeeded");
+    CHECK_STR_EQ (event.msgid, msgid);
+    CHECK_INT (event.type, ==, EMQ_EVENT_RESULT);
+    CHECK_INT (event.status, ==, EMQ_JOB_OK);
+    emqp_msgid_new (id);
+    h_send_strs (jm, "", EMQP_PROTOCOL, "KBYE", id, NULL);
+    zsock_destroy (&jm);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
 //  15. Router restart
 
 static void
@@ -1497,6 +1577,7 @@ static const h_testdef_t s_tests[] = {
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
     { "router_restart", test_router_restart, "job manager and client reconnect" },
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
+    { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
 };
 
 int
