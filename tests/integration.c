@@ -1532,6 +1532,97 @@ test_retries (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  18. emq-cli exit codes and JSON output
+
+static void
+test_cli (h_test_t *t)
+{
+    h_cli_t r;
+    //  No router yet: unreachable (3), within the connect timeout.
+    h_cli (t, &r, 20000, "--connect-timeout", "0.5", "status", NULL);
+    CHECK_MSG (r.status == 3, "status without a router: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    h_cli (t, &r, 20000, "--connect-timeout", "0.5", "submit", "run", H_PLUGIN, "noop", NULL);
+    CHECK_MSG (r.status == 3, "submit without a router: exit %d (stderr %s)", r.status, r.err);
+    CHECK_INT (r.elapsed_ms, <, h_ms (5000));
+    h_cli_free (&r);
+
+    //  Usage errors: 2, with a message.
+    const char *bad[][6] = {
+        { "frobnicate", NULL },
+        { "submit", NULL },
+        { "submit", "--retries", "many", "run", H_PLUGIN, "noop" },
+        { "submit", "run", H_PLUGIN, NULL },
+        { "submit", "run", H_PLUGIN, "upper", "{not json", NULL },
+        { "submit", "exec", NULL },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        h_cli (t, &r, 10000, bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], bad[i][5],
+               NULL);
+        CHECK_MSG (r.status == 2, "emq-cli %s %s %s: exit %d, expected 2 (stderr %s)",
+                   bad[i][0], bad[i][1] ? bad[i][1] : "", bad[i][2] ? bad[i][2] : "",
+                   r.status, r.err);
+        CHECK_MSG (strlen (r.err) > 0, "usage error without a message");
+        h_cli_free (&r);
+    }
+
+    s_router_and_jm (t, "jm", 2);
+    //  --wait-timeout runs out: 6.
+    h_cli (t, &r, 20000, "submit", "--wait", "--wait-timeout", "0.5", "run", H_PLUGIN, "sleep",
+           "3", NULL);
+    CHECK_MSG (r.status == 6, "wait timeout: exit %d (stderr %s)", r.status, r.err);
+    CHECK_INT (r.elapsed_ms, <, h_ms (2500));
+    h_cli_free (&r);
+
+    //  Without --wait: prints the msgid once the router has the job.
+    h_cli (t, &r, 20000, "submit", "run", H_PLUGIN, "noop", NULL);
+    CHECK_MSG (r.status == 0, "submit: exit %d (stderr %s)", r.status, r.err);
+    CHECK_INT (strlen (h_chomp (r.out)), ==, 36);
+    h_cli_free (&r);
+
+    //  Any command under /bin/* (the allow-list) runs with its arguments.
+    h_cli (t, &r, 20000, "submit", "--wait", "--queue", "default", "exec", "--", "/bin/sh",
+           "-c", "echo $((6 * 7))", NULL);
+    CHECK_MSG (r.status == 0, "exec sh: exit %d (stderr %s)", r.status, r.err);
+    CHECK_STR_EQ (r.out, "42\n");
+    h_cli_free (&r);
+
+    //  JSON views.
+    h_cli (t, &r, 10000, "workers", "--json", NULL);
+    CHECK_MSG (r.status == 0, "workers --json: exit %d (stderr %s)", r.status, r.err);
+    json_t *json = json_loads (r.out, 0, NULL);
+    CHECK_MSG (json_is_object (json_object_get (json, "connected_workers")),
+               "workers --json printed: %.300s", r.out);
+    bool found = false;
+    const char *key;
+    json_t *value;
+    json_object_foreach (json_object_get (json, "connected_workers"), key, value)
+        found = found || strncmp (key, "jm-", 3) == 0;
+    CHECK_MSG (found, "workers --json does not list the job manager: %.300s", r.out);
+    json_decref (json);
+    h_cli_free (&r);
+
+    h_cli (t, &r, 10000, "status", "--json", NULL);
+    CHECK_MSG (r.status == 0, "status --json: exit %d (stderr %s)", r.status, r.err);
+    json = json_loads (r.out, 0, NULL);
+    CHECK_MSG (json_is_object (json_object_get (json, "queues")),
+               "status --json printed: %.300s", r.out);
+    CHECK_INT (h_jint (json, -1, "job_managers", NULL), ==, 1);
+    json_decref (json);
+    h_cli_free (&r);
+
+    //  Human-readable views say something.
+    h_cli (t, &r, 10000, "status", NULL);
+    CHECK_MSG (r.status == 0 && strstr (r.out, "default"), "status: exit %d, out %.300s",
+               r.status, r.out);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "workers", NULL);
+    CHECK_MSG (r.status == 0 && strstr (r.out, "jm-"), "workers: exit %d, out %.300s",
+               r.status, r.out);
+    h_cli_free (&r);
+}
+
+//  ---------------------------------------------------------------------
 //  15. Router restart
 
 static void
@@ -1578,6 +1669,7 @@ static const h_testdef_t s_tests[] = {
     { "router_restart", test_router_restart, "job manager and client reconnect" },
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
     { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
+    { "cli", test_cli, "emq-cli exit codes, msgid output, JSON views" },
 };
 
 int
