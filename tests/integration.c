@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1623,6 +1624,42 @@ test_cli (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  19. SIGUSR1 and SIGHUP on a job manager
+
+static long
+s_file_size (h_test_t *t, const char *name)
+{
+    char path[1024];
+    snprintf (path, sizeof path, "%s/%s", t->dir, name);
+    struct stat st;
+    return stat (path, &st) == 0 ? (long) st.st_size : -1;
+}
+
+static void
+test_jm_signals (h_test_t *t)
+{
+    pid_t jm = s_router_and_jm (t, "jm", 2);
+    emq_client_t *client = s_client (t);
+    s_run_ok (t, client, NULL, "upper", "\"a\"", "\"A\"");
+
+    //  SIGUSR1 logs the status; the job manager keeps working.
+    long size = s_file_size (t, "jm.log");
+    CHECK_INT (kill (jm, SIGUSR1), ==, 0);
+    CHECK_WAIT (s_file_size (t, "jm.log") > size, 3000);
+    CHECK (h_pid_alive (jm));
+    s_run_ok (t, client, NULL, "upper", "\"b\"", "\"B\"");
+
+    //  SIGHUP reloads the configuration (the empty file); still serving.
+    size = s_file_size (t, "jm.log");
+    CHECK_INT (kill (jm, SIGHUP), ==, 0);
+    CHECK_WAIT (s_file_size (t, "jm.log") > size, 3000);
+    CHECK (h_pid_alive (jm));
+    CHECK (h_jm_registered (t, "jm"));
+    s_run_ok (t, client, NULL, "upper", "\"c\"", "\"C\"");
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
 //  15. Router restart
 
 static void
@@ -1670,6 +1707,7 @@ static const h_testdef_t s_tests[] = {
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
     { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
     { "cli", test_cli, "emq-cli exit codes, msgid output, JSON views" },
+    { "jm_signals", test_jm_signals, "SIGUSR1 logs status, SIGHUP reloads; jm keeps serving" },
 };
 
 int
