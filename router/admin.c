@@ -18,7 +18,7 @@ s_dump (json_t *root)
 }
 
 char *
-admin_status_json (queues_t *queues, peers_t *job_managers)
+admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_t *storage)
 {
     json_t *root = json_object ();
     json_t *inflight = json_object (), *latency = json_object (),
@@ -58,7 +58,11 @@ admin_status_json (queues_t *queues, peers_t *job_managers)
     json_object_set_new (root, "queues", detail);
     json_object_set_new (root, "job_managers", json_integer ((json_int_t) peers_size (job_managers)));
     json_object_set_new (root, "jobs", json_integer ((json_int_t) queues_job_count (queues)));
-    json_object_set_new (root, "storage", json_string ("memory"));
+    json_object_set_new (root, "storage", json_string (storage->kind));
+    json_object_set_new (root, "store", json_pack ("{s:s,s:s?,s:s,s:I,s:I,s:b}",
+        "kind", storage->kind, "path", storage->path, "fsync", storage->fsync,
+        "dead", (json_int_t) storage->dead, "scheduled", (json_int_t) storage->scheduled,
+        "failing", storage->failing));
     return s_dump (root);
 }
 

@@ -6,11 +6,18 @@
 
 #include "config.h"
 #include "log.h"
+#include "lock.h"
 #include "router.h"
+#include "store.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define EXIT_USAGE 2        // bad flag or value
 #define EXIT_CONFIG 3       // bad configuration file or environment
-#define EXIT_START 4        // could not bind a socket
+#define EXIT_START 4        // could not bind a socket or open the store
+#define EXIT_LOCKED 5       // another router holds the data directory
 
 static void
 s_usage (FILE *out)
@@ -27,6 +34,19 @@ s_usage (FILE *out)
 "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
 "  --heartbeat-liveness N     misses before a job manager is removed (3)\n"
 "  --max-message-size BYTES   largest job payload accepted (16777216)\n"
+"  --data-dir DIR             where jobs are kept (emq.db, emq-router.pid);\n"
+"                             default /var/lib/emq as root, else\n"
+"                             $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
+"  --in-memory                keep jobs in memory only (lost on restart)\n"
+"  --fsync POLICY             always, everysec (default) or off\n"
+"  --result-ttl S             keep results of ended jobs (3600)\n"
+"  --dead-ttl S               keep dead jobs (604800)\n"
+"  --retry-backoff S          first retry's delay, doubled each time (1)\n"
+"  --retry-backoff-max S      cap on a retry's delay (300)\n"
+"  --standby                  if another router holds the data directory, wait\n"
+"                             (checking every 2 s) and start when it is free\n"
+"  --takeover                 ask the router holding it to stop, wait until it\n"
+"                             has exited, then start\n"
 "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
 "                             or /etc/eventmq.conf)\n"
 "  --log-level LEVEL          error, warning, info (default) or debug\n"
@@ -35,14 +55,16 @@ s_usage (FILE *out)
 "  -h, --help                 this help;  --version  the version\n"
 "\n"
 "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
-"4 could not bind a socket.\n");
+"4 could not bind a socket or open the store, 5 data directory in use.\n");
 }
 
 int
 main (int argc, char *argv[])
 {
     enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
-           O_HB_LIVENESS, O_MAXMSG, O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION };
+           O_HB_LIVENESS, O_MAXMSG, O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION,
+           O_DATADIR, O_MEMORY, OPT_FSYNC, O_RESULT_TTL, O_DEAD_TTL, O_BACKOFF,
+           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER };
     static const struct option options[] = {
         { "frontend", required_argument, NULL, O_FRONTEND },
         { "backend", required_argument, NULL, O_BACKEND },
@@ -56,6 +78,15 @@ main (int argc, char *argv[])
         { "log-level", required_argument, NULL, O_LOGLEVEL },
         { "verbose", no_argument, NULL, 'v' },
         { "print-config", no_argument, NULL, O_PRINT },
+        { "data-dir", required_argument, NULL, O_DATADIR },
+        { "in-memory", no_argument, NULL, O_MEMORY },
+        { "fsync", required_argument, NULL, OPT_FSYNC },
+        { "result-ttl", required_argument, NULL, O_RESULT_TTL },
+        { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
+        { "retry-backoff", required_argument, NULL, O_BACKOFF },
+        { "retry-backoff-max", required_argument, NULL, O_BACKOFF_MAX },
+        { "standby", no_argument, NULL, O_STANDBY },
+        { "takeover", no_argument, NULL, O_TAKEOVER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 }
@@ -81,6 +112,7 @@ main (int argc, char *argv[])
         return EXIT_CONFIG;
     }
     bool print = false;
+    lock_mode_t lock_mode = LOCK_FAIL;
     optind = 1;
     opterr = 1;
     while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
@@ -96,6 +128,15 @@ main (int argc, char *argv[])
             case O_MAXMSG: name = "max_message_size"; break;
             case O_LOGLEVEL: name = "log_level"; break;
             case 'v': name = "log_level"; optarg = "debug"; break;
+            case O_DATADIR: name = "data_dir"; break;
+            case O_MEMORY: name = "data_dir"; optarg = ":memory:"; break;
+            case OPT_FSYNC: name = "fsync"; break;
+            case O_RESULT_TTL: name = "result_ttl"; break;
+            case O_DEAD_TTL: name = "dead_ttl"; break;
+            case O_BACKOFF: name = "retry_backoff"; break;
+            case O_BACKOFF_MAX: name = "retry_backoff_max"; break;
+            case O_STANDBY: lock_mode = LOCK_STANDBY; break;
+            case O_TAKEOVER: lock_mode = LOCK_TAKEOVER; break;
             case O_CONFIG: break;
             case O_PRINT: print = true; break;
             case 'h':
@@ -136,6 +177,55 @@ main (int argc, char *argv[])
     }
     log_set_level (level);
 
+    store_fsync_t fsync_policy;
+    if (store_fsync_parse (config_str (config, "fsync"), &fsync_policy)) {
+        fprintf (stderr, "emq-router: fsync '%s' is not always, everysec or off\n",
+                 config_str (config, "fsync"));
+        config_destroy (&config);
+        return EXIT_CONFIG;
+    }
+    //  The data directory: as configured, or a per-user one for a first run
+    //  without root (the default /var/lib/emq needs root to create).
+    char data_dir[4096], db_path[4200];
+    const char *configured = config_str (config, "data_dir");
+    bool memory = streq (configured, ":memory:") || streq (configured, "");
+    if (!memory && streq (configured, "/var/lib/emq") && geteuid () != 0) {
+        const char *state = getenv ("XDG_STATE_HOME");
+        const char *home = getenv ("HOME");
+        if (state && *state)
+            snprintf (data_dir, sizeof data_dir, "%s/emq", state);
+        else
+            snprintf (data_dir, sizeof data_dir, "%s/.local/state/emq", home ? home : "/tmp");
+    }
+    else
+        snprintf (data_dir, sizeof data_dir, "%s", configured);
+    lock_t *lock = NULL;
+    if (!memory) {
+        //  mkdir -p, then one router per directory.
+        for (char *p = data_dir + 1; *p; p++)
+            if (*p == '/') {
+                *p = 0;
+                mkdir (data_dir, 0700);
+                *p = '/';
+            }
+        if (mkdir (data_dir, 0700) == -1 && errno != EEXIST) {
+            fprintf (stderr, "emq-router: cannot create data directory %s: %s\n", data_dir,
+                     strerror (errno));
+            config_destroy (&config);
+            return EXIT_START;
+        }
+        lock = lock_acquire (data_dir, "emq-router", lock_mode, &zsys_interrupted, 0,
+                             err, sizeof err);
+        if (!lock) {
+            fprintf (stderr, "emq-router: %s\n", err);
+            config_destroy (&config);
+            return zsys_interrupted ? 0 : EXIT_LOCKED;
+        }
+        snprintf (db_path, sizeof db_path, "%s/emq.db", data_dir);
+    }
+    else
+        snprintf (db_path, sizeof db_path, ":memory:");
+
     router_settings_t settings = {
         .frontend = config_str (config, "frontend_listen_addr"),
         .backend = config_str (config, "backend_listen_addr"),
@@ -145,6 +235,12 @@ main (int argc, char *argv[])
         .heartbeat_timeout_ms = (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
         .heartbeat_liveness = (uint32_t) config_int (config, "heartbeat_liveness"),
         .payload_max = (size_t) config_int (config, "max_message_size"),
+        .db_path = db_path,
+        .fsync = fsync_policy,
+        .result_ttl_s = config_double (config, "result_ttl"),
+        .dead_ttl_s = config_double (config, "dead_ttl"),
+        .retry_backoff_s = config_double (config, "retry_backoff"),
+        .retry_backoff_max_s = config_double (config, "retry_backoff_max"),
     };
     if (settings.heartbeat_interval_ms < 1)
         settings.heartbeat_interval_ms = 1;
@@ -153,11 +249,14 @@ main (int argc, char *argv[])
     if (!router) {
         log_error ("router: %s", err);
         fprintf (stderr, "emq-router: %s\n", err);
+        lock_release (&lock);
         config_destroy (&config);
         return EXIT_START;
     }
     int rc = router_run (router);
     router_destroy (&router);
+    //  Released last: a router taking over starts only once we are done.
+    lock_release (&lock);
     config_destroy (&config);
     return rc;
 }

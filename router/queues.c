@@ -26,6 +26,7 @@ s_job_destroy (job_t **self_p)
     free (self->headers);
     zframe_destroy (&self->payload);
     zframe_destroy (&self->client);
+    zlistx_destroy (&self->watchers);
     free (self);
     *self_p = NULL;
 }
@@ -167,7 +168,7 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     job->client = *client_p;
     *client_p = NULL;
     job->queue = queue;
-    job->state = JOB_QUEUED;
+    job->state = JOB_PENDING;
     zhashx_insert (self->jobs, msgid, job);
     return job;
 }
@@ -178,6 +179,7 @@ queues_job_delete (queues_t *self, job_t *job)
     assert (job);
     assert (!job->waiting_handle);      // still borrowed by a waiting list
     assert (!job->peer);                // still borrowed by a peer
+    assert (!job->scheduled_handle);    // still borrowed by the schedule
     zhashx_delete (self->jobs, job->msgid);
 }
 

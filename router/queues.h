@@ -19,8 +19,10 @@ typedef struct peer_t peer_t;
 typedef struct queue_t queue_t;
 
 typedef enum {
-    JOB_QUEUED = 0,         // in its queue's waiting list
+    JOB_PENDING = 0,        // accepted, waiting for the store's commit
+    JOB_QUEUED,             // in its queue's waiting list
     JOB_RUNNING,            // dispatched to a job manager, outcome pending
+    JOB_SCHEDULED,          // delayed, or waiting out a retry's backoff
     JOB_STATE_COUNT
 } job_state_t;
 
@@ -40,6 +42,10 @@ typedef struct {
     int64_t queued_at_ms;   // monotonic, when it (re)entered the queue
     int64_t dispatched_at_ms;
     void *waiting_handle;   // zlistx handle while JOB_QUEUED
+    double run_at;          // unix seconds, while JOB_SCHEDULED
+    void *scheduled_handle; // handle in the router's scheduled list
+    zlistx_t *watchers;     // zframe_t * routing ids that FETCHed it, or NULL
+    bool cancel_requested;  // CANCEL sent to its job manager
 } job_t;
 
 struct queue_t {

@@ -14,6 +14,7 @@
 #include "router.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "log.h"
 #include "peers.h"
 #include "queues.h"
+#include "store.h"
 
 #define S_BATCH_MAX 1024        // messages handled per socket per loop turn
 
@@ -44,6 +46,11 @@ struct router_t {
     bool redispatch;            // jobs went back to queues: dispatch again
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
+    store_t *store;             // the job table (SQLite, or :memory:)
+    zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
+    zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
+    bool store_failing;         // the last commit failed (logged once)
+    uint64_t committed_batches;
 };
 
 static int64_t
@@ -119,27 +126,45 @@ s_send_simple (router_t *self, zsock_t *sock, peer_t *peer, emqp_command_t comma
 //  --------------------------------------------------------------------------
 //  Job ends and peer removal
 
-//  A job reached its end: tell the client if it asked, then forget the job.
 static void
-s_job_end (router_t *self, job_t *job, emqp_status_t status, zframe_t **value_p,
-           const char *usage)
+s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t status,
+               const void *value, size_t size, const char *usage)
 {
-    log_debug ("job %s: ended %s after %u attempt(s)", job->msgid,
-               emqp_status_name (status), job->attempt);
-    if (job->parsed.reply_requested && job->client) {
-        emqp_msg_t *result = emqp_msg_new (EMQP_RESULT);
-        if (result) {
-            result->identity = zframe_dup (job->client);
-            result->ref = strdup (job->msgid);
-            result->status = status;
-            result->payload = value_p && *value_p ? *value_p : zframe_new (NULL, 0);
-            if (value_p)
-                *value_p = NULL;
-            result->usage = strdup (usage ? usage : "");
-            char id[600];
-            s_send (self, self->frontend, &result, peers_id_of (job->client, id, sizeof id));
-        }
-    }
+    emqp_msg_t *result = emqp_msg_new (EMQP_RESULT);
+    if (!result)
+        return;
+    result->identity = zframe_dup (to);
+    result->ref = strdup (msgid);
+    result->status = status;
+    result->payload = zframe_new (value, size);
+    result->usage = strdup (usage ? usage : "");
+    char id[600];
+    s_send (self, self->frontend, &result, peers_id_of (to, id, sizeof id));
+}
+
+//  A job reached its end: record it, tell the client if it asked and
+//  whoever FETCHed it, then forget the job (its row keeps the result).
+static void
+s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status,
+           zframe_t *value, const char *usage)
+{
+    const void *data = value ? (const void *) zframe_data (value) : "";
+    size_t size = value ? zframe_size (value) : 0;
+    log_debug ("job %s: ended %s (%s) after %u attempt(s)", job->msgid,
+               store_state_name (state), emqp_status_name (status), job->attempt);
+    if (state == STORE_DEAD)
+        log_info ("job %s: dead after %u attempt(s): %s", job->msgid, job->attempt,
+                  emqp_status_name (status));
+    if (store_set_ended (self->store, job->msgid, state, emqp_status_name (status),
+                         data, size, usage, s_wall_s ()))
+        log_error ("store: %s", store_error (self->store));
+    if (job->parsed.reply_requested && job->client)
+        s_send_result (self, job->client, job->msgid, status, data, size, usage);
+    if (job->watchers)
+        for (zframe_t *watcher = (zframe_t *) zlistx_first (job->watchers); watcher;
+             watcher = (zframe_t *) zlistx_next (job->watchers))
+            if (!(job->parsed.reply_requested && job->client && zframe_eq (watcher, job->client)))
+                s_send_result (self, watcher, job->msgid, status, data, size, usage);
     queues_job_delete (self->queues, job);
 }
 
@@ -216,6 +241,8 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         job->queue->max_latency_ms = job->queue->latency_ms;
     peer->slots--;
     peer->lru_tick = ++self->tick;
+    if (store_set_dispatched (self->store, job->msgid, job->attempt, epoch))
+        log_error ("store: %s", store_error (self->store));
     log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", job->msgid,
                peer->id, epoch, job->attempt);
 
@@ -226,7 +253,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         job->queue->inflight--;
         job->queue->processed++;
         peer->processed++;
-        s_job_end (self, job, EMQP_STATUS_OK, NULL, NULL);
+        s_job_end (self, job, STORE_DONE, EMQP_STATUS_OK, NULL, NULL);
         return 0;
     }
     job->peer = peer;
@@ -302,15 +329,36 @@ s_dispatch_all (router_t *self)
 //  --------------------------------------------------------------------------
 //  Frontend: clients and schedulers
 
+//  Puts a job that waits for a time in the scheduled list (by run_at).
+static void
+s_schedule (router_t *self, job_t *job, double run_at)
+{
+    job->state = JOB_SCHEDULED;
+    job->run_at = run_at;
+    job->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+}
+
+static void
+s_unschedule (router_t *self, job_t *job)
+{
+    if (job->scheduled_handle) {
+        zlistx_detach (self->scheduled, job->scheduled_handle);
+        job->scheduled_handle = NULL;
+    }
+}
+
 static void
 s_client_request (router_t *self, emqp_msg_t *msg)
 {
     char id[600];
     peers_id_of (msg->identity, id, sizeof id);
     //  A client that retries after a lost ACK must not duplicate work.
-    if (queues_job_lookup (self->queues, msg->msgid)) {
-        log_debug ("client %s: REQUEST %s is already held, ACK again", id, msg->msgid);
-        s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+    job_t *known = queues_job_lookup (self->queues, msg->msgid);
+    if (known) {
+        log_debug ("client %s: REQUEST %s is already held", id, msg->msgid);
+        //  A job still waiting for its commit gets its ACK after it.
+        if (known->state != JOB_PENDING)
+            s_send_ack (self, self->frontend, msg->identity, msg->msgid);
         return;
     }
     headers_t parsed;
@@ -333,6 +381,30 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
+    double now = s_wall_s ();
+    double run_at = parsed.eta ? (double) parsed.eta
+                  : parsed.delay_s ? now + parsed.delay_s : 0;
+    store_row_t row = {
+        .msgid = msg->msgid, .queue = msg->queue, .headers = msg->headers,
+        .payload = zframe_data (msg->payload), .payload_size = zframe_size (msg->payload),
+        .client = zframe_data (msg->identity), .client_size = zframe_size (msg->identity),
+        .state = run_at > now ? STORE_SCHEDULED : STORE_QUEUED,
+        .retries_left = parsed.retry_count, .run_at = run_at, .created_at = now
+    };
+    bool duplicate = false;
+    if (store_insert (self->store, &row, &duplicate)) {
+        log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, id,
+                   store_error (self->store));
+        snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "STORAGE", err);
+        return;
+    }
+    if (duplicate) {
+        //  Held before and already ended: the work was done once.
+        log_debug ("client %s: REQUEST %s already ended, ACK again", id, msg->msgid);
+        s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+        return;
+    }
     zframe_t *client = zframe_dup (msg->identity);
     job_t *job = queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers,
                                  &parsed, &msg->payload, &client);
@@ -342,9 +414,56 @@ s_client_request (router_t *self, emqp_msg_t *msg)
                       "out of memory");
         return;
     }
-    s_send_ack (self, self->frontend, msg->identity, msg->msgid);
-    queue_push (queue, job, s_now_ms ());
-    s_dispatch_queue (self, queue);
+    job->run_at = run_at > now ? run_at : 0;
+    //  Not dispatched, not ACKed, until the batch is committed (s_flush).
+    zlistx_add_end (self->pending, job);
+}
+
+typedef struct {
+    router_t *self;
+    zframe_t *to;
+} s_fetch_ctx_t;
+
+static int
+s_send_stored_result (const store_row_t *row, void *arg)
+{
+    s_fetch_ctx_t *ctx = (s_fetch_ctx_t *) arg;
+    emqp_status_t status = EMQP_STATUS_FAILED;
+    if (!row->status || emqp_status_lookup (row->status, &status))
+        status = row->state == STORE_DONE ? EMQP_STATUS_OK : EMQP_STATUS_FAILED;
+    s_send_result (ctx->self, ctx->to, row->msgid, status, row->result ? row->result : "",
+                   row->result_size, row->usage);
+    return 0;
+}
+
+//  FETCH: the outcome of a job, now if it ended, else when it does.
+static void
+s_client_fetch (router_t *self, emqp_msg_t *msg)
+{
+    job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (job) {
+        if (!job->watchers) {
+            job->watchers = zlistx_new ();
+            zlistx_set_destructor (job->watchers, (czmq_destructor *) zframe_destroy);
+        }
+        for (zframe_t *w = (zframe_t *) zlistx_first (job->watchers); w;
+             w = (zframe_t *) zlistx_next (job->watchers))
+            if (zframe_eq (w, msg->identity))
+                return;
+        if (zlistx_size (job->watchers) < 64)
+            zlistx_add_end (job->watchers, zframe_dup (msg->identity));
+        return;
+    }
+    //  Not in memory: it ended (or never was). Its row has the outcome.
+    s_fetch_ctx_t ctx = { self, msg->identity };
+    int found = store_fetch (self->store, msg->ref, s_send_stored_result, &ctx);
+    if (found == 0)
+        s_send_error (self, self->frontend, msg->identity, msg->ref, "NOT_FOUND",
+                      "no such job (never submitted, or its result expired)");
+    else
+    if (found < 0)
+        s_send_error (self, self->frontend, msg->identity, msg->ref, "STORAGE",
+                      store_error (self->store));
 }
 
 static void
@@ -416,6 +535,9 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
     switch (msg->command) {
         case EMQP_REQUEST:
             s_client_request (self, msg);
+            break;
+        case EMQP_FETCH:
+            s_client_fetch (self, msg);
             break;
         case EMQP_INFORM:
             if (streq (msg->peer_type, "scheduler"))
@@ -524,6 +646,19 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     s_send_simple (self, self->backend, peer, EMQP_HEARTBEAT);
 }
 
+//  Exponential backoff with jitter: base x 2^(attempt-1), capped, then a
+//  random 50..100 % of it so that retries of a burst spread out.
+static double
+s_backoff_s (router_t *self, uint32_t attempt)
+{
+    double delay = self->settings.retry_backoff_s;
+    for (uint32_t i = 1; i < attempt && delay < self->settings.retry_backoff_max_s; i++)
+        delay *= 2;
+    if (delay > self->settings.retry_backoff_max_s)
+        delay = self->settings.retry_backoff_max_s;
+    return delay * (0.5 + 0.5 * ((double) (random () % 10001) / 10000.0));
+}
+
 //  A job manager reports the end of a job (DONE, or EventMQ's REPLY).
 static void
 s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
@@ -566,23 +701,35 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     }
     if (status == EMQP_STATUS_OK) {
         job->queue->processed++;
-        s_job_end (self, job, status, &msg->payload, msg->usage);
+        s_job_end (self, job, STORE_DONE, status, msg->payload, msg->usage);
+        return;
+    }
+    if (job->cancel_requested) {
+        s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, msg->payload,
+                   msg->usage);
         return;
     }
     if (job->retries_left > 0 && status != EMQP_STATUS_REJECTED) {
         job->retries_left--;
+        double delay = s_backoff_s (self, job->attempt);
         char shown[160];
-        log_info ("job %s: %s on attempt %u (%s), retrying; %u retr%s left", job->msgid,
-                  emqp_status_name (status), job->attempt,
+        log_info ("job %s: %s on attempt %u (%s), retry in %.2f s; %u retr%s left",
+                  job->msgid, emqp_status_name (status), job->attempt,
                   emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload),
                                   shown, sizeof shown),
-                  job->retries_left, job->retries_left == 1 ? "y" : "ies");
-        queue_push (job->queue, job, s_now_ms ());
-        self->redispatch = true;
+                  delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
+        double run_at = s_wall_s () + delay;
+        if (store_set_waiting (self->store, job->msgid, STORE_SCHEDULED, job->retries_left,
+                               run_at))
+            log_error ("store: %s", store_error (self->store));
+        s_schedule (self, job, run_at);
         return;
     }
     job->queue->failed++;
-    s_job_end (self, job, status, &msg->payload, msg->usage);
+    //  A job that had retries and used them all is dead (re-drivable); one
+    //  that asked for none simply failed. Both keep their error.
+    s_job_end (self, job, job->parsed.retry_count > 0 ? STORE_DEAD : STORE_FAILED,
+               status, msg->payload, msg->usage);
 }
 
 static void
@@ -662,6 +809,134 @@ s_admin_reply (router_t *self, emqp_msg_t *request, char *json)
     s_send (self, self->admin, &reply, peers_id_of (request->identity, id, sizeof id));
 }
 
+//  CANCEL: a waiting job ends at once; a running one is killed by its job
+//  manager and ends when it reports (DONE).
+static void
+s_admin_cancel (router_t *self, emqp_msg_t *msg)
+{
+    job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (!job) {
+        s_send_error (self, self->admin, msg->identity, msg->ref, "NOT_FOUND",
+                      "no such job waiting or running (it may have ended)");
+        return;
+    }
+    switch (job->state) {
+        case JOB_QUEUED:
+        case JOB_SCHEDULED:
+            queue_unlink (job->queue, job);
+            s_unschedule (self, job);
+            log_info ("job %s: cancelled while %s", job->msgid,
+                      job->state == JOB_QUEUED ? "queued" : "scheduled");
+            s_send_ack (self, self->admin, msg->identity, msg->msgid);
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+            break;
+        case JOB_RUNNING:
+            if (!job->peer || !job->peer->emq) {
+                s_send_error (self, self->admin, msg->identity, msg->ref, "NOT_ALLOWED",
+                              "the job runs on an EventMQ job manager, which cannot cancel");
+                break;
+            }
+            emqp_msg_t *cancel = emqp_msg_new (EMQP_CANCEL);
+            cancel->identity = zframe_dup (job->peer->identity);
+            cancel->ref = strdup (job->msgid);
+            cancel->epoch = job->epoch;
+            if (s_send (self, self->backend, &cancel, job->peer->id)) {
+                s_send_error (self, self->admin, msg->identity, msg->ref, "UNREACHABLE",
+                              "the job manager running the job cannot be reached");
+                break;
+            }
+            job->cancel_requested = true;
+            log_info ("job %s: cancel sent to %s", job->msgid, job->peer->id);
+            s_send_ack (self, self->admin, msg->identity, msg->msgid);
+            break;
+        default:
+            s_send_error (self, self->admin, msg->identity, msg->ref, "BUSY",
+                          "the job is being stored; try again");
+    }
+}
+
+static int
+s_dead_json (const store_row_t *row, void *arg)
+{
+    json_t *list = (json_t *) arg;
+    json_t *item = json_object ();
+    json_object_set_new (item, "msgid", json_string (row->msgid));
+    json_object_set_new (item, "queue", json_string (row->queue));
+    json_object_set_new (item, "attempts", json_integer (row->attempt));
+    json_object_set_new (item, "status", json_string (row->status ? row->status : ""));
+    char shown[512];
+    emqp_printable (row->result ? row->result : "", row->result_size, shown, sizeof shown);
+    json_object_set_new (item, "error", json_string (shown));
+    json_object_set_new (item, "created_at", json_real (row->created_at));
+    json_object_set_new (item, "ended_at", json_real (row->ended_at));
+    json_array_append_new (list, item);
+    return 0;
+}
+
+//  Brings a dead job back into its queue with its retries restored.
+static int
+s_dead_revive (const store_row_t *row, void *arg)
+{
+    router_t *self = (router_t *) arg;
+    if (row->state != STORE_DEAD || queues_job_lookup (self->queues, row->msgid))
+        return 0;
+    headers_t parsed;
+    char err[256];
+    if (headers_parse (row->headers, &parsed, err, sizeof err))
+        memset (&parsed, 0, sizeof parsed);
+    zframe_t *payload = zframe_new (row->payload, row->payload_size);
+    zframe_t *client = row->client_size ? zframe_new (row->client, row->client_size) : NULL;
+    job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
+                                 &parsed, &payload, &client);
+    zframe_destroy (&payload);
+    zframe_destroy (&client);
+    if (!job)
+        return -1;
+    job->attempt = row->attempt;
+    if (store_set_waiting (self->store, job->msgid, STORE_QUEUED, job->retries_left, 0))
+        log_error ("store: %s", store_error (self->store));
+    queue_push (job->queue, job, s_now_ms ());
+    self->redispatch = true;
+    log_info ("job %s: dead job queued again", job->msgid);
+    return 0;
+}
+
+static void
+s_admin_dead (router_t *self, emqp_msg_t *msg)
+{
+    json_t *reply = json_object ();
+    if (msg->command == EMQP_DEAD_LIST) {
+        json_t *list = json_array ();
+        if (store_list_dead (self->store, 1000, s_dead_json, list) < 0) {
+            json_decref (list);
+            json_decref (reply);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "STORAGE",
+                          store_error (self->store));
+            return;
+        }
+        json_object_set_new (reply, "dead", list);
+        json_object_set_new (reply, "total", json_integer (store_count (self->store, STORE_DEAD)));
+    }
+    else
+    if (msg->command == EMQP_DEAD_RETRY) {
+        size_t before = queues_job_count (self->queues);
+        int rc = streq (msg->ref, "*")
+               ? store_list_dead (self->store, 0, s_dead_revive, self)
+               : store_fetch (self->store, msg->ref, s_dead_revive, self);
+        json_object_set_new (reply, "retried",
+                             json_integer ((json_int_t) (queues_job_count (self->queues) - before)));
+        if (rc < 0)
+            json_object_set_new (reply, "error", json_string (store_error (self->store)));
+    }
+    else {
+        int purged = store_purge_dead (self->store);
+        json_object_set_new (reply, "purged", json_integer (purged < 0 ? 0 : purged));
+        log_info ("admin: %d dead job(s) purged", purged < 0 ? 0 : purged);
+    }
+    s_admin_reply (self, msg, json_dumps (reply, JSON_COMPACT));
+    json_decref (reply);
+}
+
 static void
 s_admin_message (router_t *self, emqp_msg_t *msg)
 {
@@ -670,7 +945,20 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
     int64_t now = s_now_ms ();
     switch (msg->command) {
         case EMQP_STATUS:
-            s_admin_reply (self, msg, admin_status_json (self->queues, self->job_managers));
+            {
+                bool memory = store_is_memory (self->store);
+                static const char *fsync_names[] = { "always", "everysec", "off" };
+                admin_storage_t storage = {
+                    .kind = memory ? "memory" : "sqlite",
+                    .path = memory ? NULL : self->settings.db_path,
+                    .fsync = fsync_names[self->settings.fsync],
+                    .dead = store_count (self->store, STORE_DEAD),
+                    .scheduled = zlistx_size (self->scheduled),
+                    .failing = self->store_failing,
+                };
+                s_admin_reply (self, msg, admin_status_json (self->queues, self->job_managers,
+                                                             &storage));
+            }
             break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
@@ -682,6 +970,14 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             log_info ("admin %s: DISCONNECT, shutting down", id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             self->stopping = true;
+            break;
+        case EMQP_CANCEL:
+            s_admin_cancel (self, msg);
+            break;
+        case EMQP_DEAD_LIST:
+        case EMQP_DEAD_RETRY:
+        case EMQP_DEAD_PURGE:
+            s_admin_dead (self, msg);
             break;
         case EMQP_HELLO:
         case EMQP_HEARTBEAT:
@@ -699,6 +995,61 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
 
 //  --------------------------------------------------------------------------
 //  Loop
+
+//  The end of a loop turn: commit the batch, then ACK (or refuse) the jobs
+//  it accepted, then dispatch, then commit the dispatches. Acknowledged
+//  means kept: no ACK leaves before its job's row is committed.
+static void
+s_flush (router_t *self)
+{
+    if (zlistx_size (self->pending) > 0 || store_in_transaction (self->store)) {
+        int rc = store_commit (self->store);
+        bool guarantee = false;
+        for (job_t *job = (job_t *) zlistx_first (self->pending); job;
+             job = (job_t *) zlistx_next (self->pending))
+            guarantee = guarantee || job->parsed.guarantee;
+        if (rc == 0 && guarantee && self->settings.fsync != STORE_FSYNC_ALWAYS
+        &&  store_sync (self->store))
+            log_warning ("store: guarantee sync failed: %s", store_error (self->store));
+        if (rc == 0) {
+            self->committed_batches++;
+            if (self->store_failing)
+                log_info ("store: writing again; accepting jobs");
+            self->store_failing = false;
+        }
+        else
+        if (!self->store_failing) {
+            log_error ("store: commit failed, refusing new jobs until it works: %s",
+                       store_error (self->store));
+            self->store_failing = true;
+        }
+        job_t *job;
+        int64_t now = s_now_ms ();
+        while ((job = (job_t *) zlistx_first (self->pending))) {
+            zlistx_detach_cur (self->pending);
+            if (rc == 0) {
+                s_send_ack (self, self->frontend, job->client, job->msgid);
+                if (job->run_at > 0)
+                    s_schedule (self, job, job->run_at);
+                else {
+                    queue_push (job->queue, job, now);
+                    self->redispatch = true;
+                }
+            }
+            else {
+                char err[300];
+                snprintf (err, sizeof err, "the router cannot store jobs: %s",
+                          store_error (self->store));
+                s_send_error (self, self->frontend, job->client, job->msgid, "STORAGE", err);
+                queues_job_delete (self->queues, job);
+            }
+        }
+    }
+    if (self->redispatch)
+        s_dispatch_all (self);
+    if (store_in_transaction (self->store) && store_commit (self->store))
+        log_error ("store: %s", store_error (self->store));
+}
 
 typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
 
@@ -729,8 +1080,7 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
         }
         handler (self, msg);
     }
-    if (self->redispatch)
-        s_dispatch_all (self);
+    s_flush (self);
 }
 
 static int
@@ -790,8 +1140,82 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     router_t *self = (router_t *) arg;
     s_heartbeat_peers (self, self->job_managers, self->backend);
     s_heartbeat_peers (self, self->schedulers, self->frontend);
-    if (self->redispatch)
-        s_dispatch_all (self);
+    s_flush (self);
+    return 0;
+}
+
+//  Scheduled jobs whose time came join their queues.
+static int
+s_on_schedule (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    double now = s_wall_s ();
+    job_t *job;
+    while ((job = (job_t *) zlistx_first (self->scheduled)) && job->run_at <= now) {
+        zlistx_detach_cur (self->scheduled);
+        job->scheduled_handle = NULL;
+        job->run_at = 0;
+        queue_push (job->queue, job, s_now_ms ());
+        self->redispatch = true;
+    }
+    s_flush (self);
+    return 0;
+}
+
+//  Housekeeping: results and dead jobs past their retention; the WAL to
+//  disk each second under the everysec policy.
+static int
+s_on_second (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    static int ticks;
+    if (++ticks % 10 == 1) {
+        int expired = store_expire (self->store, s_wall_s (), self->settings.result_ttl_s,
+                                    self->settings.dead_ttl_s);
+        if (expired > 0)
+            log_info ("store: %d ended job(s) expired", expired);
+    }
+    s_flush (self);
+    if (self->settings.fsync == STORE_FSYNC_EVERYSEC && store_sync (self->store))
+        log_warning ("store: %s", store_error (self->store));
+    return 0;
+}
+
+static int
+s_compare_run_at (const void *a, const void *b)
+{
+    double ra = ((const job_t *) a)->run_at, rb = ((const job_t *) b)->run_at;
+    return ra < rb ? -1 : ra > rb ? 1 : 0;
+}
+
+//  Rebuilds the in-memory queues from the store. Jobs that were running
+//  when the router stopped go back to their queues (at-least-once).
+static int
+s_load_row (const store_row_t *row, void *arg)
+{
+    router_t *self = (router_t *) arg;
+    headers_t parsed;
+    char err[256];
+    if (headers_parse (row->headers, &parsed, err, sizeof err))
+        memset (&parsed, 0, sizeof parsed);
+    zframe_t *payload = zframe_new (row->payload, row->payload_size);
+    zframe_t *client = row->client_size ? zframe_new (row->client, row->client_size) : NULL;
+    job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
+                                 &parsed, &payload, &client);
+    zframe_destroy (&payload);
+    zframe_destroy (&client);
+    if (!job)
+        return -1;
+    job->attempt = row->attempt;
+    job->retries_left = row->retries_left;
+    if (row->state == STORE_SCHEDULED && row->run_at > 0)
+        s_schedule (self, job, row->run_at);
+    else
+        queue_push (job->queue, job, s_now_ms ());
     return 0;
 }
 
@@ -829,6 +1253,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->settings.frontend = NULL;
     self->settings.backend = NULL;
     self->settings.admin = NULL;
+    //  Copies: the caller's strings need not outlive us.
+    self->settings.db_path = strdup (settings->db_path ? settings->db_path : ":memory:");
     self->limits.payload_max = settings->payload_max;
     //  Epochs start at the wall clock in microseconds so that a restarted
     //  router never reuses a fencing token of its previous life.
@@ -839,10 +1265,25 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->job_managers = peers_new ();
     self->schedulers = peers_new ();
     self->loop = zloop_new ();
-    if (!self->queues || !self->job_managers || !self->schedulers || !self->loop) {
+    self->pending = zlistx_new ();
+    self->scheduled = zlistx_new ();
+    if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
+    ||  !self->pending || !self->scheduled) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
+    zlistx_set_comparator (self->scheduled, s_compare_run_at);
+    self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
+    if (!self->store)
+        goto fail;
+    if (store_load (self->store, s_load_row, self)) {
+        snprintf (err, errlen, "cannot load jobs: %s", store_error (self->store));
+        goto fail;
+    }
+    if (queues_job_count (self->queues))
+        log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
+                  queues_job_count (self->queues), self->settings.db_path,
+                  zlistx_size (self->scheduled));
     if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
     ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
     ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
@@ -851,8 +1292,11 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zloop_reader (self->loop, self->backend, s_on_backend, self);
     zloop_reader (self->loop, self->admin, s_on_admin, self);
     zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
-    log_info ("router: listening frontend=%s backend=%s admin=%s", settings->frontend,
-              settings->backend, settings->admin);
+    zloop_timer (self->loop, 50, 0, s_on_schedule, self);
+    zloop_timer (self->loop, 1000, 0, s_on_second, self);
+    log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s", settings->frontend,
+              settings->backend, settings->admin,
+              store_is_memory (self->store) ? "memory" : self->settings.db_path);
     return self;
 fail:
     router_destroy (&self);
@@ -880,9 +1324,19 @@ router_destroy (router_t **self_p)
         }
         zlistx_destroy (&list);
     }
+    //  Borrowing lists go before the owner of the jobs.
+    if (self->scheduled) {
+        for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
+             job = (job_t *) zlistx_next (self->scheduled))
+            job->scheduled_handle = NULL;
+        zlistx_destroy (&self->scheduled);
+    }
+    zlistx_destroy (&self->pending);
     peers_destroy (&self->job_managers);
     peers_destroy (&self->schedulers);
     queues_destroy (&self->queues);
+    store_close (&self->store);
+    free ((char *) self->settings.db_path);
     free (self);
     *self_p = NULL;
 }
@@ -902,9 +1356,14 @@ router_run (router_t *self)
 {
     assert (self);
     zloop_start (self->loop);
-    size_t waiting = queues_job_count (self->queues);
-    log_info ("router: stopping (%s); %zu job(s) held in memory are dropped",
-              self->stopping ? "admin DISCONNECT" : "signal", waiting);
+    s_flush (self);
+    size_t held = queues_job_count (self->queues);
+    if (store_is_memory (self->store))
+        log_info ("router: stopping (%s); %zu unfinished job(s) held in memory are dropped",
+                  self->stopping ? "admin DISCONNECT" : "signal", held);
+    else
+        log_info ("router: stopping (%s); %zu unfinished job(s) kept in the store",
+                  self->stopping ? "admin DISCONNECT" : "signal", held);
     s_kbye_all (self, self->job_managers, self->backend);
     s_kbye_all (self, self->schedulers, self->frontend);
     return 0;
@@ -1027,6 +1486,8 @@ router_test (bool verbose)
         .heartbeat_timeout_ms = 5000,
         .heartbeat_liveness = 3,
         .payload_max = 1024,
+        .retry_backoff_s = 0.01,
+        .retry_backoff_max_s = 0.02,
     };
     zactor_t *actor = zactor_new (s_test_actor, &settings);
     CHECK (actor != NULL);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store.h"
+
 typedef struct {
     const char *frontend;           // bind address for clients/schedulers
     const char *backend;            // bind address for job managers
@@ -18,16 +20,23 @@ typedef struct {
     int64_t heartbeat_timeout_ms;   // silence counted as one miss
     uint32_t heartbeat_liveness;    // misses before a peer is declared dead
     size_t payload_max;             // largest payload frame accepted
+    const char *db_path;            // SQLite file, or ":memory:"
+    store_fsync_t fsync;            // what a commit waits for
+    double result_ttl_s;            // ended jobs' results are kept this long
+    double dead_ttl_s;              // dead jobs are kept this long
+    double retry_backoff_s;         // first retry's delay; doubles each time
+    double retry_backoff_max_s;     // cap on a retry's delay
 } router_settings_t;
 
 typedef struct router_t router_t;
 
-//  Binds the three sockets. Returns NULL with the reason in err.
+//  Opens the store, loads the jobs it holds (running ones go back to their
+//  queues), binds the three sockets. Returns NULL with the reason in err.
 router_t *router_new (const router_settings_t *settings, char *err, size_t errlen);
 void router_destroy (router_t **self_p);
 
-//  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then says KBYE to every
-//  peer. Returns 0.
+//  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then commits what is
+//  pending and says KBYE to every peer. Returns 0.
 int router_run (router_t *self);
 
 void router_test (bool verbose);

@@ -18,6 +18,8 @@
 #include "router/queues.h"
 #include "router/peers.h"
 #include "router/router.h"
+#include "router/store.h"
+#include "router/lock.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
 #include "worker/command.h"
@@ -51,6 +53,8 @@ static const s_test_t s_tests[] = {
     { "emq_client", emq_client_test },
     { "queues",  queues_test },
     { "peers",   peers_test },
+    { "store",   store_test },
+    { "lock",    lock_test },
     { "router",  router_test },
     { "wire",    wire_test },
     { "plugin",  plugin_test },
