@@ -11,6 +11,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -244,6 +245,9 @@ main (int argc, char *argv[])
     };
     if (settings.heartbeat_interval_ms < 1)
         settings.heartbeat_interval_ms = 1;
+    //  A file size limit must show as a write error (refused jobs), not kill
+    //  the router.
+    signal (SIGXFSZ, SIG_IGN);
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
     router_t *router = router_new (&settings, err, sizeof err);
     if (!router) {
