@@ -1687,6 +1687,38 @@ test_router_restart (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  20. Acknowledged means kept: a router killed with SIGKILL loses nothing
+
+static void
+test_router_crash (h_test_t *t)
+{
+    pid_t router = h_router (t, "router", NULL);
+    emq_client_t *client = s_client (t);
+    char msgids[3][37];
+    const char *words[] = { "\"kept\"", "\"safe\"", "\"sound\"" };
+    const char *upper[] = { "\"KEPT\"", "\"SAFE\"", "\"SOUND\"" };
+    for (int i = 0; i < 3; i++)
+        h_submit_run (client, NULL, "upper", words[i], 0, msgids[i]);
+    CHECK_INT (s_status_int (t, "queues", "default", "waiting"), ==, 3);
+
+    h_kill (t, router, SIGKILL, false);
+    CHECK (h_proc_wait (t, router, 5000, NULL));
+    h_router (t, "router2", NULL);
+    CHECK_WAIT (s_status_int (t, "queues", "default", "waiting") == 3, 3000);
+
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    CHECK_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 3, 15000);
+    CHECK_INT (s_status_int (t, "queues", "default", "waiting"), ==, 0);
+    //  The results still reach the client that asked (same identity).
+    for (int i = 0; i < 3; i++) {
+        char *text = s_expect_ok (t, client, msgids[i], 5000);
+        CHECK_STR_EQ (text, upper[i]);
+        free (text);
+    }
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
 
 static const h_testdef_t s_tests[] = {
     { "roundtrip", test_roundtrip, "exec and run jobs via emq-cli and libemq" },
@@ -1708,6 +1740,7 @@ static const h_testdef_t s_tests[] = {
     { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
     { "cli", test_cli, "emq-cli exit codes, msgid output, JSON views" },
     { "jm_signals", test_jm_signals, "SIGUSR1 logs status, SIGHUP reloads; jm keeps serving" },
+    { "router_crash", test_router_crash, "SIGKILLed router restarts with its acknowledged jobs" },
 };
 
 int
