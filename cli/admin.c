@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  Renders a JSON value for a table cell into buf; NULL (missing) is "-".
+//  Renders a JSON value for a table cell into buf and returns buf; NULL
+//  (missing) and null are "-".
 static const char *
 s_cell (json_t *value, char *buf, size_t buflen)
 {
     if (!value || json_is_null (value))
-        return "-";
+        snprintf (buf, buflen, "-");
+    else
     if (json_is_integer (value))
         snprintf (buf, buflen, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
     else
