@@ -331,8 +331,8 @@ cli_workers (cli_t *cli, int argc, char **argv)
     int count = s_union_keys (maps, 1, &ids);
     output_table_t *table = output_table_new ("JOB MANAGER", "QUEUES", "FREE SLOTS",
                                               "LAST HEARTBEAT", "IN FLIGHT", "PROCESSED",
-                                              "REQUESTS", "READY SENT", "WORKER PIDS:JOBS",
-                                              NULL);
+                                              "REQUESTS", "READY SENT", "STATE",
+                                              "WORKERS (idle)", "WORKER PIDS:JOBS", NULL);
     if (count < 0 || !table) {
         free (ids);
         output_table_destroy (&table);
@@ -346,19 +346,26 @@ cli_workers (cli_t *cli, int argc, char **argv)
         json_t *jm = s_get (workers, ids[i]);
         json_t *stats = s_get (jm, "stats");
         char queues[512], slots[64], hb[64], inflight[64], processed[64];
-        char requests[64], ready[64], pids[1024];
+        char requests[64], ready[64], pids[1024], state[64], workers_n[64], idle[64];
+        char pool[160];
         s_queue_list (s_get (jm, "queues"), queues, sizeof queues);
         s_heartbeat_age (s_get (jm, "hb"), hb, sizeof hb);
         json_t *in_flight = s_get (jm, "inflight") ? s_get (jm, "inflight")
                                                    : s_get (stats, "jobs_in_flight");
         s_pid_list (s_get (stats, "pid_distribution"), pids, sizeof pids);
+        s_cell (s_get (stats, "workers"), workers_n, sizeof workers_n);
+        s_cell (s_get (stats, "idle_workers"), idle, sizeof idle);
+        if (streq (idle, "-"))
+            snprintf (pool, sizeof pool, "%s", workers_n);
+        else
+            snprintf (pool, sizeof pool, "%s (%s)", workers_n, idle);
         output_table_add (table, ids[i], queues,
                           s_cell (s_get (jm, "available_slots"), slots, sizeof slots), hb,
                           s_count (in_flight, inflight, sizeof inflight),
                           s_cell (s_get (jm, "processed"), processed, sizeof processed),
                           s_cell (s_get (stats, "total_requests"), requests, sizeof requests),
                           s_cell (s_get (stats, "total_ready_sent"), ready, sizeof ready),
-                          pids);
+                          s_cell (s_get (stats, "state"), state, sizeof state), pool, pids);
     }
     free (ids);
     if (output_table_rows (table))
