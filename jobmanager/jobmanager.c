@@ -532,10 +532,18 @@ s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg)
         if (rc == 0)
             break;
         if (rc < 0) {
-            if (rc == -1 && streq (err, "end of file") && worker->state != POOL_BUSY)
-                s_worker_close (self, worker);      // leaving; reaped soon
+            if (rc == -1 && streq (err, "end of file")) {
+                //  The worker is exiting (or died): its exit status, when we
+                //  reap it, says why; a busy one's job is reported then.
+                log_debug ("jobmanager %s: worker %d closed its pipe", s_id (self),
+                           (int) worker->pid);
+                if (worker->state == POOL_IDLE && !worker->retiring
+                &&  self->state == S_ACTIVE && !self->draining)
+                    self->ready_debt++;     // its slot was announced
+                s_worker_close (self, worker);
+            }
             else
-                s_worker_broken (self, worker, rc == -2 ? err : err);
+                s_worker_broken (self, worker, err);
             break;
         }
         if (msg->type == WIRE_OUTCOME)
