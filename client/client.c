@@ -39,13 +39,13 @@ struct emq_client {
 static const char *s_error_names[] = {
     "ok", "invalid argument", "router unreachable", "timed out",
     "rejected by router", "job failed", "job timed out", "protocol error",
-    "out of memory", "system error"
+    "out of memory", "system error", "no such job"
 };
 
 const char *
 emq_strerror (int code)
 {
-    if (code > 0 || code < EMQ_ERR_SYSTEM)
+    if (code > 0 || code < EMQ_ERR_NOT_FOUND)
         return "unknown error";
     return s_error_names[-code];
 }
@@ -60,6 +60,7 @@ emq_job_status_name (emq_job_status_t status)
         case EMQ_JOB_TIMEOUT: return "timeout";
         case EMQ_JOB_CRASHED: return "crashed";
         case EMQ_JOB_REJECTED: return "rejected";
+        case EMQ_JOB_CANCELLED: return "cancelled";
     }
     return "unknown";
 }
@@ -352,6 +353,7 @@ s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
                 case EMQP_STATUS_FAILED: event->status = EMQ_JOB_FAILED; break;
                 case EMQP_STATUS_TIMEOUT: event->status = EMQ_JOB_TIMEOUT; break;
                 case EMQP_STATUS_CRASHED: event->status = EMQ_JOB_CRASHED; break;
+                case EMQP_STATUS_CANCELLED: event->status = EMQ_JOB_CANCELLED; break;
                 default: event->status = EMQ_JOB_REJECTED; break;
             }
             if (msg->payload) {
@@ -390,6 +392,8 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
         headers.reply_requested = opts->reply;
         headers.retry_count = opts->retries;
         headers.timeout_s = opts->timeout_s;
+        headers.delay_s = opts->delay_s;
+        headers.eta = opts->eta;
     }
     char text[EMQP_HEADERS_MAX + 1];
     int len = headers_format (&headers, text, sizeof text);
@@ -504,9 +508,12 @@ static int
 s_outcome (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
 {
     s_fill_event (self, msg, event);
+    //  NOT_FOUND only answers FETCH: the router has no such job (any more).
     if (event->type == EMQ_EVENT_ERROR)
-        return s_error (self, EMQ_ERR_REJECTED, "%s: %.*s", event->code,
-                        (int) event->size, (const char *) event->data);
+        return s_error (self, streq (event->code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND
+                                                               : EMQ_ERR_REJECTED,
+                        "%s: %.*s", event->code, (int) event->size,
+                        (const char *) event->data);
     switch (event->status) {
         case EMQ_JOB_OK:
             return 0;
@@ -564,6 +571,54 @@ emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
             return s_error (self, EMQ_ERR_NOMEM, "out of memory");
         }
     }
+}
+
+//  True if an outcome (RESULT or ERROR) for msgid is kept in self->events.
+static bool
+s_has_outcome (emq_client_t *self, const char *msgid)
+{
+    for (emqp_msg_t *item = zlistx_first (self->events); item;
+         item = zlistx_next (self->events))
+        if (s_is_about (item, EMQP_RESULT, msgid) || s_is_about (item, EMQP_ERROR, msgid))
+            return true;
+    return false;
+}
+
+int
+emq_fetch (emq_client_t *self, const char *msgid)
+{
+    assert (self);
+    if (!msgid || !*msgid || strlen (msgid) > EMQP_MSGID_MAX)
+        return s_error (self, EMQ_ERR_INVALID, "msgid must be 1..%d bytes", EMQP_MSGID_MAX);
+    emqp_msg_t *msg = emqp_msg_new (EMQP_FETCH);
+    char id[37];
+    emqp_msgid_new (id);
+    if (msg) {
+        msg->msgid = strdup (id);
+        msg->ref = strdup (msgid);
+    }
+    if (!msg || !msg->msgid || !msg->ref) {
+        emqp_msg_destroy (&msg);
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    }
+    return s_send (self->sock, &msg, self->endpoint, s_deadline (self->connect_timeout_ms),
+                   self->last_error, sizeof self->last_error);
+}
+
+int
+emq_result (emq_client_t *self, const char *msgid, int timeout_ms, emq_event_t *event)
+{
+    assert (self && event);
+    if (!msgid || !*msgid)
+        return s_error (self, EMQ_ERR_INVALID, "no msgid");
+    //  A result that came already (the job was ours, with reply set) is the
+    //  answer; asking again would only leave a second copy behind.
+    if (!s_has_outcome (self, msgid)) {
+        int rc = emq_fetch (self, msgid);
+        if (rc)
+            return rc;
+    }
+    return emq_wait_result (self, msgid, timeout_ms, event);
 }
 
 //  --------------------------------------------------------------------------
@@ -624,21 +679,44 @@ s_admin_fail (char **reply_out, int code, const char *reason)
     return code;
 }
 
-int
-emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_out)
+//  The admin commands libemq sends, what each takes and how it is answered.
+typedef struct {
+    emqp_command_t command;
+    bool takes_ref;             // a job msgid (or "*") follows
+    bool acked;                 // answered with ACK (else REPLY)
+} s_admin_command_t;
+
+static const s_admin_command_t s_admin_commands[] = {
+    { EMQP_STATUS, false, false },
+    { EMQP_ROUTER_SHOW_WORKERS, false, false },
+    { EMQP_ROUTER_SHOW_SCHEDULERS, false, false },
+    { EMQP_DISCONNECT, false, true },
+    { EMQP_DEAD_LIST, false, false },
+    { EMQP_DEAD_PURGE, false, false },
+    { EMQP_CANCEL, true, true },
+    { EMQP_DEAD_RETRY, true, false },
+};
+
+static const s_admin_command_t *
+s_admin_command_lookup (const char *name)
 {
-    assert (reply_out);
-    *reply_out = NULL;
+    emqp_command_t cmd = name ? emqp_command_lookup (name) : EMQP_INVALID;
+    for (size_t i = 0; i < sizeof s_admin_commands / sizeof s_admin_commands[0]; i++)
+        if (s_admin_commands[i].command == cmd)
+            return &s_admin_commands[i];
+    return NULL;
+}
+
+//  One admin request on a fresh DEALER, its answer in *reply_out. The
+//  socket is ours alone, so the first ACK, REPLY or ERROR is the answer.
+static int
+s_admin_call (const char *addr, const s_admin_command_t *command, const char *ref,
+              int timeout_ms, char **reply_out)
+{
     if (!addr || !*addr)
         addr = getenv ("EMQ_ADMIN_ADDR");
     if (!addr || !*addr)
         addr = EMQ_DEFAULT_ADMIN;
-    emqp_command_t cmd = command ? emqp_command_lookup (command) : EMQP_INVALID;
-    if (cmd != EMQP_STATUS && cmd != EMQP_ROUTER_SHOW_WORKERS
-    &&  cmd != EMQP_ROUTER_SHOW_SCHEDULERS && cmd != EMQP_DISCONNECT)
-        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
-                             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
-                             "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
     char err[512];
     zsock_t *sock = s_socket_new (addr, "admin-");
     if (!sock) {
@@ -650,10 +728,13 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
     char uuid[37], msgid[44];
     emqp_msgid_new (uuid);
     snprintf (msgid, sizeof msgid, "admin:%s", uuid);
-    emqp_msg_t *msg = emqp_msg_new (cmd);
-    if (msg)
+    emqp_msg_t *msg = emqp_msg_new (command->command);
+    if (msg) {
         msg->msgid = strdup (msgid);
-    if (!msg || !msg->msgid) {
+        if (command->takes_ref)
+            msg->ref = strdup (ref);
+    }
+    if (!msg || !msg->msgid || (command->takes_ref && !msg->ref)) {
         emqp_msg_destroy (&msg);
         zsock_destroy (&sock);
         return s_admin_fail (reply_out, EMQ_ERR_NOMEM, "out of memory");
@@ -669,7 +750,7 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
         }
         if (rc)
             break;
-        if (msg->command == EMQP_REPLY && cmd != EMQP_DISCONNECT) {
+        if (msg->command == EMQP_REPLY && !command->acked) {
             size_t size = msg->payload ? zframe_size (msg->payload) : 0;
             *reply_out = malloc (size + 1);
             if (*reply_out) {
@@ -682,7 +763,7 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
             emqp_msg_destroy (&msg);
             break;
         }
-        if (msg->command == EMQP_ACK && cmd == EMQP_DISCONNECT) {
+        if (msg->command == EMQP_ACK && command->acked) {
             *reply_out = strdup (msg->ref);
             rc = *reply_out ? 0 : EMQ_ERR_NOMEM;
             emqp_msg_destroy (&msg);
@@ -690,8 +771,9 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
         }
         if (msg->command == EMQP_ERROR) {
             snprintf (err, sizeof err, "%s: %s", msg->error_code, msg->error_text);
+            rc = streq (msg->error_code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND
+                                                      : EMQ_ERR_REJECTED;
             emqp_msg_destroy (&msg);
-            rc = EMQ_ERR_REJECTED;
             break;
         }
         //  HEARTBEAT and the like: not our answer, keep waiting.
@@ -703,4 +785,37 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
     if (rc)
         return s_admin_fail (reply_out, rc, err);
     return 0;
+}
+
+int
+emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_out)
+{
+    assert (reply_out);
+    *reply_out = NULL;
+    const s_admin_command_t *cmd = s_admin_command_lookup (command);
+    if (!cmd || cmd->takes_ref)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
+                             "ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST or DEAD_PURGE)");
+    return s_admin_call (addr, cmd, NULL, timeout_ms, reply_out);
+}
+
+int
+emq_admin_job (const char *addr, const char *command, const char *ref, int timeout_ms,
+               char **reply_out)
+{
+    assert (reply_out);
+    *reply_out = NULL;
+    const s_admin_command_t *cmd = s_admin_command_lookup (command);
+    if (!cmd)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "unknown admin command (expected CANCEL, DEAD_RETRY, "
+                             "DEAD_LIST, DEAD_PURGE, STATUS, ROUTER_SHOW_WORKERS, "
+                             "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
+    if (cmd->takes_ref && (!ref || !*ref || strlen (ref) > EMQP_MSGID_MAX))
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID, "a job msgid of 1..128 bytes "
+                                                         "is needed");
+    if (!cmd->takes_ref && ref)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID, "this command names no job");
+    return s_admin_call (addr, cmd, ref, timeout_ms, reply_out);
 }

@@ -47,7 +47,9 @@ typedef enum {
     EMQ_ERR_JOB_TIMEOUT = -6,   // the job was killed after its timeout
     EMQ_ERR_PROTOCOL = -7,      // the router sent something we cannot read
     EMQ_ERR_NOMEM = -8,
-    EMQ_ERR_SYSTEM = -9         // a system call failed (see last error)
+    EMQ_ERR_SYSTEM = -9,        // a system call failed (see last error)
+    EMQ_ERR_NOT_FOUND = -10     // the router knows no such job (FETCH, CANCEL):
+                                // never submitted, or its result expired
 } emq_error_t;
 
 typedef struct emq_client emq_client_t;
@@ -58,6 +60,9 @@ typedef struct {
     uint32_t retries;           // retry-count:N
     uint32_t timeout_s;         // timeout:N, 0 = none
     const char *extra_headers;  // appended verbatim (e.g. "guarantee"), or NULL
+    uint32_t delay_s;           // delay:N, keep the job scheduled N s; 0 = none
+    uint32_t eta;               // eta:UNIX_TS, keep it scheduled until then
+                                // (wall clock, seconds); 0 = none
 } emq_submit_opts_t;
 
 typedef enum {
@@ -71,7 +76,8 @@ typedef enum {
     EMQ_JOB_FAILED,
     EMQ_JOB_TIMEOUT,
     EMQ_JOB_CRASHED,
-    EMQ_JOB_REJECTED
+    EMQ_JOB_REJECTED,
+    EMQ_JOB_CANCELLED           // cancelled (emq-cli cancel) while running
 } emq_job_status_t;
 
 typedef struct {
@@ -90,7 +96,8 @@ typedef struct {
 
 //  Names an error code ("router unreachable").
 const char *emq_strerror (int code);
-//  Names a job status: "ok", "failed", "timeout", "crashed", "rejected".
+//  Names a job status: "ok", "failed", "timeout", "crashed", "rejected",
+//  "cancelled".
 const char *emq_job_status_name (emq_job_status_t status);
 
 //  Connects to addr, or to $EMQ_BROKER_ADDR, or to EMQ_DEFAULT_FRONTEND.
@@ -135,16 +142,38 @@ int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
 //  call), or EMQ_ERR_TIMEOUT when nothing came.
 int emq_poll (emq_client_t *self, int timeout_ms, emq_event_t *event);
 
-//  Waits up to timeout_ms (-1 = forever) for the RESULT of msgid (which
-//  must have been submitted with reply set); events for other jobs that
-//  arrive meanwhile are kept for emq_poll, and msgid's own ACK is consumed.
-//  Returns 0 (job succeeded), EMQ_ERR_JOB_FAILED (failed, crashed or
-//  refused by the job manager: see event->status), EMQ_ERR_JOB_TIMEOUT
-//  (killed after its timeout), EMQ_ERR_REJECTED (the router refused it:
-//  event->type is EMQ_EVENT_ERROR), or EMQ_ERR_TIMEOUT. *event holds the
-//  result in every case but the last.
+//  Waits up to timeout_ms (-1 = forever) for the RESULT of msgid: a job
+//  this client submitted with reply set, or any job after emq_fetch (then
+//  it may be a job another process submitted, or one submitted before a
+//  reconnect). Events for other jobs that arrive meanwhile are kept for
+//  emq_poll, and msgid's own ACK is consumed. Returns 0 (job succeeded),
+//  EMQ_ERR_JOB_FAILED (failed, crashed, cancelled or refused by the job
+//  manager: see event->status), EMQ_ERR_JOB_TIMEOUT (killed after its
+//  timeout), EMQ_ERR_REJECTED (the router refused it: event->type is
+//  EMQ_EVENT_ERROR), EMQ_ERR_NOT_FOUND (answer to emq_fetch: the router
+//  has no such job; event->type is EMQ_EVENT_ERROR, code "NOT_FOUND"), or
+//  EMQ_ERR_TIMEOUT. *event holds the result in every case but the last.
 int emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
                      emq_event_t *event);
+
+//  Asks the router for the outcome of msgid (FETCH), without waiting. The
+//  router answers with a RESULT event at once if the job has ended and its
+//  result is still kept (the router's result_ttl), later when it ends if it
+//  is still queued, scheduled or running, or with an ERROR event of code
+//  "NOT_FOUND" (never submitted, or expired). The job need not have been
+//  submitted by this client nor with reply set. Returns 0,
+//  EMQ_ERR_INVALID (empty or too long msgid), EMQ_ERR_UNREACHABLE or
+//  EMQ_ERR_SYSTEM.
+int emq_fetch (emq_client_t *self, const char *msgid);
+
+//  emq_fetch, then emq_wait_result: the stored outcome of msgid, waiting up
+//  to timeout_ms (-1 = forever) for a job that has not ended yet. A RESULT
+//  or ERROR for msgid already received and kept is used without asking
+//  the router again. Returns what emq_wait_result returns (EMQ_ERR_NOT_FOUND
+//  for an unknown or expired job, EMQ_ERR_TIMEOUT for one still pending),
+//  or emq_fetch's error.
+int emq_result (emq_client_t *self, const char *msgid, int timeout_ms,
+                emq_event_t *event);
 
 //  Job payloads (msgpack). Each returns 0 and a malloc'd buffer the caller
 //  frees, or a negative emq_error_t.
@@ -161,15 +190,31 @@ int emq_payload_exec (const char *const *argv, size_t argc,
                       void **out, size_t *out_size);
 
 //  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
-//  ROUTER_SHOW_SCHEDULERS, DISCONNECT) to the admin socket at addr (NULL =
-//  $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits up to timeout_ms for the
-//  reply (the first REPLY; ACK for DISCONNECT). Returns 0, EMQ_ERR_INVALID
-//  (unknown command or bad address), EMQ_ERR_UNREACHABLE, EMQ_ERR_REJECTED
-//  (ERROR from the router), EMQ_ERR_PROTOCOL or EMQ_ERR_SYSTEM. On return
-//  *reply_out is NULL or a malloc'd string the caller frees: the reply text
-//  on success (JSON; for DISCONNECT the acked id), the reason on failure.
+//  ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE) to the admin
+//  socket at addr (NULL = $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits up
+//  to timeout_ms for the reply (the first REPLY; ACK for DISCONNECT).
+//  Returns 0, EMQ_ERR_INVALID (unknown command or bad address),
+//  EMQ_ERR_UNREACHABLE, EMQ_ERR_REJECTED (ERROR from the router),
+//  EMQ_ERR_PROTOCOL or EMQ_ERR_SYSTEM. On return *reply_out is NULL or a
+//  malloc'd string the caller frees: the reply text on success (JSON; for
+//  DISCONNECT the acked id), "CODE: reason" or the reason on failure.
 int emq_admin (const char *addr, const char *command, int timeout_ms,
                char **reply_out);
+
+//  Sends one admin command that may name a job, and waits like emq_admin:
+//      CANCEL      ref = job msgid   answer ACK: *reply_out = the acked id
+//      DEAD_RETRY  ref = job msgid,  answer REPLY {"retried": N}
+//                  or "*" for all
+//      DEAD_LIST   ref = NULL        answer REPLY {"dead": [...], "total": N}
+//      DEAD_PURGE  ref = NULL        answer REPLY {"purged": N}
+//  and the commands emq_admin takes (ref = NULL). Returns 0, or a negative
+//  code: EMQ_ERR_NOT_FOUND (ERROR NOT_FOUND), EMQ_ERR_REJECTED (any other
+//  ERROR, e.g. NOT_ALLOWED, BUSY), EMQ_ERR_INVALID (unknown command, ref
+//  missing, too long or given where none is taken, bad address), and
+//  emq_admin's others. On an ERROR *reply_out is "CODE: reason"; otherwise
+//  as emq_admin. The caller frees *reply_out.
+int emq_admin_job (const char *addr, const char *command, const char *ref,
+                   int timeout_ms, char **reply_out);
 
 //  Self test against an in-process fake router (client/client_test.c).
 void emq_client_test (bool verbose);
