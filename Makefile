@@ -21,8 +21,10 @@ MSGPACK  := $(shell pkg-config --exists msgpack-c && echo msgpack-c || echo msgp
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) $(MSGPACK) 2>/dev/null)
 
-CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
+# OPTFLAGS is what sanitize/memcheck change; CFLAGS from the command line
+# (packagers) is kept and added to.
+OPTFLAGS ?= -O2 -g
+override CFLAGS += $(OPTFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC \
             -Icommon -Iinclude -I. $(DEP_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(DEP_LIBS) -ldl -lm
@@ -91,7 +93,7 @@ check test: all
 	BUILD=$(BUILD) tests/run
 
 sanitize:
-	$(MAKE) BUILD=build-san CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	$(MAKE) BUILD=build-san OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
 	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    EXTRA_LDFLAGS="-fsanitize=address,undefined" check
 

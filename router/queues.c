@@ -278,7 +278,7 @@ queues_test (bool verbose)
     headers_t parsed = { .retry_count = 2 };
     job_t *jobs[3];
     for (int i = 0; i < 3; i++) {
-        char msgid[8];
+        char msgid[16];
         snprintf (msgid, sizeof msgid, "m%d", i);
         zframe_t *payload = zframe_new ("p", 1), *client = zframe_new ("c", 1);
         jobs[i] = queues_job_new (queues, msgid, "default", "retry-count:2", &parsed,

@@ -1541,7 +1541,7 @@ router_test (bool verbose)
 
     //  High-water mark on a queue nobody serves; duplicates are ACKed once.
     for (int i = 0; i < 2; i++) {
-        char id[16];
+        char id[32];
         snprintf (id, sizeof id, "idle-%d", i);
         s_test_send (client, s_test_request (id, "idle", ""));
         msg = s_test_expect (client, EMQP_ACK);
