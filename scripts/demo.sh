@@ -100,7 +100,7 @@ trap 'exit 143' TERM
 
 echo "demo: router on $FRONTEND (frontend), $BACKEND (backend), $ADMIN (admin)"
 "$BIN/emq-router" --frontend "$FRONTEND" --backend "$BACKEND" --admin "$ADMIN" \
-    >"$LOGDIR/router.log" 2>&1 &
+    --data-dir "$LOGDIR/data" >"$LOGDIR/router.log" 2>&1 &
 ROUTER_PID=$!
 
 "$BIN/emq-jobmanager" --backend-addr "$BACKEND" --queues '[[10,"default"]]' \

@@ -228,6 +228,15 @@ h_router (h_test_t *t, const char *tag, ...)
     args[argc++] = t->backend;
     args[argc++] = "--admin";
     args[argc++] = t->admin;
+    //  Each test's router keeps its jobs in the test's own directory (a
+    //  restarted router finds them there); a later --data-dir or
+    //  --in-memory among the caller's arguments wins.
+    static char data_dir[H_PATH_MAX + 8];
+    snprintf (data_dir, sizeof data_dir, "%s/data", t->dir);
+    args[argc++] = "--data-dir";
+    args[argc++] = data_dir;
+    args[argc++] = "--fsync";
+    args[argc++] = "off";
     s_heartbeat_args (args, &argc);
     args[argc++] = "--log-level";
     args[argc++] = t->verbose ? "debug" : "info";
