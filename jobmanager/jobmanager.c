@@ -732,6 +732,45 @@ s_check_timeouts (jobmanager_t *self, int64_t now)
     }
 }
 
+//  CANCEL from the router: a job still waiting here is dropped; a running
+//  one has its worker's process group killed. Either way DONE says
+//  "cancelled"; a killed worker is replaced on the next router heartbeat.
+static void
+s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
+{
+    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending))
+        if (streq (job->msgid, msg->ref) && (!msg->epoch || msg->epoch == job->epoch)) {
+            zlistx_detach_cur (self->pending);
+            log_info ("jobmanager %s: job %s cancelled before it started", s_id (self),
+                      job->msgid);
+            s_report_text (self, job, EMQP_STATUS_CANCELLED, "cancelled before it started");
+            s_job_destroy (&job);
+            s_send_ready (self);    // the slot it held is free again
+            return;
+        }
+    int64_t now = s_now_ms ();
+    for (pool_worker_t *worker = pool_first (self->pool); worker;
+         worker = pool_next (self->pool)) {
+        s_job_t *job = worker->job;
+        if (worker->state != POOL_BUSY || !job || !streq (job->msgid, msg->ref)
+        ||  (msg->epoch && msg->epoch != job->epoch))
+            continue;
+        if (pool_kill (self->pool, worker, SIGKILL))
+            log_warning ("jobmanager %s: kill worker %d: %s", s_id (self), (int) worker->pid,
+                         strerror (errno));
+        log_info ("jobmanager %s: job %s cancelled; worker %d killed", s_id (self),
+                  job->msgid, (int) worker->pid);
+        const char *text = "cancelled while running";
+        s_report (self, job, EMQP_STATUS_CANCELLED, text, strlen (text),
+                  (uint64_t) (now - job->started_ms) * 1000, 0, 0);
+        worker->job = NULL;
+        s_job_forget (self, job);
+        s_worker_close (self, worker);
+        return;
+    }
+    log_info ("jobmanager %s: CANCEL for %s: not here (already ended?)", s_id (self), msg->ref);
+}
+
 //  --------------------------------------------------------------------------
 //  Router connection
 
@@ -861,6 +900,9 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
             break;
         case EMQP_HEARTBEAT:
             s_replenish (self);
+            break;
+        case EMQP_CANCEL:
+            s_on_cancel (self, msg);
             break;
         case EMQP_KBYE:
             log_info ("jobmanager %s: router said KBYE; reconnecting", s_id (self));
