@@ -2,42 +2,47 @@
 #include "headers.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-//  Parses a decimal number in 0..UINT32_MAX; no sign, no spaces.
+//  Parses a decimal number in 0..max; no sign, no spaces, no overflow.
 static int
-s_parse_u32 (const char *s, size_t n, uint32_t *value)
+s_parse_number (const char *s, size_t n, uint64_t max, uint64_t *value)
 {
-    if (n == 0 || n > 10)
+    if (n == 0 || n > 20)
         return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return -1;
-        v = v * 10 + (uint64_t) (s[i] - '0');
+        uint64_t digit = (uint64_t) (s[i] - '0');
+        if (v > (UINT64_MAX - digit) / 10)
+            return -1;
+        v = v * 10 + digit;
     }
-    if (v > UINT32_MAX)
+    if (v > max)
         return -1;
-    *value = (uint32_t) v;
+    *value = v;
     return 0;
 }
 
 typedef struct {
     const char *name;
-    size_t offset;          // of a uint32_t in headers_t, or of a bool
-    bool numeric;
+    size_t offset;          // of the field in headers_t
+    int width;              // 0 = bool flag, 4 = uint32_t, 8 = uint64_t
 } s_header_t;
 
 static const s_header_t s_known[] = {
-    { "reply-requested", offsetof (headers_t, reply_requested), false },
-    { "guarantee",       offsetof (headers_t, guarantee),       false },
-    { "nohaste",         offsetof (headers_t, nohaste),         false },
-    { "retry-count",     offsetof (headers_t, retry_count),     true },
-    { "timeout",         offsetof (headers_t, timeout_s),       true },
-    { "run_count",       offsetof (headers_t, run_count),       true },
-    { "delay",           offsetof (headers_t, delay_s),         true },
-    { "eta",             offsetof (headers_t, eta),             true },
+    { "reply-requested", offsetof (headers_t, reply_requested), 0 },
+    { "guarantee",       offsetof (headers_t, guarantee),       0 },
+    { "nohaste",         offsetof (headers_t, nohaste),         0 },
+    { "retry-count",     offsetof (headers_t, retry_count),     4 },
+    { "timeout",         offsetof (headers_t, timeout_s),       4 },
+    { "run_count",       offsetof (headers_t, run_count),       4 },
+    { "delay",           offsetof (headers_t, delay_s),         4 },
+    { "eta",             offsetof (headers_t, eta),             4 },
+    { "fence",           offsetof (headers_t, fence),           8 },
 };
 #define S_KNOWN (sizeof s_known / sizeof s_known[0])
 
@@ -57,7 +62,7 @@ headers_parse (const char *text, headers_t *out, char *err, size_t errlen)
             if (strlen (h->name) != name_len || memcmp (h->name, p, name_len))
                 continue;
             char *field = (char *) out + h->offset;
-            if (!h->numeric) {
+            if (!h->width) {
                 if (colon) {
                     snprintf (err, errlen, "header %s takes no value", h->name);
                     return -1;
@@ -67,12 +72,16 @@ headers_parse (const char *text, headers_t *out, char *err, size_t errlen)
             else {
                 const char *value = colon ? colon + 1 : "";
                 size_t value_len = colon ? len - name_len - 1 : 0;
-                if (s_parse_u32 (value, value_len, (uint32_t *) field)) {
-                    snprintf (err, errlen, "header %s: '%.*s' is not a number in 0..%u",
-                              h->name, (int) (value_len > 32 ? 32 : value_len), value,
-                              UINT32_MAX);
+                uint64_t max = h->width == 4 ? UINT32_MAX : UINT64_MAX, number;
+                if (s_parse_number (value, value_len, max, &number)) {
+                    snprintf (err, errlen, "header %s: '%.*s' is not a number in 0..%" PRIu64,
+                              h->name, (int) (value_len > 32 ? 32 : value_len), value, max);
                     return -1;
                 }
+                if (h->width == 4)
+                    *(uint32_t *) field = (uint32_t) number;
+                else
+                    *(uint64_t *) field = number;
             }
         }
         //  Unknown headers are ignored on purpose (forward compatibility).
@@ -96,12 +105,13 @@ headers_format (const headers_t *in, char *buf, size_t buflen)
         const char *field = (const char *) in + h->offset;
         int n = 0;
         const char *sep = used ? "," : "";
-        if (!h->numeric && *(const bool *) field)
+        uint64_t number = h->width == 4 ? *(const uint32_t *) field
+                        : h->width == 8 ? *(const uint64_t *) field : 0;
+        if (!h->width && *(const bool *) field)
             n = snprintf (buf + used, buflen - used, "%s%s", sep, h->name);
         else
-        if (h->numeric && *(const uint32_t *) field)
-            n = snprintf (buf + used, buflen - used, "%s%s:%u", sep, h->name,
-                          *(const uint32_t *) field);
+        if (h->width && number)
+            n = snprintf (buf + used, buflen - used, "%s%s:%" PRIu64, sep, h->name, number);
         if (n < 0 || (size_t) n >= buflen - used)
             return -1;
         used += (size_t) n;
@@ -149,6 +159,7 @@ headers_test (bool verbose)
         { "nohaste,run_count:2", { .nohaste = true, .run_count = 2 } },
         { "run_count:2", { .run_count = 2 } },
         { "delay:5,eta:1795398200", { .delay_s = 5, .eta = 1795398200u } },
+        { "fence:18446744073709551615", { .fence = UINT64_MAX } },
         { "run_count:3", { .run_count = 3 } },
     };
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {

@@ -115,8 +115,13 @@ admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms)
     zlistx_t *list = peers_list (schedulers);
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
          peer = (peer_t *) zlistx_next (list))
-        json_object_set_new (list_json, peer->id,
-                             json_pack ("{s:f}", "hb", (double) peer->last_heard_ms / 1000.0));
+    {
+        json_t *item = json_pack ("{s:f}", "hb", (double) peer->last_heard_ms / 1000.0);
+        json_t *stats = peer->stats ? json_loads (peer->stats, 0, NULL) : NULL;
+        if (stats)
+            json_object_set_new (item, "stats", stats);
+        json_object_set_new (list_json, peer->id, item);
+    }
     zlistx_destroy (&list);
     json_object_set_new (root, "connected_schedulers", list_json);
     return s_dump (root);

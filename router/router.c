@@ -50,6 +50,7 @@ struct router_t {
     zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
     bool store_failing;         // the last commit failed (logged once)
+    uint64_t fence;             // highest scheduler fencing token seen
     uint64_t committed_batches;
 };
 
@@ -368,6 +369,22 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
+    //  A scheduler's fire carries its leadership's fencing token: a deposed
+    //  leader (older token) must not fire, even if it still believes it leads.
+    if (parsed.fence) {
+        if (parsed.fence < self->fence) {
+            snprintf (err, sizeof err, "fencing token %" PRIu64 " is older than %" PRIu64
+                      ": another scheduler leads", parsed.fence, self->fence);
+            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "FENCED", err);
+            return;
+        }
+        if (parsed.fence > self->fence) {
+            self->fence = parsed.fence;
+            if (store_meta_set (self->store, "fence", (int64_t) parsed.fence))
+                log_error ("store: %s", store_error (self->store));
+        }
+    }
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
@@ -554,6 +571,13 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             s_forward_schedule (self, msg);
             return;         // took the message
         case EMQP_HEARTBEAT:
+            //  An emq scheduler reports its schedules and leadership here.
+            if (scheduler && msg->stats) {
+                free (scheduler->stats);
+                scheduler->stats = msg->stats;
+                msg->stats = NULL;
+            }
+            break;
         case EMQP_ACK:
         case EMQP_REPLY:
         case EMQP_HELLO:
@@ -1280,6 +1304,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         snprintf (err, errlen, "cannot load jobs: %s", store_error (self->store));
         goto fail;
     }
+    int64_t fence = 0;
+    if (store_meta_get (self->store, "fence", &fence) == 0 && fence > 0)
+        self->fence = (uint64_t) fence;
     if (queues_job_count (self->queues))
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), self->settings.db_path,
@@ -1580,6 +1607,20 @@ router_test (bool verbose)
     s_test_send (client, emqp_msg_new (EMQP_DISCONNECT));
     msg = s_test_expect (client, EMQP_ERROR);
     CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
+    emqp_msg_destroy (&msg);
+
+    //  Fencing: once a token is seen, an older one is refused.
+    s_test_send (client, s_test_request ("fire-1", "fires", "fence:10"));
+    msg = s_test_expect (client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "fire-1");
+    emqp_msg_destroy (&msg);
+    s_test_send (client, s_test_request ("fire-2", "fires", "fence:9"));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "FENCED");
+    emqp_msg_destroy (&msg);
+    s_test_send (client, s_test_request ("fire-3", "fires", "fence:11"));
+    msg = s_test_expect (client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "fire-3");
     emqp_msg_destroy (&msg);
 
     //  A job manager leaving with a job in flight: the job goes to another.

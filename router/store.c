@@ -20,7 +20,7 @@ static const char *s_state_names[STORE_STATE_COUNT] = {
 
 enum {
     S_INSERT, S_DISPATCHED, S_WAITING, S_ENDED, S_LOAD, S_FETCH, S_DEAD,
-    S_EXPIRE, S_PURGE, S_COUNT, S_STATEMENT_COUNT
+    S_EXPIRE, S_PURGE, S_COUNT, S_META_GET, S_META_SET, S_STATEMENT_COUNT
 };
 
 static const char *s_sql[S_STATEMENT_COUNT] = {
@@ -42,6 +42,9 @@ static const char *s_sql[S_STATEMENT_COUNT] = {
                  " OR (state = 'dead' AND ended_at < ?)",
     [S_PURGE] = "DELETE FROM jobs WHERE state = 'dead'",
     [S_COUNT] = "SELECT count(*) FROM jobs WHERE state = ?",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    [S_META_SET] = "INSERT INTO meta (key, value) VALUES (?, ?)"
+                   " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
 };
 
 static const char *s_schema =
@@ -63,7 +66,8 @@ static const char *s_schema =
     "  result BLOB,"                        // value, or error text
     "  usage TEXT);"
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);"
-    "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (state, ended_at);";
+    "CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (state, ended_at);"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 struct store_t {
     sqlite3 *db;
@@ -438,6 +442,33 @@ store_purge_dead (store_t *self)
     return sqlite3_changes (self->db);
 }
 
+int
+store_meta_get (store_t *self, const char *key, int64_t *value)
+{
+    sqlite3_stmt *stmt = self->stmt[S_META_GET];
+    sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW)
+        *value = sqlite3_column_int64 (stmt, 0);
+    else
+    if (rc != SQLITE_DONE)
+        snprintf (self->error, sizeof self->error, "meta: %s", sqlite3_errmsg (self->db));
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int
+store_meta_set (store_t *self, const char *key, int64_t value)
+{
+    if (s_begin (self))
+        return -1;
+    sqlite3_stmt *stmt = self->stmt[S_META_SET];
+    sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, value);
+    return s_step_write (self, stmt, "set meta");
+}
+
 int64_t
 store_count (store_t *self, store_state_t state)
 {
@@ -537,6 +568,13 @@ store_test (bool verbose)
     CHECK_EQ (store_list_dead (store, 0, s_collect, seen), 1);
     CHECK_STREQ (seen, "d:dead ");
     CHECK_EQ (store_sync (store), 0);
+    int64_t meta = 0;
+    CHECK_EQ (store_meta_get (store, "fence", &meta), 1);
+    CHECK_EQ (store_meta_set (store, "fence", 41), 0);
+    CHECK_EQ (store_meta_set (store, "fence", 42), 0);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_meta_get (store, "fence", &meta), 0);
+    CHECK_EQ (meta, 42);
 
     //  Retention: results expire after result_ttl, dead jobs after dead_ttl.
     CHECK_EQ (store_expire (store, 2100, 50, 1000), 1);     // "a" only

@@ -94,6 +94,11 @@ int store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg);
 int store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s);
 //  Deletes every dead job. Returns the number deleted or -1.
 int store_purge_dead (store_t *self);
+//  A small key/value table for the router's own state (the schedulers'
+//  fencing token). get returns 0 and sets *value, 1 if absent, -1 on error;
+//  set joins the open transaction.
+int store_meta_get (store_t *self, const char *key, int64_t *value);
+int store_meta_set (store_t *self, const char *key, int64_t value);
 //  Counts rows in a state.
 int64_t store_count (store_t *self, store_state_t state);
 
