@@ -1,6 +1,6 @@
-/*  admin — `emq-cli status | workers | schedulers | disconnect`: one admin
-    command to the router's admin socket, its JSON shown as tables (or as
-    it came, with --json).
+/*  admin — `emq-cli status | workers | schedulers | disconnect | cancel |
+    dead`: one admin command to the router's admin socket, its JSON shown as
+    tables (or as it came, with --json).
 
     The router's JSON follows EventMQ's shapes, plus emq's extension keys;
     any key may be missing (an EventMQ router, an older emq), and a missing
@@ -156,6 +156,32 @@ s_parse (cli_t *cli, int argc, char **argv, bool *json_out, bool takes_json)
     return rc ? 100 + rc : 0;
 }
 
+//  "storage: sqlite /path (fsync everysec), dead: N, scheduled: N", or
+//  "storage: memory, ...", and a warning when the store cannot write.
+static void
+s_print_storage (json_t *storage, json_t *store)
+{
+    char kind[64], path[1024], fsync[64], dead[64], scheduled[64];
+    s_cell (s_get (store, "kind") ? s_get (store, "kind") : storage, kind, sizeof kind);
+    s_cell (s_get (store, "path"), path, sizeof path);
+    s_cell (s_get (store, "fsync"), fsync, sizeof fsync);
+    s_cell (s_get (store, "dead"), dead, sizeof dead);
+    s_cell (s_get (store, "scheduled"), scheduled, sizeof scheduled);
+    printf ("storage: %s", kind);
+    if (!streq (kind, "memory")) {
+        if (!streq (path, "-"))
+            printf (" %s", path);
+        if (!streq (fsync, "-"))
+            printf (" (fsync %s)", fsync);
+    }
+    if (store)
+        printf (", dead: %s, scheduled: %s", dead, scheduled);
+    printf ("\n");
+    if (json_is_true (s_get (store, "failing")))
+        printf ("warning: the router cannot write to its store; it refuses new jobs "
+                "(ERROR STORAGE) until a write succeeds\n");
+}
+
 int
 cli_status (cli_t *cli, int argc, char **argv)
 {
@@ -226,13 +252,18 @@ cli_status (cli_t *cli, int argc, char **argv)
     free (names);
     output_table_destroy (&table);
 
-    //  emq extensions: a summary line
-    char b1[64], b2[64];
+    //  emq extensions: storage and job managers
     json_t *storage = s_get (root, "storage");
+    json_t *store = s_get (root, "store");
     json_t *jms = s_get (root, "job_managers");
-    if (storage || jms)
-        printf ("\nstorage: %s  job managers: %s\n", s_cell (storage, b1, sizeof b1),
-                s_cell (jms, b2, sizeof b2));
+    if (storage || store || jms)
+        printf ("\n");
+    if (storage || store)
+        s_print_storage (storage, store);
+    if (jms) {
+        char b[64];
+        printf ("job managers: %s\n", s_cell (jms, b, sizeof b));
+    }
     json_decref (root);
     return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
@@ -479,4 +510,253 @@ cli_disconnect (cli_t *cli, int argc, char **argv)
     free (reply);
     printf ("router at %s is shutting down\n", cli->admin);
     return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+//  --------------------------------------------------------------------------
+//  Jobs: cancel, dead
+
+//  Parses the options of cancel and dead (--json, --all where allowed, the
+//  global ones; options may come anywhere) and up to max_args arguments,
+//  which end up at argv[*first .. argc). Returns 0 or exit code + 100.
+static int
+s_parse_job (cli_t *cli, int argc, char **argv, bool *json_out, bool *all_out,
+             int max_args, int *first)
+{
+    static const struct option options[] = {
+        { "json", no_argument, NULL, 'j' },
+        { "all", no_argument, NULL, 'a' },
+        CLI_GLOBAL_OPTIONS
+    };
+    int opt;
+    while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
+        if ((opt == 'j' && json_out) || (opt == 'a' && all_out))
+            *(opt == 'j' ? json_out : all_out) = true;
+        else
+        if (opt == '?' || opt == 'j' || opt == 'a')
+            return 100 + cli_usage_error ("%s: unknown option '%s'", argv[0],
+                                          argv[optind - 1]);
+        else
+        if (opt == ':')
+            return 100 + cli_usage_error ("%s: option '%s' needs a value", argv[0],
+                                          argv[optind - 1]);
+        else {
+            int rc = cli_global_option (cli, opt, optarg);
+            if (rc >= 100)
+                return rc;
+        }
+    }
+    if (argc - optind > max_args)
+        return 100 + cli_usage_error ("%s: unexpected argument '%s'", argv[0],
+                                      argv[optind + max_args]);
+    *first = optind;
+    int rc = cli_setup (cli);
+    return rc ? 100 + rc : 0;
+}
+
+//  Reports a failed admin_job call and returns the exit code.
+static int
+s_job_fail (const char *what, int rc, char *reply)
+{
+    int code = cli_exit_for (rc);
+    cli_fail (code, "%s: %s", what, reply ? reply : emq_strerror (rc));
+    free (reply);
+    return code;
+}
+
+int
+cli_cancel (cli_t *cli, int argc, char **argv)
+{
+    int first = 0;
+    int rc = s_parse_job (cli, argc, argv, NULL, NULL, 1, &first);
+    if (rc)
+        return rc - 100;
+    if (first >= argc || !*argv[first])
+        return cli_usage_error ("cancel: expected MSGID");
+    const char *msgid = argv[first];
+    char *reply = NULL;
+    rc = emq_admin_job (cli->admin, "CANCEL", msgid, cli->connect_timeout_ms, &reply);
+    if (rc == EMQ_ERR_NOT_FOUND) {
+        free (reply);
+        return cli_fail (CLI_EXIT_NOT_FOUND, "cancel: no job %s is waiting or running "
+                         "(unknown, or it has ended)", msgid);
+    }
+    if (rc) {
+        char what[200];
+        snprintf (what, sizeof what, "cancel %s", msgid);
+        return s_job_fail (what, rc, reply);
+    }
+    free (reply);
+    //  A waiting job is cancelled now; a running one when its job manager
+    //  has stopped it (its result then says "cancelled").
+    printf ("job %s: cancel accepted\n", msgid);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+//  "42s", "5m", "3h", "2d" since a unix time; "-" when unknown.
+static void
+s_age (json_t *since, char *buf, size_t buflen)
+{
+    if (!json_is_number (since) || json_number_value (since) <= 0) {
+        snprintf (buf, buflen, "-");
+        return;
+    }
+    double age = (double) zclock_time () / 1000.0 - json_number_value (since);
+    if (age < 0)
+        age = 0;
+    if (age < 120)
+        snprintf (buf, buflen, "%.0fs", age);
+    else
+    if (age < 2 * 3600)
+        snprintf (buf, buflen, "%.0fm", age / 60);
+    else
+    if (age < 2 * 86400)
+        snprintf (buf, buflen, "%.0fh", age / 3600);
+    else
+        snprintf (buf, buflen, "%.0fd", age / 86400);
+}
+
+//  Cuts a cell to at most max code points, with "..." when cut.
+static void
+s_truncate (char *text, size_t max)
+{
+    size_t points = 0;
+    for (char *p = text; *p; p++)
+        if ((*p & 0xC0) != 0x80 && ++points > max) {
+            //  p starts code point max + 1: keep max - 3 and add "...".
+            size_t keep = 0, seen = 0;
+            for (char *q = text; q < p; q++)
+                if ((*q & 0xC0) != 0x80 && ++seen > max - 3) {
+                    keep = (size_t) (q - text);
+                    break;
+                }
+            strcpy (text + keep, "...");
+            return;
+        }
+}
+
+static int
+s_dead_list (cli_t *cli, bool json_out)
+{
+    char *reply = NULL;
+    int rc = emq_admin_job (cli->admin, "DEAD_LIST", NULL, cli->connect_timeout_ms, &reply);
+    if (rc)
+        return s_job_fail ("dead", rc, reply);
+    if (json_out) {
+        printf ("%s\n", reply);
+        free (reply);
+        return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    }
+    json_error_t error;
+    json_t *root = json_loads (reply, JSON_DECODE_ANY, &error);
+    json_t *dead = s_get (root, "dead");
+    if (!json_is_array (dead)) {
+        cli_fail (CLI_EXIT_FAILED, "dead: the router's reply has no \"dead\" list; "
+                  "as received:");
+        printf ("%s\n", reply);
+        json_decref (root);
+        free (reply);
+        return CLI_EXIT_FAILED;
+    }
+    free (reply);
+    output_table_t *table = output_table_new ("MSGID", "QUEUE", "ATTEMPTS", "AGE", "ERROR",
+                                              NULL);
+    if (!table) {
+        json_decref (root);
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    }
+    output_table_align_right (table, 2);
+    output_table_align_right (table, 3);
+    size_t index;
+    json_t *job;
+    json_array_foreach (dead, index, job) {
+        char msgid[256], queue[256], attempts[64], age[64], status[64], text[512];
+        char error_cell[600];
+        s_cell (s_get (job, "error"), text, sizeof text);
+        s_cell (s_get (job, "status"), status, sizeof status);
+        snprintf (error_cell, sizeof error_cell, "%s: %s", status, text);
+        s_truncate (error_cell, 60);
+        s_age (s_get (job, "ended_at"), age, sizeof age);
+        output_table_add (table, s_cell (s_get (job, "msgid"), msgid, sizeof msgid),
+                          s_cell (s_get (job, "queue"), queue, sizeof queue),
+                          s_cell (s_get (job, "attempts"), attempts, sizeof attempts),
+                          age, error_cell);
+    }
+    if (output_table_rows (table))
+        output_table_print (table, stdout);
+    else
+        printf ("no dead jobs\n");
+    json_t *total = s_get (root, "total");
+    if (json_is_integer (total) && (size_t) json_integer_value (total) > json_array_size (dead))
+        printf ("(%zu shown of %" JSON_INTEGER_FORMAT " dead jobs)\n", json_array_size (dead),
+                json_integer_value (total));
+    output_table_destroy (&table);
+    json_decref (root);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+//  DEAD_RETRY or DEAD_PURGE: {"retried": N} / {"purged": N}, printed as
+//  "retried N dead job(s)".
+static int
+s_dead_count (cli_t *cli, const char *command, const char *ref, const char *key,
+              bool json_out)
+{
+    char *reply = NULL;
+    int rc = emq_admin_job (cli->admin, command, ref, cli->connect_timeout_ms, &reply);
+    if (rc)
+        return s_job_fail (ref && !streq (ref, "*") ? ref : "dead", rc, reply);
+    json_t *root = json_loads (reply, JSON_DECODE_ANY, NULL);
+    json_t *count = s_get (root, key);
+    json_t *error = s_get (root, "error");
+    int code = CLI_EXIT_OK;
+    if (json_out)
+        printf ("%s\n", reply);
+    else
+    if (json_is_integer (count))
+        printf ("%s %" JSON_INTEGER_FORMAT " dead job%s\n", key, json_integer_value (count),
+                json_integer_value (count) == 1 ? "" : "s");
+    else
+        code = cli_fail (CLI_EXIT_FAILED, "dead: unexpected reply from the router: %s", reply);
+    if (json_is_string (error))
+        code = cli_fail (CLI_EXIT_FAILED, "dead: the router reports: %s",
+                         json_string_value (error));
+    else
+    if (code == CLI_EXIT_OK && ref && !streq (ref, "*") && json_is_integer (count)
+    &&  json_integer_value (count) == 0)
+        code = cli_fail (CLI_EXIT_NOT_FOUND, "dead retry: %s is not a dead job (unknown, "
+                         "purged, or not dead)", ref);
+    json_decref (root);
+    free (reply);
+    if (fflush (stdout))
+        code = CLI_EXIT_FAILED;
+    return code;
+}
+
+int
+cli_dead (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false, all = false;
+    int first = 0;
+    int rc = s_parse_job (cli, argc, argv, &json_out, &all, 2, &first);
+    if (rc)
+        return rc - 100;
+    const char *action = first < argc ? argv[first] : "list";
+    const char *arg = first + 1 < argc ? argv[first + 1] : NULL;
+    if (streq (action, "list")) {
+        if (arg || all)
+            return cli_usage_error ("dead: list takes no argument");
+        return s_dead_list (cli, json_out);
+    }
+    if (streq (action, "retry")) {
+        if ((arg != NULL) == all)
+            return cli_usage_error ("dead retry: expected MSGID or --all");
+        if (arg && (!*arg || strlen (arg) > EMQ_MSGID_MAX))
+            return cli_usage_error ("dead retry: MSGID must be 1..%d bytes", EMQ_MSGID_MAX);
+        return s_dead_count (cli, "DEAD_RETRY", all ? "*" : arg, "retried", json_out);
+    }
+    if (streq (action, "purge")) {
+        if (arg || all)
+            return cli_usage_error ("dead purge: takes no argument");
+        return s_dead_count (cli, "DEAD_PURGE", NULL, "purged", json_out);
+    }
+    return cli_usage_error ("dead: expected list, retry or purge, not '%s'", action);
 }

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "emq/client.h"
+
 //  Exit codes, listed in --help and emq-cli(1).
 typedef enum {
     CLI_EXIT_OK = 0,
@@ -24,7 +26,9 @@ typedef enum {
     CLI_EXIT_REJECTED = 4,      // the router refused the request
     CLI_EXIT_JOB_TIMEOUT = 5,   // the job was killed after its own timeout
     CLI_EXIT_WAIT_TIMEOUT = 6,  // no result within --wait-timeout
-    CLI_EXIT_CRASHED = 7        // the worker running the job died
+    CLI_EXIT_CRASHED = 7,       // the worker running the job died
+    CLI_EXIT_NOT_FOUND = 8,     // no such job (result, cancel, dead retry)
+    CLI_EXIT_PENDING = 9        // result without --wait: not finished yet
 } cli_exit_t;
 
 typedef struct {
@@ -82,6 +86,9 @@ int cli_exit_for (int emq_code);
 int cli_parse_seconds (const char *text, int *ms);
 //  Parses a decimal number in 0..max. Returns 0 or -1.
 int cli_parse_uint (const char *text, uint64_t max, uint64_t *value);
+//  Parses whole seconds with an optional unit: "90", "90s", "15m", "2h",
+//  "1d". Returns 0 and sets *seconds (at most UINT32_MAX), or -1.
+int cli_parse_duration (const char *text, uint32_t *seconds);
 //  Prints the whole usage text to stream.
 void cli_print_usage (FILE *stream);
 
@@ -91,7 +98,21 @@ int cli_status (cli_t *self, int argc, char **argv);
 int cli_workers (cli_t *self, int argc, char **argv);
 int cli_schedulers (cli_t *self, int argc, char **argv);
 int cli_disconnect (cli_t *self, int argc, char **argv);
+int cli_result (cli_t *self, int argc, char **argv);
+int cli_cancel (cli_t *self, int argc, char **argv);
+int cli_dead (cli_t *self, int argc, char **argv);
 int cli_demo (cli_t *self, int argc, char **argv);
+
+//  result.c ----------------------------------------------------------------
+
+//  Shows the outcome of emq_wait_result / emq_result (rc, *event) for msgid
+//  the way `submit --wait` and `result` do: the value on stdout, or the
+//  error on stderr; with json, one JSON object on stdout
+//  {"msgid","status","value"|"error","usage"} for every ended job.
+//  wait_timeout_ms is only quoted in the message for EMQ_ERR_TIMEOUT.
+//  Returns the exit code (see cli_exit_t).
+int cli_report_outcome (emq_client_t *client, const char *msgid, int rc,
+                        const emq_event_t *event, bool json, int wait_timeout_ms);
 
 //  output.c ----------------------------------------------------------------
 

@@ -30,9 +30,21 @@ static const char *s_usage =
 "        --retries N        retry a failed job up to N times (retry-count:N)\n"
 "        --timeout S        kill the job after S seconds (timeout:S)\n"
 "        --wait-timeout S   with --wait: give up after S seconds (default: never)\n"
-"        --header H         add a raw eMQP header (repeatable), e.g. guarantee\n"
-"  status [--json]       queues (waiting, in flight, processed, latency) and\n"
-"                        job managers (processed); --json: the router's JSON\n"
+"        --header H         add a raw eMQP header (repeatable)\n"
+"        --delay S          run the job S seconds from now (S: 90, 90s, 15m, 2h, 1d)\n"
+"        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
+"        --guarantee        ask the router to sync the job to disk before its ACK\n"
+"  result MSGID [--wait] [--wait-timeout S] [--json]\n"
+"        the outcome of a job (any client's, while the router keeps it),\n"
+"        shown as submit --wait shows it; without --wait a job that has not\n"
+"        ended exits 9 (with --json: {\"status\":\"pending\"})\n"
+"  cancel MSGID          cancel a waiting, scheduled or running job\n"
+"  dead [--json]         jobs that failed after all their retries\n"
+"  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
+"  dead purge            delete every dead job\n"
+"  status [--json]       queues (waiting, in flight, processed, latency), job\n"
+"                        managers (processed), storage (dead, scheduled jobs);\n"
+"                        --json: the router's JSON\n"
 "  workers [--json]      connected job managers: queues, free slots, last\n"
 "                        heartbeat, jobs in flight, their own statistics\n"
 "  schedulers [--json]   connected schedulers\n"
@@ -57,7 +69,9 @@ static const char *s_usage =
 "exit codes:\n"
 "  0 ok            1 job failed          2 usage error     3 router unreachable\n"
 "  4 rejected by router                  5 job timed out (its own --timeout)\n"
-"  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n";
+"  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n"
+"  8 no such job (result, cancel, dead retry)\n"
+"  9 not finished yet (result without --wait)\n";
 
 void
 cli_print_usage (FILE *stream)
@@ -100,6 +114,7 @@ cli_exit_for (int emq_code)
         case EMQ_ERR_REJECTED: return CLI_EXIT_REJECTED;
         case EMQ_ERR_JOB_TIMEOUT: return CLI_EXIT_JOB_TIMEOUT;
         case EMQ_ERR_TIMEOUT: return CLI_EXIT_WAIT_TIMEOUT;
+        case EMQ_ERR_NOT_FOUND: return CLI_EXIT_NOT_FOUND;
         default: return CLI_EXIT_FAILED;
     }
 }
@@ -135,6 +150,32 @@ cli_parse_uint (const char *text, uint64_t max, uint64_t *value)
     if (v > max)
         return -1;
     *value = v;
+    return 0;
+}
+
+int
+cli_parse_duration (const char *text, uint32_t *seconds)
+{
+    if (!text || !*text)
+        return -1;
+    size_t len = strlen (text);
+    uint64_t unit = 1;
+    char digits[24];
+    switch (text[len - 1]) {
+        case 's': unit = 1; len--; break;
+        case 'm': unit = 60; len--; break;
+        case 'h': unit = 3600; len--; break;
+        case 'd': unit = 86400; len--; break;
+        default: break;
+    }
+    if (len == 0 || len >= sizeof digits)
+        return -1;
+    memcpy (digits, text, len);
+    digits[len] = 0;
+    uint64_t value;
+    if (cli_parse_uint (digits, UINT32_MAX, &value) || value > UINT32_MAX / unit)
+        return -1;
+    *seconds = (uint32_t) (value * unit);
     return 0;
 }
 
@@ -214,6 +255,9 @@ static const s_command_t s_commands[] = {
     { "workers", cli_workers },
     { "schedulers", cli_schedulers },
     { "disconnect", cli_disconnect },
+    { "result", cli_result },
+    { "cancel", cli_cancel },
+    { "dead", cli_dead },
     { "demo", cli_demo },
 };
 

@@ -167,18 +167,6 @@ s_parse_run (s_submit_t *submit, int argc, char **argv)
     return 0;
 }
 
-//  Prints a failed job's error text on stderr, without a doubled newline.
-static void
-s_print_failure (const emq_event_t *event)
-{
-    size_t size = event->size;
-    const char *text = event->data ? event->data : "";
-    while (size && (text[size - 1] == '\n' || text[size - 1] == '\r'))
-        size--;
-    fprintf (stderr, "emq-cli: job %s %s: %.*s\n", event->msgid,
-             emq_job_status_name (event->status), (int) size, size ? text : "(no message)");
-}
-
 static int
 s_run (cli_t *cli, s_submit_t *submit)
 {
@@ -203,32 +191,8 @@ s_run (cli_t *cli, s_submit_t *submit)
     }
     emq_event_t event;
     rc = emq_wait_result (client, msgid, submit->wait_timeout_ms, &event);
-    int code = CLI_EXIT_OK;
-    switch (rc) {
-        case 0:
-            code = output_value (stdout, event.data, event.size) ? CLI_EXIT_FAILED
-                                                                  : CLI_EXIT_OK;
-            break;
-        case EMQ_ERR_JOB_FAILED:
-        case EMQ_ERR_JOB_TIMEOUT:
-            s_print_failure (&event);
-            code = event.status == EMQ_JOB_CRASHED ? CLI_EXIT_CRASHED
-                 : event.status == EMQ_JOB_TIMEOUT ? CLI_EXIT_JOB_TIMEOUT
-                 : CLI_EXIT_FAILED;
-            break;
-        case EMQ_ERR_REJECTED:
-            code = cli_fail (CLI_EXIT_REJECTED, "job %s rejected by router: %s", msgid,
-                             emq_client_last_error (client));
-            break;
-        case EMQ_ERR_TIMEOUT:
-            code = cli_fail (CLI_EXIT_WAIT_TIMEOUT, "job %s: no result within %.1f s "
-                             "(it may still run)", msgid,
-                             submit->wait_timeout_ms / 1000.0);
-            break;
-        default:
-            code = cli_fail (cli_exit_for (rc), "job %s: %s", msgid,
-                             emq_client_last_error (client));
-    }
+    int code = cli_report_outcome (client, msgid, rc, &event, false,
+                                   submit->wait_timeout_ms);
     emq_client_destroy (&client);
     return code;
 }
@@ -243,6 +207,9 @@ cli_submit (cli_t *cli, int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "wait-timeout", required_argument, NULL, 'W' },
         { "header", required_argument, NULL, 'H' },
+        { "delay", required_argument, NULL, 'd' },
+        { "eta", required_argument, NULL, 'e' },
+        { "guarantee", no_argument, NULL, 'g' },
         CLI_GLOBAL_OPTIONS
     };
     s_submit_t submit = { .wait_timeout_ms = -1 };
@@ -277,6 +244,21 @@ cli_submit (cli_t *cli, int argc, char **argv)
                     rc = cli_usage_error ("--wait-timeout: '%s' is not a number of seconds",
                                           optarg);
                 break;
+            case 'd':
+                if (cli_parse_duration (optarg, &submit.opts.delay_s))
+                    rc = cli_usage_error ("--delay: '%s' is not a duration (whole seconds, "
+                                          "or with s, m, h or d: 90, 15m, 2h)", optarg);
+                break;
+            case 'e':
+                if (cli_parse_uint (optarg, UINT32_MAX, &number) || number == 0)
+                    rc = cli_usage_error ("--eta: '%s' is not a unix time (seconds since "
+                                          "1970, 1..%u)", optarg, UINT32_MAX);
+                submit.opts.eta = (uint32_t) number;
+                break;
+            case 'g':
+                optarg = "guarantee";
+                //  the same as --header guarantee
+                //  fall through
             case 'H': {
                 size_t used = strlen (submit.headers);
                 if (!*optarg || strchr (optarg, ','))
@@ -307,6 +289,8 @@ cli_submit (cli_t *cli, int argc, char **argv)
     }
     if (rc)
         return rc;
+    if (submit.opts.delay_s && submit.opts.eta)
+        return cli_usage_error ("submit: give --delay or --eta, not both");
     if (optind >= argc)
         return cli_usage_error ("submit: expected 'exec' or 'run'");
     submit.opts.reply = submit.wait;
