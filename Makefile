@@ -6,6 +6,7 @@
 #   make sanitize   the same suite built with ASan + UBSan (in build-san/)
 #   make memcheck   the unit tests and a short integration run under valgrind
 #   make demo       start a router and a job manager, run a few hundred jobs
+#   make bench      the benchmark suite (docs/performance.md), a few minutes
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages
 
@@ -30,7 +31,7 @@ LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(DEP_LIBS) -ldl -lm
 
 include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
-        client/files.mk cli/files.mk plugins/files.mk tests/files.mk
+        client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -39,6 +40,7 @@ ROUTER_OBJ    := $(call obj,$(ROUTER_SRC))
 JM_OBJ        := $(call obj,$(JOBMANAGER_SRC) $(WORKER_SRC))
 CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
 CLI_OBJ       := $(call obj,$(CLI_SRC))
+BENCH_OBJ     := $(call obj,$(BENCH_SRC))
 
 BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli
 LIBEMQ := $(BUILD)/lib/libemq.so
@@ -64,6 +66,10 @@ $(BUILD)/bin/emq-jobmanager: $(JM_OBJ) $(COMMON_OBJ)
 $(BUILD)/bin/emq-cli: $(CLI_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
 
 $(LIBEMQ): $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -102,6 +108,10 @@ memcheck: all
 
 demo: all
 	BUILD=$(BUILD) scripts/demo.sh
+
+# The benchmark suite (docs/performance.md); BENCH_ARGS e.g. --json bench.json.
+bench: $(BINS) $(PLUGINS) $(BUILD)/bin/emq-bench
+	$(BUILD)/bin/emq-bench $(BENCH_ARGS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
