@@ -308,9 +308,7 @@ json_from_msgpack (const void *data, size_t size, char *err, size_t errlen)
 //  --------------------------------------------------------------------------
 //  Self test
 
-#define S_CHECK(expr) \
-    do { if (!(expr)) { fprintf (stderr, "%s:%d: check failed: %s\n", \
-                                 __FILE__, __LINE__, #expr); abort (); } } while (0)
+#include "tests/testutil.h"
 
 //  JSON text -> msgpack -> JSON text must give expect.
 static void
@@ -319,18 +317,19 @@ s_round_trip (const char *input, const char *expect, bool verbose)
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     char err[256];
+    emq_test_checks++;
     if (json_to_msgpack (input, &sbuf, err, sizeof err)) {
-        fprintf (stderr, "json_test: '%s' refused: %s\n", input, err);
-        abort ();
+        TESTUTIL_FAIL_ ("json_test: '%s' refused: %s", input, err);
+        msgpack_sbuffer_destroy (&sbuf);
+        return;
     }
     char *output = json_from_msgpack (sbuf.data, sbuf.size, err, sizeof err);
-    if (!output || strcmp (output, expect)) {
-        fprintf (stderr, "json_test: '%s' -> '%s', expected '%s' (%s)\n",
-                 input, output ? output : "NULL", expect, output ? "" : err);
-        abort ();
-    }
+    emq_test_checks++;
+    if (!output || strcmp (output, expect))
+        TESTUTIL_FAIL_ ("json_test: '%s' -> '%s', expected '%s' (%s)",
+                        input, output ? output : "NULL", expect, output ? "" : err);
     if (verbose)
-        printf ("  %s -> %s\n", input, output);
+        printf ("  %s -> %s\n", input, output ? output : "NULL");
     free (output);
     msgpack_sbuffer_destroy (&sbuf);
 }
@@ -365,30 +364,30 @@ json_test (bool verbose)
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     char err[256];
-    S_CHECK (json_to_msgpack ("[1, 2", &sbuf, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "invalid JSON at line 1"));
+    CHECK (json_to_msgpack ("[1, 2", &sbuf, err, sizeof err) == -1);
+    CHECK (strstr (err, "invalid JSON at line 1"));
     if (verbose)
         printf ("  refused: %s\n", err);
-    S_CHECK (json_to_msgpack ("{\"a\":1,\"a\":2}", &sbuf, err, sizeof err) == -1);
-    S_CHECK (json_to_msgpack ("", &sbuf, err, sizeof err) == -1);
-    S_CHECK (json_to_msgpack ("abc", &sbuf, err, sizeof err) == -1);
-    S_CHECK (sbuf.size == 0);
+    CHECK (json_to_msgpack ("{\"a\":1,\"a\":2}", &sbuf, err, sizeof err) == -1);
+    CHECK (json_to_msgpack ("", &sbuf, err, sizeof err) == -1);
+    CHECK (json_to_msgpack ("abc", &sbuf, err, sizeof err) == -1);
+    CHECK (sbuf.size == 0);
 
     //  Depth limit, both directions, and the buffer is left as it was.
     char deep[200];
     memset (deep, '[', 40);
     memset (deep + 40, ']', 40);
     deep[80] = 0;
-    S_CHECK (json_to_msgpack ("7", &sbuf, err, sizeof err) == 0);
-    S_CHECK (json_to_msgpack (deep, &sbuf, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "deeper"));
-    S_CHECK (sbuf.size == 1);
+    CHECK (json_to_msgpack ("7", &sbuf, err, sizeof err) == 0);
+    CHECK (json_to_msgpack (deep, &sbuf, err, sizeof err) == -1);
+    CHECK (strstr (err, "deeper"));
+    CHECK (sbuf.size == 1);
     msgpack_sbuffer_clear (&sbuf);
     //  Exactly JSON_DEPTH_MAX levels is fine.
     memset (deep, '[', JSON_DEPTH_MAX);
     memset (deep + JSON_DEPTH_MAX, ']', JSON_DEPTH_MAX);
     deep[2 * JSON_DEPTH_MAX] = 0;
-    S_CHECK (json_to_msgpack (deep, &sbuf, err, sizeof err) == 0);
+    CHECK (json_to_msgpack (deep, &sbuf, err, sizeof err) == 0);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_object nested[JSON_DEPTH_MAX + 2];
@@ -397,8 +396,8 @@ json_test (bool verbose)
         nested[i].via.array.size = i + 1 < JSON_DEPTH_MAX + 2 ? 1 : 0;
         nested[i].via.array.ptr = i + 1 < JSON_DEPTH_MAX + 2 ? &nested[i + 1] : NULL;
     }
-    S_CHECK (msgpack_to_json (&nested[0], err, sizeof err) == NULL);
-    S_CHECK (strstr (err, "deeper"));
+    CHECK (msgpack_to_json (&nested[0], err, sizeof err) == NULL);
+    CHECK (strstr (err, "deeper"));
 
     //  bin: UTF-8 -> string, other bytes -> base64; ext; odd keys; floats.
     msgpack_packer pk;
@@ -406,25 +405,25 @@ json_test (bool verbose)
     msgpack_pack_bin (&pk, 6);
     msgpack_pack_bin_body (&pk, "hello\n", 6);
     char *text = s_msgpack_json (&sbuf);
-    S_CHECK (text && strcmp (text, "\"hello\\n\"") == 0);
+    CHECK (text && strcmp (text, "\"hello\\n\"") == 0);
     free (text);
 
     msgpack_pack_bin (&pk, 4);
     msgpack_pack_bin_body (&pk, "\xff\x00\x01\x02", 4);
     text = s_msgpack_json (&sbuf);
-    S_CHECK (text && strcmp (text, "{\"$base64\":\"/wABAg==\"}") == 0);
+    CHECK (text && strcmp (text, "{\"$base64\":\"/wABAg==\"}") == 0);
     free (text);
 
     msgpack_pack_str (&pk, 2);
     msgpack_pack_str_body (&pk, "\xc3\x28", 2);     // invalid UTF-8 in a str
     text = s_msgpack_json (&sbuf);
-    S_CHECK (text && strcmp (text, "{\"$base64\":\"wyg=\"}") == 0);
+    CHECK (text && strcmp (text, "{\"$base64\":\"wyg=\"}") == 0);
     free (text);
 
     msgpack_pack_ext (&pk, 3, 5);
     msgpack_pack_ext_body (&pk, "abc", 3);
     text = s_msgpack_json (&sbuf);
-    S_CHECK (text && strcmp (text, "{\"$ext\":5,\"$base64\":\"YWJj\"}") == 0);
+    CHECK (text && strcmp (text, "{\"$ext\":5,\"$base64\":\"YWJj\"}") == 0);
     free (text);
 
     msgpack_pack_map (&pk, 3);
@@ -438,22 +437,22 @@ json_test (bool verbose)
     text = s_msgpack_json (&sbuf);
     if (verbose) printf ("  map: %s\n", text ? text : "NULL");
     fflush (stdout);
-    S_CHECK (text && strcmp (text, "{\"1\":\"x\",\"null\":null,\"1.8446744073709552e19\":0.5}") == 0);
+    CHECK (text && strcmp (text, "{\"1\":\"x\",\"null\":null,\"1.8446744073709552e19\":0.5}") == 0);
     free (text);
 
     //  Raw bytes are checked strictly before unpacking.
-    S_CHECK (json_from_msgpack ("\x92\x01", 2, err, sizeof err) == NULL);
-    S_CHECK (strstr (err, "claims"));
-    S_CHECK (json_from_msgpack ("\x01\x02", 2, err, sizeof err) == NULL);
-    S_CHECK (strstr (err, "unexpected bytes"));
-    S_CHECK (json_from_msgpack (NULL, 0, err, sizeof err) == NULL);
+    CHECK (json_from_msgpack ("\x92\x01", 2, err, sizeof err) == NULL);
+    CHECK (strstr (err, "claims"));
+    CHECK (json_from_msgpack ("\x01\x02", 2, err, sizeof err) == NULL);
+    CHECK (strstr (err, "unexpected bytes"));
+    CHECK (json_from_msgpack (NULL, 0, err, sizeof err) == NULL);
 
     //  base64 padding
     const char *b64[][2] = { { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" },
                              { "foo", "Zm9v" }, { "foob", "Zm9vYg==" } };
     for (size_t i = 0; i < sizeof b64 / sizeof b64[0]; i++) {
         text = json_base64 (b64[i][0], strlen (b64[i][0]));
-        S_CHECK (text && strcmp (text, b64[i][1]) == 0);
+        CHECK (text && strcmp (text, b64[i][1]) == 0);
         free (text);
     }
 

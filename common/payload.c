@@ -556,9 +556,7 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
 //  Self test
 
 #define s_streq(a, b) (strcmp ((a), (b)) == 0)
-#define S_CHECK(expr) \
-    do { if (!(expr)) { fprintf (stderr, "%s:%d: check failed: %s\n", \
-                                 __FILE__, __LINE__, #expr); abort (); } } while (0)
+#include "tests/testutil.h"
 
 //  Decodes bytes that must be refused, and checks the reason mentions what.
 static void
@@ -566,10 +564,12 @@ s_expect_bad (const void *data, size_t size, const char *what, bool verbose)
 {
     char err[256] = "";
     payload_t *p = payload_decode (data, size, err, sizeof err);
+    emq_test_checks++;
     if (p || !strstr (err, what)) {
-        fprintf (stderr, "payload_test: expected rejection mentioning '%s', got %s '%s'\n",
-                 what, p ? "success" : "error", err);
-        abort ();
+        TESTUTIL_FAIL_ ("payload_test: expected rejection mentioning '%s', got %s '%s'",
+                        what, p ? "success" : "error", err);
+        payload_destroy (&p);
+        return;
     }
     if (verbose)
         printf ("  refused: %s\n", err);
@@ -599,35 +599,35 @@ payload_test (bool verbose)
                       .function = "upper", .args = "\xa3" "abc", .args_size = 4 };
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    S_CHECK (payload_encode (&run, &sbuf) == 0);
+    CHECK (payload_encode (&run, &sbuf) == 0);
     payload_t *p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
-    S_CHECK (p);
-    S_CHECK (p->kind == PAYLOAD_RUN);
-    S_CHECK (s_streq (p->library, "libemq_examples.so"));
-    S_CHECK (s_streq (p->function, "upper"));
-    S_CHECK (p->args_size == 4 && memcmp (p->args, "\xa3" "abc", 4) == 0);
+    CHECK (p);
+    CHECK (p && p->kind == PAYLOAD_RUN);
+    CHECK (p && s_streq (p->library, "libemq_examples.so"));
+    CHECK (p && s_streq (p->function, "upper"));
+    CHECK (p && p->args_size == 4 && memcmp (p->args, "\xa3" "abc", 4) == 0);
     payload_destroy (&p);
-    S_CHECK (p == NULL);
+    CHECK (p == NULL);
     payload_destroy (&p);                   // NULL is fine
     msgpack_sbuffer_clear (&sbuf);
 
     //  run without args gets nil
     run.args = NULL;
     run.args_size = 0;
-    S_CHECK (payload_encode (&run, &sbuf) == 0);
+    CHECK (payload_encode (&run, &sbuf) == 0);
     p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
-    S_CHECK (p && p->args_size == 1 && (uint8_t) p->args[0] == 0xc0);
+    CHECK (p && p->args_size == 1 && (uint8_t) p->args[0] == 0xc0);
     payload_destroy (&p);
     msgpack_sbuffer_clear (&sbuf);
 
     //  Encoding refuses what decoding would refuse
     run.library = "../evil.so";
-    S_CHECK (payload_encode (&run, &sbuf) == -1);
+    CHECK (payload_encode (&run, &sbuf) == -1);
     run.library = "lib.so";
     run.args = "\x92\x01";                  // array of 2 with one item
     run.args_size = 2;
-    S_CHECK (payload_encode (&run, &sbuf) == -1);
-    S_CHECK (sbuf.size == 0);
+    CHECK (payload_encode (&run, &sbuf) == -1);
+    CHECK (sbuf.size == 0);
 
     //  Round trip: exec with everything
     char *argv[] = { "/bin/echo", "hello", "", NULL };
@@ -635,26 +635,26 @@ payload_test (bool verbose)
     payload_t exec = { .kind = PAYLOAD_EXEC, .argv = argv, .argc = 3,
                        .stdin_data = "in\0put", .stdin_size = 6,
                        .env = env, .envc = 3, .cwd = "/tmp" };
-    S_CHECK (payload_encode (&exec, &sbuf) == 0);
+    CHECK (payload_encode (&exec, &sbuf) == 0);
     p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
-    S_CHECK (p);
-    S_CHECK (p->kind == PAYLOAD_EXEC && p->argc == 3);
-    S_CHECK (s_streq (p->argv[0], "/bin/echo") && s_streq (p->argv[2], "") && !p->argv[3]);
-    S_CHECK (p->stdin_size == 6 && memcmp (p->stdin_data, "in\0put", 6) == 0);
-    S_CHECK (p->envc == 3 && s_streq (p->env[1], "EMPTY=") && s_streq (p->env[2], "B=x=y"));
-    S_CHECK (!p->env[3]);
-    S_CHECK (s_streq (p->cwd, "/tmp"));
+    CHECK (p);
+    CHECK (p && p->kind == PAYLOAD_EXEC && p->argc == 3);
+    CHECK (p && s_streq (p->argv[0], "/bin/echo") && s_streq (p->argv[2], "") && !p->argv[3]);
+    CHECK (p && p->stdin_size == 6 && memcmp (p->stdin_data, "in\0put", 6) == 0);
+    CHECK (p && p->envc == 3 && s_streq (p->env[1], "EMPTY=") && s_streq (p->env[2], "B=x=y"));
+    CHECK (p && !p->env[3]);
+    CHECK (p && s_streq (p->cwd, "/tmp"));
     payload_destroy (&p);
 
     //  Every malformed case is refused with a reason. Truncations of a valid
     //  payload first: every prefix must fail cleanly.
     for (size_t cut = 0; cut < sbuf.size; cut++) {
         p = payload_decode (sbuf.data, cut, err, sizeof err);
-        S_CHECK (p == NULL);
+        CHECK (p == NULL);
     }
     //  Trailing bytes
     char *longer = malloc (sbuf.size + 1);
-    S_CHECK (longer);
+    CHECK (longer);
     memcpy (longer, sbuf.data, sbuf.size);
     longer[sbuf.size] = (char) 0xc0;
     s_expect_bad (longer, sbuf.size + 1, "unexpected bytes", verbose);
@@ -667,13 +667,13 @@ payload_test (bool verbose)
     exec.envc = 0;
     exec.cwd = NULL;
     exec.argc = 1;
-    S_CHECK (payload_encode (&exec, &sbuf) == 0);
+    CHECK (payload_encode (&exec, &sbuf) == 0);
     p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
-    S_CHECK (p && p->argc == 1 && !p->env && !p->cwd && !p->stdin_data);
+    CHECK (p && p->argc == 1 && !p->env && !p->cwd && !p->stdin_data);
     payload_destroy (&p);
     msgpack_sbuffer_clear (&sbuf);
     exec.argc = 0;
-    S_CHECK (payload_encode (&exec, &sbuf) == -1);
+    CHECK (payload_encode (&exec, &sbuf) == -1);
 
     s_expect_bad (NULL, 0, "empty", verbose);
     s_expect_bad ("\xc1", 1, "reserved type byte", verbose);
@@ -784,7 +784,7 @@ payload_test (bool verbose)
     exec.argc = 2;
     exec.env = env;
     exec.envc = 2;
-    S_CHECK (payload_encode (&exec, &sbuf) == 0);
+    CHECK (payload_encode (&exec, &sbuf) == 0);
     uint8_t buf[256];
     unsigned seed = 12345;
     for (int round = 0; round < 20000; round++) {
@@ -806,10 +806,10 @@ payload_test (bool verbose)
             }
         }
         p = payload_decode (buf, size, err, sizeof err);
-        S_CHECK (p || *err);
+        CHECK (p || *err);
         payload_destroy (&p);
     }
     msgpack_sbuffer_destroy (&sbuf);
-    S_CHECK (s_streq (payload_kind_name (PAYLOAD_EXEC), "exec"));
+    CHECK (s_streq (payload_kind_name (PAYLOAD_EXEC), "exec"));
     printf ("OK\n");
 }
