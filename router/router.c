@@ -833,6 +833,25 @@ s_admin_reply (router_t *self, emqp_msg_t *request, char *json)
     s_send (self, self->admin, &reply, peers_id_of (request->identity, id, sizeof id));
 }
 
+static void
+s_kbye_all (router_t *self, peers_t *peers, zsock_t *sock)
+{
+    zlistx_t *list = peers_list (peers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list))
+        s_send_simple (self, sock, peer, EMQP_KBYE);
+    zlistx_destroy (&list);
+}
+
+static int
+s_on_stop (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    return -1;          // ends zloop_start
+}
+
 //  CANCEL: a waiting job ends at once; a running one is killed by its job
 //  manager and ends when it reports (DONE).
 static void
@@ -993,7 +1012,14 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
         case EMQP_DISCONNECT:
             log_info ("admin %s: DISCONNECT, shutting down", id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
-            self->stopping = true;
+            if (!self->stopping) {
+                self->stopping = true;
+                //  Say goodbye now and leave the loop a moment later, so the
+                //  ACK and the KBYEs are on the wire before the sockets close.
+                s_kbye_all (self, self->job_managers, self->backend);
+                s_kbye_all (self, self->schedulers, self->frontend);
+                zloop_timer (self->loop, 200, 1, s_on_stop, self);
+            }
             break;
         case EMQP_CANCEL:
             s_admin_cancel (self, msg);
@@ -1113,7 +1139,7 @@ s_on_frontend (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     router_t *self = (router_t *) arg;
     s_drain (self, sock, "client", s_frontend_message);
-    return self->stopping ? -1 : 0;
+    return 0;
 }
 
 static int
@@ -1122,7 +1148,7 @@ s_on_backend (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     router_t *self = (router_t *) arg;
     s_drain (self, sock, "jobmanager", s_backend_message);
-    return self->stopping ? -1 : 0;
+    return 0;
 }
 
 static int
@@ -1131,7 +1157,7 @@ s_on_admin (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     router_t *self = (router_t *) arg;
     s_drain (self, sock, "admin", s_admin_message);
-    return self->stopping ? -1 : 0;
+    return 0;
 }
 
 //  Heartbeats out, and removal of peers silent for timeout x liveness.
@@ -1368,16 +1394,6 @@ router_destroy (router_t **self_p)
     *self_p = NULL;
 }
 
-static void
-s_kbye_all (router_t *self, peers_t *peers, zsock_t *sock)
-{
-    zlistx_t *list = peers_list (peers);
-    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
-         peer = (peer_t *) zlistx_next (list))
-        s_send_simple (self, sock, peer, EMQP_KBYE);
-    zlistx_destroy (&list);
-}
-
 int
 router_run (router_t *self)
 {
@@ -1391,8 +1407,11 @@ router_run (router_t *self)
     else
         log_info ("router: stopping (%s); %zu unfinished job(s) kept in the store",
                   self->stopping ? "admin DISCONNECT" : "signal", held);
-    s_kbye_all (self, self->job_managers, self->backend);
-    s_kbye_all (self, self->schedulers, self->frontend);
+    //  After a signal, peers have not been told yet (DISCONNECT told them).
+    if (!self->stopping) {
+        s_kbye_all (self, self->job_managers, self->backend);
+        s_kbye_all (self, self->schedulers, self->frontend);
+    }
     return 0;
 }
 
