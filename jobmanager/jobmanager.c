@@ -517,14 +517,10 @@ s_on_hello (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *hello)
     s_dispatch (self);
 }
 
-static int
-s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+//  Reads what a worker wrote: outcomes, HELLO, or the end of its pipe.
+static void
+s_read_worker (jobmanager_t *self, pool_worker_t *worker)
 {
-    (void) loop;
-    jobmanager_t *self = arg;
-    pool_worker_t *worker = pool_lookup_fd (self->pool, item->fd);
-    if (!worker)
-        return 0;               // closed earlier in this loop turn
     for (int count = 0; count < 16 && worker->fd >= 0; count++) {
         wire_msg_t *msg = NULL;
         char err [512];
@@ -555,6 +551,17 @@ s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             s_worker_broken (self, worker, "sent a JOB message");
         wire_msg_destroy (&msg);
     }
+}
+
+static int
+s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void) loop;
+    jobmanager_t *self = arg;
+    pool_worker_t *worker = pool_lookup_fd (self->pool, item->fd);
+    if (!worker)
+        return 0;               // closed earlier in this loop turn
+    s_read_worker (self, worker);
     return 0;
 }
 
@@ -562,6 +569,11 @@ static void
 s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void *arg)
 {
     jobmanager_t *self = arg;
+    //  A worker that retires writes its last outcome and exits at once: the
+    //  exit can be reaped before the loop has read the pipe. Read it first,
+    //  so that outcome counts and the job is not taken for a crash.
+    if (worker->job && worker->fd >= 0)
+        s_read_worker (self, worker);
     char how [128];
     if (WIFSIGNALED (status)) {
         const char *name = sigabbrev_np (WTERMSIG (status));
