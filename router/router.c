@@ -31,6 +31,16 @@
 
 #define S_BATCH_MAX 1024        // messages handled per socket per loop turn
 
+typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
+
+//  What a socket's reader needs: the router, the peers' name in logs, and
+//  the handler for that socket's commands.
+typedef struct {
+    router_t *router;
+    const char *name;
+    s_handler_fn *handler;
+} s_socket_ctx_t;
+
 struct router_t {
     router_settings_t settings;
     zsock_t *frontend;
@@ -51,6 +61,7 @@ struct router_t {
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
     bool store_failing;         // the last commit failed (logged once)
     uint64_t fence;             // highest scheduler fencing token seen
+    s_socket_ctx_t readers[3];  // context of each socket's reader
     uint64_t committed_batches;
 };
 
@@ -1101,7 +1112,6 @@ s_flush (router_t *self)
         log_error ("store: %s", store_error (self->store));
 }
 
-typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
 
 static void
 s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
@@ -1134,29 +1144,11 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
 }
 
 static int
-s_on_frontend (zloop_t *loop, zsock_t *sock, void *arg)
+s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
 {
     (void) loop;
-    router_t *self = (router_t *) arg;
-    s_drain (self, sock, "client", s_frontend_message);
-    return 0;
-}
-
-static int
-s_on_backend (zloop_t *loop, zsock_t *sock, void *arg)
-{
-    (void) loop;
-    router_t *self = (router_t *) arg;
-    s_drain (self, sock, "jobmanager", s_backend_message);
-    return 0;
-}
-
-static int
-s_on_admin (zloop_t *loop, zsock_t *sock, void *arg)
-{
-    (void) loop;
-    router_t *self = (router_t *) arg;
-    s_drain (self, sock, "admin", s_admin_message);
+    s_socket_ctx_t *ctx = (s_socket_ctx_t *) arg;
+    s_drain (ctx->router, sock, ctx->name, ctx->handler);
     return 0;
 }
 
@@ -1341,9 +1333,12 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
     ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
         goto fail;
-    zloop_reader (self->loop, self->frontend, s_on_frontend, self);
-    zloop_reader (self->loop, self->backend, s_on_backend, self);
-    zloop_reader (self->loop, self->admin, s_on_admin, self);
+    self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
+    self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
+    self->readers[2] = (s_socket_ctx_t) { self, "admin", s_admin_message };
+    zloop_reader (self->loop, self->frontend, s_on_socket, &self->readers[0]);
+    zloop_reader (self->loop, self->backend, s_on_socket, &self->readers[1]);
+    zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);
     zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
