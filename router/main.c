@@ -27,9 +27,12 @@ s_usage (FILE *out)
 "Usage: emq-router [OPTIONS]\n"
 "The emq broker: takes jobs from clients and hands them to job managers.\n"
 "\n"
-"  --frontend ADDR            clients and schedulers (default tcp://127.0.0.1:47291)\n"
-"  --backend ADDR             job managers (default tcp://127.0.0.1:47290)\n"
-"  --admin ADDR               admin commands (default tcp://127.0.0.1:47293)\n"
+"  --frontend ADDR            clients and schedulers (default tcp://127.0.0.1:47291;\n"
+"                             also --frontend-listen-addr)\n"
+"  --backend ADDR             job managers (default tcp://127.0.0.1:47290;\n"
+"                             also --backend-listen-addr)\n"
+"  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
+"                             also --administrative-listen-addr)\n"
 "  --queue-hwm N              waiting jobs per queue before QUEUE_FULL (100000)\n"
 "  --heartbeat-interval S     seconds between heartbeats (3)\n"
 "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
@@ -70,6 +73,10 @@ main (int argc, char *argv[])
         { "frontend", required_argument, NULL, O_FRONTEND },
         { "backend", required_argument, NULL, O_BACKEND },
         { "admin", required_argument, NULL, O_ADMIN },
+        //  The settings' own names work as flags too (docs/configuration.md).
+        { "frontend-listen-addr", required_argument, NULL, O_FRONTEND },
+        { "backend-listen-addr", required_argument, NULL, O_BACKEND },
+        { "administrative-listen-addr", required_argument, NULL, O_ADMIN },
         { "queue-hwm", required_argument, NULL, O_HWM },
         { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
         { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
