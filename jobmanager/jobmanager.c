@@ -716,9 +716,9 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
     pool_worker_t *worker = pool_idle (self->pool);
     if (worker && s_start (self, job, worker) == 0)
         return;
-    if (!self->draining)
-        log_warning ("jobmanager %s: REQUEST %s while no worker is free; queued locally "
-                     "(%zu waiting)", s_id (self), job->msgid, zlistx_size (self->pending) + 1);
+    //  Expected when the router prefetches; it runs when a worker frees.
+    log_debug ("jobmanager %s: REQUEST %s while no worker is free; queued locally "
+               "(%zu waiting)", s_id (self), job->msgid, zlistx_size (self->pending) + 1);
     zlistx_add_end (self->pending, job);
 }
 

@@ -88,10 +88,11 @@ admin_workers_json (peers_t *job_managers, int64_t now_mono_ms)
             json_array_append_new (members, json_pack ("[I,s]",
                 (json_int_t) peer->queues[i].weight, peer->id));
         }
-        json_t *item = json_pack ("{s:o,s:f,s:I,s:I,s:I,s:b}",
+        json_t *item = json_pack ("{s:o,s:f,s:I,s:I,s:I,s:I,s:b}",
             "queues", queues,
             "hb", (double) peer->last_heard_ms / 1000.0,
             "available_slots", (json_int_t) peer->slots,
+            "prefetched", (json_int_t) peer->prefetched,
             "inflight", (json_int_t) zhashx_size (peer->inflight),
             "processed", (json_int_t) peer->processed,
             "emq", peer->emq);

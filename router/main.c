@@ -47,6 +47,8 @@ s_usage (FILE *out)
 "  --dead-ttl S               keep dead jobs (604800)\n"
 "  --retry-backoff S          first retry's delay, doubled each time (1)\n"
 "  --retry-backoff-max S      cap on a retry's delay (300)\n"
+"  --prefetch N               jobs a job manager may hold beyond its free\n"
+"                             slots, run as soon as a worker frees (0)\n"
 "  --standby                  if another router holds the data directory, wait\n"
 "                             (checking every 2 s) and start when it is free\n"
 "  --takeover                 ask the router holding it to stop, wait until it\n"
@@ -68,7 +70,7 @@ main (int argc, char *argv[])
     enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
            O_HB_LIVENESS, O_MAXMSG, O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION,
            O_DATADIR, O_MEMORY, OPT_FSYNC, O_RESULT_TTL, O_DEAD_TTL, O_BACKOFF,
-           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER };
+           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER, O_PREFETCH };
     static const struct option options[] = {
         { "frontend", required_argument, NULL, O_FRONTEND },
         { "backend", required_argument, NULL, O_BACKEND },
@@ -94,6 +96,7 @@ main (int argc, char *argv[])
         { "retry-backoff", required_argument, NULL, O_BACKOFF },
         { "retry-backoff-max", required_argument, NULL, O_BACKOFF_MAX },
         { "standby", no_argument, NULL, O_STANDBY },
+        { "prefetch", required_argument, NULL, O_PREFETCH },
         { "takeover", no_argument, NULL, O_TAKEOVER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
@@ -144,6 +147,7 @@ main (int argc, char *argv[])
             case O_BACKOFF: name = "retry_backoff"; break;
             case O_BACKOFF_MAX: name = "retry_backoff_max"; break;
             case O_STANDBY: lock_mode = LOCK_STANDBY; break;
+            case O_PREFETCH: name = "prefetch"; break;
             case O_TAKEOVER: lock_mode = LOCK_TAKEOVER; break;
             case O_CONFIG: break;
             case O_PRINT: print = true; break;
@@ -249,6 +253,7 @@ main (int argc, char *argv[])
         .dead_ttl_s = config_double (config, "dead_ttl"),
         .retry_backoff_s = config_double (config, "retry_backoff"),
         .retry_backoff_max_s = config_double (config, "retry_backoff_max"),
+        .prefetch = (uint32_t) config_int (config, "prefetch"),
     };
     if (settings.heartbeat_interval_ms < 1)
         settings.heartbeat_interval_ms = 1;

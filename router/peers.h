@@ -34,6 +34,7 @@ struct peer_t {
     size_t queue_count;
     char *queues_json;      // as announced, for listings
     uint32_t slots;         // free slots announced by READY
+    uint32_t prefetched;    // jobs sent beyond its free slots (prefetch)
     zhashx_t *inflight;     // msgid -> job_t, borrowed
     int64_t last_heard_ms;  // monotonic
     int64_t registered_ms;

@@ -251,7 +251,10 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     job->queue->latency_ms = now - job->queued_at_ms;
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
-    peer->slots--;
+    if (peer->slots > 0)
+        peer->slots--;
+    else
+        peer->prefetched++;
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->msgid, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
@@ -273,25 +276,38 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     return 0;
 }
 
-//  The job manager to receive the next job of a queue: highest weight
-//  first, then least recently used; NULL if none has a free slot.
-static peer_t *
-s_pick (queue_t *queue)
+//  True when a job manager may take one more job: a free slot, or room in
+//  its prefetch allowance.
+static bool
+s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 {
-    peer_t *best = NULL;
-    uint32_t best_weight = 0;
-    for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
-         server; server = (queue_server_t *) zlistx_next (queue->servers)) {
-        if (best && server->weight < best_weight)
-            break;          // ordered by weight: no better candidate follows
-        if (server->peer->slots == 0)
-            continue;
-        if (!best || server->peer->lru_tick < best->lru_tick) {
-            best = server->peer;
-            best_weight = server->weight;
+    return peer->slots > 0 || (with_prefetch && peer->prefetched < self->settings.prefetch);
+}
+
+//  The job manager to receive the next job of a queue: highest weight
+//  first, then least recently used; free slots before prefetch room; NULL
+//  if none has room.
+static peer_t *
+s_pick (router_t *self, queue_t *queue)
+{
+    for (int pass = 0; pass < (self->settings.prefetch ? 2 : 1); pass++) {
+        peer_t *best = NULL;
+        uint32_t best_weight = 0;
+        for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
+             server; server = (queue_server_t *) zlistx_next (queue->servers)) {
+            if (best && server->weight < best_weight)
+                break;      // ordered by weight: no better candidate follows
+            if (!s_has_room (self, server->peer, pass == 1))
+                continue;
+            if (!best || server->peer->lru_tick < best->lru_tick) {
+                best = server->peer;
+                best_weight = server->weight;
+            }
         }
+        if (best)
+            return best;
     }
-    return best;
+    return NULL;
 }
 
 //  Dispatches waiting jobs of one queue while a job manager has room.
@@ -299,7 +315,7 @@ static void
 s_dispatch_queue (router_t *self, queue_t *queue)
 {
     while (queue_waiting (queue) > 0) {
-        peer_t *peer = s_pick (queue);
+        peer_t *peer = s_pick (self, queue);
         if (!peer)
             break;
         job_t *job = queue_pop (queue);
@@ -315,9 +331,9 @@ s_dispatch_queue (router_t *self, queue_t *queue)
 static void
 s_dispatch_peer (router_t *self, peer_t *peer)
 {
-    for (size_t i = 0; i < peer->queue_count && peer->slots > 0; i++) {
+    for (size_t i = 0; i < peer->queue_count && s_has_room (self, peer, true); i++) {
         queue_t *queue = peer->queues[i].queue;
-        while (peer->slots > 0 && queue_waiting (queue) > 0) {
+        while (s_has_room (self, peer, true) && queue_waiting (queue) > 0) {
             job_t *job = queue_pop (queue);
             if (s_dispatch_one (self, peer, job)) {
                 queue_push_front (queue, job, job->queued_at_ms);
@@ -649,6 +665,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         free (peer->queues_json);
         peer->queues_json = NULL;
         peer->slots = 0;
+        peer->prefetched = 0;
     }
     else
         peer = peers_add (self->job_managers, msg->identity, PEER_JOB_MANAGER);
@@ -790,7 +807,11 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
             s_jm_inform (self, msg, peer);
             break;
         case EMQP_READY:
-            peer->slots++;
+            //  A worker freed up: it takes a prefetched job first, if any.
+            if (peer->prefetched > 0)
+                peer->prefetched--;
+            else
+                peer->slots++;
             s_dispatch_peer (self, peer);
             break;
         case EMQP_DONE:

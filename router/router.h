@@ -26,6 +26,8 @@ typedef struct {
     double dead_ttl_s;              // dead jobs are kept this long
     double retry_backoff_s;         // first retry's delay; doubles each time
     double retry_backoff_max_s;     // cap on a retry's delay
+    uint32_t prefetch;              // jobs a job manager may hold beyond its
+                                    // free slots (queued there, run next)
 } router_settings_t;
 
 typedef struct router_t router_t;
