@@ -68,6 +68,9 @@ long bench_rss_kb (pid_t pid);
 //  User + system CPU time of pid in microseconds (/proc/<pid>/stat), or -1.
 int64_t bench_cpu_us (pid_t pid);
 
+//  CPU time all CPUs spent not idle since boot (/proc/stat), µs, or -1.
+int64_t bench_machine_busy_us (void);
+
 //  ---------------------------------------------------------------------
 //  util: emq helpers
 

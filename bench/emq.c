@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  What a pipelined run saw.
 typedef struct {
@@ -140,10 +141,15 @@ bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool s
     size_t series_n = 0;
     long total = (long) (300000 * bench.scale);
     int64_t cpu_router = bench_cpu_us (router.pid), cpu_jm = bench_cpu_us (jm);
+    int64_t cpu_client = bench_cpu_us (getpid ());
+    int64_t busy0 = bench_machine_busy_us ();
     s_run (client, payload, size, total, bench.inflight, (int64_t) (8e6 * bench.scale),
            true, series_y, &series_n, &run);
     cpu_router = bench_cpu_us (router.pid) - cpu_router;
     cpu_jm = bench_cpu_us (jm) - cpu_jm;
+    cpu_client = bench_cpu_us (getpid ()) - cpu_client;
+    double busy = (double) (bench_machine_busy_us () - busy0) * 100
+                / ((double) run.elapsed_us * (double) sysconf (_SC_NPROCESSORS_ONLN));
     long jobs = run.results;
     if (jobs > 0 && !run.stalled)
         jps = jobs * 1e6 / (double) run.elapsed_us;
@@ -153,11 +159,14 @@ bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool s
     bench_figure (scenario, "throughput", jps, "jobs_per_s");
     bench_figure (scenario, "router_cpu_per_job", router_us, "us");
     bench_figure (scenario, "jm_cpu_per_job", jm_us, "us");
+    double client_us = jobs ? (double) cpu_client / (double) jobs : NAN;
+    bench_figure (scenario, "client_cpu_per_job", client_us, "us");
+    bench_figure (scenario, "machine_busy", busy, "percent");
     bench_figure (scenario, "failed", (double) (run.failed + run.errors), NULL);
     bench_line (scenario, "%.0f jobs/s (%ld jobs in %.2f s, %d in flight, %ld failed); "
-                "CPU/job: router %.1f us, jm %.1f us%s", jps, jobs, run.elapsed_us / 1e6,
-                bench.inflight, run.failed + run.errors, router_us, jm_us,
-                run.stalled ? " [STALLED]" : "");
+                "CPU/job: router %.1f us, jm %.1f us, client %.1f us; all CPUs %.0f %% busy%s",
+                jps, jobs, run.elapsed_us / 1e6, bench.inflight, run.failed + run.errors,
+                router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
@@ -391,6 +400,18 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
     //  Ended jobs are kept result_ttl (1 s here) and expired every 10 s.
     bench_sleep_ms (11500);
     long after_kb = bench_rss_kb (router.pid);
+    //  Diagnostic: is what stays allocated memory, or freed memory that
+    //  malloc keeps? Asks the router to malloc_trim(0) through gdb.
+    if (getenv ("EMQ_BENCH_GDB_TRIM")) {
+        char command[256];
+        snprintf (command, sizeof command, "gdb -p %d -batch -ex 'call (int) malloc_trim(0)' "
+                  ">/dev/null 2>&1", (int) router.pid);
+        if (system (command) == 0) {
+            long trimmed_kb = bench_rss_kb (router.pid);
+            bench_figure (scenario, "rss_after_malloc_trim", (double) trimmed_kb, "kb");
+            bench_line (scenario, "after malloc_trim(0) (gdb): RSS %ld KiB", trimmed_kb);
+        }
+    }
     double growth = idle_kb > 0 ? (double) (after_kb - idle_kb) * 100 / (double) idle_kb : NAN;
 
     bench_figure (scenario, "jobs", (double) queued, NULL);

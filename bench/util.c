@@ -221,6 +221,24 @@ bench_cpu_us (pid_t pid)
     return (int64_t) (utime + stime) * 1000000 / (ticks > 0 ? ticks : 100);
 }
 
+int64_t
+bench_machine_busy_us (void)
+{
+    FILE *file = fopen ("/proc/stat", "r");
+    if (!file)
+        return -1;
+    unsigned long long v[8] = { 0 };
+    int n = fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                    &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose (file);
+    if (n < 4)
+        return -1;
+    //  user nice system idle iowait irq softirq steal: all but idle and iowait.
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    long ticks = sysconf (_SC_CLK_TCK);
+    return (int64_t) (busy * 1000000ULL / (unsigned long long) (ticks > 0 ? ticks : 100));
+}
+
 //  ---------------------------------------------------------------------
 //  emq helpers
 
