@@ -6,7 +6,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "lock.h"
+#include "pidlock.h"
 #include "router.h"
 #include "store.h"
 
@@ -123,7 +123,7 @@ main (int argc, char *argv[])
         return EXIT_CONFIG;
     }
     bool print = false;
-    lock_mode_t lock_mode = LOCK_FAIL;
+    pidlock_mode_t lock_mode = PIDLOCK_FAIL;
     optind = 1;
     opterr = 1;
     while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
@@ -146,9 +146,9 @@ main (int argc, char *argv[])
             case O_DEAD_TTL: name = "dead_ttl"; break;
             case O_BACKOFF: name = "retry_backoff"; break;
             case O_BACKOFF_MAX: name = "retry_backoff_max"; break;
-            case O_STANDBY: lock_mode = LOCK_STANDBY; break;
+            case O_STANDBY: lock_mode = PIDLOCK_STANDBY; break;
             case O_PREFETCH: name = "prefetch"; break;
-            case O_TAKEOVER: lock_mode = LOCK_TAKEOVER; break;
+            case O_TAKEOVER: lock_mode = PIDLOCK_TAKEOVER; break;
             case O_CONFIG: break;
             case O_PRINT: print = true; break;
             case 'h':
@@ -211,7 +211,7 @@ main (int argc, char *argv[])
     }
     else
         snprintf (data_dir, sizeof data_dir, "%s", configured);
-    lock_t *lock = NULL;
+    pidlock_t *lock = NULL;
     if (!memory) {
         //  mkdir -p, then one router per directory.
         for (char *p = data_dir + 1; *p; p++)
@@ -226,7 +226,7 @@ main (int argc, char *argv[])
             config_destroy (&config);
             return EXIT_START;
         }
-        lock = lock_acquire (data_dir, "emq-router", lock_mode, &zsys_interrupted, 0,
+        lock = pidlock_acquire (data_dir, "emq-router", lock_mode, &zsys_interrupted, 0,
                              err, sizeof err);
         if (!lock) {
             fprintf (stderr, "emq-router: %s\n", err);
@@ -265,14 +265,14 @@ main (int argc, char *argv[])
     if (!router) {
         log_error ("router: %s", err);
         fprintf (stderr, "emq-router: %s\n", err);
-        lock_release (&lock);
+        pidlock_release (&lock);
         config_destroy (&config);
         return EXIT_START;
     }
     int rc = router_run (router);
     router_destroy (&router);
     //  Released last: a router taking over starts only once we are done.
-    lock_release (&lock);
+    pidlock_release (&lock);
     config_destroy (&config);
     return rc;
 }

@@ -27,6 +27,7 @@ typedef enum {
 } job_state_t;
 
 typedef struct {
+    int64_t row;            // the job's key in the store (0: none)
     char *msgid;            // the client's message id, unique per router
     char *queue_name;       // queue frame as submitted
     char *headers;          // headers frame as submitted

@@ -167,7 +167,7 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
     if (state == STORE_DEAD)
         log_info ("job %s: dead after %u attempt(s): %s", job->msgid, job->attempt,
                   emqp_status_name (status));
-    if (store_set_ended (self->store, job->msgid, state, emqp_status_name (status),
+    if (store_set_ended (self->store, job->row, state, emqp_status_name (status),
                          data, size, usage, s_wall_s ()))
         log_error ("store: %s", store_error (self->store));
     if (job->parsed.reply_requested && job->client)
@@ -256,7 +256,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     else
         peer->prefetched++;
     peer->lru_tick = ++self->tick;
-    if (store_set_dispatched (self->store, job->msgid, job->attempt, epoch))
+    if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
     log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", job->msgid,
                peer->id, epoch, job->attempt);
@@ -436,7 +436,8 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         .retries_left = parsed.retry_count, .run_at = run_at, .created_at = now
     };
     bool duplicate = false;
-    if (store_insert (self->store, &row, &duplicate)) {
+    int64_t seq = 0;
+    if (store_insert (self->store, &row, &duplicate, &seq)) {
         log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, id,
                    store_error (self->store));
         snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
@@ -459,6 +460,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         return;
     }
     job->run_at = run_at > now ? run_at : 0;
+    job->row = seq;
     //  Not dispatched, not ACKed, until the batch is committed (s_flush).
     zlistx_add_end (self->pending, job);
 }
@@ -771,7 +773,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
         double run_at = s_wall_s () + delay;
-        if (store_set_waiting (self->store, job->msgid, STORE_SCHEDULED, job->retries_left,
+        if (store_set_waiting (self->store, job->row, STORE_SCHEDULED, job->retries_left,
                                run_at))
             log_error ("store: %s", store_error (self->store));
         s_schedule (self, job, run_at);
@@ -967,8 +969,9 @@ s_dead_revive (const store_row_t *row, void *arg)
     zframe_destroy (&client);
     if (!job)
         return -1;
+    job->row = row->seq;
     job->attempt = row->attempt;
-    if (store_set_waiting (self->store, job->msgid, STORE_QUEUED, job->retries_left, 0))
+    if (store_set_waiting (self->store, job->row, STORE_QUEUED, job->retries_left, 0))
         log_error ("store: %s", store_error (self->store));
     queue_push (job->queue, job, s_now_ms ());
     self->redispatch = true;
@@ -1273,6 +1276,7 @@ s_load_row (const store_row_t *row, void *arg)
     zframe_destroy (&client);
     if (!job)
         return -1;
+    job->row = row->seq;
     job->attempt = row->attempt;
     job->retries_left = row->retries_left;
     if (row->state == STORE_SCHEDULED && row->run_at > 0)

@@ -11,7 +11,9 @@
         always    synchronous=FULL: every commit is on disk before the ACK
         everysec  synchronous=NORMAL, WAL synced by a checkpoint each second
         off       synchronous=OFF: the OS decides
-    A path of ":memory:" keeps everything in memory (no durability).
+    A path of ":memory:" is the in-memory mode: job rows are not written at
+    all (the router's own structures hold what is in flight), so results
+    of ended jobs and dead jobs are not kept; only the meta table is.
 */
 #ifndef EMQ_ROUTER_STORE_H
 #define EMQ_ROUTER_STORE_H
@@ -34,6 +36,7 @@ typedef struct store_t store_t;
 //  A job row as loaded or fetched. Pointers are owned by the store and
 //  valid only during the callback or until the next call.
 typedef struct {
+    int64_t seq;                // the row's key (submission order)
     const char *msgid;
     const char *queue;
     const char *headers;
@@ -66,12 +69,14 @@ bool store_is_memory (store_t *self);
 
 //  Writes. Each joins the open transaction (begun on demand) and returns 0,
 //  or -1 with the reason in store_error(). insert sets *duplicate when the
-//  msgid is already stored (then nothing is written).
-int store_insert (store_t *self, const store_row_t *row, bool *duplicate);
-int store_set_dispatched (store_t *self, const char *msgid, uint32_t attempt, uint64_t epoch);
-int store_set_waiting (store_t *self, const char *msgid, store_state_t state,
+//  msgid is already stored (then nothing is written), else *seq to the new
+//  row's key, which the other writes take (a rowid lookup, not an index
+//  search by msgid).
+int store_insert (store_t *self, const store_row_t *row, bool *duplicate, int64_t *seq);
+int store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epoch);
+int store_set_waiting (store_t *self, int64_t seq, store_state_t state,
                        uint32_t retries_left, double run_at);
-int store_set_ended (store_t *self, const char *msgid, store_state_t state,
+int store_set_ended (store_t *self, int64_t seq, store_state_t state,
                      const char *status, const void *result, size_t result_size,
                      const char *usage, double ended_at);
 
