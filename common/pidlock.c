@@ -1,5 +1,5 @@
-/*  lock — one process per data directory. See lock.h. */
-#include "lock.h"
+/*  pidlock — one process per data directory. See pidlock.h. */
+#include "pidlock.h"
 
 #include <bsd/libutil.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 
 #include "log.h"
 
-struct lock_t {
+struct pidlock_t {
     struct pidfh *pidfile;
 };
 
@@ -42,13 +42,13 @@ s_has_exited (pid_t pid)
     return close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z';
 }
 
-lock_t *
-lock_acquire (const char *dir, const char *name, lock_mode_t mode,
-              volatile int *interrupted, double timeout_s, char *err, size_t errlen)
+pidlock_t *
+pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
+                 volatile int *interrupted, double timeout_s, char *err, size_t errlen)
 {
     char path[4096];
     snprintf (path, sizeof path, "%s/%s.pid", dir, name);
-    lock_t *self = calloc (1, sizeof (lock_t));
+    pidlock_t *self = calloc (1, sizeof (pidlock_t));
     if (!self) {
         snprintf (err, errlen, "out of memory");
         return NULL;
@@ -73,7 +73,7 @@ lock_acquire (const char *dir, const char *name, lock_mode_t mode,
                 return NULL;
             }
             if (asked)
-                log_info ("lock: router %d has exited; taking over %s", (int) holder, dir);
+                log_info ("lock: %s %d has exited; taking over %s", name, (int) holder, dir);
             return self;
         }
         if (errno != EEXIST) {
@@ -81,13 +81,14 @@ lock_acquire (const char *dir, const char *name, lock_mode_t mode,
             free (self);
             return NULL;
         }
-        if (mode == LOCK_FAIL) {
+        if (mode == PIDLOCK_FAIL) {
             if (other > 0)
-                snprintf (err, errlen, "%s is in use by another router (pid %d); use "
-                          "--standby to wait for it or --takeover to replace it", dir, (int) other);
+                snprintf (err, errlen, "%s is in use by another %s (pid %d); use "
+                          "--standby to wait for it or --takeover to replace it", dir, name,
+                          (int) other);
             else
-                snprintf (err, errlen, "%s is in use by another router (its pid is not "
-                          "written yet); use --standby or --takeover", dir);
+                snprintf (err, errlen, "%s is in use by another %s (its pid is not "
+                          "written yet); use --standby or --takeover", dir, name);
             free (self);
             return NULL;
         }
@@ -96,10 +97,10 @@ lock_acquire (const char *dir, const char *name, lock_mode_t mode,
             free (self);
             return NULL;
         }
-        if (mode == LOCK_TAKEOVER && other > 0 && !asked) {
-            log_info ("lock: asking router %d to stop (takeover of %s)", (int) other, dir);
+        if (mode == PIDLOCK_TAKEOVER && other > 0 && !asked) {
+            log_info ("lock: asking %s %d to stop (takeover of %s)", name, (int) other, dir);
             if (kill (other, SIGTERM) == -1 && errno != ESRCH) {
-                snprintf (err, errlen, "cannot signal router %d: %s", (int) other,
+                snprintf (err, errlen, "cannot signal %s %d: %s", name, (int) other,
                           strerror (errno));
                 free (self);
                 return NULL;
@@ -107,27 +108,27 @@ lock_acquire (const char *dir, const char *name, lock_mode_t mode,
             asked = true;
             holder = other;
         }
-        if (mode == LOCK_STANDBY && holder != other) {
-            log_info ("lock: %s is held by router %d; standing by", dir, (int) other);
+        if (mode == PIDLOCK_STANDBY && holder != other) {
+            log_info ("lock: %s is held by %s %d; standing by", dir, name, (int) other);
             holder = other;
         }
         struct timespec now;
         clock_gettime (CLOCK_MONOTONIC, &now);
         double waited = (double) (now.tv_sec - start.tv_sec)
                       + (double) (now.tv_nsec - start.tv_nsec) / 1e9;
-        if (mode == LOCK_TAKEOVER && timeout_s > 0 && waited > timeout_s) {
-            snprintf (err, errlen, "router %d did not stop within %.0f s", (int) holder,
+        if (mode == PIDLOCK_TAKEOVER && timeout_s > 0 && waited > timeout_s) {
+            snprintf (err, errlen, "%s %d did not stop within %.0f s", name, (int) holder,
                       timeout_s);
             free (self);
             return NULL;
         }
         //  Standby polls every 2 s as documented; a takeover polls faster.
-        s_sleep_ms (mode == LOCK_STANDBY ? 2000 : 100);
+        s_sleep_ms (mode == PIDLOCK_STANDBY ? 2000 : 100);
     }
 }
 
 void
-lock_release (lock_t **self_p)
+pidlock_release (pidlock_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
@@ -144,7 +145,7 @@ lock_release (lock_t **self_p)
 #include <sys/wait.h>
 
 void
-lock_test (bool verbose)
+pidlock_test (bool verbose)
 {
     if (verbose)
         printf (" * lock: ");
@@ -157,7 +158,7 @@ lock_test (bool verbose)
     pid_t child = fork ();
     if (child == 0) {
         close (ready[0]);
-        lock_t *held = lock_acquire (dir, "test", LOCK_FAIL, NULL, 0, err, sizeof err);
+        pidlock_t *held = pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
         if (write (ready[1], held ? "y" : "n", 1) != 1)
             _exit (2);
         pause ();               // SIGTERM ends us, releasing the flock
@@ -169,19 +170,19 @@ lock_test (bool verbose)
     CHECK_EQ (c, 'y');
     close (ready[0]);
 
-    lock_t *lock = lock_acquire (dir, "test", LOCK_FAIL, NULL, 0, err, sizeof err);
+    pidlock_t *lock = pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
     CHECK (lock == NULL);
     char pid_text[32];
     snprintf (pid_text, sizeof pid_text, "pid %d", (int) child);
     CHECK_CONTAINS (err, pid_text);
 
     //  Takeover: the child is asked to stop, and we hold the lock after.
-    lock = lock_acquire (dir, "test", LOCK_TAKEOVER, NULL, 10, err, sizeof err);
+    lock = pidlock_acquire (dir, "test", PIDLOCK_TAKEOVER, NULL, 10, err, sizeof err);
     CHECK (lock != NULL);
     int status = 0;
     CHECK_EQ (waitpid (child, &status, 0), child);
     CHECK (WIFSIGNALED (status) && WTERMSIG (status) == SIGTERM);
-    lock_release (&lock);
+    pidlock_release (&lock);
     CHECK (lock == NULL);
     char path[128];
     snprintf (path, sizeof path, "%s/test.pid", dir);

@@ -19,7 +19,7 @@
 #include "router/peers.h"
 #include "router/router.h"
 #include "router/store.h"
-#include "router/lock.h"
+#include "common/pidlock.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
 #include "worker/command.h"
@@ -54,7 +54,7 @@ static const s_test_t s_tests[] = {
     { "queues",  queues_test },
     { "peers",   peers_test },
     { "store",   store_test },
-    { "lock",    lock_test },
+    { "pidlock", pidlock_test },
     { "router",  router_test },
     { "wire",    wire_test },
     { "plugin",  plugin_test },
