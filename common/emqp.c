@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -486,58 +487,97 @@ fail:
 }
 
 //  --------------------------------------------------------------------------
-//  Encoding
+//  Encoding. s_layout lays a message out as a list of frames that borrow the
+//  message's strings and own its binary frames (moved out of it); encode
+//  turns the list into a zmsg_t, send writes it straight to the socket with
+//  no intermediate allocation and no copy of payloads.
+
+#define S_FRAMES_MAX 16
+
+typedef struct {
+    struct {
+        const void *data;       // borrowed text, or NULL for a frame
+        size_t size;
+        zframe_t *frame;        // owned binary frame (identity, payload)
+    } item[S_FRAMES_MAX];
+    size_t count;
+    char numbers[3][32];        // formatted numbers live here
+    size_t numbers_used;
+    char msgid[37];             // a fresh msgid when the message had none
+} s_frames_t;
 
 static int
-s_add_str (zmsg_t *zmsg, const char *s)
+s_put_str (s_frames_t *f, const char *s)
 {
-    return s ? zmsg_addstr (zmsg, s) : -1;
-}
-
-static int
-s_add_u64 (zmsg_t *zmsg, uint64_t value)
-{
-    char buf[24];
-    snprintf (buf, sizeof buf, "%" PRIu64, value);
-    return zmsg_addstr (zmsg, buf);
-}
-
-static int
-s_add_frame (zmsg_t *zmsg, zframe_t **frame_p)
-{
-    if (!*frame_p)
+    if (!s || f->count == S_FRAMES_MAX)
         return -1;
-    return zmsg_append (zmsg, frame_p);
+    f->item[f->count].data = s;
+    f->item[f->count].size = strlen (s);
+    f->item[f->count].frame = NULL;
+    f->count++;
+    return 0;
 }
 
-zmsg_t *
-emqp_encode (emqp_msg_t *self)
+static int
+s_put_frame (s_frames_t *f, zframe_t **frame_p)
 {
-    assert (self);
-    zmsg_t *zmsg = zmsg_new ();
-    if (!zmsg)
-        return NULL;
-    if (self->identity)
-        zmsg_append (zmsg, &self->identity);
-    zmsg_addmem (zmsg, "", 0);
-    zmsg_addstr (zmsg, EMQP_PROTOCOL);
-    zmsg_addstr (zmsg, emqp_command_name (self->command));
-    char fresh[37];
+    if (!*frame_p || f->count == S_FRAMES_MAX)
+        return -1;
+    f->item[f->count].data = NULL;
+    f->item[f->count].size = 0;
+    f->item[f->count].frame = *frame_p;
+    *frame_p = NULL;
+    f->count++;
+    return 0;
+}
+
+static int
+s_put_number (s_frames_t *f, const char *format, ...)
+{
+    if (f->numbers_used == 3)
+        return -1;
+    char *buf = f->numbers[f->numbers_used++];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (buf, sizeof f->numbers[0], format, args);
+    va_end (args);
+    return s_put_str (f, buf);
+}
+
+static void
+s_frames_clear (s_frames_t *f)
+{
+    for (size_t i = 0; i < f->count; i++)
+        zframe_destroy (&f->item[i].frame);
+    f->count = 0;
+}
+
+//  Returns 0, or -1 if a field the command needs is missing (then the
+//  frames already taken are released by s_frames_clear).
+static int
+s_layout (emqp_msg_t *self, s_frames_t *f)
+{
+    f->count = 0;
+    f->numbers_used = 0;
+    if (self->identity && s_put_frame (f, &self->identity))
+        return -1;
     if (!self->msgid)
-        emqp_msgid_new (fresh);
-    zmsg_addstr (zmsg, self->msgid ? self->msgid : fresh);
+        emqp_msgid_new (f->msgid);
+    if (s_put_str (f, "")
+    ||  s_put_str (f, EMQP_PROTOCOL)
+    ||  s_put_str (f, emqp_command_name (self->command))
+    ||  s_put_str (f, self->msgid ? self->msgid : f->msgid))
+        return -1;
 
     int rc = 0;
-    char buf[64];
     switch (self->command) {
         case EMQP_ACK:
-            rc = s_add_str (zmsg, self->ref);
+            rc = s_put_str (f, self->ref);
             break;
         case EMQP_HEARTBEAT:
-            snprintf (buf, sizeof buf, "%.6f", self->heartbeat_ts);
-            rc = zmsg_addstr (zmsg, buf);
+            rc = s_put_number (f, "%.6f", self->heartbeat_ts);
             if (!rc && self->stats)
-                rc = zmsg_addstr (zmsg, self->stats);
+                rc = s_put_str (f, self->stats);
             break;
         case EMQP_DISCONNECT:
         case EMQP_KBYE:
@@ -546,71 +586,82 @@ emqp_encode (emqp_msg_t *self)
         case EMQP_STATUS:
         case EMQP_ROUTER_SHOW_WORKERS:
         case EMQP_ROUTER_SHOW_SCHEDULERS:
-            break;
-        case EMQP_INFORM:
-            rc = s_add_str (zmsg, self->queues ? self->queues : "");
-            rc = rc ? rc : s_add_str (zmsg, self->peer_type);
-            if (!rc && self->agent)
-                rc = s_add_str (zmsg, self->agent);
-            break;
-        case EMQP_REQUEST:
-            rc = s_add_str (zmsg, self->queue);
-            rc = rc ? rc : s_add_str (zmsg, self->headers ? self->headers : "");
-            rc = rc ? rc : s_add_frame (zmsg, &self->payload);
-            if (!rc && self->epoch) {
-                rc = s_add_u64 (zmsg, self->epoch);
-                rc = rc ? rc : s_add_u64 (zmsg, self->attempt);
-            }
-            break;
-        case EMQP_REPLY:
-            rc = s_add_frame (zmsg, &self->payload);
-            if (!rc && self->ref)
-                rc = s_add_str (zmsg, self->ref);
-            break;
-        case EMQP_SCHEDULE:
-        case EMQP_UNSCHEDULE:
-            rc = s_add_str (zmsg, self->queue);
-            rc = rc ? rc : s_add_str (zmsg, self->headers ? self->headers : "");
-            snprintf (buf, sizeof buf, "%" PRId64, self->interval_s);
-            rc = rc ? rc : zmsg_addstr (zmsg, buf);
-            rc = rc ? rc : s_add_frame (zmsg, &self->payload);
-            rc = rc ? rc : s_add_str (zmsg, self->cron ? self->cron : "");
-            break;
-        case EMQP_DONE:
-        case EMQP_RESULT:
-            rc = s_add_str (zmsg, self->ref);
-            if (!rc && self->command == EMQP_DONE)
-                rc = s_add_u64 (zmsg, self->epoch);
-            rc = rc ? rc : s_add_str (zmsg, emqp_status_name (self->status));
-            if (!rc && !self->payload)
-                self->payload = zframe_new (NULL, 0);
-            rc = rc ? rc : s_add_frame (zmsg, &self->payload);
-            rc = rc ? rc : s_add_str (zmsg, self->usage ? self->usage : "");
-            break;
-        case EMQP_FETCH:
-        case EMQP_DEAD_RETRY:
-            rc = s_add_str (zmsg, self->ref);
-            break;
-        case EMQP_CANCEL:
-            rc = s_add_str (zmsg, self->ref);
-            if (!rc && self->epoch)
-                rc = s_add_u64 (zmsg, self->epoch);
-            break;
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
+        case EMQP_INFORM:
+            rc = s_put_str (f, self->queues ? self->queues : "");
+            rc = rc ? rc : s_put_str (f, self->peer_type);
+            if (!rc && self->agent)
+                rc = s_put_str (f, self->agent);
+            break;
+        case EMQP_REQUEST:
+            rc = s_put_str (f, self->queue);
+            rc = rc ? rc : s_put_str (f, self->headers ? self->headers : "");
+            rc = rc ? rc : s_put_frame (f, &self->payload);
+            if (!rc && self->epoch) {
+                rc = s_put_number (f, "%" PRIu64, self->epoch);
+                rc = rc ? rc : s_put_number (f, "%" PRIu32, self->attempt);
+            }
+            break;
+        case EMQP_REPLY:
+            rc = s_put_frame (f, &self->payload);
+            if (!rc && self->ref)
+                rc = s_put_str (f, self->ref);
+            break;
+        case EMQP_SCHEDULE:
+        case EMQP_UNSCHEDULE:
+            rc = s_put_str (f, self->queue);
+            rc = rc ? rc : s_put_str (f, self->headers ? self->headers : "");
+            rc = rc ? rc : s_put_number (f, "%" PRId64, self->interval_s);
+            rc = rc ? rc : s_put_frame (f, &self->payload);
+            rc = rc ? rc : s_put_str (f, self->cron ? self->cron : "");
+            break;
+        case EMQP_DONE:
+        case EMQP_RESULT:
+            rc = s_put_str (f, self->ref);
+            if (!rc && self->command == EMQP_DONE)
+                rc = s_put_number (f, "%" PRIu64, self->epoch);
+            rc = rc ? rc : s_put_str (f, emqp_status_name (self->status));
+            if (!rc && !self->payload)
+                self->payload = zframe_new (NULL, 0);
+            rc = rc ? rc : s_put_frame (f, &self->payload);
+            rc = rc ? rc : s_put_str (f, self->usage ? self->usage : "");
+            break;
+        case EMQP_FETCH:
+        case EMQP_DEAD_RETRY:
+            rc = s_put_str (f, self->ref);
+            break;
+        case EMQP_CANCEL:
+            rc = s_put_str (f, self->ref);
+            if (!rc && self->epoch)
+                rc = s_put_number (f, "%" PRIu64, self->epoch);
+            break;
         case EMQP_ERROR:
-            rc = s_add_str (zmsg, self->ref ? self->ref : "");
-            rc = rc ? rc : s_add_str (zmsg, self->error_code);
-            rc = rc ? rc : s_add_str (zmsg, self->error_text ? self->error_text : "");
+            rc = s_put_str (f, self->ref ? self->ref : "");
+            rc = rc ? rc : s_put_str (f, self->error_code);
+            rc = rc ? rc : s_put_str (f, self->error_text ? self->error_text : "");
             break;
         default:
             rc = -1;
     }
-    if (rc) {
-        zmsg_destroy (&zmsg);
-        return NULL;
+    return rc;
+}
+
+zmsg_t *
+emqp_encode (emqp_msg_t *self)
+{
+    assert (self);
+    s_frames_t f;
+    zmsg_t *zmsg = NULL;
+    if (s_layout (self, &f) == 0 && (zmsg = zmsg_new ())) {
+        for (size_t i = 0; i < f.count; i++)
+            if (f.item[i].frame)
+                zmsg_append (zmsg, &f.item[i].frame);
+            else
+                zmsg_addmem (zmsg, f.item[i].data, f.item[i].size);
     }
+    s_frames_clear (&f);
     return zmsg;
 }
 
@@ -618,33 +669,34 @@ int
 emqp_send (emqp_msg_t **self_p, zsock_t *sock)
 {
     assert (self_p && *self_p);
-    zmsg_t *zmsg = emqp_encode (*self_p);
-    emqp_msg_destroy (self_p);
-    if (!zmsg) {
+    emqp_msg_t *self = *self_p;
+    s_frames_t f;
+    if (s_layout (self, &f)) {
+        s_frames_clear (&f);
+        emqp_msg_destroy (self_p);
         errno = EINVAL;
         return -1;
     }
-    //  Send frame by frame with DONTWAIT so a full pipe or a vanished
-    //  ROUTER peer is reported, never blocks. ZeroMQ guarantees that a
-    //  multipart message is atomic: if the first frame fails nothing is sent.
+    //  DONTWAIT so a full pipe or a vanished ROUTER peer is reported, never
+    //  blocks. A multipart message is atomic: only the first frame can fail,
+    //  and then nothing was sent.
     void *handle = zsock_resolve (sock);
-    size_t count = zmsg_size (zmsg);
-    size_t index = 0;
-    zframe_t *frame;
-    while ((frame = zmsg_pop (zmsg))) {
-        int flags = ZMQ_DONTWAIT | (++index < count ? ZMQ_SNDMORE : 0);
-        int rc = zmq_send (handle, zframe_data (frame), zframe_size (frame), flags);
-        zframe_destroy (&frame);
-        if (rc == -1) {
-            int saved = errno;
-            //  Only the first frame can fail once a message has started.
-            zmsg_destroy (&zmsg);
-            errno = saved;
-            return -1;
+    int rc = 0;
+    for (size_t i = 0; i < f.count && rc == 0; i++) {
+        bool more = i + 1 < f.count;
+        if (f.item[i].frame) {
+            rc = zframe_send (&f.item[i].frame, handle,
+                              ZFRAME_DONTWAIT | (more ? ZFRAME_MORE : 0));
         }
+        else
+            rc = zmq_send (handle, f.item[i].data, f.item[i].size,
+                           ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) == -1 ? -1 : 0;
     }
-    zmsg_destroy (&zmsg);
-    return 0;
+    int saved = errno;
+    s_frames_clear (&f);
+    emqp_msg_destroy (self_p);
+    errno = saved;
+    return rc;
 }
 
 //  A uuid4 from a per-process random stream. getrandom seeds it once; the
