@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -43,6 +44,23 @@ int
 h_ms (int ms)
 {
     return (int) (ms * s_scale);
+}
+
+double
+h_slowness (void)
+{
+#if defined (__SANITIZE_ADDRESS__)
+    return s_scale > 4 ? s_scale : 4;
+#else
+    return s_scale;
+#endif
+}
+
+int
+h_count (int n)
+{
+    int count = (int) (n / h_slowness ());
+    return count > 0 ? count : 1;
 }
 
 void
@@ -217,9 +235,11 @@ s_heartbeat_args (const char **args, size_t *argc)
     args[(*argc)++] = "3";
 }
 
-pid_t
-h_router (h_test_t *t, const char *tag, ...)
+static pid_t
+s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list ap)
 {
+    if (!admin)
+        admin = t->admin;
     const char *args[128];
     size_t argc = 0;
     args[argc++] = "--frontend";
@@ -227,7 +247,7 @@ h_router (h_test_t *t, const char *tag, ...)
     args[argc++] = "--backend";
     args[argc++] = t->backend;
     args[argc++] = "--admin";
-    args[argc++] = t->admin;
+    args[argc++] = admin;
     //  Each test's router keeps its jobs in the test's own directory (a
     //  restarted router finds them there); a later --data-dir or
     //  --in-memory among the caller's arguments wins.
@@ -240,19 +260,18 @@ h_router (h_test_t *t, const char *tag, ...)
     s_heartbeat_args (args, &argc);
     args[argc++] = "--log-level";
     args[argc++] = t->verbose ? "debug" : "info";
-    va_list ap;
-    va_start (ap, tag);
     const char *arg;
     while ((arg = va_arg (ap, const char *)) && argc < 126)
         args[argc++] = arg;
-    va_end (ap);
     args[argc] = NULL;
     pid_t pid = h_spawn (t, tag, true, "emq-router", args);
+    if (!wait)
+        return pid;
 
     //  Up means: answers STATUS on the admin socket.
     int64_t deadline = h_now_ms () + h_ms (10000);
     while (true) {
-        json_t *status = h_admin (t, "STATUS");
+        json_t *status = h_admin_at (t, admin, "STATUS", h_ms (1000));
         if (status) {
             json_decref (status);
             break;
@@ -265,6 +284,26 @@ h_router (h_test_t *t, const char *tag, ...)
         h_nap ();
     }
     h_log (t, "%s up, pid %d", tag, (int) pid);
+    return pid;
+}
+
+pid_t
+h_router (h_test_t *t, const char *tag, ...)
+{
+    va_list ap;
+    va_start (ap, tag);
+    pid_t pid = s_router_v (t, tag, NULL, true, ap);
+    va_end (ap);
+    return pid;
+}
+
+pid_t
+h_router_ex (h_test_t *t, const char *tag, const char *admin, bool wait, ...)
+{
+    va_list ap;
+    va_start (ap, wait);
+    pid_t pid = s_router_v (t, tag, admin, wait, ap);
+    va_end (ap);
     return pid;
 }
 
@@ -540,8 +579,14 @@ h_chomp (char *s)
 json_t *
 h_admin (h_test_t *t, const char *command)
 {
+    return h_admin_at (t, t->admin, command, h_ms (1000));
+}
+
+json_t *
+h_admin_at (h_test_t *t, const char *addr, const char *command, int timeout_ms)
+{
     char *reply = NULL;
-    int rc = emq_admin (t->admin, command, h_ms (1000), &reply);
+    int rc = emq_admin (addr, command, timeout_ms, &reply);
     if (rc != 0) {
         free (reply);
         return NULL;
@@ -1003,6 +1048,34 @@ s_print_logs (const char *dir, int lines)
     fflush (stdout);
 }
 
+//  Unmounts whatever a test mounted under dir (a tmpfs for the disk-full
+//  test) and left behind because it failed or timed out.
+static void
+s_unmount_under (const char *dir)
+{
+    for (int pass = 0; pass < 8; pass++) {
+        FILE *file = fopen ("/proc/self/mounts", "r");
+        if (!file)
+            return;
+        char line[4096], found[PATH_MAX] = "";
+        size_t len = strlen (dir);
+        while (fgets (line, sizeof line, file)) {
+            char device[1024], point[PATH_MAX];
+            if (sscanf (line, "%1023s %4095s", device, point) == 2
+            &&  strncmp (point, dir, len) == 0 && point[len] == '/')
+                snprintf (found, sizeof found, "%s", point);
+        }
+        fclose (file);
+        if (!*found)
+            return;
+        if (umount2 (found, MNT_DETACH) != 0) {
+            printf ("    umount %s: %s\n", found, strerror (errno));
+            return;
+        }
+        printf ("    unmounted %s left by the test\n", found);
+    }
+}
+
 static int
 s_rm_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -1108,6 +1181,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
                 timed_out ? " timed out" : "");
     }
     fflush (stdout);
+    s_unmount_under (dir);
     if (s_keep)
         printf ("    kept %s\n", dir);
     else

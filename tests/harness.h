@@ -76,6 +76,10 @@ typedef struct {
 //  a last line "N passed, N failed". Returns the process exit code.
 int h_main (const h_testdef_t *tests, size_t count, int argc, char **argv);
 
+//  The durability tests (durability.c), run after integration.c's own.
+extern const h_testdef_t h_durability_tests[];
+extern const size_t h_durability_count;
+
 //  ---------------------------------------------------------------------
 //  Time and checks
 
@@ -83,6 +87,11 @@ int h_main (const h_testdef_t *tests, size_t count, int argc, char **argv);
 int64_t h_now_ms (void);
 //  A timeout in ms multiplied by the scale (slow wrappers need longer).
 int h_ms (int ms);
+//  How much slower than a plain build this run is: the scale, or at least 4
+//  when the tests are built with AddressSanitizer (make sanitize).
+double h_slowness (void);
+//  A job count for load tests: n divided by the slowness (at least 1).
+int h_count (int n);
 //  Pause between two polls of a condition (never used to synchronise).
 void h_nap (void);
 //  Prints a progress line with the test's elapsed time when verbose.
@@ -157,6 +166,11 @@ pid_t h_spawn (h_test_t *t, const char *tag, bool wrap, const char *program,
 //  Starts emq-router on the test's addresses with short heartbeats, the extra
 //  arguments given (NULL-terminated), and waits until it answers STATUS.
 pid_t h_router (h_test_t *t, const char *tag, ...) __attribute__ ((sentinel));
+//  The same with another admin address (NULL: the test's), and without
+//  waiting for STATUS when wait is false (a router that must not serve yet:
+//  --standby, --takeover). The test's data directory is <dir>/data.
+pid_t h_router_ex (h_test_t *t, const char *tag, const char *admin, bool wait, ...)
+    __attribute__ ((sentinel));
 
 //  Starts emq-jobmanager named `name` on the backend with queues (JSON) and
 //  concurrent jobs, plugin dir and exec allow-list '/bin/*', short
@@ -196,6 +210,8 @@ char *h_chomp (char *s);
 //  Sends an admin command and parses the JSON reply; NULL on failure.
 //  Caller owns the result (json_decref).
 json_t *h_admin (h_test_t *t, const char *command);
+//  The same on another admin address, waiting up to timeout_ms (not scaled).
+json_t *h_admin_at (h_test_t *t, const char *addr, const char *command, int timeout_ms);
 //  Looks up nested keys (NULL-terminated); borrowed, or NULL.
 json_t *h_jget (json_t *root, ...) __attribute__ ((sentinel));
 //  The integer at the keys, or dflt when missing or not a number.

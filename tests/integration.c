@@ -1752,5 +1752,13 @@ static const h_testdef_t s_tests[] = {
 int
 main (int argc, char **argv)
 {
-    return h_main (s_tests, sizeof s_tests / sizeof s_tests[0], argc, argv);
+    size_t own = sizeof s_tests / sizeof s_tests[0];
+    h_testdef_t *all = calloc (own + h_durability_count, sizeof *all);
+    if (!all)
+        return 2;
+    memcpy (all, s_tests, sizeof s_tests);
+    memcpy (all + own, h_durability_tests, h_durability_count * sizeof *all);
+    int rc = h_main (all, own + h_durability_count, argc, argv);
+    free (all);
+    return rc;
 }

@@ -1,0 +1,1259 @@
+/*  durability — integration tests for issue 3 ("never lose a job"): the
+    router's SQLite store under kill -9, job managers killed with jobs
+    running, dead jobs, a restart with a large backlog, one router per data
+    directory (--takeover, --standby), a full disk, results fetched later,
+    delayed and cancelled jobs, idempotent submits.
+
+    Part of the `integration` program (see integration.c for main and
+    harness.h for the runner). Load tests scale their job counts down with
+    h_count () under valgrind and the sanitizers, and print the figures they
+    measured (jobs, lost, duplicates, timings) on lines starting with "    #".
+
+    A job counts as ACKed only when its ACK reached the client; the pass
+    criterion of the crash tests is that every ACKed msgid ends `done` in the
+    router's database (read with libsqlite3, read-only, like an operator's
+    `sqlite3 emq.db`).
+*/
+#include "harness.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_Q "[[10,\"default\"]]"
+
+//  ---------------------------------------------------------------------
+//  Helpers
+
+//  Prints a figure of the test, verbose or not.
+static void __attribute__ ((format (printf, 2, 3)))
+s_report (h_test_t *t, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    printf ("    # %s: ", t->name);
+    vprintf (format, args);
+    printf ("\n");
+    fflush (stdout);
+    va_end (args);
+}
+
+static emq_client_t *
+s_client (h_test_t *t)
+{
+    emq_client_t *client = emq_client_new (t->frontend);
+    CHECK_MSG (client != NULL, "emq_client_new(%s) failed", t->frontend);
+    return client;
+}
+
+static long long
+s_status_int (h_test_t *t, long long dflt, const char *a, const char *b, const char *c)
+{
+    json_t *status = h_admin (t, "STATUS");
+    long long value = h_jint (status, dflt, a, b, c, NULL);
+    json_decref (status);
+    return value;
+}
+
+//  A number from the job manager's own stats (as of its last heartbeat).
+static long long
+s_jm_stat (h_test_t *t, const char *name, const char *key)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    long long value = h_jint (info, -1, "stats", key, NULL);
+    json_decref (info);
+    return value;
+}
+
+static void
+s_exit_check (h_test_t *t, pid_t pid, int timeout_ms, int expected, const char *what)
+{
+    int status = 0;
+    bool exited = h_proc_wait (t, pid, timeout_ms, &status);
+    CHECK_MSG (exited, "%s (pid %d) still running after %d ms", what, (int) pid,
+               h_ms (timeout_ms));
+    CHECK_MSG (WIFEXITED (status), "%s ended by signal %d", what,
+               WIFSIGNALED (status) ? WTERMSIG (status) : -1);
+    CHECK_MSG (WEXITSTATUS (status) == expected, "%s exited %d, expected %d", what,
+               WEXITSTATUS (status), expected);
+}
+
+//  kill -9 the router and reap it.
+static void
+s_kill9 (h_test_t *t, pid_t pid)
+{
+    h_kill (t, pid, SIGKILL, false);
+    CHECK_MSG (h_proc_wait (t, pid, 5000, NULL), "router %d survived SIGKILL", (int) pid);
+}
+
+//  STATUS store.failing: 1 true, 0 false, -1 missing.
+static int
+s_store_failing (h_test_t *t)
+{
+    json_t *status = h_admin (t, "STATUS");
+    json_t *failing = h_jget (status, "store", "failing", NULL);
+    int value = json_is_true (failing) ? 1 : json_is_false (failing) ? 0 : -1;
+    json_decref (status);
+    return value;
+}
+
+//  The router's database, opened read-only (WAL: readable while it runs).
+static sqlite3 *
+s_db_open (h_test_t *t, const char *data_dir)
+{
+    char path[H_PATH_MAX + 64];
+    if (data_dir)
+        snprintf (path, sizeof path, "%s/emq.db", data_dir);
+    else
+        snprintf (path, sizeof path, "%s/data/emq.db", t->dir);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL);
+    CHECK_MSG (rc == SQLITE_OK, "sqlite3_open_v2(%s): %s", path,
+               db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
+    sqlite3_busy_timeout (db, h_ms (5000));
+    return db;
+}
+
+//  The integer a one-row query returns (-1 when it returns no row).
+static long long
+s_db_int (sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
+    CHECK_MSG (rc == SQLITE_OK, "prepare '%s': %s", sql, sqlite3_errmsg (db));
+    long long value = -1;
+    rc = sqlite3_step (stmt);
+    if (rc == SQLITE_ROW)
+        value = sqlite3_column_int64 (stmt, 0);
+    else
+        CHECK_MSG (rc == SQLITE_DONE, "step '%s': %s", sql, sqlite3_errmsg (db));
+    sqlite3_finalize (stmt);
+    return value;
+}
+
+//  A job's state and attempt count in the database; false if no such row.
+static bool
+s_db_job (sqlite3 *db, sqlite3_stmt *stmt, const char *msgid, char *state, size_t state_size,
+          long long *attempt)
+{
+    sqlite3_reset (stmt);
+    sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step (stmt);
+    if (rc != SQLITE_ROW) {
+        CHECK_MSG (rc == SQLITE_DONE, "select %s: %s", msgid, sqlite3_errmsg (db));
+        return false;
+    }
+    const unsigned char *text = sqlite3_column_text (stmt, 0);
+    snprintf (state, state_size, "%s", text ? (const char *) text : "");
+    *attempt = sqlite3_column_int64 (stmt, 1);
+    return true;
+}
+
+//  ---------------------------------------------------------------------
+//  A stream of jobs from one libemq client, many in flight
+
+typedef struct {
+    char msgid[37];
+    bool acked;                 // its ACK reached the client
+    bool abandoned;             // unACKed when its router died: sent again
+                                // under a new msgid
+    int results;
+} s_job_t;
+
+typedef struct {
+    h_test_t *t;
+    emq_client_t *client;
+    s_job_t *jobs;
+    size_t count, cap;
+    zhashx_t *index;            // msgid -> index + 1
+    size_t inflight;            // submitted, not ACKed, not abandoned
+    size_t acked, results, resubmitted;
+    size_t storage_errors;      // ERROR STORAGE (when allowed)
+    bool allow_storage_errors;
+    bool check_order;           // RESULTs must come in submission order
+    long long last_result;      // index of the latest RESULT (check_order)
+    void *payload;
+    size_t size;
+    emq_submit_opts_t opts;
+} s_load_t;
+
+static void
+s_load_init (s_load_t *load, h_test_t *t, emq_client_t *client, size_t cap,
+             const char *function, const char *args)
+{
+    memset (load, 0, sizeof *load);
+    load->t = t;
+    load->client = client;
+    load->cap = cap;
+    load->jobs = calloc (cap, sizeof (s_job_t));
+    CHECK (load->jobs);
+    load->index = zhashx_new ();
+    load->last_result = -1;
+    h_payload_run (function, args, &load->payload, &load->size);
+    load->opts.reply = true;
+}
+
+static void
+s_load_destroy (s_load_t *load)
+{
+    zhashx_destroy (&load->index);
+    free (load->jobs);
+    free (load->payload);
+}
+
+static size_t
+s_load_submit (s_load_t *load)
+{
+    CHECK_MSG (load->count < load->cap, "more than %zu submissions", load->cap);
+    s_job_t *job = &load->jobs[load->count];
+    int rc = emq_submit_async (load->client, &load->opts, load->payload, load->size,
+                               job->msgid);
+    CHECK_MSG (rc == 0, "emq_submit_async #%zu: %d (%s)", load->count, rc,
+               emq_client_last_error (load->client));
+    zhashx_insert (load->index, job->msgid, (void *) (uintptr_t) (load->count + 1));
+    load->inflight++;
+    return load->count++;
+}
+
+static void
+s_load_event (s_load_t *load, const emq_event_t *event)
+{
+    uintptr_t slot = (uintptr_t) zhashx_lookup (load->index, event->msgid);
+    if (slot == 0) {
+        h_log (load->t, "event %d for a msgid not ours: %s", (int) event->type, event->msgid);
+        return;
+    }
+    size_t i = slot - 1;
+    s_job_t *job = &load->jobs[i];
+    if (event->type == EMQ_EVENT_ACK) {
+        CHECK_MSG (!job->acked, "job %zu (%s) ACKed twice", i, job->msgid);
+        job->acked = true;
+        load->acked++;
+        if (!job->abandoned)
+            load->inflight--;
+        return;
+    }
+    if (event->type == EMQ_EVENT_ERROR) {
+        CHECK_MSG (load->allow_storage_errors && strcmp (event->code, "STORAGE") == 0,
+                   "job %zu (%s) refused: %s %.*s", i, job->msgid, event->code,
+                   (int) event->size, (const char *) event->data);
+        load->storage_errors++;
+        //  Not kept: neither ACKed nor pending any more.
+        if (!job->abandoned) {
+            job->abandoned = true;
+            load->inflight--;
+        }
+        return;
+    }
+    char *text = h_result_text (event);
+    CHECK_MSG (event->status == EMQ_JOB_OK, "job %zu (%s) ended %s: %s", i, job->msgid,
+               emq_job_status_name (event->status), text);
+    free (text);
+    job->results++;
+    load->results++;
+    if (load->check_order) {
+        CHECK_MSG ((long long) i > load->last_result,
+                   "out of order: job %zu (%s) ended after job %lld", i, job->msgid,
+                   load->last_result);
+        load->last_result = (long long) i;
+    }
+}
+
+//  Handles every event that arrives within timeout_ms (not scaled) of the
+//  previous one, up to max (0: no limit); returns how many.
+static size_t
+s_load_drain_max (s_load_t *load, int timeout_ms, size_t max)
+{
+    size_t count = 0;
+    emq_event_t event;
+    while ((max == 0 || count < max) && emq_poll (load->client, timeout_ms, &event) == 0) {
+        s_load_event (load, &event);
+        count++;
+    }
+    return count;
+}
+
+static size_t
+s_load_drain (s_load_t *load, int timeout_ms)
+{
+    return s_load_drain_max (load, timeout_ms, 0);
+}
+
+//  Submits again, under new msgids, every job not ACKed (its router died).
+static size_t
+s_load_resubmit (s_load_t *load)
+{
+    size_t end = load->count, count = 0;
+    for (size_t i = 0; i < end; i++) {
+        s_job_t *job = &load->jobs[i];
+        if (job->acked || job->abandoned)
+            continue;
+        job->abandoned = true;
+        load->inflight--;
+        s_load_submit (load);
+        count++;
+    }
+    load->resubmitted += count;
+    return count;
+}
+
+//  Submits jobs, keeping up to window unACKed, until `count` more have been
+//  sent; then waits until all are ACKed (or refused, when allowed).
+static void
+s_load_run (s_load_t *load, size_t count, size_t window, int timeout_ms)
+{
+    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    size_t sent = 0;
+    while (sent < count || load->inflight > 0) {
+        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu sent, %zu unACKed after %d ms", sent,
+                   count, load->inflight, h_ms (timeout_ms));
+        s_load_drain_max (load, 0, 200);
+        if (sent < count && load->inflight < window) {
+            s_load_submit (load);
+            sent++;
+            continue;
+        }
+        s_load_drain_max (load, 100, 200);
+    }
+}
+
+typedef struct {
+    size_t acked, lost, missing, redispatched, stored_unacked, abandoned;
+    long long max_attempt;
+} s_verdict_t;
+
+//  Every ACKed job must have ended done; counts the figures.
+static s_verdict_t
+s_load_verify (s_load_t *load, sqlite3 *db)
+{
+    s_verdict_t v = { 0 };
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?", -1,
+                                 &stmt, NULL);
+    CHECK_MSG (rc == SQLITE_OK, "prepare: %s", sqlite3_errmsg (db));
+    size_t reported = 0;
+    for (size_t i = 0; i < load->count; i++) {
+        s_job_t *job = &load->jobs[i];
+        char state[32] = "";
+        long long attempt = 0;
+        bool found = s_db_job (db, stmt, job->msgid, state, sizeof state, &attempt);
+        if (!job->acked) {
+            v.abandoned++;
+            if (found)
+                v.stored_unacked++;
+            continue;
+        }
+        v.acked++;
+        if (!found || strcmp (state, "done") != 0) {
+            v.lost++;
+            v.missing += !found;
+            if (reported++ < 10)
+                printf ("    LOST: job %zu %s: %s (attempt %lld)\n", i, job->msgid,
+                        found ? state : "no row", attempt);
+            continue;
+        }
+        if (attempt > 1)
+            v.redispatched++;
+        if (attempt > v.max_attempt)
+            v.max_attempt = attempt;
+    }
+    sqlite3_finalize (stmt);
+    return v;
+}
+
+//  The jobs the job managers named were handed, per their stats, once the
+//  stats account for at least `at_least` (they come with heartbeats).
+static long long
+s_jm_requests (h_test_t *t, const char *const *names, long long at_least)
+{
+    long long sum = 0;
+    int64_t deadline = h_now_ms () + h_ms (3000);
+    do {
+        sum = 0;
+        for (size_t i = 0; names[i]; i++) {
+            long long n = s_jm_stat (t, names[i], "total_requests");
+            sum += n > 0 ? n : 0;
+        }
+        if (sum >= at_least)
+            break;
+        h_nap ();
+    } while (h_now_ms () < deadline);
+    return sum;
+}
+
+//  ---------------------------------------------------------------------
+//  1. kill -9 the router while a client submits: no ACKed job lost
+
+static void
+test_router_kill9_rounds (h_test_t *t)
+{
+    const int rounds = 3;
+    int total = h_count (20000);
+    int per_round = total / rounds > 10 ? total / rounds : 10;
+    unsigned seed = (unsigned) time (NULL) ^ (unsigned) getpid ();
+    srandom (seed);
+
+    pid_t router = h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000",
+                             NULL);
+    h_jm (t, "jma", DEFAULT_Q, 2, NULL);
+    h_jm (t, "jmb", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jma", 10000, NULL);
+    h_wait_jm (t, "jmb", 10000, NULL);
+    emq_client_t *client = s_client (t);
+    emq_client_set_connect_timeout (client, h_ms (10000));
+    s_load_t load;
+    s_load_init (&load, t, client, (size_t) per_round * rounds * 2 + 1000, "noop", NULL);
+    s_report (t, "%d rounds of %d jobs (seed %u), fsync always, 2 job managers x 2 workers",
+              rounds, per_round, seed);
+
+    int64_t start = h_now_ms ();
+    const size_t window = 2000;
+    for (int round = 0; round < rounds; round++) {
+        int kill_at = per_round / 5 + (int) (random () % (per_round * 3 / 5 + 1));
+        size_t acked0 = load.acked;
+        int sent = 0;
+        bool killed = false;
+        int64_t deadline = h_now_ms () + h_ms (60000);
+        while (!killed || sent < per_round || load.inflight > 0) {
+            CHECK_MSG (h_now_ms () < deadline, "round %d: %d sent, %zu unACKed, killed %d",
+                       round + 1, sent, load.inflight, killed);
+            s_load_drain_max (&load, 0, 50);
+            if (!killed && load.acked - acked0 >= (size_t) kill_at) {
+                //  Mid-stream: a burst of jobs on its way, then kill -9.
+                for (int i = 0; i < 300 && sent < per_round; i++, sent++)
+                    s_load_submit (&load);
+                size_t inflight = load.inflight;
+                s_kill9 (t, router);
+                //  ACKs already on their way to us still count.
+                size_t late = s_load_drain (&load, 100);
+                sqlite3 *db = s_db_open (t, NULL);
+                long long queued = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'queued'");
+                long long running = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'running'");
+                sqlite3_close (db);
+                char tag[32];
+                snprintf (tag, sizeof tag, "router-%d", round + 2);
+                int64_t restart = h_now_ms ();
+                router = h_router (t, tag, "--fsync", "always", "--queue-hwm", "1000000",
+                                   NULL);
+                int64_t up_ms = h_now_ms () - restart;
+                size_t again = s_load_resubmit (&load);
+                s_report (t, "round %d: kill -9 after %zu ACKs with %zu unACKed in flight "
+                          "(%zu ACKs late), %lld queued and %lld running in the store; "
+                          "restarted in %lld ms, %zu sent again", round + 1,
+                          load.acked - acked0 - late, inflight, late, queued, running,
+                          (long long) up_ms, again);
+                killed = true;
+                continue;
+            }
+            if (sent < per_round && load.inflight < window) {
+                for (int i = 0; i < 100 && sent < per_round && load.inflight < window;
+                     i++, sent++)
+                    s_load_submit (&load);
+                continue;
+            }
+            s_load_drain_max (&load, 50, 50);
+        }
+    }
+    int64_t submitted_ms = h_now_ms () - start;
+
+    //  Wait until the router has ended every job it holds.
+    sqlite3 *db = s_db_open (t, NULL);
+    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
+    int64_t drained_ms = h_now_ms () - start;
+    long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
+    const char *jms[] = { "jma", "jmb", NULL };
+    long long runs = s_jm_requests (t, jms, done);
+    s_verdict_t v = s_load_verify (&load, db);
+    sqlite3_close (db);
+    s_load_drain (&load, 0);
+
+    s_report (t, "%zu jobs ACKed (%zu sent, %zu sent again after a crash), all ACKed in %.2f s, "
+              "all done in %.2f s", v.acked, load.count, load.resubmitted,
+              submitted_ms / 1000.0, drained_ms / 1000.0);
+    s_report (t, "lost %zu (no row %zu); unACKed but stored and run anyway %zu of %zu; "
+              "re-dispatched (attempt > 1) %zu, max attempt %lld", v.lost, v.missing,
+              v.stored_unacked, v.abandoned, v.redispatched, v.max_attempt);
+    s_report (t, "job managers ran %lld jobs for %lld done rows: %lld duplicates; "
+              "%zu RESULTs reached the client", runs, done, runs - done, load.results);
+    CHECK_INT (v.lost, ==, 0);
+    CHECK_INT (v.acked + v.stored_unacked, ==, done);
+    CHECK_INT (runs, >=, done);
+
+    emq_client_destroy (&client);
+    s_load_destroy (&load);
+    kill (router, SIGTERM);
+    s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
+}
+
+//  ---------------------------------------------------------------------
+//  2. kill -9 a job manager with jobs running: they finish on the other
+
+static void
+test_jm_kill9_jobs_finish (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    pid_t jma = h_jm (t, "jma", DEFAULT_Q, 3, NULL);
+    h_wait_jm (t, "jma", 10000, NULL);
+    CHECK_WAIT (h_jm_has_slots (t, "jma", 3), 5000);
+    emq_client_t *client = s_client (t);
+
+    //  Three jobs on jma (the only one there), then jmb joins.
+    enum { JOBS = 5 };
+    char msgids[JOBS][37];
+    for (int i = 0; i < JOBS; i++)
+        h_submit_run (client, NULL, "sleep", "1", 0, msgids[i]);
+    h_jm (t, "jmb", DEFAULT_Q, 3, NULL);
+    h_wait_jm (t, "jmb", 10000, NULL);
+    //  jma's own stats name the jobs its workers run.
+    bool on_a[JOBS] = { false };
+    int running_on_a = 0;
+    int64_t deadline = h_now_ms () + h_ms (5000);
+    while (running_on_a < 3 && h_now_ms () < deadline) {
+        running_on_a = 0;
+        for (int i = 0; i < JOBS; i++) {
+            on_a[i] = h_jm_job_pid (t, "jma", msgids[i]) > 0;
+            running_on_a += on_a[i];
+        }
+        if (running_on_a < 3)
+            h_nap ();
+    }
+    CHECK_INT (running_on_a, ==, 3);
+
+    int64_t killed = h_now_ms ();
+    h_kill (t, jma, SIGKILL, true);
+    CHECK (h_proc_wait (t, jma, 5000, NULL));
+
+    int moved_ok = 0;
+    for (int i = 0; i < JOBS; i++) {
+        emq_event_t event;
+        int rc = emq_wait_result (client, msgids[i], h_ms (20000), &event);
+        CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for job %d (%s)", i, msgids[i]);
+        CHECK_MSG (rc == 0 && event.status == EMQ_JOB_OK, "job %d (%s): rc %d status %s", i,
+                   msgids[i], rc, emq_job_status_name (event.status));
+    }
+    int64_t finished_ms = h_now_ms () - killed;
+    sqlite3 *db = s_db_open (t, NULL);
+    sqlite3_stmt *stmt = NULL;
+    CHECK (sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?", -1,
+                               &stmt, NULL) == SQLITE_OK);
+    for (int i = 0; i < JOBS; i++) {
+        char state[32];
+        long long attempt = 0;
+        CHECK_WAIT (s_db_job (db, stmt, msgids[i], state, sizeof state, &attempt)
+                    && strcmp (state, "done") == 0, 3000);
+        if (on_a[i]) {
+            CHECK_MSG (attempt >= 2, "job %d (%s) ran on the killed jm: attempt %lld", i,
+                       msgids[i], attempt);
+            moved_ok++;
+        }
+    }
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+    CHECK (!h_jm_registered (t, "jma"));
+    s_report (t, "%d jobs running on the killed job manager ended ok on the other "
+              "(attempt >= 2), %d jobs in all, %lld ms after the kill", moved_ok, JOBS,
+              (long long) finished_ms);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  3. A worker crashing on every attempt: dead, then dead retry, dead purge
+
+//  The dead job msgid's entry of `emq-cli dead --json` (new reference) and
+//  the list's total, or NULL.
+static json_t *
+s_dead_entry (h_test_t *t, const char *msgid, long long *total)
+{
+    h_cli_t r;
+    h_cli (t, &r, 10000, "dead", "--json", NULL);
+    CHECK_MSG (r.status == 0, "dead --json: exit %d (stderr %s)", r.status, r.err);
+    json_t *root = json_loads (r.out, 0, NULL);
+    CHECK_MSG (json_is_array (json_object_get (root, "dead")), "dead --json printed %.300s",
+               r.out);
+    h_cli_free (&r);
+    if (total)
+        *total = h_jint (root, -1, "total", NULL);
+    json_t *found = NULL;
+    size_t index;
+    json_t *job;
+    json_array_foreach (json_object_get (root, "dead"), index, job)
+    {
+        const char *id = json_string_value (json_object_get (job, "msgid"));
+        if (msgid && id && strcmp (id, msgid) == 0)
+            found = json_incref (job);
+    }
+    json_decref (root);
+    return found;
+}
+
+static long long
+s_dead_attempts (h_test_t *t, const char *msgid)
+{
+    json_t *job = s_dead_entry (t, msgid, NULL);
+    long long attempts = h_jint (job, -1, "attempts", NULL);
+    json_decref (job);
+    return attempts;
+}
+
+static void
+test_crash_dead_retry (h_test_t *t)
+{
+    h_router (t, "router", "--retry-backoff", "0.1", "--retry-backoff-max", "0.2", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+
+    h_cli_t r;
+    h_cli (t, &r, 10000, "submit", "--retries", "2", "run", H_PLUGIN, "crash", NULL);
+    CHECK_MSG (r.status == 0, "submit: exit %d (stderr %s)", r.status, r.err);
+    char msgid[64];
+    snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+
+    //  Three attempts (1 + 2 retries), each a crash: the final result.
+    h_cli (t, &r, 30000, "result", "--wait", "--wait-timeout", "20", msgid, NULL);
+    CHECK_MSG (r.status == 7, "result --wait of a job crashing every time: exit %d, "
+               "expected 7 (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+
+    json_t *job = s_dead_entry (t, msgid, NULL);
+    CHECK_MSG (job != NULL, "dead --json does not list %s", msgid);
+    char *text = json_dumps (job, JSON_COMPACT);
+    s_report (t, "dead: %s", text);
+    free (text);
+    CHECK_INT (h_jint (job, -1, "attempts", NULL), ==, 3);
+    CHECK_STR_EQ (json_string_value (json_object_get (job, "status")), "crashed");
+    const char *error = json_string_value (json_object_get (job, "error"));
+    CHECK_MSG (error && (strcasestr (error, "SIGSEGV") || strcasestr (error, "signal")
+                         || strcasestr (error, "segmentation")),
+               "the dead job's error does not name the crash: '%s'", error ? error : "(null)");
+    json_decref (job);
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 3, 3000);
+
+    //  The human view lists it too.
+    h_cli (t, &r, 10000, "dead", NULL);
+    CHECK_MSG (r.status == 0 && strstr (r.out, msgid), "dead: exit %d, out %.300s", r.status,
+               r.out);
+    h_cli_free (&r);
+
+    //  dead retry: it runs again, 3 more attempts, dead again.
+    h_cli (t, &r, 10000, "dead", "retry", msgid, NULL);
+    CHECK_MSG (r.status == 0, "dead retry: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") >= 4, 10000);
+    CHECK_WAIT (s_dead_attempts (t, msgid) == 6, 15000);
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 6, 3000);
+    s_report (t, "after dead retry: dead again with 6 attempts");
+
+    //  Unknown msgid: 8.
+    h_cli (t, &r, 10000, "dead", "retry", "no-such-job", NULL);
+    CHECK_MSG (r.status == 8, "dead retry of an unknown job: exit %d (stderr %s)", r.status,
+               r.err);
+    h_cli_free (&r);
+
+    h_cli (t, &r, 10000, "dead", "purge", NULL);
+    CHECK_MSG (r.status == 0, "dead purge: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    long long total = -1;
+    job = s_dead_entry (t, msgid, &total);
+    CHECK_MSG (job == NULL, "%s still listed after dead purge", msgid);
+    CHECK_INT (total, ==, 0);
+    CHECK_INT (s_status_int (t, -1, "store", "dead", NULL), ==, 0);
+}
+
+//  ---------------------------------------------------------------------
+//  4. A large backlog survives a restart and runs in submission order
+
+static void
+test_backlog_restart_order (h_test_t *t)
+{
+    int count = h_count (100000);
+    char hwm[32];
+    snprintf (hwm, sizeof hwm, "%d", count * 2 + 100);
+    pid_t router = h_router (t, "router-1", "--queue-hwm", hwm, NULL);
+    emq_client_t *client = s_client (t);
+    s_load_t load;
+    s_load_init (&load, t, client, (size_t) count + 10, "noop", NULL);
+
+    int64_t start = h_now_ms ();
+    s_load_run (&load, (size_t) count, 5000, 120000);
+    int64_t submit_ms = h_now_ms () - start;
+    CHECK_INT (load.acked, ==, count);
+    CHECK_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, count);
+
+    start = h_now_ms ();
+    kill (router, SIGTERM);
+    s_exit_check (t, router, 20000, 0, "router (SIGTERM)");
+    int64_t stop_ms = h_now_ms () - start;
+    start = h_now_ms ();
+    router = h_router (t, "router-2", "--queue-hwm", hwm, NULL);
+    int64_t restart_ms = h_now_ms () - start;
+    CHECK_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, count);
+
+    //  The client's socket reconnects by itself; an ACK from the new router
+    //  shows it has, before any RESULT is sent.
+    size_t marker = s_load_submit (&load);
+    CHECK_WAIT ((s_load_drain (&load, 0), load.jobs[marker].acked), 10000);
+
+    load.check_order = true;
+    start = h_now_ms ();
+    h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    int64_t deadline = h_now_ms () + h_ms (150000);
+    while (load.results < load.count) {
+        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu results", load.results, load.count);
+        s_load_drain (&load, 200);
+    }
+    int64_t run_ms = h_now_ms () - start;
+    s_report (t, "%d jobs: submitted and ACKed in %.2f s (%.0f/s), SIGTERM stop %.2f s, "
+              "restart with the backlog %.2f s, run by 1 worker in order in %.2f s (%.0f/s)",
+              count, submit_ms / 1000.0, count * 1000.0 / (submit_ms ? submit_ms : 1),
+              stop_ms / 1000.0, restart_ms / 1000.0, run_ms / 1000.0,
+              load.count * 1000.0 / (run_ms ? run_ms : 1));
+    for (size_t i = 0; i < load.count; i++)
+        CHECK_MSG (load.jobs[i].results == 1, "job %zu: %d results", i, load.jobs[i].results);
+
+    sqlite3 *db = s_db_open (t, NULL);
+    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 5000);
+    CHECK_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'"), ==, load.count);
+    CHECK_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE attempt != 1"), ==, 0);
+    sqlite3_close (db);
+    emq_client_destroy (&client);
+    s_load_destroy (&load);
+}
+
+//  ---------------------------------------------------------------------
+//  5. --takeover and --standby: never two routers on one data directory
+
+typedef struct {
+    int64_t both_ms;            // when both answered (0: never)
+    int probes;
+} s_probe_t;
+
+//  True when the router at addr answers STATUS within 150 ms.
+static bool
+s_answers (h_test_t *t, const char *addr)
+{
+    json_t *status = h_admin_at (t, addr, "STATUS", 150);
+    json_decref (status);
+    return status != NULL;
+}
+
+static void
+test_takeover (h_test_t *t)
+{
+    char admin_b[H_PATH_MAX + 16], admin_c[H_PATH_MAX + 16], admin_d[H_PATH_MAX + 16];
+    snprintf (admin_b, sizeof admin_b, "ipc://%s/admin-b", t->dir);
+    snprintf (admin_c, sizeof admin_c, "ipc://%s/admin-c", t->dir);
+    snprintf (admin_d, sizeof admin_d, "ipc://%s/admin-d", t->dir);
+
+    pid_t a = h_router (t, "router-a", "--fsync", "always", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    emq_client_t *client = s_client (t);
+    emq_client_set_connect_timeout (client, h_ms (10000));
+    s_load_t load;
+    int jobs = h_count (3000);
+    s_load_init (&load, t, client, (size_t) jobs * 3 + 100, "noop", NULL);
+
+    //  A second router without --standby or --takeover: exit 5, naming A.
+    pid_t d = h_router_ex (t, "router-d", admin_d, false, NULL);
+    s_exit_check (t, d, 10000, 5, "second router on the same data directory");
+    char path[H_PATH_MAX + 32], pid_s[16];
+    snprintf (path, sizeof path, "%s/router-d.log", t->dir);
+    snprintf (pid_s, sizeof pid_s, "%d", (int) a);
+    FILE *file = fopen (path, "r");
+    char log[4096] = "";
+    if (file) {
+        log[fread (log, 1, sizeof log - 1, file)] = 0;
+        fclose (file);
+    }
+    CHECK_MSG (strstr (log, pid_s), "the refused router does not name pid %s: %s", pid_s, log);
+
+    //  Jobs flow; B takes over mid-stream.
+    s_load_run (&load, (size_t) jobs / 2, 500, 30000);
+    int64_t takeover = h_now_ms ();
+    pid_t b = h_router_ex (t, "router-b", admin_b, false, "--takeover", "--fsync", "always",
+                           NULL);
+    bool b_up = false, a_down = false;
+    int probes = 0;
+    int64_t deadline = h_now_ms () + h_ms (20000), a_gone_ms = 0, b_up_ms = 0;
+    size_t sent = 0;
+    while (!b_up) {
+        CHECK_MSG (h_now_ms () < deadline, "router B not serving after %d ms (A down: %d)",
+                   h_ms (20000), a_down);
+        //  A, B, A: if A still answers after B answered, both listened.
+        bool a1 = s_answers (t, t->admin);
+        bool bb = s_answers (t, admin_b);
+        bool a2 = bb && s_answers (t, t->admin);
+        probes++;
+        CHECK_MSG (!(bb && a2), "both routers answered STATUS (A %d then %d, B %d)", a1, a2,
+                   bb);
+        if (!a1 && !a_down) {
+            a_down = true;
+            a_gone_ms = h_now_ms () - takeover;
+        }
+        if (bb) {
+            b_up = true;
+            b_up_ms = h_now_ms () - takeover;
+        }
+        //  Keep jobs coming while the handover happens (the client blocks
+        //  while no router listens).
+        if (sent < (size_t) jobs / 4 && load.inflight < 500 && !a_down) {
+            s_load_submit (&load);
+            sent++;
+        }
+        s_load_drain (&load, 0);
+    }
+    s_exit_check (t, a, 10000, 0, "router A after --takeover");
+    //  Whatever A did not ACK before it stopped is sent again.
+    s_load_drain (&load, 100);
+    size_t again = s_load_resubmit (&load);
+    s_load_run (&load, (size_t) jobs / 2, 500, 30000);
+    sqlite3 *db = s_db_open (t, NULL);
+    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 30000);
+    s_verdict_t v = s_load_verify (&load, db);
+    sqlite3_close (db);
+    s_report (t, "takeover: A stopped answering %lld ms, B answered %lld ms after B started "
+              "(%d probes A-B-A, never both); %zu jobs ACKed, %zu sent again, lost %zu",
+              (long long) a_gone_ms, (long long) b_up_ms, probes, v.acked, again, v.lost);
+    CHECK_INT (v.lost, ==, 0);
+
+    //  Standby: C waits while B holds the directory, starts once B dies.
+    pid_t c = h_router_ex (t, "router-c", admin_c, false, "--standby", NULL);
+    int64_t standby_start = h_now_ms ();
+    while (h_now_ms () - standby_start < h_ms (2500)) {
+        CHECK_MSG (h_pid_alive (c), "router C (--standby) exited while B holds the directory");
+        CHECK_MSG (!s_answers (t, admin_c), "router C (--standby) answers while B serves");
+        CHECK (s_answers (t, admin_b));
+    }
+    int64_t killed = h_now_ms ();
+    s_kill9 (t, b);
+    CHECK_WAIT (s_answers (t, admin_c), 10000);
+    int64_t c_up_ms = h_now_ms () - killed;
+    //  C serves: the job manager and client reconnect, new jobs run.
+    h_wait_jm (t, "jm", 10000, NULL);
+    size_t before = load.count;
+    s_load_run (&load, 50, 50, 30000);
+    int64_t run_deadline = h_now_ms () + h_ms (10000);
+    bool all = false;
+    while (!all && h_now_ms () < run_deadline) {
+        s_load_drain (&load, 100);
+        all = true;
+        for (size_t i = before; i < load.count; i++)
+            all = all && load.jobs[i].results > 0;
+    }
+    CHECK_MSG (all, "jobs submitted to the standby router did not all run");
+    s_report (t, "standby: C waited while B served, answered %lld ms after B was killed",
+              (long long) c_up_ms);
+    emq_client_destroy (&client);
+    s_load_destroy (&load);
+}
+
+//  ---------------------------------------------------------------------
+//  6. A full disk: clear errors, no ACK for what was not kept, recovery
+
+static void
+test_disk_full (h_test_t *t)
+{
+    char mnt[H_PATH_MAX + 16], data[H_PATH_MAX + 32], filler[H_PATH_MAX + 32];
+    snprintf (mnt, sizeof mnt, "%s/small", t->dir);
+    snprintf (data, sizeof data, "%s/data", mnt);
+    snprintf (filler, sizeof filler, "%s/filler", mnt);
+    CHECK (mkdir (mnt, 0755) == 0);
+    bool mounted = !getenv ("EMQ_TEST_NO_MOUNT")
+                   && mount ("tmpfs", mnt, "tmpfs", 0, "size=2m") == 0;
+    s_report (t, "mode: %s", mounted ? "2 MiB tmpfs as data directory"
+              : "RLIMIT_FSIZE on the router (tmpfs mount not allowed)");
+    CHECK (mkdir (data, 0755) == 0);
+
+    pid_t router = h_router (t, "router", "--data-dir", data, "--fsync", "always", NULL);
+    const rlim_t small_limit = 1024 * 1024;
+    if (!mounted) {
+        struct rlimit limit = { small_limit, small_limit };
+        CHECK_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
+                   strerror (errno));
+    }
+    else {
+        //  Most of the space goes to a file we delete later.
+        int fd = open (filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK (fd >= 0);
+        static char block[64 * 1024];
+        memset (block, 'f', sizeof block);
+        for (int i = 0; i < 16; i++)
+            CHECK (write (fd, block, sizeof block) == (ssize_t) sizeof block);
+        close (fd);
+    }
+
+    //  No job manager yet: jobs with big payloads pile up until the store
+    //  refuses them.
+    emq_client_t *client = s_client (t);
+    s_load_t load;
+    static char big[40 * 1024];
+    memset (big, 'x', sizeof big);
+    big[0] = '"';
+    big[sizeof big - 2] = '"';
+    big[sizeof big - 1] = 0;
+    s_load_init (&load, t, client, 2000, "echo", big);
+    load.allow_storage_errors = true;
+    int64_t deadline = h_now_ms () + h_ms (30000);
+    while (load.storage_errors == 0) {
+        CHECK_MSG (h_now_ms () < deadline, "no ERROR STORAGE after %zu jobs of %zu bytes",
+                   load.count, load.size);
+        CHECK_MSG (h_pid_alive (router), "the router died filling the disk");
+        s_load_run (&load, 1, 1, 10000);
+    }
+    size_t acked_full = load.acked;
+    s_report (t, "%zu jobs of %zu bytes ACKed, then ERROR STORAGE", acked_full, load.size);
+    //  More attempts: all refused, none ACKed.
+    s_load_run (&load, 5, 5, 10000);
+    CHECK_INT (load.acked, ==, acked_full);
+
+    //  emq-cli: exit 4 with a message; STATUS answers, store.failing.
+    h_cli_t r;
+    h_cli (t, &r, 10000, "submit", "run", H_PLUGIN, "echo", big, NULL);
+    CHECK_MSG (r.status == 4, "submit on a full disk: exit %d (stderr %s)", r.status, r.err);
+    CHECK_MSG (strcasestr (r.err, "STORAGE") || strcasestr (r.err, "disk")
+               || strcasestr (r.err, "store"), "unclear error on a full disk: '%s'", r.err);
+    s_report (t, "emq-cli: %s", h_chomp (r.err));
+    h_cli_free (&r);
+    json_t *status = h_admin (t, "STATUS");
+    CHECK_MSG (status, "no STATUS from the router on a full disk");
+    CHECK_MSG (s_store_failing (t) == 1, "store.failing is not true on a full disk");
+    CHECK_INT (h_jint (status, -1, "queues", "default", "waiting", NULL), ==, acked_full);
+    json_decref (status);
+    h_cli (t, &r, 10000, "status", NULL);
+    CHECK_MSG (r.status == 0 && strstr (r.out, "failing"), "status on a full disk: exit %d, "
+               "out %.400s", r.status, r.out);
+    h_cli_free (&r);
+
+    //  Space returns: new jobs are accepted.
+    if (mounted)
+        CHECK (unlink (filler) == 0);
+    else {
+        struct rlimit limit = { RLIM_INFINITY, RLIM_INFINITY };
+        CHECK (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0);
+    }
+    int64_t freed = h_now_ms ();
+    size_t refused = load.storage_errors;
+    load.allow_storage_errors = false;
+    s_load_run (&load, 5, 5, 10000);
+    CHECK_INT (load.acked, ==, acked_full + 5);
+    CHECK_WAIT (s_store_failing (t) == 0, 5000);
+    s_report (t, "%zu jobs refused while full; accepted again %lld ms after space returned",
+              refused, (long long) (h_now_ms () - freed));
+
+    //  Everything ACKed runs.
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    deadline = h_now_ms () + h_ms (30000);
+    while (load.results < load.acked) {
+        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu ACKed jobs ran", load.results,
+                   load.acked);
+        s_load_drain (&load, 200);
+    }
+    for (size_t i = 0; i < load.count; i++)
+        CHECK_MSG (load.jobs[i].results == (load.jobs[i].acked ? 1 : 0),
+                   "job %zu: ACKed %d, %d results", i, load.jobs[i].acked,
+                   load.jobs[i].results);
+    sqlite3 *db = s_db_open (t, data);
+    s_verdict_t v = s_load_verify (&load, db);
+    sqlite3_close (db);
+    CHECK_INT (v.lost, ==, 0);
+    CHECK_INT (v.stored_unacked, ==, 0);
+    s_report (t, "all %zu ACKed jobs done, none of the %zu refused stored", v.acked,
+              v.abandoned);
+
+    emq_client_destroy (&client);
+    s_load_destroy (&load);
+    kill (router, SIGTERM);
+    s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
+    if (mounted)
+        CHECK_MSG (umount (mnt) == 0, "umount %s: %s", mnt, strerror (errno));
+}
+
+//  ---------------------------------------------------------------------
+//  7. Results fetched later, from another process
+
+static void
+test_results_fetch (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    h_cli_t r;
+
+    //  A job that ended: its result from another process.
+    h_cli (t, &r, 10000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"later\"", NULL);
+    CHECK_MSG (r.status == 0, "submit --wait: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "submit", "run", H_PLUGIN, "upper", "\"fetched\"", NULL);
+    CHECK_MSG (r.status == 0, "submit: exit %d (stderr %s)", r.status, r.err);
+    char msgid[64];
+    snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+    CHECK_WAIT (s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 2,
+                10000);
+    h_cli (t, &r, 10000, "result", msgid, NULL);
+    CHECK_MSG (r.status == 0, "result: exit %d (stderr %s)", r.status, r.err);
+    CHECK_STR_EQ (h_chomp (r.out), "\"FETCHED\"");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "result", "--json", msgid, NULL);
+    CHECK_MSG (r.status == 0 && strstr (r.out, "FETCHED"), "result --json: exit %d, out %s",
+               r.status, r.out);
+    h_cli_free (&r);
+
+    //  A running job: 9 without --wait, its value with --wait.
+    h_cli (t, &r, 10000, "submit", "run", H_PLUGIN, "sleep", "1.5", NULL);
+    CHECK_MSG (r.status == 0, "submit sleep: exit %d (stderr %s)", r.status, r.err);
+    snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "result", msgid, NULL);
+    CHECK_MSG (r.status == 9, "result of a running job: exit %d, expected 9 (stderr %s)",
+               r.status, r.err);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "result", "--wait", msgid, NULL);
+    CHECK_MSG (r.status == 0, "result --wait: exit %d (stderr %s)", r.status, r.err);
+    CHECK_STR_EQ (h_chomp (r.out), "1.5");
+    s_report (t, "result --wait on a running sleep 1.5 returned after %lld ms",
+              (long long) r.elapsed_ms);
+    h_cli_free (&r);
+
+    //  Unknown: 8.
+    h_cli (t, &r, 10000, "result", "00000000-0000-4000-8000-000000000000", NULL);
+    CHECK_MSG (r.status == 8, "result of an unknown job: exit %d, expected 8 (stderr %s)",
+               r.status, r.err);
+    CHECK_MSG (strlen (r.err) > 0, "no message for an unknown job");
+    h_cli_free (&r);
+
+    //  A client that leaves before its job ends fetches the result later.
+    emq_client_t *client = s_client (t);
+    char job[37];
+    h_submit_run (client, NULL, "sleep", "0.5", 0, job);
+    emq_client_destroy (&client);
+    CHECK_WAIT (s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 4,
+                10000);
+    client = s_client (t);
+    emq_event_t event;
+    int rc = emq_result (client, job, h_ms (5000), &event);
+    CHECK_MSG (rc == 0, "emq_result of a job whose client left: %d (%s)", rc,
+               emq_client_last_error (client));
+    CHECK_INT (event.type, ==, EMQ_EVENT_RESULT);
+    CHECK_INT (event.status, ==, EMQ_JOB_OK);
+    char *text = h_result_text (&event);
+    CHECK_STR_EQ (text, "0.5");
+    free (text);
+    rc = emq_result (client, "00000000-0000-4000-8000-000000000001", h_ms (5000), &event);
+    CHECK_INT (rc, ==, EMQ_ERR_NOT_FOUND);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  8. Delayed jobs and cancel
+
+static void
+test_delay_and_cancel (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    pid_t jm = h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    CHECK_WAIT (h_jm_has_slots (t, "jm", 1), 5000);
+    emq_client_t *client = s_client (t);
+
+    //  --delay 2: scheduled, runs no earlier than 2 s later.
+    h_cli_t r;
+    int64_t submitted = h_now_ms ();
+    h_cli (t, &r, 20000, "submit", "--delay", "2", "--wait", "run", H_PLUGIN, "upper",
+           "\"delayed\"", NULL);
+    int64_t elapsed = h_now_ms () - submitted;
+    CHECK_MSG (r.status == 0, "submit --delay 2 --wait: exit %d (stderr %s)", r.status, r.err);
+    CHECK_STR_EQ (h_chomp (r.out), "\"DELAYED\"");
+    h_cli_free (&r);
+    s_report (t, "submit --delay 2 --wait returned after %lld ms", (long long) elapsed);
+    CHECK_INT (elapsed, >=, 2000);
+    CHECK_INT (elapsed, <, h_ms (6000));
+
+    //  The same with libemq: scheduled in the store while it waits.
+    void *payload;
+    size_t size;
+    h_payload_run ("context", NULL, &payload, &size);
+    emq_submit_opts_t opts = { .reply = true, .delay_s = 2 };
+    char msgid[37];
+    submitted = h_now_ms ();
+    CHECK_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
+    CHECK_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 1);
+    emq_event_t event;
+    int rc = emq_wait_result (client, msgid, h_ms (10000), &event);
+    elapsed = h_now_ms () - submitted;
+    CHECK_INT (rc, ==, 0);
+    CHECK_INT (elapsed, >=, 2000);
+    CHECK_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 0);
+
+    //  Cancel a queued job (its queue has no job manager).
+    opts = (emq_submit_opts_t) { .queue = "nobody", .reply = true };
+    CHECK_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
+    h_cli (t, &r, 10000, "cancel", msgid, NULL);
+    CHECK_MSG (r.status == 0, "cancel of a queued job: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    rc = emq_wait_result (client, msgid, h_ms (5000), &event);
+    CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for the cancelled queued job");
+    CHECK_INT (event.status, ==, EMQ_JOB_CANCELLED);
+    CHECK_INT (s_status_int (t, 0, "queues", "nobody", "waiting"), <=, 0);
+    rc = emq_result (client, msgid, h_ms (5000), &event);
+    CHECK_INT (event.type, ==, EMQ_EVENT_RESULT);
+    CHECK_INT (event.status, ==, EMQ_JOB_CANCELLED);
+    //  Cancelling it again: it is no longer waiting or running (8).
+    h_cli (t, &r, 10000, "cancel", msgid, NULL);
+    CHECK_MSG (r.status == 8, "second cancel: exit %d, expected 8 (stderr %s)", r.status,
+               r.err);
+    h_cli_free (&r);
+
+    //  Cancel a delayed (scheduled) job.
+    opts = (emq_submit_opts_t) { .reply = true, .delay_s = 60 };
+    CHECK_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
+    h_cli (t, &r, 10000, "cancel", msgid, NULL);
+    CHECK_MSG (r.status == 0, "cancel of a scheduled job: exit %d (stderr %s)", r.status,
+               r.err);
+    h_cli_free (&r);
+    rc = emq_wait_result (client, msgid, h_ms (5000), &event);
+    CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for the cancelled scheduled job");
+    CHECK_INT (event.status, ==, EMQ_JOB_CANCELLED);
+    CHECK_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 0);
+    free (payload);
+
+    //  Cancel a running sleep 30: cancelled quickly, the worker replaced.
+    h_submit_run (client, NULL, "sleep", "30", 0, msgid);
+    pid_t worker = 0;
+    CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 5000);
+    int64_t cancelled = h_now_ms ();
+    h_cli (t, &r, 10000, "cancel", msgid, NULL);
+    CHECK_MSG (r.status == 0, "cancel of a running job: exit %d (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    rc = emq_wait_result (client, msgid, h_ms (5000), &event);
+    int64_t cancel_ms = h_now_ms () - cancelled;
+    CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT within 5 s for the cancelled running job");
+    CHECK_MSG (event.status == EMQ_JOB_CANCELLED, "cancelled running job ended %s",
+               emq_job_status_name (event.status));
+    CHECK_WAIT (!h_pid_alive (worker), 3000);
+    CHECK_WAIT (h_jm_has_slots (t, "jm", 1), 5000);
+    s_report (t, "running sleep 30 cancelled in %lld ms, worker %d gone",
+              (long long) cancel_ms, (int) worker);
+    //  The next job runs on a new worker.
+    h_submit_run (client, NULL, "upper", "\"after\"", 0, msgid);
+    rc = emq_wait_result (client, msgid, h_ms (10000), &event);
+    CHECK_INT (rc, ==, 0);
+    CHECK (h_pid_alive (jm));
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
+//  9. The same msgid twice: ACKed twice, run once
+
+static void
+s_send_request (zsock_t *sock, const char *msgid, const char *queue, const char *headers,
+                const void *payload, size_t size)
+{
+    zmsg_t *msg = zmsg_new ();
+    zmsg_addstr (msg, "");
+    zmsg_addstr (msg, EMQP_PROTOCOL);
+    zmsg_addstr (msg, "REQUEST");
+    zmsg_addstr (msg, msgid);
+    zmsg_addstr (msg, queue);
+    zmsg_addstr (msg, headers);
+    zmsg_addmem (msg, payload, size);
+    CHECK (zmsg_send (&msg, sock) == 0);
+}
+
+static void
+test_idempotent_submit (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 1, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    zsock_t *sock = h_dealer (t->frontend, NULL);
+    CHECK (sock);
+    void *payload;
+    size_t size;
+    h_payload_run ("context", NULL, &payload, &size);
+    char msgid[37];
+    emqp_msgid_new (msgid);
+
+    //  Twice in a row (the second before the first ran), once more later.
+    for (int i = 0; i < 2; i++) {
+        s_send_request (sock, msgid, "default", "reply-requested", payload, size);
+        emqp_msg_t *ack = h_recv_cmd (t, sock, EMQP_ACK, 5000);
+        CHECK_MSG (ack, "submit #%d of %s: no ACK", i + 1, msgid);
+        CHECK_STR_EQ (ack->ref, msgid);
+        emqp_msg_destroy (&ack);
+    }
+    int results = 0;
+    emqp_msg_t *result = h_recv_cmd (t, sock, EMQP_RESULT, 10000);
+    CHECK_MSG (result, "no RESULT for %s", msgid);
+    CHECK_STR_EQ (result->ref, msgid);
+    CHECK_INT (result->status, ==, EMQP_STATUS_OK);
+    results++;
+    emqp_msg_destroy (&result);
+    s_send_request (sock, msgid, "default", "reply-requested", payload, size);
+    emqp_msg_t *ack = h_recv_cmd (t, sock, EMQP_ACK, 5000);
+    CHECK_MSG (ack, "submit #3 of %s (after it ended): no ACK", msgid);
+    emqp_msg_destroy (&ack);
+
+    //  A marker job after them: when its RESULT comes, the single worker has
+    //  run everything queued before it.
+    char marker[37];
+    emqp_msgid_new (marker);
+    s_send_request (sock, marker, "default", "reply-requested", payload, size);
+    while (true) {
+        emqp_msg_t *msg = h_recv_msg (t, sock, 10000);
+        CHECK_MSG (msg, "no RESULT for the marker job");
+        bool is_marker = msg->ref && strcmp (msg->ref, marker) == 0;
+        if (msg->command == EMQP_RESULT && !is_marker) {
+            CHECK_STR_EQ (msg->ref, msgid);
+            results++;
+        }
+        emqp_command_t command = msg->command;
+        emqp_msg_destroy (&msg);
+        if (command == EMQP_RESULT && is_marker)
+            break;
+    }
+    CHECK_INT (results, ==, 1);
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 2, 3000);
+    sqlite3 *db = s_db_open (t, NULL);
+    char sql[256];
+    snprintf (sql, sizeof sql, "SELECT count(*) FROM jobs WHERE msgid = '%s'", msgid);
+    CHECK_INT (s_db_int (db, sql), ==, 1);
+    snprintf (sql, sizeof sql, "SELECT attempt FROM jobs WHERE msgid = '%s'", msgid);
+    CHECK_INT (s_db_int (db, sql), ==, 1);
+    sqlite3_close (db);
+    s_report (t, "one msgid submitted 3 times: 3 ACKs, 1 run, 1 RESULT");
+    free (payload);
+    zsock_destroy (&sock);
+}
+
+//  ---------------------------------------------------------------------
+
+const h_testdef_t h_durability_tests[] = {
+    { "router_kill9_rounds", test_router_kill9_rounds,
+      "kill -9 the router mid-stream, 3 rounds: no ACKed job lost" },
+    { "jm_kill9_jobs_finish", test_jm_kill9_jobs_finish,
+      "kill -9 a jm running jobs: they end ok on the other" },
+    { "crash_dead_retry", test_crash_dead_retry,
+      "crash on every attempt: dead, dead retry, dead purge" },
+    { "backlog_restart_order", test_backlog_restart_order,
+      "100k-job backlog survives SIGTERM, runs in order" },
+    { "takeover", test_takeover, "--takeover and --standby: never two routers, none lost" },
+    { "disk_full", test_disk_full, "full disk: ERROR STORAGE, no ACK, recovery" },
+    { "results_fetch", test_results_fetch, "emq-cli result, --wait, NOT_FOUND, late fetch" },
+    { "delay_and_cancel", test_delay_and_cancel, "--delay, cancel queued, scheduled, running" },
+    { "idempotent_submit", test_idempotent_submit, "one msgid twice: two ACKs, one run" },
+};
+
+const size_t h_durability_count = sizeof h_durability_tests / sizeof h_durability_tests[0];
