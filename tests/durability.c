@@ -841,7 +841,6 @@ test_takeover (h_test_t *t)
     CHECK_WAIT (s_answers (t, admin_c), 10000);
     int64_t c_up_ms = h_now_ms () - killed;
     //  C serves: the job manager and client reconnect, new jobs run.
-    h_wait_jm (t, "jm", 10000, NULL);
     size_t before = load.count;
     s_load_run (&load, 50, 50, 30000);
     int64_t run_deadline = h_now_ms () + h_ms (10000);
@@ -862,6 +861,23 @@ test_takeover (h_test_t *t)
 //  ---------------------------------------------------------------------
 //  6. A full disk: clear errors, no ACK for what was not kept, recovery
 
+//  Waits until every ACKed job of load has a RESULT.
+static void
+s_load_wait_results (s_load_t *load, int timeout_ms)
+{
+    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    while (true) {
+        size_t missing = 0;
+        for (size_t i = 0; i < load->count; i++)
+            missing += load->jobs[i].acked && load->jobs[i].results == 0;
+        if (missing == 0)
+            return;
+        CHECK_MSG (h_now_ms () < deadline, "%zu ACKed jobs without a RESULT after %d ms",
+                   missing, h_ms (timeout_ms));
+        s_load_drain (load, 200);
+    }
+}
+
 static void
 test_disk_full (h_test_t *t)
 {
@@ -870,16 +886,17 @@ test_disk_full (h_test_t *t)
     snprintf (data, sizeof data, "%s/data", mnt);
     snprintf (filler, sizeof filler, "%s/filler", mnt);
     CHECK (mkdir (mnt, 0755) == 0);
+    //  8 MiB: room for SQLite's WAL (checkpointed at 4 MiB) once freed.
     bool mounted = !getenv ("EMQ_TEST_NO_MOUNT")
-                   && mount ("tmpfs", mnt, "tmpfs", 0, "size=2m") == 0;
-    s_report (t, "mode: %s", mounted ? "2 MiB tmpfs as data directory"
-              : "RLIMIT_FSIZE on the router (tmpfs mount not allowed)");
+                   && mount ("tmpfs", mnt, "tmpfs", 0, "size=8m") == 0;
+    s_report (t, "mode: %s", mounted ? "8 MiB tmpfs as data directory, 7.3 MiB filler file"
+              : "RLIMIT_FSIZE 1 MiB on the router (mounting a tmpfs is not allowed)");
     CHECK (mkdir (data, 0755) == 0);
 
     pid_t router = h_router (t, "router", "--data-dir", data, "--fsync", "always", NULL);
-    const rlim_t small_limit = 1024 * 1024;
     if (!mounted) {
-        struct rlimit limit = { small_limit, small_limit };
+        //  The soft limit only, so that raising it back needs no privilege.
+        struct rlimit limit = { 1024 * 1024, RLIM_INFINITY };
         CHECK_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
                    strerror (errno));
     }
@@ -889,7 +906,7 @@ test_disk_full (h_test_t *t)
         CHECK (fd >= 0);
         static char block[64 * 1024];
         memset (block, 'f', sizeof block);
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < 117; i++)
             CHECK (write (fd, block, sizeof block) == (ssize_t) sizeof block);
         close (fd);
     }
@@ -898,7 +915,7 @@ test_disk_full (h_test_t *t)
     //  refuses them.
     emq_client_t *client = s_client (t);
     s_load_t load;
-    static char big[40 * 1024];
+    static char big[16 * 1024];
     memset (big, 'x', sizeof big);
     big[0] = '"';
     big[sizeof big - 2] = '"';
@@ -928,56 +945,86 @@ test_disk_full (h_test_t *t)
     h_cli_free (&r);
     json_t *status = h_admin (t, "STATUS");
     CHECK_MSG (status, "no STATUS from the router on a full disk");
-    CHECK_MSG (s_store_failing (t) == 1, "store.failing is not true on a full disk");
-    CHECK_INT (h_jint (status, -1, "queues", "default", "waiting", NULL), ==, acked_full);
     json_decref (status);
+    CHECK_MSG (s_store_failing (t) == 1, "store.failing is not true on a full disk");
+    CHECK_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, acked_full);
     h_cli (t, &r, 10000, "status", NULL);
-    CHECK_MSG (r.status == 0 && strstr (r.out, "failing"), "status on a full disk: exit %d, "
-               "out %.400s", r.status, r.out);
+    CHECK_MSG (r.status == 0 && (strstr (r.out, "failing") || strstr (r.out, "cannot write")),
+               "status on a full disk: exit %d, out %.400s", r.status, r.out);
     h_cli_free (&r);
 
-    //  Space returns: new jobs are accepted.
+    //  It keeps serving what it has: the jobs it ACKed run, disk still full.
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    s_load_wait_results (&load, 30000);
+    CHECK_MSG (h_pid_alive (router), "the router died running jobs on a full disk");
+    s_report (t, "the %zu ACKed jobs ran while the disk was full", acked_full);
+
+    //  Space returns: new jobs are accepted, and run.
     if (mounted)
         CHECK (unlink (filler) == 0);
     else {
         struct rlimit limit = { RLIM_INFINITY, RLIM_INFINITY };
-        CHECK (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0);
+        CHECK_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
+                   strerror (errno));
     }
     int64_t freed = h_now_ms ();
     size_t refused = load.storage_errors;
     load.allow_storage_errors = false;
-    s_load_run (&load, 5, 5, 10000);
-    CHECK_INT (load.acked, ==, acked_full + 5);
+    s_load_run (&load, 20, 5, 10000);
+    CHECK_INT (load.acked, ==, acked_full + 20);
     CHECK_WAIT (s_store_failing (t) == 0, 5000);
     s_report (t, "%zu jobs refused while full; accepted again %lld ms after space returned",
               refused, (long long) (h_now_ms () - freed));
-
-    //  Everything ACKed runs.
-    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
-    deadline = h_now_ms () + h_ms (30000);
-    while (load.results < load.acked) {
-        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu ACKed jobs ran", load.results,
-                   load.acked);
-        s_load_drain (&load, 200);
-    }
+    s_load_wait_results (&load, 30000);
     for (size_t i = 0; i < load.count; i++)
         CHECK_MSG (load.jobs[i].results == (load.jobs[i].acked ? 1 : 0),
                    "job %zu: ACKed %d, %d results", i, load.jobs[i].acked,
                    load.jobs[i].results);
+
+    //  What the store says now (ends that could not be written while the
+    //  disk was full are not in it: the router runs those jobs again on a
+    //  restart, at-least-once), then after a restart: every ACKed job done,
+    //  nothing refused stored.
     sqlite3 *db = s_db_open (t, data);
+    long long stale = s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'");
+    //  A job that ran while the disk was full: its result, from another
+    //  process (FETCH reads the store once the router has let go of it).
+    char sql[256];
+    snprintf (sql, sizeof sql, "SELECT attempt FROM jobs WHERE msgid = '%s' AND state = 'done'",
+              load.jobs[0].msgid);
+    bool stored_done = s_db_int (db, sql) >= 0;
+    h_cli (t, &r, 10000, "result", load.jobs[0].msgid, NULL);
+    int fetched = r.status;
+    s_report (t, "emq-cli result %s (ran ok while the disk was full, %s in the store): "
+              "exit %d, stdout %zu bytes, stderr '%s'", load.jobs[0].msgid,
+              stored_done ? "done" : "not done", r.status, strlen (r.out), h_chomp (r.err));
+    h_cli_free (&r);
+    sqlite3_close (db);
+    kill (router, SIGTERM);
+    s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
+    router = h_router (t, "router-2", "--data-dir", data, "--fsync", "always", NULL);
+    db = s_db_open (t, data);
+    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 20000);
     s_verdict_t v = s_load_verify (&load, db);
     sqlite3_close (db);
+    s_report (t, "%lld jobs ran but their end was not stored (run again after the restart); "
+              "all %zu ACKed jobs done, lost %zu, none of the %zu refused stored (%zu)", stale,
+              v.acked, v.lost, v.abandoned, v.stored_unacked);
     CHECK_INT (v.lost, ==, 0);
     CHECK_INT (v.stored_unacked, ==, 0);
-    s_report (t, "all %zu ACKed jobs done, none of the %zu refused stored", v.acked,
-              v.abandoned);
 
     emq_client_destroy (&client);
     s_load_destroy (&load);
     kill (router, SIGTERM);
-    s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
+    s_exit_check (t, router, 10000, 0, "router-2 (SIGTERM)");
     if (mounted)
         CHECK_MSG (umount (mnt) == 0, "umount %s: %s", mnt, strerror (errno));
+    //  KNOWN BUG (reported to router/): outcomes whose commit failed while
+    //  the disk was full are never written once it recovers, and FETCH of
+    //  such a job (emq-cli result) answers "failed" with an empty error
+    //  although it ran ok. Checked last so the figures above still print.
+    CHECK_MSG (fetched == 0, "emq-cli result of a job that ended ok while the disk was full "
+               "exited %d, expected 0 (its value)", fetched);
 }
 
 //  ---------------------------------------------------------------------
