@@ -31,7 +31,8 @@ LDFLAGS  += $(EXTRA_LDFLAGS)
 LDLIBS   += $(DEP_LIBS) -ldl -lm
 
 include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
-        client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk
+        client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk \
+        scheduler/files.mk
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -41,11 +42,13 @@ JM_OBJ        := $(call obj,$(JOBMANAGER_SRC) $(WORKER_SRC))
 CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
 CLI_OBJ       := $(call obj,$(CLI_SRC))
 BENCH_OBJ     := $(call obj,$(BENCH_SRC))
+SCHED_OBJ     := $(call obj,$(SCHEDULER_SRC))
 
-BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli
+BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli \
+        $(BUILD)/bin/emq-scheduler
 LIBEMQ := $(BUILD)/lib/libemq.so
 PLUGINS := $(BUILD)/plugins/libemq_examples.so
-TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration
+TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler
 
 .PHONY: all check test sanitize memcheck demo install uninstall clean deps bench
 all: $(BINS) $(LIBEMQ) $(PLUGINS) $(TESTS) $(BUILD)/lib/libemq.pc
@@ -67,6 +70,10 @@ $(BUILD)/bin/emq-cli: $(CLI_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+
 $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
@@ -84,11 +91,15 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+
+$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/scheduler: $(call obj,$(SCHEDULER_TEST_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -126,7 +137,7 @@ install: all
 	install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,emq-router emq-jobmanager emq-cli)
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,emq-router emq-jobmanager emq-cli emq-scheduler)
 	rm -f $(DESTDIR)$(PREFIX)/lib/libemq.so* $(DESTDIR)$(PREFIX)/lib/pkgconfig/libemq.pc
 	rm -rf $(DESTDIR)$(PREFIX)/include/emq $(DESTDIR)$(PREFIX)/lib/emq
 

@@ -48,6 +48,13 @@ static const char *s_usage =
 "  workers [--json]      connected job managers: queues, free slots, last\n"
 "                        heartbeat, jobs in flight, their own statistics\n"
 "  schedulers [--json]   connected schedulers\n"
+"  schedule --name NAME (--cron EXPR | --every N[s|m|h]) [--nohaste] [--runs N]\n"
+"           [--queue Q] [--misfire skip|once] [--timezone TZ] [--header H]...\n"
+"           run LIBRARY FUNCTION [JSON_ARGS] | exec -- ARGV...\n"
+"        add (or replace) a periodic job kept by emq-scheduler\n"
+"  schedules [--json]    schedules: spec, next fire (local and UTC), last fire,\n"
+"                        last outcome, runs left; and which scheduler leads\n"
+"  unschedule NAME [--kill-running]   remove a schedule (and cancel its running job)\n"
 "  disconnect            ask the router to shut down\n"
 "  demo [--jobs N] [--queue Q] [--timeout S]\n"
 "        submit N (default 300) jobs, half exec /bin/echo, half run\n"
@@ -259,6 +266,9 @@ static const s_command_t s_commands[] = {
     { "cancel", cli_cancel },
     { "dead", cli_dead },
     { "demo", cli_demo },
+    { "schedule", cli_schedule },
+    { "schedules", cli_schedules },
+    { "unschedule", cli_unschedule },
 };
 
 int

@@ -622,6 +622,139 @@ emq_result (emq_client_t *self, const char *msgid, int timeout_ms, emq_event_t *
 }
 
 //  --------------------------------------------------------------------------
+//  Schedules
+
+//  Sends msg (taken) and waits for the router's ACK or ERROR about it.
+static int
+s_send_acked (emq_client_t *self, emqp_msg_t *msg, int timeout_ms)
+{
+    int64_t deadline = s_deadline (timeout_ms);
+    char msgid[EMQP_MSGID_MAX + 1];
+    snprintf (msgid, sizeof msgid, "%s", msg->msgid);
+    int rc = s_send (self->sock, &msg, self->endpoint, deadline, self->last_error,
+                     sizeof self->last_error);
+    if (rc)
+        return rc;
+    while (true) {
+        emqp_msg_t *answer = NULL;
+        rc = s_recv_event (self, deadline, &answer);
+        if (rc == EMQ_ERR_TIMEOUT)
+            return s_error (self, EMQ_ERR_UNREACHABLE, "no answer from router at %s within "
+                            "%d ms", self->endpoint, timeout_ms);
+        if (rc)
+            return rc;
+        if (s_is_about (answer, EMQP_ACK, msgid)) {
+            emqp_msg_destroy (&answer);
+            return 0;
+        }
+        if (s_is_about (answer, EMQP_ERROR, msgid)) {
+            s_error (self, EMQ_ERR_REJECTED, "%s: %s", answer->error_code, answer->error_text);
+            emqp_msg_destroy (&answer);
+            return EMQ_ERR_REJECTED;
+        }
+        if (!zlistx_add_end (self->events, answer)) {
+            emqp_msg_destroy (&answer);
+            return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+        }
+    }
+}
+
+static bool
+s_schedule_name_ok (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len > 100)
+        return false;
+    for (const char *p = name; *p; p++)
+        if ((unsigned char) *p <= ' ' || *p == ',' || *p == 0x7f)
+            return false;
+    return true;
+}
+
+int
+emq_schedule (emq_client_t *self, const emq_schedule_opts_t *opts, const void *payload,
+              size_t size, int timeout_ms)
+{
+    assert (self);
+    if (!opts || !payload || size == 0)
+        return s_error (self, EMQ_ERR_INVALID, "no schedule options or no payload");
+    bool has_cron = opts->cron && *opts->cron;
+    if (has_cron == (opts->interval_s > 0))
+        return s_error (self, EMQ_ERR_INVALID, "give an interval or a cron expression "
+                        "(exactly one)");
+    if (has_cron && strlen (opts->cron) > 256)
+        return s_error (self, EMQ_ERR_INVALID, "cron expression longer than 256 bytes");
+    if (opts->name && !s_schedule_name_ok (opts->name))
+        return s_error (self, EMQ_ERR_INVALID, "schedule name must be 1..100 printable "
+                        "characters without spaces or commas");
+    const char *queue = opts->queue ? opts->queue : "default";
+    if (!*queue || strlen (queue) > EMQP_QUEUE_MAX)
+        return s_error (self, EMQ_ERR_INVALID, "queue name must be 1..%d bytes",
+                        EMQP_QUEUE_MAX);
+    char headers[EMQP_HEADERS_MAX + 1], runs[32] = "";
+    if (opts->runs)
+        snprintf (runs, sizeof runs, "run_count:%u", opts->runs);
+    int n = snprintf (headers, sizeof headers, "%s%s%s%s%s%s%s%s%s%s",
+                      opts->name ? "name:" : "", opts->name ? opts->name : "",
+                      opts->nohaste ? ",nohaste" : "", *runs ? "," : "", runs,
+                      opts->misfire_skip ? ",misfire:skip" : "",
+                      opts->timezone && *opts->timezone ? ",tz:" : "",
+                      opts->timezone && *opts->timezone ? opts->timezone : "",
+                      opts->extra_headers && *opts->extra_headers ? "," : "",
+                      opts->extra_headers ? opts->extra_headers : "");
+    if (n < 0 || (size_t) n >= sizeof headers)
+        return s_error (self, EMQ_ERR_INVALID, "headers longer than %d bytes",
+                        EMQP_HEADERS_MAX);
+    const char *text = headers[0] == ',' ? headers + 1 : headers;
+    headers_t check;
+    char reason[256];
+    if (headers_parse (text, &check, reason, sizeof reason))
+        return s_error (self, EMQ_ERR_INVALID, "%s", reason);
+    emqp_msg_t *msg = emqp_msg_new (EMQP_SCHEDULE);
+    char msgid[37];
+    emqp_msgid_new (msgid);
+    if (msg) {
+        msg->msgid = strdup (msgid);
+        msg->queue = strdup (queue);
+        msg->headers = strdup (text);
+        msg->interval_s = has_cron ? -1 : opts->interval_s;
+        msg->payload = zframe_new (payload, size);
+        msg->cron = strdup (has_cron ? opts->cron : "");
+    }
+    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload || !msg->cron) {
+        emqp_msg_destroy (&msg);
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    }
+    return s_send_acked (self, msg, timeout_ms);
+}
+
+int
+emq_unschedule (emq_client_t *self, const char *name, bool kill_running, int timeout_ms)
+{
+    assert (self);
+    if (!name || !s_schedule_name_ok (name))
+        return s_error (self, EMQ_ERR_INVALID, "schedule name must be 1..100 printable "
+                        "characters without spaces or commas");
+    emqp_msg_t *msg = emqp_msg_new (EMQP_UNSCHEDULE);
+    char msgid[37], headers[160];
+    emqp_msgid_new (msgid);
+    snprintf (headers, sizeof headers, "name:%s%s", name, kill_running ? ",kill-running" : "");
+    if (msg) {
+        msg->msgid = strdup (msgid);
+        msg->queue = strdup ("default");
+        msg->headers = strdup (headers);
+        msg->interval_s = -1;
+        msg->payload = zframe_new ("", 0);
+        msg->cron = strdup ("");
+    }
+    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload || !msg->cron) {
+        emqp_msg_destroy (&msg);
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    }
+    return s_send_acked (self, msg, timeout_ms);
+}
+
+//  --------------------------------------------------------------------------
 //  Payloads
 
 static int

@@ -202,6 +202,26 @@ static const s_setting_t s_settings[] = {
       .default_text = "tcp://127.0.0.1:47291", .check = s_check_endpoint,
       .sections = S_SCHED,
       .description = "the router's frontend the scheduler connects to" },
+    { .name = "timezone", .type = S_TYPE_STRING, .default_text = "UTC", .max_len = 128,
+      .sections = S_SCHED,
+      .description = "time zone of cron schedules (an IANA name such as Europe/Berlin); "
+                     "a schedule's tz:NAME header overrides it" },
+    { .name = "misfire_grace", .type = S_TYPE_SECONDS, .default_text = "5",
+      .dmin = 0, .dmax = 86400, .sections = S_SCHED,
+      .description = "seconds a fire may be late and still count as on time; a later "
+                     "one is a misfire (run once, or skipped with misfire:skip)" },
+    { .name = "etcd_endpoint", .type = S_TYPE_STRING, .default_text = "", .max_len = 1000,
+      .sections = S_SCHED,
+      .description = "etcd's client URL (http://host:2379); empty: local mode (pidfile lock "
+                     "and SQLite in data_dir)" },
+    { .name = "etcd_prefix", .type = S_TYPE_STRING, .default_text = "/emq", .max_len = 200,
+      .sections = S_SCHED,
+      .description = "etcd key prefix: <prefix>/leader, <prefix>/members/, "
+                     "<prefix>/schedules/" },
+    { .name = "etcd_lease_ttl", .type = S_TYPE_SECONDS, .default_text = "15",
+      .dmin = 2, .dmax = 3600, .sections = S_SCHED,
+      .description = "seconds of the etcd lease behind leadership; kept alive every third "
+                     "of it" },
 
     //  [cli] (and libemq clients)
     { .name = "frontend_addr", .type = S_TYPE_STRING,
@@ -210,7 +230,7 @@ static const s_setting_t s_settings[] = {
       .description = "the router's frontend, for submitting jobs" },
     { .name = "administrative_addr", .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47293", .check = s_check_endpoint,
-      .sections = S_CLI,
+      .sections = S_CLI | S_SCHED,
       .description = "the router's admin socket, for status and administration" },
 };
 #define S_SETTING_COUNT (sizeof s_settings / sizeof s_settings[0])

@@ -14,7 +14,9 @@ packages=(
     libbsd-dev                      # pidfile, setproctitle, strlcpy
     libsqlite3-dev                  # router storage
     libinih-dev                     # config file
-    libjansson-dev                  # JSON (status output, queues setting)
+    libjansson-dev                  # JSON (status output, queues setting, etcd)
+    libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
 )
 

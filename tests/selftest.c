@@ -26,6 +26,10 @@
 #include "worker/worker.h"
 #include "jobmanager/pool.h"
 #include "jobmanager/jobmanager.h"
+#include "scheduler/cron.h"
+#include "scheduler/schedules.h"
+#include "scheduler/etcd.h"
+#include "scheduler/scheduler.h"
 #include "tests/testutil.h"
 
 void emq_client_test (bool verbose);
@@ -62,6 +66,10 @@ static const s_test_t s_tests[] = {
     { "worker",  worker_test },
     { "pool",    pool_test },
     { "jobmanager", jobmanager_test },
+    { "cron",    cron_test },
+    { "schedules", schedules_test },
+    { "etcd",    etcd_test },
+    { "scheduler", scheduler_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])

@@ -216,6 +216,40 @@ int emq_admin (const char *addr, const char *command, int timeout_ms,
 int emq_admin_job (const char *addr, const char *command, const char *ref,
                    int timeout_ms, char **reply_out);
 
+//  --------------------------------------------------------------------------
+//  Schedules (emq-scheduler; EventMQ's SCHEDULE / UNSCHEDULE)
+
+typedef struct {
+    const char *name;           // name:NAME; NULL = named by a hash of the
+                                // payload, as EventMQ identifies schedules
+    const char *queue;          // NULL = "default"
+    int64_t interval_s;         // > 0: run every interval_s seconds
+    const char *cron;           // or a cron expression (interval_s = 0)
+    bool nohaste;               // interval: first run after one interval,
+                                // not at once
+    uint32_t runs;              // run_count:N, end after N runs; 0 = no end
+    bool misfire_skip;          // misfire:skip: after downtime skip missed
+                                // runs (default: run once to catch up)
+    const char *timezone;       // tz:NAME for cron; NULL = the scheduler's
+    const char *extra_headers;  // headers for each run (e.g. "timeout:60,
+                                // retry-count:2"), or NULL
+} emq_schedule_opts_t;
+
+//  Sends SCHEDULE (the payload is copied) and waits up to timeout_ms for the
+//  router's ACK, which means a scheduler has it. A schedule with the same
+//  name is replaced. Returns 0, EMQ_ERR_INVALID (no interval or cron, both,
+//  bad name, headers too long), EMQ_ERR_REJECTED (e.g. "NO_SCHEDULER: no
+//  scheduler is connected to this router"), or EMQ_ERR_UNREACHABLE. The
+//  scheduler checks the cron expression; emq-cli checks it first.
+int emq_schedule (emq_client_t *self, const emq_schedule_opts_t *opts,
+                  const void *payload, size_t size, int timeout_ms);
+
+//  Sends UNSCHEDULE for the schedule `name` and waits for the router's ACK.
+//  kill_running: also cancel the job its last run submitted, if still
+//  running. Returns as emq_schedule.
+int emq_unschedule (emq_client_t *self, const char *name, bool kill_running,
+                    int timeout_ms);
+
 //  Self test against an in-process fake router (client/client_test.c).
 void emq_client_test (bool verbose);
 
