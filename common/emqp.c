@@ -122,13 +122,34 @@ emqp_msg_destroy (emqp_msg_t **self_p)
 //  --------------------------------------------------------------------------
 //  Decoding helpers. Each returns 0, or -1 after writing the reason to err.
 
+//  The decoder reads a message as borrowed (data, size) views of its
+//  frames, whether they came from a zmsg_t or straight from the socket.
 typedef struct {
-    zmsg_t *zmsg;
+    const void *data;
+    size_t size;
+} s_view_t;
+
+typedef struct {
+    const s_view_t *frames;
+    size_t count;
+    size_t next;                // the next frame to read
     const emqp_limits_t *limits;
     char *err;
     size_t errlen;
     const char *command;        // for error messages
 } s_reader_t;
+
+static const s_view_t *
+s_pop (s_reader_t *r)
+{
+    return r->next < r->count ? &r->frames[r->next++] : NULL;
+}
+
+static size_t
+s_left (s_reader_t *r)
+{
+    return r->count - r->next;
+}
 
 //  Strict UTF-8 check (no overlongs, no surrogates, nothing past U+10FFFF).
 static bool
@@ -168,13 +189,12 @@ s_is_utf8 (const unsigned char *s, size_t n)
 static int
 s_text (s_reader_t *r, const char *field, size_t max, bool may_be_empty, char **out)
 {
-    zframe_t *frame = zmsg_pop (r->zmsg);
+    const s_view_t *frame = s_pop (r);
     if (!frame) {
         snprintf (r->err, r->errlen, "%s: missing %s frame", r->command, field);
         return -1;
     }
-    size_t size = zframe_size (frame);
-    int rc = -1;
+    size_t size = frame->size;
     if (size > max)
         snprintf (r->err, r->errlen, "%s: %s frame too long (%zu bytes, max %zu)",
                   r->command, field, size, max);
@@ -182,43 +202,47 @@ s_text (s_reader_t *r, const char *field, size_t max, bool may_be_empty, char **
     if (size == 0 && !may_be_empty)
         snprintf (r->err, r->errlen, "%s: %s frame is empty", r->command, field);
     else
-    if (memchr (zframe_data (frame), 0, size))
+    if (memchr (frame->data, 0, size))
         snprintf (r->err, r->errlen, "%s: %s frame contains a NUL byte",
                   r->command, field);
     else
-    if (!s_is_utf8 (zframe_data (frame), size))
+    if (!s_is_utf8 (frame->data, size))
         snprintf (r->err, r->errlen, "%s: %s frame is not valid UTF-8 text",
                   r->command, field);
     else {
         *out = malloc (size + 1);
-        if (!*out)
+        if (!*out) {
             snprintf (r->err, r->errlen, "%s: out of memory", r->command);
-        else {
-            memcpy (*out, zframe_data (frame), size);
-            (*out)[size] = 0;
-            rc = 0;
+            return -1;
         }
+        memcpy (*out, frame->data, size);
+        (*out)[size] = 0;
+        return 0;
     }
-    zframe_destroy (&frame);
-    return rc;
+    return -1;
 }
 
+//  A binary frame becomes a zframe_t of its exact size: a copy, so that a
+//  kept payload never pins a larger receive buffer of ZeroMQ's.
 static int
 s_binary (s_reader_t *r, const char *field, zframe_t **out)
 {
-    zframe_t *frame = zmsg_pop (r->zmsg);
+    const s_view_t *frame = s_pop (r);
     if (!frame) {
         snprintf (r->err, r->errlen, "%s: missing %s frame", r->command, field);
         return -1;
     }
     size_t max = r->limits ? r->limits->payload_max : SIZE_MAX;
-    if (zframe_size (frame) > max) {
+    if (frame->size > max) {
         snprintf (r->err, r->errlen, "%s: %s frame too large (%zu bytes, max %zu)",
-                  r->command, field, zframe_size (frame), max);
-        zframe_destroy (&frame);
+                  r->command, field, frame->size, max);
         return -1;
     }
-    *out = frame;
+    *out = zframe_new (frame->data, frame->size);
+    if (!*out) {
+        snprintf (r->err, r->errlen, "%s: out of memory", r->command);
+        return -1;
+    }
     return 0;
 }
 
@@ -294,49 +318,44 @@ s_parse_interval (const char *s, int64_t *value)
     return 0;
 }
 
-emqp_msg_t *
-emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
-             zframe_t **identity_p, char *err, size_t errlen)
+//  Decodes a message from views of its frames (borrowed). See emqp_decode.
+static emqp_msg_t *
+s_decode (const s_view_t *frames, size_t count, bool with_identity,
+          const emqp_limits_t *limits, zframe_t **identity_p, char *err, size_t errlen)
 {
-    assert (zmsg_p);
-    zmsg_t *zmsg = *zmsg_p;
-    *zmsg_p = NULL;
     if (identity_p)
         *identity_p = NULL;
     emqp_msg_t *self = NULL;
     zframe_t *identity = NULL;
     char *command_name = NULL;
     snprintf (err, errlen, "malformed message");
-    if (!zmsg)
-        goto fail;
 
-    s_reader_t r = { zmsg, limits, err, errlen, "message" };
+    s_reader_t reader = { frames, count, 0, limits, err, errlen, "message" };
+    s_reader_t *r = &reader;
     if (with_identity) {
-        identity = zmsg_pop (zmsg);
-        if (!identity || zframe_size (identity) == 0) {
+        const s_view_t *frame = s_pop (r);
+        if (!frame || frame->size == 0) {
             snprintf (err, errlen, "message without routing identity");
             goto fail;
         }
+        identity = zframe_new (frame->data, frame->size);
     }
-    zframe_t *frame = zmsg_pop (zmsg);
-    if (!frame || zframe_size (frame) != 0) {
+    const s_view_t *frame = s_pop (r);
+    if (!frame || frame->size != 0) {
         snprintf (err, errlen, "first frame is not the empty delimiter");
-        zframe_destroy (&frame);
         goto fail;
     }
-    zframe_destroy (&frame);
-    frame = zmsg_pop (zmsg);
-    if (!frame || !zframe_streq (frame, EMQP_PROTOCOL)) {
+    frame = s_pop (r);
+    if (!frame || frame->size != strlen (EMQP_PROTOCOL)
+    ||  memcmp (frame->data, EMQP_PROTOCOL, frame->size) != 0) {
         char shown[48];
         snprintf (err, errlen, "protocol frame is '%s', expected " EMQP_PROTOCOL,
-                  frame ? emqp_printable (zframe_data (frame), zframe_size (frame),
-                                          shown, sizeof shown) : "(missing)");
-        zframe_destroy (&frame);
+                  frame ? emqp_printable (frame->data, frame->size, shown, sizeof shown)
+                        : "(missing)");
         goto fail;
     }
-    zframe_destroy (&frame);
 
-    if (s_text (&r, "command", 64, false, &command_name))
+    if (s_text (r, "command", 64, false, &command_name))
         goto fail;
     emqp_command_t command = emqp_command_lookup (command_name);
     if (command == EMQP_INVALID) {
@@ -348,19 +367,19 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
     self = emqp_msg_new (command);
     if (!self)
         goto fail;
-    r.command = emqp_command_name (command);
-    if (s_text (&r, "msgid", EMQP_MSGID_MAX, false, &self->msgid))
+    r->command = emqp_command_name (command);
+    if (s_text (r, "msgid", EMQP_MSGID_MAX, false, &self->msgid))
         goto fail;
 
     char *text = NULL;
     uint64_t number;
     switch (command) {
         case EMQP_ACK:
-            if (s_text (&r, "acked msgid", EMQP_MSGID_MAX, false, &self->ref))
+            if (s_text (r, "acked msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
         case EMQP_HEARTBEAT:
-            if (s_text (&r, "timestamp", 64, false, &text))
+            if (s_text (r, "timestamp", 64, false, &text))
                 goto fail;
             if (s_parse_seconds (text, &self->heartbeat_ts)) {
                 snprintf (err, errlen, "HEARTBEAT: timestamp '%s' is not decimal seconds", text);
@@ -368,8 +387,8 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
                 goto fail;
             }
             free (text);
-            if (zmsg_size (zmsg) > 0
-            &&  s_text (&r, "stats", EMQP_STATS_MAX, true, &self->stats))
+            if (s_left (r) > 0
+            &&  s_text (r, "stats", EMQP_STATS_MAX, true, &self->stats))
                 goto fail;
             break;
         case EMQP_DISCONNECT:
@@ -381,109 +400,179 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
         case EMQP_ROUTER_SHOW_SCHEDULERS:
             break;
         case EMQP_INFORM:
-            if (s_text (&r, "queues", EMQP_SHORT_MAX, true, &self->queues)
-            ||  s_text (&r, "type", 32, false, &self->peer_type))
+            if (s_text (r, "queues", EMQP_SHORT_MAX, true, &self->queues)
+            ||  s_text (r, "type", 32, false, &self->peer_type))
                 goto fail;
-            if (zmsg_size (zmsg) > 0
-            &&  s_text (&r, "agent", 64, true, &self->agent))
+            if (s_left (r) > 0
+            &&  s_text (r, "agent", 64, true, &self->agent))
                 goto fail;
             break;
         case EMQP_REQUEST:
-            if (s_text (&r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
-            ||  s_text (&r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
-            ||  s_binary (&r, "payload", &self->payload))
+            if (s_text (r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
+            ||  s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
+            ||  s_binary (r, "payload", &self->payload))
                 goto fail;
             //  Extension: the router adds epoch and attempt for emq job managers.
-            if (zmsg_size (zmsg) >= 2) {
-                if (s_number (&r, "epoch", UINT64_MAX, &self->epoch)
-                ||  s_number (&r, "attempt", UINT32_MAX, &number))
+            if (s_left (r) >= 2) {
+                if (s_number (r, "epoch", UINT64_MAX, &self->epoch)
+                ||  s_number (r, "attempt", UINT32_MAX, &number))
                     goto fail;
                 self->attempt = (uint32_t) number;
             }
             break;
         case EMQP_REPLY:
-            if (s_binary (&r, "reply", &self->payload))
+            if (s_binary (r, "reply", &self->payload))
                 goto fail;
-            if (zmsg_size (zmsg) > 0
-            &&  s_text (&r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
+            if (s_left (r) > 0
+            &&  s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
         case EMQP_SCHEDULE:
         case EMQP_UNSCHEDULE:
-            if (s_text (&r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
-            ||  s_text (&r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
-            ||  s_text (&r, "interval", 32, false, &text))
+            if (s_text (r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
+            ||  s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
+            ||  s_text (r, "interval", 32, false, &text))
                 goto fail;
             if (s_parse_interval (text, &self->interval_s)) {
                 snprintf (err, errlen, "%s: interval '%s' is not -1 or seconds",
-                          r.command, text);
+                          r->command, text);
                 free (text);
                 goto fail;
             }
             free (text);
-            if (s_binary (&r, "payload", &self->payload)
-            ||  s_text (&r, "cron", 256, true, &self->cron))
+            if (s_binary (r, "payload", &self->payload)
+            ||  s_text (r, "cron", 256, true, &self->cron))
                 goto fail;
             break;
         case EMQP_DONE:
-            if (s_text (&r, "request msgid", EMQP_MSGID_MAX, false, &self->ref)
-            ||  s_number (&r, "epoch", UINT64_MAX, &self->epoch))
+            if (s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref)
+            ||  s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             /* fall through */
         case EMQP_RESULT:
             if (command == EMQP_RESULT
-            &&  s_text (&r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
+            &&  s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
-            if (s_text (&r, "status", 16, false, &text))
+            if (s_text (r, "status", 16, false, &text))
                 goto fail;
             if (emqp_status_lookup (text, &self->status)) {
-                snprintf (err, errlen, "%s: unknown status '%s'", r.command, text);
+                snprintf (err, errlen, "%s: unknown status '%s'", r->command, text);
                 free (text);
                 goto fail;
             }
             free (text);
-            if (s_binary (&r, "result", &self->payload)
-            ||  s_text (&r, "usage", EMQP_SHORT_MAX, true, &self->usage))
+            if (s_binary (r, "result", &self->payload)
+            ||  s_text (r, "usage", EMQP_SHORT_MAX, true, &self->usage))
                 goto fail;
             break;
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
-            if (s_text (&r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
+            if (s_text (r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
         case EMQP_CANCEL:
-            if (s_text (&r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
+            if (s_text (r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
-            if (zmsg_size (zmsg) > 0
-            &&  s_number (&r, "epoch", UINT64_MAX, &self->epoch))
+            if (s_left (r) > 0
+            &&  s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             break;
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
         case EMQP_ERROR:
-            if (s_text (&r, "refused msgid", EMQP_MSGID_MAX, true, &self->ref)
-            ||  s_text (&r, "code", 64, false, &self->error_code)
-            ||  s_text (&r, "reason", EMQP_SHORT_MAX, true, &self->error_text))
+            if (s_text (r, "refused msgid", EMQP_MSGID_MAX, true, &self->ref)
+            ||  s_text (r, "code", 64, false, &self->error_code)
+            ||  s_text (r, "reason", EMQP_SHORT_MAX, true, &self->error_text))
                 goto fail;
             break;
         default:
             assert (false);     // every known command is handled above
     }
     free (command_name);
-    zmsg_destroy (&zmsg);
     self->identity = identity;
     return self;
 
 fail:
     free (command_name);
     emqp_msg_destroy (&self);
-    zmsg_destroy (&zmsg);
     if (identity_p)
         *identity_p = identity;
     else
         zframe_destroy (&identity);
     return NULL;
+}
+
+emqp_msg_t *
+emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
+             zframe_t **identity_p, char *err, size_t errlen)
+{
+    assert (zmsg_p);
+    zmsg_t *zmsg = *zmsg_p;
+    *zmsg_p = NULL;
+    if (!zmsg) {
+        if (identity_p)
+            *identity_p = NULL;
+        snprintf (err, errlen, "malformed message");
+        return NULL;
+    }
+    //  Frames past the view's size are trailing extensions we ignore.
+    s_view_t frames[EMQP_FRAMES_MAX];
+    size_t count = 0;
+    for (zframe_t *frame = zmsg_first (zmsg); frame && count < EMQP_FRAMES_MAX;
+         frame = zmsg_next (zmsg)) {
+        frames[count].data = zframe_data (frame);
+        frames[count].size = zframe_size (frame);
+        count++;
+    }
+    emqp_msg_t *self = s_decode (frames, count, with_identity, limits, identity_p,
+                                 err, errlen);
+    zmsg_destroy (&zmsg);
+    return self;
+}
+
+int
+emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
+           emqp_msg_t **msg_p, zframe_t **identity_p, char *err, size_t errlen)
+{
+    *msg_p = NULL;
+    if (identity_p)
+        *identity_p = NULL;
+    void *handle = zsock_resolve (sock);
+    zmq_msg_t parts[EMQP_FRAMES_MAX];
+    s_view_t frames[EMQP_FRAMES_MAX];
+    size_t count = 0;
+    bool more = true;
+    //  The first frame decides whether a message is there at all; the rest
+    //  of a multipart message arrives with it (ZeroMQ delivers it whole).
+    while (more) {
+        zmq_msg_t overflow;
+        zmq_msg_t *part = count < EMQP_FRAMES_MAX ? &parts[count] : &overflow;
+        zmq_msg_init (part);
+        if (zmq_msg_recv (part, handle, count == 0 ? ZMQ_DONTWAIT : 0) == -1) {
+            int saved = errno;
+            zmq_msg_close (part);
+            for (size_t i = 0; i < count && i < EMQP_FRAMES_MAX; i++)
+                zmq_msg_close (&parts[i]);
+            if (count == 0 && (saved == EAGAIN || saved == EINTR))
+                return 0;
+            snprintf (err, errlen, "receive failed: %s", zmq_strerror (saved));
+            return -1;
+        }
+        more = zmq_msg_more (part);
+        if (part == &overflow)
+            zmq_msg_close (&overflow);      // frames past the limit are dropped
+        else
+            count++;
+    }
+    for (size_t i = 0; i < count; i++) {
+        frames[i].data = zmq_msg_data (&parts[i]);
+        frames[i].size = zmq_msg_size (&parts[i]);
+    }
+    *msg_p = s_decode (frames, count, with_identity, limits, identity_p, err, errlen);
+    for (size_t i = 0; i < count; i++)
+        zmq_msg_close (&parts[i]);
+    return *msg_p ? 1 : -1;
 }
 
 //  --------------------------------------------------------------------------

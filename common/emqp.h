@@ -25,6 +25,7 @@
 #define EMQP_HEADERS_MAX 1024
 #define EMQP_SHORT_MAX   4096      // INFORM queues, usage, error text
 #define EMQP_STATS_MAX   65536     // HEARTBEAT stats JSON
+#define EMQP_FRAMES_MAX  32        // frames read per message; more are ignored
 
 typedef enum {
     EMQP_INVALID = 0,
@@ -127,6 +128,13 @@ void emqp_msg_destroy (emqp_msg_t **self_p);
 emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity,
                          const emqp_limits_t *limits, zframe_t **identity_p,
                          char *err, size_t errlen);
+
+//  Receives and decodes the next message on sock without waiting and
+//  without building czmq frames for it. Returns 1 with *msg_p set (caller
+//  owns it); 0 when no message is waiting; -1 when one was read but is
+//  malformed (reason in err; *identity_p as for emqp_decode).
+int emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
+               emqp_msg_t **msg_p, zframe_t **identity_p, char *err, size_t errlen);
 
 //  Encodes a message into a new zmsg_t (identity first when set). Moves the
 //  message's frames into the result (self->payload and self->identity become

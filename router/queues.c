@@ -27,6 +27,8 @@ s_job_destroy (job_t **self_p)
     zframe_destroy (&self->payload);
     zframe_destroy (&self->client);
     zlistx_destroy (&self->watchers);
+    zframe_destroy (&self->end_value);
+    free (self->end_usage);
     free (self);
     *self_p = NULL;
 }

@@ -23,6 +23,7 @@ typedef enum {
     JOB_QUEUED,             // in its queue's waiting list
     JOB_RUNNING,            // dispatched to a job manager, outcome pending
     JOB_SCHEDULED,          // delayed, or waiting out a retry's backoff
+    JOB_ENDED,              // ended; kept until the store has its outcome
     JOB_STATE_COUNT
 } job_state_t;
 
@@ -47,6 +48,12 @@ typedef struct {
     void *scheduled_handle; // handle in the router's scheduled list
     zlistx_t *watchers;     // zframe_t * routing ids that FETCHed it, or NULL
     bool cancel_requested;  // CANCEL sent to its job manager
+    //  Its outcome, while JOB_ENDED (the store's commit of it pending).
+    int end_state;          // store_state_t
+    int end_status;         // emqp_status_t
+    zframe_t *end_value;    // value or error text
+    char *end_usage;
+    double ended_at;
 } job_t;
 
 struct queue_t {

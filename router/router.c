@@ -59,6 +59,8 @@ struct router_t {
     store_t *store;             // the job table (SQLite, or :memory:)
     zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
+    zlistx_t *ending;           // job_t * ended, their end not yet committed
+    bool ends_unsaved;          // a commit of ends failed: write them again
     bool store_failing;         // the last commit failed (logged once)
     uint64_t fence;             // highest scheduler fencing token seen
     s_socket_ctx_t readers[3];  // context of each socket's reader
@@ -154,8 +156,21 @@ s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t st
     s_send (self, self->frontend, &result, peers_id_of (to, id, sizeof id));
 }
 
+//  Writes a job's end to the store (joining the open transaction).
+static void
+s_job_save_end (router_t *self, job_t *job)
+{
+    if (store_set_ended (self->store, job->row, (store_state_t) job->end_state,
+                         emqp_status_name ((emqp_status_t) job->end_status),
+                         zframe_data (job->end_value), zframe_size (job->end_value),
+                         job->end_usage, job->ended_at))
+        log_error ("store: %s", store_error (self->store));
+}
+
 //  A job reached its end: record it, tell the client if it asked and
-//  whoever FETCHed it, then forget the job (its row keeps the result).
+//  whoever FETCHed it. The record stays (JOB_ENDED) until the store has
+//  committed the end, so that an end the disk refused is written again
+//  rather than lost (s_flush); in-memory mode frees it at once.
 static void
 s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status,
            zframe_t *value, const char *usage)
@@ -167,9 +182,6 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
     if (state == STORE_DEAD)
         log_info ("job %s: dead after %u attempt(s): %s", job->msgid, job->attempt,
                   emqp_status_name (status));
-    if (store_set_ended (self->store, job->row, state, emqp_status_name (status),
-                         data, size, usage, s_wall_s ()))
-        log_error ("store: %s", store_error (self->store));
     if (job->parsed.reply_requested && job->client)
         s_send_result (self, job->client, job->msgid, status, data, size, usage);
     if (job->watchers)
@@ -177,7 +189,37 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
              watcher = (zframe_t *) zlistx_next (job->watchers))
             if (!(job->parsed.reply_requested && job->client && zframe_eq (watcher, job->client)))
                 s_send_result (self, watcher, job->msgid, status, data, size, usage);
-    queues_job_delete (self->queues, job);
+    zlistx_destroy (&job->watchers);
+    if (store_is_memory (self->store) || job->row <= 0) {
+        queues_job_delete (self->queues, job);
+        return;
+    }
+    job->state = JOB_ENDED;
+    job->end_state = state;
+    job->end_status = status;
+    job->end_value = zframe_new (data, size);
+    job->end_usage = strdup (usage ? usage : "");
+    job->ended_at = s_wall_s ();
+    //  The payload is no longer needed (a dead job's stays in its row).
+    zframe_destroy (&job->payload);
+    s_job_save_end (self, job);
+    zlistx_add_end (self->ending, job);
+}
+
+//  After a commit: ended jobs whose end it held are forgotten; after a
+//  failed one, their ends are written again with the next batch.
+static void
+s_settle_ends (router_t *self, bool committed)
+{
+    if (!committed) {
+        self->ends_unsaved = zlistx_size (self->ending) > 0;
+        return;
+    }
+    job_t *job;
+    while ((job = (job_t *) zlistx_first (self->ending))) {
+        zlistx_detach_cur (self->ending);
+        queues_job_delete (self->queues, job);
+    }
 }
 
 //  Takes a job back from the peer it runs on (the peer is gone or the job
@@ -487,6 +529,12 @@ static void
 s_client_fetch (router_t *self, emqp_msg_t *msg)
 {
     job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (job && job->state == JOB_ENDED) {
+        s_send_result (self, msg->identity, job->msgid, (emqp_status_t) job->end_status,
+                       zframe_data (job->end_value), zframe_size (job->end_value),
+                       job->end_usage);
+        return;
+    }
     if (job) {
         if (!job->watchers) {
             job->watchers = zlistx_new ();
@@ -926,6 +974,10 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
             log_info ("job %s: cancel sent to %s", job->msgid, job->peer->id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             break;
+        case JOB_ENDED:
+            s_send_error (self, self->admin, msg->identity, msg->ref, "NOT_FOUND",
+                          "the job has already ended");
+            break;
         default:
             s_send_error (self, self->admin, msg->identity, msg->ref, "BUSY",
                           "the job is being stored; try again");
@@ -1087,8 +1139,15 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
 static void
 s_flush (router_t *self)
 {
+    if (self->ends_unsaved) {
+        for (job_t *job = (job_t *) zlistx_first (self->ending); job;
+             job = (job_t *) zlistx_next (self->ending))
+            s_job_save_end (self, job);
+        self->ends_unsaved = false;
+    }
     if (zlistx_size (self->pending) > 0 || store_in_transaction (self->store)) {
         int rc = store_commit (self->store);
+        s_settle_ends (self, rc == 0);
         bool guarantee = false;
         for (job_t *job = (job_t *) zlistx_first (self->pending); job;
              job = (job_t *) zlistx_next (self->pending))
@@ -1132,8 +1191,12 @@ s_flush (router_t *self)
     }
     if (self->redispatch)
         s_dispatch_all (self);
-    if (store_in_transaction (self->store) && store_commit (self->store))
-        log_error ("store: %s", store_error (self->store));
+    if (store_in_transaction (self->store)) {
+        int rc = store_commit (self->store);
+        if (rc)
+            log_error ("store: %s", store_error (self->store));
+        s_settle_ends (self, rc == 0);
+    }
 }
 
 
@@ -1141,15 +1204,13 @@ static void
 s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
 {
     for (int count = 0; count < S_BATCH_MAX; count++) {
-        if (!(zsock_events (sock) & ZMQ_POLLIN))
-            break;
-        zmsg_t *zmsg = zmsg_recv (sock);
-        if (!zmsg)
-            break;
+        emqp_msg_t *msg = NULL;
         zframe_t *identity = NULL;
         char err[256];
-        emqp_msg_t *msg = emqp_decode (&zmsg, true, &self->limits, &identity, err, sizeof err);
-        if (!msg) {
+        int rc = emqp_recv (sock, true, &self->limits, &msg, &identity, err, sizeof err);
+        if (rc == 0)
+            break;              // nothing more waiting
+        if (rc < 0) {
             char id[600] = "(none)";
             if (identity)
                 peers_id_of (identity, id, sizeof id);
@@ -1334,8 +1395,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->loop = zloop_new ();
     self->pending = zlistx_new ();
     self->scheduled = zlistx_new ();
+    self->ending = zlistx_new ();
     if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-    ||  !self->pending || !self->scheduled) {
+    ||  !self->pending || !self->scheduled || !self->ending) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
@@ -1405,6 +1467,7 @@ router_destroy (router_t **self_p)
         zlistx_destroy (&self->scheduled);
     }
     zlistx_destroy (&self->pending);
+    zlistx_destroy (&self->ending);
     peers_destroy (&self->job_managers);
     peers_destroy (&self->schedulers);
     queues_destroy (&self->queues);
