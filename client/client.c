@@ -413,9 +413,20 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
     if (headers_parse (text, &check, reason, sizeof reason))
         return s_error (self, EMQ_ERR_INVALID, "%s", reason);
 
-    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
     char msgid[37];
-    emqp_msgid_new (msgid);
+    if (opts && opts->msgid) {
+        size_t len = strlen (opts->msgid);
+        bool printable = len > 0 && len < sizeof msgid;
+        for (size_t i = 0; i < len && printable; i++)
+            printable = opts->msgid[i] > 0x20 && opts->msgid[i] < 0x7F;
+        if (!printable)
+            return s_error (self, EMQ_ERR_INVALID,
+                            "a msgid must be 1..36 printable bytes without spaces");
+        memcpy (msgid, opts->msgid, len + 1);
+    }
+    else
+        emqp_msgid_new (msgid);
+    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
     if (msg) {
         msg->msgid = strdup (msgid);
         msg->queue = strdup (queue);

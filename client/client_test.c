@@ -340,6 +340,19 @@ s_fetch_checks (zactor_t *router, const char *endpoint, bool verbose)
     emq_client_t *client = emq_client_new (endpoint);
     emq_client_t *other = emq_client_new (endpoint);
     CHECK (client && other);
+    emq_client_t *own = emq_client_new (endpoint);
+    if (own) {
+        //  A caller's own msgid: used as given, refused when not printable.
+        char id[37];
+        emq_submit_opts_t mine = { .queue = "q", .msgid = "my-job-1" };
+        CHECK_RC (emq_submit_async (own, &mine, "p", 1, id), EMQ_OK);
+        CHECK_STREQ (id, "my-job-1");
+        mine.msgid = "has space";
+        CHECK_RC (emq_submit_async (own, &mine, "p", 1, id), EMQ_ERR_INVALID);
+        mine.msgid = "";
+        CHECK_RC (emq_submit_async (own, &mine, "p", 1, id), EMQ_ERR_INVALID);
+        emq_client_destroy (&own);
+    }
     if (!client || !other) {
         emq_client_destroy (&client);
         emq_client_destroy (&other);
