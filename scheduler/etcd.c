@@ -240,6 +240,8 @@ s_keepalive (s_etcd_t *self)
         return;
     }
     s_set_deadline (self, t0, ttl * 1000);
+    log_debug ("etcd: lease %" PRIx64 " kept alive (TTL %" PRId64 " s)", (uint64_t) self->lease,
+               ttl);
     if (self->leading) {
         char deadline[32];
         snprintf (deadline, sizeof deadline, "%" PRId64, self->deadline_ms);
@@ -290,6 +292,8 @@ s_campaign (s_etcd_t *self)
     json_t *range = json_object_get (json_array_get (responses, 0), "response_range");
     json_t *kv = json_array_get (json_object_get (range, "kvs"), 0);
     char *holder = kv ? s_kv_value (kv) : NULL;
+    log_debug ("etcd: campaign lost: %s holds the leader key (lease %" PRIx64 ")",
+               holder ? holder : "?", (uint64_t) s_int (kv, "lease"));
     if (kv && holder && streq (holder, self->args->id) && s_int (kv, "lease") == self->lease
     &&  zclock_mono () < self->deadline_ms)
         s_lead (self, s_int (kv, "create_revision"));
@@ -442,6 +446,11 @@ s_actor (zsock_t *pipe, void *arg)
         if (zpoller_terminated (poller))
             break;
         int64_t now = zclock_mono ();
+        //  Same rule as the scheduler's tick: past the deadline we do not
+        //  lead, whatever etcd says later (then we campaign again, and win
+        //  at once if our lease and the key survived, e.g. an etcd restart).
+        if (self->leading && now >= self->deadline_ms)
+            s_lost (self, "lease not renewed before the deadline");
         s_do_ops (self);
         if (!self->lease) {
             if (now >= self->next_check_ms) {
