@@ -369,6 +369,49 @@ test_standby_takeover (h_test_t *t)
     s_check_grid (t, &fires, 3, "tock across the takeover");
 }
 
+//  emq-cli schedules / unschedule, and what schedule refuses before sending.
+static void
+test_cli (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    s_scheduler (t, "sched", NULL);
+    s_wait_scheduler_registered (t, 1);
+    s_schedule (t, "tick", 2, "nohaste");
+    CHECK_WAIT (s_leader (t, "tick") != 0, 5000);
+    h_cli_t r;
+    h_cli (t, &r, 10000, "schedules", NULL);
+    CHECK_INT (r.status, ==, 0);
+    CHECK_STR_CONTAINS (r.out, "tick");
+    CHECK_STR_CONTAINS (r.out, "every 2s");
+    CHECK_STR_CONTAINS (r.out, "leader: sched-");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "schedules", "--json", NULL);
+    CHECK_INT (r.status, ==, 0);
+    json_t *root = json_loads (r.out, 0, NULL);
+    CHECK (root != NULL);
+    CHECK (json_string_value (json_object_get (root, "leader")) != NULL);
+    json_t *first = json_array_get (json_object_get (root, "schedules"), 0);
+    CHECK_STR_EQ (json_string_value (json_object_get (first, "name")), "tick");
+    CHECK (json_integer_value (json_object_get (first, "next_fire")) > 0);
+    json_decref (root);
+    h_cli_free (&r);
+    //  Bad specs are refused by emq-cli with the reason, before sending.
+    h_cli (t, &r, 10000, "schedule", "--name", "bad", "--cron", "61 * * * *", "exec", "--",
+           "/bin/true", NULL);
+    CHECK_INT (r.status, ==, 2);
+    CHECK_STR_CONTAINS (r.err, "field 1 (minute): 61 is out of range 0..59");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "schedule", "--name", "bad", "--every", "10x", "exec", "--",
+           "/bin/true", NULL);
+    CHECK_INT (r.status, ==, 2);
+    CHECK_STR_CONTAINS (r.err, "--every");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "unschedule", "tick", NULL);
+    CHECK_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    CHECK_WAIT (s_leader (t, "tick") == 0, 5000);
+}
+
 //  ---------------------------------------------------------------------
 //  etcd
 
@@ -531,6 +574,8 @@ static const h_testdef_t s_tests[] = {
       "kill -9 the scheduler, then the router: no schedule lost, no time fired twice" },
     { "standby_takeover", test_standby_takeover,
       "two local schedulers: kill -9 the leader, the standby fires every later time once" },
+    { "cli", test_cli,
+      "emq-cli schedules [--json], unschedule, and schedule's own checks" },
     { "etcd", test_etcd,
       "three schedulers on etcd: SIGSTOP the leader past the TTL, SIGCONT, etcd restart" },
 };
