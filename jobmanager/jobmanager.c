@@ -924,6 +924,13 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
             s_drain_start (self, "DISCONNECT from the router");
             break;
         case EMQP_ERROR:
+            if (streq (msg->error_code, "UNKNOWN_PEER") && self->state == S_ACTIVE) {
+                //  The router restarted and does not know us: register again.
+                log_info ("jobmanager %s: router does not know us; registering again",
+                          s_id (self));
+                self->reconnect_due = true;
+                break;
+            }
             log_warning ("jobmanager %s: router sent ERROR %s for %s: %s", s_id (self),
                          msg->error_code, msg->ref ? msg->ref : "-",
                          msg->error_text ? msg->error_text : "");

@@ -847,8 +847,14 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
     //  that reconnected under a new identity still owns its running jobs).
     if (!peer && msg->command != EMQP_INFORM && msg->command != EMQP_DONE
     &&  msg->command != EMQP_KBYE && msg->command != EMQP_ERROR) {
-        log_warning ("jobmanager %s: %s before INFORM ignored", id,
-                     emqp_command_name (msg->command));
+        //  Usually a job manager of a router that restarted: tell it, so an
+        //  emq job manager registers again at once (EventMQ's ignores it
+        //  and re-registers when our heartbeats do not come).
+        log_debug ("jobmanager %s: %s before INFORM; asked to register", id,
+                   emqp_command_name (msg->command));
+        if (msg->command == EMQP_HEARTBEAT || msg->command == EMQP_READY)
+            s_send_error (self, self->backend, msg->identity, msg->msgid, "UNKNOWN_PEER",
+                          "not registered with this router: send INFORM");
         emqp_msg_destroy (&msg);
         return;
     }

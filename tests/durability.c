@@ -108,7 +108,10 @@ s_store_failing (h_test_t *t)
     return value;
 }
 
-//  The router's database, opened read-only (WAL: readable while it runs).
+//  The router's database, opened to read while the router runs (WAL). Not
+//  SQLITE_OPEN_READONLY: a read-only connection can be refused
+//  ("unable to open") while the router's checkpoint rewrites the -shm
+//  index; this connection only ever reads.
 static sqlite3 *
 s_db_open (h_test_t *t, const char *data_dir)
 {
@@ -118,7 +121,7 @@ s_db_open (h_test_t *t, const char *data_dir)
     else
         snprintf (path, sizeof path, "%s/data/emq.db", t->dir);
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL);
+    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL);
     CHECK_MSG (rc == SQLITE_OK, "sqlite3_open_v2(%s): %s", path,
                db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
     sqlite3_busy_timeout (db, h_ms (5000));
