@@ -12,8 +12,88 @@
 struct queues_t {
     zhashx_t *queues;       // name -> queue_t, owned
     zhashx_t *jobs;         // msgid -> job_t, owned
+    zhashx_t *interned;     // queues_intern_t -> same, owned: shared
+                            // headers strings and client routing ids
     size_t hwm;
 };
+
+//  A byte string shared by many jobs, with a count of its users. Headers
+//  and client ids repeat across a backlog; one copy each keeps a queued
+//  job small. The kind byte keeps a header text and an equal client id
+//  apart.
+struct queues_intern_t {
+    size_t size;
+    char *bytes;            // size bytes + NUL (headers use it as text)
+    char kind;              // 'h' headers, 'c' client id
+    size_t refs;
+    zframe_t *frame;        // for client ids: the frame sends are made with
+};
+
+static size_t
+s_intern_hash (const void *key)
+{
+    const queues_intern_t *item = (const queues_intern_t *) key;
+    size_t hash = 14695981039346656037ULL ^ (unsigned char) item->kind;
+    for (size_t i = 0; i < item->size; i++)
+        hash = (hash ^ (unsigned char) item->bytes[i]) * 1099511628211ULL;
+    return hash;
+}
+
+static int
+s_intern_compare (const void *a, const void *b)
+{
+    const queues_intern_t *x = (const queues_intern_t *) a, *y = (const queues_intern_t *) b;
+    if (x->kind != y->kind || x->size != y->size)
+        return 1;
+    return memcmp (x->bytes, y->bytes, x->size);
+}
+
+static void
+s_intern_destroy (queues_intern_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    free ((*self_p)->bytes);
+    zframe_destroy (&(*self_p)->frame);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+//  Finds or makes the shared copy of (bytes, size) and counts one more user.
+static queues_intern_t *
+s_intern (queues_t *self, char kind, const void *bytes, size_t size)
+{
+    queues_intern_t probe = { size, (char *) bytes, kind, 0, NULL };
+    queues_intern_t *item = (queues_intern_t *) zhashx_lookup (self->interned, &probe);
+    if (!item) {
+        item = calloc (1, sizeof (queues_intern_t));
+        if (!item)
+            return NULL;
+        item->size = size;
+        item->kind = kind;
+        item->bytes = malloc (size + 1);
+        if (kind == 'c')
+            item->frame = zframe_new (bytes, size);
+        if (!item->bytes || (kind == 'c' && !item->frame)) {
+            s_intern_destroy (&item);
+            return NULL;
+        }
+        memcpy (item->bytes, bytes, size);
+        item->bytes[size] = 0;
+        zhashx_insert (self->interned, item, item);
+    }
+    item->refs++;
+    return item;
+}
+
+static void
+s_unintern (queues_t *self, queues_intern_t **item_p)
+{
+    queues_intern_t *item = *item_p;
+    *item_p = NULL;
+    if (item && --item->refs == 0)
+        zhashx_delete (self->interned, item);
+}
 
 static void
 s_job_destroy (job_t **self_p)
@@ -21,11 +101,9 @@ s_job_destroy (job_t **self_p)
     if (!self_p || !*self_p)
         return;
     job_t *self = *self_p;
+    //  Interned headers and client ids belong to queues_t's pool.
     free (self->msgid);
-    free (self->queue_name);
-    free (self->headers);
-    zframe_destroy (&self->payload);
-    zframe_destroy (&self->client);
+    free (self->payload);
     zlistx_destroy (&self->watchers);
     zframe_destroy (&self->end_value);
     free (self->end_usage);
@@ -70,12 +148,19 @@ queues_new (size_t hwm)
         return NULL;
     self->queues = zhashx_new ();
     self->jobs = zhashx_new ();
-    if (!self->queues || !self->jobs) {
+    self->interned = zhashx_new ();
+    if (!self->queues || !self->jobs || !self->interned) {
         queues_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) s_queue_destroy);
     zhashx_set_destructor (self->jobs, (zhashx_destructor_fn *) s_job_destroy);
+    //  Keys are the items themselves: compared by bytes, never copied.
+    zhashx_set_key_hasher (self->interned, s_intern_hash);
+    zhashx_set_key_comparator (self->interned, s_intern_compare);
+    zhashx_set_key_duplicator (self->interned, NULL);
+    zhashx_set_key_destructor (self->interned, NULL);
+    zhashx_set_destructor (self->interned, (zhashx_destructor_fn *) s_intern_destroy);
     self->hwm = hwm;
     return self;
 }
@@ -89,6 +174,7 @@ queues_destroy (queues_t **self_p)
     //  Queues first: their lists borrow job records.
     zhashx_destroy (&self->queues);
     zhashx_destroy (&self->jobs);
+    zhashx_destroy (&self->interned);
     free (self);
     *self_p = NULL;
 }
@@ -148,7 +234,8 @@ queues_job_lookup (queues_t *self, const char *msgid)
 job_t *
 queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
                 const char *headers, const headers_t *parsed,
-                zframe_t **payload_p, zframe_t **client_p)
+                const void *payload, size_t payload_size,
+                const void *client, size_t client_size)
 {
     queue_t *queue = queues_require (self, queue_name);
     job_t *job = calloc (1, sizeof (job_t));
@@ -157,22 +244,33 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
         return NULL;
     }
     job->msgid = strdup (msgid);
-    job->queue_name = strdup (queue_name);
-    job->headers = strdup (headers);
-    if (!job->msgid || !job->queue_name || !job->headers) {
+    job->payload = malloc (payload_size ? payload_size : 1);
+    job->headers_ref = s_intern (self, 'h', headers, strlen (headers));
+    job->client_ref = client ? s_intern (self, 'c', client, client_size) : NULL;
+    if (!job->msgid || !job->payload || !job->headers_ref || (client && !job->client_ref)) {
+        s_unintern (self, &job->headers_ref);
+        s_unintern (self, &job->client_ref);
         s_job_destroy (&job);
         return NULL;
     }
+    memcpy (job->payload, payload, payload_size);
+    job->payload_size = payload_size;
+    job->headers = job->headers_ref->bytes;
+    job->client = job->client_ref ? job->client_ref->frame : NULL;
     job->parsed = *parsed;
     job->retries_left = parsed->retry_count;
-    job->payload = *payload_p;
-    *payload_p = NULL;
-    job->client = *client_p;
-    *client_p = NULL;
     job->queue = queue;
     job->state = JOB_PENDING;
     zhashx_insert (self->jobs, msgid, job);
     return job;
+}
+
+void
+queues_job_drop_payload (job_t *job)
+{
+    free (job->payload);
+    job->payload = NULL;
+    job->payload_size = 0;
 }
 
 void
@@ -182,6 +280,8 @@ queues_job_delete (queues_t *self, job_t *job)
     assert (!job->waiting_handle);      // still borrowed by a waiting list
     assert (!job->peer);                // still borrowed by a peer
     assert (!job->scheduled_handle);    // still borrowed by the schedule
+    s_unintern (self, &job->headers_ref);
+    s_unintern (self, &job->client_ref);
     zhashx_delete (self->jobs, job->msgid);
 }
 
@@ -282,16 +382,20 @@ queues_test (bool verbose)
     for (int i = 0; i < 3; i++) {
         char msgid[16];
         snprintf (msgid, sizeof msgid, "m%d", i);
-        zframe_t *payload = zframe_new ("p", 1), *client = zframe_new ("c", 1);
         jobs[i] = queues_job_new (queues, msgid, "default", "retry-count:2", &parsed,
-                                  &payload, &client);
+                                  "p", 1, "c", 1);
         CHECK (jobs[i] != NULL);
-        CHECK (payload == NULL && client == NULL);     // taken
         CHECK_EQ (jobs[i]->retries_left, 2);
         CHECK (jobs[i]->queue == queue);
     }
     CHECK_EQ (queues_job_count (queues), 3);
     CHECK (queues_job_lookup (queues, "m1") == jobs[1]);
+    //  Headers and client ids are shared, not copied per job.
+    CHECK (jobs[0]->headers == jobs[2]->headers);
+    CHECK (jobs[0]->client == jobs[1]->client);
+    CHECK_STREQ (jobs[1]->headers, "retry-count:2");
+    CHECK (zframe_streq (jobs[2]->client, "c"));
+    CHECK_MEMEQ (jobs[2]->payload, jobs[2]->payload_size, "p", 1);
 
     //  FIFO, with push_front for work taken back.
     queue_push (queue, jobs[0], 1);
@@ -325,8 +429,7 @@ queues_test (bool verbose)
     CHECK_EQ (zlistx_size (queue->servers), 2);
 
     //  A job still in a list is released by queues_destroy without a leak.
-    zframe_t *payload = zframe_new ("p", 1), *client = NULL;
-    job_t *left = queues_job_new (queues, "left", "other", "", &parsed, &payload, &client);
+    job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);
     queue_push (left->queue, left, 4);
     queues_destroy (&queues);
     CHECK (queues == NULL);

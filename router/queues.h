@@ -27,15 +27,21 @@ typedef enum {
     JOB_STATE_COUNT
 } job_state_t;
 
+typedef struct queues_intern_t queues_intern_t;
+
 typedef struct {
     int64_t row;            // the job's key in the store (0: none)
     char *msgid;            // the client's message id, unique per router
-    char *queue_name;       // queue frame as submitted
-    char *headers;          // headers frame as submitted
+    const char *headers;    // headers frame as submitted (interned: jobs
+                            // with the same headers share one copy)
     headers_t parsed;       // headers_parse of the above
-    zframe_t *payload;      // never decoded by the router
+    char *payload;          // never decoded by the router; exact size
+    size_t payload_size;
     zframe_t *client;       // routing id of the submitter on the frontend
-    queue_t *queue;         // borrowed
+                            // (interned: one frame per client), or NULL
+    queues_intern_t *headers_ref;
+    queues_intern_t *client_ref;
+    queue_t *queue;         // borrowed; its name is the queue frame
     job_state_t state;
     uint64_t epoch;         // fencing token of the latest dispatch
     uint32_t attempt;       // dispatches so far
@@ -89,11 +95,14 @@ size_t queues_hwm (queues_t *self);
 
 //  Jobs. job_lookup returns a borrowed record or NULL.
 job_t *queues_job_lookup (queues_t *self, const char *msgid);
-//  Creates a job (takes payload and client frames, nulls the caller's
-//  pointers) in state JOB_QUEUED but not yet in a waiting list.
+//  Creates a job in state JOB_PENDING, not yet in a waiting list. The
+//  payload and the client's routing id (may be NULL) are copied.
 job_t *queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
                        const char *headers, const headers_t *parsed,
-                       zframe_t **payload_p, zframe_t **client_p);
+                       const void *payload, size_t payload_size,
+                       const void *client, size_t client_size);
+//  Frees a job's payload once it is no longer needed (it ended).
+void queues_job_drop_payload (job_t *job);
 //  Removes and frees a job; it must not be in a waiting list or in flight.
 void queues_job_delete (queues_t *self, job_t *job);
 size_t queues_job_count (queues_t *self);

@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,7 @@ struct router_t {
     uint64_t fence;             // highest scheduler fencing token seen
     s_socket_ctx_t readers[3];  // context of each socket's reader
     uint64_t committed_batches;
+    size_t jobs_at_trim;        // job count at the last malloc_trim
 };
 
 static int64_t
@@ -201,7 +203,7 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
     job->end_usage = strdup (usage ? usage : "");
     job->ended_at = s_wall_s ();
     //  The payload is no longer needed (a dead job's stays in its row).
-    zframe_destroy (&job->payload);
+    queues_job_drop_payload (job);
     s_job_save_end (self, job);
     zlistx_add_end (self->ending, job);
 }
@@ -273,9 +275,9 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     uint64_t epoch = ++self->next_epoch;
     msg->identity = zframe_dup (peer->identity);
     msg->msgid = strdup (job->msgid);
-    msg->queue = strdup (job->queue_name);
+    msg->queue = strdup (job->queue->name);
     msg->headers = strdup (job->headers);
-    msg->payload = zframe_dup (job->payload);
+    msg->payload = zframe_new (job->payload, job->payload_size);
     if (peer->emq) {
         msg->epoch = epoch;
         msg->attempt = job->attempt + 1;
@@ -492,10 +494,10 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         s_send_ack (self, self->frontend, msg->identity, msg->msgid);
         return;
     }
-    zframe_t *client = zframe_dup (msg->identity);
     job_t *job = queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers,
-                                 &parsed, &msg->payload, &client);
-    zframe_destroy (&client);
+                                 &parsed, zframe_data (msg->payload),
+                                 zframe_size (msg->payload), zframe_data (msg->identity),
+                                 zframe_size (msg->identity));
     if (!job) {
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
                       "out of memory");
@@ -1019,12 +1021,9 @@ s_dead_revive (const store_row_t *row, void *arg)
     char err[256];
     if (headers_parse (row->headers, &parsed, err, sizeof err))
         memset (&parsed, 0, sizeof parsed);
-    zframe_t *payload = zframe_new (row->payload, row->payload_size);
-    zframe_t *client = row->client_size ? zframe_new (row->client, row->client_size) : NULL;
     job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
-                                 &parsed, &payload, &client);
-    zframe_destroy (&payload);
-    zframe_destroy (&client);
+                                 &parsed, row->payload ? row->payload : "", row->payload_size,
+                                 row->client_size ? row->client : NULL, row->client_size);
     if (!job)
         return -1;
     job->row = row->seq;
@@ -1313,6 +1312,16 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
             log_info ("store: %d ended job(s) expired", expired);
     }
     s_flush (self);
+    //  After a backlog drains, give its memory back to the system: glibc
+    //  keeps freed heap otherwise, and RSS would stay at the peak.
+    size_t jobs = queues_job_count (self->queues);
+    if (jobs > self->jobs_at_trim)
+        self->jobs_at_trim = jobs;
+    else
+    if (self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2) {
+        malloc_trim (0);
+        self->jobs_at_trim = jobs;
+    }
     if (self->settings.fsync == STORE_FSYNC_EVERYSEC && store_sync (self->store))
         log_warning ("store: %s", store_error (self->store));
     return 0;
@@ -1335,12 +1344,9 @@ s_load_row (const store_row_t *row, void *arg)
     char err[256];
     if (headers_parse (row->headers, &parsed, err, sizeof err))
         memset (&parsed, 0, sizeof parsed);
-    zframe_t *payload = zframe_new (row->payload, row->payload_size);
-    zframe_t *client = row->client_size ? zframe_new (row->client, row->client_size) : NULL;
     job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
-                                 &parsed, &payload, &client);
-    zframe_destroy (&payload);
-    zframe_destroy (&client);
+                                 &parsed, row->payload ? row->payload : "", row->payload_size,
+                                 row->client_size ? row->client : NULL, row->client_size);
     if (!job)
         return -1;
     job->row = row->seq;
