@@ -265,19 +265,16 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
         int rc = s_wait (sock, ZMQ_POLLIN, deadline, err, errlen);
         if (rc)
             return rc;
-        zmsg_t *zmsg = zmsg_recv (sock);
-        if (!zmsg) {
-            snprintf (err, errlen, "%s", errno == EINTR ? "interrupted by a signal"
-                                                        : zmq_strerror (errno));
-            return EMQ_ERR_SYSTEM;
-        }
         char reason[256];
-        emqp_msg_t *msg = emqp_decode (&zmsg, false, limits, NULL, reason, sizeof reason);
-        if (msg) {
+        emqp_msg_t *msg = NULL;
+        rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
+        if (rc > 0) {
             *msg_p = msg;
             return 0;
         }
-        log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
+        if (rc < 0)
+            log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
+        //  rc == 0: woken without a message (another reader took it); wait on.
     }
 }
 

@@ -947,14 +947,12 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
     (void) loop;
     jobmanager_t *self = arg;
     for (int count = 0; count < S_DRAIN_BATCH && reader == self->dealer; count++) {
-        if (!(zsock_events (reader) & ZMQ_POLLIN))
-            break;
-        zmsg_t *zmsg = zmsg_recv (reader);
-        if (!zmsg)
-            break;
         char err [256];
-        emqp_msg_t *msg = emqp_decode (&zmsg, false, &self->limits, NULL, err, sizeof err);
-        if (!msg) {
+        emqp_msg_t *msg = NULL;
+        int rc = emqp_recv (reader, false, &self->limits, &msg, NULL, err, sizeof err);
+        if (rc == 0)
+            break;              // nothing more waiting
+        if (rc < 0) {
             self->last_heard_ms = s_now_ms ();
             log_warning ("jobmanager %s: malformed message from the router dropped: %s",
                          s_id (self), err);
