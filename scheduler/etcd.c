@@ -96,7 +96,11 @@ s_post (s_etcd_t *self, const char *path, json_t *request)
     curl_easy_setopt (self->curl, CURLOPT_TIMEOUT_MS, timeout_ms < 500 ? 500L : timeout_ms);
     curl_easy_setopt (self->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
     curl_easy_setopt (self->curl, CURLOPT_NOSIGNAL, 1L);
+    int64_t started = zclock_mono ();
     CURLcode rc = curl_easy_perform (self->curl);
+    int64_t took = zclock_mono () - started;
+    if (took > 2 * (timeout_ms < 500 ? 500 : timeout_ms))
+        log_warning ("etcd: %s took %" PRId64 " ms (timeout %ld ms)", path, took, timeout_ms);
     curl_slist_free_all (headers);
     free (text);
     long status = 0;
@@ -173,7 +177,10 @@ s_event (s_etcd_t *self, const char *type, const char *a, const char *b)
         zmsg_addstr (msg, a);
     if (b)
         zmsg_addstr (msg, b);
-    zmsg_send (&msg, self->pipe);
+    if (zmsg_send (&msg, self->pipe)) {
+        log_warning ("etcd: event %s not delivered to the scheduler loop", type);
+        zmsg_destroy (&msg);
+    }
 }
 
 static void
@@ -354,7 +361,11 @@ s_poll_schedules (s_etcd_t *self)
                 zmsg_addstr (msg, value);
             free (value);
         }
-        zmsg_send (&msg, self->pipe);
+        if (zmsg_send (&msg, self->pipe)) {
+            log_warning ("etcd: schedules not delivered to the scheduler loop");
+            zmsg_destroy (&msg);
+            self->sched_sig[0] = 0;         // try again next time
+        }
     }
     json_decref (answer);
 }
@@ -420,14 +431,28 @@ s_actor (zsock_t *pipe, void *arg)
     zsock_signal (pipe, self->curl && self->ops ? 0 : 1);
     if (!self->curl || !self->ops)
         goto done;
+    //  Events to the loop never block this thread for long (the loop reads
+    //  them at once; a full pipe means it is stuck, and its own deadline
+    //  keeps it safe).
+    zsock_set_sndtimeo (pipe, 1000);
     zpoller_t *poller = zpoller_new (pipe, NULL);
-    while (true) {
-        zmsg_t *cmd = zpoller_wait (poller, 100) ? zmsg_recv (pipe) : NULL;
-        if (cmd) {
+    bool stop = false;
+    while (!stop) {
+        //  Take every command waiting, not one per turn: a turn can spend
+        //  seconds on HTTP while etcd is slow.
+        int wait_ms = 100;
+        while (zpoller_wait (poller, wait_ms)) {
+            wait_ms = 0;
+            zmsg_t *cmd = zmsg_recv (pipe);
+            if (!cmd) {
+                stop = true;
+                break;
+            }
             char *verb = zmsg_popstr (cmd);
             if (!verb || streq (verb, "$TERM")) {
                 free (verb);
                 zmsg_destroy (&cmd);
+                stop = true;
                 break;
             }
             if (streq (verb, "PUB")) {
@@ -442,8 +467,7 @@ s_actor (zsock_t *pipe, void *arg)
             }
             free (verb);
         }
-        else
-        if (zpoller_terminated (poller))
+        if (stop || zpoller_terminated (poller))
             break;
         int64_t now = zclock_mono ();
         //  Same rule as the scheduler's tick: past the deadline we do not
@@ -541,6 +565,8 @@ etcd_new (const char *endpoint, const char *prefix, const char *id, double ttl_s
         etcd_destroy (&self);
         return NULL;
     }
+    //  Commands never block the scheduler's loop for long.
+    zsock_set_sndtimeo (self->actor, 100);
     self->args = args;
     return self;
 }
