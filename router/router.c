@@ -61,6 +61,8 @@ struct router_t {
     zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
     zlistx_t *ending;           // job_t * ended, their end not yet committed
+    zhashx_t *schedule_senders; // SCHEDULE msgid -> zframe_t client id, for
+                                // relaying a scheduler's ERROR; cleared often
     bool ends_unsaved;          // a commit of ends failed: write them again
     bool store_failing;         // the last commit failed (logged once)
     uint64_t fence;             // highest scheduler fencing token seen
@@ -577,20 +579,23 @@ s_scheduler_inform (router_t *self, emqp_msg_t *msg)
 }
 
 //  SCHEDULE goes to the most recently registered scheduler, UNSCHEDULE to
-//  all, as EventMQ does; without a scheduler the client is told.
+//  all, as EventMQ does; the client gets ACK once it is forwarded, or
+//  ERROR NO_SCHEDULER. The router remembers who sent it for a while, so
+//  that a scheduler's refusal (ERROR, e.g. a bad cron field) reaches them.
 static void
 s_forward_schedule (router_t *self, emqp_msg_t *msg)
 {
     zlistx_t *list = peers_list (self->schedulers);
     peer_t *newest = NULL;
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list))
+        if (!newest || peer->lru_tick > newest->lru_tick)
+            newest = peer;
     size_t sent = 0;
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
          peer = (peer_t *) zlistx_next (list)) {
-        if (msg->command == EMQP_SCHEDULE) {
-            if (!newest || peer->lru_tick > newest->lru_tick)
-                newest = peer;
+        if (msg->command == EMQP_SCHEDULE && peer != newest)
             continue;
-        }
         emqp_msg_t *copy = emqp_msg_new (msg->command);
         copy->identity = zframe_dup (peer->identity);
         copy->msgid = strdup (msg->msgid);
@@ -603,20 +608,29 @@ s_forward_schedule (router_t *self, emqp_msg_t *msg)
             sent++;
     }
     zlistx_destroy (&list);
-    if (newest) {
-        zframe_t *client = msg->identity;
-        msg->identity = zframe_dup (newest->identity);
-        if (s_send (self, self->frontend, &msg, newest->id) == 0)
-            sent++;
-        msg = emqp_msg_new (EMQP_SCHEDULE);     // keep the client for the reply
-        msg->identity = client;
+    if (sent == 0) {
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "NO_SCHEDULER",
+                      "no scheduler is connected to this router");
+        return;
     }
-    if (sent == 0)
-        s_send_error (self, self->frontend, msg->identity, msg->msgid ? msg->msgid : "",
-                      "NO_SCHEDULER", "no scheduler is connected to this router");
-    else
-        s_send_ack (self, self->frontend, msg->identity, msg->msgid ? msg->msgid : "");
-    emqp_msg_destroy (&msg);
+    s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+    if (zhashx_size (self->schedule_senders) < 10000) {
+        zframe_t *sender = zframe_dup (msg->identity);
+        zhashx_update (self->schedule_senders, msg->msgid, sender);
+    }
+}
+
+//  A scheduler refused a SCHEDULE/UNSCHEDULE: tell the client that sent it.
+static void
+s_relay_schedule_error (router_t *self, emqp_msg_t *msg)
+{
+    zframe_t *sender = msg->ref ? (zframe_t *) zhashx_lookup (self->schedule_senders,
+                                                             msg->ref) : NULL;
+    if (!sender)
+        return;
+    log_info ("scheduler refused %s: %s: %s", msg->ref, msg->error_code, msg->error_text);
+    s_send_error (self, self->frontend, sender, msg->ref, msg->error_code, msg->error_text);
+    zhashx_delete (self->schedule_senders, msg->ref);
 }
 
 static void
@@ -648,7 +662,7 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
         case EMQP_SCHEDULE:
         case EMQP_UNSCHEDULE:
             s_forward_schedule (self, msg);
-            return;         // took the message
+            break;
         case EMQP_HEARTBEAT:
             //  An emq scheduler reports its schedules and leadership here.
             if (scheduler && msg->stats) {
@@ -656,6 +670,12 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
                 scheduler->stats = msg->stats;
                 msg->stats = NULL;
             }
+            else
+            if (!scheduler && msg->stats)
+                //  An emq scheduler we do not know (we restarted): it should
+                //  register again. Plain clients send no stats, get nothing.
+                s_send_error (self, self->frontend, msg->identity, msg->msgid,
+                              "UNKNOWN_PEER", "not registered with this router: send INFORM");
             break;
         case EMQP_ACK:
         case EMQP_REPLY:
@@ -672,7 +692,11 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
                           "DISCONNECT is accepted on the admin socket only");
             break;
         case EMQP_ERROR:
-            log_warning ("client %s: sent ERROR %s: %s", id, msg->error_code, msg->error_text);
+            if (scheduler)
+                s_relay_schedule_error (self, msg);
+            else
+                log_warning ("client %s: sent ERROR %s: %s", id, msg->error_code,
+                             msg->error_text);
             break;      // never answer an ERROR with an ERROR
         default:
             log_warning ("client %s: %s is not a frontend command", id,
@@ -1306,6 +1330,8 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     router_t *self = (router_t *) arg;
     static int ticks;
     if (++ticks % 10 == 1) {
+        //  A scheduler answers at once: older senders are not waiting.
+        zhashx_purge (self->schedule_senders);
         int expired = store_expire (self->store, s_wall_s (), self->settings.result_ttl_s,
                                     self->settings.dead_ttl_s);
         if (expired > 0)
@@ -1408,12 +1434,14 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->pending = zlistx_new ();
     self->scheduled = zlistx_new ();
     self->ending = zlistx_new ();
+    self->schedule_senders = zhashx_new ();
     if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-    ||  !self->pending || !self->scheduled || !self->ending) {
+    ||  !self->pending || !self->scheduled || !self->ending || !self->schedule_senders) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
+    zhashx_set_destructor (self->schedule_senders, (zhashx_destructor_fn *) zframe_destroy);
     self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
     if (!self->store)
         goto fail;
@@ -1480,6 +1508,7 @@ router_destroy (router_t **self_p)
     }
     zlistx_destroy (&self->pending);
     zlistx_destroy (&self->ending);
+    zhashx_destroy (&self->schedule_senders);
     peers_destroy (&self->job_managers);
     peers_destroy (&self->schedulers);
     queues_destroy (&self->queues);

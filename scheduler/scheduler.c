@@ -753,6 +753,13 @@ s_on_ack (scheduler_t *self, emqp_msg_t *msg)
 static void
 s_on_error (scheduler_t *self, emqp_msg_t *msg)
 {
+    if (streq (msg->error_code, "UNKNOWN_PEER")) {
+        //  The router restarted and does not know us: INFORM on the next tick.
+        if (self->registered)
+            log_info ("scheduler %s: router does not know us; registering again", self->id);
+        self->registered = false;
+        return;
+    }
     int64_t fire = 0;
     sched_t *s = s_fire_lookup (self, msg->ref, &fire);
     if (!s) {
