@@ -1,2 +1,1 @@
-CLI_SRC := cli/main.c cli/submit.c cli/admin.c cli/result.c cli/demo.c cli/output.c cli/schedule.c \
-           scheduler/cron.c
+CLI_SRC := cli/main.c cli/submit.c cli/admin.c cli/result.c cli/demo.c cli/output.c cli/schedule.c

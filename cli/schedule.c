@@ -9,7 +9,7 @@
 */
 #include "cli.h"
 #include "json.h"
-#include "scheduler/cron.h"
+#include "cron.h"
 
 #include <czmq.h>
 #include <jansson.h>

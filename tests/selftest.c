@@ -26,7 +26,7 @@
 #include "worker/worker.h"
 #include "jobmanager/pool.h"
 #include "jobmanager/jobmanager.h"
-#include "scheduler/cron.h"
+#include "common/cron.h"
 #include "scheduler/schedules.h"
 #include "scheduler/etcd.h"
 #include "scheduler/scheduler.h"
