@@ -40,6 +40,7 @@ typedef struct {
     //  Settled by cli_setup:
     char *frontend;             // the router's frontend endpoint (owned)
     char *admin;                // the router's admin endpoint (owned)
+    char *default_queue;        // default_queue_name: for jobs naming none
 } cli_t;
 
 //  Long option codes of the global options (beyond any short option).

@@ -243,10 +243,12 @@ cli_setup (cli_t *self)
         admin = config_str (config, "administrative_addr");
     free (self->frontend);
     free (self->admin);
+    free (self->default_queue);
     self->frontend = strdup (frontend && *frontend ? frontend : EMQ_DEFAULT_FRONTEND);
     self->admin = strdup (admin && *admin ? admin : EMQ_DEFAULT_ADMIN);
+    self->default_queue = strdup (config_str (config, "default_queue_name"));
     config_destroy (&config);
-    if (!self->frontend || !self->admin)
+    if (!self->frontend || !self->admin || !self->default_queue)
         return cli_fail (CLI_EXIT_FAILED, "out of memory");
     return 0;
 }
@@ -308,6 +310,7 @@ main (int argc, char **argv)
     if (rc == -1)
         rc = cli_usage_error ("unknown command '%s'", name);
     free (cli.frontend);
+    free (cli.default_queue);
     free (cli.admin);
     zsys_shutdown ();
     return rc;

@@ -153,6 +153,8 @@ cli_schedule (cli_t *cli, int argc, char **argv)
     if (rc)
         return rc;
     rc = cli_setup (cli);
+    if (rc == 0 && !opts.queue)
+        opts.queue = cli->default_queue;
     if (rc) {
         free (payload);
         return rc;

@@ -213,7 +213,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
         CLI_GLOBAL_OPTIONS
     };
     s_submit_t submit = { .wait_timeout_ms = -1 };
-    submit.opts.queue = "default";
+    submit.opts.queue = NULL;       // no --queue: default_queue_name
     uint64_t number;
     int opt, rc = 0;
     while (!rc && (opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
@@ -305,6 +305,8 @@ cli_submit (cli_t *cli, int argc, char **argv)
         rc = cli_usage_error ("submit: expected 'exec' or 'run', not '%s'", kind);
     if (!rc)
         rc = cli_setup (cli);
+    if (!rc && !submit.opts.queue)
+        submit.opts.queue = cli->default_queue;
     if (!rc)
         rc = s_run (cli, &submit);
     free (submit.payload);

@@ -108,10 +108,7 @@ static const s_setting_t s_settings[] = {
       .description = "largest payload or result frame accepted, in bytes (k/M/G suffixes)" },
     { .name = "default_queue_name", .type = S_TYPE_STRING, .default_text = "default",
       .check = s_check_queue_name, .sections = S_ANY,
-      .description = "queue used when a job names none" },
-    { .name = "reconnect_timeout", .type = S_TYPE_SECONDS, .default_text = "5",
-      .dmin = 0.01, .dmax = 3600, .sections = S_ANY,
-      .description = "seconds to wait before connecting again to a router that went away" },
+      .description = "queue emq-cli submits and schedules to when --queue is not given" },
 
     //  [router]
     { .name = "frontend_listen_addr", .type = S_TYPE_STRING,
