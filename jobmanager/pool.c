@@ -391,13 +391,6 @@ pool_distribution (pool_t *self, pool_visit_fn *fn, void *arg)
 //  --------------------------------------------------------------------------
 //  Self test
 
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
 
 //  A trivial worker: says HELLO, answers each JOB with an ok OUTCOME whose
 //  value is the msgid, exits at EOF.
@@ -482,20 +475,20 @@ pool_test (bool verbose)
     if (verbose)
         printf (" * pool: ");
     pool_t *pool = pool_new (s_echo_child, NULL);
-    S_CHECK (pool);
+    REQUIRE (pool);
     pool_worker_t *a = pool_spawn (pool);
     pool_worker_t *b = pool_spawn (pool);
-    S_CHECK (a && b && a->pid != b->pid);
-    S_CHECK (pool_size (pool) == 2 && pool_count (pool, POOL_STARTING) == 2);
-    S_CHECK (pool_lookup (pool, b->pid) == b && pool_lookup_fd (pool, a->fd) == a);
-    S_CHECK (getpgid (a->pid) == a->pid || errno == ESRCH);
-    S_CHECK (pool_idle (pool) == NULL);
+    REQUIRE (a && b && a->pid != b->pid);
+    REQUIRE (pool_size (pool) == 2 && pool_count (pool, POOL_STARTING) == 2);
+    REQUIRE (pool_lookup (pool, b->pid) == b && pool_lookup_fd (pool, a->fd) == a);
+    REQUIRE (getpgid (a->pid) == a->pid || errno == ESRCH);
+    REQUIRE (pool_idle (pool) == NULL);
 
     wire_msg_t *msg = s_recv_wait (pool, a);
-    S_CHECK (msg && msg->type == WIRE_HELLO && msg->pid == a->pid);
+    REQUIRE (msg && msg->type == WIRE_HELLO && msg->pid == a->pid);
     wire_msg_destroy (&msg);
     a->state = POOL_IDLE;
-    S_CHECK (pool_idle (pool) == a);
+    REQUIRE (pool_idle (pool) == a);
 
     //  A job round trip.
     wire_msg_t *job = wire_msg_new (WIRE_JOB);
@@ -503,50 +496,50 @@ pool_test (bool verbose)
     job->queue = strdup ("q");
     wire_msg_set_bytes (&job->payload, &job->payload_size, "\xc0", 1);
     int token = 0;
-    S_CHECK (pool_send_job (pool, a, job, &token) == 0);
+    REQUIRE (pool_send_job (pool, a, job, &token) == 0);
     wire_msg_destroy (&job);
-    S_CHECK (a->state == POOL_BUSY && a->job == &token);
+    REQUIRE (a->state == POOL_BUSY && a->job == &token);
     msg = s_recv_wait (pool, a);
-    S_CHECK (msg && msg->type == WIRE_OUTCOME);
-    S_CHECK (msg->value_size == 5 && memcmp (msg->value, "job-7", 5) == 0);
+    REQUIRE (msg && msg->type == WIRE_OUTCOME);
+    REQUIRE (msg->value_size == 5 && memcmp (msg->value, "job-7", 5) == 0);
     wire_msg_destroy (&msg);
     pool_job_done (pool, a);
-    S_CHECK (a->state == POOL_IDLE && a->jobs_done == 1 && a->job == NULL);
+    REQUIRE (a->state == POOL_IDLE && a->jobs_done == 1 && a->job == NULL);
 
     //  Closing the pipe makes the worker exit 0; it is reaped and stays in
     //  the distribution.
     pid_t a_pid = a->pid;
     pool_close (pool, a);
-    S_CHECK (a->state == POOL_GONE && pool_live (pool) == 1);
+    REQUIRE (a->state == POOL_GONE && pool_live (pool) == 1);
     s_reaped_t reaped = { 0 };
     s_reap_wait (pool, &reaped, 1);
-    S_CHECK (reaped.count == 1 && reaped.last_pid == a_pid);
-    S_CHECK (WIFEXITED (reaped.last_status) && WEXITSTATUS (reaped.last_status) == 0);
-    S_CHECK (pool_size (pool) == 1 && pool_lookup (pool, a_pid) == NULL);
+    REQUIRE (reaped.count == 1 && reaped.last_pid == a_pid);
+    REQUIRE (WIFEXITED (reaped.last_status) && WEXITSTATUS (reaped.last_status) == 0);
+    REQUIRE (pool_size (pool) == 1 && pool_lookup (pool, a_pid) == NULL);
     uint64_t total = 0;
     pool_distribution (pool, s_count_visit, &total);
-    S_CHECK (total == 1);
+    REQUIRE (total == 1);
 
     //  Killing the group is seen as a signal death.
     pid_t b_pid = b->pid;
-    S_CHECK (pool_kill (pool, b, SIGKILL) == 0);
+    REQUIRE (pool_kill (pool, b, SIGKILL) == 0);
     s_reap_wait (pool, &reaped, 2);
-    S_CHECK (reaped.count == 2 && reaped.last_pid == b_pid);
-    S_CHECK (WIFSIGNALED (reaped.last_status) && WTERMSIG (reaped.last_status) == SIGKILL);
-    S_CHECK (pool_size (pool) == 0);
+    REQUIRE (reaped.count == 2 && reaped.last_pid == b_pid);
+    REQUIRE (WIFSIGNALED (reaped.last_status) && WTERMSIG (reaped.last_status) == SIGKILL);
+    REQUIRE (pool_size (pool) == 0);
 
     //  The generation follows the child argument.
     uint64_t generation = pool_generation (pool);
     pool_set_child_arg (pool, &token);
-    S_CHECK (pool_generation (pool) == generation + 1);
+    REQUIRE (pool_generation (pool) == generation + 1);
     pool_worker_t *c = pool_spawn (pool);
-    S_CHECK (c && c->generation == generation + 1);
-    S_CHECK (pool_first (pool) == c && pool_next (pool) == NULL);
-    S_CHECK (strcmp (pool_state_name (POOL_BUSY), "busy") == 0);
+    REQUIRE (c && c->generation == generation + 1);
+    REQUIRE (pool_first (pool) == c && pool_next (pool) == NULL);
+    REQUIRE (strcmp (pool_state_name (POOL_BUSY), "busy") == 0);
 
     //  Destroy kills and reaps what is left.
     pool_destroy (&pool);
-    S_CHECK (pool == NULL);
+    REQUIRE (pool == NULL);
     if (verbose)
         printf ("OK\n");
 }

@@ -37,6 +37,25 @@ __attribute__ ((weak)) int emq_test_checks;        // checks run so far
     emq_test_failures++; \
 } while (0)
 
+//  REQUIRE: a check that ends the test function when it fails (what follows
+//  a failed step would only trip over its leftovers). REQUIRE_OR_NULL is
+//  the same for helpers that return a pointer.
+#define REQUIRE(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
+        return; \
+    } \
+} while (0)
+
+#define REQUIRE_OR_NULL(expr) do { \
+    emq_test_checks++; \
+    if (!(expr)) { \
+        TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
+        return NULL; \
+    } \
+} while (0)
+
 #define CHECK(expr) do { \
     emq_test_checks++; \
     if (!(expr)) \

@@ -418,22 +418,6 @@ done:
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  A failed check is counted (tests/testutil.h) and ends the test: what
-//  follows a failed step would only crash on its leftovers.
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
-#define S_CHECK_OR_NULL(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return NULL; \
-    } \
-} while (0)
 
 //  Runs argv with the allow-list; returns the outcome (caller owns it).
 static wire_msg_t *
@@ -447,8 +431,8 @@ s_run (char **argv, const char *stdin_data, char **patterns, size_t count)
         payload.stdin_size = strlen (stdin_data);
     }
     wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
-    S_CHECK_OR_NULL (outcome);
-    S_CHECK_OR_NULL (command_run (&payload, patterns, count, outcome) == 0);
+    REQUIRE_OR_NULL (outcome);
+    REQUIRE_OR_NULL (command_run (&payload, patterns, count, outcome) == 0);
     return outcome;
 }
 
@@ -466,107 +450,107 @@ command_test (bool verbose)
     char path [PATH_MAX], err [512];
 
     //  Normalisation and resolution.
-    S_CHECK (command_resolve ("/bin/../bin/./sh", NULL, path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (streq (path, "/bin/sh"));
-    S_CHECK (command_resolve ("/bin/../../../tmp//x", NULL, path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (streq (path, "/tmp/x"));
-    S_CHECK (command_resolve ("/", NULL, path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (streq (path, "/"));
-    S_CHECK (command_resolve ("sh", NULL, path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (path [0] == '/' && strstr (path, "/sh"));
-    S_CHECK (command_resolve ("./tool", "/opt/x", path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (streq (path, "/opt/x/tool"));
-    S_CHECK (command_resolve ("no-such-command-emq", NULL, path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "not found"));
-    S_CHECK (command_resolve ("", NULL, path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (command_resolve ("/bin/../bin/./sh", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (streq (path, "/bin/sh"));
+    REQUIRE (command_resolve ("/bin/../../../tmp//x", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (streq (path, "/tmp/x"));
+    REQUIRE (command_resolve ("/", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (streq (path, "/"));
+    REQUIRE (command_resolve ("sh", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (path [0] == '/' && strstr (path, "/sh"));
+    REQUIRE (command_resolve ("./tool", "/opt/x", path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (streq (path, "/opt/x/tool"));
+    REQUIRE (command_resolve ("no-such-command-emq", NULL, path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "not found"));
+    REQUIRE (command_resolve ("", NULL, path, sizeof path, err, sizeof err) == -1);
 
     //  Allow-list matching.
     char *allow [] = { "/bin/*", "/usr/bin/env" };
-    S_CHECK (command_is_allowed ("/bin/sh", allow, 2));
-    S_CHECK (command_is_allowed ("/usr/bin/env", allow, 2));
-    S_CHECK (!command_is_allowed ("/bin/sub/sh", allow, 2));
-    S_CHECK (!command_is_allowed ("/usr/bin/python3", allow, 2));
-    S_CHECK (!command_is_allowed ("/bin/sh", allow, 0));
+    REQUIRE (command_is_allowed ("/bin/sh", allow, 2));
+    REQUIRE (command_is_allowed ("/usr/bin/env", allow, 2));
+    REQUIRE (!command_is_allowed ("/bin/sub/sh", allow, 2));
+    REQUIRE (!command_is_allowed ("/usr/bin/python3", allow, 2));
+    REQUIRE (!command_is_allowed ("/bin/sh", allow, 0));
 
     //  Disabled, not allowed, empty argv: rejected.
     char *sh_true [] = { "/bin/sh", "-c", "true", NULL };
     wire_msg_t *outcome = s_run (sh_true, NULL, allow, 0);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "disabled"));
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "disabled"));
     wire_msg_destroy (&outcome);
     char *only_env [] = { "/usr/bin/env" };
     outcome = s_run (sh_true, NULL, only_env, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "not allowed"));
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "not allowed"));
     wire_msg_destroy (&outcome);
     char *sneaky [] = { "/usr/bin/../../bin/sh", "-c", "true", NULL };
     outcome = s_run (sneaky, NULL, only_env, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
     wire_msg_destroy (&outcome);
 
     //  stdout becomes a msgpack bin; stdin is fed.
     char *echo [] = { "/bin/sh", "-c", "printf hello; cat", NULL };
     outcome = s_run (echo, " world", allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_OK);
-    S_CHECK (outcome->value_size == 2 + 11);
-    S_CHECK ((unsigned char) outcome->value [0] == 0xc4 && outcome->value [1] == 11);
-    S_CHECK (memcmp (outcome->value + 2, "hello world", 11) == 0);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_OK);
+    REQUIRE (outcome->value_size == 2 + 11);
+    REQUIRE ((unsigned char) outcome->value [0] == 0xc4 && outcome->value [1] == 11);
+    REQUIRE (memcmp (outcome->value + 2, "hello world", 11) == 0);
     wire_msg_destroy (&outcome);
 
     //  Non-zero exit: failed with the status and stderr's tail.
     char *fails [] = { "/bin/sh", "-c", "echo partial; echo oops >&2; exit 3", NULL };
     outcome = s_run (fails, NULL, allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
-    S_CHECK (outcome->value_size == strlen ("exit status 3: oops"));
-    S_CHECK (s_value_has (outcome, "exit status 3: oops"));
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_FAILED);
+    REQUIRE (outcome->value_size == strlen ("exit status 3: oops"));
+    REQUIRE (s_value_has (outcome, "exit status 3: oops"));
     wire_msg_destroy (&outcome);
 
     //  Killed by a signal.
     char *killed [] = { "/bin/sh", "-c", "echo bye >&2; kill -9 $$", NULL };
     outcome = s_run (killed, NULL, allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
-    S_CHECK (s_value_has (outcome, "killed by signal 9 (SIGKILL): bye"));
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_FAILED);
+    REQUIRE (s_value_has (outcome, "killed by signal 9 (SIGKILL): bye"));
     wire_msg_destroy (&outcome);
 
     //  Lots of output on both pipes while stdin is large: no deadlock, and
     //  only the stderr tail is kept.
     char *big = malloc (300000);
-    S_CHECK (big);
+    REQUIRE (big);
     memset (big, 'x', 299999);
     big [299999] = 0;
     char *both [] = { "/bin/sh", "-c",
                       "cat; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; i=$((i+1)); done",
                       NULL };
     outcome = s_run (both, big, allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_OK);
-    S_CHECK (outcome->value_size == 5 + 299999);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_OK);
+    REQUIRE (outcome->value_size == 5 + 299999);
     wire_msg_destroy (&outcome);
     char *both_fail [] = { "/bin/sh", "-c",
                            "cat >/dev/null; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; "
                            "i=$((i+1)); done; exit 1", NULL };
     outcome = s_run (both_fail, big, allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
-    S_CHECK (s_value_has (outcome, "line1999"));
-    S_CHECK (!s_value_has (outcome, "line1\n"));
-    S_CHECK (outcome->value_size < COMMAND_STDERR_TAIL + 64);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_FAILED);
+    REQUIRE (s_value_has (outcome, "line1999"));
+    REQUIRE (!s_value_has (outcome, "line1\n"));
+    REQUIRE (outcome->value_size < COMMAND_STDERR_TAIL + 64);
     wire_msg_destroy (&outcome);
     free (big);
 
     //  A command that stops reading stdin early does not hurt the worker.
     char *no_read [] = { "/bin/sh", "-c", "exit 0", NULL };
     big = malloc (1 << 20);
-    S_CHECK (big);
+    REQUIRE (big);
     memset (big, 'y', (1 << 20) - 1);
     big [(1 << 20) - 1] = 0;
     outcome = s_run (no_read, big, allow, 1);
-    S_CHECK (outcome);
-    S_CHECK (outcome->status == EMQP_STATUS_OK);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_OK);
     wire_msg_destroy (&outcome);
     free (big);
 
@@ -576,13 +560,13 @@ command_test (bool verbose)
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = pwd, .argc = 3,
                           .env = env, .envc = 1, .cwd = "/" };
     outcome = wire_msg_new (WIRE_OUTCOME);
-    S_CHECK (command_run (&payload, allow, 1, outcome) == 0);
-    S_CHECK (outcome->status == EMQP_STATUS_OK);
-    S_CHECK (s_value_has (outcome, "/\n42\n"));
+    REQUIRE (command_run (&payload, allow, 1, outcome) == 0);
+    REQUIRE (outcome->status == EMQP_STATUS_OK);
+    REQUIRE (s_value_has (outcome, "/\n42\n"));
     payload.cwd = "/nonexistent-emq-dir";
-    S_CHECK (command_run (&payload, allow, 1, outcome) == 0);
-    S_CHECK (outcome->status == EMQP_STATUS_FAILED);
-    S_CHECK (s_value_has (outcome, "exit status 127: emq: cannot chdir"));
+    REQUIRE (command_run (&payload, allow, 1, outcome) == 0);
+    REQUIRE (outcome->status == EMQP_STATUS_FAILED);
+    REQUIRE (s_value_has (outcome, "exit status 127: emq: cannot chdir"));
     wire_msg_destroy (&outcome);
 
     if (verbose)

@@ -249,22 +249,6 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  A failed check is counted (tests/testutil.h) and ends the test: what
-//  follows a failed step would only crash on its leftovers.
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
-#define S_CHECK_OR_NULL(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return NULL; \
-    } \
-} while (0)
 
 void
 plugin_test (bool verbose)
@@ -275,52 +259,52 @@ plugin_test (bool verbose)
 
     //  A plugin dir with one library, a symlink inside, one pointing out.
     char base [] = "/tmp/emq-plugin-test-XXXXXX";
-    S_CHECK (mkdtemp (base));
+    REQUIRE (mkdtemp (base));
     char dir [256], outside [256], file [PATH_MAX], link [PATH_MAX];
     snprintf (dir, sizeof dir, "%s/plugins", base);
     snprintf (outside, sizeof outside, "%s/evil.so", base);
-    S_CHECK (mkdir (dir, 0700) == 0);
+    REQUIRE (mkdir (dir, 0700) == 0);
     FILE *f = fopen (outside, "w");
-    S_CHECK (f && fclose (f) == 0);
+    REQUIRE (f && fclose (f) == 0);
     snprintf (file, sizeof file, "%s/good.so", dir);
     f = fopen (file, "w");
-    S_CHECK (f && fclose (f) == 0);
+    REQUIRE (f && fclose (f) == 0);
     snprintf (link, sizeof link, "%s/escape.so", dir);
-    S_CHECK (symlink ("../evil.so", link) == 0);
+    REQUIRE (symlink ("../evil.so", link) == 0);
     snprintf (link, sizeof link, "%s/alias.so", dir);
-    S_CHECK (symlink ("good.so", link) == 0);
+    REQUIRE (symlink ("good.so", link) == 0);
 
     char *dirs [] = { "/nonexistent-emq-dir", dir };
-    S_CHECK (plugin_resolve (dirs, 2, "good.so", path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (strstr (path, "/plugins/good.so"));
-    S_CHECK (plugin_resolve (dirs, 2, "alias.so", path, sizeof path, err, sizeof err) == 0);
-    S_CHECK (strstr (path, "/plugins/good.so"));
-    S_CHECK (plugin_resolve (dirs, 2, "../evil.so", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "plain file name"));
-    S_CHECK (plugin_resolve (dirs, 2, outside, path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (plugin_resolve (dirs, 2, "..", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (plugin_resolve (dirs, 2, "", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (plugin_resolve (dirs, 2, "escape.so", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "outside"));
-    S_CHECK (plugin_resolve (dirs, 2, "missing.so", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "not found"));
-    S_CHECK (plugin_resolve (dirs, 0, "good.so", path, sizeof path, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "disabled"));
+    REQUIRE (plugin_resolve (dirs, 2, "good.so", path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (strstr (path, "/plugins/good.so"));
+    REQUIRE (plugin_resolve (dirs, 2, "alias.so", path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (strstr (path, "/plugins/good.so"));
+    REQUIRE (plugin_resolve (dirs, 2, "../evil.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "plain file name"));
+    REQUIRE (plugin_resolve (dirs, 2, outside, path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "..", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "escape.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "outside"));
+    REQUIRE (plugin_resolve (dirs, 2, "missing.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "not found"));
+    REQUIRE (plugin_resolve (dirs, 0, "good.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "disabled"));
 
     //  Hook specs.
     char lib [64], fn [64];
-    S_CHECK (plugin_spec_parse ("libx.so:setup", lib, sizeof lib, fn, sizeof fn) == 0);
-    S_CHECK (streq (lib, "libx.so") && streq (fn, "setup"));
-    S_CHECK (plugin_spec_parse ("libx.so", lib, sizeof lib, fn, sizeof fn) == -1);
-    S_CHECK (plugin_spec_parse (":fn", lib, sizeof lib, fn, sizeof fn) == -1);
-    S_CHECK (plugin_spec_parse ("lib:", lib, sizeof lib, fn, sizeof fn) == -1);
-    S_CHECK (plugin_spec_parse ("a/b.so:fn", lib, sizeof lib, fn, sizeof fn) == -1);
+    REQUIRE (plugin_spec_parse ("libx.so:setup", lib, sizeof lib, fn, sizeof fn) == 0);
+    REQUIRE (streq (lib, "libx.so") && streq (fn, "setup"));
+    REQUIRE (plugin_spec_parse ("libx.so", lib, sizeof lib, fn, sizeof fn) == -1);
+    REQUIRE (plugin_spec_parse (":fn", lib, sizeof lib, fn, sizeof fn) == -1);
+    REQUIRE (plugin_spec_parse ("lib:", lib, sizeof lib, fn, sizeof fn) == -1);
+    REQUIRE (plugin_spec_parse ("a/b.so:fn", lib, sizeof lib, fn, sizeof fn) == -1);
 
     //  An empty file is not a loadable library: rejected with dlopen's reason.
     plugin_cache_t *cache = plugin_cache_new (dirs, 2);
-    S_CHECK (cache);
-    S_CHECK (plugin_symbol (cache, "good.so", "x", err, sizeof err) == NULL);
-    S_CHECK (strstr (err, "cannot load"));
+    REQUIRE (cache);
+    REQUIRE (plugin_symbol (cache, "good.so", "x", err, sizeof err) == NULL);
+    REQUIRE (strstr (err, "cannot load"));
 
     //  The example plugin, when built (make builds it before the tests).
     const char *build = getenv ("BUILD") ? getenv ("BUILD") : "build";
@@ -334,25 +318,25 @@ plugin_test (bool verbose)
         payload_t payload = { .kind = PAYLOAD_RUN, .library = "libemq_examples.so",
                               .function = "upper", .args = "\xa3" "abc", .args_size = 4 };
         wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
-        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
-        S_CHECK (outcome->status == EMQP_STATUS_OK);
-        S_CHECK (outcome->value_size == 4 && memcmp (outcome->value, "\xa3" "ABC", 4) == 0);
+        REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+        REQUIRE (outcome->status == EMQP_STATUS_OK);
+        REQUIRE (outcome->value_size == 4 && memcmp (outcome->value, "\xa3" "ABC", 4) == 0);
         payload.function = "fail";
-        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
-        S_CHECK (outcome->status == EMQP_STATUS_FAILED);
+        REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+        REQUIRE (outcome->status == EMQP_STATUS_FAILED);
         payload.function = "no_such_function";
-        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
-        S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
-        S_CHECK (memmem (outcome->value, outcome->value_size, "not found", 9));
+        REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+        REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
+        REQUIRE (memmem (outcome->value, outcome->value_size, "not found", 9));
         payload.function = "add";
         payload.args = "\x93\x01\x02\x03";
-        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
-        S_CHECK (outcome->status == EMQP_STATUS_OK);
-        S_CHECK (outcome->value_size == 1 && outcome->value [0] == 6);
+        REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+        REQUIRE (outcome->status == EMQP_STATUS_OK);
+        REQUIRE (outcome->value_size == 1 && outcome->value [0] == 6);
         payload.args = "\x93\x01";      // truncated arguments
         payload.args_size = 2;
-        S_CHECK (plugin_run (examples, &payload, &job, outcome) == 0);
-        S_CHECK (outcome->status == EMQP_STATUS_REJECTED);
+        REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+        REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
         wire_msg_destroy (&outcome);
         plugin_cache_destroy (&examples);
     }
@@ -361,7 +345,7 @@ plugin_test (bool verbose)
         printf ("(%s not built, example calls skipped) ", path);
 
     plugin_cache_destroy (&cache);
-    S_CHECK (cache == NULL);
+    REQUIRE (cache == NULL);
     snprintf (link, sizeof link, "%s/escape.so", dir);
     unlink (link);
     snprintf (link, sizeof link, "%s/alias.so", dir);

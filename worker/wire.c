@@ -472,22 +472,6 @@ wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, si
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  A failed check is counted (tests/testutil.h) and ends the test: what
-//  follows a failed step would only crash on its leftovers.
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
-#define S_CHECK_OR_NULL(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return NULL; \
-    } \
-} while (0)
 
 void
 wire_test (bool verbose)
@@ -496,7 +480,7 @@ wire_test (bool verbose)
         printf (" * wire: ");
     char err [256];
     int sv [2];
-    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    REQUIRE (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
 
     //  Round trip of each type through write/read and the reader.
     wire_msg_t *job = wire_msg_new (WIRE_JOB);
@@ -504,14 +488,14 @@ wire_test (bool verbose)
     job->queue = strdup ("default");
     job->attempt = 2;
     job->timeout_s = 30;
-    S_CHECK (wire_msg_set_bytes (&job->payload, &job->payload_size, "\x80", 1) == 0);
-    S_CHECK (wire_write (sv [0], job) == 0);
+    REQUIRE (wire_msg_set_bytes (&job->payload, &job->payload_size, "\x80", 1) == 0);
+    REQUIRE (wire_write (sv [0], job) == 0);
     wire_msg_t *copy = wire_read (sv [1], err, sizeof err);
-    S_CHECK (copy);
-    S_CHECK (copy->type == WIRE_JOB);
-    S_CHECK (streq (copy->msgid, "m-1") && streq (copy->queue, "default"));
-    S_CHECK (copy->attempt == 2 && copy->timeout_s == 30);
-    S_CHECK (copy->payload_size == 1 && copy->payload [0] == '\x80');
+    REQUIRE (copy);
+    REQUIRE (copy->type == WIRE_JOB);
+    REQUIRE (streq (copy->msgid, "m-1") && streq (copy->queue, "default"));
+    REQUIRE (copy->attempt == 2 && copy->timeout_s == 30);
+    REQUIRE (copy->payload_size == 1 && copy->payload [0] == '\x80');
     wire_msg_destroy (&copy);
     wire_msg_destroy (&job);
 
@@ -519,35 +503,35 @@ wire_test (bool verbose)
     hello->pid = 1234;
     wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
     outcome->status = EMQP_STATUS_FAILED;
-    S_CHECK (wire_msg_set_bytes (&outcome->value, &outcome->value_size, "boom", 4) == 0);
+    REQUIRE (wire_msg_set_bytes (&outcome->value, &outcome->value_size, "boom", 4) == 0);
     outcome->wall_us = 5;
     outcome->cpu_us = 6;
     outcome->maxrss_kb = 7;
     outcome->retiring = true;
-    S_CHECK (wire_write (sv [1], hello) == 0);
-    S_CHECK (wire_write (sv [1], outcome) == 0);
+    REQUIRE (wire_write (sv [1], hello) == 0);
+    REQUIRE (wire_write (sv [1], outcome) == 0);
     wire_msg_destroy (&hello);
     wire_msg_destroy (&outcome);
 
     wire_reader_t *reader = wire_reader_new ();
-    S_CHECK (reader);
+    REQUIRE (reader);
     wire_msg_t *msg = NULL;
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
-    S_CHECK (msg->type == WIRE_HELLO && msg->pid == 1234 && msg->error == NULL);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (msg->type == WIRE_HELLO && msg->pid == 1234 && msg->error == NULL);
     wire_msg_destroy (&msg);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
-    S_CHECK (msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_FAILED);
-    S_CHECK (msg->value_size == 4 && memcmp (msg->value, "boom", 4) == 0);
-    S_CHECK (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7 && msg->retiring);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_FAILED);
+    REQUIRE (msg->value_size == 4 && memcmp (msg->value, "boom", 4) == 0);
+    REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7 && msg->retiring);
     wire_msg_destroy (&msg);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
 
     //  A message split across two writes is reassembled.
-    S_CHECK (write (sv [1], "\0\0\0\x04\x93", 5) == 5);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
-    S_CHECK (write (sv [1], "\x01\x05\xc0", 3) == 3);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
-    S_CHECK (msg->type == WIRE_HELLO && msg->pid == 5);
+    REQUIRE (write (sv [1], "\0\0\0\x04\x93", 5) == 5);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
+    REQUIRE (write (sv [1], "\x01\x05\xc0", 3) == 3);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (msg->type == WIRE_HELLO && msg->pid == 5);
     wire_msg_destroy (&msg);
 
     //  Malformed bodies are refused with a reason.
@@ -567,37 +551,37 @@ wire_test (bool verbose)
         msg = wire_decode (bad [i].data, bad [i].size, err, sizeof err);
         if (msg || !strstr (err, bad [i].reason))
             fprintf (stderr, "case %zu: err='%s' expected '%s'\n", i, err, bad [i].reason);
-        S_CHECK (!msg && strstr (err, bad [i].reason));
+        REQUIRE (!msg && strstr (err, bad [i].reason));
     }
     //  Zero and oversized lengths are malformed for the reader.
-    S_CHECK (write (sv [1], "\0\0\0\0", 4) == 4);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
+    REQUIRE (write (sv [1], "\0\0\0\0", 4) == 4);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
     wire_reader_destroy (&reader);
     reader = wire_reader_new ();
-    S_CHECK (write (sv [1], "\xff\xff\xff\xff", 4) == 4);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
+    REQUIRE (write (sv [1], "\xff\xff\xff\xff", 4) == 4);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
     wire_reader_destroy (&reader);
 
     //  A short message followed by EOF: -1 for the reader, NULL for wire_read.
     reader = wire_reader_new ();
-    S_CHECK (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
+    REQUIRE (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
     close (sv [1]);
-    S_CHECK (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -1);
-    S_CHECK (strstr (err, "inside a message"));
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -1);
+    REQUIRE (strstr (err, "inside a message"));
     wire_reader_destroy (&reader);
     close (sv [0]);
 
-    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-    S_CHECK (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
+    REQUIRE (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    REQUIRE (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
     close (sv [1]);
-    S_CHECK (wire_read (sv [0], err, sizeof err) == NULL && strstr (err, "short"));
+    REQUIRE (wire_read (sv [0], err, sizeof err) == NULL && strstr (err, "short"));
     close (sv [0]);
 
     //  A missing field cannot be encoded.
     job = wire_msg_new (WIRE_JOB);
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    S_CHECK (wire_encode (job, &sbuf) == -1 && sbuf.size == 0);
+    REQUIRE (wire_encode (job, &sbuf) == -1 && sbuf.size == 0);
     msgpack_sbuffer_destroy (&sbuf);
     wire_msg_destroy (&job);
 

@@ -408,22 +408,6 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  A failed check is counted (tests/testutil.h) and ends the test: what
-//  follows a failed step would only crash on its leftovers.
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
-#define S_CHECK_OR_NULL(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        return NULL; \
-    } \
-} while (0)
 
 //  Builds a JOB message around an encoded payload (caller owns it).
 static wire_msg_t *
@@ -431,12 +415,12 @@ s_job (const payload_t *payload, const char *msgid)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    S_CHECK_OR_NULL (payload_encode (payload, &sbuf) == 0);
+    REQUIRE_OR_NULL (payload_encode (payload, &sbuf) == 0);
     wire_msg_t *job = wire_msg_new (WIRE_JOB);
     job->msgid = strdup (msgid);
     job->queue = strdup ("default");
     job->attempt = 1;
-    S_CHECK_OR_NULL (wire_msg_set_bytes (&job->payload, &job->payload_size, sbuf.data, sbuf.size) == 0);
+    REQUIRE_OR_NULL (wire_msg_set_bytes (&job->payload, &job->payload_size, sbuf.data, sbuf.size) == 0);
     msgpack_sbuffer_destroy (&sbuf);
     return job;
 }
@@ -450,37 +434,37 @@ worker_test (bool verbose)
 
     //  Configuration.
     worker_config_t *config = worker_config_new ();
-    S_CHECK (config);
-    S_CHECK (worker_config_add_exec_allow (config, "/bin/*") == 0);
-    S_CHECK (worker_config_set_hook (config, "setup", "nolib", err, sizeof err) == -1);
-    S_CHECK (strstr (err, "LIB:FN"));
-    S_CHECK (worker_config_set_hook (config, "setup", "", err, sizeof err) == 0);
-    S_CHECK (config->setup == NULL);
+    REQUIRE (config);
+    REQUIRE (worker_config_add_exec_allow (config, "/bin/*") == 0);
+    REQUIRE (worker_config_set_hook (config, "setup", "nolib", err, sizeof err) == -1);
+    REQUIRE (strstr (err, "LIB:FN"));
+    REQUIRE (worker_config_set_hook (config, "setup", "", err, sizeof err) == 0);
+    REQUIRE (config->setup == NULL);
     worker_config_t *other = worker_config_new ();
-    S_CHECK (!worker_config_equal (config, other));
-    S_CHECK (worker_config_add_exec_allow (other, "/bin/*") == 0);
-    S_CHECK (worker_config_equal (config, other));
+    REQUIRE (!worker_config_equal (config, other));
+    REQUIRE (worker_config_add_exec_allow (other, "/bin/*") == 0);
+    REQUIRE (worker_config_equal (config, other));
     worker_config_destroy (&other);
-    S_CHECK (other == NULL);
+    REQUIRE (other == NULL);
 
     //  One exec job in-process, one with a bad payload.
     worker_t *worker = worker_new (config);
-    S_CHECK (worker);
-    S_CHECK (worker_setup (worker, err, sizeof err) == 0);
+    REQUIRE (worker);
+    REQUIRE (worker_setup (worker, err, sizeof err) == 0);
     char *argv [] = { "/bin/echo", "hi", NULL };
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv, .argc = 2 };
     wire_msg_t *job = s_job (&payload, "job-1");
     wire_msg_t *outcome = worker_run_job (worker, job);
-    S_CHECK (outcome && outcome->status == EMQP_STATUS_OK);
-    S_CHECK (outcome->value_size == 5 && memcmp (outcome->value + 2, "hi\n", 3) == 0);
-    S_CHECK (outcome->wall_us > 0);
+    REQUIRE (outcome && outcome->status == EMQP_STATUS_OK);
+    REQUIRE (outcome->value_size == 5 && memcmp (outcome->value + 2, "hi\n", 3) == 0);
+    REQUIRE (outcome->wall_us > 0);
     wire_msg_destroy (&outcome);
     free (job->payload);
     job->payload = strdup ("\xc1");
     job->payload_size = 1;
     outcome = worker_run_job (worker, job);
-    S_CHECK (outcome && outcome->status == EMQP_STATUS_REJECTED);
-    S_CHECK (memmem (outcome->value, outcome->value_size, "bad payload", 11));
+    REQUIRE (outcome && outcome->status == EMQP_STATUS_REJECTED);
+    REQUIRE (memmem (outcome->value, outcome->value_size, "bad payload", 11));
     wire_msg_destroy (&outcome);
     wire_msg_destroy (&job);
     worker_destroy (&worker);
@@ -488,49 +472,49 @@ worker_test (bool verbose)
     //  A real worker process: HELLO, two jobs, retires after max_job_count.
     config->max_job_count = 2;
     int sv [2];
-    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     pid_t parent = getpid ();
     pid_t pid = fork ();
-    S_CHECK (pid >= 0);
+    REQUIRE (pid >= 0);
     if (pid == 0) {
         close (sv [0]);
         worker_main (sv [1], parent, config);
     }
     close (sv [1]);
     wire_msg_t *msg = wire_read (sv [0], err, sizeof err);
-    S_CHECK (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
+    REQUIRE (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
     wire_msg_destroy (&msg);
     for (int i = 0; i < 2; i++) {
         job = s_job (&payload, "job-2");
-        S_CHECK (job);
-        S_CHECK (wire_write (sv [0], job) == 0);
+        REQUIRE (job);
+        REQUIRE (wire_write (sv [0], job) == 0);
         wire_msg_destroy (&job);
         msg = wire_read (sv [0], err, sizeof err);
-        S_CHECK (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
-        S_CHECK (msg->retiring == (i == 1));
+        REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
+        REQUIRE (msg->retiring == (i == 1));
         wire_msg_destroy (&msg);
     }
     int status;
-    S_CHECK (waitpid (pid, &status, 0) == pid);
-    S_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    REQUIRE (waitpid (pid, &status, 0) == pid);
+    REQUIRE (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     close (sv [0]);
 
     //  A failing setup hook is reported in HELLO, then the worker exits 3.
-    S_CHECK (worker_config_set_hook (config, "setup", "missing.so:setup", err, sizeof err) == 0);
-    S_CHECK (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    REQUIRE (worker_config_set_hook (config, "setup", "missing.so:setup", err, sizeof err) == 0);
+    REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     pid = fork ();
-    S_CHECK (pid >= 0);
+    REQUIRE (pid >= 0);
     if (pid == 0) {
         close (sv [0]);
         worker_main (sv [1], parent, config);
     }
     close (sv [1]);
     msg = wire_read (sv [0], err, sizeof err);
-    S_CHECK (msg && msg->type == WIRE_HELLO && msg->error);
-    S_CHECK (strstr (msg->error, "setup hook"));
+    REQUIRE (msg && msg->type == WIRE_HELLO && msg->error);
+    REQUIRE (strstr (msg->error, "setup hook"));
     wire_msg_destroy (&msg);
-    S_CHECK (waitpid (pid, &status, 0) == pid);
-    S_CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 3);
+    REQUIRE (waitpid (pid, &status, 0) == pid);
+    REQUIRE (WIFEXITED (status) && WEXITSTATUS (status) == 3);
     close (sv [0]);
 
     worker_config_destroy (&config);
