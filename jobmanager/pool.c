@@ -514,7 +514,7 @@ pool_test (bool verbose)
     s_reaped_t reaped = { 0 };
     s_reap_wait (pool, &reaped, 1);
     REQUIRE (reaped.count == 1 && reaped.last_pid == a_pid);
-    REQUIRE (WIFEXITED (reaped.last_status) && WEXITSTATUS (reaped.last_status) == 0);
+    REQUIRE (TESTUTIL_CLEAN_EXIT (reaped.last_status));
     REQUIRE (pool_size (pool) == 1 && pool_lookup (pool, a_pid) == NULL);
     uint64_t total = 0;
     pool_distribution (pool, s_count_visit, &total);
