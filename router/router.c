@@ -1163,8 +1163,8 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
 //  Loop
 
 //  The end of a loop turn: commit the batch, then ACK (or refuse) the jobs
-//  it accepted, then dispatch, then commit the dispatches. Acknowledged
-//  means kept: no ACK leaves before its job's row is committed.
+//  it accepted, then dispatch. Acknowledged means kept: no ACK leaves
+//  before its job's row is committed.
 static void
 s_flush (router_t *self)
 {
@@ -1218,14 +1218,12 @@ s_flush (router_t *self)
             }
         }
     }
+    //  The dispatches' writes stay in the open transaction: they go with
+    //  the next batch's commit, or the 50 ms timer's (s_on_schedule), so
+    //  a turn costs one commit (one fsync under 'always'), not two. A crash
+    //  in between only makes those jobs run again (at-least-once).
     if (self->redispatch)
         s_dispatch_all (self);
-    if (store_in_transaction (self->store)) {
-        int rc = store_commit (self->store);
-        if (rc)
-            log_error ("store: %s", store_error (self->store));
-        s_settle_ends (self, rc == 0);
-    }
 }
 
 
