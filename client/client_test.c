@@ -31,6 +31,11 @@
 #include "payload.h"
 #include "tests/testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -619,10 +624,19 @@ emq_client_test (bool verbose)
     //  Nobody there: sends wait for a connection, then give up. (inproc
     //  does not honour ZMQ_IMMEDIATE, so use a TCP port nobody listens on:
     //  bind one, note it, close it.)
-    zsock_t *probe = zsock_new (ZMQ_ROUTER);
-    int port = probe ? zsock_bind (probe, "tcp://127.0.0.1:*") : -1;
+    //  A plain kernel socket: its close is synchronous, unlike a ZeroMQ
+    //  socket's (closed later by the I/O thread, still accepting meanwhile).
+    int port = -1;
+    int probe = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in where = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t where_len = sizeof where;
+    if (probe >= 0 && bind (probe, (struct sockaddr *) &where, sizeof where) == 0
+    &&  getsockname (probe, (struct sockaddr *) &where, &where_len) == 0)
+        port = ntohs (where.sin_port);
+    if (probe >= 0)
+        close (probe);
     CHECK (port > 0);
-    zsock_destroy (&probe);
     char nowhere[80];
     snprintf (nowhere, sizeof nowhere, "tcp://127.0.0.1:%d", port);
     client = emq_client_new (nowhere);
