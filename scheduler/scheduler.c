@@ -64,6 +64,8 @@ struct scheduler_t {
     etcd_t *etcd;                   // etcd mode
 
     bool registered;                // the router ACKed our INFORM
+    bool fenced_off;                // the router fenced us: lead again only
+                                    // on a new leadership (etcd LEADER)
     char inform_msgid[40];
     int64_t inform_ms;              // monotonic: last INFORM that went out, 0 = none
     int64_t last_heard_ms;          // monotonic: any message from the router
@@ -773,6 +775,7 @@ s_on_error (scheduler_t *self, emqp_msg_t *msg)
                    msg->error_text);
         s_set_leader (self, false, "fenced by the router");
         self->leader_until_ms = 0;
+        self->fenced_off = true;        // until a new LEADER event
     }
     else
         log_warning ("schedule %s: fire %" PRId64 " refused: %s: %s", s->name, fire,
@@ -882,11 +885,17 @@ s_on_etcd (zloop_t *loop, zsock_t *reader, void *arg)
         case ETCD_EV_LEADER:
             self->fence = (uint64_t) ev->revision;
             self->leader_until_ms = ev->deadline_ms;
+            self->fenced_off = false;
             s_set_leader (self, true, "won the etcd leader key");
             break;
         case ETCD_EV_RENEWED:
+            //  Sent only while the etcd thread leads. Our tick may have
+            //  stood down on the old deadline just before this renewal
+            //  (made in time) arrived: then lead again, same key, same fence.
             if (ev->deadline_ms > self->leader_until_ms)
                 self->leader_until_ms = ev->deadline_ms;
+            if (!self->leader && !self->fenced_off && zclock_mono () < self->leader_until_ms)
+                s_set_leader (self, true, "lease renewed in time");
             break;
         case ETCD_EV_LOST:
             self->leader_until_ms = 0;
