@@ -291,6 +291,20 @@ queues_job_count (queues_t *self)
     return zhashx_size (self->jobs);
 }
 
+bool
+queues_compact (queues_t *self)
+{
+    if (zhashx_size (self->jobs) > 0)
+        return false;
+    zhashx_t *fresh = zhashx_new ();
+    if (!fresh)
+        return false;
+    zhashx_set_destructor (fresh, (zhashx_destructor_fn *) s_job_destroy);
+    zhashx_destroy (&self->jobs);
+    self->jobs = fresh;
+    return true;
+}
+
 void
 queue_push (queue_t *self, job_t *job, int64_t now_ms)
 {
@@ -428,9 +442,14 @@ queues_test (bool verbose)
     CHECK (s->peer == c);
     CHECK_EQ (zlistx_size (queue->servers), 2);
 
-    //  A job still in a list is released by queues_destroy without a leak.
+    //  Compacting only happens when no job is held.
     job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);
     queue_push (left->queue, left, 4);
+    CHECK (!queues_compact (queues));       // holds a job: nothing to do
+    queue_unlink (left->queue, left);
+    queues_job_delete (queues, left);
+    CHECK (queues_compact (queues));
+    CHECK_EQ (queues_job_count (queues), 0);
     queues_destroy (&queues);
     CHECK (queues == NULL);
     if (verbose)

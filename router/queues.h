@@ -106,6 +106,10 @@ void queues_job_drop_payload (job_t *job);
 //  Removes and frees a job; it must not be in a waiting list or in flight.
 void queues_job_delete (queues_t *self, job_t *job);
 size_t queues_job_count (queues_t *self);
+//  When no job is held, replaces the job table with a fresh one: a hash
+//  table never shrinks, and after a large backlog its empty buckets would
+//  keep that memory. Returns true if it did.
+bool queues_compact (queues_t *self);
 
 //  Waiting lists. push appends (new work), push_front puts a job back at the
 //  head (work taken away from a job manager that died goes first).

@@ -1343,8 +1343,12 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         self->jobs_at_trim = jobs;
     else
     if (self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2) {
+        if (queues_compact (self->queues))
+            self->jobs_at_trim = 0;     // all gone: the table starts small again
+        else
+            self->jobs_at_trim = jobs;
+        store_release_memory (self->store);
         malloc_trim (0);
-        self->jobs_at_trim = jobs;
     }
     if (self->settings.fsync == STORE_FSYNC_EVERYSEC && store_sync (self->store))
         log_warning ("store: %s", store_error (self->store));

@@ -480,6 +480,16 @@ store_meta_set (store_t *self, const char *key, int64_t value)
     return s_step_write (self, stmt, "set meta");
 }
 
+void
+store_release_memory (store_t *self)
+{
+    //  Also truncate the WAL: after a backlog it has grown, and with it the
+    //  index SQLite keeps mapped in memory.
+    if (!self->memory && !self->in_transaction)
+        sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_db_release_memory (self->db);
+}
+
 int64_t
 store_count (store_t *self, store_state_t state)
 {

@@ -104,6 +104,8 @@ int store_purge_dead (store_t *self);
 //  set joins the open transaction.
 int store_meta_get (store_t *self, const char *key, int64_t *value);
 int store_meta_set (store_t *self, const char *key, int64_t value);
+//  Gives the page cache's unused memory back (after a backlog drained).
+void store_release_memory (store_t *self);
 //  Counts rows in a state.
 int64_t store_count (store_t *self, store_state_t state);
 
