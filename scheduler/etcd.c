@@ -55,6 +55,13 @@ typedef struct {
     zlist_t *ops;               // queued writes: zmsg_t * (op, key, value)
     char *member;               // JSON to publish
     bool member_dirty;
+    CURLM *multi;               // runs the watch without blocking
+    CURL *watch;                // the leader key's watch, or NULL
+    char *watch_request;        // its POST body (must outlive the transfer)
+    char *watch_buf;            // stream received, not yet a whole line
+    size_t watch_size;
+    bool leader_deleted;        // the watch saw the leader key go
+    int64_t next_watch_ms;      // when to open the watch again
 } s_etcd_t;
 
 static size_t
@@ -420,12 +427,113 @@ s_publish_member (s_etcd_t *self)
     json_decref (answer);
 }
 
+//  The watch stream: one JSON object per line; a DELETE event on the
+//  leader key means it is free.
+static size_t
+s_watch_write (char *data, size_t size, size_t nmemb, void *arg)
+{
+    s_etcd_t *self = (s_etcd_t *) arg;
+    size_t n = size * nmemb;
+    if (self->watch_size + n > 1 << 20)
+        return 0;               // a line this long is not etcd: drop the stream
+    char *grown = realloc (self->watch_buf, self->watch_size + n + 1);
+    if (!grown)
+        return 0;
+    self->watch_buf = grown;
+    memcpy (self->watch_buf + self->watch_size, data, n);
+    self->watch_size += n;
+    self->watch_buf[self->watch_size] = 0;
+    char *line = self->watch_buf, *end;
+    while ((end = strchr (line, '\n'))) {
+        *end = 0;
+        json_t *answer = json_loads (line, 0, NULL);
+        json_t *events = json_object_get (json_object_get (answer, "result"), "events");
+        for (size_t i = 0; i < json_array_size (events); i++) {
+            const char *type = json_string_value (json_object_get (json_array_get (events, i),
+                                                                   "type"));
+            if (type && streq (type, "DELETE"))
+                self->leader_deleted = true;
+        }
+        json_decref (answer);
+        line = end + 1;
+    }
+    //  Keep the unfinished line for the next chunk.
+    self->watch_size = strlen (line);
+    memmove (self->watch_buf, line, self->watch_size + 1);
+    return n;
+}
+
+static void
+s_watch_stop (s_etcd_t *self)
+{
+    if (!self->watch)
+        return;
+    curl_multi_remove_handle (self->multi, self->watch);
+    curl_easy_cleanup (self->watch);
+    self->watch = NULL;
+    free (self->watch_request);
+    self->watch_request = NULL;
+    self->watch_size = 0;
+}
+
+static void
+s_watch_start (s_etcd_t *self)
+{
+    char key[600];
+    s_key (self, key, sizeof key, "leader", NULL);
+    json_t *request = json_pack ("{s:{s:o}}", "create_request", "key", s_b64 (key));
+    self->watch_request = request ? json_dumps (request, JSON_COMPACT) : NULL;
+    json_decref (request);
+    self->watch = curl_easy_init ();
+    if (!self->watch || !self->watch_request) {
+        s_watch_stop (self);
+        return;
+    }
+    char url[1024];
+    snprintf (url, sizeof url, "%s/v3/watch", self->args->endpoint);
+    curl_easy_setopt (self->watch, CURLOPT_URL, url);
+    curl_easy_setopt (self->watch, CURLOPT_POSTFIELDS, self->watch_request);
+    curl_easy_setopt (self->watch, CURLOPT_WRITEFUNCTION, s_watch_write);
+    curl_easy_setopt (self->watch, CURLOPT_WRITEDATA, self);
+    curl_easy_setopt (self->watch, CURLOPT_CONNECTTIMEOUT_MS, 500L);
+    curl_easy_setopt (self->watch, CURLOPT_NOSIGNAL, 1L);
+    //  A stream that says nothing for a while may be dead: start over.
+    curl_easy_setopt (self->watch, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt (self->watch, CURLOPT_LOW_SPEED_TIME, 60L);
+    if (curl_multi_add_handle (self->multi, self->watch) != CURLM_OK)
+        s_watch_stop (self);
+}
+
+//  Advances the watch without blocking; opens it when not leading, closes
+//  it when leading or when it ended (to be opened again a second later).
+static void
+s_watch_turn (s_etcd_t *self, int64_t now)
+{
+    if (!self->multi)
+        return;
+    if (self->leading || !self->lease) {
+        s_watch_stop (self);
+        return;
+    }
+    if (!self->watch && now >= self->next_watch_ms)
+        s_watch_start (self);
+    if (!self->watch)
+        return;
+    int running = 0;
+    curl_multi_perform (self->multi, &running);
+    if (!running) {
+        s_watch_stop (self);
+        self->next_watch_ms = now + 1000;
+    }
+}
+
 static void
 s_actor (zsock_t *pipe, void *arg)
 {
     s_etcd_t state = { .args = (s_args_t *) arg, .pipe = pipe };
     s_etcd_t *self = &state;
     self->curl = curl_easy_init ();
+    self->multi = curl_multi_init ();
     self->ops = zlist_new ();
     self->ttl_ms = (int64_t) (self->args->ttl_s * 1000);
     zsock_signal (pipe, self->curl && self->ops ? 0 : 1);
@@ -489,6 +597,13 @@ s_actor (zsock_t *pipe, void *arg)
             continue;
         if (self->member_dirty)
             s_publish_member (self);
+        s_watch_turn (self, zclock_mono ());
+        if (self->leader_deleted && !self->leading) {
+            //  The key is free: campaign now, not at the next check.
+            self->leader_deleted = false;
+            log_debug ("etcd: the leader key was deleted; campaigning");
+            self->next_check_ms = 0;
+        }
         if (zclock_mono () >= self->next_check_ms) {
             self->next_check_ms = zclock_mono () + 1000;
             if (!self->leading)
@@ -516,6 +631,10 @@ done:
             zmsg_destroy (&op);
         zlist_destroy (&self->ops);
     }
+    s_watch_stop (self);
+    if (self->multi)
+        curl_multi_cleanup (self->multi);
+    free (self->watch_buf);
     if (self->curl)
         curl_easy_cleanup (self->curl);
     free (self->body);
