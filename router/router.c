@@ -802,6 +802,16 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         log_info ("jobmanager %s: outcome for unknown or ended job %s ignored", id, msg->ref);
         return;
     }
+    //  A job that was running when the router last stopped came back
+    //  queued with its epoch: the DONE of that dispatch ends it, rather than
+    //  running it again.
+    if (!legacy && job->state == JOB_QUEUED && job->epoch && msg->epoch == job->epoch) {
+        log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
+                  PRIu64 "); not run again", id, job->msgid, job->epoch);
+        queue_unlink (job->queue, job);
+        job->state = JOB_RUNNING;
+        job->queue->inflight++;         // s_job_detach takes it back
+    }
     //  Fencing: only the latest dispatch of a running job may end it.
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
     ||  (legacy && job->peer != peer)) {
@@ -1380,6 +1390,9 @@ s_load_row (const store_row_t *row, void *arg)
     job->row = row->seq;
     job->attempt = row->attempt;
     job->retries_left = row->retries_left;
+    //  A job that was running keeps its dispatch's epoch: if the job
+    //  manager that ran it reports DONE for that epoch, it ended (s_jm_outcome).
+    job->epoch = row->state == STORE_RUNNING ? row->epoch : 0;
     if (row->state == STORE_SCHEDULED && row->run_at > 0)
         s_schedule (self, job, row->run_at);
     else

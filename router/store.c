@@ -31,12 +31,12 @@ static const char *s_sql[S_STATEMENT_COUNT] = {
     [S_ENDED] = "UPDATE jobs SET state = ?, status = ?, result = ?, usage = ?, ended_at = ?,"
                 " payload = CASE WHEN ? THEN payload ELSE x'' END WHERE seq = ?",
     [S_LOAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
-               " run_at, created_at, ended_at, status, result, usage FROM jobs"
+               " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq",
     [S_FETCH] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
-                " run_at, created_at, ended_at, status, result, usage FROM jobs WHERE msgid = ?",
+                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs WHERE msgid = ?",
     [S_DEAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
-               " run_at, created_at, ended_at, status, result, usage FROM jobs"
+               " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state = 'dead' ORDER BY ended_at DESC LIMIT ?",
     [S_EXPIRE] = "DELETE FROM jobs WHERE (state IN ('done', 'failed', 'cancelled') AND ended_at < ?)"
                  " OR (state = 'dead' AND ended_at < ?)",
@@ -376,6 +376,7 @@ s_read_row (sqlite3_stmt *stmt, store_row_t *row)
     row->result = sqlite3_column_blob (stmt, 13);
     row->result_size = (size_t) sqlite3_column_bytes (stmt, 13);
     row->usage = (const char *) sqlite3_column_text (stmt, 14);
+    row->epoch = (uint64_t) sqlite3_column_int64 (stmt, 15);
     if (!row->headers)
         row->headers = "";
 }
@@ -531,6 +532,14 @@ s_check_result (const store_row_t *row, void *arg)
     return 0;
 }
 
+static int
+s_check_epoch (const store_row_t *row, void *arg)
+{
+    (void) arg;
+    CHECK_UEQ (row->epoch, 78);         // its latest dispatch's
+    return 0;
+}
+
 void
 store_test (bool verbose)
 {
@@ -586,6 +595,7 @@ store_test (bool verbose)
     char seen[256] = "";
     CHECK_EQ (store_load (store, s_collect, seen), 0);
     CHECK_STREQ (seen, "b:running c:scheduled ");
+    CHECK_EQ (store_fetch (store, "b", s_check_epoch, NULL), 1);
     CHECK_EQ (store_fetch (store, "a", s_check_result, NULL), 1);
     CHECK_EQ (store_fetch (store, "zz", s_check_result, NULL), 0);
     seen[0] = 0;

@@ -54,6 +54,7 @@ typedef struct {
     const void *result;         // value or error text, may be NULL
     size_t result_size;
     const char *usage;
+    uint64_t epoch;             // the latest dispatch's fencing token, or 0
 } store_row_t;
 
 typedef int (store_row_fn) (const store_row_t *row, void *arg);
