@@ -1344,6 +1344,12 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
                                     self->settings.dead_ttl_s);
         if (expired > 0)
             log_info ("store: %d ended job(s) expired", expired);
+        if (expired >= 1000) {
+            //  Deleting many rows filled the page cache: give it back.
+            s_flush (self);
+            store_release_memory (self->store);
+            malloc_trim (0);
+        }
     }
     s_flush (self);
     //  After a backlog drains, give its memory back to the system: glibc
