@@ -167,8 +167,12 @@ s_job_save_end (router_t *self, job_t *job)
     if (store_set_ended (self->store, job->row, (store_state_t) job->end_state,
                          emqp_status_name ((emqp_status_t) job->end_status),
                          zframe_data (job->end_value), zframe_size (job->end_value),
-                         job->end_usage, job->ended_at))
+                         job->end_usage, job->ended_at)) {
         log_error ("store: %s", store_error (self->store));
+        //  Even a failure outside a transaction (BEGIN itself) must not let
+        //  a later commit settle this end as written.
+        self->ends_unsaved = true;
+    }
 }
 
 //  A job reached its end: record it, tell the client if it asked and
@@ -249,8 +253,13 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
     while (job) {
         //  Detaching deletes from the hash we iterate: restart each time.
         s_job_detach (job);
-        queue_push_front (job->queue, job, s_now_ms ());
-        requeued++;
+        if (job->cancel_requested)
+            //  An acknowledged CANCEL stands: the job does not run again.
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+        else {
+            queue_push_front (job->queue, job, s_now_ms ());
+            requeued++;
+        }
         job = (job_t *) zhashx_first (peer->inflight);
     }
     for (size_t i = 0; i < peer->queue_count; i++)
@@ -445,6 +454,13 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     //  A scheduler's fire carries its leadership's fencing token: a deposed
     //  leader (older token) must not fire, even if it still believes it leads.
     if (parsed.fence) {
+        if (!peers_lookup (self->schedulers, msg->identity) || parsed.fence > INT64_MAX) {
+            snprintf (err, sizeof err, "fence:N is accepted only from a registered scheduler, "
+                      "with N below 2^63");
+            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED", err);
+            return;
+        }
         if (parsed.fence < self->fence) {
             snprintf (err, sizeof err, "fencing token %" PRIu64 " is older than %" PRIu64
                       ": another scheduler leads", parsed.fence, self->fence);
@@ -740,8 +756,8 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         peer->queue_count = 0;
         free (peer->queues_json);
         peer->queues_json = NULL;
+        //  Prefetched jobs are still held there: READYs will repay them.
         peer->slots = 0;
-        peer->prefetched = 0;
     }
     else
         peer = peers_add (self->job_managers, msg->identity, PEER_JOB_MANAGER);
@@ -1773,19 +1789,37 @@ router_test (bool verbose)
     CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
     emqp_msg_destroy (&msg);
 
-    //  Fencing: once a token is seen, an older one is refused.
-    s_test_send (client, s_test_request ("fire-1", "fires", "fence:10"));
-    msg = s_test_expect (client, EMQP_ACK);
+    //  Fencing: only a registered scheduler may carry a token; once one is
+    //  seen, an older one is refused.
+    s_test_send (client, s_test_request ("fire-0", "fires", "fence:10"));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
+    emqp_msg_destroy (&msg);
+    zsock_t *sched = zsock_new_dealer (settings.frontend);
+    emqp_msg_t *inform = emqp_msg_new (EMQP_INFORM);
+    inform->queues = strdup ("");
+    inform->peer_type = strdup ("scheduler");
+    s_test_send (sched, inform);
+    msg = s_test_expect (sched, EMQP_ACK);
+    CHECK (msg != NULL);
+    emqp_msg_destroy (&msg);
+    s_test_send (sched, s_test_request ("fire-1", "fires", "fence:10"));
+    msg = s_test_expect (sched, EMQP_ACK);
     CHECK_STREQ (msg ? msg->ref : NULL, "fire-1");
     emqp_msg_destroy (&msg);
-    s_test_send (client, s_test_request ("fire-2", "fires", "fence:9"));
-    msg = s_test_expect (client, EMQP_ERROR);
+    s_test_send (sched, s_test_request ("fire-2", "fires", "fence:9"));
+    msg = s_test_expect (sched, EMQP_ERROR);
     CHECK_STREQ (msg ? msg->error_code : NULL, "FENCED");
     emqp_msg_destroy (&msg);
-    s_test_send (client, s_test_request ("fire-3", "fires", "fence:11"));
-    msg = s_test_expect (client, EMQP_ACK);
+    s_test_send (sched, s_test_request ("fire-3", "fires", "fence:11"));
+    msg = s_test_expect (sched, EMQP_ACK);
     CHECK_STREQ (msg ? msg->ref : NULL, "fire-3");
     emqp_msg_destroy (&msg);
+    s_test_send (sched, s_test_request ("fire-4", "fires", "fence:9223372036854775808"));
+    msg = s_test_expect (sched, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&sched);
 
     //  A job manager leaving with a job in flight: the job goes to another.
     s_test_send (client, s_test_request ("job-3", "default", "reply-requested"));

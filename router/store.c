@@ -72,6 +72,7 @@ struct store_t {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_STATEMENT_COUNT];
     bool memory;
+    store_fsync_t policy;
     bool in_transaction;
     bool failed;                // a write of the open transaction failed
     char error[256];
@@ -133,6 +134,7 @@ store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
         return NULL;
     }
     self->memory = strcmp (path, ":memory:") == 0;
+    self->policy = policy;
     if (sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                          | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf (err, errlen, "cannot open %s: %s", path,
@@ -345,13 +347,18 @@ store_sync (store_t *self)
 {
     if (self->memory)
         return 0;
-    //  A passive checkpoint syncs the WAL before copying it back.
+    //  A checkpoint syncs the WAL before copying it back, unless
+    //  synchronous is OFF: then raise it for this one checkpoint, so that a
+    //  'guarantee' job is on disk whatever the policy.
+    bool raise = self->policy == STORE_FSYNC_OFF && !self->in_transaction;
+    if (raise)
+        s_exec (self, "PRAGMA synchronous = NORMAL");
     int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    if (rc != SQLITE_OK)
         snprintf (self->error, sizeof self->error, "checkpoint: %s", sqlite3_errmsg (self->db));
-        return -1;
-    }
-    return 0;
+    if (raise)
+        s_exec (self, "PRAGMA synchronous = OFF");
+    return rc == SQLITE_OK ? 0 : -1;
 }
 
 static void
