@@ -191,6 +191,8 @@ queues_require (queues_t *self, const char *name)
     queue_t *queue = queues_lookup (self, name);
     if (queue)
         return queue;
+    if (zhashx_size (self->queues) >= QUEUES_MAX)
+        return NULL;
     queue = calloc (1, sizeof (queue_t));
     if (!queue)
         return NULL;
@@ -441,6 +443,19 @@ queues_test (bool verbose)
     s = (queue_server_t *) zlistx_first (queue->servers);
     CHECK (s->peer == c);
     CHECK_EQ (zlistx_size (queue->servers), 2);
+
+    //  Queue names come from the network: their number is capped.
+    queues_t *many = queues_new (1);
+    char qname[32];
+    for (int i = 0; i < QUEUES_MAX; i++) {
+        snprintf (qname, sizeof qname, "q%d", i);
+        if (!queues_require (many, qname))
+            break;
+    }
+    CHECK (queues_lookup (many, "q9999") != NULL);
+    CHECK (queues_require (many, "one-too-many") == NULL);
+    CHECK (queues_require (many, "q0") != NULL);        // existing ones still found
+    queues_destroy (&many);
 
     //  Compacting only happens when no job is held.
     job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);

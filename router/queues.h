@@ -85,7 +85,12 @@ typedef struct queues_t queues_t;
 queues_t *queues_new (size_t hwm);
 void queues_destroy (queues_t **self_p);
 
-//  Finds or creates a queue.
+//  Queue records live as long as the router (jobs and job managers point at
+//  them), so their number is capped: names come from the network.
+#define QUEUES_MAX 10000
+
+//  Finds or creates a queue. Returns NULL when it would be new and
+//  QUEUES_MAX queues exist already (or memory ran out).
 queue_t *queues_require (queues_t *self, const char *name);
 queue_t *queues_lookup (queues_t *self, const char *name);
 //  Iteration over queues (zhashx order).

@@ -476,8 +476,10 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     }
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
-        s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
-                      "out of memory");
+        snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
+                  "queues, its limit", msg->queue, QUEUES_MAX);
+        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
     }
     if (queue_waiting (queue) >= self->settings.queue_hwm) {
@@ -773,8 +775,11 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     }
     for (size_t i = 0; i < count; i++) {
         queue_t *queue = queues_require (self->queues, specs[i].name);
-        if (!queue)
+        if (!queue) {
+            log_warning ("jobmanager %s: queue '%s' not served: the router holds %d queues, "
+                         "its limit", peer->id, specs[i].name, QUEUES_MAX);
             continue;
+        }
         peer->queues[peer->queue_count].weight = specs[i].weight;
         peer->queues[peer->queue_count].queue = queue;
         peer->queue_count++;
