@@ -1260,6 +1260,30 @@ s_lookup_flag (config_t *self, const char *name, const s_alias_t **alias_p)
     return -1;
 }
 
+config_t *
+config_from_args (const char *program, const char *section, int argc, char **argv,
+                  const char *optstring, const struct option *options, int config_opt)
+{
+    //  Flags are read twice: first for --config, then applied over the file.
+    const char *path = NULL;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long (argc, argv, optstring, options, NULL)) != -1)
+        if (opt == config_opt)
+            path = optarg;
+    config_t *self = config_new ();
+    if (!self) {
+        fprintf (stderr, "%s: out of memory\n", program);
+        return NULL;
+    }
+    char err[512];
+    if (config_load (self, section, path, err, sizeof err)) {
+        fprintf (stderr, "%s: %s\n", program, err);
+        config_destroy (&self);
+    }
+    return self;
+}
+
 int
 config_set (config_t *self, const char *name, const char *value, char *err, size_t errlen)
 {

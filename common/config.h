@@ -16,6 +16,7 @@
 #ifndef EMQ_CONFIG_H
 #define EMQ_CONFIG_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,16 @@ void config_destroy (config_t **self_p);
 //  warnings and ignored. Returns 0, or -1 with the reason in err.
 int config_load (config_t *self, const char *section, const char *path,
                  char *err, size_t errlen);
+
+//  For a program's main: finds --config (the option whose getopt code is
+//  config_opt) among argv without complaining about the other flags (they
+//  are applied later, over the file), then creates a config and loads the
+//  file and environment for section. Returns it (caller owns it), or NULL
+//  after printing "<program>: <reason>" on stderr. Leaves getopt to be
+//  restarted by the caller (optind = 1).
+config_t *config_from_args (const char *program, const char *section, int argc,
+                            char **argv, const char *optstring,
+                            const struct option *options, int config_opt);
 
 //  Sets one setting from text (a flag's value), validating it. Returns 0, or
 //  -1 with the reason in err (unknown name, bad number, out of range).

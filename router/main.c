@@ -102,26 +102,12 @@ main (int argc, char *argv[])
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 }
     };
-    //  Flags are read twice: first for --config, then applied over the file.
-    const char *config_path = NULL;
-    int opt;
-    opterr = 0;
-    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1)
-        if (opt == O_CONFIG)
-            config_path = optarg;
-
     log_init ("emq-router", LOG_LEVEL_INFO);
-    config_t *config = config_new ();
+    config_t *config = config_from_args ("emq-router", "router", argc, argv, "vh", options, O_CONFIG);
+    if (!config)
+        return EXIT_CONFIG;
+    int opt;
     char err[512];
-    if (!config) {
-        fprintf (stderr, "emq-router: out of memory\n");
-        return EXIT_CONFIG;
-    }
-    if (config_load (config, "router", config_path, err, sizeof err)) {
-        fprintf (stderr, "emq-router: %s\n", err);
-        config_destroy (&config);
-        return EXIT_CONFIG;
-    }
     bool print = false;
     pidlock_mode_t lock_mode = PIDLOCK_FAIL;
     optind = 1;

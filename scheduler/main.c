@@ -92,25 +92,12 @@ main (int argc, char *argv[])
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 }
     };
-    const char *config_path = NULL;
-    int opt;
-    opterr = 0;
-    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1)
-        if (opt == O_CONFIG)
-            config_path = optarg;
-
     log_init ("emq-scheduler", LOG_LEVEL_INFO);
-    config_t *config = config_new ();
+    config_t *config = config_from_args ("emq-scheduler", "scheduler", argc, argv, "vh", options, O_CONFIG);
+    if (!config)
+        return EXIT_CONFIG;
+    int opt;
     char err[512];
-    if (!config) {
-        fprintf (stderr, "emq-scheduler: out of memory\n");
-        return EXIT_CONFIG;
-    }
-    if (config_load (config, "scheduler", config_path, err, sizeof err)) {
-        fprintf (stderr, "emq-scheduler: %s\n", err);
-        config_destroy (&config);
-        return EXIT_CONFIG;
-    }
     bool print = false, verbose = false;
     pidlock_mode_t lock_mode = PIDLOCK_FAIL;
     optind = 1;
