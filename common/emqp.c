@@ -39,6 +39,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DEAD_LIST] = "DEAD_LIST",
     [EMQP_DEAD_RETRY] = "DEAD_RETRY",
     [EMQP_DEAD_PURGE] = "DEAD_PURGE",
+    [EMQP_RETURN] = "RETURN",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -477,6 +478,11 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             &&  s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             break;
+        case EMQP_RETURN:
+            if (s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref)
+            ||  s_number (r, "epoch", UINT64_MAX, &self->epoch))
+                goto fail;
+            break;
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
@@ -726,6 +732,10 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             if (!rc && self->epoch)
                 rc = s_put_number (f, "%" PRIu64, self->epoch);
             break;
+        case EMQP_RETURN:
+            rc = s_put_str (f, self->ref);
+            rc = rc ? rc : s_put_number (f, "%" PRIu64, self->epoch);
+            break;
         case EMQP_ERROR:
             rc = s_put_str (f, self->ref ? self->ref : "");
             rc = rc ? rc : s_put_str (f, self->error_code);
@@ -958,6 +968,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_DEAD_LIST,  { NULL } },
     { EMQP_DEAD_RETRY, { "*", NULL } },
     { EMQP_DEAD_PURGE, { NULL } },
+    { EMQP_RETURN,     { "req-id", "9", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1005,6 +1016,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_FETCH,      0, EMQP_MSGID_MAX,   "job msgid" },
     { EMQP_CANCEL,     0, EMQP_MSGID_MAX,   "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX,   "job msgid" },
+    { EMQP_RETURN,     0, EMQP_MSGID_MAX,   "request msgid" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
 
@@ -1069,7 +1081,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 36
+#define S_TEST_CASES 37
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1146,6 +1158,8 @@ s_test_case (int n)
         case 33: m = emqp_msg_new (EMQP_DEAD_LIST); break;
         case 34: m = emqp_msg_new (EMQP_DEAD_RETRY); m->ref = strdup ("*"); break;
         case 35: m = emqp_msg_new (EMQP_DEAD_PURGE); break;
+        case 36: m = emqp_msg_new (EMQP_RETURN); m->ref = strdup ("req-return");
+                 m->epoch = 42; break;
         default: return NULL;
     }
     m->msgid = strdup (id);
@@ -2043,7 +2057,8 @@ emqp_test (bool verbose)
     {
         static const emqp_command_t needs[] = {
             EMQP_ACK, EMQP_INFORM, EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE, EMQP_UNSCHEDULE,
-            EMQP_DONE, EMQP_RESULT, EMQP_ERROR, EMQP_FETCH, EMQP_CANCEL, EMQP_DEAD_RETRY
+            EMQP_DONE, EMQP_RESULT, EMQP_ERROR, EMQP_FETCH, EMQP_CANCEL, EMQP_DEAD_RETRY,
+            EMQP_RETURN
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

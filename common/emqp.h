@@ -53,6 +53,7 @@ typedef enum {
     EMQP_DEAD_LIST,     // admin -> router: list dead jobs (REPLY json)
     EMQP_DEAD_RETRY,    // admin -> router: run a dead job (or "*") again
     EMQP_DEAD_PURGE,    // admin -> router: delete every dead job
+    EMQP_RETURN,        // jm -> router: a prefetched job it did not start
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
