@@ -193,6 +193,11 @@ static const s_setting_t s_settings[] = {
       .min = 0, .max = INT64_MAX / 1024, .sections = S_JM,
       .description = "replace a worker after a job that left it above this RSS "
                      "(KiB); 0: no limit" },
+    { .name = "prefetch_hold_ms", .type = S_TYPE_INT, .default_text = "100",
+      .min = 0, .max = 3600000, .sections = S_JM,
+      .description = "milliseconds a job prefetched by the router may wait for a free "
+                     "worker before it is given back (RETURN) to run elsewhere; 0: never "
+                     "given back" },
 
     //  [scheduler]
     { .name = "scheduler_addr", .type = S_TYPE_STRING,

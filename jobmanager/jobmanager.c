@@ -7,12 +7,33 @@
     Outcomes waiting to be sent live in self->outbox until the router has
     taken them, so a reconnect never loses one.
 
-    Slot accounting. The router counts our free slots as READYs received
-    minus jobs sent. We keep that equal to (idle workers - pending jobs):
-    one READY per idle worker after each ACK, one READY per finished job
-    whose worker stays, one per new worker once it said HELLO. When a slot
-    the router knows about disappears (an idle worker dies or is retired),
-    the next READY is skipped instead (self->ready_debt).
+    Slot accounting (agent emq/2). The router counts our free slots; for an
+    emq/2 job manager every READY, every DONE and every RETURN it receives
+    from us while we are registered is one slot more, every REQUEST it
+    sends us one less (the router may go below zero by its `prefetch`
+    allowance). self->announced is that count as we know it:
+
+        announced = READYs + DONEs + RETURNs sent while registered
+                    - REQUESTs received
+
+    and our target is (idle workers that do not retire - pending jobs).
+    After every event s_settle() sends READYs while announced < target.
+    A finished job's DONE is its worker's READY, a rejected or cancelled
+    pending job's DONE gives back the slot it took, a RETURN gives back a
+    held job's slot: none of them needs a READY. When announced > target
+    (a worker that was counted died, retired or was replaced: its DONE or
+    its READY counted, and it is gone) no READY is sent until the target
+    catches up, normally when the replacement says HELLO; if no worker is
+    starting and the pool is full (it shrank), we INFORM again, which
+    resets the router's count.
+
+    Resets: a new socket is a new peer, announced = 0. The router answers an
+    INFORM by forgetting our free slots but keeping its count of jobs it
+    prefetched to us, so at the ACK announced = min (announced, 0), counting
+    the REQUESTs that arrived between INFORM and ACK (the router sent them
+    before it read the INFORM). Nothing counted is sent before the ACK:
+    outcomes wait in the outbox and are flushed right after it, each DONE
+    one slot, and s_settle() then sends only what is still missing.
 */
 #include "jobmanager.h"
 #include "emqp.h"
@@ -54,6 +75,8 @@ typedef struct {
     pid_t pid;              // worker running it, 0 while pending
     int64_t started_ms;     // monotonic
     double started_ts;      // wall clock, for status
+    int64_t received_ms;    // monotonic, when the REQUEST arrived (hold deadline)
+    uint64_t connection;    // self->connection it arrived on; RETURN only on that one
     int64_t deadline_ms;    // monotonic; 0 = no timeout
     char *crash_reason;     // why we killed its worker, when we did
     void *handle;           // in self->running
@@ -88,13 +111,18 @@ struct jobmanager_t {
     zlistx_t *pending;              // s_job_t, owned, FIFO
     zlistx_t *running;              // s_job_t, owned
     zlistx_t *outbox;               // s_done_t, owned
-    size_t ready_debt;              // READYs to skip, see above
+    int64_t announced;              // the router's count of our free slots, see above
+    uint64_t connection;            // bumped with every new socket (identity)
+    int hold_timer;                 // zloop timer of the oldest held job, -1: none
+    int64_t hold_ms;                // prefetch_hold_ms; 0 = never return
+    size_t concurrent_jobs;         // the pool's target size
     bool draining;                  // stopping: no READY, no new workers
     int64_t drain_deadline_ms;
     bool finished;
     emqp_limits_t limits;
     uint64_t total_requests;
     uint64_t total_ready_sent;
+    uint64_t total_returned;
 };
 
 //  The self-pipe the signal handlers write to; one job manager runs at a
@@ -103,7 +131,7 @@ static int s_signal_pipe [2] = { -1, -1 };
 
 static void s_connect (jobmanager_t *self);
 static void s_inform (jobmanager_t *self);
-static void s_dispatch (jobmanager_t *self);
+static void s_balance (jobmanager_t *self);
 static void s_replenish (jobmanager_t *self);
 
 //  --------------------------------------------------------------------------
@@ -223,21 +251,50 @@ s_send (jobmanager_t *self, emqp_msg_t **msg_p)
     return rc;
 }
 
+//  Brings the router's count of our free slots up to (idle workers that do
+//  not retire - pending jobs) with READYs; see "Slot accounting" above.
+//  Nothing while unregistered or stopping.
 static void
-s_send_ready (jobmanager_t *self)
+s_settle (jobmanager_t *self)
 {
     if (self->state != S_ACTIVE || self->draining)
         return;
-    if (self->ready_debt > 0) {
-        self->ready_debt--;
-        return;
+    size_t idle = 0, starting = 0;
+    for (pool_worker_t *worker = pool_first (self->pool); worker;
+         worker = pool_next (self->pool)) {
+        idle += worker->state == POOL_IDLE && !worker->retiring;
+        starting += worker->state == POOL_STARTING;
     }
-    emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
-    if (msg && s_send (self, &msg) == 0)
+    int64_t target = (int64_t) idle - (int64_t) zlistx_size (self->pending);
+    while (self->announced < target) {
+        emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
+        if (!msg || s_send (self, &msg))
+            return;             // the next event or tick tries again
+        self->announced++;
         self->total_ready_sent++;
+    }
+    //  Over the target, the HELLOs of starting workers and of those replaced
+    //  on the next router HEARTBEAT absorb the difference. What they cannot
+    //  absorb (the pool shrank while its workers were busy; outcomes of
+    //  jobs from an earlier connection flushed after the ACK) the router
+    //  would count for good: register again, which resets its count of
+    //  free slots. It cannot go below zero that way, so we do it only while
+    //  the router counts free slots. Not more than every 100 ms, in case
+    //  an ACK finds the same again.
+    size_t live = pool_live (self->pool);
+    int64_t absorbed = (int64_t) starting
+                     + (live < self->concurrent_jobs ? (int64_t) (self->concurrent_jobs - live) : 0);
+    if (self->announced > target + absorbed && self->announced > 0
+    &&  s_now_ms () - self->inform_sent_ms >= 100) {
+        log_info ("jobmanager %s: the router counts %" PRId64 " free slot(s), we have %"
+                  PRId64 "; registering again to reset its count", s_id (self),
+                  self->announced, target);
+        s_inform (self);
+    }
 }
 
-//  Sends queued outcomes, oldest first, while the router takes them.
+//  Sends queued outcomes, oldest first, while the router takes them. Each
+//  DONE is one free slot more for the router (emq/2).
 static void
 s_flush_outbox (jobmanager_t *self)
 {
@@ -259,6 +316,7 @@ s_flush_outbox (jobmanager_t *self)
         }
         if (s_send (self, &msg))
             return;             // try again on the next tick
+        self->announced++;
         zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
     }
 }
@@ -306,8 +364,8 @@ s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *va
     s_flush_outbox (self);
 }
 
-//  Reports a job that never reached a worker (bad headers) and gives the
-//  router its slot back.
+//  Reports a job with an error text (one that never reached a worker, or
+//  whose worker we killed).
 static void
 s_report_text (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *text)
 {
@@ -337,11 +395,13 @@ s_status_json (jobmanager_t *self)
                                         "queue", job->queue, "started", job->started_ts));
     json_t *distribution = json_object ();
     pool_distribution (self->pool, s_visit_pid, distribution);
-    return json_pack ("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s}",
+    return json_pack ("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
                       "jobs_in_flight", in_flight,
                       "pid_distribution", distribution,
                       "total_requests", (json_int_t) self->total_requests,
                       "total_ready_sent", (json_int_t) self->total_ready_sent,
+                      "total_returned", (json_int_t) self->total_returned,
+                      "slots_announced", (json_int_t) self->announced,
                       "workers", (json_int_t) pool_live (self->pool),
                       "idle_workers", (json_int_t) pool_count (self->pool, POOL_IDLE),
                       "queued_locally", (json_int_t) zlistx_size (self->pending),
@@ -422,13 +482,11 @@ s_worker_close (jobmanager_t *self, pool_worker_t *worker)
     pool_close (self->pool, worker);
 }
 
-//  Takes an idle worker out of service; the router's slot for it goes.
+//  Takes an idle worker out of service (s_settle sees the slot go).
 static void
 s_retire_idle (jobmanager_t *self, pool_worker_t *worker)
 {
     assert (worker->state == POOL_IDLE);
-    if (self->state == S_ACTIVE && !self->draining)
-        self->ready_debt++;
     s_worker_close (self, worker);
 }
 
@@ -445,9 +503,6 @@ s_worker_broken (jobmanager_t *self, pool_worker_t *worker, const char *reason)
         snprintf (text, sizeof text, "worker pid %d failed: %s", (int) worker->pid, reason);
         job->crash_reason = strdup (text);
     }
-    if (worker->state == POOL_IDLE && !worker->retiring
-    &&  self->state == S_ACTIVE && !self->draining)
-        self->ready_debt++;     // its slot was announced
     pool_kill (self->pool, worker, SIGKILL);
     s_worker_close (self, worker);
 }
@@ -472,6 +527,9 @@ s_on_outcome (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *outcome)
     s_job_forget (self, job);
     pool_job_done (self->pool, worker);
 
+    //  The DONE counted as this worker's READY. If the worker goes, the
+    //  router now counts one slot too many: its replacement's HELLO then
+    //  brings no READY (s_settle).
     if (outcome->retiring) {
         //  The worker exits by itself now (max_job_count or max RSS).
         log_info ("jobmanager %s: worker %d retires after %" PRIu64 " jobs%s", s_id (self),
@@ -479,21 +537,18 @@ s_on_outcome (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *outcome)
                   self->wconfig->max_rss_kb && outcome->maxrss_kb > self->wconfig->max_rss_kb
                   ? " (RSS limit)" : "");
         s_worker_close (self, worker);
-        if (!self->draining && pool_live (self->pool) < (size_t) config_int (self->config,
-                                                                              "concurrent_jobs"))
+        if (!self->draining && pool_live (self->pool) < self->concurrent_jobs)
             s_spawn (self);
     }
     else
     if (worker->retiring || worker->generation != pool_generation (self->pool)
-    ||  pool_live (self->pool) > (size_t) config_int (self->config, "concurrent_jobs")) {
-        //  Stale configuration or a shrunk pool: this worker goes, without a
-        //  READY; a replacement (if the pool still needs one) says READY.
+    ||  pool_live (self->pool) > self->concurrent_jobs) {
+        //  Stale configuration or a shrunk pool: this worker goes; a
+        //  replacement if the pool still needs one.
         s_worker_close (self, worker);
         s_replenish (self);
     }
-    else
-        s_send_ready (self);
-    s_dispatch (self);
+    s_balance (self);
 }
 
 static void
@@ -509,12 +564,7 @@ s_on_hello (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *hello)
         return;
     }
     worker->state = POOL_IDLE;
-    if (self->draining) {
-        s_dispatch (self);
-        return;
-    }
-    s_send_ready (self);
-    s_dispatch (self);
+    s_balance (self);
 }
 
 //  Reads what a worker wrote: outcomes, HELLO, or the end of its pipe.
@@ -533,9 +583,6 @@ s_read_worker (jobmanager_t *self, pool_worker_t *worker)
                 //  reap it, says why; a busy one's job is reported then.
                 log_debug ("jobmanager %s: worker %d closed its pipe", s_id (self),
                            (int) worker->pid);
-                if (worker->state == POOL_IDLE && !worker->retiring
-                &&  self->state == S_ACTIVE && !self->draining)
-                    self->ready_debt++;     // its slot was announced
                 s_worker_close (self, worker);
             }
             else
@@ -605,10 +652,6 @@ s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void
     else
         log_info ("jobmanager %s: worker %d ended: %s%s", s_id (self), (int) worker->pid, how,
                   self->draining ? "" : "; replaced on the next router heartbeat");
-    //  An idle worker that died by itself took an announced slot with it.
-    if (worker->state == POOL_IDLE && !worker->retiring
-    &&  self->state == S_ACTIVE && !self->draining)
-        self->ready_debt++;
     if (worker->fd >= 0) {
         zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
         zloop_poller_end (self->loop, &item);
@@ -621,7 +664,7 @@ s_replenish (jobmanager_t *self)
 {
     if (self->draining)
         return;
-    size_t target = (size_t) config_int (self->config, "concurrent_jobs");
+    size_t target = self->concurrent_jobs;
     size_t live = pool_live (self->pool);
     if (live < target)
         log_debug ("jobmanager %s: starting %zu worker(s)", s_id (self), target - live);
@@ -671,23 +714,106 @@ s_start (jobmanager_t *self, s_job_t *job, pool_worker_t *worker)
     return rc;
 }
 
-//  Starts pending jobs on idle workers, oldest first.
+//  Starts pending jobs on idle workers, oldest first (not while stopping:
+//  what waits then is the router's to requeue), then settles the router's
+//  count of our free slots.
 static void
-s_dispatch (jobmanager_t *self)
+s_balance (jobmanager_t *self)
 {
     s_job_t *job;
     pool_worker_t *worker;
-    while ((job = zlistx_first (self->pending)) && (worker = pool_idle (self->pool))) {
+    while (!self->draining && (job = zlistx_first (self->pending))
+       &&  (worker = pool_idle (self->pool))) {
         zlistx_detach_cur (self->pending);
         if (s_start (self, job, worker))
             zlistx_add_start (self->pending, job);
     }
+    s_settle (self);
+}
+
+//  --------------------------------------------------------------------------
+//  Held jobs: a job the router prefetched waits in self->pending for a
+//  worker. One that waited prefetch_hold_ms goes back to the router
+//  (RETURN) so that a long job here does not hold it hostage; the router
+//  counts the RETURN as one free slot. Only jobs that came on the current
+//  connection, and only while registered: a job from an earlier connection
+//  belongs to a dispatch the router requeues (or fences) on its own.
+//  One zloop timer, armed for the oldest such job's deadline.
+
+static int s_on_hold (zloop_t *loop, int timer_id, void *arg);
+
+static bool
+s_is_returnable (jobmanager_t *self, s_job_t *job)
+{
+    return job->connection == self->connection;
+}
+
+//  Arms the hold timer for the oldest returnable job, unless armed.
+static void
+s_hold_arm (jobmanager_t *self)
+{
+    if (self->hold_timer != -1 || self->hold_ms == 0 || !self->loop
+    ||  self->state != S_ACTIVE)
+        return;
+    s_job_t *job = zlistx_first (self->pending);
+    while (job && !s_is_returnable (self, job))
+        job = zlistx_next (self->pending);
+    if (!job)
+        return;
+    int64_t delay = job->received_ms + self->hold_ms - s_now_ms ();
+    self->hold_timer = zloop_timer (self->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_hold,
+                                    self);
+}
+
+//  Returns every returnable job that waited hold_ms or longer.
+static void
+s_return_held (jobmanager_t *self, int64_t now)
+{
+    if (self->state != S_ACTIVE || self->hold_ms == 0)
+        return;
+    //  pending is in arrival order: the first job too young ends the scan.
+    s_job_t *job = zlistx_first (self->pending);
+    while (job && now - job->received_ms >= self->hold_ms) {
+        if (!s_is_returnable (self, job)) {
+            job = zlistx_next (self->pending);
+            continue;
+        }
+        emqp_msg_t *msg = emqp_msg_new (EMQP_RETURN);
+        if (!msg)
+            return;
+        msg->ref = strdup (job->msgid);
+        msg->epoch = job->epoch;
+        if (!msg->ref || s_send (self, &msg)) {
+            emqp_msg_destroy (&msg);
+            return;             // the next check tries again
+        }
+        self->announced++;
+        self->total_returned++;
+        log_info ("jobmanager %s: job %s returned to the router after %" PRId64
+                  " ms waiting for a worker", s_id (self), job->msgid, now - job->received_ms);
+        zlistx_detach_cur (self->pending);
+        s_job_destroy (&job);
+        job = zlistx_first (self->pending);
+    }
+}
+
+static int
+s_on_hold (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    jobmanager_t *self = arg;
+    self->hold_timer = -1;      // a one-shot timer, gone after this call
+    s_return_held (self, s_now_ms ());
+    s_hold_arm (self);
+    return 0;
 }
 
 static void
 s_on_request (jobmanager_t *self, emqp_msg_t *msg)
 {
     self->total_requests++;
+    self->announced--;          // the router spent a slot (or prefetch room)
     s_job_t *job = calloc (1, sizeof *job);
     if (!job) {
         log_error ("jobmanager %s: out of memory for job %s", s_id (self), msg->msgid);
@@ -701,25 +827,31 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
     msg->payload = NULL;
     job->epoch = msg->epoch;
     job->attempt = msg->attempt ? msg->attempt : 1;
+    job->received_ms = s_now_ms ();
+    job->connection = self->connection;
     headers_t headers;
     char err [300];
     if (headers_parse (msg->headers ? msg->headers : "", &headers, err, sizeof err)) {
         log_warning ("jobmanager %s: REQUEST %s: bad headers: %s", s_id (self), job->msgid, err);
         char text [400];
         snprintf (text, sizeof text, "bad headers: %s", err);
+        //  Its DONE gives the router the slot back.
         s_report_text (self, job, EMQP_STATUS_REJECTED, text);
         s_job_destroy (&job);
-        s_send_ready (self);    // the slot it took is free again
         return;
     }
     job->timeout_s = headers.timeout_s;
-    pool_worker_t *worker = pool_idle (self->pool);
+    pool_worker_t *worker = self->draining ? NULL : pool_idle (self->pool);
     if (worker && s_start (self, job, worker) == 0)
         return;
-    //  Expected when the router prefetches; it runs when a worker frees.
+    //  Expected when the router prefetches; it runs when a worker frees, or
+    //  goes back to the router after prefetch_hold_ms.
     log_debug ("jobmanager %s: REQUEST %s while no worker is free; queued locally "
                "(%zu waiting)", s_id (self), job->msgid, zlistx_size (self->pending) + 1);
     zlistx_add_end (self->pending, job);
+    s_hold_arm (self);
+    if (worker)
+        s_balance (self);       // that worker broke; another may take it
 }
 
 //  Kills the workers of jobs past their deadline.
@@ -755,9 +887,9 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
             zlistx_detach_cur (self->pending);
             log_info ("jobmanager %s: job %s cancelled before it started", s_id (self),
                       job->msgid);
+            //  Its DONE gives the router the slot back.
             s_report_text (self, job, EMQP_STATUS_CANCELLED, "cancelled before it started");
             s_job_destroy (&job);
-            s_send_ready (self);    // the slot it held is free again
             return;
         }
     int64_t now = s_now_ms ();
@@ -778,6 +910,7 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
         worker->job = NULL;
         s_job_forget (self, job);
         s_worker_close (self, worker);
+        s_balance (self);
         return;
     }
     log_info ("jobmanager %s: CANCEL for %s: not here (already ended?)", s_id (self), msg->ref);
@@ -819,7 +952,7 @@ s_inform (jobmanager_t *self)
     msg->msgid = strdup (self->inform_msgid);
     msg->queues = strdup (config_str (self->config, "queues"));
     msg->peer_type = strdup ("worker");
-    msg->agent = strdup ("emq/1");
+    msg->agent = strdup ("emq/2");
     self->state = S_CONNECTING;
     self->inform_sent_ms = s_now_ms ();
     s_send (self, &msg);
@@ -836,6 +969,10 @@ s_connect (jobmanager_t *self)
         zsock_destroy (&self->dealer);
         s_make_identity (self);     // a new connection is a new peer
     }
+    //  The new peer starts with no slots at the router; jobs that came on
+    //  the old connection are no longer returnable.
+    self->connection++;
+    self->announced = 0;
     self->dealer = zsock_new (ZMQ_DEALER);
     if (!self->dealer) {
         log_error ("jobmanager %s: cannot create a socket: %s", s_id (self), zmq_strerror (errno));
@@ -872,18 +1009,14 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
     self->state = S_ACTIVE;
     self->last_heartbeat_ms = s_now_ms ();
     log_info ("jobmanager %s: registered with the router", s_id (self));
+    //  The router forgot our free slots, not the jobs it prefetched to us
+    //  (a fresh peer has neither). Outcomes kept while unregistered go out
+    //  first, each one slot; s_settle announces what is still missing.
+    if (self->announced > 0)
+        self->announced = 0;
     s_flush_outbox (self);
-    //  The router starts from zero slots: announce each idle worker that no
-    //  pending job will take.
-    size_t idle = 0;
-    for (pool_worker_t *worker = pool_first (self->pool); worker;
-         worker = pool_next (self->pool))
-        idle += worker->state == POOL_IDLE && !worker->retiring;
-    size_t pending = zlistx_size (self->pending);
-    self->ready_debt = pending > idle ? pending - idle : 0;
-    for (size_t i = pending; i < idle; i++)
-        s_send_ready (self);
-    s_dispatch (self);
+    s_balance (self);
+    s_hold_arm (self);
 }
 
 //  Starts a graceful stop: no more READY, running jobs get the grace period.
@@ -1084,6 +1217,11 @@ s_reload (jobmanager_t *self)
     if (jobs_old != jobs_new)
         log_info ("jobmanager %s: concurrent_jobs %" PRId64 " -> %" PRId64, s_id (self),
                   jobs_old, jobs_new);
+    self->concurrent_jobs = (size_t) jobs_new;
+    if (config_int (old, "prefetch_hold_ms") != config_int (fresh, "prefetch_hold_ms"))
+        log_info ("jobmanager %s: prefetch_hold_ms %" PRId64 " -> %" PRId64, s_id (self),
+                  config_int (old, "prefetch_hold_ms"), config_int (fresh, "prefetch_hold_ms"));
+    self->hold_ms = config_int (fresh, "prefetch_hold_ms");
     static const char *seconds [] = { "heartbeat_interval", "heartbeat_timeout",
                                       "kill_grace_period" };
     for (size_t i = 0; i < 3; i++)
@@ -1125,6 +1263,8 @@ s_reload (jobmanager_t *self)
     else
     if (reinform && self->dealer)
         s_inform (self);        // the router forgets our slots; the ACK re-announces
+    s_balance (self);
+    s_hold_arm (self);
 }
 
 //  --------------------------------------------------------------------------
@@ -1175,7 +1315,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
                 break;
         }
     }
-    s_dispatch (self);
+    s_balance (self);
     return 0;
 }
 
@@ -1242,11 +1382,15 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     if (self->state == S_ACTIVE && now - self->last_heartbeat_ms >= interval_ms)
         s_send_heartbeat (self);
     s_flush_outbox (self);
-    s_dispatch (self);
+    s_balance (self);
+    //  Also here: a signal restarts zloop, which pushes every timer back.
+    s_return_held (self, now);
+    s_hold_arm (self);
 
     if (self->draining) {
-        if (zlistx_size (self->running) == 0
-        &&  (zlistx_size (self->pending) == 0 || pool_live (self->pool) == 0))
+        //  Jobs still pending are never started now: the router requeues
+        //  them when our KBYE removes us.
+        if (zlistx_size (self->running) == 0)
             s_finish (self);
         else
         if (now >= self->drain_deadline_ms) {
@@ -1295,6 +1439,9 @@ jobmanager_new (config_t **config_p, char *err, size_t errlen)
     zlistx_set_destructor (self->running, s_job_destructor);
     zlistx_set_destructor (self->outbox, s_done_destructor);
     self->limits.payload_max = (size_t) config_int (self->config, "max_message_size");
+    self->concurrent_jobs = (size_t) config_int (self->config, "concurrent_jobs");
+    self->hold_ms = config_int (self->config, "prefetch_hold_ms");
+    self->hold_timer = -1;
     s_make_identity (self);
     return self;
 fail:
@@ -1441,16 +1588,16 @@ s_runner (void *arg)
     return NULL;
 }
 
-//  Receives one message from the job manager (5 s at most), skipping
-//  HEARTBEATs unless wanted.
+//  Receives one message from the job manager (timeout_ms at most, NULL
+//  if none came), skipping HEARTBEATs unless wanted.
 static emqp_msg_t *
-s_test_recv (zsock_t *router, bool heartbeats)
+s_test_recv_ms (zsock_t *router, bool heartbeats, int timeout_ms)
 {
     zpoller_t *poller = zpoller_new (router, NULL);
     emqp_msg_t *msg = NULL;
-    int64_t deadline = zclock_mono () + 5000;
+    int64_t deadline = zclock_mono () + timeout_ms;
     while (!msg && zclock_mono () < deadline) {
-        if (!zpoller_wait (poller, 100))
+        if (!zpoller_wait (poller, 20))
             continue;
         zmsg_t *zmsg = zmsg_recv (router);
         char err [256];
@@ -1460,6 +1607,12 @@ s_test_recv (zsock_t *router, bool heartbeats)
     }
     zpoller_destroy (&poller);
     return msg;
+}
+
+static emqp_msg_t *
+s_test_recv (zsock_t *router, bool heartbeats)
+{
+    return s_test_recv_ms (router, heartbeats, 5000);
 }
 
 //  Sends an exec REQUEST for argv with optional headers.
@@ -1497,6 +1650,380 @@ s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, cons
     emqp_send (&msg, router);
 }
 
+//  A job manager in a thread and the fake router it talks to.
+typedef struct {
+    zsock_t *router;
+    jobmanager_t *jm;
+    pthread_t thread;
+    bool started;
+    s_runner_t runner;
+    zframe_t *identity;         // the job manager's, from its INFORM
+    config_t *reload;           // what SIGHUP loads, when set
+} s_fake_t;
+
+static config_t *
+s_fake_reload (void *arg, char *err, size_t errlen)
+{
+    (void) err;
+    (void) errlen;
+    s_fake_t *fake = arg;
+    config_t *config = fake->reload;
+    fake->reload = NULL;
+    return config;
+}
+
+//  Builds a test configuration for a job manager connecting to port:
+//  defaults for the tests, then the NULL-terminated name/value pairs.
+static config_t *
+s_fake_config (int port, const char *const *settings, bool verbose)
+{
+    config_t *config = config_new ();
+    if (!config)
+        return NULL;
+    char err [256], addr [64];
+    snprintf (addr, sizeof addr, "tcp://127.0.0.1:%d", port);
+    const char *defaults [] = {
+        "backend_addr", addr, "concurrent_jobs", "2", "heartbeat_interval", "0.2",
+        "heartbeat_timeout", "2", "exec_allow", "/bin/*", "kill_grace_period", "5",
+        "log_level", verbose ? "debug" : "error", NULL
+    };
+    for (size_t i = 0; defaults [i]; i += 2)
+        if (config_set (config, defaults [i], defaults [i + 1], err, sizeof err))
+            goto fail;
+    for (size_t i = 0; settings && settings [i]; i += 2)
+        if (config_set (config, settings [i], settings [i + 1], err, sizeof err))
+            goto fail;
+    return config;
+fail:
+    fprintf (stderr, "jobmanager test: %s\n", err);
+    config_destroy (&config);
+    return NULL;
+}
+
+//  Starts a job manager with those settings against a fresh fake router,
+//  answers its INFORM and takes the READYs it then sends (expect_ready of
+//  them). Returns 0, or -1 (fake_stop cleans up either way).
+static int
+s_fake_start (s_fake_t *fake, const char *const *settings, int expect_ready, bool verbose)
+{
+    memset (fake, 0, sizeof *fake);
+    fake->router = zsock_new (ZMQ_ROUTER);
+    int port = fake->router ? zsock_bind (fake->router, "tcp://127.0.0.1:*") : -1;
+    if (port <= 0)
+        return -1;
+    config_t *config = s_fake_config (port, settings, verbose);
+    if (!config)
+        return -1;
+    char err [256];
+    fake->jm = jobmanager_new (&config, err, sizeof err);
+    if (!fake->jm)
+        return -1;
+    jobmanager_set_reload (fake->jm, s_fake_reload, fake);
+    fake->runner.jm = fake->jm;
+    if (pthread_create (&fake->thread, NULL, s_runner, &fake->runner))
+        return -1;
+    fake->started = true;
+    emqp_msg_t *msg = s_test_recv (fake->router, false);
+    bool ok = msg && msg->command == EMQP_INFORM && msg->agent && streq (msg->agent, "emq/2");
+    if (ok) {
+        fake->identity = zframe_dup (msg->identity);
+        s_test_simple (fake->router, fake->identity, EMQP_ACK, msg->msgid);
+    }
+    emqp_msg_destroy (&msg);
+    for (int i = 0; ok && i < expect_ready; i++) {
+        msg = s_test_recv (fake->router, false);
+        ok = msg && msg->command == EMQP_READY;
+        emqp_msg_destroy (&msg);
+    }
+    return ok ? 0 : -1;
+}
+
+//  Stops the job manager (SIGTERM path) and frees everything.
+static void
+s_fake_stop (s_fake_t *fake)
+{
+    if (fake->started) {
+        jobmanager_stop ();
+        pthread_join (fake->thread, NULL);
+        fake->started = false;
+    }
+    zframe_destroy (&fake->identity);
+    jobmanager_destroy (&fake->jm);
+    config_destroy (&fake->reload);
+    zsock_destroy (&fake->router);
+}
+
+//  The status the job manager reported in its next HEARTBEAT; caller owns
+//  it (json_decref).
+static json_t *
+s_fake_stats (s_fake_t *fake)
+{
+    for (int i = 0; i < 50; i++) {
+        emqp_msg_t *msg = s_test_recv (fake->router, true);
+        if (!msg)
+            return NULL;
+        json_t *stats = msg->command == EMQP_HEARTBEAT && msg->stats
+                      ? json_loads (msg->stats, 0, NULL) : NULL;
+        emqp_msg_destroy (&msg);
+        if (stats)
+            return stats;
+    }
+    return NULL;
+}
+
+static int64_t
+s_stat (json_t *stats, const char *key)
+{
+    return (int64_t) json_integer_value (json_object_get (stats, key));
+}
+
+//  Waits for a HEARTBEAT whose stats have key == value (5 s at most);
+//  other messages are collected into *seen (commands, counted).
+static bool
+s_fake_wait_stat (s_fake_t *fake, const char *key, int64_t value, int *seen)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    while (zclock_mono () < deadline) {
+        emqp_msg_t *msg = s_test_recv_ms (fake->router, true, 500);
+        if (!msg)
+            continue;
+        if (msg->command != EMQP_HEARTBEAT)
+            seen [msg->command]++;
+        json_t *stats = msg->command == EMQP_HEARTBEAT && msg->stats
+                      ? json_loads (msg->stats, 0, NULL) : NULL;
+        emqp_msg_destroy (&msg);
+        bool found = stats && s_stat (stats, key) == value;
+        json_decref (stats);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+//  emq/2 accounting with workers that retire after each job
+//  (max_job_count 1): the DONE counts as the slot, so the replacement's
+//  HELLO brings no READY, and the router's count stays right.
+static void
+s_test_retiring (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    json_t *stats = NULL;
+    const char *settings [] = { "concurrent_jobs", "1", "max_job_count", "1", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
+    char *echo [] = { "/bin/echo", "x", NULL };
+    for (int round = 0; round < 3; round++) {
+        char msgid [32];
+        snprintf (msgid, sizeof msgid, "retire-%d", round);
+        s_test_request (fake.router, fake.identity, msgid, echo, "", 100 + (uint64_t) round);
+        msg = s_test_recv (fake.router, false);
+        S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, msgid));
+        S_CHECK (msg->status == EMQP_STATUS_OK && msg->epoch == 100 + (uint64_t) round);
+        emqp_msg_destroy (&msg);
+        //  The replacement comes up (a new pid, idle) without a READY.
+        int seen [EMQP_COMMAND_COUNT] = { 0 };
+        S_CHECK (s_fake_wait_stat (&fake, "idle_workers", 1, seen));
+        S_CHECK (seen [EMQP_READY] == 0);
+        msg = s_test_recv_ms (fake.router, false, 300);
+        S_CHECK (msg == NULL);
+    }
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 1);
+    S_CHECK (s_stat (stats, "total_ready_sent") == 1 && s_stat (stats, "total_requests") == 3);
+cleanup:
+    json_decref (stats);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
+//  Prefetch: a job that waits for a worker longer than prefetch_hold_ms
+//  goes back with RETURN (ref, epoch), no READY; a pending job cancelled
+//  or with bad headers ends with DONE only.
+static void
+s_test_hold (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    json_t *stats = NULL;
+    const char *settings [] = { "concurrent_jobs", "1", "prefetch_hold_ms", "300", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
+    char *sleeper [] = { "/bin/sleep", "3", NULL };
+    char *echo [] = { "/bin/echo", "x", NULL };
+    s_test_request (fake.router, fake.identity, "long", sleeper, "", 1);
+    //  Bad headers: rejected at once, its DONE gives the slot back.
+    s_test_request (fake.router, fake.identity, "bad", echo, "timeout:x", 2);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, "bad"));
+    S_CHECK (msg->status == EMQP_STATUS_REJECTED && msg->epoch == 2);
+    emqp_msg_destroy (&msg);
+    //  Cancelled while pending: DONE cancelled, nothing else.
+    s_test_request (fake.router, fake.identity, "cancel-me", echo, "", 3);
+    msg = emqp_msg_new (EMQP_CANCEL);
+    msg->identity = zframe_dup (fake.identity);
+    msg->ref = strdup ("cancel-me");
+    msg->epoch = 3;
+    emqp_send (&msg, fake.router);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, "cancel-me"));
+    S_CHECK (msg->status == EMQP_STATUS_CANCELLED);
+    emqp_msg_destroy (&msg);
+    //  Held: back after about 300 ms.
+    int64_t sent = zclock_mono ();
+    s_test_request (fake.router, fake.identity, "held", echo, "", 4);
+    msg = s_test_recv (fake.router, false);
+    int64_t waited = zclock_mono () - sent;
+    S_CHECK (msg && msg->command == EMQP_RETURN && streq (msg->ref, "held") && msg->epoch == 4);
+    if (waited < 280 || waited > 1500)
+        TESTUTIL_FAIL_ ("RETURN after %" PRId64 " ms, expected about 300", waited);
+    emqp_msg_destroy (&msg);
+    msg = s_test_recv_ms (fake.router, false, 300);
+    S_CHECK (msg == NULL);
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "total_returned") == 1);
+    S_CHECK (s_stat (stats, "queued_locally") == 0 && s_stat (stats, "slots_announced") == 0);
+    S_CHECK (s_stat (stats, "total_ready_sent") == 1);
+    json_decref (stats);
+    stats = NULL;
+    //  Two held at once: both back, oldest first; then the long job ends
+    //  with its DONE and no READY.
+    s_test_request (fake.router, fake.identity, "held-2", echo, "", 5);
+    zclock_sleep (50);
+    s_test_request (fake.router, fake.identity, "held-3", echo, "", 6);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_RETURN && streq (msg->ref, "held-2"));
+    emqp_msg_destroy (&msg);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_RETURN && streq (msg->ref, "held-3"));
+    emqp_msg_destroy (&msg);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, "long"));
+    emqp_msg_destroy (&msg);
+    msg = s_test_recv_ms (fake.router, false, 300);
+    S_CHECK (msg == NULL);
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 1 && s_stat (stats, "idle_workers") == 1);
+cleanup:
+    json_decref (stats);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
+//  Outcomes kept across a reconnect: after the new ACK the flushed DONE
+//  counts as a slot, so only the rest is announced with READY. A pending
+//  job from the old connection is not returned.
+static void
+s_test_reconnect (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    json_t *stats = NULL;
+    const char *settings [] = { "concurrent_jobs", "2", "prefetch_hold_ms", "100", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 2, verbose) == 0);
+    char *nap [] = { "/bin/sleep", "0.5", NULL };
+    char *echo [] = { "/bin/echo", "x", NULL };
+    s_test_request (fake.router, fake.identity, "nap-1", nap, "", 11);
+    s_test_request (fake.router, fake.identity, "nap-2", nap, "", 12);
+    s_test_request (fake.router, fake.identity, "queued", echo, "", 13);
+    s_test_simple (fake.router, fake.identity, EMQP_KBYE, NULL);
+    //  A new identity registers; its DONEs wait for our ACK.
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_INFORM && streq (msg->agent, "emq/2"));
+    S_CHECK (!zframe_eq (msg->identity, fake.identity));
+    zframe_destroy (&fake.identity);
+    fake.identity = zframe_dup (msg->identity);
+    char inform_id [64];
+    snprintf (inform_id, sizeof inform_id, "%s", msg->msgid);
+    emqp_msg_destroy (&msg);
+    //  nap-1 and nap-2 end, queued runs and ends: three outcomes kept. No
+    //  RETURN of queued although it waited past the hold.
+    zclock_sleep (900);
+    msg = s_test_recv_ms (fake.router, false, 100);
+    S_CHECK (msg == NULL || msg->command == EMQP_INFORM);     // INFORM again is fine
+    if (msg) {
+        snprintf (inform_id, sizeof inform_id, "%s", msg->msgid);
+        emqp_msg_destroy (&msg);
+    }
+    s_test_simple (fake.router, fake.identity, EMQP_ACK, inform_id);
+    int done = 0, ready = 0;
+    while (done < 3 && (msg = s_test_recv_ms (fake.router, false, 500))) {
+        done += msg->command == EMQP_DONE;
+        ready += msg->command == EMQP_READY;
+        S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_READY);
+        if (msg->command == EMQP_DONE)
+            S_CHECK (ready == 0);   // outcomes first
+        emqp_msg_destroy (&msg);
+    }
+    //  2 idle workers - 3 DONEs: nothing to announce, and one slot too
+    //  many counted (queued's DONE, a job this registration never sent):
+    //  the job manager registers again to reset the router's count.
+    S_CHECK (done == 3 && ready == 0);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_INFORM && zframe_eq (msg->identity, fake.identity));
+    s_test_simple (fake.router, fake.identity, EMQP_ACK, msg->msgid);
+    emqp_msg_destroy (&msg);
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_recv (fake.router, false);
+        S_CHECK (msg && msg->command == EMQP_READY);
+        emqp_msg_destroy (&msg);
+    }
+    msg = s_test_recv_ms (fake.router, false, 300);
+    S_CHECK (msg == NULL);
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 2 && s_stat (stats, "idle_workers") == 2);
+    S_CHECK (s_stat (stats, "total_returned") == 0);
+cleanup:
+    json_decref (stats);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
+//  SIGHUP shrinks the pool while both workers are busy: both DONEs count,
+//  one worker leaves without a replacement, so the job manager registers
+//  again (same identity) and announces what it has.
+static void
+s_test_shrink (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    json_t *stats = NULL;
+    const char *settings [] = { "concurrent_jobs", "2", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 2, verbose) == 0);
+    char *nap [] = { "/bin/sleep", "0.4", NULL };
+    s_test_request (fake.router, fake.identity, "nap-1", nap, "", 21);
+    s_test_request (fake.router, fake.identity, "nap-2", nap, "", 22);
+    const char *smaller [] = { "concurrent_jobs", "1", NULL };
+    fake.reload = s_fake_config (atoi (strrchr (zsock_endpoint (fake.router), ':') + 1),
+                                 smaller, verbose);
+    S_CHECK (fake.reload);
+    zclock_sleep (100);
+    S_CHECK (kill (getpid (), SIGHUP) == 0);
+    //  Both DONEs, and an INFORM (same identity) after the first; after our
+    //  ACK the router must have been told of exactly one free slot: the
+    //  DONE sent after the ACK, or else one READY.
+    int done = 0, informs = 0, counted = 0;
+    while ((msg = s_test_recv_ms (fake.router, false, 600))) {
+        S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_INFORM
+              || msg->command == EMQP_READY);
+        done += msg->command == EMQP_DONE;
+        if (informs && msg->command != EMQP_INFORM)
+            counted++;
+        if (msg->command == EMQP_INFORM) {
+            S_CHECK (zframe_eq (msg->identity, fake.identity));
+            s_test_simple (fake.router, fake.identity, EMQP_ACK, msg->msgid);
+            informs++;
+        }
+        emqp_msg_destroy (&msg);
+    }
+    S_CHECK (done == 2 && informs == 1 && counted == 1);
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 1);
+    S_CHECK (s_stat (stats, "workers") == 1 && s_stat (stats, "idle_workers") == 1);
+cleanup:
+    json_decref (stats);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
 void
 jobmanager_test (bool verbose)
 {
@@ -1513,48 +2040,22 @@ jobmanager_test (bool verbose)
     CHECK (s_check_queues ("{}", err, sizeof err) == -1);
     CHECK (s_check_queues ("[", err, sizeof err) == -1);
 
-    zsock_t *router = zsock_new (ZMQ_ROUTER);
-    jobmanager_t *jm = NULL;
-    zframe_t *identity = NULL;
+    s_fake_t fake;
     emqp_msg_t *msg = NULL;
-    pthread_t thread;
-    bool started = false;
-    s_runner_t runner = { 0 };
-    int port = zsock_bind (router, "tcp://127.0.0.1:*");
-    S_CHECK (port > 0);
+    S_CHECK (s_fake_start (&fake, NULL, 0, verbose) == 0);
+    zsock_t *router = fake.router;
+    zframe_t *identity = fake.identity;
 
-    config_t *config = config_new ();
-    S_CHECK (config);
-    char addr [64];
-    snprintf (addr, sizeof addr, "tcp://127.0.0.1:%d", port);
-    S_CHECK (config_set (config, "backend_addr", addr, err, sizeof err) == 0);
-    S_CHECK (config_set (config, "concurrent_jobs", "2", err, sizeof err) == 0);
-    S_CHECK (config_set (config, "heartbeat_interval", "0.2", err, sizeof err) == 0);
-    S_CHECK (config_set (config, "heartbeat_timeout", "0.5", err, sizeof err) == 0);
-    S_CHECK (config_set (config, "exec_allow", "/bin/*", err, sizeof err) == 0);
-    S_CHECK (config_set (config, "kill_grace_period", "5", err, sizeof err) == 0);
-    S_CHECK (config_set (config, "log_level", verbose ? "debug" : "error", err, sizeof err) == 0);
-    jm = jobmanager_new (&config, err, sizeof err);
-    S_CHECK (jm && !config);
-    runner.jm = jm;
-    S_CHECK (pthread_create (&thread, NULL, s_runner, &runner) == 0);
-    started = true;
-
-    //  INFORM with our extension, ACK, then one READY per worker.
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_INFORM);
-    S_CHECK (streq (msg->peer_type, "worker") && msg->agent && streq (msg->agent, "emq/1"));
-    S_CHECK (streq (msg->queues, "[[10,\"default\"]]"));
-    identity = zframe_dup (msg->identity);
-    s_test_simple (router, identity, EMQP_ACK, msg->msgid);
-    emqp_msg_destroy (&msg);
+    //  INFORM had our extension (s_fake_start checked emq/2); then one
+    //  READY per worker.
     for (int i = 0; i < 2; i++) {
         msg = s_test_recv (router, false);
         S_CHECK (msg && msg->command == EMQP_READY);
         emqp_msg_destroy (&msg);
     }
 
-    //  An exec job: DONE ok with stdout, the epoch echoed, then READY.
+    //  An exec job: DONE ok with stdout, the epoch echoed. The DONE is the
+    //  slot: no READY follows.
     char *echo [] = { "/bin/echo", "hi", NULL };
     s_test_request (router, identity, "job-1", echo, "", 7);
     msg = s_test_recv (router, false);
@@ -1564,9 +2065,8 @@ jobmanager_test (bool verbose)
           && memcmp (zframe_data (msg->payload) + 2, "hi\n", 3) == 0);
     S_CHECK (msg->usage && strstr (msg->usage, "wall_us="));
     emqp_msg_destroy (&msg);
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_READY);
-    emqp_msg_destroy (&msg);
+    msg = s_test_recv_ms (router, false, 300);
+    S_CHECK (msg == NULL);
 
     //  A heartbeat carries the status.
     msg = s_test_recv (router, true);
@@ -1576,10 +2076,12 @@ jobmanager_test (bool verbose)
     }
     S_CHECK (msg && msg->stats && strstr (msg->stats, "\"total_requests\":1"));
     S_CHECK (strstr (msg->stats, "pid_distribution"));
+    S_CHECK (strstr (msg->stats, "\"slots_announced\":2"));
     emqp_msg_destroy (&msg);
 
     //  A job past its timeout: DONE timeout; its worker is replaced on the
-    //  next router HEARTBEAT, whose READY follows.
+    //  next router HEARTBEAT, and that worker's HELLO brings no READY (the
+    //  DONE already counted).
     char *sleeper [] = { "/bin/sleep", "30", NULL };
     s_test_request (router, identity, "job-2", sleeper, "timeout:1", 8);
     msg = s_test_recv (router, false);
@@ -1589,45 +2091,53 @@ jobmanager_test (bool verbose)
     emqp_msg_destroy (&msg);
     zclock_sleep (200);
     s_test_simple (router, identity, EMQP_HEARTBEAT, NULL);
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_READY);
-    emqp_msg_destroy (&msg);
+    int seen [EMQP_COMMAND_COUNT] = { 0 };
+    S_CHECK (s_fake_wait_stat (&fake, "idle_workers", 2, seen));
+    S_CHECK (seen [EMQP_READY] == 0);
 
-    //  A job that is not allowed is rejected, and the slot comes back.
+    //  A job that is not allowed is rejected by the worker: DONE only.
     char *cat [] = { "/usr/bin/cat", NULL };
     s_test_request (router, identity, "job-3", cat, "", 9);
     msg = s_test_recv (router, false);
     S_CHECK (msg && msg->command == EMQP_DONE && msg->status == EMQP_STATUS_REJECTED);
     emqp_msg_destroy (&msg);
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_READY);
-    emqp_msg_destroy (&msg);
+    msg = s_test_recv_ms (router, false, 300);
+    S_CHECK (msg == NULL);
 
-    //  Graceful stop with a job running: it finishes, then KBYE.
+    //  Graceful stop with a job running: it finishes, then KBYE; a job that
+    //  arrives meanwhile is not started (the router requeues it).
     char *short_sleep [] = { "/bin/sleep", "0.3", NULL };
     s_test_request (router, identity, "job-4", short_sleep, "", 10);
     zclock_sleep (50);
     jobmanager_stop ();
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, "job-4"));
-    S_CHECK (msg->status == EMQP_STATUS_OK);
+    zclock_sleep (50);
+    s_test_request (router, identity, "job-5", echo, "", 11);
+    //  job-5 waits, and goes back after the hold (RETURN), or is left to
+    //  the router's requeue when we leave.
+    bool job_4_done = false;
+    while ((msg = s_test_recv (router, false)) && msg->command != EMQP_KBYE) {
+        S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_RETURN);
+        if (msg->command == EMQP_DONE) {
+            S_CHECK (streq (msg->ref, "job-4") && msg->status == EMQP_STATUS_OK);
+            job_4_done = true;
+        }
+        else
+            S_CHECK (streq (msg->ref, "job-5"));
+        emqp_msg_destroy (&msg);
+    }
+    S_CHECK (msg && msg->command == EMQP_KBYE && job_4_done);
     emqp_msg_destroy (&msg);
-    msg = s_test_recv (router, false);
-    S_CHECK (msg && msg->command == EMQP_KBYE);
-    emqp_msg_destroy (&msg);
-    pthread_join (thread, NULL);
-    started = false;
-    CHECK (runner.rc == 0);
+    pthread_join (fake.thread, NULL);
+    fake.started = false;
+    CHECK (fake.runner.rc == 0);
 
 cleanup:
-    if (started) {
-        jobmanager_stop ();
-        pthread_join (thread, NULL);
-    }
     emqp_msg_destroy (&msg);
-    zframe_destroy (&identity);
-    jobmanager_destroy (&jm);
-    zsock_destroy (&router);
+    s_fake_stop (&fake);
+    s_test_retiring (verbose);
+    s_test_hold (verbose);
+    s_test_reconnect (verbose);
+    s_test_shrink (verbose);
     if (verbose)
         printf ("OK\n");
 }
