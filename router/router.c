@@ -1707,7 +1707,7 @@ s_test_done (const char *ref, uint64_t epoch, emqp_status_t status, const char *
 }
 
 static zsock_t *
-s_test_jm (const char *backend, const char *identity, bool emq, const char *queues)
+s_test_jm (const char *backend, const char *identity, const char *agent, const char *queues)
 {
     zsock_t *jm = zsock_new (ZMQ_DEALER);
     zsock_set_identity (jm, identity);
@@ -1716,13 +1716,104 @@ s_test_jm (const char *backend, const char *identity, bool emq, const char *queu
     inform->msgid = strdup ("inform-1");
     inform->queues = strdup (queues);
     inform->peer_type = strdup ("worker");
-    inform->agent = emq ? strdup ("emq/1") : NULL;
+    inform->agent = agent ? strdup (agent) : NULL;
     s_test_send (jm, inform);
     emqp_msg_t *ack = s_test_expect (jm, EMQP_ACK);
     CHECK (ack != NULL);
     CHECK_STREQ (ack ? ack->ref : NULL, "inform-1");
     emqp_msg_destroy (&ack);
     return jm;
+}
+
+static uint64_t
+s_test_expect_job (zsock_t *jm, const char *msgid, uint32_t attempt)
+{
+    emqp_msg_t *msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, msgid);
+    CHECK_EQ (msg ? msg->attempt : 0, attempt);
+    uint64_t epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+    return epoch;
+}
+
+//  emq/2 job managers: a DONE frees the slot (no READY); RETURN gives back
+//  an unstarted prefetched job, which then waits for a free slot.
+static void
+s_test_emq2 (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test2-frontend",
+        .backend = "inproc://router-test2-backend",
+        .admin = "inproc://router-test2-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+        .prefetch = 1,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq2", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "a", "b", "c" };
+    for (int i = 0; i < 3; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        CHECK_STREQ (ack ? ack->ref : NULL, ids[i]);
+        emqp_msg_destroy (&ack);
+    }
+    //  One READY: one job for the slot, one prefetched, no more.
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    uint64_t epoch_a = s_test_expect_job (jm, "a", 1);
+    uint64_t epoch_b = s_test_expect_job (jm, "b", 1);
+    emqp_msg_t *msg = s_test_recv (jm, 200);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  b comes back unstarted: it waits at the head for a free slot; c,
+    //  behind it, is not prefetched past it.
+    emqp_msg_t *ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("b");
+    ret->epoch = epoch_b;
+    s_test_send (jm, ret);
+    msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  a's DONE frees its slot: b runs there, still as attempt 1, and c is
+    //  prefetched again.
+    s_test_send (jm, s_test_done ("a", epoch_a, EMQP_STATUS_OK, "A"));
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "a");
+    emqp_msg_destroy (&msg);
+    epoch_b = s_test_expect_job (jm, "b", 1);
+    uint64_t epoch_c = s_test_expect_job (jm, "c", 1);
+    s_test_send (jm, s_test_done ("b", epoch_b, EMQP_STATUS_OK, "B"));
+    s_test_send (jm, s_test_done ("c", epoch_c, EMQP_STATUS_OK, "C"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && (streq (msg->ref, "b") || streq (msg->ref, "c")));
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    //  A RETURN for a job that is not running there changes nothing.
+    ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("c");
+    ret->epoch = epoch_c;
+    s_test_send (jm, ret);
+
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye2");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye2");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
 }
 
 void
@@ -1748,7 +1839,7 @@ router_test (bool verbose)
     CHECK (actor != NULL);
     zsock_t *client = zsock_new_dealer (settings.frontend);
     zsock_t *admin = zsock_new_dealer (settings.admin);
-    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", true, "[[10, \"default\"]]");
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", "emq/1", "[[10, \"default\"]]");
 
     //  Submit, get ACK; READY brings the job with epoch and attempt.
     s_test_send (client, s_test_request ("job-1", "default", "reply-requested"));
@@ -1877,7 +1968,7 @@ router_test (bool verbose)
     msg = s_test_expect (jm, EMQP_REQUEST);
     CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
     emqp_msg_destroy (&msg);
-    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", false, "[[10, \"default\"]]");
+    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", NULL, "[[10, \"default\"]]");
     s_test_send (legacy, emqp_msg_new (EMQP_READY));
     s_test_send (jm, emqp_msg_new (EMQP_KBYE));
     msg = s_test_expect (legacy, EMQP_REQUEST);
@@ -1927,6 +2018,8 @@ router_test (bool verbose)
     zsock_destroy (&admin);
     zsock_destroy (&client);
     zactor_destroy (&actor);
+
+    s_test_emq2 ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");
