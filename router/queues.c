@@ -129,6 +129,14 @@ job_client (const job_t *job)
     return job->origin->client;
 }
 
+uint64_t
+job_epoch (const job_t *job)
+{
+    if (job->state != JOB_QUEUED)
+        return job->epoch;
+    return job->more ? job->more->prior_epoch : 0;
+}
+
 job_more_t *
 job_more (job_t *job)
 {
@@ -312,7 +320,7 @@ queues_new (size_t hwm)
     queues_t *self = calloc (1, sizeof (queues_t));
     if (!self)
         return NULL;
-    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT | CK_HS_MODE_DELETE,
+    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT,
                      s_job_hash, s_job_equal, &s_hs_allocator, S_INDEX_INITIAL,
                      (unsigned long) zclock_time ())) {
         free (self);
@@ -480,10 +488,25 @@ queues_compact (queues_t *self)
 //  --------------------------------------------------------------------------
 //  Waiting lists
 
+//  The link takes the place of peer and epoch: the epoch is kept aside.
+static void
+s_enter_queue (job_t *job)
+{
+    assert (job->state != JOB_QUEUED);
+    assert (!job->peer);
+    if (job->epoch) {
+        job_more_t *more = job_more (job);
+        if (more)
+            more->prior_epoch = job->epoch;
+        //  else: out of memory; a DONE of the old dispatch is then taken
+        //  for stale and the job runs again (at-least-once).
+    }
+}
+
 void
 queue_push (queue_t *self, job_t *job, int64_t now_ms)
 {
-    assert (job->state != JOB_QUEUED);
+    s_enter_queue (job);
     job->state = JOB_QUEUED;
     job->queued_at = (uint32_t) now_ms;
     TAILQ_INSERT_TAIL (&self->waiting, job, link);
@@ -493,7 +516,7 @@ queue_push (queue_t *self, job_t *job, int64_t now_ms)
 void
 queue_push_front (queue_t *self, job_t *job, int64_t now_ms)
 {
-    assert (job->state != JOB_QUEUED);
+    s_enter_queue (job);
     job->state = JOB_QUEUED;
     job->queued_at = (uint32_t) now_ms;
     TAILQ_INSERT_HEAD (&self->waiting, job, link);
@@ -523,6 +546,8 @@ queue_unlink (queue_t *self, job_t *job)
     TAILQ_REMOVE (&self->waiting, job, link);
     self->waiting_count--;
     //  Out of the list; the caller gives it its next state.
+    job->peer = NULL;
+    job->epoch = job->more ? job->more->prior_epoch : 0;
     job->state = JOB_PENDING;
 }
 

@@ -39,6 +39,8 @@ typedef struct {
                             // and delayed)
     void *scheduled_handle; // handle in the router's scheduled list
     zlistx_t *watchers;     // zframe_t * routing ids that FETCHed it, or NULL
+    uint64_t prior_epoch;   // while JOB_QUEUED: the epoch it had (a DONE of
+                            // that dispatch still ends it), see job_epoch
     //  Its outcome, while JOB_ENDED (the store's commit of it pending).
     int end_state;          // store_state_t
     int end_status;         // emqp_status_t
@@ -54,17 +56,23 @@ typedef struct {
 #define JOB_MSGID_UUID 4        // msgid is a canonical UUID kept as 16 bytes
 
 //  A job record: one allocation holding the record, its msgid and its
-//  payload (a queued 64-byte job with a UUID msgid is 176 bytes of heap).
+//  payload (a queued 64-byte job with a UUID msgid is 160 bytes of heap).
 //  Read the msgid with job_msgid and the payload with job_payload.
 typedef struct job_t job_t;
 struct job_t {
-    TAILQ_ENTRY (job_t) link;   // its queue's waiting list, while JOB_QUEUED
+    //  A queued job is linked in its waiting list; any other has a dispatch
+    //  epoch and maybe a job manager (queue_push/queue_unlink switch them).
+    union {
+        TAILQ_ENTRY (job_t) link;   // while JOB_QUEUED
+        struct {
+            peer_t *peer;   // borrowed; the job manager running it, or NULL
+            uint64_t epoch; // fencing token of the latest dispatch
+        };
+    };
     int64_t row;            // the job's key in the store (0: none)
-    uint64_t epoch;         // fencing token of the latest dispatch
     queue_t *queue;         // borrowed; its name is the queue frame
     queues_origin_t *origin;    // headers and submitter (interned: shared by
                                 // the jobs of one client with equal headers)
-    peer_t *peer;           // borrowed; the job manager running it
     job_more_t *more;       // or NULL
     uint32_t attempt;       // dispatches so far
     uint32_t retries_left;
@@ -91,6 +99,8 @@ const char *job_headers (const job_t *job);
 const headers_t *job_parsed (const job_t *job);
 //  The submitter's routing id, or NULL (e.g. after a router restart).
 zframe_t *job_client (const job_t *job);
+//  The epoch of the job's latest dispatch, whatever its state (0: none).
+uint64_t job_epoch (const job_t *job);
 //  The job's optional part, allocated on first use; NULL if out of memory.
 job_more_t *job_more (job_t *job);
 static inline bool

@@ -865,9 +865,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     //  A job that was running when the router last stopped came back
     //  queued with its epoch: the DONE of that dispatch ends it, rather than
     //  running it again.
-    if (!legacy && job->state == JOB_QUEUED && job->epoch && msg->epoch == job->epoch) {
+    if (!legacy && job->state == JOB_QUEUED && job_epoch (job) && msg->epoch == job_epoch (job)) {
         log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
-                  PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job->epoch);
+                  PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
         queue_unlink (job->queue, job);
         job->state = JOB_RUNNING;
         job->queue->inflight++;         // s_job_detach takes it back
@@ -877,7 +877,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     ||  (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
                      "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
-                     JOB_MSGID (job), msg->epoch, job->epoch,
+                     JOB_MSGID (job), msg->epoch, job_epoch (job),
                      job->state == JOB_RUNNING ? "running" : "queued");
         return;
     }
