@@ -1032,6 +1032,60 @@ test_jm_sigterm (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  Bounded prefetch: a job prefetched to a job manager whose only worker
+//  runs a long job comes back (RETURN) after prefetch_hold_ms and runs on
+//  another job manager, long before the long job ends.
+
+static void
+test_prefetch_return (h_test_t *t)
+{
+    h_router (t, "router", "--prefetch", "1", NULL);
+    h_jm (t, "busy", DEFAULT_Q, 1, "--prefetch-hold-ms", "200", NULL);
+    CHECK_WAIT (h_jm_has_slots (t, "busy", 1), 5000);
+    emq_client_t *client = s_client (t);
+    char warm[37], sleeper[37], quick[37];
+    h_submit_run (client, NULL, "upper", "\"warm\"", 0, warm);
+    free (s_expect_ok (t, client, warm, 10000));
+    h_submit_run (client, NULL, "sleep", "6", 0, sleeper);
+    CHECK_WAIT (h_jm_job_pid (t, "busy", sleeper) > 0, 3000);
+    //  No free slot anywhere: the quick job is prefetched to busy, where it
+    //  waits; after 200 ms it comes back.
+    int64_t submitted = h_now_ms ();
+    h_submit_run (client, NULL, "upper", "\"quick\"", 0, quick);
+    int64_t returned_ms = -1;
+    long long max_inflight = 0;
+    while (h_now_ms () - submitted < h_ms (3000)) {
+        json_t *info = h_jm_info (t, "busy", NULL);
+        long long inflight = h_jint (info, -1, "inflight", NULL);
+        json_decref (info);
+        max_inflight = inflight > max_inflight ? inflight : max_inflight;
+        if (max_inflight == 2 && inflight == 1) {
+            returned_ms = h_now_ms () - submitted;
+            break;
+        }
+        h_nap ();
+    }
+    CHECK_MSG (max_inflight == 2, "the quick job was never prefetched to busy (max %lld)",
+               max_inflight);
+    CHECK_MSG (returned_ms >= 0, "busy did not return the quick job within %d ms",
+               h_ms (3000));
+    h_log (t, "quick job returned %lld ms after its submission", (long long) returned_ms);
+    CHECK_INT (returned_ms, >=, 150);
+    CHECK_INT (returned_ms, <, h_ms (1500));
+    //  It is not prefetched again to busy: it waits for a free slot, which
+    //  a second job manager brings.
+    h_jm (t, "spare", DEFAULT_Q, 1, NULL);
+    free (s_expect_ok (t, client, quick, 10000));
+    CHECK_INT (h_now_ms () - submitted, <, h_ms (5000));   // before the sleeper ends
+    CHECK_WAIT (s_jm_processed (t, "spare") == 1, 3000);
+    CHECK_WAIT (s_jm_stat (t, "busy", "total_returned") == 1, 3000);
+    CHECK_INT (s_jm_processed (t, "busy"), ==, 1);        // only the warm-up so far
+    free (s_expect_ok (t, client, sleeper, 15000));
+    CHECK_WAIT (s_jm_processed (t, "busy") == 2, 3000);
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
 //  13. max_job_count recycles workers
 
 static void
@@ -1740,6 +1794,8 @@ static const h_testdef_t s_tests[] = {
     { "disconnect", test_disconnect, "DISCONNECT refused on frontend, obeyed on admin" },
     { "jm_sigterm", test_jm_sigterm, "SIGTERM: running jobs finish, jm exits 0" },
     { "max_job_count", test_max_job_count, "workers recycled after max_job_count jobs" },
+    { "prefetch_return", test_prefetch_return,
+      "a prefetched job held behind a long one is returned and runs elsewhere" },
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
     { "router_restart", test_router_restart, "job manager and client reconnect" },
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
