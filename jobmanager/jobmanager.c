@@ -418,10 +418,11 @@ s_log_status (jobmanager_t *self)
     char *distribution = json_dumps (json_object_get (status, "pid_distribution"),
                                      JSON_COMPACT);
     log_info ("jobmanager %s: status jobs_in_flight=%s pid_distribution=%s "
-              "total_requests=%" PRIu64 " total_ready_sent=%" PRIu64
-              " workers=%zu idle=%zu queued_locally=%zu", s_id (self),
+              "total_requests=%" PRIu64 " total_ready_sent=%" PRIu64 " total_returned=%"
+              PRIu64 " workers=%zu idle=%zu queued_locally=%zu", s_id (self),
               in_flight ? in_flight : "?", distribution ? distribution : "?",
-              self->total_requests, self->total_ready_sent, pool_live (self->pool),
+              self->total_requests, self->total_ready_sent, self->total_returned,
+              pool_live (self->pool),
               pool_count (self->pool, POOL_IDLE), zlistx_size (self->pending));
     free (in_flight);
     free (distribution);
