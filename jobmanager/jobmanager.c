@@ -321,44 +321,103 @@ s_flush_outbox (jobmanager_t *self)
     }
 }
 
-//  Queues a DONE for job (and sends it if we can). value is the msgpack
-//  result (ok) or error text; the text is made UTF-8-safe.
+//  Writes v in decimal at p; returns the end.
+static char *
+s_put_u64 (char *p, uint64_t v)
+{
+    char digits [20];
+    size_t n = 0;
+    do {
+        digits [n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = digits [--n];
+    return p;
+}
+
+//  Formats "wall_us=N cpu_us=N maxrss_kb=N" into usage (S_USAGE_MAX bytes)
+//  without printf's machinery: this runs once per job.
+#define S_USAGE_MAX 96
+static void
+s_format_usage (char *usage, uint64_t wall_us, uint64_t cpu_us, uint64_t maxrss_kb)
+{
+    char *p = usage;
+    memcpy (p, "wall_us=", 8);
+    p = s_put_u64 (p + 8, wall_us);
+    memcpy (p, " cpu_us=", 8);
+    p = s_put_u64 (p + 8, cpu_us);
+    memcpy (p, " maxrss_kb=", 11);
+    p = s_put_u64 (p + 11, maxrss_kb);
+    *p = 0;
+}
+
+//  Reports job's outcome with DONE: at once when registered and nothing
+//  older waits, else through the outbox (which keeps it until the router
+//  takes it). value is the msgpack result (ok) or the error text, which is
+//  made UTF-8-safe.
 static void
 s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *value,
           size_t value_size, uint64_t wall_us, uint64_t cpu_us, uint64_t maxrss_kb)
 {
+    char usage [S_USAGE_MAX];
+    s_format_usage (usage, wall_us, cpu_us, maxrss_kb);
+    char *text = NULL;
+    if (status != EMQP_STATUS_OK) {
+        text = s_utf8_sanitize (value ? value : "", value ? value_size : 0, &value_size);
+        if (!text) {
+            log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
+                       job->msgid);
+            return;
+        }
+        value = text;
+        char shown [200];
+        log_info ("jobmanager %s: job %s %s: %s", s_id (self), job->msgid,
+                  emqp_status_name (status),
+                  emqp_printable (value, value_size, shown, sizeof shown));
+    }
+    else
+        log_debug ("jobmanager %s: job %s ok %s", s_id (self), job->msgid, usage);
+    if (!value)
+        value = "";
+
+    if (self->state == S_ACTIVE && zlistx_size (self->outbox) == 0) {
+        emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
+        if (msg) {
+            msg->ref = strdup (job->msgid);
+            msg->epoch = job->epoch;
+            msg->status = status;
+            msg->payload = zframe_new (value, value_size);
+            msg->usage = strdup (usage);
+        }
+        if (msg && msg->ref && msg->payload && msg->usage && s_send (self, &msg) == 0) {
+            self->announced++;      // emq/2: the DONE is one free slot
+            free (text);
+            return;
+        }
+        emqp_msg_destroy (&msg);    // (s_send took it; what failed is kept below)
+    }
     s_done_t *done = calloc (1, sizeof *done);
-    char usage [128];
-    snprintf (usage, sizeof usage, "wall_us=%" PRIu64 " cpu_us=%" PRIu64 " maxrss_kb=%" PRIu64,
-              wall_us, cpu_us, maxrss_kb);
     if (done) {
         done->ref = strdup (job->msgid);
         done->epoch = job->epoch;
         done->status = status;
         done->usage = strdup (usage);
-        if (status == EMQP_STATUS_OK) {
-            done->value = malloc (value_size ? value_size : 1);
-            if (done->value && value_size)
-                memcpy (done->value, value, value_size);
-            done->value_size = value_size;
+        if (text) {
+            done->value = text;
+            text = NULL;
         }
         else
-            done->value = s_utf8_sanitize (value ? value : "", value ? value_size : 0,
-                                           &done->value_size);
+        if ((done->value = malloc (value_size ? value_size : 1)) && value_size)
+            memcpy (done->value, value, value_size);
+        done->value_size = value_size;
     }
+    free (text);
     if (!done || !done->ref || !done->usage || !done->value) {
         void *item = done;
         s_done_destructor (&item);
         log_error ("jobmanager %s: out of memory reporting job %s", s_id (self), job->msgid);
         return;
-    }
-    if (status == EMQP_STATUS_OK)
-        log_debug ("jobmanager %s: job %s ok %s", s_id (self), job->msgid, usage);
-    else {
-        char shown [200];
-        log_info ("jobmanager %s: job %s %s: %s", s_id (self), job->msgid,
-                  emqp_status_name (status),
-                  emqp_printable (done->value, done->value_size, shown, sizeof shown));
     }
     zlistx_add_end (self->outbox, done);
     s_flush_outbox (self);
@@ -572,10 +631,15 @@ s_on_hello (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *hello)
 static void
 s_read_worker (jobmanager_t *self, pool_worker_t *worker)
 {
-    for (int count = 0; count < 16 && worker->fd >= 0; count++) {
+    //  Reads once per wake-up (until a whole message is in, for a large
+    //  one), then takes what that read brought: reading again would only
+    //  say EAGAIN, and the loop calls us again when there is more. Nothing
+    //  buffered may stay behind: no wake-up would come for it.
+    for (bool first = true; worker->fd >= 0; first = false) {
         wire_msg_t *msg = NULL;
         char err [512];
-        int rc = pool_recv (self->pool, worker, &msg, err, sizeof err);
+        int rc = first ? pool_recv (self->pool, worker, &msg, err, sizeof err)
+                       : pool_recv_buffered (self->pool, worker, &msg, err, sizeof err);
         if (rc == 0)
             break;
         if (rc < 0) {
@@ -681,19 +745,19 @@ s_replenish (jobmanager_t *self)
 static int
 s_start (jobmanager_t *self, s_job_t *job, pool_worker_t *worker)
 {
-    wire_msg_t *msg = wire_msg_new (WIRE_JOB);
-    if (!msg)
-        return -1;
-    msg->msgid = strdup (job->msgid);
-    msg->queue = strdup (job->queue);
-    msg->attempt = job->attempt;
-    msg->timeout_s = job->timeout_s;
+    //  The message only borrows the job's fields: it is encoded and written
+    //  here, never destroyed. (An empty payload still needs a pointer.)
+    size_t payload_size = zframe_size (job->payload);
+    wire_msg_t msg = {
+        .type = WIRE_JOB, .msgid = job->msgid, .queue = job->queue,
+        .attempt = job->attempt, .timeout_s = job->timeout_s,
+        .payload = payload_size ? (char *) zframe_data (job->payload) : (char *) "",
+        .payload_size = payload_size
+    };
     int rc = -1;
-    if (msg->msgid && msg->queue
-    &&  wire_msg_set_bytes (&msg->payload, &msg->payload_size, zframe_data (job->payload),
-                            zframe_size (job->payload)) == 0) {
-        job->handle = zlistx_add_end (self->running, job);
-        if (pool_send_job (self->pool, worker, msg, job) == 0) {
+    job->handle = zlistx_add_end (self->running, job);
+    if (job->handle) {
+        if (pool_send_job (self->pool, worker, &msg, job) == 0) {
             job->pid = worker->pid;
             job->started_ms = s_now_ms ();
             job->started_ts = zclock_time () / 1000.0;
@@ -711,7 +775,6 @@ s_start (jobmanager_t *self, s_job_t *job, pool_worker_t *worker)
             s_worker_broken (self, worker, reason);
         }
     }
-    wire_msg_destroy (&msg);
     return rc;
 }
 
@@ -2036,6 +2099,9 @@ jobmanager_test (bool verbose)
     char *clean = s_utf8_sanitize ("ok\xff\xc3\xa9\xed\xa0\x80", 8, &size);
     CHECK (clean && streq (clean, "ok\xEF\xBF\xBD\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"));
     free (clean);
+    char usage [S_USAGE_MAX];
+    s_format_usage (usage, 0, 12, UINT64_MAX);
+    CHECK_STREQ (usage, "wall_us=0 cpu_us=12 maxrss_kb=18446744073709551615");
     CHECK (s_check_queues ("[[10,\"default\"],[5,\"b\"]]", err, sizeof err) == 0);
     CHECK (s_check_queues ("[[10]]", err, sizeof err) == -1);
     CHECK (s_check_queues ("{}", err, sizeof err) == -1);

@@ -41,6 +41,7 @@ struct pool_t {
     s_count_t *counts;          // pid distribution
     size_t counts_size;
     size_t counts_capacity;
+    msgpack_sbuffer scratch;    // encodes each JOB message, reused
 };
 
 static const char *s_state_names [] = { "starting", "idle", "busy", "gone" };
@@ -61,6 +62,7 @@ pool_new (pool_child_fn *child, void *arg)
     self->child = child;
     self->arg = arg;
     self->generation = 1;
+    msgpack_sbuffer_init (&self->scratch);
     return self;
 }
 
@@ -89,6 +91,7 @@ pool_destroy (pool_t **self_p)
     }
     free (self->workers);
     free (self->counts);
+    msgpack_sbuffer_destroy (&self->scratch);
     free (self);
     *self_p = NULL;
 }
@@ -294,7 +297,7 @@ pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_msg, v
 {
     assert (self && worker && job_msg);
     assert (worker->state == POOL_IDLE);
-    if (wire_write (worker->fd, job_msg))
+    if (wire_send (worker->fd, job_msg, &self->scratch))
         return -1;
     worker->state = POOL_BUSY;
     worker->job = job;
@@ -310,6 +313,14 @@ pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err, s
         return -1;
     }
     return wire_reader_recv (worker->reader, worker->fd, msg_p, err, errlen);
+}
+
+int
+pool_recv_buffered (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err,
+                    size_t errlen)
+{
+    assert (self && worker);
+    return wire_reader_next (worker->reader, msg_p, err, errlen);
 }
 
 void

@@ -93,6 +93,10 @@ int pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_ms
 //  Reads from a worker without blocking; see wire_reader_recv for returns.
 int pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p,
                char *err, size_t errlen);
+//  The next message the last pool_recv already read, if whole; no system
+//  call. See wire_reader_next for returns.
+int pool_recv_buffered (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p,
+                        char *err, size_t errlen);
 
 //  Records a finished job for the worker (jobs_done, pid distribution),
 //  clears its job and makes it IDLE.

@@ -1,7 +1,10 @@
 /*  plugin — `run` jobs. See plugin.h.
 
-    The cache is a short list (a worker loads a handful of libraries), keyed
-    by the library's real path so two names for one file share one handle.
+    The cache is a short list (a worker loads a handful of libraries), one
+    entry per library name a job gave. A name is resolved (and checked to
+    stay inside the plugin dirs) the first time only: the worker keeps what
+    it loaded then, as it keeps the handle, so later jobs cost no system
+    call. Two names for one file get one dlopen reference each.
 */
 #include "plugin.h"
 #include "tests/testutil.h"
@@ -17,6 +20,7 @@
 #include <unistd.h>
 
 typedef struct s_library_t {
+    char *name;                 // the name jobs use
     char *path;                 // real path
     void *handle;               // from dlopen
     struct s_library_t *next;
@@ -50,6 +54,7 @@ plugin_cache_destroy (plugin_cache_t **self_p)
         s_library_t *library = self->libraries;
         self->libraries = library->next;
         dlclose (library->handle);
+        free (library->name);
         free (library->path);
         free (library);
     }
@@ -113,13 +118,13 @@ plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
                char *err, size_t errlen)
 {
     assert (self);
-    char path [PATH_MAX];
-    if (plugin_resolve (self->dirs, self->dir_count, library, path, sizeof path,
-                        err, errlen))
-        return NULL;
     s_library_t *entry = self->libraries;
-    while (entry && !streq (entry->path, path))
+    while (entry && library && !streq (entry->name, library))
         entry = entry->next;
+    char path [PATH_MAX];
+    if (!entry && plugin_resolve (self->dirs, self->dir_count, library, path, sizeof path,
+                                  err, errlen))
+        return NULL;
     if (!entry) {
         void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
         if (!handle) {
@@ -128,7 +133,9 @@ plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
             return NULL;
         }
         entry = calloc (1, sizeof *entry);
-        if (!entry || !(entry->path = strdup (path))) {
+        if (!entry || !(entry->path = strdup (path)) || !(entry->name = strdup (library))) {
+            if (entry)
+                free (entry->path);
             free (entry);
             dlclose (handle);
             snprintf (err, errlen, "out of memory");
@@ -339,6 +346,26 @@ plugin_test (bool verbose)
         REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
         wire_msg_destroy (&outcome);
         plugin_cache_destroy (&examples);
+
+        //  A name is resolved once per cache: a copy loaded as "copy.so"
+        //  keeps serving after the file is gone (no lookup per job).
+        char copy [PATH_MAX];
+        snprintf (copy, sizeof copy, "%s/copy.so", dir);
+        FILE *in = fopen (path, "rb"), *out = fopen (copy, "wb");
+        REQUIRE (in && out);
+        char block [4096];
+        size_t n;
+        while ((n = fread (block, 1, sizeof block, in)) > 0)
+            REQUIRE (fwrite (block, 1, n, out) == n);
+        REQUIRE (fclose (in) == 0 && fclose (out) == 0);
+        plugin_cache_t *copies = plugin_cache_new (dirs, 2);
+        void *first = plugin_symbol (copies, "copy.so", "upper", err, sizeof err);
+        REQUIRE (first);
+        REQUIRE (unlink (copy) == 0);
+        REQUIRE (plugin_symbol (copies, "copy.so", "upper", err, sizeof err) == first);
+        REQUIRE (plugin_symbol (copies, "copy.so", "no_such", err, sizeof err) == NULL);
+        REQUIRE (strstr (err, "not found"));
+        plugin_cache_destroy (&copies);
     }
     else
     if (verbose)

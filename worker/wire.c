@@ -273,34 +273,57 @@ fail:
     return NULL;
 }
 
+//  A scratch buffer that grew past this for a large message is given back
+//  after it.
+#define S_SCRATCH_KEPT (256u * 1024)
+
 int
 wire_write (int fd, const wire_msg_t *self)
 {
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
-    if (wire_encode (self, &sbuf)) {
-        msgpack_sbuffer_destroy (&sbuf);
+    int rc = wire_send (fd, self, &sbuf);
+    int saved = errno;
+    msgpack_sbuffer_destroy (&sbuf);
+    errno = saved;
+    return rc;
+}
+
+int
+wire_send (int fd, const wire_msg_t *self, msgpack_sbuffer *sbuf)
+{
+    assert (sbuf);
+    sbuf->size = 0;
+    if (wire_encode (self, sbuf)) {
         errno = EINVAL;
         return -1;
     }
-    struct stat st;
-    bool is_socket = fstat (fd, &st) == 0 && S_ISSOCK (st.st_mode);
+    //  send() so a closed peer is EPIPE, not SIGPIPE; a pipe or file (tests)
+    //  is not a socket: write() then.
+    bool is_socket = true;
     size_t done = 0;
     int rc = 0;
-    while (done < sbuf.size) {
+    while (done < sbuf->size) {
         ssize_t n = is_socket
-                  ? send (fd, sbuf.data + done, sbuf.size - done, MSG_NOSIGNAL)
-                  : write (fd, sbuf.data + done, sbuf.size - done);
+                  ? send (fd, sbuf->data + done, sbuf->size - done, MSG_NOSIGNAL)
+                  : write (fd, sbuf->data + done, sbuf->size - done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == ENOTSOCK && is_socket) {
+                is_socket = false;
+                continue;
+            }
             rc = -1;
             break;
         }
         done += (size_t) n;
     }
     int saved = errno;
-    msgpack_sbuffer_destroy (&sbuf);
+    if (sbuf->alloc > S_SCRATCH_KEPT) {
+        msgpack_sbuffer_destroy (sbuf);
+        msgpack_sbuffer_init (sbuf);
+    }
     errno = saved;
     return rc;
 }
@@ -417,9 +440,19 @@ s_reader_extract (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t err
 }
 
 int
-wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, size_t errlen)
+wire_reader_next (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t errlen)
 {
     assert (self && msg_p);
+    *msg_p = NULL;
+    return s_reader_extract (self, msg_p, err, errlen);
+}
+
+//  Reads into the buffer until a whole message is there: without blocking
+//  (0 when the descriptor has nothing more), or blocking.
+static int
+s_reader_fill (wire_reader_t *self, int fd, bool block, wire_msg_t **msg_p, char *err,
+               size_t errlen)
+{
     *msg_p = NULL;
     int rc = s_reader_extract (self, msg_p, err, errlen);
     if (rc)
@@ -443,7 +476,7 @@ wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, si
             self->capacity = capacity;
         }
         ssize_t n = recv (fd, self->buf + self->size, self->capacity - self->size,
-                          MSG_DONTWAIT);
+                          block ? 0 : MSG_DONTWAIT);
         if (n < 0 && errno == ENOTSOCK)
             n = read (fd, self->buf + self->size, self->capacity - self->size);
         if (n < 0) {
@@ -467,6 +500,20 @@ wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, si
         if (rc)
             return rc;
     }
+}
+
+int
+wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, size_t errlen)
+{
+    assert (self && msg_p);
+    return s_reader_fill (self, fd, false, msg_p, err, errlen);
+}
+
+int
+wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, size_t errlen)
+{
+    assert (self && msg_p);
+    return s_reader_fill (self, fd, true, msg_p, err, errlen);
 }
 
 //  --------------------------------------------------------------------------
@@ -525,6 +572,26 @@ wire_test (bool verbose)
     REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7 && msg->retiring);
     wire_msg_destroy (&msg);
     REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
+
+    //  Two messages that came in one read: the second is taken without
+    //  reading; then nothing is left. The blocking reader gets the next one.
+    hello = wire_msg_new (WIRE_HELLO);
+    hello->pid = 77;
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
+    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
+    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1 && msg->pid == 77);
+    wire_msg_destroy (&msg);
+    REQUIRE (wire_reader_next (reader, &msg, err, sizeof err) == 1 && msg->pid == 77);
+    wire_msg_destroy (&msg);
+    REQUIRE (wire_reader_next (reader, &msg, err, sizeof err) == 0 && msg == NULL);
+    hello->pid = 78;
+    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
+    REQUIRE (wire_reader_wait (reader, sv [0], &msg, err, sizeof err) == 1 && msg->pid == 78);
+    wire_msg_destroy (&msg);
+    msgpack_sbuffer_destroy (&scratch);
+    wire_msg_destroy (&hello);
 
     //  A message split across two writes is reassembled.
     REQUIRE (write (sv [1], "\0\0\0\x04\x93", 5) == 5);

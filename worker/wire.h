@@ -82,6 +82,10 @@ wire_msg_t *wire_decode (const void *data, size_t size, char *err, size_t errlen
 //  kernel takes part of it). Returns 0, or -1 with errno set. Never raises
 //  SIGPIPE on a socket.
 int wire_write (int fd, const wire_msg_t *self);
+//  The same, encoding into scratch (the caller's, reused from one message
+//  to the next so that a message costs no allocation; emptied first, and
+//  given back if a large message grew it past 256 KiB).
+int wire_send (int fd, const wire_msg_t *self, msgpack_sbuffer *scratch);
 
 //  Blocking read of one message (the worker's side). Returns a message the
 //  caller owns; NULL at end of file (errno = 0, err = "end of file") or on
@@ -100,6 +104,15 @@ void wire_reader_destroy (wire_reader_t **self_p);
 //  on a read error, -2 on a malformed or oversized message. On -1/-2 the
 //  reason is in err.
 int wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p,
+                      char *err, size_t errlen);
+//  The next whole message already buffered, without reading: 1 with *msg_p
+//  set, 0 when none, -2 when malformed (reason in err). Lets a caller read
+//  once per wake-up and take every message that read brought.
+int wire_reader_next (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t errlen);
+//  The same as wire_reader_recv, blocking until a whole message came (the
+//  worker's side: one read per message when it arrives in one piece).
+//  Returns 1, -1 (end of file: err "end of file", or a read error), -2.
+int wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p,
                       char *err, size_t errlen);
 
 void wire_test (bool verbose);

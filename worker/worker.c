@@ -373,11 +373,19 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     if (setup_rc)
         _exit (3);
 
+    //  One read per job when it comes in one piece, one write per outcome
+    //  from a buffer kept for the worker's life (it leaves with _exit).
+    wire_reader_t *reader = wire_reader_new ();
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    if (!reader)
+        _exit (2);
     uint64_t jobs_done = 0;
     while (true) {
-        wire_msg_t *job = wire_read (S_WORKER_FD, err, sizeof err);
-        if (!job) {
-            if (errno == 0)
+        wire_msg_t *job = NULL;
+        int rc = wire_reader_wait (reader, S_WORKER_FD, &job, err, sizeof err);
+        if (rc != 1) {
+            if (rc == -1 && streq (err, "end of file"))
                 _exit (0);      // the job manager closed our pipe: leave
             log_warning ("worker %d: bad message from the job manager: %s", getpid (), err);
             _exit (2);
@@ -395,7 +403,7 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         uint64_t rss_kb = config->max_rss_kb ? s_rss_kb () : 0;
         outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
                          || (config->max_rss_kb && rss_kb > config->max_rss_kb);
-        if (wire_write (S_WORKER_FD, outcome))
+        if (wire_send (S_WORKER_FD, outcome, &scratch))
             _exit (2);
         bool retiring = outcome->retiring;
         wire_msg_destroy (&outcome);
