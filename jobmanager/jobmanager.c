@@ -23,9 +23,11 @@
     held job's slot: none of them needs a READY. When announced > target
     (a worker that was counted died, retired or was replaced: its DONE or
     its READY counted, and it is gone) no READY is sent until the target
-    catches up, normally when the replacement says HELLO; if no worker is
-    starting and the pool is full (it shrank), we INFORM again, which
-    resets the router's count.
+    catches up, normally when the replacement says HELLO. What no coming
+    HELLO can absorb (the pool shrank while busy; DONEs of jobs that came
+    on an earlier connection, which this registration never sent) would
+    stay counted for good: then we INFORM again on the same connection,
+    which resets the router's count of free slots (s_settle).
 
     Resets: a new socket is a new peer, announced = 0. The router answers an
     INFORM by forgetting our free slots but keeping its count of jobs it
@@ -116,6 +118,7 @@ struct jobmanager_t {
     int hold_timer;                 // zloop timer of the oldest held job, -1: none
     int64_t hold_ms;                // prefetch_hold_ms; 0 = never return
     size_t concurrent_jobs;         // the pool's target size
+    bool replace_due;               // a worker was lost with its job: replace it now
     bool draining;                  // stopping: no READY, no new workers
     int64_t drain_deadline_ms;
     bool finished;
@@ -563,6 +566,8 @@ s_worker_broken (jobmanager_t *self, pool_worker_t *worker, const char *reason)
         snprintf (text, sizeof text, "worker pid %d failed: %s", (int) worker->pid, reason);
         job->crash_reason = strdup (text);
     }
+    if (job)
+        self->replace_due = true;   // its DONE counted as a slot (see s_balance)
     pool_kill (self->pool, worker, SIGKILL);
     s_worker_close (self, worker);
 }
@@ -709,14 +714,19 @@ s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void
                   (uint64_t) usage->ru_maxrss);
         worker->job = NULL;
         s_job_forget (self, job);
+        self->replace_due = true;
     }
+    //  A worker we closed (GONE) was replaced, if needed, when we did; one
+    //  that died with a job is replaced at once (s_balance), as its DONE
+    //  counted as a free slot; an idle one on the next router HEARTBEAT.
     bool expected = worker->state == POOL_GONE
                  && (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     if (expected)
         log_debug ("jobmanager %s: worker %d left", s_id (self), (int) worker->pid);
     else
         log_info ("jobmanager %s: worker %d ended: %s%s", s_id (self), (int) worker->pid, how,
-                  self->draining ? "" : "; replaced on the next router heartbeat");
+                  self->draining || worker->state == POOL_GONE ? ""
+                  : job ? "; replaced now" : "; replaced on the next router heartbeat");
     if (worker->fd >= 0) {
         zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
         zloop_poller_end (self->loop, &item);
@@ -791,6 +801,16 @@ s_balance (jobmanager_t *self)
         zlistx_detach_cur (self->pending);
         if (s_start (self, job, worker))
             zlistx_add_start (self->pending, job);
+    }
+    //  A worker lost with its job (crash, timeout, cancel) is replaced now,
+    //  not on the next router HEARTBEAT: the job's DONE told the router its
+    //  slot is free, and a job it sends for that slot should not wait (or
+    //  go back) for want of a worker. A crash loop is bounded by the jobs
+    //  (and their retries): a setup hook that fails still waits for a
+    //  HEARTBEAT.
+    if (self->replace_due) {
+        self->replace_due = false;
+        s_replenish (self);
     }
     s_settle (self);
 }
@@ -937,12 +957,13 @@ s_check_timeouts (jobmanager_t *self, int64_t now)
         worker->job = NULL;
         s_job_forget (self, job);
         s_worker_close (self, worker);
+        self->replace_due = true;
     }
 }
 
 //  CANCEL from the router: a job still waiting here is dropped; a running
 //  one has its worker's process group killed. Either way DONE says
-//  "cancelled"; a killed worker is replaced on the next router heartbeat.
+//  "cancelled"; a killed worker is replaced at once (s_balance).
 static void
 s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
 {
@@ -974,6 +995,7 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
         worker->job = NULL;
         s_job_forget (self, job);
         s_worker_close (self, worker);
+        self->replace_due = true;
         s_balance (self);
         return;
     }
@@ -2146,9 +2168,8 @@ jobmanager_test (bool verbose)
     S_CHECK (strstr (msg->stats, "\"slots_announced\":2"));
     emqp_msg_destroy (&msg);
 
-    //  A job past its timeout: DONE timeout; its worker is replaced on the
-    //  next router HEARTBEAT, and that worker's HELLO brings no READY (the
-    //  DONE already counted).
+    //  A job past its timeout: DONE timeout; its worker is replaced at once,
+    //  and that worker's HELLO brings no READY (the DONE already counted).
     char *sleeper [] = { "/bin/sleep", "30", NULL };
     s_test_request (router, identity, "job-2", sleeper, "timeout:1", 8);
     msg = s_test_recv (router, false);
@@ -2156,8 +2177,6 @@ jobmanager_test (bool verbose)
     S_CHECK (msg->status == EMQP_STATUS_TIMEOUT);
     S_CHECK (zframe_streq (msg->payload, "timed out after 1 s"));
     emqp_msg_destroy (&msg);
-    zclock_sleep (200);
-    s_test_simple (router, identity, EMQP_HEARTBEAT, NULL);
     int seen [EMQP_COMMAND_COUNT] = { 0 };
     S_CHECK (s_fake_wait_stat (&fake, "idle_workers", 2, seen));
     S_CHECK (seen [EMQP_READY] == 0);

@@ -436,6 +436,12 @@ s_reader_extract (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t err
         return -2;
     memmove (self->buf, self->buf + 4 + size, self->size - 4 - size);
     self->size -= 4 + size;
+    if (self->size == 0 && self->capacity > S_SCRATCH_KEPT) {
+        //  A large message grew the buffer: give it back now it is empty.
+        free (self->buf);
+        self->buf = NULL;
+        self->capacity = 0;
+    }
     return 1;
 }
 
