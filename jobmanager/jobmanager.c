@@ -832,16 +832,32 @@ s_is_returnable (jobmanager_t *self, s_job_t *job)
     return job->connection == self->connection;
 }
 
-//  Arms the hold timer for the oldest returnable job, unless armed.
+//  The oldest job that may go back: one that came on the current
+//  connection, past the first ones in line, which the workers now starting
+//  will take (they are not held by long jobs). Leaves the pending list's
+//  cursor on it.
+static s_job_t *
+s_first_held (jobmanager_t *self)
+{
+    size_t starting = pool_count (self->pool, POOL_STARTING);
+    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending)) {
+        if (starting > 0)
+            starting--;
+        else
+        if (s_is_returnable (self, job))
+            return job;
+    }
+    return NULL;
+}
+
+//  Arms the hold timer for the oldest job that may go back, unless armed.
 static void
 s_hold_arm (jobmanager_t *self)
 {
     if (self->hold_timer != -1 || self->hold_ms == 0 || !self->loop
     ||  self->state != S_ACTIVE)
         return;
-    s_job_t *job = zlistx_first (self->pending);
-    while (job && !s_is_returnable (self, job))
-        job = zlistx_next (self->pending);
+    s_job_t *job = s_first_held (self);
     if (!job)
         return;
     int64_t delay = job->received_ms + self->hold_ms - s_now_ms ();
@@ -849,19 +865,15 @@ s_hold_arm (jobmanager_t *self)
                                     self);
 }
 
-//  Returns every returnable job that waited hold_ms or longer.
+//  Returns every job that may go back and waited hold_ms or longer. pending
+//  is in arrival order: the first one too young ends it.
 static void
 s_return_held (jobmanager_t *self, int64_t now)
 {
     if (self->state != S_ACTIVE || self->hold_ms == 0)
         return;
-    //  pending is in arrival order: the first job too young ends the scan.
-    s_job_t *job = zlistx_first (self->pending);
-    while (job && now - job->received_ms >= self->hold_ms) {
-        if (!s_is_returnable (self, job)) {
-            job = zlistx_next (self->pending);
-            continue;
-        }
+    s_job_t *job;
+    while ((job = s_first_held (self)) && now - job->received_ms >= self->hold_ms) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_RETURN);
         if (!msg)
             return;
@@ -877,7 +889,6 @@ s_return_held (jobmanager_t *self, int64_t now)
                   " ms waiting for a worker", s_id (self), job->msgid, now - job->received_ms);
         zlistx_detach_cur (self->pending);
         s_job_destroy (&job);
-        job = zlistx_first (self->pending);
     }
 }
 
