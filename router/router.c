@@ -500,7 +500,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
         snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
-                  "queues, its limit", msg->queue, QUEUES_MAX);
+                  "queues in use, its limit", msg->queue, QUEUES_MAX);
         log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
