@@ -27,6 +27,7 @@
 #include "headers.h"
 #include "log.h"
 #include "peers.h"
+#include "curve.h"
 #include "queues.h"
 #include "store.h"
 
@@ -55,6 +56,7 @@ struct router_t {
     uint64_t next_epoch;        // fencing tokens, increasing across restarts
     uint64_t tick;              // dispatch counter for least-recently-used
     bool redispatch;            // jobs went back to queues: dispatch again
+    curve_server_t *curve;      // CURVE keys and authenticator, or NULL
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
     store_t *store;             // the job table (SQLite, or :memory:)
@@ -1586,13 +1588,16 @@ s_load_row (const store_row_t *row, void *arg)
 }
 
 static zsock_t *
-s_bind (const char *endpoint, size_t payload_max, char *err, size_t errlen)
+s_bind (const char *endpoint, size_t payload_max, curve_server_t *curve, char *err,
+        size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         snprintf (err, errlen, "cannot create a socket: %s", zmq_strerror (zmq_errno ()));
         return NULL;
     }
+    if (curve)
+        curve_server_apply (curve, sock);
     zsock_set_router_mandatory (sock, 1);
     //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
     zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
@@ -1656,9 +1661,20 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), self->settings.db_path,
                   zlistx_size (self->scheduled));
-    if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
-    ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
-    ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
+    if (settings->curve_secret_cert && *settings->curve_secret_cert) {
+        self->curve = curve_server_new (settings->curve_secret_cert,
+                                        settings->curve_clients_dir, err, errlen);
+        if (!self->curve)
+            goto fail;
+        log_info ("router: CURVE on, public key %s; clients admitted: %s",
+                  curve_server_public (self->curve),
+                  settings->curve_clients_dir && *settings->curve_clients_dir
+                  ? settings->curve_clients_dir : "any key");
+    }
+    size_t max = settings->payload_max;
+    if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
+    ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
+    ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
     self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
     self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
@@ -1688,6 +1704,7 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    curve_server_destroy (&self->curve);
     //  Peers borrow jobs: detach every job in flight before freeing.
     if (self->job_managers) {
         zlistx_t *list = peers_list (self->job_managers);
