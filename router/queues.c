@@ -367,13 +367,32 @@ queues_lookup (queues_t *self, const char *name)
     return (queue_t *) zhashx_lookup (self->queues, name);
 }
 
+//  Deletes the queues no job and no job manager points at; returns how
+//  many went.
+static size_t
+s_sweep (queues_t *self)
+{
+    zlistx_t *unused = zlistx_new ();
+    if (!unused)
+        return 0;
+    for (queue_t *queue = (queue_t *) zhashx_first (self->queues); queue;
+         queue = (queue_t *) zhashx_next (self->queues))
+        if (queue->jobs == 0 && zlistx_size (queue->servers) == 0)
+            zlistx_add_end (unused, queue->name);
+    size_t count = zlistx_size (unused);
+    for (char *name = (char *) zlistx_first (unused); name; name = (char *) zlistx_next (unused))
+        zhashx_delete (self->queues, name);     // frees the queue and its name
+    zlistx_destroy (&unused);
+    return count;
+}
+
 queue_t *
 queues_require (queues_t *self, const char *name)
 {
     queue_t *queue = queues_lookup (self, name);
     if (queue)
         return queue;
-    if (zhashx_size (self->queues) >= QUEUES_MAX)
+    if (zhashx_size (self->queues) >= QUEUES_MAX && s_sweep (self) == 0)
         return NULL;
     queue = calloc (1, sizeof (queue_t));
     if (!queue)
@@ -455,6 +474,7 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     }
     job->retries_left = parsed->retry_count;
     job->queue = queue;
+    queue->jobs++;
     job->state = JOB_PENDING;
     return job;
 }
@@ -467,6 +487,7 @@ queues_job_delete (queues_t *self, job_t *job)
     assert (!job->peer);                // still borrowed by a peer
     assert (!job->more || !job->more->scheduled_handle);    // still scheduled
     ck_hs_remove (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job);
+    job->queue->jobs--;
     s_origin_release (self, job->origin);
     s_job_free (job);
 }
@@ -701,8 +722,29 @@ queues_test (bool verbose)
             break;
     }
     CHECK (queues_lookup (many, "q9999") != NULL);
+    //  All in use (a job each, or a job manager): no room for one more.
+    job_t **holders = calloc (QUEUES_MAX, sizeof (job_t *));
+    for (int i = 0; i < QUEUES_MAX; i++) {
+        snprintf (qname, sizeof qname, "q%d", i);
+        if (i == 7)
+            queue_add_server (queues_lookup (many, qname), (peer_t *) "jm", 10);
+        else
+            holders[i] = queues_job_new (many, qname, qname, "", &parsed, "", 0, NULL, 0);
+    }
     CHECK (queues_require (many, "one-too-many") == NULL);
     CHECK (queues_require (many, "q0") != NULL);        // existing ones still found
+    //  Once jobs are gone, unused queues make room; a served one stays.
+    for (int i = 0; i < 100; i++)
+        if (holders[i])
+            queues_job_delete (many, holders[i]);
+    CHECK (queues_require (many, "one-too-many") != NULL);
+    CHECK (queues_lookup (many, "q0") == NULL);
+    CHECK (queues_lookup (many, "q7") != NULL);
+    CHECK (queues_lookup (many, "q100") != NULL);
+    for (int i = 100; i < QUEUES_MAX; i++)
+        if (holders[i])
+            queues_job_delete (many, holders[i]);
+    free (holders);
     queues_destroy (&many);
 
     //  Churn: 200,000 jobs in and out keep the index working (tombstones

@@ -118,6 +118,7 @@ struct queue_t {
     char *name;
     TAILQ_HEAD (, job_t) waiting;   // borrowed, FIFO
     size_t waiting_count;
+    size_t jobs;            // job records that point at it, in any state
     zlistx_t *servers;      // queue_server_t *, owned, by weight desc
     uint64_t processed;     // jobs that ended ok
     uint64_t failed;        // jobs that ended failed (after retries)
@@ -138,12 +139,13 @@ typedef struct queues_t queues_t;
 queues_t *queues_new (size_t hwm);
 void queues_destroy (queues_t **self_p);
 
-//  Queue records live as long as the router (jobs and job managers point at
-//  them), so their number is capped: names come from the network.
+//  Names come from the network, so the number of queue records is capped.
+//  A queue stays while jobs or job managers point at it; when the cap is
+//  reached, queues that nothing points at make room (their counters go).
 #define QUEUES_MAX 10000
 
 //  Finds or creates a queue. Returns NULL when it would be new and
-//  QUEUES_MAX queues exist already (or memory ran out).
+//  QUEUES_MAX queues are in use (or memory ran out).
 queue_t *queues_require (queues_t *self, const char *name);
 queue_t *queues_lookup (queues_t *self, const char *name);
 //  Iteration over queues (zhashx order).

@@ -27,6 +27,7 @@
 #include "headers.h"
 #include "log.h"
 #include "peers.h"
+#include "curve.h"
 #include "queues.h"
 #include "store.h"
 
@@ -55,6 +56,7 @@ struct router_t {
     uint64_t next_epoch;        // fencing tokens, increasing across restarts
     uint64_t tick;              // dispatch counter for least-recently-used
     bool redispatch;            // jobs went back to queues: dispatch again
+    curve_server_t *curve;      // CURVE keys and authenticator, or NULL
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
     store_t *store;             // the job table (SQLite, or :memory:)
@@ -500,7 +502,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
         snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
-                  "queues, its limit", msg->queue, QUEUES_MAX);
+                  "queues in use, its limit", msg->queue, QUEUES_MAX);
         log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
@@ -943,6 +945,81 @@ s_slot_freed (router_t *self, peer_t *peer)
     s_dispatch_peer (self, peer);
 }
 
+//  True if the job manager's stats list msgid among its running jobs
+//  (jobs_in_flight, an object by msgid) or the jobs it holds for a worker
+//  (jobs_held, an array).
+static bool
+s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
+{
+    if (json_object_get (in_flight, msgid))
+        return true;
+    size_t index;
+    json_t *item;
+    json_array_foreach (held, index, item)
+        if (json_is_string (item) && streq (json_string_value (item), msgid))
+            return true;
+    return false;
+}
+
+//  Lease check against an emq/2 job manager's own account of its jobs: a
+//  REQUEST can be lost inside ZeroMQ (a TCP connection that dropped and
+//  came back under the same identity), leaving a job the router thinks
+//  runs there and the job manager never got. A job missing from its
+//  reports for two heartbeat intervals goes back to the head of its queue
+//  (at-least-once; if it did run, its DONE is stale by then).
+static void
+s_reconcile (router_t *self, peer_t *peer, const char *stats)
+{
+    json_t *root = json_loads (stats, 0, NULL);
+    json_t *in_flight = json_object_get (root, "jobs_in_flight");
+    json_t *held = json_object_get (root, "jobs_held");
+    if (!json_is_object (in_flight) || !json_is_array (held)) {
+        json_decref (root);
+        return;             // a job manager that does not report them
+    }
+    int64_t now = s_now_ms ();
+    int64_t grace = 2 * self->settings.heartbeat_interval_ms;
+    zhashx_t *unconfirmed = zhashx_new ();
+    zlistx_t *lost = zlistx_new ();
+    if (!unconfirmed || !lost) {
+        zhashx_destroy (&unconfirmed);
+        zlistx_destroy (&lost);
+        json_decref (root);
+        return;
+    }
+    for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
+         job = (job_t *) zhashx_next (peer->inflight)) {
+        const char *msgid = (const char *) zhashx_cursor (peer->inflight);
+        if (s_stats_hold (in_flight, held, msgid))
+            continue;
+        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, msgid) : NULL;
+        if (!since)
+            zhashx_insert (unconfirmed, msgid, (void *) (intptr_t) now);
+        else
+        if (now - (int64_t) (intptr_t) since >= grace)
+            zlistx_add_end (lost, job);
+        else
+            zhashx_insert (unconfirmed, msgid, since);
+    }
+    zhashx_destroy (&peer->unconfirmed);
+    peer->unconfirmed = unconfirmed;
+    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64 ") it was sent; "
+                     "the job goes back to its queue", peer->id, JOB_MSGID (job), job->epoch);
+        s_job_detach (job);
+        if (job_flag (job, JOB_CANCEL_REQUESTED))
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+        else {
+            queue_push_front (job->queue, job, s_now_ms ());
+            self->redispatch = true;
+        }
+        //  The job manager never had it: the slot it took is still free there.
+        s_slot_freed (self, peer);
+    }
+    zlistx_destroy (&lost);
+    json_decref (root);
+}
+
 //  RETURN: a job manager gives back a job it received beyond its idle
 //  workers and could not start within its prefetch_hold_ms. It was never
 //  run: it goes back to the head of its queue, its attempt not counted,
@@ -1015,6 +1092,8 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
             s_jm_outcome (self, msg, peer, true);
             break;
         case EMQP_HEARTBEAT:
+            if (msg->stats && peer->done_frees)
+                s_reconcile (self, peer, msg->stats);
             if (msg->stats) {
                 free (peer->stats);
                 peer->stats = msg->stats;
@@ -1509,13 +1588,16 @@ s_load_row (const store_row_t *row, void *arg)
 }
 
 static zsock_t *
-s_bind (const char *endpoint, size_t payload_max, char *err, size_t errlen)
+s_bind (const char *endpoint, size_t payload_max, curve_server_t *curve, char *err,
+        size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         snprintf (err, errlen, "cannot create a socket: %s", zmq_strerror (zmq_errno ()));
         return NULL;
     }
+    if (curve)
+        curve_server_apply (curve, sock);
     zsock_set_router_mandatory (sock, 1);
     //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
     zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
@@ -1579,9 +1661,20 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), self->settings.db_path,
                   zlistx_size (self->scheduled));
-    if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
-    ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
-    ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
+    if (settings->curve_secret_cert && *settings->curve_secret_cert) {
+        self->curve = curve_server_new (settings->curve_secret_cert,
+                                        settings->curve_clients_dir, err, errlen);
+        if (!self->curve)
+            goto fail;
+        log_info ("router: CURVE on, public key %s; clients admitted: %s",
+                  curve_server_public (self->curve),
+                  settings->curve_clients_dir && *settings->curve_clients_dir
+                  ? settings->curve_clients_dir : "any key");
+    }
+    size_t max = settings->payload_max;
+    if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
+    ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
+    ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
     self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
     self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
@@ -1611,6 +1704,7 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    curve_server_destroy (&self->curve);
     //  Peers borrow jobs: detach every job in flight before freeing.
     if (self->job_managers) {
         zlistx_t *list = peers_list (self->job_managers);
@@ -1854,6 +1948,81 @@ s_test_emq2 (void)
     zactor_destroy (&actor);
 }
 
+static void
+s_test_heartbeat (zsock_t *jm, const char *stats)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_HEARTBEAT);
+    msg->heartbeat_ts = s_wall_s ();
+    msg->stats = strdup (stats);
+    s_test_send (jm, msg);
+}
+
+//  Lease check: a job an emq/2 job manager does not report (running or
+//  held) for two heartbeat intervals is dispatched again.
+static void
+s_test_reconcile (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test3-frontend",
+        .backend = "inproc://router-test3-backend",
+        .admin = "inproc://router-test3-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-lossy", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "x", "y" };
+    for (int i = 0; i < 2; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        emqp_msg_destroy (&ack);
+        s_test_send (jm, emqp_msg_new (EMQP_READY));
+    }
+    uint64_t epoch_x = s_test_expect_job (jm, "x", 1);
+    s_test_expect_job (jm, "y", 1);
+
+    //  y "never arrived": not reported twice, 250 ms apart. An old-style
+    //  report (no jobs_held) is not taken into account.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {}}");
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    //  It comes again (its slot is free again too), as attempt 2.
+    uint64_t epoch_y = s_test_expect_job (jm, "y", 2);
+
+    //  Held jobs count as held: nothing moves.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    emqp_msg_t *msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    s_test_send (jm, s_test_done ("x", epoch_x, EMQP_STATUS_OK, "X"));
+    s_test_send (jm, s_test_done ("y", epoch_y, EMQP_STATUS_OK, "Y"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye3");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye3");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
+}
+
 void
 router_test (bool verbose)
 {
@@ -2058,6 +2227,7 @@ router_test (bool verbose)
     zactor_destroy (&actor);
 
     s_test_emq2 ();
+    s_test_reconcile ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");
