@@ -713,6 +713,136 @@ s_check_epoch (const store_row_t *row, void *arg)
     return 0;
 }
 
+//  Adds n jobs named prefix0.. and ends them (state, ended_at = 1000 + i);
+//  fills seqs if given.
+static void
+s_add_ended (store_t *store, const char *prefix, int n, store_state_t state, int64_t *seqs)
+{
+    for (int i = 0; i < n; i++) {
+        char msgid[32];
+        snprintf (msgid, sizeof msgid, "%s%d", prefix, i);
+        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = "p",
+                            .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+        bool duplicate = true;
+        int64_t seq = 0;
+        CHECK_EQ (store_insert (store, &row, &duplicate, &seq), 0);
+        CHECK_EQ (store_set_ended (store, seq, state, "failed", "e", 1, "", 1000 + i), 0);
+        if (seqs)
+            seqs[i] = seq;
+    }
+    CHECK_EQ (store_commit (store), 0);
+}
+
+//  Large deletes in chunks, the dead list in pages, and the upgrade of a
+//  database written before the index of ended rows.
+static void
+s_test_chunks (const char *dir, bool verbose)
+{
+    char path[300], err[256];
+    snprintf (path, sizeof path, "%s/chunks.db", dir);
+    store_t *store = store_open (path, STORE_FSYNC_OFF, err, sizeof err);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    s_add_ended (store, "r", 10, STORE_DONE, NULL);        // ended at 1000..1009
+    int64_t dead_seqs[5];
+    s_add_ended (store, "d", 5, STORE_DEAD, dead_seqs);     // ended at 1000..1004
+    CHECK_EQ (store_count (store, STORE_DONE), 10);
+    CHECK_EQ (store_count (store, STORE_DEAD), 5);
+
+    //  Results before 1008 are due (8 rows), dead jobs before 1002 (2 rows):
+    //  chunks of 4 take three calls, and only the last says "no more".
+    bool more = false;
+    int total = 0, calls = 0, got;
+    do {
+        got = store_expire_some (store, 1058, 50, 56, 4, &more);
+        CHECK (got >= 0 && got <= 4);
+        CHECK_EQ (store_commit (store), 0);
+        total += got;
+        calls++;
+    } while (more && got > 0 && calls < 10);
+    CHECK_EQ (total, 10);
+    CHECK_EQ (calls, 3);
+    CHECK (!more);
+    CHECK_EQ (store_count (store, STORE_DONE), 2);
+    CHECK_EQ (store_count (store, STORE_DEAD), 3);
+    CHECK_EQ (store_fetch (store, "r7", NULL, NULL), 0);
+    CHECK_EQ (store_fetch (store, "r8", NULL, NULL), 1);
+    CHECK_EQ (store_fetch (store, "d1", NULL, NULL), 0);
+    CHECK_EQ (store_fetch (store, "d2", NULL, NULL), 1);
+    CHECK_EQ (store_expire_some (store, 1058, 50, 56, 4, &more), 0);   // nothing left due
+    CHECK (!more);
+
+    //  The dead list in pages of 2, newest first; reviving a row between
+    //  pages shifts nothing, and the revived row leaves the dead jobs.
+    store_cursor_t cursor = { 0, 0 };
+    char seen[256] = "";
+    CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 2);
+    CHECK_STREQ (seen, "d4:dead d3:dead ");
+    CHECK_EQ (store_set_waiting (store, dead_seqs[4], STORE_QUEUED, 1, 0), 0);
+    CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 1);
+    CHECK_STREQ (seen, "d4:dead d3:dead d2:dead ");
+    CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 0);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_count (store, STORE_DEAD), 2);
+    CHECK_EQ (store_count (store, STORE_QUEUED), 1);
+    //  Queued again, it is neither expired as dead nor purged.
+    CHECK_EQ (store_expire_some (store, 1e9, 50, 56, 0, &more), 4);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_fetch (store, "d4", NULL, NULL), 1);
+
+    //  Purge in chunks.
+    s_add_ended (store, "p", 5, STORE_DEAD, NULL);
+    CHECK_EQ (store_purge_dead_some (store, 3, &more), 3);
+    CHECK (more);
+    CHECK_EQ (store_purge_dead_some (store, 3, &more), 2);
+    CHECK (!more);
+    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (store_count (store, STORE_DEAD), 0);
+
+    //  A chunk that cannot be written fails the transaction and says why.
+    s_add_ended (store, "x", 3, STORE_DONE, NULL);
+    sqlite3_exec (store->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
+    CHECK_EQ (store_expire_some (store, 1e9, 1, 1, 2, &more), -1);
+    CHECK (!more);
+    CHECK_CONTAINS (store_error (store), "expire results");
+    CHECK_EQ (store_commit (store), -1);
+    sqlite3_exec (store->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
+    CHECK_EQ (store_count (store, STORE_DONE), 3);
+    store_close (&store);
+    unlink (path);
+
+    //  A database from before jobs_ended: its (state, seq) index goes, and a
+    //  dead job that had been queued again loses its stale ended_at.
+    sqlite3 *db = NULL;
+    CHECK_EQ (sqlite3_open (path, &db), SQLITE_OK);
+    CHECK_EQ (sqlite3_exec (db, s_schema, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ (sqlite3_exec (db, "CREATE INDEX jobs_by_state ON jobs (state, seq);"
+                            "INSERT INTO jobs (msgid, queue, headers, payload, state, created_at,"
+                            " ended_at) VALUES ('old', 'q', '', x'00', 'queued', 1, 5)",
+                            NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close (db);
+    store = store_open (path, STORE_FSYNC_OFF, err, sizeof err);
+    CHECK (store != NULL);
+    if (store) {
+        sqlite3_stmt *stmt = NULL;
+        CHECK_EQ (sqlite3_prepare_v2 (store->db, "SELECT (SELECT count(*) FROM sqlite_master"
+                                      " WHERE name = 'jobs_by_state'), (SELECT ended_at FROM jobs"
+                                      " WHERE msgid = 'old')", -1, &stmt, NULL), SQLITE_OK);
+        CHECK_EQ (sqlite3_step (stmt), SQLITE_ROW);
+        CHECK_EQ (sqlite3_column_int (stmt, 0), 0);
+        CHECK_EQ (sqlite3_column_int (stmt, 1), 0);
+        sqlite3_finalize (stmt);
+        seen[0] = 0;
+        CHECK_EQ (store_load (store, s_collect, seen), 0);
+        CHECK_STREQ (seen, "old:queued ");
+    }
+    store_close (&store);
+    unlink (path);
+    if (verbose)
+        printf ("chunks ");
+}
+
 void
 store_test (bool verbose)
 {
@@ -820,6 +950,7 @@ store_test (bool verbose)
     CHECK (store == NULL);
     CHECK_CONTAINS (err, path);
     unlink (path);
+    s_test_chunks (dir, verbose);
     rmdir (dir);
 
     store = store_open (":memory:", STORE_FSYNC_OFF, err, sizeof err);
