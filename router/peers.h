@@ -30,12 +30,17 @@ struct peer_t {
     peer_type_t type;
     bool emq;               // an emq job manager (INFORM agent frame): it
                             // gets epoch/attempt frames and reports DONE
+    bool done_frees;        // agent emq/2 or later: a DONE or RETURN also
+                            // frees the slot (no READY follows it)
     peer_queue_t *queues;   // by weight, highest first
     size_t queue_count;
     char *queues_json;      // as announced, for listings
     uint32_t slots;         // free slots announced by READY
     uint32_t prefetched;    // jobs sent beyond its free slots (prefetch)
     zhashx_t *inflight;     // msgid -> job_t, borrowed
+    zhashx_t *unconfirmed;  // msgid -> (void *) monotonic ms: jobs in flight
+                            // that its last heartbeat did not report, and
+                            // since when (reconcile), or NULL
     int64_t last_heard_ms;  // monotonic
     int64_t registered_ms;
     uint64_t lru_tick;      // router tick of the last dispatch to it

@@ -27,6 +27,7 @@
 #include "headers.h"
 #include "log.h"
 #include "peers.h"
+#include "curve.h"
 #include "queues.h"
 #include "store.h"
 
@@ -55,6 +56,7 @@ struct router_t {
     uint64_t next_epoch;        // fencing tokens, increasing across restarts
     uint64_t tick;              // dispatch counter for least-recently-used
     bool redispatch;            // jobs went back to queues: dispatch again
+    curve_server_t *curve;      // CURVE keys and authenticator, or NULL
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
     store_t *store;             // the job table (SQLite, or :memory:)
@@ -88,14 +90,19 @@ s_wall_s (void)
 //  --------------------------------------------------------------------------
 //  Sending. Each helper consumes the message and reports failure.
 
+//  The printable id of a message's sender, formatted only when a log line
+//  needs it (the compound literal lives until the end of the enclosing block).
+#define S_SENDER(msg) peers_id_of ((msg)->identity, (char [600]) { 0 }, 600)
+
 static int
-s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, const char *peer_id)
+s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, zframe_t *to)
 {
     emqp_command_t command = (*msg_p)->command;
     if (emqp_send (msg_p, sock) == 0)
         return 0;
     self->undeliverable++;
-    log_warning ("peer %s: %s not delivered: %s", peer_id,
+    char id[600];
+    log_warning ("peer %s: %s not delivered: %s", peers_id_of (to, id, sizeof id),
                  emqp_command_name (command),
                  errno == EHOSTUNREACH ? "peer is gone" :
                  errno == EAGAIN ? "peer's queue is full" : strerror (errno));
@@ -113,8 +120,7 @@ s_send_error (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref
     reply->ref = strdup (ref ? ref : "");
     reply->error_code = strdup (code);
     reply->error_text = strdup (text);
-    char id[600];
-    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+    s_send (self, sock, &reply, identity);
 }
 
 static void
@@ -125,8 +131,7 @@ s_send_ack (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref)
         return;
     reply->identity = zframe_dup (identity);
     reply->ref = strdup (ref);
-    char id[600];
-    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+    s_send (self, sock, &reply, identity);
 }
 
 static void
@@ -138,7 +143,7 @@ s_send_simple (router_t *self, zsock_t *sock, peer_t *peer, emqp_command_t comma
     msg->identity = zframe_dup (peer->identity);
     if (command == EMQP_HEARTBEAT)
         msg->heartbeat_ts = s_wall_s ();
-    s_send (self, sock, &msg, peer->id);
+    s_send (self, sock, &msg, peer->identity);
 }
 
 //  --------------------------------------------------------------------------
@@ -156,18 +161,18 @@ s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t st
     result->status = status;
     result->payload = zframe_new (value, size);
     result->usage = strdup (usage ? usage : "");
-    char id[600];
-    s_send (self, self->frontend, &result, peers_id_of (to, id, sizeof id));
+    s_send (self, self->frontend, &result, to);
 }
 
 //  Writes a job's end to the store (joining the open transaction).
 static void
 s_job_save_end (router_t *self, job_t *job)
 {
-    if (store_set_ended (self->store, job->row, (store_state_t) job->end_state,
-                         emqp_status_name ((emqp_status_t) job->end_status),
-                         zframe_data (job->end_value), zframe_size (job->end_value),
-                         job->end_usage, job->ended_at)) {
+    job_more_t *more = job->more;
+    if (store_set_ended (self->store, job->row, (store_state_t) more->end_state,
+                         emqp_status_name ((emqp_status_t) more->end_status),
+                         zframe_data (more->end_value), zframe_size (more->end_value),
+                         more->end_usage, more->ended_at)) {
         log_error ("store: %s", store_error (self->store));
         //  Even a failure outside a transaction (BEGIN itself) must not let
         //  a later commit settle this end as written.
@@ -185,31 +190,42 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
 {
     const void *data = value ? (const void *) zframe_data (value) : "";
     size_t size = value ? zframe_size (value) : 0;
-    log_debug ("job %s: ended %s (%s) after %u attempt(s)", job->msgid,
+    job_msgid_t idbuf;
+    const char *msgid = job_msgid (job, &idbuf);
+    log_debug ("job %s: ended %s (%s) after %u attempt(s)", msgid,
                store_state_name (state), emqp_status_name (status), job->attempt);
     if (state == STORE_DEAD)
-        log_info ("job %s: dead after %u attempt(s): %s", job->msgid, job->attempt,
+        log_info ("job %s: dead after %u attempt(s): %s", msgid, job->attempt,
                   emqp_status_name (status));
-    if (job->parsed.reply_requested && job->client)
-        s_send_result (self, job->client, job->msgid, status, data, size, usage);
-    if (job->watchers)
-        for (zframe_t *watcher = (zframe_t *) zlistx_first (job->watchers); watcher;
-             watcher = (zframe_t *) zlistx_next (job->watchers))
-            if (!(job->parsed.reply_requested && job->client && zframe_eq (watcher, job->client)))
-                s_send_result (self, watcher, job->msgid, status, data, size, usage);
-    zlistx_destroy (&job->watchers);
+    zframe_t *client = job_parsed (job)->reply_requested ? job_client (job) : NULL;
+    if (client)
+        s_send_result (self, client, msgid, status, data, size, usage);
+    if (job->more && job->more->watchers) {
+        zlistx_t *watchers = job->more->watchers;
+        for (zframe_t *watcher = (zframe_t *) zlistx_first (watchers); watcher;
+             watcher = (zframe_t *) zlistx_next (watchers))
+            if (!(client && zframe_eq (watcher, client)))
+                s_send_result (self, watcher, msgid, status, data, size, usage);
+        zlistx_destroy (&job->more->watchers);
+    }
     if (store_is_memory (self->store) || job->row <= 0) {
         queues_job_delete (self->queues, job);
         return;
     }
+    job_more_t *more = job_more (job);
+    if (!more) {
+        //  Out of memory: the end cannot wait for its commit; the store
+        //  keeps the job as it was (it runs again after a restart).
+        log_error ("job %s: out of memory recording its end", msgid);
+        queues_job_delete (self->queues, job);
+        return;
+    }
     job->state = JOB_ENDED;
-    job->end_state = state;
-    job->end_status = status;
-    job->end_value = zframe_new (data, size);
-    job->end_usage = strdup (usage ? usage : "");
-    job->ended_at = s_wall_s ();
-    //  The payload is no longer needed (a dead job's stays in its row).
-    queues_job_drop_payload (job);
+    more->end_state = state;
+    more->end_status = status;
+    more->end_value = zframe_new (data, size);
+    more->end_usage = strdup (usage ? usage : "");
+    more->ended_at = s_wall_s ();
     s_job_save_end (self, job);
     zlistx_add_end (self->ending, job);
 }
@@ -236,7 +252,7 @@ static void
 s_job_detach (job_t *job)
 {
     if (job->peer) {
-        zhashx_delete (job->peer->inflight, job->msgid);
+        zhashx_delete (job->peer->inflight, JOB_MSGID (job));
         job->peer = NULL;
     }
     if (job->queue->inflight)
@@ -253,7 +269,7 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
     while (job) {
         //  Detaching deletes from the hash we iterate: restart each time.
         s_job_detach (job);
-        if (job->cancel_requested)
+        if (job_flag (job, JOB_CANCEL_REQUESTED))
             //  An acknowledged CANCEL stands: the job does not run again.
             s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
         else {
@@ -285,25 +301,27 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         return -1;
     uint64_t epoch = ++self->next_epoch;
     msg->identity = zframe_dup (peer->identity);
-    msg->msgid = strdup (job->msgid);
+    job_msgid_t idbuf;
+    const char *msgid = job_msgid (job, &idbuf);
+    msg->msgid = strdup (msgid);
     msg->queue = strdup (job->queue->name);
-    msg->headers = strdup (job->headers);
-    msg->payload = zframe_new (job->payload, job->payload_size);
+    msg->headers = strdup (job_headers (job));
+    msg->payload = zframe_new (job_payload (job), job->payload_size);
     if (peer->emq) {
         msg->epoch = epoch;
         msg->attempt = job->attempt + 1;
     }
-    if (s_send (self, self->backend, &msg, peer->id))
+    if (s_send (self, self->backend, &msg, peer->identity))
         return -1;
 
     int64_t now = s_now_ms ();
     job->attempt++;
     job->epoch = epoch;
+    job_set_flag (job, JOB_RETURNED, false);
     job->state = JOB_RUNNING;
-    job->dispatched_at_ms = now;
     job->queue->inflight++;
     job->queue->dispatched++;
-    job->queue->latency_ms = now - job->queued_at_ms;
+    job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
     if (peer->slots > 0)
@@ -313,13 +331,13 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
-    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", job->msgid,
+    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", JOB_MSGID (job),
                peer->id, epoch, job->attempt);
 
     //  An EventMQ job manager never says when a job ends unless a reply
     //  was requested; such a job is done once delivered (EventMQ's own
     //  at-most-once semantics, documented in docs/protocol.md).
-    if (!peer->emq && !job->parsed.reply_requested) {
+    if (!peer->emq && !job_parsed (job)->reply_requested) {
         job->queue->inflight--;
         job->queue->processed++;
         peer->processed++;
@@ -327,7 +345,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         return 0;
     }
     job->peer = peer;
-    zhashx_insert (peer->inflight, job->msgid, job);
+    zhashx_insert (peer->inflight, msgid, job);
     return 0;
 }
 
@@ -341,11 +359,12 @@ s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 
 //  The job manager to receive the next job of a queue: highest weight
 //  first, then least recently used; free slots before prefetch room; NULL
-//  if none has room.
+//  if none has room. A job that came back by RETURN waits for a free slot.
 static peer_t *
 s_pick (router_t *self, queue_t *queue)
 {
-    for (int pass = 0; pass < (self->settings.prefetch ? 2 : 1); pass++) {
+    int passes = self->settings.prefetch && !job_flag (queue_head (queue), JOB_RETURNED) ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
         peer_t *best = NULL;
         uint32_t best_weight = 0;
         for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
@@ -375,7 +394,7 @@ s_dispatch_queue (router_t *self, queue_t *queue)
             break;
         job_t *job = queue_pop (queue);
         if (s_dispatch_one (self, peer, job)) {
-            queue_push_front (queue, job, job->queued_at_ms);
+            queue_push_front (queue, job, job->queued_at);
             s_peer_remove (self, self->job_managers, peer, "unreachable");
         }
     }
@@ -388,10 +407,11 @@ s_dispatch_peer (router_t *self, peer_t *peer)
 {
     for (size_t i = 0; i < peer->queue_count && s_has_room (self, peer, true); i++) {
         queue_t *queue = peer->queues[i].queue;
-        while (s_has_room (self, peer, true) && queue_waiting (queue) > 0) {
+        while (queue_waiting (queue) > 0
+        &&     s_has_room (self, peer, !job_flag (queue_head (queue), JOB_RETURNED))) {
             job_t *job = queue_pop (queue);
             if (s_dispatch_one (self, peer, job)) {
-                queue_push_front (queue, job, job->queued_at_ms);
+                queue_push_front (queue, job, job->queued_at);
                 s_peer_remove (self, self->job_managers, peer, "unreachable");
                 return;
             }
@@ -416,29 +436,34 @@ s_dispatch_all (router_t *self)
 static void
 s_schedule (router_t *self, job_t *job, double run_at)
 {
+    job_more_t *more = job_more (job);
+    if (!more) {
+        log_error ("job %s: out of memory delaying it; queued now", JOB_MSGID (job));
+        queue_push (job->queue, job, s_now_ms ());
+        self->redispatch = true;
+        return;
+    }
     job->state = JOB_SCHEDULED;
-    job->run_at = run_at;
-    job->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+    more->run_at = run_at;
+    more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
 }
 
 static void
 s_unschedule (router_t *self, job_t *job)
 {
-    if (job->scheduled_handle) {
-        zlistx_detach (self->scheduled, job->scheduled_handle);
-        job->scheduled_handle = NULL;
+    if (job->more && job->more->scheduled_handle) {
+        zlistx_detach (self->scheduled, job->more->scheduled_handle);
+        job->more->scheduled_handle = NULL;
     }
 }
 
 static void
 s_client_request (router_t *self, emqp_msg_t *msg)
 {
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     //  A client that retries after a lost ACK must not duplicate work.
     job_t *known = queues_job_lookup (self->queues, msg->msgid);
     if (known) {
-        log_debug ("client %s: REQUEST %s is already held", id, msg->msgid);
+        log_debug ("client %s: REQUEST %s is already held", S_SENDER (msg), msg->msgid);
         //  A job still waiting for its commit gets its ACK after it.
         if (known->state != JOB_PENDING)
             s_send_ack (self, self->frontend, msg->identity, msg->msgid);
@@ -447,7 +472,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     headers_t parsed;
     char err[256];
     if (headers_parse (msg->headers, &parsed, err, sizeof err)) {
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
@@ -457,14 +482,14 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         if (!peers_lookup (self->schedulers, msg->identity) || parsed.fence > INT64_MAX) {
             snprintf (err, sizeof err, "fence:N is accepted only from a registered scheduler, "
                       "with N below 2^63");
-            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED", err);
             return;
         }
         if (parsed.fence < self->fence) {
             snprintf (err, sizeof err, "fencing token %" PRIu64 " is older than %" PRIu64
                       ": another scheduler leads", parsed.fence, self->fence);
-            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "FENCED", err);
             return;
         }
@@ -477,15 +502,15 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
         snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
-                  "queues, its limit", msg->queue, QUEUES_MAX);
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+                  "queues in use, its limit", msg->queue, QUEUES_MAX);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
     }
     if (queue_waiting (queue) >= self->settings.queue_hwm) {
         snprintf (err, sizeof err, "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
                   msg->queue, queue_waiting (queue), self->settings.queue_hwm);
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
@@ -502,7 +527,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     bool duplicate = false;
     int64_t seq = 0;
     if (store_insert (self->store, &row, &duplicate, &seq)) {
-        log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, id,
+        log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, S_SENDER (msg),
                    store_error (self->store));
         snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "STORAGE", err);
@@ -510,7 +535,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     }
     if (duplicate) {
         //  Held before and already ended: the work was done once.
-        log_debug ("client %s: REQUEST %s already ended, ACK again", id, msg->msgid);
+        log_debug ("client %s: REQUEST %s already ended, ACK again", S_SENDER (msg), msg->msgid);
         s_send_ack (self, self->frontend, msg->identity, msg->msgid);
         return;
     }
@@ -523,7 +548,16 @@ s_client_request (router_t *self, emqp_msg_t *msg)
                       "out of memory");
         return;
     }
-    job->run_at = run_at > now ? run_at : 0;
+    if (run_at > now) {
+        job_more_t *more = job_more (job);
+        if (!more) {
+            queues_job_delete (self->queues, job);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                          "out of memory");
+            return;
+        }
+        more->run_at = run_at;
+    }
     job->row = seq;
     //  Not dispatched, not ACKed, until the batch is committed (s_flush).
     zlistx_add_end (self->pending, job);
@@ -552,22 +586,30 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
 {
     job_t *job = queues_job_lookup (self->queues, msg->ref);
     if (job && job->state == JOB_ENDED) {
-        s_send_result (self, msg->identity, job->msgid, (emqp_status_t) job->end_status,
-                       zframe_data (job->end_value), zframe_size (job->end_value),
-                       job->end_usage);
+        job_more_t *more = job->more;
+        s_send_result (self, msg->identity, JOB_MSGID (job), (emqp_status_t) more->end_status,
+                       zframe_data (more->end_value), zframe_size (more->end_value),
+                       more->end_usage);
         return;
     }
     if (job) {
-        if (!job->watchers) {
-            job->watchers = zlistx_new ();
-            zlistx_set_destructor (job->watchers, (czmq_destructor *) zframe_destroy);
+        job_more_t *more = job_more (job);
+        if (more && !more->watchers) {
+            more->watchers = zlistx_new ();
+            if (more->watchers)
+                zlistx_set_destructor (more->watchers, (czmq_destructor *) zframe_destroy);
         }
-        for (zframe_t *w = (zframe_t *) zlistx_first (job->watchers); w;
-             w = (zframe_t *) zlistx_next (job->watchers))
+        if (!more || !more->watchers) {
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                          "out of memory");
+            return;
+        }
+        for (zframe_t *w = (zframe_t *) zlistx_first (more->watchers); w;
+             w = (zframe_t *) zlistx_next (more->watchers))
             if (zframe_eq (w, msg->identity))
                 return;
-        if (zlistx_size (job->watchers) < 64)
-            zlistx_add_end (job->watchers, zframe_dup (msg->identity));
+        if (zlistx_size (more->watchers) < 64)
+            zlistx_add_end (more->watchers, zframe_dup (msg->identity));
         return;
     }
     //  Not in memory: it ended (or never was). Its row has the outcome.
@@ -622,7 +664,7 @@ s_forward_schedule (router_t *self, emqp_msg_t *msg)
         copy->interval_s = msg->interval_s;
         copy->payload = zframe_dup (msg->payload);
         copy->cron = strdup (msg->cron);
-        if (s_send (self, self->frontend, &copy, peer->id) == 0)
+        if (s_send (self, self->frontend, &copy, peer->identity) == 0)
             sent++;
     }
     zlistx_destroy (&list);
@@ -657,8 +699,6 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
     peer_t *scheduler = peers_lookup (self->schedulers, msg->identity);
     if (scheduler)
         scheduler->last_heard_ms = s_now_ms ();
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
 
     switch (msg->command) {
         case EMQP_REQUEST:
@@ -671,8 +711,8 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (streq (msg->peer_type, "scheduler"))
                 s_scheduler_inform (self, msg);
             else {
-                log_warning ("client %s: INFORM type '%s' refused on the frontend", id,
-                             msg->peer_type);
+                log_warning ("client %s: INFORM type '%s' refused on the frontend",
+                             S_SENDER (msg), msg->peer_type);
                 s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                               "only schedulers INFORM on the frontend; job managers use the backend");
             }
@@ -705,7 +745,7 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             break;
         case EMQP_DISCONNECT:
             log_warning ("client %s: DISCONNECT refused on the frontend "
-                         "(admin socket only)", id);
+                         "(admin socket only)", S_SENDER (msg));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                           "DISCONNECT is accepted on the admin socket only");
             break;
@@ -713,11 +753,11 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (scheduler)
                 s_relay_schedule_error (self, msg);
             else
-                log_warning ("client %s: sent ERROR %s: %s", id, msg->error_code,
+                log_warning ("client %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
                              msg->error_text);
             break;      // never answer an ERROR with an ERROR
         default:
-            log_warning ("client %s: %s is not a frontend command", id,
+            log_warning ("client %s: %s is not a frontend command", S_SENDER (msg),
                          emqp_command_name (msg->command));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the frontend");
@@ -787,6 +827,8 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     }
     free (specs);
     peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
+    //  emq/2 job managers send no READY after a DONE (or a RETURN).
+    peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
     peer->last_heard_ms = peer->registered_ms = s_now_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
@@ -812,23 +854,22 @@ s_backoff_s (router_t *self, uint32_t attempt)
 static void
 s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
 {
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     if (!msg->ref) {
-        log_debug ("jobmanager %s: REPLY without request msgid ignored", id);
+        log_debug ("jobmanager %s: REPLY without request msgid ignored", S_SENDER (msg));
         return;
     }
     job_t *job = queues_job_lookup (self->queues, msg->ref);
     if (!job) {
-        log_info ("jobmanager %s: outcome for unknown or ended job %s ignored", id, msg->ref);
+        log_info ("jobmanager %s: outcome for unknown or ended job %s ignored",
+                  S_SENDER (msg), msg->ref);
         return;
     }
     //  A job that was running when the router last stopped came back
     //  queued with its epoch: the DONE of that dispatch ends it, rather than
     //  running it again.
-    if (!legacy && job->state == JOB_QUEUED && job->epoch && msg->epoch == job->epoch) {
+    if (!legacy && job->state == JOB_QUEUED && job_epoch (job) && msg->epoch == job_epoch (job)) {
         log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
-                  PRIu64 "); not run again", id, job->msgid, job->epoch);
+                  PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
         queue_unlink (job->queue, job);
         job->state = JOB_RUNNING;
         job->queue->inflight++;         // s_job_detach takes it back
@@ -837,8 +878,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
     ||  (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
-                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", id, job->msgid,
-                     msg->epoch, job->epoch, job->state == JOB_RUNNING ? "running" : "queued");
+                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
+                     JOB_MSGID (job), msg->epoch, job_epoch (job),
+                     job->state == JOB_RUNNING ? "running" : "queued");
         return;
     }
     if (job->peer)
@@ -863,7 +905,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         s_job_end (self, job, STORE_DONE, status, msg->payload, msg->usage);
         return;
     }
-    if (job->cancel_requested) {
+    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
         s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, msg->payload,
                    msg->usage);
         return;
@@ -873,7 +915,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         double delay = s_backoff_s (self, job->attempt);
         char shown[160];
         log_info ("job %s: %s on attempt %u (%s), retry in %.2f s; %u retr%s left",
-                  job->msgid, emqp_status_name (status), job->attempt,
+                  JOB_MSGID (job), emqp_status_name (status), job->attempt,
                   emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload),
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
@@ -887,27 +929,143 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     job->queue->failed++;
     //  A job that had retries and used them all is dead (re-drivable); one
     //  that asked for none simply failed. Both keep their error.
-    s_job_end (self, job, job->parsed.retry_count > 0 ? STORE_DEAD : STORE_FAILED,
+    s_job_end (self, job, job_parsed (job)->retry_count > 0 ? STORE_DEAD : STORE_FAILED,
                status, msg->payload, msg->usage);
+}
+
+//  A worker freed up (READY, or an emq/2 DONE/RETURN): it takes a
+//  prefetched job first, if any.
+static void
+s_slot_freed (router_t *self, peer_t *peer)
+{
+    if (peer->prefetched > 0)
+        peer->prefetched--;
+    else
+        peer->slots++;
+    s_dispatch_peer (self, peer);
+}
+
+//  True if the job manager's stats list msgid among its running jobs
+//  (jobs_in_flight, an object by msgid) or the jobs it holds for a worker
+//  (jobs_held, an array).
+static bool
+s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
+{
+    if (json_object_get (in_flight, msgid))
+        return true;
+    size_t index;
+    json_t *item;
+    json_array_foreach (held, index, item)
+        if (json_is_string (item) && streq (json_string_value (item), msgid))
+            return true;
+    return false;
+}
+
+//  Lease check against an emq/2 job manager's own account of its jobs: a
+//  REQUEST can be lost inside ZeroMQ (a TCP connection that dropped and
+//  came back under the same identity), leaving a job the router thinks
+//  runs there and the job manager never got. A job missing from its
+//  reports for two heartbeat intervals goes back to the head of its queue
+//  (at-least-once; if it did run, its DONE is stale by then).
+static void
+s_reconcile (router_t *self, peer_t *peer, const char *stats)
+{
+    json_t *root = json_loads (stats, 0, NULL);
+    json_t *in_flight = json_object_get (root, "jobs_in_flight");
+    json_t *held = json_object_get (root, "jobs_held");
+    if (!json_is_object (in_flight) || !json_is_array (held)) {
+        json_decref (root);
+        return;             // a job manager that does not report them
+    }
+    int64_t now = s_now_ms ();
+    int64_t grace = 2 * self->settings.heartbeat_interval_ms;
+    zhashx_t *unconfirmed = zhashx_new ();
+    zlistx_t *lost = zlistx_new ();
+    if (!unconfirmed || !lost) {
+        zhashx_destroy (&unconfirmed);
+        zlistx_destroy (&lost);
+        json_decref (root);
+        return;
+    }
+    for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
+         job = (job_t *) zhashx_next (peer->inflight)) {
+        const char *msgid = (const char *) zhashx_cursor (peer->inflight);
+        if (s_stats_hold (in_flight, held, msgid))
+            continue;
+        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, msgid) : NULL;
+        if (!since)
+            zhashx_insert (unconfirmed, msgid, (void *) (intptr_t) now);
+        else
+        if (now - (int64_t) (intptr_t) since >= grace)
+            zlistx_add_end (lost, job);
+        else
+            zhashx_insert (unconfirmed, msgid, since);
+    }
+    zhashx_destroy (&peer->unconfirmed);
+    peer->unconfirmed = unconfirmed;
+    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64 ") it was sent; "
+                     "the job goes back to its queue", peer->id, JOB_MSGID (job), job->epoch);
+        s_job_detach (job);
+        if (job_flag (job, JOB_CANCEL_REQUESTED))
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+        else {
+            queue_push_front (job->queue, job, s_now_ms ());
+            self->redispatch = true;
+        }
+        //  The job manager never had it: the slot it took is still free there.
+        s_slot_freed (self, peer);
+    }
+    zlistx_destroy (&lost);
+    json_decref (root);
+}
+
+//  RETURN: a job manager gives back a job it received beyond its idle
+//  workers and could not start within its prefetch_hold_ms. It was never
+//  run: it goes back to the head of its queue, its attempt not counted,
+//  and waits for a free slot (a prefetch would only park it again).
+static void
+s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
+{
+    job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (!job || job->state != JOB_RUNNING || job->epoch != msg->epoch || job->peer != peer)
+        log_info ("jobmanager %s: RETURN of job %s (epoch %" PRIu64 ") ignored: not running "
+                  "there", S_SENDER (msg), msg->ref, msg->epoch);
+    else
+    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
+        s_job_detach (job);
+        s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+    }
+    else {
+        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), JOB_MSGID (job));
+        s_job_detach (job);
+        if (job->attempt > 0)
+            job->attempt--;
+        job_set_flag (job, JOB_RETURNED, true);
+        queue_push_front (job->queue, job, job->queued_at);
+        self->redispatch = true;
+    }
+    //  A RETURN stands for the READY of the slot the job held.
+    if (peer)
+        s_slot_freed (self, peer);
 }
 
 static void
 s_backend_message (router_t *self, emqp_msg_t *msg)
 {
     peer_t *peer = peers_lookup (self->job_managers, msg->identity);
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     if (peer)
         peer->last_heard_ms = s_now_ms ();
 
     //  An unknown peer may only INFORM, or report outcomes (a job manager
     //  that reconnected under a new identity still owns its running jobs).
     if (!peer && msg->command != EMQP_INFORM && msg->command != EMQP_DONE
-    &&  msg->command != EMQP_KBYE && msg->command != EMQP_ERROR) {
+    &&  msg->command != EMQP_RETURN && msg->command != EMQP_KBYE
+    &&  msg->command != EMQP_ERROR) {
         //  Usually a job manager of a router that restarted: tell it, so an
         //  emq job manager registers again at once (EventMQ's ignores it
         //  and re-registers when our heartbeats do not come).
-        log_debug ("jobmanager %s: %s before INFORM; asked to register", id,
+        log_debug ("jobmanager %s: %s before INFORM; asked to register", S_SENDER (msg),
                    emqp_command_name (msg->command));
         if (msg->command == EMQP_HEARTBEAT || msg->command == EMQP_READY)
             s_send_error (self, self->backend, msg->identity, msg->msgid, "UNKNOWN_PEER",
@@ -920,20 +1078,22 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
             s_jm_inform (self, msg, peer);
             break;
         case EMQP_READY:
-            //  A worker freed up: it takes a prefetched job first, if any.
-            if (peer->prefetched > 0)
-                peer->prefetched--;
-            else
-                peer->slots++;
-            s_dispatch_peer (self, peer);
+            s_slot_freed (self, peer);
             break;
         case EMQP_DONE:
             s_jm_outcome (self, msg, peer, false);
+            if (peer && peer->done_frees)
+                s_slot_freed (self, peer);
+            break;
+        case EMQP_RETURN:
+            s_jm_return (self, msg, peer);
             break;
         case EMQP_REPLY:
             s_jm_outcome (self, msg, peer, true);
             break;
         case EMQP_HEARTBEAT:
+            if (msg->stats && peer->done_frees)
+                s_reconcile (self, peer, msg->stats);
             if (msg->stats) {
                 free (peer->stats);
                 peer->stats = msg->stats;
@@ -947,11 +1107,11 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
         case EMQP_ACK:
             break;
         case EMQP_ERROR:
-            log_warning ("jobmanager %s: sent ERROR %s: %s", id, msg->error_code,
+            log_warning ("jobmanager %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
                          msg->error_text);
             break;
         default:
-            log_warning ("jobmanager %s: %s is not a backend command", id,
+            log_warning ("jobmanager %s: %s is not a backend command", S_SENDER (msg),
                          emqp_command_name (msg->command));
             s_send_error (self, self->backend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the backend");
@@ -974,8 +1134,7 @@ s_admin_reply (router_t *self, emqp_msg_t *request, char *json)
     reply->identity = zframe_dup (request->identity);
     reply->payload = zframe_new (json, strlen (json));
     free (json);
-    char id[600];
-    s_send (self, self->admin, &reply, peers_id_of (request->identity, id, sizeof id));
+    s_send (self, self->admin, &reply, request->identity);
 }
 
 static void
@@ -1013,7 +1172,7 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
         case JOB_SCHEDULED:
             queue_unlink (job->queue, job);
             s_unschedule (self, job);
-            log_info ("job %s: cancelled while %s", job->msgid,
+            log_info ("job %s: cancelled while %s", JOB_MSGID (job),
                       job->state == JOB_QUEUED ? "queued" : "scheduled");
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
@@ -1026,15 +1185,15 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
             }
             emqp_msg_t *cancel = emqp_msg_new (EMQP_CANCEL);
             cancel->identity = zframe_dup (job->peer->identity);
-            cancel->ref = strdup (job->msgid);
+            cancel->ref = strdup (JOB_MSGID (job));
             cancel->epoch = job->epoch;
-            if (s_send (self, self->backend, &cancel, job->peer->id)) {
+            if (s_send (self, self->backend, &cancel, job->peer->identity)) {
                 s_send_error (self, self->admin, msg->identity, msg->ref, "UNREACHABLE",
                               "the job manager running the job cannot be reached");
                 break;
             }
-            job->cancel_requested = true;
-            log_info ("job %s: cancel sent to %s", job->msgid, job->peer->id);
+            job_set_flag (job, JOB_CANCEL_REQUESTED, true);
+            log_info ("job %s: cancel sent to %s", JOB_MSGID (job), job->peer->id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             break;
         case JOB_ENDED:
@@ -1087,7 +1246,7 @@ s_dead_revive (const store_row_t *row, void *arg)
         log_error ("store: %s", store_error (self->store));
     queue_push (job->queue, job, s_now_ms ());
     self->redispatch = true;
-    log_info ("job %s: dead job queued again", job->msgid);
+    log_info ("job %s: dead job queued again", JOB_MSGID (job));
     return 0;
 }
 
@@ -1211,7 +1370,7 @@ s_flush (router_t *self)
         bool guarantee = false;
         for (job_t *job = (job_t *) zlistx_first (self->pending); job;
              job = (job_t *) zlistx_next (self->pending))
-            guarantee = guarantee || job->parsed.guarantee;
+            guarantee = guarantee || job_parsed (job)->guarantee;
         if (rc == 0 && guarantee && self->settings.fsync != STORE_FSYNC_ALWAYS
         &&  store_sync (self->store))
             log_warning ("store: guarantee sync failed: %s", store_error (self->store));
@@ -1232,9 +1391,9 @@ s_flush (router_t *self)
         while ((job = (job_t *) zlistx_first (self->pending))) {
             zlistx_detach_cur (self->pending);
             if (rc == 0) {
-                s_send_ack (self, self->frontend, job->client, job->msgid);
-                if (job->run_at > 0)
-                    s_schedule (self, job, job->run_at);
+                s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
+                if (job->more && job->more->run_at > 0)
+                    s_schedule (self, job, job->more->run_at);
                 else {
                     queue_push (job->queue, job, now);
                     self->redispatch = true;
@@ -1244,7 +1403,7 @@ s_flush (router_t *self)
                 char err[300];
                 snprintf (err, sizeof err, "the router cannot store jobs: %s",
                           store_error (self->store));
-                s_send_error (self, self->frontend, job->client, job->msgid, "STORAGE", err);
+                s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job), "STORAGE", err);
                 queues_job_delete (self->queues, job);
             }
         }
@@ -1338,10 +1497,10 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     router_t *self = (router_t *) arg;
     double now = s_wall_s ();
     job_t *job;
-    while ((job = (job_t *) zlistx_first (self->scheduled)) && job->run_at <= now) {
+    while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
         zlistx_detach_cur (self->scheduled);
-        job->scheduled_handle = NULL;
-        job->run_at = 0;
+        job->more->scheduled_handle = NULL;
+        job->more->run_at = 0;
         queue_push (job->queue, job, s_now_ms ());
         self->redispatch = true;
     }
@@ -1395,7 +1554,8 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
 static int
 s_compare_run_at (const void *a, const void *b)
 {
-    double ra = ((const job_t *) a)->run_at, rb = ((const job_t *) b)->run_at;
+    //  Scheduled jobs always have their optional part (s_schedule).
+    double ra = ((const job_t *) a)->more->run_at, rb = ((const job_t *) b)->more->run_at;
     return ra < rb ? -1 : ra > rb ? 1 : 0;
 }
 
@@ -1428,13 +1588,16 @@ s_load_row (const store_row_t *row, void *arg)
 }
 
 static zsock_t *
-s_bind (const char *endpoint, size_t payload_max, char *err, size_t errlen)
+s_bind (const char *endpoint, size_t payload_max, curve_server_t *curve, char *err,
+        size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         snprintf (err, errlen, "cannot create a socket: %s", zmq_strerror (zmq_errno ()));
         return NULL;
     }
+    if (curve)
+        curve_server_apply (curve, sock);
     zsock_set_router_mandatory (sock, 1);
     //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
     zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
@@ -1498,9 +1661,20 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), self->settings.db_path,
                   zlistx_size (self->scheduled));
-    if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
-    ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
-    ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
+    if (settings->curve_secret_cert && *settings->curve_secret_cert) {
+        self->curve = curve_server_new (settings->curve_secret_cert,
+                                        settings->curve_clients_dir, err, errlen);
+        if (!self->curve)
+            goto fail;
+        log_info ("router: CURVE on, public key %s; clients admitted: %s",
+                  curve_server_public (self->curve),
+                  settings->curve_clients_dir && *settings->curve_clients_dir
+                  ? settings->curve_clients_dir : "any key");
+    }
+    size_t max = settings->payload_max;
+    if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
+    ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
+    ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
     self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
     self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
@@ -1530,6 +1704,7 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    curve_server_destroy (&self->curve);
     //  Peers borrow jobs: detach every job in flight before freeing.
     if (self->job_managers) {
         zlistx_t *list = peers_list (self->job_managers);
@@ -1545,7 +1720,7 @@ router_destroy (router_t **self_p)
     if (self->scheduled) {
         for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
              job = (job_t *) zlistx_next (self->scheduled))
-            job->scheduled_handle = NULL;
+            job->more->scheduled_handle = NULL;
         zlistx_destroy (&self->scheduled);
     }
     zlistx_destroy (&self->pending);
@@ -1664,7 +1839,7 @@ s_test_done (const char *ref, uint64_t epoch, emqp_status_t status, const char *
 }
 
 static zsock_t *
-s_test_jm (const char *backend, const char *identity, bool emq, const char *queues)
+s_test_jm (const char *backend, const char *identity, const char *agent, const char *queues)
 {
     zsock_t *jm = zsock_new (ZMQ_DEALER);
     zsock_set_identity (jm, identity);
@@ -1673,13 +1848,179 @@ s_test_jm (const char *backend, const char *identity, bool emq, const char *queu
     inform->msgid = strdup ("inform-1");
     inform->queues = strdup (queues);
     inform->peer_type = strdup ("worker");
-    inform->agent = emq ? strdup ("emq/1") : NULL;
+    inform->agent = agent ? strdup (agent) : NULL;
     s_test_send (jm, inform);
     emqp_msg_t *ack = s_test_expect (jm, EMQP_ACK);
     CHECK (ack != NULL);
     CHECK_STREQ (ack ? ack->ref : NULL, "inform-1");
     emqp_msg_destroy (&ack);
     return jm;
+}
+
+static uint64_t
+s_test_expect_job (zsock_t *jm, const char *msgid, uint32_t attempt)
+{
+    emqp_msg_t *msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, msgid);
+    CHECK_EQ (msg ? msg->attempt : 0, attempt);
+    uint64_t epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+    return epoch;
+}
+
+//  emq/2 job managers: a DONE frees the slot (no READY); RETURN gives back
+//  an unstarted prefetched job, which then waits for a free slot.
+static void
+s_test_emq2 (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test2-frontend",
+        .backend = "inproc://router-test2-backend",
+        .admin = "inproc://router-test2-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+        .prefetch = 1,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq2", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "a", "b", "c" };
+    for (int i = 0; i < 3; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        CHECK_STREQ (ack ? ack->ref : NULL, ids[i]);
+        emqp_msg_destroy (&ack);
+    }
+    //  One READY: one job for the slot, one prefetched, no more.
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    uint64_t epoch_a = s_test_expect_job (jm, "a", 1);
+    uint64_t epoch_b = s_test_expect_job (jm, "b", 1);
+    emqp_msg_t *msg = s_test_recv (jm, 200);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  b comes back unstarted: it waits at the head for a free slot; c,
+    //  behind it, is not prefetched past it.
+    emqp_msg_t *ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("b");
+    ret->epoch = epoch_b;
+    s_test_send (jm, ret);
+    msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  a's DONE frees its slot: b runs there, still as attempt 1, and c is
+    //  prefetched again.
+    s_test_send (jm, s_test_done ("a", epoch_a, EMQP_STATUS_OK, "A"));
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "a");
+    emqp_msg_destroy (&msg);
+    epoch_b = s_test_expect_job (jm, "b", 1);
+    uint64_t epoch_c = s_test_expect_job (jm, "c", 1);
+    s_test_send (jm, s_test_done ("b", epoch_b, EMQP_STATUS_OK, "B"));
+    s_test_send (jm, s_test_done ("c", epoch_c, EMQP_STATUS_OK, "C"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && (streq (msg->ref, "b") || streq (msg->ref, "c")));
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    //  A RETURN for a job that is not running there changes nothing.
+    ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("c");
+    ret->epoch = epoch_c;
+    s_test_send (jm, ret);
+
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye2");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye2");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
+}
+
+static void
+s_test_heartbeat (zsock_t *jm, const char *stats)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_HEARTBEAT);
+    msg->heartbeat_ts = s_wall_s ();
+    msg->stats = strdup (stats);
+    s_test_send (jm, msg);
+}
+
+//  Lease check: a job an emq/2 job manager does not report (running or
+//  held) for two heartbeat intervals is dispatched again.
+static void
+s_test_reconcile (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test3-frontend",
+        .backend = "inproc://router-test3-backend",
+        .admin = "inproc://router-test3-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-lossy", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "x", "y" };
+    for (int i = 0; i < 2; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        emqp_msg_destroy (&ack);
+        s_test_send (jm, emqp_msg_new (EMQP_READY));
+    }
+    uint64_t epoch_x = s_test_expect_job (jm, "x", 1);
+    s_test_expect_job (jm, "y", 1);
+
+    //  y "never arrived": not reported twice, 250 ms apart. An old-style
+    //  report (no jobs_held) is not taken into account.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {}}");
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    //  It comes again (its slot is free again too), as attempt 2.
+    uint64_t epoch_y = s_test_expect_job (jm, "y", 2);
+
+    //  Held jobs count as held: nothing moves.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    emqp_msg_t *msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    s_test_send (jm, s_test_done ("x", epoch_x, EMQP_STATUS_OK, "X"));
+    s_test_send (jm, s_test_done ("y", epoch_y, EMQP_STATUS_OK, "Y"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye3");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye3");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
 }
 
 void
@@ -1705,7 +2046,7 @@ router_test (bool verbose)
     CHECK (actor != NULL);
     zsock_t *client = zsock_new_dealer (settings.frontend);
     zsock_t *admin = zsock_new_dealer (settings.admin);
-    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", true, "[[10, \"default\"]]");
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", "emq/1", "[[10, \"default\"]]");
 
     //  Submit, get ACK; READY brings the job with epoch and attempt.
     s_test_send (client, s_test_request ("job-1", "default", "reply-requested"));
@@ -1834,7 +2175,7 @@ router_test (bool verbose)
     msg = s_test_expect (jm, EMQP_REQUEST);
     CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
     emqp_msg_destroy (&msg);
-    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", false, "[[10, \"default\"]]");
+    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", NULL, "[[10, \"default\"]]");
     s_test_send (legacy, emqp_msg_new (EMQP_READY));
     s_test_send (jm, emqp_msg_new (EMQP_KBYE));
     msg = s_test_expect (legacy, EMQP_REQUEST);
@@ -1884,6 +2225,9 @@ router_test (bool verbose)
     zsock_destroy (&admin);
     zsock_destroy (&client);
     zactor_destroy (&actor);
+
+    s_test_emq2 ();
+    s_test_reconcile ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");
