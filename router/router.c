@@ -57,6 +57,14 @@ struct router_t {
     uint64_t tick;              // dispatch counter for least-recently-used
     bool redispatch;            // jobs went back to queues: dispatch again
     curve_server_t *curve;      // CURVE keys and authenticator, or NULL
+    //  Long store work runs in chunks, one per loop turn, so that jobs
+    //  keep flowing: expiry of ended rows, and dead retry --all / purge.
+    bool expiring;
+    int64_t expired_run;        // rows expired by the current run
+    emqp_msg_t *dead_task;      // the DEAD_RETRY * or DEAD_PURGE being done
+                                // (identity and msgid, to answer), or NULL
+    store_cursor_t dead_cursor;
+    int64_t dead_done;
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
     store_t *store;             // the job table (SQLite, or :memory:)
@@ -89,6 +97,10 @@ s_wall_s (void)
 
 //  --------------------------------------------------------------------------
 //  Sending. Each helper consumes the message and reports failure.
+
+//  Commits the turn's store writes, then ACKs, dispatches (defined below;
+//  the chunked admin and expiry work calls it too).
+static void s_flush (router_t *self);
 
 //  The printable id of a message's sender, formatted only when a log line
 //  needs it (the compound literal lives until the end of the enclosing block).
@@ -1250,9 +1262,80 @@ s_dead_revive (const store_row_t *row, void *arg)
     return 0;
 }
 
+#define S_EXPIRE_CHUNK 2000
+#define S_REVIVE_CHUNK 1000
+#define S_PURGE_CHUNK  5000
+
+//  One chunk of a dead retry --all or purge per loop turn; the REPLY goes
+//  when the last chunk is done.
+static int
+s_on_dead_task (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    emqp_msg_t *task = self->dead_task;
+    if (!task)
+        return 0;
+    bool more = false;
+    int rc;
+    if (task->command == EMQP_DEAD_RETRY) {
+        size_t before = queues_job_count (self->queues);
+        rc = store_list_dead_page (self->store, &self->dead_cursor, S_REVIVE_CHUNK,
+                                   s_dead_revive, self);
+        self->dead_done += (int64_t) (queues_job_count (self->queues) - before);
+        more = rc == S_REVIVE_CHUNK;
+    }
+    else {
+        rc = store_purge_dead_some (self->store, S_PURGE_CHUNK, &more);
+        if (rc > 0)
+            self->dead_done += rc;
+    }
+    s_flush (self);
+    if (rc >= 0 && more) {
+        zloop_timer (loop, 1, 1, s_on_dead_task, self);
+        return 0;
+    }
+    json_t *reply = json_object ();
+    bool retry = task->command == EMQP_DEAD_RETRY;
+    json_object_set_new (reply, retry ? "retried" : "purged", json_integer (self->dead_done));
+    if (rc < 0)
+        json_object_set_new (reply, "error", json_string (store_error (self->store)));
+    log_info ("admin: %" PRId64 " dead job(s) %s", self->dead_done,
+              retry ? "queued again" : "purged");
+    s_admin_reply (self, task, json_dumps (reply, JSON_COMPACT));
+    json_decref (reply);
+    emqp_msg_destroy (&self->dead_task);
+    return 0;
+}
+
 static void
 s_admin_dead (router_t *self, emqp_msg_t *msg)
 {
+    bool all = msg->command == EMQP_DEAD_PURGE
+            || (msg->command == EMQP_DEAD_RETRY && streq (msg->ref, "*"));
+    if (all) {
+        if (self->dead_task) {
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "BUSY",
+                          "a dead retry --all or purge is in progress; try again after it");
+            return;
+        }
+        //  Keep what the answer needs; the work starts on the next turn.
+        self->dead_task = emqp_msg_new (msg->command);
+        if (self->dead_task) {
+            self->dead_task->identity = zframe_dup (msg->identity);
+            self->dead_task->msgid = strdup (msg->msgid);
+        }
+        if (!self->dead_task || !self->dead_task->identity || !self->dead_task->msgid) {
+            emqp_msg_destroy (&self->dead_task);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "INTERNAL",
+                          "out of memory");
+            return;
+        }
+        self->dead_cursor = (store_cursor_t) { 0 };
+        self->dead_done = 0;
+        zloop_timer (self->loop, 1, 1, s_on_dead_task, self);
+        return;
+    }
     json_t *reply = json_object ();
     if (msg->command == EMQP_DEAD_LIST) {
         json_t *list = json_array ();
@@ -1269,18 +1352,11 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
     else
     if (msg->command == EMQP_DEAD_RETRY) {
         size_t before = queues_job_count (self->queues);
-        int rc = streq (msg->ref, "*")
-               ? store_list_dead (self->store, 0, s_dead_revive, self)
-               : store_fetch (self->store, msg->ref, s_dead_revive, self);
+        int rc = store_fetch (self->store, msg->ref, s_dead_revive, self);
         json_object_set_new (reply, "retried",
                              json_integer ((json_int_t) (queues_job_count (self->queues) - before)));
         if (rc < 0)
             json_object_set_new (reply, "error", json_string (store_error (self->store)));
-    }
-    else {
-        int purged = store_purge_dead (self->store);
-        json_object_set_new (reply, "purged", json_integer (purged < 0 ? 0 : purged));
-        log_info ("admin: %d dead job(s) purged", purged < 0 ? 0 : purged);
     }
     s_admin_reply (self, msg, json_dumps (reply, JSON_COMPACT));
     json_decref (reply);
@@ -1508,8 +1584,40 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  Housekeeping: results and dead jobs past their retention; the WAL to
-//  disk each second under the everysec policy.
+//  Results and dead jobs past their retention go, a chunk per loop turn.
+static int
+s_on_expire (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    bool more = false;
+    int expired = store_expire_some (self->store, s_wall_s (), self->settings.result_ttl_s,
+                                     self->settings.dead_ttl_s, S_EXPIRE_CHUNK, &more);
+    s_flush (self);
+    if (expired < 0 || self->store_failing) {
+        if (expired < 0)
+            log_warning ("store: expiry: %s", store_error (self->store));
+        self->expiring = false;         // tried again in 10 s
+        return 0;
+    }
+    self->expired_run += expired;
+    if (more) {
+        zloop_timer (loop, 1, 1, s_on_expire, self);
+        return 0;
+    }
+    if (self->expired_run > 0)
+        log_info ("store: %" PRId64 " ended job(s) expired", self->expired_run);
+    if (self->expired_run >= 1000) {
+        //  Deleting many rows filled the page cache: give it back.
+        store_release_memory (self->store);
+        malloc_trim (0);
+    }
+    self->expiring = false;
+    return 0;
+}
+
+//  Housekeeping: starts the expiry of results and dead jobs every 10 s;
+//  the WAL to disk each second under the everysec policy.
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
@@ -1520,15 +1628,10 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     if (++ticks % 10 == 1) {
         //  A scheduler answers at once: older senders are not waiting.
         zhashx_purge (self->schedule_senders);
-        int expired = store_expire (self->store, s_wall_s (), self->settings.result_ttl_s,
-                                    self->settings.dead_ttl_s);
-        if (expired > 0)
-            log_info ("store: %d ended job(s) expired", expired);
-        if (expired >= 1000) {
-            //  Deleting many rows filled the page cache: give it back.
-            s_flush (self);
-            store_release_memory (self->store);
-            malloc_trim (0);
+        if (!self->expiring) {
+            self->expiring = true;
+            self->expired_run = 0;
+            zloop_timer (loop, 1, 1, s_on_expire, self);
         }
     }
     s_flush (self);
@@ -1705,6 +1808,7 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
     curve_server_destroy (&self->curve);
+    emqp_msg_destroy (&self->dead_task);
     //  Peers borrow jobs: detach every job in flight before freeing.
     if (self->job_managers) {
         zlistx_t *list = peers_list (self->job_managers);
