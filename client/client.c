@@ -8,6 +8,11 @@
     are kept, in arrival order, in self->events, which owns them; the
     message behind the event handed out last is self->current, so that the
     event's data stays valid until the next call that hands out an event.
+
+    Cost per job matters here (a program may keep thousands in flight):
+    sends and receives are tried before any wait, a wait for input sleeps
+    on the socket's ZMQ_FD rather than in zmq_poll, and the headers frame
+    of a submit is kept for the next one with the same options.
 */
 #include "emq/client.h"
 #include "emqp.h"
