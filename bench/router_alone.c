@@ -2,8 +2,9 @@
 
     A real emq-router, a real libemq client pipelining jobs, and in place of
     job managers a thread of simulated ones: DEALER sockets that speak eMQP
-    through common/emqp (INFORM with agent "emq/1", READY once per slot, on
-    each REQUEST a DONE ok at once and a READY, a HEARTBEAT every second).
+    through common/emqp (INFORM with agent "emq/2", READY once per slot, on
+    each REQUEST a DONE ok at once, which also frees the slot, a HEARTBEAT
+    every second).
     Nothing forks and nothing runs, so what is left is the router's work per
     job: its CPU time (utime + stime from /proc/<pid>/stat) over the jobs.
 */
@@ -45,12 +46,13 @@ s_send (zsock_t *sock, emqp_command_t command)
     if (command == EMQP_INFORM) {
         msg->queues = strdup ("[[10,\"default\"]]");
         msg->peer_type = strdup ("worker");
-        msg->agent = strdup ("emq/1");
+        msg->agent = strdup ("emq/2");
     }
     return emqp_send (&msg, sock);
 }
 
-//  Answers a REQUEST: DONE ok with a nil value, then READY.
+//  Answers a REQUEST: DONE ok with a nil value (as an emq/2 job manager,
+//  the DONE also frees the slot: no READY).
 static void
 s_answer (s_fake_t *fake, zsock_t *sock, emqp_msg_t *request)
 {
@@ -64,7 +66,6 @@ s_answer (s_fake_t *fake, zsock_t *sock, emqp_msg_t *request)
     done->usage = strdup ("wall_us=1 cpu_us=1 maxrss_kb=1000");
     if (emqp_send (&done, sock) == 0)
         fake->done++;
-    s_send (sock, EMQP_READY);
 }
 
 static void *

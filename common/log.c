@@ -50,4 +50,4 @@ log_enabled (log_level_t level)
 void log_error (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_ERROR, zsys_error) }
 void log_warning (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_WARNING, zsys_warning) }
 void log_info (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_INFO, zsys_info) }
-void log_debug (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_DEBUG, zsys_debug) }
+void (log_debug) (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_DEBUG, zsys_debug) }

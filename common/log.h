@@ -21,5 +21,8 @@ void log_error (const char *format, ...) __attribute__ ((format (printf, 1, 2)))
 void log_warning (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 void log_debug (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+//  Debug lines are per message: their arguments are not even evaluated
+//  (ids formatted, names looked up) unless debug is on.
+#define log_debug(...) (log_enabled (LOG_LEVEL_DEBUG) ? log_debug (__VA_ARGS__) : (void) 0)
 
 #endif

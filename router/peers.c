@@ -8,7 +8,8 @@
 #include <string.h>
 
 struct peers_t {
-    zhashx_t *peers;        // id -> peer_t, owned
+    zhashx_t *peers;        // routing id (the peer's own identity frame,
+                            // compared by bytes) -> peer_t, owned
 };
 
 static void
@@ -27,6 +28,26 @@ s_peer_destroy (peer_t **self_p)
     *self_p = NULL;
 }
 
+static size_t
+s_identity_hash (const void *key)
+{
+    zframe_t *frame = (zframe_t *) key;
+    const unsigned char *data = zframe_data (frame);
+    size_t hash = 14695981039346656037ULL;
+    for (size_t i = 0, size = zframe_size (frame); i < size; i++)
+        hash = (hash ^ data[i]) * 1099511628211ULL;
+    return hash;
+}
+
+static int
+s_identity_compare (const void *a, const void *b)
+{
+    zframe_t *x = (zframe_t *) a, *y = (zframe_t *) b;
+    if (zframe_size (x) != zframe_size (y))
+        return 1;
+    return memcmp (zframe_data (x), zframe_data (y), zframe_size (x));
+}
+
 peers_t *
 peers_new (void)
 {
@@ -39,6 +60,12 @@ peers_new (void)
         return NULL;
     }
     zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_peer_destroy);
+    //  Keyed by the raw routing id: no formatting per message, and a
+    //  printable id can never collide with a binary one's hex form.
+    zhashx_set_key_hasher (self->peers, s_identity_hash);
+    zhashx_set_key_comparator (self->peers, s_identity_compare);
+    zhashx_set_key_duplicator (self->peers, NULL);
+    zhashx_set_key_destructor (self->peers, NULL);
     return self;
 }
 
@@ -81,10 +108,10 @@ peers_id_of (zframe_t *identity, char *buf, size_t buflen)
 peer_t *
 peers_add (peers_t *self, zframe_t *identity, peer_type_t type)
 {
+    if (zhashx_lookup (self->peers, identity))
+        return NULL;
     char id[600];
     peers_id_of (identity, id, sizeof id);
-    if (zhashx_lookup (self->peers, id))
-        return NULL;
     peer_t *peer = calloc (1, sizeof (peer_t));
     if (!peer)
         return NULL;
@@ -96,22 +123,21 @@ peers_add (peers_t *self, zframe_t *identity, peer_type_t type)
         s_peer_destroy (&peer);
         return NULL;
     }
-    zhashx_insert (self->peers, id, peer);
+    zhashx_insert (self->peers, peer->identity, peer);
     return peer;
 }
 
 peer_t *
 peers_lookup (peers_t *self, zframe_t *identity)
 {
-    char id[600];
-    return (peer_t *) zhashx_lookup (self->peers, peers_id_of (identity, id, sizeof id));
+    return (peer_t *) zhashx_lookup (self->peers, identity);
 }
 
 void
 peers_delete (peers_t *self, peer_t *peer)
 {
     assert (zhashx_size (peer->inflight) == 0);
-    zhashx_delete (self->peers, peer->id);
+    zhashx_delete (self->peers, peer->identity);
 }
 
 size_t

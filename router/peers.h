@@ -30,6 +30,8 @@ struct peer_t {
     peer_type_t type;
     bool emq;               // an emq job manager (INFORM agent frame): it
                             // gets epoch/attempt frames and reports DONE
+    bool done_frees;        // agent emq/2 or later: a DONE or RETURN also
+                            // frees the slot (no READY follows it)
     peer_queue_t *queues;   // by weight, highest first
     size_t queue_count;
     char *queues_json;      // as announced, for listings

@@ -326,6 +326,12 @@ queue_push_front (queue_t *self, job_t *job, int64_t now_ms)
 }
 
 job_t *
+queue_head (queue_t *self)
+{
+    return (job_t *) zlistx_first (self->waiting);
+}
+
+job_t *
 queue_pop (queue_t *self)
 {
     job_t *job = (job_t *) zlistx_first (self->waiting);

@@ -54,6 +54,8 @@ typedef struct {
     void *scheduled_handle; // handle in the router's scheduled list
     zlistx_t *watchers;     // zframe_t * routing ids that FETCHed it, or NULL
     bool cancel_requested;  // CANCEL sent to its job manager
+    bool returned;          // a job manager gave it back unstarted (RETURN):
+                            // it goes to a free slot only, never prefetched
     //  Its outcome, while JOB_ENDED (the store's commit of it pending).
     int end_state;          // store_state_t
     int end_status;         // emqp_status_t
@@ -121,6 +123,8 @@ bool queues_compact (queues_t *self);
 void queue_push (queue_t *self, job_t *job, int64_t now_ms);
 void queue_push_front (queue_t *self, job_t *job, int64_t now_ms);
 job_t *queue_pop (queue_t *self);
+//  The job queue_pop would return, left in place; NULL if none waits.
+job_t *queue_head (queue_t *self);
 //  Removes a waiting job from the list (e.g. cancel).
 void queue_unlink (queue_t *self, job_t *job);
 size_t queue_waiting (queue_t *self);

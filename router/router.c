@@ -88,14 +88,19 @@ s_wall_s (void)
 //  --------------------------------------------------------------------------
 //  Sending. Each helper consumes the message and reports failure.
 
+//  The printable id of a message's sender, formatted only when a log line
+//  needs it (the compound literal lives until the end of the enclosing block).
+#define S_SENDER(msg) peers_id_of ((msg)->identity, (char [600]) { 0 }, 600)
+
 static int
-s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, const char *peer_id)
+s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, zframe_t *to)
 {
     emqp_command_t command = (*msg_p)->command;
     if (emqp_send (msg_p, sock) == 0)
         return 0;
     self->undeliverable++;
-    log_warning ("peer %s: %s not delivered: %s", peer_id,
+    char id[600];
+    log_warning ("peer %s: %s not delivered: %s", peers_id_of (to, id, sizeof id),
                  emqp_command_name (command),
                  errno == EHOSTUNREACH ? "peer is gone" :
                  errno == EAGAIN ? "peer's queue is full" : strerror (errno));
@@ -113,8 +118,7 @@ s_send_error (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref
     reply->ref = strdup (ref ? ref : "");
     reply->error_code = strdup (code);
     reply->error_text = strdup (text);
-    char id[600];
-    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+    s_send (self, sock, &reply, identity);
 }
 
 static void
@@ -125,8 +129,7 @@ s_send_ack (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref)
         return;
     reply->identity = zframe_dup (identity);
     reply->ref = strdup (ref);
-    char id[600];
-    s_send (self, sock, &reply, peers_id_of (identity, id, sizeof id));
+    s_send (self, sock, &reply, identity);
 }
 
 static void
@@ -138,7 +141,7 @@ s_send_simple (router_t *self, zsock_t *sock, peer_t *peer, emqp_command_t comma
     msg->identity = zframe_dup (peer->identity);
     if (command == EMQP_HEARTBEAT)
         msg->heartbeat_ts = s_wall_s ();
-    s_send (self, sock, &msg, peer->id);
+    s_send (self, sock, &msg, peer->identity);
 }
 
 //  --------------------------------------------------------------------------
@@ -156,8 +159,7 @@ s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t st
     result->status = status;
     result->payload = zframe_new (value, size);
     result->usage = strdup (usage ? usage : "");
-    char id[600];
-    s_send (self, self->frontend, &result, peers_id_of (to, id, sizeof id));
+    s_send (self, self->frontend, &result, to);
 }
 
 //  Writes a job's end to the store (joining the open transaction).
@@ -293,12 +295,13 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         msg->epoch = epoch;
         msg->attempt = job->attempt + 1;
     }
-    if (s_send (self, self->backend, &msg, peer->id))
+    if (s_send (self, self->backend, &msg, peer->identity))
         return -1;
 
     int64_t now = s_now_ms ();
     job->attempt++;
     job->epoch = epoch;
+    job->returned = false;
     job->state = JOB_RUNNING;
     job->dispatched_at_ms = now;
     job->queue->inflight++;
@@ -341,11 +344,12 @@ s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 
 //  The job manager to receive the next job of a queue: highest weight
 //  first, then least recently used; free slots before prefetch room; NULL
-//  if none has room.
+//  if none has room. A job that came back by RETURN waits for a free slot.
 static peer_t *
 s_pick (router_t *self, queue_t *queue)
 {
-    for (int pass = 0; pass < (self->settings.prefetch ? 2 : 1); pass++) {
+    int passes = self->settings.prefetch && !queue_head (queue)->returned ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
         peer_t *best = NULL;
         uint32_t best_weight = 0;
         for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
@@ -388,7 +392,8 @@ s_dispatch_peer (router_t *self, peer_t *peer)
 {
     for (size_t i = 0; i < peer->queue_count && s_has_room (self, peer, true); i++) {
         queue_t *queue = peer->queues[i].queue;
-        while (s_has_room (self, peer, true) && queue_waiting (queue) > 0) {
+        while (queue_waiting (queue) > 0
+        &&     s_has_room (self, peer, !queue_head (queue)->returned)) {
             job_t *job = queue_pop (queue);
             if (s_dispatch_one (self, peer, job)) {
                 queue_push_front (queue, job, job->queued_at_ms);
@@ -433,12 +438,10 @@ s_unschedule (router_t *self, job_t *job)
 static void
 s_client_request (router_t *self, emqp_msg_t *msg)
 {
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     //  A client that retries after a lost ACK must not duplicate work.
     job_t *known = queues_job_lookup (self->queues, msg->msgid);
     if (known) {
-        log_debug ("client %s: REQUEST %s is already held", id, msg->msgid);
+        log_debug ("client %s: REQUEST %s is already held", S_SENDER (msg), msg->msgid);
         //  A job still waiting for its commit gets its ACK after it.
         if (known->state != JOB_PENDING)
             s_send_ack (self, self->frontend, msg->identity, msg->msgid);
@@ -447,7 +450,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     headers_t parsed;
     char err[256];
     if (headers_parse (msg->headers, &parsed, err, sizeof err)) {
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
@@ -457,14 +460,14 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         if (!peers_lookup (self->schedulers, msg->identity) || parsed.fence > INT64_MAX) {
             snprintf (err, sizeof err, "fence:N is accepted only from a registered scheduler, "
                       "with N below 2^63");
-            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED", err);
             return;
         }
         if (parsed.fence < self->fence) {
             snprintf (err, sizeof err, "fencing token %" PRIu64 " is older than %" PRIu64
                       ": another scheduler leads", parsed.fence, self->fence);
-            log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "FENCED", err);
             return;
         }
@@ -478,14 +481,14 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     if (!queue) {
         snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
                   "queues, its limit", msg->queue, QUEUES_MAX);
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
     }
     if (queue_waiting (queue) >= self->settings.queue_hwm) {
         snprintf (err, sizeof err, "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
                   msg->queue, queue_waiting (queue), self->settings.queue_hwm);
-        log_warning ("client %s: REQUEST %s refused: %s", id, msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
@@ -502,7 +505,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     bool duplicate = false;
     int64_t seq = 0;
     if (store_insert (self->store, &row, &duplicate, &seq)) {
-        log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, id,
+        log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, S_SENDER (msg),
                    store_error (self->store));
         snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "STORAGE", err);
@@ -510,7 +513,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     }
     if (duplicate) {
         //  Held before and already ended: the work was done once.
-        log_debug ("client %s: REQUEST %s already ended, ACK again", id, msg->msgid);
+        log_debug ("client %s: REQUEST %s already ended, ACK again", S_SENDER (msg), msg->msgid);
         s_send_ack (self, self->frontend, msg->identity, msg->msgid);
         return;
     }
@@ -622,7 +625,7 @@ s_forward_schedule (router_t *self, emqp_msg_t *msg)
         copy->interval_s = msg->interval_s;
         copy->payload = zframe_dup (msg->payload);
         copy->cron = strdup (msg->cron);
-        if (s_send (self, self->frontend, &copy, peer->id) == 0)
+        if (s_send (self, self->frontend, &copy, peer->identity) == 0)
             sent++;
     }
     zlistx_destroy (&list);
@@ -657,8 +660,6 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
     peer_t *scheduler = peers_lookup (self->schedulers, msg->identity);
     if (scheduler)
         scheduler->last_heard_ms = s_now_ms ();
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
 
     switch (msg->command) {
         case EMQP_REQUEST:
@@ -671,8 +672,8 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (streq (msg->peer_type, "scheduler"))
                 s_scheduler_inform (self, msg);
             else {
-                log_warning ("client %s: INFORM type '%s' refused on the frontend", id,
-                             msg->peer_type);
+                log_warning ("client %s: INFORM type '%s' refused on the frontend",
+                             S_SENDER (msg), msg->peer_type);
                 s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                               "only schedulers INFORM on the frontend; job managers use the backend");
             }
@@ -705,7 +706,7 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             break;
         case EMQP_DISCONNECT:
             log_warning ("client %s: DISCONNECT refused on the frontend "
-                         "(admin socket only)", id);
+                         "(admin socket only)", S_SENDER (msg));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                           "DISCONNECT is accepted on the admin socket only");
             break;
@@ -713,11 +714,11 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (scheduler)
                 s_relay_schedule_error (self, msg);
             else
-                log_warning ("client %s: sent ERROR %s: %s", id, msg->error_code,
+                log_warning ("client %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
                              msg->error_text);
             break;      // never answer an ERROR with an ERROR
         default:
-            log_warning ("client %s: %s is not a frontend command", id,
+            log_warning ("client %s: %s is not a frontend command", S_SENDER (msg),
                          emqp_command_name (msg->command));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the frontend");
@@ -787,6 +788,8 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     }
     free (specs);
     peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
+    //  emq/2 job managers send no READY after a DONE (or a RETURN).
+    peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
     peer->last_heard_ms = peer->registered_ms = s_now_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
@@ -812,15 +815,14 @@ s_backoff_s (router_t *self, uint32_t attempt)
 static void
 s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
 {
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     if (!msg->ref) {
-        log_debug ("jobmanager %s: REPLY without request msgid ignored", id);
+        log_debug ("jobmanager %s: REPLY without request msgid ignored", S_SENDER (msg));
         return;
     }
     job_t *job = queues_job_lookup (self->queues, msg->ref);
     if (!job) {
-        log_info ("jobmanager %s: outcome for unknown or ended job %s ignored", id, msg->ref);
+        log_info ("jobmanager %s: outcome for unknown or ended job %s ignored",
+                  S_SENDER (msg), msg->ref);
         return;
     }
     //  A job that was running when the router last stopped came back
@@ -828,7 +830,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     //  running it again.
     if (!legacy && job->state == JOB_QUEUED && job->epoch && msg->epoch == job->epoch) {
         log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
-                  PRIu64 "); not run again", id, job->msgid, job->epoch);
+                  PRIu64 "); not run again", S_SENDER (msg), job->msgid, job->epoch);
         queue_unlink (job->queue, job);
         job->state = JOB_RUNNING;
         job->queue->inflight++;         // s_job_detach takes it back
@@ -837,8 +839,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
     ||  (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
-                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", id, job->msgid,
-                     msg->epoch, job->epoch, job->state == JOB_RUNNING ? "running" : "queued");
+                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
+                     job->msgid, msg->epoch, job->epoch,
+                     job->state == JOB_RUNNING ? "running" : "queued");
         return;
     }
     if (job->peer)
@@ -891,23 +894,64 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                status, msg->payload, msg->usage);
 }
 
+//  A worker freed up (READY, or an emq/2 DONE/RETURN): it takes a
+//  prefetched job first, if any.
+static void
+s_slot_freed (router_t *self, peer_t *peer)
+{
+    if (peer->prefetched > 0)
+        peer->prefetched--;
+    else
+        peer->slots++;
+    s_dispatch_peer (self, peer);
+}
+
+//  RETURN: a job manager gives back a job it received beyond its idle
+//  workers and could not start within its prefetch_hold_ms. It was never
+//  run: it goes back to the head of its queue, its attempt not counted,
+//  and waits for a free slot (a prefetch would only park it again).
+static void
+s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
+{
+    job_t *job = queues_job_lookup (self->queues, msg->ref);
+    if (!job || job->state != JOB_RUNNING || job->epoch != msg->epoch || job->peer != peer)
+        log_info ("jobmanager %s: RETURN of job %s (epoch %" PRIu64 ") ignored: not running "
+                  "there", S_SENDER (msg), msg->ref, msg->epoch);
+    else
+    if (job->cancel_requested) {
+        s_job_detach (job);
+        s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+    }
+    else {
+        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), job->msgid);
+        s_job_detach (job);
+        if (job->attempt > 0)
+            job->attempt--;
+        job->returned = true;
+        queue_push_front (job->queue, job, job->queued_at_ms);
+        self->redispatch = true;
+    }
+    //  A RETURN stands for the READY of the slot the job held.
+    if (peer)
+        s_slot_freed (self, peer);
+}
+
 static void
 s_backend_message (router_t *self, emqp_msg_t *msg)
 {
     peer_t *peer = peers_lookup (self->job_managers, msg->identity);
-    char id[600];
-    peers_id_of (msg->identity, id, sizeof id);
     if (peer)
         peer->last_heard_ms = s_now_ms ();
 
     //  An unknown peer may only INFORM, or report outcomes (a job manager
     //  that reconnected under a new identity still owns its running jobs).
     if (!peer && msg->command != EMQP_INFORM && msg->command != EMQP_DONE
-    &&  msg->command != EMQP_KBYE && msg->command != EMQP_ERROR) {
+    &&  msg->command != EMQP_RETURN && msg->command != EMQP_KBYE
+    &&  msg->command != EMQP_ERROR) {
         //  Usually a job manager of a router that restarted: tell it, so an
         //  emq job manager registers again at once (EventMQ's ignores it
         //  and re-registers when our heartbeats do not come).
-        log_debug ("jobmanager %s: %s before INFORM; asked to register", id,
+        log_debug ("jobmanager %s: %s before INFORM; asked to register", S_SENDER (msg),
                    emqp_command_name (msg->command));
         if (msg->command == EMQP_HEARTBEAT || msg->command == EMQP_READY)
             s_send_error (self, self->backend, msg->identity, msg->msgid, "UNKNOWN_PEER",
@@ -920,15 +964,15 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
             s_jm_inform (self, msg, peer);
             break;
         case EMQP_READY:
-            //  A worker freed up: it takes a prefetched job first, if any.
-            if (peer->prefetched > 0)
-                peer->prefetched--;
-            else
-                peer->slots++;
-            s_dispatch_peer (self, peer);
+            s_slot_freed (self, peer);
             break;
         case EMQP_DONE:
             s_jm_outcome (self, msg, peer, false);
+            if (peer && peer->done_frees)
+                s_slot_freed (self, peer);
+            break;
+        case EMQP_RETURN:
+            s_jm_return (self, msg, peer);
             break;
         case EMQP_REPLY:
             s_jm_outcome (self, msg, peer, true);
@@ -947,11 +991,11 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
         case EMQP_ACK:
             break;
         case EMQP_ERROR:
-            log_warning ("jobmanager %s: sent ERROR %s: %s", id, msg->error_code,
+            log_warning ("jobmanager %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
                          msg->error_text);
             break;
         default:
-            log_warning ("jobmanager %s: %s is not a backend command", id,
+            log_warning ("jobmanager %s: %s is not a backend command", S_SENDER (msg),
                          emqp_command_name (msg->command));
             s_send_error (self, self->backend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the backend");
@@ -974,8 +1018,7 @@ s_admin_reply (router_t *self, emqp_msg_t *request, char *json)
     reply->identity = zframe_dup (request->identity);
     reply->payload = zframe_new (json, strlen (json));
     free (json);
-    char id[600];
-    s_send (self, self->admin, &reply, peers_id_of (request->identity, id, sizeof id));
+    s_send (self, self->admin, &reply, request->identity);
 }
 
 static void
@@ -1028,7 +1071,7 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
             cancel->identity = zframe_dup (job->peer->identity);
             cancel->ref = strdup (job->msgid);
             cancel->epoch = job->epoch;
-            if (s_send (self, self->backend, &cancel, job->peer->id)) {
+            if (s_send (self, self->backend, &cancel, job->peer->identity)) {
                 s_send_error (self, self->admin, msg->identity, msg->ref, "UNREACHABLE",
                               "the job manager running the job cannot be reached");
                 break;
@@ -1664,7 +1707,7 @@ s_test_done (const char *ref, uint64_t epoch, emqp_status_t status, const char *
 }
 
 static zsock_t *
-s_test_jm (const char *backend, const char *identity, bool emq, const char *queues)
+s_test_jm (const char *backend, const char *identity, const char *agent, const char *queues)
 {
     zsock_t *jm = zsock_new (ZMQ_DEALER);
     zsock_set_identity (jm, identity);
@@ -1673,13 +1716,104 @@ s_test_jm (const char *backend, const char *identity, bool emq, const char *queu
     inform->msgid = strdup ("inform-1");
     inform->queues = strdup (queues);
     inform->peer_type = strdup ("worker");
-    inform->agent = emq ? strdup ("emq/1") : NULL;
+    inform->agent = agent ? strdup (agent) : NULL;
     s_test_send (jm, inform);
     emqp_msg_t *ack = s_test_expect (jm, EMQP_ACK);
     CHECK (ack != NULL);
     CHECK_STREQ (ack ? ack->ref : NULL, "inform-1");
     emqp_msg_destroy (&ack);
     return jm;
+}
+
+static uint64_t
+s_test_expect_job (zsock_t *jm, const char *msgid, uint32_t attempt)
+{
+    emqp_msg_t *msg = s_test_expect (jm, EMQP_REQUEST);
+    CHECK_STREQ (msg ? msg->msgid : NULL, msgid);
+    CHECK_EQ (msg ? msg->attempt : 0, attempt);
+    uint64_t epoch = msg ? msg->epoch : 0;
+    emqp_msg_destroy (&msg);
+    return epoch;
+}
+
+//  emq/2 job managers: a DONE frees the slot (no READY); RETURN gives back
+//  an unstarted prefetched job, which then waits for a free slot.
+static void
+s_test_emq2 (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test2-frontend",
+        .backend = "inproc://router-test2-backend",
+        .admin = "inproc://router-test2-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+        .prefetch = 1,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq2", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "a", "b", "c" };
+    for (int i = 0; i < 3; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        CHECK_STREQ (ack ? ack->ref : NULL, ids[i]);
+        emqp_msg_destroy (&ack);
+    }
+    //  One READY: one job for the slot, one prefetched, no more.
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    uint64_t epoch_a = s_test_expect_job (jm, "a", 1);
+    uint64_t epoch_b = s_test_expect_job (jm, "b", 1);
+    emqp_msg_t *msg = s_test_recv (jm, 200);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  b comes back unstarted: it waits at the head for a free slot; c,
+    //  behind it, is not prefetched past it.
+    emqp_msg_t *ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("b");
+    ret->epoch = epoch_b;
+    s_test_send (jm, ret);
+    msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    //  a's DONE frees its slot: b runs there, still as attempt 1, and c is
+    //  prefetched again.
+    s_test_send (jm, s_test_done ("a", epoch_a, EMQP_STATUS_OK, "A"));
+    msg = s_test_expect (client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "a");
+    emqp_msg_destroy (&msg);
+    epoch_b = s_test_expect_job (jm, "b", 1);
+    uint64_t epoch_c = s_test_expect_job (jm, "c", 1);
+    s_test_send (jm, s_test_done ("b", epoch_b, EMQP_STATUS_OK, "B"));
+    s_test_send (jm, s_test_done ("c", epoch_c, EMQP_STATUS_OK, "C"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && (streq (msg->ref, "b") || streq (msg->ref, "c")));
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    //  A RETURN for a job that is not running there changes nothing.
+    ret = emqp_msg_new (EMQP_RETURN);
+    ret->ref = strdup ("c");
+    ret->epoch = epoch_c;
+    s_test_send (jm, ret);
+
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye2");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye2");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
 }
 
 void
@@ -1705,7 +1839,7 @@ router_test (bool verbose)
     CHECK (actor != NULL);
     zsock_t *client = zsock_new_dealer (settings.frontend);
     zsock_t *admin = zsock_new_dealer (settings.admin);
-    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", true, "[[10, \"default\"]]");
+    zsock_t *jm = s_test_jm (settings.backend, "jm-emq", "emq/1", "[[10, \"default\"]]");
 
     //  Submit, get ACK; READY brings the job with epoch and attempt.
     s_test_send (client, s_test_request ("job-1", "default", "reply-requested"));
@@ -1834,7 +1968,7 @@ router_test (bool verbose)
     msg = s_test_expect (jm, EMQP_REQUEST);
     CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
     emqp_msg_destroy (&msg);
-    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", false, "[[10, \"default\"]]");
+    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", NULL, "[[10, \"default\"]]");
     s_test_send (legacy, emqp_msg_new (EMQP_READY));
     s_test_send (jm, emqp_msg_new (EMQP_KBYE));
     msg = s_test_expect (legacy, EMQP_REQUEST);
@@ -1884,6 +2018,8 @@ router_test (bool verbose)
     zsock_destroy (&admin);
     zsock_destroy (&client);
     zactor_destroy (&actor);
+
+    s_test_emq2 ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");

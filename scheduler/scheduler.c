@@ -1138,6 +1138,12 @@ scheduler_test (bool verbose)
         s_on_tick (self->loop, 0, self);
         inform = s_test_recv (router, EMQP_INFORM, 50);
     }
+    //  On a busy machine a tick may have sent a second INFORM before the
+    //  first arrived here: answer the latest, as a router would be heard.
+    for (emqp_msg_t *later; inform && (later = s_test_recv (router, EMQP_INFORM, 100)); ) {
+        emqp_msg_destroy (&inform);
+        inform = later;
+    }
     CHECK (inform && streq (inform->peer_type, "scheduler"));
     if (inform) {
         emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
