@@ -247,6 +247,25 @@ s_wait (zsock_t *sock, short events, int64_t deadline, char *err, size_t errlen)
     }
 }
 
+//  Processes ZeroMQ's pending commands, if there are any, so that none is
+//  left for libzmq to process between two frames of the next message.
+//  libzmq processes commands inside zmq_msg_recv every 100 frames, and
+//  inside zmq_send when a millisecond has passed; with ZMQ_IMMEDIATE the
+//  "hiccup" command of a lost connection ends the pipe at once, so that a
+//  message half read aborts the program (fq.cpp "!_more", zeromq/libzmq
+//  #3485) and one half sent is dropped without a word. A zmq_poll before
+//  each message did this at the price of three system calls (two polls
+//  and a getpid); ZMQ_FD is readable exactly when commands are pending
+//  (the mailbox signals only when its reader found it empty), so one poll
+//  of it does, and ZMQ_EVENTS then processes them.
+static void
+s_settle (zsock_t *sock)
+{
+    struct pollfd item = { zsock_fd (sock), POLLIN, 0 };
+    if (item.fd >= 0 && poll (&item, 1, 0) > 0)
+        zsock_events (sock);    // a failure shows on the receive or send
+}
+
 //  What to send, every field borrowed. s_send builds the eMQP message from
 //  it, and builds it again when the socket could not take the first one:
 //  emqp_send consumes the message whether it sent it or not.
@@ -303,6 +322,7 @@ s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t de
             snprintf (err, errlen, "out of memory");
             return EMQ_ERR_NOMEM;
         }
+        s_settle (sock);
         if (emqp_send (&msg, sock) == 0)
             return 0;
         if (errno == EINVAL) {
@@ -361,6 +381,7 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
     while (true) {
         char reason[256];
         emqp_msg_t *msg = NULL;
+        s_settle (sock);
         int rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
         if (rc > 0) {
             *msg_p = msg;

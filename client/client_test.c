@@ -528,6 +528,88 @@ s_headers_checks (const char *endpoint)
     emq_client_destroy (&client);
 }
 
+//  A router on TCP that answers the first FETCH with a flood of RESULTs
+//  and then closes, lingering until they are all out. Once started it
+//  sends the port it bound (or -1), and a signal once it has closed.
+#define S_FLOOD 30000
+
+static void
+s_flood_router (zsock_t *pipe, void *args)
+{
+    (void) args;
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    int port = -1;
+    if (router) {
+        zsock_set_sndhwm (router, 0);
+        zsock_set_linger (router, 10000);
+        port = zsock_bind (router, "tcp://127.0.0.1:*");
+    }
+    zsock_signal (pipe, 0);     // zactor_new waits for this
+    zsock_send (pipe, "i", port);
+    zframe_t *identity = NULL;
+    if (port > 0) {
+        zpoller_t *poller = zpoller_new (router, NULL);
+        if (zpoller_wait (poller, 10000) == router) {
+            char err[256];
+            emqp_msg_t *fetch = NULL;
+            if (emqp_recv (router, true, NULL, &fetch, &identity, err, sizeof err) > 0)
+                identity = zframe_dup (fetch->identity);
+            emqp_msg_destroy (&fetch);
+        }
+        zpoller_destroy (&poller);
+    }
+    for (int i = 0; identity && i < S_FLOOD; i++) {
+        emqp_msg_t *result = s_answer (EMQP_RESULT, identity, "flooded");
+        result->usage = strdup ("wall_us=1 cpu_us=1 maxrss_kb=1");
+        if (emqp_send (&result, router))
+            break;
+    }
+    zframe_destroy (&identity);
+    zsock_destroy (&router);
+    zsock_signal (pipe, 0);
+    char *command = zstr_recv (pipe);       // $TERM
+    zstr_free (&command);
+}
+
+//  The router goes away while the client drains a long stream of events:
+//  the lost connection must be handled between messages, never inside one
+//  (libzmq would abort the program; see s_settle in client.c). What the
+//  connection still held is lost with it, as ZMQ_IMMEDIATE has it.
+static void
+s_lost_router_checks (bool verbose)
+{
+    zactor_t *flood = zactor_new (s_flood_router, NULL);
+    CHECK (flood);
+    if (!flood)
+        return;
+    int port = -1;
+    zsock_recv (flood, "i", &port);
+    CHECK (port > 0);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    emq_client_t *client = port > 0 ? emq_client_new (endpoint) : NULL;
+    if (client) {
+        CHECK_RC (emq_fetch (client, "flooded"), 0);
+        //  Read one, so that libzmq's pipe reader is awake, then let the
+        //  router send the rest and close before the drain starts.
+        emq_event_t event;
+        CHECK_RC (emq_poll (client, 10000, &event), 0);
+        CHECK_EQ (zsock_wait (flood), 0);
+        int count = 1, others = 0;
+        while (emq_poll (client, 500, &event) == 0) {
+            count++;
+            others += event.type != EMQ_EVENT_RESULT;
+        }
+        CHECK_EQ (others, 0);
+        CHECK (count <= S_FLOOD);
+        if (verbose)
+            printf ("  lost router: %d of %d events before the connection ended\n", count,
+                    S_FLOOD);
+        emq_client_destroy (&client);
+    }
+    zactor_destroy (&flood);
+}
+
 //  Admin commands, the job ones included.
 static void
 s_admin_checks (const char *endpoint)
@@ -738,6 +820,7 @@ emq_client_test (bool verbose)
 
     s_fetch_checks (router, endpoint, verbose);
     s_headers_checks (endpoint);
+    s_lost_router_checks (verbose);
     s_admin_checks (endpoint);
     zactor_destroy (&router);
 
