@@ -103,6 +103,7 @@ int cli_result (cli_t *self, int argc, char **argv);
 int cli_cancel (cli_t *self, int argc, char **argv);
 int cli_dead (cli_t *self, int argc, char **argv);
 int cli_demo (cli_t *self, int argc, char **argv);
+int cli_keygen (cli_t *self, int argc, char **argv);
 //  schedule.c: emq-scheduler's schedules.
 int cli_schedule (cli_t *self, int argc, char **argv);
 int cli_schedules (cli_t *self, int argc, char **argv);

@@ -56,6 +56,8 @@ static const char *s_usage =
 "                        last outcome, runs left; and which scheduler leads\n"
 "  unschedule NAME [--kill-running]   remove a schedule (and cancel its running job)\n"
 "  disconnect            ask the router to shut down\n"
+"  keygen NAME           write a CURVE key pair: NAME (public certificate)\n"
+"                        and NAME_secret (keep it private)\n"
 "  demo [--jobs N] [--queue Q] [--timeout S]\n"
 "        submit N (default 300) jobs, half exec /bin/echo, half run\n"
 "        libemq_examples.so upper, all in flight at once; show progress,\n"
@@ -271,6 +273,7 @@ static const s_command_t s_commands[] = {
     { "schedule", cli_schedule },
     { "schedules", cli_schedules },
     { "unschedule", cli_unschedule },
+    { "keygen", cli_keygen },
 };
 
 int

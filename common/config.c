@@ -146,6 +146,14 @@ static const s_setting_t s_settings[] = {
     { .name = "retry_backoff_max", .type = S_TYPE_SECONDS, .default_text = "300",
       .dmin = 0, .dmax = 86400, .sections = S_ROUTER,
       .description = "longest retry delay" },
+    { .name = "curve_secret_cert", .type = S_TYPE_STRING, .default_text = "",
+      .max_len = 4000, .sections = S_ROUTER,
+      .description = "CURVE: the router's key pair (the NAME_secret file of "
+                     "'emq-cli keygen NAME'); empty: no encryption" },
+    { .name = "curve_clients_dir", .type = S_TYPE_STRING, .default_text = "",
+      .max_len = 4000, .sections = S_ROUTER,
+      .description = "CURVE: directory of the public certificates of the clients, "
+                     "job managers and schedulers admitted; empty: any key" },
     { .name = "prefetch", .type = S_TYPE_INT, .default_text = "0",
       .min = 0, .max = 1024, .sections = S_ROUTER,
       .description = "jobs sent to a job manager beyond its free slots" },
@@ -193,6 +201,16 @@ static const s_setting_t s_settings[] = {
       .min = 0, .max = INT64_MAX / 1024, .sections = S_JM,
       .description = "replace a worker after a job that left it above this RSS "
                      "(KiB); 0: no limit" },
+
+    //  CURVE, for every program that connects to the router
+    { .name = "curve_server_key", .type = S_TYPE_STRING, .default_text = "",
+      .max_len = 4000, .sections = S_JM | S_SCHED | S_CLI,
+      .description = "CURVE: the router's public key (40 Z85 characters, or its "
+                     "public certificate file); empty: no encryption" },
+    { .name = "curve_cert", .type = S_TYPE_STRING, .default_text = "",
+      .max_len = 4000, .sections = S_JM | S_SCHED | S_CLI,
+      .description = "CURVE: this program's key pair (a NAME_secret file); empty: "
+                     "a fresh one (admitted only by a router that admits any key)" },
 
     //  [scheduler]
     { .name = "scheduler_addr", .type = S_TYPE_STRING,

@@ -335,10 +335,16 @@ s_status_json (jobmanager_t *self)
         json_object_set_new (in_flight, job->msgid,
                              json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
                                         "queue", job->queue, "started", job->started_ts));
+    //  Jobs waiting here for a worker: with jobs_in_flight, every job the
+    //  router may think we hold (it requeues one missing from both).
+    json_t *held = json_array ();
+    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending))
+        json_array_append_new (held, json_string (job->msgid));
     json_t *distribution = json_object ();
     pool_distribution (self->pool, s_visit_pid, distribution);
-    return json_pack ("{s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s}",
+    return json_pack ("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:s}",
                       "jobs_in_flight", in_flight,
+                      "jobs_held", held,
                       "pid_distribution", distribution,
                       "total_requests", (json_int_t) self->total_requests,
                       "total_ready_sent", (json_int_t) self->total_ready_sent,

@@ -240,6 +240,8 @@ main (int argc, char *argv[])
         .retry_backoff_s = config_double (config, "retry_backoff"),
         .retry_backoff_max_s = config_double (config, "retry_backoff_max"),
         .prefetch = (uint32_t) config_int (config, "prefetch"),
+        .curve_secret_cert = config_str (config, "curve_secret_cert"),
+        .curve_clients_dir = config_str (config, "curve_clients_dir"),
     };
     if (settings.heartbeat_interval_ms < 1)
         settings.heartbeat_interval_ms = 1;

@@ -23,6 +23,7 @@ s_peer_destroy (peer_t **self_p)
     free (self->queues);
     free (self->queues_json);
     zhashx_destroy (&self->inflight);
+    zhashx_destroy (&self->unconfirmed);
     free (self->stats);
     free (self);
     *self_p = NULL;

@@ -38,6 +38,9 @@ struct peer_t {
     uint32_t slots;         // free slots announced by READY
     uint32_t prefetched;    // jobs sent beyond its free slots (prefetch)
     zhashx_t *inflight;     // msgid -> job_t, borrowed
+    zhashx_t *unconfirmed;  // msgid -> (void *) monotonic ms: jobs in flight
+                            // that its last heartbeat did not report, and
+                            // since when (reconcile), or NULL
     int64_t last_heard_ms;  // monotonic
     int64_t registered_ms;
     uint64_t lru_tick;      // router tick of the last dispatch to it

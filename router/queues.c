@@ -1,114 +1,289 @@
 /*  queues — the router's queues and job records. See queues.h.
 
-    Ownership: queues_t->jobs owns job records, queues_t->queues owns queue
-    records; waiting lists hold borrowed pointers. A job leaves its waiting
+    Ownership: queues_t owns queue records (a zhashx by name), job records
+    (indexed by msgid in a ck_hs set that holds only the job pointers: no
+    node or key copy per job) and origins (headers + submitter, interned).
+    Waiting lists link the jobs themselves (TAILQ). A job leaves its waiting
     list before it is deleted (queues_job_delete asserts it).
 */
 #include "queues.h"
 
+#include <ck_hs.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct queues_t {
     zhashx_t *queues;       // name -> queue_t, owned
-    zhashx_t *jobs;         // msgid -> job_t, owned
-    zhashx_t *interned;     // queues_intern_t -> same, owned: shared
-                            // headers strings and client routing ids
+    ck_hs_t jobs;           // job_t *, owned, keyed by msgid
+    zhashx_t *origins;      // queues_origin_t -> same, owned
     size_t hwm;
 };
 
-//  A byte string shared by many jobs, with a count of its users. Headers
-//  and client ids repeat across a backlog; one copy each keeps a queued
-//  job small. The kind byte keeps a header text and an equal client id
-//  apart.
-struct queues_intern_t {
-    size_t size;
-    char *bytes;            // size bytes + NUL (headers use it as text)
-    char kind;              // 'h' headers, 'c' client id
+//  Headers and the submitter's routing id, shared by every job with both
+//  equal (a client's jobs usually share them), with the parsed headers.
+struct queues_origin_t {
+    char *headers;          // text as submitted
+    size_t headers_size;
+    headers_t parsed;
+    zframe_t *client;       // routing id for sends, or NULL
+    const void *client_data;    // its bytes (a lookup's probe has only
+    size_t client_size;         // these), NULL when there is no client
     size_t refs;
-    zframe_t *frame;        // for client ids: the frame sends are made with
 };
 
-static size_t
-s_intern_hash (const void *key)
+//  --------------------------------------------------------------------------
+//  Msgids: a canonical lowercase UUID (what libemq and EventMQ generate) is
+//  kept as its 16 bytes; anything else as text.
+
+static int
+s_hex (char c)
 {
-    const queues_intern_t *item = (const queues_intern_t *) key;
-    size_t hash = 14695981039346656037ULL ^ (unsigned char) item->kind;
-    for (size_t i = 0; i < item->size; i++)
-        hash = (hash ^ (unsigned char) item->bytes[i]) * 1099511628211ULL;
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+//  Packs text into out (16 bytes) if it is a canonical UUID; returns true.
+static bool
+s_uuid_pack (const char *text, size_t size, uint8_t out[16])
+{
+    if (size != 36)
+        return false;
+    for (size_t i = 0, n = 0; i < 36; ) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (text[i++] != '-')
+                return false;
+            continue;
+        }
+        int hi = s_hex (text[i]), lo = s_hex (text[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[n++] = (uint8_t) (hi << 4 | lo);
+        i += 2;
+    }
+    return true;
+}
+
+static void
+s_uuid_format (const uint8_t in[16], char out[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[in[i] >> 4];
+        *p++ = hex[in[i] & 15];
+    }
+    *p = 0;
+}
+
+//  Writes the stored form of msgid into job (flags and data); returns its
+//  size in data, or 0 if it is too long.
+static size_t
+s_msgid_store (job_t *job, const char *msgid)
+{
+    size_t size = strlen (msgid);
+    if (size > EMQP_MSGID_MAX)
+        return 0;
+    if (s_uuid_pack (msgid, size, (uint8_t *) job->data)) {
+        job->flags |= JOB_MSGID_UUID;
+        job->msgid_size = 16;
+    }
+    else {
+        memcpy (job->data, msgid, size + 1);
+        job->msgid_size = (uint8_t) (size + 1);
+    }
+    return job->msgid_size;
+}
+
+const char *
+job_msgid (const job_t *job, job_msgid_t *buf)
+{
+    if (!job_flag (job, JOB_MSGID_UUID))
+        return job->data;
+    s_uuid_format ((const uint8_t *) job->data, buf->text);
+    return buf->text;
+}
+
+const void *
+job_payload (const job_t *job)
+{
+    return job->data + job->msgid_size;
+}
+
+const char *
+job_headers (const job_t *job)
+{
+    return job->origin->headers;
+}
+
+const headers_t *
+job_parsed (const job_t *job)
+{
+    return &job->origin->parsed;
+}
+
+zframe_t *
+job_client (const job_t *job)
+{
+    return job->origin->client;
+}
+
+uint64_t
+job_epoch (const job_t *job)
+{
+    if (job->state != JOB_QUEUED)
+        return job->epoch;
+    return job->more ? job->more->prior_epoch : 0;
+}
+
+job_more_t *
+job_more (job_t *job)
+{
+    if (!job->more)
+        job->more = calloc (1, sizeof (job_more_t));
+    return job->more;
+}
+
+//  The index hashes and compares the stored form (flags + data), so a
+//  probe is built the same way as a record.
+static unsigned long
+s_job_hash (const void *key, unsigned long seed)
+{
+    const job_t *job = (const job_t *) key;
+    uint64_t hash = 14695981039346656037ULL ^ seed ^ (job->flags & JOB_MSGID_UUID);
+    for (size_t i = 0; i < job->msgid_size; i++)
+        hash = (hash ^ (unsigned char) job->data[i]) * 1099511628211ULL;
+    return (unsigned long) hash;
+}
+
+static bool
+s_job_equal (const void *a, const void *b)
+{
+    const job_t *x = (const job_t *) a, *y = (const job_t *) b;
+    return (x->flags & JOB_MSGID_UUID) == (y->flags & JOB_MSGID_UUID)
+        && x->msgid_size == y->msgid_size
+        && memcmp (x->data, y->data, x->msgid_size) == 0;
+}
+
+//  ck_hs allocates through these; we are its only thread, so a deferred
+//  free is a free.
+static void *
+s_hs_malloc (size_t size)
+{
+    return malloc (size);
+}
+
+static void *
+s_hs_realloc (void *ptr, size_t old_size, size_t new_size, bool defer)
+{
+    (void) old_size;
+    (void) defer;
+    return realloc (ptr, new_size);
+}
+
+static void
+s_hs_free (void *ptr, size_t size, bool defer)
+{
+    (void) size;
+    (void) defer;
+    free (ptr);
+}
+
+static struct ck_malloc s_hs_allocator = { s_hs_malloc, s_hs_realloc, s_hs_free };
+
+#define S_INDEX_INITIAL 1024
+
+//  --------------------------------------------------------------------------
+//  Origins
+
+static size_t
+s_origin_hash (const void *key)
+{
+    const queues_origin_t *item = (const queues_origin_t *) key;
+    size_t hash = 14695981039346656037ULL;
+    for (size_t i = 0; i < item->headers_size; i++)
+        hash = (hash ^ (unsigned char) item->headers[i]) * 1099511628211ULL;
+    hash = (hash ^ 0xFF) * 1099511628211ULL;
+    const unsigned char *data = (const unsigned char *) item->client_data;
+    for (size_t i = 0; data && i < item->client_size; i++)
+        hash = (hash ^ data[i]) * 1099511628211ULL;
     return hash;
 }
 
 static int
-s_intern_compare (const void *a, const void *b)
+s_origin_compare (const void *a, const void *b)
 {
-    const queues_intern_t *x = (const queues_intern_t *) a, *y = (const queues_intern_t *) b;
-    if (x->kind != y->kind || x->size != y->size)
+    const queues_origin_t *x = (const queues_origin_t *) a, *y = (const queues_origin_t *) b;
+    if (x->headers_size != y->headers_size || memcmp (x->headers, y->headers, x->headers_size))
         return 1;
-    return memcmp (x->bytes, y->bytes, x->size);
+    if (!x->client_data || !y->client_data)
+        return x->client_data != y->client_data;
+    return x->client_size != y->client_size
+        || memcmp (x->client_data, y->client_data, x->client_size);
 }
 
 static void
-s_intern_destroy (queues_intern_t **self_p)
+s_origin_destroy (queues_origin_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    free ((*self_p)->bytes);
-    zframe_destroy (&(*self_p)->frame);
+    free ((*self_p)->headers);
+    zframe_destroy (&(*self_p)->client);
     free (*self_p);
     *self_p = NULL;
 }
 
-//  Finds or makes the shared copy of (bytes, size) and counts one more user.
-static queues_intern_t *
-s_intern (queues_t *self, char kind, const void *bytes, size_t size)
+//  Finds or makes the shared origin and counts one more user.
+static queues_origin_t *
+s_origin_require (queues_t *self, const char *headers, const headers_t *parsed,
+                  const void *client, size_t client_size)
 {
-    queues_intern_t probe = { size, (char *) bytes, kind, 0, NULL };
-    queues_intern_t *item = (queues_intern_t *) zhashx_lookup (self->interned, &probe);
+    queues_origin_t probe = {
+        .headers = (char *) headers, .headers_size = strlen (headers),
+        .client_data = client, .client_size = client ? client_size : 0
+    };
+    queues_origin_t *item = (queues_origin_t *) zhashx_lookup (self->origins, &probe);
     if (!item) {
-        item = calloc (1, sizeof (queues_intern_t));
+        item = calloc (1, sizeof (queues_origin_t));
         if (!item)
             return NULL;
-        item->size = size;
-        item->kind = kind;
-        item->bytes = malloc (size + 1);
-        if (kind == 'c')
-            item->frame = zframe_new (bytes, size);
-        if (!item->bytes || (kind == 'c' && !item->frame)) {
-            s_intern_destroy (&item);
+        item->headers = strdup (headers);
+        item->headers_size = probe.headers_size;
+        item->parsed = *parsed;
+        item->client = client ? zframe_new (client, client_size) : NULL;
+        if (!item->headers || (client && !item->client)) {
+            s_origin_destroy (&item);
             return NULL;
         }
-        memcpy (item->bytes, bytes, size);
-        item->bytes[size] = 0;
-        zhashx_insert (self->interned, item, item);
+        item->client_data = client ? zframe_data (item->client) : NULL;
+        item->client_size = probe.client_size;
+        zhashx_insert (self->origins, item, item);
     }
     item->refs++;
     return item;
 }
 
 static void
-s_unintern (queues_t *self, queues_intern_t **item_p)
+s_origin_release (queues_t *self, queues_origin_t *item)
 {
-    queues_intern_t *item = *item_p;
-    *item_p = NULL;
     if (item && --item->refs == 0)
-        zhashx_delete (self->interned, item);
+        zhashx_delete (self->origins, item);
 }
 
+//  --------------------------------------------------------------------------
+//  Queues
+
 static void
-s_job_destroy (job_t **self_p)
+s_job_free (job_t *job)
 {
-    if (!self_p || !*self_p)
-        return;
-    job_t *self = *self_p;
-    //  Interned headers and client ids belong to queues_t's pool.
-    free (self->msgid);
-    free (self->payload);
-    zlistx_destroy (&self->watchers);
-    zframe_destroy (&self->end_value);
-    free (self->end_usage);
-    free (self);
-    *self_p = NULL;
+    if (job->more) {
+        zlistx_destroy (&job->more->watchers);
+        zframe_destroy (&job->more->end_value);
+        free (job->more->end_usage);
+        free (job->more);
+    }
+    free (job);
 }
 
 static void
@@ -117,7 +292,6 @@ s_queue_destroy (queue_t **self_p)
     if (!self_p || !*self_p)
         return;
     queue_t *self = *self_p;
-    zlistx_destroy (&self->waiting);
     zlistx_destroy (&self->servers);
     free (self->name);
     free (self);
@@ -146,21 +320,25 @@ queues_new (size_t hwm)
     queues_t *self = calloc (1, sizeof (queues_t));
     if (!self)
         return NULL;
+    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT,
+                     s_job_hash, s_job_equal, &s_hs_allocator, S_INDEX_INITIAL,
+                     (unsigned long) zclock_time ())) {
+        free (self);
+        return NULL;
+    }
     self->queues = zhashx_new ();
-    self->jobs = zhashx_new ();
-    self->interned = zhashx_new ();
-    if (!self->queues || !self->jobs || !self->interned) {
+    self->origins = zhashx_new ();
+    if (!self->queues || !self->origins) {
         queues_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) s_queue_destroy);
-    zhashx_set_destructor (self->jobs, (zhashx_destructor_fn *) s_job_destroy);
-    //  Keys are the items themselves: compared by bytes, never copied.
-    zhashx_set_key_hasher (self->interned, s_intern_hash);
-    zhashx_set_key_comparator (self->interned, s_intern_compare);
-    zhashx_set_key_duplicator (self->interned, NULL);
-    zhashx_set_key_destructor (self->interned, NULL);
-    zhashx_set_destructor (self->interned, (zhashx_destructor_fn *) s_intern_destroy);
+    //  Keys are the items themselves: compared by content, never copied.
+    zhashx_set_key_hasher (self->origins, s_origin_hash);
+    zhashx_set_key_comparator (self->origins, s_origin_compare);
+    zhashx_set_key_duplicator (self->origins, NULL);
+    zhashx_set_key_destructor (self->origins, NULL);
+    zhashx_set_destructor (self->origins, (zhashx_destructor_fn *) s_origin_destroy);
     self->hwm = hwm;
     return self;
 }
@@ -171,10 +349,14 @@ queues_destroy (queues_t **self_p)
     if (!self_p || !*self_p)
         return;
     queues_t *self = *self_p;
-    //  Queues first: their lists borrow job records.
+    //  Queues first: their lists link job records.
     zhashx_destroy (&self->queues);
-    zhashx_destroy (&self->jobs);
-    zhashx_destroy (&self->interned);
+    ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+    void *item;
+    while (ck_hs_next (&self->jobs, &it, &item))
+        s_job_free ((job_t *) item);
+    ck_hs_destroy (&self->jobs);
+    zhashx_destroy (&self->origins);
     free (self);
     *self_p = NULL;
 }
@@ -185,21 +367,40 @@ queues_lookup (queues_t *self, const char *name)
     return (queue_t *) zhashx_lookup (self->queues, name);
 }
 
+//  Deletes the queues no job and no job manager points at; returns how
+//  many went.
+static size_t
+s_sweep (queues_t *self)
+{
+    zlistx_t *unused = zlistx_new ();
+    if (!unused)
+        return 0;
+    for (queue_t *queue = (queue_t *) zhashx_first (self->queues); queue;
+         queue = (queue_t *) zhashx_next (self->queues))
+        if (queue->jobs == 0 && zlistx_size (queue->servers) == 0)
+            zlistx_add_end (unused, queue->name);
+    size_t count = zlistx_size (unused);
+    for (char *name = (char *) zlistx_first (unused); name; name = (char *) zlistx_next (unused))
+        zhashx_delete (self->queues, name);     // frees the queue and its name
+    zlistx_destroy (&unused);
+    return count;
+}
+
 queue_t *
 queues_require (queues_t *self, const char *name)
 {
     queue_t *queue = queues_lookup (self, name);
     if (queue)
         return queue;
-    if (zhashx_size (self->queues) >= QUEUES_MAX)
+    if (zhashx_size (self->queues) >= QUEUES_MAX && s_sweep (self) == 0)
         return NULL;
     queue = calloc (1, sizeof (queue_t));
     if (!queue)
         return NULL;
+    TAILQ_INIT (&queue->waiting);
     queue->name = strdup (name);
-    queue->waiting = zlistx_new ();
     queue->servers = zlistx_new ();
-    if (!queue->name || !queue->waiting || !queue->servers) {
+    if (!queue->name || !queue->servers) {
         s_queue_destroy (&queue);
         return NULL;
     }
@@ -227,10 +428,20 @@ queues_hwm (queues_t *self)
     return self->hwm;
 }
 
+//  --------------------------------------------------------------------------
+//  Jobs
+
 job_t *
 queues_job_lookup (queues_t *self, const char *msgid)
 {
-    return (job_t *) zhashx_lookup (self->jobs, msgid);
+    //  A probe record with the msgid stored as a job stores it.
+    _Alignas (job_t) char space[offsetof (job_t, data) + EMQP_MSGID_MAX + 1];
+    job_t *probe = (job_t *) space;
+    probe->flags = 0;
+    if (!s_msgid_store (probe, msgid))
+        return NULL;
+    return (job_t *) ck_hs_get (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, probe),
+                                probe);
 }
 
 job_t *
@@ -239,122 +450,132 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
                 const void *payload, size_t payload_size,
                 const void *client, size_t client_size)
 {
+    if (strlen (msgid) > EMQP_MSGID_MAX || payload_size > UINT32_MAX)
+        return NULL;
     queue_t *queue = queues_require (self, queue_name);
-    job_t *job = calloc (1, sizeof (job_t));
+    uint8_t uuid[16];
+    size_t msgid_size = s_uuid_pack (msgid, strlen (msgid), uuid) ? 16 : strlen (msgid) + 1;
+    job_t *job = malloc (offsetof (job_t, data) + msgid_size + payload_size);
     if (!queue || !job) {
         free (job);
         return NULL;
     }
-    job->msgid = strdup (msgid);
-    job->payload = malloc (payload_size ? payload_size : 1);
-    job->headers_ref = s_intern (self, 'h', headers, strlen (headers));
-    job->client_ref = client ? s_intern (self, 'c', client, client_size) : NULL;
-    if (!job->msgid || !job->payload || !job->headers_ref || (client && !job->client_ref)) {
-        s_unintern (self, &job->headers_ref);
-        s_unintern (self, &job->client_ref);
-        s_job_destroy (&job);
+    memset (job, 0, offsetof (job_t, data));
+    s_msgid_store (job, msgid);
+    if (payload_size)
+        memcpy (job->data + job->msgid_size, payload, payload_size);
+    job->payload_size = (uint32_t) payload_size;
+    job->origin = s_origin_require (self, headers, parsed, client, client_size);
+    if (!job->origin
+    ||  !ck_hs_put (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job)) {
+        s_origin_release (self, job->origin);
+        free (job);
         return NULL;
     }
-    memcpy (job->payload, payload, payload_size);
-    job->payload_size = payload_size;
-    job->headers = job->headers_ref->bytes;
-    job->client = job->client_ref ? job->client_ref->frame : NULL;
-    job->parsed = *parsed;
     job->retries_left = parsed->retry_count;
     job->queue = queue;
+    queue->jobs++;
     job->state = JOB_PENDING;
-    zhashx_insert (self->jobs, msgid, job);
     return job;
-}
-
-void
-queues_job_drop_payload (job_t *job)
-{
-    free (job->payload);
-    job->payload = NULL;
-    job->payload_size = 0;
 }
 
 void
 queues_job_delete (queues_t *self, job_t *job)
 {
     assert (job);
-    assert (!job->waiting_handle);      // still borrowed by a waiting list
+    assert (job->state != JOB_QUEUED);  // still linked in a waiting list
     assert (!job->peer);                // still borrowed by a peer
-    assert (!job->scheduled_handle);    // still borrowed by the schedule
-    s_unintern (self, &job->headers_ref);
-    s_unintern (self, &job->client_ref);
-    zhashx_delete (self->jobs, job->msgid);
+    assert (!job->more || !job->more->scheduled_handle);    // still scheduled
+    ck_hs_remove (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job);
+    job->queue->jobs--;
+    s_origin_release (self, job->origin);
+    s_job_free (job);
 }
 
 size_t
 queues_job_count (queues_t *self)
 {
-    return zhashx_size (self->jobs);
+    return ck_hs_count (&self->jobs);
 }
 
 bool
 queues_compact (queues_t *self)
 {
-    if (zhashx_size (self->jobs) > 0)
+    if (ck_hs_count (&self->jobs) > 0)
         return false;
-    zhashx_t *fresh = zhashx_new ();
-    if (!fresh)
-        return false;
-    zhashx_set_destructor (fresh, (zhashx_destructor_fn *) s_job_destroy);
-    zhashx_destroy (&self->jobs);
-    self->jobs = fresh;
-    return true;
+    return ck_hs_reset_size (&self->jobs, S_INDEX_INITIAL);
+}
+
+//  --------------------------------------------------------------------------
+//  Waiting lists
+
+//  The link takes the place of peer and epoch: the epoch is kept aside.
+static void
+s_enter_queue (job_t *job)
+{
+    assert (job->state != JOB_QUEUED);
+    assert (!job->peer);
+    if (job->epoch) {
+        job_more_t *more = job_more (job);
+        if (more)
+            more->prior_epoch = job->epoch;
+        //  else: out of memory; a DONE of the old dispatch is then taken
+        //  for stale and the job runs again (at-least-once).
+    }
 }
 
 void
 queue_push (queue_t *self, job_t *job, int64_t now_ms)
 {
-    assert (!job->waiting_handle);
+    s_enter_queue (job);
     job->state = JOB_QUEUED;
-    job->queued_at_ms = now_ms;
-    job->waiting_handle = zlistx_add_end (self->waiting, job);
+    job->queued_at = (uint32_t) now_ms;
+    TAILQ_INSERT_TAIL (&self->waiting, job, link);
+    self->waiting_count++;
 }
 
 void
 queue_push_front (queue_t *self, job_t *job, int64_t now_ms)
 {
-    assert (!job->waiting_handle);
+    s_enter_queue (job);
     job->state = JOB_QUEUED;
-    job->queued_at_ms = now_ms;
-    job->waiting_handle = zlistx_add_start (self->waiting, job);
+    job->queued_at = (uint32_t) now_ms;
+    TAILQ_INSERT_HEAD (&self->waiting, job, link);
+    self->waiting_count++;
 }
 
 job_t *
 queue_head (queue_t *self)
 {
-    return (job_t *) zlistx_first (self->waiting);
+    return TAILQ_FIRST (&self->waiting);
 }
 
 job_t *
 queue_pop (queue_t *self)
 {
-    job_t *job = (job_t *) zlistx_first (self->waiting);
-    if (job) {
-        zlistx_detach_cur (self->waiting);
-        job->waiting_handle = NULL;
-    }
+    job_t *job = TAILQ_FIRST (&self->waiting);
+    if (job)
+        queue_unlink (self, job);
     return job;
 }
 
 void
 queue_unlink (queue_t *self, job_t *job)
 {
-    if (job->waiting_handle) {
-        zlistx_detach (self->waiting, job->waiting_handle);
-        job->waiting_handle = NULL;
-    }
+    if (job->state != JOB_QUEUED)
+        return;
+    TAILQ_REMOVE (&self->waiting, job, link);
+    self->waiting_count--;
+    //  Out of the list; the caller gives it its next state.
+    job->peer = NULL;
+    job->epoch = job->more ? job->more->prior_epoch : 0;
+    job->state = JOB_PENDING;
 }
 
 size_t
 queue_waiting (queue_t *self)
 {
-    return zlistx_size (self->waiting);
+    return self->waiting_count;
 }
 
 void
@@ -413,11 +634,53 @@ queues_test (bool verbose)
     CHECK_EQ (queues_job_count (queues), 3);
     CHECK (queues_job_lookup (queues, "m1") == jobs[1]);
     //  Headers and client ids are shared, not copied per job.
-    CHECK (jobs[0]->headers == jobs[2]->headers);
-    CHECK (jobs[0]->client == jobs[1]->client);
-    CHECK_STREQ (jobs[1]->headers, "retry-count:2");
-    CHECK (zframe_streq (jobs[2]->client, "c"));
-    CHECK_MEMEQ (jobs[2]->payload, jobs[2]->payload_size, "p", 1);
+    CHECK (jobs[0]->origin == jobs[2]->origin);
+    CHECK (job_headers (jobs[0]) == job_headers (jobs[2]));
+    CHECK (job_client (jobs[0]) == job_client (jobs[1]));
+    CHECK_STREQ (job_headers (jobs[1]), "retry-count:2");
+    CHECK_EQ (job_parsed (jobs[1])->retry_count, 2);
+    CHECK (zframe_streq (job_client (jobs[2]), "c"));
+    CHECK_MEMEQ (job_payload (jobs[2]), jobs[2]->payload_size, "p", 1);
+    CHECK_STREQ (JOB_MSGID (jobs[1]), "m1");
+    CHECK (!job_flag (jobs[1], JOB_MSGID_UUID));
+
+    //  Another client, or other headers: another origin.
+    job_t *other = queues_job_new (queues, "other-client", "default", "retry-count:2",
+                                   &parsed, "p", 1, "d", 1);
+    job_t *anon = queues_job_new (queues, "no-client", "default", "retry-count:2",
+                                  &parsed, "", 0, NULL, 0);
+    CHECK (other && anon && other->origin != jobs[0]->origin && anon->origin != other->origin);
+    CHECK (anon && job_client (anon) == NULL && anon->payload_size == 0);
+    queues_job_delete (queues, other);
+    queues_job_delete (queues, anon);
+    CHECK (queues_job_lookup (queues, "other-client") == NULL);
+
+    //  A canonical UUID msgid is kept as 16 bytes and reads back the same;
+    //  an uppercase one stays text (it must read back as sent).
+    const char *uuid = "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
+    job_t *packed = queues_job_new (queues, uuid, "default", "", &parsed, "xy", 2, NULL, 0);
+    CHECK (packed && job_flag (packed, JOB_MSGID_UUID) && packed->msgid_size == 16);
+    CHECK_STREQ (packed ? JOB_MSGID (packed) : NULL, uuid);
+    CHECK_MEMEQ (packed ? job_payload (packed) : NULL, 2, "xy", 2);
+    CHECK (queues_job_lookup (queues, uuid) == packed);
+    const char *upper = "0F8E2A4C-1B3D-4E5F-8A9B-0C1D2E3F4A5B";
+    CHECK (queues_job_lookup (queues, upper) == NULL);
+    job_t *text = queues_job_new (queues, upper, "default", "", &parsed, "", 0, NULL, 0);
+    CHECK (text && !job_flag (text, JOB_MSGID_UUID));
+    CHECK_STREQ (text ? JOB_MSGID (text) : NULL, upper);
+    CHECK (queues_job_lookup (queues, upper) == text);
+    CHECK (queues_job_lookup (queues, "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5") == NULL);
+    queues_job_delete (queues, packed);
+    queues_job_delete (queues, text);
+    //  Too long for a record: refused (the codec refuses it first).
+    char longid[EMQP_MSGID_MAX + 2];
+    memset (longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = 0;
+    CHECK (queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0) == NULL);
+    longid[EMQP_MSGID_MAX] = 0;
+    job_t *longest = queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0);
+    CHECK (longest && queues_job_lookup (queues, longid) == longest);
+    queues_job_delete (queues, longest);
 
     //  FIFO, with push_front for work taken back.
     queue_push (queue, jobs[0], 1);
@@ -459,9 +722,52 @@ queues_test (bool verbose)
             break;
     }
     CHECK (queues_lookup (many, "q9999") != NULL);
+    //  All in use (a job each, or a job manager): no room for one more.
+    job_t **holders = calloc (QUEUES_MAX, sizeof (job_t *));
+    for (int i = 0; i < QUEUES_MAX; i++) {
+        snprintf (qname, sizeof qname, "q%d", i);
+        if (i == 7)
+            queue_add_server (queues_lookup (many, qname), (peer_t *) "jm", 10);
+        else
+            holders[i] = queues_job_new (many, qname, qname, "", &parsed, "", 0, NULL, 0);
+    }
     CHECK (queues_require (many, "one-too-many") == NULL);
     CHECK (queues_require (many, "q0") != NULL);        // existing ones still found
+    //  Once jobs are gone, unused queues make room; a served one stays.
+    for (int i = 0; i < 100; i++)
+        if (holders[i])
+            queues_job_delete (many, holders[i]);
+    CHECK (queues_require (many, "one-too-many") != NULL);
+    CHECK (queues_lookup (many, "q0") == NULL);
+    CHECK (queues_lookup (many, "q7") != NULL);
+    CHECK (queues_lookup (many, "q100") != NULL);
+    for (int i = 100; i < QUEUES_MAX; i++)
+        if (holders[i])
+            queues_job_delete (many, holders[i]);
+    free (holders);
     queues_destroy (&many);
+
+    //  Churn: 200,000 jobs in and out keep the index working (tombstones
+    //  are reused) and end with no job held.
+    for (int round = 0; round < 4; round++) {
+        enum { N = 50000 };
+        static job_t *many_jobs[N];
+        for (int i = 0; i < N; i++) {
+            char id[40];
+            snprintf (id, sizeof id, "churn-%d-%d", round, i);
+            many_jobs[i] = queues_job_new (queues, id, "default", "", &parsed, "p", 1, NULL, 0);
+        }
+        size_t found = 0;
+        for (int i = 0; i < N; i += 997) {
+            char id[40];
+            snprintf (id, sizeof id, "churn-%d-%d", round, i);
+            found += queues_job_lookup (queues, id) == many_jobs[i];
+        }
+        CHECK_EQ (found, (N + 996) / 997);
+        for (int i = 0; i < N; i++)
+            queues_job_delete (queues, many_jobs[i]);
+    }
+    CHECK_EQ (queues_job_count (queues), 0);
 
     //  Compacting only happens when no job is held.
     job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);

@@ -27,6 +27,7 @@
 #include "headers.h"
 #include "log.h"
 #include "peers.h"
+#include "curve.h"
 #include "queues.h"
 #include "store.h"
 
@@ -55,6 +56,7 @@ struct router_t {
     uint64_t next_epoch;        // fencing tokens, increasing across restarts
     uint64_t tick;              // dispatch counter for least-recently-used
     bool redispatch;            // jobs went back to queues: dispatch again
+    curve_server_t *curve;      // CURVE keys and authenticator, or NULL
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
     store_t *store;             // the job table (SQLite, or :memory:)
@@ -166,10 +168,11 @@ s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t st
 static void
 s_job_save_end (router_t *self, job_t *job)
 {
-    if (store_set_ended (self->store, job->row, (store_state_t) job->end_state,
-                         emqp_status_name ((emqp_status_t) job->end_status),
-                         zframe_data (job->end_value), zframe_size (job->end_value),
-                         job->end_usage, job->ended_at)) {
+    job_more_t *more = job->more;
+    if (store_set_ended (self->store, job->row, (store_state_t) more->end_state,
+                         emqp_status_name ((emqp_status_t) more->end_status),
+                         zframe_data (more->end_value), zframe_size (more->end_value),
+                         more->end_usage, more->ended_at)) {
         log_error ("store: %s", store_error (self->store));
         //  Even a failure outside a transaction (BEGIN itself) must not let
         //  a later commit settle this end as written.
@@ -187,31 +190,42 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
 {
     const void *data = value ? (const void *) zframe_data (value) : "";
     size_t size = value ? zframe_size (value) : 0;
-    log_debug ("job %s: ended %s (%s) after %u attempt(s)", job->msgid,
+    job_msgid_t idbuf;
+    const char *msgid = job_msgid (job, &idbuf);
+    log_debug ("job %s: ended %s (%s) after %u attempt(s)", msgid,
                store_state_name (state), emqp_status_name (status), job->attempt);
     if (state == STORE_DEAD)
-        log_info ("job %s: dead after %u attempt(s): %s", job->msgid, job->attempt,
+        log_info ("job %s: dead after %u attempt(s): %s", msgid, job->attempt,
                   emqp_status_name (status));
-    if (job->parsed.reply_requested && job->client)
-        s_send_result (self, job->client, job->msgid, status, data, size, usage);
-    if (job->watchers)
-        for (zframe_t *watcher = (zframe_t *) zlistx_first (job->watchers); watcher;
-             watcher = (zframe_t *) zlistx_next (job->watchers))
-            if (!(job->parsed.reply_requested && job->client && zframe_eq (watcher, job->client)))
-                s_send_result (self, watcher, job->msgid, status, data, size, usage);
-    zlistx_destroy (&job->watchers);
+    zframe_t *client = job_parsed (job)->reply_requested ? job_client (job) : NULL;
+    if (client)
+        s_send_result (self, client, msgid, status, data, size, usage);
+    if (job->more && job->more->watchers) {
+        zlistx_t *watchers = job->more->watchers;
+        for (zframe_t *watcher = (zframe_t *) zlistx_first (watchers); watcher;
+             watcher = (zframe_t *) zlistx_next (watchers))
+            if (!(client && zframe_eq (watcher, client)))
+                s_send_result (self, watcher, msgid, status, data, size, usage);
+        zlistx_destroy (&job->more->watchers);
+    }
     if (store_is_memory (self->store) || job->row <= 0) {
         queues_job_delete (self->queues, job);
         return;
     }
+    job_more_t *more = job_more (job);
+    if (!more) {
+        //  Out of memory: the end cannot wait for its commit; the store
+        //  keeps the job as it was (it runs again after a restart).
+        log_error ("job %s: out of memory recording its end", msgid);
+        queues_job_delete (self->queues, job);
+        return;
+    }
     job->state = JOB_ENDED;
-    job->end_state = state;
-    job->end_status = status;
-    job->end_value = zframe_new (data, size);
-    job->end_usage = strdup (usage ? usage : "");
-    job->ended_at = s_wall_s ();
-    //  The payload is no longer needed (a dead job's stays in its row).
-    queues_job_drop_payload (job);
+    more->end_state = state;
+    more->end_status = status;
+    more->end_value = zframe_new (data, size);
+    more->end_usage = strdup (usage ? usage : "");
+    more->ended_at = s_wall_s ();
     s_job_save_end (self, job);
     zlistx_add_end (self->ending, job);
 }
@@ -238,7 +252,7 @@ static void
 s_job_detach (job_t *job)
 {
     if (job->peer) {
-        zhashx_delete (job->peer->inflight, job->msgid);
+        zhashx_delete (job->peer->inflight, JOB_MSGID (job));
         job->peer = NULL;
     }
     if (job->queue->inflight)
@@ -255,7 +269,7 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
     while (job) {
         //  Detaching deletes from the hash we iterate: restart each time.
         s_job_detach (job);
-        if (job->cancel_requested)
+        if (job_flag (job, JOB_CANCEL_REQUESTED))
             //  An acknowledged CANCEL stands: the job does not run again.
             s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
         else {
@@ -287,10 +301,12 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         return -1;
     uint64_t epoch = ++self->next_epoch;
     msg->identity = zframe_dup (peer->identity);
-    msg->msgid = strdup (job->msgid);
+    job_msgid_t idbuf;
+    const char *msgid = job_msgid (job, &idbuf);
+    msg->msgid = strdup (msgid);
     msg->queue = strdup (job->queue->name);
-    msg->headers = strdup (job->headers);
-    msg->payload = zframe_new (job->payload, job->payload_size);
+    msg->headers = strdup (job_headers (job));
+    msg->payload = zframe_new (job_payload (job), job->payload_size);
     if (peer->emq) {
         msg->epoch = epoch;
         msg->attempt = job->attempt + 1;
@@ -301,12 +317,11 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     int64_t now = s_now_ms ();
     job->attempt++;
     job->epoch = epoch;
-    job->returned = false;
+    job_set_flag (job, JOB_RETURNED, false);
     job->state = JOB_RUNNING;
-    job->dispatched_at_ms = now;
     job->queue->inflight++;
     job->queue->dispatched++;
-    job->queue->latency_ms = now - job->queued_at_ms;
+    job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
     if (peer->slots > 0)
@@ -316,13 +331,13 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
-    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", job->msgid,
+    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", JOB_MSGID (job),
                peer->id, epoch, job->attempt);
 
     //  An EventMQ job manager never says when a job ends unless a reply
     //  was requested; such a job is done once delivered (EventMQ's own
     //  at-most-once semantics, documented in docs/protocol.md).
-    if (!peer->emq && !job->parsed.reply_requested) {
+    if (!peer->emq && !job_parsed (job)->reply_requested) {
         job->queue->inflight--;
         job->queue->processed++;
         peer->processed++;
@@ -330,7 +345,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         return 0;
     }
     job->peer = peer;
-    zhashx_insert (peer->inflight, job->msgid, job);
+    zhashx_insert (peer->inflight, msgid, job);
     return 0;
 }
 
@@ -348,7 +363,7 @@ s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 static peer_t *
 s_pick (router_t *self, queue_t *queue)
 {
-    int passes = self->settings.prefetch && !queue_head (queue)->returned ? 2 : 1;
+    int passes = self->settings.prefetch && !job_flag (queue_head (queue), JOB_RETURNED) ? 2 : 1;
     for (int pass = 0; pass < passes; pass++) {
         peer_t *best = NULL;
         uint32_t best_weight = 0;
@@ -379,7 +394,7 @@ s_dispatch_queue (router_t *self, queue_t *queue)
             break;
         job_t *job = queue_pop (queue);
         if (s_dispatch_one (self, peer, job)) {
-            queue_push_front (queue, job, job->queued_at_ms);
+            queue_push_front (queue, job, job->queued_at);
             s_peer_remove (self, self->job_managers, peer, "unreachable");
         }
     }
@@ -393,10 +408,10 @@ s_dispatch_peer (router_t *self, peer_t *peer)
     for (size_t i = 0; i < peer->queue_count && s_has_room (self, peer, true); i++) {
         queue_t *queue = peer->queues[i].queue;
         while (queue_waiting (queue) > 0
-        &&     s_has_room (self, peer, !queue_head (queue)->returned)) {
+        &&     s_has_room (self, peer, !job_flag (queue_head (queue), JOB_RETURNED))) {
             job_t *job = queue_pop (queue);
             if (s_dispatch_one (self, peer, job)) {
-                queue_push_front (queue, job, job->queued_at_ms);
+                queue_push_front (queue, job, job->queued_at);
                 s_peer_remove (self, self->job_managers, peer, "unreachable");
                 return;
             }
@@ -421,17 +436,24 @@ s_dispatch_all (router_t *self)
 static void
 s_schedule (router_t *self, job_t *job, double run_at)
 {
+    job_more_t *more = job_more (job);
+    if (!more) {
+        log_error ("job %s: out of memory delaying it; queued now", JOB_MSGID (job));
+        queue_push (job->queue, job, s_now_ms ());
+        self->redispatch = true;
+        return;
+    }
     job->state = JOB_SCHEDULED;
-    job->run_at = run_at;
-    job->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+    more->run_at = run_at;
+    more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
 }
 
 static void
 s_unschedule (router_t *self, job_t *job)
 {
-    if (job->scheduled_handle) {
-        zlistx_detach (self->scheduled, job->scheduled_handle);
-        job->scheduled_handle = NULL;
+    if (job->more && job->more->scheduled_handle) {
+        zlistx_detach (self->scheduled, job->more->scheduled_handle);
+        job->more->scheduled_handle = NULL;
     }
 }
 
@@ -480,7 +502,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
         snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
-                  "queues, its limit", msg->queue, QUEUES_MAX);
+                  "queues in use, its limit", msg->queue, QUEUES_MAX);
         log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
@@ -526,7 +548,16 @@ s_client_request (router_t *self, emqp_msg_t *msg)
                       "out of memory");
         return;
     }
-    job->run_at = run_at > now ? run_at : 0;
+    if (run_at > now) {
+        job_more_t *more = job_more (job);
+        if (!more) {
+            queues_job_delete (self->queues, job);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                          "out of memory");
+            return;
+        }
+        more->run_at = run_at;
+    }
     job->row = seq;
     //  Not dispatched, not ACKed, until the batch is committed (s_flush).
     zlistx_add_end (self->pending, job);
@@ -555,22 +586,30 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
 {
     job_t *job = queues_job_lookup (self->queues, msg->ref);
     if (job && job->state == JOB_ENDED) {
-        s_send_result (self, msg->identity, job->msgid, (emqp_status_t) job->end_status,
-                       zframe_data (job->end_value), zframe_size (job->end_value),
-                       job->end_usage);
+        job_more_t *more = job->more;
+        s_send_result (self, msg->identity, JOB_MSGID (job), (emqp_status_t) more->end_status,
+                       zframe_data (more->end_value), zframe_size (more->end_value),
+                       more->end_usage);
         return;
     }
     if (job) {
-        if (!job->watchers) {
-            job->watchers = zlistx_new ();
-            zlistx_set_destructor (job->watchers, (czmq_destructor *) zframe_destroy);
+        job_more_t *more = job_more (job);
+        if (more && !more->watchers) {
+            more->watchers = zlistx_new ();
+            if (more->watchers)
+                zlistx_set_destructor (more->watchers, (czmq_destructor *) zframe_destroy);
         }
-        for (zframe_t *w = (zframe_t *) zlistx_first (job->watchers); w;
-             w = (zframe_t *) zlistx_next (job->watchers))
+        if (!more || !more->watchers) {
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
+                          "out of memory");
+            return;
+        }
+        for (zframe_t *w = (zframe_t *) zlistx_first (more->watchers); w;
+             w = (zframe_t *) zlistx_next (more->watchers))
             if (zframe_eq (w, msg->identity))
                 return;
-        if (zlistx_size (job->watchers) < 64)
-            zlistx_add_end (job->watchers, zframe_dup (msg->identity));
+        if (zlistx_size (more->watchers) < 64)
+            zlistx_add_end (more->watchers, zframe_dup (msg->identity));
         return;
     }
     //  Not in memory: it ended (or never was). Its row has the outcome.
@@ -828,9 +867,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     //  A job that was running when the router last stopped came back
     //  queued with its epoch: the DONE of that dispatch ends it, rather than
     //  running it again.
-    if (!legacy && job->state == JOB_QUEUED && job->epoch && msg->epoch == job->epoch) {
+    if (!legacy && job->state == JOB_QUEUED && job_epoch (job) && msg->epoch == job_epoch (job)) {
         log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
-                  PRIu64 "); not run again", S_SENDER (msg), job->msgid, job->epoch);
+                  PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
         queue_unlink (job->queue, job);
         job->state = JOB_RUNNING;
         job->queue->inflight++;         // s_job_detach takes it back
@@ -840,7 +879,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     ||  (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
                      "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
-                     job->msgid, msg->epoch, job->epoch,
+                     JOB_MSGID (job), msg->epoch, job_epoch (job),
                      job->state == JOB_RUNNING ? "running" : "queued");
         return;
     }
@@ -866,7 +905,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         s_job_end (self, job, STORE_DONE, status, msg->payload, msg->usage);
         return;
     }
-    if (job->cancel_requested) {
+    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
         s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, msg->payload,
                    msg->usage);
         return;
@@ -876,7 +915,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         double delay = s_backoff_s (self, job->attempt);
         char shown[160];
         log_info ("job %s: %s on attempt %u (%s), retry in %.2f s; %u retr%s left",
-                  job->msgid, emqp_status_name (status), job->attempt,
+                  JOB_MSGID (job), emqp_status_name (status), job->attempt,
                   emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload),
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
@@ -890,7 +929,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     job->queue->failed++;
     //  A job that had retries and used them all is dead (re-drivable); one
     //  that asked for none simply failed. Both keep their error.
-    s_job_end (self, job, job->parsed.retry_count > 0 ? STORE_DEAD : STORE_FAILED,
+    s_job_end (self, job, job_parsed (job)->retry_count > 0 ? STORE_DEAD : STORE_FAILED,
                status, msg->payload, msg->usage);
 }
 
@@ -906,6 +945,81 @@ s_slot_freed (router_t *self, peer_t *peer)
     s_dispatch_peer (self, peer);
 }
 
+//  True if the job manager's stats list msgid among its running jobs
+//  (jobs_in_flight, an object by msgid) or the jobs it holds for a worker
+//  (jobs_held, an array).
+static bool
+s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
+{
+    if (json_object_get (in_flight, msgid))
+        return true;
+    size_t index;
+    json_t *item;
+    json_array_foreach (held, index, item)
+        if (json_is_string (item) && streq (json_string_value (item), msgid))
+            return true;
+    return false;
+}
+
+//  Lease check against an emq/2 job manager's own account of its jobs: a
+//  REQUEST can be lost inside ZeroMQ (a TCP connection that dropped and
+//  came back under the same identity), leaving a job the router thinks
+//  runs there and the job manager never got. A job missing from its
+//  reports for two heartbeat intervals goes back to the head of its queue
+//  (at-least-once; if it did run, its DONE is stale by then).
+static void
+s_reconcile (router_t *self, peer_t *peer, const char *stats)
+{
+    json_t *root = json_loads (stats, 0, NULL);
+    json_t *in_flight = json_object_get (root, "jobs_in_flight");
+    json_t *held = json_object_get (root, "jobs_held");
+    if (!json_is_object (in_flight) || !json_is_array (held)) {
+        json_decref (root);
+        return;             // a job manager that does not report them
+    }
+    int64_t now = s_now_ms ();
+    int64_t grace = 2 * self->settings.heartbeat_interval_ms;
+    zhashx_t *unconfirmed = zhashx_new ();
+    zlistx_t *lost = zlistx_new ();
+    if (!unconfirmed || !lost) {
+        zhashx_destroy (&unconfirmed);
+        zlistx_destroy (&lost);
+        json_decref (root);
+        return;
+    }
+    for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
+         job = (job_t *) zhashx_next (peer->inflight)) {
+        const char *msgid = (const char *) zhashx_cursor (peer->inflight);
+        if (s_stats_hold (in_flight, held, msgid))
+            continue;
+        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, msgid) : NULL;
+        if (!since)
+            zhashx_insert (unconfirmed, msgid, (void *) (intptr_t) now);
+        else
+        if (now - (int64_t) (intptr_t) since >= grace)
+            zlistx_add_end (lost, job);
+        else
+            zhashx_insert (unconfirmed, msgid, since);
+    }
+    zhashx_destroy (&peer->unconfirmed);
+    peer->unconfirmed = unconfirmed;
+    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64 ") it was sent; "
+                     "the job goes back to its queue", peer->id, JOB_MSGID (job), job->epoch);
+        s_job_detach (job);
+        if (job_flag (job, JOB_CANCEL_REQUESTED))
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+        else {
+            queue_push_front (job->queue, job, s_now_ms ());
+            self->redispatch = true;
+        }
+        //  The job manager never had it: the slot it took is still free there.
+        s_slot_freed (self, peer);
+    }
+    zlistx_destroy (&lost);
+    json_decref (root);
+}
+
 //  RETURN: a job manager gives back a job it received beyond its idle
 //  workers and could not start within its prefetch_hold_ms. It was never
 //  run: it goes back to the head of its queue, its attempt not counted,
@@ -918,17 +1032,17 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
         log_info ("jobmanager %s: RETURN of job %s (epoch %" PRIu64 ") ignored: not running "
                   "there", S_SENDER (msg), msg->ref, msg->epoch);
     else
-    if (job->cancel_requested) {
+    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
         s_job_detach (job);
         s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
     }
     else {
-        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), job->msgid);
+        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), JOB_MSGID (job));
         s_job_detach (job);
         if (job->attempt > 0)
             job->attempt--;
-        job->returned = true;
-        queue_push_front (job->queue, job, job->queued_at_ms);
+        job_set_flag (job, JOB_RETURNED, true);
+        queue_push_front (job->queue, job, job->queued_at);
         self->redispatch = true;
     }
     //  A RETURN stands for the READY of the slot the job held.
@@ -978,6 +1092,8 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
             s_jm_outcome (self, msg, peer, true);
             break;
         case EMQP_HEARTBEAT:
+            if (msg->stats && peer->done_frees)
+                s_reconcile (self, peer, msg->stats);
             if (msg->stats) {
                 free (peer->stats);
                 peer->stats = msg->stats;
@@ -1056,7 +1172,7 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
         case JOB_SCHEDULED:
             queue_unlink (job->queue, job);
             s_unschedule (self, job);
-            log_info ("job %s: cancelled while %s", job->msgid,
+            log_info ("job %s: cancelled while %s", JOB_MSGID (job),
                       job->state == JOB_QUEUED ? "queued" : "scheduled");
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
@@ -1069,15 +1185,15 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
             }
             emqp_msg_t *cancel = emqp_msg_new (EMQP_CANCEL);
             cancel->identity = zframe_dup (job->peer->identity);
-            cancel->ref = strdup (job->msgid);
+            cancel->ref = strdup (JOB_MSGID (job));
             cancel->epoch = job->epoch;
             if (s_send (self, self->backend, &cancel, job->peer->identity)) {
                 s_send_error (self, self->admin, msg->identity, msg->ref, "UNREACHABLE",
                               "the job manager running the job cannot be reached");
                 break;
             }
-            job->cancel_requested = true;
-            log_info ("job %s: cancel sent to %s", job->msgid, job->peer->id);
+            job_set_flag (job, JOB_CANCEL_REQUESTED, true);
+            log_info ("job %s: cancel sent to %s", JOB_MSGID (job), job->peer->id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             break;
         case JOB_ENDED:
@@ -1130,7 +1246,7 @@ s_dead_revive (const store_row_t *row, void *arg)
         log_error ("store: %s", store_error (self->store));
     queue_push (job->queue, job, s_now_ms ());
     self->redispatch = true;
-    log_info ("job %s: dead job queued again", job->msgid);
+    log_info ("job %s: dead job queued again", JOB_MSGID (job));
     return 0;
 }
 
@@ -1254,7 +1370,7 @@ s_flush (router_t *self)
         bool guarantee = false;
         for (job_t *job = (job_t *) zlistx_first (self->pending); job;
              job = (job_t *) zlistx_next (self->pending))
-            guarantee = guarantee || job->parsed.guarantee;
+            guarantee = guarantee || job_parsed (job)->guarantee;
         if (rc == 0 && guarantee && self->settings.fsync != STORE_FSYNC_ALWAYS
         &&  store_sync (self->store))
             log_warning ("store: guarantee sync failed: %s", store_error (self->store));
@@ -1275,9 +1391,9 @@ s_flush (router_t *self)
         while ((job = (job_t *) zlistx_first (self->pending))) {
             zlistx_detach_cur (self->pending);
             if (rc == 0) {
-                s_send_ack (self, self->frontend, job->client, job->msgid);
-                if (job->run_at > 0)
-                    s_schedule (self, job, job->run_at);
+                s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
+                if (job->more && job->more->run_at > 0)
+                    s_schedule (self, job, job->more->run_at);
                 else {
                     queue_push (job->queue, job, now);
                     self->redispatch = true;
@@ -1287,7 +1403,7 @@ s_flush (router_t *self)
                 char err[300];
                 snprintf (err, sizeof err, "the router cannot store jobs: %s",
                           store_error (self->store));
-                s_send_error (self, self->frontend, job->client, job->msgid, "STORAGE", err);
+                s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job), "STORAGE", err);
                 queues_job_delete (self->queues, job);
             }
         }
@@ -1381,10 +1497,10 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     router_t *self = (router_t *) arg;
     double now = s_wall_s ();
     job_t *job;
-    while ((job = (job_t *) zlistx_first (self->scheduled)) && job->run_at <= now) {
+    while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
         zlistx_detach_cur (self->scheduled);
-        job->scheduled_handle = NULL;
-        job->run_at = 0;
+        job->more->scheduled_handle = NULL;
+        job->more->run_at = 0;
         queue_push (job->queue, job, s_now_ms ());
         self->redispatch = true;
     }
@@ -1438,7 +1554,8 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
 static int
 s_compare_run_at (const void *a, const void *b)
 {
-    double ra = ((const job_t *) a)->run_at, rb = ((const job_t *) b)->run_at;
+    //  Scheduled jobs always have their optional part (s_schedule).
+    double ra = ((const job_t *) a)->more->run_at, rb = ((const job_t *) b)->more->run_at;
     return ra < rb ? -1 : ra > rb ? 1 : 0;
 }
 
@@ -1471,13 +1588,16 @@ s_load_row (const store_row_t *row, void *arg)
 }
 
 static zsock_t *
-s_bind (const char *endpoint, size_t payload_max, char *err, size_t errlen)
+s_bind (const char *endpoint, size_t payload_max, curve_server_t *curve, char *err,
+        size_t errlen)
 {
     zsock_t *sock = zsock_new (ZMQ_ROUTER);
     if (!sock) {
         snprintf (err, errlen, "cannot create a socket: %s", zmq_strerror (zmq_errno ()));
         return NULL;
     }
+    if (curve)
+        curve_server_apply (curve, sock);
     zsock_set_router_mandatory (sock, 1);
     //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
     zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
@@ -1541,9 +1661,20 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), self->settings.db_path,
                   zlistx_size (self->scheduled));
-    if (!(self->frontend = s_bind (settings->frontend, settings->payload_max, err, errlen))
-    ||  !(self->backend = s_bind (settings->backend, settings->payload_max, err, errlen))
-    ||  !(self->admin = s_bind (settings->admin, settings->payload_max, err, errlen)))
+    if (settings->curve_secret_cert && *settings->curve_secret_cert) {
+        self->curve = curve_server_new (settings->curve_secret_cert,
+                                        settings->curve_clients_dir, err, errlen);
+        if (!self->curve)
+            goto fail;
+        log_info ("router: CURVE on, public key %s; clients admitted: %s",
+                  curve_server_public (self->curve),
+                  settings->curve_clients_dir && *settings->curve_clients_dir
+                  ? settings->curve_clients_dir : "any key");
+    }
+    size_t max = settings->payload_max;
+    if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
+    ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
+    ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
     self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
     self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
@@ -1573,6 +1704,7 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    curve_server_destroy (&self->curve);
     //  Peers borrow jobs: detach every job in flight before freeing.
     if (self->job_managers) {
         zlistx_t *list = peers_list (self->job_managers);
@@ -1588,7 +1720,7 @@ router_destroy (router_t **self_p)
     if (self->scheduled) {
         for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
              job = (job_t *) zlistx_next (self->scheduled))
-            job->scheduled_handle = NULL;
+            job->more->scheduled_handle = NULL;
         zlistx_destroy (&self->scheduled);
     }
     zlistx_destroy (&self->pending);
@@ -1816,6 +1948,81 @@ s_test_emq2 (void)
     zactor_destroy (&actor);
 }
 
+static void
+s_test_heartbeat (zsock_t *jm, const char *stats)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_HEARTBEAT);
+    msg->heartbeat_ts = s_wall_s ();
+    msg->stats = strdup (stats);
+    s_test_send (jm, msg);
+}
+
+//  Lease check: a job an emq/2 job manager does not report (running or
+//  held) for two heartbeat intervals is dispatched again.
+static void
+s_test_reconcile (void)
+{
+    router_settings_t settings = {
+        .frontend = "inproc://router-test3-frontend",
+        .backend = "inproc://router-test3-backend",
+        .admin = "inproc://router-test3-admin",
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+    };
+    zactor_t *actor = zactor_new (s_test_actor, &settings);
+    CHECK (actor != NULL);
+    zsock_t *client = zsock_new_dealer (settings.frontend);
+    zsock_t *admin = zsock_new_dealer (settings.admin);
+    zsock_t *jm = s_test_jm (settings.backend, "jm-lossy", "emq/2", "[[10, \"default\"]]");
+    const char *ids[] = { "x", "y" };
+    for (int i = 0; i < 2; i++) {
+        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
+        emqp_msg_destroy (&ack);
+        s_test_send (jm, emqp_msg_new (EMQP_READY));
+    }
+    uint64_t epoch_x = s_test_expect_job (jm, "x", 1);
+    s_test_expect_job (jm, "y", 1);
+
+    //  y "never arrived": not reported twice, 250 ms apart. An old-style
+    //  report (no jobs_held) is not taken into account.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {}}");
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    //  It comes again (its slot is free again too), as attempt 2.
+    uint64_t epoch_y = s_test_expect_job (jm, "y", 2);
+
+    //  Held jobs count as held: nothing moves.
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    zclock_sleep (250);
+    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    emqp_msg_t *msg = s_test_recv (jm, 300);
+    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
+    emqp_msg_destroy (&msg);
+
+    s_test_send (jm, s_test_done ("x", epoch_x, EMQP_STATUS_OK, "X"));
+    s_test_send (jm, s_test_done ("y", epoch_y, EMQP_STATUS_OK, "Y"));
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_expect (client, EMQP_RESULT);
+        CHECK (msg && msg->status == EMQP_STATUS_OK);
+        emqp_msg_destroy (&msg);
+    }
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye3");
+    s_test_send (admin, disconnect);
+    msg = s_test_expect (admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye3");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&jm);
+    zsock_destroy (&admin);
+    zsock_destroy (&client);
+    zactor_destroy (&actor);
+}
+
 void
 router_test (bool verbose)
 {
@@ -2020,6 +2227,7 @@ router_test (bool verbose)
     zactor_destroy (&actor);
 
     s_test_emq2 ();
+    s_test_reconcile ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");

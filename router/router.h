@@ -28,6 +28,9 @@ typedef struct {
     double retry_backoff_max_s;     // cap on a retry's delay
     uint32_t prefetch;              // jobs a job manager may hold beyond its
                                     // free slots (queued there, run next)
+    const char *curve_secret_cert;  // CURVE key pair file; NULL/"": plain
+    const char *curve_clients_dir;  // admitted clients' public certificates;
+                                    // NULL/"": any client key
 } router_settings_t;
 
 typedef struct router_t router_t;

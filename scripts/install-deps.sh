@@ -13,6 +13,7 @@ packages=(
     libmsgpack-dev                  # job payloads (msgpack-c)
     libbsd-dev                      # pidfile, setproctitle, strlcpy
     libsqlite3-dev                  # router storage
+    libck-dev                       # router: compact job index (ck_hs)
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway

@@ -20,6 +20,7 @@
 #include "router/router.h"
 #include "router/store.h"
 #include "common/pidlock.h"
+#include "common/curve.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
 #include "worker/command.h"
@@ -59,6 +60,7 @@ static const s_test_t s_tests[] = {
     { "peers",   peers_test },
     { "store",   store_test },
     { "pidlock", pidlock_test },
+    { "curve",   curve_test },
     { "router",  router_test },
     { "wire",    wire_test },
     { "plugin",  plugin_test },

@@ -1,0 +1,35 @@
+/*  keys — emq-cli keygen: CURVE key pairs for the router and its peers
+    (docs/operations.md, "Encryption").
+*/
+#include "cli.h"
+#include "curve.h"
+
+#include <czmq.h>
+
+int
+cli_keygen (cli_t *cli, int argc, char **argv)
+{
+    (void) cli;
+    static const struct option options[] = { CLI_GLOBAL_OPTIONS };
+    int opt;
+    while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
+        if (opt == '?' || opt == ':')
+            return cli_usage_error ("keygen: unknown option '%s'", argv[optind - 1]);
+        int rc = cli_global_option (cli, opt, optarg);
+        if (rc >= 100)
+            return rc - 100;
+    }
+    if (argc - optind != 1)
+        return cli_usage_error ("keygen: give one NAME (writes NAME and NAME_secret)");
+    const char *path = argv[optind];
+    char err[PATH_MAX + 200];
+    if (curve_keygen (path, err, sizeof err))
+        return cli_fail (CLI_EXIT_FAILED, "keygen: %s", err);
+    zcert_t *cert = zcert_load (path);
+    printf ("public key %s\n"
+            "wrote %s (public certificate: for whoever must know this key)\n"
+            "wrote %s_secret (key pair: keep it private; curve_secret_cert or curve_cert)\n",
+            cert ? zcert_public_txt (cert) : "?", path, path);
+    zcert_destroy (&cert);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

@@ -1,0 +1,309 @@
+/*  curve — CURVE on emq's sockets. See curve.h.
+*/
+#include "curve.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct curve_server_t {
+    zcert_t *cert;          // the server's key pair
+    zactor_t *auth;         // zauth, or NULL when any client key is admitted
+};
+
+//  Loads a certificate file that must hold a secret key.
+static zcert_t *
+s_load_secret (const char *path, const char *what, char *err, size_t errlen)
+{
+    zcert_t *cert = zcert_load (path);
+    if (!cert) {
+        snprintf (err, errlen, "%s '%s' cannot be read as a certificate (make one with "
+                  "'emq-cli keygen NAME' and give NAME_secret)", what, path);
+        return NULL;
+    }
+    static const byte zero[32] = { 0 };
+    if (memcmp (zcert_secret_key (cert), zero, sizeof zero) == 0) {
+        snprintf (err, errlen, "%s '%s' holds no secret key (give the NAME_secret file, "
+                  "not the public one)", what, path);
+        zcert_destroy (&cert);
+        return NULL;
+    }
+    return cert;
+}
+
+curve_server_t *
+curve_server_new (const char *secret_cert, const char *clients_dir, char *err, size_t errlen)
+{
+    if (!zsys_has_curve ()) {
+        snprintf (err, errlen, "this libzmq has no CURVE support");
+        return NULL;
+    }
+    curve_server_t *self = calloc (1, sizeof (curve_server_t));
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->cert = s_load_secret (secret_cert, "curve_secret_cert", err, errlen);
+    if (!self->cert) {
+        curve_server_destroy (&self);
+        return NULL;
+    }
+    if (clients_dir && *clients_dir) {
+        DIR *dir = opendir (clients_dir);
+        if (!dir) {
+            snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir, strerror (errno));
+            curve_server_destroy (&self);
+            return NULL;
+        }
+        closedir (dir);
+        self->auth = zactor_new (zauth, NULL);
+        if (!self->auth
+        ||  zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
+        ||  zsock_wait (self->auth)) {
+            snprintf (err, errlen, "the CURVE authenticator did not start");
+            curve_server_destroy (&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void
+curve_server_destroy (curve_server_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zactor_destroy (&(*self_p)->auth);
+    zcert_destroy (&(*self_p)->cert);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+void
+curve_server_apply (curve_server_t *self, zsock_t *sock)
+{
+    zcert_apply (self->cert, sock);
+    zsock_set_curve_server (sock, 1);
+}
+
+const char *
+curve_server_public (curve_server_t *self)
+{
+    return zcert_public_txt (self->cert);
+}
+
+//  True for 40 characters that decode as a Z85 key.
+static bool
+s_is_z85_key (const char *text)
+{
+    if (strlen (text) != 40)
+        return false;
+    uint8_t key[32];
+    return zmq_z85_decode (key, text) != NULL;
+}
+
+int
+curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert, char *err,
+                    size_t errlen)
+{
+    if (!zsys_has_curve ()) {
+        snprintf (err, errlen, "this libzmq has no CURVE support");
+        return -1;
+    }
+    char key[41];
+    if (access (server_key, F_OK) == 0) {
+        zcert_t *server = zcert_load (server_key);
+        if (!server) {
+            snprintf (err, errlen, "curve_server_key '%s' cannot be read as a certificate",
+                      server_key);
+            return -1;
+        }
+        snprintf (key, sizeof key, "%s", zcert_public_txt (server));
+        zcert_destroy (&server);
+    }
+    else
+    if (s_is_z85_key (server_key))
+        snprintf (key, sizeof key, "%s", server_key);
+    else {
+        snprintf (err, errlen, "curve_server_key '%s' is neither a certificate file nor a "
+                  "40-character Z85 public key", server_key);
+        return -1;
+    }
+    zcert_t *cert = client_cert && *client_cert
+                  ? s_load_secret (client_cert, "curve_cert", err, errlen)
+                  : zcert_new ();
+    if (!cert) {
+        if (!(client_cert && *client_cert))
+            snprintf (err, errlen, "no key pair could be made");
+        return -1;
+    }
+    zcert_apply (cert, sock);
+    zcert_destroy (&cert);
+    zsock_set_curve_serverkey (sock, key);
+    return 0;
+}
+
+int
+curve_keygen (const char *path, char *err, size_t errlen)
+{
+    char secret[PATH_MAX];
+    if (snprintf (secret, sizeof secret, "%s_secret", path) >= (int) sizeof secret) {
+        snprintf (err, errlen, "'%s': path too long", path);
+        return -1;
+    }
+    if (access (path, F_OK) == 0 || access (secret, F_OK) == 0) {
+        snprintf (err, errlen, "'%s' or '%s' exists already; not overwritten", path, secret);
+        return -1;
+    }
+    zcert_t *cert = zcert_new ();
+    if (!cert) {
+        snprintf (err, errlen, "no key pair could be made");
+        return -1;
+    }
+    zcert_set_meta (cert, "created-by", "emq-cli keygen");
+    //  The secret file is readable by its owner only, from its creation.
+    mode_t old = umask (077);
+    int rc = zcert_save (cert, path);
+    umask (old);
+    if (rc == 0)
+        chmod (path, 0644);
+    zcert_destroy (&cert);
+    if (rc) {
+        snprintf (err, errlen, "cannot write '%s': %s", path, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "tests/testutil.h"
+
+//  True if a message sent by client reaches server within timeout_ms.
+static bool
+s_test_reaches (zsock_t *server, zsock_t *client, int timeout_ms)
+{
+    zstr_send (client, "hello");
+    zpoller_t *poller = zpoller_new (server, NULL);
+    bool arrived = zpoller_wait (poller, timeout_ms) != NULL;
+    zpoller_destroy (&poller);
+    if (arrived) {
+        zmsg_t *msg = zmsg_recv (server);
+        zmsg_destroy (&msg);
+    }
+    return arrived;
+}
+
+void
+curve_test (bool verbose)
+{
+    if (verbose)
+        printf (" * curve: ");
+    char dir[] = "/tmp/emq-curve-test-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char clients[PATH_MAX], server_path[PATH_MAX], good[PATH_MAX], bad[PATH_MAX];
+    char server_secret[PATH_MAX + 8], good_secret[PATH_MAX + 8], bad_secret[PATH_MAX + 8];
+    snprintf (clients, sizeof clients, "%s/clients", dir);
+    snprintf (server_path, sizeof server_path, "%s/router", dir);
+    snprintf (good, sizeof good, "%s/clients/good", dir);
+    snprintf (bad, sizeof bad, "%s/bad", dir);
+    snprintf (server_secret, sizeof server_secret, "%s_secret", server_path);
+    snprintf (good_secret, sizeof good_secret, "%s_secret", good);
+    snprintf (bad_secret, sizeof bad_secret, "%s_secret", bad);
+    CHECK_EQ (mkdir (clients, 0700), 0);
+    char err[512];
+    CHECK_EQ (curve_keygen (server_path, err, sizeof err), 0);
+    CHECK_EQ (curve_keygen (good, err, sizeof err), 0);
+    CHECK_EQ (curve_keygen (bad, err, sizeof err), 0);
+    //  Never overwritten; the secret file is private.
+    CHECK_EQ (curve_keygen (good, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "exists already");
+    struct stat st;
+    CHECK (stat (good_secret, &st) == 0 && (st.st_mode & 077) == 0);
+    //  The secret of an admitted client must not sit in the clients dir:
+    //  zauth reads every file there. Move it out.
+    char moved[PATH_MAX + 16];
+    snprintf (moved, sizeof moved, "%s/good_secret", dir);
+    CHECK_EQ (rename (good_secret, moved), 0);
+
+    //  Bad configuration: clear errors.
+    CHECK (curve_server_new ("/nonexistent/cert", "", err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "cannot be read");
+    CHECK (curve_server_new (good, "", err, sizeof err) == NULL);   // its secret moved
+    CHECK_CONTAINS (err, "no secret key");
+    CHECK (curve_server_new (server_secret, "/nonexistent/dir", err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "curve_clients_dir");
+    zsock_t *probe = zsock_new (ZMQ_DEALER);
+    CHECK_EQ (curve_client_apply (probe, "not-a-key", "", err, sizeof err), -1);
+    CHECK_CONTAINS (err, "neither a certificate file nor");
+    CHECK_EQ (curve_client_apply (probe, server_path, good, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "no secret key");
+    zsock_destroy (&probe);
+
+    //  A server that admits only the clients in its directory.
+    curve_server_t *server = curve_server_new (server_secret, clients, err, sizeof err);
+    CHECK (server != NULL);
+    if (!server) {
+        fprintf (stderr, "curve_test: %s\n", err);
+        return;
+    }
+    CHECK_EQ (strlen (curve_server_public (server)), 40);
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    curve_server_apply (server, router);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    CHECK (port > 0);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+
+    //  Admitted: the server's key given as its public certificate file.
+    zsock_t *ok = zsock_new (ZMQ_DEALER);
+    CHECK_EQ (curve_client_apply (ok, server_path, moved, err, sizeof err), 0);
+    zsock_connect (ok, "%s", endpoint);
+    CHECK (s_test_reaches (router, ok, 3000));
+    //  Not in the directory, or no CURVE at all, or the wrong server key:
+    //  nothing gets through.
+    zsock_t *stranger = zsock_new (ZMQ_DEALER);
+    CHECK_EQ (curve_client_apply (stranger, curve_server_public (server), bad_secret, err,
+                                  sizeof err), 0);
+    zsock_connect (stranger, "%s", endpoint);
+    CHECK (!s_test_reaches (router, stranger, 500));
+    zsock_t *plain = zsock_new (ZMQ_DEALER);
+    zsock_connect (plain, "%s", endpoint);
+    CHECK (!s_test_reaches (router, plain, 300));
+    zsock_t *wrong = zsock_new (ZMQ_DEALER);
+    zcert_t *other = zcert_load (bad);
+    CHECK_EQ (curve_client_apply (wrong, zcert_public_txt (other), moved, err, sizeof err), 0);
+    zcert_destroy (&other);
+    zsock_connect (wrong, "%s", endpoint);
+    CHECK (!s_test_reaches (router, wrong, 300));
+    zsock_destroy (&wrong);
+    zsock_destroy (&plain);
+    zsock_destroy (&stranger);
+    zsock_destroy (&ok);
+    zsock_destroy (&router);
+    curve_server_destroy (&server);
+
+    //  No directory: any client key, a fresh one included, is admitted.
+    server = curve_server_new (server_secret, "", err, sizeof err);
+    CHECK (server != NULL);
+    router = zsock_new (ZMQ_ROUTER);
+    curve_server_apply (server, router);
+    port = zsock_bind (router, "tcp://127.0.0.1:*");
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    zsock_t *fresh = zsock_new (ZMQ_DEALER);
+    CHECK_EQ (curve_client_apply (fresh, curve_server_public (server), "", err, sizeof err), 0);
+    zsock_connect (fresh, "%s", endpoint);
+    CHECK (s_test_reaches (router, fresh, 3000));
+    zsock_destroy (&fresh);
+    zsock_destroy (&router);
+    curve_server_destroy (&server);
+
+    const char *files[] = { server_path, server_secret, good, moved, bad, bad_secret };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        unlink (files[i]);
+    rmdir (clients);
+    rmdir (dir);
+}

@@ -1,0 +1,47 @@
+/*  curve — CURVE encryption and authentication of emq's sockets, on czmq's
+    zcert (key pairs in zcert_save's file format) and zauth (the ZAP
+    handler that checks client keys against a directory of public
+    certificates).
+
+    The router is the CURVE server on all three of its sockets; clients, job
+    managers and schedulers are CURVE clients that must know the router's
+    public key. Keys are files: `emq-cli keygen NAME` writes NAME (public)
+    and NAME_secret. With CURVE off (no certificate configured) sockets are
+    plain ZeroMQ, as EventMQ's are.
+*/
+#ifndef EMQ_CURVE_H
+#define EMQ_CURVE_H
+
+#include <czmq.h>
+#include <stdbool.h>
+
+typedef struct curve_server_t curve_server_t;
+
+//  Loads the server's secret certificate and, when clients_dir is not empty,
+//  starts the authenticator that admits only clients whose public
+//  certificate is in that directory (read again when it changes). With an
+//  empty clients_dir any client key is admitted: traffic is still
+//  encrypted. NULL with the reason in err.
+curve_server_t *curve_server_new (const char *secret_cert, const char *clients_dir, char *err,
+                                  size_t errlen);
+void curve_server_destroy (curve_server_t **self_p);
+//  Makes sock (not yet bound) a CURVE server with the loaded key pair.
+void curve_server_apply (curve_server_t *self, zsock_t *sock);
+//  The server's public key, Z85 (40 characters): what peers configure.
+const char *curve_server_public (curve_server_t *self);
+
+//  Makes sock (not yet connected) a CURVE client of the server whose public
+//  key is server_key: 40 Z85 characters, or the path of its public
+//  certificate file. client_cert is this peer's secret certificate file, or
+//  "" for a fresh key pair (enough when the server admits any key).
+//  Returns 0, or -1 with the reason in err.
+int curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert,
+                        char *err, size_t errlen);
+
+//  Writes a new key pair: path (public) and path_secret (both). Returns 0,
+//  or -1 with the reason in err.
+int curve_keygen (const char *path, char *err, size_t errlen);
+
+void curve_test (bool verbose);
+
+#endif
