@@ -34,6 +34,8 @@
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -610,6 +612,40 @@ s_lost_router_checks (bool verbose)
     zactor_destroy (&flood);
 }
 
+//  libzmq 4.3 may still abort (fq.cpp "!_more", zeromq/libzmq#3485) in the
+//  rare case that its command check every 100 frames falls inside a
+//  message just as the connection ends; s_settle in client.c makes it
+//  rare, not impossible. So the check runs in a fresh process (this
+//  program again: a forked child could not use our ZeroMQ context) and an
+//  abort is tried again; three in a row, or any failed check, fail.
+#define S_LOST_ROUTER_CHILD "EMQ_TEST_LOST_ROUTER_CHILD"
+
+static void
+s_lost_router (bool verbose)
+{
+    for (int attempt = 1; attempt <= 3; attempt++) {
+        fflush (NULL);
+        pid_t pid = fork ();
+        if (pid == 0) {
+            setenv (S_LOST_ROUTER_CHILD, "1", 1);
+            char *args[] = { "selftest", "-t", "emq_client", verbose ? "-v" : NULL, NULL };
+            execv ("/proc/self/exe", args);
+            _exit (127);
+        }
+        CHECK (pid > 0);
+        int status = 0;
+        if (pid <= 0 || waitpid (pid, &status, 0) != pid)
+            return;
+        if (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT && attempt < 3) {
+            fprintf (stderr, "emq_client_test: libzmq aborted inside a message as the "
+                     "connection ended (libzmq#3485); trying again\n");
+            continue;
+        }
+        CHECK (TESTUTIL_CLEAN_EXIT (status));
+        return;
+    }
+}
+
 //  Admin commands, the job ones included.
 static void
 s_admin_checks (const char *endpoint)
@@ -676,6 +712,10 @@ s_admin_checks (const char *endpoint)
 void
 emq_client_test (bool verbose)
 {
+    if (getenv (S_LOST_ROUTER_CHILD)) {
+        s_lost_router_checks (verbose);
+        return;
+    }
     printf (" * emq_client: ");
     if (verbose)
         printf ("\n");
@@ -820,7 +860,7 @@ emq_client_test (bool verbose)
 
     s_fetch_checks (router, endpoint, verbose);
     s_headers_checks (endpoint);
-    s_lost_router_checks (verbose);
+    s_lost_router (verbose);
     s_admin_checks (endpoint);
     zactor_destroy (&router);
 
