@@ -366,7 +366,19 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
 static bool
 s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 {
-    return peer->slots > 0 || (with_prefetch && peer->prefetched < self->settings.prefetch);
+    if (peer->slots > 0)
+        return true;
+    if (!with_prefetch || peer->prefetched >= self->settings.prefetch)
+        return false;
+    //  A job that came back by RETURN waits at the head of one of its
+    //  queues for a free slot here: prefetching more would keep every slot
+    //  that frees repaying the prefetch, and the returned job waiting.
+    for (size_t i = 0; i < peer->queue_count; i++) {
+        job_t *head = queue_head (peer->queues[i].queue);
+        if (head && job_flag (head, JOB_RETURNED))
+            return false;
+    }
+    return true;
 }
 
 //  The job manager to receive the next job of a queue: highest weight
@@ -945,15 +957,21 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                status, msg->payload, msg->usage);
 }
 
-//  A worker freed up (READY, or an emq/2 DONE/RETURN): it takes a
-//  prefetched job first, if any.
+//  A worker freed up (READY, an emq/2 DONE/RETURN, a lost REQUEST): it
+//  repays a prefetched job first, if any.
 static void
-s_slot_freed (router_t *self, peer_t *peer)
+s_slot_credit (peer_t *peer)
 {
     if (peer->prefetched > 0)
         peer->prefetched--;
     else
         peer->slots++;
+}
+
+static void
+s_slot_freed (router_t *self, peer_t *peer)
+{
+    s_slot_credit (peer);
     s_dispatch_peer (self, peer);
 }
 
@@ -976,19 +994,27 @@ s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
 //  Lease check against an emq/2 job manager's own account of its jobs: a
 //  REQUEST can be lost inside ZeroMQ (a TCP connection that dropped and
 //  came back under the same identity), leaving a job the router thinks
-//  runs there and the job manager never got. A job missing from its
-//  reports for two heartbeat intervals goes back to the head of its queue
-//  (at-least-once; if it did run, its DONE is stale by then).
+//  runs there and the job manager never got. The job manager reports the
+//  jobs it runs, the ones it holds (waiting for a worker, or their DONE
+//  not yet sent) and the highest dispatch epoch it has received. REQUESTs
+//  reach it in epoch order, so a job missing from a report whose max_epoch
+//  is at or past the job's own was lost, not late; after two such reports
+//  two heartbeat intervals apart it goes back to the head of its queue
+//  (at-least-once). Nothing is dispatched from here: the peer must stay
+//  valid for the caller; s_flush dispatches.
 static void
 s_reconcile (router_t *self, peer_t *peer, const char *stats)
 {
     json_t *root = json_loads (stats, 0, NULL);
     json_t *in_flight = json_object_get (root, "jobs_in_flight");
     json_t *held = json_object_get (root, "jobs_held");
-    if (!json_is_object (in_flight) || !json_is_array (held)) {
+    json_t *max_epoch_json = json_object_get (root, "max_epoch");
+    if (!json_is_object (in_flight) || !json_is_array (held)
+    ||  !json_is_integer (max_epoch_json)) {
         json_decref (root);
         return;             // a job manager that does not report them
     }
+    uint64_t max_epoch = (uint64_t) json_integer_value (max_epoch_json);
     int64_t now = s_now_ms ();
     int64_t grace = 2 * self->settings.heartbeat_interval_ms;
     zhashx_t *unconfirmed = zhashx_new ();
@@ -1002,16 +1028,19 @@ s_reconcile (router_t *self, peer_t *peer, const char *stats)
     for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
          job = (job_t *) zhashx_next (peer->inflight)) {
         const char *msgid = (const char *) zhashx_cursor (peer->inflight);
-        if (s_stats_hold (in_flight, held, msgid))
-            continue;
-        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, msgid) : NULL;
+        if (job->epoch > max_epoch || s_stats_hold (in_flight, held, msgid))
+            continue;       // maybe still on its way; or held there
+        //  Keyed by dispatch: a job sent again starts afresh.
+        char key[EMQP_MSGID_MAX + 32];
+        snprintf (key, sizeof key, "%s/%" PRIu64, msgid, job->epoch);
+        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, key) : NULL;
         if (!since)
-            zhashx_insert (unconfirmed, msgid, (void *) (intptr_t) now);
+            zhashx_insert (unconfirmed, key, (void *) (intptr_t) now);
         else
         if (now - (int64_t) (intptr_t) since >= grace)
             zlistx_add_end (lost, job);
         else
-            zhashx_insert (unconfirmed, msgid, since);
+            zhashx_insert (unconfirmed, key, since);
     }
     zhashx_destroy (&peer->unconfirmed);
     peer->unconfirmed = unconfirmed;
@@ -1026,7 +1055,8 @@ s_reconcile (router_t *self, peer_t *peer, const char *stats)
             self->redispatch = true;
         }
         //  The job manager never had it: the slot it took is still free there.
-        s_slot_freed (self, peer);
+        s_slot_credit (peer);
+        self->redispatch = true;
     }
     zlistx_destroy (&lost);
     json_decref (root);
@@ -1182,10 +1212,10 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
     switch (job->state) {
         case JOB_QUEUED:
         case JOB_SCHEDULED:
-            queue_unlink (job->queue, job);
-            s_unschedule (self, job);
             log_info ("job %s: cancelled while %s", JOB_MSGID (job),
                       job->state == JOB_QUEUED ? "queued" : "scheduled");
+            queue_unlink (job->queue, job);
+            s_unschedule (self, job);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
             s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
             break;
@@ -1961,6 +1991,20 @@ s_test_jm (const char *backend, const char *identity, const char *agent, const c
     return jm;
 }
 
+//  True if no REQUEST reaches jm for timeout_ms (other messages skipped).
+static bool
+s_test_quiet (zsock_t *jm, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    bool quiet = true;
+    for (int64_t left; quiet && (left = deadline - zclock_mono ()) > 0; ) {
+        emqp_msg_t *msg = s_test_recv (jm, (int) left);
+        quiet = !msg || msg->command != EMQP_REQUEST;
+        emqp_msg_destroy (&msg);
+    }
+    return quiet;
+}
+
 static uint64_t
 s_test_expect_job (zsock_t *jm, const char *msgid, uint32_t attempt)
 {
@@ -2004,9 +2048,8 @@ s_test_emq2 (void)
     s_test_send (jm, emqp_msg_new (EMQP_READY));
     uint64_t epoch_a = s_test_expect_job (jm, "a", 1);
     uint64_t epoch_b = s_test_expect_job (jm, "b", 1);
-    emqp_msg_t *msg = s_test_recv (jm, 200);
-    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
-    emqp_msg_destroy (&msg);
+    CHECK (s_test_quiet (jm, 200));
+    emqp_msg_t *msg;
 
     //  b comes back unstarted: it waits at the head for a free slot; c,
     //  behind it, is not prefetched past it.
@@ -2014,9 +2057,7 @@ s_test_emq2 (void)
     ret->ref = strdup ("b");
     ret->epoch = epoch_b;
     s_test_send (jm, ret);
-    msg = s_test_recv (jm, 300);
-    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
-    emqp_msg_destroy (&msg);
+    CHECK (s_test_quiet (jm, 300));
 
     //  a's DONE frees its slot: b runs there, still as attempt 1, and c is
     //  prefetched again.
@@ -2089,24 +2130,36 @@ s_test_reconcile (void)
         s_test_send (jm, emqp_msg_new (EMQP_READY));
     }
     uint64_t epoch_x = s_test_expect_job (jm, "x", 1);
-    s_test_expect_job (jm, "y", 1);
+    uint64_t epoch_y = s_test_expect_job (jm, "y", 1);
+    char stats[256];
 
-    //  y "never arrived": not reported twice, 250 ms apart. An old-style
-    //  report (no jobs_held) is not taken into account.
+    //  Reports that have not seen y's epoch yet: y may still be on its way.
+    //  An old-style report (no jobs_held, no max_epoch) counts for nothing.
     s_test_heartbeat (jm, "{\"jobs_in_flight\": {}}");
-    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
+              "\"max_epoch\": %" PRIu64 "}", epoch_x);
+    s_test_heartbeat (jm, stats);
     zclock_sleep (250);
-    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": []}");
+    s_test_heartbeat (jm, stats);
+    CHECK (s_test_quiet (jm, 300));
+
+    //  y "never arrived": reports past its epoch, 250 ms apart, without it.
     //  It comes again (its slot is free again too), as attempt 2.
-    uint64_t epoch_y = s_test_expect_job (jm, "y", 2);
+    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
+              "\"max_epoch\": %" PRIu64 "}", epoch_y);
+    s_test_heartbeat (jm, stats);
+    zclock_sleep (250);
+    s_test_heartbeat (jm, stats);
+    epoch_y = s_test_expect_job (jm, "y", 2);
 
     //  Held jobs count as held: nothing moves.
-    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
+    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": "
+              "[\"y\"], \"max_epoch\": %" PRIu64 "}", epoch_y);
+    s_test_heartbeat (jm, stats);
     zclock_sleep (250);
-    s_test_heartbeat (jm, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [\"y\"]}");
-    emqp_msg_t *msg = s_test_recv (jm, 300);
-    CHECK (msg == NULL || msg->command == EMQP_HEARTBEAT);
-    emqp_msg_destroy (&msg);
+    s_test_heartbeat (jm, stats);
+    CHECK (s_test_quiet (jm, 300));
+    emqp_msg_t *msg;
 
     s_test_send (jm, s_test_done ("x", epoch_x, EMQP_STATUS_OK, "X"));
     s_test_send (jm, s_test_done ("y", epoch_y, EMQP_STATUS_OK, "Y"));
