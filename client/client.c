@@ -15,6 +15,7 @@
     of a submit is kept for the next one with the same options.
 */
 #include "emq/client.h"
+#include "curve.h"
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
@@ -125,6 +126,50 @@ s_deadline (int timeout_ms)
     return timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
 }
 
+//  CURVE keys set by emq_set_curve; until then the environment's.
+static bool s_curve_set;
+static char s_curve_server_key[4096];
+static char s_curve_cert[4096];
+
+int
+emq_set_curve (const char *server_key, const char *client_cert, char *err, size_t errlen)
+{
+    char reason[512] = "";
+    if (server_key && *server_key) {
+        //  Tried on a socket now, so that bad keys are reported here.
+        zsock_t *probe = zsock_new (ZMQ_DEALER);
+        int rc = probe ? curve_client_apply (probe, server_key, client_cert ? client_cert : "",
+                                             reason, sizeof reason) : -1;
+        zsock_destroy (&probe);
+        if (rc || strlen (server_key) >= sizeof s_curve_server_key
+        ||  (client_cert && strlen (client_cert) >= sizeof s_curve_cert)) {
+            if (err && errlen)
+                snprintf (err, errlen, "%s", *reason ? reason : "CURVE keys not usable");
+            return EMQ_ERR_INVALID;
+        }
+    }
+    snprintf (s_curve_server_key, sizeof s_curve_server_key, "%s", server_key ? server_key : "");
+    snprintf (s_curve_cert, sizeof s_curve_cert, "%s", client_cert ? client_cert : "");
+    s_curve_set = true;
+    return 0;
+}
+
+//  Makes sock a CURVE client when keys are configured. Returns 0 or -1.
+static int
+s_curve_apply (zsock_t *sock)
+{
+    const char *key = s_curve_set ? s_curve_server_key : getenv ("EMQ_CURVE_SERVER_KEY");
+    const char *cert = s_curve_set ? s_curve_cert : getenv ("EMQ_CURVE_CERT");
+    if (!key || !*key)
+        return 0;
+    char err[512];
+    if (curve_client_apply (sock, key, cert ? cert : "", err, sizeof err)) {
+        log_error ("libemq: CURVE: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 //  Makes a DEALER for talking to a router: short linger so no program hangs
 //  on exit, immediate so nothing waits for an absent peer, a unique
 //  identity, and a cap on incoming message size.
@@ -134,6 +179,11 @@ s_socket_new (const char *endpoint, const char *identity_prefix)
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
         return NULL;
+    if (s_curve_apply (sock)) {
+        zsock_destroy (&sock);
+        errno = EPERM;
+        return NULL;
+    }
     char uuid[37], identity[64];
     emqp_msgid_new (uuid);
     snprintf (identity, sizeof identity, "%s%s", identity_prefix, uuid);
