@@ -249,6 +249,18 @@ cli_setup (cli_t *self)
     self->frontend = strdup (frontend && *frontend ? frontend : EMQ_DEFAULT_FRONTEND);
     self->admin = strdup (admin && *admin ? admin : EMQ_DEFAULT_ADMIN);
     self->default_queue = strdup (config_str (config, "default_queue_name"));
+    //  CURVE: libemq's environment first, as for the addresses, then the
+    //  configuration.
+    const char *curve_key = getenv ("EMQ_CURVE_SERVER_KEY");
+    const char *curve_cert = getenv ("EMQ_CURVE_CERT");
+    if (!curve_key || !*curve_key) {
+        curve_key = config_str (config, "curve_server_key");
+        curve_cert = config_str (config, "curve_cert");
+    }
+    if (curve_key && *curve_key && emq_set_curve (curve_key, curve_cert, err, sizeof err)) {
+        config_destroy (&config);
+        return cli_fail (CLI_EXIT_USAGE, "CURVE: %s", err);
+    }
     config_destroy (&config);
     if (!self->frontend || !self->admin || !self->default_queue)
         return cli_fail (CLI_EXIT_FAILED, "out of memory");

@@ -8,8 +8,14 @@
     are kept, in arrival order, in self->events, which owns them; the
     message behind the event handed out last is self->current, so that the
     event's data stays valid until the next call that hands out an event.
+
+    Cost per job matters here (a program may keep thousands in flight):
+    sends and receives are tried before any wait, a wait for input sleeps
+    on the socket's ZMQ_FD rather than in zmq_poll, and the headers frame
+    of a submit is kept for the next one with the same options.
 */
 #include "emq/client.h"
+#include "curve.h"
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
@@ -17,6 +23,8 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +34,21 @@
 #define S_MESSAGE_MAX (256 * 1024 * 1024)
 #define S_LINGER_MS 100
 
+//  The headers frame made from a submit's options, kept for the next
+//  submit: a program usually sends many jobs with the same options, and
+//  formatting and checking the frame each time costs more than the rest of
+//  building the REQUEST.
+typedef struct {
+    bool valid;                 // text was made from the fields below
+    bool reply;                 // the emq_submit_opts_t fields it was made from
+    uint32_t retries;
+    uint32_t timeout_s;
+    uint32_t delay_s;
+    uint32_t eta;
+    char *extra;                // extra_headers, copied; NULL = none or ""
+    char text[EMQP_HEADERS_MAX + 1];    // the headers frame
+} s_headers_cache_t;
+
 struct emq_client {
     zsock_t *sock;              // DEALER to the router's frontend
     char *endpoint;             // where it is connected
@@ -33,6 +56,7 @@ struct emq_client {
     emqp_msg_t *current;        // behind the last event handed out, owned
     int connect_timeout_ms;     // send wait for a connection, -1 = forever
     emqp_limits_t limits;
+    s_headers_cache_t headers;  // of the last submit
     char last_error[512];
 };
 
@@ -102,6 +126,50 @@ s_deadline (int timeout_ms)
     return timeout_ms < 0 ? -1 : zclock_mono () + timeout_ms;
 }
 
+//  CURVE keys set by emq_set_curve; until then the environment's.
+static bool s_curve_set;
+static char s_curve_server_key[4096];
+static char s_curve_cert[4096];
+
+int
+emq_set_curve (const char *server_key, const char *client_cert, char *err, size_t errlen)
+{
+    char reason[512] = "";
+    if (server_key && *server_key) {
+        //  Tried on a socket now, so that bad keys are reported here.
+        zsock_t *probe = zsock_new (ZMQ_DEALER);
+        int rc = probe ? curve_client_apply (probe, server_key, client_cert ? client_cert : "",
+                                             reason, sizeof reason) : -1;
+        zsock_destroy (&probe);
+        if (rc || strlen (server_key) >= sizeof s_curve_server_key
+        ||  (client_cert && strlen (client_cert) >= sizeof s_curve_cert)) {
+            if (err && errlen)
+                snprintf (err, errlen, "%s", *reason ? reason : "CURVE keys not usable");
+            return EMQ_ERR_INVALID;
+        }
+    }
+    snprintf (s_curve_server_key, sizeof s_curve_server_key, "%s", server_key ? server_key : "");
+    snprintf (s_curve_cert, sizeof s_curve_cert, "%s", client_cert ? client_cert : "");
+    s_curve_set = true;
+    return 0;
+}
+
+//  Makes sock a CURVE client when keys are configured. Returns 0 or -1.
+static int
+s_curve_apply (zsock_t *sock)
+{
+    const char *key = s_curve_set ? s_curve_server_key : getenv ("EMQ_CURVE_SERVER_KEY");
+    const char *cert = s_curve_set ? s_curve_cert : getenv ("EMQ_CURVE_CERT");
+    if (!key || !*key)
+        return 0;
+    char err[512];
+    if (curve_client_apply (sock, key, cert ? cert : "", err, sizeof err)) {
+        log_error ("libemq: CURVE: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 //  Makes a DEALER for talking to a router: short linger so no program hangs
 //  on exit, immediate so nothing waits for an absent peer, a unique
 //  identity, and a cap on incoming message size.
@@ -111,6 +179,11 @@ s_socket_new (const char *endpoint, const char *identity_prefix)
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
         return NULL;
+    if (s_curve_apply (sock)) {
+        zsock_destroy (&sock);
+        errno = EPERM;
+        return NULL;
+    }
     char uuid[37], identity[64];
     emqp_msgid_new (uuid);
     snprintf (identity, sizeof identity, "%s%s", identity_prefix, uuid);
@@ -165,6 +238,7 @@ emq_client_destroy (emq_client_t **self_p)
     zsock_destroy (&self->sock);
     zlistx_destroy (&self->events);
     emqp_msg_destroy (&self->current);
+    free (self->headers.extra);
     free (self->endpoint);
     free (self);
     *self_p = NULL;
@@ -223,58 +297,158 @@ s_wait (zsock_t *sock, short events, int64_t deadline, char *err, size_t errlen)
     }
 }
 
-//  Sends msg (taken) once the socket can take it. Returns 0,
-//  EMQ_ERR_UNREACHABLE, EMQ_ERR_SYSTEM or EMQ_ERR_INVALID (cannot encode).
+//  Processes ZeroMQ's pending commands, if there are any, so that none is
+//  left for libzmq to process between two frames of the next message.
+//  libzmq processes commands inside zmq_msg_recv every 100 frames, and
+//  inside zmq_send when a millisecond has passed; with ZMQ_IMMEDIATE the
+//  "hiccup" command of a lost connection ends the pipe at once, so that a
+//  message half read aborts the program (fq.cpp "!_more", zeromq/libzmq
+//  #3485) and one half sent is dropped without a word. A zmq_poll before
+//  each message did this at the price of three system calls (two polls
+//  and a getpid); ZMQ_FD is readable exactly when commands are pending
+//  (the mailbox signals only when its reader found it empty), so one poll
+//  of it does, and ZMQ_EVENTS then processes them.
+static void
+s_settle (zsock_t *sock)
+{
+    struct pollfd item = { zsock_fd (sock), POLLIN, 0 };
+    if (item.fd >= 0 && poll (&item, 1, 0) > 0)
+        zsock_events (sock);    // a failure shows on the receive or send
+}
+
+//  What to send, every field borrowed. s_send builds the eMQP message from
+//  it, and builds it again when the socket could not take the first one:
+//  emqp_send consumes the message whether it sent it or not.
+typedef struct {
+    emqp_command_t command;
+    const char *msgid;
+    const char *ref;            // FETCH, admin commands that name a job
+    const char *queue;          // REQUEST, SCHEDULE, UNSCHEDULE
+    const char *headers;        // REQUEST, SCHEDULE, UNSCHEDULE
+    const char *cron;           // SCHEDULE, UNSCHEDULE
+    int64_t interval_s;         // SCHEDULE, UNSCHEDULE
+    const void *payload;        // REQUEST, SCHEDULE, UNSCHEDULE; NULL = none
+    size_t payload_size;
+} s_outgoing_t;
+
+//  Returns a new message holding copies of out's fields, or NULL (no memory).
+static emqp_msg_t *
+s_msg_build (const s_outgoing_t *out)
+{
+    emqp_msg_t *msg = emqp_msg_new (out->command);
+    if (!msg)
+        return NULL;
+    msg->interval_s = out->interval_s;
+    bool ok = (msg->msgid = strdup (out->msgid)) != NULL;
+    if (ok && out->ref)
+        ok = (msg->ref = strdup (out->ref)) != NULL;
+    if (ok && out->queue)
+        ok = (msg->queue = strdup (out->queue)) != NULL;
+    if (ok && out->headers)
+        ok = (msg->headers = strdup (out->headers)) != NULL;
+    if (ok && out->cron)
+        ok = (msg->cron = strdup (out->cron)) != NULL;
+    if (ok && out->payload)
+        ok = (msg->payload = zframe_new (out->payload, out->payload_size)) != NULL;
+    if (!ok)
+        emqp_msg_destroy (&msg);
+    return msg;
+}
+
+//  Sends the message out describes. The send is tried at once: a socket
+//  that can take the message is the usual case, and a zmq_poll before each
+//  send would cost system calls (ZMQ_EVENTS processing) on every message.
+//  Only when the socket says EAGAIN (no connection yet, as ZMQ_IMMEDIATE is
+//  set, or the send queue is full) do we wait for POLLOUT, until deadline,
+//  and try again. Returns 0, EMQ_ERR_UNREACHABLE, EMQ_ERR_SYSTEM,
+//  EMQ_ERR_NOMEM or EMQ_ERR_INVALID (cannot encode).
 static int
-s_send (zsock_t *sock, emqp_msg_t **msg_p, const char *endpoint, int64_t deadline,
+s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t deadline,
         char *err, size_t errlen)
 {
-    int rc = s_wait (sock, ZMQ_POLLOUT, deadline, err, errlen);
-    if (rc) {
-        emqp_msg_destroy (msg_p);
-        if (rc == EMQ_ERR_TIMEOUT) {
-            snprintf (err, errlen, "router at %s is not reachable (no connection)", endpoint);
-            return EMQ_ERR_UNREACHABLE;
+    while (true) {
+        emqp_msg_t *msg = s_msg_build (out);
+        if (!msg) {
+            snprintf (err, errlen, "out of memory");
+            return EMQ_ERR_NOMEM;
         }
-        return rc;
-    }
-    if (emqp_send (msg_p, sock)) {
-        if (errno == EAGAIN) {
-            //  The connection went away between the poll and the send.
-            snprintf (err, errlen, "router at %s is not reachable (connection lost)",
-                      endpoint);
-            return EMQ_ERR_UNREACHABLE;
-        }
+        s_settle (sock);
+        if (emqp_send (&msg, sock) == 0)
+            return 0;
         if (errno == EINVAL) {
             snprintf (err, errlen, "cannot encode the message");
             return EMQ_ERR_INVALID;
         }
-        snprintf (err, errlen, "send to %s failed: %s", endpoint, zmq_strerror (errno));
+        if (errno != EAGAIN) {
+            snprintf (err, errlen, "send to %s failed: %s", endpoint, zmq_strerror (errno));
+            return EMQ_ERR_SYSTEM;
+        }
+        int rc = s_wait (sock, ZMQ_POLLOUT, deadline, err, errlen);
+        if (rc == EMQ_ERR_TIMEOUT) {
+            snprintf (err, errlen, "router at %s is not reachable (no connection)", endpoint);
+            return EMQ_ERR_UNREACHABLE;
+        }
+        if (rc)
+            return rc;
+    }
+}
+
+//  Waits until sock's ZMQ_FD signals or the deadline passes; only right
+//  after a receive said EAGAIN. That receive processed every pending
+//  ZeroMQ command, which leaves the descriptor unreadable until the next
+//  command comes, and a message arriving on an empty pipe always comes with
+//  one (activate_read): this is how libzmq's own blocking receive waits.
+//  zmq_poll would process the commands and poll twice more around the
+//  wait. Returns 0 (signalled, or the wait ended: receive again),
+//  EMQ_ERR_TIMEOUT or EMQ_ERR_SYSTEM.
+static int
+s_wait_signal (zsock_t *sock, int64_t deadline, char *err, size_t errlen)
+{
+    struct pollfd item = { zsock_fd (sock), POLLIN, 0 };
+    if (item.fd < 0) {
+        snprintf (err, errlen, "no descriptor for the socket: %s", zmq_strerror (errno));
         return EMQ_ERR_SYSTEM;
     }
-    return 0;
+    long left = s_remaining (deadline);
+    int rc = poll (&item, 1, left > INT_MAX ? INT_MAX : (int) left);
+    if (rc >= 0)
+        return 0;
+    snprintf (err, errlen, "%s",
+              errno == EINTR ? "interrupted by a signal" : strerror (errno));
+    return EMQ_ERR_SYSTEM;
 }
 
 //  Receives and decodes one message. Returns 0 with *msg_p set, or a wait
 //  error. Malformed messages are logged, dropped, and the wait goes on.
+//  The receive is tried first and the socket waited on only when nothing
+//  is there: with many jobs in flight a message usually is, and emqp_recv
+//  (ZMQ_DONTWAIT) already processes ZeroMQ's pending commands before it
+//  says there is none, so a deadline that has passed needs no zmq_poll.
 static int
 s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t **msg_p,
         const char *endpoint, char *err, size_t errlen)
 {
     while (true) {
-        int rc = s_wait (sock, ZMQ_POLLIN, deadline, err, errlen);
-        if (rc)
-            return rc;
         char reason[256];
         emqp_msg_t *msg = NULL;
-        rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
+        s_settle (sock);
+        int rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
         if (rc > 0) {
             *msg_p = msg;
             return 0;
         }
         if (rc < 0)
             log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
-        //  rc == 0: woken without a message (another reader took it); wait on.
+        else
+        if (deadline >= 0 && s_remaining (deadline) == 0)
+            return EMQ_ERR_TIMEOUT;
+        //  After a dropped message zmq_poll waits, so that a receive error
+        //  that persists (the context is ending) is reported by it instead
+        //  of read again and again.
+        rc = rc < 0 ? s_wait (sock, ZMQ_POLLIN, deadline, err, errlen)
+                    : s_wait_signal (sock, deadline, err, errlen);
+        if (rc)
+            return rc;
     }
 }
 
@@ -325,6 +499,17 @@ s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
     }
 }
 
+//  Copies the string src (NULL = "") into dst, cut to dstsize - 1 bytes.
+//  snprintf would do the same at several times the cost, on every event.
+static void
+s_copy (char *dst, size_t dstsize, const char *src)
+{
+    size_t len = src ? strnlen (src, dstsize - 1) : 0;
+    if (len)
+        memcpy (dst, src, len);
+    dst[len] = 0;
+}
+
 //  Hands out msg (taken) as *event; it becomes self->current.
 static void
 s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
@@ -332,14 +517,14 @@ s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
     emqp_msg_destroy (&self->current);
     self->current = msg;
     memset (event, 0, sizeof *event);
-    snprintf (event->msgid, sizeof event->msgid, "%s", msg->ref ? msg->ref : "");
+    s_copy (event->msgid, sizeof event->msgid, msg->ref);
     switch (msg->command) {
         case EMQP_ACK:
             event->type = EMQ_EVENT_ACK;
             break;
         case EMQP_ERROR:
             event->type = EMQ_EVENT_ERROR;
-            snprintf (event->code, sizeof event->code, "%s", msg->error_code);
+            s_copy (event->code, sizeof event->code, msg->error_code);
             event->data = msg->error_text;
             event->size = strlen (msg->error_text);
             break;
@@ -357,7 +542,7 @@ s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
                 event->data = zframe_data (msg->payload);
                 event->size = zframe_size (msg->payload);
             }
-            snprintf (event->usage, sizeof event->usage, "%s", msg->usage ? msg->usage : "");
+            s_copy (event->usage, sizeof event->usage, msg->usage);
             break;
         default:
             assert (false);     // s_recv_event lets nothing else through
@@ -373,6 +558,61 @@ s_is_about (const emqp_msg_t *msg, emqp_command_t command, const char *msgid)
 //  --------------------------------------------------------------------------
 //  Submitting
 
+//  Points *text_out at the headers frame for opts (NULL = defaults), kept
+//  in self->headers until the next submit. Returns 0, EMQ_ERR_INVALID (too
+//  long, or a bad number in extra_headers) or EMQ_ERR_NOMEM.
+static int
+s_headers_text (emq_client_t *self, const emq_submit_opts_t *opts, const char **text_out)
+{
+    static const emq_submit_opts_t defaults = { 0 };
+    if (!opts)
+        opts = &defaults;
+    const char *extra = opts->extra_headers && *opts->extra_headers
+                      ? opts->extra_headers : NULL;
+    s_headers_cache_t *cache = &self->headers;
+    if (cache->valid && cache->reply == opts->reply && cache->retries == opts->retries
+    &&  cache->timeout_s == opts->timeout_s && cache->delay_s == opts->delay_s
+    &&  cache->eta == opts->eta
+    &&  (extra ? cache->extra && streq (cache->extra, extra) : !cache->extra)) {
+        *text_out = cache->text;
+        return 0;
+    }
+    cache->valid = false;
+    headers_t headers = {
+        .reply_requested = opts->reply, .retry_count = opts->retries,
+        .timeout_s = opts->timeout_s, .delay_s = opts->delay_s, .eta = opts->eta
+    };
+    char *text = cache->text;
+    size_t text_size = sizeof cache->text;
+    int len = headers_format (&headers, text, text_size);
+    if (len < 0)
+        return s_error (self, EMQ_ERR_INVALID, "headers too long");
+    if (extra) {
+        size_t used = (size_t) len;
+        int n = snprintf (text + used, text_size - used, "%s%s", used ? "," : "", extra);
+        if (n < 0 || (size_t) n >= text_size - used)
+            return s_error (self, EMQ_ERR_INVALID, "headers longer than %d bytes",
+                            EMQP_HEADERS_MAX);
+    }
+    //  Catch a bad number in extra headers here, not as the router's ERROR.
+    headers_t check;
+    char reason[256];
+    if (headers_parse (text, &check, reason, sizeof reason))
+        return s_error (self, EMQ_ERR_INVALID, "%s", reason);
+    free (cache->extra);
+    cache->extra = extra ? strdup (extra) : NULL;
+    if (extra && !cache->extra)
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    cache->reply = opts->reply;
+    cache->retries = opts->retries;
+    cache->timeout_s = opts->timeout_s;
+    cache->delay_s = opts->delay_s;
+    cache->eta = opts->eta;
+    cache->valid = true;
+    *text_out = text;
+    return 0;
+}
+
 static int
 s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload,
           size_t size, char msgid_out[37], int64_t deadline)
@@ -384,31 +624,10 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
                         EMQP_QUEUE_MAX);
     if (!payload || size == 0)
         return s_error (self, EMQ_ERR_INVALID, "no payload");
-    headers_t headers = { 0 };
-    if (opts) {
-        headers.reply_requested = opts->reply;
-        headers.retry_count = opts->retries;
-        headers.timeout_s = opts->timeout_s;
-        headers.delay_s = opts->delay_s;
-        headers.eta = opts->eta;
-    }
-    char text[EMQP_HEADERS_MAX + 1];
-    int len = headers_format (&headers, text, sizeof text);
-    if (len < 0)
-        return s_error (self, EMQ_ERR_INVALID, "headers too long");
-    if (opts && opts->extra_headers && *opts->extra_headers) {
-        size_t used = (size_t) len;
-        int n = snprintf (text + used, sizeof text - used, "%s%s", used ? "," : "",
-                          opts->extra_headers);
-        if (n < 0 || (size_t) n >= sizeof text - used)
-            return s_error (self, EMQ_ERR_INVALID, "headers longer than %d bytes",
-                            EMQP_HEADERS_MAX);
-    }
-    //  Catch a bad number in extra headers here, not as the router's ERROR.
-    headers_t check;
-    char reason[256];
-    if (headers_parse (text, &check, reason, sizeof reason))
-        return s_error (self, EMQ_ERR_INVALID, "%s", reason);
+    const char *text = NULL;
+    int rc = s_headers_text (self, opts, &text);
+    if (rc)
+        return rc;
 
     char msgid[37];
     if (opts && opts->msgid) {
@@ -423,19 +642,10 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
     }
     else
         emqp_msgid_new (msgid);
-    emqp_msg_t *msg = emqp_msg_new (EMQP_REQUEST);
-    if (msg) {
-        msg->msgid = strdup (msgid);
-        msg->queue = strdup (queue);
-        msg->headers = strdup (text);
-        msg->payload = zframe_new (payload, size);
-    }
-    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload) {
-        emqp_msg_destroy (&msg);
-        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
-    }
-    int rc = s_send (self->sock, &msg, self->endpoint, deadline, self->last_error,
-                     sizeof self->last_error);
+    s_outgoing_t out = { .command = EMQP_REQUEST, .msgid = msgid, .queue = queue,
+                         .headers = text, .payload = payload, .payload_size = size };
+    rc = s_send (self->sock, &out, self->endpoint, deadline, self->last_error,
+                 sizeof self->last_error);
     if (rc)
         return rc;
     if (msgid_out)
@@ -598,18 +808,10 @@ emq_fetch (emq_client_t *self, const char *msgid)
     assert (self);
     if (!msgid || !*msgid || strlen (msgid) > EMQP_MSGID_MAX)
         return s_error (self, EMQ_ERR_INVALID, "msgid must be 1..%d bytes", EMQP_MSGID_MAX);
-    emqp_msg_t *msg = emqp_msg_new (EMQP_FETCH);
     char id[37];
     emqp_msgid_new (id);
-    if (msg) {
-        msg->msgid = strdup (id);
-        msg->ref = strdup (msgid);
-    }
-    if (!msg || !msg->msgid || !msg->ref) {
-        emqp_msg_destroy (&msg);
-        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
-    }
-    return s_send (self->sock, &msg, self->endpoint, s_deadline (self->connect_timeout_ms),
+    s_outgoing_t out = { .command = EMQP_FETCH, .msgid = id, .ref = msgid };
+    return s_send (self->sock, &out, self->endpoint, s_deadline (self->connect_timeout_ms),
                    self->last_error, sizeof self->last_error);
 }
 
@@ -632,14 +834,14 @@ emq_result (emq_client_t *self, const char *msgid, int timeout_ms, emq_event_t *
 //  --------------------------------------------------------------------------
 //  Schedules
 
-//  Sends msg (taken) and waits for the router's ACK or ERROR about it.
+//  Sends the message out describes and waits for the router's ACK or
+//  ERROR about it.
 static int
-s_send_acked (emq_client_t *self, emqp_msg_t *msg, int timeout_ms)
+s_send_acked (emq_client_t *self, const s_outgoing_t *out, int timeout_ms)
 {
     int64_t deadline = s_deadline (timeout_ms);
-    char msgid[EMQP_MSGID_MAX + 1];
-    snprintf (msgid, sizeof msgid, "%s", msg->msgid);
-    int rc = s_send (self->sock, &msg, self->endpoint, deadline, self->last_error,
+    const char *msgid = out->msgid;
+    int rc = s_send (self->sock, out, self->endpoint, deadline, self->last_error,
                      sizeof self->last_error);
     if (rc)
         return rc;
@@ -718,22 +920,13 @@ emq_schedule (emq_client_t *self, const emq_schedule_opts_t *opts, const void *p
     char reason[256];
     if (headers_parse (text, &check, reason, sizeof reason))
         return s_error (self, EMQ_ERR_INVALID, "%s", reason);
-    emqp_msg_t *msg = emqp_msg_new (EMQP_SCHEDULE);
     char msgid[37];
     emqp_msgid_new (msgid);
-    if (msg) {
-        msg->msgid = strdup (msgid);
-        msg->queue = strdup (queue);
-        msg->headers = strdup (text);
-        msg->interval_s = has_cron ? -1 : opts->interval_s;
-        msg->payload = zframe_new (payload, size);
-        msg->cron = strdup (has_cron ? opts->cron : "");
-    }
-    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload || !msg->cron) {
-        emqp_msg_destroy (&msg);
-        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
-    }
-    return s_send_acked (self, msg, timeout_ms);
+    s_outgoing_t out = { .command = EMQP_SCHEDULE, .msgid = msgid, .queue = queue,
+                         .headers = text, .interval_s = has_cron ? -1 : opts->interval_s,
+                         .payload = payload, .payload_size = size,
+                         .cron = has_cron ? opts->cron : "" };
+    return s_send_acked (self, &out, timeout_ms);
 }
 
 int
@@ -743,23 +936,13 @@ emq_unschedule (emq_client_t *self, const char *name, bool kill_running, int tim
     if (!name || !s_schedule_name_ok (name))
         return s_error (self, EMQ_ERR_INVALID, "schedule name must be 1..100 printable "
                         "characters without spaces or commas");
-    emqp_msg_t *msg = emqp_msg_new (EMQP_UNSCHEDULE);
     char msgid[37], headers[160];
     emqp_msgid_new (msgid);
     snprintf (headers, sizeof headers, "name:%s%s", name, kill_running ? ",kill-running" : "");
-    if (msg) {
-        msg->msgid = strdup (msgid);
-        msg->queue = strdup ("default");
-        msg->headers = strdup (headers);
-        msg->interval_s = -1;
-        msg->payload = zframe_new ("", 0);
-        msg->cron = strdup ("");
-    }
-    if (!msg || !msg->msgid || !msg->queue || !msg->headers || !msg->payload || !msg->cron) {
-        emqp_msg_destroy (&msg);
-        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
-    }
-    return s_send_acked (self, msg, timeout_ms);
+    s_outgoing_t out = { .command = EMQP_UNSCHEDULE, .msgid = msgid, .queue = "default",
+                         .headers = headers, .interval_s = -1, .payload = "",
+                         .payload_size = 0, .cron = "" };
+    return s_send_acked (self, &out, timeout_ms);
 }
 
 //  --------------------------------------------------------------------------
@@ -869,19 +1052,11 @@ s_admin_call (const char *addr, const s_admin_command_t *command, const char *re
     char uuid[37], msgid[44];
     emqp_msgid_new (uuid);
     snprintf (msgid, sizeof msgid, "admin:%s", uuid);
-    emqp_msg_t *msg = emqp_msg_new (command->command);
-    if (msg) {
-        msg->msgid = strdup (msgid);
-        if (command->takes_ref)
-            msg->ref = strdup (ref);
-    }
-    if (!msg || !msg->msgid || (command->takes_ref && !msg->ref)) {
-        emqp_msg_destroy (&msg);
-        zsock_destroy (&sock);
-        return s_admin_fail (reply_out, EMQ_ERR_NOMEM, "out of memory");
-    }
+    s_outgoing_t out = { .command = command->command, .msgid = msgid,
+                         .ref = command->takes_ref ? ref : NULL };
     emqp_limits_t limits = { S_MESSAGE_MAX };
-    int rc = s_send (sock, &msg, addr, deadline, err, sizeof err);
+    emqp_msg_t *msg = NULL;
+    int rc = s_send (sock, &out, addr, deadline, err, sizeof err);
     while (rc == 0) {
         rc = s_recv (sock, &limits, deadline, &msg, addr, err, sizeof err);
         if (rc == EMQ_ERR_TIMEOUT) {

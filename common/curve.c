@@ -148,9 +148,11 @@ curve_client_apply (zsock_t *sock, const char *server_key, const char *client_ce
 int
 curve_keygen (const char *path, char *err, size_t errlen)
 {
-    char secret[PATH_MAX];
+    //  czmq keeps certificate file names in 256 bytes.
+    char secret[256];
     if (snprintf (secret, sizeof secret, "%s_secret", path) >= (int) sizeof secret) {
-        snprintf (err, errlen, "'%s': path too long", path);
+        snprintf (err, errlen, "'%s': path too long (at most %zu bytes)", path,
+                  sizeof secret - 8);
         return -1;
     }
     if (access (path, F_OK) == 0 || access (secret, F_OK) == 0) {

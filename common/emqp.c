@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -329,7 +330,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     emqp_msg_t *self = NULL;
     zframe_t *identity = NULL;
     char *command_name = NULL;
-    snprintf (err, errlen, "malformed message");
+    //  The default reason, set on every message: a copy, not a format.
+    strlcpy (err, "malformed message", errlen);
 
     s_reader_t reader = { frames, count, 0, limits, err, errlen, "message" };
     s_reader_t *r = &reader;
@@ -802,7 +804,14 @@ emqp_send (emqp_msg_t **self_p, zsock_t *sock)
 //  stream is xoshiro256** so a message id costs no system call.
 static uint64_t s_rng[4];
 static bool s_rng_seeded;
-static pid_t s_rng_pid;
+static bool s_rng_atfork;
+
+//  A forked child must not continue its parent's stream.
+static void
+s_rng_forked (void)
+{
+    s_rng_seeded = false;
+}
 
 static uint64_t
 s_rotl (uint64_t x, int k)
@@ -813,8 +822,13 @@ s_rotl (uint64_t x, int k)
 static uint64_t
 s_rng_next (void)
 {
-    //  Reseed after fork so parent and child never share a stream.
-    if (!s_rng_seeded || s_rng_pid != getpid ()) {
+    //  Reseed after fork so parent and child never share a stream (no
+    //  getpid per id: a system call each since glibc stopped caching it).
+    if (!s_rng_atfork) {
+        s_rng_atfork = true;
+        pthread_atfork (NULL, NULL, s_rng_forked);
+    }
+    if (!s_rng_seeded) {
         if (getrandom (s_rng, sizeof s_rng, 0) != (ssize_t) sizeof s_rng) {
             //  Fall back on time and pid; ids stay unique enough per process.
             s_rng[0] = (uint64_t) zclock_usecs ();
@@ -823,7 +837,6 @@ s_rng_next (void)
             s_rng[3] = s_rng[1] ^ 0xABCDEF0123456789ULL;
         }
         s_rng_seeded = true;
-        s_rng_pid = getpid ();
     }
     uint64_t result = s_rotl (s_rng[1] * 5, 7) * 9;
     uint64_t t = s_rng[1] << 17;

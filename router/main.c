@@ -11,6 +11,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +50,10 @@ s_usage (FILE *out)
 "  --retry-backoff-max S      cap on a retry's delay (300)\n"
 "  --prefetch N               jobs a job manager may hold beyond its free\n"
 "                             slots, run as soon as a worker frees (0)\n"
+"  --curve-secret-cert FILE   CURVE: the router's key pair (NAME_secret of\n"
+"                             'emq-cli keygen NAME'); off by default\n"
+"  --curve-clients-dir DIR    CURVE: admit only the public certificates there\n"
+"                             (default: any key, still encrypted)\n"
 "  --standby                  if another router holds the data directory, wait\n"
 "                             (checking every 2 s) and start when it is free\n"
 "  --takeover                 ask the router holding it to stop, wait until it\n"
@@ -67,10 +72,14 @@ s_usage (FILE *out)
 int
 main (int argc, char *argv[])
 {
+    //  One malloc arena for every thread: libzmq's I/O thread would
+    //  otherwise get its own, which keeps a burst's worth of freed message
+    //  buffers resident (RSS after a backlog; docs/performance.md).
+    mallopt (M_ARENA_MAX, 1);
     enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
            O_HB_LIVENESS, O_MAXMSG, O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION,
            O_DATADIR, O_MEMORY, OPT_FSYNC, O_RESULT_TTL, O_DEAD_TTL, O_BACKOFF,
-           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER, O_PREFETCH };
+           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER, O_PREFETCH, O_CURVE_CERT, O_CURVE_DIR };
     static const struct option options[] = {
         { "frontend", required_argument, NULL, O_FRONTEND },
         { "backend", required_argument, NULL, O_BACKEND },
@@ -97,6 +106,8 @@ main (int argc, char *argv[])
         { "retry-backoff-max", required_argument, NULL, O_BACKOFF_MAX },
         { "standby", no_argument, NULL, O_STANDBY },
         { "prefetch", required_argument, NULL, O_PREFETCH },
+        { "curve-secret-cert", required_argument, NULL, O_CURVE_CERT },
+        { "curve-clients-dir", required_argument, NULL, O_CURVE_DIR },
         { "takeover", no_argument, NULL, O_TAKEOVER },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, O_VERSION },
@@ -134,6 +145,8 @@ main (int argc, char *argv[])
             case O_BACKOFF_MAX: name = "retry_backoff_max"; break;
             case O_STANDBY: lock_mode = PIDLOCK_STANDBY; break;
             case O_PREFETCH: name = "prefetch"; break;
+            case O_CURVE_CERT: name = "curve_secret_cert"; break;
+            case O_CURVE_DIR: name = "curve_clients_dir"; break;
             case O_TAKEOVER: lock_mode = PIDLOCK_TAKEOVER; break;
             case O_CONFIG: break;
             case O_PRINT: print = true; break;

@@ -18,6 +18,9 @@ struct queues_t {
     ck_hs_t jobs;           // job_t *, owned, keyed by msgid
     zhashx_t *origins;      // queues_origin_t -> same, owned
     size_t hwm;
+    int64_t swept_at;       // monotonic ms of the latest sweep that freed
+                            // nothing: not repeated within 100 ms unless a
+                            // queue lost its last job since
 };
 
 //  Headers and the submitter's routing id, shared by every job with both
@@ -392,8 +395,18 @@ queues_require (queues_t *self, const char *name)
     queue_t *queue = queues_lookup (self, name);
     if (queue)
         return queue;
-    if (zhashx_size (self->queues) >= QUEUES_MAX && s_sweep (self) == 0)
-        return NULL;
+    if (zhashx_size (self->queues) >= QUEUES_MAX) {
+        //  Names come from the network: a flood of new ones at the cap
+        //  must not cost a scan of every queue each.
+        int64_t now = zclock_mono ();
+        if (self->swept_at && now - self->swept_at < 100)
+            return NULL;
+        if (s_sweep (self) == 0) {
+            self->swept_at = now;
+            return NULL;
+        }
+        self->swept_at = 0;
+    }
     queue = calloc (1, sizeof (queue_t));
     if (!queue)
         return NULL;
@@ -487,7 +500,8 @@ queues_job_delete (queues_t *self, job_t *job)
     assert (!job->peer);                // still borrowed by a peer
     assert (!job->more || !job->more->scheduled_handle);    // still scheduled
     ck_hs_remove (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job);
-    job->queue->jobs--;
+    if (--job->queue->jobs == 0)
+        self->swept_at = 0;             // a queue may be unused now
     s_origin_release (self, job->origin);
     s_job_free (job);
 }

@@ -72,7 +72,8 @@ bool store_is_memory (store_t *self);
 //  or -1 with the reason in store_error(). insert sets *duplicate when the
 //  msgid is already stored (then nothing is written), else *seq to the new
 //  row's key, which the other writes take (a rowid lookup, not an index
-//  search by msgid).
+//  search by msgid). The strings and buffers are read during the call only
+//  (bound without a copy). set_ended's ended_at must be > 0.
 int store_insert (store_t *self, const store_row_t *row, bool *duplicate, int64_t *seq);
 int store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epoch);
 int store_set_waiting (store_t *self, int64_t seq, store_state_t state,
@@ -90,14 +91,44 @@ bool store_in_transaction (store_t *self);
 const char *store_error (store_t *self);
 
 //  Calls fn for every queued, running and scheduled job in submission
-//  order. A non-zero return from fn stops and is returned.
+//  order (a scan of the table: start-up only). A non-zero return from fn
+//  stops and is returned.
 int store_load (store_t *self, store_row_fn *fn, void *arg);
 //  Calls fn with one job's row; returns 1 if found, 0 if not, -1 on error.
 int store_fetch (store_t *self, const char *msgid, store_row_fn *fn, void *arg);
-//  Dead jobs, newest first, at most limit (0 = all).
+
+//  A position in the list of dead jobs (newest first). Zeroed, it is the
+//  start of the list.
+typedef struct {
+    double ended_at;            // of the last row visited; 0 = start
+    int64_t seq;
+} store_cursor_t;
+
+//  Calls fn for at most limit (0 = all) dead jobs after *cursor, newest
+//  first, and moves *cursor past the last one. Returns the number of rows
+//  visited (fewer than limit: the list is done), fn's first non-zero result
+//  (which stops), or -1 on error. Pages are stable while rows change: a row
+//  that fn revives or deletes does not shift the next page, so a large
+//  `dead retry --all` can be done one page per loop turn.
+int store_list_dead_page (store_t *self, store_cursor_t *cursor, size_t limit,
+                          store_row_fn *fn, void *arg);
+//  The first page: dead jobs, newest first, at most limit (0 = all).
 int store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg);
-//  Deletes ended jobs past their retention. Returns the number deleted.
+
+//  Deletes at most limit (0 = no limit) ended jobs past their retention:
+//  done, failed and cancelled ones ended before now - result_ttl_s, dead
+//  ones before now - dead_ttl_s. Joins the open transaction. Returns the
+//  number deleted, or -1 (reason in store_error(); the transaction then
+//  fails at commit). Sets *more when the limit was reached: call again (on
+//  a later loop turn, after the commit) until it is false. A chunk of
+//  2,000 rows costs about 10 ms.
+int store_expire_some (store_t *self, double now, double result_ttl_s, double dead_ttl_s,
+                       size_t limit, bool *more);
+//  store_expire_some without a limit: everything due in one transaction.
 int store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s);
+//  Deletes at most limit (0 = all) dead jobs; same contract as
+//  store_expire_some.
+int store_purge_dead_some (store_t *self, size_t limit, bool *more);
 //  Deletes every dead job. Returns the number deleted or -1.
 int store_purge_dead (store_t *self);
 //  A small key/value table for the router's own state (the schedulers'
@@ -105,9 +136,14 @@ int store_purge_dead (store_t *self);
 //  set joins the open transaction.
 int store_meta_get (store_t *self, const char *key, int64_t *value);
 int store_meta_set (store_t *self, const char *key, int64_t value);
-//  Gives the page cache's unused memory back (after a backlog drained).
+//  Gives the page cache's unused memory back and truncates the WAL (after
+//  a backlog drained, after a large expiry). Outside a transaction only
+//  the WAL part is skipped. What SQLite holds is bounded anyway (2 MiB of
+//  page cache); this returns it to malloc, and the caller's malloc_trim
+//  returns it to the system.
 void store_release_memory (store_t *self);
-//  Counts rows in a state.
+//  Counts rows in a state: from the index for ended states, by a scan of
+//  the table for queued, running and scheduled. Returns -1 on error.
 int64_t store_count (store_t *self, store_state_t state);
 
 void store_test (bool verbose);

@@ -49,6 +49,9 @@ s_usage (FILE *out)
 "  --heartbeat-interval S     seconds between heartbeats (3)\n"
 "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
 "  --heartbeat-liveness N     misses before reconnecting to the router (3)\n"
+"  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
+"                             certificate file); off by default\n"
+"  --curve-cert FILE          CURVE: this scheduler's key pair (NAME_secret)\n"
 "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
 "                             or /etc/eventmq.conf), sections [global], [scheduler]\n"
 "  --log-level LEVEL          error, warning, info (default) or debug\n"
@@ -65,7 +68,7 @@ main (int argc, char *argv[])
 {
     enum { O_ROUTER = 256, O_ADMIN, O_DATADIR, O_STANDBY, O_TAKEOVER, O_ETCD, O_PREFIX,
            O_TTL, O_NAME, O_TZ, O_GRACE, O_HB_INTERVAL, O_HB_TIMEOUT, O_HB_LIVENESS,
-           O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION };
+           O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION, O_CURVE_KEY, O_CURVE_CERT };
     static const struct option options[] = {
         { "router", required_argument, NULL, O_ROUTER },
         { "scheduler-addr", required_argument, NULL, O_ROUTER },
@@ -84,6 +87,8 @@ main (int argc, char *argv[])
         { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
         { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
         { "heartbeat-liveness", required_argument, NULL, O_HB_LIVENESS },
+        { "curve-server-key", required_argument, NULL, O_CURVE_KEY },
+        { "curve-cert", required_argument, NULL, O_CURVE_CERT },
         { "config", required_argument, NULL, O_CONFIG },
         { "log-level", required_argument, NULL, O_LOGLEVEL },
         { "verbose", no_argument, NULL, 'v' },
@@ -118,6 +123,8 @@ main (int argc, char *argv[])
             case O_HB_TIMEOUT: name = "heartbeat_timeout"; break;
             case O_HB_LIVENESS: name = "heartbeat_liveness"; break;
             case O_LOGLEVEL: name = "log_level"; break;
+            case O_CURVE_KEY: name = "curve_server_key"; break;
+            case O_CURVE_CERT: name = "curve_cert"; break;
             case 'v':
                 verbose = true;
                 name = "log_level";
@@ -219,7 +226,17 @@ main (int argc, char *argv[])
         .etcd = etcd_mode ? etcd : NULL,
         .etcd_prefix = config_str (config, "etcd_prefix"),
         .etcd_ttl_s = config_double (config, "etcd_lease_ttl"),
+        .curve_server_key = config_str (config, "curve_server_key"),
+        .curve_cert = config_str (config, "curve_cert"),
     };
+    //  The same keys for the admin calls libemq makes (kill-running); bad
+    //  keys are reported here, before anything starts.
+    if (*settings.curve_server_key
+    &&  emq_set_curve (settings.curve_server_key, settings.curve_cert, err, sizeof err)) {
+        fprintf (stderr, "emq-scheduler: CURVE: %s\n", err);
+        config_destroy (&config);
+        return EXIT_CONFIG;
+    }
     if (settings.heartbeat_interval_ms < 1)
         settings.heartbeat_interval_ms = 1;
     scheduler_t *scheduler = scheduler_new (&settings, err, sizeof err);

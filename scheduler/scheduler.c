@@ -24,6 +24,7 @@
 #include "etcd.h"
 #include "schedules.h"
 
+#include "curve.h"
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
@@ -49,6 +50,7 @@
 struct scheduler_t {
     //  Settings (strings owned)
     char *router, *admin, *db_path, *timezone, *etcd_endpoint, *etcd_prefix;
+    char *curve_server_key, *curve_cert;    // "" when CURVE is off
     int64_t hb_interval_ms, hb_timeout_ms;
     uint32_t liveness;
     double misfire_grace_s;
@@ -198,6 +200,13 @@ s_connect (scheduler_t *self)
     zsock_set_linger (sock, 200);
     zsock_set_immediate (sock, 1);
     zsock_set_maxmsgsize (sock, 256 * 1024 * 1024);
+    char err[512];
+    if (self->curve_server_key && *self->curve_server_key
+    &&  curve_client_apply (sock, self->curve_server_key, self->curve_cert, err, sizeof err)) {
+        log_error ("scheduler: CURVE: %s", err);
+        zsock_destroy (&sock);
+        return -1;
+    }
     if (zsock_connect (sock, "%s", self->router)) {
         log_error ("scheduler: cannot connect to %s", self->router);
         zsock_destroy (&sock);
@@ -948,6 +957,9 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         return NULL;
     }
     self->router = strdup (settings->router);
+    self->curve_server_key = strdup (settings->curve_server_key ? settings->curve_server_key
+                                                                : "");
+    self->curve_cert = strdup (settings->curve_cert ? settings->curve_cert : "");
     self->admin = strdup (settings->admin ? settings->admin : EMQ_DEFAULT_ADMIN);
     self->db_path = settings->db_path ? strdup (settings->db_path) : NULL;
     self->timezone = strdup (settings->timezone && *settings->timezone ? settings->timezone
@@ -1053,6 +1065,8 @@ scheduler_destroy (scheduler_t **self_p)
     zhashx_destroy (&self->scheds);
     schedules_destroy (&self->store);
     free (self->router);
+    free (self->curve_server_key);
+    free (self->curve_cert);
     free (self->admin);
     free (self->db_path);
     free (self->timezone);

@@ -35,6 +35,8 @@ typedef struct {
     const char *etcd;               // etcd endpoint (http://host:port) or NULL
     const char *etcd_prefix;        // e.g. "/emq"
     double etcd_ttl_s;              // lease TTL
+    const char *curve_server_key;   // CURVE: the router's public key, or ""
+    const char *curve_cert;         // CURVE: our key pair file, or "" (fresh)
 } scheduler_settings_t;
 
 typedef struct scheduler_t scheduler_t;

@@ -674,6 +674,54 @@ test_crash_dead_retry (h_test_t *t)
     CHECK_INT (s_status_int (t, -1, "store", "dead", NULL), ==, 0);
 }
 
+//  Thousands of dead jobs: dead retry --all and dead purge work through them
+//  in chunks (1,000 and 5,000 rows per loop turn) and answer once, with
+//  the whole count.
+static void
+test_dead_many (h_test_t *t)
+{
+    h_router (t, "router", "--retry-backoff", "0.01", "--retry-backoff-max", "0.02", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    int count = h_count (2500);
+    emq_client_t *client = s_client (t);
+    void *payload = NULL;
+    size_t size = 0;
+    h_payload_run ("fail", NULL, &payload, &size);
+    emq_submit_opts_t opts = { .retries = 1 };
+    for (int i = 0; i < count; i++) {
+        char msgid[37];
+        int rc = emq_submit_async (client, &opts, payload, size, msgid);
+        CHECK_MSG (rc == 0, "emq_submit_async #%d: %d", i, rc);
+        emq_event_t event;
+        while (emq_poll (client, 0, &event) == 0)
+            ;           // ACKs
+    }
+    free (payload);
+    //  Each fails twice (1 + 1 retry): dead.
+    CHECK_WAIT (s_status_int (t, -1, "store", "dead", NULL) == count, 120000);
+    s_report (t, "%d jobs dead after 2 attempts each", count);
+
+    h_cli_t r;
+    h_cli (t, &r, 60000, "dead", "retry", "--all", NULL);
+    char expect[64];
+    snprintf (expect, sizeof expect, "retried %d dead job", count);
+    CHECK_MSG (r.status == 0 && strstr (r.out, expect), "dead retry --all: exit %d, out '%s' "
+               "(stderr %s), expected '%s'", r.status, h_chomp (r.out), r.err, expect);
+    h_cli_free (&r);
+    //  All of them ran twice more and are dead again.
+    CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 4LL * count, 120000);
+    CHECK_WAIT (s_status_int (t, -1, "store", "dead", NULL) == count, 10000);
+
+    h_cli (t, &r, 60000, "dead", "purge", NULL);
+    snprintf (expect, sizeof expect, "purged %d dead job", count);
+    CHECK_MSG (r.status == 0 && strstr (r.out, expect), "dead purge: exit %d, out '%s' "
+               "(stderr %s), expected '%s'", r.status, h_chomp (r.out), r.err, expect);
+    h_cli_free (&r);
+    CHECK_INT (s_status_int (t, -1, "store", "dead", NULL), ==, 0);
+    emq_client_destroy (&client);
+}
+
 //  ---------------------------------------------------------------------
 //  4. A large backlog survives a restart and runs in submission order
 
@@ -1297,6 +1345,8 @@ const h_testdef_t h_durability_tests[] = {
       "kill -9 a jm running jobs: they end ok on the other" },
     { "crash_dead_retry", test_crash_dead_retry,
       "crash on every attempt: dead, dead retry, dead purge" },
+    { "dead_many", test_dead_many,
+      "thousands of dead jobs: dead retry --all and purge in chunks, one answer" },
     { "backlog_restart_order", test_backlog_restart_order,
       "100k-job backlog survives SIGTERM, runs in order" },
     { "takeover", test_takeover, "--takeover and --standby: never two routers, none lost" },

@@ -106,10 +106,22 @@ const char *emq_strerror (int code);
 const char *emq_job_status_name (emq_job_status_t status);
 
 //  Connects to addr, or to $EMQ_BROKER_ADDR, or to EMQ_DEFAULT_FRONTEND.
-//  Returns NULL on failure (bad address, errno EINVAL). Connecting never
-//  waits: an absent router shows as EMQ_ERR_UNREACHABLE on the first send
-//  or wait. The caller owns the client.
+//  Returns NULL on failure (bad address, errno EINVAL; bad CURVE keys,
+//  errno EPERM). Connecting never waits: an absent router shows as
+//  EMQ_ERR_UNREACHABLE on the first send or wait. The caller owns the
+//  client.
 emq_client_t *emq_client_new (const char *addr);
+
+//  CURVE encryption for every socket libemq opens from now on (clients and
+//  admin calls), for a router that runs with curve_secret_cert: server_key
+//  is its public key (40 Z85 characters, or its public certificate file),
+//  client_cert this program's key pair file (NAME_secret of emq-cli keygen)
+//  or NULL/"" for a fresh key pair. A NULL or empty server_key turns CURVE
+//  off. Until called, both come from $EMQ_CURVE_SERVER_KEY and
+//  $EMQ_CURVE_CERT. Call it before creating clients (it is not thread-safe).
+//  Returns 0, or EMQ_ERR_INVALID with the reason in err (errlen bytes).
+int emq_set_curve (const char *server_key, const char *client_cert, char *err,
+                   size_t errlen);
 //  Closes the socket (unsent messages are dropped after 100 ms), frees
 //  buffered events and nulls *self_p; NULL is fine.
 void emq_client_destroy (emq_client_t **self_p);
