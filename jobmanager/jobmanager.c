@@ -126,6 +126,7 @@ struct jobmanager_t {
     uint64_t total_requests;
     uint64_t total_ready_sent;
     uint64_t total_returned;
+    uint64_t max_epoch;             // highest dispatch epoch received on this connection
 };
 
 //  The self-pipe the signal handlers write to; one job manager runs at a
@@ -455,16 +456,21 @@ s_status_json (jobmanager_t *self)
         json_object_set_new (in_flight, job->msgid,
                              json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
                                         "queue", job->queue, "started", job->started_ts));
-    //  Jobs waiting here for a worker: with jobs_in_flight, every job the
-    //  router may think we hold (it requeues one missing from both).
+    //  Jobs waiting here for a worker, and ended ones whose DONE has not
+    //  gone out: with jobs_in_flight, every job the router may think we
+    //  hold (it requeues one missing from both whose epoch is at most
+    //  max_epoch: its REQUEST was lost, not late).
     json_t *held = json_array ();
     for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending))
         json_array_append_new (held, json_string (job->msgid));
+    for (s_done_t *done = zlistx_first (self->outbox); done; done = zlistx_next (self->outbox))
+        json_array_append_new (held, json_string (done->ref));
     json_t *distribution = json_object ();
     pool_distribution (self->pool, s_visit_pid, distribution);
-    return json_pack ("{s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
+    return json_pack ("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
                       "jobs_in_flight", in_flight,
                       "jobs_held", held,
+                      "max_epoch", (json_int_t) self->max_epoch,
                       "pid_distribution", distribution,
                       "total_requests", (json_int_t) self->total_requests,
                       "total_ready_sent", (json_int_t) self->total_ready_sent,
@@ -915,6 +921,8 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
 {
     self->total_requests++;
     self->announced--;          // the router spent a slot (or prefetch room)
+    if (msg->epoch > self->max_epoch)
+        self->max_epoch = msg->epoch;
     s_job_t *job = calloc (1, sizeof *job);
     if (!job) {
         log_error ("jobmanager %s: out of memory for job %s", s_id (self), msg->msgid);
@@ -1076,6 +1084,7 @@ s_connect (jobmanager_t *self)
     //  the old connection are no longer returnable.
     self->connection++;
     self->announced = 0;
+    self->max_epoch = 0;
     self->dealer = zsock_new (ZMQ_DEALER);
     if (!self->dealer) {
         log_error ("jobmanager %s: cannot create a socket: %s", s_id (self), zmq_strerror (errno));
@@ -2233,6 +2242,7 @@ jobmanager_test (bool verbose)
     S_CHECK (msg && msg->stats && strstr (msg->stats, "\"total_requests\":1"));
     S_CHECK (strstr (msg->stats, "pid_distribution"));
     S_CHECK (strstr (msg->stats, "\"slots_announced\":2"));
+    S_CHECK (strstr (msg->stats, "\"max_epoch\":7") && strstr (msg->stats, "\"jobs_held\":[]"));
     emqp_msg_destroy (&msg);
 
     //  A job past its timeout: DONE timeout; its worker is replaced at once,
