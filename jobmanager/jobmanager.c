@@ -38,6 +38,7 @@
     one slot, and s_settle() then sends only what is still missing.
 */
 #include "jobmanager.h"
+#include "curve.h"
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
@@ -1071,6 +1072,25 @@ s_inform (jobmanager_t *self)
 
 //  (Re)creates the socket with a fresh identity and INFORMs. Jobs keep
 //  running; their outcomes go out once the new connection is ACKed.
+//  Makes sock a CURVE client of the router when curve_server_key is set.
+//  Returns 0, or -1 with the reason in err (or logged when err is NULL).
+static int
+s_curve_apply (jobmanager_t *self, zsock_t *sock, char *err, size_t errlen)
+{
+    const char *key = config_str (self->config, "curve_server_key");
+    if (!key || !*key)
+        return 0;
+    char reason[512];
+    if (curve_client_apply (sock, key, config_str (self->config, "curve_cert"), reason,
+                            sizeof reason) == 0)
+        return 0;
+    if (err)
+        snprintf (err, errlen, "CURVE: %s", reason);
+    else
+        log_error ("jobmanager %s: CURVE: %s", s_id (self), reason);
+    return -1;
+}
+
 static void
 s_connect (jobmanager_t *self)
 {
@@ -1092,6 +1112,10 @@ s_connect (jobmanager_t *self)
     }
     zsock_set_identity (self->dealer, self->identity);
     zsock_set_linger (self->dealer, 2000);
+    if (s_curve_apply (self, self->dealer, NULL, 0)) {
+        zsock_destroy (&self->dealer);
+        return;
+    }
     const char *addr = s_backend_addr (self);
     if (zsock_connect (self->dealer, "%s", addr)) {
         log_error ("jobmanager %s: cannot connect to %s: %s", s_id (self), addr,
@@ -1536,6 +1560,12 @@ jobmanager_new (config_t **config_p, char *err, size_t errlen)
     self->config = *config_p;
     *config_p = NULL;
     if (s_check_queues (config_str (self->config, "queues"), err, errlen))
+        goto fail;
+    //  Bad CURVE keys are said now, not at each reconnect.
+    zsock_t *probe = zsock_new (ZMQ_DEALER);
+    int curve_rc = probe ? s_curve_apply (self, probe, err, errlen) : 0;
+    zsock_destroy (&probe);
+    if (curve_rc)
         goto fail;
     if (!(self->wconfig = s_worker_config (self->config, err, errlen)))
         goto fail;

@@ -64,6 +64,9 @@ s_usage (FILE *stream)
 "  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
 "  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
 "                             waited N ms for a worker (default 100; 0: never)\n"
+"  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
+"                             certificate file); off by default\n"
+"  --curve-cert FILE          CURVE: this job manager's key pair (NAME_secret)\n"
 "  --log-level LEVEL          error, warning, info or debug (default info)\n"
 "  -v, --verbose              same as --log-level debug\n"
 "  --config FILE              config file (default $EVENTMQ_CONFIG_FILE, else\n"
@@ -153,6 +156,8 @@ main (int argc, char *argv [], char *envp [])
         { "job-exit",           required_argument, NULL, 'X' },
         { "max-worker-rss-kb",  required_argument, NULL, 'R' },
         { "prefetch-hold-ms",   required_argument, NULL, 'H' },
+        { "curve-server-key",   required_argument, NULL, 'k' },
+        { "curve-cert",         required_argument, NULL, 'c' },
         { "log-level",          required_argument, NULL, 'G' },
         { "verbose",            no_argument,       NULL, 'v' },
         { "config",             required_argument, NULL, O_CONFIG },
@@ -166,7 +171,8 @@ main (int argc, char *argv [], char *envp [])
         { 'K', "kill_grace_period" }, { 'I', "heartbeat_interval" },
         { 'T', "heartbeat_timeout" }, { 'L', "heartbeat_liveness" }, { 'N', "name" },
         { 'S', "setup" }, { 'J', "job_entry" }, { 'X', "job_exit" },
-        { 'R', "max_worker_rss_kb" }, { 'H', "prefetch_hold_ms" }, { 'G', "log_level" }
+        { 'R', "max_worker_rss_kb" }, { 'H', "prefetch_hold_ms" }, { 'G', "log_level" },
+        { 'k', "curve_server_key" }, { 'c', "curve_cert" }
     };
     s_args_t args = { 0 };
     args.flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));

@@ -9,6 +9,7 @@
     waits for them by polling with a deadline, never by sleeping.
 */
 #include "harness.h"
+#include "curve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -1779,6 +1780,102 @@ test_router_crash (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  CURVE: only peers with the router's key, and admitted keys, get through
+
+static void
+s_keygen (h_test_t *t, const char *path)
+{
+    (void) t;
+    char err[512];
+    CHECK_MSG (curve_keygen (path, err, sizeof err) == 0, "keygen %s: %s", path, err);
+}
+
+static void
+test_curve (h_test_t *t)
+{
+    //  Short paths: czmq keeps certificate file names in 256 bytes.
+    enum { N = 300 };
+    char clients[N], router[N], router_secret[N + 8], stranger[N], stranger_secret[N + 8];
+    char jm_pub[N], jm_secret[N], cli_pub[N], cli_secret[N], me_pub[N], me_secret[N];
+    snprintf (clients, sizeof clients, "%.200s/clients", t->dir);
+    CHECK_MSG (mkdir (clients, 0700) == 0, "mkdir %s: %s", clients, strerror (errno));
+    snprintf (router, sizeof router, "%.200s/router", t->dir);
+    snprintf (router_secret, sizeof router_secret, "%s_secret", router);
+    snprintf (stranger, sizeof stranger, "%.200s/stranger", t->dir);
+    snprintf (stranger_secret, sizeof stranger_secret, "%s_secret", stranger);
+    s_keygen (t, router);
+    s_keygen (t, stranger);
+    //  Admitted peers: the public certificate in the clients directory, the
+    //  key pair beside it.
+    const char *names[] = { "jm", "cli", "me" };
+    char *pubs[] = { jm_pub, cli_pub, me_pub }, *secrets[] = { jm_secret, cli_secret, me_secret };
+    for (int i = 0; i < 3; i++) {
+        snprintf (pubs[i], N, "%.200s/%s", clients, names[i]);
+        s_keygen (t, pubs[i]);
+        char made[N + 8];
+        snprintf (made, sizeof made, "%s_secret", pubs[i]);
+        snprintf (secrets[i], N, "%.200s/%s_secret", t->dir, names[i]);
+        CHECK_MSG (rename (made, secrets[i]) == 0, "rename %s: %s", made, strerror (errno));
+    }
+    //  This process asks the router for STATUS: it is an admitted client.
+    char err[512];
+    CHECK_MSG (emq_set_curve (router, me_secret, err, sizeof err) == 0, "emq_set_curve: %s", err);
+    h_router (t, "router", "--curve-secret-cert", router_secret, "--curve-clients-dir", clients,
+              NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, "--curve-server-key", router, "--curve-cert", jm_secret, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+
+    //  An admitted emq-cli runs a job end to end.
+    setenv ("EMQ_CURVE_SERVER_KEY", router, 1);
+    setenv ("EMQ_CURVE_CERT", cli_secret, 1);
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"secret\"", NULL);
+    CHECK_MSG (r.status == 0, "admitted emq-cli: exit %d, stderr: %s", r.status, r.err);
+    CHECK_STR_EQ (h_chomp (r.out), "\"SECRET\"");
+    h_cli_free (&r);
+
+    //  A key the router does not know, a plain client, a wrong server key:
+    //  the router never answers (exit 3), and runs nothing for them.
+    setenv ("EMQ_CURVE_CERT", stranger_secret, 1);
+    h_cli (t, &r, 20000, "--connect-timeout", "1", "submit", "run", H_PLUGIN, "upper", "\"x\"",
+           NULL);
+    CHECK_MSG (r.status == 3, "stranger emq-cli: exit %d, expected 3 (stderr %s)", r.status,
+               r.err);
+    h_cli_free (&r);
+    setenv ("EMQ_CURVE_SERVER_KEY", stranger, 1);
+    setenv ("EMQ_CURVE_CERT", cli_secret, 1);
+    h_cli (t, &r, 20000, "--connect-timeout", "1", "status", NULL);
+    CHECK_MSG (r.status == 3, "emq-cli with the wrong server key: exit %d, expected 3 "
+               "(stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    unsetenv ("EMQ_CURVE_SERVER_KEY");
+    unsetenv ("EMQ_CURVE_CERT");
+    h_cli (t, &r, 20000, "--connect-timeout", "1", "status", NULL);
+    CHECK_MSG (r.status == 3, "plain emq-cli: exit %d, expected 3 (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    //  Bad keys are a usage error, said at once.
+    setenv ("EMQ_CURVE_SERVER_KEY", "not-a-key", 1);
+    h_cli (t, &r, 20000, "status", NULL);
+    CHECK_MSG (r.status == 2 && strstr (r.err, "CURVE"), "bad key: exit %d, stderr %s",
+               r.status, r.err);
+    h_cli_free (&r);
+    unsetenv ("EMQ_CURVE_SERVER_KEY");
+
+    //  A job manager with an unknown key never registers.
+    h_jm (t, "jm-stranger", DEFAULT_Q, 1, "--curve-server-key", router, "--curve-cert",
+          stranger_secret, NULL);
+    zclock_sleep (1500);
+    json_t *info = h_jm_info (t, "jm-stranger", NULL);
+    CHECK_MSG (info == NULL, "a job manager with an unknown key registered");
+    json_decref (info);
+    json_t *status = h_admin (t, "STATUS");
+    CHECK_INT (h_jint (status, -1, "processed_messages_by_queue", "default", NULL), ==, 1);
+    json_decref (status);
+    //  Later tests in this process talk plain ZeroMQ again.
+    emq_set_curve (NULL, NULL, NULL, 0);
+}
+
+//  ---------------------------------------------------------------------
 
 static const h_testdef_t s_tests[] = {
     { "roundtrip", test_roundtrip, "exec and run jobs via emq-cli and libemq" },
@@ -1799,6 +1896,7 @@ static const h_testdef_t s_tests[] = {
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
     { "router_restart", test_router_restart, "job manager and client reconnect" },
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
+    { "curve", test_curve, "CURVE: admitted keys run jobs; strangers and plain peers get nothing" },
     { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
     { "cli", test_cli, "emq-cli exit codes, msgid output, JSON views" },
     { "jm_signals", test_jm_signals, "SIGUSR1 logs status, SIGHUP reloads; jm keeps serving" },
