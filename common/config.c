@@ -154,9 +154,10 @@ static const s_setting_t s_settings[] = {
       .max_len = 4000, .sections = S_ROUTER,
       .description = "CURVE: directory of the public certificates of the clients, "
                      "job managers and schedulers admitted; empty: any key" },
-    { .name = "prefetch", .type = S_TYPE_INT, .default_text = "0",
+    { .name = "prefetch", .type = S_TYPE_INT, .default_text = "2",
       .min = 0, .max = 1024, .sections = S_ROUTER,
-      .description = "jobs sent to a job manager beyond its free slots" },
+      .description = "jobs sent to an emq/2 job manager beyond its free slots (it "
+                     "gives back one it cannot start within prefetch_hold_ms)" },
 
     //  [jobmanager]
     { .name = "backend_addr", .type = S_TYPE_STRING,

@@ -368,7 +368,9 @@ s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
 {
     if (peer->slots > 0)
         return true;
-    if (!with_prefetch || peer->prefetched >= self->settings.prefetch)
+    //  Only job managers that give back a job they cannot start soon
+    //  (emq/2: RETURN) get jobs beyond their free slots.
+    if (!with_prefetch || !peer->done_frees || peer->prefetched >= self->settings.prefetch)
         return false;
     //  A job that came back by RETURN waits at the head of one of its
     //  queues for a free slot here: prefetching more would keep every slot
