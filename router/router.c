@@ -2018,34 +2018,70 @@ s_test_expect_job (zsock_t *jm, const char *msgid, uint32_t attempt)
     return epoch;
 }
 
+//  A router in a thread with a client, an admin socket and one emq/2 job
+//  manager (prefetch as given), for the tests of emq/2 behaviour.
+typedef struct {
+    router_settings_t settings;
+    zactor_t *actor;
+    zsock_t *client, *admin, *jm;
+} s_test_rig_t;
+
+static void
+s_test_rig_start (s_test_rig_t *rig, const char *name, uint32_t prefetch)
+{
+    static char endpoints[3][64];
+    snprintf (endpoints[0], sizeof endpoints[0], "inproc://%s-frontend", name);
+    snprintf (endpoints[1], sizeof endpoints[1], "inproc://%s-backend", name);
+    snprintf (endpoints[2], sizeof endpoints[2], "inproc://%s-admin", name);
+    rig->settings = (router_settings_t) {
+        .frontend = endpoints[0], .backend = endpoints[1], .admin = endpoints[2],
+        .queue_hwm = 100, .heartbeat_interval_ms = 100, .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3, .payload_max = 1024, .prefetch = prefetch,
+    };
+    rig->actor = zactor_new (s_test_actor, &rig->settings);
+    CHECK (rig->actor != NULL);
+    rig->client = zsock_new_dealer (rig->settings.frontend);
+    rig->admin = zsock_new_dealer (rig->settings.admin);
+    rig->jm = s_test_jm (rig->settings.backend, name, "emq/2", "[[10, \"default\"]]");
+}
+
+//  Submits jobs (reply requested) and takes their ACKs.
+static void
+s_test_rig_submit (s_test_rig_t *rig, const char **ids, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        s_test_send (rig->client, s_test_request (ids[i], "default", "reply-requested"));
+        emqp_msg_t *ack = s_test_expect (rig->client, EMQP_ACK);
+        CHECK_STREQ (ack ? ack->ref : NULL, ids[i]);
+        emqp_msg_destroy (&ack);
+    }
+}
+
+static void
+s_test_rig_stop (s_test_rig_t *rig)
+{
+    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
+    disconnect->msgid = strdup ("admin:bye-rig");
+    s_test_send (rig->admin, disconnect);
+    emqp_msg_t *msg = s_test_expect (rig->admin, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye-rig");
+    emqp_msg_destroy (&msg);
+    zsock_destroy (&rig->jm);
+    zsock_destroy (&rig->admin);
+    zsock_destroy (&rig->client);
+    zactor_destroy (&rig->actor);
+}
+
 //  emq/2 job managers: a DONE frees the slot (no READY); RETURN gives back
 //  an unstarted prefetched job, which then waits for a free slot.
 static void
 s_test_emq2 (void)
 {
-    router_settings_t settings = {
-        .frontend = "inproc://router-test2-frontend",
-        .backend = "inproc://router-test2-backend",
-        .admin = "inproc://router-test2-admin",
-        .queue_hwm = 100,
-        .heartbeat_interval_ms = 100,
-        .heartbeat_timeout_ms = 5000,
-        .heartbeat_liveness = 3,
-        .payload_max = 1024,
-        .prefetch = 1,
-    };
-    zactor_t *actor = zactor_new (s_test_actor, &settings);
-    CHECK (actor != NULL);
-    zsock_t *client = zsock_new_dealer (settings.frontend);
-    zsock_t *admin = zsock_new_dealer (settings.admin);
-    zsock_t *jm = s_test_jm (settings.backend, "jm-emq2", "emq/2", "[[10, \"default\"]]");
+    s_test_rig_t rig;
+    s_test_rig_start (&rig, "jm-emq2", 1);
+    zsock_t *client = rig.client, *jm = rig.jm;
     const char *ids[] = { "a", "b", "c" };
-    for (int i = 0; i < 3; i++) {
-        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
-        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
-        CHECK_STREQ (ack ? ack->ref : NULL, ids[i]);
-        emqp_msg_destroy (&ack);
-    }
+    s_test_rig_submit (&rig, ids, 3);
     //  One READY: one job for the slot, one prefetched, no more.
     s_test_send (jm, emqp_msg_new (EMQP_READY));
     uint64_t epoch_a = s_test_expect_job (jm, "a", 1);
@@ -2083,16 +2119,7 @@ s_test_emq2 (void)
     ret->epoch = epoch_c;
     s_test_send (jm, ret);
 
-    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
-    disconnect->msgid = strdup ("admin:bye2");
-    s_test_send (admin, disconnect);
-    msg = s_test_expect (admin, EMQP_ACK);
-    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye2");
-    emqp_msg_destroy (&msg);
-    zsock_destroy (&jm);
-    zsock_destroy (&admin);
-    zsock_destroy (&client);
-    zactor_destroy (&actor);
+    s_test_rig_stop (&rig);
 }
 
 static void
@@ -2109,28 +2136,13 @@ s_test_heartbeat (zsock_t *jm, const char *stats)
 static void
 s_test_reconcile (void)
 {
-    router_settings_t settings = {
-        .frontend = "inproc://router-test3-frontend",
-        .backend = "inproc://router-test3-backend",
-        .admin = "inproc://router-test3-admin",
-        .queue_hwm = 100,
-        .heartbeat_interval_ms = 100,
-        .heartbeat_timeout_ms = 5000,
-        .heartbeat_liveness = 3,
-        .payload_max = 1024,
-    };
-    zactor_t *actor = zactor_new (s_test_actor, &settings);
-    CHECK (actor != NULL);
-    zsock_t *client = zsock_new_dealer (settings.frontend);
-    zsock_t *admin = zsock_new_dealer (settings.admin);
-    zsock_t *jm = s_test_jm (settings.backend, "jm-lossy", "emq/2", "[[10, \"default\"]]");
+    s_test_rig_t rig;
+    s_test_rig_start (&rig, "jm-lossy", 0);
+    zsock_t *client = rig.client, *jm = rig.jm;
     const char *ids[] = { "x", "y" };
-    for (int i = 0; i < 2; i++) {
-        s_test_send (client, s_test_request (ids[i], "default", "reply-requested"));
-        emqp_msg_t *ack = s_test_expect (client, EMQP_ACK);
-        emqp_msg_destroy (&ack);
-        s_test_send (jm, emqp_msg_new (EMQP_READY));
-    }
+    s_test_rig_submit (&rig, ids, 2);
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
+    s_test_send (jm, emqp_msg_new (EMQP_READY));
     uint64_t epoch_x = s_test_expect_job (jm, "x", 1);
     uint64_t epoch_y = s_test_expect_job (jm, "y", 1);
     char stats[256];
@@ -2170,16 +2182,7 @@ s_test_reconcile (void)
         CHECK (msg && msg->status == EMQP_STATUS_OK);
         emqp_msg_destroy (&msg);
     }
-    emqp_msg_t *disconnect = emqp_msg_new (EMQP_DISCONNECT);
-    disconnect->msgid = strdup ("admin:bye3");
-    s_test_send (admin, disconnect);
-    msg = s_test_expect (admin, EMQP_ACK);
-    CHECK_STREQ (msg ? msg->ref : NULL, "admin:bye3");
-    emqp_msg_destroy (&msg);
-    zsock_destroy (&jm);
-    zsock_destroy (&admin);
-    zsock_destroy (&client);
-    zactor_destroy (&actor);
+    s_test_rig_stop (&rig);
 }
 
 void
