@@ -77,6 +77,7 @@ struct router_t {
     bool store_failing;         // the last commit failed (logged once)
     uint64_t fence;             // highest scheduler fencing token seen
     s_socket_ctx_t readers[3];  // context of each socket's reader
+    zsock_t *reader_socks[3];   // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
     size_t jobs_at_trim;        // job count at the last malloc_trim
 };
@@ -1550,7 +1551,6 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
         }
         handler (self, msg);
     }
-    s_flush (self);
 }
 
 static int
@@ -1558,7 +1558,16 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
 {
     (void) loop;
     s_socket_ctx_t *ctx = (s_socket_ctx_t *) arg;
-    s_drain (ctx->router, sock, ctx->name, ctx->handler);
+    router_t *self = ctx->router;
+    s_drain (self, sock, ctx->name, ctx->handler);
+    //  With a disk behind the store, one commit (one fsync) should cover
+    //  what every socket has now: new jobs and ended ones alike.
+    if (!store_is_memory (self->store))
+        for (size_t i = 0; i < sizeof self->readers / sizeof self->readers[0]; i++)
+            if (self->reader_socks[i] != sock)
+                s_drain (self, self->reader_socks[i], self->readers[i].name,
+                         self->readers[i].handler);
+    s_flush (self);
     return 0;
 }
 
@@ -1811,6 +1820,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
     ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
+    self->reader_socks[0] = self->frontend;
+    self->reader_socks[1] = self->backend;
+    self->reader_socks[2] = self->admin;
     self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
     self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
     self->readers[2] = (s_socket_ctx_t) { self, "admin", s_admin_message };
