@@ -1086,6 +1086,10 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
         s_job_detach (job);
         if (job->attempt > 0)
             job->attempt--;
+        //  The store counted the dispatch: after a restart the attempt
+        //  number must not count this one either.
+        if (store_set_dispatched (self->store, job->row, job->attempt, job->epoch))
+            log_error ("store: %s", store_error (self->store));
         job_set_flag (job, JOB_RETURNED, true);
         queue_push_front (job->queue, job, job->queued_at);
         self->redispatch = true;
