@@ -380,6 +380,11 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
         case EMQP_ACK:
             if (s_text (r, "acked msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
+            //  Extension: an emq router names itself in the ACK of an emq
+            //  job manager's INFORM.
+            if (s_left (r) > 0
+            &&  s_text (r, "agent", 64, true, &self->agent))
+                goto fail;
             break;
         case EMQP_HEARTBEAT:
             if (s_text (r, "timestamp", 64, false, &text))
@@ -670,6 +675,8 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
     switch (self->command) {
         case EMQP_ACK:
             rc = s_put_str (f, self->ref);
+            if (!rc && self->agent)
+                rc = s_put_str (f, self->agent);
             break;
         case EMQP_HEARTBEAT:
             rc = s_put_number (f, "%.6f", self->heartbeat_ts);
@@ -1030,6 +1037,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_CANCEL,     0, EMQP_MSGID_MAX,   "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX,   "job msgid" },
     { EMQP_RETURN,     0, EMQP_MSGID_MAX,   "request msgid" },
+    { EMQP_ACK,        1, 64,               "agent" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
 
@@ -1094,7 +1102,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 37
+#define S_TEST_CASES 38
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1173,6 +1181,8 @@ s_test_case (int n)
         case 35: m = emqp_msg_new (EMQP_DEAD_PURGE); break;
         case 36: m = emqp_msg_new (EMQP_RETURN); m->ref = strdup ("req-return");
                  m->epoch = 42; break;
+        case 37: m = emqp_msg_new (EMQP_ACK); m->ref = strdup ("inform-1");
+                 m->agent = strdup ("emq/2"); break;
         default: return NULL;
     }
     m->msgid = strdup (id);

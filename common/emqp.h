@@ -92,7 +92,9 @@ typedef struct {
     char *queues;           // INFORM: JSON [[weight,"name"],...] or ""
     char *peer_type;        // INFORM: "worker" | "scheduler"
     char *agent;            // INFORM: optional extension frame naming an emq
-                            // peer ("emq/1"); NULL for EventMQ peers
+                            // peer ("emq/2"); NULL for EventMQ peers. ACK
+                            // (router -> emq jm, to INFORM): the router's
+                            // ("emq/2"), NULL from older routers
     uint64_t epoch;         // REQUEST (router->emq jm), DONE, CANCEL
                             // (router->jm): dispatch epoch
     uint32_t attempt;       // REQUEST (router->emq jm): 1 on first dispatch

@@ -115,6 +115,9 @@ struct jobmanager_t {
     zlistx_t *running;              // s_job_t, owned
     zlistx_t *outbox;               // s_done_t, owned
     int64_t announced;              // the router's count of our free slots, see above
+    bool router_emq2;               // its ACK said emq/2: DONE and RETURN free
+                                    // slots there; else READY follows a DONE
+                                    // and nothing is returned (older routers)
     uint64_t connection;            // bumped with every new socket (identity)
     int hold_timer;                 // zloop timer of the oldest held job, -1: none
     int64_t hold_ms;                // prefetch_hold_ms; 0 = never return
@@ -321,7 +324,8 @@ s_flush_outbox (jobmanager_t *self)
         }
         if (s_send (self, &msg))
             return;             // try again on the next tick
-        self->announced++;
+        if (self->router_emq2)
+            self->announced++;
         zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
     }
 }
@@ -396,7 +400,8 @@ s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *va
             msg->usage = strdup (usage);
         }
         if (msg && msg->ref && msg->payload && msg->usage && s_send (self, &msg) == 0) {
-            self->announced++;      // emq/2: the DONE is one free slot
+            if (self->router_emq2)
+                self->announced++;  // emq/2: the DONE is one free slot
             free (text);
             return;
         }
@@ -868,7 +873,7 @@ static void
 s_hold_arm (jobmanager_t *self)
 {
     if (self->hold_timer != -1 || self->hold_ms == 0 || !self->loop
-    ||  self->state != S_ACTIVE)
+    ||  self->state != S_ACTIVE || !self->router_emq2)
         return;
     s_job_t *job = s_first_held (self);
     if (!job)
@@ -883,7 +888,7 @@ s_hold_arm (jobmanager_t *self)
 static void
 s_return_held (jobmanager_t *self, int64_t now)
 {
-    if (self->state != S_ACTIVE || self->hold_ms == 0)
+    if (self->state != S_ACTIVE || self->hold_ms == 0 || !self->router_emq2)
         return;
     s_job_t *job;
     while ((job = s_first_held (self)) && now - job->received_ms >= self->hold_ms) {
@@ -1144,7 +1149,12 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
     }
     self->state = S_ACTIVE;
     self->last_heartbeat_ms = s_now_ms ();
-    log_info ("jobmanager %s: registered with the router", s_id (self));
+    //  What the router understands: an older emq router (no agent in its
+    //  ACK) needs a READY after every DONE and knows no RETURN.
+    self->router_emq2 = msg->agent && strncmp (msg->agent, "emq/", 4) == 0
+                     && atoi (msg->agent + 4) >= 2;
+    log_info ("jobmanager %s: registered with the router (%s)", s_id (self),
+              self->router_emq2 ? msg->agent : "no emq/2: READY after each DONE");
     //  The router forgot our free slots, not the jobs it prefetched to us
     //  (a fresh peer has neither). Outcomes kept while unregistered go out
     //  first, each one slot; s_settle announces what is still missing.
@@ -1780,6 +1790,10 @@ s_test_request (zsock_t *router, zframe_t *identity, const char *msgid, char **a
     emqp_send (&msg, router);
 }
 
+//  The fake router is an emq/2 router unless a test makes it an older one,
+//  whose ACK names no agent.
+static bool s_test_router_old;
+
 static void
 s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, const char *ref)
 {
@@ -1787,6 +1801,8 @@ s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, cons
     msg->identity = zframe_dup (identity);
     if (ref)
         msg->ref = strdup (ref);
+    if (command == EMQP_ACK && !s_test_router_old)
+        msg->agent = strdup ("emq/2");
     if (command == EMQP_HEARTBEAT)
         msg->heartbeat_ts = zclock_time () / 1000.0;
     emqp_send (&msg, router);
@@ -1981,6 +1997,42 @@ cleanup:
 //  Prefetch: a job that waits for a worker longer than prefetch_hold_ms
 //  goes back with RETURN (ref, epoch), no READY; a pending job cancelled
 //  or with bad headers ends with DONE only.
+//  A router without emq/2 (its ACK names no agent): READY follows every
+//  DONE, and a held job is never returned (the router knows no RETURN).
+static void
+s_test_old_router (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    json_t *stats = NULL;
+    s_test_router_old = true;
+    const char *settings [] = { "concurrent_jobs", "1", "prefetch_hold_ms", "100", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
+    char *nap [] = { "/bin/sleep", "0.5", NULL };
+    char *echo [] = { "/bin/echo", "x", NULL };
+    s_test_request (fake.router, fake.identity, "first", nap, "", 1);
+    s_test_request (fake.router, fake.identity, "second", echo, "", 2);
+    //  "second" waits past the hold: not returned; each ends with DONE and
+    //  then READY.
+    const char *expect [] = { "first", "second" };
+    for (int i = 0; i < 2; i++) {
+        msg = s_test_recv (fake.router, false);
+        S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, expect [i]));
+        emqp_msg_destroy (&msg);
+        msg = s_test_recv (fake.router, false);
+        S_CHECK (msg && msg->command == EMQP_READY);
+        emqp_msg_destroy (&msg);
+    }
+    stats = s_fake_stats (&fake);
+    S_CHECK (stats && s_stat (stats, "total_returned") == 0);
+    S_CHECK (s_stat (stats, "total_ready_sent") == 3);
+cleanup:
+    s_test_router_old = false;
+    json_decref (stats);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
 static void
 s_test_hold (bool verbose)
 {
@@ -2329,6 +2381,7 @@ cleanup:
     s_fake_stop (&fake);
     s_test_retiring (verbose);
     s_test_hold (verbose);
+    s_test_old_router (verbose);
     s_test_reconnect (verbose);
     s_test_old_pending (verbose);
     s_test_shrink (verbose);

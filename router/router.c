@@ -859,7 +859,15 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     peer->last_heard_ms = peer->registered_ms = s_now_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
-    s_send_ack (self, self->backend, msg->identity, msg->msgid);
+    emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
+    if (ack) {
+        ack->identity = zframe_dup (msg->identity);
+        ack->ref = strdup (msg->msgid);
+        //  An emq job manager learns what this router understands: emq/2
+        //  (DONE and RETURN free slots). EventMQ's get the plain ACK.
+        ack->agent = peer->emq ? strdup ("emq/2") : NULL;
+        s_send (self, self->backend, &ack, msg->identity);
+    }
     //  EventMQ's job manager starts its workers on our first HEARTBEAT.
     s_send_simple (self, self->backend, peer, EMQP_HEARTBEAT);
 }
