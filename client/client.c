@@ -1054,7 +1054,7 @@ s_admin_call (const char *addr, const s_admin_command_t *command, const char *re
     snprintf (msgid, sizeof msgid, "admin:%s", uuid);
     s_outgoing_t out = { .command = command->command, .msgid = msgid,
                          .ref = command->takes_ref ? ref : NULL };
-    emqp_limits_t limits = { S_MESSAGE_MAX };
+    emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
     emqp_msg_t *msg = NULL;
     int rc = s_send (sock, &out, addr, deadline, err, sizeof err);
     while (rc == 0) {

@@ -145,9 +145,61 @@ curve_client_apply (zsock_t *sock, const char *server_key, const char *client_ce
     return 0;
 }
 
-int
-curve_keygen (const char *path, char *err, size_t errlen)
+//  True if token (len bytes) is an item of the comma-separated list.
+static bool
+s_list_has (const char *list, const char *token, size_t len)
 {
+    for (const char *p = list; *p; ) {
+        size_t item = strcspn (p, ",");
+        if (item == len && strncmp (p, token, len) == 0)
+            return true;
+        p += item;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+bool
+curve_roles_match (const char *have, const char *wanted)
+{
+    for (const char *p = have; *p; ) {
+        size_t item = strcspn (p, ",");
+        if (item > 0 && s_list_has (wanted, p, item))
+            return true;
+        p += item;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+int
+curve_roles_check (const char *roles, char *err, size_t errlen)
+{
+    if (!roles || !*roles || roles[strlen (roles) - 1] == ',') {
+        snprintf (err, errlen, "no role given, or an empty one (roles: %s)", CURVE_ROLES);
+        return -1;
+    }
+    for (const char *p = roles; *p; ) {
+        size_t item = strcspn (p, ",");
+        if (item == 0 || !s_list_has (CURVE_ROLES, p, item)) {
+            snprintf (err, errlen, "unknown role '%.*s' (roles: %s)", (int) item, p,
+                      CURVE_ROLES);
+            return -1;
+        }
+        p += item;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int
+curve_keygen (const char *path, const char *roles, char *err, size_t errlen)
+{
+    if (curve_roles_check (roles, err, errlen))
+        return -1;
     //  czmq keeps certificate file names in 256 bytes.
     char secret[256];
     if (snprintf (secret, sizeof secret, "%s_secret", path) >= (int) sizeof secret) {
@@ -165,6 +217,7 @@ curve_keygen (const char *path, char *err, size_t errlen)
         return -1;
     }
     zcert_set_meta (cert, "created-by", "emq-cli keygen");
+    zcert_set_meta (cert, CURVE_ROLES_PROPERTY, "%s", roles);
     //  The secret file is readable by its owner only, from its creation.
     mode_t old = umask (077);
     int rc = zcert_save (cert, path);
@@ -217,11 +270,23 @@ curve_test (bool verbose)
     snprintf (bad_secret, sizeof bad_secret, "%s_secret", bad);
     CHECK_EQ (mkdir (clients, 0700), 0);
     char err[512];
-    CHECK_EQ (curve_keygen (server_path, err, sizeof err), 0);
-    CHECK_EQ (curve_keygen (good, err, sizeof err), 0);
-    CHECK_EQ (curve_keygen (bad, err, sizeof err), 0);
+    //  Roles: known names only; lists match on any common role.
+    CHECK_EQ (curve_roles_check ("client,admin", err, sizeof err), 0);
+    CHECK_EQ (curve_roles_check ("client,root", err, sizeof err), -1);
+    CHECK_CONTAINS (err, "unknown role 'root'");
+    CHECK_EQ (curve_roles_check ("", err, sizeof err), -1);
+    CHECK_EQ (curve_roles_check ("client,", err, sizeof err), -1);
+    CHECK (curve_roles_match ("client,admin", "admin"));
+    CHECK (curve_roles_match ("jobmanager", "client,scheduler,jobmanager"));
+    CHECK (!curve_roles_match ("client", "admin"));
+    CHECK (!curve_roles_match ("adm", "admin"));
+    CHECK (!curve_roles_match ("", "admin"));
+    CHECK_EQ (curve_keygen (server_path, "root", err, sizeof err), -1);
+    CHECK_EQ (curve_keygen (server_path, "client", err, sizeof err), 0);
+    CHECK_EQ (curve_keygen (good, "client", err, sizeof err), 0);
+    CHECK_EQ (curve_keygen (bad, "client", err, sizeof err), 0);
     //  Never overwritten; the secret file is private.
-    CHECK_EQ (curve_keygen (good, err, sizeof err), -1);
+    CHECK_EQ (curve_keygen (good, "client", err, sizeof err), -1);
     CHECK_CONTAINS (err, "exists already");
     struct stat st;
     CHECK (stat (good_secret, &st) == 0 && (st.st_mode & 077) == 0);
@@ -265,6 +330,19 @@ curve_test (bool verbose)
     CHECK_EQ (curve_client_apply (ok, server_path, moved, err, sizeof err), 0);
     zsock_connect (ok, "%s", endpoint);
     CHECK (s_test_reaches (router, ok, 3000));
+    //  Its roles come with every message, from the clients directory's copy.
+    zstr_send (ok, "again");
+    zpoller_t *poller = zpoller_new (router, NULL);
+    CHECK (zpoller_wait (poller, 3000) == router);
+    zpoller_destroy (&poller);
+    //  (On the frame the peer sent: after a poll, a ROUTER's routing-id
+    //  frame carries no connection properties.)
+    zmsg_t *again = zmsg_recv (router);
+    zframe_t *body = again ? zmsg_next (again) : NULL;
+    body = body ? zmsg_next (again) : NULL;
+    const char *roles = body ? zframe_meta (body, CURVE_ROLES_PROPERTY) : NULL;
+    CHECK_STREQ (roles, "client");
+    zmsg_destroy (&again);
     //  Not in the directory, or no CURVE at all, or the wrong server key:
     //  nothing gets through.
     zsock_t *stranger = zsock_new (ZMQ_DEALER);

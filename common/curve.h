@@ -38,9 +38,23 @@ const char *curve_server_public (curve_server_t *self);
 int curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert,
                         char *err, size_t errlen);
 
-//  Writes a new key pair: path (public) and path_secret (both). Returns 0,
-//  or -1 with the reason in err.
-int curve_keygen (const char *path, char *err, size_t errlen);
+//  Roles a key may have, kept as metadata in its certificate: the router's
+//  authenticator attaches them to every message on that key's connection
+//  (the clients directory's copy counts, not the peer's). A socket serves
+//  only its roles: frontend client or scheduler, backend jobmanager, admin
+//  admin.
+#define CURVE_ROLES_PROPERTY "emq-roles"
+#define CURVE_ROLES "client,scheduler,jobmanager,admin"
+
+//  True if the comma-separated lists have a role in common.
+bool curve_roles_match (const char *have, const char *wanted);
+//  Returns 0 if roles is a non-empty comma-separated list of known roles,
+//  else -1 with the reason in err.
+int curve_roles_check (const char *roles, char *err, size_t errlen);
+
+//  Writes a new key pair with these roles: path (public) and path_secret
+//  (both). Returns 0, or -1 with the reason in err.
+int curve_keygen (const char *path, const char *roles, char *err, size_t errlen);
 
 void curve_test (bool verbose);
 

@@ -107,6 +107,7 @@ emqp_msg_destroy (emqp_msg_t **self_p)
     zframe_destroy (&self->payload);
     free (self->msgid);
     free (self->ref);
+    free (self->meta);
     free (self->queue);
     free (self->headers);
     free (self->cron);
@@ -583,6 +584,14 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
         frames[i].size = zmq_msg_size (&parts[i]);
     }
     *msg_p = s_decode (frames, count, with_identity, limits, identity_p, err, errlen);
+    //  A property the connection's authenticator attached (CURVE: from the
+    //  peer's certificate), read off a frame the peer sent: a ROUTER's
+    //  routing-id frame lacks it when the socket was polled first.
+    size_t sent = with_identity && count > 1 ? 1 : 0;
+    if (*msg_p && limits && limits->meta_property && count > 0) {
+        const char *value = zmq_msg_gets (&parts[sent], limits->meta_property);
+        (*msg_p)->meta = value ? strdup (value) : NULL;
+    }
     for (size_t i = 0; i < count; i++)
         zmq_msg_close (&parts[i]);
     return *msg_p ? 1 : -1;
@@ -1424,7 +1433,7 @@ s_test_vectors (bool verbose)
         return;
     CHECK_EQ (json_array_size (records), 165);
 
-    emqp_limits_t limits = { 16 * 1024 * 1024 };
+    emqp_limits_t limits = { .payload_max = 16 * 1024 * 1024 };
     size_t rejected = 0, accepted = 0, with_sender = 0;
     bool reject_seen[S_VECTOR_REJECTS] = { false };
     size_t index;
@@ -1505,7 +1514,7 @@ emqp_test (bool verbose)
     if (verbose)
         printf (" * emqp: ");
     char err[256];
-    emqp_limits_t limits = { 1024 };
+    emqp_limits_t limits = { .payload_max = 1024 };
 
     //  Names and lookups, both ways, for every command and status.
     for (int i = EMQP_INVALID + 1; i < EMQP_COMMAND_COUNT; i++) {

@@ -102,10 +102,15 @@ typedef struct {
     char *usage;            // DONE, RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
     char *error_code;       // ERROR: a word, e.g. "QUEUE_FULL"
     char *error_text;       // ERROR: human-readable reason
+    char *meta;             // emqp_recv with limits->meta_property: its value
+                            // on the sender's connection, or NULL
 } emqp_msg_t;
 
 typedef struct {
     size_t payload_max;     // largest payload/result frame accepted (bytes)
+    const char *meta_property;  // emqp_recv: a connection property to read
+                                // into emqp_msg_t.meta (e.g. from CURVE
+                                // certificate metadata), or NULL
 } emqp_limits_t;
 
 //  Returns the command's wire name ("REQUEST"), or "INVALID".

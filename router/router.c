@@ -35,12 +35,13 @@
 
 typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
 
-//  What a socket's reader needs: the router, the peers' name in logs, and
-//  the handler for that socket's commands.
+//  What a socket's reader needs: the router, the peers' name in logs, the
+//  handler for that socket's commands, and the CURVE roles it admits.
 typedef struct {
     router_t *router;
     const char *name;
     s_handler_fn *handler;
+    const char *roles;          // comma-separated, see curve.h
 } s_socket_ctx_t;
 
 struct router_t {
@@ -1538,8 +1539,19 @@ s_flush (router_t *self)
 }
 
 
+//  With CURVE and a clients directory, each key's certificate there names
+//  its roles; a socket serves only the roles it admits.
+static bool
+s_role_admitted (router_t *self, const emqp_msg_t *msg, const char *roles)
+{
+    if (!self->limits.meta_property)
+        return true;
+    return msg->meta && curve_roles_match (msg->meta, roles);
+}
+
 static void
-s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
+s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
+         const char *roles)
 {
     for (int count = 0; count < S_BATCH_MAX; count++) {
         emqp_msg_t *msg = NULL;
@@ -1561,6 +1573,16 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler)
             zframe_destroy (&identity);
             continue;
         }
+        if (!s_role_admitted (self, msg, roles)) {
+            log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s",
+                         name, S_SENDER (msg), emqp_command_name (msg->command),
+                         msg->meta ? msg->meta : "none", roles);
+            if (msg->command != EMQP_ERROR)
+                s_send_error (self, sock, msg->identity, msg->msgid, "NOT_ALLOWED",
+                              "this key may not use this socket (see its emq-roles)");
+            emqp_msg_destroy (&msg);
+            continue;
+        }
         handler (self, msg);
     }
 }
@@ -1571,14 +1593,14 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     s_socket_ctx_t *ctx = (s_socket_ctx_t *) arg;
     router_t *self = ctx->router;
-    s_drain (self, sock, ctx->name, ctx->handler);
+    s_drain (self, sock, ctx->name, ctx->handler, ctx->roles);
     //  With a disk behind the store, one commit (one fsync) should cover
     //  what every socket has now: new jobs and ended ones alike.
     if (!store_is_memory (self->store))
         for (size_t i = 0; i < sizeof self->readers / sizeof self->readers[0]; i++)
             if (self->reader_socks[i] != sock)
                 s_drain (self, self->reader_socks[i], self->readers[i].name,
-                         self->readers[i].handler);
+                         self->readers[i].handler, self->readers[i].roles);
     s_flush (self);
     return 0;
 }
@@ -1822,10 +1844,13 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
                                         settings->curve_clients_dir, err, errlen);
         if (!self->curve)
             goto fail;
+        bool dir = settings->curve_clients_dir && *settings->curve_clients_dir;
         log_info ("router: CURVE on, public key %s; clients admitted: %s",
                   curve_server_public (self->curve),
-                  settings->curve_clients_dir && *settings->curve_clients_dir
-                  ? settings->curve_clients_dir : "any key");
+                  dir ? settings->curve_clients_dir : "any key");
+        //  Admitted keys carry their roles (certificate metadata).
+        if (dir)
+            self->limits.meta_property = CURVE_ROLES_PROPERTY;
     }
     size_t max = settings->payload_max;
     if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
@@ -1835,9 +1860,11 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->reader_socks[0] = self->frontend;
     self->reader_socks[1] = self->backend;
     self->reader_socks[2] = self->admin;
-    self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message };
-    self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message };
-    self->readers[2] = (s_socket_ctx_t) { self, "admin", s_admin_message };
+    self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message,
+                                          "client,scheduler" };
+    self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message,
+                                          "jobmanager" };
+    self->readers[2] = (s_socket_ctx_t) { self, "admin", s_admin_message, "admin" };
     zloop_reader (self->loop, self->frontend, s_on_socket, &self->readers[0]);
     zloop_reader (self->loop, self->backend, s_on_socket, &self->readers[1]);
     zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);

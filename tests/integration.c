@@ -1786,11 +1786,11 @@ test_router_crash (h_test_t *t)
 //  CURVE: only peers with the router's key, and admitted keys, get through
 
 static void
-s_keygen (h_test_t *t, const char *path)
+s_keygen (h_test_t *t, const char *path, const char *roles)
 {
     (void) t;
     char err[512];
-    CHECK_MSG (curve_keygen (path, err, sizeof err) == 0, "keygen %s: %s", path, err);
+    CHECK_MSG (curve_keygen (path, roles, err, sizeof err) == 0, "keygen %s: %s", path, err);
 }
 
 static void
@@ -1806,15 +1806,16 @@ test_curve (h_test_t *t)
     snprintf (router_secret, sizeof router_secret, "%s_secret", router);
     snprintf (stranger, sizeof stranger, "%.200s/stranger", t->dir);
     snprintf (stranger_secret, sizeof stranger_secret, "%s_secret", stranger);
-    s_keygen (t, router);
-    s_keygen (t, stranger);
+    s_keygen (t, router, "client");
+    s_keygen (t, stranger, "client,admin,jobmanager");
     //  Admitted peers: the public certificate in the clients directory, the
-    //  key pair beside it.
+    //  key pair beside it; each with its roles.
     const char *names[] = { "jm", "cli", "me" };
+    const char *roles[] = { "jobmanager", "client", "client,admin" };
     char *pubs[] = { jm_pub, cli_pub, me_pub }, *secrets[] = { jm_secret, cli_secret, me_secret };
     for (int i = 0; i < 3; i++) {
         snprintf (pubs[i], N, "%.200s/%s", clients, names[i]);
-        s_keygen (t, pubs[i]);
+        s_keygen (t, pubs[i], roles[i]);
         char made[N + 8];
         snprintf (made, sizeof made, "%s_secret", pubs[i]);
         snprintf (secrets[i], N, "%.200s/%s_secret", t->dir, names[i]);
@@ -1835,6 +1836,16 @@ test_curve (h_test_t *t)
     h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"secret\"", NULL);
     CHECK_MSG (r.status == 0, "admitted emq-cli: exit %d, stderr: %s", r.status, r.err);
     CHECK_STR_EQ (h_chomp (r.out), "\"SECRET\"");
+    h_cli_free (&r);
+    //  Its key has no admin role: the admin socket refuses it (exit 4).
+    h_cli (t, &r, 20000, "status", NULL);
+    CHECK_MSG (r.status == 4 && strstr (r.err, "NOT_ALLOWED"), "client key on the admin "
+               "socket: exit %d, expected 4 (stderr %s)", r.status, r.err);
+    h_cli_free (&r);
+    //  The admin key may.
+    setenv ("EMQ_CURVE_CERT", me_secret, 1);
+    h_cli (t, &r, 20000, "status", NULL);
+    CHECK_MSG (r.status == 0, "admin key: exit %d (stderr %s)", r.status, r.err);
     h_cli_free (&r);
 
     //  A key the router does not know, a plain client, a wrong server key:
@@ -1864,12 +1875,18 @@ test_curve (h_test_t *t)
     h_cli_free (&r);
     unsetenv ("EMQ_CURVE_SERVER_KEY");
 
-    //  A job manager with an unknown key never registers.
+    //  A job manager with an unknown key, or with an admitted key that is not
+    //  a job manager's, never registers.
     h_jm (t, "jm-stranger", DEFAULT_Q, 1, "--curve-server-key", router, "--curve-cert",
           stranger_secret, NULL);
+    h_jm (t, "jm-client-key", DEFAULT_Q, 1, "--curve-server-key", router, "--curve-cert",
+          cli_secret, NULL);
     zclock_sleep (1500);
     json_t *info = h_jm_info (t, "jm-stranger", NULL);
     CHECK_MSG (info == NULL, "a job manager with an unknown key registered");
+    json_decref (info);
+    info = h_jm_info (t, "jm-client-key", NULL);
+    CHECK_MSG (info == NULL, "a job manager with a client's key registered");
     json_decref (info);
     json_t *status = h_admin (t, "STATUS");
     CHECK_INT (h_jint (status, -1, "processed_messages_by_queue", "default", NULL), ==, 1);
