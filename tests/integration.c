@@ -1829,6 +1829,27 @@ test_curve (h_test_t *t)
     h_jm (t, "jm", DEFAULT_Q, 2, "--curve-server-key", router, "--curve-cert", jm_secret, NULL);
     h_wait_jm (t, "jm", 10000, NULL);
 
+    h_cli_t r0;
+    //  emq-cli keygen: roles checked, written into the certificate, files
+    //  never overwritten.
+    char made[N];
+    snprintf (made, sizeof made, "%.200s/made", t->dir);
+    h_cli (t, &r0, 20000, "keygen", "--role", "root", made, NULL);
+    CHECK_MSG (r0.status == 2 && strstr (r0.err, "unknown role"), "keygen --role root: exit "
+               "%d (stderr %s)", r0.status, r0.err);
+    h_cli_free (&r0);
+    h_cli (t, &r0, 20000, "keygen", "--role", "scheduler", "--role", "admin", made, NULL);
+    CHECK_MSG (r0.status == 0 && strstr (r0.out, "roles scheduler,admin"), "keygen: exit %d, "
+               "out %s (stderr %s)", r0.status, r0.out, r0.err);
+    h_cli_free (&r0);
+    zcert_t *cert = zcert_load (made);
+    CHECK_STR_EQ (cert ? zcert_meta (cert, CURVE_ROLES_PROPERTY) : NULL, "scheduler,admin");
+    zcert_destroy (&cert);
+    h_cli (t, &r0, 20000, "keygen", made, NULL);
+    CHECK_MSG (r0.status == 1 && strstr (r0.err, "not overwritten"), "keygen over an existing "
+               "key: exit %d (stderr %s)", r0.status, r0.err);
+    h_cli_free (&r0);
+
     //  An admitted emq-cli runs a job end to end.
     setenv ("EMQ_CURVE_SERVER_KEY", router, 1);
     setenv ("EMQ_CURVE_CERT", cli_secret, 1);
