@@ -71,6 +71,13 @@ enum {
 //  bad value): the caller returns rc - 100.
 int cli_global_option (cli_t *self, int opt, const char *arg);
 
+//  Handles what a subcommand's getopt_long loop does not: ':' (a value
+//  missing), '?' (an unknown option), the global options, anything else
+//  (unexpected). Returns 0 when handled, CLI_EXIT_USAGE after a usage error
+//  (reported as "COMMAND: ..."), or an exit code + 100 as cli_global_option.
+int cli_other_option (cli_t *self, const char *command, int opt, const char *arg,
+                      char **argv);
+
 //  Loads the configuration ([cli] section, --config) and settles the
 //  addresses: flag, then $EMQ_BROKER_ADDR / $EMQ_ADMIN_ADDR, then the
 //  configuration (frontend_addr / administrative_addr, which

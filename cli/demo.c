@@ -141,14 +141,12 @@ cli_demo (cli_t *cli, int argc, char **argv)
                     return cli_usage_error ("demo: --timeout '%s' is not a number of seconds",
                                             optarg);
                 break;
-            case ':':
-                return cli_usage_error ("demo: option '%s' needs a value", argv[optind - 1]);
-            case '?':
-                return cli_usage_error ("demo: unknown option '%s'", argv[optind - 1]);
             default: {
-                int rc = cli_global_option (cli, opt, optarg);
+                int rc = cli_other_option (cli, "demo", opt, optarg, argv);
                 if (rc >= 100)
                     return rc - 100;
+                if (rc)
+                    return rc;
             }
         }
     }

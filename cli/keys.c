@@ -23,13 +23,11 @@ cli_keygen (cli_t *cli, int argc, char **argv)
             snprintf (roles + used, sizeof roles - used, "%s%s", used ? "," : "", optarg);
             continue;
         }
-        if (opt == '?' || opt == ':')
-            return cli_usage_error ("keygen: %s option '%s'",
-                                    opt == ':' ? "value missing for" : "unknown",
-                                    argv[optind - 1]);
-        int rc = cli_global_option (cli, opt, optarg);
+        int rc = cli_other_option (cli, "keygen", opt, optarg, argv);
         if (rc >= 100)
             return rc - 100;
+        if (rc)
+            return rc;
     }
     if (argc - optind != 1)
         return cli_usage_error ("keygen: give one NAME (writes NAME and NAME_secret)");

@@ -224,6 +224,19 @@ cli_global_option (cli_t *self, int opt, const char *arg)
 }
 
 int
+cli_other_option (cli_t *self, const char *command, int opt, const char *arg, char **argv)
+{
+    if (opt == ':')
+        return cli_usage_error ("%s: option '%s' needs a value", command, argv[optind - 1]);
+    if (opt == '?')
+        return cli_usage_error ("%s: unknown option '%s'", command, argv[optind - 1]);
+    int rc = cli_global_option (self, opt, arg);
+    if (rc == -1)
+        return cli_usage_error ("%s: unexpected option '%s'", command, argv[optind - 1]);
+    return rc;
+}
+
+int
 cli_setup (cli_t *self)
 {
     config_t *config = config_new ();

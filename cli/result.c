@@ -171,18 +171,10 @@ cli_result (cli_t *cli, int argc, char **argv)
             case 'j':
                 json = true;
                 break;
-            case ':':
-                rc = cli_usage_error ("result: option '%s' needs a value", argv[optind - 1]);
-                break;
-            case '?':
-                rc = cli_usage_error ("result: unknown option '%s'", argv[optind - 1]);
-                break;
             default:
-                rc = cli_global_option (cli, opt, optarg);
+                rc = cli_other_option (cli, "result", opt, optarg, argv);
                 if (rc >= 100)
                     return rc - 100;
-                if (rc == -1)
-                    rc = cli_usage_error ("result: unexpected option '%s'", argv[optind - 1]);
         }
     }
     if (rc)

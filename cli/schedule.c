@@ -126,17 +126,12 @@ cli_schedule (cli_t *cli, int argc, char **argv)
                     return cli_usage_error ("--header: headers longer than 1024 bytes");
                 break;
             }
-            case ':':
-                return cli_usage_error ("schedule: option '%s' needs a value", argv[optind - 1]);
-            case '?':
-                return cli_usage_error ("schedule: unknown option '%s'", argv[optind - 1]);
             default: {
-                int rc = cli_global_option (cli, opt, optarg);
+                int rc = cli_other_option (cli, "schedule", opt, optarg, argv);
                 if (rc >= 100)
                     return rc - 100;
-                if (rc == -1)
-                    return cli_usage_error ("schedule: unexpected option '%s'",
-                                            argv[optind - 1]);
+                if (rc)
+                    return rc;
             }
         }
     }

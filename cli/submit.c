@@ -107,19 +107,10 @@ s_parse_exec (cli_t *cli, s_submit_t *submit, int argc, char **argv)
                     rc = cli_usage_error ("exec: --cwd is empty");
                 cwd = optarg;
                 break;
-            case ':':
-                rc = cli_usage_error ("exec: option '%s' needs a value", argv[optind - 1]);
-                break;
-            case '?':
-                rc = cli_usage_error ("exec: unknown option '%s'", argv[optind - 1]);
-                break;
             default:
-                rc = cli_global_option (cli, opt, optarg);
+                rc = cli_other_option (cli, "exec", opt, optarg, argv);
                 if (rc >= 100)
                     rc -= 100;      // exit now: --help, --version, bad value
-                else
-                if (rc == -1)
-                    rc = cli_usage_error ("exec: unexpected option '%s'", argv[optind - 1]);
         }
     }
     if (!rc && optind >= argc)
@@ -273,18 +264,10 @@ cli_submit (cli_t *cli, int argc, char **argv)
                               used ? "," : "", optarg);
                 break;
             }
-            case ':':
-                rc = cli_usage_error ("submit: option '%s' needs a value", argv[optind - 1]);
-                break;
-            case '?':
-                rc = cli_usage_error ("submit: unknown option '%s'", argv[optind - 1]);
-                break;
             default:
-                rc = cli_global_option (cli, opt, optarg);
+                rc = cli_other_option (cli, "submit", opt, optarg, argv);
                 if (rc >= 100)
                     return rc - 100;
-                if (rc == -1)
-                    rc = cli_usage_error ("submit: unexpected option '%s'", argv[optind - 1]);
         }
     }
     if (rc)

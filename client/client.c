@@ -136,11 +136,8 @@ emq_set_curve (const char *server_key, const char *client_cert, char *err, size_
 {
     char reason[512] = "";
     if (server_key && *server_key) {
-        //  Tried on a socket now, so that bad keys are reported here.
-        zsock_t *probe = zsock_new (ZMQ_DEALER);
-        int rc = probe ? curve_client_apply (probe, server_key, client_cert ? client_cert : "",
-                                             reason, sizeof reason) : -1;
-        zsock_destroy (&probe);
+        //  Bad keys are reported here, not at the first connection.
+        int rc = curve_client_check (server_key, client_cert, reason, sizeof reason);
         if (rc || strlen (server_key) >= sizeof s_curve_server_key
         ||  (client_cert && strlen (client_cert) >= sizeof s_curve_cert)) {
             if (err && errlen)

@@ -145,32 +145,37 @@ curve_client_apply (zsock_t *sock, const char *server_key, const char *client_ce
     return 0;
 }
 
+//  The next item of a comma-separated list at *cursor (its length in *len),
+//  or NULL at the end of the list.
+static const char *
+s_next_item (const char **cursor, size_t *len)
+{
+    const char *item = *cursor;
+    if (!*item)
+        return NULL;
+    *len = strcspn (item, ",");
+    *cursor = item + *len + (item[*len] == ',');
+    return item;
+}
+
 //  True if token (len bytes) is an item of the comma-separated list.
 static bool
 s_list_has (const char *list, const char *token, size_t len)
 {
-    for (const char *p = list; *p; ) {
-        size_t item = strcspn (p, ",");
-        if (item == len && strncmp (p, token, len) == 0)
+    size_t n;
+    for (const char *cursor = list, *item; (item = s_next_item (&cursor, &n)); )
+        if (n == len && strncmp (item, token, len) == 0)
             return true;
-        p += item;
-        if (*p == ',')
-            p++;
-    }
     return false;
 }
 
 bool
 curve_roles_match (const char *have, const char *wanted)
 {
-    for (const char *p = have; *p; ) {
-        size_t item = strcspn (p, ",");
-        if (item > 0 && s_list_has (wanted, p, item))
+    size_t n;
+    for (const char *cursor = have, *item; (item = s_next_item (&cursor, &n)); )
+        if (n > 0 && s_list_has (wanted, item, n))
             return true;
-        p += item;
-        if (*p == ',')
-            p++;
-    }
     return false;
 }
 
@@ -181,18 +186,30 @@ curve_roles_check (const char *roles, char *err, size_t errlen)
         snprintf (err, errlen, "no role given, or an empty one (roles: %s)", CURVE_ROLES);
         return -1;
     }
-    for (const char *p = roles; *p; ) {
-        size_t item = strcspn (p, ",");
-        if (item == 0 || !s_list_has (CURVE_ROLES, p, item)) {
-            snprintf (err, errlen, "unknown role '%.*s' (roles: %s)", (int) item, p,
+    size_t n;
+    for (const char *cursor = roles, *item; (item = s_next_item (&cursor, &n)); )
+        if (n == 0 || !s_list_has (CURVE_ROLES, item, n)) {
+            snprintf (err, errlen, "unknown role '%.*s' (roles: %s)", (int) n, item,
                       CURVE_ROLES);
             return -1;
         }
-        p += item;
-        if (*p == ',')
-            p++;
-    }
     return 0;
+}
+
+int
+curve_client_check (const char *server_key, const char *client_cert, char *err,
+                    size_t errlen)
+{
+    //  The keys are tried on a socket that is never connected.
+    zsock_t *probe = zsock_new (ZMQ_DEALER);
+    if (!probe) {
+        snprintf (err, errlen, "cannot create a socket");
+        return -1;
+    }
+    int rc = curve_client_apply (probe, server_key, client_cert ? client_cert : "", err,
+                                 errlen);
+    zsock_destroy (&probe);
+    return rc;
 }
 
 int

@@ -37,6 +37,10 @@ const char *curve_server_public (curve_server_t *self);
 //  Returns 0, or -1 with the reason in err.
 int curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert,
                         char *err, size_t errlen);
+//  Checks that curve_client_apply would accept these keys (a program's
+//  start-up check). Returns 0, or -1 with the reason in err.
+int curve_client_check (const char *server_key, const char *client_cert, char *err,
+                        size_t errlen);
 
 //  Roles a key may have, kept as metadata in its certificate: the router's
 //  authenticator attaches them to every message on that key's connection

@@ -1078,9 +1078,9 @@ s_inform (jobmanager_t *self)
 //  (Re)creates the socket with a fresh identity and INFORMs. Jobs keep
 //  running; their outcomes go out once the new connection is ACKed.
 //  Makes sock a CURVE client of the router when curve_server_key is set.
-//  Returns 0, or -1 with the reason in err (or logged when err is NULL).
+//  Returns 0, or -1 (logged).
 static int
-s_curve_apply (jobmanager_t *self, zsock_t *sock, char *err, size_t errlen)
+s_curve_apply (jobmanager_t *self, zsock_t *sock)
 {
     const char *key = config_str (self->config, "curve_server_key");
     if (!key || !*key)
@@ -1089,10 +1089,7 @@ s_curve_apply (jobmanager_t *self, zsock_t *sock, char *err, size_t errlen)
     if (curve_client_apply (sock, key, config_str (self->config, "curve_cert"), reason,
                             sizeof reason) == 0)
         return 0;
-    if (err)
-        snprintf (err, errlen, "CURVE: %s", reason);
-    else
-        log_error ("jobmanager %s: CURVE: %s", s_id (self), reason);
+    log_error ("jobmanager %s: CURVE: %s", s_id (self), reason);
     return -1;
 }
 
@@ -1117,7 +1114,7 @@ s_connect (jobmanager_t *self)
     }
     zsock_set_identity (self->dealer, self->identity);
     zsock_set_linger (self->dealer, 2000);
-    if (s_curve_apply (self, self->dealer, NULL, 0)) {
+    if (s_curve_apply (self, self->dealer)) {
         zsock_destroy (&self->dealer);
         return;
     }
@@ -1572,11 +1569,13 @@ jobmanager_new (config_t **config_p, char *err, size_t errlen)
     if (s_check_queues (config_str (self->config, "queues"), err, errlen))
         goto fail;
     //  Bad CURVE keys are said now, not at each reconnect.
-    zsock_t *probe = zsock_new (ZMQ_DEALER);
-    int curve_rc = probe ? s_curve_apply (self, probe, err, errlen) : 0;
-    zsock_destroy (&probe);
-    if (curve_rc)
+    const char *curve_key = config_str (self->config, "curve_server_key");
+    char reason[512];
+    if (*curve_key && curve_client_check (curve_key, config_str (self->config, "curve_cert"),
+                                          reason, sizeof reason)) {
+        snprintf (err, errlen, "CURVE: %s", reason);
         goto fail;
+    }
     if (!(self->wconfig = s_worker_config (self->config, err, errlen)))
         goto fail;
     self->pool = pool_new (s_worker_child, self->wconfig);

@@ -1282,13 +1282,11 @@ s_dead_json (const store_row_t *row, void *arg)
     return 0;
 }
 
-//  Brings a dead job back into its queue with its retries restored.
-static int
-s_dead_revive (const store_row_t *row, void *arg)
+//  A job record for a stored row (a restart, or a dead job run again), not
+//  yet in any list; NULL when out of memory.
+static job_t *
+s_job_from_row (router_t *self, const store_row_t *row)
 {
-    router_t *self = (router_t *) arg;
-    if (row->state != STORE_DEAD || queues_job_lookup (self->queues, row->msgid))
-        return 0;
     headers_t parsed;
     char err[256];
     if (headers_parse (row->headers, &parsed, err, sizeof err))
@@ -1296,10 +1294,23 @@ s_dead_revive (const store_row_t *row, void *arg)
     job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
                                  &parsed, row->payload ? row->payload : "", row->payload_size,
                                  row->client_size ? row->client : NULL, row->client_size);
+    if (job) {
+        job->row = row->seq;
+        job->attempt = row->attempt;
+    }
+    return job;
+}
+
+//  Brings a dead job back into its queue with its retries restored.
+static int
+s_dead_revive (const store_row_t *row, void *arg)
+{
+    router_t *self = (router_t *) arg;
+    if (row->state != STORE_DEAD || queues_job_lookup (self->queues, row->msgid))
+        return 0;
+    job_t *job = s_job_from_row (self, row);
     if (!job)
         return -1;
-    job->row = row->seq;
-    job->attempt = row->attempt;
     if (store_set_waiting (self->store, job->row, STORE_QUEUED, job->retries_left, 0))
         log_error ("store: %s", store_error (self->store));
     queue_push (job->queue, job, s_now_ms ());
@@ -1743,17 +1754,9 @@ static int
 s_load_row (const store_row_t *row, void *arg)
 {
     router_t *self = (router_t *) arg;
-    headers_t parsed;
-    char err[256];
-    if (headers_parse (row->headers, &parsed, err, sizeof err))
-        memset (&parsed, 0, sizeof parsed);
-    job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
-                                 &parsed, row->payload ? row->payload : "", row->payload_size,
-                                 row->client_size ? row->client : NULL, row->client_size);
+    job_t *job = s_job_from_row (self, row);
     if (!job)
         return -1;
-    job->row = row->seq;
-    job->attempt = row->attempt;
     job->retries_left = row->retries_left;
     //  A job that was running keeps its dispatch's epoch: if the job
     //  manager that ran it reports DONE for that epoch, it ended (s_jm_outcome).
