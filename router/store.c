@@ -600,13 +600,6 @@ store_expire_some (store_t *self, double now, double result_ttl_s, double dead_t
 }
 
 int
-store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s)
-{
-    bool more;
-    return store_expire_some (self, now, result_ttl_s, dead_ttl_s, 0, &more);
-}
-
-int
 store_purge_dead_some (store_t *self, size_t limit, bool *more)
 {
     *more = false;
@@ -616,13 +609,6 @@ store_purge_dead_some (store_t *self, size_t limit, bool *more)
                                 limit ? (sqlite3_int64) limit : -1, "purge dead jobs");
     *more = purged >= 0 && limit && (size_t) purged >= limit;
     return purged;
-}
-
-int
-store_purge_dead (store_t *self)
-{
-    bool more;
-    return store_purge_dead_some (self, 0, &more);
 }
 
 int
@@ -914,10 +900,11 @@ store_test (bool verbose)
     CHECK_EQ (meta, 42);
 
     //  Retention: results expire after result_ttl, dead jobs after dead_ttl.
-    CHECK_EQ (store_expire (store, 2100, 50, 1000), 1);     // "a" only
+    bool more;
+    CHECK_EQ (store_expire_some (store, 2100, 50, 1000, 0, &more), 1);     // "a" only
     CHECK_EQ (store_commit (store), 0);
     CHECK_EQ (store_fetch (store, "a", NULL, NULL), 0);
-    CHECK_EQ (store_purge_dead (store), 1);
+    CHECK_EQ (store_purge_dead_some (store, 0, &more), 1);
     CHECK_EQ (store_commit (store), 0);
     CHECK_EQ (store_count (store, STORE_DEAD), 0);
 

@@ -124,13 +124,9 @@ int store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg);
 //  2,000 rows costs about 10 ms.
 int store_expire_some (store_t *self, double now, double result_ttl_s, double dead_ttl_s,
                        size_t limit, bool *more);
-//  store_expire_some without a limit: everything due in one transaction.
-int store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s);
 //  Deletes at most limit (0 = all) dead jobs; same contract as
 //  store_expire_some.
 int store_purge_dead_some (store_t *self, size_t limit, bool *more);
-//  Deletes every dead job. Returns the number deleted or -1.
-int store_purge_dead (store_t *self);
 //  A small key/value table for the router's own state (the schedulers'
 //  fencing token). get returns 0 and sets *value, 1 if absent, -1 on error;
 //  set joins the open transaction.
