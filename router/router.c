@@ -345,7 +345,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
-    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", JOB_MSGID (job),
+    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", msgid,
                peer->id, epoch, job->attempt);
 
     //  An EventMQ job manager never says when a job ends unless a reply
