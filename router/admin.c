@@ -26,21 +26,21 @@ admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_
            *processed = json_object (), *by_worker = json_object (),
            *detail = json_object ();
     for (queue_t *queue = queues_first (queues); queue; queue = queues_next (queues)) {
-        if (queue->inflight)
-            json_object_set_new (inflight, queue->name, json_integer ((json_int_t) queue->inflight));
-        if (queue->dispatched) {
+        if (queue->counts.inflight)
+            json_object_set_new (inflight, queue->name, json_integer ((json_int_t) queue->counts.inflight));
+        if (queue->counts.dispatched) {
             json_object_set_new (latency, queue->name, json_integer (queue->latency_ms));
             json_object_set_new (max_latency, queue->name, json_integer (queue->max_latency_ms));
         }
         if (queue_waiting (queue))
             json_object_set_new (waiting, queue->name, json_integer ((json_int_t) queue_waiting (queue)));
-        if (queue->processed)
-            json_object_set_new (processed, queue->name, json_integer ((json_int_t) queue->processed));
+        if (queue->counts.processed)
+            json_object_set_new (processed, queue->name, json_integer ((json_int_t) queue->counts.processed));
         json_object_set_new (detail, queue->name, json_pack ("{s:I,s:I,s:I,s:I,s:I,s:I}",
             "waiting", (json_int_t) queue_waiting (queue),
-            "inflight", (json_int_t) queue->inflight,
-            "processed", (json_int_t) queue->processed,
-            "failed", (json_int_t) queue->failed,
+            "inflight", (json_int_t) queue->counts.inflight,
+            "processed", (json_int_t) queue->counts.processed,
+            "failed", (json_int_t) queue->counts.failed,
             "hwm", (json_int_t) queues_hwm (queues),
             "servers", (json_int_t) zlistx_size (queue->servers)));
     }

@@ -159,6 +159,146 @@ peers_list (peers_t *self)
     return list;
 }
 
+int
+peers_serve (peer_t *peer, queues_t *queues, const queue_spec_t *specs, size_t count,
+             const char *queues_json)
+{
+    peers_unserve (peer);
+    peer->queues = calloc (count ? count : 1, sizeof (peer_queue_t));
+    peer->queues_json = strdup (queues_json ? queues_json : "");
+    if (!peer->queues || !peer->queues_json)
+        return -1;
+    int skipped = 0;
+    for (size_t i = 0; i < count; i++) {
+        queue_t *queue = queues_require (queues, specs[i].name);
+        if (!queue) {
+            skipped++;
+            continue;
+        }
+        peer->queues[peer->queue_count].weight = specs[i].weight;
+        peer->queues[peer->queue_count].queue = queue;
+        peer->queue_count++;
+        queue_add_server (queue, peer, specs[i].weight);
+    }
+    return skipped;
+}
+
+void
+peers_unserve (peer_t *peer)
+{
+    for (size_t i = 0; i < peer->queue_count; i++)
+        queue_remove_server (peer->queues[i].queue, peer);
+    free (peer->queues);
+    peer->queues = NULL;
+    peer->queue_count = 0;
+    free (peer->queues_json);
+    peer->queues_json = NULL;
+}
+
+void
+peers_slot_take (peer_t *peer)
+{
+    if (peer->slots > 0)
+        peer->slots--;
+    else
+        peer->prefetched++;
+}
+
+void
+peers_slot_credit (peer_t *peer)
+{
+    if (peer->prefetched > 0)
+        peer->prefetched--;
+    else
+        peer->slots++;
+}
+
+void
+peers_job_attach (peer_t *peer, job_t *job)
+{
+    assert (!job->peer);
+    job->peer = peer;
+    zhashx_insert (peer->inflight, JOB_MSGID (job), job);
+}
+
+void
+peers_job_detach (job_t *job)
+{
+    if (job->peer) {
+        zhashx_delete (job->peer->inflight, JOB_MSGID (job));
+        job->peer = NULL;
+    }
+}
+
+//  True if the stats list msgid among its running jobs (jobs_in_flight,
+//  an object by msgid) or the jobs it holds for a worker (jobs_held, an
+//  array).
+static bool
+s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
+{
+    if (json_object_get (in_flight, msgid))
+        return true;
+    size_t index;
+    json_t *item;
+    json_array_foreach (held, index, item)
+        if (json_is_string (item) && streq (json_string_value (item), msgid))
+            return true;
+    return false;
+}
+
+//  REQUESTs reach a job manager in epoch order, so a job missing from a
+//  report whose max_epoch is at or past the job's own was lost, not late.
+//  Misses are keyed by dispatch: a job sent again starts afresh.
+zlistx_t *
+peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms, int64_t grace_ms)
+{
+    json_t *root = json_loads (stats, 0, NULL);
+    json_t *in_flight = json_object_get (root, "jobs_in_flight");
+    json_t *held = json_object_get (root, "jobs_held");
+    json_t *max_epoch_json = json_object_get (root, "max_epoch");
+    if (!json_is_object (in_flight) || !json_is_array (held)
+    ||  !json_is_integer (max_epoch_json)) {
+        json_decref (root);
+        return NULL;        // a job manager that does not report them
+    }
+    uint64_t max_epoch = (uint64_t) json_integer_value (max_epoch_json);
+    zhashx_t *unconfirmed = zhashx_new ();
+    zlistx_t *lost = zlistx_new ();
+    if (!unconfirmed || !lost) {
+        zhashx_destroy (&unconfirmed);
+        zlistx_destroy (&lost);
+        json_decref (root);
+        return NULL;
+    }
+    for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
+         job = (job_t *) zhashx_next (peer->inflight)) {
+        const char *msgid = (const char *) zhashx_cursor (peer->inflight);
+        if (job->epoch > max_epoch || s_stats_hold (in_flight, held, msgid))
+            continue;       // maybe still on its way; or held there
+        char key[EMQP_MSGID_MAX + 32];
+        snprintf (key, sizeof key, "%s/%" PRIu64, msgid, job->epoch);
+        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, key) : NULL;
+        if (!since)
+            zhashx_insert (unconfirmed, key, (void *) (intptr_t) now_ms);
+        else
+        if (now_ms - (int64_t) (intptr_t) since >= grace_ms)
+            zlistx_add_end (lost, job);
+        else
+            zhashx_insert (unconfirmed, key, since);
+    }
+    zhashx_destroy (&peer->unconfirmed);
+    peer->unconfirmed = unconfirmed;
+    json_decref (root);
+    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+        peers_job_detach (job);
+        //  The job manager never had it: the slot it took is still free there.
+        peers_slot_credit (peer);
+    }
+    if (zlistx_size (lost) == 0)
+        zlistx_destroy (&lost);
+    return lost;
+}
+
 queue_spec_t *
 peers_parse_queues (const char *text, size_t *count, char *err, size_t errlen)
 {

@@ -1,9 +1,14 @@
-/*  peers — the job managers and schedulers known to the router.
+/*  peers — the job managers and schedulers known to the router, and what
+    the router knows of each: the queues it serves (and the queues' server
+    lists that point back at it), its free slots and prefetch, the jobs in
+    flight on it and the lease check of those jobs against its reports.
 
-    peers_t owns every peer_t (a hash by printable id). A peer borrows the
+    peers_t owns every peer_t (a hash by routing id). A peer borrows the
     queue records it serves and the job records in flight on it. Removing a
-    peer is two-step (STYLE §3): the router first takes its jobs back and
-    unlinks it from its queues (peers_unlink_queues), then deletes it.
+    peer is two-step (STYLE §3): the router first takes its jobs back
+    (peers_job_detach) and unlinks it from its queues (peers_unserve), then
+    deletes it. Nothing here sends or changes a job's state: the router acts
+    on what these functions return.
 */
 #ifndef EMQ_ROUTER_PEERS_H
 #define EMQ_ROUTER_PEERS_H
@@ -72,6 +77,38 @@ typedef struct {
     uint32_t weight;
     char name[129];
 } queue_spec_t;
+
+//  Makes a job manager serve the queues of specs (highest weight first,
+//  as peers_parse_queues returns them): forgets the queues it served, then
+//  joins each queue's server list by weight. A queue that cannot be
+//  created (QUEUES_MAX) is skipped; returns how many were, or -1 when out
+//  of memory (the peer then serves nothing). queues_json is kept for
+//  listings (copied).
+int peers_serve (peer_t *peer, queues_t *queues, const queue_spec_t *specs, size_t count,
+                 const char *queues_json);
+//  Leaves every server list (before the peer is deleted, or re-registers).
+void peers_unserve (peer_t *peer);
+
+//  Slots: a dispatch takes a free slot, else one of its prefetch; a freed
+//  worker (READY, an emq/2 DONE or RETURN, a lost REQUEST) repays a
+//  prefetched job first, else gives a free slot.
+void peers_slot_take (peer_t *peer);
+void peers_slot_credit (peer_t *peer);
+
+//  The jobs in flight on a peer: attach records the job there (job->peer),
+//  detach takes it back from whichever peer holds it (nothing if none).
+void peers_job_attach (peer_t *peer, job_t *job);
+void peers_job_detach (job_t *job);
+
+//  Lease check against an emq/2 job manager's HEARTBEAT stats (JSON with
+//  jobs_in_flight, jobs_held and max_epoch): a job the router thinks runs
+//  there, with an epoch at or below max_epoch, missing from two reports
+//  grace_ms apart, was lost (its REQUEST never arrived). Such jobs are
+//  detached and their slots credited; returns them in a new list the
+//  caller destroys (borrowed records), or NULL when none was lost (or the
+//  stats report none of these fields).
+zlistx_t *peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms,
+                             int64_t grace_ms);
 
 //  Parses an INFORM queues frame: JSON [[weight,"name"],...] ("name" alone
 //  means weight 10; "" means EventMQ's default, [[10,"default"]]). Returns a

@@ -35,85 +35,6 @@ struct queues_origin_t {
     size_t refs;
 };
 
-//  --------------------------------------------------------------------------
-//  Msgids: a canonical lowercase UUID (what libemq and EventMQ generate) is
-//  kept as its 16 bytes; anything else as text.
-
-static int
-s_hex (char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-//  Packs text into out (16 bytes) if it is a canonical UUID; returns true.
-static bool
-s_uuid_pack (const char *text, size_t size, uint8_t out[16])
-{
-    if (size != 36)
-        return false;
-    for (size_t i = 0, n = 0; i < 36; ) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (text[i++] != '-')
-                return false;
-            continue;
-        }
-        int hi = s_hex (text[i]), lo = s_hex (text[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[n++] = (uint8_t) (hi << 4 | lo);
-        i += 2;
-    }
-    return true;
-}
-
-static void
-s_uuid_format (const uint8_t in[16], char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    char *p = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            *p++ = '-';
-        *p++ = hex[in[i] >> 4];
-        *p++ = hex[in[i] & 15];
-    }
-    *p = 0;
-}
-
-//  Writes the stored form of msgid into job (flags and data); returns its
-//  size in data, or 0 if it is too long.
-static size_t
-s_msgid_store (job_t *job, const char *msgid)
-{
-    size_t size = strlen (msgid);
-    if (size > EMQP_MSGID_MAX)
-        return 0;
-    if (s_uuid_pack (msgid, size, (uint8_t *) job->data)) {
-        job->flags |= JOB_MSGID_UUID;
-        job->msgid_size = 16;
-    }
-    else {
-        memcpy (job->data, msgid, size + 1);
-        job->msgid_size = (uint8_t) (size + 1);
-    }
-    return job->msgid_size;
-}
-
-const char *
-job_msgid (const job_t *job, job_msgid_t *buf)
-{
-    if (!job_flag (job, JOB_MSGID_UUID))
-        return job->data;
-    s_uuid_format ((const uint8_t *) job->data, buf->text);
-    return buf->text;
-}
-
-const void *
-job_payload (const job_t *job)
-{
-    return job->data + job->msgid_size;
-}
-
 const char *
 job_headers (const job_t *job)
 {
@@ -130,22 +51,6 @@ zframe_t *
 job_client (const job_t *job)
 {
     return job->origin->client;
-}
-
-uint64_t
-job_epoch (const job_t *job)
-{
-    if (job->state != JOB_QUEUED)
-        return job->epoch;
-    return job->more ? job->more->prior_epoch : 0;
-}
-
-job_more_t *
-job_more (job_t *job)
-{
-    if (!job->more)
-        job->more = calloc (1, sizeof (job_more_t));
-    return job->more;
 }
 
 //  The index hashes and compares the stored form (flags + data), so a
@@ -278,18 +183,6 @@ s_origin_release (queues_t *self, queues_origin_t *item)
 //  Queues
 
 static void
-s_job_free (job_t *job)
-{
-    if (job->more) {
-        zlistx_destroy (&job->more->watchers);
-        zframe_destroy (&job->more->end_value);
-        free (job->more->end_usage);
-        free (job->more);
-    }
-    free (job);
-}
-
-static void
 s_queue_destroy (queue_t **self_p)
 {
     if (!self_p || !*self_p)
@@ -357,7 +250,7 @@ queues_destroy (queues_t **self_p)
     ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
     void *item;
     while (ck_hs_next (&self->jobs, &it, &item))
-        s_job_free ((job_t *) item);
+        job_free ((job_t *) item);
     ck_hs_destroy (&self->jobs);
     zhashx_destroy (&self->origins);
     free (self);
@@ -451,7 +344,7 @@ queues_job_lookup (queues_t *self, const char *msgid)
     _Alignas (job_t) char space[offsetof (job_t, data) + EMQP_MSGID_MAX + 1];
     job_t *probe = (job_t *) space;
     probe->flags = 0;
-    if (!s_msgid_store (probe, msgid))
+    if (!job_msgid_store (probe, msgid))
         return NULL;
     return (job_t *) ck_hs_get (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, probe),
                                 probe);
@@ -466,15 +359,14 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     if (strlen (msgid) > EMQP_MSGID_MAX || payload_size > UINT32_MAX)
         return NULL;
     queue_t *queue = queues_require (self, queue_name);
-    uint8_t uuid[16];
-    size_t msgid_size = s_uuid_pack (msgid, strlen (msgid), uuid) ? 16 : strlen (msgid) + 1;
+    size_t msgid_size = job_msgid_size (msgid);
     job_t *job = malloc (offsetof (job_t, data) + msgid_size + payload_size);
     if (!queue || !job) {
         free (job);
         return NULL;
     }
     memset (job, 0, offsetof (job_t, data));
-    s_msgid_store (job, msgid);
+    job_msgid_store (job, msgid);
     if (payload_size)
         memcpy (job->data + job->msgid_size, payload, payload_size);
     job->payload_size = (uint32_t) payload_size;
@@ -488,7 +380,6 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     job->retries_left = parsed->retry_count;
     job->queue = queue;
     queue->jobs++;
-    job->state = JOB_PENDING;
     return job;
 }
 
@@ -496,14 +387,15 @@ void
 queues_job_delete (queues_t *self, job_t *job)
 {
     assert (job);
-    assert (job->state != JOB_QUEUED);  // still linked in a waiting list
-    assert (!job->peer);                // still borrowed by a peer
+    assert (job->state == JOB_PENDING || job->state == JOB_ENDED);
+    assert (!job_flag (job, JOB_LINKED));   // still in a waiting list
+    assert (!job->peer);                    // still borrowed by a peer
     assert (!job->more || !job->more->scheduled_handle);    // still scheduled
     ck_hs_remove (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job);
     if (--job->queue->jobs == 0)
         self->swept_at = 0;             // a queue may be unused now
     s_origin_release (self, job->origin);
-    s_job_free (job);
+    job_free (job);
 }
 
 size_t
@@ -525,9 +417,9 @@ queues_compact (queues_t *self)
 
 //  The link takes the place of peer and epoch: the epoch is kept aside.
 static void
-s_enter_queue (job_t *job)
+s_link (queue_t *self, job_t *job, int64_t now_ms, bool at_head)
 {
-    assert (job->state != JOB_QUEUED);
+    assert (!job_flag (job, JOB_LINKED));
     assert (!job->peer);
     if (job->epoch) {
         job_more_t *more = job_more (job);
@@ -536,26 +428,25 @@ s_enter_queue (job_t *job)
         //  else: out of memory; a DONE of the old dispatch is then taken
         //  for stale and the job runs again (at-least-once).
     }
+    job_set_flag (job, JOB_LINKED, true);
+    job->queued_at = (uint32_t) now_ms;
+    if (at_head)
+        TAILQ_INSERT_HEAD (&self->waiting, job, link);
+    else
+        TAILQ_INSERT_TAIL (&self->waiting, job, link);
+    self->waiting_count++;
 }
 
 void
 queue_push (queue_t *self, job_t *job, int64_t now_ms)
 {
-    s_enter_queue (job);
-    job->state = JOB_QUEUED;
-    job->queued_at = (uint32_t) now_ms;
-    TAILQ_INSERT_TAIL (&self->waiting, job, link);
-    self->waiting_count++;
+    s_link (self, job, now_ms, false);
 }
 
 void
 queue_push_front (queue_t *self, job_t *job, int64_t now_ms)
 {
-    s_enter_queue (job);
-    job->state = JOB_QUEUED;
-    job->queued_at = (uint32_t) now_ms;
-    TAILQ_INSERT_HEAD (&self->waiting, job, link);
-    self->waiting_count++;
+    s_link (self, job, now_ms, true);
 }
 
 job_t *
@@ -576,14 +467,14 @@ queue_pop (queue_t *self)
 void
 queue_unlink (queue_t *self, job_t *job)
 {
-    if (job->state != JOB_QUEUED)
+    if (!job_flag (job, JOB_LINKED))
         return;
     TAILQ_REMOVE (&self->waiting, job, link);
     self->waiting_count--;
     //  Out of the list; the caller gives it its next state.
+    job_set_flag (job, JOB_LINKED, false);
     job->peer = NULL;
     job->epoch = job->more ? job->more->prior_epoch : 0;
-    job->state = JOB_PENDING;
 }
 
 size_t

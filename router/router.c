@@ -23,8 +23,10 @@
 #include <time.h>
 
 #include "admin.h"
+#include "dispatch.h"
 #include "emqp.h"
 #include "headers.h"
+#include "job.h"
 #include "log.h"
 #include "peers.h"
 #include "curve.h"
@@ -95,6 +97,23 @@ s_wall_s (void)
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+//  Every change of a job's state goes through here (job.c holds the
+//  table); a refused move is our bug, or a peer's stale report that the
+//  caller did not catch: logged, and the job is left as it was.
+static int
+s_fire (job_t *job, job_event_t event)
+{
+    job_state_t from = (job_state_t) job->state;
+    if (job_fire (job, event, &job->queue->counts) == 0) {
+        log_debug ("job %s: %s -> %s (%s)", JOB_MSGID (job), job_state_name (from),
+                   job_state_name (job->state), job_event_name (event));
+        return 0;
+    }
+    log_error ("job %s: %s refused in state %s", JOB_MSGID (job), job_event_name (event),
+               job_state_name (from));
+    return -1;
 }
 
 //  --------------------------------------------------------------------------
@@ -202,6 +221,10 @@ static void
 s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status,
            zframe_t *value, const char *usage)
 {
+    job_event_t event = state == STORE_DONE ? JOB_EV_SUCCEED
+                      : state == STORE_CANCELLED ? JOB_EV_CANCEL : JOB_EV_FAIL;
+    if (s_fire (job, event))
+        return;
     const void *data = value ? (const void *) zframe_data (value) : "";
     size_t size = value ? zframe_size (value) : 0;
     job_msgid_t idbuf;
@@ -234,7 +257,6 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
         queues_job_delete (self->queues, job);
         return;
     }
-    job->state = JOB_ENDED;
     more->end_state = state;
     more->end_status = status;
     more->end_value = zframe_new (data, size);
@@ -260,17 +282,22 @@ s_settle_ends (router_t *self, bool committed)
     }
 }
 
-//  Takes a job back from the peer it runs on (the peer is gone or the job
-//  ended) without deciding its fate.
-static void
-s_job_detach (job_t *job)
+//  A running job its job manager no longer has (gone, or never got it)
+//  goes back to the head of its queue (at-least-once: the attempt count
+//  tells the next worker); an acknowledged CANCEL stands instead. Returns
+//  true if it was queued again.
+static bool
+s_take_back (router_t *self, job_t *job)
 {
-    if (job->peer) {
-        zhashx_delete (job->peer->inflight, JOB_MSGID (job));
-        job->peer = NULL;
+    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
+        s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+        return false;
     }
-    if (job->queue->inflight)
-        job->queue->inflight--;
+    if (s_fire (job, JOB_EV_REQUEUE))
+        return false;
+    queue_push_front (job->queue, job, s_now_ms ());
+    self->redispatch = true;
+    return true;
 }
 
 //  Forgets a peer. Its jobs in flight go back to the head of their queues
@@ -282,24 +309,16 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
     job_t *job = (job_t *) zhashx_first (peer->inflight);
     while (job) {
         //  Detaching deletes from the hash we iterate: restart each time.
-        s_job_detach (job);
-        if (job_flag (job, JOB_CANCEL_REQUESTED))
-            //  An acknowledged CANCEL stands: the job does not run again.
-            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
-        else {
-            queue_push_front (job->queue, job, s_now_ms ());
+        peers_job_detach (job);
+        if (s_take_back (self, job))
             requeued++;
-        }
         job = (job_t *) zhashx_first (peer->inflight);
     }
-    for (size_t i = 0; i < peer->queue_count; i++)
-        queue_remove_server (peer->queues[i].queue, peer);
+    peers_unserve (peer);
     log_info ("%s %s: %s, removed; %zu job(s) requeued",
               peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager",
               peer->id, reason, requeued);
     peers_delete (peers, peer);
-    if (requeued)
-        self->redispatch = true;
 }
 
 //  --------------------------------------------------------------------------
@@ -329,19 +348,12 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
         return -1;
 
     int64_t now = s_now_ms ();
-    job->attempt++;
+    s_fire (job, JOB_EV_DISPATCH);
     job->epoch = epoch;
-    job_set_flag (job, JOB_RETURNED, false);
-    job->state = JOB_RUNNING;
-    job->queue->inflight++;
-    job->queue->dispatched++;
     job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
-    if (peer->slots > 0)
-        peer->slots--;
-    else
-        peer->prefetched++;
+    peers_slot_take (peer);
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
@@ -352,64 +364,12 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     //  was requested; such a job is done once delivered (EventMQ's own
     //  at-most-once semantics, documented in docs/protocol.md).
     if (!peer->emq && !job_parsed (job)->reply_requested) {
-        job->queue->inflight--;
-        job->queue->processed++;
         peer->processed++;
         s_job_end (self, job, STORE_DONE, EMQP_STATUS_OK, NULL, NULL);
         return 0;
     }
-    job->peer = peer;
-    zhashx_insert (peer->inflight, msgid, job);
+    peers_job_attach (peer, job);
     return 0;
-}
-
-//  True when a job manager may take one more job: a free slot, or room in
-//  its prefetch allowance.
-static bool
-s_has_room (router_t *self, peer_t *peer, bool with_prefetch)
-{
-    if (peer->slots > 0)
-        return true;
-    //  Only job managers that give back a job they cannot start soon
-    //  (emq/2: RETURN) get jobs beyond their free slots.
-    if (!with_prefetch || !peer->done_frees || peer->prefetched >= self->settings.prefetch)
-        return false;
-    //  A job that came back by RETURN waits at the head of one of its
-    //  queues for a free slot here: prefetching more would keep every slot
-    //  that frees repaying the prefetch, and the returned job waiting.
-    for (size_t i = 0; i < peer->queue_count; i++) {
-        job_t *head = queue_head (peer->queues[i].queue);
-        if (head && job_flag (head, JOB_RETURNED))
-            return false;
-    }
-    return true;
-}
-
-//  The job manager to receive the next job of a queue: highest weight
-//  first, then least recently used; free slots before prefetch room; NULL
-//  if none has room. A job that came back by RETURN waits for a free slot.
-static peer_t *
-s_pick (router_t *self, queue_t *queue)
-{
-    int passes = self->settings.prefetch && !job_flag (queue_head (queue), JOB_RETURNED) ? 2 : 1;
-    for (int pass = 0; pass < passes; pass++) {
-        peer_t *best = NULL;
-        uint32_t best_weight = 0;
-        for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
-             server; server = (queue_server_t *) zlistx_next (queue->servers)) {
-            if (best && server->weight < best_weight)
-                break;      // ordered by weight: no better candidate follows
-            if (!s_has_room (self, server->peer, pass == 1))
-                continue;
-            if (!best || server->peer->lru_tick < best->lru_tick) {
-                best = server->peer;
-                best_weight = server->weight;
-            }
-        }
-        if (best)
-            return best;
-    }
-    return NULL;
 }
 
 //  Dispatches waiting jobs of one queue while a job manager has room.
@@ -417,7 +377,7 @@ static void
 s_dispatch_queue (router_t *self, queue_t *queue)
 {
     while (queue_waiting (queue) > 0) {
-        peer_t *peer = s_pick (self, queue);
+        peer_t *peer = dispatch_pick (queue, self->settings.prefetch);
         if (!peer)
             break;
         job_t *job = queue_pop (queue);
@@ -433,16 +393,14 @@ s_dispatch_queue (router_t *self, queue_t *queue)
 static void
 s_dispatch_peer (router_t *self, peer_t *peer)
 {
-    for (size_t i = 0; i < peer->queue_count && s_has_room (self, peer, true); i++) {
-        queue_t *queue = peer->queues[i].queue;
-        while (queue_waiting (queue) > 0
-        &&     s_has_room (self, peer, !job_flag (queue_head (queue), JOB_RETURNED))) {
-            job_t *job = queue_pop (queue);
-            if (s_dispatch_one (self, peer, job)) {
-                queue_push_front (queue, job, job->queued_at);
-                s_peer_remove (self, self->job_managers, peer, "unreachable");
-                return;
-            }
+    size_t cursor = 0;
+    queue_t *queue;
+    while ((queue = dispatch_next_queue (peer, self->settings.prefetch, &cursor))) {
+        job_t *job = queue_pop (queue);
+        if (s_dispatch_one (self, peer, job)) {
+            queue_push_front (queue, job, job->queued_at);
+            s_peer_remove (self, self->job_managers, peer, "unreachable");
+            return;
         }
     }
 }
@@ -460,18 +418,22 @@ s_dispatch_all (router_t *self)
 //  --------------------------------------------------------------------------
 //  Frontend: clients and schedulers
 
-//  Puts a job that waits for a time in the scheduled list (by run_at).
+//  Puts a job that waits for a time in the scheduled list (by run_at): a
+//  new or loaded one (JOB_EV_DELAY) or one backing off (JOB_EV_RETRY).
 static void
-s_schedule (router_t *self, job_t *job, double run_at)
+s_schedule (router_t *self, job_t *job, double run_at, job_event_t event)
 {
     job_more_t *more = job_more (job);
     if (!more) {
         log_error ("job %s: out of memory delaying it; queued now", JOB_MSGID (job));
-        queue_push (job->queue, job, s_now_ms ());
-        self->redispatch = true;
+        if (s_fire (job, event == JOB_EV_RETRY ? JOB_EV_REQUEUE : JOB_EV_ACCEPT) == 0) {
+            queue_push (job->queue, job, s_now_ms ());
+            self->redispatch = true;
+        }
         return;
     }
-    job->state = JOB_SCHEDULED;
+    if (s_fire (job, event))
+        return;
     more->run_at = run_at;
     more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
 }
@@ -816,44 +778,26 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         s_send_error (self, self->backend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
-    if (peer) {
+    if (peer)
         //  The same job manager informs again (it lost our ACK): keep its
-        //  jobs in flight, forget its slots (it announces them again).
-        for (size_t i = 0; i < peer->queue_count; i++)
-            queue_remove_server (peer->queues[i].queue, peer);
-        free (peer->queues);
-        peer->queues = NULL;
-        peer->queue_count = 0;
-        free (peer->queues_json);
-        peer->queues_json = NULL;
-        //  Prefetched jobs are still held there: READYs will repay them.
+        //  jobs in flight, forget its slots (it announces them again;
+        //  prefetched jobs are still held there: READYs will repay them).
         peer->slots = 0;
-    }
     else
         peer = peers_add (self->job_managers, msg->identity, PEER_JOB_MANAGER);
     if (!peer) {
         free (specs);
         return;
     }
-    peer->queues = calloc (count, sizeof (peer_queue_t));
-    peer->queues_json = strdup (msg->queues);
-    if (!peer->queues) {
-        free (specs);
+    int skipped = peers_serve (peer, self->queues, specs, count, msg->queues);
+    free (specs);
+    if (skipped < 0) {
+        log_error ("jobmanager %s: out of memory registering its queues", peer->id);
         return;
     }
-    for (size_t i = 0; i < count; i++) {
-        queue_t *queue = queues_require (self->queues, specs[i].name);
-        if (!queue) {
-            log_warning ("jobmanager %s: queue '%s' not served: the router holds %d queues, "
-                         "its limit", peer->id, specs[i].name, QUEUES_MAX);
-            continue;
-        }
-        peer->queues[peer->queue_count].weight = specs[i].weight;
-        peer->queues[peer->queue_count].queue = queue;
-        peer->queue_count++;
-        queue_add_server (queue, peer, specs[i].weight);
-    }
-    free (specs);
+    if (skipped > 0)
+        log_warning ("jobmanager %s: %d of its queues not served: the router holds %d "
+                     "queues, its limit", peer->id, skipped, QUEUES_MAX);
     peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
     //  emq/2 job managers send no READY after a DONE (or a RETURN).
     peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
@@ -907,21 +851,19 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
                   PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
         queue_unlink (job->queue, job);
-        job->state = JOB_RUNNING;
-        job->queue->inflight++;         // s_job_detach takes it back
+        s_fire (job, JOB_EV_RESUME);
     }
     //  Fencing: only the latest dispatch of a running job may end it.
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
     ||  (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
                      "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
-                     JOB_MSGID (job), msg->epoch, job_epoch (job),
-                     job->state == JOB_RUNNING ? "running" : "queued");
+                     JOB_MSGID (job), msg->epoch, job_epoch (job), job_state_name (job->state));
         return;
     }
     if (job->peer)
         job->peer->processed++;
-    s_job_detach (job);
+    peers_job_detach (job);
     emqp_status_t status = legacy ? EMQP_STATUS_OK : msg->status;
     if (legacy) {
         //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
@@ -937,7 +879,6 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         msgpack_sbuffer_destroy (&sbuf);
     }
     if (status == EMQP_STATUS_OK) {
-        job->queue->processed++;
         s_job_end (self, job, STORE_DONE, status, msg->payload, msg->usage);
         return;
     }
@@ -959,119 +900,43 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         if (store_set_waiting (self->store, job->row, STORE_SCHEDULED, job->retries_left,
                                run_at))
             log_error ("store: %s", store_error (self->store));
-        s_schedule (self, job, run_at);
+        s_schedule (self, job, run_at, JOB_EV_RETRY);
         return;
     }
-    job->queue->failed++;
     //  A job that had retries and used them all is dead (re-drivable); one
     //  that asked for none simply failed. Both keep their error.
     s_job_end (self, job, job_parsed (job)->retry_count > 0 ? STORE_DEAD : STORE_FAILED,
                status, msg->payload, msg->usage);
 }
 
-//  A worker freed up (READY, an emq/2 DONE/RETURN, a lost REQUEST): it
-//  repays a prefetched job first, if any.
-static void
-s_slot_credit (peer_t *peer)
-{
-    if (peer->prefetched > 0)
-        peer->prefetched--;
-    else
-        peer->slots++;
-}
-
+//  A worker freed up (READY, an emq/2 DONE/RETURN): dispatch to it.
 static void
 s_slot_freed (router_t *self, peer_t *peer)
 {
-    s_slot_credit (peer);
+    peers_slot_credit (peer);
     s_dispatch_peer (self, peer);
 }
 
-//  True if the job manager's stats list msgid among its running jobs
-//  (jobs_in_flight, an object by msgid) or the jobs it holds for a worker
-//  (jobs_held, an array).
-static bool
-s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
-{
-    if (json_object_get (in_flight, msgid))
-        return true;
-    size_t index;
-    json_t *item;
-    json_array_foreach (held, index, item)
-        if (json_is_string (item) && streq (json_string_value (item), msgid))
-            return true;
-    return false;
-}
-
-//  Lease check against an emq/2 job manager's own account of its jobs: a
-//  REQUEST can be lost inside ZeroMQ (a TCP connection that dropped and
-//  came back under the same identity), leaving a job the router thinks
-//  runs there and the job manager never got. The job manager reports the
-//  jobs it runs, the ones it holds (waiting for a worker, or their DONE
-//  not yet sent) and the highest dispatch epoch it has received. REQUESTs
-//  reach it in epoch order, so a job missing from a report whose max_epoch
-//  is at or past the job's own was lost, not late; after two such reports
-//  two heartbeat intervals apart it goes back to the head of its queue
-//  (at-least-once). Nothing is dispatched from here: the peer must stay
-//  valid for the caller; s_flush dispatches.
+//  Lease check against an emq/2 job manager's own account of its jobs
+//  (peers_lease_check): a REQUEST can be lost inside ZeroMQ (a TCP
+//  connection that dropped and came back under the same identity),
+//  leaving a job the router thinks runs there and the job manager never
+//  got. Such a job goes back to the head of its queue (at-least-once).
+//  Nothing is dispatched from here: the peer must stay valid for the
+//  caller; s_flush dispatches.
 static void
 s_reconcile (router_t *self, peer_t *peer, const char *stats)
 {
-    json_t *root = json_loads (stats, 0, NULL);
-    json_t *in_flight = json_object_get (root, "jobs_in_flight");
-    json_t *held = json_object_get (root, "jobs_held");
-    json_t *max_epoch_json = json_object_get (root, "max_epoch");
-    if (!json_is_object (in_flight) || !json_is_array (held)
-    ||  !json_is_integer (max_epoch_json)) {
-        json_decref (root);
-        return;             // a job manager that does not report them
-    }
-    uint64_t max_epoch = (uint64_t) json_integer_value (max_epoch_json);
-    int64_t now = s_now_ms ();
-    int64_t grace = 2 * self->settings.heartbeat_interval_ms;
-    zhashx_t *unconfirmed = zhashx_new ();
-    zlistx_t *lost = zlistx_new ();
-    if (!unconfirmed || !lost) {
-        zhashx_destroy (&unconfirmed);
-        zlistx_destroy (&lost);
-        json_decref (root);
-        return;
-    }
-    for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
-         job = (job_t *) zhashx_next (peer->inflight)) {
-        const char *msgid = (const char *) zhashx_cursor (peer->inflight);
-        if (job->epoch > max_epoch || s_stats_hold (in_flight, held, msgid))
-            continue;       // maybe still on its way; or held there
-        //  Keyed by dispatch: a job sent again starts afresh.
-        char key[EMQP_MSGID_MAX + 32];
-        snprintf (key, sizeof key, "%s/%" PRIu64, msgid, job->epoch);
-        void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, key) : NULL;
-        if (!since)
-            zhashx_insert (unconfirmed, key, (void *) (intptr_t) now);
-        else
-        if (now - (int64_t) (intptr_t) since >= grace)
-            zlistx_add_end (lost, job);
-        else
-            zhashx_insert (unconfirmed, key, since);
-    }
-    zhashx_destroy (&peer->unconfirmed);
-    peer->unconfirmed = unconfirmed;
-    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+    zlistx_t *lost = peers_lease_check (peer, stats, s_now_ms (),
+                                        2 * self->settings.heartbeat_interval_ms);
+    for (job_t *job = lost ? (job_t *) zlistx_first (lost) : NULL; job;
+         job = (job_t *) zlistx_next (lost)) {
         log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64 ") it was sent; "
                      "the job goes back to its queue", peer->id, JOB_MSGID (job), job->epoch);
-        s_job_detach (job);
-        if (job_flag (job, JOB_CANCEL_REQUESTED))
-            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
-        else {
-            queue_push_front (job->queue, job, s_now_ms ());
-            self->redispatch = true;
-        }
-        //  The job manager never had it: the slot it took is still free there.
-        s_slot_credit (peer);
-        self->redispatch = true;
+        s_take_back (self, job);
+        self->redispatch = true;    // its slot is free again
     }
     zlistx_destroy (&lost);
-    json_decref (root);
 }
 
 //  RETURN: a job manager gives back a job it received beyond its idle
@@ -1087,19 +952,17 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
                   "there", S_SENDER (msg), msg->ref, msg->epoch);
     else
     if (job_flag (job, JOB_CANCEL_REQUESTED)) {
-        s_job_detach (job);
+        peers_job_detach (job);
         s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
     }
     else {
         log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), JOB_MSGID (job));
-        s_job_detach (job);
-        if (job->attempt > 0)
-            job->attempt--;
+        peers_job_detach (job);
+        s_fire (job, JOB_EV_RETURN);
         //  The store counted the dispatch: after a restart the attempt
         //  number must not count this one either.
         if (store_set_dispatched (self->store, job->row, job->attempt, job->epoch))
             log_error ("store: %s", store_error (self->store));
-        job_set_flag (job, JOB_RETURNED, true);
         queue_push_front (job->queue, job, job->queued_at);
         self->redispatch = true;
     }
@@ -1228,8 +1091,7 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
     switch (job->state) {
         case JOB_QUEUED:
         case JOB_SCHEDULED:
-            log_info ("job %s: cancelled while %s", JOB_MSGID (job),
-                      job->state == JOB_QUEUED ? "queued" : "scheduled");
+            log_info ("job %s: cancelled while %s", JOB_MSGID (job), job_state_name (job->state));
             queue_unlink (job->queue, job);
             s_unschedule (self, job);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
@@ -1313,8 +1175,10 @@ s_dead_revive (const store_row_t *row, void *arg)
         return -1;
     if (store_set_waiting (self->store, job->row, STORE_QUEUED, job->retries_left, 0))
         log_error ("store: %s", store_error (self->store));
-    queue_push (job->queue, job, s_now_ms ());
-    self->redispatch = true;
+    if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+        queue_push (job->queue, job, s_now_ms ());
+        self->redispatch = true;
+    }
     log_info ("job %s: dead job queued again", JOB_MSGID (job));
     return 0;
 }
@@ -1526,8 +1390,9 @@ s_flush (router_t *self)
             if (rc == 0) {
                 s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
                 if (job->more && job->more->run_at > 0)
-                    s_schedule (self, job, job->more->run_at);
-                else {
+                    s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
+                else
+                if (s_fire (job, JOB_EV_ACCEPT) == 0) {
                     queue_push (job->queue, job, now);
                     self->redispatch = true;
                 }
@@ -1663,8 +1528,10 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
         zlistx_detach_cur (self->scheduled);
         job->more->scheduled_handle = NULL;
         job->more->run_at = 0;
-        queue_push (job->queue, job, s_now_ms ());
-        self->redispatch = true;
+        if (s_fire (job, JOB_EV_DUE) == 0) {
+            queue_push (job->queue, job, s_now_ms ());
+            self->redispatch = true;
+        }
     }
     s_flush (self);
     return 0;
@@ -1762,8 +1629,9 @@ s_load_row (const store_row_t *row, void *arg)
     //  manager that ran it reports DONE for that epoch, it ended (s_jm_outcome).
     job->epoch = row->state == STORE_RUNNING ? row->epoch : 0;
     if (row->state == STORE_SCHEDULED && row->run_at > 0)
-        s_schedule (self, job, row->run_at);
+        s_schedule (self, job, row->run_at, JOB_EV_DELAY);
     else
+    if (s_fire (job, JOB_EV_ACCEPT) == 0)
         queue_push (job->queue, job, s_now_ms ());
     return 0;
 }
@@ -1902,7 +1770,7 @@ router_destroy (router_t **self_p)
              peer = (peer_t *) zlistx_next (list)) {
             job_t *job;
             while ((job = (job_t *) zhashx_first (peer->inflight)))
-                s_job_detach (job);
+                peers_job_detach (job);
         }
         zlistx_destroy (&list);
     }

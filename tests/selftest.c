@@ -15,6 +15,8 @@
 #include "common/headers.h"
 #include "common/json.h"
 #include "common/payload.h"
+#include "router/job.h"
+#include "router/dispatch.h"
 #include "router/queues.h"
 #include "router/peers.h"
 #include "router/router.h"
@@ -56,7 +58,9 @@ static const s_test_t s_tests[] = {
     { "payload", payload_test },
     { "json",    json_test },
     { "emq_client", emq_client_test },
+    { "job",     job_test },
     { "queues",  queues_test },
+    { "dispatch", dispatch_test },
     { "peers",   peers_test },
     { "store",   store_test },
     { "pidlock", pidlock_test },

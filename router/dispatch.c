@@ -1,0 +1,194 @@
+/*  dispatch — the router's dispatch policy. See dispatch.h. */
+#include "dispatch.h"
+
+bool
+dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max)
+{
+    if (peer->slots > 0)
+        return true;
+    if (!with_prefetch || !peer->done_frees || peer->prefetched >= prefetch_max)
+        return false;
+    //  A returned job waiting in one of its queues would be kept waiting
+    //  by every prefetch here.
+    for (size_t i = 0; i < peer->queue_count; i++) {
+        job_t *head = queue_head (peer->queues[i].queue);
+        if (head && job_flag (head, JOB_RETURNED))
+            return false;
+    }
+    return true;
+}
+
+peer_t *
+dispatch_pick (queue_t *queue, uint32_t prefetch_max)
+{
+    job_t *head = queue_head (queue);
+    if (!head)
+        return NULL;
+    int passes = prefetch_max && !job_flag (head, JOB_RETURNED) ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
+        peer_t *best = NULL;
+        uint32_t best_weight = 0;
+        for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
+             server; server = (queue_server_t *) zlistx_next (queue->servers)) {
+            if (best && server->weight < best_weight)
+                break;      // ordered by weight: no better candidate follows
+            if (!dispatch_has_room (server->peer, pass == 1, prefetch_max))
+                continue;
+            if (!best || server->peer->lru_tick < best->lru_tick) {
+                best = server->peer;
+                best_weight = server->weight;
+            }
+        }
+        if (best)
+            return best;
+    }
+    return NULL;
+}
+
+queue_t *
+dispatch_next_queue (const peer_t *peer, uint32_t prefetch_max, size_t *cursor)
+{
+    //  Queues passed over stay passed over within a round: dispatching
+    //  only takes room away and adds no job to them.
+    for (; *cursor < peer->queue_count; (*cursor)++) {
+        if (!dispatch_has_room (peer, true, prefetch_max))
+            return NULL;
+        queue_t *queue = peer->queues[*cursor].queue;
+        job_t *head = queue_head (queue);
+        if (head && dispatch_has_room (peer, !job_flag (head, JOB_RETURNED), prefetch_max))
+            return queue;
+    }
+    return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Self test: peers and queues as records, no router.
+
+#include "tests/testutil.h"
+
+typedef struct {
+    queues_t *queues;
+    peers_t *peers;
+} s_rig_t;
+
+static peer_t *
+s_rig_peer (s_rig_t *rig, const char *name, const char *queues_json, uint32_t slots,
+            bool emq2)
+{
+    zframe_t *identity = zframe_new (name, strlen (name));
+    peer_t *peer = peers_add (rig->peers, identity, PEER_JOB_MANAGER);
+    zframe_destroy (&identity);
+    REQUIRE_OR_NULL (peer);
+    char err[256];
+    size_t count = 0;
+    queue_spec_t *specs = peers_parse_queues (queues_json, &count, err, sizeof err);
+    REQUIRE_OR_NULL (specs);
+    CHECK_EQ (peers_serve (peer, rig->queues, specs, count, queues_json), 0);
+    free (specs);
+    peer->slots = slots;
+    peer->emq = peer->done_frees = emq2;
+    return peer;
+}
+
+static job_t *
+s_rig_job (s_rig_t *rig, const char *msgid, const char *queue_name)
+{
+    headers_t parsed = { 0 };
+    job_t *job = queues_job_new (rig->queues, msgid, queue_name, "", &parsed, "", 0, NULL, 0);
+    REQUIRE_OR_NULL (job);
+    job_fire (job, JOB_EV_ACCEPT, NULL);
+    queue_push (job->queue, job, 0);
+    return job;
+}
+
+void
+dispatch_test (bool verbose)
+{
+    if (verbose)
+        printf (" * dispatch: ");
+    s_rig_t rig = { queues_new (100), peers_new () };
+    REQUIRE (rig.queues && rig.peers);
+    uint64_t tick = 0;
+
+    //  Weight first: the heavy server gets the job while it has a slot.
+    peer_t *heavy = s_rig_peer (&rig, "heavy", "[[20, \"q\"]]", 1, false);
+    peer_t *light = s_rig_peer (&rig, "light", "[[10, \"q\"], [5, \"other\"]]", 2, false);
+    queue_t *q = queues_lookup (rig.queues, "q");
+    queue_t *other = queues_lookup (rig.queues, "other");
+    REQUIRE (q && other);
+    CHECK (dispatch_pick (q, 2) == NULL);       // nothing waits
+    s_rig_job (&rig, "j1", "q");
+    CHECK (dispatch_pick (q, 2) == heavy);
+    heavy->slots = 0;
+    CHECK (dispatch_pick (q, 2) == light);      // heavy full, EventMQ: no prefetch
+    CHECK (!dispatch_has_room (heavy, true, 2));
+
+    //  Among equals, the least recently used.
+    peer_t *twin = s_rig_peer (&rig, "twin", "[[10, \"q\"]]", 1, false);
+    light->lru_tick = ++tick;
+    CHECK (dispatch_pick (q, 2) == twin);
+    twin->lru_tick = ++tick;
+    CHECK (dispatch_pick (q, 2) == light);
+
+    //  Prefetch: emq/2 only, free slots first, at most prefetch_max.
+    light->slots = twin->slots = 0;
+    CHECK (dispatch_pick (q, 2) == NULL);
+    heavy->done_frees = true;
+    CHECK (dispatch_pick (q, 2) == heavy);
+    CHECK (dispatch_pick (q, 0) == NULL);       // prefetch off
+    peers_slot_take (heavy);
+    peers_slot_take (heavy);
+    CHECK_EQ (heavy->prefetched, 2);
+    CHECK (dispatch_pick (q, 2) == NULL);
+    CHECK (dispatch_pick (q, 3) == heavy);
+    peers_slot_credit (heavy);                  // repays the prefetch first
+    CHECK (heavy->prefetched == 1 && heavy->slots == 0);
+    twin->slots = 1;
+    CHECK (dispatch_pick (q, 3) == twin);       // a free slot beats prefetch
+
+    //  A returned job waits for a free slot, and blocks prefetch to every
+    //  job manager serving its queue.
+    job_set_flag (queue_head (q), JOB_RETURNED, true);
+    twin->slots = 0;
+    CHECK (dispatch_pick (q, 3) == NULL);
+    CHECK (!dispatch_has_room (heavy, true, 3));
+    light->slots = 1;
+    CHECK (dispatch_pick (q, 3) == light);
+    job_set_flag (queue_head (q), JOB_RETURNED, false);
+
+    //  A peer's own walk: its queues in weight order, skipping empty ones,
+    //  stopping when it has no room.
+    size_t cursor = 0;
+    CHECK (dispatch_next_queue (light, 0, &cursor) == q);
+    s_rig_job (&rig, "j2", "other");
+    job_t *first = queue_pop (q);
+    REQUIRE (first);
+    cursor = 0;
+    CHECK (dispatch_next_queue (light, 0, &cursor) == other);
+    CHECK_EQ (cursor, 1);
+    light->slots = 0;
+    CHECK (dispatch_next_queue (light, 0, &cursor) == NULL);
+    job_fire (first, JOB_EV_DISPATCH, &q->counts);
+    CHECK_EQ (q->counts.inflight, 1);
+
+    //  Leaving the server lists: no longer picked.
+    peers_unserve (heavy);
+    job_fire (first, JOB_EV_REQUEUE, &q->counts);
+    queue_push_front (q, first, 0);
+    CHECK_EQ (q->counts.inflight, 0);
+    CHECK_EQ (zlistx_size (q->servers), 2);
+    heavy->slots = 5;
+    CHECK (dispatch_pick (q, 3) != heavy);
+
+    zlistx_t *list = peers_list (rig.peers);
+    for (peer_t *peer = (peer_t *) zlistx_first (list); peer;
+         peer = (peer_t *) zlistx_next (list)) {
+        peers_unserve (peer);
+        peers_delete (rig.peers, peer);
+    }
+    zlistx_destroy (&list);
+    peers_destroy (&rig.peers);
+    queues_destroy (&rig.queues);
+    if (verbose)
+        printf ("OK\n");
+}
