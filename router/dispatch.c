@@ -1,12 +1,23 @@
 /*  dispatch — the router's dispatch policy. See dispatch.h. */
 #include "dispatch.h"
 
+uint32_t
+dispatch_prefetch_allowance (const peer_t *peer, uint32_t prefetch_max)
+{
+    double jobs = peer->done_rate * DISPATCH_PREFETCH_MS / 1000.0;
+    uint32_t allowance = jobs >= prefetch_max ? prefetch_max : (uint32_t) jobs;
+    if (allowance < DISPATCH_PREFETCH_MIN)
+        allowance = DISPATCH_PREFETCH_MIN;
+    return allowance < prefetch_max ? allowance : prefetch_max;
+}
+
 bool
 dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max)
 {
     if (peer->slots > 0)
         return true;
-    if (!with_prefetch || !peer->done_frees || peer->prefetched >= prefetch_max)
+    if (!with_prefetch || !peer->done_frees
+    ||  peer->prefetched >= dispatch_prefetch_allowance (peer, prefetch_max))
         return false;
     //  A returned job waiting in one of its queues would be kept waiting
     //  by every prefetch here.
@@ -140,11 +151,31 @@ dispatch_test (bool verbose)
     peers_slot_take (heavy);
     CHECK_EQ (heavy->prefetched, 2);
     CHECK (dispatch_pick (q, 2) == NULL);
+    CHECK (dispatch_pick (q, 3) == NULL);       // slow so far: 2 at most
+    heavy->done_rate = 1000;                    // 50 ms of work: 50 jobs
     CHECK (dispatch_pick (q, 3) == heavy);
+    heavy->done_rate = 0;
     peers_slot_credit (heavy);                  // repays the prefetch first
     CHECK (heavy->prefetched == 1 && heavy->slots == 0);
     twin->slots = 1;
     CHECK (dispatch_pick (q, 3) == twin);       // a free slot beats prefetch
+
+    //  The allowance follows the rate: 2 for slow jobs, up to the cap for
+    //  quick ones (1,000 a second: 50 ms of work is 50 jobs).
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), DISPATCH_PREFETCH_MIN);
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 1), 1);
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 0), 0);
+    for (int64_t ms = 1; ms <= 201; ms++)
+        peers_note_done (heavy, ms);        // 1,000 a second
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 50);
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 20), 20);
+    twin->slots = 0;
+    CHECK (dispatch_pick (q, 128) == heavy);  // 1 prefetched of 50
+    heavy->prefetched = 50;
+    CHECK (dispatch_pick (q, 128) == NULL);
+    heavy->prefetched = 1;
+    heavy->done_rate = 0;
+    twin->slots = 1;
 
     //  A returned job waits for a free slot, and blocks prefetch to every
     //  job manager serving its queue.

@@ -12,6 +12,14 @@
     A job that came back by RETURN waits at the head of its queue for a
     free slot, and no job manager serving that queue gets prefetched jobs
     meanwhile (each slot that frees would only repay the prefetch).
+
+    How many jobs beyond its free slots a job manager gets follows how fast
+    it finishes them: about DISPATCH_PREFETCH_MS of its work, at least
+    DISPATCH_PREFETCH_MIN and at most prefetch_max. Quick jobs are then
+    pipelined deep (no round trip to the router between two of them),
+    while a prefetched job still normally starts well within the job
+    manager's prefetch_hold_ms (100 ms by default), after which it would
+    come back (RETURN) to run elsewhere.
 */
 #ifndef EMQ_ROUTER_DISPATCH_H
 #define EMQ_ROUTER_DISPATCH_H
@@ -26,6 +34,11 @@
 //  True when peer may take one more job: a free slot, or (with_prefetch)
 //  room in its prefetch allowance of prefetch_max.
 bool dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max);
+
+#define DISPATCH_PREFETCH_MS 50
+#define DISPATCH_PREFETCH_MIN 2
+//  The jobs peer may hold beyond its free slots now (0 with prefetch off).
+uint32_t dispatch_prefetch_allowance (const peer_t *peer, uint32_t prefetch_max);
 
 //  The job manager to receive the head job of queue (which must have one
 //  waiting), or NULL if none has room.

@@ -214,6 +214,22 @@ peers_slot_credit (peer_t *peer)
 }
 
 void
+peers_note_done (peer_t *peer, int64_t now_ms)
+{
+    if (!peer->rate_since_ms)
+        peer->rate_since_ms = now_ms;
+    peer->rate_count++;
+    int64_t elapsed = now_ms - peer->rate_since_ms;
+    if (elapsed < PEERS_RATE_WINDOW_MS)
+        return;
+    double rate = (double) peer->rate_count * 1000.0 / (double) elapsed;
+    //  Half old, half new: a change of job mix shows within a few windows.
+    peer->done_rate = peer->done_rate > 0 ? (peer->done_rate + rate) / 2 : rate;
+    peer->rate_since_ms = now_ms;
+    peer->rate_count = 0;
+}
+
+void
 peers_job_attach (peer_t *peer, job_t *job)
 {
     assert (!job->peer);

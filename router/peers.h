@@ -49,6 +49,10 @@ struct peer_t {
     int64_t last_heard_ms;  // monotonic
     int64_t registered_ms;
     uint64_t lru_tick;      // router tick of the last dispatch to it
+    double done_rate;       // workers freed per second (EWMA of windows of
+                            // at least PEERS_RATE_WINDOW_MS), for prefetch
+    int64_t rate_since_ms;  // start of the current window (monotonic)
+    uint32_t rate_count;    // workers freed in the current window
     uint64_t processed;     // jobs that ended on it
     char *stats;            // latest HEARTBEAT stats JSON (emq jm), or NULL
 };
@@ -94,6 +98,10 @@ void peers_unserve (peer_t *peer);
 //  prefetched job first, else gives a free slot.
 void peers_slot_take (peer_t *peer);
 void peers_slot_credit (peer_t *peer);
+//  A worker of peer finished a job at now_ms (READY, DONE, RETURN): counts
+//  towards its done_rate.
+#define PEERS_RATE_WINDOW_MS 100
+void peers_note_done (peer_t *peer, int64_t now_ms);
 
 //  The jobs in flight on a peer: attach records the job there (job->peer),
 //  detach takes it back from whichever peer holds it (nothing if none).

@@ -914,6 +914,7 @@ static void
 s_slot_freed (router_t *self, peer_t *peer)
 {
     peers_slot_credit (peer);
+    peers_note_done (peer, s_now_ms ());
     s_dispatch_peer (self, peer);
 }
 
