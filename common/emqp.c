@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <msgpack.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +42,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DEAD_RETRY] = "DEAD_RETRY",
     [EMQP_DEAD_PURGE] = "DEAD_PURGE",
     [EMQP_RETURN] = "RETURN",
+    [EMQP_BATCH] = "BATCH",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -494,6 +496,17 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
+        case EMQP_BATCH:
+            //  Unpacked by emqp_batch_unpack: each message is checked then.
+            {
+                emqp_limits_t frame_limit = { .payload_max = EMQP_BATCH_FRAME_MAX };
+                r->limits = &frame_limit;
+                int rc = s_binary (r, "messages", &self->payload);
+                r->limits = limits;
+                if (rc)
+                    goto fail;
+            }
+            break;
         case EMQP_ERROR:
             if (s_text (r, "refused msgid", EMQP_MSGID_MAX, true, &self->ref)
             ||  s_text (r, "code", 64, false, &self->error_code)
@@ -754,6 +767,9 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             rc = s_put_str (f, self->ref);
             rc = rc ? rc : s_put_number (f, "%" PRIu64, self->epoch);
             break;
+        case EMQP_BATCH:
+            rc = s_put_frame (f, &self->payload);
+            break;
         case EMQP_ERROR:
             rc = s_put_str (f, self->ref ? self->ref : "");
             rc = rc ? rc : s_put_str (f, self->error_code);
@@ -814,6 +830,229 @@ emqp_send (emqp_msg_t **self_p, zsock_t *sock)
     emqp_msg_destroy (self_p);
     errno = saved;
     return rc;
+}
+
+//  --------------------------------------------------------------------------
+//  Batches
+
+struct emqp_batch_t {
+    emqp_msg_t *first;          // a lone message, kept as it is until a
+                                // second one comes (then packed)
+    msgpack_sbuffer sbuf;       // the packed messages after the first two
+    msgpack_packer pk;
+    size_t count;
+};
+
+emqp_batch_t *
+emqp_batch_new (void)
+{
+    emqp_batch_t *self = calloc (1, sizeof (emqp_batch_t));
+    if (!self)
+        return NULL;
+    msgpack_sbuffer_init (&self->sbuf);
+    msgpack_packer_init (&self->pk, &self->sbuf, msgpack_sbuffer_write);
+    return self;
+}
+
+void
+emqp_batch_destroy (emqp_batch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    emqp_batch_t *self = *self_p;
+    emqp_msg_destroy (&self->first);
+    msgpack_sbuffer_destroy (&self->sbuf);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Packs one message's frames after the protocol frame as an array of bin.
+static int
+s_batch_pack (emqp_batch_t *self, emqp_msg_t **msg_p)
+{
+    emqp_msg_t *msg = *msg_p;
+    zframe_destroy (&msg->identity);
+    s_frames_t f;
+    int rc = s_layout (msg, &f);
+    if (rc == 0) {
+        //  Frames 0 and 1 are the delimiter and the protocol.
+        msgpack_pack_array (&self->pk, f.count - 2);
+        for (size_t i = 2; i < f.count; i++) {
+            const void *data = f.item[i].frame ? zframe_data (f.item[i].frame) : f.item[i].data;
+            size_t size = f.item[i].frame ? zframe_size (f.item[i].frame) : f.item[i].size;
+            msgpack_pack_bin (&self->pk, size);
+            msgpack_pack_bin_body (&self->pk, data, size);
+        }
+    }
+    s_frames_clear (&f);
+    emqp_msg_destroy (msg_p);
+    return rc;
+}
+
+int
+emqp_batch_add (emqp_batch_t *self, emqp_msg_t **msg_p)
+{
+    assert (self && msg_p && *msg_p);
+    if (self->count == 0) {
+        self->first = *msg_p;
+        *msg_p = NULL;
+        self->count = 1;
+        return 0;
+    }
+    if (self->first) {
+        emqp_msg_t *first = self->first;
+        self->first = NULL;
+        if (s_batch_pack (self, &first))
+            self->count--;      // cannot happen: it was laid out when added
+    }
+    if (s_batch_pack (self, msg_p))
+        return -1;
+    self->count++;
+    return 0;
+}
+
+size_t
+emqp_batch_size (const emqp_batch_t *self)
+{
+    return self->count;
+}
+
+bool
+emqp_batch_takes (const emqp_msg_t *msg)
+{
+    return !msg->payload || zframe_size (msg->payload) <= EMQP_BATCH_ITEM_MAX;
+}
+
+bool
+emqp_batch_full (const emqp_batch_t *self)
+{
+    return self->count >= EMQP_BATCH_MAX || self->sbuf.size >= EMQP_BATCH_BYTES;
+}
+
+int
+emqp_batch_send (emqp_batch_t *self, zsock_t *sock, zframe_t *identity)
+{
+    assert (self);
+    if (self->count == 0)
+        return 0;
+    emqp_msg_t *msg = self->first;
+    self->first = NULL;
+    if (!msg) {
+        msg = emqp_msg_new (EMQP_BATCH);
+        //  The array header goes in front of the packed messages.
+        char head[8];
+        msgpack_sbuffer hbuf = { .size = 0, .data = head, .alloc = sizeof head };
+        msgpack_packer hpk;
+        msgpack_packer_init (&hpk, &hbuf, msgpack_sbuffer_write);
+        msgpack_pack_array (&hpk, (uint32_t) self->count);
+        //  hbuf never grows: an array header is at most 5 bytes.
+        zframe_t *frame = msg ? zframe_new (NULL, hbuf.size + self->sbuf.size) : NULL;
+        if (frame) {
+            memcpy (zframe_data (frame), hbuf.data, hbuf.size);
+            memcpy (zframe_data (frame) + hbuf.size, self->sbuf.data, self->sbuf.size);
+        }
+        if (msg)
+            msg->payload = frame;
+        msgpack_sbuffer_clear (&self->sbuf);
+        if (!frame) {
+            emqp_msg_destroy (&msg);
+            self->count = 0;
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    self->count = 0;
+    zframe_destroy (&msg->identity);
+    msg->identity = identity ? zframe_dup (identity) : NULL;
+    return emqp_send (&msg, sock);
+}
+
+//  One packed message as a failed one: its msgid (when readable) and why.
+static emqp_msg_t *
+s_batch_invalid (const s_view_t *frames, size_t count, const char *reason)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_INVALID);
+    if (!msg)
+        return NULL;
+    if (count > 1 && frames[1].size > 0 && frames[1].size <= EMQP_MSGID_MAX
+    &&  s_is_utf8 (frames[1].data, frames[1].size)
+    &&  !memchr (frames[1].data, 0, frames[1].size))
+        msg->msgid = strndup (frames[1].data, frames[1].size);
+    msg->error_text = strdup (reason);
+    return msg;
+}
+
+emqp_msg_t **
+emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t *count,
+                   char *err, size_t errlen)
+{
+    *count = 0;
+    if (!batch->payload) {
+        snprintf (err, errlen, "BATCH: no messages frame");
+        return NULL;
+    }
+    msgpack_unpacked result;
+    msgpack_unpacked_init (&result);
+    size_t offset = 0;
+    int rc = msgpack_unpack_next (&result, (const char *) zframe_data (batch->payload),
+                                  zframe_size (batch->payload), &offset);
+    msgpack_object *root = &result.data;
+    if (rc != MSGPACK_UNPACK_SUCCESS || root->type != MSGPACK_OBJECT_ARRAY
+    ||  root->via.array.size == 0 || root->via.array.size > EMQP_BATCH_MAX
+    ||  offset != zframe_size (batch->payload)) {
+        snprintf (err, errlen, "BATCH: messages frame is not a msgpack array of 1..%d "
+                  "messages", EMQP_BATCH_MAX);
+        msgpack_unpacked_destroy (&result);
+        return NULL;
+    }
+    size_t total = root->via.array.size;
+    emqp_msg_t **msgs = calloc (total, sizeof (emqp_msg_t *));
+    if (!msgs) {
+        snprintf (err, errlen, "BATCH: out of memory");
+        msgpack_unpacked_destroy (&result);
+        return NULL;
+    }
+    size_t made = 0;
+    for (size_t i = 0; i < total; i++) {
+        msgpack_object *item = &root->via.array.ptr[i];
+        //  The delimiter and the protocol are implied.
+        s_view_t frames[EMQP_FRAMES_MAX] = { { "", 0 }, { EMQP_PROTOCOL, strlen (EMQP_PROTOCOL) } };
+        size_t nframes = 2;
+        const char *bad = NULL;
+        if (item->type != MSGPACK_OBJECT_ARRAY || item->via.array.size < 2)
+            bad = "BATCH: a message is not an array of at least 2 frames";
+        for (size_t k = 0; !bad && k < item->via.array.size && nframes < EMQP_FRAMES_MAX; k++) {
+            msgpack_object *frame = &item->via.array.ptr[k];
+            if (frame->type == MSGPACK_OBJECT_BIN)
+                frames[nframes++] = (s_view_t) { frame->via.bin.ptr, frame->via.bin.size };
+            else
+            if (frame->type == MSGPACK_OBJECT_STR)
+                frames[nframes++] = (s_view_t) { frame->via.str.ptr, frame->via.str.size };
+            else
+                bad = "BATCH: a frame is not bin or str";
+        }
+        char reason[256];
+        emqp_msg_t *msg = NULL;
+        if (!bad) {
+            msg = s_decode (frames, nframes, false, limits, NULL, reason, sizeof reason);
+            if (msg && msg->command == EMQP_BATCH) {
+                emqp_msg_destroy (&msg);
+                snprintf (reason, sizeof reason, "BATCH: a batch inside a batch");
+            }
+            if (!msg)
+                bad = reason;
+        }
+        if (bad)
+            msg = s_batch_invalid (frames + 2, nframes - 2, bad);
+        if (!msg)
+            continue;           // out of memory: that message is lost here
+        msg->identity = batch->identity ? zframe_dup (batch->identity) : NULL;
+        msg->meta = batch->meta ? strdup (batch->meta) : NULL;
+        msgs[made++] = msg;
+    }
+    msgpack_unpacked_destroy (&result);
+    *count = made;
+    return msgs;
 }
 
 //  A uuid4 from a per-process random stream. getrandom seeds it once; the
@@ -998,6 +1237,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_DEAD_RETRY, { "*", NULL } },
     { EMQP_DEAD_PURGE, { NULL } },
     { EMQP_RETURN,     { "req-id", "9", NULL } },
+    { EMQP_BATCH,      { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1111,7 +1351,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 38
+#define S_TEST_CASES 39
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1192,6 +1432,8 @@ s_test_case (int n)
                  m->epoch = 42; break;
         case 37: m = emqp_msg_new (EMQP_ACK); m->ref = strdup ("inform-1");
                  m->agent = strdup ("emq/2"); break;
+        case 38: m = emqp_msg_new (EMQP_BATCH);
+                 m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10); break;
         default: return NULL;
     }
     m->msgid = strdup (id);
@@ -1507,6 +1749,160 @@ s_test_vectors (bool verbose)
 }
 
 //  ---- the test ------------------------------------------------------------------
+
+//  Batches: what goes in comes out, in order, each message checked alone;
+//  a lone message travels as itself; malformed batches are refused whole.
+static void
+s_test_batch (void)
+{
+    emqp_limits_t limits = { .payload_max = 64 };
+    char err[256];
+    zsock_t *server = zsock_new_router ("@inproc://emqp-test-batch");
+    zsock_t *client = zsock_new_dealer (">inproc://emqp-test-batch");
+    assert (server && client);
+    emqp_batch_t *batch = emqp_batch_new ();
+    REQUIRE (batch);
+    CHECK_EQ (emqp_batch_send (batch, client, NULL), 0);    // empty: nothing
+    emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
+    msg->msgid = strdup ("lone");
+    CHECK_EQ (emqp_batch_add (batch, &msg), 0);
+    CHECK (msg == NULL && emqp_batch_size (batch) == 1 && !emqp_batch_full (batch));
+    CHECK_EQ (emqp_batch_send (batch, client, NULL), 0);
+    emqp_msg_t *got = NULL;
+    zframe_t *identity = NULL;
+    zsock_set_rcvtimeo (server, 2000);
+    zmsg_t *zmsg = zmsg_recv (server);
+    got = zmsg ? emqp_decode (&zmsg, true, &limits, NULL, err, sizeof err) : NULL;
+    CHECK (got && got->command == EMQP_READY && streq (got->msgid, "lone"));
+    identity = got ? zframe_dup (got->identity) : NULL;
+    emqp_msg_destroy (&got);
+    REQUIRE (identity);
+
+    //  Three REQUESTs and one that cannot be laid out (no queue).
+    for (int i = 0; i < 3; i++) {
+        msg = emqp_msg_new (EMQP_REQUEST);
+        msg->msgid = zsys_sprintf ("job-%d", i);
+        msg->queue = strdup ("default");
+        msg->headers = strdup (i == 1 ? "reply-requested" : "");
+        msg->payload = zframe_new ("\x00\x01\xff", 3);
+        msg->epoch = (uint64_t) i + 7;
+        msg->attempt = 1;
+        CHECK_EQ (emqp_batch_add (batch, &msg), 0);
+    }
+    msg = emqp_msg_new (EMQP_REQUEST);
+    CHECK_EQ (emqp_batch_add (batch, &msg), -1);
+    CHECK (msg == NULL);
+    CHECK_EQ (emqp_batch_size (batch), 3);
+    CHECK_EQ (emqp_batch_send (batch, server, identity), 0);
+    CHECK_EQ (emqp_batch_size (batch), 0);
+    zsock_set_rcvtimeo (client, 2000);
+    zmsg = zmsg_recv (client);
+    CHECK (zmsg && zmsg_size (zmsg) == 5);      // '' eMQP/1.0 BATCH msgid packed
+    got = zmsg ? emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err) : NULL;
+    CHECK (got && got->command == EMQP_BATCH);
+    size_t count = 0;
+    emqp_msg_t **msgs = got ? emqp_batch_unpack (got, &limits, &count, err, sizeof err) : NULL;
+    CHECK (msgs && count == 3);
+    for (size_t i = 0; msgs && i < count; i++) {
+        char want[32];
+        snprintf (want, sizeof want, "job-%zu", i);
+        CHECK (msgs[i]->command == EMQP_REQUEST && streq (msgs[i]->msgid, want));
+        CHECK (msgs[i]->epoch == i + 7 && msgs[i]->attempt == 1);
+        CHECK_MEMEQ (zframe_data (msgs[i]->payload), zframe_size (msgs[i]->payload),
+                     "\x00\x01\xff", 3);
+        CHECK_STREQ (msgs[i]->headers, i == 1 ? "reply-requested" : "");
+        emqp_msg_destroy (&msgs[i]);
+    }
+    free (msgs);
+    emqp_msg_destroy (&got);
+
+    //  Each packed message is checked alone: a bad one comes back as
+    //  INVALID with its msgid and reason, its neighbours are unaffected.
+    //  [[REQUEST, a, default, "", p], [REQUEST, b, default], [BOGUS, c],
+    //   [BATCH, d, x], 7]
+    static const char mixed[] =
+        "\x95"
+        "\x95\xa7REQUEST\xa1" "a\xa7" "default\xa0\xa1p"
+        "\x93\xa7REQUEST\xa1" "b\xa7" "default"
+        "\x92\xa5" "BOGUS\xa1" "c"
+        "\x93\xa5" "BATCH\xa1" "d\xa1x"
+        "\x07";
+    got = emqp_msg_new (EMQP_BATCH);
+    got->payload = zframe_new (mixed, sizeof mixed - 1);
+    got->identity = zframe_new ("peer", 4);
+    msgs = emqp_batch_unpack (got, &limits, &count, err, sizeof err);
+    CHECK (msgs && count == 5);
+    if (msgs && count == 5) {
+        CHECK (msgs[0]->command == EMQP_REQUEST && streq (msgs[0]->msgid, "a"));
+        CHECK (zframe_streq (msgs[0]->identity, "peer"));
+        CHECK (msgs[1]->command == EMQP_INVALID && streq (msgs[1]->msgid, "b"));
+        CHECK_CONTAINS (msgs[1]->error_text, "headers");
+        CHECK (msgs[2]->command == EMQP_INVALID && streq (msgs[2]->msgid, "c"));
+        CHECK_CONTAINS (msgs[2]->error_text, "BOGUS");
+        CHECK (msgs[3]->command == EMQP_INVALID && streq (msgs[3]->msgid, "d"));
+        CHECK (msgs[4]->command == EMQP_INVALID && msgs[4]->msgid == NULL);
+    }
+    for (size_t i = 0; msgs && i < count; i++)
+        emqp_msg_destroy (&msgs[i]);
+    free (msgs);
+
+    //  Refused whole: not msgpack, not an array, empty, trailing bytes,
+    //  too many messages.
+    const char *bad[] = { "\xc1", "\x05", "\x90", "\x91\x92\xa5READY\xa1m\x00" };
+    const size_t sizes[] = { 1, 1, 1, 11 };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        zframe_destroy (&got->payload);
+        got->payload = zframe_new (bad[i], sizes[i]);
+        err[0] = 0;
+        CHECK (emqp_batch_unpack (got, &limits, &count, err, sizeof err) == NULL);
+        CHECK (err[0] != 0);
+    }
+    zframe_destroy (&got->payload);
+    got->payload = zframe_new ("\xdc\x04\x01", 3);   // array of 1025
+    CHECK (emqp_batch_unpack (got, &limits, &count, err, sizeof err) == NULL);
+    emqp_msg_destroy (&got);
+
+    //  Full by bytes, and a large payload is not for batches.
+    msg = emqp_msg_new (EMQP_REQUEST);
+    msg->payload = zframe_new (NULL, EMQP_BATCH_ITEM_MAX + 1);
+    CHECK (!emqp_batch_takes (msg));
+    zframe_destroy (&msg->payload);
+    msg->payload = zframe_new (NULL, EMQP_BATCH_ITEM_MAX);
+    CHECK (emqp_batch_takes (msg));
+    emqp_msg_destroy (&msg);
+    for (int i = 0; i < 8 && !emqp_batch_full (batch); i++) {
+        msg = emqp_msg_new (EMQP_REQUEST);
+        msg->queue = strdup ("q");
+        msg->payload = zframe_new (NULL, EMQP_BATCH_ITEM_MAX);
+        emqp_batch_add (batch, &msg);
+    }
+    CHECK (emqp_batch_full (batch) && emqp_batch_size (batch) == 6);
+    CHECK_EQ (emqp_batch_send (batch, server, identity), 0);
+    zmsg = zmsg_recv (client);
+    got = zmsg ? emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err) : NULL;
+    CHECK (got && got->command == EMQP_BATCH);
+    msgs = got ? emqp_batch_unpack (got, &limits, &count, err, sizeof err) : NULL;
+    //  Each payload is over this receiver's limit of 64: refused one by one.
+    CHECK (msgs && count == 6 && msgs[5]->command == EMQP_INVALID);
+    CHECK_CONTAINS (msgs ? msgs[5]->error_text : "", "too large");
+    for (size_t i = 0; msgs && i < count; i++)
+        emqp_msg_destroy (&msgs[i]);
+    free (msgs);
+    emqp_msg_destroy (&got);
+
+    //  Full by count.
+    for (int i = 0; i < EMQP_BATCH_MAX; i++) {
+        msg = emqp_msg_new (EMQP_READY);
+        msg->msgid = strdup ("r");
+        emqp_batch_add (batch, &msg);
+    }
+    CHECK (emqp_batch_full (batch));
+    emqp_batch_destroy (&batch);
+    CHECK (batch == NULL);
+    zframe_destroy (&identity);
+    zsock_destroy (&client);
+    zsock_destroy (&server);
+}
 
 void
 emqp_test (bool verbose)
@@ -2178,6 +2574,8 @@ emqp_test (bool verbose)
         CHECK (msg == NULL);
         zsock_destroy (&router);
     }
+
+    s_test_batch ();
 
     //  ---- EventMQ 0.3.13's own messages ----
     s_test_vectors (verbose);

@@ -54,6 +54,7 @@ typedef enum {
     EMQP_DEAD_RETRY,    // admin -> router: run a dead job (or "*") again
     EMQP_DEAD_PURGE,    // admin -> router: delete every dead job
     EMQP_RETURN,        // jm -> router: a prefetched job it did not start
+    EMQP_BATCH,         // emq/3 peers: several messages in one (emqp_batch)
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
@@ -83,7 +84,8 @@ typedef struct {
     char *headers;          // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
     zframe_t *payload;      // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
                             // REPLY: reply (jm) or JSON (admin);
-                            // DONE/RESULT: msgpack value (ok) or error text
+                            // DONE/RESULT: msgpack value (ok) or error text;
+                            // BATCH: the packed messages
     double heartbeat_ts;    // HEARTBEAT: unix seconds
     char *stats;            // HEARTBEAT (emq jm -> router, optional trailing
                             // frame): JSON status of the job manager
@@ -154,6 +156,47 @@ zmsg_t *emqp_encode (emqp_msg_t *self);
 //  of *self_p. Returns 0, or -1 with errno set (EHOSTUNREACH: the ROUTER peer
 //  is gone; EAGAIN: its pipe is full). On failure nothing was sent.
 int emqp_send (emqp_msg_t **self_p, zsock_t *sock);
+
+//  Batches (emq/3 peers, negotiated: docs/protocol.md). Several messages
+//  for one peer travel as one ZeroMQ message, BATCH, whose one frame packs
+//  each message's frames after the protocol frame (command, msgid, ...) as
+//  a msgpack array of arrays of bin. A lone message is sent as itself.
+//  A BATCH stays within the 64 KiB that every emq socket accepts beyond
+//  its payload limit: a sender sends before EMQP_BATCH_BYTES, and never
+//  batches a message whose payload is over EMQP_BATCH_ITEM_MAX.
+#define EMQP_BATCH_MAX 1024             // messages in one BATCH
+#define EMQP_BATCH_BYTES (48 * 1024)
+#define EMQP_BATCH_ITEM_MAX (8 * 1024)
+#define EMQP_BATCH_FRAME_MAX (63 * 1024)    // a receiver refuses larger
+
+typedef struct emqp_batch_t emqp_batch_t;
+//  Creates an empty batch; caller owns it.
+emqp_batch_t *emqp_batch_new (void);
+void emqp_batch_destroy (emqp_batch_t **self_p);
+//  Adds a message (its identity is ignored), taking ownership of *msg_p.
+//  Returns 0, or -1 if the message lacks a field its command needs (it is
+//  destroyed all the same). The caller sends before EMQP_BATCH_MAX
+//  messages or EMQP_BATCH_BYTES (emqp_batch_full).
+int emqp_batch_add (emqp_batch_t *self, emqp_msg_t **msg_p);
+//  Messages held.
+size_t emqp_batch_size (const emqp_batch_t *self);
+//  True if msg may go in a batch (its payload is small enough).
+bool emqp_batch_takes (const emqp_msg_t *msg);
+//  True when the next add should wait for a send.
+bool emqp_batch_full (const emqp_batch_t *self);
+//  Sends what the batch holds to identity (a ROUTER's peer; NULL on a
+//  DEALER) as one message, non-blocking, and empties it. Nothing held:
+//  nothing sent, returns 0. Returns 0, or -1 with errno set as emqp_send
+//  (nothing was sent; the messages are dropped).
+int emqp_batch_send (emqp_batch_t *self, zsock_t *sock, zframe_t *identity);
+//  Unpacks a received BATCH into its messages: returns a malloc'd array of
+//  *count messages that the caller owns (destroy each, free the array),
+//  each with the batch's identity and meta. A message that does not decode
+//  comes back as command EMQP_INVALID with its msgid (if readable) and the
+//  reason in error_text, so the sender can be answered for it alone.
+//  Returns NULL with the reason in err when the batch itself is malformed.
+emqp_msg_t **emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits,
+                                size_t *count, char *err, size_t errlen);
 
 //  Writes a fresh uuid4 string (36 chars + NUL) to buf.
 void emqp_msgid_new (char buf[37]);
