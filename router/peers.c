@@ -29,8 +29,8 @@ s_peer_destroy (peer_t **self_p)
     *self_p = NULL;
 }
 
-static size_t
-s_identity_hash (const void *key)
+size_t
+peers_identity_hash (const void *key)
 {
     zframe_t *frame = (zframe_t *) key;
     const unsigned char *data = zframe_data (frame);
@@ -40,8 +40,8 @@ s_identity_hash (const void *key)
     return hash;
 }
 
-static int
-s_identity_compare (const void *a, const void *b)
+int
+peers_identity_compare (const void *a, const void *b)
 {
     zframe_t *x = (zframe_t *) a, *y = (zframe_t *) b;
     if (zframe_size (x) != zframe_size (y))
@@ -63,8 +63,8 @@ peers_new (void)
     zhashx_set_destructor (self->peers, (zhashx_destructor_fn *) s_peer_destroy);
     //  Keyed by the raw routing id: no formatting per message, and a
     //  printable id can never collide with a binary one's hex form.
-    zhashx_set_key_hasher (self->peers, s_identity_hash);
-    zhashx_set_key_comparator (self->peers, s_identity_compare);
+    zhashx_set_key_hasher (self->peers, peers_identity_hash);
+    zhashx_set_key_comparator (self->peers, peers_identity_compare);
     zhashx_set_key_duplicator (self->peers, NULL);
     zhashx_set_key_destructor (self->peers, NULL);
     return self;

@@ -62,6 +62,10 @@ typedef struct peers_t peers_t;
 peers_t *peers_new (void);
 void peers_destroy (peers_t **self_p);
 
+//  zhashx key hasher and comparator for routing ids (zframe_t *, by bytes).
+size_t peers_identity_hash (const void *frame);
+int peers_identity_compare (const void *a, const void *b);
+
 //  Writes the printable id of a routing identity to buf (max 2*255+3).
 const char *peers_id_of (zframe_t *identity, char *buf, size_t buflen);
 

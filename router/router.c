@@ -28,6 +28,7 @@
 #include "headers.h"
 #include "job.h"
 #include "log.h"
+#include "outbox.h"
 #include "peers.h"
 #include "curve.h"
 #include "queues.h"
@@ -51,6 +52,8 @@ struct router_t {
     zsock_t *frontend;
     zsock_t *backend;
     zsock_t *admin;
+    outbox_t *to_clients;       // the frontend's sends, batched per peer
+    outbox_t *to_jms;           // the backend's sends, batched per peer
     zloop_t *loop;
     queues_t *queues;
     peers_t *job_managers;
@@ -127,11 +130,16 @@ static void s_flush (router_t *self);
 //  needs it (the compound literal lives until the end of the enclosing block).
 #define S_SENDER(msg) peers_id_of ((msg)->identity, (char [600]) { 0 }, 600)
 
+//  Frontend and backend sends go through their outbox: to a peer that
+//  takes BATCH they leave at the end of the loop turn (s_flush_outboxes),
+//  to any other at once. A failure of a gathered send is seen then.
 static int
 s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, zframe_t *to)
 {
     emqp_command_t command = (*msg_p)->command;
-    if (emqp_send (msg_p, sock) == 0)
+    outbox_t *outbox = sock == self->frontend ? self->to_clients
+                     : sock == self->backend ? self->to_jms : NULL;
+    if ((outbox ? outbox_send (outbox, msg_p) : emqp_send (msg_p, sock)) == 0)
         return 0;
     self->undeliverable++;
     char id[600];
@@ -801,6 +809,8 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
     //  emq/2 job managers send no READY after a DONE (or a RETURN).
     peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
+    //  emq/3 job managers take BATCH: several REQUESTs in one message.
+    outbox_allow (self->to_jms, peer->identity, peer->emq && atoi (msg->agent + 4) >= 3);
     peer->last_heard_ms = peer->registered_ms = s_now_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
@@ -809,8 +819,9 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         ack->identity = zframe_dup (msg->identity);
         ack->ref = strdup (msg->msgid);
         //  An emq job manager learns what this router understands: emq/2
-        //  (DONE and RETURN free slots). EventMQ's get the plain ACK.
-        ack->agent = peer->emq ? strdup ("emq/2") : NULL;
+        //  (DONE and RETURN free slots), emq/3 (BATCH). EventMQ's get the
+        //  plain ACK.
+        ack->agent = peer->emq ? strdup ("emq/3") : NULL;
         s_send (self, self->backend, &ack, msg->identity);
     }
     //  EventMQ's job manager starts its workers on our first HEARTBEAT.
@@ -1350,6 +1361,50 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  Loop
 
+//  A batch to a peer could not be sent. A job manager's jobs in it were
+//  dispatched (running, attached to it): removing it puts them back at the
+//  head of their queues, as a failed single send does.
+static void
+s_jm_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
+{
+    router_t *self = (router_t *) arg;
+    self->undeliverable += messages;
+    peer_t *peer = peers_lookup (self->job_managers, identity);
+    char id[600];
+    log_warning ("jobmanager %s: %zu message(s) not delivered: %s",
+                 peers_id_of (identity, id, sizeof id), messages,
+                 error == EHOSTUNREACH ? "peer is gone" :
+                 error == EAGAIN ? "peer's queue is full" : strerror (error));
+    if (peer)
+        s_peer_remove (self, self->job_managers, peer, "unreachable");
+}
+
+static void
+s_client_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
+{
+    router_t *self = (router_t *) arg;
+    self->undeliverable += messages;
+    char id[600];
+    log_warning ("client %s: %zu message(s) not delivered: %s",
+                 peers_id_of (identity, id, sizeof id), messages,
+                 error == EHOSTUNREACH ? "peer is gone" :
+                 error == EAGAIN ? "peer's queue is full" : strerror (error));
+}
+
+//  Sends what the turn gathered for batch-capable peers. Jobs of a job
+//  manager found unreachable are queued again and dispatched at once.
+static void
+s_flush_outboxes (router_t *self)
+{
+    for (int round = 0; round < 3; round++) {
+        outbox_flush (self->to_clients, s_client_unreachable, self);
+        outbox_flush (self->to_jms, s_jm_unreachable, self);
+        if (!self->redispatch)
+            break;
+        s_dispatch_all (self);
+    }
+}
+
 //  The end of a loop turn: commit the batch, then ACK (or refuse) the jobs
 //  it accepted, then dispatch. Acknowledged means kept: no ACK leaves
 //  before its job's row is committed.
@@ -1413,6 +1468,7 @@ s_flush (router_t *self)
     //  in between only makes those jobs run again (at-least-once).
     if (self->redispatch)
         s_dispatch_all (self);
+    s_flush_outboxes (self);
 }
 
 
@@ -1424,6 +1480,59 @@ s_role_admitted (router_t *self, const emqp_msg_t *msg, const char *roles)
     if (!self->limits.meta_property)
         return true;
     return msg->meta && curve_roles_match (msg->meta, roles);
+}
+
+//  Hands one message to its socket's handler, if its sender's roles admit it.
+static void
+s_deliver (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
+           const char *roles, emqp_msg_t *msg)
+{
+    if (!s_role_admitted (self, msg, roles)) {
+        log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s",
+                     name, S_SENDER (msg), emqp_command_name (msg->command),
+                     msg->meta ? msg->meta : "none", roles);
+        if (msg->command != EMQP_ERROR)
+            s_send_error (self, sock, msg->identity, msg->msgid, "NOT_ALLOWED",
+                          "this key may not use this socket (see its emq-roles)");
+        emqp_msg_destroy (&msg);
+        return;
+    }
+    handler (self, msg);
+}
+
+//  A BATCH: each message in it on its own, in order; one that does not
+//  decode is answered alone (ERROR BAD_FRAME, naming its msgid) and the
+//  rest go on. A client that sends batches is answered in batches.
+static void
+s_deliver_batch (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
+                 const char *roles, emqp_msg_t *batch)
+{
+    char err[256];
+    size_t count = 0;
+    emqp_msg_t **msgs = emqp_batch_unpack (batch, &self->limits, &count, err, sizeof err);
+    if (!msgs) {
+        log_warning ("%s %s: BATCH dropped: %s", name, S_SENDER (batch), err);
+        s_send_error (self, sock, batch->identity, batch->msgid, "BAD_FRAME", err);
+        emqp_msg_destroy (&batch);
+        return;
+    }
+    if (sock == self->frontend)
+        outbox_allow (self->to_clients, batch->identity, true);
+    for (size_t i = 0; i < count; i++) {
+        emqp_msg_t *msg = msgs[i];
+        if (msg->command == EMQP_INVALID) {
+            log_warning ("%s %s: message %s in a BATCH dropped: %s", name, S_SENDER (msg),
+                         msg->msgid ? msg->msgid : "(no msgid)", msg->error_text);
+            s_send_error (self, sock, msg->identity, msg->msgid ? msg->msgid : "",
+                          strstr (msg->error_text, "too large") ? "TOO_LARGE" : "BAD_FRAME",
+                          msg->error_text);
+            emqp_msg_destroy (&msg);
+        }
+        else
+            s_deliver (self, sock, name, handler, roles, msg);
+    }
+    free (msgs);
+    emqp_msg_destroy (&batch);
 }
 
 static void
@@ -1450,17 +1559,10 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
             zframe_destroy (&identity);
             continue;
         }
-        if (!s_role_admitted (self, msg, roles)) {
-            log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s",
-                         name, S_SENDER (msg), emqp_command_name (msg->command),
-                         msg->meta ? msg->meta : "none", roles);
-            if (msg->command != EMQP_ERROR)
-                s_send_error (self, sock, msg->identity, msg->msgid, "NOT_ALLOWED",
-                              "this key may not use this socket (see its emq-roles)");
-            emqp_msg_destroy (&msg);
-            continue;
-        }
-        handler (self, msg);
+        if (msg->command == EMQP_BATCH)
+            s_deliver_batch (self, sock, name, handler, roles, msg);
+        else
+            s_deliver (self, sock, name, handler, roles, msg);
     }
 }
 
@@ -1729,6 +1831,12 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
     ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
+    self->to_clients = outbox_new (self->frontend);
+    self->to_jms = outbox_new (self->backend);
+    if (!self->to_clients || !self->to_jms) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
     self->reader_socks[0] = self->frontend;
     self->reader_socks[1] = self->backend;
     self->reader_socks[2] = self->admin;
@@ -1759,6 +1867,8 @@ router_destroy (router_t **self_p)
         return;
     router_t *self = *self_p;
     zloop_destroy (&self->loop);
+    outbox_destroy (&self->to_clients);
+    outbox_destroy (&self->to_jms);
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
@@ -1812,6 +1922,7 @@ router_run (router_t *self)
         s_kbye_all (self, self->job_managers, self->backend);
         s_kbye_all (self, self->schedulers, self->frontend);
     }
+    s_flush_outboxes (self);
     return 0;
 }
 
@@ -1993,6 +2104,117 @@ s_test_rig_stop (s_test_rig_t *rig)
     zsock_destroy (&rig->admin);
     zsock_destroy (&rig->client);
     zactor_destroy (&rig->actor);
+}
+
+//  The next message on sock, unpacked if it is a BATCH, as the list of its
+//  messages' "COMMAND:ref" joined by commas (heartbeats skipped).
+static void
+s_test_next_epochs (zsock_t *sock, char *seen, size_t size, uint64_t *epochs)
+{
+    *seen = 0;
+    size_t requests = 0;
+    for (int tries = 0; tries < 20 && !*seen; tries++) {
+        emqp_msg_t *msg = s_test_recv (sock, 2000);
+        if (!msg)
+            return;
+        emqp_msg_t **msgs = &msg;
+        size_t count = 1;
+        bool batch = msg->command == EMQP_BATCH;
+        if (batch) {
+            char err[256];
+            emqp_limits_t limits = { .payload_max = 1024 };
+            msgs = emqp_batch_unpack (msg, &limits, &count, err, sizeof err);
+            emqp_msg_destroy (&msg);
+            if (!msgs)
+                return;
+            strlcat (seen, "BATCH=", size);
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (epochs && msgs[i]->command == EMQP_REQUEST && requests < 8)
+                epochs[requests++] = msgs[i]->epoch;
+            if (msgs[i]->command != EMQP_HEARTBEAT) {
+                if (*seen && seen[strlen (seen) - 1] != '=')
+                    strlcat (seen, ",", size);
+                strlcat (seen, emqp_command_name (msgs[i]->command), size);
+                strlcat (seen, ":", size);
+                strlcat (seen, msgs[i]->command == EMQP_REQUEST ? msgs[i]->msgid
+                             : msgs[i]->ref ? msgs[i]->ref : "", size);
+            }
+            emqp_msg_destroy (&msgs[i]);
+        }
+        if (batch)
+            free (msgs);
+    }
+}
+
+static void
+s_test_next (zsock_t *sock, char *seen, size_t size)
+{
+    s_test_next_epochs (sock, seen, size, NULL);
+}
+
+//  emq/3: a client's BATCH is taken message by message (a bad one refused
+//  alone) and answered in BATCHes; an emq/3 job manager gets the jobs one
+//  turn dispatches in one BATCH, and its outcomes may come in one.
+static void
+s_test_batches (void)
+{
+    s_test_rig_t rig;
+    s_test_rig_start (&rig, "rt-batch", 0);
+    char seen[512];
+    //  Its INFORM's ACK and the first HEARTBEAT already travel together.
+    zsock_t *jm = zsock_new (ZMQ_DEALER);
+    zsock_set_identity (jm, "b3");
+    zsock_connect (jm, "%s", rig.settings.backend);
+    emqp_msg_t *inform = emqp_msg_new (EMQP_INFORM);
+    inform->msgid = strdup ("inform-b3");
+    inform->queues = strdup ("[[10, \"default\"]]");
+    inform->peer_type = strdup ("worker");
+    inform->agent = strdup ("emq/3");
+    s_test_send (jm, inform);
+    s_test_next (jm, seen, sizeof seen);
+    CHECK_STREQ (seen, "BATCH=ACK:inform-b3");
+
+    emqp_batch_t *batch = emqp_batch_new ();
+    const char *ids[] = { "j1", "j2", "bad", "j3" };
+    for (size_t i = 0; i < 4; i++) {
+        char queue[200];
+        memset (queue, 'q', sizeof queue - 1);
+        queue[sizeof queue - 1] = 0;
+        emqp_msg_t *request = s_test_request (ids[i], i == 2 ? queue : "default",
+                                              "reply-requested");
+        emqp_batch_add (batch, &request);
+    }
+    CHECK_EQ (emqp_batch_send (batch, rig.client, NULL), 0);
+    s_test_next (rig.client, seen, sizeof seen);
+    CHECK_STREQ (seen, "BATCH=ERROR:bad,ACK:j1,ACK:j2,ACK:j3");
+
+    //  Three free slots in one turn: the three jobs in one BATCH.
+    for (int i = 0; i < 3; i++) {
+        emqp_msg_t *ready = emqp_msg_new (EMQP_READY);
+        emqp_batch_add (batch, &ready);
+    }
+    CHECK_EQ (emqp_batch_send (batch, jm, NULL), 0);
+    uint64_t epochs[8] = { 0 };
+    s_test_next_epochs (jm, seen, sizeof seen, epochs);
+    CHECK_STREQ (seen, "BATCH=REQUEST:j1,REQUEST:j2,REQUEST:j3");
+    //  An emq/2 job manager gets plain messages.
+    emqp_msg_t *ready = emqp_msg_new (EMQP_READY);
+    s_test_send (rig.jm, ready);
+    CHECK (s_test_quiet (rig.jm, 100));
+
+    //  Outcomes in one BATCH: the client's RESULTs in one BATCH.
+    const char *done_ids[] = { "j1", "j2", "j3" };
+    for (int i = 0; i < 3; i++) {
+        emqp_msg_t *done = s_test_done (done_ids[i], epochs[i], EMQP_STATUS_OK, "\xc3");
+        emqp_batch_add (batch, &done);
+    }
+    CHECK_EQ (emqp_batch_send (batch, jm, NULL), 0);
+    s_test_next (rig.client, seen, sizeof seen);
+    CHECK_STREQ (seen, "BATCH=RESULT:j1,RESULT:j2,RESULT:j3");
+    s_test_rig_stop (&rig);
+    emqp_batch_destroy (&batch);
+    zsock_destroy (&jm);
 }
 
 //  emq/2 job managers: a DONE frees the slot (no READY); RETURN gives back
@@ -2313,6 +2535,7 @@ router_test (bool verbose)
 
     s_test_emq2 ();
     s_test_reconcile ();
+    s_test_batches ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");

@@ -17,6 +17,7 @@
 #include "common/payload.h"
 #include "router/job.h"
 #include "router/dispatch.h"
+#include "router/outbox.h"
 #include "router/queues.h"
 #include "router/peers.h"
 #include "router/router.h"
@@ -61,6 +62,7 @@ static const s_test_t s_tests[] = {
     { "job",     job_test },
     { "queues",  queues_test },
     { "dispatch", dispatch_test },
+    { "outbox",  outbox_test },
     { "peers",   peers_test },
     { "store",   store_test },
     { "pidlock", pidlock_test },
