@@ -9,6 +9,12 @@
     message behind the event handed out last is self->current, so that the
     event's data stays valid until the next call that hands out an event.
 
+    Batches (emq/3): an emq router's ACK names its agent; from then on
+    the client sends many jobs at once as one BATCH (emq_submit_many), and
+    sends its next message as a BATCH even alone, which tells the router it
+    may answer in BATCHes. A BATCH received is unpacked into self->inbox,
+    whose messages come out one by one as if they had arrived alone.
+
     Cost per job matters here (a program may keep thousands in flight):
     sends and receives are tried before any wait, a wait for input sleeps
     on the socket's ZMQ_FD rather than in zmq_poll, and the headers frame
@@ -53,6 +59,10 @@ struct emq_client {
     zsock_t *sock;              // DEALER to the router's frontend
     char *endpoint;             // where it is connected
     zlistx_t *events;           // emqp_msg_t *, owned, oldest first
+    zlistx_t *inbox;            // emqp_msg_t *, owned: unpacked from a BATCH,
+                                // not yet received
+    bool router_batches;        // the router's ACK named emq/3 or later
+    bool announced;             // we sent it a BATCH: it answers in batches
     emqp_msg_t *current;        // behind the last event handed out, owned
     int connect_timeout_ms;     // send wait for a connection, -1 = forever
     emqp_limits_t limits;
@@ -212,9 +222,11 @@ emq_client_new (const char *addr)
     self->limits.payload_max = S_MESSAGE_MAX;
     self->endpoint = strdup (addr);
     self->events = zlistx_new ();
-    if (!self->endpoint || !self->events)
+    self->inbox = zlistx_new ();
+    if (!self->endpoint || !self->events || !self->inbox)
         goto fail;
     zlistx_set_destructor (self->events, s_msg_destructor);
+    zlistx_set_destructor (self->inbox, s_msg_destructor);
     self->sock = s_socket_new (addr, "client-");
     if (!self->sock)
         goto fail;
@@ -234,6 +246,7 @@ emq_client_destroy (emq_client_t **self_p)
     emq_client_t *self = *self_p;
     zsock_destroy (&self->sock);
     zlistx_destroy (&self->events);
+    zlistx_destroy (&self->inbox);
     emqp_msg_destroy (&self->current);
     free (self->headers.extra);
     free (self->endpoint);
@@ -359,6 +372,28 @@ s_msg_build (const s_outgoing_t *out)
 //  set, or the send queue is full) do we wait for POLLOUT, until deadline,
 //  and try again. Returns 0, EMQ_ERR_UNREACHABLE, EMQ_ERR_SYSTEM,
 //  EMQ_ERR_NOMEM or EMQ_ERR_INVALID (cannot encode).
+//  After a send failed with errno: 0 when the socket can take it now (try
+//  again), else the error code (reason in err).
+static int
+s_send_failed (zsock_t *sock, const char *endpoint, int64_t deadline, char *err,
+               size_t errlen)
+{
+    if (errno == EINVAL) {
+        snprintf (err, errlen, "cannot encode the message");
+        return EMQ_ERR_INVALID;
+    }
+    if (errno != EAGAIN) {
+        snprintf (err, errlen, "send to %s failed: %s", endpoint, zmq_strerror (errno));
+        return EMQ_ERR_SYSTEM;
+    }
+    int rc = s_wait (sock, ZMQ_POLLOUT, deadline, err, errlen);
+    if (rc == EMQ_ERR_TIMEOUT) {
+        snprintf (err, errlen, "router at %s is not reachable (no connection)", endpoint);
+        return EMQ_ERR_UNREACHABLE;
+    }
+    return rc;
+}
+
 static int
 s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t deadline,
         char *err, size_t errlen)
@@ -372,19 +407,39 @@ s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t de
         s_settle (sock);
         if (emqp_send (&msg, sock) == 0)
             return 0;
-        if (errno == EINVAL) {
-            snprintf (err, errlen, "cannot encode the message");
-            return EMQ_ERR_INVALID;
+        int rc = s_send_failed (sock, endpoint, deadline, err, errlen);
+        if (rc)
+            return rc;
+    }
+}
+
+//  Sends the messages outs describe as one BATCH (a lone one too: the
+//  router learns that we take batches). Same returns as s_send.
+static int
+s_send_batch (emq_client_t *self, const s_outgoing_t *outs, size_t count, int64_t deadline)
+{
+    while (true) {
+        emqp_batch_t *batch = emqp_batch_new ();
+        if (!batch)
+            return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+        emqp_batch_set_always (batch, true);
+        for (size_t i = 0; i < count; i++) {
+            emqp_msg_t *msg = s_msg_build (&outs[i]);
+            if (!msg || emqp_batch_add (batch, &msg)) {
+                emqp_batch_destroy (&batch);
+                return s_error (self, msg ? EMQ_ERR_INVALID : EMQ_ERR_NOMEM,
+                                msg ? "cannot encode the message" : "out of memory");
+            }
         }
-        if (errno != EAGAIN) {
-            snprintf (err, errlen, "send to %s failed: %s", endpoint, zmq_strerror (errno));
-            return EMQ_ERR_SYSTEM;
+        s_settle (self->sock);
+        int rc = emqp_batch_send (batch, self->sock, NULL);
+        emqp_batch_destroy (&batch);
+        if (rc == 0) {
+            self->announced = true;
+            return 0;
         }
-        int rc = s_wait (sock, ZMQ_POLLOUT, deadline, err, errlen);
-        if (rc == EMQ_ERR_TIMEOUT) {
-            snprintf (err, errlen, "router at %s is not reachable (no connection)", endpoint);
-            return EMQ_ERR_UNREACHABLE;
-        }
+        rc = s_send_failed (self->sock, self->endpoint, deadline, self->last_error,
+                            sizeof self->last_error);
         if (rc)
             return rc;
     }
@@ -467,15 +522,56 @@ s_is_msgid (const zframe_t *frame)
 //  Receives the next client event (ACK, ERROR, RESULT) from the router;
 //  other commands are dropped. An EventMQ router's `REPLY, id,
 //  request_id` counts as the request's ACK (msg rewritten as ACK).
+//  Unpacks a BATCH into the inbox (its messages in order, after any left
+//  there); a message in it that does not decode is logged and dropped.
+static int
+s_unpack (emq_client_t *self, emqp_msg_t **batch_p)
+{
+    char err[256];
+    size_t count = 0;
+    emqp_msg_t **msgs = emqp_batch_unpack (*batch_p, &self->limits, &count, err, sizeof err);
+    emqp_msg_destroy (batch_p);
+    if (!msgs) {
+        log_warning ("router %s: malformed BATCH dropped: %s", self->endpoint, err);
+        return 0;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (msgs[i]->command == EMQP_INVALID)
+            log_warning ("router %s: malformed message in a BATCH dropped: %s",
+                         self->endpoint, msgs[i]->error_text);
+        else
+        if (!rc && zlistx_add_end (self->inbox, msgs[i])) {
+            msgs[i] = NULL;
+            continue;
+        }
+        else
+            rc = s_error (self, EMQ_ERR_NOMEM, "out of memory");
+        emqp_msg_destroy (&msgs[i]);
+    }
+    free (msgs);
+    return rc;
+}
+
 static int
 s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
 {
     while (true) {
-        emqp_msg_t *msg = NULL;
-        int rc = s_recv (self->sock, &self->limits, deadline, &msg, self->endpoint,
+        emqp_msg_t *msg = zlistx_first (self->inbox) ? zlistx_detach (self->inbox, NULL) : NULL;
+        int rc = 0;
+        if (!msg)
+            rc = s_recv (self->sock, &self->limits, deadline, &msg, self->endpoint,
                          self->last_error, sizeof self->last_error);
         if (rc)
             return rc;
+        if (msg->command == EMQP_BATCH) {
+            if ((rc = s_unpack (self, &msg)))
+                return rc;
+            continue;
+        }
+        if (msg->command == EMQP_ACK && msg->agent && strncmp (msg->agent, "emq/", 4) == 0
+        &&  atoi (msg->agent + 4) >= 3)
+            self->router_batches = true;
         if (msg->command == EMQP_REPLY && !msg->ref && msg->payload
         &&  s_is_msgid (msg->payload)) {
             msg->command = EMQP_ACK;
@@ -641,8 +737,11 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
         emqp_msgid_new (msgid);
     s_outgoing_t out = { .command = EMQP_REQUEST, .msgid = msgid, .queue = queue,
                          .headers = text, .payload = payload, .payload_size = size };
-    rc = s_send (self->sock, &out, self->endpoint, deadline, self->last_error,
-                 sizeof self->last_error);
+    if (self->router_batches && !self->announced)
+        rc = s_send_batch (self, &out, 1, deadline);
+    else
+        rc = s_send (self->sock, &out, self->endpoint, deadline, self->last_error,
+                     sizeof self->last_error);
     if (rc)
         return rc;
     if (msgid_out)
@@ -656,6 +755,87 @@ emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
 {
     return s_submit (self, opts, payload, size, msgid_out,
                      s_deadline (self->connect_timeout_ms));
+}
+
+int
+emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
+                 const void *const *payloads, const size_t *sizes, size_t count,
+                 char (*msgids_out)[37], size_t *sent_out)
+{
+    assert (self);
+    if (sent_out)
+        *sent_out = 0;
+    if (opts && opts->msgid)
+        return s_error (self, EMQ_ERR_INVALID, "emq_submit_many makes its own msgids");
+    if (count > 0 && (!payloads || !sizes))
+        return s_error (self, EMQ_ERR_INVALID, "no payloads");
+    //  Until the router has said it takes batches, one REQUEST each.
+    if (!self->router_batches) {
+        for (size_t i = 0; i < count; i++) {
+            int rc = emq_submit_async (self, opts, payloads[i], sizes[i],
+                                       msgids_out ? msgids_out[i] : NULL);
+            if (rc)
+                return rc;
+            if (sent_out)
+                *sent_out = i + 1;
+        }
+        return 0;
+    }
+    const char *queue = opts && opts->queue ? opts->queue : "default";
+    if (!*queue || strlen (queue) > EMQP_QUEUE_MAX)
+        return s_error (self, EMQ_ERR_INVALID, "queue name must be 1..%d bytes",
+                        EMQP_QUEUE_MAX);
+    const char *text = NULL;
+    int rc = s_headers_text (self, opts, &text);
+    if (rc)
+        return rc;
+    int64_t deadline = s_deadline (self->connect_timeout_ms);
+    s_outgoing_t *outs = calloc (EMQP_BATCH_MAX, sizeof (s_outgoing_t));
+    char (*ids)[37] = calloc (EMQP_BATCH_MAX, 37);
+    if (!outs || !ids) {
+        free (outs);
+        free (ids);
+        return s_error (self, EMQ_ERR_NOMEM, "out of memory");
+    }
+    size_t done = 0;
+    while (done < count && rc == 0) {
+        //  As many as one BATCH holds; a large payload goes alone.
+        size_t n = 0, bytes = 0;
+        while (done + n < count && n < EMQP_BATCH_MAX) {
+            size_t size = sizes[done + n];
+            if (!payloads[done + n] || size == 0) {
+                rc = s_error (self, EMQ_ERR_INVALID, "no payload (job %zu)", done + n);
+                break;
+            }
+            if (n > 0 && (size > EMQP_BATCH_ITEM_MAX || bytes + size > EMQP_BATCH_BYTES))
+                break;
+            emqp_msgid_new (ids[n]);
+            outs[n] = (s_outgoing_t) { .command = EMQP_REQUEST, .msgid = ids[n],
+                                       .queue = queue, .headers = text,
+                                       .payload = payloads[done + n], .payload_size = size };
+            bytes += size;
+            n++;
+            if (size > EMQP_BATCH_ITEM_MAX)
+                break;
+        }
+        if (n == 0)
+            break;
+        if (n == 1 && sizes[done] > EMQP_BATCH_ITEM_MAX)
+            rc = s_send (self->sock, &outs[0], self->endpoint, deadline, self->last_error,
+                         sizeof self->last_error);
+        else
+            rc = s_send_batch (self, outs, n, deadline);
+        if (rc)
+            break;
+        if (msgids_out)
+            memcpy (msgids_out[done], ids, n * 37);
+        done += n;
+        if (sent_out)
+            *sent_out = done;
+    }
+    free (outs);
+    free (ids);
+    return rc;
 }
 
 int

@@ -841,6 +841,7 @@ struct emqp_batch_t {
     msgpack_sbuffer sbuf;       // the packed messages after the first two
     msgpack_packer pk;
     size_t count;
+    bool always;                // a lone message as a BATCH too
 };
 
 emqp_batch_t *
@@ -917,6 +918,12 @@ emqp_batch_size (const emqp_batch_t *self)
     return self->count;
 }
 
+void
+emqp_batch_set_always (emqp_batch_t *self, bool always)
+{
+    self->always = always;
+}
+
 bool
 emqp_batch_takes (const emqp_msg_t *msg)
 {
@@ -935,6 +942,15 @@ emqp_batch_send (emqp_batch_t *self, zsock_t *sock, zframe_t *identity)
     assert (self);
     if (self->count == 0)
         return 0;
+    if (self->first && self->always) {
+        emqp_msg_t *first = self->first;
+        self->first = NULL;
+        if (s_batch_pack (self, &first)) {
+            self->count = 0;
+            errno = EINVAL;
+            return -1;
+        }
+    }
     emqp_msg_t *msg = self->first;
     self->first = NULL;
     if (!msg) {
@@ -1768,6 +1784,14 @@ s_test_batch (void)
     CHECK_EQ (emqp_batch_add (batch, &msg), 0);
     CHECK (msg == NULL && emqp_batch_size (batch) == 1 && !emqp_batch_full (batch));
     CHECK_EQ (emqp_batch_send (batch, client, NULL), 0);
+    //  ... unless asked to go as a BATCH even alone.
+    emqp_batch_t *always = emqp_batch_new ();
+    emqp_batch_set_always (always, true);
+    msg = emqp_msg_new (EMQP_KBYE);
+    msg->msgid = strdup ("alone");
+    emqp_batch_add (always, &msg);
+    CHECK_EQ (emqp_batch_send (always, client, NULL), 0);
+    emqp_batch_destroy (&always);
     emqp_msg_t *got = NULL;
     zframe_t *identity = NULL;
     zsock_set_rcvtimeo (server, 2000);
@@ -1777,6 +1801,16 @@ s_test_batch (void)
     identity = got ? zframe_dup (got->identity) : NULL;
     emqp_msg_destroy (&got);
     REQUIRE (identity);
+    zmsg = zmsg_recv (server);
+    got = zmsg ? emqp_decode (&zmsg, true, &limits, NULL, err, sizeof err) : NULL;
+    CHECK (got && got->command == EMQP_BATCH);
+    size_t alone = 0;
+    emqp_msg_t **one = got ? emqp_batch_unpack (got, &limits, &alone, err, sizeof err) : NULL;
+    CHECK (one && alone == 1 && one[0]->command == EMQP_KBYE && streq (one[0]->msgid, "alone"));
+    if (one)
+        emqp_msg_destroy (&one[0]);
+    free (one);
+    emqp_msg_destroy (&got);
 
     //  Three REQUESTs and one that cannot be laid out (no queue).
     for (int i = 0; i < 3; i++) {

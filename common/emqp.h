@@ -182,6 +182,9 @@ int emqp_batch_add (emqp_batch_t *self, emqp_msg_t **msg_p);
 size_t emqp_batch_size (const emqp_batch_t *self);
 //  True if msg may go in a batch (its payload is small enough).
 bool emqp_batch_takes (const emqp_msg_t *msg);
+//  Even a lone message goes as a BATCH (a peer learns this way that the
+//  sender takes batches).
+void emqp_batch_set_always (emqp_batch_t *self, bool always);
 //  True when the next add should wait for a send.
 bool emqp_batch_full (const emqp_batch_t *self);
 //  Sends what the batch holds to identity (a ROUTER's peer; NULL on a

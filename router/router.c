@@ -172,6 +172,13 @@ s_send_ack (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref)
         return;
     reply->identity = zframe_dup (identity);
     reply->ref = strdup (ref);
+    //  libemq (routing ids "client-...") learns that we take BATCH; it then
+    //  sends one, and is answered in batches. EventMQ's clients (uuid4 ids)
+    //  get the plain ACK.
+    if (sock == self->frontend && identity && zframe_size (identity) > 7
+    &&  memcmp (zframe_data (identity), "client-", 7) == 0
+    &&  !outbox_allows (self->to_clients, identity))
+        reply->agent = strdup ("emq/3");
     s_send (self, sock, &reply, identity);
 }
 

@@ -145,6 +145,18 @@ size_t emq_client_pending (emq_client_t *self);
 int emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
                       const void *payload, size_t size, char msgid_out[37]);
 
+//  Sends count jobs with the same options (opts->msgid must be NULL) without
+//  waiting for their ACKs, like emq_submit_async for each. To an emq router
+//  that takes batches (it says so in its first ACK) they travel as few
+//  BATCH messages (up to 1,024 jobs or 48 KiB each; a payload over 8 KiB
+//  alone), which costs the client, the router and the network far less per
+//  job; before that, one REQUEST each. msgids_out (NULL, or count entries)
+//  receives their ids, *sent_out (may be NULL) how many were sent. Returns
+//  0, or an error as emq_submit_async (the jobs before *sent_out were sent).
+int emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
+                     const void *const *payloads, const size_t *sizes, size_t count,
+                     char (*msgids_out)[37], size_t *sent_out);
+
 //  Sends a REQUEST and waits up to timeout_ms in all (connection and ACK)
 //  for its ACK. Returns 0, EMQ_ERR_REJECTED (the router's code and reason in
 //  last error, e.g. "QUEUE_FULL: queue default is full"), or
