@@ -18,7 +18,8 @@ s_dump (json_t *root)
 }
 
 char *
-admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_t *storage)
+admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_t *storage,
+                   const admin_traffic_t *traffic)
 {
     json_t *root = json_object ();
     json_t *inflight = json_object (), *latency = json_object (),
@@ -63,6 +64,13 @@ admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_
         "kind", storage->kind, "path", storage->path, "fsync", storage->fsync,
         "dead", (json_int_t) storage->dead, "scheduled", (json_int_t) storage->scheduled,
         "failing", storage->failing));
+    if (traffic)
+        json_object_set_new (root, "traffic", json_pack ("{s:I,s:I,s:I,s:I,s:I}",
+            "batches_in", (json_int_t) traffic->batches_in,
+            "batched_in", (json_int_t) traffic->batched_in,
+            "batches_out", (json_int_t) traffic->batches_out,
+            "batched_out", (json_int_t) traffic->batched_out,
+            "undeliverable", (json_int_t) traffic->undeliverable));
     return s_dump (root);
 }
 

@@ -17,9 +17,18 @@ typedef struct {
     bool failing;           // the last commit failed
 } admin_storage_t;
 
+//  Messages in and out of the router, for STATUS "traffic".
+typedef struct {
+    uint64_t batches_in;    // BATCH messages received
+    uint64_t batched_in;    // messages that came in them
+    uint64_t batches_out;   // BATCH messages sent
+    uint64_t batched_out;   // messages that went in them
+    uint64_t undeliverable; // sends that could not reach their peer
+} admin_traffic_t;
+
 //  Each returns a malloc'd compact JSON string the caller frees, or NULL.
 char *admin_status_json (queues_t *queues, peers_t *job_managers,
-                         const admin_storage_t *storage);
+                         const admin_storage_t *storage, const admin_traffic_t *traffic);
 char *admin_workers_json (peers_t *job_managers, int64_t now_mono_ms);
 char *admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms);
 

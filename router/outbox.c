@@ -21,6 +21,8 @@ struct outbox_t {
     zhashx_t *capable;      // routing id -> (void *) 1; keys owned
     zhashx_t *entries;      // routing id (the entry's) -> s_entry_t, owned
     size_t pending;         // messages gathered in all entries
+    uint64_t batches;       // BATCH messages sent
+    uint64_t batched;       // messages sent in them
 };
 
 static void
@@ -112,8 +114,14 @@ outbox_allows (outbox_t *self, zframe_t *identity)
 static int
 s_entry_send (outbox_t *self, s_entry_t *entry)
 {
-    self->pending -= emqp_batch_size (entry->batch);
-    return emqp_batch_send (entry->batch, self->sock, entry->identity);
+    size_t count = emqp_batch_size (entry->batch);
+    self->pending -= count;
+    int rc = emqp_batch_send (entry->batch, self->sock, entry->identity);
+    if (rc == 0 && count > 1) {
+        self->batches++;
+        self->batched += count;
+    }
+    return rc;
 }
 
 int
@@ -202,6 +210,13 @@ size_t
 outbox_pending (outbox_t *self)
 {
     return self->pending;
+}
+
+void
+outbox_stats (outbox_t *self, uint64_t *batches, uint64_t *messages)
+{
+    *batches = self->batches;
+    *messages = self->batched;
 }
 
 //  --------------------------------------------------------------------------
@@ -306,6 +321,9 @@ outbox_test (bool verbose)
     CHECK_EQ (outbox_flush (outbox, NULL, NULL), 1);
     CHECK_EQ (outbox_pending (outbox), 0);
     s_test_expect (batcher, EMQP_BATCH, "b1,b2,b3");
+    uint64_t batches = 0, batched = 0;
+    outbox_stats (outbox, &batches, &batched);
+    CHECK (batches == 1 && batched == 3);
 
     //  A lone message goes as itself; a large one first sends what waits.
     msg = s_test_msg ("batcher", "lone", 0);

@@ -47,6 +47,8 @@ size_t outbox_flush (outbox_t *self, outbox_failed_fn *failed, void *arg);
 
 //  Messages gathered and not yet sent.
 size_t outbox_pending (outbox_t *self);
+//  BATCH messages sent so far, and the messages that went in them.
+void outbox_stats (outbox_t *self, uint64_t *batches, uint64_t *messages);
 
 void outbox_test (bool verbose);
 

@@ -27,6 +27,8 @@ struct queue_t {
     char *name;
     TAILQ_HEAD (, job_t) waiting;   // borrowed, FIFO
     size_t waiting_count;
+    size_t accepting;       // jobs accepted this turn, not yet committed:
+                            // they count against the high-water mark
     size_t jobs;            // job records that point at it, in any state
     zlistx_t *servers;      // queue_server_t *, owned, by weight desc
     job_counts_t counts;    // in flight, dispatched, processed, failed:

@@ -73,6 +73,8 @@ struct router_t {
     int64_t dead_done;
     bool stopping;              // an admin DISCONNECT was accepted
     uint64_t undeliverable;     // sends that could not reach their peer
+    uint64_t batches_in;        // BATCH messages received
+    uint64_t batched_in;        // messages that came in them
     store_t *store;             // the job table (SQLite, or :memory:)
     zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
@@ -512,9 +514,11 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
         return;
     }
-    if (queue_waiting (queue) >= self->settings.queue_hwm) {
+    //  Jobs of this turn count too: a BATCH (or a burst) must not overrun it.
+    if (queue_waiting (queue) + queue->accepting >= self->settings.queue_hwm) {
         snprintf (err, sizeof err, "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
-                  msg->queue, queue_waiting (queue), self->settings.queue_hwm);
+                  msg->queue, queue_waiting (queue) + queue->accepting,
+                  self->settings.queue_hwm);
         log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
@@ -566,6 +570,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     job->row = seq;
     //  Not dispatched, not ACKed, until the batch is committed (s_flush).
     zlistx_add_end (self->pending, job);
+    job->queue->accepting++;
 }
 
 typedef struct {
@@ -1321,8 +1326,17 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
                     .scheduled = zlistx_size (self->scheduled),
                     .failing = self->store_failing,
                 };
+                admin_traffic_t traffic = {
+                    .batches_in = self->batches_in, .batched_in = self->batched_in,
+                    .undeliverable = self->undeliverable,
+                };
+                uint64_t batches, batched;
+                outbox_stats (self->to_clients, &traffic.batches_out, &traffic.batched_out);
+                outbox_stats (self->to_jms, &batches, &batched);
+                traffic.batches_out += batches;
+                traffic.batched_out += batched;
                 s_admin_reply (self, msg, admin_status_json (self->queues, self->job_managers,
-                                                             &storage));
+                                                             &storage, &traffic));
             }
             break;
         case EMQP_ROUTER_SHOW_WORKERS:
@@ -1450,6 +1464,7 @@ s_flush (router_t *self)
         int64_t now = s_now_ms ();
         while ((job = (job_t *) zlistx_first (self->pending))) {
             zlistx_detach_cur (self->pending);
+            job->queue->accepting--;
             if (rc == 0) {
                 s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
                 if (job->more && job->more->run_at > 0)
@@ -1525,6 +1540,8 @@ s_deliver_batch (router_t *self, zsock_t *sock, const char *name, s_handler_fn *
     }
     if (sock == self->frontend)
         outbox_allow (self->to_clients, batch->identity, true);
+    self->batches_in++;
+    self->batched_in += count;
     for (size_t i = 0; i < count; i++) {
         emqp_msg_t *msg = msgs[i];
         if (msg->command == EMQP_INVALID) {
