@@ -79,6 +79,8 @@ int h_main (const h_testdef_t *tests, size_t count, int argc, char **argv);
 //  The durability tests (durability.c), run after integration.c's own.
 extern const h_testdef_t h_durability_tests[];
 extern const size_t h_durability_count;
+extern const h_testdef_t h_batching_tests[];    // tests/batching.c
+extern const size_t h_batching_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
