@@ -229,6 +229,36 @@ s_load_submit (s_load_t *load)
     return load->count++;
 }
 
+//  Submits n jobs at once with emq_submit_many (BATCHes once the router has
+//  said it takes them).
+static void
+s_load_submit_many (s_load_t *load, size_t n)
+{
+    CHECK_MSG (load->count + n <= load->cap, "more than %zu submissions", load->cap);
+    const void **payloads = calloc (n, sizeof (void *));
+    size_t *sizes = calloc (n, sizeof (size_t));
+    char (*ids)[37] = calloc (n, 37);
+    CHECK (payloads && sizes && ids);
+    for (size_t i = 0; i < n; i++) {
+        payloads[i] = load->payload;
+        sizes[i] = load->size;
+    }
+    size_t sent = 0;
+    int rc = emq_submit_many (load->client, &load->opts, payloads, sizes, n, ids, &sent);
+    CHECK_MSG (rc == 0, "emq_submit_many of %zu: %d (%s)", n, rc,
+               emq_client_last_error (load->client));
+    for (size_t i = 0; i < sent; i++) {
+        s_job_t *job = &load->jobs[load->count];
+        memcpy (job->msgid, ids[i], 37);
+        zhashx_insert (load->index, job->msgid, (void *) (uintptr_t) (load->count + 1));
+        load->inflight++;
+        load->count++;
+    }
+    free (payloads);
+    free (sizes);
+    free (ids);
+}
+
 static void
 s_load_event (s_load_t *load, const emq_event_t *event)
 {
@@ -493,6 +523,79 @@ test_router_kill9_rounds (h_test_t *t)
     CHECK_INT (v.acked + v.stored_unacked, ==, done);
     CHECK_INT (runs, >=, done);
 
+    emq_client_destroy (&client);
+    s_load_destroy (&load);
+    kill (router, SIGTERM);
+    s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
+}
+
+//  ---------------------------------------------------------------------
+//  1b. The same with batches: a client submitting BATCHes of 200, the
+//  router killed with batches on their way. A batch is ACKed job by job
+//  after its commit: whatever was ACKed is kept, whatever was not may be
+//  sent again.
+
+static void
+test_batch_kill9 (h_test_t *t)
+{
+    int total = h_count (6000);
+    pid_t router = h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000",
+                             NULL);
+    h_jm (t, "jma", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jma", 10000, NULL);
+    emq_client_t *client = s_client (t);
+    emq_client_set_connect_timeout (client, h_ms (10000));
+    s_load_t load;
+    s_load_init (&load, t, client, (size_t) total * 2 + 1000, "noop", NULL);
+    //  One job alone first: its ACK tells libemq the router takes batches.
+    s_load_submit (&load);
+    CHECK_WAIT ((s_load_drain_max (&load, 0, 0), load.acked == 1), 5000);
+
+    int64_t deadline = h_now_ms () + h_ms (60000);
+    bool killed = false;
+    size_t kill_at = (size_t) total / 3;
+    while ((int) load.count < total || load.inflight > 0) {
+        CHECK_MSG (h_now_ms () < deadline, "%zu sent, %zu unACKed, killed %d", load.count,
+                   load.inflight, killed);
+        s_load_drain_max (&load, 0, 0);
+        if (!killed && load.acked >= kill_at) {
+            //  Two batches on their way, then kill -9.
+            s_load_submit_many (&load, 200);
+            s_load_submit_many (&load, 200);
+            size_t inflight = load.inflight;
+            s_kill9 (t, router);
+            size_t late = s_load_drain (&load, 100);
+            router = h_router (t, "router-2", "--fsync", "always", "--queue-hwm", "1000000",
+                               NULL);
+            size_t again = s_load_resubmit (&load);
+            s_report (t, "kill -9 after %zu ACKs with %zu unACKed in flight (%zu ACKs late); "
+                      "%zu sent again", load.acked - late, inflight, late, again);
+            killed = true;
+            continue;
+        }
+        if ((int) load.count < total && load.inflight < 2000) {
+            size_t n = (size_t) total - load.count < 200 ? (size_t) total - load.count : 200;
+            s_load_submit_many (&load, n);
+            continue;
+        }
+        s_load_drain_max (&load, 50, 0);
+    }
+    CHECK (killed);
+    sqlite3 *db = s_db_open (t, NULL);
+    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
+    long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
+    s_verdict_t v = s_load_verify (&load, db);
+    sqlite3_close (db);
+    json_t *status = h_admin (t, "STATUS");
+    long long batches = h_jint (status, -1, "traffic", "batches_in", NULL);
+    json_decref (status);
+    s_report (t, "%zu jobs ACKed of %zu sent in batches (%lld BATCHes to the second router); "
+              "lost %zu; unACKed but stored %zu of %zu; %lld done rows", v.acked, load.count,
+              batches, v.lost, v.stored_unacked, v.abandoned, done);
+    CHECK_INT (v.lost, ==, 0);
+    CHECK_INT (v.acked + v.stored_unacked, ==, done);
+    CHECK_INT (batches, >=, 1);
+    s_load_drain (&load, 0);
     emq_client_destroy (&client);
     s_load_destroy (&load);
     kill (router, SIGTERM);
@@ -1341,6 +1444,8 @@ test_idempotent_submit (h_test_t *t)
 const h_testdef_t h_durability_tests[] = {
     { "router_kill9_rounds", test_router_kill9_rounds,
       "kill -9 the router mid-stream, 3 rounds: no ACKed job lost" },
+    { "batch_kill9", test_batch_kill9,
+      "kill -9 the router with BATCHes of jobs on their way: no ACKed job lost" },
     { "jm_kill9_jobs_finish", test_jm_kill9_jobs_finish,
       "kill -9 a jm running jobs: they end ok on the other" },
     { "crash_dead_retry", test_crash_dead_retry,
