@@ -20,16 +20,43 @@ s_traffic (h_test_t *t, const char *key)
     return value;
 }
 
-//  Submits one job and waits for its ACK: the router's ACK tells libemq
-//  that it takes batches.
+//  A libemq client that has submitted one no-op job and had its ACK (the
+//  router's ACK tells libemq that it takes batches), with count more no-op
+//  payloads ready for emq_submit_many (the caller frees *payload).
+typedef struct {
+    emq_client_t *client;
+    void *payload;
+    size_t size;
+    const void **payloads;
+    size_t *sizes;
+} s_batcher_t;
+
 static void
-s_first_job (h_test_t *t, emq_client_t *client, const void *payload, size_t size)
+s_batcher_start (h_test_t *t, s_batcher_t *b, size_t count)
 {
+    b->client = emq_client_new (t->frontend);
+    CHECK (b->client);
+    h_payload_run ("noop", NULL, &b->payload, &b->size);
     emq_submit_opts_t opts = { .reply = true };
     char msgid[37];
-    int rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
-    CHECK_MSG (rc == 0, "first submit: %d (%s)", rc, emq_client_last_error (client));
-    (void) t;
+    int rc = emq_submit (b->client, &opts, b->payload, b->size, msgid, h_ms (5000));
+    CHECK_MSG (rc == 0, "first submit: %d (%s)", rc, emq_client_last_error (b->client));
+    b->payloads = calloc (count, sizeof (void *));
+    b->sizes = calloc (count, sizeof (size_t));
+    CHECK (b->payloads && b->sizes);
+    for (size_t i = 0; i < count; i++) {
+        b->payloads[i] = b->payload;
+        b->sizes[i] = b->size;
+    }
+}
+
+static void
+s_batcher_stop (s_batcher_t *b)
+{
+    emq_client_destroy (&b->client);
+    free (b->payload);
+    free (b->payloads);
+    free (b->sizes);
 }
 
 //  Jobs a batch cannot all hold are refused one by one: with queue_hwm 100
@@ -40,25 +67,15 @@ static void
 test_batch_mixed (h_test_t *t)
 {
     h_router (t, "router", "--queue-hwm", "100", NULL);
-    emq_client_t *client = emq_client_new (t->frontend);
-    CHECK (client);
-    void *payload = NULL;
-    size_t size = 0;
-    h_payload_run ("noop", NULL, &payload, &size);
-    s_first_job (t, client, payload, size);
-
     enum { JOBS = 150 };
-    const void *payloads[JOBS];
-    size_t sizes[JOBS];
-    for (int i = 0; i < JOBS; i++) {
-        payloads[i] = payload;
-        sizes[i] = size;
-    }
+    s_batcher_t b;
+    s_batcher_start (t, &b, JOBS);
+    emq_client_t *client = b.client;
     char (*msgids)[37] = calloc (JOBS, 37);
     CHECK (msgids);
     emq_submit_opts_t opts = { .reply = true };
     size_t sent = 0;
-    int rc = emq_submit_many (client, &opts, payloads, sizes, JOBS, msgids, &sent);
+    int rc = emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, msgids, &sent);
     CHECK_MSG (rc == 0, "emq_submit_many: %d (%s)", rc, emq_client_last_error (client));
     CHECK_INT (sent, ==, JOBS);
 
@@ -111,8 +128,7 @@ test_batch_mixed (h_test_t *t)
     zhashx_destroy (&ended);
     zhashx_destroy (&accepted);
     free (msgids);
-    free (payload);
-    emq_client_destroy (&client);
+    s_batcher_stop (&b);
 }
 
 //  A raw BATCH with bad messages in it: each bad one gets its own ERROR
@@ -208,21 +224,12 @@ test_batch_mixed_peers (h_test_t *t)
     emqp_msg_destroy (&ack);
     h_send_strs (old, "", EMQP_PROTOCOL, "READY", "ready-0", NULL);
 
-    emq_client_t *client = emq_client_new (t->frontend);
-    CHECK (client);
-    void *payload = NULL;
-    size_t size = 0;
-    h_payload_run ("noop", NULL, &payload, &size);
-    s_first_job (t, client, payload, size);
     enum { JOBS = 300 };
-    const void *payloads[JOBS];
-    size_t sizes[JOBS];
-    for (int i = 0; i < JOBS; i++) {
-        payloads[i] = payload;
-        sizes[i] = size;
-    }
+    s_batcher_t b;
+    s_batcher_start (t, &b, JOBS);
+    emq_client_t *client = b.client;
     emq_submit_opts_t opts = { .reply = true };
-    CHECK_INT (emq_submit_many (client, &opts, payloads, sizes, JOBS, NULL, NULL), ==, 0);
+    CHECK_INT (emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, NULL, NULL), ==, 0);
 
     int results = 0, old_jobs = 0, beats = 0;
     zhashx_t *ended = zhashx_new ();
@@ -270,8 +277,7 @@ test_batch_mixed_peers (h_test_t *t)
     CHECK_INT (old_jobs, <, results);
     CHECK_INT (s_traffic (t, "batches_in"), >=, 1);
     zhashx_destroy (&ended);
-    free (payload);
-    emq_client_destroy (&client);
+    s_batcher_stop (&b);
     zsock_destroy (&old);
 }
 
