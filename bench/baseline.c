@@ -16,7 +16,9 @@
     - direct: the client and one worker (ROUTER) talk directly, one message
       at a time: the round trip emq's latency is compared to.
 
-    The children do nothing else and end on SIGTERM.
+    Scenario 8 runs lb (with a round trip one request at a time through
+    the broker) and proxy again over tcp://127.0.0.1, as emq and beanstalkd
+    are measured there. The children do nothing else and end on SIGTERM.
 */
 #include "bench.h"
 
@@ -190,6 +192,8 @@ bench_child (int argc, char **argv)
         return s_worker (argv[1], false);
     if (argc >= 2 && strcmp (argv[0], "direct") == 0)
         return s_direct (argv[1]);
+    if (argc >= 1 && strcmp (argv[0], "beanstalkd-worker") == 0)
+        return bench_beanstalkd_child (argc, argv);
     fprintf (stderr, "emq-bench: unknown child role\n");
     return 2;
 }
@@ -232,14 +236,53 @@ s_pipeline (void *sock, long total, int inflight, int64_t cap_us, int64_t *elaps
     return received;
 }
 
-//  Runs broker `role` with 2 workers; returns requests/s (NaN on failure),
-//  and the broker's CPU per request in *cpu_us.
+//  One request at a time on sock until max samples or cap_us; returns p50
+//  (µs) and sets *p99, NaN when none came back.
 static double
-s_broker_run (const char *kind, double *cpu_us)
+s_sequential (void *sock, size_t max, int64_t cap_us, double *p99)
+{
+    double p50 = NAN;
+    double *samples = calloc (max ? max : 1, sizeof *samples);
+    if (!samples)
+        return NAN;
+    int timeout_ms = 5000;
+    zmq_setsockopt (sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_setsockopt (sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    char body[BODY_SIZE], reply[BODY_SIZE];
+    memset (body, 'x', sizeof body);
+    size_t count = 0;
+    int64_t stop_at = bench_now_us () + cap_us;
+    while (count < max && bench_now_us () < stop_at) {
+        int64_t t0 = bench_now_us ();
+        if (zmq_send (sock, body, sizeof body, 0) < 0
+        ||  zmq_recv (sock, reply, sizeof reply, 0) < 0)
+            break;
+        samples[count++] = (double) (bench_now_us () - t0);
+    }
+    if (count) {
+        p50 = bench_quantile (samples, count, 0.50);
+        *p99 = bench_quantile (samples, count, 0.99);
+    }
+    free (samples);
+    return p50;
+}
+
+//  Runs broker `kind` with 2 workers on ipc, or tcp://127.0.0.1; returns
+//  requests/s (NaN on failure), and the broker's CPU per request in
+//  *cpu_us. With p50 set, then also one request at a time: *p50, *p99.
+static double
+s_broker_run (const char *kind, bool tcp, double cap_s, double *cpu_us, double *p50,
+              double *p99)
 {
     char fe[1200], be[1200], broker_role[32], worker_role[32];
-    snprintf (fe, sizeof fe, "ipc://%s/%s-fe", bench.dir, kind);
-    snprintf (be, sizeof be, "ipc://%s/%s-be", bench.dir, kind);
+    if (tcp) {
+        snprintf (fe, sizeof fe, "tcp://127.0.0.1:%d", bench_free_port ());
+        snprintf (be, sizeof be, "tcp://127.0.0.1:%d", bench_free_port ());
+    }
+    else {
+        snprintf (fe, sizeof fe, "ipc://%s/%s-fe", bench.dir, kind);
+        snprintf (be, sizeof be, "ipc://%s/%s-be", bench.dir, kind);
+    }
     snprintf (broker_role, sizeof broker_role, "%s-broker", kind);
     snprintf (worker_role, sizeof worker_role, "%s-worker", kind);
     const char *broker_args[] = { "--child", broker_role, fe, be, NULL };
@@ -262,17 +305,23 @@ s_broker_run (const char *kind, double *cpu_us)
         int64_t elapsed;
         s_pipeline (sock, 2000, bench.inflight, 5000000, &elapsed);
         //  The pipelined proxy moves about a million a second; the LB broker
-        //  far fewer. Either stops after 5 s.
+        //  far fewer. Either stops after cap_s.
         long total = (long) ((strcmp (kind, "proxy") == 0 ? 2000000 : 400000) * bench.scale);
         int64_t cpu0 = bench_cpu_us (broker);
         long done = s_pipeline (sock, total, bench.inflight,
-                                (int64_t) (5e6 * bench.scale), &elapsed);
+                                (int64_t) (cap_s * 1e6 * bench.scale), &elapsed);
         int64_t cpu1 = bench_cpu_us (broker);
         if (done > 0 && elapsed > 0) {
             rps = done * 1e6 / (double) elapsed;
             *cpu_us = (double) (cpu1 - cpu0) / (double) done;
         }
         bench_log ("%s: %ld requests in %.3f s", kind, done, elapsed / 1e6);
+        if (p50) {
+            //  Warm up, then the samples.
+            s_sequential (sock, 200, 2000000, p99);
+            *p50 = s_sequential (sock, (size_t) (10000 * bench.scale),
+                                 (int64_t) (5e6 * bench.scale), p99);
+        }
     }
     zmq_close (sock);
     zmq_ctx_term (ctx);
@@ -329,12 +378,12 @@ bench_baseline (bench_baseline_t *out)
 {
     out->broker_cpu_us = NAN;
     double proxy_cpu = NAN, direct_p99 = NAN;
-    out->lb_rps = s_broker_run ("lb", &out->broker_cpu_us);
+    out->lb_rps = s_broker_run ("lb", false, 5, &out->broker_cpu_us, NULL, NULL);
     bench_figure ("1.baseline-lb", "throughput", out->lb_rps, "req_per_s");
     bench_figure ("1.baseline-lb", "broker_cpu_per_req", out->broker_cpu_us, "us");
     bench_line ("1.baseline-lb", "%.0f req/s (LB broker, 2 workers, %d in flight); "
                 "broker CPU %.2f us/req", out->lb_rps, bench.inflight, out->broker_cpu_us);
-    out->proxy_rps = s_broker_run ("proxy", &proxy_cpu);
+    out->proxy_rps = s_broker_run ("proxy", false, 5, &proxy_cpu, NULL, NULL);
     bench_figure ("1.baseline-proxy", "throughput", out->proxy_rps, "req_per_s");
     bench_figure ("1.baseline-proxy", "broker_cpu_per_req", proxy_cpu, "us");
     bench_line ("1.baseline-proxy", "%.0f req/s (zmq_proxy ROUTER/DEALER, 2 workers, "
@@ -344,4 +393,24 @@ bench_baseline (bench_baseline_t *out)
     bench_figure ("1.direct", "p99", direct_p99, "us");
     bench_line ("1.direct", "round trip p50 %.1f us, p99 %.1f us (DEALER <-> ROUTER, "
                 "one at a time)", out->direct_p50_us, direct_p99);
+}
+
+void
+bench_baseline_tcp (bench_baseline_tcp_t *out)
+{
+    *out = (bench_baseline_tcp_t) { NAN, NAN, NAN, NAN };
+    double lb_cpu = NAN, proxy_cpu = NAN;
+    out->lb_rps = s_broker_run ("lb", true, 3, &lb_cpu, &out->lb_p50_us, &out->lb_p99_us);
+    bench_figure ("8.baseline-lb-tcp", "throughput", out->lb_rps, "req_per_s");
+    bench_figure ("8.baseline-lb-tcp", "broker_cpu_per_req", lb_cpu, "us");
+    bench_figure ("8.baseline-lb-tcp", "round_trip_p50", out->lb_p50_us, "us");
+    bench_figure ("8.baseline-lb-tcp", "round_trip_p99", out->lb_p99_us, "us");
+    bench_line ("8.baseline-lb-tcp", "%.0f req/s (LB broker over tcp, 2 workers, %d in "
+                "flight); one at a time: round trip p50 %.0f us, p99 %.0f us",
+                out->lb_rps, bench.inflight, out->lb_p50_us, out->lb_p99_us);
+    out->proxy_rps = s_broker_run ("proxy", true, 2, &proxy_cpu, NULL, NULL);
+    bench_figure ("8.baseline-proxy-tcp", "throughput", out->proxy_rps, "req_per_s");
+    bench_figure ("8.baseline-proxy-tcp", "broker_cpu_per_req", proxy_cpu, "us");
+    bench_line ("8.baseline-proxy-tcp", "%.0f req/s (zmq_proxy over tcp, 2 workers, "
+                "pipelined); broker CPU %.2f us/req", out->proxy_rps, proxy_cpu);
 }

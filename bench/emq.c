@@ -1,8 +1,10 @@
 /*  emq — the scenarios that drive real emq processes: end to end no-op
-    (2), latency (3), durable (5), memory (6) and fan-out (7).
+    (2), latency (3), durable (5), memory (6), fan-out (7), and the emq
+    side of scenario 8 (end to end and round trips over tcp).
 
     Each scenario starts its own emq-router and emq-jobmanager(s) from the
-    build directory on ipc:// endpoints in the benchmark's temp dir, drives
+    build directory on ipc:// endpoints in the benchmark's temp dir (tcp on
+    127.0.0.1 for scenario 8), drives
     them through libemq, reads the router's CPU and RSS from /proc, and
     stops every process it started before it returns.
 */
@@ -118,33 +120,48 @@ s_client (const bench_router_t *router)
 double
 bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool series)
 {
+    bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir, .fsync = fsync,
+                              .series = series };
+    return bench_e2e_run (&opts);
+}
+
+double
+bench_e2e_run (const bench_e2e_opts_t *o)
+{
+    const char *scenario = o->scenario;
     double jps = NAN;
     bench_router_t router;
-    const char *extra[] = { "--fsync", fsync, NULL };
+    const char *extra[] = { "--fsync", o->fsync ? o->fsync : "everysec", NULL };
     char name[64];
-    snprintf (name, sizeof name, "e2e-%s", data_dir ? fsync : "mem");
-    if (bench_router_start (&router, name, data_dir, data_dir ? extra : NULL))
+    snprintf (name, sizeof name, "e2e-%s%s%s", o->exec ? "exec-" : "",
+              o->data_dir ? extra[1] : "mem", o->tcp ? "-tcp" : "");
+    if (bench_router_start_at (&router, name, o->tcp, o->data_dir,
+                               o->data_dir ? extra : NULL))
         return NAN;
-    pid_t jm = bench_jm_start (&router, "e2e", 2, false);
+    pid_t jm = bench_jm_start (&router, "e2e", 2, o->exec);
     emq_client_t *client = s_client (&router);
     void *payload = NULL;
     size_t size = 0;
-    if (jm < 0 || !client || bench_noop_payload (0, &payload, &size)
-    ||  bench_wait_slots (&router, 1, 2, 20000)) {
+    const char *argv[] = { "/bin/true" };
+    int rc = o->exec ? emq_payload_exec (argv, 1, NULL, 0, NULL, 0, NULL, &payload, &size)
+                     : bench_noop_payload (o->payload_size, &payload, &size);
+    if (jm < 0 || !client || rc || bench_wait_slots (&router, 1, 2, 20000)) {
         bench_line (scenario, "could not start (see logs in %s)", bench.dir);
         goto done;
     }
     //  Warm up: workers have loaded the plugin, connections are up.
     s_run_t run;
-    s_run (client, payload, size, 2000, bench.inflight, 10000000, true, NULL, NULL, &run);
-    double *series_y = series ? calloc (SERIES_MAX, sizeof (double)) : NULL;
+    s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true, NULL,
+           NULL, &run);
+    double *series_y = o->series ? calloc (SERIES_MAX, sizeof (double)) : NULL;
     size_t series_n = 0;
-    long total = (long) (300000 * bench.scale);
+    long total = o->total ? o->total : (long) (300000 * bench.scale);
+    int64_t cap_us = o->cap_us ? o->cap_us : (int64_t) (8e6 * bench.scale);
     int64_t cpu_router = bench_cpu_us (router.pid), cpu_jm = bench_cpu_us (jm);
     int64_t cpu_client = bench_cpu_us (getpid ());
     int64_t busy0 = bench_machine_busy_us ();
-    s_run (client, payload, size, total, bench.inflight, (int64_t) (8e6 * bench.scale),
-           true, series_y, &series_n, &run);
+    s_run (client, payload, size, total, bench.inflight, cap_us, true, series_y, &series_n,
+           &run);
     cpu_router = bench_cpu_us (router.pid) - cpu_router;
     cpu_jm = bench_cpu_us (jm) - cpu_jm;
     cpu_client = bench_cpu_us (getpid ()) - cpu_client;
@@ -163,10 +180,13 @@ bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool s
     bench_figure (scenario, "client_cpu_per_job", client_us, "us");
     bench_figure (scenario, "machine_busy", busy, "percent");
     bench_figure (scenario, "failed", (double) (run.failed + run.errors), NULL);
-    bench_line (scenario, "%.0f jobs/s (%ld jobs in %.2f s, %d in flight, %ld failed); "
-                "CPU/job: router %.1f us, jm %.1f us, client %.1f us; all CPUs %.0f %% busy%s",
-                jps, jobs, run.elapsed_us / 1e6, bench.inflight, run.failed + run.errors,
-                router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
+    bench_figure (scenario, "payload", (double) size, "bytes");
+    bench_line (scenario, "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s over %s, %d in "
+                "flight, %ld failed); CPU/job: router %.1f us, jm %.1f us, client %.1f us; "
+                "all CPUs %.0f %% busy%s",
+                jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
+                o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors, router_us,
+                jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
@@ -287,6 +307,51 @@ s_latency_report (const char *scenario, double *samples, size_t count, const cha
     char series[64];
     snprintf (series, sizeof series, "%s-latency", scenario);
     bench_series (series, xs, ys, 6);
+    return p50;
+}
+
+double
+bench_round_trip (const char *scenario, bool tcp, const char *data_dir, size_t payload_size,
+                  double *p999_us)
+{
+    double p50 = NAN;
+    *p999_us = NAN;
+    bench_router_t router;
+    char name[64];
+    snprintf (name, sizeof name, "rtt-%s%s", data_dir ? "disk" : "mem", tcp ? "-tcp" : "");
+    if (bench_router_start_at (&router, name, tcp, data_dir, NULL)) {
+        bench_line (scenario, "could not start the router");
+        return NAN;
+    }
+    pid_t jm = bench_jm_start (&router, "rtt", 2, false);
+    emq_client_t *client = s_client (&router);
+    void *payload = NULL;
+    size_t size = 0;
+    size_t max = (size_t) (10000 * bench.scale);
+    double *samples = calloc (max ? max : 1, sizeof *samples);
+    if (jm < 0 || !client || !samples || bench_noop_payload (payload_size, &payload, &size)
+    ||  bench_wait_slots (&router, 1, 2, 20000)) {
+        bench_line (scenario, "could not start (see logs in %s)", bench.dir);
+        goto done;
+    }
+    s_sequential (client, payload, size, samples, 200, 5000000);
+    size_t count = s_sequential (client, payload, size, samples, max,
+                                 (int64_t) (20e6 * bench.scale));
+    if (count == 0) {
+        bench_line (scenario, "no round trip completed");
+        goto done;
+    }
+    char extra[128];
+    snprintf (extra, sizeof extra, "; %zu-byte noop over %s, %s", size, tcp ? "tcp" : "ipc",
+              data_dir ? "--data-dir (fsync everysec)" : "in memory");
+    p50 = s_latency_report (scenario, samples, count, extra);
+    *p999_us = bench_quantile (samples, count, 0.999);
+done:
+    free (samples);
+    free (payload);
+    emq_client_destroy (&client);
+    bench_stop (jm, 5000);
+    bench_router_stop (&router);
     return p50;
 }
 

@@ -1,0 +1,221 @@
+/*  compare — scenario 8 (issue 9): emq against beanstalkd, the real peer,
+    on the same workload over TCP loopback, and the table of targets.
+
+    In order: beanstalkd in its three modes and its round trip
+    (bench/beanstalkd.c); emq over tcp in memory, with --data-dir (fsync
+    everysec, the default) and --data-dir --fsync always, 1 client with
+    bench.inflight jobs in flight, 1 job manager with 2 workers, 64-byte
+    noop payloads, results returned; emq's round trip in memory and with a
+    data dir; the ZeroMQ LB broker and proxy over tcp (the LB broker's
+    round trip too); then `exec /bin/true` jobs next to the limit this
+    machine puts on them, measured just before and just after: 2 threads
+    of this process each posix_spawn /bin/true and wait for it, over and
+    over.
+
+    Nothing here starts a process of its own but the spawn loop's
+    /bin/true, which it waits for.
+*/
+#include "bench.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+extern char **environ;
+
+#define PAYLOAD_SIZE 64
+#define SPAWNERS 2              // as many as the job manager has workers
+
+typedef struct {
+    long max;                   // spawns to do at most
+    int64_t stop_at_us;         // ... and none started after this
+    long done;                  // spawned, exited 0 and reaped
+    int error;                  // errno of a failure, or 0
+} s_spawner_t;
+
+static void *
+s_spawner (void *arg)
+{
+    s_spawner_t *self = (s_spawner_t *) arg;
+    char *const argv[] = { (char *) "/bin/true", NULL };
+    while (self->done < self->max && bench_now_us () < self->stop_at_us) {
+        pid_t pid;
+        int rc = posix_spawn (&pid, "/bin/true", NULL, NULL, argv, environ);
+        if (rc) {
+            self->error = rc;
+            break;
+        }
+        int status;
+        while (waitpid (pid, &status, 0) < 0)
+            if (errno != EINTR) {
+                self->error = errno;
+                return NULL;
+            }
+        if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+            self->error = ECHILD;
+            break;
+        }
+        self->done++;
+    }
+    return NULL;
+}
+
+//  The spawn + exec + wait limit: /bin/true runs per second with SPAWNERS
+//  in parallel, for up to 2 s × scale. NaN when it could not run.
+static double
+s_spawn_limit (const char *scenario)
+{
+    s_spawner_t spawners[SPAWNERS];
+    pthread_t threads[SPAWNERS];
+    int started = 0;
+    int64_t start = bench_now_us ();
+    for (int i = 0; i < SPAWNERS; i++) {
+        spawners[i] = (s_spawner_t) { .max = (long) (5000 * bench.scale),
+                                      .stop_at_us = start + (int64_t) (2e6 * bench.scale) };
+        if (pthread_create (&threads[i], NULL, s_spawner, &spawners[i]) == 0)
+            started++;
+    }
+    long done = 0;
+    int error = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join (threads[i], NULL);
+        done += spawners[i].done;
+        if (spawners[i].error)
+            error = spawners[i].error;
+    }
+    int64_t elapsed = bench_now_us () - start;
+    double rate = started == SPAWNERS && !error && done > 0 ? done * 1e6 / (double) elapsed
+                                                            : NAN;
+    bench_figure (scenario, "spawns", (double) done, NULL);
+    bench_figure (scenario, "rate", rate, "per_s");
+    if (error)
+        bench_line (scenario, "posix_spawn /bin/true failed: %s", strerror (error));
+    else
+        bench_line (scenario, "%.0f /bin/true per second (posix_spawn + waitpid, %d in "
+                    "parallel, %ld runs in %.2f s)", rate, SPAWNERS, done, elapsed / 1e6);
+    return rate;
+}
+
+//  "met" for a ratio against a bound; -1 when not measured.
+static int
+s_met (double value, double bound, bool at_least)
+{
+    if (!isfinite (value))
+        return -1;
+    return at_least ? value >= bound : value <= bound;
+}
+
+void
+bench_compare (void)
+{
+    bench_beanstalkd_t bs;
+    bench_beanstalkd (&bs);
+
+    char dirs[3][1200];
+    snprintf (dirs[0], sizeof dirs[0], "%s/data-tcp-everysec", bench.dir);
+    snprintf (dirs[1], sizeof dirs[1], "%s/data-tcp-always", bench.dir);
+    snprintf (dirs[2], sizeof dirs[2], "%s/data-tcp-rtt", bench.dir);
+    bench_e2e_opts_t opts = { .scenario = "8.emq-tcp-mem", .tcp = true,
+                              .payload_size = PAYLOAD_SIZE,
+                              .cap_us = (int64_t) (6e6 * bench.scale) };
+    double mem = bench_e2e_run (&opts);
+    opts.scenario = "8.emq-tcp-everysec";
+    opts.data_dir = dirs[0];
+    opts.fsync = "everysec";
+    double everysec = bench_e2e_run (&opts);
+    opts.scenario = "8.emq-tcp-always";
+    opts.data_dir = dirs[1];
+    opts.fsync = "always";
+    double always = bench_e2e_run (&opts);
+
+    double mem_p999, disk_p999;
+    double mem_p50 = bench_round_trip ("8.emq-rtt-mem", true, NULL, PAYLOAD_SIZE, &mem_p999);
+    double disk_p50 = bench_round_trip ("8.emq-rtt-disk", true, dirs[2], PAYLOAD_SIZE,
+                                        &disk_p999);
+    bench_baseline_tcp_t zmq;
+    bench_baseline_tcp (&zmq);
+
+    //  The limit is measured before and after the exec jobs and averaged,
+    //  so that a change in what else runs on the machine weighs on both.
+    double limit_before = s_spawn_limit ("8.spawn-limit-before");
+    bench_e2e_opts_t exec = { .scenario = "8.emq-exec", .tcp = true, .exec = true,
+                              .total = (long) (10000 * bench.scale),
+                              .cap_us = (int64_t) (5e6 * bench.scale) };
+    double exec_jps = bench_e2e_run (&exec);
+    double limit_after = s_spawn_limit ("8.spawn-limit-after");
+    double limit = (limit_before + limit_after) / 2;
+    bench_figure ("8.spawn-limit", "rate", limit, "per_s");
+
+    //  The table.
+    const char *absent = bs.installed ? NULL : "not installed";
+    bench_compare_t row = { .mode = "in memory", .unit = "jobs/s", .beanstalkd = bs.mem_jps,
+                            .emq = mem, .ratio = mem / bs.mem_jps, .beanstalkd_text = absent,
+                            .target = "≥ 4×" };
+    row.met = s_met (row.ratio, 4, true);
+    bench_compare_row (&row);
+    row = (bench_compare_t) {
+        .mode = "on disk, default sync (beanstalkd -b, emq --data-dir, fsync everysec)",
+        .unit = "jobs/s", .beanstalkd = bs.binlog_jps, .emq = everysec,
+        .ratio = everysec / bs.binlog_jps, .beanstalkd_text = absent, .target = "≥ 4×" };
+    row.met = s_met (row.ratio, 4, true);
+    bench_compare_row (&row);
+    row = (bench_compare_t) {
+        .mode = "fsync on every write / batch (beanstalkd -b -f0, emq --fsync always)",
+        .unit = "jobs/s", .beanstalkd = bs.fsync_jps, .emq = always,
+        .ratio = always / bs.fsync_jps, .beanstalkd_text = absent, .target = "≥ 10×" };
+    row.met = s_met (row.ratio, 10, true);
+    bench_compare_row (&row);
+
+    double to_lb = mem_p50 / zmq.lb_p50_us;
+    char target[160];
+    snprintf (target, sizeof target, "≤ 2× beanstalkd and ≤ 1.2× the ZeroMQ LB broker's "
+              "p50 (%.0f µs: emq is %.2f×)", zmq.lb_p50_us, to_lb);
+    row = (bench_compare_t) { .mode = "sequential round trip p50, in memory", .unit = "µs",
+                              .beanstalkd = bs.rtt_p50_us, .emq = mem_p50,
+                              .ratio = mem_p50 / bs.rtt_p50_us, .beanstalkd_text = absent,
+                              .target = target };
+    int to_bs_met = s_met (row.ratio, 2, false), to_lb_met = s_met (to_lb, 1.2, false);
+    row.met = to_bs_met < 0 || to_lb_met < 0 ? -1 : to_bs_met && to_lb_met;
+    bench_compare_row (&row);
+
+    char extra[64];
+    double tail = disk_p999 / disk_p50;
+    snprintf (extra, sizeof extra, "(%.1f× its p50 of %.0f µs)", tail, disk_p50);
+    row = (bench_compare_t) { .mode = "p99.9 with a data dir", .unit = "µs", .beanstalkd = NAN,
+                              .emq = disk_p999, .ratio = tail, .beanstalkd_text = "—",
+                              .emq_extra = extra, .ratio_text = "—", .target = "≤ 10× p50" };
+    row.met = s_met (tail, 10, false);
+    bench_compare_row (&row);
+
+    char exec_ratio[64];
+    double to_limit = exec_jps / limit;
+    snprintf (target, sizeof target, "≥ 0.8× the spawn+exec+wait limit (%.0f/s)", limit);
+    if (isfinite (to_limit))
+        snprintf (exec_ratio, sizeof exec_ratio, "— (%.2f× the limit)", to_limit);
+    else
+        snprintf (exec_ratio, sizeof exec_ratio, "—");
+    row = (bench_compare_t) { .mode = "exec /bin/true jobs", .unit = "jobs/s",
+                              .beanstalkd = NAN, .emq = exec_jps, .ratio = to_limit,
+                              .beanstalkd_text = "—", .ratio_text = exec_ratio,
+                              .target = target };
+    row.met = s_met (to_limit, 0.8, true);
+    bench_compare_row (&row);
+
+    bench_compare_note ("Same run, tcp://127.0.0.1, 2 echo workers: ZeroMQ LB broker %.0f req/s, "
+                        "round trip p50 %.0f µs; pipelined zmq_proxy %.0f req/s.",
+                        zmq.lb_rps, zmq.lb_p50_us, zmq.proxy_rps);
+    bench_compare_note ("emq ÷ ZeroMQ LB broker: %.2f× in memory; ÷ proxy: %.3f×. "
+                        "beanstalkd's round trip p99 %.0f µs.",
+                        mem / zmq.lb_rps, mem / zmq.proxy_rps, bs.rtt_p99_us);
+    bench_compare_note ("spawn+exec+wait limit: %.0f/s before the exec jobs, %.0f/s after "
+                        "(2 threads posix_spawn /bin/true and wait).", limit_before,
+                        limit_after);
+    if (!bs.installed)
+        bench_compare_note ("beanstalkd is not installed: sudo apt-get install beanstalkd "
+                            "(or make deps), then run again.");
+}
