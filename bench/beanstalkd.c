@@ -21,7 +21,8 @@
     beanstalkd. A worker answers each job with one write ("delete ID" and
     the next "reserve").
 
-    Round trip, in memory: one job at a time. The producer puts a job and
+    Round trip, in memory (a driver, bench_rtt_t, that scenario 8 samples
+    in alternation with emq's and the LB broker's): one job at a time. The producer puts a job and
     asks for a reply ("reserve-with-timeout" on a reply tube it watches) in
     one write; a worker reserves the job, deletes it and puts a small reply
     into the reply tube, again in one write; the sample ends when the
@@ -804,78 +805,87 @@ done:
     return jps;
 }
 
-//  Round trip p50 (and *p99) in memory; NaN when it could not run.
-static double
-s_round_trip (const char *path, double *p99)
-{
-    const char *scenario = "8.beanstalkd-rtt";
-    double p50 = NAN;
-    s_server_t server = { 0 };
+//  The round-trip driver: a server in memory, its 2 replying workers, the
+//  producer.
+typedef struct {
+    s_server_t server;
     s_rig_t rig;
-    memset (&rig, 0, sizeof rig);
-    size_t max = (size_t) (10000 * bench.scale);
-    double *samples = calloc (max ? max : 1, sizeof *samples);
-    if (!samples || s_server_start (&server, path, "rtt")
-    ||  s_rig_start (&rig, &server, RT_TUBE, RT_REPLY_TUBE)) {
-        bench_line (scenario, "could not start (see logs in %s)", bench.dir);
-        goto done;
-    }
+} s_rtt_t;
+
+static void
+s_rtt_destroy (void **self_p)
+{
+    s_rtt_t *self = (s_rtt_t *) *self_p;
+    if (!self)
+        return;
+    s_rig_stop (&self->rig);
+    s_server_stop (&self->server);
+    free (self);
+    *self_p = NULL;
+}
+
+//  Put and "reserve-with-timeout" on the reply tube in one write; the
+//  sample ends when the reply is in. The reply is deleted after.
+static double
+s_rtt_sample (void *arg)
+{
+    s_rtt_t *self = (s_rtt_t *) arg;
+    s_conn_t *conn = self->rig.conn;
     char body[BODY_SIZE];
     memset (body, 'x', sizeof body);
-    size_t count = 0, warm_up = 200;
-    int64_t stop_at = bench_now_us () + (int64_t) (10e6 * bench.scale);
-    while (count < max && bench_now_us () < stop_at) {
-        int64_t t0 = bench_now_us (), deadline = t0 + 10000000;
-        if (s_conn_put (rig.conn, body, sizeof body)
-        ||  s_conn_printf (rig.conn, "reserve-with-timeout 10\r\n")
-        ||  s_conn_flush (rig.conn, deadline))
-            break;
-        char *line = s_conn_wait_line (rig.conn, deadline);
-        if (!line || strncmp (line, "INSERTED ", 9) != 0)
-            break;
-        line = s_conn_wait_line (rig.conn, deadline);
-        uint64_t id, bytes;
-        if (!line || s_parse_reserved (line, &id, &bytes)
-        ||  !s_conn_chunk (rig.conn, (size_t) bytes, deadline))
-            break;
-        int64_t t1 = bench_now_us ();
-        if (s_conn_printf (rig.conn, "delete %llu\r\n", (unsigned long long) id)
-        ||  s_conn_flush (rig.conn, deadline))
-            break;
-        line = s_conn_wait_line (rig.conn, deadline);
-        if (!line || strcmp (line, "DELETED") != 0)
-            break;
-        if (warm_up > 0)
-            warm_up--;
-        else
-            samples[count++] = (double) (t1 - t0);
+    int64_t t0 = bench_now_us (), deadline = t0 + 10000000;
+    if (s_conn_put (conn, body, sizeof body)
+    ||  s_conn_printf (conn, "reserve-with-timeout 10\r\n")
+    ||  s_conn_flush (conn, deadline))
+        return NAN;
+    char *line = s_conn_wait_line (conn, deadline), shown[64];
+    if (!line || strncmp (line, "INSERTED ", 9) != 0) {
+        fprintf (stderr, "emq-bench: beanstalkd: put answered %s\n",
+                 s_show (line, shown, sizeof shown));
+        return NAN;
     }
-    if (count == 0) {
-        bench_line (scenario, "no round trip completed (see logs in %s)", bench.dir);
-        goto done;
+    line = s_conn_wait_line (conn, deadline);
+    uint64_t id, bytes;
+    if (!line || s_parse_reserved (line, &id, &bytes)
+    ||  !s_conn_chunk (conn, (size_t) bytes, deadline)) {
+        fprintf (stderr, "emq-bench: beanstalkd: expected the reply, got %s\n",
+                 s_show (line, shown, sizeof shown));
+        return NAN;
     }
-    p50 = bench_quantile (samples, count, 0.50);
-    *p99 = bench_quantile (samples, count, 0.99);
-    double p999 = bench_quantile (samples, count, 0.999);
-    bench_figure (scenario, "samples", (double) count, NULL);
-    bench_figure (scenario, "p50", p50, "us");
-    bench_figure (scenario, "p99", *p99, "us");
-    bench_figure (scenario, "p99.9", p999, "us");
-    bench_line (scenario, "p50 %.0f  p99 %.0f  p99.9 %.0f us (%zu samples; put -> a worker "
-                "reserves, deletes, puts a reply -> reply reserved)", p50, *p99, p999, count);
-done:
-    free (samples);
-    s_rig_stop (&rig);
-    s_server_stop (&server);
-    return p50;
+    int64_t t1 = bench_now_us ();
+    if (s_conn_printf (conn, "delete %llu\r\n", (unsigned long long) id)
+    ||  s_conn_flush (conn, deadline))
+        return NAN;
+    line = s_conn_wait_line (conn, deadline);
+    if (!line || strcmp (line, "DELETED") != 0)
+        return NAN;
+    return (double) (t1 - t0);
+}
+
+int
+bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path)
+{
+    s_rtt_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return -1;
+    *rtt = (bench_rtt_t) { .name = "beanstalkd", .self = self, .sample = s_rtt_sample,
+                           .destroy = s_rtt_destroy };
+    if (s_server_start (&self->server, path, "rtt")
+    ||  s_rig_start (&self->rig, &self->server, RT_TUBE, RT_REPLY_TUBE)) {
+        fprintf (stderr, "emq-bench: beanstalkd round trip could not start (see logs in %s)\n",
+                 bench.dir);
+        bench_rtt_destroy (rtt);
+        return -1;
+    }
+    return 0;
 }
 
 void
 bench_beanstalkd (bench_beanstalkd_t *out)
 {
-    *out = (bench_beanstalkd_t) { false, NAN, NAN, NAN, NAN, NAN };
-    char path[PATH_MAX];
-    if (s_find (path, sizeof path)) {
+    *out = (bench_beanstalkd_t) { .mem_jps = NAN, .binlog_jps = NAN, .fsync_jps = NAN };
+    char *path = out->path;
+    if (s_find (path, sizeof out->path)) {
         bench_line ("8.beanstalkd", "beanstalkd not found (%s); its rows are skipped. "
                     "Install it with: sudo apt-get install beanstalkd",
                     getenv ("EMQ_BENCH_BEANSTALKD") ? "$EMQ_BENCH_BEANSTALKD is not executable"
@@ -887,5 +897,4 @@ bench_beanstalkd (bench_beanstalkd_t *out)
     out->mem_jps = s_throughput (path, "mem", "in memory");
     out->binlog_jps = s_throughput (path, "binlog", "-b, fsync at most every 50 ms");
     out->fsync_jps = s_throughput (path, "fsync", "-b -f0, fsync on every write");
-    out->rtt_p50_us = s_round_trip (path, &out->rtt_p99_us);
 }

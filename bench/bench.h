@@ -166,6 +166,19 @@ int bench_write_plots (const char *dir);
 void bench_report_destroy (void);
 
 //  ---------------------------------------------------------------------
+//  Round-trip drivers (scenario 8): a running system that one job (or
+//  request) at a time goes through, so that several systems can be
+//  sampled in alternation and share whatever the machine does meanwhile.
+
+typedef struct {
+    const char *name;               // for lines and figures
+    void *self;                     // the driver's own state
+    double (*sample) (void *self);  // one round trip in µs, or NaN on failure
+    void (*destroy) (void **self_p);    // stops what the driver started
+} bench_rtt_t;
+//  Destroys rtt's driver (NULL self is fine).
+void bench_rtt_destroy (bench_rtt_t *rtt);
+
 //  Scenarios. Each returns its headline figure (NaN if it could not run).
 
 //  1. Baselines; children (`emq-bench --child ...`) are run by bench_child.
@@ -177,15 +190,16 @@ typedef struct {
 } bench_baseline_t;
 void bench_baseline (bench_baseline_t *out);
 //  The LB broker and the proxy again over tcp://127.0.0.1 (scenario 8):
-//  throughput, and the LB broker's round trip one request at a time
-//  (client -> broker -> worker -> broker -> client). NaN when not measured.
+//  throughput. NaN when not measured.
 typedef struct {
     double lb_rps;
-    double lb_p50_us;
-    double lb_p99_us;
     double proxy_rps;
 } bench_baseline_tcp_t;
 void bench_baseline_tcp (bench_baseline_tcp_t *out);
+//  Starts the LB broker and its 2 workers over tcp, connects a client:
+//  a round trip is client -> broker -> worker -> broker -> client.
+//  Returns 0 or -1 (nothing left running).
+int bench_lb_rtt_new (bench_rtt_t *rtt);
 //  Runs a baseline child role; returns the exit status.
 int bench_child (int argc, char **argv);
 
@@ -206,13 +220,21 @@ typedef struct {
     bool series;                    // record throughput over time
 } bench_e2e_opts_t;
 double bench_e2e_run (const bench_e2e_opts_t *opts);
-//  One job at a time, submit -> RESULT, on a fresh router (data_dir NULL:
-//  in memory, else with the router's default fsync) with one job manager
-//  of 2 workers; noop payloads of payload_size bytes. Reports the
-//  percentiles under `scenario`; returns p50 (µs) and sets *p999_us, NaN
-//  when it could not run.
-double bench_round_trip (const char *scenario, bool tcp, const char *data_dir,
-                         size_t payload_size, double *p999_us);
+//  Starts a router (data_dir NULL: in memory, else with the router's
+//  default fsync) with one job manager of 2 workers and a client: a round
+//  trip is one noop job of payload_size bytes, submit -> RESULT. Returns 0
+//  or -1 (nothing left running).
+int bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir,
+                       size_t payload_size);
+//  Takes up to 10,000 × scale round trips (20 s × scale at most) after 200
+//  of warm-up and reports their percentiles under `scenario` (extra ends
+//  the line); returns p50 (µs) and sets *p999_us, NaN when none completed.
+double bench_rtt_run (const char *scenario, bench_rtt_t *rtt, const char *extra,
+                      double *p999_us);
+//  Prints and records the percentiles of samples (µs; sorted in place)
+//  under scenario; returns p50.
+double bench_latency_report (const char *scenario, double *samples, size_t count,
+                             const char *extra);
 //  3. Latency (p50 is returned; both p50s in *idle_p50/*load_p50).
 void bench_latency (const bench_baseline_t *base, double e2e_jps);
 //  4. Router alone with simulated job managers.
@@ -225,13 +247,17 @@ void bench_fanout (void);
 //  processes (bench/beanstalkd.c). Figures are NaN when not measured.
 typedef struct {
     bool installed;                 // found in PATH or $EMQ_BENCH_BEANSTALKD
+    char path[1024];                // where
     double mem_jps;                 // no -b
     double binlog_jps;              // -b DIR (fsync at most every 50 ms)
     double fsync_jps;               // -b DIR -f0 (fsync on every write)
-    double rtt_p50_us;              // put -> reply reserved, in memory
-    double rtt_p99_us;
 } bench_beanstalkd_t;
 void bench_beanstalkd (bench_beanstalkd_t *out);
+//  Starts beanstalkd at path in memory with 2 replying workers and a
+//  producer: a round trip is put -> a worker reserves, deletes and puts a
+//  reply -> the producer has reserved the reply. Returns 0 or -1 (nothing
+//  left running).
+int bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path);
 //  Runs a beanstalkd worker child (`--child beanstalkd-worker ...`).
 int bench_beanstalkd_child (int argc, char **argv);
 //  8. emq against beanstalkd over tcp loopback: runs both sides, the

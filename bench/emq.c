@@ -279,80 +279,63 @@ s_sequential (emq_client_t *client, const void *payload, size_t size, double *sa
     return count;
 }
 
-//  Prints and records one latency line; returns p50.
-static double
-s_latency_report (const char *scenario, double *samples, size_t count, const char *extra)
+//  The emq round-trip driver.
+typedef struct {
+    bench_router_t router;
+    pid_t jm;
+    emq_client_t *client;
+    void *payload;
+    size_t size;
+} s_rtt_t;
+
+static void
+s_rtt_destroy (void **self_p)
 {
-    double p50 = bench_quantile (samples, count, 0.50);
-    double p90 = bench_quantile (samples, count, 0.90);
-    double p99 = bench_quantile (samples, count, 0.99);
-    double p999 = bench_quantile (samples, count, 0.999);
-    double max = count ? samples[count - 1] : NAN;
-    bench_figure (scenario, "samples", (double) count, NULL);
-    bench_figure (scenario, "p50", p50, "us");
-    bench_figure (scenario, "p90", p90, "us");
-    bench_figure (scenario, "p99", p99, "us");
-    bench_figure (scenario, "p99.9", p999, "us");
-    bench_figure (scenario, "max", max, "us");
-    bench_line (scenario, "p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f us (%zu samples)%s",
-                p50, p99, p999, max, count, extra);
-    double qs[] = { 0.5, 0.9, 0.99, 0.999, 0.9999 };
-    double xs[6], ys[6];
-    for (size_t i = 0; i < 5; i++) {
-        xs[i] = qs[i];
-        ys[i] = bench_quantile (samples, count, qs[i]);
-    }
-    xs[5] = 0.99999;
-    ys[5] = max;
-    char series[64];
-    snprintf (series, sizeof series, "%s-latency", scenario);
-    bench_series (series, xs, ys, 6);
-    return p50;
+    s_rtt_t *self = (s_rtt_t *) *self_p;
+    if (!self)
+        return;
+    free (self->payload);
+    emq_client_destroy (&self->client);
+    bench_stop (self->jm, 5000);
+    bench_router_stop (&self->router);
+    free (self);
+    *self_p = NULL;
 }
 
-double
-bench_round_trip (const char *scenario, bool tcp, const char *data_dir, size_t payload_size,
-                  double *p999_us)
+static double
+s_rtt_sample (void *arg)
 {
-    double p50 = NAN;
-    *p999_us = NAN;
-    bench_router_t router;
+    s_rtt_t *self = (s_rtt_t *) arg;
+    double sample;
+    return s_sequential (self->client, self->payload, self->size, &sample, 1, 10000000) == 1
+         ? sample : NAN;
+}
+
+int
+bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir, size_t payload_size)
+{
+    s_rtt_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return -1;
     char name[64];
     snprintf (name, sizeof name, "rtt-%s%s", data_dir ? "disk" : "mem", tcp ? "-tcp" : "");
-    if (bench_router_start_at (&router, name, tcp, data_dir, NULL)) {
-        bench_line (scenario, "could not start the router");
-        return NAN;
+    *rtt = (bench_rtt_t) { .name = "emq", .self = self, .sample = s_rtt_sample,
+                           .destroy = s_rtt_destroy };
+    if (bench_router_start_at (&self->router, name, tcp, data_dir, NULL)) {
+        bench_rtt_destroy (rtt);
+        return -1;
     }
-    pid_t jm = bench_jm_start (&router, "rtt", 2, false);
-    emq_client_t *client = s_client (&router);
-    void *payload = NULL;
-    size_t size = 0;
-    size_t max = (size_t) (10000 * bench.scale);
-    double *samples = calloc (max ? max : 1, sizeof *samples);
-    if (jm < 0 || !client || !samples || bench_noop_payload (payload_size, &payload, &size)
-    ||  bench_wait_slots (&router, 1, 2, 20000)) {
-        bench_line (scenario, "could not start (see logs in %s)", bench.dir);
-        goto done;
+    self->jm = bench_jm_start (&self->router, "rtt", 2, false);
+    self->client = s_client (&self->router);
+    if (self->jm < 0 || !self->client
+    ||  bench_noop_payload (payload_size, &self->payload, &self->size)
+    ||  bench_wait_slots (&self->router, 1, 2, 20000)) {
+        fprintf (stderr, "emq-bench: emq round trip could not start (see logs in %s)\n",
+                 bench.dir);
+        bench_rtt_destroy (rtt);
+        return -1;
     }
-    s_sequential (client, payload, size, samples, 200, 5000000);
-    size_t count = s_sequential (client, payload, size, samples, max,
-                                 (int64_t) (20e6 * bench.scale));
-    if (count == 0) {
-        bench_line (scenario, "no round trip completed");
-        goto done;
-    }
-    char extra[128];
-    snprintf (extra, sizeof extra, "; %zu-byte noop over %s, %s", size, tcp ? "tcp" : "ipc",
-              data_dir ? "--data-dir (fsync everysec)" : "in memory");
-    p50 = s_latency_report (scenario, samples, count, extra);
-    *p999_us = bench_quantile (samples, count, 0.999);
-done:
-    free (samples);
-    free (payload);
-    emq_client_destroy (&client);
-    bench_stop (jm, 5000);
-    bench_router_stop (&router);
-    return p50;
+    return 0;
 }
 
 void
@@ -379,7 +362,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
 
     int64_t cap_us = (int64_t) (20e6 * bench.scale);
     size_t count = s_sequential (client, payload, size, samples, max, cap_us);
-    double p50 = s_latency_report ("3.latency-idle", samples, count, "");
+    double p50 = bench_latency_report ("3.latency-idle", samples, count, "");
     double p999 = bench_quantile (samples, count, 0.999);
     double ratio_direct = p50 / base->direct_p50_us;
     double tail = p999 / p50;
@@ -406,7 +389,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
                   load.rate, achieved);
         bench_figure ("3.latency-load", "background_rate_asked", load.rate, "jobs_per_s");
         bench_figure ("3.latency-load", "background_rate_done", achieved, "jobs_per_s");
-        double p50_load = s_latency_report ("3.latency-load", samples, count, extra);
+        double p50_load = bench_latency_report ("3.latency-load", samples, count, extra);
         double tail_load = bench_quantile (samples, count, 0.999) / p50_load;
         bench_figure ("3.latency-load", "p999_over_p50", tail_load, NULL);
         bench_line ("3.latency-load", "p50 = %.2f x idle p50; p99.9 = %.1f x its p50",

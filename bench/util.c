@@ -506,6 +506,77 @@ bench_noop_payload (size_t size, void **out, size_t *out_size)
 }
 
 //  ---------------------------------------------------------------------
+//  Round trips
+
+void
+bench_rtt_destroy (bench_rtt_t *rtt)
+{
+    if (rtt->destroy)
+        rtt->destroy (&rtt->self);
+    rtt->self = NULL;
+}
+
+double
+bench_rtt_run (const char *scenario, bench_rtt_t *rtt, const char *extra, double *p999_us)
+{
+    *p999_us = NAN;
+    size_t max = (size_t) (10000 * bench.scale);
+    double *samples = calloc (max ? max : 1, sizeof *samples);
+    if (!samples)
+        return NAN;
+    for (int i = 0; i < 200; i++)
+        if (!isfinite (rtt->sample (rtt->self)))
+            break;
+    size_t count = 0;
+    int64_t stop_at = bench_now_us () + (int64_t) (20e6 * bench.scale);
+    while (count < max && bench_now_us () < stop_at) {
+        double sample = rtt->sample (rtt->self);
+        if (!isfinite (sample))
+            break;
+        samples[count++] = sample;
+    }
+    double p50 = NAN;
+    if (count) {
+        p50 = bench_latency_report (scenario, samples, count, extra);
+        *p999_us = bench_quantile (samples, count, 0.999);
+    }
+    else
+        bench_line (scenario, "no round trip completed (see logs in %s)", bench.dir);
+    free (samples);
+    return p50;
+}
+
+double
+bench_latency_report (const char *scenario, double *samples, size_t count, const char *extra)
+{
+    double p50 = bench_quantile (samples, count, 0.50);
+    double p90 = bench_quantile (samples, count, 0.90);
+    double p99 = bench_quantile (samples, count, 0.99);
+    double p999 = bench_quantile (samples, count, 0.999);
+    double max = count ? samples[count - 1] : NAN;
+    bench_figure (scenario, "samples", (double) count, NULL);
+    bench_figure (scenario, "p50", p50, "us");
+    bench_figure (scenario, "p90", p90, "us");
+    bench_figure (scenario, "p99", p99, "us");
+    bench_figure (scenario, "p99.9", p999, "us");
+    bench_figure (scenario, "max", max, "us");
+    bench_line (scenario, "p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f us (%zu samples)%s",
+                p50, p99, p999, max, count, extra);
+    double qs[] = { 0.5, 0.9, 0.99, 0.999, 0.9999 };
+    double xs[6], ys[6];
+    for (size_t i = 0; i < 5; i++) {
+        xs[i] = qs[i];
+        ys[i] = bench_quantile (samples, count, qs[i]);
+    }
+    xs[5] = 0.99999;
+    ys[5] = max;
+    char series[64];
+    snprintf (series, sizeof series, "%s-latency", scenario);
+    bench_series (series, xs, ys, 6);
+    return p50;
+}
+
+//  ---------------------------------------------------------------------
 //  Report
 
 static json_t *s_scenarios;         // name -> {figures..., "line": text, "notes": []}
