@@ -442,7 +442,7 @@ bench_baseline_tcp (bench_baseline_tcp_t *out)
 {
     *out = (bench_baseline_tcp_t) { NAN, NAN };
     double lb_cpu = NAN, proxy_cpu = NAN;
-    out->lb_rps = s_broker_run ("lb", true, 3, &lb_cpu);
+    out->lb_rps = s_broker_run ("lb", true, 2, &lb_cpu);
     bench_figure ("8.baseline-lb-tcp", "throughput", out->lb_rps, "req_per_s");
     bench_figure ("8.baseline-lb-tcp", "broker_cpu_per_req", lb_cpu, "us");
     bench_line ("8.baseline-lb-tcp", "%.0f req/s (LB broker over tcp, 2 workers, %d in "

@@ -778,7 +778,7 @@ s_throughput (const char *path, const char *mode, const char *what)
     int64_t cpu_server = bench_cpu_us (server.pid);
     int64_t cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]);
     int64_t cpu_producer = bench_cpu_us (getpid ());
-    if (s_pipeline (&rig, total, (int64_t) (5e6 * bench.scale), &run))
+    if (s_pipeline (&rig, total, (int64_t) (4e6 * bench.scale), &run))
         goto done;
     cpu_server = bench_cpu_us (server.pid) - cpu_server;
     cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]) - cpu_workers;

@@ -192,7 +192,7 @@ bench_compare (void)
     snprintf (dirs[2], sizeof dirs[2], "%s/data-tcp-rtt", bench.dir);
     bench_e2e_opts_t opts = { .scenario = "8.emq-tcp-mem", .tcp = true,
                               .payload_size = PAYLOAD_SIZE,
-                              .cap_us = (int64_t) (6e6 * bench.scale) };
+                              .cap_us = (int64_t) (5e6 * bench.scale) };
     double mem = bench_e2e_run (&opts);
     opts.scenario = "8.emq-tcp-everysec";
     opts.data_dir = dirs[0];
