@@ -555,25 +555,32 @@ s_server_stop (s_server_t *server)
     server->pid = 0;
 }
 
-//  Starts beanstalkd at path in `mode` ("mem", "binlog", "fsync") and waits
-//  until it answers stats with its own pid (so the port is really ours).
-//  Up to 3 tries with other ports. Returns 0 or -1.
+//  How a server keeps its jobs.
+typedef enum {
+    S_IN_MEMORY,                // no -b
+    S_BINLOG,                   // -b DIR: fsync at most every 50 ms
+    S_BINLOG_FSYNC              // -b DIR -f0: fsync on every write
+} s_mode_t;
+
+//  Starts beanstalkd at path in `mode`, named `name` (its dir and log),
+//  and waits until it answers stats with its own pid (so the port is
+//  really ours). Up to 3 tries with other ports. Returns 0 or -1.
 static int
-s_server_start (s_server_t *server, const char *path, const char *mode)
+s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t mode)
 {
     memset (server, 0, sizeof *server);
-    snprintf (server->dir, sizeof server->dir, "%s/beanstalkd-%s-XXXXXX", bench.dir, mode);
+    snprintf (server->dir, sizeof server->dir, "%s/beanstalkd-%s-XXXXXX", bench.dir, name);
     if (!mkdtemp (server->dir)) {
         fprintf (stderr, "emq-bench: mkdtemp %s: %s\n", server->dir, strerror (errno));
         return -1;
     }
     char binlog[1300];
     snprintf (binlog, sizeof binlog, "%s/binlog", server->dir);
-    if (strcmp (mode, "mem") != 0 && mkdir (binlog, 0700)) {
+    if (mode != S_IN_MEMORY && mkdir (binlog, 0700)) {
         fprintf (stderr, "emq-bench: mkdir %s: %s\n", binlog, strerror (errno));
         return -1;
     }
-    snprintf (server->tag, sizeof server->tag, "beanstalkd-%s", mode);
+    snprintf (server->tag, sizeof server->tag, "beanstalkd-%s", name);
     for (int attempt = 0; attempt < 3; attempt++) {
         server->port = bench_free_port ();
         if (server->port < 0)
@@ -582,11 +589,11 @@ s_server_start (s_server_t *server, const char *path, const char *mode)
         snprintf (port, sizeof port, "%d", server->port);
         const char *args[10] = { "-l", "127.0.0.1", "-p", port };
         size_t argc = 4;
-        if (strcmp (mode, "mem") != 0) {
+        if (mode != S_IN_MEMORY) {
             args[argc++] = "-b";
             args[argc++] = binlog;
         }
-        if (strcmp (mode, "fsync") == 0)
+        if (mode == S_BINLOG_FSYNC)
             args[argc++] = "-f0";
         args[argc] = NULL;
         server->pid = bench_spawn_path (server->tag, path, args);
@@ -759,15 +766,15 @@ s_pipeline (s_rig_t *rig, long total, int64_t cap_us, s_run_t *run)
 
 //  Throughput of one mode; NaN when it could not run.
 static double
-s_throughput (const char *path, const char *mode, const char *what)
+s_throughput (const char *path, const char *name, s_mode_t mode, const char *what)
 {
     char scenario[64];
-    snprintf (scenario, sizeof scenario, "8.beanstalkd-%s", mode);
+    snprintf (scenario, sizeof scenario, "8.beanstalkd-%s", name);
     double jps = NAN;
     s_server_t server = { 0 };
     s_rig_t rig;
     memset (&rig, 0, sizeof rig);
-    if (s_server_start (&server, path, mode) || s_rig_start (&rig, &server, TUBE, NULL)) {
+    if (s_server_start (&server, path, name, mode) || s_rig_start (&rig, &server, TUBE, NULL)) {
         bench_line (scenario, "could not start (see logs in %s)", bench.dir);
         goto done;
     }
@@ -870,7 +877,7 @@ bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path)
         return -1;
     *rtt = (bench_rtt_t) { .name = "beanstalkd", .self = self, .sample = s_rtt_sample,
                            .destroy = s_rtt_destroy };
-    if (s_server_start (&self->server, path, "rtt")
+    if (s_server_start (&self->server, path, "rtt", S_IN_MEMORY)
     ||  s_rig_start (&self->rig, &self->server, RT_TUBE, RT_REPLY_TUBE)) {
         fprintf (stderr, "emq-bench: beanstalkd round trip could not start (see logs in %s)\n",
                  bench.dir);
@@ -894,7 +901,8 @@ bench_beanstalkd (bench_beanstalkd_t *out)
         return;
     }
     out->installed = true;
-    out->mem_jps = s_throughput (path, "mem", "in memory");
-    out->binlog_jps = s_throughput (path, "binlog", "-b, fsync at most every 50 ms");
-    out->fsync_jps = s_throughput (path, "fsync", "-b -f0, fsync on every write");
+    out->mem_jps = s_throughput (path, "mem", S_IN_MEMORY, "in memory");
+    out->binlog_jps = s_throughput (path, "binlog", S_BINLOG, "-b, fsync at most every 50 ms");
+    out->fsync_jps = s_throughput (path, "fsync", S_BINLOG_FSYNC,
+                                   "-b -f0, fsync on every write");
 }
