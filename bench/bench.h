@@ -217,7 +217,10 @@ typedef struct {
     bool exec;                      // `exec /bin/true` jobs instead of noop
     long total;                     // jobs (0: 300,000 × scale)
     int64_t cap_us;                 // stop submitting after (0: 8 s × scale)
-    bool series;                    // record throughput over time
+    bool series;                    // record throughput over time (one slice only)
+    int slices;                     // run in this many timed slices (0, 1: one) ...
+    void (*between) (void *arg);    // ... calling this before each and after the last
+    void *between_arg;
 } bench_e2e_opts_t;
 double bench_e2e_run (const bench_e2e_opts_t *opts);
 //  Starts a router (data_dir NULL: in memory, else with the router's

@@ -9,8 +9,8 @@
     tcp; the round trips in memory of beanstalkd, emq and the LB broker,
     sampled in alternation; emq's round trip with a data dir (its p99.9);
     then `exec /bin/true` jobs next to the limit this
-    machine puts on them, measured just before and just after: 2 threads
-    of this process each posix_spawn /bin/true and wait for it, over and
+    machine puts on them, measured in slices between theirs: 2 threads of
+    this process each posix_spawn /bin/true and wait for it, over and
     over.
 
     Nothing here starts a process of its own but the spawn loop's
@@ -33,8 +33,7 @@ extern char **environ;
 #define SPAWNERS 2              // as many as the job manager has workers
 
 typedef struct {
-    long max;                   // spawns to do at most
-    int64_t stop_at_us;         // ... and none started after this
+    int64_t stop_at_us;         // no spawn started after this
     long done;                  // spawned, exited 0 and reaped
     int error;                  // errno of a failure, or 0
 } s_spawner_t;
@@ -44,7 +43,7 @@ s_spawner (void *arg)
 {
     s_spawner_t *self = (s_spawner_t *) arg;
     char *const argv[] = { (char *) "/bin/true", NULL };
-    while (self->done < self->max && bench_now_us () < self->stop_at_us) {
+    while (bench_now_us () < self->stop_at_us) {
         pid_t pid;
         int rc = posix_spawn (&pid, "/bin/true", NULL, NULL, argv, environ);
         if (rc) {
@@ -66,40 +65,43 @@ s_spawner (void *arg)
     return NULL;
 }
 
-//  The spawn + exec + wait limit: /bin/true runs per second with SPAWNERS
-//  in parallel, for up to 2 s × scale. NaN when it could not run.
-static double
-s_spawn_limit (const char *scenario)
+//  The spawn + exec + wait limit, measured in slices between those of
+//  the exec jobs: what all slices spawned over the time they took.
+typedef struct {
+    long done;
+    int64_t elapsed_us;
+    int slices;
+    int error;
+} s_limit_t;
+
+//  One slice: SPAWNERS threads spawn /bin/true and wait, for SPAWN_SLICE_US
+//  × scale (a bench_e2e_opts_t `between` callback).
+#define SPAWN_SLICE_US 400000
+
+static void
+s_limit_slice (void *arg)
 {
+    s_limit_t *limit = (s_limit_t *) arg;
     s_spawner_t spawners[SPAWNERS];
     pthread_t threads[SPAWNERS];
     int started = 0;
     int64_t start = bench_now_us ();
     for (int i = 0; i < SPAWNERS; i++) {
-        spawners[i] = (s_spawner_t) { .max = (long) (5000 * bench.scale),
-                                      .stop_at_us = start + (int64_t) (2e6 * bench.scale) };
+        spawners[i] = (s_spawner_t) { .stop_at_us = start
+                                                  + (int64_t) (SPAWN_SLICE_US * bench.scale) };
         if (pthread_create (&threads[i], NULL, s_spawner, &spawners[i]) == 0)
             started++;
     }
-    long done = 0;
-    int error = 0;
     for (int i = 0; i < started; i++) {
         pthread_join (threads[i], NULL);
-        done += spawners[i].done;
+        limit->done += spawners[i].done;
         if (spawners[i].error)
-            error = spawners[i].error;
+            limit->error = spawners[i].error;
     }
-    int64_t elapsed = bench_now_us () - start;
-    double rate = started == SPAWNERS && !error && done > 0 ? done * 1e6 / (double) elapsed
-                                                            : NAN;
-    bench_figure (scenario, "spawns", (double) done, NULL);
-    bench_figure (scenario, "rate", rate, "per_s");
-    if (error)
-        bench_line (scenario, "posix_spawn /bin/true failed: %s", strerror (error));
-    else
-        bench_line (scenario, "%.0f /bin/true per second (posix_spawn + waitpid, %d in "
-                    "parallel, %ld runs in %.2f s)", rate, SPAWNERS, done, elapsed / 1e6);
-    return rate;
+    if (started < SPAWNERS && !limit->error)
+        limit->error = EAGAIN;
+    limit->elapsed_us += bench_now_us () - start;
+    limit->slices++;
 }
 
 //  Round trips, in memory, of beanstalkd, emq and the ZeroMQ LB broker
@@ -221,16 +223,27 @@ bench_compare (void)
     double tail = disk_p999 / disk_p50;
     bench_figure ("8.rtt-emq-disk", "p999_over_p50", tail, NULL);
 
-    //  The limit is measured before and after the exec jobs and averaged,
-    //  so that a change in what else runs on the machine weighs on both.
-    double limit_before = s_spawn_limit ("8.spawn-limit-before");
+    //  The exec jobs run in slices with a slice of the spawn limit before
+    //  each and after the last, so that what else the machine does (on
+    //  this shared machine the spawn rate swings several times over within
+    //  seconds) weighs on both alike.
+    s_limit_t spawns = { 0 };
     bench_e2e_opts_t exec = { .scenario = "8.emq-exec", .tcp = true, .exec = true,
                               .total = (long) (10000 * bench.scale),
-                              .cap_us = (int64_t) (5e6 * bench.scale) };
+                              .cap_us = (int64_t) (5e6 * bench.scale), .slices = 5,
+                              .between = s_limit_slice, .between_arg = &spawns };
     double exec_jps = bench_e2e_run (&exec);
-    double limit_after = s_spawn_limit ("8.spawn-limit-after");
-    double limit = (limit_before + limit_after) / 2;
+    double limit = spawns.done > 0 && !spawns.error
+                 ? spawns.done * 1e6 / (double) spawns.elapsed_us : NAN;
+    bench_figure ("8.spawn-limit", "spawns", (double) spawns.done, NULL);
     bench_figure ("8.spawn-limit", "rate", limit, "per_s");
+    if (spawns.error)
+        bench_line ("8.spawn-limit", "posix_spawn /bin/true failed: %s",
+                    strerror (spawns.error));
+    else
+        bench_line ("8.spawn-limit", "%.0f /bin/true per second (posix_spawn + waitpid, %d in "
+                    "parallel, %ld runs in %.2f s, %d slices between the exec jobs)",
+                    limit, SPAWNERS, spawns.done, spawns.elapsed_us / 1e6, spawns.slices);
 
     //  The table.
     const char *absent = bs.installed ? NULL : "not installed";
@@ -292,9 +305,6 @@ bench_compare (void)
     bench_compare_note ("emq in memory ÷ ZeroMQ LB broker: %.2f×; ÷ proxy: %.3f×. "
                         "Round trips sampled in alternation; beanstalkd's p99 %.0f µs.",
                         mem / zmq.lb_rps, mem / zmq.proxy_rps, bs_p99);
-    bench_compare_note ("spawn+exec+wait limit: %.0f/s before the exec jobs, %.0f/s after "
-                        "(2 threads posix_spawn /bin/true and wait).", limit_before,
-                        limit_after);
     if (!bs.installed)
         bench_compare_note ("beanstalkd is not installed: sudo apt-get install beanstalkd "
                             "(or make deps), then run again.");

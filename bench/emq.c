@@ -153,19 +153,41 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     s_run_t run;
     s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true, NULL,
            NULL, &run);
-    double *series_y = o->series ? calloc (SERIES_MAX, sizeof (double)) : NULL;
+    int slices = o->slices > 1 ? o->slices : 1;
+    double *series_y = o->series && slices == 1 ? calloc (SERIES_MAX, sizeof (double)) : NULL;
     size_t series_n = 0;
     long total = o->total ? o->total : (long) (300000 * bench.scale);
     int64_t cap_us = o->cap_us ? o->cap_us : (int64_t) (8e6 * bench.scale);
-    int64_t cpu_router = bench_cpu_us (router.pid), cpu_jm = bench_cpu_us (jm);
-    int64_t cpu_client = bench_cpu_us (getpid ());
-    int64_t busy0 = bench_machine_busy_us ();
-    s_run (client, payload, size, total, bench.inflight, cap_us, true, series_y, &series_n,
-           &run);
-    cpu_router = bench_cpu_us (router.pid) - cpu_router;
-    cpu_jm = bench_cpu_us (jm) - cpu_jm;
-    cpu_client = bench_cpu_us (getpid ()) - cpu_client;
-    double busy = (double) (bench_machine_busy_us () - busy0) * 100
+    //  In slices, each is timed (and its CPU counted) on its own, and
+    //  o->between runs before each, untimed; then once more after the last.
+    int64_t cpu_router = 0, cpu_jm = 0, cpu_client = 0, busy_us = 0, elapsed_us = 0;
+    long results = 0, failed = 0;
+    bool stalled = false;
+    for (int slice = 0; slice < slices && !stalled; slice++) {
+        if (o->between)
+            o->between (o->between_arg);
+        int64_t router0 = bench_cpu_us (router.pid), jm0 = bench_cpu_us (jm);
+        int64_t client0 = bench_cpu_us (getpid ());
+        int64_t busy0 = bench_machine_busy_us ();
+        s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices, true,
+               series_y, &series_n, &run);
+        cpu_router += bench_cpu_us (router.pid) - router0;
+        cpu_jm += bench_cpu_us (jm) - jm0;
+        cpu_client += bench_cpu_us (getpid ()) - client0;
+        busy_us += bench_machine_busy_us () - busy0;
+        elapsed_us += run.elapsed_us;
+        results += run.results;
+        failed += run.failed + run.errors;
+        stalled = run.stalled;
+    }
+    if (o->between && slices > 1)
+        o->between (o->between_arg);
+    run.results = results;
+    run.elapsed_us = elapsed_us;
+    run.stalled = stalled;
+    run.failed = failed;
+    run.errors = 0;
+    double busy = (double) busy_us * 100
                 / ((double) run.elapsed_us * (double) sysconf (_SC_NPROCESSORS_ONLN));
     long jobs = run.results;
     if (jobs > 0 && !run.stalled)
@@ -181,12 +203,15 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     bench_figure (scenario, "machine_busy", busy, "percent");
     bench_figure (scenario, "failed", (double) (run.failed + run.errors), NULL);
     bench_figure (scenario, "payload", (double) size, "bytes");
-    bench_line (scenario, "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s over %s, %d in "
+    char sliced[32] = "";
+    if (slices > 1)
+        snprintf (sliced, sizeof sliced, " in %d slices", slices);
+    bench_line (scenario, "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s%s over %s, %d in "
                 "flight, %ld failed); CPU/job: router %.1f us, jm %.1f us, client %.1f us; "
                 "all CPUs %.0f %% busy%s",
                 jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
-                o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors, router_us,
-                jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
+                sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
+                router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
