@@ -42,6 +42,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -518,7 +519,8 @@ bench_beanstalkd_child (int argc, char **argv)
 //  The server
 
 typedef struct {
-    pid_t pid;
+    pid_t pid;                  // our child: beanstalkd, or its wrapper
+    pid_t server_pid;           // beanstalkd itself (its stats say), or 0
     int port;
     char dir[1200];             // this mode's own temp dir
     char tag[64];               // its log: bench.dir/<tag>.log
@@ -548,11 +550,40 @@ s_find (char *path, size_t size)
     return -1;
 }
 
+//  The parent of pid (/proc/<pid>/stat), or -1.
+static pid_t
+s_parent_of (pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf[n] = 0;
+    //  After the command name (which may hold spaces): state, then ppid.
+    char *p = strrchr (buf, ')');
+    int ppid;
+    if (!p || sscanf (p + 2, "%*c %d", &ppid) != 1)
+        return -1;
+    return (pid_t) ppid;
+}
+
 static void
 s_server_stop (s_server_t *server)
 {
     bench_stop (server->pid, 3000);
-    server->pid = 0;
+    //  A wrapper (strace -f, perf) may leave beanstalkd running: not our
+    //  child, so it cannot be reaped here, only signalled until it is gone.
+    if (server->server_pid > 0 && server->server_pid != server->pid
+    &&  kill (server->server_pid, SIGTERM) == 0) {
+        int64_t deadline = bench_now_us () + 3000000;
+        while (kill (server->server_pid, 0) == 0 && bench_now_us () < deadline)
+            bench_sleep_ms (10);
+        kill (server->server_pid, SIGKILL);
+    }
+    server->pid = server->server_pid = 0;
 }
 
 //  How a server keeps its jobs.
@@ -610,8 +641,12 @@ s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t
             uint64_t pid = 0;
             int rc = conn ? s_stat (conn, "stats", "pid", &pid, bench_now_us () + 2000000) : -1;
             s_conn_destroy (&conn);
-            if (rc == 0 && pid == (uint64_t) server->pid)
+            //  Ours, or the child of our wrapper (EMQ_BENCH_WRAP_BEANSTALKD_*).
+            if (rc == 0 && (pid == (uint64_t) server->pid
+                            || s_parent_of ((pid_t) pid) == server->pid)) {
+                server->server_pid = (pid_t) pid;
                 return 0;
+            }
             bench_sleep_ms (20);
         }
         if (server->pid > 0) {
@@ -782,12 +817,12 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     if (s_pipeline (&rig, 2000, 10000000, &run))
         goto done;
     long total = (long) (300000 * bench.scale);
-    int64_t cpu_server = bench_cpu_us (server.pid);
+    int64_t cpu_server = bench_cpu_us (server.server_pid);
     int64_t cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]);
     int64_t cpu_producer = bench_cpu_us (getpid ());
     if (s_pipeline (&rig, total, (int64_t) (4e6 * bench.scale), &run))
         goto done;
-    cpu_server = bench_cpu_us (server.pid) - cpu_server;
+    cpu_server = bench_cpu_us (server.server_pid) - cpu_server;
     cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]) - cpu_workers;
     cpu_producer = bench_cpu_us (getpid ()) - cpu_producer;
     long jobs = run.deleted;
