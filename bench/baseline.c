@@ -16,7 +16,9 @@
     - direct: the client and one worker (ROUTER) talk directly, one message
       at a time: the round trip emq's latency is compared to.
 
-    The children do nothing else and end on SIGTERM.
+    Scenario 8 runs lb and proxy again over tcp://127.0.0.1, as emq and
+    beanstalkd are measured there, and samples a round trip through the lb
+    broker, one request at a time (bench_lb_rtt_new). The children do nothing else and end on SIGTERM.
 */
 #include "bench.h"
 
@@ -190,6 +192,8 @@ bench_child (int argc, char **argv)
         return s_worker (argv[1], false);
     if (argc >= 2 && strcmp (argv[0], "direct") == 0)
         return s_direct (argv[1]);
+    if (argc >= 1 && strcmp (argv[0], "beanstalkd-worker") == 0)
+        return bench_beanstalkd_child (argc, argv);
     fprintf (stderr, "emq-bench: unknown child role\n");
     return 2;
 }
@@ -232,54 +236,141 @@ s_pipeline (void *sock, long total, int inflight, int64_t cap_us, int64_t *elaps
     return received;
 }
 
-//  Runs broker `role` with 2 workers; returns requests/s (NaN on failure),
-//  and the broker's CPU per request in *cpu_us.
-static double
-s_broker_run (const char *kind, double *cpu_us)
+//  A broker child with its 2 workers, and a DEALER client connected to it.
+typedef struct {
+    pid_t broker;
+    pid_t workers[2];
+    void *ctx;
+    void *sock;
+} s_rig_t;
+
+static void
+s_rig_stop (s_rig_t *rig)
 {
+    if (rig->sock)
+        zmq_close (rig->sock);
+    if (rig->ctx)
+        zmq_ctx_term (rig->ctx);
+    bench_stop (rig->workers[0], 1000);
+    bench_stop (rig->workers[1], 1000);
+    bench_stop (rig->broker, 1000);
+    memset (rig, 0, sizeof *rig);
+}
+
+//  Starts broker `kind` (lb, proxy) with 2 workers on ipc, or on
+//  tcp://127.0.0.1, and connects the client. Returns 0, or -1 (what was
+//  started is stopped).
+static int
+s_rig_start (s_rig_t *rig, const char *kind, bool tcp)
+{
+    memset (rig, 0, sizeof *rig);
     char fe[1200], be[1200], broker_role[32], worker_role[32];
-    snprintf (fe, sizeof fe, "ipc://%s/%s-fe", bench.dir, kind);
-    snprintf (be, sizeof be, "ipc://%s/%s-be", bench.dir, kind);
+    if (tcp) {
+        snprintf (fe, sizeof fe, "tcp://127.0.0.1:%d", bench_free_port ());
+        snprintf (be, sizeof be, "tcp://127.0.0.1:%d", bench_free_port ());
+    }
+    else {
+        snprintf (fe, sizeof fe, "ipc://%s/%s-fe", bench.dir, kind);
+        snprintf (be, sizeof be, "ipc://%s/%s-be", bench.dir, kind);
+    }
     snprintf (broker_role, sizeof broker_role, "%s-broker", kind);
     snprintf (worker_role, sizeof worker_role, "%s-worker", kind);
     const char *broker_args[] = { "--child", broker_role, fe, be, NULL };
     const char *worker_args[] = { "--child", worker_role, be, NULL };
-    pid_t broker = bench_spawn_self ("baseline-broker", broker_args);
+    rig->broker = bench_spawn_self ("baseline-broker", broker_args);
     bench_sleep_ms (100);
-    pid_t workers[2] = { bench_spawn_self ("baseline-worker", worker_args),
-                         bench_spawn_self ("baseline-worker", worker_args) };
-    double rps = NAN;
-    void *ctx = zmq_ctx_new ();
-    void *sock = zmq_socket (ctx, ZMQ_DEALER);
-    int hwm = 100000, linger = 0;
-    zmq_setsockopt (sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (sock, ZMQ_LINGER, &linger, sizeof linger);
-    if (broker > 0 && workers[0] > 0 && workers[1] > 0 && zmq_connect (sock, fe) == 0) {
-        //  Both workers must be connected before timing (a DEALER only
-        //  round-robins over connected peers): warm up.
-        bench_sleep_ms (300);
-        int64_t elapsed;
-        s_pipeline (sock, 2000, bench.inflight, 5000000, &elapsed);
-        //  The pipelined proxy moves about a million a second; the LB broker
-        //  far fewer. Either stops after 5 s.
-        long total = (long) ((strcmp (kind, "proxy") == 0 ? 2000000 : 400000) * bench.scale);
-        int64_t cpu0 = bench_cpu_us (broker);
-        long done = s_pipeline (sock, total, bench.inflight,
-                                (int64_t) (5e6 * bench.scale), &elapsed);
-        int64_t cpu1 = bench_cpu_us (broker);
-        if (done > 0 && elapsed > 0) {
-            rps = done * 1e6 / (double) elapsed;
-            *cpu_us = (double) (cpu1 - cpu0) / (double) done;
-        }
-        bench_log ("%s: %ld requests in %.3f s", kind, done, elapsed / 1e6);
+    rig->workers[0] = bench_spawn_self ("baseline-worker", worker_args);
+    rig->workers[1] = bench_spawn_self ("baseline-worker", worker_args);
+    rig->ctx = zmq_ctx_new ();
+    rig->sock = rig->ctx ? zmq_socket (rig->ctx, ZMQ_DEALER) : NULL;
+    if (!rig->sock) {
+        s_rig_stop (rig);
+        return -1;
     }
-    zmq_close (sock);
-    zmq_ctx_term (ctx);
-    bench_stop (workers[0], 1000);
-    bench_stop (workers[1], 1000);
-    bench_stop (broker, 1000);
+    int hwm = 100000, linger = 0, timeout_ms = 5000;
+    zmq_setsockopt (rig->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (rig->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (rig->sock, ZMQ_LINGER, &linger, sizeof linger);
+    //  Bounds the round trips' blocking send and receive.
+    zmq_setsockopt (rig->sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_setsockopt (rig->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
+    if (rig->broker <= 0 || rig->workers[0] <= 0 || rig->workers[1] <= 0
+    ||  zmq_connect (rig->sock, fe)) {
+        s_rig_stop (rig);
+        return -1;
+    }
+    //  Both workers must be connected before timing (a DEALER only
+    //  round-robins over connected peers).
+    bench_sleep_ms (300);
+    return 0;
+}
+
+//  Runs broker `kind` with 2 workers on ipc, or tcp://127.0.0.1, for up to
+//  cap_s × scale; returns requests/s (NaN on failure), and the broker's
+//  CPU per request in *cpu_us.
+static double
+s_broker_run (const char *kind, bool tcp, double cap_s, double *cpu_us)
+{
+    double rps = NAN;
+    s_rig_t rig;
+    if (s_rig_start (&rig, kind, tcp))
+        return NAN;
+    //  Warm up.
+    int64_t elapsed;
+    s_pipeline (rig.sock, 2000, bench.inflight, 5000000, &elapsed);
+    //  The pipelined proxy moves about a million a second; the LB broker
+    //  far fewer. Either stops after cap_s.
+    long total = (long) ((strcmp (kind, "proxy") == 0 ? 2000000 : 400000) * bench.scale);
+    int64_t cpu0 = bench_cpu_us (rig.broker);
+    long done = s_pipeline (rig.sock, total, bench.inflight,
+                            (int64_t) (cap_s * 1e6 * bench.scale), &elapsed);
+    int64_t cpu1 = bench_cpu_us (rig.broker);
+    if (done > 0 && elapsed > 0) {
+        rps = done * 1e6 / (double) elapsed;
+        *cpu_us = (double) (cpu1 - cpu0) / (double) done;
+    }
+    bench_log ("%s: %ld requests in %.3f s", kind, done, elapsed / 1e6);
+    s_rig_stop (&rig);
     return rps;
+}
+
+//  The LB round-trip driver.
+static void
+s_lb_rtt_destroy (void **self_p)
+{
+    if (!*self_p)
+        return;
+    s_rig_stop ((s_rig_t *) *self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static double
+s_lb_rtt_sample (void *self)
+{
+    s_rig_t *rig = (s_rig_t *) self;
+    char body[BODY_SIZE], reply[BODY_SIZE];
+    memset (body, 'x', sizeof body);
+    int64_t t0 = bench_now_us ();
+    if (zmq_send (rig->sock, body, sizeof body, 0) < 0
+    ||  zmq_recv (rig->sock, reply, sizeof reply, 0) < 0)
+        return NAN;
+    return (double) (bench_now_us () - t0);
+}
+
+int
+bench_lb_rtt_new (bench_rtt_t *rtt)
+{
+    s_rig_t *rig = calloc (1, sizeof *rig);
+    if (!rig)
+        return -1;
+    if (s_rig_start (rig, "lb", true)) {
+        free (rig);
+        return -1;
+    }
+    *rtt = (bench_rtt_t) { .name = "ZeroMQ LB broker", .self = rig, .sample = s_lb_rtt_sample,
+                           .destroy = s_lb_rtt_destroy };
+    return 0;
 }
 
 //  One request at a time to a direct ROUTER worker; returns p50 (µs).
@@ -329,12 +420,12 @@ bench_baseline (bench_baseline_t *out)
 {
     out->broker_cpu_us = NAN;
     double proxy_cpu = NAN, direct_p99 = NAN;
-    out->lb_rps = s_broker_run ("lb", &out->broker_cpu_us);
+    out->lb_rps = s_broker_run ("lb", false, 5, &out->broker_cpu_us);
     bench_figure ("1.baseline-lb", "throughput", out->lb_rps, "req_per_s");
     bench_figure ("1.baseline-lb", "broker_cpu_per_req", out->broker_cpu_us, "us");
     bench_line ("1.baseline-lb", "%.0f req/s (LB broker, 2 workers, %d in flight); "
                 "broker CPU %.2f us/req", out->lb_rps, bench.inflight, out->broker_cpu_us);
-    out->proxy_rps = s_broker_run ("proxy", &proxy_cpu);
+    out->proxy_rps = s_broker_run ("proxy", false, 5, &proxy_cpu);
     bench_figure ("1.baseline-proxy", "throughput", out->proxy_rps, "req_per_s");
     bench_figure ("1.baseline-proxy", "broker_cpu_per_req", proxy_cpu, "us");
     bench_line ("1.baseline-proxy", "%.0f req/s (zmq_proxy ROUTER/DEALER, 2 workers, "
@@ -344,4 +435,21 @@ bench_baseline (bench_baseline_t *out)
     bench_figure ("1.direct", "p99", direct_p99, "us");
     bench_line ("1.direct", "round trip p50 %.1f us, p99 %.1f us (DEALER <-> ROUTER, "
                 "one at a time)", out->direct_p50_us, direct_p99);
+}
+
+void
+bench_baseline_tcp (bench_baseline_tcp_t *out)
+{
+    *out = (bench_baseline_tcp_t) { NAN, NAN };
+    double lb_cpu = NAN, proxy_cpu = NAN;
+    out->lb_rps = s_broker_run ("lb", true, 2, &lb_cpu);
+    bench_figure ("8.baseline-lb-tcp", "throughput", out->lb_rps, "req_per_s");
+    bench_figure ("8.baseline-lb-tcp", "broker_cpu_per_req", lb_cpu, "us");
+    bench_line ("8.baseline-lb-tcp", "%.0f req/s (LB broker over tcp, 2 workers, %d in "
+                "flight); broker CPU %.2f us/req", out->lb_rps, bench.inflight, lb_cpu);
+    out->proxy_rps = s_broker_run ("proxy", true, 2, &proxy_cpu);
+    bench_figure ("8.baseline-proxy-tcp", "throughput", out->proxy_rps, "req_per_s");
+    bench_figure ("8.baseline-proxy-tcp", "broker_cpu_per_req", proxy_cpu, "us");
+    bench_line ("8.baseline-proxy-tcp", "%.0f req/s (zmq_proxy over tcp, 2 workers, "
+                "pipelined); broker CPU %.2f us/req", out->proxy_rps, proxy_cpu);
 }

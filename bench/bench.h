@@ -1,15 +1,19 @@
-/*  bench — emq-bench, the benchmark suite behind `make bench` (issue 4).
+/*  bench — emq-bench, the benchmark suite behind `make bench` (issues 4
+    and 9).
 
-    One program runs seven scenarios against real emq-router and
+    One program runs eight scenarios against real emq-router and
     emq-jobmanager processes started from the build directory, next to
-    plain-ZeroMQ baselines measured in the same run, and reports figures,
-    ratios and whether each target was met. It never asserts: a missed
-    target is a line in the report, not a failure.
+    plain-ZeroMQ baselines and a real beanstalkd measured in the same run,
+    and reports figures, ratios and whether each target was met. It never
+    asserts: a missed target is a line in the report, not a failure.
 
     Modules: util (clock, statistics, child processes, /proc, the report),
     baseline (the ZeroMQ baselines and their child processes), emq (the
     scenarios that drive real emq processes), router_alone (simulated job
-    managers in-process), main (arguments, order of the scenarios, table).
+    managers in-process), beanstalkd (the peer: beanstalkd started in three
+    modes, our text-protocol client and its worker processes), compare
+    (scenario 8: emq against beanstalkd, the comparison table), main
+    (arguments, order of the scenarios, tables).
 */
 #ifndef EMQ_BENCH_H
 #define EMQ_BENCH_H
@@ -58,9 +62,16 @@ double bench_quantile (double *samples, size_t count, double q);
 //  front (e.g. "strace -c -f -o /tmp/s"), for profiling. Returns the pid,
 //  or -1.
 pid_t bench_spawn (const char *tag, const char *program, const char *const *args);
+//  Starts the program at path (absolute) with args, as bench_spawn does.
+//  Returns the pid, or -1.
+pid_t bench_spawn_path (const char *tag, const char *path, const char *const *args);
 //  Starts this program again with args (for baseline children). Returns
 //  the pid, or -1.
 pid_t bench_spawn_self (const char *tag, const char *const *args);
+//  A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
+//  closed: another process may take it before ours binds it, so starters
+//  retry). Returns the port, or -1.
+int bench_free_port (void);
 //  SIGTERM, then SIGKILL after grace_ms, then reaps. pid <= 0 is ignored.
 void bench_stop (pid_t pid, int grace_ms);
 //  Resident set size in KiB (VmRSS), or -1.
@@ -88,6 +99,10 @@ typedef struct {
 //  NULL: --in-memory. Returns 0 or -1.
 int bench_router_start (bench_router_t *router, const char *name, const char *data_dir,
                         const char *const *extra);
+//  The same, on tcp://127.0.0.1 free ports when tcp (up to 3 tries with
+//  other ports if the router exits at start), else on ipc.
+int bench_router_start_at (bench_router_t *router, const char *name, bool tcp,
+                           const char *data_dir, const char *const *extra);
 //  Stops it (DISCONNECT, then signals) and reaps it.
 void bench_router_stop (bench_router_t *router);
 //  Starts an emq-jobmanager for the router. Returns its pid, or -1.
@@ -118,6 +133,27 @@ void bench_line (const char *scenario, const char *format, ...)
 //  minimum, else a maximum. A NaN value is reported as "not measured".
 void bench_target (const char *scenario, const char *figure, double value,
                    double target, bool higher_is_better, const char *unit);
+//  A row of the emq-versus-beanstalkd table (scenario 8). Figures are NaN
+//  when not measured; the texts, when not NULL, are shown instead of the
+//  figure (e.g. "—" for a figure beanstalkd has no counterpart of).
+typedef struct {
+    const char *mode;               // the row's name
+    const char *unit;               // of both figures: "jobs/s", "µs"
+    double beanstalkd;
+    double emq;
+    double ratio;                   // emq ÷ beanstalkd, or ÷ the row's reference
+    const char *beanstalkd_text;
+    const char *emq_extra;          // appended to emq's figure, e.g. "(3× its p50)"
+    const char *ratio_text;
+    const char *target;             // in words
+    int met;                        // 1 met, 0 not met, -1 not measured
+} bench_compare_t;
+//  Records a row (copied: the texts are borrowed).
+void bench_compare_row (const bench_compare_t *row);
+//  Records a line printed under the table (and kept for the JSON).
+void bench_compare_note (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
+//  Prints the table and its notes; nothing if no row was recorded.
+void bench_print_compare (void);
 //  Adds a series (e.g. throughput over time) for --json and --plot.
 void bench_series (const char *name, const double *x, const double *y, size_t count);
 //  Prints the final table.
@@ -130,6 +166,19 @@ int bench_write_plots (const char *dir);
 void bench_report_destroy (void);
 
 //  ---------------------------------------------------------------------
+//  Round-trip drivers (scenario 8): a running system that one job (or
+//  request) at a time goes through, so that several systems can be
+//  sampled in alternation and share whatever the machine does meanwhile.
+
+typedef struct {
+    const char *name;               // for lines and figures
+    void *self;                     // the driver's own state
+    double (*sample) (void *self);  // one round trip in µs, or NaN on failure
+    void (*destroy) (void **self_p);    // stops what the driver started
+} bench_rtt_t;
+//  Destroys rtt's driver (NULL self is fine).
+void bench_rtt_destroy (bench_rtt_t *rtt);
+
 //  Scenarios. Each returns its headline figure (NaN if it could not run).
 
 //  1. Baselines; children (`emq-bench --child ...`) are run by bench_child.
@@ -140,12 +189,55 @@ typedef struct {
     double broker_cpu_us;       // LB broker CPU per request
 } bench_baseline_t;
 void bench_baseline (bench_baseline_t *out);
+//  The LB broker and the proxy again over tcp://127.0.0.1 (scenario 8):
+//  throughput. NaN when not measured.
+typedef struct {
+    double lb_rps;
+    double proxy_rps;
+} bench_baseline_tcp_t;
+void bench_baseline_tcp (bench_baseline_tcp_t *out);
+//  Starts the LB broker and its 2 workers over tcp, connects a client:
+//  a round trip is client -> broker -> worker -> broker -> client.
+//  Returns 0 or -1 (nothing left running).
+int bench_lb_rtt_new (bench_rtt_t *rtt);
 //  Runs a baseline child role; returns the exit status.
 int bench_child (int argc, char **argv);
 
 //  2./5. End to end no-op through libemq. data_dir NULL: in memory.
 double bench_e2e (const char *scenario, const char *data_dir, const char *fsync,
                   bool series);
+//  The same with every choice open (scenario 8: tcp, 64-byte payloads,
+//  exec /bin/true). Zero counts take the defaults of bench_e2e.
+typedef struct {
+    const char *scenario;
+    bool tcp;                       // tcp://127.0.0.1, else ipc
+    const char *data_dir;           // NULL: --in-memory
+    const char *fsync;              // with data_dir: always, everysec, off
+    size_t payload_size;            // noop payload of exactly this size (0: minimal)
+    bool exec;                      // `exec /bin/true` jobs instead of noop
+    long total;                     // jobs (0: 300,000 × scale)
+    int64_t cap_us;                 // stop submitting after (0: 8 s × scale)
+    bool series;                    // record throughput over time (one slice only)
+    int slices;                     // run in this many timed slices (0, 1: one) ...
+    void (*between) (void *arg);    // ... calling this before each and after the last
+    void *between_arg;
+} bench_e2e_opts_t;
+double bench_e2e_run (const bench_e2e_opts_t *opts);
+//  Starts a router (data_dir NULL: in memory, else with the router's
+//  default fsync) with one job manager of 2 workers and a client: a round
+//  trip is one noop job of payload_size bytes, submit -> RESULT. Returns 0
+//  or -1 (nothing left running).
+int bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir,
+                       size_t payload_size);
+//  Takes up to 10,000 × scale round trips (20 s × scale at most) after 200
+//  of warm-up and reports their percentiles under `scenario` (extra ends
+//  the line); returns p50 (µs) and sets *p999_us, NaN when none completed.
+double bench_rtt_run (const char *scenario, bench_rtt_t *rtt, const char *extra,
+                      double *p999_us);
+//  Prints and records the percentiles of samples (µs; sorted in place)
+//  under scenario; returns p50.
+double bench_latency_report (const char *scenario, double *samples, size_t count,
+                             const char *extra);
 //  3. Latency (p50 is returned; both p50s in *idle_p50/*load_p50).
 void bench_latency (const bench_baseline_t *base, double e2e_jps);
 //  4. Router alone with simulated job managers.
@@ -154,5 +246,25 @@ void bench_router_alone (void);
 void bench_memory (double e2e_jps, double durable_jps);
 //  7. Fan-out over 8 job managers.
 void bench_fanout (void);
+//  8. beanstalkd, the peer, in three modes with our client and 2 worker
+//  processes (bench/beanstalkd.c). Figures are NaN when not measured.
+typedef struct {
+    bool installed;                 // found in PATH or $EMQ_BENCH_BEANSTALKD
+    char path[1024];                // where
+    double mem_jps;                 // no -b
+    double binlog_jps;              // -b DIR (fsync at most every 50 ms)
+    double fsync_jps;               // -b DIR -f0 (fsync on every write)
+} bench_beanstalkd_t;
+void bench_beanstalkd (bench_beanstalkd_t *out);
+//  Starts beanstalkd at path in memory with 2 replying workers and a
+//  producer: a round trip is put -> a worker reserves, deletes and puts a
+//  reply -> the producer has reserved the reply. Returns 0 or -1 (nothing
+//  left running).
+int bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path);
+//  Runs a beanstalkd worker child (`--child beanstalkd-worker ...`).
+int bench_beanstalkd_child (int argc, char **argv);
+//  8. emq against beanstalkd over tcp loopback: runs both sides, the
+//  baselines over tcp and the spawn limit, and records the table.
+void bench_compare (void);
 
 #endif

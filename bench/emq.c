@@ -1,8 +1,10 @@
 /*  emq — the scenarios that drive real emq processes: end to end no-op
-    (2), latency (3), durable (5), memory (6) and fan-out (7).
+    (2), latency (3), durable (5), memory (6), fan-out (7), and the emq
+    side of scenario 8 (end to end and round trips over tcp).
 
     Each scenario starts its own emq-router and emq-jobmanager(s) from the
-    build directory on ipc:// endpoints in the benchmark's temp dir, drives
+    build directory on ipc:// endpoints in the benchmark's temp dir (tcp on
+    127.0.0.1 for scenario 8), drives
     them through libemq, reads the router's CPU and RSS from /proc, and
     stops every process it started before it returns.
 */
@@ -118,37 +120,74 @@ s_client (const bench_router_t *router)
 double
 bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool series)
 {
+    bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir, .fsync = fsync,
+                              .series = series };
+    return bench_e2e_run (&opts);
+}
+
+double
+bench_e2e_run (const bench_e2e_opts_t *o)
+{
+    const char *scenario = o->scenario;
     double jps = NAN;
     bench_router_t router;
-    const char *extra[] = { "--fsync", fsync, NULL };
+    const char *extra[] = { "--fsync", o->fsync ? o->fsync : "everysec", NULL };
     char name[64];
-    snprintf (name, sizeof name, "e2e-%s", data_dir ? fsync : "mem");
-    if (bench_router_start (&router, name, data_dir, data_dir ? extra : NULL))
+    snprintf (name, sizeof name, "e2e-%s%s%s", o->exec ? "exec-" : "",
+              o->data_dir ? extra[1] : "mem", o->tcp ? "-tcp" : "");
+    if (bench_router_start_at (&router, name, o->tcp, o->data_dir,
+                               o->data_dir ? extra : NULL))
         return NAN;
-    pid_t jm = bench_jm_start (&router, "e2e", 2, false);
+    pid_t jm = bench_jm_start (&router, "e2e", 2, o->exec);
     emq_client_t *client = s_client (&router);
     void *payload = NULL;
     size_t size = 0;
-    if (jm < 0 || !client || bench_noop_payload (0, &payload, &size)
-    ||  bench_wait_slots (&router, 1, 2, 20000)) {
+    const char *argv[] = { "/bin/true" };
+    int rc = o->exec ? emq_payload_exec (argv, 1, NULL, 0, NULL, 0, NULL, &payload, &size)
+                     : bench_noop_payload (o->payload_size, &payload, &size);
+    if (jm < 0 || !client || rc || bench_wait_slots (&router, 1, 2, 20000)) {
         bench_line (scenario, "could not start (see logs in %s)", bench.dir);
         goto done;
     }
     //  Warm up: workers have loaded the plugin, connections are up.
     s_run_t run;
-    s_run (client, payload, size, 2000, bench.inflight, 10000000, true, NULL, NULL, &run);
-    double *series_y = series ? calloc (SERIES_MAX, sizeof (double)) : NULL;
+    s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true, NULL,
+           NULL, &run);
+    int slices = o->slices > 1 ? o->slices : 1;
+    double *series_y = o->series && slices == 1 ? calloc (SERIES_MAX, sizeof (double)) : NULL;
     size_t series_n = 0;
-    long total = (long) (300000 * bench.scale);
-    int64_t cpu_router = bench_cpu_us (router.pid), cpu_jm = bench_cpu_us (jm);
-    int64_t cpu_client = bench_cpu_us (getpid ());
-    int64_t busy0 = bench_machine_busy_us ();
-    s_run (client, payload, size, total, bench.inflight, (int64_t) (8e6 * bench.scale),
-           true, series_y, &series_n, &run);
-    cpu_router = bench_cpu_us (router.pid) - cpu_router;
-    cpu_jm = bench_cpu_us (jm) - cpu_jm;
-    cpu_client = bench_cpu_us (getpid ()) - cpu_client;
-    double busy = (double) (bench_machine_busy_us () - busy0) * 100
+    long total = o->total ? o->total : (long) (300000 * bench.scale);
+    int64_t cap_us = o->cap_us ? o->cap_us : (int64_t) (8e6 * bench.scale);
+    //  In slices, each is timed (and its CPU counted) on its own, and
+    //  o->between runs before each, untimed; then once more after the last.
+    int64_t cpu_router = 0, cpu_jm = 0, cpu_client = 0, busy_us = 0, elapsed_us = 0;
+    long results = 0, failed = 0;
+    bool stalled = false;
+    for (int slice = 0; slice < slices && !stalled; slice++) {
+        if (o->between)
+            o->between (o->between_arg);
+        int64_t router0 = bench_cpu_us (router.pid), jm0 = bench_cpu_us (jm);
+        int64_t client0 = bench_cpu_us (getpid ());
+        int64_t busy0 = bench_machine_busy_us ();
+        s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices, true,
+               series_y, &series_n, &run);
+        cpu_router += bench_cpu_us (router.pid) - router0;
+        cpu_jm += bench_cpu_us (jm) - jm0;
+        cpu_client += bench_cpu_us (getpid ()) - client0;
+        busy_us += bench_machine_busy_us () - busy0;
+        elapsed_us += run.elapsed_us;
+        results += run.results;
+        failed += run.failed + run.errors;
+        stalled = run.stalled;
+    }
+    if (o->between && slices > 1)
+        o->between (o->between_arg);
+    run.results = results;
+    run.elapsed_us = elapsed_us;
+    run.stalled = stalled;
+    run.failed = failed;
+    run.errors = 0;
+    double busy = (double) busy_us * 100
                 / ((double) run.elapsed_us * (double) sysconf (_SC_NPROCESSORS_ONLN));
     long jobs = run.results;
     if (jobs > 0 && !run.stalled)
@@ -163,9 +202,15 @@ bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool s
     bench_figure (scenario, "client_cpu_per_job", client_us, "us");
     bench_figure (scenario, "machine_busy", busy, "percent");
     bench_figure (scenario, "failed", (double) (run.failed + run.errors), NULL);
-    bench_line (scenario, "%.0f jobs/s (%ld jobs in %.2f s, %d in flight, %ld failed); "
-                "CPU/job: router %.1f us, jm %.1f us, client %.1f us; all CPUs %.0f %% busy%s",
-                jps, jobs, run.elapsed_us / 1e6, bench.inflight, run.failed + run.errors,
+    bench_figure (scenario, "payload", (double) size, "bytes");
+    char sliced[32] = "";
+    if (slices > 1)
+        snprintf (sliced, sizeof sliced, " in %d slices", slices);
+    bench_line (scenario, "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s%s over %s, %d in "
+                "flight, %ld failed); CPU/job: router %.1f us, jm %.1f us, client %.1f us; "
+                "all CPUs %.0f %% busy%s",
+                jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
+                sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
                 router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
@@ -259,35 +304,63 @@ s_sequential (emq_client_t *client, const void *payload, size_t size, double *sa
     return count;
 }
 
-//  Prints and records one latency line; returns p50.
-static double
-s_latency_report (const char *scenario, double *samples, size_t count, const char *extra)
+//  The emq round-trip driver.
+typedef struct {
+    bench_router_t router;
+    pid_t jm;
+    emq_client_t *client;
+    void *payload;
+    size_t size;
+} s_rtt_t;
+
+static void
+s_rtt_destroy (void **self_p)
 {
-    double p50 = bench_quantile (samples, count, 0.50);
-    double p90 = bench_quantile (samples, count, 0.90);
-    double p99 = bench_quantile (samples, count, 0.99);
-    double p999 = bench_quantile (samples, count, 0.999);
-    double max = count ? samples[count - 1] : NAN;
-    bench_figure (scenario, "samples", (double) count, NULL);
-    bench_figure (scenario, "p50", p50, "us");
-    bench_figure (scenario, "p90", p90, "us");
-    bench_figure (scenario, "p99", p99, "us");
-    bench_figure (scenario, "p99.9", p999, "us");
-    bench_figure (scenario, "max", max, "us");
-    bench_line (scenario, "p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f us (%zu samples)%s",
-                p50, p99, p999, max, count, extra);
-    double qs[] = { 0.5, 0.9, 0.99, 0.999, 0.9999 };
-    double xs[6], ys[6];
-    for (size_t i = 0; i < 5; i++) {
-        xs[i] = qs[i];
-        ys[i] = bench_quantile (samples, count, qs[i]);
+    s_rtt_t *self = (s_rtt_t *) *self_p;
+    if (!self)
+        return;
+    free (self->payload);
+    emq_client_destroy (&self->client);
+    bench_stop (self->jm, 5000);
+    bench_router_stop (&self->router);
+    free (self);
+    *self_p = NULL;
+}
+
+static double
+s_rtt_sample (void *arg)
+{
+    s_rtt_t *self = (s_rtt_t *) arg;
+    double sample;
+    return s_sequential (self->client, self->payload, self->size, &sample, 1, 10000000) == 1
+         ? sample : NAN;
+}
+
+int
+bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir, size_t payload_size)
+{
+    s_rtt_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return -1;
+    char name[64];
+    snprintf (name, sizeof name, "rtt-%s%s", data_dir ? "disk" : "mem", tcp ? "-tcp" : "");
+    *rtt = (bench_rtt_t) { .name = "emq", .self = self, .sample = s_rtt_sample,
+                           .destroy = s_rtt_destroy };
+    if (bench_router_start_at (&self->router, name, tcp, data_dir, NULL)) {
+        bench_rtt_destroy (rtt);
+        return -1;
     }
-    xs[5] = 0.99999;
-    ys[5] = max;
-    char series[64];
-    snprintf (series, sizeof series, "%s-latency", scenario);
-    bench_series (series, xs, ys, 6);
-    return p50;
+    self->jm = bench_jm_start (&self->router, "rtt", 2, false);
+    self->client = s_client (&self->router);
+    if (self->jm < 0 || !self->client
+    ||  bench_noop_payload (payload_size, &self->payload, &self->size)
+    ||  bench_wait_slots (&self->router, 1, 2, 20000)) {
+        fprintf (stderr, "emq-bench: emq round trip could not start (see logs in %s)\n",
+                 bench.dir);
+        bench_rtt_destroy (rtt);
+        return -1;
+    }
+    return 0;
 }
 
 void
@@ -314,7 +387,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
 
     int64_t cap_us = (int64_t) (20e6 * bench.scale);
     size_t count = s_sequential (client, payload, size, samples, max, cap_us);
-    double p50 = s_latency_report ("3.latency-idle", samples, count, "");
+    double p50 = bench_latency_report ("3.latency-idle", samples, count, "");
     double p999 = bench_quantile (samples, count, 0.999);
     double ratio_direct = p50 / base->direct_p50_us;
     double tail = p999 / p50;
@@ -341,7 +414,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
                   load.rate, achieved);
         bench_figure ("3.latency-load", "background_rate_asked", load.rate, "jobs_per_s");
         bench_figure ("3.latency-load", "background_rate_done", achieved, "jobs_per_s");
-        double p50_load = s_latency_report ("3.latency-load", samples, count, extra);
+        double p50_load = bench_latency_report ("3.latency-load", samples, count, extra);
         double tail_load = bench_quantile (samples, count, 0.999) / p50_load;
         bench_figure ("3.latency-load", "p999_over_p50", tail_load, NULL);
         bench_line ("3.latency-load", "p50 = %.2f x idle p50; p99.9 = %.1f x its p50",

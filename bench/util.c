@@ -13,12 +13,14 @@
 #include <limits.h>
 #include <math.h>
 #include <msgpack.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -149,6 +151,12 @@ bench_spawn (const char *tag, const char *program, const char *const *args)
 }
 
 pid_t
+bench_spawn_path (const char *tag, const char *path, const char *const *args)
+{
+    return s_spawn (tag, path, args);
+}
+
+pid_t
 bench_spawn_self (const char *tag, const char *const *args)
 {
     char self[PATH_MAX];
@@ -221,6 +229,27 @@ bench_cpu_us (pid_t pid)
     return (int64_t) (utime + stime) * 1000000 / (ticks > 0 ? ticks : 100);
 }
 
+int
+bench_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf (stderr, "emq-bench: socket: %s\n", strerror (errno));
+        return -1;
+    }
+    struct sockaddr_in addr = { .sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t len = sizeof addr;
+    int port = -1;
+    if (bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
+    &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
+        port = ntohs (addr.sin_port);
+    else
+        fprintf (stderr, "emq-bench: bind 127.0.0.1:0: %s\n", strerror (errno));
+    close (fd);
+    return port;
+}
+
 int64_t
 bench_machine_busy_us (void)
 {
@@ -242,18 +271,31 @@ bench_machine_busy_us (void)
 //  ---------------------------------------------------------------------
 //  emq helpers
 
-int
-bench_router_start (bench_router_t *router, const char *name, const char *data_dir,
-                    const char *const *extra)
+//  One attempt at starting a router; 1 if it exited at start (a port taken
+//  between bench_free_port and its bind: try other ports), else 0 or -1.
+static int
+s_router_try (bench_router_t *router, const char *name, bool tcp, const char *data_dir,
+              const char *const *extra)
 {
     memset (router, 0, sizeof *router);
     char dir[1100];
     snprintf (dir, sizeof dir, "%s/%s", bench.dir, name);
     if (mkdir (dir, 0700) && errno != EEXIST)
         return -1;
-    snprintf (router->frontend, sizeof router->frontend, "ipc://%s/fe", dir);
-    snprintf (router->backend, sizeof router->backend, "ipc://%s/be", dir);
-    snprintf (router->admin, sizeof router->admin, "ipc://%s/ad", dir);
+    if (tcp) {
+        int ports[3];
+        for (int i = 0; i < 3; i++)
+            if ((ports[i] = bench_free_port ()) < 0)
+                return -1;
+        snprintf (router->frontend, sizeof router->frontend, "tcp://127.0.0.1:%d", ports[0]);
+        snprintf (router->backend, sizeof router->backend, "tcp://127.0.0.1:%d", ports[1]);
+        snprintf (router->admin, sizeof router->admin, "tcp://127.0.0.1:%d", ports[2]);
+    }
+    else {
+        snprintf (router->frontend, sizeof router->frontend, "ipc://%s/fe", dir);
+        snprintf (router->backend, sizeof router->backend, "ipc://%s/be", dir);
+        snprintf (router->admin, sizeof router->admin, "ipc://%s/ad", dir);
+    }
     if (data_dir)
         snprintf (router->data_dir, sizeof router->data_dir, "%s", data_dir);
     const char *args[48];
@@ -294,13 +336,30 @@ bench_router_start (bench_router_t *router, const char *name, const char *data_d
             fprintf (stderr, "emq-bench: emq-router exited at start (see %s/%s.log)\n",
                      bench.dir, tag);
             router->pid = 0;
-            return -1;
+            return 1;
         }
         bench_sleep_ms (50);
     }
     fprintf (stderr, "emq-bench: emq-router did not answer STATUS in 30 s\n");
     bench_router_stop (router);
     return -1;
+}
+
+int
+bench_router_start_at (bench_router_t *router, const char *name, bool tcp,
+                       const char *data_dir, const char *const *extra)
+{
+    int rc = s_router_try (router, name, tcp, data_dir, extra);
+    for (int attempt = 1; rc == 1 && tcp && attempt < 3; attempt++)
+        rc = s_router_try (router, name, tcp, data_dir, extra);
+    return rc == 0 ? 0 : -1;
+}
+
+int
+bench_router_start (bench_router_t *router, const char *name, const char *data_dir,
+                    const char *const *extra)
+{
+    return bench_router_start_at (router, name, false, data_dir, extra);
 }
 
 void
@@ -447,11 +506,84 @@ bench_noop_payload (size_t size, void **out, size_t *out_size)
 }
 
 //  ---------------------------------------------------------------------
+//  Round trips
+
+void
+bench_rtt_destroy (bench_rtt_t *rtt)
+{
+    if (rtt->destroy)
+        rtt->destroy (&rtt->self);
+    rtt->self = NULL;
+}
+
+double
+bench_rtt_run (const char *scenario, bench_rtt_t *rtt, const char *extra, double *p999_us)
+{
+    *p999_us = NAN;
+    size_t max = (size_t) (10000 * bench.scale);
+    double *samples = calloc (max ? max : 1, sizeof *samples);
+    if (!samples)
+        return NAN;
+    for (int i = 0; i < 200; i++)
+        if (!isfinite (rtt->sample (rtt->self)))
+            break;
+    size_t count = 0;
+    int64_t stop_at = bench_now_us () + (int64_t) (20e6 * bench.scale);
+    while (count < max && bench_now_us () < stop_at) {
+        double sample = rtt->sample (rtt->self);
+        if (!isfinite (sample))
+            break;
+        samples[count++] = sample;
+    }
+    double p50 = NAN;
+    if (count) {
+        p50 = bench_latency_report (scenario, samples, count, extra);
+        *p999_us = bench_quantile (samples, count, 0.999);
+    }
+    else
+        bench_line (scenario, "no round trip completed (see logs in %s)", bench.dir);
+    free (samples);
+    return p50;
+}
+
+double
+bench_latency_report (const char *scenario, double *samples, size_t count, const char *extra)
+{
+    double p50 = bench_quantile (samples, count, 0.50);
+    double p90 = bench_quantile (samples, count, 0.90);
+    double p99 = bench_quantile (samples, count, 0.99);
+    double p999 = bench_quantile (samples, count, 0.999);
+    double max = count ? samples[count - 1] : NAN;
+    bench_figure (scenario, "samples", (double) count, NULL);
+    bench_figure (scenario, "p50", p50, "us");
+    bench_figure (scenario, "p90", p90, "us");
+    bench_figure (scenario, "p99", p99, "us");
+    bench_figure (scenario, "p99.9", p999, "us");
+    bench_figure (scenario, "max", max, "us");
+    bench_line (scenario, "p50 %.0f  p99 %.0f  p99.9 %.0f  max %.0f us (%zu samples)%s",
+                p50, p99, p999, max, count, extra);
+    double qs[] = { 0.5, 0.9, 0.99, 0.999, 0.9999 };
+    double xs[6], ys[6];
+    for (size_t i = 0; i < 5; i++) {
+        xs[i] = qs[i];
+        ys[i] = bench_quantile (samples, count, qs[i]);
+    }
+    xs[5] = 0.99999;
+    ys[5] = max;
+    char series[64];
+    snprintf (series, sizeof series, "%s-latency", scenario);
+    bench_series (series, xs, ys, 6);
+    return p50;
+}
+
+//  ---------------------------------------------------------------------
 //  Report
 
 static json_t *s_scenarios;         // name -> {figures..., "line": text, "notes": []}
 static json_t *s_table;             // [{scenario, figure, value, target, met}]
 static json_t *s_series;            // name -> {"x": [], "y": []}
+static json_t *s_compare;           // [{mode, beanstalkd, emq, ratio, target, met, ...}]
+static json_t *s_compare_notes;     // [text]: lines under that table
 
 static json_t *
 s_scenario (const char *scenario)
@@ -563,6 +695,8 @@ s_num (double value, char *buf, size_t size)
 void
 bench_print_table (void)
 {
+    if (!s_table)
+        return;
     printf ("\n%-22s %-44s %12s %12s  %s\n", "scenario", "figure", "value", "target", "met");
     printf ("%-22s %-44s %12s %12s  %s\n", "--------", "------", "-----", "------", "---");
     size_t i;
@@ -584,6 +718,136 @@ bench_print_table (void)
                 json_string_value (json_object_get (row, "figure")), value, target,
                 json_is_null (met) ? "n/a" : json_is_true (met) ? "yes" : "NO");
     }
+    fflush (stdout);
+}
+
+//  A figure with its unit for a table cell, or `none` when not measured.
+static void
+s_cell (char *buf, size_t size, double value, const char *unit, const char *none)
+{
+    char num[32];
+    if (!isfinite (value))
+        snprintf (buf, size, "%s", none);
+    else
+        snprintf (buf, size, "%s %s", s_num (value, num, sizeof num), unit);
+}
+
+void
+bench_compare_row (const bench_compare_t *row)
+{
+    if (!s_compare)
+        s_compare = json_array ();
+    char beanstalkd[96], emq[160], ratio[96];
+    if (row->beanstalkd_text)
+        snprintf (beanstalkd, sizeof beanstalkd, "%s", row->beanstalkd_text);
+    else
+        s_cell (beanstalkd, sizeof beanstalkd, row->beanstalkd, row->unit, "not measured");
+    s_cell (emq, sizeof emq, row->emq, row->unit, "not measured");
+    if (row->emq_extra && isfinite (row->emq)) {
+        size_t len = strlen (emq);
+        snprintf (emq + len, sizeof emq - len, " %s", row->emq_extra);
+    }
+    if (row->ratio_text)
+        snprintf (ratio, sizeof ratio, "%s", row->ratio_text);
+    else
+    if (isfinite (row->ratio))
+        snprintf (ratio, sizeof ratio, "%.2f×", row->ratio);
+    else
+        snprintf (ratio, sizeof ratio, "n/a");
+    json_t *entry = json_object ();
+    json_object_set_new (entry, "mode", json_string (row->mode));
+    json_object_set_new (entry, "unit", json_string (row->unit));
+    json_object_set_new (entry, "beanstalkd",
+                         isfinite (row->beanstalkd) ? json_real (row->beanstalkd) : json_null ());
+    json_object_set_new (entry, "emq", isfinite (row->emq) ? json_real (row->emq) : json_null ());
+    json_object_set_new (entry, "ratio",
+                         isfinite (row->ratio) ? json_real (row->ratio) : json_null ());
+    json_object_set_new (entry, "target", json_string (row->target));
+    json_object_set_new (entry, "met", row->met < 0 ? json_null () : json_boolean (row->met));
+    json_object_set_new (entry, "beanstalkd_text", json_string (beanstalkd));
+    json_object_set_new (entry, "emq_text", json_string (emq));
+    json_object_set_new (entry, "ratio_text", json_string (ratio));
+    json_array_append_new (s_compare, entry);
+}
+
+void
+bench_compare_note (const char *format, ...)
+{
+    char text[1024];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (text, sizeof text, format, args);
+    va_end (args);
+    if (!s_compare_notes)
+        s_compare_notes = json_array ();
+    json_array_append_new (s_compare_notes, json_string (text));
+}
+
+//  Characters (not bytes) of UTF-8 text: what the terminal shows.
+static size_t
+s_width (const char *text)
+{
+    size_t width = 0;
+    for (const unsigned char *c = (const unsigned char *) text; *c; c++)
+        if ((*c & 0xC0) != 0x80)
+            width++;
+    return width;
+}
+
+void
+bench_print_compare (void)
+{
+    if (!s_compare)
+        return;
+    const char *heads[] = { "mode", "beanstalkd", "emq", "emq ÷ beanstalkd", "target",
+                            "met" };
+    const char *keys[] = { "mode", "beanstalkd_text", "emq_text", "ratio_text", "target",
+                           NULL };
+    size_t widths[6];
+    for (size_t col = 0; col < 6; col++)
+        widths[col] = s_width (heads[col]);
+    size_t i;
+    json_t *row;
+    json_array_foreach (s_compare, i, row)
+        for (size_t col = 0; col < 5; col++) {
+            size_t width = s_width (json_string_value (json_object_get (row, keys[col])));
+            if (width > widths[col])
+                widths[col] = width;
+        }
+    if (widths[5] < 12)
+        widths[5] = 12;
+    printf ("\n");
+    for (int line = -2; line < (int) json_array_size (s_compare); line++) {
+        printf ("|");
+        for (size_t col = 0; col < 6; col++) {
+            const char *text;
+            char dashes[256];
+            if (line == -2)
+                text = heads[col];
+            else
+            if (line == -1) {
+                size_t n = widths[col] < sizeof dashes - 1 ? widths[col] : sizeof dashes - 1;
+                memset (dashes, '-', n);
+                dashes[n] = 0;
+                text = dashes;
+            }
+            else {
+                row = json_array_get (s_compare, (size_t) line);
+                if (keys[col])
+                    text = json_string_value (json_object_get (row, keys[col]));
+                else {
+                    json_t *met = json_object_get (row, "met");
+                    text = json_is_null (met) ? "not measured"
+                         : json_is_true (met) ? "met" : "NOT MET";
+                }
+            }
+            printf (" %s%*s |", text, (int) (widths[col] - s_width (text)), "");
+        }
+        printf ("\n");
+    }
+    json_t *note;
+    json_array_foreach (s_compare_notes, i, note)
+        printf ("%s\n", json_string_value (note));
     fflush (stdout);
 }
 
@@ -625,6 +889,10 @@ bench_write_json (const char *path)
     json_object_set_new (root, "scenarios", s_scenarios ? json_incref (s_scenarios) : json_object ());
     json_object_set_new (root, "table", s_table ? json_incref (s_table) : json_array ());
     json_object_set_new (root, "series", s_series ? json_incref (s_series) : json_object ());
+    json_object_set_new (root, "comparison",
+                         s_compare ? json_incref (s_compare) : json_array ());
+    json_object_set_new (root, "comparison_notes",
+                         s_compare_notes ? json_incref (s_compare_notes) : json_array ());
     int rc = json_dump_file (root, path, JSON_INDENT (2) | JSON_SORT_KEYS);
     json_decref (root);
     if (rc)
@@ -688,5 +956,7 @@ bench_report_destroy (void)
     json_decref (s_scenarios);
     json_decref (s_table);
     json_decref (s_series);
-    s_scenarios = s_table = s_series = NULL;
+    json_decref (s_compare);
+    json_decref (s_compare_notes);
+    s_scenarios = s_table = s_series = s_compare = s_compare_notes = NULL;
 }

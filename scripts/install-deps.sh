@@ -19,6 +19,7 @@ packages=(
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
+    beanstalkd                      # make bench: the peer emq is measured against
 )
 
 missing=()
