@@ -426,16 +426,16 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
         const char *endpoint, char *err, size_t errlen)
 {
     while (true) {
-        char reason[256];
+        emqp_fault_t fault;
         emqp_msg_t *msg = NULL;
         s_settle (sock);
-        int rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
+        int rc = emqp_recv (sock, false, limits, &msg, NULL, &fault);
         if (rc > 0) {
             *msg_p = msg;
             return 0;
         }
         if (rc < 0)
-            log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
+            log_warning ("router %s: malformed message dropped: %s", endpoint, fault.text);
         else
         if (deadline >= 0 && s_remaining (deadline) == 0)
             return EMQ_ERR_TIMEOUT;

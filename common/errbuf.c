@@ -5,14 +5,20 @@
 #include <stdio.h>
 
 int
+errbuf_vset (char *err, size_t errlen, const char *format, va_list args)
+{
+    if (err && errlen)
+        vsnprintf (err, errlen, format, args);
+    return -1;
+}
+
+int
 errbuf_set (char *err, size_t errlen, const char *format, ...)
 {
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
+    va_list args;
+    va_start (args, format);
+    errbuf_vset (err, errlen, format, args);
+    va_end (args);
     return -1;
 }
 

@@ -7,6 +7,7 @@
 #ifndef EMQ_ERRBUF_H
 #define EMQ_ERRBUF_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -15,6 +16,9 @@
 //  why. Returns -1, so a failing function can `return errbuf_set (...)`.
 int errbuf_set (char *err, size_t errlen, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
+//  The same with a va_list, for functions that wrap it. Returns -1.
+int errbuf_vset (char *err, size_t errlen, const char *format, va_list args)
+    __attribute__ ((format (printf, 3, 0)));
 
 void errbuf_test (bool verbose);
 

@@ -150,6 +150,21 @@ payload_msgpack_check (const void *data, size_t size, int max_depth,
     return 0;
 }
 
+zframe_t *
+payload_pack_str (const void *data, size_t size)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    zframe_t *frame = NULL;
+    //  msgpack_sbuffer_write returns -1 when realloc fails.
+    if (msgpack_pack_str (&pk, size) == 0 && msgpack_pack_str_body (&pk, data, size) == 0)
+        frame = zframe_new (sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return frame;
+}
+
 //  --------------------------------------------------------------------------
 //  Decoding
 
@@ -795,5 +810,35 @@ payload_test (bool verbose)
     }
     msgpack_sbuffer_destroy (&sbuf);
     CHECK (s_streq (payload_kind_name (PAYLOAD_EXEC), "exec"));
+
+    //  payload_pack_str: text (EventMQ's JSON reply) as one msgpack str.
+    const char *reply = "{\"value\": 5}";
+    zframe_t *frame = payload_pack_str (reply, strlen (reply));
+    CHECK (frame != NULL);
+    if (frame) {
+        CHECK (payload_msgpack_check (zframe_data (frame), zframe_size (frame), 1,
+                                      err, sizeof err) == 0);
+        msgpack_unpacked unpacked;
+        msgpack_unpacked_init (&unpacked);
+        CHECK (msgpack_unpack_next (&unpacked, (const char *) zframe_data (frame),
+                                    zframe_size (frame), NULL) == MSGPACK_UNPACK_SUCCESS);
+        msgpack_object *object = &unpacked.data;
+        CHECK (object->type == MSGPACK_OBJECT_STR);
+        CHECK_MEMEQ (object->via.str.ptr, object->via.str.size, reply, strlen (reply));
+        msgpack_unpacked_destroy (&unpacked);
+        zframe_destroy (&frame);
+    }
+    //  Empty and long (str 32 header) texts, and bytes that are not UTF-8.
+    frame = payload_pack_str ("", 0);
+    CHECK (frame && zframe_size (frame) == 1 && zframe_data (frame)[0] == 0xa0);
+    zframe_destroy (&frame);
+    char *long_text = malloc (70000);
+    REQUIRE (long_text);
+    memset (long_text, 0xff, 70000);
+    frame = payload_pack_str (long_text, 70000);
+    CHECK (frame && zframe_size (frame) == 70005 && zframe_data (frame)[0] == 0xdb);
+    CHECK (frame && memcmp (zframe_data (frame) + 5, long_text, 70000) == 0);
+    zframe_destroy (&frame);
+    free (long_text);
     printf ("OK\n");
 }
