@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "numparse.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -144,33 +145,12 @@ cli_parse_seconds (const char *text, int *ms)
 }
 
 int
-cli_parse_uint (const char *text, uint64_t max, uint64_t *value)
-{
-    if (!text || !*text || strlen (text) > 20)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t digit = (uint64_t) (*p - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    if (v > max)
-        return -1;
-    *value = v;
-    return 0;
-}
-
-int
 cli_parse_duration (const char *text, uint32_t *seconds)
 {
     if (!text || !*text)
         return -1;
     size_t len = strlen (text);
     uint64_t unit = 1;
-    char digits[24];
     switch (text[len - 1]) {
         case 's': unit = 1; len--; break;
         case 'm': unit = 60; len--; break;
@@ -178,12 +158,8 @@ cli_parse_duration (const char *text, uint32_t *seconds)
         case 'd': unit = 86400; len--; break;
         default: break;
     }
-    if (len == 0 || len >= sizeof digits)
-        return -1;
-    memcpy (digits, text, len);
-    digits[len] = 0;
     uint64_t value;
-    if (cli_parse_uint (digits, UINT32_MAX, &value) || value > UINT32_MAX / unit)
+    if (numparse_uint_n (text, len, UINT32_MAX / unit, &value))
         return -1;
     *seconds = (uint32_t) (value * unit);
     return 0;

@@ -622,8 +622,8 @@ s_expected (const s_setting_t *setting, char *buf, size_t buflen)
     switch (setting->type) {
         case S_TYPE_INT:
             errbuf_set (buf, buflen, "an integer in %" PRId64 "..%" PRId64 "%s",
-                   setting->min, setting->max,
-                   setting->bytes ? " (bytes; k/M/G suffixes allowed)" : "");
+                        setting->min, setting->max,
+                        setting->bytes ? " (bytes; k/M/G suffixes allowed)" : "");
             break;
         case S_TYPE_SECONDS:
             errbuf_set (buf, buflen, "a number of seconds in %g..%g", setting->dmin, setting->dmax);
@@ -730,7 +730,7 @@ s_parse (const s_setting_t *setting, const char *text, const char *source,
             s_expected (setting, why, sizeof why);
         char shown[96];
         errbuf_set (err, errlen, "%s: %s = '%s': expected %s", source, setting->name,
-               s_shown (text, shown, sizeof shown), why);
+                    s_shown (text, shown, sizeof shown), why);
         s_value_clear (out);
     }
     return rc;
@@ -920,7 +920,7 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
         return 0;
     if (!split->part[1] || !split->part[2]) {
         errbuf_set (err, errlen, "%s: setup_path and setup_callable must be given together",
-               split->source);
+                    split->source);
         return -1;
     }
     int index = s_setting_index ("setup");
@@ -987,12 +987,12 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
     }
     if (reader.long_line && (line == 0 || reader.long_line < line)) {
         errbuf_set (err, errlen, "%s:%d: line too long (max %d characters)", path,
-               reader.long_line, INI_MAX_LINE - 2);
+                    reader.long_line, INI_MAX_LINE - 2);
         goto done;
     }
     if (line != 0) {
         errbuf_set (err, errlen, "%s:%d: syntax error (expected [section] or name = value)",
-               path, line);
+                    path, line);
         goto done;
     }
     const char *own = s_section_name (section);
@@ -1232,8 +1232,8 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     ||  (setting->check && setting->check (value, &canonical, why, sizeof why))) {
         char shown[96];
         errbuf_set (err, errlen, "command line: %s += '%s': expected %s", setting->name,
-               s_shown (value, shown, sizeof shown),
-               *why ? why : "one non-empty item without the list separator");
+                    s_shown (value, shown, sizeof shown),
+                    *why ? why : "one non-empty item without the list separator");
         return -1;
     }
     free (canonical);

@@ -13,6 +13,7 @@
 */
 #include "cron.h"
 #include "errbuf.h"
+#include "numparse.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -78,7 +79,7 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
             v = v * 10 + (*s++ - '0');
             if (v > 1000)
                 return errbuf_set (err, errlen, "field %d (%s): number too large", field + 1,
-                              s_fields[field].name);
+                                   s_fields[field].name);
         }
         *value = (int) v;
         *p = s;
@@ -107,16 +108,16 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
                     return 0;
                 }
         return errbuf_set (err, errlen, "field %d (%s): unknown name '%s'%s", field + 1,
-                      s_fields[field].name, word,
-                      field == F_MONTH ? " (expected jan..dec)"
-                      : field == F_DOW ? " (expected sun..sat)"
-                      : " (names are allowed in month and day of week only)");
+                           s_fields[field].name, word,
+                           field == F_MONTH ? " (expected jan..dec)"
+                           : field == F_DOW ? " (expected sun..sat)"
+                           : " (names are allowed in month and day of week only)");
     }
     if (*s == 0)
         return errbuf_set (err, errlen, "field %d (%s): a value is missing", field + 1,
-                      s_fields[field].name);
+                           s_fields[field].name);
     return errbuf_set (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
-                  s_fields[field].name, isprint ((unsigned char) *s) ? *s : '?');
+                       s_fields[field].name, isprint ((unsigned char) *s) ? *s : '?');
 }
 
 static int
@@ -124,7 +125,7 @@ s_check_range (s_field_t field, int value, char *err, size_t errlen)
 {
     if (value < s_fields[field].min || value > s_fields[field].max)
         return errbuf_set (err, errlen, "field %d (%s): %d is out of range %d..%d", field + 1,
-                      s_fields[field].name, value, s_fields[field].min, s_fields[field].max);
+                           s_fields[field].name, value, s_fields[field].min, s_fields[field].max);
     return 0;
 }
 
@@ -154,19 +155,19 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
                     return -1;
                 if (hi < lo)
                     return errbuf_set (err, errlen, "field %d (%s): range %d-%d is backwards",
-                                  field + 1, s_fields[field].name, lo, hi);
+                                       field + 1, s_fields[field].name, lo, hi);
             }
         }
         if (*p == '/') {
             p++;
             if (!isdigit ((unsigned char) *p))
                 return errbuf_set (err, errlen, "field %d (%s): a step must be a number",
-                              field + 1, s_fields[field].name);
+                                   field + 1, s_fields[field].name);
             if (s_value (field, &p, &step, err, errlen))
                 return -1;
             if (step < 1 || step > s_fields[field].max)
                 return errbuf_set (err, errlen, "field %d (%s): step %d is out of range 1..%d",
-                              field + 1, s_fields[field].name, step, s_fields[field].max);
+                                   field + 1, s_fields[field].name, step, s_fields[field].max);
             //  "5/15" means 5-max/15 (cronie and most crons).
             if (!star && hi == lo)
                 hi = s_fields[field].max;
@@ -180,7 +181,7 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
         if (*p == 0)
             return 0;
         return errbuf_set (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
-                      s_fields[field].name, isprint ((unsigned char) *p) ? *p : '?');
+                           s_fields[field].name, isprint ((unsigned char) *p) ? *p : '?');
     }
 }
 
@@ -217,7 +218,7 @@ cron_new (const char *expr, char *err, size_t errlen)
                 break;
         if (i == sizeof s_macros / sizeof s_macros[0]) {
             errbuf_set (err, errlen, "unknown macro '%s' (expected @yearly, @annually, @monthly, "
-                   "@weekly, @daily, @midnight, @hourly or @reboot)", text);
+                        "@weekly, @daily, @midnight, @hourly or @reboot)", text);
             free (self);
             return NULL;
         }
@@ -235,7 +236,7 @@ cron_new (const char *expr, char *err, size_t errlen)
     }
     if (count != F_COUNT) {
         errbuf_set (err, errlen, "expected 5 fields (minute hour day-of-month month day-of-week), "
-               "got %s%d", count > F_COUNT ? "more than " : "", count > F_COUNT ? 5 : count);
+                    "got %s%d", count > F_COUNT ? "more than " : "", count > F_COUNT ? 5 : count);
         free (self);
         return NULL;
     }
@@ -458,14 +459,13 @@ cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errle
 {
     if (!text || !*text)
         return errbuf_set (err, errlen, "empty interval (expected e.g. 30, 30s, 15m or 2h)");
-    int64_t value = 0;
-    const char *p = text;
-    for (; isdigit ((unsigned char) *p); p++) {
-        value = value * 10 + (*p - '0');
-        if (value > 10LL * 366 * 86400)
-            return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
-                          text);
-    }
+    const int64_t most_s = 10LL * 366 * 86400;
+    const char *p = text + strspn (text, "0123456789");
+    uint64_t number = 0;
+    if (p > text && numparse_uint_n (text, (size_t) (p - text), (uint64_t) most_s, &number))
+        return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
+                           text);
+    int64_t value = (int64_t) number;
     int64_t unit = 0;
     if (p == text)
         unit = 0;
@@ -480,11 +480,11 @@ cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errle
         unit = 3600;
     if (!unit)
         return errbuf_set (err, errlen, "interval '%.64s' is not whole seconds with an optional "
-                      "unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
+                           "unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
     value *= unit;
     if (value < 1)
         return errbuf_set (err, errlen, "interval '%.64s' must be at least 1 second", text);
-    if (value > 10LL * 366 * 86400)
+    if (value > most_s)
         return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)", text);
     *seconds = value;
     return 0;

@@ -70,7 +70,7 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
         case JSON_ARRAY: {
             if (depth >= JSON_DEPTH_MAX)
                 return errbuf_set (err, errlen, "JSON nested deeper than %d levels",
-                               JSON_DEPTH_MAX);
+                                   JSON_DEPTH_MAX);
             size_t n = json_array_size (value);
             if (msgpack_pack_array (pk, n))
                 return -1;
@@ -82,7 +82,7 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
         case JSON_OBJECT: {
             if (depth >= JSON_DEPTH_MAX)
                 return errbuf_set (err, errlen, "JSON nested deeper than %d levels",
-                               JSON_DEPTH_MAX);
+                                   JSON_DEPTH_MAX);
             if (msgpack_pack_map (pk, json_object_size (value)))
                 return -1;
             const char *key;
@@ -111,7 +111,7 @@ json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t
                                &error);
     if (!root)
         return errbuf_set (err, errlen, "invalid JSON at line %d, column %d: %s",
-                       error.line, error.column, error.text);
+                           error.line, error.column, error.text);
     size_t saved = sbuf->size;
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);

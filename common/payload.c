@@ -56,8 +56,8 @@ s_skip (s_walker_t *w, uint64_t n)
 {
     if ((uint64_t) (w->size - w->pos) < n)
         return errbuf_set (w->err, w->errlen,
-                       "msgpack truncated: %" PRIu64 " bytes claimed at byte %zu, %zu left",
-                       n, w->pos, w->size - w->pos);
+                           "msgpack truncated: %" PRIu64 " bytes claimed at byte %zu, %zu left",
+                           n, w->pos, w->size - w->pos);
     w->pos += (size_t) n;
     return 0;
 }
@@ -70,13 +70,13 @@ s_walk_items (s_walker_t *w, uint64_t count, int depth, const char *what)
 {
     if (depth > w->max_depth)
         return errbuf_set (w->err, w->errlen, "msgpack nested deeper than %d levels",
-                       w->max_depth);
+                           w->max_depth);
     //  Each item takes at least one byte: refuse impossible counts before
     //  anyone reserves memory for them.
     if (count > (uint64_t) (w->size - w->pos))
         return errbuf_set (w->err, w->errlen,
-                       "msgpack %s claims %" PRIu64 " items but only %zu bytes are left",
-                       what, count, w->size - w->pos);
+                           "msgpack %s claims %" PRIu64 " items but only %zu bytes are left",
+                           what, count, w->size - w->pos);
     for (uint64_t i = 0; i < count; i++)
         if (s_walk (w, depth))
             return -1;
@@ -129,7 +129,7 @@ s_walk (s_walker_t *w, int depth)
             return s_walk_items (w, 2 * n, depth + 1, "map");
         default:                                    // 0xc1: never used
             return errbuf_set (w->err, w->errlen, "msgpack has reserved type byte 0x%02x at byte %zu",
-                           b, w->pos - 1);
+                               b, w->pos - 1);
     }
 }
 
@@ -146,7 +146,7 @@ payload_msgpack_check (const void *data, size_t size, int max_depth,
         return -1;
     if (w.pos != size)
         return errbuf_set (err, errlen, "%zu unexpected bytes after the msgpack value",
-                       size - w.pos);
+                           size - w.pos);
     return 0;
 }
 
@@ -237,7 +237,7 @@ s_decode_run (payload_t *self, const msgpack_object *key, const msgpack_object *
             return -1;
         if (!s_library_name_ok (self->library))
             return errbuf_set (err, errlen,
-                           "payload: run: library must be a file name, not a path");
+                               "payload: run: library must be a file name, not a path");
         return 0;
     }
     if (s_key_is (key, "function"))
@@ -273,7 +273,7 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
             return errbuf_set (err, errlen, "payload: exec: argv is empty");
         if (argc > PAYLOAD_ARGC_MAX)
             return errbuf_set (err, errlen, "payload: exec: argv has %zu items, max %d",
-                           argc, PAYLOAD_ARGC_MAX);
+                               argc, PAYLOAD_ARGC_MAX);
         self->argv = calloc (argc + 1, sizeof (char *));
         if (!self->argv)
             return errbuf_set (err, errlen, "payload: out of memory");
@@ -318,7 +318,7 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
         size_t envc = val->via.map.size;
         if (envc > PAYLOAD_ENVC_MAX)
             return errbuf_set (err, errlen, "payload: exec: env has %zu items, max %d",
-                           envc, PAYLOAD_ENVC_MAX);
+                               envc, PAYLOAD_ENVC_MAX);
         if (envc == 0)
             return 0;
         self->env = calloc (envc + 1, sizeof (char *));
@@ -373,7 +373,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     int rc = msgpack_unpack_next (&unpacked, data, size, &offset);
     if (rc != MSGPACK_UNPACK_SUCCESS) {
         errbuf_set (err, errlen, "payload: msgpack cannot be unpacked (%s)",
-                rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "parse error");
+                    rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "parse error");
         goto fail;
     }
     const msgpack_object *root = &unpacked.data;
@@ -441,7 +441,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
            : s_decode_exec (self, key, val, err, errlen);
         if (rc == -2) {
             errbuf_set (err, errlen, "payload: unknown key '%s' in a %s payload", shown,
-                    payload_kind_name (self->kind));
+                        payload_kind_name (self->kind));
             goto fail;
         }
         if (rc)
@@ -450,7 +450,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     if (self->kind == PAYLOAD_RUN) {
         if (!self->library || !self->function) {
             errbuf_set (err, errlen, "payload: run: missing '%s'",
-                    self->library ? "function" : "library");
+                        self->library ? "function" : "library");
             goto fail;
         }
         if (!self->args) {

@@ -28,6 +28,7 @@
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
+#include "numparse.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -739,7 +740,8 @@ s_fire_lookup (scheduler_t *self, const char *msgid, int64_t *fire)
         return NULL;
     memcpy (name, msgid + 6, len);
     name[len] = 0;
-    *fire = strtoll (colon + 1, NULL, 10);
+    if (numparse_int (colon + 1, INT64_MIN, INT64_MAX, fire))
+        return NULL;
     return zhashx_lookup (self->scheds, name);
 }
 

@@ -4,6 +4,7 @@
     the runner, which kills and reaps everything left behind.
 */
 #include "harness.h"
+#include "numparse.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -414,12 +415,11 @@ h_children (pid_t pid, pid_t *out, size_t max)
         return 0;
     struct dirent *entry;
     while ((entry = readdir (dir)) && count < max) {
-        char *end;
-        long child = strtol (entry->d_name, &end, 10);
-        if (*end || child <= 0)
+        uint64_t child;
+        if (numparse_uint (entry->d_name, INT32_MAX, &child) || child == 0)
             continue;
         char path[64], buf[512];
-        snprintf (path, sizeof path, "/proc/%ld/stat", child);
+        snprintf (path, sizeof path, "/proc/%" PRIu64 "/stat", child);
         FILE *file = fopen (path, "r");
         if (!file)
             continue;
