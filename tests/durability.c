@@ -316,10 +316,10 @@ s_load_resubmit (s_load_t *load)
 static void
 s_load_run (s_load_t *load, size_t count, size_t window, int timeout_ms)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     size_t sent = 0;
     while (sent < count || load->inflight > 0) {
-        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu sent, %zu unACKed after %d ms", sent,
+        CHECK_MSG (clock_mono_ms () < deadline, "%zu of %zu sent, %zu unACKed after %d ms", sent,
                    count, load->inflight, h_ms (timeout_ms));
         s_load_drain_max (load, 0, 200);
         if (sent < count && load->inflight < window) {
@@ -381,7 +381,7 @@ static long long
 s_jm_requests (h_test_t *t, const char *const *names, long long at_least)
 {
     long long sum = 0;
-    int64_t deadline = h_now_ms () + h_ms (3000);
+    int64_t deadline = clock_mono_ms () + h_ms (3000);
     do {
         sum = 0;
         for (size_t i = 0; names[i]; i++) {
@@ -391,7 +391,7 @@ s_jm_requests (h_test_t *t, const char *const *names, long long at_least)
         if (sum >= at_least)
             break;
         h_nap ();
-    } while (h_now_ms () < deadline);
+    } while (clock_mono_ms () < deadline);
     return sum;
 }
 
@@ -420,16 +420,16 @@ test_router_kill9_rounds (h_test_t *t)
     s_report (t, "%d rounds of %d jobs (seed %u), fsync always, 2 job managers x 2 workers",
               rounds, per_round, seed);
 
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     const size_t window = 2000;
     for (int round = 0; round < rounds; round++) {
         int kill_at = per_round / 5 + (int) (random () % (per_round * 3 / 5 + 1));
         size_t acked0 = load.acked;
         int sent = 0;
         bool killed = false;
-        int64_t deadline = h_now_ms () + h_ms (60000);
+        int64_t deadline = clock_mono_ms () + h_ms (60000);
         while (!killed || sent < per_round || load.inflight > 0) {
-            CHECK_MSG (h_now_ms () < deadline, "round %d: %d sent, %zu unACKed, killed %d",
+            CHECK_MSG (clock_mono_ms () < deadline, "round %d: %d sent, %zu unACKed, killed %d",
                        round + 1, sent, load.inflight, killed);
             s_load_drain_max (&load, 0, 50);
             if (!killed && load.acked - acked0 >= (size_t) kill_at) {
@@ -446,10 +446,10 @@ test_router_kill9_rounds (h_test_t *t)
                 sqlite3_close (db);
                 char tag[32];
                 snprintf (tag, sizeof tag, "router-%d", round + 2);
-                int64_t restart = h_now_ms ();
+                int64_t restart = clock_mono_ms ();
                 router = h_router (t, tag, "--fsync", "always", "--queue-hwm", "1000000",
                                    NULL);
-                int64_t up_ms = h_now_ms () - restart;
+                int64_t up_ms = clock_mono_ms () - restart;
                 size_t again = s_load_resubmit (&load);
                 s_report (t, "round %d: kill -9 after %zu ACKs with %zu unACKed in flight "
                           "(%zu ACKs late), %lld queued and %lld running in the store; "
@@ -468,12 +468,12 @@ test_router_kill9_rounds (h_test_t *t)
             s_load_drain_max (&load, 50, 50);
         }
     }
-    int64_t submitted_ms = h_now_ms () - start;
+    int64_t submitted_ms = clock_mono_ms () - start;
 
     //  Wait until the router has ended every job it holds.
     sqlite3 *db = s_db_open (t, NULL);
     CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
-    int64_t drained_ms = h_now_ms () - start;
+    int64_t drained_ms = clock_mono_ms () - start;
     long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
     const char *jms[] = { "jma", "jmb", NULL };
     long long runs = s_jm_requests (t, jms, done);
@@ -521,8 +521,8 @@ test_jm_kill9_jobs_finish (h_test_t *t)
     //  jma's own stats name the jobs its workers run.
     bool on_a[JOBS] = { false };
     int running_on_a = 0;
-    int64_t deadline = h_now_ms () + h_ms (5000);
-    while (running_on_a < 3 && h_now_ms () < deadline) {
+    int64_t deadline = clock_mono_ms () + h_ms (5000);
+    while (running_on_a < 3 && clock_mono_ms () < deadline) {
         running_on_a = 0;
         for (int i = 0; i < JOBS; i++) {
             on_a[i] = h_jm_job_pid (t, "jma", msgids[i]) > 0;
@@ -533,7 +533,7 @@ test_jm_kill9_jobs_finish (h_test_t *t)
     }
     CHECK_INT (running_on_a, ==, 3);
 
-    int64_t killed = h_now_ms ();
+    int64_t killed = clock_mono_ms ();
     h_kill (t, jma, SIGKILL, true);
     CHECK (h_proc_wait (t, jma, 5000, NULL));
 
@@ -545,7 +545,7 @@ test_jm_kill9_jobs_finish (h_test_t *t)
         CHECK_MSG (rc == 0 && event.status == EMQ_JOB_OK, "job %d (%s): rc %d status %s", i,
                    msgids[i], rc, emq_job_status_name (event.status));
     }
-    int64_t finished_ms = h_now_ms () - killed;
+    int64_t finished_ms = clock_mono_ms () - killed;
     sqlite3 *db = s_db_open (t, NULL);
     sqlite3_stmt *stmt = NULL;
     CHECK (sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?", -1,
@@ -736,19 +736,19 @@ test_backlog_restart_order (h_test_t *t)
     s_load_t load;
     s_load_init (&load, t, client, (size_t) count + 10, "noop", NULL);
 
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     s_load_run (&load, (size_t) count, 5000, 120000);
-    int64_t submit_ms = h_now_ms () - start;
+    int64_t submit_ms = clock_mono_ms () - start;
     CHECK_INT (load.acked, ==, count);
     CHECK_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, count);
 
-    start = h_now_ms ();
+    start = clock_mono_ms ();
     kill (router, SIGTERM);
     s_exit_check (t, router, 20000, 0, "router (SIGTERM)");
-    int64_t stop_ms = h_now_ms () - start;
-    start = h_now_ms ();
+    int64_t stop_ms = clock_mono_ms () - start;
+    start = clock_mono_ms ();
     router = h_router (t, "router-2", "--queue-hwm", hwm, NULL);
-    int64_t restart_ms = h_now_ms () - start;
+    int64_t restart_ms = clock_mono_ms () - start;
     CHECK_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, count);
 
     //  The client's socket reconnects by itself; an ACK from the new router
@@ -757,14 +757,14 @@ test_backlog_restart_order (h_test_t *t)
     CHECK_WAIT ((s_load_drain (&load, 0), load.jobs[marker].acked), 10000);
 
     load.check_order = true;
-    start = h_now_ms ();
+    start = clock_mono_ms ();
     h_jm (t, "jm", DEFAULT_Q, 1, NULL);
-    int64_t deadline = h_now_ms () + h_ms (150000);
+    int64_t deadline = clock_mono_ms () + h_ms (150000);
     while (load.results < load.count) {
-        CHECK_MSG (h_now_ms () < deadline, "%zu of %zu results", load.results, load.count);
+        CHECK_MSG (clock_mono_ms () < deadline, "%zu of %zu results", load.results, load.count);
         s_load_drain (&load, 200);
     }
-    int64_t run_ms = h_now_ms () - start;
+    int64_t run_ms = clock_mono_ms () - start;
     s_report (t, "%d jobs: submitted and ACKed in %.2f s (%.0f/s), SIGTERM stop %.2f s, "
               "restart with the backlog %.2f s, run by 1 worker in order in %.2f s (%.0f/s)",
               count, submit_ms / 1000.0, count * 1000.0 / (submit_ms ? submit_ms : 1),
@@ -832,15 +832,15 @@ test_takeover (h_test_t *t)
 
     //  Jobs flow; B takes over mid-stream.
     s_load_run (&load, (size_t) jobs / 2, 500, 30000);
-    int64_t takeover = h_now_ms ();
+    int64_t takeover = clock_mono_ms ();
     pid_t b = h_router_ex (t, "router-b", admin_b, false, "--takeover", "--fsync", "always",
                            NULL);
     bool b_up = false, a_down = false;
     int probes = 0;
-    int64_t deadline = h_now_ms () + h_ms (20000), a_gone_ms = 0, b_up_ms = 0;
+    int64_t deadline = clock_mono_ms () + h_ms (20000), a_gone_ms = 0, b_up_ms = 0;
     size_t sent = 0;
     while (!b_up) {
-        CHECK_MSG (h_now_ms () < deadline, "router B not serving after %d ms (A down: %d)",
+        CHECK_MSG (clock_mono_ms () < deadline, "router B not serving after %d ms (A down: %d)",
                    h_ms (20000), a_down);
         //  A, B, A: if A still answers after B answered, both listened.
         bool a1 = s_answers (t, t->admin);
@@ -851,11 +851,11 @@ test_takeover (h_test_t *t)
                    bb);
         if (!a1 && !a_down) {
             a_down = true;
-            a_gone_ms = h_now_ms () - takeover;
+            a_gone_ms = clock_mono_ms () - takeover;
         }
         if (bb) {
             b_up = true;
-            b_up_ms = h_now_ms () - takeover;
+            b_up_ms = clock_mono_ms () - takeover;
         }
         //  Keep jobs coming while the handover happens (the client blocks
         //  while no router listens).
@@ -881,22 +881,22 @@ test_takeover (h_test_t *t)
 
     //  Standby: C waits while B holds the directory, starts once B dies.
     pid_t c = h_router_ex (t, "router-c", admin_c, false, "--standby", NULL);
-    int64_t standby_start = h_now_ms ();
-    while (h_now_ms () - standby_start < h_ms (2500)) {
+    int64_t standby_start = clock_mono_ms ();
+    while (clock_mono_ms () - standby_start < h_ms (2500)) {
         CHECK_MSG (h_pid_alive (c), "router C (--standby) exited while B holds the directory");
         CHECK_MSG (!s_answers (t, admin_c), "router C (--standby) answers while B serves");
         CHECK (s_answers (t, admin_b));
     }
-    int64_t killed = h_now_ms ();
+    int64_t killed = clock_mono_ms ();
     s_kill9 (t, b);
     CHECK_WAIT (s_answers (t, admin_c), 10000);
-    int64_t c_up_ms = h_now_ms () - killed;
+    int64_t c_up_ms = clock_mono_ms () - killed;
     //  C serves: the job manager and client reconnect, new jobs run.
     size_t before = load.count;
     s_load_run (&load, 50, 50, 30000);
-    int64_t run_deadline = h_now_ms () + h_ms (10000);
+    int64_t run_deadline = clock_mono_ms () + h_ms (10000);
     bool all = false;
-    while (!all && h_now_ms () < run_deadline) {
+    while (!all && clock_mono_ms () < run_deadline) {
         s_load_drain (&load, 100);
         all = true;
         for (size_t i = before; i < load.count; i++)
@@ -916,14 +916,14 @@ test_takeover (h_test_t *t)
 static void
 s_load_wait_results (s_load_t *load, int timeout_ms)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     while (true) {
         size_t missing = 0;
         for (size_t i = 0; i < load->count; i++)
             missing += load->jobs[i].acked && load->jobs[i].results == 0;
         if (missing == 0)
             return;
-        CHECK_MSG (h_now_ms () < deadline, "%zu ACKed jobs without a RESULT after %d ms",
+        CHECK_MSG (clock_mono_ms () < deadline, "%zu ACKed jobs without a RESULT after %d ms",
                    missing, h_ms (timeout_ms));
         s_load_drain (load, 200);
     }
@@ -973,9 +973,9 @@ test_disk_full (h_test_t *t)
     big[sizeof big - 1] = 0;
     s_load_init (&load, t, client, 2000, "echo", big);
     load.allow_storage_errors = true;
-    int64_t deadline = h_now_ms () + h_ms (30000);
+    int64_t deadline = clock_mono_ms () + h_ms (30000);
     while (load.storage_errors == 0) {
-        CHECK_MSG (h_now_ms () < deadline, "no ERROR STORAGE after %zu jobs of %zu bytes",
+        CHECK_MSG (clock_mono_ms () < deadline, "no ERROR STORAGE after %zu jobs of %zu bytes",
                    load.count, load.size);
         CHECK_MSG (h_pid_alive (router), "the router died filling the disk");
         s_load_run (&load, 1, 1, 10000);
@@ -1018,14 +1018,14 @@ test_disk_full (h_test_t *t)
         CHECK_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
                    strerror (errno));
     }
-    int64_t freed = h_now_ms ();
+    int64_t freed = clock_mono_ms ();
     size_t refused = load.storage_errors;
     load.allow_storage_errors = false;
     s_load_run (&load, 20, 5, 10000);
     CHECK_INT (load.acked, ==, acked_full + 20);
     CHECK_WAIT (s_store_failing (t) == 0, 5000);
     s_report (t, "%zu jobs refused while full; accepted again %lld ms after space returned",
-              refused, (long long) (h_now_ms () - freed));
+              refused, (long long) (clock_mono_ms () - freed));
     s_load_wait_results (&load, 30000);
     for (size_t i = 0; i < load.count; i++)
         CHECK_MSG (load.jobs[i].results == (load.jobs[i].acked ? 1 : 0),
@@ -1168,10 +1168,10 @@ test_delay_and_cancel (h_test_t *t)
 
     //  --delay 2: scheduled, runs no earlier than 2 s later.
     h_cli_t r;
-    int64_t submitted = h_now_ms ();
+    int64_t submitted = clock_mono_ms ();
     h_cli (t, &r, 20000, "submit", "--delay", "2", "--wait", "run", H_PLUGIN, "upper",
            "\"delayed\"", NULL);
-    int64_t elapsed = h_now_ms () - submitted;
+    int64_t elapsed = clock_mono_ms () - submitted;
     CHECK_MSG (r.status == 0, "submit --delay 2 --wait: exit %d (stderr %s)", r.status, r.err);
     CHECK_STR_EQ (h_chomp (r.out), "\"DELAYED\"");
     h_cli_free (&r);
@@ -1185,12 +1185,12 @@ test_delay_and_cancel (h_test_t *t)
     h_payload_run ("context", NULL, &payload, &size);
     emq_submit_opts_t opts = { .reply = true, .delay_s = 2 };
     char msgid[37];
-    submitted = h_now_ms ();
+    submitted = clock_mono_ms ();
     CHECK_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
     CHECK_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 1);
     emq_event_t event;
     int rc = emq_wait_result (client, msgid, h_ms (10000), &event);
-    elapsed = h_now_ms () - submitted;
+    elapsed = clock_mono_ms () - submitted;
     CHECK_INT (rc, ==, 0);
     CHECK_INT (elapsed, >=, 2000);
     CHECK_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 0);
@@ -1231,12 +1231,12 @@ test_delay_and_cancel (h_test_t *t)
     h_submit_run (client, NULL, "sleep", "30", 0, msgid);
     pid_t worker = 0;
     CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 5000);
-    int64_t cancelled = h_now_ms ();
+    int64_t cancelled = clock_mono_ms ();
     h_cli (t, &r, 10000, "cancel", msgid, NULL);
     CHECK_MSG (r.status == 0, "cancel of a running job: exit %d (stderr %s)", r.status, r.err);
     h_cli_free (&r);
     rc = emq_wait_result (client, msgid, h_ms (5000), &event);
-    int64_t cancel_ms = h_now_ms () - cancelled;
+    int64_t cancel_ms = clock_mono_ms () - cancelled;
     CHECK_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT within 5 s for the cancelled running job");
     CHECK_MSG (event.status == EMQ_JOB_CANCELLED, "cancelled running job ended %s",
                emq_job_status_name (event.status));

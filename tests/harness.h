@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "emqp.h"
 #include "emq/client.h"
 
@@ -83,8 +84,6 @@ extern const size_t h_durability_count;
 //  ---------------------------------------------------------------------
 //  Time and checks
 
-//  Monotonic milliseconds.
-int64_t h_now_ms (void);
 //  A timeout in ms multiplied by the scale (slow wrappers need longer).
 int h_ms (int ms);
 //  How much slower than a plain build this run is: the scale, or at least 4
@@ -139,9 +138,9 @@ extern h_test_t *h_current;
 
 //  True when expr became true before timeout_ms (scaled) ran out.
 #define H_WAIT(expr, timeout_ms) __extension__ ({ \
-    int64_t h_deadline_ = h_now_ms () + h_ms (timeout_ms); \
+    int64_t h_deadline_ = clock_mono_ms () + h_ms (timeout_ms); \
     bool h_ok_; \
-    while (!(h_ok_ = (expr)) && h_now_ms () < h_deadline_) \
+    while (!(h_ok_ = (expr)) && clock_mono_ms () < h_deadline_) \
         h_nap (); \
     h_ok_; \
 })

@@ -234,7 +234,7 @@ test_many (h_test_t *t)
     static int acks[MANY_JOBS], results[MANY_JOBS];
     zhashx_t *index = zhashx_new ();     // msgid -> index + 1
 
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     for (int i = 0; i < MANY_JOBS; i++) {
         void *payload;
         size_t size;
@@ -263,12 +263,12 @@ test_many (h_test_t *t)
                    msgids[i]);
         zhashx_insert (index, msgids[i], (void *) (intptr_t) (i + 1));
     }
-    h_log (t, "%d jobs submitted in %lld ms", MANY_JOBS, (long long) (h_now_ms () - start));
+    h_log (t, "%d jobs submitted in %lld ms", MANY_JOBS, (long long) (clock_mono_ms () - start));
 
     int done = 0;
-    int64_t deadline = h_now_ms () + h_ms (45000);
+    int64_t deadline = clock_mono_ms () + h_ms (45000);
     while (done < MANY_JOBS) {
-        CHECK_MSG (h_now_ms () < deadline, "only %d of %d results after %d ms", done,
+        CHECK_MSG (clock_mono_ms () < deadline, "only %d of %d results after %d ms", done,
                    MANY_JOBS, h_ms (45000));
         emq_event_t event;
         int rc = emq_poll (client, 500, &event);
@@ -296,7 +296,7 @@ test_many (h_test_t *t)
         free (text);
         done++;
     }
-    h_log (t, "%d results in %lld ms", MANY_JOBS, (long long) (h_now_ms () - start));
+    h_log (t, "%d results in %lld ms", MANY_JOBS, (long long) (clock_mono_ms () - start));
     for (int i = 0; i < MANY_JOBS; i++) {
         //  An ACK may arrive after its RESULT; give stragglers a moment.
         if (acks[i] == 0) {
@@ -456,7 +456,7 @@ test_timeout (h_test_t *t)
 
     emq_client_t *client = s_client (t);
     char msgid[37];
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     h_submit_run (client, NULL, "sleep", "5", 1, msgid);
     pid_t worker = 0;
     CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 3000);
@@ -465,7 +465,7 @@ test_timeout (h_test_t *t)
     int rc = s_wait_result (t, client, msgid, 10000, &event);
     CHECK_INT (event.status, ==, EMQ_JOB_TIMEOUT);
     CHECK_INT (rc, ==, EMQ_ERR_JOB_TIMEOUT);
-    CHECK_INT (h_now_ms () - start, <, h_ms (4000));
+    CHECK_INT (clock_mono_ms () - start, <, h_ms (4000));
     //  The worker (and the process group it ran) is gone...
     CHECK_WAIT (!h_pid_alive (worker), 3000);
     //  ...and replaced: a fresh pid runs the next job.
@@ -486,12 +486,12 @@ test_killed_worker (h_test_t *t)
     h_submit_run (client, NULL, "sleep", "3", 0, msgid);
     pid_t worker = 0;
     CHECK_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 3000);
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     CHECK_INT (kill (worker, SIGKILL), ==, 0);
     emq_event_t event;
     s_wait_result (t, client, msgid, 10000, &event);
     CHECK_INT (event.status, ==, EMQ_JOB_CRASHED);
-    CHECK_INT (h_now_ms () - start, <, h_ms (2500));     // did not wait for the sleep
+    CHECK_INT (clock_mono_ms () - start, <, h_ms (2500));     // did not wait for the sleep
     s_run_ok (t, client, NULL, "noop", NULL, NULL);
     CHECK_WAIT (s_has_new_pid (t, "jm", &worker, 1), 3000);
     emq_client_destroy (&client);
@@ -508,15 +508,15 @@ test_slots (h_test_t *t)
     emq_client_t *client = s_client (t);
     enum { JOBS = 20 };
     char msgids[JOBS][37];
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     for (int i = 0; i < JOBS; i++)
         h_submit_run (client, NULL, "sleep", "0.3", 0, msgids[i]);
 
     int results = 0;
     long long max_router = 0, max_jm = 0;
-    int64_t deadline = h_now_ms () + h_ms (30000);
+    int64_t deadline = clock_mono_ms () + h_ms (30000);
     while (results < JOBS) {
-        CHECK_MSG (h_now_ms () < deadline, "%d of %d results", results, JOBS);
+        CHECK_MSG (clock_mono_ms () < deadline, "%d of %d results", results, JOBS);
         json_t *info = h_jm_info (t, "jm", NULL);
         long long inflight = h_jint (info, 0, "inflight", NULL);
         json_t *jobs = h_jget (info, "stats", "jobs_in_flight", NULL);
@@ -542,7 +542,7 @@ test_slots (h_test_t *t)
         }
         h_nap ();
     }
-    int64_t elapsed = h_now_ms () - start;
+    int64_t elapsed = clock_mono_ms () - start;
     h_log (t, "max in flight: router %lld, jm %lld; %d jobs in %lld ms", max_router,
            max_jm, JOBS, (long long) elapsed);
     //  20 jobs of 0.3 s on 4 slots cannot take less than 5 rounds.
@@ -583,9 +583,9 @@ test_weights (h_test_t *t)
         free (payload);
     }
     int results = 0;
-    int64_t deadline = h_now_ms () + h_ms (30000);
+    int64_t deadline = clock_mono_ms () + h_ms (30000);
     while (results < FAIR) {
-        CHECK_MSG (h_now_ms () < deadline, "%d of %d results", results, FAIR);
+        CHECK_MSG (clock_mono_ms () < deadline, "%d of %d results", results, FAIR);
         emq_event_t event;
         if (emq_poll (client, 500, &event) == 0 && event.type == EMQ_EVENT_RESULT) {
             CHECK_INT (event.status, ==, EMQ_JOB_OK);
@@ -654,13 +654,13 @@ test_jm_dies (h_test_t *t)
 
     h_jm (t, "rescue", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "rescue", 10000, NULL);
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     h_kill (t, doomed, SIGKILL, true);
     CHECK (h_proc_wait (t, doomed, 5000, NULL));
 
     free (s_expect_ok (t, client, m1, 15000));
     free (s_expect_ok (t, client, m2, 15000));
-    h_log (t, "both jobs done %lld ms after the kill", (long long) (h_now_ms () - start));
+    h_log (t, "both jobs done %lld ms after the kill", (long long) (clock_mono_ms () - start));
     CHECK_WAIT (!h_jm_registered (t, "doomed"), 5000);
     CHECK_WAIT (s_jm_processed (t, "rescue") == 2, 3000);
     emq_client_destroy (&client);
@@ -1054,17 +1054,17 @@ test_prefetch_return (h_test_t *t)
     CHECK_WAIT (h_jm_job_pid (t, "busy", sleeper) > 0, 3000);
     //  No free slot anywhere: the quick job is prefetched to busy, where it
     //  waits; after 200 ms it comes back.
-    int64_t submitted = h_now_ms ();
+    int64_t submitted = clock_mono_ms ();
     h_submit_run (client, NULL, "upper", "\"quick\"", 0, quick);
     int64_t returned_ms = -1;
     long long max_inflight = 0;
-    while (h_now_ms () - submitted < h_ms (3000)) {
+    while (clock_mono_ms () - submitted < h_ms (3000)) {
         json_t *info = h_jm_info (t, "busy", NULL);
         long long inflight = h_jint (info, -1, "inflight", NULL);
         json_decref (info);
         max_inflight = inflight > max_inflight ? inflight : max_inflight;
         if (max_inflight == 2 && inflight == 1) {
-            returned_ms = h_now_ms () - submitted;
+            returned_ms = clock_mono_ms () - submitted;
             break;
         }
         h_nap ();
@@ -1080,7 +1080,7 @@ test_prefetch_return (h_test_t *t)
     //  a second job manager brings.
     h_jm (t, "spare", DEFAULT_Q, 1, NULL);
     free (s_expect_ok (t, client, quick, 10000));
-    CHECK_INT (h_now_ms () - submitted, <, h_ms (5000));   // before the sleeper ends
+    CHECK_INT (clock_mono_ms () - submitted, <, h_ms (5000));   // before the sleeper ends
     CHECK_WAIT (s_jm_processed (t, "spare") == 1, 3000);
     CHECK_WAIT (s_jm_stat (t, "busy", "total_returned") == 1, 3000);
     CHECK_INT (s_jm_processed (t, "busy"), ==, 1);        // only the warm-up so far
@@ -1199,12 +1199,12 @@ s_load_vectors (h_test_t *t)
 static void
 s_fake_heartbeat (zsock_t *sock, int64_t *last_ms)
 {
-    if (h_now_ms () - *last_ms < 200)
+    if (clock_mono_ms () - *last_ms < 200)
         return;
-    *last_ms = h_now_ms ();
+    *last_ms = clock_mono_ms ();
     char id[37], ts[32];
     emqp_msgid_new (id);
-    snprintf (ts, sizeof ts, "%.7f", zclock_time () / 1000.0);
+    snprintf (ts, sizeof ts, "%.7f", clock_wall_s ());
     h_send_strs (sock, "", EMQP_PROTOCOL, "HEARTBEAT", id, ts, NULL);
 }
 
@@ -1215,8 +1215,8 @@ static zmsg_t *
 s_fake_recv (zsock_t *sock, zsock_t *jm, int64_t *last_hb, int timeout_ms,
              bool *saw_heartbeat)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
-    while (h_now_ms () < deadline) {
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
+    while (clock_mono_ms () < deadline) {
         s_fake_heartbeat (jm, last_hb);
         zmsg_t *msg = h_recv_raw (sock, 50);
         if (!msg)
@@ -1269,7 +1269,7 @@ test_eventmq_wire (h_test_t *t)
     zsock_t *client = h_dealer (t->frontend, client_identity);
     CHECK (jm && client);
     CHECK_INT (zmsg_send (&inform, jm), ==, 0);
-    int64_t last_hb = h_now_ms ();
+    int64_t last_hb = clock_mono_ms ();
     bool saw_heartbeat = false;
     zmsg_t *msg = s_fake_recv (jm, jm, &last_hb, 3000, &saw_heartbeat);
     CHECK_MSG (msg != NULL, "no answer to the EventMQ INFORM");
@@ -1283,8 +1283,8 @@ test_eventmq_wire (h_test_t *t)
     zmsg_destroy (&msg);
     char jm_name[64];
     snprintf (jm_name, sizeof jm_name, "%.8s", jm_identity);   // "447dac65", before '-'
-    int64_t deadline = h_now_ms () + h_ms (3000);
-    while (!saw_heartbeat && h_now_ms () < deadline) {
+    int64_t deadline = clock_mono_ms () + h_ms (3000);
+    while (!saw_heartbeat && clock_mono_ms () < deadline) {
         msg = s_fake_recv (jm, jm, &last_hb, 100, &saw_heartbeat);
         CHECK_MSG (msg == NULL, "unexpected message to the job manager before READY");
     }
@@ -1350,8 +1350,8 @@ test_eventmq_wire (h_test_t *t)
     CHECK_INT (h_jint (info, -1, "available_slots", NULL), ==, 1);
     json_decref (info);
     //  It stays registered while it heartbeats, like any job manager.
-    int64_t until = h_now_ms () + 1500;
-    while (h_now_ms () < until) {
+    int64_t until = clock_mono_ms () + 1500;
+    while (clock_mono_ms () < until) {
         msg = s_fake_recv (jm, jm, &last_hb, 100, NULL);
         zmsg_destroy (&msg);
     }
@@ -1383,7 +1383,7 @@ s_fake_emq_jm (h_test_t *t, const char *identity, const char *queues, int64_t *l
     emqp_msgid_new (inform_id);
     CHECK_INT (h_send_strs (jm, "", EMQP_PROTOCOL, "INFORM", inform_id, queues, "worker",
                             "emq/1", NULL), ==, 0);
-    *last_hb = h_now_ms ();
+    *last_hb = clock_mono_ms ();
     zmsg_t *msg = s_fake_recv (jm, jm, last_hb, 3000, NULL);
     CHECK_MSG (msg != NULL, "no ACK for %s's INFORM", identity);
     char *command = s_frame_str (msg, 2), *ref = s_frame_str (msg, 4);
@@ -1436,8 +1436,8 @@ static bool
 s_poll_pumping (emq_client_t *client, zsock_t *jm, int64_t *last_hb, int timeout_ms,
                 emq_event_t *event)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
-    while (h_now_ms () < deadline) {
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
+    while (clock_mono_ms () < deadline) {
         s_fake_heartbeat (jm, last_hb);
         zmsg_t *drop = h_recv_raw (jm, 0);
         zmsg_destroy (&drop);
@@ -1540,7 +1540,7 @@ test_retries (h_test_t *t)
     h_payload_run ("fail", "\"again\"", &payload, &size);
     emq_submit_opts_t opts = { .reply = true, .retries = 2 };
     char msgid[37];
-    int64_t submitted_ms = h_now_ms ();
+    int64_t submitted_ms = clock_mono_ms ();
     int rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
     free (payload);
     CHECK_INT (rc, ==, 0);
@@ -1551,8 +1551,8 @@ test_retries (h_test_t *t)
     CHECK_STR_CONTAINS (text, "again");
     free (text);
     //  Backed off 0.1 s, then 0.2 s (less jitter) before the retries.
-    CHECK_MSG (h_now_ms () - submitted_ms >= 100, "3 attempts in %lld ms: no retry backoff",
-               (long long) (h_now_ms () - submitted_ms));
+    CHECK_MSG (clock_mono_ms () - submitted_ms >= 100, "3 attempts in %lld ms: no retry backoff",
+               (long long) (clock_mono_ms () - submitted_ms));
     //  The job manager's stats come with its next heartbeat.
     CHECK_WAIT (s_jm_stat (t, "jm", "total_requests") == 3, 3000);
 

@@ -39,14 +39,6 @@ typedef struct {
     size_t count;
 } s_fires_t;
 
-static double
-s_wall (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 //  Reads the fires of schedule `name` from the router's job table.
 static void
 s_fires (h_test_t *t, const char *name, s_fires_t *out)
@@ -266,8 +258,8 @@ test_interval_no_drift (h_test_t *t)
     s_wait_scheduler_registered (t, 1);
     s_schedule (t, "tick", 1, NULL);
     CHECK_WAIT (s_fire_count (t, "tick") >= 1, 5000);
-    double start = s_wall ();
-    while (s_wall () - start < 10.0)
+    double start = clock_wall_s ();
+    while (clock_wall_s () - start < 10.0)
         h_nap ();
     s_fires_t fires;
     s_fires (t, "tick", &fires);
@@ -523,15 +515,15 @@ test_etcd (h_test_t *t)
 
     //  SIGSTOP past the TTL: another member takes over and fires.
     CHECK_INT (kill (leader, SIGSTOP), ==, 0);
-    double stopped = s_wall ();
+    double stopped = clock_wall_s ();
     CHECK_WAIT (({ pid_t p = s_leader (t, "beat"); p && p != leader; }), 15000);
     pid_t next = s_leader (t, "beat");
     size_t count = s_fire_count (t, "beat");
     CHECK_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
-    while (s_wall () - stopped < 5.0)
+    while (clock_wall_s () - stopped < 5.0)
         h_nap ();
     CHECK_INT (kill (leader, SIGCONT), ==, 0);
-    double resumed = s_wall ();
+    double resumed = clock_wall_s ();
     zclock_sleep (3000);
     //  Nothing carrying the old leader's token was stored after it woke.
     s_fires_t fires;
