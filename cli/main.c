@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "numparse.h"
+#include "program.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -95,9 +96,7 @@ cli_usage_error (const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fputs ("emq-cli: ", stderr);
-    vfprintf (stderr, format, args);
-    fputs ("\n", stderr);
+    program_verror ("emq-cli", CLI_EXIT_USAGE, format, args);
     va_end (args);
     fputs ("Try 'emq-cli --help'.\n", stderr);
     return CLI_EXIT_USAGE;
@@ -108,9 +107,7 @@ cli_fail (int code, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fputs ("emq-cli: ", stderr);
-    vfprintf (stderr, format, args);
-    fputs ("\n", stderr);
+    program_verror ("emq-cli", code, format, args);
     va_end (args);
     return code;
 }
@@ -192,7 +189,7 @@ cli_global_option (cli_t *self, int opt, const char *arg)
             cli_print_usage (stdout);
             return 100 + CLI_EXIT_OK;
         case CLI_OPT_VERSION:
-            printf ("emq-cli %s\n", EMQ_VERSION);
+            program_print_version ("emq-cli", NULL);
             return 100 + CLI_EXIT_OK;
         default:
             return -1;

@@ -24,6 +24,7 @@
 #include "router/router.h"
 #include "router/store.h"
 #include "common/pidlock.h"
+#include "common/program.h"
 #include "common/curve.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
@@ -68,6 +69,7 @@ static const s_test_t s_tests[] = {
     { "peers",   peers_test },
     { "store",   store_test },
     { "pidlock", pidlock_test },
+    { "program", program_test },
     { "curve",   curve_test },
     { "router",  router_test },
     { "wire",    wire_test },
