@@ -134,7 +134,7 @@ h_fail_check (const char *file, int line, const char *expr, const char *format, 
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    h_fail (file, line, "CHECK(%s) is false: %s", expr, message);
+    h_fail (file, line, "REQUIRE(%s) is false: %s", expr, message);
 }
 
 //  ---------------------------------------------------------------------

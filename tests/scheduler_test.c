@@ -195,7 +195,7 @@ static void
 s_schedule (h_test_t *t, const char *name, int interval_s, const char *extra)
 {
     zsock_t *dealer = h_dealer (t->frontend, NULL);
-    CHECK (dealer != NULL);
+    REQUIRE (dealer != NULL);
     const char *argv[] = { "/bin/true", NULL };
     void *payload;
     size_t size;
@@ -211,7 +211,7 @@ s_schedule (h_test_t *t, const char *name, int interval_s, const char *extra)
     free (payload);
     //  Wait for the connection, then send (a DEALER queues until connected).
     zsock_set_linger (dealer, 2000);
-    CHECK_INT (emqp_send (&msg, dealer), ==, 0);
+    REQUIRE_INT (emqp_send (&msg, dealer), ==, 0);
     //  The router's answer (ACK or ERROR) is not awaited: EventMQ's client
     //  does not either. The schedule shows in the leader's report.
     zsock_destroy (&dealer);
@@ -229,7 +229,7 @@ s_scheduler_count (h_test_t *t)
 static void
 s_wait_scheduler_registered (h_test_t *t, int count)
 {
-    CHECK_WAIT (s_scheduler_count (t) >= (size_t) count, 10000);
+    REQUIRE_WAIT (s_scheduler_count (t) >= (size_t) count, 10000);
 }
 
 //  Fire times must be consecutive grid points from the first to the last.
@@ -237,7 +237,7 @@ static void
 s_check_grid (h_test_t *t, const s_fires_t *fires, int interval_s, const char *what)
 {
     for (size_t i = 1; i < fires->count; i++)
-        CHECK_MSG (fires->ts[i] - fires->ts[i - 1] == interval_s,
+        REQUIRE_MSG (fires->ts[i] - fires->ts[i - 1] == interval_s,
                    "%s: fire %zu at %" PRId64 " follows %" PRId64 " (interval %d)", what, i,
                    fires->ts[i], fires->ts[i - 1], interval_s);
     h_log (t, "%s: %zu fires %" PRId64 "..%" PRId64 " on the grid", what, fires->count,
@@ -257,7 +257,7 @@ test_interval_no_drift (h_test_t *t)
     s_scheduler (t, "sched", NULL);
     s_wait_scheduler_registered (t, 1);
     s_schedule (t, "tick", 1, NULL);
-    CHECK_WAIT (s_fire_count (t, "tick") >= 1, 5000);
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= 1, 5000);
     double start = clock_wall_s ();
     while (clock_wall_s () - start < 10.0)
         h_nap ();
@@ -265,8 +265,8 @@ test_interval_no_drift (h_test_t *t)
     s_fires (t, "tick", &fires);
     double elapsed = fires.ts[fires.count - 1] - fires.ts[0];
     h_log (t, "%zu fires over %.0f s", fires.count, elapsed);
-    CHECK_INT (fires.count, >=, 10);
-    CHECK_INT ((int64_t) fires.count, ==, (int64_t) elapsed + 1);
+    REQUIRE_INT (fires.count, >=, 10);
+    REQUIRE_INT ((int64_t) fires.count, ==, (int64_t) elapsed + 1);
     s_check_grid (t, &fires, 1, "tick");
     //  The first fire is the immediate one (no nohaste): its time is the
     //  second the schedule arrived in, so it is late by up to a second.
@@ -275,13 +275,13 @@ test_interval_no_drift (h_test_t *t)
         double late = fires.created[i] - (double) fires.ts[i];
         if (late > worst)
             worst = late;
-        CHECK_MSG (late > -0.05, "fire %" PRId64 " stored %.3f s before its time",
+        REQUIRE_MSG (late > -0.05, "fire %" PRId64 " stored %.3f s before its time",
                    fires.ts[i], -late);
     }
     h_log (t, "worst lateness %.3f s", worst);
-    CHECK_MSG (worst < 0.5, "a fire was stored %.3f s after its time", worst);
+    REQUIRE_MSG (worst < 0.5, "a fire was stored %.3f s after its time", worst);
     //  The outcome comes back to the scheduler (reply-requested).
-    CHECK_WAIT (({
+    REQUIRE_WAIT (({
         json_t *c = s_schedulers (t);
         char *text = json_dumps (c, 0);
         bool ok = text && strstr (text, "\"last_outcome\": \"ok\"");
@@ -301,23 +301,23 @@ test_restarts (h_test_t *t)
     pid_t sched = s_scheduler (t, "sched1", NULL);
     s_wait_scheduler_registered (t, 1);
     s_schedule (t, "tick", 1, NULL);
-    CHECK_WAIT (s_fire_count (t, "tick") >= 3, 6000);
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= 3, 6000);
 
     h_kill (t, sched, SIGKILL, false);
-    CHECK (h_proc_wait (t, sched, 5000, NULL));
+    REQUIRE (h_proc_wait (t, sched, 5000, NULL));
     size_t before = s_fire_count (t, "tick");
     zclock_sleep (2000);        // an outage of two fire times
-    CHECK_INT (s_fire_count (t, "tick"), ==, before);
+    REQUIRE_INT (s_fire_count (t, "tick"), ==, before);
     sched = s_scheduler (t, "sched2", NULL);
-    CHECK_WAIT (s_fire_count (t, "tick") >= before + 3, 8000);
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= before + 3, 8000);
 
     h_kill (t, router, SIGKILL, false);
-    CHECK (h_proc_wait (t, router, 5000, NULL));
+    REQUIRE (h_proc_wait (t, router, 5000, NULL));
     zclock_sleep (2000);
     h_router (t, "router2", NULL);
     size_t after_router = s_fire_count (t, "tick");
-    CHECK_WAIT (s_fire_count (t, "tick") >= after_router + 3, 10000);
-    CHECK (s_leader (t, "tick") == sched);
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= after_router + 3, 10000);
+    REQUIRE (s_leader (t, "tick") == sched);
 
     s_fires_t fires;
     s_fires (t, "tick", &fires);
@@ -325,12 +325,12 @@ test_restarts (h_test_t *t)
     //  every one on the grid; gaps only where nobody could fire.
     size_t gaps = 0;
     for (size_t i = 1; i < fires.count; i++) {
-        CHECK (fires.ts[i] > fires.ts[i - 1]);
+        REQUIRE (fires.ts[i] > fires.ts[i - 1]);
         if (fires.ts[i] - fires.ts[i - 1] > 1)
             gaps++;
     }
     h_log (t, "%zu fires, %zu gaps (two outages)", fires.count, gaps);
-    CHECK_INT (gaps, <=, 2);
+    REQUIRE_INT (gaps, <=, 2);
 }
 
 //  Two schedulers on one data directory: the second stands by; kill -9 the
@@ -343,22 +343,22 @@ test_standby_takeover (h_test_t *t)
     h_jm (t, "jm", "[[10,\"default\"]]", 2, NULL);
     pid_t first = s_scheduler (t, "sched1", NULL);
     s_wait_scheduler_registered (t, 1);
-    CHECK_WAIT (s_leader (t, NULL) == first, 5000);
+    REQUIRE_WAIT (s_leader (t, NULL) == first, 5000);
     pid_t standby = s_scheduler (t, "sched2", "--standby", NULL);
     s_schedule (t, "tock", 3, NULL);
-    CHECK_WAIT (s_fire_count (t, "tock") >= 2, 10000);
+    REQUIRE_WAIT (s_fire_count (t, "tock") >= 2, 10000);
     //  Right after a fire, so the takeover (polls every 2 s) is due before
     //  the next one is late by more than the grace.
     size_t count = s_fire_count (t, "tock");
-    CHECK_WAIT (s_fire_count (t, "tock") > count, 5000);
+    REQUIRE_WAIT (s_fire_count (t, "tock") > count, 5000);
     uint64_t fence1 = s_fence_of (t, first);
     h_kill (t, first, SIGKILL, false);
-    CHECK (h_proc_wait (t, first, 5000, NULL));
-    CHECK_WAIT (s_leader (t, "tock") == standby, 10000);
+    REQUIRE (h_proc_wait (t, first, 5000, NULL));
+    REQUIRE_WAIT (s_leader (t, "tock") == standby, 10000);
     uint64_t fence2 = s_fence_of (t, standby);
-    CHECK_MSG (fence2 > fence1, "new fence %" PRIu64 " <= old %" PRIu64, fence2, fence1);
+    REQUIRE_MSG (fence2 > fence1, "new fence %" PRIu64 " <= old %" PRIu64, fence2, fence1);
     size_t taken = s_fire_count (t, "tock");
-    CHECK_WAIT (s_fire_count (t, "tock") >= taken + 2, 10000);
+    REQUIRE_WAIT (s_fire_count (t, "tock") >= taken + 2, 10000);
     s_fires_t fires;
     s_fires (t, "tock", &fires);
     s_check_grid (t, &fires, 3, "tock across the takeover");
@@ -372,39 +372,39 @@ test_cli (h_test_t *t)
     s_scheduler (t, "sched", NULL);
     s_wait_scheduler_registered (t, 1);
     s_schedule (t, "tick", 2, "nohaste");
-    CHECK_WAIT (s_leader (t, "tick") != 0, 5000);
+    REQUIRE_WAIT (s_leader (t, "tick") != 0, 5000);
     h_cli_t r;
     h_cli (t, &r, 10000, "schedules", NULL);
-    CHECK_INT (r.status, ==, 0);
-    CHECK_STR_CONTAINS (r.out, "tick");
-    CHECK_STR_CONTAINS (r.out, "every 2s");
-    CHECK_STR_CONTAINS (r.out, "leader: sched-");
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_CONTAINS (r.out, "tick");
+    REQUIRE_CONTAINS (r.out, "every 2s");
+    REQUIRE_CONTAINS (r.out, "leader: sched-");
     h_cli_free (&r);
     h_cli (t, &r, 10000, "schedules", "--json", NULL);
-    CHECK_INT (r.status, ==, 0);
+    REQUIRE_INT (r.status, ==, 0);
     json_t *root = json_loads (r.out, 0, NULL);
-    CHECK (root != NULL);
-    CHECK (json_string_value (json_object_get (root, "leader")) != NULL);
+    REQUIRE (root != NULL);
+    REQUIRE (json_string_value (json_object_get (root, "leader")) != NULL);
     json_t *first = json_array_get (json_object_get (root, "schedules"), 0);
-    CHECK_STR_EQ (json_string_value (json_object_get (first, "name")), "tick");
-    CHECK (json_integer_value (json_object_get (first, "next_fire")) > 0);
+    REQUIRE_STREQ (json_string_value (json_object_get (first, "name")), "tick");
+    REQUIRE (json_integer_value (json_object_get (first, "next_fire")) > 0);
     json_decref (root);
     h_cli_free (&r);
     //  Bad specs are refused by emq-cli with the reason, before sending.
     h_cli (t, &r, 10000, "schedule", "--name", "bad", "--cron", "61 * * * *", "exec", "--",
            "/bin/true", NULL);
-    CHECK_INT (r.status, ==, 2);
-    CHECK_STR_CONTAINS (r.err, "field 1 (minute): 61 is out of range 0..59");
+    REQUIRE_INT (r.status, ==, 2);
+    REQUIRE_CONTAINS (r.err, "field 1 (minute): 61 is out of range 0..59");
     h_cli_free (&r);
     h_cli (t, &r, 10000, "schedule", "--name", "bad", "--every", "10x", "exec", "--",
            "/bin/true", NULL);
-    CHECK_INT (r.status, ==, 2);
-    CHECK_STR_CONTAINS (r.err, "--every");
+    REQUIRE_INT (r.status, ==, 2);
+    REQUIRE_CONTAINS (r.err, "--every");
     h_cli_free (&r);
     h_cli (t, &r, 10000, "unschedule", "tick", NULL);
-    CHECK_INT (r.status, ==, 0);
+    REQUIRE_INT (r.status, ==, 0);
     h_cli_free (&r);
-    CHECK_WAIT (s_leader (t, "tick") == 0, 5000);
+    REQUIRE_WAIT (s_leader (t, "tick") == 0, 5000);
 }
 
 //  ---------------------------------------------------------------------
@@ -467,7 +467,7 @@ s_etcd_start (h_test_t *t, s_etcd_t *e, const char *tag)
     char cmd[512];
     snprintf (cmd, sizeof cmd, "curl -s -m 1 -X POST -d '{}' %s/v3/maintenance/status "
               ">/dev/null 2>&1", e->client_url);
-    CHECK_WAIT (system (cmd) == 0 || !h_pid_alive (e->pid), 15000);
+    REQUIRE_WAIT (system (cmd) == 0 || !h_pid_alive (e->pid), 15000);
     return h_pid_alive (e->pid) ? e->pid : 0;
 }
 
@@ -491,7 +491,7 @@ test_etcd (h_test_t *t)
         snprintf (tag, sizeof tag, "etcd-%d", attempt);
         etcd = s_etcd_start (t, &e, tag);
     }
-    CHECK_MSG (etcd != 0, "etcd did not start (see the etcd-*.log files)");
+    REQUIRE_MSG (etcd != 0, "etcd did not start (see the etcd-*.log files)");
     h_router (t, "router", NULL);
     h_jm (t, "jm", "[[10,\"default\"]]", 2, NULL);
     char prefix[64];
@@ -505,24 +505,24 @@ test_etcd (h_test_t *t)
                             "--etcd-lease-ttl", "3", "--name", name, NULL);
     }
     s_wait_scheduler_registered (t, 3);
-    CHECK_WAIT (s_leader (t, NULL) != 0, 10000);
+    REQUIRE_WAIT (s_leader (t, NULL) != 0, 10000);
     s_schedule (t, "beat", 1, NULL);
-    CHECK_WAIT (s_leader (t, "beat") != 0, 10000);
-    CHECK_WAIT (s_fire_count (t, "beat") >= 3, 10000);
+    REQUIRE_WAIT (s_leader (t, "beat") != 0, 10000);
+    REQUIRE_WAIT (s_fire_count (t, "beat") >= 3, 10000);
     pid_t leader = s_leader (t, "beat");
     uint64_t fence = s_fence_of (t, leader);
     h_log (t, "leader %d with fence %" PRIu64, (int) leader, fence);
 
     //  SIGSTOP past the TTL: another member takes over and fires.
-    CHECK_INT (kill (leader, SIGSTOP), ==, 0);
+    REQUIRE_INT (kill (leader, SIGSTOP), ==, 0);
     double stopped = clock_wall_s ();
-    CHECK_WAIT (({ pid_t p = s_leader (t, "beat"); p && p != leader; }), 15000);
+    REQUIRE_WAIT (({ pid_t p = s_leader (t, "beat"); p && p != leader; }), 15000);
     pid_t next = s_leader (t, "beat");
     size_t count = s_fire_count (t, "beat");
-    CHECK_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
+    REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
     while (clock_wall_s () - stopped < 5.0)
         h_nap ();
-    CHECK_INT (kill (leader, SIGCONT), ==, 0);
+    REQUIRE_INT (kill (leader, SIGCONT), ==, 0);
     double resumed = clock_wall_s ();
     zclock_sleep (3000);
     //  Nothing carrying the old leader's token was stored after it woke.
@@ -532,9 +532,9 @@ test_etcd (h_test_t *t)
     snprintf (old_fence, sizeof old_fence, "fence:%" PRIu64, fence);
     for (size_t i = 0; i < fires.count; i++)
         if (fires.created[i] > resumed)
-            CHECK_MSG (!strstr (fires.headers[i], old_fence),
+            REQUIRE_MSG (!strstr (fires.headers[i], old_fence),
                        "fire %" PRId64 " from the woken leader (%s)", fires.ts[i], old_fence);
-    CHECK (s_leader (t, "beat") == next);
+    REQUIRE (s_leader (t, "beat") == next);
     //  And the router never had to fence it off: it did not even try.
     char path[H_PATH_MAX + 32];
     snprintf (path, sizeof path, "%s/router.log", t->dir);
@@ -550,7 +550,7 @@ test_etcd (h_test_t *t)
         fclose (mem);
         fclose (file);
     }
-    CHECK_MSG (!log || !strstr (log, "FENCED") || !strstr (log, old_fence),
+    REQUIRE_MSG (!log || !strstr (log, "FENCED") || !strstr (log, old_fence),
                "the router had to refuse the woken leader");
     free (log);
     //  While the stopped leader's lease ran out nobody fired: the new
@@ -558,22 +558,22 @@ test_etcd (h_test_t *t)
     //  no time twice.
     size_t gaps = 0;
     for (size_t i = 1; i < fires.count; i++) {
-        CHECK (fires.ts[i] > fires.ts[i - 1]);
+        REQUIRE (fires.ts[i] > fires.ts[i - 1]);
         gaps += fires.ts[i] - fires.ts[i - 1] > 1;
     }
-    CHECK_INT (gaps, <=, 1);
+    REQUIRE_INT (gaps, <=, 1);
 
     //  etcd restarts under them: firing goes on afterwards.
     h_kill (t, e.pid, SIGTERM, false);
-    CHECK (h_proc_wait (t, e.pid, 10000, NULL));
+    REQUIRE (h_proc_wait (t, e.pid, 10000, NULL));
     zclock_sleep (1000);
-    CHECK_MSG (s_etcd_start (t, &e, "etcd-restarted") != 0, "etcd did not restart");
+    REQUIRE_MSG (s_etcd_start (t, &e, "etcd-restarted") != 0, "etcd did not restart");
     count = s_fire_count (t, "beat");
-    CHECK_WAIT (s_fire_count (t, "beat") >= count + 3, 20000);
-    CHECK (s_leader (t, "beat") != 0);
+    REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 3, 20000);
+    REQUIRE (s_leader (t, "beat") != 0);
     s_fires (t, "beat", &fires);
     for (size_t i = 1; i < fires.count; i++)
-        CHECK (fires.ts[i] > fires.ts[i - 1]);
+        REQUIRE (fires.ts[i] > fires.ts[i - 1]);
     (void) s;
 }
 
