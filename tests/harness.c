@@ -556,6 +556,24 @@ h_cli_free (h_cli_t *r)
     r->out = r->err = NULL;
 }
 
+size_t
+h_log_count (h_test_t *t, const char *tag, const char *needle)
+{
+    char path[H_PATH_MAX + 80];
+    snprintf (path, sizeof path, "%s/%s.log", t->dir, tag);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    size_t count = 0;
+    char *line = NULL;
+    size_t size = 0;
+    while (getline (&line, &size, file) != -1)
+        count += strstr (line, needle) != NULL;
+    free (line);
+    fclose (file);
+    return count;
+}
+
 char *
 h_chomp (char *s)
 {

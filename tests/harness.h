@@ -204,6 +204,9 @@ void h_cli (h_test_t *t, h_cli_t *r, int timeout_ms, ...) __attribute__ ((sentin
 void h_cli_free (h_cli_t *r);
 //  Removes trailing newlines in place; returns s.
 char *h_chomp (char *s);
+//  The number of lines of <dir>/<tag>.log (a process this test started)
+//  that contain needle; 0 when there is no such log yet.
+size_t h_log_count (h_test_t *t, const char *tag, const char *needle);
 
 //  ---------------------------------------------------------------------
 //  Router admin

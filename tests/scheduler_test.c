@@ -13,6 +13,7 @@
     a deposed leader sent nothing.
 */
 #include "harness.h"
+#include "numparse.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -258,9 +259,7 @@ test_interval_no_drift (h_test_t *t)
     s_wait_scheduler_registered (t, 1);
     s_schedule (t, "tick", 1, NULL);
     REQUIRE_WAIT (s_fire_count (t, "tick") >= 1, 5000);
-    double start = clock_wall_s ();
-    while (clock_wall_s () - start < 10.0)
-        h_nap ();
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= 11, 15000);
     s_fires_t fires;
     s_fires (t, "tick", &fires);
     double elapsed = fires.ts[fires.count - 1] - fires.ts[0];
@@ -306,14 +305,18 @@ test_restarts (h_test_t *t)
     h_kill (t, sched, SIGKILL, false);
     REQUIRE (h_proc_wait (t, sched, 5000, NULL));
     size_t before = s_fire_count (t, "tick");
-    zclock_sleep (2000);        // an outage of two fire times
+    //  The outage lasts until the router has missed the scheduler's
+    //  heartbeats (1.5 s, past a fire time): nothing fired meanwhile.
+    REQUIRE_WAIT (s_scheduler_count (t) == 0, 10000);
     REQUIRE_INT (s_fire_count (t, "tick"), ==, before);
     sched = s_scheduler (t, "sched2", NULL);
     REQUIRE_WAIT (s_fire_count (t, "tick") >= before + 3, 8000);
 
+    size_t reconnects = h_log_count (t, "sched2", "reconnecting");
     h_kill (t, router, SIGKILL, false);
     REQUIRE (h_proc_wait (t, router, 5000, NULL));
-    zclock_sleep (2000);
+    //  The router is back once the scheduler has found it gone.
+    REQUIRE_WAIT (h_log_count (t, "sched2", "reconnecting") > reconnects, 10000);
     h_router (t, "router2", NULL);
     size_t after_router = s_fire_count (t, "tick");
     REQUIRE_WAIT (s_fire_count (t, "tick") >= after_router + 3, 10000);
@@ -421,22 +424,41 @@ s_etcd_binary (void)
     return NULL;
 }
 
+//  Binds a TCP socket to 127.0.0.1:port (0: one the kernel picks) as a
+//  server would (SO_REUSEADDR), and closes it. Returns the port bound, or 0.
+static int
+s_bind_port (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port),
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+    socklen_t len = sizeof addr;
+    int on = 1, bound = 0;
+    if (fd >= 0 && setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0
+    &&  bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
+    &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
+        bound = ntohs (addr.sin_port);
+    if (fd >= 0)
+        close (fd);
+    return bound;
+}
+
 //  A port the kernel picks (its ephemeral range is random; ZeroMQ's "*"
 //  counts up from 49152, where other tests' sockets are).
 static int
 s_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = { .sin_family = AF_INET,
-                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-    socklen_t len = sizeof addr;
-    int port = 0;
-    if (fd >= 0 && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
-    &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
-        port = ntohs (addr.sin_port);
-    if (fd >= 0)
-        close (fd);
-    return port;
+    return s_bind_port (0);
+}
+
+//  True when the port of url ("http://127.0.0.1:N") can be listened on again.
+static bool
+s_url_port_free (const char *url)
+{
+    uint64_t port;
+    const char *colon = strrchr (url, ':');
+    return colon && numparse_uint (colon + 1, 65535, &port) == 0 && port > 0
+        && s_bind_port ((int) port) == (int) port;
 }
 
 typedef struct {
@@ -522,9 +544,19 @@ test_etcd (h_test_t *t)
     REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
     while (clock_wall_s () - stopped < 5.0)
         h_nap ();
+    char leader_tag[32] = "";
+    for (int i = 0; i < 3; i++)
+        if (s[i] == leader)
+            snprintf (leader_tag, sizeof leader_tag, "sched%d", i + 1);
+    size_t stepped_down = h_log_count (t, leader_tag, "not leading");
     REQUIRE_INT (kill (leader, SIGCONT), ==, 0);
     double resumed = clock_wall_s ();
-    zclock_sleep (3000);
+    //  The woken leader finds its lease gone and steps down; fires go on
+    //  meanwhile. Whatever it sent before it knew has reached the router
+    //  by then.
+    REQUIRE_WAIT (h_log_count (t, leader_tag, "not leading") > stepped_down, 10000);
+    count = s_fire_count (t, "beat");
+    REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
     //  Nothing carrying the old leader's token was stored after it woke.
     s_fires_t fires;
     s_fires (t, "beat", &fires);
@@ -566,7 +598,8 @@ test_etcd (h_test_t *t)
     //  etcd restarts under them: firing goes on afterwards.
     h_kill (t, e.pid, SIGTERM, false);
     REQUIRE (h_proc_wait (t, e.pid, 10000, NULL));
-    zclock_sleep (1000);
+    //  The new etcd listens where the old one did: once the ports are free.
+    REQUIRE_WAIT (s_url_port_free (e.client_url) && s_url_port_free (e.peer_url), 10000);
     REQUIRE_MSG (s_etcd_start (t, &e, "etcd-restarted") != 0, "etcd did not restart");
     count = s_fire_count (t, "beat");
     REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 3, 20000);
