@@ -476,7 +476,8 @@ s_check_hook (const char *value, char **canonical, char *why, size_t whylen)
     const char *colon = strchr (value, ':');
     if (!colon || colon == value || strchr (colon + 1, ':')
     ||  !s_is_identifier (colon + 1)) {
-        errbuf_set (why, whylen, "LIB:FN (a library name, ':', a C function name), or empty");
+        errbuf_set (why, whylen,
+                    "LIB:FN (a library name, ':', a C function name), or empty");
         return -1;
     }
     for (const char *p = value; p < colon; p++)
@@ -626,7 +627,8 @@ s_expected (const s_setting_t *setting, char *buf, size_t buflen)
                         setting->bytes ? " (bytes; k/M/G suffixes allowed)" : "");
             break;
         case S_TYPE_SECONDS:
-            errbuf_set (buf, buflen, "a number of seconds in %g..%g", setting->dmin, setting->dmax);
+            errbuf_set (buf, buflen, "a number of seconds in %g..%g", setting->dmin,
+                        setting->dmax);
             break;
         case S_TYPE_BOOL:
             errbuf_set (buf, buflen, "true/false, yes/no, on/off or 1/0");
@@ -1205,7 +1207,8 @@ config_set (config_t *self, const char *name, const char *value, char *err, size
     int index = s_lookup_flag (self, name, &alias);
     if (index < 0) {
         char shown[80];
-        errbuf_set (err, errlen, "unknown setting '%s'", s_shown (name, shown, sizeof shown));
+        errbuf_set (err, errlen, "unknown setting '%s'",
+                    s_shown (name, shown, sizeof shown));
         return -1;
     }
     char source[160];
@@ -1222,7 +1225,8 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     int index = s_lookup_flag (self, name, &alias);
     if (index < 0 || s_settings[index].type != S_TYPE_LIST) {
         char shown[80];
-        errbuf_set (err, errlen, "'%s' is not a list setting", s_shown (name, shown, sizeof shown));
+        errbuf_set (err, errlen, "'%s' is not a list setting",
+                    s_shown (name, shown, sizeof shown));
         return -1;
     }
     const s_setting_t *setting = &s_settings[index];
@@ -1539,7 +1543,8 @@ config_test (bool verbose)
         { "[jobmanager]\nbackend_addr = http://x\n", { S_ENDPOINTS, NULL, NULL } },
         { "[jobmanager]\nqueues = [[10, default]]\n", { "JSON", NULL, NULL } },
         { "[jobmanager]\nqueues = [[\"default\", 10]]\n", { "item 1", NULL, NULL } },
-        { "[jobmanager]\nqueues = [[-1, \"x\"]]\n", { "weights are whole numbers in 0..", NULL, NULL } },
+        { "[jobmanager]\nqueues = [[-1, \"x\"]]\n",
+          { "weights are whole numbers in 0..", NULL, NULL } },
         { "[jobmanager]\nqueues = [[1, \"x\"], [2, \"x\"]]\n", { "repeated", NULL, NULL } },
         { "[jobmanager]\nqueues = []\n", { "at least one queue", NULL, NULL } },
         { "[jobmanager]\nqueues = [[1, \"\"]]\n", { "1..128", NULL, NULL } },

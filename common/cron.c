@@ -124,8 +124,9 @@ static int
 s_check_range (s_field_t field, int value, char *err, size_t errlen)
 {
     if (value < s_fields[field].min || value > s_fields[field].max)
-        return errbuf_set (err, errlen, "field %d (%s): %d is out of range %d..%d", field + 1,
-                           s_fields[field].name, value, s_fields[field].min, s_fields[field].max);
+        return errbuf_set (err, errlen, "field %d (%s): %d is out of range %d..%d",
+                           field + 1, s_fields[field].name, value, s_fields[field].min,
+                           s_fields[field].max);
     return 0;
 }
 
@@ -217,8 +218,8 @@ cron_new (const char *expr, char *err, size_t errlen)
             if (strcasecmp (text, s_macros[i].macro) == 0)
                 break;
         if (i == sizeof s_macros / sizeof s_macros[0]) {
-            errbuf_set (err, errlen, "unknown macro '%s' (expected @yearly, @annually, @monthly, "
-                        "@weekly, @daily, @midnight, @hourly or @reboot)", text);
+            errbuf_set (err, errlen, "unknown macro '%s' (expected @yearly, @annually, "
+                        "@monthly, @weekly, @daily, @midnight, @hourly or @reboot)", text);
             free (self);
             return NULL;
         }
@@ -235,8 +236,9 @@ cron_new (const char *expr, char *err, size_t errlen)
         fields[count++] = tok;
     }
     if (count != F_COUNT) {
-        errbuf_set (err, errlen, "expected 5 fields (minute hour day-of-month month day-of-week), "
-                    "got %s%d", count > F_COUNT ? "more than " : "", count > F_COUNT ? 5 : count);
+        errbuf_set (err, errlen, "expected 5 fields (minute hour day-of-month month "
+                    "day-of-week), got %s%d", count > F_COUNT ? "more than " : "",
+                    count > F_COUNT ? 5 : count);
         free (self);
         return NULL;
     }
@@ -479,13 +481,14 @@ cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errle
     if (strcmp (p, "h") == 0)
         unit = 3600;
     if (!unit)
-        return errbuf_set (err, errlen, "interval '%.64s' is not whole seconds with an optional "
-                           "unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
+        return errbuf_set (err, errlen, "interval '%.64s' is not whole seconds with an "
+                           "optional unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
     value *= unit;
     if (value < 1)
         return errbuf_set (err, errlen, "interval '%.64s' must be at least 1 second", text);
     if (value > most_s)
-        return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)", text);
+        return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
+                           text);
     *seconds = value;
     return 0;
 }

@@ -431,7 +431,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             if (s_text (r, "timestamp", 64, false, &text))
                 goto fail;
             if (s_parse_seconds (text, &self->heartbeat_ts)) {
-                s_refuse (fault, EMQP_ERR_MALFORMED, "HEARTBEAT: timestamp '%s' is not decimal seconds", text);
+                s_refuse (fault, EMQP_ERR_MALFORMED,
+                          "HEARTBEAT: timestamp '%s' is not decimal seconds", text);
                 free (text);
                 goto fail;
             }
@@ -505,7 +506,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             if (s_text (r, "status", 16, false, &text))
                 goto fail;
             if (emqp_status_lookup (text, &self->status)) {
-                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: unknown status '%s'", r->command, text);
+                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: unknown status '%s'", r->command,
+                          text);
                 free (text);
                 goto fail;
             }

@@ -128,8 +128,9 @@ s_walk (s_walker_t *w, int depth)
                 return -1;
             return s_walk_items (w, 2 * n, depth + 1, "map");
         default:                                    // 0xc1: never used
-            return errbuf_set (w->err, w->errlen, "msgpack has reserved type byte 0x%02x at byte %zu",
-                               b, w->pos - 1);
+            return errbuf_set (w->err, w->errlen,
+                               "msgpack has reserved type byte 0x%02x at byte %zu", b,
+                               w->pos - 1);
     }
 }
 
