@@ -17,6 +17,7 @@
 #include "emq/client.h"
 #include "curve.h"
 #include "emqp.h"
+#include "errbuf.h"
 #include "headers.h"
 #include "log.h"
 #include "payload.h"
@@ -99,7 +100,7 @@ s_error (emq_client_t *self, int code, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    vsnprintf (self->last_error, sizeof self->last_error, format, args);
+    errbuf_vset (self->last_error, sizeof self->last_error, format, args);
     va_end (args);
     return code;
 }
