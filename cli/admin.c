@@ -8,6 +8,7 @@
     JSON rather than refused.
 */
 #include "cli.h"
+#include "clock.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -600,7 +601,7 @@ s_age (json_t *since, char *buf, size_t buflen)
         snprintf (buf, buflen, "-");
         return;
     }
-    double age = (double) zclock_time () / 1000.0 - json_number_value (since);
+    double age = clock_wall_s () - json_number_value (since);
     if (age < 0)
         age = 0;
     if (age < 120)

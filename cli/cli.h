@@ -92,8 +92,6 @@ int cli_fail (int code, const char *format, ...) __attribute__ ((format (printf,
 int cli_exit_for (int emq_code);
 //  Parses seconds ("5", "0.5") into milliseconds. Returns 0 or -1.
 int cli_parse_seconds (const char *text, int *ms);
-//  Parses a decimal number in 0..max. Returns 0 or -1.
-int cli_parse_uint (const char *text, uint64_t max, uint64_t *value);
 //  Parses whole seconds with an optional unit: "90", "90s", "15m", "2h",
 //  "1d". Returns 0 and sets *seconds (at most UINT32_MAX), or -1.
 int cli_parse_duration (const char *text, uint32_t *seconds);

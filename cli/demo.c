@@ -7,6 +7,7 @@
     finished are found by msgid in a hash. Both only borrow the jobs.
 */
 #include "cli.h"
+#include "numparse.h"
 #include "json.h"
 #include "emq/client.h"
 
@@ -127,7 +128,7 @@ cli_demo (cli_t *cli, int argc, char **argv)
     while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
         switch (opt) {
             case 'n':
-                if (cli_parse_uint (optarg, 10000000, &total) || total == 0)
+                if (numparse_uint (optarg, 10000000, &total) || total == 0)
                     return cli_usage_error ("demo: --jobs '%s' is not a number in 1..10000000",
                                             optarg);
                 break;

@@ -7,6 +7,8 @@
 #include "cli.h"
 #include "config.h"
 #include "log.h"
+#include "numparse.h"
+#include "program.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -94,9 +96,7 @@ cli_usage_error (const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fputs ("emq-cli: ", stderr);
-    vfprintf (stderr, format, args);
-    fputs ("\n", stderr);
+    program_verror ("emq-cli", CLI_EXIT_USAGE, format, args);
     va_end (args);
     fputs ("Try 'emq-cli --help'.\n", stderr);
     return CLI_EXIT_USAGE;
@@ -107,9 +107,7 @@ cli_fail (int code, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    fputs ("emq-cli: ", stderr);
-    vfprintf (stderr, format, args);
-    fputs ("\n", stderr);
+    program_verror ("emq-cli", code, format, args);
     va_end (args);
     return code;
 }
@@ -144,33 +142,12 @@ cli_parse_seconds (const char *text, int *ms)
 }
 
 int
-cli_parse_uint (const char *text, uint64_t max, uint64_t *value)
-{
-    if (!text || !*text || strlen (text) > 20)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t digit = (uint64_t) (*p - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    if (v > max)
-        return -1;
-    *value = v;
-    return 0;
-}
-
-int
 cli_parse_duration (const char *text, uint32_t *seconds)
 {
     if (!text || !*text)
         return -1;
     size_t len = strlen (text);
     uint64_t unit = 1;
-    char digits[24];
     switch (text[len - 1]) {
         case 's': unit = 1; len--; break;
         case 'm': unit = 60; len--; break;
@@ -178,12 +155,8 @@ cli_parse_duration (const char *text, uint32_t *seconds)
         case 'd': unit = 86400; len--; break;
         default: break;
     }
-    if (len == 0 || len >= sizeof digits)
-        return -1;
-    memcpy (digits, text, len);
-    digits[len] = 0;
     uint64_t value;
-    if (cli_parse_uint (digits, UINT32_MAX, &value) || value > UINT32_MAX / unit)
+    if (numparse_uint_n (text, len, UINT32_MAX / unit, &value))
         return -1;
     *seconds = (uint32_t) (value * unit);
     return 0;
@@ -216,7 +189,7 @@ cli_global_option (cli_t *self, int opt, const char *arg)
             cli_print_usage (stdout);
             return 100 + CLI_EXIT_OK;
         case CLI_OPT_VERSION:
-            printf ("emq-cli %s\n", EMQ_VERSION);
+            program_print_version ("emq-cli", NULL);
             return 100 + CLI_EXIT_OK;
         default:
             return -1;

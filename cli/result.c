@@ -10,6 +10,7 @@
     reached a connected router.
 */
 #include "cli.h"
+#include "numparse.h"
 #include "json.h"
 #include "emq/client.h"
 
@@ -64,7 +65,7 @@ s_json_usage (const char *usage)
             continue;
         *eq = 0;
         uint64_t number;
-        if (cli_parse_uint (eq + 1, INT64_MAX, &number) == 0)
+        if (numparse_uint (eq + 1, INT64_MAX, &number) == 0)
             json_object_set_new (object, item, json_integer ((json_int_t) number));
         else
             json_object_set_new (object, item, json_string (eq + 1));

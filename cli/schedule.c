@@ -8,6 +8,7 @@
     shows under ROUTER_SHOW_SCHEDULERS) and lists the leader's schedules.
 */
 #include "cli.h"
+#include "numparse.h"
 #include "json.h"
 #include "cron.h"
 
@@ -102,7 +103,7 @@ cli_schedule (cli_t *cli, int argc, char **argv)
             case O_NOHASTE: opts.nohaste = true; break;
             case O_RUNS: {
                 uint64_t runs;
-                if (cli_parse_uint (optarg, UINT32_MAX, &runs) || runs == 0)
+                if (numparse_uint (optarg, UINT32_MAX, &runs) || runs == 0)
                     return cli_usage_error ("--runs: '%s' is not a number in 1..%u", optarg,
                                             UINT32_MAX);
                 opts.runs = (uint32_t) runs;

@@ -2,6 +2,7 @@
     with --wait print its value. See cli.h for the exit codes.
 */
 #include "cli.h"
+#include "numparse.h"
 #include "emqp.h"
 #include "json.h"
 #include "emq/client.h"
@@ -219,13 +220,13 @@ cli_submit (cli_t *cli, int argc, char **argv)
                 submit.wait = true;
                 break;
             case 'r':
-                if (cli_parse_uint (optarg, UINT32_MAX, &number))
+                if (numparse_uint (optarg, UINT32_MAX, &number))
                     rc = cli_usage_error ("--retries: '%s' is not a number in 0..%u",
                                           optarg, UINT32_MAX);
                 submit.opts.retries = (uint32_t) number;
                 break;
             case 't':
-                if (cli_parse_uint (optarg, UINT32_MAX, &number))
+                if (numparse_uint (optarg, UINT32_MAX, &number))
                     rc = cli_usage_error ("--timeout: '%s' is not a whole number of "
                                           "seconds (0 = none)", optarg);
                 submit.opts.timeout_s = (uint32_t) number;
@@ -241,7 +242,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
                                           "or with s, m, h or d: 90, 15m, 2h)", optarg);
                 break;
             case 'e':
-                if (cli_parse_uint (optarg, UINT32_MAX, &number) || number == 0)
+                if (numparse_uint (optarg, UINT32_MAX, &number) || number == 0)
                     rc = cli_usage_error ("--eta: '%s' is not a unix time (seconds since "
                                           "1970, 1..%u)", optarg, UINT32_MAX);
                 submit.opts.eta = (uint32_t) number;

@@ -23,6 +23,7 @@
 #include "emq/client.h"
 #include "curve.h"
 #include "emqp.h"
+#include "errbuf.h"
 #include "headers.h"
 #include "log.h"
 #include "payload.h"
@@ -109,7 +110,7 @@ s_error (emq_client_t *self, int code, const char *format, ...)
 {
     va_list args;
     va_start (args, format);
-    vsnprintf (self->last_error, sizeof self->last_error, format, args);
+    errbuf_vset (self->last_error, sizeof self->last_error, format, args);
     va_end (args);
     return code;
 }
@@ -481,16 +482,16 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
         const char *endpoint, char *err, size_t errlen)
 {
     while (true) {
-        char reason[256];
+        emqp_fault_t fault;
         emqp_msg_t *msg = NULL;
         s_settle (sock);
-        int rc = emqp_recv (sock, false, limits, &msg, NULL, reason, sizeof reason);
+        int rc = emqp_recv (sock, false, limits, &msg, NULL, &fault);
         if (rc > 0) {
             *msg_p = msg;
             return 0;
         }
         if (rc < 0)
-            log_warning ("router %s: malformed message dropped: %s", endpoint, reason);
+            log_warning ("router %s: malformed message dropped: %s", endpoint, fault.text);
         else
         if (deadline >= 0 && s_remaining (deadline) == 0)
             return EMQ_ERR_TIMEOUT;

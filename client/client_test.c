@@ -552,9 +552,9 @@ s_flood_router (zsock_t *pipe, void *args)
     if (port > 0) {
         zpoller_t *poller = zpoller_new (router, NULL);
         if (zpoller_wait (poller, 10000) == router) {
-            char err[256];
+            emqp_fault_t fault;
             emqp_msg_t *fetch = NULL;
-            if (emqp_recv (router, true, NULL, &fetch, &identity, err, sizeof err) > 0)
+            if (emqp_recv (router, true, NULL, &fetch, &identity, &fault) > 0)
                 identity = zframe_dup (fetch->identity);
             emqp_msg_destroy (&fetch);
         }

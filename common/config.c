@@ -17,7 +17,10 @@
     warning (s_ignored) so that an existing eventmq.conf loads.
 */
 #include "config.h"
+#include "errbuf.h"
 #include "log.h"
+#include "numparse.h"
+#include "queuespec.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -331,17 +334,6 @@ static const char *s_default_path = "/etc/eventmq.conf";
 //  --------------------------------------------------------------------------
 //  Small helpers
 
-static void
-s_fmt (char *err, size_t errlen, const char *format, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (err, errlen, format, args);
-    va_end (args);
-}
-
 //  Renders untrusted text for messages: capped, unprintable bytes as '?'.
 static const char *
 s_shown (const char *value, char *buf, size_t buflen)
@@ -458,7 +450,7 @@ s_check_endpoint (const char *value, char **canonical, char *why, size_t whylen)
           || (scheme == 6 && strncmp (value, "inproc", 6) == 0);
     }
     if (!ok) {
-        s_fmt (why, whylen, "a " S_ENDPOINTS);
+        errbuf_set (why, whylen, "a " S_ENDPOINTS);
         return -1;
     }
     return 0;
@@ -485,12 +477,13 @@ s_check_hook (const char *value, char **canonical, char *why, size_t whylen)
     const char *colon = strchr (value, ':');
     if (!colon || colon == value || strchr (colon + 1, ':')
     ||  !s_is_identifier (colon + 1)) {
-        s_fmt (why, whylen, "LIB:FN (a library name, ':', a C function name), or empty");
+        errbuf_set (why, whylen,
+                    "LIB:FN (a library name, ':', a C function name), or empty");
         return -1;
     }
     for (const char *p = value; p < colon; p++)
         if ((unsigned char) *p <= 0x20 || *p == 0x7F) {
-            s_fmt (why, whylen, "LIB:FN without spaces or control characters");
+            errbuf_set (why, whylen, "LIB:FN without spaces or control characters");
             return -1;
         }
     return 0;
@@ -500,40 +493,8 @@ static int
 s_check_queue_name (const char *value, char **canonical, char *why, size_t whylen)
 {
     (void) canonical;
-    size_t len = strlen (value);
-    bool ok = len > 0 && len <= 128;
-    for (const char *p = value; ok && *p; p++)
-        ok = (unsigned char) *p > 0x20 && *p != 0x7F && *p != '"' && *p != ',';
-    if (!ok) {
-        s_fmt (why, whylen, "a queue name of 1..128 characters without spaces, "
-               "quotes or commas");
-        return -1;
-    }
-    return 0;
-}
-
-//  Adds one [weight, name] pair to the canonical JSON array.
-static int
-s_queues_add (json_t *array, json_int_t weight, const char *name, char *why, size_t whylen)
-{
-    char sub[160];
-    if (weight < 0 || weight > 1000000) {
-        s_fmt (why, whylen, "queue weights in 0..1000000");
-        return -1;
-    }
-    if (s_check_queue_name (name, NULL, sub, sizeof sub)) {
-        s_fmt (why, whylen, "%s", sub);
-        return -1;
-    }
-    size_t index;
-    json_t *pair;
-    json_array_foreach (array, index, pair) {
-        if (strcmp (json_string_value (json_array_get (pair, 1)), name) == 0) {
-            s_fmt (why, whylen, "each queue once (\"%s\" is repeated)", name);
-            return -1;
-        }
-    }
-    json_array_append_new (array, json_pack ("[Is]", weight, name));
+    if (queuespec_name_check (value, NULL, 0))
+        return errbuf_set (why, whylen, "a queue name of " QUEUESPEC_NAME_RULE);
     return 0;
 }
 
@@ -542,84 +503,12 @@ s_queues_add (json_t *array, json_int_t weight, const char *name, char *why, siz
 static int
 s_check_queues (const char *value, char **canonical, char *why, size_t whylen)
 {
-    json_t *array = json_array ();
-    if (!array) {
-        s_fmt (why, whylen, "memory for the queue list");
-        return -1;
-    }
-    int rc = -1;
-    const char *p = value;
-    while (isspace ((unsigned char) *p))
-        p++;
-    if (*p == '[') {
-        json_error_t jerr;
-        json_t *parsed = json_loads (value, JSON_REJECT_DUPLICATES, &jerr);
-        size_t index;
-        json_t *pair;
-        if (!parsed || !json_is_array (parsed)) {
-            s_fmt (why, whylen, "JSON [[weight,\"name\"],...] (%s)",
-                   parsed ? "not an array" : jerr.text);
-            json_decref (parsed);
-            goto done;
-        }
-        json_array_foreach (parsed, index, pair) {
-            if (!json_is_array (pair) || json_array_size (pair) != 2
-            ||  !json_is_integer (json_array_get (pair, 0))
-            ||  !json_is_string (json_array_get (pair, 1))) {
-                s_fmt (why, whylen, "JSON [[weight,\"name\"],...] (item %zu is not "
-                       "[integer, \"name\"])", index + 1);
-                json_decref (parsed);
-                goto done;
-            }
-            if (s_queues_add (array, json_integer_value (json_array_get (pair, 0)),
-                              json_string_value (json_array_get (pair, 1)), why, whylen)) {
-                json_decref (parsed);
-                goto done;
-            }
-        }
-        json_decref (parsed);
-    }
-    else {
-        char *copy = strdup (value);
-        if (!copy)
-            goto done;
-        char *save = NULL;
-        for (char *word = strtok_r (copy, " \t", &save); word;
-             word = strtok_r (NULL, " \t", &save)) {
-            json_int_t weight = 10;
-            char *name = word;
-            char *comma = strchr (word, ',');
-            if (comma) {
-                *comma = 0;
-                char *end;
-                errno = 0;
-                long long w = strtoll (word, &end, 10);
-                if (errno || end == word || *end) {
-                    s_fmt (why, whylen, "\"weight,name ...\" with a whole-number weight");
-                    free (copy);
-                    goto done;
-                }
-                weight = (json_int_t) w;
-                name = comma + 1;
-            }
-            if (s_queues_add (array, weight, name, why, whylen)) {
-                free (copy);
-                goto done;
-            }
-        }
-        free (copy);
-    }
-    if (json_array_size (array) == 0) {
-        s_fmt (why, whylen, "at least one queue");
-        goto done;
-    }
-    *canonical = json_dumps (array, JSON_COMPACT);
-    rc = *canonical ? 0 : -1;
-    if (rc)
-        s_fmt (why, whylen, "memory for the queue list");
-done:
-    json_decref (array);
-    return rc;
+    char reason[200];
+    *canonical = queuespec_setting (value, reason, sizeof reason);
+    if (!*canonical)
+        return errbuf_set (why, whylen, "JSON [[weight,\"name\"],...] or \"weight,name "
+                           "...\" (%s)", reason);
+    return 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -640,10 +529,11 @@ s_parse_bool (const char *text, bool *value)
 static int
 s_parse_int (const s_setting_t *setting, const char *text, int64_t *value)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll (text, &end, 10);
-    if (errno || end == text || isspace ((unsigned char) *text))
+    //  The number, then (byte sizes) a unit.
+    size_t sign = *text == '+' || *text == '-';
+    const char *end = text + sign + strspn (text + sign, "0123456789");
+    int64_t v;
+    if (numparse_int_n (text, (size_t) (end - text), INT64_MIN, INT64_MAX, &v))
         return -1;
     if (setting->bytes && *end) {
         int shift = 0;
@@ -689,7 +579,7 @@ s_parse_list (const s_setting_t *setting, const char *text, s_value_t *out,
                                 : NULL;
             if (!items) {
                 free (item);
-                s_fmt (why, whylen, "memory for the list");
+                errbuf_set (why, whylen, "memory for the list");
                 return -1;
             }
             out->items = items;
@@ -733,24 +623,25 @@ s_expected (const s_setting_t *setting, char *buf, size_t buflen)
 {
     switch (setting->type) {
         case S_TYPE_INT:
-            s_fmt (buf, buflen, "an integer in %" PRId64 "..%" PRId64 "%s",
-                   setting->min, setting->max,
-                   setting->bytes ? " (bytes; k/M/G suffixes allowed)" : "");
+            errbuf_set (buf, buflen, "an integer in %" PRId64 "..%" PRId64 "%s",
+                        setting->min, setting->max,
+                        setting->bytes ? " (bytes; k/M/G suffixes allowed)" : "");
             break;
         case S_TYPE_SECONDS:
-            s_fmt (buf, buflen, "a number of seconds in %g..%g", setting->dmin, setting->dmax);
+            errbuf_set (buf, buflen, "a number of seconds in %g..%g", setting->dmin,
+                        setting->dmax);
             break;
         case S_TYPE_BOOL:
-            s_fmt (buf, buflen, "true/false, yes/no, on/off or 1/0");
+            errbuf_set (buf, buflen, "true/false, yes/no, on/off or 1/0");
             break;
         case S_TYPE_STRING:
             if (setting->choices)
-                s_fmt (buf, buflen, "one of %s", setting->choices);
+                errbuf_set (buf, buflen, "one of %s", setting->choices);
             else
-                s_fmt (buf, buflen, "text of at most %zu bytes", setting->max_len);
+                errbuf_set (buf, buflen, "text of at most %zu bytes", setting->max_len);
             break;
         case S_TYPE_LIST:
-            s_fmt (buf, buflen, "a '%c'-separated list", s_sep (setting));
+            errbuf_set (buf, buflen, "a '%c'-separated list", s_sep (setting));
             break;
     }
 }
@@ -841,8 +732,8 @@ s_parse (const s_setting_t *setting, const char *text, const char *source,
         if (!*why)
             s_expected (setting, why, sizeof why);
         char shown[96];
-        s_fmt (err, errlen, "%s: %s = '%s': expected %s", source, setting->name,
-               s_shown (text, shown, sizeof shown), why);
+        errbuf_set (err, errlen, "%s: %s = '%s': expected %s", source, setting->name,
+                    s_shown (text, shown, sizeof shown), why);
         s_value_clear (out);
     }
     return rc;
@@ -1001,7 +892,7 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
         split->source = strdup (alias_source);
         split->origin = origin;
         if (!*part || !split->source) {
-            s_fmt (err, errlen, "%s: out of memory", source);
+            errbuf_set (err, errlen, "%s: out of memory", source);
             return -1;
         }
         return 0;
@@ -1031,8 +922,8 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
     if (!split->part[1] && !split->part[2])
         return 0;
     if (!split->part[1] || !split->part[2]) {
-        s_fmt (err, errlen, "%s: setup_path and setup_callable must be given together",
-               split->source);
+        errbuf_set (err, errlen, "%s: setup_path and setup_callable must be given together",
+                    split->source);
         return -1;
     }
     int index = s_setting_index ("setup");
@@ -1040,7 +931,7 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
         return 0;
     char *text;
     if (asprintf (&text, "%s:%s", split->part[1], split->part[2]) < 0) {
-        s_fmt (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
         return -1;
     }
     int rc = s_apply (values, index, text, split->source, split->origin, err, errlen);
@@ -1086,7 +977,7 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
             log_debug ("config: no %s, using defaults", path);
             return 0;
         }
-        s_fmt (err, errlen, "cannot read config file %s: %s", path, strerror (errno));
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path, strerror (errno));
         return -1;
     }
     s_reader_t reader = { .file = file, .path = path };
@@ -1094,17 +985,17 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
     fclose (file);
     int rc = -1;
     if (reader.out_of_memory) {
-        s_fmt (err, errlen, "%s: out of memory", path);
+        errbuf_set (err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (reader.long_line && (line == 0 || reader.long_line < line)) {
-        s_fmt (err, errlen, "%s:%d: line too long (max %d characters)", path,
-               reader.long_line, INI_MAX_LINE - 2);
+        errbuf_set (err, errlen, "%s:%d: line too long (max %d characters)", path,
+                    reader.long_line, INI_MAX_LINE - 2);
         goto done;
     }
     if (line != 0) {
-        s_fmt (err, errlen, "%s:%d: syntax error (expected [section] or name = value)",
-               path, line);
+        errbuf_set (err, errlen, "%s:%d: syntax error (expected [section] or name = value)",
+                    path, line);
         goto done;
     }
     const char *own = s_section_name (section);
@@ -1240,7 +1131,7 @@ config_load (config_t *self, const char *section, const char *path,
         if (self->values[i].origin == S_FROM_FLAG) {
             s_value_t copy;
             if (s_value_copy (&copy, &self->values[i])) {
-                s_fmt (err, errlen, "out of memory");
+                errbuf_set (err, errlen, "out of memory");
                 goto done;
             }
             s_value_clear (&fresh[i]);
@@ -1317,7 +1208,8 @@ config_set (config_t *self, const char *name, const char *value, char *err, size
     int index = s_lookup_flag (self, name, &alias);
     if (index < 0) {
         char shown[80];
-        s_fmt (err, errlen, "unknown setting '%s'", s_shown (name, shown, sizeof shown));
+        errbuf_set (err, errlen, "unknown setting '%s'",
+                    s_shown (name, shown, sizeof shown));
         return -1;
     }
     char source[160];
@@ -1334,7 +1226,8 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     int index = s_lookup_flag (self, name, &alias);
     if (index < 0 || s_settings[index].type != S_TYPE_LIST) {
         char shown[80];
-        s_fmt (err, errlen, "'%s' is not a list setting", s_shown (name, shown, sizeof shown));
+        errbuf_set (err, errlen, "'%s' is not a list setting",
+                    s_shown (name, shown, sizeof shown));
         return -1;
     }
     const s_setting_t *setting = &s_settings[index];
@@ -1343,9 +1236,9 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     if (!*value || strchr (value, s_sep (setting))
     ||  (setting->check && setting->check (value, &canonical, why, sizeof why))) {
         char shown[96];
-        s_fmt (err, errlen, "command line: %s += '%s': expected %s", setting->name,
-               s_shown (value, shown, sizeof shown),
-               *why ? why : "one non-empty item without the list separator");
+        errbuf_set (err, errlen, "command line: %s += '%s': expected %s", setting->name,
+                    s_shown (value, shown, sizeof shown),
+                    *why ? why : "one non-empty item without the list separator");
         return -1;
     }
     free (canonical);
@@ -1358,7 +1251,7 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     if (!item || !source || !items) {
         free (item);
         free (source);
-        s_fmt (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
         return -1;
     }
     current->items[current->count++] = item;
@@ -1366,7 +1259,7 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     current->source = source;
     current->origin = S_FROM_FLAG;
     if (s_list_text (current, s_sep (setting))) {
-        s_fmt (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -1651,7 +1544,8 @@ config_test (bool verbose)
         { "[jobmanager]\nbackend_addr = http://x\n", { S_ENDPOINTS, NULL, NULL } },
         { "[jobmanager]\nqueues = [[10, default]]\n", { "JSON", NULL, NULL } },
         { "[jobmanager]\nqueues = [[\"default\", 10]]\n", { "item 1", NULL, NULL } },
-        { "[jobmanager]\nqueues = [[-1, \"x\"]]\n", { "weights in 0..", NULL, NULL } },
+        { "[jobmanager]\nqueues = [[-1, \"x\"]]\n",
+          { "weights are whole numbers in 0..", NULL, NULL } },
         { "[jobmanager]\nqueues = [[1, \"x\"], [2, \"x\"]]\n", { "repeated", NULL, NULL } },
         { "[jobmanager]\nqueues = []\n", { "at least one queue", NULL, NULL } },
         { "[jobmanager]\nqueues = [[1, \"\"]]\n", { "1..128", NULL, NULL } },

@@ -12,10 +12,11 @@
     past it (no zone shifts by more than that in one transition).
 */
 #include "cron.h"
+#include "errbuf.h"
+#include "numparse.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,18 +68,6 @@ struct cron_t {
 #define S_SEARCH_YEARS 30
 #define S_DST_WINDOW (3 * 3600)
 
-static int
-s_err (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 //  Reads a number or a name at *p. Returns 0 and advances *p, or -1.
 static int
 s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
@@ -89,8 +78,8 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
         while (isdigit ((unsigned char) *s)) {
             v = v * 10 + (*s++ - '0');
             if (v > 1000)
-                return s_err (err, errlen, "field %d (%s): number too large", field + 1,
-                              s_fields[field].name);
+                return errbuf_set (err, errlen, "field %d (%s): number too large", field + 1,
+                                   s_fields[field].name);
         }
         *value = (int) v;
         *p = s;
@@ -118,25 +107,26 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
                     *p = s + len;
                     return 0;
                 }
-        return s_err (err, errlen, "field %d (%s): unknown name '%s'%s", field + 1,
-                      s_fields[field].name, word,
-                      field == F_MONTH ? " (expected jan..dec)"
-                      : field == F_DOW ? " (expected sun..sat)"
-                      : " (names are allowed in month and day of week only)");
+        return errbuf_set (err, errlen, "field %d (%s): unknown name '%s'%s", field + 1,
+                           s_fields[field].name, word,
+                           field == F_MONTH ? " (expected jan..dec)"
+                           : field == F_DOW ? " (expected sun..sat)"
+                           : " (names are allowed in month and day of week only)");
     }
     if (*s == 0)
-        return s_err (err, errlen, "field %d (%s): a value is missing", field + 1,
-                      s_fields[field].name);
-    return s_err (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
-                  s_fields[field].name, isprint ((unsigned char) *s) ? *s : '?');
+        return errbuf_set (err, errlen, "field %d (%s): a value is missing", field + 1,
+                           s_fields[field].name);
+    return errbuf_set (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
+                       s_fields[field].name, isprint ((unsigned char) *s) ? *s : '?');
 }
 
 static int
 s_check_range (s_field_t field, int value, char *err, size_t errlen)
 {
     if (value < s_fields[field].min || value > s_fields[field].max)
-        return s_err (err, errlen, "field %d (%s): %d is out of range %d..%d", field + 1,
-                      s_fields[field].name, value, s_fields[field].min, s_fields[field].max);
+        return errbuf_set (err, errlen, "field %d (%s): %d is out of range %d..%d",
+                           field + 1, s_fields[field].name, value, s_fields[field].min,
+                           s_fields[field].max);
     return 0;
 }
 
@@ -165,20 +155,20 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
                 ||  s_check_range (field, hi, err, errlen))
                     return -1;
                 if (hi < lo)
-                    return s_err (err, errlen, "field %d (%s): range %d-%d is backwards",
-                                  field + 1, s_fields[field].name, lo, hi);
+                    return errbuf_set (err, errlen, "field %d (%s): range %d-%d is backwards",
+                                       field + 1, s_fields[field].name, lo, hi);
             }
         }
         if (*p == '/') {
             p++;
             if (!isdigit ((unsigned char) *p))
-                return s_err (err, errlen, "field %d (%s): a step must be a number",
-                              field + 1, s_fields[field].name);
+                return errbuf_set (err, errlen, "field %d (%s): a step must be a number",
+                                   field + 1, s_fields[field].name);
             if (s_value (field, &p, &step, err, errlen))
                 return -1;
             if (step < 1 || step > s_fields[field].max)
-                return s_err (err, errlen, "field %d (%s): step %d is out of range 1..%d",
-                              field + 1, s_fields[field].name, step, s_fields[field].max);
+                return errbuf_set (err, errlen, "field %d (%s): step %d is out of range 1..%d",
+                                   field + 1, s_fields[field].name, step, s_fields[field].max);
             //  "5/15" means 5-max/15 (cronie and most crons).
             if (!star && hi == lo)
                 hi = s_fields[field].max;
@@ -191,8 +181,8 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
         }
         if (*p == 0)
             return 0;
-        return s_err (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
-                      s_fields[field].name, isprint ((unsigned char) *p) ? *p : '?');
+        return errbuf_set (err, errlen, "field %d (%s): unexpected '%c'", field + 1,
+                           s_fields[field].name, isprint ((unsigned char) *p) ? *p : '?');
     }
 }
 
@@ -200,13 +190,13 @@ cron_t *
 cron_new (const char *expr, char *err, size_t errlen)
 {
     if (!expr) {
-        s_err (err, errlen, "no cron expression");
+        errbuf_set (err, errlen, "no cron expression");
         return NULL;
     }
     while (isspace ((unsigned char) *expr))
         expr++;
     if (strlen (expr) > S_MAX_TEXT) {
-        s_err (err, errlen, "cron expression longer than %d characters", S_MAX_TEXT);
+        errbuf_set (err, errlen, "cron expression longer than %d characters", S_MAX_TEXT);
         return NULL;
     }
     char text[S_MAX_TEXT + 1];
@@ -215,7 +205,7 @@ cron_new (const char *expr, char *err, size_t errlen)
         text[n - 1] = 0;
     cron_t *self = calloc (1, sizeof (cron_t));
     if (!self) {
-        s_err (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
         return NULL;
     }
     if (text[0] == '@') {
@@ -228,8 +218,8 @@ cron_new (const char *expr, char *err, size_t errlen)
             if (strcasecmp (text, s_macros[i].macro) == 0)
                 break;
         if (i == sizeof s_macros / sizeof s_macros[0]) {
-            s_err (err, errlen, "unknown macro '%s' (expected @yearly, @annually, @monthly, "
-                   "@weekly, @daily, @midnight, @hourly or @reboot)", text);
+            errbuf_set (err, errlen, "unknown macro '%s' (expected @yearly, @annually, "
+                        "@monthly, @weekly, @daily, @midnight, @hourly or @reboot)", text);
             free (self);
             return NULL;
         }
@@ -246,8 +236,9 @@ cron_new (const char *expr, char *err, size_t errlen)
         fields[count++] = tok;
     }
     if (count != F_COUNT) {
-        s_err (err, errlen, "expected 5 fields (minute hour day-of-month month day-of-week), "
-               "got %s%d", count > F_COUNT ? "more than " : "", count > F_COUNT ? 5 : count);
+        errbuf_set (err, errlen, "expected 5 fields (minute hour day-of-month month "
+                    "day-of-week), got %s%d", count > F_COUNT ? "more than " : "",
+                    count > F_COUNT ? 5 : count);
         free (self);
         return NULL;
     }
@@ -325,12 +316,12 @@ cron_tz_check (const char *tz, char *err, size_t errlen)
         return 0;
     //  glibc silently treats an unknown name as UTC: look for the zone file.
     if (tz[0] == '/' || strstr (tz, "..") || strlen (tz) > 200)
-        return s_err (err, errlen, "time zone '%.200s' is not a zone name", tz);
+        return errbuf_set (err, errlen, "time zone '%.200s' is not a zone name", tz);
     const char *dir = getenv ("TZDIR");
     char path[512];
     snprintf (path, sizeof path, "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", tz);
     if (access (path, R_OK) != 0)
-        return s_err (err, errlen, "unknown time zone '%s' (no %s)", tz, path);
+        return errbuf_set (err, errlen, "unknown time zone '%s' (no %s)", tz, path);
     return 0;
 }
 
@@ -469,15 +460,14 @@ int
 cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errlen)
 {
     if (!text || !*text)
-        return s_err (err, errlen, "empty interval (expected e.g. 30, 30s, 15m or 2h)");
-    int64_t value = 0;
-    const char *p = text;
-    for (; isdigit ((unsigned char) *p); p++) {
-        value = value * 10 + (*p - '0');
-        if (value > 10LL * 366 * 86400)
-            return s_err (err, errlen, "interval '%.64s' is too long (at most 10 years)",
-                          text);
-    }
+        return errbuf_set (err, errlen, "empty interval (expected e.g. 30, 30s, 15m or 2h)");
+    const int64_t most_s = 10LL * 366 * 86400;
+    const char *p = text + strspn (text, "0123456789");
+    uint64_t number = 0;
+    if (p > text && numparse_uint_n (text, (size_t) (p - text), (uint64_t) most_s, &number))
+        return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
+                           text);
+    int64_t value = (int64_t) number;
     int64_t unit = 0;
     if (p == text)
         unit = 0;
@@ -491,13 +481,14 @@ cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errle
     if (strcmp (p, "h") == 0)
         unit = 3600;
     if (!unit)
-        return s_err (err, errlen, "interval '%.64s' is not whole seconds with an optional "
-                      "unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
+        return errbuf_set (err, errlen, "interval '%.64s' is not whole seconds with an "
+                           "optional unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
     value *= unit;
     if (value < 1)
-        return s_err (err, errlen, "interval '%.64s' must be at least 1 second", text);
-    if (value > 10LL * 366 * 86400)
-        return s_err (err, errlen, "interval '%.64s' is too long (at most 10 years)", text);
+        return errbuf_set (err, errlen, "interval '%.64s' must be at least 1 second", text);
+    if (value > most_s)
+        return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
+                           text);
     *seconds = value;
     return 0;
 }

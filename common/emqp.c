@@ -6,6 +6,8 @@
     extend messages as the protocol allows.
 */
 #include "emqp.h"
+#include "errbuf.h"
+#include "numparse.h"
 
 #include <errno.h>
 #include <math.h>
@@ -53,6 +55,39 @@ static const char *s_status_names[EMQP_STATUS_COUNT] = {
     [EMQP_STATUS_REJECTED] = "rejected",
     [EMQP_STATUS_CANCELLED] = "cancelled",
 };
+
+//  Each fault's name for logs, and the ERROR code the router answers with.
+static const struct {
+    const char *name;
+    const char *word;
+} s_errors[EMQP_ERR_COUNT] = {
+    [EMQP_ERR_NONE] = { "none", "BAD_FRAME" },
+    [EMQP_ERR_MALFORMED] = { "malformed", "BAD_FRAME" },
+    [EMQP_ERR_NO_IDENTITY] = { "no_identity", "BAD_FRAME" },
+    [EMQP_ERR_PROTOCOL] = { "protocol", "BAD_FRAME" },
+    [EMQP_ERR_UNKNOWN_COMMAND] = { "unknown_command", "BAD_FRAME" },
+    [EMQP_ERR_TOO_LARGE] = { "too_large", "TOO_LARGE" },
+    //  Our memory, not the peer's message; still BAD_FRAME on the wire, as
+    //  every other refusal the peer cannot act on.
+    [EMQP_ERR_NO_MEMORY] = { "no_memory", "BAD_FRAME" },
+    [EMQP_ERR_RECEIVE] = { "receive", "BAD_FRAME" },
+};
+
+const char *
+emqp_error_name (emqp_error_t code)
+{
+    if ((int) code < 0 || code >= EMQP_ERR_COUNT)
+        return "unknown";
+    return s_errors[code].name;
+}
+
+const char *
+emqp_error_word (emqp_error_t code)
+{
+    if ((int) code < 0 || code >= EMQP_ERR_COUNT)
+        return "BAD_FRAME";
+    return s_errors[code].word;
+}
 
 const char *
 emqp_command_name (emqp_command_t command)
@@ -139,10 +174,25 @@ typedef struct {
     size_t count;
     size_t next;                // the next frame to read
     const emqp_limits_t *limits;
-    char *err;
-    size_t errlen;
+    emqp_fault_t *fault;        // why the message is refused
     const char *command;        // for error messages
 } s_reader_t;
+
+//  Refuses the message: code and reason into fault. Returns -1.
+static int
+s_refuse (emqp_fault_t *fault, emqp_error_t code, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_refuse (emqp_fault_t *fault, emqp_error_t code, const char *format, ...)
+{
+    fault->code = code;
+    va_list args;
+    va_start (args, format);
+    errbuf_vset (fault->text, sizeof fault->text, format, args);
+    va_end (args);
+    return -1;
+}
 
 static const s_view_t *
 s_pop (s_reader_t *r)
@@ -196,28 +246,28 @@ s_text (s_reader_t *r, const char *field, size_t max, bool may_be_empty, char **
 {
     const s_view_t *frame = s_pop (r);
     if (!frame) {
-        snprintf (r->err, r->errlen, "%s: missing %s frame", r->command, field);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command, field);
         return -1;
     }
     size_t size = frame->size;
     if (size > max)
-        snprintf (r->err, r->errlen, "%s: %s frame too long (%zu bytes, max %zu)",
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame too long (%zu bytes, max %zu)",
                   r->command, field, size, max);
     else
     if (size == 0 && !may_be_empty)
-        snprintf (r->err, r->errlen, "%s: %s frame is empty", r->command, field);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame is empty", r->command, field);
     else
     if (memchr (frame->data, 0, size))
-        snprintf (r->err, r->errlen, "%s: %s frame contains a NUL byte",
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame contains a NUL byte",
                   r->command, field);
     else
     if (!s_is_utf8 (frame->data, size))
-        snprintf (r->err, r->errlen, "%s: %s frame is not valid UTF-8 text",
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame is not valid UTF-8 text",
                   r->command, field);
     else {
         *out = malloc (size + 1);
         if (!*out) {
-            snprintf (r->err, r->errlen, "%s: out of memory", r->command);
+            s_refuse (r->fault, EMQP_ERR_NO_MEMORY, "%s: out of memory", r->command);
             return -1;
         }
         memcpy (*out, frame->data, size);
@@ -234,39 +284,20 @@ s_binary (s_reader_t *r, const char *field, zframe_t **out)
 {
     const s_view_t *frame = s_pop (r);
     if (!frame) {
-        snprintf (r->err, r->errlen, "%s: missing %s frame", r->command, field);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command, field);
         return -1;
     }
     size_t max = r->limits ? r->limits->payload_max : SIZE_MAX;
     if (frame->size > max) {
-        snprintf (r->err, r->errlen, "%s: %s frame too large (%zu bytes, max %zu)",
+        s_refuse (r->fault, EMQP_ERR_TOO_LARGE, "%s: %s frame too large (%zu bytes, max %zu)",
                   r->command, field, frame->size, max);
         return -1;
     }
     *out = zframe_new (frame->data, frame->size);
     if (!*out) {
-        snprintf (r->err, r->errlen, "%s: out of memory", r->command);
+        s_refuse (r->fault, EMQP_ERR_NO_MEMORY, "%s: out of memory", r->command);
         return -1;
     }
-    return 0;
-}
-
-//  Parses a decimal unsigned integer, no sign, no spaces, no overflow.
-static int
-s_parse_u64 (const char *s, uint64_t *value)
-{
-    if (!*s || strlen (s) > 20)
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        uint64_t digit = (uint64_t) (*p - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    *value = v;
     return 0;
 }
 
@@ -276,9 +307,9 @@ s_number (s_reader_t *r, const char *field, uint64_t max, uint64_t *value)
     char *text = NULL;
     if (s_text (r, field, 32, false, &text))
         return -1;
-    int rc = s_parse_u64 (text, value);
-    if (rc || *value > max) {
-        snprintf (r->err, r->errlen, "%s: %s '%s' is not a number in 0..%" PRIu64,
+    int rc = numparse_uint (text, max, value);
+    if (rc) {
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s '%s' is not a number in 0..%" PRIu64,
                   r->command, field, text, max);
         rc = -1;
     }
@@ -317,7 +348,7 @@ s_parse_interval (const char *s, int64_t *value)
         return 0;
     }
     uint64_t v;
-    if (s_parse_u64 (s, &v) || v > INT64_MAX)
+    if (numparse_uint (s, INT64_MAX, &v))
         return -1;
     *value = (int64_t) v;
     return 0;
@@ -326,7 +357,7 @@ s_parse_interval (const char *s, int64_t *value)
 //  Decodes a message from views of its frames (borrowed). See emqp_decode.
 static emqp_msg_t *
 s_decode (const s_view_t *frames, size_t count, bool with_identity,
-          const emqp_limits_t *limits, zframe_t **identity_p, char *err, size_t errlen)
+          const emqp_limits_t *limits, zframe_t **identity_p, emqp_fault_t *fault)
 {
     if (identity_p)
         *identity_p = NULL;
@@ -334,28 +365,34 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     zframe_t *identity = NULL;
     char *command_name = NULL;
     //  The default reason, set on every message: a copy, not a format.
-    strlcpy (err, "malformed message", errlen);
+    fault->command = EMQP_INVALID;
+    fault->code = EMQP_ERR_MALFORMED;
+    strlcpy (fault->text, "malformed message", sizeof fault->text);
 
-    s_reader_t reader = { frames, count, 0, limits, err, errlen, "message" };
+    s_reader_t reader = { frames, count, 0, limits, fault, "message" };
     s_reader_t *r = &reader;
     if (with_identity) {
         const s_view_t *frame = s_pop (r);
         if (!frame || frame->size == 0) {
-            snprintf (err, errlen, "message without routing identity");
+            s_refuse (fault, EMQP_ERR_NO_IDENTITY, "message without routing identity");
             goto fail;
         }
         identity = zframe_new (frame->data, frame->size);
+        if (!identity) {
+            s_refuse (fault, EMQP_ERR_NO_MEMORY, "out of memory");
+            goto fail;
+        }
     }
     const s_view_t *frame = s_pop (r);
     if (!frame || frame->size != 0) {
-        snprintf (err, errlen, "first frame is not the empty delimiter");
+        s_refuse (fault, EMQP_ERR_PROTOCOL, "first frame is not the empty delimiter");
         goto fail;
     }
     frame = s_pop (r);
     if (!frame || frame->size != strlen (EMQP_PROTOCOL)
     ||  memcmp (frame->data, EMQP_PROTOCOL, frame->size) != 0) {
         char shown[48];
-        snprintf (err, errlen, "protocol frame is '%s', expected " EMQP_PROTOCOL,
+        s_refuse (fault, EMQP_ERR_PROTOCOL, "protocol frame is '%s', expected " EMQP_PROTOCOL,
                   frame ? emqp_printable (frame->data, frame->size, shown, sizeof shown)
                         : "(missing)");
         goto fail;
@@ -366,13 +403,16 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     emqp_command_t command = emqp_command_lookup (command_name);
     if (command == EMQP_INVALID) {
         char shown[80];
-        snprintf (err, errlen, "unknown command '%s'",
+        s_refuse (fault, EMQP_ERR_UNKNOWN_COMMAND, "unknown command '%s'",
                   emqp_printable (command_name, strlen (command_name), shown, sizeof shown));
         goto fail;
     }
+    fault->command = command;
     self = emqp_msg_new (command);
-    if (!self)
+    if (!self) {
+        s_refuse (fault, EMQP_ERR_NO_MEMORY, "%s: out of memory", emqp_command_name (command));
         goto fail;
+    }
     r->command = emqp_command_name (command);
     if (s_text (r, "msgid", EMQP_MSGID_MAX, false, &self->msgid))
         goto fail;
@@ -393,7 +433,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             if (s_text (r, "timestamp", 64, false, &text))
                 goto fail;
             if (s_parse_seconds (text, &self->heartbeat_ts)) {
-                snprintf (err, errlen, "HEARTBEAT: timestamp '%s' is not decimal seconds", text);
+                s_refuse (fault, EMQP_ERR_MALFORMED,
+                          "HEARTBEAT: timestamp '%s' is not decimal seconds", text);
                 free (text);
                 goto fail;
             }
@@ -445,7 +486,7 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             ||  s_text (r, "interval", 32, false, &text))
                 goto fail;
             if (s_parse_interval (text, &self->interval_s)) {
-                snprintf (err, errlen, "%s: interval '%s' is not -1 or seconds",
+                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: interval '%s' is not -1 or seconds",
                           r->command, text);
                 free (text);
                 goto fail;
@@ -467,7 +508,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             if (s_text (r, "status", 16, false, &text))
                 goto fail;
             if (emqp_status_lookup (text, &self->status)) {
-                snprintf (err, errlen, "%s: unknown status '%s'", r->command, text);
+                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: unknown status '%s'", r->command,
+                          text);
                 free (text);
                 goto fail;
             }
@@ -518,6 +560,8 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     }
     free (command_name);
     self->identity = identity;
+    fault->code = EMQP_ERR_NONE;
+    fault->text[0] = 0;
     return self;
 
 fail:
@@ -531,8 +575,8 @@ fail:
 }
 
 emqp_msg_t *
-emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
-             zframe_t **identity_p, char *err, size_t errlen)
+emqp_decode_fault (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
+                   zframe_t **identity_p, emqp_fault_t *fault)
 {
     assert (zmsg_p);
     zmsg_t *zmsg = *zmsg_p;
@@ -540,7 +584,8 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
     if (!zmsg) {
         if (identity_p)
             *identity_p = NULL;
-        snprintf (err, errlen, "malformed message");
+        fault->command = EMQP_INVALID;
+        s_refuse (fault, EMQP_ERR_MALFORMED, "malformed message");
         return NULL;
     }
     //  Frames past the view's size are trailing extensions we ignore.
@@ -552,15 +597,25 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
         frames[count].size = zframe_size (frame);
         count++;
     }
-    emqp_msg_t *self = s_decode (frames, count, with_identity, limits, identity_p,
-                                 err, errlen);
+    emqp_msg_t *self = s_decode (frames, count, with_identity, limits, identity_p, fault);
     zmsg_destroy (&zmsg);
+    return self;
+}
+
+emqp_msg_t *
+emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
+             zframe_t **identity_p, char *err, size_t errlen)
+{
+    emqp_fault_t fault;
+    emqp_msg_t *self = emqp_decode_fault (zmsg_p, with_identity, limits, identity_p, &fault);
+    if (!self)
+        strlcpy (err, fault.text, errlen);
     return self;
 }
 
 int
 emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
-           emqp_msg_t **msg_p, zframe_t **identity_p, char *err, size_t errlen)
+           emqp_msg_t **msg_p, zframe_t **identity_p, emqp_fault_t *fault)
 {
     *msg_p = NULL;
     if (identity_p)
@@ -583,8 +638,9 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
                 zmq_msg_close (&parts[i]);
             if (count == 0 && (saved == EAGAIN || saved == EINTR))
                 return 0;
-            snprintf (err, errlen, "receive failed: %s", zmq_strerror (saved));
-            return -1;
+            fault->command = EMQP_INVALID;
+            return s_refuse (fault, EMQP_ERR_RECEIVE, "receive failed: %s",
+                             zmq_strerror (saved));
         }
         more = zmq_msg_more (part);
         if (part == &overflow)
@@ -596,7 +652,7 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
         frames[i].data = zmq_msg_data (&parts[i]);
         frames[i].size = zmq_msg_size (&parts[i]);
     }
-    *msg_p = s_decode (frames, count, with_identity, limits, identity_p, err, errlen);
+    *msg_p = s_decode (frames, count, with_identity, limits, identity_p, fault);
     //  A property the connection's authenticator attached (CURVE: from the
     //  peer's certificate), read off a frame the peer sent: a ROUTER's
     //  routing-id frame lacks it when the socket was polled first.
@@ -1195,17 +1251,24 @@ static void
 s_test_reject (const char *name, zmsg_t *zmsg, bool with_identity,
                const emqp_limits_t *limits, const char *reason, bool verbose)
 {
-    char err[256] = "";
+    emqp_fault_t fault;
     zframe_t *identity = NULL;
-    emqp_msg_t *msg = emqp_decode (&zmsg, with_identity, limits, &identity, err, sizeof err);
+    emqp_msg_t *msg = emqp_decode_fault (&zmsg, with_identity, limits, &identity, &fault);
     CHECK (zmsg == NULL);
     if (msg)
         fprintf (stderr, "emqp_test: case '%s' decoded, expected rejection '%s'\n",
                  name, reason);
     CHECK (msg == NULL);
-    CHECK_CONTAINS (err, reason);
+    CHECK_CONTAINS (fault.text, reason);
+    //  The code says what the text says: what routers answered by reading
+    //  the text before there was a code.
+    CHECK (fault.code != EMQP_ERR_NONE && fault.code != EMQP_ERR_RECEIVE);
+    CHECK_EQ (fault.code == EMQP_ERR_TOO_LARGE, strstr (fault.text, "too large") != NULL);
+    CHECK_STREQ (emqp_error_word (fault.code),
+                 strstr (fault.text, "too large") ? "TOO_LARGE" : "BAD_FRAME");
+    CHECK_EQ (fault.command == EMQP_ERROR, strncmp (fault.text, "ERROR: ", 7) == 0);
     if (verbose)
-        printf ("\n   %-34s -> %s", name, err);
+        printf ("\n   %-34s -> %s: %s", name, emqp_error_name (fault.code), fault.text);
     emqp_msg_destroy (&msg);
     zframe_destroy (&identity);
 }
@@ -1977,10 +2040,107 @@ emqp_test (bool verbose)
     CHECK_STREQ (emqp_printable ("abcdefghij", 10, shown, sizeof shown), "abcd...");
     CHECK_STREQ (emqp_printable ("", 0, shown, sizeof shown), "");
 
+    //  ---- Fault codes ----
+    CHECK_STREQ (emqp_error_name (EMQP_ERR_NONE), "none");
+    CHECK_STREQ (emqp_error_name (EMQP_ERR_TOO_LARGE), "too_large");
+    CHECK_STREQ (emqp_error_name (EMQP_ERR_COUNT), "unknown");
+    for (int code = 0; code < EMQP_ERR_COUNT; code++) {
+        CHECK (emqp_error_name ((emqp_error_t) code) != NULL);
+        CHECK_STREQ (emqp_error_word ((emqp_error_t) code),
+                     code == EMQP_ERR_TOO_LARGE ? "TOO_LARGE" : "BAD_FRAME");
+    }
+    struct {
+        const char *frames[7];      // from the delimiter on; NULL-terminated
+        bool with_identity;
+        emqp_error_t code;
+        emqp_command_t command;
+    } faults[] = {
+        { { NULL }, true, EMQP_ERR_NO_IDENTITY, EMQP_INVALID },
+        { { "x", "eMQP/1.0", "READY", "id", NULL }, false, EMQP_ERR_PROTOCOL, EMQP_INVALID },
+        { { "", "eMQP/2.0", "READY", "id", NULL }, false, EMQP_ERR_PROTOCOL, EMQP_INVALID },
+        { { "", "eMQP/1.0", "BOGUS", "id", NULL }, false, EMQP_ERR_UNKNOWN_COMMAND,
+          EMQP_INVALID },
+        { { "", "eMQP/1.0", "ACK", "id", NULL }, false, EMQP_ERR_MALFORMED, EMQP_ACK },
+        { { "", "eMQP/1.0", "ERROR", "id", "ref", NULL }, false, EMQP_ERR_MALFORMED,
+          EMQP_ERROR },
+        { { "", "eMQP/1.0", "REQUEST", "id", "q", "", NULL }, false, EMQP_ERR_MALFORMED,
+          EMQP_REQUEST },
+    };
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        zmsg_t *zmsg = zmsg_new ();
+        for (size_t k = 0; faults[i].frames[k]; k++)
+            zmsg_addstr (zmsg, faults[i].frames[k]);
+        emqp_fault_t fault;
+        CHECK (emqp_decode_fault (&zmsg, faults[i].with_identity, &limits, NULL, &fault)
+               == NULL);
+        CHECK_STREQ (emqp_error_name (fault.code), emqp_error_name (faults[i].code));
+        CHECK_STREQ (emqp_command_name (fault.command),
+                     emqp_command_name (faults[i].command));
+        CHECK (fault.text[0] != 0);
+    }
+    {
+        //  Too large: REQUEST's payload past the limit.
+        zmsg_t *zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, "0123456789", 10);
+        emqp_fault_t fault;
+        emqp_limits_t small = { .payload_max = 9 };
+        CHECK (emqp_decode_fault (&zmsg, false, &small, NULL, &fault) == NULL);
+        CHECK_EQ (fault.code, EMQP_ERR_TOO_LARGE);
+        CHECK_EQ (fault.command, EMQP_REQUEST);
+        CHECK_STREQ (emqp_error_word (fault.code), "TOO_LARGE");
+        //  A success clears the fault.
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_addmem (zmsg, "012345678", 9);
+        emqp_msg_t *msg = emqp_decode_fault (&zmsg, false, &small, NULL, &fault);
+        CHECK (msg != NULL);
+        CHECK_EQ (fault.code, EMQP_ERR_NONE);
+        CHECK_STREQ (fault.text, "");
+        emqp_msg_destroy (&msg);
+    }
+    {
+        //  emqp_recv reports the same faults, with the sender's identity.
+        zsock_t *router = zsock_new_router ("inproc://emqp-test-recv");
+        zsock_t *dealer = zsock_new_dealer (">inproc://emqp-test-recv");
+        zsock_set_rcvtimeo (router, 2000);
+        zstr_sendx (dealer, "", "eMQP/1.0", "BOGUS", "id", NULL);
+        zstr_sendx (dealer, "", "eMQP/1.0", "ERROR", "id", "ref", NULL);
+        zstr_sendx (dealer, "", "eMQP/1.0", "READY", "id", NULL);
+        zpoller_t *poller = zpoller_new (router, NULL);
+        CHECK (zpoller_wait (poller, 2000) == router);
+        zpoller_destroy (&poller);
+        emqp_msg_t *msg = NULL;
+        zframe_t *identity = NULL;
+        emqp_fault_t fault;
+        CHECK_EQ (emqp_recv (router, true, &limits, &msg, &identity, &fault), -1);
+        CHECK_EQ (fault.code, EMQP_ERR_UNKNOWN_COMMAND);
+        CHECK (identity != NULL && msg == NULL);
+        zframe_destroy (&identity);
+        //  The rest of a burst arrives with its first message.
+        int64_t deadline = zclock_mono () + 2000;
+        int rc;
+        while ((rc = emqp_recv (router, true, &limits, &msg, &identity, &fault)) == 0
+               && zclock_mono () < deadline)
+            zclock_sleep (1);
+        CHECK_EQ (rc, -1);
+        CHECK_EQ (fault.code, EMQP_ERR_MALFORMED);
+        CHECK_EQ (fault.command, EMQP_ERROR);
+        zframe_destroy (&identity);
+        while ((rc = emqp_recv (router, true, &limits, &msg, &identity, &fault)) == 0
+               && zclock_mono () < deadline)
+            zclock_sleep (1);
+        CHECK_EQ (rc, 1);
+        CHECK (msg && msg->command == EMQP_READY && msg->identity && !identity);
+        emqp_msg_destroy (&msg);
+        CHECK_EQ (emqp_recv (router, true, &limits, &msg, &identity, &fault), 0);
+        zsock_destroy (&dealer);
+        zsock_destroy (&router);
+    }
+
     //  ---- Envelope errors ----
     zmsg_t *zmsg = NULL;
     s_test_reject ("no message", NULL, false, &limits, "malformed message", verbose);
     CHECK (emqp_decode (&zmsg, false, NULL, NULL, err, sizeof err) == NULL);
+    CHECK_STREQ (err, "malformed message");
     s_test_reject ("no frames", zmsg_new (), false, &limits,
                    "first frame is not the empty delimiter", verbose);
     s_test_reject ("no identity", zmsg_new (), true, &limits,

@@ -115,6 +115,38 @@ typedef struct {
                                 // certificate metadata), or NULL
 } emqp_limits_t;
 
+//  Why a message was refused (emqp_decode_fault, emqp_recv).
+typedef enum {
+    EMQP_ERR_NONE = 0,
+    EMQP_ERR_MALFORMED,         // a frame is missing, empty, too long, has a NUL
+                                // or bad UTF-8, or is not the number, status,
+                                // interval or timestamp it must be
+    EMQP_ERR_NO_IDENTITY,       // ROUTER side: no routing id frame
+    EMQP_ERR_PROTOCOL,          // no empty delimiter, or not eMQP/1.0
+    EMQP_ERR_UNKNOWN_COMMAND,   // a command this codec does not know
+    EMQP_ERR_TOO_LARGE,         // a payload or result past limits->payload_max
+    EMQP_ERR_NO_MEMORY,         // we ran out of memory decoding it
+    EMQP_ERR_RECEIVE,           // emqp_recv: the socket failed, nothing read
+    EMQP_ERR_COUNT
+} emqp_error_t;
+
+//  A refused message: what was wrong, as a code for the program and as text
+//  for logs.
+typedef struct {
+    emqp_error_t code;          // EMQP_ERR_NONE after a success
+    emqp_command_t command;     // the refused message's command once it was
+                                // read, else EMQP_INVALID
+    char text[256];             // the reason, naming the command and frame
+} emqp_fault_t;
+
+//  Returns the code's name for logs ("too_large"), or "unknown".
+const char *emqp_error_name (emqp_error_t code);
+//  Returns the ERROR frame's code a router answers a refused message with:
+//  "TOO_LARGE" for EMQP_ERR_TOO_LARGE, "BAD_FRAME" for the rest
+//  (docs/protocol.md, error codes). Answer only a known sender, and never a
+//  refused ERROR (fault.command == EMQP_ERROR): no error ping-pong.
+const char *emqp_error_word (emqp_error_t code);
+
 //  Returns the command's wire name ("REQUEST"), or "INVALID".
 const char *emqp_command_name (emqp_command_t command);
 //  Returns the command for a wire name, or EMQP_INVALID.
@@ -132,9 +164,15 @@ void emqp_msg_destroy (emqp_msg_t **self_p);
 //  Decodes a whole multipart message, taking ownership of *zmsg_p (it is
 //  destroyed and nulled whatever happens). with_identity: the first frame is
 //  a ROUTER routing id. On success returns a message the caller owns. On
-//  failure returns NULL and writes the reason to err (errlen bytes); when the
-//  identity could be read and with_identity is set, *identity_p (if not NULL)
-//  receives it so the caller can answer with ERROR (caller owns it).
+//  failure returns NULL and describes the fault in *fault (code, command,
+//  text); when the identity could be read and with_identity is set,
+//  *identity_p (if not NULL) receives it so the caller can answer with
+//  ERROR (caller owns it).
+emqp_msg_t *emqp_decode_fault (zmsg_t **zmsg_p, bool with_identity,
+                               const emqp_limits_t *limits, zframe_t **identity_p,
+                               emqp_fault_t *fault);
+//  The same for a caller that only logs why: on failure writes the fault's
+//  text to err (errlen bytes).
 emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity,
                          const emqp_limits_t *limits, zframe_t **identity_p,
                          char *err, size_t errlen);
@@ -142,9 +180,10 @@ emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity,
 //  Receives and decodes the next message on sock without waiting and
 //  without building czmq frames for it. Returns 1 with *msg_p set (caller
 //  owns it); 0 when no message is waiting; -1 when one was read but is
-//  malformed (reason in err; *identity_p as for emqp_decode).
+//  refused, or the socket failed (EMQP_ERR_RECEIVE): the fault in *fault,
+//  *identity_p as for emqp_decode_fault.
 int emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
-               emqp_msg_t **msg_p, zframe_t **identity_p, char *err, size_t errlen);
+               emqp_msg_t **msg_p, zframe_t **identity_p, emqp_fault_t *fault);
 
 //  Encodes a message into a new zmsg_t (identity first when set). Moves the
 //  message's frames into the result (self->payload and self->identity become

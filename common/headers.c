@@ -1,31 +1,11 @@
 /*  headers — parse and format the eMQP headers frame. See headers.h. */
 #include "headers.h"
+#include "numparse.h"
 
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-
-//  Parses a decimal number in 0..max; no sign, no spaces, no overflow.
-static int
-s_parse_number (const char *s, size_t n, uint64_t max, uint64_t *value)
-{
-    if (n == 0 || n > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        uint64_t digit = (uint64_t) (s[i] - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return -1;
-        v = v * 10 + digit;
-    }
-    if (v > max)
-        return -1;
-    *value = v;
-    return 0;
-}
 
 typedef struct {
     const char *name;
@@ -73,7 +53,7 @@ headers_parse (const char *text, headers_t *out, char *err, size_t errlen)
                 const char *value = colon ? colon + 1 : "";
                 size_t value_len = colon ? len - name_len - 1 : 0;
                 uint64_t max = h->width == 4 ? UINT32_MAX : UINT64_MAX, number;
-                if (s_parse_number (value, value_len, max, &number)) {
+                if (numparse_uint_n (value, value_len, max, &number)) {
                     snprintf (err, errlen, "header %s: '%.*s' is not a number in 0..%" PRIu64,
                               h->name, (int) (value_len > 32 ? 32 : value_len), value, max);
                     return -1;

@@ -5,30 +5,14 @@
 */
 #include "json.h"
 #include "payload.h"
+#include "errbuf.h"
 
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int
-s_fail (char *err, size_t errlen, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_fail (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-    return -1;
-}
 
 char *
 json_base64 (const void *data, size_t size)
@@ -85,8 +69,8 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
         }
         case JSON_ARRAY: {
             if (depth >= JSON_DEPTH_MAX)
-                return s_fail (err, errlen, "JSON nested deeper than %d levels",
-                               JSON_DEPTH_MAX);
+                return errbuf_set (err, errlen, "JSON nested deeper than %d levels",
+                                   JSON_DEPTH_MAX);
             size_t n = json_array_size (value);
             if (msgpack_pack_array (pk, n))
                 return -1;
@@ -97,8 +81,8 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
         }
         case JSON_OBJECT: {
             if (depth >= JSON_DEPTH_MAX)
-                return s_fail (err, errlen, "JSON nested deeper than %d levels",
-                               JSON_DEPTH_MAX);
+                return errbuf_set (err, errlen, "JSON nested deeper than %d levels",
+                                   JSON_DEPTH_MAX);
             if (msgpack_pack_map (pk, json_object_size (value)))
                 return -1;
             const char *key;
@@ -113,21 +97,21 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
             return 0;
         }
     }
-    return s_fail (err, errlen, "JSON value of unknown type");
+    return errbuf_set (err, errlen, "JSON value of unknown type");
 }
 
 int
 json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t errlen)
 {
     if (!json_text || !sbuf)
-        return s_fail (err, errlen, "no JSON text");
+        return errbuf_set (err, errlen, "no JSON text");
     json_error_t error;
     json_t *root = json_loads (json_text,
                                JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
                                &error);
     if (!root)
-        return s_fail (err, errlen, "invalid JSON at line %d, column %d: %s",
-                       error.line, error.column, error.text);
+        return errbuf_set (err, errlen, "invalid JSON at line %d, column %d: %s",
+                           error.line, error.column, error.text);
     size_t saved = sbuf->size;
     msgpack_packer pk;
     msgpack_packer_init (&pk, sbuf, msgpack_sbuffer_write);
@@ -137,7 +121,7 @@ json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t
     if (rc) {
         sbuf->size = saved;         // drop whatever was half written
         if (!*err)
-            s_fail (err, errlen, "out of memory");
+            errbuf_set (err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -188,11 +172,11 @@ s_object_set (json_t *object, const msgpack_object *key, json_t *item, int depth
     json_decref (key_json);
     if (!text) {
         json_decref (item);
-        return s_fail (err, errlen, "out of memory");
+        return errbuf_set (err, errlen, "out of memory");
     }
     int rc = json_object_set_new (object, text, item);
     free (text);
-    return rc ? s_fail (err, errlen, "out of memory") : 0;
+    return rc ? errbuf_set (err, errlen, "out of memory") : 0;
 }
 
 static json_t *
@@ -233,7 +217,7 @@ s_to_json (const msgpack_object *obj, int depth, char *err, size_t errlen)
         }
         case MSGPACK_OBJECT_ARRAY:
             if (depth >= JSON_DEPTH_MAX) {
-                s_fail (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
+                errbuf_set (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
                 return NULL;
             }
             value = json_array ();
@@ -247,7 +231,7 @@ s_to_json (const msgpack_object *obj, int depth, char *err, size_t errlen)
             break;
         case MSGPACK_OBJECT_MAP:
             if (depth >= JSON_DEPTH_MAX) {
-                s_fail (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
+                errbuf_set (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
                 return NULL;
             }
             value = json_object ();
@@ -261,11 +245,11 @@ s_to_json (const msgpack_object *obj, int depth, char *err, size_t errlen)
             }
             break;
         default:
-            s_fail (err, errlen, "msgpack value of unknown type %d", (int) obj->type);
+            errbuf_set (err, errlen, "msgpack value of unknown type %d", (int) obj->type);
             return NULL;
     }
     if (!value)
-        s_fail (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
     return value;
 }
 
@@ -273,7 +257,7 @@ char *
 msgpack_to_json (const msgpack_object *obj, char *err, size_t errlen)
 {
     if (!obj) {
-        s_fail (err, errlen, "no msgpack value");
+        errbuf_set (err, errlen, "no msgpack value");
         return NULL;
     }
     if (err && errlen)
@@ -284,7 +268,7 @@ msgpack_to_json (const msgpack_object *obj, char *err, size_t errlen)
     char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref (value);
     if (!text)
-        s_fail (err, errlen, "out of memory");
+        errbuf_set (err, errlen, "out of memory");
     return text;
 }
 
@@ -298,7 +282,7 @@ json_from_msgpack (const void *data, size_t size, char *err, size_t errlen)
     size_t offset = 0;
     char *text = NULL;
     if (msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS)
-        s_fail (err, errlen, "msgpack cannot be unpacked");
+        errbuf_set (err, errlen, "msgpack cannot be unpacked");
     else
         text = msgpack_to_json (&unpacked.data, err, errlen);
     msgpack_unpacked_destroy (&unpacked);

@@ -10,10 +10,10 @@
     keys and types. A decoded payload_t owns every string and buffer in it.
 */
 #include "payload.h"
+#include "errbuf.h"
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,28 +37,12 @@ typedef struct {
     size_t errlen;
 } s_walker_t;
 
-static int
-s_fail (char *err, size_t errlen, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_fail (char *err, size_t errlen, const char *format, ...)
-{
-    if (err && errlen) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (err, errlen, format, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 //  Reads an n-byte big-endian unsigned number at the cursor.
 static int
 s_read_be (s_walker_t *w, size_t n, uint64_t *value)
 {
     if (w->size - w->pos < n)
-        return s_fail (w->err, w->errlen, "msgpack truncated at byte %zu", w->pos);
+        return errbuf_set (w->err, w->errlen, "msgpack truncated at byte %zu", w->pos);
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++)
         v = (v << 8) | w->data[w->pos + i];
@@ -71,9 +55,9 @@ static int
 s_skip (s_walker_t *w, uint64_t n)
 {
     if ((uint64_t) (w->size - w->pos) < n)
-        return s_fail (w->err, w->errlen,
-                       "msgpack truncated: %" PRIu64 " bytes claimed at byte %zu, %zu left",
-                       n, w->pos, w->size - w->pos);
+        return errbuf_set (w->err, w->errlen,
+                           "msgpack truncated: %" PRIu64 " bytes claimed at byte %zu, %zu left",
+                           n, w->pos, w->size - w->pos);
     w->pos += (size_t) n;
     return 0;
 }
@@ -85,14 +69,14 @@ static int
 s_walk_items (s_walker_t *w, uint64_t count, int depth, const char *what)
 {
     if (depth > w->max_depth)
-        return s_fail (w->err, w->errlen, "msgpack nested deeper than %d levels",
-                       w->max_depth);
+        return errbuf_set (w->err, w->errlen, "msgpack nested deeper than %d levels",
+                           w->max_depth);
     //  Each item takes at least one byte: refuse impossible counts before
     //  anyone reserves memory for them.
     if (count > (uint64_t) (w->size - w->pos))
-        return s_fail (w->err, w->errlen,
-                       "msgpack %s claims %" PRIu64 " items but only %zu bytes are left",
-                       what, count, w->size - w->pos);
+        return errbuf_set (w->err, w->errlen,
+                           "msgpack %s claims %" PRIu64 " items but only %zu bytes are left",
+                           what, count, w->size - w->pos);
     for (uint64_t i = 0; i < count; i++)
         if (s_walk (w, depth))
             return -1;
@@ -103,7 +87,7 @@ static int
 s_walk (s_walker_t *w, int depth)
 {
     if (w->pos >= w->size)
-        return s_fail (w->err, w->errlen, "msgpack truncated at byte %zu", w->pos);
+        return errbuf_set (w->err, w->errlen, "msgpack truncated at byte %zu", w->pos);
     uint8_t b = w->data[w->pos++];
     uint64_t n;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
@@ -144,8 +128,9 @@ s_walk (s_walker_t *w, int depth)
                 return -1;
             return s_walk_items (w, 2 * n, depth + 1, "map");
         default:                                    // 0xc1: never used
-            return s_fail (w->err, w->errlen, "msgpack has reserved type byte 0x%02x at byte %zu",
-                           b, w->pos - 1);
+            return errbuf_set (w->err, w->errlen,
+                               "msgpack has reserved type byte 0x%02x at byte %zu", b,
+                               w->pos - 1);
     }
 }
 
@@ -154,16 +139,31 @@ payload_msgpack_check (const void *data, size_t size, int max_depth,
                        char *err, size_t errlen)
 {
     if (!data || size == 0)
-        return s_fail (err, errlen, "msgpack is empty");
+        return errbuf_set (err, errlen, "msgpack is empty");
     if (max_depth > PAYLOAD_DEPTH_MAX || max_depth < 0)
         max_depth = PAYLOAD_DEPTH_MAX;
     s_walker_t w = { data, size, 0, max_depth, err, errlen };
     if (s_walk (&w, 0))
         return -1;
     if (w.pos != size)
-        return s_fail (err, errlen, "%zu unexpected bytes after the msgpack value",
-                       size - w.pos);
+        return errbuf_set (err, errlen, "%zu unexpected bytes after the msgpack value",
+                           size - w.pos);
     return 0;
+}
+
+zframe_t *
+payload_pack_str (const void *data, size_t size)
+{
+    msgpack_sbuffer sbuf;
+    msgpack_sbuffer_init (&sbuf);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
+    zframe_t *frame = NULL;
+    //  msgpack_sbuffer_write returns -1 when realloc fails.
+    if (msgpack_pack_str (&pk, size) == 0 && msgpack_pack_str_body (&pk, data, size) == 0)
+        frame = zframe_new (sbuf.data, sbuf.size);
+    msgpack_sbuffer_destroy (&sbuf);
+    return frame;
 }
 
 //  --------------------------------------------------------------------------
@@ -207,15 +207,15 @@ s_string (const msgpack_object *obj, const char *field, bool may_be_empty,
           char **out, char *err, size_t errlen)
 {
     if (obj->type != MSGPACK_OBJECT_STR)
-        return s_fail (err, errlen, "payload: %s is not a string", field);
+        return errbuf_set (err, errlen, "payload: %s is not a string", field);
     size_t size = obj->via.str.size;
     if (size == 0 && !may_be_empty)
-        return s_fail (err, errlen, "payload: %s is empty", field);
+        return errbuf_set (err, errlen, "payload: %s is empty", field);
     if (memchr (obj->via.str.ptr, 0, size))
-        return s_fail (err, errlen, "payload: %s contains a NUL byte", field);
+        return errbuf_set (err, errlen, "payload: %s contains a NUL byte", field);
     *out = malloc (size + 1);
     if (!*out)
-        return s_fail (err, errlen, "payload: out of memory");
+        return errbuf_set (err, errlen, "payload: out of memory");
     memcpy (*out, obj->via.str.ptr, size);
     (*out)[size] = 0;
     return 0;
@@ -237,8 +237,8 @@ s_decode_run (payload_t *self, const msgpack_object *key, const msgpack_object *
         if (s_string (val, "run: library", false, &self->library, err, errlen))
             return -1;
         if (!s_library_name_ok (self->library))
-            return s_fail (err, errlen,
-                           "payload: run: library must be a file name, not a path");
+            return errbuf_set (err, errlen,
+                               "payload: run: library must be a file name, not a path");
         return 0;
     }
     if (s_key_is (key, "function"))
@@ -252,7 +252,7 @@ s_decode_run (payload_t *self, const msgpack_object *key, const msgpack_object *
         msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
         if (msgpack_pack_object (&pk, *val) || sbuf.size == 0) {
             msgpack_sbuffer_destroy (&sbuf);
-            return s_fail (err, errlen, "payload: run: cannot copy args");
+            return errbuf_set (err, errlen, "payload: run: cannot copy args");
         }
         self->args = sbuf.data;         // malloc'd by the sbuffer, now ours
         self->args_size = sbuf.size;
@@ -268,16 +268,16 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
     char field[64];
     if (s_key_is (key, "argv")) {
         if (val->type != MSGPACK_OBJECT_ARRAY)
-            return s_fail (err, errlen, "payload: exec: argv is not an array");
+            return errbuf_set (err, errlen, "payload: exec: argv is not an array");
         size_t argc = val->via.array.size;
         if (argc == 0)
-            return s_fail (err, errlen, "payload: exec: argv is empty");
+            return errbuf_set (err, errlen, "payload: exec: argv is empty");
         if (argc > PAYLOAD_ARGC_MAX)
-            return s_fail (err, errlen, "payload: exec: argv has %zu items, max %d",
-                           argc, PAYLOAD_ARGC_MAX);
+            return errbuf_set (err, errlen, "payload: exec: argv has %zu items, max %d",
+                               argc, PAYLOAD_ARGC_MAX);
         self->argv = calloc (argc + 1, sizeof (char *));
         if (!self->argv)
-            return s_fail (err, errlen, "payload: out of memory");
+            return errbuf_set (err, errlen, "payload: out of memory");
         for (size_t i = 0; i < argc; i++) {
             snprintf (field, sizeof field, "exec: argv[%zu]", i);
             //  argv[0] names the program; later arguments may be "".
@@ -303,10 +303,10 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
         if (val->type == MSGPACK_OBJECT_NIL)
             return 0;
         else
-            return s_fail (err, errlen, "payload: exec: stdin is not bytes");
+            return errbuf_set (err, errlen, "payload: exec: stdin is not bytes");
         self->stdin_data = malloc (size ? size : 1);
         if (!self->stdin_data)
-            return s_fail (err, errlen, "payload: out of memory");
+            return errbuf_set (err, errlen, "payload: out of memory");
         memcpy (self->stdin_data, ptr, size);
         self->stdin_size = size;
         return 0;
@@ -315,16 +315,16 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
         if (val->type == MSGPACK_OBJECT_NIL)
             return 0;
         if (val->type != MSGPACK_OBJECT_MAP)
-            return s_fail (err, errlen, "payload: exec: env is not a map");
+            return errbuf_set (err, errlen, "payload: exec: env is not a map");
         size_t envc = val->via.map.size;
         if (envc > PAYLOAD_ENVC_MAX)
-            return s_fail (err, errlen, "payload: exec: env has %zu items, max %d",
-                           envc, PAYLOAD_ENVC_MAX);
+            return errbuf_set (err, errlen, "payload: exec: env has %zu items, max %d",
+                               envc, PAYLOAD_ENVC_MAX);
         if (envc == 0)
             return 0;
         self->env = calloc (envc + 1, sizeof (char *));
         if (!self->env)
-            return s_fail (err, errlen, "payload: out of memory");
+            return errbuf_set (err, errlen, "payload: out of memory");
         for (size_t i = 0; i < envc; i++) {
             char *name = NULL, *value = NULL;
             snprintf (field, sizeof field, "exec: env name #%zu", i);
@@ -332,7 +332,7 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
                 return -1;
             if (strchr (name, '=')) {
                 free (name);
-                return s_fail (err, errlen, "payload: exec: env name #%zu contains '='", i);
+                return errbuf_set (err, errlen, "payload: exec: env name #%zu contains '='", i);
             }
             snprintf (field, sizeof field, "exec: env value of %.32s", name);
             if (s_string (&val->via.map.ptr[i].val, field, true, &value, err, errlen)) {
@@ -346,7 +346,7 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
             free (name);
             free (value);
             if (!self->env[i])
-                return s_fail (err, errlen, "payload: out of memory");
+                return errbuf_set (err, errlen, "payload: out of memory");
             self->envc = i + 1;
         }
         return 0;
@@ -364,7 +364,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
 {
     char reason[200];
     if (payload_msgpack_check (data, size, PAYLOAD_DEPTH_MAX, reason, sizeof reason)) {
-        s_fail (err, errlen, "payload: %s", reason);
+        errbuf_set (err, errlen, "payload: %s", reason);
         return NULL;
     }
     msgpack_unpacked unpacked;
@@ -373,13 +373,13 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     payload_t *self = NULL;
     int rc = msgpack_unpack_next (&unpacked, data, size, &offset);
     if (rc != MSGPACK_UNPACK_SUCCESS) {
-        s_fail (err, errlen, "payload: msgpack cannot be unpacked (%s)",
-                rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "parse error");
+        errbuf_set (err, errlen, "payload: msgpack cannot be unpacked (%s)",
+                    rc == MSGPACK_UNPACK_NOMEM_ERROR ? "out of memory" : "parse error");
         goto fail;
     }
     const msgpack_object *root = &unpacked.data;
     if (root->type != MSGPACK_OBJECT_MAP) {
-        s_fail (err, errlen, "payload: not a msgpack map");
+        errbuf_set (err, errlen, "payload: not a msgpack map");
         goto fail;
     }
     //  The kind decides which other keys are allowed, so find it first.
@@ -387,19 +387,19 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         if (s_key_is (&root->via.map.ptr[i].key, "kind")) {
             if (kind) {
-                s_fail (err, errlen, "payload: key 'kind' given twice");
+                errbuf_set (err, errlen, "payload: key 'kind' given twice");
                 goto fail;
             }
             kind = &root->via.map.ptr[i].val;
         }
     }
     if (!kind) {
-        s_fail (err, errlen, "payload: no 'kind' key");
+        errbuf_set (err, errlen, "payload: no 'kind' key");
         goto fail;
     }
     self = calloc (1, sizeof (payload_t));
     if (!self) {
-        s_fail (err, errlen, "payload: out of memory");
+        errbuf_set (err, errlen, "payload: out of memory");
         goto fail;
     }
     if (s_key_is (kind, "run"))
@@ -408,7 +408,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     if (s_key_is (kind, "exec"))
         self->kind = PAYLOAD_EXEC;
     else {
-        s_fail (err, errlen, "payload: kind is not \"run\" or \"exec\"");
+        errbuf_set (err, errlen, "payload: kind is not \"run\" or \"exec\"");
         goto fail;
     }
     //  Duplicates are found by comparing each key with the earlier ones. A
@@ -419,7 +419,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
         const msgpack_object *val = &root->via.map.ptr[i].val;
         char shown[48];
         if (key->type != MSGPACK_OBJECT_STR) {
-            s_fail (err, errlen, "payload: a map key is not a string");
+            errbuf_set (err, errlen, "payload: a map key is not a string");
             goto fail;
         }
         snprintf (shown, sizeof shown, "%.*s",
@@ -431,7 +431,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
             const msgpack_object *prior = &root->via.map.ptr[j].key;
             if (prior->type == MSGPACK_OBJECT_STR && prior->via.str.size == key->via.str.size
             &&  memcmp (prior->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0) {
-                s_fail (err, errlen, "payload: key '%s' given twice", shown);
+                errbuf_set (err, errlen, "payload: key '%s' given twice", shown);
                 goto fail;
             }
         }
@@ -441,8 +441,8 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
            ? s_decode_run (self, key, val, err, errlen)
            : s_decode_exec (self, key, val, err, errlen);
         if (rc == -2) {
-            s_fail (err, errlen, "payload: unknown key '%s' in a %s payload", shown,
-                    payload_kind_name (self->kind));
+            errbuf_set (err, errlen, "payload: unknown key '%s' in a %s payload", shown,
+                        payload_kind_name (self->kind));
             goto fail;
         }
         if (rc)
@@ -450,15 +450,15 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     }
     if (self->kind == PAYLOAD_RUN) {
         if (!self->library || !self->function) {
-            s_fail (err, errlen, "payload: run: missing '%s'",
-                    self->library ? "function" : "library");
+            errbuf_set (err, errlen, "payload: run: missing '%s'",
+                        self->library ? "function" : "library");
             goto fail;
         }
         if (!self->args) {
             //  No args given: the function gets nil.
             self->args = malloc (1);
             if (!self->args) {
-                s_fail (err, errlen, "payload: out of memory");
+                errbuf_set (err, errlen, "payload: out of memory");
                 goto fail;
             }
             self->args[0] = (char) 0xc0;
@@ -467,7 +467,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     }
     else
     if (!self->argv) {
-        s_fail (err, errlen, "payload: exec: missing 'argv'");
+        errbuf_set (err, errlen, "payload: exec: missing 'argv'");
         goto fail;
     }
     msgpack_unpacked_destroy (&unpacked);
@@ -811,5 +811,35 @@ payload_test (bool verbose)
     }
     msgpack_sbuffer_destroy (&sbuf);
     CHECK (s_streq (payload_kind_name (PAYLOAD_EXEC), "exec"));
+
+    //  payload_pack_str: text (EventMQ's JSON reply) as one msgpack str.
+    const char *reply = "{\"value\": 5}";
+    zframe_t *frame = payload_pack_str (reply, strlen (reply));
+    CHECK (frame != NULL);
+    if (frame) {
+        CHECK (payload_msgpack_check (zframe_data (frame), zframe_size (frame), 1,
+                                      err, sizeof err) == 0);
+        msgpack_unpacked unpacked;
+        msgpack_unpacked_init (&unpacked);
+        CHECK (msgpack_unpack_next (&unpacked, (const char *) zframe_data (frame),
+                                    zframe_size (frame), NULL) == MSGPACK_UNPACK_SUCCESS);
+        msgpack_object *object = &unpacked.data;
+        CHECK (object->type == MSGPACK_OBJECT_STR);
+        CHECK_MEMEQ (object->via.str.ptr, object->via.str.size, reply, strlen (reply));
+        msgpack_unpacked_destroy (&unpacked);
+        zframe_destroy (&frame);
+    }
+    //  Empty and long (str 32 header) texts, and bytes that are not UTF-8.
+    frame = payload_pack_str ("", 0);
+    CHECK (frame && zframe_size (frame) == 1 && zframe_data (frame)[0] == 0xa0);
+    zframe_destroy (&frame);
+    char *long_text = malloc (70000);
+    REQUIRE (long_text);
+    memset (long_text, 0xff, 70000);
+    frame = payload_pack_str (long_text, 70000);
+    CHECK (frame && zframe_size (frame) == 70005 && zframe_data (frame)[0] == 0xdb);
+    CHECK (frame && memcmp (zframe_data (frame) + 5, long_text, 70000) == 0);
+    zframe_destroy (&frame);
+    free (long_text);
     printf ("OK\n");
 }

@@ -17,6 +17,7 @@
 #ifndef EMQ_PAYLOAD_H
 #define EMQ_PAYLOAD_H
 
+#include <czmq.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -57,6 +58,11 @@ void payload_destroy (payload_t **self_p);
 
 //  Returns the kind's wire name ("run", "exec").
 const char *payload_kind_name (payload_kind_t kind);
+
+//  Packs size bytes of text as one msgpack str (e.g. EventMQ's JSON reply
+//  text, which emq clients receive as a msgpack value). Returns a new frame
+//  the caller owns, or NULL when memory ran out.
+zframe_t *payload_pack_str (const void *data, size_t size);
 
 //  Checks that data holds exactly one well-formed msgpack value: complete,
 //  no trailing bytes, no reserved type byte, container counts that fit in

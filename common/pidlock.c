@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct pidlock_t {
@@ -55,8 +56,7 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
     }
     bool asked = false;
     pid_t holder = -1;
-    struct timespec start;
-    clock_gettime (CLOCK_MONOTONIC, &start);
+    int64_t start_ms = clock_mono_ms ();
     while (true) {
         pid_t other = -1;
         self->pidfile = pidfile_open (path, 0600, &other);
@@ -112,10 +112,7 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
             log_info ("lock: %s is held by %s %d; standing by", dir, name, (int) other);
             holder = other;
         }
-        struct timespec now;
-        clock_gettime (CLOCK_MONOTONIC, &now);
-        double waited = (double) (now.tv_sec - start.tv_sec)
-                      + (double) (now.tv_nsec - start.tv_nsec) / 1e9;
+        double waited = (double) (clock_mono_ms () - start_ms) / 1000.0;
         if (mode == PIDLOCK_TAKEOVER && timeout_s > 0 && waited > timeout_s) {
             snprintf (err, errlen, "%s %d did not stop within %.0f s", name, (int) holder,
                       timeout_s);

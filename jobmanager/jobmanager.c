@@ -1223,15 +1223,15 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
     (void) loop;
     jobmanager_t *self = arg;
     for (int count = 0; count < S_DRAIN_BATCH && reader == self->dealer; count++) {
-        char err [256];
+        emqp_fault_t fault;
         emqp_msg_t *msg = NULL;
-        int rc = emqp_recv (reader, false, &self->limits, &msg, NULL, err, sizeof err);
+        int rc = emqp_recv (reader, false, &self->limits, &msg, NULL, &fault);
         if (rc == 0)
             break;              // nothing more waiting
         if (rc < 0) {
             self->last_heard_ms = s_now_ms ();
             log_warning ("jobmanager %s: malformed message from the router dropped: %s",
-                         s_id (self), err);
+                         s_id (self), fault.text);
             continue;
         }
         log_debug ("jobmanager %s: <- %s %s", s_id (self), emqp_command_name (msg->command),

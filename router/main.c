@@ -1,25 +1,15 @@
 /*  emq-router — command line: settings, then run the router object. */
-#include <czmq.h>
-#include <getopt.h>
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "config.h"
+#include "emqp.h"
 #include "log.h"
-#include "pidlock.h"
+#include "program.h"
 #include "router.h"
 #include "store.h"
 
-#include <errno.h>
+#include <czmq.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#define EXIT_USAGE 2        // bad flag or value
-#define EXIT_CONFIG 3       // bad configuration file or environment
-#define EXIT_START 4        // could not bind a socket or open the store
-#define EXIT_LOCKED 5       // another router holds the data directory
+#include <stdio.h>
 
 static void
 s_usage (FILE *out)
@@ -70,175 +60,82 @@ s_usage (FILE *out)
 "4 could not bind a socket or open the store, 5 data directory in use.\n");
 }
 
-int
-main (int argc, char *argv[])
+//  Each flag sets the setting of its name (docs/configuration.md); the
+//  settings' own names work as flags too.
+enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
+       O_HB_LIVENESS, O_MAXMSG, O_DATADIR, O_MEMORY, O_FSYNC_POLICY, O_RESULT_TTL, O_DEAD_TTL,
+       O_BACKOFF, O_BACKOFF_MAX, O_PREFETCH, O_CURVE_CERT, O_CURVE_DIR };
+
+static const struct option s_options[] = {
+    { "frontend", required_argument, NULL, O_FRONTEND },
+    { "backend", required_argument, NULL, O_BACKEND },
+    { "admin", required_argument, NULL, O_ADMIN },
+    { "frontend-listen-addr", required_argument, NULL, O_FRONTEND },
+    { "backend-listen-addr", required_argument, NULL, O_BACKEND },
+    { "administrative-listen-addr", required_argument, NULL, O_ADMIN },
+    { "queue-hwm", required_argument, NULL, O_HWM },
+    { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
+    { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
+    { "heartbeat-liveness", required_argument, NULL, O_HB_LIVENESS },
+    { "max-message-size", required_argument, NULL, O_MAXMSG },
+    { "data-dir", required_argument, NULL, O_DATADIR },
+    { "in-memory", no_argument, NULL, O_MEMORY },
+    { "fsync", required_argument, NULL, O_FSYNC_POLICY },
+    { "result-ttl", required_argument, NULL, O_RESULT_TTL },
+    { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
+    { "retry-backoff", required_argument, NULL, O_BACKOFF },
+    { "retry-backoff-max", required_argument, NULL, O_BACKOFF_MAX },
+    { "prefetch", required_argument, NULL, O_PREFETCH },
+    { "curve-secret-cert", required_argument, NULL, O_CURVE_CERT },
+    { "curve-clients-dir", required_argument, NULL, O_CURVE_DIR },
+    PROGRAM_LOCK_OPTIONS,
+    PROGRAM_OPTIONS
+};
+
+static const program_flag_t s_flags[] = {
+    { O_FRONTEND, "frontend_listen_addr", NULL },
+    { O_BACKEND, "backend_listen_addr", NULL },
+    { O_ADMIN, "administrative_listen_addr", NULL },
+    { O_HWM, "queue_hwm", NULL },
+    { O_HB_INTERVAL, "heartbeat_interval", NULL },
+    { O_HB_TIMEOUT, "heartbeat_timeout", NULL },
+    { O_HB_LIVENESS, "heartbeat_liveness", NULL },
+    { O_MAXMSG, "max_message_size", NULL },
+    { O_DATADIR, "data_dir", NULL },
+    { O_MEMORY, "data_dir", ":memory:" },
+    { O_FSYNC_POLICY, "fsync", NULL },
+    { O_RESULT_TTL, "result_ttl", NULL },
+    { O_DEAD_TTL, "dead_ttl", NULL },
+    { O_BACKOFF, "retry_backoff", NULL },
+    { O_BACKOFF_MAX, "retry_backoff_max", NULL },
+    { O_PREFETCH, "prefetch", NULL },
+    { O_CURVE_CERT, "curve_secret_cert", NULL },
+    { O_CURVE_DIR, "curve_clients_dir", NULL },
+};
+
+//  The store: in memory (data_dir ":memory:" or ""), or emq.db in the data
+//  directory, which this router then holds (program_lock_data_dir). Writes
+//  the database path to db_path. Returns -1 to go on, or an exit code.
+static int
+s_store (program_t *program, char *db_path, size_t size)
 {
-    //  One malloc arena for every thread: libzmq's I/O thread would
-    //  otherwise get its own, which keeps a burst's worth of freed message
-    //  buffers resident (RSS after a backlog; docs/performance.md).
-    mallopt (M_ARENA_MAX, 1);
-    enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
-           O_HB_LIVENESS, O_MAXMSG, O_CONFIG, O_LOGLEVEL, O_PRINT, O_VERSION,
-           O_DATADIR, O_MEMORY, OPT_FSYNC, O_RESULT_TTL, O_DEAD_TTL, O_BACKOFF,
-           O_BACKOFF_MAX, O_STANDBY, O_TAKEOVER, O_PREFETCH, O_CURVE_CERT, O_CURVE_DIR };
-    static const struct option options[] = {
-        { "frontend", required_argument, NULL, O_FRONTEND },
-        { "backend", required_argument, NULL, O_BACKEND },
-        { "admin", required_argument, NULL, O_ADMIN },
-        //  The settings' own names work as flags too (docs/configuration.md).
-        { "frontend-listen-addr", required_argument, NULL, O_FRONTEND },
-        { "backend-listen-addr", required_argument, NULL, O_BACKEND },
-        { "administrative-listen-addr", required_argument, NULL, O_ADMIN },
-        { "queue-hwm", required_argument, NULL, O_HWM },
-        { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
-        { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
-        { "heartbeat-liveness", required_argument, NULL, O_HB_LIVENESS },
-        { "max-message-size", required_argument, NULL, O_MAXMSG },
-        { "config", required_argument, NULL, O_CONFIG },
-        { "log-level", required_argument, NULL, O_LOGLEVEL },
-        { "verbose", no_argument, NULL, 'v' },
-        { "print-config", no_argument, NULL, O_PRINT },
-        { "data-dir", required_argument, NULL, O_DATADIR },
-        { "in-memory", no_argument, NULL, O_MEMORY },
-        { "fsync", required_argument, NULL, OPT_FSYNC },
-        { "result-ttl", required_argument, NULL, O_RESULT_TTL },
-        { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
-        { "retry-backoff", required_argument, NULL, O_BACKOFF },
-        { "retry-backoff-max", required_argument, NULL, O_BACKOFF_MAX },
-        { "standby", no_argument, NULL, O_STANDBY },
-        { "prefetch", required_argument, NULL, O_PREFETCH },
-        { "curve-secret-cert", required_argument, NULL, O_CURVE_CERT },
-        { "curve-clients-dir", required_argument, NULL, O_CURVE_DIR },
-        { "takeover", no_argument, NULL, O_TAKEOVER },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, O_VERSION },
-        { NULL, 0, NULL, 0 }
-    };
-    log_init ("emq-router", LOG_LEVEL_INFO);
-    config_t *config = config_from_args ("emq-router", "router", argc, argv, "vh", options, O_CONFIG);
-    if (!config)
-        return EXIT_CONFIG;
-    int opt;
-    char err[512];
-    bool print = false;
-    pidlock_mode_t lock_mode = PIDLOCK_FAIL;
-    optind = 1;
-    opterr = 1;
-    while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
-        const char *name = NULL;
-        switch (opt) {
-            case O_FRONTEND: name = "frontend_listen_addr"; break;
-            case O_BACKEND: name = "backend_listen_addr"; break;
-            case O_ADMIN: name = "administrative_listen_addr"; break;
-            case O_HWM: name = "queue_hwm"; break;
-            case O_HB_INTERVAL: name = "heartbeat_interval"; break;
-            case O_HB_TIMEOUT: name = "heartbeat_timeout"; break;
-            case O_HB_LIVENESS: name = "heartbeat_liveness"; break;
-            case O_MAXMSG: name = "max_message_size"; break;
-            case O_LOGLEVEL: name = "log_level"; break;
-            case 'v': name = "log_level"; optarg = "debug"; break;
-            case O_DATADIR: name = "data_dir"; break;
-            case O_MEMORY: name = "data_dir"; optarg = ":memory:"; break;
-            case OPT_FSYNC: name = "fsync"; break;
-            case O_RESULT_TTL: name = "result_ttl"; break;
-            case O_DEAD_TTL: name = "dead_ttl"; break;
-            case O_BACKOFF: name = "retry_backoff"; break;
-            case O_BACKOFF_MAX: name = "retry_backoff_max"; break;
-            case O_STANDBY: lock_mode = PIDLOCK_STANDBY; break;
-            case O_PREFETCH: name = "prefetch"; break;
-            case O_CURVE_CERT: name = "curve_secret_cert"; break;
-            case O_CURVE_DIR: name = "curve_clients_dir"; break;
-            case O_TAKEOVER: lock_mode = PIDLOCK_TAKEOVER; break;
-            case O_CONFIG: break;
-            case O_PRINT: print = true; break;
-            case 'h':
-                s_usage (stdout);
-                config_destroy (&config);
-                return 0;
-            case O_VERSION:
-                printf ("emq-router 0.1.0 (eMQP/1.0)\n");
-                config_destroy (&config);
-                return 0;
-            default:
-                s_usage (stderr);
-                config_destroy (&config);
-                return EXIT_USAGE;
-        }
-        if (name && config_set (config, name, optarg, err, sizeof err)) {
-            fprintf (stderr, "emq-router: %s\n", err);
-            config_destroy (&config);
-            return EXIT_USAGE;
-        }
+    const char *configured = config_str (program->config, "data_dir");
+    if (streq (configured, ":memory:") || streq (configured, "")) {
+        snprintf (db_path, size, ":memory:");
+        return -1;
     }
-    if (optind < argc) {
-        fprintf (stderr, "emq-router: unexpected argument '%s'\n", argv[optind]);
-        config_destroy (&config);
-        return EXIT_USAGE;
-    }
-    if (print) {
-        config_print (config, stdout);
-        config_destroy (&config);
-        return 0;
-    }
-    log_level_t level = LOG_LEVEL_INFO;
-    if (log_level_parse (config_str (config, "log_level"), &level)) {
-        fprintf (stderr, "emq-router: log_level '%s' is not error, warning, info or debug\n",
-                 config_str (config, "log_level"));
-        config_destroy (&config);
-        return EXIT_CONFIG;
-    }
-    log_set_level (level);
+    int code;
+    if (!program_lock_data_dir (program, &code))
+        return code;
+    snprintf (db_path, size, "%s/emq.db", program->data_dir);
+    return -1;
+}
 
-    store_fsync_t fsync_policy;
-    if (store_fsync_parse (config_str (config, "fsync"), &fsync_policy)) {
-        fprintf (stderr, "emq-router: fsync '%s' is not always, everysec or off\n",
-                 config_str (config, "fsync"));
-        config_destroy (&config);
-        return EXIT_CONFIG;
-    }
-    //  The data directory: as configured, or a per-user one for a first run
-    //  without root (the default /var/lib/emq needs root to create).
-    char data_dir[4096], db_path[4200];
-    const char *configured = config_str (config, "data_dir");
-    bool memory = streq (configured, ":memory:") || streq (configured, "");
-    if (!memory && streq (configured, "/var/lib/emq") && geteuid () != 0) {
-        const char *state = getenv ("XDG_STATE_HOME");
-        const char *home = getenv ("HOME");
-        if (state && *state)
-            snprintf (data_dir, sizeof data_dir, "%s/emq", state);
-        else
-            snprintf (data_dir, sizeof data_dir, "%s/.local/state/emq", home ? home : "/tmp");
-    }
-    else
-        snprintf (data_dir, sizeof data_dir, "%s", configured);
-    pidlock_t *lock = NULL;
-    if (!memory) {
-        //  mkdir -p, then one router per directory.
-        for (char *p = data_dir + 1; *p; p++)
-            if (*p == '/') {
-                *p = 0;
-                mkdir (data_dir, 0700);
-                *p = '/';
-            }
-        if (mkdir (data_dir, 0700) == -1 && errno != EEXIST) {
-            fprintf (stderr, "emq-router: cannot create data directory %s: %s\n", data_dir,
-                     strerror (errno));
-            config_destroy (&config);
-            return EXIT_START;
-        }
-        lock = pidlock_acquire (data_dir, "emq-router", lock_mode, &zsys_interrupted, 0,
-                             err, sizeof err);
-        if (!lock) {
-            fprintf (stderr, "emq-router: %s\n", err);
-            config_destroy (&config);
-            return zsys_interrupted ? 0 : EXIT_LOCKED;
-        }
-        snprintf (db_path, sizeof db_path, "%s/emq.db", data_dir);
-    }
-    else
-        snprintf (db_path, sizeof db_path, ":memory:");
-
-    router_settings_t settings = {
+//  The router's settings from the configuration (borrowed strings).
+static void
+s_settings (config_t *config, router_settings_t *settings)
+{
+    *settings = (router_settings_t) {
         .frontend = config_str (config, "frontend_listen_addr"),
         .backend = config_str (config, "backend_listen_addr"),
         .admin = config_str (config, "administrative_listen_addr"),
@@ -247,8 +144,6 @@ main (int argc, char *argv[])
         .heartbeat_timeout_ms = (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
         .heartbeat_liveness = (uint32_t) config_int (config, "heartbeat_liveness"),
         .payload_max = (size_t) config_int (config, "max_message_size"),
-        .db_path = db_path,
-        .fsync = fsync_policy,
         .result_ttl_s = config_double (config, "result_ttl"),
         .dead_ttl_s = config_double (config, "dead_ttl"),
         .retry_backoff_s = config_double (config, "retry_backoff"),
@@ -257,24 +152,48 @@ main (int argc, char *argv[])
         .curve_secret_cert = config_str (config, "curve_secret_cert"),
         .curve_clients_dir = config_str (config, "curve_clients_dir"),
     };
-    if (settings.heartbeat_interval_ms < 1)
-        settings.heartbeat_interval_ms = 1;
+    if (settings->heartbeat_interval_ms < 1)
+        settings->heartbeat_interval_ms = 1;
+}
+
+int
+main (int argc, char *argv[])
+{
+    //  One malloc arena for every thread: libzmq's I/O thread would
+    //  otherwise get its own, which keeps a burst's worth of freed message
+    //  buffers resident (RSS after a backlog; docs/performance.md).
+    mallopt (M_ARENA_MAX, 1);
+    program_t program = { .name = "emq-router", .section = "router", .usage = s_usage,
+                          .version_extra = "(" EMQP_PROTOCOL ")" };
+    int code;
+    if (!program_start (&program, argc, argv, s_options, s_flags,
+                        sizeof s_flags / sizeof s_flags[0], &code))
+        return code;
+    router_settings_t settings;
+    s_settings (program.config, &settings);
+    const char *fsync_name = config_str (program.config, "fsync");
+    if (store_fsync_parse (fsync_name, &settings.fsync))
+        return program_end (&program, program_error (program.name, PROGRAM_EXIT_CONFIG,
+                            "fsync '%s' is not always, everysec or off", fsync_name));
+    char db_path[4200];
+    code = s_store (&program, db_path, sizeof db_path);
+    if (code != -1)
+        return program_end (&program, code);
+    settings.db_path = db_path;
+
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.
     signal (SIGXFSZ, SIG_IGN);
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
+    char err[512];
     router_t *router = router_new (&settings, err, sizeof err);
     if (!router) {
         log_error ("router: %s", err);
-        fprintf (stderr, "emq-router: %s\n", err);
-        pidlock_release (&lock);
-        config_destroy (&config);
-        return EXIT_START;
+        return program_end (&program, program_error (program.name, PROGRAM_EXIT_START, "%s",
+                                                     err));
     }
     int rc = router_run (router);
     router_destroy (&router);
-    //  Released last: a router taking over starts only once we are done.
-    pidlock_release (&lock);
-    config_destroy (&config);
-    return rc;
+    //  The lock goes last: a router taking over starts only once we are done.
+    return program_end (&program, rc);
 }

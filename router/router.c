@@ -1566,20 +1566,20 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
     for (int count = 0; count < S_BATCH_MAX; count++) {
         emqp_msg_t *msg = NULL;
         zframe_t *identity = NULL;
-        char err[256];
-        int rc = emqp_recv (sock, true, &self->limits, &msg, &identity, err, sizeof err);
+        emqp_fault_t fault;
+        int rc = emqp_recv (sock, true, &self->limits, &msg, &identity, &fault);
         if (rc == 0)
             break;              // nothing more waiting
         if (rc < 0) {
             char id[600] = "(none)";
             if (identity)
                 peers_id_of (identity, id, sizeof id);
-            log_warning ("%s %s: message dropped: %s", name, id, err);
-            //  Answer when we know who sent it, unless it claims to be an
-            //  ERROR itself (no error ping-pong).
-            if (identity && !strstr (err, "ERROR"))
-                s_send_error (self, sock, identity, "",
-                              strstr (err, "too large") ? "TOO_LARGE" : "BAD_FRAME", err);
+            log_warning ("%s %s: message dropped: %s", name, id, fault.text);
+            //  Answer when we know who sent it, unless it is an ERROR
+            //  itself (no error ping-pong).
+            if (identity && fault.command != EMQP_ERROR)
+                s_send_error (self, sock, identity, "", emqp_error_word (fault.code),
+                              fault.text);
             zframe_destroy (&identity);
             continue;
         }

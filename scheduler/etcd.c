@@ -16,6 +16,7 @@
 #include "schedules.h"
 
 #include "log.h"
+#include "numparse.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -141,13 +142,15 @@ s_b64 (const char *text)
     return value;
 }
 
-//  Reads a gateway int64 (a string, or absent = 0).
+//  Reads a gateway int64 (a string, or absent or not a number = 0).
 static int64_t
 s_int (json_t *obj, const char *key)
 {
     json_t *value = json_object_get (obj, key);
+    int64_t number;
     if (json_is_string (value))
-        return strtoll (json_string_value (value), NULL, 10);
+        return numparse_int (json_string_value (value), INT64_MIN, INT64_MAX, &number)
+             ? 0 : number;
     if (json_is_integer (value))
         return json_integer_value (value);
     return 0;

@@ -24,10 +24,12 @@
 #include "etcd.h"
 #include "schedules.h"
 
+#include "clock.h"
 #include "curve.h"
 #include "emqp.h"
 #include "headers.h"
 #include "log.h"
+#include "numparse.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -81,14 +83,6 @@ struct scheduler_t {
     bool stop;                      // DISCONNECT received
     uint64_t fires;                 // REQUESTs submitted (new fire times)
 };
-
-static double
-s_wall (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 static void
 s_trace (scheduler_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
@@ -177,7 +171,7 @@ s_send_inform (scheduler_t *self)
         self->inform_ms = 0;
     }
     else
-        self->inform_ms = zclock_mono ();
+        self->inform_ms = clock_mono_ms ();
 }
 
 //  Makes a fresh DEALER (a new identity, as EventMQ's peers do on reconnect)
@@ -213,7 +207,7 @@ s_connect (scheduler_t *self)
         return -1;
     }
     self->sock = sock;
-    self->connected_ms = self->last_heard_ms = zclock_mono ();
+    self->connected_ms = self->last_heard_ms = clock_mono_ms ();
     zloop_reader (self->loop, sock, s_on_router, self);
     zloop_reader_set_tolerant (self->loop, sock);
     s_send_inform (self);
@@ -267,7 +261,7 @@ static void
 s_send_heartbeat (scheduler_t *self)
 {
     emqp_msg_t *msg = emqp_msg_new (EMQP_HEARTBEAT);
-    msg->heartbeat_ts = s_wall ();
+    msg->heartbeat_ts = clock_wall_s ();
     json_t *stats = s_stats (self);
     msg->stats = stats ? json_dumps (stats, JSON_COMPACT) : NULL;
     json_decref (stats);
@@ -290,7 +284,7 @@ s_publish (scheduler_t *self)
     if (text)
         etcd_publish (self->etcd, text);
     free (text);
-    self->last_publish_ms = zclock_mono ();
+    self->last_publish_ms = clock_mono_ms ();
 }
 
 //  --------------------------------------------------------------------------
@@ -333,7 +327,7 @@ s_send_fire (scheduler_t *self, sched_t *s)
     msg->queue = strdup (s->queue);
     msg->headers = strdup (headers);
     msg->payload = zframe_new (s->payload, s->payload_size);
-    s->sent_ms = zclock_mono ();
+    s->sent_ms = clock_mono_ms ();
     if (s_send (self, &msg))
         s_trace (self, "fire %s not sent (%s); will retry", msgid, zmq_strerror (errno));
     else
@@ -362,7 +356,7 @@ s_fire (scheduler_t *self, sched_t *s, int64_t fire)
 static void
 s_fire_due (scheduler_t *self)
 {
-    double now = s_wall ();
+    double now = clock_wall_s ();
     int64_t now_s = (int64_t) floor (now);
     for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds)) {
         if (s->next_fire <= 0 || s->next_fire > now_s)
@@ -411,7 +405,7 @@ s_fire_due (scheduler_t *self)
 static void
 s_resend (scheduler_t *self)
 {
-    int64_t now = zclock_mono ();
+    int64_t now = clock_mono_ms ();
     for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds))
         if (s->last_fire > s->acked_fire && now - s->sent_ms >= S_RESEND_MS)
             s_send_fire (self, s);
@@ -421,7 +415,7 @@ s_resend (scheduler_t *self)
 static void
 s_fire_reboot (scheduler_t *self)
 {
-    int64_t now_s = (int64_t) floor (s_wall ());
+    int64_t now_s = (int64_t) floor (clock_wall_s ());
     for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds))
         if (s->cron && cron_is_reboot (s->cron) && s->runs_left != 0)
             s_fire (self, s, now_s);
@@ -447,10 +441,10 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     //  Our own deadline, before anything else: after a SIGSTOP this is the
     //  first thing that runs, and we must not fire on a lease that may be
     //  gone.
-    if (self->leader && zclock_mono () >= self->leader_until_ms)
+    if (self->leader && clock_mono_ms () >= self->leader_until_ms)
         s_set_leader (self, false, "lease deadline passed without renewal");
     if (!self->registered
-    &&  (!self->inform_ms || zclock_mono () - self->inform_ms >= self->hb_interval_ms))
+    &&  (!self->inform_ms || clock_mono_ms () - self->inform_ms >= self->hb_interval_ms))
         s_send_inform (self);
     if (!self->leader || !self->registered)
         return 0;
@@ -469,7 +463,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     scheduler_t *self = (scheduler_t *) arg;
-    int64_t now = zclock_mono ();
+    int64_t now = clock_mono_ms ();
     int64_t silent = now - self->last_heard_ms;
     if (silent > self->hb_timeout_ms * (int64_t) self->liveness) {
         log_warning ("scheduler %s: router %s silent for %.1f s; reconnecting", self->id,
@@ -623,7 +617,7 @@ s_sched_from_msg (scheduler_t *self, emqp_msg_t *msg, char *err, size_t errlen)
     s->misfire_skip = h.skip;
     s->nohaste = h.nohaste;
     s->runs_left = h.runs ? (int64_t) h.runs : -1;
-    s->created_at = s_wall ();
+    s->created_at = clock_wall_s ();
     if (sched_compile (s, err, errlen)) {
         sched_destroy (&s);
         return NULL;
@@ -635,7 +629,7 @@ s_sched_from_msg (scheduler_t *self, emqp_msg_t *msg, char *err, size_t errlen)
         snprintf (spec, sizeof spec, "every %" PRId64 "s", msg->interval_s);
     sched_set (&s->spec, spec);
 
-    int64_t now_s = (int64_t) floor (s_wall ());
+    int64_t now_s = (int64_t) floor (clock_wall_s ());
     if (s->interval_s > 0) {
         //  Fire times are anchored: now (+ interval with nohaste), then
         //  every interval after that, whatever the lateness of each fire.
@@ -739,7 +733,8 @@ s_fire_lookup (scheduler_t *self, const char *msgid, int64_t *fire)
         return NULL;
     memcpy (name, msgid + 6, len);
     name[len] = 0;
-    *fire = strtoll (colon + 1, NULL, 10);
+    if (numparse_int (colon + 1, INT64_MIN, INT64_MAX, fire))
+        return NULL;
     return zhashx_lookup (self->scheds, name);
 }
 
@@ -834,7 +829,7 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
     char err[256];
     emqp_limits_t limits = { .payload_max = 256 * 1024 * 1024 };
     emqp_msg_t *msg = emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err);
-    self->last_heard_ms = zclock_mono ();
+    self->last_heard_ms = clock_mono_ms ();
     if (!msg) {
         log_warning ("scheduler %s: malformed message from router dropped: %s", self->id, err);
         return 0;
@@ -903,7 +898,7 @@ s_on_etcd (zloop_t *loop, zsock_t *reader, void *arg)
             //  (made in time) arrived: then lead again, same key, same fence.
             if (ev->deadline_ms > self->leader_until_ms)
                 self->leader_until_ms = ev->deadline_ms;
-            if (!self->leader && !self->fenced_off && zclock_mono () < self->leader_until_ms)
+            if (!self->leader && !self->fenced_off && clock_mono_ms () < self->leader_until_ms)
                 s_set_leader (self, true, "lease renewed in time");
             break;
         case ETCD_EV_LOST:
@@ -1085,10 +1080,10 @@ scheduler_destroy (scheduler_t **self_p)
 static emqp_msg_t *
 s_test_recv (zsock_t *router, emqp_command_t command, int timeout_ms)
 {
-    int64_t deadline = zclock_mono () + timeout_ms;
+    int64_t deadline = clock_mono_ms () + timeout_ms;
     zpoller_t *poller = zpoller_new (router, NULL);
     emqp_msg_t *found = NULL;
-    while (!found && zclock_mono () < deadline) {
+    while (!found && clock_mono_ms () < deadline) {
         if (!zpoller_wait (poller, 50))
             continue;
         zmsg_t *zmsg = zmsg_recv (router);
@@ -1219,7 +1214,7 @@ scheduler_test (bool verbose)
         //  Misfire once: an interval schedule 100 s behind fires once, for
         //  the latest fire time.
         if (s) {
-            int64_t now_s = (int64_t) floor (s_wall ());
+            int64_t now_s = (int64_t) floor (clock_wall_s ());
             s->runs_left = -1;
             s->anchor = now_s - 100;
             s->next_fire = now_s - 99;

@@ -4,6 +4,7 @@
     the runner, which kills and reaps everything left behind.
 */
 #include "harness.h"
+#include "numparse.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -31,14 +32,6 @@ static bool s_keep = false;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
-
-int64_t
-h_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int
 h_ms (int ms)
@@ -77,7 +70,7 @@ h_log (h_test_t *t, const char *format, ...)
         return;
     va_list args;
     va_start (args, format);
-    printf ("    [%s +%.3fs] ", t->name, (h_now_ms () - t->started_ms) / 1000.0);
+    printf ("    [%s +%.3fs] ", t->name, (clock_mono_ms () - t->started_ms) / 1000.0);
     vprintf (format, args);
     printf ("\n");
     fflush (stdout);
@@ -119,7 +112,7 @@ h_fail (const char *file, int line, const char *format, ...)
     printf ("    FAIL %s:%d", file, line);
     if (h_current)
         printf (" (%s +%.3fs)", h_current->name,
-                (h_now_ms () - h_current->started_ms) / 1000.0);
+                (clock_mono_ms () - h_current->started_ms) / 1000.0);
     printf (": ");
     vprintf (format, args);
     printf ("\n");
@@ -141,7 +134,7 @@ h_fail_check (const char *file, int line, const char *expr, const char *format, 
     va_start (args, format);
     vsnprintf (message, sizeof message, format, args);
     va_end (args);
-    h_fail (file, line, "CHECK(%s) is false: %s", expr, message);
+    h_fail (file, line, "REQUIRE(%s) is false: %s", expr, message);
 }
 
 //  ---------------------------------------------------------------------
@@ -269,7 +262,7 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
         return pid;
 
     //  Up means: answers STATUS on the admin socket.
-    int64_t deadline = h_now_ms () + h_ms (10000);
+    int64_t deadline = clock_mono_ms () + h_ms (10000);
     while (true) {
         json_t *status = h_admin_at (t, admin, "STATUS", h_ms (1000));
         if (status) {
@@ -278,7 +271,7 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
         }
         if (!h_pid_alive (pid))
             h_fail (__FILE__, __LINE__, "%s exited before answering STATUS", tag);
-        if (h_now_ms () > deadline)
+        if (clock_mono_ms () > deadline)
             h_fail (__FILE__, __LINE__, "%s did not answer STATUS within %d ms",
                     tag, h_ms (10000));
         h_nap ();
@@ -351,7 +344,7 @@ h_proc_wait (h_test_t *t, pid_t pid, int timeout_ms, int *status)
             *status = proc->status;
         return true;
     }
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     while (true) {
         int st;
         pid_t rc = waitpid (pid, &st, WNOHANG);
@@ -366,7 +359,7 @@ h_proc_wait (h_test_t *t, pid_t pid, int timeout_ms, int *status)
         }
         if (rc < 0 && errno != EINTR)
             return false;       // not our child
-        if (h_now_ms () >= deadline)
+        if (clock_mono_ms () >= deadline)
             return false;
         h_nap ();
     }
@@ -414,12 +407,11 @@ h_children (pid_t pid, pid_t *out, size_t max)
         return 0;
     struct dirent *entry;
     while ((entry = readdir (dir)) && count < max) {
-        char *end;
-        long child = strtol (entry->d_name, &end, 10);
-        if (*end || child <= 0)
+        uint64_t child;
+        if (numparse_uint (entry->d_name, INT32_MAX, &child) || child == 0)
             continue;
         char path[64], buf[512];
-        snprintf (path, sizeof path, "/proc/%ld/stat", child);
+        snprintf (path, sizeof path, "/proc/%" PRIu64 "/stat", child);
         FILE *file = fopen (path, "r");
         if (!file)
             continue;
@@ -509,7 +501,7 @@ h_cli (h_test_t *t, h_cli_t *r, int timeout_ms, ...)
         }
         h_log (t, "emq-cli #%d: %s", run, line);
     }
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     fflush (stdout);
     pid_t pid = fork ();
     if (pid < 0)
@@ -549,7 +541,7 @@ h_cli (h_test_t *t, h_cli_t *r, int timeout_ms, ...)
         h_proc_wait (t, pid, 5000, NULL);
         r->status = -1;
     }
-    r->elapsed_ms = h_now_ms () - start;
+    r->elapsed_ms = clock_mono_ms () - start;
     r->out = s_slurp (out_path);
     r->err = s_slurp (err_path);
     h_log (t, "emq-cli #%d: exit %d after %lld ms, stdout '%.200s', stderr '%.300s'",
@@ -562,6 +554,24 @@ h_cli_free (h_cli_t *r)
     free (r->out);
     free (r->err);
     r->out = r->err = NULL;
+}
+
+size_t
+h_log_count (h_test_t *t, const char *tag, const char *needle)
+{
+    char path[H_PATH_MAX + 80];
+    snprintf (path, sizeof path, "%s/%s.log", t->dir, tag);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return 0;
+    size_t count = 0;
+    char *line = NULL;
+    size_t size = 0;
+    while (getline (&line, &size, file) != -1)
+        count += strstr (line, needle) != NULL;
+    free (line);
+    fclose (file);
+    return count;
 }
 
 char *
@@ -666,7 +676,7 @@ h_jm_registered (h_test_t *t, const char *name)
 void
 h_wait_jm (h_test_t *t, const char *name, int timeout_ms, char *identity)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     while (true) {
         json_t *info = h_jm_info (t, name, identity);
         if (info) {
@@ -674,7 +684,7 @@ h_wait_jm (h_test_t *t, const char *name, int timeout_ms, char *identity)
             h_log (t, "jm %s registered", name);
             return;
         }
-        if (h_now_ms () > deadline)
+        if (clock_mono_ms () > deadline)
             h_fail (__FILE__, __LINE__,
                     "job manager '%s' not registered with the router within %d ms",
                     name, h_ms (timeout_ms));
@@ -931,9 +941,9 @@ h_recv_raw (zsock_t *sock, int timeout_ms)
 emqp_msg_t *
 h_recv_msg (h_test_t *t, zsock_t *sock, int timeout_ms)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     while (true) {
-        int64_t left = deadline - h_now_ms ();
+        int64_t left = deadline - clock_mono_ms ();
         if (left < 0)
             return NULL;
         zmsg_t *zmsg = s_recv (sock, (int) left + 1);
@@ -956,9 +966,9 @@ h_recv_msg (h_test_t *t, zsock_t *sock, int timeout_ms)
 emqp_msg_t *
 h_recv_cmd (h_test_t *t, zsock_t *sock, emqp_command_t command, int timeout_ms)
 {
-    int64_t deadline = h_now_ms () + h_ms (timeout_ms);
+    int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     while (true) {
-        int64_t left = deadline - h_now_ms ();
+        int64_t left = deadline - clock_mono_ms ();
         if (left < 0)
             return NULL;
         zmsg_t *zmsg = s_recv (sock, (int) left + 1);
@@ -990,8 +1000,8 @@ s_cleanup (h_test_t *t)
         if (!t->procs[i].reaped) {
             h_kill (t, t->procs[i].pid, SIGKILL, true);
         }
-    int64_t deadline = h_now_ms () + 5000;
-    while (h_now_ms () < deadline) {
+    int64_t deadline = clock_mono_ms () + 5000;
+    while (clock_mono_ms () < deadline) {
         pid_t children[256];
         size_t count = h_children (getpid (), children, 256);
         for (size_t i = 0; i < count; i++)
@@ -1098,7 +1108,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
     if (file)
         fclose (file);
 
-    int64_t start = h_now_ms ();
+    int64_t start = clock_mono_ms ();
     fflush (stdout);
     fflush (stderr);
     pid_t pid = fork ();
@@ -1114,7 +1124,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
         memset (&test, 0, sizeof test);
         test.name = def->name;
         test.verbose = verbose;
-        test.started_ms = h_now_ms ();
+        test.started_ms = clock_mono_ms ();
         snprintf (test.dir, sizeof test.dir, "%s", dir);
         snprintf (test.frontend, sizeof test.frontend, "ipc://%s/frontend", dir);
         snprintf (test.backend, sizeof test.backend, "ipc://%s/backend", dir);
@@ -1140,7 +1150,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
             status = -1;
             break;
         }
-        if (!timed_out && h_now_ms () > deadline) {
+        if (!timed_out && clock_mono_ms () > deadline) {
             timed_out = true;
             printf ("    TIMEOUT: %s still running after %d s, killing its process group\n",
                     def->name, timeout_s);
@@ -1152,8 +1162,8 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
     //  Sweep: the group, then orphans reparented to us (the runner is a
     //  subreaper too), until no child is left.
     kill (-pid, SIGKILL);
-    int64_t sweep_deadline = h_now_ms () + 5000;
-    while (h_now_ms () < sweep_deadline) {
+    int64_t sweep_deadline = clock_mono_ms () + 5000;
+    while (clock_mono_ms () < sweep_deadline) {
         pid_t children[256];
         size_t count = h_children (getpid (), children, 256);
         for (size_t i = 0; i < count; i++)
@@ -1170,7 +1180,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
 
     bool passed = !timed_out && status != -1 && WIFEXITED (status)
                   && WEXITSTATUS (status) == 0;
-    double elapsed = (h_now_ms () - start) / 1000.0;
+    double elapsed = (clock_mono_ms () - start) / 1000.0;
     if (passed)
         printf ("ok   %-22s (%.2f s)\n", def->name, elapsed);
     else {

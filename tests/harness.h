@@ -11,8 +11,10 @@
     the directory (kept with -k or EMQ_TEST_KEEP=1).
 
     Tests never sleep to synchronise: they poll for the expected state with
-    a deadline (H_WAIT, CHECK_WAIT). A failing check prints the expression
-    and both values, then ends the test at once (the runner cleans up).
+    a deadline (H_WAIT, REQUIRE_WAIT). A failing REQUIRE prints the
+    expression and both values, then ends the test at once (the runner
+    cleans up). The names say so, as in tests/testutil.h, where CHECK counts
+    a failure and goes on and REQUIRE ends the test function.
 
     Environment:
         BUILD              build directory (default "build"): binaries in
@@ -35,6 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "emqp.h"
 #include "emq/client.h"
 
@@ -85,8 +88,6 @@ extern const size_t h_batching_count;
 //  ---------------------------------------------------------------------
 //  Time and checks
 
-//  Monotonic milliseconds.
-int64_t h_now_ms (void);
 //  A timeout in ms multiplied by the scale (slow wrappers need longer).
 int h_ms (int ms);
 //  How much slower than a plain build this run is: the scale, or at least 4
@@ -102,54 +103,54 @@ void h_log (h_test_t *t, const char *format, ...) __attribute__ ((format (printf
 void h_fail (const char *file, int line, const char *format, ...)
     __attribute__ ((format (printf, 3, 4), noreturn));
 
-//  Prints "FAIL at file:line: CHECK(expr) is false: message" and ends the test.
+//  Prints "FAIL at file:line: REQUIRE(expr) is false: message" and ends the test.
 void h_fail_check (const char *file, int line, const char *expr, const char *format, ...)
     __attribute__ ((format (printf, 4, 5), noreturn));
 
 //  The test running in this process (set by the runner).
 extern h_test_t *h_current;
 
-#define CHECK(cond) do { \
-    if (!(cond)) h_fail (__FILE__, __LINE__, "CHECK(%s) is false", #cond); \
+#define REQUIRE(cond) do { \
+    if (!(cond)) h_fail (__FILE__, __LINE__, "REQUIRE(%s) is false", #cond); \
 } while (0)
 
-#define CHECK_MSG(cond, ...) do { \
+#define REQUIRE_MSG(cond, ...) do { \
     if (!(cond)) h_fail_check (__FILE__, __LINE__, #cond, __VA_ARGS__); \
 } while (0)
 
-//  Integer comparison: CHECK_INT (rc, ==, 0).
-#define CHECK_INT(a, op, b) do { \
+//  Integer comparison: REQUIRE_INT (rc, ==, 0).
+#define REQUIRE_INT(a, op, b) do { \
     long long h_a_ = (long long) (a), h_b_ = (long long) (b); \
     if (!(h_a_ op h_b_)) \
-        h_fail (__FILE__, __LINE__, "CHECK_INT(%s %s %s): %s = %lld, %s = %lld", \
+        h_fail (__FILE__, __LINE__, "REQUIRE_INT(%s %s %s): %s = %lld, %s = %lld", \
                 #a, #op, #b, #a, h_a_, #b, h_b_); \
 } while (0)
 
-#define CHECK_STR_EQ(a, b) do { \
+#define REQUIRE_STREQ(a, b) do { \
     const char *h_a_ = (a), *h_b_ = (b); \
     if (!h_a_ || !h_b_ || strcmp (h_a_, h_b_) != 0) \
-        h_fail (__FILE__, __LINE__, "CHECK_STR_EQ(%s, %s): \"%s\" != \"%s\"", \
+        h_fail (__FILE__, __LINE__, "REQUIRE_STREQ(%s, %s): \"%s\" != \"%s\"", \
                 #a, #b, h_a_ ? h_a_ : "(null)", h_b_ ? h_b_ : "(null)"); \
 } while (0)
 
-#define CHECK_STR_CONTAINS(hay, needle) do { \
+#define REQUIRE_CONTAINS(hay, needle) do { \
     const char *h_h_ = (hay), *h_n_ = (needle); \
     if (!h_h_ || !h_n_ || !strstr (h_h_, h_n_)) \
-        h_fail (__FILE__, __LINE__, "CHECK_STR_CONTAINS(%s, %s): \"%s\" does not contain \"%s\"", \
+        h_fail (__FILE__, __LINE__, "REQUIRE_CONTAINS(%s, %s): \"%s\" does not contain \"%s\"", \
                 #hay, #needle, h_h_ ? h_h_ : "(null)", h_n_ ? h_n_ : "(null)"); \
 } while (0)
 
 //  True when expr became true before timeout_ms (scaled) ran out.
 #define H_WAIT(expr, timeout_ms) __extension__ ({ \
-    int64_t h_deadline_ = h_now_ms () + h_ms (timeout_ms); \
+    int64_t h_deadline_ = clock_mono_ms () + h_ms (timeout_ms); \
     bool h_ok_; \
-    while (!(h_ok_ = (expr)) && h_now_ms () < h_deadline_) \
+    while (!(h_ok_ = (expr)) && clock_mono_ms () < h_deadline_) \
         h_nap (); \
     h_ok_; \
 })
 
 //  Fails the test when expr has not become true within timeout_ms.
-#define CHECK_WAIT(expr, timeout_ms) do { \
+#define REQUIRE_WAIT(expr, timeout_ms) do { \
     if (!H_WAIT (expr, timeout_ms)) \
         h_fail (__FILE__, __LINE__, "timed out after %d ms waiting for %s", \
                 h_ms (timeout_ms), #expr); \
@@ -205,6 +206,9 @@ void h_cli (h_test_t *t, h_cli_t *r, int timeout_ms, ...) __attribute__ ((sentin
 void h_cli_free (h_cli_t *r);
 //  Removes trailing newlines in place; returns s.
 char *h_chomp (char *s);
+//  The number of lines of <dir>/<tag>.log (a process this test started)
+//  that contain needle; 0 when there is no such log yet.
+size_t h_log_count (h_test_t *t, const char *tag, const char *needle);
 
 //  ---------------------------------------------------------------------
 //  Router admin

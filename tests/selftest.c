@@ -10,7 +10,11 @@
     "N passed, N failed" that tests/run adds up; exits 1 if anything failed,
     2 for bad arguments.
 */
+#include "common/clock.h"
 #include "common/config.h"
+#include "common/errbuf.h"
+#include "common/numparse.h"
+#include "common/queuespec.h"
 #include "common/emqp.h"
 #include "common/headers.h"
 #include "common/json.h"
@@ -23,6 +27,7 @@
 #include "router/router.h"
 #include "router/store.h"
 #include "common/pidlock.h"
+#include "common/program.h"
 #include "common/curve.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
@@ -53,6 +58,10 @@ typedef struct {
 //  One line per module's self test, in dependency order (common/ first). Add
 //  new modules here and include their header above.
 static const s_test_t s_tests[] = {
+    { "clock",   clock_test },
+    { "errbuf",  errbuf_test },
+    { "numparse", numparse_test },
+    { "queuespec", queuespec_test },
     { "emqp",    emqp_test },
     { "headers", headers_test },
     { "config",  config_test },
@@ -66,6 +75,7 @@ static const s_test_t s_tests[] = {
     { "peers",   peers_test },
     { "store",   store_test },
     { "pidlock", pidlock_test },
+    { "program", program_test },
     { "curve",   curve_test },
     { "router",  router_test },
     { "wire",    wire_test },

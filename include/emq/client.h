@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "emq/version.h"      // EMQ_VERSION, written by the build from its VERSION
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,7 +36,6 @@ extern "C" {
 #define EMQ_DEFAULT_FRONTEND "tcp://127.0.0.1:47291"
 #define EMQ_DEFAULT_ADMIN    "tcp://127.0.0.1:47293"
 #define EMQ_MSGID_MAX 128
-#define EMQ_VERSION "0.1.0"
 #define EMQ_CONNECT_TIMEOUT_MS 5000
 
 typedef enum {
