@@ -1039,9 +1039,10 @@ emqp_batch_send (emqp_batch_t *self, zsock_t *sock, zframe_t *identity)
     return emqp_send (&msg, sock);
 }
 
-//  One packed message as a failed one: its msgid (when readable) and why.
+//  One packed message as a failed one: its msgid (when readable), why, and
+//  the wire word for the ERROR that answers it.
 static emqp_msg_t *
-s_batch_invalid (const s_view_t *frames, size_t count, const char *reason)
+s_batch_invalid (const s_view_t *frames, size_t count, const char *reason, emqp_error_t code)
 {
     emqp_msg_t *msg = emqp_msg_new (EMQP_INVALID);
     if (!msg)
@@ -1051,6 +1052,7 @@ s_batch_invalid (const s_view_t *frames, size_t count, const char *reason)
     &&  !memchr (frames[1].data, 0, frames[1].size))
         msg->msgid = strndup (frames[1].data, frames[1].size);
     msg->error_text = strdup (reason);
+    msg->error_code = strdup (emqp_error_word (code));
     return msg;
 }
 
@@ -1103,19 +1105,20 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
             else
                 bad = "BATCH: a frame is not bin or str";
         }
-        char reason[256];
+        emqp_fault_t fault = { .code = EMQP_ERR_MALFORMED };
         emqp_msg_t *msg = NULL;
         if (!bad) {
-            msg = s_decode (frames, nframes, false, limits, NULL, reason, sizeof reason);
+            msg = s_decode (frames, nframes, false, limits, NULL, &fault);
             if (msg && msg->command == EMQP_BATCH) {
                 emqp_msg_destroy (&msg);
-                snprintf (reason, sizeof reason, "BATCH: a batch inside a batch");
+                fault.code = EMQP_ERR_MALFORMED;
+                snprintf (fault.text, sizeof fault.text, "BATCH: a batch inside a batch");
             }
             if (!msg)
-                bad = reason;
+                bad = fault.text;
         }
         if (bad)
-            msg = s_batch_invalid (frames + 2, nframes - 2, bad);
+            msg = s_batch_invalid (frames + 2, nframes - 2, bad, fault.code);
         if (!msg)
             continue;           // out of memory: that message is lost here
         msg->identity = batch->identity ? zframe_dup (batch->identity) : NULL;

@@ -92,7 +92,7 @@ s_rig_peer (s_rig_t *rig, const char *name, const char *queues_json, uint32_t sl
     REQUIRE_OR_NULL (peer);
     char err[256];
     size_t count = 0;
-    queue_spec_t *specs = peers_parse_queues (queues_json, &count, err, sizeof err);
+    queuespec_t *specs = queuespec_parse (queues_json, &count, err, sizeof err);
     REQUIRE_OR_NULL (specs);
     CHECK_EQ (peers_serve (peer, rig->queues, specs, count, queues_json), 0);
     free (specs);

@@ -160,7 +160,7 @@ peers_list (peers_t *self)
 }
 
 int
-peers_serve (peer_t *peer, queues_t *queues, const queue_spec_t *specs, size_t count,
+peers_serve (peer_t *peer, queues_t *queues, const queuespec_t *specs, size_t count,
              const char *queues_json)
 {
     peers_unserve (peer);
@@ -315,72 +315,6 @@ peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms, int64_t grac
     return lost;
 }
 
-queue_spec_t *
-peers_parse_queues (const char *text, size_t *count, char *err, size_t errlen)
-{
-    *count = 0;
-    //  EventMQ's job manager sends "" when started with -Q: the default queue.
-    const char *source = *text ? text : "[[10, \"default\"]]";
-    json_error_t jerr;
-    json_t *root = json_loads (source, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        snprintf (err, errlen, "queues are not JSON: %s", jerr.text);
-        return NULL;
-    }
-    queue_spec_t *specs = NULL;
-    size_t n = json_is_array (root) ? json_array_size (root) : 0;
-    if (n == 0 || n > 256) {
-        snprintf (err, errlen, "queues must be a JSON array of 1..256 [weight, \"name\"] pairs");
-        goto fail;
-    }
-    specs = calloc (n, sizeof (queue_spec_t));
-    if (!specs) {
-        snprintf (err, errlen, "out of memory");
-        goto fail;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *item = json_array_get (root, i);
-        json_t *name = item;
-        json_int_t weight = 10;
-        if (json_is_array (item)) {
-            json_t *w = json_array_get (item, 0);
-            name = json_array_get (item, 1);
-            weight = json_array_size (item) == 2 && json_is_integer (w)
-                   ? json_integer_value (w) : -1;
-        }
-        const char *qname = json_is_string (name) ? json_string_value (name) : NULL;
-        if (!qname || !*qname || strlen (qname) > EMQP_QUEUE_MAX
-        ||  weight < 0 || weight > 1000000) {
-            snprintf (err, errlen, "queue entry %zu must be [weight 0..1000000, \"name\"]", i);
-            goto fail;
-        }
-        for (size_t k = 0; k < i; k++)
-            if (streq (specs[k].name, qname)) {
-                snprintf (err, errlen, "queue '%s' is listed twice", qname);
-                goto fail;
-            }
-        specs[i].weight = (uint32_t) weight;
-        strncpy (specs[i].name, qname, sizeof specs[i].name - 1);
-    }
-    //  Highest weight first; stable, and lists are short.
-    for (size_t i = 1; i < n; i++) {
-        queue_spec_t key = specs[i];
-        size_t j = i;
-        while (j > 0 && specs[j - 1].weight < key.weight) {
-            specs[j] = specs[j - 1];
-            j--;
-        }
-        specs[j] = key;
-    }
-    json_decref (root);
-    *count = n;
-    return specs;
-fail:
-    free (specs);
-    json_decref (root);
-    return NULL;
-}
-
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -391,36 +325,6 @@ peers_test (bool verbose)
 {
     if (verbose)
         printf (" * peers: ");
-    char err[256];
-    size_t count = 0;
-    queue_spec_t *specs = peers_parse_queues ("[[10, \"default\"], [20, \"heavy\"]]",
-                                              &count, err, sizeof err);
-    CHECK (specs != NULL);
-    CHECK_EQ (count, 2);
-    if (specs && count == 2) {
-        CHECK_STREQ (specs[0].name, "heavy");
-        CHECK_EQ (specs[0].weight, 20);
-        CHECK_STREQ (specs[1].name, "default");
-    }
-    free (specs);
-    specs = peers_parse_queues ("", &count, err, sizeof err);
-    CHECK (specs && count == 1 && streq (specs[0].name, "default") && specs[0].weight == 10);
-    free (specs);
-    specs = peers_parse_queues ("[\"a\", [3, \"b\"]]", &count, err, sizeof err);
-    CHECK (specs && count == 2 && specs[0].weight == 10 && streq (specs[1].name, "b"));
-    free (specs);
-
-    const char *bad[] = { "nope", "[]", "{}", "[[1]]", "[[-1, \"x\"]]", "[[1, 2]]",
-                          "[[1, \"\"]]", "[[1, \"a\"], [2, \"a\"]]", "[[1.5, \"a\"]]",
-                          "[[1, \"a\", 3]]" };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = 0;
-        specs = peers_parse_queues (bad[i], &count, err, sizeof err);
-        CHECK (specs == NULL);
-        CHECK (err[0] != 0);
-        free (specs);
-    }
-
     char id[64];
     zframe_t *identity = zframe_new ("jm-1", 4);
     CHECK_STREQ (peers_id_of (identity, id, sizeof id), "jm-1");
@@ -437,9 +341,38 @@ peers_test (bool verbose)
     zlistx_t *list = peers_list (peers);
     CHECK_EQ (zlistx_size (list), 1);
     zlistx_destroy (&list);
+
+    //  Serving queues: joins their server lists by weight; again replaces.
+    queues_t *queues = queues_new (10);
+    char err[256];
+    size_t count = 0;
+    queuespec_t *specs = queuespec_parse ("[[10, \"default\"], [20, \"heavy\"]]", &count,
+                                          err, sizeof err);
+    CHECK (specs && count == 2);
+    CHECK_EQ (peers_serve (peer, queues, specs, count, "[[10, \"default\"], [20, \"heavy\"]]"), 0);
+    free (specs);
+    CHECK (peer->queue_count == 2 && streq (peer->queues[0].queue->name, "heavy"));
+    CHECK_EQ (zlistx_size (queues_lookup (queues, "default")->servers), 1);
+    specs = queuespec_parse ("[[5, \"other\"]]", &count, err, sizeof err);
+    CHECK_EQ (peers_serve (peer, queues, specs, count, "[[5, \"other\"]]"), 0);
+    free (specs);
+    CHECK_EQ (zlistx_size (queues_lookup (queues, "default")->servers), 0);
+    CHECK_EQ (zlistx_size (queues_lookup (queues, "other")->servers), 1);
+    CHECK_STREQ (peer->queues_json, "[[5, \"other\"]]");
+    //  Slots repay prefetch first.
+    peer->slots = 1;
+    peers_slot_take (peer);
+    peers_slot_take (peer);
+    CHECK (peer->slots == 0 && peer->prefetched == 1);
+    peers_slot_credit (peer);
+    peers_slot_credit (peer);
+    CHECK (peer->slots == 1 && peer->prefetched == 0);
+    peers_unserve (peer);
+    CHECK_EQ (zlistx_size (queues_lookup (queues, "other")->servers), 0);
     peers_delete (peers, peer);
     CHECK_EQ (peers_size (peers), 0);
     peers_destroy (&peers);
+    queues_destroy (&queues);
     zframe_destroy (&identity);
     zframe_destroy (&binary);
     if (verbose)

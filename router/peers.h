@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "queues.h"
+#include "queuespec.h"
 
 typedef enum {
     PEER_JOB_MANAGER,
@@ -81,18 +82,13 @@ size_t peers_size (peers_t *self);
 //  iterate while peers are deleted.
 zlistx_t *peers_list (peers_t *self);
 
-typedef struct {
-    uint32_t weight;
-    char name[129];
-} queue_spec_t;
-
 //  Makes a job manager serve the queues of specs (highest weight first,
-//  as peers_parse_queues returns them): forgets the queues it served, then
+//  as queuespec_parse returns them): forgets the queues it served, then
 //  joins each queue's server list by weight. A queue that cannot be
 //  created (QUEUES_MAX) is skipped; returns how many were, or -1 when out
 //  of memory (the peer then serves nothing). queues_json is kept for
 //  listings (copied).
-int peers_serve (peer_t *peer, queues_t *queues, const queue_spec_t *specs, size_t count,
+int peers_serve (peer_t *peer, queues_t *queues, const queuespec_t *specs, size_t count,
                  const char *queues_json);
 //  Leaves every server list (before the peer is deleted, or re-registers).
 void peers_unserve (peer_t *peer);
@@ -121,13 +117,6 @@ void peers_job_detach (job_t *job);
 //  stats report none of these fields).
 zlistx_t *peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms,
                              int64_t grace_ms);
-
-//  Parses an INFORM queues frame: JSON [[weight,"name"],...] ("name" alone
-//  means weight 10; "" means EventMQ's default, [[10,"default"]]). Returns a
-//  malloc'd array, highest weight first, that the caller frees, and sets
-//  *count; or NULL with the reason in err.
-queue_spec_t *peers_parse_queues (const char *json, size_t *count,
-                                  char *err, size_t errlen);
 
 void peers_test (bool verbose);
 

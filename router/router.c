@@ -16,19 +16,21 @@
 #include <errno.h>
 #include <jansson.h>
 #include <malloc.h>
-#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "dispatch.h"
 #include "emqp.h"
 #include "headers.h"
 #include "job.h"
 #include "log.h"
 #include "outbox.h"
+#include "payload.h"
+#include "queuespec.h"
 #include "peers.h"
 #include "curve.h"
 #include "queues.h"
@@ -90,19 +92,6 @@ struct router_t {
     size_t jobs_at_trim;        // job count at the last malloc_trim
 };
 
-static int64_t
-s_now_ms (void)
-{
-    return zclock_mono ();
-}
-
-static double
-s_wall_s (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_REALTIME, &ts);
-    return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
 
 //  Every change of a job's state goes through here (job.c holds the
 //  table); a refused move is our bug, or a peer's stale report that the
@@ -192,7 +181,7 @@ s_send_simple (router_t *self, zsock_t *sock, peer_t *peer, emqp_command_t comma
         return;
     msg->identity = zframe_dup (peer->identity);
     if (command == EMQP_HEARTBEAT)
-        msg->heartbeat_ts = s_wall_s ();
+        msg->heartbeat_ts = clock_wall_s ();
     s_send (self, sock, &msg, peer->identity);
 }
 
@@ -278,7 +267,7 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
     more->end_status = status;
     more->end_value = zframe_new (data, size);
     more->end_usage = strdup (usage ? usage : "");
-    more->ended_at = s_wall_s ();
+    more->ended_at = clock_wall_s ();
     s_job_save_end (self, job);
     zlistx_add_end (self->ending, job);
 }
@@ -312,7 +301,7 @@ s_take_back (router_t *self, job_t *job)
     }
     if (s_fire (job, JOB_EV_REQUEUE))
         return false;
-    queue_push_front (job->queue, job, s_now_ms ());
+    queue_push_front (job->queue, job, clock_mono_ms ());
     self->redispatch = true;
     return true;
 }
@@ -364,7 +353,7 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     if (s_send (self, self->backend, &msg, peer->identity))
         return -1;
 
-    int64_t now = s_now_ms ();
+    int64_t now = clock_mono_ms ();
     s_fire (job, JOB_EV_DISPATCH);
     job->epoch = epoch;
     job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
@@ -444,7 +433,7 @@ s_schedule (router_t *self, job_t *job, double run_at, job_event_t event)
     if (!more) {
         log_error ("job %s: out of memory delaying it; queued now", JOB_MSGID (job));
         if (s_fire (job, event == JOB_EV_RETRY ? JOB_EV_REQUEUE : JOB_EV_ACCEPT) == 0) {
-            queue_push (job->queue, job, s_now_ms ());
+            queue_push (job->queue, job, clock_mono_ms ());
             self->redispatch = true;
         }
         return;
@@ -523,7 +512,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
-    double now = s_wall_s ();
+    double now = clock_wall_s ();
     double run_at = parsed.eta ? (double) parsed.eta
                   : parsed.delay_s ? now + parsed.delay_s : 0;
     store_row_t row = {
@@ -642,7 +631,7 @@ s_scheduler_inform (router_t *self, emqp_msg_t *msg)
         peer = peers_add (self->schedulers, msg->identity, PEER_SCHEDULER);
     if (!peer)
         return;
-    peer->last_heard_ms = peer->registered_ms = s_now_ms ();
+    peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
     peer->lru_tick = ++self->tick;
     log_info ("scheduler %s: registered", peer->id);
     s_send_ack (self, self->frontend, msg->identity, msg->msgid);
@@ -708,7 +697,7 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
 {
     peer_t *scheduler = peers_lookup (self->schedulers, msg->identity);
     if (scheduler)
-        scheduler->last_heard_ms = s_now_ms ();
+        scheduler->last_heard_ms = clock_mono_ms ();
 
     switch (msg->command) {
         case EMQP_REQUEST:
@@ -792,7 +781,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     }
     char err[256];
     size_t count;
-    queue_spec_t *specs = peers_parse_queues (msg->queues, &count, err, sizeof err);
+    queuespec_t *specs = queuespec_parse (msg->queues, &count, err, sizeof err);
     if (!specs) {
         log_warning ("jobmanager %s: INFORM refused: %s", id, err);
         s_send_error (self, self->backend, msg->identity, msg->msgid, "BAD_REQUEST", err);
@@ -823,7 +812,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
     //  emq/3 job managers take BATCH: several REQUESTs in one message.
     outbox_allow (self->to_jms, peer->identity, peer->emq && atoi (msg->agent + 4) >= 3);
-    peer->last_heard_ms = peer->registered_ms = s_now_ms ();
+    peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
     emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
@@ -891,15 +880,15 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     if (legacy) {
         //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
         //  msgpack values, so wrap it as a msgpack string.
-        msgpack_sbuffer sbuf;
-        msgpack_sbuffer_init (&sbuf);
-        msgpack_packer pk;
-        msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        msgpack_pack_str (&pk, zframe_size (msg->payload));
-        msgpack_pack_str_body (&pk, zframe_data (msg->payload), zframe_size (msg->payload));
+        zframe_t *wrapped = payload_pack_str (zframe_data (msg->payload),
+                                              zframe_size (msg->payload));
+        if (!wrapped) {
+            log_error ("job %s: out of memory wrapping its reply; the reply is lost",
+                       JOB_MSGID (job));
+            wrapped = payload_pack_str ("", 0);
+        }
         zframe_destroy (&msg->payload);
-        msg->payload = zframe_new (sbuf.data, sbuf.size);
-        msgpack_sbuffer_destroy (&sbuf);
+        msg->payload = wrapped;
     }
     if (status == EMQP_STATUS_OK) {
         s_job_end (self, job, STORE_DONE, status, msg->payload, msg->usage);
@@ -919,7 +908,7 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                   emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload),
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
-        double run_at = s_wall_s () + delay;
+        double run_at = clock_wall_s () + delay;
         if (store_set_waiting (self->store, job->row, STORE_SCHEDULED, job->retries_left,
                                run_at))
             log_error ("store: %s", store_error (self->store));
@@ -937,7 +926,7 @@ static void
 s_slot_freed (router_t *self, peer_t *peer)
 {
     peers_slot_credit (peer);
-    peers_note_done (peer, s_now_ms ());
+    peers_note_done (peer, clock_mono_ms ());
     s_dispatch_peer (self, peer);
 }
 
@@ -951,7 +940,7 @@ s_slot_freed (router_t *self, peer_t *peer)
 static void
 s_reconcile (router_t *self, peer_t *peer, const char *stats)
 {
-    zlistx_t *lost = peers_lease_check (peer, stats, s_now_ms (),
+    zlistx_t *lost = peers_lease_check (peer, stats, clock_mono_ms (),
                                         2 * self->settings.heartbeat_interval_ms);
     for (job_t *job = lost ? (job_t *) zlistx_first (lost) : NULL; job;
          job = (job_t *) zlistx_next (lost)) {
@@ -1000,7 +989,7 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
 {
     peer_t *peer = peers_lookup (self->job_managers, msg->identity);
     if (peer)
-        peer->last_heard_ms = s_now_ms ();
+        peer->last_heard_ms = clock_mono_ms ();
 
     //  An unknown peer may only INFORM, or report outcomes (a job manager
     //  that reconnected under a new identity still owns its running jobs).
@@ -1200,7 +1189,7 @@ s_dead_revive (const store_row_t *row, void *arg)
     if (store_set_waiting (self->store, job->row, STORE_QUEUED, job->retries_left, 0))
         log_error ("store: %s", store_error (self->store));
     if (s_fire (job, JOB_EV_ACCEPT) == 0) {
-        queue_push (job->queue, job, s_now_ms ());
+        queue_push (job->queue, job, clock_mono_ms ());
         self->redispatch = true;
     }
     log_info ("job %s: dead job queued again", JOB_MSGID (job));
@@ -1312,7 +1301,7 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
 {
     char id[600];
     peers_id_of (msg->identity, id, sizeof id);
-    int64_t now = s_now_ms ();
+    int64_t now = clock_mono_ms ();
     switch (msg->command) {
         case EMQP_STATUS:
             {
@@ -1461,7 +1450,7 @@ s_flush (router_t *self)
             self->store_failing = true;
         }
         job_t *job;
-        int64_t now = s_now_ms ();
+        int64_t now = clock_mono_ms ();
         while ((job = (job_t *) zlistx_first (self->pending))) {
             zlistx_detach_cur (self->pending);
             job->queue->accepting--;
@@ -1548,8 +1537,7 @@ s_deliver_batch (router_t *self, zsock_t *sock, const char *name, s_handler_fn *
             log_warning ("%s %s: message %s in a BATCH dropped: %s", name, S_SENDER (msg),
                          msg->msgid ? msg->msgid : "(no msgid)", msg->error_text);
             s_send_error (self, sock, msg->identity, msg->msgid ? msg->msgid : "",
-                          strstr (msg->error_text, "too large") ? "TOO_LARGE" : "BAD_FRAME",
-                          msg->error_text);
+                          msg->error_code, msg->error_text);
             emqp_msg_destroy (&msg);
         }
         else
@@ -1612,7 +1600,7 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
 static void
 s_heartbeat_peers (router_t *self, peers_t *peers, zsock_t *sock)
 {
-    int64_t now = s_now_ms ();
+    int64_t now = clock_mono_ms ();
     int64_t limit = self->settings.heartbeat_timeout_ms * self->settings.heartbeat_liveness;
     zlistx_t *list = peers_list (peers);
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
@@ -1649,14 +1637,14 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
-    double now = s_wall_s ();
+    double now = clock_wall_s ();
     job_t *job;
     while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
         zlistx_detach_cur (self->scheduled);
         job->more->scheduled_handle = NULL;
         job->more->run_at = 0;
         if (s_fire (job, JOB_EV_DUE) == 0) {
-            queue_push (job->queue, job, s_now_ms ());
+            queue_push (job->queue, job, clock_mono_ms ());
             self->redispatch = true;
         }
     }
@@ -1671,7 +1659,7 @@ s_on_expire (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     router_t *self = (router_t *) arg;
     bool more = false;
-    int expired = store_expire_some (self->store, s_wall_s (), self->settings.result_ttl_s,
+    int expired = store_expire_some (self->store, clock_wall_s (), self->settings.result_ttl_s,
                                      self->settings.dead_ttl_s, S_EXPIRE_CHUNK, &more);
     s_flush (self);
     if (expired < 0 || self->store_failing) {
@@ -1759,7 +1747,7 @@ s_load_row (const store_row_t *row, void *arg)
         s_schedule (self, job, row->run_at, JOB_EV_DELAY);
     else
     if (s_fire (job, JOB_EV_ACCEPT) == 0)
-        queue_push (job->queue, job, s_now_ms ());
+        queue_push (job->queue, job, clock_mono_ms ());
     return 0;
 }
 
@@ -2295,7 +2283,7 @@ static void
 s_test_heartbeat (zsock_t *jm, const char *stats)
 {
     emqp_msg_t *msg = emqp_msg_new (EMQP_HEARTBEAT);
-    msg->heartbeat_ts = s_wall_s ();
+    msg->heartbeat_ts = clock_wall_s ();
     msg->stats = strdup (stats);
     s_test_send (jm, msg);
 }

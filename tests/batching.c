@@ -35,15 +35,15 @@ static void
 s_batcher_start (h_test_t *t, s_batcher_t *b, size_t count)
 {
     b->client = emq_client_new (t->frontend);
-    CHECK (b->client);
+    REQUIRE (b->client);
     h_payload_run ("noop", NULL, &b->payload, &b->size);
     emq_submit_opts_t opts = { .reply = true };
     char msgid[37];
     int rc = emq_submit (b->client, &opts, b->payload, b->size, msgid, h_ms (5000));
-    CHECK_MSG (rc == 0, "first submit: %d (%s)", rc, emq_client_last_error (b->client));
+    REQUIRE_MSG (rc == 0, "first submit: %d (%s)", rc, emq_client_last_error (b->client));
     b->payloads = calloc (count, sizeof (void *));
     b->sizes = calloc (count, sizeof (size_t));
-    CHECK (b->payloads && b->sizes);
+    REQUIRE (b->payloads && b->sizes);
     for (size_t i = 0; i < count; i++) {
         b->payloads[i] = b->payload;
         b->sizes[i] = b->size;
@@ -72,59 +72,59 @@ test_batch_mixed (h_test_t *t)
     s_batcher_start (t, &b, JOBS);
     emq_client_t *client = b.client;
     char (*msgids)[37] = calloc (JOBS, 37);
-    CHECK (msgids);
+    REQUIRE (msgids);
     emq_submit_opts_t opts = { .reply = true };
     size_t sent = 0;
     int rc = emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, msgids, &sent);
-    CHECK_MSG (rc == 0, "emq_submit_many: %d (%s)", rc, emq_client_last_error (client));
-    CHECK_INT (sent, ==, JOBS);
+    REQUIRE_MSG (rc == 0, "emq_submit_many: %d (%s)", rc, emq_client_last_error (client));
+    REQUIRE_INT (sent, ==, JOBS);
 
     zhashx_t *accepted = zhashx_new ();
     int acks = 0, full = 0;
-    int64_t deadline = h_now_ms () + h_ms (10000);
+    int64_t deadline = clock_mono_ms () + h_ms (10000);
     while (acks + full < JOBS) {
-        CHECK_MSG (h_now_ms () < deadline, "%d ACKs and %d QUEUE_FULL of %d", acks, full, JOBS);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs and %d QUEUE_FULL of %d", acks, full, JOBS);
         emq_event_t event;
         if (emq_poll (client, 100, &event))
             continue;
         if (event.type == EMQ_EVENT_ACK) {
-            CHECK_MSG (!zhashx_lookup (accepted, event.msgid), "%s ACKed twice", event.msgid);
+            REQUIRE_MSG (!zhashx_lookup (accepted, event.msgid), "%s ACKed twice", event.msgid);
             zhashx_insert (accepted, event.msgid, (void *) 1);
             acks++;
         }
         else
         if (event.type == EMQ_EVENT_ERROR) {
-            CHECK_STR_EQ (event.code, "QUEUE_FULL");
+            REQUIRE_STREQ (event.code, "QUEUE_FULL");
             full++;
         }
     }
     h_log (t, "%d ACKed, %d refused QUEUE_FULL", acks, full);
-    CHECK_INT (acks, ==, 99);
-    CHECK_INT (full, ==, 51);
+    REQUIRE_INT (acks, ==, 99);
+    REQUIRE_INT (full, ==, 51);
     //  They came in batches and were answered in batches.
-    CHECK_INT (s_traffic (t, "batches_in"), >=, 1);
-    CHECK_INT (s_traffic (t, "batched_in"), >=, JOBS);
-    CHECK_INT (s_traffic (t, "batches_out"), >=, 1);
+    REQUIRE_INT (s_traffic (t, "batches_in"), >=, 1);
+    REQUIRE_INT (s_traffic (t, "batched_in"), >=, JOBS);
+    REQUIRE_INT (s_traffic (t, "batches_out"), >=, 1);
 
     //  Now a job manager: every accepted job (and the first) runs once.
     h_jm (t, "jm", S_QUEUES, 2, NULL);
     int results = 0, first = 0;
     zhashx_t *ended = zhashx_new ();
-    deadline = h_now_ms () + h_ms (20000);
+    deadline = clock_mono_ms () + h_ms (20000);
     while (results < acks + 1) {
-        CHECK_MSG (h_now_ms () < deadline, "%d of %d results", results, acks + 1);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d results", results, acks + 1);
         emq_event_t event;
         if (emq_poll (client, 100, &event) || event.type != EMQ_EVENT_RESULT)
             continue;
-        CHECK_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
+        REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
                    emq_job_status_name (event.status));
-        CHECK_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
+        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
         zhashx_insert (ended, event.msgid, (void *) 1);
         if (!zhashx_lookup (accepted, event.msgid))
             first++;
         results++;
     }
-    CHECK_INT (first, ==, 1);
+    REQUIRE_INT (first, ==, 1);
     zhashx_destroy (&ended);
     zhashx_destroy (&accepted);
     free (msgids);
@@ -139,7 +139,7 @@ test_batch_bad_messages (h_test_t *t)
 {
     h_router (t, "router", NULL);
     zsock_t *client = h_dealer (t->frontend, "client-raw");
-    CHECK (client);
+    REQUIRE (client);
     emqp_batch_t *batch = emqp_batch_new ();
     const char *ids[] = { "good-1", "bad-queue", "good-2", "bad-headers" };
     char long_queue[300];
@@ -153,11 +153,11 @@ test_batch_bad_messages (h_test_t *t)
         msg->payload = zframe_new ("\x90", 1);
         emqp_batch_add (batch, &msg);
     }
-    CHECK_INT (emqp_batch_send (batch, client, NULL), ==, 0);
+    REQUIRE_INT (emqp_batch_send (batch, client, NULL), ==, 0);
     char seen[512] = "";
-    int64_t deadline = h_now_ms () + h_ms (5000);
+    int64_t deadline = clock_mono_ms () + h_ms (5000);
     int answers = 0;
-    while (answers < 4 && h_now_ms () < deadline) {
+    while (answers < 4 && clock_mono_ms () < deadline) {
         emqp_msg_t *msg = h_recv_msg (t, client, 200);
         if (!msg)
             continue;
@@ -167,7 +167,7 @@ test_batch_bad_messages (h_test_t *t)
             char err[256];
             emqp_limits_t limits = { .payload_max = 1 << 20 };
             msgs = emqp_batch_unpack (msg, &limits, &count, err, sizeof err);
-            CHECK_MSG (msgs, "router's BATCH: %s", err);
+            REQUIRE_MSG (msgs, "router's BATCH: %s", err);
             emqp_msg_destroy (&msg);
         }
         for (size_t i = 0; i < count; i++) {
@@ -187,18 +187,18 @@ test_batch_bad_messages (h_test_t *t)
     }
     h_log (t, "answers: %s", seen);
     //  Refusals come at once, ACKs after the commit.
-    CHECK_STR_EQ (seen, "ERROR:bad-queue/BAD_FRAME,ERROR:bad-headers/BAD_REQUEST,"
+    REQUIRE_STREQ (seen, "ERROR:bad-queue/BAD_FRAME,ERROR:bad-headers/BAD_REQUEST,"
                         "ACK:good-1,ACK:good-2");
 
     //  Not a batch at all: one ERROR BAD_FRAME, and the router serves on.
     h_send_strs (client, "", EMQP_PROTOCOL, "BATCH", "junk-batch", "\xc1", NULL);
     emqp_msg_t *msg = h_recv_cmd (t, client, EMQP_ERROR, 5000);
-    CHECK (msg);
-    CHECK_STR_EQ (msg->ref, "junk-batch");
-    CHECK_STR_EQ (msg->error_code, "BAD_FRAME");
+    REQUIRE (msg);
+    REQUIRE_STREQ (msg->ref, "junk-batch");
+    REQUIRE_STREQ (msg->error_code, "BAD_FRAME");
     emqp_msg_destroy (&msg);
     json_t *status = h_admin (t, "STATUS");
-    CHECK_INT (h_jint (status, -1, "queues", "default", "waiting", NULL), ==, 2);
+    REQUIRE_INT (h_jint (status, -1, "queues", "default", "waiting", NULL), ==, 2);
     json_decref (status);
     emqp_batch_destroy (&batch);
     zsock_destroy (&client);
@@ -216,11 +216,11 @@ test_batch_mixed_peers (h_test_t *t)
 
     //  The EventMQ-style job manager: INFORM without agent, then READY.
     zsock_t *old = h_dealer (t->backend, "eventmq-jm-1");
-    CHECK (old);
+    REQUIRE (old);
     h_send_strs (old, "", EMQP_PROTOCOL, "INFORM", "inform-old", S_QUEUES, "worker", NULL);
     emqp_msg_t *ack = h_recv_cmd (t, old, EMQP_ACK, 5000);
-    CHECK (ack);
-    CHECK_MSG (ack->agent == NULL, "an EventMQ job manager got agent %s", ack->agent);
+    REQUIRE (ack);
+    REQUIRE_MSG (ack->agent == NULL, "an EventMQ job manager got agent %s", ack->agent);
     emqp_msg_destroy (&ack);
     h_send_strs (old, "", EMQP_PROTOCOL, "READY", "ready-0", NULL);
 
@@ -229,13 +229,13 @@ test_batch_mixed_peers (h_test_t *t)
     s_batcher_start (t, &b, JOBS);
     emq_client_t *client = b.client;
     emq_submit_opts_t opts = { .reply = true };
-    CHECK_INT (emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, NULL, NULL), ==, 0);
+    REQUIRE_INT (emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, NULL, NULL), ==, 0);
 
     int results = 0, old_jobs = 0, beats = 0;
     zhashx_t *ended = zhashx_new ();
-    int64_t deadline = h_now_ms () + h_ms (20000);
+    int64_t deadline = clock_mono_ms () + h_ms (20000);
     while (results < JOBS + 1) {
-        CHECK_MSG (h_now_ms () < deadline, "%d of %d results (%d on the EventMQ one)",
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d results (%d on the EventMQ one)",
                    results, JOBS + 1, old_jobs);
         //  The EventMQ job manager: plain frames only; REPLY, then READY.
         zmsg_t *raw;
@@ -243,10 +243,10 @@ test_batch_mixed_peers (h_test_t *t)
             zframe_t *command = zmsg_first (raw);
             command = command ? zmsg_next (raw) : NULL;
             command = command ? zmsg_next (raw) : NULL;
-            CHECK_MSG (command && !zframe_streq (command, "BATCH"),
+            REQUIRE_MSG (command && !zframe_streq (command, "BATCH"),
                        "the EventMQ job manager got a BATCH");
             if (command && zframe_streq (command, "REQUEST")) {
-                CHECK_INT (zmsg_size (raw), ==, 7);
+                REQUIRE_INT (zmsg_size (raw), ==, 7);
                 zframe_t *msgid = zmsg_next (raw);
                 char *id = zframe_strdup (msgid);
                 h_send_strs (old, "", EMQP_PROTOCOL, "REPLY", "reply-x", "{\"value\": 1}", id,
@@ -265,17 +265,17 @@ test_batch_mixed_peers (h_test_t *t)
         emq_event_t event;
         if (emq_poll (client, 10, &event) || event.type != EMQ_EVENT_RESULT)
             continue;
-        CHECK_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
+        REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
                    emq_job_status_name (event.status));
-        CHECK_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
+        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
         zhashx_insert (ended, event.msgid, (void *) 1);
         results++;
     }
     h_log (t, "%d jobs: %d on the EventMQ job manager, the rest on the emq one; "
            "%lld BATCHes out", results, old_jobs, s_traffic (t, "batches_out"));
-    CHECK_INT (old_jobs, >=, 1);
-    CHECK_INT (old_jobs, <, results);
-    CHECK_INT (s_traffic (t, "batches_in"), >=, 1);
+    REQUIRE_INT (old_jobs, >=, 1);
+    REQUIRE_INT (old_jobs, <, results);
+    REQUIRE_INT (s_traffic (t, "batches_in"), >=, 1);
     zhashx_destroy (&ended);
     s_batcher_stop (&b);
     zsock_destroy (&old);

@@ -234,18 +234,18 @@ s_load_submit (s_load_t *load)
 static void
 s_load_submit_many (s_load_t *load, size_t n)
 {
-    CHECK_MSG (load->count + n <= load->cap, "more than %zu submissions", load->cap);
+    REQUIRE_MSG (load->count + n <= load->cap, "more than %zu submissions", load->cap);
     const void **payloads = calloc (n, sizeof (void *));
     size_t *sizes = calloc (n, sizeof (size_t));
     char (*ids)[37] = calloc (n, 37);
-    CHECK (payloads && sizes && ids);
+    REQUIRE (payloads && sizes && ids);
     for (size_t i = 0; i < n; i++) {
         payloads[i] = load->payload;
         sizes[i] = load->size;
     }
     size_t sent = 0;
     int rc = emq_submit_many (load->client, &load->opts, payloads, sizes, n, ids, &sent);
-    CHECK_MSG (rc == 0, "emq_submit_many of %zu: %d (%s)", n, rc,
+    REQUIRE_MSG (rc == 0, "emq_submit_many of %zu: %d (%s)", n, rc,
                emq_client_last_error (load->client));
     for (size_t i = 0; i < sent; i++) {
         s_job_t *job = &load->jobs[load->count];
@@ -549,13 +549,13 @@ test_batch_kill9 (h_test_t *t)
     s_load_init (&load, t, client, (size_t) total * 2 + 1000, "noop", NULL);
     //  One job alone first: its ACK tells libemq the router takes batches.
     s_load_submit (&load);
-    CHECK_WAIT ((s_load_drain_max (&load, 0, 0), load.acked == 1), 5000);
+    REQUIRE_WAIT ((s_load_drain_max (&load, 0, 0), load.acked == 1), 5000);
 
-    int64_t deadline = h_now_ms () + h_ms (60000);
+    int64_t deadline = clock_mono_ms () + h_ms (60000);
     bool killed = false;
     size_t kill_at = (size_t) total / 3;
     while ((int) load.count < total || load.inflight > 0) {
-        CHECK_MSG (h_now_ms () < deadline, "%zu sent, %zu unACKed, killed %d", load.count,
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu sent, %zu unACKed, killed %d", load.count,
                    load.inflight, killed);
         s_load_drain_max (&load, 0, 0);
         if (!killed && load.acked >= kill_at) {
@@ -580,9 +580,9 @@ test_batch_kill9 (h_test_t *t)
         }
         s_load_drain_max (&load, 50, 0);
     }
-    CHECK (killed);
+    REQUIRE (killed);
     sqlite3 *db = s_db_open (t, NULL);
-    CHECK_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
     long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
     s_verdict_t v = s_load_verify (&load, db);
     sqlite3_close (db);
@@ -592,9 +592,9 @@ test_batch_kill9 (h_test_t *t)
     s_report (t, "%zu jobs ACKed of %zu sent in batches (%lld BATCHes to the second router); "
               "lost %zu; unACKed but stored %zu of %zu; %lld done rows", v.acked, load.count,
               batches, v.lost, v.stored_unacked, v.abandoned, done);
-    CHECK_INT (v.lost, ==, 0);
-    CHECK_INT (v.acked + v.stored_unacked, ==, done);
-    CHECK_INT (batches, >=, 1);
+    REQUIRE_INT (v.lost, ==, 0);
+    REQUIRE_INT (v.acked + v.stored_unacked, ==, done);
+    REQUIRE_INT (batches, >=, 1);
     s_load_drain (&load, 0);
     emq_client_destroy (&client);
     s_load_destroy (&load);
