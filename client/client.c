@@ -801,22 +801,27 @@ emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
     size_t done = 0;
     while (done < count && rc == 0) {
         //  As many as one BATCH holds; a large payload goes alone.
+        //  What a job adds to a BATCH: its payload, msgid, queue, headers
+        //  and the packing around them.
         size_t n = 0, bytes = 0;
+        size_t overhead = 36 + strlen (queue) + strlen (text) + 32;
         while (done + n < count && n < EMQP_BATCH_MAX) {
-            size_t size = sizes[done + n];
-            if (!payloads[done + n] || size == 0) {
+            size_t size = sizes[done + n] + overhead;
+            if (!payloads[done + n] || sizes[done + n] == 0) {
                 rc = s_error (self, EMQ_ERR_INVALID, "no payload (job %zu)", done + n);
                 break;
             }
-            if (n > 0 && (size > EMQP_BATCH_ITEM_MAX || bytes + size > EMQP_BATCH_BYTES))
+            bool alone = sizes[done + n] > EMQP_BATCH_ITEM_MAX;
+            if (n > 0 && (alone || bytes + size > EMQP_BATCH_BYTES))
                 break;
             emqp_msgid_new (ids[n]);
             outs[n] = (s_outgoing_t) { .command = EMQP_REQUEST, .msgid = ids[n],
                                        .queue = queue, .headers = text,
-                                       .payload = payloads[done + n], .payload_size = size };
+                                       .payload = payloads[done + n],
+                                       .payload_size = sizes[done + n] };
             bytes += size;
             n++;
-            if (size > EMQP_BATCH_ITEM_MAX)
+            if (alone)
                 break;
         }
         if (n == 0)

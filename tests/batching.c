@@ -281,7 +281,51 @@ test_batch_mixed_peers (h_test_t *t)
     zsock_destroy (&old);
 }
 
+//  Many jobs in one call: split into BATCHes that every router accepts
+//  (bytes, not only count), each job ACKed and run once.
+static void
+test_batch_many (h_test_t *t)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", S_QUEUES, 2, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    enum { JOBS = 5000 };
+    s_batcher_t b;
+    s_batcher_start (t, &b, JOBS);
+    emq_submit_opts_t opts = { .reply = true, .extra_headers = "guarantee" };
+    size_t sent = 0;
+    REQUIRE_INT (emq_submit_many (b.client, &opts, b.payloads, b.sizes, JOBS, NULL, &sent),
+                 ==, 0);
+    REQUIRE_INT (sent, ==, JOBS);
+    int acks = 0, results = 0;
+    int64_t deadline = clock_mono_ms () + h_ms (30000);
+    while (results < JOBS + 1) {
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs, %d results of %d", acks, results,
+                     JOBS + 1);
+        emq_event_t event;
+        if (emq_poll (b.client, 100, &event))
+            continue;
+        REQUIRE_MSG (event.type != EMQ_EVENT_ERROR, "job %s refused: %s", event.msgid,
+                     event.code);
+        if (event.type == EMQ_EVENT_ACK)
+            acks++;
+        else {
+            REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
+                         emq_job_status_name (event.status));
+            results++;
+        }
+    }
+    long long batches = s_traffic (t, "batches_in");
+    h_log (t, "%d jobs in %lld BATCHes, %d ACKs", JOBS, batches, acks);
+    REQUIRE_INT (acks, ==, JOBS);     // the first job's ACK was taken by emq_submit
+    REQUIRE_INT (batches, >=, JOBS / EMQP_BATCH_MAX + 1);
+    REQUIRE_INT (s_traffic (t, "batched_in"), >=, JOBS);
+    s_batcher_stop (&b);
+}
+
 const h_testdef_t h_batching_tests[] = {
+    { "batch_many", test_batch_many,
+      "emq_submit_many of 5,000 jobs: BATCHes within every limit, each job once" },
     { "batch_mixed", test_batch_mixed,
       "emq_submit_many: a batch partly refused (QUEUE_FULL) one by one; the rest run once" },
     { "batch_bad_messages", test_batch_bad_messages,
