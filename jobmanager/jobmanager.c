@@ -1,11 +1,12 @@
 /*  jobmanager — the eMQP side of emq-jobmanager. See jobmanager.h.
 
-    Ownership: the job manager owns the config, the worker config new
-    workers are forked with, the pool (which owns the worker records), the
-    socket, and the jobs: pending ones in self->pending, running ones in
-    self->running (each running job is also borrowed by its worker record).
-    Outcomes waiting to be sent live in self->outbox until the router has
-    taken them, so a reconnect never loses one.
+    Ownership: the job manager owns its settings, the socket, the worker
+    table (workers.h: the processes, their pipes and the jobs they run) and
+    the held jobs and outcomes (held.h: jobs waiting for a worker, outcomes
+    waiting to go out as DONE). It acts on what those two report: every job
+    that ends comes back through s_on_ended and leaves as a DONE (or waits
+    in the outbox until the router takes it, so a reconnect never loses
+    one); a worker that frees up calls s_balance.
 
     Slot accounting (agent emq/2). The router counts our free slots; for an
     emq/2 job manager every READY, every DONE and every RETURN it receives
@@ -16,10 +17,10 @@
         announced = READYs + DONEs + RETURNs sent while registered
                     - REQUESTs received
 
-    and our target is (idle workers that do not retire - pending jobs).
+    and our target is (idle workers that do not retire - held jobs).
     After every event s_settle() sends READYs while announced < target.
     A finished job's DONE is its worker's READY, a rejected or cancelled
-    pending job's DONE gives back the slot it took, a RETURN gives back a
+    held job's DONE gives back the slot it took, a RETURN gives back a
     held job's slot: none of them needs a READY. When announced > target
     (a worker that was counted died, retired or was replaced: its DONE or
     its READY counted, and it is gone) no READY is sent until the target
@@ -41,9 +42,9 @@
 #include "curve.h"
 #include "emqp.h"
 #include "headers.h"
+#include "held.h"
 #include "log.h"
-#include "pool.h"
-#include "worker/worker.h"
+#include "workers.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -54,7 +55,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define S_TICK_MS 50
@@ -67,40 +67,13 @@ typedef enum {
 
 static const char *s_state_names [] = { "connecting", "active" };
 
-//  A job from the router, pending or running.
-typedef struct {
-    char *msgid;
-    char *queue;
-    uint64_t epoch;         // dispatch epoch (fencing token), echoed in DONE
-    uint32_t attempt;
-    uint32_t timeout_s;     // 0 = none
-    zframe_t *payload;      // msgpack job payload
-    pid_t pid;              // worker running it, 0 while pending
-    int64_t started_ms;     // monotonic
-    double started_ts;      // wall clock, for status
-    int64_t received_ms;    // monotonic, when the REQUEST arrived (hold deadline)
-    uint64_t connection;    // self->connection it arrived on; RETURN only on that one
-    int64_t deadline_ms;    // monotonic; 0 = no timeout
-    char *crash_reason;     // why we killed its worker, when we did
-    void *handle;           // in self->running
-} s_job_t;
-
-//  An outcome waiting to go out as DONE.
-typedef struct {
-    char *ref;
-    uint64_t epoch;
-    emqp_status_t status;
-    char *value;
-    size_t value_size;
-    char *usage;
-} s_done_t;
-
 struct jobmanager_t {
-    config_t *config;               // current settings (owned)
-    worker_config_t *wconfig;       // what new workers are forked with (owned)
+    jobmanager_settings_t *settings;    // current settings (owned; their worker
+                                        // configuration went to the workers)
     jobmanager_reload_fn *reload;
     void *reload_arg;
-    pool_t *pool;
+    workers_t *workers;             // the worker processes and what they run
+    held_t *held;                   // jobs waiting for a worker, outcomes to send
     zloop_t *loop;
     zsock_t *dealer;                // to the router's backend
     char identity [256];
@@ -111,18 +84,12 @@ struct jobmanager_t {
     int64_t last_heard_ms;          // anything from the router
     int64_t last_heartbeat_ms;      // our last HEARTBEAT
     bool reconnect_due;             // set by handlers, done by the timer
-    zlistx_t *pending;              // s_job_t, owned, FIFO
-    zlistx_t *running;              // s_job_t, owned
-    zlistx_t *outbox;               // s_done_t, owned
     int64_t announced;              // the router's count of our free slots, see above
     bool router_emq2;               // its ACK said emq/2: DONE and RETURN free
                                     // slots there; else READY follows a DONE
                                     // and nothing is returned (older routers)
     uint64_t connection;            // bumped with every new socket (identity)
     int hold_timer;                 // zloop timer of the oldest held job, -1: none
-    int64_t hold_ms;                // prefetch_hold_ms; 0 = never return
-    size_t concurrent_jobs;         // the pool's target size
-    bool replace_due;               // a worker was lost with its job: replace it now
     bool draining;                  // stopping: no READY, no new workers
     int64_t drain_deadline_ms;
     bool finished;
@@ -140,7 +107,6 @@ static int s_signal_pipe [2] = { -1, -1 };
 static void s_connect (jobmanager_t *self);
 static void s_inform (jobmanager_t *self);
 static void s_balance (jobmanager_t *self);
-static void s_replenish (jobmanager_t *self);
 
 //  --------------------------------------------------------------------------
 //  Small helpers
@@ -149,45 +115,6 @@ static int64_t
 s_now_ms (void)
 {
     return zclock_mono ();
-}
-
-static int64_t
-s_seconds_ms (double seconds)
-{
-    return (int64_t) (seconds * 1000.0 + 0.5);
-}
-
-static void
-s_job_destroy (s_job_t **job_p)
-{
-    s_job_t *job = *job_p;
-    if (!job)
-        return;
-    free (job->msgid);
-    free (job->queue);
-    free (job->crash_reason);
-    zframe_destroy (&job->payload);
-    free (job);
-    *job_p = NULL;
-}
-
-static void
-s_job_destructor (void **item)
-{
-    s_job_destroy ((s_job_t **) item);
-}
-
-static void
-s_done_destructor (void **item)
-{
-    s_done_t *done = *item;
-    if (!done)
-        return;
-    free (done->ref);
-    free (done->value);
-    free (done->usage);
-    free (done);
-    *item = NULL;
 }
 
 //  Copies text, replacing every byte that is not part of valid UTF-8 with
@@ -260,20 +187,15 @@ s_send (jobmanager_t *self, emqp_msg_t **msg_p)
 }
 
 //  Brings the router's count of our free slots up to (idle workers that do
-//  not retire - pending jobs) with READYs; see "Slot accounting" above.
+//  not retire - held jobs) with READYs; see "Slot accounting" above.
 //  Nothing while unregistered or stopping.
 static void
 s_settle (jobmanager_t *self)
 {
     if (self->state != S_ACTIVE || self->draining)
         return;
-    size_t idle = 0, starting = 0;
-    for (pool_worker_t *worker = pool_first (self->pool); worker;
-         worker = pool_next (self->pool)) {
-        idle += worker->state == POOL_IDLE && !worker->retiring;
-        starting += worker->state == POOL_STARTING;
-    }
-    int64_t target = (int64_t) idle - (int64_t) zlistx_size (self->pending);
+    int64_t target = (int64_t) workers_ready (self->workers)
+                   - (int64_t) held_size (self->held);
     while (self->announced < target) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
         if (!msg || s_send (self, &msg))
@@ -289,9 +211,7 @@ s_settle (jobmanager_t *self)
     //  free slots. It cannot go below zero that way, so we do it only while
     //  the router counts free slots. Not more than every 100 ms, in case
     //  an ACK finds the same again.
-    size_t live = pool_live (self->pool);
-    int64_t absorbed = (int64_t) starting
-                     + (live < self->concurrent_jobs ? (int64_t) (self->concurrent_jobs - live) : 0);
+    int64_t absorbed = (int64_t) workers_coming (self->workers);
     if (self->announced > target + absorbed && self->announced > 0
     &&  s_now_ms () - self->inform_sent_ms >= 100) {
         log_info ("jobmanager %s: the router counts %" PRId64 " free slot(s), we have %"
@@ -301,32 +221,41 @@ s_settle (jobmanager_t *self)
     }
 }
 
-//  Sends queued outcomes, oldest first, while the router takes them. Each
-//  DONE is one free slot more for the router (emq/2).
+//  Sends a DONE; returns 0, or -1 (nothing sent). emq/2: each DONE is one
+//  free slot more for the router.
+static int
+s_send_done (jobmanager_t *self, const char *ref, uint64_t epoch, emqp_status_t status,
+             const char *value, size_t value_size, const char *usage)
+{
+    emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
+    if (!msg)
+        return -1;
+    msg->ref = strdup (ref);
+    msg->epoch = epoch;
+    msg->status = status;
+    msg->payload = zframe_new (value, value_size);
+    msg->usage = strdup (usage);
+    if (!msg->ref || !msg->payload || !msg->usage || s_send (self, &msg)) {
+        emqp_msg_destroy (&msg);    // (s_send took it when it failed)
+        return -1;
+    }
+    if (self->router_emq2)
+        self->announced++;
+    return 0;
+}
+
+//  Sends kept outcomes, oldest first, while the router takes them.
 static void
 s_flush_outbox (jobmanager_t *self)
 {
     if (self->state != S_ACTIVE)
         return;
-    s_done_t *done;
-    while ((done = zlistx_first (self->outbox))) {
-        emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
-        if (!msg)
-            return;
-        msg->ref = strdup (done->ref);
-        msg->epoch = done->epoch;
-        msg->status = done->status;
-        msg->payload = zframe_new (done->value, done->value_size);
-        msg->usage = strdup (done->usage);
-        if (!msg->ref || !msg->payload || !msg->usage) {
-            emqp_msg_destroy (&msg);
-            return;
-        }
-        if (s_send (self, &msg))
+    const held_outcome_t *kept;
+    while ((kept = held_outcome_first (self->held))) {
+        if (s_send_done (self, kept->ref, kept->epoch, kept->status, kept->value,
+                         kept->value_size, kept->usage))
             return;             // try again on the next tick
-        if (self->router_emq2)
-            self->announced++;
-        zlistx_delete (self->outbox, zlistx_cursor (self->outbox));
+        held_sent (self->held);
     }
 }
 
@@ -363,16 +292,17 @@ s_format_usage (char *usage, uint64_t wall_us, uint64_t cpu_us, uint64_t maxrss_
 
 //  Reports job's outcome with DONE: at once when registered and nothing
 //  older waits, else through the outbox (which keeps it until the router
-//  takes it). value is the msgpack result (ok) or the error text, which is
-//  made UTF-8-safe.
+//  takes it). The outcome's value is the msgpack result (ok) or the error
+//  text, which is made UTF-8-safe.
 static void
-s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *value,
-          size_t value_size, uint64_t wall_us, uint64_t cpu_us, uint64_t maxrss_kb)
+s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
 {
     char usage [S_USAGE_MAX];
-    s_format_usage (usage, wall_us, cpu_us, maxrss_kb);
+    s_format_usage (usage, outcome->wall_us, outcome->cpu_us, outcome->maxrss_kb);
+    const char *value = outcome->value;
+    size_t value_size = outcome->value_size;
     char *text = NULL;
-    if (status != EMQP_STATUS_OK) {
+    if (outcome->status != EMQP_STATUS_OK) {
         text = s_utf8_sanitize (value ? value : "", value ? value_size : 0, &value_size);
         if (!text) {
             log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
@@ -382,7 +312,7 @@ s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *va
         value = text;
         char shown [200];
         log_info ("jobmanager %s: job %s %s: %s", s_id (self), job->msgid,
-                  emqp_status_name (status),
+                  emqp_status_name (outcome->status),
                   emqp_printable (value, value_size, shown, sizeof shown));
     }
     else
@@ -390,101 +320,51 @@ s_report (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *va
     if (!value)
         value = "";
 
-    if (self->state == S_ACTIVE && zlistx_size (self->outbox) == 0) {
-        emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
-        if (msg) {
-            msg->ref = strdup (job->msgid);
-            msg->epoch = job->epoch;
-            msg->status = status;
-            msg->payload = zframe_new (value, value_size);
-            msg->usage = strdup (usage);
-        }
-        if (msg && msg->ref && msg->payload && msg->usage && s_send (self, &msg) == 0) {
-            if (self->router_emq2)
-                self->announced++;  // emq/2: the DONE is one free slot
-            free (text);
-            return;
-        }
-        emqp_msg_destroy (&msg);    // (s_send took it; what failed is kept below)
-    }
-    s_done_t *done = calloc (1, sizeof *done);
-    if (done) {
-        done->ref = strdup (job->msgid);
-        done->epoch = job->epoch;
-        done->status = status;
-        done->usage = strdup (usage);
-        if (text) {
-            done->value = text;
-            text = NULL;
-        }
+    bool sent = self->state == S_ACTIVE && held_outcomes (self->held) == 0
+             && s_send_done (self, job->msgid, job->epoch, outcome->status, value,
+                             value_size, usage) == 0;
+    if (!sent) {
+        if (held_keep_outcome (self->held, job->msgid, job->epoch, outcome->status, value,
+                               value_size, usage) == 0)
+            s_flush_outbox (self);
         else
-        if ((done->value = malloc (value_size ? value_size : 1)) && value_size)
-            memcpy (done->value, value, value_size);
-        done->value_size = value_size;
+            log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
+                       job->msgid);
     }
     free (text);
-    if (!done || !done->ref || !done->usage || !done->value) {
-        void *item = done;
-        s_done_destructor (&item);
-        log_error ("jobmanager %s: out of memory reporting job %s", s_id (self), job->msgid);
-        return;
-    }
-    zlistx_add_end (self->outbox, done);
-    s_flush_outbox (self);
 }
 
-//  Reports a job with an error text (one that never reached a worker, or
-//  whose worker we killed).
+//  Reports a job with an error text (one that never reached a worker).
 static void
-s_report_text (jobmanager_t *self, s_job_t *job, emqp_status_t status, const char *text)
+s_report_text (jobmanager_t *self, const jm_job_t *job, emqp_status_t status,
+               const char *text)
 {
-    uint64_t wall_us = job->started_ms ? (uint64_t) (s_now_ms () - job->started_ms) * 1000 : 0;
-    s_report (self, job, status, text, strlen (text), wall_us, 0, 0);
+    jm_outcome_t outcome = {
+        .status = status, .value = text, .value_size = strlen (text),
+        .wall_us = jm_job_wall_us (job, s_now_ms ())
+    };
+    s_report (self, job, &outcome);
 }
 
 //  --------------------------------------------------------------------------
 //  Status
 
-static void
-s_visit_pid (pid_t pid, uint64_t jobs, void *arg)
-{
-    char key [32];
-    snprintf (key, sizeof key, "%d", (int) pid);
-    json_object_set_new ((json_t *) arg, key, json_integer ((json_int_t) jobs));
-}
-
 //  Builds the status object; caller owns it (json_decref).
 static json_t *
 s_status_json (jobmanager_t *self)
 {
-    json_t *in_flight = json_object ();
-    for (s_job_t *job = zlistx_first (self->running); job; job = zlistx_next (self->running))
-        json_object_set_new (in_flight, job->msgid,
-                             json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
-                                        "queue", job->queue, "started", job->started_ts));
-    //  Jobs waiting here for a worker, and ended ones whose DONE has not
-    //  gone out: with jobs_in_flight, every job the router may think we
-    //  hold (it requeues one missing from both whose epoch is at most
-    //  max_epoch: its REQUEST was lost, not late).
-    json_t *held = json_array ();
-    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending))
-        json_array_append_new (held, json_string (job->msgid));
-    for (s_done_t *done = zlistx_first (self->outbox); done; done = zlistx_next (self->outbox))
-        json_array_append_new (held, json_string (done->ref));
-    json_t *distribution = json_object ();
-    pool_distribution (self->pool, s_visit_pid, distribution);
     return json_pack ("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
-                      "jobs_in_flight", in_flight,
-                      "jobs_held", held,
+                      "jobs_in_flight", workers_in_flight_json (self->workers),
+                      "jobs_held", held_json (self->held),
                       "max_epoch", (json_int_t) self->max_epoch,
-                      "pid_distribution", distribution,
+                      "pid_distribution", workers_distribution_json (self->workers),
                       "total_requests", (json_int_t) self->total_requests,
                       "total_ready_sent", (json_int_t) self->total_ready_sent,
                       "total_returned", (json_int_t) self->total_returned,
                       "slots_announced", (json_int_t) self->announced,
-                      "workers", (json_int_t) pool_live (self->pool),
-                      "idle_workers", (json_int_t) pool_count (self->pool, POOL_IDLE),
-                      "queued_locally", (json_int_t) zlistx_size (self->pending),
+                      "workers", (json_int_t) workers_live (self->workers),
+                      "idle_workers", (json_int_t) workers_idle (self->workers),
+                      "queued_locally", (json_int_t) held_size (self->held),
                       "state", self->draining ? "draining" : s_state_names [self->state]);
 }
 
@@ -502,8 +382,8 @@ s_log_status (jobmanager_t *self)
               PRIu64 " workers=%zu idle=%zu queued_locally=%zu", s_id (self),
               in_flight ? in_flight : "?", distribution ? distribution : "?",
               self->total_requests, self->total_ready_sent, self->total_returned,
-              pool_live (self->pool),
-              pool_count (self->pool, POOL_IDLE), zlistx_size (self->pending));
+              workers_live (self->workers), workers_idle (self->workers),
+              held_size (self->held));
     free (in_flight);
     free (distribution);
     json_decref (status);
@@ -528,370 +408,89 @@ s_send_heartbeat (jobmanager_t *self)
 }
 
 //  --------------------------------------------------------------------------
-//  Workers
+//  What the workers report
 
-static int s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg);
-
-static pool_worker_t *
-s_spawn (jobmanager_t *self)
-{
-    pool_worker_t *worker = pool_spawn (self->pool);
-    if (!worker) {
-        log_error ("jobmanager %s: cannot start a worker: %s", s_id (self), strerror (errno));
-        return NULL;
-    }
-    zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
-    if (zloop_poller (self->loop, &item, s_on_worker, self)) {
-        log_error ("jobmanager %s: cannot watch worker %d", s_id (self), (int) worker->pid);
-        pool_kill (self->pool, worker, SIGKILL);
-        pool_close (self->pool, worker);
-        return NULL;
-    }
-    zloop_poller_set_tolerant (self->loop, &item);
-    log_debug ("jobmanager %s: worker %d started", s_id (self), (int) worker->pid);
-    return worker;
-}
-
-//  Stops watching a worker's pipe and closes it (the worker leaves at EOF).
+//  A job ended on a worker (workers.h): its DONE.
 static void
-s_worker_close (jobmanager_t *self, pool_worker_t *worker)
+s_on_ended (const jm_job_t *job, const jm_outcome_t *outcome, void *arg)
 {
-    if (worker->fd >= 0) {
-        zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
-        zloop_poller_end (self->loop, &item);
-    }
-    pool_close (self->pool, worker);
+    s_report ((jobmanager_t *) arg, job, outcome);
 }
 
-//  Takes an idle worker out of service (s_settle sees the slot go).
+//  A worker is free: start what waits, settle the slots.
 static void
-s_retire_idle (jobmanager_t *self, pool_worker_t *worker)
+s_on_changed (void *arg)
 {
-    assert (worker->state == POOL_IDLE);
-    s_worker_close (self, worker);
+    s_balance ((jobmanager_t *) arg);
 }
 
-//  The worker broke its pipe or its protocol: kill it; its job (if any) is
-//  reported when it is reaped.
-static void
-s_worker_broken (jobmanager_t *self, pool_worker_t *worker, const char *reason)
-{
-    log_warning ("jobmanager %s: worker %d %s: %s", s_id (self), (int) worker->pid,
-                 pool_state_name (worker->state), reason);
-    s_job_t *job = worker->job;
-    if (job && !job->crash_reason) {
-        char text [600];
-        snprintf (text, sizeof text, "worker pid %d failed: %s", (int) worker->pid, reason);
-        job->crash_reason = strdup (text);
-    }
-    if (job)
-        self->replace_due = true;   // its DONE counted as a slot (see s_balance)
-    pool_kill (self->pool, worker, SIGKILL);
-    s_worker_close (self, worker);
-}
-
-//  Removes a running job from the books (after it was reported).
-static void
-s_job_forget (jobmanager_t *self, s_job_t *job)
-{
-    zlistx_delete (self->running, job->handle);
-}
-
-static void
-s_on_outcome (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *outcome)
-{
-    s_job_t *job = worker->job;
-    if (worker->state != POOL_BUSY || !job) {
-        s_worker_broken (self, worker, "sent an outcome without a job");
-        return;
-    }
-    s_report (self, job, outcome->status, outcome->value, outcome->value_size,
-              outcome->wall_us, outcome->cpu_us, outcome->maxrss_kb);
-    s_job_forget (self, job);
-    pool_job_done (self->pool, worker);
-
-    //  The DONE counted as this worker's READY. If the worker goes, the
-    //  router now counts one slot too many: its replacement's HELLO then
-    //  brings no READY (s_settle).
-    if (outcome->retiring) {
-        //  The worker exits by itself now (max_job_count or max RSS).
-        log_info ("jobmanager %s: worker %d retires after %" PRIu64 " jobs%s", s_id (self),
-                  (int) worker->pid, worker->jobs_done,
-                  self->wconfig->max_rss_kb && outcome->maxrss_kb > self->wconfig->max_rss_kb
-                  ? " (RSS limit)" : "");
-        s_worker_close (self, worker);
-        if (!self->draining && pool_live (self->pool) < self->concurrent_jobs)
-            s_spawn (self);
-    }
-    else
-    if (worker->retiring || worker->generation != pool_generation (self->pool)
-    ||  pool_live (self->pool) > self->concurrent_jobs) {
-        //  Stale configuration or a shrunk pool: this worker goes; a
-        //  replacement if the pool still needs one.
-        s_worker_close (self, worker);
-        s_replenish (self);
-    }
-    s_balance (self);
-}
-
-static void
-s_on_hello (jobmanager_t *self, pool_worker_t *worker, wire_msg_t *hello)
-{
-    if (worker->state != POOL_STARTING) {
-        s_worker_broken (self, worker, "sent HELLO twice");
-        return;
-    }
-    if (hello->error) {
-        log_error ("jobmanager %s: worker %d: %s", s_id (self), (int) worker->pid, hello->error);
-        s_worker_close (self, worker);
-        return;
-    }
-    worker->state = POOL_IDLE;
-    s_balance (self);
-}
-
-//  Reads what a worker wrote: outcomes, HELLO, or the end of its pipe.
-static void
-s_read_worker (jobmanager_t *self, pool_worker_t *worker)
-{
-    //  Reads once per wake-up (until a whole message is in, for a large
-    //  one), then takes what that read brought: reading again would only
-    //  say EAGAIN, and the loop calls us again when there is more. Nothing
-    //  buffered may stay behind: no wake-up would come for it.
-    for (bool first = true; worker->fd >= 0; first = false) {
-        wire_msg_t *msg = NULL;
-        char err [512];
-        int rc = first ? pool_recv (self->pool, worker, &msg, err, sizeof err)
-                       : pool_recv_buffered (self->pool, worker, &msg, err, sizeof err);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            if (rc == -1 && streq (err, "end of file")) {
-                //  The worker is exiting (or died): its exit status, when we
-                //  reap it, says why; a busy one's job is reported then.
-                log_debug ("jobmanager %s: worker %d closed its pipe", s_id (self),
-                           (int) worker->pid);
-                s_worker_close (self, worker);
-            }
-            else
-                s_worker_broken (self, worker, err);
-            break;
-        }
-        if (msg->type == WIRE_OUTCOME)
-            s_on_outcome (self, worker, msg);
-        else
-        if (msg->type == WIRE_HELLO)
-            s_on_hello (self, worker, msg);
-        else
-            s_worker_broken (self, worker, "sent a JOB message");
-        wire_msg_destroy (&msg);
-    }
-}
-
-static int
-s_on_worker (zloop_t *loop, zmq_pollitem_t *item, void *arg)
-{
-    (void) loop;
-    jobmanager_t *self = arg;
-    pool_worker_t *worker = pool_lookup_fd (self->pool, item->fd);
-    if (!worker)
-        return 0;               // closed earlier in this loop turn
-    s_read_worker (self, worker);
-    return 0;
-}
-
-static void
-s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void *arg)
-{
-    jobmanager_t *self = arg;
-    //  A worker that retires writes its last outcome and exits at once: the
-    //  exit can be reaped before the loop has read the pipe. Read it first,
-    //  so that outcome counts and the job is not taken for a crash.
-    if (worker->job && worker->fd >= 0)
-        s_read_worker (self, worker);
-    char how [128];
-    if (WIFSIGNALED (status)) {
-        const char *name = sigabbrev_np (WTERMSIG (status));
-        snprintf (how, sizeof how, "signal %d (SIG%s)", WTERMSIG (status), name ? name : "?");
-    }
-    else
-        snprintf (how, sizeof how, "exit status %d", WEXITSTATUS (status));
-    s_job_t *job = worker->job;
-    if (job) {
-        char text [800];
-        if (job->crash_reason)
-            snprintf (text, sizeof text, "%s (%s)", job->crash_reason, how);
-        else
-            snprintf (text, sizeof text, "worker pid %d died: %s", (int) worker->pid, how);
-        uint64_t cpu_us = (uint64_t) usage->ru_utime.tv_sec * 1000000
-                        + (uint64_t) usage->ru_utime.tv_usec
-                        + (uint64_t) usage->ru_stime.tv_sec * 1000000
-                        + (uint64_t) usage->ru_stime.tv_usec;
-        s_report (self, job, EMQP_STATUS_CRASHED, text, strlen (text),
-                  (uint64_t) (s_now_ms () - job->started_ms) * 1000, cpu_us,
-                  (uint64_t) usage->ru_maxrss);
-        worker->job = NULL;
-        s_job_forget (self, job);
-        self->replace_due = true;
-    }
-    //  A worker we closed (GONE) was replaced, if needed, when we did; one
-    //  that died with a job is replaced at once (s_balance), as its DONE
-    //  counted as a free slot; an idle one on the next router HEARTBEAT.
-    bool expected = worker->state == POOL_GONE
-                 && (WIFEXITED (status) && WEXITSTATUS (status) == 0);
-    if (expected)
-        log_debug ("jobmanager %s: worker %d left", s_id (self), (int) worker->pid);
-    else
-        log_info ("jobmanager %s: worker %d ended: %s%s", s_id (self), (int) worker->pid, how,
-                  self->draining || worker->state == POOL_GONE ? ""
-                  : job ? "; replaced now" : "; replaced on the next router heartbeat");
-    if (worker->fd >= 0) {
-        zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
-        zloop_poller_end (self->loop, &item);
-    }
-}
-
-//  Brings the pool back to concurrent_jobs workers (not while stopping).
-static void
-s_replenish (jobmanager_t *self)
-{
-    if (self->draining)
-        return;
-    size_t target = self->concurrent_jobs;
-    size_t live = pool_live (self->pool);
-    if (live < target)
-        log_debug ("jobmanager %s: starting %zu worker(s)", s_id (self), target - live);
-    while (live < target && s_spawn (self))
-        live++;
-}
-
-//  --------------------------------------------------------------------------
-//  Jobs
-
-//  Hands the job to a worker. Returns 0, or -1 if the worker broke (the job
-//  is then still the caller's).
-static int
-s_start (jobmanager_t *self, s_job_t *job, pool_worker_t *worker)
-{
-    //  The message only borrows the job's fields: it is encoded and written
-    //  here, never destroyed. (An empty payload still needs a pointer.)
-    size_t payload_size = zframe_size (job->payload);
-    wire_msg_t msg = {
-        .type = WIRE_JOB, .msgid = job->msgid, .queue = job->queue,
-        .attempt = job->attempt, .timeout_s = job->timeout_s,
-        .payload = payload_size ? (char *) zframe_data (job->payload) : (char *) "",
-        .payload_size = payload_size
-    };
-    int rc = -1;
-    job->handle = zlistx_add_end (self->running, job);
-    if (job->handle) {
-        if (pool_send_job (self->pool, worker, &msg, job) == 0) {
-            job->pid = worker->pid;
-            job->started_ms = s_now_ms ();
-            job->started_ts = zclock_time () / 1000.0;
-            job->deadline_ms = job->timeout_s
-                             ? job->started_ms + (int64_t) job->timeout_s * 1000 : 0;
-            log_debug ("jobmanager %s: job %s queue=%s attempt=%u -> worker %d", s_id (self),
-                       job->msgid, job->queue, job->attempt, (int) worker->pid);
-            rc = 0;
-        }
-        else {
-            char reason [128];
-            snprintf (reason, sizeof reason, "cannot hand over a job: %s", strerror (errno));
-            zlistx_detach (self->running, job->handle);
-            job->handle = NULL;
-            s_worker_broken (self, worker, reason);
-        }
-    }
-    return rc;
-}
-
-//  Starts pending jobs on idle workers, oldest first (not while stopping:
-//  what waits then is the router's to requeue), then settles the router's
-//  count of our free slots.
+//  Starts held jobs on idle workers, oldest first (not while stopping:
+//  what waits then is the router's to requeue), replaces workers lost with
+//  their job, then settles the router's count of our free slots.
 static void
 s_balance (jobmanager_t *self)
 {
-    s_job_t *job;
-    pool_worker_t *worker;
-    while (!self->draining && (job = zlistx_first (self->pending))
-       &&  (worker = pool_idle (self->pool))) {
-        zlistx_detach_cur (self->pending);
-        if (s_start (self, job, worker))
-            zlistx_add_start (self->pending, job);
+    while (!self->draining && held_size (self->held) > 0
+       &&  workers_ready (self->workers) > 0) {
+        jm_job_t *job = held_pop (self->held);
+        int rc = workers_assign (self->workers, &job);
+        if (rc && held_push_front (self->held, &job))
+            log_error ("jobmanager %s: out of memory holding a job", s_id (self));
+        if (rc == -1)
+            break;              // out of memory: the next event tries again
     }
     //  A worker lost with its job (crash, timeout, cancel) is replaced now,
     //  not on the next router HEARTBEAT: the job's DONE told the router its
     //  slot is free, and a job it sends for that slot should not wait (or
-    //  go back) for want of a worker. A crash loop is bounded by the jobs
-    //  (and their retries): a setup hook that fails still waits for a
-    //  HEARTBEAT.
-    if (self->replace_due) {
-        self->replace_due = false;
-        s_replenish (self);
-    }
+    //  go back) for want of a worker.
+    workers_replace_lost (self->workers);
     s_settle (self);
 }
 
 //  --------------------------------------------------------------------------
-//  Held jobs: a job the router prefetched waits in self->pending for a
+//  Held jobs: a job the router prefetched waits in self->held for a
 //  worker. One that waited prefetch_hold_ms goes back to the router
 //  (RETURN) so that a long job here does not hold it hostage; the router
 //  counts the RETURN as one free slot. Only jobs that came on the current
 //  connection, and only while registered: a job from an earlier connection
-//  belongs to a dispatch the router requeues (or fences) on its own.
-//  One zloop timer, armed for the oldest such job's deadline.
+//  belongs to a dispatch the router requeues (or fences) on its own. The
+//  first ones in line are left to the workers now starting. One zloop
+//  timer, armed for the oldest such job's deadline.
 
 static int s_on_hold (zloop_t *loop, int timer_id, void *arg);
 
+//  Whether held jobs may go back now.
 static bool
-s_is_returnable (jobmanager_t *self, s_job_t *job)
+s_may_return (jobmanager_t *self)
 {
-    return job->connection == self->connection;
-}
-
-//  The oldest job that may go back: one that came on the current
-//  connection, past the first ones in line, which the workers now starting
-//  will take (they are not held by long jobs). Leaves the pending list's
-//  cursor on it.
-static s_job_t *
-s_first_held (jobmanager_t *self)
-{
-    size_t starting = pool_count (self->pool, POOL_STARTING);
-    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending)) {
-        if (starting > 0)
-            starting--;
-        else
-        if (s_is_returnable (self, job))
-            return job;
-    }
-    return NULL;
+    return self->state == S_ACTIVE && self->router_emq2 && self->settings->prefetch_hold_ms;
 }
 
 //  Arms the hold timer for the oldest job that may go back, unless armed.
 static void
 s_hold_arm (jobmanager_t *self)
 {
-    if (self->hold_timer != -1 || self->hold_ms == 0 || !self->loop
-    ||  self->state != S_ACTIVE || !self->router_emq2)
+    if (self->hold_timer != -1 || !self->loop || !s_may_return (self))
         return;
-    s_job_t *job = s_first_held (self);
-    if (!job)
+    int64_t deadline = held_deadline (self->held, self->connection,
+                                      workers_starting (self->workers),
+                                      self->settings->prefetch_hold_ms);
+    if (deadline < 0)
         return;
-    int64_t delay = job->received_ms + self->hold_ms - s_now_ms ();
+    int64_t delay = deadline - s_now_ms ();
     self->hold_timer = zloop_timer (self->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_hold,
                                     self);
 }
 
-//  Returns every job that may go back and waited hold_ms or longer. pending
-//  is in arrival order: the first one too young ends it.
+//  Returns every job that may go back and waited prefetch_hold_ms or longer.
 static void
 s_return_held (jobmanager_t *self, int64_t now)
 {
-    if (self->state != S_ACTIVE || self->hold_ms == 0 || !self->router_emq2)
+    if (!s_may_return (self))
         return;
-    s_job_t *job;
-    while ((job = s_first_held (self)) && now - job->received_ms >= self->hold_ms) {
+    jm_job_t *job;
+    while ((job = held_due (self->held, self->connection, workers_starting (self->workers),
+                            self->settings->prefetch_hold_ms, now))) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_RETURN);
         if (!msg)
             return;
@@ -905,8 +504,7 @@ s_return_held (jobmanager_t *self, int64_t now)
         self->total_returned++;
         log_info ("jobmanager %s: job %s returned to the router after %" PRId64
                   " ms waiting for a worker", s_id (self), job->msgid, now - job->received_ms);
-        zlistx_detach_cur (self->pending);
-        s_job_destroy (&job);
+        held_drop (self->held, job);
     }
 }
 
@@ -922,6 +520,9 @@ s_on_hold (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+//  --------------------------------------------------------------------------
+//  Jobs from the router
+
 static void
 s_on_request (jobmanager_t *self, emqp_msg_t *msg)
 {
@@ -929,21 +530,11 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
     self->announced--;          // the router spent a slot (or prefetch room)
     if (msg->epoch > self->max_epoch)
         self->max_epoch = msg->epoch;
-    s_job_t *job = calloc (1, sizeof *job);
+    jm_job_t *job = jm_job_new (msg, self->connection, s_now_ms ());
     if (!job) {
         log_error ("jobmanager %s: out of memory for job %s", s_id (self), msg->msgid);
         return;
     }
-    job->msgid = msg->msgid;
-    msg->msgid = NULL;
-    job->queue = msg->queue;
-    msg->queue = NULL;
-    job->payload = msg->payload;
-    msg->payload = NULL;
-    job->epoch = msg->epoch;
-    job->attempt = msg->attempt ? msg->attempt : 1;
-    job->received_ms = s_now_ms ();
-    job->connection = self->connection;
     headers_t headers;
     char err [300];
     if (headers_parse (msg->headers ? msg->headers : "", &headers, err, sizeof err)) {
@@ -952,44 +543,22 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
         snprintf (text, sizeof text, "bad headers: %s", err);
         //  Its DONE gives the router the slot back.
         s_report_text (self, job, EMQP_STATUS_REJECTED, text);
-        s_job_destroy (&job);
+        jm_job_destroy (&job);
         return;
     }
     job->timeout_s = headers.timeout_s;
-    pool_worker_t *worker = self->draining ? NULL : pool_idle (self->pool);
-    if (worker && s_start (self, job, worker) == 0)
+    int rc = self->draining ? -1 : workers_assign (self->workers, &job);
+    if (rc == 0)
         return;
     //  Expected when the router prefetches; it runs when a worker frees, or
     //  goes back to the router after prefetch_hold_ms.
     log_debug ("jobmanager %s: REQUEST %s while no worker is free; queued locally "
-               "(%zu waiting)", s_id (self), job->msgid, zlistx_size (self->pending) + 1);
-    zlistx_add_end (self->pending, job);
+               "(%zu waiting)", s_id (self), job->msgid, held_size (self->held) + 1);
+    if (held_push (self->held, &job))
+        log_error ("jobmanager %s: out of memory holding a job", s_id (self));
     s_hold_arm (self);
-    if (worker)
+    if (rc == -2)
         s_balance (self);       // that worker broke; another may take it
-}
-
-//  Kills the workers of jobs past their deadline.
-static void
-s_check_timeouts (jobmanager_t *self, int64_t now)
-{
-    for (pool_worker_t *worker = pool_first (self->pool); worker;
-         worker = pool_next (self->pool)) {
-        s_job_t *job = worker->job;
-        if (worker->state != POOL_BUSY || !job || !job->deadline_ms || now < job->deadline_ms)
-            continue;
-        char text [128];
-        snprintf (text, sizeof text, "timed out after %u s", job->timeout_s);
-        if (pool_kill (self->pool, worker, SIGKILL))
-            log_warning ("jobmanager %s: kill worker %d: %s", s_id (self), (int) worker->pid,
-                         strerror (errno));
-        s_report (self, job, EMQP_STATUS_TIMEOUT, text, strlen (text),
-                  (uint64_t) (now - job->started_ms) * 1000, 0, 0);
-        worker->job = NULL;
-        s_job_forget (self, job);
-        s_worker_close (self, worker);
-        self->replace_due = true;
-    }
 }
 
 //  CANCEL from the router: a job still waiting here is dropped; a running
@@ -998,35 +567,16 @@ s_check_timeouts (jobmanager_t *self, int64_t now)
 static void
 s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
 {
-    for (s_job_t *job = zlistx_first (self->pending); job; job = zlistx_next (self->pending))
-        if (streq (job->msgid, msg->ref) && (!msg->epoch || msg->epoch == job->epoch)) {
-            zlistx_detach_cur (self->pending);
-            log_info ("jobmanager %s: job %s cancelled before it started", s_id (self),
-                      job->msgid);
-            //  Its DONE gives the router the slot back.
-            s_report_text (self, job, EMQP_STATUS_CANCELLED, "cancelled before it started");
-            s_job_destroy (&job);
-            return;
-        }
-    int64_t now = s_now_ms ();
-    for (pool_worker_t *worker = pool_first (self->pool); worker;
-         worker = pool_next (self->pool)) {
-        s_job_t *job = worker->job;
-        if (worker->state != POOL_BUSY || !job || !streq (job->msgid, msg->ref)
-        ||  (msg->epoch && msg->epoch != job->epoch))
-            continue;
-        if (pool_kill (self->pool, worker, SIGKILL))
-            log_warning ("jobmanager %s: kill worker %d: %s", s_id (self), (int) worker->pid,
-                         strerror (errno));
-        log_info ("jobmanager %s: job %s cancelled; worker %d killed", s_id (self),
-                  job->msgid, (int) worker->pid);
-        const char *text = "cancelled while running";
-        s_report (self, job, EMQP_STATUS_CANCELLED, text, strlen (text),
-                  (uint64_t) (now - job->started_ms) * 1000, 0, 0);
-        worker->job = NULL;
-        s_job_forget (self, job);
-        s_worker_close (self, worker);
-        self->replace_due = true;
+    jm_job_t *job = held_cancel (self->held, msg->ref, msg->epoch);
+    if (job) {
+        log_info ("jobmanager %s: job %s cancelled before it started", s_id (self),
+                  job->msgid);
+        //  Its DONE gives the router the slot back.
+        s_report_text (self, job, EMQP_STATUS_CANCELLED, "cancelled before it started");
+        jm_job_destroy (&job);
+        return;
+    }
+    if (workers_cancel (self->workers, msg->ref, msg->epoch)) {
         s_balance (self);
         return;
     }
@@ -1036,15 +586,6 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  Router connection
 
-static const char *
-s_backend_addr (jobmanager_t *self)
-{
-    size_t failovers = config_list_size (self->config, "backend_failover_addrs");
-    size_t index = self->addr_index % (failovers + 1);
-    return index == 0 ? config_str (self->config, "backend_addr")
-                      : config_list_item (self->config, "backend_failover_addrs", index - 1);
-}
-
 static void
 s_make_identity (jobmanager_t *self)
 {
@@ -1052,9 +593,9 @@ s_make_identity (jobmanager_t *self)
     if (gethostname (host, sizeof host))
         strcpy (host, "localhost");
     host [sizeof host - 1] = 0;
-    const char *name = config_str (self->config, "name");
+    const char *name = self->settings->name;
     snprintf (self->identity, sizeof self->identity, "%.64s-%.100s-%d-%08x",
-              name && *name ? name : "jm", host, (int) getpid (), arc4random ());
+              *name ? name : "jm", host, (int) getpid (), arc4random ());
 }
 
 static int s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg);
@@ -1067,7 +608,7 @@ s_inform (jobmanager_t *self)
         return;
     emqp_msgid_new (self->inform_msgid);
     msg->msgid = strdup (self->inform_msgid);
-    msg->queues = strdup (config_str (self->config, "queues"));
+    msg->queues = strdup (self->settings->queues);
     msg->peer_type = strdup ("worker");
     msg->agent = strdup ("emq/2");
     self->state = S_CONNECTING;
@@ -1075,24 +616,24 @@ s_inform (jobmanager_t *self)
     s_send (self, &msg);
 }
 
-//  (Re)creates the socket with a fresh identity and INFORMs. Jobs keep
-//  running; their outcomes go out once the new connection is ACKed.
 //  Makes sock a CURVE client of the router when curve_server_key is set.
 //  Returns 0, or -1 (logged).
 static int
 s_curve_apply (jobmanager_t *self, zsock_t *sock)
 {
-    const char *key = config_str (self->config, "curve_server_key");
-    if (!key || !*key)
+    const char *key = self->settings->curve_server_key;
+    if (!*key)
         return 0;
     char reason[512];
-    if (curve_client_apply (sock, key, config_str (self->config, "curve_cert"), reason,
+    if (curve_client_apply (sock, key, self->settings->curve_cert, reason,
                             sizeof reason) == 0)
         return 0;
     log_error ("jobmanager %s: CURVE: %s", s_id (self), reason);
     return -1;
 }
 
+//  (Re)creates the socket with a fresh identity and INFORMs. Jobs keep
+//  running; their outcomes go out once the new connection is ACKed.
 static void
 s_connect (jobmanager_t *self)
 {
@@ -1118,7 +659,7 @@ s_connect (jobmanager_t *self)
         zsock_destroy (&self->dealer);
         return;
     }
-    const char *addr = s_backend_addr (self);
+    const char *addr = jobmanager_settings_backend (self->settings, self->addr_index);
     if (zsock_connect (self->dealer, "%s", addr)) {
         log_error ("jobmanager %s: cannot connect to %s: %s", s_id (self), addr,
                    zmq_strerror (errno));
@@ -1132,7 +673,7 @@ s_connect (jobmanager_t *self)
     }
     zloop_reader_set_tolerant (self->loop, self->dealer);
     log_info ("jobmanager %s: connecting to %s queues=%s", s_id (self), addr,
-              config_str (self->config, "queues"));
+              self->settings->queues);
     self->last_heard_ms = s_now_ms ();
     s_inform (self);
 }
@@ -1169,10 +710,11 @@ s_drain_start (jobmanager_t *self, const char *reason)
     if (self->draining)
         return;
     self->draining = true;
-    double grace = config_double (self->config, "kill_grace_period");
-    self->drain_deadline_ms = s_now_ms () + s_seconds_ms (grace);
+    workers_stop (self->workers);
+    int64_t grace_ms = self->settings->kill_grace_ms;
+    self->drain_deadline_ms = s_now_ms () + grace_ms;
     log_info ("jobmanager %s: stopping (%s): %zu job(s) running, grace period %g s",
-              s_id (self), reason, zlistx_size (self->running), grace);
+              s_id (self), reason, workers_running (self->workers), grace_ms / 1000.0);
 }
 
 static void
@@ -1187,7 +729,7 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
             s_on_request (self, msg);
             break;
         case EMQP_HEARTBEAT:
-            s_replenish (self);
+            workers_replenish (self->workers);
             break;
         case EMQP_CANCEL:
             s_on_cancel (self, msg);
@@ -1243,84 +785,39 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
 }
 
 //  --------------------------------------------------------------------------
-//  Configuration
+//  Reloading the settings (SIGHUP)
 
-//  Builds the worker configuration from settings. Returns NULL with the
-//  reason in err.
-static worker_config_t *
-s_worker_config (config_t *config, char *err, size_t errlen)
-{
-    worker_config_t *wconfig = worker_config_new ();
-    if (!wconfig) {
-        snprintf (err, errlen, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < config_list_size (config, "plugin_dirs"); i++)
-        if (worker_config_add_plugin_dir (wconfig, config_list_item (config, "plugin_dirs", i)))
-            goto oom;
-    for (size_t i = 0; i < config_list_size (config, "exec_allow"); i++)
-        if (worker_config_add_exec_allow (wconfig, config_list_item (config, "exec_allow", i)))
-            goto oom;
-    static const char *hooks [] = { "setup", "job_entry", "job_exit" };
-    for (size_t i = 0; i < 3; i++)
-        if (worker_config_set_hook (wconfig, hooks [i], config_str (config, hooks [i]),
-                                    err, errlen)) {
-            worker_config_destroy (&wconfig);
-            return NULL;
-        }
-    wconfig->max_job_count = (uint64_t) config_int (config, "max_job_count");
-    wconfig->max_rss_kb = (uint64_t) config_int (config, "max_worker_rss_kb");
-    return wconfig;
-oom:
-    snprintf (err, errlen, "out of memory");
-    worker_config_destroy (&wconfig);
-    return NULL;
-}
-
-//  Checks the queues JSON: an array of [integer weight, "name"].
-static int
-s_check_queues (const char *text, char *err, size_t errlen)
-{
-    json_error_t jerr;
-    json_t *queues = json_loads (text, 0, &jerr);
-    int rc = -1;
-    if (!queues)
-        snprintf (err, errlen, "queues: '%s' is not JSON: %s", text, jerr.text);
-    else
-    if (!json_is_array (queues) || json_array_size (queues) == 0)
-        snprintf (err, errlen, "queues: '%s' is not a non-empty array", text);
-    else {
-        size_t index;
-        json_t *pair;
-        rc = 0;
-        json_array_foreach (queues, index, pair) {
-            if (!json_is_array (pair) || json_array_size (pair) != 2
-            ||  !json_is_integer (json_array_get (pair, 0))
-            ||  !json_is_string (json_array_get (pair, 1))
-            ||  !*json_string_value (json_array_get (pair, 1))) {
-                snprintf (err, errlen, "queues: item %zu of '%s' is not [weight, \"name\"]",
-                          index + 1, text);
-                rc = -1;
-                break;
-            }
-        }
-    }
-    json_decref (queues);
-    return rc;
-}
-
+//  Logs what changed between old and fresh; tells whether the router must
+//  hear of it (a new backend: reconnect; new queues: INFORM again).
 static void
-s_apply_log_level (config_t *config)
+s_log_changes (jobmanager_t *self, const jobmanager_settings_t *old,
+               const jobmanager_settings_t *fresh, bool *reconnect, bool *reinform)
 {
-    log_level_t level;
-    if (log_level_parse (config_str (config, "log_level"), &level) == 0)
-        log_set_level (level);
-}
-
-static bool
-s_str_changed (config_t *a, config_t *b, const char *name)
-{
-    return !streq (config_str (a, name), config_str (b, name));
+    *reconnect = !streq (old->backend_addr, fresh->backend_addr);
+    *reinform = !streq (old->queues, fresh->queues);
+    if (!streq (old->log_level_name, fresh->log_level_name))
+        log_info ("jobmanager %s: log_level %s -> %s", s_id (self),
+                  old->log_level_name, fresh->log_level_name);
+    if (*reconnect)
+        log_info ("jobmanager %s: backend_addr %s -> %s", s_id (self),
+                  old->backend_addr, fresh->backend_addr);
+    if (*reinform)
+        log_info ("jobmanager %s: queues %s -> %s", s_id (self), old->queues, fresh->queues);
+    if (old->concurrent_jobs != fresh->concurrent_jobs)
+        log_info ("jobmanager %s: concurrent_jobs %zu -> %zu", s_id (self),
+                  old->concurrent_jobs, fresh->concurrent_jobs);
+    if (old->prefetch_hold_ms != fresh->prefetch_hold_ms)
+        log_info ("jobmanager %s: prefetch_hold_ms %" PRId64 " -> %" PRId64, s_id (self),
+                  old->prefetch_hold_ms, fresh->prefetch_hold_ms);
+    const struct { const char *name; int64_t old_ms, fresh_ms; } seconds [] = {
+        { "heartbeat_interval", old->heartbeat_interval_ms, fresh->heartbeat_interval_ms },
+        { "heartbeat_timeout", old->heartbeat_timeout_ms, fresh->heartbeat_timeout_ms },
+        { "kill_grace_period", old->kill_grace_ms, fresh->kill_grace_ms }
+    };
+    for (size_t i = 0; i < 3; i++)
+        if (seconds [i].old_ms != seconds [i].fresh_ms)
+            log_info ("jobmanager %s: %s %g -> %g", s_id (self), seconds [i].name,
+                      seconds [i].old_ms / 1000.0, seconds [i].fresh_ms / 1000.0);
 }
 
 static void
@@ -1331,76 +828,21 @@ s_reload (jobmanager_t *self)
         return;
     }
     char err [512];
-    config_t *fresh = self->reload (self->reload_arg, err, sizeof err);
-    worker_config_t *wconfig = NULL;
-    if (fresh && s_check_queues (config_str (fresh, "queues"), err, sizeof err) == 0)
-        wconfig = s_worker_config (fresh, err, sizeof err);
-    if (!fresh || !wconfig) {
+    jobmanager_settings_t *fresh = self->reload (self->reload_arg, err, sizeof err);
+    if (!fresh) {
         log_error ("jobmanager %s: SIGHUP: configuration not reloaded: %s", s_id (self), err);
-        config_destroy (&fresh);
         return;
     }
-    config_t *old = self->config;
-    self->config = fresh;
     log_info ("jobmanager %s: SIGHUP: configuration reloaded", s_id (self));
-    s_apply_log_level (fresh);
-    bool reconnect = s_str_changed (old, fresh, "backend_addr");
-    bool reinform = s_str_changed (old, fresh, "queues");
-    if (s_str_changed (old, fresh, "log_level"))
-        log_info ("jobmanager %s: log_level %s -> %s", s_id (self),
-                  config_str (old, "log_level"), config_str (fresh, "log_level"));
-    if (reconnect)
-        log_info ("jobmanager %s: backend_addr %s -> %s", s_id (self),
-                  config_str (old, "backend_addr"), config_str (fresh, "backend_addr"));
-    if (reinform)
-        log_info ("jobmanager %s: queues %s -> %s", s_id (self),
-                  config_str (old, "queues"), config_str (fresh, "queues"));
-    int64_t jobs_old = config_int (old, "concurrent_jobs");
-    int64_t jobs_new = config_int (fresh, "concurrent_jobs");
-    if (jobs_old != jobs_new)
-        log_info ("jobmanager %s: concurrent_jobs %" PRId64 " -> %" PRId64, s_id (self),
-                  jobs_old, jobs_new);
-    self->concurrent_jobs = (size_t) jobs_new;
-    if (config_int (old, "prefetch_hold_ms") != config_int (fresh, "prefetch_hold_ms"))
-        log_info ("jobmanager %s: prefetch_hold_ms %" PRId64 " -> %" PRId64, s_id (self),
-                  config_int (old, "prefetch_hold_ms"), config_int (fresh, "prefetch_hold_ms"));
-    self->hold_ms = config_int (fresh, "prefetch_hold_ms");
-    static const char *seconds [] = { "heartbeat_interval", "heartbeat_timeout",
-                                      "kill_grace_period" };
-    for (size_t i = 0; i < 3; i++)
-        if (config_double (old, seconds [i]) != config_double (fresh, seconds [i]))
-            log_info ("jobmanager %s: %s %g -> %g", s_id (self), seconds [i],
-                      config_double (old, seconds [i]), config_double (fresh, seconds [i]));
-    config_destroy (&old);
-    self->limits.payload_max = (size_t) config_int (fresh, "max_message_size");
-
-    if (!worker_config_equal (wconfig, self->wconfig)) {
-        //  New workers get the new settings; idle ones are replaced now, busy
-        //  ones when their job ends. (The fork copied the old settings into
-        //  every running worker, so the old struct can go.)
-        log_info ("jobmanager %s: worker settings changed (plugin dirs, exec allow-list, "
-                  "hooks or limits); restarting idle workers", s_id (self));
-        pool_set_child_arg (self->pool, wconfig);
-        worker_config_destroy (&self->wconfig);
-        self->wconfig = wconfig;
-        for (pool_worker_t *worker = pool_first (self->pool); worker;
-             worker = pool_next (self->pool)) {
-            if (worker->state == POOL_IDLE)
-                s_retire_idle (self, worker);
-            else
-            if (worker->state != POOL_GONE)
-                worker->retiring = true;
-        }
-    }
-    else
-        worker_config_destroy (&wconfig);
-    //  A smaller pool: idle workers past the target go now, busy ones later.
-    size_t target = (size_t) jobs_new;
-    for (pool_worker_t *worker = pool_first (self->pool);
-         worker && pool_live (self->pool) > target; worker = pool_next (self->pool))
-        if (worker->state == POOL_IDLE)
-            s_retire_idle (self, worker);
-    s_replenish (self);
+    log_set_level (fresh->log_level);
+    bool reconnect, reinform;
+    s_log_changes (self, self->settings, fresh, &reconnect, &reinform);
+    jobmanager_settings_destroy (&self->settings);
+    self->settings = fresh;
+    self->limits.payload_max = fresh->payload_max;
+    //  Changed worker settings restart the workers; a different size grows
+    //  or shrinks the pool.
+    workers_configure (self->workers, &fresh->worker, fresh->concurrent_jobs);
     if (reconnect)
         self->reconnect_due = true;
     else
@@ -1440,7 +882,7 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     for (ssize_t i = 0; i < n; i++) {
         switch (bytes [i]) {
             case SIGCHLD:
-                pool_reap (self->pool, s_on_reaped, self);
+                workers_reap (self->workers);
                 break;
             case SIGTERM:
                 s_drain_start (self, "SIGTERM");
@@ -1466,24 +908,14 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 static void
 s_finish (jobmanager_t *self)
 {
-    for (pool_worker_t *worker = pool_first (self->pool); worker;
-         worker = pool_next (self->pool)) {
-        s_job_t *job = worker->job;
-        if (worker->state == POOL_BUSY && job) {
-            pool_kill (self->pool, worker, SIGKILL);
-            s_report_text (self, job, EMQP_STATUS_CRASHED, "killed at shutdown");
-            worker->job = NULL;
-            s_job_forget (self, job);
-        }
-        s_worker_close (self, worker);
-    }
-    if (zlistx_size (self->pending))
+    workers_kill_all (self->workers);
+    if (held_size (self->held))
         log_info ("jobmanager %s: %zu queued job(s) never started; the router requeues them",
-                  s_id (self), zlistx_size (self->pending));
+                  s_id (self), held_size (self->held));
     s_flush_outbox (self);
-    if (zlistx_size (self->outbox))
+    if (held_outcomes (self->held))
         log_warning ("jobmanager %s: %zu outcome(s) could not be sent before leaving",
-                     s_id (self), zlistx_size (self->outbox));
+                     s_id (self), held_outcomes (self->held));
     if (self->dealer) {
         emqp_msg_t *kbye = emqp_msg_new (EMQP_KBYE);
         if (kbye)
@@ -1493,20 +925,13 @@ s_finish (jobmanager_t *self)
     log_info ("jobmanager %s: stopped", s_id (self));
 }
 
-static int
-s_on_tick (zloop_t *loop, int timer_id, void *arg)
+//  Router liveness, INFORM retries and our HEARTBEAT.
+static void
+s_keep_connected (jobmanager_t *self, int64_t now)
 {
-    (void) loop;
-    (void) timer_id;
-    jobmanager_t *self = arg;
-    int64_t now = s_now_ms ();
-    //  Reaping here too covers a SIGCHLD that raced with our handler setup.
-    pool_reap (self->pool, s_on_reaped, self);
-    s_check_timeouts (self, now);
-
-    int64_t interval_ms = s_seconds_ms (config_double (self->config, "heartbeat_interval"));
-    int64_t timeout_ms = s_seconds_ms (config_double (self->config, "heartbeat_timeout"));
-    int64_t liveness = config_int (self->config, "heartbeat_liveness");
+    const jobmanager_settings_t *settings = self->settings;
+    int64_t timeout_ms = settings->heartbeat_timeout_ms;
+    int64_t liveness = settings->heartbeat_liveness;
     if (!self->reconnect_due && now - self->last_heard_ms > timeout_ms * liveness) {
         log_warning ("jobmanager %s: router silent for %.1f s (%" PRId64 " heartbeats missed); "
                      "reconnecting", s_id (self), (now - self->last_heard_ms) / 1000.0, liveness);
@@ -1522,8 +947,21 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         log_debug ("jobmanager %s: no ACK for INFORM; sending it again", s_id (self));
         s_inform (self);
     }
-    if (self->state == S_ACTIVE && now - self->last_heartbeat_ms >= interval_ms)
+    if (self->state == S_ACTIVE && now - self->last_heartbeat_ms >= settings->heartbeat_interval_ms)
         s_send_heartbeat (self);
+}
+
+static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    jobmanager_t *self = arg;
+    int64_t now = s_now_ms ();
+    //  Reaping here too covers a SIGCHLD that raced with our handler setup.
+    workers_reap (self->workers);
+    workers_check_timeouts (self->workers, now);
+    s_keep_connected (self, now);
     s_flush_outbox (self);
     s_balance (self);
     //  Also here: a signal restarts zloop, which pushes every timer back.
@@ -1531,14 +969,14 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     s_hold_arm (self);
 
     if (self->draining) {
-        //  Jobs still pending are never started now: the router requeues
+        //  Jobs still held are never started now: the router requeues
         //  them when our KBYE removes us.
-        if (zlistx_size (self->running) == 0)
+        if (workers_running (self->workers) == 0)
             s_finish (self);
         else
         if (now >= self->drain_deadline_ms) {
             log_warning ("jobmanager %s: grace period over; killing %zu job(s)", s_id (self),
-                         zlistx_size (self->running));
+                         workers_running (self->workers));
             s_finish (self);
         }
     }
@@ -1548,56 +986,30 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
 //  --------------------------------------------------------------------------
 //  The object
 
-static void
-s_worker_child (int fd, pid_t parent, void *arg)
-{
-    worker_main (fd, parent, (const worker_config_t *) arg);
-}
-
 jobmanager_t *
-jobmanager_new (config_t **config_p, char *err, size_t errlen)
+jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen)
 {
-    assert (config_p && *config_p);
+    assert (settings_p && *settings_p && (*settings_p)->worker);
     jobmanager_t *self = calloc (1, sizeof *self);
     if (!self) {
         snprintf (err, errlen, "out of memory");
-        config_destroy (config_p);
+        jobmanager_settings_destroy (settings_p);
         return NULL;
     }
-    self->config = *config_p;
-    *config_p = NULL;
-    if (s_check_queues (config_str (self->config, "queues"), err, errlen))
-        goto fail;
-    //  Bad CURVE keys are said now, not at each reconnect.
-    const char *curve_key = config_str (self->config, "curve_server_key");
-    char reason[512];
-    if (*curve_key && curve_client_check (curve_key, config_str (self->config, "curve_cert"),
-                                          reason, sizeof reason)) {
-        snprintf (err, errlen, "CURVE: %s", reason);
-        goto fail;
-    }
-    if (!(self->wconfig = s_worker_config (self->config, err, errlen)))
-        goto fail;
-    self->pool = pool_new (s_worker_child, self->wconfig);
-    self->pending = zlistx_new ();
-    self->running = zlistx_new ();
-    self->outbox = zlistx_new ();
-    if (!self->pool || !self->pending || !self->running || !self->outbox) {
+    self->settings = *settings_p;
+    *settings_p = NULL;
+    self->workers = workers_new (&self->settings->worker, self->settings->concurrent_jobs,
+                                 self->identity, s_on_ended, s_on_changed, self);
+    self->held = held_new ();
+    if (!self->workers || !self->held) {
         snprintf (err, errlen, "out of memory");
-        goto fail;
+        jobmanager_destroy (&self);
+        return NULL;
     }
-    zlistx_set_destructor (self->pending, s_job_destructor);
-    zlistx_set_destructor (self->running, s_job_destructor);
-    zlistx_set_destructor (self->outbox, s_done_destructor);
-    self->limits.payload_max = (size_t) config_int (self->config, "max_message_size");
-    self->concurrent_jobs = (size_t) config_int (self->config, "concurrent_jobs");
-    self->hold_ms = config_int (self->config, "prefetch_hold_ms");
+    self->limits.payload_max = self->settings->payload_max;
     self->hold_timer = -1;
     s_make_identity (self);
     return self;
-fail:
-    jobmanager_destroy (&self);
-    return NULL;
 }
 
 void
@@ -1607,15 +1019,11 @@ jobmanager_destroy (jobmanager_t **self_p)
     jobmanager_t *self = *self_p;
     if (!self)
         return;
-    //  Workers first: their records borrow jobs from the lists below.
-    pool_destroy (&self->pool);
-    zlistx_destroy (&self->pending);
-    zlistx_destroy (&self->running);
-    zlistx_destroy (&self->outbox);
+    workers_destroy (&self->workers);
+    held_destroy (&self->held);
     zsock_destroy (&self->dealer);
     zloop_destroy (&self->loop);
-    worker_config_destroy (&self->wconfig);
-    config_destroy (&self->config);
+    jobmanager_settings_destroy (&self->settings);
     free (self);
     *self_p = NULL;
 }
@@ -1628,16 +1036,45 @@ jobmanager_set_reload (jobmanager_t *self, jobmanager_reload_fn *fn, void *arg)
     self->reload_arg = arg;
 }
 
-//  Waits up to timeout_ms for closed workers to leave, reaping them.
-static void
-s_wait_workers (jobmanager_t *self, int64_t timeout_ms)
+//  Creates the loop with the signal pipe and the tick; 0, or -1 (logged).
+static int
+s_loop_new (jobmanager_t *self)
 {
-    int64_t deadline = s_now_ms () + timeout_ms;
-    while (pool_size (self->pool) > 0 && s_now_ms () < deadline) {
-        pool_reap (self->pool, s_on_reaped, self);
-        if (pool_size (self->pool) > 0)
-            zclock_sleep (10);
+    self->loop = zloop_new ();
+    if (!self->loop) {
+        log_error ("jobmanager: cannot create the event loop");
+        return -1;
     }
+    //  Our own handlers decide when to stop, not czmq's interrupt flag.
+    zloop_set_nonstop (self->loop, true);
+    zmq_pollitem_t signal_item = { NULL, s_signal_pipe [0], ZMQ_POLLIN, 0 };
+    if (zloop_poller (self->loop, &signal_item, s_on_signal, self) == -1
+    ||  zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1) {
+        log_error ("jobmanager: cannot set up the event loop");
+        return -1;
+    }
+    workers_attach (self->workers, self->loop);
+    return 0;
+}
+
+//  Runs the loop until a graceful stop; 0, or -1 (logged).
+static int
+s_loop_run (jobmanager_t *self)
+{
+    //  zloop_start returns 0 when poll() is interrupted, which every signal
+    //  does (SA_RESTART does not restart poll): go on unless a handler ended
+    //  the loop (-1) or the error was not an interruption.
+    while (!self->finished) {
+        errno = 0;
+        if (zloop_start (self->loop) == -1 || self->finished)
+            break;
+        if (errno != EINTR) {
+            log_error ("jobmanager %s: event loop failed: %s", s_id (self),
+                       zmq_strerror (errno));
+            break;
+        }
+    }
+    return self->finished ? 0 : -1;
 }
 
 int
@@ -1659,51 +1096,22 @@ jobmanager_run (jobmanager_t *self)
     sigemptyset (&ignore.sa_mask);
     sigaction (SIGPIPE, &ignore, &saved_pipe);
 
-    self->loop = zloop_new ();
-    if (!self->loop) {
-        log_error ("jobmanager: cannot create the event loop");
+    if (s_loop_new (self))
         goto done;
-    }
-    //  Our own handlers decide when to stop, not czmq's interrupt flag.
-    zloop_set_nonstop (self->loop, true);
-    zmq_pollitem_t signal_item = { NULL, s_signal_pipe [0], ZMQ_POLLIN, 0 };
-    if (zloop_poller (self->loop, &signal_item, s_on_signal, self) == -1
-    ||  zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1) {
-        log_error ("jobmanager: cannot set up the event loop");
-        goto done;
-    }
-    s_apply_log_level (self->config);
-    s_replenish (self);
-    if (pool_live (self->pool) == 0) {
+    log_set_level (self->settings->log_level);
+    workers_replenish (self->workers);
+    if (workers_live (self->workers) == 0) {
         log_error ("jobmanager %s: no worker could be started", s_id (self));
         goto done;
     }
     s_connect (self);
     if (!self->dealer)
         goto done;
-    //  zloop_start returns 0 when poll() is interrupted, which every signal
-    //  does (SA_RESTART does not restart poll): go on unless a handler ended
-    //  the loop (-1) or the error was not an interruption.
-    while (!self->finished) {
-        errno = 0;
-        if (zloop_start (self->loop) == -1 || self->finished)
-            break;
-        if (errno != EINTR) {
-            log_error ("jobmanager %s: event loop failed: %s", s_id (self),
-                       zmq_strerror (errno));
-            break;
-        }
-    }
-    rc = self->finished ? 0 : 1;
+    rc = s_loop_run (self) == 0 ? 0 : 1;
 
 done:
     //  Closed pipes make idle workers leave; the rest are killed.
-    if (self->pool) {
-        for (pool_worker_t *worker = pool_first (self->pool); worker;
-             worker = pool_next (self->pool))
-            pool_close (self->pool, worker);
-        s_wait_workers (self, 1000);
-    }
+    workers_close_all (self->workers, 1000);
     for (size_t i = 0; i < 5; i++)
         sigaction (signals [i], &saved [i], NULL);
     sigaction (SIGPIPE, &saved_pipe, NULL);
@@ -1815,24 +1223,24 @@ typedef struct {
     bool started;
     s_runner_t runner;
     zframe_t *identity;         // the job manager's, from its INFORM
-    config_t *reload;           // what SIGHUP loads, when set
+    jobmanager_settings_t *reload;  // what SIGHUP loads, when set
 } s_fake_t;
 
-static config_t *
+static jobmanager_settings_t *
 s_fake_reload (void *arg, char *err, size_t errlen)
 {
     (void) err;
     (void) errlen;
     s_fake_t *fake = arg;
-    config_t *config = fake->reload;
+    jobmanager_settings_t *settings = fake->reload;
     fake->reload = NULL;
-    return config;
+    return settings;
 }
 
-//  Builds a test configuration for a job manager connecting to port:
-//  defaults for the tests, then the NULL-terminated name/value pairs.
-static config_t *
-s_fake_config (int port, const char *const *settings, bool verbose)
+//  Builds test settings for a job manager connecting to port: defaults
+//  for the tests, then the NULL-terminated name/value pairs.
+static jobmanager_settings_t *
+s_fake_settings (int port, const char *const *settings, bool verbose)
 {
     config_t *config = config_new ();
     if (!config)
@@ -1844,17 +1252,19 @@ s_fake_config (int port, const char *const *settings, bool verbose)
         "heartbeat_timeout", "2", "exec_allow", "/bin/*", "kill_grace_period", "5",
         "log_level", verbose ? "debug" : "error", NULL
     };
+    jobmanager_settings_t *typed = NULL;
     for (size_t i = 0; defaults [i]; i += 2)
         if (config_set (config, defaults [i], defaults [i + 1], err, sizeof err))
-            goto fail;
+            goto done;
     for (size_t i = 0; settings && settings [i]; i += 2)
         if (config_set (config, settings [i], settings [i + 1], err, sizeof err))
-            goto fail;
-    return config;
-fail:
-    fprintf (stderr, "jobmanager test: %s\n", err);
+            goto done;
+    typed = jobmanager_settings_new (config, err, sizeof err);
+done:
+    if (!typed)
+        fprintf (stderr, "jobmanager test: %s\n", err);
     config_destroy (&config);
-    return NULL;
+    return typed;
 }
 
 //  Starts a job manager with those settings against a fresh fake router,
@@ -1868,11 +1278,11 @@ s_fake_start (s_fake_t *fake, const char *const *settings, int expect_ready, boo
     int port = fake->router ? zsock_bind (fake->router, "tcp://127.0.0.1:*") : -1;
     if (port <= 0)
         return -1;
-    config_t *config = s_fake_config (port, settings, verbose);
-    if (!config)
+    jobmanager_settings_t *typed = s_fake_settings (port, settings, verbose);
+    if (!typed)
         return -1;
     char err [256];
-    fake->jm = jobmanager_new (&config, err, sizeof err);
+    fake->jm = jobmanager_new (&typed, err, sizeof err);
     if (!fake->jm)
         return -1;
     jobmanager_set_reload (fake->jm, s_fake_reload, fake);
@@ -1906,7 +1316,7 @@ s_fake_stop (s_fake_t *fake)
     }
     zframe_destroy (&fake->identity);
     jobmanager_destroy (&fake->jm);
-    config_destroy (&fake->reload);
+    jobmanager_settings_destroy (&fake->reload);
     zsock_destroy (&fake->router);
 }
 
@@ -2235,7 +1645,7 @@ s_test_shrink (bool verbose)
     s_test_request (fake.router, fake.identity, "nap-1", nap, "", 21);
     s_test_request (fake.router, fake.identity, "nap-2", nap, "", 22);
     const char *smaller [] = { "concurrent_jobs", "1", NULL };
-    fake.reload = s_fake_config (atoi (strrchr (zsock_endpoint (fake.router), ':') + 1),
+    fake.reload = s_fake_settings (atoi (strrchr (zsock_endpoint (fake.router), ':') + 1),
                                  smaller, verbose);
     S_CHECK (fake.reload);
     zclock_sleep (100);
@@ -2272,7 +1682,6 @@ jobmanager_test (bool verbose)
 {
     if (verbose)
         printf (" * jobmanager: ");
-    char err [512];
     //  The utilities.
     size_t size;
     char *clean = s_utf8_sanitize ("ok\xff\xc3\xa9\xed\xa0\x80", 8, &size);
@@ -2281,10 +1690,6 @@ jobmanager_test (bool verbose)
     char usage [S_USAGE_MAX];
     s_format_usage (usage, 0, 12, UINT64_MAX);
     CHECK_STREQ (usage, "wall_us=0 cpu_us=12 maxrss_kb=18446744073709551615");
-    CHECK (s_check_queues ("[[10,\"default\"],[5,\"b\"]]", err, sizeof err) == 0);
-    CHECK (s_check_queues ("[[10]]", err, sizeof err) == -1);
-    CHECK (s_check_queues ("{}", err, sizeof err) == -1);
-    CHECK (s_check_queues ("[", err, sizeof err) == -1);
 
     s_fake_t fake;
     emqp_msg_t *msg = NULL;

@@ -1,11 +1,13 @@
 /*  jobmanager — the job manager object: the eMQP side of emq-jobmanager.
 
-    It owns a DEALER socket to the router's backend, a pool of forked workers
-    (pool.h), the jobs in flight and a small FIFO of jobs that arrived while
-    no worker was free. One zloop drives everything: the socket, one poller
-    per worker pipe, a self-pipe that signal handlers write to, and a 50 ms
-    housekeeping timer (heartbeats, router liveness, INFORM retries, job
-    timeouts, the shutdown grace period).
+    It owns a DEALER socket to the router's backend, its settings
+    (settings.h), its workers (workers.h: the forked processes and the jobs
+    they run) and what it holds for the router (held.h: jobs that arrived
+    while no worker was free, outcomes not sent yet). One zloop drives
+    everything: the socket, one poller per worker pipe (the workers'), a
+    self-pipe that signal handlers write to, and a 50 ms housekeeping timer
+    (heartbeats, router liveness, INFORM retries, job timeouts, held jobs
+    given back, the shutdown grace period).
 
     Connection states (state x event -> actions, next state):
         CONNECTING  ACK(inform id)  -> flush outbox, READY per idle worker, ACTIVE
@@ -21,21 +23,21 @@
 #ifndef EMQ_JOBMANAGER_H
 #define EMQ_JOBMANAGER_H
 
-#include "config.h"
+#include "settings.h"
 #include <stdbool.h>
 #include <stddef.h>
 
 typedef struct jobmanager_t jobmanager_t;
 
-//  Builds a fresh configuration for SIGHUP (file, environment, and the
-//  command line again). Returns a config the caller owns, or NULL with the
-//  reason in err.
-typedef config_t *(jobmanager_reload_fn) (void *arg, char *err, size_t errlen);
+//  Builds fresh settings for SIGHUP (file, environment, and the command
+//  line again). Returns settings the caller owns, or NULL with the reason
+//  in err.
+typedef jobmanager_settings_t *(jobmanager_reload_fn) (void *arg, char *err, size_t errlen);
 
-//  Creates a job manager from *config_p, which it takes. Validates what the
-//  config module cannot (queues JSON, hooks). Returns NULL with the reason in
-//  err. Nothing is started yet.
-jobmanager_t *jobmanager_new (config_t **config_p, char *err, size_t errlen);
+//  Creates a job manager from *settings_p (validated by
+//  jobmanager_settings_new), which it takes. Returns NULL with the reason
+//  in err (out of memory). Nothing is started yet.
+jobmanager_t *jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen);
 
 //  Destroys the job manager (workers are killed if still there) and nulls
 //  the pointer; NULL is fine.

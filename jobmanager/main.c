@@ -1,4 +1,5 @@
-/*  emq-jobmanager — command line, configuration, then the jobmanager object.
+/*  emq-jobmanager — command line, configuration, typed settings, then the
+    jobmanager object.
 
     Each flag maps to the setting of the same name (dashes become
     underscores) and is applied after the config file and the environment,
@@ -7,6 +8,7 @@
 */
 #include "config.h"
 #include "jobmanager.h"
+#include "settings.h"
 #include "log.h"
 #include "worker/worker.h"
 
@@ -27,6 +29,9 @@ enum {
     S_EXIT_CONFIG = 4,          // the config file or environment is invalid
     S_EXIT_INVALID = 5          // settings valid one by one, not together
 };
+
+//  getopt codes of the options that are no setting.
+enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_CONFIG };
 
 typedef struct {
     const char *setting;
@@ -123,76 +128,107 @@ s_build_config (const s_args_t *args, char *err, size_t errlen, int *code)
     return config;
 }
 
-static config_t *
+//  Builds validated settings from the configuration. On failure returns
+//  NULL with the reason in err and the exit code in *code.
+static jobmanager_settings_t *
+s_build_settings (const s_args_t *args, char *err, size_t errlen, int *code)
+{
+    config_t *config = s_build_config (args, err, errlen, code);
+    if (!config)
+        return NULL;
+    jobmanager_settings_t *settings = jobmanager_settings_new (config, err, errlen);
+    if (!settings)
+        *code = S_EXIT_INVALID;
+    config_destroy (&config);
+    return settings;
+}
+
+static jobmanager_settings_t *
 s_reload (void *arg, char *err, size_t errlen)
 {
     int code;
-    return s_build_config ((const s_args_t *) arg, err, errlen, &code);
+    return s_build_settings ((const s_args_t *) arg, err, errlen, &code);
 }
 
-int
-main (int argc, char *argv [], char *envp [])
-{
-    //  libbsd's setproctitle needs argv before anyone else looks at it.
-    worker_title_init (argc, argv, envp);
-    //  Signals are ours (jobmanager_run), not czmq's.
-    zsys_handler_set (NULL);
+static const struct option s_options [] = {
+    { "backend-addr",       required_argument, NULL, 'B' },
+    { "queues",             required_argument, NULL, 'Q' },
+    { "concurrent-jobs",    required_argument, NULL, 'C' },
+    { "max-job-count",      required_argument, NULL, 'M' },
+    { "plugin-dir",         required_argument, NULL, 'P' },
+    { "exec-allow",         required_argument, NULL, 'E' },
+    { "kill-grace-period",  required_argument, NULL, 'K' },
+    { "heartbeat-interval", required_argument, NULL, 'I' },
+    { "heartbeat-timeout",  required_argument, NULL, 'T' },
+    { "heartbeat-liveness", required_argument, NULL, 'L' },
+    { "name",               required_argument, NULL, 'N' },
+    { "setup",              required_argument, NULL, 'S' },
+    { "job-entry",          required_argument, NULL, 'J' },
+    { "job-exit",           required_argument, NULL, 'X' },
+    { "max-worker-rss-kb",  required_argument, NULL, 'R' },
+    { "prefetch-hold-ms",   required_argument, NULL, 'H' },
+    { "curve-server-key",   required_argument, NULL, 'k' },
+    { "curve-cert",         required_argument, NULL, 'c' },
+    { "log-level",          required_argument, NULL, 'G' },
+    { "verbose",            no_argument,       NULL, 'v' },
+    { "config",             required_argument, NULL, S_OPT_CONFIG },
+    { "help",               no_argument,       NULL, S_OPT_HELP },
+    { "version",            no_argument,       NULL, S_OPT_VERSION },
+    { NULL, 0, NULL, 0 }
+};
 
-    enum { O_HELP = 256, O_VERSION, O_CONFIG };
-    static const struct option options [] = {
-        { "backend-addr",       required_argument, NULL, 'B' },
-        { "queues",             required_argument, NULL, 'Q' },
-        { "concurrent-jobs",    required_argument, NULL, 'C' },
-        { "max-job-count",      required_argument, NULL, 'M' },
-        { "plugin-dir",         required_argument, NULL, 'P' },
-        { "exec-allow",         required_argument, NULL, 'E' },
-        { "kill-grace-period",  required_argument, NULL, 'K' },
-        { "heartbeat-interval", required_argument, NULL, 'I' },
-        { "heartbeat-timeout",  required_argument, NULL, 'T' },
-        { "heartbeat-liveness", required_argument, NULL, 'L' },
-        { "name",               required_argument, NULL, 'N' },
-        { "setup",              required_argument, NULL, 'S' },
-        { "job-entry",          required_argument, NULL, 'J' },
-        { "job-exit",           required_argument, NULL, 'X' },
-        { "max-worker-rss-kb",  required_argument, NULL, 'R' },
-        { "prefetch-hold-ms",   required_argument, NULL, 'H' },
-        { "curve-server-key",   required_argument, NULL, 'k' },
-        { "curve-cert",         required_argument, NULL, 'c' },
-        { "log-level",          required_argument, NULL, 'G' },
-        { "verbose",            no_argument,       NULL, 'v' },
-        { "config",             required_argument, NULL, O_CONFIG },
-        { "help",               no_argument,       NULL, O_HELP },
-        { "version",            no_argument,       NULL, O_VERSION },
-        { NULL, 0, NULL, 0 }
-    };
-    static const struct { int opt; const char *setting; } settings [] = {
-        { 'B', "backend_addr" }, { 'Q', "queues" }, { 'C', "concurrent_jobs" },
-        { 'M', "max_job_count" }, { 'P', "plugin_dirs" }, { 'E', "exec_allow" },
-        { 'K', "kill_grace_period" }, { 'I', "heartbeat_interval" },
-        { 'T', "heartbeat_timeout" }, { 'L', "heartbeat_liveness" }, { 'N', "name" },
-        { 'S', "setup" }, { 'J', "job_entry" }, { 'X', "job_exit" },
-        { 'R', "max_worker_rss_kb" }, { 'H', "prefetch_hold_ms" }, { 'G', "log_level" },
-        { 'k', "curve_server_key" }, { 'c', "curve_cert" }
-    };
-    s_args_t args = { 0 };
-    args.flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));
-    if (!args.flags) {
+//  The setting each flag sets.
+static const struct { int opt; const char *setting; } s_flag_settings [] = {
+    { 'B', "backend_addr" }, { 'Q', "queues" }, { 'C', "concurrent_jobs" },
+    { 'M', "max_job_count" }, { 'P', "plugin_dirs" }, { 'E', "exec_allow" },
+    { 'K', "kill_grace_period" }, { 'I', "heartbeat_interval" },
+    { 'T', "heartbeat_timeout" }, { 'L', "heartbeat_liveness" }, { 'N', "name" },
+    { 'S', "setup" }, { 'J', "job_entry" }, { 'X', "job_exit" },
+    { 'R', "max_worker_rss_kb" }, { 'H', "prefetch_hold_ms" }, { 'G', "log_level" },
+    { 'k', "curve_server_key" }, { 'c', "curve_cert" }
+};
+
+//  Keeps a flag's value for its setting (args->flags has room for argc + 1).
+static void
+s_add_flag (s_args_t *args, const char *setting, const char *value)
+{
+    args->flags [args->flag_count].setting = setting;
+    args->flags [args->flag_count].value = strdup (value);
+    args->flag_count++;
+}
+
+static void
+s_args_free (s_args_t *args)
+{
+    for (size_t i = 0; i < args->flag_count; i++)
+        free (args->flags [i].value);
+    free (args->flags);
+    args->flags = NULL;
+}
+
+//  Parses the command line into args. Returns -1 to go on, or the exit code
+//  (after --help, --version, or a message on stderr).
+static int
+s_parse_args (int argc, char *argv [], s_args_t *args)
+{
+    args->flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));
+    if (!args->flags) {
         fprintf (stderr, "emq-jobmanager: out of memory\n");
         return S_EXIT_RUNTIME;
     }
     bool verbose = false;
     int opt;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, ":v", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, ":v", s_options, NULL)) != -1) {
         switch (opt) {
-            case O_HELP:
+            case S_OPT_HELP:
                 s_usage (stdout);
                 return S_EXIT_OK;
-            case O_VERSION:
+            case S_OPT_VERSION:
                 printf ("emq-jobmanager %s\n", S_VERSION);
                 return S_EXIT_OK;
-            case O_CONFIG:
-                args.config_path = optarg;
+            case S_OPT_CONFIG:
+                args->config_path = optarg;
                 break;
             case 'v':
                 verbose = true;
@@ -206,12 +242,9 @@ main (int argc, char *argv [], char *envp [])
                          argv [optind - 1]);
                 return S_EXIT_USAGE;
             default:
-                for (size_t i = 0; i < sizeof settings / sizeof settings [0]; i++)
-                    if (settings [i].opt == opt) {
-                        args.flags [args.flag_count].setting = settings [i].setting;
-                        args.flags [args.flag_count].value = strdup (optarg);
-                        args.flag_count++;
-                    }
+                for (size_t i = 0; i < sizeof s_flag_settings / sizeof s_flag_settings [0]; i++)
+                    if (s_flag_settings [i].opt == opt)
+                        s_add_flag (args, s_flag_settings [i].setting, optarg);
         }
     }
     if (optind < argc) {
@@ -219,33 +252,42 @@ main (int argc, char *argv [], char *envp [])
                  argv [optind]);
         return S_EXIT_USAGE;
     }
-    if (verbose) {
-        args.flags [args.flag_count].setting = "log_level";
-        args.flags [args.flag_count].value = strdup ("debug");
-        args.flag_count++;
-    }
+    if (verbose)
+        s_add_flag (args, "log_level", "debug");
+    return -1;
+}
 
-    char err [1024];
-    int code = S_EXIT_OK;
-    config_t *config = s_build_config (&args, err, sizeof err, &code);
-    if (!config) {
-        fprintf (stderr, "emq-jobmanager: %s\n", err);
+int
+main (int argc, char *argv [], char *envp [])
+{
+    //  libbsd's setproctitle needs argv before anyone else looks at it.
+    worker_title_init (argc, argv, envp);
+    //  Signals are ours (jobmanager_run), not czmq's.
+    zsys_handler_set (NULL);
+
+    s_args_t args = { 0 };
+    int code = s_parse_args (argc, argv, &args);
+    if (code >= 0) {
+        s_args_free (&args);
         return code;
     }
-    log_level_t level = LOG_LEVEL_INFO;
-    log_level_parse (config_str (config, "log_level"), &level);
-    log_init ("emq-jobmanager", level);
-
-    jobmanager_t *jobmanager = jobmanager_new (&config, err, sizeof err);
+    char err [1024];
+    jobmanager_settings_t *settings = s_build_settings (&args, err, sizeof err, &code);
+    if (!settings) {
+        fprintf (stderr, "emq-jobmanager: %s\n", err);
+        s_args_free (&args);
+        return code;
+    }
+    log_init ("emq-jobmanager", settings->log_level);
+    jobmanager_t *jobmanager = jobmanager_new (&settings, err, sizeof err);
     if (!jobmanager) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);
-        return S_EXIT_INVALID;
+        s_args_free (&args);
+        return S_EXIT_RUNTIME;
     }
     jobmanager_set_reload (jobmanager, s_reload, &args);
     int rc = jobmanager_run (jobmanager);
     jobmanager_destroy (&jobmanager);
-    for (size_t i = 0; i < args.flag_count; i++)
-        free (args.flags [i].value);
-    free (args.flags);
+    s_args_free (&args);
     return rc == 0 ? S_EXIT_OK : S_EXIT_RUNTIME;
 }

@@ -34,6 +34,10 @@
 #include "worker/command.h"
 #include "worker/worker.h"
 #include "jobmanager/pool.h"
+#include "jobmanager/job.h"
+#include "jobmanager/held.h"
+#include "jobmanager/settings.h"
+#include "jobmanager/workers.h"
 #include "jobmanager/jobmanager.h"
 #include "common/cron.h"
 #include "scheduler/schedules.h"
@@ -83,6 +87,10 @@ static const s_test_t s_tests[] = {
     { "command", command_test },
     { "worker",  worker_test },
     { "pool",    pool_test },
+    { "jm_job",  jm_job_test },
+    { "held",    held_test },
+    { "jobmanager_settings", jobmanager_settings_test },
+    { "workers", workers_test },
     { "jobmanager", jobmanager_test },
     { "cron",    cron_test },
     { "schedules", schedules_test },

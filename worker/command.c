@@ -1,6 +1,6 @@
 /*  command — `exec` jobs. See command.h.
 
-    One fork + execve per job. The worker feeds stdin and drains stdout and
+    One vfork + execve per job (s_spawn). The worker feeds stdin and drains stdout and
     stderr in one poll() loop, so a command that writes a lot to both pipes
     while we write to its stdin cannot deadlock against us. stdout past the
     cap kills the command (a result that large could not travel anyway).
@@ -14,6 +14,7 @@
 #include <fnmatch.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,30 +188,85 @@ s_tail_text (const s_tail_t *tail, char *buf, size_t buflen)
     buf [size] = 0;
 }
 
-//  Runs in the forked child: wire the pipes, then execve. Never returns.
+//  Says in the child, on its stderr (already the pipe), why it could not
+//  run the command: "emq: <what> '<name>': <reason>\n". No stdio and no
+//  locale: the child shares the worker's memory (see s_spawn).
+static void __attribute__ ((no_sanitize_address))
+s_child_say (const char *what, const char *name, int error)
+{
+    const char *reason = strerrordesc_np (error);
+    const char *parts [] = { "emq: ", what, " '", name, "': ", reason ? reason : "Unknown error",
+                             "\n" };
+    char line [PATH_MAX + 512];
+    size_t size = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts [0]; i++) {
+        size_t len = strnlen (parts [i], sizeof line - size);
+        memcpy (line + size, parts [i], len);
+        size += len;
+    }
+    if (write (2, line, size) < 0) {
+        //  Nowhere else to say it; the exit status tells.
+    }
+}
+
+//  Runs in the child until execve: wire the pipes, then execve. Never
+//  returns. Only system calls here: until execve this process runs on the
+//  worker's memory and stack (vfork), so it must not change anything the
+//  worker keeps, and no handler of the worker's may run in it. ASan must
+//  not poison that stack either.
 static void
 s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
-    __attribute__ ((noreturn));
+    __attribute__ ((noreturn, no_sanitize_address));
 
 static void
 s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
 {
-    //  Die with the worker; the worker's SIGPIPE=ignore must not leak into
-    //  the command, and the signal mask must be clean.
+    //  Die with the worker. Signals are all blocked (s_spawn): handlers go
+    //  back to the defaults before any is let through, so that none runs on
+    //  the shared memory; the worker's SIGPIPE=ignore must not leak into
+    //  the command; then the command gets a clean signal mask.
     prctl (PR_SET_PDEATHSIG, SIGKILL);
-    signal (SIGPIPE, SIG_DFL);
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    sigemptyset (&dfl.sa_mask);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction now;
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction (sig, NULL, &now))
+            continue;
+        if (now.sa_handler != SIG_DFL && (now.sa_handler != SIG_IGN || sig == SIGPIPE))
+            sigaction (sig, &dfl, NULL);
+    }
     sigset_t none;
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
     if (dup2 (in_fd, 0) < 0 || dup2 (out_fd, 1) < 0 || dup2 (err_fd, 2) < 0)
         _exit (127);
     if (payload->cwd && chdir (payload->cwd)) {
-        dprintf (2, "emq: cannot chdir to '%s': %s\n", payload->cwd, strerror (errno));
+        s_child_say ("cannot chdir to", payload->cwd, errno);
         _exit (127);
     }
     execve (path, payload->argv, payload->env ? payload->env : environ);
-    dprintf (2, "emq: cannot execute '%s': %s\n", path, strerror (errno));
+    s_child_say ("cannot execute", path, errno);
     _exit (127);
+}
+
+//  Starts the command with vfork: the worker is suspended until the child
+//  has called execve (or exited), and no page table is copied, where fork
+//  copied the worker's ~180 mappings for every job. (posix_spawn does the
+//  same, but cannot set PR_SET_PDEATHSIG in the child.) Every signal is
+//  blocked meanwhile, as posix_spawn does. Returns the pid, or -1 (errno).
+static pid_t
+s_spawn (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
+{
+    sigset_t all, old;
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &old);
+    pid_t pid = vfork ();
+    if (pid == 0)
+        s_child (payload, path, in_fd, out_fd, err_fd);
+    int saved = errno;
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return pid;
 }
 
 int
@@ -265,14 +321,12 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
             goto done;
         }
     }
-    pid_t pid = fork ();
+    pid_t pid = s_spawn (payload, path, in [0], out [1], errp [1]);
     if (pid < 0) {
-        snprintf (err, sizeof err, "fork: %s", strerror (errno));
+        snprintf (err, sizeof err, "vfork: %s", strerror (errno));
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
         goto done;
     }
-    if (pid == 0)
-        s_child (payload, path, in [0], out [1], errp [1]);
 
     close (in [0]);
     close (out [1]);
@@ -553,6 +607,26 @@ command_test (bool verbose)
     REQUIRE (outcome->status == EMQP_STATUS_OK);
     wire_msg_destroy (&outcome);
     free (big);
+
+    //  The command starts from the default signal dispositions but the
+    //  ignored ones (SIGPIPE excepted: the worker ignores it for itself)
+    //  and with no signal blocked, whatever the worker had.
+    struct sigaction ignore_usr1 = { .sa_handler = SIG_IGN }, saved_usr1;
+    sigemptyset (&ignore_usr1.sa_mask);
+    sigaction (SIGUSR1, &ignore_usr1, &saved_usr1);
+    sigset_t usr2, saved_mask;
+    sigemptyset (&usr2);
+    sigaddset (&usr2, SIGUSR2);
+    pthread_sigmask (SIG_BLOCK, &usr2, &saved_mask);
+    char *status [] = { "/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL };
+    outcome = s_run (status, NULL, allow, 1);
+    pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
+    sigaction (SIGUSR1, &saved_usr1, NULL);
+    REQUIRE (outcome);
+    REQUIRE (outcome->status == EMQP_STATUS_OK);
+    REQUIRE (s_value_has (outcome, "SigBlk:\t0000000000000000\n"));
+    REQUIRE (s_value_has (outcome, "SigIgn:\t0000000000000200\n"));     // SIGUSR1 only
+    wire_msg_destroy (&outcome);
 
     //  env and cwd.
     char *pwd [] = { "/bin/sh", "-c", "pwd; echo $EMQ_TEST_VAR", NULL };
