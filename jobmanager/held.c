@@ -204,6 +204,13 @@ held_outcome_first (held_t *self)
     return zlistx_first (self->outbox);
 }
 
+const held_outcome_t *
+held_outcome_next (held_t *self)
+{
+    assert (self);
+    return zlistx_next (self->outbox);
+}
+
 void
 held_sent (held_t *self)
 {

@@ -72,6 +72,8 @@ int held_keep_outcome (held_t *self, const char *ref, uint64_t epoch, emqp_statu
 //  The oldest outcome waiting (borrowed), or NULL; held_sent drops it once
 //  its DONE went out.
 const held_outcome_t *held_outcome_first (held_t *self);
+//  The one after the last held_outcome_first/next returned, or NULL.
+const held_outcome_t *held_outcome_next (held_t *self);
 void held_sent (held_t *self);
 //  Outcomes waiting.
 size_t held_outcomes (held_t *self);

@@ -85,6 +85,9 @@ struct jobmanager_t {
     int64_t last_heartbeat_ms;      // our last HEARTBEAT
     bool reconnect_due;             // set by handlers, done by the timer
     int64_t announced;              // the router's count of our free slots, see above
+    bool router_batches;            // its ACK said emq/3: it takes BATCH, so
+                                    // outcomes go out together (s_flush_soon)
+    int flush_timer;                // zloop timer of that flush, -1: none
     bool router_emq2;               // its ACK said emq/2: DONE and RETURN free
                                     // slots there; else READY follows a DONE
                                     // and nothing is returned (older routers)
@@ -194,8 +197,11 @@ s_settle (jobmanager_t *self)
 {
     if (self->state != S_ACTIVE || self->draining)
         return;
+    //  Each outcome not yet sent frees a slot at the router when it goes
+    //  (emq/2): announcing its worker now as well would count it twice.
     int64_t target = (int64_t) workers_ready (self->workers)
-                   - (int64_t) held_size (self->held);
+                   - (int64_t) held_size (self->held)
+                   - (self->router_emq2 ? (int64_t) held_outcomes (self->held) : 0);
     while (self->announced < target) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
         if (!msg || s_send (self, &msg))
@@ -244,12 +250,92 @@ s_send_done (jobmanager_t *self, const char *ref, uint64_t epoch, emqp_status_t 
     return 0;
 }
 
+//  Sends up to EMQP_BATCH_MAX kept outcomes as one BATCH; returns how many
+//  went out (0: none, or the send failed: they stay kept).
+static size_t
+s_send_done_batch (jobmanager_t *self)
+{
+    emqp_batch_t *batch = emqp_batch_new ();
+    if (!batch || !self->dealer) {
+        emqp_batch_destroy (&batch);
+        return 0;
+    }
+    size_t count = 0;
+    for (const held_outcome_t *kept = held_outcome_first (self->held);
+         kept && !emqp_batch_full (batch); kept = held_outcome_next (self->held)) {
+        emqp_msg_t *msg = emqp_msg_new (EMQP_DONE);
+        if (!msg)
+            break;
+        msg->ref = strdup (kept->ref);
+        msg->epoch = kept->epoch;
+        msg->status = kept->status;
+        msg->payload = zframe_new (kept->value, kept->value_size);
+        msg->usage = strdup (kept->usage);
+        bool large = !emqp_batch_takes (msg);
+        if (large && count > 0) {
+            emqp_msg_destroy (&msg);
+            break;              // a large one goes alone
+        }
+        if (!msg->ref || !msg->payload || !msg->usage || emqp_batch_add (batch, &msg)) {
+            emqp_msg_destroy (&msg);
+            break;
+        }
+        count++;
+        if (large)
+            break;
+    }
+    int rc = emqp_batch_send (batch, self->dealer, NULL);
+    emqp_batch_destroy (&batch);
+    if (rc) {
+        log_debug ("jobmanager %s: could not send %zu DONE(s): %s", s_id (self), count,
+                   strerror (errno));
+        return 0;
+    }
+    for (size_t i = 0; i < count; i++)
+        held_sent (self->held);
+    if (self->router_emq2)
+        self->announced += (int64_t) count;
+    return count;
+}
+
+static void s_flush_outbox (jobmanager_t *self);
+
+static int
+s_on_flush (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    jobmanager_t *self = arg;
+    self->flush_timer = -1;
+    s_flush_outbox (self);
+    return 0;
+}
+
+//  Flushes the outbox at the start of the next loop turn (a timer due at
+//  once: zloop runs timers before readers), so that the outcomes of every
+//  worker pipe ready in this turn share one BATCH. Nothing waits longer.
+static void
+s_flush_soon (jobmanager_t *self)
+{
+    if (self->flush_timer != -1 || !self->loop)
+        return;
+    self->flush_timer = zloop_timer (self->loop, 0, 1, s_on_flush, self);
+    if (self->flush_timer == -1)
+        s_flush_outbox (self);
+}
+
 //  Sends kept outcomes, oldest first, while the router takes them.
 static void
 s_flush_outbox (jobmanager_t *self)
 {
     if (self->state != S_ACTIVE)
         return;
+    if (self->router_batches) {
+        while (held_outcomes (self->held) > 0)
+            if (s_send_done_batch (self) == 0)
+                return;         // try again on the next tick
+        return;
+    }
     const held_outcome_t *kept;
     while ((kept = held_outcome_first (self->held))) {
         if (s_send_done (self, kept->ref, kept->epoch, kept->status, kept->value,
@@ -320,9 +406,22 @@ s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
     if (!value)
         value = "";
 
+    //  To an emq/3 router outcomes go out together, at the start of the
+    //  next loop turn: what this turn's workers finished, in one BATCH.
     bool sent = self->state == S_ACTIVE && held_outcomes (self->held) == 0
+             && !self->router_batches
              && s_send_done (self, job->msgid, job->epoch, outcome->status, value,
                              value_size, usage) == 0;
+    if (!sent && self->router_batches && self->state == S_ACTIVE) {
+        if (held_keep_outcome (self->held, job->msgid, job->epoch, outcome->status, value,
+                               value_size, usage) == 0)
+            s_flush_soon (self);
+        else
+            log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
+                       job->msgid);
+        free (text);
+        return;
+    }
     if (!sent) {
         if (held_keep_outcome (self->held, job->msgid, job->epoch, outcome->status, value,
                                value_size, usage) == 0)
@@ -610,7 +709,7 @@ s_inform (jobmanager_t *self)
     msg->msgid = strdup (self->inform_msgid);
     msg->queues = strdup (self->settings->queues);
     msg->peer_type = strdup ("worker");
-    msg->agent = strdup ("emq/2");
+    msg->agent = strdup ("emq/3");
     self->state = S_CONNECTING;
     self->inform_sent_ms = s_now_ms ();
     s_send (self, &msg);
@@ -691,6 +790,7 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
     //  ACK) needs a READY after every DONE and knows no RETURN.
     self->router_emq2 = msg->agent && strncmp (msg->agent, "emq/", 4) == 0
                      && atoi (msg->agent + 4) >= 2;
+    self->router_batches = self->router_emq2 && atoi (msg->agent + 4) >= 3;
     log_info ("jobmanager %s: registered with the router (%s)", s_id (self),
               self->router_emq2 ? msg->agent : "no emq/2: READY after each DONE");
     //  The router forgot our free slots, not the jobs it prefetched to us
@@ -759,6 +859,32 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
     }
 }
 
+//  A BATCH from an emq/3 router: its messages one by one, as if each had
+//  come alone (while the socket is still ours: a message may reconnect).
+static void
+s_on_router_batch (jobmanager_t *self, zsock_t *reader, emqp_msg_t *batch)
+{
+    char err [256];
+    size_t count = 0;
+    emqp_msg_t **msgs = emqp_batch_unpack (batch, &self->limits, &count, err, sizeof err);
+    if (!msgs) {
+        log_warning ("jobmanager %s: malformed BATCH from the router dropped: %s",
+                     s_id (self), err);
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (msgs [i]->command == EMQP_INVALID)
+            log_warning ("jobmanager %s: malformed message %s in a BATCH dropped: %s",
+                         s_id (self), msgs [i]->msgid ? msgs [i]->msgid : "",
+                         msgs [i]->error_text);
+        else
+        if (reader == self->dealer)
+            s_on_router_message (self, msgs [i]);
+        emqp_msg_destroy (&msgs [i]);
+    }
+    free (msgs);
+}
+
 static int
 s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
 {
@@ -778,7 +904,10 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
         }
         log_debug ("jobmanager %s: <- %s %s", s_id (self), emqp_command_name (msg->command),
                    msg->msgid);
-        s_on_router_message (self, msg);
+        if (msg->command == EMQP_BATCH)
+            s_on_router_batch (self, reader, msg);
+        else
+            s_on_router_message (self, msg);
         emqp_msg_destroy (&msg);
     }
     return 0;
@@ -1008,6 +1137,7 @@ jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen)
     }
     self->limits.payload_max = self->settings->payload_max;
     self->hold_timer = -1;
+    self->flush_timer = -1;
     s_make_identity (self);
     return self;
 }
@@ -1200,6 +1330,7 @@ s_test_request (zsock_t *router, zframe_t *identity, const char *msgid, char **a
 //  The fake router is an emq/2 router unless a test makes it an older one,
 //  whose ACK names no agent.
 static bool s_test_router_old;
+static const char *s_test_router_agent = "emq/2";   // what the fake's ACK says
 
 static void
 s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, const char *ref)
@@ -1209,7 +1340,7 @@ s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, cons
     if (ref)
         msg->ref = strdup (ref);
     if (command == EMQP_ACK && !s_test_router_old)
-        msg->agent = strdup ("emq/2");
+        msg->agent = strdup (s_test_router_agent);
     if (command == EMQP_HEARTBEAT)
         msg->heartbeat_ts = zclock_time () / 1000.0;
     emqp_send (&msg, router);
@@ -1291,7 +1422,7 @@ s_fake_start (s_fake_t *fake, const char *const *settings, int expect_ready, boo
         return -1;
     fake->started = true;
     emqp_msg_t *msg = s_test_recv (fake->router, false);
-    bool ok = msg && msg->command == EMQP_INFORM && msg->agent && streq (msg->agent, "emq/2");
+    bool ok = msg && msg->command == EMQP_INFORM && msg->agent && streq (msg->agent, "emq/3");
     if (ok) {
         fake->identity = zframe_dup (msg->identity);
         s_test_simple (fake->router, fake->identity, EMQP_ACK, msg->msgid);
@@ -1442,6 +1573,52 @@ cleanup:
     s_fake_stop (&fake);
 }
 
+//  An emq/3 router: a BATCH of REQUESTs is taken message by message, and
+//  the outcomes of one loop turn go back in one BATCH of DONEs (three
+//  REQUESTs with bad headers end in the turn that reads them).
+static void
+s_test_batches (bool verbose)
+{
+    s_fake_t fake;
+    emqp_msg_t *msg = NULL;
+    emqp_msg_t **msgs = NULL;
+    size_t count = 0;
+    s_test_router_agent = "emq/3";
+    const char *settings [] = { "concurrent_jobs", "1", NULL };
+    S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
+    emqp_batch_t *batch = emqp_batch_new ();
+    for (int i = 0; i < 3; i++) {
+        emqp_msg_t *request = emqp_msg_new (EMQP_REQUEST);
+        request->msgid = zsys_sprintf ("bad-%d", i);
+        request->queue = strdup ("default");
+        request->headers = strdup ("timeout:x");
+        request->payload = zframe_new ("\x90", 1);
+        request->epoch = (uint64_t) i + 1;
+        request->attempt = 1;
+        emqp_batch_add (batch, &request);
+    }
+    S_CHECK (emqp_batch_send (batch, fake.router, fake.identity) == 0);
+    msg = s_test_recv (fake.router, false);
+    S_CHECK (msg && msg->command == EMQP_BATCH);
+    char err [256];
+    msgs = emqp_batch_unpack (msg, NULL, &count, err, sizeof err);
+    S_CHECK (msgs && count == 3);
+    for (size_t i = 0; i < count; i++) {
+        char want [32];
+        snprintf (want, sizeof want, "bad-%zu", i);
+        S_CHECK (msgs [i]->command == EMQP_DONE && streq (msgs [i]->ref, want));
+        S_CHECK (msgs [i]->status == EMQP_STATUS_REJECTED && msgs [i]->epoch == i + 1);
+    }
+cleanup:
+    s_test_router_agent = "emq/2";
+    for (size_t i = 0; msgs && i < count; i++)
+        emqp_msg_destroy (&msgs [i]);
+    free (msgs);
+    emqp_batch_destroy (&batch);
+    emqp_msg_destroy (&msg);
+    s_fake_stop (&fake);
+}
+
 static void
 s_test_hold (bool verbose)
 {
@@ -1530,7 +1707,7 @@ s_test_reconnect (bool verbose)
     s_test_simple (fake.router, fake.identity, EMQP_KBYE, NULL);
     //  A new identity registers; its DONEs wait for our ACK.
     msg = s_test_recv (fake.router, false);
-    S_CHECK (msg && msg->command == EMQP_INFORM && streq (msg->agent, "emq/2"));
+    S_CHECK (msg && msg->command == EMQP_INFORM && streq (msg->agent, "emq/3"));
     S_CHECK (!zframe_eq (msg->identity, fake.identity));
     zframe_destroy (&fake.identity);
     fake.identity = zframe_dup (msg->identity);
@@ -1786,6 +1963,7 @@ cleanup:
     s_test_retiring (verbose);
     s_test_hold (verbose);
     s_test_old_router (verbose);
+    s_test_batches (verbose);
     s_test_reconnect (verbose);
     s_test_old_pending (verbose);
     s_test_shrink (verbose);
