@@ -2,6 +2,7 @@
     table, the JSON and plots. See bench.h and docs/performance.md.
 */
 #include "bench.h"
+#include "numparse.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -58,14 +59,12 @@ s_rm_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
     return remove (path);
 }
 
-int
-main (int argc, char **argv)
+//  Reads the command line into bench and the out-parameters. Returns -1 to
+//  go on, or the exit status.
+static int
+s_parse_args (int argc, char **argv, const char **json_path, const char **plot_dir,
+              const char **only)
 {
-    //  A baseline child: nothing else of the benchmark runs in it.
-    if (argc >= 2 && strcmp (argv[1], "--child") == 0)
-        return bench_child (argc - 2, argv + 2);
-
-    const char *json_path = NULL, *plot_dir = NULL, *only = "12345678";
     static struct option options[] = {
         { "json", required_argument, 0, 'j' },
         { "plot", required_argument, 0, 'p' },
@@ -80,11 +79,12 @@ main (int argc, char **argv)
     };
     int opt;
     char *end;
+    uint64_t inflight;
     while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
         switch (opt) {
-            case 'j': json_path = optarg; break;
-            case 'p': plot_dir = optarg; break;
-            case 'o': only = optarg; break;
+            case 'j': *json_path = optarg; break;
+            case 'p': *plot_dir = optarg; break;
+            case 'o': *only = optarg; break;
             case 's':
                 bench.scale = strtod (optarg, &end);
                 if (*end || !(bench.scale > 0) || bench.scale > 100) {
@@ -94,11 +94,11 @@ main (int argc, char **argv)
                 }
                 break;
             case 'i':
-                bench.inflight = (int) strtol (optarg, &end, 10);
-                if (*end || bench.inflight < 1 || bench.inflight > 100000) {
+                if (numparse_uint (optarg, 100000, &inflight) || inflight < 1) {
                     fprintf (stderr, "emq-bench: --inflight '%s': expected 1..100000\n", optarg);
                     return EXIT_USAGE;
                 }
+                bench.inflight = (int) inflight;
                 break;
             case 'b':
                 if (!realpath (optarg, bench.build)) {
@@ -116,13 +116,21 @@ main (int argc, char **argv)
         fprintf (stderr, "emq-bench: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
+    return -1;
+}
+
+//  The build directory (next to this program unless --build said) and the
+//  run's temp dir with its empty configuration. Returns 0 or -1 (said why).
+static int
+s_setup (void)
+{
     if (!*bench.build) {
         //  build/bin/emq-bench -> build
         char self[PATH_MAX];
         ssize_t n = readlink ("/proc/self/exe", self, sizeof self - 1);
         if (n < 0) {
             fprintf (stderr, "emq-bench: /proc/self/exe: %s\n", strerror (errno));
-            return 1;
+            return -1;
         }
         self[n] = 0;
         snprintf (bench.build, sizeof bench.build, "%s", dirname (dirname (self)));
@@ -133,21 +141,51 @@ main (int argc, char **argv)
               getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
     if (!mkdtemp (bench.dir)) {
         fprintf (stderr, "emq-bench: mkdtemp %s: %s\n", bench.dir, strerror (errno));
-        return 1;
+        return -1;
     }
     char conf[1100];
     snprintf (conf, sizeof conf, "%s/empty.conf", bench.dir);
     FILE *file = fopen (conf, "w");
     if (file)
         fclose (file);
+    return 0;
+}
 
-    long nproc = sysconf (_SC_NPROCESSORS_ONLN);
-    printf ("emq-bench: %ld cpus, scale %g, %d in flight, temp dir %s\n\n", nproc,
-            bench.scale, bench.inflight, bench.dir);
-    int64_t started = bench_now_us ();
+//  Scenario 5: the three fsync policies; returns everysec's jobs/s.
+static double
+s_durable (const char *only, double e2e)
+{
+    double everysec = NAN;
+    const char *policies[] = { "always", "everysec", "off" };
+    for (size_t i = 0; i < 3; i++) {
+        if (!strchr (only, '5') && i != 1)
+            continue;
+        char scenario[32], data_dir[1200];
+        snprintf (scenario, sizeof scenario, "5.durable-%s", policies[i]);
+        snprintf (data_dir, sizeof data_dir, "%s/data-%s", bench.dir, policies[i]);
+        //  5 s each (8 s in scenario 2): the whole run must stay under
+        //  5 minutes on 2 cores.
+        bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir,
+                                  .fsync = policies[i],
+                                  .cap_us = (int64_t) (5e6 * bench.scale) };
+        double jps = bench_e2e_run (&opts);
+        double ratio = jps / e2e;
+        bench_figure (scenario, "ratio_to_in_memory", ratio, NULL);
+        bench_line (scenario, "= %.3f x in memory", ratio);
+        if (i == 1)
+            everysec = jps;
+        if (i == 0)
+            bench_target ("5.durable", "fsync always / in memory", ratio, 0.5, true, "x");
+    }
+    return everysec;
+}
+
+//  The scenarios named in only, in order.
+static void
+s_scenarios (const char *only)
+{
     bench_baseline_t base = { NAN, NAN, NAN, NAN };
-    double e2e = NAN, always = NAN, everysec = NAN;
-
+    double e2e = NAN, everysec = NAN;
     if (strchr (only, '1'))
         bench_baseline (&base);
     if (strchr (only, '2') || strchr (only, '3') || strchr (only, '5') || strchr (only, '6')) {
@@ -167,43 +205,37 @@ main (int argc, char **argv)
         bench_latency (&base, e2e);
     if (strchr (only, '4'))
         bench_router_alone ();
-    if (strchr (only, '5') || strchr (only, '6')) {
-        const char *policies[] = { "always", "everysec", "off" };
-        for (size_t i = 0; i < 3; i++) {
-            if (!strchr (only, '5') && i != 1)
-                continue;
-            char scenario[32], data_dir[1200];
-            snprintf (scenario, sizeof scenario, "5.durable-%s", policies[i]);
-            snprintf (data_dir, sizeof data_dir, "%s/data-%s", bench.dir, policies[i]);
-            //  5 s each (8 s in scenario 2): the whole run must stay under
-            //  5 minutes on 2 cores.
-            bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir,
-                                      .fsync = policies[i],
-                                      .cap_us = (int64_t) (5e6 * bench.scale) };
-            double jps = bench_e2e_run (&opts);
-            double ratio = jps / e2e;
-            bench_figure (scenario, "ratio_to_in_memory", ratio, NULL);
-            bench_line (scenario, "= %.3f x in memory", ratio);
-            if (i == 0)
-                always = jps;
-            if (i == 1)
-                everysec = jps;
-            if (i == 0)
-                bench_target ("5.durable", "fsync always / in memory", ratio, 0.5, true, "x");
-        }
-        (void) always;
-    }
+    if (strchr (only, '5') || strchr (only, '6'))
+        everysec = s_durable (only, e2e);
     if (strchr (only, '6'))
         bench_memory (e2e, everysec);
     if (strchr (only, '7'))
         bench_fanout ();
     if (strchr (only, '8'))
         bench_compare ();
+}
 
+int
+main (int argc, char **argv)
+{
+    //  A baseline child: nothing else of the benchmark runs in it.
+    if (argc >= 2 && strcmp (argv[1], "--child") == 0)
+        return bench_child (argc - 2, argv + 2);
+    const char *json_path = NULL, *plot_dir = NULL, *only = "12345678";
+    int rc = s_parse_args (argc, argv, &json_path, &plot_dir, &only);
+    if (rc >= 0)
+        return rc;
+    if (s_setup ())
+        return 1;
+    long nproc = sysconf (_SC_NPROCESSORS_ONLN);
+    printf ("emq-bench: %ld cpus, scale %g, %d in flight, temp dir %s\n\n", nproc,
+            bench.scale, bench.inflight, bench.dir);
+    int64_t started = bench_now_us ();
+    s_scenarios (only);
     bench_print_table ();
     bench_print_compare ();
     printf ("\nemq-bench: done in %.0f s\n", (bench_now_us () - started) / 1e6);
-    int rc = 0;
+    rc = 0;
     if (json_path && bench_write_json (json_path))
         rc = 1;
     if (plot_dir && bench_write_plots (plot_dir))
