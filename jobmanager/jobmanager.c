@@ -39,6 +39,7 @@
     one slot, and s_settle() then sends only what is still missing.
 */
 #include "jobmanager.h"
+#include "clock.h"
 #include "curve.h"
 #include "emqp.h"
 #include "headers.h"
@@ -113,12 +114,6 @@ static void s_balance (jobmanager_t *self);
 
 //  --------------------------------------------------------------------------
 //  Small helpers
-
-static int64_t
-s_now_ms (void)
-{
-    return zclock_mono ();
-}
 
 //  Copies text, replacing every byte that is not part of valid UTF-8 with
 //  U+FFFD, so an error text can travel as text. Caller owns the result.
@@ -219,7 +214,7 @@ s_settle (jobmanager_t *self)
     //  an ACK finds the same again.
     int64_t absorbed = (int64_t) workers_coming (self->workers);
     if (self->announced > target + absorbed && self->announced > 0
-    &&  s_now_ms () - self->inform_sent_ms >= 100) {
+    &&  clock_mono_ms () - self->inform_sent_ms >= 100) {
         log_info ("jobmanager %s: the router counts %" PRId64 " free slot(s), we have %"
                   PRId64 "; registering again to reset its count", s_id (self),
                   self->announced, target);
@@ -440,7 +435,7 @@ s_report_text (jobmanager_t *self, const jm_job_t *job, emqp_status_t status,
 {
     jm_outcome_t outcome = {
         .status = status, .value = text, .value_size = strlen (text),
-        .wall_us = jm_job_wall_us (job, s_now_ms ())
+        .wall_us = jm_job_wall_us (job, clock_mono_ms ())
     };
     s_report (self, job, &outcome);
 }
@@ -503,7 +498,7 @@ s_send_heartbeat (jobmanager_t *self)
     else
         free (stats);
     s_send (self, &msg);
-    self->last_heartbeat_ms = s_now_ms ();
+    self->last_heartbeat_ms = clock_mono_ms ();
 }
 
 //  --------------------------------------------------------------------------
@@ -576,7 +571,7 @@ s_hold_arm (jobmanager_t *self)
                                       self->settings->prefetch_hold_ms);
     if (deadline < 0)
         return;
-    int64_t delay = deadline - s_now_ms ();
+    int64_t delay = deadline - clock_mono_ms ();
     self->hold_timer = zloop_timer (self->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_hold,
                                     self);
 }
@@ -614,7 +609,7 @@ s_on_hold (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     jobmanager_t *self = arg;
     self->hold_timer = -1;      // a one-shot timer, gone after this call
-    s_return_held (self, s_now_ms ());
+    s_return_held (self, clock_mono_ms ());
     s_hold_arm (self);
     return 0;
 }
@@ -629,7 +624,7 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
     self->announced--;          // the router spent a slot (or prefetch room)
     if (msg->epoch > self->max_epoch)
         self->max_epoch = msg->epoch;
-    jm_job_t *job = jm_job_new (msg, self->connection, s_now_ms ());
+    jm_job_t *job = jm_job_new (msg, self->connection, clock_mono_ms ());
     if (!job) {
         log_error ("jobmanager %s: out of memory for job %s", s_id (self), msg->msgid);
         return;
@@ -711,7 +706,7 @@ s_inform (jobmanager_t *self)
     msg->peer_type = strdup ("worker");
     msg->agent = strdup ("emq/3");
     self->state = S_CONNECTING;
-    self->inform_sent_ms = s_now_ms ();
+    self->inform_sent_ms = clock_mono_ms ();
     s_send (self, &msg);
 }
 
@@ -773,7 +768,7 @@ s_connect (jobmanager_t *self)
     zloop_reader_set_tolerant (self->loop, self->dealer);
     log_info ("jobmanager %s: connecting to %s queues=%s", s_id (self), addr,
               self->settings->queues);
-    self->last_heard_ms = s_now_ms ();
+    self->last_heard_ms = clock_mono_ms ();
     s_inform (self);
 }
 
@@ -785,7 +780,7 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
         return;
     }
     self->state = S_ACTIVE;
-    self->last_heartbeat_ms = s_now_ms ();
+    self->last_heartbeat_ms = clock_mono_ms ();
     //  What the router understands: an older emq router (no agent in its
     //  ACK) needs a READY after every DONE and knows no RETURN.
     self->router_emq2 = msg->agent && strncmp (msg->agent, "emq/", 4) == 0
@@ -812,7 +807,7 @@ s_drain_start (jobmanager_t *self, const char *reason)
     self->draining = true;
     workers_stop (self->workers);
     int64_t grace_ms = self->settings->kill_grace_ms;
-    self->drain_deadline_ms = s_now_ms () + grace_ms;
+    self->drain_deadline_ms = clock_mono_ms () + grace_ms;
     log_info ("jobmanager %s: stopping (%s): %zu job(s) running, grace period %g s",
               s_id (self), reason, workers_running (self->workers), grace_ms / 1000.0);
 }
@@ -820,7 +815,7 @@ s_drain_start (jobmanager_t *self, const char *reason)
 static void
 s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
 {
-    self->last_heard_ms = s_now_ms ();
+    self->last_heard_ms = clock_mono_ms ();
     switch (msg->command) {
         case EMQP_ACK:
             s_on_ack (self, msg);
@@ -897,7 +892,7 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
         if (rc == 0)
             break;              // nothing more waiting
         if (rc < 0) {
-            self->last_heard_ms = s_now_ms ();
+            self->last_heard_ms = clock_mono_ms ();
             log_warning ("jobmanager %s: malformed message from the router dropped: %s",
                          s_id (self), fault.text);
             continue;
@@ -1086,7 +1081,7 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     jobmanager_t *self = arg;
-    int64_t now = s_now_ms ();
+    int64_t now = clock_mono_ms ();
     //  Reaping here too covers a SIGCHLD that raced with our handler setup.
     workers_reap (self->workers);
     workers_check_timeouts (self->workers, now);

@@ -10,6 +10,7 @@
 #include "jobmanager.h"
 #include "settings.h"
 #include "log.h"
+#include "program.h"
 #include "worker/worker.h"
 
 #include <czmq.h>
@@ -18,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_VERSION "0.1.0"
 
 //  Exit codes, as listed in --help and the man page.
 enum {
@@ -225,7 +225,7 @@ s_parse_args (int argc, char *argv [], s_args_t *args)
                 s_usage (stdout);
                 return S_EXIT_OK;
             case S_OPT_VERSION:
-                printf ("emq-jobmanager %s\n", S_VERSION);
+                program_print_version ("emq-jobmanager", NULL);
                 return S_EXIT_OK;
             case S_OPT_CONFIG:
                 args->config_path = optarg;

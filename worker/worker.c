@@ -8,6 +8,7 @@
     sees the exit and the broken pipe and reports the job as crashed.
 */
 #include "worker.h"
+#include "clock.h"
 #include "tests/testutil.h"
 #include "command.h"
 #include "log.h"
@@ -220,14 +221,6 @@ worker_setup (worker_t *self, char *err, size_t errlen)
 }
 
 static uint64_t
-s_now_us (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
-
-static uint64_t
 s_cpu_us (const struct rusage *usage)
 {
     return (uint64_t) usage->ru_utime.tv_sec * 1000000 + (uint64_t) usage->ru_utime.tv_usec
@@ -247,7 +240,7 @@ wire_msg_t *
 worker_run_job (worker_t *self, const wire_msg_t *job)
 {
     assert (self && job && job->type == WIRE_JOB);
-    uint64_t started_us = s_now_us ();
+    uint64_t started_us = (uint64_t) clock_mono_us ();
     struct rusage before, after;
     getrusage (RUSAGE_SELF, &before);
     wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
@@ -296,7 +289,7 @@ done:
 usage:
     if (outcome) {
         getrusage (RUSAGE_SELF, &after);
-        outcome->wall_us = s_now_us () - started_us;
+        outcome->wall_us = (uint64_t) clock_mono_us () - started_us;
         //  exec: the command's own use came from wait4; add the worker's.
         outcome->cpu_us += s_cpu_us (&after) - s_cpu_us (&before);
         if ((uint64_t) after.ru_maxrss > outcome->maxrss_kb)
