@@ -312,7 +312,7 @@ outbox_test (bool verbose)
     CHECK_EQ (outbox_pending (outbox), 0);
     s_test_expect (plain, EMQP_ACK, "p1");
     for (int i = 1; i <= 3; i++) {
-        char ref[8];
+        char ref[16];
         snprintf (ref, sizeof ref, "b%d", i);
         msg = s_test_msg ("batcher", ref, i == 2 ? 10 : 0);
         CHECK_EQ (outbox_send (outbox, &msg), 0);
