@@ -157,10 +157,10 @@ static const s_setting_t s_settings[] = {
       .max_len = 4000, .sections = S_ROUTER,
       .description = "CURVE: directory of the public certificates of the clients, "
                      "job managers and schedulers admitted; empty: any key" },
-    { .name = "prefetch", .type = S_TYPE_INT, .default_text = "128",
+    { .name = "prefetch", .type = S_TYPE_INT, .default_text = "32",
       .min = 0, .max = 1024, .sections = S_ROUTER,
       .description = "at most this many jobs sent to an emq/2 job manager beyond its "
-                     "free slots: about 50 ms of its work, at least 2 (it gives back "
+                     "free slots: about 25 ms of its work, at least 2 (it gives back "
                      "one it cannot start within prefetch_hold_ms); 0 = none" },
 
     //  [jobmanager]

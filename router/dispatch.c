@@ -152,7 +152,7 @@ dispatch_test (bool verbose)
     CHECK_EQ (heavy->prefetched, 2);
     CHECK (dispatch_pick (q, 2) == NULL);
     CHECK (dispatch_pick (q, 3) == NULL);       // slow so far: 2 at most
-    heavy->done_rate = 1000;                    // 50 ms of work: 50 jobs
+    heavy->done_rate = 1000;                    // 25 ms of work: 25 jobs
     CHECK (dispatch_pick (q, 3) == heavy);
     heavy->done_rate = 0;
     peers_slot_credit (heavy);                  // repays the prefetch first
@@ -161,18 +161,20 @@ dispatch_test (bool verbose)
     CHECK (dispatch_pick (q, 3) == twin);       // a free slot beats prefetch
 
     //  The allowance follows the rate: 2 for slow jobs, up to the cap for
-    //  quick ones (1,000 a second: 50 ms of work is 50 jobs).
+    //  quick ones (1,000 a second: 25 ms of work is 25 jobs).
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), DISPATCH_PREFETCH_MIN);
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 1), 1);
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 0), 0);
     for (int64_t ms = 1; ms <= 201; ms++)
         peers_note_done (heavy, ms);        // 1,000 a second
-    CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 50);
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 25);
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 20), 20);
     twin->slots = 0;
-    CHECK (dispatch_pick (q, 128) == heavy);  // 1 prefetched of 50
-    heavy->prefetched = 50;
+    CHECK (dispatch_pick (q, 128) == heavy);  // 1 prefetched of 25
+    heavy->prefetched = 25;
     CHECK (dispatch_pick (q, 128) == NULL);
+    peers_note_return (heavy);                  // it gave one back: half
+    CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 12);
     heavy->prefetched = 1;
     heavy->done_rate = 0;
     twin->slots = 1;

@@ -15,7 +15,8 @@
 
     How many jobs beyond its free slots a job manager gets follows how fast
     it finishes them: about DISPATCH_PREFETCH_MS of its work, at least
-    DISPATCH_PREFETCH_MIN and at most prefetch_max. Quick jobs are then
+    DISPATCH_PREFETCH_MIN and at most prefetch_max; a job manager that
+    gives a job back (it could not start it in time) has its pace halved. Quick jobs are then
     pipelined deep (no round trip to the router between two of them),
     while a prefetched job still normally starts well within the job
     manager's prefetch_hold_ms (100 ms by default), after which it would
@@ -35,7 +36,7 @@
 //  room in its prefetch allowance of prefetch_max.
 bool dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max);
 
-#define DISPATCH_PREFETCH_MS 50
+#define DISPATCH_PREFETCH_MS 25
 #define DISPATCH_PREFETCH_MIN 2
 //  The jobs peer may hold beyond its free slots now (0 with prefetch off).
 uint32_t dispatch_prefetch_allowance (const peer_t *peer, uint32_t prefetch_max);

@@ -230,6 +230,12 @@ peers_note_done (peer_t *peer, int64_t now_ms)
 }
 
 void
+peers_note_return (peer_t *peer)
+{
+    peer->done_rate /= 2;
+}
+
+void
 peers_job_attach (peer_t *peer, job_t *job)
 {
     assert (!job->peer);

@@ -102,6 +102,9 @@ void peers_slot_credit (peer_t *peer);
 //  towards its done_rate.
 #define PEERS_RATE_WINDOW_MS 100
 void peers_note_done (peer_t *peer, int64_t now_ms);
+//  It gave a job back unstarted: it was sent more than it could start in
+//  time, so its pace counts half.
+void peers_note_return (peer_t *peer);
 
 //  The jobs in flight on a peer: attach records the job there (job->peer),
 //  detach takes it back from whichever peer holds it (nothing if none).

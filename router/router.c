@@ -980,8 +980,10 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
         self->redispatch = true;
     }
     //  A RETURN stands for the READY of the slot the job held.
-    if (peer)
+    if (peer) {
+        peers_note_return (peer);
         s_slot_freed (self, peer);
+    }
 }
 
 static void

@@ -554,11 +554,11 @@ test_batch_kill9 (h_test_t *t)
     int64_t deadline = clock_mono_ms () + h_ms (60000);
     bool killed = false;
     size_t kill_at = (size_t) total / 3;
-    while ((int) load.count < total || load.inflight > 0) {
+    while (!killed || (int) load.count < total || load.inflight > 0) {
         REQUIRE_MSG (clock_mono_ms () < deadline, "%zu sent, %zu unACKed, killed %d", load.count,
                    load.inflight, killed);
         s_load_drain_max (&load, 0, 0);
-        if (!killed && load.acked >= kill_at) {
+        if (!killed && (load.acked >= kill_at || (int) load.count >= total)) {
             //  Two batches on their way, then kill -9.
             s_load_submit_many (&load, 200);
             s_load_submit_many (&load, 200);
@@ -850,7 +850,10 @@ test_backlog_restart_order (h_test_t *t)
     s_exit_check (t, router, 20000, 0, "router (SIGTERM)");
     int64_t stop_ms = clock_mono_ms () - start;
     start = clock_mono_ms ();
-    router = h_router (t, "router-2", "--queue-hwm", hwm, NULL);
+    //  No prefetch: a prefetched job that waits past the job manager's hold
+    //  goes back to the head of the queue while later ones run, which is
+    //  allowed (docs/protocol.md) but not the strict order checked here.
+    router = h_router (t, "router-2", "--queue-hwm", hwm, "--prefetch", "0", NULL);
     int64_t restart_ms = clock_mono_ms () - start;
     REQUIRE_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, count);
 
