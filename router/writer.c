@@ -28,10 +28,19 @@
 
 writer_step_fn *writer_step = sqlite3_step;
 
-//  WAL frames after which the thread checkpoints (SQLite's default is
-//  1,000 too), and the everysec policy's sync interval.
-#define S_CHECKPOINT_FRAMES 1000
-#define S_SYNC_INTERVAL_MS  1000
+//  The checkpointer is asked to copy the WAL back whenever it grew by
+//  S_CHECKPOINT_FRAMES (SQLite's own default), and each second if anything
+//  was committed (that checkpoint syncs the WAL first: the everysec
+//  policy's sync). The WAL is reused from its start (which costs the
+//  writer a checkpoint of the few frames committed since the checkpointer's
+//  last, and a sync) once it holds S_WAL_RESTART_FRAMES; past
+//  S_WAL_MAX_FRAMES the writer checkpoints it all itself.
+#define S_CHECKPOINT_FRAMES  1000
+#define S_WAL_RESTART_FRAMES 4096
+#define S_WAL_MAX_FRAMES     16384
+#define S_SYNC_INTERVAL_MS   1000
+//  A WAL reset after it grew larger than this is cut back to it.
+#define S_WAL_LIMIT_BYTES    (20 * 1024 * 1024)
 //  Rows a task deletes per transaction: a chunk takes about 10 ms, and a
 //  batch that arrives meanwhile waits for one chunk at most.
 #define S_EXPIRE_CHUNK      2000
@@ -424,8 +433,11 @@ typedef struct {
     store_fsync_t policy;
     char error[256];
     int wal_frames;             // frames in the WAL after the last commit
-    bool unsynced;              // committed since the last sync (everysec)
-    int64_t sync_due_ms;        // next everysec sync
+    int backfilled;             // of these, copied back to the database
+    bool unsynced;              // committed since the last checkpoint began
+    int64_t sync_due_ms;        // next once-a-second checkpoint
+    zactor_t *checkpointer;     // its thread (s_checkpointer_actor)
+    int checkpoints_out;        // requests it has not answered yet
     bool checkpoint_failing;    // the last checkpoint failed (logged once)
     int64_t checkpoint_retry_ms;    // not before this, after a failure
     s_task_t task;              // the long delete under way, if any
@@ -684,17 +696,14 @@ s_task_report (s_thread_t *self, int rc)
     self->task = S_TASK_NONE;
 }
 
-//  Checkpoints: the WAL's pages go to the database file, and the WAL is
-//  synced first (unless the policy is off), so this is also the everysec
-//  policy's sync. mode is SQLITE_CHECKPOINT_PASSIVE or _TRUNCATE.
+//  A checkpoint's outcome (the checkpointer's, or the writer's own).
 static void
-s_checkpoint (s_thread_t *self, int mode)
+s_checkpointed (s_thread_t *self, int rc, int log, int done, const char *error)
 {
-    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, mode, NULL, NULL);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
         //  Disk full, I/O error: said once; tried again each second.
         if (!self->checkpoint_failing)
-            log_warning ("store: checkpoint failed: %s", sqlite3_errmsg (self->db));
+            log_warning ("store: checkpoint failed: %s", error);
         self->checkpoint_failing = true;
         self->checkpoint_retry_ms = zclock_mono () + S_SYNC_INTERVAL_MS;
         return;
@@ -702,22 +711,61 @@ s_checkpoint (s_thread_t *self, int mode)
     if (self->checkpoint_failing)
         log_info ("store: checkpoints work again");
     self->checkpoint_failing = false;
-    self->unsynced = false;
-    self->wal_frames = 0;
+    //  The WAL may have been reset by then (the counts are -1 if so).
+    if (log >= 0 && log <= self->wal_frames && done > self->backfilled)
+        self->backfilled = done;
 }
 
-//  Syncs and checkpoints that are due.
+//  The writer's own checkpoint: what the checkpointer has not copied yet
+//  (usually a few frames), so that the next commit can reuse the WAL from
+//  its start. Between batches only.
+static void
+s_checkpoint_tail (s_thread_t *self)
+{
+    int log = -1, done = -1;
+    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    s_checkpointed (self, rc, log, done, sqlite3_errmsg (self->db));
+}
+
+//  The checkpointer answered.
+static void
+s_checkpoint_reply (s_thread_t *self)
+{
+    int rc = SQLITE_ERROR, log = -1, done = -1;
+    char *error = NULL;
+    if (zsock_recv (self->checkpointer, "iiis", &rc, &log, &done, &error) == 0) {
+        self->checkpoints_out--;
+        s_checkpointed (self, rc, log, done, error ? error : "");
+    }
+    free (error);
+    if (self->checkpoints_out == 0 && self->wal_frames >= S_WAL_RESTART_FRAMES
+    &&  self->wal_frames - self->backfilled < S_WAL_RESTART_FRAMES)
+        s_checkpoint_tail (self);
+}
+
+//  Checkpoints that are due: asked of the checkpointer, which works beside
+//  the writer (SQLite lets a checkpoint run while another connection
+//  commits), so that batches never wait for one.
 static void
 s_housekeeping (s_thread_t *self)
 {
     int64_t now = zclock_mono ();
     bool due = now >= self->sync_due_ms;
-    bool full = self->wal_frames >= S_CHECKPOINT_FRAMES && now >= self->checkpoint_retry_ms;
-    bool sync = self->policy == STORE_FSYNC_EVERYSEC && self->unsynced && due;
-    if (full || sync)
-        s_checkpoint (self, SQLITE_CHECKPOINT_PASSIVE);
     if (due)
         self->sync_due_ms = now + S_SYNC_INTERVAL_MS;
+    if (now < self->checkpoint_retry_ms)
+        return;
+    if (self->wal_frames >= S_WAL_MAX_FRAMES && self->checkpoints_out == 0) {
+        s_checkpoint_tail (self);       // the checkpointer fell behind
+        return;
+    }
+    bool grown = self->wal_frames - self->backfilled >= S_CHECKPOINT_FRAMES;
+    if (self->checkpoints_out == 0 && (grown || (self->unsynced && due))) {
+        if (zstr_send (self->checkpointer, "CHECKPOINT") == 0) {
+            self->checkpoints_out++;
+            self->unsynced = false;     // it syncs what is committed now
+        }
+    }
 }
 
 static int
@@ -725,7 +773,10 @@ s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
 {
     (void) db;
     (void) name;
-    ((s_thread_t *) arg)->wal_frames = frames;
+    s_thread_t *self = (s_thread_t *) arg;
+    if (frames < self->wal_frames)
+        self->backfilled = 0;           // the WAL was reused from its start
+    self->wal_frames = frames;
     return SQLITE_OK;
 }
 
@@ -750,7 +801,7 @@ s_thread_open (s_thread_t *self, const char *path)
     //  where that costs no extra page write.
     snprintf (pragmas, sizeof pragmas, "%s; PRAGMA cache_size = -2048; PRAGMA mmap_size = 0;"
               " PRAGMA journal_size_limit = %d; PRAGMA secure_delete = FAST", sync,
-              8 * 1024 * 1024);
+              S_WAL_LIMIT_BYTES);
     char *message = NULL;
     if (sqlite3_exec (self->db, pragmas, NULL, NULL, &message) != SQLITE_OK) {
         snprintf (self->error, sizeof self->error, "cannot set up %s: %s", path,
@@ -775,10 +826,77 @@ s_thread_open (s_thread_t *self, const char *path)
 static void
 s_thread_close (s_thread_t *self)
 {
+    zactor_destroy (&self->checkpointer);
     for (int i = 0; i < W_STATEMENT_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
     if (self->db)
         sqlite3_close (self->db);
+}
+
+//  --------------------------------------------------------------------------
+//  The checkpointer: a thread of the writer's with a connection of its own.
+//  It copies the WAL back into the database (and syncs both files, which
+//  is the everysec policy's sync) while the writer goes on committing; a
+//  checkpoint takes 10 to 30 ms, which a batch never waits for.
+
+typedef struct {
+    const char *path;
+    store_fsync_t policy;
+    bool failed;                // could not start (reason in error)
+    char error[256];
+} s_checkpointer_args_t;
+
+static void
+s_checkpointer_actor (zsock_t *pipe, void *args)
+{
+    s_checkpointer_args_t *setup = (s_checkpointer_args_t *) args;
+    sigset_t all;
+    sigfillset (&all);
+    pthread_sigmask (SIG_BLOCK, &all, NULL);
+    pthread_setname_np (pthread_self (), "emq-checkpoint");
+    sqlite3 *db = NULL;
+    //  The sync level is the policy's: it decides what a checkpoint syncs.
+    const char *pragmas = setup->policy == STORE_FSYNC_ALWAYS
+                          ? "PRAGMA synchronous = FULL; PRAGMA cache_size = -256"
+                          : setup->policy == STORE_FSYNC_EVERYSEC
+                          ? "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256"
+                          : "PRAGMA synchronous = OFF; PRAGMA cache_size = -256";
+    if (sqlite3_open_v2 (setup->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                         NULL) != SQLITE_OK
+    ||  sqlite3_exec (db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+        setup->failed = true;
+        snprintf (setup->error, sizeof setup->error, "cannot open %s: %s", setup->path,
+                  db ? sqlite3_errmsg (db) : "out of memory");
+        sqlite3_close (db);
+        zsock_signal (pipe, 1);
+        return;
+    }
+    sqlite3_busy_timeout (db, 2000);
+    zsock_signal (pipe, 0);
+    while (true) {
+        char *command = zstr_recv (pipe);
+        if (!command) {
+            if (zmq_errno () == ETERM)
+                break;
+            continue;
+        }
+        bool stop = streq (command, "$TERM");
+        if (!stop) {
+            //  TRUNCATE (after a backlog drained): the WAL file is cut to
+            //  nothing, and the memory given back.
+            bool truncate = streq (command, "TRUNCATE");
+            int log = -1, done = -1;
+            int rc = sqlite3_wal_checkpoint_v2 (db, NULL, truncate ? SQLITE_CHECKPOINT_TRUNCATE
+                                                : SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+            if (truncate)
+                sqlite3_db_release_memory (db);
+            zsock_send (pipe, "iiis", rc, log, done, rc == SQLITE_OK ? "" : sqlite3_errmsg (db));
+        }
+        free (command);
+        if (stop)
+            break;
+    }
+    sqlite3_close (db);
 }
 
 struct writer_t {
@@ -833,7 +951,8 @@ s_thread_command (s_thread_t *self)
     }
     else
     if (streq (command, "RELEASE")) {
-        s_checkpoint (self, SQLITE_CHECKPOINT_TRUNCATE);
+        if (zstr_send (self->checkpointer, "TRUNCATE") == 0)
+            self->checkpoints_out++;
         sqlite3_db_release_memory (self->db);
     }
     free (command);
@@ -850,8 +969,16 @@ s_writer_actor (zsock_t *pipe, void *args)
     sigset_t all;
     sigfillset (&all);
     pthread_sigmask (SIG_BLOCK, &all, NULL);
+    pthread_setname_np (pthread_self (), "emq-writer");     // for top -H, perf
     s_thread_t self = { .pipe = pipe, .policy = writer->policy };
-    if (s_thread_open (&self, writer->path)) {
+    s_checkpointer_args_t args_c = { writer->path, writer->policy, false, "" };
+    if (s_thread_open (&self, writer->path) == 0) {
+        self.checkpointer = zactor_new (s_checkpointer_actor, &args_c);
+        if (!self.checkpointer || args_c.failed)
+            snprintf (self.error, sizeof self.error, "%s",
+                      self.checkpointer ? args_c.error : "cannot start the checkpointer");
+    }
+    if (!self.checkpointer || args_c.failed) {
         //  The creator reads this once zactor_new returns.
         writer->failed = true;
         snprintf (writer->error, sizeof writer->error, "%s", self.error);
@@ -861,7 +988,7 @@ s_writer_actor (zsock_t *pipe, void *args)
     }
     self.sync_due_ms = zclock_mono () + S_SYNC_INTERVAL_MS;
     zsock_signal (pipe, 0);
-    zpoller_t *poller = zpoller_new (pipe, NULL);
+    zpoller_t *poller = zpoller_new (pipe, self.checkpointer, NULL);
     bool running = poller != NULL;
     //  SIGTERM sets zsys_interrupted for the whole process; the loop stops
     //  on it, and this thread must go on until it is told to ($TERM).
@@ -875,10 +1002,13 @@ s_writer_actor (zsock_t *pipe, void *args)
         if (which == pipe)
             running = s_thread_command (&self);
         else
+        if (which == self.checkpointer)
+            s_checkpoint_reply (&self);
+        else
         if (zpoller_terminated (poller) && zmq_errno () == ETERM)
             running = false;            // the context is gone
         else
-        if (self.task != S_TASK_NONE) {
+        if (self.task != S_TASK_NONE && !which) {
             int rc = s_task_chunk (&self);
             if (rc <= 0)
                 s_task_report (&self, rc);
