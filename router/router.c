@@ -1967,6 +1967,7 @@ router_run (router_t *self)
 //  Self test: a router in a thread, real eMQP through DEALER sockets.
 
 #include "tests/testutil.h"
+#include "writer.h"
 
 static void
 s_test_actor (zsock_t *pipe, void *args)
@@ -2256,6 +2257,107 @@ s_test_reconcile (void)
     s_test_rig_stop (&rig);
 }
 
+//  With a data directory: an ACK goes only once its job's row is
+//  committed, and a slow commit (a slow disk) holds back the ACKs of its
+//  own batch only: jobs already ACKed are dispatched, and STATUS answered,
+//  while it is on its way.
+static int s_test_commit_ms;
+
+static int
+s_test_slow_step (sqlite3_stmt *stmt)
+{
+    const char *sql = sqlite3_sql (stmt);
+    if (s_test_commit_ms && sql && streq (sql, "COMMIT"))
+        zclock_sleep (s_test_commit_ms);
+    return sqlite3_step (stmt);
+}
+
+static int64_t
+s_test_rows (sqlite3 *db, const char *msgid)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t count = -1;
+    if (sqlite3_prepare_v2 (db, "SELECT count(*) FROM jobs WHERE msgid = ?", -1, &stmt,
+                            NULL) == SQLITE_OK) {
+        sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_STATIC);
+        if (sqlite3_step (stmt) == SQLITE_ROW)
+            count = sqlite3_column_int64 (stmt, 0);
+    }
+    sqlite3_finalize (stmt);
+    return count;
+}
+
+static void
+s_test_durable (void)
+{
+    char dir[] = "/tmp/emq-router-test-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char path[256];
+    snprintf (path, sizeof path, "%s/emq.db", dir);
+    s_test_rig_t rig = { .settings = {
+        .frontend = "inproc://durable-frontend", .backend = "inproc://durable-backend",
+        .admin = "inproc://durable-admin", .queue_hwm = 100, .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000, .heartbeat_liveness = 3, .payload_max = 1024,
+        .db_path = path, .fsync = STORE_FSYNC_ALWAYS } };
+    rig.actor = zactor_new (s_test_actor, &rig.settings);
+    CHECK (rig.actor != NULL);
+    rig.client = zsock_new_dealer (rig.settings.frontend);
+    rig.admin = zsock_new_dealer (rig.settings.admin);
+    rig.jm = s_test_jm (rig.settings.backend, "jm-durable", "emq/2", "[[10, \"default\"]]");
+    sqlite3 *db = NULL;
+    CHECK_EQ (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+
+    //  The ACK comes with the row on disk.
+    const char *first[] = { "kept-1" };
+    s_test_rig_submit (&rig, first, 1);
+    CHECK_EQ (s_test_rows (db, "kept-1"), 1);
+
+    //  Every commit now takes 600 ms. kept-2's batch is on its way...
+    s_test_commit_ms = 600;
+    writer_step = s_test_slow_step;
+    int64_t start = zclock_mono ();
+    s_test_send (rig.client, s_test_request ("kept-2", "default", "reply-requested"));
+    zclock_sleep (50);          // let it reach the router and its writer
+    //  ...meanwhile STATUS is answered and kept-1 is dispatched at once.
+    s_test_send (rig.admin, emqp_msg_new (EMQP_STATUS));
+    emqp_msg_t *msg = s_test_expect (rig.admin, EMQP_REPLY);
+    CHECK (msg != NULL);
+    emqp_msg_destroy (&msg);
+    s_test_send (rig.jm, emqp_msg_new (EMQP_READY));
+    uint64_t epoch = s_test_expect_job (rig.jm, "kept-1", 1);
+    int64_t served_ms = zclock_mono () - start;
+    CHECK (served_ms < 400);
+    //  The ACK of kept-2 comes only after its commit, and its row is there.
+    msg = s_test_expect (rig.client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "kept-2");
+    emqp_msg_destroy (&msg);
+    CHECK (zclock_mono () - start >= 600);
+    CHECK_EQ (s_test_rows (db, "kept-2"), 1);
+    s_test_commit_ms = 0;
+    writer_step = sqlite3_step;
+
+    //  kept-1's RESULT goes out before its end is committed; a FETCH finds
+    //  the outcome in memory meanwhile, and in the store after.
+    s_test_send (rig.jm, s_test_done ("kept-1", epoch, EMQP_STATUS_OK, "one"));
+    msg = s_test_expect (rig.client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "kept-1");
+    emqp_msg_destroy (&msg);
+    emqp_msg_t *fetch = emqp_msg_new (EMQP_FETCH);
+    fetch->ref = strdup ("kept-1");
+    s_test_send (rig.client, fetch);
+    msg = s_test_expect (rig.client, EMQP_RESULT);
+    CHECK (msg && zframe_streq (msg->payload, "one"));
+    emqp_msg_destroy (&msg);
+    s_test_rig_stop (&rig);
+    sqlite3_close (db);
+    const char *files[] = { "emq.db", "emq.db-wal", "emq.db-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf (path, sizeof path, "%s/%s", dir, files[i]);
+        unlink (path);
+    }
+    rmdir (dir);
+}
+
 void
 router_test (bool verbose)
 {
@@ -2461,6 +2563,7 @@ router_test (bool verbose)
 
     s_test_emq2 ();
     s_test_reconcile ();
+    s_test_durable ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");

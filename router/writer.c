@@ -1158,3 +1158,247 @@ writer_recv (writer_t *self, writer_event_t *event, int timeout_ms)
     zmsg_destroy (&msg);
     return rc;
 }
+
+//  --------------------------------------------------------------------------
+//  Self test
+
+#include "tests/testutil.h"
+#include <unistd.h>
+
+//  Statements starting with s_fail_prefix fail (as on a full disk); a
+//  COMMIT takes s_commit_ms longer (a slow disk). Set by the test thread
+//  before it submits, read by the writer's.
+static const char *s_fail_prefix;
+static int s_commit_ms;
+
+static int
+s_test_step (sqlite3_stmt *stmt)
+{
+    const char *sql = sqlite3_sql (stmt);
+    if (s_fail_prefix && sql && strncmp (sql, s_fail_prefix, strlen (s_fail_prefix)) == 0)
+        return SQLITE_FULL;
+    if (s_commit_ms && sql && streq (sql, "COMMIT"))
+        zclock_sleep (s_commit_ms);
+    return sqlite3_step (stmt);
+}
+
+static int64_t
+s_test_count (sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t value = -1;
+    if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
+    &&  sqlite3_step (stmt) == SQLITE_ROW)
+        value = sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    return value;
+}
+
+static void
+s_test_record (int64_t seq, const writer_dispatch_t *dispatch, void *arg)
+{
+    CHECK_UEQ (dispatch->epoch, 99);
+    *(int64_t *) arg = seq;
+}
+
+static writer_batch_t *
+s_test_batch (int64_t first, int count, const char *prefix)
+{
+    writer_batch_t *batch = writer_batch_new ();
+    for (int i = 0; i < count; i++) {
+        char msgid[32];
+        snprintf (msgid, sizeof msgid, "%s%d", prefix, i);
+        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "h", .payload = "pay",
+                            .payload_size = 3, .state = STORE_QUEUED, .created_at = 1 };
+        CHECK_EQ (writer_batch_insert (batch, first + i, &row), 0);
+    }
+    return batch;
+}
+
+static writer_event_t
+s_test_event (writer_t *writer)
+{
+    writer_event_t event;
+    CHECK_EQ (writer_recv (writer, &event, 10000), 0);
+    return event;
+}
+
+void
+writer_test (bool verbose)
+{
+    if (verbose)
+        printf (" * writer: ");
+    char dir[] = "/tmp/emq-writer-test-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char path[256], err[256];
+    snprintf (path, sizeof path, "%s/jobs.db", dir);
+    //  The store lays the tables out; the writer only writes rows.
+    store_t *store = store_open (path, STORE_FSYNC_EVERYSEC, err, sizeof err);
+    CHECK (store != NULL);
+    store_close (&store);
+    writer_t *writer = writer_new (path, STORE_FSYNC_EVERYSEC, err, sizeof err);
+    CHECK (writer != NULL);
+    if (!writer)
+        return;
+    sqlite3 *db = NULL;
+    CHECK_EQ (sqlite3_open (path, &db), SQLITE_OK);
+
+    //  A batch grows past its first buffer (big payloads, many changes) and
+    //  keeps every byte.
+    writer_batch_t *big = writer_batch_new ();
+    static char payload[100 * 1024];
+    for (size_t i = 0; i < sizeof payload; i++)
+        payload[i] = (char) i;
+    for (int i = 0; i < 600; i++) {
+        char msgid[32];
+        snprintf (msgid, sizeof msgid, "big%d", i);
+        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = payload,
+                            .payload_size = i < 3 ? sizeof payload : 10, .client = "\0id", .client_size = 3,
+                            .state = STORE_SCHEDULED, .run_at = 5, .created_at = 1 };
+        CHECK_EQ (writer_batch_insert (big, 1000 + i, &row), 0);
+    }
+    CHECK_EQ (writer_batch_size (big), 600);
+    writer_batch_t *sent = big;
+    CHECK_EQ (writer_submit (writer, &big), 0);
+    CHECK (big == NULL);
+    writer_event_t event = s_test_event (writer);
+    CHECK (event.type == WRITER_COMMITTED && event.batch == sent && event.rc == 0);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE state = 'scheduled'"), 600);
+    CHECK_EQ (s_test_count (db, "SELECT length (payload) FROM jobs WHERE seq = 1002"),
+              (int64_t) sizeof payload);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq = 1002 AND"
+                                " substr (payload, 1001, 1) = x'e8' AND client = x'006964'"), 1);
+    writer_batch_reset (event.batch);           // memory a burst took goes back
+    CHECK_EQ (writer_batch_size (event.batch), 0);
+    writer_batch_destroy (&event.batch);
+
+    //  Batches come back in the order they went, each committed whole; an
+    //  insert of a msgid stored already is reported, not written.
+    writer_batch_t *first = s_test_batch (1, 3, "a"), *second = s_test_batch (4, 2, "b");
+    store_row_t again = { .msgid = "a0", .queue = "q", .headers = "", .payload = "",
+                          .state = STORE_QUEUED, .created_at = 1 };
+    CHECK_EQ (writer_batch_insert (second, 6, &again), 0);
+    writer_dispatch_t dispatch = { 1, 99 };
+    CHECK_EQ (writer_batch_ended (second, 1, STORE_DONE, "ok", "42", 2, "u", 7, &dispatch), 0);
+    CHECK_EQ (writer_batch_meta (second, "fence", 12), 0);
+    writer_batch_t *a = first, *b = second;
+    CHECK_EQ (writer_submit (writer, &first), 0);
+    CHECK_EQ (writer_submit (writer, &second), 0);
+    event = s_test_event (writer);
+    CHECK (event.batch == a && event.rc == 0);
+    CHECK (!writer_batch_duplicate (a, 1));
+    writer_batch_destroy (&event.batch);
+    event = s_test_event (writer);
+    CHECK (event.batch == b && event.rc == 0);
+    CHECK (writer_batch_duplicate (b, 6));
+    CHECK (!writer_batch_duplicate (b, 4));
+    writer_batch_destroy (&event.batch);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq BETWEEN 1 AND 6"), 5);
+    CHECK_EQ (s_test_count (db, "SELECT attempt * 1000 + epoch FROM jobs WHERE seq = 1"
+                                " AND state = 'done' AND payload = x''"), 1099);
+    CHECK_EQ (s_test_count (db, "SELECT value FROM meta WHERE key = 'fence'"), 12);
+
+    //  A failed change fails its batch: rolled back, the error says which
+    //  change; the next batch is written.
+    writer_step = s_test_step;
+    s_fail_prefix = "UPDATE jobs SET state = 'running'";
+    writer_batch_t *failing = s_test_batch (10, 2, "c");
+    CHECK_EQ (writer_batch_dispatched (failing, 4, &dispatch), 0);
+    CHECK_EQ (writer_submit (writer, &failing), 0);
+    event = s_test_event (writer);
+    CHECK (event.rc == -1);
+    CHECK_CONTAINS (event.error, "mark job running");
+    CHECK_CONTAINS (writer_batch_error (event.batch), "full");
+    //  Its dispatches can be had back (the store records them again).
+    int64_t seen_seq = 0;
+    writer_batch_dispatches (event.batch, s_test_record, &seen_seq);
+    CHECK_EQ (seen_seq, 4);
+    writer_batch_destroy (&event.batch);
+    s_fail_prefix = NULL;
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq IN (10, 11)"), 0);
+    //  A failed COMMIT too; and a batch made to fail without being run.
+    s_fail_prefix = "COMMIT";
+    failing = s_test_batch (10, 2, "c");
+    CHECK_EQ (writer_submit (writer, &failing), 0);
+    event = s_test_event (writer);
+    CHECK (event.rc == -1);
+    CHECK_CONTAINS (event.error, "commit");
+    writer_batch_destroy (&event.batch);
+    s_fail_prefix = NULL;
+    failing = s_test_batch (10, 2, "c");
+    writer_batch_fail (failing, "insert job: out of memory");
+    CHECK_EQ (writer_submit (writer, &failing), 0);
+    event = s_test_event (writer);
+    CHECK (event.rc == -1);
+    CHECK_STREQ (event.error, "insert job: out of memory");
+    writer_batch_destroy (&event.batch);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq IN (10, 11)"), 0);
+
+    //  A slow commit (a slow disk) holds the writer only: the submit returns
+    //  at once, the event comes when the commit is done.
+    s_commit_ms = 300;
+    writer_batch_t *slow = s_test_batch (20, 1, "d");
+    int64_t start = zclock_mono ();
+    CHECK_EQ (writer_submit (writer, &slow), 0);
+    CHECK (zclock_mono () - start < 100);
+    CHECK_EQ (writer_recv (writer, &event, 0), -1);     // not yet
+    event = s_test_event (writer);
+    CHECK (zclock_mono () - start >= 300);
+    CHECK (event.rc == 0);
+    writer_batch_destroy (&event.batch);
+    s_commit_ms = 0;
+    writer_step = sqlite3_step;
+
+    //  Long deletes are chunked: a batch submitted after a purge of 12,000
+    //  dead rows is committed before the purge ends.
+    writer_batch_t *dead = writer_batch_new ();
+    for (int i = 0; i < 12000; i++) {
+        char msgid[32];
+        snprintf (msgid, sizeof msgid, "dead%d", i);
+        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = "",
+                            .state = STORE_QUEUED, .created_at = 1 };
+        writer_batch_insert (dead, 100000 + i, &row);
+        writer_batch_ended (dead, 100000 + i, STORE_DEAD, "failed", "x", 1, "", 50 + i, NULL);
+    }
+    CHECK_EQ (writer_submit (writer, &dead), 0);
+    event = s_test_event (writer);
+    CHECK (event.rc == 0);
+    writer_batch_destroy (&event.batch);
+    CHECK_EQ (writer_purge_dead (writer), 0);
+    writer_batch_t *during = s_test_batch (30, 1, "e");
+    CHECK_EQ (writer_submit (writer, &during), 0);
+    event = s_test_event (writer);
+    CHECK (event.type == WRITER_COMMITTED && event.rc == 0);
+    writer_batch_destroy (&event.batch);
+    event = s_test_event (writer);
+    CHECK (event.type == WRITER_PURGED && event.rc == 0);
+    CHECK_EQ (event.count, 12000);
+    //  Expiry: done rows ended before now - ttl go.
+    CHECK_EQ (writer_expire (writer, 10, 2, 1e9), 0);     // "a0" ended at 7
+    event = s_test_event (writer);
+    CHECK (event.type == WRITER_EXPIRED && event.rc == 0);
+    CHECK_EQ (event.count, 1);
+    CHECK_EQ (writer_release_memory (writer), 0);
+
+    //  A batch still out when the writer goes is given back and freed.
+    writer_batch_t *last = s_test_batch (40, 1, "f");
+    CHECK_EQ (writer_submit (writer, &last), 0);
+    writer_destroy (&writer);
+    CHECK (writer == NULL);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq = 40"), 1);
+    sqlite3_close (db);
+
+    //  A database the writer cannot open is refused with a clear error.
+    writer = writer_new ("/nonexistent/dir/x.db", STORE_FSYNC_OFF, err, sizeof err);
+    CHECK (writer == NULL);
+    CHECK_CONTAINS (err, "/nonexistent/dir/x.db");
+    char file[300];
+    const char *suffixes[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf (file, sizeof file, "%s%s", path, suffixes[i]);
+        unlink (file);
+    }
+    rmdir (dir);
+    if (verbose)
+        printf ("OK\n");
+}

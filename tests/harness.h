@@ -79,10 +79,15 @@ int h_main (const h_testdef_t *tests, size_t count, int argc, char **argv);
 //  The durability tests (durability.c), run after integration.c's own.
 extern const h_testdef_t h_durability_tests[];
 extern const size_t h_durability_count;
+//  The durable path's tests (durable_path.c): the writer thread.
+extern const h_testdef_t h_durable_path_tests[];
+extern const size_t h_durable_path_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
 
+//  The build directory in use (absolute): bin/, plugins/, tests/.
+const char *h_build_dir (void);
 //  Monotonic milliseconds.
 int64_t h_now_ms (void);
 //  A timeout in ms multiplied by the scale (slow wrappers need longer).

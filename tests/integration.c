@@ -1948,12 +1948,15 @@ int
 main (int argc, char **argv)
 {
     size_t own = sizeof s_tests / sizeof s_tests[0];
-    h_testdef_t *all = calloc (own + h_durability_count, sizeof *all);
+    size_t count = own + h_durability_count + h_durable_path_count;
+    h_testdef_t *all = calloc (count, sizeof *all);
     if (!all)
         return 2;
     memcpy (all, s_tests, sizeof s_tests);
     memcpy (all + own, h_durability_tests, h_durability_count * sizeof *all);
-    int rc = h_main (all, own + h_durability_count, argc, argv);
+    memcpy (all + own + h_durability_count, h_durable_path_tests,
+            h_durable_path_count * sizeof *all);
+    int rc = h_main (all, count, argc, argv);
     free (all);
     return rc;
 }

@@ -21,6 +21,7 @@
 #include "router/peers.h"
 #include "router/router.h"
 #include "router/store.h"
+#include "router/writer.h"
 #include "common/pidlock.h"
 #include "common/curve.h"
 #include "worker/wire.h"
@@ -63,6 +64,7 @@ static const s_test_t s_tests[] = {
     { "dispatch", dispatch_test },
     { "peers",   peers_test },
     { "store",   store_test },
+    { "writer",  writer_test },
     { "pidlock", pidlock_test },
     { "curve",   curve_test },
     { "router",  router_test },
