@@ -46,7 +46,7 @@ static const char *s_state_names[STORE_STATE_COUNT] = {
 //  The loop's page cache, in KiB (the writer has its own, of 2 MiB): what
 //  it may hold whatever the backlog. Reads are of single rows and short
 //  pages of the dead list; the OS page cache does the rest (not in RSS).
-#define S_CACHE_KIB         1024
+#define S_CACHE_KIB         512
 //  How long a dispatch waits for the job's next write before it is written
 //  on its own: jobs shorter than this never cost a dispatch write.
 #define S_DISPATCH_DEFER_MS 1000
@@ -757,8 +757,21 @@ void
 store_release_memory (store_t *self)
 {
     sqlite3_db_release_memory (self->db);
-    if (self->writer)
-        writer_release_memory (self->writer);
+    if (!self->writer)
+        return;
+    //  The batches keep what a burst made them take (below 256 KiB each):
+    //  an empty one starts afresh. The writer gives its cache back and
+    //  trims the heap itself, after the caller's trim.
+    writer_batch_t **batches[] = { &self->open, &self->done };
+    for (int i = 0; i < 2; i++)
+        if (*batches[i] && writer_batch_size (*batches[i]) == 0) {
+            writer_batch_t *fresh = writer_batch_new ();
+            if (fresh) {
+                writer_batch_destroy (batches[i]);
+                *batches[i] = fresh;
+            }
+        }
+    writer_release_memory (self->writer);
 }
 
 int64_t

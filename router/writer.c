@@ -16,6 +16,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <inttypes.h>
@@ -857,10 +858,10 @@ s_checkpointer_actor (zsock_t *pipe, void *args)
     sqlite3 *db = NULL;
     //  The sync level is the policy's: it decides what a checkpoint syncs.
     const char *pragmas = setup->policy == STORE_FSYNC_ALWAYS
-                          ? "PRAGMA synchronous = FULL; PRAGMA cache_size = -256"
+                          ? "PRAGMA synchronous = FULL; PRAGMA cache_size = -128"
                           : setup->policy == STORE_FSYNC_EVERYSEC
-                          ? "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -256"
-                          : "PRAGMA synchronous = OFF; PRAGMA cache_size = -256";
+                          ? "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -128"
+                          : "PRAGMA synchronous = OFF; PRAGMA cache_size = -128";
     if (sqlite3_open_v2 (setup->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                          NULL) != SQLITE_OK
     ||  sqlite3_exec (db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
@@ -888,8 +889,10 @@ s_checkpointer_actor (zsock_t *pipe, void *args)
             int log = -1, done = -1;
             int rc = sqlite3_wal_checkpoint_v2 (db, NULL, truncate ? SQLITE_CHECKPOINT_TRUNCATE
                                                 : SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-            if (truncate)
+            if (truncate) {
                 sqlite3_db_release_memory (db);
+                malloc_trim (0);
+            }
             zsock_send (pipe, "iiis", rc, log, done, rc == SQLITE_OK ? "" : sqlite3_errmsg (db));
         }
         free (command);
@@ -954,6 +957,7 @@ s_thread_command (s_thread_t *self)
         if (zstr_send (self->checkpointer, "TRUNCATE") == 0)
             self->checkpoints_out++;
         sqlite3_db_release_memory (self->db);
+        malloc_trim (0);
     }
     free (command);
     zmsg_destroy (&msg);
