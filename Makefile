@@ -54,7 +54,8 @@ VERSION_H := include/emq/version.h
 MANPAGES := $(patsubst docs/man/%,$(BUILD)/man/%,$(wildcard docs/man/*.1))
 LIBEMQ := $(BUILD)/lib/libemq.so
 PLUGINS := $(BUILD)/plugins/libemq_examples.so
-TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler
+TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler \
+         $(BUILD)/tests/libslowsync.so
 
 .PHONY: all check test sanitize memcheck demo install uninstall clean deps bench
 all: $(BINS) $(LIBEMQ) $(PLUGINS) $(TESTS) $(BUILD)/lib/libemq.pc $(MANPAGES)
@@ -112,6 +113,11 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 $(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+
+# Built without the sanitizers' flags: it is preloaded into another program.
+$(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
 $(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)

@@ -67,8 +67,7 @@ struct router_t {
     curve_server_t *curve;      // CURVE keys and authenticator, or NULL
     //  Long store work runs in chunks, one per loop turn, so that jobs
     //  keep flowing: expiry of ended rows, and dead retry --all / purge.
-    bool expiring;
-    int64_t expired_run;        // rows expired by the current run
+    bool expiring;              // an expiry is under way (the writer's)
     emqp_msg_t *dead_task;      // the DEAD_RETRY * or DEAD_PURGE being done
                                 // (identity and msgid, to answer), or NULL
     store_cursor_t dead_cursor;
@@ -78,13 +77,19 @@ struct router_t {
     uint64_t batches_in;        // BATCH messages received
     uint64_t batched_in;        // messages that came in them
     store_t *store;             // the job table (SQLite, or :memory:)
-    zlistx_t *pending;          // job_t * accepted this turn, ACK after commit
+    zlistx_t *pending;          // job_t * accepted, in the open batch
+    zlistx_t *pending_out;      // job_t * accepted, in the batch out: ACK after
+                                // its commit
     zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
-    zlistx_t *ending;           // job_t * ended, their end not yet committed
+    zlistx_t *ending;           // job_t * ended, their end in the open batch
+    zlistx_t *ending_out;       // job_t * ended, their end in the batch out
+    zlistx_t *parked;           // s_parked_t *: admin reads waiting for the
+                                // store to hold what was written before them
     zhashx_t *schedule_senders; // SCHEDULE msgid -> zframe_t client id, for
                                 // relaying a scheduler's ERROR; cleared often
-    bool ends_unsaved;          // a commit of ends failed: write them again
+    bool ends_unsaved;          // an end could not join a batch: write again
     bool store_failing;         // the last commit failed (logged once)
+    bool submit_failing;        // the writer could not be reached (logged once)
     uint64_t fence;             // highest scheduler fencing token seen
     s_socket_ctx_t readers[3];  // context of each socket's reader
     zsock_t *reader_socks[3];   // frontend, backend, admin, as readers[]
@@ -203,7 +208,7 @@ s_send_result (router_t *self, zframe_t *to, const char *msgid, emqp_status_t st
     s_send (self, self->frontend, &result, to);
 }
 
-//  Writes a job's end to the store (joining the open transaction).
+//  Writes a job's end to the store (joining the open batch).
 static void
 s_job_save_end (router_t *self, job_t *job)
 {
@@ -213,8 +218,8 @@ s_job_save_end (router_t *self, job_t *job)
                          zframe_data (more->end_value), zframe_size (more->end_value),
                          more->end_usage, more->ended_at)) {
         log_error ("store: %s", store_error (self->store));
-        //  Even a failure outside a transaction (BEGIN itself) must not let
-        //  a later commit settle this end as written.
+        //  The batch fails as a whole (store.c); the end is written again
+        //  with the next one.
         self->ends_unsaved = true;
     }
 }
@@ -222,7 +227,9 @@ s_job_save_end (router_t *self, job_t *job)
 //  A job reached its end: record it, tell the client if it asked and
 //  whoever FETCHed it. The record stays (JOB_ENDED) until the store has
 //  committed the end, so that an end the disk refused is written again
-//  rather than lost (s_flush); in-memory mode frees it at once.
+//  rather than lost (s_settle_ends), and so that a FETCH meanwhile finds
+//  it here (the store's reads see committed batches only); in-memory mode
+//  frees it at once.
 static void
 s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status,
            zframe_t *value, const char *usage)
@@ -272,19 +279,20 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
     zlistx_add_end (self->ending, job);
 }
 
-//  After a commit: ended jobs whose end it held are forgotten; after a
-//  failed one, their ends are written again with the next batch.
+//  After a batch's event: ended jobs whose end it committed are forgotten;
+//  after a failed batch, their ends go into the open one again.
 static void
-s_settle_ends (router_t *self, bool committed)
+s_settle_ends (router_t *self, zlistx_t *ending, bool committed)
 {
-    if (!committed) {
-        self->ends_unsaved = zlistx_size (self->ending) > 0;
-        return;
-    }
     job_t *job;
-    while ((job = (job_t *) zlistx_first (self->ending))) {
-        zlistx_detach_cur (self->ending);
-        queues_job_delete (self->queues, job);
+    while ((job = (job_t *) zlistx_first (ending))) {
+        zlistx_detach_cur (ending);
+        if (committed)
+            queues_job_delete (self->queues, job);
+        else {
+            s_job_save_end (self, job);
+            zlistx_add_end (self->ending, job);
+        }
     }
 }
 
@@ -522,21 +530,16 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         .state = run_at > now ? STORE_SCHEDULED : STORE_QUEUED,
         .retries_left = parsed.retry_count, .run_at = run_at, .created_at = now
     };
-    bool duplicate = false;
     int64_t seq = 0;
-    if (store_insert (self->store, &row, &duplicate, &seq)) {
+    if (store_insert (self->store, &row, &seq)) {
         log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, S_SENDER (msg),
                    store_error (self->store));
         snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "STORAGE", err);
         return;
     }
-    if (duplicate) {
-        //  Held before and already ended: the work was done once.
-        log_debug ("client %s: REQUEST %s already ended, ACK again", S_SENDER (msg), msg->msgid);
-        s_send_ack (self, self->frontend, msg->identity, msg->msgid);
-        return;
-    }
+    //  A msgid held before and already ended is found at the commit (its
+    //  row is not written twice): then it is ACKed again, not run (s_settle).
     job_t *job = queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers,
                                  &parsed, zframe_data (msg->payload),
                                  zframe_size (msg->payload), zframe_data (msg->identity),
@@ -557,7 +560,7 @@ s_client_request (router_t *self, emqp_msg_t *msg)
         more->run_at = run_at;
     }
     job->row = seq;
-    //  Not dispatched, not ACKed, until the batch is committed (s_flush).
+    //  Not dispatched, not ACKed, until the batch is committed (s_settle).
     zlistx_add_end (self->pending, job);
     job->queue->accepting++;
 }
@@ -1188,7 +1191,9 @@ s_dead_revive (const store_row_t *row, void *arg)
     job_t *job = s_job_from_row (self, row);
     if (!job)
         return -1;
-    if (store_set_waiting (self->store, job->row, STORE_QUEUED, job->retries_left, 0))
+    //  The row as read (a purge or expiry on its way may delete it before
+    //  this write runs: then it is written again whole).
+    if (store_revive (self->store, row, job->retries_left))
         log_error ("store: %s", store_error (self->store));
     if (s_fire (job, JOB_EV_ACCEPT) == 0) {
         queue_push (job->queue, job, clock_mono_ms ());
@@ -1198,39 +1203,15 @@ s_dead_revive (const store_row_t *row, void *arg)
     return 0;
 }
 
-#define S_EXPIRE_CHUNK 2000
 #define S_REVIVE_CHUNK 1000
-#define S_PURGE_CHUNK  5000
 
-//  One chunk of a dead retry --all or purge per loop turn; the REPLY goes
-//  when the last chunk is done.
-static int
-s_on_dead_task (zloop_t *loop, int timer_id, void *arg)
+//  The end of a dead retry --all or purge: the REPLY, with the whole count.
+static void
+s_dead_task_done (router_t *self, int rc)
 {
-    (void) timer_id;
-    router_t *self = (router_t *) arg;
     emqp_msg_t *task = self->dead_task;
     if (!task)
-        return 0;
-    bool more = false;
-    int rc;
-    if (task->command == EMQP_DEAD_RETRY) {
-        size_t before = queues_job_count (self->queues);
-        rc = store_list_dead_page (self->store, &self->dead_cursor, S_REVIVE_CHUNK,
-                                   s_dead_revive, self);
-        self->dead_done += (int64_t) (queues_job_count (self->queues) - before);
-        more = rc == S_REVIVE_CHUNK;
-    }
-    else {
-        rc = store_purge_dead_some (self->store, S_PURGE_CHUNK, &more);
-        if (rc > 0)
-            self->dead_done += rc;
-    }
-    s_flush (self);
-    if (rc >= 0 && more) {
-        zloop_timer (loop, 1, 1, s_on_dead_task, self);
-        return 0;
-    }
+        return;
     json_t *reply = json_object ();
     bool retry = task->command == EMQP_DEAD_RETRY;
     json_object_set_new (reply, retry ? "retried" : "purged", json_integer (self->dead_done));
@@ -1241,6 +1222,34 @@ s_on_dead_task (zloop_t *loop, int timer_id, void *arg)
     s_admin_reply (self, task, json_dumps (reply, JSON_COMPACT));
     json_decref (reply);
     emqp_msg_destroy (&self->dead_task);
+}
+
+//  dead retry --all: one page of the dead list per loop turn. dead purge:
+//  the writer deletes in chunks, and its STORE_EV_PURGED event ends it.
+static int
+s_on_dead_task (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) timer_id;
+    router_t *self = (router_t *) arg;
+    emqp_msg_t *task = self->dead_task;
+    if (!task)
+        return 0;
+    if (task->command == EMQP_DEAD_PURGE) {
+        int rc = store_purge_dead (self->store);
+        if (rc != 0)
+            s_dead_task_done (self, rc < 0 ? -1 : 0);   // failed, or in memory: none
+        return 0;
+    }
+    size_t before = queues_job_count (self->queues);
+    int rc = store_list_dead_page (self->store, &self->dead_cursor, S_REVIVE_CHUNK,
+                                   s_dead_revive, self);
+    self->dead_done += (int64_t) (queues_job_count (self->queues) - before);
+    s_flush (self);
+    if (rc == S_REVIVE_CHUNK) {
+        zloop_timer (loop, 1, 1, s_on_dead_task, self);
+        return 0;
+    }
+    s_dead_task_done (self, rc < 0 ? -1 : 0);
     return 0;
 }
 
@@ -1296,6 +1305,57 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
     }
     s_admin_reply (self, msg, json_dumps (reply, JSON_COMPACT));
     json_decref (reply);
+}
+
+//  An admin read waiting for the batch that holds the writes before it.
+typedef struct {
+    uint64_t barrier;           // store_barrier when it came
+    emqp_msg_t *msg;
+} s_parked_t;
+
+static void
+s_parked_destroy (void **item_p)
+{
+    s_parked_t *parked = (s_parked_t *) *item_p;
+    if (parked) {
+        emqp_msg_destroy (&parked->msg);
+        free (parked);
+        *item_p = NULL;
+    }
+}
+
+//  Keeps an admin request for later if the store has not yet committed
+//  what was written before it (or if others wait already: order stays).
+//  Returns true if it took the message.
+static bool
+s_park (router_t *self, emqp_msg_t **msg_p)
+{
+    uint64_t barrier = store_barrier (self->store);
+    if (barrier <= store_settled (self->store) && zlistx_size (self->parked) == 0)
+        return false;
+    s_parked_t *parked = (s_parked_t *) malloc (sizeof (s_parked_t));
+    if (!parked)
+        return false;       // out of memory: answer now, maybe a moment stale
+    parked->barrier = barrier;
+    parked->msg = *msg_p;
+    *msg_p = NULL;
+    zlistx_add_end (self->parked, parked);
+    return true;
+}
+
+//  After a batch's event: the admin reads it was holding up.
+static void
+s_unpark (router_t *self)
+{
+    s_parked_t *parked;
+    while ((parked = (s_parked_t *) zlistx_first (self->parked))
+       &&  parked->barrier <= store_settled (self->store)) {
+        emqp_msg_t *msg = parked->msg;
+        parked->msg = NULL;
+        zlistx_delete (self->parked, zlistx_cursor (self->parked));
+        s_admin_dead (self, msg);
+        emqp_msg_destroy (&msg);
+    }
 }
 
 static void
@@ -1354,7 +1414,10 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_RETRY:
         case EMQP_DEAD_PURGE:
-            s_admin_dead (self, msg);
+            //  These read the store: they wait until it holds every job
+            //  end written before them (a job that died just now is listed).
+            if (!s_park (self, &msg))
+                s_admin_dead (self, msg);
             break;
         case EMQP_HELLO:
         case EMQP_HEARTBEAT:
@@ -1417,71 +1480,138 @@ s_flush_outboxes (router_t *self)
     }
 }
 
-//  The end of a loop turn: commit the batch, then ACK (or refuse) the jobs
-//  it accepted, then dispatch. Acknowledged means kept: no ACK leaves
-//  before its job's row is committed.
+//  A batch's event (or, in memory mode, the end of a turn): ACK the jobs
+//  it accepted (or refuse them: ERROR STORAGE), forget the ended jobs
+//  whose ends it committed. Acknowledged means kept: no ACK leaves before
+//  its job's row is committed.
+static void
+s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
+{
+    s_settle_ends (self, ending, rc == 0);
+    if (rc == 0) {
+        self->committed_batches++;
+        if (self->store_failing)
+            log_info ("store: writing again; accepting jobs");
+        self->store_failing = false;
+    }
+    else
+    if (!self->store_failing) {
+        log_error ("store: commit failed, refusing new jobs until it works: %s",
+                   store_error (self->store));
+        self->store_failing = true;
+    }
+    job_t *job;
+    int64_t now = clock_mono_ms ();
+    while ((job = (job_t *) zlistx_first (pending))) {
+        zlistx_detach_cur (pending);
+        job->queue->accepting--;
+        if (rc == 0 && store_was_duplicate (self->store, job->row)) {
+            //  Held before and already ended: the work was done once.
+            log_debug ("client: REQUEST %s already ended, ACK again", JOB_MSGID (job));
+            s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
+            queues_job_delete (self->queues, job);
+        }
+        else
+        if (rc == 0) {
+            s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
+            if (job->more && job->more->run_at > 0)
+                s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
+            else
+            if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+                queue_push (job->queue, job, now);
+                self->redispatch = true;
+            }
+        }
+        else {
+            char err[300];
+            snprintf (err, sizeof err, "the router cannot store jobs: %s",
+                      store_error (self->store));
+            s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job), "STORAGE", err);
+            queues_job_delete (self->queues, job);
+        }
+    }
+}
+
+//  The end of a loop turn: hand the open batch to the writer if none is
+//  out (else it grows until the one out is committed: group commit), then
+//  dispatch. Dispatch never waits for a commit: jobs already ACKed keep
+//  flowing while a batch is on its way.
 static void
 s_flush (router_t *self)
 {
     if (self->ends_unsaved) {
+        self->ends_unsaved = false;
         for (job_t *job = (job_t *) zlistx_first (self->ending); job;
              job = (job_t *) zlistx_next (self->ending))
             s_job_save_end (self, job);
-        self->ends_unsaved = false;
     }
-    if (zlistx_size (self->pending) > 0 || store_in_transaction (self->store)) {
-        int rc = store_commit (self->store);
-        s_settle_ends (self, rc == 0);
+    if (!store_busy (self->store)
+    &&  (zlistx_size (self->pending) > 0 || store_has_writes (self->store))) {
         bool guarantee = false;
         for (job_t *job = (job_t *) zlistx_first (self->pending); job;
              job = (job_t *) zlistx_next (self->pending))
             guarantee = guarantee || job_parsed (job)->guarantee;
-        if (rc == 0 && guarantee && self->settings.fsync != STORE_FSYNC_ALWAYS
-        &&  store_sync (self->store))
-            log_warning ("store: guarantee sync failed: %s", store_error (self->store));
+        int rc = store_submit (self->store, guarantee);
+        if (rc == 1)
+            s_settle (self, self->pending, self->ending, 0);    // in memory: at once
+        else
         if (rc == 0) {
-            self->committed_batches++;
-            if (self->store_failing)
-                log_info ("store: writing again; accepting jobs");
-            self->store_failing = false;
+            //  The lists follow their batch; the empty ones take the next.
+            zlistx_t *list = self->pending_out;
+            self->pending_out = self->pending;
+            self->pending = list;
+            list = self->ending_out;
+            self->ending_out = self->ending;
+            self->ending = list;
+            self->submit_failing = false;
         }
         else
-        if (!self->store_failing) {
-            log_error ("store: commit failed, refusing new jobs until it works: %s",
-                       store_error (self->store));
-            self->store_failing = true;
-        }
-        job_t *job;
-        int64_t now = clock_mono_ms ();
-        while ((job = (job_t *) zlistx_first (self->pending))) {
-            zlistx_detach_cur (self->pending);
-            job->queue->accepting--;
-            if (rc == 0) {
-                s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
-                if (job->more && job->more->run_at > 0)
-                    s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
-                else
-                if (s_fire (job, JOB_EV_ACCEPT) == 0) {
-                    queue_push (job->queue, job, now);
-                    self->redispatch = true;
-                }
-            }
-            else {
-                char err[300];
-                snprintf (err, sizeof err, "the router cannot store jobs: %s",
-                          store_error (self->store));
-                s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job), "STORAGE", err);
-                queues_job_delete (self->queues, job);
-            }
+        if (!self->submit_failing) {
+            //  Cannot happen short of a broken thread; the batch waits.
+            log_error ("store: %s", store_error (self->store));
+            self->submit_failing = true;
         }
     }
-    //  The dispatches' writes stay in the open transaction: they go with
-    //  the next batch's commit, or the 50 ms timer's (s_on_schedule), so
-    //  a turn costs one commit (one fsync under 'always'), not two. A crash
-    //  in between only makes those jobs run again (at-least-once).
     if (self->redispatch)
         s_dispatch_all (self);
     s_flush_outboxes (self);
+}
+
+static void s_expired (router_t *self, const store_event_t *event);
+
+//  One event of the store's writer.
+static void
+s_store_event (router_t *self, const store_event_t *event)
+{
+    switch (event->type) {
+        case STORE_EV_COMMIT:
+            s_settle (self, self->pending_out, self->ending_out, event->rc);
+            s_unpark (self);
+            break;
+        case STORE_EV_EXPIRED:
+            s_expired (self, event);
+            break;
+        case STORE_EV_PURGED:
+            if (event->rc == 0)
+                self->dead_done = event->count;
+            s_dead_task_done (self, event->rc);
+            break;
+    }
+}
+
+//  The writer says a batch is committed (or failed), or a task is done;
+//  the next batch goes at once.
+static int
+s_on_store (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void) loop;
+    (void) sock;
+    router_t *self = (router_t *) arg;
+    store_event_t event;
+    while (store_recv (self->store, &event, 0) == 0)
+        s_store_event (self, &event);
+    s_flush (self);
+    return 0;
 }
 
 
@@ -1654,40 +1784,42 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-//  Results and dead jobs past their retention go, a chunk per loop turn.
+//  Results and dead jobs past their retention go: the writer deletes them,
+//  a chunk at a time between batches, and says how many (s_expired).
 static int
 s_on_expire (zloop_t *loop, int timer_id, void *arg)
 {
+    (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
-    bool more = false;
-    int expired = store_expire_some (self->store, clock_wall_s (), self->settings.result_ttl_s,
-                                     self->settings.dead_ttl_s, S_EXPIRE_CHUNK, &more);
-    s_flush (self);
-    if (expired < 0 || self->store_failing) {
-        if (expired < 0)
-            log_warning ("store: expiry: %s", store_error (self->store));
+    int rc = store_expire (self->store, clock_wall_s (), self->settings.result_ttl_s,
+                           self->settings.dead_ttl_s);
+    if (rc < 0)
+        log_warning ("store: expiry: %s", store_error (self->store));
+    if (rc != 0)
         self->expiring = false;         // tried again in 10 s
-        return 0;
+    return 0;
+}
+
+static void
+s_expired (router_t *self, const store_event_t *event)
+{
+    self->expiring = false;             // the next one in 10 s
+    if (event->rc) {
+        log_warning ("store: expiry: %s", store_error (self->store));
+        return;
     }
-    self->expired_run += expired;
-    if (more) {
-        zloop_timer (loop, 1, 1, s_on_expire, self);
-        return 0;
-    }
-    if (self->expired_run > 0)
-        log_info ("store: %" PRId64 " ended job(s) expired", self->expired_run);
-    if (self->expired_run >= 1000) {
+    if (event->count > 0)
+        log_info ("store: %" PRId64 " ended job(s) expired", event->count);
+    if (event->count >= 1000) {
         //  Deleting many rows filled the page cache: give it back.
         store_release_memory (self->store);
         malloc_trim (0);
     }
-    self->expiring = false;
-    return 0;
 }
 
-//  Housekeeping: starts the expiry of results and dead jobs every 10 s;
-//  the WAL to disk each second under the everysec policy.
+//  Housekeeping: starts the expiry of results and dead jobs every 10 s.
+//  (The everysec policy's sync is the writer's: no fsync on this loop.)
 static int
 s_on_second (zloop_t *loop, int timer_id, void *arg)
 {
@@ -1700,7 +1832,6 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         zhashx_purge (self->schedule_senders);
         if (!self->expiring) {
             self->expiring = true;
-            self->expired_run = 0;
             zloop_timer (loop, 1, 1, s_on_expire, self);
         }
     }
@@ -1719,8 +1850,6 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         store_release_memory (self->store);
         malloc_trim (0);
     }
-    if (self->settings.fsync == STORE_FSYNC_EVERYSEC && store_sync (self->store))
-        log_warning ("store: %s", store_error (self->store));
     return 0;
 }
 
@@ -1803,14 +1932,19 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->schedulers = peers_new ();
     self->loop = zloop_new ();
     self->pending = zlistx_new ();
+    self->pending_out = zlistx_new ();
     self->scheduled = zlistx_new ();
     self->ending = zlistx_new ();
+    self->ending_out = zlistx_new ();
+    self->parked = zlistx_new ();
     self->schedule_senders = zhashx_new ();
     if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-    ||  !self->pending || !self->scheduled || !self->ending || !self->schedule_senders) {
+    ||  !self->pending || !self->pending_out || !self->scheduled || !self->ending
+    ||  !self->ending_out || !self->parked || !self->schedule_senders) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
+    zlistx_set_destructor (self->parked, s_parked_destroy);
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
     zhashx_set_destructor (self->schedule_senders, (zhashx_destructor_fn *) zframe_destroy);
     self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
@@ -1862,6 +1996,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zloop_reader (self->loop, self->frontend, s_on_socket, &self->readers[0]);
     zloop_reader (self->loop, self->backend, s_on_socket, &self->readers[1]);
     zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);
+    if (store_sock (self->store))
+        zloop_reader (self->loop, store_sock (self->store), s_on_store, self);
     zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
@@ -1907,7 +2043,10 @@ router_destroy (router_t **self_p)
         zlistx_destroy (&self->scheduled);
     }
     zlistx_destroy (&self->pending);
+    zlistx_destroy (&self->pending_out);
     zlistx_destroy (&self->ending);
+    zlistx_destroy (&self->ending_out);
+    zlistx_destroy (&self->parked);
     zhashx_destroy (&self->schedule_senders);
     peers_destroy (&self->job_managers);
     peers_destroy (&self->schedulers);
@@ -1923,7 +2062,17 @@ router_run (router_t *self)
 {
     assert (self);
     zloop_start (self->loop);
+    //  What is written goes to disk before we stop, the dispatches held
+    //  back included (running jobs keep their epoch across the restart).
+    store_write_dispatches (self->store);
     s_flush (self);
+    while (store_busy (self->store)) {
+        store_event_t event;
+        if (store_recv (self->store, &event, -1))
+            break;
+        s_store_event (self, &event);
+        s_flush (self);
+    }
     size_t held = queues_job_count (self->queues);
     if (store_is_memory (self->store))
         log_info ("router: stopping (%s); %zu unfinished job(s) held in memory are dropped",
@@ -1944,6 +2093,7 @@ router_run (router_t *self)
 //  Self test: a router in a thread, real eMQP through DEALER sockets.
 
 #include "tests/testutil.h"
+#include "writer.h"
 
 static void
 s_test_actor (zsock_t *pipe, void *args)
@@ -2344,6 +2494,107 @@ s_test_reconcile (void)
     s_test_rig_stop (&rig);
 }
 
+//  With a data directory: an ACK goes only once its job's row is
+//  committed, and a slow commit (a slow disk) holds back the ACKs of its
+//  own batch only: jobs already ACKed are dispatched, and STATUS answered,
+//  while it is on its way.
+static int s_test_commit_ms;
+
+static int
+s_test_slow_step (sqlite3_stmt *stmt)
+{
+    const char *sql = sqlite3_sql (stmt);
+    if (s_test_commit_ms && sql && streq (sql, "COMMIT"))
+        zclock_sleep (s_test_commit_ms);
+    return sqlite3_step (stmt);
+}
+
+static int64_t
+s_test_rows (sqlite3 *db, const char *msgid)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t count = -1;
+    if (sqlite3_prepare_v2 (db, "SELECT count(*) FROM jobs WHERE msgid = ?", -1, &stmt,
+                            NULL) == SQLITE_OK) {
+        sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_STATIC);
+        if (sqlite3_step (stmt) == SQLITE_ROW)
+            count = sqlite3_column_int64 (stmt, 0);
+    }
+    sqlite3_finalize (stmt);
+    return count;
+}
+
+static void
+s_test_durable (void)
+{
+    char dir[] = "/tmp/emq-router-test-XXXXXX";
+    CHECK (mkdtemp (dir) != NULL);
+    char path[256];
+    snprintf (path, sizeof path, "%s/emq.db", dir);
+    s_test_rig_t rig = { .settings = {
+        .frontend = "inproc://durable-frontend", .backend = "inproc://durable-backend",
+        .admin = "inproc://durable-admin", .queue_hwm = 100, .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000, .heartbeat_liveness = 3, .payload_max = 1024,
+        .db_path = path, .fsync = STORE_FSYNC_ALWAYS } };
+    rig.actor = zactor_new (s_test_actor, &rig.settings);
+    CHECK (rig.actor != NULL);
+    rig.client = zsock_new_dealer (rig.settings.frontend);
+    rig.admin = zsock_new_dealer (rig.settings.admin);
+    rig.jm = s_test_jm (rig.settings.backend, "jm-durable", "emq/2", "[[10, \"default\"]]");
+    sqlite3 *db = NULL;
+    CHECK_EQ (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+
+    //  The ACK comes with the row on disk.
+    const char *first[] = { "kept-1" };
+    s_test_rig_submit (&rig, first, 1);
+    CHECK_EQ (s_test_rows (db, "kept-1"), 1);
+
+    //  Every commit now takes 600 ms. kept-2's batch is on its way...
+    s_test_commit_ms = 600;
+    writer_step = s_test_slow_step;
+    int64_t start = zclock_mono ();
+    s_test_send (rig.client, s_test_request ("kept-2", "default", "reply-requested"));
+    zclock_sleep (50);          // let it reach the router and its writer
+    //  ...meanwhile STATUS is answered and kept-1 is dispatched at once.
+    s_test_send (rig.admin, emqp_msg_new (EMQP_STATUS));
+    emqp_msg_t *msg = s_test_expect (rig.admin, EMQP_REPLY);
+    CHECK (msg != NULL);
+    emqp_msg_destroy (&msg);
+    s_test_send (rig.jm, emqp_msg_new (EMQP_READY));
+    uint64_t epoch = s_test_expect_job (rig.jm, "kept-1", 1);
+    int64_t served_ms = zclock_mono () - start;
+    CHECK (served_ms < 400);
+    //  The ACK of kept-2 comes only after its commit, and its row is there.
+    msg = s_test_expect (rig.client, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "kept-2");
+    emqp_msg_destroy (&msg);
+    CHECK (zclock_mono () - start >= 600);
+    CHECK_EQ (s_test_rows (db, "kept-2"), 1);
+    s_test_commit_ms = 0;
+    writer_step = sqlite3_step;
+
+    //  kept-1's RESULT goes out before its end is committed; a FETCH finds
+    //  the outcome in memory meanwhile, and in the store after.
+    s_test_send (rig.jm, s_test_done ("kept-1", epoch, EMQP_STATUS_OK, "one"));
+    msg = s_test_expect (rig.client, EMQP_RESULT);
+    CHECK_STREQ (msg ? msg->ref : NULL, "kept-1");
+    emqp_msg_destroy (&msg);
+    emqp_msg_t *fetch = emqp_msg_new (EMQP_FETCH);
+    fetch->ref = strdup ("kept-1");
+    s_test_send (rig.client, fetch);
+    msg = s_test_expect (rig.client, EMQP_RESULT);
+    CHECK (msg && zframe_streq (msg->payload, "one"));
+    emqp_msg_destroy (&msg);
+    s_test_rig_stop (&rig);
+    sqlite3_close (db);
+    const char *files[] = { "emq.db", "emq.db-wal", "emq.db-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf (path, sizeof path, "%s/%s", dir, files[i]);
+        unlink (path);
+    }
+    rmdir (dir);
+}
+
 void
 router_test (bool verbose)
 {
@@ -2550,6 +2801,7 @@ router_test (bool verbose)
     s_test_emq2 ();
     s_test_reconcile ();
     s_test_batches ();
+    s_test_durable ();
     log_set_level (LOG_LEVEL_INFO);
     if (verbose)
         printf ("OK\n");

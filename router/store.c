@@ -5,19 +5,28 @@
     only. A job's life (insert, dispatch, end) touches the second index
     once, when it ends; the queued -> running -> ended moves of a live job
     change no index at all. The rows of live jobs are found by a scan in
-    rowid order, which only store_load (start-up) does.
+    rowid order, which only store_load (start-up) does. The msgid index is
+    the one write a job costs that no batching shares: msgids are random
+    (UUIDv4), so each new row dirties its own leaf page of that index
+    (docs/performance.md has the figures).
 
-    Prepared statements are made once, BEGIN and COMMIT included. A write
-    that fails marks the open transaction as failed: store_commit then rolls
-    it back and reports the first error, so the router never ACKs a job
-    whose row did not reach the database.
+    Two connections: this module's, on the router's loop, which creates
+    the tables and does every read; and the writer thread's (writer.c),
+    which does every write. Rows get their key (seq) here, from the
+    largest one found at start, so that the loop knows it at once.
 
-    Memory: the page cache is bounded (S_CACHE_KIB), the database is not
-    memory-mapped, and the WAL is checkpointed every S_AUTOCHECKPOINT pages
-    and cut back to S_WAL_LIMIT bytes when it is reset; so what SQLite holds
-    does not grow with the number of jobs. Large deletes are done in chunks
-    (store_expire_some, store_purge_dead_some), each one transaction of the
-    router's loop turn.
+    Writes build the open batch (writer_batch_t). Dispatches are held back
+    (s_deferred_t, oldest first): the job's next write (end, retry) carries
+    the dispatch's attempt and epoch, and a dispatch still running after
+    S_DISPATCH_DEFER_MS goes into a batch of its own accord. A batch that
+    failed gives its dispatches back to that list, so that the ends the
+    router writes again carry them again.
+
+    Memory: each connection's page cache is bounded (S_CACHE_KIB), the
+    database is not memory-mapped, and the writer checkpoints the WAL every
+    ~1,000 pages and cuts it back to 8 MiB when it is reset; so what SQLite
+    holds does not grow with the number of jobs. Large deletes are done in
+    chunks by the writer (store_expire, store_purge_dead).
 */
 #include "store.h"
 
@@ -28,67 +37,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "writer.h"
+
 static const char *s_state_names[STORE_STATE_COUNT] = {
     "queued", "running", "scheduled", "done", "failed", "dead", "cancelled"
 };
 
-//  SQLite's page cache, in KiB: what it may hold whatever the backlog.
-//  2 MiB keeps the leaf pages written by a turn and the upper levels of
-//  both b-trees; the rest of the file is in the OS page cache (not in RSS).
-#define S_CACHE_KIB         2048
-//  Pages of WAL after which a commit checkpoints (SQLite's default).
-#define S_AUTOCHECKPOINT    1000
-//  A WAL that grew past this (a burst, a large delete) is truncated to it
-//  when it is next reset.
-#define S_WAL_LIMIT         (8 * 1024 * 1024)
+//  The loop's page cache, in KiB (the writer has its own, of 2 MiB): what
+//  it may hold whatever the backlog. Reads are of single rows and short
+//  pages of the dead list; the OS page cache does the rest (not in RSS).
+#define S_CACHE_KIB         512
+//  How long a dispatch waits for the job's next write before it is written
+//  on its own: jobs shorter than this never cost a dispatch write.
+#define S_DISPATCH_DEFER_MS 1000
 
 enum {
-    S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_INSERT, S_DISPATCHED, S_WAITING, S_ENDED, S_LOAD, S_FETCH, S_DEAD,
-    S_EXPIRE, S_EXPIRE_DEAD, S_PURGE, S_COUNT, S_COUNT_ENDED, S_META_GET, S_META_SET,
+    S_LOAD, S_FETCH, S_DEAD, S_COUNT, S_COUNT_ENDED, S_META_GET, S_META_SET, S_MAX_SEQ,
     S_STATEMENT_COUNT
 };
 
-//  Every query of ended rows says "ended_at > 0" so that SQLite can use the
-//  partial index jobs_ended (an ended row always has ended_at > 0).
-#define S_ENDED_STATES      "state IN ('done', 'failed', 'cancelled')"
-
 static const char *s_sql[S_STATEMENT_COUNT] = {
-    [S_BEGIN] = "BEGIN",
-    [S_COMMIT] = "COMMIT",
-    [S_ROLLBACK] = "ROLLBACK",
-    [S_INSERT] = "INSERT OR IGNORE INTO jobs (msgid, queue, headers, payload, client, state,"
-                 " attempt, retries_left, run_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-    [S_DISPATCHED] = "UPDATE jobs SET state = 'running', attempt = ?, epoch = ? WHERE seq = ?",
-    //  ended_at = 0: a dead job queued again leaves the index of ended rows.
-    [S_WAITING] = "UPDATE jobs SET state = ?, retries_left = ?, run_at = ?, ended_at = 0"
-                  " WHERE seq = ?",
-    [S_ENDED] = "UPDATE jobs SET state = ?, status = ?, result = ?, usage = ?, ended_at = ?,"
-                " payload = CASE WHEN ? THEN payload ELSE x'' END WHERE seq = ?",
     [S_LOAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq",
     [S_FETCH] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
                 " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs WHERE msgid = ?",
-    //  Newest first, after the cursor (ended_at, seq).
+    //  Newest first, after the cursor (ended_at, seq); "ended_at > 0" lets
+    //  SQLite use the partial index jobs_ended.
     [S_DEAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state = 'dead' AND ended_at > 0 AND (ended_at, seq) < (?, ?)"
                " ORDER BY ended_at DESC, seq DESC LIMIT ?",
-    //  At most ?2 rows (-1: all). No ORDER BY: with IN over three states it
-    //  would sort every candidate before the LIMIT; all of them are due.
-    [S_EXPIRE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE " S_ENDED_STATES
-                 " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
-    [S_EXPIRE_DEAD] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'dead'"
-                      " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
-    [S_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'dead'"
-                " AND ended_at > 0 LIMIT ?)",
     //  Live states have no index: a scan. Ended states: the index.
     [S_COUNT] = "SELECT count(*) FROM jobs WHERE state = ?",
     [S_COUNT_ENDED] = "SELECT count(*) FROM jobs WHERE state = ? AND ended_at > 0",
     [S_META_GET] = "SELECT value FROM meta WHERE key = ?",
+    //  In memory mode only (there is no writer to do it).
     [S_META_SET] = "INSERT INTO meta (key, value) VALUES (?, ?)"
                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    [S_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM jobs",
 };
 
 static const char *s_schema =
@@ -123,13 +110,29 @@ static const char *s_migrate_by_state =
     "  AND state IN ('queued', 'running', 'scheduled');"
     "COMMIT;";
 
+//  A dispatch not written yet.
+typedef struct {
+    int64_t seq;
+    writer_dispatch_t dispatch;
+    int64_t at_ms;              // monotonic, when it was made
+} s_deferred_t;
+
 struct store_t {
-    sqlite3 *db;
+    sqlite3 *db;                // the loop's connection (in memory mode, the only one)
     sqlite3_stmt *stmt[S_STATEMENT_COUNT];
     bool memory;
     store_fsync_t policy;
-    bool in_transaction;
-    bool failed;                // a write of the open transaction failed
+    writer_t *writer;           // NULL in memory mode
+    writer_batch_t *open;       // the batch being built
+    writer_batch_t *done;       // the batch of the last COMMIT event (its
+                                // duplicates), and the next one to build
+    bool busy;                  // a batch is out
+    uint64_t submitted;         // batches handed over (the one out is the last)
+    uint64_t settled;           // batches whose event came
+    int64_t next_seq;           // key of the next row inserted
+    bool failed;                // a write to the open batch failed (no memory)
+    zlistx_t *deferred;         // s_deferred_t * (owned), oldest first
+    zhashx_t *deferred_by_seq;  // seq -> handle in deferred
     char error[256];
 };
 
@@ -171,6 +174,101 @@ s_exec (store_t *self, const char *sql)
     return 0;
 }
 
+//  Keys of the deferred dispatches' hash are seqs (> 0) in the pointer.
+static size_t
+s_seq_hash (const void *key)
+{
+    return (size_t) ((uint64_t) (uintptr_t) key * 11400714819323198485ull >> 17);
+}
+
+static int
+s_seq_compare (const void *a, const void *b)
+{
+    return (uintptr_t) a < (uintptr_t) b ? -1 : (uintptr_t) a > (uintptr_t) b;
+}
+
+#define S_SEQ_KEY(seq) ((void *) (uintptr_t) (seq))
+
+static void
+s_deferred_destroy (void **item_p)
+{
+    free (*item_p);
+    *item_p = NULL;
+}
+
+//  The rest of store_open: the file's tables, its upgrade and check, the
+//  next key, the statements, the writer. Returns 0, or -1 with the reason
+//  in err.
+static int
+s_open_file (store_t *self, const char *path, char *err, size_t errlen)
+{
+    char bounds[160];
+    snprintf (bounds, sizeof bounds, "PRAGMA cache_size = -%d; PRAGMA mmap_size = 0;"
+              " PRAGMA secure_delete = FAST", S_CACHE_KIB);
+    if ((!self->memory && s_exec (self, "PRAGMA journal_mode = WAL"))
+    ||  s_exec (self, bounds)
+    ||  s_exec (self, s_schema)) {
+        snprintf (err, errlen, "cannot initialise %s: %s", path, self->error);
+        return -1;
+    }
+    sqlite3_stmt *old_index = NULL;
+    bool migrate = false;
+    if (sqlite3_prepare_v2 (self->db, "SELECT 1 FROM sqlite_master WHERE type = 'index'"
+                            " AND name = 'jobs_by_state'", -1, &old_index, NULL) == SQLITE_OK)
+        migrate = sqlite3_step (old_index) == SQLITE_ROW;
+    sqlite3_finalize (old_index);
+    if (migrate && s_exec (self, s_migrate_by_state)) {
+        snprintf (err, errlen, "cannot upgrade %s: %s", path, self->error);
+        if (!sqlite3_get_autocommit (self->db))
+            sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    //  A corrupted file is found now rather than on the first job.
+    sqlite3_stmt *check = NULL;
+    if (sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &check, NULL) == SQLITE_OK
+    &&  sqlite3_step (check) == SQLITE_ROW) {
+        const char *verdict = (const char *) sqlite3_column_text (check, 0);
+        if (!verdict || strcmp (verdict, "ok") != 0) {
+            snprintf (err, errlen, "%s is damaged: %s", path, verdict ? verdict : "?");
+            sqlite3_finalize (check);
+            return -1;
+        }
+    }
+    sqlite3_finalize (check);
+    for (int i = 0; i < S_STATEMENT_COUNT; i++)
+        if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &self->stmt[i], NULL) != SQLITE_OK) {
+            snprintf (err, errlen, "cannot prepare statement: %s", sqlite3_errmsg (self->db));
+            return -1;
+        }
+    sqlite3_stmt *max = self->stmt[S_MAX_SEQ];
+    if (sqlite3_step (max) != SQLITE_ROW) {
+        snprintf (err, errlen, "cannot read %s: %s", path, sqlite3_errmsg (self->db));
+        return -1;
+    }
+    self->next_seq = sqlite3_column_int64 (max, 0) + 1;
+    sqlite3_reset (max);
+    if (self->memory)
+        return 0;
+    self->writer = writer_new (path, self->policy, err, errlen);
+    self->open = writer_batch_new ();
+    self->done = writer_batch_new ();
+    self->deferred = zlistx_new ();
+    self->deferred_by_seq = zhashx_new ();
+    if (!self->writer || !self->open || !self->done || !self->deferred
+    ||  !self->deferred_by_seq) {
+        if (self->writer)
+            snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    zlistx_set_destructor (self->deferred, s_deferred_destroy);
+    zhashx_set_key_hasher (self->deferred_by_seq, s_seq_hash);
+    zhashx_set_key_comparator (self->deferred_by_seq, s_seq_compare);
+    zhashx_set_key_duplicator (self->deferred_by_seq, NULL);
+    zhashx_set_key_destructor (self->deferred_by_seq, NULL);
+    return 0;
+}
+
 store_t *
 store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
 {
@@ -189,54 +287,10 @@ store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_busy_timeout (self->db, 2000);
-    const char *sync = policy == STORE_FSYNC_ALWAYS ? "PRAGMA synchronous = FULL"
-                     : policy == STORE_FSYNC_EVERYSEC ? "PRAGMA synchronous = NORMAL"
-                     : "PRAGMA synchronous = OFF";
-    char bounds[160];
-    snprintf (bounds, sizeof bounds, "PRAGMA cache_size = -%d; PRAGMA mmap_size = 0;"
-              " PRAGMA wal_autocheckpoint = %d; PRAGMA journal_size_limit = %d",
-              S_CACHE_KIB, S_AUTOCHECKPOINT, S_WAL_LIMIT);
-    if ((!self->memory && s_exec (self, "PRAGMA journal_mode = WAL"))
-    ||  s_exec (self, sync)
-    ||  s_exec (self, bounds)
-    ||  s_exec (self, s_schema)) {
-        snprintf (err, errlen, "cannot initialise %s: %s", path, self->error);
+    if (s_open_file (self, path, err, errlen)) {
         store_close (&self);
         return NULL;
     }
-    sqlite3_stmt *old_index = NULL;
-    bool migrate = false;
-    if (sqlite3_prepare_v2 (self->db, "SELECT 1 FROM sqlite_master WHERE type = 'index'"
-                            " AND name = 'jobs_by_state'", -1, &old_index, NULL) == SQLITE_OK)
-        migrate = sqlite3_step (old_index) == SQLITE_ROW;
-    sqlite3_finalize (old_index);
-    if (migrate && s_exec (self, s_migrate_by_state)) {
-        snprintf (err, errlen, "cannot upgrade %s: %s", path, self->error);
-        if (!sqlite3_get_autocommit (self->db))
-            sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
-        store_close (&self);
-        return NULL;
-    }
-    //  A corrupted file is found now rather than on the first job.
-    sqlite3_stmt *check = NULL;
-    if (sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &check, NULL) == SQLITE_OK
-    &&  sqlite3_step (check) == SQLITE_ROW) {
-        const char *verdict = (const char *) sqlite3_column_text (check, 0);
-        if (!verdict || strcmp (verdict, "ok") != 0) {
-            snprintf (err, errlen, "%s is damaged: %s", path, verdict ? verdict : "?");
-            sqlite3_finalize (check);
-            store_close (&self);
-            return NULL;
-        }
-    }
-    sqlite3_finalize (check);
-    for (int i = 0; i < S_STATEMENT_COUNT; i++)
-        if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                &self->stmt[i], NULL) != SQLITE_OK) {
-            snprintf (err, errlen, "cannot prepare statement: %s", sqlite3_errmsg (self->db));
-            store_close (&self);
-            return NULL;
-        }
     return self;
 }
 
@@ -246,8 +300,12 @@ store_close (store_t **self_p)
     if (!self_p || !*self_p)
         return;
     store_t *self = *self_p;
-    if (self->in_transaction)
-        store_commit (self);
+    //  The writer hands back a batch still out before it stops.
+    writer_destroy (&self->writer);
+    writer_batch_destroy (&self->open);
+    writer_batch_destroy (&self->done);
+    zhashx_destroy (&self->deferred_by_seq);
+    zlistx_destroy (&self->deferred);
     for (int i = 0; i < S_STATEMENT_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
     if (self->db)
@@ -268,78 +326,86 @@ store_error (store_t *self)
     return self->error;
 }
 
-bool
-store_in_transaction (store_t *self)
+//  --------------------------------------------------------------------------
+//  Writes: the open batch
+
+//  A write to the open batch could not be recorded (out of memory): the
+//  batch must not commit as if it held it.
+static int
+s_write_failed (store_t *self, const char *what)
 {
-    return self->in_transaction;
+    snprintf (self->error, sizeof self->error, "%s: out of memory", what);
+    self->failed = true;
+    return -1;
 }
 
-//  Runs a prepared statement that returns no row (BEGIN, COMMIT, a write
-//  whose parameters are all bound) and resets it; bindings stay until the
-//  next call binds them again. Returns 0, or -1 with "what: reason" in
-//  self->error (read before the reset, which may change SQLite's message).
-static int
-s_run (store_t *self, sqlite3_stmt *stmt, const char *what)
+//  Takes a job's dispatch out of the deferred list, into *dispatch; false
+//  if it has none waiting.
+static bool
+s_take_deferred (store_t *self, int64_t seq, writer_dispatch_t *dispatch)
 {
-    int rc = sqlite3_step (stmt);
-    if (rc != SQLITE_DONE)
-        snprintf (self->error, sizeof self->error, "%s: %s", what, sqlite3_errmsg (self->db));
-    sqlite3_reset (stmt);
-    return rc == SQLITE_DONE ? 0 : -1;
+    void *handle = zhashx_lookup (self->deferred_by_seq, S_SEQ_KEY (seq));
+    if (!handle)
+        return false;
+    s_deferred_t *deferred = (s_deferred_t *) zlistx_handle_item (handle);
+    *dispatch = deferred->dispatch;
+    zhashx_delete (self->deferred_by_seq, S_SEQ_KEY (seq));
+    zlistx_delete (self->deferred, handle);
+    return true;
 }
 
+//  Records a dispatch to write later (or updates the one waiting, keeping
+//  its age). Returns 0, or -1 if out of memory.
 static int
-s_begin (store_t *self)
+s_defer (store_t *self, int64_t seq, const writer_dispatch_t *dispatch, int64_t at_ms)
 {
-    if (self->in_transaction)
-        return self->failed ? -1 : 0;
-    if (s_run (self, self->stmt[S_BEGIN], "begin"))
+    void *handle = zhashx_lookup (self->deferred_by_seq, S_SEQ_KEY (seq));
+    if (handle) {
+        ((s_deferred_t *) zlistx_handle_item (handle))->dispatch = *dispatch;
+        return 0;
+    }
+    s_deferred_t *deferred = (s_deferred_t *) malloc (sizeof (s_deferred_t));
+    if (!deferred)
         return -1;
-    self->in_transaction = true;
-    self->failed = false;
-    return 0;
-}
-
-//  A write of the open transaction: a failure fails the whole transaction.
-static int
-s_step_write (store_t *self, sqlite3_stmt *stmt, const char *what)
-{
-    if (s_run (self, stmt, what)) {
-        self->failed = true;
+    *deferred = (s_deferred_t) { seq, *dispatch, at_ms };
+    handle = zlistx_add_end (self->deferred, deferred);
+    if (!handle) {
+        free (deferred);
+        return -1;
+    }
+    if (zhashx_insert (self->deferred_by_seq, S_SEQ_KEY (seq), handle)) {
+        zlistx_delete (self->deferred, handle);
         return -1;
     }
     return 0;
 }
 
-int
-store_insert (store_t *self, const store_row_t *row, bool *duplicate, int64_t *seq)
+//  Dispatches that waited S_DISPATCH_DEFER_MS (all, if all) join the open
+//  batch.
+static void
+s_age_deferred (store_t *self, bool all)
 {
-    *duplicate = false;
+    int64_t now = zclock_mono ();
+    s_deferred_t *deferred;
+    while ((deferred = (s_deferred_t *) zlistx_first (self->deferred)) != NULL) {
+        if (!all && now - deferred->at_ms < S_DISPATCH_DEFER_MS)
+            break;
+        if (writer_batch_dispatched (self->open, deferred->seq, &deferred->dispatch))
+            break;              // out of memory: they stay for a later batch
+        zhashx_delete (self->deferred_by_seq, S_SEQ_KEY (deferred->seq));
+        zlistx_delete (self->deferred, zlistx_cursor (self->deferred));
+    }
+}
+
+int
+store_insert (store_t *self, const store_row_t *row, int64_t *seq)
+{
     *seq = 0;
     if (self->memory)
         return 0;           // in-memory mode: the router's structures are the store
-    if (s_begin (self))
-        return -1;
-    sqlite3_stmt *stmt = self->stmt[S_INSERT];
-    sqlite3_bind_text (stmt, 1, row->msgid, -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 2, row->queue, -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 3, row->headers, -1, SQLITE_STATIC);
-    sqlite3_bind_blob (stmt, 4, row->payload ? row->payload : "", (int) row->payload_size,
-                       SQLITE_STATIC);
-    if (row->client)
-        sqlite3_bind_blob (stmt, 5, row->client, (int) row->client_size, SQLITE_STATIC);
-    else
-        sqlite3_bind_null (stmt, 5);
-    sqlite3_bind_text (stmt, 6, store_state_name (row->state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 7, row->attempt);
-    sqlite3_bind_int64 (stmt, 8, row->retries_left);
-    sqlite3_bind_double (stmt, 9, row->run_at);
-    sqlite3_bind_double (stmt, 10, row->created_at);
-    if (s_step_write (self, stmt, "insert job"))
-        return -1;
-    *duplicate = sqlite3_changes (self->db) == 0;
-    if (!*duplicate)
-        *seq = sqlite3_last_insert_rowid (self->db);
+    if (writer_batch_insert (self->open, self->next_seq, row))
+        return s_write_failed (self, "insert job");
+    *seq = self->next_seq++;
     return 0;
 }
 
@@ -348,13 +414,11 @@ store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epo
 {
     if (self->memory || seq <= 0)
         return 0;
-    if (s_begin (self))
-        return -1;
-    sqlite3_stmt *stmt = self->stmt[S_DISPATCHED];
-    sqlite3_bind_int64 (stmt, 1, attempt);
-    sqlite3_bind_int64 (stmt, 2, (sqlite3_int64) epoch);
-    sqlite3_bind_int64 (stmt, 3, seq);
-    return s_step_write (self, stmt, "mark job running");
+    writer_dispatch_t dispatch = { attempt, epoch };
+    if (s_defer (self, seq, &dispatch, zclock_mono ()))
+        //  Nothing lost but the record of this dispatch (at-least-once).
+        return s_write_failed (self, "mark job running");
+    return 0;
 }
 
 int
@@ -364,14 +428,12 @@ store_set_waiting (store_t *self, int64_t seq, store_state_t state,
     assert (state == STORE_QUEUED || state == STORE_SCHEDULED);
     if (self->memory || seq <= 0)
         return 0;
-    if (s_begin (self))
-        return -1;
-    sqlite3_stmt *stmt = self->stmt[S_WAITING];
-    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, retries_left);
-    sqlite3_bind_double (stmt, 3, run_at);
-    sqlite3_bind_int64 (stmt, 4, seq);
-    return s_step_write (self, stmt, "requeue job");
+    writer_dispatch_t dispatch;
+    bool dispatched = s_take_deferred (self, seq, &dispatch);
+    if (writer_batch_waiting (self->open, seq, state, retries_left, run_at,
+                              dispatched ? &dispatch : NULL))
+        return s_write_failed (self, "requeue job");
+    return 0;
 }
 
 int
@@ -381,75 +443,191 @@ store_set_ended (store_t *self, int64_t seq, store_state_t state, const char *st
     assert (ended_at > 0);      // the index of ended rows holds ended_at > 0
     if (self->memory || seq <= 0)
         return 0;
-    if (s_begin (self))
-        return -1;
-    sqlite3_stmt *stmt = self->stmt[S_ENDED];
-    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_blob (stmt, 3, result ? result : "", (int) result_size, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 4, usage ? usage : "", -1, SQLITE_STATIC);
-    sqlite3_bind_double (stmt, 5, ended_at);
-    //  Dead jobs keep their payload so they can run again; others drop it.
-    sqlite3_bind_int (stmt, 6, state == STORE_DEAD);
-    sqlite3_bind_int64 (stmt, 7, seq);
-    return s_step_write (self, stmt, "end job");
-}
-
-//  Undoes the open transaction after a failure, keeping the first error.
-static void
-s_rollback (store_t *self)
-{
-    if (sqlite3_get_autocommit (self->db))
-        return;             // SQLite already rolled it back
-    char first[256];
-    snprintf (first, sizeof first, "%s", self->error);
-    if (s_run (self, self->stmt[S_ROLLBACK], "rollback")) {
-        //  Nothing more to do here: the next BEGIN fails and says why.
-        char reason[256];
-        snprintf (reason, sizeof reason, "%s", self->error);
-        snprintf (self->error, sizeof self->error, "%.120s; %.120s", first, reason);
+    writer_dispatch_t dispatch;
+    bool dispatched = s_take_deferred (self, seq, &dispatch);
+    if (writer_batch_ended (self->open, seq, state, status, result, result_size, usage,
+                            ended_at, dispatched ? &dispatch : NULL)) {
+        if (dispatched)
+            s_defer (self, seq, &dispatch, zclock_mono ());
+        return s_write_failed (self, "end job");
     }
-    else
-        snprintf (self->error, sizeof self->error, "%s", first);
+    return 0;
 }
 
 int
-store_commit (store_t *self)
+store_revive (store_t *self, const store_row_t *row, uint32_t retries_left)
 {
-    if (!self->in_transaction)
+    if (self->memory || row->seq <= 0)
         return 0;
-    self->in_transaction = false;
-    if (self->failed) {
-        s_rollback (self);
-        self->failed = false;
+    if (writer_batch_revive (self->open, row, retries_left))
+        return s_write_failed (self, "requeue dead job");
+    return 0;
+}
+
+int
+store_meta_set (store_t *self, const char *key, int64_t value)
+{
+    if (!self->memory)
+        return writer_batch_meta (self->open, key, value)
+               ? s_write_failed (self, "set meta") : 0;
+    sqlite3_stmt *stmt = self->stmt[S_META_SET];
+    sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, value);
+    int rc = sqlite3_step (stmt);
+    if (rc != SQLITE_DONE)
+        snprintf (self->error, sizeof self->error, "set meta: %s", sqlite3_errmsg (self->db));
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+void
+store_write_dispatches (store_t *self)
+{
+    if (!self->memory)
+        s_age_deferred (self, true);
+}
+
+bool
+store_has_writes (store_t *self)
+{
+    if (self->memory)
+        return false;
+    if (writer_batch_size (self->open) > 0 || self->failed)
+        return true;
+    s_deferred_t *oldest = (s_deferred_t *) zlistx_first (self->deferred);
+    return oldest && zclock_mono () - oldest->at_ms >= S_DISPATCH_DEFER_MS;
+}
+
+int
+store_submit (store_t *self, bool sync)
+{
+    if (self->memory)
+        return 1;
+    if (self->busy) {
+        snprintf (self->error, sizeof self->error, "a batch is still being written");
         return -1;
     }
-    if (s_run (self, self->stmt[S_COMMIT], "commit")) {
-        //  A failed COMMIT may leave the transaction open: undo it.
-        s_rollback (self);
+    s_age_deferred (self, false);
+    writer_batch_t *batch = self->open;
+    writer_batch_set_sync (batch, sync);
+    //  The next batch is built in the one the last event gave back.
+    writer_batch_reset (self->done);
+    self->open = self->done;
+    self->done = NULL;
+    if (self->failed) {
+        //  A write is missing from it: it fails as a whole, like a batch
+        //  the disk refused.
+        self->failed = false;
+        writer_batch_fail (batch, self->error);
+    }
+    if (writer_submit (self->writer, &batch)) {
+        snprintf (self->error, sizeof self->error, "cannot reach the writer thread");
+        self->done = self->open;
+        self->open = batch;
+        return -1;
+    }
+    self->busy = true;
+    self->submitted++;
+    return 0;
+}
+
+bool
+store_busy (store_t *self)
+{
+    return self->busy;
+}
+
+zsock_t *
+store_sock (store_t *self)
+{
+    return self->writer ? writer_sock (self->writer) : NULL;
+}
+
+//  A failed batch's dispatches wait again for their job's next write,
+//  unless a newer dispatch of the job is waiting already.
+static void
+s_redefer (int64_t seq, const writer_dispatch_t *dispatch, void *arg)
+{
+    store_t *self = (store_t *) arg;
+    if (!zhashx_lookup (self->deferred_by_seq, S_SEQ_KEY (seq)))
+        s_defer (self, seq, dispatch, zclock_mono () - S_DISPATCH_DEFER_MS);
+}
+
+int
+store_recv (store_t *self, store_event_t *event, int timeout_ms)
+{
+    memset (event, 0, sizeof *event);
+    if (self->memory)
+        return -1;
+    writer_event_t got;
+    if (writer_recv (self->writer, &got, timeout_ms))
+        return -1;
+    event->rc = got.rc;
+    event->count = got.count;
+    if (got.rc)
+        snprintf (self->error, sizeof self->error, "%s", got.error);
+    if (got.type == WRITER_COMMITTED) {
+        event->type = STORE_EV_COMMIT;
+        assert (self->busy && !self->done);
+        self->busy = false;
+        self->settled++;
+        self->done = got.batch;
+        if (got.rc)
+            writer_batch_dispatches (got.batch, s_redefer, self);
+    }
+    else
+        event->type = got.type == WRITER_EXPIRED ? STORE_EV_EXPIRED : STORE_EV_PURGED;
+    return 0;
+}
+
+bool
+store_was_duplicate (store_t *self, int64_t seq)
+{
+    return self->done && writer_batch_status (self->done) == 0
+           && writer_batch_duplicate (self->done, seq);
+}
+
+uint64_t
+store_barrier (store_t *self)
+{
+    if (self->memory)
+        return 0;
+    return self->submitted + (writer_batch_size (self->open) > 0 ? 1 : 0);
+}
+
+uint64_t
+store_settled (store_t *self)
+{
+    return self->settled;
+}
+
+int
+store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s)
+{
+    if (self->memory)
+        return 1;
+    if (writer_expire (self->writer, now, result_ttl_s, dead_ttl_s)) {
+        snprintf (self->error, sizeof self->error, "cannot reach the writer thread");
         return -1;
     }
     return 0;
 }
 
 int
-store_sync (store_t *self)
+store_purge_dead (store_t *self)
 {
     if (self->memory)
-        return 0;
-    //  A checkpoint syncs the WAL before copying it back, unless
-    //  synchronous is OFF: then raise it for this one checkpoint, so that a
-    //  'guarantee' job is on disk whatever the policy.
-    bool raise = self->policy == STORE_FSYNC_OFF && !self->in_transaction;
-    if (raise)
-        s_exec (self, "PRAGMA synchronous = NORMAL");
-    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (rc != SQLITE_OK)
-        snprintf (self->error, sizeof self->error, "checkpoint: %s", sqlite3_errmsg (self->db));
-    if (raise)
-        s_exec (self, "PRAGMA synchronous = OFF");
-    return rc == SQLITE_OK ? 0 : -1;
+        return 1;
+    if (writer_purge_dead (self->writer)) {
+        snprintf (self->error, sizeof self->error, "cannot reach the writer thread");
+        return -1;
+    }
+    return 0;
 }
+
+//  --------------------------------------------------------------------------
+//  Reads, on the loop's connection
 
 static void
 s_read_row (sqlite3_stmt *stmt, store_row_t *row)
@@ -559,58 +737,6 @@ store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg)
     return store_list_dead_page (self, &cursor, limit, fn, arg);
 }
 
-//  Runs one chunked DELETE whose other parameters are bound; the limit
-//  (-1: none) is parameter limit_param. Returns the rows deleted or -1.
-static int
-s_delete_some (store_t *self, sqlite3_stmt *stmt, int limit_param, sqlite3_int64 limit,
-               const char *what)
-{
-    sqlite3_bind_int64 (stmt, limit_param, limit);
-    if (s_step_write (self, stmt, what))
-        return -1;
-    return sqlite3_changes (self->db);
-}
-
-int
-store_expire_some (store_t *self, double now, double result_ttl_s, double dead_ttl_s,
-                   size_t limit, bool *more)
-{
-    *more = false;
-    if (s_begin (self))
-        return -1;
-    sqlite3_int64 left = limit ? (sqlite3_int64) limit : -1;
-    sqlite3_stmt *stmt = self->stmt[S_EXPIRE];
-    sqlite3_bind_double (stmt, 1, now - result_ttl_s);
-    int results = s_delete_some (self, stmt, 2, left, "expire results");
-    if (results < 0)
-        return -1;
-    if (limit && results >= left) {
-        *more = true;               // maybe: the next call finds out
-        return results;
-    }
-    if (limit)
-        left -= results;
-    stmt = self->stmt[S_EXPIRE_DEAD];
-    sqlite3_bind_double (stmt, 1, now - dead_ttl_s);
-    int dead = s_delete_some (self, stmt, 2, left, "expire dead jobs");
-    if (dead < 0)
-        return -1;
-    *more = limit && dead >= left;
-    return results + dead;
-}
-
-int
-store_purge_dead_some (store_t *self, size_t limit, bool *more)
-{
-    *more = false;
-    if (s_begin (self))
-        return -1;
-    int purged = s_delete_some (self, self->stmt[S_PURGE], 1,
-                                limit ? (sqlite3_int64) limit : -1, "purge dead jobs");
-    *more = purged >= 0 && limit && (size_t) purged >= limit;
-    return purged;
-}
-
 int
 store_meta_get (store_t *self, const char *key, int64_t *value)
 {
@@ -627,25 +753,25 @@ store_meta_get (store_t *self, const char *key, int64_t *value)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
-int
-store_meta_set (store_t *self, const char *key, int64_t value)
-{
-    if (s_begin (self))
-        return -1;
-    sqlite3_stmt *stmt = self->stmt[S_META_SET];
-    sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, value);
-    return s_step_write (self, stmt, "set meta");
-}
-
 void
 store_release_memory (store_t *self)
 {
-    //  Also truncate the WAL: after a backlog it has grown, and with it the
-    //  index SQLite keeps mapped in memory.
-    if (!self->memory && !self->in_transaction)
-        sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
     sqlite3_db_release_memory (self->db);
+    if (!self->writer)
+        return;
+    //  The batches keep what a burst made them take (below 256 KiB each):
+    //  an empty one starts afresh. The writer gives its cache back and
+    //  trims the heap itself, after the caller's trim.
+    writer_batch_t **batches[] = { &self->open, &self->done };
+    for (int i = 0; i < 2; i++)
+        if (*batches[i] && writer_batch_size (*batches[i]) == 0) {
+            writer_batch_t *fresh = writer_batch_new ();
+            if (fresh) {
+                writer_batch_destroy (batches[i]);
+                *batches[i] = fresh;
+            }
+        }
+    writer_release_memory (self->writer);
 }
 
 int64_t
@@ -688,15 +814,86 @@ s_check_result (const store_row_t *row, void *arg)
     CHECK_MEMEQ (row->result, row->result_size, "42", 2);
     CHECK_STREQ (row->usage, "wall_us=5");
     CHECK_EQ (row->payload_size, 0);        // dropped once ended
+    CHECK_EQ (row->attempt, 1);             // its dispatch, written with its end
+    CHECK_UEQ (row->epoch, 77);
     return 0;
 }
 
+//  Copies a row's dispatch fields and state out.
+typedef struct {
+    store_state_t state;
+    uint32_t attempt;
+    uint64_t epoch;
+} s_seen_t;
+
 static int
-s_check_epoch (const store_row_t *row, void *arg)
+s_copy_row (const store_row_t *row, void *arg)
 {
-    (void) arg;
-    CHECK_UEQ (row->epoch, 78);         // its latest dispatch's
+    s_seen_t *seen = (s_seen_t *) arg;
+    seen->state = row->state;
+    seen->attempt = row->attempt;
+    seen->epoch = row->epoch;
     return 0;
+}
+
+static s_seen_t
+s_row_of (store_t *store, const char *msgid)
+{
+    s_seen_t seen = { STORE_STATE_COUNT, 0, 0 };
+    store_fetch (store, msgid, s_copy_row, &seen);
+    return seen;
+}
+
+//  Submits the open batch and waits for its event (what the router does
+//  over two loop turns). Returns the event's rc.
+static int
+s_commit (store_t *store)
+{
+    int rc = store_submit (store, false);
+    if (rc == 1)
+        return 0;
+    CHECK_EQ (rc, 0);
+    store_event_t event;
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.type == STORE_EV_COMMIT);
+    return event.rc;
+}
+
+//  Starts a delete task and waits for its event; returns the rows deleted
+//  or -1.
+static int64_t
+s_task (store_t *store, int rc)
+{
+    CHECK_EQ (rc, 0);
+    store_event_t event;
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.type == STORE_EV_EXPIRED || event.type == STORE_EV_PURGED);
+    return event.rc ? -1 : event.count;
+}
+
+//  A step that fails (as a full disk would) for statements starting with
+//  s_fail_prefix, while it is set.
+static const char *s_fail_prefix;
+
+static int
+s_failing_step (sqlite3_stmt *stmt)
+{
+    const char *sql = sqlite3_sql (stmt);
+    if (s_fail_prefix && sql && strncmp (sql, s_fail_prefix, strlen (s_fail_prefix)) == 0)
+        return SQLITE_FULL;
+    return sqlite3_step (stmt);
+}
+
+//  Counts the statements that raise the sync level for one batch.
+static int s_full_syncs;
+
+static int
+s_counting_step (sqlite3_stmt *stmt)
+{
+    const char *sql = sqlite3_sql (stmt);
+    if (sql && strcmp (sql, "PRAGMA synchronous = FULL") == 0)
+        s_full_syncs++;
+    return sqlite3_step (stmt);
 }
 
 //  Adds n jobs named prefix0.. and ends them (state, ended_at = 1000 + i);
@@ -704,23 +901,26 @@ s_check_epoch (const store_row_t *row, void *arg)
 static void
 s_add_ended (store_t *store, const char *prefix, int n, store_state_t state, int64_t *seqs)
 {
+    int64_t seq[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) {
         char msgid[32];
         snprintf (msgid, sizeof msgid, "%s%d", prefix, i);
         store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = "p",
                             .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
-        bool duplicate = true;
-        int64_t seq = 0;
-        CHECK_EQ (store_insert (store, &row, &duplicate, &seq), 0);
-        CHECK_EQ (store_set_ended (store, seq, state, "failed", "e", 1, "", 1000 + i), 0);
-        if (seqs)
-            seqs[i] = seq;
+        CHECK_EQ (store_insert (store, &row, &seq[i]), 0);
     }
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_commit (store), 0);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ (store_set_ended (store, seq[i], state, "failed", "e", 1, "", 1000 + i), 0);
+        if (seqs)
+            seqs[i] = seq[i];
+    }
+    CHECK_EQ (s_commit (store), 0);
 }
 
-//  Large deletes in chunks, the dead list in pages, and the upgrade of a
-//  database written before the index of ended rows.
+//  Large deletes in chunks, the dead list in pages, revival racing a
+//  purge, and the upgrade of a database written before the index of ended
+//  rows.
 static void
 s_test_chunks (const char *dir, bool verbose)
 {
@@ -736,28 +936,15 @@ s_test_chunks (const char *dir, bool verbose)
     CHECK_EQ (store_count (store, STORE_DONE), 10);
     CHECK_EQ (store_count (store, STORE_DEAD), 5);
 
-    //  Results before 1008 are due (8 rows), dead jobs before 1002 (2 rows):
-    //  chunks of 4 take three calls, and only the last says "no more".
-    bool more = false;
-    int total = 0, calls = 0, got;
-    do {
-        got = store_expire_some (store, 1058, 50, 56, 4, &more);
-        CHECK (got >= 0 && got <= 4);
-        CHECK_EQ (store_commit (store), 0);
-        total += got;
-        calls++;
-    } while (more && got > 0 && calls < 10);
-    CHECK_EQ (total, 10);
-    CHECK_EQ (calls, 3);
-    CHECK (!more);
+    //  Results before 1008 are due (8 rows), dead jobs before 1002 (2 rows).
+    CHECK_EQ (s_task (store, store_expire (store, 1058, 50, 56)), 10);
     CHECK_EQ (store_count (store, STORE_DONE), 2);
     CHECK_EQ (store_count (store, STORE_DEAD), 3);
     CHECK_EQ (store_fetch (store, "r7", NULL, NULL), 0);
     CHECK_EQ (store_fetch (store, "r8", NULL, NULL), 1);
     CHECK_EQ (store_fetch (store, "d1", NULL, NULL), 0);
     CHECK_EQ (store_fetch (store, "d2", NULL, NULL), 1);
-    CHECK_EQ (store_expire_some (store, 1058, 50, 56, 4, &more), 0);   // nothing left due
-    CHECK (!more);
+    CHECK_EQ (s_task (store, store_expire (store, 1058, 50, 56)), 0);   // nothing left due
 
     //  The dead list in pages of 2, newest first; reviving a row between
     //  pages shifts nothing, and the revived row leaves the dead jobs.
@@ -765,35 +952,58 @@ s_test_chunks (const char *dir, bool verbose)
     char seen[256] = "";
     CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 2);
     CHECK_STREQ (seen, "d4:dead d3:dead ");
-    CHECK_EQ (store_set_waiting (store, dead_seqs[4], STORE_QUEUED, 1, 0), 0);
+    store_row_t d4 = { .seq = dead_seqs[4], .msgid = "d4", .queue = "q", .headers = "",
+                       .payload = "p", .payload_size = 1, .state = STORE_DEAD,
+                       .created_at = 1 };
+    CHECK_EQ (store_revive (store, &d4, 1), 0);
     CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 1);
     CHECK_STREQ (seen, "d4:dead d3:dead d2:dead ");
     CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 0);
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_commit (store), 0);
     CHECK_EQ (store_count (store, STORE_DEAD), 2);
     CHECK_EQ (store_count (store, STORE_QUEUED), 1);
     //  Queued again, it is neither expired as dead nor purged.
-    CHECK_EQ (store_expire_some (store, 1e9, 50, 56, 0, &more), 4);
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_task (store, store_expire (store, 1e9, 50, 56)), 4);
     CHECK_EQ (store_fetch (store, "d4", NULL, NULL), 1);
 
-    //  Purge in chunks.
-    s_add_ended (store, "p", 5, STORE_DEAD, NULL);
-    CHECK_EQ (store_purge_dead_some (store, 3, &more), 3);
-    CHECK (more);
-    CHECK_EQ (store_purge_dead_some (store, 3, &more), 2);
-    CHECK (!more);
-    CHECK_EQ (store_commit (store), 0);
+    //  Purge in chunks of 5,000: 12,000 dead rows, three chunks; a batch
+    //  submitted meanwhile is committed between them, before the end.
+    int n = 12000;
+    s_add_ended (store, "p", n, STORE_DEAD, NULL);
+    CHECK_EQ (store_purge_dead (store), 0);
+    store_row_t row = { .msgid = "between", .queue = "q", .headers = "", .payload = "p",
+                        .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+    int64_t seq;
+    CHECK_EQ (store_insert (store, &row, &seq), 0);
+    CHECK_EQ (store_submit (store, false), 0);
+    store_event_t event;
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.type == STORE_EV_COMMIT && event.rc == 0);
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.type == STORE_EV_PURGED);
+    CHECK_EQ (event.count, n);
     CHECK_EQ (store_count (store, STORE_DEAD), 0);
 
-    //  A chunk that cannot be written fails the transaction and says why.
+    //  A revival that comes after a purge deleted the row (the router read
+    //  it before): the row comes back, queued.
+    s_add_ended (store, "z", 1, STORE_DEAD, &seq);
+    CHECK_EQ (s_task (store, store_purge_dead (store)), 1);
+    store_row_t z0 = { .seq = seq, .msgid = "z0", .queue = "q", .headers = "",
+                       .payload = "p", .payload_size = 1, .state = STORE_DEAD,
+                       .created_at = 1 };
+    CHECK_EQ (store_revive (store, &z0, 2), 0);
+    CHECK_EQ (s_commit (store), 0);
+    CHECK (s_row_of (store, "z0").state == STORE_QUEUED);
+
+    //  A chunk that cannot be written fails the task and says why; the
+    //  rows stay.
     s_add_ended (store, "x", 3, STORE_DONE, NULL);
-    sqlite3_exec (store->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
-    CHECK_EQ (store_expire_some (store, 1e9, 1, 1, 2, &more), -1);
-    CHECK (!more);
+    s_fail_prefix = "DELETE";
+    writer_step = s_failing_step;
+    CHECK_EQ (s_task (store, store_expire (store, 1e9, 1, 1)), -1);
     CHECK_CONTAINS (store_error (store), "expire results");
-    CHECK_EQ (store_commit (store), -1);
-    sqlite3_exec (store->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
+    writer_step = sqlite3_step;
+    s_fail_prefix = NULL;
     CHECK_EQ (store_count (store, STORE_DONE), 3);
     store_close (&store);
     unlink (path);
@@ -822,11 +1032,77 @@ s_test_chunks (const char *dir, bool verbose)
         seen[0] = 0;
         CHECK_EQ (store_load (store, s_collect, seen), 0);
         CHECK_STREQ (seen, "old:queued ");
+        //  New rows get keys after the ones found.
+        CHECK_EQ (store_insert (store, &row, &seq), 0);
+        CHECK_EQ (seq, 2);
     }
     store_close (&store);
     unlink (path);
     if (verbose)
         printf ("chunks ");
+}
+
+//  Dispatches: written with the job's next change, or on their own once
+//  they waited S_DISPATCH_DEFER_MS; a failed batch's come back.
+static void
+s_test_dispatches (const char *dir, bool verbose)
+{
+    char path[300], err[256];
+    snprintf (path, sizeof path, "%s/dispatch.db", dir);
+    store_t *store = store_open (path, STORE_FSYNC_EVERYSEC, err, sizeof err);
+    CHECK (store != NULL);
+    if (!store)
+        return;
+    const char *ids[] = { "short", "long", "retried", "lost" };
+    int64_t seqs[4];
+    for (int i = 0; i < 4; i++) {
+        store_row_t row = { .msgid = ids[i], .queue = "q", .headers = "", .payload = "p",
+                            .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+        CHECK_EQ (store_insert (store, &row, &seqs[i]), 0);
+    }
+    CHECK_EQ (s_commit (store), 0);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ (store_set_dispatched (store, seqs[i], 1, 100 + i), 0);
+    //  Nothing to write yet: the dispatches wait.
+    CHECK (!store_has_writes (store));
+    CHECK_EQ (s_commit (store), 0);
+    CHECK (s_row_of (store, "long").state == STORE_QUEUED);
+    //  The short job ends, the retried one fails with retries left: their
+    //  dispatches go with those changes, in one row update each.
+    CHECK_EQ (store_set_ended (store, seqs[0], STORE_DONE, "ok", "1", 1, "", 5), 0);
+    CHECK_EQ (store_set_waiting (store, seqs[2], STORE_SCHEDULED, 0, 9), 0);
+    CHECK_EQ (s_commit (store), 0);
+    s_seen_t seen = s_row_of (store, "short");
+    CHECK (seen.state == STORE_DONE && seen.attempt == 1 && seen.epoch == 100);
+    seen = s_row_of (store, "retried");
+    CHECK (seen.state == STORE_SCHEDULED && seen.attempt == 1 && seen.epoch == 102);
+    //  The last job's end fails to be written: the router writes it again
+    //  (a new batch), and its dispatch is still in it.
+    s_fail_prefix = "UPDATE jobs SET state = ?1, status";
+    writer_step = s_failing_step;
+    CHECK_EQ (store_set_ended (store, seqs[3], STORE_DONE, "ok", "1", 1, "", 5), 0);
+    CHECK_EQ (s_commit (store), -1);
+    CHECK_CONTAINS (store_error (store), "end job");
+    writer_step = sqlite3_step;
+    s_fail_prefix = NULL;
+    CHECK (s_row_of (store, "lost").state == STORE_QUEUED);
+    CHECK_EQ (store_set_ended (store, seqs[3], STORE_DONE, "ok", "1", 1, "", 5), 0);
+    CHECK_EQ (s_commit (store), 0);
+    seen = s_row_of (store, "lost");
+    CHECK (seen.state == STORE_DONE && seen.attempt == 1 && seen.epoch == 103);
+    //  The long job is still running: its dispatch is written once it
+    //  waited long enough (the router submits at least every 50 ms).
+    int64_t deadline = zclock_mono () + 5000;
+    while (!store_has_writes (store) && zclock_mono () < deadline)
+        zclock_sleep (20);
+    CHECK (store_has_writes (store));
+    CHECK_EQ (s_commit (store), 0);
+    seen = s_row_of (store, "long");
+    CHECK (seen.state == STORE_RUNNING && seen.attempt == 1 && seen.epoch == 101);
+    store_close (&store);
+    unlink (path);
+    if (verbose)
+        printf ("dispatches ");
 }
 
 void
@@ -844,6 +1120,7 @@ store_test (bool verbose)
     if (!store)
         return;
     CHECK (!store_is_memory (store));
+    CHECK (store_sock (store) != NULL);
 
     const char *ids[] = { "a", "b", "c", "d" };
     int64_t seqs[4] = { 0 }, seq = 0;
@@ -852,28 +1129,42 @@ store_test (bool verbose)
                             .payload = "p", .payload_size = 1, .client = "cl",
                             .client_size = 2, .state = STORE_QUEUED, .retries_left = 1,
                             .created_at = 1000 + i };
-        bool duplicate = true;
-        CHECK_EQ (store_insert (store, &row, &duplicate, &seqs[i]), 0);
-        CHECK (!duplicate);
+        CHECK_EQ (store_insert (store, &row, &seqs[i]), 0);
         CHECK (seqs[i] > (i ? seqs[i - 1] : 0));
     }
+    //  Batches are numbered: a read that must see these rows waits until
+    //  the batch holding them is settled.
+    CHECK (store_has_writes (store));
+    CHECK_UEQ (store_barrier (store), 1);
+    CHECK_UEQ (store_settled (store), 0);
+    CHECK_EQ (store_submit (store, false), 0);
+    CHECK (store_busy (store));
+    CHECK_EQ (store_submit (store, false), -1);     // one batch out at a time
+    store_event_t event;
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.type == STORE_EV_COMMIT && event.rc == 0);
+    CHECK (!store_busy (store));
+    CHECK_UEQ (store_settled (store), 1);
+    CHECK_UEQ (store_barrier (store), 1);
+    CHECK (!store_was_duplicate (store, seqs[0]));
+    CHECK_EQ (store_recv (store, &event, 0), -1);   // nothing more
+
+    //  The same msgid again: not stored twice, and the event says so.
     store_row_t again = { .msgid = "a", .queue = "x", .headers = "", .payload = "q",
                           .payload_size = 1, .state = STORE_QUEUED };
-    bool duplicate = false;
-    CHECK_EQ (store_insert (store, &again, &duplicate, &seq), 0);
-    CHECK (duplicate);
-    CHECK_EQ (seq, 0);
-    CHECK (store_in_transaction (store));
-    CHECK_EQ (store_commit (store), 0);
-    CHECK (!store_in_transaction (store));
+    CHECK_EQ (store_insert (store, &again, &seq), 0);
+    CHECK (seq > seqs[3]);
+    CHECK_EQ (s_commit (store), 0);
+    CHECK (store_was_duplicate (store, seq));
+    CHECK (!store_was_duplicate (store, seqs[3]));
 
     CHECK_EQ (store_set_dispatched (store, seqs[0], 1, 77), 0);
     CHECK_EQ (store_set_ended (store, seqs[0], STORE_DONE, "ok", "42", 2, "wall_us=5", 2000), 0);
-    CHECK_EQ (store_set_dispatched (store, seqs[1], 1, 78), 0);
     CHECK_EQ (store_set_waiting (store, seqs[2], STORE_SCHEDULED, 0, 3000), 0);
     CHECK_EQ (store_set_ended (store, seqs[3], STORE_DEAD, "failed", "boom", 4, "", 2500), 0);
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_commit (store), 0);
     CHECK_EQ (store_count (store, STORE_DEAD), 1);
+    CHECK_EQ (store_fetch (store, "a", s_check_result, NULL), 1);
     store_close (&store);
 
     //  Reopened: unfinished jobs come back in submission order.
@@ -883,43 +1174,59 @@ store_test (bool verbose)
         return;
     char seen[256] = "";
     CHECK_EQ (store_load (store, s_collect, seen), 0);
-    CHECK_STREQ (seen, "b:running c:scheduled ");
-    CHECK_EQ (store_fetch (store, "b", s_check_epoch, NULL), 1);
+    CHECK_STREQ (seen, "b:queued c:scheduled ");
     CHECK_EQ (store_fetch (store, "a", s_check_result, NULL), 1);
     CHECK_EQ (store_fetch (store, "zz", s_check_result, NULL), 0);
     seen[0] = 0;
     CHECK_EQ (store_list_dead (store, 0, s_collect, seen), 1);
     CHECK_STREQ (seen, "d:dead ");
-    CHECK_EQ (store_sync (store), 0);
     int64_t meta = 0;
     CHECK_EQ (store_meta_get (store, "fence", &meta), 1);
     CHECK_EQ (store_meta_set (store, "fence", 41), 0);
     CHECK_EQ (store_meta_set (store, "fence", 42), 0);
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_commit (store), 0);
     CHECK_EQ (store_meta_get (store, "fence", &meta), 0);
     CHECK_EQ (meta, 42);
 
+    //  A 'guarantee' batch is synced before its event under everysec: its
+    //  commit runs with synchronous = FULL.
+    writer_step = s_counting_step;
+    CHECK_EQ (store_meta_set (store, "fence", 43), 0);
+    CHECK_EQ (s_commit (store), 0);
+    CHECK_EQ (s_full_syncs, 0);
+    CHECK_EQ (store_meta_set (store, "fence", 44), 0);
+    CHECK_EQ (store_submit (store, true), 0);
+    CHECK_EQ (store_recv (store, &event, 10000), 0);
+    CHECK (event.rc == 0);
+    CHECK_EQ (s_full_syncs, 1);
+    writer_step = sqlite3_step;
+
     //  Retention: results expire after result_ttl, dead jobs after dead_ttl.
-    bool more;
-    CHECK_EQ (store_expire_some (store, 2100, 50, 1000, 0, &more), 1);     // "a" only
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_task (store, store_expire (store, 2100, 50, 1000)), 1);     // "a" only
     CHECK_EQ (store_fetch (store, "a", NULL, NULL), 0);
-    CHECK_EQ (store_purge_dead_some (store, 0, &more), 1);
-    CHECK_EQ (store_commit (store), 0);
+    CHECK_EQ (s_task (store, store_purge_dead (store)), 1);
     CHECK_EQ (store_count (store, STORE_DEAD), 0);
 
-    //  A failed write fails the whole batch: nothing of it is kept.
+    //  A failed write fails the whole batch: nothing of it is kept, the
+    //  event says why, and the next batch is written.
     store_row_t bad = { .msgid = "e", .queue = "default", .headers = "", .payload = "p",
                         .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
-    CHECK_EQ (store_insert (store, &bad, &duplicate, &seq), 0);
-    sqlite3_exec (store->db, "PRAGMA query_only = ON", NULL, NULL, NULL);
+    CHECK_EQ (store_insert (store, &bad, &seq), 0);
     store_row_t blocked = bad;
     blocked.msgid = "f";
-    CHECK_EQ (store_insert (store, &blocked, &duplicate, &seq), -1);
-    CHECK_EQ (store_commit (store), -1);
-    CHECK_CONTAINS (store_error (store), "insert job");
-    sqlite3_exec (store->db, "PRAGMA query_only = OFF", NULL, NULL, NULL);
+    CHECK_EQ (store_insert (store, &blocked, &seq), 0);
+    s_fail_prefix = "COMMIT";
+    writer_step = s_failing_step;
+    CHECK_EQ (s_commit (store), -1);
+    CHECK_CONTAINS (store_error (store), "commit");
+    CHECK (!store_was_duplicate (store, seq));
+    writer_step = sqlite3_step;
+    s_fail_prefix = NULL;
     CHECK_EQ (store_fetch (store, "e", NULL, NULL), 0);
+    CHECK_EQ (store_fetch (store, "f", NULL, NULL), 0);
+    CHECK_EQ (store_insert (store, &bad, &seq), 0);
+    CHECK_EQ (s_commit (store), 0);
+    CHECK_EQ (store_fetch (store, "e", NULL, NULL), 1);
     store_close (&store);
 
     //  A file that is not a database is refused with a clear error.
@@ -938,18 +1245,26 @@ store_test (bool verbose)
     CHECK_CONTAINS (err, path);
     unlink (path);
     s_test_chunks (dir, verbose);
+    s_test_dispatches (dir, verbose);
     rmdir (dir);
 
     store = store_open (":memory:", STORE_FSYNC_OFF, err, sizeof err);
     CHECK (store && store_is_memory (store));
     if (store) {
-        //  In-memory mode writes no job rows at all.
+        //  In-memory mode writes no job rows at all, and a batch is
+        //  settled at once.
         store_row_t row = { .msgid = "m", .queue = "q", .headers = "", .payload = "p",
                             .payload_size = 1, .state = STORE_QUEUED };
-        CHECK_EQ (store_insert (store, &row, &duplicate, &seq), 0);
-        CHECK (!duplicate && seq == 0);
-        CHECK_EQ (store_commit (store), 0);
+        CHECK_EQ (store_insert (store, &row, &seq), 0);
+        CHECK (seq == 0);
+        CHECK (!store_has_writes (store));
+        CHECK_EQ (store_submit (store, false), 1);
+        CHECK (store_sock (store) == NULL);
         CHECK_EQ (store_fetch (store, "m", NULL, NULL), 0);
+        CHECK_EQ (store_expire (store, 1e9, 1, 1), 1);
+        CHECK_EQ (store_meta_set (store, "fence", 7), 0);
+        CHECK_EQ (store_meta_get (store, "fence", &meta), 0);
+        CHECK_EQ (meta, 7);
     }
     store_close (&store);
     store_fsync_t policy;

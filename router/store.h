@@ -4,20 +4,38 @@
     failed | dead | cancelled, or to scheduled (delayed, or waiting for a
     retry's backoff). Ended jobs stay as results until they expire.
 
-    Writes go into one open transaction that the router commits once per
-    event-loop turn (group commit): ACKs for the jobs of a batch go out only
-    after store_commit() succeeded. The fsync policy decides what a commit
-    costs and what a power loss can take (docs/storage.md):
-        always    synchronous=FULL: every commit is on disk before the ACK
-        everysec  synchronous=NORMAL, WAL synced by a checkpoint each second
+    Writes go into the open batch; the router hands it to the writer thread
+    (store_submit, router/writer.h) once per loop turn while no batch is
+    out, and goes on serving. The batch's COMMIT event, on store_sock(),
+    says it is committed or failed: ACKs for its jobs go out only then
+    (group commit: a batch holds whatever the loop wrote while the previous
+    one was being committed). The fsync policy decides what a commit costs
+    and what a power loss can take (docs/storage.md):
+        always    synchronous=FULL: every commit is on disk before its event
+        everysec  synchronous=NORMAL, the WAL synced each second
         off       synchronous=OFF: the OS decides
+    None of these syncs, and no checkpoint, runs on the router's loop.
+
+    A dispatch is not written with the next batch: it waits (in memory) for
+    the job's next change, and goes into that change's row update (a job
+    that ends within S_DISPATCH_DEFER_MS never has its own dispatch write);
+    a job that runs longer gets it written then, so that after a restart
+    its epoch can still end it (docs/storage.md, Restart).
+
+    Reads (load, fetch, the dead list, counts) run on the loop's own
+    connection and see committed batches only; the router keeps what a
+    batch on its way holds in memory (an ended job stays JOB_ENDED until
+    its end is committed).
+
     A path of ":memory:" is the in-memory mode: job rows are not written at
     all (the router's own structures hold what is in flight), so results
-    of ended jobs and dead jobs are not kept; only the meta table is.
+    of ended jobs and dead jobs are not kept; only the meta table is; there
+    is no writer thread, and a batch is settled at once.
 */
 #ifndef EMQ_ROUTER_STORE_H
 #define EMQ_ROUTER_STORE_H
 
+#include <czmq.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,26 +86,63 @@ store_t *store_open (const char *path, store_fsync_t policy, char *err, size_t e
 void store_close (store_t **self_p);
 bool store_is_memory (store_t *self);
 
-//  Writes. Each joins the open transaction (begun on demand) and returns 0,
-//  or -1 with the reason in store_error(). insert sets *duplicate when the
-//  msgid is already stored (then nothing is written), else *seq to the new
-//  row's key, which the other writes take (a rowid lookup, not an index
-//  search by msgid). The strings and buffers are read during the call only
-//  (bound without a copy). set_ended's ended_at must be > 0.
-int store_insert (store_t *self, const store_row_t *row, bool *duplicate, int64_t *seq);
+//  Writes. Each joins the open batch and returns 0, or -1 if out of
+//  memory (reason in store_error()). Nothing is written before the batch
+//  is submitted and committed. insert sets *seq to the new row's key,
+//  which the other writes take; whether its msgid was stored already is
+//  known after the commit (store_was_duplicate). The strings and buffers
+//  are copied. set_ended's ended_at must be > 0. revive puts a dead job's
+//  row (as read) back in its queue with retries_left, writing it again if
+//  a purge or expiry deleted it since it was read.
+int store_insert (store_t *self, const store_row_t *row, int64_t *seq);
 int store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epoch);
 int store_set_waiting (store_t *self, int64_t seq, store_state_t state,
                        uint32_t retries_left, double run_at);
 int store_set_ended (store_t *self, int64_t seq, store_state_t state,
                      const char *status, const void *result, size_t result_size,
                      const char *usage, double ended_at);
+int store_revive (store_t *self, const store_row_t *row, uint32_t retries_left);
 
-//  Commits the open transaction, if any. Returns 0; or -1 (disk full, I/O
-//  error, read-only) after rolling back, with the reason in store_error().
-int store_commit (store_t *self);
-//  Forces the WAL to disk now (everysec policy's timer; guarantee jobs).
-int store_sync (store_t *self);
-bool store_in_transaction (store_t *self);
+//  Puts every dispatch still held back into the open batch (before a
+//  graceful stop: the jobs running now keep their epoch across a restart).
+void store_write_dispatches (store_t *self);
+//  True if the open batch holds writes (or a dispatch waited long enough
+//  to be written).
+bool store_has_writes (store_t *self);
+//  Hands the open batch to the writer; sync asks for it to be on disk
+//  before its event whatever the policy (a 'guarantee' job). Returns 0:
+//  its STORE_EV_COMMIT event follows; 1: nothing needs writing (in-memory
+//  mode), it counts as committed now; -1: a batch is still out (submit
+//  after its event) or it could not be sent (reason in store_error()).
+int store_submit (store_t *self, bool sync);
+//  True while a submitted batch's event has not been received.
+bool store_busy (store_t *self);
+//  The socket an event arrives on (for zloop_reader); NULL in memory mode.
+zsock_t *store_sock (store_t *self);
+
+typedef enum {
+    STORE_EV_COMMIT,        // the batch out is committed (rc 0) or failed
+    STORE_EV_EXPIRED,       // store_expire is done: count rows deleted
+    STORE_EV_PURGED         // store_purge_dead is done: count rows deleted
+} store_event_type_t;
+
+typedef struct {
+    store_event_type_t type;
+    int rc;                 // 0, or -1: failed (reason in store_error())
+    int64_t count;
+} store_event_t;
+
+//  Takes the next event, waiting at most timeout_ms (0: not at all, -1:
+//  forever). Returns 0, or -1 if none came. After a COMMIT event, until
+//  the next one, store_was_duplicate answers for its batch's inserts.
+int store_recv (store_t *self, store_event_t *event, int timeout_ms);
+bool store_was_duplicate (store_t *self, int64_t seq);
+//  Read-your-writes: store_barrier is the number of the batch that holds
+//  (or will hold) every write made so far, store_settled the number of the
+//  last batch whose event was received; a read that must see those writes
+//  waits until settled >= barrier.
+uint64_t store_barrier (store_t *self);
+uint64_t store_settled (store_t *self);
 const char *store_error (store_t *self);
 
 //  Calls fn for every queued, running and scheduled job in submission
@@ -115,28 +170,25 @@ int store_list_dead_page (store_t *self, store_cursor_t *cursor, size_t limit,
 //  The first page: dead jobs, newest first, at most limit (0 = all).
 int store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg);
 
-//  Deletes at most limit (0 = no limit) ended jobs past their retention:
-//  done, failed and cancelled ones ended before now - result_ttl_s, dead
-//  ones before now - dead_ttl_s. Joins the open transaction. Returns the
-//  number deleted, or -1 (reason in store_error(); the transaction then
-//  fails at commit). Sets *more when the limit was reached: call again (on
-//  a later loop turn, after the commit) until it is false. A chunk of
-//  2,000 rows costs about 10 ms.
-int store_expire_some (store_t *self, double now, double result_ttl_s, double dead_ttl_s,
-                       size_t limit, bool *more);
-//  Deletes at most limit (0 = all) dead jobs; same contract as
-//  store_expire_some.
-int store_purge_dead_some (store_t *self, size_t limit, bool *more);
+//  Starts deleting ended jobs past their retention: done, failed and
+//  cancelled ones ended before now - result_ttl_s, dead ones before now -
+//  dead_ttl_s; or every dead job. The writer does it in chunks between
+//  batches (a chunk of 2,000 rows costs about 10 ms there, nothing on the
+//  loop) and reports the total with a STORE_EV_EXPIRED or STORE_EV_PURGED
+//  event. Returns 0; 1 in memory mode (nothing to delete, no event); -1 if
+//  it could not be started.
+int store_expire (store_t *self, double now, double result_ttl_s, double dead_ttl_s);
+int store_purge_dead (store_t *self);
 //  A small key/value table for the router's own state (the schedulers'
-//  fencing token). get returns 0 and sets *value, 1 if absent, -1 on error;
-//  set joins the open transaction.
+//  fencing token). get returns 0 and sets *value, 1 if absent, -1 on error
+//  (it reads what is committed); set joins the open batch.
 int store_meta_get (store_t *self, const char *key, int64_t *value);
 int store_meta_set (store_t *self, const char *key, int64_t value);
-//  Gives the page cache's unused memory back and truncates the WAL (after
-//  a backlog drained, after a large expiry). Outside a transaction only
-//  the WAL part is skipped. What SQLite holds is bounded anyway (2 MiB of
-//  page cache); this returns it to malloc, and the caller's malloc_trim
-//  returns it to the system.
+//  Gives the page caches' unused memory back and has the writer truncate
+//  the WAL (after a backlog drained, after a large expiry). What SQLite
+//  holds is bounded anyway (2 MiB of page cache per connection); this
+//  returns it to malloc, and the caller's malloc_trim returns it to the
+//  system.
 void store_release_memory (store_t *self);
 //  Counts rows in a state: from the index for ended states, by a scan of
 //  the table for queued, running and scheduled. Returns -1 on error.

@@ -280,6 +280,12 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
     return pid;
 }
 
+const char *
+h_build_dir (void)
+{
+    return s_build;
+}
+
 pid_t
 h_router (h_test_t *t, const char *tag, ...)
 {

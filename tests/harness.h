@@ -84,10 +84,15 @@ extern const h_testdef_t h_durability_tests[];
 extern const size_t h_durability_count;
 extern const h_testdef_t h_batching_tests[];    // tests/batching.c
 extern const size_t h_batching_count;
+//  The durable path's tests (durable_path.c): the writer thread.
+extern const h_testdef_t h_durable_path_tests[];
+extern const size_t h_durable_path_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
 
+//  The build directory in use (absolute): bin/, plugins/, tests/.
+const char *h_build_dir (void);
 //  A timeout in ms multiplied by the scale (slow wrappers need longer).
 int h_ms (int ms);
 //  How much slower than a plain build this run is: the scale, or at least 4

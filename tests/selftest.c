@@ -26,6 +26,7 @@
 #include "router/peers.h"
 #include "router/router.h"
 #include "router/store.h"
+#include "router/writer.h"
 #include "common/pidlock.h"
 #include "common/program.h"
 #include "common/curve.h"
@@ -78,6 +79,7 @@ static const s_test_t s_tests[] = {
     { "outbox",  outbox_test },
     { "peers",   peers_test },
     { "store",   store_test },
+    { "writer",  writer_test },
     { "pidlock", pidlock_test },
     { "program", program_test },
     { "curve",   curve_test },
