@@ -953,10 +953,12 @@ s_thread_command (s_thread_t *self)
         writer_batch_t *batch = (writer_batch_t *) ptr;
         assert (batch);
         s_apply (self, batch);
+        //  Once sent, the batch is the loop's again: not to be read here.
+        bool failed = batch->rc != 0;
         zsock_send (self->pipe, "sp", "COMMITTED", batch);
         self->batch_ms = zclock_mono ();
         //  A failed commit may be a disk the WAL filled: reuse it.
-        if (batch->rc && self->checkpoints_out == 0 && self->wal_frames > 0
+        if (failed && self->checkpoints_out == 0 && self->wal_frames > 0
         &&  self->batch_ms >= self->checkpoint_retry_ms)
             s_checkpoint_tail (self);
     }
