@@ -22,10 +22,11 @@
     failed gives its dispatches back to that list, so that the ends the
     router writes again carry them again.
 
-    Memory: each connection's page cache is bounded (S_CACHE_KIB), the
-    database is not memory-mapped, and the writer checkpoints the WAL every
-    ~1,000 pages and cuts it back to 8 MiB when it is reset; so what SQLite
-    holds does not grow with the number of jobs. Large deletes are done in
+    Memory: each connection's page cache is bounded (this one's by
+    S_CACHE_KIB, the writer's and checkpointer's in writer.c), the database
+    is not memory-mapped, and the WAL is checkpointed every ~1,000 pages
+    and reused at 64 MiB at most (writer.c); so what SQLite holds does not
+    grow with the number of jobs. Large deletes are done in
     chunks by the writer (store_expire, store_purge_dead).
 */
 #include "store.h"

@@ -522,6 +522,18 @@ s_bind_blob (sqlite3_stmt *stmt, int column, const writer_batch_t *batch, size_t
         sqlite3_bind_null (stmt, column);
 }
 
+//  The submitted part of a row (insert, revive): parameters 1 to 6.
+static void
+s_bind_row (sqlite3_stmt *stmt, const writer_batch_t *batch, const s_op_t *op)
+{
+    sqlite3_bind_int64 (stmt, 1, op->seq);
+    s_bind_text (stmt, 2, batch, op->text[0]);
+    s_bind_text (stmt, 3, batch, op->text[1]);
+    s_bind_text (stmt, 4, batch, op->text[2]);
+    s_bind_blob (stmt, 5, batch, op->blob[0], op->blob_size[0]);
+    s_bind_blob (stmt, 6, batch, op->blob[1], op->blob_size[1]);
+}
+
 static int
 s_apply_op (s_thread_t *self, writer_batch_t *batch, const s_op_t *op)
 {
@@ -530,12 +542,7 @@ s_apply_op (s_thread_t *self, writer_batch_t *batch, const s_op_t *op)
     switch (op->type) {
         case S_OP_INSERT:
             stmt = self->stmt[W_INSERT];
-            sqlite3_bind_int64 (stmt, 1, op->seq);
-            s_bind_text (stmt, 2, batch, op->text[0]);
-            s_bind_text (stmt, 3, batch, op->text[1]);
-            s_bind_text (stmt, 4, batch, op->text[2]);
-            s_bind_blob (stmt, 5, batch, op->blob[0], op->blob_size[0]);
-            s_bind_blob (stmt, 6, batch, op->blob[1], op->blob_size[1]);
+            s_bind_row (stmt, batch, op);
             sqlite3_bind_text (stmt, 7, state, -1, SQLITE_STATIC);
             sqlite3_bind_int64 (stmt, 8, op->attempt);
             sqlite3_bind_int64 (stmt, 9, op->retries_left);
@@ -560,12 +567,7 @@ s_apply_op (s_thread_t *self, writer_batch_t *batch, const s_op_t *op)
             return 0;
         case S_OP_REVIVE:
             stmt = self->stmt[W_REVIVE];
-            sqlite3_bind_int64 (stmt, 1, op->seq);
-            s_bind_text (stmt, 2, batch, op->text[0]);
-            s_bind_text (stmt, 3, batch, op->text[1]);
-            s_bind_text (stmt, 4, batch, op->text[2]);
-            s_bind_blob (stmt, 5, batch, op->blob[0], op->blob_size[0]);
-            s_bind_blob (stmt, 6, batch, op->blob[1], op->blob_size[1]);
+            s_bind_row (stmt, batch, op);
             sqlite3_bind_int64 (stmt, 7, op->attempt);
             sqlite3_bind_int64 (stmt, 8, op->retries_left);
             sqlite3_bind_double (stmt, 9, op->created_at);
@@ -953,10 +955,12 @@ s_thread_command (s_thread_t *self)
         writer_batch_t *batch = (writer_batch_t *) ptr;
         assert (batch);
         s_apply (self, batch);
+        //  Once sent, the batch is the loop's again: not to be read here.
+        bool failed = batch->rc != 0;
         zsock_send (self->pipe, "sp", "COMMITTED", batch);
         self->batch_ms = zclock_mono ();
         //  A failed commit may be a disk the WAL filled: reuse it.
-        if (batch->rc && self->checkpoints_out == 0 && self->wal_frames > 0
+        if (failed && self->checkpoints_out == 0 && self->wal_frames > 0
         &&  self->batch_ms >= self->checkpoint_retry_ms)
             s_checkpoint_tail (self);
     }
