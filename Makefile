@@ -57,7 +57,7 @@ PLUGINS := $(BUILD)/plugins/libemq_examples.so
 TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler \
          $(BUILD)/tests/libslowsync.so
 
-.PHONY: all check test sanitize memcheck demo install uninstall clean deps bench
+.PHONY: all check test sanitize memcheck demo install uninstall clean deps bench format format-check
 all: $(BINS) $(LIBEMQ) $(PLUGINS) $(TESTS) $(BUILD)/lib/libemq.pc $(MANPAGES)
 
 # Order-only: the first build needs the header before any object; later
@@ -147,6 +147,15 @@ demo: all
 # The benchmark suite (docs/performance.md); BENCH_ARGS e.g. --json bench.json.
 bench: $(BINS) $(PLUGINS) $(BUILD)/bin/emq-bench
 	$(BUILD)/bin/emq-bench $(BENCH_ARGS)
+
+# The house layout (.clang-format): `make format` applies it, `make
+# format-check` lists the files that drifted from it.
+FORMAT_SRC = $(filter-out $(VERSION_H),$(shell git ls-files '*.c' '*.h' 2>/dev/null))
+format:
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_SRC)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \

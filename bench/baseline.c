@@ -29,7 +29,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#define BODY_SIZE 40            // about a `run noop` payload
+#define BODY_SIZE 40  // about a `run noop` payload
 
 //  ---------------------------------------------------------------------
 //  Children
@@ -53,7 +53,8 @@ static void
 s_bind (void *sock, const char *endpoint)
 {
     if (zmq_bind (sock, endpoint)) {
-        fprintf (stderr, "emq-bench child: bind %s: %s\n", endpoint, zmq_strerror (errno));
+        fprintf (stderr, "emq-bench child: bind %s: %s\n", endpoint,
+                 zmq_strerror (errno));
         exit (1);
     }
 }
@@ -62,7 +63,8 @@ static void
 s_connect (void *sock, const char *endpoint)
 {
     if (zmq_connect (sock, endpoint)) {
-        fprintf (stderr, "emq-bench child: connect %s: %s\n", endpoint, zmq_strerror (errno));
+        fprintf (stderr, "emq-bench child: connect %s: %s\n", endpoint,
+                 zmq_strerror (errno));
         exit (1);
     }
 }
@@ -149,7 +151,7 @@ s_lb_broker (const char *fe_endpoint, const char *be_endpoint)
                 id_size[slot] = zmq_msg_size (&id);
             }
             if (s_recv_frame (backend, &client, 0) != 1)
-                continue;       // READY
+                continue;  // READY
             s_recv_frame (backend, &body, 0);
             zmq_msg_send (&client, frontend, ZMQ_SNDMORE);
             zmq_msg_send (&body, frontend, 0);
@@ -295,7 +297,7 @@ s_rig_start (s_rig_t *rig, const char *kind, bool tcp)
     zmq_setsockopt (rig->sock, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
     zmq_setsockopt (rig->sock, ZMQ_SNDTIMEO, &timeout_ms, sizeof timeout_ms);
     if (rig->broker <= 0 || rig->workers[0] <= 0 || rig->workers[1] <= 0
-    ||  zmq_connect (rig->sock, fe)) {
+        || zmq_connect (rig->sock, fe)) {
         s_rig_stop (rig);
         return -1;
     }
@@ -353,7 +355,7 @@ s_lb_rtt_sample (void *self)
     memset (body, 'x', sizeof body);
     int64_t t0 = bench_now_us ();
     if (zmq_send (rig->sock, body, sizeof body, 0) < 0
-    ||  zmq_recv (rig->sock, reply, sizeof reply, 0) < 0)
+        || zmq_recv (rig->sock, reply, sizeof reply, 0) < 0)
         return NAN;
     return (double) (bench_now_us () - t0);
 }
@@ -368,8 +370,10 @@ bench_lb_rtt_new (bench_rtt_t *rtt)
         free (rig);
         return -1;
     }
-    *rtt = (bench_rtt_t) { .name = "ZeroMQ LB broker", .self = rig, .sample = s_lb_rtt_sample,
-                           .destroy = s_lb_rtt_destroy };
+    *rtt = (bench_rtt_t){ .name = "ZeroMQ LB broker",
+                          .self = rig,
+                          .sample = s_lb_rtt_sample,
+                          .destroy = s_lb_rtt_destroy };
     return 0;
 }
 
@@ -400,7 +404,7 @@ s_direct_run (double *p99)
         while (count < max && bench_now_us () < stop_at) {
             int64_t t0 = bench_now_us ();
             if (zmq_send (sock, body, sizeof body, 0) < 0
-            ||  zmq_recv (sock, reply, sizeof reply, 0) < 0)
+                || zmq_recv (sock, reply, sizeof reply, 0) < 0)
                 break;
             samples[count++] = (double) (bench_now_us () - t0);
         }
@@ -423,33 +427,43 @@ bench_baseline (bench_baseline_t *out)
     out->lb_rps = s_broker_run ("lb", false, 5, &out->broker_cpu_us);
     bench_figure ("1.baseline-lb", "throughput", out->lb_rps, "req_per_s");
     bench_figure ("1.baseline-lb", "broker_cpu_per_req", out->broker_cpu_us, "us");
-    bench_line ("1.baseline-lb", "%.0f req/s (LB broker, 2 workers, %d in flight); "
-                "broker CPU %.2f us/req", out->lb_rps, bench.inflight, out->broker_cpu_us);
+    bench_line ("1.baseline-lb",
+                "%.0f req/s (LB broker, 2 workers, %d in flight); "
+                "broker CPU %.2f us/req",
+                out->lb_rps, bench.inflight, out->broker_cpu_us);
     out->proxy_rps = s_broker_run ("proxy", false, 5, &proxy_cpu);
     bench_figure ("1.baseline-proxy", "throughput", out->proxy_rps, "req_per_s");
     bench_figure ("1.baseline-proxy", "broker_cpu_per_req", proxy_cpu, "us");
-    bench_line ("1.baseline-proxy", "%.0f req/s (zmq_proxy ROUTER/DEALER, 2 workers, "
-                "pipelined); broker CPU %.2f us/req", out->proxy_rps, proxy_cpu);
+    bench_line ("1.baseline-proxy",
+                "%.0f req/s (zmq_proxy ROUTER/DEALER, 2 workers, "
+                "pipelined); broker CPU %.2f us/req",
+                out->proxy_rps, proxy_cpu);
     out->direct_p50_us = s_direct_run (&direct_p99);
     bench_figure ("1.direct", "p50", out->direct_p50_us, "us");
     bench_figure ("1.direct", "p99", direct_p99, "us");
-    bench_line ("1.direct", "round trip p50 %.1f us, p99 %.1f us (DEALER <-> ROUTER, "
-                "one at a time)", out->direct_p50_us, direct_p99);
+    bench_line ("1.direct",
+                "round trip p50 %.1f us, p99 %.1f us (DEALER <-> ROUTER, "
+                "one at a time)",
+                out->direct_p50_us, direct_p99);
 }
 
 void
 bench_baseline_tcp (bench_baseline_tcp_t *out)
 {
-    *out = (bench_baseline_tcp_t) { NAN, NAN };
+    *out = (bench_baseline_tcp_t){ NAN, NAN };
     double lb_cpu = NAN, proxy_cpu = NAN;
     out->lb_rps = s_broker_run ("lb", true, 2, &lb_cpu);
     bench_figure ("8.baseline-lb-tcp", "throughput", out->lb_rps, "req_per_s");
     bench_figure ("8.baseline-lb-tcp", "broker_cpu_per_req", lb_cpu, "us");
-    bench_line ("8.baseline-lb-tcp", "%.0f req/s (LB broker over tcp, 2 workers, %d in "
-                "flight); broker CPU %.2f us/req", out->lb_rps, bench.inflight, lb_cpu);
+    bench_line ("8.baseline-lb-tcp",
+                "%.0f req/s (LB broker over tcp, 2 workers, %d in "
+                "flight); broker CPU %.2f us/req",
+                out->lb_rps, bench.inflight, lb_cpu);
     out->proxy_rps = s_broker_run ("proxy", true, 2, &proxy_cpu);
     bench_figure ("8.baseline-proxy-tcp", "throughput", out->proxy_rps, "req_per_s");
     bench_figure ("8.baseline-proxy-tcp", "broker_cpu_per_req", proxy_cpu, "us");
-    bench_line ("8.baseline-proxy-tcp", "%.0f req/s (zmq_proxy over tcp, 2 workers, "
-                "pipelined); broker CPU %.2f us/req", out->proxy_rps, proxy_cpu);
+    bench_line ("8.baseline-proxy-tcp",
+                "%.0f req/s (zmq_proxy over tcp, 2 workers, "
+                "pipelined); broker CPU %.2f us/req",
+                out->proxy_rps, proxy_cpu);
 }

@@ -54,13 +54,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define BODY_SIZE 64            // job bodies, as emq's 64-byte payloads
-#define IN_MAX 65536            // receive buffer of a connection
+#define BODY_SIZE 64  // job bodies, as emq's 64-byte payloads
+#define IN_MAX 65536  // receive buffer of a connection
 #define TUBE "bench"
-#define RT_TUBE "rt"            // round trip: jobs ...
-#define RT_REPLY_TUBE "rt-reply"    // ... and their replies
+#define RT_TUBE "rt"              // round trip: jobs ...
+#define RT_REPLY_TUBE "rt-reply"  // ... and their replies
 #define WORKERS 2
-#define STALL_US 10000000LL     // a run with no progress this long has stalled
+#define STALL_US 10000000LL         // a run with no progress this long has stalled
 #define WORKER_IDLE_US 600000000LL  // a worker left waiting this long gives up
 
 //  ---------------------------------------------------------------------
@@ -70,9 +70,9 @@
 
 typedef struct {
     int fd;
-    char in[IN_MAX + 1];        // received: in[head..tail) not consumed yet
+    char in[IN_MAX + 1];  // received: in[head..tail) not consumed yet
     size_t head, tail;
-    char *out;                  // to send: out[0..out_len)
+    char *out;  // to send: out[0..out_len)
     size_t out_len, out_cap;
 } s_conn_t;
 
@@ -99,7 +99,8 @@ s_conn_new (int port, int timeout_ms, bool quiet)
     if (!self)
         return NULL;
     self->fd = -1;
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port),
+    struct sockaddr_in addr = { .sin_family = AF_INET,
+                                .sin_port = htons ((uint16_t) port),
                                 .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
     int64_t deadline = bench_now_us () + (int64_t) timeout_ms * 1000;
     while (true) {
@@ -112,7 +113,7 @@ s_conn_new (int port, int timeout_ms, bool quiet)
             //  Small commands must not wait for Nagle.
             int one = 1;
             if (setsockopt (self->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one)
-            ||  fcntl (self->fd, F_SETFL, fcntl (self->fd, F_GETFL) | O_NONBLOCK)) {
+                || fcntl (self->fd, F_SETFL, fcntl (self->fd, F_GETFL) | O_NONBLOCK)) {
                 fprintf (stderr, "emq-bench: beanstalkd: socket options: %s\n",
                          strerror (errno));
                 break;
@@ -124,8 +125,8 @@ s_conn_new (int port, int timeout_ms, bool quiet)
         self->fd = -1;
         if (bench_now_us () >= deadline) {
             if (!quiet)
-                fprintf (stderr, "emq-bench: beanstalkd: connect 127.0.0.1:%d: %s\n", port,
-                         strerror (error));
+                fprintf (stderr, "emq-bench: beanstalkd: connect 127.0.0.1:%d: %s\n",
+                         port, strerror (error));
             break;
         }
         bench_sleep_ms (20);
@@ -161,8 +162,7 @@ s_conn_append (s_conn_t *self, const void *data, size_t size)
     return 0;
 }
 
-static int
-s_conn_printf (s_conn_t *self, const char *format, ...)
+static int s_conn_printf (s_conn_t *self, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 static int
@@ -183,8 +183,7 @@ static int
 s_conn_put (s_conn_t *self, const char *body, size_t size)
 {
     if (s_conn_printf (self, "put 0 0 60 %zu\r\n", size)
-    ||  s_conn_append (self, body, size)
-    ||  s_conn_append (self, "\r\n", 2))
+        || s_conn_append (self, body, size) || s_conn_append (self, "\r\n", 2))
         return -1;
     return 0;
 }
@@ -288,7 +287,8 @@ s_conn_chunk (s_conn_t *self, size_t bytes, int64_t deadline_us)
     if (bytes + 2 > IN_MAX)
         return NULL;
     while (self->tail - self->head < bytes + 2) {
-        if (bench_now_us () >= deadline_us || s_conn_read (self, s_left_ms (deadline_us)) < 0)
+        if (bench_now_us () >= deadline_us
+            || s_conn_read (self, s_left_ms (deadline_us)) < 0)
             return NULL;
     }
     char *chunk = self->in + self->head;
@@ -356,8 +356,8 @@ s_command (s_conn_t *self, const char *command, const char *expect, int64_t dead
     if (line && strncmp (line, expect, strlen (expect)) == 0)
         return 0;
     char shown[64];
-    fprintf (stderr, "emq-bench: beanstalkd: '%s': expected %s, got %s\n", command, expect,
-             s_show (line, shown, sizeof shown));
+    fprintf (stderr, "emq-bench: beanstalkd: '%s': expected %s, got %s\n", command,
+             expect, s_show (line, shown, sizeof shown));
     return -1;
 }
 
@@ -379,7 +379,8 @@ s_stat (s_conn_t *self, const char *command, const char *key, uint64_t *value,
         return -1;
     size_t key_len = strlen (key);
     for (char *at = yaml; (at = strstr (at, key)) != NULL; at += key_len) {
-        if ((at == yaml || at[-1] == '\n') && at[key_len] == ':' && at[key_len + 1] == ' ') {
+        if ((at == yaml || at[-1] == '\n') && at[key_len] == ':'
+            && at[key_len + 1] == ' ') {
             const char *number = at + key_len + 2;
             char *end;
             errno = 0;
@@ -398,9 +399,9 @@ s_stat (s_conn_t *self, const char *command, const char *key, uint64_t *value,
 //  dir, mapped by every process of a run. Only atomics are in it.
 
 typedef struct {
-    atomic_long deleted;        // jobs the workers have deleted (DELETED seen)
-    atomic_long errors;         // replies a worker did not expect
-    atomic_llong last_us;       // bench_now_us of the latest DELETED
+    atomic_long deleted;   // jobs the workers have deleted (DELETED seen)
+    atomic_long errors;    // replies a worker did not expect
+    atomic_llong last_us;  // bench_now_us of the latest DELETED
 } s_shared_t;
 
 //  Maps path (created, sized and zeroed when create). Returns the mapping
@@ -408,8 +409,8 @@ typedef struct {
 static s_shared_t *
 s_shared_map (const char *path, bool create)
 {
-    int fd = open (path, create ? O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDWR | O_CLOEXEC,
-                   0600);
+    int fd = open (
+        path, create ? O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf (stderr, "emq-bench: open %s: %s\n", path, strerror (errno));
         return NULL;
@@ -419,7 +420,8 @@ s_shared_map (const char *path, bool create)
         close (fd);
         return NULL;
     }
-    void *map = mmap (NULL, sizeof (s_shared_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *map =
+        mmap (NULL, sizeof (s_shared_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close (fd);
     if (map == MAP_FAILED) {
         fprintf (stderr, "emq-bench: mmap %s: %s\n", path, strerror (errno));
@@ -461,7 +463,7 @@ bench_beanstalkd_child (int argc, char **argv)
     int64_t deadline = bench_now_us () + 10000000;
     snprintf (command, sizeof command, "watch %s", tube);
     int rc = s_command (conn, command, "WATCHING", deadline)
-          || s_command (conn, "ignore default", "WATCHING", deadline);
+             || s_command (conn, "ignore default", "WATCHING", deadline);
     if (!rc && reply_tube) {
         snprintf (command, sizeof command, "use %s", reply_tube);
         rc = s_command (conn, command, "USING", deadline);
@@ -475,7 +477,7 @@ bench_beanstalkd_child (int argc, char **argv)
         char *line = s_conn_wait_line (conn, deadline);
         uint64_t id, bytes;
         if (!line || s_parse_reserved (line, &id, &bytes)
-        ||  !s_conn_chunk (conn, (size_t) bytes, deadline)) {
+            || !s_conn_chunk (conn, (size_t) bytes, deadline)) {
             char shown[64];
             fprintf (stderr, "emq-bench: beanstalkd-worker: expected RESERVED, got %s\n",
                      s_show (line, shown, sizeof shown));
@@ -519,11 +521,11 @@ bench_beanstalkd_child (int argc, char **argv)
 //  The server
 
 typedef struct {
-    pid_t pid;                  // our child: beanstalkd, or its wrapper
-    pid_t server_pid;           // beanstalkd itself (its stats say), or 0
+    pid_t pid;         // our child: beanstalkd, or its wrapper
+    pid_t server_pid;  // beanstalkd itself (its stats say), or 0
     int port;
-    char dir[1200];             // this mode's own temp dir
-    char tag[64];               // its log: bench.dir/<tag>.log
+    char dir[1200];  // this mode's own temp dir
+    char tag[64];    // its log: bench.dir/<tag>.log
 } s_server_t;
 
 //  beanstalkd's path: $EMQ_BENCH_BEANSTALKD, else the first in PATH (then
@@ -540,7 +542,8 @@ s_find (char *path, size_t size)
     snprintf (dirs, sizeof dirs, "%s:/usr/sbin:/usr/bin",
               getenv ("PATH") ? getenv ("PATH") : "");
     char *save = NULL;
-    for (char *dir = strtok_r (dirs, ":", &save); dir; dir = strtok_r (NULL, ":", &save)) {
+    for (char *dir = strtok_r (dirs, ":", &save); dir;
+         dir = strtok_r (NULL, ":", &save)) {
         if (!*dir)
             continue;
         snprintf (path, size, "%s/beanstalkd", dir);
@@ -577,7 +580,7 @@ s_server_stop (s_server_t *server)
     //  A wrapper (strace -f, perf) may leave beanstalkd running: not our
     //  child, so it cannot be reaped here, only signalled until it is gone.
     if (server->server_pid > 0 && server->server_pid != server->pid
-    &&  kill (server->server_pid, SIGTERM) == 0) {
+        && kill (server->server_pid, SIGTERM) == 0) {
         int64_t deadline = bench_now_us () + 3000000;
         while (kill (server->server_pid, 0) == 0 && bench_now_us () < deadline)
             bench_sleep_ms (10);
@@ -588,9 +591,9 @@ s_server_stop (s_server_t *server)
 
 //  How a server keeps its jobs.
 typedef enum {
-    S_IN_MEMORY,                // no -b
-    S_BINLOG,                   // -b DIR: fsync at most every 50 ms
-    S_BINLOG_FSYNC              // -b DIR -f0: fsync on every write
+    S_IN_MEMORY,    // no -b
+    S_BINLOG,       // -b DIR: fsync at most every 50 ms
+    S_BINLOG_FSYNC  // -b DIR -f0: fsync on every write
 } s_mode_t;
 
 //  Starts beanstalkd at path in `mode`, named `name` (its dir and log),
@@ -600,7 +603,8 @@ static int
 s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t mode)
 {
     memset (server, 0, sizeof *server);
-    snprintf (server->dir, sizeof server->dir, "%s/beanstalkd-%s-XXXXXX", bench.dir, name);
+    snprintf (server->dir, sizeof server->dir, "%s/beanstalkd-%s-XXXXXX", bench.dir,
+              name);
     if (!mkdtemp (server->dir)) {
         fprintf (stderr, "emq-bench: mkdtemp %s: %s\n", server->dir, strerror (errno));
         return -1;
@@ -635,15 +639,17 @@ s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t
             int status;
             if (waitpid (server->pid, &status, WNOHANG) == server->pid) {
                 server->pid = 0;
-                break;          // the port was taken: try another
+                break;  // the port was taken: try another
             }
             s_conn_t *conn = s_conn_new (server->port, 0, true);
             uint64_t pid = 0;
-            int rc = conn ? s_stat (conn, "stats", "pid", &pid, bench_now_us () + 2000000) : -1;
+            int rc = conn ? s_stat (conn, "stats", "pid", &pid, bench_now_us () + 2000000)
+                          : -1;
             s_conn_destroy (&conn);
             //  Ours, or the child of our wrapper (EMQ_BENCH_WRAP_BEANSTALKD_*).
-            if (rc == 0 && (pid == (uint64_t) server->pid
-                            || s_parent_of ((pid_t) pid) == server->pid)) {
+            if (rc == 0
+                && (pid == (uint64_t) server->pid
+                    || s_parent_of ((pid_t) pid) == server->pid)) {
                 server->server_pid = (pid_t) pid;
                 return 0;
             }
@@ -667,7 +673,7 @@ s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t
 typedef struct {
     s_shared_t *shared;
     pid_t workers[WORKERS];
-    s_conn_t *conn;             // the producer's
+    s_conn_t *conn;  // the producer's
 } s_rig_t;
 
 static void
@@ -695,8 +701,9 @@ s_rig_start (s_rig_t *rig, const s_server_t *server, const char *tube,
     rig->shared = s_shared_map (shared_path, true);
     if (!rig->shared)
         return -1;
-    const char *args[] = { "--child", "beanstalkd-worker", port, tube,
-                           reply_tube ? reply_tube : "-", shared_path, NULL };
+    const char *args[] = { "--child", "beanstalkd-worker",           port,
+                           tube,      reply_tube ? reply_tube : "-", shared_path,
+                           NULL };
     for (int i = 0; i < WORKERS; i++)
         if ((rig->workers[i] = bench_spawn_self ("beanstalkd-worker", args)) < 0)
             return -1;
@@ -711,29 +718,31 @@ s_rig_start (s_rig_t *rig, const s_server_t *server, const char *tube,
     if (reply_tube) {
         snprintf (command, sizeof command, "watch %s", reply_tube);
         if (s_command (rig->conn, command, "WATCHING", deadline)
-        ||  s_command (rig->conn, "ignore default", "WATCHING", deadline))
+            || s_command (rig->conn, "ignore default", "WATCHING", deadline))
             return -1;
     }
     snprintf (command, sizeof command, "stats-tube %s", tube);
     while (bench_now_us () < deadline) {
         uint64_t waiting = 0;
         if (s_stat (rig->conn, command, "current-waiting", &waiting, deadline) == 0
-        &&  waiting >= WORKERS)
+            && waiting >= WORKERS)
             return 0;
         bench_sleep_ms (20);
     }
-    fprintf (stderr, "emq-bench: beanstalkd workers did not start (see %s/beanstalkd-worker.log)\n",
-             bench.dir);
+    fprintf (
+        stderr,
+        "emq-bench: beanstalkd workers did not start (see %s/beanstalkd-worker.log)\n",
+        bench.dir);
     return -1;
 }
 
 //  What a pipelined run saw.
 typedef struct {
-    long put;                   // puts sent
-    long inserted;              // INSERTED replies
-    long deleted;               // deletions the workers counted
-    long errors;                // other replies, to the producer or the workers
-    int64_t elapsed_us;         // first put to the last deletion
+    long put;            // puts sent
+    long inserted;       // INSERTED replies
+    long deleted;        // deletions the workers counted
+    long errors;         // other replies, to the producer or the workers
+    int64_t elapsed_us;  // first put to the last deletion
     bool stalled;
 } s_run_t;
 
@@ -762,7 +771,8 @@ s_pipeline (s_rig_t *rig, long total, int64_t cap_us, s_run_t *run)
         }
         if (queued && s_conn_flush (rig->conn, bench_now_us () + STALL_US))
             return -1;
-        if (run->put >= total && run->inserted + run->errors >= run->put && deleted >= run->put)
+        if (run->put >= total && run->inserted + run->errors >= run->put
+            && deleted >= run->put)
             break;
         //  1 ms: the workers' deletions show in the shared page, not here.
         int n = s_conn_read (rig->conn, 1);
@@ -784,9 +794,9 @@ s_pipeline (s_rig_t *rig, long total, int64_t cap_us, s_run_t *run)
         int64_t now = bench_now_us ();
         if (n > 0 || atomic_load (&rig->shared->deleted) - base > deleted)
             progress_at = now;
-        else
-        if (now - progress_at > STALL_US) {
-            fprintf (stderr, "emq-bench: beanstalkd: nothing for 10 s (%ld put, %ld deleted)\n",
+        else if (now - progress_at > STALL_US) {
+            fprintf (stderr,
+                     "emq-bench: beanstalkd: nothing for 10 s (%ld put, %ld deleted)\n",
                      run->put, deleted);
             run->stalled = true;
             break;
@@ -809,7 +819,8 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     s_server_t server = { 0 };
     s_rig_t rig;
     memset (&rig, 0, sizeof rig);
-    if (s_server_start (&server, path, name, mode) || s_rig_start (&rig, &server, TUBE, NULL)) {
+    if (s_server_start (&server, path, name, mode)
+        || s_rig_start (&rig, &server, TUBE, NULL)) {
         bench_line (scenario, "could not start (see logs in %s)", bench.dir);
         goto done;
     }
@@ -823,7 +834,8 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     if (s_pipeline (&rig, total, (int64_t) (4e6 * bench.scale), &run))
         goto done;
     cpu_server = bench_cpu_us (server.server_pid) - cpu_server;
-    cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]) - cpu_workers;
+    cpu_workers =
+        bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]) - cpu_workers;
     cpu_producer = bench_cpu_us (getpid ()) - cpu_producer;
     long jobs = run.deleted;
     if (jobs > 0 && !run.stalled)
@@ -837,7 +849,8 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     bench_figure (scenario, "workers_cpu_per_job", workers_us, "us");
     bench_figure (scenario, "producer_cpu_per_job", producer_us, "us");
     bench_figure (scenario, "errors", (double) run.errors, NULL);
-    bench_line (scenario, "%.0f jobs/s (%s; %ld jobs in %.2f s, %d in flight, %ld errors); "
+    bench_line (scenario,
+                "%.0f jobs/s (%s; %ld jobs in %.2f s, %d in flight, %ld errors); "
                 "CPU/job: beanstalkd %.1f us, workers %.1f us, producer %.1f us%s",
                 jps, what, jobs, run.elapsed_us / 1e6, bench.inflight, run.errors,
                 server_us, workers_us, producer_us, run.stalled ? " [STALLED]" : "");
@@ -877,8 +890,8 @@ s_rtt_sample (void *arg)
     memset (body, 'x', sizeof body);
     int64_t t0 = bench_now_us (), deadline = t0 + 10000000;
     if (s_conn_put (conn, body, sizeof body)
-    ||  s_conn_printf (conn, "reserve-with-timeout 10\r\n")
-    ||  s_conn_flush (conn, deadline))
+        || s_conn_printf (conn, "reserve-with-timeout 10\r\n")
+        || s_conn_flush (conn, deadline))
         return NAN;
     char *line = s_conn_wait_line (conn, deadline), shown[64];
     if (!line || strncmp (line, "INSERTED ", 9) != 0) {
@@ -889,14 +902,14 @@ s_rtt_sample (void *arg)
     line = s_conn_wait_line (conn, deadline);
     uint64_t id, bytes;
     if (!line || s_parse_reserved (line, &id, &bytes)
-    ||  !s_conn_chunk (conn, (size_t) bytes, deadline)) {
+        || !s_conn_chunk (conn, (size_t) bytes, deadline)) {
         fprintf (stderr, "emq-bench: beanstalkd: expected the reply, got %s\n",
                  s_show (line, shown, sizeof shown));
         return NAN;
     }
     int64_t t1 = bench_now_us ();
     if (s_conn_printf (conn, "delete %llu\r\n", (unsigned long long) id)
-    ||  s_conn_flush (conn, deadline))
+        || s_conn_flush (conn, deadline))
         return NAN;
     line = s_conn_wait_line (conn, deadline);
     if (!line || strcmp (line, "DELETED") != 0)
@@ -910,11 +923,14 @@ bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path)
     s_rtt_t *self = calloc (1, sizeof *self);
     if (!self)
         return -1;
-    *rtt = (bench_rtt_t) { .name = "beanstalkd", .self = self, .sample = s_rtt_sample,
-                           .destroy = s_rtt_destroy };
+    *rtt = (bench_rtt_t){ .name = "beanstalkd",
+                          .self = self,
+                          .sample = s_rtt_sample,
+                          .destroy = s_rtt_destroy };
     if (s_server_start (&self->server, path, "rtt", S_IN_MEMORY)
-    ||  s_rig_start (&self->rig, &self->server, RT_TUBE, RT_REPLY_TUBE)) {
-        fprintf (stderr, "emq-bench: beanstalkd round trip could not start (see logs in %s)\n",
+        || s_rig_start (&self->rig, &self->server, RT_TUBE, RT_REPLY_TUBE)) {
+        fprintf (stderr,
+                 "emq-bench: beanstalkd round trip could not start (see logs in %s)\n",
                  bench.dir);
         bench_rtt_destroy (rtt);
         return -1;
@@ -925,19 +941,22 @@ bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path)
 void
 bench_beanstalkd (bench_beanstalkd_t *out)
 {
-    *out = (bench_beanstalkd_t) { .mem_jps = NAN, .binlog_jps = NAN, .fsync_jps = NAN };
+    *out = (bench_beanstalkd_t){ .mem_jps = NAN, .binlog_jps = NAN, .fsync_jps = NAN };
     char *path = out->path;
     if (s_find (path, sizeof out->path)) {
-        bench_line ("8.beanstalkd", "beanstalkd not found (%s); its rows are skipped. "
+        bench_line ("8.beanstalkd",
+                    "beanstalkd not found (%s); its rows are skipped. "
                     "Install it with: sudo apt-get install beanstalkd",
-                    getenv ("EMQ_BENCH_BEANSTALKD") ? "$EMQ_BENCH_BEANSTALKD is not executable"
-                                                    : "not in PATH");
+                    getenv ("EMQ_BENCH_BEANSTALKD")
+                        ? "$EMQ_BENCH_BEANSTALKD is not executable"
+                        : "not in PATH");
         bench_note ("8.beanstalkd", "beanstalkd not installed: skipped");
         return;
     }
     out->installed = true;
     out->mem_jps = s_throughput (path, "mem", S_IN_MEMORY, "in memory");
-    out->binlog_jps = s_throughput (path, "binlog", S_BINLOG, "-b, fsync at most every 50 ms");
-    out->fsync_jps = s_throughput (path, "fsync", S_BINLOG_FSYNC,
-                                   "-b -f0, fsync on every write");
+    out->binlog_jps =
+        s_throughput (path, "binlog", S_BINLOG, "-b, fsync at most every 50 ms");
+    out->fsync_jps =
+        s_throughput (path, "fsync", S_BINLOG_FSYNC, "-b -f0, fsync on every write");
 }

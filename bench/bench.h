@@ -26,12 +26,12 @@
 
 //  Settings for one run (main.c fills them from the command line).
 typedef struct {
-    char build[1024];           // build directory (absolute): bin/, plugins/
-    char dir[1024];             // temp dir: ipc sockets, logs, data dirs
-    double scale;               // multiplies job counts and time caps (1.0)
-    int inflight;               // pipelined requests/jobs kept in flight (1000)
+    char build[1024];  // build directory (absolute): bin/, plugins/
+    char dir[1024];    // temp dir: ipc sockets, logs, data dirs
+    double scale;      // multiplies job counts and time caps (1.0)
+    int inflight;      // pipelined requests/jobs kept in flight (1000)
     bool verbose;
-    bool keep;                  // keep the temp dir
+    bool keep;  // keep the temp dir
 } bench_t;
 
 extern bench_t bench;
@@ -91,7 +91,7 @@ typedef struct {
     char frontend[1200];
     char backend[1200];
     char admin[1200];
-    char data_dir[1200];        // "" for --in-memory
+    char data_dir[1200];  // "" for --in-memory
 } bench_router_t;
 
 //  Starts emq-router on ipc endpoints under bench.dir/<name>/ with extra
@@ -123,7 +123,8 @@ int bench_noop_payload (size_t size, void **out, size_t *out_size);
 //  util: report
 
 //  Records one figure of a scenario (for --json) .
-void bench_figure (const char *scenario, const char *name, double value, const char *unit);
+void bench_figure (const char *scenario, const char *name, double value,
+                   const char *unit);
 //  Records a note (e.g. "scaled down to 200000 jobs") for a scenario.
 void bench_note (const char *scenario, const char *text);
 //  Prints a scenario's line to stdout (and keeps it for the JSON).
@@ -131,22 +132,22 @@ void bench_line (const char *scenario, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 //  Records a row of the final table. higher_is_better: target is a
 //  minimum, else a maximum. A NaN value is reported as "not measured".
-void bench_target (const char *scenario, const char *figure, double value,
-                   double target, bool higher_is_better, const char *unit);
+void bench_target (const char *scenario, const char *figure, double value, double target,
+                   bool higher_is_better, const char *unit);
 //  A row of the emq-versus-beanstalkd table (scenario 8). Figures are NaN
 //  when not measured; the texts, when not NULL, are shown instead of the
 //  figure (e.g. "—" for a figure beanstalkd has no counterpart of).
 typedef struct {
-    const char *mode;               // the row's name
-    const char *unit;               // of both figures: "jobs/s", "µs"
+    const char *mode;  // the row's name
+    const char *unit;  // of both figures: "jobs/s", "µs"
     double beanstalkd;
     double emq;
-    double ratio;                   // emq ÷ beanstalkd, or ÷ the row's reference
+    double ratio;  // emq ÷ beanstalkd, or ÷ the row's reference
     const char *beanstalkd_text;
-    const char *emq_extra;          // appended to emq's figure, e.g. "(3× its p50)"
+    const char *emq_extra;  // appended to emq's figure, e.g. "(3× its p50)"
     const char *ratio_text;
-    const char *target;             // in words
-    int met;                        // 1 met, 0 not met, -1 not measured
+    const char *target;  // in words
+    int met;             // 1 met, 0 not met, -1 not measured
 } bench_compare_t;
 //  Records a row (copied: the texts are borrowed).
 void bench_compare_row (const bench_compare_t *row);
@@ -171,10 +172,10 @@ void bench_report_destroy (void);
 //  sampled in alternation and share whatever the machine does meanwhile.
 
 typedef struct {
-    const char *name;               // for lines and figures
-    void *self;                     // the driver's own state
-    double (*sample) (void *self);  // one round trip in µs, or NaN on failure
-    void (*destroy) (void **self_p);    // stops what the driver started
+    const char *name;                 // for lines and figures
+    void *self;                       // the driver's own state
+    double (*sample) (void *self);    // one round trip in µs, or NaN on failure
+    void (*destroy) (void **self_p);  // stops what the driver started
 } bench_rtt_t;
 //  Destroys rtt's driver (NULL self is fine).
 void bench_rtt_destroy (bench_rtt_t *rtt);
@@ -183,10 +184,10 @@ void bench_rtt_destroy (bench_rtt_t *rtt);
 
 //  1. Baselines; children (`emq-bench --child ...`) are run by bench_child.
 typedef struct {
-    double lb_rps;              // load-balancing broker, workers say READY
-    double proxy_rps;           // pipelined ROUTER/DEALER proxy
-    double direct_p50_us;       // DEALER <-> ROUTER round trip, p50
-    double broker_cpu_us;       // LB broker CPU per request
+    double lb_rps;         // load-balancing broker, workers say READY
+    double proxy_rps;      // pipelined ROUTER/DEALER proxy
+    double direct_p50_us;  // DEALER <-> ROUTER round trip, p50
+    double broker_cpu_us;  // LB broker CPU per request
 } bench_baseline_t;
 void bench_baseline (bench_baseline_t *out);
 //  The LB broker and the proxy again over tcp://127.0.0.1 (scenario 8):
@@ -210,16 +211,16 @@ double bench_e2e (const char *scenario, const char *data_dir, const char *fsync,
 //  exec /bin/true). Zero counts take the defaults of bench_e2e.
 typedef struct {
     const char *scenario;
-    bool tcp;                       // tcp://127.0.0.1, else ipc
-    const char *data_dir;           // NULL: --in-memory
-    const char *fsync;              // with data_dir: always, everysec, off
-    size_t payload_size;            // noop payload of exactly this size (0: minimal)
-    bool exec;                      // `exec /bin/true` jobs instead of noop
-    long total;                     // jobs (0: 300,000 × scale)
-    int64_t cap_us;                 // stop submitting after (0: 8 s × scale)
-    bool series;                    // record throughput over time (one slice only)
-    int slices;                     // run in this many timed slices (0, 1: one) ...
-    void (*between) (void *arg);    // ... calling this before each and after the last
+    bool tcp;                     // tcp://127.0.0.1, else ipc
+    const char *data_dir;         // NULL: --in-memory
+    const char *fsync;            // with data_dir: always, everysec, off
+    size_t payload_size;          // noop payload of exactly this size (0: minimal)
+    bool exec;                    // `exec /bin/true` jobs instead of noop
+    long total;                   // jobs (0: 300,000 × scale)
+    int64_t cap_us;               // stop submitting after (0: 8 s × scale)
+    bool series;                  // record throughput over time (one slice only)
+    int slices;                   // run in this many timed slices (0, 1: one) ...
+    void (*between) (void *arg);  // ... calling this before each and after the last
     void *between_arg;
 } bench_e2e_opts_t;
 double bench_e2e_run (const bench_e2e_opts_t *opts);
@@ -249,11 +250,11 @@ void bench_fanout (void);
 //  8. beanstalkd, the peer, in three modes with our client and 2 worker
 //  processes (bench/beanstalkd.c). Figures are NaN when not measured.
 typedef struct {
-    bool installed;                 // found in PATH or $EMQ_BENCH_BEANSTALKD
-    char path[1024];                // where
-    double mem_jps;                 // no -b
-    double binlog_jps;              // -b DIR (fsync at most every 50 ms)
-    double fsync_jps;               // -b DIR -f0 (fsync on every write)
+    bool installed;     // found in PATH or $EMQ_BENCH_BEANSTALKD
+    char path[1024];    // where
+    double mem_jps;     // no -b
+    double binlog_jps;  // -b DIR (fsync at most every 50 ms)
+    double fsync_jps;   // -b DIR -f0 (fsync on every write)
 } bench_beanstalkd_t;
 void bench_beanstalkd (bench_beanstalkd_t *out);
 //  Starts beanstalkd at path in memory with 2 replying workers and a

@@ -30,12 +30,12 @@
 extern char **environ;
 
 #define PAYLOAD_SIZE 64
-#define SPAWNERS 2              // as many as the job manager has workers
+#define SPAWNERS 2  // as many as the job manager has workers
 
 typedef struct {
-    int64_t stop_at_us;         // no spawn started after this
-    long done;                  // spawned, exited 0 and reaped
-    int error;                  // errno of a failure, or 0
+    int64_t stop_at_us;  // no spawn started after this
+    long done;           // spawned, exited 0 and reaped
+    int error;           // errno of a failure, or 0
 } s_spawner_t;
 
 static void *
@@ -87,8 +87,9 @@ s_limit_slice (void *arg)
     int started = 0;
     int64_t start = bench_now_us ();
     for (int i = 0; i < SPAWNERS; i++) {
-        spawners[i] = (s_spawner_t) { .stop_at_us = start
-                                                  + (int64_t) (SPAWN_SLICE_US * bench.scale) };
+        spawners[i] =
+            (s_spawner_t){ .stop_at_us =
+                               start + (int64_t) (SPAWN_SLICE_US * bench.scale) };
         if (pthread_create (&threads[i], NULL, s_spawner, &spawners[i]) == 0)
             started++;
     }
@@ -152,7 +153,8 @@ s_round_trips (const bench_beanstalkd_t *bs, double p50[RTT_SYSTEMS], double *bs
                 if (isfinite (sample))
                     samples[i][count[i]++] = sample;
                 else {
-                    fprintf (stderr, "emq-bench: %s: a round trip failed\n", rtts[i].name);
+                    fprintf (stderr, "emq-bench: %s: a round trip failed\n",
+                             rtts[i].name);
                     up[i] = false;
                 }
             }
@@ -163,8 +165,7 @@ s_round_trips (const bench_beanstalkd_t *bs, double p50[RTT_SYSTEMS], double *bs
         bench_rtt_destroy (&rtts[i]);
         if (count[i] > 0)
             p50[i] = bench_latency_report (scenarios[i], samples[i], count[i], extras[i]);
-        else
-        if (i > 0 || bs->installed)
+        else if (i > 0 || bs->installed)
             bench_line (scenarios[i], "not measured (see logs in %s)", bench.dir);
         if (i == 0)
             *bs_p99 = count[0] ? bench_quantile (samples[0], count[0], 0.99) : NAN;
@@ -192,7 +193,8 @@ bench_compare (void)
     snprintf (dirs[0], sizeof dirs[0], "%s/data-tcp-everysec", bench.dir);
     snprintf (dirs[1], sizeof dirs[1], "%s/data-tcp-always", bench.dir);
     snprintf (dirs[2], sizeof dirs[2], "%s/data-tcp-rtt", bench.dir);
-    bench_e2e_opts_t opts = { .scenario = "8.emq-tcp-mem", .tcp = true,
+    bench_e2e_opts_t opts = { .scenario = "8.emq-tcp-mem",
+                              .tcp = true,
                               .payload_size = PAYLOAD_SIZE,
                               .cap_us = (int64_t) (5e6 * bench.scale) };
     double mem = bench_e2e_run (&opts);
@@ -214,8 +216,10 @@ bench_compare (void)
     bench_rtt_t rtt;
     double disk_p50 = NAN, disk_p999 = NAN;
     if (bench_emq_rtt_new (&rtt, true, dirs[2], PAYLOAD_SIZE) == 0) {
-        disk_p50 = bench_rtt_run ("8.rtt-emq-disk", &rtt, "; submit -> RESULT, 64-byte noop, "
-                                  "--data-dir (fsync everysec)", &disk_p999);
+        disk_p50 = bench_rtt_run ("8.rtt-emq-disk", &rtt,
+                                  "; submit -> RESULT, 64-byte noop, "
+                                  "--data-dir (fsync everysec)",
+                                  &disk_p999);
         bench_rtt_destroy (&rtt);
     }
     else
@@ -228,60 +232,91 @@ bench_compare (void)
     //  this shared machine the spawn rate swings several times over within
     //  seconds) weighs on both alike.
     s_limit_t spawns = { 0 };
-    bench_e2e_opts_t exec = { .scenario = "8.emq-exec", .tcp = true, .exec = true,
+    bench_e2e_opts_t exec = { .scenario = "8.emq-exec",
+                              .tcp = true,
+                              .exec = true,
                               .total = (long) (10000 * bench.scale),
-                              .cap_us = (int64_t) (5e6 * bench.scale), .slices = 5,
-                              .between = s_limit_slice, .between_arg = &spawns };
+                              .cap_us = (int64_t) (5e6 * bench.scale),
+                              .slices = 5,
+                              .between = s_limit_slice,
+                              .between_arg = &spawns };
     double exec_jps = bench_e2e_run (&exec);
     double limit = spawns.done > 0 && !spawns.error
-                 ? spawns.done * 1e6 / (double) spawns.elapsed_us : NAN;
+                       ? spawns.done * 1e6 / (double) spawns.elapsed_us
+                       : NAN;
     bench_figure ("8.spawn-limit", "spawns", (double) spawns.done, NULL);
     bench_figure ("8.spawn-limit", "rate", limit, "per_s");
     if (spawns.error)
         bench_line ("8.spawn-limit", "posix_spawn /bin/true failed: %s",
                     strerror (spawns.error));
     else
-        bench_line ("8.spawn-limit", "%.0f /bin/true per second (posix_spawn + waitpid, %d in "
+        bench_line ("8.spawn-limit",
+                    "%.0f /bin/true per second (posix_spawn + waitpid, %d in "
                     "parallel, %ld runs in %.2f s, %d slices between the exec jobs)",
                     limit, SPAWNERS, spawns.done, spawns.elapsed_us / 1e6, spawns.slices);
 
     //  The table.
     const char *absent = bs.installed ? NULL : "not installed";
-    bench_compare_t row = { .mode = "in memory", .unit = "jobs/s", .beanstalkd = bs.mem_jps,
-                            .emq = mem, .ratio = mem / bs.mem_jps, .beanstalkd_text = absent,
+    bench_compare_t row = { .mode = "in memory",
+                            .unit = "jobs/s",
+                            .beanstalkd = bs.mem_jps,
+                            .emq = mem,
+                            .ratio = mem / bs.mem_jps,
+                            .beanstalkd_text = absent,
                             .target = "≥ 4×" };
     row.met = s_met (row.ratio, 4, true);
     bench_compare_row (&row);
-    row = (bench_compare_t) {
+    row = (bench_compare_t){
         .mode = "on disk, default sync (beanstalkd -b, emq --data-dir, fsync everysec)",
-        .unit = "jobs/s", .beanstalkd = bs.binlog_jps, .emq = everysec,
-        .ratio = everysec / bs.binlog_jps, .beanstalkd_text = absent, .target = "≥ 4×" };
+        .unit = "jobs/s",
+        .beanstalkd = bs.binlog_jps,
+        .emq = everysec,
+        .ratio = everysec / bs.binlog_jps,
+        .beanstalkd_text = absent,
+        .target = "≥ 4×"
+    };
     row.met = s_met (row.ratio, 4, true);
     bench_compare_row (&row);
-    row = (bench_compare_t) {
+    row = (bench_compare_t){
         .mode = "fsync on every write / batch (beanstalkd -b -f0, emq --fsync always)",
-        .unit = "jobs/s", .beanstalkd = bs.fsync_jps, .emq = always,
-        .ratio = always / bs.fsync_jps, .beanstalkd_text = absent, .target = "≥ 10×" };
+        .unit = "jobs/s",
+        .beanstalkd = bs.fsync_jps,
+        .emq = always,
+        .ratio = always / bs.fsync_jps,
+        .beanstalkd_text = absent,
+        .target = "≥ 10×"
+    };
     row.met = s_met (row.ratio, 10, true);
     bench_compare_row (&row);
 
     double to_lb = mem_p50 / lb_p50;
     char target[160];
-    snprintf (target, sizeof target, "≤ 2× beanstalkd and ≤ 1.2× the ZeroMQ LB broker's "
-              "p50 (%.0f µs: emq is %.2f×)", lb_p50, to_lb);
-    row = (bench_compare_t) { .mode = "sequential round trip p50, in memory", .unit = "µs",
-                              .beanstalkd = p50[0], .emq = mem_p50,
-                              .ratio = mem_p50 / p50[0], .beanstalkd_text = absent,
-                              .target = target };
+    snprintf (target, sizeof target,
+              "≤ 2× beanstalkd and ≤ 1.2× the ZeroMQ LB broker's "
+              "p50 (%.0f µs: emq is %.2f×)",
+              lb_p50, to_lb);
+    row = (bench_compare_t){ .mode = "sequential round trip p50, in memory",
+                             .unit = "µs",
+                             .beanstalkd = p50[0],
+                             .emq = mem_p50,
+                             .ratio = mem_p50 / p50[0],
+                             .beanstalkd_text = absent,
+                             .target = target };
     int to_bs_met = s_met (row.ratio, 2, false), to_lb_met = s_met (to_lb, 1.2, false);
     row.met = to_bs_met < 0 || to_lb_met < 0 ? -1 : to_bs_met && to_lb_met;
     bench_compare_row (&row);
 
     char extra[64];
     snprintf (extra, sizeof extra, "(%.1f× its p50 of %.0f µs)", tail, disk_p50);
-    row = (bench_compare_t) { .mode = "p99.9 with a data dir", .unit = "µs", .beanstalkd = NAN,
-                              .emq = disk_p999, .ratio = tail, .beanstalkd_text = "—",
-                              .emq_extra = extra, .ratio_text = "—", .target = "≤ 10× p50" };
+    row = (bench_compare_t){ .mode = "p99.9 with a data dir",
+                             .unit = "µs",
+                             .beanstalkd = NAN,
+                             .emq = disk_p999,
+                             .ratio = tail,
+                             .beanstalkd_text = "—",
+                             .emq_extra = extra,
+                             .ratio_text = "—",
+                             .target = "≤ 10× p50" };
     row.met = s_met (tail, 10, false);
     bench_compare_row (&row);
 
@@ -292,20 +327,26 @@ bench_compare (void)
         snprintf (exec_ratio, sizeof exec_ratio, "— (%.2f× the limit)", to_limit);
     else
         snprintf (exec_ratio, sizeof exec_ratio, "—");
-    row = (bench_compare_t) { .mode = "exec /bin/true jobs", .unit = "jobs/s",
-                              .beanstalkd = NAN, .emq = exec_jps, .ratio = to_limit,
-                              .beanstalkd_text = "—", .ratio_text = exec_ratio,
-                              .target = target };
+    row = (bench_compare_t){ .mode = "exec /bin/true jobs",
+                             .unit = "jobs/s",
+                             .beanstalkd = NAN,
+                             .emq = exec_jps,
+                             .ratio = to_limit,
+                             .beanstalkd_text = "—",
+                             .ratio_text = exec_ratio,
+                             .target = target };
     row.met = s_met (to_limit, 0.8, true);
     bench_compare_row (&row);
 
-    bench_compare_note ("Same run, tcp://127.0.0.1, 2 echo workers: ZeroMQ LB broker %.0f req/s, "
-                        "round trip p50 %.0f µs; pipelined zmq_proxy %.0f req/s.",
-                        zmq.lb_rps, lb_p50, zmq.proxy_rps);
+    bench_compare_note (
+        "Same run, tcp://127.0.0.1, 2 echo workers: ZeroMQ LB broker %.0f req/s, "
+        "round trip p50 %.0f µs; pipelined zmq_proxy %.0f req/s.",
+        zmq.lb_rps, lb_p50, zmq.proxy_rps);
     bench_compare_note ("emq in memory ÷ ZeroMQ LB broker: %.2f×; ÷ proxy: %.3f×. "
                         "Round trips sampled in alternation; beanstalkd's p99 %.0f µs.",
                         mem / zmq.lb_rps, mem / zmq.proxy_rps, bs_p99);
     if (!bs.installed)
-        bench_compare_note ("beanstalkd is not installed: sudo apt-get install beanstalkd "
-                            "(or make deps), then run again.");
+        bench_compare_note (
+            "beanstalkd is not installed: sudo apt-get install beanstalkd "
+            "(or make deps), then run again.");
 }

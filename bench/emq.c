@@ -24,11 +24,11 @@
 typedef struct {
     long submitted;
     long acks;
-    long results;               // RESULT events
-    long failed;                // RESULT not ok
-    long errors;                // ERROR events (refused)
-    int64_t elapsed_us;         // first submit to last event awaited
-    bool stalled;               // nothing came for 10 s
+    long results;        // RESULT events
+    long failed;         // RESULT not ok
+    long errors;         // ERROR events (refused)
+    int64_t elapsed_us;  // first submit to last event awaited
+    bool stalled;        // nothing came for 10 s
 } s_run_t;
 
 #define SERIES_MAX 4096
@@ -72,7 +72,8 @@ s_run (emq_client_t *client, const void *payload, size_t size, long total, int i
                                       &sent);
             run->submitted += (long) sent;
             if (rc) {
-                fprintf (stderr, "emq-bench: submit: %s\n", emq_client_last_error (client));
+                fprintf (stderr, "emq-bench: submit: %s\n",
+                         emq_client_last_error (client));
                 total = run->submitted;
                 break;
             }
@@ -138,8 +139,9 @@ s_client (const bench_router_t *router)
 double
 bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool series)
 {
-    bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir, .fsync = fsync,
-                              .series = series };
+    bench_e2e_opts_t opts = {
+        .scenario = scenario, .data_dir = data_dir, .fsync = fsync, .series = series
+    };
     return bench_e2e_run (&opts);
 }
 
@@ -169,10 +171,11 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     }
     //  Warm up: workers have loaded the plugin, connections are up.
     s_run_t run;
-    s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true, NULL,
-           NULL, &run);
+    s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true,
+           NULL, NULL, &run);
     int slices = o->slices > 1 ? o->slices : 1;
-    double *series_y = o->series && slices == 1 ? calloc (SERIES_MAX, sizeof (double)) : NULL;
+    double *series_y =
+        o->series && slices == 1 ? calloc (SERIES_MAX, sizeof (double)) : NULL;
     size_t series_n = 0;
     long total = o->total ? o->total : (long) (300000 * bench.scale);
     int64_t cap_us = o->cap_us ? o->cap_us : (int64_t) (8e6 * bench.scale);
@@ -187,8 +190,8 @@ bench_e2e_run (const bench_e2e_opts_t *o)
         int64_t router0 = bench_cpu_us (router.pid), jm0 = bench_cpu_us (jm);
         int64_t client0 = bench_cpu_us (getpid ());
         int64_t busy0 = bench_machine_busy_us ();
-        s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices, true,
-               series_y, &series_n, &run);
+        s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices,
+               true, series_y, &series_n, &run);
         cpu_router += bench_cpu_us (router.pid) - router0;
         cpu_jm += bench_cpu_us (jm) - jm0;
         cpu_client += bench_cpu_us (getpid ()) - client0;
@@ -206,7 +209,7 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     run.failed = failed;
     run.errors = 0;
     double busy = (double) busy_us * 100
-                / ((double) run.elapsed_us * (double) sysconf (_SC_NPROCESSORS_ONLN));
+                  / ((double) run.elapsed_us * (double) sysconf (_SC_NPROCESSORS_ONLN));
     long jobs = run.results;
     if (jobs > 0 && !run.stalled)
         jps = jobs * 1e6 / (double) run.elapsed_us;
@@ -224,12 +227,14 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     char sliced[32] = "";
     if (slices > 1)
         snprintf (sliced, sizeof sliced, " in %d slices", slices);
-    bench_line (scenario, "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s%s over %s, %d in "
-                "flight, %ld failed); CPU/job: router %.1f us, jm %.1f us, client %.1f us; "
-                "all CPUs %.0f %% busy%s",
-                jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
-                sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
-                router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
+    bench_line (
+        scenario,
+        "%.0f jobs/s (%ld %s jobs of %zu bytes in %.2f s%s over %s, %d in "
+        "flight, %ld failed); CPU/job: router %.1f us, jm %.1f us, client %.1f us; "
+        "all CPUs %.0f %% busy%s",
+        jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
+        sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
+        router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
@@ -252,10 +257,10 @@ done:
 
 typedef struct {
     const bench_router_t *router;
-    double rate;                // jobs/s to submit
+    double rate;  // jobs/s to submit
     atomic_bool stop;
-    long done;                  // results received
-    double seconds;             // how long it ran
+    long done;       // results received
+    double seconds;  // how long it ran
 } s_load_t;
 
 //  A background client: submits at `rate` (in steps of 1 ms), reads its
@@ -350,8 +355,10 @@ s_rtt_sample (void *arg)
 {
     s_rtt_t *self = (s_rtt_t *) arg;
     double sample;
-    return s_sequential (self->client, self->payload, self->size, &sample, 1, 10000000) == 1
-         ? sample : NAN;
+    return s_sequential (self->client, self->payload, self->size, &sample, 1, 10000000)
+                   == 1
+               ? sample
+               : NAN;
 }
 
 int
@@ -361,9 +368,11 @@ bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir, size_t payl
     if (!self)
         return -1;
     char name[64];
-    snprintf (name, sizeof name, "rtt-%s%s", data_dir ? "disk" : "mem", tcp ? "-tcp" : "");
-    *rtt = (bench_rtt_t) { .name = "emq", .self = self, .sample = s_rtt_sample,
-                           .destroy = s_rtt_destroy };
+    snprintf (name, sizeof name, "rtt-%s%s", data_dir ? "disk" : "mem",
+              tcp ? "-tcp" : "");
+    *rtt = (bench_rtt_t){
+        .name = "emq", .self = self, .sample = s_rtt_sample, .destroy = s_rtt_destroy
+    };
     if (bench_router_start_at (&self->router, name, tcp, data_dir, NULL)) {
         bench_rtt_destroy (rtt);
         return -1;
@@ -371,8 +380,8 @@ bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir, size_t payl
     self->jm = bench_jm_start (&self->router, "rtt", 2, false);
     self->client = s_client (&self->router);
     if (self->jm < 0 || !self->client
-    ||  bench_noop_payload (payload_size, &self->payload, &self->size)
-    ||  bench_wait_slots (&self->router, 1, 2, 20000)) {
+        || bench_noop_payload (payload_size, &self->payload, &self->size)
+        || bench_wait_slots (&self->router, 1, 2, 20000)) {
         fprintf (stderr, "emq-bench: emq round trip could not start (see logs in %s)\n",
                  bench.dir);
         bench_rtt_destroy (rtt);
@@ -396,7 +405,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
     size_t max = (size_t) (10000 * bench.scale);
     double *samples = calloc (max ? max : 1, sizeof *samples);
     if (jm < 0 || !client || !samples || bench_noop_payload (0, &payload, &size)
-    ||  bench_wait_slots (&router, 1, 2, 20000)) {
+        || bench_wait_slots (&router, 1, 2, 20000)) {
         bench_line ("3.latency", "could not start (see logs in %s)", bench.dir);
         goto done;
     }
@@ -411,14 +420,17 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
     double tail = p999 / p50;
     bench_figure ("3.latency-idle", "p50_over_direct", ratio_direct, NULL);
     bench_figure ("3.latency-idle", "p999_over_p50", tail, NULL);
-    bench_line ("3.latency-idle", "p50 = %.2f x direct round trip (%.0f us); "
-                "p99.9 = %.1f x p50", ratio_direct, base->direct_p50_us, tail);
+    bench_line ("3.latency-idle",
+                "p50 = %.2f x direct round trip (%.0f us); "
+                "p99.9 = %.1f x p50",
+                ratio_direct, base->direct_p50_us, tail);
     bench_target ("3.latency", "p50 / direct ZeroMQ round trip p50", ratio_direct, 1.1,
                   false, "x");
     bench_target ("3.latency", "p99.9 / p50 (idle)", tail, 10, false, "x");
 
     //  The same under a steady background load of half the throughput.
-    s_load_t load = { .router = &router, .rate = isfinite (e2e_jps) ? e2e_jps / 2 : 1000 };
+    s_load_t load = { .router = &router,
+                      .rate = isfinite (e2e_jps) ? e2e_jps / 2 : 1000 };
     atomic_init (&load.stop, false);
     pthread_t thread;
     if (pthread_create (&thread, NULL, s_load_thread, &load) == 0) {
@@ -437,7 +449,8 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
         bench_figure ("3.latency-load", "p999_over_p50", tail_load, NULL);
         bench_line ("3.latency-load", "p50 = %.2f x idle p50; p99.9 = %.1f x its p50",
                     p50_load / p50, tail_load);
-        bench_target ("3.latency", "p99.9 / p50 (under half load)", tail_load, 10, false, "x");
+        bench_target ("3.latency", "p99.9 / p50 (under half load)", tail_load, 10, false,
+                      "x");
     }
 done:
     free (samples);
@@ -456,7 +469,8 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
 {
     bench_router_t router;
     const char *extra[] = { "--queue-hwm", "100000000", "--result-ttl", "1", NULL };
-    if (bench_router_start (&router, data_dir ? "mem-disk" : "mem-mem", data_dir, extra)) {
+    if (bench_router_start (&router, data_dir ? "mem-disk" : "mem-mem", data_dir,
+                            extra)) {
         bench_line (scenario, "could not start the router");
         return;
     }
@@ -477,7 +491,8 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
     bench_sleep_ms (300);
     long backlog_kb = bench_rss_kb (router.pid);
     long queued = bench_router_backlog (&router);
-    double per_job = queued > 0 ? (double) (backlog_kb - idle_kb) * 1024 / (double) queued : NAN;
+    double per_job =
+        queued > 0 ? (double) (backlog_kb - idle_kb) * 1024 / (double) queued : NAN;
 
     jm = bench_jm_start (&router, "mem", 2, false);
     int64_t start = bench_now_us ();
@@ -495,15 +510,18 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
     //  malloc keeps? Asks the router to malloc_trim(0) through gdb.
     if (getenv ("EMQ_BENCH_GDB_TRIM")) {
         char command[256];
-        snprintf (command, sizeof command, "gdb -p %d -batch -ex 'call (int) malloc_trim(0)' "
-                  ">/dev/null 2>&1", (int) router.pid);
+        snprintf (command, sizeof command,
+                  "gdb -p %d -batch -ex 'call (int) malloc_trim(0)' "
+                  ">/dev/null 2>&1",
+                  (int) router.pid);
         if (system (command) == 0) {
             long trimmed_kb = bench_rss_kb (router.pid);
             bench_figure (scenario, "rss_after_malloc_trim", (double) trimmed_kb, "kb");
             bench_line (scenario, "after malloc_trim(0) (gdb): RSS %ld KiB", trimmed_kb);
         }
     }
-    double growth = idle_kb > 0 ? (double) (after_kb - idle_kb) * 100 / (double) idle_kb : NAN;
+    double growth =
+        idle_kb > 0 ? (double) (after_kb - idle_kb) * 100 / (double) idle_kb : NAN;
 
     bench_figure (scenario, "jobs", (double) queued, NULL);
     bench_figure (scenario, "payload", (double) size, "bytes");
@@ -512,11 +530,12 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
     bench_figure (scenario, "bytes_per_queued_job", per_job, NULL);
     bench_figure (scenario, "rss_after", (double) after_kb, "kb");
     bench_figure (scenario, "rss_after_vs_idle", growth, "percent");
-    bench_figure (scenario, "submit_rate", run.elapsed_us ? queued * 1e6 / run.elapsed_us : NAN,
-                  "jobs_per_s");
+    bench_figure (scenario, "submit_rate",
+                  run.elapsed_us ? queued * 1e6 / run.elapsed_us : NAN, "jobs_per_s");
     bench_figure (scenario, "drain_rate", drain_s > 0 ? (queued - left) / drain_s : NAN,
                   "jobs_per_s");
-    bench_line (scenario, "%ld queued %zu-byte jobs%s: RSS idle %ld KiB, backlog %ld KiB "
+    bench_line (scenario,
+                "%ld queued %zu-byte jobs%s: RSS idle %ld KiB, backlog %ld KiB "
                 "= %.0f B/job; after they ran %ld KiB (%+.1f %% vs idle)%s; "
                 "submit %.1f s, drain %.1f s",
                 queued, size, count < 1000000 ? " (scaled down from 1,000,000)" : "",
@@ -524,8 +543,8 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
                 left > 0 ? " [NOT ALL RAN]" : "", submit_s, drain_s);
     if (count < 1000000) {
         char note[128];
-        snprintf (note, sizeof note, "scaled down to %ld jobs to stay within the time budget",
-                  count);
+        snprintf (note, sizeof note,
+                  "scaled down to %ld jobs to stay within the time budget", count);
         bench_note (scenario, note);
     }
     char figure[96];
@@ -550,7 +569,8 @@ bench_memory (double e2e_jps, double durable_jps)
     //  end-to-end rate: 60 s of it is about 40 s of draining).
     long full = (long) (1000000 * bench.scale);
     long mem = isfinite (e2e_jps) ? (long) (e2e_jps * 60 * bench.scale) : full / 10;
-    long disk = isfinite (durable_jps) ? (long) (durable_jps * 25 * bench.scale) : full / 10;
+    long disk =
+        isfinite (durable_jps) ? (long) (durable_jps * 25 * bench.scale) : full / 10;
     s_memory_one ("6.memory-mem", NULL, mem < full ? mem : full);
     char data_dir[1200];
     snprintf (data_dir, sizeof data_dir, "%s/data-memory", bench.dir);
@@ -583,7 +603,7 @@ bench_fanout (void)
     size_t size = 0;
     const char *argv[] = { "/bin/true" };
     if (!client || emq_payload_exec (argv, 1, NULL, 0, NULL, 0, NULL, &payload, &size)
-    ||  bench_wait_slots (&router, FANOUT_JMS, FANOUT_JMS * FANOUT_WORKERS, 30000)) {
+        || bench_wait_slots (&router, FANOUT_JMS, FANOUT_JMS * FANOUT_WORKERS, 30000)) {
         bench_line (scenario, "could not start %d job managers", FANOUT_JMS);
         goto done;
     }
@@ -602,7 +622,8 @@ bench_fanout (void)
     const char *key;
     json_t *value;
     char list[512] = "";
-    json_object_foreach (by_worker, key, value) {
+    json_object_foreach (by_worker, key, value)
+    {
         if (n < 64) {
             counts[n] = (double) json_integer_value (value);
             sum += counts[n];
@@ -623,9 +644,11 @@ bench_fanout (void)
     bench_figure (scenario, "throughput", jps, "jobs_per_s");
     bench_figure (scenario, "max_deviation_from_mean", deviation, "percent");
     bench_figure (scenario, "job_managers_seen", (double) n, NULL);
-    bench_line (scenario, "%.0f jobs/s (%ld exec /bin/true, %d jms x %d workers, %ld failed); "
-                "per jm: %s; max deviation from mean %.1f %%", jps, run.results, FANOUT_JMS,
-                FANOUT_WORKERS, run.failed + run.errors, list, deviation);
+    bench_line (scenario,
+                "%.0f jobs/s (%ld exec /bin/true, %d jms x %d workers, %ld failed); "
+                "per jm: %s; max deviation from mean %.1f %%",
+                jps, run.results, FANOUT_JMS, FANOUT_WORKERS, run.failed + run.errors,
+                list, deviation);
     bench_target (scenario, "max deviation of a jm's job count from mean", deviation, 10,
                   false, "%");
 done:

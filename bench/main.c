@@ -21,33 +21,35 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-"Usage: emq-bench [OPTIONS]\n"
-"Benchmarks emq (real emq-router and emq-jobmanager processes) against\n"
-"ZeroMQ baselines and beanstalkd measured in the same run, and reports the\n"
-"targets met.\n"
-"\n"
-"  --json FILE        write every figure, the table and the series as JSON\n"
-"  --plot DIR         write latency and throughput data (and PNGs, if\n"
-"                     gnuplot is installed) to DIR\n"
-"  --only LIST        run only these scenarios, e.g. 1,2,4 (default all:\n"
-"                     1 baseline, 2 end to end, 3 latency, 4 router alone,\n"
-"                     5 durable, 6 memory, 7 fan-out, 8 against beanstalkd)\n"
-"  --scale X          multiply job counts and time caps by X (default 1)\n"
-"  --inflight N       jobs kept in flight by pipelining clients (1000)\n"
-"  --build DIR        where bin/ and plugins/ are (default: next to this program)\n"
-"  --keep             keep the temp dir (logs, databases)\n"
-"  -v, --verbose      progress on stderr\n"
-"  -h, --help\n"
-"\n"
-"Scenario 8 starts beanstalkd from PATH (or $EMQ_BENCH_BEANSTALKD); without\n"
-"it those rows are skipped (sudo apt-get install beanstalkd).\n"
-"\n"
-"EMQ_BENCH_WRAP_ROUTER_<NAME> (e.g. EMQ_BENCH_WRAP_ROUTER_ALONE='strace -c -f\n"
-"-o /tmp/s.txt') runs that router under a wrapper, for profiling.\n"
-"\n"
-"Exit status: 0 the run completed (whether or not targets were met),\n"
-"1 it could not run, 2 bad usage.\n");
+    fprintf (
+        out,
+        "Usage: emq-bench [OPTIONS]\n"
+        "Benchmarks emq (real emq-router and emq-jobmanager processes) against\n"
+        "ZeroMQ baselines and beanstalkd measured in the same run, and reports the\n"
+        "targets met.\n"
+        "\n"
+        "  --json FILE        write every figure, the table and the series as JSON\n"
+        "  --plot DIR         write latency and throughput data (and PNGs, if\n"
+        "                     gnuplot is installed) to DIR\n"
+        "  --only LIST        run only these scenarios, e.g. 1,2,4 (default all:\n"
+        "                     1 baseline, 2 end to end, 3 latency, 4 router alone,\n"
+        "                     5 durable, 6 memory, 7 fan-out, 8 against beanstalkd)\n"
+        "  --scale X          multiply job counts and time caps by X (default 1)\n"
+        "  --inflight N       jobs kept in flight by pipelining clients (1000)\n"
+        "  --build DIR        where bin/ and plugins/ are (default: next to this "
+        "program)\n"
+        "  --keep             keep the temp dir (logs, databases)\n"
+        "  -v, --verbose      progress on stderr\n"
+        "  -h, --help\n"
+        "\n"
+        "Scenario 8 starts beanstalkd from PATH (or $EMQ_BENCH_BEANSTALKD); without\n"
+        "it those rows are skipped (sudo apt-get install beanstalkd).\n"
+        "\n"
+        "EMQ_BENCH_WRAP_ROUTER_<NAME> (e.g. EMQ_BENCH_WRAP_ROUTER_ALONE='strace -c -f\n"
+        "-o /tmp/s.txt') runs that router under a wrapper, for profiling.\n"
+        "\n"
+        "Exit status: 0 the run completed (whether or not targets were met),\n"
+        "1 it could not run, 2 bad usage.\n");
 }
 
 static int
@@ -66,50 +68,62 @@ s_parse_args (int argc, char **argv, const char **json_path, const char **plot_d
               const char **only)
 {
     static struct option options[] = {
-        { "json", required_argument, 0, 'j' },
-        { "plot", required_argument, 0, 'p' },
-        { "only", required_argument, 0, 'o' },
-        { "scale", required_argument, 0, 's' },
-        { "inflight", required_argument, 0, 'i' },
-        { "build", required_argument, 0, 'b' },
-        { "keep", no_argument, 0, 'k' },
-        { "verbose", no_argument, 0, 'v' },
-        { "help", no_argument, 0, 'h' },
-        { 0, 0, 0, 0 }
+        { "json", required_argument, 0, 'j' },     { "plot", required_argument, 0, 'p' },
+        { "only", required_argument, 0, 'o' },     { "scale", required_argument, 0, 's' },
+        { "inflight", required_argument, 0, 'i' }, { "build", required_argument, 0, 'b' },
+        { "keep", no_argument, 0, 'k' },           { "verbose", no_argument, 0, 'v' },
+        { "help", no_argument, 0, 'h' },           { 0, 0, 0, 0 }
     };
     int opt;
     char *end;
     uint64_t inflight;
     while ((opt = getopt_long (argc, argv, "vh", options, NULL)) != -1) {
         switch (opt) {
-            case 'j': *json_path = optarg; break;
-            case 'p': *plot_dir = optarg; break;
-            case 'o': *only = optarg; break;
+            case 'j':
+                *json_path = optarg;
+                break;
+            case 'p':
+                *plot_dir = optarg;
+                break;
+            case 'o':
+                *only = optarg;
+                break;
             case 's':
                 bench.scale = strtod (optarg, &end);
                 if (*end || !(bench.scale > 0) || bench.scale > 100) {
-                    fprintf (stderr, "emq-bench: --scale '%s': expected a number in (0, 100]\n",
+                    fprintf (stderr,
+                             "emq-bench: --scale '%s': expected a number in (0, 100]\n",
                              optarg);
                     return EXIT_USAGE;
                 }
                 break;
             case 'i':
                 if (numparse_uint (optarg, 100000, &inflight) || inflight < 1) {
-                    fprintf (stderr, "emq-bench: --inflight '%s': expected 1..100000\n", optarg);
+                    fprintf (stderr, "emq-bench: --inflight '%s': expected 1..100000\n",
+                             optarg);
                     return EXIT_USAGE;
                 }
                 bench.inflight = (int) inflight;
                 break;
             case 'b':
                 if (!realpath (optarg, bench.build)) {
-                    fprintf (stderr, "emq-bench: --build '%s': %s\n", optarg, strerror (errno));
+                    fprintf (stderr, "emq-bench: --build '%s': %s\n", optarg,
+                             strerror (errno));
                     return EXIT_USAGE;
                 }
                 break;
-            case 'k': bench.keep = true; break;
-            case 'v': bench.verbose = true; break;
-            case 'h': s_usage (stdout); return 0;
-            default: s_usage (stderr); return EXIT_USAGE;
+            case 'k':
+                bench.keep = true;
+                break;
+            case 'v':
+                bench.verbose = true;
+                break;
+            case 'h':
+                s_usage (stdout);
+                return 0;
+            default:
+                s_usage (stderr);
+                return EXIT_USAGE;
         }
     }
     if (optind < argc) {
@@ -165,7 +179,8 @@ s_durable (const char *only, double e2e)
         snprintf (data_dir, sizeof data_dir, "%s/data-%s", bench.dir, policies[i]);
         //  5 s each (8 s in scenario 2): the whole run must stay under
         //  5 minutes on 2 cores.
-        bench_e2e_opts_t opts = { .scenario = scenario, .data_dir = data_dir,
+        bench_e2e_opts_t opts = { .scenario = scenario,
+                                  .data_dir = data_dir,
                                   .fsync = policies[i],
                                   .cap_us = (int64_t) (5e6 * bench.scale) };
         double jps = bench_e2e_run (&opts);
@@ -188,7 +203,8 @@ s_scenarios (const char *only)
     double e2e = NAN, everysec = NAN;
     if (strchr (only, '1'))
         bench_baseline (&base);
-    if (strchr (only, '2') || strchr (only, '3') || strchr (only, '5') || strchr (only, '6')) {
+    if (strchr (only, '2') || strchr (only, '3') || strchr (only, '5')
+        || strchr (only, '6')) {
         e2e = bench_e2e ("2.e2e-noop", NULL, "off", true);
         double lb = e2e / base.lb_rps, proxy = e2e / base.proxy_rps;
         bench_figure ("2.e2e-noop", "ratio_to_lb_baseline", lb, NULL);

@@ -26,9 +26,9 @@
 typedef struct {
     const bench_router_t *router;
     atomic_bool stop;
-    atomic_int registered;      // job managers that got their ACK
-    long done;                  // DONEs sent
-    long refused;               // messages the codec refused
+    atomic_int registered;  // job managers that got their ACK
+    long done;              // DONEs sent
+    long refused;           // messages the codec refused
 } s_fake_t;
 
 static int
@@ -42,8 +42,7 @@ s_send (zsock_t *sock, emqp_command_t command)
         gettimeofday (&tv, NULL);
         msg->heartbeat_ts = (double) tv.tv_sec + tv.tv_usec / 1e6;
     }
-    else
-    if (command == EMQP_INFORM) {
+    else if (command == EMQP_INFORM) {
         msg->queues = strdup ("[[10,\"default\"]]");
         msg->peer_type = strdup ("worker");
         msg->agent = strdup ("emq/2");
@@ -86,7 +85,7 @@ s_fake_thread (void *arg)
         zsock_set_linger (socks[i], 0);
         zsock_connect (socks[i], "%s", fake->router->backend);
         s_send (socks[i], EMQP_INFORM);
-        items[i] = (zmq_pollitem_t) { zsock_resolve (socks[i]), 0, ZMQ_POLLIN, 0 };
+        items[i] = (zmq_pollitem_t){ zsock_resolve (socks[i]), 0, ZMQ_POLLIN, 0 };
     }
     int64_t next_heartbeat = bench_now_us () + 1000000;
     while (!atomic_load (&fake->stop)) {
@@ -101,7 +100,8 @@ s_fake_thread (void *arg)
                 if (!zmsg)
                     break;
                 char err[256];
-                emqp_msg_t *msg = emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err);
+                emqp_msg_t *msg =
+                    emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err);
                 if (!msg) {
                     fake->refused++;
                     continue;
@@ -112,8 +112,7 @@ s_fake_thread (void *arg)
                         s_send (socks[i], EMQP_READY);
                     atomic_fetch_add (&fake->registered, 1);
                 }
-                else
-                if (msg->command == EMQP_REQUEST)
+                else if (msg->command == EMQP_REQUEST)
                     s_answer (fake, socks[i], msg);
                 emqp_msg_destroy (&msg);
             }
@@ -187,7 +186,7 @@ bench_router_alone (void)
     size_t size = 0;
     bool started = false;
     if (client && bench_noop_payload (0, &payload, &size) == 0
-    &&  pthread_create (&thread, NULL, s_fake_thread, &fake) == 0) {
+        && pthread_create (&thread, NULL, s_fake_thread, &fake) == 0) {
         started = true;
         emq_client_set_connect_timeout (client, 10000);
         int64_t deadline = bench_now_us () + 10000000;
@@ -197,8 +196,8 @@ bench_router_alone (void)
         s_pipeline (client, payload, size, 2000, 10000000, &elapsed);
         long total = (long) (400000 * bench.scale);
         int64_t cpu0 = bench_cpu_us (router.pid);
-        long jobs = s_pipeline (client, payload, size, total, (int64_t) (8e6 * bench.scale),
-                                &elapsed);
+        long jobs = s_pipeline (client, payload, size, total,
+                                (int64_t) (8e6 * bench.scale), &elapsed);
         int64_t cpu1 = bench_cpu_us (router.pid);
         double rate = jobs ? jobs * 1e6 / (double) elapsed : NAN;
         double cpu_us = jobs ? (double) (cpu1 - cpu0) / (double) jobs : NAN;
@@ -207,7 +206,8 @@ bench_router_alone (void)
         bench_figure (scenario, "dispatches", rate, "per_s");
         bench_figure (scenario, "router_cpu_per_job", cpu_us, "us");
         bench_figure (scenario, "router_cpu_busy", busy, "percent");
-        bench_line (scenario, "%.0f dispatches/s (%ld jobs, %d simulated jms x %d slots); "
+        bench_line (scenario,
+                    "%.0f dispatches/s (%ld jobs, %d simulated jms x %d slots); "
                     "router CPU %.2f us/job, router busy %.0f %% of one core",
                     rate, jobs, FAKE_JMS, FAKE_SLOTS, cpu_us, busy);
         bench_target (scenario, "router CPU per job", cpu_us, 5, false, "us");

@@ -222,8 +222,9 @@ bench_cpu_us (pid_t pid)
     unsigned long utime = 0, stime = 0;
     //  After ')': state(3) ppid pgrp session tty tpgid flags minflt cminflt
     //  majflt cmajflt utime(14) stime(15).
-    if (sscanf (p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                &utime, &stime) != 2)
+    if (sscanf (p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                &stime)
+        != 2)
         return -1;
     long ticks = sysconf (_SC_CLK_TCK);
     return (int64_t) (utime + stime) * 1000000 / (ticks > 0 ? ticks : 100);
@@ -242,7 +243,7 @@ bench_free_port (void)
     socklen_t len = sizeof addr;
     int port = -1;
     if (bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
-    &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
+        && getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
         port = ntohs (addr.sin_port);
     else
         fprintf (stderr, "emq-bench: bind 127.0.0.1:0: %s\n", strerror (errno));
@@ -257,8 +258,8 @@ bench_machine_busy_us (void)
     if (!file)
         return -1;
     unsigned long long v[8] = { 0 };
-    int n = fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                    &v[3], &v[4], &v[5], &v[6], &v[7]);
+    int n = fscanf (file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                    &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
     fclose (file);
     if (n < 4)
         return -1;
@@ -287,8 +288,10 @@ s_router_try (bench_router_t *router, const char *name, bool tcp, const char *da
         for (int i = 0; i < 3; i++)
             if ((ports[i] = bench_free_port ()) < 0)
                 return -1;
-        snprintf (router->frontend, sizeof router->frontend, "tcp://127.0.0.1:%d", ports[0]);
-        snprintf (router->backend, sizeof router->backend, "tcp://127.0.0.1:%d", ports[1]);
+        snprintf (router->frontend, sizeof router->frontend, "tcp://127.0.0.1:%d",
+                  ports[0]);
+        snprintf (router->backend, sizeof router->backend, "tcp://127.0.0.1:%d",
+                  ports[1]);
         snprintf (router->admin, sizeof router->admin, "tcp://127.0.0.1:%d", ports[2]);
     }
     else {
@@ -391,12 +394,21 @@ bench_jm_start (const bench_router_t *router, const char *name, int workers,
     snprintf (concurrent, sizeof concurrent, "%d", workers);
     snprintf (plugins, sizeof plugins, "%s/plugins", bench.build);
     snprintf (tag, sizeof tag, "jm-%s", name);
-    const char *args[] = {
-        "--backend-addr", router->backend, "--name", name,
-        "--concurrent-jobs", concurrent, "--plugin-dir", plugins,
-        "--max-job-count", "1000000000", "--log-level", "warning",
-        exec_allowed ? "--exec-allow" : NULL, "/bin/*", NULL
-    };
+    const char *args[] = { "--backend-addr",
+                           router->backend,
+                           "--name",
+                           name,
+                           "--concurrent-jobs",
+                           concurrent,
+                           "--plugin-dir",
+                           plugins,
+                           "--max-job-count",
+                           "1000000000",
+                           "--log-level",
+                           "warning",
+                           exec_allowed ? "--exec-allow" : NULL,
+                           "/bin/*",
+                           NULL };
     return bench_spawn (tag, "emq-jobmanager", args);
 }
 
@@ -413,9 +425,11 @@ bench_wait_slots (const bench_router_t *router, int count, int slots, int timeou
             long free_slots = 0;
             const char *key;
             json_t *jm;
-            json_object_foreach (workers, key, jm) {
+            json_object_foreach (workers, key, jm)
+            {
                 have++;
-                free_slots += (long) json_integer_value (json_object_get (jm, "available_slots"));
+                free_slots +=
+                    (long) json_integer_value (json_object_get (jm, "available_slots"));
             }
             json_decref (root);
             if (have >= count && free_slots >= slots) {
@@ -452,7 +466,8 @@ bench_router_backlog (const bench_router_t *router)
     long total = 0;
     const char *key;
     json_t *queue;
-    json_object_foreach (json_object_get (root, "queues"), key, queue) {
+    json_object_foreach (json_object_get (root, "queues"), key, queue)
+    {
         total += (long) json_integer_value (json_object_get (queue, "waiting"));
         total += (long) json_integer_value (json_object_get (queue, "inflight"));
     }
@@ -492,8 +507,8 @@ bench_noop_payload (size_t size, void **out, size_t *out_size)
         msgpack_sbuffer sbuf;
         if (s_pack_pad (pad, &sbuf))
             return EMQ_ERR_NOMEM;
-        rc = emq_payload_run ("libemq_examples.so", "noop", sbuf.data, sbuf.size,
-                              out, out_size);
+        rc = emq_payload_run ("libemq_examples.so", "noop", sbuf.data, sbuf.size, out,
+                              out_size);
         msgpack_sbuffer_destroy (&sbuf);
         if (rc)
             return rc;
@@ -547,7 +562,8 @@ bench_rtt_run (const char *scenario, bench_rtt_t *rtt, const char *extra, double
 }
 
 double
-bench_latency_report (const char *scenario, double *samples, size_t count, const char *extra)
+bench_latency_report (const char *scenario, double *samples, size_t count,
+                      const char *extra)
 {
     double p50 = bench_quantile (samples, count, 0.50);
     double p90 = bench_quantile (samples, count, 0.90);
@@ -579,11 +595,11 @@ bench_latency_report (const char *scenario, double *samples, size_t count, const
 //  ---------------------------------------------------------------------
 //  Report
 
-static json_t *s_scenarios;         // name -> {figures..., "line": text, "notes": []}
-static json_t *s_table;             // [{scenario, figure, value, target, met}]
-static json_t *s_series;            // name -> {"x": [], "y": []}
-static json_t *s_compare;           // [{mode, beanstalkd, emq, ratio, target, met, ...}]
-static json_t *s_compare_notes;     // [text]: lines under that table
+static json_t *s_scenarios;      // name -> {figures..., "line": text, "notes": []}
+static json_t *s_table;          // [{scenario, figure, value, target, met}]
+static json_t *s_series;         // name -> {"x": [], "y": []}
+static json_t *s_compare;        // [{mode, beanstalkd, emq, ratio, target, met, ...}]
+static json_t *s_compare_notes;  // [text]: lines under that table
 
 static json_t *
 s_scenario (const char *scenario)
@@ -603,7 +619,8 @@ bench_figure (const char *scenario, const char *name, double value, const char *
 {
     json_t *entry = s_scenario (scenario);
     char key[128];
-    snprintf (key, sizeof key, "%s%s%s", name, unit && *unit ? "_" : "", unit ? unit : "");
+    snprintf (key, sizeof key, "%s%s%s", name, unit && *unit ? "_" : "",
+              unit ? unit : "");
     json_object_set_new (entry, key, isfinite (value) ? json_real (value) : json_null ());
 }
 
@@ -647,13 +664,16 @@ bench_target (const char *scenario, const char *figure, double value, double tar
     json_t *row = json_object ();
     json_object_set_new (row, "scenario", json_string (scenario));
     json_object_set_new (row, "figure", json_string (figure));
-    json_object_set_new (row, "value", isfinite (value) ? json_real (value) : json_null ());
+    json_object_set_new (row, "value",
+                         isfinite (value) ? json_real (value) : json_null ());
     json_object_set_new (row, "target", json_real (target));
-    json_object_set_new (row, "target_is", json_string (higher_is_better ? "min" : "max"));
+    json_object_set_new (row, "target_is",
+                         json_string (higher_is_better ? "min" : "max"));
     json_object_set_new (row, "unit", json_string (unit ? unit : ""));
     if (isfinite (value))
-        json_object_set_new (row, "met", json_boolean (higher_is_better ? value >= target
-                                                                        : value <= target));
+        json_object_set_new (
+            row, "met",
+            json_boolean (higher_is_better ? value >= target : value <= target));
     else
         json_object_set_new (row, "met", json_null ());
     json_array_append_new (s_table, row);
@@ -681,11 +701,9 @@ s_num (double value, char *buf, size_t size)
 {
     if (!isfinite (value))
         snprintf (buf, size, "n/a");
-    else
-    if (fabs (value) >= 100)
+    else if (fabs (value) >= 100)
         snprintf (buf, size, "%.0f", value);
-    else
-    if (fabs (value) >= 10)
+    else if (fabs (value) >= 10)
         snprintf (buf, size, "%.1f", value);
     else
         snprintf (buf, size, "%.3g", value);
@@ -697,26 +715,33 @@ bench_print_table (void)
 {
     if (!s_table)
         return;
-    printf ("\n%-22s %-44s %12s %12s  %s\n", "scenario", "figure", "value", "target", "met");
-    printf ("%-22s %-44s %12s %12s  %s\n", "--------", "------", "-----", "------", "---");
+    printf ("\n%-22s %-44s %12s %12s  %s\n", "scenario", "figure", "value", "target",
+            "met");
+    printf ("%-22s %-44s %12s %12s  %s\n", "--------", "------", "-----", "------",
+            "---");
     size_t i;
     json_t *row;
-    json_array_foreach (s_table, i, row) {
+    json_array_foreach (s_table, i, row)
+    {
         char value[32], target[40], tnum[32];
         s_num (json_is_real (json_object_get (row, "value"))
-                   ? json_real_value (json_object_get (row, "value")) : NAN,
+                   ? json_real_value (json_object_get (row, "value"))
+                   : NAN,
                value, sizeof value);
         const char *unit = json_string_value (json_object_get (row, "unit"));
-        snprintf (target, sizeof target, "%s %s%s%s",
-                  streq (json_string_value (json_object_get (row, "target_is")), "min")
-                      ? ">=" : "<=",
-                  s_num (json_real_value (json_object_get (row, "target")), tnum, sizeof tnum),
-                  *unit ? " " : "", unit);
+        snprintf (
+            target, sizeof target, "%s %s%s%s",
+            streq (json_string_value (json_object_get (row, "target_is")), "min") ? ">="
+                                                                                  : "<=",
+            s_num (json_real_value (json_object_get (row, "target")), tnum, sizeof tnum),
+            *unit ? " " : "", unit);
         json_t *met = json_object_get (row, "met");
         printf ("%-22s %-44s %12s %12s  %s\n",
                 json_string_value (json_object_get (row, "scenario")),
                 json_string_value (json_object_get (row, "figure")), value, target,
-                json_is_null (met) ? "n/a" : json_is_true (met) ? "yes" : "NO");
+                json_is_null (met)   ? "n/a"
+                : json_is_true (met) ? "yes"
+                                     : "NO");
     }
     fflush (stdout);
 }
@@ -741,7 +766,8 @@ bench_compare_row (const bench_compare_t *row)
     if (row->beanstalkd_text)
         snprintf (beanstalkd, sizeof beanstalkd, "%s", row->beanstalkd_text);
     else
-        s_cell (beanstalkd, sizeof beanstalkd, row->beanstalkd, row->unit, "not measured");
+        s_cell (beanstalkd, sizeof beanstalkd, row->beanstalkd, row->unit,
+                "not measured");
     s_cell (emq, sizeof emq, row->emq, row->unit, "not measured");
     if (row->emq_extra && isfinite (row->emq)) {
         size_t len = strlen (emq);
@@ -749,8 +775,7 @@ bench_compare_row (const bench_compare_t *row)
     }
     if (row->ratio_text)
         snprintf (ratio, sizeof ratio, "%s", row->ratio_text);
-    else
-    if (isfinite (row->ratio))
+    else if (isfinite (row->ratio))
         snprintf (ratio, sizeof ratio, "%.2f×", row->ratio);
     else
         snprintf (ratio, sizeof ratio, "n/a");
@@ -758,12 +783,15 @@ bench_compare_row (const bench_compare_t *row)
     json_object_set_new (entry, "mode", json_string (row->mode));
     json_object_set_new (entry, "unit", json_string (row->unit));
     json_object_set_new (entry, "beanstalkd",
-                         isfinite (row->beanstalkd) ? json_real (row->beanstalkd) : json_null ());
-    json_object_set_new (entry, "emq", isfinite (row->emq) ? json_real (row->emq) : json_null ());
+                         isfinite (row->beanstalkd) ? json_real (row->beanstalkd)
+                                                    : json_null ());
+    json_object_set_new (entry, "emq",
+                         isfinite (row->emq) ? json_real (row->emq) : json_null ());
     json_object_set_new (entry, "ratio",
                          isfinite (row->ratio) ? json_real (row->ratio) : json_null ());
     json_object_set_new (entry, "target", json_string (row->target));
-    json_object_set_new (entry, "met", row->met < 0 ? json_null () : json_boolean (row->met));
+    json_object_set_new (entry, "met",
+                         row->met < 0 ? json_null () : json_boolean (row->met));
     json_object_set_new (entry, "beanstalkd_text", json_string (beanstalkd));
     json_object_set_new (entry, "emq_text", json_string (emq));
     json_object_set_new (entry, "ratio_text", json_string (ratio));
@@ -799,21 +827,21 @@ bench_print_compare (void)
 {
     if (!s_compare)
         return;
-    const char *heads[] = { "mode", "beanstalkd", "emq", "emq ÷ beanstalkd", "target",
-                            "met" };
-    const char *keys[] = { "mode", "beanstalkd_text", "emq_text", "ratio_text", "target",
-                           NULL };
+    const char *heads[] = { "mode",   "beanstalkd", "emq", "emq ÷ beanstalkd",
+                            "target", "met" };
+    const char *keys[] = { "mode",       "beanstalkd_text", "emq_text",
+                           "ratio_text", "target",          NULL };
     size_t widths[6];
     for (size_t col = 0; col < 6; col++)
         widths[col] = s_width (heads[col]);
     size_t i;
     json_t *row;
-    json_array_foreach (s_compare, i, row)
-        for (size_t col = 0; col < 5; col++) {
-            size_t width = s_width (json_string_value (json_object_get (row, keys[col])));
-            if (width > widths[col])
-                widths[col] = width;
-        }
+    json_array_foreach (s_compare, i, row) for (size_t col = 0; col < 5; col++)
+    {
+        size_t width = s_width (json_string_value (json_object_get (row, keys[col])));
+        if (width > widths[col])
+            widths[col] = width;
+    }
     if (widths[5] < 12)
         widths[5] = 12;
     printf ("\n");
@@ -824,9 +852,9 @@ bench_print_compare (void)
             char dashes[256];
             if (line == -2)
                 text = heads[col];
-            else
-            if (line == -1) {
-                size_t n = widths[col] < sizeof dashes - 1 ? widths[col] : sizeof dashes - 1;
+            else if (line == -1) {
+                size_t n =
+                    widths[col] < sizeof dashes - 1 ? widths[col] : sizeof dashes - 1;
                 memset (dashes, '-', n);
                 dashes[n] = 0;
                 text = dashes;
@@ -837,8 +865,9 @@ bench_print_compare (void)
                     text = json_string_value (json_object_get (row, keys[col]));
                 else {
                     json_t *met = json_object_get (row, "met");
-                    text = json_is_null (met) ? "not measured"
-                         : json_is_true (met) ? "met" : "NOT MET";
+                    text = json_is_null (met)   ? "not measured"
+                           : json_is_true (met) ? "met"
+                                                : "NOT MET";
                 }
             }
             printf (" %s%*s |", text, (int) (widths[col] - s_width (text)), "");
@@ -886,9 +915,11 @@ bench_write_json (const char *path)
 {
     json_t *root = json_object ();
     json_object_set_new (root, "machine", s_machine ());
-    json_object_set_new (root, "scenarios", s_scenarios ? json_incref (s_scenarios) : json_object ());
+    json_object_set_new (root, "scenarios",
+                         s_scenarios ? json_incref (s_scenarios) : json_object ());
     json_object_set_new (root, "table", s_table ? json_incref (s_table) : json_array ());
-    json_object_set_new (root, "series", s_series ? json_incref (s_series) : json_object ());
+    json_object_set_new (root, "series",
+                         s_series ? json_incref (s_series) : json_object ());
     json_object_set_new (root, "comparison",
                          s_compare ? json_incref (s_compare) : json_array ());
     json_object_set_new (root, "comparison_notes",
@@ -915,7 +946,8 @@ bench_write_plots (const char *dir)
     fprintf (script, "set terminal png size 900,500\nset grid\n");
     const char *name;
     json_t *series;
-    json_object_foreach (s_series, name, series) {
+    json_object_foreach (s_series, name, series)
+    {
         char dat[PATH_MAX];
         snprintf (dat, sizeof dat, "%s/%s.dat", dir, name);
         FILE *file = fopen (dat, "w");
@@ -929,18 +961,23 @@ bench_write_plots (const char *dir)
         bool latency = strstr (name, "latency") != NULL;
         fprintf (script, "set output '%s/%s.png'\nset title '%s'\n", dir, name, name);
         if (latency)
-            fprintf (script, "set logscale x\nset xlabel 'percentile (1 - q, log)'\n"
-                             "set ylabel 'latency (us)'\nset xrange [*:*] reverse\n"
-                             "plot '%s' using (1-$1):2 with linespoints notitle\n"
-                             "unset logscale x\nset xrange [*:*] noreverse\n", dat);
+            fprintf (script,
+                     "set logscale x\nset xlabel 'percentile (1 - q, log)'\n"
+                     "set ylabel 'latency (us)'\nset xrange [*:*] reverse\n"
+                     "plot '%s' using (1-$1):2 with linespoints notitle\n"
+                     "unset logscale x\nset xrange [*:*] noreverse\n",
+                     dat);
         else
-            fprintf (script, "set xlabel 'seconds'\nset ylabel 'jobs/s'\n"
-                             "plot '%s' using 1:2 with lines notitle\n", dat);
+            fprintf (script,
+                     "set xlabel 'seconds'\nset ylabel 'jobs/s'\n"
+                     "plot '%s' using 1:2 with lines notitle\n",
+                     dat);
     }
     fclose (script);
     if (system ("command -v gnuplot >/dev/null 2>&1") != 0) {
         printf ("plots: gnuplot is not installed; data and script left in %s "
-                "(apt-get install gnuplot-nox, then gnuplot %s)\n", dir, path);
+                "(apt-get install gnuplot-nox, then gnuplot %s)\n",
+                dir, path);
         return 0;
     }
     char command[PATH_MAX + 32];

@@ -24,16 +24,13 @@ s_cell (json_t *value, char *buf, size_t buflen)
 {
     if (!value || json_is_null (value))
         snprintf (buf, buflen, "-");
-    else
-    if (json_is_integer (value))
+    else if (json_is_integer (value))
         snprintf (buf, buflen, "%" JSON_INTEGER_FORMAT, json_integer_value (value));
-    else
-    if (json_is_real (value)) {
+    else if (json_is_real (value)) {
         double v = json_real_value (value);
         snprintf (buf, buflen, v == (double) (int64_t) v ? "%.0f" : "%.1f", v);
     }
-    else
-    if (json_is_string (value))
+    else if (json_is_string (value))
         snprintf (buf, buflen, "%s", json_string_value (value));
     else {
         char *text = json_dumps (value, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -79,8 +76,7 @@ s_union_keys (json_t **maps, size_t count, const char ***keys_p)
             continue;
         const char *key;
         json_t *value;
-        json_object_foreach (maps[i], key, value)
-            keys[n++] = key;
+        json_object_foreach (maps[i], key, value) keys[n++] = key;
     }
     qsort (keys, n, sizeof (char *), s_compare_strings);
     size_t unique = 0;
@@ -114,8 +110,10 @@ s_ask (cli_t *cli, const char *command, bool json_out, json_t **root)
     json_error_t error;
     *root = json_loads (reply, JSON_DECODE_ANY, &error);
     if (!*root || !json_is_object (*root)) {
-        cli_fail (CLI_EXIT_FAILED, "%s: the router's reply is not a JSON object (%s); "
-                  "as received:", command, *root ? "other JSON" : error.text);
+        cli_fail (CLI_EXIT_FAILED,
+                  "%s: the router's reply is not a JSON object (%s); "
+                  "as received:",
+                  command, *root ? "other JSON" : error.text);
         printf ("%s\n", reply);
         json_decref (*root);
         free (reply);
@@ -129,22 +127,20 @@ s_ask (cli_t *cli, const char *command, bool json_out, json_t **root)
 static int
 s_parse (cli_t *cli, int argc, char **argv, bool *json_out, bool takes_json)
 {
-    static const struct option options[] = {
-        { "json", no_argument, NULL, 'j' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                             CLI_GLOBAL_OPTIONS };
     int opt;
     while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
         if (opt == 'j' && takes_json)
             *json_out = true;
-        else
-        if (opt == '?' || opt == 'j')
-            return 100 + cli_usage_error ("%s: unknown option '%s'", argv[0],
-                                          argv[optind - 1]);
-        else
-        if (opt == ':')
-            return 100 + cli_usage_error ("%s: option '%s' needs a value", argv[0],
-                                          argv[optind - 1]);
+        else if (opt == '?' || opt == 'j')
+            return 100
+                   + cli_usage_error ("%s: unknown option '%s'", argv[0],
+                                      argv[optind - 1]);
+        else if (opt == ':')
+            return 100
+                   + cli_usage_error ("%s: option '%s' needs a value", argv[0],
+                                      argv[optind - 1]);
         else {
             int rc = cli_global_option (cli, opt, optarg);
             if (rc >= 100)
@@ -152,7 +148,8 @@ s_parse (cli_t *cli, int argc, char **argv, bool *json_out, bool takes_json)
         }
     }
     if (optind < argc)
-        return 100 + cli_usage_error ("%s: unexpected argument '%s'", argv[0], argv[optind]);
+        return 100
+               + cli_usage_error ("%s: unexpected argument '%s'", argv[0], argv[optind]);
     int rc = cli_setup (cli);
     return rc ? 100 + rc : 0;
 }
@@ -204,9 +201,9 @@ cli_status (cli_t *cli, int argc, char **argv)
     json_t *maps[] = { queues, waiting, inflight, processed, latency, max_latency };
     const char **names = NULL;
     int count = s_union_keys (maps, 6, &names);
-    output_table_t *table = output_table_new ("QUEUE", "WAITING", "IN FLIGHT", "PROCESSED",
-                                              "FAILED", "HWM", "JOB MANAGERS",
-                                              "LATENCY ms", "MAX LATENCY ms", NULL);
+    output_table_t *table =
+        output_table_new ("QUEUE", "WAITING", "IN FLIGHT", "PROCESSED", "FAILED", "HWM",
+                          "JOB MANAGERS", "LATENCY ms", "MAX LATENCY ms", NULL);
     if (count < 0 || !table) {
         free (names);
         output_table_destroy (&table);
@@ -218,10 +215,12 @@ cli_status (cli_t *cli, int argc, char **argv)
     for (int i = 0; i < count; i++) {
         json_t *q = s_get (queues, names[i]);
         char b[8][64];
-        json_t *w = s_get (q, "waiting") ? s_get (q, "waiting") : s_get (waiting, names[i]);
-        json_t *f = s_get (q, "inflight") ? s_get (q, "inflight") : s_get (inflight, names[i]);
-        json_t *p = s_get (q, "processed") ? s_get (q, "processed")
-                                           : s_get (processed, names[i]);
+        json_t *w =
+            s_get (q, "waiting") ? s_get (q, "waiting") : s_get (waiting, names[i]);
+        json_t *f =
+            s_get (q, "inflight") ? s_get (q, "inflight") : s_get (inflight, names[i]);
+        json_t *p =
+            s_get (q, "processed") ? s_get (q, "processed") : s_get (processed, names[i]);
         output_table_add (table, names[i], s_cell (w, b[0], 64), s_cell (f, b[1], 64),
                           s_cell (p, b[2], 64), s_cell (s_get (q, "failed"), b[3], 64),
                           s_cell (s_get (q, "hwm"), b[4], 64),
@@ -245,7 +244,8 @@ cli_status (cli_t *cli, int argc, char **argv)
         output_table_align_right (table, 1);
         for (int i = 0; i < count; i++) {
             char b[64];
-            output_table_add (table, names[i], s_cell (s_get (by_worker, names[i]), b, 64));
+            output_table_add (table, names[i],
+                              s_cell (s_get (by_worker, names[i]), b, 64));
         }
         printf ("\n");
         output_table_print (table, stdout);
@@ -280,7 +280,8 @@ s_queue_list (json_t *queues, char *buf, size_t buflen)
     }
     size_t index, used = 0;
     json_t *pair;
-    json_array_foreach (queues, index, pair) {
+    json_array_foreach (queues, index, pair)
+    {
         json_t *weight = json_array_get (pair, 0), *name = json_array_get (pair, 1);
         char w[32], n[128];
         int len = snprintf (buf + used, buflen - used, "%s%s:%s", used ? " " : "",
@@ -320,7 +321,8 @@ s_pid_list (json_t *pids, char *buf, size_t buflen)
     size_t used = 0;
     const char *pid;
     json_t *jobs;
-    json_object_foreach (pids, pid, jobs) {
+    json_object_foreach (pids, pid, jobs)
+    {
         char n[32];
         int len = snprintf (buf + used, buflen - used, "%s%s:%s", used ? " " : "", pid,
                             s_cell (jobs, n, sizeof n));
@@ -338,8 +340,7 @@ s_count (json_t *value, char *buf, size_t buflen)
 {
     if (json_is_object (value))
         snprintf (buf, buflen, "%zu", json_object_size (value));
-    else
-    if (json_is_array (value))
+    else if (json_is_array (value))
         snprintf (buf, buflen, "%zu", json_array_size (value));
     else
         return s_cell (value, buf, buflen);
@@ -361,10 +362,9 @@ cli_workers (cli_t *cli, int argc, char **argv)
     json_t *maps[] = { workers };
     const char **ids = NULL;
     int count = s_union_keys (maps, 1, &ids);
-    output_table_t *table = output_table_new ("JOB MANAGER", "QUEUES", "FREE SLOTS",
-                                              "LAST HEARTBEAT", "IN FLIGHT", "PROCESSED",
-                                              "REQUESTS", "READY SENT", "STATE",
-                                              "WORKERS (idle)", "WORKER PIDS:JOBS", NULL);
+    output_table_t *table = output_table_new (
+        "JOB MANAGER", "QUEUES", "FREE SLOTS", "LAST HEARTBEAT", "IN FLIGHT", "PROCESSED",
+        "REQUESTS", "READY SENT", "STATE", "WORKERS (idle)", "WORKER PIDS:JOBS", NULL);
     if (count < 0 || !table) {
         free (ids);
         output_table_destroy (&table);
@@ -391,13 +391,14 @@ cli_workers (cli_t *cli, int argc, char **argv)
             snprintf (pool, sizeof pool, "%s", workers_n);
         else
             snprintf (pool, sizeof pool, "%s (%s)", workers_n, idle);
-        output_table_add (table, ids[i], queues,
-                          s_cell (s_get (jm, "available_slots"), slots, sizeof slots), hb,
-                          s_count (in_flight, inflight, sizeof inflight),
-                          s_cell (s_get (jm, "processed"), processed, sizeof processed),
-                          s_cell (s_get (stats, "total_requests"), requests, sizeof requests),
-                          s_cell (s_get (stats, "total_ready_sent"), ready, sizeof ready),
-                          s_cell (s_get (stats, "state"), state, sizeof state), pool, pids);
+        output_table_add (
+            table, ids[i], queues,
+            s_cell (s_get (jm, "available_slots"), slots, sizeof slots), hb,
+            s_count (in_flight, inflight, sizeof inflight),
+            s_cell (s_get (jm, "processed"), processed, sizeof processed),
+            s_cell (s_get (stats, "total_requests"), requests, sizeof requests),
+            s_cell (s_get (stats, "total_ready_sent"), ready, sizeof ready),
+            s_cell (s_get (stats, "state"), state, sizeof state), pool, pids);
     }
     free (ids);
     if (output_table_rows (table))
@@ -419,7 +420,8 @@ cli_workers (cli_t *cli, int argc, char **argv)
             size_t index, used = 0;
             json_t *pair;
             if (json_is_array (list))
-                json_array_foreach (list, index, pair) {
+                json_array_foreach (list, index, pair)
+                {
                     char w[32], id[256];
                     int len = snprintf (members + used, sizeof members - used, "%s%s:%s",
                                         used ? " " : "",
@@ -461,7 +463,8 @@ cli_schedulers (cli_t *cli, int argc, char **argv)
     }
     const char *key;
     json_t *value;
-    json_object_foreach (root, key, value) {
+    json_object_foreach (root, key, value)
+    {
         char id[256], details[1024];
         if (json_is_object (value)) {
             const char *sub;
@@ -469,16 +472,18 @@ cli_schedulers (cli_t *cli, int argc, char **argv)
             json_object_foreach (value, sub, item)
                 output_table_add (table, sub, s_cell (item, details, sizeof details));
         }
-        else
-        if (json_is_array (value)) {
+        else if (json_is_array (value)) {
             size_t index;
             json_t *item;
-            json_array_foreach (value, index, item) {
+            json_array_foreach (value, index, item)
+            {
                 //  [id, ...] or {"id": ...} or "id"
                 json_t *first = json_is_array (item) ? json_array_get (item, 0)
-                              : s_get (item, "id") ? s_get (item, "id") : item;
+                                : s_get (item, "id") ? s_get (item, "id")
+                                                     : item;
                 output_table_add (table, s_cell (first, id, sizeof id),
-                                  first == item ? "-" : s_cell (item, details, sizeof details));
+                                  first == item ? "-"
+                                                : s_cell (item, details, sizeof details));
             }
         }
         else
@@ -523,23 +528,21 @@ static int
 s_parse_job (cli_t *cli, int argc, char **argv, bool *json_out, bool *all_out,
              int max_args, int *first)
 {
-    static const struct option options[] = {
-        { "json", no_argument, NULL, 'j' },
-        { "all", no_argument, NULL, 'a' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                             { "all", no_argument, NULL, 'a' },
+                                             CLI_GLOBAL_OPTIONS };
     int opt;
     while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
         if ((opt == 'j' && json_out) || (opt == 'a' && all_out))
             *(opt == 'j' ? json_out : all_out) = true;
-        else
-        if (opt == '?' || opt == 'j' || opt == 'a')
-            return 100 + cli_usage_error ("%s: unknown option '%s'", argv[0],
-                                          argv[optind - 1]);
-        else
-        if (opt == ':')
-            return 100 + cli_usage_error ("%s: option '%s' needs a value", argv[0],
-                                          argv[optind - 1]);
+        else if (opt == '?' || opt == 'j' || opt == 'a')
+            return 100
+                   + cli_usage_error ("%s: unknown option '%s'", argv[0],
+                                      argv[optind - 1]);
+        else if (opt == ':')
+            return 100
+                   + cli_usage_error ("%s: option '%s' needs a value", argv[0],
+                                      argv[optind - 1]);
         else {
             int rc = cli_global_option (cli, opt, optarg);
             if (rc >= 100)
@@ -547,8 +550,9 @@ s_parse_job (cli_t *cli, int argc, char **argv, bool *json_out, bool *all_out,
         }
     }
     if (argc - optind > max_args)
-        return 100 + cli_usage_error ("%s: unexpected argument '%s'", argv[0],
-                                      argv[optind + max_args]);
+        return 100
+               + cli_usage_error ("%s: unexpected argument '%s'", argv[0],
+                                  argv[optind + max_args]);
     *first = optind;
     int rc = cli_setup (cli);
     return rc ? 100 + rc : 0;
@@ -578,8 +582,10 @@ cli_cancel (cli_t *cli, int argc, char **argv)
     rc = emq_admin_job (cli->admin, "CANCEL", msgid, cli->connect_timeout_ms, &reply);
     if (rc == EMQ_ERR_NOT_FOUND) {
         free (reply);
-        return cli_fail (CLI_EXIT_NOT_FOUND, "cancel: no job %s is waiting or running "
-                         "(unknown, or it has ended)", msgid);
+        return cli_fail (CLI_EXIT_NOT_FOUND,
+                         "cancel: no job %s is waiting or running "
+                         "(unknown, or it has ended)",
+                         msgid);
     }
     if (rc) {
         char what[200];
@@ -606,11 +612,9 @@ s_age (json_t *since, char *buf, size_t buflen)
         age = 0;
     if (age < 120)
         snprintf (buf, buflen, "%.0fs", age);
-    else
-    if (age < 2 * 3600)
+    else if (age < 2 * 3600)
         snprintf (buf, buflen, "%.0fm", age / 60);
-    else
-    if (age < 2 * 86400)
+    else if (age < 2 * 86400)
         snprintf (buf, buflen, "%.0fh", age / 3600);
     else
         snprintf (buf, buflen, "%.0fd", age / 86400);
@@ -639,7 +643,8 @@ static int
 s_dead_list (cli_t *cli, bool json_out)
 {
     char *reply = NULL;
-    int rc = emq_admin_job (cli->admin, "DEAD_LIST", NULL, cli->connect_timeout_ms, &reply);
+    int rc =
+        emq_admin_job (cli->admin, "DEAD_LIST", NULL, cli->connect_timeout_ms, &reply);
     if (rc)
         return s_job_fail ("dead", rc, reply);
     if (json_out) {
@@ -652,15 +657,15 @@ s_dead_list (cli_t *cli, bool json_out)
     json_t *dead = s_get (root, "dead");
     if (!json_is_array (dead)) {
         cli_fail (CLI_EXIT_FAILED, "dead: the router's reply has no \"dead\" list; "
-                  "as received:");
+                                   "as received:");
         printf ("%s\n", reply);
         json_decref (root);
         free (reply);
         return CLI_EXIT_FAILED;
     }
     free (reply);
-    output_table_t *table = output_table_new ("MSGID", "QUEUE", "ATTEMPTS", "AGE", "ERROR",
-                                              NULL);
+    output_table_t *table =
+        output_table_new ("MSGID", "QUEUE", "ATTEMPTS", "AGE", "ERROR", NULL);
     if (!table) {
         json_decref (root);
         return cli_fail (CLI_EXIT_FAILED, "out of memory");
@@ -669,7 +674,8 @@ s_dead_list (cli_t *cli, bool json_out)
     output_table_align_right (table, 3);
     size_t index;
     json_t *job;
-    json_array_foreach (dead, index, job) {
+    json_array_foreach (dead, index, job)
+    {
         char msgid[256], queue[256], attempts[64], age[64], status[64], text[512];
         char error_cell[600];
         s_cell (s_get (job, "error"), text, sizeof text);
@@ -687,9 +693,10 @@ s_dead_list (cli_t *cli, bool json_out)
     else
         printf ("no dead jobs\n");
     json_t *total = s_get (root, "total");
-    if (json_is_integer (total) && (size_t) json_integer_value (total) > json_array_size (dead))
-        printf ("(%zu shown of %" JSON_INTEGER_FORMAT " dead jobs)\n", json_array_size (dead),
-                json_integer_value (total));
+    if (json_is_integer (total)
+        && (size_t) json_integer_value (total) > json_array_size (dead))
+        printf ("(%zu shown of %" JSON_INTEGER_FORMAT " dead jobs)\n",
+                json_array_size (dead), json_integer_value (total));
     output_table_destroy (&table);
     json_decref (root);
     return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
@@ -711,20 +718,21 @@ s_dead_count (cli_t *cli, const char *command, const char *ref, const char *key,
     int code = CLI_EXIT_OK;
     if (json_out)
         printf ("%s\n", reply);
+    else if (json_is_integer (count))
+        printf ("%s %" JSON_INTEGER_FORMAT " dead job%s\n", key,
+                json_integer_value (count), json_integer_value (count) == 1 ? "" : "s");
     else
-    if (json_is_integer (count))
-        printf ("%s %" JSON_INTEGER_FORMAT " dead job%s\n", key, json_integer_value (count),
-                json_integer_value (count) == 1 ? "" : "s");
-    else
-        code = cli_fail (CLI_EXIT_FAILED, "dead: unexpected reply from the router: %s", reply);
+        code = cli_fail (CLI_EXIT_FAILED, "dead: unexpected reply from the router: %s",
+                         reply);
     if (json_is_string (error))
         code = cli_fail (CLI_EXIT_FAILED, "dead: the router reports: %s",
                          json_string_value (error));
-    else
-    if (code == CLI_EXIT_OK && ref && !streq (ref, "*") && json_is_integer (count)
-    &&  json_integer_value (count) == 0)
-        code = cli_fail (CLI_EXIT_NOT_FOUND, "dead retry: %s is not a dead job (unknown, "
-                         "purged, or not dead)", ref);
+    else if (code == CLI_EXIT_OK && ref && !streq (ref, "*") && json_is_integer (count)
+             && json_integer_value (count) == 0)
+        code = cli_fail (CLI_EXIT_NOT_FOUND,
+                         "dead retry: %s is not a dead job (unknown, "
+                         "purged, or not dead)",
+                         ref);
     json_decref (root);
     free (reply);
     if (fflush (stdout))
@@ -751,7 +759,8 @@ cli_dead (cli_t *cli, int argc, char **argv)
         if ((arg != NULL) == all)
             return cli_usage_error ("dead retry: expected MSGID or --all");
         if (arg && (!*arg || strlen (arg) > EMQ_MSGID_MAX))
-            return cli_usage_error ("dead retry: MSGID must be 1..%d bytes", EMQ_MSGID_MAX);
+            return cli_usage_error ("dead retry: MSGID must be 1..%d bytes",
+                                    EMQ_MSGID_MAX);
         return s_dead_count (cli, "DEAD_RETRY", all ? "*" : arg, "retried", json_out);
     }
     if (streq (action, "purge")) {

@@ -38,9 +38,9 @@ typedef struct {
     int connect_timeout_ms;     // --connect-timeout
     bool verbose;               // --verbose
     //  Settled by cli_setup:
-    char *frontend;             // the router's frontend endpoint (owned)
-    char *admin;                // the router's admin endpoint (owned)
-    char *default_queue;        // default_queue_name: for jobs naming none
+    char *frontend;       // the router's frontend endpoint (owned)
+    char *admin;          // the router's admin endpoint (owned)
+    char *default_queue;  // default_queue_name: for jobs naming none
 } cli_t;
 
 //  Long option codes of the global options (beyond any short option).
@@ -55,6 +55,7 @@ enum {
 };
 
 //  The global options, to put at the end of each subcommand's option table.
+// clang-format off
 #define CLI_GLOBAL_OPTIONS \
     { "addr", required_argument, NULL, CLI_OPT_ADDR }, \
     { "admin-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
@@ -64,6 +65,7 @@ enum {
     { "version", no_argument, NULL, CLI_OPT_VERSION }, \
     { "verbose", no_argument, NULL, CLI_OPT_VERBOSE }, \
     { NULL, 0, NULL, 0 }
+// clang-format on
 
 //  Handles a global option code from getopt_long. Returns -1 if opt is not
 //  a global option, CLI_EXIT_OK (0) when handled, or an exit code + 100 when

@@ -18,24 +18,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_WINDOW 5000           // most jobs in flight at once
-#define S_RETRY_MS 50           // pause before resending after QUEUE_FULL
-#define S_SAMPLES 3             // results shown per kind
+#define S_WINDOW 5000  // most jobs in flight at once
+#define S_RETRY_MS 50  // pause before resending after QUEUE_FULL
+#define S_SAMPLES 3    // results shown per kind
 #define S_FAILURES_SHOWN 5
 
 typedef enum { S_WAITING, S_SENT, S_OK, S_FAILED } s_state_t;
 
 typedef struct {
     size_t index;
-    bool is_exec;               // exec /bin/echo, else run upper
+    bool is_exec;  // exec /bin/echo, else run upper
     s_state_t state;
     char msgid[37];
-    int64_t send_after;         // zclock_mono ms; 0 = at once
-    char *note;                 // value shown (ok) or error (failed); owned
+    int64_t send_after;  // zclock_mono ms; 0 = at once
+    char *note;          // value shown (ok) or error (failed); owned
 } s_job_t;
 
-static void
-s_note (s_job_t *job, s_state_t state, const char *format, ...)
+static void s_note (s_job_t *job, s_state_t state, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static void
@@ -63,7 +62,7 @@ s_payload (const s_job_t *job, void **out, size_t *out_size)
     snprintf (text, sizeof text, "job-%zu", job->index);
     char args[40];
     size_t len = strlen (text);
-    args[0] = (char) (0xa0 | len);          // fixstr: len < 32
+    args[0] = (char) (0xa0 | len);  // fixstr: len < 32
     memcpy (args + 1, text, len);
     return emq_payload_run ("libemq_examples.so", "upper", args, len + 1, out, out_size);
 }
@@ -102,7 +101,7 @@ s_check_result (s_job_t *job, const emq_event_t *event)
         msgpack_object_type type = job->is_exec ? MSGPACK_OBJECT_BIN : MSGPACK_OBJECT_STR;
         //  bin and str share the same layout in msgpack_object.
         ok = value->type == type && value->via.str.size == strlen (expect)
-          && memcmp (value->via.str.ptr, expect, strlen (expect)) == 0;
+             && memcmp (value->via.str.ptr, expect, strlen (expect)) == 0;
     }
     msgpack_unpacked_destroy (&unpacked);
     if (ok)
@@ -115,12 +114,10 @@ s_check_result (s_job_t *job, const emq_event_t *event)
 int
 cli_demo (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "jobs", required_argument, NULL, 'n' },
-        { "queue", required_argument, NULL, 'q' },
-        { "timeout", required_argument, NULL, 't' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "jobs", required_argument, NULL, 'n' },
+                                             { "queue", required_argument, NULL, 'q' },
+                                             { "timeout", required_argument, NULL, 't' },
+                                             CLI_GLOBAL_OPTIONS };
     uint64_t total = 300;
     const char *queue = "default";
     int timeout_ms = 120000;
@@ -129,8 +126,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
         switch (opt) {
             case 'n':
                 if (numparse_uint (optarg, 10000000, &total) || total == 0)
-                    return cli_usage_error ("demo: --jobs '%s' is not a number in 1..10000000",
-                                            optarg);
+                    return cli_usage_error (
+                        "demo: --jobs '%s' is not a number in 1..10000000", optarg);
                 break;
             case 'q':
                 if (!*optarg)
@@ -139,8 +136,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
                 break;
             case 't':
                 if (cli_parse_seconds (optarg, &timeout_ms) || timeout_ms == 0)
-                    return cli_usage_error ("demo: --timeout '%s' is not a number of seconds",
-                                            optarg);
+                    return cli_usage_error (
+                        "demo: --timeout '%s' is not a number of seconds", optarg);
                 break;
             default: {
                 int rc = cli_other_option (cli, "demo", opt, optarg, argv);
@@ -159,7 +156,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
 
     emq_client_t *client = emq_client_new (cli->frontend);
     if (!client)
-        return cli_usage_error ("cannot connect to '%s': not a valid endpoint", cli->frontend);
+        return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
+                                cli->frontend);
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
     size_t n = (size_t) total;
     s_job_t *jobs = calloc (n, sizeof (s_job_t));
@@ -189,7 +187,7 @@ cli_demo (cli_t *cli, int argc, char **argv)
         //  Send what may go now, keeping at most S_WINDOW in flight.
         s_job_t *job;
         while (zhashx_size (sent) < S_WINDOW && (job = zlistx_first (waiting))
-           &&  job->send_after <= zclock_mono ()) {
+               && job->send_after <= zclock_mono ()) {
             zlistx_detach_cur (waiting);
             void *payload = NULL;
             size_t size = 0;
@@ -198,7 +196,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
                 erc = emq_submit_async (client, &opts, payload, size, job->msgid);
             free (payload);
             if (erc == EMQ_ERR_UNREACHABLE) {
-                rc = cli_fail (CLI_EXIT_UNREACHABLE, "%s", emq_client_last_error (client));
+                rc =
+                    cli_fail (CLI_EXIT_UNREACHABLE, "%s", emq_client_last_error (client));
                 goto done;
             }
             if (erc) {
@@ -216,10 +215,12 @@ cli_demo (cli_t *cli, int argc, char **argv)
             }
         }
         //  A router that takes the connection but never answers.
-        if (acked == 0 && first_sent && zclock_mono () - first_sent > cli->connect_timeout_ms) {
+        if (acked == 0 && first_sent
+            && zclock_mono () - first_sent > cli->connect_timeout_ms) {
             output_progress_destroy (&progress);
-            rc = cli_fail (CLI_EXIT_UNREACHABLE, "no answer from router at %s within %.1f s",
-                           cli->frontend, cli->connect_timeout_ms / 1000.0);
+            rc = cli_fail (CLI_EXIT_UNREACHABLE,
+                           "no answer from router at %s within %.1f s", cli->frontend,
+                           cli->connect_timeout_ms / 1000.0);
             goto done;
         }
         emq_event_t event;
@@ -234,7 +235,7 @@ cli_demo (cli_t *cli, int argc, char **argv)
         }
         job = zhashx_lookup (sent, event.msgid);
         if (!job)
-            continue;           // not ours, or already finished
+            continue;  // not ours, or already finished
         if (event.type == EMQ_EVENT_ACK) {
             acked++;
             continue;
@@ -254,7 +255,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
         if (event.type == EMQ_EVENT_ERROR) {
             acked++;
             s_note (job, S_FAILED, "rejected by router: %s: %.*s", event.code,
-                    (int) (event.size > 200 ? 200 : event.size), (const char *) event.data);
+                    (int) (event.size > 200 ? 200 : event.size),
+                    (const char *) event.data);
         }
         else
             s_check_result (job, &event);
@@ -296,7 +298,8 @@ cli_demo (cli_t *cli, int argc, char **argv)
         }
     size_t missing = n - finished;
     printf ("jobs: %zu  ok: %zu  failed: %zu  no result: %zu  elapsed: %.2f s  "
-            "throughput: %.1f jobs/s\n", n, ok, failed, missing, elapsed,
+            "throughput: %.1f jobs/s\n",
+            n, ok, failed, missing, elapsed,
             elapsed > 0 ? (double) finished / elapsed : 0.0);
     if (missing)
         fprintf (stderr, "emq-cli: %zu jobs gave no result within %.0f s\n", missing,

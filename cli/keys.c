@@ -9,10 +9,8 @@
 int
 cli_keygen (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "role", required_argument, NULL, 'r' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "role", required_argument, NULL, 'r' },
+                                             CLI_GLOBAL_OPTIONS };
     char roles[256] = "";
     int opt;
     while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
@@ -38,11 +36,12 @@ cli_keygen (cli_t *cli, int argc, char **argv)
     if (curve_keygen (path, *roles ? roles : "client", err, sizeof err))
         return cli_fail (CLI_EXIT_FAILED, "keygen: %s", err);
     zcert_t *cert = zcert_load (path);
-    printf ("public key %s, roles %s\n"
-            "wrote %s (public certificate: for the router's clients directory, or "
-            "for whoever must know this key)\n"
-            "wrote %s_secret (key pair: keep it private; curve_secret_cert or curve_cert)\n",
-            cert ? zcert_public_txt (cert) : "?", *roles ? roles : "client", path, path);
+    printf (
+        "public key %s, roles %s\n"
+        "wrote %s (public certificate: for the router's clients directory, or "
+        "for whoever must know this key)\n"
+        "wrote %s_secret (key pair: keep it private; curve_secret_cert or curve_cert)\n",
+        cert ? zcert_public_txt (cert) : "?", *roles ? roles : "client", path, path);
     zcert_destroy (&cert);
     return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -20,70 +20,73 @@
 #include <string.h>
 
 static const char *s_usage =
-"usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
-"\n"
-"commands:\n"
-"  submit [OPTIONS] exec [--stdin FILE|-] [--env NAME=VALUE]... [--cwd DIR] -- ARGV...\n"
-"  submit [OPTIONS] run LIBRARY FUNCTION [JSON_ARGS]\n"
-"        submit a job; prints its msgid once the router has it, or with\n"
-"        --wait its value: raw bytes for an exec job's stdout, JSON otherwise\n"
-"        --queue Q          queue to submit to (default: default)\n"
-"        --wait             wait for the job's result and print it\n"
-"        --retries N        retry a failed job up to N times (retry-count:N)\n"
-"        --timeout S        kill the job after S seconds (timeout:S)\n"
-"        --wait-timeout S   with --wait: give up after S seconds (default: never)\n"
-"        --header H         add a raw eMQP header (repeatable)\n"
-"        --delay S          run the job S seconds from now (S: 90, 90s, 15m, 2h, 1d)\n"
-"        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
-"        --guarantee        ask the router to sync the job to disk before its ACK\n"
-"  result MSGID [--wait] [--wait-timeout S] [--json]\n"
-"        the outcome of a job (any client's, while the router keeps it),\n"
-"        shown as submit --wait shows it; without --wait a job that has not\n"
-"        ended exits 9 (with --json: {\"status\":\"pending\"})\n"
-"  cancel MSGID          cancel a waiting, scheduled or running job\n"
-"  dead [--json]         jobs that failed after all their retries\n"
-"  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
-"  dead purge            delete every dead job\n"
-"  status [--json]       queues (waiting, in flight, processed, latency), job\n"
-"                        managers (processed), storage (dead, scheduled jobs);\n"
-"                        --json: the router's JSON\n"
-"  workers [--json]      connected job managers: queues, free slots, last\n"
-"                        heartbeat, jobs in flight, their own statistics\n"
-"  schedulers [--json]   connected schedulers\n"
-"  schedule --name NAME (--cron EXPR | --every N[s|m|h]) [--nohaste] [--runs N]\n"
-"           [--queue Q] [--misfire skip|once] [--timezone TZ] [--header H]...\n"
-"           run LIBRARY FUNCTION [JSON_ARGS] | exec -- ARGV...\n"
-"        add (or replace) a periodic job kept by emq-scheduler\n"
-"  schedules [--json]    schedules: spec, next fire (local and UTC), last fire,\n"
-"                        last outcome, runs left; and which scheduler leads\n"
-"  unschedule NAME [--kill-running]   remove a schedule (and cancel its running job)\n"
-"  disconnect            ask the router to shut down\n"
-"  keygen [--role R]... NAME   write a CURVE key pair: NAME (public\n"
-"                        certificate) and NAME_secret (keep it private);\n"
-"                        R: client (default), scheduler, jobmanager, admin\n"
-"  demo [--jobs N] [--queue Q] [--timeout S]\n"
-"        submit N (default 300) jobs, half exec /bin/echo, half run\n"
-"        libemq_examples.so upper, all in flight at once; show progress,\n"
-"        a sample of results and the throughput\n"
-"\n"
-"global options (also accepted after the command):\n"
-"  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
-"                          frontend_addr from the configuration, then\n"
-"                          " EMQ_DEFAULT_FRONTEND ")\n"
-"  --admin-addr ADDR       router admin socket (default: $EMQ_ADMIN_ADDR,\n"
-"                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ")\n"
-"  --connect-timeout S     how long to wait for the router to answer (default 5)\n"
-"  --config FILE           configuration file ([global] and [cli] sections;\n"
-"                          default: $EVENTMQ_CONFIG_FILE or /etc/eventmq.conf)\n"
-"  --verbose               log libemq's debug messages on stderr\n"
-"  --help, --version\n"
-"\n"
-"exit codes:\n"
-"  0 ok            1 job failed          2 usage error     3 router unreachable\n"
-"  4 rejected by router                  5 job timed out (its own --timeout)\n"
-"  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n"
-"  8 no such job (result, cancel, dead retry)\n"
-"  9 not finished yet (result without --wait)\n";
+    "usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  submit [OPTIONS] exec [--stdin FILE|-] [--env NAME=VALUE]... [--cwd DIR] -- "
+    "ARGV...\n"
+    "  submit [OPTIONS] run LIBRARY FUNCTION [JSON_ARGS]\n"
+    "        submit a job; prints its msgid once the router has it, or with\n"
+    "        --wait its value: raw bytes for an exec job's stdout, JSON otherwise\n"
+    "        --queue Q          queue to submit to (default: default)\n"
+    "        --wait             wait for the job's result and print it\n"
+    "        --retries N        retry a failed job up to N times (retry-count:N)\n"
+    "        --timeout S        kill the job after S seconds (timeout:S)\n"
+    "        --wait-timeout S   with --wait: give up after S seconds (default: never)\n"
+    "        --header H         add a raw eMQP header (repeatable)\n"
+    "        --delay S          run the job S seconds from now (S: 90, 90s, 15m, 2h, "
+    "1d)\n"
+    "        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
+    "        --guarantee        ask the router to sync the job to disk before its ACK\n"
+    "  result MSGID [--wait] [--wait-timeout S] [--json]\n"
+    "        the outcome of a job (any client's, while the router keeps it),\n"
+    "        shown as submit --wait shows it; without --wait a job that has not\n"
+    "        ended exits 9 (with --json: {\"status\":\"pending\"})\n"
+    "  cancel MSGID          cancel a waiting, scheduled or running job\n"
+    "  dead [--json]         jobs that failed after all their retries\n"
+    "  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
+    "  dead purge            delete every dead job\n"
+    "  status [--json]       queues (waiting, in flight, processed, latency), job\n"
+    "                        managers (processed), storage (dead, scheduled jobs);\n"
+    "                        --json: the router's JSON\n"
+    "  workers [--json]      connected job managers: queues, free slots, last\n"
+    "                        heartbeat, jobs in flight, their own statistics\n"
+    "  schedulers [--json]   connected schedulers\n"
+    "  schedule --name NAME (--cron EXPR | --every N[s|m|h]) [--nohaste] [--runs N]\n"
+    "           [--queue Q] [--misfire skip|once] [--timezone TZ] [--header H]...\n"
+    "           run LIBRARY FUNCTION [JSON_ARGS] | exec -- ARGV...\n"
+    "        add (or replace) a periodic job kept by emq-scheduler\n"
+    "  schedules [--json]    schedules: spec, next fire (local and UTC), last fire,\n"
+    "                        last outcome, runs left; and which scheduler leads\n"
+    "  unschedule NAME [--kill-running]   remove a schedule (and cancel its running "
+    "job)\n"
+    "  disconnect            ask the router to shut down\n"
+    "  keygen [--role R]... NAME   write a CURVE key pair: NAME (public\n"
+    "                        certificate) and NAME_secret (keep it private);\n"
+    "                        R: client (default), scheduler, jobmanager, admin\n"
+    "  demo [--jobs N] [--queue Q] [--timeout S]\n"
+    "        submit N (default 300) jobs, half exec /bin/echo, half run\n"
+    "        libemq_examples.so upper, all in flight at once; show progress,\n"
+    "        a sample of results and the throughput\n"
+    "\n"
+    "global options (also accepted after the command):\n"
+    "  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
+    "                          frontend_addr from the configuration, then\n"
+    "                          " EMQ_DEFAULT_FRONTEND ")\n"
+    "  --admin-addr ADDR       router admin socket (default: $EMQ_ADMIN_ADDR,\n"
+    "                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ")\n"
+    "  --connect-timeout S     how long to wait for the router to answer (default 5)\n"
+    "  --config FILE           configuration file ([global] and [cli] sections;\n"
+    "                          default: $EVENTMQ_CONFIG_FILE or /etc/eventmq.conf)\n"
+    "  --verbose               log libemq's debug messages on stderr\n"
+    "  --help, --version\n"
+    "\n"
+    "exit codes:\n"
+    "  0 ok            1 job failed          2 usage error     3 router unreachable\n"
+    "  4 rejected by router                  5 job timed out (its own --timeout)\n"
+    "  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n"
+    "  8 no such job (result, cancel, dead retry)\n"
+    "  9 not finished yet (result without --wait)\n";
 
 void
 cli_print_usage (FILE *stream)
@@ -116,14 +119,22 @@ int
 cli_exit_for (int emq_code)
 {
     switch (emq_code) {
-        case EMQ_OK: return CLI_EXIT_OK;
-        case EMQ_ERR_INVALID: return CLI_EXIT_USAGE;
-        case EMQ_ERR_UNREACHABLE: return CLI_EXIT_UNREACHABLE;
-        case EMQ_ERR_REJECTED: return CLI_EXIT_REJECTED;
-        case EMQ_ERR_JOB_TIMEOUT: return CLI_EXIT_JOB_TIMEOUT;
-        case EMQ_ERR_TIMEOUT: return CLI_EXIT_WAIT_TIMEOUT;
-        case EMQ_ERR_NOT_FOUND: return CLI_EXIT_NOT_FOUND;
-        default: return CLI_EXIT_FAILED;
+        case EMQ_OK:
+            return CLI_EXIT_OK;
+        case EMQ_ERR_INVALID:
+            return CLI_EXIT_USAGE;
+        case EMQ_ERR_UNREACHABLE:
+            return CLI_EXIT_UNREACHABLE;
+        case EMQ_ERR_REJECTED:
+            return CLI_EXIT_REJECTED;
+        case EMQ_ERR_JOB_TIMEOUT:
+            return CLI_EXIT_JOB_TIMEOUT;
+        case EMQ_ERR_TIMEOUT:
+            return CLI_EXIT_WAIT_TIMEOUT;
+        case EMQ_ERR_NOT_FOUND:
+            return CLI_EXIT_NOT_FOUND;
+        default:
+            return CLI_EXIT_FAILED;
     }
 }
 
@@ -149,11 +160,24 @@ cli_parse_duration (const char *text, uint32_t *seconds)
     size_t len = strlen (text);
     uint64_t unit = 1;
     switch (text[len - 1]) {
-        case 's': unit = 1; len--; break;
-        case 'm': unit = 60; len--; break;
-        case 'h': unit = 3600; len--; break;
-        case 'd': unit = 86400; len--; break;
-        default: break;
+        case 's':
+            unit = 1;
+            len--;
+            break;
+        case 'm':
+            unit = 60;
+            len--;
+            break;
+        case 'h':
+            unit = 3600;
+            len--;
+            break;
+        case 'd':
+            unit = 86400;
+            len--;
+            break;
+        default:
+            break;
     }
     uint64_t value;
     if (numparse_uint_n (text, len, UINT32_MAX / unit, &value))
@@ -177,9 +201,11 @@ cli_global_option (cli_t *self, int opt, const char *arg)
             return 0;
         case CLI_OPT_CONNECT_TIMEOUT:
             if (cli_parse_seconds (arg, &self->connect_timeout_ms)
-            ||  self->connect_timeout_ms == 0)
-                return 100 + cli_usage_error ("--connect-timeout: '%s' is not a number of "
-                                              "seconds above 0", arg);
+                || self->connect_timeout_ms == 0)
+                return 100
+                       + cli_usage_error ("--connect-timeout: '%s' is not a number of "
+                                          "seconds above 0",
+                                          arg);
             return 0;
         case CLI_OPT_VERBOSE:
             self->verbose = true;
@@ -200,7 +226,8 @@ int
 cli_other_option (cli_t *self, const char *command, int opt, const char *arg, char **argv)
 {
     if (opt == ':')
-        return cli_usage_error ("%s: option '%s' needs a value", command, argv[optind - 1]);
+        return cli_usage_error ("%s: option '%s' needs a value", command,
+                                argv[optind - 1]);
     if (opt == '?')
         return cli_usage_error ("%s: unknown option '%s'", command, argv[optind - 1]);
     int rc = cli_global_option (self, opt, arg);
@@ -244,7 +271,8 @@ cli_setup (cli_t *self)
         curve_key = config_str (config, "curve_server_key");
         curve_cert = config_str (config, "curve_cert");
     }
-    if (curve_key && *curve_key && emq_set_curve (curve_key, curve_cert, err, sizeof err)) {
+    if (curve_key && *curve_key
+        && emq_set_curve (curve_key, curve_cert, err, sizeof err)) {
         config_destroy (&config);
         return cli_fail (CLI_EXIT_USAGE, "CURVE: %s", err);
     }
@@ -305,7 +333,7 @@ main (int argc, char **argv)
         if (streq (name, s_commands[i].name)) {
             int sub_argc = argc - optind;
             char **sub_argv = argv + optind;
-            optind = 0;         // getopt_long starts afresh on the subcommand
+            optind = 0;  // getopt_long starts afresh on the subcommand
             rc = s_commands[i].run (&cli, sub_argc, sub_argv);
             break;
         }

@@ -27,8 +27,7 @@ output_value (FILE *stream, const void *data, size_t size)
     int rc = -1;
     if (msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS)
         fprintf (stderr, "emq-cli: the job's value cannot be unpacked\n");
-    else
-    if (unpacked.data.type == MSGPACK_OBJECT_BIN) {
+    else if (unpacked.data.type == MSGPACK_OBJECT_BIN) {
         //  An exec job's stdout: the bytes exactly as the command wrote them.
         size_t n = unpacked.data.via.bin.size;
         rc = n == 0 || fwrite (unpacked.data.via.bin.ptr, 1, n, stream) == n ? 0 : -1;
@@ -55,9 +54,9 @@ output_value (FILE *stream, const void *data, size_t size)
 
 struct output_table_t {
     size_t columns;
-    char **headings;            // columns entries, owned
-    bool *right;                // right-align column i
-    zlistx_t *rows;             // char ** of columns cells, owned
+    char **headings;  // columns entries, owned
+    bool *right;      // right-align column i
+    zlistx_t *rows;   // char ** of columns cells, owned
 };
 
 static void
@@ -215,10 +214,10 @@ output_table_print (output_table_t *self, FILE *stream)
 
 struct output_progress_t {
     size_t total;
-    bool tty;                   // stderr is a terminal: draw a bar
-    int64_t started;            // zclock_mono at creation
-    int64_t drawn;              // when the bar was last drawn
-    size_t last_decile;         // without a tty: last 10% step reported
+    bool tty;            // stderr is a terminal: draw a bar
+    int64_t started;     // zclock_mono at creation
+    int64_t drawn;       // when the bar was last drawn
+    size_t last_decile;  // without a tty: last 10% step reported
 };
 
 output_progress_t *
@@ -244,7 +243,7 @@ output_progress_update (output_progress_t *self, size_t done, size_t ok, size_t 
     double rate = elapsed > 0 ? (double) done / elapsed : 0;
     if (self->tty) {
         if (!force && now - self->drawn < 100)
-            return;         // 10 frames a second is plenty
+            return;  // 10 frames a second is plenty
         self->drawn = now;
         enum { WIDTH = 30 };
         size_t filled = self->total ? done * WIDTH / self->total : WIDTH;
@@ -260,7 +259,8 @@ output_progress_update (output_progress_t *self, size_t done, size_t ok, size_t 
     size_t decile = self->total ? done * 10 / self->total : 10;
     if (decile > self->last_decile) {
         self->last_decile = decile;
-        fprintf (stderr, "emq-cli: %zu/%zu jobs done (%zu%%), ok %zu, failed %zu, %.0f jobs/s\n",
+        fprintf (stderr,
+                 "emq-cli: %zu/%zu jobs done (%zu%%), ok %zu, failed %zu, %.0f jobs/s\n",
                  done, self->total, decile * 10, ok, failed, rate);
     }
 }

@@ -33,7 +33,8 @@ s_print_failure (const emq_event_t *event)
     while (size && (text[size - 1] == '\n' || text[size - 1] == '\r'))
         size--;
     fprintf (stderr, "emq-cli: job %s %s: %.*s\n", event->msgid,
-             emq_job_status_name (event->status), (int) size, size ? text : "(no message)");
+             emq_job_status_name (event->status), (int) size,
+             size ? text : "(no message)");
 }
 
 //  A string for JSON: the bytes as a string when they are UTF-8, else
@@ -117,27 +118,31 @@ cli_report_outcome (emq_client_t *client, const char *msgid, int rc,
         case 0:
         case EMQ_ERR_JOB_FAILED:
         case EMQ_ERR_JOB_TIMEOUT: {
-            int code = event->status == EMQ_JOB_OK ? CLI_EXIT_OK
-                     : event->status == EMQ_JOB_CRASHED ? CLI_EXIT_CRASHED
-                     : event->status == EMQ_JOB_TIMEOUT ? CLI_EXIT_JOB_TIMEOUT
-                     : CLI_EXIT_FAILED;
+            int code = event->status == EMQ_JOB_OK        ? CLI_EXIT_OK
+                       : event->status == EMQ_JOB_CRASHED ? CLI_EXIT_CRASHED
+                       : event->status == EMQ_JOB_TIMEOUT ? CLI_EXIT_JOB_TIMEOUT
+                                                          : CLI_EXIT_FAILED;
             if (json)
                 return s_print_json (event) ? CLI_EXIT_FAILED : code;
             if (event->status == EMQ_JOB_OK)
                 return output_value (stdout, event->data, event->size) ? CLI_EXIT_FAILED
-                                                                        : CLI_EXIT_OK;
+                                                                       : CLI_EXIT_OK;
             s_print_failure (event);
             return code;
         }
         case EMQ_ERR_NOT_FOUND:
-            return cli_fail (CLI_EXIT_NOT_FOUND, "job %s: no such job (never submitted, or "
-                             "its result has expired)", msgid);
+            return cli_fail (CLI_EXIT_NOT_FOUND,
+                             "job %s: no such job (never submitted, or "
+                             "its result has expired)",
+                             msgid);
         case EMQ_ERR_REJECTED:
             return cli_fail (CLI_EXIT_REJECTED, "job %s rejected by router: %s", msgid,
                              emq_client_last_error (client));
         case EMQ_ERR_TIMEOUT:
-            return cli_fail (CLI_EXIT_WAIT_TIMEOUT, "job %s: no result within %.1f s "
-                             "(it may still run)", msgid, wait_timeout_ms / 1000.0);
+            return cli_fail (CLI_EXIT_WAIT_TIMEOUT,
+                             "job %s: no result within %.1f s "
+                             "(it may still run)",
+                             msgid, wait_timeout_ms / 1000.0);
         default:
             return cli_fail (cli_exit_for (rc), "job %s: %s", msgid,
                              emq_client_last_error (client));
@@ -147,12 +152,11 @@ cli_report_outcome (emq_client_t *client, const char *msgid, int rc,
 int
 cli_result (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "wait", no_argument, NULL, 'w' },
-        { "wait-timeout", required_argument, NULL, 'W' },
-        { "json", no_argument, NULL, 'j' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "wait", no_argument, NULL, 'w' },
+                                             { "wait-timeout", required_argument, NULL,
+                                               'W' },
+                                             { "json", no_argument, NULL, 'j' },
+                                             CLI_GLOBAL_OPTIONS };
     bool wait = false, json = false;
     int wait_timeout_ms = -1;
     int opt, rc = 0;
@@ -166,8 +170,8 @@ cli_result (cli_t *cli, int argc, char **argv)
                 //  A bound on the wait implies the wait.
                 wait = true;
                 if (cli_parse_seconds (optarg, &wait_timeout_ms))
-                    rc = cli_usage_error ("--wait-timeout: '%s' is not a number of seconds",
-                                          optarg);
+                    rc = cli_usage_error (
+                        "--wait-timeout: '%s' is not a number of seconds", optarg);
                 break;
             case 'j':
                 json = true;
@@ -191,7 +195,8 @@ cli_result (cli_t *cli, int argc, char **argv)
 
     emq_client_t *client = emq_client_new (cli->frontend);
     if (!client)
-        return cli_usage_error ("cannot connect to '%s': not a valid endpoint", cli->frontend);
+        return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
+                                cli->frontend);
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
     emq_event_t event;
     rc = emq_result (client, msgid, wait ? wait_timeout_ms : S_PENDING_MS, &event);
@@ -206,8 +211,10 @@ cli_result (cli_t *cli, int argc, char **argv)
             json_decref (root);
         }
         else
-            fprintf (stderr, "emq-cli: job %s has not finished yet (queued, scheduled or "
-                     "running); use --wait to wait for it\n", msgid);
+            fprintf (stderr,
+                     "emq-cli: job %s has not finished yet (queued, scheduled or "
+                     "running); use --wait to wait for it\n",
+                     msgid);
         code = fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_PENDING;
     }
     else

@@ -33,18 +33,22 @@ s_payload (int argc, char **argv, void **payload, size_t *size)
             first++;
         if (first >= argc || !*argv[first])
             return cli_usage_error ("schedule exec: no command given (exec -- ARGV...)");
-        int rc = emq_payload_exec ((const char *const *) argv + first, (size_t) (argc - first),
-                                   NULL, 0, NULL, 0, NULL, payload, size);
+        int rc =
+            emq_payload_exec ((const char *const *) argv + first, (size_t) (argc - first),
+                              NULL, 0, NULL, 0, NULL, payload, size);
         return rc ? cli_usage_error ("schedule exec: cannot build the job: %s",
-                                     emq_strerror (rc)) : 0;
+                                     emq_strerror (rc))
+                  : 0;
     }
     if (!streq (argv[0], "run"))
         return cli_usage_error ("schedule: unknown job kind '%s' (run or exec)", argv[0]);
     if (argc < 3 || argc > 4)
         return cli_usage_error ("schedule run: expected LIBRARY FUNCTION [JSON_ARGS]");
     if (!*argv[1] || strchr (argv[1], '/'))
-        return cli_usage_error ("schedule run: library '%s' must be a file name found in the "
-                                "job manager's plugin directories, not a path", argv[1]);
+        return cli_usage_error (
+            "schedule run: library '%s' must be a file name found in the "
+            "job manager's plugin directories, not a path",
+            argv[1]);
     if (!*argv[2])
         return cli_usage_error ("schedule run: the function name is empty");
     msgpack_sbuffer args;
@@ -59,15 +63,25 @@ s_payload (int argc, char **argv, void **payload, size_t *size)
     int rc = emq_payload_run (argv[1], argv[2], args.size ? args.data : NULL, args.size,
                               payload, size);
     msgpack_sbuffer_destroy (&args);
-    return rc ? cli_usage_error ("schedule run: cannot build the job: %s", emq_strerror (rc))
+    return rc ? cli_usage_error ("schedule run: cannot build the job: %s",
+                                 emq_strerror (rc))
               : 0;
 }
 
 int
 cli_schedule (cli_t *cli, int argc, char **argv)
 {
-    enum { O_NAME = 1, O_CRON, O_EVERY, O_NOHASTE, O_RUNS, O_QUEUE, O_MISFIRE, O_TZ,
-           O_HEADER };
+    enum {
+        O_NAME = 1,
+        O_CRON,
+        O_EVERY,
+        O_NOHASTE,
+        O_RUNS,
+        O_QUEUE,
+        O_MISFIRE,
+        O_TZ,
+        O_HEADER
+    };
     static const struct option options[] = {
         { "name", required_argument, NULL, O_NAME },
         { "cron", required_argument, NULL, O_CRON },
@@ -87,7 +101,9 @@ cli_schedule (cli_t *cli, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
         switch (opt) {
-            case O_NAME: opts.name = optarg; break;
+            case O_NAME:
+                opts.name = optarg;
+                break;
             case O_CRON: {
                 cron_t *cron = cron_new (optarg, err, sizeof err);
                 if (!cron)
@@ -100,19 +116,24 @@ cli_schedule (cli_t *cli, int argc, char **argv)
                 if (cron_interval_parse (optarg, &opts.interval_s, err, sizeof err))
                     return cli_usage_error ("--every: %s", err);
                 break;
-            case O_NOHASTE: opts.nohaste = true; break;
+            case O_NOHASTE:
+                opts.nohaste = true;
+                break;
             case O_RUNS: {
                 uint64_t runs;
                 if (numparse_uint (optarg, UINT32_MAX, &runs) || runs == 0)
-                    return cli_usage_error ("--runs: '%s' is not a number in 1..%u", optarg,
-                                            UINT32_MAX);
+                    return cli_usage_error ("--runs: '%s' is not a number in 1..%u",
+                                            optarg, UINT32_MAX);
                 opts.runs = (uint32_t) runs;
                 break;
             }
-            case O_QUEUE: opts.queue = optarg; break;
+            case O_QUEUE:
+                opts.queue = optarg;
+                break;
             case O_MISFIRE:
                 if (!streq (optarg, "skip") && !streq (optarg, "once"))
-                    return cli_usage_error ("--misfire: '%s' is not skip or once", optarg);
+                    return cli_usage_error ("--misfire: '%s' is not skip or once",
+                                            optarg);
                 opts.misfire_skip = streq (optarg, "skip");
                 break;
             case O_TZ:
@@ -122,8 +143,9 @@ cli_schedule (cli_t *cli, int argc, char **argv)
                 break;
             case O_HEADER: {
                 size_t used = strlen (headers);
-                if (snprintf (headers + used, sizeof headers - used, "%s%s", used ? "," : "",
-                              optarg) >= (int) (sizeof headers - used))
+                if (snprintf (headers + used, sizeof headers - used, "%s%s",
+                              used ? "," : "", optarg)
+                    >= (int) (sizeof headers - used))
                     return cli_usage_error ("--header: headers longer than 1024 bytes");
                 break;
             }
@@ -139,7 +161,8 @@ cli_schedule (cli_t *cli, int argc, char **argv)
     if (!opts.name)
         return cli_usage_error ("schedule: --name is required");
     if ((opts.cron != NULL) == (opts.interval_s > 0))
-        return cli_usage_error ("schedule: give exactly one of --cron EXPR and --every N");
+        return cli_usage_error (
+            "schedule: give exactly one of --cron EXPR and --every N");
     if (opts.nohaste && opts.cron)
         return cli_usage_error ("schedule: --nohaste applies to --every only");
     opts.extra_headers = *headers ? headers : NULL;
@@ -158,7 +181,8 @@ cli_schedule (cli_t *cli, int argc, char **argv)
     emq_client_t *client = emq_client_new (cli->frontend);
     if (!client) {
         free (payload);
-        return cli_usage_error ("cannot connect to '%s': not a valid endpoint", cli->frontend);
+        return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
+                                cli->frontend);
     }
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
     rc = emq_schedule (client, &opts, payload, size, cli->connect_timeout_ms);
@@ -178,8 +202,7 @@ cli_unschedule (cli_t *cli, int argc, char **argv)
 {
     enum { O_KILL = 1 };
     static const struct option options[] = {
-        { "kill-running", no_argument, NULL, O_KILL },
-        CLI_GLOBAL_OPTIONS
+        { "kill-running", no_argument, NULL, O_KILL }, CLI_GLOBAL_OPTIONS
     };
     bool kill_running = false;
     int opt;
@@ -187,8 +210,7 @@ cli_unschedule (cli_t *cli, int argc, char **argv)
     while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
         if (opt == O_KILL)
             kill_running = true;
-        else
-        if (opt == ':' || opt == '?')
+        else if (opt == ':' || opt == '?')
             return cli_usage_error ("unschedule: bad option '%s'", argv[optind - 1]);
         else {
             int rc = cli_global_option (cli, opt, optarg);
@@ -204,7 +226,8 @@ cli_unschedule (cli_t *cli, int argc, char **argv)
         return rc;
     emq_client_t *client = emq_client_new (cli->frontend);
     if (!client)
-        return cli_usage_error ("cannot connect to '%s': not a valid endpoint", cli->frontend);
+        return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
+                                cli->frontend);
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
     rc = emq_unschedule (client, name, kill_running, cli->connect_timeout_ms);
     int code = rc ? cli_fail (cli_exit_for (rc), "unschedule %s: %s", name,
@@ -233,18 +256,15 @@ s_time (int64_t t, bool utc, char *buf, size_t size)
 int
 cli_schedules (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "json", no_argument, NULL, 'j' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "json", no_argument, NULL, 'j' },
+                                             CLI_GLOBAL_OPTIONS };
     bool json_out = false;
     int opt;
     optind = 0;
     while ((opt = getopt_long (argc, argv, ":", options, NULL)) != -1) {
         if (opt == 'j')
             json_out = true;
-        else
-        if (opt == ':' || opt == '?')
+        else if (opt == ':' || opt == '?')
             return cli_usage_error ("schedules: bad option '%s'", argv[optind - 1]);
         else {
             int rc = cli_global_option (cli, opt, optarg);
@@ -258,7 +278,8 @@ cli_schedules (cli_t *cli, int argc, char **argv)
     if (rc)
         return rc;
     char *reply = NULL;
-    rc = emq_admin (cli->admin, "ROUTER_SHOW_SCHEDULERS", cli->connect_timeout_ms, &reply);
+    rc =
+        emq_admin (cli->admin, "ROUTER_SHOW_SCHEDULERS", cli->connect_timeout_ms, &reply);
     if (rc) {
         int code = cli_fail (cli_exit_for (rc), "ROUTER_SHOW_SCHEDULERS: %s",
                              reply ? reply : emq_strerror (rc));
@@ -275,37 +296,39 @@ cli_schedules (cli_t *cli, int argc, char **argv)
     const char *leader = NULL;
     const char *key;
     json_t *value;
-    json_object_foreach (connected, key, value) {
+    json_object_foreach (connected, key, value)
+    {
         json_t *stats = json_object_get (value, "stats");
         bool is_leader = json_is_true (json_object_get (stats, "leader"));
-        json_array_append_new (members, json_pack (
-            "{s:s, s:s?, s:s?, s:b}", "identity", key,
-            "id", json_string_value (json_object_get (stats, "id")),
-            "mode", json_string_value (json_object_get (stats, "mode")), "leader", is_leader));
+        json_array_append_new (
+            members, json_pack ("{s:s, s:s?, s:s?, s:b}", "identity", key, "id",
+                                json_string_value (json_object_get (stats, "id")), "mode",
+                                json_string_value (json_object_get (stats, "mode")),
+                                "leader", is_leader));
         if (is_leader) {
             chosen = stats;
             leader = json_string_value (json_object_get (stats, "id"));
         }
-        else
-        if (!chosen && json_object_get (stats, "schedules"))
+        else if (!chosen && json_object_get (stats, "schedules"))
             chosen = stats;
     }
     json_t *list = json_object_get (chosen, "schedules");
     if (json_out) {
-        json_t *out = json_pack ("{s:s?, s:O, s:O}", "leader", leader, "schedulers", members,
-                                 "schedules", list ? list : json_array ());
+        json_t *out = json_pack ("{s:s?, s:O, s:O}", "leader", leader, "schedulers",
+                                 members, "schedules", list ? list : json_array ());
         char *text = json_dumps (out, JSON_COMPACT);
         printf ("%s\n", text ? text : "{}");
         free (text);
         json_decref (out);
     }
     else {
-        output_table_t *table = output_table_new ("NAME", "SPEC", "QUEUE", "NEXT FIRE",
-                                                  "NEXT FIRE (UTC)", "LAST FIRE",
-                                                  "LAST OUTCOME", "RUNS LEFT", NULL);
+        output_table_t *table =
+            output_table_new ("NAME", "SPEC", "QUEUE", "NEXT FIRE", "NEXT FIRE (UTC)",
+                              "LAST FIRE", "LAST OUTCOME", "RUNS LEFT", NULL);
         size_t index;
         json_t *s;
-        json_array_foreach (list, index, s) {
+        json_array_foreach (list, index, s)
+        {
             char next[64], next_utc[64], last[64], runs[32];
             int64_t next_fire = json_integer_value (json_object_get (s, "next_fire"));
             int64_t last_fire = json_integer_value (json_object_get (s, "last_fire"));

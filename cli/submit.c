@@ -19,9 +19,9 @@
 typedef struct {
     emq_submit_opts_t opts;
     bool wait;
-    int wait_timeout_ms;        // -1: wait forever
-    char headers[EMQP_HEADERS_MAX + 1];   // --header values, comma-joined
-    void *payload;              // owned
+    int wait_timeout_ms;                 // -1: wait forever
+    char headers[EMQP_HEADERS_MAX + 1];  // --header values, comma-joined
+    void *payload;                       // owned
     size_t payload_size;
 } s_submit_t;
 
@@ -52,7 +52,8 @@ s_read_file (const char *path, char **data_p, size_t *size_p)
         size += n;
         if (n == 0) {
             if (ferror (file))
-                rc = cli_usage_error ("--stdin: cannot read '%s': %s", path, strerror (errno));
+                rc = cli_usage_error ("--stdin: cannot read '%s': %s", path,
+                                      strerror (errno));
             break;
         }
     }
@@ -73,12 +74,10 @@ s_read_file (const char *path, char **data_p, size_t *size_p)
 static int
 s_parse_exec (cli_t *cli, s_submit_t *submit, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "stdin", required_argument, NULL, 's' },
-        { "env", required_argument, NULL, 'e' },
-        { "cwd", required_argument, NULL, 'c' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "stdin", required_argument, NULL, 's' },
+                                             { "env", required_argument, NULL, 'e' },
+                                             { "cwd", required_argument, NULL, 'c' },
+                                             CLI_GLOBAL_OPTIONS };
     const char **env = calloc ((size_t) argc + 1, sizeof (char *));
     size_t envc = 0;
     char *stdin_data = NULL;
@@ -111,7 +110,7 @@ s_parse_exec (cli_t *cli, s_submit_t *submit, int argc, char **argv)
             default:
                 rc = cli_other_option (cli, "exec", opt, optarg, argv);
                 if (rc >= 100)
-                    rc -= 100;      // exit now: --help, --version, bad value
+                    rc -= 100;  // exit now: --help, --version, bad value
         }
     }
     if (!rc && optind >= argc)
@@ -120,8 +119,8 @@ s_parse_exec (cli_t *cli, s_submit_t *submit, int argc, char **argv)
         rc = cli_usage_error ("exec: the command name is empty");
     if (!rc) {
         int erc = emq_payload_exec ((const char *const *) argv + optind,
-                                    (size_t) (argc - optind), stdin_data, stdin_size,
-                                    env, envc, cwd, &submit->payload, &submit->payload_size);
+                                    (size_t) (argc - optind), stdin_data, stdin_size, env,
+                                    envc, cwd, &submit->payload, &submit->payload_size);
         if (erc)
             rc = cli_usage_error ("exec: cannot build the job: %s", emq_strerror (erc));
     }
@@ -139,7 +138,8 @@ s_parse_run (s_submit_t *submit, int argc, char **argv)
     const char *library = argv[1], *function = argv[2];
     if (!*library || strchr (library, '/'))
         return cli_usage_error ("run: library '%s' must be a file name found in the job "
-                                "manager's plugin directories, not a path", library);
+                                "manager's plugin directories, not a path",
+                                library);
     if (!*function)
         return cli_usage_error ("run: the function name is empty");
     msgpack_sbuffer args;
@@ -164,15 +164,17 @@ s_run (cli_t *cli, s_submit_t *submit)
 {
     emq_client_t *client = emq_client_new (cli->frontend);
     if (!client)
-        return cli_usage_error ("cannot connect to '%s': not a valid endpoint", cli->frontend);
+        return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
+                                cli->frontend);
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
     char msgid[37];
     int rc = emq_submit (client, &submit->opts, submit->payload, submit->payload_size,
                          msgid, cli->connect_timeout_ms);
     if (rc) {
         int code = cli_exit_for (rc);
-        cli_fail (code, "%s: %s", rc == EMQ_ERR_REJECTED ? "rejected by router"
-                                : emq_strerror (rc), emq_client_last_error (client));
+        cli_fail (code, "%s: %s",
+                  rc == EMQ_ERR_REJECTED ? "rejected by router" : emq_strerror (rc),
+                  emq_client_last_error (client));
         emq_client_destroy (&client);
         return code;
     }
@@ -183,8 +185,8 @@ s_run (cli_t *cli, s_submit_t *submit)
     }
     emq_event_t event;
     rc = emq_wait_result (client, msgid, submit->wait_timeout_ms, &event);
-    int code = cli_report_outcome (client, msgid, rc, &event, false,
-                                   submit->wait_timeout_ms);
+    int code =
+        cli_report_outcome (client, msgid, rc, &event, false, submit->wait_timeout_ms);
     emq_client_destroy (&client);
     return code;
 }
@@ -192,20 +194,19 @@ s_run (cli_t *cli, s_submit_t *submit)
 int
 cli_submit (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "queue", required_argument, NULL, 'q' },
-        { "wait", no_argument, NULL, 'w' },
-        { "retries", required_argument, NULL, 'r' },
-        { "timeout", required_argument, NULL, 't' },
-        { "wait-timeout", required_argument, NULL, 'W' },
-        { "header", required_argument, NULL, 'H' },
-        { "delay", required_argument, NULL, 'd' },
-        { "eta", required_argument, NULL, 'e' },
-        { "guarantee", no_argument, NULL, 'g' },
-        CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "queue", required_argument, NULL, 'q' },
+                                             { "wait", no_argument, NULL, 'w' },
+                                             { "retries", required_argument, NULL, 'r' },
+                                             { "timeout", required_argument, NULL, 't' },
+                                             { "wait-timeout", required_argument, NULL,
+                                               'W' },
+                                             { "header", required_argument, NULL, 'H' },
+                                             { "delay", required_argument, NULL, 'd' },
+                                             { "eta", required_argument, NULL, 'e' },
+                                             { "guarantee", no_argument, NULL, 'g' },
+                                             CLI_GLOBAL_OPTIONS };
     s_submit_t submit = { .wait_timeout_ms = -1 };
-    submit.opts.queue = NULL;       // no --queue: default_queue_name
+    submit.opts.queue = NULL;  // no --queue: default_queue_name
     uint64_t number;
     int opt, rc = 0;
     while (!rc && (opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
@@ -228,23 +229,27 @@ cli_submit (cli_t *cli, int argc, char **argv)
             case 't':
                 if (numparse_uint (optarg, UINT32_MAX, &number))
                     rc = cli_usage_error ("--timeout: '%s' is not a whole number of "
-                                          "seconds (0 = none)", optarg);
+                                          "seconds (0 = none)",
+                                          optarg);
                 submit.opts.timeout_s = (uint32_t) number;
                 break;
             case 'W':
                 if (cli_parse_seconds (optarg, &submit.wait_timeout_ms))
-                    rc = cli_usage_error ("--wait-timeout: '%s' is not a number of seconds",
-                                          optarg);
+                    rc = cli_usage_error (
+                        "--wait-timeout: '%s' is not a number of seconds", optarg);
                 break;
             case 'd':
                 if (cli_parse_duration (optarg, &submit.opts.delay_s))
-                    rc = cli_usage_error ("--delay: '%s' is not a duration (whole seconds, "
-                                          "or with s, m, h or d: 90, 15m, 2h)", optarg);
+                    rc = cli_usage_error (
+                        "--delay: '%s' is not a duration (whole seconds, "
+                        "or with s, m, h or d: 90, 15m, 2h)",
+                        optarg);
                 break;
             case 'e':
                 if (numparse_uint (optarg, UINT32_MAX, &number) || number == 0)
                     rc = cli_usage_error ("--eta: '%s' is not a unix time (seconds since "
-                                          "1970, 1..%u)", optarg, UINT32_MAX);
+                                          "1970, 1..%u)",
+                                          optarg, UINT32_MAX);
                 submit.opts.eta = (uint32_t) number;
                 break;
             case 'g':
@@ -256,8 +261,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
                 if (!*optarg || strchr (optarg, ','))
                     rc = cli_usage_error ("--header: '%s' must be one non-empty header",
                                           optarg);
-                else
-                if (used + 1 + strlen (optarg) > EMQP_HEADERS_MAX)
+                else if (used + 1 + strlen (optarg) > EMQP_HEADERS_MAX)
                     rc = cli_usage_error ("--header: headers longer than %d bytes",
                                           EMQP_HEADERS_MAX);
                 else
@@ -282,8 +286,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
     const char *kind = argv[optind];
     if (streq (kind, "exec"))
         rc = s_parse_exec (cli, &submit, argc - optind, argv + optind);
-    else
-    if (streq (kind, "run"))
+    else if (streq (kind, "run"))
         rc = s_parse_run (&submit, argc - optind, argv + optind);
     else
         rc = cli_usage_error ("submit: expected 'exec' or 'run', not '%s'", kind);

@@ -46,36 +46,42 @@
 //  formatting and checking the frame each time costs more than the rest of
 //  building the REQUEST.
 typedef struct {
-    bool valid;                 // text was made from the fields below
-    bool reply;                 // the emq_submit_opts_t fields it was made from
+    bool valid;  // text was made from the fields below
+    bool reply;  // the emq_submit_opts_t fields it was made from
     uint32_t retries;
     uint32_t timeout_s;
     uint32_t delay_s;
     uint32_t eta;
-    char *extra;                // extra_headers, copied; NULL = none or ""
-    char text[EMQP_HEADERS_MAX + 1];    // the headers frame
+    char *extra;                      // extra_headers, copied; NULL = none or ""
+    char text[EMQP_HEADERS_MAX + 1];  // the headers frame
 } s_headers_cache_t;
 
 struct emq_client {
-    zsock_t *sock;              // DEALER to the router's frontend
-    char *endpoint;             // where it is connected
-    zlistx_t *events;           // emqp_msg_t *, owned, oldest first
-    zlistx_t *inbox;            // emqp_msg_t *, owned: unpacked from a BATCH,
-                                // not yet received
-    bool router_batches;        // the router's ACK named emq/3 or later
-    bool announced;             // we sent it a BATCH: it answers in batches
-    emqp_msg_t *current;        // behind the last event handed out, owned
-    int connect_timeout_ms;     // send wait for a connection, -1 = forever
+    zsock_t *sock;           // DEALER to the router's frontend
+    char *endpoint;          // where it is connected
+    zlistx_t *events;        // emqp_msg_t *, owned, oldest first
+    zlistx_t *inbox;         // emqp_msg_t *, owned: unpacked from a BATCH,
+                             // not yet received
+    bool router_batches;     // the router's ACK named emq/3 or later
+    bool announced;          // we sent it a BATCH: it answers in batches
+    emqp_msg_t *current;     // behind the last event handed out, owned
+    int connect_timeout_ms;  // send wait for a connection, -1 = forever
     emqp_limits_t limits;
     s_headers_cache_t headers;  // of the last submit
     char last_error[512];
 };
 
-static const char *s_error_names[] = {
-    "ok", "invalid argument", "router unreachable", "timed out",
-    "rejected by router", "job failed", "job timed out", "protocol error",
-    "out of memory", "system error", "no such job"
-};
+static const char *s_error_names[] = { "ok",
+                                       "invalid argument",
+                                       "router unreachable",
+                                       "timed out",
+                                       "rejected by router",
+                                       "job failed",
+                                       "job timed out",
+                                       "protocol error",
+                                       "out of memory",
+                                       "system error",
+                                       "no such job" };
 
 const char *
 emq_strerror (int code)
@@ -90,18 +96,23 @@ emq_job_status_name (emq_job_status_t status)
 {
     //  The same words as eMQP's status frame.
     switch (status) {
-        case EMQ_JOB_OK: return "ok";
-        case EMQ_JOB_FAILED: return "failed";
-        case EMQ_JOB_TIMEOUT: return "timeout";
-        case EMQ_JOB_CRASHED: return "crashed";
-        case EMQ_JOB_REJECTED: return "rejected";
-        case EMQ_JOB_CANCELLED: return "cancelled";
+        case EMQ_JOB_OK:
+            return "ok";
+        case EMQ_JOB_FAILED:
+            return "failed";
+        case EMQ_JOB_TIMEOUT:
+            return "timeout";
+        case EMQ_JOB_CRASHED:
+            return "crashed";
+        case EMQ_JOB_REJECTED:
+            return "rejected";
+        case EMQ_JOB_CANCELLED:
+            return "cancelled";
     }
     return "unknown";
 }
 
-static int
-s_error (emq_client_t *self, int code, const char *format, ...)
+static int s_error (emq_client_t *self, int code, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 //  Records the detail of a failure and returns its code.
@@ -150,13 +161,14 @@ emq_set_curve (const char *server_key, const char *client_cert, char *err, size_
         //  Bad keys are reported here, not at the first connection.
         int rc = curve_client_check (server_key, client_cert, reason, sizeof reason);
         if (rc || strlen (server_key) >= sizeof s_curve_server_key
-        ||  (client_cert && strlen (client_cert) >= sizeof s_curve_cert)) {
+            || (client_cert && strlen (client_cert) >= sizeof s_curve_cert)) {
             if (err && errlen)
                 snprintf (err, errlen, "%s", *reason ? reason : "CURVE keys not usable");
             return EMQ_ERR_INVALID;
         }
     }
-    snprintf (s_curve_server_key, sizeof s_curve_server_key, "%s", server_key ? server_key : "");
+    snprintf (s_curve_server_key, sizeof s_curve_server_key, "%s",
+              server_key ? server_key : "");
     snprintf (s_curve_cert, sizeof s_curve_cert, "%s", client_cert ? client_cert : "");
     s_curve_set = true;
     return 0;
@@ -324,7 +336,7 @@ s_settle (zsock_t *sock)
 {
     struct pollfd item = { zsock_fd (sock), POLLIN, 0 };
     if (item.fd >= 0 && poll (&item, 1, 0) > 0)
-        zsock_events (sock);    // a failure shows on the receive or send
+        zsock_events (sock);  // a failure shows on the receive or send
 }
 
 //  What to send, every field borrowed. s_send builds the eMQP message from
@@ -333,12 +345,12 @@ s_settle (zsock_t *sock)
 typedef struct {
     emqp_command_t command;
     const char *msgid;
-    const char *ref;            // FETCH, admin commands that name a job
-    const char *queue;          // REQUEST, SCHEDULE, UNSCHEDULE
-    const char *headers;        // REQUEST, SCHEDULE, UNSCHEDULE
-    const char *cron;           // SCHEDULE, UNSCHEDULE
-    int64_t interval_s;         // SCHEDULE, UNSCHEDULE
-    const void *payload;        // REQUEST, SCHEDULE, UNSCHEDULE; NULL = none
+    const char *ref;      // FETCH, admin commands that name a job
+    const char *queue;    // REQUEST, SCHEDULE, UNSCHEDULE
+    const char *headers;  // REQUEST, SCHEDULE, UNSCHEDULE
+    const char *cron;     // SCHEDULE, UNSCHEDULE
+    int64_t interval_s;   // SCHEDULE, UNSCHEDULE
+    const void *payload;  // REQUEST, SCHEDULE, UNSCHEDULE; NULL = none
     size_t payload_size;
 } s_outgoing_t;
 
@@ -417,7 +429,8 @@ s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t de
 //  Sends the messages outs describe as one BATCH (a lone one too: the
 //  router learns that we take batches). Same returns as s_send.
 static int
-s_send_batch (emq_client_t *self, const s_outgoing_t *outs, size_t count, int64_t deadline)
+s_send_batch (emq_client_t *self, const s_outgoing_t *outs, size_t count,
+              int64_t deadline)
 {
     while (true) {
         emqp_batch_t *batch = emqp_batch_new ();
@@ -491,9 +504,9 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
             return 0;
         }
         if (rc < 0)
-            log_warning ("router %s: malformed message dropped: %s", endpoint, fault.text);
-        else
-        if (deadline >= 0 && s_remaining (deadline) == 0)
+            log_warning ("router %s: malformed message dropped: %s", endpoint,
+                         fault.text);
+        else if (deadline >= 0 && s_remaining (deadline) == 0)
             return EMQ_ERR_TIMEOUT;
         //  After a dropped message zmq_poll waits, so that a receive error
         //  that persists (the context is ending) is reported by it instead
@@ -530,7 +543,8 @@ s_unpack (emq_client_t *self, emqp_msg_t **batch_p)
 {
     char err[256];
     size_t count = 0;
-    emqp_msg_t **msgs = emqp_batch_unpack (*batch_p, &self->limits, &count, err, sizeof err);
+    emqp_msg_t **msgs =
+        emqp_batch_unpack (*batch_p, &self->limits, &count, err, sizeof err);
     emqp_msg_destroy (batch_p);
     if (!msgs) {
         log_warning ("router %s: malformed BATCH dropped: %s", self->endpoint, err);
@@ -541,8 +555,7 @@ s_unpack (emq_client_t *self, emqp_msg_t **batch_p)
         if (msgs[i]->command == EMQP_INVALID)
             log_warning ("router %s: malformed message in a BATCH dropped: %s",
                          self->endpoint, msgs[i]->error_text);
-        else
-        if (!rc && zlistx_add_end (self->inbox, msgs[i])) {
+        else if (!rc && zlistx_add_end (self->inbox, msgs[i])) {
             msgs[i] = NULL;
             continue;
         }
@@ -558,7 +571,8 @@ static int
 s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
 {
     while (true) {
-        emqp_msg_t *msg = zlistx_first (self->inbox) ? zlistx_detach (self->inbox, NULL) : NULL;
+        emqp_msg_t *msg =
+            zlistx_first (self->inbox) ? zlistx_detach (self->inbox, NULL) : NULL;
         int rc = 0;
         if (!msg)
             rc = s_recv (self->sock, &self->limits, deadline, &msg, self->endpoint,
@@ -571,10 +585,10 @@ s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
             continue;
         }
         if (msg->command == EMQP_ACK && msg->agent && strncmp (msg->agent, "emq/", 4) == 0
-        &&  atoi (msg->agent + 4) >= 3)
+            && atoi (msg->agent + 4) >= 3)
             self->router_batches = true;
         if (msg->command == EMQP_REPLY && !msg->ref && msg->payload
-        &&  s_is_msgid (msg->payload)) {
+            && s_is_msgid (msg->payload)) {
             msg->command = EMQP_ACK;
             msg->ref = zframe_strdup (msg->payload);
             zframe_destroy (&msg->payload);
@@ -584,11 +598,12 @@ s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
             }
         }
         if (msg->command == EMQP_ACK || msg->command == EMQP_ERROR
-        ||  msg->command == EMQP_RESULT) {
+            || msg->command == EMQP_RESULT) {
             *msg_p = msg;
             return 0;
         }
-        log_debug ("router %s: ignored %s", self->endpoint, emqp_command_name (msg->command));
+        log_debug ("router %s: ignored %s", self->endpoint,
+                   emqp_command_name (msg->command));
         emqp_msg_destroy (&msg);
     }
 }
@@ -625,12 +640,24 @@ s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
         case EMQP_RESULT:
             event->type = EMQ_EVENT_RESULT;
             switch (msg->status) {
-                case EMQP_STATUS_OK: event->status = EMQ_JOB_OK; break;
-                case EMQP_STATUS_FAILED: event->status = EMQ_JOB_FAILED; break;
-                case EMQP_STATUS_TIMEOUT: event->status = EMQ_JOB_TIMEOUT; break;
-                case EMQP_STATUS_CRASHED: event->status = EMQ_JOB_CRASHED; break;
-                case EMQP_STATUS_CANCELLED: event->status = EMQ_JOB_CANCELLED; break;
-                default: event->status = EMQ_JOB_REJECTED; break;
+                case EMQP_STATUS_OK:
+                    event->status = EMQ_JOB_OK;
+                    break;
+                case EMQP_STATUS_FAILED:
+                    event->status = EMQ_JOB_FAILED;
+                    break;
+                case EMQP_STATUS_TIMEOUT:
+                    event->status = EMQ_JOB_TIMEOUT;
+                    break;
+                case EMQP_STATUS_CRASHED:
+                    event->status = EMQ_JOB_CRASHED;
+                    break;
+                case EMQP_STATUS_CANCELLED:
+                    event->status = EMQ_JOB_CANCELLED;
+                    break;
+                default:
+                    event->status = EMQ_JOB_REJECTED;
+                    break;
             }
             if (msg->payload) {
                 event->data = zframe_data (msg->payload);
@@ -639,7 +666,7 @@ s_fill_event (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
             s_copy (event->usage, sizeof event->usage, msg->usage);
             break;
         default:
-            assert (false);     // s_recv_event lets nothing else through
+            assert (false);  // s_recv_event lets nothing else through
     }
 }
 
@@ -661,21 +688,22 @@ s_headers_text (emq_client_t *self, const emq_submit_opts_t *opts, const char **
     static const emq_submit_opts_t defaults = { 0 };
     if (!opts)
         opts = &defaults;
-    const char *extra = opts->extra_headers && *opts->extra_headers
-                      ? opts->extra_headers : NULL;
+    const char *extra =
+        opts->extra_headers && *opts->extra_headers ? opts->extra_headers : NULL;
     s_headers_cache_t *cache = &self->headers;
     if (cache->valid && cache->reply == opts->reply && cache->retries == opts->retries
-    &&  cache->timeout_s == opts->timeout_s && cache->delay_s == opts->delay_s
-    &&  cache->eta == opts->eta
-    &&  (extra ? cache->extra && streq (cache->extra, extra) : !cache->extra)) {
+        && cache->timeout_s == opts->timeout_s && cache->delay_s == opts->delay_s
+        && cache->eta == opts->eta
+        && (extra ? cache->extra && streq (cache->extra, extra) : !cache->extra)) {
         *text_out = cache->text;
         return 0;
     }
     cache->valid = false;
-    headers_t headers = {
-        .reply_requested = opts->reply, .retry_count = opts->retries,
-        .timeout_s = opts->timeout_s, .delay_s = opts->delay_s, .eta = opts->eta
-    };
+    headers_t headers = { .reply_requested = opts->reply,
+                          .retry_count = opts->retries,
+                          .timeout_s = opts->timeout_s,
+                          .delay_s = opts->delay_s,
+                          .eta = opts->eta };
     char *text = cache->text;
     size_t text_size = sizeof cache->text;
     int len = headers_format (&headers, text, text_size);
@@ -736,8 +764,12 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
     }
     else
         emqp_msgid_new (msgid);
-    s_outgoing_t out = { .command = EMQP_REQUEST, .msgid = msgid, .queue = queue,
-                         .headers = text, .payload = payload, .payload_size = size };
+    s_outgoing_t out = { .command = EMQP_REQUEST,
+                         .msgid = msgid,
+                         .queue = queue,
+                         .headers = text,
+                         .payload = payload,
+                         .payload_size = size };
     if (self->router_batches && !self->announced)
         rc = s_send_batch (self, &out, 1, deadline);
     else
@@ -751,8 +783,8 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
 }
 
 int
-emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts,
-                  const void *payload, size_t size, char msgid_out[37])
+emq_submit_async (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload,
+                  size_t size, char msgid_out[37])
 {
     return s_submit (self, opts, payload, size, msgid_out,
                      s_deadline (self->connect_timeout_ms));
@@ -815,10 +847,12 @@ emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
             if (n > 0 && (alone || bytes + size > EMQP_BATCH_BYTES))
                 break;
             emqp_msgid_new (ids[n]);
-            outs[n] = (s_outgoing_t) { .command = EMQP_REQUEST, .msgid = ids[n],
-                                       .queue = queue, .headers = text,
-                                       .payload = payloads[done + n],
-                                       .payload_size = sizes[done + n] };
+            outs[n] = (s_outgoing_t){ .command = EMQP_REQUEST,
+                                      .msgid = ids[n],
+                                      .queue = queue,
+                                      .headers = text,
+                                      .payload = payloads[done + n],
+                                      .payload_size = sizes[done + n] };
             bytes += size;
             n++;
             if (alone)
@@ -845,8 +879,8 @@ emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
 }
 
 int
-emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
-            const void *payload, size_t size, char msgid_out[37], int timeout_ms)
+emq_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload,
+            size_t size, char msgid_out[37], int timeout_ms)
 {
     int64_t deadline = s_deadline (timeout_ms);
     char msgid[37];
@@ -892,7 +926,8 @@ emq_poll (emq_client_t *self, int timeout_ms, emq_event_t *event)
 {
     assert (self && event);
     emqp_msg_destroy (&self->current);
-    emqp_msg_t *msg = zlistx_first (self->events) ? zlistx_detach (self->events, NULL) : NULL;
+    emqp_msg_t *msg =
+        zlistx_first (self->events) ? zlistx_detach (self->events, NULL) : NULL;
     if (!msg) {
         int rc = s_recv_event (self, s_deadline (timeout_ms), &msg);
         if (rc == EMQ_ERR_TIMEOUT)
@@ -911,10 +946,9 @@ s_outcome (emq_client_t *self, emqp_msg_t *msg, emq_event_t *event)
     s_fill_event (self, msg, event);
     //  NOT_FOUND only answers FETCH: the router has no such job (any more).
     if (event->type == EMQ_EVENT_ERROR)
-        return s_error (self, streq (event->code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND
-                                                               : EMQ_ERR_REJECTED,
-                        "%s: %.*s", event->code, (int) event->size,
-                        (const char *) event->data);
+        return s_error (
+            self, streq (event->code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND : EMQ_ERR_REJECTED,
+            "%s: %.*s", event->code, (int) event->size, (const char *) event->data);
     switch (event->status) {
         case EMQ_JOB_OK:
             return 0;
@@ -949,8 +983,8 @@ emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
         void *next = zlistx_next (self->events) ? zlistx_cursor (self->events) : NULL;
         if (s_is_about (item, EMQP_ACK, msgid))
             zlistx_delete (self->events, handle);
-        else
-        if (s_is_about (item, EMQP_RESULT, msgid) || s_is_about (item, EMQP_ERROR, msgid))
+        else if (s_is_about (item, EMQP_RESULT, msgid)
+                 || s_is_about (item, EMQP_ERROR, msgid))
             return s_outcome (self, zlistx_detach (self->events, handle), event);
         handle = next;
     }
@@ -958,16 +992,16 @@ emq_wait_result (emq_client_t *self, const char *msgid, int timeout_ms,
         msg = NULL;
         int rc = s_recv_event (self, deadline, &msg);
         if (rc == EMQ_ERR_TIMEOUT)
-            return s_error (self, rc, "no result for job %s within %d ms", msgid, timeout_ms);
+            return s_error (self, rc, "no result for job %s within %d ms", msgid,
+                            timeout_ms);
         if (rc)
             return rc;
         if (s_is_about (msg, EMQP_ACK, msgid))
             emqp_msg_destroy (&msg);
-        else
-        if (s_is_about (msg, EMQP_RESULT, msgid) || s_is_about (msg, EMQP_ERROR, msgid))
+        else if (s_is_about (msg, EMQP_RESULT, msgid)
+                 || s_is_about (msg, EMQP_ERROR, msgid))
             return s_outcome (self, msg, event);
-        else
-        if (!zlistx_add_end (self->events, msg)) {
+        else if (!zlistx_add_end (self->events, msg)) {
             emqp_msg_destroy (&msg);
             return s_error (self, EMQ_ERR_NOMEM, "out of memory");
         }
@@ -990,12 +1024,14 @@ emq_fetch (emq_client_t *self, const char *msgid)
 {
     assert (self);
     if (!msgid || !*msgid || strlen (msgid) > EMQP_MSGID_MAX)
-        return s_error (self, EMQ_ERR_INVALID, "msgid must be 1..%d bytes", EMQP_MSGID_MAX);
+        return s_error (self, EMQ_ERR_INVALID, "msgid must be 1..%d bytes",
+                        EMQP_MSGID_MAX);
     char id[37];
     emqp_msgid_new (id);
     s_outgoing_t out = { .command = EMQP_FETCH, .msgid = id, .ref = msgid };
-    return s_send (self->sock, &out, self->endpoint, s_deadline (self->connect_timeout_ms),
-                   self->last_error, sizeof self->last_error);
+    return s_send (self->sock, &out, self->endpoint,
+                   s_deadline (self->connect_timeout_ms), self->last_error,
+                   sizeof self->last_error);
 }
 
 int
@@ -1032,8 +1068,10 @@ s_send_acked (emq_client_t *self, const s_outgoing_t *out, int timeout_ms)
         emqp_msg_t *answer = NULL;
         rc = s_recv_event (self, deadline, &answer);
         if (rc == EMQ_ERR_TIMEOUT)
-            return s_error (self, EMQ_ERR_UNREACHABLE, "no answer from router at %s within "
-                            "%d ms", self->endpoint, timeout_ms);
+            return s_error (self, EMQ_ERR_UNREACHABLE,
+                            "no answer from router at %s within "
+                            "%d ms",
+                            self->endpoint, timeout_ms);
         if (rc)
             return rc;
         if (s_is_about (answer, EMQP_ACK, msgid)) {
@@ -1041,7 +1079,8 @@ s_send_acked (emq_client_t *self, const s_outgoing_t *out, int timeout_ms)
             return 0;
         }
         if (s_is_about (answer, EMQP_ERROR, msgid)) {
-            s_error (self, EMQ_ERR_REJECTED, "%s: %s", answer->error_code, answer->error_text);
+            s_error (self, EMQ_ERR_REJECTED, "%s: %s", answer->error_code,
+                     answer->error_text);
             emqp_msg_destroy (&answer);
             return EMQ_ERR_REJECTED;
         }
@@ -1073,12 +1112,14 @@ emq_schedule (emq_client_t *self, const emq_schedule_opts_t *opts, const void *p
         return s_error (self, EMQ_ERR_INVALID, "no schedule options or no payload");
     bool has_cron = opts->cron && *opts->cron;
     if (has_cron == (opts->interval_s > 0))
-        return s_error (self, EMQ_ERR_INVALID, "give an interval or a cron expression "
+        return s_error (self, EMQ_ERR_INVALID,
+                        "give an interval or a cron expression "
                         "(exactly one)");
     if (has_cron && strlen (opts->cron) > 256)
         return s_error (self, EMQ_ERR_INVALID, "cron expression longer than 256 bytes");
     if (opts->name && !s_schedule_name_ok (opts->name))
-        return s_error (self, EMQ_ERR_INVALID, "schedule name must be 1..100 printable "
+        return s_error (self, EMQ_ERR_INVALID,
+                        "schedule name must be 1..100 printable "
                         "characters without spaces or commas");
     const char *queue = opts->queue ? opts->queue : "default";
     if (!*queue || strlen (queue) > EMQP_QUEUE_MAX)
@@ -1105,9 +1146,13 @@ emq_schedule (emq_client_t *self, const emq_schedule_opts_t *opts, const void *p
         return s_error (self, EMQ_ERR_INVALID, "%s", reason);
     char msgid[37];
     emqp_msgid_new (msgid);
-    s_outgoing_t out = { .command = EMQP_SCHEDULE, .msgid = msgid, .queue = queue,
-                         .headers = text, .interval_s = has_cron ? -1 : opts->interval_s,
-                         .payload = payload, .payload_size = size,
+    s_outgoing_t out = { .command = EMQP_SCHEDULE,
+                         .msgid = msgid,
+                         .queue = queue,
+                         .headers = text,
+                         .interval_s = has_cron ? -1 : opts->interval_s,
+                         .payload = payload,
+                         .payload_size = size,
                          .cron = has_cron ? opts->cron : "" };
     return s_send_acked (self, &out, timeout_ms);
 }
@@ -1117,14 +1162,21 @@ emq_unschedule (emq_client_t *self, const char *name, bool kill_running, int tim
 {
     assert (self);
     if (!name || !s_schedule_name_ok (name))
-        return s_error (self, EMQ_ERR_INVALID, "schedule name must be 1..100 printable "
+        return s_error (self, EMQ_ERR_INVALID,
+                        "schedule name must be 1..100 printable "
                         "characters without spaces or commas");
     char msgid[37], headers[160];
     emqp_msgid_new (msgid);
-    snprintf (headers, sizeof headers, "name:%s%s", name, kill_running ? ",kill-running" : "");
-    s_outgoing_t out = { .command = EMQP_UNSCHEDULE, .msgid = msgid, .queue = "default",
-                         .headers = headers, .interval_s = -1, .payload = "",
-                         .payload_size = 0, .cron = "" };
+    snprintf (headers, sizeof headers, "name:%s%s", name,
+              kill_running ? ",kill-running" : "");
+    s_outgoing_t out = { .command = EMQP_UNSCHEDULE,
+                         .msgid = msgid,
+                         .queue = "default",
+                         .headers = headers,
+                         .interval_s = -1,
+                         .payload = "",
+                         .payload_size = 0,
+                         .cron = "" };
     return s_send_acked (self, &out, timeout_ms);
 }
 
@@ -1142,37 +1194,40 @@ s_payload_out (const payload_t *payload, void **out, size_t *out_size)
         msgpack_sbuffer_destroy (&sbuf);
         return EMQ_ERR_INVALID;
     }
-    *out = sbuf.data;           // malloc'd by the sbuffer; the caller frees it
+    *out = sbuf.data;  // malloc'd by the sbuffer; the caller frees it
     *out_size = sbuf.size;
     return 0;
 }
 
 int
-emq_payload_run (const char *library, const char *function,
-                 const void *args, size_t args_size, void **out, size_t *out_size)
+emq_payload_run (const char *library, const char *function, const void *args,
+                 size_t args_size, void **out, size_t *out_size)
 {
     if (!library || !function || (args && args_size == 0))
         return EMQ_ERR_INVALID;
-    payload_t payload = {
-        .kind = PAYLOAD_RUN, .library = (char *) library, .function = (char *) function,
-        .args = (char *) args, .args_size = args ? args_size : 0
-    };
+    payload_t payload = { .kind = PAYLOAD_RUN,
+                          .library = (char *) library,
+                          .function = (char *) function,
+                          .args = (char *) args,
+                          .args_size = args ? args_size : 0 };
     return s_payload_out (&payload, out, out_size);
 }
 
 int
-emq_payload_exec (const char *const *argv, size_t argc,
-                  const void *stdin_data, size_t stdin_size,
-                  const char *const *env, size_t envc, const char *cwd,
+emq_payload_exec (const char *const *argv, size_t argc, const void *stdin_data,
+                  size_t stdin_size, const char *const *env, size_t envc, const char *cwd,
                   void **out, size_t *out_size)
 {
     if (!argv || argc == 0 || (envc && !env))
         return EMQ_ERR_INVALID;
-    payload_t payload = {
-        .kind = PAYLOAD_EXEC, .argv = (char **) argv, .argc = argc,
-        .stdin_data = (char *) stdin_data, .stdin_size = stdin_data ? stdin_size : 0,
-        .env = (char **) env, .envc = envc, .cwd = (char *) cwd
-    };
+    payload_t payload = { .kind = PAYLOAD_EXEC,
+                          .argv = (char **) argv,
+                          .argc = argc,
+                          .stdin_data = (char *) stdin_data,
+                          .stdin_size = stdin_data ? stdin_size : 0,
+                          .env = (char **) env,
+                          .envc = envc,
+                          .cwd = (char *) cwd };
     return s_payload_out (&payload, out, out_size);
 }
 
@@ -1189,8 +1244,8 @@ s_admin_fail (char **reply_out, int code, const char *reason)
 //  The admin commands libemq sends, what each takes and how it is answered.
 typedef struct {
     emqp_command_t command;
-    bool takes_ref;             // a job msgid (or "*") follows
-    bool acked;                 // answered with ACK (else REPLY)
+    bool takes_ref;  // a job msgid (or "*") follows
+    bool acked;      // answered with ACK (else REPLY)
 } s_admin_command_t;
 
 static const s_admin_command_t s_admin_commands[] = {
@@ -1235,7 +1290,8 @@ s_admin_call (const char *addr, const s_admin_command_t *command, const char *re
     char uuid[37], msgid[44];
     emqp_msgid_new (uuid);
     snprintf (msgid, sizeof msgid, "admin:%s", uuid);
-    s_outgoing_t out = { .command = command->command, .msgid = msgid,
+    s_outgoing_t out = { .command = command->command,
+                         .msgid = msgid,
                          .ref = command->takes_ref ? ref : NULL };
     emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
     emqp_msg_t *msg = NULL;
@@ -1293,9 +1349,10 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
     *reply_out = NULL;
     const s_admin_command_t *cmd = s_admin_command_lookup (command);
     if (!cmd || cmd->takes_ref)
-        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
-                             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
-                             "ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST or DEAD_PURGE)");
+        return s_admin_fail (
+            reply_out, EMQ_ERR_INVALID,
+            "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
+            "ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST or DEAD_PURGE)");
     return s_admin_call (addr, cmd, NULL, timeout_ms, reply_out);
 }
 
@@ -1312,8 +1369,9 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
                              "DEAD_LIST, DEAD_PURGE, STATUS, ROUTER_SHOW_WORKERS, "
                              "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
     if (cmd->takes_ref && (!ref || !*ref || strlen (ref) > EMQP_MSGID_MAX))
-        return s_admin_fail (reply_out, EMQ_ERR_INVALID, "a job msgid of 1..128 bytes "
-                                                         "is needed");
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "a job msgid of 1..128 bytes "
+                             "is needed");
     if (!cmd->takes_ref && ref)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID, "this command names no job");
     return s_admin_call (addr, cmd, ref, timeout_ms, reply_out);

@@ -47,14 +47,15 @@
 #include <time.h>
 
 //  CHECK_EQ for libemq return codes: names both codes when they differ.
-#define CHECK_RC(call, expected) do { \
-    int rc_ = (call), expected_ = (expected); \
-    emq_test_checks++; \
-    if (rc_ != expected_) \
-        TESTUTIL_FAIL_ ("CHECK_RC failed: %s returned %d (%s), expected %d (%s)", \
-                        #call, rc_, emq_strerror (rc_), expected_, \
-                        emq_strerror (expected_)); \
-} while (0)
+#define CHECK_RC(call, expected)                                                      \
+    do {                                                                              \
+        int rc_ = (call), expected_ = (expected);                                     \
+        emq_test_checks++;                                                            \
+        if (rc_ != expected_)                                                         \
+            TESTUTIL_FAIL_ ("CHECK_RC failed: %s returned %d (%s), expected %d (%s)", \
+                            #call, rc_, emq_strerror (rc_), expected_,                \
+                            emq_strerror (expected_));                                \
+    } while (0)
 
 static void
 s_send_back (emqp_msg_t *msg, zsock_t *router)
@@ -99,13 +100,11 @@ s_result_for (const emqp_msg_t *request, zframe_t *identity)
         result->status = EMQP_STATUS_FAILED;
         result->payload = zframe_new ("boom", 4);
     }
-    else
-    if (streq (request->queue, "slow")) {
+    else if (streq (request->queue, "slow")) {
         result->status = EMQP_STATUS_TIMEOUT;
         result->payload = zframe_new ("killed after 1 s", 16);
     }
-    else
-    if (streq (request->queue, "crash")) {
+    else if (streq (request->queue, "crash")) {
         result->status = EMQP_STATUS_CRASHED;
         result->payload = zframe_new ("signal 11", 9);
     }
@@ -121,10 +120,11 @@ static void
 s_flush (zsock_t *router, zlistx_t *held, zlistx_t *watchers)
 {
     emqp_msg_t *request;
-    while ((request = zlistx_detach (held, zlistx_last (held) ? zlistx_cursor (held) : NULL))) {
+    while ((request =
+                zlistx_detach (held, zlistx_last (held) ? zlistx_cursor (held) : NULL))) {
         //  Junk first: the client must drop it and keep reading.
         zmsg_t *junk = zmsg_new ();
-        zmsg_append (junk, &(zframe_t *) { zframe_dup (request->identity) });
+        zmsg_append (junk, &(zframe_t *){ zframe_dup (request->identity) });
         zmsg_addstr (junk, "");
         zmsg_addstr (junk, "eMQP/1.0");
         zmsg_addstr (junk, "RESULT");
@@ -161,13 +161,13 @@ s_fake_handle (zsock_t *router, emqp_msg_t *msg, zlistx_t *held, zlistx_t *watch
             CHECK_EQ (headers_parse (msg->headers, &headers, err, sizeof err), 0);
             if (streq (msg->queue, "full"))
                 s_send_back (s_error_answer (msg->identity, msg->msgid, "QUEUE_FULL",
-                                             "queue full has 0 free places"), router);
-            else
-            if (streq (msg->queue, "headers"))
-                s_send_back (s_error_answer (msg->identity, msg->msgid, "HEADERS",
-                                             msg->headers), router);
-            else
-            if (streq (msg->queue, "long")) {
+                                             "queue full has 0 free places"),
+                             router);
+            else if (streq (msg->queue, "headers"))
+                s_send_back (
+                    s_error_answer (msg->identity, msg->msgid, "HEADERS", msg->headers),
+                    router);
+            else if (streq (msg->queue, "long")) {
                 char code[65], usage[301];
                 memset (code, 'C', sizeof code - 1);
                 code[sizeof code - 1] = 0;
@@ -179,8 +179,7 @@ s_fake_handle (zsock_t *router, emqp_msg_t *msg, zlistx_t *held, zlistx_t *watch
                 result->usage = strdup (usage);
                 s_send_back (result, router);
             }
-            else
-            if (!streq (msg->queue, "silent")) {
+            else if (!streq (msg->queue, "silent")) {
                 s_send_back (s_answer (EMQP_ACK, msg->identity, msg->msgid), router);
                 if (headers.reply_requested) {
                     zlistx_add_end (held, msg);
@@ -191,19 +190,21 @@ s_fake_handle (zsock_t *router, emqp_msg_t *msg, zlistx_t *held, zlistx_t *watch
         }
         case EMQP_FETCH:
             if (streq (msg->ref, "missing"))
-                s_send_back (s_error_answer (msg->identity, msg->ref, "NOT_FOUND",
-                                             "no such job"), router);
-            else
-            if (streq (msg->ref, "stored-ok") || streq (msg->ref, "stored-cancelled")) {
+                s_send_back (
+                    s_error_answer (msg->identity, msg->ref, "NOT_FOUND", "no such job"),
+                    router);
+            else if (streq (msg->ref, "stored-ok")
+                     || streq (msg->ref, "stored-cancelled")) {
                 emqp_msg_t *result = s_answer (EMQP_RESULT, msg->identity, msg->ref);
                 bool ok = streq (msg->ref, "stored-ok");
                 result->status = ok ? EMQP_STATUS_OK : EMQP_STATUS_CANCELLED;
-                result->payload = ok ? zframe_new ("\xa2" "ok", 3)
+                result->payload = ok ? zframe_new ("\xa2"
+                                                   "ok",
+                                                   3)
                                      : zframe_new ("cancelled by admin", 18);
                 s_send_back (result, router);
             }
-            else
-            if (s_is_held (held, msg->ref)) {
+            else if (s_is_held (held, msg->ref)) {
                 zlistx_add_end (watchers, msg);
                 return;
             }
@@ -215,9 +216,12 @@ s_fake_handle (zsock_t *router, emqp_msg_t *msg, zlistx_t *held, zlistx_t *watch
             emqp_msg_t *heartbeat = s_answer (EMQP_HEARTBEAT, msg->identity, NULL);
             heartbeat->heartbeat_ts = 1.0;
             s_send_back (heartbeat, router);
-            s_send_back (s_reply_answer (msg->identity, msg->command == EMQP_STATUS
-                             ? "{\"waiting_messages_by_queue\":{\"default\":2}}"
-                             : "{\"connected_workers\":{}}"), router);
+            s_send_back (
+                s_reply_answer (msg->identity,
+                                msg->command == EMQP_STATUS
+                                    ? "{\"waiting_messages_by_queue\":{\"default\":2}}"
+                                    : "{\"connected_workers\":{}}"),
+                router);
             break;
         }
         case EMQP_DISCONNECT:
@@ -225,30 +229,36 @@ s_fake_handle (zsock_t *router, emqp_msg_t *msg, zlistx_t *held, zlistx_t *watch
             break;
         case EMQP_ROUTER_SHOW_SCHEDULERS:
             s_send_back (s_error_answer (msg->identity, msg->msgid, "NOT_SUPPORTED",
-                                         "no schedulers here"), router);
+                                         "no schedulers here"),
+                         router);
             break;
         case EMQP_CANCEL:
             CHECK (strncmp (msg->msgid, "admin:", 6) == 0);
             if (streq (msg->ref, "running"))
                 s_send_back (s_answer (EMQP_ACK, msg->identity, msg->msgid), router);
-            else
-            if (streq (msg->ref, "missing"))
+            else if (streq (msg->ref, "missing"))
                 s_send_back (s_error_answer (msg->identity, msg->ref, "NOT_FOUND",
-                                             "no such job waiting or running"), router);
+                                             "no such job waiting or running"),
+                             router);
             else
                 s_send_back (s_error_answer (msg->identity, msg->ref, "NOT_ALLOWED",
                                              "the job runs on an EventMQ job manager"),
                              router);
             break;
         case EMQP_DEAD_LIST:
-            s_send_back (s_reply_answer (msg->identity,
-                "{\"dead\":[{\"msgid\":\"d1\",\"queue\":\"default\",\"attempts\":3,"
-                "\"status\":\"failed\",\"error\":\"boom\",\"created_at\":1.5,"
-                "\"ended_at\":2.5}],\"total\":1}"), router);
+            s_send_back (
+                s_reply_answer (
+                    msg->identity,
+                    "{\"dead\":[{\"msgid\":\"d1\",\"queue\":\"default\",\"attempts\":3,"
+                    "\"status\":\"failed\",\"error\":\"boom\",\"created_at\":1.5,"
+                    "\"ended_at\":2.5}],\"total\":1}"),
+                router);
             break;
         case EMQP_DEAD_RETRY:
             s_send_back (s_reply_answer (msg->identity, streq (msg->ref, "*")
-                                         ? "{\"retried\":2}" : "{\"retried\":1}"), router);
+                                                            ? "{\"retried\":2}"
+                                                            : "{\"retried\":1}"),
+                         router);
             break;
         case EMQP_DEAD_PURGE:
             s_send_back (s_reply_answer (msg->identity, "{\"purged\":3}"), router);
@@ -264,8 +274,8 @@ s_fake_router (zsock_t *pipe, void *args)
 {
     zsock_t *router = zsock_new_router ((const char *) args);
     CHECK (router);
-    zlistx_t *held = zlistx_new ();         // emqp_msg_t * requests, owned here
-    zlistx_t *watchers = zlistx_new ();     // emqp_msg_t * FETCHes, owned here
+    zlistx_t *held = zlistx_new ();      // emqp_msg_t * requests, owned here
+    zlistx_t *watchers = zlistx_new ();  // emqp_msg_t * FETCHes, owned here
     zsock_signal (pipe, 0);
     zpoller_t *poller = zpoller_new (pipe, router, NULL);
     while (router) {
@@ -292,7 +302,7 @@ s_fake_router (zsock_t *pipe, void *args)
         zframe_t *identity = NULL;
         emqp_msg_t *msg = emqp_decode (&zmsg, true, NULL, &identity, err, sizeof err);
         zframe_destroy (&identity);
-        CHECK (msg);        // the client only ever sends well-formed messages
+        CHECK (msg);  // the client only ever sends well-formed messages
         if (msg)
             s_fake_handle (router, msg, held, watchers);
     }
@@ -319,7 +329,10 @@ s_payload_checks (void)
     //  run: args are one msgpack value
     void *out = NULL;
     size_t size = 0;
-    CHECK_RC (emq_payload_run ("libemq_examples.so", "upper", "\xa3" "abc", 4, &out, &size),
+    CHECK_RC (emq_payload_run ("libemq_examples.so", "upper",
+                               "\xa3"
+                               "abc",
+                               4, &out, &size),
               0);
     char err[256];
     payload_t *payload = payload_decode (out, size, err, sizeof err);
@@ -386,7 +399,10 @@ s_fetch_checks (zactor_t *router, const char *endpoint, bool verbose)
     CHECK_EQ (event.type, EMQ_EVENT_RESULT);
     CHECK_EQ (event.status, EMQ_JOB_OK);
     CHECK_STREQ (event.msgid, "stored-ok");
-    CHECK_MEMEQ (event.data, event.size, "\xa2" "ok", 3);
+    CHECK_MEMEQ (event.data, event.size,
+                 "\xa2"
+                 "ok",
+                 3);
 
     CHECK_RC (emq_result (client, "stored-cancelled", 2000, &event), EMQ_ERR_JOB_FAILED);
     CHECK_EQ (event.status, EMQ_JOB_CANCELLED);
@@ -412,7 +428,8 @@ s_fetch_checks (zactor_t *router, const char *endpoint, bool verbose)
 
     //  Another process's job: `other` fetches it while it runs and gets
     //  the RESULT when it ends, as does the submitter.
-    const char *payload = "\xa3" "abc";
+    const char *payload = "\xa3"
+                          "abc";
     char msgid[37];
     emq_submit_opts_t opts = { .reply = true };
     CHECK_RC (emq_submit (client, &opts, payload, 4, msgid, 2000), 0);
@@ -435,14 +452,16 @@ s_fetch_checks (zactor_t *router, const char *endpoint, bool verbose)
     CHECK_EQ (zsock_wait (router), 0);
     char sync_id[37];
     CHECK_RC (emq_submit (client, NULL, payload, 4, sync_id, 2000), 0);
-    CHECK_EQ (emq_client_pending (client), 1);    // msgid's RESULT
+    CHECK_EQ (emq_client_pending (client), 1);  // msgid's RESULT
     CHECK_RC (emq_result (client, msgid, 2000, &event), 0);
     CHECK_STREQ (event.msgid, msgid);
     CHECK_EQ (emq_client_pending (client), 0);
     CHECK_RC (emq_poll (client, 100, &event), EMQ_ERR_TIMEOUT);
 
     //  delay_s and eta become headers (the fake router echoes them).
-    emq_submit_opts_t later = { .queue = "headers", .delay_s = 30, .eta = 1795398200u,
+    emq_submit_opts_t later = { .queue = "headers",
+                                .delay_s = 30,
+                                .eta = 1795398200u,
                                 .extra_headers = "guarantee" };
     CHECK_RC (emq_submit (client, &later, payload, 4, msgid, 2000), EMQ_ERR_REJECTED);
     CHECK_CONTAINS (emq_client_last_error (client), "delay:30");
@@ -458,7 +477,7 @@ static const char *
 s_headers_seen (emq_client_t *client, const emq_submit_opts_t *opts, char *buf,
                 size_t buflen)
 {
-    emq_submit_opts_t o = opts ? *opts : (emq_submit_opts_t) { 0 };
+    emq_submit_opts_t o = opts ? *opts : (emq_submit_opts_t){ 0 };
     o.queue = "headers";
     char msgid[37];
     CHECK_RC (emq_submit (client, &o, "p", 1, msgid, 2000), EMQ_ERR_REJECTED);
@@ -509,24 +528,29 @@ s_headers_checks (const char *endpoint)
                  "retry-count:1,x-two");
     //  Empty extra headers are none.
     extra[0] = 0;
-    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen), "retry-count:1");
+    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen),
+                 "retry-count:1");
     with_extra.extra_headers = NULL;
-    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen), "retry-count:1");
+    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen),
+                 "retry-count:1");
 
     //  A refused set of options leaves nothing behind for the next submit.
     char msgid[37];
-    emq_submit_opts_t bad = { .queue = "headers", .retries = 1,
+    emq_submit_opts_t bad = { .queue = "headers",
+                              .retries = 1,
                               .extra_headers = "timeout:soon" };
     CHECK_RC (emq_submit_async (client, &bad, "p", 1, msgid), EMQ_ERR_INVALID);
     CHECK_RC (emq_submit_async (client, &bad, "p", 1, msgid), EMQ_ERR_INVALID);
-    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen), "retry-count:1");
+    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen),
+                 "retry-count:1");
     char huge[EMQP_HEADERS_MAX + 2];
     memset (huge, 'h', sizeof huge - 1);
     huge[sizeof huge - 1] = 0;
     bad.extra_headers = huge;
     CHECK_RC (emq_submit_async (client, &bad, "p", 1, msgid), EMQ_ERR_INVALID);
     CHECK_CONTAINS (emq_client_last_error (client), "headers longer than");
-    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen), "retry-count:1");
+    CHECK_STREQ (s_headers_seen (client, &with_extra, seen, sizeof seen),
+                 "retry-count:1");
     emq_client_destroy (&client);
 }
 
@@ -546,7 +570,7 @@ s_flood_router (zsock_t *pipe, void *args)
         zsock_set_linger (router, 10000);
         port = zsock_bind (router, "tcp://127.0.0.1:*");
     }
-    zsock_signal (pipe, 0);     // zactor_new waits for this
+    zsock_signal (pipe, 0);  // zactor_new waits for this
     zsock_send (pipe, "i", port);
     zframe_t *identity = NULL;
     if (port > 0) {
@@ -569,7 +593,7 @@ s_flood_router (zsock_t *pipe, void *args)
     zframe_destroy (&identity);
     zsock_destroy (&router);
     zsock_signal (pipe, 0);
-    char *command = zstr_recv (pipe);       // $TERM
+    char *command = zstr_recv (pipe);  // $TERM
     zstr_free (&command);
 }
 
@@ -633,7 +657,8 @@ s_lost_router (bool verbose)
         pid_t pid = fork ();
         if (pid == 0) {
             setenv (S_LOST_ROUTER_CHILD, "1", 1);
-            char *args[] = { "selftest", "-t", "emq_client", verbose ? "-v" : NULL, NULL };
+            char *args[] = { "selftest", "-t", "emq_client", verbose ? "-v" : NULL,
+                             NULL };
             execv ("/proc/self/exe", args);
             _exit (127);
         }
@@ -643,7 +668,7 @@ s_lost_router (bool verbose)
             return;
         if (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT && attempt < 3) {
             fprintf (stderr, "emq_client_test: libzmq aborted inside a message as the "
-                     "connection ended (libzmq#3485); trying again\n");
+                             "connection ended (libzmq#3485); trying again\n");
             continue;
         }
         CHECK (TESTUTIL_CLEAN_EXIT (status));
@@ -736,10 +761,10 @@ emq_client_test (bool verbose)
     emqp_msgid_new (uuid);
     snprintf (endpoint, sizeof endpoint, "inproc://emq-client-test-%s", uuid);
     //  The fake router sends junk on purpose; keep its warnings quiet.
-    log_level_t saved_level = log_enabled (LOG_LEVEL_DEBUG) ? LOG_LEVEL_DEBUG
-                            : log_enabled (LOG_LEVEL_INFO) ? LOG_LEVEL_INFO
-                            : log_enabled (LOG_LEVEL_WARNING) ? LOG_LEVEL_WARNING
-                            : LOG_LEVEL_ERROR;
+    log_level_t saved_level = log_enabled (LOG_LEVEL_DEBUG)     ? LOG_LEVEL_DEBUG
+                              : log_enabled (LOG_LEVEL_INFO)    ? LOG_LEVEL_INFO
+                              : log_enabled (LOG_LEVEL_WARNING) ? LOG_LEVEL_WARNING
+                                                                : LOG_LEVEL_ERROR;
     if (!verbose)
         log_set_level (LOG_LEVEL_ERROR);
     zactor_t *router = zactor_new (s_fake_router, endpoint);
@@ -752,7 +777,8 @@ emq_client_test (bool verbose)
         return;
     }
     CHECK_STREQ (emq_client_endpoint (client), endpoint);
-    const char *payload = "\x81\xa1" "a\x01";      // {"a": 1}
+    const char *payload = "\x81\xa1"
+                          "a\x01";  // {"a": 1}
     size_t payload_size = 4;
     char msgid[37] = "";
 
@@ -787,8 +813,11 @@ emq_client_test (bool verbose)
     const char *queues[] = { "default", "fail", "slow", "crash" };
     char ids[4][37];
     for (int i = 0; i < 4; i++) {
-        emq_submit_opts_t o = { .queue = queues[i], .reply = true, .retries = 1,
-                                .timeout_s = 5, .extra_headers = "guarantee" };
+        emq_submit_opts_t o = { .queue = queues[i],
+                                .reply = true,
+                                .retries = 1,
+                                .timeout_s = 5,
+                                .extra_headers = "guarantee" };
         CHECK_RC (emq_submit_async (client, &o, payload, payload_size, ids[i]), 0);
     }
     //  A synchronous submit now buffers the four ACKs that come first.
@@ -831,8 +860,8 @@ emq_client_test (bool verbose)
     CHECK_RC (emq_poll (client, 300, &event), EMQ_ERR_TIMEOUT);
     int64_t waited_ms = zclock_mono () - wait_start;
     clock_gettime (CLOCK_THREAD_CPUTIME_ID, &cpu1);
-    int64_t cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1000
-                   + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
+    int64_t cpu_ms =
+        (cpu1.tv_sec - cpu0.tv_sec) * 1000 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1000000;
     CHECK (waited_ms >= 290);
     CHECK (cpu_ms < 100);
     CHECK_RC (emq_wait_result (client, "no-such-job", 50, &event), EMQ_ERR_TIMEOUT);
@@ -880,7 +909,7 @@ emq_client_test (bool verbose)
                                  .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
     socklen_t where_len = sizeof where;
     if (probe >= 0 && bind (probe, (struct sockaddr *) &where, sizeof where) == 0
-    &&  getsockname (probe, (struct sockaddr *) &where, &where_len) == 0)
+        && getsockname (probe, (struct sockaddr *) &where, &where_len) == 0)
         port = ntohs (where.sin_port);
     if (probe >= 0)
         close (probe);

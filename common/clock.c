@@ -53,7 +53,7 @@ clock_test (bool verbose)
 
     double wall_s = clock_wall_s ();
     uint64_t wall_us = clock_wall_us ();
-    CHECK (wall_s > 1.7e9);                             // after 2023
+    CHECK (wall_s > 1.7e9);  // after 2023
     CHECK_NEAR ((double) wall_us / 1e6, wall_s, 1.0);
     CHECK_NEAR (wall_s, (double) time (NULL), 2.0);
     if (verbose)

@@ -35,31 +35,28 @@
 #include <strings.h>
 
 //  Program sections, as bits. A setting in S_ANY belongs to every program.
-#define S_GLOBAL  (1u << 0)
-#define S_ROUTER  (1u << 1)
-#define S_JM      (1u << 2)
-#define S_SCHED   (1u << 3)
-#define S_CLI     (1u << 4)
-#define S_ANY     (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI)
+#define S_GLOBAL (1u << 0)
+#define S_ROUTER (1u << 1)
+#define S_JM (1u << 2)
+#define S_SCHED (1u << 3)
+#define S_CLI (1u << 4)
+#define S_ANY (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI)
 
 static const struct {
     const char *name;
     unsigned bit;
 } s_sections[] = {
-    { "global", S_GLOBAL },
-    { "router", S_ROUTER },
-    { "jobmanager", S_JM },
-    { "scheduler", S_SCHED },
-    { "cli", S_CLI },
+    { "global", S_GLOBAL },   { "router", S_ROUTER }, { "jobmanager", S_JM },
+    { "scheduler", S_SCHED }, { "cli", S_CLI },
 };
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
 typedef enum {
     S_TYPE_STRING,
     S_TYPE_INT,
-    S_TYPE_SECONDS,     // double, seconds
+    S_TYPE_SECONDS,  // double, seconds
     S_TYPE_BOOL,
-    S_TYPE_LIST,        // ':'-separated strings
+    S_TYPE_LIST,  // ':'-separated strings
 } s_type_t;
 
 //  A checker validates (and may normalise) a string or list item. Returns 0,
@@ -70,14 +67,14 @@ typedef int (s_check_fn) (const char *value, char **canonical, char *why, size_t
 typedef struct {
     const char *name;
     s_type_t type;
-    const char *default_text;   // parsed like any other value
-    int64_t min, max;           // S_TYPE_INT
-    double dmin, dmax;          // S_TYPE_SECONDS
-    bool bytes;                 // S_TYPE_INT: accepts k/M/G suffixes
-    char sep;                   // S_TYPE_LIST: item separator, 0 = ':'
-    const char *choices;        // S_TYPE_STRING: "a|b|c", or NULL
-    s_check_fn *check;          // S_TYPE_STRING and list items, or NULL
-    size_t max_len;             // S_TYPE_STRING: 0 = no limit
+    const char *default_text;  // parsed like any other value
+    int64_t min, max;          // S_TYPE_INT
+    double dmin, dmax;         // S_TYPE_SECONDS
+    bool bytes;                // S_TYPE_INT: accepts k/M/G suffixes
+    char sep;                  // S_TYPE_LIST: item separator, 0 = ':'
+    const char *choices;       // S_TYPE_STRING: "a|b|c", or NULL
+    s_check_fn *check;         // S_TYPE_STRING and list items, or NULL
+    size_t max_len;            // S_TYPE_STRING: 0 = no limit
     unsigned sections;
     const char *description;
 } s_setting_t;
@@ -91,170 +88,313 @@ static s_check_fn s_check_queue_name;
 
 static const s_setting_t s_settings[] = {
     //  [global] and every program
-    { .name = "name", .type = S_TYPE_STRING, .default_text = "", .max_len = 255,
+    { .name = "name",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 255,
       .sections = S_ANY,
       .description = "unique name of this node; empty: the program makes one up" },
-    { .name = "log_level", .type = S_TYPE_STRING, .default_text = "info",
-      .choices = "error|warning|info|debug", .sections = S_ANY,
+    { .name = "log_level",
+      .type = S_TYPE_STRING,
+      .default_text = "info",
+      .choices = "error|warning|info|debug",
+      .sections = S_ANY,
       .description = "least important log messages shown" },
-    { .name = "heartbeat_interval", .type = S_TYPE_SECONDS, .default_text = "3",
-      .dmin = 0.01, .dmax = 3600, .sections = S_ANY,
+    { .name = "heartbeat_interval",
+      .type = S_TYPE_SECONDS,
+      .default_text = "3",
+      .dmin = 0.01,
+      .dmax = 3600,
+      .sections = S_ANY,
       .description = "seconds between the HEARTBEATs a peer sends" },
-    { .name = "heartbeat_timeout", .type = S_TYPE_SECONDS, .default_text = "5",
-      .dmin = 0.01, .dmax = 3600, .sections = S_ANY,
-      .description = "seconds of silence from a peer that count as one missed heartbeat" },
-    { .name = "heartbeat_liveness", .type = S_TYPE_INT, .default_text = "3",
-      .min = 1, .max = 1000, .sections = S_ANY,
+    { .name = "heartbeat_timeout",
+      .type = S_TYPE_SECONDS,
+      .default_text = "5",
+      .dmin = 0.01,
+      .dmax = 3600,
+      .sections = S_ANY,
+      .description =
+          "seconds of silence from a peer that count as one missed heartbeat" },
+    { .name = "heartbeat_liveness",
+      .type = S_TYPE_INT,
+      .default_text = "3",
+      .min = 1,
+      .max = 1000,
+      .sections = S_ANY,
       .description = "missed heartbeats after which a peer is declared dead" },
-    { .name = "max_message_size", .type = S_TYPE_INT, .default_text = "16777216",
-      .min = 64, .max = INT32_MAX, .bytes = true, .sections = S_ANY,
-      .description = "largest payload or result frame accepted, in bytes (k/M/G suffixes)" },
-    { .name = "default_queue_name", .type = S_TYPE_STRING, .default_text = "default",
-      .check = s_check_queue_name, .sections = S_ANY,
+    { .name = "max_message_size",
+      .type = S_TYPE_INT,
+      .default_text = "16777216",
+      .min = 64,
+      .max = INT32_MAX,
+      .bytes = true,
+      .sections = S_ANY,
+      .description =
+          "largest payload or result frame accepted, in bytes (k/M/G suffixes)" },
+    { .name = "default_queue_name",
+      .type = S_TYPE_STRING,
+      .default_text = "default",
+      .check = s_check_queue_name,
+      .sections = S_ANY,
       .description = "queue emq-cli submits and schedules to when --queue is not given" },
 
     //  [router]
-    { .name = "frontend_listen_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47291", .check = s_check_endpoint,
+    { .name = "frontend_listen_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47291",
+      .check = s_check_endpoint,
       .sections = S_ROUTER,
       .description = "where the router listens for clients and schedulers" },
-    { .name = "backend_listen_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47290", .check = s_check_endpoint,
+    { .name = "backend_listen_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47290",
+      .check = s_check_endpoint,
       .sections = S_ROUTER,
       .description = "where the router listens for job managers" },
-    { .name = "administrative_listen_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47293", .check = s_check_endpoint,
+    { .name = "administrative_listen_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47293",
+      .check = s_check_endpoint,
       .sections = S_ROUTER,
       .description = "where the router listens for administrative commands" },
-    { .name = "queue_hwm", .type = S_TYPE_INT, .default_text = "100000",
-      .min = 1, .max = 1000000000, .sections = S_ROUTER,
+    { .name = "queue_hwm",
+      .type = S_TYPE_INT,
+      .default_text = "100000",
+      .min = 1,
+      .max = 1000000000,
+      .sections = S_ROUTER,
       .description = "most jobs waiting in one queue; past it REQUEST gets an ERROR" },
-    { .name = "data_dir", .type = S_TYPE_STRING, .default_text = "/var/lib/emq",
-      .max_len = 4000, .sections = S_ROUTER | S_SCHED,
+    { .name = "data_dir",
+      .type = S_TYPE_STRING,
+      .default_text = "/var/lib/emq",
+      .max_len = 4000,
+      .sections = S_ROUTER | S_SCHED,
       .description = "directory for the job database and the pidfile lock; "
                      "empty: keep jobs in memory only" },
-    { .name = "fsync", .type = S_TYPE_STRING, .default_text = "everysec",
-      .choices = "always|everysec|off", .sections = S_ROUTER,
+    { .name = "fsync",
+      .type = S_TYPE_STRING,
+      .default_text = "everysec",
+      .choices = "always|everysec|off",
+      .sections = S_ROUTER,
       .description = "when the job database is synced to disk: every batch, "
                      "once a second, or left to the OS" },
-    { .name = "result_ttl", .type = S_TYPE_SECONDS, .default_text = "3600",
-      .dmin = 0, .dmax = 31536000, .sections = S_ROUTER,
+    { .name = "result_ttl",
+      .type = S_TYPE_SECONDS,
+      .default_text = "3600",
+      .dmin = 0,
+      .dmax = 31536000,
+      .sections = S_ROUTER,
       .description = "seconds a job's outcome is kept for fetching by msgid" },
-    { .name = "dead_ttl", .type = S_TYPE_SECONDS, .default_text = "604800",
-      .dmin = 0, .dmax = 31536000, .sections = S_ROUTER,
+    { .name = "dead_ttl",
+      .type = S_TYPE_SECONDS,
+      .default_text = "604800",
+      .dmin = 0,
+      .dmax = 31536000,
+      .sections = S_ROUTER,
       .description = "seconds a dead job (retries exhausted) is kept for inspection" },
-    { .name = "retry_backoff", .type = S_TYPE_SECONDS, .default_text = "1",
-      .dmin = 0, .dmax = 86400, .sections = S_ROUTER,
+    { .name = "retry_backoff",
+      .type = S_TYPE_SECONDS,
+      .default_text = "1",
+      .dmin = 0,
+      .dmax = 86400,
+      .sections = S_ROUTER,
       .description = "first retry delay; doubles per attempt, with jitter" },
-    { .name = "retry_backoff_max", .type = S_TYPE_SECONDS, .default_text = "300",
-      .dmin = 0, .dmax = 86400, .sections = S_ROUTER,
+    { .name = "retry_backoff_max",
+      .type = S_TYPE_SECONDS,
+      .default_text = "300",
+      .dmin = 0,
+      .dmax = 86400,
+      .sections = S_ROUTER,
       .description = "longest retry delay" },
-    { .name = "curve_secret_cert", .type = S_TYPE_STRING, .default_text = "",
-      .max_len = 4000, .sections = S_ROUTER,
+    { .name = "curve_secret_cert",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_ROUTER,
       .description = "CURVE: the router's key pair (the NAME_secret file of "
                      "'emq-cli keygen NAME'); empty: no encryption" },
-    { .name = "curve_clients_dir", .type = S_TYPE_STRING, .default_text = "",
-      .max_len = 4000, .sections = S_ROUTER,
+    { .name = "curve_clients_dir",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_ROUTER,
       .description = "CURVE: directory of the public certificates of the clients, "
                      "job managers and schedulers admitted; empty: any key" },
-    { .name = "prefetch", .type = S_TYPE_INT, .default_text = "32",
-      .min = 0, .max = 1024, .sections = S_ROUTER,
+    { .name = "prefetch",
+      .type = S_TYPE_INT,
+      .default_text = "32",
+      .min = 0,
+      .max = 1024,
+      .sections = S_ROUTER,
       .description = "at most this many jobs sent to an emq/2 job manager beyond its "
                      "free slots: about 25 ms of its work, at least 2 (it gives back "
                      "one it cannot start within prefetch_hold_ms); 0 = none" },
 
     //  [jobmanager]
-    { .name = "backend_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47290", .check = s_check_endpoint,
+    { .name = "backend_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47290",
+      .check = s_check_endpoint,
       .sections = S_JM,
       .description = "the router's backend to connect to" },
-    { .name = "backend_failover_addrs", .type = S_TYPE_LIST, .default_text = "",
-      .sep = ',', .check = s_check_endpoint, .sections = S_JM,
+    { .name = "backend_failover_addrs",
+      .type = S_TYPE_LIST,
+      .default_text = "",
+      .sep = ',',
+      .check = s_check_endpoint,
+      .sections = S_JM,
       .description = "more router backends, tried in turn when the current one is "
                      "lost (','-separated: endpoints contain ':')" },
-    { .name = "queues", .type = S_TYPE_STRING, .default_text = "[[10,\"default\"]]",
-      .check = s_check_queues, .sections = S_JM,
+    { .name = "queues",
+      .type = S_TYPE_STRING,
+      .default_text = "[[10,\"default\"]]",
+      .check = s_check_queues,
+      .sections = S_JM,
       .description = "queues served, with weights: JSON [[weight,\"name\"],...] "
                      "or \"weight,name weight,name\"" },
-    { .name = "concurrent_jobs", .type = S_TYPE_INT, .default_text = "4",
-      .min = 1, .max = 1024, .sections = S_JM,
+    { .name = "concurrent_jobs",
+      .type = S_TYPE_INT,
+      .default_text = "4",
+      .min = 1,
+      .max = 1024,
+      .sections = S_JM,
       .description = "worker processes, i.e. jobs run at once" },
-    { .name = "max_job_count", .type = S_TYPE_INT, .default_text = "1024",
-      .min = 0, .max = INT32_MAX, .sections = S_JM,
+    { .name = "max_job_count",
+      .type = S_TYPE_INT,
+      .default_text = "1024",
+      .min = 0,
+      .max = INT32_MAX,
+      .sections = S_JM,
       .description = "jobs a worker runs before it is replaced; 0: never replaced" },
-    { .name = "kill_grace_period", .type = S_TYPE_SECONDS, .default_text = "300",
-      .dmin = 0, .dmax = 86400, .sections = S_JM,
+    { .name = "kill_grace_period",
+      .type = S_TYPE_SECONDS,
+      .default_text = "300",
+      .dmin = 0,
+      .dmax = 86400,
+      .sections = S_JM,
       .description = "seconds running jobs get to finish after SIGTERM before "
                      "their workers are killed" },
-    { .name = "plugin_dirs", .type = S_TYPE_LIST,
-      .default_text = "/usr/local/lib/emq/plugins", .sections = S_JM,
+    { .name = "plugin_dirs",
+      .type = S_TYPE_LIST,
+      .default_text = "/usr/local/lib/emq/plugins",
+      .sections = S_JM,
       .description = "directories searched for job libraries (run jobs); nothing "
                      "outside them is loaded" },
-    { .name = "exec_allow", .type = S_TYPE_LIST, .default_text = "",
+    { .name = "exec_allow",
+      .type = S_TYPE_LIST,
+      .default_text = "",
       .sections = S_JM,
       .description = "commands exec jobs may run (absolute paths); empty: no exec jobs" },
-    { .name = "setup", .type = S_TYPE_STRING, .default_text = "", .check = s_check_hook,
+    { .name = "setup",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_hook,
       .sections = S_JM,
       .description = "LIB:FN run once in each new worker" },
-    { .name = "job_entry", .type = S_TYPE_STRING, .default_text = "", .check = s_check_hook,
+    { .name = "job_entry",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_hook,
       .sections = S_JM,
       .description = "LIB:FN run before every job" },
-    { .name = "job_exit", .type = S_TYPE_STRING, .default_text = "", .check = s_check_hook,
+    { .name = "job_exit",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_hook,
       .sections = S_JM,
       .description = "LIB:FN run after every job" },
-    { .name = "max_worker_rss_kb", .type = S_TYPE_INT, .default_text = "0",
-      .min = 0, .max = INT64_MAX / 1024, .sections = S_JM,
+    { .name = "max_worker_rss_kb",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = INT64_MAX / 1024,
+      .sections = S_JM,
       .description = "replace a worker after a job that left it above this RSS "
                      "(KiB); 0: no limit" },
-    { .name = "prefetch_hold_ms", .type = S_TYPE_INT, .default_text = "100",
-      .min = 0, .max = 3600000, .sections = S_JM,
+    { .name = "prefetch_hold_ms",
+      .type = S_TYPE_INT,
+      .default_text = "100",
+      .min = 0,
+      .max = 3600000,
+      .sections = S_JM,
       .description = "milliseconds a job prefetched by the router may wait for a free "
                      "worker before it is given back (RETURN) to run elsewhere; 0: never "
                      "given back" },
 
     //  CURVE, for every program that connects to the router
-    { .name = "curve_server_key", .type = S_TYPE_STRING, .default_text = "",
-      .max_len = 4000, .sections = S_JM | S_SCHED | S_CLI,
+    { .name = "curve_server_key",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_JM | S_SCHED | S_CLI,
       .description = "CURVE: the router's public key (40 Z85 characters, or its "
                      "public certificate file); empty: no encryption" },
-    { .name = "curve_cert", .type = S_TYPE_STRING, .default_text = "",
-      .max_len = 4000, .sections = S_JM | S_SCHED | S_CLI,
+    { .name = "curve_cert",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_JM | S_SCHED | S_CLI,
       .description = "CURVE: this program's key pair (a NAME_secret file); empty: "
                      "a fresh one (admitted only by a router that admits any key)" },
 
     //  [scheduler]
-    { .name = "scheduler_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47291", .check = s_check_endpoint,
+    { .name = "scheduler_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47291",
+      .check = s_check_endpoint,
       .sections = S_SCHED,
       .description = "the router's frontend the scheduler connects to" },
-    { .name = "timezone", .type = S_TYPE_STRING, .default_text = "UTC", .max_len = 128,
+    { .name = "timezone",
+      .type = S_TYPE_STRING,
+      .default_text = "UTC",
+      .max_len = 128,
       .sections = S_SCHED,
       .description = "time zone of cron schedules (an IANA name such as Europe/Berlin); "
                      "a schedule's tz:NAME header overrides it" },
-    { .name = "misfire_grace", .type = S_TYPE_SECONDS, .default_text = "5",
-      .dmin = 0, .dmax = 86400, .sections = S_SCHED,
+    { .name = "misfire_grace",
+      .type = S_TYPE_SECONDS,
+      .default_text = "5",
+      .dmin = 0,
+      .dmax = 86400,
+      .sections = S_SCHED,
       .description = "seconds a fire may be late and still count as on time; a later "
                      "one is a misfire (run once, or skipped with misfire:skip)" },
-    { .name = "etcd_endpoint", .type = S_TYPE_STRING, .default_text = "", .max_len = 1000,
+    { .name = "etcd_endpoint",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 1000,
       .sections = S_SCHED,
-      .description = "etcd's client URL (http://host:2379); empty: local mode (pidfile lock "
-                     "and SQLite in data_dir)" },
-    { .name = "etcd_prefix", .type = S_TYPE_STRING, .default_text = "/emq", .max_len = 200,
+      .description =
+          "etcd's client URL (http://host:2379); empty: local mode (pidfile lock "
+          "and SQLite in data_dir)" },
+    { .name = "etcd_prefix",
+      .type = S_TYPE_STRING,
+      .default_text = "/emq",
+      .max_len = 200,
       .sections = S_SCHED,
       .description = "etcd key prefix: <prefix>/leader, <prefix>/members/, "
                      "<prefix>/schedules/" },
-    { .name = "etcd_lease_ttl", .type = S_TYPE_SECONDS, .default_text = "15",
-      .dmin = 2, .dmax = 3600, .sections = S_SCHED,
-      .description = "seconds of the etcd lease behind leadership; kept alive every third "
-                     "of it" },
+    { .name = "etcd_lease_ttl",
+      .type = S_TYPE_SECONDS,
+      .default_text = "15",
+      .dmin = 2,
+      .dmax = 3600,
+      .sections = S_SCHED,
+      .description =
+          "seconds of the etcd lease behind leadership; kept alive every third "
+          "of it" },
 
     //  [cli] (and libemq clients)
-    { .name = "frontend_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47291", .check = s_check_endpoint,
+    { .name = "frontend_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47291",
+      .check = s_check_endpoint,
       .sections = S_CLI,
       .description = "the router's frontend, for submitting jobs" },
-    { .name = "administrative_addr", .type = S_TYPE_STRING,
-      .default_text = "tcp://127.0.0.1:47293", .check = s_check_endpoint,
+    { .name = "administrative_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47293",
+      .check = s_check_endpoint,
       .sections = S_CLI | S_SCHED,
       .description = "the router's admin socket, for status and administration" },
 };
@@ -272,60 +412,74 @@ typedef struct {
 } s_alias_t;
 
 static const s_alias_t s_aliases[] = {
-    { "worker_addr",           S_ANY,   "backend_addr", 0 },
-    { "connect_addr",          S_JM,    "backend_addr", 0 },
-    { "connect_addr",          S_SCHED, "scheduler_addr", 0 },
-    { "worker_addr_failover",  S_ANY,   "backend_failover_addrs", 0 },
-    { "workers",               S_ANY,   "concurrent_jobs", 0 },
-    { "hwm",                   S_ANY,   "queue_hwm", 0 },
-    { "subprocess_setup_func", S_ANY,   "setup", 0 },
-    { "job_entry_func",        S_ANY,   "job_entry", 0 },
-    { "job_exit_func",         S_ANY,   "job_exit", 0 },
-    { "setup_path",            S_ANY,   "setup", 1 },
-    { "setup_callable",        S_ANY,   "setup", 2 },
+    { "worker_addr", S_ANY, "backend_addr", 0 },
+    { "connect_addr", S_JM, "backend_addr", 0 },
+    { "connect_addr", S_SCHED, "scheduler_addr", 0 },
+    { "worker_addr_failover", S_ANY, "backend_failover_addrs", 0 },
+    { "workers", S_ANY, "concurrent_jobs", 0 },
+    { "hwm", S_ANY, "queue_hwm", 0 },
+    { "subprocess_setup_func", S_ANY, "setup", 0 },
+    { "job_entry_func", S_ANY, "job_entry", 0 },
+    { "job_exit_func", S_ANY, "job_exit", 0 },
+    { "setup_path", S_ANY, "setup", 1 },
+    { "setup_callable", S_ANY, "setup", 2 },
 };
 #define S_ALIAS_COUNT (sizeof s_aliases / sizeof s_aliases[0])
 
 //  EventMQ settings that emq accepts and does not use.
 static const char *s_ignored[] = {
-    "super_debug", "hide_heartbeat_logs", "max_sockets", "disable_heartbeats",
-    "default_encoding", "default_queue_weight", "wal", "wal_enabled",
-    "rq_host", "rq_port", "rq_db", "rq_password",
-    "redis_host", "redis_port", "redis_db", "redis_password",
-    "redis_client_class", "redis_client_class_kwargs",
-    "redis_startup_error_hard_kill", "global_timeout",
-    "publisher_incoming_addr", "publisher_outgoing_addr",
-    "worker_addr_default", "config_file",
+    "super_debug",
+    "hide_heartbeat_logs",
+    "max_sockets",
+    "disable_heartbeats",
+    "default_encoding",
+    "default_queue_weight",
+    "wal",
+    "wal_enabled",
+    "rq_host",
+    "rq_port",
+    "rq_db",
+    "rq_password",
+    "redis_host",
+    "redis_port",
+    "redis_db",
+    "redis_password",
+    "redis_client_class",
+    "redis_client_class_kwargs",
+    "redis_startup_error_hard_kill",
+    "global_timeout",
+    "publisher_incoming_addr",
+    "publisher_outgoing_addr",
+    "worker_addr_default",
+    "config_file",
 };
 #define S_IGNORED_COUNT (sizeof s_ignored / sizeof s_ignored[0])
 
 //  Where a value came from, in precedence order.
-typedef enum {
-    S_FROM_DEFAULT, S_FROM_FILE, S_FROM_ENV, S_FROM_FLAG
-} s_origin_t;
+typedef enum { S_FROM_DEFAULT, S_FROM_FILE, S_FROM_ENV, S_FROM_FLAG } s_origin_t;
 
 typedef struct {
-    char *text;             // canonical text, as printed
-    int64_t i;              // S_TYPE_INT
-    double d;               // S_TYPE_SECONDS
-    bool b;                 // S_TYPE_BOOL
-    char **items;           // S_TYPE_LIST
-    size_t count;           // S_TYPE_LIST
-    char *source;           // "default", "/etc/eventmq.conf:3 [router]", ...
+    char *text;    // canonical text, as printed
+    int64_t i;     // S_TYPE_INT
+    double d;      // S_TYPE_SECONDS
+    bool b;        // S_TYPE_BOOL
+    char **items;  // S_TYPE_LIST
+    size_t count;  // S_TYPE_LIST
+    char *source;  // "default", "/etc/eventmq.conf:3 [router]", ...
     s_origin_t origin;
 } s_value_t;
 
 //  The two halves of a hook given as setup_path / setup_callable.
 typedef struct {
-    char *part[3];          // [1] = LIB, [2] = FN
+    char *part[3];  // [1] = LIB, [2] = FN
     char *source;
     s_origin_t origin;
 } s_split_t;
 
 struct config_t {
     s_value_t values[S_SETTING_COUNT];
-    unsigned section;       // program section bit of the last config_load
-    size_t warnings;        // warnings logged so far (for the self test)
+    unsigned section;  // program section bit of the last config_load
+    size_t warnings;   // warnings logged so far (for the self test)
 };
 
 //  The default file; the self test points it elsewhere.
@@ -364,8 +518,7 @@ static const s_alias_t *
 s_alias_lookup (const char *name, unsigned section)
 {
     for (size_t i = 0; i < S_ALIAS_COUNT; i++)
-        if (strcmp (s_aliases[i].alias, name) == 0
-        &&  (s_aliases[i].sections & section))
+        if (strcmp (s_aliases[i].alias, name) == 0 && (s_aliases[i].sections & section))
             return &s_aliases[i];
     return NULL;
 }
@@ -446,8 +599,8 @@ s_check_endpoint (const char *value, char **canonical, char *why, size_t whylen)
     if (ok && sep) {
         size_t scheme = (size_t) (sep - value);
         ok = (scheme == 3 && strncmp (value, "tcp", 3) == 0)
-          || (scheme == 3 && strncmp (value, "ipc", 3) == 0)
-          || (scheme == 6 && strncmp (value, "inproc", 6) == 0);
+             || (scheme == 3 && strncmp (value, "ipc", 3) == 0)
+             || (scheme == 6 && strncmp (value, "inproc", 6) == 0);
     }
     if (!ok) {
         errbuf_set (why, whylen, "a " S_ENDPOINTS);
@@ -476,7 +629,7 @@ s_check_hook (const char *value, char **canonical, char *why, size_t whylen)
         return 0;
     const char *colon = strchr (value, ':');
     if (!colon || colon == value || strchr (colon + 1, ':')
-    ||  !s_is_identifier (colon + 1)) {
+        || !s_is_identifier (colon + 1)) {
         errbuf_set (why, whylen,
                     "LIB:FN (a library name, ':', a C function name), or empty");
         return -1;
@@ -506,8 +659,10 @@ s_check_queues (const char *value, char **canonical, char *why, size_t whylen)
     char reason[200];
     *canonical = queuespec_setting (value, reason, sizeof reason);
     if (!*canonical)
-        return errbuf_set (why, whylen, "JSON [[weight,\"name\"],...] or \"weight,name "
-                           "...\" (%s)", reason);
+        return errbuf_set (why, whylen,
+                           "JSON [[weight,\"name\"],...] or \"weight,name "
+                           "...\" (%s)",
+                           reason);
     return 0;
 }
 
@@ -520,8 +675,14 @@ s_parse_bool (const char *text, bool *value)
     static const char *yes[] = { "1", "true", "yes", "on" };
     static const char *no[] = { "0", "false", "no", "off" };
     for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp (text, yes[i]) == 0) { *value = true; return 0; }
-        if (strcasecmp (text, no[i]) == 0) { *value = false; return 0; }
+        if (strcasecmp (text, yes[i]) == 0) {
+            *value = true;
+            return 0;
+        }
+        if (strcasecmp (text, no[i]) == 0) {
+            *value = false;
+            return 0;
+        }
     }
     return -1;
 }
@@ -538,13 +699,23 @@ s_parse_int (const s_setting_t *setting, const char *text, int64_t *value)
     if (setting->bytes && *end) {
         int shift = 0;
         switch (*end) {
-            case 'k': case 'K': shift = 10; break;
-            case 'm': case 'M': shift = 20; break;
-            case 'g': case 'G': shift = 30; break;
-            default: return -1;
+            case 'k':
+            case 'K':
+                shift = 10;
+                break;
+            case 'm':
+            case 'M':
+                shift = 20;
+                break;
+            case 'g':
+            case 'G':
+                shift = 30;
+                break;
+            default:
+                return -1;
         }
         end++;
-        if (*end == 'i' || *end == 'I')     // "16MiB" as well as "16M"
+        if (*end == 'i' || *end == 'I')  // "16MiB" as well as "16M"
             end++;
         if (*end == 'b' || *end == 'B')
             end++;
@@ -566,8 +737,8 @@ s_sep (const s_setting_t *setting)
 
 //  Splits a ':'-separated list, skipping empty items and checking each.
 static int
-s_parse_list (const s_setting_t *setting, const char *text, s_value_t *out,
-              char *why, size_t whylen)
+s_parse_list (const s_setting_t *setting, const char *text, s_value_t *out, char *why,
+              size_t whylen)
 {
     const char *p = text;
     while (*p) {
@@ -575,8 +746,8 @@ s_parse_list (const s_setting_t *setting, const char *text, s_value_t *out,
         size_t len = colon ? (size_t) (colon - p) : strlen (p);
         if (len > 0) {
             char *item = strndup (p, len);
-            char **items = item ? realloc (out->items, (out->count + 1) * sizeof (char *))
-                                : NULL;
+            char **items =
+                item ? realloc (out->items, (out->count + 1) * sizeof (char *)) : NULL;
             if (!items) {
                 free (item);
                 errbuf_set (why, whylen, "memory for the list");
@@ -672,8 +843,8 @@ s_parse (const s_setting_t *setting, const char *text, const char *source,
             errno = 0;
             double v = strtod (text, &end);
             if (errno || end == text || *end || !isfinite (v)
-            ||  isspace ((unsigned char) *text)
-            ||  v < setting->dmin || v > setting->dmax)
+                || isspace ((unsigned char) *text) || v < setting->dmin
+                || v > setting->dmax)
                 break;
             out->d = v;
             if (asprintf (&canonical, "%g", v) < 0)
@@ -757,8 +928,8 @@ s_apply (s_value_t *values, int index, const char *text, const char *source,
 //  Loading
 
 typedef struct {
-    char *section;          // lowercased
-    char *name;             // lowercased
+    char *section;  // lowercased
+    char *name;     // lowercased
     char *value;
     int line;
 } s_entry_t;
@@ -766,8 +937,8 @@ typedef struct {
 typedef struct {
     FILE *file;
     const char *path;
-    int line;               // lines read so far
-    int long_line;          // first line longer than inih takes, or 0
+    int line;       // lines read so far
+    int long_line;  // first line longer than inih takes, or 0
     s_entry_t *entries;
     size_t count;
     bool out_of_memory;
@@ -808,7 +979,8 @@ static int
 s_on_entry (void *user, const char *section, const char *name, const char *value)
 {
     s_reader_t *reader = user;
-    s_entry_t *entries = realloc (reader->entries, (reader->count + 1) * sizeof (s_entry_t));
+    s_entry_t *entries =
+        realloc (reader->entries, (reader->count + 1) * sizeof (s_entry_t));
     if (!entries) {
         reader->out_of_memory = true;
         return 0;
@@ -843,8 +1015,8 @@ s_reader_clear (s_reader_t *reader)
     reader->count = 0;
 }
 
-static void
-s_warn (config_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+static void s_warn (config_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 static void
 s_warn (config_t *self, const char *format, ...)
@@ -862,8 +1034,8 @@ s_warn (config_t *self, const char *format, ...)
 //  collects setup_path / setup_callable. Returns -1 only for a bad value.
 static int
 s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *name,
-               const char *text, const char *source, s_origin_t origin,
-               unsigned section, bool in_section, char *err, size_t errlen)
+               const char *text, const char *source, s_origin_t origin, unsigned section,
+               bool in_section, char *err, size_t errlen)
 {
     int index = s_setting_index (name);
     if (index >= 0) {
@@ -899,8 +1071,8 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
     }
     if (s_is_ignored (name)) {
         if (origin != S_FROM_ENV)
-            s_warn (self, "%s: EventMQ setting %s is not used by emq, ignored",
-                    source, name);
+            s_warn (self, "%s: EventMQ setting %s is not used by emq, ignored", source,
+                    name);
         return 0;
     }
     if (s_is_alias (name)) {
@@ -922,7 +1094,8 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
     if (!split->part[1] && !split->part[2])
         return 0;
     if (!split->part[1] || !split->part[2]) {
-        errbuf_set (err, errlen, "%s: setup_path and setup_callable must be given together",
+        errbuf_set (err, errlen,
+                    "%s: setup_path and setup_callable must be given together",
                     split->source);
         return -1;
     }
@@ -977,7 +1150,8 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
             log_debug ("config: no %s, using defaults", path);
             return 0;
         }
-        errbuf_set (err, errlen, "cannot read config file %s: %s", path, strerror (errno));
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
+                    strerror (errno));
         return -1;
     }
     s_reader_t reader = { .file = file, .path = path };
@@ -994,8 +1168,9 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
         goto done;
     }
     if (line != 0) {
-        errbuf_set (err, errlen, "%s:%d: syntax error (expected [section] or name = value)",
-                    path, line);
+        errbuf_set (err, errlen,
+                    "%s:%d: syntax error (expected [section] or name = value)", path,
+                    line);
         goto done;
     }
     const char *own = s_section_name (section);
@@ -1090,8 +1265,8 @@ config_destroy (config_t **self_p)
 }
 
 int
-config_load (config_t *self, const char *section, const char *path,
-             char *err, size_t errlen)
+config_load (config_t *self, const char *section, const char *path, char *err,
+             size_t errlen)
 {
     assert (self);
     unsigned bit = S_GLOBAL;
@@ -1100,15 +1275,14 @@ config_load (config_t *self, const char *section, const char *path,
         for (size_t i = 0; i < S_SECTION_COUNT; i++)
             if (strcmp (s_sections[i].name, section) == 0)
                 bit = s_sections[i].bit;
-        assert (bit);       // the program names its own section
+        assert (bit);  // the program names its own section
     }
     bool must_exist = true;
     if (!path) {
         path = getenv ("EVENTMQ_CONFIG_FILE");
         if (path && !*path)
-            path = NULL;    // EVENTMQ_CONFIG_FILE="": no file at all
-        else
-        if (!path) {
+            path = NULL;  // EVENTMQ_CONFIG_FILE="": no file at all
+        else if (!path) {
             path = s_default_path;
             must_exist = false;
         }
@@ -1138,8 +1312,9 @@ config_load (config_t *self, const char *section, const char *path,
             fresh[i] = copy;
         }
     if (fresh[s_setting_index ("heartbeat_interval")].d
-     >= fresh[s_setting_index ("heartbeat_timeout")].d)
-        s_warn (self, "heartbeat_interval (%g s) should be below heartbeat_timeout (%g s)",
+        >= fresh[s_setting_index ("heartbeat_timeout")].d)
+        s_warn (self,
+                "heartbeat_interval (%g s) should be below heartbeat_timeout (%g s)",
                 fresh[s_setting_index ("heartbeat_interval")].d,
                 fresh[s_setting_index ("heartbeat_timeout")].d);
     s_values_clear (self->values);
@@ -1167,8 +1342,8 @@ s_lookup_flag (config_t *self, const char *name, const s_alias_t **alias_p)
     int index = s_setting_index (key);
     if (index >= 0)
         return index;
-    const s_alias_t *alias = s_alias_lookup (key, self->section == S_GLOBAL ? S_ANY
-                                                                           : self->section);
+    const s_alias_t *alias =
+        s_alias_lookup (key, self->section == S_GLOBAL ? S_ANY : self->section);
     if (alias && alias->part == 0) {
         *alias_p = alias;
         return s_setting_index (alias->target);
@@ -1219,7 +1394,8 @@ config_set (config_t *self, const char *name, const char *value, char *err, size
 }
 
 int
-config_append (config_t *self, const char *name, const char *value, char *err, size_t errlen)
+config_append (config_t *self, const char *name, const char *value, char *err,
+               size_t errlen)
 {
     assert (self && name && value);
     const s_alias_t *alias;
@@ -1234,7 +1410,7 @@ config_append (config_t *self, const char *name, const char *value, char *err, s
     char why[256] = "";
     char *canonical = NULL;
     if (!*value || strchr (value, s_sep (setting))
-    ||  (setting->check && setting->check (value, &canonical, why, sizeof why))) {
+        || (setting->check && setting->check (value, &canonical, why, sizeof why))) {
         char shown[96];
         errbuf_set (err, errlen, "command line: %s += '%s': expected %s", setting->name,
                     s_shown (value, shown, sizeof shown),
@@ -1270,8 +1446,8 @@ s_get (config_t *self, const char *name, s_type_t type)
 {
     assert (self && name);
     int index = s_setting_index (name);
-    assert (index >= 0);                        // unknown setting: our bug
-    assert (s_settings[index].type == type);    // wrong getter: our bug
+    assert (index >= 0);                      // unknown setting: our bug
+    assert (s_settings[index].type == type);  // wrong getter: our bug
     return &self->values[index];
 }
 
@@ -1318,7 +1494,7 @@ config_print (config_t *self, FILE *stream)
     assert (self && stream);
     for (size_t i = 0; i < S_SETTING_COUNT; i++) {
         if (self->section != S_GLOBAL && !(s_settings[i].sections & self->section))
-            continue;       // another program's setting
+            continue;  // another program's setting
         fprintf (stream, "%s = %s  # %s\n", s_settings[i].name, self->values[i].text,
                  self->values[i].source);
     }
@@ -1349,11 +1525,13 @@ static void
 s_test_clear_env (void)
 {
     static const char *vars[] = {
-        "EVENTMQ_CONFIG_FILE", "EVENTMQ_CONCURRENT_JOBS", "EVENTMQ_HEARTBEAT_INTERVAL",
-        "EVENTMQ_WORKER_ADDR", "EVENTMQ_BACKEND_ADDR", "EVENTMQ_SUPER_DEBUG",
-        "EVENTMQ_NOT_A_SETTING", "EVENTMQ_QUEUES", "EVENTMQ_PLUGIN_DIRS",
-        "EVENTMQ_LOG_LEVEL", "EVENTMQ_DISABLE_HEARTBEATS", "EVENTMQ_SETUP_PATH",
-        "EVENTMQ_SETUP_CALLABLE", "EVENTMQ_MAX_MESSAGE_SIZE",
+        "EVENTMQ_CONFIG_FILE",        "EVENTMQ_CONCURRENT_JOBS",
+        "EVENTMQ_HEARTBEAT_INTERVAL", "EVENTMQ_WORKER_ADDR",
+        "EVENTMQ_BACKEND_ADDR",       "EVENTMQ_SUPER_DEBUG",
+        "EVENTMQ_NOT_A_SETTING",      "EVENTMQ_QUEUES",
+        "EVENTMQ_PLUGIN_DIRS",        "EVENTMQ_LOG_LEVEL",
+        "EVENTMQ_DISABLE_HEARTBEATS", "EVENTMQ_SETUP_PATH",
+        "EVENTMQ_SETUP_CALLABLE",     "EVENTMQ_MAX_MESSAGE_SIZE",
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv (vars[i]);
@@ -1395,7 +1573,8 @@ config_test (bool verbose)
     CHECK_EQ (config_int (config, "max_message_size"), 16 * 1024 * 1024);
     CHECK_STREQ (config_str (config, "frontend_listen_addr"), "tcp://127.0.0.1:47291");
     CHECK_STREQ (config_str (config, "backend_listen_addr"), "tcp://127.0.0.1:47290");
-    CHECK_STREQ (config_str (config, "administrative_listen_addr"), "tcp://127.0.0.1:47293");
+    CHECK_STREQ (config_str (config, "administrative_listen_addr"),
+                 "tcp://127.0.0.1:47293");
     CHECK_EQ (config_int (config, "queue_hwm"), 100000);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://127.0.0.1:47290");
     CHECK_STREQ (config_str (config, "queues"), "[[10,\"default\"]]");
@@ -1436,7 +1615,8 @@ config_test (bool verbose)
 
     //  The default file is read when it exists; EVENTMQ_CONFIG_FILE="" means
     //  no file at all.
-    s_default_path = s_test_file (dir, "default.conf", "[global]\nheartbeat_liveness = 0\n");
+    s_default_path =
+        s_test_file (dir, "default.conf", "[global]\nheartbeat_liveness = 0\n");
     CHECK_EQ (config_load (config, "cli", NULL, err, sizeof err), -1);
     CHECK_CONTAINS (err, "default.conf:2 [global]: heartbeat_liveness = '0'");
     setenv ("EVENTMQ_CONFIG_FILE", "", 1);
@@ -1447,36 +1627,37 @@ config_test (bool verbose)
     s_default_path = missing;
     //  No section: [global] only.
     CHECK_EQ (s_test_load (config, dir, NULL, "[global]\nname = n1\n[cli]\nname = n2\n",
-                           err, sizeof err), 0);
+                           err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "name"), "n1");
     CHECK_EQ (s_test_load (config, dir, "cli", "[global]\nname = n1\n[cli]\nname = n2\n",
-                           err, sizeof err), 0);
+                           err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "name"), "n2");
 
     //  File parsing, section precedence: [global] then [jobmanager]; other
     //  programs' sections are not read; comments and case are handled.
-    const char *text =
-        "; EventMQ style file\n"
-        "[global]\n"
-        "concurrent_jobs = 2\n"
-        "heartbeat_interval = 1.5\n"
-        "LOG_LEVEL = Debug\n"
-        "\n"
-        "[router]\n"
-        "concurrent_jobs = 99\n"
-        "queue_hwm = 7\n"
-        "\n"
-        "[JobManager]\n"
-        "# a comment\n"
-        "concurrent_jobs = 8   ; inline comment\n"
-        "queues = [[20, \"heavy\"], [10, \"default\"]]\n"
-        "plugin_dirs = /opt/a::/opt/b\n"
-        "max_message_size = 1M\n";
+    const char *text = "; EventMQ style file\n"
+                       "[global]\n"
+                       "concurrent_jobs = 2\n"
+                       "heartbeat_interval = 1.5\n"
+                       "LOG_LEVEL = Debug\n"
+                       "\n"
+                       "[router]\n"
+                       "concurrent_jobs = 99\n"
+                       "queue_hwm = 7\n"
+                       "\n"
+                       "[JobManager]\n"
+                       "# a comment\n"
+                       "concurrent_jobs = 8   ; inline comment\n"
+                       "queues = [[20, \"heavy\"], [10, \"default\"]]\n"
+                       "plugin_dirs = /opt/a::/opt/b\n"
+                       "max_message_size = 1M\n";
     CHECK_EQ (s_test_load (config, dir, "jobmanager", text, err, sizeof err), 0);
     CHECK_EQ (config_int (config, "concurrent_jobs"), 8);
     CHECK_NEAR (config_double (config, "heartbeat_interval"), 1.5, 1e-9);
     CHECK_STREQ (config_str (config, "log_level"), "debug");
-    CHECK_EQ (config_int (config, "queue_hwm"), 100000);     // [router] not read
+    CHECK_EQ (config_int (config, "queue_hwm"), 100000);  // [router] not read
     CHECK_STREQ (config_str (config, "queues"), "[[20,\"heavy\"],[10,\"default\"]]");
     CHECK_EQ (config_list_size (config, "plugin_dirs"), 2);
     CHECK_STREQ (config_list_item (config, "plugin_dirs", 0), "/opt/a");
@@ -1504,13 +1685,15 @@ config_test (bool verbose)
                            "max_sockets = 10\nrq_host = redis\nwal = /x\n"
                            "[jobmanager]\nno_such_setting = 1\nqueue_hwm = 5\n"
                            "[publisher]\nfrontend_listen_addr = tcp://1.2.3.4:1\n",
-                           err, sizeof err), 0);
+                           err, sizeof err),
+              0);
     CHECK_EQ (config->warnings - warnings, 8);
     CHECK_EQ (config_int (config, "queue_hwm"), 100000);
 
     //  Syntax errors and overlong lines name file and line.
-    CHECK_EQ (s_test_load (config, dir, "jobmanager", "[global]\nthis is not ini\n",
-                           err, sizeof err), -1);
+    CHECK_EQ (s_test_load (config, dir, "jobmanager", "[global]\nthis is not ini\n", err,
+                           sizeof err),
+              -1);
     CHECK_CONTAINS (err, "test.conf:2");
     char longline[400];
     memset (longline, 'x', sizeof longline);
@@ -1527,17 +1710,21 @@ config_test (bool verbose)
         const char *expect[3];
     } bad[] = {
         { "[jobmanager]\nconcurrent_jobs = abc\n",
-          { "concurrent_jobs = 'abc'", "test.conf:2 [jobmanager]", "integer in 1..1024" } },
+          { "concurrent_jobs = 'abc'", "test.conf:2 [jobmanager]",
+            "integer in 1..1024" } },
         { "[jobmanager]\nconcurrent_jobs = 0\n", { "'0'", "1..1024", NULL } },
         { "[jobmanager]\nconcurrent_jobs = 1025\n", { "'1025'", "1..1024", NULL } },
         { "[jobmanager]\nconcurrent_jobs = 4x\n", { "'4x'", NULL, NULL } },
-        { "[jobmanager]\nconcurrent_jobs = 99999999999999999999\n", { "1..1024", NULL, NULL } },
+        { "[jobmanager]\nconcurrent_jobs = 99999999999999999999\n",
+          { "1..1024", NULL, NULL } },
         { "[global]\nheartbeat_interval = fast\n",
-          { "heartbeat_interval = 'fast'", "test.conf:2 [global]", "seconds in 0.01..3600" } },
+          { "heartbeat_interval = 'fast'", "test.conf:2 [global]",
+            "seconds in 0.01..3600" } },
         { "[global]\nheartbeat_timeout = -1\n", { "seconds", NULL, NULL } },
         { "[global]\nheartbeat_timeout = nan\n", { "seconds", NULL, NULL } },
         { "[global]\nheartbeat_timeout = inf\n", { "seconds", NULL, NULL } },
-        { "[global]\nlog_level = loud\n", { "one of error|warning|info|debug", NULL, NULL } },
+        { "[global]\nlog_level = loud\n",
+          { "one of error|warning|info|debug", NULL, NULL } },
         { "[global]\nmax_message_size = 12Q\n", { "k/M/G", NULL, NULL } },
         { "[global]\nmax_message_size = 10\n", { "64..", NULL, NULL } },
         { "[jobmanager]\nbackend_addr = localhost:47290\n", { S_ENDPOINTS, NULL, NULL } },
@@ -1546,17 +1733,20 @@ config_test (bool verbose)
         { "[jobmanager]\nqueues = [[\"default\", 10]]\n", { "item 1", NULL, NULL } },
         { "[jobmanager]\nqueues = [[-1, \"x\"]]\n",
           { "weights are whole numbers in 0..", NULL, NULL } },
-        { "[jobmanager]\nqueues = [[1, \"x\"], [2, \"x\"]]\n", { "repeated", NULL, NULL } },
+        { "[jobmanager]\nqueues = [[1, \"x\"], [2, \"x\"]]\n",
+          { "repeated", NULL, NULL } },
         { "[jobmanager]\nqueues = []\n", { "at least one queue", NULL, NULL } },
         { "[jobmanager]\nqueues = [[1, \"\"]]\n", { "1..128", NULL, NULL } },
         { "[jobmanager]\nqueues = x,default\n", { "whole-number weight", NULL, NULL } },
         { "[jobmanager]\nsetup = libfoo.so\n", { "LIB:FN", NULL, NULL } },
         { "[jobmanager]\njob_entry = lib:not-an-identifier\n", { "LIB:FN", NULL, NULL } },
         { "[jobmanager]\njob_exit = :fn\n", { "LIB:FN", NULL, NULL } },
-        { "[jobmanager]\nbackend_failover_addrs = tcp://a:1,nope\n", { S_ENDPOINTS, NULL, NULL } },
+        { "[jobmanager]\nbackend_failover_addrs = tcp://a:1,nope\n",
+          { S_ENDPOINTS, NULL, NULL } },
         { "[router]\nfsync = sometimes\n", { "always|everysec|off", NULL, NULL } },
         { "[global]\ndefault_queue_name = a b\n", { "queue name", NULL, NULL } },
-        { "[jobmanager]\nsetup_path = libx\n", { "setup_path and setup_callable", NULL, NULL } },
+        { "[jobmanager]\nsetup_path = libx\n",
+          { "setup_path and setup_callable", NULL, NULL } },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *section = strstr (bad[i].text, "[router]") ? "router" : "jobmanager";
@@ -1569,10 +1759,14 @@ config_test (bool verbose)
             printf ("\n   rejected: %s", err);
     }
     //  A failed load leaves the previous values in place.
-    CHECK_EQ (s_test_load (config, dir, "jobmanager", "[jobmanager]\nconcurrent_jobs = 6\n",
-                           err, sizeof err), 0);
-    CHECK_EQ (s_test_load (config, dir, "jobmanager", "[jobmanager]\nconcurrent_jobs = 7\n"
-                           "max_job_count = -5\n", err, sizeof err), -1);
+    CHECK_EQ (s_test_load (config, dir, "jobmanager",
+                           "[jobmanager]\nconcurrent_jobs = 6\n", err, sizeof err),
+              0);
+    CHECK_EQ (s_test_load (config, dir, "jobmanager",
+                           "[jobmanager]\nconcurrent_jobs = 7\n"
+                           "max_job_count = -5\n",
+                           err, sizeof err),
+              -1);
     CHECK_EQ (config_int (config, "concurrent_jobs"), 6);
 
     //  Environment beats the file; bad env values are errors; EVENTMQ_*
@@ -1594,8 +1788,8 @@ config_test (bool verbose)
     CHECK_CONTAINS (err, "1..1024");
     setenv ("EVENTMQ_CONCURRENT_JOBS", "12", 1);
     //  EVENTMQ_CONFIG_FILE names the file.
-    setenv ("EVENTMQ_CONFIG_FILE", s_test_file (dir, "env.conf",
-                                                "[jobmanager]\nmax_job_count = 3\n"), 1);
+    setenv ("EVENTMQ_CONFIG_FILE",
+            s_test_file (dir, "env.conf", "[jobmanager]\nmax_job_count = 3\n"), 1);
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
     CHECK_EQ (config_int (config, "max_job_count"), 3);
     unsetenv ("EVENTMQ_CONFIG_FILE");
@@ -1606,17 +1800,20 @@ config_test (bool verbose)
     CHECK_EQ (config_int (config, "concurrent_jobs"), 20);
     CHECK_EQ (s_test_load (config, dir, "jobmanager", envfile, err, sizeof err), 0);
     CHECK_EQ (config_int (config, "concurrent_jobs"), 20);
-    CHECK_STREQ (config->values[s_setting_index ("concurrent_jobs")].source, "command line");
+    CHECK_STREQ (config->values[s_setting_index ("concurrent_jobs")].source,
+                 "command line");
     CHECK_EQ (config_set (config, "max-job-count", "9", err, sizeof err), 0);
     CHECK_EQ (config_int (config, "max_job_count"), 9);
     CHECK_EQ (config_set (config, "concurrent_jobs", "2000", err, sizeof err), -1);
-    CHECK_CONTAINS (err, "command line: concurrent_jobs = '2000': expected an integer in 1..1024");
+    CHECK_CONTAINS (
+        err, "command line: concurrent_jobs = '2000': expected an integer in 1..1024");
     CHECK_EQ (config_int (config, "concurrent_jobs"), 20);
     CHECK_EQ (config_set (config, "no_such", "1", err, sizeof err), -1);
     CHECK_CONTAINS (err, "unknown setting 'no_such'");
     CHECK_EQ (config_set (config, "heartbeat_timeout", "0.5", err, sizeof err), 0);
     CHECK_NEAR (config_double (config, "heartbeat_timeout"), 0.5, 1e-9);
-    CHECK_EQ (config_set (config, "queues", "20,heavy 10,default light", err, sizeof err), 0);
+    CHECK_EQ (config_set (config, "queues", "20,heavy 10,default light", err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "queues"),
                  "[[20,\"heavy\"],[10,\"default\"],[10,\"light\"]]");
     unsetenv ("EVENTMQ_CONCURRENT_JOBS");
@@ -1624,11 +1821,13 @@ config_test (bool verbose)
     unsetenv ("EVENTMQ_SUPER_DEBUG");
     config_destroy (&config);
     CHECK (config == NULL);
-    config_destroy (&config);       // NULL is fine
+    config_destroy (&config);  // NULL is fine
 
     //  Lists: ':'-separated, empty items skipped, config_append adds one.
     config = config_new ();
-    CHECK_EQ (config_set (config, "exec_allow", "/bin/echo::/usr/bin/env:", err, sizeof err), 0);
+    CHECK_EQ (
+        config_set (config, "exec_allow", "/bin/echo::/usr/bin/env:", err, sizeof err),
+        0);
     CHECK_EQ (config_list_size (config, "exec_allow"), 2);
     CHECK_EQ (config_append (config, "exec_allow", "/bin/true", err, sizeof err), 0);
     CHECK_EQ (config_list_size (config, "exec_allow"), 3);
@@ -1638,14 +1837,17 @@ config_test (bool verbose)
     CHECK_EQ (config_append (config, "exec_allow", "a:b", err, sizeof err), -1);
     CHECK_EQ (config_append (config, "concurrent_jobs", "1", err, sizeof err), -1);
     CHECK_CONTAINS (err, "not a list setting");
-    CHECK_EQ (config_append (config, "backend_failover_addrs", "nope", err, sizeof err), -1);
+    CHECK_EQ (config_append (config, "backend_failover_addrs", "nope", err, sizeof err),
+              -1);
     CHECK_CONTAINS (err, S_ENDPOINTS);
-    CHECK_EQ (config_append (config, "backend-failover-addrs", "tcp://b:2", err, sizeof err), 0);
+    CHECK_EQ (
+        config_append (config, "backend-failover-addrs", "tcp://b:2", err, sizeof err),
+        0);
     CHECK_EQ (config_set (config, "plugin_dirs", "", err, sizeof err), 0);
     CHECK_EQ (config_list_size (config, "plugin_dirs"), 0);
     setenv ("EVENTMQ_PLUGIN_DIRS", "/p1:/p2", 1);
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
-    CHECK_EQ (config_list_size (config, "plugin_dirs"), 0);     // flag wins
+    CHECK_EQ (config_list_size (config, "plugin_dirs"), 0);  // flag wins
     config_destroy (&config);
     config = config_new ();
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
@@ -1667,24 +1869,30 @@ config_test (bool verbose)
                            "[jobmanager]\nworker_addr = tcp://w:1\nworkers = 3\nhwm = 5\n"
                            "job_entry_func = libhooks.so:enter\n"
                            "setup_path = libhooks.so\nsetup_callable = init\n",
-                           err, sizeof err), 0);
+                           err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://w:1");
-    CHECK_CONTAINS (config->values[s_setting_index ("backend_addr")].source, "(as worker_addr)");
+    CHECK_CONTAINS (config->values[s_setting_index ("backend_addr")].source,
+                    "(as worker_addr)");
     CHECK_EQ (config_int (config, "concurrent_jobs"), 3);
     CHECK_EQ (config_int (config, "queue_hwm"), 5);
     CHECK_STREQ (config_str (config, "job_entry"), "libhooks.so:enter");
     CHECK_STREQ (config_str (config, "setup"), "libhooks.so:init");
-    CHECK_EQ (s_test_load (config, dir, "jobmanager",
-                           "[jobmanager]\nbackend_addr = tcp://c:1\nworker_addr = tcp://w:1\n"
-                           "setup = liba.so:a\nsetup_path = libb.so\nsetup_callable = b\n",
-                           err, sizeof err), 0);
+    CHECK_EQ (
+        s_test_load (config, dir, "jobmanager",
+                     "[jobmanager]\nbackend_addr = tcp://c:1\nworker_addr = tcp://w:1\n"
+                     "setup = liba.so:a\nsetup_path = libb.so\nsetup_callable = b\n",
+                     err, sizeof err),
+        0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://c:1");
     CHECK_STREQ (config_str (config, "setup"), "liba.so:a");
-    CHECK_EQ (s_test_load (config, dir, "jobmanager", "[jobmanager]\nconnect_addr = tcp://j:1\n",
-                           err, sizeof err), 0);
+    CHECK_EQ (s_test_load (config, dir, "jobmanager",
+                           "[jobmanager]\nconnect_addr = tcp://j:1\n", err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://j:1");
-    CHECK_EQ (s_test_load (config, dir, "scheduler", "[scheduler]\nconnect_addr = tcp://s:1\n",
-                           err, sizeof err), 0);
+    CHECK_EQ (s_test_load (config, dir, "scheduler",
+                           "[scheduler]\nconnect_addr = tcp://s:1\n", err, sizeof err),
+              0);
     CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://s:1");
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://127.0.0.1:47290");
     setenv ("EVENTMQ_WORKER_ADDR", "tcp://envw:1", 1);
@@ -1695,7 +1903,8 @@ config_test (bool verbose)
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://envb:1");
     setenv ("EVENTMQ_WORKER_ADDR", "bad", 1);
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), -1);
-    CHECK_CONTAINS (err, "env EVENTMQ_WORKER_ADDR (as worker_addr): backend_addr = 'bad'");
+    CHECK_CONTAINS (err,
+                    "env EVENTMQ_WORKER_ADDR (as worker_addr): backend_addr = 'bad'");
     unsetenv ("EVENTMQ_WORKER_ADDR");
     unsetenv ("EVENTMQ_BACKEND_ADDR");
     CHECK_EQ (config_set (config, "worker_addr", "tcp://flag:1", err, sizeof err), 0);
@@ -1709,10 +1918,11 @@ config_test (bool verbose)
     assert (stream);
     config_print (config, stream);
     fclose (stream);
-    CHECK_CONTAINS (printed, "backend_addr = tcp://flag:1  # command line (as worker_addr)\n");
+    CHECK_CONTAINS (printed,
+                    "backend_addr = tcp://flag:1  # command line (as worker_addr)\n");
     CHECK_CONTAINS (printed, "concurrent_jobs = 4  # default\n");
     CHECK_CONTAINS (printed, "heartbeat_interval = 3  # default\n");
-    CHECK (strstr (printed, "frontend_listen_addr") == NULL);   // router's
+    CHECK (strstr (printed, "frontend_listen_addr") == NULL);  // router's
     if (verbose)
         printf ("\n%s", printed);
     free (printed);

@@ -32,8 +32,8 @@ void config_destroy (config_t **self_p);
 //  ("router", "jobmanager", "scheduler", "cli"). path: a file named on the
 //  command line (--config), or NULL. Unknown keys in the file are logged as
 //  warnings and ignored. Returns 0, or -1 with the reason in err.
-int config_load (config_t *self, const char *section, const char *path,
-                 char *err, size_t errlen);
+int config_load (config_t *self, const char *section, const char *path, char *err,
+                 size_t errlen);
 
 //  For a program's main: finds --config (the option whose getopt code is
 //  config_opt) among argv without complaining about the other flags (they
@@ -47,8 +47,8 @@ config_t *config_from_args (const char *program, const char *section, int argc,
 
 //  Sets one setting from text (a flag's value), validating it. Returns 0, or
 //  -1 with the reason in err (unknown name, bad number, out of range).
-int config_set (config_t *self, const char *name, const char *value,
-                char *err, size_t errlen);
+int config_set (config_t *self, const char *name, const char *value, char *err,
+                size_t errlen);
 
 //  Typed getters. Asking for an unknown name or the wrong type is a bug
 //  (assert). Strings are borrowed and valid until the next set/load.
@@ -61,8 +61,8 @@ bool config_bool (config_t *self, const char *name);
 //  a repeated flag appends (config_append).
 size_t config_list_size (config_t *self, const char *name);
 const char *config_list_item (config_t *self, const char *name, size_t index);
-int config_append (config_t *self, const char *name, const char *value,
-                   char *err, size_t errlen);
+int config_append (config_t *self, const char *name, const char *value, char *err,
+                   size_t errlen);
 
 //  Writes every setting with its current value and source as "name = value"
 //  lines (for --print-config and the docs).

@@ -30,38 +30,31 @@ static const struct {
     const char *name;
     int min, max;
 } s_fields[F_COUNT] = {
-    { "minute", 0, 59 },
-    { "hour", 0, 23 },
-    { "day of month", 1, 31 },
-    { "month", 1, 12 },
-    { "day of week", 0, 7 },
+    { "minute", 0, 59 }, { "hour", 0, 23 },       { "day of month", 1, 31 },
+    { "month", 1, 12 },  { "day of week", 0, 7 },
 };
 
-static const char *s_months[] = {
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"
-};
+static const char *s_months[] = { "jan", "feb", "mar", "apr", "may", "jun",
+                                  "jul", "aug", "sep", "oct", "nov", "dec" };
 static const char *s_days[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
 
 static const struct {
     const char *macro;
     const char *expr;
 } s_macros[] = {
-    { "@yearly", "0 0 1 1 *" },
-    { "@annually", "0 0 1 1 *" },
-    { "@monthly", "0 0 1 * *" },
-    { "@weekly", "0 0 * * 0" },
-    { "@daily", "0 0 * * *" },
-    { "@midnight", "0 0 * * *" },
+    { "@yearly", "0 0 1 1 *" },  { "@annually", "0 0 1 1 *" },
+    { "@monthly", "0 0 1 * *" }, { "@weekly", "0 0 * * 0" },
+    { "@daily", "0 0 * * *" },   { "@midnight", "0 0 * * *" },
     { "@hourly", "0 * * * *" },
 };
 
 struct cron_t {
-    uint64_t bits[F_COUNT];     // bit n set: value n matches (dow: 0..6)
-    bool dom_star;              // day-of-month field starts with '*'
-    bool dow_star;              // day-of-week field starts with '*'
-    bool hour_star;             // hour field starts with '*': runs in both
-                                // occurrences of a repeated local hour
-    bool reboot;                // @reboot
+    uint64_t bits[F_COUNT];  // bit n set: value n matches (dow: 0..6)
+    bool dom_star;           // day-of-month field starts with '*'
+    bool dow_star;           // day-of-week field starts with '*'
+    bool hour_star;          // hour field starts with '*': runs in both
+                             // occurrences of a repeated local hour
+    bool reboot;             // @reboot
 };
 
 #define S_MAX_TEXT 256
@@ -78,8 +71,8 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
         while (isdigit ((unsigned char) *s)) {
             v = v * 10 + (*s++ - '0');
             if (v > 1000)
-                return errbuf_set (err, errlen, "field %d (%s): number too large", field + 1,
-                                   s_fields[field].name);
+                return errbuf_set (err, errlen, "field %d (%s): number too large",
+                                   field + 1, s_fields[field].name);
         }
         *value = (int) v;
         *p = s;
@@ -110,8 +103,9 @@ s_value (s_field_t field, const char **p, int *value, char *err, size_t errlen)
         return errbuf_set (err, errlen, "field %d (%s): unknown name '%s'%s", field + 1,
                            s_fields[field].name, word,
                            field == F_MONTH ? " (expected jan..dec)"
-                           : field == F_DOW ? " (expected sun..sat)"
-                           : " (names are allowed in month and day of week only)");
+                           : field == F_DOW
+                               ? " (expected sun..sat)"
+                               : " (names are allowed in month and day of week only)");
     }
     if (*s == 0)
         return errbuf_set (err, errlen, "field %d (%s): a value is missing", field + 1,
@@ -132,7 +126,8 @@ s_check_range (s_field_t field, int value, char *err, size_t errlen)
 
 //  Parses one field's text (no spaces) into bits.
 static int
-s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, size_t errlen)
+s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err,
+               size_t errlen)
 {
     *bits = 0;
     const char *p = text;
@@ -146,16 +141,18 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
             p++;
         }
         else {
-            if (s_value (field, &p, &lo, err, errlen) || s_check_range (field, lo, err, errlen))
+            if (s_value (field, &p, &lo, err, errlen)
+                || s_check_range (field, lo, err, errlen))
                 return -1;
             hi = lo;
             if (*p == '-') {
                 p++;
                 if (s_value (field, &p, &hi, err, errlen)
-                ||  s_check_range (field, hi, err, errlen))
+                    || s_check_range (field, hi, err, errlen))
                     return -1;
                 if (hi < lo)
-                    return errbuf_set (err, errlen, "field %d (%s): range %d-%d is backwards",
+                    return errbuf_set (err, errlen,
+                                       "field %d (%s): range %d-%d is backwards",
                                        field + 1, s_fields[field].name, lo, hi);
             }
         }
@@ -167,8 +164,9 @@ s_parse_field (s_field_t field, const char *text, uint64_t *bits, char *err, siz
             if (s_value (field, &p, &step, err, errlen))
                 return -1;
             if (step < 1 || step > s_fields[field].max)
-                return errbuf_set (err, errlen, "field %d (%s): step %d is out of range 1..%d",
-                                   field + 1, s_fields[field].name, step, s_fields[field].max);
+                return errbuf_set (
+                    err, errlen, "field %d (%s): step %d is out of range 1..%d",
+                    field + 1, s_fields[field].name, step, s_fields[field].max);
             //  "5/15" means 5-max/15 (cronie and most crons).
             if (!star && hi == lo)
                 hi = s_fields[field].max;
@@ -218,8 +216,10 @@ cron_new (const char *expr, char *err, size_t errlen)
             if (strcasecmp (text, s_macros[i].macro) == 0)
                 break;
         if (i == sizeof s_macros / sizeof s_macros[0]) {
-            errbuf_set (err, errlen, "unknown macro '%s' (expected @yearly, @annually, "
-                        "@monthly, @weekly, @daily, @midnight, @hourly or @reboot)", text);
+            errbuf_set (err, errlen,
+                        "unknown macro '%s' (expected @yearly, @annually, "
+                        "@monthly, @weekly, @daily, @midnight, @hourly or @reboot)",
+                        text);
             free (self);
             return NULL;
         }
@@ -228,7 +228,8 @@ cron_new (const char *expr, char *err, size_t errlen)
     char *fields[F_COUNT + 1];
     int count = 0;
     char *save = NULL;
-    for (char *tok = strtok_r (text, " \t", &save); tok; tok = strtok_r (NULL, " \t", &save)) {
+    for (char *tok = strtok_r (text, " \t", &save); tok;
+         tok = strtok_r (NULL, " \t", &save)) {
         if (count == F_COUNT) {
             count++;
             break;
@@ -236,9 +237,10 @@ cron_new (const char *expr, char *err, size_t errlen)
         fields[count++] = tok;
     }
     if (count != F_COUNT) {
-        errbuf_set (err, errlen, "expected 5 fields (minute hour day-of-month month "
-                    "day-of-week), got %s%d", count > F_COUNT ? "more than " : "",
-                    count > F_COUNT ? 5 : count);
+        errbuf_set (err, errlen,
+                    "expected 5 fields (minute hour day-of-month month "
+                    "day-of-week), got %s%d",
+                    count > F_COUNT ? "more than " : "", count > F_COUNT ? 5 : count);
         free (self);
         return NULL;
     }
@@ -274,7 +276,7 @@ cron_is_reboot (const cron_t *self)
 //  The process's own TZ, put back after each computation so that logs and
 //  everything else keep the zone the process started with.
 static bool s_tz_saved;
-static char *s_tz_original;             // NULL: TZ was not set
+static char *s_tz_original;  // NULL: TZ was not set
 
 static void
 s_tz_use (const char *tz)
@@ -341,8 +343,11 @@ s_day_matches (const cron_t *self, const struct tm *tm)
 static int64_t
 s_civil (int year, int mon0, int mday, int hour, int min)
 {
-    struct tm tm = { .tm_year = year - 1900, .tm_mon = mon0, .tm_mday = mday,
-                     .tm_hour = hour, .tm_min = min };
+    struct tm tm = { .tm_year = year - 1900,
+                     .tm_mon = mon0,
+                     .tm_mday = mday,
+                     .tm_hour = hour,
+                     .tm_min = min };
     return (int64_t) timegm (&tm);
 }
 
@@ -407,8 +412,8 @@ s_instants (int64_t local, int64_t out[2])
     //  local time is past it: that is the transition.
     long hi_off = before > after ? before : after;
     long lo_off = before > after ? after : before;
-    int64_t lo = local - hi_off;    // local time there is before the gap
-    int64_t hi = local - lo_off;    // and past it here
+    int64_t lo = local - hi_off;  // local time there is before the gap
+    int64_t hi = local - lo_off;  // and past it here
     while (hi - lo > 1) {
         int64_t mid = lo + (hi - lo) / 2;
         if (mid + s_offset (mid) > local)
@@ -460,32 +465,34 @@ int
 cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errlen)
 {
     if (!text || !*text)
-        return errbuf_set (err, errlen, "empty interval (expected e.g. 30, 30s, 15m or 2h)");
+        return errbuf_set (err, errlen,
+                           "empty interval (expected e.g. 30, 30s, 15m or 2h)");
     const int64_t most_s = 10LL * 366 * 86400;
     const char *p = text + strspn (text, "0123456789");
     uint64_t number = 0;
-    if (p > text && numparse_uint_n (text, (size_t) (p - text), (uint64_t) most_s, &number))
+    if (p > text
+        && numparse_uint_n (text, (size_t) (p - text), (uint64_t) most_s, &number))
         return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
                            text);
     int64_t value = (int64_t) number;
     int64_t unit = 0;
     if (p == text)
         unit = 0;
-    else
-    if (*p == 0 || strcmp (p, "s") == 0)
+    else if (*p == 0 || strcmp (p, "s") == 0)
         unit = 1;
-    else
-    if (strcmp (p, "m") == 0)
+    else if (strcmp (p, "m") == 0)
         unit = 60;
-    else
-    if (strcmp (p, "h") == 0)
+    else if (strcmp (p, "h") == 0)
         unit = 3600;
     if (!unit)
-        return errbuf_set (err, errlen, "interval '%.64s' is not whole seconds with an "
-                           "optional unit s, m or h (e.g. 30, 30s, 15m, 2h)", text);
+        return errbuf_set (err, errlen,
+                           "interval '%.64s' is not whole seconds with an "
+                           "optional unit s, m or h (e.g. 30, 30s, 15m, 2h)",
+                           text);
     value *= unit;
     if (value < 1)
-        return errbuf_set (err, errlen, "interval '%.64s' must be at least 1 second", text);
+        return errbuf_set (err, errlen, "interval '%.64s' must be at least 1 second",
+                           text);
     if (value > most_s)
         return errbuf_set (err, errlen, "interval '%.64s' is too long (at most 10 years)",
                            text);
@@ -537,8 +544,10 @@ cron_test (bool verbose)
         { "@monthly", NULL, 1704067200, 1706745600, "@monthly" },
         { "@yearly", NULL, 1704067200, 1735689600, "@yearly" },
         { "0 0 * * 7", NULL, 1704067200, 1704585600, "7 is Sunday" },
-        { "0 9 * jan-mar mon-fri", NULL, 1704067200, 1704099600, "names, Mon 2024-01-01 09:00" },
-        { "0 9 * JUL Sat", NULL, 1704067200, 1720256400, "names, any case: Sat 2024-07-06" },
+        { "0 9 * jan-mar mon-fri", NULL, 1704067200, 1704099600,
+          "names, Mon 2024-01-01 09:00" },
+        { "0 9 * JUL Sat", NULL, 1704067200, 1720256400,
+          "names, any case: Sat 2024-07-06" },
         { "0 12 1,15 * *", NULL, 1704067200 + 43200, 1705320000, "list: 15th" },
         { "10-20/5 1 * * *", NULL, 1704067200, 1704071400, "range with step: 01:10" },
         { "50/5 * * * *", NULL, 1704067200, 1704070200, "N/step: 00:50" },
@@ -554,24 +563,39 @@ cron_test (bool verbose)
         { "0 0 30 2 *", NULL, 1704067200, -1, "Feb 30 never comes" },
         { "0 0 31 4 *", NULL, 1704067200, -1, "Apr 31 never comes" },
         //  Europe/Berlin spring forward 2024-03-31 01:00 UTC (02:00 CET -> 03:00 CEST)
-        { "0 2 * * *", "Europe/Berlin", 1711800000, 1711846800, "skipped 02:00 -> 03:00 CEST" },
-        { "30 2 * * *", "Europe/Berlin", 1711800000, 1711846800, "skipped 02:30 -> 03:00 CEST" },
-        { "30 2 * * *", "Europe/Berlin", 1711846800, 1711931400, "then 02:30 CEST next day" },
-        { "*/15 2 * * *", "Europe/Berlin", 1711800000, 1711846800, "4 skipped -> once at 03:00" },
-        { "*/15 2,3 * * *", "Europe/Berlin", 1711846800, 1711847700, "03:00 not twice: 03:15" },
+        { "0 2 * * *", "Europe/Berlin", 1711800000, 1711846800,
+          "skipped 02:00 -> 03:00 CEST" },
+        { "30 2 * * *", "Europe/Berlin", 1711800000, 1711846800,
+          "skipped 02:30 -> 03:00 CEST" },
+        { "30 2 * * *", "Europe/Berlin", 1711846800, 1711931400,
+          "then 02:30 CEST next day" },
+        { "*/15 2 * * *", "Europe/Berlin", 1711800000, 1711846800,
+          "4 skipped -> once at 03:00" },
+        { "*/15 2,3 * * *", "Europe/Berlin", 1711846800, 1711847700,
+          "03:00 not twice: 03:15" },
         { "0 3 * * *", "Europe/Berlin", 1711800000, 1711846800, "03:00 CEST itself" },
         //  Europe/Berlin fall back 2024-10-27 01:00 UTC (03:00 CEST -> 02:00 CET)
-        { "30 2 * * *", "Europe/Berlin", 1729944000, 1729989000, "repeated 02:30: first (CEST)" },
-        { "30 2 * * *", "Europe/Berlin", 1729989000, 1730079000, "not again in CET: next day" },
-        { "*/30 * * * *", "Europe/Berlin", 1729989000, 1729990800, "hourly-ish: 02:00 CEST->" },
-        { "*/30 * * * *", "Europe/Berlin", 1729990800, 1729992600, "02:00 CET (second time)" },
-        { "0 * * * *", "Europe/Berlin", 1729989000, 1729990800, "hour '*': 02:00 CET runs" },
+        { "30 2 * * *", "Europe/Berlin", 1729944000, 1729989000,
+          "repeated 02:30: first (CEST)" },
+        { "30 2 * * *", "Europe/Berlin", 1729989000, 1730079000,
+          "not again in CET: next day" },
+        { "*/30 * * * *", "Europe/Berlin", 1729989000, 1729990800,
+          "hourly-ish: 02:00 CEST->" },
+        { "*/30 * * * *", "Europe/Berlin", 1729990800, 1729992600,
+          "02:00 CET (second time)" },
+        { "0 * * * *", "Europe/Berlin", 1729989000, 1729990800,
+          "hour '*': 02:00 CET runs" },
         //  America/New_York: spring 2024-03-10 07:00 UTC, fall 2024-11-03 06:00 UTC
-        { "30 2 * * *", "America/New_York", 1710000000, 1710054000, "skipped 02:30 -> 03:00 EDT" },
-        { "30 1 * * *", "America/New_York", 1730548800, 1730611800, "repeated 01:30: EDT" },
-        { "30 1 * * *", "America/New_York", 1730611800, 1730701800, "then 01:30 EST next day" },
-        { "0 9 * * *", "America/New_York", 1704067200, 1704117600, "09:00 EST = 14:00 UTC" },
-        { "0 9 * * *", "America/New_York", 1719792000, 1719838800, "09:00 EDT = 13:00 UTC" },
+        { "30 2 * * *", "America/New_York", 1710000000, 1710054000,
+          "skipped 02:30 -> 03:00 EDT" },
+        { "30 1 * * *", "America/New_York", 1730548800, 1730611800,
+          "repeated 01:30: EDT" },
+        { "30 1 * * *", "America/New_York", 1730611800, 1730701800,
+          "then 01:30 EST next day" },
+        { "0 9 * * *", "America/New_York", 1704067200, 1704117600,
+          "09:00 EST = 14:00 UTC" },
+        { "0 9 * * *", "America/New_York", 1719792000, 1719838800,
+          "09:00 EDT = 13:00 UTC" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cron_t *cron = cron_new (cases[i].expr, err, sizeof err);
@@ -642,11 +666,16 @@ cron_test (bool verbose)
     //  Intervals.
     static const struct {
         const char *text;
-        int64_t seconds;        // -1: rejected
+        int64_t seconds;  // -1: rejected
     } intervals[] = {
-        { "30", 30 }, { "30s", 30 }, { "15m", 900 }, { "2h", 7200 }, { "1", 1 },
-        { "0", -1 }, { "0s", -1 }, { "", -1 }, { "s", -1 }, { "10x", -1 }, { "-5", -1 },
-        { "1.5h", -1 }, { "5 m", -1 }, { "99999999999h", -1 }, { "1d", -1 },
+        { "30", 30 },   { "30s", 30 },
+        { "15m", 900 }, { "2h", 7200 },
+        { "1", 1 },     { "0", -1 },
+        { "0s", -1 },   { "", -1 },
+        { "s", -1 },    { "10x", -1 },
+        { "-5", -1 },   { "1.5h", -1 },
+        { "5 m", -1 },  { "99999999999h", -1 },
+        { "1d", -1 },
     };
     for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
         int64_t seconds = -1;

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 struct curve_server_t {
-    zcert_t *cert;          // the server's key pair
-    zactor_t *auth;         // zauth, or NULL when any client key is admitted
+    zcert_t *cert;   // the server's key pair
+    zactor_t *auth;  // zauth, or NULL when any client key is admitted
 };
 
 //  Loads a certificate file that must hold a secret key.
@@ -19,14 +19,18 @@ s_load_secret (const char *path, const char *what, char *err, size_t errlen)
 {
     zcert_t *cert = zcert_load (path);
     if (!cert) {
-        snprintf (err, errlen, "%s '%s' cannot be read as a certificate (make one with "
-                  "'emq-cli keygen NAME' and give NAME_secret)", what, path);
+        snprintf (err, errlen,
+                  "%s '%s' cannot be read as a certificate (make one with "
+                  "'emq-cli keygen NAME' and give NAME_secret)",
+                  what, path);
         return NULL;
     }
     static const byte zero[32] = { 0 };
     if (memcmp (zcert_secret_key (cert), zero, sizeof zero) == 0) {
-        snprintf (err, errlen, "%s '%s' holds no secret key (give the NAME_secret file, "
-                  "not the public one)", what, path);
+        snprintf (err, errlen,
+                  "%s '%s' holds no secret key (give the NAME_secret file, "
+                  "not the public one)",
+                  what, path);
         zcert_destroy (&cert);
         return NULL;
     }
@@ -34,7 +38,8 @@ s_load_secret (const char *path, const char *what, char *err, size_t errlen)
 }
 
 curve_server_t *
-curve_server_new (const char *secret_cert, const char *clients_dir, char *err, size_t errlen)
+curve_server_new (const char *secret_cert, const char *clients_dir, char *err,
+                  size_t errlen)
 {
     if (!zsys_has_curve ()) {
         snprintf (err, errlen, "this libzmq has no CURVE support");
@@ -53,15 +58,15 @@ curve_server_new (const char *secret_cert, const char *clients_dir, char *err, s
     if (clients_dir && *clients_dir) {
         DIR *dir = opendir (clients_dir);
         if (!dir) {
-            snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir, strerror (errno));
+            snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir,
+                      strerror (errno));
             curve_server_destroy (&self);
             return NULL;
         }
         closedir (dir);
         self->auth = zactor_new (zauth, NULL);
-        if (!self->auth
-        ||  zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
-        ||  zsock_wait (self->auth)) {
+        if (!self->auth || zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
+            || zsock_wait (self->auth)) {
             snprintf (err, errlen, "the CURVE authenticator did not start");
             curve_server_destroy (&self);
             return NULL;
@@ -105,8 +110,8 @@ s_is_z85_key (const char *text)
 }
 
 int
-curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert, char *err,
-                    size_t errlen)
+curve_client_apply (zsock_t *sock, const char *server_key, const char *client_cert,
+                    char *err, size_t errlen)
 {
     if (!zsys_has_curve ()) {
         snprintf (err, errlen, "this libzmq has no CURVE support");
@@ -116,24 +121,26 @@ curve_client_apply (zsock_t *sock, const char *server_key, const char *client_ce
     if (access (server_key, F_OK) == 0) {
         zcert_t *server = zcert_load (server_key);
         if (!server) {
-            snprintf (err, errlen, "curve_server_key '%s' cannot be read as a certificate",
+            snprintf (err, errlen,
+                      "curve_server_key '%s' cannot be read as a certificate",
                       server_key);
             return -1;
         }
         snprintf (key, sizeof key, "%s", zcert_public_txt (server));
         zcert_destroy (&server);
     }
-    else
-    if (s_is_z85_key (server_key))
+    else if (s_is_z85_key (server_key))
         snprintf (key, sizeof key, "%s", server_key);
     else {
-        snprintf (err, errlen, "curve_server_key '%s' is neither a certificate file nor a "
-                  "40-character Z85 public key", server_key);
+        snprintf (err, errlen,
+                  "curve_server_key '%s' is neither a certificate file nor a "
+                  "40-character Z85 public key",
+                  server_key);
         return -1;
     }
     zcert_t *cert = client_cert && *client_cert
-                  ? s_load_secret (client_cert, "curve_cert", err, errlen)
-                  : zcert_new ();
+                        ? s_load_secret (client_cert, "curve_cert", err, errlen)
+                        : zcert_new ();
     if (!cert) {
         if (!(client_cert && *client_cert))
             snprintf (err, errlen, "no key pair could be made");
@@ -163,7 +170,7 @@ static bool
 s_list_has (const char *list, const char *token, size_t len)
 {
     size_t n;
-    for (const char *cursor = list, *item; (item = s_next_item (&cursor, &n)); )
+    for (const char *cursor = list, *item; (item = s_next_item (&cursor, &n));)
         if (n == len && strncmp (item, token, len) == 0)
             return true;
     return false;
@@ -173,7 +180,7 @@ bool
 curve_roles_match (const char *have, const char *wanted)
 {
     size_t n;
-    for (const char *cursor = have, *item; (item = s_next_item (&cursor, &n)); )
+    for (const char *cursor = have, *item; (item = s_next_item (&cursor, &n));)
         if (n > 0 && s_list_has (wanted, item, n))
             return true;
     return false;
@@ -187,7 +194,7 @@ curve_roles_check (const char *roles, char *err, size_t errlen)
         return -1;
     }
     size_t n;
-    for (const char *cursor = roles, *item; (item = s_next_item (&cursor, &n)); )
+    for (const char *cursor = roles, *item; (item = s_next_item (&cursor, &n));)
         if (n == 0 || !s_list_has (CURVE_ROLES, item, n)) {
             snprintf (err, errlen, "unknown role '%.*s' (roles: %s)", (int) n, item,
                       CURVE_ROLES);
@@ -225,7 +232,8 @@ curve_keygen (const char *path, const char *roles, char *err, size_t errlen)
         return -1;
     }
     if (access (path, F_OK) == 0 || access (secret, F_OK) == 0) {
-        snprintf (err, errlen, "'%s' or '%s' exists already; not overwritten", path, secret);
+        snprintf (err, errlen, "'%s' or '%s' exists already; not overwritten", path,
+                  secret);
         return -1;
     }
     zcert_t *cert = zcert_new ();
@@ -316,7 +324,7 @@ curve_test (bool verbose)
     //  Bad configuration: clear errors.
     CHECK (curve_server_new ("/nonexistent/cert", "", err, sizeof err) == NULL);
     CHECK_CONTAINS (err, "cannot be read");
-    CHECK (curve_server_new (good, "", err, sizeof err) == NULL);   // its secret moved
+    CHECK (curve_server_new (good, "", err, sizeof err) == NULL);  // its secret moved
     CHECK_CONTAINS (err, "no secret key");
     CHECK (curve_server_new (server_secret, "/nonexistent/dir", err, sizeof err) == NULL);
     CHECK_CONTAINS (err, "curve_clients_dir");
@@ -364,7 +372,8 @@ curve_test (bool verbose)
     //  nothing gets through.
     zsock_t *stranger = zsock_new (ZMQ_DEALER);
     CHECK_EQ (curve_client_apply (stranger, curve_server_public (server), bad_secret, err,
-                                  sizeof err), 0);
+                                  sizeof err),
+              0);
     zsock_connect (stranger, "%s", endpoint);
     CHECK (!s_test_reaches (router, stranger, 500));
     zsock_t *plain = zsock_new (ZMQ_DEALER);
@@ -372,7 +381,8 @@ curve_test (bool verbose)
     CHECK (!s_test_reaches (router, plain, 300));
     zsock_t *wrong = zsock_new (ZMQ_DEALER);
     zcert_t *other = zcert_load (bad);
-    CHECK_EQ (curve_client_apply (wrong, zcert_public_txt (other), moved, err, sizeof err), 0);
+    CHECK_EQ (
+        curve_client_apply (wrong, zcert_public_txt (other), moved, err, sizeof err), 0);
     zcert_destroy (&other);
     zsock_connect (wrong, "%s", endpoint);
     CHECK (!s_test_reaches (router, wrong, 300));
@@ -391,7 +401,8 @@ curve_test (bool verbose)
     port = zsock_bind (router, "tcp://127.0.0.1:*");
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     zsock_t *fresh = zsock_new (ZMQ_DEALER);
-    CHECK_EQ (curve_client_apply (fresh, curve_server_public (server), "", err, sizeof err), 0);
+    CHECK_EQ (
+        curve_client_apply (fresh, curve_server_public (server), "", err, sizeof err), 0);
     zsock_connect (fresh, "%s", endpoint);
     CHECK (s_test_reaches (router, fresh, 3000));
     zsock_destroy (&fresh);

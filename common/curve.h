@@ -22,8 +22,8 @@ typedef struct curve_server_t curve_server_t;
 //  certificate is in that directory (read again when it changes). With an
 //  empty clients_dir any client key is admitted: traffic is still
 //  encrypted. NULL with the reason in err.
-curve_server_t *curve_server_new (const char *secret_cert, const char *clients_dir, char *err,
-                                  size_t errlen);
+curve_server_t *curve_server_new (const char *secret_cert, const char *clients_dir,
+                                  char *err, size_t errlen);
 void curve_server_destroy (curve_server_t **self_p);
 //  Makes sock (not yet bound) a CURVE server with the loaded key pair.
 void curve_server_apply (curve_server_t *self, zsock_t *sock);

@@ -172,15 +172,14 @@ typedef struct {
 typedef struct {
     const s_view_t *frames;
     size_t count;
-    size_t next;                // the next frame to read
+    size_t next;  // the next frame to read
     const emqp_limits_t *limits;
-    emqp_fault_t *fault;        // why the message is refused
-    const char *command;        // for error messages
+    emqp_fault_t *fault;  // why the message is refused
+    const char *command;  // for error messages
 } s_reader_t;
 
 //  Refuses the message: code and reason into fault. Returns -1.
-static int
-s_refuse (emqp_fault_t *fault, emqp_error_t code, const char *format, ...)
+static int s_refuse (emqp_fault_t *fault, emqp_error_t code, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
 static int
@@ -215,15 +214,24 @@ s_is_utf8 (const unsigned char *s, size_t n)
         unsigned char c = s[i];
         if (c < 0x80) {
             if (c == 0)
-                return false;       // NUL would truncate our C strings
+                return false;  // NUL would truncate our C strings
             i++;
             continue;
         }
         size_t len;
         uint32_t cp;
-        if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+            cp = c & 0x1F;
+        }
+        else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            cp = c & 0x0F;
+        }
+        else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        }
         else
             return false;
         if (i + len > n)
@@ -234,7 +242,7 @@ s_is_utf8 (const unsigned char *s, size_t n)
             cp = (cp << 6) | (s[i + k] & 0x3F);
         }
         if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))
-        ||  (cp >= 0xD800 && cp <= 0xDFFF))
+            || (cp >= 0xD800 && cp <= 0xDFFF))
             return false;
         i += len;
     }
@@ -246,22 +254,22 @@ s_text (s_reader_t *r, const char *field, size_t max, bool may_be_empty, char **
 {
     const s_view_t *frame = s_pop (r);
     if (!frame) {
-        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command, field);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command,
+                  field);
         return -1;
     }
     size_t size = frame->size;
     if (size > max)
-        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame too long (%zu bytes, max %zu)",
-                  r->command, field, size, max);
-    else
-    if (size == 0 && !may_be_empty)
-        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame is empty", r->command, field);
-    else
-    if (memchr (frame->data, 0, size))
+        s_refuse (r->fault, EMQP_ERR_MALFORMED,
+                  "%s: %s frame too long (%zu bytes, max %zu)", r->command, field, size,
+                  max);
+    else if (size == 0 && !may_be_empty)
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame is empty", r->command,
+                  field);
+    else if (memchr (frame->data, 0, size))
         s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame contains a NUL byte",
                   r->command, field);
-    else
-    if (!s_is_utf8 (frame->data, size))
+    else if (!s_is_utf8 (frame->data, size))
         s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s frame is not valid UTF-8 text",
                   r->command, field);
     else {
@@ -284,13 +292,15 @@ s_binary (s_reader_t *r, const char *field, zframe_t **out)
 {
     const s_view_t *frame = s_pop (r);
     if (!frame) {
-        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command, field);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: missing %s frame", r->command,
+                  field);
         return -1;
     }
     size_t max = r->limits ? r->limits->payload_max : SIZE_MAX;
     if (frame->size > max) {
-        s_refuse (r->fault, EMQP_ERR_TOO_LARGE, "%s: %s frame too large (%zu bytes, max %zu)",
-                  r->command, field, frame->size, max);
+        s_refuse (r->fault, EMQP_ERR_TOO_LARGE,
+                  "%s: %s frame too large (%zu bytes, max %zu)", r->command, field,
+                  frame->size, max);
         return -1;
     }
     *out = zframe_new (frame->data, frame->size);
@@ -309,8 +319,9 @@ s_number (s_reader_t *r, const char *field, uint64_t max, uint64_t *value)
         return -1;
     int rc = numparse_uint (text, max, value);
     if (rc) {
-        s_refuse (r->fault, EMQP_ERR_MALFORMED, "%s: %s '%s' is not a number in 0..%" PRIu64,
-                  r->command, field, text, max);
+        s_refuse (r->fault, EMQP_ERR_MALFORMED,
+                  "%s: %s '%s' is not a number in 0..%" PRIu64, r->command, field, text,
+                  max);
         rc = -1;
     }
     free (text);
@@ -323,10 +334,16 @@ s_parse_seconds (const char *s, double *value)
 {
     const char *p = s;
     int digits = 0;
-    while (*p >= '0' && *p <= '9') { p++; digits++; }
+    while (*p >= '0' && *p <= '9') {
+        p++;
+        digits++;
+    }
     if (*p == '.') {
         p++;
-        while (*p >= '0' && *p <= '9') { p++; digits++; }
+        while (*p >= '0' && *p <= '9') {
+            p++;
+            digits++;
+        }
     }
     if (*p || digits == 0)
         return -1;
@@ -390,9 +407,10 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     }
     frame = s_pop (r);
     if (!frame || frame->size != strlen (EMQP_PROTOCOL)
-    ||  memcmp (frame->data, EMQP_PROTOCOL, frame->size) != 0) {
+        || memcmp (frame->data, EMQP_PROTOCOL, frame->size) != 0) {
         char shown[48];
-        s_refuse (fault, EMQP_ERR_PROTOCOL, "protocol frame is '%s', expected " EMQP_PROTOCOL,
+        s_refuse (fault, EMQP_ERR_PROTOCOL,
+                  "protocol frame is '%s', expected " EMQP_PROTOCOL,
                   frame ? emqp_printable (frame->data, frame->size, shown, sizeof shown)
                         : "(missing)");
         goto fail;
@@ -403,14 +421,16 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
     emqp_command_t command = emqp_command_lookup (command_name);
     if (command == EMQP_INVALID) {
         char shown[80];
-        s_refuse (fault, EMQP_ERR_UNKNOWN_COMMAND, "unknown command '%s'",
-                  emqp_printable (command_name, strlen (command_name), shown, sizeof shown));
+        s_refuse (
+            fault, EMQP_ERR_UNKNOWN_COMMAND, "unknown command '%s'",
+            emqp_printable (command_name, strlen (command_name), shown, sizeof shown));
         goto fail;
     }
     fault->command = command;
     self = emqp_msg_new (command);
     if (!self) {
-        s_refuse (fault, EMQP_ERR_NO_MEMORY, "%s: out of memory", emqp_command_name (command));
+        s_refuse (fault, EMQP_ERR_NO_MEMORY, "%s: out of memory",
+                  emqp_command_name (command));
         goto fail;
     }
     r->command = emqp_command_name (command);
@@ -425,8 +445,7 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
                 goto fail;
             //  Extension: an emq router names itself in the ACK of an emq
             //  job manager's INFORM.
-            if (s_left (r) > 0
-            &&  s_text (r, "agent", 64, true, &self->agent))
+            if (s_left (r) > 0 && s_text (r, "agent", 64, true, &self->agent))
                 goto fail;
             break;
         case EMQP_HEARTBEAT:
@@ -439,8 +458,7 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
                 goto fail;
             }
             free (text);
-            if (s_left (r) > 0
-            &&  s_text (r, "stats", EMQP_STATS_MAX, true, &self->stats))
+            if (s_left (r) > 0 && s_text (r, "stats", EMQP_STATS_MAX, true, &self->stats))
                 goto fail;
             break;
         case EMQP_DISCONNECT:
@@ -453,21 +471,20 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             break;
         case EMQP_INFORM:
             if (s_text (r, "queues", EMQP_SHORT_MAX, true, &self->queues)
-            ||  s_text (r, "type", 32, false, &self->peer_type))
+                || s_text (r, "type", 32, false, &self->peer_type))
                 goto fail;
-            if (s_left (r) > 0
-            &&  s_text (r, "agent", 64, true, &self->agent))
+            if (s_left (r) > 0 && s_text (r, "agent", 64, true, &self->agent))
                 goto fail;
             break;
         case EMQP_REQUEST:
             if (s_text (r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
-            ||  s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
-            ||  s_binary (r, "payload", &self->payload))
+                || s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
+                || s_binary (r, "payload", &self->payload))
                 goto fail;
             //  Extension: the router adds epoch and attempt for emq job managers.
             if (s_left (r) >= 2) {
                 if (s_number (r, "epoch", UINT64_MAX, &self->epoch)
-                ||  s_number (r, "attempt", UINT32_MAX, &number))
+                    || s_number (r, "attempt", UINT32_MAX, &number))
                     goto fail;
                 self->attempt = (uint32_t) number;
             }
@@ -476,46 +493,46 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             if (s_binary (r, "reply", &self->payload))
                 goto fail;
             if (s_left (r) > 0
-            &&  s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
+                && s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
         case EMQP_SCHEDULE:
         case EMQP_UNSCHEDULE:
             if (s_text (r, "queue", EMQP_QUEUE_MAX, false, &self->queue)
-            ||  s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
-            ||  s_text (r, "interval", 32, false, &text))
+                || s_text (r, "headers", EMQP_HEADERS_MAX, true, &self->headers)
+                || s_text (r, "interval", 32, false, &text))
                 goto fail;
             if (s_parse_interval (text, &self->interval_s)) {
-                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: interval '%s' is not -1 or seconds",
-                          r->command, text);
+                s_refuse (fault, EMQP_ERR_MALFORMED,
+                          "%s: interval '%s' is not -1 or seconds", r->command, text);
                 free (text);
                 goto fail;
             }
             free (text);
             if (s_binary (r, "payload", &self->payload)
-            ||  s_text (r, "cron", 256, true, &self->cron))
+                || s_text (r, "cron", 256, true, &self->cron))
                 goto fail;
             break;
         case EMQP_DONE:
             if (s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref)
-            ||  s_number (r, "epoch", UINT64_MAX, &self->epoch))
+                || s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             /* fall through */
         case EMQP_RESULT:
             if (command == EMQP_RESULT
-            &&  s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
+                && s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             if (s_text (r, "status", 16, false, &text))
                 goto fail;
             if (emqp_status_lookup (text, &self->status)) {
-                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: unknown status '%s'", r->command,
-                          text);
+                s_refuse (fault, EMQP_ERR_MALFORMED, "%s: unknown status '%s'",
+                          r->command, text);
                 free (text);
                 goto fail;
             }
             free (text);
             if (s_binary (r, "result", &self->payload)
-            ||  s_text (r, "usage", EMQP_SHORT_MAX, true, &self->usage))
+                || s_text (r, "usage", EMQP_SHORT_MAX, true, &self->usage))
                 goto fail;
             break;
         case EMQP_FETCH:
@@ -526,13 +543,12 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
         case EMQP_CANCEL:
             if (s_text (r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
-            if (s_left (r) > 0
-            &&  s_number (r, "epoch", UINT64_MAX, &self->epoch))
+            if (s_left (r) > 0 && s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             break;
         case EMQP_RETURN:
             if (s_text (r, "request msgid", EMQP_MSGID_MAX, false, &self->ref)
-            ||  s_number (r, "epoch", UINT64_MAX, &self->epoch))
+                || s_number (r, "epoch", UINT64_MAX, &self->epoch))
                 goto fail;
             break;
         case EMQP_DEAD_LIST:
@@ -551,12 +567,12 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             break;
         case EMQP_ERROR:
             if (s_text (r, "refused msgid", EMQP_MSGID_MAX, true, &self->ref)
-            ||  s_text (r, "code", 64, false, &self->error_code)
-            ||  s_text (r, "reason", EMQP_SHORT_MAX, true, &self->error_text))
+                || s_text (r, "code", 64, false, &self->error_code)
+                || s_text (r, "reason", EMQP_SHORT_MAX, true, &self->error_text))
                 goto fail;
             break;
         default:
-            assert (false);     // every known command is handled above
+            assert (false);  // every known command is handled above
     }
     free (command_name);
     self->identity = identity;
@@ -607,7 +623,8 @@ emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
              zframe_t **identity_p, char *err, size_t errlen)
 {
     emqp_fault_t fault;
-    emqp_msg_t *self = emqp_decode_fault (zmsg_p, with_identity, limits, identity_p, &fault);
+    emqp_msg_t *self =
+        emqp_decode_fault (zmsg_p, with_identity, limits, identity_p, &fault);
     if (!self)
         strlcpy (err, fault.text, errlen);
     return self;
@@ -644,7 +661,7 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
         }
         more = zmq_msg_more (part);
         if (part == &overflow)
-            zmq_msg_close (&overflow);      // frames past the limit are dropped
+            zmq_msg_close (&overflow);  // frames past the limit are dropped
         else
             count++;
     }
@@ -676,14 +693,14 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
 
 typedef struct {
     struct {
-        const void *data;       // borrowed text, or NULL for a frame
+        const void *data;  // borrowed text, or NULL for a frame
         size_t size;
-        zframe_t *frame;        // owned binary frame (identity, payload)
+        zframe_t *frame;  // owned binary frame (identity, payload)
     } item[S_FRAMES_MAX];
     size_t count;
-    char numbers[3][32];        // formatted numbers live here
+    char numbers[3][32];  // formatted numbers live here
     size_t numbers_used;
-    char msgid[37];             // a fresh msgid when the message had none
+    char msgid[37];  // a fresh msgid when the message had none
 } s_frames_t;
 
 static int
@@ -743,10 +760,9 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
         return -1;
     if (!self->msgid)
         emqp_msgid_new (f->msgid);
-    if (s_put_str (f, "")
-    ||  s_put_str (f, EMQP_PROTOCOL)
-    ||  s_put_str (f, emqp_command_name (self->command))
-    ||  s_put_str (f, self->msgid ? self->msgid : f->msgid))
+    if (s_put_str (f, "") || s_put_str (f, EMQP_PROTOCOL)
+        || s_put_str (f, emqp_command_name (self->command))
+        || s_put_str (f, self->msgid ? self->msgid : f->msgid))
         return -1;
 
     int rc = 0;
@@ -879,7 +895,10 @@ emqp_send (emqp_msg_t **self_p, zsock_t *sock)
         }
         else
             rc = zmq_send (handle, f.item[i].data, f.item[i].size,
-                           ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0)) == -1 ? -1 : 0;
+                           ZMQ_DONTWAIT | (more ? ZMQ_SNDMORE : 0))
+                         == -1
+                     ? -1
+                     : 0;
     }
     int saved = errno;
     s_frames_clear (&f);
@@ -892,12 +911,12 @@ emqp_send (emqp_msg_t **self_p, zsock_t *sock)
 //  Batches
 
 struct emqp_batch_t {
-    emqp_msg_t *first;          // a lone message, kept as it is until a
-                                // second one comes (then packed)
-    msgpack_sbuffer sbuf;       // the packed messages after the first two
+    emqp_msg_t *first;     // a lone message, kept as it is until a
+                           // second one comes (then packed)
+    msgpack_sbuffer sbuf;  // the packed messages after the first two
     msgpack_packer pk;
     size_t count;
-    bool always;                // a lone message as a BATCH too
+    bool always;  // a lone message as a BATCH too
 };
 
 emqp_batch_t *
@@ -935,8 +954,10 @@ s_batch_pack (emqp_batch_t *self, emqp_msg_t **msg_p)
         //  Frames 0 and 1 are the delimiter and the protocol.
         msgpack_pack_array (&self->pk, f.count - 2);
         for (size_t i = 2; i < f.count; i++) {
-            const void *data = f.item[i].frame ? zframe_data (f.item[i].frame) : f.item[i].data;
-            size_t size = f.item[i].frame ? zframe_size (f.item[i].frame) : f.item[i].size;
+            const void *data =
+                f.item[i].frame ? zframe_data (f.item[i].frame) : f.item[i].data;
+            size_t size =
+                f.item[i].frame ? zframe_size (f.item[i].frame) : f.item[i].size;
             msgpack_pack_bin (&self->pk, size);
             msgpack_pack_bin_body (&self->pk, data, size);
         }
@@ -960,7 +981,7 @@ emqp_batch_add (emqp_batch_t *self, emqp_msg_t **msg_p)
         emqp_msg_t *first = self->first;
         self->first = NULL;
         if (s_batch_pack (self, &first))
-            self->count--;      // cannot happen: it was laid out when added
+            self->count--;  // cannot happen: it was laid out when added
     }
     if (s_batch_pack (self, msg_p))
         return -1;
@@ -1042,14 +1063,15 @@ emqp_batch_send (emqp_batch_t *self, zsock_t *sock, zframe_t *identity)
 //  One packed message as a failed one: its msgid (when readable), why, and
 //  the wire word for the ERROR that answers it.
 static emqp_msg_t *
-s_batch_invalid (const s_view_t *frames, size_t count, const char *reason, emqp_error_t code)
+s_batch_invalid (const s_view_t *frames, size_t count, const char *reason,
+                 emqp_error_t code)
 {
     emqp_msg_t *msg = emqp_msg_new (EMQP_INVALID);
     if (!msg)
         return NULL;
     if (count > 1 && frames[1].size > 0 && frames[1].size <= EMQP_MSGID_MAX
-    &&  s_is_utf8 (frames[1].data, frames[1].size)
-    &&  !memchr (frames[1].data, 0, frames[1].size))
+        && s_is_utf8 (frames[1].data, frames[1].size)
+        && !memchr (frames[1].data, 0, frames[1].size))
         msg->msgid = strndup (frames[1].data, frames[1].size);
     msg->error_text = strdup (reason);
     msg->error_code = strdup (emqp_error_word (code));
@@ -1072,10 +1094,12 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
                                   zframe_size (batch->payload), &offset);
     msgpack_object *root = &result.data;
     if (rc != MSGPACK_UNPACK_SUCCESS || root->type != MSGPACK_OBJECT_ARRAY
-    ||  root->via.array.size == 0 || root->via.array.size > EMQP_BATCH_MAX
-    ||  offset != zframe_size (batch->payload)) {
-        snprintf (err, errlen, "BATCH: messages frame is not a msgpack array of 1..%d "
-                  "messages", EMQP_BATCH_MAX);
+        || root->via.array.size == 0 || root->via.array.size > EMQP_BATCH_MAX
+        || offset != zframe_size (batch->payload)) {
+        snprintf (err, errlen,
+                  "BATCH: messages frame is not a msgpack array of 1..%d "
+                  "messages",
+                  EMQP_BATCH_MAX);
         msgpack_unpacked_destroy (&result);
         return NULL;
     }
@@ -1090,18 +1114,19 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
     for (size_t i = 0; i < total; i++) {
         msgpack_object *item = &root->via.array.ptr[i];
         //  The delimiter and the protocol are implied.
-        s_view_t frames[EMQP_FRAMES_MAX] = { { "", 0 }, { EMQP_PROTOCOL, strlen (EMQP_PROTOCOL) } };
+        s_view_t frames[EMQP_FRAMES_MAX] = { { "", 0 },
+                                             { EMQP_PROTOCOL, strlen (EMQP_PROTOCOL) } };
         size_t nframes = 2;
         const char *bad = NULL;
         if (item->type != MSGPACK_OBJECT_ARRAY || item->via.array.size < 2)
             bad = "BATCH: a message is not an array of at least 2 frames";
-        for (size_t k = 0; !bad && k < item->via.array.size && nframes < EMQP_FRAMES_MAX; k++) {
+        for (size_t k = 0; !bad && k < item->via.array.size && nframes < EMQP_FRAMES_MAX;
+             k++) {
             msgpack_object *frame = &item->via.array.ptr[k];
             if (frame->type == MSGPACK_OBJECT_BIN)
-                frames[nframes++] = (s_view_t) { frame->via.bin.ptr, frame->via.bin.size };
-            else
-            if (frame->type == MSGPACK_OBJECT_STR)
-                frames[nframes++] = (s_view_t) { frame->via.str.ptr, frame->via.str.size };
+                frames[nframes++] = (s_view_t){ frame->via.bin.ptr, frame->via.bin.size };
+            else if (frame->type == MSGPACK_OBJECT_STR)
+                frames[nframes++] = (s_view_t){ frame->via.str.ptr, frame->via.str.size };
             else
                 bad = "BATCH: a frame is not bin or str";
         }
@@ -1120,7 +1145,7 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
         if (bad)
             msg = s_batch_invalid (frames + 2, nframes - 2, bad, fault.code);
         if (!msg)
-            continue;           // out of memory: that message is lost here
+            continue;  // out of memory: that message is lost here
         msg->identity = batch->identity ? zframe_dup (batch->identity) : NULL;
         msg->meta = batch->meta ? strdup (batch->meta) : NULL;
         msgs[made++] = msg;
@@ -1186,8 +1211,8 @@ emqp_msgid_new (char buf[37])
     uint64_t a = s_rng_next (), c = s_rng_next ();
     memcpy (b, &a, 8);
     memcpy (b + 8, &c, 8);
-    b[6] = (b[6] & 0x0F) | 0x40;    // version 4
-    b[8] = (b[8] & 0x3F) | 0x80;    // RFC 4122 variant
+    b[6] = (b[6] & 0x0F) | 0x40;  // version 4
+    b[8] = (b[8] & 0x3F) | 0x80;  // RFC 4122 variant
     static const char hex[] = "0123456789abcdef";
     char *p = buf;
     for (int i = 0; i < 16; i++) {
@@ -1259,8 +1284,8 @@ s_test_reject (const char *name, zmsg_t *zmsg, bool with_identity,
     emqp_msg_t *msg = emqp_decode_fault (&zmsg, with_identity, limits, &identity, &fault);
     CHECK (zmsg == NULL);
     if (msg)
-        fprintf (stderr, "emqp_test: case '%s' decoded, expected rejection '%s'\n",
-                 name, reason);
+        fprintf (stderr, "emqp_test: case '%s' decoded, expected rejection '%s'\n", name,
+                 reason);
     CHECK (msg == NULL);
     CHECK_CONTAINS (fault.text, reason);
     //  The code says what the text says: what routers answered by reading
@@ -1296,30 +1321,32 @@ typedef struct {
 } s_test_layout_t;
 
 static const s_test_layout_t s_test_layouts[] = {
-    { EMQP_ACK,        { "acked-id", NULL } },
-    { EMQP_HEARTBEAT,  { "1795398200.0280507", NULL } },
+    { EMQP_ACK, { "acked-id", NULL } },
+    { EMQP_HEARTBEAT, { "1795398200.0280507", NULL } },
     { EMQP_DISCONNECT, { NULL } },
-    { EMQP_KBYE,       { NULL } },
-    { EMQP_READY,      { NULL } },
-    { EMQP_INFORM,     { "[[10, \"default\"]]", "worker", NULL } },
-    { EMQP_REQUEST,    { "default", "reply-requested", "[\"run\", {}]", NULL } },
-    { EMQP_REPLY,      { "{\"value\": 5}", NULL } },
-    { EMQP_SCHEDULE,   { "default", "guarantee", "60", "[\"run\", {}]", "", NULL } },
-    { EMQP_UNSCHEDULE, { "default", "guarantee", "-1", "[\"run\", {}]", "* * * * *", NULL } },
-    { EMQP_HELLO,      { NULL } },
-    { EMQP_STATUS,     { NULL } },
-    { EMQP_ROUTER_SHOW_WORKERS,    { NULL } },
+    { EMQP_KBYE, { NULL } },
+    { EMQP_READY, { NULL } },
+    { EMQP_INFORM, { "[[10, \"default\"]]", "worker", NULL } },
+    { EMQP_REQUEST, { "default", "reply-requested", "[\"run\", {}]", NULL } },
+    { EMQP_REPLY, { "{\"value\": 5}", NULL } },
+    { EMQP_SCHEDULE, { "default", "guarantee", "60", "[\"run\", {}]", "", NULL } },
+    { EMQP_UNSCHEDULE,
+      { "default", "guarantee", "-1", "[\"run\", {}]", "* * * * *", NULL } },
+    { EMQP_HELLO, { NULL } },
+    { EMQP_STATUS, { NULL } },
+    { EMQP_ROUTER_SHOW_WORKERS, { NULL } },
     { EMQP_ROUTER_SHOW_SCHEDULERS, { NULL } },
-    { EMQP_DONE,       { "req-id", "7", "ok", "result", "wall_us=1 cpu_us=1 maxrss_kb=1", NULL } },
-    { EMQP_RESULT,     { "req-id", "failed", "boom", "", NULL } },
-    { EMQP_ERROR,      { "req-id", "QUEUE_FULL", "queue default is full", NULL } },
-    { EMQP_FETCH,      { "req-id", NULL } },
-    { EMQP_CANCEL,     { "req-id", NULL } },
-    { EMQP_DEAD_LIST,  { NULL } },
+    { EMQP_DONE,
+      { "req-id", "7", "ok", "result", "wall_us=1 cpu_us=1 maxrss_kb=1", NULL } },
+    { EMQP_RESULT, { "req-id", "failed", "boom", "", NULL } },
+    { EMQP_ERROR, { "req-id", "QUEUE_FULL", "queue default is full", NULL } },
+    { EMQP_FETCH, { "req-id", NULL } },
+    { EMQP_CANCEL, { "req-id", NULL } },
+    { EMQP_DEAD_LIST, { NULL } },
     { EMQP_DEAD_RETRY, { "*", NULL } },
     { EMQP_DEAD_PURGE, { NULL } },
-    { EMQP_RETURN,     { "req-id", "9", NULL } },
-    { EMQP_BATCH,      { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
+    { EMQP_RETURN, { "req-id", "9", NULL } },
+    { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1343,32 +1370,32 @@ typedef struct {
 } s_test_slot_t;
 
 static const s_test_slot_t s_test_slots[] = {
-    { EMQP_READY,     -1, EMQP_MSGID_MAX,   "msgid" },
-    { EMQP_ACK,        0, EMQP_MSGID_MAX,   "acked msgid" },
-    { EMQP_HEARTBEAT,  1, EMQP_STATS_MAX,   "stats" },
-    { EMQP_INFORM,     0, EMQP_SHORT_MAX,   "queues" },
-    { EMQP_INFORM,     1, 32,               "type" },
-    { EMQP_INFORM,     2, 64,               "agent" },
-    { EMQP_REQUEST,    0, EMQP_QUEUE_MAX,   "queue" },
-    { EMQP_REQUEST,    1, EMQP_HEADERS_MAX, "headers" },
-    { EMQP_REPLY,      1, EMQP_MSGID_MAX,   "request msgid" },
-    { EMQP_SCHEDULE,   0, EMQP_QUEUE_MAX,   "queue" },
-    { EMQP_SCHEDULE,   1, EMQP_HEADERS_MAX, "headers" },
-    { EMQP_SCHEDULE,   4, 256,              "cron" },
-    { EMQP_UNSCHEDULE, 0, EMQP_QUEUE_MAX,   "queue" },
-    { EMQP_UNSCHEDULE, 4, 256,              "cron" },
-    { EMQP_DONE,       0, EMQP_MSGID_MAX,   "request msgid" },
-    { EMQP_DONE,       4, EMQP_SHORT_MAX,   "usage" },
-    { EMQP_RESULT,     0, EMQP_MSGID_MAX,   "request msgid" },
-    { EMQP_RESULT,     3, EMQP_SHORT_MAX,   "usage" },
-    { EMQP_ERROR,      0, EMQP_MSGID_MAX,   "refused msgid" },
-    { EMQP_ERROR,      1, 64,               "code" },
-    { EMQP_ERROR,      2, EMQP_SHORT_MAX,   "reason" },
-    { EMQP_FETCH,      0, EMQP_MSGID_MAX,   "job msgid" },
-    { EMQP_CANCEL,     0, EMQP_MSGID_MAX,   "job msgid" },
-    { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX,   "job msgid" },
-    { EMQP_RETURN,     0, EMQP_MSGID_MAX,   "request msgid" },
-    { EMQP_ACK,        1, 64,               "agent" },
+    { EMQP_READY, -1, EMQP_MSGID_MAX, "msgid" },
+    { EMQP_ACK, 0, EMQP_MSGID_MAX, "acked msgid" },
+    { EMQP_HEARTBEAT, 1, EMQP_STATS_MAX, "stats" },
+    { EMQP_INFORM, 0, EMQP_SHORT_MAX, "queues" },
+    { EMQP_INFORM, 1, 32, "type" },
+    { EMQP_INFORM, 2, 64, "agent" },
+    { EMQP_REQUEST, 0, EMQP_QUEUE_MAX, "queue" },
+    { EMQP_REQUEST, 1, EMQP_HEADERS_MAX, "headers" },
+    { EMQP_REPLY, 1, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_SCHEDULE, 0, EMQP_QUEUE_MAX, "queue" },
+    { EMQP_SCHEDULE, 1, EMQP_HEADERS_MAX, "headers" },
+    { EMQP_SCHEDULE, 4, 256, "cron" },
+    { EMQP_UNSCHEDULE, 0, EMQP_QUEUE_MAX, "queue" },
+    { EMQP_UNSCHEDULE, 4, 256, "cron" },
+    { EMQP_DONE, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_DONE, 4, EMQP_SHORT_MAX, "usage" },
+    { EMQP_RESULT, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_RESULT, 3, EMQP_SHORT_MAX, "usage" },
+    { EMQP_ERROR, 0, EMQP_MSGID_MAX, "refused msgid" },
+    { EMQP_ERROR, 1, 64, "code" },
+    { EMQP_ERROR, 2, EMQP_SHORT_MAX, "reason" },
+    { EMQP_FETCH, 0, EMQP_MSGID_MAX, "job msgid" },
+    { EMQP_CANCEL, 0, EMQP_MSGID_MAX, "job msgid" },
+    { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
+    { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_ACK, 1, 64, "agent" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
 
@@ -1403,17 +1430,28 @@ static const char *
 s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
 {
     const char *field = slot->field;
-    if (streq (field, "msgid")) return msg->msgid;
-    if (streq (field, "stats")) return msg->stats;
-    if (streq (field, "queues")) return msg->queues;
-    if (streq (field, "type")) return msg->peer_type;
-    if (streq (field, "agent")) return msg->agent;
-    if (streq (field, "queue")) return msg->queue;
-    if (streq (field, "headers")) return msg->headers;
-    if (streq (field, "cron")) return msg->cron;
-    if (streq (field, "usage")) return msg->usage;
-    if (streq (field, "code")) return msg->error_code;
-    if (streq (field, "reason")) return msg->error_text;
+    if (streq (field, "msgid"))
+        return msg->msgid;
+    if (streq (field, "stats"))
+        return msg->stats;
+    if (streq (field, "queues"))
+        return msg->queues;
+    if (streq (field, "type"))
+        return msg->peer_type;
+    if (streq (field, "agent"))
+        return msg->agent;
+    if (streq (field, "queue"))
+        return msg->queue;
+    if (streq (field, "headers"))
+        return msg->headers;
+    if (streq (field, "cron"))
+        return msg->cron;
+    if (streq (field, "usage"))
+        return msg->usage;
+    if (streq (field, "code"))
+        return msg->error_code;
+    if (streq (field, "reason"))
+        return msg->error_text;
     return msg->ref;
 }
 
@@ -1428,7 +1466,8 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
     CHECK_EQ (zmsg_size (zmsg), count);
     zframe_t *frame = zmsg_first (zmsg);
     for (size_t i = 0; i < count && frame; i++, frame = zmsg_next (zmsg))
-        CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), texts[i], strlen (texts[i]));
+        CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), texts[i],
+                     strlen (texts[i]));
 }
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
@@ -1442,81 +1481,188 @@ s_test_case (int n)
     char id[32];
     snprintf (id, sizeof id, "case-%d", n);
     switch (n) {
-        case 0: m = emqp_msg_new (EMQP_ACK); m->ref = strdup ("acked-1"); break;
-        case 1: m = emqp_msg_new (EMQP_HEARTBEAT); m->heartbeat_ts = 1795398200.028051; break;
-        case 2: m = emqp_msg_new (EMQP_HEARTBEAT); m->heartbeat_ts = 0;
-                m->stats = strdup ("{\"jobs_in_flight\":2,\"total_requests\":10}"); break;
-        case 3: m = emqp_msg_new (EMQP_DISCONNECT); break;
-        case 4: m = emqp_msg_new (EMQP_KBYE); break;
-        case 5: m = emqp_msg_new (EMQP_READY); break;
-        case 6: m = emqp_msg_new (EMQP_HELLO); break;
-        case 7: m = emqp_msg_new (EMQP_STATUS); break;
-        case 8: m = emqp_msg_new (EMQP_ROUTER_SHOW_WORKERS); break;
-        case 9: m = emqp_msg_new (EMQP_ROUTER_SHOW_SCHEDULERS); break;
-        case 10: m = emqp_msg_new (EMQP_INFORM);
-                 m->queues = strdup ("[[20, \"heavy\"], [10, \"default\"]]");
-                 m->peer_type = strdup ("worker"); break;
-        case 11: m = emqp_msg_new (EMQP_INFORM); m->queues = strdup ("");
-                 m->peer_type = strdup ("scheduler"); break;
-        case 12: m = emqp_msg_new (EMQP_INFORM); m->queues = strdup ("[[10,\"default\"]]");
-                 m->peer_type = strdup ("worker"); m->agent = strdup ("emq/1"); break;
-        case 13: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("default");
-                 m->headers = strdup ("");
-                 m->payload = zframe_new ("[\"run\", {}]", 11); break;
-        case 14: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("heavy");
-                 m->headers = strdup ("reply-requested,retry-count:3,timeout:10");
-                 m->payload = zframe_new (payload, sizeof payload);
-                 m->epoch = UINT64_MAX; m->attempt = UINT32_MAX; break;
-        case 15: m = emqp_msg_new (EMQP_REQUEST); m->queue = strdup ("q");
-                 m->headers = strdup ("guarantee"); m->payload = zframe_new (NULL, 0);
-                 m->epoch = 1; m->attempt = 1; break;
-        case 16: m = emqp_msg_new (EMQP_REPLY);
-                 m->payload = zframe_new ("{\"value\": 5}", 12); break;
-        case 17: m = emqp_msg_new (EMQP_REPLY);
-                 m->payload = zframe_new ("{\"value\": null}", 15);
-                 m->ref = strdup ("req-17"); break;
-        case 18: m = emqp_msg_new (EMQP_SCHEDULE); m->queue = strdup ("default");
-                 m->headers = strdup ("guarantee,nohaste"); m->interval_s = 60;
-                 m->payload = zframe_new (payload, sizeof payload); m->cron = strdup ("");
-                 break;
-        case 19: m = emqp_msg_new (EMQP_SCHEDULE); m->queue = strdup ("heavy");
-                 m->headers = strdup ("run_count:3"); m->interval_s = -1;
-                 m->payload = zframe_new ("x", 1); m->cron = strdup ("*/5 * * * *"); break;
-        case 20: m = emqp_msg_new (EMQP_UNSCHEDULE); m->queue = strdup ("default");
-                 m->headers = strdup (""); m->interval_s = INT64_MAX;
-                 m->payload = zframe_new ("y", 1); m->cron = strdup (""); break;
-        case 21: case 22: case 23: case 24: case 25:
-                 m = emqp_msg_new (EMQP_DONE); m->ref = strdup ("req-done");
-                 m->epoch = (uint64_t) n * 1000;
-                 m->status = (emqp_status_t) (n - 21);
-                 m->payload = zframe_new (payload, sizeof payload);
-                 m->usage = strdup ("wall_us=1200 cpu_us=900 maxrss_kb=4096"); break;
-        case 26: m = emqp_msg_new (EMQP_RESULT); m->ref = strdup ("req-result");
-                 m->status = EMQP_STATUS_OK; m->payload = zframe_new ("\x05", 1);
-                 m->usage = strdup (""); break;
-        case 27: m = emqp_msg_new (EMQP_RESULT); m->ref = strdup ("req-result");
-                 m->status = EMQP_STATUS_TIMEOUT; m->payload = zframe_new ("timed out", 9);
-                 m->usage = strdup ("wall_us=1000000"); break;
-        case 28: m = emqp_msg_new (EMQP_ERROR); m->ref = strdup ("req-error");
-                 m->error_code = strdup ("QUEUE_FULL");
-                 m->error_text = strdup ("queue default holds 100000 jobs (queue_hwm)"); break;
-        case 29: m = emqp_msg_new (EMQP_ERROR); m->ref = strdup ("");
-                 m->error_code = strdup ("MALFORMED");
-                 m->error_text = strdup ("unknown command 'BOGUS'"); break;
-        case 30: m = emqp_msg_new (EMQP_FETCH); m->ref = strdup ("req-fetch"); break;
-        case 31: m = emqp_msg_new (EMQP_CANCEL); m->ref = strdup ("req-cancel"); break;
-        case 32: m = emqp_msg_new (EMQP_CANCEL); m->ref = strdup ("req-cancel");
-                 m->epoch = 1795398200123456ULL; break;
-        case 33: m = emqp_msg_new (EMQP_DEAD_LIST); break;
-        case 34: m = emqp_msg_new (EMQP_DEAD_RETRY); m->ref = strdup ("*"); break;
-        case 35: m = emqp_msg_new (EMQP_DEAD_PURGE); break;
-        case 36: m = emqp_msg_new (EMQP_RETURN); m->ref = strdup ("req-return");
-                 m->epoch = 42; break;
-        case 37: m = emqp_msg_new (EMQP_ACK); m->ref = strdup ("inform-1");
-                 m->agent = strdup ("emq/2"); break;
-        case 38: m = emqp_msg_new (EMQP_BATCH);
-                 m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10); break;
-        default: return NULL;
+        case 0:
+            m = emqp_msg_new (EMQP_ACK);
+            m->ref = strdup ("acked-1");
+            break;
+        case 1:
+            m = emqp_msg_new (EMQP_HEARTBEAT);
+            m->heartbeat_ts = 1795398200.028051;
+            break;
+        case 2:
+            m = emqp_msg_new (EMQP_HEARTBEAT);
+            m->heartbeat_ts = 0;
+            m->stats = strdup ("{\"jobs_in_flight\":2,\"total_requests\":10}");
+            break;
+        case 3:
+            m = emqp_msg_new (EMQP_DISCONNECT);
+            break;
+        case 4:
+            m = emqp_msg_new (EMQP_KBYE);
+            break;
+        case 5:
+            m = emqp_msg_new (EMQP_READY);
+            break;
+        case 6:
+            m = emqp_msg_new (EMQP_HELLO);
+            break;
+        case 7:
+            m = emqp_msg_new (EMQP_STATUS);
+            break;
+        case 8:
+            m = emqp_msg_new (EMQP_ROUTER_SHOW_WORKERS);
+            break;
+        case 9:
+            m = emqp_msg_new (EMQP_ROUTER_SHOW_SCHEDULERS);
+            break;
+        case 10:
+            m = emqp_msg_new (EMQP_INFORM);
+            m->queues = strdup ("[[20, \"heavy\"], [10, \"default\"]]");
+            m->peer_type = strdup ("worker");
+            break;
+        case 11:
+            m = emqp_msg_new (EMQP_INFORM);
+            m->queues = strdup ("");
+            m->peer_type = strdup ("scheduler");
+            break;
+        case 12:
+            m = emqp_msg_new (EMQP_INFORM);
+            m->queues = strdup ("[[10,\"default\"]]");
+            m->peer_type = strdup ("worker");
+            m->agent = strdup ("emq/1");
+            break;
+        case 13:
+            m = emqp_msg_new (EMQP_REQUEST);
+            m->queue = strdup ("default");
+            m->headers = strdup ("");
+            m->payload = zframe_new ("[\"run\", {}]", 11);
+            break;
+        case 14:
+            m = emqp_msg_new (EMQP_REQUEST);
+            m->queue = strdup ("heavy");
+            m->headers = strdup ("reply-requested,retry-count:3,timeout:10");
+            m->payload = zframe_new (payload, sizeof payload);
+            m->epoch = UINT64_MAX;
+            m->attempt = UINT32_MAX;
+            break;
+        case 15:
+            m = emqp_msg_new (EMQP_REQUEST);
+            m->queue = strdup ("q");
+            m->headers = strdup ("guarantee");
+            m->payload = zframe_new (NULL, 0);
+            m->epoch = 1;
+            m->attempt = 1;
+            break;
+        case 16:
+            m = emqp_msg_new (EMQP_REPLY);
+            m->payload = zframe_new ("{\"value\": 5}", 12);
+            break;
+        case 17:
+            m = emqp_msg_new (EMQP_REPLY);
+            m->payload = zframe_new ("{\"value\": null}", 15);
+            m->ref = strdup ("req-17");
+            break;
+        case 18:
+            m = emqp_msg_new (EMQP_SCHEDULE);
+            m->queue = strdup ("default");
+            m->headers = strdup ("guarantee,nohaste");
+            m->interval_s = 60;
+            m->payload = zframe_new (payload, sizeof payload);
+            m->cron = strdup ("");
+            break;
+        case 19:
+            m = emqp_msg_new (EMQP_SCHEDULE);
+            m->queue = strdup ("heavy");
+            m->headers = strdup ("run_count:3");
+            m->interval_s = -1;
+            m->payload = zframe_new ("x", 1);
+            m->cron = strdup ("*/5 * * * *");
+            break;
+        case 20:
+            m = emqp_msg_new (EMQP_UNSCHEDULE);
+            m->queue = strdup ("default");
+            m->headers = strdup ("");
+            m->interval_s = INT64_MAX;
+            m->payload = zframe_new ("y", 1);
+            m->cron = strdup ("");
+            break;
+        case 21:
+        case 22:
+        case 23:
+        case 24:
+        case 25:
+            m = emqp_msg_new (EMQP_DONE);
+            m->ref = strdup ("req-done");
+            m->epoch = (uint64_t) n * 1000;
+            m->status = (emqp_status_t) (n - 21);
+            m->payload = zframe_new (payload, sizeof payload);
+            m->usage = strdup ("wall_us=1200 cpu_us=900 maxrss_kb=4096");
+            break;
+        case 26:
+            m = emqp_msg_new (EMQP_RESULT);
+            m->ref = strdup ("req-result");
+            m->status = EMQP_STATUS_OK;
+            m->payload = zframe_new ("\x05", 1);
+            m->usage = strdup ("");
+            break;
+        case 27:
+            m = emqp_msg_new (EMQP_RESULT);
+            m->ref = strdup ("req-result");
+            m->status = EMQP_STATUS_TIMEOUT;
+            m->payload = zframe_new ("timed out", 9);
+            m->usage = strdup ("wall_us=1000000");
+            break;
+        case 28:
+            m = emqp_msg_new (EMQP_ERROR);
+            m->ref = strdup ("req-error");
+            m->error_code = strdup ("QUEUE_FULL");
+            m->error_text = strdup ("queue default holds 100000 jobs (queue_hwm)");
+            break;
+        case 29:
+            m = emqp_msg_new (EMQP_ERROR);
+            m->ref = strdup ("");
+            m->error_code = strdup ("MALFORMED");
+            m->error_text = strdup ("unknown command 'BOGUS'");
+            break;
+        case 30:
+            m = emqp_msg_new (EMQP_FETCH);
+            m->ref = strdup ("req-fetch");
+            break;
+        case 31:
+            m = emqp_msg_new (EMQP_CANCEL);
+            m->ref = strdup ("req-cancel");
+            break;
+        case 32:
+            m = emqp_msg_new (EMQP_CANCEL);
+            m->ref = strdup ("req-cancel");
+            m->epoch = 1795398200123456ULL;
+            break;
+        case 33:
+            m = emqp_msg_new (EMQP_DEAD_LIST);
+            break;
+        case 34:
+            m = emqp_msg_new (EMQP_DEAD_RETRY);
+            m->ref = strdup ("*");
+            break;
+        case 35:
+            m = emqp_msg_new (EMQP_DEAD_PURGE);
+            break;
+        case 36:
+            m = emqp_msg_new (EMQP_RETURN);
+            m->ref = strdup ("req-return");
+            m->epoch = 42;
+            break;
+        case 37:
+            m = emqp_msg_new (EMQP_ACK);
+            m->ref = strdup ("inform-1");
+            m->agent = strdup ("emq/2");
+            break;
+        case 38:
+            m = emqp_msg_new (EMQP_BATCH);
+            m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10);
+            break;
+        default:
+            return NULL;
     }
     m->msgid = strdup (id);
     return m;
@@ -1557,17 +1703,17 @@ static const struct {
     const char *id;
     const char *reason;
 } s_vector_rejects[] = {
-    { "jm.stim.unknown-command",             "unknown command 'BOGUS'" },
-    { "jm.stim.short-3-frames",              "HEARTBEAT: missing msgid frame" },
-    { "jm.stim.short-2-frames",              "missing command frame" },
-    { "sched.stim.unknown-command",          "unknown command 'BOGUS'" },
-    { "sched.stim.schedule.short",           "SCHEDULE: missing interval frame" },
-    { "router.stim.client.unknown-command",  "unknown command 'BOGUS'" },
+    { "jm.stim.unknown-command", "unknown command 'BOGUS'" },
+    { "jm.stim.short-3-frames", "HEARTBEAT: missing msgid frame" },
+    { "jm.stim.short-2-frames", "missing command frame" },
+    { "sched.stim.unknown-command", "unknown command 'BOGUS'" },
+    { "sched.stim.schedule.short", "SCHEDULE: missing interval frame" },
+    { "router.stim.client.unknown-command", "unknown command 'BOGUS'" },
     { "router.stim.client.request.no-queue", "REQUEST: missing queue frame" },
     { "router.stim.client.request.3-frames", "REQUEST: missing msgid frame" },
-    { "router.stim.jm.unknown-command",      "unknown command 'BOGUS'" },
-    { "router.stim.admin.unknown-command",   "unknown command 'BOGUS'" },
-    { "router.stim.admin.no-msgid",          "STATUS: missing msgid frame" },
+    { "router.stim.jm.unknown-command", "unknown command 'BOGUS'" },
+    { "router.stim.admin.unknown-command", "unknown command 'BOGUS'" },
+    { "router.stim.admin.no-msgid", "STATUS: missing msgid frame" },
 };
 #define S_VECTOR_REJECTS (sizeof s_vector_rejects / sizeof s_vector_rejects[0])
 
@@ -1677,8 +1823,8 @@ s_vector_fields (const char *id, const emqp_msg_t *msg, json_t *frames, size_t f
             //  Router: REPLY id ref_or_json; job manager: REPLY id json request_id.
             CHECK (count == 5 || count == 6);
             if (t4)
-                CHECK_MEMEQ (zframe_data (msg->payload), zframe_size (msg->payload),
-                             t4, strlen (t4));
+                CHECK_MEMEQ (zframe_data (msg->payload), zframe_size (msg->payload), t4,
+                             strlen (t4));
             CHECK_STREQ (msg->ref, count == 6 ? t5 : NULL);
             break;
         case EMQP_SCHEDULE:
@@ -1686,7 +1832,8 @@ s_vector_fields (const char *id, const emqp_msg_t *msg, json_t *frames, size_t f
             CHECK_EQ (count, 9);
             CHECK_STREQ (msg->queue, t4);
             CHECK_STREQ (msg->headers, t5);
-            CHECK_EQ (msg->interval_s, strtoll (s_vector_text (frames, first, 6), NULL, 10));
+            CHECK_EQ (msg->interval_s,
+                      strtoll (s_vector_text (frames, first, 6), NULL, 10));
             CHECK_STREQ (msg->cron, s_vector_text (frames, first, 8));
             break;
         case EMQP_DISCONNECT:
@@ -1699,8 +1846,9 @@ s_vector_fields (const char *id, const emqp_msg_t *msg, json_t *frames, size_t f
             CHECK_EQ (count, 4);
             break;
         default:
-            fprintf (stderr, "emqp_test: vector %s decoded as %s, not an EventMQ command\n",
-                     id, emqp_command_name (msg->command));
+            fprintf (stderr,
+                     "emqp_test: vector %s decoded as %s, not an EventMQ command\n", id,
+                     emqp_command_name (msg->command));
             CHECK (false);
     }
 }
@@ -1749,7 +1897,8 @@ s_test_vectors (bool verbose)
     json_error_t jerr;
     json_t *records = json_load_file (path, 0, &jerr);
     if (!records)
-        fprintf (stderr, "emqp_test: cannot load %s: %s (line %d)\n", path, jerr.text, jerr.line);
+        fprintf (stderr, "emqp_test: cannot load %s: %s (line %d)\n", path, jerr.text,
+                 jerr.line);
     CHECK (records != NULL);
     CHECK (json_is_array (records));
     free (path);
@@ -1762,7 +1911,8 @@ s_test_vectors (bool verbose)
     bool reject_seen[S_VECTOR_REJECTS] = { false };
     size_t index;
     json_t *record;
-    json_array_foreach (records, index, record) {
+    json_array_foreach (records, index, record)
+    {
         const char *id = json_string_value (json_object_get (record, "id"));
         const char *command = json_string_value (json_object_get (record, "command"));
         json_t *frames = json_object_get (record, "frames");
@@ -1780,12 +1930,14 @@ s_test_vectors (bool verbose)
                 break;
             zmsg_t *zmsg = zmsg_new ();
             if (pass == 1)
-                zmsg_append (zmsg, &(zframe_t *) { s_hex_frame (
-                    json_string_value (json_object_get (sender, "hex"))) });
+                zmsg_append (zmsg, &(zframe_t *){ s_hex_frame (json_string_value (
+                                       json_object_get (sender, "hex"))) });
             size_t k;
             json_t *frame;
-            json_array_foreach (frames, k, frame) {
-                zframe_t *f = s_hex_frame (json_string_value (json_object_get (frame, "hex")));
+            json_array_foreach (frames, k, frame)
+            {
+                zframe_t *f =
+                    s_hex_frame (json_string_value (json_object_get (frame, "hex")));
                 CHECK (f != NULL);
                 if (f)
                     zmsg_append (zmsg, &f);
@@ -1806,7 +1958,8 @@ s_test_vectors (bool verbose)
             else {
                 emqp_msg_t *msg = s_test_accept (id, zmsg, identity, &limits);
                 if (msg) {
-                    CHECK_STREQ (emqp_command_name (msg->command), command ? command : "");
+                    CHECK_STREQ (emqp_command_name (msg->command),
+                                 command ? command : "");
                     CHECK_EQ (msg->identity != NULL, identity);
                     s_vector_fields (id, msg, frames, with_identity ? 1 : 0);
                     s_vector_reencode (id, msg, original);
@@ -1826,7 +1979,8 @@ s_test_vectors (bool verbose)
     CHECK_EQ (accepted + rejected, 165);
     if (verbose)
         printf ("\n   vectors: %zu decoded and re-encoded, %zu rejected as expected, "
-                "%zu also decoded with the sender's identity", accepted, rejected, with_sender);
+                "%zu also decoded with the sender's identity",
+                accepted, rejected, with_sender);
     json_decref (records);
 }
 
@@ -1844,7 +1998,7 @@ s_test_batch (void)
     assert (server && client);
     emqp_batch_t *batch = emqp_batch_new ();
     REQUIRE (batch);
-    CHECK_EQ (emqp_batch_send (batch, client, NULL), 0);    // empty: nothing
+    CHECK_EQ (emqp_batch_send (batch, client, NULL), 0);  // empty: nothing
     emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
     msg->msgid = strdup ("lone");
     CHECK_EQ (emqp_batch_add (batch, &msg), 0);
@@ -1871,8 +2025,10 @@ s_test_batch (void)
     got = zmsg ? emqp_decode (&zmsg, true, &limits, NULL, err, sizeof err) : NULL;
     CHECK (got && got->command == EMQP_BATCH);
     size_t alone = 0;
-    emqp_msg_t **one = got ? emqp_batch_unpack (got, &limits, &alone, err, sizeof err) : NULL;
-    CHECK (one && alone == 1 && one[0]->command == EMQP_KBYE && streq (one[0]->msgid, "alone"));
+    emqp_msg_t **one =
+        got ? emqp_batch_unpack (got, &limits, &alone, err, sizeof err) : NULL;
+    CHECK (one && alone == 1 && one[0]->command == EMQP_KBYE
+           && streq (one[0]->msgid, "alone"));
     if (one)
         emqp_msg_destroy (&one[0]);
     free (one);
@@ -1897,11 +2053,12 @@ s_test_batch (void)
     CHECK_EQ (emqp_batch_size (batch), 0);
     zsock_set_rcvtimeo (client, 2000);
     zmsg = zmsg_recv (client);
-    CHECK (zmsg && zmsg_size (zmsg) == 5);      // '' eMQP/1.0 BATCH msgid packed
+    CHECK (zmsg && zmsg_size (zmsg) == 5);  // '' eMQP/1.0 BATCH msgid packed
     got = zmsg ? emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err) : NULL;
     CHECK (got && got->command == EMQP_BATCH);
     size_t count = 0;
-    emqp_msg_t **msgs = got ? emqp_batch_unpack (got, &limits, &count, err, sizeof err) : NULL;
+    emqp_msg_t **msgs =
+        got ? emqp_batch_unpack (got, &limits, &count, err, sizeof err) : NULL;
     CHECK (msgs && count == 3);
     for (size_t i = 0; msgs && i < count; i++) {
         char want[32];
@@ -1920,13 +2077,20 @@ s_test_batch (void)
     //  INVALID with its msgid and reason, its neighbours are unaffected.
     //  [[REQUEST, a, default, "", p], [REQUEST, b, default], [BOGUS, c],
     //   [BATCH, d, x], 7]
-    static const char mixed[] =
-        "\x95"
-        "\x95\xa7REQUEST\xa1" "a\xa7" "default\xa0\xa1p"
-        "\x93\xa7REQUEST\xa1" "b\xa7" "default"
-        "\x92\xa5" "BOGUS\xa1" "c"
-        "\x93\xa5" "BATCH\xa1" "d\xa1x"
-        "\x07";
+    static const char mixed[] = "\x95"
+                                "\x95\xa7REQUEST\xa1"
+                                "a\xa7"
+                                "default\xa0\xa1p"
+                                "\x93\xa7REQUEST\xa1"
+                                "b\xa7"
+                                "default"
+                                "\x92\xa5"
+                                "BOGUS\xa1"
+                                "c"
+                                "\x93\xa5"
+                                "BATCH\xa1"
+                                "d\xa1x"
+                                "\x07";
     got = emqp_msg_new (EMQP_BATCH);
     got->payload = zframe_new (mixed, sizeof mixed - 1);
     got->identity = zframe_new ("peer", 4);
@@ -1958,7 +2122,7 @@ s_test_batch (void)
         CHECK (err[0] != 0);
     }
     zframe_destroy (&got->payload);
-    got->payload = zframe_new ("\xdc\x04\x01", 3);   // array of 1025
+    got->payload = zframe_new ("\xdc\x04\x01", 3);  // array of 1025
     CHECK (emqp_batch_unpack (got, &limits, &count, err, sizeof err) == NULL);
     emqp_msg_destroy (&got);
 
@@ -2053,20 +2217,32 @@ emqp_test (bool verbose)
                      code == EMQP_ERR_TOO_LARGE ? "TOO_LARGE" : "BAD_FRAME");
     }
     struct {
-        const char *frames[7];      // from the delimiter on; NULL-terminated
+        const char *frames[7];  // from the delimiter on; NULL-terminated
         bool with_identity;
         emqp_error_t code;
         emqp_command_t command;
     } faults[] = {
         { { NULL }, true, EMQP_ERR_NO_IDENTITY, EMQP_INVALID },
-        { { "x", "eMQP/1.0", "READY", "id", NULL }, false, EMQP_ERR_PROTOCOL, EMQP_INVALID },
-        { { "", "eMQP/2.0", "READY", "id", NULL }, false, EMQP_ERR_PROTOCOL, EMQP_INVALID },
-        { { "", "eMQP/1.0", "BOGUS", "id", NULL }, false, EMQP_ERR_UNKNOWN_COMMAND,
+        { { "x", "eMQP/1.0", "READY", "id", NULL },
+          false,
+          EMQP_ERR_PROTOCOL,
+          EMQP_INVALID },
+        { { "", "eMQP/2.0", "READY", "id", NULL },
+          false,
+          EMQP_ERR_PROTOCOL,
+          EMQP_INVALID },
+        { { "", "eMQP/1.0", "BOGUS", "id", NULL },
+          false,
+          EMQP_ERR_UNKNOWN_COMMAND,
           EMQP_INVALID },
         { { "", "eMQP/1.0", "ACK", "id", NULL }, false, EMQP_ERR_MALFORMED, EMQP_ACK },
-        { { "", "eMQP/1.0", "ERROR", "id", "ref", NULL }, false, EMQP_ERR_MALFORMED,
+        { { "", "eMQP/1.0", "ERROR", "id", "ref", NULL },
+          false,
+          EMQP_ERR_MALFORMED,
           EMQP_ERROR },
-        { { "", "eMQP/1.0", "REQUEST", "id", "q", "", NULL }, false, EMQP_ERR_MALFORMED,
+        { { "", "eMQP/1.0", "REQUEST", "id", "q", "", NULL },
+          false,
+          EMQP_ERR_MALFORMED,
           EMQP_REQUEST },
     };
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
@@ -2083,7 +2259,8 @@ emqp_test (bool verbose)
     }
     {
         //  Too large: REQUEST's payload past the limit.
-        zmsg_t *zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg_t *zmsg =
+            s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, "0123456789", 10);
         emqp_fault_t fault;
         emqp_limits_t small = { .payload_max = 9 };
@@ -2092,7 +2269,7 @@ emqp_test (bool verbose)
         CHECK_EQ (fault.command, EMQP_REQUEST);
         CHECK_STREQ (emqp_error_word (fault.code), "TOO_LARGE");
         //  A success clears the fault.
-        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, "012345678", 9);
         emqp_msg_t *msg = emqp_decode_fault (&zmsg, false, &small, NULL, &fault);
         CHECK (msg != NULL);
@@ -2146,14 +2323,15 @@ emqp_test (bool verbose)
     CHECK_STREQ (err, "malformed message");
     s_test_reject ("no frames", zmsg_new (), false, &limits,
                    "first frame is not the empty delimiter", verbose);
-    s_test_reject ("no identity", zmsg_new (), true, &limits,
-                   "without routing identity", verbose);
+    s_test_reject ("no identity", zmsg_new (), true, &limits, "without routing identity",
+                   verbose);
     zmsg = zmsg_new ();
     zmsg_addmem (zmsg, "", 0);
     zmsg_addstr (zmsg, EMQP_PROTOCOL);
     zmsg_addstr (zmsg, "READY");
     zmsg_addstr (zmsg, "id");
-    s_test_reject ("empty identity", zmsg, true, &limits, "without routing identity", verbose);
+    s_test_reject ("empty identity", zmsg, true, &limits, "without routing identity",
+                   verbose);
     zmsg = zmsg_new ();
     zmsg_addstr (zmsg, EMQP_PROTOCOL);
     zmsg_addstr (zmsg, "READY");
@@ -2175,24 +2353,29 @@ emqp_test (bool verbose)
     zmsg_addmem (zmsg, "", 0);
     s_test_reject ("missing protocol", zmsg, false, &limits,
                    "protocol frame is '(missing)'", verbose);
-    static const char *protocols[] = { "eMQP/2.0", "EMQP/1.0", "eMQP/1.0 ", "eMQP/1", "" };
+    static const char *protocols[] = { "eMQP/2.0", "EMQP/1.0", "eMQP/1.0 ", "eMQP/1",
+                                       "" };
     for (size_t i = 0; i < sizeof protocols / sizeof protocols[0]; i++) {
         zmsg = zmsg_new ();
         zmsg_addmem (zmsg, "", 0);
         zmsg_addstr (zmsg, protocols[i]);
         zmsg_addstr (zmsg, "READY");
         zmsg_addstr (zmsg, "id");
-        s_test_reject ("wrong protocol", zmsg, false, &limits, "expected eMQP/1.0", verbose);
+        s_test_reject ("wrong protocol", zmsg, false, &limits, "expected eMQP/1.0",
+                       verbose);
     }
     zmsg = zmsg_new ();
     zmsg_addmem (zmsg, "", 0);
-    zmsg_addmem (zmsg, "\x00\xff" "eMQP", 6);
+    zmsg_addmem (zmsg,
+                 "\x00\xff"
+                 "eMQP",
+                 6);
     s_test_reject ("binary protocol", zmsg, false, &limits, "protocol frame is '??eMQP'",
                    verbose);
 
     //  ---- Command and msgid ----
-    s_test_reject ("missing command", s_test_zmsg (NULL, NULL, NULL, NULL), false, &limits,
-                   "missing command frame", verbose);
+    s_test_reject ("missing command", s_test_zmsg (NULL, NULL, NULL, NULL), false,
+                   &limits, "missing command frame", verbose);
     s_test_reject ("empty command", s_test_zmsg (NULL, "", "id", NULL), false, &limits,
                    "command frame is empty", verbose);
     s_test_reject ("unknown command", s_test_zmsg (NULL, "BOGUS", "id", NULL), false,
@@ -2217,8 +2400,9 @@ emqp_test (bool verbose)
         s_test_reject ("missing msgid", s_test_zmsg (NULL, name, NULL, NULL), false,
                        &limits, reason, verbose);
         snprintf (reason, sizeof reason, "%s: msgid frame is empty", name);
-        s_test_reject ("empty msgid", s_test_zmsg (NULL, name, "", s_test_layouts[i].frames),
-                       false, &limits, reason, verbose);
+        s_test_reject ("empty msgid",
+                       s_test_zmsg (NULL, name, "", s_test_layouts[i].frames), false,
+                       &limits, reason, verbose);
     }
 
     //  ---- Every command: the minimal message decodes; every shorter one is
@@ -2257,7 +2441,8 @@ emqp_test (bool verbose)
             zframe_t *identity = NULL;
             const char *none[] = { NULL };
             zmsg = s_test_zmsg ("peer-2", name, "msg-1", none);
-            CHECK (emqp_decode (&zmsg, true, &limits, &identity, err, sizeof err) == NULL);
+            CHECK (emqp_decode (&zmsg, true, &limits, &identity, err, sizeof err)
+                   == NULL);
             CHECK (identity && zframe_streq (identity, "peer-2"));
             zframe_destroy (&identity);
         }
@@ -2281,23 +2466,27 @@ emqp_test (bool verbose)
         s_test_reject (reason, s_test_slot_zmsg (slot, long_text, slot->max + 1), false,
                        &limits, reason, verbose && i < 2);
         //  Invalid UTF-8 and NUL refused in every text frame.
-        snprintf (reason, sizeof reason, "%s: %s frame is not valid UTF-8 text",
-                  name, slot->field);
+        snprintf (reason, sizeof reason, "%s: %s frame is not valid UTF-8 text", name,
+                  slot->field);
         s_test_reject (reason, s_test_slot_zmsg (slot, "ab\xff", 3), false, &limits,
                        reason, verbose && i < 2);
-        snprintf (reason, sizeof reason, "%s: %s frame contains a NUL byte",
-                  name, slot->field);
+        snprintf (reason, sizeof reason, "%s: %s frame contains a NUL byte", name,
+                  slot->field);
         s_test_reject (reason, s_test_slot_zmsg (slot, "de\0fault", 8), false, &limits,
                        reason, verbose && i < 2);
     }
     //  Number frames have limits too.
     {
-        const char *frames[] = { "req-id", "123456789012345678901234567890123", "ok", "", "",
-                                 NULL };
+        const char *frames[] = { "req-id", "123456789012345678901234567890123",
+                                 "ok",     "",
+                                 "",       NULL };
         s_test_reject ("long epoch", s_test_zmsg (NULL, "DONE", "id", frames), false,
                        &limits, "DONE: epoch frame too long", verbose);
-        const char *hb[] = { "1234567890123456789012345678901234567890123456789012345678901."
-                             "2345", NULL };
+        const char *hb[] = {
+            "1234567890123456789012345678901234567890123456789012345678901."
+            "2345",
+            NULL
+        };
         s_test_reject ("long timestamp", s_test_zmsg (NULL, "HEARTBEAT", "id", hb), false,
                        &limits, "HEARTBEAT: timestamp frame too long", verbose);
     }
@@ -2308,32 +2497,33 @@ emqp_test (bool verbose)
         size_t size;
         bool valid;
     } utf8[] = {
-        { "caf\xc3\xa9", 5, true },                 // é
-        { "\xe2\x82\xac", 3, true },                // €
-        { "\xf0\x9d\x84\x9e", 4, true },            // U+1D11E
-        { "\xf4\x8f\xbf\xbf", 4, true },            // U+10FFFF
-        { "\xed\x9f\xbf", 3, true },                // U+D7FF
+        { "caf\xc3\xa9", 5, true },       // é
+        { "\xe2\x82\xac", 3, true },      // €
+        { "\xf0\x9d\x84\x9e", 4, true },  // U+1D11E
+        { "\xf4\x8f\xbf\xbf", 4, true },  // U+10FFFF
+        { "\xed\x9f\xbf", 3, true },      // U+D7FF
         { "\xff", 1, false },
-        { "\x80", 1, false },                       // lone continuation
-        { "\xc0\x80", 2, false },                   // overlong NUL
-        { "\xc1\xbf", 2, false },                   // overlong
-        { "\xe0\x80\xaf", 3, false },               // overlong '/'
-        { "\xf0\x80\x80\xaf", 4, false },           // overlong '/'
-        { "\xed\xa0\x80", 3, false },               // surrogate U+D800
-        { "\xed\xbf\xbf", 3, false },               // surrogate U+DFFF
-        { "\xf4\x90\x80\x80", 4, false },           // U+110000
+        { "\x80", 1, false },              // lone continuation
+        { "\xc0\x80", 2, false },          // overlong NUL
+        { "\xc1\xbf", 2, false },          // overlong
+        { "\xe0\x80\xaf", 3, false },      // overlong '/'
+        { "\xf0\x80\x80\xaf", 4, false },  // overlong '/'
+        { "\xed\xa0\x80", 3, false },      // surrogate U+D800
+        { "\xed\xbf\xbf", 3, false },      // surrogate U+DFFF
+        { "\xf4\x90\x80\x80", 4, false },  // U+110000
         { "\xf5\x80\x80\x80", 4, false },
-        { "\xe2\x82", 2, false },                   // truncated
-        { "\xc3", 1, false },                       // truncated
-        { "\xc3\x28", 2, false },                   // bad continuation
+        { "\xe2\x82", 2, false },  // truncated
+        { "\xc3", 1, false },      // truncated
+        { "\xc3\x28", 2, false },  // bad continuation
     };
     for (size_t i = 0; i < sizeof utf8 / sizeof utf8[0]; i++) {
-        const s_test_slot_t *slot = &s_test_slots[6];      // REQUEST queue
+        const s_test_slot_t *slot = &s_test_slots[6];  // REQUEST queue
         zmsg = s_test_slot_zmsg (slot, utf8[i].bytes, utf8[i].size);
         if (utf8[i].valid) {
             msg = s_test_accept ("valid UTF-8", zmsg, false, &limits);
             if (msg)
-                CHECK_MEMEQ (msg->queue, strlen (msg->queue), utf8[i].bytes, utf8[i].size);
+                CHECK_MEMEQ (msg->queue, strlen (msg->queue), utf8[i].bytes,
+                             utf8[i].size);
             emqp_msg_destroy (&msg);
         }
         else
@@ -2360,7 +2550,7 @@ emqp_test (bool verbose)
     //  ---- Payload size limits (binary frames, any bytes) ----
     {
         static const char nul_payload[] = { '\x92', '\x00', '\xff', '\xc0' };
-        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, nul_payload, sizeof nul_payload);
         msg = s_test_accept ("binary payload", zmsg, false, &limits);
         if (msg)
@@ -2370,36 +2560,38 @@ emqp_test (bool verbose)
 
         byte *big = calloc (1, limits.payload_max + 1);
         assert (big);
-        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max);
         msg = s_test_accept ("payload at limit", zmsg, false, &limits);
         CHECK (msg && zframe_size (msg->payload) == limits.payload_max);
         emqp_msg_destroy (&msg);
-        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         s_test_reject ("payload over limit", zmsg, false, &limits,
-                       "REQUEST: payload frame too large (1025 bytes, max 1024)", verbose);
+                       "REQUEST: payload frame too large (1025 bytes, max 1024)",
+                       verbose);
         //  No limits: anything goes.
-        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]) { "q", "", NULL });
+        zmsg = s_test_zmsg (NULL, "REQUEST", "id", (const char *[]){ "q", "", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         msg = s_test_accept ("no limits", zmsg, false, NULL);
         emqp_msg_destroy (&msg);
         //  Every binary frame is limited: REPLY, SCHEDULE, DONE, RESULT.
-        zmsg = s_test_zmsg (NULL, "REPLY", "id", (const char *[]) { NULL });
+        zmsg = s_test_zmsg (NULL, "REPLY", "id", (const char *[]){ NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         s_test_reject ("reply over limit", zmsg, false, &limits,
                        "REPLY: reply frame too large", verbose);
-        zmsg = s_test_zmsg (NULL, "SCHEDULE", "id", (const char *[]) { "q", "", "5", NULL });
+        zmsg =
+            s_test_zmsg (NULL, "SCHEDULE", "id", (const char *[]){ "q", "", "5", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         zmsg_addstr (zmsg, "");
         s_test_reject ("schedule over limit", zmsg, false, &limits,
                        "SCHEDULE: payload frame too large", verbose);
-        zmsg = s_test_zmsg (NULL, "DONE", "id", (const char *[]) { "r", "1", "ok", NULL });
+        zmsg = s_test_zmsg (NULL, "DONE", "id", (const char *[]){ "r", "1", "ok", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         zmsg_addstr (zmsg, "");
         s_test_reject ("done over limit", zmsg, false, &limits,
                        "DONE: result frame too large", verbose);
-        zmsg = s_test_zmsg (NULL, "RESULT", "id", (const char *[]) { "r", "ok", NULL });
+        zmsg = s_test_zmsg (NULL, "RESULT", "id", (const char *[]){ "r", "ok", NULL });
         zmsg_addmem (zmsg, big, limits.payload_max + 1);
         zmsg_addstr (zmsg, "");
         s_test_reject ("result over limit", zmsg, false, &limits,
@@ -2415,10 +2607,22 @@ emqp_test (bool verbose)
     } stamps[] = {
         { "1795398200.0280507", true, 1795398200.0280507 },
         { "1795398203.536184", true, 1795398203.536184 },
-        { "0", true, 0 }, { "5.", true, 5 }, { ".5", true, 0.5 }, { "1795398200", true, 1795398200 },
-        { "", false, 0 }, { "abc", false, 0 }, { "-1", false, 0 }, { "+1", false, 0 },
-        { "1e9", false, 0 }, { " 1", false, 0 }, { "1 ", false, 0 }, { "1.2.3", false, 0 },
-        { ".", false, 0 }, { "nan", false, 0 }, { "inf", false, 0 }, { "0x10", false, 0 },
+        { "0", true, 0 },
+        { "5.", true, 5 },
+        { ".5", true, 0.5 },
+        { "1795398200", true, 1795398200 },
+        { "", false, 0 },
+        { "abc", false, 0 },
+        { "-1", false, 0 },
+        { "+1", false, 0 },
+        { "1e9", false, 0 },
+        { " 1", false, 0 },
+        { "1 ", false, 0 },
+        { "1.2.3", false, 0 },
+        { ".", false, 0 },
+        { "nan", false, 0 },
+        { "inf", false, 0 },
+        { "0x10", false, 0 },
         { "1,5", false, 0 },
     };
     for (size_t i = 0; i < sizeof stamps / sizeof stamps[0]; i++) {
@@ -2433,17 +2637,25 @@ emqp_test (bool verbose)
         else
             s_test_reject ("bad timestamp", zmsg, false, &limits,
                            *stamps[i].text ? "is not decimal seconds"
-                                           : "timestamp frame is empty", false);
+                                           : "timestamp frame is empty",
+                           false);
     }
     static const struct {
         const char *text;
         bool valid;
         int64_t value;
     } intervals[] = {
-        { "-1", true, -1 }, { "0", true, 0 }, { "60", true, 60 },
+        { "-1", true, -1 },
+        { "0", true, 0 },
+        { "60", true, 60 },
         { "9223372036854775807", true, INT64_MAX },
-        { "9223372036854775808", false, 0 }, { "-2", false, 0 }, { "1.5", false, 0 },
-        { "abc", false, 0 }, { "+5", false, 0 }, { " 5", false, 0 }, { "-0", false, 0 },
+        { "9223372036854775808", false, 0 },
+        { "-2", false, 0 },
+        { "1.5", false, 0 },
+        { "abc", false, 0 },
+        { "+5", false, 0 },
+        { " 5", false, 0 },
+        { "-0", false, 0 },
         { "", false, 0 },
     };
     for (size_t i = 0; i < sizeof intervals / sizeof intervals[0]; i++) {
@@ -2457,13 +2669,14 @@ emqp_test (bool verbose)
         }
         else
             s_test_reject ("bad interval", zmsg, false, &limits,
-                           *intervals[i].text ? "SCHEDULE: interval" : "interval frame is empty",
+                           *intervals[i].text ? "SCHEDULE: interval"
+                                              : "interval frame is empty",
                            false);
     }
     static const struct {
         const char *epoch;
         const char *attempt;
-        const char *reason;     // NULL: valid
+        const char *reason;  // NULL: valid
     } numbers[] = {
         { "1", "1", NULL },
         { "18446744073709551615", "4294967295", NULL },
@@ -2480,7 +2693,9 @@ emqp_test (bool verbose)
     };
     for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
         //  REQUEST's epoch and attempt (router -> emq job manager)...
-        const char *frames[] = { "q", "", "p", numbers[i].epoch, numbers[i].attempt, NULL };
+        const char *frames[] = {
+            "q", "", "p", numbers[i].epoch, numbers[i].attempt, NULL
+        };
         zmsg = s_test_zmsg (NULL, "REQUEST", "id", frames);
         if (!numbers[i].reason) {
             msg = s_test_accept ("epoch/attempt", zmsg, false, &limits);
@@ -2505,7 +2720,8 @@ emqp_test (bool verbose)
             emqp_msg_destroy (&msg);
         }
         else
-            s_test_reject ("bad done epoch", zmsg, false, &limits, numbers[i].reason, false);
+            s_test_reject ("bad done epoch", zmsg, false, &limits, numbers[i].reason,
+                           false);
     }
 
     //  ---- DONE/RESULT status ----
@@ -2518,26 +2734,26 @@ emqp_test (bool verbose)
         const char *expected = *statuses[i] ? reason : "status frame is empty";
         s_test_reject ("bad DONE status", s_test_zmsg (NULL, "DONE", "id", done), false,
                        &limits, expected, verbose);
-        s_test_reject ("bad RESULT status", s_test_zmsg (NULL, "RESULT", "id", result), false,
-                       &limits, expected, verbose);
+        s_test_reject ("bad RESULT status", s_test_zmsg (NULL, "RESULT", "id", result),
+                       false, &limits, expected, verbose);
     }
 
     //  ---- Trailing frames a command does not define are ignored ----
     {
         const char *ack[] = { "acked", "extra", "\xff", NULL };
-        msg = s_test_accept ("ACK + trailing", s_test_zmsg (NULL, "ACK", "id", ack), false,
-                             &limits);
+        msg = s_test_accept ("ACK + trailing", s_test_zmsg (NULL, "ACK", "id", ack),
+                             false, &limits);
         CHECK (msg && streq (msg->ref, "acked"));
         emqp_msg_destroy (&msg);
         const char *req[] = { "q", "", "p", "5", "2", "extra", NULL };
-        msg = s_test_accept ("REQUEST + trailing", s_test_zmsg (NULL, "REQUEST", "id", req),
-                             false, &limits);
+        msg = s_test_accept ("REQUEST + trailing",
+                             s_test_zmsg (NULL, "REQUEST", "id", req), false, &limits);
         CHECK (msg && msg->epoch == 5 && msg->attempt == 2);
         emqp_msg_destroy (&msg);
         //  A lone frame after the payload is not an epoch/attempt pair.
         const char *one[] = { "q", "", "p", "5", NULL };
-        msg = s_test_accept ("REQUEST + one", s_test_zmsg (NULL, "REQUEST", "id", one), false,
-                             &limits);
+        msg = s_test_accept ("REQUEST + one", s_test_zmsg (NULL, "REQUEST", "id", one),
+                             false, &limits);
         CHECK (msg && msg->epoch == 0 && msg->attempt == 0);
         emqp_msg_destroy (&msg);
         const char *ready[] = { "anything", NULL };
@@ -2558,7 +2774,7 @@ emqp_test (bool verbose)
         }
         zmsg = emqp_encode (original);
         CHECK (zmsg != NULL);
-        CHECK (original->payload == NULL);      // moved into zmsg
+        CHECK (original->payload == NULL);  // moved into zmsg
         emqp_msg_destroy (&original);
         msg = s_test_accept (emqp_command_name (expected->command), zmsg, false, NULL);
         if (msg)
@@ -2578,20 +2794,25 @@ emqp_test (bool verbose)
     }
     //  Wire layout of the extensions, frame by frame.
     {
-        msg = s_test_case (21);                 // DONE ok
+        msg = s_test_case (21);  // DONE ok
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        const char *done[] = { "", EMQP_PROTOCOL, "DONE", "case-21", "req-done", "21000", "ok",
-                               "\x92\xa3run", "wall_us=1200 cpu_us=900 maxrss_kb=4096", NULL };
+        const char *done[] = {
+            "",        EMQP_PROTOCOL, "DONE",
+            "case-21", "req-done",    "21000",
+            "ok",      "\x92\xa3run", "wall_us=1200 cpu_us=900 maxrss_kb=4096",
+            NULL
+        };
         CHECK_EQ (zmsg_size (zmsg), 9);
         //  Frame 7 holds NUL and 0xff: compare all but it as text.
         zframe_t *frame = zmsg_first (zmsg);
         for (int i = 0; frame && done[i]; i++, frame = zmsg_next (zmsg))
             if (i != 7)
-                CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), done[i], strlen (done[i]));
+                CHECK_MEMEQ (zframe_data (frame), zframe_size (frame), done[i],
+                             strlen (done[i]));
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (14);                 // REQUEST with epoch, attempt
+        msg = s_test_case (14);  // REQUEST with epoch, attempt
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
         CHECK_EQ (zmsg_size (zmsg), 9);
@@ -2602,39 +2823,43 @@ emqp_test (bool verbose)
         CHECK (zframe_streq (zmsg_last (zmsg), "4294967295"));
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (13);                 // plain REQUEST, as EventMQ
+        msg = s_test_case (13);  // plain REQUEST, as EventMQ
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "REQUEST", "case-13",
-                                                "default", "", "[\"run\", {}]", NULL });
+        s_test_frames (zmsg, (const char *[]){ "", EMQP_PROTOCOL, "REQUEST", "case-13",
+                                               "default", "", "[\"run\", {}]", NULL });
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (2);                  // HEARTBEAT with stats
+        msg = s_test_case (2);  // HEARTBEAT with stats
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "HEARTBEAT", "case-2",
-            "0.000000", "{\"jobs_in_flight\":2,\"total_requests\":10}", NULL });
+        s_test_frames (zmsg, (const char *[]){
+                                 "", EMQP_PROTOCOL, "HEARTBEAT", "case-2", "0.000000",
+                                 "{\"jobs_in_flight\":2,\"total_requests\":10}", NULL });
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (12);                 // INFORM with agent
+        msg = s_test_case (12);  // INFORM with agent
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "INFORM", "case-12",
-            "[[10,\"default\"]]", "worker", "emq/1", NULL });
+        s_test_frames (zmsg,
+                       (const char *[]){ "", EMQP_PROTOCOL, "INFORM", "case-12",
+                                         "[[10,\"default\"]]", "worker", "emq/1", NULL });
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (29);                 // ERROR
+        msg = s_test_case (29);  // ERROR
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "ERROR", "case-29", "",
-            "MALFORMED", "unknown command 'BOGUS'", NULL });
+        s_test_frames (zmsg,
+                       (const char *[]){ "", EMQP_PROTOCOL, "ERROR", "case-29", "",
+                                         "MALFORMED", "unknown command 'BOGUS'", NULL });
         zmsg_destroy (&zmsg);
 
-        msg = s_test_case (27);                 // RESULT
+        msg = s_test_case (27);  // RESULT
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
-        s_test_frames (zmsg, (const char *[]) { "", EMQP_PROTOCOL, "RESULT", "case-27",
-            "req-result", "timeout", "timed out", "wall_us=1000000", NULL });
+        s_test_frames (zmsg, (const char *[]){ "", EMQP_PROTOCOL, "RESULT", "case-27",
+                                               "req-result", "timeout", "timed out",
+                                               "wall_us=1000000", NULL });
         zmsg_destroy (&zmsg);
     }
     //  Defaults when optional fields are unset: empty frames, a fresh msgid,
@@ -2651,7 +2876,8 @@ emqp_test (bool verbose)
         CHECK_EQ (zmsg_size (zmsg), 10);
         msg = s_test_accept ("defaults", zmsg, true, &limits);
         if (msg) {
-            CHECK_MEMEQ (zframe_data (msg->identity), zframe_size (msg->identity), "\x00\x01id", 4);
+            CHECK_MEMEQ (zframe_data (msg->identity), zframe_size (msg->identity),
+                         "\x00\x01id", 4);
             CHECK_EQ (strlen (msg->msgid), 36);
             CHECK_EQ (zframe_size (msg->payload), 0);
             CHECK_STREQ (msg->usage, "");
@@ -2661,7 +2887,7 @@ emqp_test (bool verbose)
         msg = emqp_msg_new (EMQP_REQUEST);
         msg->queue = strdup ("q");
         msg->payload = zframe_new ("p", 1);
-        msg->attempt = 4;           // no epoch: EventMQ layout, attempt not sent
+        msg->attempt = 4;  // no epoch: EventMQ layout, attempt not sent
         zmsg = emqp_encode (msg);
         emqp_msg_destroy (&msg);
         CHECK_EQ (zmsg_size (zmsg), 7);
@@ -2681,21 +2907,22 @@ emqp_test (bool verbose)
     //  Missing required fields: encode refuses.
     {
         static const emqp_command_t needs[] = {
-            EMQP_ACK, EMQP_INFORM, EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE, EMQP_UNSCHEDULE,
-            EMQP_DONE, EMQP_RESULT, EMQP_ERROR, EMQP_FETCH, EMQP_CANCEL, EMQP_DEAD_RETRY,
-            EMQP_RETURN
+            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE,
+            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR, EMQP_FETCH,
+            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);
             zmsg = emqp_encode (msg);
             if (zmsg)
-                fprintf (stderr, "emqp_test: empty %s encoded\n", emqp_command_name (needs[i]));
+                fprintf (stderr, "emqp_test: empty %s encoded\n",
+                         emqp_command_name (needs[i]));
             CHECK (zmsg == NULL);
             zmsg_destroy (&zmsg);
             emqp_msg_destroy (&msg);
         }
         msg = emqp_msg_new (EMQP_REQUEST);
-        msg->queue = strdup ("q");          // no payload
+        msg->queue = strdup ("q");  // no payload
         CHECK (emqp_encode (msg) == NULL);
         emqp_msg_destroy (&msg);
         msg = emqp_msg_new (EMQP_INVALID);
@@ -2752,7 +2979,7 @@ emqp_test (bool verbose)
             s_test_same (msg, expected);
         emqp_msg_destroy (&msg);
         emqp_msg_destroy (&expected);
-        msg = emqp_msg_new (EMQP_ACK);      // no ref: cannot encode
+        msg = emqp_msg_new (EMQP_ACK);  // no ref: cannot encode
         errno = 0;
         CHECK_EQ (emqp_send (&msg, client), -1);
         CHECK_EQ (errno, EINVAL);

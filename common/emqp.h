@@ -20,12 +20,12 @@
 #define EMQP_PROTOCOL "eMQP/1.0"
 
 //  Limits on text frames; payloads are limited by emqp_limits_t.
-#define EMQP_MSGID_MAX   128
-#define EMQP_QUEUE_MAX   128
+#define EMQP_MSGID_MAX 128
+#define EMQP_QUEUE_MAX 128
 #define EMQP_HEADERS_MAX 1024
-#define EMQP_SHORT_MAX   4096      // INFORM queues, usage, error text
-#define EMQP_STATS_MAX   65536     // HEARTBEAT stats JSON
-#define EMQP_FRAMES_MAX  32        // frames read per message; more are ignored
+#define EMQP_SHORT_MAX 4096   // INFORM queues, usage, error text
+#define EMQP_STATS_MAX 65536  // HEARTBEAT stats JSON
+#define EMQP_FRAMES_MAX 32    // frames read per message; more are ignored
 
 typedef enum {
     EMQP_INVALID = 0,
@@ -45,16 +45,16 @@ typedef enum {
     EMQP_ROUTER_SHOW_WORKERS,
     EMQP_ROUTER_SHOW_SCHEDULERS,
     //  emq extensions (EventMQ peers never receive these)
-    EMQP_DONE,          // jm -> router: a job ended (msgid, epoch, outcome)
-    EMQP_RESULT,        // router -> client: a job's outcome
-    EMQP_ERROR,         // router -> peer: a message was refused, and why
-    EMQP_FETCH,         // client -> router: send me the RESULT of a job
-    EMQP_CANCEL,        // admin -> router, router -> jm: cancel a job
-    EMQP_DEAD_LIST,     // admin -> router: list dead jobs (REPLY json)
-    EMQP_DEAD_RETRY,    // admin -> router: run a dead job (or "*") again
-    EMQP_DEAD_PURGE,    // admin -> router: delete every dead job
-    EMQP_RETURN,        // jm -> router: a prefetched job it did not start
-    EMQP_BATCH,         // emq/3 peers: several messages in one (emqp_batch)
+    EMQP_DONE,        // jm -> router: a job ended (msgid, epoch, outcome)
+    EMQP_RESULT,      // router -> client: a job's outcome
+    EMQP_ERROR,       // router -> peer: a message was refused, and why
+    EMQP_FETCH,       // client -> router: send me the RESULT of a job
+    EMQP_CANCEL,      // admin -> router, router -> jm: cancel a job
+    EMQP_DEAD_LIST,   // admin -> router: list dead jobs (REPLY json)
+    EMQP_DEAD_RETRY,  // admin -> router: run a dead job (or "*") again
+    EMQP_DEAD_PURGE,  // admin -> router: delete every dead job
+    EMQP_RETURN,      // jm -> router: a prefetched job it did not start
+    EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
@@ -74,42 +74,42 @@ typedef enum {
 //  Binary fields are zframe_t, owned (moved out of the received zmsg_t, never
 //  copied).
 typedef struct {
-    zframe_t *identity;     // routing id (ROUTER side), else NULL
+    zframe_t *identity;  // routing id (ROUTER side), else NULL
     emqp_command_t command;
-    char *msgid;            // this message's id (all commands)
+    char *msgid;  // this message's id (all commands)
 
-    char *ref;              // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
-                            // FETCH/CANCEL/DEAD_RETRY: the job's msgid
-    char *queue;            // REQUEST, SCHEDULE, UNSCHEDULE
-    char *headers;          // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
-    zframe_t *payload;      // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
-                            // REPLY: reply (jm) or JSON (admin);
-                            // DONE/RESULT: msgpack value (ok) or error text;
-                            // BATCH: the packed messages
-    double heartbeat_ts;    // HEARTBEAT: unix seconds
-    char *stats;            // HEARTBEAT (emq jm -> router, optional trailing
-                            // frame): JSON status of the job manager
-    int64_t interval_s;     // SCHEDULE, UNSCHEDULE (-1 when cron is used)
-    char *cron;             // SCHEDULE, UNSCHEDULE ("" when interval is used)
-    char *queues;           // INFORM: JSON [[weight,"name"],...] or ""
-    char *peer_type;        // INFORM: "worker" | "scheduler"
-    char *agent;            // INFORM: optional extension frame naming an emq
-                            // peer ("emq/2"); NULL for EventMQ peers. ACK
-                            // (router -> emq jm, to INFORM): the router's
-                            // ("emq/2"), NULL from older routers
-    uint64_t epoch;         // REQUEST (router->emq jm), DONE, CANCEL
-                            // (router->jm): dispatch epoch
-    uint32_t attempt;       // REQUEST (router->emq jm): 1 on first dispatch
-    emqp_status_t status;   // DONE, RESULT
-    char *usage;            // DONE, RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
-    char *error_code;       // ERROR: a word, e.g. "QUEUE_FULL"
-    char *error_text;       // ERROR: human-readable reason
-    char *meta;             // emqp_recv with limits->meta_property: its value
-                            // on the sender's connection, or NULL
+    char *ref;             // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
+                           // FETCH/CANCEL/DEAD_RETRY: the job's msgid
+    char *queue;           // REQUEST, SCHEDULE, UNSCHEDULE
+    char *headers;         // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
+    zframe_t *payload;     // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
+                           // REPLY: reply (jm) or JSON (admin);
+                           // DONE/RESULT: msgpack value (ok) or error text;
+                           // BATCH: the packed messages
+    double heartbeat_ts;   // HEARTBEAT: unix seconds
+    char *stats;           // HEARTBEAT (emq jm -> router, optional trailing
+                           // frame): JSON status of the job manager
+    int64_t interval_s;    // SCHEDULE, UNSCHEDULE (-1 when cron is used)
+    char *cron;            // SCHEDULE, UNSCHEDULE ("" when interval is used)
+    char *queues;          // INFORM: JSON [[weight,"name"],...] or ""
+    char *peer_type;       // INFORM: "worker" | "scheduler"
+    char *agent;           // INFORM: optional extension frame naming an emq
+                           // peer ("emq/2"); NULL for EventMQ peers. ACK
+                           // (router -> emq jm, to INFORM): the router's
+                           // ("emq/2"), NULL from older routers
+    uint64_t epoch;        // REQUEST (router->emq jm), DONE, CANCEL
+                           // (router->jm): dispatch epoch
+    uint32_t attempt;      // REQUEST (router->emq jm): 1 on first dispatch
+    emqp_status_t status;  // DONE, RESULT
+    char *usage;           // DONE, RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
+    char *error_code;      // ERROR: a word, e.g. "QUEUE_FULL"
+    char *error_text;      // ERROR: human-readable reason
+    char *meta;            // emqp_recv with limits->meta_property: its value
+                           // on the sender's connection, or NULL
 } emqp_msg_t;
 
 typedef struct {
-    size_t payload_max;     // largest payload/result frame accepted (bytes)
+    size_t payload_max;         // largest payload/result frame accepted (bytes)
     const char *meta_property;  // emqp_recv: a connection property to read
                                 // into emqp_msg_t.meta (e.g. from CURVE
                                 // certificate metadata), or NULL
@@ -118,25 +118,25 @@ typedef struct {
 //  Why a message was refused (emqp_decode_fault, emqp_recv).
 typedef enum {
     EMQP_ERR_NONE = 0,
-    EMQP_ERR_MALFORMED,         // a frame is missing, empty, too long, has a NUL
-                                // or bad UTF-8, or is not the number, status,
-                                // interval or timestamp it must be
-    EMQP_ERR_NO_IDENTITY,       // ROUTER side: no routing id frame
-    EMQP_ERR_PROTOCOL,          // no empty delimiter, or not eMQP/1.0
-    EMQP_ERR_UNKNOWN_COMMAND,   // a command this codec does not know
-    EMQP_ERR_TOO_LARGE,         // a payload or result past limits->payload_max
-    EMQP_ERR_NO_MEMORY,         // we ran out of memory decoding it
-    EMQP_ERR_RECEIVE,           // emqp_recv: the socket failed, nothing read
+    EMQP_ERR_MALFORMED,        // a frame is missing, empty, too long, has a NUL
+                               // or bad UTF-8, or is not the number, status,
+                               // interval or timestamp it must be
+    EMQP_ERR_NO_IDENTITY,      // ROUTER side: no routing id frame
+    EMQP_ERR_PROTOCOL,         // no empty delimiter, or not eMQP/1.0
+    EMQP_ERR_UNKNOWN_COMMAND,  // a command this codec does not know
+    EMQP_ERR_TOO_LARGE,        // a payload or result past limits->payload_max
+    EMQP_ERR_NO_MEMORY,        // we ran out of memory decoding it
+    EMQP_ERR_RECEIVE,          // emqp_recv: the socket failed, nothing read
     EMQP_ERR_COUNT
 } emqp_error_t;
 
 //  A refused message: what was wrong, as a code for the program and as text
 //  for logs.
 typedef struct {
-    emqp_error_t code;          // EMQP_ERR_NONE after a success
-    emqp_command_t command;     // the refused message's command once it was
-                                // read, else EMQP_INVALID
-    char text[256];             // the reason, naming the command and frame
+    emqp_error_t code;       // EMQP_ERR_NONE after a success
+    emqp_command_t command;  // the refused message's command once it was
+                             // read, else EMQP_INVALID
+    char text[256];          // the reason, naming the command and frame
 } emqp_fault_t;
 
 //  Returns the code's name for logs ("too_large"), or "unknown".
@@ -173,9 +173,8 @@ emqp_msg_t *emqp_decode_fault (zmsg_t **zmsg_p, bool with_identity,
                                emqp_fault_t *fault);
 //  The same for a caller that only logs why: on failure writes the fault's
 //  text to err (errlen bytes).
-emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity,
-                         const emqp_limits_t *limits, zframe_t **identity_p,
-                         char *err, size_t errlen);
+emqp_msg_t *emqp_decode (zmsg_t **zmsg_p, bool with_identity, const emqp_limits_t *limits,
+                         zframe_t **identity_p, char *err, size_t errlen);
 
 //  Receives and decodes the next message on sock without waiting and
 //  without building czmq frames for it. Returns 1 with *msg_p set (caller
@@ -203,10 +202,10 @@ int emqp_send (emqp_msg_t **self_p, zsock_t *sock);
 //  A BATCH stays within the 64 KiB that every emq socket accepts beyond
 //  its payload limit: a sender sends before EMQP_BATCH_BYTES, and never
 //  batches a message whose payload is over EMQP_BATCH_ITEM_MAX.
-#define EMQP_BATCH_MAX 1024             // messages in one BATCH
+#define EMQP_BATCH_MAX 1024  // messages in one BATCH
 #define EMQP_BATCH_BYTES (48 * 1024)
 #define EMQP_BATCH_ITEM_MAX (8 * 1024)
-#define EMQP_BATCH_FRAME_MAX (63 * 1024)    // a receiver refuses larger
+#define EMQP_BATCH_FRAME_MAX (63 * 1024)  // a receiver refuses larger
 
 typedef struct emqp_batch_t emqp_batch_t;
 //  Creates an empty batch; caller owns it.

@@ -9,20 +9,20 @@
 
 typedef struct {
     const char *name;
-    size_t offset;          // of the field in headers_t
-    int width;              // 0 = bool flag, 4 = uint32_t, 8 = uint64_t
+    size_t offset;  // of the field in headers_t
+    int width;      // 0 = bool flag, 4 = uint32_t, 8 = uint64_t
 } s_header_t;
 
 static const s_header_t s_known[] = {
     { "reply-requested", offsetof (headers_t, reply_requested), 0 },
-    { "guarantee",       offsetof (headers_t, guarantee),       0 },
-    { "nohaste",         offsetof (headers_t, nohaste),         0 },
-    { "retry-count",     offsetof (headers_t, retry_count),     4 },
-    { "timeout",         offsetof (headers_t, timeout_s),       4 },
-    { "run_count",       offsetof (headers_t, run_count),       4 },
-    { "delay",           offsetof (headers_t, delay_s),         4 },
-    { "eta",             offsetof (headers_t, eta),             4 },
-    { "fence",           offsetof (headers_t, fence),           8 },
+    { "guarantee", offsetof (headers_t, guarantee), 0 },
+    { "nohaste", offsetof (headers_t, nohaste), 0 },
+    { "retry-count", offsetof (headers_t, retry_count), 4 },
+    { "timeout", offsetof (headers_t, timeout_s), 4 },
+    { "run_count", offsetof (headers_t, run_count), 4 },
+    { "delay", offsetof (headers_t, delay_s), 4 },
+    { "eta", offsetof (headers_t, eta), 4 },
+    { "fence", offsetof (headers_t, fence), 8 },
 };
 #define S_KNOWN (sizeof s_known / sizeof s_known[0])
 
@@ -54,8 +54,9 @@ headers_parse (const char *text, headers_t *out, char *err, size_t errlen)
                 size_t value_len = colon ? len - name_len - 1 : 0;
                 uint64_t max = h->width == 4 ? UINT32_MAX : UINT64_MAX, number;
                 if (numparse_uint_n (value, value_len, max, &number)) {
-                    snprintf (err, errlen, "header %s: '%.*s' is not a number in 0..%" PRIu64,
-                              h->name, (int) (value_len > 32 ? 32 : value_len), value, max);
+                    snprintf (err, errlen,
+                              "header %s: '%.*s' is not a number in 0..%" PRIu64, h->name,
+                              (int) (value_len > 32 ? 32 : value_len), value, max);
                     return -1;
                 }
                 if (h->width == 4)
@@ -85,13 +86,14 @@ headers_format (const headers_t *in, char *buf, size_t buflen)
         const char *field = (const char *) in + h->offset;
         int n = 0;
         const char *sep = used ? "," : "";
-        uint64_t number = h->width == 4 ? *(const uint32_t *) field
-                        : h->width == 8 ? *(const uint64_t *) field : 0;
+        uint64_t number = h->width == 4   ? *(const uint32_t *) field
+                          : h->width == 8 ? *(const uint64_t *) field
+                                          : 0;
         if (!h->width && *(const bool *) field)
             n = snprintf (buf + used, buflen - used, "%s%s", sep, h->name);
-        else
-        if (h->width && number)
-            n = snprintf (buf + used, buflen - used, "%s%s:%" PRIu64, sep, h->name, number);
+        else if (h->width && number)
+            n = snprintf (buf + used, buflen - used, "%s%s:%" PRIu64, sep, h->name,
+                          number);
         if (n < 0 || (size_t) n >= buflen - used)
             return -1;
         used += (size_t) n;
@@ -131,7 +133,10 @@ headers_test (bool verbose)
         { "reply-requested,retry-count:3,timeout:10",
           { .reply_requested = true, .retry_count = 3, .timeout_s = 10 } },
         { "reply-requested,guarantee,retry-count:3,timeout:10",
-          { .reply_requested = true, .guarantee = true, .retry_count = 3, .timeout_s = 10 } },
+          { .reply_requested = true,
+            .guarantee = true,
+            .retry_count = 3,
+            .timeout_s = 10 } },
         { "reply-requested,timeout:1", { .reply_requested = true, .timeout_s = 1 } },
         { "guarantee", { .guarantee = true } },
         { "guarantee,nohaste", { .guarantee = true, .nohaste = true } },
@@ -158,20 +163,23 @@ headers_test (bool verbose)
 
     //  Unknown headers (with or without a value), empty items and a
     //  repeated header: ignored, ignored, last wins.
-    CHECK_EQ (headers_parse ("x-trace:abc,,future-flag,timeout:5,timeout:7,", &h,
-                             err, sizeof err), 0);
+    CHECK_EQ (headers_parse ("x-trace:abc,,future-flag,timeout:5,timeout:7,", &h, err,
+                             sizeof err),
+              0);
     CHECK_EQ (h.timeout_s, 7);
     CHECK (!h.reply_requested);
     CHECK_EQ (headers_parse (",", &h, err, sizeof err), 0);
     //  A known name only matches whole: these are unknown, not errors.
-    CHECK_EQ (headers_parse ("timeouts:x,reply-requested-later, guarantee", &h,
-                             err, sizeof err), 0);
+    CHECK_EQ (headers_parse ("timeouts:x,reply-requested-later, guarantee", &h, err,
+                             sizeof err),
+              0);
     CHECK (!h.reply_requested && !h.guarantee);
     CHECK_EQ (h.timeout_s, 0);
 
     //  Limits of the numbers.
     CHECK_EQ (headers_parse ("retry-count:4294967295,timeout:0,run_count:0000000001", &h,
-                             err, sizeof err), 0);
+                             err, sizeof err),
+              0);
     CHECK_EQ (h.retry_count, UINT32_MAX);
     CHECK_EQ (h.timeout_s, 0);
     CHECK_EQ (h.run_count, 1);
@@ -189,7 +197,8 @@ headers_test (bool verbose)
         { "timeout:+5", "header timeout: '+5' is not a number" },
         { "retry-count:-1", "header retry-count: '-1' is not a number" },
         { "retry-count:4294967296", "header retry-count: '4294967296' is not a number" },
-        { "retry-count:99999999999", "header retry-count: '99999999999' is not a number" },
+        { "retry-count:99999999999",
+          "header retry-count: '99999999999' is not a number" },
         { "run_count:1.5", "header run_count: '1.5' is not a number" },
         { "run_count:3:4", "header run_count: '3:4' is not a number" },
         { "reply-requested:1", "header reply-requested takes no value" },
@@ -212,8 +221,12 @@ headers_test (bool verbose)
     CHECK (strlen (err) < 100);
 
     //  Format: canonical order, round trip, buffer too small.
-    headers_t all = { .reply_requested = true, .guarantee = true, .nohaste = true,
-                      .retry_count = 2, .timeout_s = 30, .run_count = UINT32_MAX };
+    headers_t all = { .reply_requested = true,
+                      .guarantee = true,
+                      .nohaste = true,
+                      .retry_count = 2,
+                      .timeout_s = 30,
+                      .run_count = UINT32_MAX };
     int len = headers_format (&all, buf, sizeof buf);
     CHECK_STREQ (buf, "reply-requested,guarantee,nohaste,retry-count:2,timeout:30,"
                       "run_count:4294967295");

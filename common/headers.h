@@ -11,15 +11,15 @@
 #include <stdint.h>
 
 typedef struct {
-    bool reply_requested;   // reply-requested
-    bool guarantee;         // guarantee
-    bool nohaste;           // nohaste (SCHEDULE)
-    uint32_t retry_count;   // retry-count:N, 0 = no retries
-    uint32_t timeout_s;     // timeout:N, 0 = never
-    uint32_t run_count;     // run_count:N (SCHEDULE), 0 = unlimited
-    uint32_t delay_s;       // delay:N, keep the job scheduled N seconds (emq)
-    uint32_t eta;           // eta:UNIX_TS, keep it scheduled until then (emq)
-    uint64_t fence;         // fence:N, a scheduler leader's fencing token (emq)
+    bool reply_requested;  // reply-requested
+    bool guarantee;        // guarantee
+    bool nohaste;          // nohaste (SCHEDULE)
+    uint32_t retry_count;  // retry-count:N, 0 = no retries
+    uint32_t timeout_s;    // timeout:N, 0 = never
+    uint32_t run_count;    // run_count:N (SCHEDULE), 0 = unlimited
+    uint32_t delay_s;      // delay:N, keep the job scheduled N seconds (emq)
+    uint32_t eta;          // eta:UNIX_TS, keep it scheduled until then (emq)
+    uint64_t fence;        // fence:N, a scheduler leader's fencing token (emq)
 } headers_t;
 
 //  Parses text into *out (zeroed first). Returns 0, or -1 with the reason in

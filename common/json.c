@@ -35,7 +35,8 @@ json_base64 (const void *data, size_t size)
         *p++ = alphabet[v & 63];
     }
     if (i < size) {
-        uint32_t v = (uint32_t) in[i] << 16 | (i + 1 < size ? (uint32_t) in[i + 1] << 8 : 0);
+        uint32_t v =
+            (uint32_t) in[i] << 16 | (i + 1 < size ? (uint32_t) in[i + 1] << 8 : 0);
         *p++ = alphabet[v >> 18];
         *p++ = alphabet[(v >> 12) & 63];
         *p++ = i + 1 < size ? alphabet[(v >> 6) & 63] : '=';
@@ -65,7 +66,7 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
         case JSON_STRING: {
             size_t len = json_string_length (value);
             return msgpack_pack_str (pk, len)
-                || msgpack_pack_str_body (pk, json_string_value (value), len);
+                   || msgpack_pack_str_body (pk, json_string_value (value), len);
         }
         case JSON_ARRAY: {
             if (depth >= JSON_DEPTH_MAX)
@@ -88,10 +89,11 @@ s_pack_json (msgpack_packer *pk, json_t *value, int depth, char *err, size_t err
             const char *key;
             size_t key_len;
             json_t *item;
-            json_object_keylen_foreach (value, key, key_len, item) {
+            json_object_keylen_foreach (value, key, key_len, item)
+            {
                 if (msgpack_pack_str (pk, key_len)
-                ||  msgpack_pack_str_body (pk, key, key_len)
-                ||  s_pack_json (pk, item, depth + 1, err, errlen))
+                    || msgpack_pack_str_body (pk, key, key_len)
+                    || s_pack_json (pk, item, depth + 1, err, errlen))
                     return -1;
             }
             return 0;
@@ -106,9 +108,8 @@ json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t
     if (!json_text || !sbuf)
         return errbuf_set (err, errlen, "no JSON text");
     json_error_t error;
-    json_t *root = json_loads (json_text,
-                               JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
-                               &error);
+    json_t *root = json_loads (
+        json_text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &error);
     if (!root)
         return errbuf_set (err, errlen, "invalid JSON at line %d, column %d: %s",
                            error.line, error.column, error.text);
@@ -119,7 +120,7 @@ json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t
     int rc = s_pack_json (&pk, root, 0, err, errlen);
     json_decref (root);
     if (rc) {
-        sbuf->size = saved;         // drop whatever was half written
+        sbuf->size = saved;  // drop whatever was half written
         if (!*err)
             errbuf_set (err, errlen, "out of memory");
         return -1;
@@ -134,7 +135,7 @@ json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err, size_t
 static json_t *
 s_bytes (const char *ptr, size_t size)
 {
-    json_t *value = json_stringn (ptr, size);   // NULL when not valid UTF-8
+    json_t *value = json_stringn (ptr, size);  // NULL when not valid UTF-8
     if (value)
         return value;
     char *text = json_base64 (ptr, size);
@@ -154,8 +155,10 @@ s_object_set (json_t *object, const msgpack_object *key, json_t *item, int depth
               char *err, size_t errlen)
 {
     if (key->type == MSGPACK_OBJECT_STR || key->type == MSGPACK_OBJECT_BIN) {
-        const char *ptr = key->type == MSGPACK_OBJECT_STR ? key->via.str.ptr : key->via.bin.ptr;
-        size_t size = key->type == MSGPACK_OBJECT_STR ? key->via.str.size : key->via.bin.size;
+        const char *ptr =
+            key->type == MSGPACK_OBJECT_STR ? key->via.str.ptr : key->via.bin.ptr;
+        size_t size =
+            key->type == MSGPACK_OBJECT_STR ? key->via.str.size : key->via.bin.size;
         //  json_object_setn_new refuses invalid UTF-8 and then frees item.
         json_incref (item);
         if (json_object_setn_new (object, ptr, size, item) == 0) {
@@ -217,7 +220,8 @@ s_to_json (const msgpack_object *obj, int depth, char *err, size_t errlen)
         }
         case MSGPACK_OBJECT_ARRAY:
             if (depth >= JSON_DEPTH_MAX) {
-                errbuf_set (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
+                errbuf_set (err, errlen, "msgpack nested deeper than %d levels",
+                            JSON_DEPTH_MAX);
                 return NULL;
             }
             value = json_array ();
@@ -231,14 +235,16 @@ s_to_json (const msgpack_object *obj, int depth, char *err, size_t errlen)
             break;
         case MSGPACK_OBJECT_MAP:
             if (depth >= JSON_DEPTH_MAX) {
-                errbuf_set (err, errlen, "msgpack nested deeper than %d levels", JSON_DEPTH_MAX);
+                errbuf_set (err, errlen, "msgpack nested deeper than %d levels",
+                            JSON_DEPTH_MAX);
                 return NULL;
             }
             value = json_object ();
             for (uint32_t i = 0; value && i < obj->via.map.size; i++) {
                 const msgpack_object_kv *kv = &obj->via.map.ptr[i];
                 json_t *item = s_to_json (&kv->val, depth + 1, err, errlen);
-                if (!item || s_object_set (value, &kv->key, item, depth + 1, err, errlen)) {
+                if (!item
+                    || s_object_set (value, &kv->key, item, depth + 1, err, errlen)) {
                     json_decref (value);
                     return NULL;
                 }
@@ -310,8 +316,8 @@ s_round_trip (const char *input, const char *expect, bool verbose)
     char *output = json_from_msgpack (sbuf.data, sbuf.size, err, sizeof err);
     emq_test_checks++;
     if (!output || strcmp (output, expect))
-        TESTUTIL_FAIL_ ("json_test: '%s' -> '%s', expected '%s' (%s)",
-                        input, output ? output : "NULL", expect, output ? "" : err);
+        TESTUTIL_FAIL_ ("json_test: '%s' -> '%s', expected '%s' (%s)", input,
+                        output ? output : "NULL", expect, output ? "" : err);
     if (verbose)
         printf ("  %s -> %s\n", input, output ? output : "NULL");
     free (output);
@@ -336,7 +342,8 @@ json_test (bool verbose)
 
     s_round_trip ("\"abc\"", "\"abc\"", verbose);
     s_round_trip ("null", "null", verbose);
-    s_round_trip ("[1, -2, 3.5, true, false, null]", "[1,-2,3.5,true,false,null]", verbose);
+    s_round_trip ("[1, -2, 3.5, true, false, null]", "[1,-2,3.5,true,false,null]",
+                  verbose);
     s_round_trip ("{\"a\": {\"b\": [1, {\"c\": \"\\u00e9\"}]}}",
                   "{\"a\":{\"b\":[1,{\"c\":\"\xc3\xa9\"}]}}", verbose);
     s_round_trip ("9223372036854775807", "9223372036854775807", verbose);
@@ -399,7 +406,7 @@ json_test (bool verbose)
     free (text);
 
     msgpack_pack_str (&pk, 2);
-    msgpack_pack_str_body (&pk, "\xc3\x28", 2);     // invalid UTF-8 in a str
+    msgpack_pack_str_body (&pk, "\xc3\x28", 2);  // invalid UTF-8 in a str
     text = s_msgpack_json (&sbuf);
     CHECK (text && strcmp (text, "{\"$base64\":\"wyg=\"}") == 0);
     free (text);
@@ -419,9 +426,12 @@ json_test (bool verbose)
     msgpack_pack_uint64 (&pk, UINT64_MAX);
     msgpack_pack_float (&pk, 0.5f);
     text = s_msgpack_json (&sbuf);
-    if (verbose) printf ("  map: %s\n", text ? text : "NULL");
+    if (verbose)
+        printf ("  map: %s\n", text ? text : "NULL");
     fflush (stdout);
-    CHECK (text && strcmp (text, "{\"1\":\"x\",\"null\":null,\"1.8446744073709552e19\":0.5}") == 0);
+    CHECK (text
+           && strcmp (text, "{\"1\":\"x\",\"null\":null,\"1.8446744073709552e19\":0.5}")
+                  == 0);
     free (text);
 
     //  Raw bytes are checked strictly before unpacking.
@@ -432,8 +442,11 @@ json_test (bool verbose)
     CHECK (json_from_msgpack (NULL, 0, err, sizeof err) == NULL);
 
     //  base64 padding
-    const char *b64[][2] = { { "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" },
-                             { "foo", "Zm9v" }, { "foob", "Zm9vYg==" } };
+    const char *b64[][2] = { { "", "" },
+                             { "f", "Zg==" },
+                             { "fo", "Zm8=" },
+                             { "foo", "Zm9v" },
+                             { "foob", "Zm9vYg==" } };
     for (size_t i = 0; i < sizeof b64 / sizeof b64[0]; i++) {
         text = json_base64 (b64[i][0], strlen (b64[i][0]));
         CHECK (text && strcmp (text, b64[i][1]) == 0);

@@ -33,8 +33,8 @@
 //  appends it to sbuf as one msgpack value. Returns 0, or -1 with the
 //  reason in err ("invalid JSON at line 1, column 5: ..."); on failure sbuf
 //  is left as it was.
-int json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf,
-                     char *err, size_t errlen);
+int json_to_msgpack (const char *json_text, msgpack_sbuffer *sbuf, char *err,
+                     size_t errlen);
 
 //  Renders obj as compact JSON. Returns a malloc'd NUL-terminated string the
 //  caller frees, or NULL with the reason in err.

@@ -38,16 +38,32 @@ log_enabled (log_level_t level)
     return level <= s_level;
 }
 
-#define S_LOG_BODY(level, sink) \
-    if (!log_enabled (level)) return; \
-    char line[2048]; \
-    va_list args; \
-    va_start (args, format); \
+#define S_LOG_BODY(level, sink)                  \
+    if (!log_enabled (level))                    \
+        return;                                  \
+    char line[2048];                             \
+    va_list args;                                \
+    va_start (args, format);                     \
     vsnprintf (line, sizeof line, format, args); \
-    va_end (args); \
+    va_end (args);                               \
     sink ("%s", line);
 
-void log_error (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_ERROR, zsys_error) }
-void log_warning (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_WARNING, zsys_warning) }
-void log_info (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_INFO, zsys_info) }
-void (log_debug) (const char *format, ...) { S_LOG_BODY (LOG_LEVEL_DEBUG, zsys_debug) }
+void
+log_error (const char *format, ...)
+{
+    S_LOG_BODY (LOG_LEVEL_ERROR, zsys_error)
+}
+void
+log_warning (const char *format, ...)
+{
+    S_LOG_BODY (LOG_LEVEL_WARNING, zsys_warning)
+}
+void
+log_info (const char *format, ...)
+{
+    S_LOG_BODY (LOG_LEVEL_INFO, zsys_info)
+}
+void (log_debug) (const char *format, ...)
+{
+    S_LOG_BODY (LOG_LEVEL_DEBUG, zsys_debug)
+}

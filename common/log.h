@@ -8,7 +8,12 @@
 
 #include <stdbool.h>
 
-typedef enum { LOG_LEVEL_ERROR, LOG_LEVEL_WARNING, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG } log_level_t;
+typedef enum {
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_WARNING,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG
+} log_level_t;
 
 //  Sets the program name shown in logs and the threshold. Call once at start.
 void log_init (const char *ident, log_level_t level);
@@ -23,6 +28,7 @@ void log_info (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 void log_debug (const char *format, ...) __attribute__ ((format (printf, 1, 2)));
 //  Debug lines are per message: their arguments are not even evaluated
 //  (ids formatted, names looked up) unless debug is on.
-#define log_debug(...) (log_enabled (LOG_LEVEL_DEBUG) ? log_debug (__VA_ARGS__) : (void) 0)
+#define log_debug(...) \
+    (log_enabled (LOG_LEVEL_DEBUG) ? log_debug (__VA_ARGS__) : (void) 0)
 
 #endif

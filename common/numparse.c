@@ -2,10 +2,10 @@
 #include "numparse.h"
 
 #include <errno.h>
-#include <inttypes.h>       // libbsd overlay: strtou, strtoi
+#include <inttypes.h>  // libbsd overlay: strtou, strtoi
 #include <string.h>
 
-#define S_DIGITS_MAX 20     // UINT64_MAX has 20 digits
+#define S_DIGITS_MAX 20  // UINT64_MAX has 20 digits
 
 //  Copies text[0..len) into buf as a C string when it is [sign] digits;
 //  strtou and strtoi alone would also take spaces, "0x" and (strtou) a
@@ -87,9 +87,20 @@ numparse_test (bool verbose)
     CHECK_UEQ (u, UINT32_MAX);
     //  Refused, and the value is left alone.
     u = 99;
-    const char *bad_uint[] = { "", " 1", "1 ", "+1", "-1", "-0", "0x10", "1.0", "1e3",
-                               "12a", "18446744073709551616", "99999999999999999999",
-                               "000000000000000000001", "4294967296" };
+    const char *bad_uint[] = { "",
+                               " 1",
+                               "1 ",
+                               "+1",
+                               "-1",
+                               "-0",
+                               "0x10",
+                               "1.0",
+                               "1e3",
+                               "12a",
+                               "18446744073709551616",
+                               "99999999999999999999",
+                               "000000000000000000001",
+                               "4294967296" };
     for (size_t i = 0; i < sizeof bad_uint / sizeof bad_uint[0]; i++) {
         if (numparse_uint (bad_uint[i], UINT32_MAX, &u) == 0)
             fprintf (stderr, "numparse_uint took '%s'\n", bad_uint[i]);
@@ -115,8 +126,19 @@ numparse_test (bool verbose)
     CHECK_EQ (numparse_int ("9223372036854775807", INT64_MIN, INT64_MAX, &v), 0);
     CHECK_EQ (v, INT64_MAX);
     v = 99;
-    const char *bad_int[] = { "", "-", "+", " 1", "1 ", "--1", "+-1", "0x1", "1k",
-                              "9223372036854775808", "-9223372036854775809", "11", "-2" };
+    const char *bad_int[] = { "",
+                              "-",
+                              "+",
+                              " 1",
+                              "1 ",
+                              "--1",
+                              "+-1",
+                              "0x1",
+                              "1k",
+                              "9223372036854775808",
+                              "-9223372036854775809",
+                              "11",
+                              "-2" };
     for (size_t i = 0; i < sizeof bad_int / sizeof bad_int[0]; i++) {
         int rc = numparse_int (bad_int[i], i < 11 ? INT64_MIN : -1,
                                i < 11 ? INT64_MAX : 10, &v);

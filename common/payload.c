@@ -56,7 +56,8 @@ s_skip (s_walker_t *w, uint64_t n)
 {
     if ((uint64_t) (w->size - w->pos) < n)
         return errbuf_set (w->err, w->errlen,
-                           "msgpack truncated: %" PRIu64 " bytes claimed at byte %zu, %zu left",
+                           "msgpack truncated: %" PRIu64
+                           " bytes claimed at byte %zu, %zu left",
                            n, w->pos, w->size - w->pos);
     w->pos += (size_t) n;
     return 0;
@@ -75,7 +76,8 @@ s_walk_items (s_walker_t *w, uint64_t count, int depth, const char *what)
     //  anyone reserves memory for them.
     if (count > (uint64_t) (w->size - w->pos))
         return errbuf_set (w->err, w->errlen,
-                           "msgpack %s claims %" PRIu64 " items but only %zu bytes are left",
+                           "msgpack %s claims %" PRIu64
+                           " items but only %zu bytes are left",
                            what, count, w->size - w->pos);
     for (uint64_t i = 0; i < count; i++)
         if (s_walk (w, depth))
@@ -91,43 +93,63 @@ s_walk (s_walker_t *w, int depth)
     uint8_t b = w->data[w->pos++];
     uint64_t n;
     if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return 0;                                   // fixint, nil, bool
+        return 0;  // fixint, nil, bool
     if (b >= 0x80 && b <= 0x8f)
         return s_walk_items (w, 2 * (uint64_t) (b & 0x0f), depth + 1, "map");
     if (b >= 0x90 && b <= 0x9f)
         return s_walk_items (w, b & 0x0f, depth + 1, "array");
     if (b >= 0xa0 && b <= 0xbf)
-        return s_skip (w, b & 0x1f);                // fixstr
+        return s_skip (w, b & 0x1f);  // fixstr
     switch (b) {
-        case 0xc4: case 0xc5: case 0xc6:            // bin 8/16/32
+        case 0xc4:
+        case 0xc5:
+        case 0xc6:  // bin 8/16/32
             if (s_read_be (w, (size_t) 1 << (b - 0xc4), &n))
                 return -1;
             return s_skip (w, n);
-        case 0xc7: case 0xc8: case 0xc9:            // ext 8/16/32
+        case 0xc7:
+        case 0xc8:
+        case 0xc9:  // ext 8/16/32
             if (s_read_be (w, (size_t) 1 << (b - 0xc7), &n))
                 return -1;
             return s_skip (w, n + 1);
-        case 0xca: return s_skip (w, 4);            // float 32
-        case 0xcb: return s_skip (w, 8);            // float 64
-        case 0xcc: case 0xcd: case 0xce: case 0xcf: // uint 8..64
+        case 0xca:
+            return s_skip (w, 4);  // float 32
+        case 0xcb:
+            return s_skip (w, 8);  // float 64
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:  // uint 8..64
             return s_skip (w, (uint64_t) 1 << (b - 0xcc));
-        case 0xd0: case 0xd1: case 0xd2: case 0xd3: // int 8..64
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3:  // int 8..64
             return s_skip (w, (uint64_t) 1 << (b - 0xd0));
-        case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:  // fixext
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:  // fixext
             return s_skip (w, 1 + ((uint64_t) 1 << (b - 0xd4)));
-        case 0xd9: case 0xda: case 0xdb:            // str 8/16/32
+        case 0xd9:
+        case 0xda:
+        case 0xdb:  // str 8/16/32
             if (s_read_be (w, (size_t) 1 << (b - 0xd9), &n))
                 return -1;
             return s_skip (w, n);
-        case 0xdc: case 0xdd:                       // array 16/32
+        case 0xdc:
+        case 0xdd:  // array 16/32
             if (s_read_be (w, b == 0xdc ? 2 : 4, &n))
                 return -1;
             return s_walk_items (w, n, depth + 1, "array");
-        case 0xde: case 0xdf:                       // map 16/32
+        case 0xde:
+        case 0xdf:  // map 16/32
             if (s_read_be (w, b == 0xde ? 2 : 4, &n))
                 return -1;
             return s_walk_items (w, 2 * n, depth + 1, "map");
-        default:                                    // 0xc1: never used
+        default:  // 0xc1: never used
             return errbuf_set (w->err, w->errlen,
                                "msgpack has reserved type byte 0x%02x at byte %zu", b,
                                w->pos - 1);
@@ -135,8 +157,8 @@ s_walk (s_walker_t *w, int depth)
 }
 
 int
-payload_msgpack_check (const void *data, size_t size, int max_depth,
-                       char *err, size_t errlen)
+payload_msgpack_check (const void *data, size_t size, int max_depth, char *err,
+                       size_t errlen)
 {
     if (!data || size == 0)
         return errbuf_set (err, errlen, "msgpack is empty");
@@ -197,14 +219,14 @@ s_key_is (const msgpack_object *key, const char *name)
 {
     size_t len = strlen (name);
     return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len
-        && memcmp (key->via.str.ptr, name, len) == 0;
+           && memcmp (key->via.str.ptr, name, len) == 0;
 }
 
 //  Copies a msgpack string into a new C string. Refuses other types, NUL
 //  bytes (they would silently cut the string) and, unless allowed, "".
 static int
-s_string (const msgpack_object *obj, const char *field, bool may_be_empty,
-          char **out, char *err, size_t errlen)
+s_string (const msgpack_object *obj, const char *field, bool may_be_empty, char **out,
+          char *err, size_t errlen)
 {
     if (obj->type != MSGPACK_OBJECT_STR)
         return errbuf_set (err, errlen, "payload: %s is not a string", field);
@@ -226,7 +248,8 @@ s_string (const msgpack_object *obj, const char *field, bool may_be_empty,
 static bool
 s_library_name_ok (const char *name)
 {
-    return name && *name && !strchr (name, '/') && strcmp (name, ".") && strcmp (name, "..");
+    return name && *name && !strchr (name, '/') && strcmp (name, ".")
+           && strcmp (name, "..");
 }
 
 static int
@@ -254,7 +277,7 @@ s_decode_run (payload_t *self, const msgpack_object *key, const msgpack_object *
             msgpack_sbuffer_destroy (&sbuf);
             return errbuf_set (err, errlen, "payload: run: cannot copy args");
         }
-        self->args = sbuf.data;         // malloc'd by the sbuffer, now ours
+        self->args = sbuf.data;  // malloc'd by the sbuffer, now ours
         self->args_size = sbuf.size;
         return 0;
     }
@@ -281,7 +304,8 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
         for (size_t i = 0; i < argc; i++) {
             snprintf (field, sizeof field, "exec: argv[%zu]", i);
             //  argv[0] names the program; later arguments may be "".
-            if (s_string (&val->via.array.ptr[i], field, i > 0, &self->argv[i], err, errlen))
+            if (s_string (&val->via.array.ptr[i], field, i > 0, &self->argv[i], err,
+                          errlen))
                 return -1;
             self->argc = i + 1;
         }
@@ -294,13 +318,11 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
             ptr = val->via.bin.ptr;
             size = val->via.bin.size;
         }
-        else
-        if (val->type == MSGPACK_OBJECT_STR) {
+        else if (val->type == MSGPACK_OBJECT_STR) {
             ptr = val->via.str.ptr;
             size = val->via.str.size;
         }
-        else
-        if (val->type == MSGPACK_OBJECT_NIL)
+        else if (val->type == MSGPACK_OBJECT_NIL)
             return 0;
         else
             return errbuf_set (err, errlen, "payload: exec: stdin is not bytes");
@@ -332,7 +354,8 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
                 return -1;
             if (strchr (name, '=')) {
                 free (name);
-                return errbuf_set (err, errlen, "payload: exec: env name #%zu contains '='", i);
+                return errbuf_set (err, errlen,
+                                   "payload: exec: env name #%zu contains '='", i);
             }
             snprintf (field, sizeof field, "exec: env value of %.32s", name);
             if (s_string (&val->via.map.ptr[i].val, field, true, &value, err, errlen)) {
@@ -404,8 +427,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
     }
     if (s_key_is (kind, "run"))
         self->kind = PAYLOAD_RUN;
-    else
-    if (s_key_is (kind, "exec"))
+    else if (s_key_is (kind, "exec"))
         self->kind = PAYLOAD_EXEC;
     else {
         errbuf_set (err, errlen, "payload: kind is not \"run\" or \"exec\"");
@@ -423,23 +445,25 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
             goto fail;
         }
         snprintf (shown, sizeof shown, "%.*s",
-                  (int) (key->via.str.size > 32 ? 32 : key->via.str.size), key->via.str.ptr);
+                  (int) (key->via.str.size > 32 ? 32 : key->via.str.size),
+                  key->via.str.ptr);
         for (size_t k = 0; shown[k]; k++)
             if ((unsigned char) shown[k] < 0x20 || (unsigned char) shown[k] >= 0x7f)
                 shown[k] = '?';
         for (uint32_t j = 0; j < i; j++) {
             const msgpack_object *prior = &root->via.map.ptr[j].key;
-            if (prior->type == MSGPACK_OBJECT_STR && prior->via.str.size == key->via.str.size
-            &&  memcmp (prior->via.str.ptr, key->via.str.ptr, key->via.str.size) == 0) {
+            if (prior->type == MSGPACK_OBJECT_STR
+                && prior->via.str.size == key->via.str.size
+                && memcmp (prior->via.str.ptr, key->via.str.ptr, key->via.str.size)
+                       == 0) {
                 errbuf_set (err, errlen, "payload: key '%s' given twice", shown);
                 goto fail;
             }
         }
         if (s_key_is (key, "kind"))
             continue;
-        rc = self->kind == PAYLOAD_RUN
-           ? s_decode_run (self, key, val, err, errlen)
-           : s_decode_exec (self, key, val, err, errlen);
+        rc = self->kind == PAYLOAD_RUN ? s_decode_run (self, key, val, err, errlen)
+                                       : s_decode_exec (self, key, val, err, errlen);
         if (rc == -2) {
             errbuf_set (err, errlen, "payload: unknown key '%s' in a %s payload", shown,
                         payload_kind_name (self->kind));
@@ -465,8 +489,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
             self->args_size = 1;
         }
     }
-    else
-    if (!self->argv) {
+    else if (!self->argv) {
         errbuf_set (err, errlen, "payload: exec: missing 'argv'");
         goto fail;
     }
@@ -502,20 +525,20 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
         if (!s_library_name_ok (self->library) || !self->function || !*self->function)
             return -1;
         if (self->args
-        &&  payload_msgpack_check (self->args, self->args_size, PAYLOAD_DEPTH_MAX - 1, NULL, 0))
+            && payload_msgpack_check (self->args, self->args_size, PAYLOAD_DEPTH_MAX - 1,
+                                      NULL, 0))
             return -1;
-        int rc = msgpack_pack_map (&pk, 4)
-              || s_pack_str (&pk, "kind") || s_pack_str (&pk, "run")
-              || s_pack_str (&pk, "library") || s_pack_str (&pk, self->library)
-              || s_pack_str (&pk, "function") || s_pack_str (&pk, self->function)
-              || s_pack_str (&pk, "args");
+        int rc = msgpack_pack_map (&pk, 4) || s_pack_str (&pk, "kind")
+                 || s_pack_str (&pk, "run") || s_pack_str (&pk, "library")
+                 || s_pack_str (&pk, self->library) || s_pack_str (&pk, "function")
+                 || s_pack_str (&pk, self->function) || s_pack_str (&pk, "args");
         if (!rc)
             rc = self->args ? msgpack_sbuffer_write (sbuf, self->args, self->args_size)
                             : msgpack_pack_nil (&pk);
         return rc ? -1 : 0;
     }
     if (self->kind != PAYLOAD_EXEC || !self->argv || self->argc == 0
-    ||  self->argc > PAYLOAD_ARGC_MAX || self->envc > PAYLOAD_ENVC_MAX)
+        || self->argc > PAYLOAD_ARGC_MAX || self->envc > PAYLOAD_ENVC_MAX)
         return -1;
     for (size_t i = 0; i < self->argc; i++)
         if (!self->argv[i] || (i == 0 && !*self->argv[i]))
@@ -527,24 +550,24 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
     }
     if (self->cwd && !*self->cwd)
         return -1;
-    size_t entries = 2 + (self->stdin_data ? 1 : 0) + (self->envc ? 1 : 0)
-                   + (self->cwd ? 1 : 0);
-    int rc = msgpack_pack_map (&pk, entries)
-          || s_pack_str (&pk, "kind") || s_pack_str (&pk, "exec")
-          || s_pack_str (&pk, "argv") || msgpack_pack_array (&pk, self->argc);
+    size_t entries =
+        2 + (self->stdin_data ? 1 : 0) + (self->envc ? 1 : 0) + (self->cwd ? 1 : 0);
+    int rc = msgpack_pack_map (&pk, entries) || s_pack_str (&pk, "kind")
+             || s_pack_str (&pk, "exec") || s_pack_str (&pk, "argv")
+             || msgpack_pack_array (&pk, self->argc);
     for (size_t i = 0; !rc && i < self->argc; i++)
         rc = s_pack_str (&pk, self->argv[i]);
     if (!rc && self->stdin_data)
         rc = s_pack_str (&pk, "stdin") || msgpack_pack_bin (&pk, self->stdin_size)
-          || msgpack_pack_bin_body (&pk, self->stdin_data, self->stdin_size);
+             || msgpack_pack_bin_body (&pk, self->stdin_data, self->stdin_size);
     if (!rc && self->envc) {
         rc = s_pack_str (&pk, "env") || msgpack_pack_map (&pk, self->envc);
         for (size_t i = 0; !rc && i < self->envc; i++) {
             const char *eq = strchr (self->env[i], '=');
             size_t name_len = (size_t) (eq - self->env[i]);
             rc = msgpack_pack_str (&pk, name_len)
-              || msgpack_pack_str_body (&pk, self->env[i], name_len)
-              || s_pack_str (&pk, eq + 1);
+                 || msgpack_pack_str_body (&pk, self->env[i], name_len)
+                 || s_pack_str (&pk, eq + 1);
         }
     }
     if (!rc && self->cwd)
@@ -595,8 +618,12 @@ payload_test (bool verbose)
     char err[256];
 
     //  Round trip: run
-    payload_t run = { .kind = PAYLOAD_RUN, .library = "libemq_examples.so",
-                      .function = "upper", .args = "\xa3" "abc", .args_size = 4 };
+    payload_t run = { .kind = PAYLOAD_RUN,
+                      .library = "libemq_examples.so",
+                      .function = "upper",
+                      .args = "\xa3"
+                              "abc",
+                      .args_size = 4 };
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
     CHECK (payload_encode (&run, &sbuf) == 0);
@@ -605,10 +632,15 @@ payload_test (bool verbose)
     CHECK (p && p->kind == PAYLOAD_RUN);
     CHECK (p && s_streq (p->library, "libemq_examples.so"));
     CHECK (p && s_streq (p->function, "upper"));
-    CHECK (p && p->args_size == 4 && memcmp (p->args, "\xa3" "abc", 4) == 0);
+    CHECK (p && p->args_size == 4
+           && memcmp (p->args,
+                      "\xa3"
+                      "abc",
+                      4)
+                  == 0);
     payload_destroy (&p);
     CHECK (p == NULL);
-    payload_destroy (&p);                   // NULL is fine
+    payload_destroy (&p);  // NULL is fine
     msgpack_sbuffer_clear (&sbuf);
 
     //  run without args gets nil
@@ -624,7 +656,7 @@ payload_test (bool verbose)
     run.library = "../evil.so";
     CHECK (payload_encode (&run, &sbuf) == -1);
     run.library = "lib.so";
-    run.args = "\x92\x01";                  // array of 2 with one item
+    run.args = "\x92\x01";  // array of 2 with one item
     run.args_size = 2;
     CHECK (payload_encode (&run, &sbuf) == -1);
     CHECK (sbuf.size == 0);
@@ -632,16 +664,23 @@ payload_test (bool verbose)
     //  Round trip: exec with everything
     char *argv[] = { "/bin/echo", "hello", "", NULL };
     char *env[] = { "A=1", "EMPTY=", "B=x=y", NULL };
-    payload_t exec = { .kind = PAYLOAD_EXEC, .argv = argv, .argc = 3,
-                       .stdin_data = "in\0put", .stdin_size = 6,
-                       .env = env, .envc = 3, .cwd = "/tmp" };
+    payload_t exec = { .kind = PAYLOAD_EXEC,
+                       .argv = argv,
+                       .argc = 3,
+                       .stdin_data = "in\0put",
+                       .stdin_size = 6,
+                       .env = env,
+                       .envc = 3,
+                       .cwd = "/tmp" };
     CHECK (payload_encode (&exec, &sbuf) == 0);
     p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
     CHECK (p);
     CHECK (p && p->kind == PAYLOAD_EXEC && p->argc == 3);
-    CHECK (p && s_streq (p->argv[0], "/bin/echo") && s_streq (p->argv[2], "") && !p->argv[3]);
+    CHECK (p && s_streq (p->argv[0], "/bin/echo") && s_streq (p->argv[2], "")
+           && !p->argv[3]);
     CHECK (p && p->stdin_size == 6 && memcmp (p->stdin_data, "in\0put", 6) == 0);
-    CHECK (p && p->envc == 3 && s_streq (p->env[1], "EMPTY=") && s_streq (p->env[2], "B=x=y"));
+    CHECK (p && p->envc == 3 && s_streq (p->env[1], "EMPTY=")
+           && s_streq (p->env[2], "B=x=y"));
     CHECK (p && !p->env[3]);
     CHECK (p && s_streq (p->cwd, "/tmp"));
     payload_destroy (&p);
@@ -679,8 +718,12 @@ payload_test (bool verbose)
     s_expect_bad ("\xc1", 1, "reserved type byte", verbose);
     s_expect_bad ("\x93\x01", 2, "claims 3 items", verbose);
     s_expect_bad ("\xdd\xff\xff\xff\xff", 5, "claims 4294967295 items", verbose);
-    s_expect_bad ("\xdb\x7f\xff\xff\xff" "ab", 7, "truncated", verbose);
-    s_expect_bad ("\xa5" "abc", 4, "truncated", verbose);
+    s_expect_bad ("\xdb\x7f\xff\xff\xff"
+                  "ab",
+                  7, "truncated", verbose);
+    s_expect_bad ("\xa5"
+                  "abc",
+                  4, "truncated", verbose);
     s_expect_bad ("\x01", 1, "not a msgpack map", verbose);
     s_expect_bad ("\x80", 1, "no 'kind'", verbose);
 
@@ -700,8 +743,8 @@ payload_test (bool verbose)
     s_expect_bad (sbuf.data, sbuf.size, "given twice", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
-    const char *dup[] = { "kind", "run", "library", "a.so", "library", "b.so",
-                          "function", "f" };
+    const char *dup[] = { "kind",    "run",  "library",  "a.so",
+                          "library", "b.so", "function", "f" };
     s_pack_pairs (&sbuf, 4, dup);
     s_expect_bad (sbuf.data, sbuf.size, "'library' given twice", verbose);
     msgpack_sbuffer_clear (&sbuf);
@@ -716,8 +759,8 @@ payload_test (bool verbose)
     s_expect_bad (sbuf.data, sbuf.size, "not a path", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
-    const char *unknown[] = { "kind", "run", "library", "a.so", "function", "f",
-                              "argv", "x" };
+    const char *unknown[] = { "kind",     "run", "library", "a.so",
+                              "function", "f",   "argv",    "x" };
     s_pack_pairs (&sbuf, 4, unknown);
     s_expect_bad (sbuf.data, sbuf.size, "unknown key 'argv' in a run", verbose);
     msgpack_sbuffer_clear (&sbuf);
@@ -738,44 +781,66 @@ payload_test (bool verbose)
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 2);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    s_pack_str (&pk, "argv"); msgpack_pack_array (&pk, 1); msgpack_pack_int (&pk, 1);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    s_pack_str (&pk, "argv");
+    msgpack_pack_array (&pk, 1);
+    msgpack_pack_int (&pk, 1);
     s_expect_bad (sbuf.data, sbuf.size, "argv[0] is not a string", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_pack_map (&pk, 2);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    s_pack_str (&pk, "argv"); msgpack_pack_array (&pk, 1);
-    msgpack_pack_str (&pk, 3); msgpack_pack_str_body (&pk, "a\0b", 3);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    s_pack_str (&pk, "argv");
+    msgpack_pack_array (&pk, 1);
+    msgpack_pack_str (&pk, 3);
+    msgpack_pack_str_body (&pk, "a\0b", 3);
     s_expect_bad (sbuf.data, sbuf.size, "NUL", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    s_pack_str (&pk, "argv"); msgpack_pack_array (&pk, 1); s_pack_str (&pk, "x");
-    s_pack_str (&pk, "env"); msgpack_pack_map (&pk, 1);
-    s_pack_str (&pk, "A"); msgpack_pack_true (&pk);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    s_pack_str (&pk, "argv");
+    msgpack_pack_array (&pk, 1);
+    s_pack_str (&pk, "x");
+    s_pack_str (&pk, "env");
+    msgpack_pack_map (&pk, 1);
+    s_pack_str (&pk, "A");
+    msgpack_pack_true (&pk);
     s_expect_bad (sbuf.data, sbuf.size, "env value of A is not a string", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    s_pack_str (&pk, "argv"); msgpack_pack_array (&pk, 1); s_pack_str (&pk, "x");
-    s_pack_str (&pk, "env"); msgpack_pack_map (&pk, 1);
-    s_pack_str (&pk, "A=B"); s_pack_str (&pk, "c");
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    s_pack_str (&pk, "argv");
+    msgpack_pack_array (&pk, 1);
+    s_pack_str (&pk, "x");
+    s_pack_str (&pk, "env");
+    msgpack_pack_map (&pk, 1);
+    s_pack_str (&pk, "A=B");
+    s_pack_str (&pk, "c");
     s_expect_bad (sbuf.data, sbuf.size, "contains '='", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_pack_map (&pk, 2);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    msgpack_pack_int (&pk, 7); s_pack_str (&pk, "x");
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    msgpack_pack_int (&pk, 7);
+    s_pack_str (&pk, "x");
     s_expect_bad (sbuf.data, sbuf.size, "key is not a string", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
     msgpack_pack_map (&pk, 3);
-    s_pack_str (&pk, "kind"); s_pack_str (&pk, "exec");
-    s_pack_str (&pk, "argv"); msgpack_pack_array (&pk, 1); s_pack_str (&pk, "x");
-    s_pack_str (&pk, "stdin"); msgpack_pack_int (&pk, 5);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "exec");
+    s_pack_str (&pk, "argv");
+    msgpack_pack_array (&pk, 1);
+    s_pack_str (&pk, "x");
+    s_pack_str (&pk, "stdin");
+    msgpack_pack_int (&pk, 5);
     s_expect_bad (sbuf.data, sbuf.size, "stdin is not bytes", verbose);
     msgpack_sbuffer_clear (&sbuf);
 
@@ -817,12 +882,14 @@ payload_test (bool verbose)
     zframe_t *frame = payload_pack_str (reply, strlen (reply));
     CHECK (frame != NULL);
     if (frame) {
-        CHECK (payload_msgpack_check (zframe_data (frame), zframe_size (frame), 1,
-                                      err, sizeof err) == 0);
+        CHECK (payload_msgpack_check (zframe_data (frame), zframe_size (frame), 1, err,
+                                      sizeof err)
+               == 0);
         msgpack_unpacked unpacked;
         msgpack_unpacked_init (&unpacked);
         CHECK (msgpack_unpack_next (&unpacked, (const char *) zframe_data (frame),
-                                    zframe_size (frame), NULL) == MSGPACK_UNPACK_SUCCESS);
+                                    zframe_size (frame), NULL)
+               == MSGPACK_UNPACK_SUCCESS);
         msgpack_object *object = &unpacked.data;
         CHECK (object->type == MSGPACK_OBJECT_STR);
         CHECK_MEMEQ (object->via.str.ptr, object->via.str.size, reply, strlen (reply));

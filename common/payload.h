@@ -26,8 +26,8 @@
 //  cannot go deeper than 32 containers anyway; we say why instead).
 #define PAYLOAD_DEPTH_MAX 32
 //  Largest argv / env accepted in an exec payload.
-#define PAYLOAD_ARGC_MAX  4096
-#define PAYLOAD_ENVC_MAX  4096
+#define PAYLOAD_ARGC_MAX 4096
+#define PAYLOAD_ENVC_MAX 4096
 
 typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC } payload_kind_t;
 
@@ -36,16 +36,16 @@ typedef struct {
     //  run
     char *library;
     char *function;
-    char *args;             // msgpack bytes of the arguments (owned)
+    char *args;  // msgpack bytes of the arguments (owned)
     size_t args_size;
     //  exec
-    char **argv;            // argc entries + NULL
+    char **argv;  // argc entries + NULL
     size_t argc;
-    char *stdin_data;       // may be NULL
+    char *stdin_data;  // may be NULL
     size_t stdin_size;
-    char **env;             // "NAME=VALUE", envc entries + NULL; may be NULL
+    char **env;  // "NAME=VALUE", envc entries + NULL; may be NULL
     size_t envc;
-    char *cwd;              // may be NULL
+    char *cwd;  // may be NULL
 } payload_t;
 
 //  Decodes a payload; caller owns the result. On malformed input returns
@@ -69,8 +69,8 @@ zframe_t *payload_pack_str (const void *data, size_t size);
 //  the bytes left, nesting at most max_depth (<= PAYLOAD_DEPTH_MAX). Run it
 //  before msgpack_unpack on untrusted bytes (job arguments, job results).
 //  Returns 0, or -1 with the reason in err.
-int payload_msgpack_check (const void *data, size_t size, int max_depth,
-                           char *err, size_t errlen);
+int payload_msgpack_check (const void *data, size_t size, int max_depth, char *err,
+                           size_t errlen);
 
 void payload_test (bool verbose);
 

@@ -64,7 +64,7 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
             //  After a takeover, the lock can free up a moment before the old
             //  process is fully gone: wait for that too.
             while (asked && holder > 0 && !s_has_exited (holder)
-            &&     !(interrupted && *interrupted))
+                   && !(interrupted && *interrupted))
                 s_sleep_ms (50);
             if (pidfile_write (self->pidfile) == -1) {
                 snprintf (err, errlen, "cannot write %s: %s", path, strerror (errno));
@@ -73,7 +73,8 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
                 return NULL;
             }
             if (asked)
-                log_info ("lock: %s %d has exited; taking over %s", name, (int) holder, dir);
+                log_info ("lock: %s %d has exited; taking over %s", name, (int) holder,
+                          dir);
             return self;
         }
         if (errno != EEXIST) {
@@ -83,12 +84,15 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
         }
         if (mode == PIDLOCK_FAIL) {
             if (other > 0)
-                snprintf (err, errlen, "%s is in use by another %s (pid %d); use "
-                          "--standby to wait for it or --takeover to replace it", dir, name,
-                          (int) other);
+                snprintf (err, errlen,
+                          "%s is in use by another %s (pid %d); use "
+                          "--standby to wait for it or --takeover to replace it",
+                          dir, name, (int) other);
             else
-                snprintf (err, errlen, "%s is in use by another %s (its pid is not "
-                          "written yet); use --standby or --takeover", dir, name);
+                snprintf (err, errlen,
+                          "%s is in use by another %s (its pid is not "
+                          "written yet); use --standby or --takeover",
+                          dir, name);
             free (self);
             return NULL;
         }
@@ -98,7 +102,8 @@ pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
             return NULL;
         }
         if (mode == PIDLOCK_TAKEOVER && other > 0 && !asked) {
-            log_info ("lock: asking %s %d to stop (takeover of %s)", name, (int) other, dir);
+            log_info ("lock: asking %s %d to stop (takeover of %s)", name, (int) other,
+                      dir);
             if (kill (other, SIGTERM) == -1 && errno != ESRCH) {
                 snprintf (err, errlen, "cannot signal %s %d: %s", name, (int) other,
                           strerror (errno));
@@ -155,10 +160,11 @@ pidlock_test (bool verbose)
     pid_t child = fork ();
     if (child == 0) {
         close (ready[0]);
-        pidlock_t *held = pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
+        pidlock_t *held =
+            pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
         if (write (ready[1], held ? "y" : "n", 1) != 1)
             _exit (2);
-        pause ();               // SIGTERM ends us, releasing the flock
+        pause ();  // SIGTERM ends us, releasing the flock
         _exit (0);
     }
     close (ready[1]);
@@ -167,7 +173,8 @@ pidlock_test (bool verbose)
     CHECK_EQ (c, 'y');
     close (ready[0]);
 
-    pidlock_t *lock = pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
+    pidlock_t *lock =
+        pidlock_acquire (dir, "test", PIDLOCK_FAIL, NULL, 0, err, sizeof err);
     CHECK (lock == NULL);
     char pid_text[32];
     snprintf (pid_text, sizeof pid_text, "pid %d", (int) child);
@@ -183,7 +190,7 @@ pidlock_test (bool verbose)
     CHECK (lock == NULL);
     char path[128];
     snprintf (path, sizeof path, "%s/test.pid", dir);
-    CHECK (access (path, F_OK) == -1);      // removed on release
+    CHECK (access (path, F_OK) == -1);  // removed on release
     rmdir (dir);
     if (verbose)
         printf ("OK\n");

@@ -23,8 +23,8 @@ typedef struct pidlock_t pidlock_t;
 //  give up when *interrupted becomes true (a signal) or after timeout_s of
 //  waiting for a takeover (0 = wait forever).
 pidlock_t *pidlock_acquire (const char *dir, const char *name, pidlock_mode_t mode,
-                            volatile int *interrupted, double timeout_s,
-                            char *err, size_t errlen);
+                            volatile int *interrupted, double timeout_s, char *err,
+                            size_t errlen);
 //  Removes the pidfile and releases the lock; NULL is fine.
 void pidlock_release (pidlock_t **self_p);
 

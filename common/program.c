@@ -15,12 +15,18 @@ const char *
 program_exit_name (int code)
 {
     switch (code) {
-        case PROGRAM_EXIT_OK: return "ok";
-        case PROGRAM_EXIT_USAGE: return "usage";
-        case PROGRAM_EXIT_CONFIG: return "config";
-        case PROGRAM_EXIT_START: return "start";
-        case PROGRAM_EXIT_LOCKED: return "locked";
-        default: return "unknown";
+        case PROGRAM_EXIT_OK:
+            return "ok";
+        case PROGRAM_EXIT_USAGE:
+            return "usage";
+        case PROGRAM_EXIT_CONFIG:
+            return "config";
+        case PROGRAM_EXIT_START:
+            return "start";
+        case PROGRAM_EXIT_LOCKED:
+            return "locked";
+        default:
+            return "unknown";
     }
 }
 
@@ -65,7 +71,7 @@ s_option (program_t *self, int opt, const char *arg, const program_flag_t *flags
             program_print_version (self->name, self->version_extra);
             return PROGRAM_EXIT_OK;
         case PROGRAM_OPT_CONFIG:
-            return -1;              // config_from_args has read the file
+            return -1;  // config_from_args has read the file
         case PROGRAM_OPT_PRINT:
             *print = true;
             return -1;
@@ -134,8 +140,10 @@ program_start (program_t *self, int argc, char **argv, const struct option *opti
     log_level_t level = LOG_LEVEL_INFO;
     const char *level_name = config_str (self->config, "log_level");
     if (code == -1 && log_level_parse (level_name, &level))
-        code = program_error (self->name, PROGRAM_EXIT_CONFIG, "log_level '%s' is not "
-                              "error, warning, info or debug", level_name);
+        code = program_error (self->name, PROGRAM_EXIT_CONFIG,
+                              "log_level '%s' is not "
+                              "error, warning, info or debug",
+                              level_name);
     if (code != -1) {
         config_destroy (&self->config);
         *exit_code = code;
@@ -172,9 +180,9 @@ program_lock_data_dir (program_t *self, int *exit_code)
             *p = '/';
         }
     if (mkdir (dir, 0700) == -1 && errno != EEXIST) {
-        *exit_code = program_error (self->name, PROGRAM_EXIT_START,
-                                    "cannot create data directory %s: %s", dir,
-                                    strerror (errno));
+        *exit_code =
+            program_error (self->name, PROGRAM_EXIT_START,
+                           "cannot create data directory %s: %s", dir, strerror (errno));
         return false;
     }
     char err[512];
@@ -182,9 +190,9 @@ program_lock_data_dir (program_t *self, int *exit_code)
                                   err, sizeof err);
     if (!self->lock) {
         //  A signal during --standby or --takeover is a clean stop.
-        *exit_code = program_error (self->name,
-                                    zsys_interrupted ? PROGRAM_EXIT_OK : PROGRAM_EXIT_LOCKED,
-                                    "%s", err);
+        *exit_code = program_error (
+            self->name, zsys_interrupted ? PROGRAM_EXIT_OK : PROGRAM_EXIT_LOCKED, "%s",
+            err);
         return false;
     }
     return true;
@@ -244,10 +252,20 @@ s_test_checks (void)
         { O_DATADIR, "data_dir", NULL },
     };
     //  Flags over the file, in order; -v sets debug; --standby the lock mode.
-    program_t program = { .name = "program-test", .section = "router",
+    program_t program = { .name = "program-test",
+                          .section = "router",
                           .usage = s_test_usage };
-    char *args[] = { "program-test", "--heartbeat-liveness", "4", "--config", path,
-                     "--in-memory", "--standby", "-v", "--data-dir", data_dir, NULL };
+    char *args[] = { "program-test",
+                     "--heartbeat-liveness",
+                     "4",
+                     "--config",
+                     path,
+                     "--in-memory",
+                     "--standby",
+                     "-v",
+                     "--data-dir",
+                     data_dir,
+                     NULL };
     int code = -1;
     CHECK (program_start (&program, 10, args, options, flags, 3, &code));
     REQUIRE (program.config);
@@ -274,18 +292,25 @@ s_test_checks (void)
     CHECK (second.lock == NULL);
     CHECK_EQ (program_end (&program, 0), 0);
     CHECK (program.config == NULL && program.lock == NULL);
-    CHECK_EQ (stat (path, &st), -1);        // the pidfile went with the lock
+    CHECK_EQ (stat (path, &st), -1);  // the pidfile went with the lock
 
     //  What ends the program at once.
-    struct { int argc; char *args[4]; int code; } stops[] = {
+    struct {
+        int argc;
+        char *args[4];
+        int code;
+    } stops[] = {
         { 2, { "program-test", "--version" }, PROGRAM_EXIT_OK },
         { 3, { "program-test", "--heartbeat-liveness", "x" }, PROGRAM_EXIT_USAGE },
         { 2, { "program-test", "--no-such-flag" }, PROGRAM_EXIT_USAGE },
         { 2, { "program-test", "stray" }, PROGRAM_EXIT_USAGE },
-        { 3, { "program-test", "--config", "/nonexistent/emq.conf" }, PROGRAM_EXIT_CONFIG },
+        { 3,
+          { "program-test", "--config", "/nonexistent/emq.conf" },
+          PROGRAM_EXIT_CONFIG },
     };
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
-        program_t stopped = { .name = "program-test", .section = "router",
+        program_t stopped = { .name = "program-test",
+                              .section = "router",
                               .usage = s_test_usage };
         code = -1;
         CHECK (!program_start (&stopped, stops[i].argc, stops[i].args, options, flags, 3,
@@ -294,7 +319,8 @@ s_test_checks (void)
         CHECK (stopped.config == NULL);
     }
     //  A directory that cannot be made.
-    program_t nowhere = { .name = "program-test", .section = "router",
+    program_t nowhere = { .name = "program-test",
+                          .section = "router",
                           .usage = s_test_usage };
     char *nowhere_args[] = { "program-test", "--data-dir", "/proc/emq/no", NULL };
     CHECK (program_start (&nowhere, 3, nowhere_args, options, flags, 3, &code));

@@ -34,11 +34,11 @@
 
 //  The daemons' exit codes, as --help and the man pages list them.
 typedef enum {
-    PROGRAM_EXIT_OK = 0,        // stopped cleanly; --help, --version, --print-config
-    PROGRAM_EXIT_USAGE = 2,     // bad flag, flag value or argument
-    PROGRAM_EXIT_CONFIG = 3,    // bad configuration file, environment or setting
-    PROGRAM_EXIT_START = 4,     // could not start (socket, store, data directory)
-    PROGRAM_EXIT_LOCKED = 5     // another process holds the data directory
+    PROGRAM_EXIT_OK = 0,      // stopped cleanly; --help, --version, --print-config
+    PROGRAM_EXIT_USAGE = 2,   // bad flag, flag value or argument
+    PROGRAM_EXIT_CONFIG = 3,  // bad configuration file, environment or setting
+    PROGRAM_EXIT_START = 4,   // could not start (socket, store, data directory)
+    PROGRAM_EXIT_LOCKED = 5   // another process holds the data directory
 } program_exit_t;
 
 //  Returns the exit code's name ("usage", "locked"), or "unknown".
@@ -55,6 +55,7 @@ enum {
 };
 
 //  --standby and --takeover, for a program that locks a data directory.
+// clang-format off
 #define PROGRAM_LOCK_OPTIONS \
     { "standby", no_argument, NULL, PROGRAM_OPT_STANDBY }, \
     { "takeover", no_argument, NULL, PROGRAM_OPT_TAKEOVER }
@@ -68,28 +69,29 @@ enum {
     { "help", no_argument, NULL, 'h' }, \
     { "version", no_argument, NULL, PROGRAM_OPT_VERSION }, \
     { NULL, 0, NULL, 0 }
+// clang-format on
 
 //  A flag that sets a setting (docs/configuration.md names them alike).
 typedef struct {
-    int opt;                    // its getopt code in the option table
-    const char *setting;        // the setting it sets
-    const char *value;          // for a flag without a value: what it sets;
-                                // NULL: the flag's value
+    int opt;              // its getopt code in the option table
+    const char *setting;  // the setting it sets
+    const char *value;    // for a flag without a value: what it sets;
+                          // NULL: the flag's value
 } program_flag_t;
 
 typedef struct {
     //  Given by main:
-    const char *name;               // "emq-router": messages, log, pidfile
-    const char *section;            // its configuration section, "router"
-    void (*usage) (FILE *stream);   // prints --help
-    const char *version_extra;      // after the version ("(eMQP/1.0)"), or NULL
+    const char *name;              // "emq-router": messages, log, pidfile
+    const char *section;           // its configuration section, "router"
+    void (*usage) (FILE *stream);  // prints --help
+    const char *version_extra;     // after the version ("(eMQP/1.0)"), or NULL
     //  Set by program_start:
-    config_t *config;               // defaults, file, environment, flags
-    bool verbose;                   // -v/--verbose given (log level debug too)
-    pidlock_mode_t lock_mode;       // --standby, --takeover, else PIDLOCK_FAIL
+    config_t *config;          // defaults, file, environment, flags
+    bool verbose;              // -v/--verbose given (log level debug too)
+    pidlock_mode_t lock_mode;  // --standby, --takeover, else PIDLOCK_FAIL
     //  Set by program_lock_data_dir:
-    char data_dir[4096];            // the directory, as created
-    pidlock_t *lock;                // held until program_end
+    char data_dir[4096];  // the directory, as created
+    pidlock_t *lock;      // held until program_end
 } program_t;
 
 //  Starts the log (the program's name, info), loads the configuration

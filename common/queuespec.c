@@ -36,8 +36,10 @@ s_add (s_list_t *list, size_t item, int64_t weight, const char *name, char *err,
     if (list->count == QUEUESPEC_COUNT_MAX)
         return errbuf_set (err, errlen, "more than %d queues", QUEUESPEC_COUNT_MAX);
     if (weight < 0 || weight > QUEUESPEC_WEIGHT_MAX)
-        return errbuf_set (err, errlen, "queue item %zu: weights are whole numbers in "
-                           "0..%d", item, QUEUESPEC_WEIGHT_MAX);
+        return errbuf_set (err, errlen,
+                           "queue item %zu: weights are whole numbers in "
+                           "0..%d",
+                           item, QUEUESPEC_WEIGHT_MAX);
     char why[128];
     if (queuespec_name_check (name, why, sizeof why))
         return errbuf_set (err, errlen, "queue item %zu: %s", item, why);
@@ -47,7 +49,7 @@ s_add (s_list_t *list, size_t item, int64_t weight, const char *name, char *err,
                                name);
     queuespec_t *spec = &list->specs[list->count++];
     spec->weight = (uint32_t) weight;
-    strcpy (spec->name, name);      // length checked above
+    strcpy (spec->name, name);  // length checked above
     return 0;
 }
 
@@ -58,14 +60,16 @@ s_parse_json (s_list_t *list, const char *text, char *err, size_t errlen)
     json_error_t jerr;
     json_t *root = json_loads (text, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return errbuf_set (err, errlen, "queues are not JSON [[weight,\"name\"],...] (%s)",
-                           jerr.text);
+        return errbuf_set (err, errlen,
+                           "queues are not JSON [[weight,\"name\"],...] (%s)", jerr.text);
     int rc = 0;
     if (!json_is_array (root))
-        rc = errbuf_set (err, errlen, "queues are not a JSON array [[weight,\"name\"],...]");
+        rc = errbuf_set (err, errlen,
+                         "queues are not a JSON array [[weight,\"name\"],...]");
     size_t index;
     json_t *item;
-    json_array_foreach (root, index, item) {
+    json_array_foreach (root, index, item)
+    {
         if (rc)
             break;
         json_t *name = item;
@@ -73,12 +77,15 @@ s_parse_json (s_list_t *list, const char *text, char *err, size_t errlen)
         if (json_is_array (item)) {
             name = json_array_get (item, 1);
             weight = json_integer_value (json_array_get (item, 0));
-            if (json_array_size (item) != 2 || !json_is_integer (json_array_get (item, 0)))
+            if (json_array_size (item) != 2
+                || !json_is_integer (json_array_get (item, 0)))
                 name = NULL;
         }
         if (!json_is_string (name))
-            rc = errbuf_set (err, errlen, "queue item %zu is not [weight, \"name\"] or "
-                             "\"name\"", index + 1);
+            rc = errbuf_set (err, errlen,
+                             "queue item %zu is not [weight, \"name\"] or "
+                             "\"name\"",
+                             index + 1);
         else
             rc = s_add (list, index + 1, weight, json_string_value (name), err, errlen);
     }
@@ -105,8 +112,10 @@ s_parse_words (s_list_t *list, const char *text, char *err, size_t errlen)
             name = comma + 1;
             if (numparse_int_n (word, (size_t) (comma - word), INT64_MIN, INT64_MAX,
                                 &weight)) {
-                rc = errbuf_set (err, errlen, "queue item %zu: \"weight,name ...\" with a "
-                                 "whole-number weight", item + 1);
+                rc = errbuf_set (err, errlen,
+                                 "queue item %zu: \"weight,name ...\" with a "
+                                 "whole-number weight",
+                                 item + 1);
                 break;
             }
         }
@@ -129,9 +138,8 @@ s_parse (const char *text, bool words_ok, size_t *count, char *err, size_t errle
     const char *start = text;
     while (isspace ((unsigned char) *start))
         start++;
-    int rc = words_ok && *start != '['
-           ? s_parse_words (&list, text, err, errlen)
-           : s_parse_json (&list, text, err, errlen);
+    int rc = words_ok && *start != '[' ? s_parse_words (&list, text, err, errlen)
+                                       : s_parse_json (&list, text, err, errlen);
     if (rc == 0 && list.count == 0)
         rc = errbuf_set (err, errlen, "at least one queue is needed");
     if (rc) {
@@ -145,7 +153,8 @@ s_parse (const char *text, bool words_ok, size_t *count, char *err, size_t errle
 queuespec_t *
 queuespec_parse (const char *text, size_t *count, char *err, size_t errlen)
 {
-    queuespec_t *specs = s_parse (*text ? text : S_DEFAULT_LIST, false, count, err, errlen);
+    queuespec_t *specs =
+        s_parse (*text ? text : S_DEFAULT_LIST, false, count, err, errlen);
     //  Highest weight first, stable (insertion sort: lists are short).
     for (size_t i = 1; specs && i < *count; i++) {
         queuespec_t key = specs[i];
@@ -167,8 +176,8 @@ queuespec_setting (const char *text, char *err, size_t errlen)
     json_t *array = json_array ();
     int rc = array ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < count; i++)
-        rc = json_array_append_new (array, json_pack ("[Is]", (json_int_t) specs[i].weight,
-                                                      specs[i].name));
+        rc = json_array_append_new (
+            array, json_pack ("[Is]", (json_int_t) specs[i].weight, specs[i].name));
     char *json = rc == 0 ? json_dumps (array, JSON_COMPACT) : NULL;
     if (!json)
         errbuf_set (err, errlen, "out of memory");
@@ -190,8 +199,10 @@ queuespec_test (bool verbose)
     char err[256];
     size_t count = 99;
     //  Highest weight first; ties keep their order; bare names weigh 10.
-    queuespec_t *specs = queuespec_parse ("[[10, \"default\"], [20, \"heavy\"], \"plain\", "
-                                          "[0, \"idle\"]]", &count, err, sizeof err);
+    queuespec_t *specs =
+        queuespec_parse ("[[10, \"default\"], [20, \"heavy\"], \"plain\", "
+                         "[0, \"idle\"]]",
+                         &count, err, sizeof err);
     REQUIRE (specs && count == 4);
     CHECK_STREQ (specs[0].name, "heavy");
     CHECK_EQ (specs[0].weight, 20);
@@ -233,7 +244,10 @@ queuespec_test (bool verbose)
     free (specs);
     free (many);
 
-    struct { const char *text; const char *reason; } bad[] = {
+    struct {
+        const char *text;
+        const char *reason;
+    } bad[] = {
         { "nope", "not JSON" },
         { "[[10, default]]", "not JSON" },
         { "{}", "not a JSON array" },
@@ -268,7 +282,8 @@ queuespec_test (bool verbose)
     CHECK_CONTAINS (err, "item 1: a queue name has");
 
     //  The setting: JSON or words, in the order written, as compact JSON.
-    char *json = queuespec_setting ("[[10, \"default\"], [20, \"heavy\"]]", err, sizeof err);
+    char *json =
+        queuespec_setting ("[[10, \"default\"], [20, \"heavy\"]]", err, sizeof err);
     CHECK_STREQ (json, "[[10,\"default\"],[20,\"heavy\"]]");
     free (json);
     json = queuespec_setting ("  [\"solo\"]", err, sizeof err);
@@ -277,7 +292,10 @@ queuespec_test (bool verbose)
     json = queuespec_setting ("20,heavy 10,default\tlight +5,five", err, sizeof err);
     CHECK_STREQ (json, "[[20,\"heavy\"],[10,\"default\"],[10,\"light\"],[5,\"five\"]]");
     free (json);
-    struct { const char *text; const char *reason; } bad_setting[] = {
+    struct {
+        const char *text;
+        const char *reason;
+    } bad_setting[] = {
         { "", "at least one queue" },
         { "   ", "at least one queue" },
         { "x,default", "item 1: \"weight,name ...\" with a whole-number weight" },

@@ -18,15 +18,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUESPEC_NAME_MAX       128        // bytes (EMQP_QUEUE_MAX)
-#define QUEUESPEC_COUNT_MAX      256        // queues in one list
-#define QUEUESPEC_WEIGHT_MAX     1000000
-#define QUEUESPEC_WEIGHT_DEFAULT 10         // a bare "name"
+#define QUEUESPEC_NAME_MAX 128   // bytes (EMQP_QUEUE_MAX)
+#define QUEUESPEC_COUNT_MAX 256  // queues in one list
+#define QUEUESPEC_WEIGHT_MAX 1000000
+#define QUEUESPEC_WEIGHT_DEFAULT 10  // a bare "name"
 //  What a queue name must be, for messages.
 #define QUEUESPEC_NAME_RULE "1..128 characters without spaces, quotes or commas"
 
 typedef struct {
-    uint32_t weight;                        // 0..QUEUESPEC_WEIGHT_MAX
+    uint32_t weight;  // 0..QUEUESPEC_WEIGHT_MAX
     char name[QUEUESPEC_NAME_MAX + 1];
 } queuespec_t;
 

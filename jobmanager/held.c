@@ -14,8 +14,8 @@
 #include <string.h>
 
 struct held_t {
-    zlistx_t *fifo;             // jm_job_t, owned, arrival order
-    zlistx_t *outbox;           // held_outcome_t, owned, oldest first
+    zlistx_t *fifo;    // jm_job_t, owned, arrival order
+    zlistx_t *outbox;  // held_outcome_t, owned, oldest first
 };
 
 static void
@@ -76,7 +76,8 @@ s_push (held_t *self, jm_job_t **job_p, bool front)
     assert (self && job_p && *job_p);
     jm_job_t *job = *job_p;
     *job_p = NULL;
-    job->handle = front ? zlistx_add_start (self->fifo, job) : zlistx_add_end (self->fifo, job);
+    job->handle =
+        front ? zlistx_add_start (self->fifo, job) : zlistx_add_end (self->fifo, job);
     if (job->handle)
         return 0;
     jm_job_destroy (&job);
@@ -136,8 +137,7 @@ s_first_returnable (held_t *self, uint64_t connection, size_t skip)
     for (jm_job_t *job = zlistx_first (self->fifo); job; job = zlistx_next (self->fifo)) {
         if (skip > 0)
             skip--;
-        else
-        if (job->connection == connection)
+        else if (job->connection == connection)
             return job;
     }
     return NULL;
@@ -190,7 +190,7 @@ held_keep_outcome (held_t *self, const char *ref, uint64_t epoch, emqp_status_t 
     if (outcome->value && value_size)
         memcpy (outcome->value, value, value_size);
     if (!outcome->ref || !outcome->usage || !outcome->value
-    ||  !zlistx_add_end (self->outbox, outcome)) {
+        || !zlistx_add_end (self->outbox, outcome)) {
         s_outcome_destroy (&outcome);
         return -1;
     }
@@ -235,7 +235,8 @@ held_json (held_t *self)
     //  hold (it requeues one missing from both whose epoch is at most
     //  max_epoch: its REQUEST was lost, not late).
     json_t *held = json_array ();
-    for (jm_job_t *job = zlistx_first (self->fifo); held && job; job = zlistx_next (self->fifo))
+    for (jm_job_t *job = zlistx_first (self->fifo); held && job;
+         job = zlistx_next (self->fifo))
         json_array_append_new (held, json_string (job->msgid));
     for (held_outcome_t *outcome = zlistx_first (self->outbox); held && outcome;
          outcome = zlistx_next (self->outbox))
@@ -267,10 +268,12 @@ s_test_list (held_t *held, char *out, size_t size)
     json_t *list = held_json (held);
     size_t index;
     json_t *item;
-    out [0] = 0;
-    json_array_foreach (list, index, item) {
+    out[0] = 0;
+    json_array_foreach (list, index, item)
+    {
         size_t len = strlen (out);
-        snprintf (out + len, size - len, "%s%s", index ? " " : "", json_string_value (item));
+        snprintf (out + len, size - len, "%s%s", index ? " " : "",
+                  json_string_value (item));
     }
     json_decref (list);
 }
@@ -282,12 +285,12 @@ held_test (bool verbose)
         printf (" * held: ");
     held_t *held = held_new ();
     REQUIRE (held);
-    char list [256];
+    char list[256];
 
     //  The FIFO: in order, one put back at the head comes first again.
-    const char *names [] = { "a", "b", "c", "d" };
+    const char *names[] = { "a", "b", "c", "d" };
     for (int i = 0; i < 4; i++) {
-        jm_job_t *job = s_test_job (names [i], 10 + (uint64_t) i, i < 1 ? 1 : 2, 100 * i);
+        jm_job_t *job = s_test_job (names[i], 10 + (uint64_t) i, i < 1 ? 1 : 2, 100 * i);
         REQUIRE (job);
         CHECK (held_push (held, &job) == 0 && job == NULL);
     }
@@ -319,7 +322,8 @@ held_test (bool verbose)
     CHECK (job && streq (job->msgid, "d"));
     CHECK_EQ (held_deadline (held, 2, 2, 50), 350);
     //  Nothing on connection 3, nothing with hold_ms 0, nothing past the end.
-    CHECK (held_due (held, 3, 0, 50, 1000) == NULL && held_deadline (held, 3, 0, 50) == -1);
+    CHECK (held_due (held, 3, 0, 50, 1000) == NULL
+           && held_deadline (held, 3, 0, 50) == -1);
     CHECK (held_due (held, 2, 0, 0, 1000) == NULL && held_deadline (held, 2, 0, 0) == -1);
     CHECK (held_deadline (held, 2, 3, 50) == -1);
     //  The oldest due goes first; a too young one ends the returns.
@@ -332,21 +336,24 @@ held_test (bool verbose)
 
     //  The outbox: copies kept in order, listed after the waiting jobs.
     CHECK (held_outcome_first (held) == NULL && held_outcomes (held) == 0);
-    CHECK (held_keep_outcome (held, "x", 5, EMQP_STATUS_OK, "\x01\x02", 2, "wall_us=1") == 0);
+    CHECK (held_keep_outcome (held, "x", 5, EMQP_STATUS_OK, "\x01\x02", 2, "wall_us=1")
+           == 0);
     CHECK (held_keep_outcome (held, "y", 6, EMQP_STATUS_FAILED, "", 0, "wall_us=2") == 0);
     CHECK_EQ (held_outcomes (held), 2);
     s_test_list (held, list, sizeof list);
     CHECK_STREQ (list, "a d x y");
     const held_outcome_t *outcome = held_outcome_first (held);
     CHECK (outcome && streq (outcome->ref, "x") && outcome->epoch == 5);
-    CHECK (outcome && outcome->value_size == 2 && memcmp (outcome->value, "\x01\x02", 2) == 0);
-    CHECK (outcome && outcome->status == EMQP_STATUS_OK && streq (outcome->usage, "wall_us=1"));
+    CHECK (outcome && outcome->value_size == 2
+           && memcmp (outcome->value, "\x01\x02", 2) == 0);
+    CHECK (outcome && outcome->status == EMQP_STATUS_OK
+           && streq (outcome->usage, "wall_us=1"));
     held_sent (held);
     outcome = held_outcome_first (held);
     CHECK (outcome && streq (outcome->ref, "y") && outcome->value_size == 0);
     held_sent (held);
     CHECK (held_outcome_first (held) == NULL);
-    held_sent (held);                   // nothing to drop: fine
+    held_sent (held);  // nothing to drop: fine
 
     //  Destroy frees what is left (valgrind checks it).
     CHECK (held_keep_outcome (held, "z", 7, EMQP_STATUS_OK, "v", 1, "u") == 0);

@@ -26,12 +26,12 @@ typedef struct held_t held_t;
 
 //  An outcome waiting to go out as DONE (owned by held).
 typedef struct {
-    char *ref;              // the job's msgid
+    char *ref;  // the job's msgid
     uint64_t epoch;
     emqp_status_t status;
-    char *value;            // msgpack value or error text
+    char *value;  // msgpack value or error text
     size_t value_size;
-    char *usage;            // "wall_us=N cpu_us=N maxrss_kb=N"
+    char *usage;  // "wall_us=N cpu_us=N maxrss_kb=N"
 } held_outcome_t;
 
 //  Creates an empty FIFO and outbox; caller owns it, NULL when out of memory.
@@ -67,8 +67,9 @@ void held_drop (held_t *self, jm_job_t *job);
 
 //  Appends a copy of an outcome to the outbox. Returns 0, or -1 when out
 //  of memory (nothing kept).
-int held_keep_outcome (held_t *self, const char *ref, uint64_t epoch, emqp_status_t status,
-                       const char *value, size_t value_size, const char *usage);
+int held_keep_outcome (held_t *self, const char *ref, uint64_t epoch,
+                       emqp_status_t status, const char *value, size_t value_size,
+                       const char *usage);
 //  The oldest outcome waiting (borrowed), or NULL; held_sent drops it once
 //  its DONE went out.
 const held_outcome_t *held_outcome_first (held_t *self);

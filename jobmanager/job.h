@@ -20,25 +20,25 @@
 typedef struct {
     char *msgid;
     char *queue;
-    uint64_t epoch;         // dispatch epoch (fencing token), echoed in DONE
+    uint64_t epoch;  // dispatch epoch (fencing token), echoed in DONE
     uint32_t attempt;
-    uint32_t timeout_s;     // 0 = none
-    zframe_t *payload;      // msgpack job payload
-    pid_t pid;              // worker running it, 0 while held
-    int64_t started_ms;     // monotonic; 0 while held
-    double started_ts;      // wall clock, for status
-    int64_t received_ms;    // monotonic, when the REQUEST arrived (hold deadline)
-    uint64_t connection;    // the job manager's connection it arrived on; RETURN
-                            // only on that one
-    int64_t deadline_ms;    // monotonic; 0 = no timeout
-    char *crash_reason;     // why its worker was killed, when it was
-    void *handle;           // its place in the list that owns it
+    uint32_t timeout_s;   // 0 = none
+    zframe_t *payload;    // msgpack job payload
+    pid_t pid;            // worker running it, 0 while held
+    int64_t started_ms;   // monotonic; 0 while held
+    double started_ts;    // wall clock, for status
+    int64_t received_ms;  // monotonic, when the REQUEST arrived (hold deadline)
+    uint64_t connection;  // the job manager's connection it arrived on; RETURN
+                          // only on that one
+    int64_t deadline_ms;  // monotonic; 0 = no timeout
+    char *crash_reason;   // why its worker was killed, when it was
+    void *handle;         // its place in the list that owns it
 } jm_job_t;
 
 //  How a job ended, as its DONE says it. Everything is borrowed.
 typedef struct {
     emqp_status_t status;
-    const char *value;      // msgpack result (ok), else the error text
+    const char *value;  // msgpack result (ok), else the error text
     size_t value_size;
     uint64_t wall_us;
     uint64_t cpu_us;

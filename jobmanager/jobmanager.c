@@ -62,51 +62,51 @@
 #define S_DRAIN_BATCH 100
 
 typedef enum {
-    S_CONNECTING = 0,       // INFORM sent, waiting for its ACK
-    S_ACTIVE                // ACKed: READY, REQUEST, HEARTBEAT flow
+    S_CONNECTING = 0,  // INFORM sent, waiting for its ACK
+    S_ACTIVE           // ACKed: READY, REQUEST, HEARTBEAT flow
 } s_state_t;
 
-static const char *s_state_names [] = { "connecting", "active" };
+static const char *s_state_names[] = { "connecting", "active" };
 
 struct jobmanager_t {
-    jobmanager_settings_t *settings;    // current settings (owned; their worker
-                                        // configuration went to the workers)
+    jobmanager_settings_t *settings;  // current settings (owned; their worker
+                                      // configuration went to the workers)
     jobmanager_reload_fn *reload;
     void *reload_arg;
-    workers_t *workers;             // the worker processes and what they run
-    held_t *held;                   // jobs waiting for a worker, outcomes to send
+    workers_t *workers;  // the worker processes and what they run
+    held_t *held;        // jobs waiting for a worker, outcomes to send
     zloop_t *loop;
-    zsock_t *dealer;                // to the router's backend
-    char identity [256];
-    size_t addr_index;              // into backend_addr + backend_failover_addrs
+    zsock_t *dealer;  // to the router's backend
+    char identity[256];
+    size_t addr_index;  // into backend_addr + backend_failover_addrs
     s_state_t state;
-    char inform_msgid [37];         // the INFORM whose ACK we wait for
+    char inform_msgid[37];  // the INFORM whose ACK we wait for
     int64_t inform_sent_ms;
-    int64_t last_heard_ms;          // anything from the router
-    int64_t last_heartbeat_ms;      // our last HEARTBEAT
-    bool reconnect_due;             // set by handlers, done by the timer
-    int64_t announced;              // the router's count of our free slots, see above
-    bool router_batches;            // its ACK said emq/3: it takes BATCH, so
-                                    // outcomes go out together (s_flush_soon)
-    int flush_timer;                // zloop timer of that flush, -1: none
-    bool router_emq2;               // its ACK said emq/2: DONE and RETURN free
-                                    // slots there; else READY follows a DONE
-                                    // and nothing is returned (older routers)
-    uint64_t connection;            // bumped with every new socket (identity)
-    int hold_timer;                 // zloop timer of the oldest held job, -1: none
-    bool draining;                  // stopping: no READY, no new workers
+    int64_t last_heard_ms;      // anything from the router
+    int64_t last_heartbeat_ms;  // our last HEARTBEAT
+    bool reconnect_due;         // set by handlers, done by the timer
+    int64_t announced;          // the router's count of our free slots, see above
+    bool router_batches;        // its ACK said emq/3: it takes BATCH, so
+                                // outcomes go out together (s_flush_soon)
+    int flush_timer;            // zloop timer of that flush, -1: none
+    bool router_emq2;           // its ACK said emq/2: DONE and RETURN free
+                                // slots there; else READY follows a DONE
+                                // and nothing is returned (older routers)
+    uint64_t connection;        // bumped with every new socket (identity)
+    int hold_timer;             // zloop timer of the oldest held job, -1: none
+    bool draining;              // stopping: no READY, no new workers
     int64_t drain_deadline_ms;
     bool finished;
     emqp_limits_t limits;
     uint64_t total_requests;
     uint64_t total_ready_sent;
     uint64_t total_returned;
-    uint64_t max_epoch;             // highest dispatch epoch received on this connection
+    uint64_t max_epoch;  // highest dispatch epoch received on this connection
 };
 
 //  The self-pipe the signal handlers write to; one job manager runs at a
 //  time per process.
-static int s_signal_pipe [2] = { -1, -1 };
+static int s_signal_pipe[2] = { -1, -1 };
 
 static void s_connect (jobmanager_t *self);
 static void s_inform (jobmanager_t *self);
@@ -126,19 +126,24 @@ s_utf8_sanitize (const char *data, size_t size, size_t *out_size)
     const unsigned char *p = (const unsigned char *) data;
     size_t i = 0, o = 0;
     while (i < size) {
-        unsigned char c = p [i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3
-                   : (c >> 3) == 30 ? 4 : 0;
+        unsigned char c = p[i];
+        size_t len = c < 0x80         ? 1
+                     : (c >> 5) == 6  ? 2
+                     : (c >> 4) == 14 ? 3
+                     : (c >> 3) == 30 ? 4
+                                      : 0;
         bool valid = len > 0 && i + len <= size && c != 0;
         for (size_t k = 1; valid && k < len; k++)
-            valid = (p [i + k] & 0xC0) == 0x80;
+            valid = (p[i + k] & 0xC0) == 0x80;
         if (valid && len > 1) {
             //  Reject overlong forms, surrogates and code points past U+10FFFF.
-            uint32_t cp = len == 2 ? (uint32_t) (c & 0x1F) << 6 | (p [i + 1] & 0x3F)
-                        : len == 3 ? (uint32_t) (c & 0x0F) << 12 | (uint32_t) (p [i + 1] & 0x3F) << 6
-                                     | (p [i + 2] & 0x3F)
-                        : (uint32_t) (c & 0x07) << 18 | (uint32_t) (p [i + 1] & 0x3F) << 12
-                          | (uint32_t) (p [i + 2] & 0x3F) << 6 | (p [i + 3] & 0x3F);
+            uint32_t cp =
+                len == 2 ? (uint32_t) (c & 0x1F) << 6 | (p[i + 1] & 0x3F)
+                : len == 3
+                    ? (uint32_t) (c & 0x0F) << 12 | (uint32_t) (p[i + 1] & 0x3F) << 6
+                          | (p[i + 2] & 0x3F)
+                    : (uint32_t) (c & 0x07) << 18 | (uint32_t) (p[i + 1] & 0x3F) << 12
+                          | (uint32_t) (p[i + 2] & 0x3F) << 6 | (p[i + 3] & 0x3F);
             uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
             valid = cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
         }
@@ -153,7 +158,7 @@ s_utf8_sanitize (const char *data, size_t size, size_t *out_size)
             i++;
         }
     }
-    out [o] = 0;
+    out[o] = 0;
     *out_size = o;
     return out;
 }
@@ -195,12 +200,12 @@ s_settle (jobmanager_t *self)
     //  Each outcome not yet sent frees a slot at the router when it goes
     //  (emq/2): announcing its worker now as well would count it twice.
     int64_t target = (int64_t) workers_ready (self->workers)
-                   - (int64_t) held_size (self->held)
-                   - (self->router_emq2 ? (int64_t) held_outcomes (self->held) : 0);
+                     - (int64_t) held_size (self->held)
+                     - (self->router_emq2 ? (int64_t) held_outcomes (self->held) : 0);
     while (self->announced < target) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
         if (!msg || s_send (self, &msg))
-            return;             // the next event or tick tries again
+            return;  // the next event or tick tries again
         self->announced++;
         self->total_ready_sent++;
     }
@@ -214,10 +219,11 @@ s_settle (jobmanager_t *self)
     //  an ACK finds the same again.
     int64_t absorbed = (int64_t) workers_coming (self->workers);
     if (self->announced > target + absorbed && self->announced > 0
-    &&  clock_mono_ms () - self->inform_sent_ms >= 100) {
-        log_info ("jobmanager %s: the router counts %" PRId64 " free slot(s), we have %"
-                  PRId64 "; registering again to reset its count", s_id (self),
-                  self->announced, target);
+        && clock_mono_ms () - self->inform_sent_ms >= 100) {
+        log_info ("jobmanager %s: the router counts %" PRId64
+                  " free slot(s), we have %" PRId64
+                  "; registering again to reset its count",
+                  s_id (self), self->announced, target);
         s_inform (self);
     }
 }
@@ -237,7 +243,7 @@ s_send_done (jobmanager_t *self, const char *ref, uint64_t epoch, emqp_status_t 
     msg->payload = zframe_new (value, value_size);
     msg->usage = strdup (usage);
     if (!msg->ref || !msg->payload || !msg->usage || s_send (self, &msg)) {
-        emqp_msg_destroy (&msg);    // (s_send took it when it failed)
+        emqp_msg_destroy (&msg);  // (s_send took it when it failed)
         return -1;
     }
     if (self->router_emq2)
@@ -269,7 +275,7 @@ s_send_done_batch (jobmanager_t *self)
         bool large = !emqp_batch_takes (msg);
         if (large && count > 0) {
             emqp_msg_destroy (&msg);
-            break;              // a large one goes alone
+            break;  // a large one goes alone
         }
         if (!msg->ref || !msg->payload || !msg->usage || emqp_batch_add (batch, &msg)) {
             emqp_msg_destroy (&msg);
@@ -328,14 +334,14 @@ s_flush_outbox (jobmanager_t *self)
     if (self->router_batches) {
         while (held_outcomes (self->held) > 0)
             if (s_send_done_batch (self) == 0)
-                return;         // try again on the next tick
+                return;  // try again on the next tick
         return;
     }
     const held_outcome_t *kept;
     while ((kept = held_outcome_first (self->held))) {
         if (s_send_done (self, kept->ref, kept->epoch, kept->status, kept->value,
                          kept->value_size, kept->usage))
-            return;             // try again on the next tick
+            return;  // try again on the next tick
         held_sent (self->held);
     }
 }
@@ -344,14 +350,14 @@ s_flush_outbox (jobmanager_t *self)
 static char *
 s_put_u64 (char *p, uint64_t v)
 {
-    char digits [20];
+    char digits[20];
     size_t n = 0;
     do {
-        digits [n++] = (char) ('0' + v % 10);
+        digits[n++] = (char) ('0' + v % 10);
         v /= 10;
     } while (v);
     while (n)
-        *p++ = digits [--n];
+        *p++ = digits[--n];
     return p;
 }
 
@@ -378,7 +384,7 @@ s_format_usage (char *usage, uint64_t wall_us, uint64_t cpu_us, uint64_t maxrss_
 static void
 s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
 {
-    char usage [S_USAGE_MAX];
+    char usage[S_USAGE_MAX];
     s_format_usage (usage, outcome->wall_us, outcome->cpu_us, outcome->maxrss_kb);
     const char *value = outcome->value;
     size_t value_size = outcome->value_size;
@@ -391,7 +397,7 @@ s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
             return;
         }
         value = text;
-        char shown [200];
+        char shown[200];
         log_info ("jobmanager %s: job %s %s: %s", s_id (self), job->msgid,
                   emqp_status_name (outcome->status),
                   emqp_printable (value, value_size, shown, sizeof shown));
@@ -404,12 +410,14 @@ s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
     //  To an emq/3 router outcomes go out together, at the start of the
     //  next loop turn: what this turn's workers finished, in one BATCH.
     bool sent = self->state == S_ACTIVE && held_outcomes (self->held) == 0
-             && !self->router_batches
-             && s_send_done (self, job->msgid, job->epoch, outcome->status, value,
-                             value_size, usage) == 0;
+                && !self->router_batches
+                && s_send_done (self, job->msgid, job->epoch, outcome->status, value,
+                                value_size, usage)
+                       == 0;
     if (!sent && self->router_batches && self->state == S_ACTIVE) {
         if (held_keep_outcome (self->held, job->msgid, job->epoch, outcome->status, value,
-                               value_size, usage) == 0)
+                               value_size, usage)
+            == 0)
             s_flush_soon (self);
         else
             log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
@@ -419,7 +427,8 @@ s_report (jobmanager_t *self, const jm_job_t *job, const jm_outcome_t *outcome)
     }
     if (!sent) {
         if (held_keep_outcome (self->held, job->msgid, job->epoch, outcome->status, value,
-                               value_size, usage) == 0)
+                               value_size, usage)
+            == 0)
             s_flush_outbox (self);
         else
             log_error ("jobmanager %s: out of memory reporting job %s", s_id (self),
@@ -433,10 +442,10 @@ static void
 s_report_text (jobmanager_t *self, const jm_job_t *job, emqp_status_t status,
                const char *text)
 {
-    jm_outcome_t outcome = {
-        .status = status, .value = text, .value_size = strlen (text),
-        .wall_us = jm_job_wall_us (job, clock_mono_ms ())
-    };
+    jm_outcome_t outcome = { .status = status,
+                             .value = text,
+                             .value_size = strlen (text),
+                             .wall_us = jm_job_wall_us (job, clock_mono_ms ()) };
     s_report (self, job, &outcome);
 }
 
@@ -449,17 +458,17 @@ s_status_json (jobmanager_t *self)
 {
     return json_pack ("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
                       "jobs_in_flight", workers_in_flight_json (self->workers),
-                      "jobs_held", held_json (self->held),
-                      "max_epoch", (json_int_t) self->max_epoch,
-                      "pid_distribution", workers_distribution_json (self->workers),
-                      "total_requests", (json_int_t) self->total_requests,
-                      "total_ready_sent", (json_int_t) self->total_ready_sent,
-                      "total_returned", (json_int_t) self->total_returned,
-                      "slots_announced", (json_int_t) self->announced,
-                      "workers", (json_int_t) workers_live (self->workers),
-                      "idle_workers", (json_int_t) workers_idle (self->workers),
-                      "queued_locally", (json_int_t) held_size (self->held),
-                      "state", self->draining ? "draining" : s_state_names [self->state]);
+                      "jobs_held", held_json (self->held), "max_epoch",
+                      (json_int_t) self->max_epoch, "pid_distribution",
+                      workers_distribution_json (self->workers), "total_requests",
+                      (json_int_t) self->total_requests, "total_ready_sent",
+                      (json_int_t) self->total_ready_sent, "total_returned",
+                      (json_int_t) self->total_returned, "slots_announced",
+                      (json_int_t) self->announced, "workers",
+                      (json_int_t) workers_live (self->workers), "idle_workers",
+                      (json_int_t) workers_idle (self->workers), "queued_locally",
+                      (json_int_t) held_size (self->held), "state",
+                      self->draining ? "draining" : s_state_names[self->state]);
 }
 
 static void
@@ -468,13 +477,14 @@ s_log_status (jobmanager_t *self)
     json_t *status = s_status_json (self);
     if (!status)
         return;
-    char *in_flight = json_dumps (json_object_get (status, "jobs_in_flight"), JSON_COMPACT);
-    char *distribution = json_dumps (json_object_get (status, "pid_distribution"),
-                                     JSON_COMPACT);
+    char *in_flight =
+        json_dumps (json_object_get (status, "jobs_in_flight"), JSON_COMPACT);
+    char *distribution =
+        json_dumps (json_object_get (status, "pid_distribution"), JSON_COMPACT);
     log_info ("jobmanager %s: status jobs_in_flight=%s pid_distribution=%s "
-              "total_requests=%" PRIu64 " total_ready_sent=%" PRIu64 " total_returned=%"
-              PRIu64 " workers=%zu idle=%zu queued_locally=%zu", s_id (self),
-              in_flight ? in_flight : "?", distribution ? distribution : "?",
+              "total_requests=%" PRIu64 " total_ready_sent=%" PRIu64
+              " total_returned=%" PRIu64 " workers=%zu idle=%zu queued_locally=%zu",
+              s_id (self), in_flight ? in_flight : "?", distribution ? distribution : "?",
               self->total_requests, self->total_ready_sent, self->total_returned,
               workers_live (self->workers), workers_idle (self->workers),
               held_size (self->held));
@@ -525,13 +535,13 @@ static void
 s_balance (jobmanager_t *self)
 {
     while (!self->draining && held_size (self->held) > 0
-       &&  workers_ready (self->workers) > 0) {
+           && workers_ready (self->workers) > 0) {
         jm_job_t *job = held_pop (self->held);
         int rc = workers_assign (self->workers, &job);
         if (rc && held_push_front (self->held, &job))
             log_error ("jobmanager %s: out of memory holding a job", s_id (self));
         if (rc == -1)
-            break;              // out of memory: the next event tries again
+            break;  // out of memory: the next event tries again
     }
     //  A worker lost with its job (crash, timeout, cancel) is replaced now,
     //  not on the next router HEARTBEAT: the job's DONE told the router its
@@ -557,7 +567,8 @@ static int s_on_hold (zloop_t *loop, int timer_id, void *arg);
 static bool
 s_may_return (jobmanager_t *self)
 {
-    return self->state == S_ACTIVE && self->router_emq2 && self->settings->prefetch_hold_ms;
+    return self->state == S_ACTIVE && self->router_emq2
+           && self->settings->prefetch_hold_ms;
 }
 
 //  Arms the hold timer for the oldest job that may go back, unless armed.
@@ -566,14 +577,14 @@ s_hold_arm (jobmanager_t *self)
 {
     if (self->hold_timer != -1 || !self->loop || !s_may_return (self))
         return;
-    int64_t deadline = held_deadline (self->held, self->connection,
-                                      workers_starting (self->workers),
-                                      self->settings->prefetch_hold_ms);
+    int64_t deadline =
+        held_deadline (self->held, self->connection, workers_starting (self->workers),
+                       self->settings->prefetch_hold_ms);
     if (deadline < 0)
         return;
     int64_t delay = deadline - clock_mono_ms ();
-    self->hold_timer = zloop_timer (self->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_hold,
-                                    self);
+    self->hold_timer =
+        zloop_timer (self->loop, delay > 0 ? (size_t) delay : 1, 1, s_on_hold, self);
 }
 
 //  Returns every job that may go back and waited prefetch_hold_ms or longer.
@@ -583,8 +594,9 @@ s_return_held (jobmanager_t *self, int64_t now)
     if (!s_may_return (self))
         return;
     jm_job_t *job;
-    while ((job = held_due (self->held, self->connection, workers_starting (self->workers),
-                            self->settings->prefetch_hold_ms, now))) {
+    while (
+        (job = held_due (self->held, self->connection, workers_starting (self->workers),
+                         self->settings->prefetch_hold_ms, now))) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_RETURN);
         if (!msg)
             return;
@@ -592,12 +604,13 @@ s_return_held (jobmanager_t *self, int64_t now)
         msg->epoch = job->epoch;
         if (!msg->ref || s_send (self, &msg)) {
             emqp_msg_destroy (&msg);
-            return;             // the next check tries again
+            return;  // the next check tries again
         }
         self->announced++;
         self->total_returned++;
         log_info ("jobmanager %s: job %s returned to the router after %" PRId64
-                  " ms waiting for a worker", s_id (self), job->msgid, now - job->received_ms);
+                  " ms waiting for a worker",
+                  s_id (self), job->msgid, now - job->received_ms);
         held_drop (self->held, job);
     }
 }
@@ -608,7 +621,7 @@ s_on_hold (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     jobmanager_t *self = arg;
-    self->hold_timer = -1;      // a one-shot timer, gone after this call
+    self->hold_timer = -1;  // a one-shot timer, gone after this call
     s_return_held (self, clock_mono_ms ());
     s_hold_arm (self);
     return 0;
@@ -621,7 +634,7 @@ static void
 s_on_request (jobmanager_t *self, emqp_msg_t *msg)
 {
     self->total_requests++;
-    self->announced--;          // the router spent a slot (or prefetch room)
+    self->announced--;  // the router spent a slot (or prefetch room)
     if (msg->epoch > self->max_epoch)
         self->max_epoch = msg->epoch;
     jm_job_t *job = jm_job_new (msg, self->connection, clock_mono_ms ());
@@ -630,10 +643,11 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
         return;
     }
     headers_t headers;
-    char err [300];
+    char err[300];
     if (headers_parse (msg->headers ? msg->headers : "", &headers, err, sizeof err)) {
-        log_warning ("jobmanager %s: REQUEST %s: bad headers: %s", s_id (self), job->msgid, err);
-        char text [400];
+        log_warning ("jobmanager %s: REQUEST %s: bad headers: %s", s_id (self),
+                     job->msgid, err);
+        char text[400];
         snprintf (text, sizeof text, "bad headers: %s", err);
         //  Its DONE gives the router the slot back.
         s_report_text (self, job, EMQP_STATUS_REJECTED, text);
@@ -647,12 +661,13 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
     //  Expected when the router prefetches; it runs when a worker frees, or
     //  goes back to the router after prefetch_hold_ms.
     log_debug ("jobmanager %s: REQUEST %s while no worker is free; queued locally "
-               "(%zu waiting)", s_id (self), job->msgid, held_size (self->held) + 1);
+               "(%zu waiting)",
+               s_id (self), job->msgid, held_size (self->held) + 1);
     if (held_push (self->held, &job))
         log_error ("jobmanager %s: out of memory holding a job", s_id (self));
     s_hold_arm (self);
     if (rc == -2)
-        s_balance (self);       // that worker broke; another may take it
+        s_balance (self);  // that worker broke; another may take it
 }
 
 //  CANCEL from the router: a job still waiting here is dropped; a running
@@ -674,7 +689,8 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
         s_balance (self);
         return;
     }
-    log_info ("jobmanager %s: CANCEL for %s: not here (already ended?)", s_id (self), msg->ref);
+    log_info ("jobmanager %s: CANCEL for %s: not here (already ended?)", s_id (self),
+              msg->ref);
 }
 
 //  --------------------------------------------------------------------------
@@ -683,10 +699,10 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
 static void
 s_make_identity (jobmanager_t *self)
 {
-    char host [128];
+    char host[128];
     if (gethostname (host, sizeof host))
         strcpy (host, "localhost");
-    host [sizeof host - 1] = 0;
+    host[sizeof host - 1] = 0;
     const char *name = self->settings->name;
     snprintf (self->identity, sizeof self->identity, "%.64s-%.100s-%d-%08x",
               *name ? name : "jm", host, (int) getpid (), arc4random ());
@@ -719,8 +735,8 @@ s_curve_apply (jobmanager_t *self, zsock_t *sock)
     if (!*key)
         return 0;
     char reason[512];
-    if (curve_client_apply (sock, key, self->settings->curve_cert, reason,
-                            sizeof reason) == 0)
+    if (curve_client_apply (sock, key, self->settings->curve_cert, reason, sizeof reason)
+        == 0)
         return 0;
     log_error ("jobmanager %s: CURVE: %s", s_id (self), reason);
     return -1;
@@ -735,7 +751,7 @@ s_connect (jobmanager_t *self)
         zloop_reader_end (self->loop, self->dealer);
         zsock_set_linger (self->dealer, 0);
         zsock_destroy (&self->dealer);
-        s_make_identity (self);     // a new connection is a new peer
+        s_make_identity (self);  // a new connection is a new peer
     }
     //  The new peer starts with no slots at the router; jobs that came on
     //  the old connection are no longer returnable.
@@ -744,7 +760,8 @@ s_connect (jobmanager_t *self)
     self->max_epoch = 0;
     self->dealer = zsock_new (ZMQ_DEALER);
     if (!self->dealer) {
-        log_error ("jobmanager %s: cannot create a socket: %s", s_id (self), zmq_strerror (errno));
+        log_error ("jobmanager %s: cannot create a socket: %s", s_id (self),
+                   zmq_strerror (errno));
         return;
     }
     zsock_set_identity (self->dealer, self->identity);
@@ -783,8 +800,8 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
     self->last_heartbeat_ms = clock_mono_ms ();
     //  What the router understands: an older emq router (no agent in its
     //  ACK) needs a READY after every DONE and knows no RETURN.
-    self->router_emq2 = msg->agent && strncmp (msg->agent, "emq/", 4) == 0
-                     && atoi (msg->agent + 4) >= 2;
+    self->router_emq2 =
+        msg->agent && strncmp (msg->agent, "emq/", 4) == 0 && atoi (msg->agent + 4) >= 2;
     self->router_batches = self->router_emq2 && atoi (msg->agent + 4) >= 3;
     log_info ("jobmanager %s: registered with the router (%s)", s_id (self),
               self->router_emq2 ? msg->agent : "no emq/2: READY after each DONE");
@@ -849,8 +866,8 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
                          msg->error_text ? msg->error_text : "");
             break;
         default:
-            log_warning ("jobmanager %s: unexpected %s from the router ignored", s_id (self),
-                         emqp_command_name (msg->command));
+            log_warning ("jobmanager %s: unexpected %s from the router ignored",
+                         s_id (self), emqp_command_name (msg->command));
     }
 }
 
@@ -859,7 +876,7 @@ s_on_router_message (jobmanager_t *self, emqp_msg_t *msg)
 static void
 s_on_router_batch (jobmanager_t *self, zsock_t *reader, emqp_msg_t *batch)
 {
-    char err [256];
+    char err[256];
     size_t count = 0;
     emqp_msg_t **msgs = emqp_batch_unpack (batch, &self->limits, &count, err, sizeof err);
     if (!msgs) {
@@ -868,14 +885,13 @@ s_on_router_batch (jobmanager_t *self, zsock_t *reader, emqp_msg_t *batch)
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (msgs [i]->command == EMQP_INVALID)
+        if (msgs[i]->command == EMQP_INVALID)
             log_warning ("jobmanager %s: malformed message %s in a BATCH dropped: %s",
-                         s_id (self), msgs [i]->msgid ? msgs [i]->msgid : "",
-                         msgs [i]->error_text);
-        else
-        if (reader == self->dealer)
-            s_on_router_message (self, msgs [i]);
-        emqp_msg_destroy (&msgs [i]);
+                         s_id (self), msgs[i]->msgid ? msgs[i]->msgid : "",
+                         msgs[i]->error_text);
+        else if (reader == self->dealer)
+            s_on_router_message (self, msgs[i]);
+        emqp_msg_destroy (&msgs[i]);
     }
     free (msgs);
 }
@@ -890,15 +906,15 @@ s_on_dealer (zloop_t *loop, zsock_t *reader, void *arg)
         emqp_msg_t *msg = NULL;
         int rc = emqp_recv (reader, false, &self->limits, &msg, NULL, &fault);
         if (rc == 0)
-            break;              // nothing more waiting
+            break;  // nothing more waiting
         if (rc < 0) {
             self->last_heard_ms = clock_mono_ms ();
             log_warning ("jobmanager %s: malformed message from the router dropped: %s",
                          s_id (self), fault.text);
             continue;
         }
-        log_debug ("jobmanager %s: <- %s %s", s_id (self), emqp_command_name (msg->command),
-                   msg->msgid);
+        log_debug ("jobmanager %s: <- %s %s", s_id (self),
+                   emqp_command_name (msg->command), msg->msgid);
         if (msg->command == EMQP_BATCH)
             s_on_router_batch (self, reader, msg);
         else
@@ -920,28 +936,32 @@ s_log_changes (jobmanager_t *self, const jobmanager_settings_t *old,
     *reconnect = !streq (old->backend_addr, fresh->backend_addr);
     *reinform = !streq (old->queues, fresh->queues);
     if (!streq (old->log_level_name, fresh->log_level_name))
-        log_info ("jobmanager %s: log_level %s -> %s", s_id (self),
-                  old->log_level_name, fresh->log_level_name);
+        log_info ("jobmanager %s: log_level %s -> %s", s_id (self), old->log_level_name,
+                  fresh->log_level_name);
     if (*reconnect)
-        log_info ("jobmanager %s: backend_addr %s -> %s", s_id (self),
-                  old->backend_addr, fresh->backend_addr);
+        log_info ("jobmanager %s: backend_addr %s -> %s", s_id (self), old->backend_addr,
+                  fresh->backend_addr);
     if (*reinform)
-        log_info ("jobmanager %s: queues %s -> %s", s_id (self), old->queues, fresh->queues);
+        log_info ("jobmanager %s: queues %s -> %s", s_id (self), old->queues,
+                  fresh->queues);
     if (old->concurrent_jobs != fresh->concurrent_jobs)
         log_info ("jobmanager %s: concurrent_jobs %zu -> %zu", s_id (self),
                   old->concurrent_jobs, fresh->concurrent_jobs);
     if (old->prefetch_hold_ms != fresh->prefetch_hold_ms)
         log_info ("jobmanager %s: prefetch_hold_ms %" PRId64 " -> %" PRId64, s_id (self),
                   old->prefetch_hold_ms, fresh->prefetch_hold_ms);
-    const struct { const char *name; int64_t old_ms, fresh_ms; } seconds [] = {
-        { "heartbeat_interval", old->heartbeat_interval_ms, fresh->heartbeat_interval_ms },
-        { "heartbeat_timeout", old->heartbeat_timeout_ms, fresh->heartbeat_timeout_ms },
-        { "kill_grace_period", old->kill_grace_ms, fresh->kill_grace_ms }
-    };
+    const struct {
+        const char *name;
+        int64_t old_ms, fresh_ms;
+    } seconds[] = { { "heartbeat_interval", old->heartbeat_interval_ms,
+                      fresh->heartbeat_interval_ms },
+                    { "heartbeat_timeout", old->heartbeat_timeout_ms,
+                      fresh->heartbeat_timeout_ms },
+                    { "kill_grace_period", old->kill_grace_ms, fresh->kill_grace_ms } };
     for (size_t i = 0; i < 3; i++)
-        if (seconds [i].old_ms != seconds [i].fresh_ms)
-            log_info ("jobmanager %s: %s %g -> %g", s_id (self), seconds [i].name,
-                      seconds [i].old_ms / 1000.0, seconds [i].fresh_ms / 1000.0);
+        if (seconds[i].old_ms != seconds[i].fresh_ms)
+            log_info ("jobmanager %s: %s %g -> %g", s_id (self), seconds[i].name,
+                      seconds[i].old_ms / 1000.0, seconds[i].fresh_ms / 1000.0);
 }
 
 static void
@@ -951,10 +971,11 @@ s_reload (jobmanager_t *self)
         log_warning ("jobmanager %s: SIGHUP: reloading is not available", s_id (self));
         return;
     }
-    char err [512];
+    char err[512];
     jobmanager_settings_t *fresh = self->reload (self->reload_arg, err, sizeof err);
     if (!fresh) {
-        log_error ("jobmanager %s: SIGHUP: configuration not reloaded: %s", s_id (self), err);
+        log_error ("jobmanager %s: SIGHUP: configuration not reloaded: %s", s_id (self),
+                   err);
         return;
     }
     log_info ("jobmanager %s: SIGHUP: configuration reloaded", s_id (self));
@@ -969,9 +990,8 @@ s_reload (jobmanager_t *self)
     workers_configure (self->workers, &fresh->worker, fresh->concurrent_jobs);
     if (reconnect)
         self->reconnect_due = true;
-    else
-    if (reinform && self->dealer)
-        s_inform (self);        // the router forgets our slots; the ACK re-announces
+    else if (reinform && self->dealer)
+        s_inform (self);  // the router forgets our slots; the ACK re-announces
     s_balance (self);
     s_hold_arm (self);
 }
@@ -984,7 +1004,7 @@ s_signal_handler (int sig)
 {
     int saved = errno;
     unsigned char byte = (unsigned char) sig;
-    if (s_signal_pipe [1] >= 0 && write (s_signal_pipe [1], &byte, 1) < 0) {
+    if (s_signal_pipe[1] >= 0 && write (s_signal_pipe[1], &byte, 1) < 0) {
         //  A full pipe already holds a wake-up; nothing to do.
     }
     errno = saved;
@@ -1001,10 +1021,10 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
 {
     (void) loop;
     jobmanager_t *self = arg;
-    unsigned char bytes [64];
+    unsigned char bytes[64];
     ssize_t n = read (item->fd, bytes, sizeof bytes);
     for (ssize_t i = 0; i < n; i++) {
-        switch (bytes [i]) {
+        switch (bytes[i]) {
             case SIGCHLD:
                 workers_reap (self->workers);
                 break;
@@ -1034,8 +1054,9 @@ s_finish (jobmanager_t *self)
 {
     workers_kill_all (self->workers);
     if (held_size (self->held))
-        log_info ("jobmanager %s: %zu queued job(s) never started; the router requeues them",
-                  s_id (self), held_size (self->held));
+        log_info (
+            "jobmanager %s: %zu queued job(s) never started; the router requeues them",
+            s_id (self), held_size (self->held));
     s_flush_outbox (self);
     if (held_outcomes (self->held))
         log_warning ("jobmanager %s: %zu outcome(s) could not be sent before leaving",
@@ -1057,21 +1078,23 @@ s_keep_connected (jobmanager_t *self, int64_t now)
     int64_t timeout_ms = settings->heartbeat_timeout_ms;
     int64_t liveness = settings->heartbeat_liveness;
     if (!self->reconnect_due && now - self->last_heard_ms > timeout_ms * liveness) {
-        log_warning ("jobmanager %s: router silent for %.1f s (%" PRId64 " heartbeats missed); "
-                     "reconnecting", s_id (self), (now - self->last_heard_ms) / 1000.0, liveness);
+        log_warning ("jobmanager %s: router silent for %.1f s (%" PRId64
+                     " heartbeats missed); "
+                     "reconnecting",
+                     s_id (self), (now - self->last_heard_ms) / 1000.0, liveness);
         self->reconnect_due = true;
-        self->addr_index++;     // try the next failover address, if any
+        self->addr_index++;  // try the next failover address, if any
     }
     if (self->reconnect_due && !self->draining) {
         self->reconnect_due = false;
         s_connect (self);
     }
-    else
-    if (self->state == S_CONNECTING && now - self->inform_sent_ms > timeout_ms) {
+    else if (self->state == S_CONNECTING && now - self->inform_sent_ms > timeout_ms) {
         log_debug ("jobmanager %s: no ACK for INFORM; sending it again", s_id (self));
         s_inform (self);
     }
-    if (self->state == S_ACTIVE && now - self->last_heartbeat_ms >= settings->heartbeat_interval_ms)
+    if (self->state == S_ACTIVE
+        && now - self->last_heartbeat_ms >= settings->heartbeat_interval_ms)
         s_send_heartbeat (self);
 }
 
@@ -1097,10 +1120,9 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
         //  them when our KBYE removes us.
         if (workers_running (self->workers) == 0)
             s_finish (self);
-        else
-        if (now >= self->drain_deadline_ms) {
-            log_warning ("jobmanager %s: grace period over; killing %zu job(s)", s_id (self),
-                         workers_running (self->workers));
+        else if (now >= self->drain_deadline_ms) {
+            log_warning ("jobmanager %s: grace period over; killing %zu job(s)",
+                         s_id (self), workers_running (self->workers));
             s_finish (self);
         }
     }
@@ -1172,9 +1194,9 @@ s_loop_new (jobmanager_t *self)
     }
     //  Our own handlers decide when to stop, not czmq's interrupt flag.
     zloop_set_nonstop (self->loop, true);
-    zmq_pollitem_t signal_item = { NULL, s_signal_pipe [0], ZMQ_POLLIN, 0 };
+    zmq_pollitem_t signal_item = { NULL, s_signal_pipe[0], ZMQ_POLLIN, 0 };
     if (zloop_poller (self->loop, &signal_item, s_on_signal, self) == -1
-    ||  zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1) {
+        || zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self) == -1) {
         log_error ("jobmanager: cannot set up the event loop");
         return -1;
     }
@@ -1206,8 +1228,8 @@ int
 jobmanager_run (jobmanager_t *self)
 {
     assert (self);
-    static const int signals [] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
-    struct sigaction saved [5], saved_pipe;
+    static const int signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+    struct sigaction saved[5], saved_pipe;
     int rc = 1;
     if (pipe2 (s_signal_pipe, O_CLOEXEC | O_NONBLOCK)) {
         log_error ("jobmanager: pipe: %s", strerror (errno));
@@ -1216,7 +1238,7 @@ jobmanager_run (jobmanager_t *self)
     struct sigaction action = { .sa_handler = s_signal_handler, .sa_flags = SA_RESTART };
     sigemptyset (&action.sa_mask);
     for (size_t i = 0; i < 5; i++)
-        sigaction (signals [i], &action, &saved [i]);
+        sigaction (signals[i], &action, &saved[i]);
     struct sigaction ignore = { .sa_handler = SIG_IGN };
     sigemptyset (&ignore.sa_mask);
     sigaction (SIGPIPE, &ignore, &saved_pipe);
@@ -1238,24 +1260,25 @@ done:
     //  Closed pipes make idle workers leave; the rest are killed.
     workers_close_all (self->workers, 1000);
     for (size_t i = 0; i < 5; i++)
-        sigaction (signals [i], &saved [i], NULL);
+        sigaction (signals[i], &saved[i], NULL);
     sigaction (SIGPIPE, &saved_pipe, NULL);
-    close (s_signal_pipe [0]);
-    close (s_signal_pipe [1]);
-    s_signal_pipe [0] = s_signal_pipe [1] = -1;
+    close (s_signal_pipe[0]);
+    close (s_signal_pipe[1]);
+    s_signal_pipe[0] = s_signal_pipe[1] = -1;
     return rc;
 }
 
 //  --------------------------------------------------------------------------
 //  Self test: a job manager in a thread against a fake router in the test.
 
-#define S_CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-        goto cleanup; \
-    } \
-} while (0)
+#define S_CHECK(expr)                                   \
+    do {                                                \
+        emq_test_checks++;                              \
+        if (!(expr)) {                                  \
+            TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+            goto cleanup;                               \
+        }                                               \
+    } while (0)
 
 #include <pthread.h>
 
@@ -1284,7 +1307,7 @@ s_test_recv_ms (zsock_t *router, bool heartbeats, int timeout_ms)
         if (!zpoller_wait (poller, 20))
             continue;
         zmsg_t *zmsg = zmsg_recv (router);
-        char err [256];
+        char err[256];
         msg = emqp_decode (&zmsg, true, NULL, NULL, err, sizeof err);
         if (msg && msg->command == EMQP_HEARTBEAT && !heartbeats)
             emqp_msg_destroy (&msg);
@@ -1305,7 +1328,7 @@ s_test_request (zsock_t *router, zframe_t *identity, const char *msgid, char **a
                 const char *headers, uint64_t epoch)
 {
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv };
-    while (argv [payload.argc])
+    while (argv[payload.argc])
         payload.argc++;
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -1325,10 +1348,11 @@ s_test_request (zsock_t *router, zframe_t *identity, const char *msgid, char **a
 //  The fake router is an emq/2 router unless a test makes it an older one,
 //  whose ACK names no agent.
 static bool s_test_router_old;
-static const char *s_test_router_agent = "emq/2";   // what the fake's ACK says
+static const char *s_test_router_agent = "emq/2";  // what the fake's ACK says
 
 static void
-s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command, const char *ref)
+s_test_simple (zsock_t *router, zframe_t *identity, emqp_command_t command,
+               const char *ref)
 {
     emqp_msg_t *msg = emqp_msg_new (command);
     msg->identity = zframe_dup (identity);
@@ -1348,7 +1372,7 @@ typedef struct {
     pthread_t thread;
     bool started;
     s_runner_t runner;
-    zframe_t *identity;         // the job manager's, from its INFORM
+    zframe_t *identity;             // the job manager's, from its INFORM
     jobmanager_settings_t *reload;  // what SIGHUP loads, when set
 } s_fake_t;
 
@@ -1371,19 +1395,29 @@ s_fake_settings (int port, const char *const *settings, bool verbose)
     config_t *config = config_new ();
     if (!config)
         return NULL;
-    char err [256], addr [64];
+    char err[256], addr[64];
     snprintf (addr, sizeof addr, "tcp://127.0.0.1:%d", port);
-    const char *defaults [] = {
-        "backend_addr", addr, "concurrent_jobs", "2", "heartbeat_interval", "0.2",
-        "heartbeat_timeout", "2", "exec_allow", "/bin/*", "kill_grace_period", "5",
-        "log_level", verbose ? "debug" : "error", NULL
-    };
+    const char *defaults[] = { "backend_addr",
+                               addr,
+                               "concurrent_jobs",
+                               "2",
+                               "heartbeat_interval",
+                               "0.2",
+                               "heartbeat_timeout",
+                               "2",
+                               "exec_allow",
+                               "/bin/*",
+                               "kill_grace_period",
+                               "5",
+                               "log_level",
+                               verbose ? "debug" : "error",
+                               NULL };
     jobmanager_settings_t *typed = NULL;
-    for (size_t i = 0; defaults [i]; i += 2)
-        if (config_set (config, defaults [i], defaults [i + 1], err, sizeof err))
+    for (size_t i = 0; defaults[i]; i += 2)
+        if (config_set (config, defaults[i], defaults[i + 1], err, sizeof err))
             goto done;
-    for (size_t i = 0; settings && settings [i]; i += 2)
-        if (config_set (config, settings [i], settings [i + 1], err, sizeof err))
+    for (size_t i = 0; settings && settings[i]; i += 2)
+        if (config_set (config, settings[i], settings[i + 1], err, sizeof err))
             goto done;
     typed = jobmanager_settings_new (config, err, sizeof err);
 done:
@@ -1407,7 +1441,7 @@ s_fake_start (s_fake_t *fake, const char *const *settings, int expect_ready, boo
     jobmanager_settings_t *typed = s_fake_settings (port, settings, verbose);
     if (!typed)
         return -1;
-    char err [256];
+    char err[256];
     fake->jm = jobmanager_new (&typed, err, sizeof err);
     if (!fake->jm)
         return -1;
@@ -1417,7 +1451,8 @@ s_fake_start (s_fake_t *fake, const char *const *settings, int expect_ready, boo
         return -1;
     fake->started = true;
     emqp_msg_t *msg = s_test_recv (fake->router, false);
-    bool ok = msg && msg->command == EMQP_INFORM && msg->agent && streq (msg->agent, "emq/3");
+    bool ok =
+        msg && msg->command == EMQP_INFORM && msg->agent && streq (msg->agent, "emq/3");
     if (ok) {
         fake->identity = zframe_dup (msg->identity);
         s_test_simple (fake->router, fake->identity, EMQP_ACK, msg->msgid);
@@ -1456,7 +1491,8 @@ s_fake_stats (s_fake_t *fake)
         if (!msg)
             return NULL;
         json_t *stats = msg->command == EMQP_HEARTBEAT && msg->stats
-                      ? json_loads (msg->stats, 0, NULL) : NULL;
+                            ? json_loads (msg->stats, 0, NULL)
+                            : NULL;
         emqp_msg_destroy (&msg);
         if (stats)
             return stats;
@@ -1481,9 +1517,10 @@ s_fake_wait_stat (s_fake_t *fake, const char *key, int64_t value, int *seen)
         if (!msg)
             continue;
         if (msg->command != EMQP_HEARTBEAT)
-            seen [msg->command]++;
+            seen[msg->command]++;
         json_t *stats = msg->command == EMQP_HEARTBEAT && msg->stats
-                      ? json_loads (msg->stats, 0, NULL) : NULL;
+                            ? json_loads (msg->stats, 0, NULL)
+                            : NULL;
         emqp_msg_destroy (&msg);
         bool found = stats && s_stat (stats, key) == value;
         json_decref (stats);
@@ -1502,27 +1539,29 @@ s_test_retiring (bool verbose)
     s_fake_t fake;
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
-    const char *settings [] = { "concurrent_jobs", "1", "max_job_count", "1", NULL };
+    const char *settings[] = { "concurrent_jobs", "1", "max_job_count", "1", NULL };
     S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     for (int round = 0; round < 3; round++) {
-        char msgid [32];
+        char msgid[32];
         snprintf (msgid, sizeof msgid, "retire-%d", round);
-        s_test_request (fake.router, fake.identity, msgid, echo, "", 100 + (uint64_t) round);
+        s_test_request (fake.router, fake.identity, msgid, echo, "",
+                        100 + (uint64_t) round);
         msg = s_test_recv (fake.router, false);
         S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, msgid));
         S_CHECK (msg->status == EMQP_STATUS_OK && msg->epoch == 100 + (uint64_t) round);
         emqp_msg_destroy (&msg);
         //  The replacement comes up (a new pid, idle) without a READY.
-        int seen [EMQP_COMMAND_COUNT] = { 0 };
+        int seen[EMQP_COMMAND_COUNT] = { 0 };
         S_CHECK (s_fake_wait_stat (&fake, "idle_workers", 1, seen));
-        S_CHECK (seen [EMQP_READY] == 0);
+        S_CHECK (seen[EMQP_READY] == 0);
         msg = s_test_recv_ms (fake.router, false, 300);
         S_CHECK (msg == NULL);
     }
     stats = s_fake_stats (&fake);
     S_CHECK (stats && s_stat (stats, "slots_announced") == 1);
-    S_CHECK (s_stat (stats, "total_ready_sent") == 1 && s_stat (stats, "total_requests") == 3);
+    S_CHECK (s_stat (stats, "total_ready_sent") == 1
+             && s_stat (stats, "total_requests") == 3);
 cleanup:
     json_decref (stats);
     emqp_msg_destroy (&msg);
@@ -1541,18 +1580,18 @@ s_test_old_router (bool verbose)
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
     s_test_router_old = true;
-    const char *settings [] = { "concurrent_jobs", "1", "prefetch_hold_ms", "100", NULL };
+    const char *settings[] = { "concurrent_jobs", "1", "prefetch_hold_ms", "100", NULL };
     S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
-    char *nap [] = { "/bin/sleep", "0.5", NULL };
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *nap[] = { "/bin/sleep", "0.5", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     s_test_request (fake.router, fake.identity, "first", nap, "", 1);
     s_test_request (fake.router, fake.identity, "second", echo, "", 2);
     //  "second" waits past the hold: not returned; each ends with DONE and
     //  then READY.
-    const char *expect [] = { "first", "second" };
+    const char *expect[] = { "first", "second" };
     for (int i = 0; i < 2; i++) {
         msg = s_test_recv (fake.router, false);
-        S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, expect [i]));
+        S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, expect[i]));
         emqp_msg_destroy (&msg);
         msg = s_test_recv (fake.router, false);
         S_CHECK (msg && msg->command == EMQP_READY);
@@ -1579,7 +1618,7 @@ s_test_batches (bool verbose)
     emqp_msg_t **msgs = NULL;
     size_t count = 0;
     s_test_router_agent = "emq/3";
-    const char *settings [] = { "concurrent_jobs", "1", NULL };
+    const char *settings[] = { "concurrent_jobs", "1", NULL };
     S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
     emqp_batch_t *batch = emqp_batch_new ();
     for (int i = 0; i < 3; i++) {
@@ -1595,19 +1634,19 @@ s_test_batches (bool verbose)
     S_CHECK (emqp_batch_send (batch, fake.router, fake.identity) == 0);
     msg = s_test_recv (fake.router, false);
     S_CHECK (msg && msg->command == EMQP_BATCH);
-    char err [256];
+    char err[256];
     msgs = emqp_batch_unpack (msg, NULL, &count, err, sizeof err);
     S_CHECK (msgs && count == 3);
     for (size_t i = 0; i < count; i++) {
-        char want [32];
+        char want[32];
         snprintf (want, sizeof want, "bad-%zu", i);
-        S_CHECK (msgs [i]->command == EMQP_DONE && streq (msgs [i]->ref, want));
-        S_CHECK (msgs [i]->status == EMQP_STATUS_REJECTED && msgs [i]->epoch == i + 1);
+        S_CHECK (msgs[i]->command == EMQP_DONE && streq (msgs[i]->ref, want));
+        S_CHECK (msgs[i]->status == EMQP_STATUS_REJECTED && msgs[i]->epoch == i + 1);
     }
 cleanup:
     s_test_router_agent = "emq/2";
     for (size_t i = 0; msgs && i < count; i++)
-        emqp_msg_destroy (&msgs [i]);
+        emqp_msg_destroy (&msgs[i]);
     free (msgs);
     emqp_batch_destroy (&batch);
     emqp_msg_destroy (&msg);
@@ -1620,10 +1659,10 @@ s_test_hold (bool verbose)
     s_fake_t fake;
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
-    const char *settings [] = { "concurrent_jobs", "1", "prefetch_hold_ms", "300", NULL };
+    const char *settings[] = { "concurrent_jobs", "1", "prefetch_hold_ms", "300", NULL };
     S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
-    char *sleeper [] = { "/bin/sleep", "3", NULL };
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *sleeper[] = { "/bin/sleep", "3", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     s_test_request (fake.router, fake.identity, "long", sleeper, "", 1);
     //  Bad headers: rejected at once, its DONE gives the slot back.
     s_test_request (fake.router, fake.identity, "bad", echo, "timeout:x", 2);
@@ -1647,7 +1686,8 @@ s_test_hold (bool verbose)
     s_test_request (fake.router, fake.identity, "held", echo, "", 4);
     msg = s_test_recv (fake.router, false);
     int64_t waited = zclock_mono () - sent;
-    S_CHECK (msg && msg->command == EMQP_RETURN && streq (msg->ref, "held") && msg->epoch == 4);
+    S_CHECK (msg && msg->command == EMQP_RETURN && streq (msg->ref, "held")
+             && msg->epoch == 4);
     if (waited < 280 || waited > 3000)
         TESTUTIL_FAIL_ ("RETURN after %" PRId64 " ms, expected about 300", waited);
     emqp_msg_destroy (&msg);
@@ -1655,7 +1695,8 @@ s_test_hold (bool verbose)
     S_CHECK (msg == NULL);
     stats = s_fake_stats (&fake);
     S_CHECK (stats && s_stat (stats, "total_returned") == 1);
-    S_CHECK (s_stat (stats, "queued_locally") == 0 && s_stat (stats, "slots_announced") == 0);
+    S_CHECK (s_stat (stats, "queued_locally") == 0
+             && s_stat (stats, "slots_announced") == 0);
     S_CHECK (s_stat (stats, "total_ready_sent") == 1);
     json_decref (stats);
     stats = NULL;
@@ -1676,7 +1717,8 @@ s_test_hold (bool verbose)
     msg = s_test_recv_ms (fake.router, false, 300);
     S_CHECK (msg == NULL);
     stats = s_fake_stats (&fake);
-    S_CHECK (stats && s_stat (stats, "slots_announced") == 1 && s_stat (stats, "idle_workers") == 1);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 1
+             && s_stat (stats, "idle_workers") == 1);
 cleanup:
     json_decref (stats);
     emqp_msg_destroy (&msg);
@@ -1692,10 +1734,10 @@ s_test_reconnect (bool verbose)
     s_fake_t fake;
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
-    const char *settings [] = { "concurrent_jobs", "2", "prefetch_hold_ms", "100", NULL };
+    const char *settings[] = { "concurrent_jobs", "2", "prefetch_hold_ms", "100", NULL };
     S_CHECK (s_fake_start (&fake, settings, 2, verbose) == 0);
-    char *nap [] = { "/bin/sleep", "0.5", NULL };
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *nap[] = { "/bin/sleep", "0.5", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     s_test_request (fake.router, fake.identity, "nap-1", nap, "", 11);
     s_test_request (fake.router, fake.identity, "nap-2", nap, "", 12);
     s_test_request (fake.router, fake.identity, "queued", echo, "", 13);
@@ -1706,14 +1748,14 @@ s_test_reconnect (bool verbose)
     S_CHECK (!zframe_eq (msg->identity, fake.identity));
     zframe_destroy (&fake.identity);
     fake.identity = zframe_dup (msg->identity);
-    char inform_id [64];
+    char inform_id[64];
     snprintf (inform_id, sizeof inform_id, "%s", msg->msgid);
     emqp_msg_destroy (&msg);
     //  nap-1 and nap-2 end, queued runs and ends: three outcomes kept. No
     //  RETURN of queued although it waited past the hold.
     zclock_sleep (900);
     msg = s_test_recv_ms (fake.router, false, 100);
-    S_CHECK (msg == NULL || msg->command == EMQP_INFORM);     // INFORM again is fine
+    S_CHECK (msg == NULL || msg->command == EMQP_INFORM);  // INFORM again is fine
     if (msg) {
         snprintf (inform_id, sizeof inform_id, "%s", msg->msgid);
         emqp_msg_destroy (&msg);
@@ -1725,7 +1767,7 @@ s_test_reconnect (bool verbose)
         ready += msg->command == EMQP_READY;
         S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_READY);
         if (msg->command == EMQP_DONE)
-            S_CHECK (ready == 0);   // outcomes first
+            S_CHECK (ready == 0);  // outcomes first
         emqp_msg_destroy (&msg);
     }
     //  2 idle workers - 3 DONEs: nothing to announce, and one slot too
@@ -1733,7 +1775,8 @@ s_test_reconnect (bool verbose)
     //  the job manager registers again to reset the router's count.
     S_CHECK (done == 3 && ready == 0);
     msg = s_test_recv (fake.router, false);
-    S_CHECK (msg && msg->command == EMQP_INFORM && zframe_eq (msg->identity, fake.identity));
+    S_CHECK (msg && msg->command == EMQP_INFORM
+             && zframe_eq (msg->identity, fake.identity));
     s_test_simple (fake.router, fake.identity, EMQP_ACK, msg->msgid);
     emqp_msg_destroy (&msg);
     for (int i = 0; i < 2; i++) {
@@ -1744,7 +1787,8 @@ s_test_reconnect (bool verbose)
     msg = s_test_recv_ms (fake.router, false, 300);
     S_CHECK (msg == NULL);
     stats = s_fake_stats (&fake);
-    S_CHECK (stats && s_stat (stats, "slots_announced") == 2 && s_stat (stats, "idle_workers") == 2);
+    S_CHECK (stats && s_stat (stats, "slots_announced") == 2
+             && s_stat (stats, "idle_workers") == 2);
     S_CHECK (s_stat (stats, "total_returned") == 0);
 cleanup:
     json_decref (stats);
@@ -1762,10 +1806,10 @@ s_test_old_pending (bool verbose)
     s_fake_t fake;
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
-    const char *settings [] = { "concurrent_jobs", "1", "prefetch_hold_ms", "100", NULL };
+    const char *settings[] = { "concurrent_jobs", "1", "prefetch_hold_ms", "100", NULL };
     S_CHECK (s_fake_start (&fake, settings, 1, verbose) == 0);
-    char *nap [] = { "/bin/sleep", "0.6", NULL };
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *nap[] = { "/bin/sleep", "0.6", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     s_test_request (fake.router, fake.identity, "long", nap, "", 31);
     s_test_request (fake.router, fake.identity, "old", echo, "", 32);
     s_test_simple (fake.router, fake.identity, EMQP_KBYE, NULL);
@@ -1782,7 +1826,7 @@ s_test_old_pending (bool verbose)
     int done = 0, informs = 0, counted = 0;
     while ((msg = s_test_recv_ms (fake.router, false, 700))) {
         S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_INFORM
-              || msg->command == EMQP_READY);
+                 || msg->command == EMQP_READY);
         done += msg->command == EMQP_DONE;
         if (informs && msg->command != EMQP_INFORM)
             counted++;
@@ -1795,7 +1839,8 @@ s_test_old_pending (bool verbose)
     S_CHECK (done == 2 && informs == 1 && counted == 1);
     stats = s_fake_stats (&fake);
     S_CHECK (stats && s_stat (stats, "total_returned") == 0);
-    S_CHECK (s_stat (stats, "slots_announced") == 1 && s_stat (stats, "idle_workers") == 1);
+    S_CHECK (s_stat (stats, "slots_announced") == 1
+             && s_stat (stats, "idle_workers") == 1);
 cleanup:
     json_decref (stats);
     emqp_msg_destroy (&msg);
@@ -1811,14 +1856,14 @@ s_test_shrink (bool verbose)
     s_fake_t fake;
     emqp_msg_t *msg = NULL;
     json_t *stats = NULL;
-    const char *settings [] = { "concurrent_jobs", "2", NULL };
+    const char *settings[] = { "concurrent_jobs", "2", NULL };
     S_CHECK (s_fake_start (&fake, settings, 2, verbose) == 0);
-    char *nap [] = { "/bin/sleep", "0.4", NULL };
+    char *nap[] = { "/bin/sleep", "0.4", NULL };
     s_test_request (fake.router, fake.identity, "nap-1", nap, "", 21);
     s_test_request (fake.router, fake.identity, "nap-2", nap, "", 22);
-    const char *smaller [] = { "concurrent_jobs", "1", NULL };
+    const char *smaller[] = { "concurrent_jobs", "1", NULL };
     fake.reload = s_fake_settings (atoi (strrchr (zsock_endpoint (fake.router), ':') + 1),
-                                 smaller, verbose);
+                                   smaller, verbose);
     S_CHECK (fake.reload);
     zclock_sleep (100);
     S_CHECK (kill (getpid (), SIGHUP) == 0);
@@ -1828,7 +1873,7 @@ s_test_shrink (bool verbose)
     int done = 0, informs = 0, counted = 0;
     while ((msg = s_test_recv_ms (fake.router, false, 600))) {
         S_CHECK (msg->command == EMQP_DONE || msg->command == EMQP_INFORM
-              || msg->command == EMQP_READY);
+                 || msg->command == EMQP_READY);
         done += msg->command == EMQP_DONE;
         if (informs && msg->command != EMQP_INFORM)
             counted++;
@@ -1857,9 +1902,11 @@ jobmanager_test (bool verbose)
     //  The utilities.
     size_t size;
     char *clean = s_utf8_sanitize ("ok\xff\xc3\xa9\xed\xa0\x80", 8, &size);
-    CHECK (clean && streq (clean, "ok\xEF\xBF\xBD\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"));
+    CHECK (
+        clean
+        && streq (clean, "ok\xEF\xBF\xBD\xc3\xa9\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"));
     free (clean);
-    char usage [S_USAGE_MAX];
+    char usage[S_USAGE_MAX];
     s_format_usage (usage, 0, 12, UINT64_MAX);
     CHECK_STREQ (usage, "wall_us=0 cpu_us=12 maxrss_kb=18446744073709551615");
 
@@ -1879,13 +1926,14 @@ jobmanager_test (bool verbose)
 
     //  An exec job: DONE ok with stdout, the epoch echoed. The DONE is the
     //  slot: no READY follows.
-    char *echo [] = { "/bin/echo", "hi", NULL };
+    char *echo[] = { "/bin/echo", "hi", NULL };
     s_test_request (router, identity, "job-1", echo, "", 7);
     msg = s_test_recv (router, false);
     S_CHECK (msg && msg->command == EMQP_DONE);
-    S_CHECK (streq (msg->ref, "job-1") && msg->epoch == 7 && msg->status == EMQP_STATUS_OK);
+    S_CHECK (streq (msg->ref, "job-1") && msg->epoch == 7
+             && msg->status == EMQP_STATUS_OK);
     S_CHECK (zframe_size (msg->payload) == 5
-          && memcmp (zframe_data (msg->payload) + 2, "hi\n", 3) == 0);
+             && memcmp (zframe_data (msg->payload) + 2, "hi\n", 3) == 0);
     S_CHECK (msg->usage && strstr (msg->usage, "wall_us="));
     emqp_msg_destroy (&msg);
     msg = s_test_recv_ms (router, false, 300);
@@ -1900,24 +1948,25 @@ jobmanager_test (bool verbose)
     S_CHECK (msg && msg->stats && strstr (msg->stats, "\"total_requests\":1"));
     S_CHECK (strstr (msg->stats, "pid_distribution"));
     S_CHECK (strstr (msg->stats, "\"slots_announced\":2"));
-    S_CHECK (strstr (msg->stats, "\"max_epoch\":7") && strstr (msg->stats, "\"jobs_held\":[]"));
+    S_CHECK (strstr (msg->stats, "\"max_epoch\":7")
+             && strstr (msg->stats, "\"jobs_held\":[]"));
     emqp_msg_destroy (&msg);
 
     //  A job past its timeout: DONE timeout; its worker is replaced at once,
     //  and that worker's HELLO brings no READY (the DONE already counted).
-    char *sleeper [] = { "/bin/sleep", "30", NULL };
+    char *sleeper[] = { "/bin/sleep", "30", NULL };
     s_test_request (router, identity, "job-2", sleeper, "timeout:1", 8);
     msg = s_test_recv (router, false);
     S_CHECK (msg && msg->command == EMQP_DONE && streq (msg->ref, "job-2"));
     S_CHECK (msg->status == EMQP_STATUS_TIMEOUT);
     S_CHECK (zframe_streq (msg->payload, "timed out after 1 s"));
     emqp_msg_destroy (&msg);
-    int seen [EMQP_COMMAND_COUNT] = { 0 };
+    int seen[EMQP_COMMAND_COUNT] = { 0 };
     S_CHECK (s_fake_wait_stat (&fake, "idle_workers", 2, seen));
-    S_CHECK (seen [EMQP_READY] == 0);
+    S_CHECK (seen[EMQP_READY] == 0);
 
     //  A job that is not allowed is rejected by the worker: DONE only.
-    char *cat [] = { "/usr/bin/cat", NULL };
+    char *cat[] = { "/usr/bin/cat", NULL };
     s_test_request (router, identity, "job-3", cat, "", 9);
     msg = s_test_recv (router, false);
     S_CHECK (msg && msg->command == EMQP_DONE && msg->status == EMQP_STATUS_REJECTED);
@@ -1927,7 +1976,7 @@ jobmanager_test (bool verbose)
 
     //  Graceful stop with a job running: it finishes, then KBYE; a job that
     //  arrives meanwhile is not started (the router requeues it).
-    char *short_sleep [] = { "/bin/sleep", "0.3", NULL };
+    char *short_sleep[] = { "/bin/sleep", "0.3", NULL };
     s_test_request (router, identity, "job-4", short_sleep, "", 10);
     zclock_sleep (50);
     jobmanager_stop ();

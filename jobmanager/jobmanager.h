@@ -32,12 +32,14 @@ typedef struct jobmanager_t jobmanager_t;
 //  Builds fresh settings for SIGHUP (file, environment, and the command
 //  line again). Returns settings the caller owns, or NULL with the reason
 //  in err.
-typedef jobmanager_settings_t *(jobmanager_reload_fn) (void *arg, char *err, size_t errlen);
+typedef jobmanager_settings_t *(jobmanager_reload_fn) (void *arg, char *err,
+                                                       size_t errlen);
 
 //  Creates a job manager from *settings_p (validated by
 //  jobmanager_settings_new), which it takes. Returns NULL with the reason
 //  in err (out of memory). Nothing is started yet.
-jobmanager_t *jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen);
+jobmanager_t *jobmanager_new (jobmanager_settings_t **settings_p, char *err,
+                              size_t errlen);
 
 //  Destroys the job manager (workers are killed if still there) and nulls
 //  the pointer; NULL is fine.

@@ -19,15 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 //  Exit codes, as listed in --help and the man page.
 enum {
     S_EXIT_OK = 0,
-    S_EXIT_RUNTIME = 1,         // could not start or failed while running
-    S_EXIT_USAGE = 2,           // unknown flag, missing or stray argument
-    S_EXIT_BAD_VALUE = 3,       // a flag's value is invalid
-    S_EXIT_CONFIG = 4,          // the config file or environment is invalid
-    S_EXIT_INVALID = 5          // settings valid one by one, not together
+    S_EXIT_RUNTIME = 1,    // could not start or failed while running
+    S_EXIT_USAGE = 2,      // unknown flag, missing or stray argument
+    S_EXIT_BAD_VALUE = 3,  // a flag's value is invalid
+    S_EXIT_CONFIG = 4,     // the config file or environment is invalid
+    S_EXIT_INVALID = 5     // settings valid one by one, not together
 };
 
 //  getopt codes of the options that are no setting.
@@ -39,50 +38,55 @@ typedef struct {
 } s_flag_t;
 
 typedef struct {
-    const char *config_path;    // --config, or NULL
-    s_flag_t *flags;            // in command-line order
+    const char *config_path;  // --config, or NULL
+    s_flag_t *flags;          // in command-line order
     size_t flag_count;
 } s_args_t;
 
 static void
 s_usage (FILE *stream)
 {
-    fprintf (stream,
-"usage: emq-jobmanager [OPTION]...\n"
-"Runs jobs from an emq (or EventMQ) router in forked worker processes.\n"
-"\n"
-"  --backend-addr ADDR        router backend (default tcp://127.0.0.1:47290)\n"
-"  --queues JSON              queues and weights (default [[10,\"default\"]])\n"
-"  --concurrent-jobs N        worker processes (default 4)\n"
-"  --max-job-count N          jobs per worker before it is replaced (default 1024)\n"
-"  --plugin-dir DIR           where run-job libraries may come from (repeatable)\n"
-"  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
-"                             (repeatable; none: exec jobs are refused)\n"
-"  --kill-grace-period S      seconds jobs get to finish on SIGTERM (default 300)\n"
-"  --heartbeat-interval S     seconds between heartbeats (default 3)\n"
-"  --heartbeat-timeout S      seconds of silence that count as a miss (default 5)\n"
-"  --heartbeat-liveness N     misses before reconnecting (default 3)\n"
-"  --name NAME                prefix of this job manager's identity\n"
-"  --setup LIB:FN             run once in every new worker\n"
-"  --job-entry LIB:FN         run before every job\n"
-"  --job-exit LIB:FN          run after every job\n"
-"  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
-"  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
-"                             waited N ms for a worker (default 100; 0: never)\n"
-"  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
-"                             certificate file); off by default\n"
-"  --curve-cert FILE          CURVE: this job manager's key pair (NAME_secret)\n"
-"  --log-level LEVEL          error, warning, info or debug (default info)\n"
-"  -v, --verbose              same as --log-level debug\n"
-"  --config FILE              config file (default $EVENTMQ_CONFIG_FILE, else\n"
-"                             /etc/eventmq.conf), section [jobmanager]\n"
-"  --help, --version\n"
-"\n"
-"Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
-"USR1 logs the status.\n"
-"\n"
-"Exit status: 0 stopped gracefully, 1 runtime failure, 2 bad usage,\n"
-"3 bad flag value, 4 bad config file or environment, 5 inconsistent settings.\n");
+    fprintf (
+        stream,
+        "usage: emq-jobmanager [OPTION]...\n"
+        "Runs jobs from an emq (or EventMQ) router in forked worker processes.\n"
+        "\n"
+        "  --backend-addr ADDR        router backend (default tcp://127.0.0.1:47290)\n"
+        "  --queues JSON              queues and weights (default [[10,\"default\"]])\n"
+        "  --concurrent-jobs N        worker processes (default 4)\n"
+        "  --max-job-count N          jobs per worker before it is replaced (default "
+        "1024)\n"
+        "  --plugin-dir DIR           where run-job libraries may come from "
+        "(repeatable)\n"
+        "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
+        "                             (repeatable; none: exec jobs are refused)\n"
+        "  --kill-grace-period S      seconds jobs get to finish on SIGTERM (default "
+        "300)\n"
+        "  --heartbeat-interval S     seconds between heartbeats (default 3)\n"
+        "  --heartbeat-timeout S      seconds of silence that count as a miss (default "
+        "5)\n"
+        "  --heartbeat-liveness N     misses before reconnecting (default 3)\n"
+        "  --name NAME                prefix of this job manager's identity\n"
+        "  --setup LIB:FN             run once in every new worker\n"
+        "  --job-entry LIB:FN         run before every job\n"
+        "  --job-exit LIB:FN          run after every job\n"
+        "  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
+        "  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
+        "                             waited N ms for a worker (default 100; 0: never)\n"
+        "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
+        "                             certificate file); off by default\n"
+        "  --curve-cert FILE          CURVE: this job manager's key pair (NAME_secret)\n"
+        "  --log-level LEVEL          error, warning, info or debug (default info)\n"
+        "  -v, --verbose              same as --log-level debug\n"
+        "  --config FILE              config file (default $EVENTMQ_CONFIG_FILE, else\n"
+        "                             /etc/eventmq.conf), section [jobmanager]\n"
+        "  --help, --version\n"
+        "\n"
+        "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
+        "USR1 logs the status.\n"
+        "\n"
+        "Exit status: 0 stopped gracefully, 1 runtime failure, 2 bad usage,\n"
+        "3 bad flag value, 4 bad config file or environment, 5 inconsistent settings.\n");
 }
 
 //  Applies the flags to config, in order; a repeated list flag appends.
@@ -90,14 +94,15 @@ static int
 s_apply_flags (const s_args_t *args, config_t *config, char *err, size_t errlen)
 {
     for (size_t i = 0; i < args->flag_count; i++) {
-        const s_flag_t *flag = &args->flags [i];
+        const s_flag_t *flag = &args->flags[i];
         bool repeat = false;
         for (size_t k = 0; k < i; k++)
-            repeat = repeat || streq (args->flags [k].setting, flag->setting);
-        bool list = streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
+            repeat = repeat || streq (args->flags[k].setting, flag->setting);
+        bool list =
+            streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
         int rc = repeat && list
-               ? config_append (config, flag->setting, flag->value, err, errlen)
-               : config_set (config, flag->setting, flag->value, err, errlen);
+                     ? config_append (config, flag->setting, flag->value, err, errlen)
+                     : config_set (config, flag->setting, flag->value, err, errlen);
         if (rc)
             return -1;
     }
@@ -150,50 +155,63 @@ s_reload (void *arg, char *err, size_t errlen)
     return s_build_settings ((const s_args_t *) arg, err, errlen, &code);
 }
 
-static const struct option s_options [] = {
-    { "backend-addr",       required_argument, NULL, 'B' },
-    { "queues",             required_argument, NULL, 'Q' },
-    { "concurrent-jobs",    required_argument, NULL, 'C' },
-    { "max-job-count",      required_argument, NULL, 'M' },
-    { "plugin-dir",         required_argument, NULL, 'P' },
-    { "exec-allow",         required_argument, NULL, 'E' },
-    { "kill-grace-period",  required_argument, NULL, 'K' },
+static const struct option s_options[] = {
+    { "backend-addr", required_argument, NULL, 'B' },
+    { "queues", required_argument, NULL, 'Q' },
+    { "concurrent-jobs", required_argument, NULL, 'C' },
+    { "max-job-count", required_argument, NULL, 'M' },
+    { "plugin-dir", required_argument, NULL, 'P' },
+    { "exec-allow", required_argument, NULL, 'E' },
+    { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },
-    { "heartbeat-timeout",  required_argument, NULL, 'T' },
+    { "heartbeat-timeout", required_argument, NULL, 'T' },
     { "heartbeat-liveness", required_argument, NULL, 'L' },
-    { "name",               required_argument, NULL, 'N' },
-    { "setup",              required_argument, NULL, 'S' },
-    { "job-entry",          required_argument, NULL, 'J' },
-    { "job-exit",           required_argument, NULL, 'X' },
-    { "max-worker-rss-kb",  required_argument, NULL, 'R' },
-    { "prefetch-hold-ms",   required_argument, NULL, 'H' },
-    { "curve-server-key",   required_argument, NULL, 'k' },
-    { "curve-cert",         required_argument, NULL, 'c' },
-    { "log-level",          required_argument, NULL, 'G' },
-    { "verbose",            no_argument,       NULL, 'v' },
-    { "config",             required_argument, NULL, S_OPT_CONFIG },
-    { "help",               no_argument,       NULL, S_OPT_HELP },
-    { "version",            no_argument,       NULL, S_OPT_VERSION },
+    { "name", required_argument, NULL, 'N' },
+    { "setup", required_argument, NULL, 'S' },
+    { "job-entry", required_argument, NULL, 'J' },
+    { "job-exit", required_argument, NULL, 'X' },
+    { "max-worker-rss-kb", required_argument, NULL, 'R' },
+    { "prefetch-hold-ms", required_argument, NULL, 'H' },
+    { "curve-server-key", required_argument, NULL, 'k' },
+    { "curve-cert", required_argument, NULL, 'c' },
+    { "log-level", required_argument, NULL, 'G' },
+    { "verbose", no_argument, NULL, 'v' },
+    { "config", required_argument, NULL, S_OPT_CONFIG },
+    { "help", no_argument, NULL, S_OPT_HELP },
+    { "version", no_argument, NULL, S_OPT_VERSION },
     { NULL, 0, NULL, 0 }
 };
 
 //  The setting each flag sets.
-static const struct { int opt; const char *setting; } s_flag_settings [] = {
-    { 'B', "backend_addr" }, { 'Q', "queues" }, { 'C', "concurrent_jobs" },
-    { 'M', "max_job_count" }, { 'P', "plugin_dirs" }, { 'E', "exec_allow" },
-    { 'K', "kill_grace_period" }, { 'I', "heartbeat_interval" },
-    { 'T', "heartbeat_timeout" }, { 'L', "heartbeat_liveness" }, { 'N', "name" },
-    { 'S', "setup" }, { 'J', "job_entry" }, { 'X', "job_exit" },
-    { 'R', "max_worker_rss_kb" }, { 'H', "prefetch_hold_ms" }, { 'G', "log_level" },
-    { 'k', "curve_server_key" }, { 'c', "curve_cert" }
-};
+static const struct {
+    int opt;
+    const char *setting;
+} s_flag_settings[] = { { 'B', "backend_addr" },
+                        { 'Q', "queues" },
+                        { 'C', "concurrent_jobs" },
+                        { 'M', "max_job_count" },
+                        { 'P', "plugin_dirs" },
+                        { 'E', "exec_allow" },
+                        { 'K', "kill_grace_period" },
+                        { 'I', "heartbeat_interval" },
+                        { 'T', "heartbeat_timeout" },
+                        { 'L', "heartbeat_liveness" },
+                        { 'N', "name" },
+                        { 'S', "setup" },
+                        { 'J', "job_entry" },
+                        { 'X', "job_exit" },
+                        { 'R', "max_worker_rss_kb" },
+                        { 'H', "prefetch_hold_ms" },
+                        { 'G', "log_level" },
+                        { 'k', "curve_server_key" },
+                        { 'c', "curve_cert" } };
 
 //  Keeps a flag's value for its setting (args->flags has room for argc + 1).
 static void
 s_add_flag (s_args_t *args, const char *setting, const char *value)
 {
-    args->flags [args->flag_count].setting = setting;
-    args->flags [args->flag_count].value = strdup (value);
+    args->flags[args->flag_count].setting = setting;
+    args->flags[args->flag_count].value = strdup (value);
     args->flag_count++;
 }
 
@@ -201,7 +219,7 @@ static void
 s_args_free (s_args_t *args)
 {
     for (size_t i = 0; i < args->flag_count; i++)
-        free (args->flags [i].value);
+        free (args->flags[i].value);
     free (args->flags);
     args->flags = NULL;
 }
@@ -209,7 +227,7 @@ s_args_free (s_args_t *args)
 //  Parses the command line into args. Returns -1 to go on, or the exit code
 //  (after --help, --version, or a message on stderr).
 static int
-s_parse_args (int argc, char *argv [], s_args_t *args)
+s_parse_args (int argc, char *argv[], s_args_t *args)
 {
     args->flags = calloc ((size_t) argc + 1, sizeof (s_flag_t));
     if (!args->flags) {
@@ -234,22 +252,24 @@ s_parse_args (int argc, char *argv [], s_args_t *args)
                 verbose = true;
                 break;
             case ':':
-                fprintf (stderr, "emq-jobmanager: option '%s' needs a value (see --help)\n",
-                         argv [optind - 1]);
+                fprintf (stderr,
+                         "emq-jobmanager: option '%s' needs a value (see --help)\n",
+                         argv[optind - 1]);
                 return S_EXIT_USAGE;
             case '?':
                 fprintf (stderr, "emq-jobmanager: unknown option '%s' (see --help)\n",
-                         argv [optind - 1]);
+                         argv[optind - 1]);
                 return S_EXIT_USAGE;
             default:
-                for (size_t i = 0; i < sizeof s_flag_settings / sizeof s_flag_settings [0]; i++)
-                    if (s_flag_settings [i].opt == opt)
-                        s_add_flag (args, s_flag_settings [i].setting, optarg);
+                for (size_t i = 0; i < sizeof s_flag_settings / sizeof s_flag_settings[0];
+                     i++)
+                    if (s_flag_settings[i].opt == opt)
+                        s_add_flag (args, s_flag_settings[i].setting, optarg);
         }
     }
     if (optind < argc) {
         fprintf (stderr, "emq-jobmanager: unexpected argument '%s' (see --help)\n",
-                 argv [optind]);
+                 argv[optind]);
         return S_EXIT_USAGE;
     }
     if (verbose)
@@ -258,7 +278,7 @@ s_parse_args (int argc, char *argv [], s_args_t *args)
 }
 
 int
-main (int argc, char *argv [], char *envp [])
+main (int argc, char *argv[], char *envp[])
 {
     //  libbsd's setproctitle needs argv before anyone else looks at it.
     worker_title_init (argc, argv, envp);
@@ -271,7 +291,7 @@ main (int argc, char *argv [], char *envp [])
         s_args_free (&args);
         return code;
     }
-    char err [1024];
+    char err[1024];
     jobmanager_settings_t *settings = s_build_settings (&args, err, sizeof err, &code);
     if (!settings) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);

@@ -31,25 +31,25 @@ typedef struct {
 } s_count_t;
 
 struct pool_t {
-    pool_child_fn *child;       // what a forked worker runs
-    void *arg;                  // its argument (borrowed)
-    uint64_t generation;        // bumped by pool_set_child_arg
-    pool_worker_t **workers;    // owned records
+    pool_child_fn *child;     // what a forked worker runs
+    void *arg;                // its argument (borrowed)
+    uint64_t generation;      // bumped by pool_set_child_arg
+    pool_worker_t **workers;  // owned records
     size_t count;
     size_t capacity;
-    size_t cursor;              // for pool_first/pool_next
-    s_count_t *counts;          // pid distribution
+    size_t cursor;      // for pool_first/pool_next
+    s_count_t *counts;  // pid distribution
     size_t counts_size;
     size_t counts_capacity;
-    msgpack_sbuffer scratch;    // encodes each JOB message, reused
+    msgpack_sbuffer scratch;  // encodes each JOB message, reused
 };
 
-static const char *s_state_names [] = { "starting", "idle", "busy", "gone" };
+static const char *s_state_names[] = { "starting", "idle", "busy", "gone" };
 
 const char *
 pool_state_name (pool_state_t state)
 {
-    return state < POOL_STATE_COUNT ? s_state_names [state] : "?";
+    return state < POOL_STATE_COUNT ? s_state_names[state] : "?";
 }
 
 pool_t *
@@ -83,7 +83,7 @@ pool_destroy (pool_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; i < self->count; i++) {
-        pool_worker_t *worker = self->workers [i];
+        pool_worker_t *worker = self->workers[i];
         pool_kill (self, worker, SIGKILL);
         while (waitpid (worker->pid, NULL, 0) < 0 && errno == EINTR)
             ;
@@ -116,8 +116,8 @@ static s_count_t *
 s_count_require (pool_t *self, pid_t pid, bool create)
 {
     for (size_t i = 0; i < self->counts_size; i++)
-        if (self->counts [i].pid == pid)
-            return &self->counts [i];
+        if (self->counts[i].pid == pid)
+            return &self->counts[i];
     if (!create)
         return NULL;
     if (self->counts_size == self->counts_capacity) {
@@ -128,8 +128,8 @@ s_count_require (pool_t *self, pid_t pid, bool create)
         self->counts = grown;
         self->counts_capacity = capacity;
     }
-    s_count_t *entry = &self->counts [self->counts_size++];
-    *entry = (s_count_t) { .pid = pid, .jobs = 0, .alive = true };
+    s_count_t *entry = &self->counts[self->counts_size++];
+    *entry = (s_count_t){ .pid = pid, .jobs = 0, .alive = true };
     return entry;
 }
 
@@ -142,12 +142,12 @@ s_count_dead (pool_t *self, pid_t pid)
         entry->alive = false;
     size_t dead = 0;
     for (size_t i = 0; i < self->counts_size; i++)
-        dead += !self->counts [i].alive;
+        dead += !self->counts[i].alive;
     //  Entries are in fork order, so the first dead ones are the oldest.
     size_t i = 0;
     while (dead > POOL_DEAD_KEPT && i < self->counts_size) {
-        if (!self->counts [i].alive) {
-            memmove (&self->counts [i], &self->counts [i + 1],
+        if (!self->counts[i].alive) {
+            memmove (&self->counts[i], &self->counts[i + 1],
                      (self->counts_size - i - 1) * sizeof (s_count_t));
             self->counts_size--;
             dead--;
@@ -174,7 +174,7 @@ pool_spawn (pool_t *self)
         return NULL;
     worker->fd = -1;
     worker->reader = wire_reader_new ();
-    int sv [2];
+    int sv[2];
     if (!worker->reader || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         int saved = errno;
         s_worker_free (worker);
@@ -191,18 +191,18 @@ pool_spawn (pool_t *self)
     if (pid == 0) {
         //  The other workers' pipes must not stay open in this one, or they
         //  would never see EOF when we close our end.
-        close (sv [0]);
+        close (sv[0]);
         for (size_t i = 0; i < self->count; i++)
-            if (self->workers [i]->fd >= 0)
-                close (self->workers [i]->fd);
-        self->child (sv [1], parent, self->arg);
-        _exit (2);              // a child function must not return
+            if (self->workers[i]->fd >= 0)
+                close (self->workers[i]->fd);
+        self->child (sv[1], parent, self->arg);
+        _exit (2);  // a child function must not return
     }
     int saved = errno;
     pthread_sigmask (SIG_SETMASK, &old, NULL);
-    close (sv [1]);
+    close (sv[1]);
     if (pid < 0) {
-        close (sv [0]);
+        close (sv[0]);
         s_worker_free (worker);
         errno = saved;
         return NULL;
@@ -212,14 +212,15 @@ pool_spawn (pool_t *self)
     if (setpgid (pid, pid) && errno != EACCES && errno != ESRCH && errno != EPERM)
         log_warning ("pool: setpgid %d: %s", (int) pid, strerror (errno));
     struct timeval timeout = { .tv_sec = S_SEND_TIMEOUT_S };
-    if (setsockopt (sv [0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout))
-        log_warning ("pool: worker %d: setsockopt SO_SNDTIMEO: %s", (int) pid, strerror (errno));
+    if (setsockopt (sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout))
+        log_warning ("pool: worker %d: setsockopt SO_SNDTIMEO: %s", (int) pid,
+                     strerror (errno));
     worker->pid = pid;
-    worker->fd = sv [0];
+    worker->fd = sv[0];
     worker->state = POOL_STARTING;
     worker->generation = self->generation;
     worker->started_ms = zclock_mono ();
-    self->workers [self->count++] = worker;
+    self->workers[self->count++] = worker;
     s_count_require (self, pid, true);
     return worker;
 }
@@ -237,7 +238,7 @@ pool_count (pool_t *self, pool_state_t state)
     assert (self);
     size_t count = 0;
     for (size_t i = 0; i < self->count; i++)
-        count += self->workers [i]->state == state;
+        count += self->workers[i]->state == state;
     return count;
 }
 
@@ -259,7 +260,7 @@ pool_worker_t *
 pool_next (pool_t *self)
 {
     assert (self);
-    return self->cursor < self->count ? self->workers [self->cursor++] : NULL;
+    return self->cursor < self->count ? self->workers[self->cursor++] : NULL;
 }
 
 pool_worker_t *
@@ -267,8 +268,8 @@ pool_lookup (pool_t *self, pid_t pid)
 {
     assert (self);
     for (size_t i = 0; i < self->count; i++)
-        if (self->workers [i]->pid == pid)
-            return self->workers [i];
+        if (self->workers[i]->pid == pid)
+            return self->workers[i];
     return NULL;
 }
 
@@ -277,8 +278,8 @@ pool_lookup_fd (pool_t *self, int fd)
 {
     assert (self);
     for (size_t i = 0; i < self->count; i++)
-        if (self->workers [i]->fd == fd)
-            return self->workers [i];
+        if (self->workers[i]->fd == fd)
+            return self->workers[i];
     return NULL;
 }
 
@@ -287,8 +288,8 @@ pool_idle (pool_t *self)
 {
     assert (self);
     for (size_t i = 0; i < self->count; i++)
-        if (self->workers [i]->state == POOL_IDLE && !self->workers [i]->retiring)
-            return self->workers [i];
+        if (self->workers[i]->state == POOL_IDLE && !self->workers[i]->retiring)
+            return self->workers[i];
     return NULL;
 }
 
@@ -305,7 +306,8 @@ pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_msg, v
 }
 
 int
-pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err, size_t errlen)
+pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err,
+           size_t errlen)
 {
     assert (self && worker);
     if (worker->fd < 0) {
@@ -372,19 +374,19 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
         if (pid < 0 && errno == EINTR)
             continue;
         if (pid <= 0)
-            break;              // 0: children left but none ended; ECHILD: none
+            break;  // 0: children left but none ended; ECHILD: none
         size_t i = 0;
-        while (i < self->count && self->workers [i]->pid != pid)
+        while (i < self->count && self->workers[i]->pid != pid)
             i++;
         if (i == self->count)
-            continue;           // not a worker of ours (cannot happen in the jm)
-        pool_worker_t *worker = self->workers [i];
+            continue;  // not a worker of ours (cannot happen in the jm)
+        pool_worker_t *worker = self->workers[i];
         if (fn)
             fn (worker, status, &usage, arg);
         //  Whatever the worker started dies with it.
         kill (-pid, SIGKILL);
         s_count_dead (self, pid);
-        self->workers [i] = self->workers [--self->count];
+        self->workers[i] = self->workers[--self->count];
         s_worker_free (worker);
         reaped++;
     }
@@ -396,12 +398,11 @@ pool_distribution (pool_t *self, pool_visit_fn *fn, void *arg)
 {
     assert (self && fn);
     for (size_t i = 0; i < self->counts_size; i++)
-        fn (self->counts [i].pid, self->counts [i].jobs, arg);
+        fn (self->counts[i].pid, self->counts[i].jobs, arg);
 }
 
 //  --------------------------------------------------------------------------
 //  Self test
-
 
 //  A trivial worker: says HELLO, answers each JOB with an ok OUTCOME whose
 //  value is the msgid, exits at EOF.
@@ -415,7 +416,7 @@ s_echo_child (int fd, pid_t parent, void *arg)
     if (wire_write (fd, hello))
         _exit (2);
     wire_msg_destroy (&hello);
-    char err [256];
+    char err[256];
     wire_msg_t *job;
     while ((job = wire_read (fd, err, sizeof err))) {
         wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
@@ -456,7 +457,7 @@ s_count_visit (pid_t pid, uint64_t jobs, void *arg)
 static wire_msg_t *
 s_recv_wait (pool_t *pool, pool_worker_t *worker)
 {
-    char err [256];
+    char err[256];
     for (int i = 0; i < 500; i++) {
         wire_msg_t *msg = NULL;
         int rc = pool_recv (pool, worker, &msg, err, sizeof err);
@@ -536,7 +537,8 @@ pool_test (bool verbose)
     REQUIRE (pool_kill (pool, b, SIGKILL) == 0);
     s_reap_wait (pool, &reaped, 2);
     REQUIRE (reaped.count == 2 && reaped.last_pid == b_pid);
-    REQUIRE (WIFSIGNALED (reaped.last_status) && WTERMSIG (reaped.last_status) == SIGKILL);
+    REQUIRE (WIFSIGNALED (reaped.last_status)
+             && WTERMSIG (reaped.last_status) == SIGKILL);
     REQUIRE (pool_size (pool) == 0);
 
     //  The generation follows the child argument.

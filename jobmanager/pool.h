@@ -22,23 +22,23 @@
 #include <sys/types.h>
 
 typedef enum {
-    POOL_STARTING = 0,      // forked, HELLO not yet received
-    POOL_IDLE,              // waiting for a job
-    POOL_BUSY,              // running a job
-    POOL_GONE,              // pipe closed (leaving, killed or broken); not reaped yet
+    POOL_STARTING = 0,  // forked, HELLO not yet received
+    POOL_IDLE,          // waiting for a job
+    POOL_BUSY,          // running a job
+    POOL_GONE,          // pipe closed (leaving, killed or broken); not reaped yet
     POOL_STATE_COUNT
 } pool_state_t;
 
 typedef struct {
     pid_t pid;
-    int fd;                     // job manager's end of the socketpair, -1 when closed
+    int fd;  // job manager's end of the socketpair, -1 when closed
     pool_state_t state;
-    uint64_t jobs_done;         // outcomes received from this worker
-    uint64_t generation;        // configuration generation it was forked with
-    bool retiring;              // must not get another job (config changed, limits)
-    void *job;                  // the job manager's job record while BUSY (borrowed)
-    int64_t started_ms;         // monotonic time of the fork
-    wire_reader_t *reader;      // partial messages from the worker
+    uint64_t jobs_done;     // outcomes received from this worker
+    uint64_t generation;    // configuration generation it was forked with
+    bool retiring;          // must not get another job (config changed, limits)
+    void *job;              // the job manager's job record while BUSY (borrowed)
+    int64_t started_ms;     // monotonic time of the fork
+    wire_reader_t *reader;  // partial messages from the worker
 } pool_worker_t;
 
 typedef struct pool_t pool_t;
@@ -91,8 +91,8 @@ int pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_ms
                    void *job);
 
 //  Reads from a worker without blocking; see wire_reader_recv for returns.
-int pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p,
-               char *err, size_t errlen);
+int pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err,
+               size_t errlen);
 //  The next message the last pool_recv already read, if whole; no system
 //  call. See wire_reader_next for returns.
 int pool_recv_buffered (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p,

@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 typedef struct {
-    char *backend_addr;             // the router's backend
-    char **failover_addrs;          // more backends, tried in turn on silence
+    char *backend_addr;     // the router's backend
+    char **failover_addrs;  // more backends, tried in turn on silence
     size_t failover_count;
     char *queues;                   // JSON [[weight,"name"],...], checked
     char *name;                     // prefix of the identity; "" = "jm"
@@ -31,16 +31,17 @@ typedef struct {
     int64_t prefetch_hold_ms;       // a held job goes back after this; 0 = never
     size_t payload_max;             // largest payload frame accepted
     log_level_t log_level;
-    char *log_level_name;           // as configured, for logs
-    char *curve_server_key;         // CURVE: router's key; "" = plain
-    char *curve_cert;               // CURVE: our key pair file; "" = fresh
-    worker_config_t *worker;        // what new workers get (owned; the job
-                                    // manager hands it to its workers)
+    char *log_level_name;     // as configured, for logs
+    char *curve_server_key;   // CURVE: router's key; "" = plain
+    char *curve_cert;         // CURVE: our key pair file; "" = fresh
+    worker_config_t *worker;  // what new workers get (owned; the job
+                              // manager hands it to its workers)
 } jobmanager_settings_t;
 
 //  Fills settings from config (borrowed) and validates what config does
 //  not. Returns settings the caller owns, or NULL with the reason in err.
-jobmanager_settings_t *jobmanager_settings_new (config_t *config, char *err, size_t errlen);
+jobmanager_settings_t *jobmanager_settings_new (config_t *config, char *err,
+                                                size_t errlen);
 
 //  Destroys settings and nulls the pointer; NULL is fine.
 void jobmanager_settings_destroy (jobmanager_settings_t **self_p);

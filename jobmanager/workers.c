@@ -27,17 +27,17 @@
 #include <unistd.h>
 
 struct workers_t {
-    pool_t *pool;                   // the processes (owns the records)
-    worker_config_t *wconfig;       // what new workers are forked with (owned)
-    zlistx_t *running;              // jm_job_t, owned
-    zloop_t *loop;                  // watches the pipes (borrowed), NULL until attached
-    const char *id;                 // the job manager's name in logs (borrowed)
-    size_t target;                  // live workers wanted
-    bool stopping;                  // no new workers
-    bool replace_due;               // a worker was lost with its job: replace it now
+    pool_t *pool;              // the processes (owns the records)
+    worker_config_t *wconfig;  // what new workers are forked with (owned)
+    zlistx_t *running;         // jm_job_t, owned
+    zloop_t *loop;             // watches the pipes (borrowed), NULL until attached
+    const char *id;            // the job manager's name in logs (borrowed)
+    size_t target;             // live workers wanted
+    bool stopping;             // no new workers
+    bool replace_due;          // a worker was lost with its job: replace it now
     workers_ended_fn *ended;
     workers_changed_fn *changed;
-    void *arg;                      // for the callbacks
+    void *arg;  // for the callbacks
 };
 
 static void
@@ -109,7 +109,8 @@ s_spawn (workers_t *self)
     assert (self->loop);
     pool_worker_t *worker = pool_spawn (self->pool);
     if (!worker) {
-        log_error ("jobmanager %s: cannot start a worker: %s", self->id, strerror (errno));
+        log_error ("jobmanager %s: cannot start a worker: %s", self->id,
+                   strerror (errno));
         return NULL;
     }
     zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
@@ -152,10 +153,10 @@ static void
 s_end_killed (workers_t *self, pool_worker_t *worker, emqp_status_t status,
               const char *text, int64_t now_ms)
 {
-    jm_outcome_t outcome = {
-        .status = status, .value = text, .value_size = strlen (text),
-        .wall_us = jm_job_wall_us (worker->job, now_ms)
-    };
+    jm_outcome_t outcome = { .status = status,
+                             .value = text,
+                             .value_size = strlen (text),
+                             .wall_us = jm_job_wall_us (worker->job, now_ms) };
     s_end_job (self, worker, &outcome);
     s_close (self, worker);
     self->replace_due = true;
@@ -170,12 +171,13 @@ s_broken (workers_t *self, pool_worker_t *worker, const char *reason)
                  pool_state_name (worker->state), reason);
     jm_job_t *job = worker->job;
     if (job && !job->crash_reason) {
-        char text [600];
-        snprintf (text, sizeof text, "worker pid %d failed: %s", (int) worker->pid, reason);
+        char text[600];
+        snprintf (text, sizeof text, "worker pid %d failed: %s", (int) worker->pid,
+                  reason);
         job->crash_reason = strdup (text);
     }
     if (job)
-        self->replace_due = true;   // its DONE counted as a slot
+        self->replace_due = true;  // its DONE counted as a slot
     pool_kill (self->pool, worker, SIGKILL);
     s_close (self, worker);
 }
@@ -189,10 +191,12 @@ s_on_outcome (workers_t *self, pool_worker_t *worker, wire_msg_t *msg)
         s_broken (self, worker, "sent an outcome without a job");
         return false;
     }
-    jm_outcome_t outcome = {
-        .status = msg->status, .value = msg->value, .value_size = msg->value_size,
-        .wall_us = msg->wall_us, .cpu_us = msg->cpu_us, .maxrss_kb = msg->maxrss_kb
-    };
+    jm_outcome_t outcome = { .status = msg->status,
+                             .value = msg->value,
+                             .value_size = msg->value_size,
+                             .wall_us = msg->wall_us,
+                             .cpu_us = msg->cpu_us,
+                             .maxrss_kb = msg->maxrss_kb };
     s_end_job (self, worker, &outcome);
     pool_job_done (self->pool, worker);
 
@@ -204,14 +208,14 @@ s_on_outcome (workers_t *self, pool_worker_t *worker, wire_msg_t *msg)
         log_info ("jobmanager %s: worker %d retires after %" PRIu64 " jobs%s", self->id,
                   (int) worker->pid, worker->jobs_done,
                   self->wconfig->max_rss_kb && msg->maxrss_kb > self->wconfig->max_rss_kb
-                  ? " (RSS limit)" : "");
+                      ? " (RSS limit)"
+                      : "");
         s_close (self, worker);
         if (!self->stopping && pool_live (self->pool) < self->target)
             s_spawn (self);
     }
-    else
-    if (worker->retiring || worker->generation != pool_generation (self->pool)
-    ||  pool_live (self->pool) > self->target) {
+    else if (worker->retiring || worker->generation != pool_generation (self->pool)
+             || pool_live (self->pool) > self->target) {
         //  Stale configuration or a shrunk pool: this worker goes; a
         //  replacement if the pool still needs one.
         s_close (self, worker);
@@ -230,7 +234,8 @@ s_on_hello (workers_t *self, pool_worker_t *worker, wire_msg_t *msg)
         return false;
     }
     if (msg->error) {
-        log_error ("jobmanager %s: worker %d: %s", self->id, (int) worker->pid, msg->error);
+        log_error ("jobmanager %s: worker %d: %s", self->id, (int) worker->pid,
+                   msg->error);
         s_close (self, worker);
         return false;
     }
@@ -250,7 +255,7 @@ s_read (workers_t *self, pool_worker_t *worker)
     bool freed = false;
     for (bool first = true; worker->fd >= 0; first = false) {
         wire_msg_t *msg = NULL;
-        char err [512];
+        char err[512];
         int rc = first ? pool_recv (self->pool, worker, &msg, err, sizeof err)
                        : pool_recv_buffered (self->pool, worker, &msg, err, sizeof err);
         if (rc == 0)
@@ -269,8 +274,7 @@ s_read (workers_t *self, pool_worker_t *worker)
         }
         if (msg->type == WIRE_OUTCOME)
             freed |= s_on_outcome (self, worker, msg);
-        else
-        if (msg->type == WIRE_HELLO)
+        else if (msg->type == WIRE_HELLO)
             freed |= s_on_hello (self, worker, msg);
         else
             s_broken (self, worker, "sent a JOB message");
@@ -286,7 +290,7 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     workers_t *self = arg;
     pool_worker_t *worker = pool_lookup_fd (self->pool, item->fd);
     if (!worker)
-        return 0;               // closed earlier in this loop turn
+        return 0;  // closed earlier in this loop turn
     if (s_read (self, worker))
         self->changed (self->arg);
     return 0;
@@ -301,30 +305,33 @@ s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void
     //  so that outcome counts and the job is not taken for a crash.
     if (worker->job && worker->fd >= 0)
         s_read (self, worker);
-    char how [128];
+    char how[128];
     if (WIFSIGNALED (status)) {
         const char *name = sigabbrev_np (WTERMSIG (status));
-        snprintf (how, sizeof how, "signal %d (SIG%s)", WTERMSIG (status), name ? name : "?");
+        snprintf (how, sizeof how, "signal %d (SIG%s)", WTERMSIG (status),
+                  name ? name : "?");
     }
     else
         snprintf (how, sizeof how, "exit status %d", WEXITSTATUS (status));
     jm_job_t *job = worker->job;
     bool had_job = job != NULL;
     if (had_job) {
-        char text [800];
+        char text[800];
         if (job->crash_reason)
             snprintf (text, sizeof text, "%s (%s)", job->crash_reason, how);
         else
-            snprintf (text, sizeof text, "worker pid %d died: %s", (int) worker->pid, how);
-        jm_outcome_t outcome = {
-            .status = EMQP_STATUS_CRASHED, .value = text, .value_size = strlen (text),
-            .wall_us = (uint64_t) (zclock_mono () - job->started_ms) * 1000,
-            .cpu_us = (uint64_t) usage->ru_utime.tv_sec * 1000000
-                    + (uint64_t) usage->ru_utime.tv_usec
-                    + (uint64_t) usage->ru_stime.tv_sec * 1000000
-                    + (uint64_t) usage->ru_stime.tv_usec,
-            .maxrss_kb = (uint64_t) usage->ru_maxrss
-        };
+            snprintf (text, sizeof text, "worker pid %d died: %s", (int) worker->pid,
+                      how);
+        jm_outcome_t outcome = { .status = EMQP_STATUS_CRASHED,
+                                 .value = text,
+                                 .value_size = strlen (text),
+                                 .wall_us =
+                                     (uint64_t) (zclock_mono () - job->started_ms) * 1000,
+                                 .cpu_us = (uint64_t) usage->ru_utime.tv_sec * 1000000
+                                           + (uint64_t) usage->ru_utime.tv_usec
+                                           + (uint64_t) usage->ru_stime.tv_sec * 1000000
+                                           + (uint64_t) usage->ru_stime.tv_usec,
+                                 .maxrss_kb = (uint64_t) usage->ru_maxrss };
         s_end_job (self, worker, &outcome);
         self->replace_due = true;
     }
@@ -332,14 +339,16 @@ s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void
     //  that died with a job is replaced at once (workers_replace_lost), as
     //  its DONE counted as a free slot; an idle one on the next router
     //  HEARTBEAT.
-    bool expected = worker->state == POOL_GONE
-                 && (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    bool expected =
+        worker->state == POOL_GONE && (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     if (expected)
         log_debug ("jobmanager %s: worker %d left", self->id, (int) worker->pid);
     else
-        log_info ("jobmanager %s: worker %d ended: %s%s", self->id, (int) worker->pid, how,
+        log_info ("jobmanager %s: worker %d ended: %s%s", self->id, (int) worker->pid,
+                  how,
                   self->stopping || worker->state == POOL_GONE ? ""
-                  : had_job ? "; replaced now" : "; replaced on the next router heartbeat");
+                  : had_job                                    ? "; replaced now"
+                            : "; replaced on the next router heartbeat");
     if (worker->fd >= 0 && self->loop) {
         zmq_pollitem_t item = { NULL, worker->fd, ZMQ_POLLIN, 0 };
         zloop_poller_end (self->loop, &item);
@@ -357,7 +366,8 @@ workers_replenish (workers_t *self)
         return;
     size_t live = pool_live (self->pool);
     if (live < self->target)
-        log_debug ("jobmanager %s: starting %zu worker(s)", self->id, self->target - live);
+        log_debug ("jobmanager %s: starting %zu worker(s)", self->id,
+                   self->target - live);
     while (live < self->target && s_spawn (self))
         live++;
 }
@@ -385,7 +395,8 @@ workers_configure (workers_t *self, worker_config_t **wconfig_p, size_t target)
         //  ones when their job ends. (The fork copied the old settings into
         //  every running worker, so the old struct can go.)
         log_info ("jobmanager %s: worker settings changed (plugin dirs, exec allow-list, "
-                  "hooks or limits); restarting idle workers", self->id);
+                  "hooks or limits); restarting idle workers",
+                  self->id);
         pool_set_child_arg (self->pool, *wconfig_p);
         worker_config_destroy (&self->wconfig);
         self->wconfig = *wconfig_p;
@@ -394,8 +405,7 @@ workers_configure (workers_t *self, worker_config_t **wconfig_p, size_t target)
              worker = pool_next (self->pool)) {
             if (worker->state == POOL_IDLE)
                 s_close (self, worker);
-            else
-            if (worker->state != POOL_GONE)
+            else if (worker->state != POOL_GONE)
                 worker->retiring = true;
         }
     }
@@ -428,17 +438,19 @@ workers_assign (workers_t *self, jm_job_t **job_p)
     //  The message only borrows the job's fields: it is encoded and written
     //  here, never destroyed. (An empty payload still needs a pointer.)
     size_t payload_size = zframe_size (job->payload);
-    wire_msg_t msg = {
-        .type = WIRE_JOB, .msgid = job->msgid, .queue = job->queue,
-        .attempt = job->attempt, .timeout_s = job->timeout_s,
-        .payload = payload_size ? (char *) zframe_data (job->payload) : (char *) "",
-        .payload_size = payload_size
-    };
+    wire_msg_t msg = { .type = WIRE_JOB,
+                       .msgid = job->msgid,
+                       .queue = job->queue,
+                       .attempt = job->attempt,
+                       .timeout_s = job->timeout_s,
+                       .payload = payload_size ? (char *) zframe_data (job->payload)
+                                               : (char *) "",
+                       .payload_size = payload_size };
     job->handle = zlistx_add_end (self->running, job);
     if (!job->handle)
         return -1;
     if (pool_send_job (self->pool, worker, &msg, job)) {
-        char reason [128];
+        char reason[128];
         snprintf (reason, sizeof reason, "cannot hand over a job: %s", strerror (errno));
         zlistx_detach (self->running, job->handle);
         job->handle = NULL;
@@ -448,7 +460,8 @@ workers_assign (workers_t *self, jm_job_t **job_p)
     job->pid = worker->pid;
     job->started_ms = zclock_mono ();
     job->started_ts = zclock_time () / 1000.0;
-    job->deadline_ms = job->timeout_s ? job->started_ms + (int64_t) job->timeout_s * 1000 : 0;
+    job->deadline_ms =
+        job->timeout_s ? job->started_ms + (int64_t) job->timeout_s * 1000 : 0;
     log_debug ("jobmanager %s: job %s queue=%s attempt=%u -> worker %d", self->id,
                job->msgid, job->queue, job->attempt, (int) worker->pid);
     *job_p = NULL;
@@ -472,7 +485,7 @@ workers_cancel (workers_t *self, const char *msgid, uint64_t epoch)
          worker = pool_next (self->pool)) {
         jm_job_t *job = worker->job;
         if (worker->state != POOL_BUSY || !job || !streq (job->msgid, msgid)
-        ||  (epoch && epoch != job->epoch))
+            || (epoch && epoch != job->epoch))
             continue;
         s_kill (self, worker);
         log_info ("jobmanager %s: job %s cancelled; worker %d killed", self->id,
@@ -491,9 +504,10 @@ workers_check_timeouts (workers_t *self, int64_t now_ms)
     for (pool_worker_t *worker = pool_first (self->pool); worker;
          worker = pool_next (self->pool)) {
         jm_job_t *job = worker->job;
-        if (worker->state != POOL_BUSY || !job || !job->deadline_ms || now_ms < job->deadline_ms)
+        if (worker->state != POOL_BUSY || !job || !job->deadline_ms
+            || now_ms < job->deadline_ms)
             continue;
-        char text [128];
+        char text[128];
         snprintf (text, sizeof text, "timed out after %u s", job->timeout_s);
         s_kill (self, worker);
         s_end_killed (self, worker, EMQP_STATUS_TIMEOUT, text, now_ms);
@@ -509,10 +523,11 @@ workers_kill_all (workers_t *self)
         if (worker->state == POOL_BUSY && worker->job) {
             pool_kill (self->pool, worker, SIGKILL);
             const char *text = "killed at shutdown";
-            jm_outcome_t outcome = {
-                .status = EMQP_STATUS_CRASHED, .value = text, .value_size = strlen (text),
-                .wall_us = jm_job_wall_us (worker->job, zclock_mono ())
-            };
+            jm_outcome_t outcome = { .status = EMQP_STATUS_CRASHED,
+                                     .value = text,
+                                     .value_size = strlen (text),
+                                     .wall_us =
+                                         jm_job_wall_us (worker->job, zclock_mono ()) };
             s_end_job (self, worker, &outcome);
         }
         s_close (self, worker);
@@ -611,7 +626,7 @@ workers_in_flight_json (workers_t *self)
 static void
 s_visit_pid (pid_t pid, uint64_t jobs, void *arg)
 {
-    char key [32];
+    char key[32];
     snprintf (key, sizeof key, "%d", (int) pid);
     json_object_set_new ((json_t *) arg, key, json_integer ((json_int_t) jobs));
 }
@@ -630,11 +645,11 @@ workers_distribution_json (workers_t *self)
 //  Self test: real workers (worker_main) on a zloop, no router.
 
 typedef struct {
-    int ended;                  // jobs reported
-    int changed;                // `changed` calls
-    char msgid [64];            // the last job reported
+    int ended;       // jobs reported
+    int changed;     // `changed` calls
+    char msgid[64];  // the last job reported
     emqp_status_t status;
-    char value [256];           // its value or text (NUL-terminated copy)
+    char value[256];  // its value or text (NUL-terminated copy)
     size_t value_size;
 } s_seen_t;
 
@@ -646,10 +661,10 @@ s_test_ended (const jm_job_t *job, const jm_outcome_t *outcome, void *arg)
     snprintf (seen->msgid, sizeof seen->msgid, "%s", job->msgid);
     seen->status = outcome->status;
     seen->value_size = outcome->value_size;
-    size_t size = outcome->value_size < sizeof seen->value - 1
-                ? outcome->value_size : sizeof seen->value - 1;
+    size_t size = outcome->value_size < sizeof seen->value - 1 ? outcome->value_size
+                                                               : sizeof seen->value - 1;
     memcpy (seen->value, outcome->value, size);
-    seen->value [size] = 0;
+    seen->value[size] = 0;
 }
 
 static void
@@ -674,7 +689,8 @@ s_test_tick (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     s_until_t *until = arg;
     workers_reap (until->workers);
-    size_t have = until->count ? until->count (until->workers) : (size_t) *until->seen_count;
+    size_t have =
+        until->count ? until->count (until->workers) : (size_t) *until->seen_count;
     return have == until->want || zclock_mono () > until->deadline_ms ? -1 : 0;
 }
 
@@ -695,7 +711,7 @@ static jm_job_t *
 s_test_job (const char *msgid, char **argv, uint32_t timeout_s)
 {
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv };
-    while (argv [payload.argc])
+    while (argv[payload.argc])
         payload.argc++;
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
@@ -727,7 +743,7 @@ s_garbage_child (int fd, pid_t parent, void *arg)
     if (wire_write (fd, hello))
         _exit (2);
     wire_msg_destroy (&hello);
-    char err [256];
+    char err[256];
     wire_msg_t *job = wire_read (fd, err, sizeof err);
     wire_msg_destroy (&job);
     if (write (fd, "\0\0\0\1\xc1", 5) != 5)
@@ -756,13 +772,14 @@ s_test_garbage (zloop_t *loop, bool verbose)
     s_seen_t seen = { 0 };
     worker_config_t *wconfig = s_test_wconfig (0);
     s_child = s_garbage_child;
-    workers_t *workers = workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed, &seen);
+    workers_t *workers =
+        workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed, &seen);
     s_child = s_worker_child;
     REQUIRE (workers);
     workers_attach (workers, loop);
     workers_replenish (workers);
     CHECK (s_test_until (loop, workers, workers_ready, NULL, 1));
-    char *echo [] = { "/bin/echo", "x", NULL };
+    char *echo[] = { "/bin/echo", "x", NULL };
     jm_job_t *job = s_test_job ("bad", echo, 0);
     CHECK (workers_assign (workers, &job) == 0);
     CHECK (s_test_until (loop, workers, NULL, &seen.ended, 1));
@@ -779,32 +796,35 @@ workers_test (bool verbose)
     if (verbose)
         printf (" * workers: ");
     //  The workers log as a job manager would; only errors unless verbose.
-    log_level_t level = log_enabled (LOG_LEVEL_DEBUG) ? LOG_LEVEL_DEBUG
-                      : log_enabled (LOG_LEVEL_INFO) ? LOG_LEVEL_INFO
-                      : log_enabled (LOG_LEVEL_WARNING) ? LOG_LEVEL_WARNING : LOG_LEVEL_ERROR;
+    log_level_t level = log_enabled (LOG_LEVEL_DEBUG)     ? LOG_LEVEL_DEBUG
+                        : log_enabled (LOG_LEVEL_INFO)    ? LOG_LEVEL_INFO
+                        : log_enabled (LOG_LEVEL_WARNING) ? LOG_LEVEL_WARNING
+                                                          : LOG_LEVEL_ERROR;
     log_set_level (verbose ? LOG_LEVEL_DEBUG : LOG_LEVEL_ERROR);
     s_seen_t seen = { 0 };
     zloop_t *loop = zloop_new ();
     REQUIRE (loop);
     worker_config_t *wconfig = s_test_wconfig (0);
     REQUIRE (wconfig);
-    workers_t *workers = workers_new (&wconfig, 2, "test", s_test_ended, s_test_changed, &seen);
+    workers_t *workers =
+        workers_new (&wconfig, 2, "test", s_test_ended, s_test_changed, &seen);
     REQUIRE (workers && wconfig == NULL);
     workers_attach (workers, loop);
     CHECK (workers_coming (workers) == 2);
     workers_replenish (workers);
     CHECK (workers_live (workers) == 2 && workers_starting (workers) == 2);
     CHECK (workers_coming (workers) == 2 && workers_ready (workers) == 0);
-    jm_job_t *job = s_test_job ("early", (char *[]) { "/bin/true", NULL }, 0);
-    CHECK (workers_assign (workers, &job) == -1 && job);     // nobody said HELLO yet
+    jm_job_t *job = s_test_job ("early", (char *[]){ "/bin/true", NULL }, 0);
+    CHECK (workers_assign (workers, &job) == -1 && job);  // nobody said HELLO yet
     jm_job_destroy (&job);
 
     //  Both HELLOs: each frees a worker.
     CHECK (s_test_until (loop, workers, workers_ready, NULL, 2));
-    CHECK (seen.changed == 2 && workers_idle (workers) == 2 && workers_coming (workers) == 0);
+    CHECK (seen.changed == 2 && workers_idle (workers) == 2
+           && workers_coming (workers) == 0);
 
     //  A job: handed over, in flight, then reported with its stdout.
-    char *echo [] = { "/bin/echo", "hi", NULL };
+    char *echo[] = { "/bin/echo", "hi", NULL };
     job = s_test_job ("job-1", echo, 0);
     CHECK (workers_assign (workers, &job) == 0 && job == NULL);
     CHECK (workers_running (workers) == 1 && workers_ready (workers) == 1);
@@ -820,18 +840,18 @@ workers_test (bool verbose)
     json_decref (distribution);
 
     //  Past its deadline: killed, reported timed out, replaced when asked.
-    char *sleeper [] = { "/bin/sleep", "30", NULL };
+    char *sleeper[] = { "/bin/sleep", "30", NULL };
     job = s_test_job ("job-2", sleeper, 1);
     CHECK (workers_assign (workers, &job) == 0);
     workers_check_timeouts (workers, zclock_mono ());
-    CHECK_EQ (seen.ended, 1);                           // not yet
+    CHECK_EQ (seen.ended, 1);  // not yet
     workers_check_timeouts (workers, zclock_mono () + 1500);
     CHECK (seen.ended == 2 && seen.status == EMQP_STATUS_TIMEOUT);
     CHECK_STREQ (seen.value, "timed out after 1 s");
     CHECK (workers_live (workers) == 1 && workers_coming (workers) == 1);
     workers_replace_lost (workers);
     CHECK (workers_live (workers) == 2);
-    workers_replace_lost (workers);                     // only once
+    workers_replace_lost (workers);  // only once
     CHECK (workers_live (workers) == 2);
     CHECK (s_test_until (loop, workers, workers_ready, NULL, 2));
 
@@ -851,15 +871,15 @@ workers_test (bool verbose)
     CHECK (workers_assign (workers, &job) == 0);
     pid_t pid = 0;
     in_flight = workers_in_flight_json (workers);
-    pid = (pid_t) json_integer_value (json_object_get (json_object_get (in_flight, "job-4"),
-                                                       "pid"));
+    pid = (pid_t) json_integer_value (
+        json_object_get (json_object_get (in_flight, "job-4"), "pid"));
     json_decref (in_flight);
     CHECK (pid > 0 && kill (pid, SIGKILL) == 0);
     CHECK (s_test_until (loop, workers, NULL, &seen.ended, 4));
     //  "died: signal 9 (SIGKILL)", or "failed: <the pipe's error> (signal 9
     //  (SIGKILL))" when the broken pipe was read before the exit was reaped.
     CHECK (seen.status == EMQP_STATUS_CRASHED);
-    char expect [128];
+    char expect[128];
     snprintf (expect, sizeof expect, "worker pid %d ", (int) pid);
     CHECK (strncmp (seen.value, expect, strlen (expect)) == 0);
     CHECK_CONTAINS (seen.value, "signal 9 (SIGKILL)");

@@ -31,7 +31,8 @@ typedef struct workers_t workers_t;
 //  A job ended: its worker's OUTCOME, or the worker died with it, it timed
 //  out, it was cancelled, or it was killed at shutdown. job and outcome
 //  are borrowed; the job is destroyed when the callback returns.
-typedef void (workers_ended_fn) (const jm_job_t *job, const jm_outcome_t *outcome, void *arg);
+typedef void (workers_ended_fn) (const jm_job_t *job, const jm_outcome_t *outcome,
+                                 void *arg);
 //  A worker said HELLO or finished a job: it may take a pending job.
 typedef void (workers_changed_fn) (void *arg);
 

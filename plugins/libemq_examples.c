@@ -28,7 +28,7 @@
 emq_job_fn upper, noop, echo, fail, crash, add, context;
 //  The job function "sleep" is sleep_job in C (libc's sleep() has the name),
 //  exported under the symbol name "sleep".
-emq_job_fn sleep_job __asm__ ("sleep");
+emq_job_fn sleep_job __asm__("sleep");
 
 static void
 s_pack_str (msgpack_packer *pk, const char *text, size_t size)
@@ -42,7 +42,7 @@ upper (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     //  Accept "text" or ["text"], as callers from EventMQ pass arg lists.
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
-        args = &args->via.array.ptr [0];
+        args = &args->via.array.ptr[0];
     if (args->type != MSGPACK_OBJECT_STR) {
         emq_job_fail (job, "upper: expected a string argument");
         return -1;
@@ -54,7 +54,7 @@ upper (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
         return -1;
     }
     for (size_t i = 0; i < size; i++)
-        copy [i] = (char) toupper ((unsigned char) args->via.str.ptr [i]);
+        copy[i] = (char) toupper ((unsigned char) args->via.str.ptr[i]);
     s_pack_str (result, copy, size);
     free (copy);
     return 0;
@@ -82,7 +82,7 @@ fail (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) result;
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
-        args = &args->via.array.ptr [0];
+        args = &args->via.array.ptr[0];
     if (args->type == MSGPACK_OBJECT_STR)
         emq_job_fail (job, "%.*s", (int) args->via.str.size, args->via.str.ptr);
     else
@@ -96,7 +96,7 @@ crash (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
     (void) job;
     (void) result;
     if (args->type == MSGPACK_OBJECT_STR && args->via.str.size == 5
-    &&  memcmp (args->via.str.ptr, "abort", 5) == 0)
+        && memcmp (args->via.str.ptr, "abort", 5) == 0)
         abort ();
     raise (SIGSEGV);
     //  SIGSEGV blocked or ignored: make sure the worker still dies.
@@ -108,11 +108,18 @@ static int
 s_number (const msgpack_object *o, double *out)
 {
     switch (o->type) {
-        case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double) o->via.u64; return 0;
-        case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double) o->via.i64; return 0;
+        case MSGPACK_OBJECT_POSITIVE_INTEGER:
+            *out = (double) o->via.u64;
+            return 0;
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+            *out = (double) o->via.i64;
+            return 0;
         case MSGPACK_OBJECT_FLOAT32:
-        case MSGPACK_OBJECT_FLOAT64:          *out = o->via.f64; return 0;
-        default:                              return -1;
+        case MSGPACK_OBJECT_FLOAT64:
+            *out = o->via.f64;
+            return 0;
+        default:
+            return -1;
     }
 }
 
@@ -120,16 +127,15 @@ int
 sleep_job (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
-        args = &args->via.array.ptr [0];
+        args = &args->via.array.ptr[0];
     double seconds;
     if (s_number (args, &seconds) || !(seconds >= 0) || seconds > 1e7) {
         emq_job_fail (job, "sleep: expected a number of seconds >= 0");
         return -1;
     }
-    struct timespec left = {
-        .tv_sec = (time_t) seconds,
-        .tv_nsec = (long) ((seconds - (double) (time_t) seconds) * 1e9)
-    };
+    struct timespec left = { .tv_sec = (time_t) seconds,
+                             .tv_nsec =
+                                 (long) ((seconds - (double) (time_t) seconds) * 1e9) };
     while (nanosleep (&left, &left) && errno == EINTR)
         ;
     msgpack_pack_object (result, *args);
@@ -147,7 +153,7 @@ add (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
     int64_t isum = 0;
     double fsum = 0;
     for (uint32_t i = 0; i < args->via.array.size; i++) {
-        const msgpack_object *o = &args->via.array.ptr [i];
+        const msgpack_object *o = &args->via.array.ptr[i];
         double value;
         if (s_number (o, &value)) {
             emq_job_fail (job, "add: element %u is not a number", i);
@@ -158,8 +164,7 @@ add (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
             int64_t v;
             if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
                 v = (int64_t) o->via.u64;
-            else
-            if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+            else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
                 v = o->via.i64;
             else {
                 integers = false;

@@ -18,8 +18,8 @@ s_dump (json_t *root)
 }
 
 char *
-admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_t *storage,
-                   const admin_traffic_t *traffic)
+admin_status_json (queues_t *queues, peers_t *job_managers,
+                   const admin_storage_t *storage, const admin_traffic_t *traffic)
 {
     json_t *root = json_object ();
     json_t *inflight = json_object (), *latency = json_object (),
@@ -28,27 +28,33 @@ admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_
            *detail = json_object ();
     for (queue_t *queue = queues_first (queues); queue; queue = queues_next (queues)) {
         if (queue->counts.inflight)
-            json_object_set_new (inflight, queue->name, json_integer ((json_int_t) queue->counts.inflight));
+            json_object_set_new (inflight, queue->name,
+                                 json_integer ((json_int_t) queue->counts.inflight));
         if (queue->counts.dispatched) {
             json_object_set_new (latency, queue->name, json_integer (queue->latency_ms));
-            json_object_set_new (max_latency, queue->name, json_integer (queue->max_latency_ms));
+            json_object_set_new (max_latency, queue->name,
+                                 json_integer (queue->max_latency_ms));
         }
         if (queue_waiting (queue))
-            json_object_set_new (waiting, queue->name, json_integer ((json_int_t) queue_waiting (queue)));
+            json_object_set_new (waiting, queue->name,
+                                 json_integer ((json_int_t) queue_waiting (queue)));
         if (queue->counts.processed)
-            json_object_set_new (processed, queue->name, json_integer ((json_int_t) queue->counts.processed));
-        json_object_set_new (detail, queue->name, json_pack ("{s:I,s:I,s:I,s:I,s:I,s:I}",
-            "waiting", (json_int_t) queue_waiting (queue),
-            "inflight", (json_int_t) queue->counts.inflight,
-            "processed", (json_int_t) queue->counts.processed,
-            "failed", (json_int_t) queue->counts.failed,
-            "hwm", (json_int_t) queues_hwm (queues),
-            "servers", (json_int_t) zlistx_size (queue->servers)));
+            json_object_set_new (processed, queue->name,
+                                 json_integer ((json_int_t) queue->counts.processed));
+        json_object_set_new (detail, queue->name,
+                             json_pack ("{s:I,s:I,s:I,s:I,s:I,s:I}", "waiting",
+                                        (json_int_t) queue_waiting (queue), "inflight",
+                                        (json_int_t) queue->counts.inflight, "processed",
+                                        (json_int_t) queue->counts.processed, "failed",
+                                        (json_int_t) queue->counts.failed, "hwm",
+                                        (json_int_t) queues_hwm (queues), "servers",
+                                        (json_int_t) zlistx_size (queue->servers)));
     }
     zlistx_t *list = peers_list (job_managers);
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
          peer = (peer_t *) zlistx_next (list))
-        json_object_set_new (by_worker, peer->id, json_integer ((json_int_t) peer->processed));
+        json_object_set_new (by_worker, peer->id,
+                             json_integer ((json_int_t) peer->processed));
     zlistx_destroy (&list);
     json_object_set_new (root, "inflight_messages_by_queue", inflight);
     json_object_set_new (root, "latency_messages_by_queue", latency);
@@ -57,20 +63,26 @@ admin_status_json (queues_t *queues, peers_t *job_managers, const admin_storage_
     json_object_set_new (root, "processed_messages_by_queue", processed);
     json_object_set_new (root, "processed_messages_by_worker", by_worker);
     json_object_set_new (root, "queues", detail);
-    json_object_set_new (root, "job_managers", json_integer ((json_int_t) peers_size (job_managers)));
-    json_object_set_new (root, "jobs", json_integer ((json_int_t) queues_job_count (queues)));
+    json_object_set_new (root, "job_managers",
+                         json_integer ((json_int_t) peers_size (job_managers)));
+    json_object_set_new (root, "jobs",
+                         json_integer ((json_int_t) queues_job_count (queues)));
     json_object_set_new (root, "storage", json_string (storage->kind));
-    json_object_set_new (root, "store", json_pack ("{s:s,s:s?,s:s,s:I,s:I,s:b}",
-        "kind", storage->kind, "path", storage->path, "fsync", storage->fsync,
-        "dead", (json_int_t) storage->dead, "scheduled", (json_int_t) storage->scheduled,
-        "failing", storage->failing));
+    json_object_set_new (root, "store",
+                         json_pack ("{s:s,s:s?,s:s,s:I,s:I,s:b}", "kind", storage->kind,
+                                    "path", storage->path, "fsync", storage->fsync,
+                                    "dead", (json_int_t) storage->dead, "scheduled",
+                                    (json_int_t) storage->scheduled, "failing",
+                                    storage->failing));
     if (traffic)
-        json_object_set_new (root, "traffic", json_pack ("{s:I,s:I,s:I,s:I,s:I}",
-            "batches_in", (json_int_t) traffic->batches_in,
-            "batched_in", (json_int_t) traffic->batched_in,
-            "batches_out", (json_int_t) traffic->batches_out,
-            "batched_out", (json_int_t) traffic->batched_out,
-            "undeliverable", (json_int_t) traffic->undeliverable));
+        json_object_set_new (root, "traffic",
+                             json_pack ("{s:I,s:I,s:I,s:I,s:I}", "batches_in",
+                                        (json_int_t) traffic->batches_in, "batched_in",
+                                        (json_int_t) traffic->batched_in, "batches_out",
+                                        (json_int_t) traffic->batches_out, "batched_out",
+                                        (json_int_t) traffic->batched_out,
+                                        "undeliverable",
+                                        (json_int_t) traffic->undeliverable));
     return s_dump (root);
 }
 
@@ -86,24 +98,23 @@ admin_workers_json (peers_t *job_managers, int64_t now_mono_ms)
         json_t *queues = json_array ();
         for (size_t i = 0; i < peer->queue_count; i++) {
             const char *name = peer->queues[i].queue->name;
-            json_array_append_new (queues, json_pack ("[I,s]",
-                (json_int_t) peer->queues[i].weight, name));
+            json_array_append_new (
+                queues, json_pack ("[I,s]", (json_int_t) peer->queues[i].weight, name));
             json_t *members = json_object_get (by_queue, name);
             if (!members) {
                 members = json_array ();
                 json_object_set_new (by_queue, name, members);
             }
-            json_array_append_new (members, json_pack ("[I,s]",
-                (json_int_t) peer->queues[i].weight, peer->id));
+            json_array_append_new (
+                members,
+                json_pack ("[I,s]", (json_int_t) peer->queues[i].weight, peer->id));
         }
-        json_t *item = json_pack ("{s:o,s:f,s:I,s:I,s:I,s:I,s:b}",
-            "queues", queues,
-            "hb", (double) peer->last_heard_ms / 1000.0,
-            "available_slots", (json_int_t) peer->slots,
-            "prefetched", (json_int_t) peer->prefetched,
-            "inflight", (json_int_t) zhashx_size (peer->inflight),
-            "processed", (json_int_t) peer->processed,
-            "emq", peer->emq);
+        json_t *item = json_pack ("{s:o,s:f,s:I,s:I,s:I,s:I,s:b}", "queues", queues, "hb",
+                                  (double) peer->last_heard_ms / 1000.0,
+                                  "available_slots", (json_int_t) peer->slots,
+                                  "prefetched", (json_int_t) peer->prefetched, "inflight",
+                                  (json_int_t) zhashx_size (peer->inflight), "processed",
+                                  (json_int_t) peer->processed, "emq", peer->emq);
         json_t *stats = peer->stats ? json_loads (peer->stats, 0, NULL) : NULL;
         if (stats)
             json_object_set_new (item, "stats", stats);
@@ -123,8 +134,7 @@ admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms)
     json_t *list_json = json_object ();
     zlistx_t *list = peers_list (schedulers);
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
-         peer = (peer_t *) zlistx_next (list))
-    {
+         peer = (peer_t *) zlistx_next (list)) {
         json_t *item = json_pack ("{s:f}", "hb", (double) peer->last_heard_ms / 1000.0);
         json_t *stats = peer->stats ? json_loads (peer->stats, 0, NULL) : NULL;
         if (stats)

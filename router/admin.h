@@ -9,21 +9,21 @@
 #include "queues.h"
 
 typedef struct {
-    const char *kind;       // "sqlite" or "memory"
-    const char *path;       // database file, or NULL
-    const char *fsync;      // fsync policy name
-    int64_t dead;           // dead jobs kept
-    size_t scheduled;       // delayed jobs and retries waiting out backoff
-    bool failing;           // the last commit failed
+    const char *kind;   // "sqlite" or "memory"
+    const char *path;   // database file, or NULL
+    const char *fsync;  // fsync policy name
+    int64_t dead;       // dead jobs kept
+    size_t scheduled;   // delayed jobs and retries waiting out backoff
+    bool failing;       // the last commit failed
 } admin_storage_t;
 
 //  Messages in and out of the router, for STATUS "traffic".
 typedef struct {
-    uint64_t batches_in;    // BATCH messages received
-    uint64_t batched_in;    // messages that came in them
-    uint64_t batches_out;   // BATCH messages sent
-    uint64_t batched_out;   // messages that went in them
-    uint64_t undeliverable; // sends that could not reach their peer
+    uint64_t batches_in;     // BATCH messages received
+    uint64_t batched_in;     // messages that came in them
+    uint64_t batches_out;    // BATCH messages sent
+    uint64_t batched_out;    // messages that went in them
+    uint64_t undeliverable;  // sends that could not reach their peer
 } admin_traffic_t;
 
 //  Each returns a malloc'd compact JSON string the caller frees, or NULL.

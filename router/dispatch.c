@@ -17,7 +17,7 @@ dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max
     if (peer->slots > 0)
         return true;
     if (!with_prefetch || !peer->done_frees
-    ||  peer->prefetched >= dispatch_prefetch_allowance (peer, prefetch_max))
+        || peer->prefetched >= dispatch_prefetch_allowance (peer, prefetch_max))
         return false;
     //  A returned job waiting in one of its queues would be kept waiting
     //  by every prefetch here.
@@ -42,7 +42,7 @@ dispatch_pick (queue_t *queue, uint32_t prefetch_max)
         for (queue_server_t *server = (queue_server_t *) zlistx_first (queue->servers);
              server; server = (queue_server_t *) zlistx_next (queue->servers)) {
             if (best && server->weight < best_weight)
-                break;      // ordered by weight: no better candidate follows
+                break;  // ordered by weight: no better candidate follows
             if (!dispatch_has_room (server->peer, pass == 1, prefetch_max))
                 continue;
             if (!best || server->peer->lru_tick < best->lru_tick) {
@@ -66,7 +66,8 @@ dispatch_next_queue (const peer_t *peer, uint32_t prefetch_max, size_t *cursor)
             return NULL;
         queue_t *queue = peer->queues[*cursor].queue;
         job_t *head = queue_head (queue);
-        if (head && dispatch_has_room (peer, !job_flag (head, JOB_RETURNED), prefetch_max))
+        if (head
+            && dispatch_has_room (peer, !job_flag (head, JOB_RETURNED), prefetch_max))
             return queue;
     }
     return NULL;
@@ -105,7 +106,8 @@ static job_t *
 s_rig_job (s_rig_t *rig, const char *msgid, const char *queue_name)
 {
     headers_t parsed = { 0 };
-    job_t *job = queues_job_new (rig->queues, msgid, queue_name, "", &parsed, "", 0, NULL, 0);
+    job_t *job =
+        queues_job_new (rig->queues, msgid, queue_name, "", &parsed, "", 0, NULL, 0);
     REQUIRE_OR_NULL (job);
     job_fire (job, JOB_EV_ACCEPT, NULL);
     queue_push (job->queue, job, 0);
@@ -127,11 +129,11 @@ dispatch_test (bool verbose)
     queue_t *q = queues_lookup (rig.queues, "q");
     queue_t *other = queues_lookup (rig.queues, "other");
     REQUIRE (q && other);
-    CHECK (dispatch_pick (q, 2) == NULL);       // nothing waits
+    CHECK (dispatch_pick (q, 2) == NULL);  // nothing waits
     s_rig_job (&rig, "j1", "q");
     CHECK (dispatch_pick (q, 2) == heavy);
     heavy->slots = 0;
-    CHECK (dispatch_pick (q, 2) == light);      // heavy full, EventMQ: no prefetch
+    CHECK (dispatch_pick (q, 2) == light);  // heavy full, EventMQ: no prefetch
     CHECK (!dispatch_has_room (heavy, true, 2));
 
     //  Among equals, the least recently used.
@@ -146,19 +148,19 @@ dispatch_test (bool verbose)
     CHECK (dispatch_pick (q, 2) == NULL);
     heavy->done_frees = true;
     CHECK (dispatch_pick (q, 2) == heavy);
-    CHECK (dispatch_pick (q, 0) == NULL);       // prefetch off
+    CHECK (dispatch_pick (q, 0) == NULL);  // prefetch off
     peers_slot_take (heavy);
     peers_slot_take (heavy);
     CHECK_EQ (heavy->prefetched, 2);
     CHECK (dispatch_pick (q, 2) == NULL);
-    CHECK (dispatch_pick (q, 3) == NULL);       // slow so far: 2 at most
-    heavy->done_rate = 1000;                    // 25 ms of work: 25 jobs
+    CHECK (dispatch_pick (q, 3) == NULL);  // slow so far: 2 at most
+    heavy->done_rate = 1000;               // 25 ms of work: 25 jobs
     CHECK (dispatch_pick (q, 3) == heavy);
     heavy->done_rate = 0;
-    peers_slot_credit (heavy);                  // repays the prefetch first
+    peers_slot_credit (heavy);  // repays the prefetch first
     CHECK (heavy->prefetched == 1 && heavy->slots == 0);
     twin->slots = 1;
-    CHECK (dispatch_pick (q, 3) == twin);       // a free slot beats prefetch
+    CHECK (dispatch_pick (q, 3) == twin);  // a free slot beats prefetch
 
     //  The allowance follows the rate: 2 for slow jobs, up to the cap for
     //  quick ones (1,000 a second: 25 ms of work is 25 jobs).
@@ -166,14 +168,14 @@ dispatch_test (bool verbose)
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 1), 1);
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 0), 0);
     for (int64_t ms = 1; ms <= 201; ms++)
-        peers_note_done (heavy, ms);        // 1,000 a second
+        peers_note_done (heavy, ms);  // 1,000 a second
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 25);
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 20), 20);
     twin->slots = 0;
     CHECK (dispatch_pick (q, 128) == heavy);  // 1 prefetched of 25
     heavy->prefetched = 25;
     CHECK (dispatch_pick (q, 128) == NULL);
-    peers_note_return (heavy);                  // it gave one back: half
+    peers_note_return (heavy);  // it gave one back: half
     CHECK_EQ (dispatch_prefetch_allowance (heavy, 128), 12);
     heavy->prefetched = 1;
     heavy->done_rate = 0;

@@ -8,14 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *s_state_names[JOB_STATE_COUNT] = {
-    "pending", "queued", "running", "scheduled", "ended"
-};
+static const char *s_state_names[JOB_STATE_COUNT] = { "pending", "queued", "running",
+                                                      "scheduled", "ended" };
 
-static const char *s_event_names[JOB_EV_COUNT] = {
-    "accept", "delay", "due", "dispatch", "resume", "requeue", "return",
-    "succeed", "retry", "fail", "cancel"
-};
+static const char *s_event_names[JOB_EV_COUNT] = { "accept",   "delay",   "due",
+                                                   "dispatch", "resume",  "requeue",
+                                                   "return",   "succeed", "retry",
+                                                   "fail",     "cancel" };
 
 #define S_NONE -1
 #define P JOB_PENDING
@@ -28,6 +27,7 @@ static const char *s_event_names[JOB_EV_COUNT] = {
 //  state x event -> next state. A pending job has no row yet: only its
 //  commit moves it (a refused one is deleted, never moved). An ended job
 //  moves no more: its record only waits for the store.
+// clang-format off
 static const signed char s_next[JOB_STATE_COUNT][JOB_EV_COUNT] = {
     //          accept delay due dispatch resume requeue return succeed retry fail cancel
     [JOB_PENDING]   = { Q, S, _, _, _, _, _, _, _, _, _ },
@@ -36,6 +36,7 @@ static const signed char s_next[JOB_STATE_COUNT][JOB_EV_COUNT] = {
     [JOB_SCHEDULED] = { _, _, Q, _, _, _, _, _, _, _, E },
     [JOB_ENDED]     = { _, _, _, _, _, _, _, _, _, _, _ },
 };
+// clang-format on
 
 #undef P
 #undef Q
@@ -308,8 +309,9 @@ s_test_doc_table (void)
         rows++;
         for (int i = 1; i < count && i <= columns; i++) {
             int want = job_next ((job_state_t) state, (job_event_t) events[i - 1]);
-            int got = streq (cells[i], "-") || streq (cells[i], "—") ? S_NONE
-                    : s_state_lookup (cells[i]);
+            int got = streq (cells[i], "-") || streq (cells[i], "—")
+                          ? S_NONE
+                          : s_state_lookup (cells[i]);
             if (got != want)
                 printf ("job_test: docs/job-states.md says %s + %s -> %s; the code: %s\n",
                         s_state_names[state], s_event_names[events[i - 1]], cells[i],
@@ -335,7 +337,7 @@ job_test (bool verbose)
     //  A job's life: committed, dispatched, returned, dispatched, retried,
     //  due, dispatched, ended well.
     CHECK_EQ (job->state, JOB_PENDING);
-    CHECK_EQ (job_fire (job, JOB_EV_DISPATCH, &counts), -1);   // no row yet
+    CHECK_EQ (job_fire (job, JOB_EV_DISPATCH, &counts), -1);  // no row yet
     CHECK_EQ (job->state, JOB_PENDING);
     CHECK_EQ (job_fire (job, JOB_EV_ACCEPT, &counts), 0);
     CHECK_EQ (job->state, JOB_QUEUED);
@@ -349,7 +351,7 @@ job_test (bool verbose)
     CHECK (!job_flag (job, JOB_RETURNED) && job->attempt == 1 && counts.dispatched == 2);
     CHECK_EQ (job_fire (job, JOB_EV_RETRY, &counts), 0);
     CHECK (job->state == JOB_SCHEDULED && counts.inflight == 0 && counts.failed == 0);
-    CHECK_EQ (job_fire (job, JOB_EV_DISPATCH, &counts), -1);   // not due yet
+    CHECK_EQ (job_fire (job, JOB_EV_DISPATCH, &counts), -1);  // not due yet
     CHECK_EQ (job_fire (job, JOB_EV_DUE, &counts), 0);
     CHECK_EQ (job_fire (job, JOB_EV_DISPATCH, &counts), 0);
     CHECK_EQ (job->attempt, 2);

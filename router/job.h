@@ -26,62 +26,60 @@ typedef struct queue_t queue_t;
 typedef struct queues_origin_t queues_origin_t;
 
 typedef enum {
-    JOB_PENDING = 0,        // accepted, waiting for the store's commit
-    JOB_QUEUED,             // waiting for a job manager
-    JOB_RUNNING,            // dispatched to a job manager, outcome pending
-    JOB_SCHEDULED,          // delayed, or waiting out a retry's backoff
-    JOB_ENDED,              // ended; kept until the store has its outcome
+    JOB_PENDING = 0,  // accepted, waiting for the store's commit
+    JOB_QUEUED,       // waiting for a job manager
+    JOB_RUNNING,      // dispatched to a job manager, outcome pending
+    JOB_SCHEDULED,    // delayed, or waiting out a retry's backoff
+    JOB_ENDED,        // ended; kept until the store has its outcome
     JOB_STATE_COUNT
 } job_state_t;
 
 typedef enum {
-    JOB_EV_ACCEPT = 0,      // its row is committed (or loaded): due now
-    JOB_EV_DELAY,           // its row is committed (or loaded): due later
-    JOB_EV_DUE,             // its time came
-    JOB_EV_DISPATCH,        // sent to a job manager (one more attempt)
-    JOB_EV_RESUME,          // the DONE of the dispatch it had before a
-                            // router restart came: it ran after all
-    JOB_EV_REQUEUE,         // its job manager is gone, or never got it
-    JOB_EV_RETURN,          // given back unstarted (the attempt is undone)
-    JOB_EV_SUCCEED,         // it ended well
-    JOB_EV_RETRY,           // it failed with retries left: backing off
-    JOB_EV_FAIL,            // it failed for good (failed, or dead)
-    JOB_EV_CANCEL,          // cancelled
+    JOB_EV_ACCEPT = 0,  // its row is committed (or loaded): due now
+    JOB_EV_DELAY,       // its row is committed (or loaded): due later
+    JOB_EV_DUE,         // its time came
+    JOB_EV_DISPATCH,    // sent to a job manager (one more attempt)
+    JOB_EV_RESUME,      // the DONE of the dispatch it had before a
+                        // router restart came: it ran after all
+    JOB_EV_REQUEUE,     // its job manager is gone, or never got it
+    JOB_EV_RETURN,      // given back unstarted (the attempt is undone)
+    JOB_EV_SUCCEED,     // it ended well
+    JOB_EV_RETRY,       // it failed with retries left: backing off
+    JOB_EV_FAIL,        // it failed for good (failed, or dead)
+    JOB_EV_CANCEL,      // cancelled
     JOB_EV_COUNT
 } job_event_t;
 
 //  The counters a queue keeps about its jobs; job_fire maintains them.
 typedef struct {
-    uint64_t inflight;      // jobs running (dispatched, no outcome yet)
-    uint64_t dispatched;    // dispatches so far (retries count again)
-    uint64_t processed;     // jobs that ended well
-    uint64_t failed;        // jobs that failed for good
+    uint64_t inflight;    // jobs running (dispatched, no outcome yet)
+    uint64_t dispatched;  // dispatches so far (retries count again)
+    uint64_t processed;   // jobs that ended well
+    uint64_t failed;      // jobs that failed for good
 } job_counts_t;
 
 //  What a job needs only in some states: kept apart so that a queued job
 //  stays small. Allocated on first use by job_more.
 typedef struct {
-    double run_at;          // unix seconds, while JOB_SCHEDULED (or pending
-                            // and delayed)
-    void *scheduled_handle; // handle in the router's scheduled list
-    zlistx_t *watchers;     // zframe_t * routing ids that FETCHed it, or NULL
-    uint64_t prior_epoch;   // while linked in a waiting list: the epoch it
-                            // had (a DONE of that dispatch still ends it)
+    double run_at;           // unix seconds, while JOB_SCHEDULED (or pending
+                             // and delayed)
+    void *scheduled_handle;  // handle in the router's scheduled list
+    zlistx_t *watchers;      // zframe_t * routing ids that FETCHed it, or NULL
+    uint64_t prior_epoch;    // while linked in a waiting list: the epoch it
+                             // had (a DONE of that dispatch still ends it)
     //  Its outcome, while JOB_ENDED (the store's commit of it pending).
-    int end_state;          // store_state_t
-    int end_status;         // emqp_status_t
-    zframe_t *end_value;    // value or error text
+    int end_state;        // store_state_t
+    int end_status;       // emqp_status_t
+    zframe_t *end_value;  // value or error text
     char *end_usage;
     double ended_at;
 } job_more_t;
 
 //  Flags of a job.
 #define JOB_CANCEL_REQUESTED 1  // CANCEL sent to its job manager
-#define JOB_RETURNED 2          // a job manager gave it back unstarted
-                                // (RETURN): a free slot only, no prefetch
+#define JOB_RETURNED 2          // given back unstarted (RETURN): a free slot only
 #define JOB_MSGID_UUID 4        // msgid is a canonical UUID kept as 16 bytes
-#define JOB_LINKED 8            // in a waiting list: link is in use, not
-                                // peer and epoch (queue_push / queue_unlink)
+#define JOB_LINKED 8            // in a waiting list: link, not peer and epoch, in use
 
 //  A job record (a queued 64-byte job with a UUID msgid is 160 bytes of
 //  heap). Read the msgid with job_msgid and the payload with job_payload.
@@ -90,27 +88,27 @@ struct job_t {
     //  A job in a waiting list (JOB_LINKED) is linked there; any other has
     //  a dispatch epoch and maybe a job manager.
     union {
-        TAILQ_ENTRY (job_t) link;   // while JOB_LINKED
+        TAILQ_ENTRY (job_t) link;  // while JOB_LINKED
         struct {
-            peer_t *peer;   // borrowed; the job manager running it, or NULL
-            uint64_t epoch; // fencing token of the latest dispatch
+            peer_t *peer;    // borrowed; the job manager running it, or NULL
+            uint64_t epoch;  // fencing token of the latest dispatch
         };
     };
-    int64_t row;            // the job's key in the store (0: none)
-    queue_t *queue;         // borrowed; its name is the queue frame
-    queues_origin_t *origin;    // headers and submitter (interned: shared by
-                                // the jobs of one client with equal headers)
-    job_more_t *more;       // or NULL
-    uint32_t attempt;       // dispatches so far
+    int64_t row;              // the job's key in the store (0: none)
+    queue_t *queue;           // borrowed; its name is the queue frame
+    queues_origin_t *origin;  // headers and submitter (interned: shared by
+                              // the jobs of one client with equal headers)
+    job_more_t *more;         // or NULL
+    uint32_t attempt;         // dispatches so far
     uint32_t retries_left;
     uint32_t payload_size;
-    uint32_t queued_at;     // monotonic ms (mod 2^32) when it (re)entered
-                            // the queue: waits are differences, so right up
-                            // to 49 days
-    uint8_t state;          // job_state_t; changed by job_fire only
-    uint8_t flags;          // JOB_*
-    uint8_t msgid_size;     // bytes of data[] that hold the msgid
-    char data[];            // msgid (text + NUL, or 16 UUID bytes), payload
+    uint32_t queued_at;  // monotonic ms (mod 2^32) when it (re)entered
+                         // the queue: waits are differences, so right up
+                         // to 49 days
+    uint8_t state;       // job_state_t; changed by job_fire only
+    uint8_t flags;       // JOB_*
+    uint8_t msgid_size;  // bytes of data[] that hold the msgid
+    char data[];         // msgid (text + NUL, or 16 UUID bytes), payload
 };
 
 //  The state an event moves a job to from a state, or -1 if the table has
@@ -134,7 +132,7 @@ typedef struct {
 const char *job_msgid (const job_t *job, job_msgid_t *buf);
 //  For log lines and one-off uses: the text lives until the end of the
 //  enclosing block.
-#define JOB_MSGID(job) job_msgid ((job), &(job_msgid_t) { .text = "" })
+#define JOB_MSGID(job) job_msgid ((job), &(job_msgid_t){ .text = "" })
 //  Writes the stored form of msgid into job's flags and data (which must
 //  have room for strlen (msgid) + 1 bytes); returns its size in data, or
 //  0 if it is longer than EMQP_MSGID_MAX.

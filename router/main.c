@@ -14,57 +14,76 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-"Usage: emq-router [OPTIONS]\n"
-"The emq broker: takes jobs from clients and hands them to job managers.\n"
-"\n"
-"  --frontend ADDR            clients and schedulers (default tcp://127.0.0.1:47291;\n"
-"                             also --frontend-listen-addr)\n"
-"  --backend ADDR             job managers (default tcp://127.0.0.1:47290;\n"
-"                             also --backend-listen-addr)\n"
-"  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
-"                             also --administrative-listen-addr)\n"
-"  --queue-hwm N              waiting jobs per queue before QUEUE_FULL (100000)\n"
-"  --heartbeat-interval S     seconds between heartbeats (3)\n"
-"  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
-"  --heartbeat-liveness N     misses before a job manager is removed (3)\n"
-"  --max-message-size BYTES   largest job payload accepted (16777216)\n"
-"  --data-dir DIR             where jobs are kept (emq.db, emq-router.pid);\n"
-"                             default /var/lib/emq as root, else\n"
-"                             $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
-"  --in-memory                keep jobs in memory only (lost on restart)\n"
-"  --fsync POLICY             always, everysec (default) or off\n"
-"  --result-ttl S             keep results of ended jobs (3600)\n"
-"  --dead-ttl S               keep dead jobs (604800)\n"
-"  --retry-backoff S          first retry's delay, doubled each time (1)\n"
-"  --retry-backoff-max S      cap on a retry's delay (300)\n"
-"  --prefetch N               at most N jobs an emq/2 job manager may hold\n"
-"                             beyond its free slots: about 25 ms of its work,\n"
-"                             at least 2 (32)\n"
-"  --curve-secret-cert FILE   CURVE: the router's key pair (NAME_secret of\n"
-"                             'emq-cli keygen NAME'); off by default\n"
-"  --curve-clients-dir DIR    CURVE: admit only the public certificates there\n"
-"                             (default: any key, still encrypted)\n"
-"  --standby                  if another router holds the data directory, wait\n"
-"                             (checking every 2 s) and start when it is free\n"
-"  --takeover                 ask the router holding it to stop, wait until it\n"
-"                             has exited, then start\n"
-"  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
-"                             or /etc/eventmq.conf)\n"
-"  --log-level LEVEL          error, warning, info (default) or debug\n"
-"  -v, --verbose              same as --log-level debug\n"
-"  --print-config             print the effective settings and exit\n"
-"  -h, --help                 this help;  --version  the version\n"
-"\n"
-"Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
-"4 could not bind a socket or open the store, 5 data directory in use.\n");
+    fprintf (
+        out,
+        "Usage: emq-router [OPTIONS]\n"
+        "The emq broker: takes jobs from clients and hands them to job managers.\n"
+        "\n"
+        "  --frontend ADDR            clients and schedulers (default "
+        "tcp://127.0.0.1:47291;\n"
+        "                             also --frontend-listen-addr)\n"
+        "  --backend ADDR             job managers (default tcp://127.0.0.1:47290;\n"
+        "                             also --backend-listen-addr)\n"
+        "  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
+        "                             also --administrative-listen-addr)\n"
+        "  --queue-hwm N              waiting jobs per queue before QUEUE_FULL (100000)\n"
+        "  --heartbeat-interval S     seconds between heartbeats (3)\n"
+        "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
+        "  --heartbeat-liveness N     misses before a job manager is removed (3)\n"
+        "  --max-message-size BYTES   largest job payload accepted (16777216)\n"
+        "  --data-dir DIR             where jobs are kept (emq.db, emq-router.pid);\n"
+        "                             default /var/lib/emq as root, else\n"
+        "                             $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
+        "  --in-memory                keep jobs in memory only (lost on restart)\n"
+        "  --fsync POLICY             always, everysec (default) or off\n"
+        "  --result-ttl S             keep results of ended jobs (3600)\n"
+        "  --dead-ttl S               keep dead jobs (604800)\n"
+        "  --retry-backoff S          first retry's delay, doubled each time (1)\n"
+        "  --retry-backoff-max S      cap on a retry's delay (300)\n"
+        "  --prefetch N               at most N jobs an emq/2 job manager may hold\n"
+        "                             beyond its free slots: about 25 ms of its work,\n"
+        "                             at least 2 (32)\n"
+        "  --curve-secret-cert FILE   CURVE: the router's key pair (NAME_secret of\n"
+        "                             'emq-cli keygen NAME'); off by default\n"
+        "  --curve-clients-dir DIR    CURVE: admit only the public certificates there\n"
+        "                             (default: any key, still encrypted)\n"
+        "  --standby                  if another router holds the data directory, wait\n"
+        "                             (checking every 2 s) and start when it is free\n"
+        "  --takeover                 ask the router holding it to stop, wait until it\n"
+        "                             has exited, then start\n"
+        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "                             or /etc/eventmq.conf)\n"
+        "  --log-level LEVEL          error, warning, info (default) or debug\n"
+        "  -v, --verbose              same as --log-level debug\n"
+        "  --print-config             print the effective settings and exit\n"
+        "  -h, --help                 this help;  --version  the version\n"
+        "\n"
+        "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
+        "4 could not bind a socket or open the store, 5 data directory in use.\n");
 }
 
 //  Each flag sets the setting of its name (docs/configuration.md); the
 //  settings' own names work as flags too.
-enum { O_FRONTEND = 256, O_BACKEND, O_ADMIN, O_HWM, O_HB_INTERVAL, O_HB_TIMEOUT,
-       O_HB_LIVENESS, O_MAXMSG, O_DATADIR, O_MEMORY, O_FSYNC_POLICY, O_RESULT_TTL, O_DEAD_TTL,
-       O_BACKOFF, O_BACKOFF_MAX, O_PREFETCH, O_CURVE_CERT, O_CURVE_DIR };
+enum {
+    O_FRONTEND = 256,
+    O_BACKEND,
+    O_ADMIN,
+    O_HWM,
+    O_HB_INTERVAL,
+    O_HB_TIMEOUT,
+    O_HB_LIVENESS,
+    O_MAXMSG,
+    O_DATADIR,
+    O_MEMORY,
+    O_FSYNC_POLICY,
+    O_RESULT_TTL,
+    O_DEAD_TTL,
+    O_BACKOFF,
+    O_BACKOFF_MAX,
+    O_PREFETCH,
+    O_CURVE_CERT,
+    O_CURVE_DIR
+};
 
 static const struct option s_options[] = {
     { "frontend", required_argument, NULL, O_FRONTEND },
@@ -135,13 +154,15 @@ s_store (program_t *program, char *db_path, size_t size)
 static void
 s_settings (config_t *config, router_settings_t *settings)
 {
-    *settings = (router_settings_t) {
+    *settings = (router_settings_t){
         .frontend = config_str (config, "frontend_listen_addr"),
         .backend = config_str (config, "backend_listen_addr"),
         .admin = config_str (config, "administrative_listen_addr"),
         .queue_hwm = (size_t) config_int (config, "queue_hwm"),
-        .heartbeat_interval_ms = (int64_t) (config_double (config, "heartbeat_interval") * 1000),
-        .heartbeat_timeout_ms = (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
+        .heartbeat_interval_ms =
+            (int64_t) (config_double (config, "heartbeat_interval") * 1000),
+        .heartbeat_timeout_ms =
+            (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
         .heartbeat_liveness = (uint32_t) config_int (config, "heartbeat_liveness"),
         .payload_max = (size_t) config_int (config, "max_message_size"),
         .result_ttl_s = config_double (config, "result_ttl"),
@@ -163,7 +184,9 @@ main (int argc, char *argv[])
     //  otherwise get its own, which keeps a burst's worth of freed message
     //  buffers resident (RSS after a backlog; docs/performance.md).
     mallopt (M_ARENA_MAX, 1);
-    program_t program = { .name = "emq-router", .section = "router", .usage = s_usage,
+    program_t program = { .name = "emq-router",
+                          .section = "router",
+                          .usage = s_usage,
                           .version_extra = "(" EMQP_PROTOCOL ")" };
     int code;
     if (!program_start (&program, argc, argv, s_options, s_flags,
@@ -173,8 +196,10 @@ main (int argc, char *argv[])
     s_settings (program.config, &settings);
     const char *fsync_name = config_str (program.config, "fsync");
     if (store_fsync_parse (fsync_name, &settings.fsync))
-        return program_end (&program, program_error (program.name, PROGRAM_EXIT_CONFIG,
-                            "fsync '%s' is not always, everysec or off", fsync_name));
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_CONFIG,
+                                           "fsync '%s' is not always, everysec or off",
+                                           fsync_name));
     char db_path[4200];
     code = s_store (&program, db_path, sizeof db_path);
     if (code != -1)
@@ -189,8 +214,8 @@ main (int argc, char *argv[])
     router_t *router = router_new (&settings, err, sizeof err);
     if (!router) {
         log_error ("router: %s", err);
-        return program_end (&program, program_error (program.name, PROGRAM_EXIT_START, "%s",
-                                                     err));
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_START, "%s", err));
     }
     int rc = router_run (router);
     router_destroy (&router);

@@ -17,12 +17,12 @@ typedef struct {
 } s_entry_t;
 
 struct outbox_t {
-    zsock_t *sock;          // borrowed
-    zhashx_t *capable;      // routing id -> (void *) 1; keys owned
-    zhashx_t *entries;      // routing id (the entry's) -> s_entry_t, owned
-    size_t pending;         // messages gathered in all entries
-    uint64_t batches;       // BATCH messages sent
-    uint64_t batched;       // messages sent in them
+    zsock_t *sock;      // borrowed
+    zhashx_t *capable;  // routing id -> (void *) 1; keys owned
+    zhashx_t *entries;  // routing id (the entry's) -> s_entry_t, owned
+    size_t pending;     // messages gathered in all entries
+    uint64_t batches;   // BATCH messages sent
+    uint64_t batched;   // messages sent in them
 };
 
 static void
@@ -130,7 +130,8 @@ outbox_send (outbox_t *self, emqp_msg_t **msg_p)
     assert (msg_p && *msg_p);
     emqp_msg_t *msg = *msg_p;
     zframe_t *identity = msg->identity;
-    s_entry_t *entry = identity ? (s_entry_t *) zhashx_lookup (self->entries, identity) : NULL;
+    s_entry_t *entry =
+        identity ? (s_entry_t *) zhashx_lookup (self->entries, identity) : NULL;
     bool takes = outbox_allows (self, identity) && emqp_batch_takes (msg);
     if (!takes) {
         //  In order: what was gathered for this peer goes first.
@@ -148,12 +149,11 @@ outbox_send (outbox_t *self, emqp_msg_t **msg_p)
         }
         if (!entry || !entry->identity || !entry->batch) {
             s_entry_destroy (&entry);
-            return emqp_send (msg_p, self->sock);     // out of memory: unbatched
+            return emqp_send (msg_p, self->sock);  // out of memory: unbatched
         }
         zhashx_insert (self->entries, identity, entry);
     }
-    else
-    if (emqp_batch_full (entry->batch) && s_entry_send (self, entry)) {
+    else if (emqp_batch_full (entry->batch) && s_entry_send (self, entry)) {
         emqp_msg_destroy (msg_p);
         return -1;
     }
@@ -188,12 +188,14 @@ outbox_flush (outbox_t *self, outbox_failed_fn *failed, void *arg)
             continue;
         }
         int error = errno;
-        s_failure_t *grown = failed ? realloc (failures, (failure_count + 1)
-                                                         * sizeof (s_failure_t)) : NULL;
+        s_failure_t *grown =
+            failed ? realloc (failures, (failure_count + 1) * sizeof (s_failure_t))
+                   : NULL;
         if (!grown)
             continue;
         failures = grown;
-        failures[failure_count++] = (s_failure_t) { zframe_dup (entry->identity), count, error };
+        failures[failure_count++] =
+            (s_failure_t){ zframe_dup (entry->identity), count, error };
     }
     zhashx_purge (self->entries);
     self->pending = 0;
@@ -260,7 +262,8 @@ s_test_expect (zsock_t *dealer, emqp_command_t command, const char *refs)
     zmsg_t *zmsg = zmsg_recv (dealer);
     char err[256];
     emqp_limits_t limits = { .payload_max = 1 << 20 };
-    emqp_msg_t *msg = zmsg ? emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err) : NULL;
+    emqp_msg_t *msg =
+        zmsg ? emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err) : NULL;
     REQUIRE (msg);
     CHECK_EQ (msg->command, command);
     char seen[256] = "";
@@ -350,7 +353,8 @@ outbox_test (bool verbose)
     }
     s_test_failures_t failures = { 0 };
     CHECK_EQ (outbox_flush (outbox, s_test_failed, &failures), 0);
-    CHECK (failures.calls == 1 && failures.messages == 2 && failures.error == EHOSTUNREACH);
+    CHECK (failures.calls == 1 && failures.messages == 2
+           && failures.error == EHOSTUNREACH);
     outbox_allow (outbox, gone, false);
     CHECK (!outbox_allows (outbox, gone));
 

@@ -39,7 +39,8 @@ bool outbox_allows (outbox_t *self, zframe_t *identity);
 int outbox_send (outbox_t *self, emqp_msg_t **msg_p);
 
 //  Called for each peer whose gathered messages could not be sent.
-typedef void (outbox_failed_fn) (void *arg, zframe_t *identity, size_t messages, int error);
+typedef void (outbox_failed_fn) (void *arg, zframe_t *identity, size_t messages,
+                                 int error);
 
 //  Sends everything gathered. Returns the number of BATCH or lone
 //  messages sent; failures go to failed (may be NULL), after the sends.

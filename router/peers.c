@@ -8,8 +8,8 @@
 #include <string.h>
 
 struct peers_t {
-    zhashx_t *peers;        // routing id (the peer's own identity frame,
-                            // compared by bytes) -> peer_t, owned
+    zhashx_t *peers;  // routing id (the peer's own identity frame,
+                      // compared by bytes) -> peer_t, owned
 };
 
 static void
@@ -262,9 +262,9 @@ s_stats_hold (json_t *in_flight, json_t *held, const char *msgid)
         return true;
     size_t index;
     json_t *item;
-    json_array_foreach (held, index, item)
-        if (json_is_string (item) && streq (json_string_value (item), msgid))
-            return true;
+    json_array_foreach (held, index,
+                        item) if (json_is_string (item)
+                                  && streq (json_string_value (item), msgid)) return true;
     return false;
 }
 
@@ -279,9 +279,9 @@ peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms, int64_t grac
     json_t *held = json_object_get (root, "jobs_held");
     json_t *max_epoch_json = json_object_get (root, "max_epoch");
     if (!json_is_object (in_flight) || !json_is_array (held)
-    ||  !json_is_integer (max_epoch_json)) {
+        || !json_is_integer (max_epoch_json)) {
         json_decref (root);
-        return NULL;        // a job manager that does not report them
+        return NULL;  // a job manager that does not report them
     }
     uint64_t max_epoch = (uint64_t) json_integer_value (max_epoch_json);
     zhashx_t *unconfirmed = zhashx_new ();
@@ -296,14 +296,13 @@ peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms, int64_t grac
          job = (job_t *) zhashx_next (peer->inflight)) {
         const char *msgid = (const char *) zhashx_cursor (peer->inflight);
         if (job->epoch > max_epoch || s_stats_hold (in_flight, held, msgid))
-            continue;       // maybe still on its way; or held there
+            continue;  // maybe still on its way; or held there
         char key[EMQP_MSGID_MAX + 32];
         snprintf (key, sizeof key, "%s/%" PRIu64, msgid, job->epoch);
         void *since = peer->unconfirmed ? zhashx_lookup (peer->unconfirmed, key) : NULL;
         if (!since)
             zhashx_insert (unconfirmed, key, (void *) (intptr_t) now_ms);
-        else
-        if (now_ms - (int64_t) (intptr_t) since >= grace_ms)
+        else if (now_ms - (int64_t) (intptr_t) since >= grace_ms)
             zlistx_add_end (lost, job);
         else
             zhashx_insert (unconfirmed, key, since);
@@ -311,7 +310,8 @@ peers_lease_check (peer_t *peer, const char *stats, int64_t now_ms, int64_t grac
     zhashx_destroy (&peer->unconfirmed);
     peer->unconfirmed = unconfirmed;
     json_decref (root);
-    for (job_t *job = (job_t *) zlistx_first (lost); job; job = (job_t *) zlistx_next (lost)) {
+    for (job_t *job = (job_t *) zlistx_first (lost); job;
+         job = (job_t *) zlistx_next (lost)) {
         peers_job_detach (job);
         //  The job manager never had it: the slot it took is still free there.
         peers_slot_credit (peer);
@@ -340,7 +340,7 @@ peers_test (bool verbose)
     peers_t *peers = peers_new ();
     peer_t *peer = peers_add (peers, identity, PEER_JOB_MANAGER);
     CHECK (peer != NULL);
-    CHECK (peers_add (peers, identity, PEER_JOB_MANAGER) == NULL);   // no twins
+    CHECK (peers_add (peers, identity, PEER_JOB_MANAGER) == NULL);  // no twins
     CHECK (peers_lookup (peers, identity) == peer);
     CHECK (peers_lookup (peers, binary) == NULL);
     CHECK_EQ (peers_size (peers), 1);
@@ -352,10 +352,12 @@ peers_test (bool verbose)
     queues_t *queues = queues_new (10);
     char err[256];
     size_t count = 0;
-    queuespec_t *specs = queuespec_parse ("[[10, \"default\"], [20, \"heavy\"]]", &count,
-                                          err, sizeof err);
+    queuespec_t *specs =
+        queuespec_parse ("[[10, \"default\"], [20, \"heavy\"]]", &count, err, sizeof err);
     CHECK (specs && count == 2);
-    CHECK_EQ (peers_serve (peer, queues, specs, count, "[[10, \"default\"], [20, \"heavy\"]]"), 0);
+    CHECK_EQ (
+        peers_serve (peer, queues, specs, count, "[[10, \"default\"], [20, \"heavy\"]]"),
+        0);
     free (specs);
     CHECK (peer->queue_count == 2 && streq (peer->queues[0].queue->name, "heavy"));
     CHECK_EQ (zlistx_size (queues_lookup (queues, "default")->servers), 1);

@@ -20,25 +20,22 @@
 #include "queues.h"
 #include "queuespec.h"
 
-typedef enum {
-    PEER_JOB_MANAGER,
-    PEER_SCHEDULER
-} peer_type_t;
+typedef enum { PEER_JOB_MANAGER, PEER_SCHEDULER } peer_type_t;
 
 typedef struct {
     uint32_t weight;
-    queue_t *queue;         // borrowed
+    queue_t *queue;  // borrowed
 } peer_queue_t;
 
 struct peer_t {
-    char *id;               // printable identity (hex when not printable)
-    zframe_t *identity;     // routing id, for sending
+    char *id;            // printable identity (hex when not printable)
+    zframe_t *identity;  // routing id, for sending
     peer_type_t type;
-    bool emq;               // an emq job manager (INFORM agent frame): it
-                            // gets epoch/attempt frames and reports DONE
-    bool done_frees;        // agent emq/2 or later: a DONE or RETURN also
-                            // frees the slot (no READY follows it)
-    peer_queue_t *queues;   // by weight, highest first
+    bool emq;              // an emq job manager (INFORM agent frame): it
+                           // gets epoch/attempt frames and reports DONE
+    bool done_frees;       // agent emq/2 or later: a DONE or RETURN also
+                           // frees the slot (no READY follows it)
+    peer_queue_t *queues;  // by weight, highest first
     size_t queue_count;
     char *queues_json;      // as announced, for listings
     uint32_t slots;         // free slots announced by READY

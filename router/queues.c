@@ -14,24 +14,24 @@
 #include <string.h>
 
 struct queues_t {
-    zhashx_t *queues;       // name -> queue_t, owned
-    ck_hs_t jobs;           // job_t *, owned, keyed by msgid
-    zhashx_t *origins;      // queues_origin_t -> same, owned
+    zhashx_t *queues;   // name -> queue_t, owned
+    ck_hs_t jobs;       // job_t *, owned, keyed by msgid
+    zhashx_t *origins;  // queues_origin_t -> same, owned
     size_t hwm;
-    int64_t swept_at;       // monotonic ms of the latest sweep that freed
-                            // nothing: not repeated within 100 ms unless a
-                            // queue lost its last job since
+    int64_t swept_at;  // monotonic ms of the latest sweep that freed
+                       // nothing: not repeated within 100 ms unless a
+                       // queue lost its last job since
 };
 
 //  Headers and the submitter's routing id, shared by every job with both
 //  equal (a client's jobs usually share them), with the parsed headers.
 struct queues_origin_t {
-    char *headers;          // text as submitted
+    char *headers;  // text as submitted
     size_t headers_size;
     headers_t parsed;
-    zframe_t *client;       // routing id for sends, or NULL
-    const void *client_data;    // its bytes (a lookup's probe has only
-    size_t client_size;         // these), NULL when there is no client
+    zframe_t *client;         // routing id for sends, or NULL
+    const void *client_data;  // its bytes (a lookup's probe has only
+    size_t client_size;       // these), NULL when there is no client
     size_t refs;
 };
 
@@ -70,8 +70,8 @@ s_job_equal (const void *a, const void *b)
 {
     const job_t *x = (const job_t *) a, *y = (const job_t *) b;
     return (x->flags & JOB_MSGID_UUID) == (y->flags & JOB_MSGID_UUID)
-        && x->msgid_size == y->msgid_size
-        && memcmp (x->data, y->data, x->msgid_size) == 0;
+           && x->msgid_size == y->msgid_size
+           && memcmp (x->data, y->data, x->msgid_size) == 0;
 }
 
 //  ck_hs allocates through these; we are its only thread, so a deferred
@@ -122,13 +122,15 @@ s_origin_hash (const void *key)
 static int
 s_origin_compare (const void *a, const void *b)
 {
-    const queues_origin_t *x = (const queues_origin_t *) a, *y = (const queues_origin_t *) b;
-    if (x->headers_size != y->headers_size || memcmp (x->headers, y->headers, x->headers_size))
+    const queues_origin_t *x = (const queues_origin_t *) a,
+                          *y = (const queues_origin_t *) b;
+    if (x->headers_size != y->headers_size
+        || memcmp (x->headers, y->headers, x->headers_size))
         return 1;
     if (!x->client_data || !y->client_data)
         return x->client_data != y->client_data;
     return x->client_size != y->client_size
-        || memcmp (x->client_data, y->client_data, x->client_size);
+           || memcmp (x->client_data, y->client_data, x->client_size);
 }
 
 static void
@@ -147,10 +149,10 @@ static queues_origin_t *
 s_origin_require (queues_t *self, const char *headers, const headers_t *parsed,
                   const void *client, size_t client_size)
 {
-    queues_origin_t probe = {
-        .headers = (char *) headers, .headers_size = strlen (headers),
-        .client_data = client, .client_size = client ? client_size : 0
-    };
+    queues_origin_t probe = { .headers = (char *) headers,
+                              .headers_size = strlen (headers),
+                              .client_data = client,
+                              .client_size = client ? client_size : 0 };
     queues_origin_t *item = (queues_origin_t *) zhashx_lookup (self->origins, &probe);
     if (!item) {
         item = calloc (1, sizeof (queues_origin_t));
@@ -216,8 +218,8 @@ queues_new (size_t hwm)
     queues_t *self = calloc (1, sizeof (queues_t));
     if (!self)
         return NULL;
-    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT,
-                     s_job_hash, s_job_equal, &s_hs_allocator, S_INDEX_INITIAL,
+    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, s_job_hash,
+                     s_job_equal, &s_hs_allocator, S_INDEX_INITIAL,
                      (unsigned long) zclock_time ())) {
         free (self);
         return NULL;
@@ -276,8 +278,9 @@ s_sweep (queues_t *self)
         if (queue->jobs == 0 && zlistx_size (queue->servers) == 0)
             zlistx_add_end (unused, queue->name);
     size_t count = zlistx_size (unused);
-    for (char *name = (char *) zlistx_first (unused); name; name = (char *) zlistx_next (unused))
-        zhashx_delete (self->queues, name);     // frees the queue and its name
+    for (char *name = (char *) zlistx_first (unused); name;
+         name = (char *) zlistx_next (unused))
+        zhashx_delete (self->queues, name);  // frees the queue and its name
     zlistx_destroy (&unused);
     return count;
 }
@@ -341,7 +344,7 @@ job_t *
 queues_job_lookup (queues_t *self, const char *msgid)
 {
     //  A probe record with the msgid stored as a job stores it.
-    _Alignas (job_t) char space[offsetof (job_t, data) + EMQP_MSGID_MAX + 1];
+    _Alignas(job_t) char space[offsetof (job_t, data) + EMQP_MSGID_MAX + 1];
     job_t *probe = (job_t *) space;
     probe->flags = 0;
     if (!job_msgid_store (probe, msgid))
@@ -352,9 +355,8 @@ queues_job_lookup (queues_t *self, const char *msgid)
 
 job_t *
 queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
-                const char *headers, const headers_t *parsed,
-                const void *payload, size_t payload_size,
-                const void *client, size_t client_size)
+                const char *headers, const headers_t *parsed, const void *payload,
+                size_t payload_size, const void *client, size_t client_size)
 {
     if (strlen (msgid) > EMQP_MSGID_MAX || payload_size > UINT32_MAX)
         return NULL;
@@ -372,7 +374,7 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     job->payload_size = (uint32_t) payload_size;
     job->origin = s_origin_require (self, headers, parsed, client, client_size);
     if (!job->origin
-    ||  !ck_hs_put (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job)) {
+        || !ck_hs_put (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job)) {
         s_origin_release (self, job->origin);
         free (job);
         return NULL;
@@ -388,12 +390,12 @@ queues_job_delete (queues_t *self, job_t *job)
 {
     assert (job);
     assert (job->state == JOB_PENDING || job->state == JOB_ENDED);
-    assert (!job_flag (job, JOB_LINKED));   // still in a waiting list
-    assert (!job->peer);                    // still borrowed by a peer
-    assert (!job->more || !job->more->scheduled_handle);    // still scheduled
+    assert (!job_flag (job, JOB_LINKED));                 // still in a waiting list
+    assert (!job->peer);                                  // still borrowed by a peer
+    assert (!job->more || !job->more->scheduled_handle);  // still scheduled
     ck_hs_remove (&self->jobs, CK_HS_HASH (&self->jobs, s_job_hash, job), job);
     if (--job->queue->jobs == 0)
-        self->swept_at = 0;             // a queue may be unused now
+        self->swept_at = 0;  // a queue may be unused now
     s_origin_release (self, job->origin);
     job_free (job);
 }
@@ -530,8 +532,8 @@ queues_test (bool verbose)
     for (int i = 0; i < 3; i++) {
         char msgid[16];
         snprintf (msgid, sizeof msgid, "m%d", i);
-        jobs[i] = queues_job_new (queues, msgid, "default", "retry-count:2", &parsed,
-                                  "p", 1, "c", 1);
+        jobs[i] = queues_job_new (queues, msgid, "default", "retry-count:2", &parsed, "p",
+                                  1, "c", 1);
         CHECK (jobs[i] != NULL);
         CHECK_EQ (jobs[i]->retries_left, 2);
         CHECK (jobs[i]->queue == queue);
@@ -554,7 +556,8 @@ queues_test (bool verbose)
                                    &parsed, "p", 1, "d", 1);
     job_t *anon = queues_job_new (queues, "no-client", "default", "retry-count:2",
                                   &parsed, "", 0, NULL, 0);
-    CHECK (other && anon && other->origin != jobs[0]->origin && anon->origin != other->origin);
+    CHECK (other && anon && other->origin != jobs[0]->origin
+           && anon->origin != other->origin);
     CHECK (anon && job_client (anon) == NULL && anon->payload_size == 0);
     queues_job_delete (queues, other);
     queues_job_delete (queues, anon);
@@ -563,7 +566,8 @@ queues_test (bool verbose)
     //  A canonical UUID msgid is kept as 16 bytes and reads back the same;
     //  an uppercase one stays text (it must read back as sent).
     const char *uuid = "0f8e2a4c-1b3d-4e5f-8a9b-0c1d2e3f4a5b";
-    job_t *packed = queues_job_new (queues, uuid, "default", "", &parsed, "xy", 2, NULL, 0);
+    job_t *packed =
+        queues_job_new (queues, uuid, "default", "", &parsed, "xy", 2, NULL, 0);
     CHECK (packed && job_flag (packed, JOB_MSGID_UUID) && packed->msgid_size == 16);
     CHECK_STREQ (packed ? JOB_MSGID (packed) : NULL, uuid);
     CHECK_MEMEQ (packed ? job_payload (packed) : NULL, 2, "xy", 2);
@@ -581,9 +585,11 @@ queues_test (bool verbose)
     char longid[EMQP_MSGID_MAX + 2];
     memset (longid, 'x', sizeof longid - 1);
     longid[sizeof longid - 1] = 0;
-    CHECK (queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0) == NULL);
+    CHECK (queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0)
+           == NULL);
     longid[EMQP_MSGID_MAX] = 0;
-    job_t *longest = queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0);
+    job_t *longest =
+        queues_job_new (queues, longid, "default", "", &parsed, "", 0, NULL, 0);
     CHECK (longest && queues_job_lookup (queues, longid) == longest);
     queues_job_delete (queues, longest);
 
@@ -613,7 +619,7 @@ queues_test (bool verbose)
     s = (queue_server_t *) zlistx_next (queue->servers);
     CHECK (s->peer == c);
     queue_remove_server (queue, b);
-    queue_add_server (queue, a, 5);         // re-adding moves it
+    queue_add_server (queue, a, 5);  // re-adding moves it
     s = (queue_server_t *) zlistx_first (queue->servers);
     CHECK (s->peer == c);
     CHECK_EQ (zlistx_size (queue->servers), 2);
@@ -637,7 +643,7 @@ queues_test (bool verbose)
             holders[i] = queues_job_new (many, qname, qname, "", &parsed, "", 0, NULL, 0);
     }
     CHECK (queues_require (many, "one-too-many") == NULL);
-    CHECK (queues_require (many, "q0") != NULL);        // existing ones still found
+    CHECK (queues_require (many, "q0") != NULL);  // existing ones still found
     //  Once jobs are gone, unused queues make room; a served one stays.
     for (int i = 0; i < 100; i++)
         if (holders[i])
@@ -660,7 +666,8 @@ queues_test (bool verbose)
         for (int i = 0; i < N; i++) {
             char id[40];
             snprintf (id, sizeof id, "churn-%d-%d", round, i);
-            many_jobs[i] = queues_job_new (queues, id, "default", "", &parsed, "p", 1, NULL, 0);
+            many_jobs[i] =
+                queues_job_new (queues, id, "default", "", &parsed, "p", 1, NULL, 0);
         }
         size_t found = 0;
         for (int i = 0; i < N; i += 997) {
@@ -677,7 +684,7 @@ queues_test (bool verbose)
     //  Compacting only happens when no job is held.
     job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);
     queue_push (left->queue, left, 4);
-    CHECK (!queues_compact (queues));       // holds a job: nothing to do
+    CHECK (!queues_compact (queues));  // holds a job: nothing to do
     queue_unlink (left->queue, left);
     queues_job_delete (queues, left);
     CHECK (queues_compact (queues));

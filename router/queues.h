@@ -25,21 +25,21 @@ zframe_t *job_client (const job_t *job);
 
 struct queue_t {
     char *name;
-    TAILQ_HEAD (, job_t) waiting;   // borrowed, FIFO
+    TAILQ_HEAD (, job_t) waiting;  // borrowed, FIFO
     size_t waiting_count;
-    size_t accepting;       // jobs accepted this turn, not yet committed:
-                            // they count against the high-water mark
-    size_t jobs;            // job records that point at it, in any state
-    zlistx_t *servers;      // queue_server_t *, owned, by weight desc
-    job_counts_t counts;    // in flight, dispatched, processed, failed:
-                            // kept by job_fire
-    int64_t latency_ms;     // wait of the latest dispatched job
+    size_t accepting;     // jobs accepted this turn, not yet committed:
+                          // they count against the high-water mark
+    size_t jobs;          // job records that point at it, in any state
+    zlistx_t *servers;    // queue_server_t *, owned, by weight desc
+    job_counts_t counts;  // in flight, dispatched, processed, failed:
+                          // kept by job_fire
+    int64_t latency_ms;   // wait of the latest dispatched job
     int64_t max_latency_ms;
 };
 
 typedef struct {
     uint32_t weight;
-    peer_t *peer;           // borrowed
+    peer_t *peer;  // borrowed
 } queue_server_t;
 
 typedef struct queues_t queues_t;
@@ -69,9 +69,8 @@ job_t *queues_job_lookup (queues_t *self, const char *msgid);
 //  out of memory, or when the msgid or payload is too large for a record
 //  (EMQP_MSGID_MAX, 4 GiB: the codec refuses those first).
 job_t *queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
-                       const char *headers, const headers_t *parsed,
-                       const void *payload, size_t payload_size,
-                       const void *client, size_t client_size);
+                       const char *headers, const headers_t *parsed, const void *payload,
+                       size_t payload_size, const void *client, size_t client_size);
 //  Removes and frees a job; it must be pending or ended, in no waiting
 //  list and not in flight.
 void queues_job_delete (queues_t *self, job_t *job);

@@ -36,7 +36,7 @@
 #include "queues.h"
 #include "store.h"
 
-#define S_BATCH_MAX 1024        // messages handled per socket per loop turn
+#define S_BATCH_MAX 1024  // messages handled per socket per loop turn
 
 typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
 
@@ -46,7 +46,7 @@ typedef struct {
     router_t *router;
     const char *name;
     s_handler_fn *handler;
-    const char *roles;          // comma-separated, see curve.h
+    const char *roles;  // comma-separated, see curve.h
 } s_socket_ctx_t;
 
 struct router_t {
@@ -54,49 +54,48 @@ struct router_t {
     zsock_t *frontend;
     zsock_t *backend;
     zsock_t *admin;
-    outbox_t *to_clients;       // the frontend's sends, batched per peer
-    outbox_t *to_jms;           // the backend's sends, batched per peer
+    outbox_t *to_clients;  // the frontend's sends, batched per peer
+    outbox_t *to_jms;      // the backend's sends, batched per peer
     zloop_t *loop;
     queues_t *queues;
     peers_t *job_managers;
     peers_t *schedulers;
     emqp_limits_t limits;
-    uint64_t next_epoch;        // fencing tokens, increasing across restarts
-    uint64_t tick;              // dispatch counter for least-recently-used
-    bool redispatch;            // jobs went back to queues: dispatch again
-    curve_server_t *curve;      // CURVE keys and authenticator, or NULL
+    uint64_t next_epoch;    // fencing tokens, increasing across restarts
+    uint64_t tick;          // dispatch counter for least-recently-used
+    bool redispatch;        // jobs went back to queues: dispatch again
+    curve_server_t *curve;  // CURVE keys and authenticator, or NULL
     //  Long store work runs in chunks, one per loop turn, so that jobs
     //  keep flowing: expiry of ended rows, and dead retry --all / purge.
-    bool expiring;              // an expiry is under way (the writer's)
-    emqp_msg_t *dead_task;      // the DEAD_RETRY * or DEAD_PURGE being done
-                                // (identity and msgid, to answer), or NULL
+    bool expiring;          // an expiry is under way (the writer's)
+    emqp_msg_t *dead_task;  // the DEAD_RETRY * or DEAD_PURGE being done
+                            // (identity and msgid, to answer), or NULL
     store_cursor_t dead_cursor;
     int64_t dead_done;
-    bool stopping;              // an admin DISCONNECT was accepted
-    uint64_t undeliverable;     // sends that could not reach their peer
-    uint64_t batches_in;        // BATCH messages received
-    uint64_t batched_in;        // messages that came in them
-    store_t *store;             // the job table (SQLite, or :memory:)
-    zlistx_t *pending;          // job_t * accepted, in the open batch
-    zlistx_t *pending_out;      // job_t * accepted, in the batch out: ACK after
-                                // its commit
-    zlistx_t *scheduled;        // job_t * by run_at: delayed and backing off
-    zlistx_t *ending;           // job_t * ended, their end in the open batch
-    zlistx_t *ending_out;       // job_t * ended, their end in the batch out
-    zlistx_t *parked;           // s_parked_t *: admin reads waiting for the
-                                // store to hold what was written before them
-    zhashx_t *schedule_senders; // SCHEDULE msgid -> zframe_t client id, for
-                                // relaying a scheduler's ERROR; cleared often
-    bool ends_unsaved;          // an end could not join a batch: write again
-    bool store_failing;         // the last commit failed (logged once)
-    bool submit_failing;        // the writer could not be reached (logged once)
-    uint64_t fence;             // highest scheduler fencing token seen
-    s_socket_ctx_t readers[3];  // context of each socket's reader
-    zsock_t *reader_socks[3];   // frontend, backend, admin, as readers[]
+    bool stopping;               // an admin DISCONNECT was accepted
+    uint64_t undeliverable;      // sends that could not reach their peer
+    uint64_t batches_in;         // BATCH messages received
+    uint64_t batched_in;         // messages that came in them
+    store_t *store;              // the job table (SQLite, or :memory:)
+    zlistx_t *pending;           // job_t * accepted, in the open batch
+    zlistx_t *pending_out;       // job_t * accepted, in the batch out: ACK after
+                                 // its commit
+    zlistx_t *scheduled;         // job_t * by run_at: delayed and backing off
+    zlistx_t *ending;            // job_t * ended, their end in the open batch
+    zlistx_t *ending_out;        // job_t * ended, their end in the batch out
+    zlistx_t *parked;            // s_parked_t *: admin reads waiting for the
+                                 // store to hold what was written before them
+    zhashx_t *schedule_senders;  // SCHEDULE msgid -> zframe_t client id, for
+                                 // relaying a scheduler's ERROR; cleared often
+    bool ends_unsaved;           // an end could not join a batch: write again
+    bool store_failing;          // the last commit failed (logged once)
+    bool submit_failing;         // the writer could not be reached (logged once)
+    uint64_t fence;              // highest scheduler fencing token seen
+    s_socket_ctx_t readers[3];   // context of each socket's reader
+    zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
-    size_t jobs_at_trim;        // job count at the last malloc_trim
+    size_t jobs_at_trim;  // job count at the last malloc_trim
 };
-
 
 //  Every change of a job's state goes through here (job.c holds the
 //  table); a refused move is our bug, or a peer's stale report that the
@@ -124,7 +123,7 @@ static void s_flush (router_t *self);
 
 //  The printable id of a message's sender, formatted only when a log line
 //  needs it (the compound literal lives until the end of the enclosing block).
-#define S_SENDER(msg) peers_id_of ((msg)->identity, (char [600]) { 0 }, 600)
+#define S_SENDER(msg) peers_id_of ((msg)->identity, (char[600]){ 0 }, 600)
 
 //  Frontend and backend sends go through their outbox: to a peer that
 //  takes BATCH they leave at the end of the loop turn (s_flush_outboxes),
@@ -133,16 +132,18 @@ static int
 s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, zframe_t *to)
 {
     emqp_command_t command = (*msg_p)->command;
-    outbox_t *outbox = sock == self->frontend ? self->to_clients
-                     : sock == self->backend ? self->to_jms : NULL;
+    outbox_t *outbox = sock == self->frontend  ? self->to_clients
+                       : sock == self->backend ? self->to_jms
+                                               : NULL;
     if ((outbox ? outbox_send (outbox, msg_p) : emqp_send (msg_p, sock)) == 0)
         return 0;
     self->undeliverable++;
     char id[600];
     log_warning ("peer %s: %s not delivered: %s", peers_id_of (to, id, sizeof id),
                  emqp_command_name (command),
-                 errno == EHOSTUNREACH ? "peer is gone" :
-                 errno == EAGAIN ? "peer's queue is full" : strerror (errno));
+                 errno == EHOSTUNREACH ? "peer is gone"
+                 : errno == EAGAIN     ? "peer's queue is full"
+                                       : strerror (errno));
     return -1;
 }
 
@@ -172,8 +173,8 @@ s_send_ack (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref)
     //  sends one, and is answered in batches. EventMQ's clients (uuid4 ids)
     //  get the plain ACK.
     if (sock == self->frontend && identity && zframe_size (identity) > 7
-    &&  memcmp (zframe_data (identity), "client-", 7) == 0
-    &&  !outbox_allows (self->to_clients, identity))
+        && memcmp (zframe_data (identity), "client-", 7) == 0
+        && !outbox_allows (self->to_clients, identity))
         reply->agent = strdup ("emq/3");
     s_send (self, sock, &reply, identity);
 }
@@ -234,8 +235,9 @@ static void
 s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status,
            zframe_t *value, const char *usage)
 {
-    job_event_t event = state == STORE_DONE ? JOB_EV_SUCCEED
-                      : state == STORE_CANCELLED ? JOB_EV_CANCEL : JOB_EV_FAIL;
+    job_event_t event = state == STORE_DONE        ? JOB_EV_SUCCEED
+                        : state == STORE_CANCELLED ? JOB_EV_CANCEL
+                                                   : JOB_EV_FAIL;
     if (s_fire (job, event))
         return;
     const void *data = value ? (const void *) zframe_data (value) : "";
@@ -330,8 +332,8 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
     }
     peers_unserve (peer);
     log_info ("%s %s: %s, removed; %zu job(s) requeued",
-              peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager",
-              peer->id, reason, requeued);
+              peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager", peer->id, reason,
+              requeued);
     peers_delete (peers, peer);
 }
 
@@ -371,8 +373,8 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     peer->lru_tick = ++self->tick;
     if (store_set_dispatched (self->store, job->row, job->attempt, epoch))
         log_error ("store: %s", store_error (self->store));
-    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", msgid,
-               peer->id, epoch, job->attempt);
+    log_debug ("job %s: dispatched to %s epoch=%" PRIu64 " attempt=%u", msgid, peer->id,
+               epoch, job->attempt);
 
     //  An EventMQ job manager never says when a job ends unless a reply
     //  was requested; such a job is done once delivered (EventMQ's own
@@ -476,24 +478,32 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     headers_t parsed;
     char err[256];
     if (headers_parse (msg->headers, &parsed, err, sizeof err)) {
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
-        s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST", err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
+                     err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST",
+                      err);
         return;
     }
     //  A scheduler's fire carries its leadership's fencing token: a deposed
     //  leader (older token) must not fire, even if it still believes it leads.
     if (parsed.fence) {
         if (!peers_lookup (self->schedulers, msg->identity) || parsed.fence > INT64_MAX) {
-            snprintf (err, sizeof err, "fence:N is accepted only from a registered scheduler, "
+            snprintf (err, sizeof err,
+                      "fence:N is accepted only from a registered scheduler, "
                       "with N below 2^63");
-            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
-            s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED", err);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
+                         err);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
+                          err);
             return;
         }
         if (parsed.fence < self->fence) {
-            snprintf (err, sizeof err, "fencing token %" PRIu64 " is older than %" PRIu64
-                      ": another scheduler leads", parsed.fence, self->fence);
-            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
+            snprintf (err, sizeof err,
+                      "fencing token %" PRIu64 " is older than %" PRIu64
+                      ": another scheduler leads",
+                      parsed.fence, self->fence);
+            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
+                         err);
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "FENCED", err);
             return;
         }
@@ -505,45 +515,57 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     }
     queue_t *queue = queues_require (self->queues, msg->queue);
     if (!queue) {
-        snprintf (err, sizeof err, "queue '%s' cannot be created: the router holds %d "
-                  "queues in use, its limit", msg->queue, QUEUES_MAX);
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
-        s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT", err);
+        snprintf (err, sizeof err,
+                  "queue '%s' cannot be created: the router holds %d "
+                  "queues in use, its limit",
+                  msg->queue, QUEUES_MAX);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
+                     err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT",
+                      err);
         return;
     }
     //  Jobs of this turn count too: a BATCH (or a burst) must not overrun it.
     if (queue_waiting (queue) + queue->accepting >= self->settings.queue_hwm) {
-        snprintf (err, sizeof err, "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
+        snprintf (err, sizeof err,
+                  "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
                   msg->queue, queue_waiting (queue) + queue->accepting,
                   self->settings.queue_hwm);
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid, err);
+        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
+                     err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
     double now = clock_wall_s ();
-    double run_at = parsed.eta ? (double) parsed.eta
-                  : parsed.delay_s ? now + parsed.delay_s : 0;
-    store_row_t row = {
-        .msgid = msg->msgid, .queue = msg->queue, .headers = msg->headers,
-        .payload = zframe_data (msg->payload), .payload_size = zframe_size (msg->payload),
-        .client = zframe_data (msg->identity), .client_size = zframe_size (msg->identity),
-        .state = run_at > now ? STORE_SCHEDULED : STORE_QUEUED,
-        .retries_left = parsed.retry_count, .run_at = run_at, .created_at = now
-    };
+    double run_at = parsed.eta       ? (double) parsed.eta
+                    : parsed.delay_s ? now + parsed.delay_s
+                                     : 0;
+    store_row_t row = { .msgid = msg->msgid,
+                        .queue = msg->queue,
+                        .headers = msg->headers,
+                        .payload = zframe_data (msg->payload),
+                        .payload_size = zframe_size (msg->payload),
+                        .client = zframe_data (msg->identity),
+                        .client_size = zframe_size (msg->identity),
+                        .state = run_at > now ? STORE_SCHEDULED : STORE_QUEUED,
+                        .retries_left = parsed.retry_count,
+                        .run_at = run_at,
+                        .created_at = now };
     int64_t seq = 0;
     if (store_insert (self->store, &row, &seq)) {
         log_error ("store: REQUEST %s from %s not stored: %s", msg->msgid, S_SENDER (msg),
                    store_error (self->store));
-        snprintf (err, sizeof err, "the router cannot store jobs: %s", store_error (self->store));
+        snprintf (err, sizeof err, "the router cannot store jobs: %s",
+                  store_error (self->store));
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "STORAGE", err);
         return;
     }
     //  A msgid held before and already ended is found at the commit (its
     //  row is not written twice): then it is ACKed again, not run (s_settle).
-    job_t *job = queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers,
-                                 &parsed, zframe_data (msg->payload),
-                                 zframe_size (msg->payload), zframe_data (msg->identity),
-                                 zframe_size (msg->identity));
+    job_t *job =
+        queues_job_new (self->queues, msg->msgid, msg->queue, msg->headers, &parsed,
+                        zframe_data (msg->payload), zframe_size (msg->payload),
+                        zframe_data (msg->identity), zframe_size (msg->identity));
     if (!job) {
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
                       "out of memory");
@@ -589,9 +611,9 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
     job_t *job = queues_job_lookup (self->queues, msg->ref);
     if (job && job->state == JOB_ENDED) {
         job_more_t *more = job->more;
-        s_send_result (self, msg->identity, JOB_MSGID (job), (emqp_status_t) more->end_status,
-                       zframe_data (more->end_value), zframe_size (more->end_value),
-                       more->end_usage);
+        s_send_result (self, msg->identity, JOB_MSGID (job),
+                       (emqp_status_t) more->end_status, zframe_data (more->end_value),
+                       zframe_size (more->end_value), more->end_usage);
         return;
     }
     if (job) {
@@ -599,7 +621,8 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
         if (more && !more->watchers) {
             more->watchers = zlistx_new ();
             if (more->watchers)
-                zlistx_set_destructor (more->watchers, (czmq_destructor *) zframe_destroy);
+                zlistx_set_destructor (more->watchers,
+                                       (czmq_destructor *) zframe_destroy);
         }
         if (!more || !more->watchers) {
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "INTERNAL",
@@ -620,8 +643,7 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
     if (found == 0)
         s_send_error (self, self->frontend, msg->identity, msg->ref, "NOT_FOUND",
                       "no such job (never submitted, or its result expired)");
-    else
-    if (found < 0)
+    else if (found < 0)
         s_send_error (self, self->frontend, msg->identity, msg->ref, "STORAGE",
                       store_error (self->store));
 }
@@ -686,12 +708,13 @@ s_forward_schedule (router_t *self, emqp_msg_t *msg)
 static void
 s_relay_schedule_error (router_t *self, emqp_msg_t *msg)
 {
-    zframe_t *sender = msg->ref ? (zframe_t *) zhashx_lookup (self->schedule_senders,
-                                                             msg->ref) : NULL;
+    zframe_t *sender =
+        msg->ref ? (zframe_t *) zhashx_lookup (self->schedule_senders, msg->ref) : NULL;
     if (!sender)
         return;
     log_info ("scheduler refused %s: %s: %s", msg->ref, msg->error_code, msg->error_text);
-    s_send_error (self, self->frontend, sender, msg->ref, msg->error_code, msg->error_text);
+    s_send_error (self, self->frontend, sender, msg->ref, msg->error_code,
+                  msg->error_text);
     zhashx_delete (self->schedule_senders, msg->ref);
 }
 
@@ -715,8 +738,10 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             else {
                 log_warning ("client %s: INFORM type '%s' refused on the frontend",
                              S_SENDER (msg), msg->peer_type);
-                s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
-                              "only schedulers INFORM on the frontend; job managers use the backend");
+                s_send_error (self, self->frontend, msg->identity, msg->msgid,
+                              "NOT_ALLOWED",
+                              "only schedulers INFORM on the frontend; job managers use "
+                              "the backend");
             }
             break;
         case EMQP_SCHEDULE:
@@ -730,24 +755,25 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
                 scheduler->stats = msg->stats;
                 msg->stats = NULL;
             }
-            else
-            if (!scheduler && msg->stats)
+            else if (!scheduler && msg->stats)
                 //  An emq scheduler we do not know (we restarted): it should
                 //  register again. Plain clients send no stats, get nothing.
                 s_send_error (self, self->frontend, msg->identity, msg->msgid,
-                              "UNKNOWN_PEER", "not registered with this router: send INFORM");
+                              "UNKNOWN_PEER",
+                              "not registered with this router: send INFORM");
             break;
         case EMQP_ACK:
         case EMQP_REPLY:
         case EMQP_HELLO:
-            break;          // liveness only; EventMQ answers none of these
+            break;  // liveness only; EventMQ answers none of these
         case EMQP_KBYE:
             if (scheduler)
                 s_peer_remove (self, self->schedulers, scheduler, "said KBYE");
             break;
         case EMQP_DISCONNECT:
             log_warning ("client %s: DISCONNECT refused on the frontend "
-                         "(admin socket only)", S_SENDER (msg));
+                         "(admin socket only)",
+                         S_SENDER (msg));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                           "DISCONNECT is accepted on the admin socket only");
             break;
@@ -755,9 +781,9 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (scheduler)
                 s_relay_schedule_error (self, msg);
             else
-                log_warning ("client %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
-                             msg->error_text);
-            break;      // never answer an ERROR with an ERROR
+                log_warning ("client %s: sent ERROR %s: %s", S_SENDER (msg),
+                             msg->error_code, msg->error_text);
+            break;  // never answer an ERROR with an ERROR
         default:
             log_warning ("client %s: %s is not a frontend command", S_SENDER (msg),
                          emqp_command_name (msg->command));
@@ -809,15 +835,18 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     }
     if (skipped > 0)
         log_warning ("jobmanager %s: %d of its queues not served: the router holds %d "
-                     "queues, its limit", peer->id, skipped, QUEUES_MAX);
-    peer->emq = msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
+                     "queues, its limit",
+                     peer->id, skipped, QUEUES_MAX);
+    peer->emq =
+        msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
     //  emq/2 job managers send no READY after a DONE (or a RETURN).
     peer->done_frees = peer->emq && atoi (msg->agent + 4) >= 2;
     //  emq/3 job managers take BATCH: several REQUESTs in one message.
     outbox_allow (self->to_jms, peer->identity, peer->emq && atoi (msg->agent + 4) >= 3);
     peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
-              *msg->queues ? msg->queues : "(default)", peer->emq ? msg->agent : "eventmq");
+              *msg->queues ? msg->queues : "(default)",
+              peer->emq ? msg->agent : "eventmq");
     emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
     if (ack) {
         ack->identity = zframe_dup (msg->identity);
@@ -862,18 +891,22 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     //  A job that was running when the router last stopped came back
     //  queued with its epoch: the DONE of that dispatch ends it, rather than
     //  running it again.
-    if (!legacy && job->state == JOB_QUEUED && job_epoch (job) && msg->epoch == job_epoch (job)) {
-        log_info ("jobmanager %s: job %s ended under the previous router life (epoch %"
-                  PRIu64 "); not run again", S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
+    if (!legacy && job->state == JOB_QUEUED && job_epoch (job)
+        && msg->epoch == job_epoch (job)) {
+        log_info (
+            "jobmanager %s: job %s ended under the previous router life (epoch %" PRIu64
+            "); not run again",
+            S_SENDER (msg), JOB_MSGID (job), job_epoch (job));
         queue_unlink (job->queue, job);
         s_fire (job, JOB_EV_RESUME);
     }
     //  Fencing: only the latest dispatch of a running job may end it.
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
-    ||  (legacy && job->peer != peer)) {
+        || (legacy && job->peer != peer)) {
         log_warning ("jobmanager %s: stale outcome for job %s ignored "
-                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)", S_SENDER (msg),
-                     JOB_MSGID (job), msg->epoch, job_epoch (job), job_state_name (job->state));
+                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)",
+                     S_SENDER (msg), JOB_MSGID (job), msg->epoch, job_epoch (job),
+                     job_state_name (job->state));
         return;
     }
     if (job->peer)
@@ -883,8 +916,8 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     if (legacy) {
         //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
         //  msgpack values, so wrap it as a msgpack string.
-        zframe_t *wrapped = payload_pack_str (zframe_data (msg->payload),
-                                              zframe_size (msg->payload));
+        zframe_t *wrapped =
+            payload_pack_str (zframe_data (msg->payload), zframe_size (msg->payload));
         if (!wrapped) {
             log_error ("job %s: out of memory wrapping its reply; the reply is lost",
                        JOB_MSGID (job));
@@ -947,10 +980,12 @@ s_reconcile (router_t *self, peer_t *peer, const char *stats)
                                         2 * self->settings.heartbeat_interval_ms);
     for (job_t *job = lost ? (job_t *) zlistx_first (lost) : NULL; job;
          job = (job_t *) zlistx_next (lost)) {
-        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64 ") it was sent; "
-                     "the job goes back to its queue", peer->id, JOB_MSGID (job), job->epoch);
+        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64
+                     ") it was sent; "
+                     "the job goes back to its queue",
+                     peer->id, JOB_MSGID (job), job->epoch);
         s_take_back (self, job);
-        self->redispatch = true;    // its slot is free again
+        self->redispatch = true;  // its slot is free again
     }
     zlistx_destroy (&lost);
 }
@@ -963,16 +998,19 @@ static void
 s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
 {
     job_t *job = queues_job_lookup (self->queues, msg->ref);
-    if (!job || job->state != JOB_RUNNING || job->epoch != msg->epoch || job->peer != peer)
-        log_info ("jobmanager %s: RETURN of job %s (epoch %" PRIu64 ") ignored: not running "
-                  "there", S_SENDER (msg), msg->ref, msg->epoch);
-    else
-    if (job_flag (job, JOB_CANCEL_REQUESTED)) {
+    if (!job || job->state != JOB_RUNNING || job->epoch != msg->epoch
+        || job->peer != peer)
+        log_info ("jobmanager %s: RETURN of job %s (epoch %" PRIu64
+                  ") ignored: not running "
+                  "there",
+                  S_SENDER (msg), msg->ref, msg->epoch);
+    else if (job_flag (job, JOB_CANCEL_REQUESTED)) {
         peers_job_detach (job);
         s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
     }
     else {
-        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg), JOB_MSGID (job));
+        log_debug ("jobmanager %s: returned job %s unstarted", S_SENDER (msg),
+                   JOB_MSGID (job));
         peers_job_detach (job);
         s_fire (job, JOB_EV_RETURN);
         //  The store counted the dispatch: after a restart the attempt
@@ -999,8 +1037,8 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
     //  An unknown peer may only INFORM, or report outcomes (a job manager
     //  that reconnected under a new identity still owns its running jobs).
     if (!peer && msg->command != EMQP_INFORM && msg->command != EMQP_DONE
-    &&  msg->command != EMQP_RETURN && msg->command != EMQP_KBYE
-    &&  msg->command != EMQP_ERROR) {
+        && msg->command != EMQP_RETURN && msg->command != EMQP_KBYE
+        && msg->command != EMQP_ERROR) {
         //  Usually a job manager of a router that restarted: tell it, so an
         //  emq job manager registers again at once (EventMQ's ignores it
         //  and re-registers when our heartbeats do not come).
@@ -1046,8 +1084,8 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
         case EMQP_ACK:
             break;
         case EMQP_ERROR:
-            log_warning ("jobmanager %s: sent ERROR %s: %s", S_SENDER (msg), msg->error_code,
-                         msg->error_text);
+            log_warning ("jobmanager %s: sent ERROR %s: %s", S_SENDER (msg),
+                         msg->error_code, msg->error_text);
             break;
         default:
             log_warning ("jobmanager %s: %s is not a backend command", S_SENDER (msg),
@@ -1092,7 +1130,7 @@ s_on_stop (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     (void) arg;
-    return -1;          // ends zloop_start
+    return -1;  // ends zloop_start
 }
 
 //  CANCEL: a waiting job ends at once; a running one is killed by its job
@@ -1109,7 +1147,8 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
     switch (job->state) {
         case JOB_QUEUED:
         case JOB_SCHEDULED:
-            log_info ("job %s: cancelled while %s", JOB_MSGID (job), job_state_name (job->state));
+            log_info ("job %s: cancelled while %s", JOB_MSGID (job),
+                      job_state_name (job->state));
             queue_unlink (job->queue, job);
             s_unschedule (self, job);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
@@ -1117,8 +1156,9 @@ s_admin_cancel (router_t *self, emqp_msg_t *msg)
             break;
         case JOB_RUNNING:
             if (!job->peer || !job->peer->emq) {
-                s_send_error (self, self->admin, msg->identity, msg->ref, "NOT_ALLOWED",
-                              "the job runs on an EventMQ job manager, which cannot cancel");
+                s_send_error (
+                    self, self->admin, msg->identity, msg->ref, "NOT_ALLOWED",
+                    "the job runs on an EventMQ job manager, which cannot cancel");
                 break;
             }
             emqp_msg_t *cancel = emqp_msg_new (EMQP_CANCEL);
@@ -1154,7 +1194,8 @@ s_dead_json (const store_row_t *row, void *arg)
     json_object_set_new (item, "attempts", json_integer (row->attempt));
     json_object_set_new (item, "status", json_string (row->status ? row->status : ""));
     char shown[512];
-    emqp_printable (row->result ? row->result : "", row->result_size, shown, sizeof shown);
+    emqp_printable (row->result ? row->result : "", row->result_size, shown,
+                    sizeof shown);
     json_object_set_new (item, "error", json_string (shown));
     json_object_set_new (item, "created_at", json_real (row->created_at));
     json_object_set_new (item, "ended_at", json_real (row->ended_at));
@@ -1171,9 +1212,10 @@ s_job_from_row (router_t *self, const store_row_t *row)
     char err[256];
     if (headers_parse (row->headers, &parsed, err, sizeof err))
         memset (&parsed, 0, sizeof parsed);
-    job_t *job = queues_job_new (self->queues, row->msgid, row->queue, row->headers,
-                                 &parsed, row->payload ? row->payload : "", row->payload_size,
-                                 row->client_size ? row->client : NULL, row->client_size);
+    job_t *job =
+        queues_job_new (self->queues, row->msgid, row->queue, row->headers, &parsed,
+                        row->payload ? row->payload : "", row->payload_size,
+                        row->client_size ? row->client : NULL, row->client_size);
     if (job) {
         job->row = row->seq;
         job->attempt = row->attempt;
@@ -1214,7 +1256,8 @@ s_dead_task_done (router_t *self, int rc)
         return;
     json_t *reply = json_object ();
     bool retry = task->command == EMQP_DEAD_RETRY;
-    json_object_set_new (reply, retry ? "retried" : "purged", json_integer (self->dead_done));
+    json_object_set_new (reply, retry ? "retried" : "purged",
+                         json_integer (self->dead_done));
     if (rc < 0)
         json_object_set_new (reply, "error", json_string (store_error (self->store)));
     log_info ("admin: %" PRId64 " dead job(s) %s", self->dead_done,
@@ -1237,7 +1280,7 @@ s_on_dead_task (zloop_t *loop, int timer_id, void *arg)
     if (task->command == EMQP_DEAD_PURGE) {
         int rc = store_purge_dead (self->store);
         if (rc != 0)
-            s_dead_task_done (self, rc < 0 ? -1 : 0);   // failed, or in memory: none
+            s_dead_task_done (self, rc < 0 ? -1 : 0);  // failed, or in memory: none
         return 0;
     }
     size_t before = queues_job_count (self->queues);
@@ -1257,11 +1300,12 @@ static void
 s_admin_dead (router_t *self, emqp_msg_t *msg)
 {
     bool all = msg->command == EMQP_DEAD_PURGE
-            || (msg->command == EMQP_DEAD_RETRY && streq (msg->ref, "*"));
+               || (msg->command == EMQP_DEAD_RETRY && streq (msg->ref, "*"));
     if (all) {
         if (self->dead_task) {
-            s_send_error (self, self->admin, msg->identity, msg->msgid, "BUSY",
-                          "a dead retry --all or purge is in progress; try again after it");
+            s_send_error (
+                self, self->admin, msg->identity, msg->msgid, "BUSY",
+                "a dead retry --all or purge is in progress; try again after it");
             return;
         }
         //  Keep what the answer needs; the work starts on the next turn.
@@ -1276,7 +1320,7 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
                           "out of memory");
             return;
         }
-        self->dead_cursor = (store_cursor_t) { 0 };
+        self->dead_cursor = (store_cursor_t){ 0 };
         self->dead_done = 0;
         zloop_timer (self->loop, 1, 1, s_on_dead_task, self);
         return;
@@ -1292,14 +1336,15 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
             return;
         }
         json_object_set_new (reply, "dead", list);
-        json_object_set_new (reply, "total", json_integer (store_count (self->store, STORE_DEAD)));
+        json_object_set_new (reply, "total",
+                             json_integer (store_count (self->store, STORE_DEAD)));
     }
-    else
-    if (msg->command == EMQP_DEAD_RETRY) {
+    else if (msg->command == EMQP_DEAD_RETRY) {
         size_t before = queues_job_count (self->queues);
         int rc = store_fetch (self->store, msg->ref, s_dead_revive, self);
-        json_object_set_new (reply, "retried",
-                             json_integer ((json_int_t) (queues_job_count (self->queues) - before)));
+        json_object_set_new (
+            reply, "retried",
+            json_integer ((json_int_t) (queues_job_count (self->queues) - before)));
         if (rc < 0)
             json_object_set_new (reply, "error", json_string (store_error (self->store)));
     }
@@ -1309,7 +1354,7 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
 
 //  An admin read waiting for the batch that holds the writes before it.
 typedef struct {
-    uint64_t barrier;           // store_barrier when it came
+    uint64_t barrier;  // store_barrier when it came
     emqp_msg_t *msg;
 } s_parked_t;
 
@@ -1335,7 +1380,7 @@ s_park (router_t *self, emqp_msg_t **msg_p)
         return false;
     s_parked_t *parked = (s_parked_t *) malloc (sizeof (s_parked_t));
     if (!parked)
-        return false;       // out of memory: answer now, maybe a moment stale
+        return false;  // out of memory: answer now, maybe a moment stale
     parked->barrier = barrier;
     parked->msg = *msg_p;
     *msg_p = NULL;
@@ -1349,7 +1394,7 @@ s_unpark (router_t *self)
 {
     s_parked_t *parked;
     while ((parked = (s_parked_t *) zlistx_first (self->parked))
-       &&  parked->barrier <= store_settled (self->store)) {
+           && parked->barrier <= store_settled (self->store)) {
         emqp_msg_t *msg = parked->msg;
         parked->msg = NULL;
         zlistx_delete (self->parked, zlistx_cursor (self->parked));
@@ -1365,31 +1410,31 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
     peers_id_of (msg->identity, id, sizeof id);
     int64_t now = clock_mono_ms ();
     switch (msg->command) {
-        case EMQP_STATUS:
-            {
-                bool memory = store_is_memory (self->store);
-                static const char *fsync_names[] = { "always", "everysec", "off" };
-                admin_storage_t storage = {
-                    .kind = memory ? "memory" : "sqlite",
-                    .path = memory ? NULL : self->settings.db_path,
-                    .fsync = fsync_names[self->settings.fsync],
-                    .dead = store_count (self->store, STORE_DEAD),
-                    .scheduled = zlistx_size (self->scheduled),
-                    .failing = self->store_failing,
-                };
-                admin_traffic_t traffic = {
-                    .batches_in = self->batches_in, .batched_in = self->batched_in,
-                    .undeliverable = self->undeliverable,
-                };
-                uint64_t batches, batched;
-                outbox_stats (self->to_clients, &traffic.batches_out, &traffic.batched_out);
-                outbox_stats (self->to_jms, &batches, &batched);
-                traffic.batches_out += batches;
-                traffic.batched_out += batched;
-                s_admin_reply (self, msg, admin_status_json (self->queues, self->job_managers,
-                                                             &storage, &traffic));
-            }
-            break;
+        case EMQP_STATUS: {
+            bool memory = store_is_memory (self->store);
+            static const char *fsync_names[] = { "always", "everysec", "off" };
+            admin_storage_t storage = {
+                .kind = memory ? "memory" : "sqlite",
+                .path = memory ? NULL : self->settings.db_path,
+                .fsync = fsync_names[self->settings.fsync],
+                .dead = store_count (self->store, STORE_DEAD),
+                .scheduled = zlistx_size (self->scheduled),
+                .failing = self->store_failing,
+            };
+            admin_traffic_t traffic = {
+                .batches_in = self->batches_in,
+                .batched_in = self->batched_in,
+                .undeliverable = self->undeliverable,
+            };
+            uint64_t batches, batched;
+            outbox_stats (self->to_clients, &traffic.batches_out, &traffic.batched_out);
+            outbox_stats (self->to_jms, &batches, &batched);
+            traffic.batches_out += batches;
+            traffic.batched_out += batched;
+            s_admin_reply (
+                self, msg,
+                admin_status_json (self->queues, self->job_managers, &storage, &traffic));
+        } break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
             break;
@@ -1448,8 +1493,9 @@ s_jm_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
     char id[600];
     log_warning ("jobmanager %s: %zu message(s) not delivered: %s",
                  peers_id_of (identity, id, sizeof id), messages,
-                 error == EHOSTUNREACH ? "peer is gone" :
-                 error == EAGAIN ? "peer's queue is full" : strerror (error));
+                 error == EHOSTUNREACH ? "peer is gone"
+                 : error == EAGAIN     ? "peer's queue is full"
+                                       : strerror (error));
     if (peer)
         s_peer_remove (self, self->job_managers, peer, "unreachable");
 }
@@ -1462,8 +1508,9 @@ s_client_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
     char id[600];
     log_warning ("client %s: %zu message(s) not delivered: %s",
                  peers_id_of (identity, id, sizeof id), messages,
-                 error == EHOSTUNREACH ? "peer is gone" :
-                 error == EAGAIN ? "peer's queue is full" : strerror (error));
+                 error == EHOSTUNREACH ? "peer is gone"
+                 : error == EAGAIN     ? "peer's queue is full"
+                                       : strerror (error));
 }
 
 //  Sends what the turn gathered for batch-capable peers. Jobs of a job
@@ -1494,8 +1541,7 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
             log_info ("store: writing again; accepting jobs");
         self->store_failing = false;
     }
-    else
-    if (!self->store_failing) {
+    else if (!self->store_failing) {
         log_error ("store: commit failed, refusing new jobs until it works: %s",
                    store_error (self->store));
         self->store_failing = true;
@@ -1511,13 +1557,11 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
             s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
             queues_job_delete (self->queues, job);
         }
-        else
-        if (rc == 0) {
+        else if (rc == 0) {
             s_send_ack (self, self->frontend, job_client (job), JOB_MSGID (job));
             if (job->more && job->more->run_at > 0)
                 s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
-            else
-            if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+            else if (s_fire (job, JOB_EV_ACCEPT) == 0) {
                 queue_push (job->queue, job, now);
                 self->redispatch = true;
             }
@@ -1526,7 +1570,8 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
             char err[300];
             snprintf (err, sizeof err, "the router cannot store jobs: %s",
                       store_error (self->store));
-            s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job), "STORAGE", err);
+            s_send_error (self, self->frontend, job_client (job), JOB_MSGID (job),
+                          "STORAGE", err);
             queues_job_delete (self->queues, job);
         }
     }
@@ -1546,16 +1591,15 @@ s_flush (router_t *self)
             s_job_save_end (self, job);
     }
     if (!store_busy (self->store)
-    &&  (zlistx_size (self->pending) > 0 || store_has_writes (self->store))) {
+        && (zlistx_size (self->pending) > 0 || store_has_writes (self->store))) {
         bool guarantee = false;
         for (job_t *job = (job_t *) zlistx_first (self->pending); job;
              job = (job_t *) zlistx_next (self->pending))
             guarantee = guarantee || job_parsed (job)->guarantee;
         int rc = store_submit (self->store, guarantee);
         if (rc == 1)
-            s_settle (self, self->pending, self->ending, 0);    // in memory: at once
-        else
-        if (rc == 0) {
+            s_settle (self, self->pending, self->ending, 0);  // in memory: at once
+        else if (rc == 0) {
             //  The lists follow their batch; the empty ones take the next.
             zlistx_t *list = self->pending_out;
             self->pending_out = self->pending;
@@ -1565,8 +1609,7 @@ s_flush (router_t *self)
             self->ending = list;
             self->submit_failing = false;
         }
-        else
-        if (!self->submit_failing) {
+        else if (!self->submit_failing) {
             //  Cannot happen short of a broken thread; the batch waits.
             log_error ("store: %s", store_error (self->store));
             self->submit_failing = true;
@@ -1614,7 +1657,6 @@ s_on_store (zloop_t *loop, zsock_t *sock, void *arg)
     return 0;
 }
 
-
 //  With CURVE and a clients directory, each key's certificate there names
 //  its roles; a socket serves only the roles it admits.
 static bool
@@ -1631,8 +1673,8 @@ s_deliver (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handle
            const char *roles, emqp_msg_t *msg)
 {
     if (!s_role_admitted (self, msg, roles)) {
-        log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s",
-                     name, S_SENDER (msg), emqp_command_name (msg->command),
+        log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s", name,
+                     S_SENDER (msg), emqp_command_name (msg->command),
                      msg->meta ? msg->meta : "none", roles);
         if (msg->command != EMQP_ERROR)
             s_send_error (self, sock, msg->identity, msg->msgid, "NOT_ALLOWED",
@@ -1689,7 +1731,7 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
         emqp_fault_t fault;
         int rc = emqp_recv (sock, true, &self->limits, &msg, &identity, &fault);
         if (rc == 0)
-            break;              // nothing more waiting
+            break;  // nothing more waiting
         if (rc < 0) {
             char id[600] = "(none)";
             if (identity)
@@ -1733,7 +1775,8 @@ static void
 s_heartbeat_peers (router_t *self, peers_t *peers, zsock_t *sock)
 {
     int64_t now = clock_mono_ms ();
-    int64_t limit = self->settings.heartbeat_timeout_ms * self->settings.heartbeat_liveness;
+    int64_t limit =
+        self->settings.heartbeat_timeout_ms * self->settings.heartbeat_liveness;
     zlistx_t *list = peers_list (peers);
     for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
          peer = (peer_t *) zlistx_next (list)) {
@@ -1797,14 +1840,14 @@ s_on_expire (zloop_t *loop, int timer_id, void *arg)
     if (rc < 0)
         log_warning ("store: expiry: %s", store_error (self->store));
     if (rc != 0)
-        self->expiring = false;         // tried again in 10 s
+        self->expiring = false;  // tried again in 10 s
     return 0;
 }
 
 static void
 s_expired (router_t *self, const store_event_t *event)
 {
-    self->expiring = false;             // the next one in 10 s
+    self->expiring = false;  // the next one in 10 s
     if (event->rc) {
         log_warning ("store: expiry: %s", store_error (self->store));
         return;
@@ -1841,10 +1884,9 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     size_t jobs = queues_job_count (self->queues);
     if (jobs > self->jobs_at_trim)
         self->jobs_at_trim = jobs;
-    else
-    if (self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2) {
+    else if (self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2) {
         if (queues_compact (self->queues))
-            self->jobs_at_trim = 0;     // all gone: the table starts small again
+            self->jobs_at_trim = 0;  // all gone: the table starts small again
         else
             self->jobs_at_trim = jobs;
         store_release_memory (self->store);
@@ -1876,8 +1918,7 @@ s_load_row (const store_row_t *row, void *arg)
     job->epoch = row->state == STORE_RUNNING ? row->epoch : 0;
     if (row->state == STORE_SCHEDULED && row->run_at > 0)
         s_schedule (self, job, row->run_at, JOB_EV_DELAY);
-    else
-    if (s_fire (job, JOB_EV_ACCEPT) == 0)
+    else if (s_fire (job, JOB_EV_ACCEPT) == 0)
         queue_push (job->queue, job, clock_mono_ms ());
     return 0;
 }
@@ -1895,13 +1936,14 @@ s_bind (const char *endpoint, size_t payload_max, curve_server_t *curve, char *e
         curve_server_apply (curve, sock);
     zsock_set_router_mandatory (sock, 1);
     //  Bound memory per message; the codec's limit answers TOO_LARGE below it.
-    zsock_set_maxmsgsize (sock, (int) (payload_max + 65536 > INT32_MAX
-                                       ? INT32_MAX : payload_max + 65536));
+    zsock_set_maxmsgsize (
+        sock, (int) (payload_max + 65536 > INT32_MAX ? INT32_MAX : payload_max + 65536));
     zsock_set_sndhwm (sock, 100000);
     zsock_set_rcvhwm (sock, 100000);
     zsock_set_linger (sock, 1000);
     if (zsock_bind (sock, "%s", endpoint) == -1) {
-        snprintf (err, errlen, "cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
+        snprintf (err, errlen, "cannot bind %s: %s", endpoint,
+                  zmq_strerror (zmq_errno ()));
         zsock_destroy (&sock);
     }
     return sock;
@@ -1939,14 +1981,15 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->parked = zlistx_new ();
     self->schedule_senders = zhashx_new ();
     if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-    ||  !self->pending || !self->pending_out || !self->scheduled || !self->ending
-    ||  !self->ending_out || !self->parked || !self->schedule_senders) {
+        || !self->pending || !self->pending_out || !self->scheduled || !self->ending
+        || !self->ending_out || !self->parked || !self->schedule_senders) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
     zlistx_set_destructor (self->parked, s_parked_destroy);
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
-    zhashx_set_destructor (self->schedule_senders, (zhashx_destructor_fn *) zframe_destroy);
+    zhashx_set_destructor (self->schedule_senders,
+                           (zhashx_destructor_fn *) zframe_destroy);
     self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
     if (!self->store)
         goto fail;
@@ -1976,8 +2019,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     }
     size_t max = settings->payload_max;
     if (!(self->frontend = s_bind (settings->frontend, max, self->curve, err, errlen))
-    ||  !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
-    ||  !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
+        || !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
+        || !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
     self->to_clients = outbox_new (self->frontend);
     self->to_jms = outbox_new (self->backend);
@@ -1988,21 +2031,22 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->reader_socks[0] = self->frontend;
     self->reader_socks[1] = self->backend;
     self->reader_socks[2] = self->admin;
-    self->readers[0] = (s_socket_ctx_t) { self, "client", s_frontend_message,
-                                          "client,scheduler" };
-    self->readers[1] = (s_socket_ctx_t) { self, "jobmanager", s_backend_message,
-                                          "jobmanager" };
-    self->readers[2] = (s_socket_ctx_t) { self, "admin", s_admin_message, "admin" };
+    self->readers[0] =
+        (s_socket_ctx_t){ self, "client", s_frontend_message, "client,scheduler" };
+    self->readers[1] =
+        (s_socket_ctx_t){ self, "jobmanager", s_backend_message, "jobmanager" };
+    self->readers[2] = (s_socket_ctx_t){ self, "admin", s_admin_message, "admin" };
     zloop_reader (self->loop, self->frontend, s_on_socket, &self->readers[0]);
     zloop_reader (self->loop, self->backend, s_on_socket, &self->readers[1]);
     zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);
     if (store_sock (self->store))
         zloop_reader (self->loop, store_sock (self->store), s_on_store, self);
-    zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
+    zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat,
+                 self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
-    log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s", settings->frontend,
-              settings->backend, settings->admin,
+    log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
+              settings->frontend, settings->backend, settings->admin,
               store_is_memory (self->store) ? "memory" : self->settings.db_path);
     return self;
 fail:
@@ -2075,8 +2119,9 @@ router_run (router_t *self)
     }
     size_t held = queues_job_count (self->queues);
     if (store_is_memory (self->store))
-        log_info ("router: stopping (%s); %zu unfinished job(s) held in memory are dropped",
-                  self->stopping ? "admin DISCONNECT" : "signal", held);
+        log_info (
+            "router: stopping (%s); %zu unfinished job(s) held in memory are dropped",
+            self->stopping ? "admin DISCONNECT" : "signal", held);
     else
         log_info ("router: stopping (%s); %zu unfinished job(s) kept in the store",
                   self->stopping ? "admin DISCONNECT" : "signal", held);
@@ -2107,7 +2152,7 @@ s_test_actor (zsock_t *pipe, void *args)
     //  The actor's pipe is not read: the router stops on admin DISCONNECT.
     router_run (router);
     router_destroy (&router);
-    free (zstr_recv (pipe));    // hold until zactor_destroy sends $TERM
+    free (zstr_recv (pipe));  // hold until zactor_destroy sends $TERM
 }
 
 static emqp_msg_t *
@@ -2173,7 +2218,8 @@ s_test_done (const char *ref, uint64_t epoch, emqp_status_t status, const char *
 }
 
 static zsock_t *
-s_test_jm (const char *backend, const char *identity, const char *agent, const char *queues)
+s_test_jm (const char *backend, const char *identity, const char *agent,
+           const char *queues)
 {
     zsock_t *jm = zsock_new (ZMQ_DEALER);
     zsock_set_identity (jm, identity);
@@ -2197,7 +2243,7 @@ s_test_quiet (zsock_t *jm, int timeout_ms)
 {
     int64_t deadline = zclock_mono () + timeout_ms;
     bool quiet = true;
-    for (int64_t left; quiet && (left = deadline - zclock_mono ()) > 0; ) {
+    for (int64_t left; quiet && (left = deadline - zclock_mono ()) > 0;) {
         emqp_msg_t *msg = s_test_recv (jm, (int) left);
         quiet = !msg || msg->command != EMQP_REQUEST;
         emqp_msg_destroy (&msg);
@@ -2231,10 +2277,16 @@ s_test_rig_start (s_test_rig_t *rig, const char *name, uint32_t prefetch)
     snprintf (endpoints[0], sizeof endpoints[0], "inproc://%s-frontend", name);
     snprintf (endpoints[1], sizeof endpoints[1], "inproc://%s-backend", name);
     snprintf (endpoints[2], sizeof endpoints[2], "inproc://%s-admin", name);
-    rig->settings = (router_settings_t) {
-        .frontend = endpoints[0], .backend = endpoints[1], .admin = endpoints[2],
-        .queue_hwm = 100, .heartbeat_interval_ms = 100, .heartbeat_timeout_ms = 5000,
-        .heartbeat_liveness = 3, .payload_max = 1024, .prefetch = prefetch,
+    rig->settings = (router_settings_t){
+        .frontend = endpoints[0],
+        .backend = endpoints[1],
+        .admin = endpoints[2],
+        .queue_hwm = 100,
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 5000,
+        .heartbeat_liveness = 3,
+        .payload_max = 1024,
+        .prefetch = prefetch,
     };
     rig->actor = zactor_new (s_test_actor, &rig->settings);
     CHECK (rig->actor != NULL);
@@ -2301,8 +2353,11 @@ s_test_next_epochs (zsock_t *sock, char *seen, size_t size, uint64_t *epochs)
                     strlcat (seen, ",", size);
                 strlcat (seen, emqp_command_name (msgs[i]->command), size);
                 strlcat (seen, ":", size);
-                strlcat (seen, msgs[i]->command == EMQP_REQUEST ? msgs[i]->msgid
-                             : msgs[i]->ref ? msgs[i]->ref : "", size);
+                strlcat (seen,
+                         msgs[i]->command == EMQP_REQUEST ? msgs[i]->msgid
+                         : msgs[i]->ref                   ? msgs[i]->ref
+                                                          : "",
+                         size);
             }
             emqp_msg_destroy (&msgs[i]);
         }
@@ -2345,8 +2400,8 @@ s_test_batches (void)
         char queue[200];
         memset (queue, 'q', sizeof queue - 1);
         queue[sizeof queue - 1] = 0;
-        emqp_msg_t *request = s_test_request (ids[i], i == 2 ? queue : "default",
-                                              "reply-requested");
+        emqp_msg_t *request =
+            s_test_request (ids[i], i == 2 ? queue : "default", "reply-requested");
         emqp_batch_add (batch, &request);
     }
     CHECK_EQ (emqp_batch_send (batch, rig.client, NULL), 0);
@@ -2459,8 +2514,10 @@ s_test_reconcile (void)
     //  Reports that have not seen y's epoch yet: y may still be on its way.
     //  An old-style report (no jobs_held, no max_epoch) counts for nothing.
     s_test_heartbeat (jm, "{\"jobs_in_flight\": {}}");
-    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
-              "\"max_epoch\": %" PRIu64 "}", epoch_x);
+    snprintf (stats, sizeof stats,
+              "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
+              "\"max_epoch\": %" PRIu64 "}",
+              epoch_x);
     s_test_heartbeat (jm, stats);
     zclock_sleep (250);
     s_test_heartbeat (jm, stats);
@@ -2468,16 +2525,20 @@ s_test_reconcile (void)
 
     //  y "never arrived": reports past its epoch, 250 ms apart, without it.
     //  It comes again (its slot is free again too), as attempt 2.
-    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
-              "\"max_epoch\": %" PRIu64 "}", epoch_y);
+    snprintf (stats, sizeof stats,
+              "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": [], "
+              "\"max_epoch\": %" PRIu64 "}",
+              epoch_y);
     s_test_heartbeat (jm, stats);
     zclock_sleep (250);
     s_test_heartbeat (jm, stats);
     epoch_y = s_test_expect_job (jm, "y", 2);
 
     //  Held jobs count as held: nothing moves.
-    snprintf (stats, sizeof stats, "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": "
-              "[\"y\"], \"max_epoch\": %" PRIu64 "}", epoch_y);
+    snprintf (stats, sizeof stats,
+              "{\"jobs_in_flight\": {\"x\": {}}, \"jobs_held\": "
+              "[\"y\"], \"max_epoch\": %" PRIu64 "}",
+              epoch_y);
     s_test_heartbeat (jm, stats);
     zclock_sleep (250);
     s_test_heartbeat (jm, stats);
@@ -2515,7 +2576,8 @@ s_test_rows (sqlite3 *db, const char *msgid)
     sqlite3_stmt *stmt = NULL;
     int64_t count = -1;
     if (sqlite3_prepare_v2 (db, "SELECT count(*) FROM jobs WHERE msgid = ?", -1, &stmt,
-                            NULL) == SQLITE_OK) {
+                            NULL)
+        == SQLITE_OK) {
         sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_STATIC);
         if (sqlite3_step (stmt) == SQLITE_ROW)
             count = sqlite3_column_int64 (stmt, 0);
@@ -2531,16 +2593,22 @@ s_test_durable (void)
     CHECK (mkdtemp (dir) != NULL);
     char path[256];
     snprintf (path, sizeof path, "%s/emq.db", dir);
-    s_test_rig_t rig = { .settings = {
-        .frontend = "inproc://durable-frontend", .backend = "inproc://durable-backend",
-        .admin = "inproc://durable-admin", .queue_hwm = 100, .heartbeat_interval_ms = 100,
-        .heartbeat_timeout_ms = 5000, .heartbeat_liveness = 3, .payload_max = 1024,
-        .db_path = path, .fsync = STORE_FSYNC_ALWAYS } };
+    s_test_rig_t rig = { .settings = { .frontend = "inproc://durable-frontend",
+                                       .backend = "inproc://durable-backend",
+                                       .admin = "inproc://durable-admin",
+                                       .queue_hwm = 100,
+                                       .heartbeat_interval_ms = 100,
+                                       .heartbeat_timeout_ms = 5000,
+                                       .heartbeat_liveness = 3,
+                                       .payload_max = 1024,
+                                       .db_path = path,
+                                       .fsync = STORE_FSYNC_ALWAYS } };
     rig.actor = zactor_new (s_test_actor, &rig.settings);
     CHECK (rig.actor != NULL);
     rig.client = zsock_new_dealer (rig.settings.frontend);
     rig.admin = zsock_new_dealer (rig.settings.admin);
-    rig.jm = s_test_jm (rig.settings.backend, "jm-durable", "emq/2", "[[10, \"default\"]]");
+    rig.jm =
+        s_test_jm (rig.settings.backend, "jm-durable", "emq/2", "[[10, \"default\"]]");
     sqlite3 *db = NULL;
     CHECK_EQ (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 
@@ -2554,7 +2622,7 @@ s_test_durable (void)
     writer_step = s_test_slow_step;
     int64_t start = zclock_mono ();
     s_test_send (rig.client, s_test_request ("kept-2", "default", "reply-requested"));
-    zclock_sleep (50);          // let it reach the router and its writer
+    zclock_sleep (50);  // let it reach the router and its writer
     //  ...meanwhile STATUS is answered and kept-1 is dispatched at once.
     s_test_send (rig.admin, emqp_msg_new (EMQP_STATUS));
     emqp_msg_t *msg = s_test_expect (rig.admin, EMQP_REPLY);
@@ -2644,7 +2712,8 @@ router_test (bool verbose)
     emqp_msg_destroy (&msg);
 
     //  Retries: a failure with retry-count:1 runs again as attempt 2.
-    s_test_send (client, s_test_request ("job-2", "default", "reply-requested,retry-count:1"));
+    s_test_send (client,
+                 s_test_request ("job-2", "default", "reply-requested,retry-count:1"));
     msg = s_test_expect (client, EMQP_ACK);
     emqp_msg_destroy (&msg);
     s_test_send (jm, emqp_msg_new (EMQP_READY));
@@ -2747,12 +2816,13 @@ router_test (bool verbose)
     msg = s_test_expect (jm, EMQP_REQUEST);
     CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
     emqp_msg_destroy (&msg);
-    zsock_t *legacy = s_test_jm (settings.backend, "jm-legacy", NULL, "[[10, \"default\"]]");
+    zsock_t *legacy =
+        s_test_jm (settings.backend, "jm-legacy", NULL, "[[10, \"default\"]]");
     s_test_send (legacy, emqp_msg_new (EMQP_READY));
     s_test_send (jm, emqp_msg_new (EMQP_KBYE));
     msg = s_test_expect (legacy, EMQP_REQUEST);
     CHECK_STREQ (msg ? msg->msgid : NULL, "job-3");
-    CHECK_UEQ (msg ? msg->epoch : 1, 0);        // no extension frames for EventMQ
+    CHECK_UEQ (msg ? msg->epoch : 1, 0);  // no extension frames for EventMQ
     emqp_msg_destroy (&msg);
     //  EventMQ's REPLY ends it; the value reaches the client as msgpack.
     emqp_msg_t *reply = emqp_msg_new (EMQP_REPLY);
@@ -2769,10 +2839,12 @@ router_test (bool verbose)
     msg = s_test_expect (admin, EMQP_REPLY);
     char *json = msg && msg->payload ? zframe_strdup (msg->payload) : NULL;
     json_t *status = json ? json_loads (json, 0, NULL) : NULL;
-    CHECK_EQ (json_integer_value (json_object_get (json_object_get (status,
-              "waiting_messages_by_queue"), "idle")), 2);
-    CHECK_EQ (json_integer_value (json_object_get (json_object_get (status,
-              "processed_messages_by_queue"), "default")), 2);
+    CHECK_EQ (json_integer_value (json_object_get (
+                  json_object_get (status, "waiting_messages_by_queue"), "idle")),
+              2);
+    CHECK_EQ (json_integer_value (json_object_get (
+                  json_object_get (status, "processed_messages_by_queue"), "default")),
+              2);
     json_decref (status);
     free (json);
     emqp_msg_destroy (&msg);

@@ -12,10 +12,10 @@
 #include "store.h"
 
 typedef struct {
-    const char *frontend;           // bind address for clients/schedulers
-    const char *backend;            // bind address for job managers
-    const char *admin;              // bind address for admin commands
-    size_t queue_hwm;               // waiting jobs per queue before QUEUE_FULL
+    const char *frontend;  // bind address for clients/schedulers
+    const char *backend;   // bind address for job managers
+    const char *admin;     // bind address for admin commands
+    size_t queue_hwm;      // waiting jobs per queue before QUEUE_FULL
     int64_t heartbeat_interval_ms;
     int64_t heartbeat_timeout_ms;   // silence counted as one miss
     uint32_t heartbeat_liveness;    // misses before a peer is declared dead

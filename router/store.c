@@ -47,25 +47,36 @@ static const char *s_state_names[STORE_STATE_COUNT] = {
 //  The loop's page cache, in KiB (the writer has its own, of 2 MiB): what
 //  it may hold whatever the backlog. Reads are of single rows and short
 //  pages of the dead list; the OS page cache does the rest (not in RSS).
-#define S_CACHE_KIB         512
+#define S_CACHE_KIB 512
 //  How long a dispatch waits for the job's next write before it is written
 //  on its own: jobs shorter than this never cost a dispatch write.
 #define S_DISPATCH_DEFER_MS 1000
 
 enum {
-    S_LOAD, S_FETCH, S_DEAD, S_COUNT, S_COUNT_ENDED, S_META_GET, S_META_SET, S_MAX_SEQ,
+    S_LOAD,
+    S_FETCH,
+    S_DEAD,
+    S_COUNT,
+    S_COUNT_ENDED,
+    S_META_GET,
+    S_META_SET,
+    S_MAX_SEQ,
     S_STATEMENT_COUNT
 };
 
 static const char *s_sql[S_STATEMENT_COUNT] = {
-    [S_LOAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
+    [S_LOAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, "
+               "retries_left,"
                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq",
-    [S_FETCH] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
-                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs WHERE msgid = ?",
+    [S_FETCH] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, "
+                "retries_left,"
+                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs "
+                "WHERE msgid = ?",
     //  Newest first, after the cursor (ended_at, seq); "ended_at > 0" lets
     //  SQLite use the partial index jobs_ended.
-    [S_DEAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, retries_left,"
+    [S_DEAD] = "SELECT seq, msgid, queue, headers, payload, client, state, attempt, "
+               "retries_left,"
                " run_at, created_at, ended_at, status, result, usage, epoch FROM jobs"
                " WHERE state = 'dead' AND ended_at > 0 AND (ended_at, seq) < (?, ?)"
                " ORDER BY ended_at DESC, seq DESC LIMIT ?",
@@ -81,21 +92,21 @@ static const char *s_sql[S_STATEMENT_COUNT] = {
 
 static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS jobs ("
-    "  seq INTEGER PRIMARY KEY,"            // submission order
+    "  seq INTEGER PRIMARY KEY,"  // submission order
     "  msgid TEXT NOT NULL UNIQUE,"
     "  queue TEXT NOT NULL,"
     "  headers TEXT NOT NULL,"
     "  payload BLOB NOT NULL,"
-    "  client BLOB,"                        // submitter's routing id
+    "  client BLOB,"  // submitter's routing id
     "  state TEXT NOT NULL,"
     "  attempt INTEGER NOT NULL DEFAULT 0,"
     "  retries_left INTEGER NOT NULL DEFAULT 0,"
     "  epoch INTEGER NOT NULL DEFAULT 0,"
-    "  run_at REAL NOT NULL DEFAULT 0,"     // unix s, for scheduled jobs
+    "  run_at REAL NOT NULL DEFAULT 0,"  // unix s, for scheduled jobs
     "  created_at REAL NOT NULL,"
     "  ended_at REAL NOT NULL DEFAULT 0,"
-    "  status TEXT,"                        // ok, failed, timeout, ...
-    "  result BLOB,"                        // value, or error text
+    "  status TEXT,"  // ok, failed, timeout, ...
+    "  result BLOB,"  // value, or error text
     "  usage TEXT);"
     //  Ended rows only: expiry, the dead list and its count.
     "CREATE INDEX IF NOT EXISTS jobs_ended ON jobs (state, ended_at) WHERE ended_at > 0;"
@@ -115,11 +126,11 @@ static const char *s_migrate_by_state =
 typedef struct {
     int64_t seq;
     writer_dispatch_t dispatch;
-    int64_t at_ms;              // monotonic, when it was made
+    int64_t at_ms;  // monotonic, when it was made
 } s_deferred_t;
 
 struct store_t {
-    sqlite3 *db;                // the loop's connection (in memory mode, the only one)
+    sqlite3 *db;  // the loop's connection (in memory mode, the only one)
     sqlite3_stmt *stmt[S_STATEMENT_COUNT];
     bool memory;
     store_fsync_t policy;
@@ -140,7 +151,8 @@ struct store_t {
 const char *
 store_state_name (store_state_t state)
 {
-    return (int) state >= 0 && state < STORE_STATE_COUNT ? s_state_names[state] : "unknown";
+    return (int) state >= 0 && state < STORE_STATE_COUNT ? s_state_names[state]
+                                                         : "unknown";
 }
 
 static store_state_t
@@ -155,10 +167,14 @@ s_state_lookup (const char *name)
 int
 store_fsync_parse (const char *name, store_fsync_t *policy)
 {
-    if (strcmp (name, "always") == 0) *policy = STORE_FSYNC_ALWAYS;
-    else if (strcmp (name, "everysec") == 0) *policy = STORE_FSYNC_EVERYSEC;
-    else if (strcmp (name, "off") == 0) *policy = STORE_FSYNC_OFF;
-    else return -1;
+    if (strcmp (name, "always") == 0)
+        *policy = STORE_FSYNC_ALWAYS;
+    else if (strcmp (name, "everysec") == 0)
+        *policy = STORE_FSYNC_EVERYSEC;
+    else if (strcmp (name, "off") == 0)
+        *policy = STORE_FSYNC_OFF;
+    else
+        return -1;
     return 0;
 }
 
@@ -204,18 +220,22 @@ static int
 s_open_file (store_t *self, const char *path, char *err, size_t errlen)
 {
     char bounds[160];
-    snprintf (bounds, sizeof bounds, "PRAGMA cache_size = -%d; PRAGMA mmap_size = 0;"
-              " PRAGMA secure_delete = FAST", S_CACHE_KIB);
+    snprintf (bounds, sizeof bounds,
+              "PRAGMA cache_size = -%d; PRAGMA mmap_size = 0;"
+              " PRAGMA secure_delete = FAST",
+              S_CACHE_KIB);
     if ((!self->memory && s_exec (self, "PRAGMA journal_mode = WAL"))
-    ||  s_exec (self, bounds)
-    ||  s_exec (self, s_schema)) {
+        || s_exec (self, bounds) || s_exec (self, s_schema)) {
         snprintf (err, errlen, "cannot initialise %s: %s", path, self->error);
         return -1;
     }
     sqlite3_stmt *old_index = NULL;
     bool migrate = false;
-    if (sqlite3_prepare_v2 (self->db, "SELECT 1 FROM sqlite_master WHERE type = 'index'"
-                            " AND name = 'jobs_by_state'", -1, &old_index, NULL) == SQLITE_OK)
+    if (sqlite3_prepare_v2 (self->db,
+                            "SELECT 1 FROM sqlite_master WHERE type = 'index'"
+                            " AND name = 'jobs_by_state'",
+                            -1, &old_index, NULL)
+        == SQLITE_OK)
         migrate = sqlite3_step (old_index) == SQLITE_ROW;
     sqlite3_finalize (old_index);
     if (migrate && s_exec (self, s_migrate_by_state)) {
@@ -227,7 +247,7 @@ s_open_file (store_t *self, const char *path, char *err, size_t errlen)
     //  A corrupted file is found now rather than on the first job.
     sqlite3_stmt *check = NULL;
     if (sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &check, NULL) == SQLITE_OK
-    &&  sqlite3_step (check) == SQLITE_ROW) {
+        && sqlite3_step (check) == SQLITE_ROW) {
         const char *verdict = (const char *) sqlite3_column_text (check, 0);
         if (!verdict || strcmp (verdict, "ok") != 0) {
             snprintf (err, errlen, "%s is damaged: %s", path, verdict ? verdict : "?");
@@ -238,8 +258,10 @@ s_open_file (store_t *self, const char *path, char *err, size_t errlen)
     sqlite3_finalize (check);
     for (int i = 0; i < S_STATEMENT_COUNT; i++)
         if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                &self->stmt[i], NULL) != SQLITE_OK) {
-            snprintf (err, errlen, "cannot prepare statement: %s", sqlite3_errmsg (self->db));
+                                &self->stmt[i], NULL)
+            != SQLITE_OK) {
+            snprintf (err, errlen, "cannot prepare statement: %s",
+                      sqlite3_errmsg (self->db));
             return -1;
         }
     sqlite3_stmt *max = self->stmt[S_MAX_SEQ];
@@ -257,7 +279,7 @@ s_open_file (store_t *self, const char *path, char *err, size_t errlen)
     self->deferred = zlistx_new ();
     self->deferred_by_seq = zhashx_new ();
     if (!self->writer || !self->open || !self->done || !self->deferred
-    ||  !self->deferred_by_seq) {
+        || !self->deferred_by_seq) {
         if (self->writer)
             snprintf (err, errlen, "out of memory");
         return -1;
@@ -280,8 +302,10 @@ store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
     }
     self->memory = strcmp (path, ":memory:") == 0;
     self->policy = policy;
-    if (sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                         | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2 (path, &self->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                         NULL)
+        != SQLITE_OK) {
         snprintf (err, errlen, "cannot open %s: %s", path,
                   self->db ? sqlite3_errmsg (self->db) : "out of memory");
         store_close (&self);
@@ -368,7 +392,7 @@ s_defer (store_t *self, int64_t seq, const writer_dispatch_t *dispatch, int64_t 
     s_deferred_t *deferred = (s_deferred_t *) malloc (sizeof (s_deferred_t));
     if (!deferred)
         return -1;
-    *deferred = (s_deferred_t) { seq, *dispatch, at_ms };
+    *deferred = (s_deferred_t){ seq, *dispatch, at_ms };
     handle = zlistx_add_end (self->deferred, deferred);
     if (!handle) {
         free (deferred);
@@ -392,7 +416,7 @@ s_age_deferred (store_t *self, bool all)
         if (!all && now - deferred->at_ms < S_DISPATCH_DEFER_MS)
             break;
         if (writer_batch_dispatched (self->open, deferred->seq, &deferred->dispatch))
-            break;              // out of memory: they stay for a later batch
+            break;  // out of memory: they stay for a later batch
         zhashx_delete (self->deferred_by_seq, S_SEQ_KEY (deferred->seq));
         zlistx_delete (self->deferred, zlistx_cursor (self->deferred));
     }
@@ -403,7 +427,7 @@ store_insert (store_t *self, const store_row_t *row, int64_t *seq)
 {
     *seq = 0;
     if (self->memory)
-        return 0;           // in-memory mode: the router's structures are the store
+        return 0;  // in-memory mode: the router's structures are the store
     if (writer_batch_insert (self->open, self->next_seq, row))
         return s_write_failed (self, "insert job");
     *seq = self->next_seq++;
@@ -423,8 +447,8 @@ store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epo
 }
 
 int
-store_set_waiting (store_t *self, int64_t seq, store_state_t state,
-                   uint32_t retries_left, double run_at)
+store_set_waiting (store_t *self, int64_t seq, store_state_t state, uint32_t retries_left,
+                   double run_at)
 {
     assert (state == STORE_QUEUED || state == STORE_SCHEDULED);
     if (self->memory || seq <= 0)
@@ -439,9 +463,10 @@ store_set_waiting (store_t *self, int64_t seq, store_state_t state,
 
 int
 store_set_ended (store_t *self, int64_t seq, store_state_t state, const char *status,
-                 const void *result, size_t result_size, const char *usage, double ended_at)
+                 const void *result, size_t result_size, const char *usage,
+                 double ended_at)
 {
-    assert (ended_at > 0);      // the index of ended rows holds ended_at > 0
+    assert (ended_at > 0);  // the index of ended rows holds ended_at > 0
     if (self->memory || seq <= 0)
         return 0;
     writer_dispatch_t dispatch;
@@ -470,13 +495,15 @@ store_meta_set (store_t *self, const char *key, int64_t value)
 {
     if (!self->memory)
         return writer_batch_meta (self->open, key, value)
-               ? s_write_failed (self, "set meta") : 0;
+                   ? s_write_failed (self, "set meta")
+                   : 0;
     sqlite3_stmt *stmt = self->stmt[S_META_SET];
     sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 2, value);
     int rc = sqlite3_step (stmt);
     if (rc != SQLITE_DONE)
-        snprintf (self->error, sizeof self->error, "set meta: %s", sqlite3_errmsg (self->db));
+        snprintf (self->error, sizeof self->error, "set meta: %s",
+                  sqlite3_errmsg (self->db));
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -677,7 +704,8 @@ s_query (store_t *self, sqlite3_stmt *stmt, store_row_fn *fn, void *arg)
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
     if (rc != SQLITE_DONE) {
-        snprintf (self->error, sizeof self->error, "query: %s", sqlite3_errmsg (self->db));
+        snprintf (self->error, sizeof self->error, "query: %s",
+                  sqlite3_errmsg (self->db));
         return -1;
     }
     return rows;
@@ -719,7 +747,7 @@ int
 store_list_dead_page (store_t *self, store_cursor_t *cursor, size_t limit,
                       store_row_fn *fn, void *arg)
 {
-    if (cursor->ended_at <= 0) {            // from the newest
+    if (cursor->ended_at <= 0) {  // from the newest
         cursor->ended_at = HUGE_VAL;
         cursor->seq = INT64_MAX;
     }
@@ -746,8 +774,7 @@ store_meta_get (store_t *self, const char *key, int64_t *value)
     int rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW)
         *value = sqlite3_column_int64 (stmt, 0);
-    else
-    if (rc != SQLITE_DONE)
+    else if (rc != SQLITE_DONE)
         snprintf (self->error, sizeof self->error, "meta: %s", sqlite3_errmsg (self->db));
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
@@ -785,7 +812,8 @@ store_count (store_t *self, store_state_t state)
     if (rc == SQLITE_ROW)
         count = sqlite3_column_int64 (stmt, 0);
     else
-        snprintf (self->error, sizeof self->error, "count: %s", sqlite3_errmsg (self->db));
+        snprintf (self->error, sizeof self->error, "count: %s",
+                  sqlite3_errmsg (self->db));
     sqlite3_reset (stmt);
     return count;
 }
@@ -814,8 +842,8 @@ s_check_result (const store_row_t *row, void *arg)
     CHECK_STREQ (row->status, "ok");
     CHECK_MEMEQ (row->result, row->result_size, "42", 2);
     CHECK_STREQ (row->usage, "wall_us=5");
-    CHECK_EQ (row->payload_size, 0);        // dropped once ended
-    CHECK_EQ (row->attempt, 1);             // its dispatch, written with its end
+    CHECK_EQ (row->payload_size, 0);  // dropped once ended
+    CHECK_EQ (row->attempt, 1);       // its dispatch, written with its end
     CHECK_UEQ (row->epoch, 77);
     return 0;
 }
@@ -900,19 +928,26 @@ s_counting_step (sqlite3_stmt *stmt)
 //  Adds n jobs named prefix0.. and ends them (state, ended_at = 1000 + i);
 //  fills seqs if given.
 static void
-s_add_ended (store_t *store, const char *prefix, int n, store_state_t state, int64_t *seqs)
+s_add_ended (store_t *store, const char *prefix, int n, store_state_t state,
+             int64_t *seqs)
 {
     int64_t seq[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) {
         char msgid[32];
         snprintf (msgid, sizeof msgid, "%s%d", prefix, i);
-        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = "p",
-                            .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+        store_row_t row = { .msgid = msgid,
+                            .queue = "q",
+                            .headers = "",
+                            .payload = "p",
+                            .payload_size = 1,
+                            .state = STORE_QUEUED,
+                            .created_at = 1 };
         CHECK_EQ (store_insert (store, &row, &seq[i]), 0);
     }
     CHECK_EQ (s_commit (store), 0);
     for (int i = 0; i < n; i++) {
-        CHECK_EQ (store_set_ended (store, seq[i], state, "failed", "e", 1, "", 1000 + i), 0);
+        CHECK_EQ (store_set_ended (store, seq[i], state, "failed", "e", 1, "", 1000 + i),
+                  0);
         if (seqs)
             seqs[i] = seq[i];
     }
@@ -931,9 +966,9 @@ s_test_chunks (const char *dir, bool verbose)
     CHECK (store != NULL);
     if (!store)
         return;
-    s_add_ended (store, "r", 10, STORE_DONE, NULL);        // ended at 1000..1009
+    s_add_ended (store, "r", 10, STORE_DONE, NULL);  // ended at 1000..1009
     int64_t dead_seqs[5];
-    s_add_ended (store, "d", 5, STORE_DEAD, dead_seqs);     // ended at 1000..1004
+    s_add_ended (store, "d", 5, STORE_DEAD, dead_seqs);  // ended at 1000..1004
     CHECK_EQ (store_count (store, STORE_DONE), 10);
     CHECK_EQ (store_count (store, STORE_DEAD), 5);
 
@@ -945,7 +980,7 @@ s_test_chunks (const char *dir, bool verbose)
     CHECK_EQ (store_fetch (store, "r8", NULL, NULL), 1);
     CHECK_EQ (store_fetch (store, "d1", NULL, NULL), 0);
     CHECK_EQ (store_fetch (store, "d2", NULL, NULL), 1);
-    CHECK_EQ (s_task (store, store_expire (store, 1058, 50, 56)), 0);   // nothing left due
+    CHECK_EQ (s_task (store, store_expire (store, 1058, 50, 56)), 0);  // nothing left due
 
     //  The dead list in pages of 2, newest first; reviving a row between
     //  pages shifts nothing, and the revived row leaves the dead jobs.
@@ -953,8 +988,13 @@ s_test_chunks (const char *dir, bool verbose)
     char seen[256] = "";
     CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 2);
     CHECK_STREQ (seen, "d4:dead d3:dead ");
-    store_row_t d4 = { .seq = dead_seqs[4], .msgid = "d4", .queue = "q", .headers = "",
-                       .payload = "p", .payload_size = 1, .state = STORE_DEAD,
+    store_row_t d4 = { .seq = dead_seqs[4],
+                       .msgid = "d4",
+                       .queue = "q",
+                       .headers = "",
+                       .payload = "p",
+                       .payload_size = 1,
+                       .state = STORE_DEAD,
                        .created_at = 1 };
     CHECK_EQ (store_revive (store, &d4, 1), 0);
     CHECK_EQ (store_list_dead_page (store, &cursor, 2, s_collect, seen), 1);
@@ -972,8 +1012,13 @@ s_test_chunks (const char *dir, bool verbose)
     int n = 12000;
     s_add_ended (store, "p", n, STORE_DEAD, NULL);
     CHECK_EQ (store_purge_dead (store), 0);
-    store_row_t row = { .msgid = "between", .queue = "q", .headers = "", .payload = "p",
-                        .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+    store_row_t row = { .msgid = "between",
+                        .queue = "q",
+                        .headers = "",
+                        .payload = "p",
+                        .payload_size = 1,
+                        .state = STORE_QUEUED,
+                        .created_at = 1 };
     int64_t seq;
     CHECK_EQ (store_insert (store, &row, &seq), 0);
     CHECK_EQ (store_submit (store, false), 0);
@@ -989,8 +1034,13 @@ s_test_chunks (const char *dir, bool verbose)
     //  it before): the row comes back, queued.
     s_add_ended (store, "z", 1, STORE_DEAD, &seq);
     CHECK_EQ (s_task (store, store_purge_dead (store)), 1);
-    store_row_t z0 = { .seq = seq, .msgid = "z0", .queue = "q", .headers = "",
-                       .payload = "p", .payload_size = 1, .state = STORE_DEAD,
+    store_row_t z0 = { .seq = seq,
+                       .msgid = "z0",
+                       .queue = "q",
+                       .headers = "",
+                       .payload = "p",
+                       .payload_size = 1,
+                       .state = STORE_DEAD,
                        .created_at = 1 };
     CHECK_EQ (store_revive (store, &z0, 2), 0);
     CHECK_EQ (s_commit (store), 0);
@@ -1014,18 +1064,25 @@ s_test_chunks (const char *dir, bool verbose)
     sqlite3 *db = NULL;
     CHECK_EQ (sqlite3_open (path, &db), SQLITE_OK);
     CHECK_EQ (sqlite3_exec (db, s_schema, NULL, NULL, NULL), SQLITE_OK);
-    CHECK_EQ (sqlite3_exec (db, "CREATE INDEX jobs_by_state ON jobs (state, seq);"
-                            "INSERT INTO jobs (msgid, queue, headers, payload, state, created_at,"
-                            " ended_at) VALUES ('old', 'q', '', x'00', 'queued', 1, 5)",
-                            NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ (sqlite3_exec (
+                  db,
+                  "CREATE INDEX jobs_by_state ON jobs (state, seq);"
+                  "INSERT INTO jobs (msgid, queue, headers, payload, state, created_at,"
+                  " ended_at) VALUES ('old', 'q', '', x'00', 'queued', 1, 5)",
+                  NULL, NULL, NULL),
+              SQLITE_OK);
     sqlite3_close (db);
     store = store_open (path, STORE_FSYNC_OFF, err, sizeof err);
     CHECK (store != NULL);
     if (store) {
         sqlite3_stmt *stmt = NULL;
-        CHECK_EQ (sqlite3_prepare_v2 (store->db, "SELECT (SELECT count(*) FROM sqlite_master"
-                                      " WHERE name = 'jobs_by_state'), (SELECT ended_at FROM jobs"
-                                      " WHERE msgid = 'old')", -1, &stmt, NULL), SQLITE_OK);
+        CHECK_EQ (sqlite3_prepare_v2 (
+                      store->db,
+                      "SELECT (SELECT count(*) FROM sqlite_master"
+                      " WHERE name = 'jobs_by_state'), (SELECT ended_at FROM jobs"
+                      " WHERE msgid = 'old')",
+                      -1, &stmt, NULL),
+                  SQLITE_OK);
         CHECK_EQ (sqlite3_step (stmt), SQLITE_ROW);
         CHECK_EQ (sqlite3_column_int (stmt, 0), 0);
         CHECK_EQ (sqlite3_column_int (stmt, 1), 0);
@@ -1057,8 +1114,13 @@ s_test_dispatches (const char *dir, bool verbose)
     const char *ids[] = { "short", "long", "retried", "lost" };
     int64_t seqs[4];
     for (int i = 0; i < 4; i++) {
-        store_row_t row = { .msgid = ids[i], .queue = "q", .headers = "", .payload = "p",
-                            .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+        store_row_t row = { .msgid = ids[i],
+                            .queue = "q",
+                            .headers = "",
+                            .payload = "p",
+                            .payload_size = 1,
+                            .state = STORE_QUEUED,
+                            .created_at = 1 };
         CHECK_EQ (store_insert (store, &row, &seqs[i]), 0);
     }
     CHECK_EQ (s_commit (store), 0);
@@ -1126,9 +1188,15 @@ store_test (bool verbose)
     const char *ids[] = { "a", "b", "c", "d" };
     int64_t seqs[4] = { 0 }, seq = 0;
     for (int i = 0; i < 4; i++) {
-        store_row_t row = { .msgid = ids[i], .queue = "default", .headers = "",
-                            .payload = "p", .payload_size = 1, .client = "cl",
-                            .client_size = 2, .state = STORE_QUEUED, .retries_left = 1,
+        store_row_t row = { .msgid = ids[i],
+                            .queue = "default",
+                            .headers = "",
+                            .payload = "p",
+                            .payload_size = 1,
+                            .client = "cl",
+                            .client_size = 2,
+                            .state = STORE_QUEUED,
+                            .retries_left = 1,
                             .created_at = 1000 + i };
         CHECK_EQ (store_insert (store, &row, &seqs[i]), 0);
         CHECK (seqs[i] > (i ? seqs[i - 1] : 0));
@@ -1140,7 +1208,7 @@ store_test (bool verbose)
     CHECK_UEQ (store_settled (store), 0);
     CHECK_EQ (store_submit (store, false), 0);
     CHECK (store_busy (store));
-    CHECK_EQ (store_submit (store, false), -1);     // one batch out at a time
+    CHECK_EQ (store_submit (store, false), -1);  // one batch out at a time
     store_event_t event;
     CHECK_EQ (store_recv (store, &event, 10000), 0);
     CHECK (event.type == STORE_EV_COMMIT && event.rc == 0);
@@ -1148,11 +1216,15 @@ store_test (bool verbose)
     CHECK_UEQ (store_settled (store), 1);
     CHECK_UEQ (store_barrier (store), 1);
     CHECK (!store_was_duplicate (store, seqs[0]));
-    CHECK_EQ (store_recv (store, &event, 0), -1);   // nothing more
+    CHECK_EQ (store_recv (store, &event, 0), -1);  // nothing more
 
     //  The same msgid again: not stored twice, and the event says so.
-    store_row_t again = { .msgid = "a", .queue = "x", .headers = "", .payload = "q",
-                          .payload_size = 1, .state = STORE_QUEUED };
+    store_row_t again = { .msgid = "a",
+                          .queue = "x",
+                          .headers = "",
+                          .payload = "q",
+                          .payload_size = 1,
+                          .state = STORE_QUEUED };
     CHECK_EQ (store_insert (store, &again, &seq), 0);
     CHECK (seq > seqs[3]);
     CHECK_EQ (s_commit (store), 0);
@@ -1160,9 +1232,12 @@ store_test (bool verbose)
     CHECK (!store_was_duplicate (store, seqs[3]));
 
     CHECK_EQ (store_set_dispatched (store, seqs[0], 1, 77), 0);
-    CHECK_EQ (store_set_ended (store, seqs[0], STORE_DONE, "ok", "42", 2, "wall_us=5", 2000), 0);
+    CHECK_EQ (
+        store_set_ended (store, seqs[0], STORE_DONE, "ok", "42", 2, "wall_us=5", 2000),
+        0);
     CHECK_EQ (store_set_waiting (store, seqs[2], STORE_SCHEDULED, 0, 3000), 0);
-    CHECK_EQ (store_set_ended (store, seqs[3], STORE_DEAD, "failed", "boom", 4, "", 2500), 0);
+    CHECK_EQ (store_set_ended (store, seqs[3], STORE_DEAD, "failed", "boom", 4, "", 2500),
+              0);
     CHECK_EQ (s_commit (store), 0);
     CHECK_EQ (store_count (store, STORE_DEAD), 1);
     CHECK_EQ (store_fetch (store, "a", s_check_result, NULL), 1);
@@ -1203,15 +1278,20 @@ store_test (bool verbose)
     writer_step = sqlite3_step;
 
     //  Retention: results expire after result_ttl, dead jobs after dead_ttl.
-    CHECK_EQ (s_task (store, store_expire (store, 2100, 50, 1000)), 1);     // "a" only
+    CHECK_EQ (s_task (store, store_expire (store, 2100, 50, 1000)), 1);  // "a" only
     CHECK_EQ (store_fetch (store, "a", NULL, NULL), 0);
     CHECK_EQ (s_task (store, store_purge_dead (store)), 1);
     CHECK_EQ (store_count (store, STORE_DEAD), 0);
 
     //  A failed write fails the whole batch: nothing of it is kept, the
     //  event says why, and the next batch is written.
-    store_row_t bad = { .msgid = "e", .queue = "default", .headers = "", .payload = "p",
-                        .payload_size = 1, .state = STORE_QUEUED, .created_at = 1 };
+    store_row_t bad = { .msgid = "e",
+                        .queue = "default",
+                        .headers = "",
+                        .payload = "p",
+                        .payload_size = 1,
+                        .state = STORE_QUEUED,
+                        .created_at = 1 };
     CHECK_EQ (store_insert (store, &bad, &seq), 0);
     store_row_t blocked = bad;
     blocked.msgid = "f";
@@ -1254,8 +1334,12 @@ store_test (bool verbose)
     if (store) {
         //  In-memory mode writes no job rows at all, and a batch is
         //  settled at once.
-        store_row_t row = { .msgid = "m", .queue = "q", .headers = "", .payload = "p",
-                            .payload_size = 1, .state = STORE_QUEUED };
+        store_row_t row = { .msgid = "m",
+                            .queue = "q",
+                            .headers = "",
+                            .payload = "p",
+                            .payload_size = 1,
+                            .state = STORE_QUEUED };
         CHECK_EQ (store_insert (store, &row, &seq), 0);
         CHECK (seq == 0);
         CHECK (!store_has_writes (store));

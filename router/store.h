@@ -44,8 +44,13 @@ typedef enum { STORE_FSYNC_ALWAYS, STORE_FSYNC_EVERYSEC, STORE_FSYNC_OFF } store
 
 //  Row states, as stored in the 'state' column.
 typedef enum {
-    STORE_QUEUED, STORE_RUNNING, STORE_SCHEDULED,
-    STORE_DONE, STORE_FAILED, STORE_DEAD, STORE_CANCELLED,
+    STORE_QUEUED,
+    STORE_RUNNING,
+    STORE_SCHEDULED,
+    STORE_DONE,
+    STORE_FAILED,
+    STORE_DEAD,
+    STORE_CANCELLED,
     STORE_STATE_COUNT
 } store_state_t;
 
@@ -54,25 +59,25 @@ typedef struct store_t store_t;
 //  A job row as loaded or fetched. Pointers are owned by the store and
 //  valid only during the callback or until the next call.
 typedef struct {
-    int64_t seq;                // the row's key (submission order)
+    int64_t seq;  // the row's key (submission order)
     const char *msgid;
     const char *queue;
     const char *headers;
     const void *payload;
     size_t payload_size;
-    const void *client;         // submitter's routing id, may be NULL
+    const void *client;  // submitter's routing id, may be NULL
     size_t client_size;
     store_state_t state;
     uint32_t attempt;
     uint32_t retries_left;
-    double run_at;              // unix seconds (scheduled), else 0
+    double run_at;  // unix seconds (scheduled), else 0
     double created_at;
-    double ended_at;            // 0 while not ended
-    const char *status;         // outcome status name, or NULL
-    const void *result;         // value or error text, may be NULL
+    double ended_at;     // 0 while not ended
+    const char *status;  // outcome status name, or NULL
+    const void *result;  // value or error text, may be NULL
     size_t result_size;
     const char *usage;
-    uint64_t epoch;             // the latest dispatch's fencing token, or 0
+    uint64_t epoch;  // the latest dispatch's fencing token, or 0
 } store_row_t;
 
 typedef int (store_row_fn) (const store_row_t *row, void *arg);
@@ -98,9 +103,9 @@ int store_insert (store_t *self, const store_row_t *row, int64_t *seq);
 int store_set_dispatched (store_t *self, int64_t seq, uint32_t attempt, uint64_t epoch);
 int store_set_waiting (store_t *self, int64_t seq, store_state_t state,
                        uint32_t retries_left, double run_at);
-int store_set_ended (store_t *self, int64_t seq, store_state_t state,
-                     const char *status, const void *result, size_t result_size,
-                     const char *usage, double ended_at);
+int store_set_ended (store_t *self, int64_t seq, store_state_t state, const char *status,
+                     const void *result, size_t result_size, const char *usage,
+                     double ended_at);
 int store_revive (store_t *self, const store_row_t *row, uint32_t retries_left);
 
 //  Puts every dispatch still held back into the open batch (before a
@@ -121,14 +126,14 @@ bool store_busy (store_t *self);
 zsock_t *store_sock (store_t *self);
 
 typedef enum {
-    STORE_EV_COMMIT,        // the batch out is committed (rc 0) or failed
-    STORE_EV_EXPIRED,       // store_expire is done: count rows deleted
-    STORE_EV_PURGED         // store_purge_dead is done: count rows deleted
+    STORE_EV_COMMIT,   // the batch out is committed (rc 0) or failed
+    STORE_EV_EXPIRED,  // store_expire is done: count rows deleted
+    STORE_EV_PURGED    // store_purge_dead is done: count rows deleted
 } store_event_type_t;
 
 typedef struct {
     store_event_type_t type;
-    int rc;                 // 0, or -1: failed (reason in store_error())
+    int rc;  // 0, or -1: failed (reason in store_error())
     int64_t count;
 } store_event_t;
 
@@ -155,7 +160,7 @@ int store_fetch (store_t *self, const char *msgid, store_row_fn *fn, void *arg);
 //  A position in the list of dead jobs (newest first). Zeroed, it is the
 //  start of the list.
 typedef struct {
-    double ended_at;            // of the last row visited; 0 = start
+    double ended_at;  // of the last row visited; 0 = start
     int64_t seq;
 } store_cursor_t;
 

@@ -44,43 +44,48 @@ writer_step_fn *writer_step = sqlite3_step;
 //  S_WAL_RESTART_FRAMES (64 MiB), and past S_WAL_MAX_FRAMES whatever the
 //  checkpointer did; and after a failed commit, whose cause may be a disk
 //  the WAL filled.
-#define S_CHECKPOINT_FRAMES  1000
-#define S_WAL_IDLE_FRAMES    1024
-#define S_IDLE_MS            100
+#define S_CHECKPOINT_FRAMES 1000
+#define S_WAL_IDLE_FRAMES 1024
+#define S_IDLE_MS 100
 #define S_WAL_RESTART_FRAMES 16384
-#define S_WAL_MAX_FRAMES     65536
-#define S_SYNC_INTERVAL_MS   1000
+#define S_WAL_MAX_FRAMES 65536
+#define S_SYNC_INTERVAL_MS 1000
 //  A WAL reset after it grew larger than this is cut back to it.
-#define S_WAL_LIMIT_BYTES    (72 * 1024 * 1024)
+#define S_WAL_LIMIT_BYTES (72 * 1024 * 1024)
 //  Rows a task deletes per transaction: a chunk takes about 10 ms, and a
 //  batch that arrives meanwhile waits for one chunk at most.
-#define S_EXPIRE_CHUNK      2000
-#define S_PURGE_CHUNK       5000
+#define S_EXPIRE_CHUNK 2000
+#define S_PURGE_CHUNK 5000
 //  A batch keeps this much memory between uses.
-#define S_BATCH_KEEP_BYTES  (256 * 1024)
-#define S_BATCH_KEEP_OPS    4096
+#define S_BATCH_KEEP_BYTES (256 * 1024)
+#define S_BATCH_KEEP_OPS 4096
 
 //  --------------------------------------------------------------------------
 //  Batches
 
 typedef enum {
-    S_OP_INSERT, S_OP_REVIVE, S_OP_DISPATCHED, S_OP_WAITING, S_OP_ENDED, S_OP_META
+    S_OP_INSERT,
+    S_OP_REVIVE,
+    S_OP_DISPATCHED,
+    S_OP_WAITING,
+    S_OP_ENDED,
+    S_OP_META
 } s_op_type_t;
 
-#define S_NONE SIZE_MAX         // an arena offset that stands for NULL
+#define S_NONE SIZE_MAX  // an arena offset that stands for NULL
 
 //  One change. Strings and blobs are offsets into the batch's arena.
 typedef struct {
-    int64_t seq;                // the row; a meta change's value
-    uint8_t type;               // s_op_type_t
-    uint8_t state;              // store_state_t the row moves to
-    bool has_dispatch;          // attempt and epoch are to be written
+    int64_t seq;        // the row; a meta change's value
+    uint8_t type;       // s_op_type_t
+    uint8_t state;      // store_state_t the row moves to
+    bool has_dispatch;  // attempt and epoch are to be written
     uint32_t attempt;
     uint64_t epoch;
     uint32_t retries_left;
-    double run_at;              // insert, revive, waiting
-    double created_at;          // insert, revive
-    double ended_at;            // ended
+    double run_at;      // insert, revive, waiting
+    double created_at;  // insert, revive
+    double ended_at;    // ended
     //  insert, revive: msgid, queue, headers; ended: status, usage; meta: key
     size_t text[3];
     //  insert, revive: payload, client; ended: result
@@ -91,13 +96,13 @@ typedef struct {
 struct writer_batch_t {
     s_op_t *ops;
     size_t count, cap;
-    char *data;                 // the arena
+    char *data;  // the arena
     size_t used, size;
     bool sync;
-    bool doomed;                // fails when run (writer_batch_fail)
-    int rc;                     // after the event
+    bool doomed;  // fails when run (writer_batch_fail)
+    int rc;       // after the event
     char error[256];
-    int64_t *duplicates;        // seqs of inserts found stored already
+    int64_t *duplicates;  // seqs of inserts found stored already
     size_t duplicate_count, duplicate_cap;
 };
 
@@ -276,7 +281,7 @@ static s_op_t *
 s_op_row (writer_batch_t *self, s_op_type_t type, const store_row_t *row)
 {
     size_t bytes = s_len (row->msgid) + s_len (row->queue) + s_len (row->headers)
-                 + row->payload_size + 1 + row->client_size + 1;
+                   + row->payload_size + 1 + row->client_size + 1;
     s_op_t *op = s_op_new (self, type, bytes);
     if (!op)
         return NULL;
@@ -321,7 +326,8 @@ writer_batch_revive (writer_batch_t *self, const store_row_t *row, uint32_t retr
 }
 
 int
-writer_batch_dispatched (writer_batch_t *self, int64_t seq, const writer_dispatch_t *dispatch)
+writer_batch_dispatched (writer_batch_t *self, int64_t seq,
+                         const writer_dispatch_t *dispatch)
 {
     assert (dispatch);
     s_op_t *op = s_op_new (self, S_OP_DISPATCHED, 0);
@@ -335,7 +341,8 @@ writer_batch_dispatched (writer_batch_t *self, int64_t seq, const writer_dispatc
 
 int
 writer_batch_waiting (writer_batch_t *self, int64_t seq, store_state_t state,
-                      uint32_t retries_left, double run_at, const writer_dispatch_t *dispatch)
+                      uint32_t retries_left, double run_at,
+                      const writer_dispatch_t *dispatch)
 {
     assert (state == STORE_QUEUED || state == STORE_SCHEDULED);
     s_op_t *op = s_op_new (self, S_OP_WAITING, 0);
@@ -350,12 +357,13 @@ writer_batch_waiting (writer_batch_t *self, int64_t seq, store_state_t state,
 }
 
 int
-writer_batch_ended (writer_batch_t *self, int64_t seq, store_state_t state, const char *status,
-                    const void *result, size_t result_size, const char *usage, double ended_at,
-                    const writer_dispatch_t *dispatch)
+writer_batch_ended (writer_batch_t *self, int64_t seq, store_state_t state,
+                    const char *status, const void *result, size_t result_size,
+                    const char *usage, double ended_at, const writer_dispatch_t *dispatch)
 {
-    assert (ended_at > 0);      // the index of ended rows holds ended_at > 0
-    s_op_t *op = s_op_new (self, S_OP_ENDED, s_len (status) + result_size + 1 + s_len (usage) + 1);
+    assert (ended_at > 0);  // the index of ended rows holds ended_at > 0
+    s_op_t *op =
+        s_op_new (self, S_OP_ENDED, s_len (status) + result_size + 1 + s_len (usage) + 1);
     if (!op)
         return -1;
     op->seq = seq;
@@ -384,25 +392,37 @@ writer_batch_meta (writer_batch_t *self, const char *key, int64_t value)
 //  The thread's side: statements and how a batch is run
 
 enum {
-    W_BEGIN, W_COMMIT, W_ROLLBACK, W_SYNC_FULL, W_SYNC_POLICY,
-    W_INSERT, W_REVIVE, W_DISPATCHED, W_WAITING, W_ENDED, W_META,
-    W_EXPIRE, W_EXPIRE_DEAD, W_PURGE,
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SYNC_FULL,
+    W_SYNC_POLICY,
+    W_INSERT,
+    W_REVIVE,
+    W_DISPATCHED,
+    W_WAITING,
+    W_ENDED,
+    W_META,
+    W_EXPIRE,
+    W_EXPIRE_DEAD,
+    W_PURGE,
     W_STATEMENT_COUNT
 };
 
 //  Every delete of ended rows says "ended_at > 0" so that SQLite can use
 //  the partial index jobs_ended (an ended row always has ended_at > 0).
-#define S_ENDED_STATES      "state IN ('done', 'failed', 'cancelled')"
+#define S_ENDED_STATES "state IN ('done', 'failed', 'cancelled')"
 
 static const char *s_sql[W_STATEMENT_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
     [W_COMMIT] = "COMMIT",
     [W_ROLLBACK] = "ROLLBACK",
     [W_SYNC_FULL] = "PRAGMA synchronous = FULL",
-    [W_SYNC_POLICY] = NULL,             // the policy's, set at start
-    [W_INSERT] = "INSERT OR IGNORE INTO jobs (seq, msgid, queue, headers, payload, client,"
-                 " state, attempt, retries_left, run_at, created_at)"
-                 " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    [W_SYNC_POLICY] = NULL,  // the policy's, set at start
+    [W_INSERT] =
+        "INSERT OR IGNORE INTO jobs (seq, msgid, queue, headers, payload, client,"
+        " state, attempt, retries_left, run_at, created_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     //  A dead row back in its queue; if a purge or expiry deleted it
     //  since the router read it, it comes back whole (unless its msgid
     //  was taken again meanwhile: then the newer job stands).
@@ -412,11 +432,13 @@ static const char *s_sql[W_STATEMENT_COUNT] = {
                  " ON CONFLICT (seq) DO UPDATE SET state = 'queued',"
                  " retries_left = excluded.retries_left, run_at = 0, ended_at = 0"
                  " ON CONFLICT DO NOTHING",
-    [W_DISPATCHED] = "UPDATE jobs SET state = 'running', attempt = ?, epoch = ? WHERE seq = ?",
+    [W_DISPATCHED] =
+        "UPDATE jobs SET state = 'running', attempt = ?, epoch = ? WHERE seq = ?",
     //  ended_at = 0: a dead job queued again leaves the index of ended rows.
-    [W_WAITING] = "UPDATE jobs SET state = ?1, retries_left = ?2, run_at = ?3, ended_at = 0,"
-                  " attempt = CASE WHEN ?4 THEN ?5 ELSE attempt END,"
-                  " epoch = CASE WHEN ?4 THEN ?6 ELSE epoch END WHERE seq = ?7",
+    [W_WAITING] =
+        "UPDATE jobs SET state = ?1, retries_left = ?2, run_at = ?3, ended_at = 0,"
+        " attempt = CASE WHEN ?4 THEN ?5 ELSE attempt END,"
+        " epoch = CASE WHEN ?4 THEN ?6 ELSE epoch END WHERE seq = ?7",
     //  Dead jobs keep their payload so they can run again; others drop it.
     [W_ENDED] = "UPDATE jobs SET state = ?1, status = ?2, result = ?3, usage = ?4,"
                 " ended_at = ?5, payload = CASE WHEN ?6 THEN payload ELSE x'' END,"
@@ -426,10 +448,12 @@ static const char *s_sql[W_STATEMENT_COUNT] = {
                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     //  At most ?2 rows (-1: all). No ORDER BY: with IN over three states it
     //  would sort every candidate before the LIMIT; all of them are due.
-    [W_EXPIRE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE " S_ENDED_STATES
-                 " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
-    [W_EXPIRE_DEAD] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'dead'"
-                      " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
+    [W_EXPIRE] =
+        "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE " S_ENDED_STATES
+        " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
+    [W_EXPIRE_DEAD] =
+        "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'dead'"
+        " AND ended_at > 0 AND ended_at < ?1 LIMIT ?2)",
     [W_PURGE] = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE state = 'dead'"
                 " AND ended_at > 0 LIMIT ?)",
 };
@@ -443,20 +467,20 @@ typedef struct {
     sqlite3_stmt *stmt[W_STATEMENT_COUNT];
     store_fsync_t policy;
     char error[256];
-    int wal_frames;             // frames in the WAL after the last commit
-    int backfilled;             // of these, copied back to the database
-    int tail_frames;            // wal_frames at the writer's last own checkpoint
-    int64_t batch_ms;           // monotonic, when the last batch was done
-    bool unsynced;              // committed since the last checkpoint began
-    int64_t sync_due_ms;        // next once-a-second checkpoint
-    zactor_t *checkpointer;     // its thread (s_checkpointer_actor)
-    int checkpoints_out;        // requests it has not answered yet
-    bool checkpoint_failing;    // the last checkpoint failed (logged once)
-    int64_t checkpoint_retry_ms;    // not before this, after a failure
-    s_task_t task;              // the long delete under way, if any
-    double cutoff_results;      // expiry: ended before these times go
+    int wal_frames;               // frames in the WAL after the last commit
+    int backfilled;               // of these, copied back to the database
+    int tail_frames;              // wal_frames at the writer's last own checkpoint
+    int64_t batch_ms;             // monotonic, when the last batch was done
+    bool unsynced;                // committed since the last checkpoint began
+    int64_t sync_due_ms;          // next once-a-second checkpoint
+    zactor_t *checkpointer;       // its thread (s_checkpointer_actor)
+    int checkpoints_out;          // requests it has not answered yet
+    bool checkpoint_failing;      // the last checkpoint failed (logged once)
+    int64_t checkpoint_retry_ms;  // not before this, after a failure
+    s_task_t task;                // the long delete under way, if any
+    double cutoff_results;        // expiry: ended before these times go
     double cutoff_dead;
-    int64_t task_count;         // rows deleted so far by the task
+    int64_t task_count;  // rows deleted so far by the task
 } s_thread_t;
 
 //  Runs a statement whose parameters are bound, and resets it. Returns 0,
@@ -468,7 +492,7 @@ s_run (s_thread_t *self, sqlite3_stmt *stmt, const char *what)
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         snprintf (self->error, sizeof self->error, "%s: %s", what,
                   sqlite3_errcode (self->db) != SQLITE_OK ? sqlite3_errmsg (self->db)
-                  : sqlite3_errstr (rc));
+                                                          : sqlite3_errstr (rc));
     sqlite3_reset (stmt);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
@@ -494,7 +518,7 @@ static int
 s_commit (s_thread_t *self)
 {
     if (s_run (self, self->stmt[W_COMMIT], "commit")) {
-        s_rollback (self);          // a failed COMMIT may leave it open
+        s_rollback (self);  // a failed COMMIT may leave it open
         return -1;
     }
     self->unsynced = true;
@@ -553,10 +577,11 @@ s_apply_op (s_thread_t *self, writer_batch_t *batch, const s_op_t *op)
             if (sqlite3_changes (self->db) == 0) {
                 if (batch->duplicate_count == batch->duplicate_cap) {
                     size_t cap = batch->duplicate_cap ? batch->duplicate_cap * 2 : 16;
-                    int64_t *list = (int64_t *) realloc (batch->duplicates,
-                                                         cap * sizeof (int64_t));
+                    int64_t *list =
+                        (int64_t *) realloc (batch->duplicates, cap * sizeof (int64_t));
                     if (!list) {
-                        snprintf (self->error, sizeof self->error, "insert job: out of memory");
+                        snprintf (self->error, sizeof self->error,
+                                  "insert job: out of memory");
                         return -1;
                     }
                     batch->duplicates = list;
@@ -616,7 +641,7 @@ s_apply (s_thread_t *self, writer_batch_t *batch)
 {
     batch->duplicate_count = 0;
     if (batch->doomed) {
-        batch->rc = -1;         // its error says why
+        batch->rc = -1;  // its error says why
         return;
     }
     batch->rc = 0;
@@ -680,7 +705,7 @@ s_task_chunk (s_thread_t *self)
         }
         else {
             deleted = results;
-            more = results >= left;     // maybe: the next chunk finds out
+            more = results >= left;  // maybe: the next chunk finds out
         }
     }
     else {
@@ -706,8 +731,8 @@ s_task_report (s_thread_t *self, int rc)
     char status[16], count[32];
     snprintf (status, sizeof status, "%d", rc);
     snprintf (count, sizeof count, "%" PRId64, self->task_count);
-    zstr_sendx (self->pipe, self->task == S_TASK_EXPIRE ? "EXPIRED" : "PURGED", status, count,
-                rc ? self->error : "", NULL);
+    zstr_sendx (self->pipe, self->task == S_TASK_EXPIRE ? "EXPIRED" : "PURGED", status,
+                count, rc ? self->error : "", NULL);
     self->task = S_TASK_NONE;
 }
 
@@ -739,7 +764,8 @@ s_checkpoint_tail (s_thread_t *self)
 {
     self->tail_frames = self->wal_frames;
     int log = -1, done = -1;
-    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log,
+                                        &done);
     s_checkpointed (self, rc, log, done, sqlite3_errmsg (self->db));
 }
 
@@ -755,7 +781,7 @@ s_checkpoint_reply (s_thread_t *self)
     }
     free (error);
     if (self->checkpoints_out == 0 && self->wal_frames >= S_WAL_RESTART_FRAMES
-    &&  self->wal_frames - self->backfilled < S_CHECKPOINT_FRAMES)
+        && self->wal_frames - self->backfilled < S_CHECKPOINT_FRAMES)
         s_checkpoint_tail (self);
 }
 
@@ -772,13 +798,13 @@ s_housekeeping (s_thread_t *self)
     if (now < self->checkpoint_retry_ms)
         return;
     if (self->wal_frames >= S_WAL_MAX_FRAMES && self->checkpoints_out == 0) {
-        s_checkpoint_tail (self);       // the checkpointer fell behind
+        s_checkpoint_tail (self);  // the checkpointer fell behind
         return;
     }
     //  Idle: the WAL is reused now rather than under load.
     if (self->checkpoints_out == 0 && self->wal_frames >= S_WAL_IDLE_FRAMES
-    &&  self->wal_frames != self->tail_frames && now - self->batch_ms >= S_IDLE_MS
-    &&  self->wal_frames - self->backfilled < S_CHECKPOINT_FRAMES) {
+        && self->wal_frames != self->tail_frames && now - self->batch_ms >= S_IDLE_MS
+        && self->wal_frames - self->backfilled < S_CHECKPOINT_FRAMES) {
         s_checkpoint_tail (self);
         return;
     }
@@ -786,7 +812,7 @@ s_housekeeping (s_thread_t *self)
     if (self->checkpoints_out == 0 && (grown || (self->unsynced && due))) {
         if (zstr_send (self->checkpointer, "CHECKPOINT") == 0) {
             self->checkpoints_out++;
-            self->unsynced = false;     // it syncs what is committed now
+            self->unsynced = false;  // it syncs what is committed now
         }
     }
 }
@@ -798,7 +824,7 @@ s_on_wal (void *arg, sqlite3 *db, const char *name, int frames)
     (void) name;
     s_thread_t *self = (s_thread_t *) arg;
     if (frames < self->wal_frames)
-        self->backfilled = 0;           // the WAL was reused from its start
+        self->backfilled = 0;  // the WAL was reused from its start
     self->wal_frames = frames;
     return SQLITE_OK;
 }
@@ -809,22 +835,25 @@ static int
 s_thread_open (s_thread_t *self, const char *path)
 {
     if (sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                         NULL) != SQLITE_OK) {
+                         NULL)
+        != SQLITE_OK) {
         snprintf (self->error, sizeof self->error, "cannot open %s: %s", path,
                   self->db ? sqlite3_errmsg (self->db) : "out of memory");
         return -1;
     }
     sqlite3_busy_timeout (self->db, 2000);
     const char *sync = self->policy == STORE_FSYNC_ALWAYS ? "PRAGMA synchronous = FULL"
-                     : self->policy == STORE_FSYNC_EVERYSEC ? "PRAGMA synchronous = NORMAL"
-                     : "PRAGMA synchronous = OFF";
+                       : self->policy == STORE_FSYNC_EVERYSEC
+                           ? "PRAGMA synchronous = NORMAL"
+                           : "PRAGMA synchronous = OFF";
     char pragmas[256];
     //  Page cache and WAL bounds as docs/storage.md says; secure_delete
     //  FAST (Debian builds SQLite with it ON) zeroes deleted content only
     //  where that costs no extra page write.
-    snprintf (pragmas, sizeof pragmas, "%s; PRAGMA cache_size = -2048; PRAGMA mmap_size = 0;"
-              " PRAGMA journal_size_limit = %d; PRAGMA secure_delete = FAST", sync,
-              S_WAL_LIMIT_BYTES);
+    snprintf (pragmas, sizeof pragmas,
+              "%s; PRAGMA cache_size = -2048; PRAGMA mmap_size = 0;"
+              " PRAGMA journal_size_limit = %d; PRAGMA secure_delete = FAST",
+              sync, S_WAL_LIMIT_BYTES);
     char *message = NULL;
     if (sqlite3_exec (self->db, pragmas, NULL, NULL, &message) != SQLITE_OK) {
         snprintf (self->error, sizeof self->error, "cannot set up %s: %s", path,
@@ -836,8 +865,9 @@ s_thread_open (s_thread_t *self, const char *path)
     sqlite3_wal_hook (self->db, s_on_wal, self);
     for (int i = 0; i < W_STATEMENT_COUNT; i++) {
         const char *sql = i == W_SYNC_POLICY ? sync : s_sql[i];
-        if (sqlite3_prepare_v3 (self->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &self->stmt[i],
-                                NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3 (self->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                &self->stmt[i], NULL)
+            != SQLITE_OK) {
             snprintf (self->error, sizeof self->error, "cannot prepare statement: %s",
                       sqlite3_errmsg (self->db));
             return -1;
@@ -865,7 +895,7 @@ s_thread_close (s_thread_t *self)
 typedef struct {
     const char *path;
     store_fsync_t policy;
-    bool failed;                // could not start (reason in error)
+    bool failed;  // could not start (reason in error)
     char error[256];
 } s_checkpointer_args_t;
 
@@ -880,13 +910,14 @@ s_checkpointer_actor (zsock_t *pipe, void *args)
     sqlite3 *db = NULL;
     //  The sync level is the policy's: it decides what a checkpoint syncs.
     const char *pragmas = setup->policy == STORE_FSYNC_ALWAYS
-                          ? "PRAGMA synchronous = FULL; PRAGMA cache_size = -128"
+                              ? "PRAGMA synchronous = FULL; PRAGMA cache_size = -128"
                           : setup->policy == STORE_FSYNC_EVERYSEC
-                          ? "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -128"
-                          : "PRAGMA synchronous = OFF; PRAGMA cache_size = -128";
+                              ? "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -128"
+                              : "PRAGMA synchronous = OFF; PRAGMA cache_size = -128";
     if (sqlite3_open_v2 (setup->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                         NULL) != SQLITE_OK
-    ||  sqlite3_exec (db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+                         NULL)
+            != SQLITE_OK
+        || sqlite3_exec (db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
         setup->failed = true;
         snprintf (setup->error, sizeof setup->error, "cannot open %s: %s", setup->path,
                   db ? sqlite3_errmsg (db) : "out of memory");
@@ -909,13 +940,16 @@ s_checkpointer_actor (zsock_t *pipe, void *args)
             //  nothing, and the memory given back.
             bool truncate = streq (command, "TRUNCATE");
             int log = -1, done = -1;
-            int rc = sqlite3_wal_checkpoint_v2 (db, NULL, truncate ? SQLITE_CHECKPOINT_TRUNCATE
-                                                : SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+            int rc = sqlite3_wal_checkpoint_v2 (db, NULL,
+                                                truncate ? SQLITE_CHECKPOINT_TRUNCATE
+                                                         : SQLITE_CHECKPOINT_PASSIVE,
+                                                &log, &done);
             if (truncate) {
                 sqlite3_db_release_memory (db);
                 malloc_trim (0);
             }
-            zsock_send (pipe, "iiis", rc, log, done, rc == SQLITE_OK ? "" : sqlite3_errmsg (db));
+            zsock_send (pipe, "iiis", rc, log, done,
+                        rc == SQLITE_OK ? "" : sqlite3_errmsg (db));
         }
         free (command);
         if (stop)
@@ -928,9 +962,9 @@ struct writer_t {
     zactor_t *actor;
     char *path;
     store_fsync_t policy;
-    bool failed;                // the thread could not start (reason in error)
+    bool failed;  // the thread could not start (reason in error)
     char error[256];
-    size_t out;                 // batches submitted whose event has not come
+    size_t out;  // batches submitted whose event has not come
 };
 
 //  Handles one command from the loop. Returns false on $TERM.
@@ -941,13 +975,12 @@ s_thread_command (s_thread_t *self)
     void *ptr = NULL;
     zmsg_t *msg = zmsg_recv (self->pipe);
     if (!msg)
-        return zmq_errno () != ETERM;   // else the context is gone
+        return zmq_errno () != ETERM;  // else the context is gone
     command = zmsg_popstr (msg);
     bool go_on = true;
     if (!command || streq (command, "$TERM"))
         go_on = false;
-    else
-    if (streq (command, "BATCH")) {
+    else if (streq (command, "BATCH")) {
         zframe_t *frame = zmsg_pop (msg);
         if (frame && zframe_size (frame) == sizeof ptr)
             memcpy (&ptr, zframe_data (frame), sizeof ptr);
@@ -961,14 +994,15 @@ s_thread_command (s_thread_t *self)
         self->batch_ms = zclock_mono ();
         //  A failed commit may be a disk the WAL filled: reuse it.
         if (failed && self->checkpoints_out == 0 && self->wal_frames > 0
-        &&  self->batch_ms >= self->checkpoint_retry_ms)
+            && self->batch_ms >= self->checkpoint_retry_ms)
             s_checkpoint_tail (self);
     }
-    else
-    if (streq (command, "EXPIRE") || streq (command, "PURGE")) {
+    else if (streq (command, "EXPIRE") || streq (command, "PURGE")) {
         if (streq (command, "EXPIRE")) {
-            char *now = zmsg_popstr (msg), *results = zmsg_popstr (msg), *dead = zmsg_popstr (msg);
-            self->cutoff_results = atof (now ? now : "0") - atof (results ? results : "0");
+            char *now = zmsg_popstr (msg), *results = zmsg_popstr (msg),
+                 *dead = zmsg_popstr (msg);
+            self->cutoff_results =
+                atof (now ? now : "0") - atof (results ? results : "0");
             self->cutoff_dead = atof (now ? now : "0") - atof (dead ? dead : "0");
             free (now);
             free (results);
@@ -981,8 +1015,7 @@ s_thread_command (s_thread_t *self)
             self->task_count = 0;
         }
     }
-    else
-    if (streq (command, "RELEASE")) {
+    else if (streq (command, "RELEASE")) {
         if (zstr_send (self->checkpointer, "TRUNCATE") == 0)
             self->checkpoints_out++;
         sqlite3_db_release_memory (self->db);
@@ -1002,7 +1035,7 @@ s_writer_actor (zsock_t *pipe, void *args)
     sigset_t all;
     sigfillset (&all);
     pthread_sigmask (SIG_BLOCK, &all, NULL);
-    pthread_setname_np (pthread_self (), "emq-writer");     // for top -H, perf
+    pthread_setname_np (pthread_self (), "emq-writer");  // for top -H, perf
     s_thread_t self = { .pipe = pipe, .policy = writer->policy };
     s_checkpointer_args_t args_c = { writer->path, writer->policy, false, "" };
     if (s_thread_open (&self, writer->path) == 0) {
@@ -1032,21 +1065,18 @@ s_writer_actor (zsock_t *pipe, void *args)
         //  waiting, then do a chunk.
         int64_t now = zclock_mono (), wait = self.sync_due_ms - now;
         if (self.wal_frames >= S_WAL_IDLE_FRAMES && self.wal_frames != self.tail_frames
-        &&  self.batch_ms + S_IDLE_MS - now < wait)
+            && self.batch_ms + S_IDLE_MS - now < wait)
             wait = self.batch_ms + S_IDLE_MS - now;
         if (self.task != S_TASK_NONE)
             wait = 0;
         void *which = zpoller_wait (poller, (int) (wait > 0 ? wait : 0));
         if (which == pipe)
             running = s_thread_command (&self);
-        else
-        if (which == self.checkpointer)
+        else if (which == self.checkpointer)
             s_checkpoint_reply (&self);
-        else
-        if (zpoller_terminated (poller) && zmq_errno () == ETERM)
-            running = false;            // the context is gone
-        else
-        if (self.task != S_TASK_NONE && !which) {
+        else if (zpoller_terminated (poller) && zmq_errno () == ETERM)
+            running = false;  // the context is gone
+        else if (self.task != S_TASK_NONE && !which) {
             int rc = s_task_chunk (&self);
             if (rc <= 0)
                 s_task_report (&self, rc);
@@ -1075,7 +1105,8 @@ writer_new (const char *path, store_fsync_t policy, char *err, size_t errlen)
     }
     self->actor = zactor_new (s_writer_actor, self);
     if (!self->actor || self->failed) {
-        snprintf (err, errlen, "%s", self->actor ? self->error : "cannot start the writer");
+        snprintf (err, errlen, "%s",
+                  self->actor ? self->error : "cannot start the writer");
         writer_destroy (&self);
         return NULL;
     }
@@ -1149,8 +1180,7 @@ writer_recv (writer_t *self, writer_event_t *event, int timeout_ms)
         if (!(zsock_events (sock) & ZMQ_POLLIN))
             return -1;
     }
-    else
-    if (timeout_ms > 0) {
+    else if (timeout_ms > 0) {
         zpoller_t *poller = zpoller_new (sock, NULL);
         if (poller)
             zpoller_set_nonstop (poller, true);
@@ -1180,10 +1210,10 @@ writer_recv (writer_t *self, writer_event_t *event, int timeout_ms)
         }
         zframe_destroy (&frame);
     }
-    else
-    if (type && (streq (type, "EXPIRED") || streq (type, "PURGED"))) {
+    else if (type && (streq (type, "EXPIRED") || streq (type, "PURGED"))) {
         event->type = streq (type, "EXPIRED") ? WRITER_EXPIRED : WRITER_PURGED;
-        char *status = zmsg_popstr (msg), *count = zmsg_popstr (msg), *error = zmsg_popstr (msg);
+        char *status = zmsg_popstr (msg), *count = zmsg_popstr (msg),
+             *error = zmsg_popstr (msg);
         event->rc = status ? atoi (status) : -1;
         event->count = count ? strtoll (count, NULL, 10) : 0;
         snprintf (event->error, sizeof event->error, "%s", error ? error : "");
@@ -1226,7 +1256,7 @@ s_test_count (sqlite3 *db, const char *sql)
     sqlite3_stmt *stmt = NULL;
     int64_t value = -1;
     if (sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL) == SQLITE_OK
-    &&  sqlite3_step (stmt) == SQLITE_ROW)
+        && sqlite3_step (stmt) == SQLITE_ROW)
         value = sqlite3_column_int64 (stmt, 0);
     sqlite3_finalize (stmt);
     return value;
@@ -1246,8 +1276,13 @@ s_test_batch (int64_t first, int count, const char *prefix)
     for (int i = 0; i < count; i++) {
         char msgid[32];
         snprintf (msgid, sizeof msgid, "%s%d", prefix, i);
-        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "h", .payload = "pay",
-                            .payload_size = 3, .state = STORE_QUEUED, .created_at = 1 };
+        store_row_t row = { .msgid = msgid,
+                            .queue = "q",
+                            .headers = "h",
+                            .payload = "pay",
+                            .payload_size = 3,
+                            .state = STORE_QUEUED,
+                            .created_at = 1 };
         CHECK_EQ (writer_batch_insert (batch, first + i, &row), 0);
     }
     return batch;
@@ -1290,9 +1325,16 @@ writer_test (bool verbose)
     for (int i = 0; i < 600; i++) {
         char msgid[32];
         snprintf (msgid, sizeof msgid, "big%d", i);
-        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = payload,
-                            .payload_size = i < 3 ? sizeof payload : 10, .client = "\0id", .client_size = 3,
-                            .state = STORE_SCHEDULED, .run_at = 5, .created_at = 1 };
+        store_row_t row = { .msgid = msgid,
+                            .queue = "q",
+                            .headers = "",
+                            .payload = payload,
+                            .payload_size = i < 3 ? sizeof payload : 10,
+                            .client = "\0id",
+                            .client_size = 3,
+                            .state = STORE_SCHEDULED,
+                            .run_at = 5,
+                            .created_at = 1 };
         CHECK_EQ (writer_batch_insert (big, 1000 + i, &row), 0);
     }
     CHECK_EQ (writer_batch_size (big), 600);
@@ -1301,23 +1343,31 @@ writer_test (bool verbose)
     CHECK (big == NULL);
     writer_event_t event = s_test_event (writer);
     CHECK (event.type == WRITER_COMMITTED && event.batch == sent && event.rc == 0);
-    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE state = 'scheduled'"), 600);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE state = 'scheduled'"),
+              600);
     CHECK_EQ (s_test_count (db, "SELECT length (payload) FROM jobs WHERE seq = 1002"),
               (int64_t) sizeof payload);
-    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq = 1002 AND"
-                                " substr (payload, 1001, 1) = x'e8' AND client = x'006964'"), 1);
-    writer_batch_reset (event.batch);           // memory a burst took goes back
+    CHECK_EQ (s_test_count (db,
+                            "SELECT count(*) FROM jobs WHERE seq = 1002 AND"
+                            " substr (payload, 1001, 1) = x'e8' AND client = x'006964'"),
+              1);
+    writer_batch_reset (event.batch);  // memory a burst took goes back
     CHECK_EQ (writer_batch_size (event.batch), 0);
     writer_batch_destroy (&event.batch);
 
     //  Batches come back in the order they went, each committed whole; an
     //  insert of a msgid stored already is reported, not written.
     writer_batch_t *first = s_test_batch (1, 3, "a"), *second = s_test_batch (4, 2, "b");
-    store_row_t again = { .msgid = "a0", .queue = "q", .headers = "", .payload = "",
-                          .state = STORE_QUEUED, .created_at = 1 };
+    store_row_t again = { .msgid = "a0",
+                          .queue = "q",
+                          .headers = "",
+                          .payload = "",
+                          .state = STORE_QUEUED,
+                          .created_at = 1 };
     CHECK_EQ (writer_batch_insert (second, 6, &again), 0);
     writer_dispatch_t dispatch = { 1, 99 };
-    CHECK_EQ (writer_batch_ended (second, 1, STORE_DONE, "ok", "42", 2, "u", 7, &dispatch), 0);
+    CHECK_EQ (
+        writer_batch_ended (second, 1, STORE_DONE, "ok", "42", 2, "u", 7, &dispatch), 0);
     CHECK_EQ (writer_batch_meta (second, "fence", 12), 0);
     writer_batch_t *a = first, *b = second;
     CHECK_EQ (writer_submit (writer, &first), 0);
@@ -1331,9 +1381,11 @@ writer_test (bool verbose)
     CHECK (writer_batch_duplicate (b, 6));
     CHECK (!writer_batch_duplicate (b, 4));
     writer_batch_destroy (&event.batch);
-    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq BETWEEN 1 AND 6"), 5);
+    CHECK_EQ (s_test_count (db, "SELECT count(*) FROM jobs WHERE seq BETWEEN 1 AND 6"),
+              5);
     CHECK_EQ (s_test_count (db, "SELECT attempt * 1000 + epoch FROM jobs WHERE seq = 1"
-                                " AND state = 'done' AND payload = x''"), 1099);
+                                " AND state = 'done' AND payload = x''"),
+              1099);
     CHECK_EQ (s_test_count (db, "SELECT value FROM meta WHERE key = 'fence'"), 12);
 
     //  A failed change fails its batch: rolled back, the error says which
@@ -1379,7 +1431,7 @@ writer_test (bool verbose)
     int64_t start = zclock_mono ();
     CHECK_EQ (writer_submit (writer, &slow), 0);
     CHECK (zclock_mono () - start < 100);
-    CHECK_EQ (writer_recv (writer, &event, 0), -1);     // not yet
+    CHECK_EQ (writer_recv (writer, &event, 0), -1);  // not yet
     event = s_test_event (writer);
     CHECK (zclock_mono () - start >= 300);
     CHECK (event.rc == 0);
@@ -1393,10 +1445,15 @@ writer_test (bool verbose)
     for (int i = 0; i < 12000; i++) {
         char msgid[32];
         snprintf (msgid, sizeof msgid, "dead%d", i);
-        store_row_t row = { .msgid = msgid, .queue = "q", .headers = "", .payload = "",
-                            .state = STORE_QUEUED, .created_at = 1 };
+        store_row_t row = { .msgid = msgid,
+                            .queue = "q",
+                            .headers = "",
+                            .payload = "",
+                            .state = STORE_QUEUED,
+                            .created_at = 1 };
         writer_batch_insert (dead, 100000 + i, &row);
-        writer_batch_ended (dead, 100000 + i, STORE_DEAD, "failed", "x", 1, "", 50 + i, NULL);
+        writer_batch_ended (dead, 100000 + i, STORE_DEAD, "failed", "x", 1, "", 50 + i,
+                            NULL);
     }
     CHECK_EQ (writer_submit (writer, &dead), 0);
     event = s_test_event (writer);
@@ -1412,7 +1469,7 @@ writer_test (bool verbose)
     CHECK (event.type == WRITER_PURGED && event.rc == 0);
     CHECK_EQ (event.count, 12000);
     //  Expiry: done rows ended before now - ttl go.
-    CHECK_EQ (writer_expire (writer, 10, 2, 1e9), 0);     // "a0" ended at 7
+    CHECK_EQ (writer_expire (writer, 10, 2, 1e9), 0);  // "a0" ended at 7
     event = s_test_event (writer);
     CHECK (event.type == WRITER_EXPIRED && event.rc == 0);
     CHECK_EQ (event.count, 1);

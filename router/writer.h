@@ -62,7 +62,8 @@ void writer_batch_fail (writer_batch_t *self, const char *reason);
 //  row back in the queue, inserting it again if it was deleted meanwhile.
 //  dispatch (NULL: none) is recorded with the change.
 int writer_batch_insert (writer_batch_t *self, int64_t seq, const store_row_t *row);
-int writer_batch_revive (writer_batch_t *self, const store_row_t *row, uint32_t retries_left);
+int writer_batch_revive (writer_batch_t *self, const store_row_t *row,
+                         uint32_t retries_left);
 int writer_batch_dispatched (writer_batch_t *self, int64_t seq,
                              const writer_dispatch_t *dispatch);
 int writer_batch_waiting (writer_batch_t *self, int64_t seq, store_state_t state,
@@ -70,7 +71,8 @@ int writer_batch_waiting (writer_batch_t *self, int64_t seq, store_state_t state
                           const writer_dispatch_t *dispatch);
 int writer_batch_ended (writer_batch_t *self, int64_t seq, store_state_t state,
                         const char *status, const void *result, size_t result_size,
-                        const char *usage, double ended_at, const writer_dispatch_t *dispatch);
+                        const char *usage, double ended_at,
+                        const writer_dispatch_t *dispatch);
 int writer_batch_meta (writer_batch_t *self, const char *key, int64_t value);
 
 //  After the event: 0 if the batch is committed, -1 if it failed (rolled
@@ -82,7 +84,8 @@ const char *writer_batch_error (writer_batch_t *self);
 bool writer_batch_duplicate (writer_batch_t *self, int64_t seq);
 //  Calls fn for each dispatch the batch records (a failed batch's are
 //  recorded again by the store).
-typedef void (writer_dispatch_fn) (int64_t seq, const writer_dispatch_t *dispatch, void *arg);
+typedef void (writer_dispatch_fn) (int64_t seq, const writer_dispatch_t *dispatch,
+                                   void *arg);
 void writer_batch_dispatches (writer_batch_t *self, writer_dispatch_fn *fn, void *arg);
 
 //  --------------------------------------------------------------------------
@@ -112,9 +115,9 @@ typedef enum { WRITER_COMMITTED, WRITER_EXPIRED, WRITER_PURGED } writer_event_ty
 
 typedef struct {
     writer_event_type_t type;
-    writer_batch_t *batch;      // WRITER_COMMITTED: the batch, the caller's again
-    int rc;                     // 0, or -1: failed (reason in error)
-    int64_t count;              // rows deleted
+    writer_batch_t *batch;  // WRITER_COMMITTED: the batch, the caller's again
+    int rc;                 // 0, or -1: failed (reason in error)
+    int64_t count;          // rows deleted
     char error[256];
 } writer_event_t;
 

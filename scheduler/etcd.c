@@ -34,7 +34,7 @@ typedef struct {
 
 struct etcd_t {
     zactor_t *actor;
-    s_args_t *args;             // read by the thread; freed after it ends
+    s_args_t *args;  // read by the thread; freed after it ends
 };
 
 //  The thread's state.
@@ -42,27 +42,27 @@ typedef struct {
     s_args_t *args;
     zsock_t *pipe;
     CURL *curl;
-    char *body;                 // last response
+    char *body;  // last response
     size_t body_size;
-    int64_t lease;              // 0 = none
+    int64_t lease;  // 0 = none
     int64_t ttl_ms;
-    int64_t lease_ok_ms;        // mono time before the last successful grant/keepalive
-    int64_t deadline_ms;        // lease_ok_ms + ttl - margin
+    int64_t lease_ok_ms;  // mono time before the last successful grant/keepalive
+    int64_t deadline_ms;  // lease_ok_ms + ttl - margin
     int64_t next_keepalive_ms;
     bool leading;
-    int64_t revision;           // leader key's create revision while leading
-    int64_t next_check_ms;      // campaign / leadership check / schedules poll
-    char sched_sig[64];         // signature of the last schedules sent
-    zlist_t *ops;               // queued writes: zmsg_t * (op, key, value)
-    char *member;               // JSON to publish
+    int64_t revision;       // leader key's create revision while leading
+    int64_t next_check_ms;  // campaign / leadership check / schedules poll
+    char sched_sig[64];     // signature of the last schedules sent
+    zlist_t *ops;           // queued writes: zmsg_t * (op, key, value)
+    char *member;           // JSON to publish
     bool member_dirty;
-    CURLM *multi;               // runs the watch without blocking
-    CURL *watch;                // the leader key's watch, or NULL
-    char *watch_request;        // its POST body (must outlive the transfer)
-    char *watch_buf;            // stream received, not yet a whole line
+    CURLM *multi;         // runs the watch without blocking
+    CURL *watch;          // the leader key's watch, or NULL
+    char *watch_request;  // its POST body (must outlive the transfer)
+    char *watch_buf;      // stream received, not yet a whole line
     size_t watch_size;
-    bool leader_deleted;        // the watch saw the leader key go
-    int64_t next_watch_ms;      // when to open the watch again
+    bool leader_deleted;    // the watch saw the leader key go
+    int64_t next_watch_ms;  // when to open the watch again
 } s_etcd_t;
 
 static size_t
@@ -94,28 +94,32 @@ s_post (s_etcd_t *self, const char *path, json_t *request)
     free (self->body);
     self->body = NULL;
     self->body_size = 0;
-    struct curl_slist *headers = curl_slist_append (NULL, "Content-Type: application/json");
+    struct curl_slist *headers =
+        curl_slist_append (NULL, "Content-Type: application/json");
     curl_easy_setopt (self->curl, CURLOPT_URL, url);
     curl_easy_setopt (self->curl, CURLOPT_POSTFIELDS, text);
     curl_easy_setopt (self->curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt (self->curl, CURLOPT_WRITEFUNCTION, s_write);
     curl_easy_setopt (self->curl, CURLOPT_WRITEDATA, self);
     long timeout_ms = (long) (self->ttl_ms / 4);
-    curl_easy_setopt (self->curl, CURLOPT_TIMEOUT_MS, timeout_ms < 500 ? 500L : timeout_ms);
+    curl_easy_setopt (self->curl, CURLOPT_TIMEOUT_MS,
+                      timeout_ms < 500 ? 500L : timeout_ms);
     curl_easy_setopt (self->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
     curl_easy_setopt (self->curl, CURLOPT_NOSIGNAL, 1L);
     int64_t started = zclock_mono ();
     CURLcode rc = curl_easy_perform (self->curl);
     int64_t took = zclock_mono () - started;
     if (took > 2 * (timeout_ms < 500 ? 500 : timeout_ms))
-        log_warning ("etcd: %s took %" PRId64 " ms (timeout %ld ms)", path, took, timeout_ms);
+        log_warning ("etcd: %s took %" PRId64 " ms (timeout %ld ms)", path, took,
+                     timeout_ms);
     curl_slist_free_all (headers);
     free (text);
     long status = 0;
     curl_easy_getinfo (self->curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK || status != 200) {
         log_debug ("etcd: %s: %s (HTTP %ld)", path,
-                   rc != CURLE_OK ? curl_easy_strerror (rc) : (self->body ? self->body : ""),
+                   rc != CURLE_OK ? curl_easy_strerror (rc)
+                                  : (self->body ? self->body : ""),
                    status);
         return NULL;
     }
@@ -150,7 +154,8 @@ s_int (json_t *obj, const char *key)
     int64_t number;
     if (json_is_string (value))
         return numparse_int (json_string_value (value), INT64_MIN, INT64_MAX, &number)
-             ? 0 : number;
+                   ? 0
+                   : number;
     if (json_is_integer (value))
         return json_integer_value (value);
     return 0;
@@ -167,7 +172,7 @@ s_kv_value (json_t *kv)
     char *bytes = b64_decode (value, strlen (value), &size);
     if (!bytes)
         return NULL;
-    bytes[size] = 0;        // b64_decode leaves room for one more byte
+    bytes[size] = 0;  // b64_decode leaves room for one more byte
     return bytes;
 }
 
@@ -229,7 +234,8 @@ s_grant (s_etcd_t *self)
         self->lease = id;
         s_set_deadline (self, t0, ttl * 1000);
         self->member_dirty = true;
-        log_info ("etcd: lease %" PRIx64 " granted (TTL %" PRId64 " s)", (uint64_t) id, ttl);
+        log_info ("etcd: lease %" PRIx64 " granted (TTL %" PRId64 " s)", (uint64_t) id,
+                  ttl);
     }
 }
 
@@ -257,8 +263,8 @@ s_keepalive (s_etcd_t *self)
         return;
     }
     s_set_deadline (self, t0, ttl * 1000);
-    log_debug ("etcd: lease %" PRIx64 " kept alive (TTL %" PRId64 " s)", (uint64_t) self->lease,
-               ttl);
+    log_debug ("etcd: lease %" PRIx64 " kept alive (TTL %" PRId64 " s)",
+               (uint64_t) self->lease, ttl);
     if (self->leading) {
         char deadline[32];
         snprintf (deadline, sizeof deadline, "%" PRId64, self->deadline_ms);
@@ -288,13 +294,13 @@ s_campaign (s_etcd_t *self)
     char id_text[32];
     char key[600];
     s_key (self, key, sizeof key, "leader", NULL);
-    json_t *answer = s_post (self, "kv/txn", json_pack (
-        "{s:[{s:o, s:s, s:s, s:s}], s:[{s:{s:o, s:o, s:s}}], s:[{s:{s:o}}]}",
-        "compare", "key", s_b64 (key), "target", "CREATE", "result", "EQUAL",
-        "create_revision", "0",
-        "success", "request_put", "key", s_b64 (key), "value", s_b64 (self->args->id),
-        "lease", s_num (self->lease, id_text),
-        "failure", "request_range", "key", s_b64 (key)));
+    json_t *answer = s_post (
+        self, "kv/txn",
+        json_pack ("{s:[{s:o, s:s, s:s, s:s}], s:[{s:{s:o, s:o, s:s}}], s:[{s:{s:o}}]}",
+                   "compare", "key", s_b64 (key), "target", "CREATE", "result", "EQUAL",
+                   "create_revision", "0", "success", "request_put", "key", s_b64 (key),
+                   "value", s_b64 (self->args->id), "lease", s_num (self->lease, id_text),
+                   "failure", "request_range", "key", s_b64 (key)));
     if (!answer)
         return;
     if (json_is_true (json_object_get (answer, "succeeded"))) {
@@ -311,8 +317,8 @@ s_campaign (s_etcd_t *self)
     char *holder = kv ? s_kv_value (kv) : NULL;
     log_debug ("etcd: campaign lost: %s holds the leader key (lease %" PRIx64 ")",
                holder ? holder : "?", (uint64_t) s_int (kv, "lease"));
-    if (kv && holder && streq (holder, self->args->id) && s_int (kv, "lease") == self->lease
-    &&  zclock_mono () < self->deadline_ms)
+    if (kv && holder && streq (holder, self->args->id)
+        && s_int (kv, "lease") == self->lease && zclock_mono () < self->deadline_ms)
         s_lead (self, s_int (kv, "create_revision"));
     free (holder);
     json_decref (answer);
@@ -326,11 +332,11 @@ s_check_leader (s_etcd_t *self)
     s_key (self, key, sizeof key, "leader", NULL);
     json_t *answer = s_post (self, "kv/range", json_pack ("{s:o}", "key", s_b64 (key)));
     if (!answer)
-        return;             // unreachable: the deadline decides
+        return;  // unreachable: the deadline decides
     json_t *kv = json_array_get (json_object_get (answer, "kvs"), 0);
     char *holder = kv ? s_kv_value (kv) : NULL;
     if (!kv || !holder || !streq (holder, self->args->id)
-    ||  s_int (kv, "lease") != self->lease)
+        || s_int (kv, "lease") != self->lease)
         s_lost (self, "the leader key is gone or another member's");
     free (holder);
     json_decref (answer);
@@ -343,29 +349,32 @@ s_poll_schedules (s_etcd_t *self)
     char key[600], end[600];
     s_key (self, key, sizeof key, "schedules/", NULL);
     snprintf (end, sizeof end, "%s", key);
-    end[strlen (end) - 1]++;                // prefix range: '/' + 1 = '0'
-    json_t *answer = s_post (self, "kv/range",
-                             json_pack ("{s:o, s:o}", "key", s_b64 (key), "range_end",
-                                        s_b64 (end)));
+    end[strlen (end) - 1]++;  // prefix range: '/' + 1 = '0'
+    json_t *answer =
+        s_post (self, "kv/range",
+                json_pack ("{s:o, s:o}", "key", s_b64 (key), "range_end", s_b64 (end)));
     if (!answer)
         return;
     json_t *kvs = json_object_get (answer, "kvs");
     int64_t sum = 0, max = 0;
     size_t index;
     json_t *kv;
-    json_array_foreach (kvs, index, kv) {
+    json_array_foreach (kvs, index, kv)
+    {
         int64_t mod = s_int (kv, "mod_revision");
         sum += mod;
         if (mod > max)
             max = mod;
     }
     char sig[64];
-    snprintf (sig, sizeof sig, "%zu:%" PRId64 ":%" PRId64, json_array_size (kvs), sum, max);
+    snprintf (sig, sizeof sig, "%zu:%" PRId64 ":%" PRId64, json_array_size (kvs), sum,
+              max);
     if (strcmp (sig, self->sched_sig)) {
         snprintf (self->sched_sig, sizeof self->sched_sig, "%s", sig);
         zmsg_t *msg = zmsg_new ();
         zmsg_addstr (msg, "SCHEDULES");
-        json_array_foreach (kvs, index, kv) {
+        json_array_foreach (kvs, index, kv)
+        {
             char *value = s_kv_value (kv);
             if (value)
                 zmsg_addstr (msg, value);
@@ -374,7 +383,7 @@ s_poll_schedules (s_etcd_t *self)
         if (zmsg_send (&msg, self->pipe)) {
             log_warning ("etcd: schedules not delivered to the scheduler loop");
             zmsg_destroy (&msg);
-            self->sched_sig[0] = 0;         // try again next time
+            self->sched_sig[0] = 0;  // try again next time
         }
     }
     json_decref (answer);
@@ -392,9 +401,11 @@ s_do_ops (s_etcd_t *self)
         char full[600];
         s_key (self, full, sizeof full, key, NULL);
         json_t *answer = streq (verb, "PUT")
-            ? s_post (self, "kv/put", json_pack ("{s:o, s:o}", "key", s_b64 (full), "value",
-                                                 s_b64 (value ? value : "")))
-            : s_post (self, "kv/deleterange", json_pack ("{s:o}", "key", s_b64 (full)));
+                             ? s_post (self, "kv/put",
+                                       json_pack ("{s:o, s:o}", "key", s_b64 (full),
+                                                  "value", s_b64 (value ? value : "")))
+                             : s_post (self, "kv/deleterange",
+                                       json_pack ("{s:o}", "key", s_b64 (full)));
         if (!answer) {
             //  Put the frames back for the next try.
             zmsg_pushstr (op, value ? value : "");
@@ -422,9 +433,10 @@ s_publish_member (s_etcd_t *self)
         return;
     char key[600];
     s_key (self, key, sizeof key, "members", self->args->id);
-    json_t *answer = s_post (self, "kv/put", json_pack (
-        "{s:o, s:o, s:s}", "key", s_b64 (key), "value", s_b64 (self->member),
-        "lease", s_num (self->lease, id_text)));
+    json_t *answer =
+        s_post (self, "kv/put",
+                json_pack ("{s:o, s:o, s:s}", "key", s_b64 (key), "value",
+                           s_b64 (self->member), "lease", s_num (self->lease, id_text)));
     if (answer)
         self->member_dirty = false;
     json_decref (answer);
@@ -438,7 +450,7 @@ s_watch_write (char *data, size_t size, size_t nmemb, void *arg)
     s_etcd_t *self = (s_etcd_t *) arg;
     size_t n = size * nmemb;
     if (self->watch_size + n > 1 << 20)
-        return 0;               // a line this long is not etcd: drop the stream
+        return 0;  // a line this long is not etcd: drop the stream
     char *grown = realloc (self->watch_buf, self->watch_size + n + 1);
     if (!grown)
         return 0;
@@ -452,8 +464,8 @@ s_watch_write (char *data, size_t size, size_t nmemb, void *arg)
         json_t *answer = json_loads (line, 0, NULL);
         json_t *events = json_object_get (json_object_get (answer, "result"), "events");
         for (size_t i = 0; i < json_array_size (events); i++) {
-            const char *type = json_string_value (json_object_get (json_array_get (events, i),
-                                                                   "type"));
+            const char *type =
+                json_string_value (json_object_get (json_array_get (events, i), "type"));
             if (type && streq (type, "DELETE"))
                 self->leader_deleted = true;
         }
@@ -649,8 +661,8 @@ etcd_new (const char *endpoint, const char *prefix, const char *id, double ttl_s
           char *err, size_t errlen)
 {
     if (strncmp (endpoint, "http://", 7) && strncmp (endpoint, "https://", 8)) {
-        snprintf (err, errlen, "etcd endpoint '%.200s' must start with http:// or https://",
-                  endpoint);
+        snprintf (err, errlen,
+                  "etcd endpoint '%.200s' must start with http:// or https://", endpoint);
         return NULL;
     }
     static bool curl_ready = false;
@@ -738,15 +750,13 @@ etcd_recv (etcd_t *self)
         free (rev);
         free (deadline);
     }
-    else
-    if (streq (type, "RENEWED")) {
+    else if (streq (type, "RENEWED")) {
         ev->type = ETCD_EV_RENEWED;
         char *deadline = zmsg_popstr (msg);
         ev->deadline_ms = deadline ? strtoll (deadline, NULL, 10) : 0;
         free (deadline);
     }
-    else
-    if (streq (type, "LOST")) {
+    else if (streq (type, "LOST")) {
         ev->type = ETCD_EV_LOST;
         ev->reason = zmsg_popstr (msg);
     }

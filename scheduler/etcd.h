@@ -42,10 +42,10 @@ typedef enum {
 
 typedef struct {
     etcd_event_type_t type;
-    int64_t revision;           // LEADER: fencing token
-    int64_t deadline_ms;        // LEADER, RENEWED: zclock_mono limit
-    zlist_t *items;             // SCHEDULES: char * JSON texts (owned)
-    char *reason;               // LOST: why
+    int64_t revision;     // LEADER: fencing token
+    int64_t deadline_ms;  // LEADER, RENEWED: zclock_mono limit
+    zlist_t *items;       // SCHEDULES: char * JSON texts (owned)
+    char *reason;         // LOST: why
 } etcd_event_t;
 
 typedef struct etcd_t etcd_t;
@@ -53,8 +53,8 @@ typedef struct etcd_t etcd_t;
 //  Starts the helper thread for endpoint (http://host:port), key prefix
 //  (e.g. "/emq"), this member's id and the lease TTL in seconds. Returns
 //  it, or NULL with the reason in err. It campaigns at once.
-etcd_t *etcd_new (const char *endpoint, const char *prefix, const char *id,
-                  double ttl_s, char *err, size_t errlen);
+etcd_t *etcd_new (const char *endpoint, const char *prefix, const char *id, double ttl_s,
+                  char *err, size_t errlen);
 //  Stops the thread (revoking a lease it holds, so another member takes
 //  over at once) and nulls the pointer; NULL is fine.
 void etcd_destroy (etcd_t **self_p);

@@ -13,48 +13,70 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-"Usage: emq-scheduler [OPTIONS]\n"
-"Keeps cron and interval schedules and submits their jobs to an emq router;\n"
-"only the leader fires (one per data directory, or one per etcd prefix).\n"
-"\n"
-"  --router ADDR              the router's frontend (default tcp://127.0.0.1:47291)\n"
-"  --admin ADDR               the router's admin socket, to cancel jobs on\n"
-"                             UNSCHEDULE kill-running (default tcp://127.0.0.1:47293)\n"
-"  --data-dir DIR             local mode: schedules (scheduler.db) and the lock\n"
-"                             (emq-scheduler.pid); default /var/lib/emq as root,\n"
-"                             else $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
-"  --standby                  if another scheduler holds the data directory, wait\n"
-"                             (checking every 2 s) and take over when it is free\n"
-"  --takeover                 ask the scheduler holding it to stop, wait until it\n"
-"                             has exited, then start\n"
-"  --etcd URL                 etcd mode: leadership and schedules in etcd\n"
-"                             (e.g. http://127.0.0.1:2379); no local lock\n"
-"  --etcd-prefix PREFIX       etcd key prefix (default /emq)\n"
-"  --etcd-lease-ttl S         leader lease TTL (default 15)\n"
-"  --name NAME                this instance's id (default sched-<host>-<pid>)\n"
-"  --timezone TZ              zone for cron schedules (default UTC)\n"
-"  --misfire-grace S          lateness that still counts as on time (5)\n"
-"  --heartbeat-interval S     seconds between heartbeats (3)\n"
-"  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
-"  --heartbeat-liveness N     misses before reconnecting to the router (3)\n"
-"  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
-"                             certificate file); off by default\n"
-"  --curve-cert FILE          CURVE: this scheduler's key pair (NAME_secret)\n"
-"  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
-"                             or /etc/eventmq.conf), sections [global], [scheduler]\n"
-"  --log-level LEVEL          error, warning, info (default) or debug\n"
-"  -v, --verbose              same as --log-level debug, and trace every fire\n"
-"  --print-config             print the effective settings and exit\n"
-"  -h, --help                 this help;  --version  the version\n"
-"\n"
-"Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
-"4 could not open the schedules or start, 5 data directory in use.\n");
+    fprintf (
+        out,
+        "Usage: emq-scheduler [OPTIONS]\n"
+        "Keeps cron and interval schedules and submits their jobs to an emq router;\n"
+        "only the leader fires (one per data directory, or one per etcd prefix).\n"
+        "\n"
+        "  --router ADDR              the router's frontend (default "
+        "tcp://127.0.0.1:47291)\n"
+        "  --admin ADDR               the router's admin socket, to cancel jobs on\n"
+        "                             UNSCHEDULE kill-running (default "
+        "tcp://127.0.0.1:47293)\n"
+        "  --data-dir DIR             local mode: schedules (scheduler.db) and the lock\n"
+        "                             (emq-scheduler.pid); default /var/lib/emq as "
+        "root,\n"
+        "                             else $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
+        "  --standby                  if another scheduler holds the data directory, "
+        "wait\n"
+        "                             (checking every 2 s) and take over when it is "
+        "free\n"
+        "  --takeover                 ask the scheduler holding it to stop, wait until "
+        "it\n"
+        "                             has exited, then start\n"
+        "  --etcd URL                 etcd mode: leadership and schedules in etcd\n"
+        "                             (e.g. http://127.0.0.1:2379); no local lock\n"
+        "  --etcd-prefix PREFIX       etcd key prefix (default /emq)\n"
+        "  --etcd-lease-ttl S         leader lease TTL (default 15)\n"
+        "  --name NAME                this instance's id (default sched-<host>-<pid>)\n"
+        "  --timezone TZ              zone for cron schedules (default UTC)\n"
+        "  --misfire-grace S          lateness that still counts as on time (5)\n"
+        "  --heartbeat-interval S     seconds between heartbeats (3)\n"
+        "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
+        "  --heartbeat-liveness N     misses before reconnecting to the router (3)\n"
+        "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
+        "                             certificate file); off by default\n"
+        "  --curve-cert FILE          CURVE: this scheduler's key pair (NAME_secret)\n"
+        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "                             or /etc/eventmq.conf), sections [global], "
+        "[scheduler]\n"
+        "  --log-level LEVEL          error, warning, info (default) or debug\n"
+        "  -v, --verbose              same as --log-level debug, and trace every fire\n"
+        "  --print-config             print the effective settings and exit\n"
+        "  -h, --help                 this help;  --version  the version\n"
+        "\n"
+        "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
+        "4 could not open the schedules or start, 5 data directory in use.\n");
 }
 
 //  Each flag sets the setting of its name (docs/configuration.md).
-enum { O_ROUTER = 256, O_ADMIN, O_DATADIR, O_ETCD, O_PREFIX, O_TTL, O_NAME, O_TZ, O_GRACE,
-       O_HB_INTERVAL, O_HB_TIMEOUT, O_HB_LIVENESS, O_CURVE_KEY, O_CURVE_CERT };
+enum {
+    O_ROUTER = 256,
+    O_ADMIN,
+    O_DATADIR,
+    O_ETCD,
+    O_PREFIX,
+    O_TTL,
+    O_NAME,
+    O_TZ,
+    O_GRACE,
+    O_HB_INTERVAL,
+    O_HB_TIMEOUT,
+    O_HB_LIVENESS,
+    O_CURVE_KEY,
+    O_CURVE_CERT
+};
 
 static const struct option s_options[] = {
     { "router", required_argument, NULL, O_ROUTER },
@@ -101,13 +123,15 @@ static void
 s_settings (config_t *config, scheduler_settings_t *settings)
 {
     const char *etcd = config_str (config, "etcd_endpoint");
-    *settings = (scheduler_settings_t) {
+    *settings = (scheduler_settings_t){
         .router = config_str (config, "scheduler_addr"),
         .admin = config_str (config, "administrative_addr"),
         .timezone = config_str (config, "timezone"),
         .id = config_str (config, "name"),
-        .heartbeat_interval_ms = (int64_t) (config_double (config, "heartbeat_interval") * 1000),
-        .heartbeat_timeout_ms = (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
+        .heartbeat_interval_ms =
+            (int64_t) (config_double (config, "heartbeat_interval") * 1000),
+        .heartbeat_timeout_ms =
+            (int64_t) (config_double (config, "heartbeat_timeout") * 1000),
         .heartbeat_liveness = (uint32_t) config_int (config, "heartbeat_liveness"),
         .misfire_grace_s = config_double (config, "misfire_grace"),
         .etcd = etcd && *etcd ? etcd : NULL,
@@ -141,7 +165,8 @@ s_local (program_t *program, scheduler_settings_t *settings, char *db_path, size
 int
 main (int argc, char *argv[])
 {
-    program_t program = { .name = "emq-scheduler", .section = "scheduler",
+    program_t program = { .name = "emq-scheduler",
+                          .section = "scheduler",
                           .usage = s_usage };
     int code;
     if (!program_start (&program, argc, argv, s_options, s_flags,
@@ -157,16 +182,17 @@ main (int argc, char *argv[])
     //  keys are reported here, before anything starts.
     char err[512];
     if (*settings.curve_server_key
-    &&  emq_set_curve (settings.curve_server_key, settings.curve_cert, err, sizeof err))
+        && emq_set_curve (settings.curve_server_key, settings.curve_cert, err,
+                          sizeof err))
         return program_end (&program, program_error (program.name, PROGRAM_EXIT_CONFIG,
                                                      "CURVE: %s", err));
     if (cron_tz_check (settings.timezone, err, sizeof err))
-        return program_end (&program, program_error (program.name, PROGRAM_EXIT_CONFIG, "%s",
-                                                     err));
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_CONFIG, "%s", err));
     scheduler_t *scheduler = scheduler_new (&settings, err, sizeof err);
     if (!scheduler)
-        return program_end (&program, program_error (program.name, PROGRAM_EXIT_START, "%s",
-                                                     err));
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_START, "%s", err));
     scheduler_set_verbose (scheduler, program.verbose);
     scheduler_run (scheduler);
     scheduler_destroy (&scheduler);

@@ -52,40 +52,40 @@
 struct scheduler_t {
     //  Settings (strings owned)
     char *router, *admin, *db_path, *timezone, *etcd_endpoint, *etcd_prefix;
-    char *curve_server_key, *curve_cert;    // "" when CURVE is off
+    char *curve_server_key, *curve_cert;  // "" when CURVE is off
     int64_t hb_interval_ms, hb_timeout_ms;
     uint32_t liveness;
     double misfire_grace_s;
     double etcd_ttl_s;
-    char id[256];                   // this instance
+    char id[256];  // this instance
     char host[256];
     bool verbose;
 
     zloop_t *loop;
-    zsock_t *sock;                  // DEALER to the router's frontend
-    zhashx_t *scheds;               // name -> sched_t *, owned
-    schedules_t *store;             // local mode
-    etcd_t *etcd;                   // etcd mode
+    zsock_t *sock;       // DEALER to the router's frontend
+    zhashx_t *scheds;    // name -> sched_t *, owned
+    schedules_t *store;  // local mode
+    etcd_t *etcd;        // etcd mode
 
-    bool registered;                // the router ACKed our INFORM
-    bool fenced_off;                // the router fenced us: lead again only
-                                    // on a new leadership (etcd LEADER)
+    bool registered;  // the router ACKed our INFORM
+    bool fenced_off;  // the router fenced us: lead again only
+                      // on a new leadership (etcd LEADER)
     char inform_msgid[40];
-    int64_t inform_ms;              // monotonic: last INFORM that went out, 0 = none
-    int64_t last_heard_ms;          // monotonic: any message from the router
-    int64_t connected_ms;           // monotonic: socket (re)made
+    int64_t inform_ms;      // monotonic: last INFORM that went out, 0 = none
+    int64_t last_heard_ms;  // monotonic: any message from the router
+    int64_t connected_ms;   // monotonic: socket (re)made
 
-    bool leader;                    // we may fire
-    uint64_t fence;                 // token sent with every fire
-    int64_t leader_until_ms;        // monotonic deadline (etcd), INT64_MAX local
-    bool led_once;                  // @reboot schedules fired this run
-    int64_t last_publish_ms;        // etcd member record
-    bool stop;                      // DISCONNECT received
-    uint64_t fires;                 // REQUESTs submitted (new fire times)
+    bool leader;              // we may fire
+    uint64_t fence;           // token sent with every fire
+    int64_t leader_until_ms;  // monotonic deadline (etcd), INT64_MAX local
+    bool led_once;            // @reboot schedules fired this run
+    int64_t last_publish_ms;  // etcd member record
+    bool stop;                // DISCONNECT received
+    uint64_t fires;           // REQUESTs submitted (new fire times)
 };
 
-static void
-s_trace (scheduler_t *self, const char *format, ...) __attribute__ ((format (printf, 2, 3)));
+static void s_trace (scheduler_t *self, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
 
 static void
 s_trace (scheduler_t *self, const char *format, ...)
@@ -117,8 +117,7 @@ s_persist (scheduler_t *self, sched_t *sched)
             log_error ("scheduler: schedule %s not saved: %s", sched->name,
                        schedules_error (self->store));
     }
-    else
-    if (self->etcd) {
+    else if (self->etcd) {
         char *json = sched_to_json (sched);
         if (json)
             etcd_put_schedule (self->etcd, sched->name, json);
@@ -136,8 +135,7 @@ s_forget (scheduler_t *self, const char *name)
             log_error ("scheduler: schedule %s not deleted: %s", name,
                        schedules_error (self->store));
     }
-    else
-    if (self->etcd)
+    else if (self->etcd)
         etcd_delete_schedule (self->etcd, name);
 }
 
@@ -196,7 +194,8 @@ s_connect (scheduler_t *self)
     zsock_set_maxmsgsize (sock, 256 * 1024 * 1024);
     char err[512];
     if (self->curve_server_key && *self->curve_server_key
-    &&  curve_client_apply (sock, self->curve_server_key, self->curve_cert, err, sizeof err)) {
+        && curve_client_apply (sock, self->curve_server_key, self->curve_cert, err,
+                               sizeof err)) {
         log_error ("scheduler: CURVE: %s", err);
         zsock_destroy (&sock);
         return -1;
@@ -243,17 +242,18 @@ s_stats (scheduler_t *self)
     for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds)) {
         if (listed++ == S_STATS_LISTED)
             break;
-        json_array_append_new (list, json_pack (
-            "{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:s}",
-            "name", s->name, "spec", s->spec, "queue", s->queue,
-            "next_fire", (json_int_t) s->next_fire, "last_fire", (json_int_t) s->last_fire,
-            "last_outcome", s->last_outcome, "runs_left", (json_int_t) s->runs_left,
-            "tz", *s->tz ? s->tz : self->timezone));
+        json_array_append_new (
+            list,
+            json_pack ("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:s}", "name", s->name,
+                       "spec", s->spec, "queue", s->queue, "next_fire",
+                       (json_int_t) s->next_fire, "last_fire", (json_int_t) s->last_fire,
+                       "last_outcome", s->last_outcome, "runs_left",
+                       (json_int_t) s->runs_left, "tz", *s->tz ? s->tz : self->timezone));
     }
-    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:I, s:I, s:i, s:o}",
-                      "id", self->id, "host", self->host, "pid", (int) getpid (),
-                      "leader", self->leader, "mode", self->etcd ? "etcd" : "local",
-                      "fence", (json_int_t) self->fence, "fires", (json_int_t) self->fires,
+    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:I, s:I, s:i, s:o}", "id", self->id,
+                      "host", self->host, "pid", (int) getpid (), "leader", self->leader,
+                      "mode", self->etcd ? "etcd" : "local", "fence",
+                      (json_int_t) self->fence, "fires", (json_int_t) self->fires,
                       "total", (int) zhashx_size (self->scheds), "schedules", list);
 }
 
@@ -346,7 +346,7 @@ s_fire (scheduler_t *self, sched_t *s, int64_t fire)
     if (s->runs_left == 0)
         log_info ("schedule %s: last run submitted; schedule ended", s->name);
     self->fires++;
-    s_persist (self, s);            // before the send: see the top of the file
+    s_persist (self, s);  // before the send: see the top of the file
     s_send_fire (self, s);
 }
 
@@ -364,7 +364,8 @@ s_fire_due (scheduler_t *self)
         int64_t fire = s->next_fire;
         int64_t missed = 0;
         if (s->interval_s > 0) {
-            int64_t latest = s->anchor + (now_s - s->anchor) / s->interval_s * s->interval_s;
+            int64_t latest =
+                s->anchor + (now_s - s->anchor) / s->interval_s * s->interval_s;
             if (latest > fire) {
                 missed = (latest - fire) / s->interval_s;
                 fire = latest;
@@ -387,10 +388,11 @@ s_fire_due (scheduler_t *self)
         double late = now - (double) fire;
         if (missed > 0 || late > self->misfire_grace_s)
             log_warning ("schedule %s: %" PRId64 " fire time(s) missed; latest %" PRId64
-                         " is %.0f s late: %s", s->name, missed + (late > self->misfire_grace_s),
-                         fire, late,
-                         s->misfire_skip && late > self->misfire_grace_s ? "skipped (misfire:skip)"
-                                                                         : "running it once");
+                         " is %.0f s late: %s",
+                         s->name, missed + (late > self->misfire_grace_s), fire, late,
+                         s->misfire_skip && late > self->misfire_grace_s
+                             ? "skipped (misfire:skip)"
+                             : "running it once");
         if (s->misfire_skip && late > self->misfire_grace_s) {
             s->next_fire = s_next_after (self, s, fire);
             s_persist (self, s);
@@ -444,7 +446,8 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     if (self->leader && clock_mono_ms () >= self->leader_until_ms)
         s_set_leader (self, false, "lease deadline passed without renewal");
     if (!self->registered
-    &&  (!self->inform_ms || clock_mono_ms () - self->inform_ms >= self->hb_interval_ms))
+        && (!self->inform_ms
+            || clock_mono_ms () - self->inform_ms >= self->hb_interval_ms))
         s_send_inform (self);
     if (!self->leader || !self->registered)
         return 0;
@@ -524,14 +527,15 @@ s_parse_headers (const char *text, s_sched_headers_t *out, char *err, size_t err
             h++;
         if (strncmp (h, "name:", 5) == 0) {
             if (!s_name_ok (h + 5)) {
-                snprintf (err, errlen, "name '%.120s' must be 1..%d printable characters "
-                          "without spaces or commas", h + 5, S_NAME_MAX);
+                snprintf (err, errlen,
+                          "name '%.120s' must be 1..%d printable characters "
+                          "without spaces or commas",
+                          h + 5, S_NAME_MAX);
                 return -1;
             }
             snprintf (out->name, sizeof out->name, "%s", h + 5);
         }
-        else
-        if (strncmp (h, "misfire:", 8) == 0) {
+        else if (strncmp (h, "misfire:", 8) == 0) {
             if (strcmp (h + 8, "skip") && strcmp (h + 8, "once")) {
                 snprintf (err, errlen, "misfire: '%.60s' is not skip or once", h + 8);
                 return -1;
@@ -539,23 +543,20 @@ s_parse_headers (const char *text, s_sched_headers_t *out, char *err, size_t err
             out->skip = strcmp (h + 8, "skip") == 0;
             out->has_misfire = true;
         }
-        else
-        if (strncmp (h, "tz:", 3) == 0) {
+        else if (strncmp (h, "tz:", 3) == 0) {
             if (cron_tz_check (h + 3, err, errlen))
                 return -1;
             snprintf (out->tz, sizeof out->tz, "%s", h + 3);
         }
-        else
-        if (strcmp (h, "kill-running") == 0)
+        else if (strcmp (h, "kill-running") == 0)
             out->kill_running = true;
-        else
-        if (strcmp (h, "nohaste") == 0 || strncmp (h, "run_count:", 10) == 0
-        ||  strcmp (h, "reply-requested") == 0 || strncmp (h, "fence:", 6) == 0
-        ||  *h == 0)
-            ;       // ours, or added to every fire anyway
+        else if (strcmp (h, "nohaste") == 0 || strncmp (h, "run_count:", 10) == 0
+                 || strcmp (h, "reply-requested") == 0 || strncmp (h, "fence:", 6) == 0
+                 || *h == 0)
+            ;  // ours, or added to every fire anyway
         else {
-            int n = snprintf (out->passthrough + used, sizeof out->passthrough - used, "%s%s",
-                              used ? "," : "", h);
+            int n = snprintf (out->passthrough + used, sizeof out->passthrough - used,
+                              "%s%s", used ? "," : "", h);
             if (n > 0)
                 used += (size_t) n;
         }
@@ -588,9 +589,10 @@ s_sched_from_msg (scheduler_t *self, emqp_msg_t *msg, char *err, size_t errlen)
         s_default_name (msg, h.name, sizeof h.name);
     bool has_cron = msg->cron && *msg->cron;
     if (has_cron == (msg->interval_s > 0)) {
-        snprintf (err, errlen, has_cron ? "give either an interval or a cron expression, "
-                                          "not both"
-                                        : "no interval (seconds > 0) and no cron expression");
+        snprintf (err, errlen,
+                  has_cron ? "give either an interval or a cron expression, "
+                             "not both"
+                           : "no interval (seconds > 0) and no cron expression");
         return NULL;
     }
     if (!msg->payload || zframe_size (msg->payload) == 0) {
@@ -599,8 +601,8 @@ s_sched_from_msg (scheduler_t *self, emqp_msg_t *msg, char *err, size_t errlen)
     }
     sched_t *s = sched_new ();
     if (!s || sched_set (&s->name, h.name) || sched_set (&s->queue, msg->queue)
-    ||  sched_set (&s->headers, h.passthrough) || sched_set (&s->tz, h.tz)
-    ||  sched_set (&s->cron_text, has_cron ? msg->cron : "")) {
+        || sched_set (&s->headers, h.passthrough) || sched_set (&s->tz, h.tz)
+        || sched_set (&s->cron_text, has_cron ? msg->cron : "")) {
         snprintf (err, errlen, "out of memory");
         sched_destroy (&s);
         return NULL;
@@ -636,8 +638,7 @@ s_sched_from_msg (scheduler_t *self, emqp_msg_t *msg, char *err, size_t errlen)
         s->anchor = now_s;
         s->next_fire = h.nohaste ? now_s + s->interval_s : now_s;
     }
-    else
-    if (!cron_is_reboot (s->cron)) {
+    else if (!cron_is_reboot (s->cron)) {
         s->next_fire = cron_next (s->cron, now_s, *s->tz ? s->tz : self->timezone);
         if (s->next_fire <= 0) {
             snprintf (err, errlen, "cron expression '%.200s' never fires", msg->cron);
@@ -670,7 +671,8 @@ s_on_schedule (scheduler_t *self, emqp_msg_t *msg)
     }
     else
         log_info ("schedule %s: added (%s, queue %s%s%s)", s->name, s->spec, s->queue,
-                  s->runs_left > 0 ? ", limited runs" : "", s->nohaste ? ", nohaste" : "");
+                  s->runs_left > 0 ? ", limited runs" : "",
+                  s->nohaste ? ", nohaste" : "");
     s_persist (self, s);
     zhashx_update (self->scheds, s->name, s);
     s_send_ack (self, msg->msgid);
@@ -682,7 +684,8 @@ s_on_unschedule (scheduler_t *self, emqp_msg_t *msg)
     s_sched_headers_t h;
     char err[512];
     if (s_parse_headers (msg->headers, &h, err, sizeof err)) {
-        log_warning ("scheduler %s: UNSCHEDULE %s refused: %s", self->id, msg->msgid, err);
+        log_warning ("scheduler %s: UNSCHEDULE %s refused: %s", self->id, msg->msgid,
+                     err);
         s_send_error (self, msg->msgid, "BAD_REQUEST", err);
         return;
     }
@@ -762,7 +765,8 @@ s_on_error (scheduler_t *self, emqp_msg_t *msg)
     if (streq (msg->error_code, "UNKNOWN_PEER")) {
         //  The router restarted and does not know us: INFORM on the next tick.
         if (self->registered)
-            log_info ("scheduler %s: router does not know us; registering again", self->id);
+            log_info ("scheduler %s: router does not know us; registering again",
+                      self->id);
         self->registered = false;
         return;
     }
@@ -779,7 +783,7 @@ s_on_error (scheduler_t *self, emqp_msg_t *msg)
                    msg->error_text);
         s_set_leader (self, false, "fenced by the router");
         self->leader_until_ms = 0;
-        self->fenced_off = true;        // until a new LEADER event
+        self->fenced_off = true;  // until a new LEADER event
     }
     else
         log_warning ("schedule %s: fire %" PRId64 " refused: %s: %s", s->name, fire,
@@ -788,7 +792,7 @@ s_on_error (scheduler_t *self, emqp_msg_t *msg)
         char outcome[300];
         snprintf (outcome, sizeof outcome, "refused: %s", msg->error_code);
         sched_set (&s->last_outcome, outcome);
-        s->acked_fire = fire;       // not sent again
+        s->acked_fire = fire;  // not sent again
         s->running = false;
         s_persist (self, s);
     }
@@ -808,12 +812,13 @@ s_on_result (scheduler_t *self, emqp_msg_t *msg)
         char text[200];
         emqp_printable (zframe_data (msg->payload), zframe_size (msg->payload), text,
                         sizeof text);
-        snprintf (outcome, sizeof outcome, "%s: %s", emqp_status_name (msg->status), text);
+        snprintf (outcome, sizeof outcome, "%s: %s", emqp_status_name (msg->status),
+                  text);
     }
     sched_set (&s->last_outcome, outcome);
     s->running = false;
     if (fire > s->acked_fire)
-        s->acked_fire = fire;       // a RESULT means the router had it
+        s->acked_fire = fire;  // a RESULT means the router had it
     s_persist (self, s);
     s_trace (self, "schedule %s: fire %" PRId64 " ended %s", s->name, fire, outcome);
 }
@@ -831,23 +836,35 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
     emqp_msg_t *msg = emqp_decode (&zmsg, false, &limits, NULL, err, sizeof err);
     self->last_heard_ms = clock_mono_ms ();
     if (!msg) {
-        log_warning ("scheduler %s: malformed message from router dropped: %s", self->id, err);
+        log_warning ("scheduler %s: malformed message from router dropped: %s", self->id,
+                     err);
         return 0;
     }
     s_trace (self, "router sent %s", emqp_command_name (msg->command));
     int rc = 0;
     switch (msg->command) {
-        case EMQP_ACK: s_on_ack (self, msg); break;
-        case EMQP_ERROR: s_on_error (self, msg); break;
-        case EMQP_RESULT: s_on_result (self, msg); break;
-        case EMQP_SCHEDULE: s_on_schedule (self, msg); break;
-        case EMQP_UNSCHEDULE: s_on_unschedule (self, msg); break;
+        case EMQP_ACK:
+            s_on_ack (self, msg);
+            break;
+        case EMQP_ERROR:
+            s_on_error (self, msg);
+            break;
+        case EMQP_RESULT:
+            s_on_result (self, msg);
+            break;
+        case EMQP_SCHEDULE:
+            s_on_schedule (self, msg);
+            break;
+        case EMQP_UNSCHEDULE:
+            s_on_unschedule (self, msg);
+            break;
         case EMQP_HEARTBEAT:
             //  A router that restarted heartbeats only peers it knows: a
             //  heartbeat means we are registered.
             break;
         case EMQP_KBYE:
-            log_info ("scheduler %s: router said KBYE; waiting for it to come back", self->id);
+            log_info ("scheduler %s: router said KBYE; waiting for it to come back",
+                      self->id);
             self->registered = false;
             break;
         case EMQP_DISCONNECT: {
@@ -898,19 +915,22 @@ s_on_etcd (zloop_t *loop, zsock_t *reader, void *arg)
             //  (made in time) arrived: then lead again, same key, same fence.
             if (ev->deadline_ms > self->leader_until_ms)
                 self->leader_until_ms = ev->deadline_ms;
-            if (!self->leader && !self->fenced_off && clock_mono_ms () < self->leader_until_ms)
+            if (!self->leader && !self->fenced_off
+                && clock_mono_ms () < self->leader_until_ms)
                 s_set_leader (self, true, "lease renewed in time");
             break;
         case ETCD_EV_LOST:
             self->leader_until_ms = 0;
-            s_set_leader (self, false, ev->reason ? ev->reason : "lost the etcd leader key");
+            s_set_leader (self, false,
+                          ev->reason ? ev->reason : "lost the etcd leader key");
             break;
         case ETCD_EV_SCHEDULES: {
             //  The full set from etcd replaces ours, except the state of a
             //  fire we sent and etcd has not caught up with yet.
             zhashx_t *fresh = zhashx_new ();
             zhashx_set_destructor (fresh, s_sched_destructor);
-            for (char *json = zlist_first (ev->items); json; json = zlist_next (ev->items)) {
+            for (char *json = zlist_first (ev->items); json;
+                 json = zlist_next (ev->items)) {
                 char err[256];
                 sched_t *s = sched_from_json (json, strlen (json), err, sizeof err);
                 if (!s) {
@@ -952,19 +972,19 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         return NULL;
     }
     self->router = strdup (settings->router);
-    self->curve_server_key = strdup (settings->curve_server_key ? settings->curve_server_key
-                                                                : "");
+    self->curve_server_key =
+        strdup (settings->curve_server_key ? settings->curve_server_key : "");
     self->curve_cert = strdup (settings->curve_cert ? settings->curve_cert : "");
     self->admin = strdup (settings->admin ? settings->admin : EMQ_DEFAULT_ADMIN);
     self->db_path = settings->db_path ? strdup (settings->db_path) : NULL;
-    self->timezone = strdup (settings->timezone && *settings->timezone ? settings->timezone
-                                                                        : "UTC");
+    self->timezone =
+        strdup (settings->timezone && *settings->timezone ? settings->timezone : "UTC");
     self->etcd_endpoint = settings->etcd ? strdup (settings->etcd) : NULL;
     self->etcd_prefix = strdup (settings->etcd_prefix ? settings->etcd_prefix : "/emq");
-    self->hb_interval_ms = settings->heartbeat_interval_ms > 0 ? settings->heartbeat_interval_ms
-                                                               : 3000;
-    self->hb_timeout_ms = settings->heartbeat_timeout_ms > 0 ? settings->heartbeat_timeout_ms
-                                                             : 5000;
+    self->hb_interval_ms =
+        settings->heartbeat_interval_ms > 0 ? settings->heartbeat_interval_ms : 3000;
+    self->hb_timeout_ms =
+        settings->heartbeat_timeout_ms > 0 ? settings->heartbeat_timeout_ms : 5000;
     self->liveness = settings->heartbeat_liveness ? settings->heartbeat_liveness : 3;
     self->misfire_grace_s = settings->misfire_grace_s;
     self->etcd_ttl_s = settings->etcd_ttl_s > 0 ? settings->etcd_ttl_s : 15;
@@ -974,11 +994,12 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
     if (settings->id && *settings->id)
         snprintf (self->id, sizeof self->id, "%s", settings->id);
     else
-        snprintf (self->id, sizeof self->id, "sched-%.100s-%d", self->host, (int) getpid ());
+        snprintf (self->id, sizeof self->id, "sched-%.100s-%d", self->host,
+                  (int) getpid ());
     self->scheds = zhashx_new ();
     self->loop = zloop_new ();
     if (!self->router || !self->admin || !self->timezone || !self->etcd_prefix
-    ||  !self->scheds || !self->loop) {
+        || !self->scheds || !self->loop) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
@@ -995,8 +1016,8 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         self->leader_until_ms = 0;
     }
     else {
-        self->store = schedules_open (self->db_path ? self->db_path : "scheduler.db", err,
-                                      errlen);
+        self->store =
+            schedules_open (self->db_path ? self->db_path : "scheduler.db", err, errlen);
         if (!self->store)
             goto fail;
         int loaded = schedules_load (self->store, s_take_schedule, self);
@@ -1108,8 +1129,9 @@ scheduler_test (bool verbose)
     //  Headers: ours are taken out, the rest passes through.
     s_sched_headers_t h;
     CHECK_EQ (s_parse_headers ("name:nightly,nohaste,run_count:3,misfire:skip,timeout:5,"
-                               "reply-requested,guarantee,tz:Europe/Berlin", &h, err,
-                               sizeof err), 0);
+                               "reply-requested,guarantee,tz:Europe/Berlin",
+                               &h, err, sizeof err),
+              0);
     CHECK_STREQ (h.name, "nightly");
     CHECK (h.nohaste && h.skip && h.runs == 3);
     CHECK_STREQ (h.tz, "Europe/Berlin");
@@ -1129,9 +1151,15 @@ scheduler_test (bool verbose)
     zsock_t *router = zsock_new_router (endpoint);
     CHECK (router != NULL);
     scheduler_settings_t settings = {
-        .router = endpoint, .db_path = db, .timezone = "UTC", .id = "test",
-        .heartbeat_interval_ms = 100, .heartbeat_timeout_ms = 1000, .heartbeat_liveness = 3,
-        .misfire_grace_s = 5, .fence = 42,
+        .router = endpoint,
+        .db_path = db,
+        .timezone = "UTC",
+        .id = "test",
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 1000,
+        .heartbeat_liveness = 3,
+        .misfire_grace_s = 5,
+        .fence = 42,
     };
     scheduler_t *self = scheduler_new (&settings, err, sizeof err);
     CHECK (self != NULL);
@@ -1149,7 +1177,7 @@ scheduler_test (bool verbose)
     }
     //  On a busy machine a tick may have sent a second INFORM before the
     //  first arrived here: answer the latest, as a router would be heard.
-    for (emqp_msg_t *later; inform && (later = s_test_recv (router, EMQP_INFORM, 100)); ) {
+    for (emqp_msg_t *later; inform && (later = s_test_recv (router, EMQP_INFORM, 100));) {
         emqp_msg_destroy (&inform);
         inform = later;
     }

@@ -22,28 +22,29 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *router;             // the router's frontend endpoint
-    const char *admin;              // its admin endpoint (CANCEL for kill-running)
-    const char *db_path;            // local mode: the SQLite file; NULL in etcd mode
-    const char *timezone;           // default zone for cron schedules ("UTC")
-    const char *id;                 // this instance's name, "" = made up
+    const char *router;    // the router's frontend endpoint
+    const char *admin;     // its admin endpoint (CANCEL for kill-running)
+    const char *db_path;   // local mode: the SQLite file; NULL in etcd mode
+    const char *timezone;  // default zone for cron schedules ("UTC")
+    const char *id;        // this instance's name, "" = made up
     int64_t heartbeat_interval_ms;
     int64_t heartbeat_timeout_ms;
     uint32_t heartbeat_liveness;
-    double misfire_grace_s;         // a fire later than this is a misfire
-    uint64_t fence;                 // local mode: the fencing token
-    const char *etcd;               // etcd endpoint (http://host:port) or NULL
-    const char *etcd_prefix;        // e.g. "/emq"
-    double etcd_ttl_s;              // lease TTL
-    const char *curve_server_key;   // CURVE: the router's public key, or ""
-    const char *curve_cert;         // CURVE: our key pair file, or "" (fresh)
+    double misfire_grace_s;        // a fire later than this is a misfire
+    uint64_t fence;                // local mode: the fencing token
+    const char *etcd;              // etcd endpoint (http://host:port) or NULL
+    const char *etcd_prefix;       // e.g. "/emq"
+    double etcd_ttl_s;             // lease TTL
+    const char *curve_server_key;  // CURVE: the router's public key, or ""
+    const char *curve_cert;        // CURVE: our key pair file, or "" (fresh)
 } scheduler_settings_t;
 
 typedef struct scheduler_t scheduler_t;
 
 //  Creates a scheduler (opens its store, loads its schedules, connects).
 //  Strings in settings are copied. Returns it, or NULL with the reason in err.
-scheduler_t *scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen);
+scheduler_t *scheduler_new (const scheduler_settings_t *settings, char *err,
+                            size_t errlen);
 //  Runs until SIGINT/SIGTERM or the router's DISCONNECT; says KBYE.
 //  Returns 0.
 int scheduler_run (scheduler_t *self);

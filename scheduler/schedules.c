@@ -23,9 +23,9 @@ sched_new (void)
     self->interval_s = -1;
     self->runs_left = -1;
     if (sched_set (&self->name, "") || sched_set (&self->spec, "")
-    ||  sched_set (&self->queue, "default") || sched_set (&self->headers, "")
-    ||  sched_set (&self->cron_text, "") || sched_set (&self->tz, "")
-    ||  sched_set (&self->last_outcome, ""))
+        || sched_set (&self->queue, "default") || sched_set (&self->headers, "")
+        || sched_set (&self->cron_text, "") || sched_set (&self->tz, "")
+        || sched_set (&self->last_outcome, ""))
         sched_destroy (&self);
     return self;
 }
@@ -147,13 +147,12 @@ sched_to_json (const sched_t *self)
     json_t *root = json_pack (
         "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:f,"
         " s:I, s:I, s:I, s:I, s:I, s:s}",
-        "name", self->name, "spec", self->spec, "queue", self->queue,
-        "headers", self->headers, "payload", payload,
-        "interval_s", (json_int_t) self->interval_s, "cron", self->cron_text,
-        "tz", self->tz, "misfire_skip", self->misfire_skip, "nohaste", self->nohaste,
-        "created_at", self->created_at,
-        "runs_left", (json_int_t) self->runs_left, "anchor", (json_int_t) self->anchor,
-        "next_fire", (json_int_t) self->next_fire, "last_fire", (json_int_t) self->last_fire,
+        "name", self->name, "spec", self->spec, "queue", self->queue, "headers",
+        self->headers, "payload", payload, "interval_s", (json_int_t) self->interval_s,
+        "cron", self->cron_text, "tz", self->tz, "misfire_skip", self->misfire_skip,
+        "nohaste", self->nohaste, "created_at", self->created_at, "runs_left",
+        (json_int_t) self->runs_left, "anchor", (json_int_t) self->anchor, "next_fire",
+        (json_int_t) self->next_fire, "last_fire", (json_int_t) self->last_fire,
         "acked_fire", (json_int_t) self->acked_fire, "last_outcome", self->last_outcome);
     free (payload);
     if (!root)
@@ -177,23 +176,23 @@ sched_from_json (const char *text, size_t size, char *err, size_t errlen)
     int skip, nohaste;
     double created_at;
     if (json_unpack_ex (root, &jerr, 0,
-            "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:F,"
-            " s:I, s:I, s:I, s:I, s:I, s:s}",
-            "name", &name, "spec", &spec, "queue", &queue, "headers", &headers,
-            "payload", &payload, "interval_s", &interval, "cron", &cron, "tz", &tz,
-            "misfire_skip", &skip, "nohaste", &nohaste, "created_at", &created_at,
-            "runs_left", &runs_left, "anchor", &anchor, "next_fire", &next_fire,
-            "last_fire", &last_fire, "acked_fire", &acked_fire,
-            "last_outcome", &outcome)) {
+                        "{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:b, s:b, s:F,"
+                        " s:I, s:I, s:I, s:I, s:I, s:s}",
+                        "name", &name, "spec", &spec, "queue", &queue, "headers",
+                        &headers, "payload", &payload, "interval_s", &interval, "cron",
+                        &cron, "tz", &tz, "misfire_skip", &skip, "nohaste", &nohaste,
+                        "created_at", &created_at, "runs_left", &runs_left, "anchor",
+                        &anchor, "next_fire", &next_fire, "last_fire", &last_fire,
+                        "acked_fire", &acked_fire, "last_outcome", &outcome)) {
         snprintf (err, errlen, "not a schedule: %s", jerr.text);
         json_decref (root);
         return NULL;
     }
     sched_t *self = sched_new ();
     if (!self || sched_set (&self->name, name) || sched_set (&self->spec, spec)
-    ||  sched_set (&self->queue, queue) || sched_set (&self->headers, headers)
-    ||  sched_set (&self->cron_text, cron) || sched_set (&self->tz, tz)
-    ||  sched_set (&self->last_outcome, outcome)) {
+        || sched_set (&self->queue, queue) || sched_set (&self->headers, headers)
+        || sched_set (&self->cron_text, cron) || sched_set (&self->tz, tz)
+        || sched_set (&self->last_outcome, outcome)) {
         snprintf (err, errlen, "out of memory");
         sched_destroy (&self);
         json_decref (root);
@@ -261,11 +260,14 @@ schedules_open (const char *path, char *err, size_t errlen)
         goto fail;
     sqlite3_busy_timeout (self->db, 2000);
     if (sqlite3_exec (self->db, s_schema, NULL, NULL, NULL) != SQLITE_OK
-    ||  sqlite3_prepare_v2 (self->db,
-            "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            -1, &self->put, NULL) != SQLITE_OK
-    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM schedules WHERE name = ?", -1,
-                            &self->del, NULL) != SQLITE_OK)
+        || sqlite3_prepare_v2 (self->db,
+                               "INSERT OR REPLACE INTO schedules VALUES "
+                               "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               -1, &self->put, NULL)
+               != SQLITE_OK
+        || sqlite3_prepare_v2 (self->db, "DELETE FROM schedules WHERE name = ?", -1,
+                               &self->del, NULL)
+               != SQLITE_OK)
         goto fail;
     return self;
 
@@ -332,7 +334,8 @@ schedules_load (schedules_t *self, void (*fn) (sched_t *sched, void *arg), void 
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2 (self->db, "SELECT * FROM schedules ORDER BY created_at", -1,
-                            &st, NULL) != SQLITE_OK)
+                            &st, NULL)
+        != SQLITE_OK)
         return s_fail (self, "load");
     int count = 0, rc;
     while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
@@ -360,7 +363,8 @@ schedules_load (schedules_t *self, void (*fn) (sched_t *sched, void *arg), void 
         s->acked_fire = sqlite3_column_int64 (st, 15);
         sched_set (&s->last_outcome, (const char *) sqlite3_column_text (st, 16));
         char err[256];
-        if (!s->payload || !s->name || !s->last_outcome || sched_compile (s, err, sizeof err)) {
+        if (!s->payload || !s->name || !s->last_outcome
+            || sched_compile (s, err, sizeof err)) {
             snprintf (self->error, sizeof self->error, "schedule %s cannot be loaded",
                       s->name ? s->name : "?");
             sched_destroy (&s);
@@ -401,7 +405,8 @@ schedules_test (bool verbose)
         printf (" * schedules: ");
     //  Base64 round trips, including every padding length and bad input.
     const char *samples[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
-    const char *expect[] = { "", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+    const char *expect[] = { "",         "Zg==",     "Zm8=",    "Zm9v",
+                             "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
     for (size_t i = 0; i < 7; i++) {
         char *text = b64_encode (samples[i], strlen (samples[i]));
         CHECK_STREQ (text, expect[i]);
@@ -440,7 +445,7 @@ schedules_test (bool verbose)
     CHECK_EQ (sched_compile (s, err, sizeof err), 0);
     CHECK_EQ (schedules_put (store, s), 0);
     s->runs_left = 3;
-    CHECK_EQ (schedules_put (store, s), 0);       // replaces by name
+    CHECK_EQ (schedules_put (store, s), 0);  // replaces by name
 
     sched_t *loaded = NULL;
     CHECK_EQ (schedules_load (store, s_collect, &loaded), 1);

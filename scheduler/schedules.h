@@ -20,30 +20,30 @@
 
 typedef struct {
     //  Definition (from SCHEDULE)
-    char *name;                 // unique; from name:NAME or the payload hash
-    char *spec;                 // "every 30s" or the cron text, for people
+    char *name;  // unique; from name:NAME or the payload hash
+    char *spec;  // "every 30s" or the cron text, for people
     char *queue;
-    char *headers;              // headers for each REQUEST (SCHEDULE-only
-                                // ones removed), "" for none
-    void *payload;              // the job, opaque bytes
+    char *headers;  // headers for each REQUEST (SCHEDULE-only
+                    // ones removed), "" for none
+    void *payload;  // the job, opaque bytes
     size_t payload_size;
-    int64_t interval_s;         // > 0: interval schedule; -1: cron
-    char *cron_text;            // "" for interval schedules
-    char *tz;                   // time zone for cron, "" = scheduler default
-    bool misfire_skip;          // misfire:skip (default once)
+    int64_t interval_s;  // > 0: interval schedule; -1: cron
+    char *cron_text;     // "" for interval schedules
+    char *tz;            // time zone for cron, "" = scheduler default
+    bool misfire_skip;   // misfire:skip (default once)
     bool nohaste;
-    double created_at;          // unix s
+    double created_at;  // unix s
     //  State
-    int64_t runs_left;          // -1 = unlimited; 0 = ended
-    int64_t anchor;             // interval: fire times are anchor + k*interval
-    int64_t next_fire;          // unix s; 0 = none (ended, or @reboot)
-    int64_t last_fire;          // fire time last submitted, 0 = never
-    int64_t acked_fire;         // fire time last ACKed by the router
-    char *last_outcome;         // "ok", "failed: ...", "" = none yet
+    int64_t runs_left;   // -1 = unlimited; 0 = ended
+    int64_t anchor;      // interval: fire times are anchor + k*interval
+    int64_t next_fire;   // unix s; 0 = none (ended, or @reboot)
+    int64_t last_fire;   // fire time last submitted, 0 = never
+    int64_t acked_fire;  // fire time last ACKed by the router
+    char *last_outcome;  // "ok", "failed: ...", "" = none yet
     //  Runtime only (not persisted)
-    cron_t *cron;               // parsed cron_text, or NULL
-    int64_t sent_ms;            // monotonic: when last_fire was (re)sent
-    bool running;               // last_fire submitted, no RESULT yet
+    cron_t *cron;     // parsed cron_text, or NULL
+    int64_t sent_ms;  // monotonic: when last_fire was (re)sent
+    bool running;     // last_fire submitted, no RESULT yet
 } sched_t;
 
 //  Creates an empty schedule (strings ""); caller owns it, or NULL.

@@ -83,17 +83,18 @@ test_batch_mixed (h_test_t *t)
     int acks = 0, full = 0;
     int64_t deadline = clock_mono_ms () + h_ms (10000);
     while (acks + full < JOBS) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs and %d QUEUE_FULL of %d", acks, full, JOBS);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs and %d QUEUE_FULL of %d", acks,
+                     full, JOBS);
         emq_event_t event;
         if (emq_poll (client, 100, &event))
             continue;
         if (event.type == EMQ_EVENT_ACK) {
-            REQUIRE_MSG (!zhashx_lookup (accepted, event.msgid), "%s ACKed twice", event.msgid);
+            REQUIRE_MSG (!zhashx_lookup (accepted, event.msgid), "%s ACKed twice",
+                         event.msgid);
             zhashx_insert (accepted, event.msgid, (void *) 1);
             acks++;
         }
-        else
-        if (event.type == EMQ_EVENT_ERROR) {
+        else if (event.type == EMQ_EVENT_ERROR) {
             REQUIRE_STREQ (event.code, "QUEUE_FULL");
             full++;
         }
@@ -117,8 +118,9 @@ test_batch_mixed (h_test_t *t)
         if (emq_poll (client, 100, &event) || event.type != EMQ_EVENT_RESULT)
             continue;
         REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
-                   emq_job_status_name (event.status));
-        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
+                     emq_job_status_name (event.status));
+        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s",
+                     event.msgid);
         zhashx_insert (ended, event.msgid, (void *) 1);
         if (!zhashx_lookup (accepted, event.msgid))
             first++;
@@ -176,7 +178,8 @@ test_batch_bad_messages (h_test_t *t)
                 char item[200];
                 snprintf (item, sizeof item, "%s%s:%s%s%s", *seen ? "," : "",
                           emqp_command_name (one->command), one->ref,
-                          one->error_code ? "/" : "", one->error_code ? one->error_code : "");
+                          one->error_code ? "/" : "",
+                          one->error_code ? one->error_code : "");
                 strncat (seen, item, sizeof seen - strlen (seen) - 1);
                 answers++;
             }
@@ -188,7 +191,7 @@ test_batch_bad_messages (h_test_t *t)
     h_log (t, "answers: %s", seen);
     //  Refusals come at once, ACKs after the commit.
     REQUIRE_STREQ (seen, "ERROR:bad-queue/BAD_FRAME,ERROR:bad-headers/BAD_REQUEST,"
-                        "ACK:good-1,ACK:good-2");
+                         "ACK:good-1,ACK:good-2");
 
     //  Not a batch at all: one ERROR BAD_FRAME, and the router serves on.
     h_send_strs (client, "", EMQP_PROTOCOL, "BATCH", "junk-batch", "\xc1", NULL);
@@ -217,7 +220,8 @@ test_batch_mixed_peers (h_test_t *t)
     //  The EventMQ-style job manager: INFORM without agent, then READY.
     zsock_t *old = h_dealer (t->backend, "eventmq-jm-1");
     REQUIRE (old);
-    h_send_strs (old, "", EMQP_PROTOCOL, "INFORM", "inform-old", S_QUEUES, "worker", NULL);
+    h_send_strs (old, "", EMQP_PROTOCOL, "INFORM", "inform-old", S_QUEUES, "worker",
+                 NULL);
     emqp_msg_t *ack = h_recv_cmd (t, old, EMQP_ACK, 5000);
     REQUIRE (ack);
     REQUIRE_MSG (ack->agent == NULL, "an EventMQ job manager got agent %s", ack->agent);
@@ -229,14 +233,16 @@ test_batch_mixed_peers (h_test_t *t)
     s_batcher_start (t, &b, JOBS);
     emq_client_t *client = b.client;
     emq_submit_opts_t opts = { .reply = true };
-    REQUIRE_INT (emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, NULL, NULL), ==, 0);
+    REQUIRE_INT (emq_submit_many (client, &opts, b.payloads, b.sizes, JOBS, NULL, NULL),
+                 ==, 0);
 
     int results = 0, old_jobs = 0, beats = 0;
     zhashx_t *ended = zhashx_new ();
     int64_t deadline = clock_mono_ms () + h_ms (20000);
     while (results < JOBS + 1) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d results (%d on the EventMQ one)",
-                   results, JOBS + 1, old_jobs);
+        REQUIRE_MSG (clock_mono_ms () < deadline,
+                     "%d of %d results (%d on the EventMQ one)", results, JOBS + 1,
+                     old_jobs);
         //  The EventMQ job manager: plain frames only; REPLY, then READY.
         zmsg_t *raw;
         while ((raw = h_recv_raw (old, 0))) {
@@ -244,13 +250,13 @@ test_batch_mixed_peers (h_test_t *t)
             command = command ? zmsg_next (raw) : NULL;
             command = command ? zmsg_next (raw) : NULL;
             REQUIRE_MSG (command && !zframe_streq (command, "BATCH"),
-                       "the EventMQ job manager got a BATCH");
+                         "the EventMQ job manager got a BATCH");
             if (command && zframe_streq (command, "REQUEST")) {
                 REQUIRE_INT (zmsg_size (raw), ==, 7);
                 zframe_t *msgid = zmsg_next (raw);
                 char *id = zframe_strdup (msgid);
-                h_send_strs (old, "", EMQP_PROTOCOL, "REPLY", "reply-x", "{\"value\": 1}", id,
-                             NULL);
+                h_send_strs (old, "", EMQP_PROTOCOL, "REPLY", "reply-x", "{\"value\": 1}",
+                             id, NULL);
                 h_send_strs (old, "", EMQP_PROTOCOL, "READY", "ready-x", NULL);
                 free (id);
                 old_jobs++;
@@ -266,13 +272,16 @@ test_batch_mixed_peers (h_test_t *t)
         if (emq_poll (client, 10, &event) || event.type != EMQ_EVENT_RESULT)
             continue;
         REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", event.msgid,
-                   emq_job_status_name (event.status));
-        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s", event.msgid);
+                     emq_job_status_name (event.status));
+        REQUIRE_MSG (!zhashx_lookup (ended, event.msgid), "two RESULTs for %s",
+                     event.msgid);
         zhashx_insert (ended, event.msgid, (void *) 1);
         results++;
     }
-    h_log (t, "%d jobs: %d on the EventMQ job manager, the rest on the emq one; "
-           "%lld BATCHes out", results, old_jobs, s_traffic (t, "batches_out"));
+    h_log (t,
+           "%d jobs: %d on the EventMQ job manager, the rest on the emq one; "
+           "%lld BATCHes out",
+           results, old_jobs, s_traffic (t, "batches_out"));
     REQUIRE_INT (old_jobs, >=, 1);
     REQUIRE_INT (old_jobs, <, results);
     REQUIRE_INT (s_traffic (t, "batches_in"), >=, 1);
@@ -294,14 +303,14 @@ test_batch_many (h_test_t *t)
     s_batcher_start (t, &b, JOBS);
     emq_submit_opts_t opts = { .reply = true, .extra_headers = "guarantee" };
     size_t sent = 0;
-    REQUIRE_INT (emq_submit_many (b.client, &opts, b.payloads, b.sizes, JOBS, NULL, &sent),
-                 ==, 0);
+    REQUIRE_INT (
+        emq_submit_many (b.client, &opts, b.payloads, b.sizes, JOBS, NULL, &sent), ==, 0);
     REQUIRE_INT (sent, ==, JOBS);
     int acks = 0, results = 0;
     int64_t deadline = clock_mono_ms () + h_ms (30000);
     while (results < JOBS + 1) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs, %d results of %d", acks, results,
-                     JOBS + 1);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d ACKs, %d results of %d", acks,
+                     results, JOBS + 1);
         emq_event_t event;
         if (emq_poll (b.client, 100, &event))
             continue;
@@ -317,7 +326,7 @@ test_batch_many (h_test_t *t)
     }
     long long batches = s_traffic (t, "batches_in");
     h_log (t, "%d jobs in %lld BATCHes, %d ACKs", JOBS, batches, acks);
-    REQUIRE_INT (acks, ==, JOBS);     // the first job's ACK was taken by emq_submit
+    REQUIRE_INT (acks, ==, JOBS);  // the first job's ACK was taken by emq_submit
     REQUIRE_INT (batches, >=, JOBS / EMQP_BATCH_MAX + 1);
     REQUIRE_INT (s_traffic (t, "batched_in"), >=, JOBS);
     s_batcher_stop (&b);
@@ -327,7 +336,8 @@ const h_testdef_t h_batching_tests[] = {
     { "batch_many", test_batch_many,
       "emq_submit_many of 5,000 jobs: BATCHes within every limit, each job once" },
     { "batch_mixed", test_batch_mixed,
-      "emq_submit_many: a batch partly refused (QUEUE_FULL) one by one; the rest run once" },
+      "emq_submit_many: a batch partly refused (QUEUE_FULL) one by one; the rest run "
+      "once" },
     { "batch_bad_messages", test_batch_bad_messages,
       "a raw BATCH: bad messages refused alone, good ones ACKed; a junk BATCH refused" },
     { "batch_mixed_peers", test_batch_mixed_peers,

@@ -82,11 +82,11 @@ s_exit_check (h_test_t *t, pid_t pid, int timeout_ms, int expected, const char *
     int status = 0;
     bool exited = h_proc_wait (t, pid, timeout_ms, &status);
     REQUIRE_MSG (exited, "%s (pid %d) still running after %d ms", what, (int) pid,
-               h_ms (timeout_ms));
+                 h_ms (timeout_ms));
     REQUIRE_MSG (WIFEXITED (status), "%s ended by signal %d", what,
-               WIFSIGNALED (status) ? WTERMSIG (status) : -1);
+                 WIFSIGNALED (status) ? WTERMSIG (status) : -1);
     REQUIRE_MSG (WEXITSTATUS (status) == expected, "%s exited %d, expected %d", what,
-               WEXITSTATUS (status), expected);
+                 WEXITSTATUS (status), expected);
 }
 
 //  kill -9 the router and reap it.
@@ -94,7 +94,8 @@ static void
 s_kill9 (h_test_t *t, pid_t pid)
 {
     h_kill (t, pid, SIGKILL, false);
-    REQUIRE_MSG (h_proc_wait (t, pid, 5000, NULL), "router %d survived SIGKILL", (int) pid);
+    REQUIRE_MSG (h_proc_wait (t, pid, 5000, NULL), "router %d survived SIGKILL",
+                 (int) pid);
 }
 
 //  STATUS store.failing: 1 true, 0 false, -1 missing.
@@ -123,7 +124,7 @@ s_db_open (h_test_t *t, const char *data_dir)
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL);
     REQUIRE_MSG (rc == SQLITE_OK, "sqlite3_open_v2(%s): %s", path,
-               db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
+                 db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
     sqlite3_busy_timeout (db, h_ms (5000));
     return db;
 }
@@ -147,8 +148,8 @@ s_db_int (sqlite3 *db, const char *sql)
 
 //  A job's state and attempt count in the database; false if no such row.
 static bool
-s_db_job (sqlite3 *db, sqlite3_stmt *stmt, const char *msgid, char *state, size_t state_size,
-          long long *attempt)
+s_db_job (sqlite3 *db, sqlite3_stmt *stmt, const char *msgid, char *state,
+          size_t state_size, long long *attempt)
 {
     sqlite3_reset (stmt);
     sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
@@ -168,9 +169,9 @@ s_db_job (sqlite3 *db, sqlite3_stmt *stmt, const char *msgid, char *state, size_
 
 typedef struct {
     char msgid[37];
-    bool acked;                 // its ACK reached the client
-    bool abandoned;             // unACKed when its router died: sent again
-                                // under a new msgid
+    bool acked;      // its ACK reached the client
+    bool abandoned;  // unACKed when its router died: sent again
+                     // under a new msgid
     int results;
 } s_job_t;
 
@@ -179,13 +180,13 @@ typedef struct {
     emq_client_t *client;
     s_job_t *jobs;
     size_t count, cap;
-    zhashx_t *index;            // msgid -> index + 1
-    size_t inflight;            // submitted, not ACKed, not abandoned
+    zhashx_t *index;  // msgid -> index + 1
+    size_t inflight;  // submitted, not ACKed, not abandoned
     size_t acked, results, resubmitted;
-    size_t storage_errors;      // ERROR STORAGE (when allowed)
+    size_t storage_errors;  // ERROR STORAGE (when allowed)
     bool allow_storage_errors;
-    bool check_order;           // RESULTs must come in submission order
-    long long last_result;      // index of the latest RESULT (check_order)
+    bool check_order;       // RESULTs must come in submission order
+    long long last_result;  // index of the latest RESULT (check_order)
     void *payload;
     size_t size;
     emq_submit_opts_t opts;
@@ -223,7 +224,7 @@ s_load_submit (s_load_t *load)
     int rc = emq_submit_async (load->client, &load->opts, load->payload, load->size,
                                job->msgid);
     REQUIRE_MSG (rc == 0, "emq_submit_async #%zu: %d (%s)", load->count, rc,
-               emq_client_last_error (load->client));
+                 emq_client_last_error (load->client));
     zhashx_insert (load->index, job->msgid, (void *) (uintptr_t) (load->count + 1));
     load->inflight++;
     return load->count++;
@@ -246,7 +247,7 @@ s_load_submit_many (s_load_t *load, size_t n)
     size_t sent = 0;
     int rc = emq_submit_many (load->client, &load->opts, payloads, sizes, n, ids, &sent);
     REQUIRE_MSG (rc == 0, "emq_submit_many of %zu: %d (%s)", n, rc,
-               emq_client_last_error (load->client));
+                 emq_client_last_error (load->client));
     for (size_t i = 0; i < sent; i++) {
         s_job_t *job = &load->jobs[load->count];
         memcpy (job->msgid, ids[i], 37);
@@ -264,7 +265,8 @@ s_load_event (s_load_t *load, const emq_event_t *event)
 {
     uintptr_t slot = (uintptr_t) zhashx_lookup (load->index, event->msgid);
     if (slot == 0) {
-        h_log (load->t, "event %d for a msgid not ours: %s", (int) event->type, event->msgid);
+        h_log (load->t, "event %d for a msgid not ours: %s", (int) event->type,
+               event->msgid);
         return;
     }
     size_t i = slot - 1;
@@ -279,8 +281,8 @@ s_load_event (s_load_t *load, const emq_event_t *event)
     }
     if (event->type == EMQ_EVENT_ERROR) {
         REQUIRE_MSG (load->allow_storage_errors && strcmp (event->code, "STORAGE") == 0,
-                   "job %zu (%s) refused: %s %.*s", i, job->msgid, event->code,
-                   (int) event->size, (const char *) event->data);
+                     "job %zu (%s) refused: %s %.*s", i, job->msgid, event->code,
+                     (int) event->size, (const char *) event->data);
         load->storage_errors++;
         //  Not kept: neither ACKed nor pending any more.
         if (!job->abandoned) {
@@ -291,14 +293,14 @@ s_load_event (s_load_t *load, const emq_event_t *event)
     }
     char *text = h_result_text (event);
     REQUIRE_MSG (event->status == EMQ_JOB_OK, "job %zu (%s) ended %s: %s", i, job->msgid,
-               emq_job_status_name (event->status), text);
+                 emq_job_status_name (event->status), text);
     free (text);
     job->results++;
     load->results++;
     if (load->check_order) {
         REQUIRE_MSG ((long long) i > load->last_result,
-                   "out of order: job %zu (%s) ended after job %lld", i, job->msgid,
-                   load->last_result);
+                     "out of order: job %zu (%s) ended after job %lld", i, job->msgid,
+                     load->last_result);
         load->last_result = (long long) i;
     }
 }
@@ -310,7 +312,8 @@ s_load_drain_max (s_load_t *load, int timeout_ms, size_t max)
 {
     size_t count = 0;
     emq_event_t event;
-    while ((max == 0 || count < max) && emq_poll (load->client, timeout_ms, &event) == 0) {
+    while ((max == 0 || count < max)
+           && emq_poll (load->client, timeout_ms, &event) == 0) {
         s_load_event (load, &event);
         count++;
     }
@@ -349,8 +352,9 @@ s_load_run (s_load_t *load, size_t count, size_t window, int timeout_ms)
     int64_t deadline = clock_mono_ms () + h_ms (timeout_ms);
     size_t sent = 0;
     while (sent < count || load->inflight > 0) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu of %zu sent, %zu unACKed after %d ms", sent,
-                   count, load->inflight, h_ms (timeout_ms));
+        REQUIRE_MSG (clock_mono_ms () < deadline,
+                     "%zu of %zu sent, %zu unACKed after %d ms", sent, count,
+                     load->inflight, h_ms (timeout_ms));
         s_load_drain_max (load, 0, 200);
         if (sent < count && load->inflight < window) {
             s_load_submit (load);
@@ -372,8 +376,8 @@ s_load_verify (s_load_t *load, sqlite3 *db)
 {
     s_verdict_t v = { 0 };
     sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?", -1,
-                                 &stmt, NULL);
+    int rc = sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?",
+                                 -1, &stmt, NULL);
     REQUIRE_MSG (rc == SQLITE_OK, "prepare: %s", sqlite3_errmsg (db));
     size_t reported = 0;
     for (size_t i = 0; i < load->count; i++) {
@@ -437,8 +441,8 @@ test_router_kill9_rounds (h_test_t *t)
     unsigned seed = (unsigned) time (NULL) ^ (unsigned) getpid ();
     srandom (seed);
 
-    pid_t router = h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000",
-                             NULL);
+    pid_t router =
+        h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000", NULL);
     h_jm (t, "jma", DEFAULT_Q, 2, NULL);
     h_jm (t, "jmb", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "jma", 10000, NULL);
@@ -447,7 +451,8 @@ test_router_kill9_rounds (h_test_t *t)
     emq_client_set_connect_timeout (client, h_ms (10000));
     s_load_t load;
     s_load_init (&load, t, client, (size_t) per_round * rounds * 2 + 1000, "noop", NULL);
-    s_report (t, "%d rounds of %d jobs (seed %u), fsync always, 2 job managers x 2 workers",
+    s_report (t,
+              "%d rounds of %d jobs (seed %u), fsync always, 2 job managers x 2 workers",
               rounds, per_round, seed);
 
     int64_t start = clock_mono_ms ();
@@ -459,8 +464,9 @@ test_router_kill9_rounds (h_test_t *t)
         bool killed = false;
         int64_t deadline = clock_mono_ms () + h_ms (60000);
         while (!killed || sent < per_round || load.inflight > 0) {
-            REQUIRE_MSG (clock_mono_ms () < deadline, "round %d: %d sent, %zu unACKed, killed %d",
-                       round + 1, sent, load.inflight, killed);
+            REQUIRE_MSG (clock_mono_ms () < deadline,
+                         "round %d: %d sent, %zu unACKed, killed %d", round + 1, sent,
+                         load.inflight, killed);
             s_load_drain_max (&load, 0, 50);
             if (!killed && load.acked - acked0 >= (size_t) kill_at) {
                 //  Mid-stream: a burst of jobs on its way, then kill -9.
@@ -471,8 +477,10 @@ test_router_kill9_rounds (h_test_t *t)
                 //  ACKs already on their way to us still count.
                 size_t late = s_load_drain (&load, 100);
                 sqlite3 *db = s_db_open (t, NULL);
-                long long queued = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'queued'");
-                long long running = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'running'");
+                long long queued =
+                    s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'queued'");
+                long long running =
+                    s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'running'");
                 sqlite3_close (db);
                 char tag[32];
                 snprintf (tag, sizeof tag, "router-%d", round + 2);
@@ -481,11 +489,12 @@ test_router_kill9_rounds (h_test_t *t)
                                    NULL);
                 int64_t up_ms = clock_mono_ms () - restart;
                 size_t again = s_load_resubmit (&load);
-                s_report (t, "round %d: kill -9 after %zu ACKs with %zu unACKed in flight "
+                s_report (t,
+                          "round %d: kill -9 after %zu ACKs with %zu unACKed in flight "
                           "(%zu ACKs late), %lld queued and %lld running in the store; "
-                          "restarted in %lld ms, %zu sent again", round + 1,
-                          load.acked - acked0 - late, inflight, late, queued, running,
-                          (long long) up_ms, again);
+                          "restarted in %lld ms, %zu sent again",
+                          round + 1, load.acked - acked0 - late, inflight, late, queued,
+                          running, (long long) up_ms, again);
                 killed = true;
                 continue;
             }
@@ -502,7 +511,8 @@ test_router_kill9_rounds (h_test_t *t)
 
     //  Wait until the router has ended every job it holds.
     sqlite3 *db = s_db_open (t, NULL);
-    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  60000);
     int64_t drained_ms = clock_mono_ms () - start;
     long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
     const char *jms[] = { "jma", "jmb", NULL };
@@ -511,14 +521,21 @@ test_router_kill9_rounds (h_test_t *t)
     sqlite3_close (db);
     s_load_drain (&load, 0);
 
-    s_report (t, "%zu jobs ACKed (%zu sent, %zu sent again after a crash), all ACKed in %.2f s, "
-              "all done in %.2f s", v.acked, load.count, load.resubmitted,
-              submitted_ms / 1000.0, drained_ms / 1000.0);
-    s_report (t, "lost %zu (no row %zu); unACKed but stored and run anyway %zu of %zu; "
-              "re-dispatched (attempt > 1) %zu, max attempt %lld", v.lost, v.missing,
-              v.stored_unacked, v.abandoned, v.redispatched, v.max_attempt);
-    s_report (t, "job managers ran %lld jobs for %lld done rows: %lld duplicates; "
-              "%zu RESULTs reached the client", runs, done, runs - done, load.results);
+    s_report (
+        t,
+        "%zu jobs ACKed (%zu sent, %zu sent again after a crash), all ACKed in %.2f s, "
+        "all done in %.2f s",
+        v.acked, load.count, load.resubmitted, submitted_ms / 1000.0,
+        drained_ms / 1000.0);
+    s_report (t,
+              "lost %zu (no row %zu); unACKed but stored and run anyway %zu of %zu; "
+              "re-dispatched (attempt > 1) %zu, max attempt %lld",
+              v.lost, v.missing, v.stored_unacked, v.abandoned, v.redispatched,
+              v.max_attempt);
+    s_report (t,
+              "job managers ran %lld jobs for %lld done rows: %lld duplicates; "
+              "%zu RESULTs reached the client",
+              runs, done, runs - done, load.results);
     REQUIRE_INT (v.lost, ==, 0);
     REQUIRE_INT (v.acked + v.stored_unacked, ==, done);
     REQUIRE_INT (runs, >=, done);
@@ -539,8 +556,8 @@ static void
 test_batch_kill9 (h_test_t *t)
 {
     int total = h_count (6000);
-    pid_t router = h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000",
-                             NULL);
+    pid_t router =
+        h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000", NULL);
     h_jm (t, "jma", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "jma", 10000, NULL);
     emq_client_t *client = s_client (t);
@@ -555,8 +572,8 @@ test_batch_kill9 (h_test_t *t)
     bool killed = false;
     size_t kill_at = (size_t) total / 3;
     while (!killed || (int) load.count < total || load.inflight > 0) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu sent, %zu unACKed, killed %d", load.count,
-                   load.inflight, killed);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu sent, %zu unACKed, killed %d",
+                     load.count, load.inflight, killed);
         s_load_drain_max (&load, 0, 0);
         if (!killed && (load.acked >= kill_at || (int) load.count >= total)) {
             //  Two batches on their way, then kill -9.
@@ -565,16 +582,20 @@ test_batch_kill9 (h_test_t *t)
             size_t inflight = load.inflight;
             s_kill9 (t, router);
             size_t late = s_load_drain (&load, 100);
-            router = h_router (t, "router-2", "--fsync", "always", "--queue-hwm", "1000000",
-                               NULL);
+            router = h_router (t, "router-2", "--fsync", "always", "--queue-hwm",
+                               "1000000", NULL);
             size_t again = s_load_resubmit (&load);
-            s_report (t, "kill -9 after %zu ACKs with %zu unACKed in flight (%zu ACKs late); "
-                      "%zu sent again", load.acked - late, inflight, late, again);
+            s_report (
+                t,
+                "kill -9 after %zu ACKs with %zu unACKed in flight (%zu ACKs late); "
+                "%zu sent again",
+                load.acked - late, inflight, late, again);
             killed = true;
             continue;
         }
         if ((int) load.count < total && load.inflight < 2000) {
-            size_t n = (size_t) total - load.count < 200 ? (size_t) total - load.count : 200;
+            size_t n =
+                (size_t) total - load.count < 200 ? (size_t) total - load.count : 200;
             s_load_submit_many (&load, n);
             continue;
         }
@@ -582,16 +603,19 @@ test_batch_kill9 (h_test_t *t)
     }
     REQUIRE (killed);
     sqlite3 *db = s_db_open (t, NULL);
-    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 60000);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  60000);
     long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
     s_verdict_t v = s_load_verify (&load, db);
     sqlite3_close (db);
     json_t *status = h_admin (t, "STATUS");
     long long batches = h_jint (status, -1, "traffic", "batches_in", NULL);
     json_decref (status);
-    s_report (t, "%zu jobs ACKed of %zu sent in batches (%lld BATCHes to the second router); "
-              "lost %zu; unACKed but stored %zu of %zu; %lld done rows", v.acked, load.count,
-              batches, v.lost, v.stored_unacked, v.abandoned, done);
+    s_report (
+        t,
+        "%zu jobs ACKed of %zu sent in batches (%lld BATCHes to the second router); "
+        "lost %zu; unACKed but stored %zu of %zu; %lld done rows",
+        v.acked, load.count, batches, v.lost, v.stored_unacked, v.abandoned, done);
     REQUIRE_INT (v.lost, ==, 0);
     REQUIRE_INT (v.acked + v.stored_unacked, ==, done);
     REQUIRE_INT (batches, >=, 1);
@@ -645,31 +669,35 @@ test_jm_kill9_jobs_finish (h_test_t *t)
         emq_event_t event;
         int rc = emq_wait_result (client, msgids[i], h_ms (20000), &event);
         REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for job %d (%s)", i, msgids[i]);
-        REQUIRE_MSG (rc == 0 && event.status == EMQ_JOB_OK, "job %d (%s): rc %d status %s", i,
-                   msgids[i], rc, emq_job_status_name (event.status));
+        REQUIRE_MSG (rc == 0 && event.status == EMQ_JOB_OK,
+                     "job %d (%s): rc %d status %s", i, msgids[i], rc,
+                     emq_job_status_name (event.status));
     }
     int64_t finished_ms = clock_mono_ms () - killed;
     sqlite3 *db = s_db_open (t, NULL);
     sqlite3_stmt *stmt = NULL;
-    REQUIRE (sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?", -1,
-                               &stmt, NULL) == SQLITE_OK);
+    REQUIRE (sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?",
+                                 -1, &stmt, NULL)
+             == SQLITE_OK);
     for (int i = 0; i < JOBS; i++) {
         char state[32];
         long long attempt = 0;
         REQUIRE_WAIT (s_db_job (db, stmt, msgids[i], state, sizeof state, &attempt)
-                    && strcmp (state, "done") == 0, 3000);
+                          && strcmp (state, "done") == 0,
+                      3000);
         if (on_a[i]) {
-            REQUIRE_MSG (attempt >= 2, "job %d (%s) ran on the killed jm: attempt %lld", i,
-                       msgids[i], attempt);
+            REQUIRE_MSG (attempt >= 2, "job %d (%s) ran on the killed jm: attempt %lld",
+                         i, msgids[i], attempt);
             moved_ok++;
         }
     }
     sqlite3_finalize (stmt);
     sqlite3_close (db);
     REQUIRE (!h_jm_registered (t, "jma"));
-    s_report (t, "%d jobs running on the killed job manager ended ok on the other "
-              "(attempt >= 2), %d jobs in all, %lld ms after the kill", moved_ok, JOBS,
-              (long long) finished_ms);
+    s_report (t,
+              "%d jobs running on the killed job manager ended ok on the other "
+              "(attempt >= 2), %d jobs in all, %lld ms after the kill",
+              moved_ok, JOBS, (long long) finished_ms);
     emq_client_destroy (&client);
 }
 
@@ -685,8 +713,8 @@ s_dead_entry (h_test_t *t, const char *msgid, long long *total)
     h_cli (t, &r, 10000, "dead", "--json", NULL);
     REQUIRE_MSG (r.status == 0, "dead --json: exit %d (stderr %s)", r.status, r.err);
     json_t *root = json_loads (r.out, 0, NULL);
-    REQUIRE_MSG (json_is_array (json_object_get (root, "dead")), "dead --json printed %.300s",
-               r.out);
+    REQUIRE_MSG (json_is_array (json_object_get (root, "dead")),
+                 "dead --json printed %.300s", r.out);
     h_cli_free (&r);
     if (total)
         *total = h_jint (root, -1, "total", NULL);
@@ -728,8 +756,10 @@ test_crash_dead_retry (h_test_t *t)
 
     //  Three attempts (1 + 2 retries), each a crash: the final result.
     h_cli (t, &r, 30000, "result", "--wait", "--wait-timeout", "20", msgid, NULL);
-    REQUIRE_MSG (r.status == 7, "result --wait of a job crashing every time: exit %d, "
-               "expected 7 (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 7,
+                 "result --wait of a job crashing every time: exit %d, "
+                 "expected 7 (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
 
     json_t *job = s_dead_entry (t, msgid, NULL);
@@ -740,16 +770,18 @@ test_crash_dead_retry (h_test_t *t)
     REQUIRE_INT (h_jint (job, -1, "attempts", NULL), ==, 3);
     REQUIRE_STREQ (json_string_value (json_object_get (job, "status")), "crashed");
     const char *error = json_string_value (json_object_get (job, "error"));
-    REQUIRE_MSG (error && (strcasestr (error, "SIGSEGV") || strcasestr (error, "signal")
+    REQUIRE_MSG (error
+                     && (strcasestr (error, "SIGSEGV") || strcasestr (error, "signal")
                          || strcasestr (error, "segmentation")),
-               "the dead job's error does not name the crash: '%s'", error ? error : "(null)");
+                 "the dead job's error does not name the crash: '%s'",
+                 error ? error : "(null)");
     json_decref (job);
     REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") == 3, 3000);
 
     //  The human view lists it too.
     h_cli (t, &r, 10000, "dead", NULL);
-    REQUIRE_MSG (r.status == 0 && strstr (r.out, msgid), "dead: exit %d, out %.300s", r.status,
-               r.out);
+    REQUIRE_MSG (r.status == 0 && strstr (r.out, msgid), "dead: exit %d, out %.300s",
+                 r.status, r.out);
     h_cli_free (&r);
 
     //  dead retry: it runs again, 3 more attempts, dead again.
@@ -763,8 +795,8 @@ test_crash_dead_retry (h_test_t *t)
 
     //  Unknown msgid: 8.
     h_cli (t, &r, 10000, "dead", "retry", "no-such-job", NULL);
-    REQUIRE_MSG (r.status == 8, "dead retry of an unknown job: exit %d (stderr %s)", r.status,
-               r.err);
+    REQUIRE_MSG (r.status == 8, "dead retry of an unknown job: exit %d (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
 
     h_cli (t, &r, 10000, "dead", "purge", NULL);
@@ -783,7 +815,8 @@ test_crash_dead_retry (h_test_t *t)
 static void
 test_dead_many (h_test_t *t)
 {
-    h_router (t, "router", "--retry-backoff", "0.01", "--retry-backoff-max", "0.02", NULL);
+    h_router (t, "router", "--retry-backoff", "0.01", "--retry-backoff-max", "0.02",
+              NULL);
     h_jm (t, "jm", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "jm", 10000, NULL);
     int count = h_count (2500);
@@ -798,7 +831,7 @@ test_dead_many (h_test_t *t)
         REQUIRE_MSG (rc == 0, "emq_submit_async #%d: %d", i, rc);
         emq_event_t event;
         while (emq_poll (client, 0, &event) == 0)
-            ;           // ACKs
+            ;  // ACKs
     }
     free (payload);
     //  Each fails twice (1 + 1 retry): dead.
@@ -809,8 +842,10 @@ test_dead_many (h_test_t *t)
     h_cli (t, &r, 60000, "dead", "retry", "--all", NULL);
     char expect[64];
     snprintf (expect, sizeof expect, "retried %d dead job", count);
-    REQUIRE_MSG (r.status == 0 && strstr (r.out, expect), "dead retry --all: exit %d, out '%s' "
-               "(stderr %s), expected '%s'", r.status, h_chomp (r.out), r.err, expect);
+    REQUIRE_MSG (r.status == 0 && strstr (r.out, expect),
+                 "dead retry --all: exit %d, out '%s' "
+                 "(stderr %s), expected '%s'",
+                 r.status, h_chomp (r.out), r.err, expect);
     h_cli_free (&r);
     //  All of them ran twice more and are dead again.
     REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") == 4LL * count, 120000);
@@ -818,8 +853,10 @@ test_dead_many (h_test_t *t)
 
     h_cli (t, &r, 60000, "dead", "purge", NULL);
     snprintf (expect, sizeof expect, "purged %d dead job", count);
-    REQUIRE_MSG (r.status == 0 && strstr (r.out, expect), "dead purge: exit %d, out '%s' "
-               "(stderr %s), expected '%s'", r.status, h_chomp (r.out), r.err, expect);
+    REQUIRE_MSG (r.status == 0 && strstr (r.out, expect),
+                 "dead purge: exit %d, out '%s' "
+                 "(stderr %s), expected '%s'",
+                 r.status, h_chomp (r.out), r.err, expect);
     h_cli_free (&r);
     REQUIRE_INT (s_status_int (t, -1, "store", "dead", NULL), ==, 0);
     emq_client_destroy (&client);
@@ -867,21 +904,27 @@ test_backlog_restart_order (h_test_t *t)
     h_jm (t, "jm", DEFAULT_Q, 1, NULL);
     int64_t deadline = clock_mono_ms () + h_ms (150000);
     while (load.results < load.count) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu of %zu results", load.results, load.count);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu of %zu results", load.results,
+                     load.count);
         s_load_drain (&load, 200);
     }
     int64_t run_ms = clock_mono_ms () - start;
-    s_report (t, "%d jobs: submitted and ACKed in %.2f s (%.0f/s), SIGTERM stop %.2f s, "
-              "restart with the backlog %.2f s, run by 1 worker in order in %.2f s (%.0f/s)",
-              count, submit_ms / 1000.0, count * 1000.0 / (submit_ms ? submit_ms : 1),
-              stop_ms / 1000.0, restart_ms / 1000.0, run_ms / 1000.0,
-              load.count * 1000.0 / (run_ms ? run_ms : 1));
+    s_report (
+        t,
+        "%d jobs: submitted and ACKed in %.2f s (%.0f/s), SIGTERM stop %.2f s, "
+        "restart with the backlog %.2f s, run by 1 worker in order in %.2f s (%.0f/s)",
+        count, submit_ms / 1000.0, count * 1000.0 / (submit_ms ? submit_ms : 1),
+        stop_ms / 1000.0, restart_ms / 1000.0, run_ms / 1000.0,
+        load.count * 1000.0 / (run_ms ? run_ms : 1));
     for (size_t i = 0; i < load.count; i++)
-        REQUIRE_MSG (load.jobs[i].results == 1, "job %zu: %d results", i, load.jobs[i].results);
+        REQUIRE_MSG (load.jobs[i].results == 1, "job %zu: %d results", i,
+                     load.jobs[i].results);
 
     sqlite3 *db = s_db_open (t, NULL);
-    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 5000);
-    REQUIRE_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'"), ==, load.count);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  5000);
+    REQUIRE_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'"), ==,
+                 load.count);
     REQUIRE_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE attempt != 1"), ==, 0);
     sqlite3_close (db);
     emq_client_destroy (&client);
@@ -892,7 +935,7 @@ test_backlog_restart_order (h_test_t *t)
 //  5. --takeover and --standby: never two routers on one data directory
 
 typedef struct {
-    int64_t both_ms;            // when both answered (0: never)
+    int64_t both_ms;  // when both answered (0: never)
     int probes;
 } s_probe_t;
 
@@ -934,27 +977,29 @@ test_takeover (h_test_t *t)
         log[fread (log, 1, sizeof log - 1, file)] = 0;
         fclose (file);
     }
-    REQUIRE_MSG (strstr (log, pid_s), "the refused router does not name pid %s: %s", pid_s, log);
+    REQUIRE_MSG (strstr (log, pid_s), "the refused router does not name pid %s: %s",
+                 pid_s, log);
 
     //  Jobs flow; B takes over mid-stream.
     s_load_run (&load, (size_t) jobs / 2, 500, 30000);
     int64_t takeover = clock_mono_ms ();
-    pid_t b = h_router_ex (t, "router-b", admin_b, false, "--takeover", "--fsync", "always",
-                           NULL);
+    pid_t b = h_router_ex (t, "router-b", admin_b, false, "--takeover", "--fsync",
+                           "always", NULL);
     bool b_up = false, a_down = false;
     int probes = 0;
     int64_t deadline = clock_mono_ms () + h_ms (20000), a_gone_ms = 0, b_up_ms = 0;
     size_t sent = 0;
     while (!b_up) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "router B not serving after %d ms (A down: %d)",
-                   h_ms (20000), a_down);
+        REQUIRE_MSG (clock_mono_ms () < deadline,
+                     "router B not serving after %d ms (A down: %d)", h_ms (20000),
+                     a_down);
         //  A, B, A: if A still answers after B answered, both listened.
         bool a1 = s_answers (t, t->admin);
         bool bb = s_answers (t, admin_b);
         bool a2 = bb && s_answers (t, t->admin);
         probes++;
-        REQUIRE_MSG (!(bb && a2), "both routers answered STATUS (A %d then %d, B %d)", a1, a2,
-                   bb);
+        REQUIRE_MSG (!(bb && a2), "both routers answered STATUS (A %d then %d, B %d)", a1,
+                     a2, bb);
         if (!a1 && !a_down) {
             a_down = true;
             a_gone_ms = clock_mono_ms () - takeover;
@@ -977,10 +1022,12 @@ test_takeover (h_test_t *t)
     size_t again = s_load_resubmit (&load);
     s_load_run (&load, (size_t) jobs / 2, 500, 30000);
     sqlite3 *db = s_db_open (t, NULL);
-    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 30000);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  30000);
     s_verdict_t v = s_load_verify (&load, db);
     sqlite3_close (db);
-    s_report (t, "takeover: A stopped answering %lld ms, B answered %lld ms after B started "
+    s_report (t,
+              "takeover: A stopped answering %lld ms, B answered %lld ms after B started "
               "(%d probes A-B-A, never both); %zu jobs ACKed, %zu sent again, lost %zu",
               (long long) a_gone_ms, (long long) b_up_ms, probes, v.acked, again, v.lost);
     REQUIRE_INT (v.lost, ==, 0);
@@ -989,8 +1036,10 @@ test_takeover (h_test_t *t)
     pid_t c = h_router_ex (t, "router-c", admin_c, false, "--standby", NULL);
     int64_t standby_start = clock_mono_ms ();
     while (clock_mono_ms () - standby_start < h_ms (2500)) {
-        REQUIRE_MSG (h_pid_alive (c), "router C (--standby) exited while B holds the directory");
-        REQUIRE_MSG (!s_answers (t, admin_c), "router C (--standby) answers while B serves");
+        REQUIRE_MSG (h_pid_alive (c),
+                     "router C (--standby) exited while B holds the directory");
+        REQUIRE_MSG (!s_answers (t, admin_c),
+                     "router C (--standby) answers while B serves");
         REQUIRE (s_answers (t, admin_b));
     }
     int64_t killed = clock_mono_ms ();
@@ -1029,8 +1078,9 @@ s_load_wait_results (s_load_t *load, int timeout_ms)
             missing += load->jobs[i].acked && load->jobs[i].results == 0;
         if (missing == 0)
             return;
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%zu ACKed jobs without a RESULT after %d ms",
-                   missing, h_ms (timeout_ms));
+        REQUIRE_MSG (clock_mono_ms () < deadline,
+                     "%zu ACKed jobs without a RESULT after %d ms", missing,
+                     h_ms (timeout_ms));
         s_load_drain (load, 200);
     }
 }
@@ -1044,10 +1094,12 @@ test_disk_full (h_test_t *t)
     snprintf (filler, sizeof filler, "%s/filler", mnt);
     REQUIRE (mkdir (mnt, 0755) == 0);
     //  8 MiB: room for SQLite's WAL (checkpointed at 4 MiB) once freed.
-    bool mounted = !getenv ("EMQ_TEST_NO_MOUNT")
-                   && mount ("tmpfs", mnt, "tmpfs", 0, "size=8m") == 0;
-    s_report (t, "mode: %s", mounted ? "8 MiB tmpfs as data directory, 7.3 MiB filler file"
-              : "RLIMIT_FSIZE 1 MiB on the router (mounting a tmpfs is not allowed)");
+    bool mounted =
+        !getenv ("EMQ_TEST_NO_MOUNT") && mount ("tmpfs", mnt, "tmpfs", 0, "size=8m") == 0;
+    s_report (t, "mode: %s",
+              mounted
+                  ? "8 MiB tmpfs as data directory, 7.3 MiB filler file"
+                  : "RLIMIT_FSIZE 1 MiB on the router (mounting a tmpfs is not allowed)");
     REQUIRE (mkdir (data, 0755) == 0);
 
     pid_t router = h_router (t, "router", "--data-dir", data, "--fsync", "always", NULL);
@@ -1055,7 +1107,7 @@ test_disk_full (h_test_t *t)
         //  The soft limit only, so that raising it back needs no privilege.
         struct rlimit limit = { 1024 * 1024, RLIM_INFINITY };
         REQUIRE_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
-                   strerror (errno));
+                     strerror (errno));
     }
     else {
         //  Most of the space goes to a file we delete later.
@@ -1081,13 +1133,15 @@ test_disk_full (h_test_t *t)
     load.allow_storage_errors = true;
     int64_t deadline = clock_mono_ms () + h_ms (30000);
     while (load.storage_errors == 0) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "no ERROR STORAGE after %zu jobs of %zu bytes",
-                   load.count, load.size);
+        REQUIRE_MSG (clock_mono_ms () < deadline,
+                     "no ERROR STORAGE after %zu jobs of %zu bytes", load.count,
+                     load.size);
         REQUIRE_MSG (h_pid_alive (router), "the router died filling the disk");
         s_load_run (&load, 1, 1, 10000);
     }
     size_t acked_full = load.acked;
-    s_report (t, "%zu jobs of %zu bytes ACKed, then ERROR STORAGE", acked_full, load.size);
+    s_report (t, "%zu jobs of %zu bytes ACKed, then ERROR STORAGE", acked_full,
+              load.size);
     //  More attempts: all refused, none ACKed.
     s_load_run (&load, 5, 5, 10000);
     REQUIRE_INT (load.acked, ==, acked_full);
@@ -1095,9 +1149,11 @@ test_disk_full (h_test_t *t)
     //  emq-cli: exit 4 with a message; STATUS answers, store.failing.
     h_cli_t r;
     h_cli (t, &r, 10000, "submit", "run", H_PLUGIN, "echo", big, NULL);
-    REQUIRE_MSG (r.status == 4, "submit on a full disk: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 4, "submit on a full disk: exit %d (stderr %s)", r.status,
+                 r.err);
     REQUIRE_MSG (strcasestr (r.err, "STORAGE") || strcasestr (r.err, "disk")
-               || strcasestr (r.err, "store"), "unclear error on a full disk: '%s'", r.err);
+                     || strcasestr (r.err, "store"),
+                 "unclear error on a full disk: '%s'", r.err);
     s_report (t, "emq-cli: %s", h_chomp (r.err));
     h_cli_free (&r);
     json_t *status = h_admin (t, "STATUS");
@@ -1106,8 +1162,9 @@ test_disk_full (h_test_t *t)
     REQUIRE_MSG (s_store_failing (t) == 1, "store.failing is not true on a full disk");
     REQUIRE_INT (s_status_int (t, -1, "queues", "default", "waiting"), ==, acked_full);
     h_cli (t, &r, 10000, "status", NULL);
-    REQUIRE_MSG (r.status == 0 && (strstr (r.out, "failing") || strstr (r.out, "cannot write")),
-               "status on a full disk: exit %d, out %.400s", r.status, r.out);
+    REQUIRE_MSG (r.status == 0
+                     && (strstr (r.out, "failing") || strstr (r.out, "cannot write")),
+                 "status on a full disk: exit %d, out %.400s", r.status, r.out);
     h_cli_free (&r);
 
     //  It keeps serving what it has: the jobs it ACKed run, disk still full.
@@ -1122,7 +1179,7 @@ test_disk_full (h_test_t *t)
     else {
         struct rlimit limit = { RLIM_INFINITY, RLIM_INFINITY };
         REQUIRE_MSG (prlimit (router, RLIMIT_FSIZE, &limit, NULL) == 0, "prlimit: %s",
-                   strerror (errno));
+                     strerror (errno));
     }
     int64_t freed = clock_mono_ms ();
     size_t refused = load.storage_errors;
@@ -1130,13 +1187,14 @@ test_disk_full (h_test_t *t)
     s_load_run (&load, 20, 5, 10000);
     REQUIRE_INT (load.acked, ==, acked_full + 20);
     REQUIRE_WAIT (s_store_failing (t) == 0, 5000);
-    s_report (t, "%zu jobs refused while full; accepted again %lld ms after space returned",
+    s_report (t,
+              "%zu jobs refused while full; accepted again %lld ms after space returned",
               refused, (long long) (clock_mono_ms () - freed));
     s_load_wait_results (&load, 30000);
     for (size_t i = 0; i < load.count; i++)
         REQUIRE_MSG (load.jobs[i].results == (load.jobs[i].acked ? 1 : 0),
-                   "job %zu: ACKed %d, %d results", i, load.jobs[i].acked,
-                   load.jobs[i].results);
+                     "job %zu: ACKed %d, %d results", i, load.jobs[i].acked,
+                     load.jobs[i].results);
 
     //  What the store says now (ends that could not be written while the
     //  disk was full are not in it: the router runs those jobs again on a
@@ -1147,26 +1205,31 @@ test_disk_full (h_test_t *t)
     //  A job that ran while the disk was full: its result, from another
     //  process (FETCH reads the store once the router has let go of it).
     char sql[256];
-    snprintf (sql, sizeof sql, "SELECT attempt FROM jobs WHERE msgid = '%s' AND state = 'done'",
+    snprintf (sql, sizeof sql,
+              "SELECT attempt FROM jobs WHERE msgid = '%s' AND state = 'done'",
               load.jobs[0].msgid);
     bool stored_done = s_db_int (db, sql) >= 0;
     h_cli (t, &r, 10000, "result", load.jobs[0].msgid, NULL);
     int fetched = r.status;
-    s_report (t, "emq-cli result %s (ran ok while the disk was full, %s in the store): "
-              "exit %d, stdout %zu bytes, stderr '%s'", load.jobs[0].msgid,
-              stored_done ? "done" : "not done", r.status, strlen (r.out), h_chomp (r.err));
+    s_report (t,
+              "emq-cli result %s (ran ok while the disk was full, %s in the store): "
+              "exit %d, stdout %zu bytes, stderr '%s'",
+              load.jobs[0].msgid, stored_done ? "done" : "not done", r.status,
+              strlen (r.out), h_chomp (r.err));
     h_cli_free (&r);
     sqlite3_close (db);
     kill (router, SIGTERM);
     s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
     router = h_router (t, "router-2", "--data-dir", data, "--fsync", "always", NULL);
     db = s_db_open (t, data);
-    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0, 20000);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  20000);
     s_verdict_t v = s_load_verify (&load, db);
     sqlite3_close (db);
-    s_report (t, "%lld jobs ran but their end was not stored (run again after the restart); "
-              "all %zu ACKed jobs done, lost %zu, none of the %zu refused stored (%zu)", stale,
-              v.acked, v.lost, v.abandoned, v.stored_unacked);
+    s_report (t,
+              "%lld jobs ran but their end was not stored (run again after the restart); "
+              "all %zu ACKed jobs done, lost %zu, none of the %zu refused stored (%zu)",
+              stale, v.acked, v.lost, v.abandoned, v.stored_unacked);
     REQUIRE_INT (v.lost, ==, 0);
     REQUIRE_INT (v.stored_unacked, ==, 0);
 
@@ -1180,8 +1243,10 @@ test_disk_full (h_test_t *t)
     //  the disk was full are never written once it recovers, and FETCH of
     //  such a job (emq-cli result) answers "failed" with an empty error
     //  although it ran ok. Checked last so the figures above still print.
-    REQUIRE_MSG (fetched == 0, "emq-cli result of a job that ended ok while the disk was full "
-               "exited %d, expected 0 (its value)", fetched);
+    REQUIRE_MSG (fetched == 0,
+                 "emq-cli result of a job that ended ok while the disk was full "
+                 "exited %d, expected 0 (its value)",
+                 fetched);
 }
 
 //  ---------------------------------------------------------------------
@@ -1204,15 +1269,15 @@ test_results_fetch (h_test_t *t)
     char msgid[64];
     snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
     h_cli_free (&r);
-    REQUIRE_WAIT (s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 2,
-                10000);
+    REQUIRE_WAIT (
+        s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 2, 10000);
     h_cli (t, &r, 10000, "result", msgid, NULL);
     REQUIRE_MSG (r.status == 0, "result: exit %d (stderr %s)", r.status, r.err);
     REQUIRE_STREQ (h_chomp (r.out), "\"FETCHED\"");
     h_cli_free (&r);
     h_cli (t, &r, 10000, "result", "--json", msgid, NULL);
-    REQUIRE_MSG (r.status == 0 && strstr (r.out, "FETCHED"), "result --json: exit %d, out %s",
-               r.status, r.out);
+    REQUIRE_MSG (r.status == 0 && strstr (r.out, "FETCHED"),
+                 "result --json: exit %d, out %s", r.status, r.out);
     h_cli_free (&r);
 
     //  A running job: 9 without --wait, its value with --wait.
@@ -1221,8 +1286,9 @@ test_results_fetch (h_test_t *t)
     snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
     h_cli_free (&r);
     h_cli (t, &r, 10000, "result", msgid, NULL);
-    REQUIRE_MSG (r.status == 9, "result of a running job: exit %d, expected 9 (stderr %s)",
-               r.status, r.err);
+    REQUIRE_MSG (r.status == 9,
+                 "result of a running job: exit %d, expected 9 (stderr %s)", r.status,
+                 r.err);
     h_cli_free (&r);
     h_cli (t, &r, 10000, "result", "--wait", msgid, NULL);
     REQUIRE_MSG (r.status == 0, "result --wait: exit %d (stderr %s)", r.status, r.err);
@@ -1233,8 +1299,9 @@ test_results_fetch (h_test_t *t)
 
     //  Unknown: 8.
     h_cli (t, &r, 10000, "result", "00000000-0000-4000-8000-000000000000", NULL);
-    REQUIRE_MSG (r.status == 8, "result of an unknown job: exit %d, expected 8 (stderr %s)",
-               r.status, r.err);
+    REQUIRE_MSG (r.status == 8,
+                 "result of an unknown job: exit %d, expected 8 (stderr %s)", r.status,
+                 r.err);
     REQUIRE_MSG (strlen (r.err) > 0, "no message for an unknown job");
     h_cli_free (&r);
 
@@ -1243,13 +1310,13 @@ test_results_fetch (h_test_t *t)
     char job[37];
     h_submit_run (client, NULL, "sleep", "0.5", 0, job);
     emq_client_destroy (&client);
-    REQUIRE_WAIT (s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 4,
-                10000);
+    REQUIRE_WAIT (
+        s_status_int (t, -1, "processed_messages_by_queue", "default", NULL) == 4, 10000);
     client = s_client (t);
     emq_event_t event;
     int rc = emq_result (client, job, h_ms (5000), &event);
     REQUIRE_MSG (rc == 0, "emq_result of a job whose client left: %d (%s)", rc,
-               emq_client_last_error (client));
+                 emq_client_last_error (client));
     REQUIRE_INT (event.type, ==, EMQ_EVENT_RESULT);
     REQUIRE_INT (event.status, ==, EMQ_JOB_OK);
     char *text = h_result_text (&event);
@@ -1278,7 +1345,8 @@ test_delay_and_cancel (h_test_t *t)
     h_cli (t, &r, 20000, "submit", "--delay", "2", "--wait", "run", H_PLUGIN, "upper",
            "\"delayed\"", NULL);
     int64_t elapsed = clock_mono_ms () - submitted;
-    REQUIRE_MSG (r.status == 0, "submit --delay 2 --wait: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 0, "submit --delay 2 --wait: exit %d (stderr %s)", r.status,
+                 r.err);
     REQUIRE_STREQ (h_chomp (r.out), "\"DELAYED\"");
     h_cli_free (&r);
     s_report (t, "submit --delay 2 --wait returned after %lld ms", (long long) elapsed);
@@ -1302,10 +1370,11 @@ test_delay_and_cancel (h_test_t *t)
     REQUIRE_INT (s_status_int (t, -1, "store", "scheduled", NULL), ==, 0);
 
     //  Cancel a queued job (its queue has no job manager).
-    opts = (emq_submit_opts_t) { .queue = "nobody", .reply = true };
+    opts = (emq_submit_opts_t){ .queue = "nobody", .reply = true };
     REQUIRE_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
     h_cli (t, &r, 10000, "cancel", msgid, NULL);
-    REQUIRE_MSG (r.status == 0, "cancel of a queued job: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 0, "cancel of a queued job: exit %d (stderr %s)", r.status,
+                 r.err);
     h_cli_free (&r);
     rc = emq_wait_result (client, msgid, h_ms (5000), &event);
     REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for the cancelled queued job");
@@ -1316,16 +1385,16 @@ test_delay_and_cancel (h_test_t *t)
     REQUIRE_INT (event.status, ==, EMQ_JOB_CANCELLED);
     //  Cancelling it again: it is no longer waiting or running (8).
     h_cli (t, &r, 10000, "cancel", msgid, NULL);
-    REQUIRE_MSG (r.status == 8, "second cancel: exit %d, expected 8 (stderr %s)", r.status,
-               r.err);
+    REQUIRE_MSG (r.status == 8, "second cancel: exit %d, expected 8 (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
 
     //  Cancel a delayed (scheduled) job.
-    opts = (emq_submit_opts_t) { .reply = true, .delay_s = 60 };
+    opts = (emq_submit_opts_t){ .reply = true, .delay_s = 60 };
     REQUIRE_INT (emq_submit (client, &opts, payload, size, msgid, h_ms (5000)), ==, 0);
     h_cli (t, &r, 10000, "cancel", msgid, NULL);
-    REQUIRE_MSG (r.status == 0, "cancel of a scheduled job: exit %d (stderr %s)", r.status,
-               r.err);
+    REQUIRE_MSG (r.status == 0, "cancel of a scheduled job: exit %d (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
     rc = emq_wait_result (client, msgid, h_ms (5000), &event);
     REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for the cancelled scheduled job");
@@ -1339,13 +1408,15 @@ test_delay_and_cancel (h_test_t *t)
     REQUIRE_WAIT ((worker = h_jm_job_pid (t, "jm", msgid)) > 0, 5000);
     int64_t cancelled = clock_mono_ms ();
     h_cli (t, &r, 10000, "cancel", msgid, NULL);
-    REQUIRE_MSG (r.status == 0, "cancel of a running job: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 0, "cancel of a running job: exit %d (stderr %s)", r.status,
+                 r.err);
     h_cli_free (&r);
     rc = emq_wait_result (client, msgid, h_ms (5000), &event);
     int64_t cancel_ms = clock_mono_ms () - cancelled;
-    REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT within 5 s for the cancelled running job");
+    REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT,
+                 "no RESULT within 5 s for the cancelled running job");
     REQUIRE_MSG (event.status == EMQ_JOB_CANCELLED, "cancelled running job ended %s",
-               emq_job_status_name (event.status));
+                 emq_job_status_name (event.status));
     REQUIRE_WAIT (!h_pid_alive (worker), 3000);
     REQUIRE_WAIT (h_jm_has_slots (t, "jm", 1), 5000);
     s_report (t, "running sleep 30 cancelled in %lld ms, worker %d gone",
@@ -1457,11 +1528,15 @@ const h_testdef_t h_durability_tests[] = {
       "thousands of dead jobs: dead retry --all and purge in chunks, one answer" },
     { "backlog_restart_order", test_backlog_restart_order,
       "100k-job backlog survives SIGTERM, runs in order" },
-    { "takeover", test_takeover, "--takeover and --standby: never two routers, none lost" },
+    { "takeover", test_takeover,
+      "--takeover and --standby: never two routers, none lost" },
     { "disk_full", test_disk_full, "full disk: ERROR STORAGE, no ACK, recovery" },
-    { "results_fetch", test_results_fetch, "emq-cli result, --wait, NOT_FOUND, late fetch" },
-    { "delay_and_cancel", test_delay_and_cancel, "--delay, cancel queued, scheduled, running" },
+    { "results_fetch", test_results_fetch,
+      "emq-cli result, --wait, NOT_FOUND, late fetch" },
+    { "delay_and_cancel", test_delay_and_cancel,
+      "--delay, cancel queued, scheduled, running" },
     { "idempotent_submit", test_idempotent_submit, "one msgid twice: two ACKs, one run" },
 };
 
-const size_t h_durability_count = sizeof h_durability_tests / sizeof h_durability_tests[0];
+const size_t h_durability_count =
+    sizeof h_durability_tests / sizeof h_durability_tests[0];

@@ -48,7 +48,7 @@ s_db_open (h_test_t *t)
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL);
     REQUIRE_MSG (rc == SQLITE_OK, "sqlite3_open_v2(%s): %s", path,
-               db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
+                 db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
     sqlite3_busy_timeout (db, h_ms (5000));
     return db;
 }
@@ -64,8 +64,8 @@ s_db_row (sqlite3 *db, const char *msgid)
 {
     s_row_t row = { "", -1, -1 };
     sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (db, "SELECT state, attempt, epoch FROM jobs WHERE msgid = ?",
-                                 -1, &stmt, NULL);
+    int rc = sqlite3_prepare_v2 (
+        db, "SELECT state, attempt, epoch FROM jobs WHERE msgid = ?", -1, &stmt, NULL);
     REQUIRE_MSG (rc == SQLITE_OK, "prepare: %s", sqlite3_errmsg (db));
     sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
     if (sqlite3_step (stmt) == SQLITE_ROW) {
@@ -116,7 +116,7 @@ s_stream_submit (s_stream_t *stream)
     int rc = emq_submit_async (stream->client, &opts, stream->payload, stream->size,
                                job->msgid);
     REQUIRE_MSG (rc == 0, "emq_submit_async: %d (%s)", rc,
-               emq_client_last_error (stream->client));
+                 emq_client_last_error (stream->client));
     job->sent_ms = clock_mono_ms ();
     stream->count++;
 }
@@ -134,17 +134,19 @@ s_stream_drain (s_stream_t *stream, int timeout_ms)
             if (strcmp (stream->jobs[i].msgid, event.msgid) == 0)
                 job = &stream->jobs[i];
         REQUIRE_MSG (job != NULL, "event for a job not ours: %s", event.msgid);
-        REQUIRE_MSG (event.type != EMQ_EVENT_ERROR, "job %s refused: %s", job->msgid, event.code);
+        REQUIRE_MSG (event.type != EMQ_EVENT_ERROR, "job %s refused: %s", job->msgid,
+                     event.code);
         if (event.type == EMQ_EVENT_ACK) {
             REQUIRE_MSG (job->acked_ms == 0, "job %s ACKed twice", job->msgid);
             job->acked_ms = clock_mono_ms ();
             stream->acked++;
             s_row_t row = s_db_row (stream->db, job->msgid);
-            REQUIRE_MSG (row.state[0], "job %s ACKed, but no row in the store", job->msgid);
+            REQUIRE_MSG (row.state[0], "job %s ACKed, but no row in the store",
+                         job->msgid);
         }
         else {
             REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s ended %s", job->msgid,
-                       emq_job_status_name (event.status));
+                         emq_job_status_name (event.status));
             job->result = true;
             stream->results++;
         }
@@ -191,23 +193,28 @@ test_slow_disk (h_test_t *t)
         s_stream_submit (&stream);
     int64_t deadline = clock_mono_ms () + h_ms (15000);
     while (stream.acked < backlog) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d ACKed", stream.acked, backlog);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d ACKed", stream.acked,
+                     backlog);
         s_stream_drain (&stream, 100);
     }
     int64_t first_ack_ms = stream.jobs[0].acked_ms - stream.jobs[0].sent_ms;
-    REQUIRE_MSG (first_ack_ms >= sync_ms - 50, "an ACK %lld ms after its REQUEST, with "
-               "%d ms fsyncs under --fsync always", (long long) first_ack_ms, sync_ms);
+    REQUIRE_MSG (first_ack_ms >= sync_ms - 50,
+                 "an ACK %lld ms after its REQUEST, with "
+                 "%d ms fsyncs under --fsync always",
+                 (long long) first_ack_ms, sync_ms);
 
     //  A new job every 25 ms keeps a slow commit always on its way; then a
     //  job manager comes. The backlog runs at once, and STATUS answers at
     //  once; the new jobs' ACKs each wait for their fsync.
-    int64_t start = clock_mono_ms (), registered_ms = 0, backlog_done_ms = 0, last_submit = 0;
+    int64_t start = clock_mono_ms (), registered_ms = 0, backlog_done_ms = 0,
+            last_submit = 0;
     int64_t status_max_ms = 0, next_status = start;
     int probes = 0;
     bool jm_started = false;
     while (clock_mono_ms () - start < h_ms (3000) || stream.acked < stream.count) {
-        REQUIRE_MSG (clock_mono_ms () - start < h_ms (20000), "%d of %d ACKed, %d results",
-                   stream.acked, stream.count, stream.results);
+        REQUIRE_MSG (clock_mono_ms () - start < h_ms (20000),
+                     "%d of %d ACKed, %d results", stream.acked, stream.count,
+                     stream.results);
         int64_t now = clock_mono_ms ();
         if (now - start < h_ms (3000) && now - last_submit >= 25) {
             s_stream_submit (&stream);
@@ -243,24 +250,32 @@ test_slow_disk (h_test_t *t)
         ack_min = took < ack_min ? took : ack_min;
         ack_max = took > ack_max ? took : ack_max;
     }
-    s_report (t, "fsync %d ms: %d ACKed jobs ran within %lld ms of the job manager's "
+    s_report (t,
+              "fsync %d ms: %d ACKed jobs ran within %lld ms of the job manager's "
               "registration; "
-              "STATUS answered in %lld ms at most (%d probes); %d more jobs ACKed %lld..%lld ms "
-              "after their REQUEST", sync_ms, backlog, (long long) backlog_done_ms,
-              (long long) status_max_ms, probes, stream.count - backlog, (long long) ack_min,
-              (long long) ack_max);
-    REQUIRE_MSG (backlog_done_ms > 0 && backlog_done_ms < h_ms (sync_ms),
-               "the ACKed backlog took %lld ms to run after the job manager registered: "
-               "dispatch waited for the disk",
-               (long long) backlog_done_ms);
-    REQUIRE_MSG (status_max_ms < h_ms (sync_ms / 2), "STATUS took %lld ms: the loop waited "
-               "for the disk", (long long) status_max_ms);
-    REQUIRE_MSG (ack_min >= sync_ms - 50, "a job ACKed %lld ms after its REQUEST: before its "
-               "fsync", (long long) ack_min);
+              "STATUS answered in %lld ms at most (%d probes); %d more jobs ACKed "
+              "%lld..%lld ms "
+              "after their REQUEST",
+              sync_ms, backlog, (long long) backlog_done_ms, (long long) status_max_ms,
+              probes, stream.count - backlog, (long long) ack_min, (long long) ack_max);
+    REQUIRE_MSG (
+        backlog_done_ms > 0 && backlog_done_ms < h_ms (sync_ms),
+        "the ACKed backlog took %lld ms to run after the job manager registered: "
+        "dispatch waited for the disk",
+        (long long) backlog_done_ms);
+    REQUIRE_MSG (status_max_ms < h_ms (sync_ms / 2),
+                 "STATUS took %lld ms: the loop waited "
+                 "for the disk",
+                 (long long) status_max_ms);
+    REQUIRE_MSG (ack_min >= sync_ms - 50,
+                 "a job ACKed %lld ms after its REQUEST: before its "
+                 "fsync",
+                 (long long) ack_min);
     //  Every job runs, once.
     deadline = clock_mono_ms () + h_ms (15000);
     while (stream.results < stream.count) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d results", stream.results, stream.count);
+        REQUIRE_MSG (clock_mono_ms () < deadline, "%d of %d results", stream.results,
+                     stream.count);
         s_stream_drain (&stream, 100);
     }
     REQUIRE_WAIT (s_jm_requests (t, "jm") == stream.count, 5000);
@@ -293,9 +308,10 @@ test_restart_epoch (h_test_t *t)
     sqlite3 *db = s_db_open (t);
     REQUIRE_WAIT (strcmp (s_db_row (db, msgid).state, "running") == 0, 3000);
     s_row_t row = s_db_row (db, msgid);
-    REQUIRE_MSG (row.epoch > 0 && row.attempt == 1, "running row: attempt %lld, epoch %lld",
-               row.attempt, row.epoch);
-    s_report (t, "the dispatch of a running job was in the store %lld ms after it started",
+    REQUIRE_MSG (row.epoch > 0 && row.attempt == 1,
+                 "running row: attempt %lld, epoch %lld", row.attempt, row.epoch);
+    s_report (t,
+              "the dispatch of a running job was in the store %lld ms after it started",
               (long long) (clock_mono_ms () - running));
 
     h_kill (t, router, SIGKILL, false);
@@ -318,9 +334,9 @@ test_restart_epoch (h_test_t *t)
         fclose (file);
     }
     REQUIRE_MSG (strstr (log, "ended under the previous router life"),
-               "router-2 did not end the job with the old dispatch's DONE: %s", log);
+                 "router-2 did not end the job with the old dispatch's DONE: %s", log);
     s_report (t, "after kill -9 and restart, the old dispatch's DONE ended the job: "
-              "run once, attempt 1");
+                 "run once, attempt 1");
     sqlite3_close (db);
     emq_client_destroy (&client);
 }
@@ -334,4 +350,5 @@ const h_testdef_t h_durable_path_tests[] = {
       "a job running across kill -9 keeps its epoch: its DONE ends it, run once" },
 };
 
-const size_t h_durable_path_count = sizeof h_durable_path_tests / sizeof h_durable_path_tests[0];
+const size_t h_durable_path_count =
+    sizeof h_durable_path_tests / sizeof h_durable_path_tests[0];

@@ -26,7 +26,7 @@
 
 h_test_t *h_current = NULL;
 
-static char s_build[1024] = "build";        // absolute once h_main ran
+static char s_build[1024] = "build";  // absolute once h_main ran
 static double s_scale = 1.0;
 static bool s_keep = false;
 
@@ -42,7 +42,7 @@ h_ms (int ms)
 double
 h_slowness (void)
 {
-#if defined (__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__)
     return s_scale > 4 ? s_scale : 4;
 #else
     return s_scale;
@@ -99,7 +99,8 @@ s_report_procs (h_test_t *t)
                     (int) proc->pid, WEXITSTATUS (proc->status));
         else if (WIFSIGNALED (proc->status))
             printf ("    process %s (pid %d): killed by signal %d (%s)\n", proc->tag,
-                    (int) proc->pid, WTERMSIG (proc->status), strsignal (WTERMSIG (proc->status)));
+                    (int) proc->pid, WTERMSIG (proc->status),
+                    strsignal (WTERMSIG (proc->status)));
     }
     fflush (stdout);
 }
@@ -272,8 +273,8 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
         if (!h_pid_alive (pid))
             h_fail (__FILE__, __LINE__, "%s exited before answering STATUS", tag);
         if (clock_mono_ms () > deadline)
-            h_fail (__FILE__, __LINE__, "%s did not answer STATUS within %d ms",
-                    tag, h_ms (10000));
+            h_fail (__FILE__, __LINE__, "%s did not answer STATUS within %d ms", tag,
+                    h_ms (10000));
         h_nap ();
     }
     h_log (t, "%s up, pid %d", tag, (int) pid);
@@ -364,7 +365,7 @@ h_proc_wait (h_test_t *t, pid_t pid, int timeout_ms, int *status)
             return true;
         }
         if (rc < 0 && errno != EINTR)
-            return false;       // not our child
+            return false;  // not our child
         if (clock_mono_ms () >= deadline)
             return false;
         h_nap ();
@@ -428,8 +429,8 @@ h_children (pid_t pid, pid_t *out, size_t max)
         char *paren = strrchr (buf, ')');
         char state;
         int ppid;
-        if (paren && sscanf (paren + 1, " %c %d", &state, &ppid) == 2
-        &&  ppid == pid && state != 'Z' && state != 'X')
+        if (paren && sscanf (paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pid
+            && state != 'Z' && state != 'X')
             out[count++] = (pid_t) child;
     }
     closedir (dir);
@@ -550,8 +551,8 @@ h_cli (h_test_t *t, h_cli_t *r, int timeout_ms, ...)
     r->elapsed_ms = clock_mono_ms () - start;
     r->out = s_slurp (out_path);
     r->err = s_slurp (err_path);
-    h_log (t, "emq-cli #%d: exit %d after %lld ms, stdout '%.200s', stderr '%.300s'",
-           run, r->status, (long long) r->elapsed_ms, r->out, h_chomp (r->err));
+    h_log (t, "emq-cli #%d: exit %d after %lld ms, stdout '%.200s', stderr '%.300s'", run,
+           r->status, (long long) r->elapsed_ms, r->out, h_chomp (r->err));
 }
 
 void
@@ -659,8 +660,10 @@ h_jm_info (h_test_t *t, const char *name, char *identity)
     json_t *value;
     json_t *found = NULL;
     size_t name_len = strlen (name);
-    json_object_foreach (connected, key, value) {
-        if (strncmp (key, name, name_len) == 0 && (key[name_len] == '-' || !key[name_len])) {
+    json_object_foreach (connected, key, value)
+    {
+        if (strncmp (key, name, name_len) == 0
+            && (key[name_len] == '-' || !key[name_len])) {
             found = json_incref (value);
             if (identity)
                 snprintf (identity, 256, "%s", key);
@@ -692,8 +695,8 @@ h_wait_jm (h_test_t *t, const char *name, int timeout_ms, char *identity)
         }
         if (clock_mono_ms () > deadline)
             h_fail (__FILE__, __LINE__,
-                    "job manager '%s' not registered with the router within %d ms",
-                    name, h_ms (timeout_ms));
+                    "job manager '%s' not registered with the router within %d ms", name,
+                    h_ms (timeout_ms));
         h_nap ();
     }
 }
@@ -737,7 +740,8 @@ s_pack_json (msgpack_packer *pk, json_t *json)
             msgpack_pack_map (pk, json_object_size (json));
             const char *key;
             json_t *value;
-            json_object_foreach (json, key, value) {
+            json_object_foreach (json, key, value)
+            {
                 msgpack_pack_str (pk, strlen (key));
                 msgpack_pack_str_body (pk, key, strlen (key));
                 s_pack_json (pk, value);
@@ -748,13 +752,13 @@ s_pack_json (msgpack_packer *pk, json_t *json)
             msgpack_pack_array (pk, json_array_size (json));
             size_t index;
             json_t *value;
-            json_array_foreach (json, index, value)
-                s_pack_json (pk, value);
+            json_array_foreach (json, index, value) s_pack_json (pk, value);
             break;
         }
         case JSON_STRING:
             msgpack_pack_str (pk, json_string_length (json));
-            msgpack_pack_str_body (pk, json_string_value (json), json_string_length (json));
+            msgpack_pack_str_body (pk, json_string_value (json),
+                                   json_string_length (json));
             break;
         case JSON_INTEGER:
             msgpack_pack_int64 (pk, json_integer_value (json));
@@ -783,7 +787,8 @@ h_payload_run (const char *function, const char *json_args, void **out, size_t *
         json_error_t error;
         json_t *json = json_loads (json_args, JSON_DECODE_ANY, &error);
         if (!json)
-            h_fail (__FILE__, __LINE__, "bad JSON test argument '%s': %s", json_args, error.text);
+            h_fail (__FILE__, __LINE__, "bad JSON test argument '%s': %s", json_args,
+                    error.text);
         msgpack_packer pk;
         msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
         s_pack_json (&pk, json);
@@ -858,7 +863,8 @@ h_msgpack_to_json (const msgpack_object *obj)
                 if (key->type == MSGPACK_OBJECT_STR)
                     snprintf (name, sizeof name, "%.*s", (int) key->via.str.size,
                               key->via.str.ptr);
-                json_object_set_new (map, name, h_msgpack_to_json (&obj->via.map.ptr[i].val));
+                json_object_set_new (map, name,
+                                     h_msgpack_to_json (&obj->via.map.ptr[i].val));
             }
             return map;
         }
@@ -1024,7 +1030,7 @@ s_cleanup (h_test_t *t)
             reaped_any = true;
         }
         if (pid < 0 && errno == ECHILD)
-            break;          // no children left at all
+            break;  // no children left at all
         if (!reaped_any)
             h_nap ();
     }
@@ -1078,7 +1084,7 @@ s_unmount_under (const char *dir)
         while (fgets (line, sizeof line, file)) {
             char device[1024], point[PATH_MAX];
             if (sscanf (line, "%1023s %4095s", device, point) == 2
-            &&  strncmp (point, dir, len) == 0 && point[len] == '/')
+                && strncmp (point, dir, len) == 0 && point[len] == '/')
                 snprintf (found, sizeof found, "%s", point);
         }
         fclose (file);
@@ -1095,7 +1101,9 @@ s_unmount_under (const char *dir)
 static int
 s_rm_entry (const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-    (void) sb; (void) flag; (void) ftw;
+    (void) sb;
+    (void) flag;
+    (void) ftw;
     return remove (path);
 }
 
@@ -1143,7 +1151,7 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
         h_current = NULL;
         exit (0);
     }
-    setpgid (pid, pid);     // also done by the child; whichever runs first
+    setpgid (pid, pid);  // also done by the child; whichever runs first
 
     int64_t deadline = start + (int64_t) timeout_s * 1000;
     bool timed_out = false;
@@ -1158,8 +1166,9 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
         }
         if (!timed_out && clock_mono_ms () > deadline) {
             timed_out = true;
-            printf ("    TIMEOUT: %s still running after %d s, killing its process group\n",
-                    def->name, timeout_s);
+            printf (
+                "    TIMEOUT: %s still running after %d s, killing its process group\n",
+                def->name, timeout_s);
             kill (-pid, SIGKILL);
         }
         struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -1184,8 +1193,8 @@ s_run_one (const h_testdef_t *def, bool verbose, int timeout_s)
         nanosleep (&ts, NULL);
     }
 
-    bool passed = !timed_out && status != -1 && WIFEXITED (status)
-                  && WEXITSTATUS (status) == 0;
+    bool passed =
+        !timed_out && status != -1 && WIFEXITED (status) && WEXITSTATUS (status) == 0;
     double elapsed = (clock_mono_ms () - start) / 1000.0;
     if (passed)
         printf ("ok   %-22s (%.2f s)\n", def->name, elapsed);
@@ -1227,8 +1236,12 @@ h_main (const h_testdef_t *tests, size_t count, int argc, char **argv)
     int opt;
     while ((opt = getopt (argc, argv, "vklht:")) != -1) {
         switch (opt) {
-            case 'v': verbose = true; break;
-            case 'k': s_keep = true; break;
+            case 'v':
+                verbose = true;
+                break;
+            case 'k':
+                s_keep = true;
+                break;
             case 't':
                 if (nonly < 64)
                     only[nonly++] = optarg;

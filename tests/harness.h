@@ -42,20 +42,20 @@
 #include "emq/client.h"
 
 #define H_MAX_PROCS 64
-#define H_PATH_MAX  512
+#define H_PATH_MAX 512
 
 //  The example plugin, as job payloads and emq-cli name it.
 #define H_PLUGIN "libemq_examples.so"
 
 typedef struct {
     pid_t pid;
-    char tag[64];               // log file is <dir>/<tag>.log
-    bool reaped;                // waitpid has collected it
-    int status;                 // its wait status once reaped
+    char tag[64];  // log file is <dir>/<tag>.log
+    bool reaped;   // waitpid has collected it
+    int status;    // its wait status once reaped
 } h_proc_t;
 
 typedef struct {
-    const char *name;           // test name
+    const char *name;  // test name
     bool verbose;
     char dir[H_PATH_MAX];       // the test's own temp directory
     char frontend[H_PATH_MAX];  // ipc://<dir>/frontend
@@ -64,7 +64,7 @@ typedef struct {
     int64_t started_ms;         // monotonic
     h_proc_t procs[H_MAX_PROCS];
     size_t nprocs;
-    int cli_runs;               // numbers emq-cli log files
+    int cli_runs;  // numbers emq-cli log files
 } h_test_t;
 
 typedef void (h_test_fn) (h_test_t *t);
@@ -82,7 +82,7 @@ int h_main (const h_testdef_t *tests, size_t count, int argc, char **argv);
 //  The durability tests (durability.c), run after integration.c's own.
 extern const h_testdef_t h_durability_tests[];
 extern const size_t h_durability_count;
-extern const h_testdef_t h_batching_tests[];    // tests/batching.c
+extern const h_testdef_t h_batching_tests[];  // tests/batching.c
 extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
@@ -115,51 +115,61 @@ void h_fail_check (const char *file, int line, const char *expr, const char *for
 //  The test running in this process (set by the runner).
 extern h_test_t *h_current;
 
-#define REQUIRE(cond) do { \
-    if (!(cond)) h_fail (__FILE__, __LINE__, "REQUIRE(%s) is false", #cond); \
-} while (0)
+#define REQUIRE(cond)                                                   \
+    do {                                                                \
+        if (!(cond))                                                    \
+            h_fail (__FILE__, __LINE__, "REQUIRE(%s) is false", #cond); \
+    } while (0)
 
-#define REQUIRE_MSG(cond, ...) do { \
-    if (!(cond)) h_fail_check (__FILE__, __LINE__, #cond, __VA_ARGS__); \
-} while (0)
+#define REQUIRE_MSG(cond, ...)                                     \
+    do {                                                           \
+        if (!(cond))                                               \
+            h_fail_check (__FILE__, __LINE__, #cond, __VA_ARGS__); \
+    } while (0)
 
 //  Integer comparison: REQUIRE_INT (rc, ==, 0).
-#define REQUIRE_INT(a, op, b) do { \
-    long long h_a_ = (long long) (a), h_b_ = (long long) (b); \
-    if (!(h_a_ op h_b_)) \
-        h_fail (__FILE__, __LINE__, "REQUIRE_INT(%s %s %s): %s = %lld, %s = %lld", \
-                #a, #op, #b, #a, h_a_, #b, h_b_); \
-} while (0)
+#define REQUIRE_INT(a, op, b)                                                          \
+    do {                                                                               \
+        long long h_a_ = (long long) (a), h_b_ = (long long) (b);                      \
+        if (!(h_a_ op h_b_))                                                           \
+            h_fail (__FILE__, __LINE__, "REQUIRE_INT(%s %s %s): %s = %lld, %s = %lld", \
+                    #a, #op, #b, #a, h_a_, #b, h_b_);                                  \
+    } while (0)
 
-#define REQUIRE_STREQ(a, b) do { \
-    const char *h_a_ = (a), *h_b_ = (b); \
-    if (!h_a_ || !h_b_ || strcmp (h_a_, h_b_) != 0) \
-        h_fail (__FILE__, __LINE__, "REQUIRE_STREQ(%s, %s): \"%s\" != \"%s\"", \
-                #a, #b, h_a_ ? h_a_ : "(null)", h_b_ ? h_b_ : "(null)"); \
-} while (0)
+#define REQUIRE_STREQ(a, b)                                                            \
+    do {                                                                               \
+        const char *h_a_ = (a), *h_b_ = (b);                                           \
+        if (!h_a_ || !h_b_ || strcmp (h_a_, h_b_) != 0)                                \
+            h_fail (__FILE__, __LINE__, "REQUIRE_STREQ(%s, %s): \"%s\" != \"%s\"", #a, \
+                    #b, h_a_ ? h_a_ : "(null)", h_b_ ? h_b_ : "(null)");               \
+    } while (0)
 
-#define REQUIRE_CONTAINS(hay, needle) do { \
-    const char *h_h_ = (hay), *h_n_ = (needle); \
-    if (!h_h_ || !h_n_ || !strstr (h_h_, h_n_)) \
-        h_fail (__FILE__, __LINE__, "REQUIRE_CONTAINS(%s, %s): \"%s\" does not contain \"%s\"", \
-                #hay, #needle, h_h_ ? h_h_ : "(null)", h_n_ ? h_n_ : "(null)"); \
-} while (0)
+#define REQUIRE_CONTAINS(hay, needle)                                                 \
+    do {                                                                              \
+        const char *h_h_ = (hay), *h_n_ = (needle);                                   \
+        if (!h_h_ || !h_n_ || !strstr (h_h_, h_n_))                                   \
+            h_fail (__FILE__, __LINE__,                                               \
+                    "REQUIRE_CONTAINS(%s, %s): \"%s\" does not contain \"%s\"", #hay, \
+                    #needle, h_h_ ? h_h_ : "(null)", h_n_ ? h_n_ : "(null)");         \
+    } while (0)
 
 //  True when expr became true before timeout_ms (scaled) ran out.
-#define H_WAIT(expr, timeout_ms) __extension__ ({ \
-    int64_t h_deadline_ = clock_mono_ms () + h_ms (timeout_ms); \
-    bool h_ok_; \
-    while (!(h_ok_ = (expr)) && clock_mono_ms () < h_deadline_) \
-        h_nap (); \
-    h_ok_; \
-})
+#define H_WAIT(expr, timeout_ms)                                    \
+    __extension__({                                                 \
+        int64_t h_deadline_ = clock_mono_ms () + h_ms (timeout_ms); \
+        bool h_ok_;                                                 \
+        while (!(h_ok_ = (expr)) && clock_mono_ms () < h_deadline_) \
+            h_nap ();                                               \
+        h_ok_;                                                      \
+    })
 
 //  Fails the test when expr has not become true within timeout_ms.
-#define REQUIRE_WAIT(expr, timeout_ms) do { \
-    if (!H_WAIT (expr, timeout_ms)) \
-        h_fail (__FILE__, __LINE__, "timed out after %d ms waiting for %s", \
-                h_ms (timeout_ms), #expr); \
-} while (0)
+#define REQUIRE_WAIT(expr, timeout_ms)                                          \
+    do {                                                                        \
+        if (!H_WAIT (expr, timeout_ms))                                         \
+            h_fail (__FILE__, __LINE__, "timed out after %d ms waiting for %s", \
+                    h_ms (timeout_ms), #expr);                                  \
+    } while (0)
 
 //  ---------------------------------------------------------------------
 //  Processes
@@ -199,9 +209,9 @@ size_t h_children (pid_t pid, pid_t *out, size_t max);
 
 //  Result of one emq-cli run.
 typedef struct {
-    int status;                 // exit code; 128+N for signal N; -1 timed out
-    char *out;                  // stdout (owned)
-    char *err;                  // stderr (owned)
+    int status;  // exit code; 128+N for signal N; -1 timed out
+    char *out;   // stdout (owned)
+    char *err;   // stderr (owned)
     int64_t elapsed_ms;
 } h_cli_t;
 

@@ -52,7 +52,7 @@ s_wait_result (h_test_t *t, emq_client_t *client, const char *msgid, int timeout
 {
     int rc = emq_wait_result (client, msgid, h_ms (timeout_ms), event);
     REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for %s within %d ms (%s)", msgid,
-               h_ms (timeout_ms), emq_client_last_error (client));
+                 h_ms (timeout_ms), emq_client_last_error (client));
     REQUIRE_INT (event->type, ==, EMQ_EVENT_RESULT);
     REQUIRE_STREQ (event->msgid, msgid);
     char *text = h_result_text (event);
@@ -70,7 +70,7 @@ s_expect_ok (h_test_t *t, emq_client_t *client, const char *msgid, int timeout_m
     int rc = s_wait_result (t, client, msgid, timeout_ms, &event);
     char *text = h_result_text (&event);
     REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s: status %d, expected ok (0): %s",
-               msgid, (int) event.status, text);
+                 msgid, (int) event.status, text);
     REQUIRE_INT (rc, ==, 0);
     return text;
 }
@@ -127,7 +127,8 @@ s_has_new_pid (h_test_t *t, const char *name, const pid_t *old, size_t nold)
     bool found = false;
     const char *key;
     json_t *value;
-    json_object_foreach (dist, key, value) {
+    json_object_foreach (dist, key, value)
+    {
         pid_t pid = (pid_t) atol (key);
         bool is_old = false;
         for (size_t i = 0; i < nold; i++)
@@ -139,16 +140,17 @@ s_has_new_pid (h_test_t *t, const char *name, const pid_t *old, size_t nold)
 }
 
 static void
-s_exit_status_check (h_test_t *t, pid_t pid, int timeout_ms, int expected, const char *what)
+s_exit_status_check (h_test_t *t, pid_t pid, int timeout_ms, int expected,
+                     const char *what)
 {
     int status = 0;
     bool exited = h_proc_wait (t, pid, timeout_ms, &status);
     REQUIRE_MSG (exited, "%s (pid %d) still running after %d ms", what, (int) pid,
-               h_ms (timeout_ms));
+                 h_ms (timeout_ms));
     REQUIRE_MSG (WIFEXITED (status), "%s ended by signal %d", what,
-               WIFSIGNALED (status) ? WTERMSIG (status) : -1);
+                 WIFSIGNALED (status) ? WTERMSIG (status) : -1);
     REQUIRE_MSG (WEXITSTATUS (status) == expected, "%s exited %d, expected %d", what,
-               WEXITSTATUS (status), expected);
+                 WEXITSTATUS (status), expected);
 }
 
 //  ---------------------------------------------------------------------
@@ -232,7 +234,7 @@ test_many (h_test_t *t)
     static char msgids[MANY_JOBS][37];
     static char expected[MANY_JOBS][64];
     static int acks[MANY_JOBS], results[MANY_JOBS];
-    zhashx_t *index = zhashx_new ();     // msgid -> index + 1
+    zhashx_t *index = zhashx_new ();  // msgid -> index + 1
 
     int64_t start = clock_mono_ms ();
     for (int i = 0; i < MANY_JOBS; i++) {
@@ -258,39 +260,43 @@ test_many (h_test_t *t)
         int rc = emq_submit_async (client, &opts, payload, size, msgids[i]);
         free (payload);
         REQUIRE_MSG (rc == 0, "emq_submit_async #%d: %d %s", i, rc,
-                   emq_client_last_error (client));
+                     emq_client_last_error (client));
         REQUIRE_MSG (zhashx_lookup (index, msgids[i]) == NULL, "msgid %s given twice",
-                   msgids[i]);
+                     msgids[i]);
         zhashx_insert (index, msgids[i], (void *) (intptr_t) (i + 1));
     }
-    h_log (t, "%d jobs submitted in %lld ms", MANY_JOBS, (long long) (clock_mono_ms () - start));
+    h_log (t, "%d jobs submitted in %lld ms", MANY_JOBS,
+           (long long) (clock_mono_ms () - start));
 
     int done = 0;
     int64_t deadline = clock_mono_ms () + h_ms (45000);
     while (done < MANY_JOBS) {
-        REQUIRE_MSG (clock_mono_ms () < deadline, "only %d of %d results after %d ms", done,
-                   MANY_JOBS, h_ms (45000));
+        REQUIRE_MSG (clock_mono_ms () < deadline, "only %d of %d results after %d ms",
+                     done, MANY_JOBS, h_ms (45000));
         emq_event_t event;
         int rc = emq_poll (client, 500, &event);
         if (rc == EMQ_ERR_TIMEOUT)
             continue;
         REQUIRE_MSG (rc == 0, "emq_poll: %d %s", rc, emq_client_last_error (client));
         intptr_t slot = (intptr_t) zhashx_lookup (index, event.msgid);
-        REQUIRE_MSG (slot > 0, "event %d for unknown msgid '%s'", (int) event.type, event.msgid);
+        REQUIRE_MSG (slot > 0, "event %d for unknown msgid '%s'", (int) event.type,
+                     event.msgid);
         int i = (int) slot - 1;
         if (event.type == EMQ_EVENT_ACK) {
             acks[i]++;
-            REQUIRE_MSG (acks[i] == 1, "job %d (%s) acknowledged %d times", i, msgids[i], acks[i]);
+            REQUIRE_MSG (acks[i] == 1, "job %d (%s) acknowledged %d times", i, msgids[i],
+                         acks[i]);
             continue;
         }
-        REQUIRE_MSG (event.type == EMQ_EVENT_RESULT, "job %d: event type %d (code %s: %.*s)",
-                   i, (int) event.type, event.code, (int) event.size,
-                   (const char *) event.data);
+        REQUIRE_MSG (event.type == EMQ_EVENT_RESULT,
+                     "job %d: event type %d (code %s: %.*s)", i, (int) event.type,
+                     event.code, (int) event.size, (const char *) event.data);
         results[i]++;
-        REQUIRE_MSG (results[i] == 1, "job %d (%s) got %d results", i, msgids[i], results[i]);
+        REQUIRE_MSG (results[i] == 1, "job %d (%s) got %d results", i, msgids[i],
+                     results[i]);
         char *text = h_result_text (&event);
         REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %d status %d: %s", i,
-                   (int) event.status, text);
+                     (int) event.status, text);
         if (strcmp (expected[i], "*") != 0)
             REQUIRE_STREQ (text, expected[i]);
         free (text);
@@ -304,14 +310,16 @@ test_many (h_test_t *t)
             while (acks[i] == 0 && emq_poll (client, h_ms (2000), &event) == 0) {
                 intptr_t slot = (intptr_t) zhashx_lookup (index, event.msgid);
                 REQUIRE_MSG (slot > 0 && event.type == EMQ_EVENT_ACK,
-                           "unexpected late event %d for '%s'", (int) event.type, event.msgid);
+                             "unexpected late event %d for '%s'", (int) event.type,
+                             event.msgid);
                 acks[slot - 1]++;
             }
         }
         REQUIRE_MSG (acks[i] == 1, "job %d (%s): %d ACKs", i, msgids[i], acks[i]);
     }
-    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == MANY_JOBS,
-                5000);
+    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL)
+                      == MANY_JOBS,
+                  5000);
     REQUIRE_WAIT (s_status_int (t, "queues", "default", "inflight") == 0, 5000);
     REQUIRE_INT (s_status_int (t, "queues", "default", "waiting"), ==, 0);
     zhashx_destroy (&index);
@@ -337,16 +345,17 @@ test_failures (h_test_t *t)
 
     //  A command that exits non-zero.
     h_cli (t, &r, 20000, "submit", "--wait", "exec", "--", "/bin/false", NULL);
-    REQUIRE_MSG (r.status == 1, "/bin/false: emq-cli exit %d (stderr: %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 1, "/bin/false: emq-cli exit %d (stderr: %s)", r.status,
+                 r.err);
     REQUIRE_MSG (strlen (r.err) > 0, "/bin/false: nothing on stderr");
     h_cli_free (&r);
 
     //  A command outside the allow-list: failed (1) or rejected (4).
     h_cli (t, &r, 20000, "submit", "--wait", "exec", "--", "/usr/bin/env", NULL);
-    REQUIRE_MSG (r.status == 1 || r.status == 4, "/usr/bin/env: emq-cli exit %d (stderr: %s)",
-               r.status, r.err);
+    REQUIRE_MSG (r.status == 1 || r.status == 4,
+                 "/usr/bin/env: emq-cli exit %d (stderr: %s)", r.status, r.err);
     REQUIRE_MSG (strstr (r.err, "/usr/bin/env") || strcasestr (r.err, "allow"),
-               "no clear error for a command outside the allow-list: '%s'", r.err);
+                 "no clear error for a command outside the allow-list: '%s'", r.err);
     REQUIRE_STREQ (r.out, "");
     h_cli_free (&r);
 
@@ -387,7 +396,7 @@ test_failures (h_test_t *t)
     REQUIRE_INT (rc, ==, 0);
     s_wait_result (t, client, msgid, 20000, &event);
     REQUIRE_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
-               "exec outside the allow-list: status %d", (int) event.status);
+                 "exec outside the allow-list: status %d", (int) event.status);
 
     h_submit_run (client, NULL, "crash", NULL, 0, msgid);
     s_wait_result (t, client, msgid, 20000, &event);
@@ -398,7 +407,7 @@ test_failures (h_test_t *t)
     h_submit_run (client, NULL, "no_such_function", NULL, 0, msgid);
     s_wait_result (t, client, msgid, 20000, &event);
     REQUIRE_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
-               "missing function: status %d", (int) event.status);
+                 "missing function: status %d", (int) event.status);
 
     //  libemq refuses to encode such names, so the payloads are packed here:
     //  the job manager must refuse them too, as they come from the network.
@@ -409,7 +418,8 @@ test_failures (h_test_t *t)
         msgpack_sbuffer_init (&sbuf);
         msgpack_packer pk;
         msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        const char *fields[] = { "kind", "run", "library", libraries[i], "function", "abort" };
+        const char *fields[] = { "kind",       "run",      "library",
+                                 libraries[i], "function", "abort" };
         msgpack_pack_map (&pk, 4);
         for (size_t j = 0; j < 6; j++) {
             msgpack_pack_str (&pk, strlen (fields[j]));
@@ -423,8 +433,8 @@ test_failures (h_test_t *t)
         REQUIRE_INT (rc, ==, 0);
         s_wait_result (t, client, msgid, 20000, &event);
         REQUIRE_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
-                   "library '%s' outside the plugin dir: status %d", libraries[i],
-                   (int) event.status);
+                     "library '%s' outside the plugin dir: status %d", libraries[i],
+                     (int) event.status);
     }
 
     //  A payload that is not msgpack at all.
@@ -432,7 +442,7 @@ test_failures (h_test_t *t)
     REQUIRE_INT (rc, ==, 0);
     s_wait_result (t, client, msgid, 20000, &event);
     REQUIRE_MSG (event.status == EMQ_JOB_REJECTED || event.status == EMQ_JOB_FAILED,
-               "garbage payload: status %d", (int) event.status);
+                 "garbage payload: status %d", (int) event.status);
 
     //  And the job manager still works.
     s_run_ok (t, client, NULL, "upper", "\"still\"", "\"STILL\"");
@@ -448,9 +458,10 @@ test_timeout (h_test_t *t)
     s_router_and_jm (t, "jm", 1);
 
     h_cli_t r;
-    h_cli (t, &r, 20000, "submit", "--wait", "--timeout", "1", "run", H_PLUGIN, "sleep", "5",
-           NULL);
-    REQUIRE_MSG (r.status == 5, "emq-cli exit %d, expected 5 (stderr: %s)", r.status, r.err);
+    h_cli (t, &r, 20000, "submit", "--wait", "--timeout", "1", "run", H_PLUGIN, "sleep",
+           "5", NULL);
+    REQUIRE_MSG (r.status == 5, "emq-cli exit %d, expected 5 (stderr: %s)", r.status,
+                 r.err);
     REQUIRE_INT (r.elapsed_ms, <, h_ms (4000));
     h_cli_free (&r);
 
@@ -491,7 +502,7 @@ test_killed_worker (h_test_t *t)
     emq_event_t event;
     s_wait_result (t, client, msgid, 10000, &event);
     REQUIRE_INT (event.status, ==, EMQ_JOB_CRASHED);
-    REQUIRE_INT (clock_mono_ms () - start, <, h_ms (2500));     // did not wait for the sleep
+    REQUIRE_INT (clock_mono_ms () - start, <, h_ms (2500));  // did not wait for the sleep
     s_run_ok (t, client, NULL, "noop", NULL, NULL);
     REQUIRE_WAIT (s_has_new_pid (t, "jm", &worker, 1), 3000);
     emq_client_destroy (&client);
@@ -520,14 +531,18 @@ test_slots (h_test_t *t)
         json_t *info = h_jm_info (t, "jm", NULL);
         long long inflight = h_jint (info, 0, "inflight", NULL);
         json_t *jobs = h_jget (info, "stats", "jobs_in_flight", NULL);
-        long long running = json_is_object (jobs) ? (long long) json_object_size (jobs) : 0;
+        long long running =
+            json_is_object (jobs) ? (long long) json_object_size (jobs) : 0;
         json_decref (info);
         long long queued = s_status_int (t, "queues", "default", "inflight");
         //  The router may send prefetch (default 2) jobs beyond the slots;
         //  the job manager holds those: it never runs more than its 4.
-        REQUIRE_MSG (inflight <= 4 + 2, "router has %lld jobs in flight on a 4-slot jm with "
-                   "prefetch 2", inflight);
-        REQUIRE_MSG (queued <= 4 + 2, "STATUS queues.default.inflight = %lld > 6", queued);
+        REQUIRE_MSG (inflight <= 4 + 2,
+                     "router has %lld jobs in flight on a 4-slot jm with "
+                     "prefetch 2",
+                     inflight);
+        REQUIRE_MSG (queued <= 4 + 2, "STATUS queues.default.inflight = %lld > 6",
+                     queued);
         REQUIRE_MSG (running <= 4, "jm reports %lld jobs_in_flight > 4", running);
         max_router = inflight > max_router ? inflight : max_router;
         max_jm = running > max_jm ? running : max_jm;
@@ -537,7 +552,7 @@ test_slots (h_test_t *t)
             if (event.type != EMQ_EVENT_RESULT)
                 continue;
             REQUIRE_MSG (event.status == EMQ_JOB_OK, "job %s status %d", event.msgid,
-                       (int) event.status);
+                         (int) event.status);
             results++;
         }
         h_nap ();
@@ -593,10 +608,11 @@ test_weights (h_test_t *t)
         }
     }
     long long a = 0, b = 0;
-    REQUIRE_WAIT ((a = s_jm_processed (t, "jmA")) + (b = s_jm_processed (t, "jmB")) == FAIR,
-                5000);
+    REQUIRE_WAIT (
+        (a = s_jm_processed (t, "jmA")) + (b = s_jm_processed (t, "jmB")) == FAIR, 5000);
     h_log (t, "fair share: jmA %lld, jmB %lld", a, b);
-    REQUIRE_MSG (a >= FAIR / 4 && b >= FAIR / 4, "unfair: jmA %lld, jmB %lld of %d", a, b, FAIR);
+    REQUIRE_MSG (a >= FAIR / 4 && b >= FAIR / 4, "unfair: jmA %lld, jmB %lld of %d", a, b,
+                 FAIR);
     json_t *status = h_admin (t, "STATUS");
     char id_a[256], id_b[256];
     json_decref (h_jm_info (t, "jmA", id_a));
@@ -607,7 +623,8 @@ test_weights (h_test_t *t)
 
     //  Weight 20 beats weight 10 whenever it is free.
     for (int i = 0; i < 6; i++) {
-        REQUIRE_WAIT (h_jm_has_slots (t, "heavy", 1) && h_jm_has_slots (t, "light", 1), 5000);
+        REQUIRE_WAIT (h_jm_has_slots (t, "heavy", 1) && h_jm_has_slots (t, "light", 1),
+                      5000);
         s_run_ok (t, client, "X", "noop", NULL, NULL);
     }
     REQUIRE_WAIT (s_jm_processed (t, "heavy") == 6, 3000);
@@ -624,13 +641,17 @@ test_weights (h_test_t *t)
 
     //  Equal weights, one slot each, one job at a time: strict alternation.
     for (int i = 0; i < 6; i++) {
-        REQUIRE_WAIT (h_jm_has_slots (t, "lruC", 1) && h_jm_has_slots (t, "lruD", 1), 5000);
+        REQUIRE_WAIT (h_jm_has_slots (t, "lruC", 1) && h_jm_has_slots (t, "lruD", 1),
+                      5000);
         s_run_ok (t, client, "lru", "noop", NULL, NULL);
         long long c = 0, d = 0;
         REQUIRE_WAIT ((c = s_jm_processed (t, "lruC")) + (d = s_jm_processed (t, "lruD"))
-                    == i + 1, 3000);
-        REQUIRE_MSG (llabs (c - d) <= 1, "not least-recently-used: after %d jobs lruC %lld, "
-                   "lruD %lld", i + 1, c, d);
+                          == i + 1,
+                      3000);
+        REQUIRE_MSG (llabs (c - d) <= 1,
+                     "not least-recently-used: after %d jobs lruC %lld, "
+                     "lruD %lld",
+                     i + 1, c, d);
     }
     emq_client_destroy (&client);
 }
@@ -645,12 +666,12 @@ test_jm_dies (h_test_t *t)
     REQUIRE_WAIT (h_jm_has_slots (t, "doomed", 2), 5000);
     emq_client_t *client = s_client (t);
     char m1[37], m2[37];
-    h_submit_run (client, NULL, "upper", "\"warm\"", 0, m1);     // workers are up
+    h_submit_run (client, NULL, "upper", "\"warm\"", 0, m1);  // workers are up
     free (s_expect_ok (t, client, m1, 10000));
     h_submit_run (client, NULL, "sleep", "1", 0, m1);
     h_submit_run (client, NULL, "sleep", "1", 0, m2);
-    REQUIRE_WAIT (h_jm_job_pid (t, "doomed", m1) > 0 && h_jm_job_pid (t, "doomed", m2) > 0,
-                3000);
+    REQUIRE_WAIT (
+        h_jm_job_pid (t, "doomed", m1) > 0 && h_jm_job_pid (t, "doomed", m2) > 0, 3000);
 
     h_jm (t, "rescue", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "rescue", 10000, NULL);
@@ -660,7 +681,8 @@ test_jm_dies (h_test_t *t)
 
     free (s_expect_ok (t, client, m1, 15000));
     free (s_expect_ok (t, client, m2, 15000));
-    h_log (t, "both jobs done %lld ms after the kill", (long long) (clock_mono_ms () - start));
+    h_log (t, "both jobs done %lld ms after the kill",
+           (long long) (clock_mono_ms () - start));
     REQUIRE_WAIT (!h_jm_registered (t, "doomed"), 5000);
     REQUIRE_WAIT (s_jm_processed (t, "rescue") == 2, 3000);
     emq_client_destroy (&client);
@@ -684,7 +706,7 @@ test_hwm (h_test_t *t)
     h_cli_t r;
     h_cli (t, &r, 20000, "submit", "run", H_PLUGIN, "noop", NULL);
     REQUIRE_MSG (r.status == 4, "6th submit: emq-cli exit %d, expected 4 (stderr: %s)",
-               r.status, r.err);
+                 r.status, r.err);
     REQUIRE_CONTAINS (r.err, "QUEUE_FULL");
     h_cli_free (&r);
 
@@ -706,7 +728,8 @@ test_hwm (h_test_t *t)
         free (text);
     }
     REQUIRE_WAIT (s_status_int (t, "queues", "default", "waiting") == 0, 3000);
-    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 5, 3000);
+    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 5,
+                  3000);
     emq_client_destroy (&client);
 }
 
@@ -731,8 +754,9 @@ s_front_probe (h_test_t *t, zsock_t *sock, char *code)
 {
     char probe_id[37];
     emqp_msgid_new (probe_id);
-    REQUIRE_INT (h_send_strs (sock, "", EMQP_PROTOCOL, "REQUEST", probe_id, "garbage-probe", "",
-                            "probe", NULL), ==, 0);
+    REQUIRE_INT (h_send_strs (sock, "", EMQP_PROTOCOL, "REQUEST", probe_id,
+                              "garbage-probe", "", "probe", NULL),
+                 ==, 0);
     int errors = 0;
     code[0] = 0;
     while (true) {
@@ -776,17 +800,22 @@ test_garbage (h_test_t *t)
     const void *data[8];
     size_t sizes[8];
 
-    data[0] = random; sizes[0] = sizeof random;
+    data[0] = random;
+    sizes[0] = sizeof random;
     s_send_frames (front, data, sizes, 1);
     s_front_probe (t, front, code);
 
-    data[0] = ""; sizes[0] = 0;
-    data[1] = random; sizes[1] = 17;
-    data[2] = random + 20; sizes[2] = 40;
+    data[0] = "";
+    sizes[0] = 0;
+    data[1] = random;
+    sizes[1] = 17;
+    data[2] = random + 20;
+    sizes[2] = 40;
     s_send_frames (front, data, sizes, 3);
     s_front_probe (t, front, code);
 
-    data[0] = ""; sizes[0] = 0;
+    data[0] = "";
+    sizes[0] = 0;
     s_send_frames (front, data, sizes, 1);
     s_front_probe (t, front, code);
 
@@ -808,12 +837,14 @@ test_garbage (h_test_t *t)
     s_front_probe (t, front, code);
 
     emqp_msgid_new (id);
-    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "bad\xff\xfequeue", "", "x", NULL);
+    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "bad\xff\xfequeue", "", "x",
+                 NULL);
     errors = s_front_probe (t, front, code);
     REQUIRE_MSG (errors == 1, "non-UTF-8 queue: %d ERRORs", errors);
 
     emqp_msgid_new (id);
-    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "default", "timeout:soon", "x", NULL);
+    h_send_strs (front, "", EMQP_PROTOCOL, "REQUEST", id, "default", "timeout:soon", "x",
+                 NULL);
     errors = s_front_probe (t, front, code);
     REQUIRE_MSG (errors == 1, "bad headers: %d ERRORs", errors);
 
@@ -824,13 +855,20 @@ test_garbage (h_test_t *t)
     char *big = calloc (1, 2 * big_size);
     REQUIRE (big);
     emqp_msgid_new (id);
-    data[0] = ""; sizes[0] = 0;
-    data[1] = EMQP_PROTOCOL; sizes[1] = strlen (EMQP_PROTOCOL);
-    data[2] = "REQUEST"; sizes[2] = 7;
-    data[3] = id; sizes[3] = strlen (id);
-    data[4] = "default"; sizes[4] = 7;
-    data[5] = ""; sizes[5] = 0;
-    data[6] = big; sizes[6] = big_size;
+    data[0] = "";
+    sizes[0] = 0;
+    data[1] = EMQP_PROTOCOL;
+    sizes[1] = strlen (EMQP_PROTOCOL);
+    data[2] = "REQUEST";
+    sizes[2] = 7;
+    data[3] = id;
+    sizes[3] = strlen (id);
+    data[4] = "default";
+    sizes[4] = 7;
+    data[5] = "";
+    sizes[5] = 0;
+    data[6] = big;
+    sizes[6] = big_size;
     s_send_frames (front, data, sizes, 7);
     errors = s_front_probe (t, front, code);
     REQUIRE_MSG (errors == 1, "oversized payload: %d ERRORs", errors);
@@ -840,7 +878,7 @@ test_garbage (h_test_t *t)
     sizes[6] = 2 * big_size;
     s_send_frames (huge, data, sizes, 7);
     free (big);
-    errors = s_front_probe (t, front, code);     // the router is still there
+    errors = s_front_probe (t, front, code);  // the router is still there
     REQUIRE_INT (errors, ==, 0);
     zsock_destroy (&huge);
 
@@ -855,7 +893,8 @@ test_garbage (h_test_t *t)
     //  Backend.
     zsock_t *back = h_dealer (t->backend, "garbage-back");
     REQUIRE (back);
-    data[0] = random; sizes[0] = 100;
+    data[0] = random;
+    sizes[0] = 100;
     s_send_frames (back, data, sizes, 1);
     emqp_msgid_new (id);
     h_send_strs (back, "", EMQP_PROTOCOL, "READY", id, NULL);
@@ -863,29 +902,30 @@ test_garbage (h_test_t *t)
     h_send_strs (back, "", EMQP_PROTOCOL, "HEARTBEAT", id, "yesterday", NULL);
     //  A forged outcome for a job in flight elsewhere must be ignored.
     emqp_msgid_new (id);
-    h_send_strs (back, "", EMQP_PROTOCOL, "DONE", id, msgids[0], "0", "failed", "forged", "",
-                 NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "DONE", id, msgids[0], "0", "failed", "forged",
+                 "", NULL);
     emqp_msgid_new (id);
-    h_send_strs (back, "", EMQP_PROTOCOL, "REPLY", id, "{\"value\": \"forged\"}", msgids[1],
-                 NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "REPLY", id, "{\"value\": \"forged\"}",
+                 msgids[1], NULL);
     char bad_inform[37], odd_inform[37];
     emqp_msgid_new (bad_inform);
-    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", bad_inform, "[[10, default]]", "worker",
-                 NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", bad_inform, "[[10, default]]",
+                 "worker", NULL);
     emqp_msgid_new (odd_inform);
     h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", odd_inform, "", "frobnicator", NULL);
     char good_inform[37];
     emqp_msgid_new (good_inform);
-    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", good_inform, "[[10,\"garbage-only\"]]",
-                 "worker", NULL);
+    h_send_strs (back, "", EMQP_PROTOCOL, "INFORM", good_inform,
+                 "[[10,\"garbage-only\"]]", "worker", NULL);
     bool bad_error = false, odd_error = false;
     while (true) {
         emqp_msg_t *msg = h_recv_msg (t, back, 5000);
         REQUIRE_MSG (msg != NULL, "no ACK for the valid INFORM after the garbage");
         if (msg->command == EMQP_ACK) {
-            REQUIRE_MSG (strcmp (msg->ref, bad_inform) != 0, "INFORM with bad JSON was ACKed");
+            REQUIRE_MSG (strcmp (msg->ref, bad_inform) != 0,
+                         "INFORM with bad JSON was ACKed");
             REQUIRE_MSG (strcmp (msg->ref, odd_inform) != 0,
-                       "INFORM with an unknown peer type was ACKed");
+                         "INFORM with an unknown peer type was ACKed");
             if (strcmp (msg->ref, good_inform) == 0) {
                 emqp_msg_destroy (&msg);
                 break;
@@ -909,7 +949,8 @@ test_garbage (h_test_t *t)
     //  Admin.
     zsock_t *admin = h_dealer (t->admin, NULL);
     REQUIRE (admin);
-    data[0] = random; sizes[0] = 50;
+    data[0] = random;
+    sizes[0] = 50;
     s_send_frames (admin, data, sizes, 1);
     emqp_msgid_new (id);
     h_send_strs (admin, "", EMQP_PROTOCOL, "BOGUS", id, NULL);
@@ -920,7 +961,8 @@ test_garbage (h_test_t *t)
     h_send_strs (admin, "", EMQP_PROTOCOL, "STATUS", id, NULL);
     while (true) {
         emqp_msg_t *msg = h_recv_msg (t, admin, 5000);
-        REQUIRE_MSG (msg != NULL, "no REPLY to STATUS on the admin socket after the garbage");
+        REQUIRE_MSG (msg != NULL,
+                     "no REPLY to STATUS on the admin socket after the garbage");
         emqp_command_t command = msg->command;
         if (command == EMQP_ERROR)
             h_log (t, "admin ERROR ref=%s code=%s text=%s", msg->ref, msg->error_code,
@@ -957,8 +999,8 @@ test_disconnect (h_test_t *t)
     zsock_t *fake = h_dealer (t->backend, "fake-jm");
     char id[37], inform_id[37];
     emqp_msgid_new (inform_id);
-    h_send_strs (fake, "", EMQP_PROTOCOL, "INFORM", inform_id, "[[10,\"other\"]]", "worker",
-                 NULL);
+    h_send_strs (fake, "", EMQP_PROTOCOL, "INFORM", inform_id, "[[10,\"other\"]]",
+                 "worker", NULL);
     emqp_msg_t *msg = h_recv_cmd (t, fake, EMQP_ACK, 3000);
     REQUIRE_MSG (msg != NULL, "no ACK for the fake job manager's INFORM");
     REQUIRE_STREQ (msg->ref, inform_id);
@@ -970,8 +1012,9 @@ test_disconnect (h_test_t *t)
     h_send_strs (front, "", EMQP_PROTOCOL, "DISCONNECT", id, NULL);
     msg = h_recv_msg (t, front, 3000);
     REQUIRE_MSG (msg != NULL, "no answer to DISCONNECT on the frontend");
-    REQUIRE_MSG (msg->command == EMQP_ERROR, "DISCONNECT on the frontend answered with %s",
-               emqp_command_name (msg->command));
+    REQUIRE_MSG (msg->command == EMQP_ERROR,
+                 "DISCONNECT on the frontend answered with %s",
+                 emqp_command_name (msg->command));
     REQUIRE_STREQ (msg->ref, id);
     h_log (t, "frontend DISCONNECT: ERROR %s: %s", msg->error_code, msg->error_text);
     emqp_msg_destroy (&msg);
@@ -991,7 +1034,7 @@ test_disconnect (h_test_t *t)
     msg = h_recv_msg (t, admin, 3000);
     REQUIRE_MSG (msg != NULL, "no answer to DISCONNECT on the admin socket");
     REQUIRE_MSG (msg->command == EMQP_ACK, "admin DISCONNECT answered with %s",
-               emqp_command_name (msg->command));
+                 emqp_command_name (msg->command));
     REQUIRE_STREQ (msg->ref, id);
     emqp_msg_destroy (&msg);
     zsock_destroy (&admin);
@@ -1000,14 +1043,15 @@ test_disconnect (h_test_t *t)
     emqp_msg_destroy (&msg);
     zsock_destroy (&fake);
     s_exit_status_check (t, router, 5000, 0, "emq-router after DISCONNECT");
-    REQUIRE (h_pid_alive (jm));     // a job manager outlives its router
+    REQUIRE (h_pid_alive (jm));  // a job manager outlives its router
 
     //  emq-cli disconnect does the same.
     router = h_router (t, "router2", NULL);
     h_wait_jm (t, "jm", 10000, NULL);
     h_cli_t r;
     h_cli (t, &r, 10000, "disconnect", NULL);
-    REQUIRE_MSG (r.status == 0, "emq-cli disconnect: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 0, "emq-cli disconnect: exit %d (stderr %s)", r.status,
+                 r.err);
     h_cli_free (&r);
     s_exit_status_check (t, router, 5000, 0, "emq-router after emq-cli disconnect");
 }
@@ -1024,7 +1068,8 @@ test_jm_sigterm (h_test_t *t)
     char m1[37], m2[37];
     h_submit_run (client, NULL, "sleep", "1", 0, m1);
     h_submit_run (client, NULL, "sleep", "1", 0, m2);
-    REQUIRE_WAIT (h_jm_job_pid (t, "term", m1) > 0 && h_jm_job_pid (t, "term", m2) > 0, 3000);
+    REQUIRE_WAIT (h_jm_job_pid (t, "term", m1) > 0 && h_jm_job_pid (t, "term", m2) > 0,
+                  3000);
     REQUIRE_INT (kill (jm, SIGTERM), ==, 0);
     free (s_expect_ok (t, client, m1, 10000));
     free (s_expect_ok (t, client, m2, 10000));
@@ -1069,10 +1114,10 @@ test_prefetch_return (h_test_t *t)
         }
         h_nap ();
     }
-    REQUIRE_MSG (max_inflight == 2, "the quick job was never prefetched to busy (max %lld)",
-               max_inflight);
+    REQUIRE_MSG (max_inflight == 2,
+                 "the quick job was never prefetched to busy (max %lld)", max_inflight);
     REQUIRE_MSG (returned_ms >= 0, "busy did not return the quick job within %d ms",
-               h_ms (3000));
+                 h_ms (3000));
     h_log (t, "quick job returned %lld ms after its submission", (long long) returned_ms);
     REQUIRE_INT (returned_ms, >=, 150);
     REQUIRE_INT (returned_ms, <, h_ms (1500));
@@ -1080,10 +1125,11 @@ test_prefetch_return (h_test_t *t)
     //  a second job manager brings.
     h_jm (t, "spare", DEFAULT_Q, 1, NULL);
     free (s_expect_ok (t, client, quick, 10000));
-    REQUIRE_INT (clock_mono_ms () - submitted, <, h_ms (5000));   // before the sleeper ends
+    REQUIRE_INT (clock_mono_ms () - submitted, <,
+                 h_ms (5000));  // before the sleeper ends
     REQUIRE_WAIT (s_jm_processed (t, "spare") == 1, 3000);
     REQUIRE_WAIT (s_jm_stat (t, "busy", "total_returned") == 1, 3000);
-    REQUIRE_INT (s_jm_processed (t, "busy"), ==, 1);        // only the warm-up so far
+    REQUIRE_INT (s_jm_processed (t, "busy"), ==, 1);  // only the warm-up so far
     free (s_expect_ok (t, client, sleeper, 15000));
     REQUIRE_WAIT (s_jm_processed (t, "busy") == 2, 3000);
     emq_client_destroy (&client);
@@ -1121,13 +1167,15 @@ s_vector (json_t *vectors, const char *id, char *identity)
 {
     size_t index;
     json_t *record;
-    json_array_foreach (vectors, index, record) {
+    json_array_foreach (vectors, index, record)
+    {
         if (strcmp (json_string_value (json_object_get (record, "id")), id) != 0)
             continue;
         zmsg_t *msg = zmsg_new ();
         size_t i;
         json_t *frame;
-        json_array_foreach (json_object_get (record, "frames"), i, frame) {
+        json_array_foreach (json_object_get (record, "frames"), i, frame)
+        {
             const char *hex = json_string_value (json_object_get (frame, "hex"));
             size_t size = strlen (hex) / 2;
             byte *bytes = malloc (size + 1);
@@ -1179,7 +1227,8 @@ s_vector_fallback (const char *id, char *identity)
 static json_t *
 s_load_vectors (h_test_t *t)
 {
-    const char *paths[] = { getenv ("EMQ_VECTORS"), "../shared/vectors/eventmq-0.3.13.json",
+    const char *paths[] = { getenv ("EMQ_VECTORS"),
+                            "../shared/vectors/eventmq-0.3.13.json",
                             "/work/shared/vectors/eventmq-0.3.13.json" };
     for (size_t i = 0; i < 3; i++) {
         if (!paths[i])
@@ -1252,8 +1301,9 @@ test_eventmq_wire (h_test_t *t)
     char jm_identity[256], client_identity[256];
     zmsg_t *inform = vectors ? s_vector (vectors, "jm.inform", jm_identity)
                              : s_vector_fallback ("jm.inform", jm_identity);
-    zmsg_t *request = vectors ? s_vector (vectors, "client.request.send_request", client_identity)
-                              : s_vector_fallback ("client.request.send_request", client_identity);
+    zmsg_t *request =
+        vectors ? s_vector (vectors, "client.request.send_request", client_identity)
+                : s_vector_fallback ("client.request.send_request", client_identity);
     json_decref (vectors);
     REQUIRE (inform && request);
     REQUIRE_INT (zmsg_size (inform), ==, 6);
@@ -1282,7 +1332,7 @@ test_eventmq_wire (h_test_t *t)
     free (ref);
     zmsg_destroy (&msg);
     char jm_name[64];
-    snprintf (jm_name, sizeof jm_name, "%.8s", jm_identity);   // "447dac65", before '-'
+    snprintf (jm_name, sizeof jm_name, "%.8s", jm_identity);  // "447dac65", before '-'
     int64_t deadline = clock_mono_ms () + h_ms (3000);
     while (!saw_heartbeat && clock_mono_ms () < deadline) {
         msg = s_fake_recv (jm, jm, &last_hb, 100, &saw_heartbeat);
@@ -1344,7 +1394,8 @@ test_eventmq_wire (h_test_t *t)
     free (status);
     zmsg_destroy (&msg);
 
-    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", request_queue, NULL) == 1, 3000);
+    REQUIRE_WAIT (
+        s_status_int (t, "processed_messages_by_queue", request_queue, NULL) == 1, 3000);
     json_t *info = h_jm_info (t, jm_name, NULL);
     REQUIRE_INT (h_jint (info, -1, "processed", NULL), ==, 1);
     REQUIRE_INT (h_jint (info, -1, "available_slots", NULL), ==, 1);
@@ -1381,8 +1432,9 @@ s_fake_emq_jm (h_test_t *t, const char *identity, const char *queues, int64_t *l
     REQUIRE (jm);
     char inform_id[37];
     emqp_msgid_new (inform_id);
-    REQUIRE_INT (h_send_strs (jm, "", EMQP_PROTOCOL, "INFORM", inform_id, queues, "worker",
-                            "emq/1", NULL), ==, 0);
+    REQUIRE_INT (h_send_strs (jm, "", EMQP_PROTOCOL, "INFORM", inform_id, queues,
+                              "worker", "emq/1", NULL),
+                 ==, 0);
     *last_hb = clock_mono_ms ();
     zmsg_t *msg = s_fake_recv (jm, jm, last_hb, 3000, NULL);
     REQUIRE_MSG (msg != NULL, "no ACK for %s's INFORM", identity);
@@ -1401,7 +1453,7 @@ s_fake_request (h_test_t *t, zsock_t *jm, int64_t *last_hb, int timeout_ms)
 {
     zmsg_t *zmsg = s_fake_recv (jm, jm, last_hb, timeout_ms, NULL);
     REQUIRE_MSG (zmsg != NULL, "the fake job manager got no REQUEST");
-    REQUIRE_INT (zmsg_size (zmsg), ==, 9);     // 7 + epoch + attempt
+    REQUIRE_INT (zmsg_size (zmsg), ==, 9);  // 7 + epoch + attempt
     char err[256] = "";
     emqp_msg_t *msg = emqp_decode (&zmsg, false, NULL, NULL, err, sizeof err);
     REQUIRE_MSG (msg != NULL, "REQUEST to an emq job manager does not decode: %s", err);
@@ -1478,7 +1530,7 @@ test_fencing (h_test_t *t)
     REQUIRE_STREQ (second->msgid, msgid);
     REQUIRE_INT (second->attempt, ==, 2);
     REQUIRE_MSG (second->epoch != old_epoch, "re-dispatch reused epoch %llu",
-               (unsigned long long) old_epoch);
+                 (unsigned long long) old_epoch);
     uint64_t new_epoch = second->epoch;
     emqp_msg_destroy (&second);
     REQUIRE (!h_jm_registered (t, "fenceA"));
@@ -1493,7 +1545,7 @@ test_fencing (h_test_t *t)
     REQUIRE_INT (event.type, ==, EMQ_EVENT_RESULT);
     REQUIRE_STREQ (event.msgid, msgid);
     REQUIRE_MSG (event.status == EMQ_JOB_OK, "status %d: the stale DONE was applied",
-               (int) event.status);
+                 (int) event.status);
     REQUIRE_INT (event.size, ==, 3);
 
     //  A second job marks the end: nothing else came for the first.
@@ -1508,13 +1560,16 @@ test_fencing (h_test_t *t)
     while (true) {
         got = s_poll_pumping (client, jm2, &hb2, 3000, &event);
         REQUIRE_MSG (got, "no RESULT for the second job");
-        REQUIRE_MSG (strcmp (event.msgid, msgid) != 0, "a second event (type %d, status %d) "
-                   "for the first job", (int) event.type, (int) event.status);
+        REQUIRE_MSG (strcmp (event.msgid, msgid) != 0,
+                     "a second event (type %d, status %d) "
+                     "for the first job",
+                     (int) event.type, (int) event.status);
         if (event.type == EMQ_EVENT_RESULT)
             break;
     }
     REQUIRE_STREQ (event.msgid, msgid2);
-    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "fence", NULL) == 2, 3000);
+    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "fence", NULL) == 2,
+                  3000);
     emq_client_destroy (&client);
     zsock_destroy (&jm1);
     zsock_destroy (&jm2);
@@ -1551,8 +1606,9 @@ test_retries (h_test_t *t)
     REQUIRE_CONTAINS (text, "again");
     free (text);
     //  Backed off 0.1 s, then 0.2 s (less jitter) before the retries.
-    REQUIRE_MSG (clock_mono_ms () - submitted_ms >= 100, "3 attempts in %lld ms: no retry backoff",
-               (long long) (clock_mono_ms () - submitted_ms));
+    REQUIRE_MSG (clock_mono_ms () - submitted_ms >= 100,
+                 "3 attempts in %lld ms: no retry backoff",
+                 (long long) (clock_mono_ms () - submitted_ms));
     //  The job manager's stats come with its next heartbeat.
     REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") == 3, 3000);
 
@@ -1599,10 +1655,13 @@ test_cli (h_test_t *t)
     h_cli_t r;
     //  No router yet: unreachable (3), within the connect timeout.
     h_cli (t, &r, 20000, "--connect-timeout", "0.5", "status", NULL);
-    REQUIRE_MSG (r.status == 3, "status without a router: exit %d (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 3, "status without a router: exit %d (stderr %s)", r.status,
+                 r.err);
     h_cli_free (&r);
-    h_cli (t, &r, 20000, "--connect-timeout", "0.5", "submit", "run", H_PLUGIN, "noop", NULL);
-    REQUIRE_MSG (r.status == 3, "submit without a router: exit %d (stderr %s)", r.status, r.err);
+    h_cli (t, &r, 20000, "--connect-timeout", "0.5", "submit", "run", H_PLUGIN, "noop",
+           NULL);
+    REQUIRE_MSG (r.status == 3, "submit without a router: exit %d (stderr %s)", r.status,
+                 r.err);
     REQUIRE_INT (r.elapsed_ms, <, h_ms (5000));
     h_cli_free (&r);
 
@@ -1616,19 +1675,19 @@ test_cli (h_test_t *t)
         { "submit", "exec", NULL },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        h_cli (t, &r, 10000, bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4], bad[i][5],
-               NULL);
+        h_cli (t, &r, 10000, bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4],
+               bad[i][5], NULL);
         REQUIRE_MSG (r.status == 2, "emq-cli %s %s %s: exit %d, expected 2 (stderr %s)",
-                   bad[i][0], bad[i][1] ? bad[i][1] : "", bad[i][2] ? bad[i][2] : "",
-                   r.status, r.err);
+                     bad[i][0], bad[i][1] ? bad[i][1] : "", bad[i][2] ? bad[i][2] : "",
+                     r.status, r.err);
         REQUIRE_MSG (strlen (r.err) > 0, "usage error without a message");
         h_cli_free (&r);
     }
 
     s_router_and_jm (t, "jm", 2);
     //  --wait-timeout runs out: 6.
-    h_cli (t, &r, 20000, "submit", "--wait", "--wait-timeout", "0.5", "run", H_PLUGIN, "sleep",
-           "3", NULL);
+    h_cli (t, &r, 20000, "submit", "--wait", "--wait-timeout", "0.5", "run", H_PLUGIN,
+           "sleep", "3", NULL);
     REQUIRE_MSG (r.status == 6, "wait timeout: exit %d (stderr %s)", r.status, r.err);
     REQUIRE_INT (r.elapsed_ms, <, h_ms (2500));
     h_cli_free (&r);
@@ -1640,8 +1699,8 @@ test_cli (h_test_t *t)
     h_cli_free (&r);
 
     //  Any command under /bin/* (the allow-list) runs with its arguments.
-    h_cli (t, &r, 20000, "submit", "--wait", "--queue", "default", "exec", "--", "/bin/sh",
-           "-c", "echo $((6 * 7))", NULL);
+    h_cli (t, &r, 20000, "submit", "--wait", "--queue", "default", "exec", "--",
+           "/bin/sh", "-c", "echo $((6 * 7))", NULL);
     REQUIRE_MSG (r.status == 0, "exec sh: exit %d (stderr %s)", r.status, r.err);
     REQUIRE_STREQ (r.out, "42\n");
     h_cli_free (&r);
@@ -1651,12 +1710,12 @@ test_cli (h_test_t *t)
     REQUIRE_MSG (r.status == 0, "workers --json: exit %d (stderr %s)", r.status, r.err);
     json_t *json = json_loads (r.out, 0, NULL);
     REQUIRE_MSG (json_is_object (json_object_get (json, "connected_workers")),
-               "workers --json printed: %.300s", r.out);
+                 "workers --json printed: %.300s", r.out);
     bool found = false;
     const char *key;
     json_t *value;
-    json_object_foreach (json_object_get (json, "connected_workers"), key, value)
-        found = found || strncmp (key, "jm-", 3) == 0;
+    json_object_foreach (json_object_get (json, "connected_workers"), key, value) found =
+        found || strncmp (key, "jm-", 3) == 0;
     REQUIRE_MSG (found, "workers --json does not list the job manager: %.300s", r.out);
     json_decref (json);
     h_cli_free (&r);
@@ -1665,19 +1724,19 @@ test_cli (h_test_t *t)
     REQUIRE_MSG (r.status == 0, "status --json: exit %d (stderr %s)", r.status, r.err);
     json = json_loads (r.out, 0, NULL);
     REQUIRE_MSG (json_is_object (json_object_get (json, "queues")),
-               "status --json printed: %.300s", r.out);
+                 "status --json printed: %.300s", r.out);
     REQUIRE_INT (h_jint (json, -1, "job_managers", NULL), ==, 1);
     json_decref (json);
     h_cli_free (&r);
 
     //  Human-readable views say something.
     h_cli (t, &r, 10000, "status", NULL);
-    REQUIRE_MSG (r.status == 0 && strstr (r.out, "default"), "status: exit %d, out %.300s",
-               r.status, r.out);
+    REQUIRE_MSG (r.status == 0 && strstr (r.out, "default"),
+                 "status: exit %d, out %.300s", r.status, r.out);
     h_cli_free (&r);
     h_cli (t, &r, 10000, "workers", NULL);
     REQUIRE_MSG (r.status == 0 && strstr (r.out, "jm-"), "workers: exit %d, out %.300s",
-               r.status, r.out);
+                 r.status, r.out);
     h_cli_free (&r);
 }
 
@@ -1770,7 +1829,8 @@ test_router_crash (h_test_t *t)
     h_submit_run (client, NULL, "upper", "\"marker\"", 0, marker);
 
     h_jm (t, "jm", DEFAULT_Q, 2, NULL);
-    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 4, 15000);
+    REQUIRE_WAIT (s_status_int (t, "processed_messages_by_queue", "default", NULL) == 4,
+                  15000);
     REQUIRE_INT (s_status_int (t, "queues", "default", "waiting"), ==, 0);
     //  The results still reach the client that asked (same identity).
     for (int i = 0; i < 3; i++) {
@@ -1790,7 +1850,8 @@ s_keygen (h_test_t *t, const char *path, const char *roles)
 {
     (void) t;
     char err[512];
-    REQUIRE_MSG (curve_keygen (path, roles, err, sizeof err) == 0, "keygen %s: %s", path, err);
+    REQUIRE_MSG (curve_keygen (path, roles, err, sizeof err) == 0, "keygen %s: %s", path,
+                 err);
 }
 
 static void
@@ -1812,21 +1873,25 @@ test_curve (h_test_t *t)
     //  key pair beside it; each with its roles.
     const char *names[] = { "jm", "cli", "me" };
     const char *roles[] = { "jobmanager", "client", "client,admin" };
-    char *pubs[] = { jm_pub, cli_pub, me_pub }, *secrets[] = { jm_secret, cli_secret, me_secret };
+    char *pubs[] = { jm_pub, cli_pub, me_pub },
+         *secrets[] = { jm_secret, cli_secret, me_secret };
     for (int i = 0; i < 3; i++) {
         snprintf (pubs[i], N, "%.200s/%s", clients, names[i]);
         s_keygen (t, pubs[i], roles[i]);
         char made[N + 8];
         snprintf (made, sizeof made, "%s_secret", pubs[i]);
         snprintf (secrets[i], N, "%.200s/%s_secret", t->dir, names[i]);
-        REQUIRE_MSG (rename (made, secrets[i]) == 0, "rename %s: %s", made, strerror (errno));
+        REQUIRE_MSG (rename (made, secrets[i]) == 0, "rename %s: %s", made,
+                     strerror (errno));
     }
     //  This process asks the router for STATUS: it is an admitted client.
     char err[512];
-    REQUIRE_MSG (emq_set_curve (router, me_secret, err, sizeof err) == 0, "emq_set_curve: %s", err);
-    h_router (t, "router", "--curve-secret-cert", router_secret, "--curve-clients-dir", clients,
-              NULL);
-    h_jm (t, "jm", DEFAULT_Q, 2, "--curve-server-key", router, "--curve-cert", jm_secret, NULL);
+    REQUIRE_MSG (emq_set_curve (router, me_secret, err, sizeof err) == 0,
+                 "emq_set_curve: %s", err);
+    h_router (t, "router", "--curve-secret-cert", router_secret, "--curve-clients-dir",
+              clients, NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, "--curve-server-key", router, "--curve-cert", jm_secret,
+          NULL);
     h_wait_jm (t, "jm", 10000, NULL);
 
     h_cli_t r0;
@@ -1835,33 +1900,43 @@ test_curve (h_test_t *t)
     char made[N];
     snprintf (made, sizeof made, "%.200s/made", t->dir);
     h_cli (t, &r0, 20000, "keygen", "--role", "root", made, NULL);
-    REQUIRE_MSG (r0.status == 2 && strstr (r0.err, "unknown role"), "keygen --role root: exit "
-               "%d (stderr %s)", r0.status, r0.err);
+    REQUIRE_MSG (r0.status == 2 && strstr (r0.err, "unknown role"),
+                 "keygen --role root: exit "
+                 "%d (stderr %s)",
+                 r0.status, r0.err);
     h_cli_free (&r0);
     h_cli (t, &r0, 20000, "keygen", "--role", "scheduler", "--role", "admin", made, NULL);
-    REQUIRE_MSG (r0.status == 0 && strstr (r0.out, "roles scheduler,admin"), "keygen: exit %d, "
-               "out %s (stderr %s)", r0.status, r0.out, r0.err);
+    REQUIRE_MSG (r0.status == 0 && strstr (r0.out, "roles scheduler,admin"),
+                 "keygen: exit %d, "
+                 "out %s (stderr %s)",
+                 r0.status, r0.out, r0.err);
     h_cli_free (&r0);
     zcert_t *cert = zcert_load (made);
-    REQUIRE_STREQ (cert ? zcert_meta (cert, CURVE_ROLES_PROPERTY) : NULL, "scheduler,admin");
+    REQUIRE_STREQ (cert ? zcert_meta (cert, CURVE_ROLES_PROPERTY) : NULL,
+                   "scheduler,admin");
     zcert_destroy (&cert);
     h_cli (t, &r0, 20000, "keygen", made, NULL);
-    REQUIRE_MSG (r0.status == 1 && strstr (r0.err, "not overwritten"), "keygen over an existing "
-               "key: exit %d (stderr %s)", r0.status, r0.err);
+    REQUIRE_MSG (r0.status == 1 && strstr (r0.err, "not overwritten"),
+                 "keygen over an existing "
+                 "key: exit %d (stderr %s)",
+                 r0.status, r0.err);
     h_cli_free (&r0);
 
     //  An admitted emq-cli runs a job end to end.
     setenv ("EMQ_CURVE_SERVER_KEY", router, 1);
     setenv ("EMQ_CURVE_CERT", cli_secret, 1);
     h_cli_t r;
-    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"secret\"", NULL);
+    h_cli (t, &r, 20000, "submit", "--wait", "run", H_PLUGIN, "upper", "\"secret\"",
+           NULL);
     REQUIRE_MSG (r.status == 0, "admitted emq-cli: exit %d, stderr: %s", r.status, r.err);
     REQUIRE_STREQ (h_chomp (r.out), "\"SECRET\"");
     h_cli_free (&r);
     //  Its key has no admin role: the admin socket refuses it (exit 4).
     h_cli (t, &r, 20000, "status", NULL);
-    REQUIRE_MSG (r.status == 4 && strstr (r.err, "NOT_ALLOWED"), "client key on the admin "
-               "socket: exit %d, expected 4 (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 4 && strstr (r.err, "NOT_ALLOWED"),
+                 "client key on the admin "
+                 "socket: exit %d, expected 4 (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
     //  The admin key may.
     setenv ("EMQ_CURVE_CERT", me_secret, 1);
@@ -1872,27 +1947,30 @@ test_curve (h_test_t *t)
     //  A key the router does not know, a plain client, a wrong server key:
     //  the router never answers (exit 3), and runs nothing for them.
     setenv ("EMQ_CURVE_CERT", stranger_secret, 1);
-    h_cli (t, &r, 20000, "--connect-timeout", "1", "submit", "run", H_PLUGIN, "upper", "\"x\"",
-           NULL);
-    REQUIRE_MSG (r.status == 3, "stranger emq-cli: exit %d, expected 3 (stderr %s)", r.status,
-               r.err);
+    h_cli (t, &r, 20000, "--connect-timeout", "1", "submit", "run", H_PLUGIN, "upper",
+           "\"x\"", NULL);
+    REQUIRE_MSG (r.status == 3, "stranger emq-cli: exit %d, expected 3 (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
     setenv ("EMQ_CURVE_SERVER_KEY", stranger, 1);
     setenv ("EMQ_CURVE_CERT", cli_secret, 1);
     h_cli (t, &r, 20000, "--connect-timeout", "1", "status", NULL);
-    REQUIRE_MSG (r.status == 3, "emq-cli with the wrong server key: exit %d, expected 3 "
-               "(stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 3,
+                 "emq-cli with the wrong server key: exit %d, expected 3 "
+                 "(stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
     unsetenv ("EMQ_CURVE_SERVER_KEY");
     unsetenv ("EMQ_CURVE_CERT");
     h_cli (t, &r, 20000, "--connect-timeout", "1", "status", NULL);
-    REQUIRE_MSG (r.status == 3, "plain emq-cli: exit %d, expected 3 (stderr %s)", r.status, r.err);
+    REQUIRE_MSG (r.status == 3, "plain emq-cli: exit %d, expected 3 (stderr %s)",
+                 r.status, r.err);
     h_cli_free (&r);
     //  Bad keys are a usage error, said at once.
     setenv ("EMQ_CURVE_SERVER_KEY", "not-a-key", 1);
     h_cli (t, &r, 20000, "status", NULL);
     REQUIRE_MSG (r.status == 2 && strstr (r.err, "CURVE"), "bad key: exit %d, stderr %s",
-               r.status, r.err);
+                 r.status, r.err);
     h_cli_free (&r);
     unsetenv ("EMQ_CURVE_SERVER_KEY");
 
@@ -1912,7 +1990,8 @@ test_curve (h_test_t *t)
     REQUIRE_MSG (info == NULL, "a job manager with a client's key registered");
     json_decref (info);
     json_t *status = h_admin (t, "STATUS");
-    REQUIRE_INT (h_jint (status, -1, "processed_messages_by_queue", "default", NULL), ==, 1);
+    REQUIRE_INT (h_jint (status, -1, "processed_messages_by_queue", "default", NULL), ==,
+                 1);
     json_decref (status);
     //  Later tests in this process talk plain ZeroMQ again.
     emq_set_curve (NULL, NULL, NULL, 0);
@@ -1925,7 +2004,8 @@ static const h_testdef_t s_tests[] = {
     { "many", test_many, "500 mixed jobs, each ACK and RESULT exactly once" },
     { "failures", test_failures, "failing, crashing, disallowed and malformed jobs" },
     { "timeout", test_timeout, "timeout:N kills the job and replaces the worker" },
-    { "killed_worker", test_killed_worker, "SIGKILL a worker: job crashed, worker replaced" },
+    { "killed_worker", test_killed_worker,
+      "SIGKILL a worker: job crashed, worker replaced" },
     { "slots", test_slots, "never more jobs in flight than concurrent_jobs" },
     { "weights", test_weights, "fair share, weight priority, least recently used" },
     { "jm_dies", test_jm_dies, "jobs of a killed job manager run on another" },
@@ -1939,11 +2019,14 @@ static const h_testdef_t s_tests[] = {
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
     { "router_restart", test_router_restart, "job manager and client reconnect" },
     { "fencing", test_fencing, "re-dispatch after a silent jm; its stale DONE ignored" },
-    { "curve", test_curve, "CURVE: admitted keys run jobs; strangers and plain peers get nothing" },
+    { "curve", test_curve,
+      "CURVE: admitted keys run jobs; strangers and plain peers get nothing" },
     { "retries", test_retries, "retry-count: attempts, backoff, one final RESULT" },
     { "cli", test_cli, "emq-cli exit codes, msgid output, JSON views" },
-    { "jm_signals", test_jm_signals, "SIGUSR1 logs status, SIGHUP reloads; jm keeps serving" },
-    { "router_crash", test_router_crash, "SIGKILLed router restarts with its acknowledged jobs" },
+    { "jm_signals", test_jm_signals,
+      "SIGUSR1 logs status, SIGHUP reloads; jm keeps serving" },
+    { "router_crash", test_router_crash,
+      "SIGKILLed router restarts with its acknowledged jobs" },
 };
 
 int

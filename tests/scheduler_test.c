@@ -34,8 +34,8 @@
 #define S_MAX_FIRES 512
 
 typedef struct {
-    int64_t ts[S_MAX_FIRES];        // fire times, ascending
-    double created[S_MAX_FIRES];    // when the router stored each (unix s)
+    int64_t ts[S_MAX_FIRES];      // fire times, ascending
+    double created[S_MAX_FIRES];  // when the router stored each (unix s)
     char headers[S_MAX_FIRES][128];
     size_t count;
 } s_fires_t;
@@ -56,8 +56,11 @@ s_fires (h_test_t *t, const char *name, s_fires_t *out)
     char like[160];
     snprintf (like, sizeof like, "sched:%s:%%", name);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2 (db, "SELECT msgid, created_at, headers FROM jobs WHERE msgid "
-                            "LIKE ?", -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2 (db,
+                            "SELECT msgid, created_at, headers FROM jobs WHERE msgid "
+                            "LIKE ?",
+                            -1, &st, NULL)
+        == SQLITE_OK) {
         sqlite3_bind_text (st, 1, like, -1, SQLITE_STATIC);
         while (sqlite3_step (st) == SQLITE_ROW && out->count < S_MAX_FIRES) {
             const char *msgid = (const char *) sqlite3_column_text (st, 0);
@@ -122,7 +125,7 @@ s_scheduler (h_test_t *t, const char *tag, ...)
     const char *arg;
     while ((arg = va_arg (ap, const char *)) && argc < 60) {
         if (streq (arg, "--etcd"))
-            has_dir = true;         // etcd mode: no data directory
+            has_dir = true;  // etcd mode: no data directory
         args[argc++] = arg;
     }
     va_end (ap);
@@ -153,16 +156,18 @@ s_leader (h_test_t *t, const char *name)
     pid_t pid = 0;
     const char *key;
     json_t *value;
-    json_object_foreach (connected, key, value) {
+    json_object_foreach (connected, key, value)
+    {
         json_t *stats = json_object_get (value, "stats");
         if (!json_is_true (json_object_get (stats, "leader")))
             continue;
         bool has = !name;
         size_t i;
         json_t *s;
-        json_array_foreach (json_object_get (stats, "schedules"), i, s)
-            if (name && streq (json_string_value (json_object_get (s, "name")), name))
-                has = true;
+        json_array_foreach (
+            json_object_get (stats, "schedules"), i,
+            s) if (name && streq (json_string_value (json_object_get (s, "name")), name))
+            has = true;
         //  A report from a process that is gone can linger at the router
         //  until it drops that scheduler.
         pid_t p = (pid_t) json_integer_value (json_object_get (stats, "pid"));
@@ -181,7 +186,8 @@ s_fence_of (h_test_t *t, pid_t pid)
     uint64_t fence = 0;
     const char *key;
     json_t *value;
-    json_object_foreach (connected, key, value) {
+    json_object_foreach (connected, key, value)
+    {
         json_t *stats = json_object_get (value, "stats");
         if ((pid_t) json_integer_value (json_object_get (stats, "pid")) == pid)
             fence = (uint64_t) json_integer_value (json_object_get (stats, "fence"));
@@ -203,7 +209,8 @@ s_schedule (h_test_t *t, const char *name, int interval_s, const char *extra)
     h_payload_exec (argv, &payload, &size);
     emqp_msg_t *msg = emqp_msg_new (EMQP_SCHEDULE);
     char headers[256];
-    snprintf (headers, sizeof headers, "name:%s%s%s", name, extra ? "," : "", extra ? extra : "");
+    snprintf (headers, sizeof headers, "name:%s%s%s", name, extra ? "," : "",
+              extra ? extra : "");
     msg->queue = strdup ("default");
     msg->headers = strdup (headers);
     msg->interval_s = interval_s;
@@ -239,10 +246,11 @@ s_check_grid (h_test_t *t, const s_fires_t *fires, int interval_s, const char *w
 {
     for (size_t i = 1; i < fires->count; i++)
         REQUIRE_MSG (fires->ts[i] - fires->ts[i - 1] == interval_s,
-                   "%s: fire %zu at %" PRId64 " follows %" PRId64 " (interval %d)", what, i,
-                   fires->ts[i], fires->ts[i - 1], interval_s);
+                     "%s: fire %zu at %" PRId64 " follows %" PRId64 " (interval %d)",
+                     what, i, fires->ts[i], fires->ts[i - 1], interval_s);
     h_log (t, "%s: %zu fires %" PRId64 "..%" PRId64 " on the grid", what, fires->count,
-           fires->count ? fires->ts[0] : 0, fires->count ? fires->ts[fires->count - 1] : 0);
+           fires->count ? fires->ts[0] : 0,
+           fires->count ? fires->ts[fires->count - 1] : 0);
 }
 
 //  ---------------------------------------------------------------------
@@ -275,19 +283,20 @@ test_interval_no_drift (h_test_t *t)
         if (late > worst)
             worst = late;
         REQUIRE_MSG (late > -0.05, "fire %" PRId64 " stored %.3f s before its time",
-                   fires.ts[i], -late);
+                     fires.ts[i], -late);
     }
     h_log (t, "worst lateness %.3f s", worst);
     REQUIRE_MSG (worst < 0.5, "a fire was stored %.3f s after its time", worst);
     //  The outcome comes back to the scheduler (reply-requested).
     REQUIRE_WAIT (({
-        json_t *c = s_schedulers (t);
-        char *text = json_dumps (c, 0);
-        bool ok = text && strstr (text, "\"last_outcome\": \"ok\"");
-        free (text);
-        json_decref (c);
-        ok;
-    }), 5000);
+                      json_t *c = s_schedulers (t);
+                      char *text = json_dumps (c, 0);
+                      bool ok = text && strstr (text, "\"last_outcome\": \"ok\"");
+                      free (text);
+                      json_decref (c);
+                      ok;
+                  }),
+                  5000);
 }
 
 //  Restarting the scheduler (kill -9) and then the router loses no schedule
@@ -359,7 +368,8 @@ test_standby_takeover (h_test_t *t)
     REQUIRE (h_proc_wait (t, first, 5000, NULL));
     REQUIRE_WAIT (s_leader (t, "tock") == standby, 10000);
     uint64_t fence2 = s_fence_of (t, standby);
-    REQUIRE_MSG (fence2 > fence1, "new fence %" PRIu64 " <= old %" PRIu64, fence2, fence1);
+    REQUIRE_MSG (fence2 > fence1, "new fence %" PRIu64 " <= old %" PRIu64, fence2,
+                 fence1);
     size_t taken = s_fire_count (t, "tock");
     REQUIRE_WAIT (s_fire_count (t, "tock") >= taken + 2, 10000);
     s_fires_t fires;
@@ -394,8 +404,8 @@ test_cli (h_test_t *t)
     json_decref (root);
     h_cli_free (&r);
     //  Bad specs are refused by emq-cli with the reason, before sending.
-    h_cli (t, &r, 10000, "schedule", "--name", "bad", "--cron", "61 * * * *", "exec", "--",
-           "/bin/true", NULL);
+    h_cli (t, &r, 10000, "schedule", "--name", "bad", "--cron", "61 * * * *", "exec",
+           "--", "/bin/true", NULL);
     REQUIRE_INT (r.status, ==, 2);
     REQUIRE_CONTAINS (r.err, "field 1 (minute): 61 is out of range 0..59");
     h_cli_free (&r);
@@ -430,13 +440,14 @@ static int
 s_bind_port (int port)
 {
     int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) port),
+    struct sockaddr_in addr = { .sin_family = AF_INET,
+                                .sin_port = htons ((uint16_t) port),
                                 .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
     socklen_t len = sizeof addr;
     int on = 1, bound = 0;
     if (fd >= 0 && setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) == 0
-    &&  bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
-    &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
+        && bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
+        && getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
         bound = ntohs (addr.sin_port);
     if (fd >= 0)
         close (fd);
@@ -458,7 +469,7 @@ s_url_port_free (const char *url)
     uint64_t port;
     const char *colon = strrchr (url, ':');
     return colon && numparse_uint (colon + 1, 65535, &port) == 0 && port > 0
-        && s_bind_port ((int) port) == (int) port;
+           && s_bind_port ((int) port) == (int) port;
 }
 
 typedef struct {
@@ -471,24 +482,38 @@ typedef struct {
 static pid_t
 s_etcd_start (h_test_t *t, s_etcd_t *e, const char *tag)
 {
-    const char *args[] = {
-        "--name", "emq-test", "--data-dir", e->dir,
-        "--listen-client-urls", e->client_url, "--advertise-client-urls", e->client_url,
-        "--listen-peer-urls", e->peer_url, "--initial-advertise-peer-urls", e->peer_url,
-        "--initial-cluster", NULL, "--log-level", "warn", NULL
-    };
+    const char *args[] = { "--name",
+                           "emq-test",
+                           "--data-dir",
+                           e->dir,
+                           "--listen-client-urls",
+                           e->client_url,
+                           "--advertise-client-urls",
+                           e->client_url,
+                           "--listen-peer-urls",
+                           e->peer_url,
+                           "--initial-advertise-peer-urls",
+                           e->peer_url,
+                           "--initial-cluster",
+                           NULL,
+                           "--log-level",
+                           "warn",
+                           NULL };
     char cluster[128];
     snprintf (cluster, sizeof cluster, "emq-test=%s", e->peer_url);
     args[13] = cluster;
     //  h_spawn runs <absolute BUILD>/bin/<program>: enough ".." reach the
     //  root whatever the depth (".." of / is /).
     char relative[H_PATH_MAX];
-    snprintf (relative, sizeof relative, "../../../../../../../../..%s", s_etcd_binary ());
+    snprintf (relative, sizeof relative, "../../../../../../../../..%s",
+              s_etcd_binary ());
     e->pid = h_spawn (t, tag, false, relative, args);
     //  Up when its gateway answers; down if it exited (a port was taken).
     char cmd[512];
-    snprintf (cmd, sizeof cmd, "curl -s -m 1 -X POST -d '{}' %s/v3/maintenance/status "
-              ">/dev/null 2>&1", e->client_url);
+    snprintf (cmd, sizeof cmd,
+              "curl -s -m 1 -X POST -d '{}' %s/v3/maintenance/status "
+              ">/dev/null 2>&1",
+              e->client_url);
     REQUIRE_WAIT (system (cmd) == 0 || !h_pid_alive (e->pid), 15000);
     return h_pid_alive (e->pid) ? e->pid : 0;
 }
@@ -507,7 +532,8 @@ test_etcd (h_test_t *t)
     snprintf (e.dir, sizeof e.dir, "%s/etcd", t->dir);
     pid_t etcd = 0;
     for (int attempt = 0; attempt < 5 && !etcd; attempt++) {
-        snprintf (e.client_url, sizeof e.client_url, "http://127.0.0.1:%d", s_free_port ());
+        snprintf (e.client_url, sizeof e.client_url, "http://127.0.0.1:%d",
+                  s_free_port ());
         snprintf (e.peer_url, sizeof e.peer_url, "http://127.0.0.1:%d", s_free_port ());
         char tag[32];
         snprintf (tag, sizeof tag, "etcd-%d", attempt);
@@ -538,7 +564,11 @@ test_etcd (h_test_t *t)
     //  SIGSTOP past the TTL: another member takes over and fires.
     REQUIRE_INT (kill (leader, SIGSTOP), ==, 0);
     double stopped = clock_wall_s ();
-    REQUIRE_WAIT (({ pid_t p = s_leader (t, "beat"); p && p != leader; }), 15000);
+    REQUIRE_WAIT (({
+                      pid_t p = s_leader (t, "beat");
+                      p &&p != leader;
+                  }),
+                  15000);
     pid_t next = s_leader (t, "beat");
     size_t count = s_fire_count (t, "beat");
     REQUIRE_WAIT (s_fire_count (t, "beat") >= count + 2, 10000);
@@ -565,7 +595,8 @@ test_etcd (h_test_t *t)
     for (size_t i = 0; i < fires.count; i++)
         if (fires.created[i] > resumed)
             REQUIRE_MSG (!strstr (fires.headers[i], old_fence),
-                       "fire %" PRId64 " from the woken leader (%s)", fires.ts[i], old_fence);
+                         "fire %" PRId64 " from the woken leader (%s)", fires.ts[i],
+                         old_fence);
     REQUIRE (s_leader (t, "beat") == next);
     //  And the router never had to fence it off: it did not even try.
     char path[H_PATH_MAX + 32];
@@ -583,7 +614,7 @@ test_etcd (h_test_t *t)
         fclose (file);
     }
     REQUIRE_MSG (!log || !strstr (log, "FENCED") || !strstr (log, old_fence),
-               "the router had to refuse the woken leader");
+                 "the router had to refuse the woken leader");
     free (log);
     //  While the stopped leader's lease ran out nobody fired: the new
     //  leader runs the missed times once (misfire once), so one gap, and
@@ -616,11 +647,13 @@ static const h_testdef_t s_tests[] = {
     { "restarts", test_restarts,
       "kill -9 the scheduler, then the router: no schedule lost, no time fired twice" },
     { "standby_takeover", test_standby_takeover,
-      "two local schedulers: kill -9 the leader, the standby fires every later time once" },
+      "two local schedulers: kill -9 the leader, the standby fires every later time "
+      "once" },
     { "cli", test_cli,
       "emq-cli schedules [--json], unschedule, and schedule's own checks" },
     { "etcd", test_etcd,
-      "three schedulers on etcd: SIGSTOP the leader past the TTL, SIGCONT, etcd restart" },
+      "three schedulers on etcd: SIGSTOP the leader past the TTL, SIGCONT, etcd "
+      "restart" },
 };
 
 int

@@ -63,40 +63,40 @@ typedef struct {
 //  One line per module's self test, in dependency order (common/ first). Add
 //  new modules here and include their header above.
 static const s_test_t s_tests[] = {
-    { "clock",   clock_test },
-    { "errbuf",  errbuf_test },
+    { "clock", clock_test },
+    { "errbuf", errbuf_test },
     { "numparse", numparse_test },
     { "queuespec", queuespec_test },
-    { "emqp",    emqp_test },
+    { "emqp", emqp_test },
     { "headers", headers_test },
-    { "config",  config_test },
+    { "config", config_test },
     { "payload", payload_test },
-    { "json",    json_test },
+    { "json", json_test },
     { "emq_client", emq_client_test },
-    { "job",     job_test },
-    { "queues",  queues_test },
+    { "job", job_test },
+    { "queues", queues_test },
     { "dispatch", dispatch_test },
-    { "outbox",  outbox_test },
-    { "peers",   peers_test },
-    { "store",   store_test },
-    { "writer",  writer_test },
+    { "outbox", outbox_test },
+    { "peers", peers_test },
+    { "store", store_test },
+    { "writer", writer_test },
     { "pidlock", pidlock_test },
     { "program", program_test },
-    { "curve",   curve_test },
-    { "router",  router_test },
-    { "wire",    wire_test },
-    { "plugin",  plugin_test },
+    { "curve", curve_test },
+    { "router", router_test },
+    { "wire", wire_test },
+    { "plugin", plugin_test },
     { "command", command_test },
-    { "worker",  worker_test },
-    { "pool",    pool_test },
-    { "jm_job",  jm_job_test },
-    { "held",    held_test },
+    { "worker", worker_test },
+    { "pool", pool_test },
+    { "jm_job", jm_job_test },
+    { "held", held_test },
     { "jobmanager_settings", jobmanager_settings_test },
     { "workers", workers_test },
     { "jobmanager", jobmanager_test },
-    { "cron",    cron_test },
+    { "cron", cron_test },
     { "schedules", schedules_test },
-    { "etcd",    etcd_test },
+    { "etcd", etcd_test },
     { "scheduler", scheduler_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
@@ -114,7 +114,7 @@ s_matches (const char *name, const char *wanted)
 {
     size_t len = strlen (name);
     return streq (name, wanted)
-        || (strncmp (wanted, name, len) == 0 && streq (wanted + len, "_test"));
+           || (strncmp (wanted, name, len) == 0 && streq (wanted + len, "_test"));
 }
 
 int
@@ -183,8 +183,8 @@ main (int argc, char *argv[])
             passed++;
         }
         else {
-            printf ("%-12s FAILED (%d of %d checks failed)\n", s_tests[i].name,
-                    failures, emq_test_checks - checks_before);
+            printf ("%-12s FAILED (%d of %d checks failed)\n", s_tests[i].name, failures,
+                    emq_test_checks - checks_before);
             failed++;
         }
         fflush (stdout);

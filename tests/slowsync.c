@@ -18,7 +18,7 @@ s_wait (void)
         return;
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
     while (nanosleep (&ts, &ts) != 0)
-        ;       // a signal: sleep the rest
+        ;  // a signal: sleep the rest
 }
 
 int

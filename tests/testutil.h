@@ -29,15 +29,16 @@
 #include <string.h>
 #include <sys/wait.h>
 
-__attribute__ ((weak)) int emq_test_failures;      // failed checks so far
-__attribute__ ((weak)) int emq_test_checks;        // checks run so far
+__attribute__ ((weak)) int emq_test_failures;  // failed checks so far
+__attribute__ ((weak)) int emq_test_checks;    // checks run so far
 
-#define TESTUTIL_FAIL_(...) do { \
-    fprintf (stderr, "%s:%d: ", __FILE__, __LINE__); \
-    fprintf (stderr, __VA_ARGS__); \
-    fputc ('\n', stderr); \
-    emq_test_failures++; \
-} while (0)
+#define TESTUTIL_FAIL_(...)                              \
+    do {                                                 \
+        fprintf (stderr, "%s:%d: ", __FILE__, __LINE__); \
+        fprintf (stderr, __VA_ARGS__);                   \
+        fputc ('\n', stderr);                            \
+        emq_test_failures++;                             \
+    } while (0)
 
 //  True when this process runs under valgrind (make memcheck). A forked
 //  child then ends through valgrind's leak check of the heap it inherited,
@@ -52,71 +53,81 @@ testutil_under_valgrind (void)
 
 //  The exit status a forked child's clean exit shows in this process.
 #define TESTUTIL_CLEAN_EXIT(status) \
-    (WIFEXITED (status) && (WEXITSTATUS (status) == 0 \
-                            || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)))
+    (WIFEXITED (status)             \
+     && (WEXITSTATUS (status) == 0  \
+         || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)))
 
 //  REQUIRE: a check that ends the test function when it fails (what follows
 //  a failed step would only trip over its leftovers). REQUIRE_OR_NULL is
 //  the same for helpers that return a pointer.
-#define REQUIRE(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
-        return; \
-    } \
-} while (0)
+#define REQUIRE(expr)                                     \
+    do {                                                  \
+        emq_test_checks++;                                \
+        if (!(expr)) {                                    \
+            TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
+            return;                                       \
+        }                                                 \
+    } while (0)
 
-#define REQUIRE_OR_NULL(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) { \
-        TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
-        return NULL; \
-    } \
-} while (0)
+#define REQUIRE_OR_NULL(expr)                             \
+    do {                                                  \
+        emq_test_checks++;                                \
+        if (!(expr)) {                                    \
+            TESTUTIL_FAIL_ ("REQUIRE failed: %s", #expr); \
+            return NULL;                                  \
+        }                                                 \
+    } while (0)
 
-#define CHECK(expr) do { \
-    emq_test_checks++; \
-    if (!(expr)) \
-        TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
-} while (0)
+#define CHECK(expr)                                     \
+    do {                                                \
+        emq_test_checks++;                              \
+        if (!(expr))                                    \
+            TESTUTIL_FAIL_ ("CHECK failed: %s", #expr); \
+    } while (0)
 
-#define CHECK_EQ(a, b) do { \
-    intmax_t a_ = (intmax_t) (a), b_ = (intmax_t) (b); \
-    emq_test_checks++; \
-    if (a_ != b_) \
-        TESTUTIL_FAIL_ ("CHECK_EQ failed: %s == %s (%jd vs %jd)", #a, #b, a_, b_); \
-} while (0)
+#define CHECK_EQ(a, b)                                                                 \
+    do {                                                                               \
+        intmax_t a_ = (intmax_t) (a), b_ = (intmax_t) (b);                             \
+        emq_test_checks++;                                                             \
+        if (a_ != b_)                                                                  \
+            TESTUTIL_FAIL_ ("CHECK_EQ failed: %s == %s (%jd vs %jd)", #a, #b, a_, b_); \
+    } while (0)
 
-#define CHECK_UEQ(a, b) do { \
-    uintmax_t a_ = (uintmax_t) (a), b_ = (uintmax_t) (b); \
-    emq_test_checks++; \
-    if (a_ != b_) \
-        TESTUTIL_FAIL_ ("CHECK_UEQ failed: %s == %s (%ju vs %ju)", #a, #b, a_, b_); \
-} while (0)
+#define CHECK_UEQ(a, b)                                                                 \
+    do {                                                                                \
+        uintmax_t a_ = (uintmax_t) (a), b_ = (uintmax_t) (b);                           \
+        emq_test_checks++;                                                              \
+        if (a_ != b_)                                                                   \
+            TESTUTIL_FAIL_ ("CHECK_UEQ failed: %s == %s (%ju vs %ju)", #a, #b, a_, b_); \
+    } while (0)
 
-#define CHECK_NEAR(a, b, eps) do { \
-    double a_ = (double) (a), b_ = (double) (b); \
-    emq_test_checks++; \
-    if (!(fabs (a_ - b_) <= (eps))) \
-        TESTUTIL_FAIL_ ("CHECK_NEAR failed: %s ~ %s (%.17g vs %.17g, eps %g)", \
-                        #a, #b, a_, b_, (double) (eps)); \
-} while (0)
+#define CHECK_NEAR(a, b, eps)                                                          \
+    do {                                                                               \
+        double a_ = (double) (a), b_ = (double) (b);                                   \
+        emq_test_checks++;                                                             \
+        if (!(fabs (a_ - b_) <= (eps)))                                                \
+            TESTUTIL_FAIL_ ("CHECK_NEAR failed: %s ~ %s (%.17g vs %.17g, eps %g)", #a, \
+                            #b, a_, b_, (double) (eps));                               \
+    } while (0)
 
-#define CHECK_STREQ(a, b) do { \
-    const char *a_ = (a), *b_ = (b); \
-    emq_test_checks++; \
-    if (!((a_ == NULL && b_ == NULL) || (a_ && b_ && strcmp (a_, b_) == 0))) \
-        TESTUTIL_FAIL_ ("CHECK_STREQ failed: %s == %s (\"%s\" vs \"%s\")", \
-                        #a, #b, a_ ? a_ : "(null)", b_ ? b_ : "(null)"); \
-} while (0)
+#define CHECK_STREQ(a, b)                                                              \
+    do {                                                                               \
+        const char *a_ = (a), *b_ = (b);                                               \
+        emq_test_checks++;                                                             \
+        if (!((a_ == NULL && b_ == NULL) || (a_ && b_ && strcmp (a_, b_) == 0)))       \
+            TESTUTIL_FAIL_ ("CHECK_STREQ failed: %s == %s (\"%s\" vs \"%s\")", #a, #b, \
+                            a_ ? a_ : "(null)", b_ ? b_ : "(null)");                   \
+    } while (0)
 
-#define CHECK_CONTAINS(haystack, needle) do { \
-    const char *h_ = (haystack), *n_ = (needle); \
-    emq_test_checks++; \
-    if (!h_ || !n_ || !strstr (h_, n_)) \
-        TESTUTIL_FAIL_ ("CHECK_CONTAINS failed: %s contains %s (\"%s\" lacks \"%s\")", \
-                        #haystack, #needle, h_ ? h_ : "(null)", n_ ? n_ : "(null)"); \
-} while (0)
+#define CHECK_CONTAINS(haystack, needle)                                       \
+    do {                                                                       \
+        const char *h_ = (haystack), *n_ = (needle);                           \
+        emq_test_checks++;                                                     \
+        if (!h_ || !n_ || !strstr (h_, n_))                                    \
+            TESTUTIL_FAIL_ (                                                   \
+                "CHECK_CONTAINS failed: %s contains %s (\"%s\" lacks \"%s\")", \
+                #haystack, #needle, h_ ? h_ : "(null)", n_ ? n_ : "(null)");   \
+    } while (0)
 
 //  Prints up to 32 bytes of each side as hex.
 static inline void
@@ -129,19 +140,20 @@ testutil_hex_ (const void *data, size_t size)
         fprintf (stderr, "...");
 }
 
-#define CHECK_MEMEQ(a, alen, b, blen) do { \
-    const void *a_ = (a), *b_ = (b); \
-    size_t al_ = (alen), bl_ = (blen); \
-    emq_test_checks++; \
-    if (al_ != bl_ || (al_ && memcmp (a_, b_, al_) != 0)) { \
-        fprintf (stderr, "%s:%d: CHECK_MEMEQ failed: %s == %s (%zu bytes ", \
-                 __FILE__, __LINE__, #a, #b, al_); \
-        testutil_hex_ (a_, al_); \
-        fprintf (stderr, " vs %zu bytes ", bl_); \
-        testutil_hex_ (b_, bl_); \
-        fprintf (stderr, ")\n"); \
-        emq_test_failures++; \
-    } \
-} while (0)
+#define CHECK_MEMEQ(a, alen, b, blen)                                           \
+    do {                                                                        \
+        const void *a_ = (a), *b_ = (b);                                        \
+        size_t al_ = (alen), bl_ = (blen);                                      \
+        emq_test_checks++;                                                      \
+        if (al_ != bl_ || (al_ && memcmp (a_, b_, al_) != 0)) {                 \
+            fprintf (stderr, "%s:%d: CHECK_MEMEQ failed: %s == %s (%zu bytes ", \
+                     __FILE__, __LINE__, #a, #b, al_);                          \
+            testutil_hex_ (a_, al_);                                            \
+            fprintf (stderr, " vs %zu bytes ", bl_);                            \
+            testutil_hex_ (b_, bl_);                                            \
+            fprintf (stderr, ")\n");                                            \
+            emq_test_failures++;                                                \
+        }                                                                       \
+    } while (0)
 
 #endif

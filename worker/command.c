@@ -31,8 +31,8 @@ extern char **environ;
 static void
 s_normalise (char *path)
 {
-    assert (path [0] == '/');
-    char *out = path;           // write position; path[0] stays '/'
+    assert (path[0] == '/');
+    char *out = path;  // write position; path[0] stays '/'
     const char *in = path;
     size_t len = 0;
     while (*in) {
@@ -42,24 +42,24 @@ s_normalise (char *path)
         while (*in && *in != '/')
             in++;
         size_t size = (size_t) (in - start);
-        if (size == 0 || (size == 1 && start [0] == '.'))
+        if (size == 0 || (size == 1 && start[0] == '.'))
             continue;
-        if (size == 2 && start [0] == '.' && start [1] == '.') {
+        if (size == 2 && start[0] == '.' && start[1] == '.') {
             //  Drop the last component and its '/'; '..' at the root stays there.
-            while (len > 0 && out [len - 1] != '/')
+            while (len > 0 && out[len - 1] != '/')
                 len--;
             if (len > 0)
                 len--;
             continue;
         }
-        out [len++] = '/';
+        out[len++] = '/';
         memmove (out + len, start, size);
         len += size;
     }
     if (len == 0)
         len = 1;
-    out [0] = '/';
-    out [len] = 0;
+    out[0] = '/';
+    out[len] = 0;
 }
 
 static bool
@@ -73,23 +73,22 @@ int
 command_resolve (const char *argv0, const char *cwd, char *path, size_t pathlen,
                  char *err, size_t errlen)
 {
-    char joined [PATH_MAX * 4];
+    char joined[PATH_MAX * 4];
     if (!argv0 || !*argv0) {
         snprintf (err, errlen, "argv[0] is empty");
         return -1;
     }
-    if (argv0 [0] == '/') {
+    if (argv0[0] == '/') {
         if (snprintf (joined, sizeof joined, "%s", argv0) >= (int) sizeof joined) {
             snprintf (err, errlen, "command path too long");
             return -1;
         }
     }
-    else
-    if (strchr (argv0, '/')) {
+    else if (strchr (argv0, '/')) {
         //  Relative to the job's cwd, itself relative to ours if need be.
-        char base [PATH_MAX * 2], here [PATH_MAX];
+        char base[PATH_MAX * 2], here[PATH_MAX];
         int size;
-        if (cwd && cwd [0] == '/')
+        if (cwd && cwd[0] == '/')
             size = snprintf (base, sizeof base, "%s", cwd);
         else {
             if (!getcwd (here, sizeof here)) {
@@ -100,7 +99,8 @@ command_resolve (const char *argv0, const char *cwd, char *path, size_t pathlen,
                                : snprintf (base, sizeof base, "%s", here);
         }
         if (size >= (int) sizeof base
-        ||  snprintf (joined, sizeof joined, "%s/%s", base, argv0) >= (int) sizeof joined) {
+            || snprintf (joined, sizeof joined, "%s/%s", base, argv0)
+                   >= (int) sizeof joined) {
             snprintf (err, errlen, "command path too long");
             return -1;
         }
@@ -117,7 +117,7 @@ command_resolve (const char *argv0, const char *cwd, char *path, size_t pathlen,
             size_t size = end ? (size_t) (end - search) : strlen (search);
             //  Only absolute PATH entries: '.' or '' would make the result
             //  depend on the job's cwd.
-            if (size > 0 && search [0] == '/') {
+            if (size > 0 && search[0] == '/') {
                 if (snprintf (joined, sizeof joined, "%.*s/%s", (int) size, search, argv0)
                     < (int) sizeof joined)
                     found = s_is_executable (joined);
@@ -142,7 +142,7 @@ bool
 command_is_allowed (const char *path, char *const *patterns, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        if (fnmatch (patterns [i], path, FNM_PATHNAME) == 0)
+        if (fnmatch (patterns[i], path, FNM_PATHNAME) == 0)
             return true;
     return false;
 }
@@ -151,13 +151,14 @@ static int
 s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
 {
     outcome->status = status;
-    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text, strlen (text));
+    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text,
+                               strlen (text));
 }
 
 //  The stderr tail: a ring of the last COMMAND_STDERR_TAIL bytes.
 typedef struct {
-    char data [COMMAND_STDERR_TAIL];
-    size_t start;               // oldest byte
+    char data[COMMAND_STDERR_TAIL];
+    size_t start;  // oldest byte
     size_t size;
 } s_tail_t;
 
@@ -166,7 +167,7 @@ s_tail_add (s_tail_t *tail, const char *data, size_t size)
 {
     for (size_t i = 0; i < size; i++) {
         size_t at = (tail->start + tail->size) % COMMAND_STDERR_TAIL;
-        tail->data [at] = data [i];
+        tail->data[at] = data[i];
         if (tail->size < COMMAND_STDERR_TAIL)
             tail->size++;
         else
@@ -180,12 +181,12 @@ s_tail_text (const s_tail_t *tail, char *buf, size_t buflen)
 {
     size_t size = 0;
     for (size_t i = 0; i < tail->size && size + 1 < buflen; i++) {
-        char c = tail->data [(tail->start + i) % COMMAND_STDERR_TAIL];
-        buf [size++] = c ? c : '?';
+        char c = tail->data[(tail->start + i) % COMMAND_STDERR_TAIL];
+        buf[size++] = c ? c : '?';
     }
-    while (size > 0 && (buf [size - 1] == '\n' || buf [size - 1] == '\r'))
+    while (size > 0 && (buf[size - 1] == '\n' || buf[size - 1] == '\r'))
         size--;
-    buf [size] = 0;
+    buf[size] = 0;
 }
 
 //  Says in the child, on its stderr (already the pipe), why it could not
@@ -195,13 +196,14 @@ static void __attribute__ ((no_sanitize_address))
 s_child_say (const char *what, const char *name, int error)
 {
     const char *reason = strerrordesc_np (error);
-    const char *parts [] = { "emq: ", what, " '", name, "': ", reason ? reason : "Unknown error",
-                             "\n" };
-    char line [PATH_MAX + 512];
+    const char *parts[] = { "emq: ", what,  " '",
+                            name,    "': ", reason ? reason : "Unknown error",
+                            "\n" };
+    char line[PATH_MAX + 512];
     size_t size = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts [0]; i++) {
-        size_t len = strnlen (parts [i], sizeof line - size);
-        memcpy (line + size, parts [i], len);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        size_t len = strnlen (parts[i], sizeof line - size);
+        memcpy (line + size, parts[i], len);
         size += len;
     }
     if (write (2, line, size) < 0) {
@@ -214,9 +216,8 @@ s_child_say (const char *what, const char *name, int error)
 //  worker's memory and stack (vfork), so it must not change anything the
 //  worker keeps, and no handler of the worker's may run in it. ASan must
 //  not poison that stack either.
-static void
-s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
-    __attribute__ ((noreturn, no_sanitize_address));
+static void s_child (const payload_t *payload, const char *path, int in_fd, int out_fd,
+                     int err_fd) __attribute__ ((noreturn, no_sanitize_address));
 
 static void
 s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
@@ -274,14 +275,15 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
              wire_msg_t *outcome)
 {
     assert (payload && outcome);
-    char err [PATH_MAX + 256], path [PATH_MAX];
+    char err[PATH_MAX + 256], path[PATH_MAX];
     if (count == 0)
-        return s_outcome_text (outcome, EMQP_STATUS_REJECTED,
-                               "exec jobs are disabled: no exec_allow patterns configured");
-    if (payload->argc == 0 || !payload->argv || !payload->argv [0])
+        return s_outcome_text (
+            outcome, EMQP_STATUS_REJECTED,
+            "exec jobs are disabled: no exec_allow patterns configured");
+    if (payload->argc == 0 || !payload->argv || !payload->argv[0])
         return s_outcome_text (outcome, EMQP_STATUS_REJECTED, "exec: argv is empty");
-    if (command_resolve (payload->argv [0], payload->cwd, path, sizeof path,
-                         err, sizeof err))
+    if (command_resolve (payload->argv[0], payload->cwd, path, sizeof path, err,
+                         sizeof err))
         return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
     if (!command_is_allowed (path, patterns, count)) {
         snprintf (err, sizeof err, "command '%s' is not allowed by exec_allow", path);
@@ -293,7 +295,7 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
     sigemptyset (&ignore.sa_mask);
     sigaction (SIGPIPE, &ignore, &saved_pipe);
 
-    int in [2] = { -1, -1 }, out [2] = { -1, -1 }, errp [2] = { -1, -1 };
+    int in[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 };
     char *stdout_buf = NULL;
     size_t stdout_size = 0, stdout_capacity = 0;
     bool too_big = false;
@@ -314,39 +316,39 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         }
     }
     else {
-        in [0] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (in [0] < 0) {
+        in[0] = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (in[0] < 0) {
             snprintf (err, sizeof err, "open /dev/null: %s", strerror (errno));
             result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
             goto done;
         }
     }
-    pid_t pid = s_spawn (payload, path, in [0], out [1], errp [1]);
+    pid_t pid = s_spawn (payload, path, in[0], out[1], errp[1]);
     if (pid < 0) {
         snprintf (err, sizeof err, "vfork: %s", strerror (errno));
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
         goto done;
     }
 
-    close (in [0]);
-    close (out [1]);
-    close (errp [1]);
-    in [0] = out [1] = errp [1] = -1;
-    if (in [1] >= 0 && fcntl (in [1], F_SETFL, O_NONBLOCK) < 0) {
-        close (in [1]);         // cannot feed it safely: the command sees EOF
-        in [1] = -1;
+    close (in[0]);
+    close (out[1]);
+    close (errp[1]);
+    in[0] = out[1] = errp[1] = -1;
+    if (in[1] >= 0 && fcntl (in[1], F_SETFL, O_NONBLOCK) < 0) {
+        close (in[1]);  // cannot feed it safely: the command sees EOF
+        in[1] = -1;
     }
     size_t stdin_done = 0;
-    if (in [1] >= 0 && payload->stdin_size == 0) {
-        close (in [1]);
-        in [1] = -1;
+    if (in[1] >= 0 && payload->stdin_size == 0) {
+        close (in[1]);
+        in[1] = -1;
     }
-    char chunk [65536];
-    while (out [0] >= 0 || errp [0] >= 0 || in [1] >= 0) {
-        struct pollfd fds [3] = {
-            { .fd = out [0], .events = POLLIN },
-            { .fd = errp [0], .events = POLLIN },
-            { .fd = in [1], .events = POLLOUT },
+    char chunk[65536];
+    while (out[0] >= 0 || errp[0] >= 0 || in[1] >= 0) {
+        struct pollfd fds[3] = {
+            { .fd = out[0], .events = POLLIN },
+            { .fd = errp[0], .events = POLLIN },
+            { .fd = in[1], .events = POLLOUT },
         };
         if (poll (fds, 3, -1) < 0) {
             if (errno == EINTR)
@@ -354,20 +356,20 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
             //  Cannot happen with valid fds; stop feeding and reading.
             break;
         }
-        if (fds [2].revents) {
-            ssize_t n = write (in [1], payload->stdin_data + stdin_done,
+        if (fds[2].revents) {
+            ssize_t n = write (in[1], payload->stdin_data + stdin_done,
                                payload->stdin_size - stdin_done);
             if (n > 0)
                 stdin_done += (size_t) n;
             if ((n < 0 && errno != EAGAIN && errno != EINTR)
-            ||  stdin_done == payload->stdin_size) {
-                close (in [1]);     // EPIPE: the command stopped reading
-                in [1] = -1;
+                || stdin_done == payload->stdin_size) {
+                close (in[1]);  // EPIPE: the command stopped reading
+                in[1] = -1;
             }
         }
         for (int i = 0; i < 2; i++) {
-            int *fd = i == 0 ? &out [0] : &errp [0];
-            if (!fds [i].revents)
+            int *fd = i == 0 ? &out[0] : &errp[0];
+            if (!fds[i].revents)
                 continue;
             ssize_t n = read (*fd, chunk, sizeof chunk);
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -414,20 +416,20 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
             goto done;
         }
     }
-    outcome->cpu_us = (uint64_t) usage.ru_utime.tv_sec * 1000000 + (uint64_t) usage.ru_utime.tv_usec
-                    + (uint64_t) usage.ru_stime.tv_sec * 1000000 + (uint64_t) usage.ru_stime.tv_usec;
+    outcome->cpu_us =
+        (uint64_t) usage.ru_utime.tv_sec * 1000000 + (uint64_t) usage.ru_utime.tv_usec
+        + (uint64_t) usage.ru_stime.tv_sec * 1000000 + (uint64_t) usage.ru_stime.tv_usec;
     outcome->maxrss_kb = (uint64_t) usage.ru_maxrss;
 
-    char tail_text [COMMAND_STDERR_TAIL + 1];
+    char tail_text[COMMAND_STDERR_TAIL + 1];
     s_tail_text (tail, tail_text, sizeof tail_text);
-    const char *sep = tail_text [0] ? ": " : "";
+    const char *sep = tail_text[0] ? ": " : "";
     if (too_big) {
         snprintf (err, sizeof err, "stdout larger than %u bytes; command killed",
                   COMMAND_STDOUT_MAX);
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
     }
-    else
-    if (WIFEXITED (status) && WEXITSTATUS (status) == 0) {
+    else if (WIFEXITED (status) && WEXITSTATUS (status) == 0) {
         //  The result is stdout as one msgpack bin.
         msgpack_sbuffer sbuf;
         msgpack_sbuffer_init (&sbuf);
@@ -437,8 +439,8 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         if (stdout_size)
             msgpack_pack_bin_body (&pk, stdout_buf, stdout_size);
         outcome->status = EMQP_STATUS_OK;
-        result = wire_msg_set_bytes (&outcome->value, &outcome->value_size,
-                                     sbuf.data, sbuf.size);
+        result = wire_msg_set_bytes (&outcome->value, &outcome->value_size, sbuf.data,
+                                     sbuf.size);
         msgpack_sbuffer_destroy (&sbuf);
     }
     else {
@@ -447,7 +449,8 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         if (!text)
             goto done;
         if (WIFEXITED (status))
-            snprintf (text, size, "exit status %d%s%s", WEXITSTATUS (status), sep, tail_text);
+            snprintf (text, size, "exit status %d%s%s", WEXITSTATUS (status), sep,
+                      tail_text);
         else {
             int sig = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
             const char *name = sigabbrev_np (sig);
@@ -459,9 +462,12 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
     }
 done:
     for (int i = 0; i < 2; i++) {
-        if (in [i] >= 0) close (in [i]);
-        if (out [i] >= 0) close (out [i]);
-        if (errp [i] >= 0) close (errp [i]);
+        if (in[i] >= 0)
+            close (in[i]);
+        if (out[i] >= 0)
+            close (out[i]);
+        if (errp[i] >= 0)
+            close (errp[i]);
     }
     free (stdout_buf);
     free (tail);
@@ -472,13 +478,12 @@ done:
 //  --------------------------------------------------------------------------
 //  Self test
 
-
 //  Runs argv with the allow-list; returns the outcome (caller owns it).
 static wire_msg_t *
 s_run (char **argv, const char *stdin_data, char **patterns, size_t count)
 {
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv };
-    while (argv [payload.argc])
+    while (argv[payload.argc])
         payload.argc++;
     if (stdin_data) {
         payload.stdin_data = (char *) stdin_data;
@@ -501,25 +506,32 @@ command_test (bool verbose)
 {
     if (verbose)
         printf (" * command: ");
-    char path [PATH_MAX], err [512];
+    char path[PATH_MAX], err[512];
 
     //  Normalisation and resolution.
-    REQUIRE (command_resolve ("/bin/../bin/./sh", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (
+        command_resolve ("/bin/../bin/./sh", NULL, path, sizeof path, err, sizeof err)
+        == 0);
     REQUIRE (streq (path, "/bin/sh"));
-    REQUIRE (command_resolve ("/bin/../../../tmp//x", NULL, path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (
+        command_resolve ("/bin/../../../tmp//x", NULL, path, sizeof path, err, sizeof err)
+        == 0);
     REQUIRE (streq (path, "/tmp/x"));
     REQUIRE (command_resolve ("/", NULL, path, sizeof path, err, sizeof err) == 0);
     REQUIRE (streq (path, "/"));
     REQUIRE (command_resolve ("sh", NULL, path, sizeof path, err, sizeof err) == 0);
-    REQUIRE (path [0] == '/' && strstr (path, "/sh"));
-    REQUIRE (command_resolve ("./tool", "/opt/x", path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (path[0] == '/' && strstr (path, "/sh"));
+    REQUIRE (command_resolve ("./tool", "/opt/x", path, sizeof path, err, sizeof err)
+             == 0);
     REQUIRE (streq (path, "/opt/x/tool"));
-    REQUIRE (command_resolve ("no-such-command-emq", NULL, path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (
+        command_resolve ("no-such-command-emq", NULL, path, sizeof path, err, sizeof err)
+        == -1);
     REQUIRE (strstr (err, "not found"));
     REQUIRE (command_resolve ("", NULL, path, sizeof path, err, sizeof err) == -1);
 
     //  Allow-list matching.
-    char *allow [] = { "/bin/*", "/usr/bin/env" };
+    char *allow[] = { "/bin/*", "/usr/bin/env" };
     REQUIRE (command_is_allowed ("/bin/sh", allow, 2));
     REQUIRE (command_is_allowed ("/usr/bin/env", allow, 2));
     REQUIRE (!command_is_allowed ("/bin/sub/sh", allow, 2));
@@ -527,34 +539,36 @@ command_test (bool verbose)
     REQUIRE (!command_is_allowed ("/bin/sh", allow, 0));
 
     //  Disabled, not allowed, empty argv: rejected.
-    char *sh_true [] = { "/bin/sh", "-c", "true", NULL };
+    char *sh_true[] = { "/bin/sh", "-c", "true", NULL };
     wire_msg_t *outcome = s_run (sh_true, NULL, allow, 0);
     REQUIRE (outcome);
-    REQUIRE (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "disabled"));
+    REQUIRE (outcome->status == EMQP_STATUS_REJECTED
+             && s_value_has (outcome, "disabled"));
     wire_msg_destroy (&outcome);
-    char *only_env [] = { "/usr/bin/env" };
+    char *only_env[] = { "/usr/bin/env" };
     outcome = s_run (sh_true, NULL, only_env, 1);
     REQUIRE (outcome);
-    REQUIRE (outcome->status == EMQP_STATUS_REJECTED && s_value_has (outcome, "not allowed"));
+    REQUIRE (outcome->status == EMQP_STATUS_REJECTED
+             && s_value_has (outcome, "not allowed"));
     wire_msg_destroy (&outcome);
-    char *sneaky [] = { "/usr/bin/../../bin/sh", "-c", "true", NULL };
+    char *sneaky[] = { "/usr/bin/../../bin/sh", "-c", "true", NULL };
     outcome = s_run (sneaky, NULL, only_env, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
     wire_msg_destroy (&outcome);
 
     //  stdout becomes a msgpack bin; stdin is fed.
-    char *echo [] = { "/bin/sh", "-c", "printf hello; cat", NULL };
+    char *echo[] = { "/bin/sh", "-c", "printf hello; cat", NULL };
     outcome = s_run (echo, " world", allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_OK);
     REQUIRE (outcome->value_size == 2 + 11);
-    REQUIRE ((unsigned char) outcome->value [0] == 0xc4 && outcome->value [1] == 11);
+    REQUIRE ((unsigned char) outcome->value[0] == 0xc4 && outcome->value[1] == 11);
     REQUIRE (memcmp (outcome->value + 2, "hello world", 11) == 0);
     wire_msg_destroy (&outcome);
 
     //  Non-zero exit: failed with the status and stderr's tail.
-    char *fails [] = { "/bin/sh", "-c", "echo partial; echo oops >&2; exit 3", NULL };
+    char *fails[] = { "/bin/sh", "-c", "echo partial; echo oops >&2; exit 3", NULL };
     outcome = s_run (fails, NULL, allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_FAILED);
@@ -563,7 +577,7 @@ command_test (bool verbose)
     wire_msg_destroy (&outcome);
 
     //  Killed by a signal.
-    char *killed [] = { "/bin/sh", "-c", "echo bye >&2; kill -9 $$", NULL };
+    char *killed[] = { "/bin/sh", "-c", "echo bye >&2; kill -9 $$", NULL };
     outcome = s_run (killed, NULL, allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_FAILED);
@@ -575,18 +589,22 @@ command_test (bool verbose)
     char *big = malloc (300000);
     REQUIRE (big);
     memset (big, 'x', 299999);
-    big [299999] = 0;
-    char *both [] = { "/bin/sh", "-c",
-                      "cat; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; i=$((i+1)); done",
-                      NULL };
+    big[299999] = 0;
+    char *both[] = {
+        "/bin/sh", "-c",
+        "cat; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; i=$((i+1)); done", NULL
+    };
     outcome = s_run (both, big, allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_OK);
     REQUIRE (outcome->value_size == 5 + 299999);
     wire_msg_destroy (&outcome);
-    char *both_fail [] = { "/bin/sh", "-c",
-                           "cat >/dev/null; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; "
-                           "i=$((i+1)); done; exit 1", NULL };
+    char *both_fail[] = {
+        "/bin/sh", "-c",
+        "cat >/dev/null; i=0; while [ $i -lt 2000 ]; do echo line$i >&2; "
+        "i=$((i+1)); done; exit 1",
+        NULL
+    };
     outcome = s_run (both_fail, big, allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_FAILED);
@@ -597,11 +615,11 @@ command_test (bool verbose)
     free (big);
 
     //  A command that stops reading stdin early does not hurt the worker.
-    char *no_read [] = { "/bin/sh", "-c", "exit 0", NULL };
+    char *no_read[] = { "/bin/sh", "-c", "exit 0", NULL };
     big = malloc (1 << 20);
     REQUIRE (big);
     memset (big, 'y', (1 << 20) - 1);
-    big [(1 << 20) - 1] = 0;
+    big[(1 << 20) - 1] = 0;
     outcome = s_run (no_read, big, allow, 1);
     REQUIRE (outcome);
     REQUIRE (outcome->status == EMQP_STATUS_OK);
@@ -618,7 +636,7 @@ command_test (bool verbose)
     sigemptyset (&usr2);
     sigaddset (&usr2, SIGUSR2);
     pthread_sigmask (SIG_BLOCK, &usr2, &saved_mask);
-    char *status [] = { "/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL };
+    char *status[] = { "/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status", NULL };
     outcome = s_run (status, NULL, allow, 1);
     pthread_sigmask (SIG_SETMASK, &saved_mask, NULL);
     sigaction (SIGUSR1, &saved_usr1, NULL);
@@ -635,10 +653,11 @@ command_test (bool verbose)
     wire_msg_destroy (&outcome);
 
     //  env and cwd.
-    char *pwd [] = { "/bin/sh", "-c", "pwd; echo $EMQ_TEST_VAR", NULL };
-    char *env [] = { "EMQ_TEST_VAR=42", NULL };
-    payload_t payload = { .kind = PAYLOAD_EXEC, .argv = pwd, .argc = 3,
-                          .env = env, .envc = 1, .cwd = "/" };
+    char *pwd[] = { "/bin/sh", "-c", "pwd; echo $EMQ_TEST_VAR", NULL };
+    char *env[] = { "EMQ_TEST_VAR=42", NULL };
+    payload_t payload = {
+        .kind = PAYLOAD_EXEC, .argv = pwd, .argc = 3, .env = env, .envc = 1, .cwd = "/"
+    };
     outcome = wire_msg_new (WIRE_OUTCOME);
     REQUIRE (command_run (&payload, allow, 1, outcome) == 0);
     REQUIRE (outcome->status == EMQP_STATUS_OK);

@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define COMMAND_STDOUT_MAX  (16u * 1024 * 1024)
+#define COMMAND_STDOUT_MAX (16u * 1024 * 1024)
 #define COMMAND_STDERR_TAIL 4096
 
 //  Resolves argv0 to a normalised absolute path (see above) in path

@@ -20,16 +20,16 @@
 #include <unistd.h>
 
 typedef struct s_library_t {
-    char *name;                 // the name jobs use
-    char *path;                 // real path
-    void *handle;               // from dlopen
+    char *name;    // the name jobs use
+    char *path;    // real path
+    void *handle;  // from dlopen
     struct s_library_t *next;
 } s_library_t;
 
 struct plugin_cache_t {
-    char *const *dirs;          // borrowed
+    char *const *dirs;  // borrowed
     size_t dir_count;
-    s_library_t *libraries;     // owned list
+    s_library_t *libraries;  // owned list
 };
 
 plugin_cache_t *
@@ -63,11 +63,11 @@ plugin_cache_destroy (plugin_cache_t **self_p)
 }
 
 int
-plugin_resolve (char *const *dirs, size_t dir_count, const char *library,
-                char *path, size_t pathlen, char *err, size_t errlen)
+plugin_resolve (char *const *dirs, size_t dir_count, const char *library, char *path,
+                size_t pathlen, char *err, size_t errlen)
 {
-    if (!library || !*library || strchr (library, '/')
-    ||  streq (library, ".") || streq (library, "..")) {
+    if (!library || !*library || strchr (library, '/') || streq (library, ".")
+        || streq (library, "..")) {
         snprintf (err, errlen, "library '%s' must be a plain file name (no '/')",
                   library ? library : "");
         return -1;
@@ -77,24 +77,25 @@ plugin_resolve (char *const *dirs, size_t dir_count, const char *library,
         return -1;
     }
     for (size_t i = 0; i < dir_count; i++) {
-        char real_dir [PATH_MAX];
-        if (!realpath (dirs [i], real_dir))
-            continue;           // a missing directory is skipped, as PATH does
-        char candidate [PATH_MAX];
+        char real_dir[PATH_MAX];
+        if (!realpath (dirs[i], real_dir))
+            continue;  // a missing directory is skipped, as PATH does
+        char candidate[PATH_MAX];
         if (snprintf (candidate, sizeof candidate, "%s/%s", real_dir, library)
             >= (int) sizeof candidate)
             continue;
-        char real [PATH_MAX];
+        char real[PATH_MAX];
         if (!realpath (candidate, real))
             continue;
         size_t dirlen = strlen (real_dir);
         //  The root directory as a plugin dir is silly but consistent.
         bool inside = streq (real_dir, "/")
-                    ? real [0] == '/'
-                    : strncmp (real, real_dir, dirlen) == 0 && real [dirlen] == '/';
+                          ? real[0] == '/'
+                          : strncmp (real, real_dir, dirlen) == 0 && real[dirlen] == '/';
         if (!inside) {
-            snprintf (err, errlen, "library '%s' resolves to '%s', outside plugin dir '%s'",
-                      library, real, dirs [i]);
+            snprintf (err, errlen,
+                      "library '%s' resolves to '%s', outside plugin dir '%s'", library,
+                      real, dirs[i]);
             return -1;
         }
         struct stat st;
@@ -114,16 +115,17 @@ plugin_resolve (char *const *dirs, size_t dir_count, const char *library,
 }
 
 void *
-plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
-               char *err, size_t errlen)
+plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol, char *err,
+               size_t errlen)
 {
     assert (self);
     s_library_t *entry = self->libraries;
     while (entry && library && !streq (entry->name, library))
         entry = entry->next;
-    char path [PATH_MAX];
-    if (!entry && plugin_resolve (self->dirs, self->dir_count, library, path, sizeof path,
-                                  err, errlen))
+    char path[PATH_MAX];
+    if (!entry
+        && plugin_resolve (self->dirs, self->dir_count, library, path, sizeof path, err,
+                           errlen))
         return NULL;
     if (!entry) {
         void *handle = dlopen (path, RTLD_NOW | RTLD_LOCAL);
@@ -133,7 +135,8 @@ plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
             return NULL;
         }
         entry = calloc (1, sizeof *entry);
-        if (!entry || !(entry->path = strdup (path)) || !(entry->name = strdup (library))) {
+        if (!entry || !(entry->path = strdup (path))
+            || !(entry->name = strdup (library))) {
             if (entry)
                 free (entry->path);
             free (entry);
@@ -162,13 +165,13 @@ int
 plugin_spec_parse (const char *spec, char *lib, size_t liblen, char *fn, size_t fnlen)
 {
     const char *colon = spec ? strrchr (spec, ':') : NULL;
-    if (!colon || colon == spec || !colon [1])
+    if (!colon || colon == spec || !colon[1])
         return -1;
     size_t size = (size_t) (colon - spec);
     if (size + 1 > liblen || strlen (colon + 1) + 1 > fnlen)
         return -1;
     memcpy (lib, spec, size);
-    lib [size] = 0;
+    lib[size] = 0;
     strcpy (fn, colon + 1);
     if (strchr (lib, '/'))
         return -1;
@@ -180,7 +183,8 @@ static int
 s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
 {
     outcome->status = status;
-    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text, strlen (text));
+    return wire_msg_set_bytes (&outcome->value, &outcome->value_size, text,
+                               strlen (text));
 }
 
 int
@@ -188,7 +192,7 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
             wire_msg_t *outcome)
 {
     assert (self && payload && job && outcome);
-    char err [512];
+    char err[512];
     emq_job_fn *fn = (emq_job_fn *) plugin_symbol (self, payload->library,
                                                    payload->function, err, sizeof err);
     if (!fn)
@@ -202,7 +206,7 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
         size_t offset = 0;
         if (msgpack_unpack_next (&args, payload->args, payload->args_size, &offset)
                 != MSGPACK_UNPACK_SUCCESS
-        ||  offset != payload->args_size) {
+            || offset != payload->args_size) {
             msgpack_unpacked_destroy (&args);
             return s_outcome_text (outcome, EMQP_STATUS_REJECTED,
                                    "arguments are not one msgpack value");
@@ -213,13 +217,13 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
     msgpack_sbuffer_init (&sbuf);
     msgpack_packer pk;
     msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-    job->error [0] = 0;
+    job->error[0] = 0;
     int rc = fn (job, argp, &pk);
     msgpack_unpacked_destroy (&args);
 
     int result;
     if (rc != 0) {
-        if (job->error [0])
+        if (job->error[0])
             result = s_outcome_text (outcome, EMQP_STATUS_FAILED, job->error);
         else {
             snprintf (err, sizeof err, "%s:%s returned %d", payload->library,
@@ -233,8 +237,8 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
         msgpack_unpacked check;
         msgpack_unpacked_init (&check);
         while (offset < sbuf.size
-           &&  msgpack_unpack_next (&check, sbuf.data, sbuf.size, &offset)
-                   == MSGPACK_UNPACK_SUCCESS)
+               && msgpack_unpack_next (&check, sbuf.data, sbuf.size, &offset)
+                      == MSGPACK_UNPACK_SUCCESS)
             count++;
         msgpack_unpacked_destroy (&check);
         if (count != 1 || offset != sbuf.size) {
@@ -245,8 +249,8 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
         }
         else {
             outcome->status = EMQP_STATUS_OK;
-            result = wire_msg_set_bytes (&outcome->value, &outcome->value_size,
-                                         sbuf.data, sbuf.size);
+            result = wire_msg_set_bytes (&outcome->value, &outcome->value_size, sbuf.data,
+                                         sbuf.size);
         }
     }
     msgpack_sbuffer_destroy (&sbuf);
@@ -256,18 +260,17 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
 //  --------------------------------------------------------------------------
 //  Self test
 
-
 void
 plugin_test (bool verbose)
 {
     if (verbose)
         printf (" * plugin: ");
-    char err [512], path [PATH_MAX];
+    char err[512], path[PATH_MAX];
 
     //  A plugin dir with one library, a symlink inside, one pointing out.
-    char base [] = "/tmp/emq-plugin-test-XXXXXX";
+    char base[] = "/tmp/emq-plugin-test-XXXXXX";
     REQUIRE (mkdtemp (base));
-    char dir [256], outside [256], file [PATH_MAX], link [PATH_MAX];
+    char dir[256], outside[256], file[PATH_MAX], link[PATH_MAX];
     snprintf (dir, sizeof dir, "%s/plugins", base);
     snprintf (outside, sizeof outside, "%s/evil.so", base);
     REQUIRE (mkdir (dir, 0700) == 0);
@@ -281,25 +284,31 @@ plugin_test (bool verbose)
     snprintf (link, sizeof link, "%s/alias.so", dir);
     REQUIRE (symlink ("good.so", link) == 0);
 
-    char *dirs [] = { "/nonexistent-emq-dir", dir };
-    REQUIRE (plugin_resolve (dirs, 2, "good.so", path, sizeof path, err, sizeof err) == 0);
+    char *dirs[] = { "/nonexistent-emq-dir", dir };
+    REQUIRE (plugin_resolve (dirs, 2, "good.so", path, sizeof path, err, sizeof err)
+             == 0);
     REQUIRE (strstr (path, "/plugins/good.so"));
-    REQUIRE (plugin_resolve (dirs, 2, "alias.so", path, sizeof path, err, sizeof err) == 0);
+    REQUIRE (plugin_resolve (dirs, 2, "alias.so", path, sizeof path, err, sizeof err)
+             == 0);
     REQUIRE (strstr (path, "/plugins/good.so"));
-    REQUIRE (plugin_resolve (dirs, 2, "../evil.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "../evil.so", path, sizeof path, err, sizeof err)
+             == -1);
     REQUIRE (strstr (err, "plain file name"));
     REQUIRE (plugin_resolve (dirs, 2, outside, path, sizeof path, err, sizeof err) == -1);
     REQUIRE (plugin_resolve (dirs, 2, "..", path, sizeof path, err, sizeof err) == -1);
     REQUIRE (plugin_resolve (dirs, 2, "", path, sizeof path, err, sizeof err) == -1);
-    REQUIRE (plugin_resolve (dirs, 2, "escape.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "escape.so", path, sizeof path, err, sizeof err)
+             == -1);
     REQUIRE (strstr (err, "outside"));
-    REQUIRE (plugin_resolve (dirs, 2, "missing.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 2, "missing.so", path, sizeof path, err, sizeof err)
+             == -1);
     REQUIRE (strstr (err, "not found"));
-    REQUIRE (plugin_resolve (dirs, 0, "good.so", path, sizeof path, err, sizeof err) == -1);
+    REQUIRE (plugin_resolve (dirs, 0, "good.so", path, sizeof path, err, sizeof err)
+             == -1);
     REQUIRE (strstr (err, "disabled"));
 
     //  Hook specs.
-    char lib [64], fn [64];
+    char lib[64], fn[64];
     REQUIRE (plugin_spec_parse ("libx.so:setup", lib, sizeof lib, fn, sizeof fn) == 0);
     REQUIRE (streq (lib, "libx.so") && streq (fn, "setup"));
     REQUIRE (plugin_spec_parse ("libx.so", lib, sizeof lib, fn, sizeof fn) == -1);
@@ -315,19 +324,28 @@ plugin_test (bool verbose)
 
     //  The example plugin, when built (make builds it before the tests).
     const char *build = getenv ("BUILD") ? getenv ("BUILD") : "build";
-    char plugdir [256];
+    char plugdir[256];
     snprintf (plugdir, sizeof plugdir, "%.200s/plugins", build);
     snprintf (path, sizeof path, "%s/libemq_examples.so", plugdir);
     if (access (path, R_OK) == 0) {
-        char *exdirs [] = { plugdir };
+        char *exdirs[] = { plugdir };
         plugin_cache_t *examples = plugin_cache_new (exdirs, 1);
         emq_job_t job = { .msgid = "m1", .queue = "q", .attempt = 1 };
-        payload_t payload = { .kind = PAYLOAD_RUN, .library = "libemq_examples.so",
-                              .function = "upper", .args = "\xa3" "abc", .args_size = 4 };
+        payload_t payload = { .kind = PAYLOAD_RUN,
+                              .library = "libemq_examples.so",
+                              .function = "upper",
+                              .args = "\xa3"
+                                      "abc",
+                              .args_size = 4 };
         wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_OK);
-        REQUIRE (outcome->value_size == 4 && memcmp (outcome->value, "\xa3" "ABC", 4) == 0);
+        REQUIRE (outcome->value_size == 4
+                 && memcmp (outcome->value,
+                            "\xa3"
+                            "ABC",
+                            4)
+                        == 0);
         payload.function = "fail";
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_FAILED);
@@ -339,8 +357,8 @@ plugin_test (bool verbose)
         payload.args = "\x93\x01\x02\x03";
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_OK);
-        REQUIRE (outcome->value_size == 1 && outcome->value [0] == 6);
-        payload.args = "\x93\x01";      // truncated arguments
+        REQUIRE (outcome->value_size == 1 && outcome->value[0] == 6);
+        payload.args = "\x93\x01";  // truncated arguments
         payload.args_size = 2;
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
@@ -349,11 +367,11 @@ plugin_test (bool verbose)
 
         //  A name is resolved once per cache: a copy loaded as "copy.so"
         //  keeps serving after the file is gone (no lookup per job).
-        char copy [PATH_MAX];
+        char copy[PATH_MAX];
         snprintf (copy, sizeof copy, "%s/copy.so", dir);
         FILE *in = fopen (path, "rb"), *out = fopen (copy, "wb");
         REQUIRE (in && out);
-        char block [4096];
+        char block[4096];
         size_t n;
         while ((n = fread (block, 1, sizeof block, in)) > 0)
             REQUIRE (fwrite (block, 1, n, out) == n);
@@ -367,8 +385,7 @@ plugin_test (bool verbose)
         REQUIRE (strstr (err, "not found"));
         plugin_cache_destroy (&copies);
     }
-    else
-    if (verbose)
+    else if (verbose)
         printf ("(%s not built, example calls skipped) ", path);
 
     plugin_cache_destroy (&cache);

@@ -26,8 +26,8 @@ void plugin_cache_destroy (plugin_cache_t **self_p);
 
 //  Resolves library to the real path of a file inside one of dirs. Returns
 //  0 with the path in path (pathlen bytes), or -1 with the reason in err.
-int plugin_resolve (char *const *dirs, size_t dir_count, const char *library,
-                    char *path, size_t pathlen, char *err, size_t errlen);
+int plugin_resolve (char *const *dirs, size_t dir_count, const char *library, char *path,
+                    size_t pathlen, char *err, size_t errlen);
 
 //  Finds symbol in library, loading the library on first use. Returns the
 //  address, or NULL with the reason in err.
@@ -36,7 +36,8 @@ void *plugin_symbol (plugin_cache_t *self, const char *library, const char *symb
 
 //  Splits a hook spec "LIB:FN" into its parts (written to lib / fn).
 //  Returns 0, or -1 if the spec is malformed.
-int plugin_spec_parse (const char *spec, char *lib, size_t liblen, char *fn, size_t fnlen);
+int plugin_spec_parse (const char *spec, char *lib, size_t liblen, char *fn,
+                       size_t fnlen);
 
 //  Runs a `run` payload: looks the function up, unpacks the arguments, calls
 //  it with job, checks that it packed exactly one object. Sets

@@ -108,7 +108,8 @@ wire_encode (const wire_msg_t *self, msgpack_sbuffer *sbuf)
             msgpack_pack_array (&pk, 7);
             msgpack_pack_uint8 (&pk, WIRE_OUTCOME);
             msgpack_pack_uint8 (&pk, (uint8_t) self->status);
-            s_pack_bin (&pk, self->value ? self->value : "", self->value ? self->value_size : 0);
+            s_pack_bin (&pk, self->value ? self->value : "",
+                        self->value ? self->value_size : 0);
             msgpack_pack_uint64 (&pk, self->wall_us);
             msgpack_pack_uint64 (&pk, self->cpu_us);
             msgpack_pack_uint64 (&pk, self->maxrss_kb);
@@ -124,10 +125,10 @@ wire_encode (const wire_msg_t *self, msgpack_sbuffer *sbuf)
     if (body == 0 || body > WIRE_BODY_MAX)
         goto fail;
     unsigned char *prefix = (unsigned char *) sbuf->data + start;
-    prefix [0] = (unsigned char) (body >> 24);
-    prefix [1] = (unsigned char) (body >> 16);
-    prefix [2] = (unsigned char) (body >> 8);
-    prefix [3] = (unsigned char) body;
+    prefix[0] = (unsigned char) (body >> 24);
+    prefix[1] = (unsigned char) (body >> 16);
+    prefix[2] = (unsigned char) (body >> 8);
+    prefix[3] = (unsigned char) body;
     return 0;
 fail:
     sbuf->size = start;
@@ -149,10 +150,10 @@ s_get_uint (const msgpack_object *o, const char *what, uint64_t max, uint64_t *o
 }
 
 static int
-s_get_str (const msgpack_object *o, const char *what, char **out, char *err, size_t errlen)
+s_get_str (const msgpack_object *o, const char *what, char **out, char *err,
+           size_t errlen)
 {
-    if (o->type != MSGPACK_OBJECT_STR
-    ||  memchr (o->via.str.ptr, 0, o->via.str.size)) {
+    if (o->type != MSGPACK_OBJECT_STR || memchr (o->via.str.ptr, 0, o->via.str.size)) {
         snprintf (err, errlen, "%s is not a string without NUL", what);
         return -1;
     }
@@ -165,8 +166,8 @@ s_get_str (const msgpack_object *o, const char *what, char **out, char *err, siz
 }
 
 static int
-s_get_bin (const msgpack_object *o, const char *what, char **out, size_t *size,
-           char *err, size_t errlen)
+s_get_bin (const msgpack_object *o, const char *what, char **out, size_t *size, char *err,
+           size_t errlen)
 {
     if (o->type != MSGPACK_OBJECT_BIN) {
         snprintf (err, errlen, "%s is not bin", what);
@@ -203,16 +204,16 @@ wire_decode (const void *data, size_t size, char *err, size_t errlen)
     const msgpack_object *e = root->via.array.ptr;
     uint32_t n = root->via.array.size;
     uint64_t number;
-    if (s_get_uint (&e [0], "type", 255, &number, err, errlen))
+    if (s_get_uint (&e[0], "type", 255, &number, err, errlen))
         goto fail;
-    static const uint32_t expected [] = { 0, 3, 6, 7 };
+    static const uint32_t expected[] = { 0, 3, 6, 7 };
     if (number < WIRE_HELLO || number > WIRE_OUTCOME) {
         snprintf (err, errlen, "unknown message type %llu", (unsigned long long) number);
         goto fail;
     }
-    if (n != expected [number]) {
+    if (n != expected[number]) {
         snprintf (err, errlen, "message type %llu has %u elements, expected %u",
-                  (unsigned long long) number, n, expected [number]);
+                  (unsigned long long) number, n, expected[number]);
         goto fail;
     }
     self = wire_msg_new ((wire_type_t) number);
@@ -222,46 +223,48 @@ wire_decode (const void *data, size_t size, char *err, size_t errlen)
     }
     switch (self->type) {
         case WIRE_HELLO:
-            if (e [1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e [1].via.u64 <= INT32_MAX)
-                self->pid = (int64_t) e [1].via.u64;
+            if (e[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && e[1].via.u64 <= INT32_MAX)
+                self->pid = (int64_t) e[1].via.u64;
             else {
                 snprintf (err, errlen, "HELLO: pid is not a positive integer");
                 goto fail;
             }
-            if (e [2].type != MSGPACK_OBJECT_NIL
-            &&  s_get_str (&e [2], "HELLO: error", &self->error, err, errlen))
+            if (e[2].type != MSGPACK_OBJECT_NIL
+                && s_get_str (&e[2], "HELLO: error", &self->error, err, errlen))
                 goto fail;
             break;
         case WIRE_JOB:
-            if (s_get_str (&e [1], "JOB: msgid", &self->msgid, err, errlen)
-            ||  s_get_str (&e [2], "JOB: queue", &self->queue, err, errlen)
-            ||  s_get_uint (&e [3], "JOB: attempt", UINT32_MAX, &number, err, errlen))
+            if (s_get_str (&e[1], "JOB: msgid", &self->msgid, err, errlen)
+                || s_get_str (&e[2], "JOB: queue", &self->queue, err, errlen)
+                || s_get_uint (&e[3], "JOB: attempt", UINT32_MAX, &number, err, errlen))
                 goto fail;
             self->attempt = (uint32_t) number;
-            if (s_get_uint (&e [4], "JOB: timeout", UINT32_MAX, &number, err, errlen))
+            if (s_get_uint (&e[4], "JOB: timeout", UINT32_MAX, &number, err, errlen))
                 goto fail;
             self->timeout_s = (uint32_t) number;
-            if (s_get_bin (&e [5], "JOB: payload", &self->payload, &self->payload_size,
+            if (s_get_bin (&e[5], "JOB: payload", &self->payload, &self->payload_size,
                            err, errlen))
                 goto fail;
             break;
         case WIRE_OUTCOME:
-            if (s_get_uint (&e [1], "OUTCOME: status", EMQP_STATUS_COUNT - 1, &number,
-                            err, errlen))
+            if (s_get_uint (&e[1], "OUTCOME: status", EMQP_STATUS_COUNT - 1, &number, err,
+                            errlen))
                 goto fail;
             self->status = (emqp_status_t) number;
-            if (s_get_bin (&e [2], "OUTCOME: value", &self->value, &self->value_size,
-                           err, errlen)
-            ||  s_get_uint (&e [3], "OUTCOME: wall_us", UINT64_MAX, &self->wall_us, err, errlen)
-            ||  s_get_uint (&e [4], "OUTCOME: cpu_us", UINT64_MAX, &self->cpu_us, err, errlen)
-            ||  s_get_uint (&e [5], "OUTCOME: maxrss_kb", UINT64_MAX, &self->maxrss_kb,
-                            err, errlen))
+            if (s_get_bin (&e[2], "OUTCOME: value", &self->value, &self->value_size, err,
+                           errlen)
+                || s_get_uint (&e[3], "OUTCOME: wall_us", UINT64_MAX, &self->wall_us, err,
+                               errlen)
+                || s_get_uint (&e[4], "OUTCOME: cpu_us", UINT64_MAX, &self->cpu_us, err,
+                               errlen)
+                || s_get_uint (&e[5], "OUTCOME: maxrss_kb", UINT64_MAX, &self->maxrss_kb,
+                               err, errlen))
                 goto fail;
-            if (e [6].type != MSGPACK_OBJECT_BOOLEAN) {
+            if (e[6].type != MSGPACK_OBJECT_BOOLEAN) {
                 snprintf (err, errlen, "OUTCOME: retiring is not a boolean");
                 goto fail;
             }
-            self->retiring = e [6].via.boolean;
+            self->retiring = e[6].via.boolean;
             break;
     }
     msgpack_unpacked_destroy (&unpacked);
@@ -304,8 +307,8 @@ wire_send (int fd, const wire_msg_t *self, msgpack_sbuffer *sbuf)
     int rc = 0;
     while (done < sbuf->size) {
         ssize_t n = is_socket
-                  ? send (fd, sbuf->data + done, sbuf->size - done, MSG_NOSIGNAL)
-                  : write (fd, sbuf->data + done, sbuf->size - done);
+                        ? send (fd, sbuf->data + done, sbuf->size - done, MSG_NOSIGNAL)
+                        : write (fd, sbuf->data + done, sbuf->size - done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -354,7 +357,7 @@ s_read_full (int fd, void *buf, size_t size)
 wire_msg_t *
 wire_read (int fd, char *err, size_t errlen)
 {
-    unsigned char prefix [4];
+    unsigned char prefix[4];
     ssize_t n = s_read_full (fd, prefix, 4);
     if (n == 0) {
         snprintf (err, errlen, "end of file");
@@ -365,8 +368,8 @@ wire_read (int fd, char *err, size_t errlen)
         snprintf (err, errlen, "read: %s", strerror (errno));
         return NULL;
     }
-    uint32_t size = (uint32_t) prefix [0] << 24 | (uint32_t) prefix [1] << 16
-                  | (uint32_t) prefix [2] << 8 | prefix [3];
+    uint32_t size = (uint32_t) prefix[0] << 24 | (uint32_t) prefix[1] << 16
+                    | (uint32_t) prefix[2] << 8 | prefix[3];
     if (size == 0 || size > WIRE_BODY_MAX) {
         snprintf (err, errlen, "message length %u out of range", size);
         errno = EPROTO;
@@ -379,7 +382,8 @@ wire_read (int fd, char *err, size_t errlen)
     }
     n = s_read_full (fd, body, size);
     if (n != (ssize_t) size) {
-        snprintf (err, errlen, "short message: %s", n < 0 ? strerror (errno) : "end of file");
+        snprintf (err, errlen, "short message: %s",
+                  n < 0 ? strerror (errno) : "end of file");
         free (body);
         errno = EPROTO;
         return NULL;
@@ -392,9 +396,9 @@ wire_read (int fd, char *err, size_t errlen)
 }
 
 struct wire_reader_t {
-    char *buf;              // bytes received and not yet consumed
-    size_t size;            // bytes in buf
-    size_t capacity;        // allocated bytes
+    char *buf;        // bytes received and not yet consumed
+    size_t size;      // bytes in buf
+    size_t capacity;  // allocated bytes
 };
 
 wire_reader_t *
@@ -422,8 +426,8 @@ s_reader_extract (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t err
     if (self->size < 4)
         return 0;
     const unsigned char *p = (const unsigned char *) self->buf;
-    uint32_t size = (uint32_t) p [0] << 24 | (uint32_t) p [1] << 16
-                  | (uint32_t) p [2] << 8 | p [3];
+    uint32_t size =
+        (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
     if (size == 0 || size > WIRE_BODY_MAX) {
         snprintf (err, errlen, "message length %u out of range", size);
         return -2;
@@ -494,7 +498,8 @@ s_reader_fill (wire_reader_t *self, int fd, bool block, wire_msg_t **msg_p, char
         }
         if (n == 0) {
             if (self->size)
-                snprintf (err, errlen, "end of file inside a message (%zu bytes buffered)",
+                snprintf (err, errlen,
+                          "end of file inside a message (%zu bytes buffered)",
                           self->size);
             else
                 snprintf (err, errlen, "end of file");
@@ -508,14 +513,16 @@ s_reader_fill (wire_reader_t *self, int fd, bool block, wire_msg_t **msg_p, char
 }
 
 int
-wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, size_t errlen)
+wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err,
+                  size_t errlen)
 {
     assert (self && msg_p);
     return s_reader_fill (self, fd, false, msg_p, err, errlen);
 }
 
 int
-wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, size_t errlen)
+wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err,
+                  size_t errlen)
 {
     assert (self && msg_p);
     return s_reader_fill (self, fd, true, msg_p, err, errlen);
@@ -524,14 +531,13 @@ wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err, si
 //  --------------------------------------------------------------------------
 //  Self test
 
-
 void
 wire_test (bool verbose)
 {
     if (verbose)
         printf (" * wire: ");
-    char err [256];
-    int sv [2];
+    char err[256];
+    int sv[2];
     REQUIRE (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
 
     //  Round trip of each type through write/read and the reader.
@@ -541,13 +547,13 @@ wire_test (bool verbose)
     job->attempt = 2;
     job->timeout_s = 30;
     REQUIRE (wire_msg_set_bytes (&job->payload, &job->payload_size, "\x80", 1) == 0);
-    REQUIRE (wire_write (sv [0], job) == 0);
-    wire_msg_t *copy = wire_read (sv [1], err, sizeof err);
+    REQUIRE (wire_write (sv[0], job) == 0);
+    wire_msg_t *copy = wire_read (sv[1], err, sizeof err);
     REQUIRE (copy);
     REQUIRE (copy->type == WIRE_JOB);
     REQUIRE (streq (copy->msgid, "m-1") && streq (copy->queue, "default"));
     REQUIRE (copy->attempt == 2 && copy->timeout_s == 30);
-    REQUIRE (copy->payload_size == 1 && copy->payload [0] == '\x80');
+    REQUIRE (copy->payload_size == 1 && copy->payload[0] == '\x80');
     wire_msg_destroy (&copy);
     wire_msg_destroy (&job);
 
@@ -560,23 +566,24 @@ wire_test (bool verbose)
     outcome->cpu_us = 6;
     outcome->maxrss_kb = 7;
     outcome->retiring = true;
-    REQUIRE (wire_write (sv [1], hello) == 0);
-    REQUIRE (wire_write (sv [1], outcome) == 0);
+    REQUIRE (wire_write (sv[1], hello) == 0);
+    REQUIRE (wire_write (sv[1], outcome) == 0);
     wire_msg_destroy (&hello);
     wire_msg_destroy (&outcome);
 
     wire_reader_t *reader = wire_reader_new ();
     REQUIRE (reader);
     wire_msg_t *msg = NULL;
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 1);
     REQUIRE (msg->type == WIRE_HELLO && msg->pid == 1234 && msg->error == NULL);
     wire_msg_destroy (&msg);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 1);
     REQUIRE (msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_FAILED);
     REQUIRE (msg->value_size == 4 && memcmp (msg->value, "boom", 4) == 0);
-    REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7 && msg->retiring);
+    REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7
+             && msg->retiring);
     wire_msg_destroy (&msg);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 0);
 
     //  Two messages that came in one read: the second is taken without
     //  reading; then nothing is left. The blocking reader gets the next one.
@@ -584,70 +591,76 @@ wire_test (bool verbose)
     hello->pid = 77;
     msgpack_sbuffer scratch;
     msgpack_sbuffer_init (&scratch);
-    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
-    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1 && msg->pid == 77);
+    REQUIRE (wire_send (sv[1], hello, &scratch) == 0);
+    REQUIRE (wire_send (sv[1], hello, &scratch) == 0);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 1
+             && msg->pid == 77);
     wire_msg_destroy (&msg);
     REQUIRE (wire_reader_next (reader, &msg, err, sizeof err) == 1 && msg->pid == 77);
     wire_msg_destroy (&msg);
     REQUIRE (wire_reader_next (reader, &msg, err, sizeof err) == 0 && msg == NULL);
     hello->pid = 78;
-    REQUIRE (wire_send (sv [1], hello, &scratch) == 0);
-    REQUIRE (wire_reader_wait (reader, sv [0], &msg, err, sizeof err) == 1 && msg->pid == 78);
+    REQUIRE (wire_send (sv[1], hello, &scratch) == 0);
+    REQUIRE (wire_reader_wait (reader, sv[0], &msg, err, sizeof err) == 1
+             && msg->pid == 78);
     wire_msg_destroy (&msg);
     msgpack_sbuffer_destroy (&scratch);
     wire_msg_destroy (&hello);
 
     //  A message split across two writes is reassembled.
-    REQUIRE (write (sv [1], "\0\0\0\x04\x93", 5) == 5);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 0);
-    REQUIRE (write (sv [1], "\x01\x05\xc0", 3) == 3);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == 1);
+    REQUIRE (write (sv[1], "\0\0\0\x04\x93", 5) == 5);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 0);
+    REQUIRE (write (sv[1], "\x01\x05\xc0", 3) == 3);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 1);
     REQUIRE (msg->type == WIRE_HELLO && msg->pid == 5);
     wire_msg_destroy (&msg);
 
     //  Malformed bodies are refused with a reason.
-    struct { const char *data; size_t size; const char *reason; } bad [] = {
-        { "\x93\x01\x05", 3, "complete" },                  // truncated
-        { "\x92\x01\x05", 3, "elements" },                  // wrong count
-        { "\x93\x09\x05\xc0", 4, "unknown" },               // unknown type
-        { "\x93\x01\xa1x\xc0", 5, "pid" },                  // pid not int
-        { "\x93\x01\x05\xc0\xc0", 5, "after" },             // trailing bytes
-        { "\x01", 1, "array" },                             // not an array
-        { "\x97\x03\x09\xc4\x00\x00\x00\x00\xc2", 9, "status" },   // bad status
-        { "\x97\x03\x00\xa0\x00\x00\x00\xc2", 8, "bin" },   // value not bin
+    struct {
+        const char *data;
+        size_t size;
+        const char *reason;
+    } bad[] = {
+        { "\x93\x01\x05", 3, "complete" },                        // truncated
+        { "\x92\x01\x05", 3, "elements" },                        // wrong count
+        { "\x93\x09\x05\xc0", 4, "unknown" },                     // unknown type
+        { "\x93\x01\xa1x\xc0", 5, "pid" },                        // pid not int
+        { "\x93\x01\x05\xc0\xc0", 5, "after" },                   // trailing bytes
+        { "\x01", 1, "array" },                                   // not an array
+        { "\x97\x03\x09\xc4\x00\x00\x00\x00\xc2", 9, "status" },  // bad status
+        { "\x97\x03\x00\xa0\x00\x00\x00\xc2", 8, "bin" },         // value not bin
         { "\x96\x02\xa2m\x00\xa1q\x01\x00\xc4\x00", 11, "NUL" },  // NUL in msgid
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        err [0] = 0;
-        msg = wire_decode (bad [i].data, bad [i].size, err, sizeof err);
-        if (msg || !strstr (err, bad [i].reason))
-            fprintf (stderr, "case %zu: err='%s' expected '%s'\n", i, err, bad [i].reason);
-        REQUIRE (!msg && strstr (err, bad [i].reason));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        msg = wire_decode (bad[i].data, bad[i].size, err, sizeof err);
+        if (msg || !strstr (err, bad[i].reason))
+            fprintf (stderr, "case %zu: err='%s' expected '%s'\n", i, err, bad[i].reason);
+        REQUIRE (!msg && strstr (err, bad[i].reason));
     }
     //  Zero and oversized lengths are malformed for the reader.
-    REQUIRE (write (sv [1], "\0\0\0\0", 4) == 4);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
+    REQUIRE (write (sv[1], "\0\0\0\0", 4) == 4);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == -2);
     wire_reader_destroy (&reader);
     reader = wire_reader_new ();
-    REQUIRE (write (sv [1], "\xff\xff\xff\xff", 4) == 4);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -2);
+    REQUIRE (write (sv[1], "\xff\xff\xff\xff", 4) == 4);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == -2);
     wire_reader_destroy (&reader);
 
     //  A short message followed by EOF: -1 for the reader, NULL for wire_read.
     reader = wire_reader_new ();
-    REQUIRE (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
-    close (sv [1]);
-    REQUIRE (wire_reader_recv (reader, sv [0], &msg, err, sizeof err) == -1);
+    REQUIRE (write (sv[1], "\0\0\0\x09\x93", 5) == 5);
+    close (sv[1]);
+    REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == -1);
     REQUIRE (strstr (err, "inside a message"));
     wire_reader_destroy (&reader);
-    close (sv [0]);
+    close (sv[0]);
 
     REQUIRE (socketpair (AF_UNIX, SOCK_STREAM, 0, sv) == 0);
-    REQUIRE (write (sv [1], "\0\0\0\x09\x93", 5) == 5);
-    close (sv [1]);
-    REQUIRE (wire_read (sv [0], err, sizeof err) == NULL && strstr (err, "short"));
-    close (sv [0]);
+    REQUIRE (write (sv[1], "\0\0\0\x09\x93", 5) == 5);
+    close (sv[1]);
+    REQUIRE (wire_read (sv[0], err, sizeof err) == NULL && strstr (err, "short"));
+    close (sv[0]);
 
     //  A missing field cannot be encoded.
     job = wire_msg_new (WIRE_JOB);

@@ -35,32 +35,28 @@
 //  or a job payload of the same order.
 #define WIRE_BODY_MAX (64u * 1024 * 1024)
 
-typedef enum {
-    WIRE_HELLO = 1,
-    WIRE_JOB = 2,
-    WIRE_OUTCOME = 3
-} wire_type_t;
+typedef enum { WIRE_HELLO = 1, WIRE_JOB = 2, WIRE_OUTCOME = 3 } wire_type_t;
 
 typedef struct {
     wire_type_t type;
     //  HELLO
-    int64_t pid;            // the worker's pid
-    char *error;            // setup failure, NULL when setup succeeded
+    int64_t pid;  // the worker's pid
+    char *error;  // setup failure, NULL when setup succeeded
     //  JOB
-    char *msgid;            // the job's msgid
-    char *queue;            // the queue it came from
-    uint32_t attempt;       // 1 on first dispatch
-    uint32_t timeout_s;     // 0 = no timeout
-    char *payload;          // msgpack job payload (see common/payload.h)
+    char *msgid;         // the job's msgid
+    char *queue;         // the queue it came from
+    uint32_t attempt;    // 1 on first dispatch
+    uint32_t timeout_s;  // 0 = no timeout
+    char *payload;       // msgpack job payload (see common/payload.h)
     size_t payload_size;
     //  OUTCOME
     emqp_status_t status;
-    char *value;            // msgpack value (ok) or error text (otherwise)
+    char *value;  // msgpack value (ok) or error text (otherwise)
     size_t value_size;
-    uint64_t wall_us;       // wall-clock time of the job, microseconds
-    uint64_t cpu_us;        // user + system CPU time, microseconds
-    uint64_t maxrss_kb;     // peak resident set size, KiB
-    bool retiring;          // the worker exits after sending this
+    uint64_t wall_us;    // wall-clock time of the job, microseconds
+    uint64_t cpu_us;     // user + system CPU time, microseconds
+    uint64_t maxrss_kb;  // peak resident set size, KiB
+    bool retiring;       // the worker exits after sending this
 } wire_msg_t;
 
 //  Creates an empty message of the type; caller owns it.
@@ -103,8 +99,8 @@ void wire_reader_destroy (wire_reader_t **self_p);
 //  buffered), 0 when no whole message is available yet, -1 at end of file or
 //  on a read error, -2 on a malformed or oversized message. On -1/-2 the
 //  reason is in err.
-int wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p,
-                      char *err, size_t errlen);
+int wire_reader_recv (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err,
+                      size_t errlen);
 //  The next whole message already buffered, without reading: 1 with *msg_p
 //  set, 0 when none, -2 when malformed (reason in err). Lets a caller read
 //  once per wake-up and take every message that read brought.
@@ -112,8 +108,8 @@ int wire_reader_next (wire_reader_t *self, wire_msg_t **msg_p, char *err, size_t
 //  The same as wire_reader_recv, blocking until a whole message came (the
 //  worker's side: one read per message when it arrives in one piece).
 //  Returns 1, -1 (end of file: err "end of file", or a read error), -2.
-int wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p,
-                      char *err, size_t errlen);
+int wire_reader_wait (wire_reader_t *self, int fd, wire_msg_t **msg_p, char *err,
+                      size_t errlen);
 
 void wire_test (bool verbose);
 

@@ -35,13 +35,17 @@
 static bool s_title_ready = false;
 
 void
-worker_title_init (int argc, char *argv [], char *envp [])
+worker_title_init (int argc, char *argv[], char *envp[])
 {
     setproctitle_init (argc, argv, envp);
     s_title_ready = true;
 }
 
-#define S_TITLE(...) do { if (s_title_ready) setproctitle (__VA_ARGS__); } while (0)
+#define S_TITLE(...)                    \
+    do {                                \
+        if (s_title_ready)              \
+            setproctitle (__VA_ARGS__); \
+    } while (0)
 
 worker_config_t *
 worker_config_new (void)
@@ -53,7 +57,7 @@ static void
 s_free_list (char **list, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        free (list [i]);
+        free (list[i]);
     free (list);
 }
 
@@ -81,11 +85,11 @@ s_list_add (char ***list, size_t *count, const char *item)
     if (!grown)
         return -1;
     *list = grown;
-    grown [*count] = strdup (item);
-    if (!grown [*count])
+    grown[*count] = strdup (item);
+    if (!grown[*count])
         return -1;
     (*count)++;
-    grown [*count] = NULL;
+    grown[*count] = NULL;
     return 0;
 }
 
@@ -105,15 +109,17 @@ int
 worker_config_set_hook (worker_config_t *self, const char *which, const char *spec,
                         char *err, size_t errlen)
 {
-    char **field = streq (which, "setup") ? &self->setup
-                 : streq (which, "job_entry") ? &self->job_entry
-                 : streq (which, "job_exit") ? &self->job_exit : NULL;
+    char **field = streq (which, "setup")       ? &self->setup
+                   : streq (which, "job_entry") ? &self->job_entry
+                   : streq (which, "job_exit")  ? &self->job_exit
+                                                : NULL;
     assert (field);
-    char lib [256], fn [256];
-    if (spec && *spec
-    &&  plugin_spec_parse (spec, lib, sizeof lib, fn, sizeof fn)) {
-        snprintf (err, errlen, "%s: '%s' is not LIB:FN (a library file name in the "
-                  "plugin dirs, a colon, a function name)", which, spec);
+    char lib[256], fn[256];
+    if (spec && *spec && plugin_spec_parse (spec, lib, sizeof lib, fn, sizeof fn)) {
+        snprintf (err, errlen,
+                  "%s: '%s' is not LIB:FN (a library file name in the "
+                  "plugin dirs, a colon, a function name)",
+                  which, spec);
         return -1;
     }
     free (*field);
@@ -137,7 +143,7 @@ s_list_equal (char **a, size_t a_count, char **b, size_t b_count)
     if (a_count != b_count)
         return false;
     for (size_t i = 0; i < a_count; i++)
-        if (!streq (a [i], b [i]))
+        if (!streq (a[i], b[i]))
             return false;
     return true;
 }
@@ -145,15 +151,13 @@ s_list_equal (char **a, size_t a_count, char **b, size_t b_count)
 bool
 worker_config_equal (const worker_config_t *a, const worker_config_t *b)
 {
-    return s_list_equal (a->plugin_dirs, a->plugin_dir_count,
-                         b->plugin_dirs, b->plugin_dir_count)
-        && s_list_equal (a->exec_allow, a->exec_allow_count,
-                         b->exec_allow, b->exec_allow_count)
-        && s_str_equal (a->setup, b->setup)
-        && s_str_equal (a->job_entry, b->job_entry)
-        && s_str_equal (a->job_exit, b->job_exit)
-        && a->max_job_count == b->max_job_count
-        && a->max_rss_kb == b->max_rss_kb;
+    return s_list_equal (a->plugin_dirs, a->plugin_dir_count, b->plugin_dirs,
+                         b->plugin_dir_count)
+           && s_list_equal (a->exec_allow, a->exec_allow_count, b->exec_allow,
+                            b->exec_allow_count)
+           && s_str_equal (a->setup, b->setup) && s_str_equal (a->job_entry, b->job_entry)
+           && s_str_equal (a->job_exit, b->job_exit)
+           && a->max_job_count == b->max_job_count && a->max_rss_kb == b->max_rss_kb;
 }
 
 struct worker_t {
@@ -191,7 +195,7 @@ worker_destroy (worker_t **self_p)
 static void *
 s_hook (worker_t *self, const char *which, const char *spec, char *err, size_t errlen)
 {
-    char lib [256], fn [256], reason [512];
+    char lib[256], fn[256], reason[512];
     if (plugin_spec_parse (spec, lib, sizeof lib, fn, sizeof fn)) {
         snprintf (err, errlen, "%s hook '%s' is not LIB:FN", which, spec);
         return NULL;
@@ -208,8 +212,8 @@ worker_setup (worker_t *self, char *err, size_t errlen)
     assert (self);
     if (!self->config->setup)
         return 0;
-    emq_setup_fn *setup = (emq_setup_fn *) s_hook (self, "setup", self->config->setup,
-                                                   err, errlen);
+    emq_setup_fn *setup =
+        (emq_setup_fn *) s_hook (self, "setup", self->config->setup, err, errlen);
     if (!setup)
         return -1;
     int rc = setup ();
@@ -223,8 +227,10 @@ worker_setup (worker_t *self, char *err, size_t errlen)
 static uint64_t
 s_cpu_us (const struct rusage *usage)
 {
-    return (uint64_t) usage->ru_utime.tv_sec * 1000000 + (uint64_t) usage->ru_utime.tv_usec
-         + (uint64_t) usage->ru_stime.tv_sec * 1000000 + (uint64_t) usage->ru_stime.tv_usec;
+    return (uint64_t) usage->ru_utime.tv_sec * 1000000
+           + (uint64_t) usage->ru_utime.tv_usec
+           + (uint64_t) usage->ru_stime.tv_sec * 1000000
+           + (uint64_t) usage->ru_stime.tv_usec;
 }
 
 static wire_msg_t *
@@ -247,28 +253,29 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
     if (!outcome)
         return NULL;
 
-    char err [1024];
-    emq_job_t context = {
-        .msgid = job->msgid, .queue = job->queue,
-        .attempt = job->attempt, .timeout_s = job->timeout_s
-    };
-    payload_t *payload = payload_decode (job->payload, job->payload_size, err, sizeof err);
+    char err[1024];
+    emq_job_t context = { .msgid = job->msgid,
+                          .queue = job->queue,
+                          .attempt = job->attempt,
+                          .timeout_s = job->timeout_s };
+    payload_t *payload =
+        payload_decode (job->payload, job->payload_size, err, sizeof err);
     if (!payload) {
-        char text [1100];
+        char text[1100];
         snprintf (text, sizeof text, "bad payload: %s", err);
         outcome = s_outcome_text (outcome, EMQP_STATUS_REJECTED, text);
         goto usage;
     }
     emq_hook_fn *entry = NULL, *exit_ = NULL;
     if (self->config->job_entry
-    &&  !(entry = (emq_hook_fn *) s_hook (self, "job_entry", self->config->job_entry,
-                                          err, sizeof err))) {
+        && !(entry = (emq_hook_fn *) s_hook (self, "job_entry", self->config->job_entry,
+                                             err, sizeof err))) {
         outcome = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
         goto done;
     }
     if (self->config->job_exit
-    &&  !(exit_ = (emq_hook_fn *) s_hook (self, "job_exit", self->config->job_exit,
-                                          err, sizeof err))) {
+        && !(exit_ = (emq_hook_fn *) s_hook (self, "job_exit", self->config->job_exit,
+                                             err, sizeof err))) {
         outcome = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
         goto done;
     }
@@ -328,7 +335,7 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     sigprocmask (SIG_SETMASK, &none, NULL);
 
     if (prctl (PR_SET_PDEATHSIG, SIGKILL) || getppid () != parent)
-        _exit (0);              // the parent is already gone
+        _exit (0);  // the parent is already gone
     //  The pool also does this from the parent; whichever runs first wins.
     if (setpgid (0, 0) && errno != EPERM)
         log_warning ("worker %d: setpgid: %s", getpid (), strerror (errno));
@@ -349,7 +356,7 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     prctl (PR_SET_NAME, "emq-worker");
     S_TITLE ("-emq-worker: idle");
 
-    char err [1024];
+    char err[1024];
     worker_t *self = worker_new (config);
     if (!self)
         _exit (2);
@@ -379,8 +386,9 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         int rc = wire_reader_wait (reader, S_WORKER_FD, &job, err, sizeof err);
         if (rc != 1) {
             if (rc == -1 && streq (err, "end of file"))
-                _exit (0);      // the job manager closed our pipe: leave
-            log_warning ("worker %d: bad message from the job manager: %s", getpid (), err);
+                _exit (0);  // the job manager closed our pipe: leave
+            log_warning ("worker %d: bad message from the job manager: %s", getpid (),
+                         err);
             _exit (2);
         }
         if (job->type != WIRE_JOB) {
@@ -391,11 +399,11 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         wire_msg_t *outcome = worker_run_job (self, job);
         wire_msg_destroy (&job);
         if (!outcome)
-            _exit (2);          // out of memory: the job manager reports a crash
+            _exit (2);  // out of memory: the job manager reports a crash
         jobs_done++;
         uint64_t rss_kb = config->max_rss_kb ? s_rss_kb () : 0;
         outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
-                         || (config->max_rss_kb && rss_kb > config->max_rss_kb);
+                            || (config->max_rss_kb && rss_kb > config->max_rss_kb);
         if (wire_send (S_WORKER_FD, outcome, &scratch))
             _exit (2);
         bool retiring = outcome->retiring;
@@ -409,7 +417,6 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
 //  --------------------------------------------------------------------------
 //  Self test
 
-
 //  Builds a JOB message around an encoded payload (caller owns it).
 static wire_msg_t *
 s_job (const payload_t *payload, const char *msgid)
@@ -421,7 +428,9 @@ s_job (const payload_t *payload, const char *msgid)
     job->msgid = strdup (msgid);
     job->queue = strdup ("default");
     job->attempt = 1;
-    REQUIRE_OR_NULL (wire_msg_set_bytes (&job->payload, &job->payload_size, sbuf.data, sbuf.size) == 0);
+    REQUIRE_OR_NULL (
+        wire_msg_set_bytes (&job->payload, &job->payload_size, sbuf.data, sbuf.size)
+        == 0);
     msgpack_sbuffer_destroy (&sbuf);
     return job;
 }
@@ -431,7 +440,7 @@ worker_test (bool verbose)
 {
     if (verbose)
         printf (" * worker: ");
-    char err [256];
+    char err[256];
 
     //  Configuration.
     worker_config_t *config = worker_config_new ();
@@ -452,7 +461,7 @@ worker_test (bool verbose)
     worker_t *worker = worker_new (config);
     REQUIRE (worker);
     REQUIRE (worker_setup (worker, err, sizeof err) == 0);
-    char *argv [] = { "/bin/echo", "hi", NULL };
+    char *argv[] = { "/bin/echo", "hi", NULL };
     payload_t payload = { .kind = PAYLOAD_EXEC, .argv = argv, .argc = 2 };
     wire_msg_t *job = s_job (&payload, "job-1");
     wire_msg_t *outcome = worker_run_job (worker, job);
@@ -472,25 +481,25 @@ worker_test (bool verbose)
 
     //  A real worker process: HELLO, two jobs, retires after max_job_count.
     config->max_job_count = 2;
-    int sv [2];
+    int sv[2];
     REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     pid_t parent = getpid ();
     pid_t pid = fork ();
     REQUIRE (pid >= 0);
     if (pid == 0) {
-        close (sv [0]);
-        worker_main (sv [1], parent, config);
+        close (sv[0]);
+        worker_main (sv[1], parent, config);
     }
-    close (sv [1]);
-    wire_msg_t *msg = wire_read (sv [0], err, sizeof err);
+    close (sv[1]);
+    wire_msg_t *msg = wire_read (sv[0], err, sizeof err);
     REQUIRE (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
     wire_msg_destroy (&msg);
     for (int i = 0; i < 2; i++) {
         job = s_job (&payload, "job-2");
         REQUIRE (job);
-        REQUIRE (wire_write (sv [0], job) == 0);
+        REQUIRE (wire_write (sv[0], job) == 0);
         wire_msg_destroy (&job);
-        msg = wire_read (sv [0], err, sizeof err);
+        msg = wire_read (sv[0], err, sizeof err);
         REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
         REQUIRE (msg->retiring == (i == 1));
         wire_msg_destroy (&msg);
@@ -498,26 +507,28 @@ worker_test (bool verbose)
     int status;
     REQUIRE (waitpid (pid, &status, 0) == pid);
     REQUIRE (TESTUTIL_CLEAN_EXIT (status));
-    close (sv [0]);
+    close (sv[0]);
 
     //  A failing setup hook is reported in HELLO, then the worker exits 3.
-    REQUIRE (worker_config_set_hook (config, "setup", "missing.so:setup", err, sizeof err) == 0);
+    REQUIRE (worker_config_set_hook (config, "setup", "missing.so:setup", err, sizeof err)
+             == 0);
     REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     pid = fork ();
     REQUIRE (pid >= 0);
     if (pid == 0) {
-        close (sv [0]);
-        worker_main (sv [1], parent, config);
+        close (sv[0]);
+        worker_main (sv[1], parent, config);
     }
-    close (sv [1]);
-    msg = wire_read (sv [0], err, sizeof err);
+    close (sv[1]);
+    msg = wire_read (sv[0], err, sizeof err);
     REQUIRE (msg && msg->type == WIRE_HELLO && msg->error);
     REQUIRE (strstr (msg->error, "setup hook"));
     wire_msg_destroy (&msg);
     REQUIRE (waitpid (pid, &status, 0) == pid);
-    REQUIRE (WIFEXITED (status) && (WEXITSTATUS (status) == 3
-                                     || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)));
-    close (sv [0]);
+    REQUIRE (WIFEXITED (status)
+             && (WEXITSTATUS (status) == 3
+                 || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)));
+    close (sv[0]);
 
     worker_config_destroy (&config);
     if (verbose)

@@ -24,15 +24,15 @@
 #include <stdint.h>
 
 typedef struct {
-    char **plugin_dirs;         // directories run jobs may load libraries from
+    char **plugin_dirs;  // directories run jobs may load libraries from
     size_t plugin_dir_count;
-    char **exec_allow;          // fnmatch patterns for exec commands
-    size_t exec_allow_count;    // 0 = exec jobs are disabled
-    char *setup;                // "LIB:FN" run once per worker, or NULL
-    char *job_entry;            // "LIB:FN" run before every job, or NULL
-    char *job_exit;             // "LIB:FN" run after every job, or NULL
-    uint64_t max_job_count;     // jobs before the worker exits; 0 = unlimited
-    uint64_t max_rss_kb;        // exit after a job past this RSS; 0 = off
+    char **exec_allow;        // fnmatch patterns for exec commands
+    size_t exec_allow_count;  // 0 = exec jobs are disabled
+    char *setup;              // "LIB:FN" run once per worker, or NULL
+    char *job_entry;          // "LIB:FN" run before every job, or NULL
+    char *job_exit;           // "LIB:FN" run after every job, or NULL
+    uint64_t max_job_count;   // jobs before the worker exits; 0 = unlimited
+    uint64_t max_rss_kb;      // exit after a job past this RSS; 0 = off
 } worker_config_t;
 
 //  Creates an empty configuration; caller owns it.
@@ -44,14 +44,14 @@ int worker_config_add_plugin_dir (worker_config_t *self, const char *dir);
 int worker_config_add_exec_allow (worker_config_t *self, const char *pattern);
 //  Sets a hook ("LIB:FN", or NULL/"" for none). Returns 0, or -1 if the spec
 //  is malformed (reason in err).
-int worker_config_set_hook (worker_config_t *self, const char *which,
-                            const char *spec, char *err, size_t errlen);
+int worker_config_set_hook (worker_config_t *self, const char *which, const char *spec,
+                            char *err, size_t errlen);
 //  True if both configurations would make the same worker (for SIGHUP).
 bool worker_config_equal (const worker_config_t *a, const worker_config_t *b);
 
 //  Hands argv and envp to libbsd's setproctitle_init; main() calls it
 //  before anything else touches them. Without it workers keep their title.
-void worker_title_init (int argc, char *argv [], char *envp []);
+void worker_title_init (int argc, char *argv[], char *envp[]);
 
 //  Runs a worker in the current (freshly forked) process on fd. Never
 //  returns. parent is the job manager's pid (to notice it died before

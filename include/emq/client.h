@@ -27,30 +27,30 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "emq/version.h"      // EMQ_VERSION, written by the build from its VERSION
+#include "emq/version.h"  // EMQ_VERSION, written by the build from its VERSION
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define EMQ_DEFAULT_FRONTEND "tcp://127.0.0.1:47291"
-#define EMQ_DEFAULT_ADMIN    "tcp://127.0.0.1:47293"
+#define EMQ_DEFAULT_ADMIN "tcp://127.0.0.1:47293"
 #define EMQ_MSGID_MAX 128
 #define EMQ_CONNECT_TIMEOUT_MS 5000
 
 typedef enum {
     EMQ_OK = 0,
-    EMQ_ERR_INVALID = -1,       // bad argument (empty queue, NULL payload...)
-    EMQ_ERR_UNREACHABLE = -2,   // no answer from the router in time
-    EMQ_ERR_TIMEOUT = -3,       // the wait for a result ran out
-    EMQ_ERR_REJECTED = -4,      // the router refused the job (ERROR frame)
-    EMQ_ERR_JOB_FAILED = -5,    // the job ran and failed
-    EMQ_ERR_JOB_TIMEOUT = -6,   // the job was killed after its timeout
-    EMQ_ERR_PROTOCOL = -7,      // the router sent something we cannot read
+    EMQ_ERR_INVALID = -1,      // bad argument (empty queue, NULL payload...)
+    EMQ_ERR_UNREACHABLE = -2,  // no answer from the router in time
+    EMQ_ERR_TIMEOUT = -3,      // the wait for a result ran out
+    EMQ_ERR_REJECTED = -4,     // the router refused the job (ERROR frame)
+    EMQ_ERR_JOB_FAILED = -5,   // the job ran and failed
+    EMQ_ERR_JOB_TIMEOUT = -6,  // the job was killed after its timeout
+    EMQ_ERR_PROTOCOL = -7,     // the router sent something we cannot read
     EMQ_ERR_NOMEM = -8,
-    EMQ_ERR_SYSTEM = -9,        // a system call failed (see last error)
-    EMQ_ERR_NOT_FOUND = -10     // the router knows no such job (FETCH, CANCEL):
-                                // never submitted, or its result expired
+    EMQ_ERR_SYSTEM = -9,     // a system call failed (see last error)
+    EMQ_ERR_NOT_FOUND = -10  // the router knows no such job (FETCH, CANCEL):
+                             // never submitted, or its result expired
 } emq_error_t;
 
 typedef struct emq_client emq_client_t;
@@ -72,9 +72,9 @@ typedef struct {
 } emq_submit_opts_t;
 
 typedef enum {
-    EMQ_EVENT_ACK,              // the router accepted msgid
-    EMQ_EVENT_ERROR,            // the router refused msgid (code, text)
-    EMQ_EVENT_RESULT            // msgid finished (status, value or error)
+    EMQ_EVENT_ACK,    // the router accepted msgid
+    EMQ_EVENT_ERROR,  // the router refused msgid (code, text)
+    EMQ_EVENT_RESULT  // msgid finished (status, value or error)
 } emq_event_type_t;
 
 typedef enum {
@@ -83,7 +83,7 @@ typedef enum {
     EMQ_JOB_TIMEOUT,
     EMQ_JOB_CRASHED,
     EMQ_JOB_REJECTED,
-    EMQ_JOB_CANCELLED           // cancelled (emq-cli cancel) while running
+    EMQ_JOB_CANCELLED  // cancelled (emq-cli cancel) while running
 } emq_job_status_t;
 
 typedef struct {
@@ -96,8 +96,8 @@ typedef struct {
                                     // valid until its next emq_poll,
                                     // emq_wait_result or destroy
     size_t size;
-    char code[64];                  // ERROR: e.g. "QUEUE_FULL"
-    char usage[256];                // RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
+    char code[64];    // ERROR: e.g. "QUEUE_FULL"
+    char usage[256];  // RESULT: "wall_us=N cpu_us=N maxrss_kb=N"
 } emq_event_t;
 
 //  Names an error code ("router unreachable").
@@ -163,9 +163,8 @@ int emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
 //  last error, e.g. "QUEUE_FULL: queue default is full"), or
 //  EMQ_ERR_UNREACHABLE. Events for other jobs that arrive meanwhile are
 //  kept for emq_poll.
-int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts,
-                const void *payload, size_t size, char msgid_out[37],
-                int timeout_ms);
+int emq_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload,
+                size_t size, char msgid_out[37], int timeout_ms);
 
 //  Waits up to timeout_ms (-1 = forever) for the next event. Returns 0 and
 //  fills *event (its data is owned by the client and valid until the next
@@ -209,15 +208,13 @@ int emq_result (emq_client_t *self, const char *msgid, int timeout_ms,
 //  frees, or a negative emq_error_t.
 //  run: library file name, function name, msgpack-encoded arguments (may be
 //  NULL: nil).
-int emq_payload_run (const char *library, const char *function,
-                     const void *args, size_t args_size,
-                     void **out, size_t *out_size);
+int emq_payload_run (const char *library, const char *function, const void *args,
+                     size_t args_size, void **out, size_t *out_size);
 //  exec: argv (argc > 0), optional stdin bytes, optional env ("NAME=VALUE",
 //  envc entries), optional cwd.
-int emq_payload_exec (const char *const *argv, size_t argc,
-                      const void *stdin_data, size_t stdin_size,
-                      const char *const *env, size_t envc, const char *cwd,
-                      void **out, size_t *out_size);
+int emq_payload_exec (const char *const *argv, size_t argc, const void *stdin_data,
+                      size_t stdin_size, const char *const *env, size_t envc,
+                      const char *cwd, void **out, size_t *out_size);
 
 //  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
 //  ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE) to the admin
@@ -228,8 +225,7 @@ int emq_payload_exec (const char *const *argv, size_t argc,
 //  EMQ_ERR_PROTOCOL or EMQ_ERR_SYSTEM. On return *reply_out is NULL or a
 //  malloc'd string the caller frees: the reply text on success (JSON; for
 //  DISCONNECT the acked id), "CODE: reason" or the reason on failure.
-int emq_admin (const char *addr, const char *command, int timeout_ms,
-               char **reply_out);
+int emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_out);
 
 //  Sends one admin command that may name a job, and waits like emq_admin:
 //      CANCEL      ref = job msgid   answer ACK: *reply_out = the acked id
@@ -243,8 +239,8 @@ int emq_admin (const char *addr, const char *command, int timeout_ms,
 //  missing, too long or given where none is taken, bad address), and
 //  emq_admin's others. On an ERROR *reply_out is "CODE: reason"; otherwise
 //  as emq_admin. The caller frees *reply_out.
-int emq_admin_job (const char *addr, const char *command, const char *ref,
-                   int timeout_ms, char **reply_out);
+int emq_admin_job (const char *addr, const char *command, const char *ref, int timeout_ms,
+                   char **reply_out);
 
 //  --------------------------------------------------------------------------
 //  Schedules (emq-scheduler; EventMQ's SCHEDULE / UNSCHEDULE)

@@ -30,11 +30,11 @@
 #define EMQ_JOB_ERROR_MAX 1024
 
 typedef struct {
-    const char *msgid;      // the job's message id
-    const char *queue;      // the queue it was submitted to
-    uint32_t attempt;       // 1 on the first run, 2 on the first retry...
-    uint32_t timeout_s;     // the job's timeout, 0 = none
-    char error[EMQ_JOB_ERROR_MAX];   // set by emq_job_fail
+    const char *msgid;              // the job's message id
+    const char *queue;              // the queue it was submitted to
+    uint32_t attempt;               // 1 on the first run, 2 on the first retry...
+    uint32_t timeout_s;             // the job's timeout, 0 = none
+    char error[EMQ_JOB_ERROR_MAX];  // set by emq_job_fail
 } emq_job_t;
 
 typedef int emq_job_fn (emq_job_t *job, const msgpack_object *args,
@@ -43,8 +43,7 @@ typedef int emq_setup_fn (void);
 typedef void emq_hook_fn (const emq_job_t *job);
 
 //  Records why the job failed; the function should then return non-zero.
-static inline void
-emq_job_fail (emq_job_t *job, const char *format, ...)
+static inline void emq_job_fail (emq_job_t *job, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
 
 static inline void
