@@ -11,9 +11,12 @@
 */
 #include "payload.h"
 #include "errbuf.h"
+#include "json.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +25,10 @@
 const char *
 payload_kind_name (payload_kind_t kind)
 {
-    return kind == PAYLOAD_RUN ? "run" : kind == PAYLOAD_EXEC ? "exec" : "unknown";
+    return kind == PAYLOAD_RUN      ? "run"
+           : kind == PAYLOAD_EXEC   ? "exec"
+           : kind == PAYLOAD_PYTHON ? "python"
+                                    : "unknown";
 }
 
 //  --------------------------------------------------------------------------
@@ -210,6 +216,9 @@ payload_destroy (payload_t **self_p)
             free (self->env[i]);
     free (self->env);
     free (self->cwd);
+    free (self->py_path);
+    free (self->py_callable);
+    free (self->py_args);
     free (self);
     *self_p = NULL;
 }
@@ -382,9 +391,260 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
     return -2;
 }
 
+//  --------------------------------------------------------------------------
+//  Python jobs
+
+//  True for an ASCII identifier of 1..255 characters.
+static bool
+s_identifier (const char *s, size_t len)
+{
+    if (len == 0 || len > 255 || !(isalpha ((unsigned char) s[0]) || s[0] == '_'))
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (!(isalnum ((unsigned char) s[i]) || s[i] == '_'))
+            return false;
+    return true;
+}
+
+int
+payload_python_names_check (const char *path, const char *callable, char *err,
+                            size_t errlen)
+{
+    if (!path || !*path || strlen (path) > 1024)
+        return errbuf_set (err, errlen, "payload: python: path is empty or too long");
+    const char *colon = strchr (path, ':');
+    size_t module_len = colon ? (size_t) (colon - path) : strlen (path);
+    //  Each dotted part of the module is an identifier.
+    for (const char *part = path; part < path + module_len;) {
+        const char *dot = memchr (part, '.', (size_t) (path + module_len - part));
+        size_t len = dot ? (size_t) (dot - part) : (size_t) (path + module_len - part);
+        if (!s_identifier (part, len))
+            return errbuf_set (err, errlen,
+                               "payload: python: path '%.64s' is not pkg.module or "
+                               "pkg.module:Class",
+                               path);
+        part += len + (dot ? 1 : 0);
+        if (dot && part == path + module_len)
+            return errbuf_set (err, errlen, "payload: python: path '%.64s' ends in '.'",
+                               path);
+    }
+    if (module_len == 0 || (colon && !s_identifier (colon + 1, strlen (colon + 1))))
+        return errbuf_set (err, errlen,
+                           "payload: python: path '%.64s' is not pkg.module or "
+                           "pkg.module:Class",
+                           path);
+    if (!callable || !s_identifier (callable, strlen (callable)))
+        return errbuf_set (err, errlen,
+                           "payload: python: callable '%.64s' is not an identifier",
+                           callable ? callable : "");
+    return 0;
+}
+
+//  Depth of a JSON value, counting containers; stops counting past limit.
+static int
+s_json_depth (json_t *value, int limit)
+{
+    if (limit < 0 || !(json_is_array (value) || json_is_object (value)))
+        return 0;
+    int deepest = 0;
+    if (json_is_array (value)) {
+        size_t index;
+        json_t *item;
+        json_array_foreach (value, index, item)
+        {
+            int depth = s_json_depth (item, limit - 1);
+            if (depth > deepest)
+                deepest = depth;
+        }
+    }
+    else {
+        const char *key;
+        json_t *item;
+        json_object_foreach (value, key, item)
+        {
+            int depth = s_json_depth (item, limit - 1);
+            if (depth > deepest)
+                deepest = depth;
+        }
+    }
+    return deepest + 1;
+}
+
+//  The four argument parts of a python job, by name, with the JSON type
+//  each must have (absent parts are empty).
+static const struct {
+    const char *name;
+    bool is_array;
+} s_python_parts[] = {
+    { "args", true },
+    { "kwargs", false },
+    { "class_args", true },
+    { "class_kwargs", false },
+};
+#define S_PYTHON_PARTS 4
+
+//  Fills py_args from parts[] (NULL = empty; borrowed). Returns 0 or -1.
+static int
+s_python_args (payload_t *self, json_t *const parts[S_PYTHON_PARTS], char *err,
+               size_t errlen)
+{
+    json_t *object = json_object ();
+    if (!object)
+        return errbuf_set (err, errlen, "payload: out of memory");
+    for (size_t i = 0; i < S_PYTHON_PARTS; i++) {
+        json_t *part = parts[i];
+        if (part && s_python_parts[i].is_array != (bool) json_is_array (part)) {
+            json_decref (object);
+            return errbuf_set (err, errlen, "payload: python: %s is not %s",
+                               s_python_parts[i].name,
+                               s_python_parts[i].is_array ? "an array" : "an object");
+        }
+        if (part && !json_is_array (part) && !json_is_object (part)) {
+            json_decref (object);
+            return errbuf_set (err, errlen, "payload: python: bad %s",
+                               s_python_parts[i].name);
+        }
+        json_t *value =
+            part ? json_incref (part)
+                 : (s_python_parts[i].is_array ? json_array () : json_object ());
+        if (!value || json_object_set_new (object, s_python_parts[i].name, value)) {
+            json_decref (object);
+            return errbuf_set (err, errlen, "payload: out of memory");
+        }
+    }
+    if (s_json_depth (object, JSON_DEPTH_MAX + 1) > JSON_DEPTH_MAX) {
+        json_decref (object);
+        return errbuf_set (err, errlen,
+                           "payload: python: arguments nested deeper than %d",
+                           JSON_DEPTH_MAX);
+    }
+    self->py_args = json_dumps (object, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref (object);
+    if (!self->py_args)
+        return errbuf_set (err, errlen, "payload: out of memory");
+    return 0;
+}
+
+//  EventMQ's JSON job: ["run", {"path", "callable", "args", "kwargs",
+//  "class_args", "class_kwargs"}].
+static payload_t *
+s_decode_eventmq (const void *data, size_t size, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb (data, size, JSON_REJECT_DUPLICATES, &jerr);
+    payload_t *self = NULL;
+    if (!root) {
+        errbuf_set (err, errlen, "payload: not JSON (line %d, column %d: %s)", jerr.line,
+                    jerr.column, jerr.text);
+        return NULL;
+    }
+    json_t *body = json_array_get (root, 1);
+    if (!json_is_array (root) || json_array_size (root) != 2
+        || !json_is_string (json_array_get (root, 0)) || !json_is_object (body)) {
+        errbuf_set (err, errlen, "payload: JSON is not [\"run\", {...}]");
+        goto fail;
+    }
+    if (strcmp (json_string_value (json_array_get (root, 0)), "run")) {
+        errbuf_set (err, errlen, "payload: JSON command is not \"run\"");
+        goto fail;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach (body, key, value)
+    {
+        bool known = streq (key, "path") || streq (key, "callable");
+        for (size_t i = 0; i < S_PYTHON_PARTS; i++)
+            known = known || streq (key, s_python_parts[i].name);
+        if (!known) {
+            errbuf_set (err, errlen, "payload: unknown key '%.32s' in a run job", key);
+            goto fail;
+        }
+    }
+    json_t *path = json_object_get (body, "path");
+    json_t *callable = json_object_get (body, "callable");
+    if (!json_is_string (path) || !json_is_string (callable)) {
+        errbuf_set (err, errlen, "payload: python: path and callable must be strings");
+        goto fail;
+    }
+    if (payload_python_names_check (json_string_value (path),
+                                    json_string_value (callable), err, errlen))
+        goto fail;
+    self = calloc (1, sizeof *self);
+    if (!self || !(self->py_path = strdup (json_string_value (path)))
+        || !(self->py_callable = strdup (json_string_value (callable)))) {
+        errbuf_set (err, errlen, "payload: out of memory");
+        goto fail;
+    }
+    self->kind = PAYLOAD_PYTHON;
+    json_t *parts[S_PYTHON_PARTS];
+    for (size_t i = 0; i < S_PYTHON_PARTS; i++) {
+        parts[i] = json_object_get (body, s_python_parts[i].name);
+        if (json_is_null (parts[i]))
+            parts[i] = NULL;  // EventMQ sends [] / {}; None is as good
+    }
+    if (s_python_args (self, parts, err, errlen))
+        goto fail;
+    json_decref (root);
+    return self;
+fail:
+    payload_destroy (&self);
+    json_decref (root);
+    return NULL;
+}
+
+//  One key of an emq msgpack python payload.
+static int
+s_decode_python (payload_t *self, const msgpack_object *key, const msgpack_object *val,
+                 json_t *parts[S_PYTHON_PARTS], char *err, size_t errlen)
+{
+    if (s_key_is (key, "path"))
+        return s_string (val, "python: path", false, &self->py_path, err, errlen);
+    if (s_key_is (key, "callable"))
+        return s_string (val, "python: callable", false, &self->py_callable, err, errlen);
+    for (size_t i = 0; i < S_PYTHON_PARTS; i++) {
+        if (!s_key_is (key, s_python_parts[i].name))
+            continue;
+        if (val->type == MSGPACK_OBJECT_NIL)
+            return 0;
+        if (s_python_parts[i].is_array ? val->type != MSGPACK_OBJECT_ARRAY
+                                       : val->type != MSGPACK_OBJECT_MAP)
+            return errbuf_set (err, errlen, "payload: python: %s is not %s",
+                               s_python_parts[i].name,
+                               s_python_parts[i].is_array ? "an array" : "a map");
+        //  Keyword arguments are named by strings.
+        if (val->type == MSGPACK_OBJECT_MAP)
+            for (uint32_t k = 0; k < val->via.map.size; k++)
+                if (val->via.map.ptr[k].key.type != MSGPACK_OBJECT_STR)
+                    return errbuf_set (err, errlen,
+                                       "payload: python: a key of %s is not a string",
+                                       s_python_parts[i].name);
+        char reason[200];
+        char *text = msgpack_to_json (val, reason, sizeof reason);
+        if (!text)
+            return errbuf_set (err, errlen, "payload: python: %s: %s",
+                               s_python_parts[i].name, reason);
+        parts[i] = json_loads (text, 0, NULL);
+        free (text);
+        if (!parts[i])
+            return errbuf_set (err, errlen, "payload: python: %s cannot be read",
+                               s_python_parts[i].name);
+        return 0;
+    }
+    return -2;
+}
+
 payload_t *
 payload_decode (const void *data, size_t size, char *err, size_t errlen)
 {
+    //  EventMQ's JSON form starts with '[', which no emq payload (a msgpack
+    //  map) does.
+    const char *text = data;
+    size_t skip = 0;
+    while (text && skip < size && isspace ((unsigned char) text[skip]))
+        skip++;
+    if (text && skip < size && text[skip] == '[')
+        return s_decode_eventmq (data, size, err, errlen);
+    json_t *parts[S_PYTHON_PARTS] = { NULL, NULL, NULL, NULL };
     char reason[200];
     if (payload_msgpack_check (data, size, PAYLOAD_DEPTH_MAX, reason, sizeof reason)) {
         errbuf_set (err, errlen, "payload: %s", reason);
@@ -429,8 +689,10 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
         self->kind = PAYLOAD_RUN;
     else if (s_key_is (kind, "exec"))
         self->kind = PAYLOAD_EXEC;
+    else if (s_key_is (kind, "python"))
+        self->kind = PAYLOAD_PYTHON;
     else {
-        errbuf_set (err, errlen, "payload: kind is not \"run\" or \"exec\"");
+        errbuf_set (err, errlen, "payload: kind is not \"run\", \"exec\" or \"python\"");
         goto fail;
     }
     //  Duplicates are found by comparing each key with the earlier ones. A
@@ -463,7 +725,9 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
         if (s_key_is (key, "kind"))
             continue;
         rc = self->kind == PAYLOAD_RUN ? s_decode_run (self, key, val, err, errlen)
-                                       : s_decode_exec (self, key, val, err, errlen);
+             : self->kind == PAYLOAD_EXEC
+                 ? s_decode_exec (self, key, val, err, errlen)
+                 : s_decode_python (self, key, val, parts, err, errlen);
         if (rc == -2) {
             errbuf_set (err, errlen, "payload: unknown key '%s' in a %s payload", shown,
                         payload_kind_name (self->kind));
@@ -489,14 +753,23 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
             self->args_size = 1;
         }
     }
-    else if (!self->argv) {
+    else if (self->kind == PAYLOAD_EXEC && !self->argv) {
         errbuf_set (err, errlen, "payload: exec: missing 'argv'");
         goto fail;
     }
+    else if (self->kind == PAYLOAD_PYTHON
+             && (payload_python_names_check (self->py_path, self->py_callable, err,
+                                             errlen)
+                 || s_python_args (self, parts, err, errlen)))
+        goto fail;
+    for (size_t i = 0; i < S_PYTHON_PARTS; i++)
+        json_decref (parts[i]);
     msgpack_unpacked_destroy (&unpacked);
     return self;
 
 fail:
+    for (size_t i = 0; i < S_PYTHON_PARTS; i++)
+        json_decref (parts[i]);
     payload_destroy (&self);
     msgpack_unpacked_destroy (&unpacked);
     return NULL;
@@ -512,6 +785,43 @@ s_pack_str (msgpack_packer *pk, const char *s)
     if (msgpack_pack_str (pk, len))
         return -1;
     return msgpack_pack_str_body (pk, s, len);
+}
+
+//  {"kind":"python", "path", "callable", and the four parts of py_args}.
+static int
+s_encode_python (const payload_t *self, msgpack_packer *pk, msgpack_sbuffer *sbuf)
+{
+    if (payload_python_names_check (self->py_path, self->py_callable, NULL, 0))
+        return -1;
+    json_t *args = self->py_args ? json_loads (self->py_args, 0, NULL) : json_object ();
+    if (!json_is_object (args)) {
+        json_decref (args);
+        return -1;
+    }
+    //  Packed into a scratch buffer first, so nothing is appended on failure.
+    msgpack_sbuffer scratch;
+    msgpack_sbuffer_init (&scratch);
+    msgpack_packer spk;
+    msgpack_packer_init (&spk, &scratch, msgpack_sbuffer_write);
+    int rc = msgpack_pack_map (&spk, 3 + S_PYTHON_PARTS) || s_pack_str (&spk, "kind")
+             || s_pack_str (&spk, "python") || s_pack_str (&spk, "path")
+             || s_pack_str (&spk, self->py_path) || s_pack_str (&spk, "callable")
+             || s_pack_str (&spk, self->py_callable);
+    char reason[200];
+    for (size_t i = 0; !rc && i < S_PYTHON_PARTS; i++) {
+        json_t *part = json_object_get (args, s_python_parts[i].name);
+        char *text = part ? json_dumps (part, JSON_COMPACT | JSON_ENCODE_ANY)
+                          : strdup (s_python_parts[i].is_array ? "[]" : "{}");
+        rc = !text || s_pack_str (&spk, s_python_parts[i].name)
+             || json_to_msgpack (text, &scratch, reason, sizeof reason);
+        free (text);
+    }
+    json_decref (args);
+    if (!rc)
+        rc = msgpack_sbuffer_write (sbuf, scratch.data, scratch.size);
+    msgpack_sbuffer_destroy (&scratch);
+    (void) pk;
+    return rc ? -1 : 0;
 }
 
 int
@@ -537,6 +847,8 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
                             : msgpack_pack_nil (&pk);
         return rc ? -1 : 0;
     }
+    if (self->kind == PAYLOAD_PYTHON)
+        return s_encode_python (self, &pk, sbuf);
     if (self->kind != PAYLOAD_EXEC || !self->argv || self->argc == 0
         || self->argc > PAYLOAD_ARGC_MAX || self->envc > PAYLOAD_ENVC_MAX)
         return -1;
@@ -874,8 +1186,91 @@ payload_test (bool verbose)
         CHECK (p || *err);
         payload_destroy (&p);
     }
-    msgpack_sbuffer_destroy (&sbuf);
+    msgpack_sbuffer_clear (&sbuf);
     CHECK (s_streq (payload_kind_name (PAYLOAD_EXEC), "exec"));
+
+    //  Python jobs: EventMQ's JSON form as its client sends it, the emq
+    //  msgpack form, and what either refuses.
+    const char *eventmq =
+        "[\"run\", {\"callable\": \"greet\", \"path\": \"capjobs:Greeter\", "
+        "\"args\": [\"emq\"], \"kwargs\": {\"k\": 1}, \"class_args\": "
+        "[\"Hello\"], \"class_kwargs\": {}}]";
+    p = payload_decode (eventmq, strlen (eventmq), err, sizeof err);
+    CHECK (p && p->kind == PAYLOAD_PYTHON);
+    CHECK (p && s_streq (p->py_path, "capjobs:Greeter")
+           && s_streq (p->py_callable, "greet"));
+    CHECK (p
+           && s_streq (p->py_args, "{\"args\":[\"emq\"],\"kwargs\":{\"k\":1},"
+                                   "\"class_args\":[\"Hello\"],\"class_kwargs\":{}}"));
+    CHECK (payload_encode (p, &sbuf) == 0);
+    payload_destroy (&p);
+    p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
+    CHECK (p && p->kind == PAYLOAD_PYTHON && s_streq (p->py_callable, "greet"));
+    CHECK (p
+           && s_streq (p->py_args, "{\"args\":[\"emq\"],\"kwargs\":{\"k\":1},"
+                                   "\"class_args\":[\"Hello\"],\"class_kwargs\":{}}"));
+    payload_destroy (&p);
+    msgpack_sbuffer_clear (&sbuf);
+    const char *minimal = " [\"run\", {\"path\": \"a.b\", \"callable\": \"f\"}]";
+    p = payload_decode (minimal, strlen (minimal), err, sizeof err);
+    CHECK (p
+           && s_streq (p->py_args, "{\"args\":[],\"kwargs\":{},\"class_args\":[],"
+                                   "\"class_kwargs\":{}}"));
+    payload_destroy (&p);
+    const struct {
+        const char *json;
+        const char *why;
+    } bad_python[] = {
+        { "[\"run\", {\"path\": \"a\"", "not JSON" },
+        { "[\"run\"]", "is not [\"run\"" },
+        { "[\"exec\", {}]", "not \"run\"" },
+        { "[\"run\", {\"path\": \"a\", \"callable\": \"f\", \"x\": 1}]",
+          "unknown key 'x'" },
+        { "[\"run\", {\"path\": 1, \"callable\": \"f\"}]", "must be strings" },
+        { "[\"run\", {\"path\": \"a..b\", \"callable\": \"f\"}]", "not pkg.module" },
+        { "[\"run\", {\"path\": \"a.\", \"callable\": \"f\"}]", "ends in '.'" },
+        { "[\"run\", {\"path\": \"../x\", \"callable\": \"f\"}]", "not pkg.module" },
+        { "[\"run\", {\"path\": \"a:B:C\", \"callable\": \"f\"}]", "not pkg.module" },
+        { "[\"run\", {\"path\": \"a\", \"callable\": \"f()\"}]", "not an identifier" },
+        { "[\"run\", {\"path\": \"a\", \"callable\": \"f\", \"args\": {}}]",
+          "args is not an array" },
+        { "[\"run\", {\"path\": \"a\", \"callable\": \"f\", \"kwargs\": [1]}]",
+          "kwargs is not an object" },
+        { "[\"run\", {\"path\": \"a\", \"path\": \"b\", \"callable\": \"f\"}]",
+          "not JSON" },
+    };
+    for (size_t i = 0; i < sizeof bad_python / sizeof bad_python[0]; i++)
+        s_expect_bad (bad_python[i].json, strlen (bad_python[i].json), bad_python[i].why,
+                      verbose);
+    char nested[200] = "[\"run\", {\"path\": \"a\", \"callable\": \"f\", \"args\": ";
+    for (int i = 0; i < 40; i++)
+        strcat (nested, "[");
+    for (int i = 0; i < 40; i++)
+        strcat (nested, "]");
+    strcat (nested, "}]");
+    s_expect_bad (nested, strlen (nested), "nested deeper", verbose);
+    msgpack_pack_map (&pk, 4);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "python");
+    s_pack_str (&pk, "path");
+    s_pack_str (&pk, "m");
+    s_pack_str (&pk, "callable");
+    s_pack_str (&pk, "f");
+    s_pack_str (&pk, "kwargs");
+    msgpack_pack_map (&pk, 1);
+    msgpack_pack_int (&pk, 1);
+    msgpack_pack_int (&pk, 2);
+    s_expect_bad (sbuf.data, sbuf.size, "a key of kwargs is not a string", verbose);
+    msgpack_sbuffer_clear (&sbuf);
+    msgpack_pack_map (&pk, 2);
+    s_pack_str (&pk, "kind");
+    s_pack_str (&pk, "python");
+    s_pack_str (&pk, "path");
+    s_pack_str (&pk, "m");
+    s_expect_bad (sbuf.data, sbuf.size, "callable", verbose);
+    msgpack_sbuffer_clear (&sbuf);
+    msgpack_sbuffer_destroy (&sbuf);
+    CHECK (s_streq (payload_kind_name (PAYLOAD_PYTHON), "python"));
 
     //  payload_pack_str: text (EventMQ's JSON reply) as one msgpack str.
     const char *reply = "{\"value\": 5}";

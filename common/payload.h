@@ -4,6 +4,14 @@
       run:  {"kind":"run",  "library":str, "function":str, "args":any}
       exec: {"kind":"exec", "argv":[str...], "stdin":bin?, "env":{str:str}?,
              "cwd":str?}
+      python: {"kind":"python", "path":str, "callable":str, "args":[...]?,
+             "kwargs":{...}?, "class_args":[...]?, "class_kwargs":{...}?}
+    and EventMQ's own JSON form of a python job, taken as it is:
+      ["run", {"path":"pkg.module" or "pkg.module:Class", "callable":"name",
+               "args":[...], "kwargs":{...}, "class_args":[...],
+               "class_kwargs":{...}}]
+    A python job's arguments are kept as one JSON text (the embedded
+    interpreter reads JSON), whichever form brought them.
     Results: a run job's value is whatever the function packed; an exec job's
     value is its stdout as msgpack bin (so tools print it raw).
     The router never decodes payloads; libemq encodes, the worker decodes.
@@ -29,7 +37,7 @@
 #define PAYLOAD_ARGC_MAX 4096
 #define PAYLOAD_ENVC_MAX 4096
 
-typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC } payload_kind_t;
+typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC, PAYLOAD_PYTHON } payload_kind_t;
 
 typedef struct {
     payload_kind_t kind;
@@ -46,6 +54,11 @@ typedef struct {
     char **env;  // "NAME=VALUE", envc entries + NULL; may be NULL
     size_t envc;
     char *cwd;  // may be NULL
+    //  python
+    char *py_path;      // "pkg.module" or "pkg.module:Class"
+    char *py_callable;  // function (or method) name
+    char *py_args;      // JSON {"args":[],"kwargs":{},"class_args":[],
+                        // "class_kwargs":{}}, every key present
 } payload_t;
 
 //  Decodes a payload; caller owns the result. On malformed input returns
@@ -56,7 +69,13 @@ int payload_encode (const payload_t *self, msgpack_sbuffer *sbuf);
 //  Destroys a payload and nulls the pointer; NULL is fine.
 void payload_destroy (payload_t **self_p);
 
-//  Returns the kind's wire name ("run", "exec").
+//  Checks a python job's path ("pkg.module" or "pkg.module:Class": dotted
+//  identifiers) and callable (an identifier). Returns 0, or -1 with the
+//  reason in err.
+int payload_python_names_check (const char *path, const char *callable, char *err,
+                                size_t errlen);
+
+//  Returns the kind's wire name ("run", "exec", "python").
 const char *payload_kind_name (payload_kind_t kind);
 
 //  Packs size bytes of text as one msgpack str (e.g. EventMQ's JSON reply
