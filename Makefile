@@ -26,6 +26,15 @@ MSGPACK  := $(shell pkg-config --exists msgpack-c && echo msgpack-c || echo msgp
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) $(MSGPACK) 2>/dev/null)
 
+# Python jobs: the embedded interpreter is a plugin of its own
+# (emq_python.so), linked with Debian's libpython; PYTHON3 names the python
+# whose -dev files it is built against (not whatever python3 is on PATH).
+PYTHON3   ?= /usr/bin/python3
+PY_CFLAGS := $(shell $(PYTHON3)-config --includes 2>/dev/null)
+PY_LIBS   := $(shell $(PYTHON3)-config --embed --ldflags 2>/dev/null)
+PY_SONAME := $(shell $(PYTHON3) -c 'import sysconfig; print(sysconfig.get_config_var("INSTSONAME"))' 2>/dev/null)
+PY_HOME   := $(shell $(PYTHON3) -c 'import sys; print(sys.base_prefix)' 2>/dev/null)
+
 # OPTFLAGS is what sanitize/memcheck change; CFLAGS from the command line
 # (packagers) is kept and added to.
 OPTFLAGS ?= -O2 -g
@@ -54,11 +63,12 @@ VERSION_H := include/emq/version.h
 MANPAGES := $(patsubst docs/man/%,$(BUILD)/man/%,$(wildcard docs/man/*.1))
 LIBEMQ := $(BUILD)/lib/libemq.so
 PLUGINS := $(BUILD)/plugins/libemq_examples.so
+PYTHON_PLUGIN := $(BUILD)/lib/emq/emq_python.so
 TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler \
          $(BUILD)/tests/libslowsync.so
 
 .PHONY: all check test sanitize memcheck demo install uninstall clean deps bench format format-check
-all: $(BINS) $(LIBEMQ) $(PLUGINS) $(TESTS) $(BUILD)/lib/libemq.pc $(MANPAGES)
+all: $(BINS) $(LIBEMQ) $(PLUGINS) $(PYTHON_PLUGIN) $(TESTS) $(BUILD)/lib/libemq.pc $(MANPAGES)
 
 # Order-only: the first build needs the header before any object; later
 # ones follow the .d files (a new VERSION rewrites it).
@@ -100,6 +110,15 @@ $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 $(LIBEMQ): $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libemq.so.0 -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/worker/python_embed.o: worker/python_embed.c | $(VERSION_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PY_CFLAGS) -DEMQ_PYTHON_SONAME='"$(PY_SONAME)"' \
+	    -DEMQ_PYTHON_HOME='"$(PY_HOME)"' -MMD -MP -c $< -o $@
+
+$(PYTHON_PLUGIN): $(BUILD)/obj/worker/python_embed.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PY_LIBS)
 
 $(BUILD)/plugins/%.so: $(BUILD)/obj/plugins/%.o
 	@mkdir -p $(dir $@)
@@ -167,6 +186,7 @@ install: all
 	install -m 644 $(BUILD)/lib/libemq.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 644 include/emq/*.h $(DESTDIR)$(PREFIX)/include/emq/
 	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/emq/plugins/
+	install -m 755 $(PYTHON_PLUGIN) $(DESTDIR)$(PREFIX)/lib/emq/
 	install -m 644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:

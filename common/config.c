@@ -20,6 +20,7 @@
 #include "errbuf.h"
 #include "log.h"
 #include "numparse.h"
+#include "payload.h"
 #include "queuespec.h"
 
 #include <assert.h>
@@ -81,6 +82,7 @@ typedef struct {
 
 static s_check_fn s_check_endpoint;
 static s_check_fn s_check_hook;
+static s_check_fn s_check_python_hook;
 static s_check_fn s_check_queues;
 static s_check_fn s_check_queue_name;
 
@@ -303,6 +305,38 @@ static const s_setting_t s_settings[] = {
       .check = s_check_hook,
       .sections = S_JM,
       .description = "LIB:FN run after every job" },
+    { .name = "python_path",
+      .type = S_TYPE_LIST,
+      .default_text = "",
+      .sections = S_JM,
+      .description = "directories put first on the module search path of python "
+                     "jobs ($PYTHONPATH is honoured too)" },
+    { .name = "python_allow",
+      .type = S_TYPE_LIST,
+      .default_text = "*",
+      .sections = S_JM,
+      .description = "modules python jobs may name, as fnmatch patterns (e.g. "
+                     "myapp:myapp.*); '*' (EventMQ's behaviour): any importable "
+                     "module; empty: no python jobs" },
+    { .name = "python_setup",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_python_hook,
+      .sections = S_JM,
+      .description = "pkg.module.function run once in each worker, when it starts "
+                     "Python for its first python job" },
+    { .name = "python_job_entry",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_python_hook,
+      .sections = S_JM,
+      .description = "pkg.module.function run before every python job" },
+    { .name = "python_job_exit",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_python_hook,
+      .sections = S_JM,
+      .description = "pkg.module.function run after every python job" },
     { .name = "max_worker_rss_kb",
       .type = S_TYPE_INT,
       .default_text = "0",
@@ -402,8 +436,9 @@ static const s_setting_t s_settings[] = {
 
 //  Other spellings. An alias applies in the sections given (a program whose
 //  section is not among them does not read it). part: 0 = the whole value;
-//  1 / 2 = the LIB / FN half of a LIB:FN hook (EventMQ's setup_path and
-//  setup_callable), combined when both are known.
+//  1 / 2 = the module / function half of the python setup hook (EventMQ's
+//  setup_path and setup_callable), combined when both are known. EventMQ's
+//  hooks are Python dotted paths, so they alias the python_* hooks.
 typedef struct {
     const char *alias;
     unsigned sections;
@@ -418,11 +453,11 @@ static const s_alias_t s_aliases[] = {
     { "worker_addr_failover", S_ANY, "backend_failover_addrs", 0 },
     { "workers", S_ANY, "concurrent_jobs", 0 },
     { "hwm", S_ANY, "queue_hwm", 0 },
-    { "subprocess_setup_func", S_ANY, "setup", 0 },
-    { "job_entry_func", S_ANY, "job_entry", 0 },
-    { "job_exit_func", S_ANY, "job_exit", 0 },
-    { "setup_path", S_ANY, "setup", 1 },
-    { "setup_callable", S_ANY, "setup", 2 },
+    { "subprocess_setup_func", S_ANY, "python_setup", 0 },
+    { "job_entry_func", S_ANY, "python_job_entry", 0 },
+    { "job_exit_func", S_ANY, "python_job_exit", 0 },
+    { "setup_path", S_ANY, "python_setup", 1 },
+    { "setup_callable", S_ANY, "python_setup", 2 },
 };
 #define S_ALIAS_COUNT (sizeof s_aliases / sizeof s_aliases[0])
 
@@ -640,6 +675,29 @@ s_check_hook (const char *value, char **canonical, char *why, size_t whylen)
             return -1;
         }
     return 0;
+}
+
+//  "" (no hook), pkg.module.function or pkg.module:function.
+static int
+s_check_python_hook (const char *value, char **canonical, char *why, size_t whylen)
+{
+    (void) canonical;
+    if (!*value)
+        return 0;
+    char module[1024];
+    const char *colon = strchr (value, ':');
+    const char *cut = colon ? colon : strrchr (value, '.');
+    size_t len = cut ? (size_t) (cut - value) : 0;
+    if (cut && len < sizeof module) {
+        memcpy (module, value, len);
+        module[len] = 0;
+        if (payload_python_names_check (module, cut + 1, NULL, 0) == 0)
+            return 0;
+    }
+    errbuf_set (why, whylen,
+                "a Python dotted path (pkg.module.function or pkg.module:function), "
+                "or empty");
+    return -1;
 }
 
 static int
@@ -1086,8 +1144,9 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
     return 0;
 }
 
-//  Combines setup_path + setup_callable into setup, unless setup itself was
-//  given (the canonical name wins over EventMQ's split form).
+//  Combines setup_path + setup_callable into python_setup, unless
+//  python_setup itself was given (the canonical name wins over EventMQ's
+//  split form).
 static int
 s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
 {
@@ -1099,7 +1158,7 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
                     split->source);
         return -1;
     }
-    int index = s_setting_index ("setup");
+    int index = s_setting_index ("python_setup");
     if (values[index].origin != S_FROM_DEFAULT)
         return 0;
     char *text;
@@ -1741,6 +1800,8 @@ config_test (bool verbose)
         { "[jobmanager]\nsetup = libfoo.so\n", { "LIB:FN", NULL, NULL } },
         { "[jobmanager]\njob_entry = lib:not-an-identifier\n", { "LIB:FN", NULL, NULL } },
         { "[jobmanager]\njob_exit = :fn\n", { "LIB:FN", NULL, NULL } },
+        { "[jobmanager]\npython_setup = nodots\n", { "dotted path", NULL, NULL } },
+        { "[jobmanager]\njob_exit_func = a.b()\n", { "dotted path", NULL, NULL } },
         { "[jobmanager]\nbackend_failover_addrs = tcp://a:1,nope\n",
           { S_ENDPOINTS, NULL, NULL } },
         { "[router]\nfsync = sometimes\n", { "always|everysec|off", NULL, NULL } },
@@ -1867,8 +1928,8 @@ config_test (bool verbose)
     //  when both are given; connect_addr depends on the program.
     CHECK_EQ (s_test_load (config, dir, "jobmanager",
                            "[jobmanager]\nworker_addr = tcp://w:1\nworkers = 3\nhwm = 5\n"
-                           "job_entry_func = libhooks.so:enter\n"
-                           "setup_path = libhooks.so\nsetup_callable = init\n",
+                           "job_entry_func = hooks.enter\n"
+                           "setup_path = myapp.hooks\nsetup_callable = init\n",
                            err, sizeof err),
               0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://w:1");
@@ -1876,16 +1937,17 @@ config_test (bool verbose)
                     "(as worker_addr)");
     CHECK_EQ (config_int (config, "concurrent_jobs"), 3);
     CHECK_EQ (config_int (config, "queue_hwm"), 5);
-    CHECK_STREQ (config_str (config, "job_entry"), "libhooks.so:enter");
-    CHECK_STREQ (config_str (config, "setup"), "libhooks.so:init");
+    CHECK_STREQ (config_str (config, "python_job_entry"), "hooks.enter");
+    CHECK_STREQ (config_str (config, "python_setup"), "myapp.hooks:init");
+    CHECK_STREQ (config_str (config, "job_entry"), "");
     CHECK_EQ (
         s_test_load (config, dir, "jobmanager",
                      "[jobmanager]\nbackend_addr = tcp://c:1\nworker_addr = tcp://w:1\n"
-                     "setup = liba.so:a\nsetup_path = libb.so\nsetup_callable = b\n",
+                     "python_setup = a.a\nsetup_path = b\nsetup_callable = b\n",
                      err, sizeof err),
         0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://c:1");
-    CHECK_STREQ (config_str (config, "setup"), "liba.so:a");
+    CHECK_STREQ (config_str (config, "python_setup"), "a.a");
     CHECK_EQ (s_test_load (config, dir, "jobmanager",
                            "[jobmanager]\nconnect_addr = tcp://j:1\n", err, sizeof err),
               0);

@@ -30,7 +30,16 @@ enum {
 };
 
 //  getopt codes of the options that are no setting.
-enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_CONFIG };
+enum {
+    S_OPT_HELP = 256,
+    S_OPT_VERSION,
+    S_OPT_CONFIG,
+    S_OPT_PYTHON_PATH,
+    S_OPT_PYTHON_ALLOW,
+    S_OPT_PYTHON_SETUP,
+    S_OPT_PYTHON_JOB_ENTRY,
+    S_OPT_PYTHON_JOB_EXIT
+};
 
 typedef struct {
     const char *setting;
@@ -70,6 +79,13 @@ s_usage (FILE *stream)
         "  --setup LIB:FN             run once in every new worker\n"
         "  --job-entry LIB:FN         run before every job\n"
         "  --job-exit LIB:FN          run after every job\n"
+        "  --python-path DIR          put DIR first on python jobs' module path "
+        "(repeatable)\n"
+        "  --python-allow PATTERN     modules python jobs may name, e.g. 'myapp.*'\n"
+        "                             (repeatable; default '*': any module)\n"
+        "  --python-setup PATH        pkg.module.function run once per worker\n"
+        "  --python-job-entry PATH    pkg.module.function run before every python job\n"
+        "  --python-job-exit PATH     pkg.module.function run after every python job\n"
         "  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
         "  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
         "                             waited N ms for a worker (default 100; 0: never)\n"
@@ -98,8 +114,10 @@ s_apply_flags (const s_args_t *args, config_t *config, char *err, size_t errlen)
         bool repeat = false;
         for (size_t k = 0; k < i; k++)
             repeat = repeat || streq (args->flags[k].setting, flag->setting);
-        bool list =
-            streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
+        bool list = streq (flag->setting, "plugin_dirs")
+                    || streq (flag->setting, "exec_allow")
+                    || streq (flag->setting, "python_path")
+                    || streq (flag->setting, "python_allow");
         int rc = repeat && list
                      ? config_append (config, flag->setting, flag->value, err, errlen)
                      : config_set (config, flag->setting, flag->value, err, errlen);
@@ -148,6 +166,22 @@ s_build_settings (const s_args_t *args, char *err, size_t errlen, int *code)
     return settings;
 }
 
+//  EventMQ runs any importable module a job names; so does emq by default,
+//  and says so, since a job's sender then chooses the code that runs.
+static void
+s_warn_python (const worker_config_t *worker)
+{
+    for (size_t i = 0; i < worker->python_allow_count; i++)
+        if (streq (worker->python_allow[i], "*")) {
+            log_warning ("jobmanager: python_allow is '*': python jobs may import and "
+                         "run any module on the path, as EventMQ does; narrow it "
+                         "(e.g. --python-allow 'myapp.*', or python_allow = "
+                         "myapp:myapp.* in [jobmanager]) or empty it to refuse "
+                         "python jobs");
+            return;
+        }
+}
+
 static jobmanager_settings_t *
 s_reload (void *arg, char *err, size_t errlen)
 {
@@ -176,6 +210,11 @@ static const struct option s_options[] = {
     { "curve-cert", required_argument, NULL, 'c' },
     { "log-level", required_argument, NULL, 'G' },
     { "verbose", no_argument, NULL, 'v' },
+    { "python-path", required_argument, NULL, S_OPT_PYTHON_PATH },
+    { "python-allow", required_argument, NULL, S_OPT_PYTHON_ALLOW },
+    { "python-setup", required_argument, NULL, S_OPT_PYTHON_SETUP },
+    { "python-job-entry", required_argument, NULL, S_OPT_PYTHON_JOB_ENTRY },
+    { "python-job-exit", required_argument, NULL, S_OPT_PYTHON_JOB_EXIT },
     { "config", required_argument, NULL, S_OPT_CONFIG },
     { "help", no_argument, NULL, S_OPT_HELP },
     { "version", no_argument, NULL, S_OPT_VERSION },
@@ -204,7 +243,12 @@ static const struct {
                         { 'H', "prefetch_hold_ms" },
                         { 'G', "log_level" },
                         { 'k', "curve_server_key" },
-                        { 'c', "curve_cert" } };
+                        { 'c', "curve_cert" },
+                        { S_OPT_PYTHON_PATH, "python_path" },
+                        { S_OPT_PYTHON_ALLOW, "python_allow" },
+                        { S_OPT_PYTHON_SETUP, "python_setup" },
+                        { S_OPT_PYTHON_JOB_ENTRY, "python_job_entry" },
+                        { S_OPT_PYTHON_JOB_EXIT, "python_job_exit" } };
 
 //  Keeps a flag's value for its setting (args->flags has room for argc + 1).
 static void
@@ -299,6 +343,7 @@ main (int argc, char *argv[], char *envp[])
         return code;
     }
     log_init ("emq-jobmanager", settings->log_level);
+    s_warn_python (settings->worker);
     jobmanager_t *jobmanager = jobmanager_new (&settings, err, sizeof err);
     if (!jobmanager) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);

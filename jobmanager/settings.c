@@ -39,6 +39,22 @@ s_worker_config (config_t *config, char *err, size_t errlen)
             worker_config_destroy (&wconfig);
             return NULL;
         }
+    for (size_t i = 0; i < config_list_size (config, "python_path"); i++)
+        if (worker_config_add_python_path (wconfig,
+                                           config_list_item (config, "python_path", i)))
+            goto oom;
+    for (size_t i = 0; i < config_list_size (config, "python_allow"); i++)
+        if (worker_config_add_python_allow (wconfig,
+                                            config_list_item (config, "python_allow", i)))
+            goto oom;
+    static const char *python_hooks[] = { "python_setup", "python_job_entry",
+                                          "python_job_exit" };
+    for (size_t i = 0; i < 3; i++)
+        if (worker_config_set_python_hook (
+                wconfig, hooks[i], config_str (config, python_hooks[i]), err, errlen)) {
+            worker_config_destroy (&wconfig);
+            return NULL;
+        }
     wconfig->max_job_count = (uint64_t) config_int (config, "max_job_count");
     wconfig->max_rss_kb = (uint64_t) config_int (config, "max_worker_rss_kb");
     return wconfig;

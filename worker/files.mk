@@ -1,2 +1,5 @@
-# worker/: the code that runs inside a forked worker (no ZeroMQ).
-WORKER_SRC := worker/wire.c worker/plugin.c worker/command.c worker/worker.c
+# worker/: the code that runs inside a forked worker (no ZeroMQ). The
+# embedded interpreter, worker/python_embed.c, is built alone into
+# emq_python.so (Makefile).
+WORKER_SRC := worker/wire.c worker/plugin.c worker/command.c worker/python.c \
+              worker/worker.c

@@ -13,6 +13,7 @@
 #include "command.h"
 #include "log.h"
 #include "plugin.h"
+#include "python.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -73,6 +74,11 @@ worker_config_destroy (worker_config_t **self_p)
     free (self->setup);
     free (self->job_entry);
     free (self->job_exit);
+    s_free_list (self->python_path, self->python_path_count);
+    s_free_list (self->python_allow, self->python_allow_count);
+    free (self->python_setup);
+    free (self->python_job_entry);
+    free (self->python_job_exit);
     free (self);
     *self_p = NULL;
 }
@@ -103,6 +109,67 @@ int
 worker_config_add_exec_allow (worker_config_t *self, const char *pattern)
 {
     return s_list_add (&self->exec_allow, &self->exec_allow_count, pattern);
+}
+
+int
+worker_config_add_python_path (worker_config_t *self, const char *dir)
+{
+    return s_list_add (&self->python_path, &self->python_path_count, dir);
+}
+
+int
+worker_config_add_python_allow (worker_config_t *self, const char *pattern)
+{
+    return s_list_add (&self->python_allow, &self->python_allow_count, pattern);
+}
+
+//  pkg.module.function or pkg.module:function: dotted identifiers.
+static bool
+s_python_hook_ok (const char *spec)
+{
+    char path[1100];
+    if (strlen (spec) >= sizeof path)
+        return false;
+    strcpy (path, spec);
+    char *colon = strchr (path, ':');
+    char *name;
+    if (colon) {
+        *colon = 0;
+        name = colon + 1;
+    }
+    else {
+        char *dot = strrchr (path, '.');
+        if (!dot)
+            return false;
+        *dot = 0;
+        name = dot + 1;
+    }
+    return payload_python_names_check (path, name, NULL, 0) == 0;
+}
+
+int
+worker_config_set_python_hook (worker_config_t *self, const char *which, const char *spec,
+                               char *err, size_t errlen)
+{
+    char **field = streq (which, "setup")       ? &self->python_setup
+                   : streq (which, "job_entry") ? &self->python_job_entry
+                   : streq (which, "job_exit")  ? &self->python_job_exit
+                                                : NULL;
+    assert (field);
+    if (spec && *spec && !s_python_hook_ok (spec)) {
+        snprintf (err, errlen,
+                  "python_%s: '%s' is not a dotted path (pkg.module.function or "
+                  "pkg.module:function)",
+                  which, spec);
+        return -1;
+    }
+    free (*field);
+    *field = NULL;
+    if (spec && *spec && !(*field = strdup (spec))) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -157,12 +224,22 @@ worker_config_equal (const worker_config_t *a, const worker_config_t *b)
                             b->exec_allow_count)
            && s_str_equal (a->setup, b->setup) && s_str_equal (a->job_entry, b->job_entry)
            && s_str_equal (a->job_exit, b->job_exit)
-           && a->max_job_count == b->max_job_count && a->max_rss_kb == b->max_rss_kb;
+           && a->max_job_count == b->max_job_count && a->max_rss_kb == b->max_rss_kb
+           && s_list_equal (a->python_path, a->python_path_count, b->python_path,
+                            b->python_path_count)
+           && s_list_equal (a->python_allow, a->python_allow_count, b->python_allow,
+                            b->python_allow_count)
+           && s_str_equal (a->python_setup, b->python_setup)
+           && s_str_equal (a->python_job_entry, b->python_job_entry)
+           && s_str_equal (a->python_job_exit, b->python_job_exit);
 }
 
 struct worker_t {
-    const worker_config_t *config;  // borrowed
-    plugin_cache_t *plugins;        // libraries loaded by this worker
+    const worker_config_t *config;      // borrowed
+    plugin_cache_t *plugins;            // libraries loaded by this worker
+    emq_python_config_t python_config;  // views into config
+    python_t *python;                   // python jobs (loaded on the first)
+    bool broken;                        // replace this worker after its job
 };
 
 worker_t *
@@ -174,7 +251,16 @@ worker_new (const worker_config_t *config)
         return NULL;
     self->config = config;
     self->plugins = plugin_cache_new (config->plugin_dirs, config->plugin_dir_count);
-    if (!self->plugins)
+    self->python_config =
+        (emq_python_config_t){ .path = config->python_path,
+                               .path_count = config->python_path_count,
+                               .allow = config->python_allow,
+                               .allow_count = config->python_allow_count,
+                               .setup = config->python_setup,
+                               .job_entry = config->python_job_entry,
+                               .job_exit = config->python_job_exit };
+    self->python = python_new (&self->python_config);
+    if (!self->plugins || !self->python)
         worker_destroy (&self);
     return self;
 }
@@ -187,6 +273,7 @@ worker_destroy (worker_t **self_p)
     if (!self)
         return;
     plugin_cache_destroy (&self->plugins);
+    python_destroy (&self->python);
     free (self);
     *self_p = NULL;
 }
@@ -284,6 +371,8 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
     int rc;
     if (payload->kind == PAYLOAD_RUN)
         rc = plugin_run (self->plugins, payload, &context, outcome);
+    else if (payload->kind == PAYLOAD_PYTHON)
+        rc = python_run (self->python, payload, outcome, &self->broken);
     else
         rc = command_run (payload, self->config->exec_allow,
                           self->config->exec_allow_count, outcome);
@@ -303,6 +392,13 @@ usage:
             outcome->maxrss_kb = (uint64_t) after.ru_maxrss;
     }
     return outcome;
+}
+
+bool
+worker_is_broken (const worker_t *self)
+{
+    assert (self);
+    return self->broken;
 }
 
 //  Current resident set size in KiB, from /proc; 0 if unknown.
@@ -403,7 +499,8 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         jobs_done++;
         uint64_t rss_kb = config->max_rss_kb ? s_rss_kb () : 0;
         outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
-                            || (config->max_rss_kb && rss_kb > config->max_rss_kb);
+                            || (config->max_rss_kb && rss_kb > config->max_rss_kb)
+                            || worker_is_broken (self);
         if (wire_send (S_WORKER_FD, outcome, &scratch))
             _exit (2);
         bool retiring = outcome->retiring;

@@ -33,6 +33,13 @@ typedef struct {
     char *job_exit;           // "LIB:FN" run after every job, or NULL
     uint64_t max_job_count;   // jobs before the worker exits; 0 = unlimited
     uint64_t max_rss_kb;      // exit after a job past this RSS; 0 = off
+    char **python_path;       // directories put first on sys.path
+    size_t python_path_count;
+    char **python_allow;        // fnmatch patterns of modules python jobs may
+    size_t python_allow_count;  // name; 0 = python jobs are disabled
+    char *python_setup;         // dotted paths of EventMQ's hooks, or NULL
+    char *python_job_entry;
+    char *python_job_exit;
 } worker_config_t;
 
 //  Creates an empty configuration; caller owns it.
@@ -42,6 +49,13 @@ void worker_config_destroy (worker_config_t **self_p);
 //  Appends a copy of dir / pattern. Return 0 or -1 (out of memory).
 int worker_config_add_plugin_dir (worker_config_t *self, const char *dir);
 int worker_config_add_exec_allow (worker_config_t *self, const char *pattern);
+int worker_config_add_python_path (worker_config_t *self, const char *dir);
+int worker_config_add_python_allow (worker_config_t *self, const char *pattern);
+//  Sets a python hook ("setup", "job_entry", "job_exit") to a dotted path
+//  (pkg.module.function or pkg.module:function), or none for NULL/"".
+//  Returns 0, or -1 if the spec is malformed (reason in err).
+int worker_config_set_python_hook (worker_config_t *self, const char *which,
+                                   const char *spec, char *err, size_t errlen);
 //  Sets a hook ("LIB:FN", or NULL/"" for none). Returns 0, or -1 if the spec
 //  is malformed (reason in err).
 int worker_config_set_hook (worker_config_t *self, const char *which, const char *spec,
@@ -73,6 +87,9 @@ int worker_setup (worker_t *self, char *err, size_t errlen);
 //  NULL only when out of memory). Fills in resource use; never sets
 //  retiring.
 wire_msg_t *worker_run_job (worker_t *self, const wire_msg_t *job);
+//  True once the worker should be replaced whatever its job count (its
+//  python interpreter could not start).
+bool worker_is_broken (const worker_t *self);
 
 void worker_test (bool verbose);
 
