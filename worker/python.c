@@ -78,8 +78,8 @@ s_start (python_t *self)
     emq_python_init_fn *init = (emq_python_init_fn *) dlsym (handle, "emq_python_init");
     emq_python_call_fn *call = (emq_python_call_fn *) dlsym (handle, "emq_python_call");
     if (!init || !call) {
-        snprintf (self->failure, sizeof self->failure, "%.400s is not emq's python plugin",
-                  path);
+        snprintf (self->failure, sizeof self->failure,
+                  "%.400s is not emq's python plugin", path);
         return;
     }
     char err[sizeof self->failure - 16];
@@ -129,7 +129,8 @@ python_run (python_t *self, const payload_t *payload, wire_msg_t *outcome, bool 
         msgpack_sbuffer_init (&sbuf);
         msgpack_packer pk;
         msgpack_packer_init (&pk, &sbuf, msgpack_sbuffer_write);
-        rc = msgpack_pack_str (&pk, call.size) || msgpack_pack_str_body (&pk, call.text, call.size)
+        rc = msgpack_pack_str (&pk, call.size)
+                     || msgpack_pack_str_body (&pk, call.text, call.size)
                  ? -1
                  : s_text (outcome, EMQP_STATUS_OK, sbuf.data, sbuf.size);
         msgpack_sbuffer_destroy (&sbuf);

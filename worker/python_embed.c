@@ -22,10 +22,10 @@
 #include <string.h>
 
 #ifndef EMQ_PYTHON_SONAME
-#    error "build with -DEMQ_PYTHON_SONAME=\"libpython3.X.so.1.0\""
+#error "build with -DEMQ_PYTHON_SONAME=\"libpython3.X.so.1.0\""
 #endif
 #ifndef EMQ_PYTHON_HOME
-#    error "build with -DEMQ_PYTHON_HOME=\"<sys.base_prefix>\""
+#error "build with -DEMQ_PYTHON_HOME=\"<sys.base_prefix>\""
 #endif
 
 //  The job runner. run() returns (status, bytes): 0 ok with the reply JSON
