@@ -17,6 +17,9 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libpython3-dev                  # python jobs: the embedded CPython (emq_python.so)
+    python3-msgpack                 # python/emq: decoding job results
+    python3-pytest                  # python/emq's tests
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
     beanstalkd                      # make bench: the peer emq is measured against

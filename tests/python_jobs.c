@@ -167,7 +167,8 @@ test_python_jobs (h_test_t *t)
     size_t size;
     h_payload_exec (argv, &payload, &size);
     emq_submit_opts_t exec_opts = { .reply = true };
-    REQUIRE_INT (emq_submit (client, &exec_opts, payload, size, msgid, h_ms (5000)), ==, 0);
+    REQUIRE_INT (emq_submit (client, &exec_opts, payload, size, msgid, h_ms (5000)), ==,
+                 0);
     free (payload);
     emq_event_t event;
     s_result (t, client, msgid, 10000, &event);
@@ -201,12 +202,15 @@ test_python_jobs (h_test_t *t)
 
     //  A raising job fails with its traceback; so does a missing module, a
     //  missing function, a bad call and a value JSON cannot hold.
-    s_submit (client, &opts, "emqtest_jobs", "boom", "[\"bad input\"]", NULL, NULL, msgid);
+    s_submit (client, &opts, "emqtest_jobs", "boom", "[\"bad input\"]", NULL, NULL,
+              msgid);
     s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "ValueError: bad input");
     s_submit (client, &opts, "emqtest_jobs", "boom", "[\"x\"]", NULL, NULL, msgid);
-    s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "Traceback (most recent call last)");
+    s_expect_error (t, client, msgid, EMQ_JOB_FAILED,
+                    "Traceback (most recent call last)");
     s_submit (client, &opts, "emqtest_missing", "f", NULL, NULL, NULL, msgid);
-    s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "No module named 'emqtest_missing'");
+    s_expect_error (t, client, msgid, EMQ_JOB_FAILED,
+                    "No module named 'emqtest_missing'");
     s_submit (client, &opts, "emqtest_jobs", "no_such", NULL, NULL, NULL, msgid);
     s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "AttributeError");
     s_submit (client, &opts, "emqtest_jobs", "add", "[1]", NULL, NULL, msgid);
@@ -221,7 +225,8 @@ test_python_jobs (h_test_t *t)
     //  A malformed python payload is refused with the reason.
     const char *bad = "[\"run\", {\"path\": \"../evil\", \"callable\": \"f\"}]";
     opts.reply = true;
-    REQUIRE_INT (emq_submit (client, &opts, bad, strlen (bad), msgid, h_ms (5000)), ==, 0);
+    REQUIRE_INT (emq_submit (client, &opts, bad, strlen (bad), msgid, h_ms (5000)), ==,
+                 0);
     s_expect_error (t, client, msgid, EMQ_JOB_REJECTED, "not pkg.module");
 
     //  emq's msgpack form of the same job.
@@ -264,12 +269,11 @@ test_python_hooks (h_test_t *t)
     snprintf (conf, sizeof conf, "%s/eventmq.conf", t->dir);
     FILE *file = fopen (conf, "w");
     REQUIRE (file);
-    fprintf (file,
-             "[jobmanager]\n"
-             "setup_path = emqtest_hooks\n"
-             "setup_callable = setup\n"
-             "job_entry_func = emqtest_hooks.entry\n"
-             "job_exit_func = emqtest_hooks.exit\n");
+    fprintf (file, "[jobmanager]\n"
+                   "setup_path = emqtest_hooks\n"
+                   "setup_callable = setup\n"
+                   "job_entry_func = emqtest_hooks.entry\n"
+                   "job_exit_func = emqtest_hooks.exit\n");
     REQUIRE (fclose (file) == 0);
     s_start (t, "*", "--config", conf, NULL, NULL);
     //  The default allow-list is EventMQ's, said at start.

@@ -38,6 +38,14 @@ class System:
     def spawn(self, name, *args):
         log = open(os.path.join(self.dir, name + ".log"), "w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTMQ_")}
+        # emq's package turns czmq's signal handlers off for this process;
+        # the programs rely on them for a graceful SIGTERM.
+        env.pop("ZSYS_SIGHANDLER", None)
+        if env.pop("EMQ_PYTEST_SANITIZED", None):
+            # tests/run preloaded ASan for this interpreter only: the emq
+            # programs are ASan builds themselves and keep leak checking.
+            env.pop("LD_PRELOAD", None)
+            env.pop("ASAN_OPTIONS", None)
         # An empty config file: nothing from /etc/eventmq.conf leaks in.
         env["EVENTMQ_CONFIG_FILE"] = os.path.join(self.dir, "empty.conf")
         open(env["EVENTMQ_CONFIG_FILE"], "a").close()
@@ -62,6 +70,10 @@ class System:
         raise AssertionError("timed out waiting for " + what)
 
     def stop(self):
+        """Stops every program (SIGTERM, then SIGKILL after 5 s); returns
+        the ones that did not exit 0 on SIGTERM (a sanitizer report, a
+        crash, a hang)."""
+        bad = []
         for proc, log in reversed(self.procs):
             for sig in (signal.SIGTERM, signal.SIGKILL):
                 try:
@@ -73,7 +85,12 @@ class System:
                     break
                 except subprocess.TimeoutExpired:
                     continue
+            proc.wait()
+            if proc.returncode != 0:
+                bad.append("%s exited %s (see %s)" % (proc.args[0], proc.returncode,
+                                                      log.name))
             log.close()
+        return bad
 
 
 HEARTBEATS = ["--heartbeat-interval", "0.2", "--heartbeat-timeout", "0.5",
@@ -102,6 +119,7 @@ def system():
                        what="the scheduler")
         yield s
     finally:
-        s.stop()
-        if os.environ.get("EMQ_TEST_KEEP") != "1":
+        bad = s.stop()
+        if os.environ.get("EMQ_TEST_KEEP") != "1" and not bad:
             shutil.rmtree(directory, ignore_errors=True)
+    assert not bad, "; ".join(bad)
