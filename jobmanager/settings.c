@@ -242,10 +242,34 @@ jobmanager_settings_test (bool verbose)
            && streq (settings->log_level_name, "info"));
     CHECK (settings->worker && settings->worker->max_job_count == 1024);
     CHECK (settings->worker && settings->worker->exec_allow_count == 0);
+    //  Python jobs: EventMQ's "anything importable" by default, no hooks.
+    CHECK (settings->worker && settings->worker->python_allow_count == 1
+           && streq (settings->worker->python_allow[0], "*"));
+    CHECK (settings->worker && settings->worker->python_path_count == 0
+           && !settings->worker->python_setup);
     CHECK_EQ (settings->failover_count, 0);
     CHECK_STREQ (jobmanager_settings_backend (settings, 5), "tcp://127.0.0.1:47290");
     jobmanager_settings_destroy (&settings);
     CHECK (settings == NULL);
+    jobmanager_settings_destroy (&settings);
+
+    //  The python settings reach the worker configuration.
+    const char *python[] = { "python_path",     "/srv/a:/srv/b",  "python_allow",
+                             "app:app.*",       "python_setup",   "app.hooks:init",
+                             "python_job_exit", "app.hooks.done", NULL };
+    settings = s_test_settings (python, err, sizeof err);
+    REQUIRE (settings);
+    CHECK_EQ (settings->worker->python_path_count, 2);
+    CHECK_STREQ (settings->worker->python_path[1], "/srv/b");
+    CHECK_EQ (settings->worker->python_allow_count, 2);
+    CHECK_STREQ (settings->worker->python_allow[1], "app.*");
+    CHECK_STREQ (settings->worker->python_setup, "app.hooks:init");
+    CHECK_STREQ (settings->worker->python_job_exit, "app.hooks.done");
+    CHECK (settings->worker->python_job_entry == NULL);
+    jobmanager_settings_destroy (&settings);
+    const char *no_python[] = { "python_allow", "", NULL };
+    settings = s_test_settings (no_python, err, sizeof err);
+    CHECK (settings && settings->worker->python_allow_count == 0);
     jobmanager_settings_destroy (&settings);
 
     //  Every setting the job manager reads.

@@ -551,6 +551,26 @@ worker_test (bool verbose)
     REQUIRE (!worker_config_equal (config, other));
     REQUIRE (worker_config_add_exec_allow (other, "/bin/*") == 0);
     REQUIRE (worker_config_equal (config, other));
+    //  Python hooks are dotted paths; the python settings count in equality.
+    REQUIRE (worker_config_set_python_hook (other, "setup", "nodots", err, sizeof err)
+             == -1);
+    REQUIRE (strstr (err, "dotted path"));
+    REQUIRE (worker_config_set_python_hook (other, "job_entry", "a.b()", err, sizeof err)
+             == -1);
+    REQUIRE (
+        worker_config_set_python_hook (other, "setup", "app.hooks.init", err, sizeof err)
+        == 0);
+    REQUIRE (worker_config_set_python_hook (other, "job_exit", "app.hooks:done", err,
+                                            sizeof err)
+             == 0);
+    REQUIRE (streq (other->python_setup, "app.hooks.init"));
+    REQUIRE (!worker_config_equal (config, other));
+    REQUIRE (worker_config_set_python_hook (other, "setup", "", err, sizeof err) == 0);
+    REQUIRE (worker_config_set_python_hook (other, "job_exit", NULL, err, sizeof err)
+             == 0);
+    REQUIRE (worker_config_equal (config, other));
+    REQUIRE (worker_config_add_python_allow (other, "app.*") == 0);
+    REQUIRE (!worker_config_equal (config, other));
     worker_config_destroy (&other);
     REQUIRE (other == NULL);
 
