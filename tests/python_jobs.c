@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_QUEUES "[[10,\"default\"]]"
@@ -275,7 +276,18 @@ test_python_hooks (h_test_t *t)
                    "job_entry_func = emqtest_hooks.entry\n"
                    "job_exit_func = emqtest_hooks.exit\n");
     REQUIRE (fclose (file) == 0);
-    s_start (t, "*", "--config", conf, NULL, NULL);
+    //  A module found only through PYTHONPATH, honoured as EventMQ does.
+    char module[PATH_MAX + 32], extra[PATH_MAX];
+    snprintf (extra, sizeof extra, "%s/extra", t->dir);
+    REQUIRE (mkdir (extra, 0700) == 0);
+    snprintf (module, sizeof module, "%s/emqtest_env.py", extra);
+    file = fopen (module, "w");
+    REQUIRE (file);
+    fprintf (file, "def where():\n    return 'found through PYTHONPATH'\n");
+    REQUIRE (fclose (file) == 0);
+    setenv ("PYTHONPATH", extra, 1);
+    //  Workers are recycled after two jobs: the third runs in a new one.
+    pid_t jm = s_start (t, "*", "--config", conf, "--max-job-count", "2");
     //  The default allow-list is EventMQ's, said at start.
     REQUIRE_WAIT (h_log_count (t, "jm", "python_allow is '*'") == 1, 5000);
     emq_client_t *client = s_client (t);
@@ -283,9 +295,17 @@ test_python_hooks (h_test_t *t)
     char msgid[37];
     s_submit (client, &opts, "emqtest_hooks", "events", NULL, NULL, NULL, msgid);
     s_expect_reply (t, client, msgid, "{\"value\": [\"setup\", \"entry\"]}");
+    pid_t first = s_worker (jm);  // one job done: it stays for one more
+    REQUIRE (first > 0);
     s_submit (client, &opts, "emqtest_hooks", "events", NULL, NULL, NULL, msgid);
     s_expect_reply (t, client, msgid,
                     "{\"value\": [\"setup\", \"entry\", \"exit\", \"entry\"]}");
+    //  A fresh worker: a fresh interpreter, set up again.
+    REQUIRE_WAIT (s_worker (jm) > 0 && s_worker (jm) != first, 5000);
+    s_submit (client, &opts, "emqtest_hooks", "events", NULL, NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": [\"setup\", \"entry\"]}");
+    s_submit (client, &opts, "emqtest_env", "where", NULL, NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": \"found through PYTHONPATH\"}");
     emq_client_destroy (&client);
 }
 
@@ -344,6 +364,14 @@ test_python_kill (h_test_t *t)
     REQUIRE_INT (emq_admin_job (t->admin, "DEAD_LIST", NULL, h_ms (5000), &reply), ==, 0);
     REQUIRE_CONTAINS (reply, msgid);
     free (reply);
+
+    //  A segfault inside the interpreter (ctypes): crashed, worker replaced.
+    pid_t before = 0;
+    REQUIRE_WAIT ((before = s_worker (jm)) > 0, 5000);
+    opts = (emq_submit_opts_t){ 0 };
+    s_submit (client, &opts, "emqtest_jobs", "segfault", NULL, NULL, NULL, msgid);
+    s_expect_error (t, client, msgid, EMQ_JOB_CRASHED, NULL);
+    REQUIRE_WAIT (s_worker (jm) > 0 && s_worker (jm) != before, 5000);
 
     //  A job that fails on its first attempt succeeds on its retry.
     opts = (emq_submit_opts_t){ .retries = 2 };

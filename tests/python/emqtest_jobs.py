@@ -62,3 +62,9 @@ class Greeter:
 
     def greet(self, name):
         return "%s, %s%s" % (self.greeting, name, self.punctuation)
+
+
+def segfault():
+    """Crashes the interpreter from C, as a broken extension would."""
+    import ctypes
+    ctypes.string_at(0)
