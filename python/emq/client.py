@@ -159,7 +159,10 @@ class Client:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: ctypes may be gone
+            pass
 
     @property
     def endpoint(self):
