@@ -83,6 +83,40 @@ int64_t bench_cpu_us (pid_t pid);
 int64_t bench_machine_busy_us (void);
 
 //  ---------------------------------------------------------------------
+//  procstat: what a run cost each process
+
+#define BENCH_PROC_MAX 16
+
+//  One role in a run ("router", "jm", "workers", "client"): its processes,
+//  and after bench_proc_end what they spent over the run.
+typedef struct {
+    const char *name;
+    pid_t pids[BENCH_PROC_MAX];
+    int npids;
+    int64_t cpu_us;      // CPU over the run, all its processes
+    long ctxsw;          // context switches, all threads
+    long syscalls;       // system calls, or -1 when perf could not count
+    double cpu_per_job;  // the three per job
+    double ctxsw_per_job;
+    double syscalls_per_job;  // NaN when not counted
+    int64_t cpu0[BENCH_PROC_MAX];
+    long cs0[BENCH_PROC_MAX];
+    pid_t perf[BENCH_PROC_MAX];
+    char out[BENCH_PROC_MAX][1100];
+} bench_proc_t;
+
+//  The children of parent (a job manager's workers), up to max; returns how many.
+int bench_children (pid_t parent, pid_t *pids, int max);
+//  Starts counting (attaches perf to each process when it can).
+void bench_proc_begin (bench_proc_t *self);
+//  Waits for perf to attach, once after the last bench_proc_begin.
+void bench_proc_settle (void);
+//  Stops counting and divides by jobs.
+void bench_proc_end (bench_proc_t *self, long jobs);
+//  One line and the figures <name>_syscalls_per_job, <name>_ctxsw_per_job.
+void bench_proc_report (const char *scenario, bench_proc_t *procs, int count);
+
+//  ---------------------------------------------------------------------
 //  util: emq helpers
 
 //  Endpoints of the router started by bench_router_start.

@@ -136,6 +136,23 @@ s_client (const bench_router_t *router)
 //  ---------------------------------------------------------------------
 //  2. and 5. End to end
 
+enum { S_ROLES = 4 };
+
+//  The router, the job manager, its workers and this client, counted.
+static void
+s_procs_begin (bench_proc_t *procs, pid_t router, pid_t jm)
+{
+    memset (procs, 0, sizeof (bench_proc_t) * S_ROLES);
+    procs[0] = (bench_proc_t){ .name = "router", .pids = { router }, .npids = 1 };
+    procs[1] = (bench_proc_t){ .name = "jm", .pids = { jm }, .npids = 1 };
+    procs[2].name = "workers";
+    procs[2].npids = bench_children (jm, procs[2].pids, BENCH_PROC_MAX);
+    procs[3] = (bench_proc_t){ .name = "client", .pids = { getpid () }, .npids = 1 };
+    for (int i = 0; i < S_ROLES; i++)
+        bench_proc_begin (&procs[i]);
+    bench_proc_settle ();
+}
+
 double
 bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool series)
 {
@@ -182,16 +199,22 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     //  In slices, each is timed (and its CPU counted) on its own, and
     //  o->between runs before each, untimed; then once more after the last.
     int64_t cpu_router = 0, cpu_jm = 0, cpu_client = 0, busy_us = 0, elapsed_us = 0;
+    bench_proc_t procs[S_ROLES];
     long results = 0, failed = 0;
     bool stalled = false;
     for (int slice = 0; slice < slices && !stalled; slice++) {
         if (o->between)
             o->between (o->between_arg);
         int64_t router0 = bench_cpu_us (router.pid), jm0 = bench_cpu_us (jm);
+        if (slices == 1)
+            s_procs_begin (procs, router.pid, jm);
         int64_t client0 = bench_cpu_us (getpid ());
         int64_t busy0 = bench_machine_busy_us ();
         s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices,
                true, series_y, &series_n, &run);
+        if (slices == 1)
+            for (int i = 0; i < S_ROLES; i++)
+                bench_proc_end (&procs[i], run.results);
         cpu_router += bench_cpu_us (router.pid) - router0;
         cpu_jm += bench_cpu_us (jm) - jm0;
         cpu_client += bench_cpu_us (getpid ()) - client0;
@@ -235,6 +258,8 @@ bench_e2e_run (const bench_e2e_opts_t *o)
         jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
         sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
         router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
+    if (slices == 1 && jobs > 0)
+        bench_proc_report (scenario, procs, S_ROLES);
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
