@@ -13,8 +13,12 @@ and emq's both run them. What emq adds is keyword arguments: delay, eta
 (emq routers only), and the results: Client.wait / Client.result.
 """
 import functools
+import logging
+import os
 
-from .client import Client, build_payload
+from .client import Client, build_payload, schedule_name
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_NAME = "default"
 
@@ -67,7 +71,6 @@ def schedule_message(socket, func, interval_secs=None, args=(), kwargs=None,
     client, owned = _client(socket)
     try:
         if unschedule:
-            from .client import schedule_name
             target = name or schedule_name(payload)
             client.unschedule_name(target)
             return target
@@ -80,20 +83,24 @@ def schedule_message(socket, func, interval_secs=None, args=(), kwargs=None,
             client.close()
 
 
-def schedule(func, broker_addr=None, interval_secs=30, args=(), kwargs=None,
+def schedule(func, broker_addr=None, interval_secs=None, args=(), kwargs=None,
              class_args=(), class_kwargs=None, headers=("guarantee",),
              queue=DEFAULT_QUEUE_NAME, cron=None, name=None):
     """eventmq.client.jobs.schedule. Unlike EventMQ's, it honours queue."""
-    return schedule_message(broker_addr, func, interval_secs=None if cron else interval_secs,
+    return schedule_message(broker_addr, func, interval_secs=interval_secs,
                             args=args, kwargs=kwargs, class_args=class_args,
                             class_kwargs=class_kwargs, headers=headers, queue=queue,
                             cron=cron, name=name)
 
 
-def unschedule(func, broker_addr=None, args=(), kwargs=None, class_args=(),
-               class_kwargs=None, queue=DEFAULT_QUEUE_NAME, name=None):
+def unschedule(func, broker_addr=None, interval_secs=None, args=(), kwargs=None,
+               class_args=(), class_kwargs=None, headers=("guarantee",),
+               queue=DEFAULT_QUEUE_NAME, cron=None, name=None):
     """eventmq.client.jobs.unschedule: removes the schedule of this job
-    (same func and arguments as when it was scheduled), or the one named."""
+    (same func and arguments as when it was scheduled), or the one named.
+    interval_secs, headers and cron are accepted as EventMQ's are and, as
+    there, do not matter: a schedule is its job."""
+    del interval_secs, headers, cron
     return schedule_message(broker_addr, func, args=args, kwargs=kwargs,
                             class_args=class_args, class_kwargs=class_kwargs,
                             queue=queue, unschedule=True, name=name)
@@ -105,18 +112,26 @@ class Job:
     outcome with Client.result). emq adds f.run(*args, **kwargs), which
     submits, waits and returns the value (JobError if it failed), and
     job options: retries, timeout, delay, eta, guarantee. async_=False
-    runs f in this process instead (EventMQ's switch for tests)."""
+    (EventMQ's switch for tests; its older spelling `async` is taken too)
+    runs f in this process instead; so, as in EventMQ, does a job with no
+    broker_addr when $EMQ_BROKER_ADDR is not set (with a warning)."""
 
     def __init__(self, broker_addr=None, queue=None, async_=True, **options):
-        self.broker_addr = broker_addr
+        self.broker_addr = broker_addr or os.environ.get("EMQ_BROKER_ADDR")
         self.queue = queue or DEFAULT_QUEUE_NAME
-        self.async_ = async_
+        self.async_ = options.pop("async", async_)
         self.options = options
+
+    def _local(self, func):
+        if self.async_ and not self.broker_addr:
+            logger.warning("No EMQ_BROKER_ADDR defined. Running function `%s` "
+                           "synchronously", func.__name__)
+        return not (self.async_ and self.broker_addr)
 
     def __call__(self, func):
         @functools.wraps(func)
         def delay(*args, **kwargs):
-            if not self.async_:
+            if self._local(func):
                 return func(*args, **kwargs)
             with Client(self.broker_addr) as client:
                 return client.submit(func, args, kwargs, queue=self.queue, reply=False,
@@ -124,7 +139,7 @@ class Job:
 
         @functools.wraps(func)
         def run(*args, **kwargs):
-            if not self.async_:
+            if self._local(func):
                 return func(*args, **kwargs)
             with Client(self.broker_addr) as client:
                 msgid = client.submit(func, args, kwargs, queue=self.queue, reply=True,

@@ -51,6 +51,18 @@ def test_job_decorator(system):
     def local(x):
         return x * 2
     assert local.delay(4) == 8  # async_=False runs in this process
+    # EventMQ's socket-first form, under its module name.
+    from emq import messages
+    with system.client() as client:
+        msgid = messages.defer_job(client, "emqtest_jobs.add", args=(1, 1),
+                                   reply_requested=True, retry_count=1, timeout=30)
+        assert client.wait(msgid, timeout=20).value == 2
+
+
+def test_job_without_broker_runs_here(monkeypatch):
+    # EventMQ: no broker_addr and no EMQ_BROKER_ADDR: run synchronously.
+    monkeypatch.delenv("EMQ_BROKER_ADDR", raising=False)
+    assert emq.job(emqtest_jobs.add).delay(2, 2) == 4
 
 
 def test_class_method(system):
