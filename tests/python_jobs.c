@@ -309,20 +309,36 @@ test_python_hooks (h_test_t *t)
     emq_client_destroy (&client);
 }
 
-//  A setup hook that raises: the job fails with its traceback, the worker
-//  is replaced, and the job manager goes on serving.
+//  A setup hook that raises is logged and the worker goes on, as EventMQ's
+//  does; an entry hook that does not exist fails the job and replaces the
+//  worker.
 static void
-test_python_bad_setup (h_test_t *t)
+test_python_bad_hooks (h_test_t *t)
 {
-    pid_t jm = s_start (t, "*", "--python-setup", "emqtest_jobs:abortive", NULL, NULL);
+    pid_t jm = s_start (t, "*", "--python-setup", "emqtest_jobs:abortive",
+                        "--python-job-exit", "emqtest_jobs.no_such_hook");
     emq_client_t *client = s_client (t);
     emq_submit_opts_t opts = { 0 };
     char msgid[37];
     pid_t first = 0;
     REQUIRE_WAIT ((first = s_worker (jm)) > 0, 5000);
     s_submit (client, &opts, "emqtest_jobs", "add", "[1, 1]", NULL, NULL, msgid);
-    s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "AttributeError");
+    s_expect_error (t, client, msgid, EMQ_JOB_FAILED, "no_such_hook");
     REQUIRE_WAIT (s_worker (jm) > 0 && s_worker (jm) != first, 5000);
+    emq_client_destroy (&client);
+}
+
+static void
+test_python_setup_raises (h_test_t *t)
+{
+    s_start (t, "*", "--python-setup", "emqtest_jobs.boom", NULL, NULL);
+    emq_client_t *client = s_client (t);
+    emq_submit_opts_t opts = { 0 };
+    char msgid[37];
+    s_submit (client, &opts, "emqtest_jobs", "add", "[1, 1]", NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": 2}");
+    REQUIRE_WAIT (h_log_count (t, "jm", "python_setup emqtest_jobs.boom raised") == 1,
+                  5000);
     emq_client_destroy (&client);
 }
 
@@ -386,8 +402,10 @@ const h_testdef_t h_python_tests[] = {
     { "python_jobs", test_python_jobs,
       "python jobs: functions, Class.method, values, tracebacks, allow-list" },
     { "python_hooks", test_python_hooks, "EventMQ's hooks from its config file" },
-    { "python_bad_setup", test_python_bad_setup,
-      "a failing python setup hook fails the job, replaces the worker" },
+    { "python_bad_hooks", test_python_bad_hooks,
+      "a python hook that cannot be found fails the job, replaces the worker" },
+    { "python_setup_raises", test_python_setup_raises,
+      "a raising python setup hook is logged, jobs go on (EventMQ's way)" },
     { "python_kill", test_python_kill,
       "python jobs: timeout kill, cancel, interpreter crash, retry, dead" },
 };

@@ -5,6 +5,7 @@
     job fails with it, and the worker asks to be replaced once).
 */
 #include "python.h"
+#include "log.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -82,11 +83,15 @@ s_start (python_t *self)
                   "%.400s is not emq's python plugin", path);
         return;
     }
-    char err[sizeof self->failure - 16];
-    if (init (self->config, err, sizeof err)) {
+    char err[sizeof self->failure - 16], warning[4096];
+    if (init (self->config, err, sizeof err, warning, sizeof warning)) {
         snprintf (self->failure, sizeof self->failure, "python: %s", err);
         return;
     }
+    if (*warning)
+        log_warning ("worker %d: python_setup %s raised, going on without it (as "
+                     "EventMQ does): %s",
+                     getpid (), self->config->setup, warning);
     self->call = call;
 }
 

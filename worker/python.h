@@ -47,10 +47,12 @@ typedef struct {
 } emq_python_call_t;
 
 //  The plugin's functions (looked up by these names).
-//  Starts the interpreter and runs the setup hook. Returns 0, or -1 with
+//  Starts the interpreter, finds the entry and exit hooks and runs the
+//  setup hook. Returns 0 (with the setup hook's traceback in warning if it
+//  raised: the worker goes on without it, as EventMQ's does), or -1 with
 //  the reason in err (then the interpreter must not be used again).
 typedef int (emq_python_init_fn) (const emq_python_config_t *config, char *err,
-                                  size_t errlen);
+                                  size_t errlen, char *warning, size_t warninglen);
 //  Runs one job: checks the allow-list, imports, calls, encodes the value.
 typedef void (emq_python_call_fn) (emq_python_call_t *call);
 

@@ -31,7 +31,9 @@
 //  The job runner. run() returns (status, bytes): 0 ok with the reply JSON
 //  as EventMQ's worker encodes it (json.dumps({"value": ...}), its default
 //  separators), 1 failed with the traceback, 2 refused by the allow-list.
-//  setup() returns None, or the traceback of a failed hook.
+//  setup() returns None, or (fatal, text): a setup hook that raises is
+//  reported and the worker goes on without it (fatal False), as EventMQ's
+//  worker does; entry and exit hooks that cannot be found are fatal.
 static const char s_runner[] =
     "import fnmatch, importlib, json, sys, traceback\n"
     "_allow = ()\n"
@@ -52,12 +54,15 @@ static const char s_runner[] =
     "    sys.path[0:0] = list(paths)\n"
     "    _allow = tuple(allow)\n"
     "    try:\n"
-    "        if setup_spec:\n"
-    "            _resolve(setup_spec)()\n"
     "        _entry = _resolve(entry_spec) if entry_spec else None\n"
     "        _exit = _resolve(exit_spec) if exit_spec else None\n"
     "    except BaseException:\n"
-    "        return traceback.format_exc()\n"
+    "        return True, traceback.format_exc()\n"
+    "    try:\n"
+    "        if setup_spec:\n"
+    "            _resolve(setup_spec)()\n"
+    "    except BaseException:\n"
+    "        return False, traceback.format_exc()\n"
     "    finally:\n"
     "        _flush()\n"
     "def _out(status, text):\n"
@@ -122,12 +127,15 @@ s_list (char *const *items, size_t count)
     return list;
 }
 
-int emq_python_init (const emq_python_config_t *config, char *err, size_t errlen);
+int emq_python_init (const emq_python_config_t *config, char *err, size_t errlen,
+                     char *warning, size_t warninglen);
 void emq_python_call (emq_python_call_t *call);
 
 int
-emq_python_init (const emq_python_config_t *config, char *err, size_t errlen)
+emq_python_init (const emq_python_config_t *config, char *err, size_t errlen,
+                 char *warning, size_t warninglen)
 {
+    *warning = 0;
     //  Extension modules (lib-dynload) are not linked with libpython and
     //  expect its symbols to be global; we were loaded RTLD_LOCAL.
     if (!dlopen (EMQ_PYTHON_SONAME, RTLD_NOW | RTLD_NOLOAD | RTLD_GLOBAL)) {
@@ -173,13 +181,23 @@ emq_python_init (const emq_python_config_t *config, char *err, size_t errlen)
                                      config->job_entry, config->job_exit);
     Py_DECREF (paths);
     Py_DECREF (allow);
-    int rc = 0;
-    if (!failure || failure != Py_None) {
-        char *text = failure ? NULL : s_exception_text ();
-        const char *shown = text ? text : PyUnicode_AsUTF8 (failure);
-        snprintf (err, errlen, "python hooks: %s", shown ? shown : "failed");
+    int rc = 0, fatal = 1;
+    const char *shown = NULL;
+    if (!failure) {
+        char *text = s_exception_text ();
+        snprintf (err, errlen, "python hooks: %s", text ? text : "failed");
         free (text);
         rc = -1;
+    }
+    else if (failure != Py_None) {
+        if (!PyArg_ParseTuple (failure, "ps", &fatal, &shown))
+            PyErr_Clear ();
+        if (fatal) {
+            snprintf (err, errlen, "python hooks: %s", shown ? shown : "failed");
+            rc = -1;
+        }
+        else
+            snprintf (warning, warninglen, "%s", shown ? shown : "failed");
     }
     Py_XDECREF (failure);
     if (rc == 0) {
