@@ -398,6 +398,27 @@ test_python_kill (h_test_t *t)
     emq_client_destroy (&client);
 }
 
+//  max_worker_rss_kb recycles a worker that a python job left too big.
+static void
+test_python_rss (h_test_t *t)
+{
+    pid_t jm = s_start (t, "emqtest_*", "--max-worker-rss-kb", "120000", NULL, NULL);
+    emq_client_t *client = s_client (t);
+    emq_submit_opts_t opts = { 0 };
+    char msgid[37];
+    s_submit (client, &opts, "emqtest_jobs", "add", "[1, 2]", NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": 3}");
+    pid_t small = s_worker (jm);
+    REQUIRE (small > 0);
+    s_submit (client, &opts, "emqtest_jobs", "add", "[2, 2]", NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": 4}");
+    REQUIRE_INT (s_worker (jm), ==, small);  // an interpreter alone is below the limit
+    s_submit (client, &opts, "emqtest_jobs", "hog", "[160]", NULL, NULL, msgid);
+    s_expect_reply (t, client, msgid, "{\"value\": 1}");
+    REQUIRE_WAIT (s_worker (jm) > 0 && s_worker (jm) != small, 5000);
+    emq_client_destroy (&client);
+}
+
 const h_testdef_t h_python_tests[] = {
     { "python_jobs", test_python_jobs,
       "python jobs: functions, Class.method, values, tracebacks, allow-list" },
@@ -406,6 +427,8 @@ const h_testdef_t h_python_tests[] = {
       "a python hook that cannot be found fails the job, replaces the worker" },
     { "python_setup_raises", test_python_setup_raises,
       "a raising python setup hook is logged, jobs go on (EventMQ's way)" },
+    { "python_rss", test_python_rss,
+      "a python job past max_worker_rss_kb: worker recycled" },
     { "python_kill", test_python_kill,
       "python jobs: timeout kill, cancel, interpreter crash, retry, dead" },
 };

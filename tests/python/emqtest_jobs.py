@@ -68,3 +68,12 @@ def segfault():
     """Crashes the interpreter from C, as a broken extension would."""
     import ctypes
     ctypes.string_at(0)
+
+
+_kept = []
+
+
+def hog(megabytes):
+    """Grows the worker's resident set by about that many MiB and keeps it."""
+    _kept.append(b"x" * (megabytes * 1024 * 1024))
+    return len(_kept)
