@@ -24,7 +24,10 @@ static const char *
 s_modules (void)
 {
     static char path[PATH_MAX];
-    snprintf (path, sizeof path, "%s/../tests/python", h_build_dir ());
+    char joined[PATH_MAX + 16];
+    snprintf (joined, sizeof joined, "%s/../tests/python", h_build_dir ());
+    if (!realpath (joined, path))
+        h_fail (__FILE__, __LINE__, "no test modules at %s", joined);
     return path;
 }
 

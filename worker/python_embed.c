@@ -161,20 +161,25 @@ emq_python_init (const emq_python_config_t *config, char *err, size_t errlen,
         return -1;
     }
     PyObject *globals = PyDict_New ();
-    PyObject *done = NULL, *paths = NULL, *allow = NULL, *failure = NULL;
+    PyObject *code = NULL, *done = NULL, *paths = NULL, *allow = NULL, *failure = NULL;
+    //  Compiled under a name of its own, so tracebacks say where they went
+    //  through emq ("<emq runner>") rather than "<string>".
     if (!globals || PyDict_SetItemString (globals, "__builtins__", PyEval_GetBuiltins ())
-        || !(done = PyRun_String (s_runner, Py_file_input, globals, globals))
+        || !(code = Py_CompileString (s_runner, "<emq runner>", Py_file_input))
+        || !(done = PyEval_EvalCode (code, globals, globals))
         || !(paths = s_list (config->path, config->path_count))
         || !(allow = s_list (config->allow, config->allow_count))) {
         char *text = s_exception_text ();
         snprintf (err, errlen, "cannot start the job runner: %s", text);
         free (text);
+        Py_XDECREF (code);
         Py_XDECREF (done);
         Py_XDECREF (paths);
         Py_XDECREF (allow);
         Py_XDECREF (globals);
         return -1;
     }
+    Py_DECREF (code);
     Py_DECREF (done);
     PyObject *setup = PyDict_GetItemString (globals, "setup");  // borrowed
     failure = PyObject_CallFunction (setup, "OOzzz", paths, allow, config->setup,
