@@ -120,6 +120,19 @@ def test_delay(system):
         assert time.monotonic() - started >= 1.0
 
 
+def test_eta_and_unknown_job(system):
+    with system.client() as client:
+        msgid = client.submit(emqtest_jobs.add, [2, 2], eta=int(time.time()) + 1,
+                              guarantee=True)
+        assert client.wait(msgid, timeout=20).value == 4
+        with pytest.raises(emq.NotFound):
+            client.result("00000000-0000-4000-8000-000000000001", timeout=5)
+        # A job still running: no result yet.
+        msgid = client.submit(emqtest_jobs.sleep, [2])
+        assert client.result(msgid, timeout=0.2) is None
+        assert client.wait(msgid, timeout=20).value == 2
+
+
 def test_dead_jobs(system):
     with system.client() as client:
         msgid = client.submit(emqtest_jobs.boom, ["always"], retries=1)
