@@ -26,6 +26,8 @@ static const char *s_usage =
     "  submit [OPTIONS] exec [--stdin FILE|-] [--env NAME=VALUE]... [--cwd DIR] -- "
     "ARGV...\n"
     "  submit [OPTIONS] run LIBRARY FUNCTION [JSON_ARGS]\n"
+    "  submit [OPTIONS] python PATH CALLABLE [ARGS [KWARGS [CLASS_ARGS "
+    "[CLASS_KWARGS]]]]\n"
     "        submit a job; prints its msgid once the router has it, or with\n"
     "        --wait its value: raw bytes for an exec job's stdout, JSON otherwise\n"
     "        --queue Q          queue to submit to (default: default)\n"

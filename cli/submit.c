@@ -1,13 +1,15 @@
-/*  submit — `emq-cli submit`: build an exec or run payload, submit it, and
-    with --wait print its value. See cli.h for the exit codes.
+/*  submit — `emq-cli submit`: build an exec, run or python payload, submit
+    it, and with --wait print its value. See cli.h for the exit codes.
 */
 #include "cli.h"
 #include "numparse.h"
 #include "emqp.h"
 #include "json.h"
+#include "payload.h"
 #include "emq/client.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ typedef struct {
     char headers[EMQP_HEADERS_MAX + 1];  // --header values, comma-joined
     void *payload;                       // owned
     size_t payload_size;
+    bool python;  // a python job: its value is EventMQ's reply JSON
 } s_submit_t;
 
 //  Reads a whole file ("-" = standard input) into a malloc'd buffer.
@@ -159,6 +162,73 @@ s_parse_run (s_submit_t *submit, int argc, char **argv)
     return 0;
 }
 
+//  python PATH CALLABLE [ARGS [KWARGS [CLASS_ARGS [CLASS_KWARGS]]]]: EventMQ's
+//  JSON payload, checked as the job manager will check it.
+static int
+s_parse_python (s_submit_t *submit, int argc, char **argv)
+{
+    if (argc < 3 || argc > 7)
+        return cli_usage_error ("python: expected PATH CALLABLE [ARGS_JSON [KWARGS_JSON "
+                                "[CLASS_ARGS_JSON [CLASS_KWARGS_JSON]]]]");
+    static const char *parts[] = { "args", "kwargs", "class_args", "class_kwargs" };
+    json_t *body = json_pack ("{s:s, s:s}", "callable", argv[2], "path", argv[1]);
+    int rc = body ? 0 : cli_usage_error ("python: out of memory");
+    for (int i = 0; !rc && i < 4; i++) {
+        json_error_t jerr;
+        json_t *part = i + 3 < argc ? json_loads (
+                           argv[i + 3], JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr)
+                       : i % 2 == 0 ? json_array ()
+                                    : json_object ();
+        if (!part)
+            rc = cli_usage_error ("python: %s: '%s' is not JSON: %s", parts[i],
+                                  argv[i + 3], jerr.text);
+        else if (json_object_set_new (body, parts[i], part))
+            rc = cli_usage_error ("python: out of memory");
+    }
+    json_t *root = rc ? NULL : json_pack ("[s, O]", "run", body);
+    char *text = root ? json_dumps (root, JSON_ENSURE_ASCII) : NULL;
+    json_decref (root);
+    json_decref (body);
+    if (!rc && !text)
+        rc = cli_usage_error ("python: out of memory");
+    char err[512];
+    payload_t *payload =
+        rc ? NULL : payload_decode (text, strlen (text), err, sizeof err);
+    if (!rc && !payload)
+        rc = cli_usage_error ("python: %s", err);
+    payload_destroy (&payload);
+    if (rc) {
+        free (text);
+        return rc;
+    }
+    submit->payload = text;
+    submit->payload_size = strlen (text);
+    submit->python = true;
+    return 0;
+}
+
+//  A python job's ok value, a msgpack str holding EventMQ's reply JSON,
+//  printed as that JSON ({"value": ...}). Returns the exit code.
+static int
+s_print_reply (const emq_event_t *event)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    int code = CLI_EXIT_FAILED;
+    if (msgpack_unpack_next (&unpacked, event->data, event->size, NULL)
+            == MSGPACK_UNPACK_SUCCESS
+        && unpacked.data.type == MSGPACK_OBJECT_STR) {
+        const msgpack_object_str *str = &unpacked.data.via.str;
+        if (fwrite (str->ptr, 1, str->size, stdout) == str->size && putchar ('\n') != EOF
+            && fflush (stdout) == 0)
+            code = CLI_EXIT_OK;
+    }
+    else
+        fprintf (stderr, "emq-cli: the python job's value is not a reply text\n");
+    msgpack_unpacked_destroy (&unpacked);
+    return code;
+}
+
 static int
 s_run (cli_t *cli, s_submit_t *submit)
 {
@@ -185,8 +255,10 @@ s_run (cli_t *cli, s_submit_t *submit)
     }
     emq_event_t event;
     rc = emq_wait_result (client, msgid, submit->wait_timeout_ms, &event);
-    int code =
-        cli_report_outcome (client, msgid, rc, &event, false, submit->wait_timeout_ms);
+    int code = submit->python && rc == 0 && event.status == EMQ_JOB_OK
+                   ? s_print_reply (&event)
+                   : cli_report_outcome (client, msgid, rc, &event, false,
+                                         submit->wait_timeout_ms);
     emq_client_destroy (&client);
     return code;
 }
@@ -280,7 +352,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
     if (submit.opts.delay_s && submit.opts.eta)
         return cli_usage_error ("submit: give --delay or --eta, not both");
     if (optind >= argc)
-        return cli_usage_error ("submit: expected 'exec' or 'run'");
+        return cli_usage_error ("submit: expected 'exec', 'run' or 'python'");
     submit.opts.reply = submit.wait;
     submit.opts.extra_headers = submit.headers;
     const char *kind = argv[optind];
@@ -288,8 +360,11 @@ cli_submit (cli_t *cli, int argc, char **argv)
         rc = s_parse_exec (cli, &submit, argc - optind, argv + optind);
     else if (streq (kind, "run"))
         rc = s_parse_run (&submit, argc - optind, argv + optind);
+    else if (streq (kind, "python"))
+        rc = s_parse_python (&submit, argc - optind, argv + optind);
     else
-        rc = cli_usage_error ("submit: expected 'exec' or 'run', not '%s'", kind);
+        rc = cli_usage_error ("submit: expected 'exec', 'run' or 'python', not '%s'",
+                              kind);
     if (!rc)
         rc = cli_setup (cli);
     if (!rc && !submit.opts.queue)

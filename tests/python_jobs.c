@@ -244,6 +244,26 @@ test_python_jobs (h_test_t *t)
                  0);
     s_expect_error (t, client, msgid, EMQ_JOB_REJECTED, "not pkg.module");
 
+    //  emq-cli submit python: the reply JSON printed as EventMQ sends it;
+    //  a traceback and exit 1 for a raising job; bad arguments refused.
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "--wait", "python", "emqtest_jobs:Greeter", "greet",
+           "[\"cli\"]", "{}", "[\"Hi\"]", NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli submit python: exit %d (stderr %s)", r.status,
+                 r.err);
+    REQUIRE_STREQ (r.out, "{\"value\": \"Hi, cli\"}\n");
+    h_cli_free (&r);
+    h_cli (t, &r, 20000, "submit", "--wait", "python", "emqtest_jobs", "boom",
+           "[\"from the cli\"]", NULL);
+    REQUIRE_MSG (r.status == 1, "raising job: emq-cli exit %d, expected 1", r.status);
+    REQUIRE_CONTAINS (r.err, "ValueError: from the cli");
+    h_cli_free (&r);
+    h_cli (t, &r, 20000, "submit", "python", "emqtest_jobs", "add", "{\"not\": 1}", NULL);
+    REQUIRE_MSG (r.status == 2, "args not an array: emq-cli exit %d, expected 2",
+                 r.status);
+    REQUIRE_CONTAINS (r.err, "args is not an array");
+    h_cli_free (&r);
+
     //  emq's msgpack form of the same job.
     msgpack_sbuffer sbuf;
     msgpack_sbuffer_init (&sbuf);
