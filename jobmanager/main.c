@@ -78,6 +78,9 @@ s_usage (FILE *stream)
         "  --job-entry LIB:FN         run before every job\n"
         "  --job-exit LIB:FN          run after every job\n"
         "  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
+        "  --default-timeout S        kill a job that names no timeout:N after S "
+        "seconds\n"
+        "                             (also --global-timeout; default 0: never)\n"
         "  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
         "                             waited N ms for a worker (default 100; 0: never)\n"
         "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
@@ -181,6 +184,8 @@ static const struct option s_options[] = {
     { "job-exit", required_argument, NULL, 'X' },
     { "max-worker-rss-kb", required_argument, NULL, 'R' },
     { "prefetch-hold-ms", required_argument, NULL, 'H' },
+    { "default-timeout", required_argument, NULL, 'D' },
+    { "global-timeout", required_argument, NULL, 'D' },
     { "curve-server-key", required_argument, NULL, 'k' },
     { "curve-cert", required_argument, NULL, 'c' },
     { "log-level", required_argument, NULL, 'G' },
@@ -210,6 +215,7 @@ static const struct {
                         { 'X', "job_exit" },
                         { 'R', "max_worker_rss_kb" },
                         { 'H', "prefetch_hold_ms" },
+                        { 'D', "default_timeout" },
                         { 'G', "log_level" },
                         { 'k', "curve_server_key" },
                         { 'c', "curve_cert" } };

@@ -97,6 +97,7 @@ test_eventmq_settings (h_test_t *t)
               "worker_addr = %s\n"
               "concurrent_jobs = 4\n"
               "max_job_count = 100\n"
+              "global_timeout = 1\n"
               "[scheduler]\n"
               "scheduler_addr = tcp://127.0.0.1:%d\n",
               port, t->backend, t->backend, port);
@@ -108,9 +109,10 @@ test_eventmq_settings (h_test_t *t)
     REQUIRE_INT (s_run (t, "router-print", "emq-router", print), ==, 0);
     char *printed = s_log_text (t, "router-print");
     char expect[1024];
-    snprintf (expect, sizeof expect,
-              "frontend_listen_addr = tcp://0.0.0.0:%d  # %s:2 [global] (as frontend_addr)",
-              port, conf);
+    snprintf (
+        expect, sizeof expect,
+        "frontend_listen_addr = tcp://0.0.0.0:%d  # %s:2 [global] (as frontend_addr)",
+        port, conf);
     REQUIRE_CONTAINS (printed, expect);
     snprintf (expect, sizeof expect,
               "administrative_listen_addr = %s  # env EVENTMQ_ADMINISTRATIVE_ADDR (as "
@@ -122,7 +124,7 @@ test_eventmq_settings (h_test_t *t)
     const char *sched_print[] = { "-C", conf, "--print-config", NULL };
     REQUIRE_INT (s_run (t, "sched-print", "emq-scheduler", sched_print), ==, 0);
     printed = s_log_text (t, "sched-print");
-    snprintf (expect, sizeof expect, "scheduler_addr = tcp://127.0.0.1:%d  # %s:14", port,
+    snprintf (expect, sizeof expect, "scheduler_addr = tcp://127.0.0.1:%d  # %s:15", port,
               conf);
     REQUIRE_CONTAINS (printed, expect);
     free (printed);
@@ -147,9 +149,9 @@ test_eventmq_settings (h_test_t *t)
     //  EventMQ's job manager flags: -C, -J, -Q NAME... (weight 10 each), -n.
     char plugins[H_PATH_MAX];
     snprintf (plugins, sizeof plugins, "%s/plugins", h_build_dir ());
-    const char *jm_args[] = { "-C",           conf,      "-J",           "2",
-                              "-Q",           "heavy",   "default",      "-n",
-                              "jmeq",         "--plugin-dir", plugins,   NULL };
+    const char *jm_args[] = { "-C",    conf,           "-J",     "2",    "-Q",
+                              "heavy", "default",      "-n",     "jmeq", "--plugin-dir",
+                              plugins, "--exec-allow", "/bin/*", NULL };
     h_spawn (t, "jmeq", true, "emq-jobmanager", jm_args);
     REQUIRE_WAIT (h_jm_has_slots (t, "jmeq", 2), 10000);
     json_t *info = h_jm_info (t, "jmeq", NULL);
@@ -173,6 +175,19 @@ test_eventmq_settings (h_test_t *t)
     char *value = h_result_text (&event);
     REQUIRE_STREQ (value, "\"SWITCHED\"");
     free (value);
+    //  global_timeout kills a job that names no timeout of its own.
+    const char *sleeper[] = { "/bin/sleep", "30", NULL };
+    void *payload;
+    size_t size;
+    h_payload_exec (sleeper, &payload, &size);
+    emq_submit_opts_t opts = { .reply = true };
+    int64_t started = clock_mono_ms ();
+    rc = emq_submit (client, &opts, payload, size, msgid, h_ms (5000));
+    free (payload);
+    REQUIRE_INT (rc, ==, 0);
+    rc = emq_wait_result (client, msgid, h_ms (10000), &event);
+    REQUIRE_INT (rc, ==, EMQ_ERR_JOB_TIMEOUT);
+    REQUIRE_INT (clock_mono_ms () - started, <, h_ms (8000));
     emq_client_destroy (&client);
     unsetenv ("EVENTMQ_ADMINISTRATIVE_ADDR");
 }
@@ -186,8 +201,8 @@ test_config_file_missing (h_test_t *t)
     snprintf (missing, sizeof missing, "%s/no-such.conf", t->dir);
     h_router (t, "router", "-C", missing, NULL);
     REQUIRE_WAIT (h_log_count (t, "router", "not found, going on without it") == 1, 5000);
-    const char *jm_args[] = { "-C", missing, "--backend-addr", t->backend, "-n", "jmm",
-                              NULL };
+    const char *jm_args[] = { "-C",  missing, "--backend-addr", t->backend, "-n",
+                              "jmm", NULL };
     h_spawn (t, "jmm", true, "emq-jobmanager", jm_args);
     REQUIRE_WAIT (h_jm_registered (t, "jmm"), 10000);
     REQUIRE_INT (h_log_count (t, "jmm", "not found, going on without it"), ==, 1);
@@ -245,8 +260,9 @@ s_pty_expect (h_test_t *t, s_pty_t *pty, const char *needle)
            && clock_mono_ms () < deadline)
         s_pty_read (pty, 50);
     if (!found)
-        h_fail (__FILE__, __LINE__, "emq-cli's terminal never showed \"%s\"; it showed:\n%s",
-                needle, pty->seen ? pty->seen + pty->mark : "");
+        h_fail (__FILE__, __LINE__,
+                "emq-cli's terminal never showed \"%s\"; it showed:\n%s", needle,
+                pty->seen ? pty->seen + pty->mark : "");
     pty->mark = (size_t) (found - pty->seen) + strlen (needle);
     h_log (t, "terminal showed \"%s\"", needle);
 }
@@ -341,7 +357,8 @@ test_cli_shell (h_test_t *t)
     s_pty_type (&pty, "quit\n");
     int64_t deadline = clock_mono_ms () + h_ms (5000);
     pid_t done = 0;
-    while ((done = waitpid (pty.pid, &status, WNOHANG)) == 0 && clock_mono_ms () < deadline)
+    while ((done = waitpid (pty.pid, &status, WNOHANG)) == 0
+           && clock_mono_ms () < deadline)
         s_pty_read (&pty, 50);
     REQUIRE_MSG (done == pty.pid, "emq-cli's shell did not quit");
     REQUIRE_MSG (WIFEXITED (status) && WEXITSTATUS (status) == 0, "shell status %d",
@@ -453,7 +470,8 @@ const h_testdef_t h_dropin_tests[] = {
       "EventMQ's eventmq.conf, env and flags start router, jm and scheduler" },
     { "config_file_missing", test_config_file_missing,
       "a missing named config file warns; unreadable or malformed is an error" },
-    { "cli_shell", test_cli_shell, "emq-cli's EventMQ shell through a pty, and one-shot" },
+    { "cli_shell", test_cli_shell,
+      "emq-cli's EventMQ shell through a pty, and one-shot" },
     { "pubsub", test_pubsub, "emq-pubsub: PUBLISH in, a plain SUB client receives" },
 };
 const size_t h_dropin_count = sizeof h_dropin_tests / sizeof h_dropin_tests[0];
