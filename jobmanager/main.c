@@ -30,7 +30,7 @@ enum {
 };
 
 //  getopt codes of the options that are no setting; -C is EventMQ's.
-enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_CONFIG = 'C' };
+enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_PRINT, S_OPT_CONFIG = 'C' };
 
 //  EventMQ's short flags (-B, -C, -Q NAME..., -J, -n) and -v. '+': options
 //  end at the first non-option, so that -Q can take the words after it.
@@ -43,6 +43,7 @@ typedef struct {
 
 typedef struct {
     const char *config_path;  // --config, or NULL
+    bool print;               // --print-config
     s_flag_t *flags;          // in command-line order
     size_t flag_count;
 } s_args_t;
@@ -90,6 +91,8 @@ s_usage (FILE *stream)
         "  -v, --verbose              same as --log-level debug\n"
         "  -C, --config FILE          config file (default $EVENTMQ_CONFIG_FILE, else\n"
         "                             /etc/eventmq.conf), section [jobmanager]\n"
+        "  --print-config             print the effective settings, each with where it\n"
+        "                             came from, and exit\n"
         "  --help, --version\n"
         "\n"
         "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
@@ -193,6 +196,7 @@ static const struct option s_options[] = {
     { "config", required_argument, NULL, S_OPT_CONFIG },
     { "help", no_argument, NULL, S_OPT_HELP },
     { "version", no_argument, NULL, S_OPT_VERSION },
+    { "print-config", no_argument, NULL, S_OPT_PRINT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -280,6 +284,9 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
             case S_OPT_HELP:
                 s_usage (stdout);
                 return S_EXIT_OK;
+            case S_OPT_PRINT:
+                args->print = true;
+                break;
             case S_OPT_VERSION:
                 program_print_version ("emq-jobmanager", NULL);
                 return S_EXIT_OK;
@@ -334,6 +341,18 @@ main (int argc, char *argv[], char *envp[])
         return code;
     }
     char err[1024];
+    if (args.print) {
+        config_t *config = s_build_config (&args, err, sizeof err, &code);
+        if (config) {
+            config_print (config, stdout);
+            code = S_EXIT_OK;
+        }
+        else
+            fprintf (stderr, "emq-jobmanager: %s\n", err);
+        config_destroy (&config);
+        s_args_free (&args);
+        return code;
+    }
     jobmanager_settings_t *settings = s_build_settings (&args, err, sizeof err, &code);
     if (!settings) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);

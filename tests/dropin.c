@@ -108,7 +108,7 @@ test_eventmq_settings (h_test_t *t)
     const char *print[] = { "-C", conf, "--print-config", NULL };
     REQUIRE_INT (s_run (t, "router-print", "emq-router", print), ==, 0);
     char *printed = s_log_text (t, "router-print");
-    char expect[1024];
+    char expect[2048];
     snprintf (
         expect, sizeof expect,
         "frontend_listen_addr = tcp://0.0.0.0:%d  # %s:2 [global] (as frontend_addr)",
@@ -127,6 +127,19 @@ test_eventmq_settings (h_test_t *t)
     snprintf (expect, sizeof expect, "scheduler_addr = tcp://127.0.0.1:%d  # %s:15", port,
               conf);
     REQUIRE_CONTAINS (printed, expect);
+    free (printed);
+
+    const char *jm_print[] = { "-C", conf, "-Q", "heavy", "default", "--print-config",
+                               NULL };
+    REQUIRE_INT (s_run (t, "jm-print", "emq-jobmanager", jm_print), ==, 0);
+    printed = s_log_text (t, "jm-print");
+    snprintf (expect, sizeof expect,
+              "backend_addr = %s  # %s:10 [jobmanager] (as worker_addr)", t->backend,
+              conf);
+    REQUIRE_CONTAINS (printed, expect);
+    REQUIRE_CONTAINS (printed,
+                      "queues = [[10,\"heavy\"],[10,\"default\"]]  # command line");
+    REQUIRE_CONTAINS (printed, "(as global_timeout)");
     free (printed);
 
     //  The router binds what the file and environment name, and says that
