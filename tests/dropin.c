@@ -142,6 +142,11 @@ test_eventmq_settings (h_test_t *t)
     REQUIRE_CONTAINS (printed, "(as global_timeout)");
     free (printed);
 
+    //  A -Q word that is no queue: one line saying so, exit 3 (bad value).
+    const char *jm_bad_q[] = { "-C", conf, "-Q", "heavy", "1,", "--print-config", NULL };
+    REQUIRE_INT (s_run (t, "jm-bad-q", "emq-jobmanager", jm_bad_q), ==, 3);
+    REQUIRE_INT (h_log_count (t, "jm-bad-q", "queues = 'heavy 1,'"), ==, 1);
+
     //  The router binds what the file and environment name, and says that
     //  the frontend is open to the network without CURVE.
     const char *router_args[] = { "-C", conf, "--in-memory", NULL };
