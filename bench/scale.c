@@ -85,12 +85,12 @@ s_fan (int clients, int jms, const void *payload, size_t size)
     pthread_t threads[FAN_CLIENTS];
     long total = (long) (120000 * bench.scale);
     for (int i = 0; i < clients; i++) {
-        jobs[i] = (s_client_job_t) { .router = &router,
-                                     .payload = payload,
-                                     .size = size,
-                                     .total = total / clients,
-                                     .inflight = bench.inflight / clients,
-                                     .start = &start };
+        jobs[i] = (s_client_job_t){ .router = &router,
+                                    .payload = payload,
+                                    .size = size,
+                                    .total = total / clients,
+                                    .inflight = bench.inflight / clients,
+                                    .start = &start };
         pthread_create (&threads[i], NULL, s_client_thread, &jobs[i]);
     }
     int64_t router0 = bench_cpu_us (router.pid);
@@ -103,8 +103,8 @@ s_fan (int clients, int jms, const void *payload, size_t size)
         failed += jobs[i].run.failed + jobs[i].run.errors;
     }
     int64_t elapsed = bench_now_us () - t0;
-    double router_us = results ? (bench_cpu_us (router.pid) - router0) / (double) results
-                               : NAN;
+    double router_us =
+        results ? (bench_cpu_us (router.pid) - router0) / (double) results : NAN;
     pthread_barrier_destroy (&start);
     if (results > 0)
         jps = results * 1e6 / (double) elapsed;
@@ -165,7 +165,8 @@ s_queues (int count, const void *payload, size_t size)
     double jps = run.results ? run.results * 1e6 / (double) run.elapsed_us : NAN;
     bench_figure (scenario, "throughput", jps, "jobs_per_s");
     bench_figure (scenario, "router_cpu_per_job", router_us, "us");
-    bench_line (scenario, "%.0f jobs/s over %d queue%s (%ld jobs, %ld failed); router %.1f us/job",
+    bench_line (scenario,
+                "%.0f jobs/s over %d queue%s (%ld jobs, %ld failed); router %.1f us/job",
                 jps, count, count == 1 ? "" : "s", run.results, run.failed + run.errors,
                 router_us);
 done:

@@ -355,15 +355,9 @@ main (int argc, char **argv)
         if (rc >= 100)
             return rc - 100;
     }
-    //  No command on a terminal: EventMQ's shell. There, as in EventMQ,
-    //  --addr names the component the shell connects to: the admin socket.
+    //  No command on a terminal: EventMQ's shell.
     char *shell_argv[] = { "shell", NULL };
-    bool shell = optind >= argc ? isatty (STDIN_FILENO) : streq (argv[optind], "shell");
-    if (shell && cli.frontend_flag && !cli.admin_flag) {
-        cli.admin_flag = cli.frontend_flag;
-        cli.frontend_flag = NULL;
-    }
-    if (optind >= argc && !shell)
+    if (optind >= argc && !isatty (STDIN_FILENO))
         return cli_usage_error ("no command given (on a terminal: the shell)");
     int sub_argc = optind >= argc ? 1 : argc - optind;
     char **sub_argv = optind >= argc ? shell_argv : argv + optind;

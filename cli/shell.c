@@ -208,13 +208,23 @@ cli_shell (cli_t *cli, int argc, char **argv)
 {
     static const struct option options[] = { CLI_GLOBAL_OPTIONS };
     int opt;
-    while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "+:a:", options, NULL)) != -1) {
+        if (opt == 'a') {
+            cli->admin_flag = optarg;
+            continue;
+        }
         int rc = cli_other_option (cli, "shell", opt, optarg, argv);
         if (rc)
             return rc >= 100 ? rc - 100 : rc;
     }
     if (optind < argc)
         return cli_usage_error ("shell: unexpected argument '%s'", argv[optind]);
+    //  As in EventMQ, --addr names the component the shell talks to: the
+    //  router's admin socket (emq's commands find the frontend as always).
+    if (cli->frontend_flag && !cli->admin_flag) {
+        cli->admin_flag = cli->frontend_flag;
+        cli->frontend_flag = NULL;
+    }
     int rc = cli_setup (cli);
     if (rc)
         return rc;
@@ -227,6 +237,7 @@ cli_shell (cli_t *cli, int argc, char **argv)
     char history[4096];
     const char *history_path = s_history_path (history, sizeof history);
     using_history ();
+    stifle_history (1000);  // the file keeps the latest 1000 lines
     if (history_path)
         read_history (history_path);
     char *line;
@@ -240,10 +251,8 @@ cli_shell (cli_t *cli, int argc, char **argv)
     }
     if (!line)
         printf ("\n");  // Ctrl-D: end the prompt's line
-    if (history_path) {
-        write_history (history_path);
-        history_truncate_file (history_path, 1000);
-    }
+    if (history_path && write_history (history_path) != 0)
+        cli_fail (CLI_EXIT_FAILED, "cannot save the history in %s", history_path);
     cli->admin_flag = NULL;
     free (shell.addr);
     return CLI_EXIT_OK;

@@ -293,6 +293,49 @@ s_pty_type (s_pty_t *pty, const char *keys)
     REQUIRE_INT (write (pty->fd, keys, len), ==, (long long) len);
 }
 
+//  Starts emq-cli with two arguments on a new pseudo-terminal.
+static void
+s_pty_start (h_test_t *t, s_pty_t *pty, const char *arg1, const char *arg2)
+{
+    char exe[H_PATH_MAX];
+    snprintf (exe, sizeof exe, "%s/bin/emq-cli", h_build_dir ());
+    memset (pty, 0, sizeof *pty);
+    fflush (stdout);
+    fflush (stderr);
+    pty->pid = forkpty (&pty->fd, NULL, NULL, NULL);
+    REQUIRE_MSG (pty->pid >= 0, "forkpty: %s", strerror (errno));
+    if (pty->pid == 0) {
+        char conf[H_PATH_MAX + 16];
+        snprintf (conf, sizeof conf, "%s/empty.conf", t->dir);
+        setenv ("EVENTMQ_CONFIG_FILE", conf, 1);
+        setenv ("HOME", t->dir, 1);
+        setenv ("TERM", "dumb", 1);
+        setenv ("EMQ_BROKER_ADDR", t->frontend, 1);
+        execl (exe, exe, arg1, arg2, (char *) NULL);
+        _exit (127);
+    }
+}
+
+//  Waits for emq-cli to leave (it was told to); it must exit 0.
+static void
+s_pty_end (h_test_t *t, s_pty_t *pty)
+{
+    (void) t;
+    int64_t deadline = clock_mono_ms () + h_ms (5000);
+    int status = 0;
+    pid_t done = 0;
+    while ((done = waitpid (pty->pid, &status, WNOHANG)) == 0
+           && clock_mono_ms () < deadline)
+        s_pty_read (pty, 50);
+    REQUIRE_MSG (done == pty->pid, "emq-cli's shell did not quit; it showed:\n%s",
+                 pty->seen ? pty->seen : "");
+    REQUIRE_MSG (WIFEXITED (status) && WEXITSTATUS (status) == 0, "shell status %d",
+                 status);
+    close (pty->fd);
+    free (pty->seen);
+    pty->seen = NULL;
+}
+
 static void
 test_cli_shell (h_test_t *t)
 {
@@ -316,24 +359,20 @@ test_cli_shell (h_test_t *t)
     REQUIRE_CONTAINS (r.err, "unknown admin command");
     h_cli_free (&r);
 
-    //  The shell: emq-cli -a ADDR on a terminal, nothing else.
-    char exe[H_PATH_MAX];
-    snprintf (exe, sizeof exe, "%s/bin/emq-cli", h_build_dir ());
+    //  EventMQ's own invocation, `emq-cli --addr ADDR`: there --addr is the
+    //  shell's address (the admin socket), not emq's frontend.
     s_pty_t pty = { 0 };
-    fflush (stdout);
-    fflush (stderr);
-    pty.pid = forkpty (&pty.fd, NULL, NULL, NULL);
-    REQUIRE_MSG (pty.pid >= 0, "forkpty: %s", strerror (errno));
-    if (pty.pid == 0) {
-        char conf[H_PATH_MAX + 16];
-        snprintf (conf, sizeof conf, "%s/empty.conf", t->dir);
-        setenv ("EVENTMQ_CONFIG_FILE", conf, 1);
-        setenv ("HOME", t->dir, 1);
-        setenv ("TERM", "dumb", 1);
-        setenv ("EMQ_BROKER_ADDR", t->frontend, 1);
-        execl (exe, exe, "-a", t->admin, (char *) NULL);
-        _exit (127);
-    }
+    s_pty_start (t, &pty, "--addr", t->admin);
+    char line[H_PATH_MAX + 32];
+    snprintf (line, sizeof line, "Connecting to %s...", t->admin);
+    s_pty_expect (t, &pty, line);
+    s_pty_type (&pty, "show_workers\n");
+    s_pty_expect (t, &pty, "\"jmsh-");
+    s_pty_type (&pty, "exit\n");
+    s_pty_end (t, &pty);
+
+    //  The shell: emq-cli -a ADDR on a terminal, nothing else.
+    s_pty_start (t, &pty, "-a", t->admin);
     s_pty_expect (t, &pty, "Connecting to ");
     s_pty_expect (t, &pty, "> ");
     s_pty_type (&pty, "show_workers\n");
@@ -360,7 +399,6 @@ test_cli_shell (h_test_t *t)
     s_pty_expect (t, &pty, "Closing connection to");
     s_pty_type (&pty, "status\n");
     s_pty_expect (t, &pty, "not connected");
-    char line[H_PATH_MAX + 32];
     snprintf (line, sizeof line, "connect %s\n", t->admin);
     s_pty_type (&pty, line);
     s_pty_expect (t, &pty, "Connecting to ");
@@ -373,16 +411,7 @@ test_cli_shell (h_test_t *t)
     REQUIRE_MSG (h_proc_wait (t, router, 10000, &status), "router still running");
     REQUIRE (WIFEXITED (status) && WEXITSTATUS (status) == 0);
     s_pty_type (&pty, "quit\n");
-    int64_t deadline = clock_mono_ms () + h_ms (5000);
-    pid_t done = 0;
-    while ((done = waitpid (pty.pid, &status, WNOHANG)) == 0
-           && clock_mono_ms () < deadline)
-        s_pty_read (&pty, 50);
-    REQUIRE_MSG (done == pty.pid, "emq-cli's shell did not quit");
-    REQUIRE_MSG (WIFEXITED (status) && WEXITSTATUS (status) == 0, "shell status %d",
-                 status);
-    close (pty.fd);
-    free (pty.seen);
+    s_pty_end (t, &pty);
     //  The history outlives the session.
     char path[H_PATH_MAX + 32];
     snprintf (path, sizeof path, "%s/.emq_cli_history", t->dir);
