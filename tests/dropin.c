@@ -73,6 +73,17 @@ s_run (h_test_t *t, const char *tag, const char *program, const char *const *arg
     return WEXITSTATUS (status);
 }
 
+//  Schedulers connected to the router, by ROUTER_SHOW_SCHEDULERS.
+static int
+s_scheduler_count (h_test_t *t)
+{
+    json_t *reply = h_admin (t, "ROUTER_SHOW_SCHEDULERS");
+    json_t *connected = json_object_get (reply, "connected_schedulers");
+    int count = json_is_object (connected) ? (int) json_object_size (connected) : -1;
+    json_decref (reply);
+    return count;
+}
+
 //  ---------------------------------------------------------------------
 //  An EventMQ eventmq.conf and environment, unchanged
 
@@ -179,6 +190,13 @@ test_eventmq_settings (h_test_t *t)
     REQUIRE_CONTAINS (dumped, "[10,\"default\"]");
     free (dumped);
     json_decref (info);
+
+    //  The scheduler connects where [scheduler] scheduler_addr says.
+    char sched_dir[H_PATH_MAX + 16];
+    snprintf (sched_dir, sizeof sched_dir, "%s/sched", t->dir);
+    const char *sched_args[] = { "-C", conf, "--data-dir", sched_dir, NULL };
+    h_spawn (t, "sched", true, "emq-scheduler", sched_args);
+    REQUIRE_WAIT (s_scheduler_count (t) == 1, 10000);
 
     //  A client reaches the router through the configured frontend port.
     char frontend[64];
