@@ -105,6 +105,8 @@ typedef struct {
     char out[BENCH_PROC_MAX][1100];
 } bench_proc_t;
 
+//  The parent of pid (/proc/<pid>/stat), or -1.
+pid_t bench_parent_of (pid_t pid);
 //  The children of parent (a job manager's workers), up to max; returns how many.
 int bench_children (pid_t parent, pid_t *pids, int max);
 //  Starts counting (attaches perf to each process when it can).
