@@ -16,6 +16,8 @@
 
 //  Messages read per wake-up before zloop gets a turn (signals).
 #define S_BURST 1024
+//  Longest wait of the loop, so that a stop signal is never missed.
+#define S_TICK_MS 200
 
 struct pubsub_t {
     zsock_t *incoming;  // ROUTER: publishers
@@ -167,6 +169,15 @@ pubsub_step (pubsub_t *self, int timeout_ms)
 }
 
 static int
+s_on_tick (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    return 0;
+}
+
+static int
 s_on_incoming (zloop_t *loop, zsock_t *reader, void *arg)
 {
     (void) loop;
@@ -180,7 +191,10 @@ pubsub_run (pubsub_t *self)
 {
     assert (self);
     zloop_t *loop = zloop_new ();
-    if (!loop || zloop_reader (loop, self->incoming, s_on_incoming, self)) {
+    //  The tick bounds each wait: a SIGTERM that lands between zloop's
+    //  check of zsys_interrupted and its poll is seen at the next one.
+    if (!loop || zloop_reader (loop, self->incoming, s_on_incoming, self)
+        || zloop_timer (loop, S_TICK_MS, 0, s_on_tick, NULL) == -1) {
         log_error ("pubsub: cannot start the event loop");
         zloop_destroy (&loop);
         return -1;
