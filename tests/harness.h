@@ -87,6 +87,9 @@ extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  EventMQ drop-in tests (dropin.c): settings, flags, shell, pub/sub.
+extern const h_testdef_t h_dropin_tests[];
+extern const size_t h_dropin_count;
 //  Python jobs in the embedded interpreter (python_jobs.c).
 extern const h_testdef_t h_python_tests[];
 extern const size_t h_python_count;
