@@ -41,6 +41,9 @@ include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 COMMON_OBJ    := $(call obj,$(COMMON_SRC))
+SERVICE_OBJ   := $(call obj,$(SERVICE_SRC))
+# libsystemd for the daemons' sd_notify only: libemq does not depend on it.
+SYSTEMD_LIBS  := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 ROUTER_OBJ    := $(call obj,$(ROUTER_SRC))
 JM_OBJ        := $(call obj,$(JOBMANAGER_SRC) $(WORKER_SRC))
 CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
@@ -76,22 +79,22 @@ $(BUILD)/man/%.1: docs/man/%.1 Makefile
 	@mkdir -p $(dir $@)
 	sed -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-$(BUILD)/bin/emq-router: $(ROUTER_OBJ) $(COMMON_OBJ)
+$(BUILD)/bin/emq-router: $(ROUTER_OBJ) $(SERVICE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SYSTEMD_LIBS)
 
 # -rdynamic: plugins see nothing of ours but libc/msgpack; kept off on purpose.
-$(BUILD)/bin/emq-jobmanager: $(JM_OBJ) $(COMMON_OBJ)
+$(BUILD)/bin/emq-jobmanager: $(JM_OBJ) $(SERVICE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SYSTEMD_LIBS)
 
 $(BUILD)/bin/emq-cli: $(CLI_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
 
 $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -110,9 +113,9 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
 
 # Built without the sanitizers' flags: it is preloaded into another program.
 $(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)

@@ -61,6 +61,8 @@ queue_t *queues_lookup (queues_t *self, const char *name);
 queue_t *queues_first (queues_t *self);
 queue_t *queues_next (queues_t *self);
 size_t queues_hwm (queues_t *self);
+//  Changes the limit (SIGHUP); queues already past it keep their jobs.
+void queues_set_hwm (queues_t *self, size_t hwm);
 
 //  Jobs. job_lookup returns a borrowed record or NULL.
 job_t *queues_job_lookup (queues_t *self, const char *msgid);

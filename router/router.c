@@ -33,6 +33,7 @@
 #include "queuespec.h"
 #include "peers.h"
 #include "curve.h"
+#include "service.h"
 #include "queues.h"
 #include "store.h"
 
@@ -94,7 +95,10 @@ struct router_t {
     s_socket_ctx_t readers[3];   // context of each socket's reader
     zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
-    size_t jobs_at_trim;  // job count at the last malloc_trim
+    size_t jobs_at_trim;       // job count at the last malloc_trim
+    router_reload_fn *reload;  // SIGHUP's settings, or NULL
+    void *reload_arg;
+    int heartbeat_timer;  // zloop timer id, re-armed when the interval changes
 };
 
 //  Every change of a job's state goes through here (job.c holds the
@@ -1805,6 +1809,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+static void s_reload (router_t *self);
+
 //  Scheduled jobs whose time came join their queues.
 static int
 s_on_schedule (zloop_t *loop, int timer_id, void *arg)
@@ -1812,6 +1818,9 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    //  A SIGHUP that came while a handler ran did not interrupt poll().
+    if (service_hup_take ())
+        s_reload (self);
     double now = clock_wall_s ();
     job_t *job;
     while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
@@ -1963,6 +1972,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->settings.admin = NULL;
     //  Copies: the caller's strings need not outlive us.
     self->settings.db_path = strdup (settings->db_path ? settings->db_path : ":memory:");
+    self->settings.curve_secret_cert = NULL;  // read once, below
+    self->settings.curve_clients_dir =
+        strdup (settings->curve_clients_dir ? settings->curve_clients_dir : "");
     self->limits.payload_max = settings->payload_max;
     //  Epochs start at the wall clock in microseconds so that a restarted
     //  router never reuses a fencing token of its previous life.
@@ -2041,8 +2053,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);
     if (store_sock (self->store))
         zloop_reader (self->loop, store_sock (self->store), s_on_store, self);
-    zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat,
-                 self);
+    self->heartbeat_timer = zloop_timer (
+        self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
     log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
@@ -2097,15 +2109,125 @@ router_destroy (router_t **self_p)
     queues_destroy (&self->queues);
     store_close (&self->store);
     free ((char *) self->settings.db_path);
+    free ((char *) self->settings.curve_clients_dir);
     free (self);
     *self_p = NULL;
+}
+
+void
+router_set_reload (router_t *self, router_reload_fn *fn, void *arg)
+{
+    assert (self);
+    self->reload = fn;
+    self->reload_arg = arg;
+}
+
+void
+router_apply (router_t *self, const router_settings_t *fresh)
+{
+    assert (self && fresh);
+    router_settings_t *now = &self->settings;
+    if (fresh->queue_hwm != now->queue_hwm) {
+        now->queue_hwm = fresh->queue_hwm;
+        queues_set_hwm (self->queues, fresh->queue_hwm);
+    }
+    if (fresh->heartbeat_interval_ms != now->heartbeat_interval_ms) {
+        now->heartbeat_interval_ms = fresh->heartbeat_interval_ms;
+        zloop_timer_end (self->loop, self->heartbeat_timer);
+        self->heartbeat_timer = zloop_timer (
+            self->loop, (size_t) now->heartbeat_interval_ms, 0, s_on_heartbeat, self);
+    }
+    now->heartbeat_timeout_ms = fresh->heartbeat_timeout_ms;
+    now->heartbeat_liveness = fresh->heartbeat_liveness;
+    now->result_ttl_s = fresh->result_ttl_s;
+    now->dead_ttl_s = fresh->dead_ttl_s;
+    now->retry_backoff_s = fresh->retry_backoff_s;
+    now->retry_backoff_max_s = fresh->retry_backoff_max_s;
+    if (fresh->prefetch != now->prefetch) {
+        now->prefetch = fresh->prefetch;
+        self->redispatch = true;  // more room may take more jobs now
+    }
+    const char *dir = fresh->curve_clients_dir ? fresh->curve_clients_dir : "";
+    if (!self->curve) {
+        if (*dir)
+            log_warning ("router: SIGHUP: curve_clients_dir needs CURVE on "
+                         "(curve_secret_cert, a restart)");
+        return;
+    }
+    //  Read again even when unchanged: SIGHUP is how an operator says the
+    //  keys in it changed.
+    char err[512];
+    if (curve_server_set_clients (self->curve, dir, err, sizeof err)) {
+        log_error ("router: SIGHUP: CURVE clients not reloaded: %s", err);
+        return;
+    }
+    self->limits.meta_property = *dir ? CURVE_ROLES_PROPERTY : NULL;
+    free ((char *) now->curve_clients_dir);
+    now->curve_clients_dir = strdup (dir);
+    log_info ("router: SIGHUP: CURVE clients admitted: %s", *dir ? dir : "any key");
+}
+
+//  SIGHUP: the settings again, from the configuration.
+static void
+s_reload (router_t *self)
+{
+    if (!self->reload) {
+        log_warning ("router: SIGHUP: reloading is not available");
+        return;
+    }
+    service_reloading ();
+    router_settings_t fresh;
+    char err[512];
+    if (self->reload (self->reload_arg, &fresh, err, sizeof err))
+        log_error ("router: SIGHUP: configuration not reloaded: %s", err);
+    else {
+        router_apply (self, &fresh);
+        log_info ("router: SIGHUP: configuration reloaded");
+    }
+    s_flush (self);
+    service_ready ("reloaded");
+}
+
+static int
+s_on_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    service_watchdog_ping ();
+    return 0;
 }
 
 int
 router_run (router_t *self)
 {
     assert (self);
-    zloop_start (self->loop);
+    service_hup_install ();
+    int64_t watchdog_ms = service_watchdog_ms ();
+    int watchdog_timer = -1;
+    if (watchdog_ms > 0)
+        watchdog_timer =
+            zloop_timer (self->loop, (size_t) watchdog_ms, 0, s_on_watchdog, self);
+    service_ready ("serving");
+    //  zloop_start returns 0 when a signal interrupts poll(): SIGHUP's
+    //  reload happens here, on the loop's own stack, and the loop goes on.
+    //  -1 is a handler's stop (admin DISCONNECT); zsys_interrupted is
+    //  SIGINT/SIGTERM.
+    while (true) {
+        errno = 0;
+        int rc = zloop_start (self->loop);
+        if (rc == -1 || zsys_interrupted)
+            break;
+        if (service_hup_take ())
+            s_reload (self);
+        else if (errno != EINTR) {
+            log_error ("router: event loop failed: %s", zmq_strerror (errno));
+            break;
+        }
+    }
+    service_stopping ();
+    if (watchdog_timer != -1)
+        zloop_timer_end (self->loop, watchdog_timer);
     //  What is written goes to disk before we stop, the dispatches held
     //  back included (running jobs keep their epoch across the restart).
     store_write_dispatches (self->store);

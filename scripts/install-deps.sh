@@ -17,6 +17,8 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libsystemd-dev                  # sd_notify: readiness, watchdog, reload
+    systemd                         # systemd-analyze verify (the units' test)
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
     beanstalkd                      # make bench: the peer emq is measured against
