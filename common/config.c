@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
+#include "emq-paths.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -284,7 +286,7 @@ static const s_setting_t s_settings[] = {
                      "their workers are killed" },
     { .name = "plugin_dirs",
       .type = S_TYPE_LIST,
-      .default_text = "/usr/local/lib/emq/plugins",
+      .default_text = EMQ_PLUGIN_DIR,
       .sections = S_JM,
       .description = "directories searched for job libraries (run jobs); nothing "
                      "outside them is loaded" },

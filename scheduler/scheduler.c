@@ -851,6 +851,8 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
         return 0;
     }
     s_trace (self, "router sent %s", emqp_command_name (msg->command));
+    log_debug ("scheduler %s: %s from router", self->id,
+               emqp_command_name (msg->command));
     int rc = 0;
     switch (msg->command) {
         case EMQP_ACK:
