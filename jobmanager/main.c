@@ -56,7 +56,8 @@ s_usage (FILE *stream)
         "  --concurrent-jobs N        worker processes (default 4)\n"
         "  --max-job-count N          jobs per worker before it is replaced (default "
         "1024)\n"
-        "  --plugin-dir DIR           where run-job libraries may come from "
+        "  --plugin-dir DIR           where run-job libraries may come from (also\n"
+        "                             --plugin-dirs) "
         "(repeatable)\n"
         "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
         "                             (repeatable; none: exec jobs are refused)\n"
@@ -161,6 +162,7 @@ static const struct option s_options[] = {
     { "concurrent-jobs", required_argument, NULL, 'C' },
     { "max-job-count", required_argument, NULL, 'M' },
     { "plugin-dir", required_argument, NULL, 'P' },
+    { "plugin-dirs", required_argument, NULL, 'P' },  // the setting's name
     { "exec-allow", required_argument, NULL, 'E' },
     { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },

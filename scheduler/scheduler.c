@@ -864,11 +864,16 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
         case EMQP_RESULT:
             s_on_result (self, msg);
             break;
+        //  The heartbeat carries our schedules: sent at once, the router's
+        //  ROUTER_SHOW_SCHEDULERS shows the change without waiting for the
+        //  next interval (emq-cli schedule/unschedule wait for it there).
         case EMQP_SCHEDULE:
             s_on_schedule (self, msg);
+            s_send_heartbeat (self);
             break;
         case EMQP_UNSCHEDULE:
             s_on_unschedule (self, msg);
+            s_send_heartbeat (self);
             break;
         case EMQP_HEARTBEAT:
             //  A router that restarted heartbeats only peers it knows: a

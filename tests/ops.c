@@ -62,10 +62,11 @@ static void
 test_sighup_router (h_test_t *t)
 {
     char conf[H_PATH_MAX + 64];
-    snprintf (conf, sizeof conf, "%s",
-              s_write (t, "router.conf", "[router]\nlog_level = info\nqueue_hwm = 1000\n"));
-    const char *args[] = { "--config", conf,          "--frontend", t->frontend,
-                           "--backend", t->backend,   "--admin",    t->admin,
+    snprintf (
+        conf, sizeof conf, "%s",
+        s_write (t, "router.conf", "[router]\nlog_level = info\nqueue_hwm = 1000\n"));
+    const char *args[] = { "--config",    conf,       "--frontend", t->frontend,
+                           "--backend",   t->backend, "--admin",    t->admin,
                            "--in-memory", NULL };
     pid_t router = h_spawn (t, "router", true, "emq-router", args);
     json_t *status = NULL;
@@ -85,10 +86,12 @@ test_sighup_router (h_test_t *t)
     REQUIRE_INT (kill (router, SIGHUP), ==, 0);
     REQUIRE_WAIT (h_log_count (t, "router", "SIGHUP: configuration reloaded") == 1, 5000);
     REQUIRE (h_pid_alive (router));
-    REQUIRE_INT (h_log_count (t, "router", "log_level 'info' -> 'debug', applied"), ==, 1);
+    REQUIRE_INT (h_log_count (t, "router", "log_level 'info' -> 'debug', applied"), ==,
+                 1);
     REQUIRE_INT (h_log_count (t, "router", "queue_hwm '1000' -> '2', applied"), ==, 1);
-    REQUIRE_INT (h_log_count (t, "router", "max_message_size '16777216' -> '4096' needs a "
-                                           "restart"),
+    REQUIRE_INT (h_log_count (t, "router",
+                              "max_message_size '16777216' -> '4096' needs a "
+                              "restart"),
                  ==, 1);
     //  Applied: the HWM shows and refuses, debug lines are written.
     status = h_admin (t, "STATUS");
@@ -97,10 +100,11 @@ test_sighup_router (h_test_t *t)
     json_t *q = NULL;
     size_t i;
     json_t *item;
-    json_array_foreach (queues, i, item)
-        if (json_is_object (item) && json_is_string (json_object_get (item, "name"))
-            && streq (json_string_value (json_object_get (item, "name")), "q"))
-            q = item;
+    json_array_foreach (
+        queues, i,
+        item) if (json_is_object (item) && json_is_string (json_object_get (item, "name"))
+                  && streq (json_string_value (json_object_get (item, "name")), "q")) q =
+        item;
     if (!q && json_is_object (queues))
         q = json_object_get (queues, "q");
     REQUIRE_MSG (q, "no queue q in STATUS");
@@ -146,13 +150,22 @@ test_sighup_scheduler_jm (h_test_t *t)
     snprintf (jm_conf, sizeof jm_conf, "%s",
               s_write (t, "jm.conf", "[jobmanager]\nlog_level = info\n"));
     snprintf (data, sizeof data, "%s/sched", t->dir);
-    const char *sched_args[] = { "--config", sched_conf, "--router", t->frontend,
-                                 "--admin",  t->admin,   "--data-dir", data,
-                                 "--heartbeat-interval", "0.2", NULL };
+    const char *sched_args[] = { "--config",   sched_conf, "--router",
+                                 t->frontend,  "--admin",  t->admin,
+                                 "--data-dir", data,       "--heartbeat-interval",
+                                 "0.2",        NULL };
     pid_t sched = h_spawn (t, "sched", true, "emq-scheduler", sched_args);
-    const char *jm_args[] = { "--config",  jm_conf, "--backend-addr", t->backend,
-                              "--name",    "hupjm", "--concurrent-jobs", "1",
-                              "--heartbeat-interval", "0.2", NULL };
+    const char *jm_args[] = { "--config",
+                              jm_conf,
+                              "--backend-addr",
+                              t->backend,
+                              "--name",
+                              "hupjm",
+                              "--concurrent-jobs",
+                              "1",
+                              "--heartbeat-interval",
+                              "0.2",
+                              NULL };
     pid_t jm = h_spawn (t, "hupjm", true, "emq-jobmanager", jm_args);
     h_wait_jm (t, "hupjm", 10000, NULL);
     REQUIRE_WAIT (h_log_count (t, "sched", "scheduler") > 0, 5000);
@@ -174,8 +187,10 @@ test_sighup_scheduler_jm (h_test_t *t)
     for (size_t n = 2; n <= 4; n++) {
         REQUIRE_INT (kill (sched, SIGHUP), ==, 0);
         REQUIRE_INT (kill (jm, SIGHUP), ==, 0);
-        REQUIRE_WAIT (h_log_count (t, "sched", "SIGHUP: configuration reloaded") == n, 5000);
-        REQUIRE_WAIT (h_log_count (t, "hupjm", "SIGHUP: configuration reloaded") == n, 5000);
+        REQUIRE_WAIT (h_log_count (t, "sched", "SIGHUP: configuration reloaded") == n,
+                      5000);
+        REQUIRE_WAIT (h_log_count (t, "hupjm", "SIGHUP: configuration reloaded") == n,
+                      5000);
     }
     REQUIRE (h_pid_alive (sched));
     REQUIRE (h_pid_alive (jm));
@@ -245,13 +260,14 @@ test_notify (h_test_t *t)
                  "the job manager sent no READY=1");
     char data[H_PATH_MAX + 16];
     snprintf (data, sizeof data, "%s/sched", t->dir);
-    const char *sched_args[] = { "--router", t->frontend, "--admin", t->admin,
-                                 "--data-dir", data, NULL };
+    const char *sched_args[] = { "--router",   t->frontend, "--admin", t->admin,
+                                 "--data-dir", data,        NULL };
     h_spawn (t, "sched", true, "emq-scheduler", sched_args);
     REQUIRE_MSG (s_notified (sock, "READY=1\nSTATUS=running", 10000),
                  "the scheduler sent no READY=1");
     REQUIRE_INT (kill (jm, SIGTERM), ==, 0);
-    REQUIRE_MSG (s_notified (sock, "STOPPING=1", 5000), "the job manager sent no STOPPING=1");
+    REQUIRE_MSG (s_notified (sock, "STOPPING=1", 5000),
+                 "the job manager sent no STOPPING=1");
     REQUIRE_INT (kill (router, SIGTERM), ==, 0);
     REQUIRE_MSG (s_notified (sock, "STOPPING=1", 5000), "the router sent no STOPPING=1");
     unsetenv ("NOTIFY_SOCKET");
@@ -304,7 +320,8 @@ test_units (h_test_t *t)
     char command[4 * PATH_MAX];
     snprintf (command, sizeof command,
               "cd '%s' && for f in '%s'/systemd/*.service; do "
-              "sed \"s|^ExecStart=[^ ]*/bin/|ExecStart=%s/bin/|\" \"$f\" > \"$(basename \"$f\")\"; "
+              "sed \"s|^ExecStart=[^ ]*/bin/|ExecStart=%s/bin/|\" \"$f\" > \"$(basename "
+              "\"$f\")\"; "
               "done && ls *.service",
               t->dir, h_build_dir (), h_build_dir ());
     char *out = s_shell (command, &rc);
@@ -322,10 +339,11 @@ test_units (h_test_t *t)
     REQUIRE_MSG (rc == 0 && *out == 0, "systemd-analyze verify (status %d): %s", rc, out);
     free (out);
     //  And verify does find faults: a unit with a bad type is reported.
-    snprintf (command, sizeof command,
-              "cd '%s' && sed 's/^Type=notify/Type=nonsense/' emq-router.service > bad.service"
-              " && systemd-analyze verify --man=no ./bad.service 2>&1",
-              t->dir);
+    snprintf (
+        command, sizeof command,
+        "cd '%s' && sed 's/^Type=notify/Type=nonsense/' emq-router.service > bad.service"
+        " && systemd-analyze verify --man=no ./bad.service 2>&1",
+        t->dir);
     out = s_shell (command, &rc);
     REQUIRE_CONTAINS (out, "nonsense");
     free (out);
@@ -420,22 +438,25 @@ test_install (h_test_t *t)
     REQUIRE_STREQ (out, want);
     free (out);
     snprintf (command, sizeof command,
-              "grep -h '^ExecStart=' '%s%s'/lib/systemd/system/*.service", destdir, prefix);
+              "grep -h '^ExecStart=' '%s%s'/lib/systemd/system/*.service", destdir,
+              prefix);
     out = s_shell (command, &rc);
     snprintf (want, sizeof want, "ExecStart=%s/bin/emq-router ", prefix);
     REQUIRE_CONTAINS (out, want);
     snprintf (want, sizeof want, "ExecStart=%s/bin/emq-jobmanager ", prefix);
     REQUIRE_CONTAINS (out, want);
     free (out);
-    snprintf (command, sizeof command,
-              "EVENTMQ_CONFIG_FILE=/dev/null '%s%s/bin/emq-jobmanager' --help >/dev/null && "
-              "'%s%s/bin/emq-router' --version",
-              destdir, prefix, destdir, prefix);
+    snprintf (
+        command, sizeof command,
+        "EVENTMQ_CONFIG_FILE=/dev/null '%s%s/bin/emq-jobmanager' --help >/dev/null && "
+        "'%s%s/bin/emq-router' --version",
+        destdir, prefix, destdir, prefix);
     out = s_shell (command, &rc);
     REQUIRE_INT (rc, ==, 0);
     REQUIRE_CONTAINS (out, "emq-router 0.1.0");
     free (out);
-    snprintf (command, sizeof command, "grep -c 'EMQ_PLUGIN_DIR \"%s/lib/emq/plugins\"' '%s/include/emq-paths.h'",
+    snprintf (command, sizeof command,
+              "grep -c 'EMQ_PLUGIN_DIR \"%s/lib/emq/plugins\"' '%s/include/emq-paths.h'",
               prefix, h_build_dir ());
     out = s_shell (command, &rc);
     REQUIRE_MSG (rc == 0, "the plugin directory compiled in is not under %s", prefix);
@@ -452,7 +473,8 @@ test_install (h_test_t *t)
     REQUIRE_CONTAINS (out, "emq_submit\n");
     size_t exported = 0;
     char *save = NULL;
-    for (char *sym = strtok_r (out, "\n", &save); sym; sym = strtok_r (NULL, "\n", &save)) {
+    for (char *sym = strtok_r (out, "\n", &save); sym;
+         sym = strtok_r (NULL, "\n", &save)) {
         //  The version node is an absolute symbol of the library itself.
         if (streq (sym, "LIBEMQ_0"))
             continue;
@@ -464,13 +486,13 @@ test_install (h_test_t *t)
 
     //  Another PREFIX reaches every generated file (a separate build dir:
     //  only the generated text files are made there, nothing compiled).
-    snprintf (command, sizeof command,
-              "make -s -C '%s' BUILD='%s/b' PREFIX=/opt/emq-x '%s/b/lib/libemq.pc' "
-              "'%s/b/systemd/emq-router.service' '%s/b/etc/emq.conf.sample' 2>&1 && "
-              "grep -h '/opt/emq-x' '%s/b/lib/libemq.pc' '%s/b/systemd/emq-router.service' "
-              "'%s/b/etc/emq.conf.sample' '%s/b/include/emq-paths.h'",
-              s_source_dir (), t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, t->dir,
-              t->dir);
+    snprintf (
+        command, sizeof command,
+        "make -s -C '%s' BUILD='%s/b' PREFIX=/opt/emq-x '%s/b/lib/libemq.pc' "
+        "'%s/b/systemd/emq-router.service' '%s/b/etc/emq.conf.sample' 2>&1 && "
+        "grep -h '/opt/emq-x' '%s/b/lib/libemq.pc' '%s/b/systemd/emq-router.service' "
+        "'%s/b/etc/emq.conf.sample' '%s/b/include/emq-paths.h'",
+        s_source_dir (), t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, t->dir, t->dir);
     out = s_shell (command, &rc);
     REQUIRE_MSG (rc == 0, "generated files for PREFIX=/opt/emq-x (%d): %s", rc, out);
     REQUIRE_CONTAINS (out, "libdir=/opt/emq-x/lib");
@@ -484,12 +506,13 @@ test_install (h_test_t *t)
 static void
 test_build_tree_link (h_test_t *t)
 {
-    const char *source = s_write (t, "prog.c",
-                                  "#include <emq/client.h>\n#include <stdio.h>\n"
-                                  "int main (void) {\n"
-                                  "    emq_client_t *c = emq_client_new (\"ipc:///nonexistent\");\n"
-                                  "    printf (\"%s\\n\", c ? \"client\" : \"none\");\n"
-                                  "    emq_client_destroy (&c);\n    return 0;\n}\n");
+    const char *source =
+        s_write (t, "prog.c",
+                 "#include <emq/client.h>\n#include <stdio.h>\n"
+                 "int main (void) {\n"
+                 "    emq_client_t *c = emq_client_new (\"ipc:///nonexistent\");\n"
+                 "    printf (\"%s\\n\", c ? \"client\" : \"none\");\n"
+                 "    emq_client_destroy (&c);\n    return 0;\n}\n");
     char command[4 * PATH_MAX];
     snprintf (command, sizeof command,
               "cd '%s' && cc %s -o '%s/prog' '%s' -Iinclude -L'%s/lib' -lemq 2>&1 && "
@@ -508,6 +531,121 @@ test_build_tree_link (h_test_t *t)
     free (out);
 }
 
+//  ---------------------------------------------------------------------
+//  emq-cli fixes
+
+static void
+test_cli_fixes (h_test_t *t)
+{
+    //  With a data directory: ended jobs are kept (result_ttl), so a msgid
+    //  submitted again is known.
+    h_router (t, "router", NULL);
+    char plugins[PATH_MAX], data[H_PATH_MAX + 16];
+    snprintf (plugins, sizeof plugins, "%s/plugins", h_build_dir ());
+    //  --plugin-dirs, the setting's name, is a flag too.
+    h_jm (t, "cjm", "[[10,\"default\"]]", 1, "--plugin-dirs", plugins, NULL);
+    h_wait_jm (t, "cjm", 10000, NULL);
+    snprintf (data, sizeof data, "%s/sched", t->dir);
+    const char *sched_args[] = { "--router",
+                                 t->frontend,
+                                 "--admin",
+                                 t->admin,
+                                 "--data-dir",
+                                 data,
+                                 "--heartbeat-interval",
+                                 "0.2",
+                                 NULL };
+    h_spawn (t, "sched", true, "emq-scheduler", sched_args);
+    h_cli_t r;
+    REQUIRE_WAIT ((h_cli (t, &r, 5000, "schedules", NULL),
+                   r.status == 0 && !strstr (r.out, "no scheduler connected"))
+                      || (h_cli_free (&r), false),
+                  10000);
+    h_cli_free (&r);
+
+    //  unschedule of an unknown name is an error (8: no such schedule).
+    h_cli (t, &r, 10000, "unschedule", "nosuch", NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    REQUIRE_CONTAINS (r.err, "no such schedule");
+    h_cli_free (&r);
+    //  schedules right after schedule shows it; after unschedule, not.
+    h_cli (t, &r, 10000, "schedule", "--name", "tick", "--every", "1h", "--nohaste",
+           "exec", "--", "/bin/true", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "schedules", "--json", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_CONTAINS (r.out, "\"name\":\"tick\"");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "unschedule", "tick", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "schedules", "--json", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_MSG (!strstr (r.out, "\"tick\""), "tick still listed: %s", r.out);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "unschedule", "tick", NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    h_cli_free (&r);
+
+    //  A job the job manager refuses (not in its allow-list) exits 4.
+    h_cli (t, &r, 10000, "submit", "--wait", "exec", "--", "/usr/bin/env", NULL);
+    REQUIRE_INT (r.status, ==, 4);
+    h_cli_free (&r);
+
+    //  submit --help is submit's help.
+    h_cli (t, &r, 10000, "submit", "--help", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_CONTAINS (r.out, "usage: emq-cli submit");
+    REQUIRE_CONTAINS (r.out, "--msgid ID");
+    REQUIRE_MSG (!strstr (r.out, "disconnect"), "global help printed: %s", r.out);
+    h_cli_free (&r);
+
+    //  --msgid: the caller's id; the same id again is ACKed, not run again
+    //  (each run appends a line to a file; one worker runs jobs in order,
+    //  so once the job after it is done, a second run would be there).
+    char script[2 * H_PATH_MAX];
+    snprintf (script, sizeof script, "echo run >> '%s/runs'; echo once", t->dir);
+    h_cli (t, &r, 10000, "submit", "--msgid", "nightly-2026-12-02", "--wait", "exec",
+           "--", "/bin/sh", "-c", script, NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "once");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "submit", "--msgid", "nightly-2026-12-02", "exec", "--",
+           "/bin/sh", "-c", script, NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "nightly-2026-12-02");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "submit", "--wait", "exec", "--", "/bin/true", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    char runs_path[H_PATH_MAX + 16];
+    snprintf (runs_path, sizeof runs_path, "%s/runs", t->dir);
+    FILE *runs = fopen (runs_path, "r");
+    REQUIRE (runs);
+    char text[256] = "";
+    size_t n = fread (text, 1, sizeof text - 1, runs);
+    fclose (runs);
+    text[n] = 0;
+    REQUIRE_STREQ (text, "run\n");
+    h_cli (t, &r, 10000, "submit", "--msgid", "has space", "exec", "--", "/bin/true",
+           NULL);
+    REQUIRE_INT (r.status, ==, 2);
+    h_cli_free (&r);
+
+    //  --frontend-addr and --administrative-addr are the settings' flags
+    //  (given after h_cli's --addr/--admin-addr, they win).
+    h_cli (t, &r, 10000, "--connect-timeout", "0.5", "--administrative-addr",
+           "ipc:///nonexistent/admin", "status", NULL);
+    REQUIRE_INT (r.status, ==, 3);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "--administrative-addr", t->admin, "--frontend-addr",
+           t->frontend, "submit", "--wait", "exec", "--", "/bin/echo", "ok", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "ok");
+    h_cli_free (&r);
+}
+
 const h_testdef_t h_ops_tests[] = {
     { "sighup_router", test_sighup_router,
       "SIGHUP: the router applies log level and HWM, names what needs a restart" },
@@ -517,6 +655,8 @@ const h_testdef_t h_ops_tests[] = {
     { "units", test_units, "systemd-analyze verify accepts the units" },
     { "install", test_install,
       "make install DESTDIR: every path, PREFIX everywhere, emq_* exports only" },
+    { "cli_fixes", test_cli_fixes,
+      "emq-cli: unschedule NOSUCH, schedules at once, exit 4, submit --help, --msgid" },
     { "build_tree_link", test_build_tree_link,
       "a program linked with -Lbuild/lib -lemq runs from the build tree" },
 };
