@@ -121,6 +121,11 @@ int cli_keygen (cli_t *self, int argc, char **argv);
 int cli_schedule (cli_t *self, int argc, char **argv);
 int cli_schedules (cli_t *self, int argc, char **argv);
 int cli_unschedule (cli_t *self, int argc, char **argv);
+//  jobs.c: job and queue admin.
+int cli_jobs (cli_t *self, int argc, char **argv);
+int cli_job (cli_t *self, int argc, char **argv);
+int cli_queue (cli_t *self, int argc, char **argv);
+int cli_jobmanager (cli_t *self, int argc, char **argv);
 
 //  result.c ----------------------------------------------------------------
 

@@ -62,6 +62,17 @@ static const char *s_usage =
     "                        last outcome, runs left; and which scheduler leads\n"
     "  unschedule NAME [--kill-running]   remove a schedule (and cancel its running "
     "job)\n"
+    "  jobs [--queue Q] [--state S] [--offset N] [--limit N] [--json]\n"
+    "        jobs in state S: waiting (default), scheduled, retrying, running\n"
+    "        or dead; a page of --limit (100) from --offset (0)\n"
+    "  job MSGID [--json]    one job: state, queue, headers, payload, attempts,\n"
+    "                        outcome and history\n"
+    "  queue pause|resume|purge NAME [--json]\n"
+    "        pause: the queue takes jobs but dispatches none (kept across a\n"
+    "        restart); resume; purge: cancel its waiting jobs\n"
+    "  jobmanager quiet|resume NAME [--json]\n"
+    "        quiet: the job manager (its --name) gets no new jobs and finishes\n"
+    "        the running ones (before a deploy); resume: it gets jobs again\n"
     "  disconnect            ask the router to shut down\n"
     "  keygen [--role R]... NAME   write a CURVE key pair: NAME (public\n"
     "                        certificate) and NAME_secret (keep it private);\n"
@@ -343,6 +354,10 @@ static const s_command_t s_commands[] = {
     { "schedule", cli_schedule },
     { "schedules", cli_schedules },
     { "unschedule", cli_unschedule },
+    { "jobs", cli_jobs },
+    { "job", cli_job },
+    { "queue", cli_queue },
+    { "jobmanager", cli_jobmanager },
     { "keygen", cli_keygen },
 };
 

@@ -45,6 +45,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DEAD_PURGE] = "DEAD_PURGE",
     [EMQP_RETURN] = "RETURN",
     [EMQP_BATCH] = "BATCH",
+    [EMQP_ADMIN] = "ADMIN",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -554,6 +555,10 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
+        case EMQP_ADMIN:
+            if (s_text (r, "request", EMQP_SHORT_MAX, false, &self->stats))
+                goto fail;
+            break;
         case EMQP_BATCH:
             //  Unpacked by emqp_batch_unpack: each message is checked then.
             {
@@ -834,6 +839,9 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             rc = s_put_str (f, self->ref);
             if (!rc && self->epoch)
                 rc = s_put_number (f, "%" PRIu64, self->epoch);
+            break;
+        case EMQP_ADMIN:
+            rc = s_put_str (f, self->stats);
             break;
         case EMQP_RETURN:
             rc = s_put_str (f, self->ref);
@@ -1347,6 +1355,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_DEAD_PURGE, { NULL } },
     { EMQP_RETURN, { "req-id", "9", NULL } },
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
+    { EMQP_ADMIN, { "{\"command\":\"jobs\"}", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1395,6 +1404,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_CANCEL, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_ADMIN, 0, EMQP_SHORT_MAX, "request" },
     { EMQP_ACK, 1, 64, "agent" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
@@ -1432,7 +1442,7 @@ s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
     const char *field = slot->field;
     if (streq (field, "msgid"))
         return msg->msgid;
-    if (streq (field, "stats"))
+    if (streq (field, "stats") || streq (field, "request"))
         return msg->stats;
     if (streq (field, "queues"))
         return msg->queues;
@@ -1472,7 +1482,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 39
+#define S_TEST_CASES 40
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1660,6 +1670,10 @@ s_test_case (int n)
         case 38:
             m = emqp_msg_new (EMQP_BATCH);
             m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10);
+            break;
+        case 39:
+            m = emqp_msg_new (EMQP_ADMIN);
+            m->stats = strdup ("{\"command\":\"queue_pause\",\"queue\":\"q\"}");
             break;
         default:
             return NULL;
@@ -2909,7 +2923,7 @@ emqp_test (bool verbose)
         static const emqp_command_t needs[] = {
             EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE,
             EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR, EMQP_FETCH,
-            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN
+            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN,  EMQP_ADMIN
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

@@ -35,6 +35,7 @@ struct queue_t {
                           // kept by job_fire
     int64_t latency_ms;   // wait of the latest dispatched job
     int64_t max_latency_ms;
+    bool paused;  // takes jobs, dispatches none (ADMIN queue_pause)
 };
 
 typedef struct {

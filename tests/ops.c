@@ -646,6 +646,219 @@ test_cli_fixes (h_test_t *t)
     h_cli_free (&r);
 }
 
+//  ---------------------------------------------------------------------
+//  Job and queue admin
+
+//  emq-cli COMMAND --json ARGS..., parsed (fails the test unless it exits
+//  0). Up to five arguments; the first NULL ends them.
+static json_t *
+s_cli_json (h_test_t *t, const char *command, const char *a1, const char *a2,
+            const char *a3, const char *a4, const char *a5)
+{
+    h_cli_t r;
+    h_cli (t, &r, 10000, command, "--json", a1, a2, a3, a4, a5, NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli %s %s: status %d: %s", command, a1 ? a1 : "",
+                 r.status, r.err);
+    json_t *root = json_loads (r.out, 0, NULL);
+    REQUIRE_MSG (root, "emq-cli %s: not JSON: %s", command, r.out);
+    h_cli_free (&r);
+    return root;
+}
+
+//  The number of jobs in a state (and queue), as ADMIN jobs counts them.
+static long long
+s_jobs_total (h_test_t *t, const char *queue, const char *state)
+{
+    json_t *root = s_cli_json (t, "jobs", "--queue", queue, "--state", state, NULL);
+    long long total = h_jint (root, -1, "total", NULL);
+    json_decref (root);
+    return total;
+}
+
+//  Submits an exec job to queue; returns its msgid (static per call site).
+static void
+s_submit (h_test_t *t, const char *queue, char *msgid, const char *a1, const char *a2)
+{
+    h_cli_t r;
+    h_cli (t, &r, 10000, "submit", "--queue", queue, "exec", "--", a1, a2, NULL);
+    REQUIRE_MSG (r.status == 0, "submit: %d %s", r.status, r.err);
+    snprintf (msgid, 64, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+}
+
+static void
+test_admin (h_test_t *t)
+{
+    pid_t router = h_router (t, "router", NULL);
+    h_jm (t, "ajm", "[[10,\"q\"],[10,\"other\"]]", 1, NULL);
+    h_wait_jm (t, "ajm", 10000, NULL);
+    h_cli_t r;
+
+    //  A paused queue takes jobs and dispatches none.
+    h_cli (t, &r, 10000, "queue", "pause", "q", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "queue q: paused");
+    h_cli_free (&r);
+    char ids[3][64];
+    for (int i = 0; i < 3; i++)
+        s_submit (t, "q", ids[i], "/bin/echo", "paused");
+    //  The job manager is free and working: a job of another queue runs.
+    h_cli (t, &r, 10000, "submit", "--queue", "other", "--wait", "exec", "--",
+           "/bin/echo", "flows", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    REQUIRE_INT (s_jobs_total (t, "q", "waiting"), ==, 3);
+
+    //  Paging: in order, limit and offset.
+    json_t *page = s_cli_json (t, "jobs", "--queue", "q", "--limit", "2", NULL);
+    REQUIRE_INT (json_array_size (json_object_get (page, "jobs")), ==, 2);
+    REQUIRE_INT (h_jint (page, -1, "total", NULL), ==, 3);
+    REQUIRE_STREQ (
+        json_string_value (
+            h_jget (json_array_get (json_object_get (page, "jobs"), 0), "msgid", NULL)),
+        ids[0]);
+    json_decref (page);
+    page = s_cli_json (t, "jobs", "--queue", "q", "--offset", "2", NULL);
+    REQUIRE_INT (json_array_size (json_object_get (page, "jobs")), ==, 1);
+    REQUIRE_STREQ (
+        json_string_value (
+            h_jget (json_array_get (json_object_get (page, "jobs"), 0), "msgid", NULL)),
+        ids[2]);
+    json_decref (page);
+
+    //  One job: its state, headers, payload (msgpack shown as JSON).
+    json_t *job = s_cli_json (t, "job", ids[1], NULL, NULL, NULL, NULL);
+    REQUIRE_STREQ (json_string_value (h_jget (job, "job", "state", NULL)), "waiting");
+    REQUIRE_STREQ (json_string_value (h_jget (job, "job", "queue", NULL)), "q");
+    REQUIRE_STREQ (json_string_value (h_jget (job, "job", "payload_encoding", NULL)),
+                   "msgpack");
+    char *payload = json_dumps (h_jget (job, "job", "payload", NULL), JSON_ENCODE_ANY);
+    REQUIRE_CONTAINS (payload, "/bin/echo");
+    REQUIRE_CONTAINS (payload, "paused");
+    free (payload);
+    REQUIRE (json_is_array (h_jget (job, "job", "history", NULL)));
+    json_decref (job);
+
+    //  The pause survives a restart of the router.
+    REQUIRE_INT (kill (router, SIGTERM), ==, 0);
+    REQUIRE (h_proc_wait (t, router, 10000, NULL));
+    router = h_router (t, "router2", NULL);
+    REQUIRE_WAIT (h_jm_registered (t, "ajm"), 10000);
+    json_t *status = h_admin (t, "STATUS");
+    REQUIRE (status);
+    REQUIRE (json_is_true (h_jget (status, "queues", "q", "paused", NULL)));
+    json_decref (status);
+    REQUIRE_INT (s_jobs_total (t, "q", "waiting"), ==, 3);
+
+    //  Resumed: they run.
+    h_cli (t, &r, 10000, "queue", "resume", "q", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "queue q: running");
+    h_cli_free (&r);
+    for (int i = 0; i < 3; i++) {
+        h_cli (t, &r, 10000, "result", ids[i], "--wait", "--wait-timeout", "10", NULL);
+        REQUIRE_INT (r.status, ==, 0);
+        REQUIRE_STREQ (h_chomp (r.out), "paused");
+        h_cli_free (&r);
+    }
+
+    //  Purge cancels what waits.
+    h_cli (t, &r, 10000, "queue", "pause", "q", NULL);
+    h_cli_free (&r);
+    s_submit (t, "q", ids[0], "/bin/echo", "purged");
+    s_submit (t, "q", ids[1], "/bin/echo", "purged");
+    json_t *purged = s_cli_json (t, "queue", "purge", "q", NULL, NULL, NULL);
+    REQUIRE_INT (h_jint (purged, -1, "purged", NULL), ==, 2);
+    json_decref (purged);
+    REQUIRE_INT (s_jobs_total (t, "q", "waiting"), ==, 0);
+    h_cli (t, &r, 10000, "result", ids[0], "--json", NULL);
+    REQUIRE_CONTAINS (r.out, "cancelled");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "queue", "resume", "q", NULL);
+    h_cli_free (&r);
+
+    //  Quiet: the running job finishes, no new one starts; resume: it does.
+    char running[64], next[64];
+    s_submit (t, "q", running, "/bin/sleep", "1");
+    REQUIRE_WAIT (s_jobs_total (t, "q", "running") == 1, 5000);
+    page = s_cli_json (t, "jobs", "--state", "running", NULL, NULL, NULL);
+    REQUIRE_STREQ (
+        json_string_value (
+            h_jget (json_array_get (json_object_get (page, "jobs"), 0), "msgid", NULL)),
+        running);
+    REQUIRE_CONTAINS (
+        json_string_value (h_jget (json_array_get (json_object_get (page, "jobs"), 0),
+                                   "jobmanager", NULL)),
+        "ajm-");
+    json_decref (page);
+    h_cli (t, &r, 10000, "jobmanager", "quiet", "ajm", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_CONTAINS (r.out, ": quiet");
+    h_cli_free (&r);
+    s_submit (t, "q", next, "/bin/echo", "after");
+    h_cli (t, &r, 10000, "result", running, "--wait", "--wait-timeout", "10", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    //  Its slot came back with the DONE, in the same turn a dispatch would.
+    REQUIRE_INT (s_jobs_total (t, "q", "waiting"), ==, 1);
+    json_t *info = h_jm_info (t, "ajm", NULL);
+    REQUIRE (info && json_is_true (json_object_get (info, "quiet")));
+    json_decref (info);
+    h_cli (t, &r, 10000, "jobmanager", "resume", "ajm", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "result", next, "--wait", "--wait-timeout", "10", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    REQUIRE_STREQ (h_chomp (r.out), "after");
+    h_cli_free (&r);
+
+    //  Dead jobs are listed and shown with their outcome and history.
+    //  (Without retries a failed job is just failed; one retry: it backs
+    //  off as "retrying", then is dead.)
+    char dead[64];
+    h_cli (t, &r, 10000, "submit", "--queue", "q", "--retries", "1", "exec", "--",
+           "/bin/false", NULL);
+    REQUIRE_INT (r.status, ==, 0);
+    snprintf (dead, sizeof dead, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+    REQUIRE_WAIT (s_jobs_total (t, "q", "retrying") == 1, 10000);
+    REQUIRE_WAIT (s_jobs_total (t, "q", "dead") == 1, 10000);
+    job = s_cli_json (t, "job", dead, NULL, NULL, NULL, NULL);
+    REQUIRE_STREQ (json_string_value (h_jget (job, "job", "state", NULL)), "dead");
+    REQUIRE_INT (json_array_size (h_jget (job, "job", "history", NULL)), >=, 2);
+    REQUIRE (h_jget (job, "job", "error", NULL) != NULL);
+    json_decref (job);
+
+    //  Errors: no such job or job manager (8), bad arguments (2), a bad
+    //  request on the wire (refused with a reason).
+    h_cli (t, &r, 10000, "job", "nosuch", NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "jobmanager", "quiet", "nosuch", NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "jobs", "--state", "bogus", NULL);
+    REQUIRE_INT (r.status, ==, 2);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "queue", "explode", "q", NULL);
+    REQUIRE_INT (r.status, ==, 2);
+    h_cli_free (&r);
+    char *reply = NULL;
+    REQUIRE_INT (
+        emq_admin_request (t->admin, "{\"command\":\"nonsense\"}", h_ms (5000), &reply),
+        ==, EMQ_ERR_REJECTED);
+    REQUIRE_CONTAINS (reply, "BAD_REQUEST");
+    free (reply);
+    REQUIRE_INT (emq_admin_request (t->admin, "{\"command\":\"jobs\",\"limit\":\"x\"}",
+                                    h_ms (5000), &reply),
+                 ==, EMQ_ERR_REJECTED);
+    free (reply);
+    REQUIRE_INT (emq_admin_request (t->admin, "not json", h_ms (5000), &reply), ==,
+                 EMQ_ERR_INVALID);
+    free (reply);
+    REQUIRE (h_pid_alive (router));
+}
+
 const h_testdef_t h_ops_tests[] = {
     { "sighup_router", test_sighup_router,
       "SIGHUP: the router applies log level and HWM, names what needs a restart" },
@@ -657,6 +870,8 @@ const h_testdef_t h_ops_tests[] = {
       "make install DESTDIR: every path, PREFIX everywhere, emq_* exports only" },
     { "cli_fixes", test_cli_fixes,
       "emq-cli: unschedule NOSUCH, schedules at once, exit 4, submit --help, --msgid" },
+    { "admin", test_admin,
+      "jobs by state with paging, job show, queue pause/resume/purge, quiet" },
     { "build_tree_link", test_build_tree_link,
       "a program linked with -Lbuild/lib -lemq runs from the build tree" },
 };
