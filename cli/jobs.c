@@ -46,8 +46,7 @@ s_print_json (json_t *root)
 //  The options of these commands: --json, and the global ones.
 static int
 s_options (cli_t *cli, const char *command, int argc, char **argv,
-           const struct option *options, int (*on_option) (int opt, void *arg),
-           void *arg)
+           const struct option *options, int (*on_option) (int opt, void *arg), void *arg)
 {
     int opt;
     optind = 0;
@@ -115,18 +114,20 @@ s_time (json_t *value, char *buf, size_t size)
 int
 cli_jobs (cli_t *cli, int argc, char **argv)
 {
-    static const struct option options[] = {
-        { "queue", required_argument, NULL, 'q' }, { "state", required_argument, NULL, 's' },
-        { "offset", required_argument, NULL, 'o' }, { "limit", required_argument, NULL, 'l' },
-        { "json", no_argument, NULL, 'j' },         CLI_GLOBAL_OPTIONS
-    };
+    static const struct option options[] = { { "queue", required_argument, NULL, 'q' },
+                                             { "state", required_argument, NULL, 's' },
+                                             { "offset", required_argument, NULL, 'o' },
+                                             { "limit", required_argument, NULL, 'l' },
+                                             { "json", no_argument, NULL, 'j' },
+                                             CLI_GLOBAL_OPTIONS };
     s_jobs_args_t a = { .state = "waiting", .limit = 100 };
     int rc = s_options (cli, "jobs", argc, argv, options, s_jobs_option, &a);
     if (rc)
         return rc >= 1000 ? rc - 1000 : rc;
     if (optind != argc)
         return cli_usage_error ("jobs: unexpected argument '%s'", argv[optind]);
-    static const char *states[] = { "waiting", "scheduled", "retrying", "running", "dead" };
+    static const char *states[] = { "waiting", "scheduled", "retrying", "running",
+                                    "dead" };
     bool known = false;
     for (size_t i = 0; i < 5; i++)
         known = known || streq (a.state, states[i]);
@@ -241,9 +242,10 @@ s_action (cli_t *cli, const char *command, int argc, char **argv)
     if ((rc = cli_setup (cli)))
         return rc;
     char *reply = NULL;
-    rc = queue ? emq_queue_admin (cli->admin, action, name, cli->connect_timeout_ms, &reply)
-               : emq_jobmanager_quiet (cli->admin, name, streq (action, "quiet"),
-                                       cli->connect_timeout_ms, &reply);
+    rc = queue
+             ? emq_queue_admin (cli->admin, action, name, cli->connect_timeout_ms, &reply)
+             : emq_jobmanager_quiet (cli->admin, name, streq (action, "quiet"),
+                                     cli->connect_timeout_ms, &reply);
     json_t *root;
     char what[300];
     snprintf (what, sizeof what, "%s %s %s", command, action, name);
@@ -260,9 +262,9 @@ s_action (cli_t *cli, const char *command, int argc, char **argv)
     else {
         size_t index;
         json_t *id;
-        json_array_foreach (json_object_get (root, "jobmanagers"), index, id)
-            printf ("jobmanager %s: %s\n", json_string_value (id),
-                    json_is_true (json_object_get (root, "quiet")) ? "quiet" : "taking jobs");
+        json_array_foreach (json_object_get (root, "jobmanagers"), index, id) printf (
+            "jobmanager %s: %s\n", json_string_value (id),
+            json_is_true (json_object_get (root, "quiet")) ? "quiet" : "taking jobs");
     }
     json_decref (root);
     return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;

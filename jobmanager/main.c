@@ -15,6 +15,7 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,8 +285,10 @@ main (int argc, char *argv[], char *envp[])
 {
     //  libbsd's setproctitle needs argv before anyone else looks at it.
     worker_title_init (argc, argv, envp);
-    //  Signals are ours (jobmanager_run), not czmq's.
+    //  Signals are ours (jobmanager_run), not czmq's. Until the loop
+    //  catches SIGHUP, one must not stop us (it would be a reload).
     zsys_handler_set (NULL);
+    signal (SIGHUP, SIG_IGN);
 
     s_args_t args = { 0 };
     int code = s_parse_args (argc, argv, &args);

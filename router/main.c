@@ -3,6 +3,7 @@
 #include "emqp.h"
 #include "log.h"
 #include "program.h"
+#include "service.h"
 #include "router.h"
 #include "store.h"
 
@@ -213,6 +214,9 @@ main (int argc, char *argv[])
     //  otherwise get its own, which keeps a burst's worth of freed message
     //  buffers resident (RSS after a backlog; docs/performance.md).
     mallopt (M_ARENA_MAX, 1);
+    //  From the start: a SIGHUP before the loop runs is a reload then, not
+    //  the default action (exit).
+    service_hup_install ();
     program_t program = { .name = "emq-router",
                           .section = "router",
                           .usage = s_usage,

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "cron.h"
 #include "program.h"
+#include "service.h"
 #include "scheduler.h"
 #include "emq/client.h"
 
@@ -187,6 +188,9 @@ s_reload (void *arg, scheduler_settings_t *fresh, char *err, size_t errlen)
 int
 main (int argc, char *argv[])
 {
+    //  From the start: a SIGHUP before the loop runs is a reload then, not
+    //  the default action (exit).
+    service_hup_install ();
     program_t program = { .name = "emq-scheduler",
                           .section = "scheduler",
                           .usage = s_usage };
