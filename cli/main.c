@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *s_usage =
     "usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
@@ -368,6 +369,7 @@ main (int argc, char **argv)
     //  installing its own SIGINT handler, and keep stdout for job values.
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr);
+    log_set_fd (STDERR_FILENO);  // stdout is for results
     log_init ("emq-cli", LOG_LEVEL_WARNING);
 
     cli_t cli = { .connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS };

@@ -20,6 +20,11 @@
 static log_level_t s_level = LOG_LEVEL_INFO;
 static char s_ident[64] = "emq";
 static bool s_journal;
+//  Set by log_init: lines formatted here, written to s_fd. Until then (a
+//  program using libemq without our log_init) lines go through czmq's
+//  zsys_*, to the stream the program chose with zsys_set_logstream.
+static bool s_own;
+static int s_fd = STDOUT_FILENO;
 
 //  syslog priorities of the levels (sd-daemon.h SD_ERR, SD_WARNING,
 //  SD_INFO, SD_DEBUG) and the letter a plain line shows.
@@ -50,7 +55,14 @@ log_init (const char *ident, log_level_t level)
     zsys_set_logident (ident);
     snprintf (s_ident, sizeof s_ident, "%s", ident);
     s_level = level;
-    s_journal = log_journal_detect (STDOUT_FILENO);
+    s_own = true;
+    s_journal = log_journal_detect (s_fd);
+}
+
+void
+log_set_fd (int fd)
+{
+    s_fd = fd;
 }
 
 void
@@ -132,11 +144,22 @@ s_log (log_level_t level, const char *format, va_list args)
 {
     char text[2048];
     vsnprintf (text, sizeof text, format, args);
+    if (!s_own) {
+        if (level == LOG_LEVEL_ERROR)
+            zsys_error ("%s", text);
+        else if (level == LOG_LEVEL_WARNING)
+            zsys_warning ("%s", text);
+        else if (level == LOG_LEVEL_INFO)
+            zsys_info ("%s", text);
+        else
+            zsys_debug ("%s", text);
+        return;
+    }
     char line[2200];
     size_t len = log_format (line, sizeof line, level, s_journal, text);
     //  stdio's buffer may hold a partial line of someone else's printf.
-    fflush (stdout);
-    if (write (STDOUT_FILENO, line, len) < 0) {
+    fflush (s_fd == STDERR_FILENO ? stderr : stdout);
+    if (write (s_fd, line, len) < 0) {
         //  Nowhere left to say it.
     }
 }

@@ -27,7 +27,11 @@ const char *log_level_name (log_level_t level);
 void log_set_level (log_level_t level);
 log_level_t log_level (void);
 bool log_enabled (log_level_t level);
-//  Forces journald's format on or off (the log_journal setting).
+//  Where lines go once log_init ran (default stdout; emq-cli: stderr).
+//  Before log_init (libemq in another program) they go through czmq's
+//  zsys_* log, wherever zsys_set_logstream points it.
+void log_set_fd (int fd);
+//  Forces journald's format on or off (the log_format setting).
 void log_set_journal (bool journal);
 bool log_journal (void);
 //  True if fd is the stream JOURNAL_STREAM names ("device:inode").

@@ -212,8 +212,9 @@ s_notify_socket (h_test_t *t, char *path, size_t size)
     int sock = socket (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     REQUIRE (sock >= 0);
     struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    REQUIRE (strlen (path) < sizeof addr.sun_path);
-    snprintf (addr.sun_path, sizeof addr.sun_path, "%s", path);
+    size_t len = strlen (path);
+    REQUIRE (len < sizeof addr.sun_path);
+    memcpy (addr.sun_path, path, len + 1);
     REQUIRE_MSG (bind (sock, (struct sockaddr *) &addr, sizeof addr) == 0, "bind %s: %s",
                  path, strerror (errno));
     return sock;
