@@ -46,7 +46,7 @@ LDLIBS   += $(DEP_LIBS) -ldl -lm
 
 include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
         client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk \
-        scheduler/files.mk
+        scheduler/files.mk pubsub/files.mk
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -60,13 +60,14 @@ CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
 CLI_OBJ       := $(call obj,$(CLI_SRC))
 BENCH_OBJ     := $(call obj,$(BENCH_SRC))
 SCHED_OBJ     := $(call obj,$(SCHEDULER_SRC))
+PUBSUB_OBJ    := $(call obj,$(PUBSUB_SRC))
 
 # The installed paths compiled in (the job manager's default plugin
 # directory), rewritten only when they change so that a new PREFIX rebuilds
 # what uses them and nothing else.
 PATHS_H := $(BUILD)/include/emq-paths.h
 BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli \
-        $(BUILD)/bin/emq-scheduler
+        $(BUILD)/bin/emq-scheduler $(BUILD)/bin/emq-pubsub
 VERSION_H := include/emq/version.h
 MANPAGES := $(patsubst docs/man/%,$(BUILD)/man/%,$(wildcard docs/man/*.1))
 LIBEMQ_REAL := $(BUILD)/lib/libemq.so.$(VERSION)
@@ -126,11 +127,15 @@ $(BUILD)/bin/emq-jobmanager: $(JM_OBJ) $(SERVICE_OBJ) $(COMMON_OBJ)
 
 $(BUILD)/bin/emq-cli: $(CLI_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CLI_LIBS)
 
 $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
+
+$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
@@ -159,7 +164,7 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in $(PATHS_H)
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ) $(PUBSUB_OBJ)) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
 
@@ -222,7 +227,7 @@ install: all
 	install -m 644 $(SAMPLE_CONF) $(DESTDIR)$(SYSCONFDIR)/emq/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,emq-router emq-jobmanager emq-cli emq-scheduler)
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,emq-router emq-jobmanager emq-cli emq-scheduler emq-pubsub)
 	rm -f $(DESTDIR)$(LIBDIR)/libemq.so* $(DESTDIR)$(LIBDIR)/pkgconfig/libemq.pc
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/emq $(DESTDIR)$(LIBDIR)/emq
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MANPAGES)))

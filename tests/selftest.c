@@ -46,6 +46,7 @@
 #include "scheduler/schedules.h"
 #include "scheduler/etcd.h"
 #include "scheduler/scheduler.h"
+#include "pubsub/pubsub.h"
 #include "tests/testutil.h"
 
 void emq_client_test (bool verbose);
@@ -102,6 +103,7 @@ static const s_test_t s_tests[] = {
     { "schedules", schedules_test },
     { "etcd", etcd_test },
     { "scheduler", scheduler_test },
+    { "pubsub", pubsub_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])
