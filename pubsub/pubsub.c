@@ -28,6 +28,7 @@ struct pubsub_t {
     uint64_t refused;
     void (*reload) (void *arg);
     void *reload_arg;
+    bool watchdog;  // the service manager wants pings
 };
 
 //  A publisher's identity for logs: text when printable, else 0x + hex.
@@ -191,6 +192,9 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     //  A SIGHUP that arrived while a handler ran (no poll to interrupt).
     if (service_hup_take ())
         s_reload (self);
+    //  The tick is far more often than half any watchdog interval.
+    if (self->watchdog)
+        service_watchdog_ping ();
     return 0;
 }
 
@@ -216,6 +220,7 @@ pubsub_run (pubsub_t *self)
         zloop_destroy (&loop);
         return -1;
     }
+    self->watchdog = service_watchdog_ms () > 0;
     service_ready ("forwarding");
     //  zloop_start returns 0 when a signal interrupts poll(): after a
     //  SIGHUP the reload runs here and the loop goes on; SIGINT/SIGTERM

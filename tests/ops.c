@@ -330,11 +330,13 @@ test_units (h_test_t *t)
     REQUIRE_CONTAINS (out, "emq-router.service");
     REQUIRE_CONTAINS (out, "emq-jobmanager@.service");
     REQUIRE_CONTAINS (out, "emq-scheduler.service");
+    REQUIRE_CONTAINS (out, "emq-pubsub.service");
     free (out);
-    snprintf (command, sizeof command,
-              "cd '%s' && systemd-analyze verify --man=no ./emq-router.service "
-              "./emq-scheduler.service ./emq-jobmanager@.service 2>&1",
-              t->dir);
+    snprintf (
+        command, sizeof command,
+        "cd '%s' && systemd-analyze verify --man=no ./emq-router.service "
+        "./emq-scheduler.service ./emq-jobmanager@.service ./emq-pubsub.service 2>&1",
+        t->dir);
     out = s_shell (command, &rc);
     //  Warnings do not change verify's status: any output is a finding.
     REQUIRE_MSG (rc == 0 && *out == 0, "systemd-analyze verify (status %d): %s", rc, out);
@@ -369,6 +371,7 @@ static const char *s_installed[] = {
     "lib/systemd/system/emq-router.service",
     "lib/systemd/system/emq-jobmanager@.service",
     "lib/systemd/system/emq-scheduler.service",
+    "lib/systemd/system/emq-pubsub.service",
     "share/man/man1/emq-cli.1",
     "share/man/man1/emq-jobmanager.1",
     "share/man/man1/emq-pubsub.1",
