@@ -20,6 +20,8 @@ packages=(
     libpython3-dev                  # python jobs: the embedded CPython (emq_python.so)
     python3-msgpack                 # python/emq: decoding job results
     python3-pytest                  # python/emq's tests
+    libsystemd-dev                  # sd_notify: readiness, watchdog, reload
+    systemd                         # systemd-analyze verify (the units' test)
     libedit-dev                     # emq-cli's shell: line editing, history
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck

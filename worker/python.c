@@ -5,6 +5,7 @@
     job fails with it, and the worker asks to be replaced once).
 */
 #include "python.h"
+#include "emq-paths.h"
 #include "log.h"
 #include "tests/testutil.h"
 
@@ -49,17 +50,20 @@ python_plugin_path (char *path, size_t pathlen)
         snprintf (path, pathlen, "%s", forced);
         return;
     }
+    //  Next to the program (the build tree, or an install with the default
+    //  LIBDIR), else where make install put it.
     char exe[PATH_MAX];
     ssize_t size = readlink ("/proc/self/exe", exe, sizeof exe - 1);
-    if (size <= 0) {
-        snprintf (path, pathlen, "emq_python.so");
-        return;
+    if (size > 0) {
+        exe[size] = 0;
+        char *slash = strrchr (exe, '/');
+        if (slash)
+            *slash = 0;
+        snprintf (path, pathlen, "%s/../lib/emq/emq_python.so", exe);
+        if (access (path, R_OK) == 0)
+            return;
     }
-    exe[size] = 0;
-    char *slash = strrchr (exe, '/');
-    if (slash)
-        *slash = 0;
-    snprintf (path, pathlen, "%s/../lib/emq/emq_python.so", exe);
+    snprintf (path, pathlen, "%s/emq/emq_python.so", EMQ_LIBDIR);
 }
 
 //  Loads the plugin and starts the interpreter; on failure keeps the reason.

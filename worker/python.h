@@ -6,9 +6,9 @@
     worker dlopen()s the plugin on its first python job, starts the
     interpreter then (with its module search path, allow-list and hooks) and
     keeps it for the rest of its life. The plugin is looked for at
-    <dir of the running program>/../lib/emq/emq_python.so, where both the
-    build tree and `make install` put it (EMQ_PYTHON_PLUGIN overrides it,
-    for tests).
+    <dir of the running program>/../lib/emq/emq_python.so (the build tree,
+    an install with the default LIBDIR), else at LIBDIR/emq/ where `make
+    install` put it (EMQ_PYTHON_PLUGIN overrides both, for tests).
 
     The plugin's two functions, below, are the whole interface; it sees
     nothing of the worker's own code (the job manager is not linked with
