@@ -368,6 +368,7 @@ static const char *s_installed[] = {
     "lib/libemq.so",
     "lib/pkgconfig/libemq.pc",
     "lib/emq/plugins/libemq_examples.so",
+    "lib/emq/emq_python.so",
     "lib/systemd/system/emq-router.service",
     "lib/systemd/system/emq-jobmanager@.service",
     "lib/systemd/system/emq-scheduler.service",
