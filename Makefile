@@ -20,7 +20,7 @@ DESTDIR  ?=
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck
+PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck libpq
 # msgpack-c renamed its pkg-config module in 6.0: probe both names.
 MSGPACK  := $(shell pkg-config --exists msgpack-c && echo msgpack-c || echo msgpack)
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)

@@ -36,6 +36,9 @@ s_usage (FILE *out)
         "                             $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
         "  --in-memory                keep jobs in memory only (lost on restart)\n"
         "  --fsync POLICY             always, everysec (default) or off\n"
+        "  --store BACKEND            sqlite (default: emq.db in the data directory)\n"
+        "                             or postgresql (the database --store-dsn names)\n"
+        "  --store-dsn DSN            PostgreSQL: a libpq connection string\n"
         "  --result-ttl S             keep results of ended jobs (3600)\n"
         "  --dead-ttl S               keep dead jobs (604800)\n"
         "  --retry-backoff S          first retry's delay, doubled each time (1)\n"
@@ -76,6 +79,8 @@ enum {
     O_DATADIR,
     O_MEMORY,
     O_FSYNC_POLICY,
+    O_STORE,
+    O_STORE_DSN,
     O_RESULT_TTL,
     O_DEAD_TTL,
     O_BACKOFF,
@@ -100,6 +105,8 @@ static const struct option s_options[] = {
     { "data-dir", required_argument, NULL, O_DATADIR },
     { "in-memory", no_argument, NULL, O_MEMORY },
     { "fsync", required_argument, NULL, O_FSYNC_POLICY },
+    { "store", required_argument, NULL, O_STORE },
+    { "store-dsn", required_argument, NULL, O_STORE_DSN },
     { "result-ttl", required_argument, NULL, O_RESULT_TTL },
     { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
     { "retry-backoff", required_argument, NULL, O_BACKOFF },
@@ -123,6 +130,8 @@ static const program_flag_t s_flags[] = {
     { O_DATADIR, "data_dir", NULL },
     { O_MEMORY, "data_dir", ":memory:" },
     { O_FSYNC_POLICY, "fsync", NULL },
+    { O_STORE, "store", NULL },
+    { O_STORE_DSN, "store_dsn", NULL },
     { O_RESULT_TTL, "result_ttl", NULL },
     { O_DEAD_TTL, "dead_ttl", NULL },
     { O_BACKOFF, "retry_backoff", NULL },
@@ -138,6 +147,17 @@ static const program_flag_t s_flags[] = {
 static int
 s_store (program_t *program, char *db_path, size_t size)
 {
+    if (streq (config_str (program->config, "store"), "postgresql")) {
+        //  The database holds the jobs, and its lock makes one router per
+        //  database (router/store_pg.h): no data directory is taken.
+        const char *dsn = config_str (program->config, "store_dsn");
+        if (!*dsn)
+            return program_error (program->name, PROGRAM_EXIT_CONFIG,
+                                  "store = postgresql needs store_dsn (--store-dsn), "
+                                  "a libpq connection string");
+        snprintf (db_path, size, "%s", dsn);
+        return -1;
+    }
     const char *configured = config_str (program->config, "data_dir");
     if (streq (configured, ":memory:") || streq (configured, "")) {
         snprintf (db_path, size, ":memory:");
@@ -205,6 +225,7 @@ main (int argc, char *argv[])
     if (code != -1)
         return program_end (&program, code);
     settings.db_path = db_path;
+    store_backend_parse (config_str (program.config, "store"), &settings.store);
 
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.

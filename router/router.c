@@ -1414,8 +1414,8 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             bool memory = store_is_memory (self->store);
             static const char *fsync_names[] = { "always", "everysec", "off" };
             admin_storage_t storage = {
-                .kind = memory ? "memory" : "sqlite",
-                .path = memory ? NULL : self->settings.db_path,
+                .kind = store_kind (self->store),
+                .path = memory ? NULL : store_where (self->store),
                 .fsync = fsync_names[self->settings.fsync],
                 .dead = store_count (self->store, STORE_DEAD),
                 .scheduled = zlistx_size (self->scheduled),
@@ -1990,7 +1990,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
     zhashx_set_destructor (self->schedule_senders,
                            (zhashx_destructor_fn *) zframe_destroy);
-    self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
+    self->store = store_open_backend (settings->store, self->settings.db_path,
+                                      settings->fsync, err, errlen);
     if (!self->store)
         goto fail;
     if (store_load (self->store, s_load_row, self)) {
@@ -2002,7 +2003,7 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         self->fence = (uint64_t) fence;
     if (queues_job_count (self->queues))
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
-                  queues_job_count (self->queues), self->settings.db_path,
+                  queues_job_count (self->queues), store_where (self->store),
                   zlistx_size (self->scheduled));
     if (settings->curve_secret_cert && *settings->curve_secret_cert) {
         self->curve = curve_server_new (settings->curve_secret_cert,
@@ -2047,7 +2048,7 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
     log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
               settings->frontend, settings->backend, settings->admin,
-              store_is_memory (self->store) ? "memory" : self->settings.db_path);
+              store_is_memory (self->store) ? "memory" : store_where (self->store));
     return self;
 fail:
     router_destroy (&self);

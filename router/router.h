@@ -20,7 +20,9 @@ typedef struct {
     int64_t heartbeat_timeout_ms;   // silence counted as one miss
     uint32_t heartbeat_liveness;    // misses before a peer is declared dead
     size_t payload_max;             // largest payload frame accepted
-    const char *db_path;            // SQLite file, or ":memory:"
+    store_backend_t store;          // which database keeps the jobs
+    const char *db_path;            // SQLite file, ":memory:", or a libpq
+                                    // connection string (PostgreSQL)
     store_fsync_t fsync;            // what a commit waits for
     double result_ttl_s;            // ended jobs' results are kept this long
     double dead_ttl_s;              // dead jobs are kept this long

@@ -85,9 +85,22 @@ typedef int (store_row_fn) (const store_row_t *row, void *arg);
 const char *store_state_name (store_state_t state);
 int store_fsync_parse (const char *name, store_fsync_t *policy);
 
+//  The backends (docs/storage.md): SQLite (a file, or ":memory:") and
+//  PostgreSQL (router/store_pg.h). Only the open and STATUS know which.
+typedef enum { STORE_SQLITE, STORE_POSTGRESQL } store_backend_t;
+int store_backend_parse (const char *name, store_backend_t *backend);
+
 //  Opens (creating if needed) the database at path. Returns NULL with the
 //  reason in err.
 store_t *store_open (const char *path, store_fsync_t policy, char *err, size_t errlen);
+//  The same on a backend: location is the SQLite path or a libpq connection
+//  string.
+store_t *store_open_backend (store_backend_t backend, const char *location,
+                             store_fsync_t policy, char *err, size_t errlen);
+//  "memory", "sqlite" or "postgresql"; and where: the file, or "database
+//  NAME on HOST:PORT" (never a password).
+const char *store_kind (store_t *self);
+const char *store_where (store_t *self);
 void store_close (store_t **self_p);
 bool store_is_memory (store_t *self);
 

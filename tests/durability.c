@@ -109,53 +109,113 @@ s_store_failing (h_test_t *t)
     return value;
 }
 
-//  The router's database, opened to read while the router runs (WAL). Not
+//  The router's database, read by the test as an operator would: with
+//  libsqlite3 (`sqlite3 emq.db`), or with libpq when the test runs its
+//  routers on PostgreSQL (h_store_dsn set: `psql`). The queries are plain
+//  SQL that both accept.
+typedef struct {
+    sqlite3 *lite;
+    sqlite3_stmt *job;  // state and attempt of a msgid
+    PGconn *pg;
+} s_db_t;
+
+//  SQLite: opened to read while the router runs (WAL). Not
 //  SQLITE_OPEN_READONLY: a read-only connection can be refused
 //  ("unable to open") while the router's checkpoint rewrites the -shm
 //  index; this connection only ever reads.
-static sqlite3 *
+static s_db_t *
 s_db_open (h_test_t *t, const char *data_dir)
 {
+    s_db_t *db = (s_db_t *) calloc (1, sizeof (s_db_t));
+    REQUIRE (db != NULL);
+    if (h_store_dsn) {
+        db->pg = h_pg_connect (t);
+        return db;
+    }
     char path[H_PATH_MAX + 64];
     if (data_dir)
         snprintf (path, sizeof path, "%s/emq.db", data_dir);
     else
         snprintf (path, sizeof path, "%s/data/emq.db", t->dir);
-    sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READWRITE, NULL);
+    int rc = sqlite3_open_v2 (path, &db->lite, SQLITE_OPEN_READWRITE, NULL);
     REQUIRE_MSG (rc == SQLITE_OK, "sqlite3_open_v2(%s): %s", path,
-                 db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
-    sqlite3_busy_timeout (db, h_ms (5000));
+                 db->lite ? sqlite3_errmsg (db->lite) : sqlite3_errstr (rc));
+    sqlite3_busy_timeout (db->lite, h_ms (5000));
+    rc = sqlite3_prepare_v2 (db->lite, "SELECT state, attempt FROM jobs WHERE msgid = ?",
+                             -1, &db->job, NULL);
+    REQUIRE_MSG (rc == SQLITE_OK, "prepare: %s", sqlite3_errmsg (db->lite));
     return db;
+}
+
+static void
+s_db_close (s_db_t **db_p)
+{
+    s_db_t *db = *db_p;
+    if (!db)
+        return;
+    sqlite3_finalize (db->job);
+    if (db->lite)
+        sqlite3_close (db->lite);
+    PQfinish (db->pg);
+    free (db);
+    *db_p = NULL;
 }
 
 //  The integer a one-row query returns (-1 when it returns no row).
 static long long
-s_db_int (sqlite3 *db, const char *sql)
+s_db_int (s_db_t *db, const char *sql)
 {
+    if (db->pg) {
+        PGresult *res = PQexec (db->pg, sql);
+        REQUIRE_MSG (res && PQresultStatus (res) == PGRES_TUPLES_OK, "'%s': %s", sql,
+                     PQerrorMessage (db->pg));
+        long long value =
+            PQntuples (res) ? strtoll (PQgetvalue (res, 0, 0), NULL, 10) : -1;
+        PQclear (res);
+        return value;
+    }
     sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (db, sql, -1, &stmt, NULL);
-    REQUIRE_MSG (rc == SQLITE_OK, "prepare '%s': %s", sql, sqlite3_errmsg (db));
+    int rc = sqlite3_prepare_v2 (db->lite, sql, -1, &stmt, NULL);
+    REQUIRE_MSG (rc == SQLITE_OK, "prepare '%s': %s", sql, sqlite3_errmsg (db->lite));
     long long value = -1;
     rc = sqlite3_step (stmt);
     if (rc == SQLITE_ROW)
         value = sqlite3_column_int64 (stmt, 0);
     else
-        REQUIRE_MSG (rc == SQLITE_DONE, "step '%s': %s", sql, sqlite3_errmsg (db));
+        REQUIRE_MSG (rc == SQLITE_DONE, "step '%s': %s", sql, sqlite3_errmsg (db->lite));
     sqlite3_finalize (stmt);
     return value;
 }
 
 //  A job's state and attempt count in the database; false if no such row.
 static bool
-s_db_job (sqlite3 *db, sqlite3_stmt *stmt, const char *msgid, char *state,
-          size_t state_size, long long *attempt)
+s_db_job (s_db_t *db, const char *msgid, char *state, size_t state_size,
+          long long *attempt)
 {
+    if (db->pg) {
+        const char *values[] = { msgid };
+        int lengths[] = { (int) strlen (msgid) }, formats[] = { 1 };
+        PGresult *res = PQexecParams (db->pg,
+                                      "SELECT state, attempt FROM jobs"
+                                      " WHERE msgid = $1::bytea",
+                                      1, NULL, values, lengths, formats, 0);
+        REQUIRE_MSG (res && PQresultStatus (res) == PGRES_TUPLES_OK, "select %s: %s",
+                     msgid, PQerrorMessage (db->pg));
+        bool found = PQntuples (res) == 1;
+        if (found) {
+            snprintf (state, state_size, "%s", PQgetvalue (res, 0, 0));
+            *attempt = strtoll (PQgetvalue (res, 0, 1), NULL, 10);
+        }
+        PQclear (res);
+        return found;
+    }
+    sqlite3_stmt *stmt = db->job;
     sqlite3_reset (stmt);
     sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step (stmt);
     if (rc != SQLITE_ROW) {
-        REQUIRE_MSG (rc == SQLITE_DONE, "select %s: %s", msgid, sqlite3_errmsg (db));
+        REQUIRE_MSG (rc == SQLITE_DONE, "select %s: %s", msgid,
+                     sqlite3_errmsg (db->lite));
         return false;
     }
     const unsigned char *text = sqlite3_column_text (stmt, 0);
@@ -372,19 +432,15 @@ typedef struct {
 
 //  Every ACKed job must have ended done; counts the figures.
 static s_verdict_t
-s_load_verify (s_load_t *load, sqlite3 *db)
+s_load_verify (s_load_t *load, s_db_t *db)
 {
     s_verdict_t v = { 0 };
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?",
-                                 -1, &stmt, NULL);
-    REQUIRE_MSG (rc == SQLITE_OK, "prepare: %s", sqlite3_errmsg (db));
     size_t reported = 0;
     for (size_t i = 0; i < load->count; i++) {
         s_job_t *job = &load->jobs[i];
         char state[32] = "";
         long long attempt = 0;
-        bool found = s_db_job (db, stmt, job->msgid, state, sizeof state, &attempt);
+        bool found = s_db_job (db, job->msgid, state, sizeof state, &attempt);
         if (!job->acked) {
             v.abandoned++;
             if (found)
@@ -405,7 +461,6 @@ s_load_verify (s_load_t *load, sqlite3 *db)
         if (attempt > v.max_attempt)
             v.max_attempt = attempt;
     }
-    sqlite3_finalize (stmt);
     return v;
 }
 
@@ -476,12 +531,12 @@ test_router_kill9_rounds (h_test_t *t)
                 s_kill9 (t, router);
                 //  ACKs already on their way to us still count.
                 size_t late = s_load_drain (&load, 100);
-                sqlite3 *db = s_db_open (t, NULL);
+                s_db_t *db = s_db_open (t, NULL);
                 long long queued =
                     s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'queued'");
                 long long running =
                     s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'running'");
-                sqlite3_close (db);
+                s_db_close (&db);
                 char tag[32];
                 snprintf (tag, sizeof tag, "router-%d", round + 2);
                 int64_t restart = clock_mono_ms ();
@@ -510,7 +565,7 @@ test_router_kill9_rounds (h_test_t *t)
     int64_t submitted_ms = clock_mono_ms () - start;
 
     //  Wait until the router has ended every job it holds.
-    sqlite3 *db = s_db_open (t, NULL);
+    s_db_t *db = s_db_open (t, NULL);
     REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
                   60000);
     int64_t drained_ms = clock_mono_ms () - start;
@@ -518,7 +573,7 @@ test_router_kill9_rounds (h_test_t *t)
     const char *jms[] = { "jma", "jmb", NULL };
     long long runs = s_jm_requests (t, jms, done);
     s_verdict_t v = s_load_verify (&load, db);
-    sqlite3_close (db);
+    s_db_close (&db);
     s_load_drain (&load, 0);
 
     s_report (
@@ -602,12 +657,12 @@ test_batch_kill9 (h_test_t *t)
         s_load_drain_max (&load, 50, 0);
     }
     REQUIRE (killed);
-    sqlite3 *db = s_db_open (t, NULL);
+    s_db_t *db = s_db_open (t, NULL);
     REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
                   60000);
     long long done = s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'");
     s_verdict_t v = s_load_verify (&load, db);
-    sqlite3_close (db);
+    s_db_close (&db);
     json_t *status = h_admin (t, "STATUS");
     long long batches = h_jint (status, -1, "traffic", "batches_in", NULL);
     json_decref (status);
@@ -674,15 +729,11 @@ test_jm_kill9_jobs_finish (h_test_t *t)
                      emq_job_status_name (event.status));
     }
     int64_t finished_ms = clock_mono_ms () - killed;
-    sqlite3 *db = s_db_open (t, NULL);
-    sqlite3_stmt *stmt = NULL;
-    REQUIRE (sqlite3_prepare_v2 (db, "SELECT state, attempt FROM jobs WHERE msgid = ?",
-                                 -1, &stmt, NULL)
-             == SQLITE_OK);
+    s_db_t *db = s_db_open (t, NULL);
     for (int i = 0; i < JOBS; i++) {
         char state[32];
         long long attempt = 0;
-        REQUIRE_WAIT (s_db_job (db, stmt, msgids[i], state, sizeof state, &attempt)
+        REQUIRE_WAIT (s_db_job (db, msgids[i], state, sizeof state, &attempt)
                           && strcmp (state, "done") == 0,
                       3000);
         if (on_a[i]) {
@@ -691,8 +742,7 @@ test_jm_kill9_jobs_finish (h_test_t *t)
             moved_ok++;
         }
     }
-    sqlite3_finalize (stmt);
-    sqlite3_close (db);
+    s_db_close (&db);
     REQUIRE (!h_jm_registered (t, "jma"));
     s_report (t,
               "%d jobs running on the killed job manager ended ok on the other "
@@ -920,13 +970,13 @@ test_backlog_restart_order (h_test_t *t)
         REQUIRE_MSG (load.jobs[i].results == 1, "job %zu: %d results", i,
                      load.jobs[i].results);
 
-    sqlite3 *db = s_db_open (t, NULL);
+    s_db_t *db = s_db_open (t, NULL);
     REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
                   5000);
     REQUIRE_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state = 'done'"), ==,
                  load.count);
     REQUIRE_INT (s_db_int (db, "SELECT count(*) FROM jobs WHERE attempt != 1"), ==, 0);
-    sqlite3_close (db);
+    s_db_close (&db);
     emq_client_destroy (&client);
     s_load_destroy (&load);
 }
@@ -1021,11 +1071,11 @@ test_takeover (h_test_t *t)
     s_load_drain (&load, 100);
     size_t again = s_load_resubmit (&load);
     s_load_run (&load, (size_t) jobs / 2, 500, 30000);
-    sqlite3 *db = s_db_open (t, NULL);
+    s_db_t *db = s_db_open (t, NULL);
     REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
                   30000);
     s_verdict_t v = s_load_verify (&load, db);
-    sqlite3_close (db);
+    s_db_close (&db);
     s_report (t,
               "takeover: A stopped answering %lld ms, B answered %lld ms after B started "
               "(%d probes A-B-A, never both); %zu jobs ACKed, %zu sent again, lost %zu",
@@ -1200,7 +1250,7 @@ test_disk_full (h_test_t *t)
     //  disk was full are not in it: the router runs those jobs again on a
     //  restart, at-least-once), then after a restart: every ACKed job done,
     //  nothing refused stored.
-    sqlite3 *db = s_db_open (t, data);
+    s_db_t *db = s_db_open (t, data);
     long long stale = s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'");
     //  A job that ran while the disk was full: its result, from another
     //  process (FETCH reads the store once the router has let go of it).
@@ -1217,7 +1267,7 @@ test_disk_full (h_test_t *t)
               load.jobs[0].msgid, stored_done ? "done" : "not done", r.status,
               strlen (r.out), h_chomp (r.err));
     h_cli_free (&r);
-    sqlite3_close (db);
+    s_db_close (&db);
     kill (router, SIGTERM);
     s_exit_check (t, router, 10000, 0, "router (SIGTERM)");
     router = h_router (t, "router-2", "--data-dir", data, "--fsync", "always", NULL);
@@ -1225,7 +1275,7 @@ test_disk_full (h_test_t *t)
     REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
                   20000);
     s_verdict_t v = s_load_verify (&load, db);
-    sqlite3_close (db);
+    s_db_close (&db);
     s_report (t,
               "%lld jobs ran but their end was not stored (run again after the restart); "
               "all %zu ACKed jobs done, lost %zu, none of the %zu refused stored (%zu)",
@@ -1501,17 +1551,47 @@ test_idempotent_submit (h_test_t *t)
     }
     REQUIRE_INT (results, ==, 1);
     REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") == 2, 3000);
-    sqlite3 *db = s_db_open (t, NULL);
+    s_db_t *db = s_db_open (t, NULL);
     char sql[256];
     snprintf (sql, sizeof sql, "SELECT count(*) FROM jobs WHERE msgid = '%s'", msgid);
     REQUIRE_INT (s_db_int (db, sql), ==, 1);
     snprintf (sql, sizeof sql, "SELECT attempt FROM jobs WHERE msgid = '%s'", msgid);
     REQUIRE_INT (s_db_int (db, sql), ==, 1);
-    sqlite3_close (db);
+    s_db_close (&db);
     s_report (t, "one msgid submitted 3 times: 3 ACKs, 1 run, 1 RESULT");
     free (payload);
     zsock_destroy (&sock);
 }
+
+//  ---------------------------------------------------------------------
+//  The same tests with the routers' jobs in PostgreSQL: a server of the
+//  test's own, one database; the checks read it with libpq.
+
+static bool
+s_on_postgresql (h_test_t *t)
+{
+    if (!h_pg_bin ()) {
+        printf ("    (PostgreSQL not installed: apt-get install postgresql; "
+                "test skipped)\n");
+        return false;
+    }
+    h_store_dsn = h_pg_start (t);
+    return true;
+}
+
+#define S_ON_POSTGRESQL(name)                \
+    static void test_pg_##name (h_test_t *t) \
+    {                                        \
+        if (s_on_postgresql (t))             \
+            test_##name (t);                 \
+    }
+
+S_ON_POSTGRESQL (router_kill9_rounds)
+S_ON_POSTGRESQL (batch_kill9)
+S_ON_POSTGRESQL (backlog_restart_order)
+S_ON_POSTGRESQL (crash_dead_retry)
+S_ON_POSTGRESQL (results_fetch)
+S_ON_POSTGRESQL (idempotent_submit)
 
 //  ---------------------------------------------------------------------
 
@@ -1536,6 +1616,18 @@ const h_testdef_t h_durability_tests[] = {
     { "delay_and_cancel", test_delay_and_cancel,
       "--delay, cancel queued, scheduled, running" },
     { "idempotent_submit", test_idempotent_submit, "one msgid twice: two ACKs, one run" },
+    { "pg_router_kill9_rounds", test_pg_router_kill9_rounds,
+      "PostgreSQL: kill -9 the router mid-stream, 3 rounds: no ACKed job lost" },
+    { "pg_batch_kill9", test_pg_batch_kill9,
+      "PostgreSQL: kill -9 with BATCHes on their way: no ACKed job lost" },
+    { "pg_backlog_restart_order", test_pg_backlog_restart_order,
+      "PostgreSQL: a backlog survives SIGTERM, runs in order" },
+    { "pg_crash_dead_retry", test_pg_crash_dead_retry,
+      "PostgreSQL: dead jobs, dead retry, dead purge" },
+    { "pg_results_fetch", test_pg_results_fetch,
+      "PostgreSQL: emq-cli result, --wait, NOT_FOUND, late fetch" },
+    { "pg_idempotent_submit", test_pg_idempotent_submit,
+      "PostgreSQL: one msgid twice: two ACKs, one run" },
 };
 
 const size_t h_durability_count =

@@ -7,6 +7,8 @@
 #include "numparse.h"
 
 #include <dirent.h>
+#include <glob.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -251,6 +253,12 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
     args[argc++] = data_dir;
     args[argc++] = "--fsync";
     args[argc++] = "off";
+    if (h_store_dsn) {
+        args[argc++] = "--store";
+        args[argc++] = "postgresql";
+        args[argc++] = "--store-dsn";
+        args[argc++] = h_store_dsn;
+    }
     s_heartbeat_args (args, &argc);
     args[argc++] = "--log-level";
     args[argc++] = t->verbose ? "debug" : "info";
@@ -1008,6 +1016,7 @@ h_recv_cmd (h_test_t *t, zsock_t *sock, emqp_command_t command, int timeout_ms)
 static void
 s_cleanup (h_test_t *t)
 {
+    h_pg_stop (t);
     for (size_t i = 0; i < t->nprocs; i++)
         if (!t->procs[i].reaped) {
             h_kill (t, t->procs[i].pid, SIGKILL, true);
@@ -1314,4 +1323,139 @@ h_main (const h_testdef_t *tests, size_t count, int argc, char **argv)
     }
     printf ("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+//  ---------------------------------------------------------------------
+//  PostgreSQL
+
+const char *h_store_dsn;
+
+static struct {
+    bool running;
+    char bin[H_PATH_MAX];      // the server's bin directory
+    char dir[H_PATH_MAX + 8];  // <test dir>/pg: socket, data/, logs
+    char dsn[H_PATH_MAX + 64];
+} s_pg;
+
+const char *
+h_pg_bin (void)
+{
+    static char bin[H_PATH_MAX];
+    if (*bin)
+        return bin;
+    glob_t found;
+    //  The newest installed version (glob sorts; 9.x sorts after 1x, but
+    //  Debian ships one at a time).
+    if (glob ("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &found) == 0
+        && found.gl_pathc > 0) {
+        snprintf (bin, sizeof bin, "%s", found.gl_pathv[found.gl_pathc - 1]);
+        *strrchr (bin, '/') = 0;
+    }
+    globfree (&found);
+    return *bin ? bin : NULL;
+}
+
+//  Runs a PostgreSQL program as the postgres user when we are root (the
+//  server refuses to run as root), output appended to <pg>/<log>.log.
+//  Returns its exit status.
+static int s_pg_run (const char *log, const char *format, ...)
+    __attribute__ ((format (printf, 2, 3)));
+
+static int
+s_pg_run (const char *log, const char *format, ...)
+{
+    char command[2048], line[4096];
+    va_list ap;
+    va_start (ap, format);
+    vsnprintf (command, sizeof command, format, ap);
+    va_end (ap);
+    snprintf (line, sizeof line, "%s %s/%s >>%s/%s.log 2>&1",
+              getuid () == 0 ? "runuser -u postgres --" : "", s_pg.bin, command, s_pg.dir,
+              log);
+    int status = system (line);
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+const char *
+h_pg_start (h_test_t *t)
+{
+    const char *bin = h_pg_bin ();
+    REQUIRE_MSG (bin != NULL, "PostgreSQL is not installed");
+    snprintf (s_pg.bin, sizeof s_pg.bin, "%s", bin);
+    snprintf (s_pg.dir, sizeof s_pg.dir, "%s/pg", t->dir);
+    REQUIRE (mkdir (s_pg.dir, 0755) == 0);
+    if (getuid () == 0) {
+        struct passwd *pw = getpwnam ("postgres");
+        REQUIRE_MSG (pw != NULL, "no postgres user to run the server as");
+        //  The server's user must reach its directory through ours.
+        REQUIRE (chmod (t->dir, 0711) == 0);
+        REQUIRE (chown (s_pg.dir, pw->pw_uid, pw->pw_gid) == 0);
+    }
+    int64_t start = clock_mono_ms ();
+    REQUIRE_MSG (s_pg_run ("initdb",
+                           "initdb -D %s/data -A trust -U postgres --no-sync"
+                           " -E UTF8 --locale C",
+                           s_pg.dir)
+                     == 0,
+                 "initdb failed (see pg/initdb.log)");
+    //  Unix socket only, in our directory; small, and no fsync: these
+    //  tests kill routers, not the server.
+    REQUIRE_MSG (
+        s_pg_run ("pg_ctl",
+                  "pg_ctl -D %s/data -l %s/server.log -w -t 30 -o \"-c "
+                  "listen_addresses='' -c unix_socket_directories=%s -c fsync=off"
+                  " -c shared_buffers=32MB -c max_connections=30\" start",
+                  s_pg.dir, s_pg.dir, s_pg.dir)
+            == 0,
+        "pg_ctl start failed (see pg/pg_ctl.log, pg/server.log)");
+    s_pg.running = true;
+    REQUIRE_MSG (s_pg_run ("createdb", "createdb -h %s -U postgres emq", s_pg.dir) == 0,
+                 "createdb failed (see pg/createdb.log)");
+    snprintf (s_pg.dsn, sizeof s_pg.dsn, "host=%s user=postgres dbname=emq", s_pg.dir);
+    h_log (t, "PostgreSQL up in %s (%lld ms)", s_pg.dir,
+           (long long) (clock_mono_ms () - start));
+    return s_pg.dsn;
+}
+
+void
+h_pg_stop (h_test_t *t)
+{
+    (void) t;
+    if (!s_pg.running)
+        return;
+    s_pg.running = false;
+    s_pg_run ("pg_ctl", "pg_ctl -D %s/data -m immediate -w -t 10 stop", s_pg.dir);
+}
+
+bool
+h_pg_restart (h_test_t *t, int down_ms)
+{
+    (void) t;
+    if (s_pg_run ("pg_ctl", "pg_ctl -D %s/data -m fast -w -t 10 stop", s_pg.dir) != 0)
+        return false;
+    zclock_sleep (down_ms);
+    return s_pg_run ("pg_ctl", "pg_ctl -D %s/data -l %s/server.log -w -t 30 start",
+                     s_pg.dir, s_pg.dir)
+           == 0;
+}
+
+PGconn *
+h_pg_connect (h_test_t *t)
+{
+    (void) t;
+    PGconn *conn = PQconnectdb (s_pg.dsn);
+    REQUIRE_MSG (conn && PQstatus (conn) == CONNECTION_OK, "cannot connect to %s: %s",
+                 s_pg.dsn, conn ? PQerrorMessage (conn) : "out of memory");
+    return conn;
+}
+
+long long
+h_pg_int (PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec (conn, sql);
+    REQUIRE_MSG (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1,
+                 "%s: %s", sql, PQerrorMessage (conn));
+    long long value = strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+    PQclear (res);
+    return value;
 }
