@@ -119,7 +119,7 @@ $(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
-$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(INTEGRATION_STORE_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -65,7 +65,7 @@ static const char *s_schema =
     "CREATE INDEX IF NOT EXISTS jobs_ended ON jobs (state, ended_at) WHERE ended_at > 0;"
     "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL);";
 
-#define S_COLUMNS                                                                       \
+#define S_COLUMNS                                                                        \
     "seq, msgid, queue, headers, payload, client, state, attempt, retries_left, run_at," \
     " created_at, ended_at, status, result, usage, epoch"
 
@@ -75,11 +75,21 @@ typedef struct {
     const char *sql;
 } s_statement_t;
 
-enum { R_LOAD, R_FETCH, R_DEAD, R_COUNT, R_COUNT_ENDED, R_META_GET, R_MAX_SEQ, R_COUNT_ALL };
+enum {
+    R_LOAD,
+    R_FETCH,
+    R_DEAD,
+    R_COUNT,
+    R_COUNT_ENDED,
+    R_META_GET,
+    R_MAX_SEQ,
+    R_COUNT_ALL
+};
 
 static const s_statement_t s_reads[R_COUNT_ALL] = {
-    [R_LOAD] = { "load", "SELECT " S_COLUMNS " FROM jobs"
-                         " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq" },
+    [R_LOAD] = { "load",
+                 "SELECT " S_COLUMNS " FROM jobs"
+                 " WHERE state IN ('queued', 'running', 'scheduled') ORDER BY seq" },
     [R_FETCH] = { "fetch", "SELECT " S_COLUMNS " FROM jobs WHERE msgid = $1::bytea" },
     [R_DEAD] = { "dead", "SELECT " S_COLUMNS " FROM jobs"
                          " WHERE state = 'dead' AND ended_at > 0"
@@ -163,8 +173,22 @@ static const s_statement_t s_writes[W_COUNT_ALL] = {
 //  --------------------------------------------------------------------------
 //  Connections
 
+//  libpq's messages span lines ("...failed: No such file\n\tIs the
+//  server running..."): one line, for the log and the peer.
+static void
+s_trim (char *text)
+{
+    size_t n = strlen (text);
+    while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
+        text[--n] = 0;
+    for (char *c = text; *c; c++)
+        if (*c == '\n' || *c == '\t')
+            *c = ' ';
+}
+
 //  Opens a connection to dsn (a short connect timeout unless dsn sets
-//  one). Returns NULL with the reason in err.
+//  one). Returns NULL with the reason in err (libpq's, which names the
+//  host; not the connection string, which may hold a password).
 static PGconn *
 s_connect (const char *dsn, char *err, size_t errlen)
 {
@@ -172,24 +196,13 @@ s_connect (const char *dsn, char *err, size_t errlen)
     const char *values[] = { S_CONNECT_TIMEOUT, "emq-router", dsn, NULL };
     PGconn *conn = PQconnectdbParams (keywords, values, 1);
     if (!conn || PQstatus (conn) != CONNECTION_OK) {
-        snprintf (err, errlen, "cannot connect to PostgreSQL (%s): %s", dsn,
+        snprintf (err, errlen, "cannot connect to PostgreSQL: %s",
                   conn ? PQerrorMessage (conn) : "out of memory");
-        //  libpq's messages end with a newline.
-        size_t n = strlen (err);
-        while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
-            err[--n] = 0;
+        s_trim (err);
         PQfinish (conn);
         return NULL;
     }
     return conn;
-}
-
-static void
-s_trim (char *text)
-{
-    size_t n = strlen (text);
-    while (n && (text[n - 1] == '\n' || text[n - 1] == ' '))
-        text[--n] = 0;
 }
 
 static void
@@ -411,10 +424,9 @@ s_read (store_pg_t *self, int which, const s_params_t *p, char *err, size_t errl
     for (int attempt = 0; attempt < 2; attempt++) {
         if (s_reader_ready (self, err, errlen))
             return NULL;
-        PGresult *res =
-            PQexecPrepared (self->conn, s_reads[which].name, p ? p->count : 0,
-                            p ? p->values : NULL, p ? p->lengths : NULL,
-                            p ? p->formats : NULL, 1);
+        PGresult *res = PQexecPrepared (self->conn, s_reads[which].name, p ? p->count : 0,
+                                        p ? p->values : NULL, p ? p->lengths : NULL,
+                                        p ? p->formats : NULL, 1);
         if (res && PQresultStatus (res) == PGRES_TUPLES_OK)
             return res;
         s_conn_error (self->conn, res, s_reads[which].name, err, errlen);
@@ -447,8 +459,8 @@ s_rows (store_pg_t *self, int which, const s_params_t *p, store_row_fn *fn, void
 }
 
 store_pg_t *
-store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer,
-               int64_t *max_seq, char *err, size_t errlen)
+store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer, int64_t *max_seq,
+               char *err, size_t errlen)
 {
     extern void store_pg_writer_actor (zsock_t * pipe, void *args);
     store_pg_t *self = (store_pg_t *) calloc (1, sizeof (store_pg_t));
@@ -645,10 +657,10 @@ s_writer_connect (s_pg_writer_t *self)
                       " WHERE l.locktype = 'advisory' AND l.objid = %u AND l.granted",
                       (unsigned) (S_LOCK_KEY & 0xffffffffu));
             res = PQexec (self->conn, sql);
-            const char *holder = res && PQresultStatus (res) == PGRES_TUPLES_OK
-                                         && PQntuples (res) > 0
-                                     ? PQgetvalue (res, 0, 0)
-                                     : "unknown";
+            const char *holder =
+                res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) > 0
+                    ? PQgetvalue (res, 0, 0)
+                    : "unknown";
             snprintf (self->error, sizeof self->error,
                       "another router uses this database (connected from %s)", holder);
         }
@@ -667,7 +679,8 @@ s_writer_connect (s_pg_writer_t *self)
         || s_exec (self->conn, "SET client_min_messages TO warning", "set messages",
                    self->error, sizeof self->error)
         || s_exec (self->conn, s_schema, "create tables", self->error, sizeof self->error)
-        || s_prepare (self->conn, s_writes, W_COUNT_ALL, self->error, sizeof self->error)) {
+        || s_prepare (self->conn, s_writes, W_COUNT_ALL, self->error,
+                      sizeof self->error)) {
         PQfinish (self->conn);
         self->conn = NULL;
         return -1;

@@ -1376,6 +1376,18 @@ s_pg_run (const char *log, const char *format, ...)
     return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
 }
 
+//  Unix socket only, in our directory; small, and no fsync: these tests
+//  kill routers, not the server.
+static int
+s_pg_ctl_start (void)
+{
+    return s_pg_run ("pg_ctl",
+                     "pg_ctl -D %s/data -l %s/server.log -w -t 30 -o \"-c "
+                     "listen_addresses='' -c unix_socket_directories=%s -c fsync=off"
+                     " -c shared_buffers=32MB -c max_connections=30\" start",
+                     s_pg.dir, s_pg.dir, s_pg.dir);
+}
+
 const char *
 h_pg_start (h_test_t *t)
 {
@@ -1398,16 +1410,8 @@ h_pg_start (h_test_t *t)
                            s_pg.dir)
                      == 0,
                  "initdb failed (see pg/initdb.log)");
-    //  Unix socket only, in our directory; small, and no fsync: these
-    //  tests kill routers, not the server.
-    REQUIRE_MSG (
-        s_pg_run ("pg_ctl",
-                  "pg_ctl -D %s/data -l %s/server.log -w -t 30 -o \"-c "
-                  "listen_addresses='' -c unix_socket_directories=%s -c fsync=off"
-                  " -c shared_buffers=32MB -c max_connections=30\" start",
-                  s_pg.dir, s_pg.dir, s_pg.dir)
-            == 0,
-        "pg_ctl start failed (see pg/pg_ctl.log, pg/server.log)");
+    REQUIRE_MSG (s_pg_ctl_start () == 0,
+                 "pg_ctl start failed (see pg/pg_ctl.log, pg/server.log)");
     s_pg.running = true;
     REQUIRE_MSG (s_pg_run ("createdb", "createdb -h %s -U postgres emq", s_pg.dir) == 0,
                  "createdb failed (see pg/createdb.log)");
@@ -1434,9 +1438,7 @@ h_pg_restart (h_test_t *t, int down_ms)
     if (s_pg_run ("pg_ctl", "pg_ctl -D %s/data -m fast -w -t 10 stop", s_pg.dir) != 0)
         return false;
     zclock_sleep (down_ms);
-    return s_pg_run ("pg_ctl", "pg_ctl -D %s/data -l %s/server.log -w -t 30 start",
-                     s_pg.dir, s_pg.dir)
-           == 0;
+    return s_pg_ctl_start () == 0;
 }
 
 PGconn *

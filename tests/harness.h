@@ -88,6 +88,9 @@ extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  The store's promises on each backend, in process (store_contract.c).
+extern const h_testdef_t h_store_contract_tests[];
+extern const size_t h_store_contract_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
