@@ -393,16 +393,24 @@ struct store_pg_t {
     PGconn *conn;
     char *dsn;
     char where[256];
+    int64_t retry_ms;  // monotonic: no new connection tried before
 };
 
-//  A lost connection (PostgreSQL restarted) is opened again, once per
-//  read. Returns 0 if the connection is usable.
+//  A lost connection (PostgreSQL restarted) is opened again by the next
+//  read, at most once a second: a read runs on the router's loop, which
+//  must not wait for a server that is down at every STATUS. Returns 0 if
+//  the connection is usable.
 static int
 s_reader_ready (store_pg_t *self, char *err, size_t errlen)
 {
     if (self->conn && PQstatus (self->conn) == CONNECTION_OK)
         return 0;
+    if (zclock_mono () < self->retry_ms) {
+        snprintf (err, errlen, "PostgreSQL cannot be reached (trying again each second)");
+        return -1;
+    }
     PQfinish (self->conn);
+    self->retry_ms = zclock_mono () + 1000;
     self->conn = s_connect (self->dsn, err, errlen);
     if (!self->conn)
         return -1;

@@ -47,7 +47,8 @@ s_collect (const store_row_t *row, void *arg)
     char *seen = (char *) arg;
     size_t n = strlen (seen);
     if (n < 900)
-        snprintf (seen + n, 1000 - n, "%s:%s ", row->msgid, store_state_name (row->state));
+        snprintf (seen + n, 1000 - n, "%s:%s ", row->msgid,
+                  store_state_name (row->state));
     return 0;
 }
 
@@ -57,17 +58,18 @@ s_copy (const store_row_t *row, void *arg)
     //  The row's pointers are the store's until the callback returns.
     store_row_t *out = (store_row_t *) arg;
     *out = *row;
-    static char payload[256], result[256], headers[256], client[64], status[32], usage[64];
+    static char payload[256], result[256], headers[256], client[64], status[32],
+        usage[64];
     out->payload = memcpy (payload, row->payload,
                            row->payload_size < sizeof payload ? row->payload_size : 0);
-    out->result = row->result ? memcpy (result, row->result,
-                                        row->result_size < sizeof result ? row->result_size
-                                                                         : 0)
-                              : NULL;
-    out->client = row->client ? memcpy (client, row->client,
-                                        row->client_size < sizeof client ? row->client_size
-                                                                         : 0)
-                              : NULL;
+    out->result = row->result
+                      ? memcpy (result, row->result,
+                                row->result_size < sizeof result ? row->result_size : 0)
+                      : NULL;
+    out->client = row->client
+                      ? memcpy (client, row->client,
+                                row->client_size < sizeof client ? row->client_size : 0)
+                      : NULL;
     snprintf (headers, sizeof headers, "%s", row->headers ? row->headers : "");
     out->headers = headers;
     snprintf (status, sizeof status, "%s", row->status ? row->status : "");
@@ -97,7 +99,8 @@ static store_t *
 s_open (h_test_t *t, store_backend_t backend, const char *where)
 {
     char err[512];
-    store_t *store = store_open_backend (backend, where, STORE_FSYNC_EVERYSEC, err, sizeof err);
+    store_t *store =
+        store_open_backend (backend, where, STORE_FSYNC_EVERYSEC, err, sizeof err);
     REQUIRE_MSG (store != NULL, "store_open_backend: %s", err);
     h_log (t, "store open: %s %s", store_kind (store), store_where (store));
     return store;
@@ -114,7 +117,8 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     //  Rows keep every byte: a payload with NULs, headers that are not
     //  UTF-8, a binary client id.
     static const char payload[] = { 'p', 0, 'q', (char) 0xff };
-    const char *latin1 = "n\xe9" "e=caf\xe9";
+    const char *latin1 = "n\xe9"
+                         "e=caf\xe9";
     const char *ids[] = { "a", "b", "c", "d" };
     int64_t seqs[4];
     for (int i = 0; i < 4; i++) {
@@ -147,11 +151,13 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     //  A dispatch goes with the job's end; ended rows drop their payload
     //  (dead ones keep it); a retry waits scheduled.
     REQUIRE_INT (store_set_dispatched (store, seqs[0], 1, 77), ==, 0);
-    REQUIRE_INT (store_set_ended (store, seqs[0], STORE_DONE, "ok", "42", 2, "wall_us=5", 2000),
-                 ==, 0);
+    REQUIRE_INT (
+        store_set_ended (store, seqs[0], STORE_DONE, "ok", "42", 2, "wall_us=5", 2000),
+        ==, 0);
     REQUIRE_INT (store_set_waiting (store, seqs[2], STORE_SCHEDULED, 1, 3000), ==, 0);
-    REQUIRE_INT (store_set_ended (store, seqs[3], STORE_DEAD, "failed", "boom", 4, "", 2500),
-                 ==, 0);
+    REQUIRE_INT (
+        store_set_ended (store, seqs[3], STORE_DEAD, "failed", "boom", 4, "", 2500), ==,
+        0);
     REQUIRE_INT (store_meta_set (store, "fence", 41), ==, 0);
     REQUIRE_INT (store_meta_set (store, "fence", 42), ==, 0);
     REQUIRE_INT (s_commit (store), ==, 0);
@@ -194,8 +200,9 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     seen[0] = 0;
     int64_t loaded = 0;
     REQUIRE_INT (store_load (store, s_collect, seen), ==, 0);
-    REQUIRE_MSG (strncmp (seen, "b:queued c:scheduled big00000:queued big00001:queued", 52) == 0,
-                 "loaded: %.120s", seen);
+    REQUIRE_MSG (
+        strncmp (seen, "b:queued c:scheduled big00000:queued big00001:queued", 52) == 0,
+        "loaded: %.120s", seen);
     (void) loaded;
     seen[0] = 0;
     REQUIRE_INT (store_list_dead (store, 0, s_collect, seen), ==, 1);
@@ -218,8 +225,8 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     }
     REQUIRE_INT (s_commit (store), ==, 0);
     for (int i = 0; i < 5; i++)
-        REQUIRE_INT (store_set_ended (store, dead_seqs[i], STORE_DEAD, "failed", "e", 1, "",
-                                      3000 + i),
+        REQUIRE_INT (store_set_ended (store, dead_seqs[i], STORE_DEAD, "failed", "e", 1,
+                                      "", 3000 + i),
                      ==, 0);
     REQUIRE_INT (s_commit (store), ==, 0);
     store_cursor_t cursor = { 0, 0 };
@@ -246,7 +253,8 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     //  2000); a dead job within dead_ttl stays.
     store_row_t recent = s_row ("recent", "", "p", 1);
     REQUIRE_INT (store_insert (store, &recent, &seq), ==, 0);
-    REQUIRE_INT (store_set_ended (store, seq, STORE_DEAD, "failed", "e", 1, "", 5000), ==, 0);
+    REQUIRE_INT (store_set_ended (store, seq, STORE_DEAD, "failed", "e", 1, "", 5000), ==,
+                 0);
     REQUIRE_INT (s_commit (store), ==, 0);
     REQUIRE_INT (s_task (store, store_expire (store, 2100, 50, 1000)), ==, 1);
     REQUIRE_INT (store_fetch (store, "a", s_copy, &got), ==, 0);
@@ -267,7 +275,8 @@ static void
 test_pg_store_contract (h_test_t *t)
 {
     if (!h_pg_bin ()) {
-        printf ("    (PostgreSQL not installed: apt-get install postgresql; test skipped)\n");
+        printf (
+            "    (PostgreSQL not installed: apt-get install postgresql; test skipped)\n");
         return;
     }
     const char *dsn = h_pg_start (t);
