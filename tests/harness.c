@@ -8,7 +8,6 @@
 
 #include <dirent.h>
 #include <glob.h>
-#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1332,7 +1331,6 @@ const char *h_store_dsn;
 
 static struct {
     bool running;
-    char bin[H_PATH_MAX];      // the server's bin directory
     char dir[H_PATH_MAX + 8];  // <test dir>/pg: socket, data/, logs
     char dsn[H_PATH_MAX + 64];
 } s_pg;
@@ -1344,8 +1342,6 @@ h_pg_bin (void)
     if (*bin)
         return bin;
     glob_t found;
-    //  The newest installed version (glob sorts; 9.x sorts after 1x, but
-    //  Debian ships one at a time).
     if (glob ("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &found) == 0
         && found.gl_pathc > 0) {
         snprintf (bin, sizeof bin, "%s", found.gl_pathv[found.gl_pathc - 1]);
@@ -1355,69 +1351,44 @@ h_pg_bin (void)
     return *bin ? bin : NULL;
 }
 
-//  Runs a PostgreSQL program as the postgres user when we are root (the
-//  server refuses to run as root), output appended to <pg>/<log>.log.
-//  Returns its exit status.
-static int s_pg_run (const char *log, const char *format, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
+//  Runs scripts/pg-scratch.sh (next to the build directory) with args;
+//  its first line of output into out (may be NULL). Returns its status.
 static int
-s_pg_run (const char *log, const char *format, ...)
+s_pg_script (const char *args, char *out, size_t size)
 {
-    char command[2048], line[4096];
-    va_list ap;
-    va_start (ap, format);
-    vsnprintf (command, sizeof command, format, ap);
-    va_end (ap);
-    snprintf (line, sizeof line, "%s %s/%s >>%s/%s.log 2>&1",
-              getuid () == 0 ? "runuser -u postgres --" : "", s_pg.bin, command, s_pg.dir,
-              log);
-    int status = system (line);
+    char command[2 * sizeof s_build + 64], script[sizeof s_build];
+    snprintf (script, sizeof script, "%s", s_build);
+    char *slash = strrchr (script, '/');
+    if (slash)
+        *slash = 0;
+    snprintf (command, sizeof command, "%s/scripts/pg-scratch.sh %s", script, args);
+    FILE *pipe = popen (command, "r");
+    if (!pipe)
+        return -1;
+    char line[H_PATH_MAX + 64] = "";
+    if (!fgets (line, sizeof line, pipe))
+        line[0] = 0;
+    int status = pclose (pipe);
+    if (out)
+        snprintf (out, size, "%s", h_chomp (line));
     return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
-}
-
-//  Unix socket only, in our directory; small, and no fsync: these tests
-//  kill routers, not the server.
-static int
-s_pg_ctl_start (void)
-{
-    return s_pg_run ("pg_ctl",
-                     "pg_ctl -D %s/data -l %s/server.log -w -t 30 -o \"-c "
-                     "listen_addresses='' -c unix_socket_directories=%s -c fsync=off"
-                     " -c shared_buffers=32MB -c max_connections=30\" start",
-                     s_pg.dir, s_pg.dir, s_pg.dir);
 }
 
 const char *
 h_pg_start (h_test_t *t)
 {
-    const char *bin = h_pg_bin ();
-    REQUIRE_MSG (bin != NULL, "PostgreSQL is not installed");
-    snprintf (s_pg.bin, sizeof s_pg.bin, "%s", bin);
+    REQUIRE_MSG (h_pg_bin () != NULL, "PostgreSQL is not installed");
     snprintf (s_pg.dir, sizeof s_pg.dir, "%s/pg", t->dir);
-    REQUIRE (mkdir (s_pg.dir, 0755) == 0);
-    if (getuid () == 0) {
-        struct passwd *pw = getpwnam ("postgres");
-        REQUIRE_MSG (pw != NULL, "no postgres user to run the server as");
-        //  The server's user must reach its directory through ours.
-        REQUIRE (chmod (t->dir, 0711) == 0);
-        REQUIRE (chown (s_pg.dir, pw->pw_uid, pw->pw_gid) == 0);
-    }
     int64_t start = clock_mono_ms ();
-    REQUIRE_MSG (s_pg_run ("initdb",
-                           "initdb -D %s/data -A trust -U postgres --no-sync"
-                           " -E UTF8 --locale C",
-                           s_pg.dir)
-                     == 0,
-                 "initdb failed (see pg/initdb.log)");
-    REQUIRE_MSG (s_pg_ctl_start () == 0,
-                 "pg_ctl start failed (see pg/pg_ctl.log, pg/server.log)");
-    s_pg.running = true;
-    REQUIRE_MSG (s_pg_run ("createdb", "createdb -h %s -U postgres emq", s_pg.dir) == 0,
-                 "createdb failed (see pg/createdb.log)");
-    snprintf (s_pg.dsn, sizeof s_pg.dsn, "host=%s user=postgres dbname=emq", s_pg.dir);
-    h_log (t, "PostgreSQL up in %s (%lld ms)", s_pg.dir,
-           (long long) (clock_mono_ms () - start));
+    char args[H_PATH_MAX + 32];
+    //  No fsync: these tests kill routers, not the server.
+    snprintf (args, sizeof args, "start %s --no-fsync", s_pg.dir);
+    s_pg.running = true;  // whatever happened, stop it at the end
+    REQUIRE_MSG (s_pg_script (args, s_pg.dsn, sizeof s_pg.dsn) == 0 && *s_pg.dsn,
+                 "PostgreSQL did not start (see pg/initdb.log, pg/pg_ctl.log, "
+                 "pg/server.log)");
+    h_log (t, "PostgreSQL up in %s (%lld ms): %s", s_pg.dir,
+           (long long) (clock_mono_ms () - start), s_pg.dsn);
     return s_pg.dsn;
 }
 
@@ -1428,17 +1399,18 @@ h_pg_stop (h_test_t *t)
     if (!s_pg.running)
         return;
     s_pg.running = false;
-    s_pg_run ("pg_ctl", "pg_ctl -D %s/data -m immediate -w -t 10 stop", s_pg.dir);
+    char args[H_PATH_MAX + 32];
+    snprintf (args, sizeof args, "stop %s", s_pg.dir);
+    s_pg_script (args, NULL, 0);
 }
 
 bool
 h_pg_restart (h_test_t *t, int down_ms)
 {
     (void) t;
-    if (s_pg_run ("pg_ctl", "pg_ctl -D %s/data -m fast -w -t 10 stop", s_pg.dir) != 0)
-        return false;
-    zclock_sleep (down_ms);
-    return s_pg_ctl_start () == 0;
+    char args[H_PATH_MAX + 48];
+    snprintf (args, sizeof args, "restart %s %d", s_pg.dir, down_ms);
+    return s_pg_script (args, NULL, 0) == 0;
 }
 
 PGconn *
