@@ -185,6 +185,14 @@ static const s_setting_t s_settings[] = {
       .sections = S_ROUTER,
       .description = "store = postgresql: a libpq connection string (keywords or a "
                      "postgresql:// URI); keep passwords in ~/.pgpass, not here" },
+    { .name = "store_lease_ttl",
+      .type = S_TYPE_SECONDS,
+      .default_text = "10",
+      .dmin = 0.1,
+      .dmax = 3600,
+      .sections = S_ROUTER,
+      .description = "store = postgresql: seconds the leading router's lease lasts; a "
+                     "standby takes the lead once it expires" },
     { .name = "fsync",
       .type = S_TYPE_STRING,
       .default_text = "everysec",

@@ -39,6 +39,8 @@ s_usage (FILE *out)
         "  --store BACKEND            sqlite (default: emq.db in the data directory)\n"
         "                             or postgresql (the database --store-dsn names)\n"
         "  --store-dsn DSN            PostgreSQL: a libpq connection string\n"
+        "  --store-lease-ttl S        PostgreSQL: the leading router's lease (10); with\n"
+        "                             --standby, wait for the lead and take it over\n"
         "  --result-ttl S             keep results of ended jobs (3600)\n"
         "  --dead-ttl S               keep dead jobs (604800)\n"
         "  --retry-backoff S          first retry's delay, doubled each time (1)\n"
@@ -62,7 +64,8 @@ s_usage (FILE *out)
         "  -h, --help                 this help;  --version  the version\n"
         "\n"
         "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
-        "4 could not bind a socket or open the store, 5 data directory in use.\n");
+        "4 could not bind a socket or open the store, 5 data directory in use,\n"
+        "6 stood down: another router took the lead of the database.\n");
 }
 
 //  Each flag sets the setting of its name (docs/configuration.md); the
@@ -81,6 +84,7 @@ enum {
     O_FSYNC_POLICY,
     O_STORE,
     O_STORE_DSN,
+    O_STORE_LEASE,
     O_RESULT_TTL,
     O_DEAD_TTL,
     O_BACKOFF,
@@ -107,6 +111,7 @@ static const struct option s_options[] = {
     { "fsync", required_argument, NULL, O_FSYNC_POLICY },
     { "store", required_argument, NULL, O_STORE },
     { "store-dsn", required_argument, NULL, O_STORE_DSN },
+    { "store-lease-ttl", required_argument, NULL, O_STORE_LEASE },
     { "result-ttl", required_argument, NULL, O_RESULT_TTL },
     { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
     { "retry-backoff", required_argument, NULL, O_BACKOFF },
@@ -132,6 +137,7 @@ static const program_flag_t s_flags[] = {
     { O_FSYNC_POLICY, "fsync", NULL },
     { O_STORE, "store", NULL },
     { O_STORE_DSN, "store_dsn", NULL },
+    { O_STORE_LEASE, "store_lease_ttl", NULL },
     { O_RESULT_TTL, "result_ttl", NULL },
     { O_DEAD_TTL, "dead_ttl", NULL },
     { O_BACKOFF, "retry_backoff", NULL },
@@ -155,6 +161,11 @@ s_store (program_t *program, char *db_path, size_t size)
             return program_error (program->name, PROGRAM_EXIT_CONFIG,
                                   "store = postgresql needs store_dsn (--store-dsn), "
                                   "a libpq connection string");
+        if (program->lock_mode == PIDLOCK_TAKEOVER)
+            return program_error (program->name, PROGRAM_EXIT_USAGE,
+                                  "--takeover is for a data directory; on PostgreSQL "
+                                  "run --standby (it takes the lead when the leader "
+                                  "stops or its lease expires)");
         snprintf (db_path, size, "%s", dsn);
         return -1;
     }
@@ -226,6 +237,8 @@ main (int argc, char *argv[])
         return program_end (&program, code);
     settings.db_path = db_path;
     store_backend_parse (config_str (program.config, "store"), &settings.store);
+    settings.lease_ttl_s = config_double (program.config, "store_lease_ttl");
+    settings.standby = program.lock_mode == PIDLOCK_STANDBY;
 
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.

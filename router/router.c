@@ -51,6 +51,7 @@ typedef struct {
 
 struct router_t {
     router_settings_t settings;
+    bool deposed;  // lost the lead of a shared database: acts no more
     zsock_t *frontend;
     zsock_t *backend;
     zsock_t *admin;
@@ -1581,9 +1582,30 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
 //  out (else it grows until the one out is committed: group commit), then
 //  dispatch. Dispatch never waits for a commit: jobs already ACKed keep
 //  flowing while a batch is on its way.
+//  On a shared database (PostgreSQL) another router may take the lead:
+//  this one's lease ran out (it was paused, or could not renew it) or the
+//  writer met a newer epoch. From then on it sends, ACKs and dispatches
+//  nothing: the loop stops at its next handler, router_run returns
+//  ROUTER_DEPOSED, and a supervisor starts it again as a standby.
+static bool
+s_leading (router_t *self)
+{
+    if (self->deposed)
+        return false;
+    if (store_leading (self->store))
+        return true;
+    self->deposed = true;
+    log_error ("router: standing down (epoch %lld): %s; nothing more is sent, "
+               "ACKed or dispatched",
+               (long long) store_lead_epoch (self->store), store_lead_lost (self->store));
+    return false;
+}
+
 static void
 s_flush (router_t *self)
 {
+    if (!s_leading (self))
+        return;  // what waits in the outboxes is never sent
     if (self->ends_unsaved) {
         self->ends_unsaved = false;
         for (job_t *job = (job_t *) zlistx_first (self->ending); job;
@@ -1650,11 +1672,13 @@ s_on_store (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     (void) sock;
     router_t *self = (router_t *) arg;
+    if (!s_leading (self))
+        return -1;  // a fenced batch's event: not a word to its clients
     store_event_t event;
     while (store_recv (self->store, &event, 0) == 0)
         s_store_event (self, &event);
     s_flush (self);
-    return 0;
+    return s_leading (self) ? 0 : -1;
 }
 
 //  With CURVE and a clients directory, each key's certificate there names
@@ -1758,6 +1782,8 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     s_socket_ctx_t *ctx = (s_socket_ctx_t *) arg;
     router_t *self = ctx->router;
+    if (!s_leading (self))
+        return -1;
     s_drain (self, sock, ctx->name, ctx->handler, ctx->roles);
     //  With a disk behind the store, one commit (one fsync) should cover
     //  what every socket has now: new jobs and ended ones alike.
@@ -1767,7 +1793,7 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
                 s_drain (self, self->reader_socks[i], self->readers[i].name,
                          self->readers[i].handler, self->readers[i].roles);
     s_flush (self);
-    return 0;
+    return s_leading (self) ? 0 : -1;
 }
 
 //  Heartbeats out, and removal of peers silent for timeout x liveness.
@@ -1799,6 +1825,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    if (!s_leading (self))
+        return -1;
     s_heartbeat_peers (self, self->job_managers, self->backend);
     s_heartbeat_peers (self, self->schedulers, self->frontend);
     s_flush (self);
@@ -1812,6 +1840,9 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    //  Every 50 ms: a lead lost is seen within that, even when idle.
+    if (!s_leading (self))
+        return -1;
     double now = clock_wall_s ();
     job_t *job;
     while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
@@ -1990,8 +2021,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
     zhashx_set_destructor (self->schedule_senders,
                            (zhashx_destructor_fn *) zframe_destroy);
+    store_lead_t lead = { settings->lease_ttl_s, settings->standby };
     self->store = store_open_backend (settings->store, self->settings.db_path,
-                                      settings->fsync, err, errlen);
+                                      settings->fsync, &lead, err, errlen);
     if (!self->store)
         goto fail;
     if (store_load (self->store, s_load_row, self)) {
@@ -2107,6 +2139,8 @@ router_run (router_t *self)
 {
     assert (self);
     zloop_start (self->loop);
+    if (self->deposed)
+        return ROUTER_DEPOSED;  // nothing written, nothing said: not ours now
     //  What is written goes to disk before we stop, the dispatches held
     //  back included (running jobs keep their epoch across the restart).
     store_write_dispatches (self->store);

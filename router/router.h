@@ -24,6 +24,8 @@ typedef struct {
     const char *db_path;            // SQLite file, ":memory:", or a libpq
                                     // connection string (PostgreSQL)
     store_fsync_t fsync;            // what a commit waits for
+    double lease_ttl_s;             // PostgreSQL: the leader's lease
+    bool standby;                   // PostgreSQL: wait for the lead
     double result_ttl_s;            // ended jobs' results are kept this long
     double dead_ttl_s;              // dead jobs are kept this long
     double retry_backoff_s;         // first retry's delay; doubles each time
@@ -43,7 +45,10 @@ router_t *router_new (const router_settings_t *settings, char *err, size_t errle
 void router_destroy (router_t **self_p);
 
 //  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then commits what is
-//  pending and says KBYE to every peer. Returns 0.
+//  pending and says KBYE to every peer. Returns 0; or ROUTER_DEPOSED at
+//  once, when another router took the lead of a shared database (its exit
+//  status: the supervisor starts it again, as a standby).
+#define ROUTER_DEPOSED 6
 int router_run (router_t *self);
 
 void router_test (bool verbose);

@@ -319,7 +319,7 @@ store_backend_parse (const char *name, store_backend_t *backend)
 
 store_t *
 store_open_backend (store_backend_t backend, const char *location, store_fsync_t policy,
-                    char *err, size_t errlen)
+                    const store_lead_t *lead, char *err, size_t errlen)
 {
     if (backend == STORE_SQLITE)
         return store_open (location, policy, err, errlen);
@@ -330,7 +330,10 @@ store_open_backend (store_backend_t backend, const char *location, store_fsync_t
     }
     self->policy = policy;
     int64_t max_seq = 0;
-    self->pg = store_pg_open (location, policy, &self->writer, &max_seq, err, errlen);
+    store_pg_options_t options = { .lease_ttl_s = lead ? lead->lease_ttl_s : 10,
+                                   .standby = lead && lead->standby };
+    self->pg =
+        store_pg_open (location, policy, &options, &self->writer, &max_seq, err, errlen);
     if (!self->pg || !(self->where = strdup (store_pg_where (self->pg)))
         || s_open_writes (self, err, errlen)) {
         if (self->pg && !self->where)
@@ -340,6 +343,24 @@ store_open_backend (store_backend_t backend, const char *location, store_fsync_t
     }
     self->next_seq = max_seq + 1;
     return self;
+}
+
+bool
+store_leading (store_t *self)
+{
+    return !self->pg || store_pg_leading (self->pg);
+}
+
+const char *
+store_lead_lost (store_t *self)
+{
+    return self->pg ? store_pg_lead_lost (self->pg) : NULL;
+}
+
+int64_t
+store_lead_epoch (store_t *self)
+{
+    return self->pg ? store_pg_epoch (self->pg) : 0;
 }
 
 const char *

@@ -93,10 +93,24 @@ int store_backend_parse (const char *name, store_backend_t *backend);
 //  Opens (creating if needed) the database at path. Returns NULL with the
 //  reason in err.
 store_t *store_open (const char *path, store_fsync_t policy, char *err, size_t errlen);
+//  Several routers on one PostgreSQL database: one leads (docs/storage.md).
+typedef struct {
+    double lease_ttl_s;  // the leader's lease (default 10 s)
+    bool standby;        // wait for the lead instead of failing to open
+} store_lead_t;
+
 //  The same on a backend: location is the SQLite path or a libpq connection
-//  string.
+//  string; lead (NULL: the defaults) is PostgreSQL's only.
 store_t *store_open_backend (store_backend_t backend, const char *location,
-                             store_fsync_t policy, char *err, size_t errlen);
+                             store_fsync_t policy, const store_lead_t *lead, char *err,
+                             size_t errlen);
+//  False once this router must not act any more: another router took the
+//  lead of the database, or its lease ran out. Always true on SQLite (its
+//  one router per directory is the data directory's lock).
+bool store_leading (store_t *self);
+//  Why not, once store_leading is false; and the lead's epoch (0: SQLite).
+const char *store_lead_lost (store_t *self);
+int64_t store_lead_epoch (store_t *self);
 //  "memory", "sqlite" or "postgresql"; and where: the file, or "database
 //  NAME on HOST:PORT" (never a password).
 const char *store_kind (store_t *self);

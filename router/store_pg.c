@@ -22,6 +22,9 @@
 #include "store_pg.h"
 
 #include <endian.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <malloc.h>
@@ -34,7 +37,8 @@
 
 #include "log.h"
 
-//  The session advisory lock that makes one router per database.
+//  A transaction-scoped advisory lock: two routers starting at once lay
+//  the tables out one after the other.
 #define S_LOCK_KEY 0x656d712d726f7574LL  // "emq-rout"
 //  Statements in a pipeline before their results are read back.
 #define S_PIPELINE_DEPTH 256
@@ -63,7 +67,60 @@ static const char *s_schema =
     "  result bytea,"
     "  usage bytea);"
     "CREATE INDEX IF NOT EXISTS jobs_ended ON jobs (state, ended_at) WHERE ended_at > 0;"
-    "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value bigint NOT NULL);"
+    //  The lead: one row. epoch grows with each router that takes it;
+    //  expires is the active router's lease, on the database's clock.
+    "CREATE TABLE IF NOT EXISTS emq_leader ("
+    "  id int PRIMARY KEY CHECK (id = 1),"
+    "  epoch bigint NOT NULL,"
+    "  holder text NOT NULL,"
+    "  since timestamptz NOT NULL,"
+    "  expires timestamptz NOT NULL);"
+    //  The fence, first in every write transaction: it fails unless the
+    //  writer's epoch is the lead's, and holds the row (FOR SHARE) until
+    //  the transaction ends, so that a router taking the lead (an UPDATE of
+    //  the row) waits for writes under the old epoch to end, and every
+    //  write after it fails.
+    "CREATE OR REPLACE FUNCTION emq_fence (mine bigint) RETURNS void"
+    " LANGUAGE plpgsql AS $$"
+    " DECLARE current bigint;"
+    " BEGIN"
+    "  SELECT epoch INTO current FROM emq_leader WHERE id = 1 FOR SHARE;"
+    "  IF current IS DISTINCT FROM mine THEN"
+    "   RAISE EXCEPTION USING ERRCODE = 'EM001', MESSAGE = format ("
+    "    'fenced: epoch %s is not the lead''s (%s): another router leads',"
+    "    mine, current);"
+    "  END IF;"
+    " END $$;";
+
+//  The lead is taken if it is free (no row yet, or the lease expired);
+//  the new epoch comes back, or no row if another router holds it.
+static const char *s_campaign_sql =
+    "INSERT INTO emq_leader (id, epoch, holder, since, expires)"
+    " VALUES (1, 1, $1::text, now (), now () + $2::bigint * interval '1 millisecond')"
+    " ON CONFLICT (id) DO UPDATE SET epoch = emq_leader.epoch + 1,"
+    " holder = excluded.holder, since = now (), expires = excluded.expires"
+    " WHERE emq_leader.expires < now () OR emq_leader.holder = $3::text RETURNING epoch";
+
+//  The holder's name, to see whether it is a dead process of this host.
+static const char *s_holder_sql = "SELECT holder FROM emq_leader WHERE id = 1";
+
+//  Who leads, for the message of a router that does not.
+static const char *s_leader_info =
+    "SELECT holder || ' (epoch ' || epoch || ', lease for '"
+    " || round (extract (epoch FROM expires - now ())::numeric, 1) || ' s more)'"
+    " FROM emq_leader WHERE id = 1";
+
+//  The lease, shared by the loop (which reads it) and the writer (which
+//  renews it). until_ms is monotonic, on this host: past it (or at 0, the
+//  lead lost) the router must not act any more.
+struct store_pg_lease_t {
+    int64_t epoch;
+    int64_t ttl_ms;
+    _Atomic int64_t until_ms;
+    char reason[256];  // written before until_ms is set to 0
+    char holder[128];  // this router, as the leader row names it
+};
 
 #define S_COLUMNS                                                                        \
     "seq, msgid, queue, headers, payload, client, state, attempt, retries_left, run_at," \
@@ -104,6 +161,8 @@ static const s_statement_t s_reads[R_COUNT_ALL] = {
 
 enum {
     W_BEGIN,
+    W_FENCE,
+    W_RENEW,
     W_COMMIT,
     W_SYNC_ON,
     W_INSERT,
@@ -120,6 +179,10 @@ enum {
 
 static const s_statement_t s_writes[W_COUNT_ALL] = {
     [W_BEGIN] = { "begin", "BEGIN" },
+    [W_FENCE] = { "fence", "SELECT emq_fence ($1::bigint)" },
+    [W_RENEW] = { "renew",
+                  "UPDATE emq_leader SET expires = now () + $2::bigint"
+                  " * interval '1 millisecond' WHERE id = 1 AND epoch = $1::bigint" },
     [W_COMMIT] = { "commit", "COMMIT" },
     [W_SYNC_ON] = { "sync_on", "SET LOCAL synchronous_commit TO on" },
     //  No conflict target: a seq or a msgid stored already is not stored
@@ -392,6 +455,7 @@ s_read_row (const PGresult *res, int r, store_row_t *row)
 struct store_pg_t {
     PGconn *conn;
     char *dsn;
+    store_pg_lease_t lease;
     char where[256];
     int64_t retry_ms;  // monotonic: no new connection tried before
 };
@@ -466,9 +530,78 @@ s_rows (store_pg_t *self, int which, const s_params_t *p, store_row_fn *fn, void
     return rows;
 }
 
+//  The leader row names its router "HOST pid PID #RANDOM". A holder of
+//  this host whose process is gone cannot write any more: its lead may be
+//  taken at once (a router restarted after a crash need not wait out the
+//  lease). Returns true and copies the name into dead if so.
+static bool
+s_holder_dead (store_pg_t *self, char *dead, size_t size)
+{
+    PGresult *res = PQexec (self->conn, s_holder_sql);
+    bool gone = false;
+    if (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1) {
+        const char *holder = PQgetvalue (res, 0, 0);
+        char host[64] = "";
+        gethostname (host, sizeof host - 1);
+        size_t n = strlen (host);
+        long pid = 0;
+        if (n && strncmp (holder, host, n) == 0
+            && sscanf (holder + n, " pid %ld", &pid) == 1 && pid > 0 && pid != getpid ()
+            && kill ((pid_t) pid, 0) == -1 && errno == ESRCH) {
+            snprintf (dead, size, "%s", holder);
+            gone = true;
+        }
+    }
+    PQclear (res);
+    return gone;
+}
+
+//  Takes the lead if it is free (or held by dead, if not NULL). Returns 1
+//  (won: lease->epoch set), 0 (another router holds it: who, in err) or -1
+//  (an error, in err).
+static int
+s_campaign (store_pg_t *self, const char *dead, char *err, size_t errlen)
+{
+    s_params_t p = { .count = 0 };
+    s_param_text (&p, self->lease.holder);
+    s_param_int (&p, self->lease.ttl_ms);
+    s_param_text (&p, dead ? dead : "");
+    int64_t sent_ms = zclock_mono ();
+    PGresult *res = PQexecParams (self->conn, s_campaign_sql, p.count, NULL, p.values,
+                                  p.lengths, p.formats, 1);
+    if (!res || PQresultStatus (res) != PGRES_TUPLES_OK) {
+        s_conn_error (self->conn, res, "take the lead", err, errlen);
+        PQclear (res);
+        return -1;
+    }
+    bool won = PQntuples (res) == 1;
+    if (won) {
+        self->lease.epoch = s_get_int (res, 0, 0);
+        //  A tenth of the lease kept back: this host's clock and the
+        //  database's need not tick alike.
+        atomic_store (&self->lease.until_ms, sent_ms + self->lease.ttl_ms * 9 / 10);
+        if (dead)
+            log_info ("store: took the lead from %s, a process of this host that is gone",
+                      dead);
+    }
+    PQclear (res);
+    if (won)
+        return 1;
+    char gone[128];
+    if (!dead && s_holder_dead (self, gone, sizeof gone))
+        return s_campaign (self, gone, err, errlen);
+    res = PQexec (self->conn, s_leader_info);
+    snprintf (err, errlen, "another router leads this database: %s",
+              res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1
+                  ? PQgetvalue (res, 0, 0)
+                  : "(unknown)");
+    PQclear (res);
+    return 0;
+}
+
 store_pg_t *
-store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer, int64_t *max_seq,
-               char *err, size_t errlen)
+store_pg_open (const char *dsn, store_fsync_t policy, const store_pg_options_t *options,
+               writer_t **writer, int64_t *max_seq, char *err, size_t errlen)
 {
     extern void store_pg_writer_actor (zsock_t * pipe, void *args);
     store_pg_t *self = (store_pg_t *) calloc (1, sizeof (store_pg_t));
@@ -477,6 +610,13 @@ store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer, int64_t
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
+    self->lease.ttl_ms = (int64_t) (options->lease_ttl_s * 1000);
+    if (self->lease.ttl_ms < 100)
+        self->lease.ttl_ms = 100;
+    char host[64] = "";
+    gethostname (host, sizeof host - 1);
+    snprintf (self->lease.holder, sizeof self->lease.holder, "%s pid %d #%08x", host,
+              (int) getpid (), (unsigned) (zclock_time () ^ (int64_t) getpid () << 16));
     self->conn = s_connect (dsn, err, errlen);
     if (!self->conn) {
         store_pg_close (&self);
@@ -484,8 +624,40 @@ store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer, int64_t
     }
     snprintf (self->where, sizeof self->where, "database %s on %s:%s", PQdb (self->conn),
               PQhost (self->conn), PQport (self->conn));
-    //  The writer takes the lock and lays the tables out; reads come after.
-    *writer = writer_start (store_pg_writer_actor, dsn, policy, err, errlen);
+    char lock[128];
+    snprintf (lock, sizeof lock, "SELECT pg_advisory_xact_lock (%lld)", S_LOCK_KEY);
+    if (s_exec (self->conn, "SET client_min_messages TO warning", "set messages", err,
+                errlen)
+        || s_exec (self->conn, "BEGIN", "begin", err, errlen)
+        || s_exec (self->conn, lock, "lock", err, errlen)
+        || s_exec (self->conn, s_schema, "create tables", err, errlen)
+        || s_exec (self->conn, "COMMIT", "commit", err, errlen)) {
+        store_pg_close (&self);
+        return NULL;
+    }
+    //  The lead: taken now, or (standby) waited for, asking a few times per
+    //  lease, until it is free or a signal ends the wait.
+    int won;
+    bool said = false;
+    while ((won = s_campaign (self, NULL, err, errlen)) == 0 && options->standby
+           && !zsys_interrupted) {
+        if (!said)
+            log_info ("store: standby: %s; taking the lead when its lease expires", err);
+        said = true;
+        int64_t pause = self->lease.ttl_ms / 4;
+        zclock_sleep ((int) (pause < 50 ? 50 : pause > 1000 ? 1000 : pause));
+    }
+    if (won != 1) {
+        if (won == 0 && zsys_interrupted)
+            snprintf (err, errlen, "stopped while waiting for the lead");
+        store_pg_close (&self);
+        return NULL;
+    }
+    log_info ("store: this router leads the database (epoch %" PRId64 ", lease %.1f s)",
+              self->lease.epoch, self->lease.ttl_ms / 1000.0);
+    //  The writer renews the lease and fences each write with its epoch.
+    *writer =
+        writer_start (store_pg_writer_actor, dsn, policy, &self->lease, err, errlen);
     if (!*writer || s_prepare (self->conn, s_reads, R_COUNT_ALL, err, errlen)) {
         writer_destroy (writer);
         store_pg_close (&self);
@@ -505,12 +677,49 @@ store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer, int64_t
     return self;
 }
 
+bool
+store_pg_leading (store_pg_t *self)
+{
+    return zclock_mono () < atomic_load (&self->lease.until_ms);
+}
+
+const char *
+store_pg_lead_lost (store_pg_t *self)
+{
+    if (store_pg_leading (self))
+        return NULL;
+    return atomic_load (&self->lease.until_ms) == 0 && *self->lease.reason
+               ? self->lease.reason
+               : "its lease expired before it could be renewed";
+}
+
+int64_t
+store_pg_epoch (store_pg_t *self)
+{
+    return self->lease.epoch;
+}
+
+//  A router that stops while leading gives its lease back, so that a
+//  standby takes the lead at its next look rather than after the lease.
+static const char *s_release =
+    "UPDATE emq_leader SET expires = now () WHERE id = 1 AND epoch = $1::bigint";
+
 void
 store_pg_close (store_pg_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
     store_pg_t *self = *self_p;
+    if (self->lease.epoch > 0 && store_pg_leading (self) && self->conn
+        && PQstatus (self->conn) == CONNECTION_OK) {
+        s_params_t p = { .count = 0 };
+        s_param_int (&p, self->lease.epoch);
+        PGresult *res = PQexecParams (self->conn, s_release, p.count, NULL, p.values,
+                                      p.lengths, p.formats, 1);
+        if (res && PQresultStatus (res) == PGRES_COMMAND_OK)
+            log_info ("store: gave the lead back (epoch %" PRId64 ")", self->lease.epoch);
+        PQclear (res);
+    }
     PQfinish (self->conn);
     free (self->dsn);
     free (self);
@@ -632,6 +841,8 @@ store_pg_count (store_pg_t *self, store_state_t state, char *err, size_t errlen)
 typedef struct {
     zsock_t *pipe;
     writer_setup_t *setup;
+    store_pg_lease_t *lease;
+    int64_t renew_ms;  // monotonic: the next renewal of the lease
     PGconn *conn;
     bool lost;  // the connection was lost: said once, opened again per batch
     char error[256];
@@ -640,8 +851,8 @@ typedef struct {
     int64_t task_count;
 } s_pg_writer_t;
 
-//  Opens the writer's connection: the lock, the tables, the statements,
-//  the policy. Returns 0, or -1 with the reason in self->error.
+//  Opens the writer's connection: the policy, the statements. Returns 0,
+//  or -1 with the reason in self->error.
 static int
 s_writer_connect (s_pg_writer_t *self)
 {
@@ -649,44 +860,12 @@ s_writer_connect (s_pg_writer_t *self)
     self->conn = s_connect (self->setup->location, self->error, sizeof self->error);
     if (!self->conn)
         return -1;
-    char sql[320];
-    snprintf (sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", S_LOCK_KEY);
-    PGresult *res = PQexec (self->conn, sql);
-    bool locked = res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1
-                  && strcmp (PQgetvalue (res, 0, 0), "t") == 0;
-    if (!locked) {
-        if (res && PQresultStatus (res) == PGRES_TUPLES_OK) {
-            //  Name the holder: its address and application, from the
-            //  server's own view.
-            PQclear (res);
-            snprintf (sql, sizeof sql,
-                      "SELECT coalesce(host(a.client_addr), 'local socket') || ' pid ' ||"
-                      " a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
-                      " WHERE l.locktype = 'advisory' AND l.objid = %u AND l.granted",
-                      (unsigned) (S_LOCK_KEY & 0xffffffffu));
-            res = PQexec (self->conn, sql);
-            const char *holder =
-                res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) > 0
-                    ? PQgetvalue (res, 0, 0)
-                    : "unknown";
-            snprintf (self->error, sizeof self->error,
-                      "another router uses this database (connected from %s)", holder);
-        }
-        else
-            s_conn_error (self->conn, res, "lock", self->error, sizeof self->error);
-        PQclear (res);
-        PQfinish (self->conn);
-        self->conn = NULL;
-        return -1;
-    }
-    PQclear (res);
     const char *policy = self->setup->policy == STORE_FSYNC_ALWAYS
                              ? "SET synchronous_commit TO on"
                              : "SET synchronous_commit TO off";
     if (s_exec (self->conn, policy, "set policy", self->error, sizeof self->error)
         || s_exec (self->conn, "SET client_min_messages TO warning", "set messages",
                    self->error, sizeof self->error)
-        || s_exec (self->conn, s_schema, "create tables", self->error, sizeof self->error)
         || s_prepare (self->conn, s_writes, W_COUNT_ALL, self->error,
                       sizeof self->error)) {
         PQfinish (self->conn);
@@ -694,6 +873,32 @@ s_writer_connect (s_pg_writer_t *self)
         return -1;
     }
     return 0;
+}
+
+//  The lead is lost (another router's epoch, seen by a renewal or by the
+//  fence): said once; the loop stands down when it next looks.
+static void
+s_lead_lost (s_pg_writer_t *self, const char *reason)
+{
+    if (atomic_load (&self->lease->until_ms) == 0)
+        return;
+    snprintf (self->lease->reason, sizeof self->lease->reason, "%s", reason);
+    atomic_store (&self->lease->until_ms, 0);
+    log_error ("store: lost the lead of the database: %s", reason);
+}
+
+//  A failed statement's result: the fence's own error (SQLSTATE EM001)
+//  means the lead is lost.
+static void
+s_check_fenced (s_pg_writer_t *self, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField (res, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp (state, "EM001") == 0) {
+        char reason[256];
+        snprintf (reason, sizeof reason, "%s",
+                  PQresultErrorField (res, PG_DIAG_MESSAGE_PRIMARY));
+        s_lead_lost (self, reason);
+    }
 }
 
 //  The connection for the next transaction; opened again if it was lost.
@@ -819,7 +1024,8 @@ s_drain (s_pg_writer_t *self, writer_batch_t *batch, s_pending_t *pending, size_
             }
         }
         else if (status != PGRES_PIPELINE_ABORTED && rc == 0) {
-            const char *what = "commit";
+            s_check_fenced (self, res);
+            const char *what = "batch";
             if (index >= 0) {
                 writer_op_t op;
                 writer_batch_op (batch, (size_t) index, &op);
@@ -867,8 +1073,12 @@ s_apply (s_pg_writer_t *self, writer_batch_t *batch)
         writer_batch_settle (batch, -1, self->error);
         return;
     }
+    s_params_t fence = { .count = 0 };
+    s_param_int (&fence, self->lease->epoch);
     bool sent = s_send (self, W_BEGIN, NULL);
     if (sent)
+        s_pending_add (&pending, -1);
+    if (sent && (sent = s_send (self, W_FENCE, &fence)))
         s_pending_add (&pending, -1);
     if (sent && writer_batch_wants_sync (batch)
         && self->setup->policy != STORE_FSYNC_ALWAYS) {
@@ -926,8 +1136,26 @@ s_apply (s_pg_writer_t *self, writer_batch_t *batch)
     writer_batch_settle (batch, rc, self->error);
 }
 
-//  One chunk of the task under way, in a transaction of its own. Returns
-//  1 if there is more, 0 if done, -1 if it failed.
+//  Runs a prepared statement of the writer's outside a pipeline; its
+//  result, or NULL with the reason in self->error (and the lead marked
+//  lost if the fence refused it).
+static PGresult *
+s_writer_exec (s_pg_writer_t *self, int which, const s_params_t *p, const char *what)
+{
+    PGresult *res = PQexecPrepared (self->conn, s_writes[which].name, p ? p->count : 0,
+                                    p ? p->values : NULL, p ? p->lengths : NULL,
+                                    p ? p->formats : NULL, 1);
+    ExecStatusType status = res ? PQresultStatus (res) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
+        return res;
+    s_check_fenced (self, res);
+    s_conn_error (self->conn, res, what, self->error, sizeof self->error);
+    PQclear (res);
+    return NULL;
+}
+
+//  One chunk of the task under way, in a fenced transaction of its own.
+//  Returns 1 if there is more, 0 if done, -1 if it failed.
 static int
 s_task_chunk (s_pg_writer_t *self)
 {
@@ -935,30 +1163,31 @@ s_task_chunk (s_pg_writer_t *self)
         return -1;
     int64_t deleted = 0;
     bool more = false;
-    const char *what = self->task == 1 ? "expire results" : "purge dead jobs";
     int64_t left = self->task == 1 ? S_EXPIRE_CHUNK : S_PURGE_CHUNK;
-    for (int step = 0; step < 2; step++) {
+    s_params_t fence = { .count = 0 };
+    s_param_int (&fence, self->lease->epoch);
+    PGresult *res = s_writer_exec (self, W_BEGIN, NULL, "begin");
+    bool ok = res != NULL;
+    PQclear (res);
+    if (ok) {
+        res = s_writer_exec (self, W_FENCE, &fence, "fence");
+        ok = res != NULL;
+        PQclear (res);
+    }
+    for (int step = 0; ok && step < (self->task == 1 ? 2 : 1); step++) {
         s_params_t p = { .count = 0 };
-        int which;
+        int which = W_PURGE;
+        const char *what = "purge dead jobs";
         if (self->task == 1) {
             which = step == 0 ? W_EXPIRE : W_EXPIRE_DEAD;
             s_param_double (&p, step == 0 ? self->cutoff_results : self->cutoff_dead);
-            s_param_int (&p, left);
             what = step == 0 ? "expire results" : "expire dead jobs";
         }
-        else {
-            if (step == 1)
-                break;
-            which = W_PURGE;
-            s_param_int (&p, left);
-        }
-        //  A DELETE outside BEGIN is a transaction of its own.
-        PGresult *res = PQexecPrepared (self->conn, s_writes[which].name, p.count,
-                                        p.values, p.lengths, p.formats, 1);
-        if (!res || PQresultStatus (res) != PGRES_COMMAND_OK) {
-            s_conn_error (self->conn, res, what, self->error, sizeof self->error);
-            PQclear (res);
-            return -1;
+        s_param_int (&p, left);
+        res = s_writer_exec (self, which, &p, what);
+        if (!res) {
+            ok = false;
+            break;
         }
         int64_t n = strtoll (PQcmdTuples (res), NULL, 10);
         PQclear (res);
@@ -969,8 +1198,49 @@ s_task_chunk (s_pg_writer_t *self)
         }
         left -= n;
     }
+    if (ok) {
+        res = s_writer_exec (self, W_COMMIT, NULL, "commit");
+        ok = res != NULL;
+        PQclear (res);
+    }
+    if (!ok) {
+        if (PQstatus (self->conn) == CONNECTION_OK
+            && PQtransactionStatus (self->conn) != PQTRANS_IDLE) {
+            char ignored[128];
+            s_exec (self->conn, "ROLLBACK", "rollback", ignored, sizeof ignored);
+        }
+        return -1;
+    }
     self->task_count += deleted;
     return more ? 1 : 0;
+}
+
+//  Renews the lease (between batches, every third of it). A renewal that
+//  finds another epoch has lost the lead; one that cannot reach the
+//  database leaves the lease to run out (the loop stands down then).
+static void
+s_renew (s_pg_writer_t *self)
+{
+    int64_t now = zclock_mono ();
+    self->renew_ms = now + self->lease->ttl_ms / 3;
+    if (atomic_load (&self->lease->until_ms) == 0 || s_writer_ready (self))
+        return;
+    s_params_t p = { .count = 0 };
+    s_param_int (&p, self->lease->epoch);
+    s_param_int (&p, self->lease->ttl_ms);
+    PGresult *res = s_writer_exec (self, W_RENEW, &p, "renew the lease");
+    if (!res)
+        return;
+    bool renewed = strcmp (PQcmdTuples (res), "1") == 0;
+    PQclear (res);
+    if (renewed) {
+        //  Only forward: a renewal that took long must not shorten it.
+        int64_t until = now + self->lease->ttl_ms * 9 / 10;
+        if (until > atomic_load (&self->lease->until_ms))
+            atomic_store (&self->lease->until_ms, until);
+    }
+    else
+        s_lead_lost (self, "another router took the lead (a newer epoch)");
 }
 
 //  Handles one command from the loop. Returns false on $TERM.
@@ -1029,7 +1299,7 @@ store_pg_writer_actor (zsock_t *pipe, void *args)
     sigfillset (&all);
     pthread_sigmask (SIG_BLOCK, &all, NULL);
     pthread_setname_np (pthread_self (), "emq-writer");
-    s_pg_writer_t self = { .pipe = pipe, .setup = setup };
+    s_pg_writer_t self = { .pipe = pipe, .setup = setup, .lease = setup->backend };
     if (s_writer_connect (&self)) {
         setup->failed = true;
         snprintf (setup->error, sizeof setup->error, "%s", self.error);
@@ -1037,17 +1307,23 @@ store_pg_writer_actor (zsock_t *pipe, void *args)
         return;
     }
     zsock_signal (pipe, 0);
+    self.renew_ms = zclock_mono () + self.lease->ttl_ms / 3;
     zpoller_t *poller = zpoller_new (pipe, NULL);
     bool running = poller != NULL;
     if (poller)
         zpoller_set_nonstop (poller, true);
     while (running) {
-        void *which = zpoller_wait (poller, self.task ? 0 : -1);
+        int64_t wait = self.renew_ms - zclock_mono ();
+        if (wait <= 0) {
+            s_renew (&self);
+            continue;
+        }
+        void *which = zpoller_wait (poller, self.task ? 0 : (int) wait);
         if (which == pipe)
             running = s_command (&self);
         else if (zpoller_terminated (poller) && zmq_errno () == ETERM)
             running = false;
-        else if (self.task && !which) {
+        else if (self.task && !which && self.renew_ms > zclock_mono ()) {
             int rc = s_task_chunk (&self);
             if (rc <= 0) {
                 writer_reply_task (pipe, self.task == 2, rc, self.task_count, self.error);

@@ -8,12 +8,16 @@
     on a connection of its own, in libpq's pipeline mode (a batch of 1,000
     changes costs a few round trips, not 1,000).
 
-    One router per database: the writer's connection holds a session
-    advisory lock (S_LOCK_KEY in store_pg.c) for as long as it lives; a
-    second router's store_pg_open fails, naming the holder's address. A
-    connection lost (PostgreSQL restarted) is opened again by the next
-    batch or read; the writer takes the lock again first, and refuses to
-    write if another router took it meanwhile.
+    One router leads a database at a time (docs/storage.md, "Several
+    routers"): a row (emq_leader) holds the lead's epoch and the lease of
+    the router that has it, on the database's clock. A router takes the
+    lead when the lease has expired (a standby asks a few times per
+    lease), the writer renews it every third of it, and every write
+    transaction begins with the fence emq_fence(epoch), which fails once
+    another router took the lead: a router paused past its lease writes
+    nothing when it wakes, and the loop, which sees the lease run out on
+    its own clock, stands down before it sends anything. A connection lost
+    (PostgreSQL restarted) is opened again by the next batch or read.
 
     Columns that carry peers' bytes (msgid, queue, headers, status, usage)
     are bytea, so that a job whose headers are not valid UTF-8 is stored as
@@ -30,13 +34,27 @@
 #include "writer.h"
 
 typedef struct store_pg_t store_pg_t;
+typedef struct store_pg_lease_t store_pg_lease_t;
+
+typedef struct {
+    double lease_ttl_s;  // the active router's lease on the lead
+    bool standby;        // wait for the lead instead of failing
+} store_pg_options_t;
 
 //  Connects the loop's connection to dsn (a libpq connection string),
-//  starts the writer thread (which takes the database's lock and creates
-//  the tables) into *writer, and reads the largest row key into *max_seq.
-//  Returns NULL with the reason in err.
-store_pg_t *store_pg_open (const char *dsn, store_fsync_t policy, writer_t **writer,
+//  lays the tables out, takes the lead (or, standby, waits for it), starts
+//  the writer thread into *writer, and reads the largest row key into
+//  *max_seq. Returns NULL with the reason in err (another router leads:
+//  which, and for how long yet).
+store_pg_t *store_pg_open (const char *dsn, store_fsync_t policy,
+                           const store_pg_options_t *options, writer_t **writer,
                            int64_t *max_seq, char *err, size_t errlen);
+//  True while this router's lease runs (on this host's monotonic clock).
+bool store_pg_leading (store_pg_t *self);
+//  NULL while leading, else why not.
+const char *store_pg_lead_lost (store_pg_t *self);
+//  This router's epoch of the lead.
+int64_t store_pg_epoch (store_pg_t *self);
 void store_pg_close (store_pg_t **self_p);
 //  "dbname on host:port" of the connection (no password), for STATUS and logs.
 const char *store_pg_where (store_pg_t *self);

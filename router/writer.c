@@ -1185,8 +1185,8 @@ s_writer_actor (zsock_t *pipe, void *args)
 }
 
 writer_t *
-writer_start (zactor_fn *actor, const char *location, store_fsync_t policy, char *err,
-              size_t errlen)
+writer_start (zactor_fn *actor, const char *location, store_fsync_t policy, void *backend,
+              char *err, size_t errlen)
 {
     writer_t *self = (writer_t *) calloc (1, sizeof (writer_t));
     if (!self || !(self->setup.location = strdup (location))) {
@@ -1195,6 +1195,7 @@ writer_start (zactor_fn *actor, const char *location, store_fsync_t policy, char
         return NULL;
     }
     self->setup.policy = policy;
+    self->setup.backend = backend;
     self->actor = zactor_new (actor, &self->setup);
     if (!self->actor || self->setup.failed) {
         snprintf (err, errlen, "%s",
@@ -1212,7 +1213,7 @@ writer_new (const char *path, store_fsync_t policy, char *err, size_t errlen)
         snprintf (err, errlen, "SQLite was built without thread support");
         return NULL;
     }
-    return writer_start (s_writer_actor, path, policy, err, errlen);
+    return writer_start (s_writer_actor, path, policy, NULL, err, errlen);
 }
 
 void

@@ -144,6 +144,7 @@ void writer_batch_settle (writer_batch_t *self, int rc, const char *error);
 typedef struct {
     char *location;  // the SQLite file, or a PostgreSQL connection string
     store_fsync_t policy;
+    void *backend;  // the backend's own (store_pg.c: the lease), or NULL
     bool failed;
     char error[256];
 } writer_setup_t;
@@ -153,7 +154,7 @@ int writer_reply_task (zsock_t *pipe, bool purge, int rc, int64_t count,
                        const char *error);
 //  Starts a backend's thread (actor) on location.
 writer_t *writer_start (zactor_fn *actor, const char *location, store_fsync_t policy,
-                        char *err, size_t errlen);
+                        void *backend, char *err, size_t errlen);
 
 //  Starts the thread on the database at path (the store has created its
 //  tables). Returns NULL with the reason in err.

@@ -100,7 +100,7 @@ s_open (h_test_t *t, store_backend_t backend, const char *where)
 {
     char err[512];
     store_t *store =
-        store_open_backend (backend, where, STORE_FSYNC_EVERYSEC, err, sizeof err);
+        store_open_backend (backend, where, STORE_FSYNC_EVERYSEC, NULL, err, sizeof err);
     REQUIRE_MSG (store != NULL, "store_open_backend: %s", err);
     h_log (t, "store open: %s %s", store_kind (store), store_where (store));
     return store;
@@ -282,16 +282,19 @@ test_pg_store_contract (h_test_t *t)
     const char *dsn = h_pg_start (t);
     s_contract (t, STORE_POSTGRESQL, dsn);
 
-    //  One router per database: a second store is refused and says why.
+    //  One router leads a database: a second store is refused and says
+    //  which leads (the contract's stores gave the lead back when closed).
     store_t *store = s_open (t, STORE_POSTGRESQL, dsn);
+    REQUIRE (store_leading (store));
+    REQUIRE (store_lead_epoch (store) > 0);
     char err[512];
-    store_t *second =
-        store_open_backend (STORE_POSTGRESQL, dsn, STORE_FSYNC_OFF, err, sizeof err);
+    store_t *second = store_open_backend (STORE_POSTGRESQL, dsn, STORE_FSYNC_OFF, NULL,
+                                          err, sizeof err);
     REQUIRE (second == NULL);
-    REQUIRE_CONTAINS (err, "another router uses this database");
+    REQUIRE_CONTAINS (err, "another router leads this database");
     //  A database that cannot be reached: a clear error, no store.
     second = store_open_backend (STORE_POSTGRESQL, "host=/nonexistent dbname=emq",
-                                 STORE_FSYNC_OFF, err, sizeof err);
+                                 STORE_FSYNC_OFF, NULL, err, sizeof err);
     REQUIRE (second == NULL);
     REQUIRE_CONTAINS (err, "cannot connect to PostgreSQL");
 
@@ -312,10 +315,39 @@ test_pg_store_contract (h_test_t *t)
     store_row_t got;
     REQUIRE_INT (store_fetch (store, "after-restart", s_copy, &got), ==, 1);
     //  And the lock was taken again: still one router per database.
-    second = store_open_backend (STORE_POSTGRESQL, dsn, STORE_FSYNC_OFF, err, sizeof err);
+    second = store_open_backend (STORE_POSTGRESQL, dsn, STORE_FSYNC_OFF, NULL, err,
+                                 sizeof err);
     REQUIRE (second == NULL);
-    REQUIRE_CONTAINS (err, "another router uses this database");
+    REQUIRE_CONTAINS (err, "another router leads this database");
+    REQUIRE (store_leading (store));
+
+    //  Another router takes the lead (as a standby does once the lease
+    //  expired; here by hand): the next batch is refused by the database's
+    //  fence, nothing of it is kept, and the store says it leads no more.
+    PGconn *conn = h_pg_connect (t);
+    PGresult *res =
+        PQexec (conn, "UPDATE emq_leader SET epoch = epoch + 1, holder = 'the test'");
+    REQUIRE (res && PQresultStatus (res) == PGRES_COMMAND_OK);
+    PQclear (res);
+    store_row_t fenced = s_row ("fenced-job", "", "p", 1);
+    REQUIRE_INT (store_insert (store, &fenced, &seq), ==, 0);
+    REQUIRE_INT (s_commit (store), ==, -1);
+    REQUIRE_CONTAINS (store_error (store), "fenced");
+    REQUIRE (!store_leading (store));
+    REQUIRE_CONTAINS (store_lead_lost (store), "fenced");
+    REQUIRE_INT (h_pg_int (conn, "SELECT count(*) FROM jobs WHERE msgid = 'fenced-job'"),
+                 ==, 0);
+    //  Its expiry and purge are fenced too.
+    REQUIRE_INT (store_purge_dead (store), ==, 0);
+    store_event_t event;
+    REQUIRE (store_recv (store, &event, h_ms (10000)) == 0);
+    REQUIRE (event.type == STORE_EV_PURGED && event.rc == -1);
+    REQUIRE_CONTAINS (store_error (store), "fenced");
     store_close (&store);
+    //  A deposed store does not give back a lead it does not hold.
+    REQUIRE_INT (h_pg_int (conn, "SELECT (expires > now ())::int FROM emq_leader"), ==,
+                 1);
+    PQfinish (conn);
 }
 
 const h_testdef_t h_store_contract_tests[] = {
