@@ -1421,6 +1421,9 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
                 .dead = store_count (self->store, STORE_DEAD),
                 .scheduled = zlistx_size (self->scheduled),
                 .failing = self->store_failing,
+                .lead_epoch = store_lead_epoch (self->store),
+                .lead_holder = store_lead_holder (self->store),
+                .lead_since = store_lead_since (self->store),
             };
             admin_traffic_t traffic = {
                 .batches_in = self->batches_in,

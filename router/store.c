@@ -364,6 +364,18 @@ store_lead_epoch (store_t *self)
 }
 
 const char *
+store_lead_holder (store_t *self)
+{
+    return self->pg ? store_pg_holder (self->pg) : NULL;
+}
+
+double
+store_lead_since (store_t *self)
+{
+    return self->pg ? store_pg_since (self->pg) : 0;
+}
+
+const char *
 store_kind (store_t *self)
 {
     return self->memory ? "memory" : self->pg ? "postgresql" : "sqlite";

@@ -111,6 +111,10 @@ bool store_leading (store_t *self);
 //  Why not, once store_leading is false; and the lead's epoch (0: SQLite).
 const char *store_lead_lost (store_t *self);
 int64_t store_lead_epoch (store_t *self);
+//  This router as the leader row names it ("HOST pid PID #N"), and when it
+//  took the lead (unix seconds); NULL and 0 on SQLite.
+const char *store_lead_holder (store_t *self);
+double store_lead_since (store_t *self);
 //  "memory", "sqlite" or "postgresql"; and where: the file, or "database
 //  NAME on HOST:PORT" (never a password).
 const char *store_kind (store_t *self);

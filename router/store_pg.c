@@ -120,6 +120,7 @@ struct store_pg_lease_t {
     _Atomic int64_t until_ms;
     char reason[256];  // written before until_ms is set to 0
     char holder[128];  // this router, as the leader row names it
+    double since;      // unix seconds, when it took the lead
 };
 
 #define S_COLUMNS                                                                        \
@@ -577,6 +578,7 @@ s_campaign (store_pg_t *self, const char *dead, char *err, size_t errlen)
     bool won = PQntuples (res) == 1;
     if (won) {
         self->lease.epoch = s_get_int (res, 0, 0);
+        self->lease.since = zclock_time () / 1000.0;
         //  A tenth of the lease kept back: this host's clock and the
         //  database's need not tick alike.
         atomic_store (&self->lease.until_ms, sent_ms + self->lease.ttl_ms * 9 / 10);
@@ -697,6 +699,18 @@ int64_t
 store_pg_epoch (store_pg_t *self)
 {
     return self->lease.epoch;
+}
+
+const char *
+store_pg_holder (store_pg_t *self)
+{
+    return self->lease.holder;
+}
+
+double
+store_pg_since (store_pg_t *self)
+{
+    return self->lease.since;
 }
 
 //  A router that stops while leading gives its lease back, so that a

@@ -55,6 +55,9 @@ bool store_pg_leading (store_pg_t *self);
 const char *store_pg_lead_lost (store_pg_t *self);
 //  This router's epoch of the lead.
 int64_t store_pg_epoch (store_pg_t *self);
+//  This router as the leader row names it, and when it took the lead.
+const char *store_pg_holder (store_pg_t *self);
+double store_pg_since (store_pg_t *self);
 void store_pg_close (store_pg_t **self_p);
 //  "dbname on host:port" of the connection (no password), for STATUS and logs.
 const char *store_pg_where (store_pg_t *self);

@@ -1847,6 +1847,13 @@ test_pg_failover_sigstop (h_test_t *t)
     REQUIRE_MSG (takeover_ms <= h_ms (2 * S_LEASE_TTL_MS) + 500,
                  "the standby took %lld ms to serve (lease %d ms)",
                  (long long) takeover_ms, S_LEASE_TTL_MS);
+    //  STATUS names the lead: epoch 2, this router.
+    json_t *answer = h_admin_at (t, slot[1].admin, "STATUS", h_ms (1000));
+    REQUIRE (answer);
+    REQUIRE_INT (h_jint (answer, -1, "store", "lead", "epoch", NULL), ==, 2);
+    REQUIRE_STREQ (json_string_value (h_jget (answer, "store", "kind", NULL)),
+                   "postgresql");
+    json_decref (answer);
     //  The new leader serves; the job managers follow it.
     emq_client_t *client_b = emq_client_new (slot[1].frontend);
     REQUIRE (client_b);
