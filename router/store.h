@@ -1,4 +1,6 @@
-/*  store — the router's durable job table in SQLite (WAL mode).
+/*  store — the router's durable job table: in SQLite (WAL mode), or in
+    PostgreSQL (store_pg.h; the same promises, and what this comment says
+    of SQLite's syncs maps to synchronous_commit there: docs/storage.md).
 
     Every accepted job is a row; its state moves queued -> running -> done |
     failed | dead | cancelled, or to scheduled (delayed, or waiting for a

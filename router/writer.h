@@ -1,6 +1,8 @@
 /*  writer — the store's writing thread: applies batches of job-row changes
     to the SQLite database, one transaction per batch, away from the
-    router's loop.
+    router's loop. Another backend's thread (store_pg.c) speaks the same
+    protocol over the same writer_t (writer_start, below) and reads the
+    same batches (writer_batch_op).
 
     The loop builds a batch (writer_batch_*), hands it over (writer_submit
     takes it), keeps serving, and learns that the batch is committed (or
