@@ -1745,7 +1745,10 @@ test_pg_failover_kill9 (h_test_t *t)
     emq_client_t *client = emq_client_new (slot[0].frontend);
     REQUIRE (client);
     s_load_t load;
-    s_load_init (&load, t, client, (size_t) per_round * rounds * 2 + 1000, "noop", NULL);
+    //  Each round: its jobs, a burst of 200 at the kill, and what is sent
+    //  again (at most those two).
+    s_load_init (&load, t, client, (size_t) (per_round + 200) * rounds * 2 + 1000, "noop",
+                 NULL);
     int active = 0;
     int64_t worst_ms = 0;
     for (int round = 0; round < rounds; round++) {

@@ -60,8 +60,10 @@ s_copy (const store_row_t *row, void *arg)
     *out = *row;
     static char payload[256], result[256], headers[256], client[64], status[32],
         usage[64];
-    out->payload = memcpy (payload, row->payload,
-                           row->payload_size < sizeof payload ? row->payload_size : 0);
+    out->payload =
+        row->payload ? memcpy (payload, row->payload,
+                               row->payload_size < sizeof payload ? row->payload_size : 0)
+                     : payload;
     out->result = row->result
                       ? memcpy (result, row->result,
                                 row->result_size < sizeof result ? row->result_size : 0)
