@@ -553,26 +553,6 @@ s_find (char *path, size_t size)
     return -1;
 }
 
-//  The parent of pid (/proc/<pid>/stat), or -1.
-static pid_t
-s_parent_of (pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    size_t n = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf[n] = 0;
-    //  After the command name (which may hold spaces): state, then ppid.
-    char *p = strrchr (buf, ')');
-    int ppid;
-    if (!p || sscanf (p + 2, "%*c %d", &ppid) != 1)
-        return -1;
-    return (pid_t) ppid;
-}
-
 static void
 s_server_stop (s_server_t *server)
 {
@@ -649,7 +629,7 @@ s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t
             //  Ours, or the child of our wrapper (EMQ_BENCH_WRAP_BEANSTALKD_*).
             if (rc == 0
                 && (pid == (uint64_t) server->pid
-                    || s_parent_of ((pid_t) pid) == server->pid)) {
+                    || bench_parent_of ((pid_t) pid) == server->pid)) {
                 server->server_pid = (pid_t) pid;
                 return 0;
             }

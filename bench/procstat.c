@@ -53,6 +53,25 @@ s_ctxsw (pid_t pid)
     return total;
 }
 
+pid_t
+bench_parent_of (pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t n = fread (buf, 1, sizeof buf - 1, file);
+    fclose (file);
+    buf[n] = 0;
+    //  After the command name (which may hold spaces): state, then ppid.
+    char *p = strrchr (buf, ')');
+    int ppid;
+    if (!p || sscanf (p + 2, "%*c %d", &ppid) != 1)
+        return -1;
+    return (pid_t) ppid;
+}
+
 int
 bench_children (pid_t parent, pid_t *pids, int max)
 {
@@ -64,19 +83,7 @@ bench_children (pid_t parent, pid_t *pids, int max)
     while (count < max && (entry = readdir (dir))) {
         char *end;
         long pid = strtol (entry->d_name, &end, 10);
-        if (*end || pid <= 0)
-            continue;
-        char path[64], buf[512];
-        snprintf (path, sizeof path, "/proc/%ld/stat", pid);
-        FILE *file = fopen (path, "r");
-        if (!file)
-            continue;
-        size_t n = fread (buf, 1, sizeof buf - 1, file);
-        fclose (file);
-        buf[n] = 0;
-        char *p = strrchr (buf, ')');
-        int ppid = 0;
-        if (p && sscanf (p + 2, "%*c %d", &ppid) == 1 && ppid == (int) parent)
+        if (!*end && pid > 0 && bench_parent_of ((pid_t) pid) == parent)
             pids[count++] = (pid_t) pid;
     }
     closedir (dir);
