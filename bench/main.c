@@ -11,7 +11,9 @@
 #include <limits.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -220,6 +222,85 @@ s_durable_pg (const char *policy, double sqlite_jps)
     bench_target ("5.durable", figure, ratio, 0.5, true, "x");
 }
 
+//  A router on PostgreSQL that does not wait to be serving (a standby):
+//  ipc addresses under bench.dir/<name>, admin into admin.
+static pid_t
+s_pg_router (const char *name, const char *dsn, char *admin, size_t size)
+{
+    char frontend[1200], backend[1200];
+    snprintf (frontend, sizeof frontend, "ipc://%s/%s-fe", bench.dir, name);
+    snprintf (backend, sizeof backend, "ipc://%s/%s-be", bench.dir, name);
+    snprintf (admin, size, "ipc://%s/%s-ad", bench.dir, name);
+    const char *args[] = { "--frontend",  frontend,      "--backend", backend,
+                           "--admin",     admin,         "--store",   "postgresql",
+                           "--store-dsn", dsn,           "--standby", "--store-lease-ttl",
+                           "2",           "--log-level", "warning",   NULL };
+    char tag[64];
+    snprintf (tag, sizeof tag, "router-%s", name);
+    return bench_spawn (tag, "emq-router", args);
+}
+
+//  Microseconds until the router at admin answers STATUS (NaN: not in 10 s).
+static double
+s_until_serving (const char *admin)
+{
+    int64_t start = bench_now_us ();
+    while (bench_now_us () - start < 10 * 1000000LL) {
+        char *reply = NULL;
+        int rc = emq_admin (admin, "STATUS", 100, &reply);
+        free (reply);
+        if (rc == 0)
+            return (double) (bench_now_us () - start);
+        bench_sleep_ms (5);
+    }
+    return NAN;
+}
+
+//  Failover on PostgreSQL: a leader and a standby (lease 2 s). The leader
+//  killed (kill -9; on one host the standby sees its process gone and takes
+//  the lead at once), then the new leader stopped (SIGSTOP: the lease must
+//  run out, as for a host that vanished): the time until the standby
+//  answers STATUS.
+static void
+s_failover_pg (void)
+{
+    const char *scenario = "5.failover-pg";
+    char dir[1200], args[1300], dsn[1300], admin_a[1300], admin_b[1300], admin_c[1300];
+    snprintf (dir, sizeof dir, "%s/pg-failover", bench.dir);
+    snprintf (args, sizeof args, "start %s", dir);
+    if (s_pg_scratch (args, dsn, sizeof dsn) != 0 || !*dsn) {
+        bench_line (scenario, "not measured: PostgreSQL did not start");
+        return;
+    }
+    pid_t a = s_pg_router ("fa", dsn, admin_a, sizeof admin_a);
+    double up = s_until_serving (admin_a);
+    pid_t b = s_pg_router ("fb", dsn, admin_b, sizeof admin_b);
+    bench_sleep_ms (300);  // b is waiting
+    kill (a, SIGKILL);
+    waitpid (a, NULL, 0);
+    double killed = s_until_serving (admin_b);
+    pid_t c = s_pg_router ("fc", dsn, admin_c, sizeof admin_c);
+    bench_sleep_ms (300);
+    kill (b, SIGSTOP);
+    double stopped = s_until_serving (admin_c);
+    kill (b, SIGKILL);
+    kill (b, SIGCONT);
+    waitpid (b, NULL, 0);
+    kill (c, SIGTERM);
+    waitpid (c, NULL, 0);
+    snprintf (args, sizeof args, "stop %s", dir);
+    s_pg_scratch (args, NULL, 0);
+    bench_figure (scenario, "after_kill9", killed / 1000, "ms");
+    bench_figure (scenario, "after_sigstop", stopped / 1000, "ms");
+    bench_line (scenario,
+                "standby serving %.0f ms after kill -9 of the leader (same host: its "
+                "process is seen gone), %.0f ms after SIGSTOP (lease 2 s); first leader "
+                "up in %.0f ms",
+                killed / 1000, stopped / 1000, up / 1000);
+    bench_target ("5.failover", "standby serving after SIGSTOP / lease", stopped / 2e6,
+                  2.0, false, "x");
+}
+
 //  Scenario 5: the three fsync policies, then PostgreSQL under two of them;
 //  returns everysec's jobs/s.
 static double
@@ -253,6 +334,7 @@ s_durable (const char *only, double e2e)
     if (strchr (only, '5')) {
         s_durable_pg ("always", always);
         s_durable_pg ("everysec", everysec);
+        s_failover_pg ();
     }
     return everysec;
 }

@@ -492,7 +492,7 @@ test_router_kill9_rounds (h_test_t *t)
 {
     const int rounds = 3;
     //  On PostgreSQL fewer: the suite's time budget.
-    int total = h_count (h_store_dsn ? 9000 : 20000);
+    int total = h_count (h_store_dsn ? 6000 : 20000);
     int per_round = total / rounds > 10 ? total / rounds : 10;
     unsigned seed = (unsigned) time (NULL) ^ (unsigned) getpid ();
     srandom (seed);
@@ -611,7 +611,7 @@ test_router_kill9_rounds (h_test_t *t)
 static void
 test_batch_kill9 (h_test_t *t)
 {
-    int total = h_count (6000);
+    int total = h_count (h_store_dsn ? 3000 : 6000);
     pid_t router =
         h_router (t, "router-1", "--fsync", "always", "--queue-hwm", "1000000", NULL);
     h_jm (t, "jma", DEFAULT_Q, 2, NULL);
