@@ -246,6 +246,11 @@ main (int argc, char *argv[])
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
     char err[512];
     router_t *router = router_new (&settings, err, sizeof err);
+    if (!router && zsys_interrupted && settings.standby) {
+        //  A signal while standing by for the lead is a clean stop.
+        log_info ("router: %s", err);
+        return program_end (&program, PROGRAM_EXIT_OK);
+    }
     if (!router) {
         log_error ("router: %s", err);
         return program_end (&program,

@@ -1884,6 +1884,14 @@ test_pg_failover_sigstop (h_test_t *t)
     s_db_close (&db);
     REQUIRE_INT (v.lost, ==, 0);
     REQUIRE_MSG (h_pid_alive (b), "the new leader died");
+    //  A standby stopped while it waits: a clean exit.
+    s_slot_t slot_c = slot[0];
+    snprintf (slot_c.admin, sizeof slot_c.admin, "ipc://%s/admin-c", t->dir);
+    pid_t c = s_slot_router (t, &slot_c, "router-c", false);
+    REQUIRE_WAIT (h_log_count (t, "router-c", "standby: another router leads") == 1,
+                  5000);
+    kill (c, SIGTERM);
+    s_exit_check (t, c, 5000, 0, "a standby stopped by SIGTERM");
     s_report (
         t,
         "leader stopped %lld ms; the standby served after %lld ms; the woken router "
