@@ -5,6 +5,7 @@
 #include "numparse.h"
 
 #include <czmq.h>
+#include <libpq-fe.h>
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
@@ -301,6 +302,82 @@ s_failover_pg (void)
                   2.0, false, "x");
 }
 
+//  A standby that takes the lead with a large backlog in the database: the
+//  rows are written straight into the table (generate_series: seconds, not
+//  the minutes of submitting them), then a router starts and the time until
+//  its STATUS counts them all is what a failover with that backlog costs
+//  before the first dispatch.
+static void
+s_standby_load_pg (void)
+{
+    const char *scenario = "5.standby-load-pg";
+    long count = (long) (1000000 * bench.scale);
+    char dir[1200], args[1300], dsn[1300], admin[1300];
+    snprintf (dir, sizeof dir, "%s/pg-load", bench.dir);
+    snprintf (args, sizeof args, "start %s", dir);
+    if (s_pg_scratch (args, dsn, sizeof dsn) != 0 || !*dsn) {
+        bench_line (scenario, "not measured: PostgreSQL did not start");
+        return;
+    }
+    //  A first router lays the tables out, and gives the lead back.
+    pid_t first = s_pg_router ("la", dsn, admin, sizeof admin);
+    double ready = s_until_serving (admin);
+    kill (first, SIGTERM);
+    waitpid (first, NULL, 0);
+    PGconn *conn = PQconnectdb (dsn);
+    void *payload = NULL;
+    size_t size = 0;
+    bool filled = false;
+    int64_t fill_us = bench_now_us ();
+    if (isfinite (ready) && PQstatus (conn) == CONNECTION_OK
+        && bench_noop_payload (0, &payload, &size) == 0) {
+        char sql[600], number[32];
+        snprintf (number, sizeof number, "%ld", count);
+        snprintf (
+            sql, sizeof sql,
+            "INSERT INTO jobs (seq, msgid, queue, headers, payload, state, created_at)"
+            " SELECT g, convert_to ('bench-' || g, 'UTF8'), convert_to ('default',"
+            " 'UTF8'), ''::bytea, $1::bytea, 'queued', extract (epoch FROM now ())"
+            " FROM generate_series (1, $2::bigint) g");
+        const char *values[] = { (const char *) payload, number };
+        int lengths[] = { (int) size, 0 }, formats[] = { 1, 0 };
+        PGresult *res = PQexecParams (conn, sql, 2, NULL, values, lengths, formats, 0);
+        filled = res && PQresultStatus (res) == PGRES_COMMAND_OK;
+        if (!filled)
+            bench_line (scenario, "not measured: %s", PQerrorMessage (conn));
+        PQclear (res);
+    }
+    fill_us = bench_now_us () - fill_us;
+    PQfinish (conn);
+    free (payload);
+    if (filled) {
+        int64_t start = bench_now_us ();
+        pid_t router = s_pg_router ("lb", dsn, admin, sizeof admin);
+        double serving = s_until_serving (admin);
+        char *reply = NULL;
+        long jobs = -1;
+        if (isfinite (serving) && emq_admin (admin, "STATUS", 10000, &reply) == 0) {
+            const char *at = reply ? strstr (reply, "\"jobs\":") : NULL;
+            jobs = at ? strtol (at + 7, NULL, 10) : -1;
+        }
+        free (reply);
+        double load_s = (bench_now_us () - start) / 1e6;
+        kill (router, SIGTERM);
+        waitpid (router, NULL, 0);
+        bench_figure (scenario, "jobs", (double) jobs, NULL);
+        bench_figure (scenario, "ready", load_s, "s");
+        bench_line (
+            scenario,
+            "%ld waiting jobs in the table (written in %.1f s): a router taking "
+            "the lead held %ld of them, ready to dispatch, %.2f s after it started",
+            count, fill_us / 1e6, jobs, load_s);
+        bench_target ("5.failover", "1M waiting jobs ready after taking the lead", load_s,
+                      10.0, false, "s");
+    }
+    snprintf (args, sizeof args, "stop %s", dir);
+    s_pg_scratch (args, NULL, 0);
+}
+
 //  Scenario 5: the three fsync policies, then PostgreSQL under two of them;
 //  returns everysec's jobs/s.
 static double
@@ -335,6 +412,7 @@ s_durable (const char *only, double e2e)
         s_durable_pg ("always", always);
         s_durable_pg ("everysec", everysec);
         s_failover_pg ();
+        s_standby_load_pg ();
     }
     return everysec;
 }
