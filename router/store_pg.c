@@ -140,6 +140,7 @@ enum {
     R_COUNT,
     R_COUNT_ENDED,
     R_META_GET,
+    R_META_LIST,
     R_MAX_SEQ,
     R_COUNT_ALL
 };
@@ -158,6 +159,10 @@ static const s_statement_t s_reads[R_COUNT_ALL] = {
                                        " WHERE state = $1::text AND ended_at > 0" },
     [R_META_GET] = { "meta_get", "SELECT value FROM meta WHERE key = $1::text" },
     [R_MAX_SEQ] = { "max_seq", "SELECT coalesce(max(seq), 0)::bigint FROM jobs" },
+    //  Byte order whatever the database's collation, as SQLite's.
+    [R_META_LIST] = { "meta_list", "SELECT key, value FROM meta"
+                                   " WHERE starts_with (key, $1::text)"
+                                   " ORDER BY key COLLATE \"C\"" },
 };
 
 enum {
@@ -833,6 +838,21 @@ store_pg_meta_get (store_pg_t *self, const char *key, int64_t *value, char *err,
         *value = s_get_int (res, 0, 0);
     PQclear (res);
     return rc;
+}
+
+int
+store_pg_meta_list (store_pg_t *self, const char *prefix, store_meta_fn *fn, void *arg,
+                    char *err, size_t errlen)
+{
+    s_params_t p = { .count = 0 };
+    s_param_text (&p, prefix);
+    PGresult *res = s_read (self, R_META_LIST, &p, err, errlen);
+    if (!res)
+        return -1;
+    for (int r = 0; r < PQntuples (res); r++)
+        fn (s_get_bytes (res, r, 0, NULL), s_get_int (res, r, 1), arg);
+    PQclear (res);
+    return 0;
 }
 
 int64_t

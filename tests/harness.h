@@ -88,6 +88,12 @@ extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  Running as a service (ops.c): SIGHUP, sd_notify, units, make install.
+extern const h_testdef_t h_ops_tests[];
+extern const size_t h_ops_count;
+//  EventMQ drop-in tests (dropin.c): settings, flags, shell, pub/sub.
+extern const h_testdef_t h_dropin_tests[];
+extern const size_t h_dropin_count;
 //  The store's promises on each backend, in process (store_contract.c).
 extern const h_testdef_t h_store_contract_tests[];
 extern const size_t h_store_contract_count;

@@ -52,6 +52,14 @@ s_collect (const store_row_t *row, void *arg)
     return 0;
 }
 
+static void
+s_collect_meta (const char *key, int64_t value, void *arg)
+{
+    char *seen = (char *) arg;
+    size_t n = strlen (seen);
+    snprintf (seen + n, 200 - n, "%s=%lld ", key, (long long) value);
+}
+
 static int
 s_copy (const store_row_t *row, void *arg)
 {
@@ -182,6 +190,15 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     REQUIRE_INT (store_meta_get (store, "fence", &meta), ==, 0);
     REQUIRE_INT (meta, ==, 42);
     REQUIRE_INT (store_meta_get (store, "absent", &meta), ==, 1);
+    //  Keys listed by prefix, in byte order.
+    REQUIRE_INT (store_meta_set (store, "p:b", 2), ==, 0);
+    REQUIRE_INT (store_meta_set (store, "p:a", 1), ==, 0);
+    REQUIRE_INT (store_meta_set (store, "q:a", 3), ==, 0);
+    REQUIRE_INT (s_commit (store), ==, 0);
+    static char keys[200];
+    keys[0] = 0;
+    REQUIRE_INT (store_meta_list (store, "p:", s_collect_meta, keys), ==, 0);
+    REQUIRE_STREQ (keys, "p:a=1 p:b=2 ");
 
     //  A big batch: more changes than one pipeline's depth, one commit.
     int big = 3000;
