@@ -133,9 +133,9 @@ $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
 
-$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(COMMON_OBJ)
+$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(SERVICE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SYSTEMD_LIBS)
 
 $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
