@@ -11,9 +11,11 @@
 #include "settings.h"
 #include "log.h"
 #include "program.h"
+#include "worker/proctree.h"
 #include "worker/worker.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +62,14 @@ s_usage (FILE *stream)
         "(repeatable)\n"
         "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
         "                             (repeatable; none: exec jobs are refused)\n"
+        "  --exec-env-allow PATTERN   names an exec job's env may set (repeatable;\n"
+        "                             default LANG:LANGUAGE:LC_*:TZ; LD_* and the like\n"
+        "                             only when named exactly)\n"
+        "  --user USER, --group GROUP run workers as this user and group (root only)\n"
+        "  --rlimit-as BYTES          address space per job (k/M/G; default 0: none)\n"
+        "  --rlimit-nproc N           processes of the workers' user during a job\n"
+        "  --rlimit-nofile N          open files per job\n"
+        "  --rlimit-cpu S             CPU seconds per job\n"
         "  --kill-grace-period S      seconds jobs get to finish on SIGTERM (default "
         "300)\n"
         "  --heartbeat-interval S     seconds between heartbeats (default 3)\n"
@@ -98,8 +108,9 @@ s_apply_flags (const s_args_t *args, config_t *config, char *err, size_t errlen)
         bool repeat = false;
         for (size_t k = 0; k < i; k++)
             repeat = repeat || streq (args->flags[k].setting, flag->setting);
-        bool list =
-            streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
+        bool list = streq (flag->setting, "plugin_dirs")
+                    || streq (flag->setting, "exec_allow")
+                    || streq (flag->setting, "exec_env_allow");
         int rc = repeat && list
                      ? config_append (config, flag->setting, flag->value, err, errlen)
                      : config_set (config, flag->setting, flag->value, err, errlen);
@@ -162,6 +173,13 @@ static const struct option s_options[] = {
     { "max-job-count", required_argument, NULL, 'M' },
     { "plugin-dir", required_argument, NULL, 'P' },
     { "exec-allow", required_argument, NULL, 'E' },
+    { "exec-env-allow", required_argument, NULL, 'V' },
+    { "user", required_argument, NULL, 'u' },
+    { "group", required_argument, NULL, 'g' },
+    { "rlimit-as", required_argument, NULL, 'A' },
+    { "rlimit-nproc", required_argument, NULL, 'n' },
+    { "rlimit-nofile", required_argument, NULL, 'F' },
+    { "rlimit-cpu", required_argument, NULL, 'U' },
     { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },
     { "heartbeat-timeout", required_argument, NULL, 'T' },
@@ -192,6 +210,13 @@ static const struct {
                         { 'M', "max_job_count" },
                         { 'P', "plugin_dirs" },
                         { 'E', "exec_allow" },
+                        { 'V', "exec_env_allow" },
+                        { 'u', "user" },
+                        { 'g', "group" },
+                        { 'A', "rlimit_as" },
+                        { 'n', "rlimit_nproc" },
+                        { 'F', "rlimit_nofile" },
+                        { 'U', "rlimit_cpu" },
                         { 'K', "kill_grace_period" },
                         { 'I', "heartbeat_interval" },
                         { 'T', "heartbeat_timeout" },
@@ -299,6 +324,15 @@ main (int argc, char *argv[], char *envp[])
         return code;
     }
     log_init ("emq-jobmanager", settings->log_level);
+    //  What a job leaves behind must end with it: orphans of our workers
+    //  come to us, not to init (see worker/proctree.h and docs/security.md).
+    if (proctree_subreaper ())
+        log_warning ("emq-jobmanager: PR_SET_CHILD_SUBREAPER: %s; processes a job "
+                     "leaves behind may outlive it",
+                     strerror (errno));
+    else
+        log_info ("emq-jobmanager: job confinement: subreaper (no cgroup); every "
+                  "process a job starts is killed at its end, timeout or cancel");
     jobmanager_t *jobmanager = jobmanager_new (&settings, err, sizeof err);
     if (!jobmanager) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);

@@ -8,6 +8,7 @@
 */
 #include "pool.h"
 #include "log.h"
+#include "worker/proctree.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -362,6 +363,12 @@ pool_kill (pool_t *self, pool_worker_t *worker, int sig)
     return -1;
 }
 
+static bool
+s_is_worker (pid_t pid, void *arg)
+{
+    return pool_lookup ((pool_t *) arg, pid) != NULL;
+}
+
 size_t
 pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
 {
@@ -389,6 +396,15 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
         self->workers[i] = self->workers[--self->count];
         s_worker_free (worker);
         reaped++;
+    }
+    //  A worker killed in the middle of a job (timeout, cancel, crash) may
+    //  have left processes that escaped its group (setsid): as a subreaper
+    //  we inherited them once it was reaped. Anything of ours that is not a
+    //  worker is such a leftover.
+    if (reaped && proctree_is_subreaper ()) {
+        size_t killed = proctree_kill_children (s_is_worker, self);
+        if (killed)
+            log_info ("pool: killed %zu process(es) left behind by dead workers", killed);
     }
     return reaped;
 }

@@ -4,14 +4,82 @@
 #include "tests/testutil.h"
 
 #include <assert.h>
+#include <grp.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int64_t
 s_seconds_ms (double seconds)
 {
     return (int64_t) (seconds * 1000.0 + 0.5);
+}
+
+//  A number made of digits only (a uid or gid given as such), else -1.
+static long long
+s_id_number (const char *text)
+{
+    if (!*text || strspn (text, "0123456789") != strlen (text) || strlen (text) > 10)
+        return -1;
+    return strtoll (text, NULL, 10);
+}
+
+//  Resolves the `user` and `group` settings into the credentials workers
+//  switch to, here in the job manager: the forked child must not call the
+//  name service (it may take locks another thread held at fork). Refuses
+//  what this process could not switch to. Returns 0, or -1 with the reason.
+static int
+s_worker_user (worker_config_t *wconfig, const char *user, const char *group, char *err,
+               size_t errlen)
+{
+    if (!*user && !*group)
+        return 0;
+    if (!*user) {
+        snprintf (err, errlen, "group: '%s' is set without user", group);
+        return -1;
+    }
+    long long number = s_id_number (user);
+    struct passwd *pw = number >= 0 ? getpwuid ((uid_t) number) : getpwnam (user);
+    if (!pw) {
+        snprintf (err, errlen, "user: '%s' is no user of this system", user);
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char name[256];
+    snprintf (name, sizeof name, "%s", pw->pw_name);
+    if (*group) {
+        number = s_id_number (group);
+        struct group *gr = number >= 0 ? getgrgid ((gid_t) number) : getgrnam (group);
+        if (!gr) {
+            snprintf (err, errlen, "group: '%s' is no group of this system", group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid () != 0) {
+        if (uid == geteuid () && gid == getegid ())
+            return 0;  // already them: nothing to switch
+        snprintf (err, errlen,
+                  "user: cannot run workers as '%s' (uid %d, gid %d): emq-jobmanager "
+                  "runs as uid %d, and only root can switch",
+                  name, (int) uid, (int) gid, (int) geteuid ());
+        return -1;
+    }
+    gid_t groups[256];
+    int count = (int) (sizeof groups / sizeof groups[0]);
+    if (getgrouplist (name, gid, groups, &count) < 0) {
+        snprintf (err, errlen, "user: '%s' is in more than %zu groups", name,
+                  sizeof groups / sizeof groups[0]);
+        return -1;
+    }
+    if (worker_config_set_user (wconfig, uid, gid, groups, (size_t) count)) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 //  Builds the worker configuration from settings. Returns NULL with the
@@ -39,8 +107,21 @@ s_worker_config (config_t *config, char *err, size_t errlen)
             worker_config_destroy (&wconfig);
             return NULL;
         }
+    for (size_t i = 0; i < config_list_size (config, "exec_env_allow"); i++)
+        if (worker_config_add_env_allow (wconfig,
+                                         config_list_item (config, "exec_env_allow", i)))
+            goto oom;
     wconfig->max_job_count = (uint64_t) config_int (config, "max_job_count");
     wconfig->max_rss_kb = (uint64_t) config_int (config, "max_worker_rss_kb");
+    wconfig->limits.as_bytes = (uint64_t) config_int (config, "rlimit_as");
+    wconfig->limits.nproc = (uint64_t) config_int (config, "rlimit_nproc");
+    wconfig->limits.nofile = (uint64_t) config_int (config, "rlimit_nofile");
+    wconfig->limits.cpu_s = (uint64_t) config_int (config, "rlimit_cpu");
+    if (s_worker_user (wconfig, config_str (config, "user"), config_str (config, "group"),
+                       err, errlen)) {
+        worker_config_destroy (&wconfig);
+        return NULL;
+    }
     return wconfig;
 oom:
     snprintf (err, errlen, "out of memory");
