@@ -706,6 +706,71 @@ payload_test (bool verbose)
     payload_destroy (&p);
     CHECK (p == NULL);
     payload_destroy (&p);  // NULL is fine
+
+    //  Limits, either kind: round trip, and refusals.
+    run.limits = (payload_limits_t){ .as_bytes = 1 << 28, .cpu_s = 2 };
+    msgpack_sbuffer_clear (&sbuf);
+    CHECK (payload_encode (&run, &sbuf) == 0);
+    p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
+    CHECK (p && p->limits.as_bytes == 1 << 28 && p->limits.cpu_s == 2
+           && p->limits.nproc == 0 && p->limits.nofile == 0);
+    payload_destroy (&p);
+    run.limits = (payload_limits_t){ 0 };
+    //  {"kind":"exec","argv":["x"],"limits":{...}}
+    const char exec_head[] = "\x83\xa4"
+                             "kind"
+                             "\xa4"
+                             "exec"
+                             "\xa4"
+                             "argv"
+                             "\x91\xa1"
+                             "x"
+                             "\xa6"
+                             "limits";
+    struct {
+        const char *limits;
+        size_t size;
+        const char *what;
+    } bad_limits[] = {
+        { "\x81\xa2"
+          "as"
+          "\x00",
+          5, "positive integer" },
+        { "\x81\xa2"
+          "as"
+          "\xff",
+          5, "positive integer" },
+        { "\x81\xa3"
+          "mem"
+          "\x01",
+          6, "unknown limit" },
+        { "\x82\xa3"
+          "cpu"
+          "\x01\xa3"
+          "cpu"
+          "\x02",
+          11, "given twice" },
+        { "\x91\x01", 2, "not a map" },
+    };
+    for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
+        char bytes[64];
+        memcpy (bytes, exec_head, sizeof exec_head - 1);
+        memcpy (bytes + sizeof exec_head - 1, bad_limits[i].limits, bad_limits[i].size);
+        s_expect_bad (bytes, sizeof exec_head - 1 + bad_limits[i].size,
+                      bad_limits[i].what, verbose);
+    }
+    {
+        char bytes[64];
+        memcpy (bytes, exec_head, sizeof exec_head - 1);
+        memcpy (bytes + sizeof exec_head - 1,
+                "\x81\xa6"
+                "nofile"
+                "\x10",
+                9);
+        p = payload_decode (bytes, sizeof exec_head - 1 + 9, err, sizeof err);
+        CHECK (p && p->limits.nofile == 16);
+        payload_destroy (&p);
+    }
     msgpack_sbuffer_clear (&sbuf);
 
     //  run without args gets nil

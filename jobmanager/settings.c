@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int64_t
@@ -377,6 +378,78 @@ jobmanager_settings_test (bool verbose)
     settings = s_test_settings (curve, err, sizeof err);
     CHECK (settings == NULL);
     CHECK_CONTAINS (err, "CURVE: ");
+
+    //  Confinement: defaults, then each setting.
+    settings = s_test_settings (NULL, err, sizeof err);
+    REQUIRE (settings);
+    CHECK_EQ (settings->worker->env_allow_count, 4);
+    CHECK_STREQ (settings->worker->env_allow[2], "LC_*");
+    CHECK (settings->worker->limits.as_bytes == 0 && settings->worker->limits.cpu_s == 0);
+    CHECK (!settings->worker->switch_user);
+    jobmanager_settings_destroy (&settings);
+    const char *confined[] = { "exec_env_allow",
+                               "FOO:BAR_*",
+                               "rlimit_as",
+                               "1G",
+                               "rlimit_nproc",
+                               "50",
+                               "rlimit_nofile",
+                               "64",
+                               "rlimit_cpu",
+                               "30",
+                               NULL };
+    settings = s_test_settings (confined, err, sizeof err);
+    REQUIRE (settings);
+    CHECK_EQ (settings->worker->env_allow_count, 2);
+    CHECK_EQ (settings->worker->limits.as_bytes, 1 << 30);
+    CHECK_EQ (settings->worker->limits.nproc, 50);
+    CHECK_EQ (settings->worker->limits.nofile, 64);
+    CHECK_EQ (settings->worker->limits.cpu_s, 30);
+    //  A job asks for less, or gets the settings.
+    worker_limits_t ask = { .as_bytes = 1 << 20, .nofile = 1000, .cpu_s = 0, .nproc = 5 };
+    worker_limits_t got = worker_limits_min (&settings->worker->limits, &ask);
+    CHECK (got.as_bytes == 1 << 20 && got.nofile == 64 && got.cpu_s == 30
+           && got.nproc == 5);
+    worker_limits_t none = { 0 };
+    got = worker_limits_min (&none, &ask);
+    CHECK (got.as_bytes == 1 << 20 && got.nofile == 1000 && got.cpu_s == 0);
+    jobmanager_settings_destroy (&settings);
+    const char *bad_env[] = { "exec_env_allow", "A=B", NULL };
+    CHECK (s_test_settings (bad_env, err, sizeof err) == NULL);
+
+    //  user and group: unknown names refused, a group needs a user.
+    const char *unknown[] = { "user", "emq-no-such-user", NULL };
+    CHECK (s_test_settings (unknown, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "'emq-no-such-user' is no user");
+    const char *group_only[] = { "group", "nogroup", NULL };
+    CHECK (s_test_settings (group_only, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "without user");
+    if (geteuid () == 0 && getpwnam ("nobody")) {
+        const char *nobody[] = { "user", "nobody", NULL };
+        settings = s_test_settings (nobody, err, sizeof err);
+        REQUIRE (settings);
+        CHECK (settings->worker->switch_user);
+        CHECK_EQ (settings->worker->uid, getpwnam ("nobody")->pw_uid);
+        CHECK (settings->worker->group_count >= 1);
+        jobmanager_settings_destroy (&settings);
+        //  Not root: switching is refused at start, not found out by each
+        //  worker. (In a child, as nobody.)
+        pid_t pid = fork ();
+        REQUIRE (pid >= 0);
+        if (pid == 0) {
+            if (setgid (getpwnam ("nobody")->pw_gid)
+                || setuid (getpwnam ("nobody")->pw_uid))
+                _exit (2);
+            const char *root[] = { "user", "root", NULL };
+            jobmanager_settings_t *as_root = s_test_settings (root, err, sizeof err);
+            _exit (as_root == NULL && strstr (err, "only root can switch") ? 0 : 1);
+        }
+        int status = 0;
+        REQUIRE (waitpid (pid, &status, 0) == pid);
+        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    }
+    else if (verbose)
+        printf ("(not root: user switching not tested) ");
     if (verbose)
         printf ("OK\n");
 }

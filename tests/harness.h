@@ -87,6 +87,9 @@ extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  Job confinement (confinement.c): hostile jobs against a real job manager.
+extern const h_testdef_t h_confinement_tests[];
+extern const size_t h_confinement_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
