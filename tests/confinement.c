@@ -145,7 +145,8 @@ test_confine_env (h_test_t *t)
     char preload[H_PATH_MAX];
     snprintf (preload, sizeof preload, "LD_PRELOAD=%s/tests/libslowsync.so",
               h_build_dir ());
-    const char *maps[] = { "/bin/sh", "-c", "cat /proc/self/maps; echo LANG=$LANG", NULL };
+    const char *maps[] = { "/bin/sh", "-c", "cat /proc/self/maps; echo LANG=$LANG",
+                           NULL };
     const char *hostile[] = { preload, NULL };
     s_outcome_t o = s_exec (t, maps, hostile, 0);
     REQUIRE_MSG (o.status == EMQ_JOB_REJECTED, "LD_PRELOAD job: status %d: %s", o.status,
@@ -201,15 +202,15 @@ test_confine_run (h_test_t *t)
     const char *libc[] = { "fork", "abort", "getpid", "system" };
     for (size_t i = 0; i < sizeof libc / sizeof libc[0]; i++) {
         s_outcome_t o = s_run (t, libc[i], "\xc0", 1);
-        REQUIRE_MSG (o.status == EMQ_JOB_REJECTED, "%s: status %d: %s", libc[i],
-                     o.status, o.text);
+        REQUIRE_MSG (o.status == EMQ_JOB_REJECTED, "%s: status %d: %s", libc[i], o.status,
+                     o.text);
         REQUIRE_CONTAINS (o.text, "exports no job function");
         free (o.text);
     }
     //  The library's own job functions still run, and no worker died.
-    s_outcome_t o = s_run (t,
-                           "upper", "\xa3"
-                                    "abc",
+    s_outcome_t o = s_run (t, "upper",
+                           "\xa3"
+                           "abc",
                            4);
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     REQUIRE_STREQ (o.text, "\"ABC\"");
@@ -233,9 +234,9 @@ test_confine_leftovers (h_test_t *t)
     free (o.text);
 
     //  A daemon that let go of every pipe.
-    const char *daemon[] = {
-        "/bin/sh", "-c", "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!", NULL
-    };
+    const char *daemon[] = { "/bin/sh", "-c",
+                             "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!",
+                             NULL };
     o = s_exec (t, daemon, NULL, 0);
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     pid = s_pid_in (o.text);
@@ -308,8 +309,8 @@ test_confine_limits (h_test_t *t)
     s_setup (t, "--rlimit-as", "256M", "--rlimit-cpu", "1", "--rlimit-nofile", "64",
              NULL);
     //  exec: an allocation past RLIMIT_AS fails, the command reports it.
-    const char *perl[] = { "/bin/perl", "-e", "my $x = 'x' x (512 * 1024 * 1024); print 1",
-                           NULL };
+    const char *perl[] = { "/bin/perl", "-e",
+                           "my $x = 'x' x (512 * 1024 * 1024); print 1", NULL };
     s_outcome_t o = s_exec (t, perl, NULL, 0);
     REQUIRE_MSG (o.status == EMQ_JOB_FAILED, "perl past RLIMIT_AS: status %d: %s",
                  o.status, o.text);
@@ -333,7 +334,7 @@ test_confine_limits (h_test_t *t)
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     REQUIRE_STREQ (o.text, "\"20\\n1\\n\"");
     free (o.text);
-    payload.limits = (payload_limits_t) { .nofile = 100000, .cpu_s = 1000 };
+    payload.limits = (payload_limits_t){ .nofile = 100000, .cpu_s = 1000 };
     o = s_submit (t, &payload, 0, 20000);
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     REQUIRE_STREQ (o.text, "\"64\\n1\\n\"");
@@ -352,7 +353,8 @@ test_confine_limits (h_test_t *t)
         h_log (t, "AddressSanitizer build: RLIMIT_AS in the worker skipped");
     else {
         o = s_run (t, "alloc", "\xcd\x02\x00", 3);  // 512 MiB
-        REQUIRE_MSG (o.status == EMQ_JOB_FAILED, "alloc: status %d: %s", o.status, o.text);
+        REQUIRE_MSG (o.status == EMQ_JOB_FAILED, "alloc: status %d: %s", o.status,
+                     o.text);
         REQUIRE_CONTAINS (o.text, "out of memory");
         free (o.text);
         REQUIRE_WAIT (h_log_count (t, "jm", "retires after") >= 1, 5000);
@@ -395,9 +397,9 @@ test_confine_user (h_test_t *t)
     REQUIRE (!strstr (o.text, "\"0") && !strstr (o.text, " 0 "));
     free (o.text);
     //  run jobs too.
-    o = s_run (t,
-               "upper", "\xa3"
-                        "abc",
+    o = s_run (t, "upper",
+               "\xa3"
+               "abc",
                4);
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     free (o.text);
@@ -417,4 +419,5 @@ const h_testdef_t h_confinement_tests[] = {
       "rlimit_as/cpu/nofile: clean failure, worker replaced, only lower asks" },
     { "confine_user", test_confine_user, "workers run as nobody; unknown user refused" },
 };
-const size_t h_confinement_count = sizeof h_confinement_tests / sizeof h_confinement_tests[0];
+const size_t h_confinement_count =
+    sizeof h_confinement_tests / sizeof h_confinement_tests[0];
