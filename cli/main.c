@@ -38,6 +38,8 @@ static const char *s_usage =
     "1d)\n"
     "        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
     "        --guarantee        ask the router to sync the job to disk before its ACK\n"
+    "        --limit NAME=N     ask for a lower resource limit than the job manager's:\n"
+    "                           as=BYTES (k/M/G), nproc=N, nofile=N, cpu=S (repeatable)\n"
     "  result MSGID [--wait] [--wait-timeout S] [--json]\n"
     "        the outcome of a job (any client's, while the router keeps it),\n"
     "        shown as submit --wait shows it; without --wait a job that has not\n"

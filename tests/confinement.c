@@ -339,6 +339,18 @@ test_confine_limits (h_test_t *t)
     REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
     REQUIRE_STREQ (o.text, "\"64\\n1\\n\"");
     free (o.text);
+    //  The same through emq-cli --limit.
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "--wait", "--limit", "nofile=12", "--limit",
+           "cpu=9999", "exec", "--", "/bin/sh", "-c", "ulimit -n; ulimit -t", NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli exit %d: %s", r.status, r.err);
+    REQUIRE_STREQ (r.out, "12\n1\n");
+    h_cli_free (&r);
+    h_cli (t, &r, 20000, "submit", "--limit", "memory=1", "exec", "--", "/bin/true",
+           NULL);
+    REQUIRE_INT (r.status, ==, 2);
+    REQUIRE_CONTAINS (r.err, "--limit");
+    h_cli_free (&r);
 
     //  run: the CPU limit kills the worker running the function (SIGXCPU);
     //  it is replaced.
