@@ -319,6 +319,12 @@ s_run_limits_apply (s_run_limits_t *state, const worker_limits_t *limits)
         (uint64_t) usage.ru_utime.tv_sec + (uint64_t) usage.ru_stime.tv_sec + 1;
     uint64_t values[4] = { limits->as_bytes, limits->nproc, limits->nofile,
                            limits->cpu_s ? limits->cpu_s + used_s : 0 };
+#if defined(__SANITIZE_ADDRESS__)
+    //  AddressSanitizer's shadow memory is terabytes of address space: a
+    //  worker under RLIMIT_AS could not map anything (exec commands still
+    //  get it, they are not instrumented).
+    values[0] = 0;
+#endif
     for (int i = 0; i < 4; i++) {
         state->set[i] = false;
         if (!values[i] || getrlimit (s_resources[i], &state->saved[i]))
