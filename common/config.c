@@ -320,6 +320,14 @@ static const s_setting_t s_settings[] = {
       .description = "names an exec job's env map may set (fnmatch patterns); loader "
                      "and interpreter variables (LD_*, GCONV_PATH, MALLOC_*, BASH_ENV, "
                      "...) pass only when named exactly; empty: no env map allowed" },
+    { .name = "job_cgroup",
+      .type = S_TYPE_STRING,
+      .default_text = "auto",
+      .choices = "auto|off",
+      .sections = S_JM,
+      .description = "auto: a cgroup v2 per worker where the job manager can make one "
+                     "(what a job starts is killed with it, setsid or not); off: "
+                     "the subreaper alone. Read at start only" },
     { .name = "user",
       .type = S_TYPE_STRING,
       .default_text = "",

@@ -11,6 +11,7 @@
 #include "settings.h"
 #include "log.h"
 #include "program.h"
+#include "worker/cgroup.h"
 #include "worker/proctree.h"
 #include "worker/worker.h"
 
@@ -66,6 +67,8 @@ s_usage (FILE *stream)
         "                             default LANG:LANGUAGE:LC_*:TZ; LD_* and the like\n"
         "                             only when named exactly)\n"
         "  --user USER, --group GROUP run workers as this user and group (root only)\n"
+        "  --job-cgroup auto|off      a cgroup v2 per worker where possible (default "
+        "auto)\n"
         "  --rlimit-as BYTES          address space per job (k/M/G; default 0: none)\n"
         "  --rlimit-nproc N           processes of the workers' user during a job\n"
         "  --rlimit-nofile N          open files per job\n"
@@ -175,6 +178,7 @@ static const struct option s_options[] = {
     { "exec-allow", required_argument, NULL, 'E' },
     { "exec-env-allow", required_argument, NULL, 'V' },
     { "user", required_argument, NULL, 'u' },
+    { "job-cgroup", required_argument, NULL, 'Z' },
     { "group", required_argument, NULL, 'g' },
     { "rlimit-as", required_argument, NULL, 'A' },
     { "rlimit-nproc", required_argument, NULL, 'n' },
@@ -212,6 +216,7 @@ static const struct {
                         { 'E', "exec_allow" },
                         { 'V', "exec_env_allow" },
                         { 'u', "user" },
+                        { 'Z', "job_cgroup" },
                         { 'g', "group" },
                         { 'A', "rlimit_as" },
                         { 'n', "rlimit_nproc" },
@@ -326,22 +331,32 @@ main (int argc, char *argv[], char *envp[])
     log_init ("emq-jobmanager", settings->log_level);
     //  What a job leaves behind must end with it: orphans of our workers
     //  come to us, not to init (see worker/proctree.h and docs/security.md).
+    char why[512] = "job_cgroup = off";
+    bool cgroup = settings->job_cgroup && cgroup_setup (why, sizeof why) == 0;
     if (proctree_subreaper ())
         log_warning ("emq-jobmanager: PR_SET_CHILD_SUBREAPER: %s; processes a job "
                      "leaves behind may outlive it",
                      strerror (errno));
+    else if (cgroup)
+        log_info ("emq-jobmanager: job confinement: cgroup v2 per worker under %s, and "
+                  "subreaper; every process a job starts is killed at its end, timeout "
+                  "or cancel",
+                  cgroup_base ());
     else
-        log_info ("emq-jobmanager: job confinement: subreaper (no cgroup); every "
-                  "process a job starts is killed at its end, timeout or cancel");
+        log_info ("emq-jobmanager: job confinement: subreaper (no cgroup: %s); every "
+                  "process a job starts is killed at its end, timeout or cancel",
+                  why);
     jobmanager_t *jobmanager = jobmanager_new (&settings, err, sizeof err);
     if (!jobmanager) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);
+        cgroup_teardown ();
         s_args_free (&args);
         return S_EXIT_RUNTIME;
     }
     jobmanager_set_reload (jobmanager, s_reload, &args);
     int rc = jobmanager_run (jobmanager);
     jobmanager_destroy (&jobmanager);
+    cgroup_teardown ();
     s_args_free (&args);
     return rc == 0 ? S_EXIT_OK : S_EXIT_RUNTIME;
 }

@@ -8,6 +8,7 @@
 */
 #include "pool.h"
 #include "log.h"
+#include "worker/cgroup.h"
 #include "worker/proctree.h"
 #include "tests/testutil.h"
 
@@ -43,7 +44,36 @@ struct pool_t {
     size_t counts_size;
     size_t counts_capacity;
     msgpack_sbuffer scratch;  // encodes each JOB message, reused
+    pid_t cgroup_left[64];    // reaped workers whose cgroup was still busy
+    size_t cgroup_left_count;
 };
+
+//  Removes the cgroups of reaped workers, keeping those not empty yet
+//  (killed processes leave a moment later) for the next call.
+static void
+s_cgroups_remove (pool_t *self)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < self->cgroup_left_count; i++)
+        if (cgroup_remove (self->cgroup_left[i]) && errno == EBUSY)
+            self->cgroup_left[kept++] = self->cgroup_left[i];
+    self->cgroup_left_count = kept;
+}
+
+//  Ends whatever is left in a reaped worker's cgroup and queues the cgroup
+//  for removal.
+static void
+s_cgroup_release (pool_t *self, pid_t pid)
+{
+    if (!cgroup_base ())
+        return;
+    if (cgroup_kill (pid) && errno != ENOENT)
+        log_warning ("pool: worker %d: cgroup.kill: %s", (int) pid, strerror (errno));
+    if (self->cgroup_left_count == sizeof self->cgroup_left / sizeof self->cgroup_left[0])
+        s_cgroups_remove (self);
+    if (self->cgroup_left_count < sizeof self->cgroup_left / sizeof self->cgroup_left[0])
+        self->cgroup_left[self->cgroup_left_count++] = pid;
+}
 
 static const char *s_state_names[] = { "starting", "idle", "busy", "gone" };
 
@@ -88,7 +118,14 @@ pool_destroy (pool_t **self_p)
         pool_kill (self, worker, SIGKILL);
         while (waitpid (worker->pid, NULL, 0) < 0 && errno == EINTR)
             ;
+        s_cgroup_release (self, worker->pid);
         s_worker_free (worker);
+    }
+    //  Killed processes leave their cgroups within milliseconds.
+    for (int i = 0; i < 50 && self->cgroup_left_count; i++) {
+        s_cgroups_remove (self);
+        if (self->cgroup_left_count)
+            zclock_sleep (2);
     }
     free (self->workers);
     free (self->counts);
@@ -216,6 +253,11 @@ pool_spawn (pool_t *self)
     if (setsockopt (sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout))
         log_warning ("pool: worker %d: setsockopt SO_SNDTIMEO: %s", (int) pid,
                      strerror (errno));
+    //  Into its own cgroup before it can get a job: whatever its jobs start
+    //  is then in there too, setsid() or not (see worker/cgroup.h).
+    if (cgroup_base () && cgroup_join (pid))
+        log_warning ("pool: worker %d: cannot join a cgroup under %s: %s", (int) pid,
+                     cgroup_base (), strerror (errno));
     worker->pid = pid;
     worker->fd = sv[0];
     worker->state = POOL_STARTING;
@@ -356,6 +398,10 @@ pool_kill (pool_t *self, pool_worker_t *worker, int sig)
     assert (self && worker);
     //  The group outlives a worker that already exited only while something
     //  it started still runs, so the pgid cannot have been reused.
+    //  The cgroup also holds what escaped the group (setsid).
+    if (sig == SIGKILL && cgroup_base () && cgroup_kill (worker->pid) && errno != ENOENT)
+        log_warning ("pool: worker %d: cgroup.kill: %s", (int) worker->pid,
+                     strerror (errno));
     if (kill (-worker->pid, sig) == 0)
         return 0;
     if (errno == ESRCH)
@@ -392,6 +438,7 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
             fn (worker, status, &usage, arg);
         //  Whatever the worker started dies with it.
         kill (-pid, SIGKILL);
+        s_cgroup_release (self, pid);
         s_count_dead (self, pid);
         self->workers[i] = self->workers[--self->count];
         s_worker_free (worker);
@@ -406,6 +453,8 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
         if (killed)
             log_info ("pool: killed %zu process(es) left behind by dead workers", killed);
     }
+    if (self->cgroup_left_count)
+        s_cgroups_remove (self);
     return reaped;
 }
 

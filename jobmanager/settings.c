@@ -224,6 +224,7 @@ jobmanager_settings_new (config_t *config, char *err, size_t errlen)
     self->kill_grace_ms = s_seconds_ms (config_double (config, "kill_grace_period"));
     self->prefetch_hold_ms = config_int (config, "prefetch_hold_ms");
     self->payload_max = (size_t) config_int (config, "max_message_size");
+    self->job_cgroup = streq (config_str (config, "job_cgroup"), "auto");
     return self;
 fail:
     jobmanager_settings_destroy (&self);
@@ -386,6 +387,12 @@ jobmanager_settings_test (bool verbose)
     CHECK_STREQ (settings->worker->env_allow[2], "LC_*");
     CHECK (settings->worker->limits.as_bytes == 0 && settings->worker->limits.cpu_s == 0);
     CHECK (!settings->worker->switch_user);
+    CHECK (settings->job_cgroup);
+    jobmanager_settings_destroy (&settings);
+    const char *no_cgroup[] = { "job_cgroup", "off", NULL };
+    settings = s_test_settings (no_cgroup, err, sizeof err);
+    REQUIRE (settings);
+    CHECK (!settings->job_cgroup);
     jobmanager_settings_destroy (&settings);
     const char *confined[] = { "exec_env_allow",
                                "FOO:BAR_*",

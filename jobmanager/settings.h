@@ -34,6 +34,7 @@ typedef struct {
     char *log_level_name;     // as configured, for logs
     char *curve_server_key;   // CURVE: router's key; "" = plain
     char *curve_cert;         // CURVE: our key pair file; "" = fresh
+    bool job_cgroup;          // job_cgroup = auto: a cgroup per worker if possible
     worker_config_t *worker;  // what new workers get (owned; the job
                               // manager hands it to its workers)
 } jobmanager_settings_t;

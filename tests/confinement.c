@@ -8,6 +8,7 @@
         confine_leftovers  a background child after a normal end, a daemon,
                            a setsid grandchild after a timeout, a child a
                            run job forked: all dead when the job is over
+        confine_subreaper  the same with --job-cgroup off
         confine_output     an endless writer behind a shell is killed at the
                            output limit ("output limit")
         confine_limits     rlimit_as / _cpu / _nofile: allocation past the
@@ -218,10 +219,11 @@ test_confine_run (h_test_t *t)
     REQUIRE_INT (h_log_count (t, "jm", "died"), ==, 0);
 }
 
+//  The leftovers of every kind of job end; with_cgroup: the job manager
+//  said it uses a cgroup per worker (else the subreaper alone).
 static void
-test_confine_leftovers (h_test_t *t)
+s_leftovers (h_test_t *t, bool with_cgroup)
 {
-    s_setup (t, NULL);
     //  A background child holding stdout: the job ends with the command,
     //  not 300 s later, and the child is dead.
     const char *background[] = { "/bin/sh", "-c", "sleep 300 & echo $!", NULL };
@@ -270,8 +272,68 @@ test_confine_leftovers (h_test_t *t)
     REQUIRE_INT (pid, >, 0);
     REQUIRE_WAIT (!h_pid_alive (pid), 3000);
     free (o.text);
-    //  The start-up line says which mechanism is active.
-    REQUIRE_INT (h_log_count (t, "jm", "job confinement: subreaper"), ==, 1);
+    //  A setsid child is in the worker's cgroup, when there is one.
+    const char *where[] = { "/bin/sh", "-c",
+                            "setsid sleep 300 </dev/null >/dev/null 2>&1 & p=$!; "
+                            "sleep 0.1; echo $p; cat /proc/$p/cgroup",
+                            NULL };
+    o = s_exec (t, where, NULL, 0);
+    REQUIRE_INT (o.status, ==, EMQ_JOB_OK);
+    if (with_cgroup)
+        REQUIRE_CONTAINS (o.text, "/w-");
+    else
+        REQUIRE (!strstr (o.text, "/emq-jm-"));
+    pid = s_pid_in (o.text);
+    REQUIRE_WAIT (pid > 0 && !h_pid_alive (pid), 3000);
+    free (o.text);
+}
+
+//  The cgroup directory the job manager logged it uses ("" when none).
+static void
+s_cgroup_dir (h_test_t *t, char *dir, size_t dirlen)
+{
+    dir[0] = 0;
+    char path[H_PATH_MAX + 16], line[2048];
+    snprintf (path, sizeof path, "%s/jm.log", t->dir);
+    FILE *file = fopen (path, "r");
+    REQUIRE (file);
+    const char *marker = "cgroup v2 per worker under ";
+    while (fgets (line, sizeof line, file)) {
+        char *at = strstr (line, marker);
+        if (at) {
+            at += strlen (marker);
+            at[strcspn (at, ",")] = 0;
+            snprintf (dir, dirlen, "%s", at);
+        }
+    }
+    fclose (file);
+}
+
+static void
+test_confine_leftovers (h_test_t *t)
+{
+    pid_t jm = s_setup (t, NULL);
+    //  The start-up line says which mechanism is active: a cgroup where
+    //  the system lets us make one, else the subreaper alone.
+    REQUIRE_INT (h_log_count (t, "jm", "job confinement: "), ==, 1);
+    char dir[1024];
+    s_cgroup_dir (t, dir, sizeof dir);
+    h_log (t, "cgroup: %s", dir[0] ? dir : "none");
+    s_leftovers (t, dir[0] != 0);
+    //  A job manager that stops removes its cgroups.
+    kill (jm, SIGTERM);
+    REQUIRE (h_proc_wait (t, jm, 10000, NULL));
+    if (dir[0])
+        REQUIRE_MSG (access (dir, F_OK) != 0, "%s still there", dir);
+}
+
+static void
+test_confine_subreaper (h_test_t *t)
+{
+    //  The same without cgroups: the subreaper alone catches them all.
+    s_setup (t, "--job-cgroup", "off", NULL);
+    REQUIRE_INT (h_log_count (t, "jm", "job confinement: subreaper (no cgroup"), ==, 1);
+    s_leftovers (t, false);
 }
 
 static void
@@ -425,6 +487,8 @@ const h_testdef_t h_confinement_tests[] = {
     { "confine_run", test_confine_run, "run jobs cannot call libc's fork/abort/getpid" },
     { "confine_leftovers", test_confine_leftovers,
       "background child, daemon, setsid grandchild after timeout: all killed" },
+    { "confine_subreaper", test_confine_subreaper,
+      "the same with --job-cgroup off: the subreaper alone" },
     { "confine_output", test_confine_output,
       "an endless writer behind a shell is killed at the output limit" },
     { "confine_limits", test_confine_limits,
