@@ -136,7 +136,7 @@ s_remove_tree (const char *dir)
                 s_kill_listed (child);
             //  Killed processes leave the cgroup a moment later.
             for (int i = 0; i < 50 && rmdir (child) && errno == EBUSY; i++)
-                nanosleep (&(struct timespec) { .tv_nsec = 2000000 }, NULL);
+                nanosleep (&(struct timespec){ .tv_nsec = 2000000 }, NULL);
         }
         closedir (listing);
     }
@@ -291,7 +291,8 @@ s_cgroup_case (bool verbose)
     if (!file)
         return 12;
     char expected[64];
-    snprintf (expected, sizeof expected, S_PREFIX "%d/w-%d", (int) getpid (), (int) child);
+    snprintf (expected, sizeof expected, S_PREFIX "%d/w-%d", (int) getpid (),
+              (int) child);
     bool inside = false;
     while (fgets (line, sizeof line, file))
         inside = inside || (strncmp (line, "0::", 3) == 0 && strstr (line, expected));
@@ -306,7 +307,7 @@ s_cgroup_case (bool verbose)
         return 15;
     int removed = -1;
     for (int i = 0; i < 50 && (removed = cgroup_remove (child)); i++)
-        nanosleep (&(struct timespec) { .tv_nsec = 2000000 }, NULL);
+        nanosleep (&(struct timespec){ .tv_nsec = 2000000 }, NULL);
     if (removed)
         return 16;
     char base[PATH_MAX];

@@ -31,12 +31,6 @@ proctree_is_subreaper (void)
     return prctl (PR_GET_CHILD_SUBREAPER, &flag, 0, 0, 0) == 0 && flag != 0;
 }
 
-const char *
-proctree_mechanism (void)
-{
-    return proctree_is_subreaper () ? "subreaper" : "process group";
-}
-
 //  The parent pid in /proc/<pid>/stat, or -1. The command name (field 2)
 //  may hold spaces and parentheses, so parse after the last ')'.
 static pid_t

@@ -10,8 +10,8 @@
     them, again and again until none is left: a killed process's own
     children come to us once it has been reaped.
 
-    No cgroup is used: containers rarely let a job manager create one.
-    proctree_mechanism() names what is in use, for the start-up log line.
+    This is the layer that works everywhere; where the job manager can
+    create cgroups, cgroup.h adds one per worker on top of it.
 */
 #ifndef EMQ_PROCTREE_H
 #define EMQ_PROCTREE_H
@@ -42,10 +42,6 @@ size_t proctree_kill_children (proctree_keep_fn *keep, void *arg);
 //  A cheap test before proctree_kill_children: true when the calling
 //  process has any child left (waitpid says so without a /proc scan).
 bool proctree_has_children (void);
-
-//  "subreaper" (or "process group" when the kernel refused the subreaper
-//  flag), for the job manager's start-up log line.
-const char *proctree_mechanism (void);
 
 void proctree_test (bool verbose);
 
