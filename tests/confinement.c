@@ -6,8 +6,9 @@
         confine_run        run jobs reach only emq_run_* functions the
                            library defines: not libc's fork, abort, getpid
         confine_leftovers  a background child after a normal end, a daemon,
-                           a setsid grandchild after a timeout, a child a
-                           run job forked: all dead when the job is over
+                           a setsid grandchild after a timeout or a cancel,
+                           a child a run job forked: all dead when the job
+                           is over
         confine_subreaper  the same with --job-cgroup off
         confine_output     an endless writer behind a shell is killed at the
                            output limit ("output limit")
@@ -248,7 +249,7 @@ s_leftovers (h_test_t *t, bool with_cgroup)
 
     //  A setsid grandchild of a job that times out: the worker's process
     //  group is killed, the grandchild is not in it.
-    char script[H_PATH_MAX + 256], pidfile[H_PATH_MAX + 32];
+    char script[H_PATH_MAX * 3 + 256], pidfile[H_PATH_MAX + 32];
     snprintf (pidfile, sizeof pidfile, "%s/grandchild.pid", t->dir);
     snprintf (script, sizeof script,
               "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >%s; sleep 300",
@@ -263,6 +264,30 @@ s_leftovers (h_test_t *t, bool with_cgroup)
     REQUIRE (fscanf (file, "%d", &grandchild) == 1);
     fclose (file);
     REQUIRE_INT (grandchild, >, 0);
+    REQUIRE_WAIT (!h_pid_alive ((pid_t) grandchild), 3000);
+
+    //  The same when the job is cancelled while it runs.
+    snprintf (pidfile, sizeof pidfile, "%s/cancelled.pid", t->dir);
+    snprintf (script, sizeof script,
+              "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $! >%s.tmp; "
+              "mv %s.tmp %s; sleep 300",
+              pidfile, pidfile, pidfile);
+    h_cli_t r;
+    h_cli (t, &r, 20000, "submit", "exec", "--", "/bin/sh", "-c", script, NULL);
+    REQUIRE_MSG (r.status == 0, "submit: exit %d: %s", r.status, r.err);
+    char msgid[64];
+    snprintf (msgid, sizeof msgid, "%s", h_chomp (r.out));
+    h_cli_free (&r);
+    REQUIRE_WAIT (access (pidfile, F_OK) == 0, 5000);
+    file = fopen (pidfile, "r");
+    REQUIRE (file);
+    grandchild = 0;
+    REQUIRE (fscanf (file, "%d", &grandchild) == 1);
+    fclose (file);
+    REQUIRE (h_pid_alive ((pid_t) grandchild));
+    h_cli (t, &r, 20000, "cancel", msgid, NULL);
+    REQUIRE_MSG (r.status == 0, "cancel: exit %d: %s", r.status, r.err);
+    h_cli_free (&r);
     REQUIRE_WAIT (!h_pid_alive ((pid_t) grandchild), 3000);
 
     //  A run job that forks: its child ends with it.
