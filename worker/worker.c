@@ -682,6 +682,31 @@ worker_test (bool verbose)
                  || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)));
     close (sv[0]);
 
+    //  A worker that cannot switch to its user says so in HELLO and exits 3
+    //  (here: an unprivileged process asked to become root).
+    if (geteuid () == 0) {
+        REQUIRE (worker_config_set_hook (config, "setup", "", err, sizeof err) == 0);
+        gid_t none = 0;
+        REQUIRE (worker_config_set_user (config, 0, 0, &none, 1) == 0);
+        REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        pid = fork ();
+        REQUIRE (pid >= 0);
+        if (pid == 0) {
+            close (sv[0]);
+            if (setgid (65534) || setuid (65534))
+                _exit (9);
+            worker_main (sv[1], parent, config);
+        }
+        close (sv[1]);
+        msg = wire_read (sv[0], err, sizeof err);
+        REQUIRE (msg && msg->type == WIRE_HELLO && msg->error);
+        CHECK_CONTAINS (msg->error, "cannot switch to uid 0");
+        wire_msg_destroy (&msg);
+        REQUIRE (waitpid (pid, &status, 0) == pid);
+        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 3);
+        close (sv[0]);
+    }
+
     worker_config_destroy (&config);
     if (verbose)
         printf ("OK\n");
