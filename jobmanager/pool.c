@@ -60,14 +60,15 @@ s_cgroups_remove (pool_t *self)
     self->cgroup_left_count = kept;
 }
 
-//  Ends whatever is left in a reaped worker's cgroup and queues the cgroup
-//  for removal.
+//  Ends whatever is left in a reaped worker's cgroup (unless it left
+//  cleanly: then it had ended its jobs' leftovers itself) and queues the
+//  cgroup for removal.
 static void
-s_cgroup_release (pool_t *self, pid_t pid)
+s_cgroup_release (pool_t *self, pid_t pid, bool clean)
 {
     if (!cgroup_base ())
         return;
-    if (cgroup_kill (pid) && errno != ENOENT)
+    if (!clean && cgroup_kill (pid) && errno != ENOENT)
         log_warning ("pool: worker %d: cgroup.kill: %s", (int) pid, strerror (errno));
     if (self->cgroup_left_count == sizeof self->cgroup_left / sizeof self->cgroup_left[0])
         s_cgroups_remove (self);
@@ -118,7 +119,7 @@ pool_destroy (pool_t **self_p)
         pool_kill (self, worker, SIGKILL);
         while (waitpid (worker->pid, NULL, 0) < 0 && errno == EINTR)
             ;
-        s_cgroup_release (self, worker->pid);
+        s_cgroup_release (self, worker->pid, false);
         s_worker_free (worker);
     }
     //  Killed processes leave their cgroups within milliseconds.
@@ -253,11 +254,6 @@ pool_spawn (pool_t *self)
     if (setsockopt (sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout))
         log_warning ("pool: worker %d: setsockopt SO_SNDTIMEO: %s", (int) pid,
                      strerror (errno));
-    //  Into its own cgroup before it can get a job: whatever its jobs start
-    //  is then in there too, setsid() or not (see worker/cgroup.h).
-    if (cgroup_base () && cgroup_join (pid))
-        log_warning ("pool: worker %d: cannot join a cgroup under %s: %s", (int) pid,
-                     cgroup_base (), strerror (errno));
     worker->pid = pid;
     worker->fd = sv[0];
     worker->state = POOL_STARTING;
@@ -420,6 +416,7 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
 {
     assert (self);
     size_t reaped = 0;
+    bool unclean = false;  // a worker was killed or died: leftovers possible
     while (true) {
         int status;
         struct rusage usage;
@@ -438,7 +435,9 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
             fn (worker, status, &usage, arg);
         //  Whatever the worker started dies with it.
         kill (-pid, SIGKILL);
-        s_cgroup_release (self, pid);
+        bool clean = WIFEXITED (status) && WEXITSTATUS (status) == 0;
+        unclean = unclean || !clean;
+        s_cgroup_release (self, pid, clean);
         s_count_dead (self, pid);
         self->workers[i] = self->workers[--self->count];
         s_worker_free (worker);
@@ -447,8 +446,9 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
     //  A worker killed in the middle of a job (timeout, cancel, crash) may
     //  have left processes that escaped its group (setsid): as a subreaper
     //  we inherited them once it was reaped. Anything of ours that is not a
-    //  worker is such a leftover.
-    if (reaped && proctree_is_subreaper ()) {
+    //  worker is such a leftover. (One that left cleanly killed its jobs'
+    //  leftovers after each job: no /proc scan for it.)
+    if (unclean && proctree_is_subreaper ()) {
         size_t killed = proctree_kill_children (s_is_worker, self);
         if (killed)
             log_info ("pool: killed %zu process(es) left behind by dead workers", killed);

@@ -10,6 +10,7 @@
 #include "worker.h"
 #include "clock.h"
 #include "tests/testutil.h"
+#include "cgroup.h"
 #include "command.h"
 #include "log.h"
 #include "plugin.h"
@@ -463,6 +464,13 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
 
+    //  Into a cgroup of our own (when the job manager has one) before any
+    //  job, while we may still write to the cgroup tree: whatever our jobs
+    //  start is then in there too, setsid() or not (worker/cgroup.h). Done
+    //  here, not by the job manager, whose loop must not wait for it.
+    if (cgroup_base () && cgroup_join (getpid ()))
+        log_warning ("worker %d: cannot join a cgroup under %s: %s", getpid (),
+                     cgroup_base (), strerror (errno));
     //  Credentials first: switching them clears the parent-death signal.
     //  Only system calls (the job manager resolved the names before fork).
     //  A worker that cannot switch says why in HELLO and leaves (below).
