@@ -5,13 +5,15 @@
     (/proc/self/cgroup), and creates <that>/emq-jm-<pid>. That fails in
     most containers (read-only /sys/fs/cgroup, cgroup v1 only), and then
     the job manager relies on the subreaper alone (proctree.h). When it
-    works, the pool moves every new worker into <base>/w-<pid> right after
-    fork, before it can get a job, so whatever the worker's jobs start is
-    in that cgroup too, setsid() or not, and cgroup_kill() ends all of it at
-    once (cgroup.kill, Linux 5.14; before that, a kill per pid listed).
+    works, every new worker moves itself into <base>/w-<pid> first thing
+    after fork, before it says HELLO and so before any job, so whatever its
+    jobs start is in that cgroup too, setsid() or not, and cgroup_kill()
+    ends all of it at once (cgroup.kill, Linux 5.14; before that, a kill
+    per pid listed). The pool kills a worker's cgroup when it kills the
+    worker or reaps one that did not exit cleanly, and removes it.
 
     Process-wide state, like the subreaper flag: set once by the program,
-    read by the pool. Tests and in-process job managers never call
+    read by the pool and (inherited through fork) by the workers. Tests and in-process job managers never call
     cgroup_setup() and get NULL from cgroup_base().
 */
 #ifndef EMQ_CGROUP_H
