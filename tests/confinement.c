@@ -337,7 +337,7 @@ s_cgroup_dir (h_test_t *t, char *dir, size_t dirlen)
 static void
 test_confine_leftovers (h_test_t *t)
 {
-    pid_t jm = s_setup (t, NULL);
+    pid_t jm = s_setup (t, "--job-cgroup", "auto", NULL);
     //  The start-up line says which mechanism is active: a cgroup where
     //  the system lets us make one, else the subreaper alone.
     REQUIRE_INT (h_log_count (t, "jm", "job confinement: "), ==, 1);

@@ -194,7 +194,8 @@ pid_t h_router_ex (h_test_t *t, const char *tag, const char *admin, bool wait, .
     __attribute__ ((sentinel));
 
 //  Starts emq-jobmanager named `name` on the backend with queues (JSON) and
-//  concurrent jobs, plugin dir and exec allow-list '/bin/*', short
+//  concurrent jobs, plugin dir and exec allow-list '/bin/*', no cgroups
+//  (--job-cgroup off; pass --job-cgroup auto to have them), short
 //  heartbeats and extra arguments (NULL-terminated). Does not wait.
 pid_t h_jm (h_test_t *t, const char *name, const char *queues, int concurrent, ...)
     __attribute__ ((sentinel));
