@@ -30,7 +30,7 @@ SONAME   := libemq.so.0
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck
+PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck libpq
 # msgpack-c renamed its pkg-config module in 6.0: probe both names.
 MSGPACK  := $(shell pkg-config --exists msgpack-c && echo msgpack-c || echo msgpack)
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
@@ -173,7 +173,7 @@ $(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
-$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(INTEGRATION_STORE_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
