@@ -12,6 +12,9 @@
                "class_kwargs":{...}}]
     A python job's arguments are kept as one JSON text (the embedded
     interpreter reads JSON), whichever form brought them.
+    Either kind may add "limits": {"as":uint,"nproc":uint,"nofile":uint,
+    "cpu":uint} (each optional, > 0), resource limits lower than the job
+    manager's own.
     Results: a run job's value is whatever the function packed; an exec job's
     value is its stdout as msgpack bin (so tools print it raw).
     The router never decodes payloads; libemq encodes, the worker decodes.
@@ -29,6 +32,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 //  Nesting limit for any msgpack value we decode (msgpack-c's unpacker
 //  cannot go deeper than 32 containers anyway; we say why instead).
@@ -38,6 +42,15 @@
 #define PAYLOAD_ENVC_MAX 4096
 
 typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC, PAYLOAD_PYTHON } payload_kind_t;
+
+//  Resource limits a job asks for (either kind): 0 = not asked. The job
+//  manager's settings cap them; a job can only ask for less.
+typedef struct {
+    uint64_t as_bytes;  // "as": address space, bytes (RLIMIT_AS)
+    uint64_t nproc;     // "nproc": processes of the user (RLIMIT_NPROC)
+    uint64_t nofile;    // "nofile": open files (RLIMIT_NOFILE)
+    uint64_t cpu_s;     // "cpu": CPU seconds (RLIMIT_CPU)
+} payload_limits_t;
 
 typedef struct {
     payload_kind_t kind;
@@ -59,6 +72,8 @@ typedef struct {
     char *py_callable;  // function (or method) name
     char *py_args;      // JSON {"args":[],"kwargs":{},"class_args":[],
                         // "class_kwargs":{}}, every key present
+    //  both
+    payload_limits_t limits;  // "limits": {"as":N,"nproc":N,"nofile":N,"cpu":N}
 } payload_t;
 
 //  Decodes a payload; caller owns the result. On malformed input returns
