@@ -27,6 +27,8 @@
 #include "router/router.h"
 #include "router/store.h"
 #include "router/writer.h"
+#include "router/metrics.h"
+#include "router/events.h"
 #include "common/pidlock.h"
 #include "common/program.h"
 #include "common/curve.h"
@@ -83,6 +85,8 @@ static const s_test_t s_tests[] = {
     { "pidlock", pidlock_test },
     { "program", program_test },
     { "curve", curve_test },
+    { "metrics", metrics_test },
+    { "events", events_test },
     { "router", router_test },
     { "wire", wire_test },
     { "plugin", plugin_test },

@@ -1,0 +1,69 @@
+/*  metrics — what the router measures about itself, for STATUS "metrics"
+    (and so for emq-web's Prometheus endpoint, docs/operations.md): latency
+    histograms per queue (wait: entering the queue to dispatch; run: the
+    worker's wall time as its job manager reports it), the store's commit
+    time, and the process's own figures (RSS, CPU, fds, start time).
+
+    Kept by the router's loop and read by its STATUS handler: no thread,
+    no lock. The metrics_t owns its histograms; queue names are copied.
+*/
+#ifndef EMQ_ROUTER_METRICS_H
+#define EMQ_ROUTER_METRICS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Upper bounds of the histogram buckets, in seconds; +Inf is implicit.
+#define METRICS_BUCKETS 15
+extern const double metrics_bounds_s[METRICS_BUCKETS];
+
+typedef struct {
+    uint64_t counts[METRICS_BUCKETS + 1];  // per bucket, not cumulative; the
+                                           // last one is above every bound
+    uint64_t count;                        // observations
+    double sum_s;                          // their sum, seconds
+} metrics_hist_t;
+
+//  The process's own figures, from /proc/self.
+typedef struct {
+    int64_t rss_bytes;
+    int64_t vsize_bytes;
+    double cpu_s;          // user + system
+    int64_t open_fds;      // -1 if /proc/self/fd cannot be read
+    int64_t max_fds;       // RLIMIT_NOFILE soft limit
+    double start_time_s;   // unix seconds
+} metrics_process_t;
+
+typedef struct metrics_t metrics_t;
+
+//  Returns a new, empty set the caller owns, or NULL.
+metrics_t *metrics_new (void);
+void metrics_destroy (metrics_t **self_p);
+
+//  Counts one observation of `seconds` (negative counts as 0).
+void metrics_hist_observe (metrics_hist_t *hist, double seconds);
+
+//  A job of `queue` waited `seconds` before its dispatch / ran `seconds`.
+void metrics_observe_wait (metrics_t *self, const char *queue, double seconds);
+void metrics_observe_run (metrics_t *self, const char *queue, double seconds);
+
+//  A batch went to the writer at monotonic `now_ms`; its commit (or failure)
+//  was seen at `now_ms`: counts the time between them.
+void metrics_commit_start (metrics_t *self, int64_t now_ms);
+void metrics_commit_end (metrics_t *self, int64_t now_ms, bool ok);
+
+//  Reads the figures of the calling process. Returns 0, or -1 (errno set)
+//  when /proc/self cannot be read; fields it could not read are -1.
+int metrics_process_read (metrics_process_t *out);
+
+//  The whole set as JSON (docs/protocol.md, STATUS "metrics"): a new
+//  reference the caller owns, or NULL when out of memory.
+json_t *metrics_json (metrics_t *self);
+
+//  The "wall_us=N" of a job's usage frame, in seconds, or -1 without one.
+double metrics_usage_wall_s (const char *usage);
+
+void metrics_test (bool verbose);
+
+#endif
