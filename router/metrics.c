@@ -23,10 +23,10 @@ typedef struct {
 } s_queue_hists_t;
 
 struct metrics_t {
-    zhashx_t *queues;        // queue name -> s_queue_hists_t, owned
-    metrics_hist_t commit;   // store commits, seconds
-    uint64_t commit_failed;  // batches the store could not commit
-    int64_t commit_since_ms; // monotonic; 0: no batch out
+    zhashx_t *queues;         // queue name -> s_queue_hists_t, owned
+    metrics_hist_t commit;    // store commits, seconds
+    uint64_t commit_failed;   // batches the store could not commit
+    int64_t commit_since_ms;  // monotonic; 0: no batch out
 };
 
 static void
@@ -190,8 +190,8 @@ s_hist_json (const metrics_hist_t *hist)
     uint64_t cumulative = 0;
     for (size_t i = 0; i < METRICS_BUCKETS; i++) {
         cumulative += hist->counts[i];
-        json_array_append_new (buckets, json_pack ("[f,I]", metrics_bounds_s[i],
-                                                   (json_int_t) cumulative));
+        json_array_append_new (
+            buckets, json_pack ("[f,I]", metrics_bounds_s[i], (json_int_t) cumulative));
     }
     return json_pack ("{s:o,s:I,s:f}", "buckets", buckets, "count",
                       (json_int_t) hist->count, "sum", hist->sum_s);
@@ -209,12 +209,11 @@ metrics_json (metrics_t *self)
     }
     metrics_process_t process;
     metrics_process_read (&process);
-    json_t *proc = json_pack ("{s:I,s:I,s:f,s:I,s:I,s:f}", "rss_bytes",
-                              (json_int_t) process.rss_bytes, "vsize_bytes",
-                              (json_int_t) process.vsize_bytes, "cpu_seconds",
-                              process.cpu_s, "open_fds", (json_int_t) process.open_fds,
-                              "max_fds", (json_int_t) process.max_fds, "start_time",
-                              process.start_time_s);
+    json_t *proc = json_pack (
+        "{s:I,s:I,s:f,s:I,s:I,s:f}", "rss_bytes", (json_int_t) process.rss_bytes,
+        "vsize_bytes", (json_int_t) process.vsize_bytes, "cpu_seconds", process.cpu_s,
+        "open_fds", (json_int_t) process.open_fds, "max_fds",
+        (json_int_t) process.max_fds, "start_time", process.start_time_s);
     return json_pack ("{s:o,s:o,s:o,s:I,s:o}", "wait_seconds", wait, "run_seconds", run,
                       "commit_seconds", s_hist_json (&self->commit), "commit_failed",
                       (json_int_t) self->commit_failed, "process", proc);
@@ -274,10 +273,10 @@ metrics_test (bool verbose)
     json_t *buckets = json_object_get (wait, "buckets");
     CHECK_EQ (json_integer_value (json_array_get (json_array_get (buckets, 3), 1)), 1);
     CHECK_EQ (json_integer_value (json_array_get (json_array_get (buckets, 6), 1)), 2);
-    CHECK_EQ (json_integer_value (json_object_get (
-                  json_object_get (json_object_get (json, "run_seconds"), "images"),
-                  "count")),
-              1);
+    CHECK_EQ (
+        json_integer_value (json_object_get (
+            json_object_get (json_object_get (json, "run_seconds"), "images"), "count")),
+        1);
     json_t *commit = json_object_get (json, "commit_seconds");
     CHECK_EQ (json_integer_value (json_object_get (commit, "count")), 1);
     CHECK_NEAR (json_real_value (json_object_get (commit, "sum")), 0.004, 1e-9);

@@ -29,10 +29,10 @@ typedef struct {
 typedef struct {
     int64_t rss_bytes;
     int64_t vsize_bytes;
-    double cpu_s;          // user + system
-    int64_t open_fds;      // -1 if /proc/self/fd cannot be read
-    int64_t max_fds;       // RLIMIT_NOFILE soft limit
-    double start_time_s;   // unix seconds
+    double cpu_s;         // user + system
+    int64_t open_fds;     // -1 if /proc/self/fd cannot be read
+    int64_t max_fds;      // RLIMIT_NOFILE soft limit
+    double start_time_s;  // unix seconds
 } metrics_process_t;
 
 typedef struct metrics_t metrics_t;

@@ -25,9 +25,11 @@
 #include "clock.h"
 #include "dispatch.h"
 #include "emqp.h"
+#include "events.h"
 #include "headers.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "payload.h"
 #include "queuespec.h"
@@ -95,6 +97,8 @@ struct router_t {
     zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
     size_t jobs_at_trim;  // job count at the last malloc_trim
+    events_t *events;     // the lifecycle stream, or NULL (not configured)
+    metrics_t *metrics;   // latency histograms and commit times, for STATUS
 };
 
 //  Every change of a job's state goes through here (job.c holds the
@@ -112,6 +116,18 @@ s_fire (job_t *job, job_event_t event)
     log_error ("job %s: %s refused in state %s", JOB_MSGID (job), job_event_name (event),
                job_state_name (from));
     return -1;
+}
+
+//  Publishes a job event on the stream (if one is configured); extra is
+//  taken (events.h).
+static void
+s_event (router_t *self, job_t *job, const char *kind, json_t *extra)
+{
+    if (self->events)
+        events_job (self->events, kind, job->queue->name, JOB_MSGID (job), job->attempt,
+                    extra);
+    else
+        json_decref (extra);
 }
 
 //  --------------------------------------------------------------------------
@@ -242,6 +258,20 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
         return;
     const void *data = value ? (const void *) zframe_data (value) : "";
     size_t size = value ? zframe_size (value) : 0;
+    if (self->events) {
+        const char *kind = state == STORE_DONE        ? "done"
+                           : state == STORE_CANCELLED ? "cancelled"
+                           : state == STORE_DEAD      ? "dead"
+                                                      : "failed";
+        json_t *extra = json_pack ("{s:s}", "status", emqp_status_name (status));
+        if (status != EMQP_STATUS_OK && size) {
+            char shown[160];
+            json_object_set_new (
+                extra, "error",
+                json_string (emqp_printable (data, size, shown, sizeof shown)));
+        }
+        s_event (self, job, kind, extra);
+    }
     job_msgid_t idbuf;
     const char *msgid = job_msgid (job, &idbuf);
     log_debug ("job %s: ended %s (%s) after %u attempt(s)", msgid,
@@ -311,6 +341,7 @@ s_take_back (router_t *self, job_t *job)
     }
     if (s_fire (job, JOB_EV_REQUEUE))
         return false;
+    s_event (self, job, "requeued", NULL);
     queue_push_front (job->queue, job, clock_mono_ms ());
     self->redispatch = true;
     return true;
@@ -331,6 +362,10 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
         job = (job_t *) zhashx_first (peer->inflight);
     }
     peers_unserve (peer);
+    if (peer->type == PEER_JOB_MANAGER && self->events)
+        events_jobmanager (
+            self->events, "left", peer->id,
+            json_pack ("{s:s,s:I}", "reason", reason, "requeued", (json_int_t) requeued));
     log_info ("%s %s: %s, removed; %zu job(s) requeued",
               peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager", peer->id, reason,
               requeued);
@@ -367,6 +402,11 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     s_fire (job, JOB_EV_DISPATCH);
     job->epoch = epoch;
     job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
+    metrics_observe_wait (self->metrics, job->queue->name,
+                          (double) job->queue->latency_ms / 1000.0);
+    s_event (self, job, "started",
+             json_pack ("{s:s,s:I}", "jobmanager", peer->id, "wait_ms",
+                        (json_int_t) job->queue->latency_ms));
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
     peers_slot_take (peer);
@@ -452,6 +492,8 @@ s_schedule (router_t *self, job_t *job, double run_at, job_event_t event)
         return;
     more->run_at = run_at;
     more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+    if (event == JOB_EV_DELAY)
+        s_event (self, job, "scheduled", json_pack ("{s:f}", "run_at", run_at));
 }
 
 static void
@@ -816,6 +858,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         s_send_error (self, self->backend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
+    bool joined = !peer;
     if (peer)
         //  The same job manager informs again (it lost our ACK): keep its
         //  jobs in flight, forget its slots (it announces them again;
@@ -844,6 +887,11 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     //  emq/3 job managers take BATCH: several REQUESTs in one message.
     outbox_allow (self->to_jms, peer->identity, peer->emq && atoi (msg->agent + 4) >= 3);
     peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
+    if (self->events && joined)
+        events_jobmanager (self->events, "joined", peer->id,
+                           json_pack ("{s:s,s:s}", "queues",
+                                      *msg->queues ? msg->queues : "", "agent",
+                                      peer->emq ? msg->agent : "eventmq"));
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)",
               peer->emq ? msg->agent : "eventmq");
@@ -913,6 +961,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         job->peer->processed++;
     peers_job_detach (job);
     emqp_status_t status = legacy ? EMQP_STATUS_OK : msg->status;
+    double run_s = metrics_usage_wall_s (msg->usage);
+    if (run_s >= 0)
+        metrics_observe_run (self->metrics, job->queue->name, run_s);
     if (legacy) {
         //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
         //  msgpack values, so wrap it as a msgpack string.
@@ -945,6 +996,12 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
         double run_at = clock_wall_s () + delay;
+        s_event (
+            self, job, "retried",
+            json_pack ("{s:s,s:s,s:f,s:I}", "status", emqp_status_name (status), "error",
+                       emqp_printable (zframe_data (msg->payload),
+                                       zframe_size (msg->payload), shown, sizeof shown),
+                       "run_at", run_at, "retries_left", (json_int_t) job->retries_left));
         if (store_set_waiting (self->store, job->row, STORE_SCHEDULED, job->retries_left,
                                run_at))
             log_error ("store: %s", store_error (self->store));
@@ -1013,6 +1070,7 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
                    JOB_MSGID (job));
         peers_job_detach (job);
         s_fire (job, JOB_EV_RETURN);
+        s_event (self, job, "returned", json_pack ("{s:s}", "jobmanager", peer->id));
         //  The store counted the dispatch: after a restart the attempt
         //  number must not count this one either.
         if (store_set_dispatched (self->store, job->row, job->attempt, job->epoch))
@@ -1238,6 +1296,7 @@ s_dead_revive (const store_row_t *row, void *arg)
     if (store_revive (self->store, row, job->retries_left))
         log_error ("store: %s", store_error (self->store));
     if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+        s_event (self, job, "queued", json_pack ("{s:b}", "revived", true));
         queue_push (job->queue, job, clock_mono_ms ());
         self->redispatch = true;
     }
@@ -1404,6 +1463,53 @@ s_unpark (router_t *self)
 }
 
 static void
+s_count_dead (const char *queue, int64_t count, void *arg)
+{
+    json_object_set_new ((json_t *) arg, queue, json_integer (count));
+}
+
+//  What STATUS adds for monitoring (docs/protocol.md): per queue, the jobs
+//  delayed, backing off before a retry, and dead; the metrics (latency
+//  histograms, commit times, the process); the event stream's count.
+static json_t *
+s_status_extra (router_t *self)
+{
+    json_t *per_queue = json_object ();
+    for (queue_t *queue = queues_first (self->queues); queue;
+         queue = queues_next (self->queues))
+        json_object_set_new (
+            per_queue, queue->name,
+            json_pack ("{s:i,s:i,s:i}", "scheduled", 0, "retrying", 0, "dead", 0));
+    //  A scheduled job that ran before waits out a retry's backoff.
+    for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
+         job = (job_t *) zlistx_next (self->scheduled)) {
+        json_t *counts = json_object_get (per_queue, job->queue->name);
+        const char *key = job->attempt > 0 ? "retrying" : "scheduled";
+        json_t *count = json_object_get (counts, key);
+        if (count)
+            json_integer_set (count, json_integer_value (count) + 1);
+    }
+    json_t *dead = json_object ();
+    if (store_count_by_queue (self->store, STORE_DEAD, s_count_dead, dead))
+        log_warning ("store: %s", store_error (self->store));
+    const char *name;
+    json_t *count;
+    json_object_foreach (dead, name, count)
+    {
+        json_t *counts = json_object_get (per_queue, name);
+        if (counts)
+            json_object_set (counts, "dead", count);
+    }
+    json_t *extra = json_pack ("{s:o,s:o,s:o}", "queues", per_queue, "dead_by_queue",
+                               dead, "metrics", metrics_json (self->metrics));
+    if (extra && self->events)
+        json_object_set_new (extra, "events",
+                             json_pack ("{s:I}", "published",
+                                        (json_int_t) events_published (self->events)));
+    return extra;
+}
+
+static void
 s_admin_message (router_t *self, emqp_msg_t *msg)
 {
     char id[600];
@@ -1431,9 +1537,9 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             outbox_stats (self->to_jms, &batches, &batched);
             traffic.batches_out += batches;
             traffic.batched_out += batched;
-            s_admin_reply (
-                self, msg,
-                admin_status_json (self->queues, self->job_managers, &storage, &traffic));
+            s_admin_reply (self, msg,
+                           admin_status_json (self->queues, self->job_managers, &storage,
+                                              &traffic, s_status_extra (self)));
         } break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
@@ -1562,6 +1668,7 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
             if (job->more && job->more->run_at > 0)
                 s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
             else if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+                s_event (self, job, "queued", NULL);
                 queue_push (job->queue, job, now);
                 self->redispatch = true;
             }
@@ -1600,6 +1707,7 @@ s_flush (router_t *self)
         if (rc == 1)
             s_settle (self, self->pending, self->ending, 0);  // in memory: at once
         else if (rc == 0) {
+            metrics_commit_start (self->metrics, clock_mono_ms ());
             //  The lists follow their batch; the empty ones take the next.
             zlistx_t *list = self->pending_out;
             self->pending_out = self->pending;
@@ -1628,6 +1736,7 @@ s_store_event (router_t *self, const store_event_t *event)
 {
     switch (event->type) {
         case STORE_EV_COMMIT:
+            metrics_commit_end (self->metrics, clock_mono_ms (), event->rc == 0);
             s_settle (self, self->pending_out, self->ending_out, event->rc);
             s_unpark (self);
             break;
@@ -1819,6 +1928,7 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
         job->more->scheduled_handle = NULL;
         job->more->run_at = 0;
         if (s_fire (job, JOB_EV_DUE) == 0) {
+            s_event (self, job, "queued", NULL);
             queue_push (job->queue, job, clock_mono_ms ());
             self->redispatch = true;
         }
@@ -1980,9 +2090,11 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->ending_out = zlistx_new ();
     self->parked = zlistx_new ();
     self->schedule_senders = zhashx_new ();
-    if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-        || !self->pending || !self->pending_out || !self->scheduled || !self->ending
-        || !self->ending_out || !self->parked || !self->schedule_senders) {
+    self->metrics = metrics_new ();
+    if (!self->metrics || !self->queues || !self->job_managers || !self->schedulers
+        || !self->loop || !self->pending || !self->pending_out || !self->scheduled
+        || !self->ending || !self->ending_out || !self->parked
+        || !self->schedule_senders) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
@@ -2022,6 +2134,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         || !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
         || !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
+    if (settings->events && *settings->events
+        && !(self->events = events_new (settings->events, self->curve, err, errlen)))
+        goto fail;
     self->to_clients = outbox_new (self->frontend);
     self->to_jms = outbox_new (self->backend);
     if (!self->to_clients || !self->to_jms) {
@@ -2045,8 +2160,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
                  self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
-    log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
+    log_info ("router: listening frontend=%s backend=%s admin=%s events=%s storage=%s",
               settings->frontend, settings->backend, settings->admin,
+              self->events ? settings->events : "(off)",
               store_is_memory (self->store) ? "memory" : self->settings.db_path);
     return self;
 fail:
@@ -2066,6 +2182,8 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    events_destroy (&self->events);
+    metrics_destroy (&self->metrics);
     curve_server_destroy (&self->curve);
     emqp_msg_destroy (&self->dead_task);
     //  Peers borrow jobs: detach every job in flight before freeing.
