@@ -19,9 +19,9 @@
 
 #define S_FILTERS_MAX 32
 
-static const char *s_job_kinds[] = { "queued",    "scheduled", "started", "done",
-                                     "failed",    "retried",   "dead",    "cancelled",
-                                     "requeued",  "returned",  NULL };
+static const char *s_job_kinds[] = { "queued",   "scheduled", "started", "done",
+                                     "failed",   "retried",   "dead",    "cancelled",
+                                     "requeued", "returned",  NULL };
 static const char *s_jm_kinds[] = { "joined", "left", NULL };
 
 static bool
@@ -52,7 +52,8 @@ s_print_line (json_t *event)
             queue ? queue : (jm ? "jobmanager" : "-"), msgid ? msgid : (jm ? jm : "-"));
     const char *key;
     json_t *value;
-    json_object_foreach (event, key, value) {
+    json_object_foreach (event, key, value)
+    {
         if (streq (key, "time") || streq (key, "kind") || streq (key, "queue")
             || streq (key, "msgid") || streq (key, "seq")
             || (msgid == NULL && streq (key, "jobmanager")))
@@ -187,7 +188,8 @@ cli_events (cli_t *cli, int argc, char **argv)
                              : NULL;
         (void) topic;
         if (!json_is_object (event)) {
-            fprintf (stderr, "emq-cli: events: a message that is not an event, ignored\n");
+            fprintf (stderr,
+                     "emq-cli: events: a message that is not an event, ignored\n");
             json_decref (event);
             zmsg_destroy (&msg);
             continue;

@@ -38,7 +38,8 @@ s_quantile (json_t *hist, json_t *prev, double q)
         return -1;
     size_t i;
     json_t *bucket;
-    json_array_foreach (buckets, i, bucket) {
+    json_array_foreach (buckets, i, bucket)
+    {
         double le = json_number_value (json_array_get (bucket, 0));
         double seen = (double) json_integer_value (json_array_get (bucket, 1))
                       - (double) json_integer_value (
@@ -97,8 +98,8 @@ s_frame (cli_t *cli, json_t *status, json_t *workers, json_t *prev, double inter
             s_int (store, "dead"), (double) s_int (process, "rss_bytes") / 1048576.0,
             json_number_value (s_get (process, "cpu_seconds")));
     output_table_t *table = output_table_new (
-        "QUEUE", "WAITING", "RUNNING", "SCHEDULED", "RETRYING", "DEAD", "DONE/s", "FAILED/s",
-        "WAIT p50", "WAIT p95", "RUN p50", "RUN p95", NULL);
+        "QUEUE", "WAITING", "RUNNING", "SCHEDULED", "RETRYING", "DEAD", "DONE/s",
+        "FAILED/s", "WAIT p50", "WAIT p95", "RUN p50", "RUN p95", NULL);
     for (size_t c = 1; table && c < 12; c++)
         output_table_align_right (table, c);
     json_t *queues = s_get (status, "queues"), *prev_queues = s_get (prev, "queues");
@@ -108,11 +109,12 @@ s_frame (cli_t *cli, json_t *status, json_t *workers, json_t *prev, double inter
     json_t *prev_run = s_get (s_get (prev, "metrics"), "run_seconds");
     const char *name;
     json_t *q;
-    json_object_foreach (queues, name, q) {
+    json_object_foreach (queues, name, q)
+    {
         json_t *p = s_get (prev_queues, name);
-        double done = prev ? (double) (s_int (q, "processed") - s_int (p, "processed"))
-                                 / interval_s
-                           : 0;
+        double done =
+            prev ? (double) (s_int (q, "processed") - s_int (p, "processed")) / interval_s
+                 : 0;
         double failed =
             prev ? (double) (s_int (q, "failed") - s_int (p, "failed")) / interval_s : 0;
         snprintf (b[0], 64, "%lld", s_int (q, "waiting"));
@@ -139,10 +141,11 @@ s_frame (cli_t *cli, json_t *status, json_t *workers, json_t *prev, double inter
     printf ("\n");
     table = output_table_new ("JOB MANAGER", "QUEUES", "FREE SLOTS", "IN FLIGHT",
                               "PROCESSED", "WORKERS", NULL);
-    output_table_t *jobs =
-        output_table_new ("PID", "JOB MANAGER", "QUEUE", "JOB", "FOR", "RSS", "CPU", NULL);
+    output_table_t *jobs = output_table_new ("PID", "JOB MANAGER", "QUEUE", "JOB", "FOR",
+                                             "RSS", "CPU", NULL);
     json_t *jm;
-    json_object_foreach (s_get (workers, "connected_workers"), name, jm) {
+    json_object_foreach (s_get (workers, "connected_workers"), name, jm)
+    {
         json_t *stats = s_get (jm, "stats");
         char *queues_text = json_dumps (s_get (jm, "queues"), JSON_COMPACT);
         snprintf (b[0], 64, "%lld", s_int (jm, "available_slots"));
@@ -154,7 +157,8 @@ s_frame (cli_t *cli, json_t *status, json_t *workers, json_t *prev, double inter
         free (queues_text);
         const char *msgid;
         json_t *job;
-        json_object_foreach (s_get (stats, "jobs_in_flight"), msgid, job) {
+        json_object_foreach (s_get (stats, "jobs_in_flight"), msgid, job)
+        {
             double started = json_number_value (s_get (job, "started"));
             snprintf (b[4], 64, "%lld", s_int (job, "pid"));
             snprintf (b[5], 64, "%.1fs", started > 0 ? clock_wall_s () - started : 0);
@@ -223,8 +227,8 @@ cli_top (cli_t *cli, int argc, char **argv)
         int64_t now_ms = clock_mono_ms ();
         if (tty && !once)
             printf ("\033[H\033[2J");  // home, clear screen
-        s_frame (cli, status, workers,
-                 prev, prev ? (double) (now_ms - prev_ms) / 1000.0 : 1.0);
+        s_frame (cli, status, workers, prev,
+                 prev ? (double) (now_ms - prev_ms) / 1000.0 : 1.0);
         if (!tty && !once)
             printf ("\n");
         fflush (stdout);

@@ -16,6 +16,7 @@
 #include "workers.h"
 #include "log.h"
 #include "payload.h"
+#include "procstat.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -611,36 +612,6 @@ workers_running (workers_t *self)
     return zlistx_size (self->running);
 }
 
-//  A worker's resident memory (KiB) and CPU time (s) so far, from
-//  /proc/PID/stat, for the status that the router shows (emq-web, top).
-//  Returns 0, or -1 when the process cannot be read (it just ended).
-static int
-s_proc_usage (pid_t pid, int64_t *rss_kb, double *cpu_s)
-{
-    char path[64], line[1024];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    bool read = fgets (line, sizeof line, file) != NULL;
-    fclose (file);
-    //  The command (field 2) may hold spaces: count from its last ')'.
-    char *rest = read ? strrchr (line, ')') : NULL;
-    unsigned long utime, stime;
-    long rss;
-    if (!rest
-        || sscanf (rest + 1,
-                   " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d"
-                   " %*d %*d %*u %*u %ld",
-                   &utime, &stime, &rss)
-               != 3)
-        return -1;
-    long ticks = sysconf (_SC_CLK_TCK), page = sysconf (_SC_PAGESIZE);
-    *cpu_s = (double) (utime + stime) / (double) (ticks > 0 ? ticks : 100);
-    *rss_kb = (int64_t) rss * (page > 0 ? page : 4096) / 1024;
-    return 0;
-}
-
 json_t *
 workers_in_flight_json (workers_t *self)
 {
@@ -650,11 +621,12 @@ workers_in_flight_json (workers_t *self)
          job = zlistx_next (self->running)) {
         json_t *item = json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
                                   "queue", job->queue, "started", job->started_ts);
-        int64_t rss_kb;
-        double cpu_s;
-        if (item && s_proc_usage (job->pid, &rss_kb, &cpu_s) == 0) {
-            json_object_set_new (item, "rss_kb", json_integer ((json_int_t) rss_kb));
-            json_object_set_new (item, "cpu_s", json_real (cpu_s));
+        //  What the worker uses now, for emq-web and emq-cli top.
+        procstat_t usage;
+        if (item && procstat_read (job->pid, &usage) == 0) {
+            json_object_set_new (item, "rss_kb",
+                                 json_integer ((json_int_t) (usage.rss_bytes / 1024)));
+            json_object_set_new (item, "cpu_s", json_real (usage.cpu_s));
         }
         json_object_set_new (in_flight, job->msgid, item);
     }
@@ -833,15 +805,6 @@ workers_test (bool verbose)
 {
     if (verbose)
         printf (" * workers: ");
-    {
-        //  A worker's usage is read from /proc (here: our own).
-        int64_t rss_kb = 0;
-        double cpu_s = -1;
-        CHECK_EQ (s_proc_usage (getpid (), &rss_kb, &cpu_s), 0);
-        CHECK (rss_kb > 0);
-        CHECK (cpu_s >= 0);
-        CHECK_EQ (s_proc_usage (-5, &rss_kb, &cpu_s), -1);
-    }
     //  The workers log as a job manager would; only errors unless verbose.
     log_level_t level = log_enabled (LOG_LEVEL_DEBUG)     ? LOG_LEVEL_DEBUG
                         : log_enabled (LOG_LEVEL_INFO)    ? LOG_LEVEL_INFO

@@ -3,15 +3,13 @@
     cumulative, as Prometheus wants them ("le" buckets).
 */
 #include "metrics.h"
+#include "procstat.h"
 
 #include <czmq.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 const double metrics_bounds_s[METRICS_BUCKETS] = { 0.001, 0.005, 0.01, 0.025, 0.05,
                                                    0.1,   0.25,  0.5,  1,     2.5,
@@ -124,65 +122,6 @@ metrics_commit_end (metrics_t *self, int64_t now_ms, bool ok)
     self->commit_since_ms = 0;
 }
 
-int
-metrics_process_read (metrics_process_t *out)
-{
-    *out = (metrics_process_t){ -1, -1, -1, -1, -1, -1 };
-    struct rlimit limit;
-    if (getrlimit (RLIMIT_NOFILE, &limit) == 0)
-        out->max_fds = limit.rlim_cur == RLIM_INFINITY ? -1 : (int64_t) limit.rlim_cur;
-    DIR *dir = opendir ("/proc/self/fd");
-    if (dir) {
-        int64_t fds = 0;
-        while (readdir (dir))
-            fds++;
-        closedir (dir);
-        out->open_fds = fds - 3;  // ".", ".." and the directory's own fd
-    }
-    //  /proc/self/stat: the command (field 2) may hold spaces and
-    //  parentheses, so the fields are counted from its last ')'.
-    FILE *file = fopen ("/proc/self/stat", "r");
-    if (!file)
-        return -1;
-    char line[2048];
-    bool read = fgets (line, sizeof line, file) != NULL;
-    fclose (file);
-    char *rest = read ? strrchr (line, ')') : NULL;
-    if (!rest)
-        return -1;
-    unsigned long utime = 0, stime = 0, vsize = 0;
-    unsigned long long starttime = 0;
-    long rss = 0;
-    //  Fields 3.. after ')': state ppid pgrp session tty tpgid flags minflt
-    //  cminflt majflt cmajflt utime stime cutime cstime priority nice
-    //  threads itrealvalue starttime vsize rss.
-    if (sscanf (rest + 1,
-                " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d"
-                " %*d %llu %lu %ld",
-                &utime, &stime, &starttime, &vsize, &rss)
-        != 5)
-        return -1;
-    long ticks = sysconf (_SC_CLK_TCK);
-    long page = sysconf (_SC_PAGESIZE);
-    if (ticks <= 0)
-        ticks = 100;
-    out->cpu_s = (double) (utime + stime) / (double) ticks;
-    out->vsize_bytes = (int64_t) vsize;
-    out->rss_bytes = (int64_t) rss * (page > 0 ? page : 4096);
-    //  starttime counts ticks since boot; the boot time is /proc/stat's btime.
-    file = fopen ("/proc/stat", "r");
-    if (file) {
-        long long btime = -1;
-        while (fgets (line, sizeof line, file))
-            if (sscanf (line, "btime %lld", &btime) == 1)
-                break;
-        fclose (file);
-        if (btime > 0)
-            out->start_time_s = (double) btime + (double) starttime / (double) ticks;
-    }
-    return 0;
-}
-
 static json_t *
 s_hist_json (const metrics_hist_t *hist)
 {
@@ -207,8 +146,8 @@ metrics_json (metrics_t *self)
         json_object_set_new (wait, name, s_hist_json (&hists->wait));
         json_object_set_new (run, name, s_hist_json (&hists->run));
     }
-    metrics_process_t process;
-    metrics_process_read (&process);
+    procstat_t process;
+    procstat_read (0, &process);
     json_t *proc = json_pack (
         "{s:I,s:I,s:f,s:I,s:I,s:f}", "rss_bytes", (json_int_t) process.rss_bytes,
         "vsize_bytes", (json_int_t) process.vsize_bytes, "cpu_seconds", process.cpu_s,

@@ -25,16 +25,6 @@ typedef struct {
     double sum_s;                          // their sum, seconds
 } metrics_hist_t;
 
-//  The process's own figures, from /proc/self.
-typedef struct {
-    int64_t rss_bytes;
-    int64_t vsize_bytes;
-    double cpu_s;         // user + system
-    int64_t open_fds;     // -1 if /proc/self/fd cannot be read
-    int64_t max_fds;      // RLIMIT_NOFILE soft limit
-    double start_time_s;  // unix seconds
-} metrics_process_t;
-
 typedef struct metrics_t metrics_t;
 
 //  Returns a new, empty set the caller owns, or NULL.
@@ -52,10 +42,6 @@ void metrics_observe_run (metrics_t *self, const char *queue, double seconds);
 //  was seen at `now_ms`: counts the time between them.
 void metrics_commit_start (metrics_t *self, int64_t now_ms);
 void metrics_commit_end (metrics_t *self, int64_t now_ms, bool ok);
-
-//  Reads the figures of the calling process. Returns 0, or -1 (errno set)
-//  when /proc/self cannot be read; fields it could not read are -1.
-int metrics_process_read (metrics_process_t *out);
 
 //  The whole set as JSON (docs/protocol.md, STATUS "metrics"): a new
 //  reference the caller owns, or NULL when out of memory.
