@@ -36,7 +36,7 @@ LDLIBS   += $(DEP_LIBS) -ldl -lm
 
 include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
         client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk \
-        scheduler/files.mk
+        scheduler/files.mk web/files.mk
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -47,9 +47,10 @@ CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
 CLI_OBJ       := $(call obj,$(CLI_SRC))
 BENCH_OBJ     := $(call obj,$(BENCH_SRC))
 SCHED_OBJ     := $(call obj,$(SCHEDULER_SRC))
+WEB_OBJ       := $(call obj,$(WEB_SRC))
 
 BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli \
-        $(BUILD)/bin/emq-scheduler
+        $(BUILD)/bin/emq-scheduler $(BUILD)/bin/emq-web
 VERSION_H := include/emq/version.h
 MANPAGES := $(patsubst docs/man/%,$(BUILD)/man/%,$(wildcard docs/man/*.1))
 LIBEMQ := $(BUILD)/lib/libemq.so
@@ -93,6 +94,12 @@ $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
 
+# emq-web finds its files under PREFIX unless told (web_static_dir).
+$(BUILD)/obj/web/main.o: EXTRA_CFLAGS += -DEMQ_WEB_DIR='"$(PREFIX)/share/emq/web"'
+$(BUILD)/bin/emq-web: $(WEB_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(WEB_LIBS)
+
 $(BUILD)/bin/emq-bench: $(BENCH_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpthread
@@ -110,9 +117,9 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ) $(WEB_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(WEB_LIBS)
 
 # Built without the sanitizers' flags: it is preloaded into another program.
 $(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)
@@ -168,11 +175,14 @@ install: all
 	install -m 644 include/emq/*.h $(DESTDIR)$(PREFIX)/include/emq/
 	install -m 755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/emq/plugins/
 	install -m 644 $(MANPAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/emq/web
+	install -m 644 web/static/* $(DESTDIR)$(PREFIX)/share/emq/web/
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,emq-router emq-jobmanager emq-cli emq-scheduler)
 	rm -f $(DESTDIR)$(PREFIX)/lib/libemq.so* $(DESTDIR)$(PREFIX)/lib/pkgconfig/libemq.pc
-	rm -rf $(DESTDIR)$(PREFIX)/include/emq $(DESTDIR)$(PREFIX)/lib/emq
+	rm -f $(DESTDIR)$(PREFIX)/bin/emq-web
+	rm -rf $(DESTDIR)$(PREFIX)/include/emq $(DESTDIR)$(PREFIX)/lib/emq $(DESTDIR)$(PREFIX)/share/emq
 
 clean:
 	rm -rf build build-san $(VERSION_H)

@@ -399,7 +399,7 @@ static const s_setting_t s_settings[] = {
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47291",
       .check = s_check_endpoint,
-      .sections = S_CLI,
+      .sections = S_CLI | S_WEB,
       .description = "the router's frontend, for submitting jobs" },
     { .name = "administrative_addr",
       .type = S_TYPE_STRING,
@@ -428,6 +428,13 @@ static const s_setting_t s_settings[] = {
       .sections = S_WEB,
       .description = "HTTP basic auth password (user emq) for every page; required "
                      "when CURVE is on; empty: no password" },
+    { .name = "web_password_file",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_WEB,
+      .description = "a file whose first line is the web password (instead of "
+                     "web_password, so that it stays out of the config and ps)" },
     { .name = "web_static_dir",
       .type = S_TYPE_STRING,
       .default_text = "",

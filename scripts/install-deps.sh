@@ -17,8 +17,12 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libmicrohttpd-dev               # emq-web: the dashboard and /metrics over HTTP
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
+    python3-prometheus-client       # tests: /metrics read by Prometheus's own parser
+    chromium chromium-driver        # tests: the dashboard in a real (headless) browser
+    python3-selenium                #   driven by Debian's /usr/bin/python3
     beanstalkd                      # make bench: the peer emq is measured against
 )
 
