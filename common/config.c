@@ -674,7 +674,7 @@ s_check_host_port (const char *value, char **canonical, char *why, size_t whylen
     unsigned a, b, c, d, port;
     char end;
     if (sscanf (value, "%u.%u.%u.%u:%u%c", &a, &b, &c, &d, &port, &end) != 5 || a > 255
-        || b > 255 || c > 255 || d > 255 || port < 1 || port > 65535) {
+        || b > 255 || c > 255 || d > 255 || port > 65535) {
         errbuf_set (why, whylen, "an IPv4 address and a port, e.g. 127.0.0.1:47295");
         return -1;
     }

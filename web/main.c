@@ -19,32 +19,33 @@
 static void
 s_usage (FILE *out)
 {
-    fprintf (out,
-             "Usage: emq-web [OPTIONS]\n"
-             "The emq dashboard and Prometheus endpoint: reads the router through its\n"
-             "admin socket and serves http://ADDR/ (dashboard) and /metrics.\n"
-             "\n"
-             "  --listen ADDR:PORT       where to serve (default 127.0.0.1:47295;\n"
-             "                           also --web-listen-addr; port 0: any free one)\n"
-             "  --admin-addr ADDR        the router's admin socket (default\n"
-             "                           tcp://127.0.0.1:47293)\n"
-             "  --addr ADDR              the router's frontend, for job results\n"
-             "                           (default tcp://127.0.0.1:47291)\n"
-             "  --static-dir DIR         the dashboard's files (default " EMQ_WEB_DIR ")\n"
-             "  --password-file FILE     require HTTP basic auth, user 'emq', with the\n"
-             "                           password on FILE's first line (or setting\n"
-             "                           web_password); required with CURVE\n"
-             "  --sample-interval S      seconds between samples of the router (1)\n"
-             "  --curve-server-key KEY   CURVE: the router's public key or certificate\n"
-             "  --curve-cert FILE        CURVE: this program's key pair (needs role admin)\n"
-             "  --config FILE            configuration file ([global] and [web])\n"
-             "  --log-level LEVEL        error, warning, info (default) or debug\n"
-             "  -v, --verbose            same as --log-level debug\n"
-             "  --print-config           print the effective settings and exit\n"
-             "  -h, --help               this help;  --version  the version\n"
-             "\n"
-             "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration\n"
-             "(CURVE without a password), 4 could not listen.\n");
+    fprintf (
+        out,
+        "Usage: emq-web [OPTIONS]\n"
+        "The emq dashboard and Prometheus endpoint: reads the router through its\n"
+        "admin socket and serves http://ADDR/ (dashboard) and /metrics.\n"
+        "\n"
+        "  --listen ADDR:PORT       where to serve (default 127.0.0.1:47295;\n"
+        "                           also --web-listen-addr; port 0: any free one)\n"
+        "  --admin-addr ADDR        the router's admin socket (default\n"
+        "                           tcp://127.0.0.1:47293)\n"
+        "  --addr ADDR              the router's frontend, for job results\n"
+        "                           (default tcp://127.0.0.1:47291)\n"
+        "  --static-dir DIR         the dashboard's files (default " EMQ_WEB_DIR ")\n"
+        "  --password-file FILE     require HTTP basic auth, user 'emq', with the\n"
+        "                           password on FILE's first line (or setting\n"
+        "                           web_password); required with CURVE\n"
+        "  --sample-interval S      seconds between samples of the router (1)\n"
+        "  --curve-server-key KEY   CURVE: the router's public key or certificate\n"
+        "  --curve-cert FILE        CURVE: this program's key pair (needs role admin)\n"
+        "  --config FILE            configuration file ([global] and [web])\n"
+        "  --log-level LEVEL        error, warning, info (default) or debug\n"
+        "  -v, --verbose            same as --log-level debug\n"
+        "  --print-config           print the effective settings and exit\n"
+        "  -h, --help               this help;  --version  the version\n"
+        "\n"
+        "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration\n"
+        "(CURVE without a password), 4 could not listen.\n");
 }
 
 enum {
@@ -131,8 +132,9 @@ main (int argc, char *argv[])
                                "CURVE is on: set a password (--password-file or "
                                "web_password) so that the dashboard is not open to all"));
         if (emq_set_curve (curve_key, config_str (config, "curve_cert"), err, sizeof err))
-            return program_end (&program, program_error (program.name, PROGRAM_EXIT_CONFIG,
-                                                         "CURVE: %s", err));
+            return program_end (
+                &program,
+                program_error (program.name, PROGRAM_EXIT_CONFIG, "CURVE: %s", err));
     }
     const char *listen = config_str (config, "web_listen_addr");
     if (strncmp (listen, "127.", 4) != 0 && !*password)
@@ -153,8 +155,9 @@ main (int argc, char *argv[])
     if (!server) {
         log_error ("web: %s", sampler ? err : "out of memory");
         sampler_destroy (&sampler);
-        return program_end (&program, program_error (program.name, PROGRAM_EXIT_START,
-                                                     "%s", sampler ? err : "out of memory"));
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_START, "%s",
+                                           sampler ? err : "out of memory"));
     }
     char host[64];
     snprintf (host, sizeof host, "%.*s", (int) strcspn (listen, ":"), listen);

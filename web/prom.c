@@ -66,8 +66,8 @@ s_per_member (FILE *out, json_t *map, const char *label, const char *name,
     s_family (out, name, type, help);
     const char *member;
     json_t *item;
-    json_object_foreach (map, member, item) s_sample (out, name, label, member,
-                                                      s_num (item, key));
+    json_object_foreach (map, member, item)
+        s_sample (out, name, label, member, s_num (item, key));
 }
 
 //  A histogram sample set ({"buckets": [[le, cumulative]...], "count",
@@ -78,7 +78,8 @@ s_histogram (FILE *out, const char *name, const char *label, const char *value,
 {
     size_t i;
     json_t *bucket;
-    json_array_foreach (s_get (hist, "buckets"), i, bucket) {
+    json_array_foreach (s_get (hist, "buckets"), i, bucket)
+    {
         fprintf (out, "%s_bucket{", name);
         if (label) {
             fprintf (out, "%s=\"", label);
@@ -218,20 +219,18 @@ prom_render (json_t *status, json_t *workers, bool router_up,
                       s_num (s_get (jm, "stats"), "workers"));
         s_family (out, "emq_jobmanager_workers_busy", "gauge",
                   "workers running a job (its last heartbeat)");
-        json_object_foreach (jms, id, jm) if (s_get (jm, "stats"))
-            s_sample (
-                out, "emq_jobmanager_workers_busy", "jobmanager", id,
-                (double) json_object_size (s_get (s_get (jm, "stats"), "jobs_in_flight")));
+        json_object_foreach (jms, id, jm) if (s_get (jm, "stats")) s_sample (
+            out, "emq_jobmanager_workers_busy", "jobmanager", id,
+            (double) json_object_size (s_get (s_get (jm, "stats"), "jobs_in_flight")));
     }
     //  emq-web's own figures, under the client libraries' standard names.
     procstat_t self;
     if (procstat_read (0, &self) == 0) {
-        json_t *process = json_pack ("{s:I,s:I,s:f,s:I,s:I,s:f}", "rss_bytes",
-                                     (json_int_t) self.rss_bytes, "vsize_bytes",
-                                     (json_int_t) self.vsize_bytes, "cpu_seconds",
-                                     self.cpu_s, "open_fds", (json_int_t) self.open_fds,
-                                     "max_fds", (json_int_t) self.max_fds, "start_time",
-                                     self.start_time_s);
+        json_t *process = json_pack (
+            "{s:I,s:I,s:f,s:I,s:I,s:f}", "rss_bytes", (json_int_t) self.rss_bytes,
+            "vsize_bytes", (json_int_t) self.vsize_bytes, "cpu_seconds", self.cpu_s,
+            "open_fds", (json_int_t) self.open_fds, "max_fds", (json_int_t) self.max_fds,
+            "start_time", self.start_time_s);
         s_process (out, "process", "emq-web", process);
         json_decref (process);
     }
@@ -264,7 +263,8 @@ prom_test (bool verbose)
         0, NULL);
     json_t *workers = json_loads (
         "{\"connected_workers\":{\"jm-1\":{\"available_slots\":2,\"inflight\":1,"
-        "\"processed\":7,\"stats\":{\"workers\":4,\"jobs_in_flight\":{\"a\":{},\"b\":{}}}}}}",
+        "\"processed\":7,\"stats\":{\"workers\":4,\"jobs_in_flight\":{\"a\":{},\"b\":{}}}"
+        "}}}",
         0, NULL);
     REQUIRE (status && workers);
     char *text = prom_render (status, workers, true, 3);
@@ -278,8 +278,10 @@ prom_test (bool verbose)
     CHECK_CONTAINS (text, "emq_queue_dead{queue=\"default\"} 6\n");
     CHECK_CONTAINS (text, "emq_jobs_processed_total{queue=\"default\"} 10\n");
     CHECK_CONTAINS (text, "# TYPE emq_job_wait_seconds histogram\n");
-    CHECK_CONTAINS (text, "emq_job_wait_seconds_bucket{queue=\"default\",le=\"0.5\"} 3\n");
-    CHECK_CONTAINS (text, "emq_job_wait_seconds_bucket{queue=\"default\",le=\"+Inf\"} 4\n");
+    CHECK_CONTAINS (text,
+                    "emq_job_wait_seconds_bucket{queue=\"default\",le=\"0.5\"} 3\n");
+    CHECK_CONTAINS (text,
+                    "emq_job_wait_seconds_bucket{queue=\"default\",le=\"+Inf\"} 4\n");
     CHECK_CONTAINS (text, "emq_job_wait_seconds_sum{queue=\"default\"} 2.5\n");
     CHECK_CONTAINS (text, "emq_store_commit_seconds_bucket{le=\"+Inf\"} 0\n");
     CHECK_CONTAINS (text, "emq_store_failing 1\n");

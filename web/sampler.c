@@ -18,8 +18,8 @@
 #include "prom.h"
 
 typedef struct {
-    double t;              // unix seconds
-    double done, failed;   // jobs per second over the interval
+    double t;             // unix seconds
+    double done, failed;  // jobs per second over the interval
     double waiting, running;
     double wait_p50, wait_p95, run_p50, run_p95;  // seconds; -1: no job
 } s_point_t;
@@ -27,13 +27,13 @@ typedef struct {
 struct sampler_t {
     char *admin;
     int timeout_ms;
-    pthread_mutex_t lock;  // guards everything below
+    pthread_mutex_t lock;                   // guards everything below
     json_t *status, *workers, *schedulers;  // latest answers, or NULL
     bool up;
     double sampled_at;
     unsigned long long errors;
     s_point_t history[SAMPLER_HISTORY];
-    size_t next, size;  // ring: next slot, points held
+    size_t next, size;    // ring: next slot, points held
     json_t *prev_status;  // the STATUS before the latest, for differences
     double prev_t;
 };
@@ -88,10 +88,12 @@ s_sum_hists (json_t *map, double *buckets, double *bounds, size_t max, size_t *n
     double count = 0;
     const char *queue;
     json_t *hist;
-    json_object_foreach (map, queue, hist) {
+    json_object_foreach (map, queue, hist)
+    {
         size_t i;
         json_t *bucket;
-        json_array_foreach (s_get (hist, "buckets"), i, bucket) {
+        json_array_foreach (s_get (hist, "buckets"), i, bucket)
+        {
             if (i >= max)
                 break;
             bounds[i] = json_number_value (json_array_get (bucket, 0));
@@ -165,10 +167,10 @@ sampler_record (sampler_t *self, json_t *status, json_t *workers, json_t *schedu
                 / dt,
             .waiting = s_queues_sum (status, "waiting"),
             .running = s_queues_sum (status, "inflight"),
-            .wait_p50 = s_quantile (s_get (m, "wait_seconds"), s_get (pm, "wait_seconds"),
-                                    0.5),
-            .wait_p95 = s_quantile (s_get (m, "wait_seconds"), s_get (pm, "wait_seconds"),
-                                    0.95),
+            .wait_p50 =
+                s_quantile (s_get (m, "wait_seconds"), s_get (pm, "wait_seconds"), 0.5),
+            .wait_p95 =
+                s_quantile (s_get (m, "wait_seconds"), s_get (pm, "wait_seconds"), 0.95),
             .run_p50 =
                 s_quantile (s_get (m, "run_seconds"), s_get (pm, "run_seconds"), 0.5),
             .run_p95 =
@@ -238,19 +240,21 @@ sampler_overview_json (sampler_t *self)
     json_t *history = json_array ();
     for (size_t i = 0; i < self->size; i++) {
         const s_point_t *p =
-            &self->history[(self->next + SAMPLER_HISTORY - self->size + i) % SAMPLER_HISTORY];
+            &self->history[(self->next + SAMPLER_HISTORY - self->size + i)
+                           % SAMPLER_HISTORY];
         json_array_append_new (
             history,
-            json_pack ("{s:f,s:f,s:f,s:f,s:f,s:o,s:o,s:o,s:o}", "t", p->t, "done", p->done,
-                       "failed", p->failed, "waiting", p->waiting, "running", p->running,
-                       "wait_p50", s_num_or_null (p->wait_p50), "wait_p95",
+            json_pack ("{s:f,s:f,s:f,s:f,s:f,s:o,s:o,s:o,s:o}", "t", p->t, "done",
+                       p->done, "failed", p->failed, "waiting", p->waiting, "running",
+                       p->running, "wait_p50", s_num_or_null (p->wait_p50), "wait_p95",
                        s_num_or_null (p->wait_p95), "run_p50", s_num_or_null (p->run_p50),
                        "run_p95", s_num_or_null (p->run_p95)));
     }
-    json_t *root = json_pack (
-        "{s:b,s:f,s:O?,s:O?,s:O?,s:o,s:s}", "up", self->up, "sampled_at", self->sampled_at,
-        "status", self->up ? self->status : NULL, "workers", self->workers, "schedulers",
-        self->schedulers, "history", history, "admin", self->admin);
+    json_t *root =
+        json_pack ("{s:b,s:f,s:O?,s:O?,s:O?,s:o,s:s}", "up", self->up, "sampled_at",
+                   self->sampled_at, "status", self->up ? self->status : NULL, "workers",
+                   self->workers, "schedulers", self->schedulers, "history", history,
+                   "admin", self->admin);
     pthread_mutex_unlock (&self->lock);
     return root;
 }
@@ -273,11 +277,11 @@ static json_t *
 s_test_status (int processed, int failed, int fast, int slow)
 {
     //  fast jobs waited under 1 ms, slow ones between 0.5 and 1 s.
-    return json_pack ("{s:{s:{s:i,s:i,s:i,s:i}},s:{s:{s:{s:[[f,i],[f,i],[f,i]],s:i,s:f}}}}",
-                      "queues", "default", "processed", processed, "failed", failed,
-                      "waiting", 7, "inflight", 2, "metrics", "wait_seconds", "default",
-                      "buckets", 0.001, fast, 0.5, fast, 1.0, fast + slow, "count",
-                      fast + slow, "sum", 0.0);
+    return json_pack (
+        "{s:{s:{s:i,s:i,s:i,s:i}},s:{s:{s:{s:[[f,i],[f,i],[f,i]],s:i,s:f}}}}", "queues",
+        "default", "processed", processed, "failed", failed, "waiting", 7, "inflight", 2,
+        "metrics", "wait_seconds", "default", "buckets", 0.001, fast, 0.5, fast, 1.0,
+        fast + slow, "count", fast + slow, "sum", 0.0);
 }
 
 void
@@ -289,7 +293,7 @@ sampler_test (bool verbose)
     REQUIRE (sampler);
     json_t *a = s_test_status (10, 1, 10, 0), *b = s_test_status (30, 3, 11, 9);
     sampler_record (sampler, a, NULL, NULL, 1000.0);
-    sampler_record (sampler, b, NULL, NULL, 1002.0);  // 20 done, 2 failed in 2 s
+    sampler_record (sampler, b, NULL, NULL, 1002.0);     // 20 done, 2 failed in 2 s
     sampler_record (sampler, NULL, NULL, NULL, 1003.0);  // no answer
     json_t *overview = sampler_overview_json (sampler);
     REQUIRE (overview);

@@ -29,8 +29,8 @@ void sampler_tick (sampler_t *self);
 
 //  Records replies as sampler_tick would (borrowed; NULL = no answer), at
 //  wall time now_s: how tests feed it.
-void sampler_record (sampler_t *self, json_t *status, json_t *workers,
-                     json_t *schedulers, double now_s);
+void sampler_record (sampler_t *self, json_t *status, json_t *workers, json_t *schedulers,
+                     double now_s);
 
 //  {"up", "sampled_at", "status", "workers", "schedulers", "history":
 //  [{"t", "done", "failed", "waiting", "running", "wait_p50", "wait_p95",

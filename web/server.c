@@ -106,7 +106,8 @@ s_admin (server_t *self, struct MHD_Connection *conn, const char *command,
 {
     char *reply = NULL;
     int rc = emq_admin_job (self->admin, command, ref, self->timeout_ms, &reply);
-    json_t *root = rc == 0 ? json_loads (reply ? reply : "", JSON_DECODE_ANY, NULL) : NULL;
+    json_t *root =
+        rc == 0 ? json_loads (reply ? reply : "", JSON_DECODE_ANY, NULL) : NULL;
     if (rc == 0 && !root)
         //  CANCEL answers with the acked id, not JSON.
         root = json_pack ("{s:b}", "ok", true);
@@ -134,8 +135,9 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
     const char *jm_id;
     json_t *jm;
     json_object_foreach (
-        json_object_get (json_object_get (overview, "workers"), "connected_workers"), jm_id,
-        jm) {
+        json_object_get (json_object_get (overview, "workers"), "connected_workers"),
+        jm_id, jm)
+    {
         json_t *running = json_object_get (
             json_object_get (json_object_get (jm, "stats"), "jobs_in_flight"), msgid);
         if (running) {
@@ -151,7 +153,8 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
         json_t *dead = json_loads (reply, 0, NULL);
         size_t i;
         json_t *item;
-        json_array_foreach (json_object_get (dead, "dead"), i, item) {
+        json_array_foreach (json_object_get (dead, "dead"), i, item)
+        {
             const char *id = json_string_value (json_object_get (item, "msgid"));
             if (id && streq (id, msgid)) {
                 json_object_set_new (job, "state", json_string ("dead"));
@@ -167,9 +170,9 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
         emq_event_t event;
         int rc = emq_result (client, msgid, 700, &event);
         if (rc == 0 || rc == EMQ_ERR_JOB_FAILED || rc == EMQ_ERR_JOB_TIMEOUT) {
-            json_t *outcome = json_pack ("{s:s,s:s}", "status",
-                                         emq_job_status_name (event.status), "usage",
-                                         event.usage);
+            json_t *outcome =
+                json_pack ("{s:s,s:s}", "status", emq_job_status_name (event.status),
+                           "usage", event.usage);
             if (rc == 0) {
                 char err[128];
                 char *value = json_from_msgpack (event.data, event.size, err, sizeof err);
@@ -179,10 +182,10 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
                 free (value);
             }
             else
-                json_object_set_new (outcome, "error",
-                                     json_stringn_nocheck ((const char *) event.data,
-                                                           event.size < 4096 ? event.size
-                                                                             : 4096));
+                json_object_set_new (
+                    outcome, "error",
+                    json_stringn_nocheck ((const char *) event.data,
+                                          event.size < 4096 ? event.size : 4096));
             json_object_set_new (job, "outcome", outcome);
             if (!json_object_get (job, "state"))
                 json_object_set_new (job, "state", json_string ("ended"));
@@ -193,8 +196,9 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
         else if (rc == EMQ_ERR_NOT_FOUND && !json_object_get (job, "state")) {
             json_decref (job);
             emq_client_destroy (&client);
-            return s_error (conn, 404, "the router holds no such job (or its result "
-                                       "expired)");
+            return s_error (conn, 404,
+                            "the router holds no such job (or its result "
+                            "expired)");
         }
         emq_client_destroy (&client);
     }
@@ -210,8 +214,8 @@ s_static_type (const char *name)
     if (len == 0 || len > 64 || name[0] == '.')
         return NULL;
     for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
-              || *p == '-' || *p == '_' || *p == '.'))
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
             return NULL;
     const char *dot = strrchr (name, '.');
     if (!dot)
@@ -244,7 +248,8 @@ s_static (server_t *self, struct MHD_Connection *conn, const char *name)
             close (fd);
         return s_error (conn, 404, "no such page");
     }
-    struct MHD_Response *response = MHD_create_response_from_fd ((uint64_t) st.st_size, fd);
+    struct MHD_Response *response =
+        MHD_create_response_from_fd ((uint64_t) st.st_size, fd);
     if (!response) {
         close (fd);
         return MHD_NO;
@@ -375,7 +380,8 @@ server_new (const server_settings_t *settings, sampler_t *sampler, char *err,
                                 .sin_addr.s_addr =
                                     htonl ((uint32_t) (a << 24 | b << 16 | c << 8 | d)) };
     self->daemon = MHD_start_daemon (
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION
+            | MHD_USE_ERROR_LOG,
         0, NULL, NULL, s_handle, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 30, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int) 64, MHD_OPTION_END);
