@@ -79,7 +79,8 @@ s_trail_add (s_trail_t *trails, size_t count, json_t *event)
         if (streq (trails[i].msgid, msgid)) {
             size_t len = strlen (trails[i].kinds);
             snprintf (trails[i].kinds + len, sizeof trails[i].kinds - len, "%s%s",
-                      len ? " " : "", json_string_value (json_object_get (event, "kind")));
+                      len ? " " : "",
+                      json_string_value (json_object_get (event, "kind")));
         }
 }
 
@@ -192,8 +193,10 @@ test_cli_events (h_test_t *t)
     char events[H_PATH_MAX + 16];
     snprintf (events, sizeof events, "ipc://%s/events", t->dir);
     h_router (t, "router", "--events", events, NULL);
-    const char *args[] = { "events", "--events-addr", events, "--json", "--queue", "watched",
-                           "--kind", "queued", "--count", "2", "--for", "20", NULL };
+    const char *args[] = {
+        "events", "--events-addr", events, "--json", "--queue", "watched", "--kind",
+        "queued", "--count",       "2",    "--for",  "20",      NULL
+    };
     pid_t cli = h_spawn (t, "events", false, "emq-cli", args);
     emq_client_t *client = emq_client_new (t->frontend);
     REQUIRE (client);
@@ -257,13 +260,16 @@ test_status_metrics (h_test_t *t)
     REQUIRE_INT (h_jint (status, -1, "metrics", "run_seconds", "default", "count", NULL),
                  ==, 4);
     REQUIRE_INT (h_jint (status, -1, "metrics", "commit_seconds", "count", NULL), >, 0);
-    REQUIRE_INT (h_jint (status, -1, "metrics", "process", "rss_bytes", NULL), >, 1000000);
+    REQUIRE_INT (h_jint (status, -1, "metrics", "process", "rss_bytes", NULL), >,
+                 1000000);
     REQUIRE_INT (h_jint (status, -1, "metrics", "process", "open_fds", NULL), >, 3);
-    json_t *buckets = h_jget (status, "metrics", "wait_seconds", "default", "buckets", NULL);
+    json_t *buckets =
+        h_jget (status, "metrics", "wait_seconds", "default", "buckets", NULL);
     REQUIRE (json_is_array (buckets) && json_array_size (buckets) == 15);
     long long previous = 0;
     for (size_t i = 0; i < json_array_size (buckets); i++) {
-        long long cumulative = json_integer_value (json_array_get (json_array_get (buckets, i), 1));
+        long long cumulative =
+            json_integer_value (json_array_get (json_array_get (buckets, i), 1));
         REQUIRE_INT (cumulative, >=, previous);
         previous = cumulative;
     }
@@ -287,11 +293,14 @@ test_status_metrics (h_test_t *t)
 }
 
 const h_testdef_t h_observe_tests[] = {
-    { "events", test_events, "event stream in order: done, retried into dead, failed, "
-                             "cancelled; job managers joined and left" },
-    { "cli_events", test_cli_events, "emq-cli events filters by queue and kind, --json, "
-                                     "--count, --for" },
-    { "status_metrics", test_status_metrics, "STATUS scheduled/retrying/dead per queue, "
-                                             "histograms, process; emq-cli top" },
+    { "events", test_events,
+      "event stream in order: done, retried into dead, failed, "
+      "cancelled; job managers joined and left" },
+    { "cli_events", test_cli_events,
+      "emq-cli events filters by queue and kind, --json, "
+      "--count, --for" },
+    { "status_metrics", test_status_metrics,
+      "STATUS scheduled/retrying/dead per queue, "
+      "histograms, process; emq-cli top" },
 };
 const size_t h_observe_count = sizeof h_observe_tests / sizeof h_observe_tests[0];

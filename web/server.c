@@ -119,6 +119,13 @@ s_admin (server_t *self, struct MHD_Connection *conn, const char *command,
     else if (strcmp (command, "DEAD_LIST") != 0)
         log_info ("web: %s %s done", command, ref ? ref : "");
     free (reply);
+    //  The router answers a retry of a job it does not hold as dead with
+    //  "retried": 0; for one job, the browser is better told why.
+    if (rc == 0 && streq (command, "DEAD_RETRY") && ref && !streq (ref, "*")
+        && json_integer_value (json_object_get (root, "retried")) == 0) {
+        json_decref (root);
+        return s_error (conn, 404, "no such dead job (retried already, or expired)");
+    }
     return s_json (conn, s_status_for (rc), root);
 }
 

@@ -82,9 +82,22 @@ async function act(url, what) {
   }
 }
 
+// A legend's colour sample: SVG attributes, as the page's CSP allows no
+// inline styles.
+function swatch(color) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('width', 12); svg.setAttribute('height', 8);
+  const r = document.createElementNS(ns, 'rect');
+  r.setAttribute('y', 3); r.setAttribute('width', 10); r.setAttribute('height', 3);
+  r.setAttribute('fill', color);
+  svg.append(r);
+  return svg;
+}
+
 // A line plot in SVG: series [{name, color, points: [[t, v]...]}].
 function plot(title, series, unit) {
-  const W = 460, H = 160, L = 46, B = 20, T = 8;
+  const W = 470, H = 160, L = 50, R = 16, B = 20, T = 8;
   const all = series.flatMap(s => s.points).filter(p => p[1] !== null);
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
@@ -98,12 +111,12 @@ function plot(title, series, unit) {
     return e;
   };
   const t1 = Date.now() / 1000, t0 = t1 - 600;
-  const vmax = Math.max(1e-9, ...all.map(p => p[1])) * 1.1;
-  const x = t => L + (W - L - 4) * (t - t0) / (t1 - t0);
+  const vmax = Math.max(unit === 's' ? 0.001 : 1, ...all.map(p => p[1])) * 1.1;
+  const x = t => L + (W - L - R) * (t - t0) / (t1 - t0);
   const y = v => H - B - (H - B - T) * v / vmax;
   for (let i = 0; i <= 4; i++) {
     const v = vmax * i / 4;
-    el('line', { x1: L, x2: W - 4, y1: y(v), y2: y(v), stroke: '#e4e7ec' });
+    el('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: '#e4e7ec' });
     el('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end', 'font-size': 10, fill: '#667085' },
        unit === 's' ? seconds(v) : v.toFixed(v < 10 ? 1 : 0));
   }
@@ -117,8 +130,7 @@ function plot(title, series, unit) {
                      fill: 'none', stroke: s.color, 'stroke-width': 1.6, class: 'series' });
   }
   return h('div', { class: 'plot' }, h('h3', {}, title), svg,
-    h('div', { class: 'legend' }, series.map(s =>
-      h('span', {}, h('i', { style: 'background:' + s.color }), s.name))));
+    h('div', { class: 'legend' }, series.map(s => h('span', {}, swatch(s.color), s.name))));
 }
 
 const views = {
