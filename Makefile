@@ -95,7 +95,7 @@ $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
 
 # emq-web finds its files under PREFIX unless told (web_static_dir).
-$(BUILD)/obj/web/main.o: EXTRA_CFLAGS += -DEMQ_WEB_DIR='"$(PREFIX)/share/emq/web"'
+$(BUILD)/obj/web/main.o: override CFLAGS += -DEMQ_WEB_DIR='"$(PREFIX)/share/emq/web"'
 $(BUILD)/bin/emq-web: $(WEB_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(WEB_LIBS)

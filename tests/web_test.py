@@ -70,6 +70,7 @@ class Rig:
         self.dir = tempfile.mkdtemp(prefix='emq-web-%s-' % name)
         self.keep, self.verbose = keep, verbose
         self.procs = []
+        self.killed = set()  # tags of processes a test killed on purpose
         self.env = dict(os.environ, EVENTMQ_CONFIG_FILE='/dev/null')
         for var in ('EMQ_BROKER_ADDR', 'EMQ_ADMIN_ADDR', 'EMQ_EVENTS_ADDR'):
             self.env.pop(var, None)
@@ -146,8 +147,20 @@ class Rig:
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode(), dict(e.headers)
 
+    def kill(self, tag):
+        """SIGKILLs a process on purpose (its exit is not checked)."""
+        self.killed.add(tag)
+        for t, proc in self.procs:
+            if t == tag:
+                os.killpg(proc.pid, signal.SIGKILL)
+
     def stop(self, failed):
+        """Stops every process; returns the problems seen: a process that did
+        not exit 0 after SIGTERM, a sanitizer report in a log."""
+        problems = []
         for tag, proc in reversed(self.procs):
+            if proc.poll() is not None and tag not in self.killed:
+                problems.append('%s exited early with status %s' % (tag, proc.returncode))
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -159,6 +172,14 @@ class Rig:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+                problems.append('%s did not stop on SIGTERM' % tag)
+            if tag not in self.killed and proc.returncode not in (0, -signal.SIGTERM):
+                problems.append('%s exited with status %s' % (tag, proc.returncode))
+            if tag not in self.killed and any(m in self.log(tag) for m in
+                                              ('Sanitizer', 'runtime error:')):
+                problems.append('%s: sanitizer report in its log' % tag)
+        problems = sorted(set(problems))
+        failed = failed or bool(problems)
         if failed or self.verbose:
             for tag, _ in self.procs:
                 text = self.log(tag).splitlines()[-20:]
@@ -169,6 +190,7 @@ class Rig:
             shutil.rmtree(self.dir, ignore_errors=True)
         else:
             print('    kept %s' % self.dir)
+        return problems
 
 
 def submit_mix(rig, ok=6, dead=1):
@@ -268,7 +290,7 @@ def test_metrics(rig):
     require(abs(start - time.time()) < 600, 'router start time %s' % start)
 
     # The router gone: emq_up 0, the rest of its figures gone with it.
-    os.killpg(rig.procs[0][1].pid, signal.SIGKILL)
+    rig.kill('router')
     text = wait_for('emq_up 0', lambda: (lambda t: t if 'emq_up 0' in t else None)(
         rig.get('/metrics')[1]))
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -464,7 +486,10 @@ def main():
             print('    FAIL %s:' % name)
             traceback.print_exc(file=sys.stdout)
         finally:
-            rig.stop(not ok)
+            problems = rig.stop(not ok)
+            if ok and problems:
+                print('    FAIL %s: %s' % (name, '; '.join(problems)))
+                ok = False
         print('%-4s %-22s (%.2f s)' % ('ok' if ok else 'FAIL', name, time.monotonic() - started))
         sys.stdout.flush()
         passed += ok
