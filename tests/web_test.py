@@ -347,7 +347,7 @@ def test_dashboard(rig, screenshot=None, load=0):
             'end=$(( $(date +%%s) + %d )); while [ $(date +%%s) -lt $end ]; do '
             '%s --addr %s demo --jobs 200 >/dev/null 2>&1; '
             '%s --addr %s submit --retries 1 run %s fail >/dev/null 2>&1; '
-            '%s --addr %s submit run %s sleep 2 >/dev/null 2>&1 || true; done'
+            '%s --addr %s submit run %s sleep 0.5 >/dev/null 2>&1 || true; done'
             % (load, os.path.join(BIN, 'emq-cli'), rig.frontend,
                os.path.join(BIN, 'emq-cli'), rig.frontend, PLUGIN,
                os.path.join(BIN, 'emq-cli'), rig.frontend, PLUGIN)],

@@ -110,7 +110,11 @@ function plot(title, series, unit) {
     svg.append(e);
     return e;
   };
-  const t1 = Date.now() / 1000, t0 = t1 - 600;
+  // The window: the history there is, from one minute up to ten.
+  const t1 = Date.now() / 1000;
+  const first = Math.min(...series.flatMap(s => s.points.map(p => p[0])), t1);
+  const span = Math.min(600, Math.max(60, Math.ceil((t1 - first) / 60) * 60));
+  const t0 = t1 - span;
   const vmax = Math.max(unit === 's' ? 0.001 : 1, ...all.map(p => p[1])) * 1.1;
   const x = t => L + (W - L - R) * (t - t0) / (t1 - t0);
   const y = v => H - B - (H - B - T) * v / vmax;
@@ -120,9 +124,10 @@ function plot(title, series, unit) {
     el('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end', 'font-size': 10, fill: '#667085' },
        unit === 's' ? seconds(v) : v.toFixed(v < 10 ? 1 : 0));
   }
-  for (let m = 0; m <= 10; m += 2)
-    el('text', { x: x(t1 - m * 60), y: H - 6, 'text-anchor': 'middle', 'font-size': 10,
-                 fill: '#667085' }, m ? '-' + m + 'm' : 'now');
+  const tick = span <= 60 ? 10 : span <= 180 ? 30 : span <= 300 ? 60 : 120;
+  for (let s = 0; s <= span; s += tick)
+    el('text', { x: x(t1 - s), y: H - 6, 'text-anchor': s ? 'middle' : 'end', 'font-size': 10,
+                 fill: '#667085' }, s ? '-' + (s % 60 ? s + 's' : s / 60 + 'm') : 'now');
   for (const s of series) {
     const pts = s.points.filter(p => p[1] !== null && p[0] >= t0);
     if (pts.length < 1) continue;
@@ -137,7 +142,10 @@ const views = {
   overview(root) {
     const st = overview.status || {};
     const hist = overview.history || [];
-    const last = hist[hist.length - 1] || {};
+    // The cards' rates: the mean of the last 5 samples (a burst is not 0).
+    const recent = hist.slice(-5);
+    const mean = k => recent.reduce((a, p) => a + (p[k] || 0), 0) / Math.max(1, recent.length);
+    const last = { done: mean('done'), failed: mean('failed') };
     const queues = Object.values(st.queues || {});
     const sum = k => queues.reduce((a, q) => a + (q[k] || 0), 0);
     const card = (n, l) => h('div', { class: 'card' }, h('div', { class: 'n' }, n),
@@ -151,7 +159,7 @@ const views = {
       card(st.job_managers ?? '-', 'job managers'),
       card(sum('processed'), 'processed'), card(sum('failed'), 'failed for good')));
     const pts = k => hist.map(p => [p.t, p[k]]);
-    root.append(h('h2', {}, 'Last 10 minutes'), h('div', { class: 'plots' },
+    root.append(h('h2', {}, 'Recent history (up to 10 minutes)'), h('div', { class: 'plots' },
       plot('Throughput (jobs/s)', [
         { name: 'done', color: '#12805c', points: pts('done') },
         { name: 'failed', color: '#c4320a', points: pts('failed') }]),
