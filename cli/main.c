@@ -45,6 +45,7 @@ static const char *s_usage =
     "  cancel MSGID          cancel a waiting, scheduled or running job\n"
     "  dead [--json]         jobs that failed after all their retries\n"
     "  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
+    "  dead delete MSGID     delete one dead job\n"
     "  dead purge            delete every dead job\n"
     "  status [--json]       queues (waiting, in flight, processed, latency), job\n"
     "                        managers (processed), storage (dead, scheduled jobs);\n"

@@ -1257,6 +1257,7 @@ static const s_admin_command_t s_admin_commands[] = {
     { EMQP_DEAD_PURGE, false, false },
     { EMQP_CANCEL, true, true },
     { EMQP_DEAD_RETRY, true, false },
+    { EMQP_DEAD_DELETE, true, false },
 };
 
 static const s_admin_command_t *
@@ -1366,7 +1367,8 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
     if (!cmd)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,
                              "unknown admin command (expected CANCEL, DEAD_RETRY, "
-                             "DEAD_LIST, DEAD_PURGE, STATUS, ROUTER_SHOW_WORKERS, "
+                             "DEAD_DELETE, DEAD_LIST, DEAD_PURGE, STATUS, "
+                             "ROUTER_SHOW_WORKERS, "
                              "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
     if (cmd->takes_ref && (!ref || !*ref || strlen (ref) > EMQP_MSGID_MAX))
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,

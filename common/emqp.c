@@ -45,6 +45,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DEAD_PURGE] = "DEAD_PURGE",
     [EMQP_RETURN] = "RETURN",
     [EMQP_BATCH] = "BATCH",
+    [EMQP_DEAD_DELETE] = "DEAD_DELETE",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -537,6 +538,7 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             break;
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
+        case EMQP_DEAD_DELETE:
             if (s_text (r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
@@ -828,6 +830,7 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             break;
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
+        case EMQP_DEAD_DELETE:
             rc = s_put_str (f, self->ref);
             break;
         case EMQP_CANCEL:
@@ -1344,6 +1347,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_CANCEL, { "req-id", NULL } },
     { EMQP_DEAD_LIST, { NULL } },
     { EMQP_DEAD_RETRY, { "*", NULL } },
+    { EMQP_DEAD_DELETE, { "dead-1", NULL } },
     { EMQP_DEAD_PURGE, { NULL } },
     { EMQP_RETURN, { "req-id", "9", NULL } },
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
@@ -1394,6 +1398,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_FETCH, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_CANCEL, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
+    { EMQP_DEAD_DELETE, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
     { EMQP_ACK, 1, 64, "agent" },
 };
@@ -1472,7 +1477,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 39
+#define S_TEST_CASES 40
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1660,6 +1665,10 @@ s_test_case (int n)
         case 38:
             m = emqp_msg_new (EMQP_BATCH);
             m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10);
+            break;
+        case 39:
+            m = emqp_msg_new (EMQP_DEAD_DELETE);
+            m->ref = strdup ("dead-1");
             break;
         default:
             return NULL;
@@ -2907,9 +2916,10 @@ emqp_test (bool verbose)
     //  Missing required fields: encode refuses.
     {
         static const emqp_command_t needs[] = {
-            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE,
-            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR, EMQP_FETCH,
-            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN
+            EMQP_ACK,      EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,
+            EMQP_SCHEDULE, EMQP_UNSCHEDULE, EMQP_DONE,    EMQP_RESULT,
+            EMQP_ERROR,    EMQP_FETCH,      EMQP_CANCEL,  EMQP_DEAD_RETRY,
+            EMQP_RETURN,   EMQP_DEAD_DELETE
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

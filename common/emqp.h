@@ -45,16 +45,17 @@ typedef enum {
     EMQP_ROUTER_SHOW_WORKERS,
     EMQP_ROUTER_SHOW_SCHEDULERS,
     //  emq extensions (EventMQ peers never receive these)
-    EMQP_DONE,        // jm -> router: a job ended (msgid, epoch, outcome)
-    EMQP_RESULT,      // router -> client: a job's outcome
-    EMQP_ERROR,       // router -> peer: a message was refused, and why
-    EMQP_FETCH,       // client -> router: send me the RESULT of a job
-    EMQP_CANCEL,      // admin -> router, router -> jm: cancel a job
-    EMQP_DEAD_LIST,   // admin -> router: list dead jobs (REPLY json)
-    EMQP_DEAD_RETRY,  // admin -> router: run a dead job (or "*") again
-    EMQP_DEAD_PURGE,  // admin -> router: delete every dead job
-    EMQP_RETURN,      // jm -> router: a prefetched job it did not start
-    EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
+    EMQP_DONE,         // jm -> router: a job ended (msgid, epoch, outcome)
+    EMQP_RESULT,       // router -> client: a job's outcome
+    EMQP_ERROR,        // router -> peer: a message was refused, and why
+    EMQP_FETCH,        // client -> router: send me the RESULT of a job
+    EMQP_CANCEL,       // admin -> router, router -> jm: cancel a job
+    EMQP_DEAD_LIST,    // admin -> router: list dead jobs (REPLY json)
+    EMQP_DEAD_RETRY,   // admin -> router: run a dead job (or "*") again
+    EMQP_DEAD_PURGE,   // admin -> router: delete every dead job
+    EMQP_RETURN,       // jm -> router: a prefetched job it did not start
+    EMQP_BATCH,        // emq/3 peers: several messages in one (emqp_batch)
+    EMQP_DEAD_DELETE,  // admin -> router: delete one dead job
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 

@@ -1304,6 +1304,36 @@ s_dead_revive (const store_row_t *row, void *arg)
     return 0;
 }
 
+//  Deletes one dead job (DEAD_DELETE): its row ends as cancelled, so that it
+//  leaves the dead list now and the store with the results' retention;
+//  its error stays readable by FETCH until then. outcome says what
+//  happened: 1 deleted, 0 not dead, -1 the write failed.
+typedef struct {
+    router_t *router;
+    int outcome;
+} s_discard_t;
+
+static int
+s_dead_discard (const store_row_t *row, void *arg)
+{
+    s_discard_t *discard = (s_discard_t *) arg;
+    router_t *self = discard->router;
+    if (row->state != STORE_DEAD || queues_job_lookup (self->queues, row->msgid))
+        return 0;
+    if (store_set_ended (self->store, row->seq, STORE_CANCELLED, row->status, row->result,
+                         row->result_size, row->usage, clock_wall_s ())) {
+        log_error ("store: %s", store_error (self->store));
+        discard->outcome = -1;
+        return 0;
+    }
+    log_info ("job %s: dead job deleted (admin)", row->msgid);
+    if (self->events)
+        events_job (self->events, "cancelled", row->queue, row->msgid, row->attempt,
+                    json_pack ("{s:s,s:b}", "status", "cancelled", "deleted", true));
+    discard->outcome = 1;
+    return 0;
+}
+
 #define S_REVIVE_CHUNK 1000
 
 //  The end of a dead retry --all or purge: the REPLY, with the whole count.
@@ -1397,6 +1427,23 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
         json_object_set_new (reply, "dead", list);
         json_object_set_new (reply, "total",
                              json_integer (store_count (self->store, STORE_DEAD)));
+    }
+    else if (msg->command == EMQP_DEAD_DELETE) {
+        s_discard_t discard = { self, 0 };
+        int rc = store_fetch (self->store, msg->ref, s_dead_discard, &discard);
+        if (rc < 0 || discard.outcome < 0) {
+            json_decref (reply);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "STORAGE",
+                          store_error (self->store));
+            return;
+        }
+        if (discard.outcome == 0) {
+            json_decref (reply);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "NOT_FOUND",
+                          "no such dead job (retried, deleted or expired)");
+            return;
+        }
+        json_object_set_new (reply, "deleted", json_integer (1));
     }
     else if (msg->command == EMQP_DEAD_RETRY) {
         size_t before = queues_job_count (self->queues);
@@ -1565,6 +1612,7 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_RETRY:
         case EMQP_DEAD_PURGE:
+        case EMQP_DEAD_DELETE:
             //  These read the store: they wait until it holds every job
             //  end written before them (a job that died just now is listed).
             if (!s_park (self, &msg))

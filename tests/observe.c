@@ -292,6 +292,57 @@ test_status_metrics (h_test_t *t)
     json_decref (status);
 }
 
+//  4. DEAD_DELETE (emq-cli dead delete, the dashboard's Delete): one dead
+//  job leaves the dead list, the others stay; its error is still fetched;
+//  a job that is not dead is NOT_FOUND (exit 8).
+static void
+test_dead_delete (h_test_t *t)
+{
+    h_router (t, "router", "--retry-backoff", "0.05", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 2, NULL);
+    h_wait_jm (t, "jm", 10000, NULL);
+    char ids[2][64];
+    h_cli_t r;
+    for (int i = 0; i < 2; i++) {
+        h_cli (t, &r, 10000, "submit", "--retries", "1", "run", H_PLUGIN, "fail", NULL);
+        REQUIRE_MSG (r.status == 0, "submit: %s", r.err);
+        snprintf (ids[i], sizeof ids[i], "%s", h_chomp (r.out));
+        h_cli_free (&r);
+    }
+    json_t *status = NULL;
+    REQUIRE_WAIT ((json_decref (status), status = h_admin (t, "STATUS"),
+                   h_jint (status, -1, "store", "dead", NULL) == 2),
+                  10000);
+    json_decref (status);
+    h_cli (t, &r, 10000, "dead", "delete", ids[0], NULL);
+    REQUIRE_MSG (r.status == 0, "dead delete: %d %s", r.status, r.err);
+    REQUIRE_STREQ (h_chomp (r.out), "deleted 1 dead job");
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "dead", "--json", NULL);
+    REQUIRE_MSG (r.status == 0, "dead: %s", r.err);
+    REQUIRE (strstr (r.out, ids[0]) == NULL);
+    REQUIRE_CONTAINS (r.out, ids[1]);
+    REQUIRE_CONTAINS (r.out, "\"total\":1");
+    h_cli_free (&r);
+    //  Its outcome is still there (until result_ttl).
+    h_cli (t, &r, 10000, "result", ids[0], NULL);
+    REQUIRE_CONTAINS (r.err, "failed on purpose");
+    h_cli_free (&r);
+    //  Not dead any more, never known, bad input.
+    h_cli (t, &r, 10000, "dead", "delete", ids[0], NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "dead", "delete", "no-such-job", NULL);
+    REQUIRE_INT (r.status, ==, 8);
+    h_cli_free (&r);
+    h_cli (t, &r, 10000, "dead", "delete", NULL);
+    REQUIRE_INT (r.status, ==, 2);
+    h_cli_free (&r);
+    REQUIRE_INT (h_jint (status = h_admin (t, "STATUS"), -1, "store", "dead", NULL), ==,
+                 1);
+    json_decref (status);
+}
+
 const h_testdef_t h_observe_tests[] = {
     { "events", test_events,
       "event stream in order: done, retried into dead, failed, "
@@ -302,5 +353,7 @@ const h_testdef_t h_observe_tests[] = {
     { "status_metrics", test_status_metrics,
       "STATUS scheduled/retrying/dead per queue, "
       "histograms, process; emq-cli top" },
+    { "dead_delete", test_dead_delete,
+      "DEAD_DELETE: one dead job deleted, its result kept; not dead: NOT_FOUND" },
 };
 const size_t h_observe_count = sizeof h_observe_tests / sizeof h_observe_tests[0];

@@ -394,6 +394,17 @@ def test_dashboard(rig, screenshot=None, load=0):
         dead = json.loads(rig.get('/api/dead')[1])['dead']
         require(dead_id not in [d['msgid'] for d in dead], 'retried job still dead')
 
+        # Delete one of the others.
+        others = [d['msgid'] for d in dead]
+        require(len(others) == 2, 'dead jobs left: %s' % others)
+        root = open_view(driver, rig, 'jobs', others[0])
+        root.find_element(By.CSS_SELECTOR, 'button.delete[data-msgid="%s"]' % others[0]).click()
+        wait_for('the deleted job to leave the dead list', lambda: others[0] not in [
+            d['msgid'] for d in json.loads(rig.get('/api/dead')[1])['dead']])
+        wait_for('the page without it', lambda: others[0] not in
+                 driver.find_element(By.ID, 'view').text and others[1] in
+                 driver.find_element(By.ID, 'view').text)
+
         # Its page shows the outcome.
         root = open_view(driver, rig, 'job/' + dead_id, 'ok')
         require('wall_us=' in root.text, 'job page has no usage')

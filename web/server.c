@@ -348,6 +348,8 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url, const char *m
         return s_error (conn, 403, "actions need the X-EMQ-Request header");
     if (streq (url, "/api/dead/retry"))
         return s_admin (self, conn, "DEAD_RETRY", id);
+    if (streq (url, "/api/dead/delete"))
+        return s_admin (self, conn, "DEAD_DELETE", id);
     if (streq (url, "/api/dead/purge"))
         return s_admin (self, conn, "DEAD_PURGE", NULL);
     if (streq (url, "/api/cancel"))

@@ -239,7 +239,10 @@ const views = {
       d.queue, d.attempts, d.status, h('td', { class: 'err' }, d.error || ''), ago(d.ended_at),
       h('td', {}, h('button', { class: 'retry', 'data-msgid': d.msgid,
         onclick: () => act('/api/dead/retry?id=' + encodeURIComponent(d.msgid), 'retry ' + d.msgid) },
-        'Retry'))]);
+        'Retry'), ' ',
+        h('button', { class: 'delete danger', 'data-msgid': d.msgid,
+          onclick: () => act('/api/dead/delete?id=' + encodeURIComponent(d.msgid), 'delete ' + d.msgid) },
+        'Delete'))]);
     root.append(h('h2', {}, 'Dead jobs (' + (dead.total ?? rows.length) + ')'),
       rows.length ? h('div', {},
         h('p', {}, h('button', { id: 'retry-all', onclick: () => act('/api/dead/retry?id=*', 'retry all') },
@@ -271,7 +274,9 @@ const views = {
     const buttons = [];
     if (job.state === 'dead')
       buttons.push(h('button', { class: 'retry', onclick: () =>
-        act('/api/dead/retry?id=' + encodeURIComponent(id), 'retry ' + id) }, 'Retry'));
+        act('/api/dead/retry?id=' + encodeURIComponent(id), 'retry ' + id) }, 'Retry'), ' ',
+        h('button', { class: 'danger', onclick: () =>
+          act('/api/dead/delete?id=' + encodeURIComponent(id), 'delete ' + id) }, 'Delete'));
     if (job.state === 'running' || job.state === 'waiting')
       buttons.push(h('button', { class: 'danger', onclick: () =>
         act('/api/cancel?id=' + encodeURIComponent(id), 'cancel ' + id) }, 'Cancel'));
