@@ -7,6 +7,8 @@
 */
 #include "harness.h"
 
+#include "curve.h"
+
 #include <signal.h>
 #include <string.h>
 
@@ -343,6 +345,48 @@ test_dead_delete (h_test_t *t)
     json_decref (status);
 }
 
+//  5. With CURVE the stream is encrypted like every other socket: emq-cli
+//  events with the router's public key gets the events, a plain SUB
+//  nothing.
+static void
+test_events_curve (h_test_t *t)
+{
+    char router[300], router_secret[310], events[H_PATH_MAX + 16], err[512];
+    snprintf (router, sizeof router, "%.200s/router", t->dir);
+    snprintf (router_secret, sizeof router_secret, "%s_secret", router);
+    REQUIRE_MSG (curve_keygen (router, "client", err, sizeof err) == 0, "keygen: %s",
+                 err);
+    snprintf (events, sizeof events, "ipc://%s/events", t->dir);
+    //  This process (STATUS, submits) and emq-cli use fresh keys: the router
+    //  admits any key without a clients directory.
+    REQUIRE_MSG (emq_set_curve (router, "", err, sizeof err) == 0, "curve: %s", err);
+    setenv ("EMQ_CURVE_SERVER_KEY", router, 1);
+    h_router (t, "router", "--curve-secret-cert", router_secret, "--events", events,
+              NULL);
+    zsock_t *plain = s_subscriber (events);
+    const char *args[] = { "events",  "--events-addr", events, "--json", "--queue",
+                           "watched", "--count",       "1",    "--for",  "20",
+                           NULL };
+    pid_t cli = h_spawn (t, "events", false, "emq-cli", args);
+    emq_client_t *client = emq_client_new (t->frontend);
+    REQUIRE (client);
+    int status = -1;
+    int64_t deadline = clock_mono_ms () + h_ms (20000);
+    while (h_pid_alive (cli) && clock_mono_ms () < deadline) {
+        char msgid[37];
+        h_submit_run (client, "watched", "noop", NULL, 0, msgid);
+        zmsg_t *leak = h_recv_raw (plain, 100);
+        REQUIRE_MSG (leak == NULL, "a SUB without CURVE received an event");
+    }
+    REQUIRE (h_proc_wait (t, cli, 5000, &status));
+    REQUIRE_MSG (WIFEXITED (status) && WEXITSTATUS (status) == 0, "emq-cli events: %d",
+                 status);
+    REQUIRE_INT (h_log_count (t, "events", "\"queue\":\"watched\""), ==, 1);
+    unsetenv ("EMQ_CURVE_SERVER_KEY");
+    emq_client_destroy (&client);
+    zsock_destroy (&plain);
+}
+
 const h_testdef_t h_observe_tests[] = {
     { "events", test_events,
       "event stream in order: done, retried into dead, failed, "
@@ -355,5 +399,7 @@ const h_testdef_t h_observe_tests[] = {
       "histograms, process; emq-cli top" },
     { "dead_delete", test_dead_delete,
       "DEAD_DELETE: one dead job deleted, its result kept; not dead: NOT_FOUND" },
+    { "events_curve", test_events_curve,
+      "with CURVE the event stream reaches a keyed subscriber only" },
 };
 const size_t h_observe_count = sizeof h_observe_tests / sizeof h_observe_tests[0];
