@@ -18,6 +18,7 @@ const double metrics_bounds_s[METRICS_BUCKETS] = { 0.001, 0.005, 0.01, 0.025, 0.
 typedef struct {
     metrics_hist_t wait;
     metrics_hist_t run;
+    int64_t counts[METRICS_COUNT_KINDS];  // gauges, metrics_count_t
 } s_queue_hists_t;
 
 struct metrics_t {
@@ -100,6 +101,55 @@ metrics_observe_run (metrics_t *self, const char *queue, double seconds)
     s_queue_hists_t *hists = self ? s_queue_require (self, queue) : NULL;
     if (hists)
         metrics_hist_observe (&hists->run, seconds);
+}
+
+void
+metrics_count (metrics_t *self, const char *queue, metrics_count_t kind, int64_t delta)
+{
+    s_queue_hists_t *hists = self ? s_queue_require (self, queue) : NULL;
+    if (hists) {
+        hists->counts[kind] += delta;
+        if (hists->counts[kind] < 0)
+            hists->counts[kind] = 0;  // a miscount must not show as negative
+    }
+}
+
+int64_t
+metrics_count_get (metrics_t *self, const char *queue, metrics_count_t kind)
+{
+    s_queue_hists_t *hists =
+        self ? (s_queue_hists_t *) zhashx_lookup (self->queues, queue) : NULL;
+    return hists ? hists->counts[kind] : 0;
+}
+
+int64_t
+metrics_count_total (metrics_t *self, metrics_count_t kind)
+{
+    int64_t total = 0;
+    for (s_queue_hists_t *hists = (s_queue_hists_t *) zhashx_first (self->queues); hists;
+         hists = (s_queue_hists_t *) zhashx_next (self->queues))
+        total += hists->counts[kind];
+    return total;
+}
+
+json_t *
+metrics_count_json (metrics_t *self, metrics_count_t kind)
+{
+    json_t *counts = json_object ();
+    for (s_queue_hists_t *hists = (s_queue_hists_t *) zhashx_first (self->queues); hists;
+         hists = (s_queue_hists_t *) zhashx_next (self->queues))
+        if (hists->counts[kind])
+            json_object_set_new (counts, (const char *) zhashx_cursor (self->queues),
+                                 json_integer ((json_int_t) hists->counts[kind]));
+    return counts;
+}
+
+void
+metrics_count_reset (metrics_t *self, metrics_count_t kind)
+{
+    for (s_queue_hists_t *hists = (s_queue_hists_t *) zhashx_first (self->queues); hists;
+         hists = (s_queue_hists_t *) zhashx_next (self->queues))
+        hists->counts[kind] = 0;
 }
 
 void
@@ -225,6 +275,22 @@ metrics_test (bool verbose)
     CHECK (json_integer_value (json_object_get (proc, "open_fds")) >= 0);
     CHECK (json_real_value (json_object_get (proc, "start_time")) > 1.5e9);
     json_decref (json);
+    //  Gauges: per queue, never negative, reset per kind.
+    metrics_count (metrics, "default", METRICS_DEAD, 3);
+    metrics_count (metrics, "images", METRICS_DEAD, 2);
+    metrics_count (metrics, "images", METRICS_RETRYING, 1);
+    metrics_count (metrics, "default", METRICS_DEAD, -1);
+    CHECK_EQ (metrics_count_get (metrics, "default", METRICS_DEAD), 2);
+    CHECK_EQ (metrics_count_total (metrics, METRICS_DEAD), 4);
+    metrics_count (metrics, "images", METRICS_RETRYING, -5);
+    CHECK_EQ (metrics_count_get (metrics, "images", METRICS_RETRYING), 0);
+    CHECK_EQ (metrics_count_get (metrics, "nowhere", METRICS_SCHEDULED), 0);
+    json_t *dead = metrics_count_json (metrics, METRICS_DEAD);
+    CHECK_EQ (json_integer_value (json_object_get (dead, "images")), 2);
+    CHECK_EQ (json_object_size (dead), 2);
+    json_decref (dead);
+    metrics_count_reset (metrics, METRICS_DEAD);
+    CHECK_EQ (metrics_count_total (metrics, METRICS_DEAD), 0);
     metrics_destroy (&metrics);
     metrics_destroy (&metrics);  // NULL is fine
 

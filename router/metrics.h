@@ -38,6 +38,27 @@ void metrics_hist_observe (metrics_hist_t *hist, double seconds);
 void metrics_observe_wait (metrics_t *self, const char *queue, double seconds);
 void metrics_observe_run (metrics_t *self, const char *queue, double seconds);
 
+//  Gauges the router keeps per queue as jobs move, so that STATUS never
+//  scans the scheduled list or the store for them.
+typedef enum {
+    METRICS_SCHEDULED = 0,  // delayed jobs
+    METRICS_RETRYING,       // failed jobs waiting out a retry's backoff
+    METRICS_DEAD,           // dead jobs in the store (committed)
+    METRICS_COUNT_KINDS
+} metrics_count_t;
+
+//  Adds delta to queue's gauge.
+void metrics_count (metrics_t *self, const char *queue, metrics_count_t kind,
+                    int64_t delta);
+//  The gauge (0 for a queue never counted).
+int64_t metrics_count_get (metrics_t *self, const char *queue, metrics_count_t kind);
+//  The gauge summed over queues.
+int64_t metrics_count_total (metrics_t *self, metrics_count_t kind);
+//  {queue: gauge} for the queues where it is not 0: a new reference.
+json_t *metrics_count_json (metrics_t *self, metrics_count_t kind);
+//  Sets the gauge to 0 for every queue (before counting afresh).
+void metrics_count_reset (metrics_t *self, metrics_count_t kind);
+
 //  A batch went to the writer at monotonic `now_ms`; its commit (or failure)
 //  was seen at `now_ms`: counts the time between them.
 void metrics_commit_start (metrics_t *self, int64_t now_ms);

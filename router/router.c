@@ -319,6 +319,8 @@ s_settle_ends (router_t *self, zlistx_t *ending, bool committed)
     job_t *job;
     while ((job = (job_t *) zlistx_first (ending))) {
         zlistx_detach_cur (ending);
+        if (committed && job->more && job->more->end_state == STORE_DEAD)
+            metrics_count (self->metrics, job->queue->name, METRICS_DEAD, 1);
         if (committed)
             queues_job_delete (self->queues, job);
         else {
@@ -474,6 +476,16 @@ s_dispatch_all (router_t *self)
 //  --------------------------------------------------------------------------
 //  Frontend: clients and schedulers
 
+//  STATUS's scheduled / retrying gauges: a scheduled job that ran before
+//  waits out a retry's backoff (its attempt does not change meanwhile, so
+//  the same test holds when it leaves).
+static void
+s_count_scheduled (router_t *self, job_t *job, int delta)
+{
+    metrics_count (self->metrics, job->queue->name,
+                   job->attempt > 0 ? METRICS_RETRYING : METRICS_SCHEDULED, delta);
+}
+
 //  Puts a job that waits for a time in the scheduled list (by run_at): a
 //  new or loaded one (JOB_EV_DELAY) or one backing off (JOB_EV_RETRY).
 static void
@@ -492,6 +504,8 @@ s_schedule (router_t *self, job_t *job, double run_at, job_event_t event)
         return;
     more->run_at = run_at;
     more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+    if (more->scheduled_handle)
+        s_count_scheduled (self, job, 1);
     if (event == JOB_EV_DELAY)
         s_event (self, job, "scheduled", json_pack ("{s:f}", "run_at", run_at));
 }
@@ -502,6 +516,7 @@ s_unschedule (router_t *self, job_t *job)
     if (job->more && job->more->scheduled_handle) {
         zlistx_detach (self->scheduled, job->more->scheduled_handle);
         job->more->scheduled_handle = NULL;
+        s_count_scheduled (self, job, -1);
     }
 }
 
@@ -1295,6 +1310,7 @@ s_dead_revive (const store_row_t *row, void *arg)
     //  this write runs: then it is written again whole).
     if (store_revive (self->store, row, job->retries_left))
         log_error ("store: %s", store_error (self->store));
+    metrics_count (self->metrics, job->queue->name, METRICS_DEAD, -1);
     if (s_fire (job, JOB_EV_ACCEPT) == 0) {
         s_event (self, job, "queued", json_pack ("{s:b}", "revived", true));
         queue_push (job->queue, job, clock_mono_ms ());
@@ -1327,6 +1343,7 @@ s_dead_discard (const store_row_t *row, void *arg)
         return 0;
     }
     log_info ("job %s: dead job deleted (admin)", row->msgid);
+    metrics_count (self->metrics, row->queue, METRICS_DEAD, -1);
     if (self->events)
         events_job (self->events, "cancelled", row->queue, row->msgid, row->attempt,
                     json_pack ("{s:s,s:b}", "status", "cancelled", "deleted", true));
@@ -1512,43 +1529,48 @@ s_unpark (router_t *self)
 static void
 s_count_dead (const char *queue, int64_t count, void *arg)
 {
-    json_object_set_new ((json_t *) arg, queue, json_integer (count));
+    metrics_count (((router_t *) arg)->metrics, queue, METRICS_DEAD, count);
+}
+
+//  The dead gauges follow the jobs that die, are retried or deleted; an
+//  expiry or a purge deletes rows without saying whose: when the store's
+//  total (a count STATUS reads anyway) disagrees, they are counted again
+//  from the store (rare, and the only scan of dead rows by queue).
+static void
+s_dead_recount (router_t *self, int64_t store_total)
+{
+    if (store_total < 0
+        || store_total == metrics_count_total (self->metrics, METRICS_DEAD))
+        return;
+    metrics_count_reset (self->metrics, METRICS_DEAD);
+    if (store_count_by_queue (self->store, STORE_DEAD, s_count_dead, self))
+        log_warning ("store: %s", store_error (self->store));
 }
 
 //  What STATUS adds for monitoring (docs/protocol.md): per queue, the jobs
 //  delayed, backing off before a retry, and dead; the metrics (latency
 //  histograms, commit times, the process); the event stream's count.
 static json_t *
-s_status_extra (router_t *self)
+s_status_extra (router_t *self, int64_t dead_total)
 {
+    s_dead_recount (self, dead_total);
     json_t *per_queue = json_object ();
     for (queue_t *queue = queues_first (self->queues); queue;
-         queue = queues_next (self->queues))
+         queue = queues_next (self->queues)) {
+        const char *name = queue->name;
         json_object_set_new (
-            per_queue, queue->name,
-            json_pack ("{s:i,s:i,s:i}", "scheduled", 0, "retrying", 0, "dead", 0));
-    //  A scheduled job that ran before waits out a retry's backoff.
-    for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
-         job = (job_t *) zlistx_next (self->scheduled)) {
-        json_t *counts = json_object_get (per_queue, job->queue->name);
-        const char *key = job->attempt > 0 ? "retrying" : "scheduled";
-        json_t *count = json_object_get (counts, key);
-        if (count)
-            json_integer_set (count, json_integer_value (count) + 1);
-    }
-    json_t *dead = json_object ();
-    if (store_count_by_queue (self->store, STORE_DEAD, s_count_dead, dead))
-        log_warning ("store: %s", store_error (self->store));
-    const char *name;
-    json_t *count;
-    json_object_foreach (dead, name, count)
-    {
-        json_t *counts = json_object_get (per_queue, name);
-        if (counts)
-            json_object_set (counts, "dead", count);
+            per_queue, name,
+            json_pack (
+                "{s:I,s:I,s:I}", "scheduled",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_SCHEDULED),
+                "retrying",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_RETRYING),
+                "dead",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_DEAD)));
     }
     json_t *extra = json_pack ("{s:o,s:o,s:o}", "queues", per_queue, "dead_by_queue",
-                               dead, "metrics", metrics_json (self->metrics));
+                               metrics_count_json (self->metrics, METRICS_DEAD),
+                               "metrics", metrics_json (self->metrics));
     if (extra && self->events)
         json_object_set_new (extra, "events",
                              json_pack ("{s:I}", "published",
@@ -1586,7 +1608,8 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             traffic.batched_out += batched;
             s_admin_reply (self, msg,
                            admin_status_json (self->queues, self->job_managers, &storage,
-                                              &traffic, s_status_extra (self)));
+                                              &traffic,
+                                              s_status_extra (self, storage.dead)));
         } break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
@@ -1975,6 +1998,7 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
         zlistx_detach_cur (self->scheduled);
         job->more->scheduled_handle = NULL;
         job->more->run_at = 0;
+        s_count_scheduled (self, job, -1);
         if (s_fire (job, JOB_EV_DUE) == 0) {
             s_event (self, job, "queued", NULL);
             queue_push (job->queue, job, clock_mono_ms ());

@@ -300,7 +300,7 @@ test_status_metrics (h_test_t *t)
 static void
 test_dead_delete (h_test_t *t)
 {
-    h_router (t, "router", "--retry-backoff", "0.05", NULL);
+    pid_t router = h_router (t, "router", "--retry-backoff", "0.05", NULL);
     h_jm (t, "jm", DEFAULT_Q, 2, NULL);
     h_wait_jm (t, "jm", 10000, NULL);
     char ids[2][64];
@@ -342,6 +342,14 @@ test_dead_delete (h_test_t *t)
     h_cli_free (&r);
     REQUIRE_INT (h_jint (status = h_admin (t, "STATUS"), -1, "store", "dead", NULL), ==,
                  1);
+    REQUIRE_INT (h_jint (status, -1, "queues", "default", "dead", NULL), ==, 1);
+    json_decref (status);
+    //  A new router counts the dead jobs per queue from the store.
+    h_kill (t, router, SIGTERM, false);
+    REQUIRE (h_proc_wait (t, router, 10000, NULL));
+    h_router (t, "router2", NULL);
+    status = h_admin (t, "STATUS");
+    REQUIRE_INT (h_jint (status, -1, "dead_by_queue", "default", NULL), ==, 1);
     json_decref (status);
 }
 
