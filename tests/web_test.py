@@ -327,6 +327,21 @@ def open_view(driver, rig, view, marker, timeout=10):
     return wait_for('page %s showing %r' % (view, marker), drawn, timeout)
 
 
+def click(driver, css):
+    """Clicks the element css finds; the dashboard redraws every 2 s, so an
+    element found just before a redraw is stale: find it again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked():
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return True
+        except StaleElementReferenceException:
+            return False
+    wait_for('a click on %s' % css, clicked, 5, 0.05)
+
+
 def js_errors(driver):
     return [e for e in driver.get_log('browser') if e.get('level') == 'SEVERE']
 
@@ -384,8 +399,7 @@ def test_dashboard(rig, screenshot=None, load=0):
         require('failed on purpose' in root.text, 'other dead jobs not shown')
         driver.save_screenshot(os.path.join(artifacts, 'dashboard-jobs.png'))
         open(flag, 'w').close()
-        button = root.find_element(By.CSS_SELECTOR, 'button.retry[data-msgid="%s"]' % dead_id)
-        button.click()
+        click(driver, '#view button.retry[data-msgid="%s"]' % dead_id)
         wait_for('the retry notice', lambda: 'retry' in driver.find_element(By.ID, 'notice').text
                  and 'done' in driver.find_element(By.ID, 'notice').text)
         # It ran: its result is now ok, and it is no longer dead.
@@ -397,8 +411,8 @@ def test_dashboard(rig, screenshot=None, load=0):
         # Delete one of the others.
         others = [d['msgid'] for d in dead]
         require(len(others) == 2, 'dead jobs left: %s' % others)
-        root = open_view(driver, rig, 'jobs', others[0])
-        root.find_element(By.CSS_SELECTOR, 'button.delete[data-msgid="%s"]' % others[0]).click()
+        open_view(driver, rig, 'jobs', others[0])
+        click(driver, '#view button.delete[data-msgid="%s"]' % others[0])
         wait_for('the deleted job to leave the dead list', lambda: others[0] not in [
             d['msgid'] for d in json.loads(rig.get('/api/dead')[1])['dead']])
         wait_for('the page without it', lambda: others[0] not in
