@@ -36,7 +36,7 @@ LDLIBS   += $(DEP_LIBS) -ldl -lm
 
 include common/files.mk router/files.mk jobmanager/files.mk worker/files.mk \
         client/files.mk cli/files.mk plugins/files.mk tests/files.mk bench/files.mk \
-        scheduler/files.mk web/files.mk
+        scheduler/files.mk pubsub/files.mk web/files.mk
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
@@ -47,10 +47,11 @@ CLIENT_OBJ    := $(call obj,$(CLIENT_SRC))
 CLI_OBJ       := $(call obj,$(CLI_SRC))
 BENCH_OBJ     := $(call obj,$(BENCH_SRC))
 SCHED_OBJ     := $(call obj,$(SCHEDULER_SRC))
+PUBSUB_OBJ    := $(call obj,$(PUBSUB_SRC))
 WEB_OBJ       := $(call obj,$(WEB_SRC))
 
 BINS := $(BUILD)/bin/emq-router $(BUILD)/bin/emq-jobmanager $(BUILD)/bin/emq-cli \
-        $(BUILD)/bin/emq-scheduler $(BUILD)/bin/emq-web
+        $(BUILD)/bin/emq-scheduler $(BUILD)/bin/emq-pubsub $(BUILD)/bin/emq-web
 VERSION_H := include/emq/version.h
 MANPAGES := $(patsubst docs/man/%,$(BUILD)/man/%,$(wildcard docs/man/*.1))
 LIBEMQ := $(BUILD)/lib/libemq.so
@@ -88,11 +89,15 @@ $(BUILD)/bin/emq-jobmanager: $(JM_OBJ) $(COMMON_OBJ)
 
 $(BUILD)/bin/emq-cli: $(CLI_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CLI_LIBS)
 
 $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS)
+
+$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # emq-web finds its files under PREFIX unless told (web_static_dir).
 $(BUILD)/obj/web/main.o: override CFLAGS += -DEMQ_WEB_DIR='"$(PREFIX)/share/emq/web"'
@@ -117,7 +122,7 @@ $(BUILD)/lib/libemq.pc: client/libemq.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@MSGPACK@|$(MSGPACK)|' $< > $@
 
-$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ) $(WEB_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/selftest: $(call obj,$(SELFTEST_SRC) $(CLIENT_TEST_SRC)) $(filter-out %/main.o,$(ROUTER_OBJ) $(JM_OBJ) $(SCHED_OBJ) $(PUBSUB_OBJ) $(WEB_OBJ)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(WEB_LIBS)
 
@@ -179,7 +184,7 @@ install: all
 	install -m 644 web/static/* $(DESTDIR)$(PREFIX)/share/emq/web/
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,emq-router emq-jobmanager emq-cli emq-scheduler)
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,emq-router emq-jobmanager emq-cli emq-scheduler emq-pubsub)
 	rm -f $(DESTDIR)$(PREFIX)/lib/libemq.so* $(DESTDIR)$(PREFIX)/lib/pkgconfig/libemq.pc
 	rm -f $(DESTDIR)$(PREFIX)/bin/emq-web
 	rm -rf $(DESTDIR)$(PREFIX)/include/emq $(DESTDIR)$(PREFIX)/lib/emq $(DESTDIR)$(PREFIX)/share/emq

@@ -122,6 +122,16 @@ int cli_unschedule (cli_t *self, int argc, char **argv);
 //  events.c: the router's event stream; top.c: a live view.
 int cli_events (cli_t *self, int argc, char **argv);
 int cli_top (cli_t *self, int argc, char **argv);
+//  shell.c: EventMQ's interactive shell (`emq-cli shell`, or no command on
+//  a terminal), and its commands one-shot (connect, show_workers,
+//  show_schedulers, shutdown, send_cmd, quit).
+int cli_shell (cli_t *self, int argc, char **argv);
+int cli_eventmq (cli_t *self, int argc, char **argv);
+//  True for the names cli_eventmq runs.
+bool cli_is_eventmq_command (const char *name);
+//  Runs the subcommand argv[0] (emq's, or EventMQ's through cli_eventmq).
+//  Returns its exit code, or -2 when there is no such command.
+int cli_run_command (cli_t *self, int argc, char **argv);
 
 //  result.c ----------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *s_usage =
     "usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
@@ -78,8 +79,16 @@ static const char *s_usage =
     "        submit N (default 300) jobs, half exec /bin/echo, half run\n"
     "        libemq_examples.so upper, all in flight at once; show progress,\n"
     "        a sample of results and the throughput\n"
+    "  shell                 EventMQ's interactive shell, with history (also: no\n"
+    "                        command on a terminal): connect [ADDR], disconnect,\n"
+    "                        status, show_workers, show_schedulers, shutdown,\n"
+    "                        send_cmd CMD, quit, and the commands above\n"
+    "  connect [ADDR] | show_workers | show_schedulers | shutdown | send_cmd CMD\n"
+    "                        EventMQ's shell commands, one-shot (admin socket)\n"
     "\n"
-    "global options (also accepted after the command):\n"
+    "global options (also accepted after the command; -a only before it):\n"
+    "  -a ADDR                EventMQ's: the admin socket (as --admin-addr); in\n"
+    "                          the shell --addr means the same, as in EventMQ\n"
     "  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
     "                          frontend_addr from the configuration, then\n"
     "                          " EMQ_DEFAULT_FRONTEND ")\n"
@@ -321,9 +330,25 @@ static const s_command_t s_commands[] = {
     { "schedules", cli_schedules },
     { "unschedule", cli_unschedule },
     { "keygen", cli_keygen },
+    { "shell", cli_shell },
     { "events", cli_events },
     { "top", cli_top },
 };
+
+int
+cli_run_command (cli_t *self, int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (streq (argv[0], s_commands[i].name)) {
+            optind = 0;  // getopt_long starts afresh on the subcommand
+            return s_commands[i].run (self, argc, argv);
+        }
+    if (cli_is_eventmq_command (argv[0])) {
+        optind = 0;
+        return cli_eventmq (self, argc, argv);
+    }
+    return -2;
+}
 
 int
 main (int argc, char **argv)
@@ -338,29 +363,29 @@ main (int argc, char **argv)
     static const struct option options[] = { CLI_GLOBAL_OPTIONS };
     int opt;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
+    //  -a ADDR is EventMQ's: the admin socket its commands talk to.
+    while ((opt = getopt_long (argc, argv, "+:a:", options, NULL)) != -1) {
         if (opt == '?')
             return cli_usage_error ("unknown option '%s'", argv[optind - 1]);
         if (opt == ':')
             return cli_usage_error ("option '%s' needs a value", argv[optind - 1]);
+        if (opt == 'a') {
+            cli.admin_flag = optarg;
+            continue;
+        }
         int rc = cli_global_option (&cli, opt, optarg);
         if (rc >= 100)
             return rc - 100;
     }
-    if (optind >= argc)
-        return cli_usage_error ("no command given");
-    const char *name = argv[optind];
-    int rc = -1;
-    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (streq (name, s_commands[i].name)) {
-            int sub_argc = argc - optind;
-            char **sub_argv = argv + optind;
-            optind = 0;  // getopt_long starts afresh on the subcommand
-            rc = s_commands[i].run (&cli, sub_argc, sub_argv);
-            break;
-        }
-    if (rc == -1)
-        rc = cli_usage_error ("unknown command '%s'", name);
+    //  No command on a terminal: EventMQ's shell.
+    char *shell_argv[] = { "shell", NULL };
+    if (optind >= argc && !isatty (STDIN_FILENO))
+        return cli_usage_error ("no command given (on a terminal: the shell)");
+    int sub_argc = optind >= argc ? 1 : argc - optind;
+    char **sub_argv = optind >= argc ? shell_argv : argv + optind;
+    int rc = cli_run_command (&cli, sub_argc, sub_argv);
+    if (rc == -2)
+        rc = cli_usage_error ("unknown command '%s'", sub_argv[0]);
     free (cli.frontend);
     free (cli.default_queue);
     free (cli.admin);

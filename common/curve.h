@@ -60,6 +60,17 @@ int curve_roles_check (const char *roles, char *err, size_t errlen);
 //  (both). Returns 0, or -1 with the reason in err.
 int curve_keygen (const char *path, const char *roles, char *err, size_t errlen);
 
+//  True when endpoint stays on this host: ipc://, inproc://, or tcp:// on a
+//  loopback address (127.x.x.x, [::1], localhost). "tcp://0.0.0.0:N" and
+//  "tcp://*:N" (every interface) and any other host are not local.
+bool curve_endpoint_is_local (const char *endpoint);
+
+//  Logs a warning ("<who>: <socket_name> socket <endpoint> reaches beyond
+//  this host without CURVE ...") when endpoint is not local and encrypted
+//  is false. Returns true when it warned.
+bool curve_warn_exposed (const char *who, const char *socket_name, const char *endpoint,
+                         bool encrypted);
+
 void curve_test (bool verbose);
 
 #endif

@@ -26,6 +26,7 @@
 #define EMQP_SHORT_MAX 4096   // INFORM queues, usage, error text
 #define EMQP_STATS_MAX 65536  // HEARTBEAT stats JSON
 #define EMQP_FRAMES_MAX 32    // frames read per message; more are ignored
+#define EMQP_TOPIC_MAX 1024   // PUBLISH topic
 
 typedef enum {
     EMQP_INVALID = 0,
@@ -45,16 +46,18 @@ typedef enum {
     EMQP_ROUTER_SHOW_WORKERS,
     EMQP_ROUTER_SHOW_SCHEDULERS,
     //  emq extensions (EventMQ peers never receive these)
-    EMQP_DONE,         // jm -> router: a job ended (msgid, epoch, outcome)
-    EMQP_RESULT,       // router -> client: a job's outcome
-    EMQP_ERROR,        // router -> peer: a message was refused, and why
-    EMQP_FETCH,        // client -> router: send me the RESULT of a job
-    EMQP_CANCEL,       // admin -> router, router -> jm: cancel a job
-    EMQP_DEAD_LIST,    // admin -> router: list dead jobs (REPLY json)
-    EMQP_DEAD_RETRY,   // admin -> router: run a dead job (or "*") again
-    EMQP_DEAD_PURGE,   // admin -> router: delete every dead job
-    EMQP_RETURN,       // jm -> router: a prefetched job it did not start
-    EMQP_BATCH,        // emq/3 peers: several messages in one (emqp_batch)
+    EMQP_DONE,        // jm -> router: a job ended (msgid, epoch, outcome)
+    EMQP_RESULT,      // router -> client: a job's outcome
+    EMQP_ERROR,       // router -> peer: a message was refused, and why
+    EMQP_FETCH,       // client -> router: send me the RESULT of a job
+    EMQP_CANCEL,      // admin -> router, router -> jm: cancel a job
+    EMQP_DEAD_LIST,   // admin -> router: list dead jobs (REPLY json)
+    EMQP_DEAD_RETRY,  // admin -> router: run a dead job (or "*") again
+    EMQP_DEAD_PURGE,  // admin -> router: delete every dead job
+    EMQP_RETURN,      // jm -> router: a prefetched job it did not start
+    EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
+    //  EventMQ's pub/sub (emq-pubsub; the router never takes it)
+    EMQP_PUBLISH,      // publisher -> emq-pubsub: topic, message
     EMQP_DEAD_DELETE,  // admin -> router: delete one dead job
     EMQP_COMMAND_COUNT
 } emqp_command_t;
@@ -82,11 +85,13 @@ typedef struct {
     char *ref;             // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
                            // FETCH/CANCEL/DEAD_RETRY: the job's msgid
     char *queue;           // REQUEST, SCHEDULE, UNSCHEDULE
+    char *topic;           // PUBLISH: what subscribers filter on (a prefix)
     char *headers;         // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
     zframe_t *payload;     // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
                            // REPLY: reply (jm) or JSON (admin);
                            // DONE/RESULT: msgpack value (ok) or error text;
-                           // BATCH: the packed messages
+                           // BATCH: the packed messages;
+                           // PUBLISH: the message published
     double heartbeat_ts;   // HEARTBEAT: unix seconds
     char *stats;           // HEARTBEAT (emq jm -> router, optional trailing
                            // frame): JSON status of the job manager

@@ -45,9 +45,11 @@ typedef enum {
 const char *program_exit_name (int code);
 
 //  Option codes of the options every daemon has.
+//  -C/--config is EventMQ's spelling too; the others have no short form
+//  but -v and -h.
 enum {
-    PROGRAM_OPT_CONFIG = 1000,
-    PROGRAM_OPT_LOG_LEVEL,
+    PROGRAM_OPT_CONFIG = 'C',
+    PROGRAM_OPT_LOG_LEVEL = 1000,
     PROGRAM_OPT_PRINT,
     PROGRAM_OPT_VERSION,
     PROGRAM_OPT_STANDBY,
@@ -59,6 +61,9 @@ enum {
 #define PROGRAM_LOCK_OPTIONS \
     { "standby", no_argument, NULL, PROGRAM_OPT_STANDBY }, \
     { "takeover", no_argument, NULL, PROGRAM_OPT_TAKEOVER }
+
+//  The short options every daemon has (getopt's optstring).
+#define PROGRAM_SHORT_OPTIONS "vhC:"
 
 //  The options every daemon has; ends the option table.
 #define PROGRAM_OPTIONS \

@@ -654,7 +654,9 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
         jm_job_destroy (&job);
         return;
     }
-    job->timeout_s = headers.timeout_s;
+    //  EventMQ's global_timeout: for a job that names none.
+    job->timeout_s =
+        headers.timeout_s ? headers.timeout_s : self->settings->default_timeout_s;
     int rc = self->draining ? -1 : workers_assign (self->workers, &job);
     if (rc == 0)
         return;

@@ -1,5 +1,6 @@
 /*  emq-router — command line: settings, then run the router object. */
 #include "config.h"
+#include "curve.h"
 #include "emqp.h"
 #include "log.h"
 #include "program.h"
@@ -21,11 +22,12 @@ s_usage (FILE *out)
         "\n"
         "  --frontend ADDR            clients and schedulers (default "
         "tcp://127.0.0.1:47291;\n"
-        "                             also --frontend-listen-addr)\n"
+        "                             also --frontend-listen-addr, --frontend-addr)\n"
         "  --backend ADDR             job managers (default tcp://127.0.0.1:47290;\n"
-        "                             also --backend-listen-addr)\n"
+        "                             also --backend-listen-addr, --backend-addr)\n"
         "  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
-        "                             also --administrative-listen-addr)\n"
+        "                             also --administrative-listen-addr,\n"
+        "                             --administrative-addr)\n"
         "  --events ADDR              publish the event stream (PUB) there, e.g.\n"
         "                             tcp://127.0.0.1:47294 (default: off; also\n"
         "                             --events-listen-addr)\n"
@@ -54,7 +56,7 @@ s_usage (FILE *out)
         "                             (checking every 2 s) and start when it is free\n"
         "  --takeover                 ask the router holding it to stop, wait until it\n"
         "                             has exited, then start\n"
-        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "  -C, --config FILE          configuration file (default $EVENTMQ_CONFIG_FILE\n"
         "                             or /etc/eventmq.conf)\n"
         "  --log-level LEVEL          error, warning, info (default) or debug\n"
         "  -v, --verbose              same as --log-level debug\n"
@@ -96,6 +98,9 @@ static const struct option s_options[] = {
     { "frontend-listen-addr", required_argument, NULL, O_FRONTEND },
     { "backend-listen-addr", required_argument, NULL, O_BACKEND },
     { "administrative-listen-addr", required_argument, NULL, O_ADMIN },
+    { "frontend-addr", required_argument, NULL, O_FRONTEND },
+    { "backend-addr", required_argument, NULL, O_BACKEND },
+    { "administrative-addr", required_argument, NULL, O_ADMIN },
     { "queue-hwm", required_argument, NULL, O_HWM },
     { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
     { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
@@ -217,6 +222,12 @@ main (int argc, char *argv[])
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.
     signal (SIGXFSZ, SIG_IGN);
+    //  An EventMQ config binds every interface (tcp://0.0.0.0:...): honoured,
+    //  but said plainly when nothing keeps strangers out.
+    bool encrypted = *settings.curve_secret_cert != 0;
+    curve_warn_exposed ("router", "frontend", settings.frontend, encrypted);
+    curve_warn_exposed ("router", "backend", settings.backend, encrypted);
+    curve_warn_exposed ("router", "admin", settings.admin, encrypted);
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
     char err[512];
     router_t *router = router_new (&settings, err, sizeof err);

@@ -48,7 +48,7 @@ s_usage (FILE *out)
         "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
         "                             certificate file); off by default\n"
         "  --curve-cert FILE          CURVE: this scheduler's key pair (NAME_secret)\n"
-        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "  -C, --config FILE          configuration file (default $EVENTMQ_CONFIG_FILE\n"
         "                             or /etc/eventmq.conf), sections [global], "
         "[scheduler]\n"
         "  --log-level LEVEL          error, warning, info (default) or debug\n"

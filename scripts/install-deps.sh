@@ -17,6 +17,7 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libedit-dev                     # emq-cli's shell: line editing, history
     libmicrohttpd-dev               # emq-web: the dashboard and /metrics over HTTP
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck

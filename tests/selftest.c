@@ -50,6 +50,7 @@
 #include "web/prom.h"
 #include "web/sampler.h"
 #include "web/server.h"
+#include "pubsub/pubsub.h"
 #include "tests/testutil.h"
 
 void emq_client_test (bool verbose);
@@ -88,8 +89,8 @@ static const s_test_t s_tests[] = {
     { "workers", workers_test },   { "jobmanager", jobmanager_test },
     { "cron", cron_test },         { "schedules", schedules_test },
     { "etcd", etcd_test },         { "scheduler", scheduler_test },
-    { "prom", prom_test },         { "sampler", sampler_test },
-    { "server", server_test },
+    { "pubsub", pubsub_test },     { "prom", prom_test },
+    { "sampler", sampler_test },   { "server", server_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])
