@@ -184,12 +184,12 @@ const views = {
   queues(root) {
     const st = overview.status || {};
     const rows = Object.entries(st.queues || {}).sort().map(([name, q]) => [
-      name, q.waiting, q.inflight, q.scheduled, q.retrying, q.dead, q.processed, q.failed,
-      q.hwm, q.servers,
-      h('td', {}, queueButtons(name))]);
+      name, q.paused ? 'paused' : 'active', q.waiting, q.inflight, q.scheduled, q.retrying,
+      q.dead, q.processed, q.failed, q.hwm, q.servers,
+      h('td', {}, queueButtons(name, q.paused))]);
     root.append(h('h2', {}, 'Queues'),
-      rows.length ? table(['queue', 'waiting', 'running', 'scheduled', 'retrying', 'dead',
-        'processed', 'failed', 'hwm', 'job managers', ''], rows, [1, 2, 3, 4, 5, 6, 7, 8, 9])
+      rows.length ? table(['queue', 'state', 'waiting', 'running', 'scheduled', 'retrying', 'dead',
+        'processed', 'failed', 'hwm', 'job managers', ''], rows, [2, 3, 4, 5, 6, 7, 8, 9, 10])
         : h('p', { class: 'muted' }, 'no queues yet'));
   },
 
@@ -198,9 +198,14 @@ const views = {
     const rows = [], workers = [];
     for (const [id, jm] of Object.entries(jms)) {
       const stats = jm.stats || {};
+      const quiet = !!jm.quiet, can = !!(overview.capabilities || {}).jobmanager_quiet;
       rows.push([id, (jm.queues || []).map(q => q[1] + ' (' + q[0] + ')').join(', '),
         jm.available_slots, jm.inflight, jm.processed, stats.workers ?? '-',
-        stats.idle_workers ?? '-', stats.state || '-', ago(jm.hb)]);
+        stats.idle_workers ?? '-', quiet ? 'quiet' : (stats.state || '-'), ago(jm.hb),
+        h('td', {}, can ? h('button', { class: quiet ? 'unquiet' : 'quiet', 'data-jobmanager': id,
+          onclick: () => act('/api/jobmanager/' + (quiet ? 'resume' : 'quiet') + '?id='
+            + encodeURIComponent(id), (quiet ? 'resume ' : 'quiet ') + id) },
+          quiet ? 'Resume' : 'Quiet') : null)]);
       for (const [msgid, job] of Object.entries(stats.jobs_in_flight || {}))
         workers.push([job.pid, id, job.queue,
           h('td', { class: 'mono' }, h('a', { href: '#/job/' + encodeURIComponent(msgid) }, msgid)),
@@ -210,7 +215,7 @@ const views = {
     }
     root.append(h('h2', {}, 'Job managers'),
       rows.length ? table(['job manager', 'queues', 'free slots', 'in flight', 'processed',
-        'workers', 'idle', 'state', 'last heartbeat'], rows, [2, 3, 4, 5, 6])
+        'workers', 'idle', 'state', 'last heartbeat', ''], rows, [2, 3, 4, 5, 6])
         : h('p', { class: 'muted' }, 'no job manager connected'),
       h('h2', {}, 'Busy workers'),
       workers.length ? table(['pid', 'job manager', 'queue', 'job', 'running for', 'RSS', 'CPU'],
@@ -223,7 +228,28 @@ const views = {
       .map(([name, q]) => [name, q.scheduled, q.retrying]);
     root.append(h('h2', {}, 'Scheduled and retrying'),
       counts.length ? table(['queue', 'scheduled', 'retrying'], counts, [1, 2])
-        : h('p', { class: 'muted' }, 'none'),
+        : h('p', { class: 'muted' }, 'none'));
+    // The jobs themselves, when the router lists them (its job admin).
+    if ((overview.capabilities || {}).job_admin)
+      for (const state of ['scheduled', 'waiting', 'running']) {
+        let page;
+        try { page = await getJSON('/api/jobs?state=' + state + '&limit=50'); } catch (e) {
+          root.append(h('p', { class: 'muted' }, state + ' jobs: ' + e.message)); continue;
+        }
+        const jobs = page.jobs || [];
+        if (!jobs.length) continue;
+        root.append(h('h2', {}, state[0].toUpperCase() + state.slice(1) + ' jobs ('
+          + (page.total ?? jobs.length) + (page.total > jobs.length ? ', first ' + jobs.length : '') + ')'),
+          table(['msgid', 'queue', 'attempt', state === 'scheduled' ? 'runs at' : 'since', ''],
+            jobs.map(j => [
+              h('td', { class: 'mono' }, h('a', { href: '#/job/' + encodeURIComponent(j.msgid) }, j.msgid)),
+              j.queue, j.attempt ?? '-',
+              when(state === 'scheduled' ? j.run_at : (j.started_at || j.created_at)),
+              h('td', {}, h('button', { class: 'cancel danger', 'data-msgid': j.msgid,
+                onclick: () => act('/api/cancel?id=' + encodeURIComponent(j.msgid), 'cancel ' + j.msgid) },
+                'Cancel'))]), [2]));
+      }
+    root.append(
       h('p', {}, 'Cancel a waiting, scheduled or retrying job: ',
         h('input', { id: 'cancel-id', placeholder: 'msgid', size: 40, class: 'mono' }), ' ',
         h('button', { class: 'danger', id: 'cancel-button', onclick: () => {
@@ -306,14 +332,18 @@ const views = {
 
 // Queue pause / resume / purge need the router's queue admin commands
 // (QUEUE_PAUSE, QUEUE_RESUME, QUEUE_PURGE); shown disabled without them.
-function queueButtons(name) {
+function queueButtons(name, paused) {
   const can = !!(overview.capabilities || {}).queue_admin;
   const title = can ? null : 'this router has no queue admin commands';
-  const b = (label, action, cls) => h('button', {
-    class: cls, disabled: !can, title, 'data-queue': name,
-    onclick: () => act('/api/queue/' + action + '?name=' + encodeURIComponent(name), action + ' ' + name),
+  const b = (label, action, cls, off) => h('button', {
+    class: action + (cls ? ' ' + cls : ''), disabled: !can || off, title, 'data-queue': name,
+    onclick: () => {
+      if (action === 'purge' && !confirm('Cancel every waiting job of ' + name + '?')) return;
+      act('/api/queue/' + action + '?name=' + encodeURIComponent(name), action + ' ' + name);
+    },
   }, label);
-  return [b('Pause', 'pause'), ' ', b('Resume', 'resume'), ' ', b('Purge', 'purge', 'danger')];
+  return [b('Pause', 'pause', null, paused), ' ', b('Resume', 'resume', null, !paused), ' ',
+          b('Purge', 'purge', 'danger')];
 }
 
 function route() {
