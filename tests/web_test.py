@@ -313,18 +313,26 @@ def browser():
     return webdriver.Chrome(service=Service('/usr/bin/chromedriver'), options=options)
 
 
+def fresh(driver, read):
+    """read(view element), retried while the dashboard's 2 s redraw makes
+    the elements it found stale."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    for _ in range(50):
+        try:
+            return read(driver.find_element(By.ID, 'view'))
+        except StaleElementReferenceException:
+            time.sleep(0.05)
+    raise Failure('the page kept changing under the test')
+
+
 def open_view(driver, rig, view, marker, timeout=10):
     """Loads #/view and waits until the drawn view contains marker."""
-    from selenium.webdriver.common.by import By
     driver.get(rig.web + '/#/' + view)
     name = view.split('/')[0]
-
-    def drawn():
-        root = driver.find_element(By.ID, 'view')
-        if root.get_attribute('data-view') != name:
-            return None
-        return root if marker in root.text else None
-    return wait_for('page %s showing %r' % (view, marker), drawn, timeout)
+    wait_for('page %s showing %r' % (view, marker), lambda: fresh(
+        driver, lambda root: root.get_attribute('data-view') == name and marker in root.text),
+        timeout)
 
 
 def click(driver, css):
@@ -372,31 +380,36 @@ def test_dashboard(rig, screenshot=None, load=0):
     driver = browser()
     try:
         # Overview: the cards and three plots drawn from the history.
-        root = open_view(driver, rig, 'overview', 'done / s')
+        open_view(driver, rig, 'overview', 'done / s')
         wait_for('plots with points', lambda: len(driver.find_elements(
             By.CSS_SELECTOR, '#view svg polyline.series')) >= 3, 15)
-        require(len(root.find_elements(By.CSS_SELECTOR, '.plot > svg')) == 3, 'not three plots')
+        require(fresh(driver, lambda root: len(root.find_elements(By.CSS_SELECTOR, '.plot > svg')))
+                == 3, 'not three plots')
         require('router up' in driver.find_element(By.ID, 'router-state').text,
                 'router state not shown as up')
         driver.save_screenshot(os.path.join(artifacts, 'dashboard-overview.png'))
 
-        root = open_view(driver, rig, 'queues', 'images')
-        rows = [r.text for r in root.find_elements(By.CSS_SELECTOR, 'tbody tr')]
+        open_view(driver, rig, 'queues', 'images')
+        rows = fresh(driver, lambda root: [r.text for r in root.find_elements(By.CSS_SELECTOR,
+                                                                             'tbody tr')])
         require(any(r.startswith('default') for r in rows), 'no default queue row: %s' % rows)
-        pause = root.find_element(By.CSS_SELECTOR, 'button[data-queue="default"]')
-        require(pause.text == 'Pause', 'no pause button')
+        require(fresh(driver, lambda root: root.find_element(
+            By.CSS_SELECTOR, 'button[data-queue="default"]').text) == 'Pause', 'no pause button')
 
-        root = open_view(driver, rig, 'jobmanagers', 'jm-')
-        require('default (10)' in root.text, 'job manager queues not shown')
+        open_view(driver, rig, 'jobmanagers', 'jm-')
+        require('default (10)' in fresh(driver, lambda root: root.text),
+                'job manager queues not shown')
 
-        root = open_view(driver, rig, 'schedules', 'tick')
-        require(driver.find_element(By.ID, 'leader').text not in ('', 'none'), 'no leader shown')
+        open_view(driver, rig, 'schedules', 'tick')
+        require(fresh(driver, lambda root: root.find_element(By.ID, 'leader').text)
+                not in ('', 'none'), 'no leader shown')
 
         # Jobs: the dead ones, with their errors; Retry on the one that can
         # now succeed.
-        root = open_view(driver, rig, 'jobs', dead_id)
-        require('no flag' in root.text, 'dead job error not shown')
-        require('failed on purpose' in root.text, 'other dead jobs not shown')
+        open_view(driver, rig, 'jobs', dead_id)
+        text = fresh(driver, lambda root: root.text)
+        require('no flag' in text, 'dead job error not shown')
+        require('failed on purpose' in text, 'other dead jobs not shown')
         driver.save_screenshot(os.path.join(artifacts, 'dashboard-jobs.png'))
         open(flag, 'w').close()
         click(driver, '#view button.retry[data-msgid="%s"]' % dead_id)
@@ -415,13 +428,12 @@ def test_dashboard(rig, screenshot=None, load=0):
         click(driver, '#view button.delete[data-msgid="%s"]' % others[0])
         wait_for('the deleted job to leave the dead list', lambda: others[0] not in [
             d['msgid'] for d in json.loads(rig.get('/api/dead')[1])['dead']])
-        wait_for('the page without it', lambda: others[0] not in
-                 driver.find_element(By.ID, 'view').text and others[1] in
-                 driver.find_element(By.ID, 'view').text)
+        wait_for('the page without it', lambda: fresh(
+            driver, lambda root: others[0] not in root.text and others[1] in root.text))
 
         # Its page shows the outcome.
-        root = open_view(driver, rig, 'job/' + dead_id, 'ok')
-        require('wall_us=' in root.text, 'job page has no usage')
+        open_view(driver, rig, 'job/' + dead_id, 'ok')
+        require('wall_us=' in fresh(driver, lambda root: root.text), 'job page has no usage')
         driver.save_screenshot(os.path.join(artifacts, 'dashboard-job.png'))
         # An unknown job: a clear message, not a broken page.
         open_view(driver, rig, 'job/no-such-job', 'no such job')

@@ -287,6 +287,11 @@ const views = {
       root.append(h('p', { class: 'muted' }, e.message)); return;
     }
     const rows = [['state', job.state || 'unknown']];
+    // What the router's job admin shows, when it has it.
+    for (const k of ['queue', 'attempt', 'retries_left', 'headers', 'epoch'])
+      if (job[k] !== undefined && job[k] !== '') rows.push([k.replace('_', ' '), job[k]]);
+    if (job.created_at) rows.push(['submitted', when(job.created_at)]);
+    if (job.run_at) rows.push(['runs at', when(job.run_at)]);
     if (job.jobmanager) rows.push(['job manager', job.jobmanager]);
     if (job.worker) rows.push(['worker pid', job.worker.pid], ['queue', job.worker.queue],
       ['started', when(job.worker.started)]);
@@ -297,6 +302,11 @@ const views = {
         : ['value', JSON.stringify(job.outcome.value)]);
     root.append(h('dl', { id: 'job-detail' }, rows.flatMap(([k, v]) =>
       [h('dt', {}, k), h('dd', {}, h('pre', {}, String(v ?? '-')))])));
+    if (Array.isArray(job.history) && job.history.length)
+      root.append(h('h2', {}, 'History'), table(['when', 'event', 'detail'],
+        job.history.map(e => [when(e.at), e.event,
+          Object.entries(e).filter(([k]) => k !== 'at' && k !== 'event')
+            .map(([k, v]) => k + '=' + (typeof v === 'object' ? JSON.stringify(v) : v)).join(' ')])));
     const buttons = [];
     if (job.state === 'dead')
       buttons.push(h('button', { class: 'retry', onclick: () =>
