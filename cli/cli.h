@@ -63,6 +63,8 @@ enum {
 #define CLI_GLOBAL_OPTIONS \
     { "addr", required_argument, NULL, CLI_OPT_ADDR }, \
     { "admin-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
+    { "frontend-addr", required_argument, NULL, CLI_OPT_ADDR }, \
+    { "administrative-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
     { "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
     { "config", required_argument, NULL, CLI_OPT_CONFIG }, \
     { "help", no_argument, NULL, CLI_OPT_HELP }, \
@@ -81,6 +83,10 @@ int cli_global_option (cli_t *self, int opt, const char *arg);
 //  missing), '?' (an unknown option), the global options, anything else
 //  (unexpected). Returns 0 when handled, CLI_EXIT_USAGE after a usage error
 //  (reported as "COMMAND: ..."), or an exit code + 100 as cli_global_option.
+//  Prints the lines of --help that describe command (its usage and
+//  options), for `emq-cli COMMAND --help`.
+void cli_print_command_usage (FILE *stream, const char *command);
+
 int cli_other_option (cli_t *self, const char *command, int opt, const char *arg,
                       char **argv);
 
@@ -122,6 +128,11 @@ int cli_unschedule (cli_t *self, int argc, char **argv);
 //  events.c: the router's event stream; top.c: a live view.
 int cli_events (cli_t *self, int argc, char **argv);
 int cli_top (cli_t *self, int argc, char **argv);
+//  jobs.c: job and queue admin.
+int cli_jobs (cli_t *self, int argc, char **argv);
+int cli_job (cli_t *self, int argc, char **argv);
+int cli_queue (cli_t *self, int argc, char **argv);
+int cli_jobmanager (cli_t *self, int argc, char **argv);
 //  shell.c: EventMQ's interactive shell (`emq-cli shell`, or no command on
 //  a terminal), and its commands one-shot (connect, show_workers,
 //  show_schedulers, shutdown, send_cmd, quit).

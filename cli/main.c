@@ -39,6 +39,8 @@ static const char *s_usage =
     "1d)\n"
     "        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
     "        --guarantee        ask the router to sync the job to disk before its ACK\n"
+    "        --msgid ID         submit under this id (1..36 printable bytes): a\n"
+    "                           second submit of the same id is not run twice\n"
     "  result MSGID [--wait] [--wait-timeout S] [--json]\n"
     "        the outcome of a job (any client's, while the router keeps it),\n"
     "        shown as submit --wait shows it; without --wait a job that has not\n"
@@ -62,6 +64,17 @@ static const char *s_usage =
     "                        last outcome, runs left; and which scheduler leads\n"
     "  unschedule NAME [--kill-running]   remove a schedule (and cancel its running "
     "job)\n"
+    "  jobs [--queue Q] [--state S] [--offset N] [--limit N] [--json]\n"
+    "        jobs in state S: waiting (default), scheduled, retrying, running\n"
+    "        or dead; a page of --limit (100) from --offset (0)\n"
+    "  job MSGID [--json]    one job: state, queue, headers, payload, attempts,\n"
+    "                        outcome and history\n"
+    "  queue pause|resume|purge NAME [--json]\n"
+    "        pause: the queue takes jobs but dispatches none (kept across a\n"
+    "        restart); resume; purge: cancel its waiting jobs\n"
+    "  jobmanager quiet|resume NAME [--json]\n"
+    "        quiet: the job manager (its --name) gets no new jobs and finishes\n"
+    "        the running ones (before a deploy); resume: it gets jobs again\n"
     "  events [--queue Q]... [--kind K]... [--json] [--count N] [--for S]\n"
     "           [--events-addr ADDR]\n"
     "        follow the router's event stream (its events_listen_addr): jobs\n"
@@ -92,8 +105,10 @@ static const char *s_usage =
     "  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
     "                          frontend_addr from the configuration, then\n"
     "                          " EMQ_DEFAULT_FRONTEND ")\n"
+    "                          (also --frontend-addr)\n"
     "  --admin-addr ADDR       router admin socket (default: $EMQ_ADMIN_ADDR,\n"
-    "                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ")\n"
+    "                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ";\n"
+    "                          also --administrative-addr)\n"
     "  --connect-timeout S     how long to wait for the router to answer (default 5)\n"
     "  --config FILE           configuration file ([global] and [cli] sections;\n"
     "                          default: $EVENTMQ_CONFIG_FILE or /etc/eventmq.conf)\n"
@@ -104,8 +119,40 @@ static const char *s_usage =
     "  0 ok            1 job failed          2 usage error     3 router unreachable\n"
     "  4 rejected by router                  5 job timed out (its own --timeout)\n"
     "  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n"
-    "  8 no such job (result, cancel, dead retry)\n"
+    "  8 no such job or schedule (result, cancel, dead retry, unschedule)\n"
     "  9 not finished yet (result without --wait)\n";
+
+void
+cli_print_command_usage (FILE *stream, const char *command)
+{
+    //  In the commands section, a line with two spaces and a word starts a
+    //  command; the indented lines after it belong to it.
+    const char *section = strstr (s_usage, "commands:\n");
+    const char *end = strstr (s_usage, "\nglobal options");
+    size_t len = strlen (command);
+    bool mine = false, printed = false;
+    for (const char *line = section ? strchr (section, '\n') + 1 : NULL;
+         line && line < end;) {
+        const char *next = strchr (line, '\n');
+        if (!next)
+            break;
+        if (line[0] == ' ' && line[1] == ' ' && line[2] != ' ')
+            mine = strncmp (line + 2, command, len) == 0
+                   && (line[2 + len] == ' ' || line[2 + len] == '\n');
+        if (mine) {
+            if (!printed)
+                fprintf (stream, "usage: emq-cli %s ...\n", command);
+            fwrite (line, 1, (size_t) (next - line + 1), stream);
+            printed = true;
+        }
+        line = next + 1;
+    }
+    if (!printed) {
+        cli_print_usage (stream);
+        return;
+    }
+    fprintf (stream, "\nglobal options and exit codes: emq-cli --help\n");
+}
 
 void
 cli_print_usage (FILE *stream)
@@ -249,6 +296,13 @@ cli_other_option (cli_t *self, const char *command, int opt, const char *arg, ch
                                 argv[optind - 1]);
     if (opt == '?')
         return cli_usage_error ("%s: unknown option '%s'", command, argv[optind - 1]);
+    if (opt == CLI_OPT_HELP) {
+        //  exec and run are parts of submit's command line.
+        cli_print_command_usage (stdout, streq (command, "exec") || streq (command, "run")
+                                             ? "submit"
+                                             : command);
+        return 100 + CLI_EXIT_OK;
+    }
     int rc = cli_global_option (self, opt, arg);
     if (rc == -1)
         return cli_usage_error ("%s: unexpected option '%s'", command, argv[optind - 1]);
@@ -329,6 +383,10 @@ static const s_command_t s_commands[] = {
     { "schedule", cli_schedule },
     { "schedules", cli_schedules },
     { "unschedule", cli_unschedule },
+    { "jobs", cli_jobs },
+    { "job", cli_job },
+    { "queue", cli_queue },
+    { "jobmanager", cli_jobmanager },
     { "keygen", cli_keygen },
     { "shell", cli_shell },
     { "events", cli_events },
@@ -357,6 +415,7 @@ main (int argc, char **argv)
     //  installing its own SIGINT handler, and keep stdout for job values.
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr);
+    log_set_fd (STDERR_FILENO);  // stdout is for results
     log_init ("emq-cli", LOG_LEVEL_WARNING);
 
     cli_t cli = { .connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS };

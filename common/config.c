@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
+#include "emq-paths.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -106,6 +108,14 @@ static const s_setting_t s_settings[] = {
       .choices = "error|warning|info|debug",
       .sections = S_ANY,
       .description = "least important log messages shown" },
+    { .name = "log_format",
+      .type = S_TYPE_STRING,
+      .default_text = "auto",
+      .choices = "auto|plain|journal",
+      .sections = S_ANY,
+      .description = "log lines: plain (ISO 8601 time), journal (syslog priority "
+                     "prefix, no time), auto (journal when stdout is journald's "
+                     "stream, JOURNAL_STREAM)" },
     { .name = "heartbeat_interval",
       .type = S_TYPE_SECONDS,
       .default_text = "3",
@@ -289,7 +299,7 @@ static const s_setting_t s_settings[] = {
                      "their workers are killed" },
     { .name = "plugin_dirs",
       .type = S_TYPE_LIST,
-      .default_text = "/usr/local/lib/emq/plugins",
+      .default_text = EMQ_PLUGIN_DIR,
       .sections = S_JM,
       .description = "directories searched for job libraries (run jobs); nothing "
                      "outside them is loaded" },
@@ -1638,6 +1648,24 @@ config_print (config_t *self, FILE *stream)
         fprintf (stream, "%s = %s  # %s\n", s_settings[i].name, self->values[i].text,
                  self->values[i].source);
     }
+}
+
+size_t
+config_diff (config_t *self, config_t *fresh, config_diff_fn *fn, void *arg)
+{
+    assert (self && fresh && fn);
+    size_t changed = 0;
+    for (size_t i = 0; i < S_SETTING_COUNT; i++) {
+        if (fresh->section != S_GLOBAL && !(s_settings[i].sections & fresh->section))
+            continue;
+        const char *before = self->values[i].text ? self->values[i].text : "";
+        const char *after = fresh->values[i].text ? fresh->values[i].text : "";
+        if (strcmp (before, after) == 0)
+            continue;
+        fn (s_settings[i].name, before, after, arg);
+        changed++;
+    }
+    return changed;
 }
 
 //  --------------------------------------------------------------------------

@@ -70,6 +70,14 @@ int config_append (config_t *self, const char *name, const char *value, char *er
 //  lines (for --print-config and the docs).
 void config_print (config_t *self, FILE *stream);
 
+//  Called by config_diff for each setting whose text differs (borrowed).
+typedef void (config_diff_fn) (const char *name, const char *before, const char *after,
+                               void *arg);
+//  Compares self (the running configuration) with fresh (reloaded for the
+//  same program section): calls fn for every setting of that section whose
+//  value changed. Returns how many changed.
+size_t config_diff (config_t *self, config_t *fresh, config_diff_fn *fn, void *arg);
+
 void config_test (bool verbose);
 
 #endif

@@ -56,24 +56,43 @@ curve_server_new (const char *secret_cert, const char *clients_dir, char *err,
         curve_server_destroy (&self);
         return NULL;
     }
-    if (clients_dir && *clients_dir) {
-        DIR *dir = opendir (clients_dir);
-        if (!dir) {
-            snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir,
-                      strerror (errno));
-            curve_server_destroy (&self);
-            return NULL;
-        }
-        closedir (dir);
-        self->auth = zactor_new (zauth, NULL);
-        if (!self->auth || zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
-            || zsock_wait (self->auth)) {
-            snprintf (err, errlen, "the CURVE authenticator did not start");
-            curve_server_destroy (&self);
-            return NULL;
-        }
+    if (curve_server_set_clients (self, clients_dir, err, errlen)) {
+        curve_server_destroy (&self);
+        return NULL;
     }
     return self;
+}
+
+int
+curve_server_set_clients (curve_server_t *self, const char *clients_dir, char *err,
+                          size_t errlen)
+{
+    assert (self);
+    if (!clients_dir || !*clients_dir) {
+        zactor_destroy (&self->auth);  // no ZAP handler: any key
+        return 0;
+    }
+    DIR *dir = opendir (clients_dir);
+    if (!dir) {
+        snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir,
+                  strerror (errno));
+        return -1;
+    }
+    closedir (dir);
+    //  zauth's CURVE command replaces its certificate store with a fresh
+    //  one read from the directory.
+    bool created = !self->auth;
+    if (created)
+        self->auth = zactor_new (zauth, NULL);
+    if (!self->auth || zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
+        || zsock_wait (self->auth)) {
+        snprintf (err, errlen, "the CURVE authenticator did not take '%s'", clients_dir);
+        //  A running one keeps its old store: never fall open to any key.
+        if (created)
+            zactor_destroy (&self->auth);
+        return -1;
+    }
+    return 0;
 }
 
 void

@@ -27,6 +27,12 @@ curve_server_t *curve_server_new (const char *secret_cert, const char *clients_d
 void curve_server_destroy (curve_server_t **self_p);
 //  Makes sock (not yet bound) a CURVE server with the loaded key pair.
 void curve_server_apply (curve_server_t *self, zsock_t *sock);
+//  Admits the clients of another directory from now on ("" : any key),
+//  and reads the directory again even if it is the same (SIGHUP). New
+//  connections are checked against it; established ones stay. Returns 0,
+//  or -1 with the reason in err (the old admission stays).
+int curve_server_set_clients (curve_server_t *self, const char *clients_dir, char *err,
+                              size_t errlen);
 //  The server's public key, Z85 (40 characters): what peers configure.
 const char *curve_server_public (curve_server_t *self);
 

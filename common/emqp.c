@@ -46,6 +46,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_RETURN] = "RETURN",
     [EMQP_BATCH] = "BATCH",
     [EMQP_PUBLISH] = "PUBLISH",
+    [EMQP_ADMIN] = "ADMIN",
     [EMQP_DEAD_DELETE] = "DEAD_DELETE",
 };
 
@@ -564,6 +565,10 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
                 || s_binary (r, "message", &self->payload))
                 goto fail;
             break;
+        case EMQP_ADMIN:
+            if (s_text (r, "request", EMQP_SHORT_MAX, false, &self->stats))
+                goto fail;
+            break;
         case EMQP_BATCH:
             //  Unpacked by emqp_batch_unpack: each message is checked then.
             {
@@ -845,6 +850,9 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             rc = s_put_str (f, self->ref);
             if (!rc && self->epoch)
                 rc = s_put_number (f, "%" PRIu64, self->epoch);
+            break;
+        case EMQP_ADMIN:
+            rc = s_put_str (f, self->stats);
             break;
         case EMQP_RETURN:
             rc = s_put_str (f, self->ref);
@@ -1390,6 +1398,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_RETURN, { "req-id", "9", NULL } },
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
     { EMQP_PUBLISH, { "news", "{\"a\": 1}", NULL } },
+    { EMQP_ADMIN, { "{\"command\":\"jobs\"}", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1439,6 +1448,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_DEAD_DELETE, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_ADMIN, 0, EMQP_SHORT_MAX, "request" },
     { EMQP_ACK, 1, 64, "agent" },
     { EMQP_PUBLISH, 0, EMQP_TOPIC_MAX, "topic" },
 };
@@ -1477,7 +1487,7 @@ s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
     const char *field = slot->field;
     if (streq (field, "msgid"))
         return msg->msgid;
-    if (streq (field, "stats"))
+    if (streq (field, "stats") || streq (field, "request"))
         return msg->stats;
     if (streq (field, "queues"))
         return msg->queues;
@@ -1519,7 +1529,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 41
+#define S_TEST_CASES 42
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1714,6 +1724,10 @@ s_test_case (int n)
             m->payload = zframe_new ("{\"bid\": 1.05}", 13);
             break;
         case 40:
+            m = emqp_msg_new (EMQP_ADMIN);
+            m->stats = strdup ("{\"command\":\"queue_pause\",\"queue\":\"q\"}");
+            break;
+        case 41:
             m = emqp_msg_new (EMQP_DEAD_DELETE);
             m->ref = strdup ("dead-1");
             break;
@@ -2964,9 +2978,10 @@ emqp_test (bool verbose)
     //  Missing required fields: encode refuses.
     {
         static const emqp_command_t needs[] = {
-            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,   EMQP_SCHEDULE,
-            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR,   EMQP_FETCH,
-            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN,  EMQP_PUBLISH, EMQP_DEAD_DELETE
+            EMQP_ACK,      EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,
+            EMQP_SCHEDULE, EMQP_UNSCHEDULE, EMQP_DONE,    EMQP_RESULT,
+            EMQP_ERROR,    EMQP_FETCH,      EMQP_CANCEL,  EMQP_DEAD_RETRY,
+            EMQP_RETURN,   EMQP_PUBLISH,    EMQP_ADMIN,   EMQP_DEAD_DELETE
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

@@ -58,6 +58,8 @@ typedef enum {
     EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
     //  EventMQ's pub/sub (emq-pubsub; the router never takes it)
     EMQP_PUBLISH,      // publisher -> emq-pubsub: topic, message
+    EMQP_ADMIN,        // admin -> router: a job or queue admin request (JSON
+                       // text in stats), answered by REPLY JSON
     EMQP_DEAD_DELETE,  // admin -> router: delete one dead job
     EMQP_COMMAND_COUNT
 } emqp_command_t;
@@ -94,7 +96,8 @@ typedef struct {
                            // PUBLISH: the message published
     double heartbeat_ts;   // HEARTBEAT: unix seconds
     char *stats;           // HEARTBEAT (emq jm -> router, optional trailing
-                           // frame): JSON status of the job manager
+                           // frame): JSON status of the job manager;
+                           // ADMIN: the request, a JSON object
     int64_t interval_s;    // SCHEDULE, UNSCHEDULE (-1 when cron is used)
     char *cron;            // SCHEDULE, UNSCHEDULE ("" when interval is used)
     char *queues;          // INFORM: JSON [[weight,"name"],...] or ""

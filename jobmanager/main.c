@@ -15,6 +15,7 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,8 @@ s_usage (FILE *stream)
         "  -J, --concurrent-jobs N    worker processes (default 4; also --jobs)\n"
         "  --max-job-count N          jobs per worker before it is replaced (default "
         "1024)\n"
-        "  --plugin-dir DIR           where run-job libraries may come from "
+        "  --plugin-dir DIR           where run-job libraries may come from (also\n"
+        "                             --plugin-dirs) "
         "(repeatable)\n"
         "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
         "                             (repeatable; none: exec jobs are refused)\n"
@@ -176,6 +178,7 @@ static const struct option s_options[] = {
     { "jobs", required_argument, NULL, 'J' },
     { "max-job-count", required_argument, NULL, 'M' },
     { "plugin-dir", required_argument, NULL, 'P' },
+    { "plugin-dirs", required_argument, NULL, 'P' },  // the setting's name
     { "exec-allow", required_argument, NULL, 'E' },
     { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },
@@ -331,8 +334,10 @@ main (int argc, char *argv[], char *envp[])
 {
     //  libbsd's setproctitle needs argv before anyone else looks at it.
     worker_title_init (argc, argv, envp);
-    //  Signals are ours (jobmanager_run), not czmq's.
+    //  Signals are ours (jobmanager_run), not czmq's. Until the loop
+    //  catches SIGHUP, one must not stop us (it would be a reload).
     zsys_handler_set (NULL);
+    signal (SIGHUP, SIG_IGN);
 
     s_args_t args = { 0 };
     int code = s_parse_args (argc, argv, &args);

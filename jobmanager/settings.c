@@ -92,6 +92,7 @@ s_copy_strings (jobmanager_settings_t *self, config_t *config)
                     { &self->queues, "queues" },
                     { &self->name, "name" },
                     { &self->log_level_name, "log_level" },
+                    { &self->log_format, "log_format" },
                     { &self->curve_server_key, "curve_server_key" },
                     { &self->curve_cert, "curve_cert" } };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
@@ -163,6 +164,7 @@ jobmanager_settings_destroy (jobmanager_settings_t **self_p)
     free (self->queues);
     free (self->name);
     free (self->log_level_name);
+    free (self->log_format);
     free (self->curve_server_key);
     free (self->curve_cert);
     worker_config_destroy (&self->worker);

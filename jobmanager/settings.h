@@ -33,6 +33,7 @@ typedef struct {
     size_t payload_max;             // largest payload frame accepted
     log_level_t log_level;
     char *log_level_name;     // as configured, for logs
+    char *log_format;         // auto, plain or journal (log lines)
     char *curve_server_key;   // CURVE: router's key; "" = plain
     char *curve_cert;         // CURVE: our key pair file; "" = fresh
     worker_config_t *worker;  // what new workers get (owned; the job

@@ -4,6 +4,7 @@
 #include "emqp.h"
 #include "log.h"
 #include "program.h"
+#include "service.h"
 #include "router.h"
 #include "store.h"
 
@@ -62,6 +63,9 @@ s_usage (FILE *out)
         "  -v, --verbose              same as --log-level debug\n"
         "  --print-config             print the effective settings and exit\n"
         "  -h, --help                 this help;  --version  the version\n"
+        "\n"
+        "Signals: TERM/INT stop (jobs kept), HUP reloads the configuration file\n"
+        "(log level, HWM, heartbeats, retention, backoff, prefetch, CURVE clients).\n"
         "\n"
         "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
         "4 could not bind a socket or open the store, 5 data directory in use.\n");
@@ -190,6 +194,32 @@ s_settings (config_t *config, router_settings_t *settings)
         settings->heartbeat_interval_ms = 1;
 }
 
+//  What SIGHUP applies without a restart (router_apply); program_reload
+//  names every other changed setting as needing one.
+static const char *const s_reloadable[] = { "log_level",
+                                            "log_format",
+                                            "queue_hwm",
+                                            "heartbeat_interval",
+                                            "heartbeat_timeout",
+                                            "heartbeat_liveness",
+                                            "result_ttl",
+                                            "dead_ttl",
+                                            "retry_backoff",
+                                            "retry_backoff_max",
+                                            "prefetch",
+                                            "curve_clients_dir",
+                                            NULL };
+
+static int
+s_reload (void *arg, router_settings_t *fresh, char *err, size_t errlen)
+{
+    program_t *program = arg;
+    if (program_reload (program, s_reloadable, err, errlen) < 0)
+        return -1;
+    s_settings (program->config, fresh);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -197,6 +227,9 @@ main (int argc, char *argv[])
     //  otherwise get its own, which keeps a burst's worth of freed message
     //  buffers resident (RSS after a backlog; docs/performance.md).
     mallopt (M_ARENA_MAX, 1);
+    //  From the start: a SIGHUP before the loop runs is a reload then, not
+    //  the default action (exit).
+    service_hup_install ();
     program_t program = { .name = "emq-router",
                           .section = "router",
                           .usage = s_usage,
@@ -236,6 +269,7 @@ main (int argc, char *argv[])
         return program_end (&program,
                             program_error (program.name, PROGRAM_EXIT_START, "%s", err));
     }
+    router_set_reload (router, s_reload, &program);
     int rc = router_run (router);
     router_destroy (&router);
     //  The lock goes last: a router taking over starts only once we are done.

@@ -17,6 +17,8 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libsystemd-dev                  # sd_notify: readiness, watchdog, reload
+    systemd                         # systemd-analyze verify (the units' test)
     libedit-dev                     # emq-cli's shell: line editing, history
     libmicrohttpd-dev               # emq-web: the dashboard and /metrics over HTTP
     etcd-server                     # scheduler tests against a real etcd

@@ -11,6 +11,8 @@
     2 for bad arguments.
 */
 #include "common/clock.h"
+#include "common/log.h"
+#include "common/service.h"
 #include "common/config.h"
 #include "common/errbuf.h"
 #include "common/numparse.h"
@@ -70,7 +72,8 @@ typedef struct {
 //  One line per module's self test, in dependency order (common/ first). Add
 //  new modules here and include their header above.
 static const s_test_t s_tests[] = {
-    { "clock", clock_test },       { "errbuf", errbuf_test },
+    { "clock", clock_test },       { "log", log_test },
+    { "service", service_test },   { "errbuf", errbuf_test },
     { "numparse", numparse_test }, { "queuespec", queuespec_test },
     { "emqp", emqp_test },         { "headers", headers_test },
     { "config", config_test },     { "payload", payload_test },

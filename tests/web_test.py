@@ -395,8 +395,24 @@ def test_dashboard(rig, screenshot=None, load=0):
         require(any(r.startswith('default') for r in rows), 'no default queue row: %s' % rows)
         require(fresh(driver, lambda root: root.find_element(
             By.CSS_SELECTOR, 'button[data-queue="default"]').text) == 'Pause', 'no pause button')
+        # Pause and resume a queue from its buttons; the router says so.
+        paused = lambda want: rig.status()['queues']['images'].get('paused') == want
+        click(driver, '#view button.pause[data-queue="images"]')
+        wait_for('images paused', lambda: paused(True))
+        open_view(driver, rig, 'queues', 'paused')
+        click(driver, '#view button.resume[data-queue="images"]')
+        wait_for('images resumed', lambda: paused(False))
 
         open_view(driver, rig, 'jobmanagers', 'jm-')
+        # Quiet the job manager, then let it take jobs again.
+        def quiet(want):
+            jms = json.loads(rig.cli('workers', '--json').stdout)['connected_workers']
+            return all(jm.get('quiet') == want for jm in jms.values()) and jms
+        click(driver, '#view button.quiet')
+        wait_for('the job manager quiet', lambda: quiet(True))
+        open_view(driver, rig, 'jobmanagers', 'quiet')
+        click(driver, '#view button.unquiet')
+        wait_for('the job manager taking jobs again', lambda: quiet(False))
         require('default (10)' in fresh(driver, lambda root: root.text),
                 'job manager queues not shown')
 
@@ -406,6 +422,12 @@ def test_dashboard(rig, screenshot=None, load=0):
 
         # Jobs: the dead ones, with their errors; Retry on the one that can
         # now succeed.
+        # A delayed job is listed, and cancelled from its row.
+        later = rig.cli('submit', '--delay', '1h', 'run', PLUGIN, 'noop').stdout.strip()
+        open_view(driver, rig, 'jobs', later)
+        click(driver, '#view button.cancel[data-msgid="%s"]' % later)
+        wait_for('the delayed job cancelled', lambda: later not in rig.get(
+            '/api/jobs?state=scheduled')[1])
         open_view(driver, rig, 'jobs', dead_id)
         text = fresh(driver, lambda root: root.text)
         require('no flag' in text, 'dead job error not shown')

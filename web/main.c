@@ -1,6 +1,7 @@
 /*  emq-web — the dashboard and /metrics: command line and settings, then
     the sampler (main thread) and the HTTP server (its own threads). */
 #include "config.h"
+#include "emq-paths.h"
 #include "emq/client.h"
 #include "log.h"
 #include "program.h"
@@ -11,10 +12,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-
-#ifndef EMQ_WEB_DIR
-#define EMQ_WEB_DIR "/usr/local/share/emq/web"
-#endif
 
 static void
 s_usage (FILE *out)

@@ -29,6 +29,7 @@
 #include "emq/client.h"
 #include "json.h"
 #include "log.h"
+#include "numparse.h"
 
 #define S_USER "emq"
 
@@ -129,6 +130,49 @@ s_admin (server_t *self, struct MHD_Connection *conn, const char *command,
     return s_json (conn, s_status_for (rc), root);
 }
 
+//  The answer of one of libemq's typed admin calls (emq_jobs_list,
+//  emq_queue_admin, ...): its JSON as it came, or {"error"} with the HTTP
+//  status for rc. reply is taken.
+static enum MHD_Result
+s_typed (struct MHD_Connection *conn, const char *what, int rc, char *reply)
+{
+    json_t *root = rc == 0 ? json_loads (reply ? reply : "", 0, NULL) : NULL;
+    if (rc == 0 && !root)
+        rc = EMQ_ERR_PROTOCOL;
+    if (rc) {
+        log_info ("web: %s: %s", what, reply ? reply : emq_strerror (rc));
+        root = json_pack ("{s:s}", "error", reply ? reply : emq_strerror (rc));
+    }
+    else if (strncmp (what, "jobs", 4) != 0)
+        log_info ("web: %s done", what);
+    free (reply);
+    return s_json (conn, s_status_for (rc), root);
+}
+
+//  A page of jobs in one state: ?state=waiting|scheduled|running|dead
+//  &queue=Q&offset=N&limit=N (at most 500).
+static enum MHD_Result
+s_jobs (server_t *self, struct MHD_Connection *conn)
+{
+    const char *state =
+        MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "state");
+    const char *queue =
+        MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "queue");
+    const char *offset_text =
+        MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "offset");
+    const char *limit_text =
+        MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "limit");
+    uint64_t offset = 0, limit = 100;
+    if ((offset_text && numparse_uint (offset_text, 1000000000, &offset))
+        || (limit_text && (numparse_uint (limit_text, 500, &limit) || limit == 0)))
+        return s_error (conn, 400, "offset and limit: whole numbers (limit 1..500)");
+    char *reply = NULL;
+    int rc = emq_jobs_list (self->admin, queue && *queue ? queue : NULL,
+                            state && *state ? state : NULL, (size_t) offset,
+                            (size_t) limit, self->timeout_ms, &reply);
+    return s_typed (conn, "jobs", rc, reply);
+}
+
 //  The job's page: what the router says about msgid, from what it shows
 //  (in flight on a job manager, dead) and its stored outcome (FETCH).
 static enum MHD_Result
@@ -137,6 +181,16 @@ s_job (server_t *self, struct MHD_Connection *conn, const char *msgid)
     if (!msgid || !*msgid || strlen (msgid) > 128)
         return s_error (conn, 400, "id: a job msgid of 1..128 bytes is needed");
     json_t *job = json_pack ("{s:s}", "msgid", msgid);
+    //  The router's own account of it (state, headers, attempts, history).
+    char *shown = NULL;
+    if (emq_job_show (self->admin, msgid, self->timeout_ms, &shown) == 0) {
+        json_t *root = json_loads (shown, 0, NULL);
+        json_t *record = json_object_get (root, "job");
+        if (json_is_object (record))
+            json_object_update (job, record);
+        json_decref (root);
+    }
+    free (shown);
     //  Running? The job managers' heartbeats list their jobs in flight.
     json_t *overview = sampler_overview_json (self->sampler);
     const char *jm_id;
@@ -334,8 +388,17 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url, const char *m
             return s_reply (conn, 200, "text/plain; version=0.0.4; charset=utf-8", text,
                             strlen (text));
         }
-        if (streq (url, "/api/overview"))
-            return s_json (conn, 200, sampler_overview_json (self->sampler));
+        if (streq (url, "/api/overview")) {
+            //  What this emq-web can ask the router for (the dashboard
+            //  draws the matching buttons).
+            json_t *overview = sampler_overview_json (self->sampler);
+            json_object_set_new (overview, "capabilities",
+                                 json_pack ("{s:b,s:b,s:b}", "queue_admin", true,
+                                            "job_admin", true, "jobmanager_quiet", true));
+            return s_json (conn, 200, overview);
+        }
+        if (streq (url, "/api/jobs"))
+            return s_jobs (self, conn);
         if (streq (url, "/api/dead"))
             return s_admin (self, conn, "DEAD_LIST", NULL);
         if (streq (url, "/api/job"))
@@ -354,6 +417,27 @@ s_handle (void *cls, struct MHD_Connection *conn, const char *url, const char *m
         return s_admin (self, conn, "DEAD_PURGE", NULL);
     if (streq (url, "/api/cancel"))
         return s_admin (self, conn, "CANCEL", id);
+    const char *name = MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "name");
+    if (strncmp (url, "/api/queue/", 11) == 0) {
+        const char *action = url + 11;
+        if (!streq (action, "pause") && !streq (action, "resume")
+            && !streq (action, "purge"))
+            return s_error (conn, 404, "no such action");
+        if (!name || !*name)
+            return s_error (conn, 400, "name: a queue name is needed");
+        char *reply = NULL;
+        int rc = emq_queue_admin (self->admin, action, name, self->timeout_ms, &reply);
+        return s_typed (conn, action, rc, reply);
+    }
+    if (streq (url, "/api/jobmanager/quiet") || streq (url, "/api/jobmanager/resume")) {
+        if (!id || !*id)
+            return s_error (conn, 400, "id: a job manager is needed");
+        char *reply = NULL;
+        int rc =
+            emq_jobmanager_quiet (self->admin, id, streq (url, "/api/jobmanager/quiet"),
+                                  self->timeout_ms, &reply);
+        return s_typed (conn, url + 15, rc, reply);
+    }
     return s_error (conn, 404, "no such action");
 }
 
