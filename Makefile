@@ -31,7 +31,7 @@ SONAME   := libemq.so.0
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck
+PKGS     := libzmq libczmq libbsd-overlay sqlite3 inih jansson ck libpq
 # msgpack-c renamed its pkg-config module in 6.0: probe both names.
 MSGPACK  := $(shell pkg-config --exists msgpack-c && echo msgpack-c || echo msgpack)
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(MSGPACK) 2>/dev/null)
@@ -136,9 +136,9 @@ $(BUILD)/bin/emq-scheduler: $(SCHED_OBJ) $(SERVICE_OBJ) $(CLIENT_OBJ) $(COMMON_O
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SCHEDULER_LIBS) $(SYSTEMD_LIBS)
 
-$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(COMMON_OBJ)
+$(BUILD)/bin/emq-pubsub: $(PUBSUB_OBJ) $(SERVICE_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SYSTEMD_LIBS)
 
 # emq-web serves web/static, installed in WEBDIR (EMQ_WEB_DIR).
 WEB_FILES := $(wildcard web/static/*)
@@ -182,7 +182,7 @@ $(BUILD)/tests/libslowsync.so: $(SLOWSYNC_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
-$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
+$(BUILD)/tests/integration: $(call obj,$(INTEGRATION_SRC) $(INTEGRATION_STORE_SRC)) $(CLIENT_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -282,6 +282,7 @@ typedef struct {
     bool tcp;                     // tcp://127.0.0.1, else ipc
     const char *data_dir;         // NULL: --in-memory
     const char *fsync;            // with data_dir: always, everysec, off
+    const char *store_dsn;        // with data_dir: jobs in this PostgreSQL database
     size_t payload_size;          // noop payload of exactly this size (0: minimal)
     bool exec;                    // `exec /bin/true` jobs instead of noop
     long total;                   // jobs (0: 300,000 × scale)

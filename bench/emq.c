@@ -175,10 +175,19 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     const char *scenario = o->scenario;
     double jps = NAN;
     bench_router_t router;
-    const char *extra[] = { "--fsync", o->fsync ? o->fsync : "everysec", NULL };
+    const char *extra[] = {
+        "--fsync", o->fsync ? o->fsync : "everysec", NULL, NULL, NULL, NULL, NULL
+    };
+    if (o->store_dsn) {
+        extra[2] = "--store";
+        extra[3] = "postgresql";
+        extra[4] = "--store-dsn";
+        extra[5] = o->store_dsn;
+    }
     char name[64];
-    snprintf (name, sizeof name, "e2e-%s%s%s", o->exec ? "exec-" : "",
-              o->data_dir ? extra[1] : "mem", o->tcp ? "-tcp" : "");
+    snprintf (name, sizeof name, "e2e-%s%s%s%s", o->exec ? "exec-" : "",
+              o->store_dsn ? "pg-" : "", o->data_dir ? extra[1] : "mem",
+              o->tcp ? "-tcp" : "");
     if (bench_router_start_at (&router, name, o->tcp, o->data_dir,
                                o->data_dir ? extra : NULL))
         return NAN;

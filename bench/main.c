@@ -5,13 +5,16 @@
 #include "numparse.h"
 
 #include <czmq.h>
+#include <libpq-fe.h>
 #include <errno.h>
 #include <ftw.h>
 #include <getopt.h>
 #include <limits.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -166,11 +169,221 @@ s_setup (void)
     return 0;
 }
 
-//  Scenario 5: the three fsync policies; returns everysec's jobs/s.
+//  Runs scripts/pg-scratch.sh (beside the build directory) with args; its
+//  first line of output into out. Returns its exit status.
+static int
+s_pg_scratch (const char *args, char *out, size_t size)
+{
+    char command[3000];
+    snprintf (command, sizeof command, "%s/../scripts/pg-scratch.sh %s", bench.build,
+              args);
+    FILE *pipe = popen (command, "r");
+    if (!pipe)
+        return -1;
+    if (!out || !fgets (out, (int) size, pipe)) {
+        if (out)
+            *out = 0;
+    }
+    int status = pclose (pipe);
+    if (out)
+        out[strcspn (out, "\n")] = 0;
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+//  Scenario 5 on PostgreSQL: the same run, the jobs in a throw-away server
+//  of its own (fsync on, as a real one), beside SQLite's figure for the
+//  same policy.
+static void
+s_durable_pg (const char *policy, double sqlite_jps)
+{
+    char scenario[48], data_dir[1200], args[1300], dsn[1300];
+    snprintf (scenario, sizeof scenario, "5.durable-pg-%s", policy);
+    snprintf (data_dir, sizeof data_dir, "%s/pg-%s", bench.dir, policy);
+    snprintf (args, sizeof args, "start %s", data_dir);
+    if (s_pg_scratch (args, dsn, sizeof dsn) != 0 || !*dsn) {
+        bench_line (scenario,
+                    "not measured: PostgreSQL did not start (installed? see %s)",
+                    data_dir);
+        bench_target ("5.durable", "PostgreSQL / SQLite", NAN, 0.5, true, "x");
+        return;
+    }
+    bench_e2e_opts_t opts = { .scenario = scenario,
+                              .data_dir = data_dir,
+                              .fsync = policy,
+                              .store_dsn = dsn,
+                              .cap_us = (int64_t) (3e6 * bench.scale) };
+    double jps = bench_e2e_run (&opts);
+    snprintf (args, sizeof args, "stop %s", data_dir);
+    s_pg_scratch (args, NULL, 0);
+    double ratio = jps / sqlite_jps;
+    bench_figure (scenario, "ratio_to_sqlite", ratio, NULL);
+    bench_line (scenario, "= %.3f x SQLite (fsync %s)", ratio, policy);
+    char figure[64];
+    snprintf (figure, sizeof figure, "PostgreSQL / SQLite, fsync %s", policy);
+    bench_target ("5.durable", figure, ratio, 0.5, true, "x");
+}
+
+//  A router on PostgreSQL that does not wait to be serving (a standby):
+//  ipc addresses under bench.dir/<name>, admin into admin.
+static pid_t
+s_pg_router (const char *name, const char *dsn, char *admin, size_t size)
+{
+    char frontend[1200], backend[1200];
+    snprintf (frontend, sizeof frontend, "ipc://%s/%s-fe", bench.dir, name);
+    snprintf (backend, sizeof backend, "ipc://%s/%s-be", bench.dir, name);
+    snprintf (admin, size, "ipc://%s/%s-ad", bench.dir, name);
+    const char *args[] = { "--frontend",  frontend,      "--backend", backend,
+                           "--admin",     admin,         "--store",   "postgresql",
+                           "--store-dsn", dsn,           "--standby", "--store-lease-ttl",
+                           "2",           "--log-level", "warning",   NULL };
+    char tag[64];
+    snprintf (tag, sizeof tag, "router-%s", name);
+    return bench_spawn (tag, "emq-router", args);
+}
+
+//  Microseconds until the router at admin answers STATUS (NaN: not in 10 s).
+static double
+s_until_serving (const char *admin)
+{
+    int64_t start = bench_now_us ();
+    while (bench_now_us () - start < 10 * 1000000LL) {
+        char *reply = NULL;
+        int rc = emq_admin (admin, "STATUS", 100, &reply);
+        free (reply);
+        if (rc == 0)
+            return (double) (bench_now_us () - start);
+        bench_sleep_ms (5);
+    }
+    return NAN;
+}
+
+//  Failover on PostgreSQL: a leader and a standby (lease 2 s). The leader
+//  killed (kill -9; on one host the standby sees its process gone and takes
+//  the lead at once), then the new leader stopped (SIGSTOP: the lease must
+//  run out, as for a host that vanished): the time until the standby
+//  answers STATUS.
+static void
+s_failover_pg (void)
+{
+    const char *scenario = "5.failover-pg";
+    char dir[1200], args[1300], dsn[1300], admin_a[1300], admin_b[1300], admin_c[1300];
+    snprintf (dir, sizeof dir, "%s/pg-failover", bench.dir);
+    snprintf (args, sizeof args, "start %s", dir);
+    if (s_pg_scratch (args, dsn, sizeof dsn) != 0 || !*dsn) {
+        bench_line (scenario, "not measured: PostgreSQL did not start");
+        return;
+    }
+    pid_t a = s_pg_router ("fa", dsn, admin_a, sizeof admin_a);
+    double up = s_until_serving (admin_a);
+    pid_t b = s_pg_router ("fb", dsn, admin_b, sizeof admin_b);
+    bench_sleep_ms (300);  // b is waiting
+    kill (a, SIGKILL);
+    waitpid (a, NULL, 0);
+    double killed = s_until_serving (admin_b);
+    pid_t c = s_pg_router ("fc", dsn, admin_c, sizeof admin_c);
+    bench_sleep_ms (300);
+    kill (b, SIGSTOP);
+    double stopped = s_until_serving (admin_c);
+    kill (b, SIGKILL);
+    kill (b, SIGCONT);
+    waitpid (b, NULL, 0);
+    kill (c, SIGTERM);
+    waitpid (c, NULL, 0);
+    snprintf (args, sizeof args, "stop %s", dir);
+    s_pg_scratch (args, NULL, 0);
+    bench_figure (scenario, "after_kill9", killed / 1000, "ms");
+    bench_figure (scenario, "after_sigstop", stopped / 1000, "ms");
+    bench_line (scenario,
+                "standby serving %.0f ms after kill -9 of the leader (same host: its "
+                "process is seen gone), %.0f ms after SIGSTOP (lease 2 s); first leader "
+                "up in %.0f ms",
+                killed / 1000, stopped / 1000, up / 1000);
+    bench_target ("5.failover", "standby serving after SIGSTOP / lease", stopped / 2e6,
+                  2.0, false, "x");
+}
+
+//  A standby that takes the lead with a large backlog in the database: the
+//  rows are written straight into the table (generate_series: seconds, not
+//  the minutes of submitting them), then a router starts and the time until
+//  its STATUS counts them all is what a failover with that backlog costs
+//  before the first dispatch.
+static void
+s_standby_load_pg (void)
+{
+    const char *scenario = "5.standby-load-pg";
+    long count = (long) (1000000 * bench.scale);
+    char dir[1200], args[1300], dsn[1300], admin[1300];
+    snprintf (dir, sizeof dir, "%s/pg-load", bench.dir);
+    snprintf (args, sizeof args, "start %s", dir);
+    if (s_pg_scratch (args, dsn, sizeof dsn) != 0 || !*dsn) {
+        bench_line (scenario, "not measured: PostgreSQL did not start");
+        return;
+    }
+    //  A first router lays the tables out, and gives the lead back.
+    pid_t first = s_pg_router ("la", dsn, admin, sizeof admin);
+    double ready = s_until_serving (admin);
+    kill (first, SIGTERM);
+    waitpid (first, NULL, 0);
+    PGconn *conn = PQconnectdb (dsn);
+    void *payload = NULL;
+    size_t size = 0;
+    bool filled = false;
+    int64_t fill_us = bench_now_us ();
+    if (isfinite (ready) && PQstatus (conn) == CONNECTION_OK
+        && bench_noop_payload (0, &payload, &size) == 0) {
+        char sql[600], number[32];
+        snprintf (number, sizeof number, "%ld", count);
+        snprintf (
+            sql, sizeof sql,
+            "INSERT INTO jobs (seq, msgid, queue, headers, payload, state, created_at)"
+            " SELECT g, convert_to ('bench-' || g, 'UTF8'), convert_to ('default',"
+            " 'UTF8'), ''::bytea, $1::bytea, 'queued', extract (epoch FROM now ())"
+            " FROM generate_series (1, $2::bigint) g");
+        const char *values[] = { (const char *) payload, number };
+        int lengths[] = { (int) size, 0 }, formats[] = { 1, 0 };
+        PGresult *res = PQexecParams (conn, sql, 2, NULL, values, lengths, formats, 0);
+        filled = res && PQresultStatus (res) == PGRES_COMMAND_OK;
+        if (!filled)
+            bench_line (scenario, "not measured: %s", PQerrorMessage (conn));
+        PQclear (res);
+    }
+    fill_us = bench_now_us () - fill_us;
+    PQfinish (conn);
+    free (payload);
+    if (filled) {
+        int64_t start = bench_now_us ();
+        pid_t router = s_pg_router ("lb", dsn, admin, sizeof admin);
+        double serving = s_until_serving (admin);
+        char *reply = NULL;
+        long jobs = -1;
+        if (isfinite (serving) && emq_admin (admin, "STATUS", 10000, &reply) == 0) {
+            const char *at = reply ? strstr (reply, "\"jobs\":") : NULL;
+            jobs = at ? strtol (at + 7, NULL, 10) : -1;
+        }
+        free (reply);
+        double load_s = (bench_now_us () - start) / 1e6;
+        kill (router, SIGTERM);
+        waitpid (router, NULL, 0);
+        bench_figure (scenario, "jobs", (double) jobs, NULL);
+        bench_figure (scenario, "ready", load_s, "s");
+        bench_line (
+            scenario,
+            "%ld waiting jobs in the table (written in %.1f s): a router taking "
+            "the lead held %ld of them, ready to dispatch, %.2f s after it started",
+            count, fill_us / 1e6, jobs, load_s);
+        bench_target ("5.failover", "1M waiting jobs ready after taking the lead", load_s,
+                      10.0, false, "s");
+    }
+    snprintf (args, sizeof args, "stop %s", dir);
+    s_pg_scratch (args, NULL, 0);
+}
+
+//  Scenario 5: the three fsync policies, then PostgreSQL under two of them;
+//  returns everysec's jobs/s.
 static double
 s_durable (const char *only, double e2e)
 {
-    double everysec = NAN;
+    double everysec = NAN, always = NAN;
     const char *policies[] = { "always", "everysec", "off" };
     for (size_t i = 0; i < 3; i++) {
         if (!strchr (only, '5') && i != 1)
@@ -190,8 +403,16 @@ s_durable (const char *only, double e2e)
         bench_line (scenario, "= %.3f x in memory", ratio);
         if (i == 1)
             everysec = jps;
-        if (i == 0)
+        if (i == 0) {
+            always = jps;
             bench_target ("5.durable", "fsync always / in memory", ratio, 0.5, true, "x");
+        }
+    }
+    if (strchr (only, '5')) {
+        s_durable_pg ("always", always);
+        s_durable_pg ("everysec", everysec);
+        s_failover_pg ();
+        s_standby_load_pg ();
     }
     return everysec;
 }

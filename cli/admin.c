@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 //  Renders a JSON value for a table cell into buf and returns buf; NULL
 //  (missing) and null are "-".
@@ -175,6 +176,19 @@ s_print_storage (json_t *storage, json_t *store)
     if (store)
         printf (", dead: %s, scheduled: %s", dead, scheduled);
     printf ("\n");
+    json_t *lead = s_get (store, "lead");
+    if (lead) {
+        //  PostgreSQL, several routers: this one leads.
+        char epoch[64], holder[256];
+        s_cell (s_get (lead, "epoch"), epoch, sizeof epoch);
+        s_cell (s_get (lead, "holder"), holder, sizeof holder);
+        time_t since = (time_t) json_number_value (s_get (lead, "since"));
+        char when[64] = "-";
+        struct tm tm;
+        if (since > 0 && localtime_r (&since, &tm))
+            strftime (when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        printf ("lead: this router (%s), epoch %s, since %s\n", holder, epoch, when);
+    }
     if (json_is_true (s_get (store, "failing")))
         printf ("warning: the router cannot write to its store; it refuses new jobs "
                 "(ERROR STORAGE) until a write succeeds\n");

@@ -194,6 +194,28 @@ static const s_setting_t s_settings[] = {
       .sections = S_ROUTER | S_SCHED,
       .description = "directory for the job database and the pidfile lock; "
                      "empty: keep jobs in memory only" },
+    { .name = "store",
+      .type = S_TYPE_STRING,
+      .default_text = "sqlite",
+      .choices = "sqlite|postgresql",
+      .sections = S_ROUTER,
+      .description = "where jobs are kept: sqlite (emq.db in data_dir) or postgresql "
+                     "(the database store_dsn names)" },
+    { .name = "store_dsn",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_ROUTER,
+      .description = "store = postgresql: a libpq connection string (keywords or a "
+                     "postgresql:// URI); keep passwords in ~/.pgpass, not here" },
+    { .name = "store_lease_ttl",
+      .type = S_TYPE_SECONDS,
+      .default_text = "10",
+      .dmin = 0.1,
+      .dmax = 3600,
+      .sections = S_ROUTER,
+      .description = "store = postgresql: seconds the leading router's lease lasts; a "
+                     "standby takes the lead once it expires" },
     { .name = "fsync",
       .type = S_TYPE_STRING,
       .default_text = "everysec",

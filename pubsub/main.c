@@ -4,6 +4,7 @@
 #include "log.h"
 #include "program.h"
 #include "pubsub.h"
+#include "service.h"
 
 #include <czmq.h>
 #include <stdio.h>
@@ -54,9 +55,22 @@ static const program_flag_t s_flags[] = {
     { O_MAXMSG, "max_message_size", NULL },
 };
 
+//  SIGHUP: the log's settings apply; the addresses need a restart.
+static void
+s_reload (void *arg)
+{
+    static const char *const reloadable[] = { "log_level", "log_format", NULL };
+    char err[512];
+    if (program_reload ((program_t *) arg, reloadable, err, sizeof err) < 0)
+        log_error ("pubsub: SIGHUP: %s (the running settings stay)", err);
+    else
+        log_info ("pubsub: SIGHUP: configuration reloaded");
+}
+
 int
 main (int argc, char *argv[])
 {
+    service_hup_install ();  // first: an early SIGHUP must not kill it
     program_t program = { .name = "emq-pubsub",
                           .section = "publisher",
                           .usage = s_usage };
@@ -68,6 +82,8 @@ main (int argc, char *argv[])
         .incoming = config_str (program.config, "publisher_incoming_addr"),
         .outgoing = config_str (program.config, "publisher_outgoing_addr"),
         .message_max = (size_t) config_int (program.config, "max_message_size"),
+        .reload = s_reload,
+        .reload_arg = &program,
     };
     //  EventMQ's pub/sub has no CURVE, nor has ours: say so beyond loopback.
     curve_warn_exposed ("pubsub", "incoming", settings.incoming, false);

@@ -11,6 +11,7 @@
 #include "emqp.h"
 #include "errbuf.h"
 #include "log.h"
+#include "service.h"
 
 #include <czmq.h>
 
@@ -25,6 +26,9 @@ struct pubsub_t {
     emqp_limits_t limits;
     uint64_t published;
     uint64_t refused;
+    void (*reload) (void *arg);
+    void *reload_arg;
+    bool watchdog;  // the service manager wants pings
 };
 
 //  A publisher's identity for logs: text when printable, else 0x + hex.
@@ -59,6 +63,8 @@ pubsub_new (const pubsub_settings_t *settings, char *err, size_t errlen)
         return NULL;
     }
     self->limits.payload_max = settings->message_max;
+    self->reload = settings->reload;
+    self->reload_arg = settings->reload_arg;
     self->incoming = zsock_new (ZMQ_ROUTER);
     self->outgoing = zsock_new (ZMQ_PUB);
     if (!self->incoming || !self->outgoing) {
@@ -168,12 +174,27 @@ pubsub_step (pubsub_t *self, int timeout_ms)
     return count;
 }
 
+static void
+s_reload (pubsub_t *self)
+{
+    service_reloading ();
+    if (self->reload)
+        self->reload (self->reload_arg);
+    service_ready ("forwarding");
+}
+
 static int
 s_on_tick (zloop_t *loop, int timer_id, void *arg)
 {
     (void) loop;
     (void) timer_id;
-    (void) arg;
+    pubsub_t *self = (pubsub_t *) arg;
+    //  A SIGHUP that arrived while a handler ran (no poll to interrupt).
+    if (service_hup_take ())
+        s_reload (self);
+    //  The tick is far more often than half any watchdog interval.
+    if (self->watchdog)
+        service_watchdog_ping ();
     return 0;
 }
 
@@ -194,12 +215,22 @@ pubsub_run (pubsub_t *self)
     //  The tick bounds each wait: a SIGTERM that lands between zloop's
     //  check of zsys_interrupted and its poll is seen at the next one.
     if (!loop || zloop_reader (loop, self->incoming, s_on_incoming, self)
-        || zloop_timer (loop, S_TICK_MS, 0, s_on_tick, NULL) == -1) {
+        || zloop_timer (loop, S_TICK_MS, 0, s_on_tick, self) == -1) {
         log_error ("pubsub: cannot start the event loop");
         zloop_destroy (&loop);
         return -1;
     }
-    zloop_start (loop);
+    self->watchdog = service_watchdog_ms () > 0;
+    service_ready ("forwarding");
+    //  zloop_start returns 0 when a signal interrupts poll(): after a
+    //  SIGHUP the reload runs here and the loop goes on; SIGINT/SIGTERM
+    //  set zsys_interrupted.
+    while (zloop_start (loop) == 0 && !zsys_interrupted) {
+        if (!service_hup_take ())
+            break;
+        s_reload (self);
+    }
+    service_stopping ();
     zloop_destroy (&loop);
     log_info ("pubsub: stopping; published=%" PRIu64 " refused=%" PRIu64, self->published,
               self->refused);
@@ -253,11 +284,15 @@ pubsub_test (bool verbose)
     log_set_level (quiet);
 
     char err[256];
-    pubsub_settings_t settings = { incoming, outgoing, 64 };
+    pubsub_settings_t settings = { .incoming = incoming,
+                                   .outgoing = outgoing,
+                                   .message_max = 64 };
     pubsub_t *pubsub = pubsub_new (&settings, err, sizeof err);
     REQUIRE (pubsub);
     //  An address that cannot be bound: a clear error, no object.
-    pubsub_settings_t nowhere = { "ipc:///nonexistent/emq/in", outgoing, 64 };
+    pubsub_settings_t nowhere = { .incoming = "ipc:///nonexistent/emq/in",
+                                  .outgoing = outgoing,
+                                  .message_max = 64 };
     CHECK (pubsub_new (&nowhere, err, sizeof err) == NULL);
     CHECK_CONTAINS (err, "cannot bind incoming ipc:///nonexistent/emq/in");
 

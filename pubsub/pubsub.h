@@ -21,6 +21,10 @@ typedef struct {
     const char *incoming;  // ROUTER endpoint to bind (publisher_incoming_addr)
     const char *outgoing;  // PUB endpoint to bind (publisher_outgoing_addr)
     size_t message_max;    // largest message frame accepted, bytes
+    //  Called from the loop after a SIGHUP (service_hup_install): reloads
+    //  what it can (the log's settings), logs the rest. May be NULL.
+    void (*reload) (void *arg);
+    void *reload_arg;
 } pubsub_settings_t;
 
 //  Binds both sockets (strings are copied). Returns the forwarder (caller

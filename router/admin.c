@@ -80,6 +80,12 @@ admin_status_json (queues_t *queues, peers_t *job_managers,
                                     "dead", (json_int_t) storage->dead, "scheduled",
                                     (json_int_t) storage->scheduled, "failing",
                                     storage->failing));
+    if (storage->lead_epoch > 0)
+        json_object_set_new (json_object_get (root, "store"), "lead",
+                             json_pack ("{s:I,s:s,s:f}", "epoch",
+                                        (json_int_t) storage->lead_epoch, "holder",
+                                        storage->lead_holder ? storage->lead_holder : "",
+                                        "since", storage->lead_since));
     if (traffic)
         json_object_set_new (root, "traffic",
                              json_pack ("{s:I,s:I,s:I,s:I,s:I}", "batches_in",

@@ -20,6 +20,10 @@ typedef struct {
     int64_t dead;       // dead jobs kept
     size_t scheduled;   // delayed jobs and retries waiting out backoff
     bool failing;       // the last commit failed
+    //  PostgreSQL: this router's lead of the database (epoch 0: none).
+    int64_t lead_epoch;
+    const char *lead_holder;  // this router, as the leader row names it
+    double lead_since;        // unix seconds it took the lead
 } admin_storage_t;
 
 //  Messages in and out of the router, for STATUS "traffic".

@@ -42,6 +42,11 @@ s_usage (FILE *out)
         "                             $XDG_STATE_HOME/emq or ~/.local/state/emq\n"
         "  --in-memory                keep jobs in memory only (lost on restart)\n"
         "  --fsync POLICY             always, everysec (default) or off\n"
+        "  --store BACKEND            sqlite (default: emq.db in the data directory)\n"
+        "                             or postgresql (the database --store-dsn names)\n"
+        "  --store-dsn DSN            PostgreSQL: a libpq connection string\n"
+        "  --store-lease-ttl S        PostgreSQL: the leading router's lease (10); with\n"
+        "                             --standby, wait for the lead and take it over\n"
         "  --result-ttl S             keep results of ended jobs (3600)\n"
         "  --dead-ttl S               keep dead jobs (604800)\n"
         "  --retry-backoff S          first retry's delay, doubled each time (1)\n"
@@ -68,7 +73,8 @@ s_usage (FILE *out)
         "(log level, HWM, heartbeats, retention, backoff, prefetch, CURVE clients).\n"
         "\n"
         "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
-        "4 could not bind a socket or open the store, 5 data directory in use.\n");
+        "4 could not bind a socket or open the store, 5 data directory in use,\n"
+        "6 stood down: another router took the lead of the database.\n");
 }
 
 //  Each flag sets the setting of its name (docs/configuration.md); the
@@ -85,6 +91,9 @@ enum {
     O_DATADIR,
     O_MEMORY,
     O_FSYNC_POLICY,
+    O_STORE,
+    O_STORE_DSN,
+    O_STORE_LEASE,
     O_RESULT_TTL,
     O_DEAD_TTL,
     O_BACKOFF,
@@ -113,6 +122,9 @@ static const struct option s_options[] = {
     { "data-dir", required_argument, NULL, O_DATADIR },
     { "in-memory", no_argument, NULL, O_MEMORY },
     { "fsync", required_argument, NULL, O_FSYNC_POLICY },
+    { "store", required_argument, NULL, O_STORE },
+    { "store-dsn", required_argument, NULL, O_STORE_DSN },
+    { "store-lease-ttl", required_argument, NULL, O_STORE_LEASE },
     { "result-ttl", required_argument, NULL, O_RESULT_TTL },
     { "dead-ttl", required_argument, NULL, O_DEAD_TTL },
     { "retry-backoff", required_argument, NULL, O_BACKOFF },
@@ -138,6 +150,9 @@ static const program_flag_t s_flags[] = {
     { O_DATADIR, "data_dir", NULL },
     { O_MEMORY, "data_dir", ":memory:" },
     { O_FSYNC_POLICY, "fsync", NULL },
+    { O_STORE, "store", NULL },
+    { O_STORE_DSN, "store_dsn", NULL },
+    { O_STORE_LEASE, "store_lease_ttl", NULL },
     { O_RESULT_TTL, "result_ttl", NULL },
     { O_DEAD_TTL, "dead_ttl", NULL },
     { O_BACKOFF, "retry_backoff", NULL },
@@ -154,6 +169,22 @@ static const program_flag_t s_flags[] = {
 static int
 s_store (program_t *program, char *db_path, size_t size)
 {
+    if (streq (config_str (program->config, "store"), "postgresql")) {
+        //  The database holds the jobs, and its lock makes one router per
+        //  database (router/store_pg.h): no data directory is taken.
+        const char *dsn = config_str (program->config, "store_dsn");
+        if (!*dsn)
+            return program_error (program->name, PROGRAM_EXIT_CONFIG,
+                                  "store = postgresql needs store_dsn (--store-dsn), "
+                                  "a libpq connection string");
+        if (program->lock_mode == PIDLOCK_TAKEOVER)
+            return program_error (program->name, PROGRAM_EXIT_USAGE,
+                                  "--takeover is for a data directory; on PostgreSQL "
+                                  "run --standby (it takes the lead when the leader "
+                                  "stops or its lease expires)");
+        snprintf (db_path, size, "%s", dsn);
+        return -1;
+    }
     const char *configured = config_str (program->config, "data_dir");
     if (streq (configured, ":memory:") || streq (configured, "")) {
         snprintf (db_path, size, ":memory:");
@@ -251,6 +282,9 @@ main (int argc, char *argv[])
     if (code != -1)
         return program_end (&program, code);
     settings.db_path = db_path;
+    store_backend_parse (config_str (program.config, "store"), &settings.store);
+    settings.lease_ttl_s = config_double (program.config, "store_lease_ttl");
+    settings.standby = program.lock_mode == PIDLOCK_STANDBY;
 
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.
@@ -264,6 +298,11 @@ main (int argc, char *argv[])
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
     char err[512];
     router_t *router = router_new (&settings, err, sizeof err);
+    if (!router && zsys_interrupted && settings.standby) {
+        //  A signal while standing by for the lead is a clean stop.
+        log_info ("router: %s", err);
+        return program_end (&program, PROGRAM_EXIT_OK);
+    }
     if (!router) {
         log_error ("router: %s", err);
         return program_end (&program,

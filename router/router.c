@@ -54,6 +54,7 @@ typedef struct {
 
 struct router_t {
     router_settings_t settings;
+    bool deposed;  // lost the lead of a shared database: acts no more
     zsock_t *frontend;
     zsock_t *backend;
     zsock_t *admin;
@@ -1910,12 +1911,15 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             bool memory = store_is_memory (self->store);
             static const char *fsync_names[] = { "always", "everysec", "off" };
             admin_storage_t storage = {
-                .kind = memory ? "memory" : "sqlite",
-                .path = memory ? NULL : self->settings.db_path,
+                .kind = store_kind (self->store),
+                .path = memory ? NULL : store_where (self->store),
                 .fsync = fsync_names[self->settings.fsync],
                 .dead = store_count (self->store, STORE_DEAD),
                 .scheduled = zlistx_size (self->scheduled),
                 .failing = self->store_failing,
+                .lead_epoch = store_lead_epoch (self->store),
+                .lead_holder = store_lead_holder (self->store),
+                .lead_since = store_lead_since (self->store),
             };
             admin_traffic_t traffic = {
                 .batches_in = self->batches_in,
@@ -2086,9 +2090,30 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
 //  out (else it grows until the one out is committed: group commit), then
 //  dispatch. Dispatch never waits for a commit: jobs already ACKed keep
 //  flowing while a batch is on its way.
+//  On a shared database (PostgreSQL) another router may take the lead:
+//  this one's lease ran out (it was paused, or could not renew it) or the
+//  writer met a newer epoch. From then on it sends, ACKs and dispatches
+//  nothing: the loop stops at its next handler, router_run returns
+//  ROUTER_DEPOSED, and a supervisor starts it again as a standby.
+static bool
+s_leading (router_t *self)
+{
+    if (self->deposed)
+        return false;
+    if (store_leading (self->store))
+        return true;
+    self->deposed = true;
+    log_error ("router: standing down (epoch %lld): %s; nothing more is sent, "
+               "ACKed or dispatched",
+               (long long) store_lead_epoch (self->store), store_lead_lost (self->store));
+    return false;
+}
+
 static void
 s_flush (router_t *self)
 {
+    if (!s_leading (self))
+        return;  // what waits in the outboxes is never sent
     if (self->ends_unsaved) {
         self->ends_unsaved = false;
         for (job_t *job = (job_t *) zlistx_first (self->ending); job;
@@ -2157,11 +2182,13 @@ s_on_store (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     (void) sock;
     router_t *self = (router_t *) arg;
+    if (!s_leading (self))
+        return -1;  // a fenced batch's event: not a word to its clients
     store_event_t event;
     while (store_recv (self->store, &event, 0) == 0)
         s_store_event (self, &event);
     s_flush (self);
-    return 0;
+    return s_leading (self) ? 0 : -1;
 }
 
 //  With CURVE and a clients directory, each key's certificate there names
@@ -2265,6 +2292,8 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
     (void) loop;
     s_socket_ctx_t *ctx = (s_socket_ctx_t *) arg;
     router_t *self = ctx->router;
+    if (!s_leading (self))
+        return -1;
     s_drain (self, sock, ctx->name, ctx->handler, ctx->roles);
     //  With a disk behind the store, one commit (one fsync) should cover
     //  what every socket has now: new jobs and ended ones alike.
@@ -2274,7 +2303,7 @@ s_on_socket (zloop_t *loop, zsock_t *sock, void *arg)
                 s_drain (self, self->reader_socks[i], self->readers[i].name,
                          self->readers[i].handler, self->readers[i].roles);
     s_flush (self);
-    return 0;
+    return s_leading (self) ? 0 : -1;
 }
 
 //  Heartbeats out, and removal of peers silent for timeout x liveness.
@@ -2306,6 +2335,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    if (!s_leading (self))
+        return -1;
     s_heartbeat_peers (self, self->job_managers, self->backend);
     s_heartbeat_peers (self, self->schedulers, self->frontend);
     s_flush (self);
@@ -2321,6 +2352,9 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    //  Every 50 ms: a lead lost is seen within that, even when idle.
+    if (!s_leading (self))
+        return -1;
     //  A SIGHUP that came while a handler ran did not interrupt poll().
     if (service_hup_take ())
         s_reload (self);
@@ -2509,7 +2543,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
     zhashx_set_destructor (self->schedule_senders,
                            (zhashx_destructor_fn *) zframe_destroy);
-    self->store = store_open (self->settings.db_path, settings->fsync, err, errlen);
+    store_lead_t lead = { settings->lease_ttl_s, settings->standby };
+    self->store = store_open_backend (settings->store, self->settings.db_path,
+                                      settings->fsync, &lead, err, errlen);
     if (!self->store)
         goto fail;
     if (store_load (self->store, s_load_row, self)) {
@@ -2522,7 +2558,7 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         self->fence = (uint64_t) fence;
     if (queues_job_count (self->queues))
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
-                  queues_job_count (self->queues), self->settings.db_path,
+                  queues_job_count (self->queues), store_where (self->store),
                   zlistx_size (self->scheduled));
     if (settings->curve_secret_cert && *settings->curve_secret_cert) {
         self->curve = curve_server_new (settings->curve_secret_cert,
@@ -2571,7 +2607,7 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     log_info ("router: listening frontend=%s backend=%s admin=%s events=%s storage=%s",
               settings->frontend, settings->backend, settings->admin,
               self->events ? settings->events : "(off)",
-              store_is_memory (self->store) ? "memory" : self->settings.db_path);
+              store_is_memory (self->store) ? "memory" : store_where (self->store));
     return self;
 fail:
     router_destroy (&self);
@@ -2742,6 +2778,8 @@ router_run (router_t *self)
     service_stopping ();
     if (watchdog_timer != -1)
         zloop_timer_end (self->loop, watchdog_timer);
+    if (self->deposed)
+        return ROUTER_DEPOSED;  // nothing written, nothing said: not ours now
     //  What is written goes to disk before we stop, the dispatches held
     //  back included (running jobs keep their epoch across the restart).
     store_write_dispatches (self->store);

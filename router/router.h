@@ -22,8 +22,12 @@ typedef struct {
     int64_t heartbeat_timeout_ms;   // silence counted as one miss
     uint32_t heartbeat_liveness;    // misses before a peer is declared dead
     size_t payload_max;             // largest payload frame accepted
-    const char *db_path;            // SQLite file, or ":memory:"
+    store_backend_t store;          // which database keeps the jobs
+    const char *db_path;            // SQLite file, ":memory:", or a libpq
+                                    // connection string (PostgreSQL)
     store_fsync_t fsync;            // what a commit waits for
+    double lease_ttl_s;             // PostgreSQL: the leader's lease
+    bool standby;                   // PostgreSQL: wait for the lead
     double result_ttl_s;            // ended jobs' results are kept this long
     double dead_ttl_s;              // dead jobs are kept this long
     double retry_backoff_s;         // first retry's delay; doubles each time
@@ -58,7 +62,11 @@ void router_apply (router_t *self, const router_settings_t *fresh);
 
 //  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then commits what is
 //  pending and says KBYE to every peer. Tells systemd READY=1 once running
-//  (and WATCHDOG=1 every half WATCHDOG_USEC); SIGHUP reloads. Returns 0.
+//  (and WATCHDOG=1 every half WATCHDOG_USEC); SIGHUP reloads. Returns 0; or
+//  ROUTER_DEPOSED at once, when another router took the lead of a shared
+//  database (its exit status: the supervisor starts it again, as a
+//  standby).
+#define ROUTER_DEPOSED 6
 int router_run (router_t *self);
 
 void router_test (bool verbose);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_pg.h"
 #include "writer.h"
 
 static const char *s_state_names[STORE_STATE_COUNT] = {
@@ -134,7 +135,9 @@ typedef struct {
 } s_deferred_t;
 
 struct store_t {
-    sqlite3 *db;  // the loop's connection (in memory mode, the only one)
+    sqlite3 *db;     // the loop's connection (in memory mode, the only one)
+    store_pg_t *pg;  // the PostgreSQL backend's instead, if that is the backend
+    char *where;     // the file, or the database
     sqlite3_stmt *stmt[S_STATEMENT_COUNT];
     bool memory;
     store_fsync_t policy;
@@ -217,6 +220,8 @@ s_deferred_destroy (void **item_p)
     *item_p = NULL;
 }
 
+static int s_open_writes (store_t *self, char *err, size_t errlen);
+
 //  The rest of store_open: the file's tables, its upgrade and check, the
 //  next key, the statements, the writer. Returns 0, or -1 with the reason
 //  in err.
@@ -278,6 +283,14 @@ s_open_file (store_t *self, const char *path, char *err, size_t errlen)
     if (self->memory)
         return 0;
     self->writer = writer_new (path, self->policy, err, errlen);
+    return s_open_writes (self, err, errlen);
+}
+
+//  The writing side, whatever the backend: the two batches, the deferred
+//  dispatches (the writer is started).
+static int
+s_open_writes (store_t *self, char *err, size_t errlen)
+{
     self->open = writer_batch_new ();
     self->done = writer_batch_new ();
     self->deferred = zlistx_new ();
@@ -296,11 +309,94 @@ s_open_file (store_t *self, const char *path, char *err, size_t errlen)
     return 0;
 }
 
+int
+store_backend_parse (const char *name, store_backend_t *backend)
+{
+    if (strcmp (name, "sqlite") == 0)
+        *backend = STORE_SQLITE;
+    else if (strcmp (name, "postgresql") == 0 || strcmp (name, "postgres") == 0)
+        *backend = STORE_POSTGRESQL;
+    else
+        return -1;
+    return 0;
+}
+
+store_t *
+store_open_backend (store_backend_t backend, const char *location, store_fsync_t policy,
+                    const store_lead_t *lead, char *err, size_t errlen)
+{
+    if (backend == STORE_SQLITE)
+        return store_open (location, policy, err, errlen);
+    store_t *self = calloc (1, sizeof (store_t));
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->policy = policy;
+    int64_t max_seq = 0;
+    store_pg_options_t options = { .lease_ttl_s = lead ? lead->lease_ttl_s : 10,
+                                   .standby = lead && lead->standby };
+    self->pg =
+        store_pg_open (location, policy, &options, &self->writer, &max_seq, err, errlen);
+    if (!self->pg || !(self->where = strdup (store_pg_where (self->pg)))
+        || s_open_writes (self, err, errlen)) {
+        if (self->pg && !self->where)
+            snprintf (err, errlen, "out of memory");
+        store_close (&self);
+        return NULL;
+    }
+    self->next_seq = max_seq + 1;
+    return self;
+}
+
+bool
+store_leading (store_t *self)
+{
+    return !self->pg || store_pg_leading (self->pg);
+}
+
+const char *
+store_lead_lost (store_t *self)
+{
+    return self->pg ? store_pg_lead_lost (self->pg) : NULL;
+}
+
+int64_t
+store_lead_epoch (store_t *self)
+{
+    return self->pg ? store_pg_epoch (self->pg) : 0;
+}
+
+const char *
+store_lead_holder (store_t *self)
+{
+    return self->pg ? store_pg_holder (self->pg) : NULL;
+}
+
+double
+store_lead_since (store_t *self)
+{
+    return self->pg ? store_pg_since (self->pg) : 0;
+}
+
+const char *
+store_kind (store_t *self)
+{
+    return self->memory ? "memory" : self->pg ? "postgresql" : "sqlite";
+}
+
+const char *
+store_where (store_t *self)
+{
+    return self->where ? self->where : "";
+}
+
 store_t *
 store_open (const char *path, store_fsync_t policy, char *err, size_t errlen)
 {
     store_t *self = calloc (1, sizeof (store_t));
-    if (!self) {
+    if (!self || !(self->where = strdup (path))) {
+        free (self);
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
@@ -339,6 +435,8 @@ store_close (store_t **self_p)
         sqlite3_finalize (self->stmt[i]);
     if (self->db)
         sqlite3_close (self->db);
+    store_pg_close (&self->pg);
+    free (self->where);
     free (self);
     *self_p = NULL;
 }
@@ -718,6 +816,8 @@ s_query (store_t *self, sqlite3_stmt *stmt, store_row_fn *fn, void *arg)
 int
 store_load (store_t *self, store_row_fn *fn, void *arg)
 {
+    if (self->pg)
+        return store_pg_load (self->pg, fn, arg, self->error, sizeof self->error);
     int rc = s_query (self, self->stmt[S_LOAD], fn, arg);
     return rc < 0 ? rc : 0;
 }
@@ -725,6 +825,8 @@ store_load (store_t *self, store_row_fn *fn, void *arg)
 int
 store_fetch (store_t *self, const char *msgid, store_row_fn *fn, void *arg)
 {
+    if (self->pg)
+        return store_pg_fetch (self->pg, msgid, fn, arg, self->error, sizeof self->error);
     sqlite3_stmt *stmt = self->stmt[S_FETCH];
     sqlite3_bind_text (stmt, 1, msgid, -1, SQLITE_TRANSIENT);
     int rc = s_query (self, stmt, fn, arg);
@@ -755,6 +857,9 @@ store_list_dead_page (store_t *self, store_cursor_t *cursor, size_t limit,
         cursor->ended_at = HUGE_VAL;
         cursor->seq = INT64_MAX;
     }
+    if (self->pg)
+        return store_pg_dead_page (self->pg, cursor, limit, fn, arg, self->error,
+                                   sizeof self->error);
     sqlite3_stmt *stmt = self->stmt[S_DEAD];
     sqlite3_bind_double (stmt, 1, cursor->ended_at);
     sqlite3_bind_int64 (stmt, 2, cursor->seq);
@@ -773,6 +878,8 @@ store_list_dead (store_t *self, size_t limit, store_row_fn *fn, void *arg)
 int
 store_meta_get (store_t *self, const char *key, int64_t *value)
 {
+    if (self->pg)
+        return store_pg_meta_get (self->pg, key, value, self->error, sizeof self->error);
     sqlite3_stmt *stmt = self->stmt[S_META_GET];
     sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step (stmt);
@@ -789,6 +896,9 @@ int
 store_meta_list (store_t *self, const char *prefix, store_meta_fn *fn, void *arg)
 {
     assert (self && prefix && fn);
+    if (self->pg)
+        return store_pg_meta_list (self->pg, prefix, fn, arg, self->error,
+                                   sizeof self->error);
     //  The end of the range: the prefix with its last byte one higher.
     char end[256];
     size_t len = strlen (prefix);
@@ -814,7 +924,8 @@ store_meta_list (store_t *self, const char *prefix, store_meta_fn *fn, void *arg
 void
 store_release_memory (store_t *self)
 {
-    sqlite3_db_release_memory (self->db);
+    if (self->db)
+        sqlite3_db_release_memory (self->db);
     if (!self->writer)
         return;
     //  The batches keep what a burst made them take (below 256 KiB each):
@@ -835,6 +946,8 @@ store_release_memory (store_t *self)
 int64_t
 store_count (store_t *self, store_state_t state)
 {
+    if (self->pg)
+        return store_pg_count (self->pg, state, self->error, sizeof self->error);
     sqlite3_stmt *stmt = self->stmt[state >= STORE_DONE ? S_COUNT_ENDED : S_COUNT];
     sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
     int64_t count = -1;
@@ -851,7 +964,10 @@ store_count (store_t *self, store_state_t state)
 int
 store_count_by_queue (store_t *self, store_state_t state, store_count_fn *fn, void *arg)
 {
-    //  Run once a second at most (STATUS): prepared per call.
+    if (self->pg)
+        return store_pg_count_by_queue (self->pg, state, fn, arg, self->error,
+                                        sizeof self->error);
+    //  Run rarely (STATUS, when the dead count disagrees): prepared per call.
     sqlite3_stmt *stmt = NULL;
     if (sqlite3_prepare_v2 (self->db,
                             "SELECT queue, count(*) FROM jobs WHERE state = ? AND "

@@ -1,4 +1,6 @@
-/*  store — the router's durable job table in SQLite (WAL mode).
+/*  store — the router's durable job table: in SQLite (WAL mode), or in
+    PostgreSQL (store_pg.h; the same promises, and what this comment says
+    of SQLite's syncs maps to synchronous_commit there: docs/storage.md).
 
     Every accepted job is a row; its state moves queued -> running -> done |
     failed | dead | cancelled, or to scheduled (delayed, or waiting for a
@@ -85,9 +87,40 @@ typedef int (store_row_fn) (const store_row_t *row, void *arg);
 const char *store_state_name (store_state_t state);
 int store_fsync_parse (const char *name, store_fsync_t *policy);
 
+//  The backends (docs/storage.md): SQLite (a file, or ":memory:") and
+//  PostgreSQL (router/store_pg.h). Only the open and STATUS know which.
+typedef enum { STORE_SQLITE, STORE_POSTGRESQL } store_backend_t;
+int store_backend_parse (const char *name, store_backend_t *backend);
+
 //  Opens (creating if needed) the database at path. Returns NULL with the
 //  reason in err.
 store_t *store_open (const char *path, store_fsync_t policy, char *err, size_t errlen);
+//  Several routers on one PostgreSQL database: one leads (docs/storage.md).
+typedef struct {
+    double lease_ttl_s;  // the leader's lease (default 10 s)
+    bool standby;        // wait for the lead instead of failing to open
+} store_lead_t;
+
+//  The same on a backend: location is the SQLite path or a libpq connection
+//  string; lead (NULL: the defaults) is PostgreSQL's only.
+store_t *store_open_backend (store_backend_t backend, const char *location,
+                             store_fsync_t policy, const store_lead_t *lead, char *err,
+                             size_t errlen);
+//  False once this router must not act any more: another router took the
+//  lead of the database, or its lease ran out. Always true on SQLite (its
+//  one router per directory is the data directory's lock).
+bool store_leading (store_t *self);
+//  Why not, once store_leading is false; and the lead's epoch (0: SQLite).
+const char *store_lead_lost (store_t *self);
+int64_t store_lead_epoch (store_t *self);
+//  This router as the leader row names it ("HOST pid PID #N"), and when it
+//  took the lead (unix seconds); NULL and 0 on SQLite.
+const char *store_lead_holder (store_t *self);
+double store_lead_since (store_t *self);
+//  "memory", "sqlite" or "postgresql"; and where: the file, or "database
+//  NAME on HOST:PORT" (never a password).
+const char *store_kind (store_t *self);
+const char *store_where (store_t *self);
 void store_close (store_t **self_p);
 bool store_is_memory (store_t *self);
 

@@ -388,6 +388,118 @@ writer_batch_meta (writer_batch_t *self, const char *key, int64_t value)
     return 0;
 }
 
+bool
+writer_batch_wants_sync (const writer_batch_t *self)
+{
+    return self->sync;
+}
+
+bool
+writer_batch_doomed (const writer_batch_t *self)
+{
+    return self->doomed;
+}
+
+void
+writer_batch_op (const writer_batch_t *self, size_t index, writer_op_t *out)
+{
+    assert (index < self->count);
+    const s_op_t *op = &self->ops[index];
+    memset (out, 0, sizeof *out);
+    out->seq = op->seq;
+    out->state = (store_state_t) op->state;
+    out->has_dispatch = op->has_dispatch;
+    out->attempt = op->attempt;
+    out->epoch = op->epoch;
+    out->retries_left = op->retries_left;
+    out->run_at = op->run_at;
+    out->created_at = op->created_at;
+    out->ended_at = op->ended_at;
+    switch (op->type) {
+        case S_OP_INSERT:
+        case S_OP_REVIVE:
+            out->type = op->type == S_OP_INSERT ? WRITER_OP_INSERT : WRITER_OP_REVIVE;
+            out->msgid = (const char *) s_at (self, op->text[0]);
+            out->queue = (const char *) s_at (self, op->text[1]);
+            out->headers = (const char *) s_at (self, op->text[2]);
+            out->payload = s_at (self, op->blob[0]);
+            out->payload_size = op->blob_size[0];
+            out->client = s_at (self, op->blob[1]);
+            out->client_size = op->blob_size[1];
+            break;
+        case S_OP_DISPATCHED:
+            out->type = WRITER_OP_DISPATCHED;
+            break;
+        case S_OP_WAITING:
+            out->type = WRITER_OP_WAITING;
+            break;
+        case S_OP_ENDED:
+            out->type = WRITER_OP_ENDED;
+            out->status = (const char *) s_at (self, op->text[0]);
+            out->usage = (const char *) s_at (self, op->text[1]);
+            out->result = s_at (self, op->blob[0]);
+            out->result_size = op->blob_size[0];
+            break;
+        case S_OP_META:
+            out->type = WRITER_OP_META;
+            out->key = (const char *) s_at (self, op->text[0]);
+            out->value = op->seq;
+            break;
+    }
+}
+
+int
+writer_batch_add_duplicate (writer_batch_t *self, int64_t seq)
+{
+    if (self->duplicate_count == self->duplicate_cap) {
+        size_t cap = self->duplicate_cap ? self->duplicate_cap * 2 : 16;
+        int64_t *list = (int64_t *) realloc (self->duplicates, cap * sizeof (int64_t));
+        if (!list)
+            return -1;
+        self->duplicates = list;
+        self->duplicate_cap = cap;
+    }
+    self->duplicates[self->duplicate_count++] = seq;
+    return 0;
+}
+
+void
+writer_batch_settle (writer_batch_t *self, int rc, const char *error)
+{
+    self->rc = rc;
+    snprintf (self->error, sizeof self->error, "%s", rc && error ? error : "");
+    if (rc)
+        self->duplicate_count = 0;
+}
+
+void
+writer_batch_begin_run (writer_batch_t *self)
+{
+    self->duplicate_count = 0;
+    if (!self->doomed) {
+        self->rc = 0;
+        self->error[0] = 0;
+    }
+    else
+        self->rc = -1;
+}
+
+int
+writer_reply_committed (zsock_t *pipe, writer_batch_t *batch)
+{
+    return zsock_send (pipe, "sp", "COMMITTED", batch);
+}
+
+int
+writer_reply_task (zsock_t *pipe, bool purge, int rc, int64_t count, const char *error)
+{
+    char status[16], number[32];
+    snprintf (status, sizeof status, "%d", rc);
+    snprintf (number, sizeof number, "%" PRId64, count);
+    return zstr_sendx (pipe, purge ? "PURGED" : "EXPIRED", status, number,
+                       rc && error ? error : "", NULL);
+}
+
 //  --------------------------------------------------------------------------
 //  The thread's side: statements and how a batch is run
 
@@ -574,20 +686,10 @@ s_apply_op (s_thread_t *self, writer_batch_t *batch, const s_op_t *op)
             sqlite3_bind_double (stmt, 11, op->created_at);
             if (s_run (self, stmt, "insert job"))
                 return -1;
-            if (sqlite3_changes (self->db) == 0) {
-                if (batch->duplicate_count == batch->duplicate_cap) {
-                    size_t cap = batch->duplicate_cap ? batch->duplicate_cap * 2 : 16;
-                    int64_t *list =
-                        (int64_t *) realloc (batch->duplicates, cap * sizeof (int64_t));
-                    if (!list) {
-                        snprintf (self->error, sizeof self->error,
-                                  "insert job: out of memory");
-                        return -1;
-                    }
-                    batch->duplicates = list;
-                    batch->duplicate_cap = cap;
-                }
-                batch->duplicates[batch->duplicate_count++] = op->seq;
+            if (sqlite3_changes (self->db) == 0
+                && writer_batch_add_duplicate (batch, op->seq)) {
+                snprintf (self->error, sizeof self->error, "insert job: out of memory");
+                return -1;
             }
             return 0;
         case S_OP_REVIVE:
@@ -728,11 +830,8 @@ s_task_chunk (s_thread_t *self)
 static void
 s_task_report (s_thread_t *self, int rc)
 {
-    char status[16], count[32];
-    snprintf (status, sizeof status, "%d", rc);
-    snprintf (count, sizeof count, "%" PRId64, self->task_count);
-    zstr_sendx (self->pipe, self->task == S_TASK_EXPIRE ? "EXPIRED" : "PURGED", status,
-                count, rc ? self->error : "", NULL);
+    writer_reply_task (self->pipe, self->task == S_TASK_PURGE, rc, self->task_count,
+                       self->error);
     self->task = S_TASK_NONE;
 }
 
@@ -960,11 +1059,8 @@ s_checkpointer_actor (zsock_t *pipe, void *args)
 
 struct writer_t {
     zactor_t *actor;
-    char *path;
-    store_fsync_t policy;
-    bool failed;  // the thread could not start (reason in error)
-    char error[256];
-    size_t out;  // batches submitted whose event has not come
+    writer_setup_t setup;  // what the thread starts from (it fills failed, error)
+    size_t out;            // batches submitted whose event has not come
 };
 
 //  Handles one command from the loop. Returns false on $TERM.
@@ -990,7 +1086,7 @@ s_thread_command (s_thread_t *self)
         s_apply (self, batch);
         //  Once sent, the batch is the loop's again: not to be read here.
         bool failed = batch->rc != 0;
-        zsock_send (self->pipe, "sp", "COMMITTED", batch);
+        writer_reply_committed (self->pipe, batch);
         self->batch_ms = zclock_mono ();
         //  A failed commit may be a disk the WAL filled: reuse it.
         if (failed && self->checkpoints_out == 0 && self->wal_frames > 0
@@ -1029,7 +1125,7 @@ s_thread_command (s_thread_t *self)
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
-    writer_t *writer = (writer_t *) args;
+    writer_setup_t *writer = (writer_setup_t *) args;
     //  Signals are the loop's (SIGTERM stops the router, which then waits
     //  for this thread's last event): none may interrupt this thread.
     sigset_t all;
@@ -1037,8 +1133,8 @@ s_writer_actor (zsock_t *pipe, void *args)
     pthread_sigmask (SIG_BLOCK, &all, NULL);
     pthread_setname_np (pthread_self (), "emq-writer");  // for top -H, perf
     s_thread_t self = { .pipe = pipe, .policy = writer->policy };
-    s_checkpointer_args_t args_c = { writer->path, writer->policy, false, "" };
-    if (s_thread_open (&self, writer->path) == 0) {
+    s_checkpointer_args_t args_c = { writer->location, writer->policy, false, "" };
+    if (s_thread_open (&self, writer->location) == 0) {
         self.checkpointer = zactor_new (s_checkpointer_actor, &args_c);
         if (!self.checkpointer || args_c.failed)
             snprintf (self.error, sizeof self.error, "%s",
@@ -1089,28 +1185,35 @@ s_writer_actor (zsock_t *pipe, void *args)
 }
 
 writer_t *
-writer_new (const char *path, store_fsync_t policy, char *err, size_t errlen)
+writer_start (zactor_fn *actor, const char *location, store_fsync_t policy, void *backend,
+              char *err, size_t errlen)
 {
     writer_t *self = (writer_t *) calloc (1, sizeof (writer_t));
-    if (!self || !(self->path = strdup (path))) {
+    if (!self || !(self->setup.location = strdup (location))) {
         free (self);
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
-    self->policy = policy;
-    if (sqlite3_threadsafe () == 0) {
-        snprintf (err, errlen, "SQLite was built without thread support");
-        writer_destroy (&self);
-        return NULL;
-    }
-    self->actor = zactor_new (s_writer_actor, self);
-    if (!self->actor || self->failed) {
+    self->setup.policy = policy;
+    self->setup.backend = backend;
+    self->actor = zactor_new (actor, &self->setup);
+    if (!self->actor || self->setup.failed) {
         snprintf (err, errlen, "%s",
-                  self->actor ? self->error : "cannot start the writer");
+                  self->actor ? self->setup.error : "cannot start the writer");
         writer_destroy (&self);
         return NULL;
     }
     return self;
+}
+
+writer_t *
+writer_new (const char *path, store_fsync_t policy, char *err, size_t errlen)
+{
+    if (sqlite3_threadsafe () == 0) {
+        snprintf (err, errlen, "SQLite was built without thread support");
+        return NULL;
+    }
+    return writer_start (s_writer_actor, path, policy, NULL, err, errlen);
 }
 
 void
@@ -1127,7 +1230,7 @@ writer_destroy (writer_t **self_p)
         writer_batch_destroy (&event.batch);
     }
     zactor_destroy (&self->actor);
-    free (self->path);
+    free (self->setup.location);
     free (self);
     *self_p = NULL;
 }

@@ -1,6 +1,8 @@
 /*  writer — the store's writing thread: applies batches of job-row changes
     to the SQLite database, one transaction per batch, away from the
-    router's loop.
+    router's loop. Another backend's thread (store_pg.c) speaks the same
+    protocol over the same writer_t (writer_start, below) and reads the
+    same batches (writer_batch_op).
 
     The loop builds a batch (writer_batch_*), hands it over (writer_submit
     takes it), keeps serving, and learns that the batch is committed (or
@@ -88,8 +90,73 @@ typedef void (writer_dispatch_fn) (int64_t seq, const writer_dispatch_t *dispatc
                                    void *arg);
 void writer_batch_dispatches (writer_batch_t *self, writer_dispatch_fn *fn, void *arg);
 
+//  What another backend's thread reads of a batch (store_pg.c): its
+//  changes one by one, whether it must be synced, whether it must fail.
+typedef enum {
+    WRITER_OP_INSERT,
+    WRITER_OP_REVIVE,
+    WRITER_OP_DISPATCHED,
+    WRITER_OP_WAITING,
+    WRITER_OP_ENDED,
+    WRITER_OP_META
+} writer_op_type_t;
+
+typedef struct {
+    writer_op_type_t type;
+    int64_t seq;
+    store_state_t state;  // the row moves to
+    bool has_dispatch;    // attempt and epoch are to be written
+    uint32_t attempt;
+    uint64_t epoch;
+    uint32_t retries_left;
+    double run_at, created_at, ended_at;
+    const char *msgid, *queue, *headers;  // insert, revive
+    const void *payload, *client;
+    size_t payload_size, client_size;
+    const char *status, *usage;  // ended
+    const void *result;
+    size_t result_size;
+    const char *key;  // meta
+    int64_t value;
+} writer_op_t;
+
+bool writer_batch_wants_sync (const writer_batch_t *self);
+bool writer_batch_doomed (const writer_batch_t *self);
+//  The change at index (< writer_batch_size); pointers into the batch.
+void writer_batch_op (const writer_batch_t *self, size_t index, writer_op_t *op);
+//  Before a batch is run: no duplicates yet; rc -1 if it is doomed.
+void writer_batch_begin_run (writer_batch_t *self);
+//  An insert found its msgid stored already. Returns -1 if out of memory.
+int writer_batch_add_duplicate (writer_batch_t *self, int64_t seq);
+//  The batch's outcome: rc 0 (committed) or -1 with the reason.
+void writer_batch_settle (writer_batch_t *self, int rc, const char *error);
+
 //  --------------------------------------------------------------------------
 //  The thread
+
+//  A backend's thread is a zactor whose args is a writer_setup_t. It
+//  signals 0 on its pipe once it runs, or sets failed and error and
+//  signals 1. It then takes these commands on its pipe, and answers
+//  with writer_reply_committed / writer_reply_task:
+//      "BATCH" <pointer>           -> "COMMITTED" <pointer> (the batch settled)
+//      "EXPIRE" now result_ttl dead_ttl  -> "EXPIRED" rc count error
+//      "PURGE"                     -> "PURGED" rc count error
+//      "RELEASE"                   (give memory back; no answer)
+//      "$TERM"                     (stop)
+typedef struct {
+    char *location;  // the SQLite file, or a PostgreSQL connection string
+    store_fsync_t policy;
+    void *backend;  // the backend's own (store_pg.c: the lease), or NULL
+    bool failed;
+    char error[256];
+} writer_setup_t;
+
+int writer_reply_committed (zsock_t *pipe, writer_batch_t *batch);
+int writer_reply_task (zsock_t *pipe, bool purge, int rc, int64_t count,
+                       const char *error);
+//  Starts a backend's thread (actor) on location.
+writer_t *writer_start (zactor_fn *actor, const char *location, store_fsync_t policy,
+                        void *backend, char *err, size_t errlen);
 
 //  Starts the thread on the database at path (the store has created its
 //  tables). Returns NULL with the reason in err.

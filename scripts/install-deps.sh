@@ -13,6 +13,8 @@ packages=(
     libmsgpack-dev                  # job payloads (msgpack-c)
     libbsd-dev                      # pidfile, setproctitle, strlcpy
     libsqlite3-dev                  # router storage
+    libpq-dev                       # router storage on PostgreSQL (store = postgresql)
+    postgresql                      # the tests and make bench start a server of their own
     libck-dev                       # router: compact job index (ck_hs)
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)

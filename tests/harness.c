@@ -7,6 +7,7 @@
 #include "numparse.h"
 
 #include <dirent.h>
+#include <glob.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -251,6 +252,12 @@ s_router_v (h_test_t *t, const char *tag, const char *admin, bool wait, va_list 
     args[argc++] = data_dir;
     args[argc++] = "--fsync";
     args[argc++] = "off";
+    if (h_store_dsn) {
+        args[argc++] = "--store";
+        args[argc++] = "postgresql";
+        args[argc++] = "--store-dsn";
+        args[argc++] = h_store_dsn;
+    }
     s_heartbeat_args (args, &argc);
     args[argc++] = "--log-level";
     args[argc++] = t->verbose ? "debug" : "info";
@@ -1008,6 +1015,7 @@ h_recv_cmd (h_test_t *t, zsock_t *sock, emqp_command_t command, int timeout_ms)
 static void
 s_cleanup (h_test_t *t)
 {
+    h_pg_stop (t);
     for (size_t i = 0; i < t->nprocs; i++)
         if (!t->procs[i].reaped) {
             h_kill (t, t->procs[i].pid, SIGKILL, true);
@@ -1314,4 +1322,114 @@ h_main (const h_testdef_t *tests, size_t count, int argc, char **argv)
     }
     printf ("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
+}
+
+//  ---------------------------------------------------------------------
+//  PostgreSQL
+
+const char *h_store_dsn;
+
+static struct {
+    bool running;
+    char dir[H_PATH_MAX + 8];  // <test dir>/pg: socket, data/, logs
+    char dsn[H_PATH_MAX + 64];
+} s_pg;
+
+const char *
+h_pg_bin (void)
+{
+    static char bin[H_PATH_MAX];
+    if (*bin)
+        return bin;
+    glob_t found;
+    if (glob ("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &found) == 0
+        && found.gl_pathc > 0) {
+        snprintf (bin, sizeof bin, "%s", found.gl_pathv[found.gl_pathc - 1]);
+        *strrchr (bin, '/') = 0;
+    }
+    globfree (&found);
+    return *bin ? bin : NULL;
+}
+
+//  Runs scripts/pg-scratch.sh (next to the build directory) with args;
+//  its first line of output into out (may be NULL). Returns its status.
+static int
+s_pg_script (const char *args, char *out, size_t size)
+{
+    char command[2 * sizeof s_build + 64], script[sizeof s_build];
+    snprintf (script, sizeof script, "%s", s_build);
+    char *slash = strrchr (script, '/');
+    if (slash)
+        *slash = 0;
+    snprintf (command, sizeof command, "%s/scripts/pg-scratch.sh %s", script, args);
+    FILE *pipe = popen (command, "r");
+    if (!pipe)
+        return -1;
+    char line[H_PATH_MAX + 64] = "";
+    if (!fgets (line, sizeof line, pipe))
+        line[0] = 0;
+    int status = pclose (pipe);
+    if (out)
+        snprintf (out, size, "%s", h_chomp (line));
+    return WIFEXITED (status) ? WEXITSTATUS (status) : -1;
+}
+
+const char *
+h_pg_start (h_test_t *t)
+{
+    REQUIRE_MSG (h_pg_bin () != NULL, "PostgreSQL is not installed");
+    snprintf (s_pg.dir, sizeof s_pg.dir, "%s/pg", t->dir);
+    int64_t start = clock_mono_ms ();
+    char args[H_PATH_MAX + 32];
+    //  No fsync: these tests kill routers, not the server.
+    snprintf (args, sizeof args, "start %s --no-fsync", s_pg.dir);
+    s_pg.running = true;  // whatever happened, stop it at the end
+    REQUIRE_MSG (s_pg_script (args, s_pg.dsn, sizeof s_pg.dsn) == 0 && *s_pg.dsn,
+                 "PostgreSQL did not start (see pg/initdb.log, pg/pg_ctl.log, "
+                 "pg/server.log)");
+    h_log (t, "PostgreSQL up in %s (%lld ms): %s", s_pg.dir,
+           (long long) (clock_mono_ms () - start), s_pg.dsn);
+    return s_pg.dsn;
+}
+
+void
+h_pg_stop (h_test_t *t)
+{
+    (void) t;
+    if (!s_pg.running)
+        return;
+    s_pg.running = false;
+    char args[H_PATH_MAX + 32];
+    snprintf (args, sizeof args, "stop %s", s_pg.dir);
+    s_pg_script (args, NULL, 0);
+}
+
+bool
+h_pg_restart (h_test_t *t, int down_ms)
+{
+    (void) t;
+    char args[H_PATH_MAX + 48];
+    snprintf (args, sizeof args, "restart %s %d", s_pg.dir, down_ms);
+    return s_pg_script (args, NULL, 0) == 0;
+}
+
+PGconn *
+h_pg_connect (h_test_t *t)
+{
+    (void) t;
+    PGconn *conn = PQconnectdb (s_pg.dsn);
+    REQUIRE_MSG (conn && PQstatus (conn) == CONNECTION_OK, "cannot connect to %s: %s",
+                 s_pg.dsn, conn ? PQerrorMessage (conn) : "out of memory");
+    return conn;
+}
+
+long long
+h_pg_int (PGconn *conn, const char *sql)
+{
+    PGresult *res = PQexec (conn, sql);
+    REQUIRE_MSG (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1,
+                 "%s: %s", sql, PQerrorMessage (conn));
+    long long value = strtoll (PQgetvalue (res, 0, 0), NULL, 10);
+    PQclear (res);
+    return value;
 }

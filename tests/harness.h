@@ -32,6 +32,7 @@
 
 #include <czmq.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -95,6 +96,9 @@ extern const size_t h_ops_count;
 //  EventMQ drop-in tests (dropin.c): settings, flags, shell, pub/sub.
 extern const h_testdef_t h_dropin_tests[];
 extern const size_t h_dropin_count;
+//  The store's promises on each backend, in process (store_contract.c).
+extern const h_testdef_t h_store_contract_tests[];
+extern const size_t h_store_contract_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks
@@ -299,5 +303,27 @@ emqp_msg_t *h_recv_msg (h_test_t *t, zsock_t *sock, int timeout_ms);
 //  skipped) or timeout_ms runs out.
 emqp_msg_t *h_recv_cmd (h_test_t *t, zsock_t *sock, emqp_command_t command,
                         int timeout_ms);
+
+//  ---------------------------------------------------------------------
+//  PostgreSQL: a server of the test's own (initdb into <dir>/pg, a unix
+//  socket there, run as the postgres user when the tests run as root).
+
+//  The server's bin directory (/usr/lib/postgresql/N/bin), or NULL when
+//  PostgreSQL is not installed (the test then says so and skips).
+const char *h_pg_bin (void);
+//  Starts the server, creates database "emq", returns its connection
+//  string; fails the test if it cannot. Stopped by h_pg_stop or when the
+//  test ends.
+const char *h_pg_start (h_test_t *t);
+void h_pg_stop (h_test_t *t);
+//  Stops the server (fast), waits down_ms, starts it again.
+bool h_pg_restart (h_test_t *t, int down_ms);
+//  When set (to h_pg_start's string), every router h_router starts keeps
+//  its jobs there (--store postgresql --store-dsn).
+extern const char *h_store_dsn;
+//  A connection to the test's database (fails the test if it cannot), and
+//  a query's one integer.
+PGconn *h_pg_connect (h_test_t *t);
+long long h_pg_int (PGconn *conn, const char *sql);
 
 #endif

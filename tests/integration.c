@@ -2034,7 +2034,8 @@ main (int argc, char **argv)
 {
     size_t own = sizeof s_tests / sizeof s_tests[0];
     size_t total = own + h_durability_count + h_batching_count + h_durable_path_count
-                   + h_dropin_count + h_ops_count + h_observe_count;
+                   + h_dropin_count + h_ops_count + h_observe_count
+                   + h_store_contract_count;
     h_testdef_t *all = calloc (total, sizeof *all);
     if (!all)
         return 2;
@@ -2052,6 +2053,8 @@ main (int argc, char **argv)
     memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
                 + h_dropin_count + h_ops_count,
             h_observe_tests, h_observe_count * sizeof *all);
+    memcpy (all + total - h_store_contract_count, h_store_contract_tests,
+            h_store_contract_count * sizeof *all);
     int rc = h_main (all, total, argc, argv);
     free (all);
     return rc;

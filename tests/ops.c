@@ -330,11 +330,13 @@ test_units (h_test_t *t)
     REQUIRE_CONTAINS (out, "emq-router.service");
     REQUIRE_CONTAINS (out, "emq-jobmanager@.service");
     REQUIRE_CONTAINS (out, "emq-scheduler.service");
+    REQUIRE_CONTAINS (out, "emq-pubsub.service");
     free (out);
-    snprintf (command, sizeof command,
-              "cd '%s' && systemd-analyze verify --man=no ./emq-router.service "
-              "./emq-scheduler.service ./emq-jobmanager@.service 2>&1",
-              t->dir);
+    snprintf (
+        command, sizeof command,
+        "cd '%s' && systemd-analyze verify --man=no ./emq-router.service "
+        "./emq-scheduler.service ./emq-jobmanager@.service ./emq-pubsub.service 2>&1",
+        t->dir);
     out = s_shell (command, &rc);
     //  Warnings do not change verify's status: any output is a finding.
     REQUIRE_MSG (rc == 0 && *out == 0, "systemd-analyze verify (status %d): %s", rc, out);
@@ -370,6 +372,7 @@ static const char *s_installed[] = {
     "lib/systemd/system/emq-router.service",
     "lib/systemd/system/emq-jobmanager@.service",
     "lib/systemd/system/emq-scheduler.service",
+    "lib/systemd/system/emq-pubsub.service",
     "share/man/man1/emq-cli.1",
     "share/man/man1/emq-jobmanager.1",
     "share/man/man1/emq-pubsub.1",
@@ -868,11 +871,60 @@ test_admin (h_test_t *t)
     REQUIRE (h_pid_alive (router));
 }
 
+//  emq-pubsub takes a SIGHUP as the others do: it keeps forwarding, applies
+//  the log level, and names an address change as needing a restart.
+static void
+test_sighup_pubsub (h_test_t *t)
+{
+    char in[H_PATH_MAX + 16], out[H_PATH_MAX + 16], conf_text[3 * H_PATH_MAX];
+    snprintf (in, sizeof in, "ipc://%s/pub-in", t->dir);
+    snprintf (out, sizeof out, "ipc://%s/pub-out", t->dir);
+    snprintf (conf_text, sizeof conf_text,
+              "[publisher]\nlog_level = info\npublisher_incoming_addr = %s\n"
+              "publisher_outgoing_addr = %s\n",
+              in, out);
+    char conf[H_PATH_MAX + 64];
+    snprintf (conf, sizeof conf, "%s", s_write (t, "pubsub.conf", conf_text));
+    const char *args[] = { "--config", conf, NULL };
+    pid_t pubsub = h_spawn (t, "pubsub", true, "emq-pubsub", args);
+    REQUIRE_WAIT (h_log_count (t, "pubsub", "pubsub") > 0, 5000);
+    snprintf (conf_text, sizeof conf_text,
+              "[publisher]\nlog_level = debug\npublisher_incoming_addr = %s-2\n"
+              "publisher_outgoing_addr = %s\n",
+              in, out);
+    s_write (t, "pubsub.conf", conf_text);
+    REQUIRE_INT (kill (pubsub, SIGHUP), ==, 0);
+    REQUIRE_WAIT (h_log_count (t, "pubsub", "SIGHUP: configuration reloaded") == 1, 5000);
+    REQUIRE_INT (h_log_count (t, "pubsub", "log_level 'info' -> 'debug', applied"), ==,
+                 1);
+    REQUIRE_INT (h_log_count (t, "pubsub", "publisher_incoming_addr"), >=, 1);
+    REQUIRE_INT (h_log_count (t, "pubsub", "needs a restart"), ==, 1);
+    //  Still forwarding on the old address: a SUB gets what a publisher sends.
+    zsock_t *sub = zsock_new_sub (out, "news");
+    zsock_t *pub = zsock_new_dealer (in);
+    REQUIRE (sub && pub);
+    zmsg_t *got = NULL;
+    for (int i = 0; i < 50 && !got; i++) {
+        zstr_sendx (pub, "", "eMQP/1.0", "PUBLISH", "m1", "news", "hello", NULL);
+        zpoller_t *poller = zpoller_new (sub, NULL);
+        if (zpoller_wait (poller, 100))
+            got = zmsg_recv (sub);
+        zpoller_destroy (&poller);
+    }
+    REQUIRE (got);
+    zmsg_destroy (&got);
+    zsock_destroy (&pub);
+    zsock_destroy (&sub);
+    REQUIRE (h_pid_alive (pubsub));
+}
+
 const h_testdef_t h_ops_tests[] = {
     { "sighup_router", test_sighup_router,
       "SIGHUP: the router applies log level and HWM, names what needs a restart" },
     { "sighup_scheduler_jm", test_sighup_scheduler_jm,
       "SIGHUP: scheduler and job manager keep running and take the new log level" },
+    { "sighup_pubsub", test_sighup_pubsub,
+      "SIGHUP: emq-pubsub keeps forwarding, applies the log level" },
     { "notify", test_notify, "sd_notify: READY, WATCHDOG, RELOADING, STOPPING" },
     { "units", test_units, "systemd-analyze verify accepts the units" },
     { "install", test_install,
