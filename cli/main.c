@@ -39,6 +39,8 @@ static const char *s_usage =
     "1d)\n"
     "        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
     "        --guarantee        ask the router to sync the job to disk before its ACK\n"
+    "        --limit NAME=N     ask for a lower resource limit than the job manager's:\n"
+    "                           as=BYTES (k/M/G), nproc=N, nofile=N, cpu=S (repeatable)\n"
     "        --msgid ID         submit under this id (1..36 printable bytes): a\n"
     "                           second submit of the same id is not run twice\n"
     "  result MSGID [--wait] [--wait-timeout S] [--json]\n"

@@ -23,7 +23,45 @@ typedef struct {
     char headers[EMQP_HEADERS_MAX + 1];  // --header values, comma-joined
     void *payload;                       // owned
     size_t payload_size;
+    emq_limits_t limits;  // --limit values; 0 = not asked
 } s_submit_t;
+
+//  --limit NAME=N: as (bytes, k/M/G), nproc, nofile, cpu (seconds).
+static int
+s_parse_limit (const char *text, emq_limits_t *limits)
+{
+    const char *eq = strchr (text, '=');
+    static const char *names[] = { "as", "nproc", "nofile", "cpu" };
+    uint64_t *fields[] = { &limits->as_bytes, &limits->nproc, &limits->nofile,
+                           &limits->cpu_s };
+    size_t k = 0;
+    while (eq && k < 4
+           && !(strlen (names[k]) == (size_t) (eq - text)
+                && strncmp (text, names[k], (size_t) (eq - text)) == 0))
+        k++;
+    if (!eq || k == 4)
+        return cli_usage_error ("--limit: '%s' is not as=, nproc=, nofile= or cpu=N",
+                                text);
+    char digits[32];
+    snprintf (digits, sizeof digits, "%s", eq + 1);
+    uint64_t scale = 1;
+    size_t len = strlen (digits);
+    if (k == 0 && len > 0) {
+        char unit = digits[len - 1];
+        scale = unit == 'k' || unit == 'K'   ? 1024
+                : unit == 'M' || unit == 'm' ? 1024 * 1024
+                : unit == 'G' || unit == 'g' ? 1024 * 1024 * 1024
+                                             : 1;
+        if (scale > 1)
+            digits[len - 1] = 0;
+    }
+    uint64_t number;
+    if (numparse_uint (digits, (uint64_t) INT64_MAX / scale, &number) || number == 0)
+        return cli_usage_error ("--limit: '%s' is not a positive number%s", text,
+                                k == 0 ? " of bytes (k, M, G allowed)" : "");
+    *fields[k] = number * scale;
+    return 0;
+}
 
 //  Reads a whole file ("-" = standard input) into a malloc'd buffer.
 static int
@@ -204,6 +242,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
                                              { "delay", required_argument, NULL, 'd' },
                                              { "eta", required_argument, NULL, 'e' },
                                              { "guarantee", no_argument, NULL, 'g' },
+                                             { "limit", required_argument, NULL, 'l' },
                                              { "msgid", required_argument, NULL, 'm' },
                                              CLI_GLOBAL_OPTIONS };
     s_submit_t submit = { .wait_timeout_ms = -1 };
@@ -265,6 +304,9 @@ cli_submit (cli_t *cli, int argc, char **argv)
                                           optarg, UINT32_MAX);
                 submit.opts.eta = (uint32_t) number;
                 break;
+            case 'l':
+                rc = s_parse_limit (optarg, &submit.limits);
+                break;
             case 'g':
                 optarg = "guarantee";
                 //  the same as --header guarantee
@@ -303,6 +345,15 @@ cli_submit (cli_t *cli, int argc, char **argv)
         rc = s_parse_run (&submit, argc - optind, argv + optind);
     else
         rc = cli_usage_error ("submit: expected 'exec' or 'run', not '%s'", kind);
+    if (!rc
+        && (submit.limits.as_bytes || submit.limits.nproc || submit.limits.nofile
+            || submit.limits.cpu_s)) {
+        int erc = emq_payload_set_limits (&submit.payload, &submit.payload_size,
+                                          &submit.limits);
+        if (erc)
+            rc = cli_usage_error ("--limit: cannot add the limits: %s",
+                                  emq_strerror (erc));
+    }
     if (!rc)
         rc = cli_setup (cli);
     if (!rc && !submit.opts.queue)

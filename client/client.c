@@ -1235,6 +1235,36 @@ emq_payload_exec (const char *const *argv, size_t argc, const void *stdin_data,
     return s_payload_out (&payload, out, out_size);
 }
 
+int
+emq_payload_set_limits (void **payload, size_t *size, const emq_limits_t *limits)
+{
+    if (!payload || !*payload || !size || !limits)
+        return EMQ_ERR_INVALID;
+    uint64_t values[] = { limits->as_bytes, limits->nproc, limits->nofile,
+                          limits->cpu_s };
+    for (size_t i = 0; i < 4; i++)
+        if (values[i] > (uint64_t) INT64_MAX)
+            return EMQ_ERR_INVALID;
+    char err[256];
+    payload_t *decoded = payload_decode (*payload, *size, err, sizeof err);
+    if (!decoded)
+        return EMQ_ERR_INVALID;
+    decoded->limits = (payload_limits_t){ .as_bytes = limits->as_bytes,
+                                          .nproc = limits->nproc,
+                                          .nofile = limits->nofile,
+                                          .cpu_s = limits->cpu_s };
+    void *out;
+    size_t out_size;
+    int rc = s_payload_out (decoded, &out, &out_size);
+    payload_destroy (&decoded);
+    if (rc)
+        return rc;
+    free (*payload);
+    *payload = out;
+    *size = out_size;
+    return 0;
+}
+
 //  --------------------------------------------------------------------------
 //  Admin
 

@@ -366,6 +366,24 @@ s_payload_checks (void)
     const char *bad_env[] = { "NOEQUALS" };
     CHECK_RC (emq_payload_exec (argv, 1, NULL, 0, bad_env, 1, NULL, &out, &size),
               EMQ_ERR_INVALID);
+
+    //  Limits added to a payload.
+    out = NULL;
+    CHECK_RC (emq_payload_exec (argv, 2, NULL, 0, NULL, 0, NULL, &out, &size), 0);
+    emq_limits_t limits = { .nofile = 12, .cpu_s = 3 };
+    CHECK_RC (emq_payload_set_limits (&out, &size, &limits), 0);
+    payload = out ? payload_decode (out, size, err, sizeof err) : NULL;
+    CHECK (payload && payload->limits.nofile == 12 && payload->limits.cpu_s == 3
+           && payload->limits.as_bytes == 0 && payload->argc == 2);
+    payload_destroy (&payload);
+    limits.as_bytes = UINT64_MAX;
+    CHECK_RC (emq_payload_set_limits (&out, &size, &limits), EMQ_ERR_INVALID);
+    free (out);
+    char junk[] = "\xc1";
+    void *junk_p = junk;
+    size_t junk_size = 1;
+    limits.as_bytes = 0;
+    CHECK_RC (emq_payload_set_limits (&junk_p, &junk_size, &limits), EMQ_ERR_INVALID);
 }
 
 //  FETCH: stored results, NOT_FOUND, a job still running, a job another

@@ -89,6 +89,7 @@ static s_check_fn s_check_endpoint;
 static s_check_fn s_check_endpoint_or_empty;
 static s_check_fn s_check_host_port;
 static s_check_fn s_check_hook;
+static s_check_fn s_check_env_pattern;
 static s_check_fn s_check_queues;
 static s_check_fn s_check_queue_name;
 
@@ -356,6 +357,66 @@ static const s_setting_t s_settings[] = {
       .sections = S_JM,
       .description = "replace a worker after a job that left it above this RSS "
                      "(KiB); 0: no limit" },
+    { .name = "exec_env_allow",
+      .type = S_TYPE_LIST,
+      .default_text = "LANG:LANGUAGE:LC_*:TZ",
+      .check = s_check_env_pattern,
+      .sections = S_JM,
+      .description = "names an exec job's env map may set (fnmatch patterns); loader "
+                     "and interpreter variables (LD_*, GCONV_PATH, MALLOC_*, BASH_ENV, "
+                     "...) pass only when named exactly; empty: no env map allowed" },
+    { .name = "job_cgroup",
+      .type = S_TYPE_STRING,
+      .default_text = "auto",
+      .choices = "auto|off",
+      .sections = S_JM,
+      .description = "auto: a cgroup v2 per worker where the job manager can make one "
+                     "(what a job starts is killed with it, setsid or not); off: "
+                     "the subreaper alone. Read at start only" },
+    { .name = "user",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 255,
+      .sections = S_JM,
+      .description = "user the workers run as (name or uid); empty: the job "
+                     "manager's own" },
+    { .name = "group",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 255,
+      .sections = S_JM,
+      .description = "group the workers run as (name or gid); empty: the user's "
+                     "primary group" },
+    { .name = "rlimit_as",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = INT64_MAX / 2,
+      .bytes = true,
+      .sections = S_JM,
+      .description = "address space a job may use, in bytes (k/M/G); 0: no limit" },
+    { .name = "rlimit_nproc",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = INT32_MAX,
+      .sections = S_JM,
+      .description = "processes the workers' user may have while a job runs "
+                     "(RLIMIT_NPROC, per user; not enforced for root); 0: no limit" },
+    { .name = "rlimit_nofile",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = INT32_MAX,
+      .sections = S_JM,
+      .description = "open files a job may have; 0: no limit" },
+    { .name = "rlimit_cpu",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = INT32_MAX,
+      .sections = S_JM,
+      .description = "CPU seconds a job may use; 0: no limit" },
     { .name = "default_timeout",
       .type = S_TYPE_INT,
       .default_text = "0",
@@ -792,6 +853,21 @@ s_check_hook (const char *value, char **canonical, char *why, size_t whylen)
             errbuf_set (why, whylen, "LIB:FN without spaces or control characters");
             return -1;
         }
+    return 0;
+}
+
+//  An environment name pattern: no '=', no spaces or control characters.
+static int
+s_check_env_pattern (const char *value, char **canonical, char *why, size_t whylen)
+{
+    (void) canonical;
+    for (const char *p = value; *p; p++)
+        if ((unsigned char) *p <= 0x20 || *p == 0x7F || *p == '=')
+            return errbuf_set (why, whylen,
+                               "variable name patterns without '=', spaces or "
+                               "control characters");
+    if (!*value)
+        return errbuf_set (why, whylen, "a non-empty variable name pattern");
     return 0;
 }
 

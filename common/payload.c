@@ -382,6 +382,65 @@ s_decode_exec (payload_t *self, const msgpack_object *key, const msgpack_object 
     return -2;
 }
 
+//  "limits": a map of known names to positive integers, each once.
+static int
+s_decode_limits (payload_limits_t *limits, const msgpack_object *val, char *err,
+                 size_t errlen)
+{
+    if (val->type == MSGPACK_OBJECT_NIL)
+        return 0;
+    if (val->type != MSGPACK_OBJECT_MAP)
+        return errbuf_set (err, errlen, "payload: limits is not a map");
+    static const char *names[] = { "as", "nproc", "nofile", "cpu" };
+    uint64_t *fields[] = { &limits->as_bytes, &limits->nproc, &limits->nofile,
+                           &limits->cpu_s };
+    for (uint32_t i = 0; i < val->via.map.size; i++) {
+        const msgpack_object *key = &val->via.map.ptr[i].key;
+        const msgpack_object *value = &val->via.map.ptr[i].val;
+        size_t k = 0;
+        while (k < 4 && !s_key_is (key, names[k]))
+            k++;
+        if (k == 4)
+            return errbuf_set (err, errlen,
+                               "payload: limits: unknown limit (as, nproc, nofile, cpu)");
+        if (*fields[k])
+            return errbuf_set (err, errlen, "payload: limits: '%s' given twice",
+                               names[k]);
+        if (value->type != MSGPACK_OBJECT_POSITIVE_INTEGER || value->via.u64 == 0
+            || value->via.u64 > (uint64_t) INT64_MAX)
+            return errbuf_set (
+                err, errlen, "payload: limits: '%s' is not a positive integer", names[k]);
+        *fields[k] = value->via.u64;
+    }
+    return 0;
+}
+
+//  The number of limits set (for the encoder).
+static size_t
+s_limits_count (const payload_limits_t *limits)
+{
+    return (limits->as_bytes != 0) + (limits->nproc != 0) + (limits->nofile != 0)
+           + (limits->cpu_s != 0);
+}
+
+static int s_pack_str (msgpack_packer *pk, const char *s);
+
+static int
+s_encode_limits (msgpack_packer *pk, const payload_limits_t *limits)
+{
+    size_t count = s_limits_count (limits);
+    if (count == 0)
+        return 0;
+    int rc = s_pack_str (pk, "limits") || msgpack_pack_map (pk, count);
+    const char *names[] = { "as", "nproc", "nofile", "cpu" };
+    uint64_t values[] = { limits->as_bytes, limits->nproc, limits->nofile,
+                          limits->cpu_s };
+    for (size_t i = 0; !rc && i < 4; i++)
+        if (values[i])
+            rc = s_pack_str (pk, names[i]) || msgpack_pack_uint64 (pk, values[i]);
+    return rc;
+}
+
 payload_t *
 payload_decode (const void *data, size_t size, char *err, size_t errlen)
 {
@@ -434,7 +493,7 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
         goto fail;
     }
     //  Duplicates are found by comparing each key with the earlier ones. A
-    //  valid payload has at most 5 keys, and any key past those is either
+    //  valid payload has at most 6 keys, and any key past those is either
     //  unknown or a duplicate, so the loop stops early on hostile maps.
     for (uint32_t i = 0; i < root->via.map.size; i++) {
         const msgpack_object *key = &root->via.map.ptr[i].key;
@@ -462,6 +521,11 @@ payload_decode (const void *data, size_t size, char *err, size_t errlen)
         }
         if (s_key_is (key, "kind"))
             continue;
+        if (s_key_is (key, "limits")) {
+            if (s_decode_limits (&self->limits, val, err, errlen))
+                goto fail;
+            continue;
+        }
         rc = self->kind == PAYLOAD_RUN ? s_decode_run (self, key, val, err, errlen)
                                        : s_decode_exec (self, key, val, err, errlen);
         if (rc == -2) {
@@ -528,7 +592,8 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
             && payload_msgpack_check (self->args, self->args_size, PAYLOAD_DEPTH_MAX - 1,
                                       NULL, 0))
             return -1;
-        int rc = msgpack_pack_map (&pk, 4) || s_pack_str (&pk, "kind")
+        int rc = msgpack_pack_map (&pk, 4 + (s_limits_count (&self->limits) ? 1 : 0))
+                 || s_encode_limits (&pk, &self->limits) || s_pack_str (&pk, "kind")
                  || s_pack_str (&pk, "run") || s_pack_str (&pk, "library")
                  || s_pack_str (&pk, self->library) || s_pack_str (&pk, "function")
                  || s_pack_str (&pk, self->function) || s_pack_str (&pk, "args");
@@ -550,11 +615,11 @@ payload_encode (const payload_t *self, msgpack_sbuffer *sbuf)
     }
     if (self->cwd && !*self->cwd)
         return -1;
-    size_t entries =
-        2 + (self->stdin_data ? 1 : 0) + (self->envc ? 1 : 0) + (self->cwd ? 1 : 0);
-    int rc = msgpack_pack_map (&pk, entries) || s_pack_str (&pk, "kind")
-             || s_pack_str (&pk, "exec") || s_pack_str (&pk, "argv")
-             || msgpack_pack_array (&pk, self->argc);
+    size_t entries = 2 + (self->stdin_data ? 1 : 0) + (self->envc ? 1 : 0)
+                     + (self->cwd ? 1 : 0) + (s_limits_count (&self->limits) ? 1 : 0);
+    int rc = msgpack_pack_map (&pk, entries) || s_encode_limits (&pk, &self->limits)
+             || s_pack_str (&pk, "kind") || s_pack_str (&pk, "exec")
+             || s_pack_str (&pk, "argv") || msgpack_pack_array (&pk, self->argc);
     for (size_t i = 0; !rc && i < self->argc; i++)
         rc = s_pack_str (&pk, self->argv[i]);
     if (!rc && self->stdin_data)
@@ -641,6 +706,71 @@ payload_test (bool verbose)
     payload_destroy (&p);
     CHECK (p == NULL);
     payload_destroy (&p);  // NULL is fine
+
+    //  Limits, either kind: round trip, and refusals.
+    run.limits = (payload_limits_t){ .as_bytes = 1 << 28, .cpu_s = 2 };
+    msgpack_sbuffer_clear (&sbuf);
+    CHECK (payload_encode (&run, &sbuf) == 0);
+    p = payload_decode (sbuf.data, sbuf.size, err, sizeof err);
+    CHECK (p && p->limits.as_bytes == 1 << 28 && p->limits.cpu_s == 2
+           && p->limits.nproc == 0 && p->limits.nofile == 0);
+    payload_destroy (&p);
+    run.limits = (payload_limits_t){ 0 };
+    //  {"kind":"exec","argv":["x"],"limits":{...}}
+    const char exec_head[] = "\x83\xa4"
+                             "kind"
+                             "\xa4"
+                             "exec"
+                             "\xa4"
+                             "argv"
+                             "\x91\xa1"
+                             "x"
+                             "\xa6"
+                             "limits";
+    struct {
+        const char *limits;
+        size_t size;
+        const char *what;
+    } bad_limits[] = {
+        { "\x81\xa2"
+          "as"
+          "\x00",
+          5, "positive integer" },
+        { "\x81\xa2"
+          "as"
+          "\xff",
+          5, "positive integer" },
+        { "\x81\xa3"
+          "mem"
+          "\x01",
+          6, "unknown limit" },
+        { "\x82\xa3"
+          "cpu"
+          "\x01\xa3"
+          "cpu"
+          "\x02",
+          11, "given twice" },
+        { "\x91\x01", 2, "not a map" },
+    };
+    for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
+        char bytes[64];
+        memcpy (bytes, exec_head, sizeof exec_head - 1);
+        memcpy (bytes + sizeof exec_head - 1, bad_limits[i].limits, bad_limits[i].size);
+        s_expect_bad (bytes, sizeof exec_head - 1 + bad_limits[i].size,
+                      bad_limits[i].what, verbose);
+    }
+    {
+        char bytes[64];
+        memcpy (bytes, exec_head, sizeof exec_head - 1);
+        memcpy (bytes + sizeof exec_head - 1,
+                "\x81\xa6"
+                "nofile"
+                "\x10",
+                9);
+        p = payload_decode (bytes, sizeof exec_head - 1 + 9, err, sizeof err);
+        CHECK (p && p->limits.nofile == 16);
+        payload_destroy (&p);
+    }
     msgpack_sbuffer_clear (&sbuf);
 
     //  run without args gets nil

@@ -4,6 +4,9 @@
       run:  {"kind":"run",  "library":str, "function":str, "args":any}
       exec: {"kind":"exec", "argv":[str...], "stdin":bin?, "env":{str:str}?,
              "cwd":str?}
+    Either kind may add "limits": {"as":uint,"nproc":uint,"nofile":uint,
+    "cpu":uint} (each optional, > 0), resource limits lower than the job
+    manager's own.
     Results: a run job's value is whatever the function packed; an exec job's
     value is its stdout as msgpack bin (so tools print it raw).
     The router never decodes payloads; libemq encodes, the worker decodes.
@@ -21,6 +24,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 //  Nesting limit for any msgpack value we decode (msgpack-c's unpacker
 //  cannot go deeper than 32 containers anyway; we say why instead).
@@ -30,6 +34,15 @@
 #define PAYLOAD_ENVC_MAX 4096
 
 typedef enum { PAYLOAD_RUN, PAYLOAD_EXEC } payload_kind_t;
+
+//  Resource limits a job asks for (either kind): 0 = not asked. The job
+//  manager's settings cap them; a job can only ask for less.
+typedef struct {
+    uint64_t as_bytes;  // "as": address space, bytes (RLIMIT_AS)
+    uint64_t nproc;     // "nproc": processes of the user (RLIMIT_NPROC)
+    uint64_t nofile;    // "nofile": open files (RLIMIT_NOFILE)
+    uint64_t cpu_s;     // "cpu": CPU seconds (RLIMIT_CPU)
+} payload_limits_t;
 
 typedef struct {
     payload_kind_t kind;
@@ -46,6 +59,8 @@ typedef struct {
     char **env;  // "NAME=VALUE", envc entries + NULL; may be NULL
     size_t envc;
     char *cwd;  // may be NULL
+    //  both
+    payload_limits_t limits;  // "limits": {"as":N,"nproc":N,"nofile":N,"cpu":N}
 } payload_t;
 
 //  Decodes a payload; caller owns the result. On malformed input returns

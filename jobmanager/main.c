@@ -11,9 +11,12 @@
 #include "settings.h"
 #include "log.h"
 #include "program.h"
+#include "worker/cgroup.h"
+#include "worker/proctree.h"
 #include "worker/worker.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,6 +73,16 @@ s_usage (FILE *stream)
         "(repeatable)\n"
         "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
         "                             (repeatable; none: exec jobs are refused)\n"
+        "  --exec-env-allow PATTERN   names an exec job's env may set (repeatable;\n"
+        "                             default LANG:LANGUAGE:LC_*:TZ; LD_* and the like\n"
+        "                             only when named exactly)\n"
+        "  --user USER, --group GROUP run workers as this user and group (root only)\n"
+        "  --job-cgroup auto|off      a cgroup v2 per worker where possible (default "
+        "auto)\n"
+        "  --rlimit-as BYTES          address space per job (k/M/G; default 0: none)\n"
+        "  --rlimit-nproc N           processes of the workers' user during a job\n"
+        "  --rlimit-nofile N          open files per job\n"
+        "  --rlimit-cpu S             CPU seconds per job\n"
         "  --kill-grace-period S      seconds jobs get to finish on SIGTERM (default "
         "300)\n"
         "  --heartbeat-interval S     seconds between heartbeats (default 3)\n"
@@ -113,8 +126,9 @@ s_apply_flags (const s_args_t *args, config_t *config, char *err, size_t errlen)
         bool repeat = false;
         for (size_t k = 0; k < i; k++)
             repeat = repeat || streq (args->flags[k].setting, flag->setting);
-        bool list =
-            streq (flag->setting, "plugin_dirs") || streq (flag->setting, "exec_allow");
+        bool list = streq (flag->setting, "plugin_dirs")
+                    || streq (flag->setting, "exec_allow")
+                    || streq (flag->setting, "exec_env_allow");
         int rc = repeat && list
                      ? config_append (config, flag->setting, flag->value, err, errlen)
                      : config_set (config, flag->setting, flag->value, err, errlen);
@@ -180,6 +194,14 @@ static const struct option s_options[] = {
     { "plugin-dir", required_argument, NULL, 'P' },
     { "plugin-dirs", required_argument, NULL, 'P' },  // the setting's name
     { "exec-allow", required_argument, NULL, 'E' },
+    { "exec-env-allow", required_argument, NULL, 'V' },
+    { "user", required_argument, NULL, 'u' },
+    { "job-cgroup", required_argument, NULL, 'Z' },
+    { "group", required_argument, NULL, 'g' },
+    { "rlimit-as", required_argument, NULL, 'A' },
+    { "rlimit-nproc", required_argument, NULL, 'Y' },
+    { "rlimit-nofile", required_argument, NULL, 'F' },
+    { "rlimit-cpu", required_argument, NULL, 'U' },
     { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },
     { "heartbeat-timeout", required_argument, NULL, 'T' },
@@ -212,6 +234,14 @@ static const struct {
                         { 'M', "max_job_count" },
                         { 'P', "plugin_dirs" },
                         { 'E', "exec_allow" },
+                        { 'V', "exec_env_allow" },
+                        { 'u', "user" },
+                        { 'Z', "job_cgroup" },
+                        { 'g', "group" },
+                        { 'A', "rlimit_as" },
+                        { 'Y', "rlimit_nproc" },
+                        { 'F', "rlimit_nofile" },
+                        { 'U', "rlimit_cpu" },
                         { 'K', "kill_grace_period" },
                         { 'I', "heartbeat_interval" },
                         { 'T', "heartbeat_timeout" },
@@ -365,15 +395,34 @@ main (int argc, char *argv[], char *envp[])
         return code;
     }
     log_init ("emq-jobmanager", settings->log_level);
+    //  What a job leaves behind must end with it: orphans of our workers
+    //  come to us, not to init (see worker/proctree.h and docs/security.md).
+    char why[512] = "job_cgroup = off";
+    bool cgroup = settings->job_cgroup && cgroup_setup (why, sizeof why) == 0;
+    if (proctree_subreaper ())
+        log_warning ("emq-jobmanager: PR_SET_CHILD_SUBREAPER: %s; processes a job "
+                     "leaves behind may outlive it",
+                     strerror (errno));
+    else if (cgroup)
+        log_info ("emq-jobmanager: job confinement: cgroup v2 per worker under %s, and "
+                  "subreaper; every process a job starts is killed at its end, timeout "
+                  "or cancel",
+                  cgroup_base ());
+    else
+        log_info ("emq-jobmanager: job confinement: subreaper (no cgroup: %s); every "
+                  "process a job starts is killed at its end, timeout or cancel",
+                  why);
     jobmanager_t *jobmanager = jobmanager_new (&settings, err, sizeof err);
     if (!jobmanager) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);
+        cgroup_teardown ();
         s_args_free (&args);
         return S_EXIT_RUNTIME;
     }
     jobmanager_set_reload (jobmanager, s_reload, &args);
     int rc = jobmanager_run (jobmanager);
     jobmanager_destroy (&jobmanager);
+    cgroup_teardown ();
     s_args_free (&args);
     return rc == 0 ? S_EXIT_OK : S_EXIT_RUNTIME;
 }

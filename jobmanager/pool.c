@@ -8,6 +8,8 @@
 */
 #include "pool.h"
 #include "log.h"
+#include "worker/cgroup.h"
+#include "worker/proctree.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -42,7 +44,37 @@ struct pool_t {
     size_t counts_size;
     size_t counts_capacity;
     msgpack_sbuffer scratch;  // encodes each JOB message, reused
+    pid_t cgroup_left[64];    // reaped workers whose cgroup was still busy
+    size_t cgroup_left_count;
 };
+
+//  Removes the cgroups of reaped workers, keeping those not empty yet
+//  (killed processes leave a moment later) for the next call.
+static void
+s_cgroups_remove (pool_t *self)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < self->cgroup_left_count; i++)
+        if (cgroup_remove (self->cgroup_left[i]) && errno == EBUSY)
+            self->cgroup_left[kept++] = self->cgroup_left[i];
+    self->cgroup_left_count = kept;
+}
+
+//  Ends whatever is left in a reaped worker's cgroup (unless it left
+//  cleanly: then it had ended its jobs' leftovers itself) and queues the
+//  cgroup for removal.
+static void
+s_cgroup_release (pool_t *self, pid_t pid, bool clean)
+{
+    if (!cgroup_base ())
+        return;
+    if (!clean && cgroup_kill (pid) && errno != ENOENT)
+        log_warning ("pool: worker %d: cgroup.kill: %s", (int) pid, strerror (errno));
+    if (self->cgroup_left_count == sizeof self->cgroup_left / sizeof self->cgroup_left[0])
+        s_cgroups_remove (self);
+    if (self->cgroup_left_count < sizeof self->cgroup_left / sizeof self->cgroup_left[0])
+        self->cgroup_left[self->cgroup_left_count++] = pid;
+}
 
 static const char *s_state_names[] = { "starting", "idle", "busy", "gone" };
 
@@ -87,7 +119,14 @@ pool_destroy (pool_t **self_p)
         pool_kill (self, worker, SIGKILL);
         while (waitpid (worker->pid, NULL, 0) < 0 && errno == EINTR)
             ;
+        s_cgroup_release (self, worker->pid, false);
         s_worker_free (worker);
+    }
+    //  Killed processes leave their cgroups within milliseconds.
+    for (int i = 0; i < 50 && self->cgroup_left_count; i++) {
+        s_cgroups_remove (self);
+        if (self->cgroup_left_count)
+            zclock_sleep (2);
     }
     free (self->workers);
     free (self->counts);
@@ -355,6 +394,10 @@ pool_kill (pool_t *self, pool_worker_t *worker, int sig)
     assert (self && worker);
     //  The group outlives a worker that already exited only while something
     //  it started still runs, so the pgid cannot have been reused.
+    //  The cgroup also holds what escaped the group (setsid).
+    if (sig == SIGKILL && cgroup_base () && cgroup_kill (worker->pid) && errno != ENOENT)
+        log_warning ("pool: worker %d: cgroup.kill: %s", (int) worker->pid,
+                     strerror (errno));
     if (kill (-worker->pid, sig) == 0)
         return 0;
     if (errno == ESRCH)
@@ -362,11 +405,18 @@ pool_kill (pool_t *self, pool_worker_t *worker, int sig)
     return -1;
 }
 
+static bool
+s_is_worker (pid_t pid, void *arg)
+{
+    return pool_lookup ((pool_t *) arg, pid) != NULL;
+}
+
 size_t
 pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
 {
     assert (self);
     size_t reaped = 0;
+    bool unclean = false;  // a worker was killed or died: leftovers possible
     while (true) {
         int status;
         struct rusage usage;
@@ -385,11 +435,26 @@ pool_reap (pool_t *self, pool_reaped_fn *fn, void *arg)
             fn (worker, status, &usage, arg);
         //  Whatever the worker started dies with it.
         kill (-pid, SIGKILL);
+        bool clean = WIFEXITED (status) && WEXITSTATUS (status) == 0;
+        unclean = unclean || !clean;
+        s_cgroup_release (self, pid, clean);
         s_count_dead (self, pid);
         self->workers[i] = self->workers[--self->count];
         s_worker_free (worker);
         reaped++;
     }
+    //  A worker killed in the middle of a job (timeout, cancel, crash) may
+    //  have left processes that escaped its group (setsid): as a subreaper
+    //  we inherited them once it was reaped. Anything of ours that is not a
+    //  worker is such a leftover. (One that left cleanly killed its jobs'
+    //  leftovers after each job: no /proc scan for it.)
+    if (unclean && proctree_is_subreaper ()) {
+        size_t killed = proctree_kill_children (s_is_worker, self);
+        if (killed)
+            log_info ("pool: killed %zu process(es) left behind by dead workers", killed);
+    }
+    if (self->cgroup_left_count)
+        s_cgroups_remove (self);
     return reaped;
 }
 

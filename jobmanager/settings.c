@@ -4,14 +4,83 @@
 #include "tests/testutil.h"
 
 #include <assert.h>
+#include <grp.h>
 #include <jansson.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int64_t
 s_seconds_ms (double seconds)
 {
     return (int64_t) (seconds * 1000.0 + 0.5);
+}
+
+//  A number made of digits only (a uid or gid given as such), else -1.
+static long long
+s_id_number (const char *text)
+{
+    if (!*text || strspn (text, "0123456789") != strlen (text) || strlen (text) > 10)
+        return -1;
+    return strtoll (text, NULL, 10);
+}
+
+//  Resolves the `user` and `group` settings into the credentials workers
+//  switch to, here in the job manager: the forked child must not call the
+//  name service (it may take locks another thread held at fork). Refuses
+//  what this process could not switch to. Returns 0, or -1 with the reason.
+static int
+s_worker_user (worker_config_t *wconfig, const char *user, const char *group, char *err,
+               size_t errlen)
+{
+    if (!*user && !*group)
+        return 0;
+    if (!*user) {
+        snprintf (err, errlen, "group: '%s' is set without user", group);
+        return -1;
+    }
+    long long number = s_id_number (user);
+    struct passwd *pw = number >= 0 ? getpwuid ((uid_t) number) : getpwnam (user);
+    if (!pw) {
+        snprintf (err, errlen, "user: '%s' is no user of this system", user);
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char name[256];
+    snprintf (name, sizeof name, "%s", pw->pw_name);
+    if (*group) {
+        number = s_id_number (group);
+        struct group *gr = number >= 0 ? getgrgid ((gid_t) number) : getgrnam (group);
+        if (!gr) {
+            snprintf (err, errlen, "group: '%s' is no group of this system", group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid () != 0) {
+        if (uid == geteuid () && gid == getegid ())
+            return 0;  // already them: nothing to switch
+        snprintf (err, errlen,
+                  "user: cannot run workers as '%s' (uid %d, gid %d): emq-jobmanager "
+                  "runs as uid %d, and only root can switch",
+                  name, (int) uid, (int) gid, (int) geteuid ());
+        return -1;
+    }
+    gid_t groups[256];
+    int count = (int) (sizeof groups / sizeof groups[0]);
+    if (getgrouplist (name, gid, groups, &count) < 0) {
+        snprintf (err, errlen, "user: '%s' is in more than %zu groups", name,
+                  sizeof groups / sizeof groups[0]);
+        return -1;
+    }
+    if (worker_config_set_user (wconfig, uid, gid, groups, (size_t) count)) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 //  Builds the worker configuration from settings. Returns NULL with the
@@ -39,8 +108,21 @@ s_worker_config (config_t *config, char *err, size_t errlen)
             worker_config_destroy (&wconfig);
             return NULL;
         }
+    for (size_t i = 0; i < config_list_size (config, "exec_env_allow"); i++)
+        if (worker_config_add_env_allow (wconfig,
+                                         config_list_item (config, "exec_env_allow", i)))
+            goto oom;
     wconfig->max_job_count = (uint64_t) config_int (config, "max_job_count");
     wconfig->max_rss_kb = (uint64_t) config_int (config, "max_worker_rss_kb");
+    wconfig->limits.as_bytes = (uint64_t) config_int (config, "rlimit_as");
+    wconfig->limits.nproc = (uint64_t) config_int (config, "rlimit_nproc");
+    wconfig->limits.nofile = (uint64_t) config_int (config, "rlimit_nofile");
+    wconfig->limits.cpu_s = (uint64_t) config_int (config, "rlimit_cpu");
+    if (s_worker_user (wconfig, config_str (config, "user"), config_str (config, "group"),
+                       err, errlen)) {
+        worker_config_destroy (&wconfig);
+        return NULL;
+    }
     return wconfig;
 oom:
     snprintf (err, errlen, "out of memory");
@@ -144,6 +226,7 @@ jobmanager_settings_new (config_t *config, char *err, size_t errlen)
     self->prefetch_hold_ms = config_int (config, "prefetch_hold_ms");
     self->default_timeout_s = (uint32_t) config_int (config, "default_timeout");
     self->payload_max = (size_t) config_int (config, "max_message_size");
+    self->job_cgroup = streq (config_str (config, "job_cgroup"), "auto");
     return self;
 fail:
     jobmanager_settings_destroy (&self);
@@ -302,6 +385,84 @@ jobmanager_settings_test (bool verbose)
     settings = s_test_settings (curve, err, sizeof err);
     CHECK (settings == NULL);
     CHECK_CONTAINS (err, "CURVE: ");
+
+    //  Confinement: defaults, then each setting.
+    settings = s_test_settings (NULL, err, sizeof err);
+    REQUIRE (settings);
+    CHECK_EQ (settings->worker->env_allow_count, 4);
+    CHECK_STREQ (settings->worker->env_allow[2], "LC_*");
+    CHECK (settings->worker->limits.as_bytes == 0 && settings->worker->limits.cpu_s == 0);
+    CHECK (!settings->worker->switch_user);
+    CHECK (settings->job_cgroup);
+    jobmanager_settings_destroy (&settings);
+    const char *no_cgroup[] = { "job_cgroup", "off", NULL };
+    settings = s_test_settings (no_cgroup, err, sizeof err);
+    REQUIRE (settings);
+    CHECK (!settings->job_cgroup);
+    jobmanager_settings_destroy (&settings);
+    const char *confined[] = { "exec_env_allow",
+                               "FOO:BAR_*",
+                               "rlimit_as",
+                               "1G",
+                               "rlimit_nproc",
+                               "50",
+                               "rlimit_nofile",
+                               "64",
+                               "rlimit_cpu",
+                               "30",
+                               NULL };
+    settings = s_test_settings (confined, err, sizeof err);
+    REQUIRE (settings);
+    CHECK_EQ (settings->worker->env_allow_count, 2);
+    CHECK_EQ (settings->worker->limits.as_bytes, 1 << 30);
+    CHECK_EQ (settings->worker->limits.nproc, 50);
+    CHECK_EQ (settings->worker->limits.nofile, 64);
+    CHECK_EQ (settings->worker->limits.cpu_s, 30);
+    //  A job asks for less, or gets the settings.
+    worker_limits_t ask = { .as_bytes = 1 << 20, .nofile = 1000, .cpu_s = 0, .nproc = 5 };
+    worker_limits_t got = worker_limits_min (&settings->worker->limits, &ask);
+    CHECK (got.as_bytes == 1 << 20 && got.nofile == 64 && got.cpu_s == 30
+           && got.nproc == 5);
+    worker_limits_t none = { 0 };
+    got = worker_limits_min (&none, &ask);
+    CHECK (got.as_bytes == 1 << 20 && got.nofile == 1000 && got.cpu_s == 0);
+    jobmanager_settings_destroy (&settings);
+    const char *bad_env[] = { "exec_env_allow", "A=B", NULL };
+    CHECK (s_test_settings (bad_env, err, sizeof err) == NULL);
+
+    //  user and group: unknown names refused, a group needs a user.
+    const char *unknown[] = { "user", "emq-no-such-user", NULL };
+    CHECK (s_test_settings (unknown, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "'emq-no-such-user' is no user");
+    const char *group_only[] = { "group", "nogroup", NULL };
+    CHECK (s_test_settings (group_only, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "without user");
+    if (geteuid () == 0 && getpwnam ("nobody")) {
+        const char *nobody[] = { "user", "nobody", NULL };
+        settings = s_test_settings (nobody, err, sizeof err);
+        REQUIRE (settings);
+        CHECK (settings->worker->switch_user);
+        CHECK_EQ (settings->worker->uid, getpwnam ("nobody")->pw_uid);
+        CHECK (settings->worker->group_count >= 1);
+        jobmanager_settings_destroy (&settings);
+        //  Not root: switching is refused at start, not found out by each
+        //  worker. (In a child, as nobody.)
+        pid_t pid = fork ();
+        REQUIRE (pid >= 0);
+        if (pid == 0) {
+            if (setgid (getpwnam ("nobody")->pw_gid)
+                || setuid (getpwnam ("nobody")->pw_uid))
+                _exit (2);
+            const char *root[] = { "user", "root", NULL };
+            jobmanager_settings_t *as_root = s_test_settings (root, err, sizeof err);
+            _exit (as_root == NULL && strstr (err, "only root can switch") ? 0 : 1);
+        }
+        int status = 0;
+        REQUIRE (waitpid (pid, &status, 0) == pid);
+        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+    }
+    else if (verbose)
+        printf ("(not root: user switching not tested) ");
     if (verbose)
         printf ("OK\n");
 }

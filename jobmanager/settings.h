@@ -36,6 +36,7 @@ typedef struct {
     char *log_format;         // auto, plain or journal (log lines)
     char *curve_server_key;   // CURVE: router's key; "" = plain
     char *curve_cert;         // CURVE: our key pair file; "" = fresh
+    bool job_cgroup;          // job_cgroup = auto: a cgroup per worker if possible
     worker_config_t *worker;  // what new workers get (owned; the job
                               // manager hands it to its workers)
 } jobmanager_settings_t;

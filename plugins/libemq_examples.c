@@ -12,6 +12,11 @@
         add      array of numbers -> their sum (integer when all are
                  integers and the sum fits, else float)
         context  anything -> {"msgid", "queue", "attempt"} of the job
+        alloc    MiB (integer) -> allocates and touches that much memory,
+                 returns the number; fails cleanly when malloc fails (limits)
+        spin     seconds -> burns CPU for that long (CPU limits)
+        spawn    nil -> forks a child that sleeps for an hour, returns its
+                 pid (for the tests: what a job leaves behind must die)
 */
 #include "emq/job.h"
 
@@ -22,13 +27,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-//  Every exported function is a job function; declare them so -Wextra
-//  (missing prototypes) and readers see the whole API here.
-emq_job_fn upper, noop, echo, fail, crash, add, context;
-//  The job function "sleep" is sleep_job in C (libc's sleep() has the name),
-//  exported under the symbol name "sleep".
-emq_job_fn sleep_job __asm__("sleep");
+//  A job names function F and the worker calls emq_run_F, only if this
+//  library defines it (see worker/plugin.h): the prefix is what makes a
+//  function callable by jobs. Declared here so -Wextra (missing
+//  prototypes) and readers see the whole API.
+emq_job_fn emq_run_upper, emq_run_noop, emq_run_echo, emq_run_fail, emq_run_crash,
+    emq_run_sleep, emq_run_add, emq_run_context, emq_run_alloc, emq_run_spin,
+    emq_run_spawn;
 
 static void
 s_pack_str (msgpack_packer *pk, const char *text, size_t size)
@@ -38,7 +45,7 @@ s_pack_str (msgpack_packer *pk, const char *text, size_t size)
 }
 
 int
-upper (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_upper (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     //  Accept "text" or ["text"], as callers from EventMQ pass arg lists.
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
@@ -61,7 +68,7 @@ upper (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-noop (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_noop (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) job;
     (void) args;
@@ -70,7 +77,7 @@ noop (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-echo (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_echo (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) job;
     msgpack_pack_object (result, *args);
@@ -78,7 +85,7 @@ echo (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-fail (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_fail (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) result;
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
@@ -91,7 +98,7 @@ fail (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-crash (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_crash (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) job;
     (void) result;
@@ -124,7 +131,7 @@ s_number (const msgpack_object *o, double *out)
 }
 
 int
-sleep_job (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_sleep (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type == MSGPACK_OBJECT_ARRAY && args->via.array.size == 1)
         args = &args->via.array.ptr[0];
@@ -143,7 +150,7 @@ sleep_job (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-add (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_add (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     if (args->type != MSGPACK_OBJECT_ARRAY) {
         emq_job_fail (job, "add: expected an array of numbers");
@@ -182,7 +189,7 @@ add (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 }
 
 int
-context (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+emq_run_context (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
 {
     (void) args;
     msgpack_pack_map (result, 3);
@@ -192,5 +199,67 @@ context (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
     s_pack_str (result, job->queue, strlen (job->queue));
     s_pack_str (result, "attempt", 7);
     msgpack_pack_uint32 (result, job->attempt);
+    return 0;
+}
+
+int
+emq_run_alloc (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+{
+    if (args->type != MSGPACK_OBJECT_POSITIVE_INTEGER || args->via.u64 > 1u << 20) {
+        emq_job_fail (job, "alloc: expected a number of MiB");
+        return -1;
+    }
+    size_t size = (size_t) args->via.u64 << 20;
+    char *block = malloc (size ? size : 1);
+    if (!block) {
+        emq_job_fail (job, "alloc: out of memory allocating %llu MiB",
+                      (unsigned long long) args->via.u64);
+        return -1;
+    }
+    //  Touch every page so the memory is really used.
+    for (size_t i = 0; i < size; i += 4096)
+        block[i] = (char) i;
+    free (block);
+    msgpack_pack_uint64 (result, args->via.u64);
+    return 0;
+}
+
+int
+emq_run_spin (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+{
+    double seconds;
+    if (s_number (args, &seconds) || !(seconds >= 0) || seconds > 1e6) {
+        emq_job_fail (job, "spin: expected a number of seconds >= 0");
+        return -1;
+    }
+    //  CPU time, not wall time: a CPU limit must catch it.
+    volatile uint64_t counter = 0;
+    struct timespec start, now;
+    clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &start);
+    do {
+        for (int i = 0; i < 1000000; i++)
+            counter++;
+        clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &now);
+    } while ((double) (now.tv_sec - start.tv_sec)
+                 + (double) (now.tv_nsec - start.tv_nsec) / 1e9
+             < seconds);
+    msgpack_pack_object (result, *args);
+    return 0;
+}
+
+int
+emq_run_spawn (emq_job_t *job, const msgpack_object *args, msgpack_packer *result)
+{
+    (void) args;
+    pid_t pid = fork ();
+    if (pid < 0) {
+        emq_job_fail (job, "spawn: fork failed");
+        return -1;
+    }
+    if (pid == 0) {
+        sleep (3600);
+        _exit (0);
+    }
+    msgpack_pack_int64 (result, (int64_t) pid);
     return 0;
 }

@@ -898,9 +898,11 @@ test_dead_many (h_test_t *t)
                  "(stderr %s), expected '%s'",
                  r.status, h_chomp (r.out), r.err, expect);
     h_cli_free (&r);
-    //  All of them ran twice more and are dead again.
-    REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") == 4LL * count, 120000);
-    REQUIRE_WAIT (s_status_int (t, -1, "store", "dead", NULL) == count, 10000);
+    //  All of them ran twice more and are dead again. A job the job
+    //  manager held past prefetch_hold_ms and RETURNed is sent to it again,
+    //  so its REQUESTs can number more than the runs: at least, not exactly.
+    REQUIRE_WAIT (s_jm_stat (t, "jm", "total_requests") >= 4LL * count, 120000);
+    REQUIRE_WAIT (s_status_int (t, -1, "store", "dead", NULL) == count, 30000);
 
     h_cli (t, &r, 60000, "dead", "purge", NULL);
     snprintf (expect, sizeof expect, "purged %d dead job", count);

@@ -90,6 +90,9 @@ extern const h_testdef_t h_observe_tests[];  // tests/observe.c
 extern const size_t h_observe_count;
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  Job confinement (confinement.c): hostile jobs against a real job manager.
+extern const h_testdef_t h_confinement_tests[];
+extern const size_t h_confinement_count;
 //  Running as a service (ops.c): SIGHUP, sd_notify, units, make install.
 extern const h_testdef_t h_ops_tests[];
 extern const size_t h_ops_count;
@@ -203,7 +206,8 @@ pid_t h_router_ex (h_test_t *t, const char *tag, const char *admin, bool wait, .
     __attribute__ ((sentinel));
 
 //  Starts emq-jobmanager named `name` on the backend with queues (JSON) and
-//  concurrent jobs, plugin dir and exec allow-list '/bin/*', short
+//  concurrent jobs, plugin dir and exec allow-list '/bin/*', no cgroups
+//  (--job-cgroup off; pass --job-cgroup auto to have them), short
 //  heartbeats and extra arguments (NULL-terminated). Does not wait.
 pid_t h_jm (h_test_t *t, const char *name, const char *queues, int concurrent, ...)
     __attribute__ ((sentinel));

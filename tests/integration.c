@@ -2034,7 +2034,7 @@ main (int argc, char **argv)
 {
     size_t own = sizeof s_tests / sizeof s_tests[0];
     size_t total = own + h_durability_count + h_batching_count + h_durable_path_count
-                   + h_dropin_count + h_ops_count + h_observe_count
+                   + h_dropin_count + h_ops_count + h_confinement_count + h_observe_count
                    + h_store_contract_count;
     h_testdef_t *all = calloc (total, sizeof *all);
     if (!all)
@@ -2052,6 +2052,9 @@ main (int argc, char **argv)
             h_ops_tests, h_ops_count * sizeof *all);
     memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
                 + h_dropin_count + h_ops_count,
+            h_confinement_tests, h_confinement_count * sizeof *all);
+    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
+                + h_dropin_count + h_ops_count + h_confinement_count,
             h_observe_tests, h_observe_count * sizeof *all);
     memcpy (all + total - h_store_contract_count, h_store_contract_tests,
             h_store_contract_count * sizeof *all);

@@ -38,6 +38,8 @@
 #include "worker/wire.h"
 #include "worker/plugin.h"
 #include "worker/command.h"
+#include "worker/cgroup.h"
+#include "worker/proctree.h"
 #include "worker/worker.h"
 #include "jobmanager/pool.h"
 #include "jobmanager/job.h"
@@ -86,7 +88,8 @@ static const s_test_t s_tests[] = {
     { "procstat", procstat_test }, { "metrics", metrics_test },
     { "events", events_test },     { "router", router_test },
     { "wire", wire_test },         { "plugin", plugin_test },
-    { "command", command_test },   { "worker", worker_test },
+    { "command", command_test },   { "proctree", proctree_test },
+    { "cgroup", cgroup_test },     { "worker", worker_test },
     { "pool", pool_test },         { "jm_job", jm_job_test },
     { "held", held_test },         { "jobmanager_settings", jobmanager_settings_test },
     { "workers", workers_test },   { "jobmanager", jobmanager_test },

@@ -6,6 +6,7 @@
     cap kills the command (a result that large could not travel anyway).
 */
 #include "command.h"
+#include "proctree.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -147,6 +149,97 @@ command_is_allowed (const char *path, char *const *patterns, size_t count)
     return false;
 }
 
+bool
+command_env_is_loader (const char *name)
+{
+    //  glibc's own list of variables it drops for setuid programs, the
+    //  shells' start-up hooks, and the interpreters' code and module paths.
+    static const char *loader[] = {
+        "LD_*",
+        "GCONV_PATH",
+        "GETCONF_DIR",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "LOCPATH",
+        "MALLOC_*",
+        "NIS_PATH",
+        "NLSPATH",
+        "RESOLV_HOST_CONF",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "TZDIR",
+        "GLIBC_TUNABLES",
+        "BASH_ENV",
+        "ENV",
+        "BASH_FUNC_*",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "IFS",
+        "CDPATH",
+        "PYTHON*",
+        "PERL5*",
+        "PERLLIB",
+        "PERLIO*",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "LUA_INIT*",
+        "LUA_PATH*",
+        "LUA_CPATH*",
+    };
+    for (size_t i = 0; i < sizeof loader / sizeof loader[0]; i++)
+        if (fnmatch (loader[i], name, 0) == 0)
+            return true;
+    return false;
+}
+
+bool
+command_env_is_allowed (const char *name, char *const *patterns, size_t count)
+{
+    bool loader = command_env_is_loader (name);
+    for (size_t i = 0; i < count; i++) {
+        //  A wildcard never lets a loader variable through: only its name.
+        if (loader ? streq (patterns[i], name) : fnmatch (patterns[i], name, 0) == 0)
+            return true;
+    }
+    return false;
+}
+
+//  Checks every name of the job's env map. Returns 0, or -1 with the
+//  refusal in err.
+static int
+s_env_check (const payload_t *payload, const command_policy_t *policy, char *err,
+             size_t errlen)
+{
+    for (size_t i = 0; i < payload->envc; i++) {
+        const char *entry = payload->env[i];
+        const char *eq = strchr (entry, '=');
+        char name[256];
+        size_t len = eq ? (size_t) (eq - entry) : strlen (entry);
+        snprintf (name, sizeof name, "%.*s", (int) (len < 200 ? len : 200), entry);
+        for (char *c = name; *c; c++)
+            if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f)
+                *c = '?';
+        if (len >= 200
+            || !command_env_is_allowed (name, policy->env_allow,
+                                        policy->env_allow_count)) {
+            snprintf (err, errlen, "env: '%s'%s is not allowed by exec_env_allow%s", name,
+                      len >= 200 ? "..." : "",
+                      command_env_is_loader (name)
+                          ? " (a loader or interpreter variable: only passes when "
+                            "named exactly)"
+                          : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
 {
@@ -216,11 +309,23 @@ s_child_say (const char *what, const char *name, int error)
 //  worker's memory and stack (vfork), so it must not change anything the
 //  worker keeps, and no handler of the worker's may run in it. ASan must
 //  not poison that stack either.
-static void s_child (const payload_t *payload, const char *path, int in_fd, int out_fd,
-                     int err_fd) __attribute__ ((noreturn, no_sanitize_address));
+static void s_child (const payload_t *payload, const payload_limits_t *limits,
+                     const char *path, int in_fd, int out_fd, int err_fd)
+    __attribute__ ((noreturn, no_sanitize_address));
+
+//  Sets soft and hard limit (the command cannot raise it again); 0 = leave.
+static int __attribute__ ((no_sanitize_address))
+s_child_limit (int resource, uint64_t soft, uint64_t hard)
+{
+    if (soft == 0)
+        return 0;
+    struct rlimit limit = { .rlim_cur = (rlim_t) soft, .rlim_max = (rlim_t) hard };
+    return setrlimit (resource, &limit);
+}
 
 static void
-s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
+s_child (const payload_t *payload, const payload_limits_t *limits, const char *path,
+         int in_fd, int out_fd, int err_fd)
 {
     //  Die with the worker. Signals are all blocked (s_spawn): handlers go
     //  back to the defaults before any is let through, so that none runs on
@@ -245,6 +350,14 @@ s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int 
         s_child_say ("cannot chdir to", payload->cwd, errno);
         _exit (127);
     }
+    //  CPU: SIGXCPU at the limit, SIGKILL a second later if it is caught.
+    if (s_child_limit (RLIMIT_AS, limits->as_bytes, limits->as_bytes)
+        || s_child_limit (RLIMIT_NPROC, limits->nproc, limits->nproc)
+        || s_child_limit (RLIMIT_NOFILE, limits->nofile, limits->nofile)
+        || s_child_limit (RLIMIT_CPU, limits->cpu_s, limits->cpu_s + 1)) {
+        s_child_say ("cannot set resource limits for", path, errno);
+        _exit (127);
+    }
     execve (path, payload->argv, payload->env ? payload->env : environ);
     s_child_say ("cannot execute", path, errno);
     _exit (127);
@@ -256,25 +369,40 @@ s_child (const payload_t *payload, const char *path, int in_fd, int out_fd, int 
 //  same, but cannot set PR_SET_PDEATHSIG in the child.) Every signal is
 //  blocked meanwhile, as posix_spawn does. Returns the pid, or -1 (errno).
 static pid_t
-s_spawn (const payload_t *payload, const char *path, int in_fd, int out_fd, int err_fd)
+s_spawn (const payload_t *payload, const payload_limits_t *limits, const char *path,
+         int in_fd, int out_fd, int err_fd)
 {
     sigset_t all, old;
     sigfillset (&all);
     pthread_sigmask (SIG_SETMASK, &all, &old);
     pid_t pid = vfork ();
     if (pid == 0)
-        s_child (payload, path, in_fd, out_fd, err_fd);
+        s_child (payload, limits, path, in_fd, out_fd, err_fd);
     int saved = errno;
     pthread_sigmask (SIG_SETMASK, &old, NULL);
     errno = saved;
     return pid;
 }
 
+//  Ends the command (SIGKILL) and collects its status, once.
+static void
+s_end_command (pid_t pid, bool *reaped, int *status, struct rusage *usage)
+{
+    if (*reaped)
+        return;
+    kill (pid, SIGKILL);
+    while (wait4 (pid, status, 0, usage) < 0 && errno == EINTR)
+        ;
+    *reaped = true;
+}
+
 int
-command_run (const payload_t *payload, char *const *patterns, size_t count,
+command_run (const payload_t *payload, const command_policy_t *policy,
              wire_msg_t *outcome)
 {
-    assert (payload && outcome);
+    assert (payload && policy && outcome);
+    char *const *patterns = policy->allow;
+    size_t count = policy->allow_count;
     char err[PATH_MAX + 256], path[PATH_MAX];
     if (count == 0)
         return s_outcome_text (
@@ -289,6 +417,8 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         snprintf (err, sizeof err, "command '%s' is not allowed by exec_allow", path);
         return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
     }
+    if (s_env_check (payload, policy, err, sizeof err))
+        return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
 
     //  Writing to a command that quit must give EPIPE, not kill the worker.
     struct sigaction ignore = { .sa_handler = SIG_IGN }, saved_pipe;
@@ -323,7 +453,7 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
             goto done;
         }
     }
-    pid_t pid = s_spawn (payload, path, in[0], out[1], errp[1]);
+    pid_t pid = s_spawn (payload, &policy->limits, path, in[0], out[1], errp[1]);
     if (pid < 0) {
         snprintf (err, sizeof err, "vfork: %s", strerror (errno));
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
@@ -343,18 +473,36 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         close (in[1]);
         in[1] = -1;
     }
+    //  The command's end is an event of its own: a background child that
+    //  keeps stdout open must not keep the job running after it. Without a
+    //  pidfd (kernels before 5.3) the job ends when the pipes close.
+    int pidfd = policy->reap_all ? pidfd_open (pid, 0) : -1;
+    bool reaped = false;
+    int status = 0;
+    struct rusage usage = { 0 };
     char chunk[65536];
     while (out[0] >= 0 || errp[0] >= 0 || in[1] >= 0) {
-        struct pollfd fds[3] = {
+        struct pollfd fds[4] = {
             { .fd = out[0], .events = POLLIN },
             { .fd = errp[0], .events = POLLIN },
             { .fd = in[1], .events = POLLOUT },
+            { .fd = pidfd, .events = POLLIN },
         };
-        if (poll (fds, 3, -1) < 0) {
+        if (poll (fds, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             //  Cannot happen with valid fds; stop feeding and reading.
             break;
+        }
+        if (fds[3].revents) {
+            //  The command ended: collect it, then end what it left behind,
+            //  so the pipes they held close and the loop finishes.
+            while (wait4 (pid, &status, 0, &usage) < 0 && errno == EINTR)
+                ;
+            reaped = true;
+            close (pidfd);
+            pidfd = -1;
+            proctree_kill_children (NULL, NULL);
         }
         if (fds[2].revents) {
             ssize_t n = write (in[1], payload->stdin_data + stdin_done,
@@ -369,7 +517,7 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         }
         for (int i = 0; i < 2; i++) {
             int *fd = i == 0 ? &out[0] : &errp[0];
-            if (!fds[i].revents)
+            if (*fd < 0 || !fds[i].revents)
                 continue;
             ssize_t n = read (*fd, chunk, sizeof chunk);
             if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -383,39 +531,48 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
                 s_tail_add (tail, chunk, (size_t) n);
                 continue;
             }
-            if (too_big)
-                continue;
-            if (stdout_size + (size_t) n > COMMAND_STDOUT_MAX) {
-                too_big = true;
-                kill (pid, SIGKILL);
-                continue;
-            }
-            if (stdout_size + (size_t) n > stdout_capacity) {
+            bool grown_ok = stdout_size + (size_t) n <= COMMAND_STDOUT_MAX;
+            if (grown_ok && stdout_size + (size_t) n > stdout_capacity) {
                 size_t capacity = stdout_capacity ? stdout_capacity * 2 : 65536;
                 while (capacity < stdout_size + (size_t) n)
                     capacity *= 2;
                 char *grown = realloc (stdout_buf, capacity);
-                if (!grown) {
-                    too_big = true;
-                    kill (pid, SIGKILL);
-                    continue;
+                grown_ok = grown != NULL;
+                if (grown) {
+                    stdout_buf = grown;
+                    stdout_capacity = capacity;
                 }
-                stdout_buf = grown;
-                stdout_capacity = capacity;
+            }
+            if (!grown_ok) {
+                //  The output limit stops the writers, not only our reading:
+                //  the command and everything it started are killed, and
+                //  stdout is closed so a writer we missed gets EPIPE.
+                too_big = true;
+                s_end_command (pid, &reaped, &status, &usage);
+                if (policy->reap_all)
+                    proctree_kill_children (NULL, NULL);
+                close (out[0]);
+                out[0] = -1;
+                continue;
             }
             memcpy (stdout_buf + stdout_size, chunk, (size_t) n);
             stdout_size += (size_t) n;
         }
     }
-    int status = 0;
-    struct rusage usage = { 0 };
-    while (wait4 (pid, &status, 0, &usage) < 0) {
-        if (errno != EINTR) {
-            snprintf (err, sizeof err, "wait4: %s", strerror (errno));
-            result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
-            goto done;
+    if (pidfd >= 0)
+        close (pidfd);
+    if (!reaped) {
+        while (wait4 (pid, &status, 0, &usage) < 0) {
+            if (errno != EINTR) {
+                snprintf (err, sizeof err, "wait4: %s", strerror (errno));
+                result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
+                goto done;
+            }
         }
     }
+    //  What the command left running that closed its pipes (a daemon).
+    if (policy->reap_all && proctree_has_children ())
+        proctree_kill_children (NULL, NULL);
     outcome->cpu_us =
         (uint64_t) usage.ru_utime.tv_sec * 1000000 + (uint64_t) usage.ru_utime.tv_usec
         + (uint64_t) usage.ru_stime.tv_sec * 1000000 + (uint64_t) usage.ru_stime.tv_usec;
@@ -425,7 +582,9 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
     s_tail_text (tail, tail_text, sizeof tail_text);
     const char *sep = tail_text[0] ? ": " : "";
     if (too_big) {
-        snprintf (err, sizeof err, "stdout larger than %u bytes; command killed",
+        snprintf (err, sizeof err,
+                  "output limit: stdout passed %u bytes; the command and every "
+                  "process it started were killed",
                   COMMAND_STDOUT_MAX);
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);
     }
@@ -444,7 +603,7 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         msgpack_sbuffer_destroy (&sbuf);
     }
     else {
-        size_t size = 64 + strlen (tail_text);
+        size_t size = 128 + strlen (tail_text);
         char *text = malloc (size);
         if (!text)
             goto done;
@@ -454,8 +613,16 @@ command_run (const payload_t *payload, char *const *patterns, size_t count,
         else {
             int sig = WIFSIGNALED (status) ? WTERMSIG (status) : 0;
             const char *name = sigabbrev_np (sig);
-            snprintf (text, size, "killed by signal %d (SIG%s)%s%s", sig,
-                      name ? name : "?", sep, tail_text);
+            bool cpu = policy->limits.cpu_s
+                       && (sig == SIGXCPU
+                           || (sig == SIGKILL
+                               && outcome->cpu_us >= policy->limits.cpu_s * 1000000));
+            char why[64] = "";
+            if (cpu)
+                snprintf (why, sizeof why, ", CPU limit of %llu s reached",
+                          (unsigned long long) policy->limits.cpu_s);
+            snprintf (text, size, "killed by signal %d (SIG%s)%s%s%s", sig,
+                      name ? name : "?", why, sep, tail_text);
         }
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, text);
         free (text);
@@ -491,7 +658,8 @@ s_run (char **argv, const char *stdin_data, char **patterns, size_t count)
     }
     wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
     REQUIRE_OR_NULL (outcome);
-    REQUIRE_OR_NULL (command_run (&payload, patterns, count, outcome) == 0);
+    command_policy_t policy = { .allow = patterns, .allow_count = count };
+    REQUIRE_OR_NULL (command_run (&payload, &policy, outcome) == 0);
     return outcome;
 }
 
@@ -659,16 +827,70 @@ command_test (bool verbose)
         .kind = PAYLOAD_EXEC, .argv = pwd, .argc = 3, .env = env, .envc = 1, .cwd = "/"
     };
     outcome = wire_msg_new (WIRE_OUTCOME);
-    REQUIRE (command_run (&payload, allow, 1, outcome) == 0);
+    char *env_allow[] = { "EMQ_*" };
+    command_policy_t policy = {
+        .allow = allow, .allow_count = 1, .env_allow = env_allow, .env_allow_count = 1
+    };
+    REQUIRE (command_run (&payload, &policy, outcome) == 0);
     REQUIRE (outcome->status == EMQP_STATUS_OK);
     REQUIRE (s_value_has (outcome, "/\n42\n"));
     payload.cwd = "/nonexistent-emq-dir";
-    REQUIRE (command_run (&payload, allow, 1, outcome) == 0);
+    REQUIRE (command_run (&payload, &policy, outcome) == 0);
     REQUIRE (outcome->status == EMQP_STATUS_FAILED);
     //  (Under valgrind the child's exit status is valgrind's: see testutil.h.)
     REQUIRE (s_value_has (outcome, "emq: cannot chdir"));
     REQUIRE (s_value_has (outcome, testutil_under_valgrind () ? "exit status"
                                                               : "exit status 127"));
+    wire_msg_destroy (&outcome);
+
+    //  The env allow-list: wildcards, and loader variables only by name.
+    char *env_patterns[] = { "LC_*", "TZ", "*_OK", "LD_LIBRARY_PATH" };
+    CHECK (command_env_is_allowed ("LC_ALL", env_patterns, 4));
+    CHECK (command_env_is_allowed ("TZ", env_patterns, 4));
+    CHECK (!command_env_is_allowed ("TZX", env_patterns, 4));
+    CHECK (!command_env_is_allowed ("HOME", env_patterns, 0));
+    CHECK (command_env_is_loader ("LD_PRELOAD") && command_env_is_loader ("GCONV_PATH"));
+    CHECK (command_env_is_loader ("MALLOC_CHECK_") && command_env_is_loader ("BASH_ENV"));
+    CHECK (!command_env_is_loader ("LANG"));
+    CHECK (!command_env_is_allowed ("LD_PRELOAD", env_patterns, 4));  // not by "*_OK"
+    char *star[] = { "*" };
+    CHECK (!command_env_is_allowed ("LD_PRELOAD", star, 1));
+    CHECK (!command_env_is_allowed ("MALLOC_OK", env_patterns, 4));
+    CHECK (command_env_is_allowed ("LD_LIBRARY_PATH", env_patterns, 4));
+    CHECK (command_env_is_allowed ("ANYTHING", star, 1));
+    //  A refused name rejects the job, naming the variable.
+    char *preload[] = { "LD_PRELOAD=/tmp/evil.so", NULL };
+    payload = (payload_t){
+        .kind = PAYLOAD_EXEC, .argv = sh_true, .argc = 3, .env = preload, .envc = 1
+    };
+    policy = (command_policy_t){
+        .allow = allow, .allow_count = 1, .env_allow = star, .env_allow_count = 1
+    };
+    outcome = wire_msg_new (WIRE_OUTCOME);
+    REQUIRE (outcome && command_run (&payload, &policy, outcome) == 0);
+    CHECK (outcome->status == EMQP_STATUS_REJECTED);
+    CHECK (s_value_has (outcome, "env: 'LD_PRELOAD' is not allowed by exec_env_allow"));
+    wire_msg_destroy (&outcome);
+
+    //  Resource limits reach the command, soft and hard.
+    char *ulimits[] = { "/bin/sh", "-c", "ulimit -n; ulimit -Hn; ulimit -t", NULL };
+    payload = (payload_t){ .kind = PAYLOAD_EXEC, .argv = ulimits, .argc = 3 };
+    policy = (command_policy_t){ .allow = allow,
+                                 .allow_count = 1,
+                                 .limits = { .nofile = 17, .cpu_s = 5 } };
+    outcome = wire_msg_new (WIRE_OUTCOME);
+    REQUIRE (outcome && command_run (&payload, &policy, outcome) == 0);
+    CHECK (outcome->status == EMQP_STATUS_OK);
+    CHECK (s_value_has (outcome, "17\n17\n5\n"));
+    wire_msg_destroy (&outcome);
+
+    //  An endless writer behind a shell: the output limit ends it (before,
+    //  only the shell was killed and `yes` wrote on forever).
+    char *endless[] = { "/bin/sh", "-c", "/bin/yes; echo not reached", NULL };
+    outcome = s_run (endless, NULL, allow, 1);
+    REQUIRE (outcome);
+    CHECK (outcome->status == EMQP_STATUS_FAILED);
+    CHECK (s_value_has (outcome, "output limit"));
     wire_msg_destroy (&outcome);
 
     if (verbose)

@@ -10,7 +10,9 @@
 #include "tests/testutil.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -158,6 +160,52 @@ plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol, ch
         snprintf (err, errlen, "function '%s' not found in '%s'", symbol, library);
         return NULL;
     }
+    //  dlsym on a handle also searches the library's dependencies (libc's
+    //  fork, abort...): only a symbol defined in the library itself counts.
+    struct link_map *own = NULL, *found = NULL;
+    Dl_info info;
+    if (dlinfo (entry->handle, RTLD_DI_LINKMAP, &own) || !own
+        || !dladdr1 (address, &info, (void **) &found, RTLD_DL_LINKMAP) || found != own) {
+        snprintf (
+            err, errlen, "function '%s' is not defined in '%s' (%s)", symbol, library,
+            found && found->l_name && *found->l_name ? found->l_name
+                                                     : "resolved from another object");
+        return NULL;
+    }
+    return address;
+}
+
+//  A job function name: a C identifier, at most PLUGIN_FUNCTION_MAX bytes.
+static bool
+s_is_function_name (const char *name)
+{
+    if (!name || !*name || strlen (name) > PLUGIN_FUNCTION_MAX
+        || !(isalpha ((unsigned char) name[0]) || name[0] == '_'))
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!isalnum ((unsigned char) *p) && *p != '_')
+            return false;
+    return true;
+}
+
+void *
+plugin_job_function (plugin_cache_t *self, const char *library, const char *function,
+                     char *err, size_t errlen)
+{
+    assert (self);
+    if (!s_is_function_name (function)) {
+        snprintf (err, errlen,
+                  "function name is not a C identifier of at most %d characters",
+                  PLUGIN_FUNCTION_MAX);
+        return NULL;
+    }
+    char symbol[sizeof PLUGIN_JOB_PREFIX + PLUGIN_FUNCTION_MAX];
+    snprintf (symbol, sizeof symbol, "%s%s", PLUGIN_JOB_PREFIX, function);
+    void *address = plugin_symbol (self, library, symbol, err, errlen);
+    if (!address && strstr (err, "not found in"))
+        snprintf (err, errlen,
+                  "'%s' exports no job function '%s' (no symbol " PLUGIN_JOB_PREFIX "%s)",
+                  library, function, function);
     return address;
 }
 
@@ -193,8 +241,8 @@ plugin_run (plugin_cache_t *self, const payload_t *payload, emq_job_t *job,
 {
     assert (self && payload && job && outcome);
     char err[512];
-    emq_job_fn *fn = (emq_job_fn *) plugin_symbol (self, payload->library,
-                                                   payload->function, err, sizeof err);
+    emq_job_fn *fn = (emq_job_fn *) plugin_job_function (
+        self, payload->library, payload->function, err, sizeof err);
     if (!fn)
         return s_outcome_text (outcome, EMQP_STATUS_REJECTED, err);
 
@@ -352,7 +400,7 @@ plugin_test (bool verbose)
         payload.function = "no_such_function";
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
-        REQUIRE (memmem (outcome->value, outcome->value_size, "not found", 9));
+        REQUIRE (memmem (outcome->value, outcome->value_size, "no job function", 15));
         payload.function = "add";
         payload.args = "\x93\x01\x02\x03";
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
@@ -362,6 +410,26 @@ plugin_test (bool verbose)
         payload.args_size = 2;
         REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
         REQUIRE (outcome->status == EMQP_STATUS_REJECTED);
+
+        //  Only what the library exports as jobs: not libc's functions it
+        //  resolves (fork would duplicate the worker, abort kill it), not
+        //  a full symbol name, not a name that is no identifier.
+        const char *refused[] = { "fork",   "abort",    "getpid", "emq_run_upper",
+                                  "upper;", "../upper", "" };
+        payload.args = "\xc0";
+        payload.args_size = 1;
+        for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+            payload.function = (char *) refused[i];
+            REQUIRE (plugin_run (examples, &payload, &job, outcome) == 0);
+            CHECK (outcome->status == EMQP_STATUS_REJECTED);
+        }
+        //  The lookup itself refuses a symbol from a dependency.
+        CHECK (plugin_symbol (examples, "libemq_examples.so", "getpid", err, sizeof err)
+               == NULL);
+        CHECK_CONTAINS (err, "is not defined in 'libemq_examples.so'");
+        CHECK (plugin_symbol (examples, "libemq_examples.so", "emq_run_noop", err,
+                              sizeof err)
+               != NULL);
         wire_msg_destroy (&outcome);
         plugin_cache_destroy (&examples);
 
@@ -377,10 +445,11 @@ plugin_test (bool verbose)
             REQUIRE (fwrite (block, 1, n, out) == n);
         REQUIRE (fclose (in) == 0 && fclose (out) == 0);
         plugin_cache_t *copies = plugin_cache_new (dirs, 2);
-        void *first = plugin_symbol (copies, "copy.so", "upper", err, sizeof err);
+        void *first = plugin_symbol (copies, "copy.so", "emq_run_upper", err, sizeof err);
         REQUIRE (first);
         REQUIRE (unlink (copy) == 0);
-        REQUIRE (plugin_symbol (copies, "copy.so", "upper", err, sizeof err) == first);
+        REQUIRE (plugin_symbol (copies, "copy.so", "emq_run_upper", err, sizeof err)
+                 == first);
         REQUIRE (plugin_symbol (copies, "copy.so", "no_such", err, sizeof err) == NULL);
         REQUIRE (strstr (err, "not found"));
         plugin_cache_destroy (&copies);

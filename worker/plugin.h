@@ -29,10 +29,23 @@ void plugin_cache_destroy (plugin_cache_t **self_p);
 int plugin_resolve (char *const *dirs, size_t dir_count, const char *library, char *path,
                     size_t pathlen, char *err, size_t errlen);
 
-//  Finds symbol in library, loading the library on first use. Returns the
-//  address, or NULL with the reason in err.
+//  Finds symbol in library, loading the library on first use; a symbol the
+//  library only resolves from a dependency is refused. Returns the address,
+//  or NULL with the reason in err. (Hooks name their symbol in full.)
 void *plugin_symbol (plugin_cache_t *self, const char *library, const char *symbol,
                      char *err, size_t errlen);
+
+//  A job names a function F; the worker calls the library's symbol
+//  PLUGIN_JOB_PREFIX F (emq_run_upper for "upper"), and only if the library
+//  itself defines it: so a job can call what the library exports as jobs,
+//  never its helpers nor what it links (libc's fork, abort, getpid).
+#define PLUGIN_JOB_PREFIX EMQ_RUN_PREFIX
+#define PLUGIN_FUNCTION_MAX 200
+
+//  Finds job function `function` of library (see PLUGIN_JOB_PREFIX). Returns
+//  the address, or NULL with the reason in err.
+void *plugin_job_function (plugin_cache_t *self, const char *library,
+                           const char *function, char *err, size_t errlen);
 
 //  Splits a hook spec "LIB:FN" into its parts (written to lib / fn).
 //  Returns 0, or -1 if the spec is malformed.

@@ -10,13 +10,16 @@
 #include "worker.h"
 #include "clock.h"
 #include "tests/testutil.h"
+#include "cgroup.h"
 #include "command.h"
 #include "log.h"
 #include "plugin.h"
+#include "proctree.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +73,8 @@ worker_config_destroy (worker_config_t **self_p)
         return;
     s_free_list (self->plugin_dirs, self->plugin_dir_count);
     s_free_list (self->exec_allow, self->exec_allow_count);
+    s_free_list (self->env_allow, self->env_allow_count);
+    free (self->groups);
     free (self->setup);
     free (self->job_entry);
     free (self->job_exit);
@@ -103,6 +108,51 @@ int
 worker_config_add_exec_allow (worker_config_t *self, const char *pattern)
 {
     return s_list_add (&self->exec_allow, &self->exec_allow_count, pattern);
+}
+
+int
+worker_config_add_env_allow (worker_config_t *self, const char *pattern)
+{
+    return s_list_add (&self->env_allow, &self->env_allow_count, pattern);
+}
+
+int
+worker_config_set_user (worker_config_t *self, uid_t uid, gid_t gid, const gid_t *groups,
+                        size_t group_count)
+{
+    gid_t *copy = calloc (group_count ? group_count : 1, sizeof (gid_t));
+    if (!copy)
+        return -1;
+    if (group_count)
+        memcpy (copy, groups, group_count * sizeof (gid_t));
+    free (self->groups);
+    self->groups = copy;
+    self->group_count = group_count;
+    self->uid = uid;
+    self->gid = gid;
+    self->switch_user = true;
+    return 0;
+}
+
+//  The lower of two limits, where 0 is "none".
+static uint64_t
+s_limit_min (uint64_t setting, uint64_t job)
+{
+    if (setting == 0)
+        return job;
+    return job && job < setting ? job : setting;
+}
+
+worker_limits_t
+worker_limits_min (const worker_limits_t *settings, const worker_limits_t *job)
+{
+    worker_limits_t none = { 0 };
+    if (!job)
+        job = &none;
+    return (worker_limits_t){ .as_bytes = s_limit_min (settings->as_bytes, job->as_bytes),
+                              .nproc = s_limit_min (settings->nproc, job->nproc),
+                              .nofile = s_limit_min (settings->nofile, job->nofile),
+                              .cpu_s = s_limit_min (settings->cpu_s, job->cpu_s) };
 }
 
 int
@@ -157,12 +207,21 @@ worker_config_equal (const worker_config_t *a, const worker_config_t *b)
                             b->exec_allow_count)
            && s_str_equal (a->setup, b->setup) && s_str_equal (a->job_entry, b->job_entry)
            && s_str_equal (a->job_exit, b->job_exit)
-           && a->max_job_count == b->max_job_count && a->max_rss_kb == b->max_rss_kb;
+           && a->max_job_count == b->max_job_count && a->max_rss_kb == b->max_rss_kb
+           && s_list_equal (a->env_allow, a->env_allow_count, b->env_allow,
+                            b->env_allow_count)
+           && memcmp (&a->limits, &b->limits, sizeof a->limits) == 0
+           && a->switch_user == b->switch_user && a->uid == b->uid && a->gid == b->gid
+           && a->group_count == b->group_count
+           && (a->group_count == 0
+               || memcmp (a->groups, b->groups, a->group_count * sizeof (gid_t)) == 0);
 }
 
 struct worker_t {
     const worker_config_t *config;  // borrowed
     plugin_cache_t *plugins;        // libraries loaded by this worker
+    bool reap_all;                  // a real worker: kill what jobs leave behind
+    bool tainted;  // a run job failed under a memory limit: retire after it
 };
 
 worker_t *
@@ -242,6 +301,54 @@ s_outcome_text (wire_msg_t *outcome, emqp_status_t status, const char *text)
     return outcome;
 }
 
+//  Soft limits for a run job, which runs in this process: lowered for the
+//  job and raised back after it (the hard limits stay, so raising back
+//  needs no privilege). CPU counts from what the worker used so far.
+typedef struct {
+    struct rlimit saved[4];
+    bool set[4];
+} s_run_limits_t;
+
+static const int s_resources[4] = { RLIMIT_AS, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_CPU };
+
+static void
+s_run_limits_apply (s_run_limits_t *state, const worker_limits_t *limits)
+{
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    uint64_t used_s =
+        (uint64_t) usage.ru_utime.tv_sec + (uint64_t) usage.ru_stime.tv_sec + 1;
+    uint64_t values[4] = { limits->as_bytes, limits->nproc, limits->nofile,
+                           limits->cpu_s ? limits->cpu_s + used_s : 0 };
+#if defined(__SANITIZE_ADDRESS__)
+    //  AddressSanitizer's shadow memory is terabytes of address space: a
+    //  worker under RLIMIT_AS could not map anything (exec commands still
+    //  get it, they are not instrumented).
+    values[0] = 0;
+#endif
+    for (int i = 0; i < 4; i++) {
+        state->set[i] = false;
+        if (!values[i] || getrlimit (s_resources[i], &state->saved[i]))
+            continue;
+        struct rlimit lower = state->saved[i];
+        if (lower.rlim_max != RLIM_INFINITY && (rlim_t) values[i] > lower.rlim_max)
+            continue;  // already lower than the job's limit
+        lower.rlim_cur = (rlim_t) values[i];
+        if (setrlimit (s_resources[i], &lower) == 0)
+            state->set[i] = true;
+        else
+            log_warning ("worker %d: setrlimit: %s", getpid (), strerror (errno));
+    }
+}
+
+static void
+s_run_limits_restore (s_run_limits_t *state)
+{
+    for (int i = 0; i < 4; i++)
+        if (state->set[i] && setrlimit (s_resources[i], &state->saved[i]))
+            log_warning ("worker %d: setrlimit: %s", getpid (), strerror (errno));
+}
+
 wire_msg_t *
 worker_run_job (worker_t *self, const wire_msg_t *job)
 {
@@ -282,11 +389,34 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
     if (entry)
         entry (&context);
     int rc;
-    if (payload->kind == PAYLOAD_RUN)
+    worker_limits_t limits = worker_limits_min (&self->config->limits, &payload->limits);
+    if (payload->kind == PAYLOAD_RUN) {
+        s_run_limits_t state;
+        s_run_limits_apply (&state, &limits);
         rc = plugin_run (self->plugins, payload, &context, outcome);
-    else
-        rc = command_run (payload, self->config->exec_allow,
-                          self->config->exec_allow_count, outcome);
+        s_run_limits_restore (&state);
+        //  An allocation that failed may have left the function's library
+        //  or malloc in a state we cannot trust: a fresh worker takes over.
+        if (limits.as_bytes && outcome->status != EMQP_STATUS_OK)
+            self->tainted = true;
+    }
+    else {
+        command_policy_t policy = { .allow = self->config->exec_allow,
+                                    .allow_count = self->config->exec_allow_count,
+                                    .env_allow = self->config->env_allow,
+                                    .env_allow_count = self->config->env_allow_count,
+                                    .limits = limits,
+                                    .reap_all = self->reap_all };
+        rc = command_run (payload, &policy, outcome);
+    }
+    //  Every process a job started ends with it: what a run job forked, or
+    //  an exec job's command left behind and came to us (subreaper).
+    if (self->reap_all && proctree_has_children ()) {
+        size_t killed = proctree_kill_children (NULL, NULL);
+        if (killed)
+            log_info ("worker %d: job %s left %zu process(es) behind; killed", getpid (),
+                      job->msgid, killed);
+    }
     if (exit_)
         exit_ (&context);
     if (rc)
@@ -334,8 +464,32 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     sigemptyset (&none);
     sigprocmask (SIG_SETMASK, &none, NULL);
 
+    //  Into a cgroup of our own (when the job manager has one) before any
+    //  job, while we may still write to the cgroup tree: whatever our jobs
+    //  start is then in there too, setsid() or not (worker/cgroup.h). Done
+    //  here, not by the job manager, whose loop must not wait for it.
+    if (cgroup_base () && cgroup_join (getpid ()))
+        log_warning ("worker %d: cannot join a cgroup under %s: %s", getpid (),
+                     cgroup_base (), strerror (errno));
+    //  Credentials first: switching them clears the parent-death signal.
+    //  Only system calls (the job manager resolved the names before fork).
+    //  A worker that cannot switch says why in HELLO and leaves (below).
+    char switch_err[256] = "";
+    if (config->switch_user
+        && (setgroups (config->group_count, config->groups) || setgid (config->gid)
+            || setuid (config->uid)))
+        snprintf (switch_err, sizeof switch_err, "cannot switch to uid %d gid %d: %s",
+                  (int) config->uid, (int) config->gid, strerror (errno));
+    else if (config->switch_user && config->uid != 0 && setuid (0) == 0)
+        snprintf (switch_err, sizeof switch_err,
+                  "could switch back to root after setuid");
     if (prctl (PR_SET_PDEATHSIG, SIGKILL) || getppid () != parent)
         _exit (0);  // the parent is already gone
+    //  What a job leaves behind comes to us, not to init (see proctree.h).
+    bool subreaper = proctree_subreaper () == 0;
+    if (!subreaper)
+        log_warning ("worker %d: PR_SET_CHILD_SUBREAPER: %s", getpid (),
+                     strerror (errno));
     //  The pool also does this from the parent; whichever runs first wins.
     if (setpgid (0, 0) && errno != EPERM)
         log_warning ("worker %d: setpgid: %s", getpid (), strerror (errno));
@@ -360,7 +514,12 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
     worker_t *self = worker_new (config);
     if (!self)
         _exit (2);
-    int setup_rc = worker_setup (self, err, sizeof err);
+    self->reap_all = subreaper;
+    int setup_rc = -1;
+    if (*switch_err)
+        snprintf (err, sizeof err, "%s", switch_err);
+    else
+        setup_rc = worker_setup (self, err, sizeof err);
     wire_msg_t *hello = wire_msg_new (WIRE_HELLO);
     if (!hello)
         _exit (2);
@@ -403,7 +562,8 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         jobs_done++;
         uint64_t rss_kb = config->max_rss_kb ? s_rss_kb () : 0;
         outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
-                            || (config->max_rss_kb && rss_kb > config->max_rss_kb);
+                            || (config->max_rss_kb && rss_kb > config->max_rss_kb)
+                            || self->tainted;
         if (wire_send (S_WORKER_FD, outcome, &scratch))
             _exit (2);
         bool retiring = outcome->retiring;
@@ -529,6 +689,31 @@ worker_test (bool verbose)
              && (WEXITSTATUS (status) == 3
                  || (testutil_under_valgrind () && WEXITSTATUS (status) == 99)));
     close (sv[0]);
+
+    //  A worker that cannot switch to its user says so in HELLO and exits 3
+    //  (here: an unprivileged process asked to become root).
+    if (geteuid () == 0) {
+        REQUIRE (worker_config_set_hook (config, "setup", "", err, sizeof err) == 0);
+        gid_t none = 0;
+        REQUIRE (worker_config_set_user (config, 0, 0, &none, 1) == 0);
+        REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        pid = fork ();
+        REQUIRE (pid >= 0);
+        if (pid == 0) {
+            close (sv[0]);
+            if (setgid (65534) || setuid (65534))
+                _exit (9);
+            worker_main (sv[1], parent, config);
+        }
+        close (sv[1]);
+        msg = wire_read (sv[0], err, sizeof err);
+        REQUIRE (msg && msg->type == WIRE_HELLO && msg->error);
+        CHECK_CONTAINS (msg->error, "cannot switch to uid 0");
+        wire_msg_destroy (&msg);
+        REQUIRE (waitpid (pid, &status, 0) == pid);
+        CHECK (WIFEXITED (status) && WEXITSTATUS (status) == 3);
+        close (sv[0]);
+    }
 
     worker_config_destroy (&config);
     if (verbose)

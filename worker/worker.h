@@ -22,6 +22,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+//  Resource limits (setrlimit) for a job; 0 = none. The settings give the
+//  most; a job may ask for less in its payload (worker_limits_min).
+typedef payload_limits_t worker_limits_t;
 
 typedef struct {
     char **plugin_dirs;  // directories run jobs may load libraries from
@@ -33,6 +38,16 @@ typedef struct {
     char *job_exit;           // "LIB:FN" run after every job, or NULL
     uint64_t max_job_count;   // jobs before the worker exits; 0 = unlimited
     uint64_t max_rss_kb;      // exit after a job past this RSS; 0 = off
+    char **env_allow;         // fnmatch patterns for names an exec job's env may set
+    size_t env_allow_count;   // 0 = an exec job may not give an env map
+    worker_limits_t limits;   // the most a job may use; 0 = no limit
+    //  Credentials to switch to after fork (resolved by the job manager, so
+    //  the child only makes system calls); switch_user false = keep ours.
+    bool switch_user;
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;  // supplementary groups of the user
+    size_t group_count;
 } worker_config_t;
 
 //  Creates an empty configuration; caller owns it.
@@ -42,6 +57,15 @@ void worker_config_destroy (worker_config_t **self_p);
 //  Appends a copy of dir / pattern. Return 0 or -1 (out of memory).
 int worker_config_add_plugin_dir (worker_config_t *self, const char *dir);
 int worker_config_add_exec_allow (worker_config_t *self, const char *pattern);
+int worker_config_add_env_allow (worker_config_t *self, const char *pattern);
+//  Sets the credentials workers switch to: uid, gid and the supplementary
+//  groups (copied). Returns 0 or -1 (out of memory).
+int worker_config_set_user (worker_config_t *self, uid_t uid, gid_t gid,
+                            const gid_t *groups, size_t group_count);
+//  The limits a job gets: each of the job's that is set and lower than the
+//  setting's, else the setting's.
+worker_limits_t worker_limits_min (const worker_limits_t *settings,
+                                   const worker_limits_t *job);
 //  Sets a hook ("LIB:FN", or NULL/"" for none). Returns 0, or -1 if the spec
 //  is malformed (reason in err).
 int worker_config_set_hook (worker_config_t *self, const char *which, const char *spec,

@@ -216,6 +216,20 @@ int emq_payload_exec (const char *const *argv, size_t argc, const void *stdin_da
                       size_t stdin_size, const char *const *env, size_t envc,
                       const char *cwd, void **out, size_t *out_size);
 
+//  Resource limits a job asks for; 0 = not asked. The job manager's own
+//  rlimit_* settings cap them: a job can only ask for less.
+typedef struct {
+    uint64_t as_bytes;  // address space (RLIMIT_AS), bytes
+    uint64_t nproc;     // processes of the workers' user (RLIMIT_NPROC)
+    uint64_t nofile;    // open files (RLIMIT_NOFILE)
+    uint64_t cpu_s;     // CPU seconds (RLIMIT_CPU)
+} emq_limits_t;
+
+//  Adds limits to a payload from emq_payload_run / _exec: *payload is
+//  replaced by a new malloc'd buffer (the old one freed). Returns 0, or
+//  EMQ_ERR_INVALID (not a payload; a limit above INT64_MAX).
+int emq_payload_set_limits (void **payload, size_t *size, const emq_limits_t *limits);
+
 //  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
 //  ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE) to the admin
 //  socket at addr (NULL = $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits up

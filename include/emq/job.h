@@ -2,10 +2,17 @@
 
     A `run` job names a shared library (found only in the job manager's
     plugin directories), a function in it, and msgpack arguments. The worker
-    loads the library once, looks the symbol up, and calls it:
+    loads the library once, looks up the symbol EMQ_RUN_PREFIX + the name
+    (job function "upper" is the symbol emq_run_upper), refuses it unless
+    the library itself defines it (not one of its dependencies), and calls
+    it:
 
-        int upper (emq_job_t *job, const msgpack_object *args,
-                   msgpack_packer *result);
+        int emq_run_upper (emq_job_t *job, const msgpack_object *args,
+                           msgpack_packer *result);
+
+    Only functions with the prefix can be called by jobs: a library's other
+    exports, and everything it links (libc's fork, abort...), cannot. Use
+    EMQ_RUN (upper) to name one.
 
     The function packs exactly one msgpack object into `result` and returns
     0, or calls emq_job_fail() and returns non-zero. Whatever it packed is
@@ -26,7 +33,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define EMQ_JOB_API_VERSION 1
+#define EMQ_JOB_API_VERSION 2
+//  The symbol prefix that makes a function callable by run jobs.
+#define EMQ_RUN_PREFIX "emq_run_"
+//  The C name of job function `name`: int EMQ_RUN (upper) (emq_job_t *...).
+#define EMQ_RUN(name) emq_run_##name
 #define EMQ_JOB_ERROR_MAX 1024
 
 typedef struct {
