@@ -782,5 +782,12 @@ cli_dead (cli_t *cli, int argc, char **argv)
             return cli_usage_error ("dead purge: takes no argument");
         return s_dead_count (cli, "DEAD_PURGE", NULL, "purged", json_out);
     }
-    return cli_usage_error ("dead: expected list, retry or purge, not '%s'", action);
+    if (streq (action, "delete")) {
+        if (!arg || all || !*arg || strlen (arg) > EMQ_MSGID_MAX)
+            return cli_usage_error ("dead delete: expected one MSGID of 1..%d bytes",
+                                    EMQ_MSGID_MAX);
+        return s_dead_count (cli, "DEAD_DELETE", arg, "deleted", json_out);
+    }
+    return cli_usage_error ("dead: expected list, retry, delete or purge, not '%s'",
+                            action);
 }

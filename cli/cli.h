@@ -41,6 +41,10 @@ typedef struct {
     char *frontend;       // the router's frontend endpoint (owned)
     char *admin;          // the router's admin endpoint (owned)
     char *default_queue;  // default_queue_name: for jobs naming none
+    char *events;         // the router's event stream: $EMQ_EVENTS_ADDR, then
+                          // events_addr (owned)
+    char *curve_key;      // CURVE server key and own certificate as settled
+    char *curve_cert;     // (owned; NULL: no CURVE), for sockets of our own
 } cli_t;
 
 //  Long option codes of the global options (beyond any short option).
@@ -121,6 +125,9 @@ int cli_keygen (cli_t *self, int argc, char **argv);
 int cli_schedule (cli_t *self, int argc, char **argv);
 int cli_schedules (cli_t *self, int argc, char **argv);
 int cli_unschedule (cli_t *self, int argc, char **argv);
+//  events.c: the router's event stream; top.c: a live view.
+int cli_events (cli_t *self, int argc, char **argv);
+int cli_top (cli_t *self, int argc, char **argv);
 //  jobs.c: job and queue admin.
 int cli_jobs (cli_t *self, int argc, char **argv);
 int cli_job (cli_t *self, int argc, char **argv);

@@ -52,6 +52,7 @@ static const char *s_usage =
     "  cancel MSGID          cancel a waiting, scheduled or running job\n"
     "  dead [--json]         jobs that failed after all their retries\n"
     "  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
+    "  dead delete MSGID     delete one dead job\n"
     "  dead purge            delete every dead job\n"
     "  status [--json]       queues (waiting, in flight, processed, latency), job\n"
     "                        managers (processed), storage (dead, scheduled jobs);\n"
@@ -78,6 +79,15 @@ static const char *s_usage =
     "  jobmanager quiet|resume NAME [--json]\n"
     "        quiet: the job manager (its --name) gets no new jobs and finishes\n"
     "        the running ones (before a deploy); resume: it gets jobs again\n"
+    "  events [--queue Q]... [--kind K]... [--json] [--count N] [--for S]\n"
+    "           [--events-addr ADDR]\n"
+    "        follow the router's event stream (its events_listen_addr): jobs\n"
+    "        queued, scheduled, started, done, failed, retried, dead, cancelled,\n"
+    "        requeued, returned; job managers joined, left. K: one of those;\n"
+    "        ADDR default: $EMQ_EVENTS_ADDR, then events_addr (tcp://127.0.0.1:47294)\n"
+    "  top [--interval S] [--once]\n"
+    "        a live view: per queue waiting, running, scheduled, retrying, dead,\n"
+    "        done/s, failed/s, wait p50/p95; job managers and their workers\n"
     "  disconnect            ask the router to shut down\n"
     "  keygen [--role R]... NAME   write a CURVE key pair: NAME (public\n"
     "                        certificate) and NAME_secret (keep it private);\n"
@@ -330,6 +340,11 @@ cli_setup (cli_t *self)
     self->frontend = strdup (frontend && *frontend ? frontend : EMQ_DEFAULT_FRONTEND);
     self->admin = strdup (admin && *admin ? admin : EMQ_DEFAULT_ADMIN);
     self->default_queue = strdup (config_str (config, "default_queue_name"));
+    const char *events = getenv ("EMQ_EVENTS_ADDR");
+    if (!events || !*events)
+        events = config_str (config, "events_addr");
+    free (self->events);
+    self->events = strdup (events);
     //  CURVE: libemq's environment first, as for the addresses, then the
     //  configuration.
     const char *curve_key = getenv ("EMQ_CURVE_SERVER_KEY");
@@ -343,8 +358,13 @@ cli_setup (cli_t *self)
         config_destroy (&config);
         return cli_fail (CLI_EXIT_USAGE, "CURVE: %s", err);
     }
+    free (self->curve_key);
+    free (self->curve_cert);
+    self->curve_key = curve_key && *curve_key ? strdup (curve_key) : NULL;
+    self->curve_cert =
+        curve_key && *curve_key ? strdup (curve_cert ? curve_cert : "") : NULL;
     config_destroy (&config);
-    if (!self->frontend || !self->admin || !self->default_queue)
+    if (!self->frontend || !self->admin || !self->default_queue || !self->events)
         return cli_fail (CLI_EXIT_FAILED, "out of memory");
     return 0;
 }
@@ -373,6 +393,8 @@ static const s_command_t s_commands[] = {
     { "jobmanager", cli_jobmanager },
     { "keygen", cli_keygen },
     { "shell", cli_shell },
+    { "events", cli_events },
+    { "top", cli_top },
 };
 
 int
@@ -430,6 +452,9 @@ main (int argc, char **argv)
     free (cli.frontend);
     free (cli.default_queue);
     free (cli.admin);
+    free (cli.events);
+    free (cli.curve_key);
+    free (cli.curve_cert);
     zsys_shutdown ();
     return rc;
 }

@@ -1292,6 +1292,7 @@ static const s_admin_command_t s_admin_commands[] = {
     { EMQP_CANCEL, true, true },
     { EMQP_DEAD_RETRY, true, false },
     { EMQP_ADMIN, false, false },  // emq_admin_request only: a JSON request
+    { EMQP_DEAD_DELETE, true, false },
 };
 
 static const s_admin_command_t *
@@ -1413,7 +1414,8 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
     if (!cmd || cmd->command == EMQP_ADMIN)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,
                              "unknown admin command (expected CANCEL, DEAD_RETRY, "
-                             "DEAD_LIST, DEAD_PURGE, STATUS, ROUTER_SHOW_WORKERS, "
+                             "DEAD_DELETE, DEAD_LIST, DEAD_PURGE, STATUS, "
+                             "ROUTER_SHOW_WORKERS, "
                              "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
     if (cmd->takes_ref && (!ref || !*ref || strlen (ref) > EMQP_MSGID_MAX))
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,

@@ -45,7 +45,8 @@
 #define S_SCHED (1u << 3)
 #define S_CLI (1u << 4)
 #define S_PUB (1u << 5)
-#define S_ANY (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI | S_PUB)
+#define S_WEB (1u << 6)
+#define S_ANY (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI | S_PUB | S_WEB)
 
 static const struct {
     const char *name;
@@ -53,6 +54,7 @@ static const struct {
 } s_sections[] = {
     { "global", S_GLOBAL },   { "router", S_ROUTER }, { "jobmanager", S_JM },
     { "scheduler", S_SCHED }, { "cli", S_CLI },       { "publisher", S_PUB },
+    { "web", S_WEB },
 };
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
@@ -85,6 +87,8 @@ typedef struct {
 } s_setting_t;
 
 static s_check_fn s_check_endpoint;
+static s_check_fn s_check_endpoint_or_empty;
+static s_check_fn s_check_host_port;
 static s_check_fn s_check_hook;
 static s_check_fn s_check_python_hook;
 static s_check_fn s_check_env_pattern;
@@ -172,6 +176,13 @@ static const s_setting_t s_settings[] = {
       .check = s_check_endpoint,
       .sections = S_ROUTER,
       .description = "where the router listens for administrative commands" },
+    { .name = "events_listen_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .check = s_check_endpoint_or_empty,
+      .sections = S_ROUTER,
+      .description = "where the router publishes its event stream (PUB), e.g. "
+                     "tcp://127.0.0.1:47294; empty: no stream" },
     { .name = "queue_hwm",
       .type = S_TYPE_INT,
       .default_text = "100000",
@@ -463,14 +474,14 @@ static const s_setting_t s_settings[] = {
       .type = S_TYPE_STRING,
       .default_text = "",
       .max_len = 4000,
-      .sections = S_JM | S_SCHED | S_CLI,
+      .sections = S_JM | S_SCHED | S_CLI | S_WEB,
       .description = "CURVE: the router's public key (40 Z85 characters, or its "
                      "public certificate file); empty: no encryption" },
     { .name = "curve_cert",
       .type = S_TYPE_STRING,
       .default_text = "",
       .max_len = 4000,
-      .sections = S_JM | S_SCHED | S_CLI,
+      .sections = S_JM | S_SCHED | S_CLI | S_WEB,
       .description = "CURVE: this program's key pair (a NAME_secret file); empty: "
                      "a fresh one (admitted only by a router that admits any key)" },
 
@@ -526,14 +537,55 @@ static const s_setting_t s_settings[] = {
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47291",
       .check = s_check_endpoint,
-      .sections = S_CLI,
+      .sections = S_CLI | S_WEB,
       .description = "the router's frontend, for submitting jobs" },
     { .name = "administrative_addr",
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47293",
       .check = s_check_endpoint,
-      .sections = S_CLI | S_SCHED,
+      .sections = S_CLI | S_SCHED | S_WEB,
       .description = "the router's admin socket, for status and administration" },
+    { .name = "events_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47294",
+      .check = s_check_endpoint,
+      .sections = S_CLI | S_WEB,
+      .description = "the router's event stream (its events_listen_addr)" },
+    //  [web]
+    { .name = "web_listen_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "127.0.0.1:47295",
+      .check = s_check_host_port,
+      .sections = S_WEB,
+      .description = "where emq-web serves the dashboard and /metrics (IPv4 "
+                     "address:port)" },
+    { .name = "web_password",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 255,
+      .sections = S_WEB,
+      .description = "HTTP basic auth password (user emq) for every page; required "
+                     "when CURVE is on; empty: no password" },
+    { .name = "web_password_file",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_WEB,
+      .description = "a file whose first line is the web password (instead of "
+                     "web_password, so that it stays out of the config and ps)" },
+    { .name = "web_static_dir",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_WEB,
+      .description = "the dashboard's files; empty: the installed share/emq/web" },
+    { .name = "web_sample_interval",
+      .type = S_TYPE_SECONDS,
+      .default_text = "1",
+      .dmin = 0.1,
+      .dmax = 60,
+      .sections = S_WEB,
+      .description = "seconds between emq-web's samples of the router's STATUS" },
 
     //  [publisher] (emq-pubsub, EventMQ's pub/sub forwarder)
     { .name = "publisher_incoming_addr",
@@ -780,6 +832,27 @@ s_check_endpoint (const char *value, char **canonical, char *why, size_t whylen)
     }
     if (!ok) {
         errbuf_set (why, whylen, "a " S_ENDPOINTS);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_check_endpoint_or_empty (const char *value, char **canonical, char *why, size_t whylen)
+{
+    return *value ? s_check_endpoint (value, canonical, why, whylen) : 0;
+}
+
+//  An IPv4 address and a port, "127.0.0.1:47295".
+static int
+s_check_host_port (const char *value, char **canonical, char *why, size_t whylen)
+{
+    (void) canonical;
+    unsigned a, b, c, d, port;
+    char end;
+    if (sscanf (value, "%u.%u.%u.%u:%u%c", &a, &b, &c, &d, &port, &end) != 5 || a > 255
+        || b > 255 || c > 255 || d > 255 || port > 65535) {
+        errbuf_set (why, whylen, "an IPv4 address and a port, e.g. 127.0.0.1:47295");
         return -1;
     }
     return 0;

@@ -47,6 +47,7 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_BATCH] = "BATCH",
     [EMQP_PUBLISH] = "PUBLISH",
     [EMQP_ADMIN] = "ADMIN",
+    [EMQP_DEAD_DELETE] = "DEAD_DELETE",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -540,6 +541,7 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             break;
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
+        case EMQP_DEAD_DELETE:
             if (s_text (r, "job msgid", EMQP_MSGID_MAX, false, &self->ref))
                 goto fail;
             break;
@@ -841,6 +843,7 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             break;
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
+        case EMQP_DEAD_DELETE:
             rc = s_put_str (f, self->ref);
             break;
         case EMQP_CANCEL:
@@ -1390,6 +1393,7 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_CANCEL, { "req-id", NULL } },
     { EMQP_DEAD_LIST, { NULL } },
     { EMQP_DEAD_RETRY, { "*", NULL } },
+    { EMQP_DEAD_DELETE, { "dead-1", NULL } },
     { EMQP_DEAD_PURGE, { NULL } },
     { EMQP_RETURN, { "req-id", "9", NULL } },
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
@@ -1442,6 +1446,7 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_FETCH, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_CANCEL, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
+    { EMQP_DEAD_DELETE, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
     { EMQP_ADMIN, 0, EMQP_SHORT_MAX, "request" },
     { EMQP_ACK, 1, 64, "agent" },
@@ -1524,7 +1529,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 41
+#define S_TEST_CASES 42
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1721,6 +1726,10 @@ s_test_case (int n)
         case 40:
             m = emqp_msg_new (EMQP_ADMIN);
             m->stats = strdup ("{\"command\":\"queue_pause\",\"queue\":\"q\"}");
+            break;
+        case 41:
+            m = emqp_msg_new (EMQP_DEAD_DELETE);
+            m->ref = strdup ("dead-1");
             break;
         default:
             return NULL;
@@ -2969,9 +2978,10 @@ emqp_test (bool verbose)
     //  Missing required fields: encode refuses.
     {
         static const emqp_command_t needs[] = {
-            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,   EMQP_SCHEDULE,
-            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR,   EMQP_FETCH,
-            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN,  EMQP_PUBLISH, EMQP_ADMIN
+            EMQP_ACK,      EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,
+            EMQP_SCHEDULE, EMQP_UNSCHEDULE, EMQP_DONE,    EMQP_RESULT,
+            EMQP_ERROR,    EMQP_FETCH,      EMQP_CANCEL,  EMQP_DEAD_RETRY,
+            EMQP_RETURN,   EMQP_PUBLISH,    EMQP_ADMIN,   EMQP_DEAD_DELETE
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

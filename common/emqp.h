@@ -57,9 +57,10 @@ typedef enum {
     EMQP_RETURN,      // jm -> router: a prefetched job it did not start
     EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
     //  EventMQ's pub/sub (emq-pubsub; the router never takes it)
-    EMQP_PUBLISH,  // publisher -> emq-pubsub: topic, message
-    EMQP_ADMIN,    // admin -> router: a job or queue admin request (JSON
-                   // text in stats), answered by REPLY JSON
+    EMQP_PUBLISH,      // publisher -> emq-pubsub: topic, message
+    EMQP_ADMIN,        // admin -> router: a job or queue admin request (JSON
+                       // text in stats), answered by REPLY JSON
+    EMQP_DEAD_DELETE,  // admin -> router: delete one dead job
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 

@@ -16,11 +16,13 @@
 #include "workers.h"
 #include "log.h"
 #include "payload.h"
+#include "procstat.h"
 #include "tests/testutil.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -616,10 +618,18 @@ workers_in_flight_json (workers_t *self)
     assert (self);
     json_t *in_flight = json_object ();
     for (jm_job_t *job = zlistx_first (self->running); in_flight && job;
-         job = zlistx_next (self->running))
-        json_object_set_new (in_flight, job->msgid,
-                             json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
-                                        "queue", job->queue, "started", job->started_ts));
+         job = zlistx_next (self->running)) {
+        json_t *item = json_pack ("{s:i, s:s, s:f}", "pid", (json_int_t) job->pid,
+                                  "queue", job->queue, "started", job->started_ts);
+        //  What the worker uses now, for emq-web and emq-cli top.
+        procstat_t usage;
+        if (item && procstat_read (job->pid, &usage) == 0) {
+            json_object_set_new (item, "rss_kb",
+                                 json_integer ((json_int_t) (usage.rss_bytes / 1024)));
+            json_object_set_new (item, "cpu_s", json_real (usage.cpu_s));
+        }
+        json_object_set_new (in_flight, job->msgid, item);
+    }
     return in_flight;
 }
 

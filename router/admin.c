@@ -23,7 +23,8 @@ s_dump (json_t *root)
 
 char *
 admin_status_json (queues_t *queues, peers_t *job_managers,
-                   const admin_storage_t *storage, const admin_traffic_t *traffic)
+                   const admin_storage_t *storage, const admin_traffic_t *traffic,
+                   json_t *extra)
 {
     json_t *root = json_object ();
     json_t *inflight = json_object (), *latency = json_object (),
@@ -94,6 +95,20 @@ admin_status_json (queues_t *queues, peers_t *job_managers,
                                         (json_int_t) traffic->batched_out,
                                         "undeliverable",
                                         (json_int_t) traffic->undeliverable));
+    if (extra) {
+        json_t *per_queue = json_object_get (extra, "queues");
+        const char *name;
+        json_t *more;
+        json_object_foreach (per_queue, name, more)
+        {
+            json_t *queue = json_object_get (detail, name);
+            if (queue)
+                json_object_update (queue, more);
+        }
+        json_object_del (extra, "queues");
+        json_object_update_missing (root, extra);
+        json_decref (extra);
+    }
     return s_dump (root);
 }
 

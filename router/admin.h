@@ -5,6 +5,8 @@
 #ifndef EMQ_ROUTER_ADMIN_H
 #define EMQ_ROUTER_ADMIN_H
 
+#include <jansson.h>
+
 #include "peers.h"
 #include "queues.h"
 #include "store.h"
@@ -34,8 +36,11 @@ typedef struct {
 } admin_traffic_t;
 
 //  Each returns a malloc'd compact JSON string the caller frees, or NULL.
+//  extra (taken, may be NULL): keys added to STATUS as they are, and, under
+//  its "queues" key, keys added to each queue's object (emq-web's gauges).
 char *admin_status_json (queues_t *queues, peers_t *job_managers,
-                         const admin_storage_t *storage, const admin_traffic_t *traffic);
+                         const admin_storage_t *storage, const admin_traffic_t *traffic,
+                         json_t *extra);
 char *admin_workers_json (peers_t *job_managers, int64_t now_mono_ms);
 char *admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms);
 

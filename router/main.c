@@ -29,6 +29,9 @@ s_usage (FILE *out)
         "  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
         "                             also --administrative-listen-addr,\n"
         "                             --administrative-addr)\n"
+        "  --events ADDR              publish the event stream (PUB) there, e.g.\n"
+        "                             tcp://127.0.0.1:47294 (default: off; also\n"
+        "                             --events-listen-addr)\n"
         "  --queue-hwm N              waiting jobs per queue before QUEUE_FULL (100000)\n"
         "  --heartbeat-interval S     seconds between heartbeats (3)\n"
         "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
@@ -97,7 +100,8 @@ enum {
     O_BACKOFF_MAX,
     O_PREFETCH,
     O_CURVE_CERT,
-    O_CURVE_DIR
+    O_CURVE_DIR,
+    O_EVENTS
 };
 
 static const struct option s_options[] = {
@@ -128,6 +132,8 @@ static const struct option s_options[] = {
     { "prefetch", required_argument, NULL, O_PREFETCH },
     { "curve-secret-cert", required_argument, NULL, O_CURVE_CERT },
     { "curve-clients-dir", required_argument, NULL, O_CURVE_DIR },
+    { "events", required_argument, NULL, O_EVENTS },
+    { "events-listen-addr", required_argument, NULL, O_EVENTS },
     PROGRAM_LOCK_OPTIONS,
     PROGRAM_OPTIONS
 };
@@ -154,6 +160,7 @@ static const program_flag_t s_flags[] = {
     { O_PREFETCH, "prefetch", NULL },
     { O_CURVE_CERT, "curve_secret_cert", NULL },
     { O_CURVE_DIR, "curve_clients_dir", NULL },
+    { O_EVENTS, "events_listen_addr", NULL },
 };
 
 //  The store: in memory (data_dir ":memory:" or ""), or emq.db in the data
@@ -198,6 +205,7 @@ s_settings (config_t *config, router_settings_t *settings)
         .frontend = config_str (config, "frontend_listen_addr"),
         .backend = config_str (config, "backend_listen_addr"),
         .admin = config_str (config, "administrative_listen_addr"),
+        .events = config_str (config, "events_listen_addr"),
         .queue_hwm = (size_t) config_int (config, "queue_hwm"),
         .heartbeat_interval_ms =
             (int64_t) (config_double (config, "heartbeat_interval") * 1000),

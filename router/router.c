@@ -25,9 +25,11 @@
 #include "clock.h"
 #include "dispatch.h"
 #include "emqp.h"
+#include "events.h"
 #include "headers.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "payload.h"
 #include "queuespec.h"
@@ -100,6 +102,8 @@ struct router_t {
     router_reload_fn *reload;  // SIGHUP's settings, or NULL
     void *reload_arg;
     int heartbeat_timer;  // zloop timer id, re-armed when the interval changes
+    events_t *events;     // the lifecycle stream, or NULL (not configured)
+    metrics_t *metrics;   // latency histograms, gauges, commit times (STATUS)
 };
 
 //  Every change of a job's state goes through here (job.c holds the
@@ -117,6 +121,18 @@ s_fire (job_t *job, job_event_t event)
     log_error ("job %s: %s refused in state %s", JOB_MSGID (job), job_event_name (event),
                job_state_name (from));
     return -1;
+}
+
+//  Publishes a job event on the stream (if one is configured); extra is
+//  taken (events.h).
+static void
+s_event (router_t *self, job_t *job, const char *kind, json_t *extra)
+{
+    if (self->events)
+        events_job (self->events, kind, job->queue->name, JOB_MSGID (job), job->attempt,
+                    extra);
+    else
+        json_decref (extra);
 }
 
 //  --------------------------------------------------------------------------
@@ -247,6 +263,20 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
         return;
     const void *data = value ? (const void *) zframe_data (value) : "";
     size_t size = value ? zframe_size (value) : 0;
+    if (self->events) {
+        const char *kind = state == STORE_DONE        ? "done"
+                           : state == STORE_CANCELLED ? "cancelled"
+                           : state == STORE_DEAD      ? "dead"
+                                                      : "failed";
+        json_t *extra = json_pack ("{s:s}", "status", emqp_status_name (status));
+        if (status != EMQP_STATUS_OK && size) {
+            char shown[160];
+            json_object_set_new (
+                extra, "error",
+                json_string (emqp_printable (data, size, shown, sizeof shown)));
+        }
+        s_event (self, job, kind, extra);
+    }
     job_msgid_t idbuf;
     const char *msgid = job_msgid (job, &idbuf);
     log_debug ("job %s: ended %s (%s) after %u attempt(s)", msgid,
@@ -294,6 +324,8 @@ s_settle_ends (router_t *self, zlistx_t *ending, bool committed)
     job_t *job;
     while ((job = (job_t *) zlistx_first (ending))) {
         zlistx_detach_cur (ending);
+        if (committed && job->more && job->more->end_state == STORE_DEAD)
+            metrics_count (self->metrics, job->queue->name, METRICS_DEAD, 1);
         if (committed)
             queues_job_delete (self->queues, job);
         else {
@@ -316,6 +348,7 @@ s_take_back (router_t *self, job_t *job)
     }
     if (s_fire (job, JOB_EV_REQUEUE))
         return false;
+    s_event (self, job, "requeued", NULL);
     queue_push_front (job->queue, job, clock_mono_ms ());
     self->redispatch = true;
     return true;
@@ -336,6 +369,10 @@ s_peer_remove (router_t *self, peers_t *peers, peer_t *peer, const char *reason)
         job = (job_t *) zhashx_first (peer->inflight);
     }
     peers_unserve (peer);
+    if (peer->type == PEER_JOB_MANAGER && self->events)
+        events_jobmanager (
+            self->events, "left", peer->id,
+            json_pack ("{s:s,s:I}", "reason", reason, "requeued", (json_int_t) requeued));
     log_info ("%s %s: %s, removed; %zu job(s) requeued",
               peer->type == PEER_SCHEDULER ? "scheduler" : "jobmanager", peer->id, reason,
               requeued);
@@ -372,6 +409,11 @@ s_dispatch_one (router_t *self, peer_t *peer, job_t *job)
     s_fire (job, JOB_EV_DISPATCH);
     job->epoch = epoch;
     job->queue->latency_ms = (uint32_t) ((uint32_t) now - job->queued_at);
+    metrics_observe_wait (self->metrics, job->queue->name,
+                          (double) job->queue->latency_ms / 1000.0);
+    s_event (self, job, "started",
+             json_pack ("{s:s,s:I}", "jobmanager", peer->id, "wait_ms",
+                        (json_int_t) job->queue->latency_ms));
     if (job->queue->latency_ms > job->queue->max_latency_ms)
         job->queue->max_latency_ms = job->queue->latency_ms;
     peers_slot_take (peer);
@@ -439,6 +481,16 @@ s_dispatch_all (router_t *self)
 //  --------------------------------------------------------------------------
 //  Frontend: clients and schedulers
 
+//  STATUS's scheduled / retrying gauges: a scheduled job that ran before
+//  waits out a retry's backoff (its attempt does not change meanwhile, so
+//  the same test holds when it leaves).
+static void
+s_count_scheduled (router_t *self, job_t *job, int delta)
+{
+    metrics_count (self->metrics, job->queue->name,
+                   job->attempt > 0 ? METRICS_RETRYING : METRICS_SCHEDULED, delta);
+}
+
 //  Puts a job that waits for a time in the scheduled list (by run_at): a
 //  new or loaded one (JOB_EV_DELAY) or one backing off (JOB_EV_RETRY).
 static void
@@ -457,6 +509,10 @@ s_schedule (router_t *self, job_t *job, double run_at, job_event_t event)
         return;
     more->run_at = run_at;
     more->scheduled_handle = zlistx_insert (self->scheduled, job, false);
+    if (more->scheduled_handle)
+        s_count_scheduled (self, job, 1);
+    if (event == JOB_EV_DELAY)
+        s_event (self, job, "scheduled", json_pack ("{s:f}", "run_at", run_at));
 }
 
 static void
@@ -465,6 +521,7 @@ s_unschedule (router_t *self, job_t *job)
     if (job->more && job->more->scheduled_handle) {
         zlistx_detach (self->scheduled, job->more->scheduled_handle);
         job->more->scheduled_handle = NULL;
+        s_count_scheduled (self, job, -1);
     }
 }
 
@@ -821,6 +878,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
         s_send_error (self, self->backend, msg->identity, msg->msgid, "BAD_REQUEST", err);
         return;
     }
+    bool joined = !peer;
     if (peer)
         //  The same job manager informs again (it lost our ACK): keep its
         //  jobs in flight, forget its slots (it announces them again;
@@ -849,6 +907,11 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     //  emq/3 job managers take BATCH: several REQUESTs in one message.
     outbox_allow (self->to_jms, peer->identity, peer->emq && atoi (msg->agent + 4) >= 3);
     peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
+    if (self->events && joined)
+        events_jobmanager (self->events, "joined", peer->id,
+                           json_pack ("{s:s,s:s}", "queues",
+                                      *msg->queues ? msg->queues : "", "agent",
+                                      peer->emq ? msg->agent : "eventmq"));
     log_info ("jobmanager %s: registered queues=%s agent=%s", peer->id,
               *msg->queues ? msg->queues : "(default)",
               peer->emq ? msg->agent : "eventmq");
@@ -918,6 +981,9 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
         job->peer->processed++;
     peers_job_detach (job);
     emqp_status_t status = legacy ? EMQP_STATUS_OK : msg->status;
+    double run_s = metrics_usage_wall_s (msg->usage);
+    if (run_s >= 0)
+        metrics_observe_run (self->metrics, job->queue->name, run_s);
     if (legacy) {
         //  EventMQ's reply is JSON text {"value": ...}; clients of emq get
         //  msgpack values, so wrap it as a msgpack string.
@@ -950,6 +1016,12 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
                                   shown, sizeof shown),
                   delay, job->retries_left, job->retries_left == 1 ? "y" : "ies");
         double run_at = clock_wall_s () + delay;
+        s_event (
+            self, job, "retried",
+            json_pack ("{s:s,s:s,s:f,s:I}", "status", emqp_status_name (status), "error",
+                       emqp_printable (zframe_data (msg->payload),
+                                       zframe_size (msg->payload), shown, sizeof shown),
+                       "run_at", run_at, "retries_left", (json_int_t) job->retries_left));
         if (store_set_waiting (self->store, job->row, STORE_SCHEDULED, job->retries_left,
                                run_at))
             log_error ("store: %s", store_error (self->store));
@@ -1018,6 +1090,7 @@ s_jm_return (router_t *self, emqp_msg_t *msg, peer_t *peer)
                    JOB_MSGID (job));
         peers_job_detach (job);
         s_fire (job, JOB_EV_RETURN);
+        s_event (self, job, "returned", json_pack ("{s:s}", "jobmanager", peer->id));
         //  The store counted the dispatch: after a restart the attempt
         //  number must not count this one either.
         if (store_set_dispatched (self->store, job->row, job->attempt, job->epoch))
@@ -1242,11 +1315,44 @@ s_dead_revive (const store_row_t *row, void *arg)
     //  this write runs: then it is written again whole).
     if (store_revive (self->store, row, job->retries_left))
         log_error ("store: %s", store_error (self->store));
+    metrics_count (self->metrics, job->queue->name, METRICS_DEAD, -1);
     if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+        s_event (self, job, "queued", json_pack ("{s:b}", "revived", true));
         queue_push (job->queue, job, clock_mono_ms ());
         self->redispatch = true;
     }
     log_info ("job %s: dead job queued again", JOB_MSGID (job));
+    return 0;
+}
+
+//  Deletes one dead job (DEAD_DELETE): its row ends as cancelled, so that it
+//  leaves the dead list now and the store with the results' retention;
+//  its error stays readable by FETCH until then. outcome says what
+//  happened: 1 deleted, 0 not dead, -1 the write failed.
+typedef struct {
+    router_t *router;
+    int outcome;
+} s_discard_t;
+
+static int
+s_dead_discard (const store_row_t *row, void *arg)
+{
+    s_discard_t *discard = (s_discard_t *) arg;
+    router_t *self = discard->router;
+    if (row->state != STORE_DEAD || queues_job_lookup (self->queues, row->msgid))
+        return 0;
+    if (store_set_ended (self->store, row->seq, STORE_CANCELLED, row->status, row->result,
+                         row->result_size, row->usage, clock_wall_s ())) {
+        log_error ("store: %s", store_error (self->store));
+        discard->outcome = -1;
+        return 0;
+    }
+    log_info ("job %s: dead job deleted (admin)", row->msgid);
+    metrics_count (self->metrics, row->queue, METRICS_DEAD, -1);
+    if (self->events)
+        events_job (self->events, "cancelled", row->queue, row->msgid, row->attempt,
+                    json_pack ("{s:s,s:b}", "status", "cancelled", "deleted", true));
+    discard->outcome = 1;
     return 0;
 }
 
@@ -1343,6 +1449,23 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
         json_object_set_new (reply, "dead", list);
         json_object_set_new (reply, "total",
                              json_integer (store_count (self->store, STORE_DEAD)));
+    }
+    else if (msg->command == EMQP_DEAD_DELETE) {
+        s_discard_t discard = { self, 0 };
+        int rc = store_fetch (self->store, msg->ref, s_dead_discard, &discard);
+        if (rc < 0 || discard.outcome < 0) {
+            json_decref (reply);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "STORAGE",
+                          store_error (self->store));
+            return;
+        }
+        if (discard.outcome == 0) {
+            json_decref (reply);
+            s_send_error (self, self->admin, msg->identity, msg->msgid, "NOT_FOUND",
+                          "no such dead job (retried, deleted or expired)");
+            return;
+        }
+        json_object_set_new (reply, "deleted", json_integer (1));
     }
     else if (msg->command == EMQP_DEAD_RETRY) {
         size_t before = queues_job_count (self->queues);
@@ -1726,6 +1849,58 @@ s_unpark (router_t *self)
 }
 
 static void
+s_count_dead (const char *queue, int64_t count, void *arg)
+{
+    metrics_count (((router_t *) arg)->metrics, queue, METRICS_DEAD, count);
+}
+
+//  The dead gauges follow the jobs that die, are retried or deleted; an
+//  expiry or a purge deletes rows without saying whose: when the store's
+//  total (a count STATUS reads anyway) disagrees, they are counted again
+//  from the store (rare, and the only scan of dead rows by queue).
+static void
+s_dead_recount (router_t *self, int64_t store_total)
+{
+    if (store_total < 0
+        || store_total == metrics_count_total (self->metrics, METRICS_DEAD))
+        return;
+    metrics_count_reset (self->metrics, METRICS_DEAD);
+    if (store_count_by_queue (self->store, STORE_DEAD, s_count_dead, self))
+        log_warning ("store: %s", store_error (self->store));
+}
+
+//  What STATUS adds for monitoring (docs/protocol.md): per queue, the jobs
+//  delayed, backing off before a retry, and dead; the metrics (latency
+//  histograms, commit times, the process); the event stream's count.
+static json_t *
+s_status_extra (router_t *self, int64_t dead_total)
+{
+    s_dead_recount (self, dead_total);
+    json_t *per_queue = json_object ();
+    for (queue_t *queue = queues_first (self->queues); queue;
+         queue = queues_next (self->queues)) {
+        const char *name = queue->name;
+        json_object_set_new (
+            per_queue, name,
+            json_pack (
+                "{s:I,s:I,s:I}", "scheduled",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_SCHEDULED),
+                "retrying",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_RETRYING),
+                "dead",
+                (json_int_t) metrics_count_get (self->metrics, name, METRICS_DEAD)));
+    }
+    json_t *extra = json_pack ("{s:o,s:o,s:o}", "queues", per_queue, "dead_by_queue",
+                               metrics_count_json (self->metrics, METRICS_DEAD),
+                               "metrics", metrics_json (self->metrics));
+    if (extra && self->events)
+        json_object_set_new (extra, "events",
+                             json_pack ("{s:I}", "published",
+                                        (json_int_t) events_published (self->events)));
+    return extra;
+}
+
+static void
 s_admin_message (router_t *self, emqp_msg_t *msg)
 {
     char id[600];
@@ -1756,9 +1931,10 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             outbox_stats (self->to_jms, &batches, &batched);
             traffic.batches_out += batches;
             traffic.batched_out += batched;
-            s_admin_reply (
-                self, msg,
-                admin_status_json (self->queues, self->job_managers, &storage, &traffic));
+            s_admin_reply (self, msg,
+                           admin_status_json (self->queues, self->job_managers, &storage,
+                                              &traffic,
+                                              s_status_extra (self, storage.dead)));
         } break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
@@ -1784,6 +1960,7 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_RETRY:
         case EMQP_DEAD_PURGE:
+        case EMQP_DEAD_DELETE:
             //  These read the store: they wait until it holds every job
             //  end written before them (a job that died just now is listed).
             if (!s_park (self, &msg))
@@ -1893,6 +2070,7 @@ s_settle (router_t *self, zlistx_t *pending, zlistx_t *ending, int rc)
             if (job->more && job->more->run_at > 0)
                 s_schedule (self, job, job->more->run_at, JOB_EV_DELAY);
             else if (s_fire (job, JOB_EV_ACCEPT) == 0) {
+                s_event (self, job, "queued", NULL);
                 queue_push (job->queue, job, now);
                 self->redispatch = true;
             }
@@ -1952,6 +2130,7 @@ s_flush (router_t *self)
         if (rc == 1)
             s_settle (self, self->pending, self->ending, 0);  // in memory: at once
         else if (rc == 0) {
+            metrics_commit_start (self->metrics, clock_mono_ms ());
             //  The lists follow their batch; the empty ones take the next.
             zlistx_t *list = self->pending_out;
             self->pending_out = self->pending;
@@ -1980,6 +2159,7 @@ s_store_event (router_t *self, const store_event_t *event)
 {
     switch (event->type) {
         case STORE_EV_COMMIT:
+            metrics_commit_end (self->metrics, clock_mono_ms (), event->rc == 0);
             s_settle (self, self->pending_out, self->ending_out, event->rc);
             s_unpark (self);
             break;
@@ -2184,7 +2364,9 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
         zlistx_detach_cur (self->scheduled);
         job->more->scheduled_handle = NULL;
         job->more->run_at = 0;
+        s_count_scheduled (self, job, -1);
         if (s_fire (job, JOB_EV_DUE) == 0) {
+            s_event (self, job, "queued", NULL);
             queue_push (job->queue, job, clock_mono_ms ());
             self->redispatch = true;
         }
@@ -2349,9 +2531,11 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->ending_out = zlistx_new ();
     self->parked = zlistx_new ();
     self->schedule_senders = zhashx_new ();
-    if (!self->queues || !self->job_managers || !self->schedulers || !self->loop
-        || !self->pending || !self->pending_out || !self->scheduled || !self->ending
-        || !self->ending_out || !self->parked || !self->schedule_senders) {
+    self->metrics = metrics_new ();
+    if (!self->metrics || !self->queues || !self->job_managers || !self->schedulers
+        || !self->loop || !self->pending || !self->pending_out || !self->scheduled
+        || !self->ending || !self->ending_out || !self->parked
+        || !self->schedule_senders) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
@@ -2394,6 +2578,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         || !(self->backend = s_bind (settings->backend, max, self->curve, err, errlen))
         || !(self->admin = s_bind (settings->admin, max, self->curve, err, errlen)))
         goto fail;
+    if (settings->events && *settings->events
+        && !(self->events = events_new (settings->events, self->curve, err, errlen)))
+        goto fail;
     self->to_clients = outbox_new (self->frontend);
     self->to_jms = outbox_new (self->backend);
     if (!self->to_clients || !self->to_jms) {
@@ -2417,8 +2604,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
-    log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
+    log_info ("router: listening frontend=%s backend=%s admin=%s events=%s storage=%s",
               settings->frontend, settings->backend, settings->admin,
+              self->events ? settings->events : "(off)",
               store_is_memory (self->store) ? "memory" : store_where (self->store));
     return self;
 fail:
@@ -2438,6 +2626,8 @@ router_destroy (router_t **self_p)
     zsock_destroy (&self->frontend);
     zsock_destroy (&self->backend);
     zsock_destroy (&self->admin);
+    events_destroy (&self->events);
+    metrics_destroy (&self->metrics);
     curve_server_destroy (&self->curve);
     emqp_msg_destroy (&self->dead_task);
     //  Peers borrow jobs: detach every job in flight before freeing.

@@ -15,6 +15,8 @@ typedef struct {
     const char *frontend;  // bind address for clients/schedulers
     const char *backend;   // bind address for job managers
     const char *admin;     // bind address for admin commands
+    const char *events;    // bind address of the event stream (PUB); NULL
+                           // or "": no stream
     size_t queue_hwm;      // waiting jobs per queue before QUEUE_FULL
     int64_t heartbeat_interval_ms;
     int64_t heartbeat_timeout_ms;   // silence counted as one miss

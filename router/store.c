@@ -961,11 +961,47 @@ store_count (store_t *self, store_state_t state)
     return count;
 }
 
+int
+store_count_by_queue (store_t *self, store_state_t state, store_count_fn *fn, void *arg)
+{
+    if (self->pg)
+        return store_pg_count_by_queue (self->pg, state, fn, arg, self->error,
+                                        sizeof self->error);
+    //  Run rarely (STATUS, when the dead count disagrees): prepared per call.
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2 (self->db,
+                            "SELECT queue, count(*) FROM jobs WHERE state = ? AND "
+                            "ended_at > 0 GROUP BY queue",
+                            -1, &stmt, NULL)
+        != SQLITE_OK) {
+        snprintf (self->error, sizeof self->error, "count by queue: %s",
+                  sqlite3_errmsg (self->db));
+        return -1;
+    }
+    sqlite3_bind_text (stmt, 1, store_state_name (state), -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        fn ((const char *) sqlite3_column_text (stmt, 0), sqlite3_column_int64 (stmt, 1),
+            arg);
+    if (rc != SQLITE_DONE)
+        snprintf (self->error, sizeof self->error, "count by queue: %s",
+                  sqlite3_errmsg (self->db));
+    sqlite3_finalize (stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
 #include "tests/testutil.h"
 #include <unistd.h>
+#include <jansson.h>
+
+static void
+s_count_into (const char *queue, int64_t count, void *arg)
+{
+    json_object_set_new ((json_t *) arg, queue, json_integer (count));
+}
 
 static int
 s_collect (const store_row_t *row, void *arg)
@@ -1114,6 +1150,16 @@ s_test_chunks (const char *dir, bool verbose)
     s_add_ended (store, "d", 5, STORE_DEAD, dead_seqs);  // ended at 1000..1004
     CHECK_EQ (store_count (store, STORE_DONE), 10);
     CHECK_EQ (store_count (store, STORE_DEAD), 5);
+    {
+        json_t *by_queue = json_object ();
+        CHECK_EQ (store_count_by_queue (store, STORE_DEAD, s_count_into, by_queue), 0);
+        int64_t sum = 0;
+        const char *key;
+        json_t *value;
+        json_object_foreach (by_queue, key, value) sum += json_integer_value (value);
+        CHECK_EQ (sum, 5);
+        json_decref (by_queue);
+    }
 
     //  Results before 1008 are due (8 rows), dead jobs before 1002 (2 rows).
     CHECK_EQ (s_task (store, store_expire (store, 1058, 50, 56)), 10);

@@ -235,6 +235,11 @@ void store_release_memory (store_t *self);
 //  Counts rows in a state: from the index for ended states, by a scan of
 //  the table for queued, running and scheduled. Returns -1 on error.
 int64_t store_count (store_t *self, store_state_t state);
+//  Counts the ended rows in a state per queue (from the index): calls fn
+//  once per queue that has any. Returns 0, or -1 on error.
+typedef void (store_count_fn) (const char *queue, int64_t count, void *arg);
+int store_count_by_queue (store_t *self, store_state_t state, store_count_fn *fn,
+                          void *arg);
 
 void store_test (bool verbose);
 

@@ -139,6 +139,7 @@ enum {
     R_DEAD,
     R_COUNT,
     R_COUNT_ENDED,
+    R_COUNT_BY_QUEUE,
     R_META_GET,
     R_META_LIST,
     R_MAX_SEQ,
@@ -157,6 +158,9 @@ static const s_statement_t s_reads[R_COUNT_ALL] = {
     [R_COUNT] = { "count", "SELECT count(*) FROM jobs WHERE state = $1::text" },
     [R_COUNT_ENDED] = { "count_ended", "SELECT count(*) FROM jobs"
                                        " WHERE state = $1::text AND ended_at > 0" },
+    [R_COUNT_BY_QUEUE] = { "count_by_queue",
+                           "SELECT queue, count(*) FROM jobs"
+                           " WHERE state = $1::text AND ended_at > 0 GROUP BY queue" },
     [R_META_GET] = { "meta_get", "SELECT value FROM meta WHERE key = $1::text" },
     [R_MAX_SEQ] = { "max_seq", "SELECT coalesce(max(seq), 0)::bigint FROM jobs" },
     //  Byte order whatever the database's collation, as SQLite's.
@@ -867,6 +871,24 @@ store_pg_count (store_pg_t *self, store_state_t state, char *err, size_t errlen)
     int64_t count = PQntuples (res) == 1 ? s_get_int (res, 0, 0) : -1;
     PQclear (res);
     return count;
+}
+
+int
+store_pg_count_by_queue (store_pg_t *self, store_state_t state, store_count_fn *fn,
+                         void *arg, char *err, size_t errlen)
+{
+    s_params_t p = { .count = 0 };
+    s_param_text (&p, store_state_name (state));
+    PGresult *res = s_read (self, R_COUNT_BY_QUEUE, &p, err, errlen);
+    if (!res)
+        return -1;
+    for (int i = 0; i < PQntuples (res); i++) {
+        const char *queue = s_get_bytes (res, i, 0, NULL);
+        if (queue)
+            fn (queue, s_get_int (res, i, 1), arg);
+    }
+    PQclear (res);
+    return 0;
 }
 
 //  --------------------------------------------------------------------------

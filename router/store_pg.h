@@ -74,6 +74,9 @@ int store_pg_meta_get (store_pg_t *self, const char *key, int64_t *value, char *
                        size_t errlen);
 int64_t store_pg_count (store_pg_t *self, store_state_t state, char *error,
                         size_t errlen);
+//  As store_count_by_queue (the monitoring gauges).
+int store_pg_count_by_queue (store_pg_t *self, store_state_t state, store_count_fn *fn,
+                             void *arg, char *error, size_t errlen);
 int store_pg_meta_list (store_pg_t *self, const char *prefix, store_meta_fn *fn,
                         void *arg, char *error, size_t errlen);
 

@@ -25,8 +25,12 @@ packages=(
     libsystemd-dev                  # sd_notify: readiness, watchdog, reload
     systemd                         # systemd-analyze verify (the units' test)
     libedit-dev                     # emq-cli's shell: line editing, history
+    libmicrohttpd-dev               # emq-web: the dashboard and /metrics over HTTP
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
+    python3-prometheus-client       # tests: /metrics read by Prometheus's own parser
+    chromium chromium-driver        # tests: the dashboard in a real (headless) browser
+    python3-selenium                #   driven by Debian's /usr/bin/python3
     beanstalkd                      # make bench: the peer emq is measured against
 )
 

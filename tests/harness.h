@@ -86,6 +86,8 @@ extern const size_t h_durability_count;
 extern const h_testdef_t h_batching_tests[];  // tests/batching.c
 extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
+extern const h_testdef_t h_observe_tests[];  // tests/observe.c
+extern const size_t h_observe_count;
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
 //  Job confinement (confinement.c): hostile jobs against a real job manager.

@@ -2032,32 +2032,33 @@ static const h_testdef_t s_tests[] = {
 int
 main (int argc, char **argv)
 {
-    size_t own = sizeof s_tests / sizeof s_tests[0];
-    size_t total = own + h_durability_count + h_batching_count + h_durable_path_count
-                   + h_dropin_count + h_ops_count + h_confinement_count + h_python_count
-                   + h_store_contract_count;
+    //  This file's tests, then each other file's, in this order.
+    const struct {
+        const h_testdef_t *tests;
+        size_t count;
+    } groups[] = {
+        { s_tests, sizeof s_tests / sizeof s_tests[0] },
+        { h_durability_tests, h_durability_count },
+        { h_batching_tests, h_batching_count },
+        { h_durable_path_tests, h_durable_path_count },
+        { h_dropin_tests, h_dropin_count },
+        { h_ops_tests, h_ops_count },
+        { h_confinement_tests, h_confinement_count },
+        { h_python_tests, h_python_count },
+        { h_observe_tests, h_observe_count },
+        { h_store_contract_tests, h_store_contract_count },
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        total += groups[i].count;
     h_testdef_t *all = calloc (total, sizeof *all);
     if (!all)
         return 2;
-    memcpy (all, s_tests, sizeof s_tests);
-    memcpy (all + own, h_durability_tests, h_durability_count * sizeof *all);
-    memcpy (all + own + h_durability_count, h_batching_tests,
-            h_batching_count * sizeof *all);
-    memcpy (all + own + h_durability_count + h_batching_count, h_durable_path_tests,
-            h_durable_path_count * sizeof *all);
-    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count,
-            h_dropin_tests, h_dropin_count * sizeof *all);
-    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
-                + h_dropin_count,
-            h_ops_tests, h_ops_count * sizeof *all);
-    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
-                + h_dropin_count + h_ops_count,
-            h_confinement_tests, h_confinement_count * sizeof *all);
-    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
-                + h_dropin_count + h_ops_count + h_confinement_count,
-            h_python_tests, h_python_count * sizeof *all);
-    memcpy (all + total - h_store_contract_count, h_store_contract_tests,
-            h_store_contract_count * sizeof *all);
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        memcpy (all + at, groups[i].tests, groups[i].count * sizeof *all);
+        at += groups[i].count;
+    }
     int rc = h_main (all, total, argc, argv);
     free (all);
     return rc;

@@ -360,6 +360,7 @@ static const char *s_installed[] = {
     "bin/emq-cli",
     "bin/emq-scheduler",
     "bin/emq-pubsub",
+    "bin/emq-web",
     "include/emq/client.h",
     "include/emq/job.h",
     "include/emq/version.h",
@@ -378,6 +379,11 @@ static const char *s_installed[] = {
     "share/man/man1/emq-pubsub.1",
     "share/man/man1/emq-router.1",
     "share/man/man1/emq-scheduler.1",
+    "share/man/man1/emq-web.1",
+    "share/emq/web/app.js",
+    "share/emq/web/favicon.svg",
+    "share/emq/web/index.html",
+    "share/emq/web/style.css",
     "etc/emq/emq.conf.sample",
 };
 

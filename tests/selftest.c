@@ -29,9 +29,12 @@
 #include "router/router.h"
 #include "router/store.h"
 #include "router/writer.h"
+#include "router/metrics.h"
+#include "router/events.h"
 #include "common/pidlock.h"
 #include "common/program.h"
 #include "common/curve.h"
+#include "common/procstat.h"
 #include "worker/wire.h"
 #include "worker/plugin.h"
 #include "worker/python.h"
@@ -49,6 +52,9 @@
 #include "scheduler/schedules.h"
 #include "scheduler/etcd.h"
 #include "scheduler/scheduler.h"
+#include "web/prom.h"
+#include "web/sampler.h"
+#include "web/server.h"
 #include "pubsub/pubsub.h"
 #include "tests/testutil.h"
 
@@ -69,27 +75,53 @@ typedef struct {
 //  One line per module's self test, in dependency order (common/ first). Add
 //  new modules here and include their header above.
 static const s_test_t s_tests[] = {
-    { "clock", clock_test },       { "log", log_test },
-    { "service", service_test },   { "errbuf", errbuf_test },
-    { "numparse", numparse_test }, { "queuespec", queuespec_test },
-    { "emqp", emqp_test },         { "headers", headers_test },
-    { "config", config_test },     { "payload", payload_test },
-    { "json", json_test },         { "emq_client", emq_client_test },
-    { "job", job_test },           { "queues", queues_test },
-    { "dispatch", dispatch_test }, { "outbox", outbox_test },
-    { "peers", peers_test },       { "store", store_test },
-    { "writer", writer_test },     { "pidlock", pidlock_test },
-    { "program", program_test },   { "curve", curve_test },
-    { "router", router_test },     { "wire", wire_test },
-    { "plugin", plugin_test },     { "python", python_test },
-    { "command", command_test },   { "proctree", proctree_test },
-    { "cgroup", cgroup_test },     { "worker", worker_test },
-    { "pool", pool_test },         { "jm_job", jm_job_test },
-    { "held", held_test },         { "jobmanager_settings", jobmanager_settings_test },
-    { "workers", workers_test },   { "jobmanager", jobmanager_test },
-    { "cron", cron_test },         { "schedules", schedules_test },
-    { "etcd", etcd_test },         { "scheduler", scheduler_test },
+    { "clock", clock_test },
+    { "log", log_test },
+    { "service", service_test },
+    { "errbuf", errbuf_test },
+    { "numparse", numparse_test },
+    { "queuespec", queuespec_test },
+    { "emqp", emqp_test },
+    { "headers", headers_test },
+    { "config", config_test },
+    { "payload", payload_test },
+    { "json", json_test },
+    { "emq_client", emq_client_test },
+    { "job", job_test },
+    { "queues", queues_test },
+    { "dispatch", dispatch_test },
+    { "outbox", outbox_test },
+    { "peers", peers_test },
+    { "store", store_test },
+    { "writer", writer_test },
+    { "pidlock", pidlock_test },
+    { "program", program_test },
+    { "curve", curve_test },
+    { "procstat", procstat_test },
+    { "metrics", metrics_test },
+    { "events", events_test },
+    { "router", router_test },
+    { "wire", wire_test },
+    { "plugin", plugin_test },
+    { "python", python_test },
+    { "command", command_test },
+    { "proctree", proctree_test },
+    { "cgroup", cgroup_test },
+    { "worker", worker_test },
+    { "pool", pool_test },
+    { "jm_job", jm_job_test },
+    { "held", held_test },
+    { "jobmanager_settings", jobmanager_settings_test },
+    { "workers", workers_test },
+    { "jobmanager", jobmanager_test },
+    { "cron", cron_test },
+    { "schedules", schedules_test },
+    { "etcd", etcd_test },
+    { "scheduler", scheduler_test },
     { "pubsub", pubsub_test },
+    { "prom", prom_test },
+    { "sampler", sampler_test },
+    { "server", server_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])

@@ -41,6 +41,14 @@ s_task (store_t *store, int rc)
     return event.count;
 }
 
+//  Sums store_count_by_queue's counts (the monitoring gauges).
+static void
+s_sum_counts (const char *queue, int64_t count, void *arg)
+{
+    (void) queue;
+    *(int64_t *) arg += count;
+}
+
 static int
 s_collect (const store_row_t *row, void *arg)
 {
@@ -259,6 +267,10 @@ s_contract (h_test_t *t, store_backend_t backend, const char *where)
     REQUIRE_INT (store_list_dead_page (store, &cursor, 2, s_collect, seen), ==, 2);
     REQUIRE_STREQ (seen, "dead4:dead dead3:dead dead2:dead dead1:dead ");
     REQUIRE_INT (store_count (store, STORE_DEAD), ==, 5);  // d, dead0..3
+    int64_t dead_sum = 0;
+    REQUIRE_INT (store_count_by_queue (store, STORE_DEAD, s_sum_counts, &dead_sum), ==,
+                 0);
+    REQUIRE_INT (dead_sum, ==, 5);
     REQUIRE_INT (s_task (store, store_purge_dead (store)), ==, 5);
     REQUIRE_INT (store_count (store, STORE_DEAD), ==, 0);
     revived = s_row ("dead0", "", "p", 1);

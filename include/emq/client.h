@@ -247,6 +247,8 @@ int emq_admin (const char *addr, const char *command, int timeout_ms, char **rep
 //                  or "*" for all
 //      DEAD_LIST   ref = NULL        answer REPLY {"dead": [...], "total": N}
 //      DEAD_PURGE  ref = NULL        answer REPLY {"purged": N}
+//      DEAD_DELETE ref = job msgid   answer REPLY {"deleted": 1}; a job that
+//                                    is not dead: EMQ_ERR_NOT_FOUND
 //  and the commands emq_admin takes (ref = NULL). Returns 0, or a negative
 //  code: EMQ_ERR_NOT_FOUND (ERROR NOT_FOUND), EMQ_ERR_REJECTED (any other
 //  ERROR, e.g. NOT_ALLOWED, BUSY), EMQ_ERR_INVALID (unknown command, ref
