@@ -1141,22 +1141,11 @@ s_values_defaults (s_value_t *values, char *err, size_t errlen)
 //  Reads the file into values: [global] first, then the program's section;
 //  within each, aliases before canonical names so the canonical name wins.
 static int
-s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *path,
-             bool must_exist, unsigned section, char *err, size_t errlen)
+s_load_stream (config_t *self, s_value_t *values, s_split_t *split, FILE *file,
+               const char *path, unsigned section, char *err, size_t errlen)
 {
-    FILE *file = fopen (path, "r");
-    if (!file) {
-        if (errno == ENOENT && !must_exist) {
-            log_debug ("config: no %s, using defaults", path);
-            return 0;
-        }
-        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
-                    strerror (errno));
-        return -1;
-    }
     s_reader_t reader = { .file = file, .path = path };
     int line = ini_parse_stream (s_read_line, &reader, s_on_entry, &reader);
-    fclose (file);
     int rc = -1;
     if (reader.out_of_memory) {
         errbuf_set (err, errlen, "%s: out of memory", path);
@@ -1202,6 +1191,25 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
     rc = 0;
 done:
     s_reader_clear (&reader);
+    return rc;
+}
+
+static int
+s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *path,
+             bool must_exist, unsigned section, char *err, size_t errlen)
+{
+    FILE *file = fopen (path, "r");
+    if (!file) {
+        if (errno == ENOENT && !must_exist) {
+            log_debug ("config: no %s, using defaults", path);
+            return 0;
+        }
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
+                    strerror (errno));
+        return -1;
+    }
+    int rc = s_load_stream (self, values, split, file, path, section, err, errlen);
+    fclose (file);
     return rc;
 }
 
@@ -1264,9 +1272,11 @@ config_destroy (config_t **self_p)
     *self_p = NULL;
 }
 
-int
-config_load (config_t *self, const char *section, const char *path, char *err,
-             size_t errlen)
+//  config_load and config_load_text: the file is read from path, or from
+//  stream (named path in messages) when stream is set.
+static int
+s_load (config_t *self, const char *section, const char *path, FILE *stream, char *err,
+        size_t errlen)
 {
     assert (self);
     unsigned bit = S_GLOBAL;
@@ -1278,7 +1288,7 @@ config_load (config_t *self, const char *section, const char *path, char *err,
         assert (bit);  // the program names its own section
     }
     bool must_exist = true;
-    if (!path) {
+    if (!path && !stream) {
         path = getenv ("EVENTMQ_CONFIG_FILE");
         if (path && !*path)
             path = NULL;  // EVENTMQ_CONFIG_FILE="": no file at all
@@ -1294,7 +1304,12 @@ config_load (config_t *self, const char *section, const char *path, char *err,
     int rc = -1;
     if (s_values_defaults (fresh, err, errlen))
         goto done;
-    if (path && s_load_file (self, fresh, &split, path, must_exist, bit, err, errlen))
+    if (stream) {
+        if (s_load_stream (self, fresh, &split, stream, path, bit, err, errlen))
+            goto done;
+    }
+    else if (path
+             && s_load_file (self, fresh, &split, path, must_exist, bit, err, errlen))
         goto done;
     if (s_load_env (self, fresh, &split, bit, err, errlen))
         goto done;
@@ -1325,6 +1340,29 @@ config_load (config_t *self, const char *section, const char *path, char *err,
 done:
     s_values_clear (fresh);
     s_split_clear (&split);
+    return rc;
+}
+
+int
+config_load (config_t *self, const char *section, const char *path, char *err,
+             size_t errlen)
+{
+    return s_load (self, section, path, NULL, err, errlen);
+}
+
+int
+config_load_text (config_t *self, const char *section, const char *name, const char *text,
+                  size_t size, char *err, size_t errlen)
+{
+    assert (self && name);
+    //  fmemopen may refuse a zero-sized buffer: an empty file is one empty line.
+    FILE *stream = fmemopen (size ? (void *) text : (void *) "\n", size ? size : 1, "r");
+    if (!stream) {
+        errbuf_set (err, errlen, "%s: cannot read: %s", name, strerror (errno));
+        return -1;
+    }
+    int rc = s_load (self, section, name, stream, err, errlen);
+    fclose (stream);
     return rc;
 }
 

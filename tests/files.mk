@@ -4,3 +4,8 @@ INTEGRATION_SRC := tests/integration.c tests/durability.c tests/batching.c tests
 SLOWSYNC_SRC := tests/slowsync.c
 # The scheduler's integration tests (real emq-scheduler processes; etcd when installed).
 SCHEDULER_TEST_SRC := tests/scheduler_test.c tests/harness.c
+# Fuzz targets (tests/fuzz/fuzz_<name>.c, one per parser). make check replays
+# each committed corpus (tests/fuzz/corpus/<name>/) through $(BUILD)/tests/fuzz-<name>
+# (the target + tests/fuzz/replay.c); make fuzz builds them with libFuzzer.
+FUZZ_TARGETS := emqp headers payload config queuespec cron
+FUZZ_REPLAY_SRC := tests/fuzz/replay.c
