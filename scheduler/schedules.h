@@ -44,6 +44,9 @@ typedef struct {
     cron_t *cron;     // parsed cron_text, or NULL
     int64_t sent_ms;  // monotonic: when last_fire was (re)sent
     bool running;     // last_fire submitted, no RESULT yet
+    bool due_known;   // interval: due_ms is set (else derived from
+                      // next_fire and the wall clock on the next tick)
+    int64_t due_ms;   // interval: monotonic ms when next_fire is due
 } sched_t;
 
 //  Creates an empty schedule (strings ""); caller owns it, or NULL.
