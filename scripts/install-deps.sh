@@ -20,6 +20,8 @@ packages=(
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
     beanstalkd                      # make bench: the peer emq is measured against
+    libfaketime                     # scheduler tests: a wall clock that steps
+    clang libclang-rt-14-dev        # make fuzz: libFuzzer (clang -fsanitize=fuzzer)
 )
 
 missing=()
