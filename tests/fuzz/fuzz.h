@@ -20,13 +20,12 @@ int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 //  Aborts naming the property: for the fuzzer, a crash to keep; for the
 //  replay, a failed file.
-#define FUZZ_ASSERT(cond)                                                       \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            fprintf (stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, \
-                     #cond);                                                    \
-            abort ();                                                           \
-        }                                                                       \
+#define FUZZ_ASSERT(cond)                                                                \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf (stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort ();                                                                    \
+        }                                                                                \
     } while (0)
 
 //  Copies size bytes into a fresh NUL-terminated string (caller frees):

@@ -50,8 +50,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
             FUZZ_ASSERT (next > after);
             int64_t again = cron_next (cron, next - 1, tz);
             if (again != next)
-                fprintf (stderr, "cron_next (%" PRId64 ") = %" PRId64 ", from %" PRId64
-                         " = %" PRId64 "\n", after, next, next - 1, again);
+                fprintf (stderr,
+                         "cron_next (%" PRId64 ") = %" PRId64 ", from %" PRId64
+                         " = %" PRId64 "\n",
+                         after, next, next - 1, again);
             FUZZ_ASSERT (again == next);
         }
         cron_destroy (&cron);

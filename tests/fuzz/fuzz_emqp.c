@@ -68,7 +68,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     zframe_t *identity = NULL;
     emqp_fault_t fault;
     memset (&fault, 0xA5, sizeof fault);
-    emqp_msg_t *msg = emqp_decode_fault (&zmsg, with_identity, &limits, &identity, &fault);
+    emqp_msg_t *msg =
+        emqp_decode_fault (&zmsg, with_identity, &limits, &identity, &fault);
     FUZZ_ASSERT (zmsg == NULL);
     if (!msg) {
         FUZZ_ASSERT (fault.code > EMQP_ERR_NONE && fault.code < EMQP_ERR_COUNT);

@@ -45,9 +45,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     char err[256];
     //  msgpack
     s_payload (data, size);
-    bool well_formed = payload_msgpack_check (data, size, PAYLOAD_DEPTH_MAX, err,
-                                              sizeof err)
-                       == 0;
+    bool well_formed =
+        payload_msgpack_check (data, size, PAYLOAD_DEPTH_MAX, err, sizeof err) == 0;
     char *json = json_from_msgpack (data, size, err, sizeof err);
     if (json)
         FUZZ_ASSERT (well_formed);
