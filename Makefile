@@ -142,7 +142,8 @@ $(BUILD)/fuzz/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(COMMON_OBJ)
 
 # Fuzzing (docs/fuzzing.md): FUZZ_SECONDS per target, FUZZ_TARGETS to pick.
 # New inputs go straight into the committed corpus; crashes into
-# build-fuzz/crashes/. fuzz-merge minimises each corpus (-merge=1).
+# build-fuzz/crashes/. fuzz-merge minimises each corpus (-merge=1) and
+# keeps the inputs named crash-* (each once broke a parser).
 FUZZ_SECONDS ?= 30
 FUZZ_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_MAKE    := $(MAKE) BUILD=build-fuzz CC=clang OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
@@ -170,6 +171,7 @@ fuzz-merge: fuzz-build
 	    rm -rf build-fuzz/merged/$$t; mkdir -p build-fuzz/merged/$$t; \
 	    build-fuzz/fuzz/fuzz-$$t -merge=1 -timeout=10 -rss_limit_mb=1024 \
 	        build-fuzz/merged/$$t tests/fuzz/corpus/$$t; \
+	    cp tests/fuzz/corpus/$$t/crash-* build-fuzz/merged/$$t/ 2>/dev/null || true; \
 	    rm -rf tests/fuzz/corpus/$$t; cp -r build-fuzz/merged/$$t tests/fuzz/corpus/$$t; \
 	done
 
