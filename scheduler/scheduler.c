@@ -1331,6 +1331,23 @@ scheduler_test (bool verbose)
         if (error)
             CHECK_CONTAINS (error->error_text, "out of range 0..59");
         emqp_msg_destroy (&error);
+        //  So is an interval the fire arithmetic would overflow on (the
+        //  codec takes any int64).
+        sched = emqp_msg_new (EMQP_SCHEDULE);
+        sched->msgid = strdup ("s-3");
+        sched->queue = strdup ("q");
+        sched->headers = strdup ("name:huge");
+        sched->interval_s = INT64_MAX;
+        sched->payload = zframe_new ("job", 3);
+        sched->cron = strdup ("");
+        s_on_schedule (self, sched);
+        emqp_msg_destroy (&sched);
+        error = s_test_recv (router, EMQP_ERROR, 1000);
+        CHECK (error && streq (error->ref, "s-3"));
+        if (error)
+            CHECK_CONTAINS (error->error_text, "too long");
+        emqp_msg_destroy (&error);
+        CHECK (zhashx_lookup (self->scheds, "huge") == NULL);
 
         //  Misfire once: an interval schedule 100 s behind fires once, for
         //  the latest fire time.
