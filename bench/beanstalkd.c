@@ -553,26 +553,6 @@ s_find (char *path, size_t size)
     return -1;
 }
 
-//  The parent of pid (/proc/<pid>/stat), or -1.
-static pid_t
-s_parent_of (pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return -1;
-    size_t n = fread (buf, 1, sizeof buf - 1, file);
-    fclose (file);
-    buf[n] = 0;
-    //  After the command name (which may hold spaces): state, then ppid.
-    char *p = strrchr (buf, ')');
-    int ppid;
-    if (!p || sscanf (p + 2, "%*c %d", &ppid) != 1)
-        return -1;
-    return (pid_t) ppid;
-}
-
 static void
 s_server_stop (s_server_t *server)
 {
@@ -649,7 +629,7 @@ s_server_start (s_server_t *server, const char *path, const char *name, s_mode_t
             //  Ours, or the child of our wrapper (EMQ_BENCH_WRAP_BEANSTALKD_*).
             if (rc == 0
                 && (pid == (uint64_t) server->pid
-                    || s_parent_of ((pid_t) pid) == server->pid)) {
+                    || bench_parent_of ((pid_t) pid) == server->pid)) {
                 server->server_pid = (pid_t) pid;
                 return 0;
             }
@@ -830,9 +810,19 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     long total = (long) (300000 * bench.scale);
     int64_t cpu_server = bench_cpu_us (server.server_pid);
     int64_t cpu_workers = bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]);
+    bench_proc_t procs[3] = {
+        { .name = "beanstalkd", .pids = { server.server_pid }, .npids = 1 },
+        { .name = "workers", .pids = { rig.workers[0], rig.workers[1] }, .npids = 2 },
+        { .name = "producer", .pids = { getpid () }, .npids = 1 },
+    };
+    for (int i = 0; i < 3; i++)
+        bench_proc_begin (&procs[i]);
+    bench_proc_settle ();
     int64_t cpu_producer = bench_cpu_us (getpid ());
     if (s_pipeline (&rig, total, (int64_t) (4e6 * bench.scale), &run))
         goto done;
+    for (int i = 0; i < 3; i++)
+        bench_proc_end (&procs[i], run.deleted);
     cpu_server = bench_cpu_us (server.server_pid) - cpu_server;
     cpu_workers =
         bench_cpu_us (rig.workers[0]) + bench_cpu_us (rig.workers[1]) - cpu_workers;
@@ -854,6 +844,8 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
                 "CPU/job: beanstalkd %.1f us, workers %.1f us, producer %.1f us%s",
                 jps, what, jobs, run.elapsed_us / 1e6, bench.inflight, run.errors,
                 server_us, workers_us, producer_us, run.stalled ? " [STALLED]" : "");
+    if (jobs > 0)
+        bench_proc_report (scenario, procs, 3);
 done:
     s_rig_stop (&rig);
     s_server_stop (&server);

@@ -83,6 +83,42 @@ int64_t bench_cpu_us (pid_t pid);
 int64_t bench_machine_busy_us (void);
 
 //  ---------------------------------------------------------------------
+//  procstat: what a run cost each process
+
+#define BENCH_PROC_MAX 16
+
+//  One role in a run ("router", "jm", "workers", "client"): its processes,
+//  and after bench_proc_end what they spent over the run.
+typedef struct {
+    const char *name;
+    pid_t pids[BENCH_PROC_MAX];
+    int npids;
+    int64_t cpu_us;      // CPU over the run, all its processes
+    long ctxsw;          // context switches, all threads
+    long syscalls;       // system calls, or -1 when perf could not count
+    double cpu_per_job;  // the three per job
+    double ctxsw_per_job;
+    double syscalls_per_job;  // NaN when not counted
+    int64_t cpu0[BENCH_PROC_MAX];
+    long cs0[BENCH_PROC_MAX];
+    pid_t perf[BENCH_PROC_MAX];
+    char out[BENCH_PROC_MAX][1100];
+} bench_proc_t;
+
+//  The parent of pid (/proc/<pid>/stat), or -1.
+pid_t bench_parent_of (pid_t pid);
+//  The children of parent (a job manager's workers), up to max; returns how many.
+int bench_children (pid_t parent, pid_t *pids, int max);
+//  Starts counting (attaches perf to each process when it can).
+void bench_proc_begin (bench_proc_t *self);
+//  Waits for perf to attach, once after the last bench_proc_begin.
+void bench_proc_settle (void);
+//  Stops counting and divides by jobs.
+void bench_proc_end (bench_proc_t *self, long jobs);
+//  One line and the figures <name>_syscalls_per_job, <name>_ctxsw_per_job.
+void bench_proc_report (const char *scenario, bench_proc_t *procs, int count);
+
+//  ---------------------------------------------------------------------
 //  util: emq helpers
 
 //  Endpoints of the router started by bench_router_start.
@@ -108,9 +144,41 @@ void bench_router_stop (bench_router_t *router);
 //  Starts an emq-jobmanager for the router. Returns its pid, or -1.
 pid_t bench_jm_start (const bench_router_t *router, const char *name, int workers,
                       bool exec_allowed);
+//  The same, serving queues (the --queues setting's JSON) instead of default.
+pid_t bench_jm_start_queues (const bench_router_t *router, const char *name, int workers,
+                             bool exec_allowed, const char *queues);
 //  Waits until the router has `count` job managers with `slots` free slots
 //  in all. Returns 0, or -1 after timeout_ms.
 int bench_wait_slots (const bench_router_t *router, int count, int slots, int timeout_ms);
+
+//  ---------------------------------------------------------------------
+//  emq: pipelined runs (shared by the scenarios)
+
+//  What a pipelined run saw.
+typedef struct {
+    long submitted;
+    long acks;
+    long results;        // RESULT events
+    long failed;         // RESULT not ok
+    long errors;         // ERROR events (refused)
+    int64_t elapsed_us;  // first submit to last event awaited
+    bool stalled;        // nothing came for 10 s
+} bench_run_t;
+
+//  Keeps up to `inflight` jobs in flight until `total` are submitted (or
+//  cap_us has passed), then waits for the rest. With reply, a job is done
+//  at its RESULT, else at its ACK. series_y (optional) receives completed
+//  jobs per 100 ms.
+void bench_pipeline (emq_client_t *client, const void *payload, size_t size, long total,
+                     int inflight, int64_t cap_us, bool reply, double *series_y,
+                     size_t *series_n, bench_run_t *run);
+//  The same, each submit call to the next of queues (NULL-terminated).
+void bench_pipeline_queues (emq_client_t *client, const char *const *queues,
+                            const void *payload, size_t size, long total, int inflight,
+                            int64_t cap_us, bool reply, double *series_y,
+                            size_t *series_n, bench_run_t *run);
+//  A libemq client of the router's frontend (10 s connect timeout).
+emq_client_t *bench_client (const bench_router_t *router);
 //  STATUS of the router as a malloc'd JSON string, or NULL.
 char *bench_status (const bench_router_t *router);
 //  Jobs waiting + running per STATUS (-1 on error).
@@ -267,5 +335,7 @@ int bench_beanstalkd_child (int argc, char **argv);
 //  8. emq against beanstalkd over tcp loopback: runs both sides, the
 //  baselines over tcp and the spawn limit, and records the table.
 void bench_compare (void);
+//  9. 8 clients x 4 job managers, 100 queues, 10k..1M queued (scale.c).
+void bench_scale (void);
 
 #endif

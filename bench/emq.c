@@ -20,17 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-//  What a pipelined run saw.
-typedef struct {
-    long submitted;
-    long acks;
-    long results;        // RESULT events
-    long failed;         // RESULT not ok
-    long errors;         // ERROR events (refused)
-    int64_t elapsed_us;  // first submit to last event awaited
-    bool stalled;        // nothing came for 10 s
-} s_run_t;
-
 #define SERIES_MAX 4096
 #define SERIES_STEP_US 100000
 
@@ -38,12 +27,24 @@ typedef struct {
 //  cap_us has passed), then waits for the rest. With reply, a job is done
 //  at its RESULT, else at its ACK. series_y (optional) receives completed
 //  jobs per SERIES_STEP_US.
-static void
-s_run (emq_client_t *client, const void *payload, size_t size, long total, int inflight,
-       int64_t cap_us, bool reply, double *series_y, size_t *series_n, s_run_t *run)
+void
+bench_pipeline (emq_client_t *client, const void *payload, size_t size, long total,
+                int inflight, int64_t cap_us, bool reply, double *series_y,
+                size_t *series_n, bench_run_t *run)
+{
+    bench_pipeline_queues (client, NULL, payload, size, total, inflight, cap_us, reply,
+                           series_y, series_n, run);
+}
+
+void
+bench_pipeline_queues (emq_client_t *client, const char *const *queues,
+                       const void *payload, size_t size, long total, int inflight,
+                       int64_t cap_us, bool reply, double *series_y, size_t *series_n,
+                       bench_run_t *run)
 {
     memset (run, 0, sizeof *run);
     emq_submit_opts_t opts = { .queue = "default", .reply = reply };
+    size_t next_queue = 0;
     char msgid[37];
     emq_event_t event;
     int64_t start = bench_now_us (), stop_at = start + cap_us;
@@ -68,6 +69,12 @@ s_run (emq_client_t *client, const void *payload, size_t size, long total, int i
             if (room > S_MANY)
                 room = S_MANY;
             size_t sent = 0;
+            //  With many queues, each call goes to the next one.
+            if (queues) {
+                if (!queues[next_queue])
+                    next_queue = 0;
+                opts.queue = queues[next_queue++];
+            }
             int rc = emq_submit_many (client, &opts, payloads, sizes, (size_t) room, NULL,
                                       &sent);
             run->submitted += (long) sent;
@@ -124,8 +131,8 @@ s_run (emq_client_t *client, const void *payload, size_t size, long total, int i
     run->elapsed_us = bench_now_us () - start;
 }
 
-static emq_client_t *
-s_client (const bench_router_t *router)
+emq_client_t *
+bench_client (const bench_router_t *router)
 {
     emq_client_t *client = emq_client_new (router->frontend);
     if (client)
@@ -135,6 +142,23 @@ s_client (const bench_router_t *router)
 
 //  ---------------------------------------------------------------------
 //  2. and 5. End to end
+
+enum { S_ROLES = 4 };
+
+//  The router, the job manager, its workers and this client, counted.
+static void
+s_procs_begin (bench_proc_t *procs, pid_t router, pid_t jm)
+{
+    memset (procs, 0, sizeof (bench_proc_t) * S_ROLES);
+    procs[0] = (bench_proc_t){ .name = "router", .pids = { router }, .npids = 1 };
+    procs[1] = (bench_proc_t){ .name = "jm", .pids = { jm }, .npids = 1 };
+    procs[2].name = "workers";
+    procs[2].npids = bench_children (jm, procs[2].pids, BENCH_PROC_MAX);
+    procs[3] = (bench_proc_t){ .name = "client", .pids = { getpid () }, .npids = 1 };
+    for (int i = 0; i < S_ROLES; i++)
+        bench_proc_begin (&procs[i]);
+    bench_proc_settle ();
+}
 
 double
 bench_e2e (const char *scenario, const char *data_dir, const char *fsync, bool series)
@@ -159,7 +183,7 @@ bench_e2e_run (const bench_e2e_opts_t *o)
                                o->data_dir ? extra : NULL))
         return NAN;
     pid_t jm = bench_jm_start (&router, "e2e", 2, o->exec);
-    emq_client_t *client = s_client (&router);
+    emq_client_t *client = bench_client (&router);
     void *payload = NULL;
     size_t size = 0;
     const char *argv[] = { "/bin/true" };
@@ -170,9 +194,9 @@ bench_e2e_run (const bench_e2e_opts_t *o)
         goto done;
     }
     //  Warm up: workers have loaded the plugin, connections are up.
-    s_run_t run;
-    s_run (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000, true,
-           NULL, NULL, &run);
+    bench_run_t run;
+    bench_pipeline (client, payload, size, o->exec ? 200 : 2000, bench.inflight, 10000000,
+                    true, NULL, NULL, &run);
     int slices = o->slices > 1 ? o->slices : 1;
     double *series_y =
         o->series && slices == 1 ? calloc (SERIES_MAX, sizeof (double)) : NULL;
@@ -182,16 +206,22 @@ bench_e2e_run (const bench_e2e_opts_t *o)
     //  In slices, each is timed (and its CPU counted) on its own, and
     //  o->between runs before each, untimed; then once more after the last.
     int64_t cpu_router = 0, cpu_jm = 0, cpu_client = 0, busy_us = 0, elapsed_us = 0;
+    bench_proc_t procs[S_ROLES];
     long results = 0, failed = 0;
     bool stalled = false;
     for (int slice = 0; slice < slices && !stalled; slice++) {
         if (o->between)
             o->between (o->between_arg);
         int64_t router0 = bench_cpu_us (router.pid), jm0 = bench_cpu_us (jm);
+        if (slices == 1)
+            s_procs_begin (procs, router.pid, jm);
         int64_t client0 = bench_cpu_us (getpid ());
         int64_t busy0 = bench_machine_busy_us ();
-        s_run (client, payload, size, total / slices, bench.inflight, cap_us / slices,
-               true, series_y, &series_n, &run);
+        bench_pipeline (client, payload, size, total / slices, bench.inflight,
+                        cap_us / slices, true, series_y, &series_n, &run);
+        if (slices == 1)
+            for (int i = 0; i < S_ROLES; i++)
+                bench_proc_end (&procs[i], run.results);
         cpu_router += bench_cpu_us (router.pid) - router0;
         cpu_jm += bench_cpu_us (jm) - jm0;
         cpu_client += bench_cpu_us (getpid ()) - client0;
@@ -235,6 +265,8 @@ bench_e2e_run (const bench_e2e_opts_t *o)
         jps, jobs, o->exec ? "exec /bin/true" : "noop", size, run.elapsed_us / 1e6,
         sliced, o->tcp ? "tcp" : "ipc", bench.inflight, run.failed + run.errors,
         router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
+    if (slices == 1 && jobs > 0)
+        bench_proc_report (scenario, procs, S_ROLES);
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
@@ -269,7 +301,7 @@ static void *
 s_load_thread (void *arg)
 {
     s_load_t *load = (s_load_t *) arg;
-    emq_client_t *client = s_client (load->router);
+    emq_client_t *client = bench_client (load->router);
     void *payload = NULL;
     size_t size = 0;
     if (!client || bench_noop_payload (0, &payload, &size)) {
@@ -378,7 +410,7 @@ bench_emq_rtt_new (bench_rtt_t *rtt, bool tcp, const char *data_dir, size_t payl
         return -1;
     }
     self->jm = bench_jm_start (&self->router, "rtt", 2, false);
-    self->client = s_client (&self->router);
+    self->client = bench_client (&self->router);
     if (self->jm < 0 || !self->client
         || bench_noop_payload (payload_size, &self->payload, &self->size)
         || bench_wait_slots (&self->router, 1, 2, 20000)) {
@@ -399,7 +431,7 @@ bench_latency (const bench_baseline_t *base, double e2e_jps)
         return;
     }
     pid_t jm = bench_jm_start (&router, "lat", 2, false);
-    emq_client_t *client = s_client (&router);
+    emq_client_t *client = bench_client (&router);
     void *payload = NULL;
     size_t size = 0;
     size_t max = (size_t) (10000 * bench.scale);
@@ -475,7 +507,7 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
         return;
     }
     pid_t jm = -1;
-    emq_client_t *client = s_client (&router);
+    emq_client_t *client = bench_client (&router);
     void *payload = NULL;
     size_t size = 0;
     if (!client || bench_noop_payload (64, &payload, &size)) {
@@ -484,9 +516,10 @@ s_memory_one (const char *scenario, const char *data_dir, long count)
     }
     bench_sleep_ms (300);
     long idle_kb = bench_rss_kb (router.pid);
-    s_run_t run;
+    bench_run_t run;
     //  No reply: the backlog costs only what the router keeps per job.
-    s_run (client, payload, size, count, 20000, 600000000, false, NULL, NULL, &run);
+    bench_pipeline (client, payload, size, count, 20000, 600000000, false, NULL, NULL,
+                    &run);
     double submit_s = run.elapsed_us / 1e6;
     bench_sleep_ms (300);
     long backlog_kb = bench_rss_kb (router.pid);
@@ -598,7 +631,7 @@ bench_fanout (void)
         snprintf (name, sizeof name, "fan%d", i);
         jms[i] = bench_jm_start (&router, name, FANOUT_WORKERS, true);
     }
-    emq_client_t *client = s_client (&router);
+    emq_client_t *client = bench_client (&router);
     void *payload = NULL;
     size_t size = 0;
     const char *argv[] = { "/bin/true" };
@@ -607,10 +640,10 @@ bench_fanout (void)
         bench_line (scenario, "could not start %d job managers", FANOUT_JMS);
         goto done;
     }
-    s_run_t run;
+    bench_run_t run;
     long total = (long) (8000 * bench.scale);
-    s_run (client, payload, size, total, bench.inflight, (int64_t) (15e6 * bench.scale),
-           true, NULL, NULL, &run);
+    bench_pipeline (client, payload, size, total, bench.inflight,
+                    (int64_t) (15e6 * bench.scale), true, NULL, NULL, &run);
     double jps = run.results ? run.results * 1e6 / (double) run.elapsed_us : NAN;
     //  Per job manager counts, as the router saw them.
     char *status = bench_status (&router);

@@ -33,7 +33,8 @@ s_usage (FILE *out)
         "                     gnuplot is installed) to DIR\n"
         "  --only LIST        run only these scenarios, e.g. 1,2,4 (default all:\n"
         "                     1 baseline, 2 end to end, 3 latency, 4 router alone,\n"
-        "                     5 durable, 6 memory, 7 fan-out, 8 against beanstalkd)\n"
+        "                     5 durable, 6 memory, 7 fan-out, 8 against beanstalkd, 9 "
+        "scale)\n"
         "  --scale X          multiply job counts and time caps by X (default 1)\n"
         "  --inflight N       jobs kept in flight by pipelining clients (1000)\n"
         "  --build DIR        where bin/ and plugins/ are (default: next to this "
@@ -229,6 +230,8 @@ s_scenarios (const char *only)
         bench_fanout ();
     if (strchr (only, '8'))
         bench_compare ();
+    if (strchr (only, '9'))
+        bench_scale ();
 }
 
 int
@@ -237,7 +240,7 @@ main (int argc, char **argv)
     //  A baseline child: nothing else of the benchmark runs in it.
     if (argc >= 2 && strcmp (argv[1], "--child") == 0)
         return bench_child (argc - 2, argv + 2);
-    const char *json_path = NULL, *plot_dir = NULL, *only = "12345678";
+    const char *json_path = NULL, *plot_dir = NULL, *only = "123456789";
     int rc = s_parse_args (argc, argv, &json_path, &plot_dir, &only);
     if (rc >= 0)
         return rc;

@@ -390,25 +390,32 @@ pid_t
 bench_jm_start (const bench_router_t *router, const char *name, int workers,
                 bool exec_allowed)
 {
+    return bench_jm_start_queues (router, name, workers, exec_allowed, NULL);
+}
+
+pid_t
+bench_jm_start_queues (const bench_router_t *router, const char *name, int workers,
+                       bool exec_allowed, const char *queues)
+{
     char concurrent[16], plugins[PATH_MAX], tag[64];
     snprintf (concurrent, sizeof concurrent, "%d", workers);
     snprintf (plugins, sizeof plugins, "%s/plugins", bench.build);
     snprintf (tag, sizeof tag, "jm-%s", name);
-    const char *args[] = { "--backend-addr",
-                           router->backend,
-                           "--name",
-                           name,
-                           "--concurrent-jobs",
-                           concurrent,
-                           "--plugin-dir",
-                           plugins,
-                           "--max-job-count",
-                           "1000000000",
-                           "--log-level",
-                           "warning",
-                           exec_allowed ? "--exec-allow" : NULL,
-                           "/bin/*",
-                           NULL };
+    const char *args[24] = {
+        "--backend-addr",    router->backend, "--name",       name,
+        "--concurrent-jobs", concurrent,      "--plugin-dir", plugins,
+        "--max-job-count",   "1000000000",    "--log-level",  "warning"
+    };
+    int n = 12;
+    if (exec_allowed) {
+        args[n++] = "--exec-allow";
+        args[n++] = "/bin/*";
+    }
+    if (queues) {
+        args[n++] = "--queues";
+        args[n++] = queues;
+    }
+    args[n] = NULL;
     return bench_spawn (tag, "emq-jobmanager", args);
 }
 

@@ -63,7 +63,7 @@ typedef struct {
     const char *extra_headers;  // appended verbatim (e.g. "guarantee"), or NULL
     uint32_t delay_s;           // delay:N, keep the job scheduled N s; 0 = none
     uint32_t eta;               // eta:UNIX_TS, keep it scheduled until then
-    const char *msgid;          // NULL: a fresh uuid4. Else this id (1..36
+    const char *msgid;          // NULL: a fresh UUIDv7. Else this id (1..36
                                 // printable bytes): resending a REQUEST whose
                                 // ACK was lost under its first id makes the
                                 // router ACK it again instead of running it
