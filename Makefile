@@ -135,6 +135,10 @@ $(BUILD)/tests/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(call obj,$(FUZZ_REPLAY
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Targets that need more than common/ (tests/files.mk: FUZZ_EXTRA_<name>).
+$(foreach t,$(FUZZ_TARGETS),$(eval $(BUILD)/tests/fuzz-$(t) $(BUILD)/fuzz/fuzz-$(t): \
+    $(addprefix $(BUILD)/obj/,$(FUZZ_EXTRA_$(t)))))
+
 # The same target linked with libFuzzer's main (make fuzz-build, clang only).
 $(BUILD)/fuzz/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)

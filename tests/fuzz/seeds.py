@@ -3,7 +3,7 @@
 tests/fuzz/corpus/<target>/, from EventMQ's captured messages
 (/work/shared/vectors/eventmq-0.3.13.json or the file named as argument 1) and
 from valid examples of emq's own messages, headers, payloads, config files,
-queue lists and cron expressions (the same ones the docs and unit tests use).
+queue lists, cron expressions and stored schedules (the same ones the docs and unit tests use).
 Each file is named after the SHA-1 of its bytes, as libFuzzer names what it
 adds, so running this again adds nothing twice. Run `make fuzz-merge` after it
 to drop seeds that add no coverage.
@@ -174,6 +174,19 @@ def main():
                  "@reboot", "0 0 30 2 *", "* * * * *\n\n90", "* * * * *\nUTC\n15m",
                  "0 * * * *\nAmerica/New_York\n2h"]:
         put("cron", text)
+
+    # Stored schedules as sched_to_json writes them (etcd mode).
+    import base64
+    for interval, cron, tz in [(60, "", ""), (-1, "0 2 * * *", "Europe/Berlin"),
+                               (-1, "@reboot", ""), (1, "", "")]:
+        record = {"name": "nightly", "spec": cron or "every %ds" % interval,
+                  "queue": "default", "headers": "timeout:5",
+                  "payload": base64.b64encode(mp(RUN)).decode(), "interval_s": interval,
+                  "cron": cron, "tz": tz, "misfire_skip": False, "nohaste": interval == 1,
+                  "created_at": 1795398200.5, "runs_left": -1, "anchor": 1795398200,
+                  "next_fire": 1795398260, "last_fire": 1795398200,
+                  "acked_fire": 1795398200, "last_outcome": "ok"}
+        put("schedule", json.dumps(record, separators=(",", ":")))
 
 
 if __name__ == "__main__":
