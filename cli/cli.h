@@ -59,6 +59,8 @@ enum {
 #define CLI_GLOBAL_OPTIONS \
     { "addr", required_argument, NULL, CLI_OPT_ADDR }, \
     { "admin-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
+    { "frontend-addr", required_argument, NULL, CLI_OPT_ADDR }, \
+    { "administrative-addr", required_argument, NULL, CLI_OPT_ADMIN_ADDR }, \
     { "connect-timeout", required_argument, NULL, CLI_OPT_CONNECT_TIMEOUT }, \
     { "config", required_argument, NULL, CLI_OPT_CONFIG }, \
     { "help", no_argument, NULL, CLI_OPT_HELP }, \
@@ -77,6 +79,10 @@ int cli_global_option (cli_t *self, int opt, const char *arg);
 //  missing), '?' (an unknown option), the global options, anything else
 //  (unexpected). Returns 0 when handled, CLI_EXIT_USAGE after a usage error
 //  (reported as "COMMAND: ..."), or an exit code + 100 as cli_global_option.
+//  Prints the lines of --help that describe command (its usage and
+//  options), for `emq-cli COMMAND --help`.
+void cli_print_command_usage (FILE *stream, const char *command);
+
 int cli_other_option (cli_t *self, const char *command, int opt, const char *arg,
                       char **argv);
 
@@ -115,6 +121,21 @@ int cli_keygen (cli_t *self, int argc, char **argv);
 int cli_schedule (cli_t *self, int argc, char **argv);
 int cli_schedules (cli_t *self, int argc, char **argv);
 int cli_unschedule (cli_t *self, int argc, char **argv);
+//  jobs.c: job and queue admin.
+int cli_jobs (cli_t *self, int argc, char **argv);
+int cli_job (cli_t *self, int argc, char **argv);
+int cli_queue (cli_t *self, int argc, char **argv);
+int cli_jobmanager (cli_t *self, int argc, char **argv);
+//  shell.c: EventMQ's interactive shell (`emq-cli shell`, or no command on
+//  a terminal), and its commands one-shot (connect, show_workers,
+//  show_schedulers, shutdown, send_cmd, quit).
+int cli_shell (cli_t *self, int argc, char **argv);
+int cli_eventmq (cli_t *self, int argc, char **argv);
+//  True for the names cli_eventmq runs.
+bool cli_is_eventmq_command (const char *name);
+//  Runs the subcommand argv[0] (emq's, or EventMQ's through cli_eventmq).
+//  Returns its exit code, or -2 when there is no such command.
+int cli_run_command (cli_t *self, int argc, char **argv);
 
 //  result.c ----------------------------------------------------------------
 

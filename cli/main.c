@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *s_usage =
     "usage: emq-cli [GLOBAL OPTIONS] COMMAND [OPTIONS] [ARGS]\n"
@@ -38,6 +39,8 @@ static const char *s_usage =
     "1d)\n"
     "        --eta UNIX_TS      run the job at that time (seconds since 1970, UTC)\n"
     "        --guarantee        ask the router to sync the job to disk before its ACK\n"
+    "        --msgid ID         submit under this id (1..36 printable bytes): a\n"
+    "                           second submit of the same id is not run twice\n"
     "  result MSGID [--wait] [--wait-timeout S] [--json]\n"
     "        the outcome of a job (any client's, while the router keeps it),\n"
     "        shown as submit --wait shows it; without --wait a job that has not\n"
@@ -60,6 +63,17 @@ static const char *s_usage =
     "                        last outcome, runs left; and which scheduler leads\n"
     "  unschedule NAME [--kill-running]   remove a schedule (and cancel its running "
     "job)\n"
+    "  jobs [--queue Q] [--state S] [--offset N] [--limit N] [--json]\n"
+    "        jobs in state S: waiting (default), scheduled, retrying, running\n"
+    "        or dead; a page of --limit (100) from --offset (0)\n"
+    "  job MSGID [--json]    one job: state, queue, headers, payload, attempts,\n"
+    "                        outcome and history\n"
+    "  queue pause|resume|purge NAME [--json]\n"
+    "        pause: the queue takes jobs but dispatches none (kept across a\n"
+    "        restart); resume; purge: cancel its waiting jobs\n"
+    "  jobmanager quiet|resume NAME [--json]\n"
+    "        quiet: the job manager (its --name) gets no new jobs and finishes\n"
+    "        the running ones (before a deploy); resume: it gets jobs again\n"
     "  disconnect            ask the router to shut down\n"
     "  keygen [--role R]... NAME   write a CURVE key pair: NAME (public\n"
     "                        certificate) and NAME_secret (keep it private);\n"
@@ -68,13 +82,23 @@ static const char *s_usage =
     "        submit N (default 300) jobs, half exec /bin/echo, half run\n"
     "        libemq_examples.so upper, all in flight at once; show progress,\n"
     "        a sample of results and the throughput\n"
+    "  shell                 EventMQ's interactive shell, with history (also: no\n"
+    "                        command on a terminal): connect [ADDR], disconnect,\n"
+    "                        status, show_workers, show_schedulers, shutdown,\n"
+    "                        send_cmd CMD, quit, and the commands above\n"
+    "  connect [ADDR] | show_workers | show_schedulers | shutdown | send_cmd CMD\n"
+    "                        EventMQ's shell commands, one-shot (admin socket)\n"
     "\n"
-    "global options (also accepted after the command):\n"
+    "global options (also accepted after the command; -a only before it):\n"
+    "  -a ADDR                EventMQ's: the admin socket (as --admin-addr); in\n"
+    "                          the shell --addr means the same, as in EventMQ\n"
     "  --addr ADDR             router frontend (default: $EMQ_BROKER_ADDR, then\n"
     "                          frontend_addr from the configuration, then\n"
     "                          " EMQ_DEFAULT_FRONTEND ")\n"
+    "                          (also --frontend-addr)\n"
     "  --admin-addr ADDR       router admin socket (default: $EMQ_ADMIN_ADDR,\n"
-    "                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ")\n"
+    "                          then administrative_addr, then " EMQ_DEFAULT_ADMIN ";\n"
+    "                          also --administrative-addr)\n"
     "  --connect-timeout S     how long to wait for the router to answer (default 5)\n"
     "  --config FILE           configuration file ([global] and [cli] sections;\n"
     "                          default: $EVENTMQ_CONFIG_FILE or /etc/eventmq.conf)\n"
@@ -85,8 +109,40 @@ static const char *s_usage =
     "  0 ok            1 job failed          2 usage error     3 router unreachable\n"
     "  4 rejected by router                  5 job timed out (its own --timeout)\n"
     "  6 wait timed out (--wait-timeout)     7 job crashed (its worker died)\n"
-    "  8 no such job (result, cancel, dead retry)\n"
+    "  8 no such job or schedule (result, cancel, dead retry, unschedule)\n"
     "  9 not finished yet (result without --wait)\n";
+
+void
+cli_print_command_usage (FILE *stream, const char *command)
+{
+    //  In the commands section, a line with two spaces and a word starts a
+    //  command; the indented lines after it belong to it.
+    const char *section = strstr (s_usage, "commands:\n");
+    const char *end = strstr (s_usage, "\nglobal options");
+    size_t len = strlen (command);
+    bool mine = false, printed = false;
+    for (const char *line = section ? strchr (section, '\n') + 1 : NULL;
+         line && line < end;) {
+        const char *next = strchr (line, '\n');
+        if (!next)
+            break;
+        if (line[0] == ' ' && line[1] == ' ' && line[2] != ' ')
+            mine = strncmp (line + 2, command, len) == 0
+                   && (line[2 + len] == ' ' || line[2 + len] == '\n');
+        if (mine) {
+            if (!printed)
+                fprintf (stream, "usage: emq-cli %s ...\n", command);
+            fwrite (line, 1, (size_t) (next - line + 1), stream);
+            printed = true;
+        }
+        line = next + 1;
+    }
+    if (!printed) {
+        cli_print_usage (stream);
+        return;
+    }
+    fprintf (stream, "\nglobal options and exit codes: emq-cli --help\n");
+}
 
 void
 cli_print_usage (FILE *stream)
@@ -230,6 +286,13 @@ cli_other_option (cli_t *self, const char *command, int opt, const char *arg, ch
                                 argv[optind - 1]);
     if (opt == '?')
         return cli_usage_error ("%s: unknown option '%s'", command, argv[optind - 1]);
+    if (opt == CLI_OPT_HELP) {
+        //  exec and run are parts of submit's command line.
+        cli_print_command_usage (stdout, streq (command, "exec") || streq (command, "run")
+                                             ? "submit"
+                                             : command);
+        return 100 + CLI_EXIT_OK;
+    }
     int rc = cli_global_option (self, opt, arg);
     if (rc == -1)
         return cli_usage_error ("%s: unexpected option '%s'", command, argv[optind - 1]);
@@ -300,8 +363,28 @@ static const s_command_t s_commands[] = {
     { "schedule", cli_schedule },
     { "schedules", cli_schedules },
     { "unschedule", cli_unschedule },
+    { "jobs", cli_jobs },
+    { "job", cli_job },
+    { "queue", cli_queue },
+    { "jobmanager", cli_jobmanager },
     { "keygen", cli_keygen },
+    { "shell", cli_shell },
 };
+
+int
+cli_run_command (cli_t *self, int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
+        if (streq (argv[0], s_commands[i].name)) {
+            optind = 0;  // getopt_long starts afresh on the subcommand
+            return s_commands[i].run (self, argc, argv);
+        }
+    if (cli_is_eventmq_command (argv[0])) {
+        optind = 0;
+        return cli_eventmq (self, argc, argv);
+    }
+    return -2;
+}
 
 int
 main (int argc, char **argv)
@@ -310,35 +393,36 @@ main (int argc, char **argv)
     //  installing its own SIGINT handler, and keep stdout for job values.
     zsys_handler_set (NULL);
     zsys_set_logstream (stderr);
+    log_set_fd (STDERR_FILENO);  // stdout is for results
     log_init ("emq-cli", LOG_LEVEL_WARNING);
 
     cli_t cli = { .connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS };
     static const struct option options[] = { CLI_GLOBAL_OPTIONS };
     int opt;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, "+:", options, NULL)) != -1) {
+    //  -a ADDR is EventMQ's: the admin socket its commands talk to.
+    while ((opt = getopt_long (argc, argv, "+:a:", options, NULL)) != -1) {
         if (opt == '?')
             return cli_usage_error ("unknown option '%s'", argv[optind - 1]);
         if (opt == ':')
             return cli_usage_error ("option '%s' needs a value", argv[optind - 1]);
+        if (opt == 'a') {
+            cli.admin_flag = optarg;
+            continue;
+        }
         int rc = cli_global_option (&cli, opt, optarg);
         if (rc >= 100)
             return rc - 100;
     }
-    if (optind >= argc)
-        return cli_usage_error ("no command given");
-    const char *name = argv[optind];
-    int rc = -1;
-    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (streq (name, s_commands[i].name)) {
-            int sub_argc = argc - optind;
-            char **sub_argv = argv + optind;
-            optind = 0;  // getopt_long starts afresh on the subcommand
-            rc = s_commands[i].run (&cli, sub_argc, sub_argv);
-            break;
-        }
-    if (rc == -1)
-        rc = cli_usage_error ("unknown command '%s'", name);
+    //  No command on a terminal: EventMQ's shell.
+    char *shell_argv[] = { "shell", NULL };
+    if (optind >= argc && !isatty (STDIN_FILENO))
+        return cli_usage_error ("no command given (on a terminal: the shell)");
+    int sub_argc = optind >= argc ? 1 : argc - optind;
+    char **sub_argv = optind >= argc ? shell_argv : argv + optind;
+    int rc = cli_run_command (&cli, sub_argc, sub_argv);
+    if (rc == -2)
+        rc = cli_usage_error ("unknown command '%s'", sub_argv[0]);
     free (cli.frontend);
     free (cli.default_queue);
     free (cli.admin);

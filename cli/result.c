@@ -121,7 +121,10 @@ cli_report_outcome (emq_client_t *client, const char *msgid, int rc,
             int code = event->status == EMQ_JOB_OK        ? CLI_EXIT_OK
                        : event->status == EMQ_JOB_CRASHED ? CLI_EXIT_CRASHED
                        : event->status == EMQ_JOB_TIMEOUT ? CLI_EXIT_JOB_TIMEOUT
-                                                          : CLI_EXIT_FAILED;
+                       //  The job manager refused it (not allowed, no such
+                       //  plugin): rejected, as the router's refusals are.
+                       : event->status == EMQ_JOB_REJECTED ? CLI_EXIT_REJECTED
+                                                           : CLI_EXIT_FAILED;
             if (json)
                 return s_print_json (event) ? CLI_EXIT_FAILED : code;
             if (event->status == EMQ_JOB_OK)

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+static bool s_wait_listed (cli_t *cli, const char *name, int want);
+
 //  run LIBRARY FUNCTION [JSON_ARGS] | exec [--] ARGV...: the job's payload.
 static int
 s_payload (int argc, char **argv, void **payload, size_t *size)
@@ -191,10 +193,85 @@ cli_schedule (cli_t *cli, int argc, char **argv)
     if (rc)
         code = cli_fail (cli_exit_for (rc), "schedule %s: %s", opts.name,
                          emq_client_last_error (client));
-    else
+    else {
+        //  Returns once the scheduler lists it, so that `schedules` next
+        //  shows it; a refusal (bad cron field) comes back meanwhile.
+        if (!s_wait_listed (cli, opts.name, 1))
+            fprintf (stderr, "emq-cli: schedule %s: not listed by the scheduler yet\n",
+                     opts.name);
         printf ("%s\n", opts.name);
+    }
     emq_client_destroy (&client);
     return code ? code : (fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK);
+}
+
+//  The schedules of the scheduler whose list counts (the leader's; without
+//  a leader, any that reports one), from ROUTER_SHOW_SCHEDULERS's reply
+//  root (borrowed), or NULL when none reports schedules.
+static json_t *
+s_listed_schedules (json_t *root, const char **leader)
+{
+    json_t *connected = json_object_get (root, "connected_schedulers");
+    json_t *chosen = NULL;
+    const char *key;
+    json_t *value;
+    if (leader)
+        *leader = NULL;
+    json_object_foreach (connected, key, value)
+    {
+        json_t *stats = json_object_get (value, "stats");
+        if (json_is_true (json_object_get (stats, "leader"))) {
+            chosen = stats;
+            if (leader)
+                *leader = json_string_value (json_object_get (stats, "id"));
+        }
+        else if (!chosen && json_object_get (stats, "schedules"))
+            chosen = stats;
+    }
+    return json_object_get (chosen, "schedules");
+}
+
+//  Whether the scheduler lists schedule name: 1 yes, 0 no, -1 unknown (no
+//  router answer, or no scheduler that reports its schedules).
+static int
+s_listed (cli_t *cli, const char *name)
+{
+    char *reply = NULL;
+    if (emq_admin (cli->admin, "ROUTER_SHOW_SCHEDULERS", cli->connect_timeout_ms,
+                   &reply)) {
+        free (reply);
+        return -1;
+    }
+    json_t *root = json_loads (reply, 0, NULL);
+    free (reply);
+    json_t *list = s_listed_schedules (root, NULL);
+    int found = list ? 0 : -1;
+    size_t index;
+    json_t *item;
+    json_array_foreach (list, index, item)
+    {
+        const char *listed = json_string_value (json_object_get (item, "name"));
+        if (listed && streq (listed, name))
+            found = 1;
+    }
+    json_decref (root);
+    return found;
+}
+
+//  Waits (up to 2 s) until the scheduler's list shows name (want 1) or no
+//  longer shows it (want 0); the scheduler reports at once after a change.
+static bool
+s_wait_listed (cli_t *cli, const char *name, int want)
+{
+    int64_t deadline = zclock_mono () + 2000;
+    while (true) {
+        int found = s_listed (cli, name);
+        if (found == want || found == -1)
+            return found == want;
+        if (zclock_mono () >= deadline)
+            return false;
+        zclock_sleep (20);
+    }
 }
 
 int
@@ -229,10 +306,18 @@ cli_unschedule (cli_t *cli, int argc, char **argv)
         return cli_usage_error ("cannot connect to '%s': not a valid endpoint",
                                 cli->frontend);
     emq_client_set_connect_timeout (client, cli->connect_timeout_ms);
+    //  A name the scheduler does not list is an error, not a silent no-op
+    //  (when no scheduler reports its list, UNSCHEDULE goes out anyway).
+    if (s_listed (cli, name) == 0) {
+        emq_client_destroy (&client);
+        return cli_fail (CLI_EXIT_NOT_FOUND, "unschedule %s: no such schedule", name);
+    }
     rc = emq_unschedule (client, name, kill_running, cli->connect_timeout_ms);
     int code = rc ? cli_fail (cli_exit_for (rc), "unschedule %s: %s", name,
                               emq_client_last_error (client))
                   : CLI_EXIT_OK;
+    if (code == CLI_EXIT_OK && !s_wait_listed (cli, name, 0))
+        fprintf (stderr, "emq-cli: unschedule %s: still listed by the scheduler\n", name);
     emq_client_destroy (&client);
     return code;
 }
@@ -292,8 +377,6 @@ cli_schedules (cli_t *cli, int argc, char **argv)
     //  The leader's list is the one that fires; without a leader, the
     //  newest report of any scheduler.
     json_t *members = json_array ();
-    json_t *chosen = NULL;
-    const char *leader = NULL;
     const char *key;
     json_t *value;
     json_object_foreach (connected, key, value)
@@ -305,14 +388,9 @@ cli_schedules (cli_t *cli, int argc, char **argv)
                                 json_string_value (json_object_get (stats, "id")), "mode",
                                 json_string_value (json_object_get (stats, "mode")),
                                 "leader", is_leader));
-        if (is_leader) {
-            chosen = stats;
-            leader = json_string_value (json_object_get (stats, "id"));
-        }
-        else if (!chosen && json_object_get (stats, "schedules"))
-            chosen = stats;
     }
-    json_t *list = json_object_get (chosen, "schedules");
+    const char *leader = NULL;
+    json_t *list = s_listed_schedules (root, &leader);
     if (json_out) {
         json_t *out = json_pack ("{s:s?, s:O, s:O}", "leader", leader, "schedulers",
                                  members, "schedules", list ? list : json_array ());

@@ -204,6 +204,7 @@ cli_submit (cli_t *cli, int argc, char **argv)
                                              { "delay", required_argument, NULL, 'd' },
                                              { "eta", required_argument, NULL, 'e' },
                                              { "guarantee", no_argument, NULL, 'g' },
+                                             { "msgid", required_argument, NULL, 'm' },
                                              CLI_GLOBAL_OPTIONS };
     s_submit_t submit = { .wait_timeout_ms = -1 };
     submit.opts.queue = NULL;  // no --queue: default_queue_name
@@ -220,6 +221,18 @@ cli_submit (cli_t *cli, int argc, char **argv)
             case 'w':
                 submit.wait = true;
                 break;
+            case 'm': {
+                //  Checked here for a clear message; libemq checks it too.
+                bool printable = *optarg && strlen (optarg) <= 36;
+                for (const char *p = optarg; printable && *p; p++)
+                    printable = *p > ' ' && *p < 0x7f;
+                if (!printable)
+                    rc = cli_usage_error ("--msgid: '%.60s' must be 1..36 printable "
+                                          "bytes without spaces",
+                                          optarg);
+                submit.opts.msgid = optarg;
+                break;
+            }
             case 'r':
                 if (numparse_uint (optarg, UINT32_MAX, &number))
                     rc = cli_usage_error ("--retries: '%s' is not a number in 0..%u",

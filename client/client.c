@@ -31,6 +31,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <limits.h>
+#include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -352,6 +353,7 @@ typedef struct {
     int64_t interval_s;   // SCHEDULE, UNSCHEDULE
     const void *payload;  // REQUEST, SCHEDULE, UNSCHEDULE; NULL = none
     size_t payload_size;
+    const char *request;  // ADMIN: the request JSON
 } s_outgoing_t;
 
 //  Returns a new message holding copies of out's fields, or NULL (no memory).
@@ -365,6 +367,8 @@ s_msg_build (const s_outgoing_t *out)
     bool ok = (msg->msgid = strdup (out->msgid)) != NULL;
     if (ok && out->ref)
         ok = (msg->ref = strdup (out->ref)) != NULL;
+    if (ok && out->request)
+        ok = (msg->stats = strdup (out->request)) != NULL;
     if (ok && out->queue)
         ok = (msg->queue = strdup (out->queue)) != NULL;
     if (ok && out->headers)
@@ -1257,6 +1261,7 @@ static const s_admin_command_t s_admin_commands[] = {
     { EMQP_DEAD_PURGE, false, false },
     { EMQP_CANCEL, true, true },
     { EMQP_DEAD_RETRY, true, false },
+    { EMQP_ADMIN, false, false },  // emq_admin_request only: a JSON request
 };
 
 static const s_admin_command_t *
@@ -1271,9 +1276,20 @@ s_admin_command_lookup (const char *name)
 
 //  One admin request on a fresh DEALER, its answer in *reply_out. The
 //  socket is ours alone, so the first ACK, REPLY or ERROR is the answer.
+static int s_admin_call_ex (const char *addr, const s_admin_command_t *command,
+                            const char *ref, const char *request, int timeout_ms,
+                            char **reply_out);
+
 static int
 s_admin_call (const char *addr, const s_admin_command_t *command, const char *ref,
               int timeout_ms, char **reply_out)
+{
+    return s_admin_call_ex (addr, command, ref, NULL, timeout_ms, reply_out);
+}
+
+static int
+s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char *ref,
+                 const char *request, int timeout_ms, char **reply_out)
 {
     if (!addr || !*addr)
         addr = getenv ("EMQ_ADMIN_ADDR");
@@ -1292,7 +1308,8 @@ s_admin_call (const char *addr, const s_admin_command_t *command, const char *re
     snprintf (msgid, sizeof msgid, "admin:%s", uuid);
     s_outgoing_t out = { .command = command->command,
                          .msgid = msgid,
-                         .ref = command->takes_ref ? ref : NULL };
+                         .ref = command->takes_ref ? ref : NULL,
+                         .request = request };
     emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
     emqp_msg_t *msg = NULL;
     int rc = s_send (sock, &out, addr, deadline, err, sizeof err);
@@ -1348,7 +1365,7 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
     assert (reply_out);
     *reply_out = NULL;
     const s_admin_command_t *cmd = s_admin_command_lookup (command);
-    if (!cmd || cmd->takes_ref)
+    if (!cmd || cmd->takes_ref || cmd->command == EMQP_ADMIN)
         return s_admin_fail (
             reply_out, EMQ_ERR_INVALID,
             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
@@ -1363,7 +1380,7 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
     assert (reply_out);
     *reply_out = NULL;
     const s_admin_command_t *cmd = s_admin_command_lookup (command);
-    if (!cmd)
+    if (!cmd || cmd->command == EMQP_ADMIN)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,
                              "unknown admin command (expected CANCEL, DEAD_RETRY, "
                              "DEAD_LIST, DEAD_PURGE, STATUS, ROUTER_SHOW_WORKERS, "
@@ -1375,4 +1392,86 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
     if (!cmd->takes_ref && ref)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID, "this command names no job");
     return s_admin_call (addr, cmd, ref, timeout_ms, reply_out);
+}
+
+int
+emq_admin_request (const char *addr, const char *request_json, int timeout_ms,
+                   char **reply_out)
+{
+    assert (reply_out);
+    *reply_out = NULL;
+    json_error_t error;
+    json_t *request = request_json ? json_loads (request_json, 0, &error) : NULL;
+    bool ok =
+        json_is_object (request) && json_is_string (json_object_get (request, "command"));
+    json_decref (request);
+    if (!ok || strlen (request_json) > EMQP_SHORT_MAX)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "the request must be a JSON object with a \"command\" "
+                             "string, at most 4096 bytes");
+    static const s_admin_command_t admin = { EMQP_ADMIN, false, false };
+    return s_admin_call_ex (addr, &admin, NULL, request_json, timeout_ms, reply_out);
+}
+
+//  Packs a request with jansson (which escapes every string) and sends it.
+static int
+s_admin_packed (const char *addr, json_t *request, int timeout_ms, char **reply_out)
+{
+    *reply_out = NULL;
+    char *text = request ? json_dumps (request, JSON_COMPACT) : NULL;
+    json_decref (request);
+    if (!text)
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID,
+                             "cannot build the request (a name is not UTF-8?)");
+    int rc = emq_admin_request (addr, text, timeout_ms, reply_out);
+    free (text);
+    return rc;
+}
+
+int
+emq_jobs_list (const char *addr, const char *queue, const char *state, size_t offset,
+               size_t limit, int timeout_ms, char **reply_out)
+{
+    assert (reply_out);
+    json_t *request = json_pack ("{s:s, s:s?, s:s?, s:I, s:I}", "command", "jobs",
+                                 "queue", queue, "state", state, "offset",
+                                 (json_int_t) offset, "limit", (json_int_t) limit);
+    return s_admin_packed (addr, request, timeout_ms, reply_out);
+}
+
+int
+emq_job_show (const char *addr, const char *msgid, int timeout_ms, char **reply_out)
+{
+    assert (reply_out);
+    json_t *request =
+        msgid ? json_pack ("{s:s, s:s}", "command", "job", "msgid", msgid) : NULL;
+    return s_admin_packed (addr, request, timeout_ms, reply_out);
+}
+
+int
+emq_queue_admin (const char *addr, const char *action, const char *queue, int timeout_ms,
+                 char **reply_out)
+{
+    assert (reply_out);
+    char command[32];
+    snprintf (command, sizeof command, "queue_%s", action ? action : "");
+    json_t *request = action && queue
+                              && (streq (action, "pause") || streq (action, "resume")
+                                  || streq (action, "purge"))
+                          ? json_pack ("{s:s, s:s}", "command", command, "queue", queue)
+                          : NULL;
+    return s_admin_packed (addr, request, timeout_ms, reply_out);
+}
+
+int
+emq_jobmanager_quiet (const char *addr, const char *jobmanager, bool quiet,
+                      int timeout_ms, char **reply_out)
+{
+    assert (reply_out);
+    json_t *request = jobmanager
+                          ? json_pack ("{s:s, s:s}", "command",
+                                       quiet ? "jobmanager_quiet" : "jobmanager_resume",
+                                       "jobmanager", jobmanager)
+                          : NULL;
+    return s_admin_packed (addr, request, timeout_ms, reply_out);
 }

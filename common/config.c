@@ -27,12 +27,15 @@
 #include <errno.h>
 #include <ini.h>
 #include <inttypes.h>
+#include "emq-paths.h"
+
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 //  Program sections, as bits. A setting in S_ANY belongs to every program.
 #define S_GLOBAL (1u << 0)
@@ -40,14 +43,15 @@
 #define S_JM (1u << 2)
 #define S_SCHED (1u << 3)
 #define S_CLI (1u << 4)
-#define S_ANY (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI)
+#define S_PUB (1u << 5)
+#define S_ANY (S_GLOBAL | S_ROUTER | S_JM | S_SCHED | S_CLI | S_PUB)
 
 static const struct {
     const char *name;
     unsigned bit;
 } s_sections[] = {
     { "global", S_GLOBAL },   { "router", S_ROUTER }, { "jobmanager", S_JM },
-    { "scheduler", S_SCHED }, { "cli", S_CLI },
+    { "scheduler", S_SCHED }, { "cli", S_CLI },       { "publisher", S_PUB },
 };
 #define S_SECTION_COUNT (sizeof s_sections / sizeof s_sections[0])
 
@@ -100,6 +104,14 @@ static const s_setting_t s_settings[] = {
       .choices = "error|warning|info|debug",
       .sections = S_ANY,
       .description = "least important log messages shown" },
+    { .name = "log_format",
+      .type = S_TYPE_STRING,
+      .default_text = "auto",
+      .choices = "auto|plain|journal",
+      .sections = S_ANY,
+      .description = "log lines: plain (ISO 8601 time), journal (syslog priority "
+                     "prefix, no time), auto (journal when stdout is journald's "
+                     "stream, JOURNAL_STREAM)" },
     { .name = "heartbeat_interval",
       .type = S_TYPE_SECONDS,
       .default_text = "3",
@@ -276,7 +288,7 @@ static const s_setting_t s_settings[] = {
                      "their workers are killed" },
     { .name = "plugin_dirs",
       .type = S_TYPE_LIST,
-      .default_text = "/usr/local/lib/emq/plugins",
+      .default_text = EMQ_PLUGIN_DIR,
       .sections = S_JM,
       .description = "directories searched for job libraries (run jobs); nothing "
                      "outside them is loaded" },
@@ -311,6 +323,14 @@ static const s_setting_t s_settings[] = {
       .sections = S_JM,
       .description = "replace a worker after a job that left it above this RSS "
                      "(KiB); 0: no limit" },
+    { .name = "default_timeout",
+      .type = S_TYPE_INT,
+      .default_text = "0",
+      .min = 0,
+      .max = 31536000,
+      .sections = S_JM,
+      .description = "seconds after which a job that names no timeout:N is killed, "
+                     "as timeout:N would (EventMQ's global_timeout); 0: never" },
     { .name = "prefetch_hold_ms",
       .type = S_TYPE_INT,
       .default_text = "100",
@@ -397,6 +417,20 @@ static const s_setting_t s_settings[] = {
       .check = s_check_endpoint,
       .sections = S_CLI | S_SCHED,
       .description = "the router's admin socket, for status and administration" },
+
+    //  [publisher] (emq-pubsub, EventMQ's pub/sub forwarder)
+    { .name = "publisher_incoming_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47298",
+      .check = s_check_endpoint,
+      .sections = S_PUB,
+      .description = "where emq-pubsub listens (ROUTER) for PUBLISH messages" },
+    { .name = "publisher_outgoing_addr",
+      .type = S_TYPE_STRING,
+      .default_text = "tcp://127.0.0.1:47299",
+      .check = s_check_endpoint,
+      .sections = S_PUB,
+      .description = "where emq-pubsub publishes (PUB) to subscribers, topic first" },
 };
 #define S_SETTING_COUNT (sizeof s_settings / sizeof s_settings[0])
 
@@ -411,7 +445,14 @@ typedef struct {
     int part;
 } s_alias_t;
 
+//  An alias may share the name of a setting of other programs: EventMQ's
+//  router binds frontend_addr, which is the client's address in emq.
 static const s_alias_t s_aliases[] = {
+    { "frontend_addr", S_ROUTER, "frontend_listen_addr", 0 },
+    { "backend_addr", S_ROUTER, "backend_listen_addr", 0 },
+    { "administrative_addr", S_ROUTER, "administrative_listen_addr", 0 },
+    { "high_water_mark", S_ANY, "queue_hwm", 0 },
+    { "global_timeout", S_ANY, "default_timeout", 0 },
     { "worker_addr", S_ANY, "backend_addr", 0 },
     { "connect_addr", S_JM, "backend_addr", 0 },
     { "connect_addr", S_SCHED, "scheduler_addr", 0 },
@@ -447,9 +488,7 @@ static const char *s_ignored[] = {
     "redis_client_class",
     "redis_client_class_kwargs",
     "redis_startup_error_hard_kill",
-    "global_timeout",
-    "publisher_incoming_addr",
-    "publisher_outgoing_addr",
+    "reconnect_timeout",
     "worker_addr_default",
     "config_file",
 };
@@ -521,6 +560,25 @@ s_alias_lookup (const char *name, unsigned section)
         if (strcmp (s_aliases[i].alias, name) == 0 && (s_aliases[i].sections & section))
             return &s_aliases[i];
     return NULL;
+}
+
+//  The setting that name sets in section: itself when it is a setting of
+//  that section (or of no section in particular), else the target of an
+//  alias of that section. Returns its index, or -1 when name is no setting
+//  or alias there; *alias_p says whether an alias was followed.
+static int
+s_resolve (const char *name, unsigned section, const s_alias_t **alias_p)
+{
+    *alias_p = NULL;
+    int index = s_setting_index (name);
+    const s_alias_t *alias = s_alias_lookup (name, section);
+    if (index >= 0 && (!alias || (s_settings[index].sections & section)))
+        return index;
+    if (alias) {
+        *alias_p = alias;
+        return s_setting_index (alias->target);
+    }
+    return index;
 }
 
 static bool
@@ -1037,8 +1095,9 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
                const char *text, const char *source, s_origin_t origin, unsigned section,
                bool in_section, char *err, size_t errlen)
 {
-    int index = s_setting_index (name);
-    if (index >= 0) {
+    const s_alias_t *alias;
+    int index = s_resolve (name, section, &alias);
+    if (index >= 0 && !alias) {
         //  A setting of another program in our own section is a mistake
         //  worth a warning; [global] may hold anything.
         if (in_section && !(s_settings[index].sections & section)) {
@@ -1048,7 +1107,6 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
         }
         return s_apply (values, index, text, source, origin, err, errlen);
     }
-    const s_alias_t *alias = s_alias_lookup (name, section);
     if (alias) {
         char alias_source[600];
         snprintf (alias_source, sizeof alias_source, "%s (as %s)", source, name);
@@ -1172,7 +1230,8 @@ s_load_stream (config_t *self, s_value_t *values, s_split_t *split, FILE *file,
             s_entry_t *entry = &reader.entries[i];
             if (strcmp (entry->section, wanted) != 0)
                 continue;
-            bool canonical = s_setting_index (entry->name) >= 0;
+            const s_alias_t *alias;
+            bool canonical = s_resolve (entry->name, section, &alias) >= 0 && !alias;
             if (canonical != (pass % 2 == 1))
                 continue;
             char source[512];
@@ -1204,8 +1263,26 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
             log_debug ("config: no %s, using defaults", path);
             return 0;
         }
+        //  EventMQ goes on without a named file that is not there (its own
+        //  tests point EVENTMQ_CONFIG_FILE at one); so do we, loudly.
+        if (errno == ENOENT) {
+            //  Once per file and process: emq-cli's shell loads per command.
+            static char warned[4096];
+            if (strcmp (warned, path) != 0) {
+                s_warn (self, "config file %s not found, going on without it", path);
+                snprintf (warned, sizeof warned, "%s", path);
+            }
+            return 0;
+        }
         errbuf_set (err, errlen, "cannot read config file %s: %s", path,
                     strerror (errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat (fileno (file), &st) == 0 && S_ISDIR (st.st_mode)) {
+        fclose (file);
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
+                    strerror (EISDIR));
         return -1;
     }
     int rc = s_load_stream (self, values, split, file, path, section, err, errlen);
@@ -1223,6 +1300,10 @@ s_load_env (config_t *self, s_value_t *values, s_split_t *split, unsigned sectio
         for (size_t i = 0; i < count; i++) {
             const char *name = pass == 0 ? s_aliases[i].alias : s_settings[i].name;
             if (pass == 0 && !(s_aliases[i].sections & section))
+                continue;
+            //  A setting's name that is an alias here was read in pass 0.
+            const s_alias_t *alias;
+            if (pass == 1 && s_resolve (name, section, &alias) >= 0 && alias)
                 continue;
             char var[128] = "EVENTMQ_";
             size_t len = strlen (var);
@@ -1376,17 +1457,13 @@ s_lookup_flag (config_t *self, const char *name, const s_alias_t **alias_p)
     for (const char *p = name; *p && len + 1 < sizeof key; p++)
         key[len++] = *p == '-' ? '_' : (char) tolower ((unsigned char) *p);
     key[len] = 0;
-    *alias_p = NULL;
-    int index = s_setting_index (key);
-    if (index >= 0)
-        return index;
-    const s_alias_t *alias =
-        s_alias_lookup (key, self->section == S_GLOBAL ? S_ANY : self->section);
-    if (alias && alias->part == 0) {
-        *alias_p = alias;
-        return s_setting_index (alias->target);
-    }
-    return -1;
+    const s_alias_t *alias;
+    int index =
+        s_resolve (key, self->section == S_GLOBAL ? S_ANY : self->section, &alias);
+    if (alias && alias->part != 0)
+        return -1;
+    *alias_p = alias;
+    return index;
 }
 
 config_t *
@@ -1538,6 +1615,24 @@ config_print (config_t *self, FILE *stream)
     }
 }
 
+size_t
+config_diff (config_t *self, config_t *fresh, config_diff_fn *fn, void *arg)
+{
+    assert (self && fresh && fn);
+    size_t changed = 0;
+    for (size_t i = 0; i < S_SETTING_COUNT; i++) {
+        if (fresh->section != S_GLOBAL && !(s_settings[i].sections & fresh->section))
+            continue;
+        const char *before = self->values[i].text ? self->values[i].text : "";
+        const char *after = fresh->values[i].text ? fresh->values[i].text : "";
+        if (strcmp (before, after) == 0)
+            continue;
+        fn (s_settings[i].name, before, after, arg);
+        changed++;
+    }
+    return changed;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -1563,13 +1658,15 @@ static void
 s_test_clear_env (void)
 {
     static const char *vars[] = {
-        "EVENTMQ_CONFIG_FILE",        "EVENTMQ_CONCURRENT_JOBS",
-        "EVENTMQ_HEARTBEAT_INTERVAL", "EVENTMQ_WORKER_ADDR",
-        "EVENTMQ_BACKEND_ADDR",       "EVENTMQ_SUPER_DEBUG",
-        "EVENTMQ_NOT_A_SETTING",      "EVENTMQ_QUEUES",
-        "EVENTMQ_PLUGIN_DIRS",        "EVENTMQ_LOG_LEVEL",
-        "EVENTMQ_DISABLE_HEARTBEATS", "EVENTMQ_SETUP_PATH",
-        "EVENTMQ_SETUP_CALLABLE",     "EVENTMQ_MAX_MESSAGE_SIZE",
+        "EVENTMQ_CONFIG_FILE",         "EVENTMQ_CONCURRENT_JOBS",
+        "EVENTMQ_HEARTBEAT_INTERVAL",  "EVENTMQ_WORKER_ADDR",
+        "EVENTMQ_BACKEND_ADDR",        "EVENTMQ_SUPER_DEBUG",
+        "EVENTMQ_NOT_A_SETTING",       "EVENTMQ_QUEUES",
+        "EVENTMQ_PLUGIN_DIRS",         "EVENTMQ_LOG_LEVEL",
+        "EVENTMQ_DISABLE_HEARTBEATS",  "EVENTMQ_SETUP_PATH",
+        "EVENTMQ_SETUP_CALLABLE",      "EVENTMQ_MAX_MESSAGE_SIZE",
+        "EVENTMQ_FRONTEND_ADDR",       "EVENTMQ_FRONTEND_LISTEN_ADDR",
+        "EVENTMQ_ADMINISTRATIVE_ADDR",
     };
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv (vars[i]);
@@ -1633,22 +1730,29 @@ config_test (bool verbose)
     }
     //  Every alias targets a real setting; no alias or ignored name shadows one.
     for (size_t i = 0; i < S_ALIAS_COUNT; i++) {
-        CHECK (s_setting_index (s_aliases[i].target) >= 0);
-        CHECK (s_setting_index (s_aliases[i].alias) < 0);
+        int target = s_setting_index (s_aliases[i].target);
+        int named = s_setting_index (s_aliases[i].alias);
+        CHECK (target >= 0);
+        CHECK (named < 0 || !(s_settings[named].sections & s_aliases[i].sections));
+        CHECK (target < 0 || (s_settings[target].sections & s_aliases[i].sections));
     }
     for (size_t i = 0; i < S_IGNORED_COUNT; i++) {
         CHECK (s_setting_index (s_ignored[i]) < 0);
         CHECK (!s_is_alias (s_ignored[i]));
     }
 
-    //  Missing default file is fine; a missing named file is an error.
+    //  Missing default file is fine; a missing named file is a warning (as
+    //  in EventMQ); a directory is an error.
+    size_t warnings = config->warnings;
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
-    CHECK_EQ (config_load (config, "jobmanager", missing, err, sizeof err), -1);
-    CHECK_CONTAINS (err, "missing.conf");
-    CHECK_CONTAINS (err, "No such file");
+    CHECK_EQ (config->warnings, warnings);
+    CHECK_EQ (config_load (config, "jobmanager", missing, err, sizeof err), 0);
+    CHECK_EQ (config->warnings, warnings + 1);
     setenv ("EVENTMQ_CONFIG_FILE", missing, 1);
-    CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), -1);
-    CHECK_CONTAINS (err, "missing.conf");
+    CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
+    CHECK_EQ (config->warnings, warnings + 1);  // said once is enough
+    CHECK_EQ (config_load (config, "jobmanager", dir, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "Is a directory");
     unsetenv ("EVENTMQ_CONFIG_FILE");
 
     //  The default file is read when it exists; EVENTMQ_CONFIG_FILE="" means
@@ -1716,7 +1820,7 @@ config_test (bool verbose)
 
     //  Unknown keys, ignored EventMQ keys, keys of another program in our
     //  section, keys before any section: warnings, not errors.
-    size_t warnings = config->warnings;
+    warnings = config->warnings;
     CHECK_EQ (s_test_load (config, dir, "jobmanager",
                            "top = 1\n"
                            "[global]\nsuper_debug = true\nhide_heartbeat_logs = false\n"
@@ -1947,6 +2051,62 @@ config_test (bool verbose)
     unsetenv ("EVENTMQ_BACKEND_ADDR");
     CHECK_EQ (config_set (config, "worker_addr", "tcp://flag:1", err, sizeof err), 0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://flag:1");
+
+    //  EventMQ's router addresses: frontend_addr, backend_addr and
+    //  administrative_addr are what emq-router binds, in [global] or
+    //  [router] and in the environment; emq's own names win over them.
+    const char *emq_file =
+        "[global]\nfrontend_addr = tcp://0.0.0.0:5001\n"
+        "[router]\nbackend_addr = tcp://0.0.0.0:5002\n"
+        "administrative_addr = tcp://127.0.0.1:5003\n"
+        "[publisher]\npublisher_incoming_addr = tcp://127.0.0.1:5008\n";
+    config_t *eq = config_new ();
+    warnings = eq->warnings;
+    CHECK_EQ (s_test_load (eq, dir, "router", emq_file, err, sizeof err), 0);
+    CHECK_EQ (eq->warnings, warnings);
+    CHECK_STREQ (config_str (eq, "frontend_listen_addr"), "tcp://0.0.0.0:5001");
+    CHECK_CONTAINS (eq->values[s_setting_index ("frontend_listen_addr")].source,
+                    "test.conf:2 [global] (as frontend_addr)");
+    CHECK_STREQ (config_str (eq, "backend_listen_addr"), "tcp://0.0.0.0:5002");
+    CHECK_STREQ (config_str (eq, "administrative_listen_addr"), "tcp://127.0.0.1:5003");
+    CHECK_EQ (s_test_load (eq, dir, "router",
+                           "[router]\nfrontend_listen_addr = tcp://127.0.0.1:6001\n"
+                           "frontend_addr = tcp://0.0.0.0:5001\n",
+                           err, sizeof err),
+              0);
+    CHECK_STREQ (config_str (eq, "frontend_listen_addr"), "tcp://127.0.0.1:6001");
+    setenv ("EVENTMQ_FRONTEND_ADDR", "tcp://127.0.0.1:7001", 1);
+    setenv ("EVENTMQ_ADMINISTRATIVE_ADDR", "tcp://127.0.0.1:7003", 1);
+    CHECK_EQ (s_test_load (eq, dir, "router", emq_file, err, sizeof err), 0);
+    CHECK_STREQ (config_str (eq, "frontend_listen_addr"), "tcp://127.0.0.1:7001");
+    CHECK_STREQ (eq->values[s_setting_index ("frontend_listen_addr")].source,
+                 "env EVENTMQ_FRONTEND_ADDR (as frontend_addr)");
+    CHECK_STREQ (config_str (eq, "administrative_listen_addr"), "tcp://127.0.0.1:7003");
+    setenv ("EVENTMQ_FRONTEND_LISTEN_ADDR", "tcp://127.0.0.1:7101", 1);
+    CHECK_EQ (s_test_load (eq, dir, "router", emq_file, err, sizeof err), 0);
+    CHECK_STREQ (config_str (eq, "frontend_listen_addr"), "tcp://127.0.0.1:7101");
+    unsetenv ("EVENTMQ_FRONTEND_LISTEN_ADDR");
+    //  The client reads the same names as its own (where to connect).
+    CHECK_EQ (s_test_load (eq, dir, "cli", emq_file, err, sizeof err), 0);
+    CHECK_STREQ (config_str (eq, "frontend_addr"), "tcp://127.0.0.1:7001");
+    CHECK_STREQ (config_str (eq, "administrative_addr"), "tcp://127.0.0.1:7003");
+    unsetenv ("EVENTMQ_FRONTEND_ADDR");
+    unsetenv ("EVENTMQ_ADMINISTRATIVE_ADDR");
+    CHECK_EQ (s_test_load (eq, dir, "publisher", emq_file, err, sizeof err), 0);
+    CHECK_STREQ (config_str (eq, "publisher_incoming_addr"), "tcp://127.0.0.1:5008");
+    CHECK_STREQ (config_str (eq, "publisher_outgoing_addr"), "tcp://127.0.0.1:47299");
+    config_destroy (&eq);
+    config_t *router_config = config_new ();
+    CHECK_EQ (s_test_load (router_config, dir, "router", "[router]\n", err, sizeof err),
+              0);
+    CHECK_EQ (config_set (router_config, "frontend-addr", "tcp://127.0.0.1:8001", err,
+                          sizeof err),
+              0);
+    CHECK_STREQ (config_str (router_config, "frontend_listen_addr"),
+                 "tcp://127.0.0.1:8001");
+    CHECK_EQ (config_set (router_config, "high_water_mark", "9", err, sizeof err), 0);
+    CHECK_EQ (config_int (router_config, "queue_hwm"), 9);
+    config_destroy (&router_config);
 
     //  config_print: one "name = value  # source" line per setting of the
     //  program.

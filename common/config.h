@@ -5,8 +5,10 @@
     later wins:
         1. built-in defaults
         2. the config file: EVENTMQ_CONFIG_FILE, else /etc/eventmq.conf (a
-           missing default file is fine; a missing named file is an error);
-           [global] then the program's own section
+           missing default file is fine; a missing named file is a warning,
+           as in EventMQ; an unreadable or malformed one is an error);
+           [global] then the program's own section. EventMQ's names are
+           aliases (frontend_addr is the router's frontend_listen_addr)
         3. environment variables EVENTMQ_<NAME> (EVENTMQ_CONCURRENT_JOBS)
         4. command-line flags (--concurrent-jobs), applied by the program
            through config_set
@@ -29,7 +31,7 @@ config_t *config_new (void);
 void config_destroy (config_t **self_p);
 
 //  Loads file then environment as described above, for one program section
-//  ("router", "jobmanager", "scheduler", "cli"). path: a file named on the
+//  ("router", "jobmanager", "scheduler", "cli", "publisher"). path: a file named on the
 //  command line (--config), or NULL. Unknown keys in the file are logged as
 //  warnings and ignored. Returns 0, or -1 with the reason in err.
 int config_load (config_t *self, const char *section, const char *path, char *err,
@@ -72,6 +74,14 @@ int config_append (config_t *self, const char *name, const char *value, char *er
 //  Writes every setting with its current value and source as "name = value"
 //  lines (for --print-config and the docs).
 void config_print (config_t *self, FILE *stream);
+
+//  Called by config_diff for each setting whose text differs (borrowed).
+typedef void (config_diff_fn) (const char *name, const char *before, const char *after,
+                               void *arg);
+//  Compares self (the running configuration) with fresh (reloaded for the
+//  same program section): calls fn for every setting of that section whose
+//  value changed. Returns how many changed.
+size_t config_diff (config_t *self, config_t *fresh, config_diff_fn *fn, void *arg);
 
 void config_test (bool verbose);
 

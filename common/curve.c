@@ -1,6 +1,7 @@
 /*  curve — CURVE on emq's sockets. See curve.h.
 */
 #include "curve.h"
+#include "log.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -55,24 +56,43 @@ curve_server_new (const char *secret_cert, const char *clients_dir, char *err,
         curve_server_destroy (&self);
         return NULL;
     }
-    if (clients_dir && *clients_dir) {
-        DIR *dir = opendir (clients_dir);
-        if (!dir) {
-            snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir,
-                      strerror (errno));
-            curve_server_destroy (&self);
-            return NULL;
-        }
-        closedir (dir);
-        self->auth = zactor_new (zauth, NULL);
-        if (!self->auth || zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
-            || zsock_wait (self->auth)) {
-            snprintf (err, errlen, "the CURVE authenticator did not start");
-            curve_server_destroy (&self);
-            return NULL;
-        }
+    if (curve_server_set_clients (self, clients_dir, err, errlen)) {
+        curve_server_destroy (&self);
+        return NULL;
     }
     return self;
+}
+
+int
+curve_server_set_clients (curve_server_t *self, const char *clients_dir, char *err,
+                          size_t errlen)
+{
+    assert (self);
+    if (!clients_dir || !*clients_dir) {
+        zactor_destroy (&self->auth);  // no ZAP handler: any key
+        return 0;
+    }
+    DIR *dir = opendir (clients_dir);
+    if (!dir) {
+        snprintf (err, errlen, "curve_clients_dir '%s': %s", clients_dir,
+                  strerror (errno));
+        return -1;
+    }
+    closedir (dir);
+    //  zauth's CURVE command replaces its certificate store with a fresh
+    //  one read from the directory.
+    bool created = !self->auth;
+    if (created)
+        self->auth = zactor_new (zauth, NULL);
+    if (!self->auth || zstr_sendx (self->auth, "CURVE", clients_dir, NULL)
+        || zsock_wait (self->auth)) {
+        snprintf (err, errlen, "the CURVE authenticator did not take '%s'", clients_dir);
+        //  A running one keeps its old store: never fall open to any key.
+        if (created)
+            zactor_destroy (&self->auth);
+        return -1;
+    }
+    return 0;
 }
 
 void
@@ -257,6 +277,45 @@ curve_keygen (const char *path, const char *roles, char *err, size_t errlen)
     return 0;
 }
 
+bool
+curve_endpoint_is_local (const char *endpoint)
+{
+    if (strncmp (endpoint, "ipc://", 6) == 0 || strncmp (endpoint, "inproc://", 9) == 0)
+        return true;
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return false;
+    //  tcp://[interface;]host:port; a source interface does not matter.
+    const char *host = endpoint + 6;
+    const char *semicolon = strchr (host, ';');
+    if (semicolon)
+        host = semicolon + 1;
+    const char *colon = strrchr (host, ':');
+    size_t len = colon ? (size_t) (colon - host) : strlen (host);
+    if (len == 9 && strncmp (host, "localhost", 9) == 0)
+        return true;
+    if (len == 5 && strncmp (host, "[::1]", 5) == 0)
+        return true;
+    if (len < 4 || strncmp (host, "127.", 4) != 0)
+        return false;
+    for (size_t i = 4; i < len; i++)
+        if (!((host[i] >= '0' && host[i] <= '9') || host[i] == '.'))
+            return false;
+    return true;
+}
+
+bool
+curve_warn_exposed (const char *who, const char *socket_name, const char *endpoint,
+                    bool encrypted)
+{
+    if (encrypted || curve_endpoint_is_local (endpoint))
+        return false;
+    log_warning ("%s: %s socket %s reaches beyond this host without CURVE: any peer "
+                 "that can connect is trusted and traffic is clear text (see "
+                 "docs/operations.md, CURVE)",
+                 who, socket_name, endpoint);
+    return true;
+}
+
 //  --------------------------------------------------------------------------
 //  Self test
 
@@ -306,6 +365,20 @@ curve_test (bool verbose)
     CHECK (!curve_roles_match ("client", "admin"));
     CHECK (!curve_roles_match ("adm", "admin"));
     CHECK (!curve_roles_match ("", "admin"));
+    //  What counts as staying on this host.
+    CHECK (curve_endpoint_is_local ("tcp://127.0.0.1:47291"));
+    CHECK (curve_endpoint_is_local ("tcp://127.1.2.3:1"));
+    CHECK (curve_endpoint_is_local ("tcp://localhost:1"));
+    CHECK (curve_endpoint_is_local ("tcp://[::1]:1"));
+    CHECK (curve_endpoint_is_local ("ipc:///tmp/x"));
+    CHECK (curve_endpoint_is_local ("inproc://x"));
+    CHECK (!curve_endpoint_is_local ("tcp://0.0.0.0:47291"));
+    CHECK (!curve_endpoint_is_local ("tcp://*:47291"));
+    CHECK (!curve_endpoint_is_local ("tcp://10.0.0.1:47291"));
+    CHECK (!curve_endpoint_is_local ("tcp://127.example.com:1"));
+    CHECK (!curve_endpoint_is_local ("tcp://eth0:1"));
+    CHECK (!curve_warn_exposed ("curve-test", "frontend", "tcp://0.0.0.0:1", true));
+    CHECK (!curve_warn_exposed ("curve-test", "frontend", "tcp://127.0.0.1:1", false));
     CHECK_EQ (curve_keygen (server_path, "root", err, sizeof err), -1);
     CHECK_EQ (curve_keygen (server_path, "client", err, sizeof err), 0);
     CHECK_EQ (curve_keygen (good, "client", err, sizeof err), 0);

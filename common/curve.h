@@ -27,6 +27,12 @@ curve_server_t *curve_server_new (const char *secret_cert, const char *clients_d
 void curve_server_destroy (curve_server_t **self_p);
 //  Makes sock (not yet bound) a CURVE server with the loaded key pair.
 void curve_server_apply (curve_server_t *self, zsock_t *sock);
+//  Admits the clients of another directory from now on ("" : any key),
+//  and reads the directory again even if it is the same (SIGHUP). New
+//  connections are checked against it; established ones stay. Returns 0,
+//  or -1 with the reason in err (the old admission stays).
+int curve_server_set_clients (curve_server_t *self, const char *clients_dir, char *err,
+                              size_t errlen);
 //  The server's public key, Z85 (40 characters): what peers configure.
 const char *curve_server_public (curve_server_t *self);
 
@@ -59,6 +65,17 @@ int curve_roles_check (const char *roles, char *err, size_t errlen);
 //  Writes a new key pair with these roles: path (public) and path_secret
 //  (both). Returns 0, or -1 with the reason in err.
 int curve_keygen (const char *path, const char *roles, char *err, size_t errlen);
+
+//  True when endpoint stays on this host: ipc://, inproc://, or tcp:// on a
+//  loopback address (127.x.x.x, [::1], localhost). "tcp://0.0.0.0:N" and
+//  "tcp://*:N" (every interface) and any other host are not local.
+bool curve_endpoint_is_local (const char *endpoint);
+
+//  Logs a warning ("<who>: <socket_name> socket <endpoint> reaches beyond
+//  this host without CURVE ...") when endpoint is not local and encrypted
+//  is false. Returns true when it warned.
+bool curve_warn_exposed (const char *who, const char *socket_name, const char *endpoint,
+                         bool encrypted);
 
 void curve_test (bool verbose);
 

@@ -46,6 +46,8 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_DEAD_PURGE] = "DEAD_PURGE",
     [EMQP_RETURN] = "RETURN",
     [EMQP_BATCH] = "BATCH",
+    [EMQP_PUBLISH] = "PUBLISH",
+    [EMQP_ADMIN] = "ADMIN",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -149,6 +151,7 @@ emqp_msg_destroy (emqp_msg_t **self_p)
     free (self->queue);
     free (self->headers);
     free (self->cron);
+    free (self->topic);
     free (self->queues);
     free (self->peer_type);
     free (self->agent);
@@ -555,6 +558,16 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
             break;
+        case EMQP_PUBLISH:
+            //  EventMQ: topic, then the message (JSON there; any bytes here).
+            if (s_text (r, "topic", EMQP_TOPIC_MAX, false, &self->topic)
+                || s_binary (r, "message", &self->payload))
+                goto fail;
+            break;
+        case EMQP_ADMIN:
+            if (s_text (r, "request", EMQP_SHORT_MAX, false, &self->stats))
+                goto fail;
+            break;
         case EMQP_BATCH:
             //  Unpacked by emqp_batch_unpack: each message is checked then.
             {
@@ -836,12 +849,19 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
             if (!rc && self->epoch)
                 rc = s_put_number (f, "%" PRIu64, self->epoch);
             break;
+        case EMQP_ADMIN:
+            rc = s_put_str (f, self->stats);
+            break;
         case EMQP_RETURN:
             rc = s_put_str (f, self->ref);
             rc = rc ? rc : s_put_number (f, "%" PRIu64, self->epoch);
             break;
         case EMQP_BATCH:
             rc = s_put_frame (f, &self->payload);
+            break;
+        case EMQP_PUBLISH:
+            rc = s_put_str (f, self->topic);
+            rc = rc ? rc : s_put_frame (f, &self->payload);
             break;
         case EMQP_ERROR:
             rc = s_put_str (f, self->ref ? self->ref : "");
@@ -1386,6 +1406,8 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_DEAD_PURGE, { NULL } },
     { EMQP_RETURN, { "req-id", "9", NULL } },
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
+    { EMQP_PUBLISH, { "news", "{\"a\": 1}", NULL } },
+    { EMQP_ADMIN, { "{\"command\":\"jobs\"}", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1434,7 +1456,9 @@ static const s_test_slot_t s_test_slots[] = {
     { EMQP_CANCEL, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_DEAD_RETRY, 0, EMQP_MSGID_MAX, "job msgid" },
     { EMQP_RETURN, 0, EMQP_MSGID_MAX, "request msgid" },
+    { EMQP_ADMIN, 0, EMQP_SHORT_MAX, "request" },
     { EMQP_ACK, 1, 64, "agent" },
+    { EMQP_PUBLISH, 0, EMQP_TOPIC_MAX, "topic" },
 };
 #define S_TEST_SLOTS (sizeof s_test_slots / sizeof s_test_slots[0])
 
@@ -1471,7 +1495,7 @@ s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
     const char *field = slot->field;
     if (streq (field, "msgid"))
         return msg->msgid;
-    if (streq (field, "stats"))
+    if (streq (field, "stats") || streq (field, "request"))
         return msg->stats;
     if (streq (field, "queues"))
         return msg->queues;
@@ -1491,6 +1515,8 @@ s_test_slot_value (const emqp_msg_t *msg, const s_test_slot_t *slot)
         return msg->error_code;
     if (streq (field, "reason"))
         return msg->error_text;
+    if (streq (field, "topic"))
+        return msg->topic;
     return msg->ref;
 }
 
@@ -1511,7 +1537,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 39
+#define S_TEST_CASES 41
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1700,6 +1726,15 @@ s_test_case (int n)
             m = emqp_msg_new (EMQP_BATCH);
             m->payload = zframe_new ("\x91\x92\xc4\x04KBYE\xc4\x01k", 10);
             break;
+        case 39:
+            m = emqp_msg_new (EMQP_PUBLISH);
+            m->topic = strdup ("prices.eur");
+            m->payload = zframe_new ("{\"bid\": 1.05}", 13);
+            break;
+        case 40:
+            m = emqp_msg_new (EMQP_ADMIN);
+            m->stats = strdup ("{\"command\":\"queue_pause\",\"queue\":\"q\"}");
+            break;
         default:
             return NULL;
     }
@@ -1715,6 +1750,7 @@ s_test_same (const emqp_msg_t *a, const emqp_msg_t *b)
     CHECK_STREQ (a->msgid, b->msgid);
     CHECK_STREQ (a->ref, b->ref);
     CHECK_STREQ (a->queue, b->queue);
+    CHECK_STREQ (a->topic, b->topic);
     CHECK_STREQ (a->headers, b->headers);
     CHECK_EQ (a->payload != NULL, b->payload != NULL);
     if (a->payload && b->payload)
@@ -2957,9 +2993,9 @@ emqp_test (bool verbose)
     //  Missing required fields: encode refuses.
     {
         static const emqp_command_t needs[] = {
-            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY, EMQP_SCHEDULE,
-            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR, EMQP_FETCH,
-            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN
+            EMQP_ACK,        EMQP_INFORM,     EMQP_REQUEST, EMQP_REPLY,   EMQP_SCHEDULE,
+            EMQP_UNSCHEDULE, EMQP_DONE,       EMQP_RESULT,  EMQP_ERROR,   EMQP_FETCH,
+            EMQP_CANCEL,     EMQP_DEAD_RETRY, EMQP_RETURN,  EMQP_PUBLISH, EMQP_ADMIN
         };
         for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
             msg = emqp_msg_new (needs[i]);

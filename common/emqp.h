@@ -26,6 +26,7 @@
 #define EMQP_SHORT_MAX 4096   // INFORM queues, usage, error text
 #define EMQP_STATS_MAX 65536  // HEARTBEAT stats JSON
 #define EMQP_FRAMES_MAX 32    // frames read per message; more are ignored
+#define EMQP_TOPIC_MAX 1024   // PUBLISH topic
 
 typedef enum {
     EMQP_INVALID = 0,
@@ -55,6 +56,10 @@ typedef enum {
     EMQP_DEAD_PURGE,  // admin -> router: delete every dead job
     EMQP_RETURN,      // jm -> router: a prefetched job it did not start
     EMQP_BATCH,       // emq/3 peers: several messages in one (emqp_batch)
+    //  EventMQ's pub/sub (emq-pubsub; the router never takes it)
+    EMQP_PUBLISH,  // publisher -> emq-pubsub: topic, message
+    EMQP_ADMIN,    // admin -> router: a job or queue admin request (JSON
+                   // text in stats), answered by REPLY JSON
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
@@ -81,14 +86,17 @@ typedef struct {
     char *ref;             // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
                            // FETCH/CANCEL/DEAD_RETRY: the job's msgid
     char *queue;           // REQUEST, SCHEDULE, UNSCHEDULE
+    char *topic;           // PUBLISH: what subscribers filter on (a prefix)
     char *headers;         // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
     zframe_t *payload;     // REQUEST/SCHEDULE/UNSCHEDULE: job payload;
                            // REPLY: reply (jm) or JSON (admin);
                            // DONE/RESULT: msgpack value (ok) or error text;
-                           // BATCH: the packed messages
+                           // BATCH: the packed messages;
+                           // PUBLISH: the message published
     double heartbeat_ts;   // HEARTBEAT: unix seconds
     char *stats;           // HEARTBEAT (emq jm -> router, optional trailing
-                           // frame): JSON status of the job manager
+                           // frame): JSON status of the job manager;
+                           // ADMIN: the request, a JSON object
     int64_t interval_s;    // SCHEDULE, UNSCHEDULE (-1 when cron is used)
     char *cron;            // SCHEDULE, UNSCHEDULE ("" when interval is used)
     char *queues;          // INFORM: JSON [[weight,"name"],...] or ""

@@ -3,3 +3,5 @@ COMMON_SRC := common/emqp.c common/headers.c common/log.c common/config.c \
               common/program.c \
               common/payload.c common/json.c common/cron.c common/pidlock.c \
               common/curve.c
+# Daemons only (not libemq): sd_notify and SIGHUP, on libsystemd.
+SERVICE_SRC := common/service.c

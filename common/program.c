@@ -71,6 +71,7 @@ s_option (program_t *self, int opt, const char *arg, const program_flag_t *flags
             program_print_version (self->name, self->version_extra);
             return PROGRAM_EXIT_OK;
         case PROGRAM_OPT_CONFIG:
+            self->config_path = arg;
             return -1;  // config_from_args has read the file
         case PROGRAM_OPT_PRINT:
             *print = true;
@@ -116,9 +117,15 @@ program_start (program_t *self, int argc, char **argv, const struct option *opti
     log_init (self->name, LOG_LEVEL_INFO);
     self->lock_mode = PIDLOCK_FAIL;
     self->verbose = false;
+    self->argc = argc;
+    self->argv = argv;
+    self->options = options;
+    self->flags = flags;
+    self->flag_count = flag_count;
+    self->config_path = NULL;
     optind = 1;
-    self->config = config_from_args (self->name, self->section, argc, argv, "vh", options,
-                                     PROGRAM_OPT_CONFIG);
+    self->config = config_from_args (self->name, self->section, argc, argv,
+                                     PROGRAM_SHORT_OPTIONS, options, PROGRAM_OPT_CONFIG);
     if (!self->config) {
         *exit_code = PROGRAM_EXIT_CONFIG;
         return false;
@@ -128,7 +135,9 @@ program_start (program_t *self, int argc, char **argv, const struct option *opti
     optind = 1;
     opterr = 1;
     int opt;
-    while (code == -1 && (opt = getopt_long (argc, argv, "vh", options, NULL)) != -1)
+    while (code == -1
+           && (opt = getopt_long (argc, argv, PROGRAM_SHORT_OPTIONS, options, NULL))
+                  != -1)
         code = s_option (self, opt, optarg, flags, flag_count, &print);
     if (code == -1 && optind < argc)
         code = program_error (self->name, PROGRAM_EXIT_USAGE, "unexpected argument '%s'",
@@ -137,20 +146,107 @@ program_start (program_t *self, int argc, char **argv, const struct option *opti
         config_print (self->config, stdout);
         code = PROGRAM_EXIT_OK;
     }
-    log_level_t level = LOG_LEVEL_INFO;
-    const char *level_name = config_str (self->config, "log_level");
-    if (code == -1 && log_level_parse (level_name, &level))
-        code = program_error (self->name, PROGRAM_EXIT_CONFIG,
-                              "log_level '%s' is not "
-                              "error, warning, info or debug",
-                              level_name);
+    char err[512];
+    if (code == -1 && program_apply_log (self->config, err, sizeof err))
+        code = program_error (self->name, PROGRAM_EXIT_CONFIG, "%s", err);
     if (code != -1) {
         config_destroy (&self->config);
         *exit_code = code;
         return false;
     }
-    log_set_level (level);
     return true;
+}
+
+int
+program_apply_log (config_t *config, char *err, size_t errlen)
+{
+    log_level_t level = LOG_LEVEL_INFO;
+    const char *level_name = config_str (config, "log_level");
+    if (log_level_parse (level_name, &level)) {
+        snprintf (err, errlen, "log_level '%s' is not error, warning, info or debug",
+                  level_name);
+        return -1;
+    }
+    log_set_level (level);
+    const char *format = config_str (config, "log_format");
+    if (streq (format, "journal"))
+        log_set_journal (true);
+    else if (streq (format, "plain"))
+        log_set_journal (false);
+    else
+        log_set_journal (log_journal_detect (STDOUT_FILENO));
+    return 0;
+}
+
+typedef struct {
+    const char *name;
+    const char *const *reloadable;
+} s_diff_ctx_t;
+
+static void
+s_log_change (const char *setting, const char *before, const char *after, void *arg)
+{
+    const s_diff_ctx_t *ctx = arg;
+    bool applied = false;
+    for (const char *const *name = ctx->reloadable; name && *name && !applied; name++)
+        applied = streq (*name, setting);
+    if (applied)
+        log_info ("%s: SIGHUP: %s '%s' -> '%s', applied", ctx->name, setting, before,
+                  after);
+    else
+        log_warning ("%s: SIGHUP: %s '%s' -> '%s' needs a restart; still '%s'", ctx->name,
+                     setting, before, after, before);
+}
+
+int
+program_reload (program_t *self, const char *const *reloadable, char *err, size_t errlen)
+{
+    assert (self && self->config && self->argv);
+    config_t *fresh = config_new ();
+    if (!fresh) {
+        snprintf (err, errlen, "out of memory");
+        return -1;
+    }
+    if (config_load (fresh, self->section, self->config_path, err, errlen)) {
+        config_destroy (&fresh);
+        return -1;
+    }
+    //  The same flags, in the same order, win over the file again.
+    int saved_optind = optind, saved_opterr = opterr;
+    optind = 1;
+    opterr = 0;
+    int opt, rc = 0;
+    while (rc == 0
+           && (opt = getopt_long (self->argc, self->argv, "vh", self->options, NULL))
+                  != -1) {
+        const char *setting = NULL, *value = optarg;
+        if (opt == 'v') {
+            setting = "log_level";
+            value = "debug";
+        }
+        else if (opt == PROGRAM_OPT_LOG_LEVEL)
+            setting = "log_level";
+        for (size_t i = 0; i < self->flag_count && !setting; i++)
+            if (self->flags[i].opt == opt) {
+                setting = self->flags[i].setting;
+                value = self->flags[i].value ? self->flags[i].value : optarg;
+            }
+        if (setting && config_set (fresh, setting, value, err, errlen))
+            rc = -1;
+    }
+    optind = saved_optind;
+    opterr = saved_opterr;
+    if (rc == 0 && program_apply_log (fresh, err, errlen))
+        rc = -1;
+    if (rc) {
+        config_destroy (&fresh);
+        return -1;
+    }
+    s_diff_ctx_t ctx = { self->name, reloadable };
+    size_t changed = config_diff (self->config, fresh, s_log_change, &ctx);
+    config_destroy (&self->config);
+    self->config = fresh;
+    return (int) changed;
 }
 
 bool
@@ -258,7 +354,7 @@ s_test_checks (void)
     char *args[] = { "program-test",
                      "--heartbeat-liveness",
                      "4",
-                     "--config",
+                     "-C",  // EventMQ's spelling of --config
                      path,
                      "--in-memory",
                      "--standby",
@@ -304,9 +400,10 @@ s_test_checks (void)
         { 3, { "program-test", "--heartbeat-liveness", "x" }, PROGRAM_EXIT_USAGE },
         { 2, { "program-test", "--no-such-flag" }, PROGRAM_EXIT_USAGE },
         { 2, { "program-test", "stray" }, PROGRAM_EXIT_USAGE },
-        { 3,
-          { "program-test", "--config", "/nonexistent/emq.conf" },
-          PROGRAM_EXIT_CONFIG },
+        //  A named file that is not there is only a warning (as in
+        //  EventMQ); one that cannot be read is an error.
+        { 3, { "program-test", "--config", "/tmp" }, PROGRAM_EXIT_CONFIG },
+        { 3, { "program-test", "-C", "/tmp" }, PROGRAM_EXIT_CONFIG },
     };
     for (size_t i = 0; i < sizeof stops / sizeof stops[0]; i++) {
         program_t stopped = { .name = "program-test",

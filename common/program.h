@@ -45,9 +45,11 @@ typedef enum {
 const char *program_exit_name (int code);
 
 //  Option codes of the options every daemon has.
+//  -C/--config is EventMQ's spelling too; the others have no short form
+//  but -v and -h.
 enum {
-    PROGRAM_OPT_CONFIG = 1000,
-    PROGRAM_OPT_LOG_LEVEL,
+    PROGRAM_OPT_CONFIG = 'C',
+    PROGRAM_OPT_LOG_LEVEL = 1000,
     PROGRAM_OPT_PRINT,
     PROGRAM_OPT_VERSION,
     PROGRAM_OPT_STANDBY,
@@ -59,6 +61,9 @@ enum {
 #define PROGRAM_LOCK_OPTIONS \
     { "standby", no_argument, NULL, PROGRAM_OPT_STANDBY }, \
     { "takeover", no_argument, NULL, PROGRAM_OPT_TAKEOVER }
+
+//  The short options every daemon has (getopt's optstring).
+#define PROGRAM_SHORT_OPTIONS "vhC:"
 
 //  The options every daemon has; ends the option table.
 #define PROGRAM_OPTIONS \
@@ -89,6 +94,13 @@ typedef struct {
     config_t *config;          // defaults, file, environment, flags
     bool verbose;              // -v/--verbose given (log level debug too)
     pidlock_mode_t lock_mode;  // --standby, --takeover, else PIDLOCK_FAIL
+    //  Kept by program_start for program_reload (borrowed from main):
+    int argc;
+    char **argv;
+    const struct option *options;
+    const program_flag_t *flags;
+    size_t flag_count;
+    const char *config_path;  // --config's value, or NULL
     //  Set by program_lock_data_dir:
     char data_dir[4096];  // the directory, as created
     pidlock_t *lock;      // held until program_end
@@ -104,6 +116,20 @@ typedef struct {
 //  environment (each said on stderr).
 bool program_start (program_t *self, int argc, char **argv, const struct option *options,
                     const program_flag_t *flags, size_t flag_count, int *exit_code);
+
+//  SIGHUP: builds the configuration again as program_start did (defaults,
+//  the same file, the environment, the same flags), logs each setting that
+//  changed, "applied" when its name is in reloadable (NULL-terminated) and
+//  "needs a restart" when not, sets the log level and format, then replaces
+//  self->config (strings borrowed from the old one die with it). Returns
+//  the number of changed settings, or -1 with the reason in err (invalid
+//  file or value: the running configuration stays).
+int program_reload (program_t *self, const char *const *reloadable, char *err,
+                    size_t errlen);
+
+//  Applies the log_level and log_format settings of config to the log.
+//  Returns 0, or -1 with the reason in err.
+int program_apply_log (config_t *config, char *err, size_t errlen);
 
 //  Takes the data directory (setting data_dir; for the default /var/lib/emq
 //  without root, $XDG_STATE_HOME/emq or ~/.local/state/emq instead; "" is

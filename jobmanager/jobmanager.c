@@ -45,6 +45,7 @@
 #include "headers.h"
 #include "held.h"
 #include "log.h"
+#include "service.h"
 #include "workers.h"
 #include "tests/testutil.h"
 
@@ -654,7 +655,9 @@ s_on_request (jobmanager_t *self, emqp_msg_t *msg)
         jm_job_destroy (&job);
         return;
     }
-    job->timeout_s = headers.timeout_s;
+    //  EventMQ's global_timeout: for a job that names none.
+    job->timeout_s =
+        headers.timeout_s ? headers.timeout_s : self->settings->default_timeout_s;
     int rc = self->draining ? -1 : workers_assign (self->workers, &job);
     if (rc == 0)
         return;
@@ -813,6 +816,7 @@ s_on_ack (jobmanager_t *self, emqp_msg_t *msg)
     s_flush_outbox (self);
     s_balance (self);
     s_hold_arm (self);
+    service_ready ("reloaded");
 }
 
 //  Starts a graceful stop: no more READY, running jobs get the grace period.
@@ -822,6 +826,7 @@ s_drain_start (jobmanager_t *self, const char *reason)
     if (self->draining)
         return;
     self->draining = true;
+    service_stopping ();
     workers_stop (self->workers);
     int64_t grace_ms = self->settings->kill_grace_ms;
     self->drain_deadline_ms = clock_mono_ms () + grace_ms;
@@ -964,6 +969,19 @@ s_log_changes (jobmanager_t *self, const jobmanager_settings_t *old,
                       seconds[i].old_ms / 1000.0, seconds[i].fresh_ms / 1000.0);
 }
 
+//  log_format: journald's line format forced on or off, or detected.
+static void
+s_apply_log_format (const jobmanager_settings_t *settings)
+{
+    const char *format = settings->log_format ? settings->log_format : "auto";
+    if (streq (format, "journal"))
+        log_set_journal (true);
+    else if (streq (format, "plain"))
+        log_set_journal (false);
+    else
+        log_set_journal (log_journal_detect (STDOUT_FILENO));
+}
+
 static void
 s_reload (jobmanager_t *self)
 {
@@ -978,8 +996,10 @@ s_reload (jobmanager_t *self)
                    err);
         return;
     }
+    service_reloading ();
     log_info ("jobmanager %s: SIGHUP: configuration reloaded", s_id (self));
     log_set_level (fresh->log_level);
+    s_apply_log_format (fresh);
     bool reconnect, reinform;
     s_log_changes (self, self->settings, fresh, &reconnect, &reinform);
     jobmanager_settings_destroy (&self->settings);
@@ -1183,6 +1203,16 @@ jobmanager_set_reload (jobmanager_t *self, jobmanager_reload_fn *fn, void *arg)
     self->reload_arg = arg;
 }
 
+static int
+s_on_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    service_watchdog_ping ();
+    return 0;
+}
+
 //  Creates the loop with the signal pipe and the tick; 0, or -1 (logged).
 static int
 s_loop_new (jobmanager_t *self)
@@ -1246,6 +1276,7 @@ jobmanager_run (jobmanager_t *self)
     if (s_loop_new (self))
         goto done;
     log_set_level (self->settings->log_level);
+    s_apply_log_format (self->settings);
     workers_replenish (self->workers);
     if (workers_live (self->workers) == 0) {
         log_error ("jobmanager %s: no worker could be started", s_id (self));
@@ -1254,6 +1285,12 @@ jobmanager_run (jobmanager_t *self)
     s_connect (self);
     if (!self->dealer)
         goto done;
+    int64_t watchdog_ms = service_watchdog_ms ();
+    if (watchdog_ms > 0)
+        zloop_timer (self->loop, (size_t) watchdog_ms, 0, s_on_watchdog, self);
+    //  Ready once the workers run and the router is being dialled: systemd
+    //  starts what depends on us now.
+    service_ready ("running");
     rc = s_loop_run (self) == 0 ? 0 : 1;
 
 done:

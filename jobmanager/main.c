@@ -15,6 +15,7 @@
 
 #include <czmq.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,12 @@ enum {
     S_EXIT_INVALID = 5     // settings valid one by one, not together
 };
 
-//  getopt codes of the options that are no setting.
-enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_CONFIG };
+//  getopt codes of the options that are no setting; -C is EventMQ's.
+enum { S_OPT_HELP = 256, S_OPT_VERSION, S_OPT_PRINT, S_OPT_CONFIG = 'C' };
+
+//  EventMQ's short flags (-B, -C, -Q NAME..., -J, -n) and -v. '+': options
+//  end at the first non-option, so that -Q can take the words after it.
+#define S_SHORT_OPTIONS "+:vB:C:Q:J:n:"
 
 typedef struct {
     const char *setting;
@@ -39,6 +44,7 @@ typedef struct {
 
 typedef struct {
     const char *config_path;  // --config, or NULL
+    bool print;               // --print-config
     s_flag_t *flags;          // in command-line order
     size_t flag_count;
 } s_args_t;
@@ -51,12 +57,16 @@ s_usage (FILE *stream)
         "usage: emq-jobmanager [OPTION]...\n"
         "Runs jobs from an emq (or EventMQ) router in forked worker processes.\n"
         "\n"
-        "  --backend-addr ADDR        router backend (default tcp://127.0.0.1:47290)\n"
-        "  --queues JSON              queues and weights (default [[10,\"default\"]])\n"
-        "  --concurrent-jobs N        worker processes (default 4)\n"
+        "  -B, --backend-addr ADDR    router backend (default tcp://127.0.0.1:47290;\n"
+        "                             also --broker-addr)\n"
+        "  -Q, --queues QUEUES...     queues and weights: JSON [[10,\"default\"]]\n"
+        "                             (the default), or words: NAME (weight 10) or\n"
+        "                             WEIGHT,NAME, e.g. -Q 20,heavy default\n"
+        "  -J, --concurrent-jobs N    worker processes (default 4; also --jobs)\n"
         "  --max-job-count N          jobs per worker before it is replaced (default "
         "1024)\n"
-        "  --plugin-dir DIR           where run-job libraries may come from "
+        "  --plugin-dir DIR           where run-job libraries may come from (also\n"
+        "                             --plugin-dirs) "
         "(repeatable)\n"
         "  --exec-allow PATTERN       commands exec jobs may run, e.g. '/usr/bin/*'\n"
         "                             (repeatable; none: exec jobs are refused)\n"
@@ -66,11 +76,14 @@ s_usage (FILE *stream)
         "  --heartbeat-timeout S      seconds of silence that count as a miss (default "
         "5)\n"
         "  --heartbeat-liveness N     misses before reconnecting (default 3)\n"
-        "  --name NAME                prefix of this job manager's identity\n"
+        "  -n, --name NAME            prefix of this job manager's identity\n"
         "  --setup LIB:FN             run once in every new worker\n"
         "  --job-entry LIB:FN         run before every job\n"
         "  --job-exit LIB:FN          run after every job\n"
         "  --max-worker-rss-kb N      replace a worker whose RSS passed N KiB (0: off)\n"
+        "  --default-timeout S        kill a job that names no timeout:N after S "
+        "seconds\n"
+        "                             (also --global-timeout; default 0: never)\n"
         "  --prefetch-hold-ms N       give a prefetched job back to the router after it\n"
         "                             waited N ms for a worker (default 100; 0: never)\n"
         "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
@@ -78,8 +91,10 @@ s_usage (FILE *stream)
         "  --curve-cert FILE          CURVE: this job manager's key pair (NAME_secret)\n"
         "  --log-level LEVEL          error, warning, info or debug (default info)\n"
         "  -v, --verbose              same as --log-level debug\n"
-        "  --config FILE              config file (default $EVENTMQ_CONFIG_FILE, else\n"
+        "  -C, --config FILE          config file (default $EVENTMQ_CONFIG_FILE, else\n"
         "                             /etc/eventmq.conf), section [jobmanager]\n"
+        "  --print-config             print the effective settings, each with where it\n"
+        "                             came from, and exit\n"
         "  --help, --version\n"
         "\n"
         "Signals: TERM/INT stop gracefully, HUP reloads the configuration,\n"
@@ -157,21 +172,26 @@ s_reload (void *arg, char *err, size_t errlen)
 
 static const struct option s_options[] = {
     { "backend-addr", required_argument, NULL, 'B' },
+    { "broker-addr", required_argument, NULL, 'B' },
     { "queues", required_argument, NULL, 'Q' },
-    { "concurrent-jobs", required_argument, NULL, 'C' },
+    { "concurrent-jobs", required_argument, NULL, 'J' },
+    { "jobs", required_argument, NULL, 'J' },
     { "max-job-count", required_argument, NULL, 'M' },
     { "plugin-dir", required_argument, NULL, 'P' },
+    { "plugin-dirs", required_argument, NULL, 'P' },  // the setting's name
     { "exec-allow", required_argument, NULL, 'E' },
     { "kill-grace-period", required_argument, NULL, 'K' },
     { "heartbeat-interval", required_argument, NULL, 'I' },
     { "heartbeat-timeout", required_argument, NULL, 'T' },
     { "heartbeat-liveness", required_argument, NULL, 'L' },
-    { "name", required_argument, NULL, 'N' },
+    { "name", required_argument, NULL, 'n' },
     { "setup", required_argument, NULL, 'S' },
-    { "job-entry", required_argument, NULL, 'J' },
+    { "job-entry", required_argument, NULL, 'e' },
     { "job-exit", required_argument, NULL, 'X' },
     { "max-worker-rss-kb", required_argument, NULL, 'R' },
     { "prefetch-hold-ms", required_argument, NULL, 'H' },
+    { "default-timeout", required_argument, NULL, 'D' },
+    { "global-timeout", required_argument, NULL, 'D' },
     { "curve-server-key", required_argument, NULL, 'k' },
     { "curve-cert", required_argument, NULL, 'c' },
     { "log-level", required_argument, NULL, 'G' },
@@ -179,6 +199,7 @@ static const struct option s_options[] = {
     { "config", required_argument, NULL, S_OPT_CONFIG },
     { "help", no_argument, NULL, S_OPT_HELP },
     { "version", no_argument, NULL, S_OPT_VERSION },
+    { "print-config", no_argument, NULL, S_OPT_PRINT },
     { NULL, 0, NULL, 0 }
 };
 
@@ -187,8 +208,7 @@ static const struct {
     int opt;
     const char *setting;
 } s_flag_settings[] = { { 'B', "backend_addr" },
-                        { 'Q', "queues" },
-                        { 'C', "concurrent_jobs" },
+                        { 'J', "concurrent_jobs" },
                         { 'M', "max_job_count" },
                         { 'P', "plugin_dirs" },
                         { 'E', "exec_allow" },
@@ -196,12 +216,13 @@ static const struct {
                         { 'I', "heartbeat_interval" },
                         { 'T', "heartbeat_timeout" },
                         { 'L', "heartbeat_liveness" },
-                        { 'N', "name" },
+                        { 'n', "name" },
                         { 'S', "setup" },
-                        { 'J', "job_entry" },
+                        { 'e', "job_entry" },
                         { 'X', "job_exit" },
                         { 'R', "max_worker_rss_kb" },
                         { 'H', "prefetch_hold_ms" },
+                        { 'D', "default_timeout" },
                         { 'G', "log_level" },
                         { 'k', "curve_server_key" },
                         { 'c', "curve_cert" } };
@@ -213,6 +234,30 @@ s_add_flag (s_args_t *args, const char *setting, const char *value)
     args->flags[args->flag_count].setting = setting;
     args->flags[args->flag_count].value = strdup (value);
     args->flag_count++;
+}
+
+//  -Q/--queues takes every word up to the next option, as EventMQ's does
+//  (-Q heavy default): they are joined with spaces for the queues setting.
+static int
+s_add_queues (s_args_t *args, int argc, char *argv[])
+{
+    size_t size = strlen (optarg) + 1;
+    int last = optind;
+    while (last < argc && argv[last][0] != '-')
+        size += strlen (argv[last++]) + 1;
+    char *joined = malloc (size);
+    if (!joined) {
+        fprintf (stderr, "emq-jobmanager: out of memory\n");
+        return -1;
+    }
+    strcpy (joined, optarg);
+    for (; optind < last; optind++) {
+        strcat (joined, " ");
+        strcat (joined, argv[optind]);
+    }
+    s_add_flag (args, "queues", joined);
+    free (joined);
+    return 0;
 }
 
 static void
@@ -237,11 +282,14 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
     bool verbose = false;
     int opt;
     opterr = 0;
-    while ((opt = getopt_long (argc, argv, ":v", s_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, S_SHORT_OPTIONS, s_options, NULL)) != -1) {
         switch (opt) {
             case S_OPT_HELP:
                 s_usage (stdout);
                 return S_EXIT_OK;
+            case S_OPT_PRINT:
+                args->print = true;
+                break;
             case S_OPT_VERSION:
                 program_print_version ("emq-jobmanager", NULL);
                 return S_EXIT_OK;
@@ -250,6 +298,10 @@ s_parse_args (int argc, char *argv[], s_args_t *args)
                 break;
             case 'v':
                 verbose = true;
+                break;
+            case 'Q':
+                if (s_add_queues (args, argc, argv))
+                    return S_EXIT_RUNTIME;
                 break;
             case ':':
                 fprintf (stderr,
@@ -282,8 +334,10 @@ main (int argc, char *argv[], char *envp[])
 {
     //  libbsd's setproctitle needs argv before anyone else looks at it.
     worker_title_init (argc, argv, envp);
-    //  Signals are ours (jobmanager_run), not czmq's.
+    //  Signals are ours (jobmanager_run), not czmq's. Until the loop
+    //  catches SIGHUP, one must not stop us (it would be a reload).
     zsys_handler_set (NULL);
+    signal (SIGHUP, SIG_IGN);
 
     s_args_t args = { 0 };
     int code = s_parse_args (argc, argv, &args);
@@ -292,6 +346,18 @@ main (int argc, char *argv[], char *envp[])
         return code;
     }
     char err[1024];
+    if (args.print) {
+        config_t *config = s_build_config (&args, err, sizeof err, &code);
+        if (config) {
+            config_print (config, stdout);
+            code = S_EXIT_OK;
+        }
+        else
+            fprintf (stderr, "emq-jobmanager: %s\n", err);
+        config_destroy (&config);
+        s_args_free (&args);
+        return code;
+    }
     jobmanager_settings_t *settings = s_build_settings (&args, err, sizeof err, &code);
     if (!settings) {
         fprintf (stderr, "emq-jobmanager: %s\n", err);

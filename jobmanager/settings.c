@@ -92,6 +92,7 @@ s_copy_strings (jobmanager_settings_t *self, config_t *config)
                     { &self->queues, "queues" },
                     { &self->name, "name" },
                     { &self->log_level_name, "log_level" },
+                    { &self->log_format, "log_format" },
                     { &self->curve_server_key, "curve_server_key" },
                     { &self->curve_cert, "curve_cert" } };
     for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
@@ -141,6 +142,7 @@ jobmanager_settings_new (config_t *config, char *err, size_t errlen)
     self->heartbeat_liveness = config_int (config, "heartbeat_liveness");
     self->kill_grace_ms = s_seconds_ms (config_double (config, "kill_grace_period"));
     self->prefetch_hold_ms = config_int (config, "prefetch_hold_ms");
+    self->default_timeout_s = (uint32_t) config_int (config, "default_timeout");
     self->payload_max = (size_t) config_int (config, "max_message_size");
     return self;
 fail:
@@ -162,6 +164,7 @@ jobmanager_settings_destroy (jobmanager_settings_t **self_p)
     free (self->queues);
     free (self->name);
     free (self->log_level_name);
+    free (self->log_format);
     free (self->curve_server_key);
     free (self->curve_cert);
     worker_config_destroy (&self->worker);
@@ -267,6 +270,8 @@ jobmanager_settings_test (bool verbose)
                             "0",
                             "max_worker_rss_kb",
                             "1000",
+                            "global_timeout",
+                            "30",
                             NULL };
     settings = s_test_settings (pairs, err, sizeof err);
     REQUIRE (settings);
@@ -282,6 +287,7 @@ jobmanager_settings_test (bool verbose)
     CHECK_EQ (settings->heartbeat_liveness, 4);
     CHECK_EQ (settings->kill_grace_ms, 250);
     CHECK_EQ (settings->prefetch_hold_ms, 0);
+    CHECK_EQ (settings->default_timeout_s, 30);
     CHECK_EQ (settings->payload_max, 1024);
     CHECK_EQ (settings->log_level, LOG_LEVEL_DEBUG);
     CHECK (settings->worker->plugin_dir_count == 2

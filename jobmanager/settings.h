@@ -29,9 +29,11 @@ typedef struct {
     int64_t heartbeat_liveness;     // misses before reconnecting
     int64_t kill_grace_ms;          // jobs get this long to finish when stopping
     int64_t prefetch_hold_ms;       // a held job goes back after this; 0 = never
+    uint32_t default_timeout_s;     // for jobs without timeout:N; 0 = none
     size_t payload_max;             // largest payload frame accepted
     log_level_t log_level;
     char *log_level_name;     // as configured, for logs
+    char *log_format;         // auto, plain or journal (log lines)
     char *curve_server_key;   // CURVE: router's key; "" = plain
     char *curve_cert;         // CURVE: our key pair file; "" = fresh
     worker_config_t *worker;  // what new workers get (owned; the job

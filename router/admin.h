@@ -7,6 +7,9 @@
 
 #include "peers.h"
 #include "queues.h"
+#include "store.h"
+
+#include <jansson.h>
 
 typedef struct {
     const char *kind;   // "sqlite" or "memory"
@@ -31,6 +34,16 @@ char *admin_status_json (queues_t *queues, peers_t *job_managers,
                          const admin_storage_t *storage, const admin_traffic_t *traffic);
 char *admin_workers_json (peers_t *job_managers, int64_t now_mono_ms);
 char *admin_schedulers_json (peers_t *schedulers, int64_t now_mono_ms);
+
+//  Job and queue admin (ADMIN): JSON objects for one job, new references
+//  the caller owns. A live job (held by the router; running_on its job
+//  manager's id or NULL); full adds headers, payload and history.
+json_t *admin_job_json (const job_t *job, const char *running_on, bool full);
+//  A stored row (ended, dead, or a live job's committed row).
+json_t *admin_row_json (const store_row_t *row, bool full);
+//  The name ADMIN "jobs" uses for a live job's state: waiting, scheduled,
+//  retrying (scheduled after a failed attempt), running, pending, ended.
+const char *admin_job_state (const job_t *job);
 
 void admin_test (bool verbose);
 

@@ -14,6 +14,9 @@ dispatch_prefetch_allowance (const peer_t *peer, uint32_t prefetch_max)
 bool
 dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max)
 {
+    //  A quiet job manager finishes what it has and takes nothing new.
+    if (peer->quiet)
+        return false;
     if (peer->slots > 0)
         return true;
     if (!with_prefetch || !peer->done_frees
@@ -33,7 +36,7 @@ peer_t *
 dispatch_pick (queue_t *queue, uint32_t prefetch_max)
 {
     job_t *head = queue_head (queue);
-    if (!head)
+    if (!head || queue->paused)
         return NULL;
     int passes = prefetch_max && !job_flag (head, JOB_RETURNED) ? 2 : 1;
     for (int pass = 0; pass < passes; pass++) {
@@ -66,7 +69,7 @@ dispatch_next_queue (const peer_t *peer, uint32_t prefetch_max, size_t *cursor)
             return NULL;
         queue_t *queue = peer->queues[*cursor].queue;
         job_t *head = queue_head (queue);
-        if (head
+        if (head && !queue->paused
             && dispatch_has_room (peer, !job_flag (head, JOB_RETURNED), prefetch_max))
             return queue;
     }

@@ -1,8 +1,10 @@
 /*  emq-router — command line: settings, then run the router object. */
 #include "config.h"
+#include "curve.h"
 #include "emqp.h"
 #include "log.h"
 #include "program.h"
+#include "service.h"
 #include "router.h"
 #include "store.h"
 
@@ -21,11 +23,12 @@ s_usage (FILE *out)
         "\n"
         "  --frontend ADDR            clients and schedulers (default "
         "tcp://127.0.0.1:47291;\n"
-        "                             also --frontend-listen-addr)\n"
+        "                             also --frontend-listen-addr, --frontend-addr)\n"
         "  --backend ADDR             job managers (default tcp://127.0.0.1:47290;\n"
-        "                             also --backend-listen-addr)\n"
+        "                             also --backend-listen-addr, --backend-addr)\n"
         "  --admin ADDR               admin commands (default tcp://127.0.0.1:47293;\n"
-        "                             also --administrative-listen-addr)\n"
+        "                             also --administrative-listen-addr,\n"
+        "                             --administrative-addr)\n"
         "  --queue-hwm N              waiting jobs per queue before QUEUE_FULL (100000)\n"
         "  --heartbeat-interval S     seconds between heartbeats (3)\n"
         "  --heartbeat-timeout S      silence counted as one missed heartbeat (5)\n"
@@ -51,12 +54,15 @@ s_usage (FILE *out)
         "                             (checking every 2 s) and start when it is free\n"
         "  --takeover                 ask the router holding it to stop, wait until it\n"
         "                             has exited, then start\n"
-        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "  -C, --config FILE          configuration file (default $EVENTMQ_CONFIG_FILE\n"
         "                             or /etc/eventmq.conf)\n"
         "  --log-level LEVEL          error, warning, info (default) or debug\n"
         "  -v, --verbose              same as --log-level debug\n"
         "  --print-config             print the effective settings and exit\n"
         "  -h, --help                 this help;  --version  the version\n"
+        "\n"
+        "Signals: TERM/INT stop (jobs kept), HUP reloads the configuration file\n"
+        "(log level, HWM, heartbeats, retention, backoff, prefetch, CURVE clients).\n"
         "\n"
         "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
         "4 could not bind a socket or open the store, 5 data directory in use.\n");
@@ -92,6 +98,9 @@ static const struct option s_options[] = {
     { "frontend-listen-addr", required_argument, NULL, O_FRONTEND },
     { "backend-listen-addr", required_argument, NULL, O_BACKEND },
     { "administrative-listen-addr", required_argument, NULL, O_ADMIN },
+    { "frontend-addr", required_argument, NULL, O_FRONTEND },
+    { "backend-addr", required_argument, NULL, O_BACKEND },
+    { "administrative-addr", required_argument, NULL, O_ADMIN },
     { "queue-hwm", required_argument, NULL, O_HWM },
     { "heartbeat-interval", required_argument, NULL, O_HB_INTERVAL },
     { "heartbeat-timeout", required_argument, NULL, O_HB_TIMEOUT },
@@ -177,6 +186,32 @@ s_settings (config_t *config, router_settings_t *settings)
         settings->heartbeat_interval_ms = 1;
 }
 
+//  What SIGHUP applies without a restart (router_apply); program_reload
+//  names every other changed setting as needing one.
+static const char *const s_reloadable[] = { "log_level",
+                                            "log_format",
+                                            "queue_hwm",
+                                            "heartbeat_interval",
+                                            "heartbeat_timeout",
+                                            "heartbeat_liveness",
+                                            "result_ttl",
+                                            "dead_ttl",
+                                            "retry_backoff",
+                                            "retry_backoff_max",
+                                            "prefetch",
+                                            "curve_clients_dir",
+                                            NULL };
+
+static int
+s_reload (void *arg, router_settings_t *fresh, char *err, size_t errlen)
+{
+    program_t *program = arg;
+    if (program_reload (program, s_reloadable, err, errlen) < 0)
+        return -1;
+    s_settings (program->config, fresh);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -184,6 +219,9 @@ main (int argc, char *argv[])
     //  otherwise get its own, which keeps a burst's worth of freed message
     //  buffers resident (RSS after a backlog; docs/performance.md).
     mallopt (M_ARENA_MAX, 1);
+    //  From the start: a SIGHUP before the loop runs is a reload then, not
+    //  the default action (exit).
+    service_hup_install ();
     program_t program = { .name = "emq-router",
                           .section = "router",
                           .usage = s_usage,
@@ -209,6 +247,12 @@ main (int argc, char *argv[])
     //  A file size limit must show as a write error (refused jobs), not kill
     //  the router.
     signal (SIGXFSZ, SIG_IGN);
+    //  An EventMQ config binds every interface (tcp://0.0.0.0:...): honoured,
+    //  but said plainly when nothing keeps strangers out.
+    bool encrypted = *settings.curve_secret_cert != 0;
+    curve_warn_exposed ("router", "frontend", settings.frontend, encrypted);
+    curve_warn_exposed ("router", "backend", settings.backend, encrypted);
+    curve_warn_exposed ("router", "admin", settings.admin, encrypted);
     //  czmq handles SIGINT/SIGTERM: zloop returns and we say KBYE to peers.
     char err[512];
     router_t *router = router_new (&settings, err, sizeof err);
@@ -217,6 +261,7 @@ main (int argc, char *argv[])
         return program_end (&program,
                             program_error (program.name, PROGRAM_EXIT_START, "%s", err));
     }
+    router_set_reload (router, s_reload, &program);
     int rc = router_run (router);
     router_destroy (&router);
     //  The lock goes last: a router taking over starts only once we are done.

@@ -38,6 +38,7 @@ struct peer_t {
     peer_queue_t *queues;  // by weight, highest first
     size_t queue_count;
     char *queues_json;      // as announced, for listings
+    bool quiet;             // gets no new jobs (ADMIN jobmanager_quiet)
     uint32_t slots;         // free slots announced by READY
     uint32_t prefetched;    // jobs sent beyond its free slots (prefetch)
     zhashx_t *inflight;     // msgid -> job_t, borrowed

@@ -337,6 +337,12 @@ queues_hwm (queues_t *self)
     return self->hwm;
 }
 
+void
+queues_set_hwm (queues_t *self, size_t hwm)
+{
+    self->hwm = hwm;
+}
+
 //  --------------------------------------------------------------------------
 //  Jobs
 

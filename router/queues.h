@@ -35,6 +35,7 @@ struct queue_t {
                           // kept by job_fire
     int64_t latency_ms;   // wait of the latest dispatched job
     int64_t max_latency_ms;
+    bool paused;  // takes jobs, dispatches none (ADMIN queue_pause)
 };
 
 typedef struct {
@@ -61,6 +62,8 @@ queue_t *queues_lookup (queues_t *self, const char *name);
 queue_t *queues_first (queues_t *self);
 queue_t *queues_next (queues_t *self);
 size_t queues_hwm (queues_t *self);
+//  Changes the limit (SIGHUP); queues already past it keep their jobs.
+void queues_set_hwm (queues_t *self, size_t hwm);
 
 //  Jobs. job_lookup returns a borrowed record or NULL.
 job_t *queues_job_lookup (queues_t *self, const char *msgid);

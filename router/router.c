@@ -33,6 +33,7 @@
 #include "queuespec.h"
 #include "peers.h"
 #include "curve.h"
+#include "service.h"
 #include "queues.h"
 #include "store.h"
 
@@ -94,7 +95,10 @@ struct router_t {
     s_socket_ctx_t readers[3];   // context of each socket's reader
     zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
-    size_t jobs_at_trim;  // job count at the last malloc_trim
+    size_t jobs_at_trim;       // job count at the last malloc_trim
+    router_reload_fn *reload;  // SIGHUP's settings, or NULL
+    void *reload_arg;
+    int heartbeat_timer;  // zloop timer id, re-armed when the interval changes
 };
 
 //  Every change of a job's state goes through here (job.c holds the
@@ -1352,6 +1356,320 @@ s_admin_dead (router_t *self, emqp_msg_t *msg)
     json_decref (reply);
 }
 
+//  --------------------------------------------------------------------------
+//  Job and queue admin (ADMIN, an emq extension; docs/protocol.md)
+
+//  The default and the largest page of ADMIN "jobs".
+#define S_PAGE_DEFAULT 100
+#define S_PAGE_MAX 1000
+//  Dead rows scanned for one filtered page at most: the scan runs on the
+//  loop.
+#define S_DEAD_SCAN_MAX 100000
+
+static void
+s_admin_refuse (router_t *self, emqp_msg_t *msg, const char *code, const char *text)
+{
+    char id[600];
+    log_warning ("admin %s: ADMIN refused: %s: %s",
+                 peers_id_of (msg->identity, id, sizeof id), code, text);
+    s_send_error (self, self->admin, msg->identity, msg->msgid, code, text);
+}
+
+//  The page being filled: matching jobs are counted (total), those in
+//  [offset, offset + limit) are added.
+typedef struct {
+    const char *queue;  // filter, or NULL
+    size_t offset, limit, total;
+    json_t *jobs;
+} s_page_t;
+
+static bool
+s_page_wants (s_page_t *page)
+{
+    return page->total++ >= page->offset && json_array_size (page->jobs) < page->limit;
+}
+
+static void
+s_page_job (s_page_t *page, const job_t *job, const char *running_on)
+{
+    if (page->queue && !streq (job->queue->name, page->queue))
+        return;
+    if (s_page_wants (page))
+        json_array_append_new (page->jobs, admin_job_json (job, running_on, false));
+}
+
+static int
+s_page_row (const store_row_t *row, void *arg)
+{
+    s_page_t *page = (s_page_t *) arg;
+    if (page->queue && !streq (row->queue, page->queue))
+        return 0;
+    if (s_page_wants (page))
+        json_array_append_new (page->jobs, admin_row_json (row, false));
+    return 0;
+}
+
+static void
+s_admin_jobs (router_t *self, emqp_msg_t *msg, json_t *request)
+{
+    const char *state = json_string_value (json_object_get (request, "state"));
+    json_t *limit_json = json_object_get (request, "limit");
+    json_t *offset_json = json_object_get (request, "offset");
+    json_int_t limit = json_is_integer (limit_json) ? json_integer_value (limit_json) : 0;
+    json_int_t offset =
+        json_is_integer (offset_json) ? json_integer_value (offset_json) : 0;
+    if (!state)
+        state = "waiting";
+    if ((limit_json && !json_is_integer (limit_json)) || limit < 0 || limit > S_PAGE_MAX
+        || (offset_json && !json_is_integer (offset_json)) || offset < 0) {
+        s_admin_refuse (self, msg, "BAD_REQUEST",
+                        "offset must be an integer >= 0, limit one in 0..1000");
+        return;
+    }
+    s_page_t page = { .queue = json_string_value (json_object_get (request, "queue")),
+                      .offset = (size_t) offset,
+                      .limit = limit ? (size_t) limit : S_PAGE_DEFAULT,
+                      .jobs = json_array () };
+    if (streq (state, "waiting")) {
+        for (queue_t *queue = queues_first (self->queues); queue;
+             queue = queues_next (self->queues)) {
+            if (page.queue && !streq (queue->name, page.queue))
+                continue;
+            job_t *job;
+            TAILQ_FOREACH (job, &queue->waiting, link)
+            s_page_job (&page, job, NULL);
+        }
+    }
+    else if (streq (state, "scheduled") || streq (state, "retrying")) {
+        //  In run_at order; "retrying" only those backing off after a
+        //  failed attempt.
+        bool retrying = streq (state, "retrying");
+        for (job_t *job = (job_t *) zlistx_first (self->scheduled); job;
+             job = (job_t *) zlistx_next (self->scheduled))
+            if (!retrying || job->attempt > 0)
+                s_page_job (&page, job, NULL);
+    }
+    else if (streq (state, "running")) {
+        zlistx_t *list = peers_list (self->job_managers);
+        for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+             peer = (peer_t *) zlistx_next (list))
+            for (job_t *job = (job_t *) zhashx_first (peer->inflight); job;
+                 job = (job_t *) zhashx_next (peer->inflight))
+                s_page_job (&page, job, peer->id);
+        zlistx_destroy (&list);
+    }
+    else if (streq (state, "dead")) {
+        if (store_list_dead (self->store, S_DEAD_SCAN_MAX, s_page_row, &page) < 0) {
+            json_decref (page.jobs);
+            s_admin_refuse (self, msg, "STORAGE", store_error (self->store));
+            return;
+        }
+    }
+    else {
+        json_decref (page.jobs);
+        s_admin_refuse (self, msg, "BAD_REQUEST",
+                        "state must be waiting, scheduled, retrying, running or dead");
+        return;
+    }
+    json_t *reply =
+        json_pack ("{s:o, s:I, s:I, s:I, s:s, s:s?}", "jobs", page.jobs, "total",
+                   (json_int_t) page.total, "offset", (json_int_t) page.offset, "limit",
+                   (json_int_t) page.limit, "state", state, "queue", page.queue);
+    s_admin_reply (self, msg, reply ? json_dumps (reply, JSON_COMPACT) : NULL);
+    json_decref (reply);
+}
+
+static int
+s_row_full (const store_row_t *row, void *arg)
+{
+    *(json_t **) arg = admin_row_json (row, true);
+    return 0;
+}
+
+//  One job: what the router holds live, over what the store has of it.
+static void
+s_admin_job (router_t *self, emqp_msg_t *msg, json_t *request)
+{
+    const char *msgid = json_string_value (json_object_get (request, "msgid"));
+    if (!msgid || !*msgid || strlen (msgid) > EMQP_MSGID_MAX) {
+        s_admin_refuse (self, msg, "BAD_REQUEST", "msgid must be a job's msgid");
+        return;
+    }
+    json_t *row = NULL;
+    if (store_fetch (self->store, msgid, s_row_full, &row) < 0) {
+        s_admin_refuse (self, msg, "STORAGE", store_error (self->store));
+        return;
+    }
+    job_t *job = queues_job_lookup (self->queues, msgid);
+    if (!job && !row) {
+        s_send_error (self, self->admin, msg->identity, msg->msgid, "NOT_FOUND",
+                      "no such job (never submitted, or expired)");
+        return;
+    }
+    json_t *out = row ? row : json_object ();
+    if (job && job->state != JOB_ENDED) {
+        //  The live state wins over the committed row.
+        json_t *live = admin_job_json (
+            job, job->state == JOB_RUNNING && job->peer ? job->peer->id : NULL, true);
+        json_object_update (out, live);
+        json_decref (live);
+        if (!json_object_get (out, "history"))
+            json_object_set_new (out, "history", json_array ());
+    }
+    json_t *reply = json_pack ("{s:o}", "job", out);
+    s_admin_reply (self, msg, reply ? json_dumps (reply, JSON_COMPACT) : NULL);
+    json_decref (reply);
+}
+
+//  Paused queues are kept as meta rows "paused:<name>" = 1 (0 once
+//  resumed), read back at start (s_load_paused).
+static void
+s_paused_key (const char *queue, char *key, size_t size)
+{
+    snprintf (key, size, "paused:%s", queue);
+}
+
+static void
+s_load_paused_one (const char *key, int64_t value, void *arg)
+{
+    router_t *self = (router_t *) arg;
+    if (value != 1)
+        return;
+    queue_t *queue = queues_require (self->queues, key + strlen ("paused:"));
+    if (queue) {
+        queue->paused = true;
+        log_info ("queue %s: paused (kept from before the restart)", queue->name);
+    }
+}
+
+static void
+s_load_paused (router_t *self)
+{
+    if (store_meta_list (self->store, "paused:", s_load_paused_one, self))
+        log_warning ("store: paused queues not read: %s", store_error (self->store));
+}
+
+static void
+s_admin_queue (router_t *self, emqp_msg_t *msg, json_t *request, const char *action)
+{
+    const char *name = json_string_value (json_object_get (request, "queue"));
+    if (!name || !*name || strlen (name) > EMQP_QUEUE_MAX) {
+        s_admin_refuse (self, msg, "BAD_REQUEST", "queue must be a queue name");
+        return;
+    }
+    json_t *reply = NULL;
+    if (streq (action, "purge")) {
+        queue_t *queue = queues_lookup (self->queues, name);
+        json_int_t purged = 0;
+        job_t *job;
+        while (queue && (job = queue_head (queue))) {
+            queue_unlink (queue, job);
+            s_job_end (self, job, STORE_CANCELLED, EMQP_STATUS_CANCELLED, NULL, NULL);
+            purged++;
+        }
+        log_info ("queue %s: purged, %" PRId64 " waiting job(s) cancelled", name,
+                  (int64_t) purged);
+        reply = json_pack ("{s:s, s:I}", "queue", name, "purged", purged);
+    }
+    else {
+        //  Pausing a queue nobody has used yet is fine: it is made now, and
+        //  its first jobs wait.
+        bool pause = streq (action, "pause");
+        queue_t *queue = pause ? queues_require (self->queues, name)
+                               : queues_lookup (self->queues, name);
+        if (!queue && pause) {
+            s_admin_refuse (self, msg, "BUSY", "too many queues");
+            return;
+        }
+        char key[EMQP_QUEUE_MAX + 16];
+        s_paused_key (name, key, sizeof key);
+        if (queue && queue->paused != pause) {
+            queue->paused = pause;
+            if (store_meta_set (self->store, key, pause ? 1 : 0))
+                log_warning ("store: queue %s: %s not kept: %s", name, action,
+                             store_error (self->store));
+            log_info ("queue %s: %s", name, pause ? "paused" : "resumed");
+            if (!pause)
+                self->redispatch = true;
+        }
+        reply = json_pack ("{s:s, s:b}", "queue", name, "paused", queue && queue->paused);
+    }
+    s_admin_reply (self, msg, reply ? json_dumps (reply, JSON_COMPACT) : NULL);
+    json_decref (reply);
+}
+
+//  A job manager by its identity, or by its name (the identity is
+//  "<name>-..."): every one that matches.
+static void
+s_admin_jobmanager (router_t *self, emqp_msg_t *msg, json_t *request, bool quiet)
+{
+    const char *name = json_string_value (json_object_get (request, "jobmanager"));
+    if (!name || !*name || strlen (name) > 255) {
+        s_admin_refuse (self, msg, "BAD_REQUEST",
+                        "jobmanager must be a job manager's name or identity");
+        return;
+    }
+    size_t len = strlen (name);
+    json_t *matched = json_array ();
+    zlistx_t *list = peers_list (self->job_managers);
+    for (peer_t *peer = list ? (peer_t *) zlistx_first (list) : NULL; peer;
+         peer = (peer_t *) zlistx_next (list)) {
+        if (!streq (peer->id, name)
+            && !(strncmp (peer->id, name, len) == 0 && peer->id[len] == '-'))
+            continue;
+        if (peer->quiet != quiet)
+            log_info ("jobmanager %s: %s", peer->id,
+                      quiet ? "quiet: no new jobs, running ones finish"
+                            : "resumed: gets jobs again");
+        peer->quiet = quiet;
+        json_array_append_new (matched, json_string (peer->id));
+    }
+    zlistx_destroy (&list);
+    if (json_array_size (matched) == 0) {
+        json_decref (matched);
+        s_send_error (self, self->admin, msg->identity, msg->msgid, "NOT_FOUND",
+                      "no such job manager connected");
+        return;
+    }
+    if (!quiet)
+        self->redispatch = true;
+    json_t *reply = json_pack ("{s:o, s:b}", "jobmanagers", matched, "quiet", quiet);
+    s_admin_reply (self, msg, reply ? json_dumps (reply, JSON_COMPACT) : NULL);
+    json_decref (reply);
+}
+
+static void
+s_admin_request (router_t *self, emqp_msg_t *msg)
+{
+    json_error_t error;
+    json_t *request = json_loads (msg->stats ? msg->stats : "", 0, &error);
+    const char *command = json_string_value (json_object_get (request, "command"));
+    if (!json_is_object (request) || !command)
+        s_admin_refuse (self, msg, "BAD_REQUEST",
+                        "the request must be a JSON object with a \"command\" string");
+    else if (streq (command, "jobs"))
+        s_admin_jobs (self, msg, request);
+    else if (streq (command, "job"))
+        s_admin_job (self, msg, request);
+    else if (streq (command, "queue_pause"))
+        s_admin_queue (self, msg, request, "pause");
+    else if (streq (command, "queue_resume"))
+        s_admin_queue (self, msg, request, "resume");
+    else if (streq (command, "queue_purge"))
+        s_admin_queue (self, msg, request, "purge");
+    else if (streq (command, "jobmanager_quiet"))
+        s_admin_jobmanager (self, msg, request, true);
+    else if (streq (command, "jobmanager_resume"))
+        s_admin_jobmanager (self, msg, request, false);
+    else
+        s_admin_refuse (self, msg, "BAD_REQUEST",
+                        "unknown command (jobs, job, queue_pause, queue_resume, "
+                        "queue_purge, jobmanager_quiet, jobmanager_resume)");
+    json_decref (request);
+    //  Purged jobs end, resumed queues and job managers dispatch.
+    s_flush (self);
+}
+
 //  An admin read waiting for the batch that holds the writes before it.
 typedef struct {
     uint64_t barrier;  // store_barrier when it came
@@ -1398,7 +1716,10 @@ s_unpark (router_t *self)
         emqp_msg_t *msg = parked->msg;
         parked->msg = NULL;
         zlistx_delete (self->parked, zlistx_cursor (self->parked));
-        s_admin_dead (self, msg);
+        if (msg->command == EMQP_ADMIN)
+            s_admin_request (self, msg);
+        else
+            s_admin_dead (self, msg);
         emqp_msg_destroy (&msg);
     }
 }
@@ -1463,6 +1784,12 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
             //  end written before them (a job that died just now is listed).
             if (!s_park (self, &msg))
                 s_admin_dead (self, msg);
+            break;
+        case EMQP_ADMIN:
+            //  Reads the store too (a job's row, dead jobs): after what was
+            //  written before it.
+            if (!s_park (self, &msg))
+                s_admin_request (self, msg);
             break;
         case EMQP_HELLO:
         case EMQP_HEARTBEAT:
@@ -1805,6 +2132,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
+static void s_reload (router_t *self);
+
 //  Scheduled jobs whose time came join their queues.
 static int
 s_on_schedule (zloop_t *loop, int timer_id, void *arg)
@@ -1812,6 +2141,9 @@ s_on_schedule (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    //  A SIGHUP that came while a handler ran did not interrupt poll().
+    if (service_hup_take ())
+        s_reload (self);
     double now = clock_wall_s ();
     job_t *job;
     while ((job = (job_t *) zlistx_first (self->scheduled)) && job->more->run_at <= now) {
@@ -1963,6 +2295,9 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->settings.admin = NULL;
     //  Copies: the caller's strings need not outlive us.
     self->settings.db_path = strdup (settings->db_path ? settings->db_path : ":memory:");
+    self->settings.curve_secret_cert = NULL;  // read once, below
+    self->settings.curve_clients_dir =
+        strdup (settings->curve_clients_dir ? settings->curve_clients_dir : "");
     self->limits.payload_max = settings->payload_max;
     //  Epochs start at the wall clock in microseconds so that a restarted
     //  router never reuses a fencing token of its previous life.
@@ -1997,6 +2332,7 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         snprintf (err, errlen, "cannot load jobs: %s", store_error (self->store));
         goto fail;
     }
+    s_load_paused (self);
     int64_t fence = 0;
     if (store_meta_get (self->store, "fence", &fence) == 0 && fence > 0)
         self->fence = (uint64_t) fence;
@@ -2041,8 +2377,8 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zloop_reader (self->loop, self->admin, s_on_socket, &self->readers[2]);
     if (store_sock (self->store))
         zloop_reader (self->loop, store_sock (self->store), s_on_store, self);
-    zloop_timer (self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat,
-                 self);
+    self->heartbeat_timer = zloop_timer (
+        self->loop, (size_t) settings->heartbeat_interval_ms, 0, s_on_heartbeat, self);
     zloop_timer (self->loop, 50, 0, s_on_schedule, self);
     zloop_timer (self->loop, 1000, 0, s_on_second, self);
     log_info ("router: listening frontend=%s backend=%s admin=%s storage=%s",
@@ -2097,15 +2433,125 @@ router_destroy (router_t **self_p)
     queues_destroy (&self->queues);
     store_close (&self->store);
     free ((char *) self->settings.db_path);
+    free ((char *) self->settings.curve_clients_dir);
     free (self);
     *self_p = NULL;
+}
+
+void
+router_set_reload (router_t *self, router_reload_fn *fn, void *arg)
+{
+    assert (self);
+    self->reload = fn;
+    self->reload_arg = arg;
+}
+
+void
+router_apply (router_t *self, const router_settings_t *fresh)
+{
+    assert (self && fresh);
+    router_settings_t *now = &self->settings;
+    if (fresh->queue_hwm != now->queue_hwm) {
+        now->queue_hwm = fresh->queue_hwm;
+        queues_set_hwm (self->queues, fresh->queue_hwm);
+    }
+    if (fresh->heartbeat_interval_ms != now->heartbeat_interval_ms) {
+        now->heartbeat_interval_ms = fresh->heartbeat_interval_ms;
+        zloop_timer_end (self->loop, self->heartbeat_timer);
+        self->heartbeat_timer = zloop_timer (
+            self->loop, (size_t) now->heartbeat_interval_ms, 0, s_on_heartbeat, self);
+    }
+    now->heartbeat_timeout_ms = fresh->heartbeat_timeout_ms;
+    now->heartbeat_liveness = fresh->heartbeat_liveness;
+    now->result_ttl_s = fresh->result_ttl_s;
+    now->dead_ttl_s = fresh->dead_ttl_s;
+    now->retry_backoff_s = fresh->retry_backoff_s;
+    now->retry_backoff_max_s = fresh->retry_backoff_max_s;
+    if (fresh->prefetch != now->prefetch) {
+        now->prefetch = fresh->prefetch;
+        self->redispatch = true;  // more room may take more jobs now
+    }
+    const char *dir = fresh->curve_clients_dir ? fresh->curve_clients_dir : "";
+    if (!self->curve) {
+        if (*dir)
+            log_warning ("router: SIGHUP: curve_clients_dir needs CURVE on "
+                         "(curve_secret_cert, a restart)");
+        return;
+    }
+    //  Read again even when unchanged: SIGHUP is how an operator says the
+    //  keys in it changed.
+    char err[512];
+    if (curve_server_set_clients (self->curve, dir, err, sizeof err)) {
+        log_error ("router: SIGHUP: CURVE clients not reloaded: %s", err);
+        return;
+    }
+    self->limits.meta_property = *dir ? CURVE_ROLES_PROPERTY : NULL;
+    free ((char *) now->curve_clients_dir);
+    now->curve_clients_dir = strdup (dir);
+    log_info ("router: SIGHUP: CURVE clients admitted: %s", *dir ? dir : "any key");
+}
+
+//  SIGHUP: the settings again, from the configuration.
+static void
+s_reload (router_t *self)
+{
+    if (!self->reload) {
+        log_warning ("router: SIGHUP: reloading is not available");
+        return;
+    }
+    service_reloading ();
+    router_settings_t fresh;
+    char err[512];
+    if (self->reload (self->reload_arg, &fresh, err, sizeof err))
+        log_error ("router: SIGHUP: configuration not reloaded: %s", err);
+    else {
+        router_apply (self, &fresh);
+        log_info ("router: SIGHUP: configuration reloaded");
+    }
+    s_flush (self);
+    service_ready ("reloaded");
+}
+
+static int
+s_on_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    service_watchdog_ping ();
+    return 0;
 }
 
 int
 router_run (router_t *self)
 {
     assert (self);
-    zloop_start (self->loop);
+    service_hup_install ();
+    int64_t watchdog_ms = service_watchdog_ms ();
+    int watchdog_timer = -1;
+    if (watchdog_ms > 0)
+        watchdog_timer =
+            zloop_timer (self->loop, (size_t) watchdog_ms, 0, s_on_watchdog, self);
+    service_ready ("serving");
+    //  zloop_start returns 0 when a signal interrupts poll(): SIGHUP's
+    //  reload happens here, on the loop's own stack, and the loop goes on.
+    //  -1 is a handler's stop (admin DISCONNECT); zsys_interrupted is
+    //  SIGINT/SIGTERM.
+    while (true) {
+        errno = 0;
+        int rc = zloop_start (self->loop);
+        if (rc == -1 || zsys_interrupted)
+            break;
+        if (service_hup_take ())
+            s_reload (self);
+        else if (errno != EINTR) {
+            log_error ("router: event loop failed: %s", zmq_strerror (errno));
+            break;
+        }
+    }
+    service_stopping ();
+    if (watchdog_timer != -1)
+        zloop_timer_end (self->loop, watchdog_timer);
     //  What is written goes to disk before we stop, the dispatches held
     //  back included (running jobs keep their epoch across the restart).
     store_write_dispatches (self->store);

@@ -40,8 +40,23 @@ typedef struct router_t router_t;
 router_t *router_new (const router_settings_t *settings, char *err, size_t errlen);
 void router_destroy (router_t **self_p);
 
+//  Builds fresh settings on SIGHUP (re-reading the configuration): fills
+//  *fresh (strings borrowed until the next call) and returns 0, or -1 with
+//  the reason in err. arg is borrowed.
+typedef int (router_reload_fn) (void *arg, router_settings_t *fresh, char *err,
+                                size_t errlen);
+//  Sets how SIGHUP rebuilds the settings; without it SIGHUP only logs.
+void router_set_reload (router_t *self, router_reload_fn *fn, void *arg);
+
+//  Applies what can change while running: queue_hwm, heartbeats, result
+//  and dead retention, retry backoff, prefetch, the CURVE clients
+//  directory. The others (addresses, store, payload limit, server key) are
+//  kept; program_reload has said they need a restart. Logs what changed.
+void router_apply (router_t *self, const router_settings_t *fresh);
+
 //  Runs until an admin DISCONNECT or SIGINT/SIGTERM; then commits what is
-//  pending and says KBYE to every peer. Returns 0.
+//  pending and says KBYE to every peer. Tells systemd READY=1 once running
+//  (and WATCHDOG=1 every half WATCHDOG_USEC); SIGHUP reloads. Returns 0.
 int router_run (router_t *self);
 
 void router_test (bool verbose);

@@ -61,6 +61,7 @@ enum {
     S_META_GET,
     S_META_SET,
     S_MAX_SEQ,
+    S_META_LIST,
     S_STATEMENT_COUNT
 };
 
@@ -88,6 +89,9 @@ static const char *s_sql[S_STATEMENT_COUNT] = {
     [S_META_SET] = "INSERT INTO meta (key, value) VALUES (?, ?)"
                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     [S_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM jobs",
+    //  Keys from ?1 up to (not including) ?2: a prefix's range.
+    [S_META_LIST] =
+        "SELECT key, value FROM meta WHERE key >= ?1 AND key < ?2 ORDER BY key",
 };
 
 static const char *s_schema =
@@ -779,6 +783,32 @@ store_meta_get (store_t *self, const char *key, int64_t *value)
     sqlite3_reset (stmt);
     sqlite3_clear_bindings (stmt);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int
+store_meta_list (store_t *self, const char *prefix, store_meta_fn *fn, void *arg)
+{
+    assert (self && prefix && fn);
+    //  The end of the range: the prefix with its last byte one higher.
+    char end[256];
+    size_t len = strlen (prefix);
+    if (len == 0 || len >= sizeof end || (unsigned char) prefix[len - 1] == 0xff)
+        return -1;
+    memcpy (end, prefix, len + 1);
+    end[len - 1] = (char) ((unsigned char) end[len - 1] + 1);
+    sqlite3_stmt *stmt = self->stmt[S_META_LIST];
+    sqlite3_bind_text (stmt, 1, prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, end, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+        fn ((const char *) sqlite3_column_text (stmt, 0), sqlite3_column_int64 (stmt, 1),
+            arg);
+    if (rc != SQLITE_DONE)
+        snprintf (self->error, sizeof self->error, "meta list: %s",
+                  sqlite3_errmsg (self->db));
+    sqlite3_reset (stmt);
+    sqlite3_clear_bindings (stmt);
+    return rc == SQLITE_DONE ? 0 : -1;
 }
 
 void

@@ -189,6 +189,10 @@ int store_purge_dead (store_t *self);
 //  (it reads what is committed); set joins the open batch.
 int store_meta_get (store_t *self, const char *key, int64_t *value);
 int store_meta_set (store_t *self, const char *key, int64_t value);
+//  Calls fn for every committed meta key that starts with prefix (key
+//  order). Returns 0, or -1 (store_error says why).
+typedef void (store_meta_fn) (const char *key, int64_t value, void *arg);
+int store_meta_list (store_t *self, const char *prefix, store_meta_fn *fn, void *arg);
 //  Gives the page caches' unused memory back and has the writer truncate
 //  the WAL (after a backlog drained, after a large expiry). What SQLite
 //  holds is bounded anyway (2 MiB of page cache per connection); this

@@ -4,6 +4,7 @@
 #include "config.h"
 #include "cron.h"
 #include "program.h"
+#include "service.h"
 #include "scheduler.h"
 #include "emq/client.h"
 
@@ -48,13 +49,16 @@ s_usage (FILE *out)
         "  --curve-server-key KEY     CURVE: the router's public key (Z85 or its public\n"
         "                             certificate file); off by default\n"
         "  --curve-cert FILE          CURVE: this scheduler's key pair (NAME_secret)\n"
-        "  --config FILE              configuration file (default $EVENTMQ_CONFIG_FILE\n"
+        "  -C, --config FILE          configuration file (default $EVENTMQ_CONFIG_FILE\n"
         "                             or /etc/eventmq.conf), sections [global], "
         "[scheduler]\n"
         "  --log-level LEVEL          error, warning, info (default) or debug\n"
         "  -v, --verbose              same as --log-level debug, and trace every fire\n"
         "  --print-config             print the effective settings and exit\n"
         "  -h, --help                 this help;  --version  the version\n"
+        "\n"
+        "Signals: TERM/INT stop, HUP reloads the configuration file (log level,\n"
+        "heartbeats, misfire grace).\n"
         "\n"
         "Exit status: 0 stopped cleanly, 2 bad usage, 3 bad configuration,\n"
         "4 could not open the schedules or start, 5 data directory in use.\n");
@@ -162,9 +166,31 @@ s_local (program_t *program, scheduler_settings_t *settings, char *db_path, size
     return -1;
 }
 
+//  What SIGHUP applies without a restart (scheduler_apply).
+static const char *const s_reloadable[] = { "log_level",
+                                            "log_format",
+                                            "heartbeat_interval",
+                                            "heartbeat_timeout",
+                                            "heartbeat_liveness",
+                                            "misfire_grace",
+                                            NULL };
+
+static int
+s_reload (void *arg, scheduler_settings_t *fresh, char *err, size_t errlen)
+{
+    program_t *program = arg;
+    if (program_reload (program, s_reloadable, err, errlen) < 0)
+        return -1;
+    s_settings (program->config, fresh);
+    return 0;
+}
+
 int
 main (int argc, char *argv[])
 {
+    //  From the start: a SIGHUP before the loop runs is a reload then, not
+    //  the default action (exit).
+    service_hup_install ();
     program_t program = { .name = "emq-scheduler",
                           .section = "scheduler",
                           .usage = s_usage };
@@ -194,6 +220,7 @@ main (int argc, char *argv[])
         return program_end (&program,
                             program_error (program.name, PROGRAM_EXIT_START, "%s", err));
     scheduler_set_verbose (scheduler, program.verbose);
+    scheduler_set_reload (scheduler, s_reload, &program);
     scheduler_run (scheduler);
     scheduler_destroy (&scheduler);
     return program_end (&program, PROGRAM_EXIT_OK);

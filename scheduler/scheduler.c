@@ -30,6 +30,7 @@
 #include "headers.h"
 #include "log.h"
 #include "numparse.h"
+#include "service.h"
 #include "emq/client.h"
 
 #include <czmq.h>
@@ -79,15 +80,21 @@ struct scheduler_t {
     int64_t last_heard_ms;  // monotonic: any message from the router
     int64_t connected_ms;   // monotonic: socket (re)made
 
-    bool leader;              // we may fire
-    uint64_t fence;           // token sent with every fire
-    int64_t leader_until_ms;  // monotonic deadline (etcd), INT64_MAX local
-    bool led_once;            // @reboot schedules fired this run
-    int64_t last_publish_ms;  // etcd member record
-    bool stop;                // DISCONNECT received
-    uint64_t fires;           // REQUESTs submitted (new fire times)
+    bool leader;                  // we may fire
+    uint64_t fence;               // token sent with every fire
+    int64_t leader_until_ms;      // monotonic deadline (etcd), INT64_MAX local
+    bool led_once;                // @reboot schedules fired this run
+    int64_t last_publish_ms;      // etcd member record
+    bool stop;                    // DISCONNECT received
+    uint64_t fires;               // REQUESTs submitted (new fire times)
+    scheduler_reload_fn *reload;  // SIGHUP's settings, or NULL
+    void *reload_arg;
+    int heartbeat_timer;      // zloop timer id, re-armed when the interval changes
     int64_t clock_offset_ms;  // wall - monotonic at the last tick, 0 = none yet
 };
+
+static void s_reload (scheduler_t *self);
+static int s_on_heartbeat (zloop_t *loop, int timer_id, void *arg);
 
 static void s_trace (scheduler_t *self, const char *format, ...)
     __attribute__ ((format (printf, 2, 3)));
@@ -525,6 +532,9 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     scheduler_t *self = (scheduler_t *) arg;
+    //  A SIGHUP that came while a handler ran did not interrupt poll().
+    if (service_hup_take ())
+        s_reload (self);
     //  Our own deadline, before anything else: after a SIGSTOP this is the
     //  first thing that runs, and we must not fire on a lease that may be
     //  gone.
@@ -927,6 +937,8 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
         return 0;
     }
     s_trace (self, "router sent %s", emqp_command_name (msg->command));
+    log_debug ("scheduler %s: %s from router", self->id,
+               emqp_command_name (msg->command));
     int rc = 0;
     switch (msg->command) {
         case EMQP_ACK:
@@ -938,11 +950,16 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
         case EMQP_RESULT:
             s_on_result (self, msg);
             break;
+        //  The heartbeat carries our schedules: sent at once, the router's
+        //  ROUTER_SHOW_SCHEDULERS shows the change without waiting for the
+        //  next interval (emq-cli schedule/unschedule wait for it there).
         case EMQP_SCHEDULE:
             s_on_schedule (self, msg);
+            s_send_heartbeat (self);
             break;
         case EMQP_UNSCHEDULE:
             s_on_unschedule (self, msg);
+            s_send_heartbeat (self);
             break;
         case EMQP_HEARTBEAT:
             //  A router that restarted heartbeats only peers it knows: a
@@ -1129,7 +1146,8 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         goto fail;
     }
     zloop_timer (self->loop, S_TICK_MS, 0, s_on_tick, self);
-    zloop_timer (self->loop, (size_t) self->hb_interval_ms, 0, s_on_heartbeat, self);
+    self->heartbeat_timer =
+        zloop_timer (self->loop, (size_t) self->hb_interval_ms, 0, s_on_heartbeat, self);
     return self;
 
 fail:
@@ -1143,12 +1161,91 @@ scheduler_set_verbose (scheduler_t *self, bool verbose)
     self->verbose = verbose;
 }
 
+void
+scheduler_set_reload (scheduler_t *self, scheduler_reload_fn *fn, void *arg)
+{
+    assert (self);
+    self->reload = fn;
+    self->reload_arg = arg;
+}
+
+void
+scheduler_apply (scheduler_t *self, const scheduler_settings_t *fresh)
+{
+    assert (self && fresh);
+    if (fresh->heartbeat_interval_ms > 0
+        && fresh->heartbeat_interval_ms != self->hb_interval_ms) {
+        self->hb_interval_ms = fresh->heartbeat_interval_ms;
+        zloop_timer_end (self->loop, self->heartbeat_timer);
+        self->heartbeat_timer = zloop_timer (self->loop, (size_t) self->hb_interval_ms, 0,
+                                             s_on_heartbeat, self);
+    }
+    if (fresh->heartbeat_timeout_ms > 0)
+        self->hb_timeout_ms = fresh->heartbeat_timeout_ms;
+    if (fresh->heartbeat_liveness)
+        self->liveness = fresh->heartbeat_liveness;
+    self->misfire_grace_s = fresh->misfire_grace_s;
+}
+
+static void
+s_reload (scheduler_t *self)
+{
+    if (!self->reload) {
+        log_warning ("scheduler %s: SIGHUP: reloading is not available", self->id);
+        return;
+    }
+    service_reloading ();
+    scheduler_settings_t fresh;
+    char err[512];
+    if (self->reload (self->reload_arg, &fresh, err, sizeof err))
+        log_error ("scheduler %s: SIGHUP: configuration not reloaded: %s", self->id, err);
+    else {
+        scheduler_apply (self, &fresh);
+        log_info ("scheduler %s: SIGHUP: configuration reloaded", self->id);
+    }
+    service_ready ("reloaded");
+}
+
+static int
+s_on_watchdog (zloop_t *loop, int timer_id, void *arg)
+{
+    (void) loop;
+    (void) timer_id;
+    (void) arg;
+    service_watchdog_ping ();
+    return 0;
+}
+
 int
 scheduler_run (scheduler_t *self)
 {
     log_info ("scheduler %s: %s mode, router %s, zone %s", self->id,
               self->etcd ? "etcd" : "local", self->router, self->timezone);
-    zloop_start (self->loop);
+    service_hup_install ();
+    int64_t watchdog_ms = service_watchdog_ms ();
+    int watchdog_timer = -1;
+    if (watchdog_ms > 0)
+        watchdog_timer =
+            zloop_timer (self->loop, (size_t) watchdog_ms, 0, s_on_watchdog, self);
+    service_ready ("running");
+    //  A signal's interrupted poll() returns 0 from zloop_start: SIGHUP
+    //  reloads and the loop goes on; -1 is a handler's stop (DISCONNECT).
+    while (true) {
+        errno = 0;
+        int rc = zloop_start (self->loop);
+        if (rc == -1 || zsys_interrupted || self->stop)
+            break;
+        if (service_hup_take ())
+            s_reload (self);
+        else if (errno != EINTR) {
+            log_error ("scheduler %s: event loop failed: %s", self->id,
+                       zmq_strerror (errno));
+            break;
+        }
+    }
+    service_stopping ();
+    if (watchdog_timer != -1)
+        zloop_timer_end (self->loop, watchdog_timer);
     if (!self->stop && self->sock) {
         //  Interrupted: tell the router we are leaving.
         emqp_msg_t *bye = emqp_msg_new (EMQP_KBYE);

@@ -45,7 +45,19 @@ typedef struct scheduler_t scheduler_t;
 //  Strings in settings are copied. Returns it, or NULL with the reason in err.
 scheduler_t *scheduler_new (const scheduler_settings_t *settings, char *err,
                             size_t errlen);
-//  Runs until SIGINT/SIGTERM or the router's DISCONNECT; says KBYE.
+//  Builds fresh settings on SIGHUP (re-reading the configuration): fills
+//  *fresh (strings borrowed until the next call) and returns 0, or -1 with
+//  the reason in err.
+typedef int (scheduler_reload_fn) (void *arg, scheduler_settings_t *fresh, char *err,
+                                   size_t errlen);
+//  Sets how SIGHUP rebuilds the settings (arg borrowed); without it SIGHUP
+//  only logs.
+void scheduler_set_reload (scheduler_t *self, scheduler_reload_fn *fn, void *arg);
+//  Applies what can change while running: heartbeats and misfire_grace.
+void scheduler_apply (scheduler_t *self, const scheduler_settings_t *fresh);
+
+//  Runs until SIGINT/SIGTERM or the router's DISCONNECT; says KBYE. Tells
+//  systemd READY=1 once running (WATCHDOG=1 when asked); SIGHUP reloads.
 //  Returns 0.
 int scheduler_run (scheduler_t *self);
 //  Destroys the scheduler and nulls the pointer; NULL is fine.

@@ -17,6 +17,9 @@ packages=(
     libinih-dev                     # config file
     libjansson-dev                  # JSON (status output, queues setting, etcd)
     libcurl4-openssl-dev            # emq-scheduler: etcd's JSON gateway
+    libsystemd-dev                  # sd_notify: readiness, watchdog, reload
+    systemd                         # systemd-analyze verify (the units' test)
+    libedit-dev                     # emq-cli's shell: line editing, history
     etcd-server                     # scheduler tests against a real etcd
     valgrind                        # make memcheck
     beanstalkd                      # make bench: the peer emq is measured against

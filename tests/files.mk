@@ -1,5 +1,5 @@
 SELFTEST_SRC := tests/selftest.c
-INTEGRATION_SRC := tests/integration.c tests/durability.c tests/batching.c tests/durable_path.c tests/harness.c
+INTEGRATION_SRC := tests/integration.c tests/durability.c tests/batching.c tests/durable_path.c tests/dropin.c tests/ops.c tests/harness.c
 # A slow disk for the durable path tests (LD_PRELOAD into emq-router).
 SLOWSYNC_SRC := tests/slowsync.c
 # The scheduler's integration tests (real emq-scheduler processes; etcd when installed).

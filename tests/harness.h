@@ -87,6 +87,12 @@ extern const size_t h_batching_count;
 //  The durable path's tests (durable_path.c): the writer thread.
 extern const h_testdef_t h_durable_path_tests[];
 extern const size_t h_durable_path_count;
+//  Running as a service (ops.c): SIGHUP, sd_notify, units, make install.
+extern const h_testdef_t h_ops_tests[];
+extern const size_t h_ops_count;
+//  EventMQ drop-in tests (dropin.c): settings, flags, shell, pub/sub.
+extern const h_testdef_t h_dropin_tests[];
+extern const size_t h_dropin_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks

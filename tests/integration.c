@@ -2033,7 +2033,8 @@ int
 main (int argc, char **argv)
 {
     size_t own = sizeof s_tests / sizeof s_tests[0];
-    size_t total = own + h_durability_count + h_batching_count + h_durable_path_count;
+    size_t total = own + h_durability_count + h_batching_count + h_durable_path_count
+                   + h_dropin_count + h_ops_count;
     h_testdef_t *all = calloc (total, sizeof *all);
     if (!all)
         return 2;
@@ -2043,6 +2044,11 @@ main (int argc, char **argv)
             h_batching_count * sizeof *all);
     memcpy (all + own + h_durability_count + h_batching_count, h_durable_path_tests,
             h_durable_path_count * sizeof *all);
+    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count,
+            h_dropin_tests, h_dropin_count * sizeof *all);
+    memcpy (all + own + h_durability_count + h_batching_count + h_durable_path_count
+                + h_dropin_count,
+            h_ops_tests, h_ops_count * sizeof *all);
     int rc = h_main (all, total, argc, argv);
     free (all);
     return rc;

@@ -11,6 +11,8 @@
     2 for bad arguments.
 */
 #include "common/clock.h"
+#include "common/log.h"
+#include "common/service.h"
 #include "common/config.h"
 #include "common/errbuf.h"
 #include "common/numparse.h"
@@ -44,6 +46,7 @@
 #include "scheduler/schedules.h"
 #include "scheduler/etcd.h"
 #include "scheduler/scheduler.h"
+#include "pubsub/pubsub.h"
 #include "tests/testutil.h"
 
 void emq_client_test (bool verbose);
@@ -64,6 +67,8 @@ typedef struct {
 //  new modules here and include their header above.
 static const s_test_t s_tests[] = {
     { "clock", clock_test },
+    { "log", log_test },
+    { "service", service_test },
     { "errbuf", errbuf_test },
     { "numparse", numparse_test },
     { "queuespec", queuespec_test },
@@ -98,6 +103,7 @@ static const s_test_t s_tests[] = {
     { "schedules", schedules_test },
     { "etcd", etcd_test },
     { "scheduler", scheduler_test },
+    { "pubsub", pubsub_test },
 };
 //  ---- END OF THE TEST TABLE -------------------------------------------------
 #define S_TEST_COUNT (sizeof s_tests / sizeof s_tests[0])

@@ -242,6 +242,39 @@ int emq_admin (const char *addr, const char *command, int timeout_ms, char **rep
 int emq_admin_job (const char *addr, const char *command, const char *ref, int timeout_ms,
                    char **reply_out);
 
+//  Job and queue administration (an emq extension: the ADMIN command,
+//  docs/protocol.md "Job and queue admin"). Each sends one request to the
+//  admin socket at addr (NULL as emq_admin) and waits up to timeout_ms for
+//  the router's REPLY, a JSON object in *reply_out (the caller frees it;
+//  formats in docs/protocol.md). Returns 0, or EMQ_ERR_NOT_FOUND (no such
+//  job, queue or job manager), EMQ_ERR_REJECTED (any other ERROR, e.g.
+//  BAD_REQUEST), EMQ_ERR_INVALID (bad arguments) and emq_admin's others;
+//  *reply_out is then "CODE: reason".
+//
+//  Any request, as JSON text: {"command": "...", ...} (at most 4096 bytes).
+int emq_admin_request (const char *addr, const char *request_json, int timeout_ms,
+                       char **reply_out);
+//  Jobs in one state: "waiting", "scheduled" (delayed or retrying),
+//  "running", "dead" (NULL: "waiting"); queue NULL for every queue; a page
+//  of at most limit jobs (0: 100) from offset. Reply {"jobs": [...],
+//  "total": N, "offset": N, "limit": N, "state": "..."}.
+int emq_jobs_list (const char *addr, const char *queue, const char *state, size_t offset,
+                   size_t limit, int timeout_ms, char **reply_out);
+//  One job: {"job": {msgid, queue, state, headers, payload, attempt, ...,
+//  "history": [...]}}.
+int emq_job_show (const char *addr, const char *msgid, int timeout_ms, char **reply_out);
+//  action "pause" (the queue takes jobs but dispatches none; kept across
+//  router restarts with a data directory), "resume", or "purge" (its
+//  waiting jobs are cancelled). Reply {"queue": Q, "paused": bool} or
+//  {"queue": Q, "purged": N}.
+int emq_queue_admin (const char *addr, const char *action, const char *queue,
+                     int timeout_ms, char **reply_out);
+//  quiet true: the job manager (its name, as --name, or its identity) gets
+//  no new jobs and finishes the running ones; false: it gets jobs again.
+//  Reply {"jobmanager": identity, "quiet": bool}.
+int emq_jobmanager_quiet (const char *addr, const char *jobmanager, bool quiet,
+                          int timeout_ms, char **reply_out);
+
 //  --------------------------------------------------------------------------
 //  Schedules (emq-scheduler; EventMQ's SCHEDULE / UNSCHEDULE)
 

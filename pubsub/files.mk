@@ -1,0 +1,1 @@
+PUBSUB_SRC := pubsub/pubsub.c pubsub/main.c
