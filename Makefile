@@ -7,6 +7,8 @@
 #   make memcheck   the unit tests and a short integration run under valgrind
 #   make demo       start a router and a job manager, run a few hundred jobs
 #   make bench      the benchmark suite (docs/performance.md), a few minutes
+#   make fuzz       each fuzz target under libFuzzer (clang) for FUZZ_SECONDS,
+#                   adding what it finds to tests/fuzz/corpus/ (docs/fuzzing.md)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       install missing Debian packages
 
@@ -88,9 +90,10 @@ SAMPLE_CONF := $(BUILD)/etc/emq.conf.sample
 PLUGINS := $(BUILD)/plugins/libemq_examples.so
 PYTHON_PLUGIN := $(BUILD)/lib/emq/emq_python.so
 TESTS := $(BUILD)/tests/selftest $(BUILD)/tests/integration $(BUILD)/tests/scheduler \
-         $(BUILD)/tests/libslowsync.so
+         $(BUILD)/tests/libslowsync.so $(patsubst %,$(BUILD)/tests/fuzz-%,$(FUZZ_TARGETS))
 
-.PHONY: FORCE all check test sanitize memcheck demo install uninstall clean deps bench format format-check
+.PHONY: FORCE all check test sanitize memcheck demo install uninstall clean deps bench format \
+        format-check fuzz fuzz-build fuzz-run fuzz-merge
 all: $(BINS) $(LIBEMQ) $(PLUGINS) $(PYTHON_PLUGIN) $(TESTS) $(BUILD)/lib/libemq.pc $(MANPAGES) $(UNITS) \
      $(SAMPLE_CONF)
 
@@ -209,6 +212,58 @@ $(BUILD)/tests/scheduler: $(call obj,$(SCHEDULER_TEST_SRC)) $(CLIENT_OBJ) $(COMM
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# A fuzz target with the replay main: what make check runs over its corpus.
+$(BUILD)/tests/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(call obj,$(FUZZ_REPLAY_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Pattern-built objects are kept, so a second make has nothing to relink.
+.SECONDARY: $(patsubst %,$(BUILD)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS)) $(call obj,$(FUZZ_REPLAY_SRC))
+
+# Targets that need more than common/ (tests/files.mk: FUZZ_EXTRA_<name>).
+$(foreach t,$(FUZZ_TARGETS),$(eval $(BUILD)/tests/fuzz-$(t) $(BUILD)/fuzz/fuzz-$(t): \
+    $(addprefix $(BUILD)/obj/,$(FUZZ_EXTRA_$(t)))))
+
+# The same target linked with libFuzzer's main (make fuzz-build, clang only).
+$(BUILD)/fuzz/fuzz-%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Fuzzing (docs/fuzzing.md): FUZZ_SECONDS per target, FUZZ_TARGETS to pick.
+# New inputs go straight into the committed corpus; crashes into
+# build-fuzz/crashes/. fuzz-merge minimises each corpus (-merge=1) and
+# keeps the inputs named crash-* (each once broke a parser).
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_MAKE    := $(MAKE) BUILD=build-fuzz CC=clang OPTFLAGS="-O1 -g -fno-omit-frame-pointer" \
+                EXTRA_CFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_FLAGS)" \
+                EXTRA_LDFLAGS="$(FUZZ_FLAGS)"
+fuzz: fuzz-build
+	+$(FUZZ_MAKE) fuzz-run
+
+fuzz-build:
+	+$(FUZZ_MAKE) $(patsubst %,build-fuzz/fuzz/fuzz-%,$(FUZZ_TARGETS))
+
+fuzz-run:
+	@mkdir -p $(BUILD)/crashes
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p tests/fuzz/corpus/$$t; \
+	    dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
+	    echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	    $(BUILD)/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=1024 -max_len=8192 -print_final_stats=1 $$dict \
+	        -artifact_prefix=$(BUILD)/crashes/$$t- tests/fuzz/corpus/$$t; \
+	done
+
+fuzz-merge: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    rm -rf build-fuzz/merged/$$t; mkdir -p build-fuzz/merged/$$t; \
+	    build-fuzz/fuzz/fuzz-$$t -merge=1 -timeout=10 -rss_limit_mb=1024 \
+	        build-fuzz/merged/$$t tests/fuzz/corpus/$$t; \
+	    cp tests/fuzz/corpus/$$t/crash-* build-fuzz/merged/$$t/ 2>/dev/null || true; \
+	    rm -rf tests/fuzz/corpus/$$t; cp -r build-fuzz/merged/$$t tests/fuzz/corpus/$$t; \
+	done
+
 deps:
 	@scripts/install-deps.sh
 
@@ -268,6 +323,6 @@ uninstall:
 	rm -rf $(DESTDIR)$(WEBDIR)
 
 clean:
-	rm -rf build build-san $(VERSION_H)
+	rm -rf build build-san build-fuzz $(VERSION_H)
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

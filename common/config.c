@@ -1429,40 +1429,11 @@ s_values_defaults (s_value_t *values, char *err, size_t errlen)
 //  Reads the file into values: [global] first, then the program's section;
 //  within each, aliases before canonical names so the canonical name wins.
 static int
-s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *path,
-             bool must_exist, unsigned section, char *err, size_t errlen)
+s_load_stream (config_t *self, s_value_t *values, s_split_t *split, FILE *file,
+               const char *path, unsigned section, char *err, size_t errlen)
 {
-    FILE *file = fopen (path, "r");
-    if (!file) {
-        if (errno == ENOENT && !must_exist) {
-            log_debug ("config: no %s, using defaults", path);
-            return 0;
-        }
-        //  EventMQ goes on without a named file that is not there (its own
-        //  tests point EVENTMQ_CONFIG_FILE at one); so do we, loudly.
-        if (errno == ENOENT) {
-            //  Once per file and process: emq-cli's shell loads per command.
-            static char warned[4096];
-            if (strcmp (warned, path) != 0) {
-                s_warn (self, "config file %s not found, going on without it", path);
-                snprintf (warned, sizeof warned, "%s", path);
-            }
-            return 0;
-        }
-        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
-                    strerror (errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat (fileno (file), &st) == 0 && S_ISDIR (st.st_mode)) {
-        fclose (file);
-        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
-                    strerror (EISDIR));
-        return -1;
-    }
     s_reader_t reader = { .file = file, .path = path };
     int line = ini_parse_stream (s_read_line, &reader, s_on_entry, &reader);
-    fclose (file);
     int rc = -1;
     if (reader.out_of_memory) {
         errbuf_set (err, errlen, "%s: out of memory", path);
@@ -1509,6 +1480,43 @@ s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *pa
     rc = 0;
 done:
     s_reader_clear (&reader);
+    return rc;
+}
+
+static int
+s_load_file (config_t *self, s_value_t *values, s_split_t *split, const char *path,
+             bool must_exist, unsigned section, char *err, size_t errlen)
+{
+    FILE *file = fopen (path, "r");
+    if (!file) {
+        if (errno == ENOENT && !must_exist) {
+            log_debug ("config: no %s, using defaults", path);
+            return 0;
+        }
+        //  EventMQ goes on without a named file that is not there (its own
+        //  tests point EVENTMQ_CONFIG_FILE at one); so do we, loudly.
+        if (errno == ENOENT) {
+            //  Once per file and process: emq-cli's shell loads per command.
+            static char warned[4096];
+            if (strcmp (warned, path) != 0) {
+                s_warn (self, "config file %s not found, going on without it", path);
+                snprintf (warned, sizeof warned, "%s", path);
+            }
+            return 0;
+        }
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
+                    strerror (errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat (fileno (file), &st) == 0 && S_ISDIR (st.st_mode)) {
+        fclose (file);
+        errbuf_set (err, errlen, "cannot read config file %s: %s", path,
+                    strerror (EISDIR));
+        return -1;
+    }
+    int rc = s_load_stream (self, values, split, file, path, section, err, errlen);
+    fclose (file);
     return rc;
 }
 
@@ -1575,9 +1583,11 @@ config_destroy (config_t **self_p)
     *self_p = NULL;
 }
 
-int
-config_load (config_t *self, const char *section, const char *path, char *err,
-             size_t errlen)
+//  config_load and config_load_text: the file is read from path, or from
+//  stream (named path in messages) when stream is set.
+static int
+s_load (config_t *self, const char *section, const char *path, FILE *stream, char *err,
+        size_t errlen)
 {
     assert (self);
     unsigned bit = S_GLOBAL;
@@ -1589,7 +1599,7 @@ config_load (config_t *self, const char *section, const char *path, char *err,
         assert (bit);  // the program names its own section
     }
     bool must_exist = true;
-    if (!path) {
+    if (!path && !stream) {
         path = getenv ("EVENTMQ_CONFIG_FILE");
         if (path && !*path)
             path = NULL;  // EVENTMQ_CONFIG_FILE="": no file at all
@@ -1605,7 +1615,12 @@ config_load (config_t *self, const char *section, const char *path, char *err,
     int rc = -1;
     if (s_values_defaults (fresh, err, errlen))
         goto done;
-    if (path && s_load_file (self, fresh, &split, path, must_exist, bit, err, errlen))
+    if (stream) {
+        if (s_load_stream (self, fresh, &split, stream, path, bit, err, errlen))
+            goto done;
+    }
+    else if (path
+             && s_load_file (self, fresh, &split, path, must_exist, bit, err, errlen))
         goto done;
     if (s_load_env (self, fresh, &split, bit, err, errlen))
         goto done;
@@ -1636,6 +1651,29 @@ config_load (config_t *self, const char *section, const char *path, char *err,
 done:
     s_values_clear (fresh);
     s_split_clear (&split);
+    return rc;
+}
+
+int
+config_load (config_t *self, const char *section, const char *path, char *err,
+             size_t errlen)
+{
+    return s_load (self, section, path, NULL, err, errlen);
+}
+
+int
+config_load_text (config_t *self, const char *section, const char *name, const char *text,
+                  size_t size, char *err, size_t errlen)
+{
+    assert (self && name);
+    //  fmemopen may refuse a zero-sized buffer: an empty file is one empty line.
+    FILE *stream = fmemopen (size ? (void *) text : (void *) "\n", size ? size : 1, "r");
+    if (!stream) {
+        errbuf_set (err, errlen, "%s: cannot read: %s", name, strerror (errno));
+        return -1;
+    }
+    int rc = s_load (self, section, name, stream, err, errlen);
+    fclose (stream);
     return rc;
 }
 

@@ -37,6 +37,11 @@ void config_destroy (config_t **self_p);
 int config_load (config_t *self, const char *section, const char *path, char *err,
                  size_t errlen);
 
+//  The same with the file's text in memory (size bytes, NUL not needed);
+//  name stands for the file in messages. For tests and the fuzz target.
+int config_load_text (config_t *self, const char *section, const char *name,
+                      const char *text, size_t size, char *err, size_t errlen);
+
 //  For a program's main: finds --config (the option whose getopt code is
 //  config_opt) among argv without complaining about the other flags (they
 //  are applied later, over the file), then creates a config and loads the

@@ -467,7 +467,7 @@ cron_interval_parse (const char *text, int64_t *seconds, char *err, size_t errle
     if (!text || !*text)
         return errbuf_set (err, errlen,
                            "empty interval (expected e.g. 30, 30s, 15m or 2h)");
-    const int64_t most_s = 10LL * 366 * 86400;
+    const int64_t most_s = CRON_INTERVAL_MAX_S;
     const char *p = text + strspn (text, "0123456789");
     uint64_t number = 0;
     if (p > text

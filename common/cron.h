@@ -48,6 +48,9 @@ int64_t cron_next (const cron_t *self, int64_t after, const char *tz);
 //  Returns 0, or -1 with the reason in err.
 int cron_tz_check (const char *tz, char *err, size_t errlen);
 
+//  The longest interval (10 years of 366 days), in seconds.
+#define CRON_INTERVAL_MAX_S (10LL * 366 * 86400)
+
 //  Parses an interval: whole seconds with an optional unit s, m or h ("90",
 //  "90s", "15m", "2h"), 1 s .. 10 years. Returns 0 and sets *seconds, or -1
 //  with the reason in err.

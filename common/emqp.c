@@ -8,6 +8,7 @@
 #include "emqp.h"
 #include "errbuf.h"
 #include "numparse.h"
+#include "payload.h"
 
 #include <errno.h>
 #include <math.h>
@@ -1110,6 +1111,18 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
         snprintf (err, errlen, "BATCH: no messages frame");
         return NULL;
     }
+    //  msgpack-c reserves memory for whatever count a container claims: a
+    //  few bytes claiming 2^32 items would have it ask for 128 GiB. Walk
+    //  the bytes first: counts must fit in the bytes left. (Nesting is
+    //  left to msgpack-c's own limit, so a message with a bad frame is
+    //  refused alone, below.)
+    char why[200];
+    if (payload_msgpack_check (zframe_data (batch->payload), zframe_size (batch->payload),
+                               PAYLOAD_DEPTH_MAX, why, sizeof why)) {
+        snprintf (err, errlen, "BATCH: messages frame is not well-formed msgpack: %s",
+                  why);
+        return NULL;
+    }
     msgpack_unpacked result;
     msgpack_unpacked_init (&result);
     size_t offset = 0;
@@ -2195,6 +2208,17 @@ s_test_batch (void)
     zframe_destroy (&got->payload);
     got->payload = zframe_new ("\xdc\x04\x01", 3);  // array of 1025
     CHECK (emqp_batch_unpack (got, &limits, &count, err, sizeof err) == NULL);
+    //  Counts larger than the bytes that follow are refused before msgpack-c
+    //  would reserve memory for them (found by tests/fuzz/fuzz_emqp.c: 6
+    //  bytes made it ask for 128 GiB).
+    const char *huge[] = { "\x91\xdd\xff\xff\xff\xff", "\xdd\x00\xff\xff\xff\x90" };
+    for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+        zframe_destroy (&got->payload);
+        got->payload = zframe_new (huge[i], 6);
+        err[0] = 0;
+        CHECK (emqp_batch_unpack (got, &limits, &count, err, sizeof err) == NULL);
+        CHECK_CONTAINS (err, "not well-formed msgpack");
+    }
     emqp_msg_destroy (&got);
 
     //  Full by bytes, and a large payload is not for batches.

@@ -49,6 +49,10 @@
 #define S_NAME_MAX 100
 #define S_STATS_LISTED 200
 #define S_PUBLISH_MS 5000
+//  A step of the wall clock against the monotonic one larger than this,
+//  between two ticks, is logged (cron follows the wall clock, intervals
+//  do not).
+#define S_CLOCK_JUMP_MS 3000
 
 struct scheduler_t {
     //  Settings (strings owned)
@@ -85,7 +89,8 @@ struct scheduler_t {
     uint64_t fires;               // REQUESTs submitted (new fire times)
     scheduler_reload_fn *reload;  // SIGHUP's settings, or NULL
     void *reload_arg;
-    int heartbeat_timer;  // zloop timer id, re-armed when the interval changes
+    int heartbeat_timer;      // zloop timer id, re-armed when the interval changes
+    int64_t clock_offset_ms;  // wall - monotonic at the last tick, 0 = none yet
 };
 
 static void s_reload (scheduler_t *self);
@@ -349,12 +354,52 @@ s_fire (scheduler_t *self, sched_t *s, int64_t fire)
     s->running = true;
     if (s->runs_left > 0)
         s->runs_left--;
-    s->next_fire = s->runs_left == 0 ? 0 : s_next_after (self, s, fire);
+    //  An interval's fire times are on its grid whatever the wall clock
+    //  says (s_interval_due): the next one is the next grid point.
+    s->next_fire = s->runs_left == 0   ? 0
+                   : s->interval_s > 0 ? fire + s->interval_s
+                                       : s_next_after (self, s, fire);
     if (s->runs_left == 0)
         log_info ("schedule %s: last run submitted; schedule ended", s->name);
     self->fires++;
     s_persist (self, s);  // before the send: see the top of the file
     s_send_fire (self, s);
+}
+
+//  An interval schedule's pace is the monotonic clock: its fire times
+//  (next_fire, the msgid's timestamp) stay on the anchor's grid and are
+//  due interval_s apart by the monotonic clock, so a step of the wall
+//  clock neither stalls them (a step back) nor makes them burst or
+//  misfire (a step forward). The wall clock only places next_fire when
+//  the schedule is new or loaded (restart, etcd, takeover): due in
+//  next_fire - now, but never more than one interval ahead, since a
+//  next_fire that far ahead means the wall clock went back since it was
+//  written. Returns the fire time due now, or 0; *late_s and *missed say
+//  how late it is and how many fire times it stands for beyond itself.
+static int64_t
+s_interval_due (sched_t *s, double now, int64_t now_ms, double *late_s, int64_t *missed)
+{
+    int64_t interval_ms = s->interval_s * 1000;
+    if (!s->due_known) {
+        double ahead_ms = ((double) s->next_fire - now) * 1000.0;
+        if (ahead_ms > (double) interval_ms)
+            ahead_ms = (double) interval_ms;
+        s->due_ms = now_ms + (int64_t) floor (ahead_ms);
+        s->due_known = true;
+    }
+    if (now_ms < s->due_ms)
+        return 0;
+    //  Behind (we, or the router, were down): the latest grid point due.
+    *missed = (now_ms - s->due_ms) / interval_ms;
+    *late_s = (double) (now_ms - s->due_ms - *missed * interval_ms) / 1000.0;
+    return s->next_fire + *missed * s->interval_s;
+}
+
+//  After fire time `fire` of an interval schedule was fired or skipped.
+static void
+s_interval_done (sched_t *s, int64_t fire)
+{
+    s->due_ms += (fire - s->next_fire + s->interval_s) * 1000;
 }
 
 //  Fires what is due. A schedule that missed fire times (we, or the router,
@@ -365,20 +410,29 @@ s_fire_due (scheduler_t *self)
 {
     double now = clock_wall_s ();
     int64_t now_s = (int64_t) floor (now);
+    int64_t now_ms = clock_mono_ms ();
     for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds)) {
-        if (s->next_fire <= 0 || s->next_fire > now_s)
+        if (s->next_fire <= 0)
             continue;
         int64_t fire = s->next_fire;
         int64_t missed = 0;
+        double late = 0;
         if (s->interval_s > 0) {
-            int64_t latest =
-                s->anchor + (now_s - s->anchor) / s->interval_s * s->interval_s;
-            if (latest > fire) {
-                missed = (latest - fire) / s->interval_s;
-                fire = latest;
+            fire = s_interval_due (s, now, now_ms, &late, &missed);
+            if (!fire)
+                continue;
+            if (fire <= s->last_fire) {
+                //  Only a schedule whose state was set by hand (or a store
+                //  that went back) gets here: never fire a time twice, go
+                //  on from the last fire.
+                s->next_fire = s_next_after (self, s, s->last_fire);
+                s->due_known = false;
+                continue;
             }
         }
         else {
+            if (s->next_fire > now_s)
+                continue;
             for (int i = 0; i < 100000; i++) {
                 int64_t next = s_next_after (self, s, fire);
                 if (next <= 0 || next > now_s)
@@ -386,13 +440,14 @@ s_fire_due (scheduler_t *self)
                 fire = next;
                 missed++;
             }
+            if (fire <= s->last_fire) {
+                //  Cannot happen unless the clock went back: never fire a
+                //  time twice.
+                s->next_fire = s_next_after (self, s, s->last_fire);
+                continue;
+            }
+            late = now - (double) fire;
         }
-        if (fire <= s->last_fire) {
-            //  Cannot happen unless the clock went back: never fire a time twice.
-            s->next_fire = s_next_after (self, s, s->last_fire);
-            continue;
-        }
-        double late = now - (double) fire;
         if (missed > 0 || late > self->misfire_grace_s)
             log_warning ("schedule %s: %" PRId64 " fire time(s) missed; latest %" PRId64
                          " is %.0f s late: %s",
@@ -401,12 +456,42 @@ s_fire_due (scheduler_t *self)
                              ? "skipped (misfire:skip)"
                              : "running it once");
         if (s->misfire_skip && late > self->misfire_grace_s) {
-            s->next_fire = s_next_after (self, s, fire);
+            if (s->interval_s > 0) {
+                s_interval_done (s, fire);
+                s->next_fire = fire + s->interval_s;
+            }
+            else
+                s->next_fire = s_next_after (self, s, fire);
             s_persist (self, s);
             continue;
         }
+        if (s->interval_s > 0)
+            s_interval_done (s, fire);
         s_fire (self, s, fire);
     }
+}
+
+//  Logs a step of the wall clock (settimeofday, NTP stepping, a VM
+//  resumed): cron schedules follow the wall clock, so what they do next
+//  changes; intervals go on at their pace.
+static void
+s_watch_clock (scheduler_t *self)
+{
+    int64_t offset_ms = (int64_t) floor (clock_wall_s () * 1000.0) - clock_mono_ms ();
+    int64_t step_ms = offset_ms - self->clock_offset_ms;
+    if (self->clock_offset_ms && llabs (step_ms) > S_CLOCK_JUMP_MS) {
+        size_t crons = 0;
+        for (sched_t *s = zhashx_first (self->scheds); s; s = zhashx_next (self->scheds))
+            crons += s->interval_s <= 0;
+        log_warning ("scheduler %s: wall clock jumped %s by %.1f s; interval schedules "
+                     "keep their pace (monotonic clock), %zu cron schedule(s) follow the "
+                     "wall clock: %s",
+                     self->id, step_ms < 0 ? "back" : "forward", llabs (step_ms) / 1000.0,
+                     crons,
+                     step_ms < 0 ? "times they already fired do not fire again"
+                                 : "a time they missed fires once (misfire rules)");
+    }
+    self->clock_offset_ms = offset_ms;
 }
 
 //  Sends again fires the router has not acknowledged (lost on the way, or
@@ -455,6 +540,7 @@ s_on_tick (zloop_t *loop, int timer_id, void *arg)
     //  gone.
     if (self->leader && clock_mono_ms () >= self->leader_until_ms)
         s_set_leader (self, false, "lease deadline passed without renewal");
+    s_watch_clock (self);
     if (!self->registered
         && (!self->inform_ms
             || clock_mono_ms () - self->inform_ms >= self->hb_interval_ms))
@@ -962,6 +1048,13 @@ s_on_etcd (zloop_t *loop, zsock_t *reader, void *arg)
                     s->runs_left = mine->runs_left;
                     s->sent_ms = mine->sent_ms;
                 }
+                //  The same next fire: keep its monotonic due time (our own
+                //  writes come back this way).
+                if (mine && mine->due_known && mine->next_fire == s->next_fire
+                    && mine->interval_s == s->interval_s) {
+                    s->due_known = true;
+                    s->due_ms = mine->due_ms;
+                }
                 if (mine && mine->acked_fire > s->acked_fire)
                     s->acked_fire = mine->acked_fire;
                 if (mine)
@@ -1335,6 +1428,23 @@ scheduler_test (bool verbose)
         if (error)
             CHECK_CONTAINS (error->error_text, "out of range 0..59");
         emqp_msg_destroy (&error);
+        //  So is an interval the fire arithmetic would overflow on (the
+        //  codec takes any int64).
+        sched = emqp_msg_new (EMQP_SCHEDULE);
+        sched->msgid = strdup ("s-3");
+        sched->queue = strdup ("q");
+        sched->headers = strdup ("name:huge");
+        sched->interval_s = INT64_MAX;
+        sched->payload = zframe_new ("job", 3);
+        sched->cron = strdup ("");
+        s_on_schedule (self, sched);
+        emqp_msg_destroy (&sched);
+        error = s_test_recv (router, EMQP_ERROR, 1000);
+        CHECK (error && streq (error->ref, "s-3"));
+        if (error)
+            CHECK_CONTAINS (error->error_text, "too long");
+        emqp_msg_destroy (&error);
+        CHECK (zhashx_lookup (self->scheds, "huge") == NULL);
 
         //  Misfire once: an interval schedule 100 s behind fires once, for
         //  the latest fire time.
@@ -1343,6 +1453,7 @@ scheduler_test (bool verbose)
             s->runs_left = -1;
             s->anchor = now_s - 100;
             s->next_fire = now_s - 99;
+            s->due_known = false;  // placed from next_fire again, as after a load
             s->last_fire = s->acked_fire;
             s_fire_due (self);
             CHECK_EQ (s->last_fire, now_s);
@@ -1353,6 +1464,7 @@ scheduler_test (bool verbose)
             s->interval_s = 60;
             s->anchor = now_s - 630;
             s->next_fire = now_s - 90;
+            s->due_known = false;
             int64_t before = s->last_fire;
             s_fire_due (self);
             CHECK_EQ (s->last_fire, before);
@@ -1360,8 +1472,46 @@ scheduler_test (bool verbose)
             //  A fire time at or before the last one fired never fires again.
             s->misfire_skip = false;
             s->next_fire = s->last_fire;
+            s->due_known = false;
             s_fire_due (self);
             CHECK_EQ (s->last_fire, before);
+            CHECK_EQ (s->next_fire, now_s + 30);  // the next grid point
+
+            //  The monotonic clock sets the pace of intervals, the wall clock
+            //  does not. A stored next_fire 10 minutes ahead of the wall (the
+            //  clock went back since): due within one interval, at its own
+            //  fire time, not in 10 minutes.
+            s->interval_s = 1;
+            s->anchor = now_s + 600;
+            s->next_fire = now_s + 600;
+            s->last_fire = s->acked_fire = now_s + 599;
+            s->due_known = false;
+            s_fire_due (self);
+            CHECK_EQ (s->last_fire, now_s + 599);  // not yet: one interval
+            CHECK (s->due_known && s->due_ms <= clock_mono_ms () + 1000);
+            s->due_ms -= 1000;  // one second later by the monotonic clock
+            s_fire_due (self);
+            CHECK_EQ (s->last_fire, now_s + 600);
+            CHECK_EQ (s->next_fire, now_s + 601);
+            //  Due times follow the monotonic clock whatever next_fire says:
+            //  a fire time an hour behind the wall (the clock went forward)
+            //  is neither a misfire nor a burst; it fires when due.
+            s->next_fire = now_s - 3600;
+            s->last_fire = s->acked_fire = now_s - 3601;
+            s->due_ms = clock_mono_ms () + 500;
+            s_fire_due (self);
+            CHECK_EQ (s->last_fire, now_s - 3601);
+            s->due_ms -= 500;
+            s_fire_due (self);
+            CHECK_EQ (s->last_fire, now_s - 3600);
+            CHECK_EQ (s->next_fire, now_s - 3599);
+            s_fire_due (self);
+            CHECK_EQ (s->last_fire, now_s - 3600);  // one fire, not 3600
+            //  A step of the wall clock against the monotonic one is noticed.
+            self->clock_offset_ms -= 600 * 1000;
+            int64_t stepped = self->clock_offset_ms;
+            s_watch_clock (self);
+            CHECK (self->clock_offset_ms != stepped);
         }
         //  Persisted: a second scheduler on the same file has the schedule.
         scheduler_destroy (&self);

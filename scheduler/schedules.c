@@ -8,6 +8,8 @@
 */
 #include "schedules.h"
 
+#include <inttypes.h>
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -64,6 +66,21 @@ int
 sched_compile (sched_t *self, char *err, size_t errlen)
 {
     cron_destroy (&self->cron);
+    //  Times and intervals come from a SCHEDULE (the codec takes any
+    //  int64 interval) or a store: keep the arithmetic on them in range.
+    const int64_t times[] = { self->anchor, self->next_fire, self->last_fire,
+                              self->acked_fire };
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        if (times[i] < 0 || times[i] > SCHED_TIME_MAX) {
+            snprintf (err, errlen, "fire time %" PRId64 " is not in 0..%" PRId64,
+                      times[i], (int64_t) SCHED_TIME_MAX);
+            return -1;
+        }
+    if (self->interval_s > CRON_INTERVAL_MAX_S) {
+        snprintf (err, errlen, "interval %" PRId64 " s is too long (at most 10 years)",
+                  self->interval_s);
+        return -1;
+    }
     if (self->interval_s > 0)
         return 0;
     self->cron = cron_new (self->cron_text, err, errlen);
@@ -471,6 +488,21 @@ schedules_test (bool verbose)
     CHECK (sched_from_json ("{\"name\":1}", 10, err, sizeof err) == NULL);
     CHECK_CONTAINS (err, "not a schedule");
     CHECK (sched_from_json ("nope", 4, err, sizeof err) == NULL);
+    //  A stored (or sent) interval or fire time that the fire arithmetic
+    //  would overflow on is refused: the wire takes any int64 interval.
+    sched_t *odd = sched_new ();
+    odd->interval_s = INT64_MAX;
+    CHECK_EQ (sched_compile (odd, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "too long");
+    odd->interval_s = CRON_INTERVAL_MAX_S;
+    CHECK_EQ (sched_compile (odd, err, sizeof err), 0);
+    odd->next_fire = INT64_MAX;
+    CHECK_EQ (sched_compile (odd, err, sizeof err), -1);
+    CHECK_CONTAINS (err, "not in 0..");
+    odd->next_fire = 0;
+    odd->last_fire = -5;
+    CHECK_EQ (sched_compile (odd, err, sizeof err), -1);
+    sched_destroy (&odd);
 
     CHECK_EQ (schedules_delete (store, "nightly"), 0);
     sched_destroy (&loaded);

@@ -44,15 +44,22 @@ typedef struct {
     cron_t *cron;     // parsed cron_text, or NULL
     int64_t sent_ms;  // monotonic: when last_fire was (re)sent
     bool running;     // last_fire submitted, no RESULT yet
+    bool due_known;   // interval: due_ms is set (else derived from
+                      // next_fire and the wall clock on the next tick)
+    int64_t due_ms;   // interval: monotonic ms when next_fire is due
 } sched_t;
+
+//  Latest fire time a schedule may hold (unix s; 9999-12-31T23:59:59Z).
+#define SCHED_TIME_MAX 253402300799LL
 
 //  Creates an empty schedule (strings ""); caller owns it, or NULL.
 sched_t *sched_new (void);
 void sched_destroy (sched_t **self_p);
 //  Sets a string field (copying value); returns 0 or -1 (out of memory).
 int sched_set (char **field, const char *value);
-//  Parses cron_text into cron (interval schedules: nothing). Returns 0 or -1
-//  with the reason in err.
+//  Checks the times (0..SCHED_TIME_MAX) and the interval (at most
+//  CRON_INTERVAL_MAX_S), then parses cron_text into cron (interval
+//  schedules: nothing). Returns 0 or -1 with the reason in err.
 int sched_compile (sched_t *self, char *err, size_t errlen);
 
 //  JSON for etcd: a malloc'd string the caller frees, or NULL.

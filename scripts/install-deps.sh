@@ -32,6 +32,8 @@ packages=(
     chromium chromium-driver        # tests: the dashboard in a real (headless) browser
     python3-selenium                #   driven by Debian's /usr/bin/python3
     beanstalkd                      # make bench: the peer emq is measured against
+    libfaketime                     # scheduler tests: a wall clock that steps
+    clang libclang-rt-14-dev        # make fuzz: libFuzzer (clang -fsanitize=fuzzer)
 )
 
 missing=()

@@ -641,6 +641,136 @@ test_etcd (h_test_t *t)
     (void) s;
 }
 
+//  ---------------------------------------------------------------------
+//  Clock steps: the scheduler runs under libfaketime, whose offset the
+//  test changes while it runs (a control file, re-read on every clock
+//  call). Only the wall clock is faked: CLOCK_MONOTONIC stays real, as a
+//  real settimeofday or NTP step leaves it. Router and job manager see the
+//  real time, so the router's created_at measures the real pace of fires.
+
+//  libfaketime's multi-threaded build (Debian libfaketime), or NULL.
+static const char *
+s_faketime_lib (void)
+{
+    static const char *paths[] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/i386-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        NULL,
+    };
+    for (int i = 0; paths[i]; i++)
+        if (access (paths[i], R_OK) == 0)
+            return paths[i];
+    return NULL;
+}
+
+//  Writes the faked clock's offset ("+0", "-600", "+3600": seconds).
+static void
+s_faketime_set (h_test_t *t, const char *offset)
+{
+    char path[H_PATH_MAX + 16], tmp[H_PATH_MAX + 24];
+    snprintf (path, sizeof path, "%s/faketime", t->dir);
+    snprintf (tmp, sizeof tmp, "%s/faketime.new", t->dir);
+    FILE *file = fopen (tmp, "w");
+    REQUIRE (file != NULL);
+    fprintf (file, "%s\n", offset);
+    REQUIRE_INT (fclose (file), ==, 0);
+    //  Whole at once: the scheduler reads it at any moment.
+    REQUIRE_INT (rename (tmp, path), ==, 0);
+}
+
+//  Starts an emq-scheduler whose wall clock is libfaketime's.
+static pid_t
+s_scheduler_faketime (h_test_t *t, const char *tag)
+{
+    const char *lib = s_faketime_lib ();
+    REQUIRE_MSG (lib != NULL, "libfaketime is not installed (scripts/install-deps.sh)");
+    s_faketime_set (t, "+0");
+    char path[H_PATH_MAX + 16];
+    snprintf (path, sizeof path, "%s/faketime", t->dir);
+    //  The child inherits these at fork; the test process only holds them
+    //  for the spawn. A sanitized build must accept a preload before ASan.
+    const char *asan = getenv ("ASAN_OPTIONS");
+    char *saved_asan = asan ? strdup (asan) : NULL;
+    char asan_options[1024];
+    snprintf (asan_options, sizeof asan_options, "%s%sverify_asan_link_order=0",
+              asan ? asan : "", asan && *asan ? ":" : "");
+    setenv ("ASAN_OPTIONS", asan_options, 1);
+    setenv ("LD_PRELOAD", lib, 1);
+    setenv ("FAKETIME_TIMESTAMP_FILE", path, 1);
+    setenv ("FAKETIME_NO_CACHE", "1", 1);
+    setenv ("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+    pid_t pid = s_scheduler (t, tag, NULL);
+    unsetenv ("LD_PRELOAD");
+    unsetenv ("FAKETIME_TIMESTAMP_FILE");
+    unsetenv ("FAKETIME_NO_CACHE");
+    unsetenv ("FAKETIME_DONT_FAKE_MONOTONIC");
+    if (saved_asan)
+        setenv ("ASAN_OPTIONS", saved_asan, 1);
+    else
+        unsetenv ("ASAN_OPTIONS");
+    free (saved_asan);
+    return pid;
+}
+
+//  Fires of `name` the router stored after real time `since` (unix s).
+static size_t
+s_fires_since (const s_fires_t *fires, double since)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < fires->count; i++)
+        count += fires->created[i] > since;
+    return count;
+}
+
+//  A 1 s interval under a scheduler whose wall clock steps by offset
+//  seconds: it keeps firing once a second (by the real clock), its fire
+//  times stay on their grid, and the scheduler logs the jump.
+static void
+s_clock_step (h_test_t *t, const char *offset, const char *direction)
+{
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", "[[10,\"default\"]]", 2, NULL);
+    s_scheduler_faketime (t, "sched");
+    s_wait_scheduler_registered (t, 1);
+    s_schedule (t, "tick", 1, NULL);
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= 3, 10000);
+    s_faketime_set (t, offset);
+    double stepped = clock_wall_s ();
+    size_t before = s_fire_count (t, "tick");
+    h_log (t, "wall clock of the scheduler stepped %s after %zu fires", offset, before);
+    //  Five more fires in (real) five seconds or so: without the
+    //  monotonic pace a step back stalls them for the 600 s.
+    REQUIRE_WAIT (s_fire_count (t, "tick") >= before + 5, 9000);
+    double elapsed = clock_wall_s () - stepped;
+    s_fires_t fires;
+    s_fires (t, "tick", &fires);
+    size_t after = s_fires_since (&fires, stepped);
+    h_log (t, "%zu fires in the %.1f s after the step", after, elapsed);
+    //  No burst: at most one fire per elapsed second (and one in flight).
+    REQUIRE_MSG ((double) after <= elapsed + 2.0, "%zu fires in %.1f s: a burst", after,
+                 elapsed);
+    //  Every fire time once, on the grid, no gap: the step moved nothing.
+    s_check_grid (t, &fires, 1, "tick");
+    REQUIRE_INT (h_log_count (t, "sched", direction), >=, 1);
+    REQUIRE_INT (h_log_count (t, "sched", "fire time(s) missed"), ==, 0);
+}
+
+//  The wall clock steps back 10 minutes: the interval goes on.
+static void
+test_clock_step_back (h_test_t *t)
+{
+    s_clock_step (t, "-600", "wall clock jumped back by 6");
+}
+
+//  The wall clock steps forward an hour: no burst, no misfire.
+static void
+test_clock_step_forward (h_test_t *t)
+{
+    s_clock_step (t, "+3600", "wall clock jumped forward by 36");
+}
+
 static const h_testdef_t s_tests[] = {
     { "interval_no_drift", test_interval_no_drift,
       "a 1 s interval fires once a second, on time, for 10 s" },
@@ -651,6 +781,11 @@ static const h_testdef_t s_tests[] = {
       "once" },
     { "cli", test_cli,
       "emq-cli schedules [--json], unschedule, and schedule's own checks" },
+    { "clock_step_back", test_clock_step_back,
+      "libfaketime steps the scheduler's wall clock back 10 min: a 1 s interval keeps "
+      "firing once a second, on its grid, and the jump is logged" },
+    { "clock_step_forward", test_clock_step_forward,
+      "the wall clock steps forward 1 h: no burst, no misfire, the jump is logged" },
     { "etcd", test_etcd,
       "three schedulers on etcd: SIGSTOP the leader past the TTL, SIGCONT, etcd "
       "restart" },
