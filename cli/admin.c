@@ -791,3 +791,87 @@ cli_dead (cli_t *cli, int argc, char **argv)
     return cli_usage_error ("dead: expected list, retry, delete or purge, not '%s'",
                             action);
 }
+
+//  --------------------------------------------------------------------------
+//  Fences: the schedulers' fencing tokens
+
+static int
+s_fence_show (cli_t *cli, bool json_out)
+{
+    char *reply = NULL;
+    int rc =
+        emq_admin_job (cli->admin, "FENCE_SHOW", NULL, cli->connect_timeout_ms, &reply);
+    if (rc)
+        return s_job_fail ("fence", rc, reply);
+    if (json_out) {
+        printf ("%s\n", reply);
+        free (reply);
+        return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+    }
+    json_t *root = json_loads (reply, JSON_DECODE_ANY, NULL);
+    json_t *fences = s_get (root, "fences");
+    if (!json_is_array (fences)) {
+        cli_fail (CLI_EXIT_FAILED, "fence: the router's reply has no \"fences\" list; "
+                                   "as received:");
+        printf ("%s\n", reply);
+        json_decref (root);
+        free (reply);
+        return CLI_EXIT_FAILED;
+    }
+    free (reply);
+    output_table_t *table = output_table_new ("SCOPE", "TOKEN", NULL);
+    if (!table) {
+        json_decref (root);
+        return cli_fail (CLI_EXIT_FAILED, "out of memory");
+    }
+    output_table_align_right (table, 1);
+    size_t index;
+    json_t *fence;
+    json_array_foreach (fences, index, fence)
+    {
+        char scope[256], token[64];
+        s_cell (s_get (fence, "scope"), scope, sizeof scope);
+        output_table_add (table, *scope ? scope : "(legacy)",
+                          s_cell (s_get (fence, "token"), token, sizeof token));
+    }
+    if (output_table_rows (table))
+        output_table_print (table, stdout);
+    else
+        printf ("no fencing tokens held\n");
+    output_table_destroy (&table);
+    json_decref (root);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}
+
+int
+cli_fence (cli_t *cli, int argc, char **argv)
+{
+    bool json_out = false, all = false;
+    int first = 0;
+    int rc = s_parse_job (cli, argc, argv, &json_out, &all, 2, &first);
+    if (rc)
+        return rc - 100;
+    const char *action = first < argc ? argv[first] : "show";
+    const char *arg = first + 1 < argc ? argv[first + 1] : NULL;
+    if (streq (action, "show")) {
+        if (arg || all)
+            return cli_usage_error ("fence: show takes no argument");
+        return s_fence_show (cli, json_out);
+    }
+    if (!streq (action, "reset"))
+        return cli_usage_error ("fence: expected show or reset, not '%s'", action);
+    if ((arg != NULL) == all)
+        return cli_usage_error ("fence reset: expected SCOPE or --all");
+    if (arg && (!*arg || strlen (arg) > 64))
+        return cli_usage_error ("fence reset: SCOPE must be 1..64 bytes");
+    const char *scope = all ? "*" : arg;
+    char *reply = NULL;
+    rc =
+        emq_admin_job (cli->admin, "FENCE_RESET", scope, cli->connect_timeout_ms, &reply);
+    if (rc)
+        return s_job_fail (all ? "fence" : scope, rc, reply);
+    free (reply);
+    printf ("fencing token%s of %s forgotten\n", all ? "s" : "",
+            all ? "every scope" : scope);
+    return fflush (stdout) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

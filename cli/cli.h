@@ -119,6 +119,9 @@ int cli_disconnect (cli_t *self, int argc, char **argv);
 int cli_result (cli_t *self, int argc, char **argv);
 int cli_cancel (cli_t *self, int argc, char **argv);
 int cli_dead (cli_t *self, int argc, char **argv);
+//  fence [--json] | fence reset SCOPE|--all: the schedulers' fencing tokens
+//  (FENCE_SHOW), and forgetting one (FENCE_RESET).
+int cli_fence (cli_t *self, int argc, char **argv);
 int cli_demo (cli_t *self, int argc, char **argv);
 int cli_keygen (cli_t *self, int argc, char **argv);
 //  schedule.c: emq-scheduler's schedules.

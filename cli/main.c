@@ -54,6 +54,9 @@ static const char *s_usage =
     "  dead retry MSGID|--all    queue dead jobs again (retries restored)\n"
     "  dead delete MSGID     delete one dead job\n"
     "  dead purge            delete every dead job\n"
+    "  fence [--json]        schedulers' fencing tokens held, per scope\n"
+    "  fence reset SCOPE|--all   forget a scope's token (a wedged scheduler fires\n"
+    "                        again); SCOPE as fence shows it\n"
     "  status [--json]       queues (waiting, in flight, processed, latency), job\n"
     "                        managers (processed), storage (dead, scheduled jobs);\n"
     "                        --json: the router's JSON\n"
@@ -383,6 +386,7 @@ static const s_command_t s_commands[] = {
     { "result", cli_result },
     { "cancel", cli_cancel },
     { "dead", cli_dead },
+    { "fence", cli_fence },
     { "demo", cli_demo },
     { "schedule", cli_schedule },
     { "schedules", cli_schedules },

@@ -1291,6 +1291,8 @@ static const s_admin_command_t s_admin_commands[] = {
     { EMQP_DEAD_PURGE, false, false },
     { EMQP_CANCEL, true, true },
     { EMQP_DEAD_RETRY, true, false },
+    { EMQP_FENCE_SHOW, false, false },
+    { EMQP_FENCE_RESET, true, true },
     { EMQP_ADMIN, false, false },  // emq_admin_request only: a JSON request
     { EMQP_DEAD_DELETE, true, false },
 };
@@ -1400,7 +1402,7 @@ emq_admin (const char *addr, const char *command, int timeout_ms, char **reply_o
         return s_admin_fail (
             reply_out, EMQ_ERR_INVALID,
             "unknown admin command (expected STATUS, ROUTER_SHOW_WORKERS, "
-            "ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST or DEAD_PURGE)");
+            "ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE or FENCE_SHOW)");
     return s_admin_call (addr, cmd, NULL, timeout_ms, reply_out);
 }
 
@@ -1414,8 +1416,8 @@ emq_admin_job (const char *addr, const char *command, const char *ref, int timeo
     if (!cmd || cmd->command == EMQP_ADMIN)
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,
                              "unknown admin command (expected CANCEL, DEAD_RETRY, "
-                             "DEAD_DELETE, DEAD_LIST, DEAD_PURGE, STATUS, "
-                             "ROUTER_SHOW_WORKERS, "
+                             "DEAD_DELETE, FENCE_RESET, DEAD_LIST, DEAD_PURGE, "
+                             "FENCE_SHOW, STATUS, ROUTER_SHOW_WORKERS, "
                              "ROUTER_SHOW_SCHEDULERS or DISCONNECT)");
     if (cmd->takes_ref && (!ref || !*ref || strlen (ref) > EMQP_MSGID_MAX))
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,

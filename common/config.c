@@ -268,6 +268,22 @@ static const s_setting_t s_settings[] = {
       .sections = S_ROUTER,
       .description = "CURVE: directory of the public certificates of the clients, "
                      "job managers and schedulers admitted; empty: any key" },
+    { .name = "scheduler_identities",
+      .type = S_TYPE_STRING,
+      .default_text = "",
+      .max_len = 4000,
+      .sections = S_ROUTER,
+      .description = "without CURVE roles: comma-separated names of the schedulers "
+                     "(identity NAME or NAME-*) that may register; empty: any, from "
+                     "loopback or ipc:// only; '*': any from anywhere" },
+    { .name = "client_queues_max",
+      .type = S_TYPE_INT,
+      .default_text = "100",
+      .min = 1,
+      .max = 10000,
+      .sections = S_ROUTER,
+      .description = "most queues one client connection may hold in use (jobs in "
+                     "them); past it REQUEST gets ERROR QUEUE_LIMIT" },
     { .name = "prefetch",
       .type = S_TYPE_INT,
       .default_text = "32",

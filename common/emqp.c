@@ -49,6 +49,8 @@ static const char *s_command_names[EMQP_COMMAND_COUNT] = {
     [EMQP_PUBLISH] = "PUBLISH",
     [EMQP_ADMIN] = "ADMIN",
     [EMQP_DEAD_DELETE] = "DEAD_DELETE",
+    [EMQP_FENCE_SHOW] = "FENCE_SHOW",
+    [EMQP_FENCE_RESET] = "FENCE_RESET",
 };
 
 static const char *s_status_names[EMQP_STATUS_COUNT] = {
@@ -149,6 +151,7 @@ emqp_msg_destroy (emqp_msg_t **self_p)
     free (self->msgid);
     free (self->ref);
     free (self->meta);
+    free (self->peer_address);
     free (self->queue);
     free (self->headers);
     free (self->cron);
@@ -559,6 +562,11 @@ s_decode (const s_view_t *frames, size_t count, bool with_identity,
             break;
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
+        case EMQP_FENCE_SHOW:
+            break;
+        case EMQP_FENCE_RESET:
+            if (s_text (r, "scope", 64, true, &self->ref))
+                goto fail;
             break;
         case EMQP_PUBLISH:
             //  EventMQ: topic, then the message (JSON there; any bytes here).
@@ -694,6 +702,10 @@ emqp_recv (zsock_t *sock, bool with_identity, const emqp_limits_t *limits,
         const char *value = zmq_msg_gets (&parts[sent], limits->meta_property);
         (*msg_p)->meta = value ? strdup (value) : NULL;
     }
+    if (*msg_p && limits && limits->peer_address && count > 0) {
+        const char *value = zmq_msg_gets (&parts[sent], "Peer-Address");
+        (*msg_p)->peer_address = value && *value ? strdup (value) : NULL;
+    }
     for (size_t i = 0; i < count; i++)
         zmq_msg_close (&parts[i]);
     return *msg_p ? 1 : -1;
@@ -802,6 +814,7 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
         case EMQP_ROUTER_SHOW_SCHEDULERS:
         case EMQP_DEAD_LIST:
         case EMQP_DEAD_PURGE:
+        case EMQP_FENCE_SHOW:
             break;
         case EMQP_INFORM:
             rc = s_put_str (f, self->queues ? self->queues : "");
@@ -845,6 +858,7 @@ s_layout (emqp_msg_t *self, s_frames_t *f)
         case EMQP_FETCH:
         case EMQP_DEAD_RETRY:
         case EMQP_DEAD_DELETE:
+        case EMQP_FENCE_RESET:
             rc = s_put_str (f, self->ref);
             break;
         case EMQP_CANCEL:
@@ -1184,6 +1198,7 @@ emqp_batch_unpack (const emqp_msg_t *batch, const emqp_limits_t *limits, size_t 
             continue;  // out of memory: that message is lost here
         msg->identity = batch->identity ? zframe_dup (batch->identity) : NULL;
         msg->meta = batch->meta ? strdup (batch->meta) : NULL;
+        msg->peer_address = batch->peer_address ? strdup (batch->peer_address) : NULL;
         msgs[made++] = msg;
     }
     msgpack_unpacked_destroy (&result);
@@ -1412,6 +1427,8 @@ static const s_test_layout_t s_test_layouts[] = {
     { EMQP_BATCH, { "\x91\x92\xc4\x05READY\xc4\x02m1", NULL } },
     { EMQP_PUBLISH, { "news", "{\"a\": 1}", NULL } },
     { EMQP_ADMIN, { "{\"command\":\"jobs\"}", NULL } },
+    { EMQP_FENCE_SHOW, { NULL } },
+    { EMQP_FENCE_RESET, { "etcd:1a2b", NULL } },
 };
 #define S_TEST_LAYOUTS (sizeof s_test_layouts / sizeof s_test_layouts[0])
 
@@ -1542,7 +1559,7 @@ s_test_frames (zmsg_t *zmsg, const char *const texts[])
 
 //  Builds round-trip case n (0..S_TEST_CASES-1) with every field it encodes
 //  set explicitly; returns NULL past the last case.
-#define S_TEST_CASES 42
+#define S_TEST_CASES 44
 static emqp_msg_t *
 s_test_case (int n)
 {
@@ -1743,6 +1760,13 @@ s_test_case (int n)
         case 41:
             m = emqp_msg_new (EMQP_DEAD_DELETE);
             m->ref = strdup ("dead-1");
+            break;
+        case 42:
+            m = emqp_msg_new (EMQP_FENCE_SHOW);
+            break;
+        case 43:
+            m = emqp_msg_new (EMQP_FENCE_RESET);
+            m->ref = strdup ("local:host1");
             break;
         default:
             return NULL;

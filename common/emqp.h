@@ -61,6 +61,8 @@ typedef enum {
     EMQP_ADMIN,        // admin -> router: a job or queue admin request (JSON
                        // text in stats), answered by REPLY JSON
     EMQP_DEAD_DELETE,  // admin -> router: delete one dead job
+    EMQP_FENCE_SHOW,   // admin -> router: the schedulers' fencing tokens
+    EMQP_FENCE_RESET,  // admin -> router: forget a scope's token (or "*")
     EMQP_COMMAND_COUNT
 } emqp_command_t;
 
@@ -85,7 +87,8 @@ typedef struct {
     char *msgid;  // this message's id (all commands)
 
     char *ref;             // ACK: acked id; REPLY(jm)/DONE/RESULT/ERROR/
-                           // FETCH/CANCEL/DEAD_RETRY: the job's msgid
+                           // FETCH/CANCEL/DEAD_RETRY: the job's msgid;
+                           // FENCE_RESET: the scope ("" legacy, "*" all)
     char *queue;           // REQUEST, SCHEDULE, UNSCHEDULE
     char *topic;           // PUBLISH: what subscribers filter on (a prefix)
     char *headers;         // REQUEST, SCHEDULE, UNSCHEDULE ("" if none)
@@ -115,6 +118,9 @@ typedef struct {
     char *error_text;      // ERROR: human-readable reason
     char *meta;            // emqp_recv with limits->meta_property: its value
                            // on the sender's connection, or NULL
+    char *peer_address;    // emqp_recv with limits->peer_address: ZeroMQ's
+                           // "Peer-Address" of the sender's connection (the
+                           // IP for tcp://), NULL when it has none (ipc://)
 } emqp_msg_t;
 
 typedef struct {
@@ -122,6 +128,8 @@ typedef struct {
     const char *meta_property;  // emqp_recv: a connection property to read
                                 // into emqp_msg_t.meta (e.g. from CURVE
                                 // certificate metadata), or NULL
+    bool peer_address;          // emqp_recv: read the sender's address into
+                                // emqp_msg_t.peer_address
 } emqp_limits_t;
 
 //  Why a message was refused (emqp_decode_fault, emqp_recv).

@@ -10,7 +10,7 @@
 typedef struct {
     const char *name;
     size_t offset;  // of the field in headers_t
-    int width;      // 0 = bool flag, 4 = uint32_t, 8 = uint64_t
+    int width;      // 0 = bool flag, 4 = uint32_t, 8 = uint64_t, -1 = scope text
 } s_header_t;
 
 static const s_header_t s_known[] = {
@@ -23,7 +23,23 @@ static const s_header_t s_known[] = {
     { "delay", offsetof (headers_t, delay_s), 4 },
     { "eta", offsetof (headers_t, eta), 4 },
     { "fence", offsetof (headers_t, fence), 8 },
+    { "fence-scope", offsetof (headers_t, fence_scope), -1 },
 };
+
+//  A scope names a leadership backend: a short word of safe characters.
+static bool
+s_scope_valid (const char *value, size_t len)
+{
+    if (len == 0 || len > HEADERS_SCOPE_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = value[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || strchr ("._:/-", c)))
+            return false;
+    }
+    return true;
+}
 #define S_KNOWN (sizeof s_known / sizeof s_known[0])
 
 int
@@ -48,6 +64,19 @@ headers_parse (const char *text, headers_t *out, char *err, size_t errlen)
                     return -1;
                 }
                 *(bool *) field = true;
+            }
+            else if (h->width < 0) {
+                const char *value = colon ? colon + 1 : "";
+                size_t value_len = colon ? len - name_len - 1 : 0;
+                if (!s_scope_valid (value, value_len)) {
+                    snprintf (err, errlen,
+                              "header %s: '%.*s' is not 1..%d of A-Z a-z 0-9 . _ : / -",
+                              h->name, (int) (value_len > 32 ? 32 : value_len), value,
+                              HEADERS_SCOPE_MAX);
+                    return -1;
+                }
+                memcpy (field, value, value_len);
+                field[value_len] = 0;
             }
             else {
                 const char *value = colon ? colon + 1 : "";
@@ -86,11 +115,14 @@ headers_format (const headers_t *in, char *buf, size_t buflen)
         const char *field = (const char *) in + h->offset;
         int n = 0;
         const char *sep = used ? "," : "";
-        uint64_t number = h->width == 4   ? *(const uint32_t *) field
+        uint64_t number = h->width < 0    ? 0
+                          : h->width == 4 ? *(const uint32_t *) field
                           : h->width == 8 ? *(const uint64_t *) field
                                           : 0;
         if (!h->width && *(const bool *) field)
             n = snprintf (buf + used, buflen - used, "%s%s", sep, h->name);
+        else if (h->width < 0 && *field)
+            n = snprintf (buf + used, buflen - used, "%s%s:%s", sep, h->name, field);
         else if (h->width && number)
             n = snprintf (buf + used, buflen - used, "%s%s:%" PRIu64, sep, h->name,
                           number);
@@ -145,6 +177,8 @@ headers_test (bool verbose)
         { "run_count:2", { .run_count = 2 } },
         { "delay:5,eta:1795398200", { .delay_s = 5, .eta = 1795398200u } },
         { "fence:18446744073709551615", { .fence = UINT64_MAX } },
+        { "fence:7,fence-scope:etcd:cdf818194e3a8c32",
+          { .fence = 7, .fence_scope = "etcd:cdf818194e3a8c32" } },
         { "run_count:3", { .run_count = 3 } },
     };
     for (size_t i = 0; i < sizeof seen / sizeof seen[0]; i++) {
@@ -155,6 +189,7 @@ headers_test (bool verbose)
         CHECK_EQ (h.retry_count, seen[i].expect.retry_count);
         CHECK_EQ (h.timeout_s, seen[i].expect.timeout_s);
         CHECK_EQ (h.run_count, seen[i].expect.run_count);
+        CHECK_STREQ (h.fence_scope, seen[i].expect.fence_scope);
         //  EventMQ's order is the canonical order: formatting gives it back.
         int len = headers_format (&h, buf, sizeof buf);
         CHECK_EQ (len, (int) strlen (seen[i].text));
@@ -205,6 +240,11 @@ headers_test (bool verbose)
         { "guarantee:", "header guarantee takes no value" },
         { "nohaste:yes", "header nohaste takes no value" },
         { "reply-requested,timeout:abc", "header timeout: 'abc'" },
+        { "fence-scope:", "header fence-scope: '' is not 1..64" },
+        { "fence-scope:a b", "header fence-scope: 'a b' is not" },
+        { "fence-scope:a\"b", "header fence-scope: 'a\"b' is not" },
+        { "fence-scope:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+          "is not 1..64" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;

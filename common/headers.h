@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  A fence scope: letters, digits and . _ : / - (e.g. "etcd:cdf818194e3a8c32").
+#define HEADERS_SCOPE_MAX 64
+
 typedef struct {
     bool reply_requested;  // reply-requested
     bool guarantee;        // guarantee
@@ -20,6 +23,9 @@ typedef struct {
     uint32_t delay_s;      // delay:N, keep the job scheduled N seconds (emq)
     uint32_t eta;          // eta:UNIX_TS, keep it scheduled until then (emq)
     uint64_t fence;        // fence:N, a scheduler leader's fencing token (emq)
+    char fence_scope[HEADERS_SCOPE_MAX + 1];  // fence-scope:TEXT, where that
+                                              // token comes from (emq); ""
+                                              // when absent
 } headers_t;
 
 //  Parses text into *out (zeroed first). Returns 0, or -1 with the reason in

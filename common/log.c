@@ -12,10 +12,12 @@
 
 #include <czmq.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <stdlib.h>
 
 static log_level_t s_level = LOG_LEVEL_INFO;
 static char s_ident[64] = "emq";
@@ -193,11 +195,95 @@ void (log_debug) (const char *format, ...)
 }
 
 //  --------------------------------------------------------------------------
+//  Rate limits
+
+static log_limit_t *s_limits;  // every limit used so far
+static int64_t s_window_ms;    // 0 until read
+
+int64_t
+log_limit_window_ms (void)
+{
+    if (!s_window_ms) {
+        const char *env = getenv ("EMQ_LOG_LIMIT_WINDOW_MS");
+        long long ms = env ? atoll (env) : 0;
+        s_window_ms = ms >= 10 && ms <= 3600000 ? ms : 10000;
+    }
+    return s_window_ms;
+}
+
+//  Ends limit's window if it is over, telling what it held back.
+static void
+s_limit_roll (log_limit_t *limit, int64_t now)
+{
+    int64_t window = log_limit_window_ms ();
+    if (now - limit->window_start_ms < window)
+        return;
+    if (limit->suppressed)
+        log_warning ("%s: ... %" PRIu64 " more in the last %" PRId64 " s", limit->what,
+                     limit->suppressed, (window + 999) / 1000);
+    limit->window_start_ms = now;
+    limit->shown = 0;
+    limit->suppressed = 0;
+}
+
+bool
+log_limit_pass (log_limit_t *limit)
+{
+    if (!limit->registered) {
+        limit->registered = true;
+        limit->next = s_limits;
+        s_limits = limit;
+        limit->window_start_ms = zclock_mono ();
+    }
+    s_limit_roll (limit, zclock_mono ());
+    if (limit->shown < LOG_LIMIT_BURST) {
+        limit->shown++;
+        return true;
+    }
+    limit->suppressed++;
+    return false;
+}
+
+void
+log_limits_flush (void)
+{
+    int64_t now = zclock_mono ();
+    for (log_limit_t *limit = s_limits; limit; limit = limit->next)
+        if (limit->suppressed)
+            s_limit_roll (limit, now);
+}
+
+//  --------------------------------------------------------------------------
 //  Self test
 
 #include "tests/testutil.h"
 
 #include <regex.h>
+
+//  Rate limits: a burst passes, the rest is counted and told once.
+static void
+s_limit_test (void)
+{
+    static log_limit_t limit = LOG_LIMIT ("log_test");
+    //  Quiet: the lines go to stderr otherwise.
+    log_level_t saved = s_level;
+    s_level = LOG_LEVEL_ERROR;
+    size_t passed = 0;
+    for (int i = 0; i < 1000; i++)
+        passed += log_limit_pass (&limit);
+    CHECK_EQ (passed, LOG_LIMIT_BURST);
+    CHECK_EQ (limit.suppressed, 1000 - LOG_LIMIT_BURST);
+    //  Before the window ends nothing is flushed; after it, the count goes.
+    log_limits_flush ();
+    CHECK_EQ (limit.suppressed, 1000 - LOG_LIMIT_BURST);
+    limit.window_start_ms -= log_limit_window_ms ();
+    log_limits_flush ();
+    CHECK_EQ (limit.suppressed, 0);
+    CHECK_EQ (limit.shown, 0);
+    //  A new window lets a burst through again.
+    CHECK (log_limit_pass (&limit));
+    s_level = saved;
+}
 
 void
 log_test (bool verbose)
@@ -267,6 +353,7 @@ log_test (bool verbose)
     }
     close (fd);
     unlink (path);
+    s_limit_test ();
     if (verbose)
         printf ("OK\n");
 }

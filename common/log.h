@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     LOG_LEVEL_ERROR,
@@ -51,5 +52,40 @@ void log_test (bool verbose);
 
 #define log_debug(...) \
     (log_enabled (LOG_LEVEL_DEBUG) ? log_debug (__VA_ARGS__) : (void) 0)
+
+//  Rate limits for lines a peer can make us write once per message (a bad
+//  frame, a result nobody reads): of each window (10 s) the first
+//  LOG_LIMIT_BURST lines are written, the others only counted, and once the
+//  window is over one line says "<what>: ... N more in the last 10 s". One
+//  static log_limit_t per call site, used from one thread:
+//
+//      static log_limit_t s_bad = LOG_LIMIT ("client: message dropped");
+//      log_warning_limited (&s_bad, "client %s: message dropped: %s", id, why);
+#define LOG_LIMIT_BURST 10
+
+typedef struct log_limit_t {
+    const char *what;         // subject of the summary line
+    int64_t window_start_ms;  // monotonic start of the current window
+    uint32_t shown;           // lines written in it
+    uint64_t suppressed;      // lines counted, not written, in it
+    bool registered;          // in the list log_limits_flush walks
+    struct log_limit_t *next;
+} log_limit_t;
+#define LOG_LIMIT(what)              \
+    {                                \
+        (what), 0, 0, 0, false, NULL \
+    }
+
+//  True if the line may be written now; otherwise counts it. Writes the
+//  summary of the previous window first when that one is over.
+bool log_limit_pass (log_limit_t *limit);
+//  Writes the summary line of every window that is over (call it now and
+//  then, e.g. once a second, so that a flood that stopped is still told).
+void log_limits_flush (void);
+//  The window's length: 10 s, or EMQ_LOG_LIMIT_WINDOW_MS (for tests).
+int64_t log_limit_window_ms (void);
+
+#define log_warning_limited(limit, ...) \
+    (log_limit_pass (limit) ? log_warning (__VA_ARGS__) : (void) 0)
 
 #endif

@@ -58,6 +58,10 @@ s_usage (FILE *out)
         "                             'emq-cli keygen NAME'); off by default\n"
         "  --curve-clients-dir DIR    CURVE: admit only the public certificates there\n"
         "                             (default: any key, still encrypted)\n"
+        "  --scheduler-identities LIST  without CURVE roles: the scheduler names that\n"
+        "                             may register (default: any, on loopback or\n"
+        "                             ipc:// only; '*': any from anywhere)\n"
+        "  --client-queues-max N      queues one client may hold in use (100)\n"
         "  --standby                  if another router holds the data directory, wait\n"
         "                             (checking every 2 s) and start when it is free\n"
         "  --takeover                 ask the router holding it to stop, wait until it\n"
@@ -101,7 +105,9 @@ enum {
     O_PREFETCH,
     O_CURVE_CERT,
     O_CURVE_DIR,
-    O_EVENTS
+    O_EVENTS,
+    O_SCHED_IDS,
+    O_CLIENT_QUEUES
 };
 
 static const struct option s_options[] = {
@@ -134,6 +140,8 @@ static const struct option s_options[] = {
     { "curve-clients-dir", required_argument, NULL, O_CURVE_DIR },
     { "events", required_argument, NULL, O_EVENTS },
     { "events-listen-addr", required_argument, NULL, O_EVENTS },
+    { "scheduler-identities", required_argument, NULL, O_SCHED_IDS },
+    { "client-queues-max", required_argument, NULL, O_CLIENT_QUEUES },
     PROGRAM_LOCK_OPTIONS,
     PROGRAM_OPTIONS
 };
@@ -161,6 +169,8 @@ static const program_flag_t s_flags[] = {
     { O_CURVE_CERT, "curve_secret_cert", NULL },
     { O_CURVE_DIR, "curve_clients_dir", NULL },
     { O_EVENTS, "events_listen_addr", NULL },
+    { O_SCHED_IDS, "scheduler_identities", NULL },
+    { O_CLIENT_QUEUES, "client_queues_max", NULL },
 };
 
 //  The store: in memory (data_dir ":memory:" or ""), or emq.db in the data
@@ -220,6 +230,8 @@ s_settings (config_t *config, router_settings_t *settings)
         .prefetch = (uint32_t) config_int (config, "prefetch"),
         .curve_secret_cert = config_str (config, "curve_secret_cert"),
         .curve_clients_dir = config_str (config, "curve_clients_dir"),
+        .scheduler_identities = config_str (config, "scheduler_identities"),
+        .client_queues_max = (size_t) config_int (config, "client_queues_max"),
     };
     if (settings->heartbeat_interval_ms < 1)
         settings->heartbeat_interval_ms = 1;
@@ -239,6 +251,8 @@ static const char *const s_reloadable[] = { "log_level",
                                             "retry_backoff_max",
                                             "prefetch",
                                             "curve_clients_dir",
+                                            "scheduler_identities",
+                                            "client_queues_max",
                                             NULL };
 
 static int
@@ -277,6 +291,16 @@ main (int argc, char *argv[])
                             program_error (program.name, PROGRAM_EXIT_CONFIG,
                                            "fsync '%s' is not always, everysec or off",
                                            fsync_name));
+    //  A clients directory without the router's own key would serve in
+    //  plain text, admitting anyone the directory was meant to keep out.
+    if (settings.curve_clients_dir && *settings.curve_clients_dir
+        && !(settings.curve_secret_cert && *settings.curve_secret_cert))
+        return program_end (&program,
+                            program_error (program.name, PROGRAM_EXIT_CONFIG,
+                                           "curve_clients_dir '%s' is set but "
+                                           "curve_secret_cert is not: CURVE needs the "
+                                           "router's key pair",
+                                           settings.curve_clients_dir));
     char db_path[4200];
     code = s_store (&program, db_path, sizeof db_path);
     if (code != -1)

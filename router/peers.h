@@ -83,7 +83,7 @@ zlistx_t *peers_list (peers_t *self);
 //  Makes a job manager serve the queues of specs (highest weight first,
 //  as queuespec_parse returns them): forgets the queues it served, then
 //  joins each queue's server list by weight. A queue that cannot be
-//  created (QUEUES_MAX) is skipped; returns how many were, or -1 when out
+//  created (QUEUES_MAX + QUEUES_JM_RESERVE) is skipped; returns how many were, or -1 when out
 //  of memory (the peer then serves nothing). queues_json is kept for
 //  listings (copied).
 int peers_serve (peer_t *peer, queues_t *queues, const queuespec_t *specs, size_t count,

@@ -13,10 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  The queues one client connection created (queues_require_for), counted
+//  against client_queues_max. Queues point at it; a sweep drops the
+//  records that count nothing.
+typedef struct {
+    size_t queues;  // queues it created that still exist
+} s_creator_t;
+
 struct queues_t {
-    zhashx_t *queues;   // name -> queue_t, owned
-    ck_hs_t jobs;       // job_t *, owned, keyed by msgid
-    zhashx_t *origins;  // queues_origin_t -> same, owned
+    zhashx_t *queues;    // name -> queue_t, owned
+    zhashx_t *creators;  // client identity (hex) -> s_creator_t, owned
+    ck_hs_t jobs;        // job_t *, owned, keyed by msgid
+    zhashx_t *origins;   // queues_origin_t -> same, owned
     size_t hwm;
     int64_t swept_at;  // monotonic ms of the latest sweep that freed
                        // nothing: not repeated within 100 ms unless a
@@ -190,6 +198,8 @@ s_queue_destroy (queue_t **self_p)
     if (!self_p || !*self_p)
         return;
     queue_t *self = *self_p;
+    if (self->creator)
+        ((s_creator_t *) self->creator)->queues--;
     zlistx_destroy (&self->servers);
     free (self->name);
     free (self);
@@ -226,11 +236,13 @@ queues_new (size_t hwm)
     }
     self->queues = zhashx_new ();
     self->origins = zhashx_new ();
-    if (!self->queues || !self->origins) {
+    self->creators = zhashx_new ();
+    if (!self->queues || !self->origins || !self->creators) {
         queues_destroy (&self);
         return NULL;
     }
     zhashx_set_destructor (self->queues, (zhashx_destructor_fn *) s_queue_destroy);
+    zhashx_set_destructor (self->creators, (zhashx_destructor_fn *) zstr_free);
     //  Keys are the items themselves: compared by content, never copied.
     zhashx_set_key_hasher (self->origins, s_origin_hash);
     zhashx_set_key_comparator (self->origins, s_origin_compare);
@@ -247,8 +259,10 @@ queues_destroy (queues_t **self_p)
     if (!self_p || !*self_p)
         return;
     queues_t *self = *self_p;
-    //  Queues first: their lists link job records.
+    //  Queues first: their lists link job records, and they count in
+    //  their creators.
     zhashx_destroy (&self->queues);
+    zhashx_destroy (&self->creators);
     ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
     void *item;
     while (ck_hs_next (&self->jobs, &it, &item))
@@ -282,41 +296,118 @@ s_sweep (queues_t *self)
          name = (char *) zlistx_next (unused))
         zhashx_delete (self->queues, name);  // frees the queue and its name
     zlistx_destroy (&unused);
+    //  Creators whose queues all went are forgotten.
+    zlistx_t *idle = zlistx_new ();
+    for (s_creator_t *creator = idle ? (s_creator_t *) zhashx_first (self->creators)
+                                     : NULL;
+         creator; creator = (s_creator_t *) zhashx_next (self->creators))
+        if (creator->queues == 0)
+            zlistx_add_end (idle, (void *) zhashx_cursor (self->creators));
+    for (char *key = idle ? (char *) zlistx_first (idle) : NULL; key;
+         key = (char *) zlistx_next (idle))
+        zhashx_delete (self->creators, key);
+    zlistx_destroy (&idle);
     return count;
 }
 
-queue_t *
-queues_require (queues_t *self, const char *name)
+//  Sweeps when a cap is reached, at most every 100 ms while sweeps free
+//  nothing (names come from the network: a flood at the cap must not cost
+//  a scan of every queue each). True if a sweep freed something.
+static bool
+s_sweep_at_cap (queues_t *self)
 {
+    int64_t now = zclock_mono ();
+    if (self->swept_at && now - self->swept_at < 100)
+        return false;
+    if (s_sweep (self) == 0) {
+        self->swept_at = now;
+        return false;
+    }
+    self->swept_at = 0;
+    return true;
+}
+
+//  A client's identity as a hash key: its bytes in hex.
+static void
+s_creator_key (zframe_t *identity, char *key, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *data = zframe_data (identity);
+    size_t n = zframe_size (identity), used = 0;
+    for (size_t i = 0; i < n && used + 2 < size; i++) {
+        key[used++] = hex[data[i] >> 4];
+        key[used++] = hex[data[i] & 15];
+    }
+    key[used] = 0;
+}
+
+queue_t *
+queues_require_for (queues_t *self, const char *name, zframe_t *creator,
+                    size_t creator_max, queues_refusal_t *why)
+{
+    queues_refusal_t ignored;
+    why = why ? why : &ignored;
+    *why = QUEUES_OK;
     queue_t *queue = queues_lookup (self, name);
     if (queue)
         return queue;
-    if (zhashx_size (self->queues) >= QUEUES_MAX) {
-        //  Names come from the network: a flood of new ones at the cap
-        //  must not cost a scan of every queue each.
-        int64_t now = zclock_mono ();
-        if (self->swept_at && now - self->swept_at < 100)
-            return NULL;
-        if (s_sweep (self) == 0) {
-            self->swept_at = now;
-            return NULL;
+    //  Clients' queues stop at QUEUES_MAX; job managers' may go beyond, so
+    //  that a flood of clients' queues never keeps a real queue out.
+    size_t cap = creator ? QUEUES_MAX : QUEUES_MAX + QUEUES_JM_RESERVE;
+    if (zhashx_size (self->queues) >= cap && !s_sweep_at_cap (self)) {
+        *why = QUEUES_FULL;
+        return NULL;
+    }
+    s_creator_t *owner = NULL;
+    if (creator) {
+        char key[2 * 256 + 1];
+        s_creator_key (creator, key, sizeof key);
+        owner = (s_creator_t *) zhashx_lookup (self->creators, key);
+        if (owner && owner->queues >= creator_max) {
+            //  A sweep may free its queues, and forget it when all went.
+            bool freed = s_sweep_at_cap (self);
+            owner = (s_creator_t *) zhashx_lookup (self->creators, key);
+            if (!freed || (owner && owner->queues >= creator_max)) {
+                *why = QUEUES_CLIENT_FULL;
+                return NULL;
+            }
         }
-        self->swept_at = 0;
+        if (!owner) {
+            owner = (s_creator_t *) calloc (1, sizeof (s_creator_t));
+            if (!owner) {
+                *why = QUEUES_NO_MEMORY;
+                return NULL;
+            }
+            zhashx_insert (self->creators, key, owner);
+        }
     }
     queue = calloc (1, sizeof (queue_t));
-    if (!queue)
+    if (!queue) {
+        *why = QUEUES_NO_MEMORY;
         return NULL;
+    }
     TAILQ_INIT (&queue->waiting);
     queue->name = strdup (name);
     queue->servers = zlistx_new ();
     if (!queue->name || !queue->servers) {
         s_queue_destroy (&queue);
+        *why = QUEUES_NO_MEMORY;
         return NULL;
     }
     zlistx_set_destructor (queue->servers, s_server_destroy);
     zlistx_set_comparator (queue->servers, s_server_compare);
+    if (owner) {
+        queue->creator = owner;
+        owner->queues++;
+    }
     zhashx_insert (self->queues, name, queue);
     return queue;
+}
+
+queue_t *
+queues_require (queues_t *self, const char *name)
+{
+    return queues_require_for (self, name, NULL, 0, NULL);
 }
 
 queue_t *
@@ -648,13 +739,19 @@ queues_test (bool verbose)
         else
             holders[i] = queues_job_new (many, qname, qname, "", &parsed, "", 0, NULL, 0);
     }
-    CHECK (queues_require (many, "one-too-many") == NULL);
+    zframe_t *client = zframe_new ("client-1", 8);
+    queues_refusal_t why;
+    CHECK (queues_require_for (many, "one-too-many", client, 100, &why) == NULL);
+    CHECK_EQ (why, QUEUES_FULL);
     CHECK (queues_require (many, "q0") != NULL);  // existing ones still found
+    //  A job manager's queue still finds room (the reserve).
+    CHECK (queues_require (many, "served") != NULL);
+    queue_add_server (queues_lookup (many, "served"), (peer_t *) "jm", 10);
     //  Once jobs are gone, unused queues make room; a served one stays.
     for (int i = 0; i < 100; i++)
         if (holders[i])
             queues_job_delete (many, holders[i]);
-    CHECK (queues_require (many, "one-too-many") != NULL);
+    CHECK (queues_require_for (many, "one-too-many", client, 100, &why) != NULL);
     CHECK (queues_lookup (many, "q0") == NULL);
     CHECK (queues_lookup (many, "q7") != NULL);
     CHECK (queues_lookup (many, "q100") != NULL);
@@ -663,6 +760,32 @@ queues_test (bool verbose)
             queues_job_delete (many, holders[i]);
     free (holders);
     queues_destroy (&many);
+
+    //  Per client: creator_max queues in use; unused ones are reclaimed;
+    //  another client has its own count.
+    many = queues_new (10);
+    zframe_t *client2 = zframe_new ("client-2", 8);
+    job_t *held[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf (qname, sizeof qname, "c%d", i);
+        CHECK (queues_require_for (many, qname, client, 3, &why) != NULL);
+        held[i] = queues_job_new (many, qname, qname, "", &parsed, "", 0, NULL, 0);
+    }
+    CHECK (queues_require_for (many, "c0", client, 3, &why) != NULL);  // known
+    CHECK (queues_require_for (many, "c3", client, 3, &why) == NULL);
+    CHECK_EQ (why, QUEUES_CLIENT_FULL);
+    CHECK (queues_require_for (many, "d0", client2, 3, &why) != NULL);
+    queues_job_delete (many, held[1]);  // c1 holds nothing now
+    CHECK (queues_require_for (many, "c3", client, 3, &why) != NULL);
+    CHECK (queues_lookup (many, "c1") == NULL);
+    held[1] = queues_job_new (many, "c3", "c3", "", &parsed, "", 0, NULL, 0);
+    CHECK (queues_require_for (many, "c4", client, 3, &why) == NULL);
+    queues_job_delete (many, held[1]);
+    queues_job_delete (many, held[0]);
+    queues_job_delete (many, held[2]);
+    queues_destroy (&many);
+    zframe_destroy (&client);
+    zframe_destroy (&client2);
 
     //  Churn: 200,000 jobs in and out keep the index working (tombstones
     //  are reused) and end with no job held.

@@ -35,7 +35,9 @@ struct queue_t {
                           // kept by job_fire
     int64_t latency_ms;   // wait of the latest dispatched job
     int64_t max_latency_ms;
-    bool paused;  // takes jobs, dispatches none (ADMIN queue_pause)
+    void *creator;  // the client that created it (its count of
+                    // queues, queues.c), or NULL
+    bool paused;    // takes jobs, dispatches none (ADMIN queue_pause)
 };
 
 typedef struct {
@@ -50,12 +52,29 @@ queues_t *queues_new (size_t hwm);
 void queues_destroy (queues_t **self_p);
 
 //  Names come from the network, so the number of queue records is capped.
-//  A queue stays while jobs or job managers point at it; when the cap is
-//  reached, queues that nothing points at make room (their counters go).
+//  A queue stays while jobs or job managers point at it; when a cap is
+//  reached, queues that nothing points at (no waiting, running or
+//  scheduled job, no job manager) make room (their counters go). Clients
+//  may create QUEUES_MAX queues; job managers QUEUES_JM_RESERVE more, so
+//  that clients' queues never keep a served queue out.
 #define QUEUES_MAX 10000
+#define QUEUES_JM_RESERVE 1000
 
-//  Finds or creates a queue. Returns NULL when it would be new and
-//  QUEUES_MAX queues are in use (or memory ran out).
+typedef enum {
+    QUEUES_OK = 0,
+    QUEUES_FULL,         // QUEUES_MAX (clients) or + reserve (job managers)
+    QUEUES_CLIENT_FULL,  // the creator holds creator_max queues
+    QUEUES_NO_MEMORY
+} queues_refusal_t;
+
+//  Finds or creates a queue for a client whose routing id is creator
+//  (borrowed), or for a job manager or the store (creator NULL). A client
+//  may hold creator_max queues it created (each counts while it exists).
+//  Returns NULL with the reason in *why (may be NULL) when it would be new
+//  and a cap is reached, or memory ran out.
+queue_t *queues_require_for (queues_t *self, const char *name, zframe_t *creator,
+                             size_t creator_max, queues_refusal_t *why);
+//  The same for a job manager (creator NULL).
 queue_t *queues_require (queues_t *self, const char *name);
 queue_t *queues_lookup (queues_t *self, const char *name);
 //  Iteration over queues (zhashx order).

@@ -26,6 +26,7 @@
 #include "dispatch.h"
 #include "emqp.h"
 #include "events.h"
+#include "fences.h"
 #include "headers.h"
 #include "job.h"
 #include "log.h"
@@ -37,9 +38,17 @@
 #include "curve.h"
 #include "service.h"
 #include "queues.h"
+#include "recent.h"
 #include "store.h"
 
 #define S_BATCH_MAX 1024  // messages handled per socket per loop turn
+//  In memory, msgids of ended jobs kept for idempotent submit (result_ttl
+//  long): at most this many, about 100 bytes each.
+#define S_RECENT_MAX 100000
+//  Refused messages in a second that count as a flood (s_on_second).
+#define S_REFUSAL_BURST 1000
+//  ERRORs answering undecodable messages, per second (s_fault_reply_allowed).
+#define S_FAULT_REPLIES 100
 
 typedef void (s_handler_fn) (router_t *self, emqp_msg_t *msg);
 
@@ -94,17 +103,31 @@ struct router_t {
     bool ends_unsaved;           // an end could not join a batch: write again
     bool store_failing;          // the last commit failed (logged once)
     bool submit_failing;         // the writer could not be reached (logged once)
-    uint64_t fence;              // highest scheduler fencing token seen
+    fences_t *fences;            // schedulers' fencing tokens, per scope
+    recent_t *recent;            // in memory: msgids of ended jobs, or NULL
+    char *scheduler_identities;  // settings.scheduler_identities, owned
+    bool frontend_local;         // the frontend is ipc://: every peer is local
     s_socket_ctx_t readers[3];   // context of each socket's reader
     zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
     size_t jobs_at_trim;       // job count at the last malloc_trim
+    uint64_t refused;          // messages refused or dropped since the last second
+    uint32_t fault_replies;    // ERRORs answering undecodable messages, this second
+    bool refusal_burst;        // many were: trim the heap once they stop
     router_reload_fn *reload;  // SIGHUP's settings, or NULL
     void *reload_arg;
     int heartbeat_timer;  // zloop timer id, re-armed when the interval changes
     events_t *events;     // the lifecycle stream, or NULL (not configured)
     metrics_t *metrics;   // latency histograms, gauges, commit times (STATUS)
 };
+
+//  Lines a peer can make us write once per message are rate-limited
+//  (log.h): a flood costs a few lines and a count, not a line each.
+static log_limit_t s_lim_undelivered = LOG_LIMIT ("router: messages not delivered");
+static log_limit_t s_lim_refused = LOG_LIMIT ("client: REQUESTs refused");
+static log_limit_t s_lim_frontend = LOG_LIMIT ("client: frontend commands refused");
+static log_limit_t s_lim_backend = LOG_LIMIT ("jobmanager: reports refused");
+static log_limit_t s_lim_dropped = LOG_LIMIT ("router: malformed messages dropped");
 
 //  Every change of a job's state goes through here (job.c holds the
 //  table); a refused move is our bug, or a peer's stale report that the
@@ -160,11 +183,11 @@ s_send (router_t *self, zsock_t *sock, emqp_msg_t **msg_p, zframe_t *to)
         return 0;
     self->undeliverable++;
     char id[600];
-    log_warning ("peer %s: %s not delivered: %s", peers_id_of (to, id, sizeof id),
-                 emqp_command_name (command),
-                 errno == EHOSTUNREACH ? "peer is gone"
-                 : errno == EAGAIN     ? "peer's queue is full"
-                                       : strerror (errno));
+    log_warning_limited (&s_lim_undelivered, "peer %s: %s not delivered: %s",
+                         peers_id_of (to, id, sizeof id), emqp_command_name (command),
+                         errno == EHOSTUNREACH ? "peer is gone"
+                         : errno == EAGAIN     ? "peer's queue is full"
+                                               : strerror (errno));
     return -1;
 }
 
@@ -172,6 +195,7 @@ static void
 s_send_error (router_t *self, zsock_t *sock, zframe_t *identity, const char *ref,
               const char *code, const char *text)
 {
+    self->refused++;
     emqp_msg_t *reply = emqp_msg_new (EMQP_ERROR);
     if (!reply)
         return;
@@ -296,6 +320,9 @@ s_job_end (router_t *self, job_t *job, store_state_t state, emqp_status_t status
         zlistx_destroy (&job->more->watchers);
     }
     if (store_is_memory (self->store) || job->row <= 0) {
+        //  Without a table of rows, the msgid is kept here instead.
+        if (self->recent)
+            recent_add (self->recent, msgid, clock_mono_ms ());
         queues_job_delete (self->queues, job);
         return;
     }
@@ -525,10 +552,109 @@ s_unschedule (router_t *self, job_t *job)
     }
 }
 
+//  Fires of the emq scheduler have msgids "sched:<schedule>:<fire time>":
+//  predictable, and idempotent submit keeps the first job under a msgid, so
+//  only schedulers may use them (a client could pre-empt every fire).
+#define S_FIRE_PREFIX "sched:"
+
+//  True if addr (a Peer-Address: the IP of a tcp:// peer) is loopback.
+static bool
+s_is_loopback (const char *addr)
+{
+    return strncmp (addr, "127.", 4) == 0 || streq (addr, "::1")
+           || strncmp (addr, "::ffff:127.", 11) == 0;
+}
+
+//  True if identity is NAME or NAME-<anything> for a NAME of the list (the
+//  emq scheduler's identity is its name, a dash and 8 random characters).
+static bool
+s_identity_listed (const char *list, zframe_t *identity)
+{
+    const char *id = (const char *) zframe_data (identity);
+    size_t id_len = zframe_size (identity);
+    for (const char *p = list; *p;) {
+        const char *end = strchr (p, ',');
+        size_t len = end ? (size_t) (end - p) : strlen (p);
+        if (len > 0 && len <= id_len && memcmp (id, p, len) == 0
+            && (len == id_len || id[len] == '-'))
+            return true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+//  Who may act as a scheduler on the frontend: INFORM as one (and so get
+//  SCHEDULE traffic), fence, use fire msgids. Under CURVE with a clients
+//  directory, a key with the scheduler role; else a listed identity
+//  (scheduler_identities; "*" = anyone); by default any peer on loopback or
+//  ipc://. False with the reason in why.
+static bool
+s_scheduler_admitted (router_t *self, const emqp_msg_t *msg, char *why, size_t whylen)
+{
+    if (self->limits.meta_property) {
+        if (msg->meta && curve_roles_match (msg->meta, "scheduler"))
+            return true;
+        snprintf (why, whylen, "its key's roles (%s) do not include scheduler",
+                  msg->meta ? msg->meta : "none");
+        return false;
+    }
+    const char *list = self->scheduler_identities;
+    if (list && *list) {
+        if (streq (list, "*") || s_identity_listed (list, msg->identity))
+            return true;
+        snprintf (why, whylen, "its identity is not in scheduler_identities");
+        return false;
+    }
+    //  ipc:// peers are on this host; a tcp:// peer's address is its IP.
+    if (self->frontend_local || !msg->peer_address || s_is_loopback (msg->peer_address))
+        return true;
+    snprintf (why, whylen,
+              "it connects from %.64s, not loopback or ipc:// (see "
+              "scheduler_identities)",
+              msg->peer_address);
+    return false;
+}
+
+//  A REQUEST that fences, or uses a fire msgid, must come from a registered
+//  scheduler that is still admitted (its identity may have passed to
+//  another connection). Answers ERROR NOT_ALLOWED and returns false if not.
+static bool
+s_client_request_allowed (router_t *self, emqp_msg_t *msg, const headers_t *parsed)
+{
+    bool fire = strncmp (msg->msgid, S_FIRE_PREFIX, strlen (S_FIRE_PREFIX)) == 0;
+    if (!fire && !parsed->fence && !*parsed->fence_scope)
+        return true;
+    char why[160] = "it is not a registered scheduler (INFORM first)";
+    if (peers_lookup (self->schedulers, msg->identity)
+        && s_scheduler_admitted (self, msg, why, sizeof why))
+        return true;
+    char err[320];
+    snprintf (err, sizeof err, "%s is for schedulers only, and %s",
+              fire ? "a msgid starting '" S_FIRE_PREFIX "'" : "a fence header", why);
+    log_warning_limited (&s_lim_refused, "client %s: REQUEST %s refused: %s",
+                         S_SENDER (msg), msg->msgid, err);
+    s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED", err);
+    return false;
+}
+
 static void
 s_client_request (router_t *self, emqp_msg_t *msg)
 {
+    //  Fire msgids are the schedulers': refused before the msgid is looked
+    //  up, so that a client learns nothing of the fires held.
+    if (strncmp (msg->msgid, S_FIRE_PREFIX, strlen (S_FIRE_PREFIX)) == 0) {
+        headers_t none = { 0 };
+        if (!s_client_request_allowed (self, msg, &none))
+            return;
+    }
     //  A client that retries after a lost ACK must not duplicate work.
+    if (self->recent && recent_has (self->recent, msg->msgid)) {
+        log_debug ("client %s: REQUEST %s ended already", S_SENDER (msg), msg->msgid);
+        s_send_ack (self, self->frontend, msg->identity, msg->msgid);
+        return;
+    }
     job_t *known = queues_job_lookup (self->queues, msg->msgid);
     if (known) {
         log_debug ("client %s: REQUEST %s is already held", S_SENDER (msg), msg->msgid);
@@ -540,49 +666,62 @@ s_client_request (router_t *self, emqp_msg_t *msg)
     headers_t parsed;
     char err[256];
     if (headers_parse (msg->headers, &parsed, err, sizeof err)) {
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
-                     err);
+        log_warning_limited (&s_lim_refused, "client %s: REQUEST %s refused: %s",
+                             S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "BAD_REQUEST",
                       err);
         return;
     }
+    if (!s_client_request_allowed (self, msg, &parsed))
+        return;
     //  A scheduler's fire carries its leadership's fencing token: a deposed
-    //  leader (older token) must not fire, even if it still believes it leads.
+    //  leader (older token in the same scope) must not fire, even if it
+    //  still believes it leads. Only an admitted scheduler may fence at all
+    //  (s_client_request_allowed).
     if (parsed.fence) {
-        if (!peers_lookup (self->schedulers, msg->identity) || parsed.fence > INT64_MAX) {
-            snprintf (err, sizeof err,
-                      "fence:N is accepted only from a registered scheduler, "
-                      "with N below 2^63");
-            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
-                         err);
-            s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
-                          err);
-            return;
-        }
-        if (parsed.fence < self->fence) {
+        uint64_t held = 0;
+        fences_verdict_t verdict =
+            fences_check (self->fences, parsed.fence_scope, parsed.fence, &held);
+        const char *code = "FENCED";
+        if (verdict == FENCES_STALE)
             snprintf (err, sizeof err,
                       "fencing token %" PRIu64 " is older than %" PRIu64
-                      ": another scheduler leads",
-                      parsed.fence, self->fence);
-            log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
-                         err);
-            s_send_error (self, self->frontend, msg->identity, msg->msgid, "FENCED", err);
+                      " (scope '%s'): another scheduler leads",
+                      parsed.fence, held, parsed.fence_scope);
+        else if (verdict == FENCES_FULL)
+            snprintf (err, sizeof err, "too many fence scopes (%d); scope '%s' refused",
+                      FENCES_SCOPES_MAX, parsed.fence_scope);
+        else if (verdict == FENCES_TOO_LARGE) {
+            code = "BAD_REQUEST";
+            snprintf (err, sizeof err, "fence:%" PRIu64 " is not below 2^63",
+                      parsed.fence);
+        }
+        if (verdict != FENCES_OK) {
+            log_warning_limited (&s_lim_refused, "scheduler %s: REQUEST %s refused: %s",
+                                 S_SENDER (msg), msg->msgid, err);
+            s_send_error (self, self->frontend, msg->identity, msg->msgid, code, err);
             return;
         }
-        if (parsed.fence > self->fence) {
-            self->fence = parsed.fence;
-            if (store_meta_set (self->store, "fence", (int64_t) parsed.fence))
-                log_error ("store: %s", store_error (self->store));
-        }
     }
-    queue_t *queue = queues_require (self->queues, msg->queue);
+    queues_refusal_t refusal;
+    queue_t *queue = queues_require_for (self->queues, msg->queue, msg->identity,
+                                         self->settings.client_queues_max, &refusal);
     if (!queue) {
-        snprintf (err, sizeof err,
-                  "queue '%s' cannot be created: the router holds %d "
-                  "queues in use, its limit",
-                  msg->queue, QUEUES_MAX);
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
-                     err);
+        if (refusal == QUEUES_CLIENT_FULL)
+            snprintf (err, sizeof err,
+                      "queue '%s' cannot be created: this client holds %zu queues in "
+                      "use, its limit (client_queues_max)",
+                      msg->queue, self->settings.client_queues_max);
+        else if (refusal == QUEUES_FULL)
+            snprintf (err, sizeof err,
+                      "queue '%s' cannot be created: the router holds %d "
+                      "clients' queues in use, its limit",
+                      msg->queue, QUEUES_MAX);
+        else
+            snprintf (err, sizeof err, "queue '%s' cannot be created: out of memory",
+                      msg->queue);
+        log_warning_limited (&s_lim_refused, "client %s: REQUEST %s refused: %s",
+                             S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_LIMIT",
                       err);
         return;
@@ -593,8 +732,8 @@ s_client_request (router_t *self, emqp_msg_t *msg)
                   "queue '%s' is full (%zu jobs waiting, high-water mark %zu)",
                   msg->queue, queue_waiting (queue) + queue->accepting,
                   self->settings.queue_hwm);
-        log_warning ("client %s: REQUEST %s refused: %s", S_SENDER (msg), msg->msgid,
-                     err);
+        log_warning_limited (&s_lim_refused, "client %s: REQUEST %s refused: %s",
+                             S_SENDER (msg), msg->msgid, err);
         s_send_error (self, self->frontend, msg->identity, msg->msgid, "QUEUE_FULL", err);
         return;
     }
@@ -713,6 +852,15 @@ s_client_fetch (router_t *self, emqp_msg_t *msg)
 static void
 s_scheduler_inform (router_t *self, emqp_msg_t *msg)
 {
+    char why[160];
+    if (!s_scheduler_admitted (self, msg, why, sizeof why)) {
+        char err[256];
+        snprintf (err, sizeof err, "INFORM as a scheduler refused: %s", why);
+        log_warning_limited (&s_lim_frontend, "client %s: %s", S_SENDER (msg), err);
+        s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
+                      err);
+        return;
+    }
     peer_t *peer = peers_lookup (self->schedulers, msg->identity);
     if (!peer)
         peer = peers_add (self->schedulers, msg->identity, PEER_SCHEDULER);
@@ -720,7 +868,8 @@ s_scheduler_inform (router_t *self, emqp_msg_t *msg)
         return;
     peer->last_heard_ms = peer->registered_ms = clock_mono_ms ();
     peer->lru_tick = ++self->tick;
-    log_info ("scheduler %s: registered", peer->id);
+    log_info ("scheduler %s: registered (from %s)", peer->id,
+              msg->peer_address ? msg->peer_address : "ipc");
     s_send_ack (self, self->frontend, msg->identity, msg->msgid);
 }
 
@@ -784,6 +933,13 @@ static void
 s_frontend_message (router_t *self, emqp_msg_t *msg)
 {
     peer_t *scheduler = peers_lookup (self->schedulers, msg->identity);
+    char why[160];
+    if (scheduler && !s_scheduler_admitted (self, msg, why, sizeof why)) {
+        //  Its identity passed to a connection that may not schedule.
+        log_warning ("scheduler %s: %s", scheduler->id, why);
+        s_peer_remove (self, self->schedulers, scheduler, "no longer admitted");
+        scheduler = NULL;
+    }
     if (scheduler)
         scheduler->last_heard_ms = clock_mono_ms ();
 
@@ -798,8 +954,10 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (streq (msg->peer_type, "scheduler"))
                 s_scheduler_inform (self, msg);
             else {
-                log_warning ("client %s: INFORM type '%s' refused on the frontend",
-                             S_SENDER (msg), msg->peer_type);
+                log_warning_limited (
+                    &s_lim_frontend,
+                    "client %s: INFORM type '%s' refused on the frontend", S_SENDER (msg),
+                    msg->peer_type);
                 s_send_error (self, self->frontend, msg->identity, msg->msgid,
                               "NOT_ALLOWED",
                               "only schedulers INFORM on the frontend; job managers use "
@@ -833,9 +991,10 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
                 s_peer_remove (self, self->schedulers, scheduler, "said KBYE");
             break;
         case EMQP_DISCONNECT:
-            log_warning ("client %s: DISCONNECT refused on the frontend "
-                         "(admin socket only)",
-                         S_SENDER (msg));
+            log_warning_limited (&s_lim_frontend,
+                                 "client %s: DISCONNECT refused on the frontend "
+                                 "(admin socket only)",
+                                 S_SENDER (msg));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "NOT_ALLOWED",
                           "DISCONNECT is accepted on the admin socket only");
             break;
@@ -843,12 +1002,13 @@ s_frontend_message (router_t *self, emqp_msg_t *msg)
             if (scheduler)
                 s_relay_schedule_error (self, msg);
             else
-                log_warning ("client %s: sent ERROR %s: %s", S_SENDER (msg),
-                             msg->error_code, msg->error_text);
+                log_warning_limited (&s_lim_frontend, "client %s: sent ERROR %s: %s",
+                                     S_SENDER (msg), msg->error_code, msg->error_text);
             break;  // never answer an ERROR with an ERROR
         default:
-            log_warning ("client %s: %s is not a frontend command", S_SENDER (msg),
-                         emqp_command_name (msg->command));
+            log_warning_limited (&s_lim_frontend,
+                                 "client %s: %s is not a frontend command",
+                                 S_SENDER (msg), emqp_command_name (msg->command));
             s_send_error (self, self->frontend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the frontend");
     }
@@ -899,7 +1059,7 @@ s_jm_inform (router_t *self, emqp_msg_t *msg, peer_t *peer)
     if (skipped > 0)
         log_warning ("jobmanager %s: %d of its queues not served: the router holds %d "
                      "queues, its limit",
-                     peer->id, skipped, QUEUES_MAX);
+                     peer->id, skipped, QUEUES_MAX + QUEUES_JM_RESERVE);
     peer->emq =
         msg->agent && strneq (msg->agent, "") && strncmp (msg->agent, "emq/", 4) == 0;
     //  emq/2 job managers send no READY after a DONE (or a RETURN).
@@ -971,10 +1131,11 @@ s_jm_outcome (router_t *self, emqp_msg_t *msg, peer_t *peer, bool legacy)
     //  Fencing: only the latest dispatch of a running job may end it.
     if (job->state != JOB_RUNNING || (!legacy && msg->epoch != job->epoch)
         || (legacy && job->peer != peer)) {
-        log_warning ("jobmanager %s: stale outcome for job %s ignored "
-                     "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)",
-                     S_SENDER (msg), JOB_MSGID (job), msg->epoch, job_epoch (job),
-                     job_state_name (job->state));
+        log_warning_limited (&s_lim_backend,
+                             "jobmanager %s: stale outcome for job %s ignored "
+                             "(epoch %" PRIu64 ", current %" PRIu64 ", state %s)",
+                             S_SENDER (msg), JOB_MSGID (job), msg->epoch, job_epoch (job),
+                             job_state_name (job->state));
         return;
     }
     if (job->peer)
@@ -1057,10 +1218,11 @@ s_reconcile (router_t *self, peer_t *peer, const char *stats)
                                         2 * self->settings.heartbeat_interval_ms);
     for (job_t *job = lost ? (job_t *) zlistx_first (lost) : NULL; job;
          job = (job_t *) zlistx_next (lost)) {
-        log_warning ("jobmanager %s: does not hold job %s (epoch %" PRIu64
-                     ") it was sent; "
-                     "the job goes back to its queue",
-                     peer->id, JOB_MSGID (job), job->epoch);
+        log_warning_limited (&s_lim_backend,
+                             "jobmanager %s: does not hold job %s (epoch %" PRIu64
+                             ") it was sent; "
+                             "the job goes back to its queue",
+                             peer->id, JOB_MSGID (job), job->epoch);
         s_take_back (self, job);
         self->redispatch = true;  // its slot is free again
     }
@@ -1162,12 +1324,13 @@ s_backend_message (router_t *self, emqp_msg_t *msg)
         case EMQP_ACK:
             break;
         case EMQP_ERROR:
-            log_warning ("jobmanager %s: sent ERROR %s: %s", S_SENDER (msg),
-                         msg->error_code, msg->error_text);
+            log_warning_limited (&s_lim_backend, "jobmanager %s: sent ERROR %s: %s",
+                                 S_SENDER (msg), msg->error_code, msg->error_text);
             break;
         default:
-            log_warning ("jobmanager %s: %s is not a backend command", S_SENDER (msg),
-                         emqp_command_name (msg->command));
+            log_warning_limited (&s_lim_backend,
+                                 "jobmanager %s: %s is not a backend command",
+                                 S_SENDER (msg), emqp_command_name (msg->command));
             s_send_error (self, self->backend, msg->identity, msg->msgid, "UNEXPECTED",
                           "command not accepted on the backend");
     }
@@ -1942,6 +2105,23 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
         case EMQP_ROUTER_SHOW_SCHEDULERS:
             s_admin_reply (self, msg, admin_schedulers_json (self->schedulers, now));
             break;
+        case EMQP_FENCE_SHOW:
+            s_admin_reply (self, msg, fences_json (self->fences));
+            break;
+        case EMQP_FENCE_RESET: {
+            //  The legacy scope is "" on the wire of fires, "(legacy)" here
+            //  (no scope can hold parentheses).
+            const char *scope = streq (msg->ref, "(legacy)") ? "" : msg->ref;
+            size_t count = fences_reset (self->fences, scope);
+            if (count == 0) {
+                s_send_error (self, self->admin, msg->identity, msg->msgid, "NOT_FOUND",
+                              "no fencing token is held for that scope");
+                break;
+            }
+            log_warning ("admin %s: FENCE_RESET '%s': %zu fencing token(s) forgotten", id,
+                         msg->ref, count);
+            s_send_ack (self, self->admin, msg->identity, msg->msgid);
+        } break;
         case EMQP_DISCONNECT:
             log_info ("admin %s: DISCONNECT, shutting down", id);
             s_send_ack (self, self->admin, msg->identity, msg->msgid);
@@ -1999,11 +2179,12 @@ s_jm_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
     self->undeliverable += messages;
     peer_t *peer = peers_lookup (self->job_managers, identity);
     char id[600];
-    log_warning ("jobmanager %s: %zu message(s) not delivered: %s",
-                 peers_id_of (identity, id, sizeof id), messages,
-                 error == EHOSTUNREACH ? "peer is gone"
-                 : error == EAGAIN     ? "peer's queue is full"
-                                       : strerror (error));
+    log_warning_limited (&s_lim_undelivered,
+                         "jobmanager %s: %zu message(s) not delivered: %s",
+                         peers_id_of (identity, id, sizeof id), messages,
+                         error == EHOSTUNREACH ? "peer is gone"
+                         : error == EAGAIN     ? "peer's queue is full"
+                                               : strerror (error));
     if (peer)
         s_peer_remove (self, self->job_managers, peer, "unreachable");
 }
@@ -2014,11 +2195,12 @@ s_client_unreachable (void *arg, zframe_t *identity, size_t messages, int error)
     router_t *self = (router_t *) arg;
     self->undeliverable += messages;
     char id[600];
-    log_warning ("client %s: %zu message(s) not delivered: %s",
-                 peers_id_of (identity, id, sizeof id), messages,
-                 error == EHOSTUNREACH ? "peer is gone"
-                 : error == EAGAIN     ? "peer's queue is full"
-                                       : strerror (error));
+    log_warning_limited (&s_lim_undelivered,
+                         "client %s: %zu message(s) not delivered: %s",
+                         peers_id_of (identity, id, sizeof id), messages,
+                         error == EHOSTUNREACH ? "peer is gone"
+                         : error == EAGAIN     ? "peer's queue is full"
+                                               : strerror (error));
 }
 
 //  Sends what the turn gathered for batch-capable peers. Jobs of a job
@@ -2201,15 +2383,26 @@ s_role_admitted (router_t *self, const emqp_msg_t *msg, const char *roles)
     return msg->meta && curve_roles_match (msg->meta, roles);
 }
 
+//  Undecodable messages are answered (ERROR BAD_FRAME...) up to
+//  S_FAULT_REPLIES a second: a flooder that never reads would otherwise
+//  have the router queue an ERROR for each (up to the high-water mark,
+//  100,000 per peer). The rest are dropped, counted in the log.
+static bool
+s_fault_reply_allowed (router_t *self)
+{
+    return self->fault_replies++ < S_FAULT_REPLIES;
+}
+
 //  Hands one message to its socket's handler, if its sender's roles admit it.
 static void
 s_deliver (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
            const char *roles, emqp_msg_t *msg)
 {
     if (!s_role_admitted (self, msg, roles)) {
-        log_warning ("%s %s: %s refused: its key's roles (%s) do not include %s", name,
-                     S_SENDER (msg), emqp_command_name (msg->command),
-                     msg->meta ? msg->meta : "none", roles);
+        log_warning_limited (&s_lim_frontend,
+                             "%s %s: %s refused: its key's roles (%s) do not include %s",
+                             name, S_SENDER (msg), emqp_command_name (msg->command),
+                             msg->meta ? msg->meta : "none", roles);
         if (msg->command != EMQP_ERROR)
             s_send_error (self, sock, msg->identity, msg->msgid, "NOT_ALLOWED",
                           "this key may not use this socket (see its emq-roles)");
@@ -2230,8 +2423,11 @@ s_deliver_batch (router_t *self, zsock_t *sock, const char *name, s_handler_fn *
     size_t count = 0;
     emqp_msg_t **msgs = emqp_batch_unpack (batch, &self->limits, &count, err, sizeof err);
     if (!msgs) {
-        log_warning ("%s %s: BATCH dropped: %s", name, S_SENDER (batch), err);
-        s_send_error (self, sock, batch->identity, batch->msgid, "BAD_FRAME", err);
+        self->refused++;
+        if (s_fault_reply_allowed (self))
+            s_send_error (self, sock, batch->identity, batch->msgid, "BAD_FRAME", err);
+        log_warning_limited (&s_lim_dropped, "%s %s: BATCH dropped: %s", name,
+                             S_SENDER (batch), err);
         emqp_msg_destroy (&batch);
         return;
     }
@@ -2242,8 +2438,10 @@ s_deliver_batch (router_t *self, zsock_t *sock, const char *name, s_handler_fn *
     for (size_t i = 0; i < count; i++) {
         emqp_msg_t *msg = msgs[i];
         if (msg->command == EMQP_INVALID) {
-            log_warning ("%s %s: message %s in a BATCH dropped: %s", name, S_SENDER (msg),
-                         msg->msgid ? msg->msgid : "(no msgid)", msg->error_text);
+            log_warning_limited (
+                &s_lim_dropped, "%s %s: message %s in a BATCH dropped: %s", name,
+                S_SENDER (msg), msg->msgid ? msg->msgid : "(no msgid)", msg->error_text);
+            //  It names its msgid: answered, as a REQUEST refused would be.
             s_send_error (self, sock, msg->identity, msg->msgid ? msg->msgid : "",
                           msg->error_code, msg->error_text);
             emqp_msg_destroy (&msg);
@@ -2263,19 +2461,26 @@ s_drain (router_t *self, zsock_t *sock, const char *name, s_handler_fn *handler,
         emqp_msg_t *msg = NULL;
         zframe_t *identity = NULL;
         emqp_fault_t fault;
-        int rc = emqp_recv (sock, true, &self->limits, &msg, &identity, &fault);
+        //  Only the frontend's peers are judged by their address (ipc://
+        //  peers are all local).
+        emqp_limits_t limits = self->limits;
+        limits.peer_address = sock == self->frontend && !self->frontend_local;
+        int rc = emqp_recv (sock, true, &limits, &msg, &identity, &fault);
         if (rc == 0)
             break;  // nothing more waiting
         if (rc < 0) {
             char id[600] = "(none)";
             if (identity)
                 peers_id_of (identity, id, sizeof id);
-            log_warning ("%s %s: message dropped: %s", name, id, fault.text);
+            log_warning_limited (&s_lim_dropped, "%s %s: message dropped: %s", name, id,
+                                 fault.text);
             //  Answer when we know who sent it, unless it is an ERROR
             //  itself (no error ping-pong).
-            if (identity && fault.command != EMQP_ERROR)
+            if (identity && fault.command != EMQP_ERROR && s_fault_reply_allowed (self))
                 s_send_error (self, sock, identity, "", emqp_error_word (fault.code),
                               fault.text);
+            else
+                self->refused++;
             zframe_destroy (&identity);
             continue;
         }
@@ -2417,6 +2622,9 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     (void) loop;
     (void) timer_id;
     router_t *self = (router_t *) arg;
+    log_limits_flush ();
+    if (self->recent)
+        recent_expire (self->recent, clock_mono_ms ());
     static int ticks;
     if (++ticks % 10 == 1) {
         //  A scheduler answers at once: older senders are not waiting.
@@ -2440,6 +2648,18 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
         store_release_memory (self->store);
         malloc_trim (0);
     }
+    //  A flood of bad or refused messages passed through libzmq's buffers
+    //  and ours (up to the high-water marks, S_HWM): once it stops, what it
+    //  took goes back to the system.
+    if (self->refused >= S_REFUSAL_BURST)
+        self->refusal_burst = true;
+    else if (self->refusal_burst) {
+        self->refusal_burst = false;
+        malloc_trim (0);
+        log_info ("router: a burst of refused messages ended; memory released");
+    }
+    self->refused = 0;
+    self->fault_replies = 0;
     return 0;
 }
 
@@ -2515,6 +2735,28 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     self->settings.curve_clients_dir =
         strdup (settings->curve_clients_dir ? settings->curve_clients_dir : "");
     self->limits.payload_max = settings->payload_max;
+    if (self->settings.client_queues_max == 0)
+        self->settings.client_queues_max = 100;  // the setting's default
+    //  Who may register as a scheduler depends on where it connects from
+    //  (the frontend's messages carry it: s_drain).
+    self->frontend_local =
+        settings->frontend && strncmp (settings->frontend, "ipc://", 6) == 0;
+    self->scheduler_identities =
+        strdup (settings->scheduler_identities ? settings->scheduler_identities : "");
+    self->settings.scheduler_identities = NULL;
+    if (!self->scheduler_identities) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
+    //  A clients directory without the router's key would mean plain text:
+    //  everyone the directory was to keep out gets in.
+    if (settings->curve_clients_dir && *settings->curve_clients_dir
+        && !(settings->curve_secret_cert && *settings->curve_secret_cert)) {
+        snprintf (err, errlen,
+                  "curve_clients_dir is set but curve_secret_cert is not: CURVE needs "
+                  "the router's key pair");
+        goto fail;
+    }
     //  Epochs start at the wall clock in microseconds so that a restarted
     //  router never reuses a fencing token of its previous life.
     struct timespec ts;
@@ -2553,9 +2795,14 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
         goto fail;
     }
     s_load_paused (self);
-    int64_t fence = 0;
-    if (store_meta_get (self->store, "fence", &fence) == 0 && fence > 0)
-        self->fence = (uint64_t) fence;
+    if (!(self->fences = fences_new (self->store, err, errlen)))
+        goto fail;
+    if (store_is_memory (self->store)
+        && !(self->recent =
+                 recent_new (S_RECENT_MAX, (int64_t) (settings->result_ttl_s * 1000)))) {
+        snprintf (err, errlen, "out of memory");
+        goto fail;
+    }
     if (queues_job_count (self->queues))
         log_info ("router: %zu unfinished job(s) loaded from %s (%zu scheduled)",
                   queues_job_count (self->queues), store_where (self->store),
@@ -2657,7 +2904,10 @@ router_destroy (router_t **self_p)
     peers_destroy (&self->job_managers);
     peers_destroy (&self->schedulers);
     queues_destroy (&self->queues);
+    fences_destroy (&self->fences);
+    recent_destroy (&self->recent);
     store_close (&self->store);
+    free (self->scheduler_identities);
     free ((char *) self->settings.db_path);
     free ((char *) self->settings.curve_clients_dir);
     free (self);
@@ -2696,6 +2946,20 @@ router_apply (router_t *self, const router_settings_t *fresh)
     if (fresh->prefetch != now->prefetch) {
         now->prefetch = fresh->prefetch;
         self->redispatch = true;  // more room may take more jobs now
+    }
+    if (fresh->client_queues_max)
+        now->client_queues_max = fresh->client_queues_max;
+    //  Registered schedulers are checked again at their next message.
+    const char *ids = fresh->scheduler_identities ? fresh->scheduler_identities : "";
+    if (!streq (ids, self->scheduler_identities)) {
+        char *copy = strdup (ids);
+        if (copy) {
+            free (self->scheduler_identities);
+            self->scheduler_identities = copy;
+        }
+        else
+            log_error (
+                "router: SIGHUP: scheduler_identities not reloaded: out of memory");
     }
     const char *dir = fresh->curve_clients_dir ? fresh->curve_clients_dir : "";
     if (!self->curve) {
@@ -3478,6 +3742,26 @@ router_test (bool verbose)
     emqp_msg_destroy (&msg);
     s_test_send (sched, s_test_request ("fire-4", "fires", "fence:9223372036854775808"));
     msg = s_test_expect (sched, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "BAD_REQUEST");
+    emqp_msg_destroy (&msg);
+    //  Another scope is not compared with the legacy one's 11.
+    s_test_send (sched,
+                 s_test_request ("fire-5", "fires-b", "fence:2,fence-scope:etcd:x"));
+    msg = s_test_expect (sched, EMQP_ACK);
+    CHECK_STREQ (msg ? msg->ref : NULL, "fire-5");
+    emqp_msg_destroy (&msg);
+    s_test_send (sched,
+                 s_test_request ("fire-6", "fires-b", "fence:1,fence-scope:etcd:x"));
+    msg = s_test_expect (sched, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "FENCED");
+    emqp_msg_destroy (&msg);
+    //  A client may neither use a fire msgid nor name a scope.
+    s_test_send (client, s_test_request ("sched:tick:1", "fires", ""));
+    msg = s_test_expect (client, EMQP_ERROR);
+    CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
+    emqp_msg_destroy (&msg);
+    s_test_send (client, s_test_request ("scoped", "fires", "fence-scope:etcd:x"));
+    msg = s_test_expect (client, EMQP_ERROR);
     CHECK_STREQ (msg ? msg->error_code : NULL, "NOT_ALLOWED");
     emqp_msg_destroy (&msg);
     zsock_destroy (&sched);

@@ -19,24 +19,29 @@ typedef struct {
                            // or "": no stream
     size_t queue_hwm;      // waiting jobs per queue before QUEUE_FULL
     int64_t heartbeat_interval_ms;
-    int64_t heartbeat_timeout_ms;   // silence counted as one miss
-    uint32_t heartbeat_liveness;    // misses before a peer is declared dead
-    size_t payload_max;             // largest payload frame accepted
-    store_backend_t store;          // which database keeps the jobs
-    const char *db_path;            // SQLite file, ":memory:", or a libpq
-                                    // connection string (PostgreSQL)
-    store_fsync_t fsync;            // what a commit waits for
-    double lease_ttl_s;             // PostgreSQL: the leader's lease
-    bool standby;                   // PostgreSQL: wait for the lead
-    double result_ttl_s;            // ended jobs' results are kept this long
-    double dead_ttl_s;              // dead jobs are kept this long
-    double retry_backoff_s;         // first retry's delay; doubles each time
-    double retry_backoff_max_s;     // cap on a retry's delay
-    uint32_t prefetch;              // jobs a job manager may hold beyond its
-                                    // free slots (queued there, run next)
-    const char *curve_secret_cert;  // CURVE key pair file; NULL/"": plain
-    const char *curve_clients_dir;  // admitted clients' public certificates;
-                                    // NULL/"": any client key
+    int64_t heartbeat_timeout_ms;      // silence counted as one miss
+    uint32_t heartbeat_liveness;       // misses before a peer is declared dead
+    size_t payload_max;                // largest payload frame accepted
+    store_backend_t store;             // which database keeps the jobs
+    const char *db_path;               // SQLite file, ":memory:", or a libpq
+                                       // connection string (PostgreSQL)
+    store_fsync_t fsync;               // what a commit waits for
+    double lease_ttl_s;                // PostgreSQL: the leader's lease
+    bool standby;                      // PostgreSQL: wait for the lead
+    double result_ttl_s;               // ended jobs' results are kept this long
+    double dead_ttl_s;                 // dead jobs are kept this long
+    double retry_backoff_s;            // first retry's delay; doubles each time
+    double retry_backoff_max_s;        // cap on a retry's delay
+    uint32_t prefetch;                 // jobs a job manager may hold beyond its
+                                       // free slots (queued there, run next)
+    const char *curve_secret_cert;     // CURVE key pair file; NULL/"": plain
+    const char *curve_clients_dir;     // admitted clients' public certificates;
+                                       // NULL/"": any client key
+    const char *scheduler_identities;  // without CURVE roles: scheduler
+                                       // names that may register; NULL/"":
+                                       // any on loopback/ipc; "*": any
+    size_t client_queues_max;          // queues in use per client identity
+                                       // (0: the default, 100)
 } router_settings_t;
 
 typedef struct router_t router_t;

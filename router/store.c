@@ -1357,6 +1357,14 @@ s_test_dispatches (const char *dir, bool verbose)
         printf ("dispatches ");
 }
 
+static void
+s_collect_meta (const char *key, int64_t value, void *arg)
+{
+    char *out = (char *) arg;
+    size_t used = strlen (out);
+    snprintf (out + used, 256 - used, "%s=%" PRId64 " ", key, value);
+}
+
 void
 store_test (bool verbose)
 {
@@ -1452,6 +1460,17 @@ store_test (bool verbose)
     CHECK_EQ (s_commit (store), 0);
     CHECK_EQ (store_meta_get (store, "fence", &meta), 0);
     CHECK_EQ (meta, 42);
+    //  Keys by prefix: the router's fences, one per scope.
+    CHECK_EQ (store_meta_set (store, "fence:etcd:1", 7), 0);
+    CHECK_EQ (store_meta_set (store, "fenced", 1), 0);
+    CHECK_EQ (store_meta_set (store, "other", 9), 0);
+    CHECK_EQ (s_commit (store), 0);
+    char keys[256] = "";
+    CHECK_EQ (store_meta_list (store, "fence:", s_collect_meta, keys), 0);
+    CHECK_STREQ (keys, "fence:etcd:1=7 ");
+    keys[0] = 0;
+    CHECK_EQ (store_meta_list (store, "fence", s_collect_meta, keys), 0);
+    CHECK_STREQ (keys, "fence=42 fence:etcd:1=7 fenced=1 ");
 
     //  A 'guarantee' batch is synced before its event under everysec: its
     //  commit runs with synchronous = FULL.

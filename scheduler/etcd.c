@@ -184,7 +184,7 @@ s_key (s_etcd_t *self, char *buf, size_t size, const char *what, const char *nam
 }
 
 static void
-s_event (s_etcd_t *self, const char *type, const char *a, const char *b)
+s_event3 (s_etcd_t *self, const char *type, const char *a, const char *b, const char *c)
 {
     zmsg_t *msg = zmsg_new ();
     zmsg_addstr (msg, type);
@@ -192,10 +192,18 @@ s_event (s_etcd_t *self, const char *type, const char *a, const char *b)
         zmsg_addstr (msg, a);
     if (b)
         zmsg_addstr (msg, b);
+    if (c)
+        zmsg_addstr (msg, c);
     if (zmsg_send (&msg, self->pipe)) {
         log_warning ("etcd: event %s not delivered to the scheduler loop", type);
         zmsg_destroy (&msg);
     }
+}
+
+static void
+s_event (s_etcd_t *self, const char *type, const char *a, const char *b)
+{
+    s_event3 (self, type, a, b, NULL);
 }
 
 static void
@@ -273,8 +281,16 @@ s_keepalive (s_etcd_t *self)
 }
 
 static void
-s_lead (s_etcd_t *self, int64_t revision)
+s_lead (s_etcd_t *self, int64_t revision, json_t *header)
 {
+    //  The gateway writes the cluster id as a decimal string.
+    json_t *cluster = json_object_get (header, "cluster_id");
+    char cluster_id[32] = "";
+    if (json_is_string (cluster))
+        snprintf (cluster_id, sizeof cluster_id, "%.20s", json_string_value (cluster));
+    else if (json_is_integer (cluster))
+        snprintf (cluster_id, sizeof cluster_id, "%" PRIu64,
+                  (uint64_t) json_integer_value (cluster));
     self->leading = true;
     self->revision = revision;
     self->sched_sig[0] = 0;
@@ -283,7 +299,7 @@ s_lead (s_etcd_t *self, int64_t revision)
     snprintf (rev, sizeof rev, "%" PRId64, revision);
     snprintf (deadline, sizeof deadline, "%" PRId64, self->deadline_ms);
     log_info ("etcd: leading (revision %" PRId64 ")", revision);
-    s_event (self, "LEADER", rev, deadline);
+    s_event3 (self, "LEADER", rev, deadline, cluster_id);
 }
 
 //  Not leading: try to create the leader key; if it exists and is ours (our
@@ -306,9 +322,9 @@ s_campaign (s_etcd_t *self)
     if (json_is_true (json_object_get (answer, "succeeded"))) {
         json_t *header = json_object_get (answer, "header");
         int64_t rev = s_int (header, "revision");
-        json_decref (answer);
         if (zclock_mono () < self->deadline_ms)
-            s_lead (self, rev);
+            s_lead (self, rev, header);
+        json_decref (answer);
         return;
     }
     json_t *responses = json_object_get (answer, "responses");
@@ -319,7 +335,7 @@ s_campaign (s_etcd_t *self)
                holder ? holder : "?", (uint64_t) s_int (kv, "lease"));
     if (kv && holder && streq (holder, self->args->id)
         && s_int (kv, "lease") == self->lease && zclock_mono () < self->deadline_ms)
-        s_lead (self, s_int (kv, "create_revision"));
+        s_lead (self, s_int (kv, "create_revision"), json_object_get (answer, "header"));
     free (holder);
     json_decref (answer);
 }
@@ -745,6 +761,7 @@ etcd_recv (etcd_t *self)
     if (streq (type, "LEADER")) {
         ev->type = ETCD_EV_LEADER;
         char *rev = zmsg_popstr (msg), *deadline = zmsg_popstr (msg);
+        ev->cluster = zmsg_popstr (msg);
         ev->revision = rev ? strtoll (rev, NULL, 10) : 0;
         ev->deadline_ms = deadline ? strtoll (deadline, NULL, 10) : 0;
         free (rev);
@@ -782,6 +799,7 @@ etcd_event_destroy (etcd_event_t **self_p)
         return;
     zlist_destroy (&(*self_p)->items);
     free ((*self_p)->reason);
+    free ((*self_p)->cluster);
     free (*self_p);
     *self_p = NULL;
 }

@@ -43,6 +43,8 @@ typedef enum {
 typedef struct {
     etcd_event_type_t type;
     int64_t revision;     // LEADER: fencing token
+    char *cluster;        // LEADER: the etcd cluster id (its revisions'
+                          // scope), or NULL
     int64_t deadline_ms;  // LEADER, RENEWED: zclock_mono limit
     zlist_t *items;       // SCHEDULES: char * JSON texts (owned)
     char *reason;         // LOST: why

@@ -33,6 +33,7 @@
 #include "service.h"
 #include "emq/client.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -76,12 +77,15 @@ struct scheduler_t {
     bool fenced_off;  // the router fenced us: lead again only
                       // on a new leadership (etcd LEADER)
     char inform_msgid[40];
+    bool inform_refused;    // the router refused our INFORM (said once)
     int64_t inform_ms;      // monotonic: last INFORM that went out, 0 = none
     int64_t last_heard_ms;  // monotonic: any message from the router
     int64_t connected_ms;   // monotonic: socket (re)made
 
-    bool leader;                  // we may fire
-    uint64_t fence;               // token sent with every fire
+    bool leader;                              // we may fire
+    uint64_t fence;                           // token sent with every fire
+    char fence_scope[HEADERS_SCOPE_MAX + 1];  // where the token comes from:
+                                              // "local:<host>", "etcd:<cluster>"
     int64_t leader_until_ms;      // monotonic deadline (etcd), INT64_MAX local
     bool led_once;                // @reboot schedules fired this run
     int64_t last_publish_ms;      // etcd member record
@@ -262,11 +266,12 @@ s_stats (scheduler_t *self)
                        "last_outcome", s->last_outcome, "runs_left",
                        (json_int_t) s->runs_left, "tz", *s->tz ? s->tz : self->timezone));
     }
-    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:I, s:I, s:i, s:o}", "id", self->id,
-                      "host", self->host, "pid", (int) getpid (), "leader", self->leader,
-                      "mode", self->etcd ? "etcd" : "local", "fence",
-                      (json_int_t) self->fence, "fires", (json_int_t) self->fires,
-                      "total", (int) zhashx_size (self->scheds), "schedules", list);
+    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:I, s:s, s:I, s:i, s:o}", "id",
+                      self->id, "host", self->host, "pid", (int) getpid (), "leader",
+                      self->leader, "mode", self->etcd ? "etcd" : "local", "fence",
+                      (json_int_t) self->fence, "fence_scope", self->fence_scope, "fires",
+                      (json_int_t) self->fires, "total", (int) zhashx_size (self->scheds),
+                      "schedules", list);
 }
 
 static void
@@ -326,8 +331,10 @@ s_send_fire (scheduler_t *self, sched_t *s)
 {
     char msgid[EMQP_MSGID_MAX + 1], headers[EMQP_HEADERS_MAX + 1];
     s_fire_msgid (s, s->last_fire, msgid, sizeof msgid);
-    int n = snprintf (headers, sizeof headers, "%s%sreply-requested,fence:%" PRIu64,
-                      s->headers, *s->headers ? "," : "", self->fence);
+    int n =
+        snprintf (headers, sizeof headers, "%s%sreply-requested,fence:%" PRIu64 "%s%s",
+                  s->headers, *s->headers ? "," : "", self->fence,
+                  *self->fence_scope ? ",fence-scope:" : "", self->fence_scope);
     if (n < 0 || (size_t) n >= sizeof headers) {
         log_error ("schedule %s: headers too long; fire %" PRId64 " dropped", s->name,
                    s->last_fire);
@@ -844,6 +851,7 @@ s_on_ack (scheduler_t *self, emqp_msg_t *msg)
         if (!self->registered)
             log_info ("scheduler %s: registered with router %s", self->id, self->router);
         self->registered = true;
+        self->inform_refused = false;
         s_send_heartbeat (self);
         return;
     }
@@ -864,6 +872,17 @@ s_on_error (scheduler_t *self, emqp_msg_t *msg)
             log_info ("scheduler %s: router does not know us; registering again",
                       self->id);
         self->registered = false;
+        return;
+    }
+    if (msg->ref && streq (msg->ref, self->inform_msgid)) {
+        //  Not admitted as a scheduler (its key's roles, the router's
+        //  scheduler_identities, or our address): we INFORM again each
+        //  heartbeat in case that changes, and say so once.
+        if (!self->inform_refused)
+            log_error (
+                "scheduler %s: the router does not admit us as a scheduler: %s: %s",
+                self->id, msg->error_code, msg->error_text);
+        self->inform_refused = true;
         return;
     }
     int64_t fire = 0;
@@ -989,6 +1008,17 @@ s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
 //  --------------------------------------------------------------------------
 //  etcd events
 
+//  The fence scope "<kind>:<name>", in the characters a scope may hold.
+static void
+s_set_scope (scheduler_t *self, const char *kind, const char *name)
+{
+    snprintf (self->fence_scope, sizeof self->fence_scope, "%s:%s", kind,
+              *name ? name : "-");
+    for (char *c = self->fence_scope; *c; c++)
+        if (!isalnum ((unsigned char) *c) && !strchr ("._:/-", *c))
+            *c = '_';
+}
+
 static void
 s_take_schedule (sched_t *sched, void *arg)
 {
@@ -1008,6 +1038,9 @@ s_on_etcd (zloop_t *loop, zsock_t *reader, void *arg)
     switch (ev->type) {
         case ETCD_EV_LEADER:
             self->fence = (uint64_t) ev->revision;
+            //  Revisions of another etcd cluster (rebuilt, or replaced) are
+            //  not comparable with these: the router keeps them apart.
+            s_set_scope (self, "etcd", ev->cluster ? ev->cluster : "");
             self->leader_until_ms = ev->deadline_ms;
             self->fenced_off = false;
             s_set_leader (self, true, "won the etcd leader key");
@@ -1138,6 +1171,7 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         log_info ("scheduler %s: %d schedule(s) loaded from %s", self->id, loaded,
                   self->db_path);
         self->fence = settings->fence;
+        s_set_scope (self, "local", self->host);
         self->leader = true;
         self->leader_until_ms = INT64_MAX;
     }
@@ -1403,7 +1437,13 @@ scheduler_test (bool verbose)
             snprintf (expect, sizeof expect, "sched:tick:%" PRId64, s->last_fire);
             CHECK_STREQ (req->msgid, expect);
             CHECK_STREQ (req->queue, "q");
-            CHECK_STREQ (req->headers, "timeout:9,reply-requested,fence:42");
+            //  The token's scope: this host's local lock.
+            char headers[128];
+            snprintf (headers, sizeof headers,
+                      "timeout:9,reply-requested,fence:42,fence-scope:%s",
+                      self->fence_scope);
+            CHECK (strncmp (self->fence_scope, "local:", 6) == 0);
+            CHECK_STREQ (req->headers, headers);
             CHECK_EQ (s->runs_left, 1);
             //  Not ACKed: sent again with the same msgid.
             s->sent_ms -= S_RESEND_MS;

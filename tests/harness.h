@@ -93,6 +93,9 @@ extern const size_t h_durable_path_count;
 //  Job confinement (confinement.c): hostile jobs against a real job manager.
 extern const h_testdef_t h_confinement_tests[];
 extern const size_t h_confinement_count;
+//  Hostile clients against the router (hostile.c): issue 11.
+extern const h_testdef_t h_hostile_tests[];
+extern const size_t h_hostile_count;
 //  Running as a service (ops.c): SIGHUP, sd_notify, units, make install.
 extern const h_testdef_t h_ops_tests[];
 extern const size_t h_ops_count;

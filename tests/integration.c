@@ -2044,6 +2044,7 @@ main (int argc, char **argv)
         { h_dropin_tests, h_dropin_count },
         { h_ops_tests, h_ops_count },
         { h_confinement_tests, h_confinement_count },
+        { h_hostile_tests, h_hostile_count },
         { h_python_tests, h_python_count },
         { h_observe_tests, h_observe_count },
         { h_store_contract_tests, h_store_contract_count },

@@ -420,6 +420,24 @@ test_cli (h_test_t *t)
     REQUIRE_WAIT (s_leader (t, "tick") == 0, 5000);
 }
 
+//  A scheduler the router does not admit (not in scheduler_identities)
+//  never registers, gets no SCHEDULE, and says why once.
+static void
+test_not_admitted (h_test_t *t)
+{
+    h_router (t, "router", "--scheduler-identities", "night-batch", NULL);
+    s_scheduler (t, "sched", "--name", "intruder", NULL);
+    REQUIRE_WAIT (h_log_count (t, "router", "INFORM as a scheduler refused") >= 3, 10000);
+    REQUIRE_INT (s_scheduler_count (t), ==, 0);
+    REQUIRE_INT (h_log_count (t, "sched", "does not admit us as a scheduler"), ==, 1);
+    h_cli_t r;
+    h_cli (t, &r, 10000, "schedule", "--name", "x", "--every", "1", "exec", "--",
+           "/bin/true", NULL);
+    REQUIRE_MSG (r.status != 0 && strstr (r.err, "NO_SCHEDULER"),
+                 "schedule without an admitted scheduler: exit %d (%s)", r.status, r.err);
+    h_cli_free (&r);
+}
+
 //  ---------------------------------------------------------------------
 //  etcd
 
@@ -771,6 +789,57 @@ test_clock_step_forward (h_test_t *t)
     s_clock_step (t, "+3600", "wall clock jumped forward by 36");
 }
 
+//  A deployment moves its scheduler from the local lock (tokens are
+//  microseconds since 1970) to etcd (tokens are small revisions): the
+//  router keeps the tokens per scope, so the etcd leader's fires are
+//  stored, not fenced off; emq-cli fence shows both scopes.
+static void
+test_local_to_etcd (h_test_t *t)
+{
+    if (!s_etcd_binary ()) {
+        printf ("    (etcd not installed: apt-get install etcd-server; test skipped)\n");
+        return;
+    }
+    s_etcd_t e;
+    snprintf (e.dir, sizeof e.dir, "%s/etcd", t->dir);
+    pid_t etcd = 0;
+    for (int attempt = 0; attempt < 5 && !etcd; attempt++) {
+        snprintf (e.client_url, sizeof e.client_url, "http://127.0.0.1:%d",
+                  s_free_port ());
+        snprintf (e.peer_url, sizeof e.peer_url, "http://127.0.0.1:%d", s_free_port ());
+        char tag[32];
+        snprintf (tag, sizeof tag, "etcd-%d", attempt);
+        etcd = s_etcd_start (t, &e, tag);
+    }
+    REQUIRE_MSG (etcd != 0, "etcd did not start (see the etcd-*.log files)");
+    h_router (t, "router", NULL);
+    h_jm (t, "jm", "[[10,\"default\"]]", 2, NULL);
+    pid_t local = s_scheduler (t, "local", NULL);
+    s_wait_scheduler_registered (t, 1);
+    s_schedule (t, "beat", 1, NULL);
+    REQUIRE_WAIT (s_fire_count (t, "beat") >= 2, 8000);
+    h_kill (t, local, SIGTERM, false);
+    REQUIRE (h_proc_wait (t, local, 10000, NULL));
+    REQUIRE_WAIT (s_scheduler_count (t) == 0, 10000);
+
+    char prefix[64];
+    snprintf (prefix, sizeof prefix, "/emq-move-%d", (int) getpid ());
+    pid_t moved = s_scheduler (t, "etcd1", "--etcd", e.client_url, "--etcd-prefix",
+                               prefix, "--etcd-lease-ttl", "3", "--name", "moved", NULL);
+    REQUIRE_WAIT (s_leader (t, NULL) == moved, 10000);
+    //  Its schedules live in etcd now: submitted there anew.
+    s_schedule (t, "beat2", 1, NULL);
+    REQUIRE_WAIT (s_fire_count (t, "beat2") >= 3, 10000);
+    REQUIRE_INT (h_log_count (t, "router", "another scheduler leads"), ==, 0);
+    REQUIRE_INT (h_log_count (t, "etcd1", "fenced off"), ==, 0);
+    h_cli_t r;
+    h_cli (t, &r, 10000, "fence", NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli fence: exit %d (%s)", r.status, r.err);
+    REQUIRE_CONTAINS (r.out, "local:");
+    REQUIRE_CONTAINS (r.out, "etcd:");
+    h_cli_free (&r);
+}
+
 static const h_testdef_t s_tests[] = {
     { "interval_no_drift", test_interval_no_drift,
       "a 1 s interval fires once a second, on time, for 10 s" },
@@ -786,6 +855,11 @@ static const h_testdef_t s_tests[] = {
       "firing once a second, on its grid, and the jump is logged" },
     { "clock_step_forward", test_clock_step_forward,
       "the wall clock steps forward 1 h: no burst, no misfire, the jump is logged" },
+    { "not_admitted", test_not_admitted,
+      "a scheduler outside scheduler_identities never registers, and says so once" },
+    { "local_to_etcd", test_local_to_etcd,
+      "moving from the local lock to etcd: the router keeps tokens per scope, fires go "
+      "on" },
     { "etcd", test_etcd,
       "three schedulers on etcd: SIGSTOP the leader past the TTL, SIGCONT, etcd "
       "restart" },

@@ -24,6 +24,7 @@
 #include "router/job.h"
 #include "router/dispatch.h"
 #include "router/outbox.h"
+#include "common/log.h"
 #include "router/queues.h"
 #include "router/peers.h"
 #include "router/router.h"
@@ -31,6 +32,8 @@
 #include "router/writer.h"
 #include "router/metrics.h"
 #include "router/events.h"
+#include "router/fences.h"
+#include "router/recent.h"
 #include "common/pidlock.h"
 #include "common/program.h"
 #include "common/curve.h"
@@ -94,6 +97,8 @@ static const s_test_t s_tests[] = {
     { "peers", peers_test },
     { "store", store_test },
     { "writer", writer_test },
+    { "fences", fences_test },
+    { "recent", recent_test },
     { "pidlock", pidlock_test },
     { "program", program_test },
     { "curve", curve_test },

@@ -231,7 +231,7 @@ typedef struct {
 int emq_payload_set_limits (void **payload, size_t *size, const emq_limits_t *limits);
 
 //  Sends one admin command (STATUS, ROUTER_SHOW_WORKERS,
-//  ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE) to the admin
+//  ROUTER_SHOW_SCHEDULERS, DISCONNECT, DEAD_LIST, DEAD_PURGE, FENCE_SHOW) to the admin
 //  socket at addr (NULL = $EMQ_ADMIN_ADDR or EMQ_DEFAULT_ADMIN) and waits up
 //  to timeout_ms for the reply (the first REPLY; ACK for DISCONNECT).
 //  Returns 0, EMQ_ERR_INVALID (unknown command or bad address),
@@ -249,6 +249,9 @@ int emq_admin (const char *addr, const char *command, int timeout_ms, char **rep
 //      DEAD_PURGE  ref = NULL        answer REPLY {"purged": N}
 //      DEAD_DELETE ref = job msgid   answer REPLY {"deleted": 1}; a job that
 //                                    is not dead: EMQ_ERR_NOT_FOUND
+//      FENCE_RESET ref = fence scope answer ACK: *reply_out = the acked id
+//                  ("(legacy)" for the scope of fires without one, "*" all)
+//      FENCE_SHOW  ref = NULL        answer REPLY {"fences": [{"scope", "token"}]}
 //  and the commands emq_admin takes (ref = NULL). Returns 0, or a negative
 //  code: EMQ_ERR_NOT_FOUND (ERROR NOT_FOUND), EMQ_ERR_REJECTED (any other
 //  ERROR, e.g. NOT_ALLOWED, BUSY), EMQ_ERR_INVALID (unknown command, ref
