@@ -5,6 +5,7 @@
     Kinds are filtered by the router (ZeroMQ prefix subscriptions on the
     topic frame), queues here (the queue is a field of the JSON).
 */
+#include "addrlist.h"
 #include "cli.h"
 #include "clock.h"
 #include "curve.h"
@@ -147,11 +148,23 @@ cli_events (cli_t *cli, int argc, char **argv)
         zsock_destroy (&sub);
         return cli_fail (CLI_EXIT_USAGE, "events: CURVE: %s", err);
     }
-    if (zsock_connect (sub, "%s", addr) == -1) {
+    //  A list of routers: the one that leads publishes; a standby binds
+    //  nothing, so a SUB connected to every address hears the leader.
+    size_t naddrs = 0;
+    char **addrs = addrlist_parse (addr, &naddrs, err, sizeof err);
+    if (!addrs) {
         zsock_destroy (&sub);
-        return cli_fail (CLI_EXIT_USAGE, "events: cannot connect to '%s': %s", addr,
-                         zmq_strerror (zmq_errno ()));
+        return cli_fail (CLI_EXIT_USAGE, "events: %s", err);
     }
+    for (size_t i = 0; i < naddrs; i++)
+        if (zsock_connect (sub, "%s", addrs[i]) == -1) {
+            rc = cli_fail (CLI_EXIT_USAGE, "events: cannot connect to '%s': %s", addrs[i],
+                           zmq_strerror (zmq_errno ()));
+            addrlist_free (&addrs);
+            zsock_destroy (&sub);
+            return rc;
+        }
+    addrlist_free (&addrs);
     if (nkinds == 0)
         zsock_set_subscribe (sub, "");
     for (size_t i = 0; i < nkinds; i++) {

@@ -15,6 +15,17 @@
     may answer in BATCHes. A BATCH received is unpacked into self->inbox,
     whose messages come out one by one as if they had arrived alone.
 
+    Several routers (an address list, "tcp://r1:47291,tcp://r2:47291"): one
+    DEALER per address, all with one identity, so that whichever router
+    leads routes our results to us. Sends go to the current one; answers
+    are read from all. A standby binds nothing, so with ZMQ_IMMEDIATE only
+    the leader's socket takes messages. When the current router cannot
+    take a message, or leaves a REQUEST unACKed for the failover timeout,
+    the client moves to the next address that can, sends every unACKed
+    REQUEST again under its msgid (the router keeps each msgid once) and
+    asks again for the results it awaits (client/ledger keeps both, and
+    drops the second copy of an answer).
+
     Cost per job matters here (a program may keep thousands in flight):
     sends and receives are tried before any wait, a wait for input sleeps
     on the socket's ZMQ_FD rather than in zmq_poll, and the headers frame
@@ -22,10 +33,12 @@
 */
 #include "emq/client.h"
 #include "curve.h"
+#include "addrlist.h"
 #include "emqp.h"
 #include "errbuf.h"
 #include "headers.h"
 #include "log.h"
+#include "ledger.h"
 #include "payload.h"
 
 #include <czmq.h>
@@ -58,8 +71,16 @@ typedef struct {
 } s_headers_cache_t;
 
 struct emq_client {
-    zsock_t *sock;           // DEALER to the router's frontend
-    char *endpoint;          // where it is connected
+    zsock_t *sock;         // DEALER to the current router's frontend
+    const char *endpoint;  // its address, in endpoints
+    char **endpoints;      // every router's address (addrlist), owned
+    size_t nendpoints;
+    zsock_t **socks;   // one DEALER per address, owned; sock is one
+    size_t in_use;     // index of sock
+    ledger_t *ledger;  // several addresses: what to send again
+    int failover_timeout_ms;
+    int64_t next_probe_ms;   // next look at whether sock is connected
+    int64_t next_expire_ms;  // next cleaning of the ledger's duplicates
     zlistx_t *events;        // emqp_msg_t *, owned, oldest first
     zlistx_t *inbox;         // emqp_msg_t *, owned: unpacked from a BATCH,
                              // not yet received
@@ -195,7 +216,7 @@ s_curve_apply (zsock_t *sock)
 //  on exit, immediate so nothing waits for an absent peer, a unique
 //  identity, and a cap on incoming message size.
 static zsock_t *
-s_socket_new (const char *endpoint, const char *identity_prefix)
+s_socket_with_identity (const char *endpoint, const char *identity)
 {
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
@@ -205,9 +226,6 @@ s_socket_new (const char *endpoint, const char *identity_prefix)
         errno = EPERM;
         return NULL;
     }
-    char uuid[37], identity[64];
-    emqp_msgid_new (uuid);
-    snprintf (identity, sizeof identity, "%s%s", identity_prefix, uuid);
     zsock_set_identity (sock, identity);
     zsock_set_linger (sock, S_LINGER_MS);
     zsock_set_immediate (sock, 1);
@@ -222,6 +240,23 @@ s_socket_new (const char *endpoint, const char *identity_prefix)
     return sock;
 }
 
+//  The identity is the prefix and a fresh uuid.
+static void
+s_identity_new (const char *prefix, char identity[64])
+{
+    char uuid[37];
+    emqp_msgid_new (uuid);
+    snprintf (identity, 64, "%s%s", prefix, uuid);
+}
+
+static zsock_t *
+s_socket_new (const char *endpoint, const char *identity_prefix)
+{
+    char identity[64];
+    s_identity_new (identity_prefix, identity);
+    return s_socket_with_identity (endpoint, identity);
+}
+
 emq_client_t *
 emq_client_new (const char *addr)
 {
@@ -233,17 +268,32 @@ emq_client_new (const char *addr)
     if (!self)
         return NULL;
     self->connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS;
+    self->failover_timeout_ms = EMQ_FAILOVER_TIMEOUT_MS;
     self->limits.payload_max = S_MESSAGE_MAX;
-    self->endpoint = strdup (addr);
+    self->endpoints = addrlist_parse (addr, &self->nendpoints, self->last_error,
+                                      sizeof self->last_error);
+    if (!self->endpoints) {
+        log_error ("libemq: router address '%.200s': %s", addr, self->last_error);
+        goto fail;
+    }
     self->events = zlistx_new ();
     self->inbox = zlistx_new ();
-    if (!self->endpoint || !self->events || !self->inbox)
+    self->socks = calloc (self->nendpoints, sizeof (zsock_t *));
+    if (!self->events || !self->inbox || !self->socks)
         goto fail;
     zlistx_set_destructor (self->events, s_msg_destructor);
     zlistx_set_destructor (self->inbox, s_msg_destructor);
-    self->sock = s_socket_new (addr, "client-");
-    if (!self->sock)
+    if (self->nendpoints > 1
+        && !(self->ledger =
+                 ledger_new (60 * 1000 + 10 * (int64_t) EMQ_FAILOVER_TIMEOUT_MS)))
         goto fail;
+    char identity[64];
+    s_identity_new ("client-", identity);
+    for (size_t i = 0; i < self->nendpoints; i++)
+        if (!(self->socks[i] = s_socket_with_identity (self->endpoints[i], identity)))
+            goto fail;
+    self->sock = self->socks[0];
+    self->endpoint = self->endpoints[0];
     return self;
 
 fail:
@@ -258,12 +308,15 @@ emq_client_destroy (emq_client_t **self_p)
     if (!self_p || !*self_p)
         return;
     emq_client_t *self = *self_p;
-    zsock_destroy (&self->sock);
+    for (size_t i = 0; self->socks && i < self->nendpoints; i++)
+        zsock_destroy (&self->socks[i]);
+    free (self->socks);
+    addrlist_free (&self->endpoints);
+    ledger_destroy (&self->ledger);
     zlistx_destroy (&self->events);
     zlistx_destroy (&self->inbox);
     emqp_msg_destroy (&self->current);
     free (self->headers.extra);
-    free (self->endpoint);
     free (self);
     *self_p = NULL;
 }
@@ -287,6 +340,13 @@ emq_client_set_connect_timeout (emq_client_t *self, int timeout_ms)
 {
     assert (self);
     self->connect_timeout_ms = timeout_ms < 0 ? -1 : timeout_ms;
+}
+
+void
+emq_client_set_failover_timeout (emq_client_t *self, int timeout_ms)
+{
+    assert (self);
+    self->failover_timeout_ms = timeout_ms < 1 ? 1 : timeout_ms;
 }
 
 size_t
@@ -430,6 +490,212 @@ s_send (zsock_t *sock, const s_outgoing_t *out, const char *endpoint, int64_t de
     }
 }
 
+//  --------------------------------------------------------------------------
+//  Several routers: following the one that leads
+
+static int
+s_resend_one (const ledger_request_t *request, void *arg)
+{
+    emq_client_t *self = (emq_client_t *) arg;
+    s_outgoing_t out = { .command = EMQP_REQUEST,
+                         .msgid = request->msgid,
+                         .queue = request->queue,
+                         .headers = request->headers,
+                         .payload = request->payload,
+                         .payload_size = request->size };
+    char err[256];
+    return s_send (self->sock, &out, self->endpoint, zclock_mono (), err, sizeof err) ? -1
+                                                                                      : 0;
+}
+
+static int
+s_fetch_one (const char *msgid, void *arg)
+{
+    emq_client_t *self = (emq_client_t *) arg;
+    char id[37], err[256];
+    emqp_msgid_new (id);
+    s_outgoing_t out = { .command = EMQP_FETCH, .msgid = id, .ref = msgid };
+    return s_send (self->sock, &out, self->endpoint, zclock_mono (), err, sizeof err) ? -1
+                                                                                      : 0;
+}
+
+//  Makes router `index` the current one and sends it what the previous one
+//  left unanswered: the unACKed REQUESTs, and a FETCH for each awaited
+//  RESULT (the new leader answers it when the job ends, or at once).
+static void
+s_switch_to (emq_client_t *self, size_t index, const char *why)
+{
+    const char *from = self->endpoint;
+    self->in_use = index;
+    self->sock = self->socks[index];
+    self->endpoint = self->endpoints[index];
+    self->announced = false;  // the new router learns it from our next BATCH
+    int64_t now = zclock_mono ();
+    size_t resent = ledger_resend (self->ledger, s_resend_one, self, now);
+    size_t fetched = ledger_refetch (self->ledger, s_fetch_one, self, now);
+    log_warning ("libemq: router %s %s; now using %s: %zu unACKed REQUEST(s) sent again, "
+                 "%zu result(s) asked for again",
+                 from, why, self->endpoint, resent, fetched);
+}
+
+//  Polls every router's socket for `events` (ZMQ_POLLOUT or ZMQ_POLLIN)
+//  for up to timeout_ms; items gets the revents. Returns zmq_poll's code.
+static int
+s_poll_routers (emq_client_t *self, short events, long timeout_ms,
+                zmq_pollitem_t items[ADDRLIST_MAX])
+{
+    for (size_t i = 0; i < self->nendpoints; i++)
+        items[i] = (zmq_pollitem_t){ zsock_resolve (self->socks[i]), 0, events, 0 };
+    return zmq_poll (items, (int) self->nendpoints, timeout_ms);
+}
+
+//  The first router after the current one whose socket can take a
+//  message now (items from s_poll_routers), or the current one's index
+//  (nendpoints when none can).
+static size_t
+s_next_writable (emq_client_t *self, const zmq_pollitem_t items[ADDRLIST_MAX])
+{
+    for (size_t k = 1; k < self->nendpoints; k++) {
+        size_t i = (self->in_use + k) % self->nendpoints;
+        if (items[i].revents & ZMQ_POLLOUT)
+            return i;
+    }
+    return items[self->in_use].revents & ZMQ_POLLOUT ? self->in_use : self->nendpoints;
+}
+
+//  Looks, at most every 100 ms, whether the router we use still takes
+//  messages, and whether a REQUEST has waited for its ACK longer than the
+//  failover timeout; moves to the next router that takes messages when
+//  either says so. Cheap when nothing waits: one comparison.
+static void
+s_failover_check (emq_client_t *self)
+{
+    int64_t now = zclock_mono ();
+    if (now >= self->next_expire_ms) {
+        ledger_expire (self->ledger, now);
+        self->next_expire_ms = now + 1000;
+    }
+    int64_t oldest = ledger_oldest (self->ledger);
+    bool late = oldest >= 0 && now - oldest >= self->failover_timeout_ms;
+    bool waiting = oldest >= 0 || ledger_awaiting (self->ledger) > 0;
+    if (!late && !(waiting && now >= self->next_probe_ms))
+        return;
+    self->next_probe_ms = now + 100;
+    zmq_pollitem_t items[ADDRLIST_MAX];
+    if (s_poll_routers (self, ZMQ_POLLOUT, 0, items) < 0)
+        return;
+    bool connected = items[self->in_use].revents & ZMQ_POLLOUT;
+    if (connected && !late)
+        return;
+    size_t next = s_next_writable (self, items);
+    char why[96];
+    if (next != self->in_use && next < self->nendpoints) {
+        if (connected)
+            snprintf (why, sizeof why, "left a REQUEST unACKed for %lld ms",
+                      (long long) (now - oldest));
+        else
+            snprintf (why, sizeof why, "is not connected");
+        s_switch_to (self, next, why);
+    }
+    else if (late && connected) {
+        //  No other router takes messages: the one we use may have lost
+        //  them in a restart; they are stored once whatever happens.
+        size_t resent = ledger_resend (self->ledger, s_resend_one, self, now);
+        log_info ("libemq: no ACK from %s for %lld ms; %zu REQUEST(s) sent again",
+                  self->endpoint, (long long) (now - oldest), resent);
+    }
+}
+
+//  After a send to the current router found no room (errno EAGAIN: not
+//  connected, or its queue is full): waits until some router's socket takes
+//  messages, moving to it if it is not the current one. Returns 0,
+//  EMQ_ERR_UNREACHABLE at the deadline, or EMQ_ERR_SYSTEM.
+static int
+s_routers_wait (emq_client_t *self, int64_t deadline)
+{
+    while (true) {
+        zmq_pollitem_t items[ADDRLIST_MAX];
+        long left = s_remaining (deadline);
+        if (s_poll_routers (self, ZMQ_POLLOUT, left, items) < 0)
+            return s_error (self, EMQ_ERR_SYSTEM, "%s",
+                            errno == EINTR ? "interrupted by a signal"
+                                           : zmq_strerror (errno));
+        size_t next = s_next_writable (self, items);
+        if (next == self->in_use)
+            return 0;
+        if (next < self->nendpoints) {
+            s_switch_to (self, next, "is not connected");
+            return 0;
+        }
+        if (deadline >= 0 && s_remaining (deadline) == 0)
+            return s_error (self, EMQ_ERR_UNREACHABLE,
+                            "no router of %zu is reachable (no connection to any)",
+                            self->nendpoints);
+    }
+}
+
+//  A send that found no room, as s_send_failed, across routers when there
+//  are several.
+static int
+s_blocked (emq_client_t *self, int64_t deadline)
+{
+    if (!self->ledger || errno != EAGAIN)
+        return s_send_failed (self->sock, self->endpoint, deadline, self->last_error,
+                              sizeof self->last_error);
+    return s_routers_wait (self, deadline);
+}
+
+//  s_send for the client's own messages: to the current router, or, when
+//  it takes nothing, to the next one that does.
+static int
+s_client_send (emq_client_t *self, const s_outgoing_t *out, int64_t deadline)
+{
+    if (!self->ledger)
+        return s_send (self->sock, out, self->endpoint, deadline, self->last_error,
+                       sizeof self->last_error);
+    while (true) {
+        int rc = s_send (self->sock, out, self->endpoint, zclock_mono (),
+                         self->last_error, sizeof self->last_error);
+        if (rc != EMQ_ERR_UNREACHABLE)
+            return rc;
+        if ((rc = s_routers_wait (self, deadline)))
+            return rc;
+    }
+}
+
+//  Records a REQUEST sent, to send again after a failover.
+static void
+s_ledger_sent (emq_client_t *self, const s_outgoing_t *out, bool reply)
+{
+    if (self->ledger
+        && ledger_sent (self->ledger, out->msgid, out->queue, out->headers, out->payload,
+                        out->payload_size, reply, zclock_mono ()))
+        log_warning ("libemq: out of memory: job %s would not be sent again after a "
+                     "failover",
+                     out->msgid);
+}
+
+//  True if msg is the second copy of an answer already handed out (several
+//  routers only); keeps the ledger up to date.
+static bool
+s_duplicate (emq_client_t *self, const emqp_msg_t *msg)
+{
+    if (!self->ledger || !msg->ref)
+        return false;
+    int64_t now = zclock_mono ();
+    switch (msg->command) {
+        case EMQP_ACK:
+            return ledger_acked (self->ledger, msg->ref, now) == LEDGER_DUPLICATE;
+        case EMQP_RESULT:
+            return ledger_result (self->ledger, msg->ref, now) == LEDGER_DUPLICATE;
+        case EMQP_ERROR:
+            ledger_refused (self->ledger, msg->ref);
+            return false;
+        default:
+            return false;
+    }
+}
+
 //  Sends the messages outs describe as one BATCH (a lone one too: the
 //  router learns that we take batches). Same returns as s_send.
 static int
@@ -456,9 +722,7 @@ s_send_batch (emq_client_t *self, const s_outgoing_t *outs, size_t count,
             self->announced = true;
             return 0;
         }
-        rc = s_send_failed (self->sock, self->endpoint, deadline, self->last_error,
-                            sizeof self->last_error);
-        if (rc)
+        if ((rc = s_blocked (self, deadline)))
             return rc;
     }
 }
@@ -522,6 +786,39 @@ s_recv (zsock_t *sock, const emqp_limits_t *limits, int64_t deadline, emqp_msg_t
     }
 }
 
+//  s_recv across every router's socket, the current one first; looks for a
+//  failover at least every 100 ms while it waits.
+static int
+s_recv_routers (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
+{
+    while (true) {
+        for (size_t k = 0; k < self->nendpoints; k++) {
+            size_t i = (self->in_use + k) % self->nendpoints;
+            emqp_fault_t fault;
+            emqp_msg_t *msg = NULL;
+            s_settle (self->socks[i]);
+            int rc = emqp_recv (self->socks[i], false, &self->limits, &msg, NULL, &fault);
+            if (rc > 0) {
+                *msg_p = msg;
+                return 0;
+            }
+            if (rc < 0)
+                log_warning ("router %s: malformed message dropped: %s",
+                             self->endpoints[i], fault.text);
+        }
+        s_failover_check (self);
+        long left = s_remaining (deadline);
+        if (deadline >= 0 && left == 0)
+            return EMQ_ERR_TIMEOUT;
+        zmq_pollitem_t items[ADDRLIST_MAX];
+        if (s_poll_routers (self, ZMQ_POLLIN, left < 0 || left > 100 ? 100 : left, items)
+            < 0)
+            return s_error (self, EMQ_ERR_SYSTEM, "%s",
+                            errno == EINTR ? "interrupted by a signal"
+                                           : zmq_strerror (errno));
+    }
+}
+
 //  True if the bytes look like a message id (EventMQ's REPLY carries the
 //  request id as its payload).
 static bool
@@ -578,7 +875,9 @@ s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
         emqp_msg_t *msg =
             zlistx_first (self->inbox) ? zlistx_detach (self->inbox, NULL) : NULL;
         int rc = 0;
-        if (!msg)
+        if (!msg && self->ledger)
+            rc = s_recv_routers (self, deadline, &msg);
+        else if (!msg)
             rc = s_recv (self->sock, &self->limits, deadline, &msg, self->endpoint,
                          self->last_error, sizeof self->last_error);
         if (rc)
@@ -603,6 +902,12 @@ s_recv_event (emq_client_t *self, int64_t deadline, emqp_msg_t **msg_p)
         }
         if (msg->command == EMQP_ACK || msg->command == EMQP_ERROR
             || msg->command == EMQP_RESULT) {
+            if (s_duplicate (self, msg)) {
+                log_debug ("router %s: second %s for %s dropped", self->endpoint,
+                           emqp_command_name (msg->command), msg->ref);
+                emqp_msg_destroy (&msg);
+                continue;
+            }
             *msg_p = msg;
             return 0;
         }
@@ -774,13 +1079,15 @@ s_submit (emq_client_t *self, const emq_submit_opts_t *opts, const void *payload
                          .headers = text,
                          .payload = payload,
                          .payload_size = size };
+    if (self->ledger)
+        s_failover_check (self);
     if (self->router_batches && !self->announced)
         rc = s_send_batch (self, &out, 1, deadline);
     else
-        rc = s_send (self->sock, &out, self->endpoint, deadline, self->last_error,
-                     sizeof self->last_error);
+        rc = s_client_send (self, &out, deadline);
     if (rc)
         return rc;
+    s_ledger_sent (self, &out, opts && opts->reply);
     if (msgid_out)
         memcpy (msgid_out, msgid, 37);
     return 0;
@@ -864,13 +1171,16 @@ emq_submit_many (emq_client_t *self, const emq_submit_opts_t *opts,
         }
         if (n == 0)
             break;
+        if (self->ledger)
+            s_failover_check (self);
         if (n == 1 && sizes[done] > EMQP_BATCH_ITEM_MAX)
-            rc = s_send (self->sock, &outs[0], self->endpoint, deadline, self->last_error,
-                         sizeof self->last_error);
+            rc = s_client_send (self, &outs[0], deadline);
         else
             rc = s_send_batch (self, outs, n, deadline);
         if (rc)
             break;
+        for (size_t i = 0; i < n; i++)
+            s_ledger_sent (self, &outs[i], opts && opts->reply);
         if (msgids_out)
             memcpy (msgids_out[done], ids, n * 37);
         done += n;
@@ -1033,9 +1343,7 @@ emq_fetch (emq_client_t *self, const char *msgid)
     char id[37];
     emqp_msgid_new (id);
     s_outgoing_t out = { .command = EMQP_FETCH, .msgid = id, .ref = msgid };
-    return s_send (self->sock, &out, self->endpoint,
-                   s_deadline (self->connect_timeout_ms), self->last_error,
-                   sizeof self->last_error);
+    return s_client_send (self, &out, s_deadline (self->connect_timeout_ms));
 }
 
 int
@@ -1064,8 +1372,7 @@ s_send_acked (emq_client_t *self, const s_outgoing_t *out, int timeout_ms)
 {
     int64_t deadline = s_deadline (timeout_ms);
     const char *msgid = out->msgid;
-    int rc = s_send (self->sock, out, self->endpoint, deadline, self->last_error,
-                     sizeof self->last_error);
+    int rc = s_client_send (self, out, deadline);
     if (rc)
         return rc;
     while (true) {
@@ -1320,6 +1627,104 @@ s_admin_call (const char *addr, const s_admin_command_t *command, const char *re
     return s_admin_call_ex (addr, command, ref, NULL, timeout_ms, reply_out);
 }
 
+//  If msg answers an admin command, sets *rc (0 with *reply_out, or an
+//  error with the reason in err) and returns true; HEARTBEAT and the like
+//  are not the answer. Takes msg.
+static bool
+s_admin_answer (emqp_msg_t *msg, const s_admin_command_t *command, char **reply_out,
+                int *rc, char *err, size_t errlen)
+{
+    bool answer = true;
+    if (msg->command == EMQP_REPLY && !command->acked) {
+        size_t size = msg->payload ? zframe_size (msg->payload) : 0;
+        *reply_out = malloc (size + 1);
+        if (*reply_out) {
+            if (size)
+                memcpy (*reply_out, zframe_data (msg->payload), size);
+            (*reply_out)[size] = 0;
+        }
+        *rc = *reply_out ? 0 : EMQ_ERR_NOMEM;
+    }
+    else if (msg->command == EMQP_ACK && command->acked) {
+        *reply_out = strdup (msg->ref);
+        *rc = *reply_out ? 0 : EMQ_ERR_NOMEM;
+    }
+    else if (msg->command == EMQP_ERROR) {
+        snprintf (err, errlen, "%s: %s", msg->error_code, msg->error_text);
+        *rc = streq (msg->error_code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND : EMQ_ERR_REJECTED;
+    }
+    else
+        answer = false;
+    emqp_msg_destroy (&msg);
+    return answer;
+}
+
+//  The request goes to every address of the list that takes it (only the
+//  leading router binds its admin socket; a paused one that still holds a
+//  connection answers nothing), and the first answer is the one.
+static int
+s_admin_exchange (char **addrs, size_t count, const s_outgoing_t *out,
+                  const s_admin_command_t *command, int timeout_ms, char **reply_out,
+                  char *err, size_t errlen)
+{
+    zsock_t *socks[ADDRLIST_MAX] = { NULL };
+    bool sent[ADDRLIST_MAX] = { false };
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++)
+        if (!(socks[i] = s_socket_new (addrs[i], "admin-"))) {
+            snprintf (err, errlen, "cannot connect to '%s': not a valid endpoint",
+                      addrs[i]);
+            rc = EMQ_ERR_INVALID;
+        }
+    int64_t deadline = s_deadline (timeout_ms);
+    emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
+    bool answered = false;
+    while (rc == 0 && !answered) {
+        zmq_pollitem_t items[ADDRLIST_MAX];
+        for (size_t i = 0; i < count; i++)
+            items[i] = (zmq_pollitem_t){ zsock_resolve (socks[i]), 0,
+                                         sent[i] ? ZMQ_POLLIN : ZMQ_POLLOUT, 0 };
+        if (zmq_poll (items, (int) count, s_remaining (deadline)) < 0) {
+            snprintf (err, errlen, "%s",
+                      errno == EINTR ? "interrupted by a signal" : zmq_strerror (errno));
+            rc = EMQ_ERR_SYSTEM;
+            break;
+        }
+        for (size_t i = 0; i < count && rc == 0 && !answered; i++) {
+            if (!sent[i] && (items[i].revents & ZMQ_POLLOUT)) {
+                rc = s_send (socks[i], out, addrs[i], zclock_mono (), err, errlen);
+                sent[i] = rc == 0;
+            }
+            else if (sent[i] && (items[i].revents & ZMQ_POLLIN)) {
+                emqp_msg_t *msg = NULL;
+                int got = s_recv (socks[i], &limits, zclock_mono (), &msg, addrs[i], err,
+                                  errlen);
+                if (got == 0)
+                    answered = s_admin_answer (msg, command, reply_out, &rc, err, errlen);
+            }
+            //  A socket that cannot take the request yet is tried again.
+            if (rc == EMQ_ERR_UNREACHABLE)
+                rc = 0;
+        }
+        if (rc == 0 && !answered && deadline >= 0 && s_remaining (deadline) == 0) {
+            bool any = false;
+            for (size_t i = 0; i < count; i++)
+                any |= sent[i];
+            if (any)
+                snprintf (err, errlen, "no answer from router admin at %s within %d ms",
+                          count == 1 ? addrs[0] : "any address of the list", timeout_ms);
+            else
+                snprintf (err, errlen,
+                          "router admin at %s is not reachable (no connection)",
+                          count == 1 ? addrs[0] : "no address of the list");
+            rc = EMQ_ERR_UNREACHABLE;
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        zsock_destroy (&socks[i]);
+    return rc;
+}
+
 static int
 s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char *ref,
                  const char *request, int timeout_ms, char **reply_out)
@@ -1329,12 +1734,11 @@ s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char 
     if (!addr || !*addr)
         addr = EMQ_DEFAULT_ADMIN;
     char err[512];
-    zsock_t *sock = s_socket_new (addr, "admin-");
-    if (!sock) {
-        snprintf (err, sizeof err, "cannot connect to '%s': not a valid endpoint", addr);
-        return s_admin_fail (reply_out, EMQ_ERR_INVALID, err);
-    }
-    int64_t deadline = s_deadline (timeout_ms);
+    size_t count = 0;
+    char **addrs = addrlist_parse (addr, &count, err, sizeof err);
+    if (!addrs)
+        return s_admin_fail (reply_out, errno == ENOMEM ? EMQ_ERR_NOMEM : EMQ_ERR_INVALID,
+                             err);
     //  "admin:" + uuid4, as EventMQ's cli does.
     char uuid[37], msgid[44];
     emqp_msgid_new (uuid);
@@ -1343,48 +1747,9 @@ s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char 
                          .msgid = msgid,
                          .ref = command->takes_ref ? ref : NULL,
                          .request = request };
-    emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
-    emqp_msg_t *msg = NULL;
-    int rc = s_send (sock, &out, addr, deadline, err, sizeof err);
-    while (rc == 0) {
-        rc = s_recv (sock, &limits, deadline, &msg, addr, err, sizeof err);
-        if (rc == EMQ_ERR_TIMEOUT) {
-            snprintf (err, sizeof err, "no answer from router admin at %s within %d ms",
-                      addr, timeout_ms);
-            rc = EMQ_ERR_UNREACHABLE;
-        }
-        if (rc)
-            break;
-        if (msg->command == EMQP_REPLY && !command->acked) {
-            size_t size = msg->payload ? zframe_size (msg->payload) : 0;
-            *reply_out = malloc (size + 1);
-            if (*reply_out) {
-                if (size)
-                    memcpy (*reply_out, zframe_data (msg->payload), size);
-                (*reply_out)[size] = 0;
-            }
-            else
-                rc = EMQ_ERR_NOMEM;
-            emqp_msg_destroy (&msg);
-            break;
-        }
-        if (msg->command == EMQP_ACK && command->acked) {
-            *reply_out = strdup (msg->ref);
-            rc = *reply_out ? 0 : EMQ_ERR_NOMEM;
-            emqp_msg_destroy (&msg);
-            break;
-        }
-        if (msg->command == EMQP_ERROR) {
-            snprintf (err, sizeof err, "%s: %s", msg->error_code, msg->error_text);
-            rc = streq (msg->error_code, "NOT_FOUND") ? EMQ_ERR_NOT_FOUND
-                                                      : EMQ_ERR_REJECTED;
-            emqp_msg_destroy (&msg);
-            break;
-        }
-        //  HEARTBEAT and the like: not our answer, keep waiting.
-        emqp_msg_destroy (&msg);
-    }
-    zsock_destroy (&sock);
+    int rc = s_admin_exchange (addrs, count, &out, command, timeout_ms, reply_out, err,
+                               sizeof err);
+    addrlist_free (&addrs);
     if (rc == EMQ_ERR_NOMEM)
         snprintf (err, sizeof err, "out of memory");
     if (rc)

@@ -1,6 +1,6 @@
 COMMON_SRC := common/emqp.c common/headers.c common/log.c common/config.c \
               common/clock.c common/errbuf.c common/numparse.c common/queuespec.c \
-              common/program.c \
+              common/program.c common/addrlist.c \
               common/payload.c common/json.c common/cron.c common/pidlock.c \
               common/curve.c common/procstat.c
 # Daemons only (not libemq): sd_notify and SIGHUP, on libsystemd.

@@ -1853,9 +1853,22 @@ test_pg_failover_sigstop (h_test_t *t)
     s_load_init (&load, t, client, 2000, "noop", NULL);
     s_load_run (&load, 200, 100, 20000);
     s_load_wait_results (&load, 20000);
+    //  A client with both addresses, connected to the leader before it is
+    //  stopped: its REQUESTs to the stopped one go unACKed, and after the
+    //  failover timeout it sends them again to the new leader.
+    char frontends[2 * sizeof slot[0].frontend + 2];
+    snprintf (frontends, sizeof frontends, "%s,%s", slot[0].frontend, slot[1].frontend);
+    s_load_t both;
+    s_load_init (&both, t, emq_client_new (frontends), 200, "noop", NULL);
+    REQUIRE (both.client);
+    emq_client_set_failover_timeout (both.client, 1500);
+    s_load_run (&both, 20, 20, 20000);
+    s_load_wait_results (&both, 20000);
 
     kill (a, SIGSTOP);
     int64_t stopped = clock_mono_ms ();
+    for (int i = 0; i < 50; i++)
+        s_load_submit (&both);
     //  A job for the stopped router: it waits in its socket.
     zsock_t *sock = h_dealer (slot[0].frontend, NULL);
     REQUIRE (sock);
@@ -1884,6 +1897,10 @@ test_pg_failover_sigstop (h_test_t *t)
     s_load_run (&load, 200, 100, 20000);
     s_load_wait_results (&load, 20000);
 
+    s_load_run (&both, 0, 50, 20000);
+    s_load_wait_results (&both, 20000);
+    REQUIRE_STREQ (emq_client_endpoint (both.client), slot[1].frontend);
+
     kill (a, SIGCONT);
     int status = 0;
     REQUIRE_MSG (h_proc_wait (t, a, 5000, &status),
@@ -1900,8 +1917,11 @@ test_pg_failover_sigstop (h_test_t *t)
     snprintf (sql, sizeof sql, "SELECT count(*) FROM jobs WHERE msgid = '%s'", msgid);
     REQUIRE_INT (s_db_int (db, sql), ==, 0);
     s_verdict_t v = s_load_verify (&load, db);
+    s_verdict_t vb = s_load_verify (&both, db);
     s_db_close (&db);
     REQUIRE_INT (v.lost, ==, 0);
+    REQUIRE_INT (vb.lost, ==, 0);
+    REQUIRE_INT (vb.acked, ==, 70);  // the 50 sent to the stopped router too
     REQUIRE_MSG (h_pid_alive (b), "the new leader died");
     //  A standby stopped while it waits: a clean exit.
     s_slot_t slot_c = slot[0];
@@ -1918,6 +1938,118 @@ test_pg_failover_sigstop (h_test_t *t)
         (long long) paused_ms, (long long) takeover_ms, v.acked, v.lost);
     free (payload);
     zsock_destroy (&sock);
+    emq_client_destroy (&load.client);
+    s_load_destroy (&load);
+    emq_client_destroy (&both.client);
+    s_load_destroy (&both);
+}
+
+//  One libemq client given both routers' addresses follows the lead on
+//  its own: kill -9 of the leader under load, 3 rounds, and the test never
+//  reconnects nor resubmits. Every job it submitted is ACKed once (the
+//  client drops a second ACK of a REQUEST it sent again), stored once and
+//  done, and every one's RESULT reaches it; emq-cli with address lists
+//  submits and reads STATUS through whichever router leads.
+static void
+test_pg_failover_client (h_test_t *t)
+{
+    if (!s_on_postgresql (t))
+        return;
+    s_slot_t slot[2];
+    s_slots (t, slot);
+    pid_t router[2];
+    router[0] = s_slot_router (t, &slot[0], "router-a1", true);
+    router[1] = s_slot_router (t, &slot[1], "router-b1", false);
+    s_failover_jms (t, slot);
+    char frontends[2 * sizeof slot[0].frontend + 2], admins[2 * sizeof slot[0].admin + 2];
+    snprintf (frontends, sizeof frontends, "%s, %s", slot[0].frontend, slot[1].frontend);
+    snprintf (admins, sizeof admins, "%s,%s", slot[0].admin, slot[1].admin);
+    emq_client_t *client = emq_client_new (frontends);
+    REQUIRE (client);
+    REQUIRE_STREQ (emq_client_endpoint (client), slot[0].frontend);
+    const int rounds = 3;
+    int per_round = h_count (600);
+    s_load_t load;
+    s_load_init (&load, t, client, (size_t) (per_round + 200) * rounds + 100, "noop",
+                 NULL);
+    int active = 0;
+    size_t inflight_at_kills = 0;
+    for (int round = 0; round < rounds; round++) {
+        int sent = 0;
+        while (sent < per_round / 2
+               || load.acked < (size_t) (per_round / 3) * (round + 1)) {
+            if (sent < per_round && load.inflight < 300) {
+                s_load_submit (&load);
+                sent++;
+            }
+            s_load_drain_max (&load, sent < per_round ? 0 : 50, 100);
+        }
+        for (int i = 0; i < 200; i++)
+            s_load_submit (&load);
+        inflight_at_kills += load.inflight + (load.count - load.results);
+        s_kill9 (t, router[active]);
+        int other = 1 - active;
+        int64_t failover_ms = s_wait_serving (t, slot[other].admin, 10000);
+        //  The dead one comes back as the standby.
+        char tag[32];
+        snprintf (tag, sizeof tag, "router-%c%d", active ? 'b' : 'a', round + 2);
+        router[active] = s_slot_router (t, &slot[active], tag, false);
+        //  Jobs go on, through the same client, to whichever router leads.
+        for (int i = 0; i < per_round - sent; i++)
+            s_load_submit (&load);
+        s_load_run (&load, 0, 300, 30000);
+        REQUIRE_STREQ (emq_client_endpoint (client), slot[other].frontend);
+        s_report (t,
+                  "round %d: kill -9 of the leader; the standby served %lld ms later; "
+                  "%zu of %zu jobs ACKed so far",
+                  round + 1, (long long) failover_ms, load.acked, load.count);
+        active = other;
+    }
+    s_load_run (&load, 0, 300, 30000);
+    s_load_wait_results (&load, 60000);
+    size_t twice = 0;
+    for (size_t i = 0; i < load.count; i++)
+        twice += load.jobs[i].results > 1;
+    s_db_t *db = s_db_open (t, NULL);
+    REQUIRE_WAIT (s_db_int (db, "SELECT count(*) FROM jobs WHERE state != 'done'") == 0,
+                  30000);
+    s_verdict_t v = s_load_verify (&load, db);
+    long long rows = s_db_int (db, "SELECT count(*) FROM jobs");
+    s_db_close (&db);
+    REQUIRE_INT (v.lost, ==, 0);
+    REQUIRE_INT (v.abandoned, ==, 0);  // every job submitted was ACKed
+    REQUIRE_INT (v.acked, ==, load.count);
+    REQUIRE_INT (rows, ==, (long long) load.count);  // each msgid stored once
+    REQUIRE_MSG (twice <= inflight_at_kills,
+                 "%zu jobs had two RESULTs, more than the %zu in flight at the kills",
+                 twice, inflight_at_kills);
+    s_report (t,
+              "%d failovers: %zu jobs submitted through one client with both "
+              "addresses, all ACKed once, %lld rows, lost 0, every RESULT received "
+              "(%zu twice: ran again after a kill)",
+              rounds, load.count, rows, twice);
+
+    //  emq-cli with lists: the first router of each list is the standby
+    //  now or the leader, whichever; both calls find the leader.
+    h_cli_t r;
+    h_cli (t, &r, 20000, "--addr", frontends, "--admin-addr", admins, "submit", "--wait",
+           "run", "libemq_examples.so", "upper", "\"list\"", NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli submit with a list: exit %d: %s", r.status,
+                 r.err);
+    REQUIRE_CONTAINS (r.out, "LIST");
+    h_cli_free (&r);
+    h_cli (t, &r, 20000, "--admin-addr", admins, "status", "--json", NULL);
+    REQUIRE_MSG (r.status == 0, "emq-cli status with a list: exit %d: %s", r.status,
+                 r.err);
+    REQUIRE_CONTAINS (r.out, "\"lead\":{\"epoch\":4");
+    h_cli_free (&r);
+    //  A bad list is refused with its reason.
+    h_cli (t, &r, 10000, "--addr", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "submit",
+           "run", "libemq_examples.so", "noop", NULL);
+    REQUIRE_MSG (r.status != 0, "a list with an empty item was taken");
+    REQUIRE_CONTAINS (r.err, "address 2 of the list is empty");
+    h_cli_free (&r);
+    s_load_drain (&load, 0);
     emq_client_destroy (&load.client);
     s_load_destroy (&load);
 }
@@ -1956,6 +2088,9 @@ const h_testdef_t h_durability_tests[] = {
     { "pg_failover_kill9", test_pg_failover_kill9,
       "PostgreSQL, 2 routers: kill -9 the leader, 5 rounds: the standby serves, none "
       "lost" },
+    { "pg_failover_client", test_pg_failover_client,
+      "PostgreSQL, 2 routers: one client with both addresses follows the lead, kill -9 "
+      "3 rounds: all ACKed once, none lost, every RESULT" },
     { "pg_failover_sigstop", test_pg_failover_sigstop,
       "PostgreSQL, 2 routers: SIGSTOP the leader past its lease: fenced, stands down" },
     { "pg_server_restart", test_pg_server_restart,

@@ -17,6 +17,8 @@
 #include "common/errbuf.h"
 #include "common/numparse.h"
 #include "common/queuespec.h"
+#include "common/addrlist.h"
+#include "client/ledger.h"
 #include "common/emqp.h"
 #include "common/headers.h"
 #include "common/json.h"
@@ -84,11 +86,13 @@ static const s_test_t s_tests[] = {
     { "errbuf", errbuf_test },
     { "numparse", numparse_test },
     { "queuespec", queuespec_test },
+    { "addrlist", addrlist_test },
     { "emqp", emqp_test },
     { "headers", headers_test },
     { "config", config_test },
     { "payload", payload_test },
     { "json", json_test },
+    { "ledger", ledger_test },
     { "emq_client", emq_client_test },
     { "job", job_test },
     { "queues", queues_test },

@@ -37,6 +37,9 @@ extern "C" {
 #define EMQ_DEFAULT_ADMIN "tcp://127.0.0.1:47293"
 #define EMQ_MSGID_MAX 128
 #define EMQ_CONNECT_TIMEOUT_MS 5000
+//  With several router addresses: how long a REQUEST may stay unACKed
+//  before it is sent again, to the next router that takes it.
+#define EMQ_FAILOVER_TIMEOUT_MS 2000
 
 typedef enum {
     EMQ_OK = 0,
@@ -107,6 +110,14 @@ const char *emq_strerror (int code);
 const char *emq_job_status_name (emq_job_status_t status);
 
 //  Connects to addr, or to $EMQ_BROKER_ADDR, or to EMQ_DEFAULT_FRONTEND.
+//  addr may list several routers, "tcp://r1:47291,tcp://r2:47291" (up to
+//  16), of which one leads at a time (docs/operations.md): the client
+//  sends to the one that takes messages, reads from all, and when the one
+//  it uses stops taking messages or leaves a REQUEST unACKed for the
+//  failover timeout, moves to the next, sends the unACKed REQUESTs again
+//  under their msgids (stored once) and asks again for the RESULTs it
+//  awaits; each ACK and RESULT is handed out once. It keeps a copy of each
+//  payload until its ACK.
 //  Returns NULL on failure (bad address, errno EINVAL; bad CURVE keys,
 //  errno EPERM). Connecting never waits: an absent router shows as
 //  EMQ_ERR_UNREACHABLE on the first send or wait. The caller owns the
@@ -128,12 +139,15 @@ int emq_set_curve (const char *server_key, const char *client_cert, char *err,
 void emq_client_destroy (emq_client_t **self_p);
 //  Detail of the last failure on this client (never NULL).
 const char *emq_client_last_error (emq_client_t *self);
-//  The endpoint the client connected to (borrowed).
+//  The endpoint of the router the client uses now (borrowed).
 const char *emq_client_endpoint (emq_client_t *self);
 //  How long emq_submit_async waits for the router connection, or for room
 //  in the send queue, before EMQ_ERR_UNREACHABLE. Default
 //  EMQ_CONNECT_TIMEOUT_MS; -1 waits forever.
 void emq_client_set_connect_timeout (emq_client_t *self, int timeout_ms);
+//  Several addresses: how long a REQUEST waits for its ACK before it is
+//  sent again, to the next router that takes it (EMQ_FAILOVER_TIMEOUT_MS).
+void emq_client_set_failover_timeout (emq_client_t *self, int timeout_ms);
 //  Number of events received and kept for emq_poll.
 size_t emq_client_pending (emq_client_t *self);
 
