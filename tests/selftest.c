@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/errbuf.h"
 #include "common/numparse.h"
+#include "common/addrlist.h"
 #include "common/queuespec.h"
 #include "common/emqp.h"
 #include "common/headers.h"
@@ -83,6 +84,7 @@ static const s_test_t s_tests[] = {
     { "service", service_test },
     { "errbuf", errbuf_test },
     { "numparse", numparse_test },
+    { "addrlist", addrlist_test },
     { "queuespec", queuespec_test },
     { "emqp", emqp_test },
     { "headers", headers_test },
