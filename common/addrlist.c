@@ -46,7 +46,7 @@ addrlist_parse (const char *text, size_t *count, char *err, size_t errlen)
 {
     *count = 0;
     if (!text) {
-        errbuf_set (err, errlen, "no address given");
+        errbuf_set (err, errlen, "at least one endpoint");
         return NULL;
     }
     char **items = calloc (ADDRLIST_MAX + 1, sizeof (char *));
@@ -68,16 +68,14 @@ addrlist_parse (const char *text, size_t *count, char *err, size_t errlen)
         size_t len = (size_t) (stop - start);
         if (len == 0) {
             if (!comma && n == 0)
-                errbuf_set (err, errlen, "no address given");
+                errbuf_set (err, errlen, "at least one endpoint");
             else
-                errbuf_set (err, errlen,
-                            "address %zu of the list is empty (expected "
-                            "ENDPOINT[,ENDPOINT]...)",
+                errbuf_set (err, errlen, "ENDPOINT[,ENDPOINT]... (item %zu is empty)",
                             n + 1);
             goto fail;
         }
         if (n == ADDRLIST_MAX) {
-            errbuf_set (err, errlen, "more than %d addresses in the list", ADDRLIST_MAX);
+            errbuf_set (err, errlen, "at most %d endpoints", ADDRLIST_MAX);
             goto fail;
         }
         if (!(items[n] = strndup (start, len))) {
@@ -88,9 +86,8 @@ addrlist_parse (const char *text, size_t *count, char *err, size_t errlen)
             char shown[80];
             s_shown (start, len, shown, sizeof shown);
             errbuf_set (err, errlen,
-                        "'%s' (address %zu of the list) is not a tcp://, ipc:// or "
-                        "inproc:// endpoint",
-                        shown, n + 1);
+                        "a tcp://, ipc:// or inproc:// endpoint as item %zu, not '%s'",
+                        n + 1, shown);
             n++;
             goto fail;
         }
@@ -193,16 +190,16 @@ addrlist_test (bool verbose)
         const char *text;
         const char *why;
     } bad[] = {
-        { "", "no address given" },
-        { "   ", "no address given" },
-        { "tcp://a:1,", "address 2 of the list is empty" },
-        { ",tcp://a:1", "address 1 of the list is empty" },
-        { "tcp://a:1, ,tcp://b:1", "address 2 of the list is empty" },
-        { "tcp://a:1,,tcp://b:1", "address 2 of the list is empty" },
-        { "tcp://a:1,nope", "'nope' (address 2 of the list) is not" },
-        { "tcp://a:1 tcp://b:1", "is not a tcp://" },
-        { "udp://a:1", "'udp://a:1' (address 1" },
-        { "tcp://a:1,tcp://\x01", "'tcp://?' (address 2" },
+        { "", "at least one endpoint" },
+        { "   ", "at least one endpoint" },
+        { "tcp://a:1,", "(item 2 is empty)" },
+        { ",tcp://a:1", "(item 1 is empty)" },
+        { "tcp://a:1, ,tcp://b:1", "(item 2 is empty)" },
+        { "tcp://a:1,,tcp://b:1", "ENDPOINT[,ENDPOINT]... (item 2 is empty)" },
+        { "tcp://a:1,nope", "endpoint as item 2, not 'nope'" },
+        { "tcp://a:1 tcp://b:1", "as item 1, not 'tcp://a:1 tcp://b:1'" },
+        { "udp://a:1", "as item 1, not 'udp://a:1'" },
+        { "tcp://a:1,tcp://\x01", "as item 2, not 'tcp://?'" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         count = 99;
@@ -215,7 +212,7 @@ addrlist_test (bool verbose)
     }
     list = addrlist_parse (NULL, &count, err, sizeof err);
     CHECK (list == NULL);
-    CHECK_CONTAINS (err, "no address given");
+    CHECK_CONTAINS (err, "at least one endpoint");
 
     //  At most ADDRLIST_MAX items; a long bad item is capped in the message.
     char many[64 * (ADDRLIST_MAX + 2)] = "";
@@ -224,7 +221,7 @@ addrlist_test (bool verbose)
                   i ? "," : "", 1000 + i);
     list = addrlist_parse (many, &count, err, sizeof err);
     CHECK (list == NULL);
-    CHECK_CONTAINS (err, "more than 16 addresses");
+    CHECK_CONTAINS (err, "at most 16 endpoints");
     strrchr (many, ',')[0] = 0;  // exactly ADDRLIST_MAX
     list = addrlist_parse (many, &count, err, sizeof err);
     CHECK (list != NULL);
@@ -235,7 +232,8 @@ addrlist_test (bool verbose)
     longbad[sizeof longbad - 1] = 0;
     list = addrlist_parse (longbad, &count, err, sizeof err);
     CHECK (list == NULL);
-    CHECK_CONTAINS (err, "...' (address 1");
+    CHECK_CONTAINS (err, "as item 1, not 'xxx");
+    CHECK_CONTAINS (err, "x...'");
     CHECK (strlen (err) < 200);
     if (verbose)
         printf ("OK\n");

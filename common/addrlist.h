@@ -19,9 +19,9 @@ bool addrlist_is_endpoint (const char *value);
 //  Splits text, ','-separated endpoints with optional spaces (or tabs)
 //  around each, into a NULL-terminated array of items the caller owns
 //  (addrlist_destroy), *count set to their number (at least 1). Returns
-//  NULL with one line in err for an empty text, an empty item ("a,,b",
-//  "a,"), an item that is no endpoint (quoted, capped), more than
-//  ADDRLIST_MAX items, or no memory.
+//  NULL with what was expected in err (to follow "expected ..."): for an
+//  empty text, an empty item ("a,,b", "a,"), an item that is no endpoint
+//  (quoted, capped), more than ADDRLIST_MAX items, or no memory.
 char **addrlist_parse (const char *text, size_t *count, char *err, size_t errlen);
 
 //  The canonical text of a list: its items joined by ','. The caller

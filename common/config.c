@@ -2319,17 +2319,17 @@ config_test (bool verbose)
                            sizeof err),
               -1);
     CHECK_CONTAINS (err, "scheduler_addr = 'tcp://r1:1,,tcp://r2:1': expected "
-                         "address 2 of the list is empty");
+                         "ENDPOINT[,ENDPOINT]... (item 2 is empty)");
     CHECK_EQ (s_test_load (config, dir, "scheduler",
                            "[scheduler]\nadministrative_addr = tcp://a:3,\n", err,
                            sizeof err),
               -1);
-    CHECK_CONTAINS (err, "address 2 of the list is empty");
+    CHECK_CONTAINS (err, "(item 2 is empty)");
     CHECK_EQ (s_test_load (config, dir, "scheduler",
                            "[scheduler]\nconnect_addr = tcp://a:1,nope\n", err,
                            sizeof err),
               -1);
-    CHECK_CONTAINS (err, "'nope' (address 2 of the list) is not");
+    CHECK_CONTAINS (err, "endpoint as item 2, not 'nope'");
     setenv ("EVENTMQ_SCHEDULER_ADDR", "tcp://e1:1, tcp://e2:1", 1);
     CHECK_EQ (config_load (config, "scheduler", NULL, err, sizeof err), 0);
     CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://e1:1,tcp://e2:1");
@@ -2340,7 +2340,7 @@ config_test (bool verbose)
         0);
     CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://f1:1,tcp://f2:1");
     CHECK_EQ (config_set (config, "administrative-addr", " ,", err, sizeof err), -1);
-    CHECK_CONTAINS (err, "address 1 of the list is empty");
+    CHECK_CONTAINS (err, "(item 1 is empty)");
     unsetenv ("EVENTMQ_SCHEDULER_ADDR");
     //  Other programs' administrative_addr stays one endpoint.
     CHECK_EQ (s_test_load (config, dir, "cli",
