@@ -102,6 +102,8 @@ struct router_t {
                                  // relaying a scheduler's ERROR; cleared often
     bool ends_unsaved;           // an end could not join a batch: write again
     bool store_failing;          // the last commit failed (logged once)
+    bool routers_failing;        // STATUS could not list the other routers
+                                 // (logged once until it can again)
     bool submit_failing;         // the writer could not be reached (logged once)
     fences_t *fences;            // schedulers' fencing tokens, per scope
     recent_t *recent;            // in memory: msgids of ended jobs, or NULL
@@ -2102,13 +2104,19 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
                 .lead_holder = store_lead_holder (self->store),
                 .lead_since = store_lead_since (self->store),
             };
+            //  emq-web asks for STATUS every few seconds: a database that
+            //  does not answer is said once, not each time.
             json_t *routers = NULL;
-            if (storage.lead_epoch > 0 && (routers = json_array ())
-                && store_routers (self->store, s_status_router, routers) < 0) {
-                log_warning ("router: STATUS: cannot list the other routers: %s",
-                             store_error (self->store));
-                json_decref (routers);
-                routers = NULL;
+            if (storage.lead_epoch > 0 && (routers = json_array ())) {
+                bool failed = store_routers (self->store, s_status_router, routers) < 0;
+                if (failed && !self->routers_failing)
+                    log_warning ("router: STATUS: cannot list the other routers: %s",
+                                 store_error (self->store));
+                self->routers_failing = failed;
+                if (failed) {
+                    json_decref (routers);
+                    routers = NULL;
+                }
             }
             storage.routers = routers;
             admin_traffic_t traffic = {
