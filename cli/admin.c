@@ -189,6 +189,25 @@ s_print_storage (json_t *storage, json_t *store)
             strftime (when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
         printf ("lead: this router (%s), epoch %s, since %s\n", holder, epoch, when);
     }
+    //  The other routers of the database: its standbys (and, until the
+    //  leader prunes it, the row of a leader that is gone).
+    json_t *routers = s_get (store, "routers");
+    size_t i;
+    json_t *router;
+    json_array_foreach (json_is_array (routers) ? routers : NULL, i, router)
+    {
+        char holder[256], role[64], seen[64], frontend[512], backend[512], admin[512];
+        json_t *addrs = s_get (router, "addrs");
+        s_cell (s_get (router, "holder"), holder, sizeof holder);
+        s_cell (s_get (router, "role"), role, sizeof role);
+        s_cell (s_get (router, "seen_ago"), seen, sizeof seen);
+        s_cell (s_get (addrs, "frontend"), frontend, sizeof frontend);
+        s_cell (s_get (addrs, "backend"), backend, sizeof backend);
+        s_cell (s_get (addrs, "admin"), admin, sizeof admin);
+        printf ("%s: %s at frontend %s, backend %s, admin %s, seen %ss ago\n",
+                streq (role, "standby") ? "standby" : "router (gone leader)", holder,
+                frontend, backend, admin, seen);
+    }
     if (json_is_true (s_get (store, "failing")))
         printf ("warning: the router cannot write to its store; it refuses new jobs "
                 "(ERROR STORAGE) until a write succeeds\n");

@@ -154,17 +154,17 @@ cli_events (cli_t *cli, int argc, char **argv)
     char **addrs = addrlist_parse (addr, &naddrs, err, sizeof err);
     if (!addrs) {
         zsock_destroy (&sub);
-        return cli_fail (CLI_EXIT_USAGE, "events: %s", err);
+        return cli_fail (CLI_EXIT_USAGE, "events: address '%s': expected %s", addr, err);
     }
     for (size_t i = 0; i < naddrs; i++)
         if (zsock_connect (sub, "%s", addrs[i]) == -1) {
             rc = cli_fail (CLI_EXIT_USAGE, "events: cannot connect to '%s': %s", addrs[i],
                            zmq_strerror (zmq_errno ()));
-            addrlist_free (&addrs);
+            addrlist_destroy (&addrs);
             zsock_destroy (&sub);
             return rc;
         }
-    addrlist_free (&addrs);
+    addrlist_destroy (&addrs);
     if (nkinds == 0)
         zsock_set_subscribe (sub, "");
     for (size_t i = 0; i < nkinds; i++) {

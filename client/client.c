@@ -270,10 +270,10 @@ emq_client_new (const char *addr)
     self->connect_timeout_ms = EMQ_CONNECT_TIMEOUT_MS;
     self->failover_timeout_ms = EMQ_FAILOVER_TIMEOUT_MS;
     self->limits.payload_max = S_MESSAGE_MAX;
-    self->endpoints = addrlist_parse (addr, &self->nendpoints, self->last_error,
-                                      sizeof self->last_error);
+    char why[256];
+    self->endpoints = addrlist_parse (addr, &self->nendpoints, why, sizeof why);
     if (!self->endpoints) {
-        log_error ("libemq: router address '%.200s': %s", addr, self->last_error);
+        log_error ("libemq: router address '%.200s': expected %s", addr, why);
         goto fail;
     }
     self->events = zlistx_new ();
@@ -311,7 +311,7 @@ emq_client_destroy (emq_client_t **self_p)
     for (size_t i = 0; self->socks && i < self->nendpoints; i++)
         zsock_destroy (&self->socks[i]);
     free (self->socks);
-    addrlist_free (&self->endpoints);
+    addrlist_destroy (&self->endpoints);
     ledger_destroy (&self->ledger);
     zlistx_destroy (&self->events);
     zlistx_destroy (&self->inbox);
@@ -1733,12 +1733,13 @@ s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char 
         addr = getenv ("EMQ_ADMIN_ADDR");
     if (!addr || !*addr)
         addr = EMQ_DEFAULT_ADMIN;
-    char err[512];
+    char err[512], why[256];
     size_t count = 0;
-    char **addrs = addrlist_parse (addr, &count, err, sizeof err);
-    if (!addrs)
-        return s_admin_fail (reply_out, errno == ENOMEM ? EMQ_ERR_NOMEM : EMQ_ERR_INVALID,
-                             err);
+    char **addrs = addrlist_parse (addr, &count, why, sizeof why);
+    if (!addrs) {
+        snprintf (err, sizeof err, "admin address '%.200s': expected %s", addr, why);
+        return s_admin_fail (reply_out, EMQ_ERR_INVALID, err);
+    }
     //  "admin:" + uuid4, as EventMQ's cli does.
     char uuid[37], msgid[44];
     emqp_msgid_new (uuid);
@@ -1749,7 +1750,7 @@ s_admin_call_ex (const char *addr, const s_admin_command_t *command, const char 
                          .request = request };
     int rc = s_admin_exchange (addrs, count, &out, command, timeout_ms, reply_out, err,
                                sizeof err);
-    addrlist_free (&addrs);
+    addrlist_destroy (&addrs);
     if (rc == EMQ_ERR_NOMEM)
         snprintf (err, sizeof err, "out of memory");
     if (rc)

@@ -1,44 +1,44 @@
-/*  addrlist — a list of router endpoints. See addrlist.h. */
+/*  addrlist — a list of endpoints, parsed and joined. See addrlist.h. */
 #include "addrlist.h"
 #include "errbuf.h"
 
 #include <ctype.h>
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-//  Checks one item (start, len bytes, trimmed) and returns it as a new
-//  string, or NULL with the reason in err.
-static char *
-s_item (const char *start, size_t len, size_t position, char *err, size_t errlen)
+bool
+addrlist_is_endpoint (const char *value)
 {
-    if (len == 0) {
-        errbuf_set (err, errlen, "address %zu of the list is empty", position);
-        return NULL;
-    }
-    for (size_t i = 0; i < len; i++)
-        if (isspace ((unsigned char) start[i]) || iscntrl ((unsigned char) start[i])) {
-            errbuf_set (err, errlen,
-                        "address %zu of the list has a space or a control "
-                        "character in it",
-                        position);
-            return NULL;
-        }
-    char *item = strndup (start, len);
-    if (!item) {
-        errbuf_set (err, errlen, "out of memory");
-        return NULL;
-    }
-    char *scheme = strstr (item, "://");
-    if (!scheme || scheme == item || scheme[3] == 0) {
-        errbuf_set (err, errlen,
-                    "address %zu of the list, '%.200s', is not an endpoint "
-                    "(transport://address, e.g. tcp://host:47291)",
-                    position, item);
-        free (item);
-        return NULL;
-    }
-    return item;
+    if (!value)
+        return false;
+    const char *sep = strstr (value, "://");
+    if (!sep || sep == value || sep[3] == 0)
+        return false;
+    for (const char *p = value; p < sep; p++)
+        if (!islower ((unsigned char) *p))
+            return false;
+    for (const char *p = value; *p; p++)
+        if (*p <= 0x20 || *p == 0x7F)
+            return false;
+    size_t scheme = (size_t) (sep - value);
+    return (scheme == 3 && strncmp (value, "tcp", 3) == 0)
+           || (scheme == 3 && strncmp (value, "ipc", 3) == 0)
+           || (scheme == 6 && strncmp (value, "inproc", 6) == 0);
+}
+
+//  An item for an error message: at most 60 bytes, unprintable ones as '?'.
+static void
+s_shown (const char *item, size_t len, char *buf, size_t size)
+{
+    size_t n = len < 60 ? len : 60;
+    if (n >= size)
+        n = size - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = isprint ((unsigned char) item[i]) ? item[i] : '?';
+    buf[n] = 0;
+    if (n < len && n + 4 < size)
+        strcat (buf, "...");
 }
 
 char **
@@ -46,55 +46,94 @@ addrlist_parse (const char *text, size_t *count, char *err, size_t errlen)
 {
     *count = 0;
     if (!text) {
-        errbuf_set (err, errlen, "no address");
-        errno = EINVAL;
+        errbuf_set (err, errlen, "at least one endpoint");
         return NULL;
     }
-    char **list = calloc (ADDRLIST_MAX + 1, sizeof (char *));
-    if (!list) {
+    char **items = calloc (ADDRLIST_MAX + 1, sizeof (char *));
+    if (!items) {
         errbuf_set (err, errlen, "out of memory");
-        errno = ENOMEM;
         return NULL;
     }
-    const char *cursor = text;
     size_t n = 0;
+    const char *p = text;
     while (true) {
-        const char *comma = strchr (cursor, ',');
-        const char *end = comma ? comma : cursor + strlen (cursor);
-        const char *start = cursor;
-        while (start < end && isspace ((unsigned char) *start))
+        const char *comma = strchr (p, ',');
+        const char *end = comma ? comma : p + strlen (p);
+        const char *start = p;
+        while (start < end && (*start == ' ' || *start == '\t'))
             start++;
-        while (end > start && isspace ((unsigned char) end[-1]))
-            end--;
-        if (n == ADDRLIST_MAX) {
-            errbuf_set (err, errlen, "more than %d addresses in the list", ADDRLIST_MAX);
-            errno = EINVAL;
-            addrlist_free (&list);
-            return NULL;
+        const char *stop = end;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        size_t len = (size_t) (stop - start);
+        if (len == 0) {
+            if (!comma && n == 0)
+                errbuf_set (err, errlen, "at least one endpoint");
+            else
+                errbuf_set (err, errlen, "ENDPOINT[,ENDPOINT]... (item %zu is empty)",
+                            n + 1);
+            goto fail;
         }
-        if (!(list[n] = s_item (start, (size_t) (end - start), n + 1, err, errlen))) {
-            errno = strstr (err, "out of memory") ? ENOMEM : EINVAL;
-            addrlist_free (&list);
-            return NULL;
+        if (n == ADDRLIST_MAX) {
+            errbuf_set (err, errlen, "at most %d endpoints", ADDRLIST_MAX);
+            goto fail;
+        }
+        if (!(items[n] = strndup (start, len))) {
+            errbuf_set (err, errlen, "out of memory");
+            goto fail;
+        }
+        if (!addrlist_is_endpoint (items[n])) {
+            char shown[80];
+            s_shown (start, len, shown, sizeof shown);
+            errbuf_set (err, errlen,
+                        "a tcp://, ipc:// or inproc:// endpoint as item %zu, not '%s'",
+                        n + 1, shown);
+            n++;
+            goto fail;
         }
         n++;
         if (!comma)
             break;
-        cursor = comma + 1;
+        p = comma + 1;
     }
     *count = n;
-    return list;
+    return items;
+
+fail:
+    addrlist_destroy (&items);
+    return NULL;
+}
+
+char *
+addrlist_join (char *const *items, size_t count)
+{
+    size_t size = 1;
+    for (size_t i = 0; i < count; i++)
+        size += strlen (items[i]) + 1;
+    char *text = malloc (size);
+    if (!text)
+        return NULL;
+    char *at = text;
+    for (size_t i = 0; i < count; i++) {
+        if (i)
+            *at++ = ',';
+        size_t len = strlen (items[i]);
+        memcpy (at, items[i], len);
+        at += len;
+    }
+    *at = 0;
+    return text;
 }
 
 void
-addrlist_free (char ***list_p)
+addrlist_destroy (char ***items_p)
 {
-    if (!list_p || !*list_p)
+    if (!items_p || !*items_p)
         return;
-    for (char **item = *list_p; *item; item++)
+    for (char **item = *items_p; *item; item++)
         free (*item);
-    free (*list_p);
-    *list_p = NULL;
+    free (*items_p);
+    *items_p = NULL;
 }
 
 //  --------------------------------------------------------------------------
@@ -102,65 +141,100 @@ addrlist_free (char ***list_p)
 
 #include "tests/testutil.h"
 
-#include <stdio.h>
-
 void
 addrlist_test (bool verbose)
 {
     if (verbose)
         printf (" * addrlist: ");
-    char err[256];
+    CHECK (addrlist_is_endpoint ("tcp://127.0.0.1:47291"));
+    CHECK (addrlist_is_endpoint ("ipc:///tmp/x"));
+    CHECK (addrlist_is_endpoint ("inproc://a"));
+    CHECK (!addrlist_is_endpoint ("udp://a:1"));
+    CHECK (!addrlist_is_endpoint ("TCP://a:1"));
+    CHECK (!addrlist_is_endpoint ("tcp://"));
+    CHECK (!addrlist_is_endpoint ("tcp://a b"));
+    CHECK (!addrlist_is_endpoint ("a:1"));
+    CHECK (!addrlist_is_endpoint (""));
+    CHECK (!addrlist_is_endpoint (NULL));
+
+    //  One address: as before.
     size_t count = 99;
+    char err[256] = "";
     char **list = addrlist_parse ("tcp://127.0.0.1:47291", &count, err, sizeof err);
-    CHECK (list && count == 1 && list[1] == NULL);
-    CHECK_STREQ (list ? list[0] : "", "tcp://127.0.0.1:47291");
-    addrlist_free (&list);
+    CHECK (list != NULL);
+    CHECK_EQ (count, 1);
+    CHECK_STREQ (list ? list[0] : NULL, "tcp://127.0.0.1:47291");
+    CHECK (list && list[1] == NULL);
+    addrlist_destroy (&list);
     CHECK (list == NULL);
+    addrlist_destroy (&list);  // NULL is fine
 
-    list = addrlist_parse (" tcp://r1:47291 ,ipc:///run/emq/frontend,tcp://r3:1 ", &count,
-                           err, sizeof err);
-    CHECK (list && count == 3);
+    //  Several, with spaces and tabs around the commas.
+    list = addrlist_parse (" tcp://a:1 ,\tipc:///tmp/b , inproc://c ", &count, err,
+                           sizeof err);
+    CHECK (list != NULL);
+    CHECK_EQ (count, 3);
     if (list) {
-        CHECK_STREQ (list[0], "tcp://r1:47291");
-        CHECK_STREQ (list[1], "ipc:///run/emq/frontend");
-        CHECK_STREQ (list[2], "tcp://r3:1");
+        CHECK_STREQ (list[0], "tcp://a:1");
+        CHECK_STREQ (list[1], "ipc:///tmp/b");
+        CHECK_STREQ (list[2], "inproc://c");
         CHECK (list[3] == NULL);
+        char *text = addrlist_join (list, count);
+        CHECK_STREQ (text, "tcp://a:1,ipc:///tmp/b,inproc://c");
+        free (text);
     }
-    addrlist_free (&list);
+    addrlist_destroy (&list);
 
-    //  Refused, each with its reason.
+    //  Refused, each with its reason; count stays 0.
     const struct {
-        const char *text, *reason;
+        const char *text;
+        const char *why;
     } bad[] = {
-        { "", "address 1 of the list is empty" },
-        { "tcp://a:1,", "address 2 of the list is empty" },
-        { "tcp://a:1,,tcp://b:2", "address 2 of the list is empty" },
-        { " , tcp://b:2", "address 1 of the list is empty" },
-        { "tcp://a:1,tcp://b :2", "a space" },
-        { "tcp://a:1,r2:47291", "'r2:47291', is not an endpoint" },
-        { "://x", "is not an endpoint" },
-        { "tcp://", "is not an endpoint" },
+        { "", "at least one endpoint" },
+        { "   ", "at least one endpoint" },
+        { "tcp://a:1,", "(item 2 is empty)" },
+        { ",tcp://a:1", "(item 1 is empty)" },
+        { "tcp://a:1, ,tcp://b:1", "(item 2 is empty)" },
+        { "tcp://a:1,,tcp://b:1", "ENDPOINT[,ENDPOINT]... (item 2 is empty)" },
+        { "tcp://a:1,nope", "endpoint as item 2, not 'nope'" },
+        { "tcp://a:1 tcp://b:1", "as item 1, not 'tcp://a:1 tcp://b:1'" },
+        { "udp://a:1", "as item 1, not 'udp://a:1'" },
+        { "tcp://a:1,tcp://\x01", "as item 2, not 'tcp://?'" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         count = 99;
-        *err = 0;
+        err[0] = 0;
         list = addrlist_parse (bad[i].text, &count, err, sizeof err);
-        CHECK (list == NULL && count == 0);
-        CHECK_CONTAINS (err, bad[i].reason);
+        CHECK (list == NULL);
+        CHECK_EQ (count, 0);
+        CHECK_CONTAINS (err, bad[i].why);
+        addrlist_destroy (&list);
     }
-    //  At most ADDRLIST_MAX.
-    char many[ADDRLIST_MAX * 16 + 32] = "";
+    list = addrlist_parse (NULL, &count, err, sizeof err);
+    CHECK (list == NULL);
+    CHECK_CONTAINS (err, "at least one endpoint");
+
+    //  At most ADDRLIST_MAX items; a long bad item is capped in the message.
+    char many[64 * (ADDRLIST_MAX + 2)] = "";
     for (int i = 0; i <= ADDRLIST_MAX; i++)
         snprintf (many + strlen (many), sizeof many - strlen (many), "%stcp://h:%d",
-                  i ? "," : "", i + 1);
+                  i ? "," : "", 1000 + i);
     list = addrlist_parse (many, &count, err, sizeof err);
     CHECK (list == NULL);
-    CHECK_CONTAINS (err, "more than 16 addresses");
-    many[strrchr (many, ',') - many] = 0;
+    CHECK_CONTAINS (err, "at most 16 endpoints");
+    strrchr (many, ',')[0] = 0;  // exactly ADDRLIST_MAX
     list = addrlist_parse (many, &count, err, sizeof err);
-    CHECK (list && count == ADDRLIST_MAX);
-    addrlist_free (&list);
-    addrlist_free (&list);  // NULL is fine
+    CHECK (list != NULL);
+    CHECK_EQ (count, ADDRLIST_MAX);
+    addrlist_destroy (&list);
+    char longbad[300];
+    memset (longbad, 'x', sizeof longbad - 1);
+    longbad[sizeof longbad - 1] = 0;
+    list = addrlist_parse (longbad, &count, err, sizeof err);
+    CHECK (list == NULL);
+    CHECK_CONTAINS (err, "as item 1, not 'xxx");
+    CHECK_CONTAINS (err, "x...'");
+    CHECK (strlen (err) < 200);
     if (verbose)
         printf ("OK\n");
 }

@@ -1,11 +1,7 @@
-/*  addrlist — a list of router endpoints, "tcp://r1:47291,tcp://r2:47291":
-    the one parser of the address settings that may name several routers
-    (clients, emq-cli, the scheduler), one of which leads at a time.
-
-    Items are separated by commas, with optional spaces around them; each
-    is a ZeroMQ endpoint (transport "://" address, no spaces), and there are
-    1..ADDRLIST_MAX of them. One item is the common case and means what a
-    single address always meant.
+/*  addrlist — a list of endpoints a peer may connect to, in turn: the
+    scheduler's routers (scheduler_addr) and their admin sockets. One text
+    form, "tcp://r1:47291,tcp://r2:47291" (spaces around the commas
+    allowed), parsed strictly: every item is an endpoint, none is empty.
 */
 #ifndef EMQ_ADDRLIST_H
 #define EMQ_ADDRLIST_H
@@ -13,15 +9,27 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+//  Items in one list at most.
 #define ADDRLIST_MAX 16
 
-//  Parses text. Returns a malloc'd, NULL-terminated array of *count
-//  malloc'd strings (free it with addrlist_free), or NULL with the reason
-//  in err (errno EINVAL; ENOMEM without memory).
+//  True if value is a tcp://, ipc:// or inproc:// endpoint: a lowercase
+//  scheme, "://", then at least one printable byte, no spaces.
+bool addrlist_is_endpoint (const char *value);
+
+//  Splits text, ','-separated endpoints with optional spaces (or tabs)
+//  around each, into a NULL-terminated array of items the caller owns
+//  (addrlist_destroy), *count set to their number (at least 1). Returns
+//  NULL with what was expected in err (to follow "expected ..."): for an
+//  empty text, an empty item ("a,,b", "a,"), an item that is no endpoint
+//  (quoted, capped), more than ADDRLIST_MAX items, or no memory.
 char **addrlist_parse (const char *text, size_t *count, char *err, size_t errlen);
 
-//  Frees a list from addrlist_parse and nulls *list_p; NULL is fine.
-void addrlist_free (char ***list_p);
+//  The canonical text of a list: its items joined by ','. The caller
+//  frees it; NULL if out of memory.
+char *addrlist_join (char *const *items, size_t count);
+
+//  Frees a list from addrlist_parse and nulls the pointer; NULL is fine.
+void addrlist_destroy (char ***items_p);
 
 void addrlist_test (bool verbose);
 

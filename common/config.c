@@ -17,6 +17,7 @@
     warning (s_ignored) so that an existing eventmq.conf loads.
 */
 #include "config.h"
+#include "addrlist.h"
 #include "errbuf.h"
 #include "log.h"
 #include "numparse.h"
@@ -81,12 +82,15 @@ typedef struct {
     char sep;                  // S_TYPE_LIST: item separator, 0 = ':'
     const char *choices;       // S_TYPE_STRING: "a|b|c", or NULL
     s_check_fn *check;         // S_TYPE_STRING and list items, or NULL
+    unsigned list_sections;    // S_TYPE_STRING: in these programs, a ','-
+                               // separated list of endpoints (addrlist.h)
     size_t max_len;            // S_TYPE_STRING: 0 = no limit
     unsigned sections;
     const char *description;
 } s_setting_t;
 
 static s_check_fn s_check_endpoint;
+static s_check_fn s_check_endpoint_list;
 static s_check_fn s_check_endpoint_or_empty;
 static s_check_fn s_check_host_port;
 static s_check_fn s_check_hook;
@@ -505,9 +509,11 @@ static const s_setting_t s_settings[] = {
     { .name = "scheduler_addr",
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47291",
-      .check = s_check_endpoint,
+      .check = s_check_endpoint_list,
       .sections = S_SCHED,
-      .description = "the router's frontend the scheduler connects to" },
+      .description = "the router's frontend the scheduler connects to; a ','-separated "
+                     "list: routers on one database, the next one tried when the one in "
+                     "use is lost" },
     { .name = "timezone",
       .type = S_TYPE_STRING,
       .default_text = "UTC",
@@ -553,20 +559,27 @@ static const s_setting_t s_settings[] = {
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47291",
       .check = s_check_endpoint,
+      .list_sections = S_CLI | S_WEB,
       .sections = S_CLI | S_WEB,
-      .description = "the router's frontend, for submitting jobs" },
+      .description = "the router's frontend, for submitting jobs (a ','-separated list: "
+                     "several routers, one leading)" },
     { .name = "administrative_addr",
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47293",
       .check = s_check_endpoint,
+      .list_sections = S_CLI | S_SCHED | S_WEB,
       .sections = S_CLI | S_SCHED | S_WEB,
-      .description = "the router's admin socket, for status and administration" },
+      .description = "the router's admin socket, for status and administration (a "
+                     "','-separated list: several routers, one leading; emq-scheduler: "
+                     "in scheduler_addr's order)" },
     { .name = "events_addr",
       .type = S_TYPE_STRING,
       .default_text = "tcp://127.0.0.1:47294",
       .check = s_check_endpoint,
+      .list_sections = S_CLI | S_WEB,
       .sections = S_CLI | S_WEB,
-      .description = "the router's event stream (its events_listen_addr)" },
+      .description = "the router's event stream (its events_listen_addr; a ','-separated "
+                     "list: several routers)" },
     //  [web]
     { .name = "web_listen_addr",
       .type = S_TYPE_STRING,
@@ -834,20 +847,26 @@ static int
 s_check_endpoint (const char *value, char **canonical, char *why, size_t whylen)
 {
     (void) canonical;
-    const char *sep = strstr (value, "://");
-    bool ok = sep && sep > value && sep[3] != 0;
-    for (const char *p = value; ok && p < sep; p++)
-        ok = islower ((unsigned char) *p);
-    for (const char *p = value; ok && *p; p++)
-        ok = *p > 0x20 && *p != 0x7F;
-    if (ok && sep) {
-        size_t scheme = (size_t) (sep - value);
-        ok = (scheme == 3 && strncmp (value, "tcp", 3) == 0)
-             || (scheme == 3 && strncmp (value, "ipc", 3) == 0)
-             || (scheme == 6 && strncmp (value, "inproc", 6) == 0);
-    }
-    if (!ok) {
+    if (!addrlist_is_endpoint (value)) {
         errbuf_set (why, whylen, "a " S_ENDPOINTS);
+        return -1;
+    }
+    return 0;
+}
+
+//  One endpoint or several, ','-separated (spaces around the commas
+//  allowed); canonical: the items joined by ',' alone.
+static int
+s_check_endpoint_list (const char *value, char **canonical, char *why, size_t whylen)
+{
+    size_t count;
+    char **items = addrlist_parse (value, &count, why, whylen);
+    if (!items)
+        return -1;
+    *canonical = addrlist_join (items, count);
+    addrlist_destroy (&items);
+    if (!*canonical) {
+        errbuf_set (why, whylen, "memory for the list");
         return -1;
     }
     return 0;
@@ -1124,7 +1143,7 @@ s_expected (const s_setting_t *setting, char *buf, size_t buflen)
 //  "<source>: <name> = '<text>': expected ..." to err.
 static int
 s_parse (const s_setting_t *setting, const char *text, const char *source,
-         s_origin_t origin, s_value_t *out, char *err, size_t errlen)
+         s_origin_t origin, unsigned section, s_value_t *out, char *err, size_t errlen)
 {
     memset (out, 0, sizeof *out);
     char why[256] = "";
@@ -1180,7 +1199,9 @@ s_parse (const s_setting_t *setting, const char *text, const char *source,
             }
             if (setting->max_len && strlen (text) > setting->max_len)
                 break;
-            if (setting->check && setting->check (text, &canonical, why, sizeof why))
+            s_check_fn *check = (setting->list_sections & section) ? s_check_endpoint_list
+                                                                   : setting->check;
+            if (check && check (text, &canonical, why, sizeof why))
                 break;
             if (!canonical)
                 canonical = strdup (text);
@@ -1217,10 +1238,10 @@ s_parse (const s_setting_t *setting, const char *text, const char *source,
 //  the new one is bad.
 static int
 s_apply (s_value_t *values, int index, const char *text, const char *source,
-         s_origin_t origin, char *err, size_t errlen)
+         s_origin_t origin, unsigned section, char *err, size_t errlen)
 {
     s_value_t fresh;
-    if (s_parse (&s_settings[index], text, source, origin, &fresh, err, errlen))
+    if (s_parse (&s_settings[index], text, source, origin, section, &fresh, err, errlen))
         return -1;
     s_value_clear (&values[index]);
     values[index] = fresh;
@@ -1350,7 +1371,7 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
                     s_section_name (section));
             return 0;
         }
-        return s_apply (values, index, text, source, origin, err, errlen);
+        return s_apply (values, index, text, source, origin, section, err, errlen);
     }
     if (alias) {
         char alias_source[600];
@@ -1358,7 +1379,8 @@ s_apply_named (config_t *self, s_value_t *values, s_split_t *split, const char *
         index = s_setting_index (alias->target);
         assert (index >= 0);
         if (alias->part == 0)
-            return s_apply (values, index, text, alias_source, origin, err, errlen);
+            return s_apply (values, index, text, alias_source, origin, section, err,
+                            errlen);
         //  One half of a LIB:FN hook; checked when both halves are in.
         char **part = &split->part[alias->part];
         free (*part);
@@ -1411,7 +1433,7 @@ s_apply_split (s_value_t *values, s_split_t *split, char *err, size_t errlen)
         errbuf_set (err, errlen, "out of memory");
         return -1;
     }
-    int rc = s_apply (values, index, text, split->source, split->origin, err, errlen);
+    int rc = s_apply (values, index, text, split->source, split->origin, 0, err, errlen);
     free (text);
     return rc;
 }
@@ -1437,7 +1459,7 @@ s_values_defaults (s_value_t *values, char *err, size_t errlen)
 {
     for (size_t i = 0; i < S_SETTING_COUNT; i++)
         if (s_apply (values, (int) i, s_settings[i].default_text, "default",
-                     S_FROM_DEFAULT, err, errlen))
+                     S_FROM_DEFAULT, 0, err, errlen))
             return -1;
     return 0;
 }
@@ -1751,7 +1773,8 @@ config_set (config_t *self, const char *name, const char *value, char *err, size
     char source[160];
     snprintf (source, sizeof source, alias ? "command line (as %s)" : "command line",
               alias ? alias->alias : "");
-    return s_apply (self->values, index, value, source, S_FROM_FLAG, err, errlen);
+    return s_apply (self->values, index, value, source, S_FROM_FLAG, self->section, err,
+                    errlen);
 }
 
 int
@@ -2286,6 +2309,64 @@ config_test (bool verbose)
               0);
     CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://s:1");
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://127.0.0.1:47290");
+    //  The scheduler's routers and admin sockets: lists, spaces around the
+    //  commas dropped; an empty item or a bad one is refused, named.
+    CHECK_EQ (s_test_load (config, dir, "scheduler",
+                           "[scheduler]\nscheduler_addr = tcp://r1:1 , tcp://r2:1\n"
+                           "administrative_addr = tcp://r1:3,ipc:///tmp/r2-admin\n",
+                           err, sizeof err),
+              0);
+    CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://r1:1,tcp://r2:1");
+    CHECK_STREQ (config_str (config, "administrative_addr"),
+                 "tcp://r1:3,ipc:///tmp/r2-admin");
+    CHECK_EQ (s_test_load (config, dir, "scheduler",
+                           "[scheduler]\nscheduler_addr = tcp://r1:1,,tcp://r2:1\n", err,
+                           sizeof err),
+              -1);
+    CHECK_CONTAINS (err, "scheduler_addr = 'tcp://r1:1,,tcp://r2:1': expected "
+                         "ENDPOINT[,ENDPOINT]... (item 2 is empty)");
+    CHECK_EQ (s_test_load (config, dir, "scheduler",
+                           "[scheduler]\nadministrative_addr = tcp://a:3,\n", err,
+                           sizeof err),
+              -1);
+    CHECK_CONTAINS (err, "(item 2 is empty)");
+    CHECK_EQ (s_test_load (config, dir, "scheduler",
+                           "[scheduler]\nconnect_addr = tcp://a:1,nope\n", err,
+                           sizeof err),
+              -1);
+    CHECK_CONTAINS (err, "endpoint as item 2, not 'nope'");
+    setenv ("EVENTMQ_SCHEDULER_ADDR", "tcp://e1:1, tcp://e2:1", 1);
+    CHECK_EQ (config_load (config, "scheduler", NULL, err, sizeof err), 0);
+    CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://e1:1,tcp://e2:1");
+    CHECK_EQ (config_set (config, "router", "tcp://f1:1,tcp://f2:1", err, sizeof err),
+              -1);  // "router" is the flag's name, not the setting's
+    CHECK_EQ (
+        config_set (config, "scheduler-addr", "tcp://f1:1,\ttcp://f2:1", err, sizeof err),
+        0);
+    CHECK_STREQ (config_str (config, "scheduler_addr"), "tcp://f1:1,tcp://f2:1");
+    CHECK_EQ (config_set (config, "administrative-addr", " ,", err, sizeof err), -1);
+    CHECK_CONTAINS (err, "(item 1 is empty)");
+    unsetenv ("EVENTMQ_SCHEDULER_ADDR");
+    //  emq-cli's (and libemq's) addresses take lists too; a router's
+    //  listening address stays one endpoint.
+    CHECK_EQ (s_test_load (config, dir, "cli",
+                           "[cli]\nadministrative_addr = tcp://a:3, tcp://b:3\n"
+                           "frontend_addr = tcp://a:1,tcp://b:1\n"
+                           "events_addr = tcp://a:4, tcp://b:4\n",
+                           err, sizeof err),
+              0);
+    CHECK_STREQ (config_str (config, "administrative_addr"), "tcp://a:3,tcp://b:3");
+    CHECK_STREQ (config_str (config, "frontend_addr"), "tcp://a:1,tcp://b:1");
+    CHECK_STREQ (config_str (config, "events_addr"), "tcp://a:4,tcp://b:4");
+    CHECK_EQ (s_test_load (config, dir, "cli", "[cli]\nfrontend_addr = tcp://a:1,,\n", err,
+                           sizeof err),
+              -1);
+    CHECK_CONTAINS (err, "(item 2 is empty)");
+    CHECK_EQ (s_test_load (config, dir, "router",
+                           "[router]\nadministrative_addr = tcp://a:3, tcp://b:3\n", err,
+                           sizeof err),
+              -1);
+    CHECK_CONTAINS (err, S_ENDPOINTS);
     setenv ("EVENTMQ_WORKER_ADDR", "tcp://envw:1", 1);
     CHECK_EQ (config_load (config, "jobmanager", NULL, err, sizeof err), 0);
     CHECK_STREQ (config_str (config, "backend_addr"), "tcp://envw:1");

@@ -86,6 +86,8 @@ admin_status_json (queues_t *queues, peers_t *job_managers,
                                         (json_int_t) storage->lead_epoch, "holder",
                                         storage->lead_holder ? storage->lead_holder : "",
                                         "since", storage->lead_since));
+    if (storage->lead_epoch > 0 && storage->routers)
+        json_object_set (json_object_get (root, "store"), "routers", storage->routers);
     if (traffic)
         json_object_set_new (root, "traffic",
                              json_pack ("{s:I,s:I,s:I,s:I,s:I}", "batches_in",

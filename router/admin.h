@@ -24,6 +24,8 @@ typedef struct {
     int64_t lead_epoch;
     const char *lead_holder;  // this router, as the leader row names it
     double lead_since;        // unix seconds it took the lead
+    json_t *routers;          // the other routers of the database (borrowed),
+                              // store.routers; NULL: none listed
 } admin_storage_t;
 
 //  Messages in and out of the router, for STATUS "traffic".

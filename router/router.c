@@ -102,6 +102,8 @@ struct router_t {
                                  // relaying a scheduler's ERROR; cleared often
     bool ends_unsaved;           // an end could not join a batch: write again
     bool store_failing;          // the last commit failed (logged once)
+    bool routers_failing;        // STATUS could not list the other routers
+                                 // (logged once until it can again)
     bool submit_failing;         // the writer could not be reached (logged once)
     fences_t *fences;            // schedulers' fencing tokens, per scope
     recent_t *recent;            // in memory: msgids of ended jobs, or NULL
@@ -2063,6 +2065,24 @@ s_status_extra (router_t *self, int64_t dead_total)
     return extra;
 }
 
+//  One other router of the database, for STATUS store.routers. Its row is
+//  the database's, written by another process: addrs that are not a JSON
+//  object show as an empty one.
+static void
+s_status_router (const store_router_t *router, void *arg)
+{
+    json_t *list = (json_t *) arg;
+    json_t *addrs = json_loads (router->addrs, 0, NULL);
+    if (!json_is_object (addrs)) {
+        json_decref (addrs);
+        addrs = json_object ();
+    }
+    json_array_append_new (
+        list, json_pack ("{s:s,s:s,s:o,s:I,s:s,s:f}", "holder", router->holder, "role",
+                         router->role, "addrs", addrs, "pid", (json_int_t) router->pid,
+                         "host", router->host, "seen_ago", router->seen_ago_s));
+}
+
 static void
 s_admin_message (router_t *self, emqp_msg_t *msg)
 {
@@ -2084,6 +2104,21 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
                 .lead_holder = store_lead_holder (self->store),
                 .lead_since = store_lead_since (self->store),
             };
+            //  emq-web asks for STATUS every few seconds: a database that
+            //  does not answer is said once, not each time.
+            json_t *routers = NULL;
+            if (storage.lead_epoch > 0 && (routers = json_array ())) {
+                bool failed = store_routers (self->store, s_status_router, routers) < 0;
+                if (failed && !self->routers_failing)
+                    log_warning ("router: STATUS: cannot list the other routers: %s",
+                                 store_error (self->store));
+                self->routers_failing = failed;
+                if (failed) {
+                    json_decref (routers);
+                    routers = NULL;
+                }
+            }
+            storage.routers = routers;
             admin_traffic_t traffic = {
                 .batches_in = self->batches_in,
                 .batched_in = self->batched_in,
@@ -2098,6 +2133,7 @@ s_admin_message (router_t *self, emqp_msg_t *msg)
                            admin_status_json (self->queues, self->job_managers, &storage,
                                               &traffic,
                                               s_status_extra (self, storage.dead)));
+            json_decref (routers);
         } break;
         case EMQP_ROUTER_SHOW_WORKERS:
             s_admin_reply (self, msg, admin_workers_json (self->job_managers, now));
@@ -2785,9 +2821,16 @@ router_new (const router_settings_t *settings, char *err, size_t errlen)
     zlistx_set_comparator (self->scheduled, s_compare_run_at);
     zhashx_set_destructor (self->schedule_senders,
                            (zhashx_destructor_fn *) zframe_destroy);
-    store_lead_t lead = { settings->lease_ttl_s, settings->standby };
+    //  Where this router listens, for the other routers' STATUS (a standby
+    //  writes it while it waits, emq_routers).
+    json_t *addrs = json_pack ("{s:s?,s:s?,s:s?}", "frontend", settings->frontend,
+                               "backend", settings->backend, "admin", settings->admin);
+    char *addrs_text = addrs ? json_dumps (addrs, JSON_COMPACT) : NULL;
+    json_decref (addrs);
+    store_lead_t lead = { settings->lease_ttl_s, settings->standby, addrs_text };
     self->store = store_open_backend (settings->store, self->settings.db_path,
                                       settings->fsync, &lead, err, errlen);
+    free (addrs_text);
     if (!self->store)
         goto fail;
     if (store_load (self->store, s_load_row, self)) {

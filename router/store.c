@@ -335,7 +335,8 @@ store_open_backend (store_backend_t backend, const char *location, store_fsync_t
     self->policy = policy;
     int64_t max_seq = 0;
     store_pg_options_t options = { .lease_ttl_s = lead ? lead->lease_ttl_s : 10,
-                                   .standby = lead && lead->standby };
+                                   .standby = lead && lead->standby,
+                                   .addrs = lead ? lead->addrs : NULL };
     self->pg =
         store_pg_open (location, policy, &options, &self->writer, &max_seq, err, errlen);
     if (!self->pg || !(self->where = strdup (store_pg_where (self->pg)))
@@ -377,6 +378,14 @@ double
 store_lead_since (store_t *self)
 {
     return self->pg ? store_pg_since (self->pg) : 0;
+}
+
+int
+store_routers (store_t *self, store_router_fn *fn, void *arg)
+{
+    if (!self->pg)
+        return 0;
+    return store_pg_routers (self->pg, fn, arg, self->error, sizeof self->error);
 }
 
 const char *

@@ -99,7 +99,20 @@ store_t *store_open (const char *path, store_fsync_t policy, char *err, size_t e
 typedef struct {
     double lease_ttl_s;  // the leader's lease (default 10 s)
     bool standby;        // wait for the lead instead of failing to open
+    const char *addrs;   // JSON {"frontend":..,"backend":..,"admin":..}, or NULL
 } store_lead_t;
+
+//  Another router on the same database (PostgreSQL), as it last wrote its
+//  row: a standby waiting for the lead, or a leader that is gone.
+typedef struct {
+    const char *holder;  // as the leader row would name it ("HOST pid PID #N")
+    const char *role;    // "standby" or "leader"
+    const char *addrs;   // JSON text, as that router wrote it (untrusted)
+    int64_t pid;
+    const char *host;
+    double seen_ago_s;  // since it last wrote its row, on the database's clock
+} store_router_t;
+typedef void (store_router_fn) (const store_router_t *router, void *arg);
 
 //  The same on a backend: location is the SQLite path or a libpq connection
 //  string; lead (NULL: the defaults) is PostgreSQL's only.
@@ -117,6 +130,10 @@ int64_t store_lead_epoch (store_t *self);
 //  took the lead (unix seconds); NULL and 0 on SQLite.
 const char *store_lead_holder (store_t *self);
 double store_lead_since (store_t *self);
+//  The other routers of the database seen lately (its standbys), each
+//  passed to fn (borrowed for the call). Returns how many (0 on SQLite), or
+//  -1 with the reason in store_error().
+int store_routers (store_t *self, store_router_fn *fn, void *arg);
 //  "memory", "sqlite" or "postgresql"; and where: the file, or "database
 //  NAME on HOST:PORT" (never a password).
 const char *store_kind (store_t *self);

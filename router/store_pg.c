@@ -76,6 +76,18 @@ static const char *s_schema =
     "  holder text NOT NULL,"
     "  since timestamptz NOT NULL,"
     "  expires timestamptz NOT NULL);"
+    //  The routers on this database, the leader and its standbys, each
+    //  seen again every few seconds (a standby each time it looks at the
+    //  lease, the leader each time it renews it); a row not seen for 3
+    //  leases is gone (the leader prunes it), a router that stops cleanly
+    //  deletes its own. addrs: JSON, its frontend/backend/admin addresses.
+    "CREATE TABLE IF NOT EXISTS emq_routers ("
+    "  holder text PRIMARY KEY,"
+    "  role text NOT NULL,"
+    "  addrs text NOT NULL,"
+    "  pid bigint NOT NULL,"
+    "  host text NOT NULL,"
+    "  seen timestamptz NOT NULL);"
     //  The fence, first in every write transaction: it fails unless the
     //  writer's epoch is the lead's, and holds the row (FOR SHARE) until
     //  the transaction ends, so that a router taking the lead (an UPDATE of
@@ -111,6 +123,30 @@ static const char *s_leader_info =
     " || round (extract (epoch FROM expires - now ())::numeric, 1) || ' s more)'"
     " FROM emq_leader WHERE id = 1";
 
+//  This router's row in emq_routers ($1 holder, $2 role, $3 addrs, $4 pid,
+//  $5 host), written again each time it is seen.
+#define S_SEEN_SQL                                                         \
+    "INSERT INTO emq_routers (holder, role, addrs, pid, host, seen)"       \
+    " VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::text, now ())" \
+    " ON CONFLICT (holder) DO UPDATE SET role = excluded.role,"            \
+    " addrs = excluded.addrs, seen = now ()"
+//  Routers not seen for $2 ms are gone; and only one router leads: the
+//  row of the one before this one ($1) says leader no more.
+#define S_PRUNE_SQL                                                         \
+    "DELETE FROM emq_routers WHERE holder <> $1::text AND (role = 'leader'" \
+    " OR seen < now () - $2::bigint * interval '1 millisecond')"
+static const char *s_gone_sql = "DELETE FROM emq_routers WHERE holder = $1::text";
+//  The other routers, as STATUS lists them ($1 this one, $2 the ms after
+//  which a row is gone): seen is how long ago, in seconds.
+static const char *s_routers_sql =
+    "SELECT holder, role, addrs, pid, host,"
+    " extract (epoch FROM now () - seen)::float8 FROM emq_routers"
+    " WHERE holder <> $1::text AND seen >= now () - $2::bigint * interval"
+    " '1 millisecond' ORDER BY holder";
+
+//  Rows of emq_routers not seen for this many leases are gone.
+#define S_ROUTER_GONE_LEASES 3
+
 //  The lease, shared by the loop (which reads it) and the writer (which
 //  renews it). until_ms is monotonic, on this host: past it (or at 0, the
 //  lead lost) the router must not act any more.
@@ -121,6 +157,8 @@ struct store_pg_lease_t {
     char reason[256];  // written before until_ms is set to 0
     char holder[128];  // this router, as the leader row names it
     double since;      // unix seconds, when it took the lead
+    char host[64];     // this host's name
+    char *addrs;       // JSON: this router's addresses (owned)
 };
 
 #define S_COLUMNS                                                                        \
@@ -184,6 +222,8 @@ enum {
     W_EXPIRE,
     W_EXPIRE_DEAD,
     W_PURGE,
+    W_SEEN,
+    W_PRUNE,
     W_COUNT_ALL
 };
 
@@ -241,6 +281,8 @@ static const s_statement_t s_writes[W_COUNT_ALL] = {
                         " LIMIT $2::bigint)" },
     [W_PURGE] = { "purge", "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs"
                            " WHERE state = 'dead' AND ended_at > 0 LIMIT $1::bigint)" },
+    [W_SEEN] = { "seen", S_SEEN_SQL },
+    [W_PRUNE] = { "prune", S_PRUNE_SQL },
 };
 
 //  --------------------------------------------------------------------------
@@ -610,6 +652,49 @@ s_campaign (store_pg_t *self, const char *dead, char *err, size_t errlen)
     return 0;
 }
 
+//  Parameters of S_SEEN_SQL: this router in role.
+static void
+s_seen_params (const store_pg_lease_t *lease, const char *role, s_params_t *p)
+{
+    s_param_text (p, lease->holder);
+    s_param_text (p, role);
+    s_param_text (p, lease->addrs);
+    s_param_int (p, (int64_t) getpid ());
+    s_param_text (p, lease->host);
+}
+
+//  Writes this router's row in emq_routers on the loop's connection (a
+//  standby, each time it looks at the lease; the leader once it has it,
+//  with the rows that are gone pruned). A failure is only logged: the row
+//  is for people to read, nothing depends on it.
+static void
+s_seen (store_pg_t *self, const char *role)
+{
+    s_params_t p = { .count = 0 };
+    s_seen_params (&self->lease, role, &p);
+    PGresult *res = PQexecParams (self->conn, S_SEEN_SQL, p.count, NULL, p.values,
+                                  p.lengths, p.formats, 1);
+    char err[256];
+    if (!res || PQresultStatus (res) != PGRES_COMMAND_OK) {
+        s_conn_error (self->conn, res, "note this router in emq_routers", err,
+                      sizeof err);
+        log_warning ("store: %s", err);
+    }
+    PQclear (res);
+    if (strcmp (role, "leader") != 0)
+        return;
+    s_params_t prune = { .count = 0 };
+    s_param_text (&prune, self->lease.holder);
+    s_param_int (&prune, self->lease.ttl_ms * S_ROUTER_GONE_LEASES);
+    res = PQexecParams (self->conn, S_PRUNE_SQL, prune.count, NULL, prune.values,
+                        prune.lengths, prune.formats, 1);
+    if (!res || PQresultStatus (res) != PGRES_COMMAND_OK) {
+        s_conn_error (self->conn, res, "prune emq_routers", err, sizeof err);
+        log_warning ("store: %s", err);
+    }
+    PQclear (res);
+}
+
 store_pg_t *
 store_pg_open (const char *dsn, store_fsync_t policy, const store_pg_options_t *options,
                writer_t **writer, int64_t *max_seq, char *err, size_t errlen)
@@ -624,10 +709,15 @@ store_pg_open (const char *dsn, store_fsync_t policy, const store_pg_options_t *
     self->lease.ttl_ms = (int64_t) (options->lease_ttl_s * 1000);
     if (self->lease.ttl_ms < 100)
         self->lease.ttl_ms = 100;
-    char host[64] = "";
-    gethostname (host, sizeof host - 1);
+    char *host = self->lease.host;
+    gethostname (host, sizeof self->lease.host - 1);
     snprintf (self->lease.holder, sizeof self->lease.holder, "%s pid %d #%08x", host,
               (int) getpid (), (unsigned) (zclock_time () ^ (int64_t) getpid () << 16));
+    if (!(self->lease.addrs = strdup (options->addrs ? options->addrs : "{}"))) {
+        snprintf (err, errlen, "out of memory");
+        store_pg_close (&self);
+        return NULL;
+    }
     self->conn = s_connect (dsn, err, errlen);
     if (!self->conn) {
         store_pg_close (&self);
@@ -652,6 +742,7 @@ store_pg_open (const char *dsn, store_fsync_t policy, const store_pg_options_t *
     bool said = false;
     while ((won = s_campaign (self, NULL, err, errlen)) == 0 && options->standby
            && !zsys_interrupted) {
+        s_seen (self, "standby");
         if (!said)
             log_info ("store: standby: %s; taking the lead when its lease expires", err);
         said = true;
@@ -666,6 +757,7 @@ store_pg_open (const char *dsn, store_fsync_t policy, const store_pg_options_t *
     }
     log_info ("store: this router leads the database (epoch %" PRId64 ", lease %.1f s)",
               self->lease.epoch, self->lease.ttl_ms / 1000.0);
+    s_seen (self, "leader");
     //  The writer renews the lease and fences each write with its epoch.
     *writer =
         writer_start (store_pg_writer_actor, dsn, policy, &self->lease, err, errlen);
@@ -743,7 +835,20 @@ store_pg_close (store_pg_t **self_p)
             log_info ("store: gave the lead back (epoch %" PRId64 ")", self->lease.epoch);
         PQclear (res);
     }
+    //  Leader or standby, a router that stops cleanly leaves the list at
+    //  once rather than after 3 leases.
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
+        s_params_t p = { .count = 0 };
+        s_param_text (&p, self->lease.holder);
+        PGresult *res = PQexecParams (self->conn, s_gone_sql, p.count, NULL, p.values,
+                                      p.lengths, p.formats, 1);
+        if (!res || PQresultStatus (res) != PGRES_COMMAND_OK)
+            log_warning ("store: cannot delete this router's row in emq_routers: %s",
+                         PQerrorMessage (self->conn));
+        PQclear (res);
+    }
     PQfinish (self->conn);
+    free (self->lease.addrs);
     free (self->dsn);
     free (self);
     *self_p = NULL;
@@ -753,6 +858,38 @@ const char *
 store_pg_where (store_pg_t *self)
 {
     return self->where;
+}
+
+int
+store_pg_routers (store_pg_t *self, store_router_fn *fn, void *arg, char *error,
+                  size_t errlen)
+{
+    s_params_t p = { .count = 0 };
+    s_param_text (&p, self->lease.holder);
+    s_param_int (&p, self->lease.ttl_ms * S_ROUTER_GONE_LEASES);
+    //  Text results: a handful of short rows, read once per STATUS.
+    PGresult *res = PQexecParams (self->conn, s_routers_sql, p.count, NULL, p.values,
+                                  p.lengths, p.formats, 0);
+    if (!res || PQresultStatus (res) != PGRES_TUPLES_OK) {
+        s_conn_error (self->conn, res, "list the routers", error, errlen);
+        PQclear (res);
+        return -1;
+    }
+    int rows = PQntuples (res);
+    for (int r = 0; r < rows; r++) {
+        store_router_t router = {
+            .holder = PQgetvalue (res, r, 0),
+            .role = PQgetvalue (res, r, 1),
+            .addrs = PQgetvalue (res, r, 2),
+            .pid = strtoll (PQgetvalue (res, r, 3), NULL, 10),
+            .host = PQgetvalue (res, r, 4),
+            .seen_ago_s = strtod (PQgetvalue (res, r, 5), NULL),
+        };
+        if (fn)
+            fn (&router, arg);
+    }
+    PQclear (res);
+    return rows;
 }
 
 //  store_load reads every live job at start-up: in single-row mode, so that
@@ -1294,6 +1431,20 @@ s_renew (s_pg_writer_t *self)
         int64_t until = now + self->lease->ttl_ms * 9 / 10;
         if (until > atomic_load (&self->lease->until_ms))
             atomic_store (&self->lease->until_ms, until);
+        //  The leader is seen too, and prunes the routers that are gone.
+        s_params_t seen = { .count = 0 };
+        s_seen_params (self->lease, "leader", &seen);
+        res = s_writer_exec (self, W_SEEN, &seen, "note this router in emq_routers");
+        if (res) {
+            PQclear (res);
+            s_params_t prune = { .count = 0 };
+            s_param_text (&prune, self->lease->holder);
+            s_param_int (&prune, self->lease->ttl_ms * S_ROUTER_GONE_LEASES);
+            res = s_writer_exec (self, W_PRUNE, &prune, "prune emq_routers");
+        }
+        if (!res)
+            log_warning ("store: %s", self->error);
+        PQclear (res);
     }
     else
         s_lead_lost (self, "another router took the lead (a newer epoch)");

@@ -12,7 +12,8 @@
     routers"): a row (emq_leader) holds the lead's epoch and the lease of
     the router that has it, on the database's clock. A router takes the
     lead when the lease has expired (a standby asks a few times per
-    lease), the writer renews it every third of it, and every write
+    lease, and writes its row in emq_routers each time: STATUS lists the
+    standbys), the writer renews it every third of it, and every write
     transaction begins with the fence emq_fence(epoch), which fails once
     another router took the lead: a router paused past its lease writes
     nothing when it wakes, and the loop, which sees the lease run out on
@@ -39,6 +40,7 @@ typedef struct store_pg_lease_t store_pg_lease_t;
 typedef struct {
     double lease_ttl_s;  // the active router's lease on the lead
     bool standby;        // wait for the lead instead of failing
+    const char *addrs;   // JSON: this router's addresses, for emq_routers
 } store_pg_options_t;
 
 //  Connects the loop's connection to dsn (a libpq connection string),
@@ -61,6 +63,12 @@ double store_pg_since (store_pg_t *self);
 void store_pg_close (store_pg_t **self_p);
 //  "dbname on host:port" of the connection (no password), for STATUS and logs.
 const char *store_pg_where (store_pg_t *self);
+//  The other routers on the database seen within 3 leases (emq_routers:
+//  its standbys, written by each while it waits), each passed to fn
+//  (strings borrowed for the call). Returns how many, or -1 with the
+//  reason in error.
+int store_pg_routers (store_pg_t *self, store_router_fn *fn, void *arg, char *error,
+                      size_t errlen);
 
 //  The reads of store.h, with the same returns; a failure's reason goes to
 //  error.

@@ -18,8 +18,16 @@
     Router connection states: not registered (INFORM sent, no ACK yet) ->
     registered (ACK) -> not registered (silent for heartbeat_timeout, or
     KBYE) ... Fires happen only while registered and leading.
+
+    Several routers (scheduler_addr a list: routers on one PostgreSQL
+    database, one leading): the scheduler talks to one at a time. When the
+    one it uses is silent for heartbeat_timeout x liveness it makes its
+    DEALER again on the next address of the list (round robin) and INFORMs
+    there; fires that router has not acknowledged go again under the same
+    msgids, which the database holds at most once.
 */
 #include "scheduler.h"
+#include "addrlist.h"
 #include "cron.h"
 #include "etcd.h"
 #include "schedules.h"
@@ -57,7 +65,11 @@
 
 struct scheduler_t {
     //  Settings (strings owned)
-    char *router, *admin, *db_path, *timezone, *etcd_endpoint, *etcd_prefix;
+    char **routers, **admins;  // the routers' frontends and admin sockets
+    size_t router_count, admin_count;
+    size_t router_index;  // into routers: the one in use
+    const char *router;   // routers[router_index]
+    char *db_path, *timezone, *etcd_endpoint, *etcd_prefix;
     char *curve_server_key, *curve_cert;  // "" when CURVE is off
     int64_t hb_interval_ms, hb_timeout_ms;
     uint32_t liveness;
@@ -266,12 +278,12 @@ s_stats (scheduler_t *self)
                        "last_outcome", s->last_outcome, "runs_left",
                        (json_int_t) s->runs_left, "tz", *s->tz ? s->tz : self->timezone));
     }
-    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:I, s:s, s:I, s:i, s:o}", "id",
+    return json_pack ("{s:s, s:s, s:i, s:b, s:s, s:s, s:I, s:s, s:I, s:i, s:o}", "id",
                       self->id, "host", self->host, "pid", (int) getpid (), "leader",
-                      self->leader, "mode", self->etcd ? "etcd" : "local", "fence",
-                      (json_int_t) self->fence, "fence_scope", self->fence_scope, "fires",
-                      (json_int_t) self->fires, "total", (int) zhashx_size (self->scheds),
-                      "schedules", list);
+                      self->leader, "mode", self->etcd ? "etcd" : "local", "router",
+                      self->router, "fence", (json_int_t) self->fence, "fence_scope",
+                      self->fence_scope, "fires", (json_int_t) self->fires, "total",
+                      (int) zhashx_size (self->scheds), "schedules", list);
 }
 
 static void
@@ -572,9 +584,21 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     int64_t now = clock_mono_ms ();
     int64_t silent = now - self->last_heard_ms;
     if (silent > self->hb_timeout_ms * (int64_t) self->liveness) {
-        log_warning ("scheduler %s: router %s silent for %.1f s; reconnecting", self->id,
-                     self->router, silent / 1000.0);
-        s_connect (self);
+        if (self->router_count > 1) {
+            const char *lost = self->router;
+            self->router_index = (self->router_index + 1) % self->router_count;
+            self->router = self->routers[self->router_index];
+            log_warning ("scheduler %s: router %s silent for %.1f s; trying router %s "
+                         "(%zu of %zu)",
+                         self->id, lost, silent / 1000.0, self->router,
+                         self->router_index + 1, self->router_count);
+        }
+        else
+            log_warning ("scheduler %s: router %s silent for %.1f s; reconnecting",
+                         self->id, self->router, silent / 1000.0);
+        if (s_connect (self))
+            //  The next heartbeat tries again (the next address, if any).
+            self->last_heard_ms = now;
         return 0;
     }
     if (self->registered && silent > self->hb_timeout_ms) {
@@ -586,6 +610,32 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     if (self->etcd && now - self->last_publish_ms >= S_PUBLISH_MS)
         s_publish (self);
     return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Admin calls
+
+//  An ADMIN job command at the router's admin socket: the one paired with
+//  the router in use when the lists pair up (as many admin addresses as
+//  routers), else each in turn until one answers. Returns emq_admin_job's
+//  code; *reply as it says (the caller frees it).
+static int
+s_admin_job (scheduler_t *self, const char *command, const char *msgid, char **reply)
+{
+    if (self->admin_count == self->router_count)
+        return emq_admin_job (self->admins[self->router_index], command, msgid, 2000,
+                              reply);
+    int rc = EMQ_ERR_UNREACHABLE;
+    for (size_t i = 0; i < self->admin_count; i++) {
+        free (*reply);
+        *reply = NULL;
+        rc = emq_admin_job (self->admins[i], command, msgid, 2000, reply);
+        //  A standby binds nothing: no answer there means "ask the next".
+        if (rc != EMQ_ERR_UNREACHABLE)
+            break;
+        s_trace (self, "admin %s: no answer; trying the next", self->admins[i]);
+    }
+    return rc;
 }
 
 //  --------------------------------------------------------------------------
@@ -809,7 +859,7 @@ s_on_unschedule (scheduler_t *self, emqp_msg_t *msg)
         char msgid[EMQP_MSGID_MAX + 1];
         s_fire_msgid (s, s->last_fire, msgid, sizeof msgid);
         char *reply = NULL;
-        int rc = emq_admin_job (self->admin, "CANCEL", msgid, 2000, &reply);
+        int rc = s_admin_job (self, "CANCEL", msgid, &reply);
         if (rc == 0)
             log_info ("schedule %s: running job %s cancelled", s->name, msgid);
         else
@@ -1114,11 +1164,24 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
-    self->router = strdup (settings->router);
+    char why[256];
+    self->routers =
+        addrlist_parse (settings->router ? settings->router : EMQ_DEFAULT_FRONTEND,
+                        &self->router_count, why, sizeof why);
+    if (!self->routers) {
+        snprintf (err, errlen, "router address: expected %s", why);
+        goto fail;
+    }
+    self->router = self->routers[0];
+    self->admins = addrlist_parse (settings->admin ? settings->admin : EMQ_DEFAULT_ADMIN,
+                                   &self->admin_count, why, sizeof why);
+    if (!self->admins) {
+        snprintf (err, errlen, "admin address: expected %s", why);
+        goto fail;
+    }
     self->curve_server_key =
         strdup (settings->curve_server_key ? settings->curve_server_key : "");
     self->curve_cert = strdup (settings->curve_cert ? settings->curve_cert : "");
-    self->admin = strdup (settings->admin ? settings->admin : EMQ_DEFAULT_ADMIN);
     self->db_path = settings->db_path ? strdup (settings->db_path) : NULL;
     self->timezone =
         strdup (settings->timezone && *settings->timezone ? settings->timezone : "UTC");
@@ -1141,8 +1204,7 @@ scheduler_new (const scheduler_settings_t *settings, char *err, size_t errlen)
                   (int) getpid ());
     self->scheds = zhashx_new ();
     self->loop = zloop_new ();
-    if (!self->router || !self->admin || !self->timezone || !self->etcd_prefix
-        || !self->scheds || !self->loop) {
+    if (!self->timezone || !self->etcd_prefix || !self->scheds || !self->loop) {
         snprintf (err, errlen, "out of memory");
         goto fail;
     }
@@ -1253,8 +1315,9 @@ s_on_watchdog (zloop_t *loop, int timer_id, void *arg)
 int
 scheduler_run (scheduler_t *self)
 {
-    log_info ("scheduler %s: %s mode, router %s, zone %s", self->id,
-              self->etcd ? "etcd" : "local", self->router, self->timezone);
+    log_info ("scheduler %s: %s mode, router %s%s, zone %s", self->id,
+              self->etcd ? "etcd" : "local", self->router,
+              self->router_count > 1 ? " (first of the list)" : "", self->timezone);
     service_hup_install ();
     int64_t watchdog_ms = service_watchdog_ms ();
     int watchdog_timer = -1;
@@ -1304,10 +1367,10 @@ scheduler_destroy (scheduler_t **self_p)
     zloop_destroy (&self->loop);
     zhashx_destroy (&self->scheds);
     schedules_destroy (&self->store);
-    free (self->router);
+    addrlist_destroy (&self->routers);
+    addrlist_destroy (&self->admins);
     free (self->curve_server_key);
     free (self->curve_cert);
-    free (self->admin);
     free (self->db_path);
     free (self->timezone);
     free (self->etcd_endpoint);
@@ -1342,6 +1405,123 @@ s_test_recv (zsock_t *router, emqp_command_t command, int timeout_ms)
     }
     zpoller_destroy (&poller);
     return found;
+}
+
+//  Ticks self until the fake router gets its INFORM, and ACKs the latest.
+//  Returns whether self is registered then.
+static bool
+s_test_register (scheduler_t *self, zsock_t *router)
+{
+    emqp_msg_t *inform = NULL;
+    for (int i = 0; i < 40 && !inform; i++) {
+        self->inform_ms = 0;
+        s_on_tick (self->loop, 0, self);
+        inform = s_test_recv (router, EMQP_INFORM, 50);
+    }
+    for (emqp_msg_t *later; inform && (later = s_test_recv (router, EMQP_INFORM, 100));) {
+        emqp_msg_destroy (&inform);
+        inform = later;
+    }
+    if (!inform)
+        return false;
+    emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
+    ack->identity = zframe_dup (inform->identity);
+    ack->ref = strdup (inform->msgid);
+    emqp_send (&ack, router);
+    emqp_msg_destroy (&inform);
+    zpoller_t *p = zpoller_new (self->sock, NULL);
+    zpoller_wait (p, 1000);
+    zpoller_destroy (&p);
+    s_on_router (self->loop, self->sock, self);
+    return self->registered;
+}
+
+//  Two fake routers in a list: the scheduler uses the first, moves to the
+//  second when the first is silent, INFORMs there and sends again the fire
+//  the first did not acknowledge, under the same msgid; then round robin.
+static void
+s_test_router_list (const char *dir)
+{
+    char err[512], db[256], a[256], b[256], list[600], admins[600];
+    snprintf (db, sizeof db, "%s/list.db", dir);
+    snprintf (a, sizeof a, "ipc://%s/frontend-a", dir);
+    snprintf (b, sizeof b, "ipc://%s/frontend-b", dir);
+    snprintf (list, sizeof list, " %s , %s", a, b);
+    snprintf (admins, sizeof admins, "ipc://%s/admin-a,ipc://%s/admin-b", dir, dir);
+    scheduler_settings_t settings = {
+        .router = "ipc://x,,ipc://y",
+        .admin = admins,
+        .db_path = db,
+        .timezone = "UTC",
+        .id = "list",
+        .heartbeat_interval_ms = 100,
+        .heartbeat_timeout_ms = 1000,
+        .heartbeat_liveness = 3,
+        .fence = 7,
+    };
+    //  Bad lists are refused, with the reason.
+    CHECK (scheduler_new (&settings, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err,
+                    "router address: expected ENDPOINT[,ENDPOINT]... (item 2 is empty)");
+    settings.router = list;
+    settings.admin = "ipc://ok,nope";
+    CHECK (scheduler_new (&settings, err, sizeof err) == NULL);
+    CHECK_CONTAINS (err, "admin address: expected a tcp://, ipc:// or inproc:// endpoint "
+                         "as item 2, not 'nope'");
+    settings.admin = admins;
+
+    zsock_t *router_a = zsock_new_router (a), *router_b = zsock_new_router (b);
+    CHECK (router_a && router_b);
+    scheduler_t *self = scheduler_new (&settings, err, sizeof err);
+    CHECK (self != NULL);
+    if (!self || !router_a || !router_b) {
+        scheduler_destroy (&self);
+        zsock_destroy (&router_a);
+        zsock_destroy (&router_b);
+        return;
+    }
+    CHECK_EQ (self->router_count, 2);
+    CHECK_EQ (self->admin_count, 2);
+    CHECK_STREQ (self->router, a);
+    CHECK (s_test_register (self, router_a));
+    emqp_msg_t *sched = emqp_msg_new (EMQP_SCHEDULE);
+    sched->msgid = strdup ("s-2");
+    sched->queue = strdup ("q");
+    sched->headers = strdup ("name:every");
+    sched->interval_s = 60;
+    sched->payload = zframe_new ("job", 3);
+    sched->cron = strdup ("");
+    s_on_schedule (self, sched);
+    emqp_msg_destroy (&sched);
+    sched_t *s = zhashx_lookup (self->scheds, "every");
+    CHECK (s != NULL);
+    s_fire_due (self);
+    emqp_msg_t *req = s_test_recv (router_a, EMQP_REQUEST, 1000);
+    CHECK (req != NULL);
+    //  Router a falls silent (it never ACKs the fire): the next one.
+    self->last_heard_ms -= self->hb_timeout_ms * self->liveness + 1;
+    s_on_heartbeat (self->loop, 0, self);
+    CHECK_EQ (self->router_index, 1);
+    CHECK_STREQ (self->router, b);
+    CHECK (!self->registered);
+    CHECK (s_test_register (self, router_b));
+    if (s)
+        s->sent_ms = 0;  // due for a resend now
+    s_on_tick (self->loop, 0, self);
+    emqp_msg_t *again = s_test_recv (router_b, EMQP_REQUEST, 1000);
+    CHECK (again != NULL);
+    CHECK_STREQ (again ? again->msgid : NULL, req ? req->msgid : "");
+    emqp_msg_destroy (&again);
+    emqp_msg_destroy (&req);
+    //  Round robin: silent again, back to the first.
+    self->last_heard_ms -= self->hb_timeout_ms * self->liveness + 1;
+    s_on_heartbeat (self->loop, 0, self);
+    CHECK_EQ (self->router_index, 0);
+    CHECK_STREQ (self->router, a);
+    CHECK (s_test_register (self, router_a));
+    scheduler_destroy (&self);
+    zsock_destroy (&router_a);
+    zsock_destroy (&router_b);
 }
 
 void
@@ -1562,6 +1742,7 @@ scheduler_test (bool verbose)
     scheduler_destroy (&self);
     CHECK (self == NULL);
     zsock_destroy (&router);
+    s_test_router_list (dir);
     char cmd[300];
     snprintf (cmd, sizeof cmd, "rm -rf %s", dir);
     if (system (cmd) != 0)

@@ -2047,7 +2047,7 @@ test_pg_failover_client (h_test_t *t)
     h_cli (t, &r, 10000, "--addr", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "submit",
            "run", "libemq_examples.so", "noop", NULL);
     REQUIRE_MSG (r.status != 0, "a list with an empty item was taken");
-    REQUIRE_CONTAINS (r.err, "address 2 of the list is empty");
+    REQUIRE_CONTAINS (r.err, "item 2 is empty");
     h_cli_free (&r);
     s_load_drain (&load, 0);
     emq_client_destroy (&load.client);

@@ -2,7 +2,7 @@ SELFTEST_SRC := tests/selftest.c
 INTEGRATION_SRC := tests/integration.c tests/durability.c tests/batching.c tests/durable_path.c \
                    tests/dropin.c tests/ops.c tests/confinement.c tests/python_jobs.c \
                    tests/observe.c tests/hostile.c tests/harness.c \
-                   tests/store_contract.c
+                   tests/store_contract.c tests/ha.c
 # The store itself, driven in process by tests/store_contract.c.
 INTEGRATION_STORE_SRC := router/store.c router/store_pg.c router/writer.c
 # A slow disk for the durable path tests (LD_PRELOAD into emq-router).

@@ -108,6 +108,10 @@ extern const size_t h_python_count;
 //  The store's promises on each backend, in process (store_contract.c).
 extern const h_testdef_t h_store_contract_tests[];
 extern const size_t h_store_contract_count;
+//  Several routers on one PostgreSQL database (ha.c): peers follow the
+//  lead, STATUS lists the standbys (issue 14).
+extern const h_testdef_t h_ha_tests[];
+extern const size_t h_ha_count;
 
 //  ---------------------------------------------------------------------
 //  Time and checks

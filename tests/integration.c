@@ -2048,6 +2048,7 @@ main (int argc, char **argv)
         { h_python_tests, h_python_count },
         { h_observe_tests, h_observe_count },
         { h_store_contract_tests, h_store_contract_count },
+        { h_ha_tests, h_ha_count },
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
