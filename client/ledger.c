@@ -16,10 +16,11 @@ typedef struct {
     char *queue, *headers;
     void *payload;
     size_t size;
-    bool reply;       // a RESULT is expected once it is ACKed
-    bool resent;      // sent more than once: a second ACK may come
-    int64_t sent_ms;  // when last sent
-    void *handle;     // in self->requests
+    bool reply;        // a RESULT is expected once it is ACKed
+    bool resent;       // sent more than once: a second ACK may come
+    bool result_seen;  // its RESULT came before any ACK: none is awaited
+    int64_t sent_ms;   // when last sent
+    void *handle;      // in self->requests
 } s_request_t;
 
 //  Values of self->awaiting (never NULL: zhashx keeps no NULL value).
@@ -133,7 +134,8 @@ s_remember (zhashx_t *hash, const char *msgid, int64_t until)
     zhashx_update (hash, msgid, (void *) (intptr_t) (until > 0 ? until : 1));
 }
 
-//  Takes msgid's request off the unACKed list; true if it was there.
+//  Takes msgid's request off the unACKed list; true if it was there, with
+//  *reply true when its RESULT is still to come.
 static bool
 s_settle (ledger_t *self, const char *msgid, int64_t now, bool *reply)
 {
@@ -142,7 +144,7 @@ s_settle (ledger_t *self, const char *msgid, int64_t now, bool *reply)
         return false;
     if (request->resent)
         s_remember (self->dup_acks, msgid, now + self->keep_ms);
-    *reply = request->reply;
+    *reply = request->reply && !request->result_seen;
     zhashx_delete (self->index, msgid);
     zlistx_delete (self->requests, request->handle);
     return true;
@@ -177,9 +179,14 @@ ledger_refused (ledger_t *self, const char *msgid)
 ledger_verdict_t
 ledger_result (ledger_t *self, const char *msgid, int64_t now)
 {
-    //  A RESULT also means the job was taken, if its ACK was lost.
-    bool reply = false;
-    s_settle (self, msgid, now, &reply);
+    //  A RESULT before the ACK (a new leader ran a job it loaded before
+    //  our REQUEST sent again reached it): the request stays unACKed, so
+    //  that its ACK is still handed out (and asked for again if lost).
+    s_request_t *request = (s_request_t *) zhashx_lookup (self->index, msgid);
+    if (request) {
+        request->result_seen = true;
+        return LEDGER_DELIVER;
+    }
     void *state = zhashx_lookup (self->awaiting, msgid);
     if (state) {
         if (state == S_FETCHED)
@@ -348,12 +355,15 @@ ledger_test (bool verbose)
     CHECK_EQ (ledger_result (ledger, "a", 80), LEDGER_DELIVER);
     CHECK_EQ (ledger_result (ledger, "a", 81), LEDGER_DUPLICATE);
     CHECK_EQ (ledger_awaiting (ledger), 0);
-    //  c's RESULT before its ACK: it was taken; the late ACK is a duplicate
-    //  (c was sent twice), and no result is awaited for it any more.
+    //  c's RESULT before its ACK (a new leader ran it before our copy came):
+    //  its first ACK is still delivered, a second one dropped, and no
+    //  result is awaited for it any more.
     CHECK_EQ (ledger_result (ledger, "c", 90), LEDGER_DELIVER);
+    CHECK_EQ (ledger_unacked (ledger), 1);
+    CHECK_EQ (ledger_acked (ledger, "c", 91), LEDGER_DELIVER);
     CHECK_EQ (ledger_unacked (ledger), 0);
     CHECK_EQ (ledger_oldest (ledger), -1);
-    CHECK_EQ (ledger_acked (ledger, "c", 91), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "c", 92), LEDGER_DUPLICATE);
     CHECK_EQ (ledger_awaiting (ledger), 0);
 
     //  A refused request is forgotten; its ERROR is delivered.

@@ -44,6 +44,8 @@ int ledger_sent (ledger_t *self, const char *msgid, const char *queue,
                  const char *headers, const void *payload, size_t size, bool reply,
                  int64_t now);
 //  The router ACKed msgid / refused it (ERROR about it) / sent its RESULT.
+//  A RESULT that comes before any ACK leaves the request unACKed: its ACK
+//  is handed out when it comes, and the request sent again until it does.
 ledger_verdict_t ledger_acked (ledger_t *self, const char *msgid, int64_t now);
 ledger_verdict_t ledger_refused (ledger_t *self, const char *msgid);
 ledger_verdict_t ledger_result (ledger_t *self, const char *msgid, int64_t now);

@@ -1945,7 +1945,7 @@ test_pg_failover_sigstop (h_test_t *t)
 }
 
 //  One libemq client given both routers' addresses follows the lead on
-//  its own: kill -9 of the leader under load, 3 rounds, and the test never
+//  its own: kill -9 of the leader under load, 5 rounds, and the test never
 //  reconnects nor resubmits. Every job it submitted is ACKed once (the
 //  client drops a second ACK of a REQUEST it sent again), stored once and
 //  done, and every one's RESULT reaches it; emq-cli with address lists
@@ -1967,8 +1967,8 @@ test_pg_failover_client (h_test_t *t)
     emq_client_t *client = emq_client_new (frontends);
     REQUIRE (client);
     REQUIRE_STREQ (emq_client_endpoint (client), slot[0].frontend);
-    const int rounds = 3;
-    int per_round = h_count (600);
+    const int rounds = 5;
+    int per_round = h_count (400);
     s_load_t load;
     s_load_init (&load, t, client, (size_t) (per_round + 200) * rounds + 100, "noop",
                  NULL);
@@ -2041,7 +2041,7 @@ test_pg_failover_client (h_test_t *t)
     h_cli (t, &r, 20000, "--admin-addr", admins, "status", "--json", NULL);
     REQUIRE_MSG (r.status == 0, "emq-cli status with a list: exit %d: %s", r.status,
                  r.err);
-    REQUIRE_CONTAINS (r.out, "\"lead\":{\"epoch\":4");
+    REQUIRE_CONTAINS (r.out, "\"lead\":{\"epoch\":6");
     h_cli_free (&r);
     //  A bad list is refused with its reason.
     h_cli (t, &r, 10000, "--addr", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "submit",
@@ -2090,7 +2090,7 @@ const h_testdef_t h_durability_tests[] = {
       "lost" },
     { "pg_failover_client", test_pg_failover_client,
       "PostgreSQL, 2 routers: one client with both addresses follows the lead, kill -9 "
-      "3 rounds: all ACKed once, none lost, every RESULT" },
+      "5 rounds: all ACKed once, none lost, every RESULT" },
     { "pg_failover_sigstop", test_pg_failover_sigstop,
       "PostgreSQL, 2 routers: SIGSTOP the leader past its lease: fenced, stands down" },
     { "pg_server_restart", test_pg_server_restart,
