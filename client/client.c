@@ -684,8 +684,15 @@ s_duplicate (emq_client_t *self, const emqp_msg_t *msg)
         return false;
     int64_t now = zclock_mono ();
     switch (msg->command) {
-        case EMQP_ACK:
-            return ledger_acked (self->ledger, msg->ref, now) == LEDGER_DUPLICATE;
+        case EMQP_ACK: {
+            bool fetch = false;
+            if (ledger_acked (self->ledger, msg->ref, now, &fetch) == LEDGER_DUPLICATE)
+                return true;
+            //  A failed FETCH is sent again at the next failover.
+            if (fetch)
+                s_fetch_one (msg->ref, self);
+            return false;
+        }
         case EMQP_RESULT:
             return ledger_result (self->ledger, msg->ref, now) == LEDGER_DUPLICATE;
         case EMQP_ERROR:

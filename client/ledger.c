@@ -151,12 +151,19 @@ s_settle (ledger_t *self, const char *msgid, int64_t now, bool *reply)
 }
 
 ledger_verdict_t
-ledger_acked (ledger_t *self, const char *msgid, int64_t now)
+ledger_acked (ledger_t *self, const char *msgid, int64_t now, bool *fetch)
 {
+    *fetch = false;
+    s_request_t *request = (s_request_t *) zhashx_lookup (self->index, msgid);
+    bool resent = request && request->resent;
     bool reply = false;
     if (s_settle (self, msgid, now, &reply)) {
+        //  Sent again across a failover: the router that ACKs it may be
+        //  the one that had already run it and lost its RESULT on the
+        //  way, and one FETCH now makes sure it comes.
         if (reply)
-            zhashx_insert (self->awaiting, msgid, S_AWAITING);
+            zhashx_insert (self->awaiting, msgid, resent ? S_FETCHED : S_AWAITING);
+        *fetch = reply && resent;
         return LEDGER_DELIVER;
     }
     if (zhashx_lookup (self->dup_acks, msgid)) {
@@ -326,12 +333,14 @@ ledger_test (bool verbose)
     CHECK_EQ (ledger_oldest (ledger), 10);
 
     //  A first ACK is delivered; a reply job then awaits its result.
-    CHECK_EQ (ledger_acked (ledger, "a", 40), LEDGER_DELIVER);
+    bool fetch = true;
+    CHECK_EQ (ledger_acked (ledger, "a", 40, &fetch), LEDGER_DELIVER);
+    CHECK (!fetch);  // sent once: its RESULT comes by itself
     CHECK_EQ (ledger_unacked (ledger), 2);
     CHECK_EQ (ledger_awaiting (ledger), 1);
     CHECK_EQ (ledger_oldest (ledger), 20);
     //  An ACK for what the ledger never held (a SCHEDULE's) goes through.
-    CHECK_EQ (ledger_acked (ledger, "sched-1", 40), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "sched-1", 40, &fetch), LEDGER_DELIVER);
 
     //  Failover: b and c sent again, oldest first; room for one, then more.
     s_sink_t sink = { .room = 1 };
@@ -348,9 +357,10 @@ ledger_test (bool verbose)
     CHECK_STREQ (sink.sent[0], "a");
 
     //  b ACKed by both routers: the second copy is dropped, once.
-    CHECK_EQ (ledger_acked (ledger, "b", 70), LEDGER_DELIVER);
-    CHECK_EQ (ledger_acked (ledger, "b", 71), LEDGER_DUPLICATE);
-    CHECK_EQ (ledger_acked (ledger, "b", 72), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "b", 70, &fetch), LEDGER_DELIVER);
+    CHECK (!fetch);  // no reply asked
+    CHECK_EQ (ledger_acked (ledger, "b", 71, &fetch), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "b", 72, &fetch), LEDGER_DELIVER);
     //  a's RESULT, natural and fetched: one delivered.
     CHECK_EQ (ledger_result (ledger, "a", 80), LEDGER_DELIVER);
     CHECK_EQ (ledger_result (ledger, "a", 81), LEDGER_DUPLICATE);
@@ -360,10 +370,11 @@ ledger_test (bool verbose)
     //  result is awaited for it any more.
     CHECK_EQ (ledger_result (ledger, "c", 90), LEDGER_DELIVER);
     CHECK_EQ (ledger_unacked (ledger), 1);
-    CHECK_EQ (ledger_acked (ledger, "c", 91), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "c", 91, &fetch), LEDGER_DELIVER);
+    CHECK (!fetch);  // its RESULT is in
     CHECK_EQ (ledger_unacked (ledger), 0);
     CHECK_EQ (ledger_oldest (ledger), -1);
-    CHECK_EQ (ledger_acked (ledger, "c", 92), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "c", 92, &fetch), LEDGER_DUPLICATE);
     CHECK_EQ (ledger_awaiting (ledger), 0);
 
     //  A refused request is forgotten; its ERROR is delivered.
@@ -376,9 +387,22 @@ ledger_test (bool verbose)
     CHECK_EQ (ledger_sent (ledger, "e", "q", "", "pe", 2, false, 200), 0);
     CHECK_EQ (ledger_sent (ledger, "e", "q", "", "pe", 2, false, 210), 0);  // again
     CHECK_EQ (ledger_unacked (ledger), 1);
-    CHECK_EQ (ledger_acked (ledger, "e", 220), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "e", 220, &fetch), LEDGER_DELIVER);
     ledger_expire (ledger, 220 + 1000);
-    CHECK_EQ (ledger_acked (ledger, "e", 1300), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "e", 1300, &fetch), LEDGER_DELIVER);
+
+    //  A reply job sent again and ACKed after the failover: its RESULT may
+    //  have been lost with the old router, so it is fetched once, and the
+    //  router's own RESULT and the fetched one make one delivery.
+    CHECK_EQ (ledger_sent (ledger, "f", "q", "", "pf", 2, true, 400), 0);
+    sink = (s_sink_t){ .room = 8 };
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 410), 1);
+    CHECK_EQ (ledger_acked (ledger, "f", 420, &fetch), LEDGER_DELIVER);
+    CHECK (fetch);
+    CHECK_EQ (ledger_awaiting (ledger), 1);
+    CHECK_EQ (ledger_result (ledger, "f", 430), LEDGER_DELIVER);
+    CHECK_EQ (ledger_result (ledger, "f", 431), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_awaiting (ledger), 0);
     //  A msgid too long for eMQP is not kept.
     CHECK_EQ (ledger_sent (ledger, "0123456789012345678901234567890123456789", "q", "",
                            "p", 1, false, 300),

@@ -46,7 +46,11 @@ int ledger_sent (ledger_t *self, const char *msgid, const char *queue,
 //  The router ACKed msgid / refused it (ERROR about it) / sent its RESULT.
 //  A RESULT that comes before any ACK leaves the request unACKed: its ACK
 //  is handed out when it comes, and the request sent again until it does.
-ledger_verdict_t ledger_acked (ledger_t *self, const char *msgid, int64_t now);
+//  ledger_acked sets *fetch when the caller should FETCH the job's result
+//  now: a reply job sent again across a failover, whose RESULT the router
+//  that ran it may have lost.
+ledger_verdict_t ledger_acked (ledger_t *self, const char *msgid, int64_t now,
+                               bool *fetch);
 ledger_verdict_t ledger_refused (ledger_t *self, const char *msgid);
 ledger_verdict_t ledger_result (ledger_t *self, const char *msgid, int64_t now);
 
