@@ -2358,8 +2358,8 @@ config_test (bool verbose)
     CHECK_STREQ (config_str (config, "administrative_addr"), "tcp://a:3,tcp://b:3");
     CHECK_STREQ (config_str (config, "frontend_addr"), "tcp://a:1,tcp://b:1");
     CHECK_STREQ (config_str (config, "events_addr"), "tcp://a:4,tcp://b:4");
-    CHECK_EQ (s_test_load (config, dir, "cli", "[cli]\nfrontend_addr = tcp://a:1,,\n", err,
-                           sizeof err),
+    CHECK_EQ (s_test_load (config, dir, "cli", "[cli]\nfrontend_addr = tcp://a:1,,\n",
+                           err, sizeof err),
               -1);
     CHECK_CONTAINS (err, "(item 2 is empty)");
     CHECK_EQ (s_test_load (config, dir, "router",
