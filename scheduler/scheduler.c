@@ -213,9 +213,11 @@ s_connect (scheduler_t *self)
     zsock_t *sock = zsock_new (ZMQ_DEALER);
     if (!sock)
         return -1;
-    char uuid[37], identity[300];
-    emqp_msgid_new (uuid);
-    snprintf (identity, sizeof identity, "%.200s-%.8s", self->id, uuid);
+    //  A new identity per connection, random: a msgid's first characters
+    //  are its time (UUIDv7), the same for a minute, and a router that still
+    //  holds our previous connection refuses a second one under its name.
+    char identity[300];
+    snprintf (identity, sizeof identity, "%.200s-%08x", self->id, arc4random ());
     zsock_set_identity (sock, identity);
     zsock_set_linger (sock, 200);
     zsock_set_immediate (sock, 1);
@@ -617,7 +619,9 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
 
 //  An ADMIN job command at the router's admin socket: the one paired with
 //  the router in use when the lists pair up (as many admin addresses as
-//  routers), else each in turn until one answers. Returns emq_admin_job's
+//  routers), else the whole list at once (libemq asks every address and
+//  takes the first answer: only the leader binds its admin socket), so the
+//  wait is bounded once, not once per address. Returns emq_admin_job's
 //  code; *reply as it says (the caller frees it).
 static int
 s_admin_job (scheduler_t *self, const char *command, const char *msgid, char **reply)
@@ -625,16 +629,11 @@ s_admin_job (scheduler_t *self, const char *command, const char *msgid, char **r
     if (self->admin_count == self->router_count)
         return emq_admin_job (self->admins[self->router_index], command, msgid, 2000,
                               reply);
-    int rc = EMQ_ERR_UNREACHABLE;
-    for (size_t i = 0; i < self->admin_count; i++) {
-        free (*reply);
-        *reply = NULL;
-        rc = emq_admin_job (self->admins[i], command, msgid, 2000, reply);
-        //  A standby binds nothing: no answer there means "ask the next".
-        if (rc != EMQ_ERR_UNREACHABLE)
-            break;
-        s_trace (self, "admin %s: no answer; trying the next", self->admins[i]);
-    }
+    char *all = addrlist_join (self->admins, self->admin_count);
+    if (!all)
+        return emq_admin_job (self->admins[0], command, msgid, 2000, reply);
+    int rc = emq_admin_job (all, command, msgid, 2000, reply);
+    free (all);
     return rc;
 }
 
@@ -1407,32 +1406,52 @@ s_test_recv (zsock_t *router, emqp_command_t command, int timeout_ms)
     return found;
 }
 
-//  Ticks self until the fake router gets its INFORM, and ACKs the latest.
-//  Returns whether self is registered then.
+//  The latest INFORM from self's current socket (one left by a socket it
+//  closed is skipped), ticking self so that it sends one when none is on
+//  its way; NULL if none comes within a few seconds.
+static emqp_msg_t *
+s_test_inform (scheduler_t *self, zsock_t *router)
+{
+    char *identity = zsock_identity (self->sock);
+    emqp_msg_t *inform = NULL;
+    for (int i = 0; i < 40 && !inform; i++) {
+        for (emqp_msg_t *got; (got = s_test_recv (router, EMQP_INFORM, 100));) {
+            if (zframe_streq (got->identity, identity)) {
+                emqp_msg_destroy (&inform);
+                inform = got;
+            }
+            else
+                emqp_msg_destroy (&got);
+        }
+        if (!inform) {
+            self->inform_ms = 0;
+            s_on_tick (self->loop, 0, self);
+        }
+    }
+    zstr_free (&identity);
+    return inform;
+}
+
+//  ACKs INFORMs from self until it is registered (only the latest INFORM
+//  registers, and on a loaded machine a later one may still be on its way).
+//  Returns whether it is.
 static bool
 s_test_register (scheduler_t *self, zsock_t *router)
 {
-    emqp_msg_t *inform = NULL;
-    for (int i = 0; i < 40 && !inform; i++) {
-        self->inform_ms = 0;
-        s_on_tick (self->loop, 0, self);
-        inform = s_test_recv (router, EMQP_INFORM, 50);
-    }
-    for (emqp_msg_t *later; inform && (later = s_test_recv (router, EMQP_INFORM, 100));) {
+    for (int round = 0; round < 20 && !self->registered; round++) {
+        emqp_msg_t *inform = s_test_inform (self, router);
+        if (!inform)
+            break;
+        emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
+        ack->identity = zframe_dup (inform->identity);
+        ack->ref = strdup (inform->msgid);
+        emqp_send (&ack, router);
         emqp_msg_destroy (&inform);
-        inform = later;
+        zpoller_t *p = zpoller_new (self->sock, NULL);
+        while (!self->registered && zpoller_wait (p, 200))
+            s_on_router (self->loop, self->sock, self);
+        zpoller_destroy (&p);
     }
-    if (!inform)
-        return false;
-    emqp_msg_t *ack = emqp_msg_new (EMQP_ACK);
-    ack->identity = zframe_dup (inform->identity);
-    ack->ref = strdup (inform->msgid);
-    emqp_send (&ack, router);
-    emqp_msg_destroy (&inform);
-    zpoller_t *p = zpoller_new (self->sock, NULL);
-    zpoller_wait (p, 1000);
-    zpoller_destroy (&p);
-    s_on_router (self->loop, self->sock, self);
     return self->registered;
 }
 
