@@ -531,7 +531,7 @@ s_switch_to (emq_client_t *self, size_t index, const char *why)
     self->endpoint = self->endpoints[index];
     self->announced = false;  // the new router learns it from our next BATCH
     int64_t now = zclock_mono ();
-    size_t resent = ledger_resend (self->ledger, s_resend_one, self, now);
+    size_t resent = ledger_resend (self->ledger, s_resend_one, self, now, INT64_MAX);
     size_t fetched = ledger_refetch (self->ledger, s_fetch_one, self, now);
     log_warning ("libemq: router %s %s; now using %s: %zu unACKed REQUEST(s) sent again, "
                  "%zu result(s) asked for again",
@@ -578,14 +578,16 @@ s_failover_check (emq_client_t *self)
     int64_t oldest = ledger_oldest (self->ledger);
     bool late = oldest >= 0 && now - oldest >= self->failover_timeout_ms;
     bool waiting = oldest >= 0 || ledger_awaiting (self->ledger) > 0;
-    if (!late && !(waiting && now >= self->next_probe_ms))
+    if (!waiting || now < self->next_probe_ms)
         return;
     self->next_probe_ms = now + 100;
     zmq_pollitem_t items[ADDRLIST_MAX];
-    if (s_poll_routers (self, ZMQ_POLLOUT, 0, items) < 0)
+    if (s_poll_routers (self, ZMQ_POLLOUT | ZMQ_POLLIN, 0, items) < 0)
         return;
     bool connected = items[self->in_use].revents & ZMQ_POLLOUT;
-    if (connected && !late)
+    //  Answers not read yet (a program that sends for a while without
+    //  polling) may hold the ACKs: not late.
+    if (connected && (!late || (items[self->in_use].revents & ZMQ_POLLIN)))
         return;
     size_t next = s_next_writable (self, items);
     char why[96];
@@ -599,10 +601,13 @@ s_failover_check (emq_client_t *self)
     }
     else if (late && connected) {
         //  No other router takes messages: the one we use may have lost
-        //  them in a restart; they are stored once whatever happens.
-        size_t resent = ledger_resend (self->ledger, s_resend_one, self, now);
-        log_info ("libemq: no ACK from %s for %lld ms; %zu REQUEST(s) sent again",
-                  self->endpoint, (long long) (now - oldest), resent);
+        //  them in a restart; they are stored once whatever happens. Only
+        //  the late ones go again.
+        size_t resent = ledger_resend (self->ledger, s_resend_one, self, now,
+                                       now - self->failover_timeout_ms);
+        if (resent)
+            log_info ("libemq: no ACK from %s for %lld ms; %zu REQUEST(s) sent again",
+                      self->endpoint, (long long) (now - oldest), resent);
     }
 }
 
@@ -686,7 +691,8 @@ s_duplicate (emq_client_t *self, const emqp_msg_t *msg)
     switch (msg->command) {
         case EMQP_ACK: {
             bool fetch = false;
-            if (ledger_acked (self->ledger, msg->ref, now, &fetch) == LEDGER_DUPLICATE)
+            if (ledger_acked (self->ledger, msg->ref, now, self->router_batches, &fetch)
+                == LEDGER_DUPLICATE)
                 return true;
             //  A failed FETCH is sent again at the next failover.
             if (fetch)
@@ -696,8 +702,7 @@ s_duplicate (emq_client_t *self, const emqp_msg_t *msg)
         case EMQP_RESULT:
             return ledger_result (self->ledger, msg->ref, now) == LEDGER_DUPLICATE;
         case EMQP_ERROR:
-            ledger_refused (self->ledger, msg->ref);
-            return false;
+            return ledger_refused (self->ledger, msg->ref) == LEDGER_DUPLICATE;
         default:
             return false;
     }
@@ -1350,6 +1355,8 @@ emq_fetch (emq_client_t *self, const char *msgid)
     char id[37];
     emqp_msgid_new (id);
     s_outgoing_t out = { .command = EMQP_FETCH, .msgid = id, .ref = msgid };
+    if (self->ledger)
+        ledger_forget_result (self->ledger, msgid);
     return s_client_send (self, &out, s_deadline (self->connect_timeout_ms));
 }
 
@@ -1594,21 +1601,22 @@ typedef struct {
     emqp_command_t command;
     bool takes_ref;  // a job msgid (or "*") follows
     bool acked;      // answered with ACK (else REPLY)
+    bool changes;    // changes something: sent to one router of a list only
 } s_admin_command_t;
 
 static const s_admin_command_t s_admin_commands[] = {
-    { EMQP_STATUS, false, false },
-    { EMQP_ROUTER_SHOW_WORKERS, false, false },
-    { EMQP_ROUTER_SHOW_SCHEDULERS, false, false },
-    { EMQP_DISCONNECT, false, true },
-    { EMQP_DEAD_LIST, false, false },
-    { EMQP_DEAD_PURGE, false, false },
-    { EMQP_CANCEL, true, true },
-    { EMQP_DEAD_RETRY, true, false },
-    { EMQP_FENCE_SHOW, false, false },
-    { EMQP_FENCE_RESET, true, true },
-    { EMQP_ADMIN, false, false },  // emq_admin_request only: a JSON request
-    { EMQP_DEAD_DELETE, true, false },
+    { EMQP_STATUS, false, false, false },
+    { EMQP_ROUTER_SHOW_WORKERS, false, false, false },
+    { EMQP_ROUTER_SHOW_SCHEDULERS, false, false, false },
+    { EMQP_DISCONNECT, false, true, true },
+    { EMQP_DEAD_LIST, false, false, false },
+    { EMQP_DEAD_PURGE, false, false, true },
+    { EMQP_CANCEL, true, true, true },
+    { EMQP_DEAD_RETRY, true, false, true },
+    { EMQP_FENCE_SHOW, false, false, false },
+    { EMQP_FENCE_RESET, true, true, true },
+    { EMQP_ADMIN, false, false, true },  // emq_admin_request only: JSON, may change
+    { EMQP_DEAD_DELETE, true, false, true },
 };
 
 static const s_admin_command_t *
@@ -1666,9 +1674,12 @@ s_admin_answer (emqp_msg_t *msg, const s_admin_command_t *command, char **reply_
     return answer;
 }
 
-//  The request goes to every address of the list that takes it (only the
-//  leading router binds its admin socket; a paused one that still holds a
-//  connection answers nothing), and the first answer is the one.
+//  A request that only reads goes to every address of the list that takes
+//  it (only the leading router binds its admin socket; a paused one that
+//  still holds a connection answers nothing), and the first answer is the
+//  one. One that changes something goes to the first address that takes
+//  it, and to no other: a paused old leader would act on its copy when it
+//  wakes (or stand down), after the answer was taken.
 static int
 s_admin_exchange (char **addrs, size_t count, const s_outgoing_t *out,
                   const s_admin_command_t *command, int timeout_ms, char **reply_out,
@@ -1685,12 +1696,15 @@ s_admin_exchange (char **addrs, size_t count, const s_outgoing_t *out,
         }
     int64_t deadline = s_deadline (timeout_ms);
     emqp_limits_t limits = { .payload_max = S_MESSAGE_MAX };
-    bool answered = false;
+    bool answered = false, any_sent = false;
     while (rc == 0 && !answered) {
         zmq_pollitem_t items[ADDRLIST_MAX];
         for (size_t i = 0; i < count; i++)
             items[i] = (zmq_pollitem_t){ zsock_resolve (socks[i]), 0,
-                                         sent[i] ? ZMQ_POLLIN : ZMQ_POLLOUT, 0 };
+                                         sent[i]                        ? ZMQ_POLLIN
+                                         : command->changes && any_sent ? 0
+                                                                        : ZMQ_POLLOUT,
+                                         0 };
         if (zmq_poll (items, (int) count, s_remaining (deadline)) < 0) {
             snprintf (err, errlen, "%s",
                       errno == EINTR ? "interrupted by a signal" : zmq_strerror (errno));
@@ -1698,9 +1712,11 @@ s_admin_exchange (char **addrs, size_t count, const s_outgoing_t *out,
             break;
         }
         for (size_t i = 0; i < count && rc == 0 && !answered; i++) {
-            if (!sent[i] && (items[i].revents & ZMQ_POLLOUT)) {
+            if (!sent[i] && (items[i].revents & ZMQ_POLLOUT)
+                && !(command->changes && any_sent)) {
                 rc = s_send (socks[i], out, addrs[i], zclock_mono (), err, errlen);
                 sent[i] = rc == 0;
+                any_sent |= sent[i];
             }
             else if (sent[i] && (items[i].revents & ZMQ_POLLIN)) {
                 emqp_msg_t *msg = NULL;
@@ -1816,7 +1832,7 @@ emq_admin_request (const char *addr, const char *request_json, int timeout_ms,
         return s_admin_fail (reply_out, EMQ_ERR_INVALID,
                              "the request must be a JSON object with a \"command\" "
                              "string, at most 4096 bytes");
-    static const s_admin_command_t admin = { EMQP_ADMIN, false, false };
+    static const s_admin_command_t admin = { EMQP_ADMIN, false, false, true };
     return s_admin_call_ex (addr, &admin, NULL, request_json, timeout_ms, reply_out);
 }
 

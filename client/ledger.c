@@ -19,9 +19,23 @@ typedef struct {
     bool reply;        // a RESULT is expected once it is ACKed
     bool resent;       // sent more than once: a second ACK may come
     bool result_seen;  // its RESULT came before any ACK: none is awaited
+    unsigned copies;   // how many times it was sent
     int64_t sent_ms;   // when last sent
     void *handle;      // in self->requests
 } s_request_t;
+
+//  A duplicate to expect: how many more copies, and until when.
+typedef struct {
+    int64_t until;
+    unsigned left;
+} s_dup_t;
+
+static void
+s_dup_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
 
 //  Values of self->awaiting (never NULL: zhashx keeps no NULL value).
 #define S_AWAITING ((void *) 1)
@@ -32,7 +46,7 @@ struct ledger {
     zlistx_t *requests;  // s_request_t *, owned, oldest sent first
     zhashx_t *index;     // msgid -> s_request_t * in requests
     zhashx_t *awaiting;  // msgid -> S_AWAITING or S_FETCHED
-    zhashx_t *dup_acks;  // msgid -> expiry (ms) as a pointer
+    zhashx_t *dup_acks;  // msgid -> s_dup_t: the copies still to come
     zhashx_t *dup_results;
 };
 
@@ -67,6 +81,8 @@ ledger_new (int64_t keep_ms)
         return NULL;
     }
     zlistx_set_destructor (self->requests, s_request_destroy);
+    zhashx_set_destructor (self->dup_acks, s_dup_destroy);
+    zhashx_set_destructor (self->dup_results, s_dup_destroy);
     return self;
 }
 
@@ -96,6 +112,7 @@ ledger_sent (ledger_t *self, const char *msgid, const char *queue, const char *h
     if (request) {
         request->sent_ms = now;
         request->resent = true;
+        request->copies++;
         zlistx_move_end (self->requests, request->handle);
         return 0;
     }
@@ -114,6 +131,7 @@ ledger_sent (ledger_t *self, const char *msgid, const char *queue, const char *h
         memcpy (request->payload, payload, size);
     request->size = size;
     request->reply = reply;
+    request->copies = 1;
     request->sent_ms = now;
     request->handle = zlistx_add_end (self->requests, request);
     if (!request->handle) {
@@ -127,11 +145,31 @@ ledger_sent (ledger_t *self, const char *msgid, const char *queue, const char *h
     return 0;
 }
 
+//  Expects `left` more copies of an answer about msgid until `until`.
+//  Losing the record (no memory) only lets a duplicate through.
 static void
-s_remember (zhashx_t *hash, const char *msgid, int64_t until)
+s_remember (zhashx_t *hash, const char *msgid, int64_t until, unsigned left)
 {
-    //  Losing a duplicate's record (no memory) only lets it through.
-    zhashx_update (hash, msgid, (void *) (intptr_t) (until > 0 ? until : 1));
+    if (left == 0)
+        return;
+    s_dup_t *dup = (s_dup_t *) malloc (sizeof (s_dup_t));
+    if (!dup)
+        return;
+    dup->until = until;
+    dup->left = left;
+    zhashx_update (hash, msgid, dup);
+}
+
+//  True if an answer about msgid is a copy expected in hash (counted off).
+static bool
+s_expected_copy (zhashx_t *hash, const char *msgid)
+{
+    s_dup_t *dup = (s_dup_t *) zhashx_lookup (hash, msgid);
+    if (!dup)
+        return false;
+    if (--dup->left == 0)
+        zhashx_delete (hash, msgid);
+    return true;
 }
 
 //  Takes msgid's request off the unACKed list; true if it was there, with
@@ -142,8 +180,8 @@ s_settle (ledger_t *self, const char *msgid, int64_t now, bool *reply)
     s_request_t *request = (s_request_t *) zhashx_lookup (self->index, msgid);
     if (!request)
         return false;
-    if (request->resent)
-        s_remember (self->dup_acks, msgid, now + self->keep_ms);
+    //  Each copy sent may be ACKed (the router ACKs a msgid it holds).
+    s_remember (self->dup_acks, msgid, now + self->keep_ms, request->copies - 1);
     *reply = request->reply && !request->result_seen;
     zhashx_delete (self->index, msgid);
     zlistx_delete (self->requests, request->handle);
@@ -151,7 +189,7 @@ s_settle (ledger_t *self, const char *msgid, int64_t now, bool *reply)
 }
 
 ledger_verdict_t
-ledger_acked (ledger_t *self, const char *msgid, int64_t now, bool *fetch)
+ledger_acked (ledger_t *self, const char *msgid, int64_t now, bool results, bool *fetch)
 {
     *fetch = false;
     s_request_t *request = (s_request_t *) zhashx_lookup (self->index, msgid);
@@ -160,27 +198,39 @@ ledger_acked (ledger_t *self, const char *msgid, int64_t now, bool *fetch)
     if (s_settle (self, msgid, now, &reply)) {
         //  Sent again across a failover: the router that ACKs it may be
         //  the one that had already run it and lost its RESULT on the
-        //  way, and one FETCH now makes sure it comes.
+        //  way, and one FETCH now makes sure it comes. (A router that
+        //  sends no RESULTs, EventMQ's, is awaited for nothing.)
+        reply = reply && results;
         if (reply)
             zhashx_insert (self->awaiting, msgid, resent ? S_FETCHED : S_AWAITING);
         *fetch = reply && resent;
         return LEDGER_DELIVER;
     }
-    if (zhashx_lookup (self->dup_acks, msgid)) {
-        zhashx_delete (self->dup_acks, msgid);
-        return LEDGER_DUPLICATE;
-    }
-    return LEDGER_DELIVER;
+    return s_expected_copy (self->dup_acks, msgid) ? LEDGER_DUPLICATE : LEDGER_DELIVER;
 }
 
 ledger_verdict_t
 ledger_refused (ledger_t *self, const char *msgid)
 {
+    //  The answer to a FETCH we sent ourselves (NOT_FOUND, STORAGE: the new
+    //  leader could not say yet): not the program's; asked again at the
+    //  next failover.
+    if (!zhashx_lookup (self->index, msgid)
+        && zhashx_lookup (self->awaiting, msgid) == S_FETCHED) {
+        zhashx_update (self->awaiting, msgid, S_AWAITING);
+        return LEDGER_DUPLICATE;
+    }
     bool reply = false;
     s_settle (self, msgid, 0, &reply);
     zhashx_delete (self->dup_acks, msgid);
     zhashx_delete (self->awaiting, msgid);
     return LEDGER_DELIVER;
+}
+
+void
+ledger_forget_result (ledger_t *self, const char *msgid)
+{
+    zhashx_delete (self->dup_results, msgid);
 }
 
 ledger_verdict_t
@@ -197,15 +247,11 @@ ledger_result (ledger_t *self, const char *msgid, int64_t now)
     void *state = zhashx_lookup (self->awaiting, msgid);
     if (state) {
         if (state == S_FETCHED)
-            s_remember (self->dup_results, msgid, now + self->keep_ms);
+            s_remember (self->dup_results, msgid, now + self->keep_ms, 1);
         zhashx_delete (self->awaiting, msgid);
         return LEDGER_DELIVER;
     }
-    if (zhashx_lookup (self->dup_results, msgid)) {
-        zhashx_delete (self->dup_results, msgid);
-        return LEDGER_DUPLICATE;
-    }
-    return LEDGER_DELIVER;
+    return s_expected_copy (self->dup_results, msgid) ? LEDGER_DUPLICATE : LEDGER_DELIVER;
 }
 
 int64_t
@@ -228,19 +274,24 @@ ledger_awaiting (ledger_t *self)
 }
 
 size_t
-ledger_resend (ledger_t *self, ledger_resend_fn *fn, void *arg, int64_t now)
+ledger_resend (ledger_t *self, ledger_resend_fn *fn, void *arg, int64_t now,
+               int64_t sent_before)
 {
     //  Each one sent moves to the tail: take the head as many times as
-    //  there were requests.
+    //  there were requests, while it is old enough (the list is in the
+    //  order of sending).
     size_t count = zlistx_size (self->requests), sent = 0;
     for (size_t i = 0; i < count; i++) {
         s_request_t *request = (s_request_t *) zlistx_first (self->requests);
+        if (request->sent_ms > sent_before)
+            break;
         ledger_request_t out = { request->msgid, request->queue, request->headers,
                                  request->payload, request->size };
         if (fn (&out, arg))
             break;
         request->sent_ms = now;
         request->resent = true;
+        request->copies++;
         zlistx_move_end (self->requests, request->handle);
         sent++;
     }
@@ -276,7 +327,7 @@ s_expire (zhashx_t *hash, int64_t now)
         return;
     for (const char *msgid = (const char *) zlistx_first (keys); msgid;
          msgid = (const char *) zlistx_next (keys))
-        if ((int64_t) (intptr_t) zhashx_lookup (hash, msgid) <= now)
+        if (((s_dup_t *) zhashx_lookup (hash, msgid))->until <= now)
             zhashx_delete (hash, msgid);
     zlistx_destroy (&keys);
 }
@@ -334,21 +385,21 @@ ledger_test (bool verbose)
 
     //  A first ACK is delivered; a reply job then awaits its result.
     bool fetch = true;
-    CHECK_EQ (ledger_acked (ledger, "a", 40, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "a", 40, true, &fetch), LEDGER_DELIVER);
     CHECK (!fetch);  // sent once: its RESULT comes by itself
     CHECK_EQ (ledger_unacked (ledger), 2);
     CHECK_EQ (ledger_awaiting (ledger), 1);
     CHECK_EQ (ledger_oldest (ledger), 20);
     //  An ACK for what the ledger never held (a SCHEDULE's) goes through.
-    CHECK_EQ (ledger_acked (ledger, "sched-1", 40, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "sched-1", 40, true, &fetch), LEDGER_DELIVER);
 
     //  Failover: b and c sent again, oldest first; room for one, then more.
     s_sink_t sink = { .room = 1 };
-    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 50), 1);
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 50, INT64_MAX), 1);
     CHECK_STREQ (sink.sent[0], "b");
     CHECK_EQ (ledger_oldest (ledger), 30);  // c is now the oldest
     sink = (s_sink_t){ .room = 8 };
-    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 60), 2);
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 60, INT64_MAX), 2);
     CHECK_STREQ (sink.sent[0], "c");
     CHECK_STREQ (sink.sent[1], "b");
     //  ... and a's result asked for again.
@@ -357,10 +408,12 @@ ledger_test (bool verbose)
     CHECK_STREQ (sink.sent[0], "a");
 
     //  b ACKed by both routers: the second copy is dropped, once.
-    CHECK_EQ (ledger_acked (ledger, "b", 70, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "b", 70, true, &fetch), LEDGER_DELIVER);
     CHECK (!fetch);  // no reply asked
-    CHECK_EQ (ledger_acked (ledger, "b", 71, &fetch), LEDGER_DUPLICATE);
-    CHECK_EQ (ledger_acked (ledger, "b", 72, &fetch), LEDGER_DELIVER);
+    //  b went out three times (sent, then in both resends): two more ACKs.
+    CHECK_EQ (ledger_acked (ledger, "b", 71, true, &fetch), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "b", 72, true, &fetch), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "b", 73, true, &fetch), LEDGER_DELIVER);
     //  a's RESULT, natural and fetched: one delivered.
     CHECK_EQ (ledger_result (ledger, "a", 80), LEDGER_DELIVER);
     CHECK_EQ (ledger_result (ledger, "a", 81), LEDGER_DUPLICATE);
@@ -370,11 +423,11 @@ ledger_test (bool verbose)
     //  result is awaited for it any more.
     CHECK_EQ (ledger_result (ledger, "c", 90), LEDGER_DELIVER);
     CHECK_EQ (ledger_unacked (ledger), 1);
-    CHECK_EQ (ledger_acked (ledger, "c", 91, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "c", 91, true, &fetch), LEDGER_DELIVER);
     CHECK (!fetch);  // its RESULT is in
     CHECK_EQ (ledger_unacked (ledger), 0);
     CHECK_EQ (ledger_oldest (ledger), -1);
-    CHECK_EQ (ledger_acked (ledger, "c", 92, &fetch), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_acked (ledger, "c", 92, true, &fetch), LEDGER_DUPLICATE);
     CHECK_EQ (ledger_awaiting (ledger), 0);
 
     //  A refused request is forgotten; its ERROR is delivered.
@@ -387,22 +440,50 @@ ledger_test (bool verbose)
     CHECK_EQ (ledger_sent (ledger, "e", "q", "", "pe", 2, false, 200), 0);
     CHECK_EQ (ledger_sent (ledger, "e", "q", "", "pe", 2, false, 210), 0);  // again
     CHECK_EQ (ledger_unacked (ledger), 1);
-    CHECK_EQ (ledger_acked (ledger, "e", 220, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "e", 220, true, &fetch), LEDGER_DELIVER);
     ledger_expire (ledger, 220 + 1000);
-    CHECK_EQ (ledger_acked (ledger, "e", 1300, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "e", 1300, true, &fetch), LEDGER_DELIVER);
 
     //  A reply job sent again and ACKed after the failover: its RESULT may
     //  have been lost with the old router, so it is fetched once, and the
     //  router's own RESULT and the fetched one make one delivery.
     CHECK_EQ (ledger_sent (ledger, "f", "q", "", "pf", 2, true, 400), 0);
     sink = (s_sink_t){ .room = 8 };
-    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 410), 1);
-    CHECK_EQ (ledger_acked (ledger, "f", 420, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 410, INT64_MAX), 1);
+    CHECK_EQ (ledger_acked (ledger, "f", 420, true, &fetch), LEDGER_DELIVER);
     CHECK (fetch);
     CHECK_EQ (ledger_awaiting (ledger), 1);
+    //  The new leader cannot say yet (NOT_FOUND, STORAGE): that answers our
+    //  own FETCH, not the program; f is asked for again at the next switch.
+    CHECK_EQ (ledger_refused (ledger, "f"), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_awaiting (ledger), 1);
+    CHECK_EQ (ledger_refetch (ledger, s_sink_fetch, &sink, 425), 1);
     CHECK_EQ (ledger_result (ledger, "f", 430), LEDGER_DELIVER);
     CHECK_EQ (ledger_result (ledger, "f", 431), LEDGER_DUPLICATE);
     CHECK_EQ (ledger_awaiting (ledger), 0);
+    //  The program's own FETCH of g after the failover's: its answer is not
+    //  taken for a copy.
+    CHECK_EQ (ledger_sent (ledger, "g", "q", "", "pg", 2, true, 500), 0);
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 510, INT64_MAX), 1);
+    CHECK_EQ (ledger_acked (ledger, "g", 520, true, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_result (ledger, "g", 530), LEDGER_DELIVER);
+    ledger_forget_result (ledger, "g");
+    CHECK_EQ (ledger_result (ledger, "g", 540), LEDGER_DELIVER);
+
+    //  Sent again only when old enough; a router that sends no RESULTs
+    //  (EventMQ's) leaves nothing awaited.
+    CHECK_EQ (ledger_sent (ledger, "h", "q", "", "ph", 2, true, 600), 0);
+    CHECK_EQ (ledger_sent (ledger, "i", "q", "", "pi", 2, true, 700), 0);
+    sink = (s_sink_t){ .room = 8 };
+    CHECK_EQ (ledger_resend (ledger, s_sink_request, &sink, 800, 650), 1);
+    CHECK_STREQ (sink.sent[0], "h");
+    CHECK_EQ (ledger_oldest (ledger), 700);
+    CHECK_EQ (ledger_acked (ledger, "i", 810, false, &fetch), LEDGER_DELIVER);
+    CHECK (!fetch);
+    CHECK_EQ (ledger_awaiting (ledger), 0);
+    CHECK_EQ (ledger_acked (ledger, "h", 820, false, &fetch), LEDGER_DELIVER);
+    CHECK_EQ (ledger_acked (ledger, "h", 821, false, &fetch), LEDGER_DUPLICATE);
+    CHECK_EQ (ledger_unacked (ledger), 0);
     //  A msgid too long for eMQP is not kept.
     CHECK_EQ (ledger_sent (ledger, "0123456789012345678901234567890123456789", "q", "",
                            "p", 1, false, 300),

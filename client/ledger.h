@@ -46,11 +46,14 @@ int ledger_sent (ledger_t *self, const char *msgid, const char *queue,
 //  The router ACKed msgid / refused it (ERROR about it) / sent its RESULT.
 //  A RESULT that comes before any ACK leaves the request unACKed: its ACK
 //  is handed out when it comes, and the request sent again until it does.
+//  results: the router sends RESULTs (an emq router); else a reply job is
+//  not awaited. An ERROR about a job whose result we fetched ourselves is
+//  the answer to our FETCH, not the program's: LEDGER_DUPLICATE.
 //  ledger_acked sets *fetch when the caller should FETCH the job's result
 //  now: a reply job sent again across a failover, whose RESULT the router
 //  that ran it may have lost.
 ledger_verdict_t ledger_acked (ledger_t *self, const char *msgid, int64_t now,
-                               bool *fetch);
+                               bool results, bool *fetch);
 ledger_verdict_t ledger_refused (ledger_t *self, const char *msgid);
 ledger_verdict_t ledger_result (ledger_t *self, const char *msgid, int64_t now);
 
@@ -59,13 +62,18 @@ int64_t ledger_oldest (ledger_t *self);
 size_t ledger_unacked (ledger_t *self);
 size_t ledger_awaiting (ledger_t *self);
 
-//  Sends every unACKed REQUEST again, oldest first, until fn says stop;
-//  each sent one counts as sent at now. Returns how many were sent.
-size_t ledger_resend (ledger_t *self, ledger_resend_fn *fn, void *arg, int64_t now);
+//  Sends every unACKed REQUEST last sent at or before sent_before again,
+//  oldest first, until fn says stop; each sent one counts as sent at now
+//  (and its ACK may come once more). Returns how many were sent.
+size_t ledger_resend (ledger_t *self, ledger_resend_fn *fn, void *arg, int64_t now,
+                      int64_t sent_before);
 //  Asks again for every awaited RESULT until fn says stop; the first
 //  RESULT of each is then delivered and a second one dropped. Returns how
 //  many were asked for.
 size_t ledger_refetch (ledger_t *self, ledger_fetch_fn *fn, void *arg, int64_t now);
+
+//  The program asks for msgid's result itself: its answer is no copy.
+void ledger_forget_result (ledger_t *self, const char *msgid);
 
 //  Forgets duplicates older than keep_ms.
 void ledger_expire (ledger_t *self, int64_t now);
