@@ -2024,8 +2024,8 @@ test_pg_failover_client (h_test_t *t)
             char state[32] = "";
             long long attempt = 0;
             s_db_job (db, load.jobs[i].msgid, state, sizeof state, &attempt);
-            printf ("    no RESULT: job %zu %s: %s, attempt %lld\n", i, load.jobs[i].msgid,
-                    state, attempt);
+            printf ("    no RESULT: job %zu %s: %s, attempt %lld\n", i,
+                    load.jobs[i].msgid, state, attempt);
             shown++;
         }
         s_db_close (&db);
