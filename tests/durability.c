@@ -2068,6 +2068,13 @@ test_pg_failover_client (h_test_t *t)
                  r.err);
     REQUIRE_CONTAINS (r.out, "\"lead\":{\"epoch\":6");
     h_cli_free (&r);
+    //  A command that changes something goes to the one router that takes
+    //  it (the leader): cancel of a job no one has is NOT_FOUND (exit 8),
+    //  not a timeout.
+    h_cli (t, &r, 20000, "--admin-addr", admins, "cancel", "no-such-job", NULL);
+    REQUIRE_MSG (r.status == 8, "emq-cli cancel with a list: exit %d: %s", r.status,
+                 r.err);
+    h_cli_free (&r);
     //  A bad list is refused with its reason.
     h_cli (t, &r, 10000, "--addr", "tcp://127.0.0.1:1,,tcp://127.0.0.1:2", "submit",
            "run", "libemq_examples.so", "noop", NULL);
