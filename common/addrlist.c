@@ -232,6 +232,7 @@ addrlist_test (bool verbose)
     longbad[sizeof longbad - 1] = 0;
     list = addrlist_parse (longbad, &count, err, sizeof err);
     CHECK (list == NULL);
+    //  A long bad item is quoted cut short: its start, then "...'".
     CHECK_CONTAINS (err, "as item 1, not 'xxx");
     CHECK_CONTAINS (err, "x...'");
     CHECK (strlen (err) < 200);
