@@ -112,6 +112,7 @@ static int s_signal_pipe[2] = { -1, -1 };
 static void s_connect (jobmanager_t *self);
 static void s_inform (jobmanager_t *self);
 static void s_balance (jobmanager_t *self);
+static void s_hold_arm (jobmanager_t *self);
 
 //  --------------------------------------------------------------------------
 //  Small helpers
@@ -202,6 +203,7 @@ s_settle (jobmanager_t *self)
     //  (emq/2): announcing its worker now as well would count it twice.
     int64_t target = (int64_t) workers_ready (self->workers)
                      - (int64_t) held_size (self->held)
+                     - (int64_t) workers_queued (self->workers)
                      - (self->router_emq2 ? (int64_t) held_outcomes (self->held) : 0);
     while (self->announced < target) {
         emqp_msg_t *msg = emqp_msg_new (EMQP_READY);
@@ -468,7 +470,9 @@ s_status_json (jobmanager_t *self)
                       (json_int_t) self->announced, "workers",
                       (json_int_t) workers_live (self->workers), "idle_workers",
                       (json_int_t) workers_idle (self->workers), "queued_locally",
-                      (json_int_t) held_size (self->held), "state",
+                      (json_int_t) (held_size (self->held)
+                                    + workers_queued (self->workers)),
+                      "state",
                       self->draining ? "draining" : s_state_names[self->state]);
 }
 
@@ -488,7 +492,7 @@ s_log_status (jobmanager_t *self)
               s_id (self), in_flight ? in_flight : "?", distribution ? distribution : "?",
               self->total_requests, self->total_ready_sent, self->total_returned,
               workers_live (self->workers), workers_idle (self->workers),
-              held_size (self->held));
+              held_size (self->held) + workers_queued (self->workers));
     free (in_flight);
     free (distribution);
     json_decref (status);
@@ -529,20 +533,42 @@ s_on_changed (void *arg)
     s_balance ((jobmanager_t *) arg);
 }
 
+//  Jobs queued on a worker that never took them: they wait here again,
+//  ahead of the rest and in their order. (Balanced by whoever made the
+//  workers give them back.)
+static void
+s_on_returned (jm_job_t **jobs, size_t count, void *arg)
+{
+    jobmanager_t *self = arg;
+    for (size_t i = count; i-- > 0;)
+        if (held_push_front (self->held, &jobs[i]))
+            log_error ("jobmanager %s: out of memory holding a job", s_id (self));
+}
+
+//  How long a job may wait queued on a busy worker: the hold after which a
+//  held one goes back to the router (with 0, "never", still a bound: one
+//  behind a long job should wait for any worker, not that one).
+static void
+s_set_hold (jobmanager_t *self)
+{
+    int64_t hold = self->settings->prefetch_hold_ms;
+    workers_set_hold (self->workers, hold ? hold : 100);
+}
+
 //  Starts held jobs on idle workers, oldest first (not while stopping:
 //  what waits then is the router's to requeue), replaces workers lost with
 //  their job, then settles the router's count of our free slots.
 static void
 s_balance (jobmanager_t *self)
 {
-    while (!self->draining && held_size (self->held) > 0
-           && workers_ready (self->workers) > 0) {
+    //  To idle workers, then queued on busy ones that take them soon.
+    while (!self->draining && held_size (self->held) > 0) {
         jm_job_t *job = held_pop (self->held);
         int rc = workers_assign (self->workers, &job);
         if (rc && held_push_front (self->held, &job))
             log_error ("jobmanager %s: out of memory holding a job", s_id (self));
         if (rc == -1)
-            break;  // out of memory: the next event tries again
+            break;  // no worker for it now (or out of memory): the next event
     }
     //  A worker lost with its job (crash, timeout, cancel) is replaced now,
     //  not on the next router HEARTBEAT: the job's DONE told the router its
@@ -550,6 +576,7 @@ s_balance (jobmanager_t *self)
     //  go back) for want of a worker.
     workers_replace_lost (self->workers);
     s_settle (self);
+    s_hold_arm (self);  // jobs that came back may be due to go back
 }
 
 //  --------------------------------------------------------------------------
@@ -688,10 +715,10 @@ s_on_cancel (jobmanager_t *self, emqp_msg_t *msg)
         jm_job_destroy (&job);
         return;
     }
-    if (workers_cancel (self->workers, msg->ref, msg->epoch)) {
-        s_balance (self);
+    bool done = workers_cancel (self->workers, msg->ref, msg->epoch);
+    s_balance (self);  // a worker killed, or outcomes read on the way
+    if (done)
         return;
-    }
     log_info ("jobmanager %s: CANCEL for %s: not here (already ended?)", s_id (self),
               msg->ref);
 }
@@ -1005,6 +1032,7 @@ s_reload (jobmanager_t *self)
     jobmanager_settings_destroy (&self->settings);
     self->settings = fresh;
     self->limits.payload_max = fresh->payload_max;
+    s_set_hold (self);
     //  Changed worker settings restart the workers; a different size grows
     //  or shrinks the pool.
     workers_configure (self->workers, &fresh->worker, fresh->concurrent_jobs);
@@ -1046,7 +1074,9 @@ s_on_signal (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     for (ssize_t i = 0; i < n; i++) {
         switch (bytes[i]) {
             case SIGCHLD:
-                workers_reap (self->workers);
+                //  Jobs a dead worker never took wait for another one.
+                if (workers_reap (self->workers))
+                    s_balance (self);
                 break;
             case SIGTERM:
                 s_drain_start (self, "SIGTERM");
@@ -1164,8 +1194,9 @@ jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen)
     }
     self->settings = *settings_p;
     *settings_p = NULL;
-    self->workers = workers_new (&self->settings->worker, self->settings->concurrent_jobs,
-                                 self->identity, s_on_ended, s_on_changed, self);
+    self->workers =
+        workers_new (&self->settings->worker, self->settings->concurrent_jobs,
+                     self->identity, s_on_ended, s_on_changed, s_on_returned, self);
     self->held = held_new ();
     if (!self->workers || !self->held) {
         snprintf (err, errlen, "out of memory");
@@ -1173,6 +1204,7 @@ jobmanager_new (jobmanager_settings_t **settings_p, char *err, size_t errlen)
         return NULL;
     }
     self->limits.payload_max = self->settings->payload_max;
+    s_set_hold (self);
     self->hold_timer = -1;
     self->flush_timer = -1;
     s_make_identity (self);

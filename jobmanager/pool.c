@@ -104,6 +104,7 @@ s_worker_free (pool_worker_t *worker)
     if (worker->fd >= 0)
         close (worker->fd);
     wire_reader_destroy (&worker->reader);
+    handoff_destroy (&worker->handoff);
     free (worker);
 }
 
@@ -213,8 +214,10 @@ pool_spawn (pool_t *self)
         return NULL;
     worker->fd = -1;
     worker->reader = wire_reader_new ();
+    worker->handoff = handoff_new ();
     int sv[2];
-    if (!worker->reader || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+    if (!worker->reader || !worker->handoff
+        || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
         int saved = errno;
         s_worker_free (worker);
         errno = saved;
@@ -230,11 +233,15 @@ pool_spawn (pool_t *self)
     if (pid == 0) {
         //  The other workers' pipes must not stay open in this one, or they
         //  would never see EOF when we close our end.
+        //  Nor their shared pages: this worker's jobs must not reach the
+        //  words of the others' jobs.
         close (sv[0]);
-        for (size_t i = 0; i < self->count; i++)
+        for (size_t i = 0; i < self->count; i++) {
             if (self->workers[i]->fd >= 0)
                 close (self->workers[i]->fd);
-        self->child (sv[1], parent, self->arg);
+            handoff_destroy (&self->workers[i]->handoff);
+        }
+        self->child (sv[1], parent, worker->handoff, self->arg);
         _exit (2);  // a child function must not return
     }
     int saved = errno;
@@ -332,16 +339,72 @@ pool_idle (pool_t *self)
     return NULL;
 }
 
-int
-pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_msg, void *job)
+bool
+pool_may_queue (const pool_worker_t *worker)
 {
-    assert (self && worker && job_msg);
-    assert (worker->state == POOL_IDLE);
+    assert (worker);
+    //  Tickets not yet known read stay below HANDOFF_SLOTS, so that no word
+    //  is reused while the worker may still look at it: the current job, at
+    //  most POOL_QUEUE_MAX taken back behind the previous one and as many
+    //  queued now (unread_from moves on with each OUTCOME).
+    return worker->state == POOL_BUSY && worker->fd >= 0 && !worker->retiring
+           && !worker->queue_closed && worker->queued_count < POOL_QUEUE_MAX
+           && worker->next_ticket - worker->unread_from < HANDOFF_SLOTS - 1;
+}
+
+int
+pool_send_job (pool_t *self, pool_worker_t *worker, wire_msg_t *job_msg, void *job)
+{
+    assert (self && worker && job_msg && job);
+    bool queue = worker->state == POOL_BUSY;
+    assert (queue ? pool_may_queue (worker) : worker->state == POOL_IDLE);
+    if (worker->next_ticket - worker->unread_from >= HANDOFF_SLOTS - 1) {
+        errno = EAGAIN;  // cannot happen (see pool_may_queue): refuse, not overwrite
+        return -1;
+    }
+    uint32_t ticket = worker->next_ticket;
+    job_msg->ticket = ticket;
+    handoff_offer (worker->handoff, ticket);
     if (wire_send (worker->fd, job_msg, &self->scratch))
         return -1;
-    worker->state = POOL_BUSY;
-    worker->job = job;
+    worker->next_ticket++;
+    if (queue) {
+        worker->queued[worker->queued_count] = job;
+        worker->queued_ticket[worker->queued_count++] = ticket;
+    }
+    else {
+        worker->state = POOL_BUSY;
+        worker->job = job;
+        worker->job_ticket = ticket;
+    }
     return 0;
+}
+
+size_t
+pool_retract (pool_t *self, pool_worker_t *worker, bool with_head,
+              void *out[POOL_QUEUE_MAX + 1])
+{
+    assert (self && worker && out);
+    //  Newest first: the worker takes them in order, so once one is found
+    //  taken, every one before it was too.
+    void *back[POOL_QUEUE_MAX + 1];
+    size_t count = 0;
+    while (worker->queued_count > 0
+           && handoff_retract (worker->handoff,
+                               worker->queued_ticket[worker->queued_count - 1])) {
+        back[count++] = worker->queued[--worker->queued_count];
+        worker->queue_closed = true;  // its ticket may be unread yet
+    }
+    if (with_head && worker->queued_count == 0 && worker->job
+        && handoff_retract (worker->handoff, worker->job_ticket)) {
+        back[count++] = worker->job;
+        worker->job = NULL;
+        if (worker->state == POOL_BUSY)
+            worker->state = POOL_IDLE;
+    }
+    for (size_t i = 0; i < count; i++)
+        out[i] = back[count - 1 - i];
+    return count;
 }
 
 int
@@ -365,13 +428,26 @@ pool_recv_buffered (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, cha
 }
 
 void
-pool_job_done (pool_t *self, pool_worker_t *worker)
+pool_job_done (pool_t *self, pool_worker_t *worker, uint32_t ticket)
 {
     assert (self && worker);
     worker->jobs_done++;
     s_count_t *entry = s_count_require (self, worker->pid, true);
     if (entry)
         entry->jobs++;
+    //  The worker read every ticket up to this one.
+    worker->unread_from = ticket + 1;
+    worker->queue_closed = false;
+    if (worker->queued_count > 0) {
+        worker->job = worker->queued[0];
+        worker->job_ticket = worker->queued_ticket[0];
+        worker->queued_count--;
+        memmove (worker->queued, worker->queued + 1,
+                 worker->queued_count * sizeof worker->queued[0]);
+        memmove (worker->queued_ticket, worker->queued_ticket + 1,
+                 worker->queued_count * sizeof worker->queued_ticket[0]);
+        return;
+    }
     worker->job = NULL;
     if (worker->state == POOL_BUSY)
         worker->state = POOL_IDLE;
@@ -469,10 +545,10 @@ pool_distribution (pool_t *self, pool_visit_fn *fn, void *arg)
 //  --------------------------------------------------------------------------
 //  Self test
 
-//  A trivial worker: says HELLO, answers each JOB with an ok OUTCOME whose
-//  value is the msgid, exits at EOF.
+//  A trivial worker: says HELLO, answers each JOB it may take with an ok
+//  OUTCOME whose value is the msgid, exits at EOF.
 static void
-s_echo_child (int fd, pid_t parent, void *arg)
+s_echo_child (int fd, pid_t parent, handoff_t *handoff, void *arg)
 {
     (void) parent;
     (void) arg;
@@ -484,7 +560,12 @@ s_echo_child (int fd, pid_t parent, void *arg)
     char err[256];
     wire_msg_t *job;
     while ((job = wire_read (fd, err, sizeof err))) {
+        if (!handoff_take (handoff, job->ticket)) {
+            wire_msg_destroy (&job);
+            continue;
+        }
         wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
+        outcome->ticket = job->ticket;
         wire_msg_set_bytes (&outcome->value, &outcome->value_size, job->msgid,
                             strlen (job->msgid));
         if (wire_write (fd, outcome))
@@ -579,9 +660,54 @@ pool_test (bool verbose)
     msg = s_recv_wait (pool, a);
     REQUIRE (msg && msg->type == WIRE_OUTCOME);
     REQUIRE (msg->value_size == 5 && memcmp (msg->value, "job-7", 5) == 0);
+    REQUIRE (msg->ticket == 0);
     wire_msg_destroy (&msg);
-    pool_job_done (pool, a);
+    pool_job_done (pool, a, 0);
     REQUIRE (a->state == POOL_IDLE && a->jobs_done == 1 && a->job == NULL);
+
+    //  Pipelined: while the worker is stopped, one job becomes its current
+    //  one and two queue behind it; the two are taken back (the worker
+    //  cannot have taken them), the current one is not (with_head false).
+    //  Resumed, the worker runs the current one only; the next job it gets
+    //  has the next ticket.
+    REQUIRE (pool_may_queue (a) == false);  // idle: not a queue
+    REQUIRE (kill (a->pid, SIGSTOP) == 0);
+    int tokens[4] = { 0 };
+    const char *ids[4] = { "p-0", "p-1", "p-2", "p-3" };
+    for (int i = 0; i < 3; i++) {
+        job = wire_msg_new (WIRE_JOB);
+        job->msgid = strdup (ids[i]);
+        job->queue = strdup ("q");
+        wire_msg_set_bytes (&job->payload, &job->payload_size, "\xc0", 1);
+        REQUIRE (i == 0 || pool_may_queue (a));
+        REQUIRE (pool_send_job (pool, a, job, &tokens[i]) == 0);
+        REQUIRE (job->ticket == (uint32_t) (1 + i));
+        wire_msg_destroy (&job);
+    }
+    REQUIRE (a->job == &tokens[0] && a->queued_count == 2 && a->queued[1] == &tokens[2]);
+    void *back[POOL_QUEUE_MAX + 1];
+    REQUIRE (pool_retract (pool, a, false, back) == 2);
+    REQUIRE (back[0] == &tokens[1] && back[1] == &tokens[2]);
+    REQUIRE (a->queued_count == 0 && a->job == &tokens[0] && !pool_may_queue (a));
+    REQUIRE (kill (a->pid, SIGCONT) == 0);
+    msg = s_recv_wait (pool, a);
+    REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->ticket == 1);
+    REQUIRE (msg->value_size == 3 && memcmp (msg->value, "p-0", 3) == 0);
+    wire_msg_destroy (&msg);
+    pool_job_done (pool, a, 1);
+    REQUIRE (a->state == POOL_IDLE && a->unread_from == 2 && !a->queue_closed);
+    job = wire_msg_new (WIRE_JOB);
+    job->msgid = strdup (ids[3]);
+    job->queue = strdup ("q");
+    wire_msg_set_bytes (&job->payload, &job->payload_size, "\xc0", 1);
+    REQUIRE (pool_send_job (pool, a, job, &tokens[3]) == 0);
+    wire_msg_destroy (&job);
+    msg = s_recv_wait (pool, a);
+    REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->ticket == 4);
+    REQUIRE (msg->value_size == 3 && memcmp (msg->value, "p-3", 3) == 0);
+    wire_msg_destroy (&msg);
+    pool_job_done (pool, a, 4);
+    REQUIRE (a->state == POOL_IDLE && a->jobs_done == 3);
 
     //  Closing the pipe makes the worker exit 0; it is reaped and stays in
     //  the distribution.
@@ -595,7 +721,7 @@ pool_test (bool verbose)
     REQUIRE (pool_size (pool) == 1 && pool_lookup (pool, a_pid) == NULL);
     uint64_t total = 0;
     pool_distribution (pool, s_count_visit, &total);
-    REQUIRE (total == 1);
+    REQUIRE (total == 3);
 
     //  Killing the group is seen as a signal death.
     pid_t b_pid = b->pid;

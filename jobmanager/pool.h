@@ -10,10 +10,16 @@
 
     Each worker runs in its own process group (its pid), so pool_kill()
     reaches whatever the worker started.
+
+    Pipelining: a busy worker may be handed up to POOL_QUEUE_MAX more jobs,
+    which wait in its pipe behind the one it runs. Each job handed has a
+    ticket and a word in a page shared with the worker (worker/handoff.h);
+    pool_retract takes back the queued jobs the worker has not taken yet.
 */
 #ifndef EMQ_POOL_H
 #define EMQ_POOL_H
 
+#include "worker/handoff.h"
 #include "worker/wire.h"
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,10 +27,13 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+//  Jobs a busy worker may be handed beyond the one it runs.
+#define POOL_QUEUE_MAX 4
+
 typedef enum {
     POOL_STARTING = 0,  // forked, HELLO not yet received
     POOL_IDLE,          // waiting for a job
-    POOL_BUSY,          // running a job
+    POOL_BUSY,          // running a job (or about to take it)
     POOL_GONE,          // pipe closed (leaving, killed or broken); not reaped yet
     POOL_STATE_COUNT
 } pool_state_t;
@@ -39,13 +48,23 @@ typedef struct {
     void *job;              // the job manager's job record while BUSY (borrowed)
     int64_t started_ms;     // monotonic time of the fork
     wire_reader_t *reader;  // partial messages from the worker
+    //  Pipelining (see above).
+    handoff_t *handoff;                     // shared with the worker (owned)
+    uint32_t job_ticket;                    // job's ticket
+    void *queued[POOL_QUEUE_MAX];           // handed behind job, oldest first
+    uint32_t queued_ticket[POOL_QUEUE_MAX]; // their tickets
+    size_t queued_count;
+    uint32_t next_ticket;  // the next job's
+    uint32_t unread_from;  // tickets from this one on may still be unread
+    bool queue_closed;     // a queued job was taken back: none more until job ends
 } pool_worker_t;
 
 typedef struct pool_t pool_t;
 
-//  Runs in the forked child with its end of the socketpair and the parent's
-//  pid; must not return (the pool _exit()s the child if it does).
-typedef void (pool_child_fn) (int fd, pid_t parent, void *arg);
+//  Runs in the forked child with its end of the socketpair, the parent's
+//  pid and the page it shares with the job manager; must not return (the
+//  pool _exit()s the child if it does).
+typedef void (pool_child_fn) (int fd, pid_t parent, handoff_t *handoff, void *arg);
 
 //  Called by pool_reap for each worker that ended, before its record is
 //  freed. status is from wait(2); usage is the child's resource use.
@@ -84,11 +103,25 @@ pool_worker_t *pool_lookup_fd (pool_t *self, int fd);
 //  Returns an idle worker that is not retiring, or NULL.
 pool_worker_t *pool_idle (pool_t *self);
 
-//  Hands a JOB message to an idle worker (blocking write, bounded by a
-//  send timeout) and marks it BUSY with job as its record. Returns 0, or -1
-//  with errno set (the worker is then broken: close and kill it).
-int pool_send_job (pool_t *self, pool_worker_t *worker, const wire_msg_t *job_msg,
-                   void *job);
+//  Hands a JOB message (its ticket is set here) to an idle worker, which
+//  becomes BUSY with job as its record, or to a busy one for which
+//  pool_may_queue holds, behind what it has. The write blocks, bounded by a
+//  send timeout; a queued job must be small (the caller's rule), so that
+//  it fits in the pipe beside the others. Returns 0, or -1 with errno set
+//  (the worker is then broken: close and kill it).
+int pool_send_job (pool_t *self, pool_worker_t *worker, wire_msg_t *job_msg, void *job);
+//  Whether a busy worker may be handed one more job now: room in its queue
+//  and in its tickets, no job taken back since its current one started,
+//  and not retiring.
+bool pool_may_queue (const pool_worker_t *worker);
+//  Takes back the worker's queued jobs that it has not taken, newest
+//  first, stopping at the first it took (the ones before it ran or run);
+//  with_head, then its current job as well (a worker about to go, or one
+//  that died). Writes what it took back into out, oldest first, and returns
+//  how many (at most POOL_QUEUE_MAX + 1). A worker left without a job
+//  becomes IDLE (unless GONE).
+size_t pool_retract (pool_t *self, pool_worker_t *worker, bool with_head,
+                     void *out[POOL_QUEUE_MAX + 1]);
 
 //  Reads from a worker without blocking; see wire_reader_recv for returns.
 int pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *err,
@@ -98,9 +131,10 @@ int pool_recv (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p, char *er
 int pool_recv_buffered (pool_t *self, pool_worker_t *worker, wire_msg_t **msg_p,
                         char *err, size_t errlen);
 
-//  Records a finished job for the worker (jobs_done, pid distribution),
-//  clears its job and makes it IDLE.
-void pool_job_done (pool_t *self, pool_worker_t *worker);
+//  Records that the worker's current job ended with an OUTCOME for ticket
+//  (jobs_done, pid distribution, tickets read): its first queued job
+//  becomes its job, or it becomes IDLE.
+void pool_job_done (pool_t *self, pool_worker_t *worker, uint32_t ticket);
 
 //  Closes the job manager's end of the worker's pipe (an idle worker then
 //  exits on its own) and marks it GONE. Idempotent.

@@ -41,6 +41,7 @@
 #include "common/curve.h"
 #include "common/procstat.h"
 #include "worker/wire.h"
+#include "worker/handoff.h"
 #include "worker/plugin.h"
 #include "worker/python.h"
 #include "worker/command.h"
@@ -111,6 +112,7 @@ static const s_test_t s_tests[] = {
     { "events", events_test },
     { "router", router_test },
     { "wire", wire_test },
+    { "handoff", handoff_test },
     { "plugin", plugin_test },
     { "python", python_test },
     { "command", command_test },

@@ -94,18 +94,19 @@ wire_encode (const wire_msg_t *self, msgpack_sbuffer *sbuf)
         case WIRE_JOB:
             if (!self->msgid || !self->queue || !self->payload)
                 goto fail;
-            msgpack_pack_array (&pk, 6);
+            msgpack_pack_array (&pk, 7);
             msgpack_pack_uint8 (&pk, WIRE_JOB);
             s_pack_str (&pk, self->msgid);
             s_pack_str (&pk, self->queue);
             msgpack_pack_uint32 (&pk, self->attempt);
             msgpack_pack_uint32 (&pk, self->timeout_s);
             s_pack_bin (&pk, self->payload, self->payload_size);
+            msgpack_pack_uint32 (&pk, self->ticket);
             break;
         case WIRE_OUTCOME:
             if (self->status >= EMQP_STATUS_COUNT)
                 goto fail;
-            msgpack_pack_array (&pk, 7);
+            msgpack_pack_array (&pk, 8);
             msgpack_pack_uint8 (&pk, WIRE_OUTCOME);
             msgpack_pack_uint8 (&pk, (uint8_t) self->status);
             s_pack_bin (&pk, self->value ? self->value : "",
@@ -117,6 +118,7 @@ wire_encode (const wire_msg_t *self, msgpack_sbuffer *sbuf)
                 msgpack_pack_true (&pk);
             else
                 msgpack_pack_false (&pk);
+            msgpack_pack_uint32 (&pk, self->ticket);
             break;
         default:
             goto fail;
@@ -206,7 +208,7 @@ wire_decode (const void *data, size_t size, char *err, size_t errlen)
     uint64_t number;
     if (s_get_uint (&e[0], "type", 255, &number, err, errlen))
         goto fail;
-    static const uint32_t expected[] = { 0, 3, 6, 7 };
+    static const uint32_t expected[] = { 0, 3, 7, 8 };
     if (number < WIRE_HELLO || number > WIRE_OUTCOME) {
         snprintf (err, errlen, "unknown message type %llu", (unsigned long long) number);
         goto fail;
@@ -243,8 +245,10 @@ wire_decode (const void *data, size_t size, char *err, size_t errlen)
                 goto fail;
             self->timeout_s = (uint32_t) number;
             if (s_get_bin (&e[5], "JOB: payload", &self->payload, &self->payload_size,
-                           err, errlen))
+                           err, errlen)
+                || s_get_uint (&e[6], "JOB: ticket", UINT32_MAX, &number, err, errlen))
                 goto fail;
+            self->ticket = (uint32_t) number;
             break;
         case WIRE_OUTCOME:
             if (s_get_uint (&e[1], "OUTCOME: status", EMQP_STATUS_COUNT - 1, &number, err,
@@ -265,6 +269,9 @@ wire_decode (const void *data, size_t size, char *err, size_t errlen)
                 goto fail;
             }
             self->retiring = e[6].via.boolean;
+            if (s_get_uint (&e[7], "OUTCOME: ticket", UINT32_MAX, &number, err, errlen))
+                goto fail;
+            self->ticket = (uint32_t) number;
             break;
     }
     msgpack_unpacked_destroy (&unpacked);
@@ -546,13 +553,14 @@ wire_test (bool verbose)
     job->queue = strdup ("default");
     job->attempt = 2;
     job->timeout_s = 30;
+    job->ticket = 4000000000u;
     REQUIRE (wire_msg_set_bytes (&job->payload, &job->payload_size, "\x80", 1) == 0);
     REQUIRE (wire_write (sv[0], job) == 0);
     wire_msg_t *copy = wire_read (sv[1], err, sizeof err);
     REQUIRE (copy);
     REQUIRE (copy->type == WIRE_JOB);
     REQUIRE (streq (copy->msgid, "m-1") && streq (copy->queue, "default"));
-    REQUIRE (copy->attempt == 2 && copy->timeout_s == 30);
+    REQUIRE (copy->attempt == 2 && copy->timeout_s == 30 && copy->ticket == 4000000000u);
     REQUIRE (copy->payload_size == 1 && copy->payload[0] == '\x80');
     wire_msg_destroy (&copy);
     wire_msg_destroy (&job);
@@ -566,6 +574,7 @@ wire_test (bool verbose)
     outcome->cpu_us = 6;
     outcome->maxrss_kb = 7;
     outcome->retiring = true;
+    outcome->ticket = 9;
     REQUIRE (wire_write (sv[1], hello) == 0);
     REQUIRE (wire_write (sv[1], outcome) == 0);
     wire_msg_destroy (&hello);
@@ -581,7 +590,7 @@ wire_test (bool verbose)
     REQUIRE (msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_FAILED);
     REQUIRE (msg->value_size == 4 && memcmp (msg->value, "boom", 4) == 0);
     REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7
-             && msg->retiring);
+             && msg->retiring && msg->ticket == 9);
     wire_msg_destroy (&msg);
     REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 0);
 
@@ -627,9 +636,11 @@ wire_test (bool verbose)
         { "\x93\x01\xa1x\xc0", 5, "pid" },                        // pid not int
         { "\x93\x01\x05\xc0\xc0", 5, "after" },                   // trailing bytes
         { "\x01", 1, "array" },                                   // not an array
-        { "\x97\x03\x09\xc4\x00\x00\x00\x00\xc2", 9, "status" },  // bad status
-        { "\x97\x03\x00\xa0\x00\x00\x00\xc2", 8, "bin" },         // value not bin
-        { "\x96\x02\xa2m\x00\xa1q\x01\x00\xc4\x00", 11, "NUL" },  // NUL in msgid
+        { "\x98\x03\x09\xc4\x00\x00\x00\x00\xc2\x00", 10, "status" },  // bad status
+        { "\x98\x03\x00\xa0\x00\x00\x00\xc2\x00", 9, "bin" },  // value not bin
+        { "\x98\x03\x00\xc4\x00\x00\x00\x00\xc2\xa1t", 11, "ticket" },  // ticket
+        { "\x97\x02\xa2m\x00\xa1q\x01\x00\xc4\x00\x00", 12, "NUL" },  // NUL in msgid
+        { "\x96\x02\xa1m\xa1q\x01\x00\xc4\x00", 10, "elements" },  // JOB w/o ticket
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;

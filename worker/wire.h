@@ -8,15 +8,17 @@
         HELLO    worker -> jm   [1, pid, error]          error: nil when the
                                                          setup hook succeeded,
                                                          else str
-        JOB      jm -> worker   [2, msgid, queue, attempt, timeout_s, payload]
-                                                         payload: bin
+        JOB      jm -> worker   [2, msgid, queue, attempt, timeout_s, payload,
+                                 ticket]                 payload: bin
         OUTCOME  worker -> jm   [3, status, value, wall_us, cpu_us,
-                                 maxrss_kb, retiring]    status: emqp_status_t
-                                                         as uint; value: bin
+                                 maxrss_kb, retiring,    status: emqp_status_t
+                                 ticket]                 as uint; value: bin
                                                          (msgpack value when
                                                          ok, else error text);
                                                          retiring: bool, the
                                                          worker exits next
+    ticket (uint32) names the job's word in the page the two share
+    (handoff.h); an OUTCOME carries its JOB's.
     Every message goes out in a single write() (prefix and body together).
     A reader treats a short, oversized or malformed message as fatal for the
     peer: the job manager then handles the worker as crashed.
@@ -57,6 +59,8 @@ typedef struct {
     uint64_t cpu_us;     // user + system CPU time, microseconds
     uint64_t maxrss_kb;  // peak resident set size, KiB
     bool retiring;       // the worker exits after sending this
+    //  JOB and OUTCOME
+    uint32_t ticket;  // the job's handoff ticket (handoff.h)
 } wire_msg_t;
 
 //  Creates an empty message of the type; caller owns it.

@@ -299,6 +299,8 @@ struct worker_t {
     emq_python_config_t python_config;  // views into config
     python_t *python;                   // python jobs (loaded on the first)
     bool broken;                        // replace this worker after its job
+    bool usage_known;                   // last_cpu_us holds a reading
+    uint64_t last_cpu_us;  // the worker's CPU time at the end of its last job
 };
 
 worker_t *
@@ -401,10 +403,12 @@ static const int s_resources[4] = { RLIMIT_AS, RLIMIT_NPROC, RLIMIT_NOFILE, RLIM
 static void
 s_run_limits_apply (s_run_limits_t *state, const worker_limits_t *limits)
 {
-    struct rusage usage;
-    getrusage (RUSAGE_SELF, &usage);
-    uint64_t used_s =
-        (uint64_t) usage.ru_utime.tv_sec + (uint64_t) usage.ru_stime.tv_sec + 1;
+    uint64_t used_s = 0;
+    if (limits->cpu_s) {
+        struct rusage usage;
+        getrusage (RUSAGE_SELF, &usage);
+        used_s = (uint64_t) usage.ru_utime.tv_sec + (uint64_t) usage.ru_stime.tv_sec + 1;
+    }
     uint64_t values[4] = { limits->as_bytes, limits->nproc, limits->nofile,
                            limits->cpu_s ? limits->cpu_s + used_s : 0 };
 #if defined(__SANITIZE_ADDRESS__)
@@ -441,8 +445,16 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
 {
     assert (self && job && job->type == WIRE_JOB);
     uint64_t started_us = (uint64_t) clock_mono_us ();
-    struct rusage before, after;
-    getrusage (RUSAGE_SELF, &before);
+    //  One getrusage per job: the reading at the end of the previous job is
+    //  this one's start (what the worker did in between, reading this job,
+    //  is counted with it).
+    struct rusage after;
+    if (!self->usage_known) {
+        getrusage (RUSAGE_SELF, &after);
+        self->last_cpu_us = s_cpu_us (&after);
+        self->usage_known = true;
+    }
+    uint64_t before_cpu_us = self->last_cpu_us;
     wire_msg_t *outcome = wire_msg_new (WIRE_OUTCOME);
     if (!outcome)
         return NULL;
@@ -517,9 +529,10 @@ done:
 usage:
     if (outcome) {
         getrusage (RUSAGE_SELF, &after);
+        self->last_cpu_us = s_cpu_us (&after);
         outcome->wall_us = (uint64_t) clock_mono_us () - started_us;
         //  exec: the command's own use came from wait4; add the worker's.
-        outcome->cpu_us += s_cpu_us (&after) - s_cpu_us (&before);
+        outcome->cpu_us += self->last_cpu_us - before_cpu_us;
         if ((uint64_t) after.ru_maxrss > outcome->maxrss_kb)
             outcome->maxrss_kb = (uint64_t) after.ru_maxrss;
     }
@@ -549,7 +562,7 @@ s_rss_kb (void)
 }
 
 void
-worker_main (int fd, pid_t parent, const worker_config_t *config)
+worker_main (int fd, pid_t parent, handoff_t *handoff, const worker_config_t *config)
 {
     //  The job manager blocked every signal around fork() and has handlers
     //  of its own; a worker starts from the defaults, with SIGPIPE ignored so
@@ -652,6 +665,13 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
             log_warning ("worker %d: unexpected message type %d", getpid (), job->type);
             _exit (2);
         }
+        //  A job handed while we ran the previous one may have been taken
+        //  back since (cancel, hold, retire): the job manager has it.
+        if (!handoff_take (handoff, job->ticket)) {
+            wire_msg_destroy (&job);
+            continue;
+        }
+        uint32_t ticket = job->ticket;
         S_TITLE ("-emq-worker: %s %s", job->queue, job->msgid);
         wire_msg_t *outcome = worker_run_job (self, job);
         wire_msg_destroy (&job);
@@ -662,6 +682,7 @@ worker_main (int fd, pid_t parent, const worker_config_t *config)
         outcome->retiring = (config->max_job_count && jobs_done >= config->max_job_count)
                             || (config->max_rss_kb && rss_kb > config->max_rss_kb)
                             || worker_is_broken (self) || self->tainted;
+        outcome->ticket = ticket;
         if (wire_send (S_WORKER_FD, outcome, &scratch))
             _exit (2);
         bool retiring = outcome->retiring;
@@ -758,7 +779,11 @@ worker_test (bool verbose)
     worker_destroy (&worker);
 
     //  A real worker process: HELLO, two jobs, retires after max_job_count.
+    //  A job taken back before the worker read it (ticket 1) is dropped
+    //  unrun: no outcome, and it does not count.
     config->max_job_count = 2;
+    handoff_t *handoff = handoff_new ();
+    REQUIRE (handoff);
     int sv[2];
     REQUIRE (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
     pid_t parent = getpid ();
@@ -766,22 +791,30 @@ worker_test (bool verbose)
     REQUIRE (pid >= 0);
     if (pid == 0) {
         close (sv[0]);
-        worker_main (sv[1], parent, config);
+        worker_main (sv[1], parent, handoff, config);
     }
     close (sv[1]);
     wire_msg_t *msg = wire_read (sv[0], err, sizeof err);
     REQUIRE (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
     wire_msg_destroy (&msg);
-    for (int i = 0; i < 2; i++) {
+    for (uint32_t ticket = 0; ticket < 3; ticket++) {
         job = s_job (&payload, "job-2");
         REQUIRE (job);
+        job->ticket = ticket;
+        handoff_offer (handoff, ticket);
+        if (ticket == 1)
+            REQUIRE (handoff_retract (handoff, ticket));
         REQUIRE (wire_write (sv[0], job) == 0);
         wire_msg_destroy (&job);
+        if (ticket == 1)
+            continue;
         msg = wire_read (sv[0], err, sizeof err);
         REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
-        REQUIRE (msg->retiring == (i == 1));
+        REQUIRE (msg->ticket == ticket && msg->retiring == (ticket == 2));
+        REQUIRE (handoff_taken (handoff, ticket));
         wire_msg_destroy (&msg);
     }
+    REQUIRE (!handoff_taken (handoff, 1));
     int status;
     REQUIRE (waitpid (pid, &status, 0) == pid);
     REQUIRE (TESTUTIL_CLEAN_EXIT (status));
@@ -795,7 +828,7 @@ worker_test (bool verbose)
     REQUIRE (pid >= 0);
     if (pid == 0) {
         close (sv[0]);
-        worker_main (sv[1], parent, config);
+        worker_main (sv[1], parent, handoff, config);
     }
     close (sv[1]);
     msg = wire_read (sv[0], err, sizeof err);
@@ -821,7 +854,7 @@ worker_test (bool verbose)
             close (sv[0]);
             if (setgid (65534) || setuid (65534))
                 _exit (9);
-            worker_main (sv[1], parent, config);
+            worker_main (sv[1], parent, handoff, config);
         }
         close (sv[1]);
         msg = wire_read (sv[0], err, sizeof err);
@@ -833,6 +866,7 @@ worker_test (bool verbose)
         close (sv[0]);
     }
 
+    handoff_destroy (&handoff);
     worker_config_destroy (&config);
     if (verbose)
         printf ("OK\n");

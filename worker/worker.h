@@ -17,6 +17,7 @@
 #define EMQ_WORKER_H
 
 #include "emq/job.h"
+#include "handoff.h"
 #include "payload.h"
 #include "wire.h"
 #include <stdbool.h>
@@ -93,9 +94,10 @@ void worker_title_init (int argc, char *argv[], char *envp[]);
 
 //  Runs a worker in the current (freshly forked) process on fd. Never
 //  returns. parent is the job manager's pid (to notice it died before
-//  PR_SET_PDEATHSIG was in place).
-void worker_main (int fd, pid_t parent, const worker_config_t *config)
-    __attribute__ ((noreturn));
+//  PR_SET_PDEATHSIG was in place); handoff is the page it shares with the
+//  job manager, where it takes each job before running it.
+void worker_main (int fd, pid_t parent, handoff_t *handoff,
+                  const worker_config_t *config) __attribute__ ((noreturn));
 
 //  The worker's state outside of worker_main, for tests and for running
 //  one job in-process: the plugin cache and the hooks.
