@@ -459,9 +459,12 @@ s_report_text (jobmanager_t *self, const jm_job_t *job, emqp_status_t status,
 static json_t *
 s_status_json (jobmanager_t *self)
 {
+    //  Jobs queued on busy workers wait here too, as held ones do.
+    json_t *held = held_json (self->held);
+    workers_queued_json (self->workers, held);
     return json_pack ("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
                       "jobs_in_flight", workers_in_flight_json (self->workers),
-                      "jobs_held", held_json (self->held), "max_epoch",
+                      "jobs_held", held, "max_epoch",
                       (json_int_t) self->max_epoch, "pid_distribution",
                       workers_distribution_json (self->workers), "total_requests",
                       (json_int_t) self->total_requests, "total_ready_sent",

@@ -923,6 +923,17 @@ workers_in_flight_json (workers_t *self)
     return in_flight;
 }
 
+void
+workers_queued_json (workers_t *self, json_t *msgids)
+{
+    assert (self);
+    for (pool_worker_t *worker = pool_first (self->pool); msgids && worker;
+         worker = pool_next (self->pool))
+        for (size_t i = 0; i < worker->queued_count; i++)
+            json_array_append_new (msgids,
+                                   json_string (((jm_job_t *) worker->queued[i])->msgid));
+}
+
 static void
 s_visit_pid (pid_t pid, uint64_t jobs, void *arg)
 {

@@ -133,6 +133,9 @@ size_t workers_queued (workers_t *self);
 //  workers included). Caller owns them (json_decref).
 json_t *workers_in_flight_json (workers_t *self);
 json_t *workers_distribution_json (workers_t *self);
+//  Appends the msgid of each job queued behind a running one to msgids
+//  (a JSON array; NULL is fine): the router counts them with the held ones.
+void workers_queued_json (workers_t *self, json_t *msgids);
 
 void workers_test (bool verbose);
 
