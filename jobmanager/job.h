@@ -22,18 +22,18 @@ typedef struct {
     char *queue;
     uint64_t epoch;  // dispatch epoch (fencing token), echoed in DONE
     uint32_t attempt;
-    uint32_t timeout_s;   // 0 = none
-    zframe_t *payload;    // msgpack job payload
-    pid_t pid;            // worker running it (or queued on), 0 while held
-    int64_t started_ms;   // monotonic; 0 while held or queued on a worker
-    double started_ts;    // wall clock, for status
-    int64_t received_ms;  // monotonic, when the REQUEST arrived (hold deadline)
-    uint64_t connection;  // the job manager's connection it arrived on; RETURN
-                          // only on that one
-    int64_t deadline_ms;  // monotonic; 0 = no timeout
-    char *crash_reason;   // why its worker was killed, when it was
+    uint32_t timeout_s;     // 0 = none
+    zframe_t *payload;      // msgpack job payload
+    pid_t pid;              // worker running it (or queued on), 0 while held
+    int64_t started_ms;     // monotonic; 0 while held or queued on a worker
+    double started_ts;      // wall clock, for status
+    int64_t received_ms;    // monotonic, when the REQUEST arrived (hold deadline)
+    uint64_t connection;    // the job manager's connection it arrived on; RETURN
+                            // only on that one
+    int64_t deadline_ms;    // monotonic; 0 = no timeout
+    char *crash_reason;     // why its worker was killed, when it was
     uint32_t unrun_deaths;  // workers that died holding it before taking it
-    void *handle;         // its place in the list that owns it
+    void *handle;           // its place in the list that owns it
 } jm_job_t;
 
 //  How a job ended, as its DONE says it. Everything is borrowed.

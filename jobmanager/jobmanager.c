@@ -462,21 +462,19 @@ s_status_json (jobmanager_t *self)
     //  Jobs queued on busy workers wait here too, as held ones do.
     json_t *held = held_json (self->held);
     workers_queued_json (self->workers, held);
-    return json_pack ("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}",
-                      "jobs_in_flight", workers_in_flight_json (self->workers),
-                      "jobs_held", held, "max_epoch",
-                      (json_int_t) self->max_epoch, "pid_distribution",
-                      workers_distribution_json (self->workers), "total_requests",
-                      (json_int_t) self->total_requests, "total_ready_sent",
-                      (json_int_t) self->total_ready_sent, "total_returned",
-                      (json_int_t) self->total_returned, "slots_announced",
-                      (json_int_t) self->announced, "workers",
-                      (json_int_t) workers_live (self->workers), "idle_workers",
-                      (json_int_t) workers_idle (self->workers), "queued_locally",
-                      (json_int_t) (held_size (self->held)
-                                    + workers_queued (self->workers)),
-                      "state",
-                      self->draining ? "draining" : s_state_names[self->state]);
+    return json_pack (
+        "{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "jobs_in_flight",
+        workers_in_flight_json (self->workers), "jobs_held", held, "max_epoch",
+        (json_int_t) self->max_epoch, "pid_distribution",
+        workers_distribution_json (self->workers), "total_requests",
+        (json_int_t) self->total_requests, "total_ready_sent",
+        (json_int_t) self->total_ready_sent, "total_returned",
+        (json_int_t) self->total_returned, "slots_announced",
+        (json_int_t) self->announced, "workers",
+        (json_int_t) workers_live (self->workers), "idle_workers",
+        (json_int_t) workers_idle (self->workers), "queued_locally",
+        (json_int_t) (held_size (self->held) + workers_queued (self->workers)), "state",
+        self->draining ? "draining" : s_state_names[self->state]);
 }
 
 static void

@@ -49,10 +49,10 @@ typedef struct {
     int64_t started_ms;     // monotonic time of the fork
     wire_reader_t *reader;  // partial messages from the worker
     //  Pipelining (see above).
-    handoff_t *handoff;                     // shared with the worker (owned)
-    uint32_t job_ticket;                    // job's ticket
-    void *queued[POOL_QUEUE_MAX];           // handed behind job, oldest first
-    uint32_t queued_ticket[POOL_QUEUE_MAX]; // their tickets
+    handoff_t *handoff;                      // shared with the worker (owned)
+    uint32_t job_ticket;                     // job's ticket
+    void *queued[POOL_QUEUE_MAX];            // handed behind job, oldest first
+    uint32_t queued_ticket[POOL_QUEUE_MAX];  // their tickets
     size_t queued_count;
     uint32_t next_ticket;  // the next job's
     uint32_t unread_from;  // tickets from this one on may still be unread

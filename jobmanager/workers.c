@@ -205,7 +205,9 @@ s_end_job (workers_t *self, pool_worker_t *worker, const jm_outcome_t *outcome)
 static void
 s_end_queued (workers_t *self, jm_job_t *job, emqp_status_t status, const char *text)
 {
-    jm_outcome_t outcome = { .status = status, .value = text, .value_size = strlen (text) };
+    jm_outcome_t outcome = { .status = status,
+                             .value = text,
+                             .value_size = strlen (text) };
     self->ended (job, &outcome, self->arg);
     zlistx_delete (self->running, job->handle);
 }
@@ -228,7 +230,8 @@ s_give_back (workers_t *self, pool_worker_t *worker, bool with_head,
             && (!cancel_epoch || cancel_epoch == job->epoch)) {
             log_info ("jobmanager %s: job %s cancelled before it started", self->id,
                       job->msgid);
-            s_end_queued (self, job, EMQP_STATUS_CANCELLED, "cancelled before it started");
+            s_end_queued (self, job, EMQP_STATUS_CANCELLED,
+                          "cancelled before it started");
             continue;
         }
         zlistx_detach (self->running, job->handle);
@@ -472,16 +475,17 @@ s_on_reaped (pool_worker_t *worker, int status, const struct rusage *usage, void
         else
             snprintf (text, sizeof text, "worker pid %d died: %s", (int) worker->pid,
                       how);
-        jm_outcome_t outcome = { .status = EMQP_STATUS_CRASHED,
-                                 .value = text,
-                                 .value_size = strlen (text),
-                                 .wall_us =
-                                     (uint64_t) (clock_mono_ms () - job->started_ms) * 1000,
-                                 .cpu_us = (uint64_t) usage->ru_utime.tv_sec * 1000000
-                                           + (uint64_t) usage->ru_utime.tv_usec
-                                           + (uint64_t) usage->ru_stime.tv_sec * 1000000
-                                           + (uint64_t) usage->ru_stime.tv_usec,
-                                 .maxrss_kb = (uint64_t) usage->ru_maxrss };
+        jm_outcome_t outcome = {
+            .status = EMQP_STATUS_CRASHED,
+            .value = text,
+            .value_size = strlen (text),
+            .wall_us = (uint64_t) (clock_mono_ms () - job->started_ms) * 1000,
+            .cpu_us = (uint64_t) usage->ru_utime.tv_sec * 1000000
+                      + (uint64_t) usage->ru_utime.tv_usec
+                      + (uint64_t) usage->ru_stime.tv_sec * 1000000
+                      + (uint64_t) usage->ru_stime.tv_usec,
+            .maxrss_kb = (uint64_t) usage->ru_maxrss
+        };
         s_end_job (self, worker, &outcome);
         //  Queued jobs the worker took without saying its current one ended
         //  (it broke its protocol) died with it.
@@ -956,12 +960,12 @@ workers_distribution_json (workers_t *self)
 //  Self test: real workers (worker_main) on a zloop, no router.
 
 typedef struct {
-    int ended;       // jobs reported
-    int changed;     // `changed` calls
-    int returned;    // jobs given back
+    int ended;                // jobs reported
+    int changed;              // `changed` calls
+    int returned;             // jobs given back
     char returned_msgid[64];  // the last one given back
     char log[1024];           // "msgid:status;" for each job reported
-    char msgid[64];  // the last job reported
+    char msgid[64];           // the last job reported
     emqp_status_t status;
     char value[256];  // its value or text (NUL-terminated copy)
     size_t value_size;
@@ -1119,9 +1123,8 @@ s_test_garbage (zloop_t *loop, bool verbose)
     s_seen_t seen = { 0 };
     worker_config_t *wconfig = s_test_wconfig (0);
     s_child = s_garbage_child;
-    workers_t *workers =
-        workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed, s_test_returned,
-                     &seen);
+    workers_t *workers = workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed,
+                                      s_test_returned, &seen);
     s_child = s_worker_child;
     REQUIRE (workers);
     workers_attach (workers, loop);
@@ -1356,9 +1359,8 @@ workers_test (bool verbose)
     REQUIRE (loop);
     worker_config_t *wconfig = s_test_wconfig (0);
     REQUIRE (wconfig);
-    workers_t *workers =
-        workers_new (&wconfig, 2, "test", s_test_ended, s_test_changed, s_test_returned,
-                     &seen);
+    workers_t *workers = workers_new (&wconfig, 2, "test", s_test_ended, s_test_changed,
+                                      s_test_returned, &seen);
     REQUIRE (workers && wconfig == NULL);
     workers_attach (workers, loop);
     CHECK (workers_coming (workers) == 2);

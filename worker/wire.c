@@ -589,8 +589,8 @@ wire_test (bool verbose)
     REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 1);
     REQUIRE (msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_FAILED);
     REQUIRE (msg->value_size == 4 && memcmp (msg->value, "boom", 4) == 0);
-    REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7
-             && msg->retiring && msg->ticket == 9);
+    REQUIRE (msg->wall_us == 5 && msg->cpu_us == 6 && msg->maxrss_kb == 7 && msg->retiring
+             && msg->ticket == 9);
     wire_msg_destroy (&msg);
     REQUIRE (wire_reader_recv (reader, sv[0], &msg, err, sizeof err) == 0);
 
@@ -630,17 +630,17 @@ wire_test (bool verbose)
         size_t size;
         const char *reason;
     } bad[] = {
-        { "\x93\x01\x05", 3, "complete" },                        // truncated
-        { "\x92\x01\x05", 3, "elements" },                        // wrong count
-        { "\x93\x09\x05\xc0", 4, "unknown" },                     // unknown type
-        { "\x93\x01\xa1x\xc0", 5, "pid" },                        // pid not int
-        { "\x93\x01\x05\xc0\xc0", 5, "after" },                   // trailing bytes
-        { "\x01", 1, "array" },                                   // not an array
-        { "\x98\x03\x09\xc4\x00\x00\x00\x00\xc2\x00", 10, "status" },  // bad status
-        { "\x98\x03\x00\xa0\x00\x00\x00\xc2\x00", 9, "bin" },  // value not bin
+        { "\x93\x01\x05", 3, "complete" },                              // truncated
+        { "\x92\x01\x05", 3, "elements" },                              // wrong count
+        { "\x93\x09\x05\xc0", 4, "unknown" },                           // unknown type
+        { "\x93\x01\xa1x\xc0", 5, "pid" },                              // pid not int
+        { "\x93\x01\x05\xc0\xc0", 5, "after" },                         // trailing bytes
+        { "\x01", 1, "array" },                                         // not an array
+        { "\x98\x03\x09\xc4\x00\x00\x00\x00\xc2\x00", 10, "status" },   // bad status
+        { "\x98\x03\x00\xa0\x00\x00\x00\xc2\x00", 9, "bin" },           // value not bin
         { "\x98\x03\x00\xc4\x00\x00\x00\x00\xc2\xa1t", 11, "ticket" },  // ticket
-        { "\x97\x02\xa2m\x00\xa1q\x01\x00\xc4\x00\x00", 12, "NUL" },  // NUL in msgid
-        { "\x96\x02\xa1m\xa1q\x01\x00\xc4\x00", 10, "elements" },  // JOB w/o ticket
+        { "\x97\x02\xa2m\x00\xa1q\x01\x00\xc4\x00\x00", 12, "NUL" },    // NUL in msgid
+        { "\x96\x02\xa1m\xa1q\x01\x00\xc4\x00", 10, "elements" },       // JOB w/o ticket
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = 0;

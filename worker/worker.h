@@ -96,8 +96,8 @@ void worker_title_init (int argc, char *argv[], char *envp[]);
 //  returns. parent is the job manager's pid (to notice it died before
 //  PR_SET_PDEATHSIG was in place); handoff is the page it shares with the
 //  job manager, where it takes each job before running it.
-void worker_main (int fd, pid_t parent, handoff_t *handoff,
-                  const worker_config_t *config) __attribute__ ((noreturn));
+void worker_main (int fd, pid_t parent, handoff_t *handoff, const worker_config_t *config)
+    __attribute__ ((noreturn));
 
 //  The worker's state outside of worker_main, for tests and for running
 //  one job in-process: the plugin cache and the hooks.
