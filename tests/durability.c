@@ -1698,24 +1698,9 @@ test_pg_server_restart (h_test_t *t)
 #define S_LEASE_TTL "1"
 #define S_LEASE_TTL_MS 1000
 
-typedef struct {
-    char frontend[H_PATH_MAX + 32], backend[H_PATH_MAX + 32], admin[H_PATH_MAX + 32];
-} s_slot_t;
-
-static void
-s_slots (h_test_t *t, s_slot_t slot[2])
-{
-    snprintf (slot[0].frontend, sizeof slot[0].frontend, "%s", t->frontend);
-    snprintf (slot[0].backend, sizeof slot[0].backend, "%s", t->backend);
-    snprintf (slot[0].admin, sizeof slot[0].admin, "%s", t->admin);
-    snprintf (slot[1].frontend, sizeof slot[1].frontend, "ipc://%s/frontend-b", t->dir);
-    snprintf (slot[1].backend, sizeof slot[1].backend, "ipc://%s/backend-b", t->dir);
-    snprintf (slot[1].admin, sizeof slot[1].admin, "ipc://%s/admin-b", t->dir);
-}
-
 //  A router in a slot, leading (wait: until it answers STATUS) or standby.
 static pid_t
-s_slot_router (h_test_t *t, const s_slot_t *slot, const char *tag, bool wait)
+s_slot_router (h_test_t *t, const h_slot_t *slot, const char *tag, bool wait)
 {
     return h_router_ex (t, tag, slot->admin, wait, "--frontend", slot->frontend,
                         "--backend", slot->backend, "--store-lease-ttl", S_LEASE_TTL,
@@ -1724,7 +1709,7 @@ s_slot_router (h_test_t *t, const s_slot_t *slot, const char *tag, bool wait)
 
 //  Two job managers that follow the lead between the slots.
 static void
-s_failover_jms (h_test_t *t, const s_slot_t slot[2])
+s_failover_jms (h_test_t *t, const h_slot_t slot[2])
 {
     setenv ("EVENTMQ_BACKEND_FAILOVER_ADDRS", slot[1].backend, 1);
     h_jm (t, "jma", DEFAULT_Q, 2, NULL);
@@ -1753,8 +1738,8 @@ test_pg_failover_kill9 (h_test_t *t)
 {
     if (!s_on_postgresql (t))
         return;
-    s_slot_t slot[2];
-    s_slots (t, slot);
+    h_slot_t slot[2];
+    h_slots (t, slot);
     pid_t router[2];
     router[0] = s_slot_router (t, &slot[0], "router-a1", true);
     router[1] = s_slot_router (t, &slot[1], "router-b1", false);
@@ -1842,8 +1827,8 @@ test_pg_failover_sigstop (h_test_t *t)
 {
     if (!s_on_postgresql (t))
         return;
-    s_slot_t slot[2];
-    s_slots (t, slot);
+    h_slot_t slot[2];
+    h_slots (t, slot);
     pid_t a = s_slot_router (t, &slot[0], "router-a", true);
     pid_t b = s_slot_router (t, &slot[1], "router-b", false);
     s_failover_jms (t, slot);
@@ -1924,7 +1909,7 @@ test_pg_failover_sigstop (h_test_t *t)
     REQUIRE_INT (vb.acked, ==, 70);  // the 50 sent to the stopped router too
     REQUIRE_MSG (h_pid_alive (b), "the new leader died");
     //  A standby stopped while it waits: a clean exit.
-    s_slot_t slot_c = slot[0];
+    h_slot_t slot_c = slot[0];
     snprintf (slot_c.admin, sizeof slot_c.admin, "ipc://%s/admin-c", t->dir);
     pid_t c = s_slot_router (t, &slot_c, "router-c", false);
     REQUIRE_WAIT (h_log_count (t, "router-c", "standby: another router leads") == 1,
@@ -1955,8 +1940,8 @@ test_pg_failover_client (h_test_t *t)
 {
     if (!s_on_postgresql (t))
         return;
-    s_slot_t slot[2];
-    s_slots (t, slot);
+    h_slot_t slot[2];
+    h_slots (t, slot);
     pid_t router[2];
     router[0] = s_slot_router (t, &slot[0], "router-a1", true);
     router[1] = s_slot_router (t, &slot[1], "router-b1", false);

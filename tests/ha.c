@@ -36,27 +36,10 @@ s_on_postgresql (h_test_t *t)
     return true;
 }
 
-//  The addresses of one router: slot 0 is the test's own, slot 1 a second
-//  set in the test's directory.
-typedef struct {
-    char frontend[H_PATH_MAX + 32], backend[H_PATH_MAX + 32], admin[H_PATH_MAX + 32];
-} s_slot_t;
-
-static void
-s_slots (h_test_t *t, s_slot_t slot[2])
-{
-    snprintf (slot[0].frontend, sizeof slot[0].frontend, "%s", t->frontend);
-    snprintf (slot[0].backend, sizeof slot[0].backend, "%s", t->backend);
-    snprintf (slot[0].admin, sizeof slot[0].admin, "%s", t->admin);
-    snprintf (slot[1].frontend, sizeof slot[1].frontend, "ipc://%s/frontend-b", t->dir);
-    snprintf (slot[1].backend, sizeof slot[1].backend, "ipc://%s/backend-b", t->dir);
-    snprintf (slot[1].admin, sizeof slot[1].admin, "ipc://%s/admin-b", t->dir);
-}
-
 //  A router in a slot, with --standby: leading (wait: until it answers
 //  STATUS) or waiting for the lead.
 static pid_t
-s_slot_router (h_test_t *t, const s_slot_t *slot, const char *tag, bool wait)
+s_slot_router (h_test_t *t, const h_slot_t *slot, const char *tag, bool wait)
 {
     return h_router_ex (t, tag, slot->admin, wait, "--frontend", slot->frontend,
                         "--backend", slot->backend, "--store-lease-ttl", S_LEASE_TTL,
@@ -182,8 +165,8 @@ test_scheduler_failover (h_test_t *t)
 {
     if (!s_on_postgresql (t))
         return;
-    s_slot_t slot[2];
-    s_slots (t, slot);
+    h_slot_t slot[2];
+    h_slots (t, slot);
     pid_t leader = s_slot_router (t, &slot[0], "router-a", true);
     pid_t standby = s_slot_router (t, &slot[1], "router-b", false);
     setenv ("EVENTMQ_BACKEND_FAILOVER_ADDRS", slot[1].backend, 1);
@@ -266,8 +249,8 @@ test_standbys_status (h_test_t *t)
 {
     if (!s_on_postgresql (t))
         return;
-    s_slot_t slot[2];
-    s_slots (t, slot);
+    h_slot_t slot[2];
+    h_slots (t, slot);
     pid_t leader = s_slot_router (t, &slot[0], "router-a", true);
     pid_t standby = s_slot_router (t, &slot[1], "router-b", false);
     REQUIRE_WAIT (({

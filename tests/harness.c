@@ -1439,3 +1439,14 @@ h_pg_int (PGconn *conn, const char *sql)
     PQclear (res);
     return value;
 }
+
+void
+h_slots (h_test_t *t, h_slot_t slot[2])
+{
+    snprintf (slot[0].frontend, sizeof slot[0].frontend, "%s", t->frontend);
+    snprintf (slot[0].backend, sizeof slot[0].backend, "%s", t->backend);
+    snprintf (slot[0].admin, sizeof slot[0].admin, "%s", t->admin);
+    snprintf (slot[1].frontend, sizeof slot[1].frontend, "ipc://%s/frontend-b", t->dir);
+    snprintf (slot[1].backend, sizeof slot[1].backend, "ipc://%s/backend-b", t->dir);
+    snprintf (slot[1].admin, sizeof slot[1].admin, "ipc://%s/admin-b", t->dir);
+}

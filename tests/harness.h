@@ -212,6 +212,13 @@ pid_t h_router (h_test_t *t, const char *tag, ...) __attribute__ ((sentinel));
 //  The same with another admin address (NULL: the test's), and without
 //  waiting for STATUS when wait is false (a router that must not serve yet:
 //  --standby, --takeover). The test's data directory is <dir>/data.
+//  The addresses of one router, for tests with two: slot 0 is the test's
+//  own (t->frontend, ...), slot 1 a second set in the test's directory.
+typedef struct {
+    char frontend[H_PATH_MAX + 32], backend[H_PATH_MAX + 32], admin[H_PATH_MAX + 32];
+} h_slot_t;
+void h_slots (h_test_t *t, h_slot_t slot[2]);
+
 pid_t h_router_ex (h_test_t *t, const char *tag, const char *admin, bool wait, ...)
     __attribute__ ((sentinel));
 
