@@ -791,11 +791,13 @@ s_pipeline (s_rig_t *rig, long total, int64_t cap_us, s_run_t *run)
 
 //  Throughput of one mode; NaN when it could not run.
 static double
-s_throughput (const char *path, const char *name, s_mode_t mode, const char *what)
+s_throughput (const char *path, const char *name, s_mode_t mode, const char *what,
+              double *cpu_per_job)
 {
     char scenario[64];
     snprintf (scenario, sizeof scenario, "8.beanstalkd-%s", name);
     double jps = NAN;
+    *cpu_per_job = NAN;
     s_server_t server = { 0 };
     s_rig_t rig;
     memset (&rig, 0, sizeof rig);
@@ -833,6 +835,7 @@ s_throughput (const char *path, const char *name, s_mode_t mode, const char *wha
     double server_us = jobs ? (double) cpu_server / (double) jobs : NAN;
     double workers_us = jobs ? (double) cpu_workers / (double) jobs : NAN;
     double producer_us = jobs ? (double) cpu_producer / (double) jobs : NAN;
+    *cpu_per_job = server_us + workers_us + producer_us;
     bench_figure (scenario, "jobs", (double) jobs, NULL);
     bench_figure (scenario, "throughput", jps, "jobs_per_s");
     bench_figure (scenario, "beanstalkd_cpu_per_job", server_us, "us");
@@ -933,7 +936,9 @@ bench_beanstalkd_rtt_new (bench_rtt_t *rtt, const char *path)
 void
 bench_beanstalkd (bench_beanstalkd_t *out)
 {
-    *out = (bench_beanstalkd_t){ .mem_jps = NAN, .binlog_jps = NAN, .fsync_jps = NAN };
+    *out = (bench_beanstalkd_t){
+        .mem_jps = NAN, .binlog_jps = NAN, .fsync_jps = NAN, .mem_cpu_per_job = NAN
+    };
     char *path = out->path;
     if (s_find (path, sizeof out->path)) {
         bench_line ("8.beanstalkd",
@@ -946,9 +951,11 @@ bench_beanstalkd (bench_beanstalkd_t *out)
         return;
     }
     out->installed = true;
-    out->mem_jps = s_throughput (path, "mem", S_IN_MEMORY, "in memory");
+    double unused;
+    out->mem_jps =
+        s_throughput (path, "mem", S_IN_MEMORY, "in memory", &out->mem_cpu_per_job);
     out->binlog_jps =
-        s_throughput (path, "binlog", S_BINLOG, "-b, fsync at most every 50 ms");
-    out->fsync_jps =
-        s_throughput (path, "fsync", S_BINLOG_FSYNC, "-b -f0, fsync on every write");
+        s_throughput (path, "binlog", S_BINLOG, "-b, fsync at most every 50 ms", &unused);
+    out->fsync_jps = s_throughput (path, "fsync", S_BINLOG_FSYNC,
+                                   "-b -f0, fsync on every write", &unused);
 }

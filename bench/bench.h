@@ -291,6 +291,9 @@ typedef struct {
     int slices;                   // run in this many timed slices (0, 1: one) ...
     void (*between) (void *arg);  // ... calling this before each and after the last
     void *between_arg;
+    double *cpu_per_job;  // out, if set: µs of CPU per job, every process
+                          // together (workers too unless in slices)
+    double *busy;         // out, if set: how busy all CPUs were, in %
 } bench_e2e_opts_t;
 double bench_e2e_run (const bench_e2e_opts_t *opts);
 //  Starts a router (data_dir NULL: in memory, else with the router's
@@ -319,11 +322,12 @@ void bench_fanout (void);
 //  8. beanstalkd, the peer, in three modes with our client and 2 worker
 //  processes (bench/beanstalkd.c). Figures are NaN when not measured.
 typedef struct {
-    bool installed;     // found in PATH or $EMQ_BENCH_BEANSTALKD
-    char path[1024];    // where
-    double mem_jps;     // no -b
-    double binlog_jps;  // -b DIR (fsync at most every 50 ms)
-    double fsync_jps;   // -b DIR -f0 (fsync on every write)
+    bool installed;          // found in PATH or $EMQ_BENCH_BEANSTALKD
+    char path[1024];         // where
+    double mem_jps;          // no -b
+    double binlog_jps;       // -b DIR (fsync at most every 50 ms)
+    double fsync_jps;        // -b DIR -f0 (fsync on every write)
+    double mem_cpu_per_job;  // µs of CPU per job in memory, every process together
 } bench_beanstalkd_t;
 void bench_beanstalkd (bench_beanstalkd_t *out);
 //  Starts beanstalkd at path in memory with 2 replying workers and a

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 extern char **environ;
 
@@ -182,6 +183,55 @@ s_met (double value, double bound, bool at_least)
     return at_least ? value >= bound : value <= bound;
 }
 
+//  Under the table, for each throughput row: what bounds it, from this
+//  run's own figures. On N CPUs a system that spends C µs of CPU per job
+//  (every process of it together) moves at most N / C jobs per second, so
+//  a target of R jobs/s is a budget of N / R µs per job.
+static void
+s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double always,
+          const double cpu[3], const double busy[3], double mem_p50, double bs_p50,
+          double lb_p50, double exec_jps, double exec_cpu, double limit)
+{
+    double ncpu = (double) sysconf (_SC_NPROCESSORS_ONLN);
+    const char *modes[3] = { "in memory", "data dir, everysec", "fsync always" };
+    double jps[3] = { mem, everysec, always };
+    double want[3] = { 4 * bs->mem_jps, 4 * bs->binlog_jps, 10 * bs->fsync_jps };
+    for (int i = 0; i < 3; i++) {
+        if (!isfinite (cpu[i]) || !isfinite (want[i]) || jps[i] >= want[i])
+            continue;
+        double budget = ncpu * 1e6 / want[i];
+        if (cpu[i] > budget)
+            bench_compare_note ("Bound, %s: CPU. emq spent %.1f µs of CPU per job over "
+                                "all its processes (all CPUs %.0f %% busy): at most %.0f "
+                                "jobs/s on %.0f CPUs; it moved %.0f. The target, %.0f "
+                                "jobs/s, is a budget of %.1f µs per job.",
+                                modes[i], cpu[i], busy[i], ncpu * 1e6 / cpu[i], ncpu,
+                                jps[i], want[i], budget);
+        else
+            bench_compare_note ("Bound, %s: not CPU. emq spent %.1f µs of CPU per job, "
+                                "within the target's budget of %.1f µs, with all CPUs "
+                                "%.0f %% busy: the rest is waiting (the disk, wake-ups "
+                                "between the processes).",
+                                modes[i], cpu[i], budget, busy[i]);
+    }
+    if (isfinite (bs->mem_cpu_per_job) && isfinite (cpu[0]))
+        bench_compare_note ("CPU per job in memory, every process together: beanstalkd "
+                            "%.1f µs, emq %.1f µs (%.2f×).",
+                            bs->mem_cpu_per_job, cpu[0], cpu[0] / bs->mem_cpu_per_job);
+    if (isfinite (mem_p50) && isfinite (bs_p50) && isfinite (lb_p50))
+        bench_compare_note ("Bound, round trip: the bare ZeroMQ LB broker's p50 is %.2f× "
+                            "beanstalkd's; emq adds %.0f µs to it (the job manager's "
+                            "pipe hop to a worker and back, the RESULT).",
+                            lb_p50 / bs_p50, mem_p50 - lb_p50);
+    if (isfinite (exec_jps) && isfinite (limit) && exec_jps < 0.8 * limit
+        && isfinite (exec_cpu))
+        bench_compare_note (
+            "Bound, exec: the router, job manager and client spent %.0f "
+            "µs of CPU per exec job, %.2f of a CPU at %.0f jobs/s, on top "
+            "of the spawns themselves.",
+            exec_cpu, exec_cpu * exec_jps / 1e6, exec_jps);
+}
+
 void
 bench_compare (void)
 {
@@ -193,18 +243,26 @@ bench_compare (void)
     snprintf (dirs[0], sizeof dirs[0], "%s/data-tcp-everysec", bench.dir);
     snprintf (dirs[1], sizeof dirs[1], "%s/data-tcp-always", bench.dir);
     snprintf (dirs[2], sizeof dirs[2], "%s/data-tcp-rtt", bench.dir);
+    //  What each run cost, for the lines that say what bounds a target.
+    double cpu[3] = { NAN, NAN, NAN }, busy[3] = { NAN, NAN, NAN };
     bench_e2e_opts_t opts = { .scenario = "8.emq-tcp-mem",
                               .tcp = true,
                               .payload_size = PAYLOAD_SIZE,
-                              .cap_us = (int64_t) (5e6 * bench.scale) };
+                              .cap_us = (int64_t) (5e6 * bench.scale),
+                              .cpu_per_job = &cpu[0],
+                              .busy = &busy[0] };
     double mem = bench_e2e_run (&opts);
     opts.scenario = "8.emq-tcp-everysec";
     opts.data_dir = dirs[0];
     opts.fsync = "everysec";
+    opts.cpu_per_job = &cpu[1];
+    opts.busy = &busy[1];
     double everysec = bench_e2e_run (&opts);
     opts.scenario = "8.emq-tcp-always";
     opts.data_dir = dirs[1];
     opts.fsync = "always";
+    opts.cpu_per_job = &cpu[2];
+    opts.busy = &busy[2];
     double always = bench_e2e_run (&opts);
 
     bench_baseline_tcp_t zmq;
@@ -240,6 +298,8 @@ bench_compare (void)
                               .slices = 5,
                               .between = s_limit_slice,
                               .between_arg = &spawns };
+    double exec_cpu = NAN;
+    exec.cpu_per_job = &exec_cpu;
     double exec_jps = bench_e2e_run (&exec);
     double limit = spawns.done > 0 && !spawns.error
                        ? spawns.done * 1e6 / (double) spawns.elapsed_us
@@ -345,6 +405,8 @@ bench_compare (void)
     bench_compare_note ("emq in memory ÷ ZeroMQ LB broker: %.2f×; ÷ proxy: %.3f×. "
                         "Round trips sampled in alternation; beanstalkd's p99 %.0f µs.",
                         mem / zmq.lb_rps, mem / zmq.proxy_rps, bs_p99);
+    s_bounds (&bs, mem, everysec, always, cpu, busy, mem_p50, p50[0], lb_p50, exec_jps,
+              exec_cpu, limit);
     if (!bs.installed)
         bench_compare_note (
             "beanstalkd is not installed: sudo apt-get install beanstalkd "

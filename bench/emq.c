@@ -276,6 +276,13 @@ bench_e2e_run (const bench_e2e_opts_t *o)
         router_us, jm_us, client_us, busy, run.stalled ? " [STALLED]" : "");
     if (slices == 1 && jobs > 0)
         bench_proc_report (scenario, procs, S_ROLES);
+    if (o->cpu_per_job) {
+        *o->cpu_per_job = router_us + jm_us + client_us;
+        if (slices == 1 && jobs > 0)
+            *o->cpu_per_job += procs[2].cpu_per_job;  // the workers
+    }
+    if (o->busy)
+        *o->busy = busy;
     if (series_y) {
         double *series_x = calloc (series_n ? series_n : 1, sizeof (double));
         for (size_t i = 0; series_x && i < series_n; i++)
