@@ -194,6 +194,15 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
 {
     double ncpu = (double) sysconf (_SC_NPROCESSORS_ONLN);
     const char *modes[3] = { "in memory", "data dir, everysec", "fsync always" };
+    //  What would move each, were it CPU: docs/performance.md, "Last run".
+    const char *levers[3] = {
+        "fewer processes per job (no-op-sized jobs run in the job manager, "
+        "without a worker's isolation) or fewer libzmq calls per job (ACK and "
+        "RESULT in one message)",
+        "the above, and fewer store writes per job (one row write, not a row "
+        "and an index update per state change)",
+        "the above: the disk is not what bounds it (one fsync per group commit)"
+    };
     double jps[3] = { mem, everysec, always };
     double want[3] = { 4 * bs->mem_jps, 4 * bs->binlog_jps, 10 * bs->fsync_jps };
     for (int i = 0; i < 3; i++) {
@@ -204,9 +213,9 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
             bench_compare_note ("Bound, %s: CPU. emq spent %.1f µs of CPU per job over "
                                 "all its processes (all CPUs %.0f %% busy): at most %.0f "
                                 "jobs/s on %.0f CPUs; it moved %.0f. The target, %.0f "
-                                "jobs/s, is a budget of %.1f µs per job.",
+                                "jobs/s, is a budget of %.1f µs per job. Lever: %s.",
                                 modes[i], cpu[i], busy[i], ncpu * 1e6 / cpu[i], ncpu,
-                                jps[i], want[i], budget);
+                                jps[i], want[i], budget, levers[i]);
         else
             bench_compare_note ("Bound, %s: not CPU. emq spent %.1f µs of CPU per job, "
                                 "within the target's budget of %.1f µs, with all CPUs "
@@ -221,14 +230,17 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
     if (isfinite (mem_p50) && isfinite (bs_p50) && isfinite (lb_p50))
         bench_compare_note ("Bound, round trip: the bare ZeroMQ LB broker's p50 is %.2f× "
                             "beanstalkd's; emq adds %.0f µs to it (the job manager's "
-                            "pipe hop to a worker and back, the RESULT).",
+                            "pipe hop to a worker and back, the RESULT). No broker on "
+                            "libzmq meets 2× here; lever for the rest: the pipe hop.",
                             lb_p50 / bs_p50, mem_p50 - lb_p50);
     if (isfinite (exec_jps) && isfinite (limit) && exec_jps < 0.8 * limit
         && isfinite (exec_cpu))
         bench_compare_note (
             "Bound, exec: the router, job manager and client spent %.0f "
             "µs of CPU per exec job, %.2f of a CPU at %.0f jobs/s, on top "
-            "of the spawns themselves.",
+            "of the spawns themselves. Lever: more slots than cores for "
+            "exec jobs, which wait on their child (this scenario keeps 2 "
+            "workers, as the limit keeps 2 spawners).",
             exec_cpu, exec_cpu * exec_jps / 1e6, exec_jps);
 }
 
