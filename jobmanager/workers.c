@@ -228,8 +228,9 @@ s_give_back (workers_t *self, pool_worker_t *worker, bool with_head,
         jm_job_t *job = back[i];
         if (cancel_msgid && streq (job->msgid, cancel_msgid)
             && (!cancel_epoch || cancel_epoch == job->epoch)) {
-            log_info ("jobmanager %s: job %s cancelled before it started", self->id,
-                      job->msgid);
+            log_info ("jobmanager %s: job %s cancelled before it started (taken back "
+                      "from worker %d)",
+                      self->id, job->msgid, (int) worker->pid);
             s_end_queued (self, job, EMQP_STATUS_CANCELLED,
                           "cancelled before it started");
             continue;

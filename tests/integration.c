@@ -99,6 +99,16 @@ s_jm_processed (h_test_t *t, const char *name)
     return processed;
 }
 
+//  Jobs the router counts at the job manager (running or prefetched).
+static long long
+s_jm_inflight (h_test_t *t, const char *name)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    long long inflight = h_jint (info, -1, "inflight", NULL);
+    json_decref (info);
+    return inflight;
+}
+
 //  A number from the job manager's own stats (as of its last heartbeat).
 static long long
 s_jm_stat (h_test_t *t, const char *name, const char *key)
@@ -1136,6 +1146,57 @@ test_prefetch_return (h_test_t *t)
 }
 
 //  ---------------------------------------------------------------------
+//  12b. Pipelining: a job prefetched to a job manager whose one worker is
+//  busy is queued on that worker (its job started well within half the
+//  hold). A CANCEL takes it back from there unrun: its RESULT says
+//  cancelled, the worker and the job it runs go on; the job queued behind
+//  it runs once the long one ends.
+
+static void
+test_pipeline_cancel (h_test_t *t)
+{
+    h_router (t, "router", "--prefetch", "2", NULL);
+    h_jm (t, "jm", DEFAULT_Q, 1, "--prefetch-hold-ms", "10000", NULL);
+    REQUIRE_WAIT (h_jm_has_slots (t, "jm", 1), 5000);
+    emq_client_t *client = s_client (t);
+    char warm[37], sleeper[37], doomed[37], next[37];
+    h_submit_run (client, NULL, "upper", "\"warm\"", 0, warm);
+    free (s_expect_ok (t, client, warm, 10000));
+    h_submit_run (client, NULL, "sleep", "2", 0, sleeper);
+    pid_t worker = 0;
+    REQUIRE_WAIT ((worker = h_jm_job_pid (t, "jm", sleeper)) > 0, 3000);
+    h_submit_run (client, NULL, "upper", "\"doomed\"", 0, doomed);
+    h_submit_run (client, NULL, "upper", "\"next\"", 0, next);
+    //  Both prefetched to the job manager (the router counts them there).
+    REQUIRE_WAIT (s_jm_inflight (t, "jm") == 3, 3000);
+    h_cli_t r;
+    h_cli (t, &r, 10000, "cancel", doomed, NULL);
+    REQUIRE_MSG (r.status == 0, "cancel of a queued job: exit %d (stderr %s)", r.status,
+                 r.err);
+    h_cli_free (&r);
+    emq_event_t event;
+    int rc = s_wait_result (t, client, doomed, 5000, &event);
+    REQUIRE_MSG (rc != EMQ_ERR_TIMEOUT, "no RESULT for the cancelled queued job");
+    char *text = h_result_text (&event);
+    REQUIRE_MSG (event.status == EMQ_JOB_CANCELLED, "cancelled queued job ended %s: %s",
+                 emq_job_status_name (event.status), text);
+    REQUIRE_CONTAINS (text, "before it started");
+    free (text);
+    //  It was queued on the worker, not held by the job manager.
+    REQUIRE_WAIT (h_log_count (t, "jm", "(taken back from worker") == 1, 3000);
+    //  Nothing was killed: the long job still runs on the same worker, and
+    //  ends ok; the next one runs after it.
+    REQUIRE (h_pid_alive (worker));
+    REQUIRE_INT (h_jm_job_pid (t, "jm", sleeper), ==, worker);
+    free (s_expect_ok (t, client, sleeper, 10000));
+    text = s_expect_ok (t, client, next, 10000);
+    REQUIRE_STREQ (text, "\"NEXT\"");
+    free (text);
+    REQUIRE (h_pid_alive (worker));
+    emq_client_destroy (&client);
+}
+
+//  ---------------------------------------------------------------------
 //  13. max_job_count recycles workers
 
 static void
@@ -2014,6 +2075,8 @@ static const h_testdef_t s_tests[] = {
     { "disconnect", test_disconnect, "DISCONNECT refused on frontend, obeyed on admin" },
     { "jm_sigterm", test_jm_sigterm, "SIGTERM: running jobs finish, jm exits 0" },
     { "max_job_count", test_max_job_count, "workers recycled after max_job_count jobs" },
+    { "pipeline_cancel", test_pipeline_cancel,
+      "a job queued on a busy worker is cancelled unrun; the worker goes on" },
     { "prefetch_return", test_prefetch_return,
       "a prefetched job held behind a long one is returned and runs elsewhere" },
     { "eventmq_wire", test_eventmq_wire, "EventMQ job manager and client frames" },
