@@ -502,7 +502,10 @@ command_run (const payload_t *payload, const command_policy_t *policy,
             reaped = true;
             close (pidfd);
             pidfd = -1;
-            proctree_kill_children (NULL, NULL);
+            //  (Only if there is a child left: the scan reads all of /proc,
+            //  about 120 files here, which was most of an exec job's cost.)
+            if (proctree_has_children ())
+                proctree_kill_children (NULL, NULL);
         }
         if (fds[2].revents) {
             ssize_t n = write (in[1], payload->stdin_data + stdin_done,
