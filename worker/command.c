@@ -310,8 +310,8 @@ s_child_say (const char *what, const char *name, int error)
 //  worker keeps, and no handler of the worker's may run in it. ASan must
 //  not poison that stack either.
 static void s_child (const payload_t *payload, const payload_limits_t *limits,
-                     const char *path, int in_fd, int out_fd, int err_fd)
-    __attribute__ ((noreturn, no_sanitize_address));
+                     bool handlers_default, const char *path, int in_fd, int out_fd,
+                     int err_fd) __attribute__ ((noreturn, no_sanitize_address));
 
 //  Sets soft and hard limit (the command cannot raise it again); 0 = leave.
 static int __attribute__ ((no_sanitize_address))
@@ -324,8 +324,8 @@ s_child_limit (int resource, uint64_t soft, uint64_t hard)
 }
 
 static void
-s_child (const payload_t *payload, const payload_limits_t *limits, const char *path,
-         int in_fd, int out_fd, int err_fd)
+s_child (const payload_t *payload, const payload_limits_t *limits, bool handlers_default,
+         const char *path, int in_fd, int out_fd, int err_fd)
 {
     //  Die with the worker. Signals are all blocked (s_spawn): handlers go
     //  back to the defaults before any is let through, so that none runs on
@@ -334,7 +334,9 @@ s_child (const payload_t *payload, const payload_limits_t *limits, const char *p
     prctl (PR_SET_PDEATHSIG, SIGKILL);
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     sigemptyset (&dfl.sa_mask);
-    for (int sig = 1; sig < NSIG; sig++) {
+    if (handlers_default)
+        sigaction (SIGPIPE, &dfl, NULL);
+    for (int sig = 1; sig < NSIG && !handlers_default; sig++) {
         struct sigaction now;
         if (sig == SIGKILL || sig == SIGSTOP || sigaction (sig, NULL, &now))
             continue;
@@ -369,15 +371,15 @@ s_child (const payload_t *payload, const payload_limits_t *limits, const char *p
 //  same, but cannot set PR_SET_PDEATHSIG in the child.) Every signal is
 //  blocked meanwhile, as posix_spawn does. Returns the pid, or -1 (errno).
 static pid_t
-s_spawn (const payload_t *payload, const payload_limits_t *limits, const char *path,
-         int in_fd, int out_fd, int err_fd)
+s_spawn (const payload_t *payload, const payload_limits_t *limits, bool handlers_default,
+         const char *path, int in_fd, int out_fd, int err_fd)
 {
     sigset_t all, old;
     sigfillset (&all);
     pthread_sigmask (SIG_SETMASK, &all, &old);
     pid_t pid = vfork ();
     if (pid == 0)
-        s_child (payload, limits, path, in_fd, out_fd, err_fd);
+        s_child (payload, limits, handlers_default, path, in_fd, out_fd, err_fd);
     int saved = errno;
     pthread_sigmask (SIG_SETMASK, &old, NULL);
     errno = saved;
@@ -453,7 +455,8 @@ command_run (const payload_t *payload, const command_policy_t *policy,
             goto done;
         }
     }
-    pid_t pid = s_spawn (payload, &policy->limits, path, in[0], out[1], errp[1]);
+    pid_t pid = s_spawn (payload, &policy->limits, policy->handlers_default, path, in[0],
+                         out[1], errp[1]);
     if (pid < 0) {
         snprintf (err, sizeof err, "vfork: %s", strerror (errno));
         result = s_outcome_text (outcome, EMQP_STATUS_FAILED, err);

@@ -46,6 +46,10 @@ typedef struct {
     //  ends: set by a worker, which is a subreaper and has no child but
     //  what jobs left behind. Off for in-process use (tests).
     bool reap_all;
+    //  Every signal handler of this process is the default but SIGPIPE's
+    //  (a worker that has run no in-process job yet): the command's child
+    //  then resets SIGPIPE only, not all 64 with a system call each.
+    bool handlers_default;
 } command_policy_t;
 
 //  True if name may be set by a job's env map: it matches one of the

@@ -300,6 +300,8 @@ struct worker_t {
     python_t *python;                   // python jobs (loaded on the first)
     bool broken;                        // replace this worker after its job
     bool usage_known;                   // last_cpu_us holds a reading
+    bool handlers_touched;              // a run or python job ran here: it may have
+                                        // installed signal handlers
     uint64_t last_cpu_us;  // the worker's CPU time at the end of its last job
 };
 
@@ -321,6 +323,10 @@ worker_new (const worker_config_t *config)
                                .job_entry = config->python_job_entry,
                                .job_exit = config->python_job_exit };
     self->python = python_new (&self->python_config);
+    //  Hooks run in this process and may install signal handlers.
+    self->handlers_touched = config->setup || config->job_entry || config->job_exit
+                             || config->python_setup || config->python_job_entry
+                             || config->python_job_exit;
     if (!self->plugins || !self->python)
         worker_destroy (&self);
     return self;
@@ -494,6 +500,7 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
         //  while it runs.
         s_run_limits_t state;
         s_run_limits_apply (&state, &limits);
+        self->handlers_touched = true;
         rc = payload->kind == PAYLOAD_RUN
                  ? plugin_run (self->plugins, payload, &context, outcome)
                  : python_run (self->python, payload, outcome, &self->broken);
@@ -509,7 +516,9 @@ worker_run_job (worker_t *self, const wire_msg_t *job)
                                     .env_allow = self->config->env_allow,
                                     .env_allow_count = self->config->env_allow_count,
                                     .limits = limits,
-                                    .reap_all = self->reap_all };
+                                    .reap_all = self->reap_all,
+                                    .handlers_default =
+                                        self->reap_all && !self->handlers_touched };
         rc = command_run (payload, &policy, outcome);
     }
     //  Every process a job started ends with it: what a run job forked, or
