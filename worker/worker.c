@@ -806,8 +806,13 @@ worker_test (bool verbose)
     wire_msg_t *msg = wire_read (sv[0], err, sizeof err);
     REQUIRE (msg && msg->type == WIRE_HELLO && msg->pid == pid && !msg->error);
     wire_msg_destroy (&msg);
+    //  The last one shows the command's ignored signals: none, although the
+    //  worker ignores SIGPIPE (it resets only that one, having run no
+    //  in-process job or hook; exec resets caught ones by itself).
+    char *sig_argv[] = { "/bin/grep", "-E", "^Sig(Ign|Cgt)", "/proc/self/status", NULL };
+    payload_t sig_payload = { .kind = PAYLOAD_EXEC, .argv = sig_argv, .argc = 4 };
     for (uint32_t ticket = 0; ticket < 3; ticket++) {
-        job = s_job (&payload, "job-2");
+        job = s_job (ticket == 2 ? &sig_payload : &payload, "job-2");
         REQUIRE (job);
         job->ticket = ticket;
         handoff_offer (handoff, ticket);
@@ -821,6 +826,9 @@ worker_test (bool verbose)
         REQUIRE (msg && msg->type == WIRE_OUTCOME && msg->status == EMQP_STATUS_OK);
         REQUIRE (msg->ticket == ticket && msg->retiring == (ticket == 2));
         REQUIRE (handoff_taken (handoff, ticket));
+        if (ticket == 2) {
+            CHECK (memmem (msg->value, msg->value_size, "SigIgn:\t0000000000000000", 23));
+        }
         wire_msg_destroy (&msg);
     }
     REQUIRE (!handoff_taken (handoff, 1));
