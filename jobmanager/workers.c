@@ -1007,17 +1007,35 @@ s_test_returned (jm_job_t **jobs, size_t count, void *arg)
     }
 }
 
+//  The worker that holds msgid as its job or queued, or NULL.
+static pool_worker_t *
+s_test_holder (workers_t *workers, const char *msgid, bool *queued)
+{
+    for (pool_worker_t *worker = pool_first (workers->pool); worker;
+         worker = pool_next (workers->pool)) {
+        if (worker->job && streq (((jm_job_t *) worker->job)->msgid, msgid)) {
+            *queued = false;
+            return worker;
+        }
+        for (size_t i = 0; i < worker->queued_count; i++)
+            if (streq (((jm_job_t *) worker->queued[i])->msgid, msgid)) {
+                *queued = true;
+                return worker;
+            }
+    }
+    return NULL;
+}
+
 //  Waits (5 s at most) until the worker handed msgid has taken it: only
 //  then does killing the worker count as a crash of the job.
 static bool
 s_test_taken (workers_t *workers, const char *msgid)
 {
     for (int i = 0; i < 1000; i++) {
-        for (pool_worker_t *worker = pool_first (workers->pool); worker;
-             worker = pool_next (workers->pool))
-            if (worker->job && streq (((jm_job_t *) worker->job)->msgid, msgid)
-                && handoff_taken (worker->handoff, worker->job_ticket))
-                return true;
+        bool queued = false;
+        pool_worker_t *worker = s_test_holder (workers, msgid, &queued);
+        if (worker && !queued && handoff_taken (worker->handoff, worker->job_ticket))
+            return true;
         zclock_sleep (5);
     }
     return false;
@@ -1115,6 +1133,25 @@ s_test_wconfig (uint64_t max_job_count)
     return wconfig;
 }
 
+//  A table of target workers running child, attached to loop, reporting to
+//  seen, queueing for hold_ms: started, and every worker said HELLO.
+static workers_t *
+s_test_workers (zloop_t *loop, pool_child_fn *child, uint64_t max_job_count,
+                size_t target, int64_t hold_ms, s_seen_t *seen)
+{
+    worker_config_t *wconfig = s_test_wconfig (max_job_count);
+    s_child = child;
+    workers_t *workers = workers_new (&wconfig, target, "test", s_test_ended,
+                                      s_test_changed, s_test_returned, seen);
+    s_child = s_worker_child;
+    REQUIRE_OR_NULL (workers);
+    workers_attach (workers, loop);
+    workers_set_hold (workers, hold_ms);
+    workers_replenish (workers);
+    CHECK (s_test_until (loop, workers, workers_ready, NULL, target));
+    return workers;
+}
+
 //  A misbehaving worker: its job is reported crashed with the reason, and
 //  the worker is replaced at once.
 static void
@@ -1122,15 +1159,8 @@ s_test_garbage (zloop_t *loop, bool verbose)
 {
     (void) verbose;
     s_seen_t seen = { 0 };
-    worker_config_t *wconfig = s_test_wconfig (0);
-    s_child = s_garbage_child;
-    workers_t *workers = workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed,
-                                      s_test_returned, &seen);
-    s_child = s_worker_child;
+    workers_t *workers = s_test_workers (loop, s_garbage_child, 0, 1, 0, &seen);
     REQUIRE (workers);
-    workers_attach (workers, loop);
-    workers_replenish (workers);
-    CHECK (s_test_until (loop, workers, workers_ready, NULL, 1));
     char *echo[] = { "/bin/echo", "x", NULL };
     jm_job_t *job = s_test_job ("bad", echo, 0);
     CHECK (workers_assign (workers, &job) == 0);
@@ -1142,25 +1172,6 @@ s_test_garbage (zloop_t *loop, bool verbose)
     workers_destroy (&workers);
 }
 
-//  The worker that holds msgid as its job or queued, or NULL.
-static pool_worker_t *
-s_test_holder (workers_t *workers, const char *msgid, bool *queued)
-{
-    for (pool_worker_t *worker = pool_first (workers->pool); worker;
-         worker = pool_next (workers->pool)) {
-        if (worker->job && streq (((jm_job_t *) worker->job)->msgid, msgid)) {
-            *queued = false;
-            return worker;
-        }
-        for (size_t i = 0; i < worker->queued_count; i++)
-            if (streq (((jm_job_t *) worker->queued[i])->msgid, msgid)) {
-                *queued = true;
-                return worker;
-            }
-    }
-    return NULL;
-}
-
 //  Pipelining: jobs queued on busy workers start when the job ahead ends,
 //  and come back unrun when cancelled, held too long, or when their worker
 //  dies or goes.
@@ -1169,13 +1180,8 @@ s_test_pipeline (zloop_t *loop, bool verbose)
 {
     (void) verbose;
     s_seen_t seen = { 0 };
-    worker_config_t *wconfig = s_test_wconfig (0);
-    workers_t *workers = workers_new (&wconfig, 2, "test", s_test_ended, s_test_changed,
-                                      s_test_returned, &seen);
+    workers_t *workers = s_test_workers (loop, s_worker_child, 0, 2, 0, &seen);
     REQUIRE (workers);
-    workers_attach (workers, loop);
-    workers_replenish (workers);
-    CHECK (s_test_until (loop, workers, workers_ready, NULL, 2));
     char *sleeper[] = { "/bin/sleep", "30", NULL };
     char *echo[] = { "/bin/echo", "q", NULL };
     char *short_sleep[] = { "/bin/sleep", "0.3", NULL };
@@ -1307,14 +1313,8 @@ s_test_pipeline_retire (zloop_t *loop, bool verbose)
 {
     (void) verbose;
     s_seen_t seen = { 0 };
-    worker_config_t *wconfig = s_test_wconfig (1);
-    workers_t *workers = workers_new (&wconfig, 1, "test", s_test_ended, s_test_changed,
-                                      s_test_returned, &seen);
+    workers_t *workers = s_test_workers (loop, s_worker_child, 1, 1, 10000, &seen);
     REQUIRE (workers);
-    workers_attach (workers, loop);
-    workers_set_hold (workers, 10000);
-    workers_replenish (workers);
-    CHECK (s_test_until (loop, workers, workers_ready, NULL, 1));
     char *short_sleep[] = { "/bin/sleep", "0.2", NULL };
     jm_job_t *job = s_test_job ("first", short_sleep, 0);
     CHECK (workers_assign (workers, &job) == 0);

@@ -89,24 +89,21 @@ s_run_ok (h_test_t *t, emq_client_t *client, const char *queue, const char *func
     free (text);
 }
 
-//  The number of jobs the job manager `name` processed, per the router.
+//  A number the router keeps for the job manager `name`: "processed" (jobs
+//  it did), "inflight" (jobs it holds: running or prefetched).
+static long long
+s_jm_count (h_test_t *t, const char *name, const char *key)
+{
+    json_t *info = h_jm_info (t, name, NULL);
+    long long count = h_jint (info, -1, key, NULL);
+    json_decref (info);
+    return count;
+}
+
 static long long
 s_jm_processed (h_test_t *t, const char *name)
 {
-    json_t *info = h_jm_info (t, name, NULL);
-    long long processed = h_jint (info, -1, "processed", NULL);
-    json_decref (info);
-    return processed;
-}
-
-//  Jobs the router counts at the job manager (running or prefetched).
-static long long
-s_jm_inflight (h_test_t *t, const char *name)
-{
-    json_t *info = h_jm_info (t, name, NULL);
-    long long inflight = h_jint (info, -1, "inflight", NULL);
-    json_decref (info);
-    return inflight;
+    return s_jm_count (t, name, "processed");
 }
 
 //  A number from the job manager's own stats (as of its last heartbeat).
@@ -1168,7 +1165,7 @@ test_pipeline_cancel (h_test_t *t)
     h_submit_run (client, NULL, "upper", "\"doomed\"", 0, doomed);
     h_submit_run (client, NULL, "upper", "\"next\"", 0, next);
     //  Both prefetched to the job manager (the router counts them there).
-    REQUIRE_WAIT (s_jm_inflight (t, "jm") == 3, 3000);
+    REQUIRE_WAIT (s_jm_count (t, "jm", "inflight") == 3, 3000);
     h_cli_t r;
     h_cli (t, &r, 10000, "cancel", doomed, NULL);
     REQUIRE_MSG (r.status == 0, "cancel of a queued job: exit %d (stderr %s)", r.status,

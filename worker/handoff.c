@@ -61,14 +61,21 @@ handoff_offer (handoff_t *self, uint32_t ticket)
                       __ATOMIC_RELEASE);
 }
 
+//  Turns ticket from QUEUED to state; false if it was not QUEUED.
+static bool
+s_turn (handoff_t *self, uint32_t ticket, handoff_state_t state)
+{
+    uint64_t expected = s_word (ticket, HANDOFF_QUEUED);
+    return __atomic_compare_exchange_n (&s_slot (self, ticket)->word, &expected,
+                                        s_word (ticket, state), false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE);
+}
+
 bool
 handoff_retract (handoff_t *self, uint32_t ticket)
 {
     assert (self);
-    uint64_t expected = s_word (ticket, HANDOFF_QUEUED);
-    return __atomic_compare_exchange_n (&s_slot (self, ticket)->word, &expected,
-                                        s_word (ticket, HANDOFF_RETRACTED), false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return s_turn (self, ticket, HANDOFF_RETRACTED);
 }
 
 bool
@@ -84,10 +91,7 @@ bool
 handoff_take (handoff_t *self, uint32_t ticket)
 {
     assert (self);
-    uint64_t expected = s_word (ticket, HANDOFF_QUEUED);
-    return __atomic_compare_exchange_n (&s_slot (self, ticket)->word, &expected,
-                                        s_word (ticket, HANDOFF_TAKEN), false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    return s_turn (self, ticket, HANDOFF_TAKEN);
 }
 
 //  --------------------------------------------------------------------------
