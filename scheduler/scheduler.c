@@ -828,6 +828,10 @@ s_on_schedule (scheduler_t *self, emqp_msg_t *msg)
     s_persist (self, s);
     zhashx_update (self->scheds, s->name, s);
     s_send_ack (self, msg->msgid);
+    //  An interval's first fire time is now: fire it now, not at the next
+    //  tick, which may come after the grid's next point and log a miss.
+    if (self->leader && self->registered)
+        s_fire_due (self);
 }
 
 static void
