@@ -24,6 +24,7 @@ struct queues_t {
     zhashx_t *queues;    // name -> queue_t, owned
     zhashx_t *creators;  // client identity (hex) -> s_creator_t, owned
     ck_hs_t jobs;        // job_t *, owned, keyed by msgid
+    size_t jobs_peak;    // most jobs held since the index was last sized
     zhashx_t *origins;   // queues_origin_t -> same, owned
     size_t hwm;
     int64_t swept_at;  // monotonic ms of the latest sweep that freed
@@ -479,6 +480,9 @@ queues_job_new (queues_t *self, const char *msgid, const char *queue_name,
     job->retries_left = parsed->retry_count;
     job->queue = queue;
     queue->jobs++;
+    size_t count = ck_hs_count (&self->jobs);
+    if (count > self->jobs_peak)
+        self->jobs_peak = count;
     return job;
 }
 
@@ -506,9 +510,31 @@ queues_job_count (queues_t *self)
 bool
 queues_compact (queues_t *self)
 {
-    if (ck_hs_count (&self->jobs) > 0)
+    size_t count = ck_hs_count (&self->jobs);
+    if (count == 0) {
+        self->jobs_peak = 0;
+        return ck_hs_reset_size (&self->jobs, S_INDEX_INITIAL);
+    }
+    //  Sized for at most an eighth of what it was sized for: a fresh table
+    //  twice the count takes the jobs, and the big one goes.
+    if (self->jobs_peak <= S_INDEX_INITIAL || count > self->jobs_peak / 8)
         return false;
-    return ck_hs_reset_size (&self->jobs, S_INDEX_INITIAL);
+    ck_hs_t fresh;
+    unsigned long capacity = count * 2 > S_INDEX_INITIAL ? count * 2 : S_INDEX_INITIAL;
+    if (!ck_hs_init (&fresh, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, s_job_hash, s_job_equal,
+                     &s_hs_allocator, capacity, (unsigned long) zclock_time ()))
+        return false;
+    ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
+    void *item;
+    while (ck_hs_next (&self->jobs, &it, &item))
+        if (!ck_hs_put (&fresh, CK_HS_HASH (&fresh, s_job_hash, item), item)) {
+            ck_hs_destroy (&fresh);  // out of memory: keep the big one
+            return false;
+        }
+    ck_hs_destroy (&self->jobs);
+    ck_hs_move (&self->jobs, &fresh, s_job_hash, s_job_equal, &s_hs_allocator);
+    self->jobs_peak = count;
+    return true;
 }
 
 //  --------------------------------------------------------------------------
@@ -810,10 +836,36 @@ queues_test (bool verbose)
     }
     CHECK_EQ (queues_job_count (queues), 0);
 
-    //  Compacting only happens when no job is held.
+    //  The index was sized for 50,000: with one job held it shrinks, and
+    //  the job is still found; sized right, it stays.
     job_t *left = queues_job_new (queues, "left", "other", "", &parsed, "p", 1, NULL, 0);
     queue_push (left->queue, left, 4);
-    CHECK (!queues_compact (queues));  // holds a job: nothing to do
+    CHECK (queues_compact (queues));
+    CHECK (queues_job_lookup (queues, "left") == left);
+    CHECK (!queues_compact (queues));
+    //  More than an eighth of its peak held: no shrink.
+    enum { FEW = 3000 };
+    static job_t *few[FEW];
+    for (int i = 0; i < FEW; i++) {
+        char id[40];
+        snprintf (id, sizeof id, "few-%d", i);
+        few[i] = queues_job_new (queues, id, "default", "", &parsed, "p", 1, NULL, 0);
+    }
+    for (int i = 0; i < FEW / 2; i++)
+        queues_job_delete (queues, few[i]);
+    CHECK (!queues_compact (queues));
+    for (int i = FEW / 2; i < FEW - 100; i++)
+        queues_job_delete (queues, few[i]);
+    CHECK (queues_compact (queues));  // 101 of 3,001
+    size_t found_few = 0;
+    for (int i = FEW - 100; i < FEW; i++) {
+        char id[40];
+        snprintf (id, sizeof id, "few-%d", i);
+        found_few += queues_job_lookup (queues, id) == few[i];
+    }
+    CHECK_EQ (found_few, 100);
+    for (int i = FEW - 100; i < FEW; i++)
+        queues_job_delete (queues, few[i]);
     queue_unlink (left->queue, left);
     queues_job_delete (queues, left);
     CHECK (queues_compact (queues));

@@ -97,8 +97,9 @@ job_t *queues_job_new (queues_t *self, const char *msgid, const char *queue_name
 //  list and not in flight.
 void queues_job_delete (queues_t *self, job_t *job);
 size_t queues_job_count (queues_t *self);
-//  When no job is held, shrinks the job index back to its initial size: a
-//  hash table never shrinks by itself, and after a large backlog its empty
+//  Shrinks the job index once it holds at most an eighth of the jobs it
+//  was sized for (back to its initial size when it holds none): a hash
+//  table never shrinks by itself, and after a large backlog its empty
 //  slots would keep that memory. Returns true if it did.
 bool queues_compact (queues_t *self);
 

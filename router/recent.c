@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  An index that never held more than this is not worth remaking.
+#define S_RECENT_SMALL 1024
+
 typedef struct {
     int64_t ended_ms;  // monotonic
     char msgid[];      // NUL-terminated
@@ -15,6 +18,7 @@ struct recent_t {
     zlistx_t *order;  // s_entry_t *, owned, oldest first
     zhashx_t *index;  // msgid -> s_entry_t *, borrowed
     size_t max;
+    size_t peak;  // most entries since the index was last made
     int64_t ttl_ms;
 };
 
@@ -86,6 +90,8 @@ recent_add (recent_t *self, const char *msgid, int64_t now_ms)
         return;
     }
     zhashx_update (self->index, entry->msgid, entry);
+    if (zhashx_size (self->index) > self->peak)
+        self->peak = zhashx_size (self->index);
 }
 
 bool
@@ -109,6 +115,22 @@ size_t
 recent_size (recent_t *self)
 {
     return zhashx_size (self->index);
+}
+
+bool
+recent_compact (recent_t *self)
+{
+    assert (self);
+    //  A zhashx keeps its grown table: once empty, a fresh one replaces it.
+    if (zhashx_size (self->index) > 0 || self->peak <= S_RECENT_SMALL)
+        return false;
+    zhashx_t *fresh = zhashx_new ();
+    if (!fresh)
+        return false;
+    zhashx_destroy (&self->index);
+    self->index = fresh;
+    self->peak = 0;
+    return true;
 }
 
 //  --------------------------------------------------------------------------
@@ -143,6 +165,24 @@ recent_test (bool verbose)
     CHECK (recent_has (recent, "c"));
     recent_expire (recent, 2300);
     CHECK_EQ (recent_size (recent), 0);
+    CHECK (!recent_compact (recent));  // never grew
+    recent_destroy (&recent);
+
+    //  Grown and emptied: the index is made afresh, and still works.
+    recent = recent_new (5000, 1000);
+    CHECK (recent != NULL);
+    for (int i = 0; i < 3000; i++) {
+        char id[32];
+        snprintf (id, sizeof id, "m-%d", i);
+        recent_add (recent, id, 0);
+    }
+    CHECK (!recent_compact (recent));  // holds entries
+    recent_expire (recent, 1000);
+    CHECK_EQ (recent_size (recent), 0);
+    CHECK (recent_compact (recent));
+    CHECK (!recent_compact (recent));
+    recent_add (recent, "again", 1500);
+    CHECK (recent_has (recent, "again"));
     recent_destroy (&recent);
     CHECK (recent == NULL);
     if (verbose)

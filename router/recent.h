@@ -27,6 +27,9 @@ bool recent_has (recent_t *self, const char *msgid);
 //  Forgets the msgids older than ttl_ms.
 void recent_expire (recent_t *self, int64_t now_ms);
 size_t recent_size (recent_t *self);
+//  Once empty after it held many, makes its index afresh (a hash table
+//  keeps its grown size otherwise). Returns true if it did.
+bool recent_compact (recent_t *self);
 
 void recent_test (bool verbose);
 

@@ -113,6 +113,8 @@ struct router_t {
     zsock_t *reader_socks[3];    // frontend, backend, admin, as readers[]
     uint64_t committed_batches;
     size_t jobs_at_trim;       // job count at the last malloc_trim
+    size_t jobs_last_second;   // job count at the last s_on_second
+    bool draining;             // a backlog is going: trim when it settles
     uint64_t refused;          // messages refused or dropped since the last second
     uint32_t fault_replies;    // ERRORs answering undecodable messages, this second
     bool refusal_burst;        // many were: trim the heap once they stop
@@ -2659,8 +2661,11 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     (void) timer_id;
     router_t *self = (router_t *) arg;
     log_limits_flush ();
-    if (self->recent)
+    if (self->recent) {
         recent_expire (self->recent, clock_mono_ms ());
+        if (recent_compact (self->recent))
+            malloc_trim (0);
+    }
     static int ticks;
     if (++ticks % 10 == 1) {
         //  A scheduler answers at once: older senders are not waiting.
@@ -2673,17 +2678,20 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     s_flush (self);
     //  After a backlog drains, give its memory back to the system: glibc
     //  keeps freed heap otherwise, and RSS would stay at the peak.
+    //  Trims as it halves, and once more when it stops falling: the last
+    //  jobs to go were on top of the heap.
     size_t jobs = queues_job_count (self->queues);
     if (jobs > self->jobs_at_trim)
         self->jobs_at_trim = jobs;
-    else if (self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2) {
-        if (queues_compact (self->queues))
-            self->jobs_at_trim = 0;  // all gone: the table starts small again
-        else
-            self->jobs_at_trim = jobs;
+    else if ((self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2)
+             || (self->draining && jobs >= self->jobs_last_second)) {
+        self->draining = self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2;
+        queues_compact (self->queues);
+        self->jobs_at_trim = jobs;
         store_release_memory (self->store);
         malloc_trim (0);
     }
+    self->jobs_last_second = jobs;
     //  A flood of bad or refused messages passed through libzmq's buffers
     //  and ours (up to the high-water marks, S_HWM): once it stops, what it
     //  took goes back to the system.
