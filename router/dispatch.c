@@ -23,7 +23,10 @@ dispatch_has_room (const peer_t *peer, bool with_prefetch, uint32_t prefetch_max
         || peer->prefetched >= dispatch_prefetch_allowance (peer, prefetch_max))
         return false;
     //  A returned job waiting in one of its queues would be kept waiting
-    //  by every prefetch here.
+    //  by every prefetch here. Usually none waits anywhere: no walk over
+    //  the queues, which made dispatch quadratic in them.
+    if (peer->queue_count == 0 || *peer->queues[0].queue->returned_waiting == 0)
+        return true;
     for (size_t i = 0; i < peer->queue_count; i++) {
         job_t *head = queue_head (peer->queues[i].queue);
         if (head && job_flag (head, JOB_RETURNED))
@@ -186,13 +189,19 @@ dispatch_test (bool verbose)
 
     //  A returned job waits for a free slot, and blocks prefetch to every
     //  job manager serving its queue.
-    job_set_flag (queue_head (q), JOB_RETURNED, true);
+    job_t *given_back = queue_pop (q);
+    job_set_flag (given_back, JOB_RETURNED, true);
+    queue_push_front (q, given_back, 0);
     twin->slots = 0;
     CHECK (dispatch_pick (q, 3) == NULL);
     CHECK (!dispatch_has_room (heavy, true, 3));
     light->slots = 1;
     CHECK (dispatch_pick (q, 3) == light);
-    job_set_flag (queue_head (q), JOB_RETURNED, false);
+    CHECK_EQ (*q->returned_waiting, 1);
+    queue_unlink (q, given_back);
+    CHECK_EQ (*q->returned_waiting, 0);
+    job_set_flag (given_back, JOB_RETURNED, false);
+    queue_push_front (q, given_back, 0);
 
     //  A peer's own walk: its queues in weight order, skipping empty ones,
     //  stopping when it has no room.

@@ -25,6 +25,7 @@ struct queues_t {
     zhashx_t *creators;  // client identity (hex) -> s_creator_t, owned
     ck_hs_t jobs;        // job_t *, owned, keyed by msgid
     size_t jobs_peak;    // most jobs held since the index was last sized
+    size_t returned_waiting;  // jobs given back unstarted, in any waiting list
     zhashx_t *origins;   // queues_origin_t -> same, owned
     size_t hwm;
     int64_t swept_at;  // monotonic ms of the latest sweep that freed
@@ -388,6 +389,7 @@ queues_require_for (queues_t *self, const char *name, zframe_t *creator,
         return NULL;
     }
     TAILQ_INIT (&queue->waiting);
+    queue->returned_waiting = &self->returned_waiting;
     queue->name = strdup (name);
     queue->servers = zlistx_new ();
     if (!queue->name || !queue->servers) {
@@ -560,6 +562,10 @@ s_link (queue_t *self, job_t *job, int64_t now_ms, bool at_head)
     else
         TAILQ_INSERT_TAIL (&self->waiting, job, link);
     self->waiting_count++;
+    //  The flag does not change while the job waits (job_fire sets it on
+    //  RETURN, before the push, and clears it on DISPATCH, after the pop).
+    if (job_flag (job, JOB_RETURNED))
+        (*self->returned_waiting)++;
 }
 
 void
@@ -596,6 +602,10 @@ queue_unlink (queue_t *self, job_t *job)
         return;
     TAILQ_REMOVE (&self->waiting, job, link);
     self->waiting_count--;
+    if (job_flag (job, JOB_RETURNED)) {
+        assert (*self->returned_waiting > 0);
+        (*self->returned_waiting)--;
+    }
     //  Out of the list; the caller gives it its next state.
     job_set_flag (job, JOB_LINKED, false);
     job->peer = NULL;

@@ -38,6 +38,8 @@ struct queue_t {
     void *creator;  // the client that created it (its count of
                     // queues, queues.c), or NULL
     bool paused;    // takes jobs, dispatches none (ADMIN queue_pause)
+    size_t *returned_waiting;  // the container's count of returned jobs
+                               // (JOB_RETURNED) waiting in any queue
 };
 
 typedef struct {
