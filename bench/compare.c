@@ -233,15 +233,21 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
                             "pipe hop to a worker and back, the RESULT). No broker on "
                             "libzmq meets 2× here; lever for the rest: the pipe hop.",
                             lb_p50 / bs_p50, mem_p50 - lb_p50);
+    double cpu_noop = cpu[0];
     if (isfinite (exec_jps) && isfinite (limit) && exec_jps < 0.8 * limit
         && isfinite (exec_cpu))
+        //  At the limit the spawns alone take every CPU: 0.8× of it leaves
+        //  a quarter of a spawn's CPU for everything else.
         bench_compare_note (
-            "Bound, exec: the router, job manager and client spent %.0f "
-            "µs of CPU per exec job, %.2f of a CPU at %.0f jobs/s, on top "
-            "of the spawns themselves. Lever: more slots than cores for "
-            "exec jobs, which wait on their child (this scenario keeps 2 "
-            "workers, as the limit keeps 2 spawners).",
-            exec_cpu, exec_cpu * exec_jps / 1e6, exec_jps);
+            "Bound, exec: CPU. The router, job manager and client spent %.0f µs of "
+            "CPU per exec job (%.1f per no-op job in memory, where messages go in "
+            "batches); at 0.8× the limit a spawn's CPU is %.0f µs and the rest has "
+            "%.0f µs. At this rate each message travels alone and wakes its process "
+            "and libzmq's I/O thread (perf: most of it kernel time, context "
+            "switches). Lever: fewer messages per job (ACK with the RESULT, the "
+            "job manager's READY with its OUTCOME). More workers only fill the "
+            "idle CPU: the rest stays over its budget (docs/performance.md).",
+            exec_cpu, cpu_noop, ncpu * 1e6 / limit, ncpu * 1e6 / limit * 0.25);
 }
 
 void
