@@ -227,7 +227,7 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
         bench_compare_note ("CPU per job in memory, every process together: beanstalkd "
                             "%.1f µs, emq %.1f µs (%.2f×).",
                             bs->mem_cpu_per_job, cpu[0], cpu[0] / bs->mem_cpu_per_job);
-    if (isfinite (mem_p50) && isfinite (bs_p50) && isfinite (lb_p50))
+    if (isfinite (mem_p50) && isfinite (bs_p50) && isfinite (lb_p50) && mem_p50 > lb_p50)
         bench_compare_note ("Bound, round trip: the bare ZeroMQ LB broker's p50 is %.2f× "
                             "beanstalkd's; emq adds %.0f µs to it (the job manager's "
                             "pipe hop to a worker and back, the RESULT). No broker on "
@@ -244,9 +244,10 @@ s_bounds (const bench_beanstalkd_t *bs, double mem, double everysec, double alwa
             "batches); at 0.8× the limit a spawn's CPU is %.0f µs and the rest has "
             "%.0f µs. At this rate each message travels alone and wakes its process "
             "and libzmq's I/O thread (perf: most of it kernel time, context "
-            "switches). Lever: fewer messages per job (ACK with the RESULT, the "
-            "job manager's READY with its OUTCOME). More workers only fill the "
-            "idle CPU: the rest stays over its budget (docs/performance.md).",
+            "switches). Lever: fewer than the 5 messages per job (submit, ACK, "
+            "dispatch, DONE, RESULT: the ACK could ride with the RESULT). More "
+            "workers only fill the idle CPU: the rest stays over its budget "
+            "(docs/performance.md).",
             exec_cpu, cpu_noop, ncpu * 1e6 / limit, ncpu * 1e6 / limit * 0.25);
 }
 

@@ -21,12 +21,12 @@ typedef struct {
 } s_creator_t;
 
 struct queues_t {
-    zhashx_t *queues;    // name -> queue_t, owned
-    zhashx_t *creators;  // client identity (hex) -> s_creator_t, owned
-    ck_hs_t jobs;        // job_t *, owned, keyed by msgid
-    size_t jobs_peak;    // most jobs held since the index was last sized
+    zhashx_t *queues;         // name -> queue_t, owned
+    zhashx_t *creators;       // client identity (hex) -> s_creator_t, owned
+    ck_hs_t jobs;             // job_t *, owned, keyed by msgid
+    size_t jobs_peak;         // most jobs held since the index was last sized
     size_t returned_waiting;  // jobs given back unstarted, in any waiting list
-    zhashx_t *origins;   // queues_origin_t -> same, owned
+    zhashx_t *origins;        // queues_origin_t -> same, owned
     size_t hwm;
     int64_t swept_at;  // monotonic ms of the latest sweep that freed
                        // nothing: not repeated within 100 ms unless a

@@ -35,9 +35,9 @@ struct queue_t {
                           // kept by job_fire
     int64_t latency_ms;   // wait of the latest dispatched job
     int64_t max_latency_ms;
-    void *creator;  // the client that created it (its count of
-                    // queues, queues.c), or NULL
-    bool paused;    // takes jobs, dispatches none (ADMIN queue_pause)
+    void *creator;             // the client that created it (its count of
+                               // queues, queues.c), or NULL
+    bool paused;               // takes jobs, dispatches none (ADMIN queue_pause)
     size_t *returned_waiting;  // the container's count of returned jobs
                                // (JOB_RETURNED) waiting in any queue
 };
