@@ -134,12 +134,23 @@ def _b(text):
     return text.encode() if isinstance(text, str) else text
 
 
+def _addr_list(addr):
+    """One address, a comma-separated list, or a list or tuple of them."""
+    if isinstance(addr, (list, tuple)):
+        return ",".join(a.decode() if isinstance(a, bytes) else a for a in addr)
+    return addr
+
+
 class Client:
     """One connection to a router's frontend: addr, else $EMQ_BROKER_ADDR,
-    else tcp://127.0.0.1:47291. admin_addr (for cancel, status and dead
-    jobs): else $EMQ_ADMIN_ADDR, else tcp://127.0.0.1:47293."""
+    else tcp://127.0.0.1:47291. addr may name several routers of which one
+    leads (a list, or "tcp://r1:47291,tcp://r2:47291"): the client follows
+    the leader, sending an unACKed job again under its msgid. admin_addr
+    (for cancel, status and dead jobs): else $EMQ_ADMIN_ADDR, else
+    tcp://127.0.0.1:47293."""
 
     def __init__(self, addr=None, admin_addr=None, timeout_ms=DEFAULT_TIMEOUT_MS):
+        addr = _addr_list(addr)
         self._client = c.lib.emq_client_new(_b(addr))
         if not self._client:
             raise EmqError(c.ERR_INVALID, "emq: cannot connect to %r" % addr)

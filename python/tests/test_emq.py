@@ -178,6 +178,18 @@ def test_schedule_and_unschedule(system, tmp_path):
         system.wait_for(lambda: name not in _schedules(client), what="the unschedule")
 
 
+def test_router_list(system, tmp_path):
+    # A list of routers, the first never up: the client moves on to the
+    # one that takes its jobs, and the job runs once.
+    gone = "ipc://%s/no-router" % tmp_path
+    for addr in ([gone, system.frontend], "%s,%s" % (gone, system.frontend)):
+        with emq.Client(addr, admin_addr=system.admin) as client:
+            msgid = client.submit(emqtest_jobs.add, [20, 22], reply=True)
+            assert client.wait(msgid, timeout=20).value == 42
+    add = emq.job(emqtest_jobs.add, broker_addr=[gone, system.frontend])
+    assert add.run(1, 2) == 3
+
+
 def test_unreachable_router(tmp_path):
     client = emq.Client("ipc://%s/nobody" % tmp_path, timeout_ms=300)
     with pytest.raises(emq.EmqError) as caught:
