@@ -112,6 +112,15 @@ static struct ck_malloc s_hs_allocator = { s_hs_malloc, s_hs_realloc, s_hs_free 
 
 #define S_INDEX_INITIAL 1024
 
+//  An empty job index for capacity jobs. False when out of memory.
+static bool
+s_index_init (ck_hs_t *index, unsigned long capacity)
+{
+    return ck_hs_init (index, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, s_job_hash,
+                       s_job_equal, &s_hs_allocator, capacity,
+                       (unsigned long) zclock_time ());
+}
+
 //  --------------------------------------------------------------------------
 //  Origins
 
@@ -230,9 +239,7 @@ queues_new (size_t hwm)
     queues_t *self = calloc (1, sizeof (queues_t));
     if (!self)
         return NULL;
-    if (!ck_hs_init (&self->jobs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, s_job_hash,
-                     s_job_equal, &s_hs_allocator, S_INDEX_INITIAL,
-                     (unsigned long) zclock_time ())) {
+    if (!s_index_init (&self->jobs, S_INDEX_INITIAL)) {
         free (self);
         return NULL;
     }
@@ -523,8 +530,7 @@ queues_compact (queues_t *self)
         return false;
     ck_hs_t fresh;
     unsigned long capacity = count * 2 > S_INDEX_INITIAL ? count * 2 : S_INDEX_INITIAL;
-    if (!ck_hs_init (&fresh, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, s_job_hash, s_job_equal,
-                     &s_hs_allocator, capacity, (unsigned long) zclock_time ()))
+    if (!s_index_init (&fresh, capacity))
         return false;
     ck_hs_iterator_t it = CK_HS_ITERATOR_INITIALIZER;
     void *item;

@@ -2681,11 +2681,11 @@ s_on_second (zloop_t *loop, int timer_id, void *arg)
     //  Trims as it halves, and once more when it stops falling: the last
     //  jobs to go were on top of the heap.
     size_t jobs = queues_job_count (self->queues);
+    bool halved = self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2;
     if (jobs > self->jobs_at_trim)
         self->jobs_at_trim = jobs;
-    else if ((self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2)
-             || (self->draining && jobs >= self->jobs_last_second)) {
-        self->draining = self->jobs_at_trim >= 1000 && jobs < self->jobs_at_trim / 2;
+    else if (halved || (self->draining && jobs >= self->jobs_last_second)) {
+        self->draining = halved;
         queues_compact (self->queues);
         self->jobs_at_trim = jobs;
         store_release_memory (self->store);

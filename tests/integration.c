@@ -1092,6 +1092,22 @@ test_jm_sigterm (h_test_t *t)
 //  runs a long job comes back (RETURN) after prefetch_hold_ms and runs on
 //  another job manager, long before the long job ends.
 
+//  Makes the one worker of job manager jm busy: a warm-up job (the worker
+//  is up), then a sleep of `seconds` (its msgid into sleeper). Returns the
+//  worker's pid once it runs the sleep.
+static pid_t
+s_busy_worker (h_test_t *t, emq_client_t *client, const char *jm, const char *seconds,
+               char sleeper[37])
+{
+    char warm[37];
+    h_submit_run (client, NULL, "upper", "\"warm\"", 0, warm);
+    free (s_expect_ok (t, client, warm, 10000));
+    h_submit_run (client, NULL, "sleep", seconds, 0, sleeper);
+    pid_t worker = 0;
+    REQUIRE_WAIT ((worker = h_jm_job_pid (t, jm, sleeper)) > 0, 3000);
+    return worker;
+}
+
 static void
 test_prefetch_return (h_test_t *t)
 {
@@ -1099,11 +1115,8 @@ test_prefetch_return (h_test_t *t)
     h_jm (t, "busy", DEFAULT_Q, 1, "--prefetch-hold-ms", "200", NULL);
     REQUIRE_WAIT (h_jm_has_slots (t, "busy", 1), 5000);
     emq_client_t *client = s_client (t);
-    char warm[37], sleeper[37], quick[37];
-    h_submit_run (client, NULL, "upper", "\"warm\"", 0, warm);
-    free (s_expect_ok (t, client, warm, 10000));
-    h_submit_run (client, NULL, "sleep", "6", 0, sleeper);
-    REQUIRE_WAIT (h_jm_job_pid (t, "busy", sleeper) > 0, 3000);
+    char sleeper[37], quick[37];
+    s_busy_worker (t, client, "busy", "6", sleeper);
     //  No free slot anywhere: the quick job is prefetched to busy, where it
     //  waits; after 200 ms it comes back.
     int64_t submitted = clock_mono_ms ();
@@ -1156,12 +1169,8 @@ test_pipeline_cancel (h_test_t *t)
     h_jm (t, "jm", DEFAULT_Q, 1, "--prefetch-hold-ms", "10000", NULL);
     REQUIRE_WAIT (h_jm_has_slots (t, "jm", 1), 5000);
     emq_client_t *client = s_client (t);
-    char warm[37], sleeper[37], doomed[37], next[37];
-    h_submit_run (client, NULL, "upper", "\"warm\"", 0, warm);
-    free (s_expect_ok (t, client, warm, 10000));
-    h_submit_run (client, NULL, "sleep", "2", 0, sleeper);
-    pid_t worker = 0;
-    REQUIRE_WAIT ((worker = h_jm_job_pid (t, "jm", sleeper)) > 0, 3000);
+    char sleeper[37], doomed[37], next[37];
+    pid_t worker = s_busy_worker (t, client, "jm", "2", sleeper);
     h_submit_run (client, NULL, "upper", "\"doomed\"", 0, doomed);
     h_submit_run (client, NULL, "upper", "\"next\"", 0, next);
     //  Both prefetched to the job manager (the router counts them there).
